@@ -1,0 +1,146 @@
+//! Solver errors. Every variant carries a stable code (`ERR_OMNIBAL_...`) that the binding puts
+//! on the JavaScript exception and that the TypeScript twins use as well.
+
+use std::fmt;
+
+/// Which JavaScript error class an error maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A value of the wrong type (`TypeError`).
+    Type,
+    /// A value outside its allowed range (`RangeError`).
+    Range,
+    /// Anything else (`Error`).
+    Plain,
+}
+
+/// An error from a solver, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// An argument is outside its allowed range: negative, fractional, NaN, too large.
+    OutOfRange { name: String, message: String },
+    /// An argument has the wrong type.
+    InvalidType { name: String, message: String },
+    /// A panic inside the solver, caught at the boundary.
+    Panic { message: String },
+}
+
+impl Error {
+    /// Builds an [`Error::OutOfRange`] for argument `name`.
+    pub fn out_of_range(name: &str, message: impl Into<String>) -> Self {
+        Error::OutOfRange {
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Builds an [`Error::InvalidType`] for argument `name`.
+    pub fn invalid_type(name: &str, message: impl Into<String>) -> Self {
+        Error::InvalidType {
+            name: name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The stable code, identical in both backends.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::OutOfRange { .. } => "ERR_OMNIBAL_OUT_OF_RANGE",
+            Error::InvalidType { .. } => "ERR_OMNIBAL_INVALID_TYPE",
+            Error::Panic { .. } => "ERR_OMNIBAL_PANIC",
+        }
+    }
+
+    /// The JavaScript error class this error maps to.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::OutOfRange { .. } => ErrorClass::Range,
+            Error::InvalidType { .. } => ErrorClass::Type,
+            Error::Panic { .. } => ErrorClass::Plain,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::OutOfRange { name, message } | Error::InvalidType { name, message } => {
+                write!(f, "{name} {message}")
+            }
+            Error::Panic { message } => {
+                write!(f, "internal error (panic in the native core): {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Checks that a JavaScript number is an integer in `0..=max` and returns it.
+///
+/// This is the one place the rule "non-negative integer, not NaN, not fractional, at most `max`"
+/// is written for the native side; `src/validate.ts` holds its TypeScript twin.
+pub fn integer_in_range(name: &str, value: f64, max: u64) -> Result<u64, Error> {
+    if value.is_nan() {
+        return Err(Error::out_of_range(name, "must be an integer, got NaN"));
+    }
+    if value.fract() != 0.0 || value.is_infinite() {
+        return Err(Error::out_of_range(
+            name,
+            format!("must be an integer, got {}", js_number(value)),
+        ));
+    }
+    if value < 0.0 || value > max as f64 {
+        return Err(Error::out_of_range(
+            name,
+            format!("must be between 0 and {max}, got {}", js_number(value)),
+        ));
+    }
+    Ok(value as u64)
+}
+
+/// Formats a number the way JavaScript's `String(x)` does for the values error messages show.
+fn js_number(value: f64) -> String {
+    if value.is_infinite() {
+        return if value > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    if value.fract() == 0.0 && value.abs() < 1e21 {
+        return format!("{value:.0}");
+    }
+    format!("{value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_in_range_pass() {
+        assert_eq!(integer_in_range("n", 0.0, 10), Ok(0));
+        assert_eq!(integer_in_range("n", 10.0, 10), Ok(10));
+        assert_eq!(
+            integer_in_range("seed", 9007199254740991.0, (1 << 53) - 1),
+            Ok((1 << 53) - 1)
+        );
+    }
+
+    #[test]
+    fn bad_numbers_are_range_errors_with_a_message() {
+        for (value, text) in [
+            (f64::NAN, "n must be an integer, got NaN"),
+            (2.5, "n must be an integer, got 2.5"),
+            (-1.0, "n must be between 0 and 10, got -1"),
+            (11.0, "n must be between 0 and 10, got 11"),
+            (f64::INFINITY, "n must be an integer, got Infinity"),
+        ] {
+            let err = integer_in_range("n", value, 10).unwrap_err();
+            assert_eq!(err.code(), "ERR_OMNIBAL_OUT_OF_RANGE");
+            assert_eq!(err.class(), ErrorClass::Range);
+            assert_eq!(err.to_string(), text);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Fisher-Yates shuffles and seeded permutations, drawn from [`crate::rng::Rng`].
+
+use crate::error::Error;
+use crate::progress::Progress;
+use crate::rng::Rng;
+
+/// Largest `n` accepted by [`permutation`]: indices are `u32`.
+pub const MAX_PERMUTATION_LEN: u64 = u32::MAX as u64;
+
+/// Shuffles `values` in place (Fisher-Yates, from the back): for `i` from `len - 1` down to 1,
+/// swap `values[i]` with `values[rng.below(i + 1)]`.
+pub fn shuffle<T>(values: &mut [T], rng: &mut Rng) {
+    shuffle_with_progress(values, rng, &mut ());
+}
+
+/// [`shuffle`], reporting progress to `progress` every 2^16 swaps.
+pub fn shuffle_with_progress<T>(values: &mut [T], rng: &mut Rng, progress: &mut dyn Progress) {
+    let len = values.len();
+    let total = len as u64;
+    for i in (1..len).rev() {
+        let j = rng.below((i + 1) as u32) as usize;
+        values.swap(i, j);
+        if i & 0xFFFF == 0 {
+            progress.report(total - i as u64, total);
+        }
+    }
+    progress.report(total, total);
+}
+
+/// A uniformly random permutation of `0..n` for `seed`.
+pub fn permutation(n: u64, seed: u64) -> Result<Vec<u32>, Error> {
+    permutation_with_progress(n, seed, &mut ())
+}
+
+/// [`permutation`], reporting progress as it shuffles.
+pub fn permutation_with_progress(
+    n: u64,
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> Result<Vec<u32>, Error> {
+    if n > MAX_PERMUTATION_LEN {
+        return Err(Error::out_of_range(
+            "n",
+            format!("must be between 0 and {MAX_PERMUTATION_LEN}, got {n}"),
+        ));
+    }
+    if seed > crate::rng::MAX_SEED {
+        return Err(Error::out_of_range(
+            "seed",
+            format!("must be between 0 and {}, got {seed}", crate::rng::MAX_SEED),
+        ));
+    }
+    let mut values: Vec<u32> = (0..n as u32).collect();
+    shuffle_with_progress(&mut values, &mut Rng::new(seed), progress);
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_permutation(values: &[u32]) -> bool {
+        let mut seen = vec![false; values.len()];
+        for &v in values {
+            let v = v as usize;
+            if v >= seen.len() || seen[v] {
+                return false;
+            }
+            seen[v] = true;
+        }
+        true
+    }
+
+    #[test]
+    fn permutations_are_permutations_and_deterministic() {
+        for n in [0u64, 1, 2, 3, 10, 1000, 70_001] {
+            for seed in [0u64, 1, 99, crate::rng::MAX_SEED] {
+                let p = permutation(n, seed).unwrap();
+                assert_eq!(p.len() as u64, n);
+                assert!(is_permutation(&p));
+                assert_eq!(p, permutation(n, seed).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn different_seeds_give_different_orders() {
+        assert_ne!(permutation(100, 1).unwrap(), permutation(100, 2).unwrap());
+    }
+
+    #[test]
+    fn every_position_is_reachable_for_small_n() {
+        // All 6 orders of 3 items appear over a few hundred seeds.
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..300 {
+            seen.insert(permutation(3, seed).unwrap());
+        }
+        assert_eq!(seen.len(), 6);
+    }
+
+    #[test]
+    fn progress_reaches_the_total() {
+        let mut last = (0, 0);
+        let mut calls = 0;
+        let mut sink = |done: u64, total: u64| {
+            assert!(done <= total);
+            last = (done, total);
+            calls += 1;
+        };
+        permutation_with_progress(300_000, 1, &mut sink).unwrap();
+        assert_eq!(last, (300_000, 300_000));
+        assert!(calls >= 4 && calls < 20, "calls {calls}");
+    }
+
+    #[test]
+    fn out_of_range_arguments_are_errors() {
+        assert_eq!(
+            permutation(1, crate::rng::MAX_SEED + 1).unwrap_err().code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            permutation(MAX_PERMUTATION_LEN + 1, 0).unwrap_err().code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! Node-API binding for `omnibal-core`: thin `#[napi]` functions that take typed arrays and
+//! JavaScript numbers, check them, call the core, and hand back typed arrays.
+//!
+//! - [`args`]: reading typed-array arguments, with coded `TypeError`s for the wrong kind;
+//! - [`error`]: core errors to JS exceptions with a `code`, panics caught at the boundary;
+//! - [`progress`]: a JS progress callback behind a time-throttled threadsafe function;
+//! - [`permutation`]: seeded permutations and shuffles, sync and async;
+//! - [`info`]: what `omnibal doctor` reports about the binary;
+//! - [`diagnostics`]: functions that exist to prove the error paths (a deliberate panic).
+#![deny(clippy::all)]
+
+pub mod args;
+pub mod diagnostics;
+pub mod error;
+pub mod info;
+pub mod permutation;
+pub mod progress;

@@ -1,0 +1,159 @@
+/**
+ * Backend selection: the native binding when it loads, else the TypeScript twins.
+ *
+ * The generated loader (`bindings.js`, written by `napi build`) finds the binary: the path in
+ * `NAPI_RS_NATIVE_LIBRARY_PATH`, a local `omnibal.<platform>.node`, then the per-platform
+ * package. `OMNIBAL_BACKEND` forces a side: `js` always uses the twins, `native` fails with every
+ * load error when no binary loads, `auto` (the default) falls back to the twins with one warning
+ * on stderr.
+ *
+ * @module
+ */
+import * as path from 'node:path';
+import type * as Native from '../bindings';
+import { ErrorCodes, omnibalError } from './errors';
+import { packageRoot } from './package';
+import { permutationTwin, shuffleU32Twin } from './random/permutation';
+
+/** The functions every backend provides: the native binding's shape, which the twins mirror. */
+export interface Backend {
+  permutation(n: number, seed: number): Uint32Array;
+  permutationAsync(
+    n: number,
+    seed: number,
+    onProgress?: ((done: number, total: number) => void) | null,
+  ): Promise<Uint32Array>;
+  shuffleU32(values: Uint32Array, seed: number): Uint32Array;
+}
+
+/** Which backend serves the API, as {@link backend} reports it. */
+export interface BackendInfo {
+  /** `native`: the Rust core through Node-API; `js`: the TypeScript twins. */
+  kind: 'native' | 'js';
+  /** The native binary that was loaded (native only). */
+  path?: string;
+  /** Why this backend was chosen, when it was not the default choice. */
+  reason?: string;
+}
+
+/** Runs a twin on the next turn of the event loop, so the JS fallback is a real Promise too. */
+function deferred<T>(work: () => T): Promise<T> {
+  return new Promise((resolve, reject) => {
+    setImmediate(() => {
+      try {
+        resolve(work());
+      } catch (error) {
+        reject(error);
+      }
+    });
+  });
+}
+
+/** The TypeScript twins, shaped as a {@link Backend}. */
+export const jsBackend: Backend = {
+  permutation: permutationTwin,
+  permutationAsync: (n, seed, onProgress) =>
+    deferred(() => {
+      const result = permutationTwin(n, seed);
+      onProgress?.(n, n);
+      return result;
+    }),
+  shuffleU32: shuffleU32Twin,
+};
+
+// Compile-time check that the generated native declarations satisfy the Backend shape.
+type NativeModule = typeof Native;
+const nativeSatisfiesBackend = (m: NativeModule): Backend => m;
+void nativeSatisfiesBackend;
+
+interface Loaded {
+  api: Backend;
+  info: BackendInfo;
+  native?: NativeModule;
+}
+
+let loaded: Loaded | undefined;
+
+
+/** The `.node` file Node loaded for `exportsObject`, found in the require cache. */
+function nativePathOf(exportsObject: unknown): string | undefined {
+  for (const [file, mod] of Object.entries(require.cache)) {
+    if (file.endsWith('.node') && mod?.exports === exportsObject) return file;
+  }
+  return undefined;
+}
+
+function loadNative(): { native?: NativeModule; error?: unknown } {
+  try {
+    return { native: require(path.join(packageRoot, 'bindings.js')) as NativeModule };
+  } catch (error) {
+    return { error };
+  }
+}
+
+function describeLoadError(error: unknown): string {
+  const first = error instanceof Error ? error.message : String(error);
+  const causes: string[] = [];
+  let cause = error instanceof Error ? error.cause : undefined;
+  while (cause instanceof Error && causes.length < 8) {
+    causes.push(cause.message.split('\n')[0]);
+    cause = cause.cause;
+  }
+  return causes.length > 0 ? `${first.split('\n')[0]} (${causes.join('; ')})` : first.split('\n')[0];
+}
+
+function select(): Loaded {
+  const wanted = (process.env.OMNIBAL_BACKEND ?? 'auto').trim().toLowerCase() || 'auto';
+  if (wanted === 'js') {
+    return { api: jsBackend, info: { kind: 'js', reason: 'OMNIBAL_BACKEND=js' } };
+  }
+  if (wanted !== 'native' && wanted !== 'auto') {
+    throw omnibalError(
+      ErrorCodes.INVALID_BACKEND,
+      `OMNIBAL_BACKEND must be native, js or auto, got ${JSON.stringify(process.env.OMNIBAL_BACKEND)}`,
+    );
+  }
+  const { native, error } = loadNative();
+  if (native) {
+    const file = nativePathOf(native);
+    const info: BackendInfo = { kind: 'native', ...(file ? { path: file } : {}) };
+    if (wanted === 'native') info.reason = 'OMNIBAL_BACKEND=native';
+    return { api: native, info, native };
+  }
+  if (wanted === 'native') {
+    throw omnibalError(
+      ErrorCodes.NATIVE_UNAVAILABLE,
+      `OMNIBAL_BACKEND=native but the native binding did not load: ${describeLoadError(error)}`,
+      error,
+    );
+  }
+  const reason = `native binding not loaded: ${describeLoadError(error)}`;
+  process.stderr.write(
+    `omnibal: ${reason}; using the TypeScript twins (set OMNIBAL_BACKEND=js to silence this)\n`,
+  );
+  return { api: jsBackend, info: { kind: 'js', reason } };
+}
+
+function current(): Loaded {
+  loaded ??= select();
+  return loaded;
+}
+
+/** The backend the API calls into (loaded on first use). */
+export function activeBackend(): Backend {
+  return current().api;
+}
+
+/**
+ * Which backend serves the API: `native` (with the binary's path) or `js` (with the reason).
+ * Loads the backend on first call; throws `ERR_OMNIBAL_NATIVE_UNAVAILABLE` when
+ * `OMNIBAL_BACKEND=native` and no binary loads.
+ */
+export function backend(): BackendInfo {
+  return { ...current().info };
+}
+
+/** The raw native module when it is loaded (for diagnostics such as `omnibal doctor`). */
+export function nativeModule(): NativeModule | undefined {
+  return current().native;
+}

@@ -1,0 +1,52 @@
+/**
+ * Errors thrown by omnibal. Every error carries a stable `code` (`ERR_OMNIBAL_...`); the native
+ * core and the TypeScript twins throw the same class (`TypeError`, `RangeError` or `Error`) with
+ * the same code for the same bad input.
+ *
+ * @module
+ */
+
+/** Every error code omnibal throws, with what it means. */
+export const ErrorCodes = {
+  /** An argument is outside its allowed range: negative, fractional, NaN, too large (`RangeError`). */
+  OUT_OF_RANGE: 'ERR_OMNIBAL_OUT_OF_RANGE',
+  /** An argument has the wrong type, such as the wrong typed-array kind (`TypeError`). */
+  INVALID_TYPE: 'ERR_OMNIBAL_INVALID_TYPE',
+  /** A panic inside the native core, caught at the boundary; the process keeps running. */
+  PANIC: 'ERR_OMNIBAL_PANIC',
+  /** `OMNIBAL_BACKEND=native` was asked for but no native binding loads; `cause` holds every load error. */
+  NATIVE_UNAVAILABLE: 'ERR_OMNIBAL_NATIVE_UNAVAILABLE',
+  /** `OMNIBAL_BACKEND` holds a value other than `native`, `js` or `auto`. */
+  INVALID_BACKEND: 'ERR_OMNIBAL_INVALID_BACKEND',
+} as const;
+
+/** One of the {@link ErrorCodes}. */
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** An `Error`, `TypeError` or `RangeError` thrown by omnibal, with its stable code. */
+export type OmnibalError = Error & { code: ErrorCode };
+
+/** Whether `error` was thrown by omnibal (it carries an `ERR_OMNIBAL_...` code). */
+export function isOmnibalError(error: unknown): error is OmnibalError {
+  const code: unknown = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('ERR_OMNIBAL_');
+}
+
+function withCode<E extends Error>(error: E, code: ErrorCode): E & { code: ErrorCode } {
+  return Object.assign(error, { code });
+}
+
+/** A `RangeError` with code `ERR_OMNIBAL_OUT_OF_RANGE`; the message starts with the argument's name. */
+export function outOfRange(name: string, message: string): RangeError & { code: ErrorCode } {
+  return withCode(new RangeError(`${name} ${message}`), ErrorCodes.OUT_OF_RANGE);
+}
+
+/** A `TypeError` with code `ERR_OMNIBAL_INVALID_TYPE`; the message starts with the argument's name. */
+export function invalidType(name: string, message: string): TypeError & { code: ErrorCode } {
+  return withCode(new TypeError(`${name} ${message}`), ErrorCodes.INVALID_TYPE);
+}
+
+/** A plain `Error` with the given code, and an optional cause. */
+export function omnibalError(code: ErrorCode, message: string, cause?: unknown): OmnibalError {
+  return withCode(cause === undefined ? new Error(message) : new Error(message, { cause }), code);
+}

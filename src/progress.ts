@@ -1,0 +1,42 @@
+/**
+ * Progress callbacks for the Promise variants.
+ *
+ * The native side reports from a libuv worker through a threadsafe function, so a report can
+ * land on the event loop after the Promise settles. {@link withProgress} restores the order a
+ * caller expects: every report arrives before the Promise resolves, the last one is
+ * `(total, total)`, and nothing arrives afterwards.
+ *
+ * @module
+ */
+
+/** `(done, total)`: how much of a long call is finished, in units the call chooses. */
+export type ProgressCallback = (done: number, total: number) => void;
+
+/**
+ * Calls `start` with a guarded progress callback (or `null` when the caller gave none) and
+ * returns its Promise, completed with the final report on success.
+ */
+export function withProgress<T>(
+  onProgress: ProgressCallback | undefined,
+  start: (progress: ProgressCallback | null) => Promise<T>,
+): Promise<T> {
+  if (!onProgress) return start(null);
+  let open = true;
+  let last: [number, number] | undefined;
+  const guarded: ProgressCallback = (done, total) => {
+    if (!open) return;
+    last = [done, total];
+    onProgress(done, total);
+  };
+  return start(guarded).then(
+    (value) => {
+      if (last && last[0] < last[1]) onProgress(last[1], last[1]);
+      open = false;
+      return value;
+    },
+    (error: unknown) => {
+      open = false;
+      throw error;
+    },
+  );
+}

@@ -1,0 +1,37 @@
+/**
+ * Argument checks shared by the public API and the TypeScript twins. The native side has the
+ * same rules in `crate/core/src/error.rs` (numbers) and `crate/node/src/args.rs` (typed arrays),
+ * with the same codes and wording.
+ *
+ * @module
+ */
+import { invalidType, outOfRange } from './errors';
+
+/** What a value is, as error messages name it: `Float64Array`, `an object`, `string`, `null`. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (ArrayBuffer.isView(value)) return value.constructor.name;
+  if (typeof value === 'object') return 'an object';
+  return typeof value;
+}
+
+/** Throws unless `value` is a JS number (any number, NaN included: ranges are checked later). */
+export function expectNumber(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number') {
+    throw invalidType(name, `must be a number, got ${describeValue(value)}`);
+  }
+}
+
+/** Returns `value` if it is an integer in `0..=max`, else throws a coded `RangeError`. */
+export function integerInRange(name: string, value: number, max: number): number {
+  if (Number.isNaN(value)) throw outOfRange(name, 'must be an integer, got NaN');
+  if (!Number.isInteger(value)) throw outOfRange(name, `must be an integer, got ${value}`);
+  if (value < 0 || value > max) throw outOfRange(name, `must be between 0 and ${max}, got ${value}`);
+  return value;
+}
+
+/** Returns `value` if it is a `Uint32Array`, else throws a coded `TypeError` naming what it is. */
+export function expectU32Array(name: string, value: unknown): Uint32Array {
+  if (value instanceof Uint32Array) return value;
+  throw invalidType(name, `must be a Uint32Array, got ${describeValue(value)}`);
+}
