@@ -24,7 +24,10 @@ export const ErrorCodes = {
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 /** An `Error`, `TypeError` or `RangeError` thrown by omnibal, with its stable code. */
-export type OmnibalError = Error & { code: ErrorCode };
+export type OmnibalError = Error & {
+  /** The stable code, one of {@link ErrorCodes}. */
+  code: ErrorCode;
+};
 
 /** Whether `error` was thrown by omnibal (it carries an `ERR_OMNIBAL_...` code). */
 export function isOmnibalError(error: unknown): error is OmnibalError {

@@ -30,5 +30,8 @@ pub fn expect_u32_array(env: &Env, value: Unknown, name: &str) -> napi::Result<U
         }
     }
     let what = describe(&value)?;
-    Err(to_js_error(env, &Error::invalid_type(name, format!("must be a Uint32Array, got {what}"))))
+    Err(to_js_error(
+        env,
+        &Error::invalid_type(name, format!("must be a Uint32Array, got {what}")),
+    ))
 }

@@ -1,8 +1,8 @@
 //! Seeded permutations and shuffles (`omnibal_core::permutation`) for JavaScript.
 
+use crate::args::expect_u32_array;
 use crate::error::{guard, run_sync, to_js_error};
 use crate::progress::{JsProgress, ProgressFn};
-use crate::args::expect_u32_array;
 use napi::bindgen_prelude::{AsyncTask, Uint32Array, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
@@ -12,7 +12,10 @@ use omnibal_core::rng::{Rng, MAX_SEED};
 use omnibal_core::Error;
 
 fn check_n_and_seed(n: f64, seed: f64) -> Result<(u64, u64), Error> {
-    Ok((integer_in_range("n", n, MAX_PERMUTATION_LEN)?, integer_in_range("seed", seed, MAX_SEED)?))
+    Ok((
+        integer_in_range("n", n, MAX_PERMUTATION_LEN)?,
+        integer_in_range("seed", seed, MAX_SEED)?,
+    ))
 }
 
 /// A uniformly random permutation of `0..n` for `seed`.
@@ -46,7 +49,9 @@ impl Task for PermutationTask {
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        output.map(Uint32Array::new).map_err(|e| to_js_error(&env, &e))
+        output
+            .map(Uint32Array::new)
+            .map_err(|e| to_js_error(&env, &e))
     }
 }
 
@@ -59,7 +64,11 @@ pub fn permutation_async(
     #[napi(ts_arg_type = "((done: number, total: number) => void) | undefined | null")]
     on_progress: Option<ProgressFn>,
 ) -> AsyncTask<PermutationTask> {
-    AsyncTask::new(PermutationTask { n, seed, progress: on_progress })
+    AsyncTask::new(PermutationTask {
+        n,
+        seed,
+        progress: on_progress,
+    })
 }
 
 /// A shuffled copy of `values` (Fisher-Yates, the same draws as [`permutation`]).

@@ -25,18 +25,28 @@ pub struct JsProgress {
 impl JsProgress {
     /// Wraps an optional callback; without one, reports are dropped.
     pub fn new(callback: Option<ProgressFn>) -> Self {
-        JsProgress { callback, last: None }
+        JsProgress {
+            callback,
+            last: None,
+        }
     }
 }
 
 impl Progress for JsProgress {
     fn report(&mut self, done: u64, total: u64) {
-        let Some(callback) = &self.callback else { return };
+        let Some(callback) = &self.callback else {
+            return;
+        };
         let now = Instant::now();
-        let due = self.last.is_none_or(|last| now.duration_since(last) >= MIN_INTERVAL);
+        let due = self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= MIN_INTERVAL);
         if due || done >= total {
             self.last = Some(now);
-            callback.call((done as f64, total as f64).into(), ThreadsafeFunctionCallMode::NonBlocking);
+            callback.call(
+                (done as f64, total as f64).into(),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
         }
     }
 }
