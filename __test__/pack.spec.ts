@@ -1,8 +1,9 @@
-// The published shape: pack the root package and the linux-x64-gnu platform package, install
+// The published shape: stage the root package (scripts/stage-package.mjs wires the platform
+// packages as optionalDependencies), pack it and the linux-x64-gnu platform package, install
 // both tarballs offline into a fresh project, and load omnibal from there.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { nativeTest, root } from './helpers';
@@ -34,7 +35,12 @@ packTest('packed tarballs install offline and load the native backend', (t) => {
   const work = mkdtempSync(path.join(tmpdir(), 'omnibal-pack-'));
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
-  const rootPack = pack(root, work);
+  const staged = path.join(work, 'omnibal');
+  execFileSync(process.execPath, [path.join(root, 'scripts', 'stage-package.mjs'), staged], { stdio: 'ignore' });
+  const stagedPkg = JSON.parse(readFileSync(path.join(staged, 'package.json'), 'utf8'));
+  t.is(stagedPkg.optionalDependencies[`omnibal-${platform}`], stagedPkg.version, 'platform packages wired');
+  t.is(Object.keys(stagedPkg.optionalDependencies).length, 7);
+  const rootPack = pack(staged, work);
   const rootFiles = rootPack.files.map((f) => f.path);
   t.log(`root package: ${rootFiles.length} files`);
   for (const file of rootFiles) {
