@@ -3,7 +3,8 @@
 // TypeScript to dist/. Runs as the `prepare` script, so `npm ci` / `npm install` build it all.
 //
 // Without cargo the install still succeeds: one line says so, and the package runs on its
-// TypeScript twins. OMNIBAL_SKIP_NATIVE=1 skips the native build on purpose.
+// TypeScript twins. OMNIBAL_SKIP_NATIVE=1 skips the native build on purpose; --native-only
+// skips the TypeScript compile.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -39,4 +40,4 @@ if (process.env.OMNIBAL_SKIP_NATIVE === '1') {
     '--dts', 'bindings.d.ts',
   ]);
 }
-run(bin('tsc'), ['-p', 'tsconfig.build.json']);
+if (!process.argv.includes('--native-only')) run(bin('tsc'), ['-p', 'tsconfig.build.json']);
