@@ -15,6 +15,43 @@ export declare function __panicForTest(message: string): number
 /** Panics on a libuv worker; the Promise must reject with an `ERR_OMNIBAL_PANIC` exception. */
 export declare function __panicForTestAsync(message: string): Promise<unknown>
 
+/** The paper's pad and dist ratios of a plan, and the dist on the text cost. */
+export declare function batchMetrics(plan: PlanArrays, vision: Uint32Array, text: Uint32Array, costA?: number | undefined | null, costB?: number | undefined | null): NativeBatchMetrics
+
+/** Metrics of a plan. */
+export interface NativeBatchMetrics {
+  padRatio: number
+  visionDist: number
+  textDist: number
+  costDist: number
+  samplesPerPack: number
+  packs: number
+  steps: number
+  dropped: number
+  stepVisionDist: Float64Array
+  stepTextDist: Float64Array
+  stepCostDist: Float64Array
+}
+
+/** A batch plan as JavaScript sees it (struct of typed arrays). */
+export interface NativeBatchPlan {
+  strategy: string
+  dp: number
+  accum: number
+  packed: boolean
+  tail: string
+  steps: number
+  maxVision?: number
+  maxText?: number
+  batchSize?: number
+  samples: Uint32Array
+  microBatchOffsets: Uint32Array
+  rankOffsets: Uint32Array
+  padding: Uint8Array
+  droppedIndex: Uint32Array
+  droppedReason: Uint8Array
+}
+
 /** Facts about the loaded native binary. */
 export declare function nativeInfo(): NativeInfo
 
@@ -28,6 +65,51 @@ export interface NativeInfo {
   release: boolean
 }
 
+/** One candidate of the search. */
+export interface NativeIsfCandidate {
+  maxVision: number
+  maxText: number
+  samplesPerPack: number
+  padRatio: number
+  visionDist: number
+  textDist: number
+  score: number
+  dropped: number
+  inWindow: boolean
+}
+
+/** ISF packs as JavaScript sees them. */
+export interface NativeIsfPacks {
+  packSamples: Uint32Array
+  packOffsets: Uint32Array
+  droppedIndex: Uint32Array
+  droppedReason: Uint8Array
+}
+
+/** The search's result. */
+export interface NativeIsfSearch {
+  chosen: number
+  textStep: number
+  candidates: Array<NativeIsfCandidate>
+}
+
+/** The reference ISF (bug-fixed): packs in acceptance order, and the samples over a cap. */
+export declare function packIsf(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions): NativeIsfPacks
+
+/** [`pack_isf_sync`] on the libuv pool. */
+export declare function packIsfAsync(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null): Promise<NativeIsfPacks>
+
+/** Options of ISF. */
+export interface PackIsfOptions {
+  maxVision: number
+  maxText: number
+  minVision?: number
+  minText?: number
+  iterations?: number
+  seed?: number
+  epoch?: number
+}
+
 /** A uniformly random permutation of `0..n` for `seed`. */
 export declare function permutation(n: number, seed: number): Uint32Array
 
@@ -36,6 +118,57 @@ export declare function permutation(n: number, seed: number): Uint32Array
  * is called a few times a second at most.
  */
 export declare function permutationAsync(n: number, seed: number, onProgress?: ((done: number, total: number) => void) | undefined | null): Promise<Uint32Array>
+
+/** The parts of a plan that metrics read. */
+export interface PlanArrays {
+  dp: number
+  packed: boolean
+  samples: Uint32Array
+  microBatchOffsets: Uint32Array
+  rankOffsets: Uint32Array
+  padding: Uint8Array
+  droppedIndex: Uint32Array
+}
+
+/** Plans one epoch of batches with the chosen strategy. */
+export declare function planBatches(vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions): NativeBatchPlan
+
+/** [`plan_batches_sync`] on the libuv pool. */
+export declare function planBatchesAsync(vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions, onProgress?: ((done: number, total: number) => void) | undefined | null): Promise<NativeBatchPlan>
+
+/** Options of a batch plan (see the TypeScript `PlanBatchesOptions` for the documentation). */
+export interface PlanBatchesOptions {
+  strategy?: string
+  dp: number
+  accum?: number
+  samplesPerPack?: number
+  maxVision?: number
+  maxText?: number
+  seed?: number
+  epoch?: number
+  costA?: number
+  costB?: number
+  tail?: string
+  iterations?: number
+  minText?: number
+  minVision?: number
+}
+
+/** The reference search for ISF's caps. */
+export declare function searchIsfArguments(vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions): NativeIsfSearch
+
+/** [`search_isf_arguments_sync`] on the libuv pool. */
+export declare function searchIsfArgumentsAsync(vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null): Promise<NativeIsfSearch>
+
+/** Options of the ISF argument search. */
+export interface SearchIsfOptions {
+  samplesPerPack: number
+  dp?: number
+  accum?: number
+  iterations?: number
+  maxSteps?: number
+  seed?: number
+}
 
 /** A shuffled copy of `values` (Fisher-Yates, the same draws as [`permutation`]). */
 export declare function shuffleU32(values: Uint32Array, seed: number): Uint32Array

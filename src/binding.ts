@@ -13,18 +13,26 @@ import * as path from 'node:path';
 import type * as Native from '../bindings';
 import { ErrorCodes, omnibalError } from './errors';
 import { packageRoot } from './package';
+import { dataTwins } from './data/twins';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
 
-/** The functions every backend provides: the native binding's shape, which the twins mirror. */
-export interface Backend {
-  permutation(n: number, seed: number): Uint32Array;
-  permutationAsync(
-    n: number,
-    seed: number,
-    onProgress?: ((done: number, total: number) => void) | null,
-  ): Promise<Uint32Array>;
-  shuffleU32(values: Uint32Array, seed: number): Uint32Array;
-}
+/**
+ * The functions every backend provides: the native binding's declarations (generated from the
+ * Rust code), which the TypeScript twins implement too.
+ */
+export type Backend = Pick<
+  typeof Native,
+  | 'permutation'
+  | 'permutationAsync'
+  | 'shuffleU32'
+  | 'planBatches'
+  | 'planBatchesAsync'
+  | 'packIsf'
+  | 'packIsfAsync'
+  | 'searchIsfArguments'
+  | 'searchIsfArgumentsAsync'
+  | 'batchMetrics'
+>;
 
 /** Which backend serves the API, as {@link backend} reports it. */
 export interface BackendInfo {
@@ -37,7 +45,7 @@ export interface BackendInfo {
 }
 
 /** Runs a twin on the next turn of the event loop, so the JS fallback is a real Promise too. */
-function deferred<T>(work: () => T): Promise<T> {
+export function deferred<T>(work: () => T): Promise<T> {
   return new Promise((resolve, reject) => {
     setImmediate(() => {
       try {
@@ -59,12 +67,10 @@ export const jsBackend: Backend = {
       return result;
     }),
   shuffleU32: shuffleU32Twin,
+  ...dataTwins,
 };
 
-// Compile-time check that the generated native declarations satisfy the Backend shape.
 type NativeModule = typeof Native;
-const nativeSatisfiesBackend = (m: NativeModule): Backend => m;
-void nativeSatisfiesBackend;
 
 interface Loaded {
   api: Backend;

@@ -12,6 +12,20 @@ export const ErrorCodes = {
   OUT_OF_RANGE: 'ERR_OMNIBAL_OUT_OF_RANGE',
   /** An argument has the wrong type, such as the wrong typed-array kind (`TypeError`). */
   INVALID_TYPE: 'ERR_OMNIBAL_INVALID_TYPE',
+  /** A sample that cannot be planned: zero text tokens, or a bad value in a file (file and line named). */
+  INVALID_SAMPLE: 'ERR_OMNIBAL_INVALID_SAMPLE',
+  /** No samples at all. */
+  EMPTY_INPUT: 'ERR_OMNIBAL_EMPTY_INPUT',
+  /** Every sample is larger than a cap, so nothing can be packed (`RangeError`). */
+  CAP_TOO_SMALL: 'ERR_OMNIBAL_CAP_TOO_SMALL',
+  /** Not enough samples for one full step under the chosen tail policy. */
+  TOO_FEW_SAMPLES: 'ERR_OMNIBAL_TOO_FEW_SAMPLES',
+  /** A strategy, tail policy or other named choice that does not exist (`RangeError`). */
+  UNKNOWN_OPTION: 'ERR_OMNIBAL_UNKNOWN_OPTION',
+  /** Options that do not go together, or a required one missing (`TypeError`). */
+  INVALID_OPTIONS: 'ERR_OMNIBAL_INVALID_OPTIONS',
+  /** A file that cannot be read or parsed; the message names the file and line. */
+  PARSE: 'ERR_OMNIBAL_PARSE',
   /** A panic inside the native core, caught at the boundary; the process keeps running. */
   PANIC: 'ERR_OMNIBAL_PANIC',
   /** `OMNIBAL_BACKEND=native` was asked for but no native binding loads; `cause` holds every load error. */
@@ -47,6 +61,29 @@ export function outOfRange(name: string, message: string): RangeError & { code: 
 /** A `TypeError` with code `ERR_OMNIBAL_INVALID_TYPE`; the message starts with the argument's name. */
 export function invalidType(name: string, message: string): TypeError & { code: ErrorCode } {
   return withCode(new TypeError(`${name} ${message}`), ErrorCodes.INVALID_TYPE);
+}
+
+/** A `TypeError` with code `ERR_OMNIBAL_INVALID_OPTIONS`. */
+export function invalidOptions(message: string): TypeError & { code: ErrorCode } {
+  return withCode(new TypeError(message), ErrorCodes.INVALID_OPTIONS);
+}
+
+/** A `RangeError` with code `ERR_OMNIBAL_UNKNOWN_OPTION`, listing the known values. */
+export function unknownOption(name: string, value: string, known: readonly string[]): RangeError & { code: ErrorCode } {
+  return withCode(
+    new RangeError(`${name} must be one of ${known.join(', ')}, got ${JSON.stringify(value)}`),
+    ErrorCodes.UNKNOWN_OPTION,
+  );
+}
+
+/** A `RangeError` with code `ERR_OMNIBAL_INVALID_SAMPLE` about sample `index`. */
+export function invalidSample(index: number, message: string): RangeError & { code: ErrorCode } {
+  return withCode(new RangeError(`sample ${index} ${message}`), ErrorCodes.INVALID_SAMPLE);
+}
+
+/** A `RangeError` with the given code. */
+export function rangeError(code: ErrorCode, message: string): RangeError & { code: ErrorCode } {
+  return withCode(new RangeError(message), code);
 }
 
 /** A plain `Error` with the given code, and an optional cause. */

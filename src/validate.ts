@@ -24,9 +24,22 @@ export function expectNumber(name: string, value: unknown): asserts value is num
 
 /** Returns `value` if it is an integer in `0..=max`, else throws a coded `RangeError`. */
 export function integerInRange(name: string, value: number, max: number): number {
+  return integerBetween(name, value, 0, max);
+}
+
+/** Returns `value` if it is an integer in `min..=max`, else throws a coded `RangeError`. */
+export function integerBetween(name: string, value: number, min: number, max: number): number {
   if (Number.isNaN(value)) throw outOfRange(name, 'must be an integer, got NaN');
   if (!Number.isInteger(value)) throw outOfRange(name, `must be an integer, got ${value}`);
-  if (value < 0 || value > max) throw outOfRange(name, `must be between 0 and ${max}, got ${value}`);
+  if (value < min || value > max) throw outOfRange(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+/** Returns `value` if it is finite and at least `min`, else throws a coded `RangeError`. */
+export function numberAtLeast(name: string, value: number, min: number): number {
+  if (!Number.isFinite(value) || value < min) {
+    throw outOfRange(name, `must be a finite number >= ${min}, got ${value}`);
+  }
   return value;
 }
 

@@ -10,8 +10,14 @@ import { MAX_SEED, Rng } from './rng';
 /** Largest `n` a permutation may have: indices are 32-bit. */
 export const MAX_PERMUTATION_LEN = 0xffffffff;
 
+/** Anything indexable by number that holds numbers: `number[]`, `Uint32Array`. */
+export interface NumberList {
+  length: number;
+  [index: number]: number;
+}
+
 /** Shuffles `values` in place with `rng`. */
-export function shuffleInPlace(values: Uint32Array, rng: Rng): void {
+export function shuffleInPlace(values: NumberList, rng: Rng): void {
   for (let i = values.length - 1; i > 0; i--) {
     const j = rng.below(i + 1);
     const tmp = values[i];

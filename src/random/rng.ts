@@ -45,6 +45,11 @@ export class Rng {
     return Rng.fromBigSeed(splitmix64(mixed)[1]);
   }
 
+  /** The generator for one purpose of one epoch: stream `epoch * 2^20 + purpose`. */
+  static forEpoch(seed: number, epoch: number, purpose: number): Rng {
+    return Rng.forStream(seed, epoch * 1048576 + purpose);
+  }
+
   /** Seeds from a safe-integer seed (checked by callers). */
   constructor(seed: number) {
     const [a, b] = Rng.seedWords(BigInt(seed));

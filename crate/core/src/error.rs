@@ -21,6 +21,22 @@ pub enum Error {
     OutOfRange { name: String, message: String },
     /// An argument has the wrong type.
     InvalidType { name: String, message: String },
+    /// A sample that cannot be planned: zero text tokens, or inconsistent arrays.
+    InvalidSample { index: usize, message: String },
+    /// No samples at all.
+    EmptyInput,
+    /// Every sample is larger than a cap, so nothing can be packed.
+    CapTooSmall { message: String },
+    /// Not enough samples for one full step under the chosen tail policy.
+    TooFewSamples { message: String },
+    /// Options that do not go together, or a required one missing.
+    InvalidOptions { message: String },
+    /// A strategy or tail policy name that does not exist.
+    UnknownOption {
+        name: String,
+        value: String,
+        known: &'static [&'static str],
+    },
     /// A panic inside the solver, caught at the boundary.
     Panic { message: String },
 }
@@ -47,6 +63,12 @@ impl Error {
         match self {
             Error::OutOfRange { .. } => "ERR_OMNIBAL_OUT_OF_RANGE",
             Error::InvalidType { .. } => "ERR_OMNIBAL_INVALID_TYPE",
+            Error::InvalidSample { .. } => "ERR_OMNIBAL_INVALID_SAMPLE",
+            Error::EmptyInput => "ERR_OMNIBAL_EMPTY_INPUT",
+            Error::CapTooSmall { .. } => "ERR_OMNIBAL_CAP_TOO_SMALL",
+            Error::TooFewSamples { .. } => "ERR_OMNIBAL_TOO_FEW_SAMPLES",
+            Error::UnknownOption { .. } => "ERR_OMNIBAL_UNKNOWN_OPTION",
+            Error::InvalidOptions { .. } => "ERR_OMNIBAL_INVALID_OPTIONS",
             Error::Panic { .. } => "ERR_OMNIBAL_PANIC",
         }
     }
@@ -56,7 +78,12 @@ impl Error {
         match self {
             Error::OutOfRange { .. } => ErrorClass::Range,
             Error::InvalidType { .. } => ErrorClass::Type,
-            Error::Panic { .. } => ErrorClass::Plain,
+            Error::InvalidSample { .. } | Error::CapTooSmall { .. } => ErrorClass::Range,
+            Error::UnknownOption { .. } => ErrorClass::Range,
+            Error::InvalidOptions { .. } => ErrorClass::Type,
+            Error::EmptyInput | Error::TooFewSamples { .. } | Error::Panic { .. } => {
+                ErrorClass::Plain
+            }
         }
     }
 }
@@ -66,6 +93,20 @@ impl fmt::Display for Error {
         match self {
             Error::OutOfRange { name, message } | Error::InvalidType { name, message } => {
                 write!(f, "{name} {message}")
+            }
+            Error::InvalidSample { index, message } => write!(f, "sample {index} {message}"),
+            Error::EmptyInput => write!(f, "no samples: the input is empty"),
+            Error::CapTooSmall { message }
+            | Error::TooFewSamples { message }
+            | Error::InvalidOptions { message } => {
+                write!(f, "{message}")
+            }
+            Error::UnknownOption { name, value, known } => {
+                write!(
+                    f,
+                    "{name} must be one of {}, got {value:?}",
+                    known.join(", ")
+                )
             }
             Error::Panic { message } => {
                 write!(f, "internal error (panic in the native core): {message}")
@@ -77,10 +118,15 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Checks that a JavaScript number is an integer in `0..=max` and returns it.
-///
-/// This is the one place the rule "non-negative integer, not NaN, not fractional, at most `max`"
-/// is written for the native side; `src/validate.ts` holds its TypeScript twin.
 pub fn integer_in_range(name: &str, value: f64, max: u64) -> Result<u64, Error> {
+    integer_between(name, value, 0, max)
+}
+
+/// Checks that a JavaScript number is an integer in `min..=max` and returns it.
+///
+/// This is the one place the rule "integer, not NaN, not fractional, within bounds" is written
+/// for the native side; `src/validate.ts` holds its TypeScript twin.
+pub fn integer_between(name: &str, value: f64, min: u64, max: u64) -> Result<u64, Error> {
     if value.is_nan() {
         return Err(Error::out_of_range(name, "must be an integer, got NaN"));
     }
@@ -90,23 +136,41 @@ pub fn integer_in_range(name: &str, value: f64, max: u64) -> Result<u64, Error> 
             format!("must be an integer, got {}", js_number(value)),
         ));
     }
-    if value < 0.0 || value > max as f64 {
+    if value < min as f64 || value > max as f64 {
         return Err(Error::out_of_range(
             name,
-            format!("must be between 0 and {max}, got {}", js_number(value)),
+            format!("must be between {min} and {max}, got {}", js_number(value)),
         ));
     }
     Ok(value as u64)
 }
 
+/// Checks that a JavaScript number is finite and at least `min`, and returns it.
+pub fn number_at_least(name: &str, value: f64, min: f64) -> Result<f64, Error> {
+    if !value.is_finite() || value < min {
+        return Err(Error::out_of_range(
+            name,
+            format!(
+                "must be a finite number >= {}, got {}",
+                js_number(min),
+                js_number(value)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
 /// Formats a number the way JavaScript's `String(x)` does for the values error messages show.
-fn js_number(value: f64) -> String {
+pub fn js_number(value: f64) -> String {
     if value.is_infinite() {
         return if value > 0.0 {
             "Infinity".into()
         } else {
             "-Infinity".into()
         };
+    }
+    if value == 0.0 {
+        return "0".into(); // -0 too, as String(-0) is "0"
     }
     if value.fract() == 0.0 && value.abs() < 1e21 {
         return format!("{value:.0}");

@@ -7,10 +7,12 @@
 //! - [`rng`]: the one deterministic generator (xoshiro128** seeded by SplitMix64) every solver
 //!   draws from;
 //! - [`permutation`]: Fisher-Yates shuffles and seeded permutations on top of it;
+//! - [`data`]: data balance (ISF, the balanced planner, baselines, metrics);
 //! - [`progress`]: how long-running solvers report progress without knowing who listens;
 //! - [`error`]: solver errors with stable codes.
 #![forbid(unsafe_code)]
 
+pub mod data;
 pub mod error;
 pub mod permutation;
 pub mod progress;

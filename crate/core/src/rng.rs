@@ -56,6 +56,12 @@ impl Rng {
         Rng::new(splitmix64(&mut sm))
     }
 
+    /// The generator for one purpose (a round, the step order, ...) in one epoch of a seed:
+    /// stream `epoch * 2^20 + purpose` of [`Rng::for_stream`].
+    pub fn for_epoch(seed: u64, epoch: u64, purpose: u64) -> Self {
+        Rng::for_stream(seed, epoch.wrapping_mul(1 << 20).wrapping_add(purpose))
+    }
+
     /// The next 32 random bits.
     pub fn next_u32(&mut self) -> u32 {
         let s = &mut self.s;

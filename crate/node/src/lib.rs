@@ -4,12 +4,14 @@
 //! - [`args`]: reading typed-array arguments, with coded `TypeError`s for the wrong kind;
 //! - [`error`]: core errors to JS exceptions with a `code`, panics caught at the boundary;
 //! - [`progress`]: a JS progress callback behind a time-throttled threadsafe function;
+//! - [`data`]: batch plans (every strategy), ISF, its argument search, plan metrics;
 //! - [`permutation`]: seeded permutations and shuffles, sync and async;
 //! - [`info`]: what `omnibal doctor` reports about the binary;
 //! - [`diagnostics`]: functions that exist to prove the error paths (a deliberate panic).
 #![deny(clippy::all)]
 
 pub mod args;
+pub mod data;
 pub mod diagnostics;
 pub mod error;
 pub mod info;

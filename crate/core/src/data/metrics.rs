@@ -1,0 +1,169 @@
+//! Metrics of a batch plan, as the OmniBal paper defines them.
+//!
+//! - Pad ratio, inside a micro-batch of `B` sequences padded to the longest:
+//!   `sum_i (t_max - t_i) / (t_max * B)`, accumulated over all micro-batches (total padding over
+//!   total padded tokens). Packed micro-batches are one sequence each and have none.
+//! - Dist ratio across the `N` ranks of one step, for one load: `sum_i (L_max - L_i) / (L_max * N)`,
+//!   the fraction of rank time spent waiting for the slowest rank; averaged over steps. Vision
+//!   load is tiles, text load is real tokens (padding excluded, as the paper counts tokens), and
+//!   cost load is the text cost of what runs (`a * tokens + b * sum(len^2)`, padding included
+//!   for padded micro-batches, each sample then costing as much as the longest).
+
+use super::cost::TextCost;
+use super::plan::BatchPlan;
+use super::samples::Samples;
+use crate::error::Error;
+
+/// Metrics of one plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchMetrics {
+    pub pad_ratio: f64,
+    pub vision_dist: f64,
+    pub text_dist: f64,
+    pub cost_dist: f64,
+    /// Mean samples per micro-batch (padding micro-batches included).
+    pub samples_per_pack: f64,
+    /// Micro-batches (packs) in the plan.
+    pub packs: usize,
+    pub steps: usize,
+    pub dropped: usize,
+    pub step_vision_dist: Vec<f64>,
+    pub step_text_dist: Vec<f64>,
+    pub step_cost_dist: Vec<f64>,
+}
+
+/// `sum_i (max - L_i) / (max * N)`, or 0 when every load is 0.
+fn dist(loads: &[f64]) -> f64 {
+    let max = loads.iter().copied().fold(0.0, f64::max);
+    if max <= 0.0 {
+        return 0.0;
+    }
+    let mut wait = 0.0;
+    for &l in loads {
+        wait += max - l;
+    }
+    wait / (max * loads.len() as f64)
+}
+
+/// Computes the metrics of `plan` over `samples` with the text `cost`.
+pub fn batch_metrics(
+    plan: &BatchPlan,
+    samples: &Samples,
+    cost: &TextCost,
+) -> Result<BatchMetrics, Error> {
+    if let Some(&bad) = plan.samples.iter().find(|&&i| i as usize >= samples.len()) {
+        return Err(Error::out_of_range(
+            "plan",
+            format!(
+                "refers to sample {bad}, but there are only {} samples",
+                samples.len()
+            ),
+        ));
+    }
+    let dp = plan.dp as usize;
+    let steps = plan.steps();
+    let (mut pad, mut padded) = (0u64, 0u64);
+    let mut m = BatchMetrics {
+        pad_ratio: 0.0,
+        vision_dist: 0.0,
+        text_dist: 0.0,
+        cost_dist: 0.0,
+        samples_per_pack: if plan.micro_batches() == 0 {
+            0.0
+        } else {
+            plan.samples.len() as f64 / plan.micro_batches() as f64
+        },
+        packs: plan.micro_batches(),
+        steps,
+        dropped: plan.dropped.len(),
+        step_vision_dist: Vec::with_capacity(steps),
+        step_text_dist: Vec::with_capacity(steps),
+        step_cost_dist: Vec::with_capacity(steps),
+    };
+    let (mut lv, mut lt, mut lc) = (vec![0.0; dp], vec![0.0; dp], vec![0.0; dp]);
+    for s in 0..steps {
+        for r in 0..dp {
+            let (mut v, mut t, mut c) = (0u64, 0u64, 0.0f64);
+            for k in plan.rank_micro_batches(s, r) {
+                let mb = plan.micro_batch(k);
+                let tmax = mb
+                    .iter()
+                    .map(|&i| samples.text[i as usize])
+                    .max()
+                    .unwrap_or(0);
+                for &i in mb {
+                    let ti = samples.text[i as usize];
+                    v += samples.vision[i as usize] as u64;
+                    t += ti as u64;
+                    c += cost.sample(if plan.packed { ti } else { tmax });
+                    if !plan.packed {
+                        pad += (tmax - ti) as u64;
+                    }
+                }
+                if !plan.packed {
+                    padded += tmax as u64 * mb.len() as u64;
+                }
+            }
+            lv[r] = v as f64;
+            lt[r] = t as f64;
+            lc[r] = c;
+        }
+        m.step_vision_dist.push(dist(&lv));
+        m.step_text_dist.push(dist(&lt));
+        m.step_cost_dist.push(dist(&lc));
+    }
+    let mean = |xs: &[f64]| {
+        if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
+    m.vision_dist = mean(&m.step_vision_dist);
+    m.text_dist = mean(&m.step_text_dist);
+    m.cost_dist = mean(&m.step_cost_dist);
+    m.pad_ratio = if padded == 0 {
+        0.0
+    } else {
+        pad as f64 / padded as f64
+    };
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::plan::{assemble, Packs, Tail};
+
+    #[test]
+    fn dist_matches_the_definition() {
+        assert_eq!(dist(&[10.0, 10.0]), 0.0);
+        assert_eq!(dist(&[10.0, 5.0]), 0.25); // (0 + 5) / (10 * 2)
+        assert_eq!(dist(&[0.0, 0.0]), 0.0);
+    }
+
+    #[test]
+    fn padded_and_packed_plans() {
+        let v = [1, 2, 3, 4];
+        let t = [10, 20, 30, 40];
+        let s = Samples::new(&v, &t).unwrap();
+        let mut packs = Packs::new();
+        packs.push(&[0, 3]);
+        packs.push(&[1, 2]);
+        let padded = assemble(&packs, &[0, 1], 2, 1, Tail::Drop, false, None, vec![]).unwrap();
+        let m = batch_metrics(&padded, &s, &TextCost::default()).unwrap();
+        // pads: (40 - 10) and (30 - 20) over 2 * 40 + 2 * 30 padded tokens.
+        assert!((m.pad_ratio - 40.0 / 140.0).abs() < 1e-15);
+        assert_eq!(m.vision_dist, 0.0); // 5 and 5 tiles
+        assert_eq!(m.text_dist, 0.0); // 50 and 50 tokens
+        assert!((m.cost_dist - (80.0 - 60.0) / (80.0 * 2.0)).abs() < 1e-15);
+        let packed = BatchPlan {
+            packed: true,
+            ..padded
+        };
+        let m = batch_metrics(&packed, &s, &TextCost::default()).unwrap();
+        assert_eq!(m.pad_ratio, 0.0);
+        assert_eq!(m.cost_dist, 0.0);
+        assert_eq!(m.samples_per_pack, 2.0);
+    }
+}

@@ -1,0 +1,359 @@
+//! The batch plan: steps x ranks x micro-batches x sample indices, as flat arrays, and the
+//! policies for the tail that cannot fill a whole step.
+//!
+//! Layout (struct of arrays, what crosses to JavaScript unchanged):
+//! - `samples`: every micro-batch's sample indices, one after another;
+//! - `micro_batch_offsets[k]..micro_batch_offsets[k + 1]`: micro-batch `k` in `samples`;
+//! - `rank_offsets[s * dp + r]..rank_offsets[s * dp + r + 1]`: the micro-batches of rank `r` in
+//!   step `s` (normally `accum` of them; fewer in a `keep-partial` last step);
+//! - `padding[k] == 1`: micro-batch `k` repeats earlier samples to complete the last step
+//!   (`tail: pad`);
+//! - `dropped`: every input sample not in the plan, with its reason, by index.
+
+use super::samples::{Caps, DropReason};
+use crate::error::Error;
+
+/// What to do with micro-batches that cannot fill a whole step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Leave them out; their samples are reported as dropped (`tail`). The default, as
+    /// Megatron drops an incomplete last global batch.
+    Drop,
+    /// Complete the last step with copies of the epoch's first micro-batches, flagged as
+    /// padding, so every rank runs the same number of micro-batches.
+    Pad,
+    /// Keep a last, smaller step: its micro-batches go round-robin to ranks, some of which get
+    /// fewer (possibly none).
+    KeepPartial,
+}
+
+impl Tail {
+    /// Every policy name, as the API and CLI spell them.
+    pub const NAMES: &'static [&'static str] = &["drop", "pad", "keep-partial"];
+
+    /// Parses a policy name.
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        match name {
+            "drop" => Ok(Tail::Drop),
+            "pad" => Ok(Tail::Pad),
+            "keep-partial" => Ok(Tail::KeepPartial),
+            _ => Err(Error::UnknownOption {
+                name: "tail".into(),
+                value: name.into(),
+                known: Tail::NAMES,
+            }),
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tail::Drop => "drop",
+            Tail::Pad => "pad",
+            Tail::KeepPartial => "keep-partial",
+        }
+    }
+}
+
+/// Packs (micro-batches) as one flat list of sample indices with offsets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Packs {
+    pub items: Vec<u32>,
+    pub offsets: Vec<u32>,
+}
+
+impl Packs {
+    /// No packs.
+    pub fn new() -> Self {
+        Packs {
+            items: Vec::new(),
+            offsets: vec![0],
+        }
+    }
+
+    /// Room for `items` sample indices.
+    pub fn with_capacity(items: usize) -> Self {
+        let mut offsets = Vec::with_capacity(items / 2 + 1);
+        offsets.push(0);
+        Packs {
+            items: Vec::with_capacity(items),
+            offsets,
+        }
+    }
+
+    /// Appends one pack.
+    pub fn push(&mut self, pack: &[u32]) {
+        self.items.extend_from_slice(pack);
+        self.offsets.push(self.items.len() as u32);
+    }
+
+    /// Number of packs.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether there are no packs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pack `i`'s sample indices.
+    pub fn get(&self, i: usize) -> &[u32] {
+        &self.items[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// The index range of pack `i` in `items`.
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        self.offsets[i] as usize..self.offsets[i + 1] as usize
+    }
+}
+
+/// A batch plan for one epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPlan {
+    pub dp: u32,
+    pub accum: u32,
+    /// Micro-batches are packed sequences (no padding) rather than padded batches.
+    pub packed: bool,
+    /// The micro-batch caps the plan respects, when it has caps.
+    pub caps: Option<Caps>,
+    pub tail: Tail,
+    pub samples: Vec<u32>,
+    pub micro_batch_offsets: Vec<u32>,
+    pub rank_offsets: Vec<u32>,
+    pub padding: Vec<u8>,
+    pub dropped: Vec<(u32, DropReason)>,
+}
+
+impl BatchPlan {
+    /// A plan from its arrays (as they come back from JavaScript), checked for consistency:
+    /// offsets start at 0, never decrease and end at the array they index; `rank_offsets`
+    /// covers whole steps of `dp` ranks; `padding` has one flag per micro-batch.
+    pub fn from_parts(
+        dp: u32,
+        packed: bool,
+        samples: Vec<u32>,
+        micro_batch_offsets: Vec<u32>,
+        rank_offsets: Vec<u32>,
+        padding: Vec<u8>,
+    ) -> Result<BatchPlan, Error> {
+        let bad = |what: &str| Err(Error::out_of_range("plan", what.to_owned()));
+        if dp == 0 {
+            return bad("dp must be at least 1");
+        }
+        let monotone = |o: &[u32], end: usize| {
+            o.first() == Some(&0)
+                && o.windows(2).all(|w| w[0] <= w[1])
+                && *o.last().unwrap() as usize == end
+        };
+        if !monotone(&micro_batch_offsets, samples.len()) {
+            return bad(
+                "microBatchOffsets must start at 0, never decrease, and end at samples.length",
+            );
+        }
+        let mbs = micro_batch_offsets.len() - 1;
+        if !monotone(&rank_offsets, mbs) || !(rank_offsets.len() - 1).is_multiple_of(dp as usize) {
+            return bad("rankOffsets must start at 0, never decrease, end at the micro-batch count, and hold whole steps of dp ranks");
+        }
+        if padding.len() != mbs {
+            return bad("padding must have one flag per micro-batch");
+        }
+        Ok(BatchPlan {
+            dp,
+            accum: 1,
+            packed,
+            caps: None,
+            tail: Tail::Drop,
+            samples,
+            micro_batch_offsets,
+            rank_offsets,
+            padding,
+            dropped: Vec::new(),
+        })
+    }
+
+    /// Number of steps.
+    pub fn steps(&self) -> usize {
+        (self.rank_offsets.len() - 1) / self.dp as usize
+    }
+
+    /// Number of micro-batches.
+    pub fn micro_batches(&self) -> usize {
+        self.micro_batch_offsets.len() - 1
+    }
+
+    /// Micro-batch `k`'s sample indices.
+    pub fn micro_batch(&self, k: usize) -> &[u32] {
+        &self.samples
+            [self.micro_batch_offsets[k] as usize..self.micro_batch_offsets[k + 1] as usize]
+    }
+
+    /// The micro-batch indices of rank `r` in step `s`.
+    pub fn rank_micro_batches(&self, s: usize, r: usize) -> std::ops::Range<usize> {
+        let i = s * self.dp as usize + r;
+        self.rank_offsets[i] as usize..self.rank_offsets[i + 1] as usize
+    }
+}
+
+/// Builds a plan from packs dealt in `order`: consecutive groups of `dp * accum` packs form the
+/// steps, and within a step pack `j` goes to rank `j / accum`. What is left after the last
+/// full step follows `tail`. `dropped` holds the samples already left out (over a cap).
+#[allow(clippy::too_many_arguments)]
+pub fn assemble(
+    packs: &Packs,
+    order: &[u32],
+    dp: u32,
+    accum: u32,
+    tail: Tail,
+    packed: bool,
+    caps: Option<Caps>,
+    mut dropped: Vec<(u32, DropReason)>,
+) -> Result<BatchPlan, Error> {
+    let m = (dp * accum) as usize;
+    let full = order.len() / m;
+    let rest = &order[full * m..];
+    if order.is_empty() || (full == 0 && tail == Tail::Drop) {
+        return Err(Error::TooFewSamples {
+            message: format!(
+                "the samples fill {} micro-batches, fewer than one step needs (dp {} x accum {} = {}); use tail 'pad' or 'keep-partial', or fewer ranks",
+                order.len(),
+                dp,
+                accum,
+                m
+            ),
+        });
+    }
+    let mut plan = BatchPlan {
+        dp,
+        accum,
+        packed,
+        caps,
+        tail,
+        samples: Vec::with_capacity(packs.items.len()),
+        micro_batch_offsets: vec![0],
+        rank_offsets: vec![0],
+        padding: Vec::with_capacity(order.len() + m),
+        dropped: Vec::new(),
+    };
+    let push_mb = |plan: &mut BatchPlan, pack: usize, pad: bool| {
+        plan.samples.extend_from_slice(packs.get(pack));
+        plan.micro_batch_offsets.push(plan.samples.len() as u32);
+        plan.padding.push(pad as u8);
+    };
+    for step in order[..full * m].chunks(m) {
+        for rank in step.chunks(accum as usize) {
+            for &p in rank {
+                push_mb(&mut plan, p as usize, false);
+            }
+            plan.rank_offsets
+                .push(plan.micro_batch_offsets.len() as u32 - 1);
+        }
+    }
+    if !rest.is_empty() {
+        match tail {
+            Tail::Drop => {
+                for &p in rest {
+                    dropped.extend(packs.get(p as usize).iter().map(|&i| (i, DropReason::Tail)));
+                }
+            }
+            Tail::Pad => {
+                let mut last: Vec<(u32, bool)> = rest.iter().map(|&p| (p, false)).collect();
+                let mut k = 0;
+                while last.len() < m {
+                    last.push((order[k % order.len()], true));
+                    k += 1;
+                }
+                for rank in last.chunks(accum as usize) {
+                    for &(p, pad) in rank {
+                        push_mb(&mut plan, p as usize, pad);
+                    }
+                    plan.rank_offsets
+                        .push(plan.micro_batch_offsets.len() as u32 - 1);
+                }
+            }
+            Tail::KeepPartial => {
+                for r in 0..dp as usize {
+                    for &p in rest.iter().skip(r).step_by(dp as usize) {
+                        push_mb(&mut plan, p as usize, false);
+                    }
+                    plan.rank_offsets
+                        .push(plan.micro_batch_offsets.len() as u32 - 1);
+                }
+            }
+        }
+    }
+    dropped.sort_unstable();
+    plan.dropped = dropped;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packs(n: u32) -> Packs {
+        let mut p = Packs::new();
+        for i in 0..n {
+            p.push(&[2 * i, 2 * i + 1]);
+        }
+        p
+    }
+
+    #[test]
+    fn full_steps_deal_accum_packs_per_rank() {
+        let p = packs(8);
+        let order: Vec<u32> = (0..8).collect();
+        let plan = assemble(&p, &order, 2, 2, Tail::Drop, true, None, vec![]).unwrap();
+        assert_eq!(plan.steps(), 2);
+        assert_eq!(plan.rank_micro_batches(1, 1), 6..8);
+        assert_eq!(plan.micro_batch(7), &[14, 15]);
+        assert!(plan.dropped.is_empty());
+    }
+
+    #[test]
+    fn tail_policies() {
+        let p = packs(7);
+        let order: Vec<u32> = (0..7).collect();
+        let drop = assemble(
+            &p,
+            &order,
+            2,
+            2,
+            Tail::Drop,
+            true,
+            None,
+            vec![(99, DropReason::TextOverCap)],
+        )
+        .unwrap();
+        assert_eq!(drop.steps(), 1);
+        assert_eq!(
+            drop.dropped,
+            vec![
+                (8, DropReason::Tail),
+                (9, DropReason::Tail),
+                (10, DropReason::Tail),
+                (11, DropReason::Tail),
+                (12, DropReason::Tail),
+                (13, DropReason::Tail),
+                (99, DropReason::TextOverCap)
+            ]
+        );
+        let pad = assemble(&p, &order, 2, 2, Tail::Pad, true, None, vec![]).unwrap();
+        assert_eq!(pad.steps(), 2);
+        assert_eq!(pad.padding, vec![0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(pad.micro_batch(7), &[0, 1]);
+        let keep = assemble(&p, &order, 2, 2, Tail::KeepPartial, true, None, vec![]).unwrap();
+        assert_eq!(keep.steps(), 2);
+        assert_eq!(keep.rank_micro_batches(1, 0).len(), 2);
+        assert_eq!(keep.rank_micro_batches(1, 1).len(), 1);
+        assert_eq!(keep.micro_batch(6), &[10, 11]);
+    }
+
+    #[test]
+    fn too_few_for_a_step_is_an_error_under_drop() {
+        let p = packs(3);
+        let err = assemble(&p, &[0, 1, 2], 4, 1, Tail::Drop, true, None, vec![]).unwrap_err();
+        assert_eq!(err.code(), "ERR_OMNIBAL_TOO_FEW_SAMPLES");
+        assert!(assemble(&p, &[0, 1, 2], 4, 1, Tail::KeepPartial, true, None, vec![]).is_ok());
+    }
+}

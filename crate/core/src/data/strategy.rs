@@ -1,0 +1,201 @@
+//! One entry point for every batching strategy: options in, batch plan out.
+
+use super::balance::{balance_batches, BalanceParams};
+use super::baselines::{isf_batches, length_grouped_batches, random_batches, PaddedParams};
+use super::cost::TextCost;
+use super::isf::IsfParams;
+use super::isf_search::{search_isf_arguments, IsfSearchParams};
+use super::plan::{BatchPlan, Tail};
+use super::samples::{caps_for_samples_per_pack, round_half_up, Caps, Samples};
+use crate::error::{number_at_least, Error};
+use crate::progress::Progress;
+
+/// A batching strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// [`balance_batches`]: the default.
+    Balanced,
+    /// Reference ISF packs, handed out at random.
+    Isf,
+    /// Shuffled fixed-size padded micro-batches.
+    Random,
+    /// LLaVA / HF length-grouped padded micro-batches.
+    LengthGrouped,
+}
+
+impl Strategy {
+    /// Every strategy name, as the API and CLI spell them.
+    pub const NAMES: &'static [&'static str] = &["balanced", "isf", "random", "length-grouped"];
+
+    /// The strategy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Balanced => "balanced",
+            Strategy::Isf => "isf",
+            Strategy::Random => "random",
+            Strategy::LengthGrouped => "length-grouped",
+        }
+    }
+
+    /// Parses a strategy name.
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        match name {
+            "balanced" => Ok(Strategy::Balanced),
+            "isf" => Ok(Strategy::Isf),
+            "random" => Ok(Strategy::Random),
+            "length-grouped" => Ok(Strategy::LengthGrouped),
+            _ => Err(Error::UnknownOption {
+                name: "strategy".into(),
+                value: name.into(),
+                known: Strategy::NAMES,
+            }),
+        }
+    }
+}
+
+/// How big a micro-batch is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Size {
+    /// Explicit caps per micro-batch.
+    Caps(Caps),
+    /// A wanted mean number of samples per micro-batch; caps (or the batch size of the padded
+    /// baselines) are derived from it.
+    SamplesPerPack(f64),
+}
+
+/// Everything a plan depends on besides the samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanOptions {
+    pub strategy: Strategy,
+    pub dp: u32,
+    pub accum: u32,
+    pub size: Size,
+    pub seed: u64,
+    pub epoch: u64,
+    pub cost: TextCost,
+    pub tail: Tail,
+    /// ISF rounds (`isf`, default 50) or packing rounds (`balanced`, default 16).
+    pub iterations: Option<u32>,
+    /// Text acceptance threshold (default: text cap - 128).
+    pub min_text: Option<u32>,
+    /// ISF's vision acceptance value (default: the vision cap).
+    pub min_vision: Option<u32>,
+}
+
+/// What the strategy settled on, reported with the plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResolvedSize {
+    /// Caps of a packed micro-batch (`balanced`, `isf`).
+    pub caps: Option<Caps>,
+    /// Samples per padded micro-batch (`random`, `length-grouped`).
+    pub batch_size: Option<u32>,
+}
+
+fn check_samples_per_pack(b: f64) -> Result<f64, Error> {
+    number_at_least("samplesPerPack", b, 1.0)
+}
+
+/// Plans one epoch.
+pub fn plan_batches(
+    samples: &Samples,
+    o: &PlanOptions,
+    progress: &mut dyn Progress,
+) -> Result<(BatchPlan, ResolvedSize), Error> {
+    match o.strategy {
+        Strategy::Balanced => {
+            let caps = match o.size {
+                Size::Caps(c) => c,
+                Size::SamplesPerPack(b) => {
+                    caps_for_samples_per_pack(samples, check_samples_per_pack(b)?)
+                }
+            };
+            let mut p = BalanceParams::new(o.dp, o.accum, caps, o.seed, o.epoch);
+            p.cost = o.cost;
+            p.tail = o.tail;
+            if let Some(r) = o.iterations {
+                p.rounds = r;
+            }
+            if let Some(t) = o.min_text {
+                p.min_text = t;
+            }
+            Ok((
+                balance_batches(samples, &p, progress)?,
+                ResolvedSize {
+                    caps: Some(caps),
+                    batch_size: None,
+                },
+            ))
+        }
+        Strategy::Isf => {
+            let caps = match o.size {
+                Size::Caps(c) => c,
+                Size::SamplesPerPack(b) => {
+                    let sp = IsfSearchParams {
+                        samples_per_pack: check_samples_per_pack(b)?,
+                        dp: o.dp.max(1),
+                        accum: o.accum.max(1),
+                        iterations: o.iterations.unwrap_or(50),
+                        max_steps: 32,
+                        seed: o.seed,
+                    };
+                    let found = search_isf_arguments(samples, &sp, &mut ())?;
+                    found.candidates[found.chosen].caps
+                }
+            };
+            let mut p = IsfParams::reference(caps, o.seed, o.epoch);
+            if let Some(r) = o.iterations {
+                p.iterations = r;
+            }
+            if let Some(t) = o.min_text {
+                p.min_text = t;
+            }
+            if let Some(v) = o.min_vision {
+                p.min_vision = v;
+            }
+            let plan = isf_batches(samples, &p, o.dp, o.accum, o.tail, progress)?;
+            Ok((
+                plan,
+                ResolvedSize {
+                    caps: Some(caps),
+                    batch_size: None,
+                },
+            ))
+        }
+        Strategy::Random | Strategy::LengthGrouped => {
+            let b = match o.size {
+                Size::SamplesPerPack(b) => check_samples_per_pack(b)?,
+                Size::Caps(c) => {
+                    let (mv, mt) = samples.means();
+                    let by_v = if mv > 0.0 {
+                        c.max_vision as f64 / mv
+                    } else {
+                        f64::INFINITY
+                    };
+                    by_v.min(c.max_text as f64 / mt).max(1.0)
+                }
+            };
+            let batch = round_half_up(b).min(u32::MAX as f64) as u32;
+            let p = PaddedParams {
+                dp: o.dp,
+                accum: o.accum,
+                batch,
+                seed: o.seed,
+                epoch: o.epoch,
+                tail: o.tail,
+            };
+            let plan = if o.strategy == Strategy::Random {
+                random_batches(samples, &p)?
+            } else {
+                length_grouped_batches(samples, &p)?
+            };
+            progress.report(1, 1);
+            Ok((
+                plan,
+                ResolvedSize {
+                    caps: None,
+                    batch_size: Some(batch),
+                },
+            ))
+        }
+    }
+}
