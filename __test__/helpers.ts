@@ -37,3 +37,30 @@ export function thrown(fn: () => unknown): { name: string; code: unknown; messag
   }
   return { name: 'nothing thrown', code: undefined, message: '' };
 }
+
+/** Where the shared real length files live (CI lays `shared/` beside the clone). */
+export const sharedLengths = process.env.OMNIBAL_SHARED_LENGTHS ?? path.resolve(root, '..', 'shared', 'data', 'lengths');
+export const realFiles = ['ai2d_train_12k.json', 'chartqa_train_18k.json', 'synthdog_en.json'].map((f) => path.join(sharedLengths, f));
+
+/** Compares two values deeply, typed arrays by content; returns the first difference or null. */
+export function firstDifference(a: unknown, b: unknown, at = ''): string | null {
+  if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) {
+    const x = Array.from(a as ArrayLike<number>);
+    const y = Array.from(b as ArrayLike<number>);
+    if (x.length !== y.length) return `${at}: length ${x.length} vs ${y.length}`;
+    const i = x.findIndex((v, k) => !Object.is(v, y[k]));
+    return i < 0 ? null : `${at}[${i}]: ${x[i]} vs ${y[i]}`;
+  }
+  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of keys) {
+      const va = (a as Record<string, unknown>)[k];
+      const vb = (b as Record<string, unknown>)[k];
+      if ((va === undefined || va === null) && (vb === undefined || vb === null)) continue;
+      const d = firstDifference(va, vb, `${at}.${k}`);
+      if (d) return d;
+    }
+    return null;
+  }
+  return Object.is(a, b) ? null : `${at}: ${String(a)} vs ${String(b)}`;
+}

@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { isOmnibalError } from '../errors';
 import { version } from '../package';
 import { doctorReport, formatDoctor } from './doctor';
+import { registerPack } from './pack';
 
 /** Builds the program (exported so tests can drive it in-process). */
 export function buildProgram(): Command {
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
       process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctor(report)}\n`);
     });
 
+  registerPack(program);
   return program;
 }
 

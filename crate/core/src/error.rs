@@ -160,20 +160,25 @@ pub fn number_at_least(name: &str, value: f64, min: f64) -> Result<f64, Error> {
     Ok(value)
 }
 
-/// Formats a number the way JavaScript's `String(x)` does for the values error messages show.
+/// Formats a number the way JavaScript's `String(x)` does, so both backends word their errors
+/// alike: shortest round-trip digits, exponent form below 1e-6 and from 1e21.
 pub fn js_number(value: f64) -> String {
+    if value.is_nan() {
+        return "NaN".into();
+    }
     if value.is_infinite() {
-        return if value > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
     if value == 0.0 {
         return "0".into(); // -0 too, as String(-0) is "0"
     }
-    if value.fract() == 0.0 && value.abs() < 1e21 {
-        return format!("{value:.0}");
+    let abs = value.abs();
+    if !(1e-6..1e21).contains(&abs) {
+        let s = format!("{value:e}");
+        return match s.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
+            _ => s,
+        };
     }
     format!("{value}")
 }
@@ -190,6 +195,22 @@ mod tests {
             integer_in_range("seed", 9007199254740991.0, (1 << 53) - 1),
             Ok((1 << 53) - 1)
         );
+    }
+
+    #[test]
+    fn numbers_print_as_in_javascript() {
+        for (v, js) in [
+            (2.5, "2.5"),
+            (-1.0, "-1"),
+            (-0.0, "0"),
+            (1152921504606846976.0, "1152921504606847000"),
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-7"),
+            (0.1, "0.1"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(js_number(v), js, "{v}");
+        }
     }
 
     #[test]

@@ -1,0 +1,133 @@
+// Native and TypeScript twins give the same plans, packs, searches and metrics (or the same
+// errors) on thousands of random datasets.
+import test from 'ava';
+import fc from 'fast-check';
+import { jsBackend } from '../src/binding';
+import { STRATEGIES } from '../src/data/strategy';
+import { TAILS } from '../src/data/plan';
+import { firstDifference, native, nativeTest, thrown } from './helpers';
+
+const samplesArb = fc.integer({ min: 1, max: 160 }).chain((n) =>
+  fc.record({
+    vision: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: n, maxLength: n }).map((a) => Uint32Array.from(a)),
+    text: fc.array(fc.integer({ min: 1, max: 2500 }), { minLength: n, maxLength: n }).map((a) => Uint32Array.from(a)),
+  }),
+);
+
+const optionsArb = fc.record(
+  {
+    strategy: fc.constantFrom(...STRATEGIES),
+    dp: fc.integer({ min: 1, max: 8 }),
+    accum: fc.integer({ min: 1, max: 3 }),
+    samplesPerPack: fc.double({ min: 1, max: 8, noNaN: true }),
+    seed: fc.integer({ min: 0, max: 2 ** 40 }),
+    epoch: fc.integer({ min: 0, max: 5 }),
+    tail: fc.constantFrom(...TAILS),
+    costB: fc.constantFrom(0, 1 / 4096, 0.01),
+    iterations: fc.integer({ min: 1, max: 20 }),
+  },
+  { requiredKeys: ['strategy', 'dp'] },
+);
+
+const capsArb = fc.record({ maxVision: fc.integer({ min: 0, max: 30 }), maxText: fc.integer({ min: 1, max: 9000 }) });
+
+/** Runs `f` on both backends; both must throw the same error, or return equal results. */
+function same<T>(f: (api: typeof jsBackend) => T): string | null {
+  let a: T | undefined;
+  let b: T | undefined;
+  const ea = thrown(() => (a = f(native!)));
+  const eb = thrown(() => (b = f(jsBackend)));
+  if (ea.name !== 'nothing thrown' || eb.name !== 'nothing thrown') {
+    return ea.name === eb.name && ea.code === eb.code && ea.message === eb.message
+      ? null
+      : `errors differ: ${JSON.stringify(ea)} vs ${JSON.stringify(eb)}`;
+  }
+  return firstDifference(a, b);
+}
+
+nativeTest('planBatches: native equals the twin (plans and metrics) on random datasets', (t) => {
+  fc.assert(
+    fc.property(samplesArb, optionsArb, fc.option(capsArb), (s, o, caps) => {
+      const options = caps ? { ...o, samplesPerPack: undefined, ...caps } : o;
+      const diff = same((api) => {
+        const plan = api.planBatches(s.vision, s.text, options);
+        return { plan, metrics: api.batchMetrics(plan, s.vision, s.text, 1, o.costB ?? 0) };
+      });
+      if (diff) throw new Error(`${diff}\noptions ${JSON.stringify(options)}`);
+    }),
+    { numRuns: 2500 },
+  );
+  t.pass();
+});
+
+nativeTest('packIsf: native equals the twin on random datasets', (t) => {
+  fc.assert(
+    fc.property(samplesArb, capsArb, fc.integer({ min: 1, max: 60 }), fc.integer({ min: 0, max: 1000 }), (s, caps, iterations, seed) => {
+      const diff = same((api) => api.packIsf(s.vision, s.text, { ...caps, iterations, seed }));
+      if (diff) throw new Error(diff);
+    }),
+    { numRuns: 1500 },
+  );
+  t.pass();
+});
+
+nativeTest('searchIsfArguments: native equals the twin on random datasets', (t) => {
+  fc.assert(
+    fc.property(samplesArb, fc.double({ min: 1, max: 6, noNaN: true }), fc.integer({ min: 1, max: 8 }), (s, b, dp) => {
+      const diff = same((api) => api.searchIsfArguments(s.vision, s.text, { samplesPerPack: b, dp, iterations: 5, maxSteps: 6 }));
+      if (diff) throw new Error(diff);
+    }),
+    { numRuns: 300 },
+  );
+  t.pass();
+});
+
+nativeTest('bad options and samples give the same coded errors from both backends', (t) => {
+  const v = Uint32Array.from([1, 2, 3, 4]);
+  const tx = Uint32Array.from([100, 200, 300, 400]);
+  const cases: [string, () => [Uint32Array, Uint32Array, object]][] = [
+    ['empty input', () => [new Uint32Array(0), new Uint32Array(0), { dp: 1, samplesPerPack: 2 }]],
+    ['zero text tokens', () => [v, Uint32Array.from([1, 0, 3, 4]), { dp: 1, samplesPerPack: 2 }]],
+    ['length mismatch', () => [v, tx.subarray(0, 3), { dp: 1, samplesPerPack: 2 }]],
+    ['dp 0', () => [v, tx, { dp: 0, samplesPerPack: 2 }]],
+    ['accum 0', () => [v, tx, { dp: 1, accum: 0, samplesPerPack: 2 }]],
+    ['fractional dp', () => [v, tx, { dp: 1.5, samplesPerPack: 2 }]],
+    ['NaN samples per pack', () => [v, tx, { dp: 1, samplesPerPack: NaN }]],
+    ['caps below every sample', () => [v, tx, { dp: 1, maxVision: 0, maxText: 50 }]],
+    ['one cap only', () => [v, tx, { dp: 1, maxVision: 4 }]],
+    ['both size options', () => [v, tx, { dp: 1, maxVision: 4, maxText: 500, samplesPerPack: 2 }]],
+    ['no size option', () => [v, tx, { dp: 1 }]],
+    ['too few for one step', () => [v, tx, { dp: 8, samplesPerPack: 2 }]],
+    ['unknown strategy', () => [v, tx, { dp: 1, samplesPerPack: 2, strategy: 'greedy' }]],
+    ['unknown tail', () => [v, tx, { dp: 1, samplesPerPack: 2, tail: 'wrap' }]],
+    ['negative cost', () => [v, tx, { dp: 1, samplesPerPack: 2, costA: -1 }]],
+    ['unsafe seed', () => [v, tx, { dp: 1, samplesPerPack: 2, seed: 2 ** 60 }]],
+  ];
+  for (const [label, make] of cases) {
+    const [vision, text, options] = make();
+    const a = thrown(() => native!.planBatches(vision, text, options as never));
+    const b = thrown(() => jsBackend.planBatches(vision, text, options as never));
+    t.not(a.name, 'nothing thrown', label);
+    t.deepEqual(a, b, label);
+    t.regex(String(a.code), /^ERR_OMNIBAL_/, label);
+  }
+  const wrongKind = thrown(() => native!.planBatches(new Float64Array(4) as never, tx, { dp: 1, samplesPerPack: 2 }));
+  t.deepEqual(wrongKind, thrown(() => jsBackend.planBatches(new Float64Array(4) as never, tx, { dp: 1, samplesPerPack: 2 })));
+  t.is(wrongKind.code, 'ERR_OMNIBAL_INVALID_TYPE');
+});
+
+nativeTest('error messages print numbers alike for any double', (t) => {
+  const v = Uint32Array.from([1, 2]);
+  const tx = Uint32Array.from([10, 20]);
+  fc.assert(
+    fc.property(fc.double(), fc.double(), (seed, b) => {
+      for (const options of [{ dp: 1, samplesPerPack: 2, seed }, { dp: 1, samplesPerPack: b }, { dp: seed, samplesPerPack: 2 }]) {
+        const a = thrown(() => native!.planBatches(v, tx, options));
+        const c = thrown(() => jsBackend.planBatches(v, tx, options));
+        if (firstDifference(a, c)) throw new Error(`${JSON.stringify(a)} vs ${JSON.stringify(c)}`);
+      }
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});

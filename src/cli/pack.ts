@@ -1,0 +1,182 @@
+/**
+ * `omnibal pack`: plan balanced batches for a dataset's per-sample lengths.
+ *
+ * @module
+ */
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { backend } from '../binding';
+import { batchMetrics, droppedSamples, planBatchesAsync, STRATEGIES, TAILS } from '../data/index';
+import type { BatchMetrics } from '../data/metrics';
+import { planStep, type BatchPlan, type Tail } from '../data/plan';
+import type { Samples } from '../data/samples';
+import type { PlanBatchesOptions, Strategy } from '../data/strategy';
+import { syntheticSamples } from '../data/synthetic';
+import { ErrorCodes, omnibalError } from '../errors';
+import { readSamples } from '../io/samples';
+import { formatTable, progressBar } from './table';
+
+/** Version of the JSON written by `omnibal pack --json`. */
+export const BATCH_PLAN_SCHEMA = 'omnibal.batch-plan/1';
+
+interface PackFlags {
+  input: string[];
+  synthetic?: number;
+  dp: number;
+  accum?: number;
+  samplesPerPack?: number;
+  maxVision?: number;
+  maxText?: number;
+  strategy: string;
+  seed?: number;
+  epoch?: number;
+  tail?: string;
+  costA?: number;
+  costB?: number;
+  compare?: boolean;
+  json?: boolean;
+  out?: string;
+}
+
+const num = (v: string) => Number(v);
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** The plan as the JSON object `omnibal pack --json` writes. */
+export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>): object {
+  const steps: number[][][][] = [];
+  for (let s = 0; s < plan.steps; s++) steps.push(planStep(plan, s).map((rank) => rank.map((mb) => Array.from(mb))));
+  return {
+    schema: BATCH_PLAN_SCHEMA,
+    strategy: plan.strategy,
+    backend: backend().kind,
+    params,
+    steps,
+    padding: Array.from(plan.padding),
+    dropped: droppedSamples(plan),
+    metrics: {
+      padRatio: metrics.padRatio,
+      visionDist: metrics.visionDist,
+      textDist: metrics.textDist,
+      costDist: metrics.costDist,
+      samplesPerPack: metrics.samplesPerPack,
+      packs: metrics.packs,
+      steps: metrics.steps,
+    },
+  };
+}
+
+function fmt(x: number, digits: number): string {
+  return x.toFixed(digits);
+}
+
+function dropSummary(plan: BatchPlan): string {
+  if (plan.droppedIndex.length === 0) return '0';
+  const counts = new Map<string, number>();
+  for (const d of droppedSamples(plan)) counts.set(d.reason, (counts.get(d.reason) ?? 0) + 1);
+  return `${plan.droppedIndex.length} (${[...counts].map(([r, c]) => `${r} ${c}`).join(', ')})`;
+}
+
+async function loadSamples(flags: PackFlags): Promise<{ samples: Samples; source: string }> {
+  if (flags.synthetic !== undefined) {
+    return { samples: syntheticSamples(flags.synthetic, flags.seed ?? 0), source: `${flags.synthetic} synthetic samples` };
+  }
+  if (flags.input.length === 0) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --input FILE (repeatable) or --synthetic N');
+  }
+  const loaded = await readSamples(flags.input);
+  return { samples: loaded, source: `${loaded.text.length} samples from ${loaded.files.length} file(s)` };
+}
+
+async function runPack(flags: PackFlags): Promise<void> {
+  const { samples, source } = await loadSamples(flags);
+  const options: PlanBatchesOptions = {
+    strategy: flags.strategy as Strategy,
+    dp: flags.dp,
+    accum: flags.accum,
+    samplesPerPack: flags.samplesPerPack,
+    maxVision: flags.maxVision,
+    maxText: flags.maxText,
+    seed: flags.seed,
+    epoch: flags.epoch,
+    tail: flags.tail as Tail | undefined,
+    costA: flags.costA,
+    costB: flags.costB,
+  };
+  const cost = { a: flags.costA, b: flags.costB };
+  const strategies = flags.compare ? STRATEGIES : [options.strategy ?? 'balanced'];
+  const results: { plan: BatchPlan; metrics: BatchMetrics; ms: number }[] = [];
+  for (const strategy of strategies) {
+    const bar = samples.text.length >= 200_000 ? progressBar(`planning ${strategy}`) : { done: () => {} };
+    const started = process.hrtime.bigint();
+    const plan = await planBatchesAsync(samples, { ...options, strategy }, bar);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    bar.done();
+    results.push({ plan, metrics: batchMetrics(plan, samples, cost), ms });
+  }
+  const main = results[0];
+  const params = {
+    dp: main.plan.dp,
+    accum: main.plan.accum,
+    samplesPerPack: flags.samplesPerPack ?? null,
+    maxVision: main.plan.maxVision ?? null,
+    maxText: main.plan.maxText ?? null,
+    batchSize: main.plan.batchSize ?? null,
+    seed: flags.seed ?? 0,
+    epoch: flags.epoch ?? 0,
+    tail: main.plan.tail,
+    costA: flags.costA ?? 1,
+    costB: flags.costB ?? 0,
+    inputs: flags.synthetic !== undefined ? { synthetic: flags.synthetic } : flags.input,
+  };
+  if (flags.json || flags.out) {
+    const text = `${JSON.stringify(planToJson(main.plan, main.metrics, params))}\n`;
+    if (flags.out) writeFileSync(flags.out, text);
+    else process.stdout.write(text);
+    if (flags.json) return;
+  }
+  const head = `omnibal pack: ${source}, dp ${main.plan.dp}, accum ${main.plan.accum}, backend ${backend().kind}`;
+  const size = (p: BatchPlan) => (p.maxVision !== undefined ? `caps ${p.maxVision} / ${p.maxText}` : `batch ${p.batchSize}`);
+  const rows = results.map(({ plan, metrics: m, ms }) => [
+    plan.strategy,
+    size(plan),
+    m.steps,
+    m.packs,
+    fmt(m.samplesPerPack, 2),
+    fmt(m.padRatio, 4),
+    fmt(m.visionDist, 5),
+    fmt(m.textDist, 5),
+    fmt(m.costDist, 5),
+    dropSummary(plan),
+    fmt(ms, 0),
+  ]);
+  process.stdout.write(
+    `${head}\n\n${formatTable(
+      ['strategy', 'size (vision/text)', 'steps', 'packs', 'samples/pack', 'pad', 'vision dist', 'text dist', 'cost dist', 'dropped', 'ms'],
+      rows,
+    )}\n\ndist = mean over steps of sum_r (max - load_r) / (max * dp): the share of rank time spent waiting.\n`,
+  );
+}
+
+/** Adds `omnibal pack` to the program. */
+export function registerPack(program: Command): void {
+  program
+    .command('pack')
+    .description('plan balanced mini-batches for data-parallel ranks from per-sample lengths')
+    .option('--input <file>', 'length file (.json reference list, .jsonl, .csv); repeatable, concatenated in order', collect, [])
+    .option('--synthetic <n>', 'plan n synthetic samples with the real SFT data statistics instead of files', num)
+    .requiredOption('--dp <n>', 'data-parallel ranks', num)
+    .option('--accum <m>', 'micro-batches per rank per step (gradient accumulation)', num)
+    .option('--samples-per-pack <b>', 'wanted mean samples per micro-batch (caps are derived)', num)
+    .option('--max-vision <qv>', 'vision cap of a micro-batch (tiles)', num)
+    .option('--max-text <qt>', 'text cap of a micro-batch (tokens)', num)
+    .option('--strategy <name>', `one of ${STRATEGIES.join(', ')}`, 'balanced')
+    .option('--seed <s>', 'seed', num)
+    .option('--epoch <e>', 'epoch', num)
+    .option('--tail <policy>', `the last incomplete step: ${TAILS.join(', ')} (default drop)`)
+    .option('--cost-a <a>', 'text cost per token (default 1)', num)
+    .option('--cost-b <b>', 'text cost per squared sample length (default 0)', num)
+    .option('--compare', 'plan with every strategy and print them side by side')
+    .option('--json', 'write one JSON object (the plan, its metrics and parameters)')
+    .option('--out <file>', 'write the JSON plan to this file')
+    .action(async (flags: PackFlags) => runPack(flags));
+}

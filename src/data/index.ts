@@ -1,0 +1,214 @@
+/**
+ * Data balance: pack samples into micro-batches and hand them to data-parallel ranks so that
+ * every rank in every step carries the same vision and text load.
+ *
+ * @module
+ */
+import type * as Native from '../../bindings';
+import { activeBackend } from '../binding';
+import { invalidType } from '../errors';
+import { withProgress, type ProgressCallback } from '../progress';
+import { describeValue, expectU32Array } from '../validate';
+import { type BatchMetrics } from './metrics';
+import { type BatchPlan } from './plan';
+import { DROP_REASONS, type DropReason, type Samples } from './samples';
+import { type PlanBatchesOptions } from './strategy';
+import { type TextCost } from './cost';
+import { type IsfSearch } from './isf-search';
+
+export { planForRank, planStep, TAILS, type BatchPlan, type Tail } from './plan';
+export { DROP_REASONS, type Caps, type DropReason, type Samples } from './samples';
+export { STRATEGIES, type PlanBatchesOptions, type Strategy } from './strategy';
+export type { BatchMetrics } from './metrics';
+export type { TextCost } from './cost';
+export type { IsfCandidate, IsfSearch } from './isf-search';
+
+/** Options of the Promise variants. */
+export interface AsyncOptions {
+  /** Called with `(done, total)` a few times a second at most; the last call comes before the Promise resolves. */
+  onProgress?: ProgressCallback;
+}
+
+/** Options of {@link packIsf}: the reference ISF's caps and thresholds. */
+export interface PackIsfOptions {
+  /** Vision cap `Qv` of a pack. */
+  maxVision: number;
+  /** Text cap `Qt` of a pack. */
+  maxText: number;
+  /** Keep a group whose vision sum equals this; default `maxVision`. */
+  minVision?: number;
+  /** Keep a group whose text sum reaches this; default `maxText - 128`. */
+  minText?: number;
+  /** Rounds of sampling (all but the last followed by filtering); default 50. */
+  iterations?: number;
+  seed?: number;
+  epoch?: number;
+}
+
+/** Packs made by {@link packIsf}: pack `k` is `packSamples[packOffsets[k] .. packOffsets[k + 1]]`. */
+export interface IsfPacks {
+  packSamples: Uint32Array;
+  packOffsets: Uint32Array;
+  /** Samples over a cap (ascending), with their reason codes (see {@link DROP_REASONS}). */
+  droppedIndex: Uint32Array;
+  droppedReason: Uint8Array;
+}
+
+/** Options of {@link searchIsfArguments}. */
+export interface SearchIsfOptions {
+  /** Wanted mean samples per pack `B`: candidates must land in `[B, B + 1]`. */
+  samplesPerPack: number;
+  /** Ranks the dist ratios are measured over; default 8. */
+  dp?: number;
+  accum?: number;
+  /** ISF iterations per candidate; default 50. */
+  iterations?: number;
+  /** Most steps in each direction; default 32. */
+  maxSteps?: number;
+  seed?: number;
+}
+
+function checkSamplesShape(samples: Samples): void {
+  if (typeof samples !== 'object' || samples === null) {
+    throw invalidType('samples', `must be an object with vision and text Uint32Arrays, got ${describeValue(samples)}`);
+  }
+  expectU32Array('vision', samples.vision);
+  expectU32Array('text', samples.text);
+}
+
+const NUMBER_OPTIONS = [
+  'dp', 'accum', 'samplesPerPack', 'maxVision', 'maxText', 'seed', 'epoch', 'costA', 'costB',
+  'iterations', 'minText', 'minVision', 'maxSteps',
+] as const;
+
+function checkOptionTypes(options: object): void {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidType('options', `must be an object, got ${describeValue(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of NUMBER_OPTIONS) {
+    if (o[key] !== undefined && o[key] !== null && typeof o[key] !== 'number') {
+      throw invalidType(key, `must be a number, got ${describeValue(o[key])}`);
+    }
+  }
+  for (const key of ['strategy', 'tail']) {
+    if (o[key] !== undefined && o[key] !== null && typeof o[key] !== 'string') {
+      throw invalidType(key, `must be a string, got ${describeValue(o[key])}`);
+    }
+  }
+}
+
+function asPlan(native: Native.NativeBatchPlan): BatchPlan {
+  return native as BatchPlan;
+}
+
+/**
+ * Plans one epoch of batches with any strategy (`balanced` by default): steps x ranks x
+ * micro-batches x samples, plus every sample left out and why. A pure function of the samples,
+ * the options, the seed and the epoch.
+ *
+ * @throws coded errors for bad samples (`ERR_OMNIBAL_INVALID_SAMPLE`, `ERR_OMNIBAL_EMPTY_INPUT`),
+ *   bad options (`ERR_OMNIBAL_OUT_OF_RANGE`, `ERR_OMNIBAL_INVALID_OPTIONS`,
+ *   `ERR_OMNIBAL_UNKNOWN_OPTION`), caps smaller than every sample (`ERR_OMNIBAL_CAP_TOO_SMALL`)
+ *   and too few samples for a step (`ERR_OMNIBAL_TOO_FEW_SAMPLES`).
+ */
+export function planBatches(samples: Samples, options: PlanBatchesOptions): BatchPlan {
+  checkSamplesShape(samples);
+  checkOptionTypes(options);
+  return asPlan(activeBackend().planBatches(samples.vision, samples.text, options));
+}
+
+/** {@link planBatches} off the main thread (the libuv pool, with the native backend). */
+export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, asyncOptions: AsyncOptions = {}): Promise<BatchPlan> {
+  try {
+    checkSamplesShape(samples);
+    checkOptionTypes(options);
+    const api = activeBackend();
+    return withProgress(asyncOptions.onProgress, (progress) =>
+      api.planBatchesAsync(samples.vision, samples.text, options, progress),
+    ).then(asPlan);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * The balanced plan (the default strategy): every micro-batch's vision load is exactly the
+ * vision cap where the data allows, and within each step every micro-batch (so every rank)
+ * carries the same text cost, without padding.
+ */
+export function balanceBatches(samples: Samples, options: Omit<PlanBatchesOptions, 'strategy'>): BatchPlan {
+  return planBatches(samples, { ...options, strategy: 'balanced' });
+}
+
+/** {@link balanceBatches} off the main thread. */
+export function balanceBatchesAsync(
+  samples: Samples,
+  options: Omit<PlanBatchesOptions, 'strategy'>,
+  asyncOptions: AsyncOptions = {},
+): Promise<BatchPlan> {
+  return planBatchesAsync(samples, { ...options, strategy: 'balanced' }, asyncOptions);
+}
+
+/**
+ * The reference ISF (iterative sampling and filtering) of the OmniBal paper, with its exact
+ * semantics and defaults, minus its bug: the last group is never lost, and samples over a cap
+ * are returned in `droppedIndex` rather than silently skipped.
+ */
+export function packIsf(samples: Samples, options: PackIsfOptions): IsfPacks {
+  checkSamplesShape(samples);
+  checkOptionTypes(options);
+  return activeBackend().packIsf(samples.vision, samples.text, options);
+}
+
+/** {@link packIsf} off the main thread. */
+export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfPacks> {
+  try {
+    checkSamplesShape(samples);
+    checkOptionTypes(options);
+    const api = activeBackend();
+    return withProgress(asyncOptions.onProgress, (progress) => api.packIsfAsync(samples.vision, samples.text, options, progress));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * The reference search for ISF's caps for a wanted number of samples per pack: the candidate
+ * table, in evaluation order, and the index of the chosen one.
+ */
+export function searchIsfArguments(samples: Samples, options: SearchIsfOptions): IsfSearch {
+  checkSamplesShape(samples);
+  checkOptionTypes(options);
+  return activeBackend().searchIsfArguments(samples.vision, samples.text, options);
+}
+
+/** {@link searchIsfArguments} off the main thread. */
+export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfSearch> {
+  try {
+    checkSamplesShape(samples);
+    checkOptionTypes(options);
+    const api = activeBackend();
+    return withProgress(asyncOptions.onProgress, (progress) =>
+      api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress),
+    );
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * The paper's metrics of a plan: pad ratio, vision and text dist ratios, the same dist on the
+ * text cost (`cost`, default plain tokens), samples per pack, packs, steps, dropped, and the
+ * per-step values.
+ */
+export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
+  checkSamplesShape(samples);
+  checkOptionTypes({ costA: cost.a, costB: cost.b });
+  return activeBackend().batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null);
+}
+
+/** The samples a plan left out, as `{ index, reason }` objects (for reports and JSON). */
+export function droppedSamples(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): { index: number; reason: DropReason }[] {
+  return Array.from(plan.droppedIndex, (index, k) => ({ index, reason: DROP_REASONS[plan.droppedReason[k] - 1] }));
+}
