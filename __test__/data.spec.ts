@@ -1,0 +1,217 @@
+// The public data API: plan invariants on random data, determinism, resume accessors,
+// async with progress, and quality on the shared real data.
+import test from 'ava';
+import fc from 'fast-check';
+import { existsSync } from 'node:fs';
+import {
+  balanceBatches,
+  batchMetrics,
+  droppedSamples,
+  packIsf,
+  planBatches,
+  planBatchesAsync,
+  planForRank,
+  planStep,
+  searchIsfArguments,
+  STRATEGIES,
+  TAILS,
+  type BatchPlan,
+  type Samples,
+} from '../index';
+import { readSamples } from '../src/io/samples';
+import { syntheticSamples } from '../src/data/synthetic';
+import { realFiles, thrown } from './helpers';
+
+const samplesArb = fc.integer({ min: 1, max: 400 }).chain((n) =>
+  fc.record({
+    vision: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: n, maxLength: n }).map((a) => Uint32Array.from(a)),
+    text: fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: n, maxLength: n }).map((a) => Uint32Array.from(a)),
+  }),
+);
+
+/** Checks every invariant a plan promises; returns the first broken one. */
+function broken(plan: BatchPlan, s: Samples): string | null {
+  const n = s.text.length;
+  const seen = new Uint32Array(n);
+  for (let k = 0; k < plan.padding.length; k++) {
+    if (plan.padding[k]) continue;
+    for (let q = plan.microBatchOffsets[k]; q < plan.microBatchOffsets[k + 1]; q++) seen[plan.samples[q]]++;
+  }
+  for (const i of plan.droppedIndex) seen[i]++;
+  const wrong = seen.findIndex((c) => c !== 1);
+  if (wrong >= 0) return `sample ${wrong} appears ${seen[wrong]} times (plan + dropped)`;
+  for (let k = 1; k < plan.droppedIndex.length; k++) if (plan.droppedIndex[k] <= plan.droppedIndex[k - 1]) return 'dropped not ascending';
+  if (plan.rankOffsets.length !== plan.steps * plan.dp + 1) return 'rankOffsets do not cover dp ranks per step';
+  for (let st = 0; st < plan.steps; st++) {
+    const last = st === plan.steps - 1;
+    for (let r = 0; r < plan.dp; r++) {
+      const count = plan.rankOffsets[st * plan.dp + r + 1] - plan.rankOffsets[st * plan.dp + r];
+      if (count !== plan.accum && !(last && plan.tail === 'keep-partial')) return `step ${st} rank ${r} has ${count} micro-batches`;
+    }
+  }
+  if (plan.packed && plan.maxVision !== undefined) {
+    for (let k = 0; k < plan.padding.length; k++) {
+      let v = 0;
+      let t = 0;
+      for (let q = plan.microBatchOffsets[k]; q < plan.microBatchOffsets[k + 1]; q++) {
+        v += s.vision[plan.samples[q]];
+        t += s.text[plan.samples[q]];
+      }
+      if (v > plan.maxVision || t > plan.maxText!) return `micro-batch ${k} over a cap (${v}, ${t})`;
+      if (plan.microBatchOffsets[k + 1] === plan.microBatchOffsets[k]) return `micro-batch ${k} is empty`;
+    }
+  }
+  for (const { index, reason } of droppedSamples(plan)) {
+    if (reason === 'vision-over-cap' && !(s.vision[index] > plan.maxVision!)) return `sample ${index} wrongly over the vision cap`;
+    if (reason === 'text-over-cap' && !(s.text[index] > plan.maxText!)) return `sample ${index} wrongly over the text cap`;
+    if (reason === 'tail' && plan.tail !== 'drop') return 'tail drops without tail: drop';
+  }
+  return null;
+}
+
+test('every plan keeps its promises: each sample once or dropped with a reason, caps, whole steps', (t) => {
+  fc.assert(
+    fc.property(
+      samplesArb,
+      fc.constantFrom(...STRATEGIES),
+      fc.constantFrom(...TAILS),
+      fc.integer({ min: 1, max: 6 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.double({ min: 1, max: 7, noNaN: true }),
+      (s, strategy, tail, dp, accum, b) => {
+        let plan: BatchPlan;
+        try {
+          plan = planBatches(s, { strategy, tail, dp, accum, samplesPerPack: b, seed: 1 });
+        } catch (error) {
+          // The only acceptable failure: too few samples for a step under tail 'drop'.
+          const e = error as { code?: string };
+          if (e.code === 'ERR_OMNIBAL_TOO_FEW_SAMPLES' && tail === 'drop') return;
+          throw error;
+        }
+        const why = broken(plan, s);
+        if (why) throw new Error(`${strategy}/${tail}: ${why}`);
+      },
+    ),
+    { numRuns: 1500 },
+  );
+  t.pass();
+});
+
+test('plans are pure functions of (samples, options, seed, epoch)', (t) => {
+  const s = syntheticSamples(5000, 3);
+  for (const strategy of STRATEGIES) {
+    const a = planBatches(s, { strategy, dp: 4, accum: 2, samplesPerPack: 4, seed: 9, epoch: 2 });
+    const b = planBatches(s, { strategy, dp: 4, accum: 2, samplesPerPack: 4, seed: 9, epoch: 2 });
+    t.deepEqual(a, b, strategy);
+    const c = planBatches(s, { strategy, dp: 4, accum: 2, samplesPerPack: 4, seed: 9, epoch: 3 });
+    t.notDeepEqual(a.samples, c.samples, `${strategy}: another epoch, another order`);
+  }
+});
+
+test('the step order is random, not sorted by load', (t) => {
+  const s = syntheticSamples(20000, 5);
+  const plan = balanceBatches(s, { dp: 4, samplesPerPack: 4, seed: 1 });
+  const m = batchMetrics(plan, s);
+  const text = planStepLoads(plan, s);
+  // Neighbouring steps are no more alike than random pairs: no sorting of the epoch by length.
+  let ascending = 0;
+  for (let k = 1; k < text.length; k++) if (text[k] >= text[k - 1]) ascending++;
+  const share = ascending / (text.length - 1);
+  t.true(share > 0.4 && share < 0.6, `share of ascending neighbours ${share}`);
+  t.true(m.steps > 100);
+  // Datasets are not clumped: the first tenth of the steps holds every group.
+  const groups = new Set<number>();
+  for (let st = 0; st < plan.steps / 10; st++) for (const rank of planStep(plan, st)) for (const mb of rank) for (const i of mb) groups.add(s.group[i]);
+  t.deepEqual([...groups].sort(), [0, 1, 2]);
+});
+
+function planStepLoads(plan: BatchPlan, s: Samples): number[] {
+  const out: number[] = [];
+  for (let st = 0; st < plan.steps; st++) {
+    let sum = 0;
+    for (const rank of planStep(plan, st)) for (const mb of rank) for (const i of mb) sum += s.text[i];
+    out.push(sum);
+  }
+  return out;
+}
+
+test('planStep and planForRank read the same plan without recomputing it', (t) => {
+  const s = syntheticSamples(3000, 1);
+  const plan = planBatches(s, { dp: 3, accum: 2, samplesPerPack: 4, tail: 'keep-partial' });
+  const byRank = [0, 1, 2].map((r) => planForRank(plan, r));
+  for (let st = 0; st < plan.steps; st++) {
+    const step = planStep(plan, st);
+    t.is(step.length, 3);
+    for (let r = 0; r < 3; r++) t.deepEqual(step[r], byRank[r][st]);
+  }
+  t.is(thrown(() => planStep(plan, plan.steps)).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => planForRank(plan, 3)).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
+test('tail policies are explicit: drop reports, pad flags copies, keep-partial keeps a short step', (t) => {
+  const s = syntheticSamples(997, 2);
+  const drop = planBatches(s, { dp: 8, samplesPerPack: 4, tail: 'drop' });
+  const pad = planBatches(s, { dp: 8, samplesPerPack: 4, tail: 'pad' });
+  const keep = planBatches(s, { dp: 8, samplesPerPack: 4, tail: 'keep-partial' });
+  const tailDrops = droppedSamples(drop).filter((d) => d.reason === 'tail').length;
+  t.true(tailDrops > 0, 'this size leaves a tail');
+  t.is(pad.steps, drop.steps + 1);
+  t.true(pad.padding.some((f) => f === 1));
+  t.is(keep.steps, drop.steps + 1);
+  t.is(droppedSamples(keep).filter((d) => d.reason === 'tail').length, 0);
+});
+
+test('packIsf keeps every sample or reports it, and keeps the last group', (t) => {
+  const s = { vision: Uint32Array.from([3, 3, 3, 3, 3, 40]), text: Uint32Array.from([10, 10, 10, 10, 10, 10]) };
+  const out = packIsf(s, { maxVision: 6, maxText: 100, iterations: 1 });
+  t.is(out.packOffsets.length - 1, 3);
+  t.deepEqual(Array.from(out.droppedIndex), [5]);
+  t.deepEqual(Array.from(out.droppedReason), [1]);
+  t.is(out.packSamples.length, 5);
+});
+
+test('planBatchesAsync equals the sync plan and reports progress', async (t) => {
+  const s = syntheticSamples(300_000, 4);
+  const calls: number[][] = [];
+  const plan = await planBatchesAsync(s, { dp: 8, samplesPerPack: 4.5 }, { onProgress: (d, n) => calls.push([d, n]) });
+  t.deepEqual(plan, planBatches(s, { dp: 8, samplesPerPack: 4.5 }));
+  t.true(calls.length >= 1);
+  const [d, n] = calls[calls.length - 1];
+  t.is(d, n);
+});
+
+test('bad input through the public API: coded errors, never a crash', (t) => {
+  const s = syntheticSamples(100, 1);
+  t.is(thrown(() => planBatches(s, { dp: 8, samplesPerPack: 4, strategy: 'fastest' as never })).code, 'ERR_OMNIBAL_UNKNOWN_OPTION');
+  t.is(thrown(() => planBatches(s, { dp: '8' as never, samplesPerPack: 4 })).code, 'ERR_OMNIBAL_INVALID_TYPE');
+  t.is(thrown(() => planBatches({ vision: s.vision, text: [1, 2] as never }, { dp: 1, samplesPerPack: 4 })).code, 'ERR_OMNIBAL_INVALID_TYPE');
+  t.is(thrown(() => planBatches(s, { dp: 200, samplesPerPack: 4 })).code, 'ERR_OMNIBAL_TOO_FEW_SAMPLES');
+  t.is(thrown(() => planBatches(s, { dp: 1, maxVision: 0, maxText: 1 })).code, 'ERR_OMNIBAL_CAP_TOO_SMALL');
+  t.is(thrown(() => searchIsfArguments(s, { samplesPerPack: 0.5 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
+const haveReal = realFiles.every((f) => existsSync(f));
+const realTest = haveReal ? test : test.skip;
+if (!haveReal) console.log(`skipping real-data quality tests: ${realFiles[0]} not found (set OMNIBAL_SHARED_LENGTHS)`);
+
+realTest('quality on the shared real data (dp 8, ~4.5 samples per pack): balanced beats the targets and every baseline', async (t) => {
+  const s = await readSamples(realFiles);
+  const plan = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, seed: 0 });
+  const m = batchMetrics(plan, s);
+  t.log(`balanced: vision dist ${m.visionDist.toFixed(6)}, text dist ${m.textDist.toFixed(6)}, samples/pack ${m.samplesPerPack.toFixed(2)}`);
+  t.is(m.padRatio, 0);
+  t.true(m.visionDist <= 0.001, `vision dist ${m.visionDist}`);
+  t.true(m.textDist <= 0.01, `text dist ${m.textDist}`);
+  t.true(m.samplesPerPack > 4 && m.samplesPerPack < 5, `samples per pack ${m.samplesPerPack}`);
+  const cost = { a: 1, b: 1 / 4096 };
+  const costPlan = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, costA: cost.a, costB: cost.b });
+  const mc = batchMetrics(costPlan, s, cost);
+  t.log(`balanced on cost (b = 1/4096): cost dist ${mc.costDist.toFixed(6)}`);
+  t.true(mc.costDist <= 0.01, `cost dist ${mc.costDist}`);
+  for (const strategy of ['isf', 'random', 'length-grouped'] as const) {
+    const other = batchMetrics(planBatches(s, { strategy, dp: 8, samplesPerPack: 4.5 }), s);
+    t.true(other.textDist > m.textDist, `${strategy} text dist ${other.textDist}`);
+    const total = (x: typeof m) => x.padRatio + x.visionDist + x.textDist;
+    t.true(total(other) > total(m), `${strategy}: pad + dists ${total(other)}`);
+  }
+});

@@ -1,0 +1,95 @@
+// `omnibal pack`: JSON output, human output, and exit code 2 for bad input.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { cli, realFiles } from './helpers';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-pack-cli-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+function omnibal(args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function lengths(name: string, rows: [number, number][]): string {
+  const p = path.join(dir, name);
+  writeFileSync(p, rows.map(([v, t]) => JSON.stringify({ vision: v, text: t })).join('\n'));
+  return p;
+}
+
+const small = lengths('small.jsonl', Array.from({ length: 400 }, (_, i) => [1 + (i % 5), 300 + ((i * 37) % 1500)]));
+
+test('--json writes the plan, its dropped samples and metrics as one object', (t) => {
+  const r = omnibal(['pack', '--input', small, '--dp', '4', '--accum', '2', '--samples-per-pack', '4', '--seed', '3', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  t.is(out.schema, 'omnibal.batch-plan/1');
+  t.is(out.strategy, 'balanced');
+  t.regex(out.backend, /^(native|js)$/);
+  t.is(out.params.dp, 4);
+  t.is(out.params.accum, 2);
+  t.is(out.steps.length, out.metrics.steps);
+  for (const step of out.steps) {
+    t.is(step.length, 4);
+    for (const rank of step) t.is(rank.length, 2);
+  }
+  const seen = new Set<number>();
+  for (const step of out.steps) for (const rank of step) for (const mb of rank) for (const i of mb) seen.add(i);
+  for (const d of out.dropped) seen.add(d.index);
+  t.is(seen.size, 400);
+  for (const key of ['padRatio', 'visionDist', 'textDist', 'costDist', 'samplesPerPack', 'packs', 'steps']) t.is(typeof out.metrics[key], 'number');
+});
+
+test('--out writes the JSON to a file and the summary to stdout', (t) => {
+  const out = path.join(dir, 'plan.json');
+  const r = omnibal(['pack', '--input', small, '--dp', '2', '--max-vision', '12', '--max-text', '4096', '--strategy', 'isf', '--out', out]);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /^strategy\s+size/m);
+  t.is(JSON.parse(readFileSync(out, 'utf8')).strategy, 'isf');
+});
+
+test('--compare prints every strategy', (t) => {
+  const r = omnibal(['pack', '--synthetic', '20000', '--dp', '8', '--samples-per-pack', '4.5', '--compare']);
+  t.is(r.status, 0, r.stderr);
+  for (const s of ['balanced', 'isf', 'random', 'length-grouped']) t.regex(r.stdout, new RegExp(`^${s}\\s`, 'm'));
+});
+
+const base = (dp: string, ...more: string[]) => ['pack', '--input', small, '--dp', dp, ...more];
+const badRuns: [string, string[], RegExp][] = [
+  ['unknown strategy', base('4', '--samples-per-pack', '4', '--strategy', 'fastest'), /ERR_OMNIBAL_UNKNOWN_OPTION/],
+  ['dp 0', base('0', '--samples-per-pack', '4'), /dp must be between 1 and 1048576, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['accum 0', base('4', '--samples-per-pack', '4', '--accum', '0'), /ERR_OMNIBAL_OUT_OF_RANGE/],
+  ['caps below every sample', base('4', '--max-vision', '0', '--max-text', '10'), /ERR_OMNIBAL_CAP_TOO_SMALL/],
+  ['too few samples for a step', base('5000', '--samples-per-pack', '4'), /ERR_OMNIBAL_TOO_FEW_SAMPLES/],
+  ['no size option', base('4'), /ERR_OMNIBAL_INVALID_OPTIONS/],
+  ['a missing file', ['pack', '--input', path.join(dir, 'missing.json'), '--dp', '4', '--samples-per-pack', '4'], /ERR_OMNIBAL_PARSE/],
+];
+
+for (const [label, args, expected] of badRuns) {
+  test(`bad input exits with 2 and a coded message: ${label}`, (t) => {
+    const r = omnibal(args);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, expected);
+    t.is(r.stdout, '');
+  });
+}
+
+test('an empty input file exits with 2', (t) => {
+  const empty = path.join(dir, 'empty.json');
+  writeFileSync(empty, '[]');
+  const r = omnibal(['pack', '--input', empty, '--dp', '2', '--samples-per-pack', '4']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /ERR_OMNIBAL_EMPTY_INPUT/);
+});
+
+const realTest = realFiles.every((f) => existsSync(f)) ? test : test.skip;
+realTest('plans the shared real data from the CLI', (t) => {
+  const r = omnibal(['pack', ...realFiles.flatMap((f) => ['--input', f]), '--dp', '8', '--samples-per-pack', '4.5', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  t.true(out.metrics.textDist <= 0.01);
+  t.true(out.metrics.visionDist <= 0.001);
+});
