@@ -1,6 +1,5 @@
 // Native and TypeScript twins give the same plans, packs, searches and metrics (or the same
 // errors) on thousands of random datasets.
-import test from 'ava';
 import fc from 'fast-check';
 import { jsBackend } from '../src/binding';
 import { STRATEGIES } from '../src/data/strategy';

@@ -22,6 +22,7 @@ export interface BalanceParams {
   minText: number;
   rounds: number;
   openPacks: number;
+  visionSlack: number;
   seed: number;
   epoch: number;
   cost: TextCost;
@@ -37,7 +38,7 @@ interface OpenPack {
 function pack(vision: Uint32Array, text: Uint32Array, pool: number[], p: BalanceParams): Packs {
   const capV = p.caps.maxVision;
   const capT = p.caps.maxText;
-  const accept = (v: number, t: number) => (capV > 0 && v === capV) || t >= p.minText;
+  const accept = (v: number, t: number) => (capV > 0 && v + p.visionSlack >= capV) || t >= p.minText;
   const out = new Packs();
   let open: OpenPack[] = [];
   for (let round = 0; round < p.rounds; round++) {
@@ -134,28 +135,21 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   const split = splitByCaps(vision, text, p.caps);
   const accepted = pack(vision, text, split.fit, p);
 
-  const sums = (k: number): [number, number] => {
+  const w = costWeights(p.cost, text);
+  const byLoad: [number, number, number][] = [];
+  for (let k = 0; k < accepted.length; k++) {
     let v = 0;
-    let t = 0;
+    let ws = 0;
     for (let q = accepted.offsets[k]; q < accepted.offsets[k + 1]; q++) {
       v += vision[accepted.items[q]];
-      t += text[accepted.items[q]];
+      ws += w[accepted.items[q]];
     }
-    return [v, t];
-  };
-  const exact: number[] = [];
-  const inexact: [number, number, number][] = [];
-  for (let k = 0; k < accepted.length; k++) {
-    const [v, t] = sums(k);
-    if (v === p.caps.maxVision) exact.push(k);
-    else inexact.push([v, t, k]);
+    byLoad.push([v, ws, k]);
   }
-  inexact.sort((a, b) => b[0] - a[0] || b[1] - a[1] || a[2] - b[2]);
+  byLoad.sort((a, b) => b[0] - a[0] || b[1] - a[1] || a[2] - b[2]);
   const ordered = new Packs();
-  for (const k of exact) ordered.push(accepted.get(k));
-  for (const [, , k] of inexact) ordered.push(accepted.get(k));
+  for (const [, , k] of byLoad) ordered.push(accepted.get(k));
 
-  const w = costWeights(p.cost, text);
   const m = p.dp * p.accum;
   const n = ordered.length;
   for (let s = 0; s * m < n; s++) {

@@ -99,7 +99,7 @@ export function capsForSamplesPerPack(vision: Uint32Array, text: Uint32Array, b:
     if (vision[i] > maxV) maxV = vision[i];
     if (text[i] > maxT) maxT = text[i];
   }
-  const v = Math.min(roundHalfUp(b * meanV), 0xffffffff);
+  const v = Math.min(meanV > 0 ? roundHalfUp(b * meanV) + 1 : 0, 0xffffffff);
   const t = Math.ceil((b * meanT * 1.25) / 128) * 128;
   return { maxVision: Math.max(v, maxV), maxText: Math.max(Math.min(t, 0xffffffff), maxT) };
 }

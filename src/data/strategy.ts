@@ -37,7 +37,7 @@ export interface PlanBatchesOptions {
   accum?: number;
   /**
    * Wanted mean samples per micro-batch. `balanced` derives caps from it (vision cap = `B` x mean
-   * vision, text cap = 1.25 x `B` x mean text rounded up to 128); `isf` runs the reference
+   * vision rounded, plus one; text cap = 1.25 x `B` x mean text rounded up to 128); `isf` runs the reference
    * argument search; the padded baselines use it, rounded, as their batch size.
    */
   samplesPerPack?: number;
@@ -55,7 +55,7 @@ export interface PlanBatchesOptions {
   costB?: number;
   /** What to do with the micro-batches that cannot fill a last step; default `drop`. */
   tail?: Tail;
-  /** Rounds: packing rounds for `balanced` (default 16), ISF iterations for `isf` (default 50). */
+  /** Rounds: packing rounds for `balanced` (default 4), ISF iterations for `isf` (default 50). */
   iterations?: number;
   /** Text acceptance threshold of a pack; default text cap - 128. */
   minText?: number;
@@ -140,8 +140,9 @@ export function planBatchesTwin(vision: Uint32Array, text: Uint32Array, options:
         accum: o.accum,
         caps,
         minText: o.minText ?? Math.max(caps.maxText - 128, 0),
-        rounds: o.iterations ?? 16,
+        rounds: o.iterations ?? 4,
         openPacks: 4,
+        visionSlack: 1,
         seed: o.seed,
         epoch: o.epoch,
         cost: o.cost,

@@ -1,22 +1,23 @@
-//! The balanced planner, this package's default: micro-batches whose vision load is exactly the
-//! cap, and, within every step, equal text cost on every micro-batch and so on every rank.
+//! The balanced planner, this package's default: within every step, every micro-batch (and so
+//! every rank) carries the same vision load and the same text cost, without padding.
 //!
-//! 1. Packing (ISF-like, stronger): walk the shuffled pool with `open_packs` open packs; a
-//!    sample joins the first open pack it fits (both caps); a pack is accepted as soon as its
-//!    vision sum equals the vision cap, or its text reaches `min_text`. When no open pack takes a
+//! 1. Packing (ISF-like): walk the shuffled pool with `open_packs` open packs; a sample joins
+//!    the first open pack it fits (both caps); a pack is accepted once its vision sum is within
+//!    `vision_slack` of the vision cap, or its text reaches `min_text`. When no open pack takes a
 //!    sample, the oldest open pack is evicted and its samples go back to the pool. Up to
-//!    `rounds` rounds, each reshuffling the pool; the last round accepts everything.
-//! 2. Steps: accepted packs whose vision is exactly the cap ("exact") come first, in the order
-//!    they were accepted (random), the others after them sorted by vision, so the few inexact
-//!    packs share steps. Consecutive groups of `dp * accum` packs form the steps.
+//!    `rounds` rounds, each reshuffling the pool; the last round accepts everything. Packs are
+//!    made from randomly ordered samples, so each mixes datasets and lengths.
+//! 2. Steps: packs sorted by vision sum, then text cost, descending; consecutive groups of
+//!    `dp * accum` packs form the steps. Packs in a step thus have equal vision and nearly
+//!    equal text before any balancing.
 //! 3. Text balance: within each step, repeatedly take the micro-batch of highest text cost and
 //!    swap one of its samples for a sample of equal vision in a cheaper micro-batch, choosing
 //!    the swap that brings the two closest to their mean, under the text cap. Vision sums never
 //!    change; each swap strictly lowers the sum of squared costs, so it ends.
 //! 4. Ranks: with `accum > 1`, a step's micro-batches are dealt to ranks in snake order of
 //!    (vision, cost) descending, so rank sums even out further.
-//! 5. Order: full steps in a random order (seed, epoch); the tail step last, under the tail
-//!    policy.
+//! 5. Order: the full steps in a random order (seed, epoch), so the epoch is neither sorted by
+//!    length nor clumped by dataset; the tail step last, under the tail policy.
 
 use super::cost::TextCost;
 use super::plan::{assemble, BatchPlan, Packs, Tail};
@@ -37,10 +38,12 @@ pub struct BalanceParams {
     pub caps: Caps,
     /// A pack whose text reaches this is accepted even below the vision cap.
     pub min_text: u32,
-    /// Packing rounds (default 16).
+    /// Packing rounds (default 4).
     pub rounds: u32,
     /// Packs open at once while packing (default 4).
     pub open_packs: u32,
+    /// A pack within this many vision units of the cap is full (default 1).
+    pub vision_slack: u32,
     pub seed: u64,
     pub epoch: u64,
     pub cost: TextCost,
@@ -55,8 +58,9 @@ impl BalanceParams {
             accum,
             caps,
             min_text: caps.max_text.saturating_sub(128),
-            rounds: 16,
+            rounds: 4,
             open_packs: 4,
+            vision_slack: 1,
             seed,
             epoch,
             cost: TextCost::default(),
@@ -80,7 +84,8 @@ fn pack(
     total: u64,
 ) -> Packs {
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
-    let accept = |v: u64, t: u64| (cap_v > 0 && v == cap_v) || t >= p.min_text as u64;
+    let slack = p.vision_slack as u64;
+    let accept = |v: u64, t: u64| (cap_v > 0 && v + slack >= cap_v) || t >= p.min_text as u64;
     let mut out = Packs::with_capacity(pool.len());
     let mut open: Vec<OpenPack> = Vec::with_capacity(p.open_packs as usize);
     let mut rest = Vec::new();
@@ -241,40 +246,25 @@ pub fn balance_batches(
     let total = pool.len() as u64;
     let accepted = pack(samples, &mut pool, p, progress, total);
 
-    // Step 2: exact packs first (acceptance order), then the rest by vision, descending.
-    let pack_v = |k: usize| {
-        accepted
-            .get(k)
-            .iter()
-            .map(|&i| samples.vision[i as usize] as u64)
-            .sum::<u64>()
-    };
-    let pack_t = |k: usize| {
-        accepted
-            .get(k)
-            .iter()
-            .map(|&i| samples.text[i as usize] as u64)
-            .sum::<u64>()
-    };
-    let cap_v = p.caps.max_vision as u64;
-    let mut exact = Vec::with_capacity(accepted.len());
-    let mut inexact = Vec::new();
-    for k in 0..accepted.len() {
-        if pack_v(k) == cap_v {
-            exact.push(k);
-        } else {
-            inexact.push((pack_v(k), pack_t(k), k));
-        }
-    }
-    inexact.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    // Step 2: packs by vision sum, then text cost, descending (ties: acceptance order).
+    let w = p.cost.weights(samples.text);
+    let mut by_load: Vec<(u64, u64, usize)> = (0..accepted.len())
+        .map(|k| {
+            let pack = accepted.get(k);
+            let v = pack
+                .iter()
+                .map(|&i| samples.vision[i as usize] as u64)
+                .sum();
+            (v, pack.iter().map(|&i| w[i as usize]).sum(), k)
+        })
+        .collect();
+    by_load.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     let mut ordered = Packs::with_capacity(accepted.items.len());
-    for k in exact.iter().copied().chain(inexact.iter().map(|e| e.2)) {
+    for &(_, _, k) in &by_load {
         ordered.push(accepted.get(k));
     }
     drop(accepted);
-
     // Step 3: text balance inside every step (the tail step too).
-    let w = p.cost.weights(samples.text);
     let m = (p.dp * p.accum) as usize;
     let n = ordered.len();
     let steps = n.div_ceil(m);
@@ -292,7 +282,6 @@ pub fn balance_batches(
             progress.report(total + total * s as u64 / steps as u64, total * 2);
         }
     }
-
     // Step 4: deal each full step's packs to ranks; step 5: order the steps.
     let full = n / m;
     let mut step_order: Vec<u32> = (0..full as u32).collect();
@@ -347,4 +336,124 @@ pub fn balance_batches(
         Some(p.caps),
         dropped,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::metrics::batch_metrics;
+    use crate::data::samples::caps_for_samples_per_pack;
+
+    fn data(n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+        let mut rng = Rng::new(seed);
+        let v: Vec<u32> = (0..n)
+            .map(|_| [1, 3, 4, 5][rng.below(4) as usize])
+            .collect();
+        let t = v.iter().map(|&x| 256 * x + 30 + rng.below(400)).collect();
+        (v, t)
+    }
+
+    #[test]
+    fn covers_every_sample_once_and_respects_caps() {
+        let (v, t) = data(20_000, 1);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        for tail in [Tail::Drop, Tail::KeepPartial] {
+            let mut p = BalanceParams::new(8, 2, caps, 3, 0);
+            p.tail = tail;
+            let plan = balance_batches(&s, &p, &mut ()).unwrap();
+            let mut seen = vec![0u8; v.len()];
+            for &i in &plan.samples {
+                seen[i as usize] += 1;
+            }
+            for &(i, _) in &plan.dropped {
+                seen[i as usize] += 1;
+            }
+            assert!(seen.iter().all(|&c| c == 1));
+            for k in 0..plan.micro_batches() {
+                let mb = plan.micro_batch(k);
+                assert!(mb.iter().map(|&i| v[i as usize]).sum::<u32>() <= caps.max_vision);
+                assert!(mb.iter().map(|&i| t[i as usize]).sum::<u32>() <= caps.max_text);
+            }
+        }
+    }
+
+    #[test]
+    fn ranks_carry_equal_loads() {
+        let (v, t) = data(50_000, 2);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        let plan = balance_batches(&s, &BalanceParams::new(8, 1, caps, 1, 0), &mut ()).unwrap();
+        let m = batch_metrics(&plan, &s, &TextCost::default()).unwrap();
+        assert!(m.vision_dist < 1e-3, "{m:?}");
+        assert!(m.text_dist < 1e-3, "{m:?}");
+        assert_eq!(m.pad_ratio, 0.0);
+    }
+
+    #[test]
+    fn balances_the_cost_it_is_given() {
+        let (v, t) = data(30_000, 3);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.0);
+        let cost = TextCost::new(1.0, 1.0 / 1024.0).unwrap();
+        let mut p = BalanceParams::new(8, 1, caps, 1, 0);
+        p.cost = cost;
+        let plan = balance_batches(&s, &p, &mut ()).unwrap();
+        let m = batch_metrics(&plan, &s, &cost).unwrap();
+        assert!(m.cost_dist < 2e-3, "{m:?}");
+    }
+
+    #[test]
+    fn steps_come_in_a_random_order_per_epoch() {
+        let (v, t) = data(8_000, 4);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.0);
+        let a = balance_batches(&s, &BalanceParams::new(4, 1, caps, 1, 0), &mut ()).unwrap();
+        let b = balance_batches(&s, &BalanceParams::new(4, 1, caps, 1, 1), &mut ()).unwrap();
+        assert_eq!(
+            a,
+            balance_batches(&s, &BalanceParams::new(4, 1, caps, 1, 0), &mut ()).unwrap()
+        );
+        assert_ne!(a.samples, b.samples);
+        // Step loads are not sorted: about half the neighbours rise.
+        let load = |plan: &BatchPlan, st: usize| -> u64 {
+            (0..4)
+                .flat_map(|r| plan.rank_micro_batches(st, r))
+                .flat_map(|k| plan.micro_batch(k).to_vec())
+                .map(|i| t[i as usize] as u64)
+                .sum()
+        };
+        let rises = (1..a.steps())
+            .filter(|&st| load(&a, st) > load(&a, st - 1))
+            .count();
+        let share = rises as f64 / (a.steps() - 1) as f64;
+        assert!((0.35..0.65).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let s = Samples::new(&[1, 2], &[10, 20]).unwrap();
+        let caps = Caps {
+            max_vision: 4,
+            max_text: 100,
+        };
+        assert_eq!(
+            balance_batches(&s, &BalanceParams::new(0, 1, caps, 0, 0), &mut ())
+                .unwrap_err()
+                .code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            balance_batches(&s, &BalanceParams::new(1, 0, caps, 0, 0), &mut ())
+                .unwrap_err()
+                .code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+        assert_eq!(
+            balance_batches(&s, &BalanceParams::new(4, 1, caps, 0, 0), &mut ())
+                .unwrap_err()
+                .code(),
+            "ERR_OMNIBAL_TOO_FEW_SAMPLES"
+        );
+    }
 }

@@ -129,14 +129,20 @@ pub fn round_half_up(x: f64) -> f64 {
 }
 
 /// Caps for a wanted mean number of samples per micro-batch `b`: the vision cap is `b` times
-/// the mean vision load (at least the largest sample), the text cap leaves 25% headroom over
-/// `b` times the mean text length, rounded up to a multiple of 128 (at least the longest
-/// sample), so that vision, not text, closes most packs.
+/// the mean vision load, rounded, plus one unit (balanced packs close within one unit of
+/// it), at least the largest sample; the text cap leaves 25% headroom over `b` times the mean
+/// text length, rounded up to a multiple of 128 (at least the longest sample), so that vision,
+/// not text, closes most packs.
 pub fn caps_for_samples_per_pack(samples: &Samples, b: f64) -> Caps {
     let (mean_v, mean_t) = samples.means();
     let max_v = samples.vision.iter().copied().max().unwrap_or(0);
     let max_t = samples.text.iter().copied().max().unwrap_or(1);
-    let v = round_half_up(b * mean_v).min(u32::MAX as f64) as u32;
+    let v = if mean_v > 0.0 {
+        round_half_up(b * mean_v) + 1.0
+    } else {
+        0.0
+    };
+    let v = v.min(u32::MAX as f64) as u32;
     let t = ((b * mean_t * 1.25) / 128.0).ceil() * 128.0;
     Caps {
         max_vision: v.max(max_v),
@@ -190,7 +196,7 @@ mod tests {
     fn caps_follow_the_wanted_samples_per_pack() {
         let s = Samples::new(&[2, 4, 3, 3], &[500, 700, 600, 600]).unwrap();
         let caps = caps_for_samples_per_pack(&s, 4.0);
-        assert_eq!(caps.max_vision, 12);
+        assert_eq!(caps.max_vision, 13); // 4 x 3 = 12, plus one unit
         assert_eq!(caps.max_text, 3072); // 4 * 600 * 1.25 = 3000, up to 3072
     }
 }

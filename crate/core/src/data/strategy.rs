@@ -74,7 +74,7 @@ pub struct PlanOptions {
     pub epoch: u64,
     pub cost: TextCost,
     pub tail: Tail,
-    /// ISF rounds (`isf`, default 50) or packing rounds (`balanced`, default 16).
+    /// ISF rounds (`isf`, default 50) or packing rounds (`balanced`, default 4).
     pub iterations: Option<u32>,
     /// Text acceptance threshold (default: text cap - 128).
     pub min_text: Option<u32>,
@@ -196,6 +196,54 @@ pub fn plan_batches(
                     batch_size: Some(batch),
                 },
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_are_errors() {
+        for &name in Strategy::NAMES {
+            assert_eq!(Strategy::parse(name).unwrap().name(), name);
+        }
+        let err = Strategy::parse("greedy").unwrap_err();
+        assert_eq!(err.code(), "ERR_OMNIBAL_UNKNOWN_OPTION");
+        assert_eq!(
+            err.to_string(),
+            "strategy must be one of balanced, isf, random, length-grouped, got \"greedy\""
+        );
+    }
+
+    #[test]
+    fn every_strategy_plans_and_reports_its_size() {
+        let v: Vec<u32> = (0..2000).map(|i| 1 + i % 5).collect();
+        let t: Vec<u32> = (0..2000).map(|i| 300 + (i * 37) % 1500).collect();
+        let s = Samples::new(&v, &t).unwrap();
+        for &name in Strategy::NAMES {
+            let o = PlanOptions {
+                strategy: Strategy::parse(name).unwrap(),
+                dp: 4,
+                accum: 2,
+                size: Size::SamplesPerPack(4.0),
+                seed: 1,
+                epoch: 0,
+                cost: TextCost::default(),
+                tail: Tail::KeepPartial,
+                iterations: None,
+                min_text: None,
+                min_vision: None,
+            };
+            let (plan, size) = plan_batches(&s, &o, &mut ()).unwrap();
+            assert!(plan.steps() > 10, "{name}");
+            assert_eq!(size.caps.is_some(), plan.packed, "{name}");
+            assert_eq!(
+                size.batch_size,
+                if plan.packed { None } else { Some(4) },
+                "{name}"
+            );
         }
     }
 }
