@@ -40,6 +40,7 @@ export {
   type BatchPlan,
   type Caps,
   type DropReason,
+  type DroppedSample,
   type IsfCandidate,
   type IsfPacks,
   type IsfSearch,
@@ -51,5 +52,7 @@ export {
   type Tail,
   type TextCost,
 } from './src/data/index';
+export { readSamples, type LoadedFile, type LoadedSamples, type ReadSamplesOptions, type SamplesFormat } from './src/io/samples';
+export { syntheticSamples, TOKENS_PER_TILE } from './src/data/synthetic';
 export { version } from './src/package';
 export type { ProgressCallback } from './src/progress';

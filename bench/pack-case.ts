@@ -1,6 +1,6 @@
 // One benchmark case of `npm run bench -- pack`, in its own process so its peak RSS is its own.
 // Usage: node --import tsx bench/pack-case.ts IMPL DATA   (prints one JSON line)
-//   IMPL: native | js | bin-packer | native-isf | native-random | native-length-grouped
+//   IMPL: native | native-cost | js | bin-packer | native-isf | native-random | native-length-grouped
 //   DATA: real | synthetic:N
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
@@ -49,6 +49,7 @@ async function main(): Promise<void> {
   const started = process.hrtime.bigint();
   let plan: BatchPlan;
   if (impl === 'native') plan = native!.planBatches(s.vision, s.text, options) as BatchPlan;
+  else if (impl === 'native-cost') plan = native!.planBatches(s.vision, s.text, { ...options, costB: 1 / 4096 }) as BatchPlan;
   else if (impl.startsWith('native-')) plan = native!.planBatches(s.vision, s.text, { ...options, strategy: impl.slice(7) }) as BatchPlan;
   else if (impl === 'js') plan = jsBackend.planBatches(s.vision, s.text, options) as BatchPlan;
   else if (impl === 'bin-packer') plan = binPacker(s);

@@ -41,16 +41,21 @@ export interface PackIsfOptions {
   minText?: number;
   /** Rounds of sampling (all but the last followed by filtering); default 50. */
   iterations?: number;
+/** Seed of the shuffles; default 0. */
   seed?: number;
+/** Epoch (each has its own shuffles); default 0. */
   epoch?: number;
 }
 
 /** Packs made by {@link packIsf}: pack `k` is `packSamples[packOffsets[k] .. packOffsets[k + 1]]`. */
 export interface IsfPacks {
+/** Every pack's samples, one after another. */
   packSamples: Uint32Array;
+/** Pack `k` is `packSamples[packOffsets[k] .. packOffsets[k + 1]]`. */
   packOffsets: Uint32Array;
   /** Samples over a cap (ascending), with their reason codes (see {@link DROP_REASONS}). */
   droppedIndex: Uint32Array;
+/** Reason codes (1-based into {@link DROP_REASONS}). */
   droppedReason: Uint8Array;
 }
 
@@ -60,11 +65,13 @@ export interface SearchIsfOptions {
   samplesPerPack: number;
   /** Ranks the dist ratios are measured over; default 8. */
   dp?: number;
+/** Micro-batches per rank per step; default 1. */
   accum?: number;
   /** ISF iterations per candidate; default 50. */
   iterations?: number;
   /** Most steps in each direction; default 32. */
   maxSteps?: number;
+/** Seed of ISF's shuffles; default 0. */
   seed?: number;
 }
 
@@ -208,7 +215,15 @@ export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<Te
   return activeBackend().batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null);
 }
 
+/** A sample left out of a plan. */
+export interface DroppedSample {
+  /** The sample's index in the input. */
+  index: number;
+  /** Why it was left out. */
+  reason: DropReason;
+}
+
 /** The samples a plan left out, as `{ index, reason }` objects (for reports and JSON). */
-export function droppedSamples(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): { index: number; reason: DropReason }[] {
+export function droppedSamples(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): DroppedSample[] {
   return Array.from(plan.droppedIndex, (index, k) => ({ index, reason: DROP_REASONS[plan.droppedReason[k] - 1] }));
 }

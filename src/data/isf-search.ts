@@ -23,12 +23,17 @@ export interface IsfSearchParams {
 
 /** One evaluated pair of caps. */
 export interface IsfCandidate {
+/** The vision cap tried. */
   maxVision: number;
+/** The text cap tried (the text threshold is this - 128). */
   maxText: number;
   /** Mean samples per pack ISF reached with these caps. */
   samplesPerPack: number;
+/** Pad ratio of the ISF plan (0: packs are not padded). */
   padRatio: number;
+/** Vision dist of ISF's packs handed out at random. */
   visionDist: number;
+/** Text dist of the same. */
   textDist: number;
   /** `padRatio + visionDist + textDist`: lower is better. */
   score: number;
@@ -40,9 +45,11 @@ export interface IsfCandidate {
 
 /** The search's choice (an index into `candidates`) and every candidate, in evaluation order. */
 export interface IsfSearch {
+/** Index of the chosen candidate. */
   chosen: number;
   /** Text-cap step: tokens per vision unit. */
   textStep: number;
+/** Every candidate, in evaluation order. */
   candidates: IsfCandidate[];
 }
 

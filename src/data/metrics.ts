@@ -21,11 +21,15 @@ export interface BatchMetrics {
   samplesPerPack: number;
   /** Micro-batches in the plan. */
   packs: number;
+/** Steps in the plan. */
   steps: number;
+/** Samples left out of the plan. */
   dropped: number;
-  /** Per-step values, for plots. */
+  /** Vision dist of each step, for plots. */
   stepVisionDist: Float64Array;
+/** Text dist of each step. */
   stepTextDist: Float64Array;
+/** Cost dist of each step. */
   stepCostDist: Float64Array;
 }
 

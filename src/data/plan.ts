@@ -32,23 +32,35 @@ export function parseTail(name: string): Tail {
  * `DROP_REASONS`, 1-based).
  */
 export interface BatchPlan {
+/** The strategy that made the plan. */
   strategy: 'balanced' | 'isf' | 'random' | 'length-grouped';
+/** Data-parallel ranks. */
   dp: number;
+/** Micro-batches per rank per full step. */
   accum: number;
   /** Micro-batches are packed sequences (no padding), not padded batches. */
   packed: boolean;
+/** The tail policy applied. */
   tail: Tail;
+/** Steps in the epoch. */
   steps: number;
-  /** Caps of a packed micro-batch (`balanced`, `isf`). */
+  /** Vision cap of a packed micro-batch (`balanced`, `isf`). */
   maxVision?: number;
+/** Text cap of a packed micro-batch. */
   maxText?: number;
   /** Samples per padded micro-batch (`random`, `length-grouped`). */
   batchSize?: number;
+/** Every micro-batch's sample indices, one after another. */
   samples: Uint32Array;
+/** Micro-batch `k` is `samples[microBatchOffsets[k] .. microBatchOffsets[k + 1]]`. */
   microBatchOffsets: Uint32Array;
+/** Rank `r` of step `s` runs micro-batches `rankOffsets[s * dp + r] .. rankOffsets[s * dp + r + 1]`. */
   rankOffsets: Uint32Array;
+/** 1 where a micro-batch repeats earlier samples to complete the last step (`tail: 'pad'`). */
   padding: Uint8Array;
+/** Samples not in the plan, ascending. */
   droppedIndex: Uint32Array;
+/** Why each was left out: a 1-based index into `DROP_REASONS`. */
   droppedReason: Uint8Array;
 }
 

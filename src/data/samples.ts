@@ -18,8 +18,11 @@ import { expectU32Array } from '../validate';
  *   for reporting; plans never sort or clump by it.
  */
 export interface Samples {
+/** Vision load per sample (tiles or vision tokens). */
   vision: Uint32Array;
+/** LLM tokens per sample, image tokens included (at least 1). */
   text: Uint32Array;
+/** Optional dataset id per sample. */
   group?: Uint32Array;
 }
 
@@ -34,7 +37,9 @@ export const DROP_CODE: Record<DropReason, number> = { 'vision-over-cap': 1, 'te
 
 /** Caps of one micro-batch (one packed sequence). */
 export interface Caps {
+/** Most vision units (tiles) in one micro-batch. */
   maxVision: number;
+/** Most text tokens in one micro-batch (a packed sequence's budget). */
   maxText: number;
 }
 

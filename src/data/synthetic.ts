@@ -53,7 +53,7 @@ function interpolate(quantiles: number[], u: number): number {
  * `n` synthetic samples with the real data's statistics (a pure function of `n` and `seed`);
  * `group` is the index of the set each sample imitates (0 AI2D, 1 ChartQA, 2 SynthDoG).
  */
-export function syntheticSamples(n: number, seed = 0): Samples & { group: Uint32Array } {
+export function syntheticSamples(n: number, seed = 0): Required<Samples> {
   integerBetween('n', n, 1, 0xffffffff);
   integerBetween('seed', seed, 0, MAX_SEED);
   const rng = new Rng(seed);

@@ -33,8 +33,18 @@ export interface ReadSamplesOptions {
 
 /** Samples read from files, and how many came from each. */
 export interface LoadedSamples extends Samples {
+  /** The index of the file each sample came from. */
   group: Uint32Array;
-  files: { path: string; samples: number }[];
+  /** Each file read, in order, with its number of samples. */
+  files: LoadedFile[];
+}
+
+/** One file of a {@link LoadedSamples}. */
+export interface LoadedFile {
+  /** The path as given. */
+  path: string;
+  /** How many samples it held. */
+  samples: number;
 }
 
 /** A growable `Uint32Array`. */
@@ -237,7 +247,7 @@ export async function readSamples(paths: string | string[], options: ReadSamples
   const list = Array.isArray(paths) ? paths : [paths];
   if (list.length === 0) throw omnibalError(ErrorCodes.EMPTY_INPUT, 'no input files');
   const sink = new Sink();
-  const files: LoadedSamples['files'] = [];
+  const files: LoadedFile[] = [];
   for (let k = 0; k < list.length; k++) {
     const file = list[k];
     const format = formatOf(file, options.format);
