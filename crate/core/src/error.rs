@@ -160,27 +160,10 @@ pub fn number_at_least(name: &str, value: f64, min: f64) -> Result<f64, Error> {
     Ok(value)
 }
 
-/// Formats a number the way JavaScript's `String(x)` does, so both backends word their errors
-/// alike: shortest round-trip digits, exponent form below 1e-6 and from 1e21.
+/// Formats a number exactly as JavaScript's `String(x)` does (ECMAScript Number::toString),
+/// so both backends word their errors alike.
 pub fn js_number(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".into();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if value == 0.0 {
-        return "0".into(); // -0 too, as String(-0) is "0"
-    }
-    let abs = value.abs();
-    if !(1e-6..1e21).contains(&abs) {
-        let s = format!("{value:e}");
-        return match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
-            _ => s,
-        };
-    }
-    format!("{value}")
+    ryu_js::Buffer::new().format(value).to_owned()
 }
 
 #[cfg(test)]
@@ -207,6 +190,7 @@ mod tests {
             (1e21, "1e+21"),
             (1.5e-7, "1.5e-7"),
             (0.1, "0.1"),
+            (1770534592294054.2, "1770534592294054.2"),
             (f64::NAN, "NaN"),
         ] {
             assert_eq!(js_number(v), js, "{v}");
