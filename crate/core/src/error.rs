@@ -15,7 +15,7 @@ pub enum ErrorClass {
 }
 
 /// An error from a solver, with a stable code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// An argument is outside its allowed range: negative, fractional, NaN, too large.
     OutOfRange { name: String, message: String },
@@ -29,6 +29,10 @@ pub enum Error {
     CapTooSmall { message: String },
     /// Not enough samples for one full step under the chosen tail policy.
     TooFewSamples { message: String },
+    /// No plan satisfies the constraints (memory); says the least memory that would fit.
+    Infeasible { message: String, min_memory_bytes: f64 },
+    /// An unknown preset name; the message lists the known ones.
+    UnknownPreset { message: String },
     /// Options that do not go together, or a required one missing.
     InvalidOptions { message: String },
     /// A strategy or tail policy name that does not exist.
@@ -69,6 +73,8 @@ impl Error {
             Error::TooFewSamples { .. } => "ERR_OMNIBAL_TOO_FEW_SAMPLES",
             Error::UnknownOption { .. } => "ERR_OMNIBAL_UNKNOWN_OPTION",
             Error::InvalidOptions { .. } => "ERR_OMNIBAL_INVALID_OPTIONS",
+            Error::Infeasible { .. } => "ERR_OMNIBAL_INFEASIBLE",
+            Error::UnknownPreset { .. } => "ERR_OMNIBAL_UNKNOWN_PRESET",
             Error::Panic { .. } => "ERR_OMNIBAL_PANIC",
         }
     }
@@ -81,6 +87,8 @@ impl Error {
             Error::InvalidSample { .. } | Error::CapTooSmall { .. } => ErrorClass::Range,
             Error::UnknownOption { .. } => ErrorClass::Range,
             Error::InvalidOptions { .. } => ErrorClass::Type,
+            Error::Infeasible { .. } => ErrorClass::Plain,
+            Error::UnknownPreset { .. } => ErrorClass::Range,
             Error::EmptyInput | Error::TooFewSamples { .. } | Error::Panic { .. } => {
                 ErrorClass::Plain
             }
@@ -98,7 +106,9 @@ impl fmt::Display for Error {
             Error::EmptyInput => write!(f, "no samples: the input is empty"),
             Error::CapTooSmall { message }
             | Error::TooFewSamples { message }
-            | Error::InvalidOptions { message } => {
+            | Error::InvalidOptions { message }
+            | Error::Infeasible { message, .. }
+            | Error::UnknownPreset { message } => {
                 write!(f, "{message}")
             }
             Error::UnknownOption { name, value, known } => {

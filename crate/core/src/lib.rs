@@ -8,12 +8,14 @@
 //!   draws from;
 //! - [`permutation`]: Fisher-Yates shuffles and seeded permutations on top of it;
 //! - [`data`]: data balance (ISF, the balanced planner, baselines, metrics);
+//! - [`model`]: model and memory balance (the stage DP, per-stage recomputation, the VLM cost model);
 //! - [`progress`]: how long-running solvers report progress without knowing who listens;
 //! - [`error`]: solver errors with stable codes.
 #![forbid(unsafe_code)]
 
 pub mod data;
 pub mod error;
+pub mod model;
 pub mod permutation;
 pub mod progress;
 pub mod rng;

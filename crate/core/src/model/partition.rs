@@ -1,0 +1,396 @@
+//! The stage DP: the provably optimal split of the layer stack into pipeline stages, with the
+//! cheapest feasible recomputation per stage.
+//!
+//! The objective `T = sum_s t_s + (M - 1) * max_s t_s` mixes a sum and a maximum, so a plain
+//! DP on either is not exact. This one keeps, for every (stage `s`, last layer `r`), the Pareto
+//! frontier of (sum of stage times, max stage time) over all ways to cover layers `0..=r` with
+//! `s + 1` stages: a prefix that is worse on both can never end better. A prefix whose lower
+//! bound (its sum + the remaining layers' bare time + `(M - 1) * its max`) cannot beat the best
+//! plan found so far is dropped. Each stage's time comes from [`Segments::choose`], the
+//! cheapest recomputation that fits; since time only grows with recomputation, choosing it per
+//! stage is optimal for a given split. Ties go to the smaller bottleneck, then the earlier cuts.
+
+use super::recompute::{Choice, Segments};
+use super::stages::{plan_from, Stage, StagePlan, StageProblem};
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    sum: f64,
+    max: f64,
+    /// First layer of this stage.
+    first: u32,
+    /// Index of the predecessor in the frontier of (s - 1, first - 1).
+    prev: u32,
+}
+
+/// Stage times for every segment, per distinct in-flight count: `time[l][r - l]` (NaN when
+/// infeasible).
+struct Times {
+    by_n: Vec<(u32, Vec<Vec<f64>>)>,
+}
+
+impl Times {
+    fn new(p: &StageProblem, seg: &Segments) -> Self {
+        let l_count = p.layers.len();
+        let mut ns: Vec<u32> = (0..p.stages as usize).map(|s| p.in_flight(s)).collect();
+        ns.dedup();
+        let by_n = ns
+            .into_iter()
+            .map(|n| {
+                let table = (0..l_count)
+                    .map(|l| {
+                        (l..l_count)
+                            .map(|r| seg.choose(n as f64, l, r).map_or(f64::NAN, |(t, _)| t + p.cut_ms(r)))
+                            .collect()
+                    })
+                    .collect();
+                (n, table)
+            })
+            .collect();
+        Times { by_n }
+    }
+
+    fn table(&self, n: u32) -> &Vec<Vec<f64>> {
+        &self.by_n.iter().find(|(m, _)| *m == n).expect("every in-flight count has a table").1
+    }
+}
+
+/// Keeps the Pareto-minimal entries (lower sum and lower max are better), sorted by max.
+fn frontier(mut cands: Vec<Entry>) -> Vec<Entry> {
+    cands.sort_by(|a, b| a.max.total_cmp(&b.max).then(a.sum.total_cmp(&b.sum)).then(a.first.cmp(&b.first)).then(a.prev.cmp(&b.prev)));
+    let mut out: Vec<Entry> = Vec::with_capacity(cands.len().min(16));
+    for c in cands {
+        if out.last().is_none_or(|last| c.sum < last.sum) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The smallest memory per GPU that would make the problem feasible.
+fn min_feasible_memory(p: &StageProblem, seg: &Segments) -> f64 {
+    let (l_count, stages) = (p.layers.len(), p.stages as usize);
+    let mut prev = vec![f64::INFINITY; l_count];
+    let first_min = (p.first_stage_min_layers as usize).max(1);
+    for (r, slot) in prev.iter_mut().enumerate().skip(first_min - 1) {
+        *slot = seg.min_memory(p.in_flight(0) as f64, 0, r);
+    }
+    for s in 1..stages {
+        let n = p.in_flight(s) as f64;
+        let mut cur = vec![f64::INFINITY; l_count];
+        for (r, slot) in cur.iter_mut().enumerate().skip(s) {
+            for l in s..=r {
+                let v = prev[l - 1].max(seg.min_memory(n, l, r));
+                if v < *slot {
+                    *slot = v;
+                }
+            }
+        }
+        prev = cur;
+    }
+    prev[l_count - 1]
+}
+
+/// Solves the problem exactly: the plan with the least iteration time.
+pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
+    p.check()?;
+    let seg = Segments::new(&p.layers, p.memory_bytes, p.stage_overhead_bytes, p.recompute);
+    let times = Times::new(p, &seg);
+    let (l_count, stages, m1) = (p.layers.len(), p.stages as usize, p.micro_batches as f64 - 1.0);
+    // rest[r]: bare time of layers after r, a lower bound on what the later stages add.
+    let mut rest = vec![0.0; l_count + 1];
+    for r in (0..l_count).rev() {
+        rest[r] = rest[r + 1] + p.layers[r].forward_ms + p.layers[r].backward_ms;
+    }
+    let mut best = f64::INFINITY;
+    let first_min = (p.first_stage_min_layers as usize).max(1);
+    // fronts[s][r]: frontier of stage s ending at layer r.
+    let mut fronts: Vec<Vec<Vec<Entry>>> = Vec::with_capacity(stages);
+    let t0 = times.table(p.in_flight(0));
+    let last_start = l_count - stages; // stage 0 can end at most here
+    fronts.push(
+        (0..l_count)
+            .map(|r| {
+                let t = if r + 1 >= first_min && r <= last_start { t0[0][r] } else { f64::NAN };
+                if t.is_nan() {
+                    Vec::new()
+                } else {
+                    vec![Entry { sum: t, max: t, first: 0, prev: 0 }]
+                }
+            })
+            .collect(),
+    );
+    for s in 1..stages {
+        let table = times.table(p.in_flight(s));
+        let last = s == stages - 1;
+        let mut layer_fronts = vec![Vec::new(); l_count];
+        let r_lo = if last { l_count - 1 } else { s };
+        let r_hi = l_count - (stages - s); // leave a layer for each later stage
+        for (r, slot) in layer_fronts.iter_mut().enumerate().take(r_hi + 1).skip(r_lo) {
+            let mut cands = Vec::new();
+            for l in s..=r {
+                let t = table[l][r - l];
+                if t.is_nan() {
+                    continue;
+                }
+                for (k, e) in fronts[s - 1][l - 1].iter().enumerate() {
+                    let sum = e.sum + t;
+                    let max = e.max.max(t);
+                    if sum + rest[r + 1] + m1 * max >= best && best.is_finite() {
+                        continue;
+                    }
+                    cands.push(Entry { sum, max, first: l as u32, prev: k as u32 });
+                }
+            }
+            *slot = frontier(cands);
+            if last {
+                for e in slot.iter() {
+                    best = best.min(e.sum + m1 * e.max);
+                }
+            }
+        }
+        fronts.push(layer_fronts);
+    }
+    let end = &fronts[stages - 1][l_count - 1];
+    let pick = end
+        .iter()
+        .enumerate()
+        .min_by(|(i, a), (j, b)| (a.sum + m1 * a.max).total_cmp(&(b.sum + m1 * b.max)).then(a.max.total_cmp(&b.max)).then(i.cmp(j)));
+    let Some((mut idx, _)) = pick else {
+        let need = min_feasible_memory(p, &seg);
+        return Err(Error::Infeasible {
+            message: if need.is_finite() {
+                format!(
+                    "no plan fits in {} bytes per GPU; the least memory that fits is {} bytes ({:.2} GiB)",
+                    crate::error::js_number(p.memory_bytes),
+                    crate::error::js_number(need.ceil()),
+                    need / (1u64 << 30) as f64
+                )
+            } else {
+                "no plan satisfies the constraints".to_owned()
+            },
+            min_memory_bytes: need,
+        });
+    };
+    // Walk back through the frontiers to the cuts, then rebuild each stage's choice.
+    let mut bounds = vec![(0usize, 0usize); stages];
+    let mut r = l_count - 1;
+    for s in (0..stages).rev() {
+        let e = fronts[s][r][idx];
+        bounds[s] = (e.first as usize, r);
+        idx = e.prev as usize;
+        r = (e.first as usize).wrapping_sub(1);
+    }
+    let mut out = Vec::with_capacity(stages);
+    for (s, &(l, r)) in bounds.iter().enumerate() {
+        let n = p.in_flight(s) as f64;
+        let (time, choice) = seg.choose(n, l, r).expect("the DP only keeps feasible stages");
+        let recomputed = seg.recomputed(l, &choice);
+        let k_len = match &choice {
+            Choice::Block(k) => *k as usize,
+            Choice::Set(v) => v.len(),
+        };
+        let memory = match &choice {
+            Choice::Block(k) => seg.block_memory(n, l, r, *k as usize),
+            Choice::Set(set) => {
+                let mut kept = 0.0;
+                let mut w = 0.0;
+                for i in l..=r {
+                    let x = &p.layers[i];
+                    w += x.static_bytes;
+                    kept += if set.contains(&(i as u32)) { x.checkpoint_bytes } else { x.activation_bytes };
+                }
+                w + n * kept + p.stage_overhead_bytes
+            }
+        };
+        let _ = k_len;
+        out.push(Stage {
+            first_layer: l as u32,
+            last_layer: r as u32,
+            recomputed,
+            time_ms: time + if s + 1 < stages { p.cut_ms(r) } else { 0.0 },
+            memory_bytes: memory,
+            in_flight: n as u32,
+        });
+    }
+    Ok(plan_from(out, p.micro_batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::stages::{Layer, Recompute};
+    use crate::rng::Rng;
+
+    fn random_problem(rng: &mut Rng, max_layers: u32, mode: Recompute) -> StageProblem {
+        let stages = 1 + rng.below(4);
+        let l = stages + rng.below(max_layers - stages + 1);
+        let layers: Vec<Layer> = (0..l)
+            .map(|_| {
+                let a = rng.below(50) as f64;
+                Layer {
+                    forward_ms: (1 + rng.below(20)) as f64,
+                    backward_ms: (1 + rng.below(40)) as f64,
+                    static_bytes: rng.below(30) as f64,
+                    activation_bytes: a,
+                    checkpoint_bytes: if rng.below(5) == 0 { (a + rng.below(5) as f64).max(0.0) } else { (a / 4.0).floor() },
+                }
+            })
+            .collect();
+        let comm_ms = if rng.below(2) == 0 { Vec::new() } else { (0..l - 1).map(|_| rng.below(6) as f64).collect() };
+        StageProblem {
+            layers,
+            stages,
+            micro_batches: 1 + rng.below(8),
+            memory_bytes: (40 + rng.below(300)) as f64,
+            stage_overhead_bytes: rng.below(10) as f64,
+            comm_ms,
+            recompute: mode,
+            first_stage_min_layers: if rng.below(4) == 0 { (1 + rng.below(3)).min(l - stages + 1) } else { 0 },
+        }
+    }
+
+    /// Every split, every recomputation the mode allows: the least feasible iteration time and
+    /// the least memory any plan needs.
+    fn brute_force(p: &StageProblem) -> (f64, f64) {
+        let l = p.layers.len();
+        let stages = p.stages as usize;
+        let mut best = f64::INFINITY;
+        let mut least_memory = f64::INFINITY;
+        let mut ends = vec![0u32; stages];
+        fn splits(l: usize, stages: usize, s: usize, start: usize, ends: &mut Vec<u32>, visit: &mut dyn FnMut(&[u32])) {
+            if s == stages - 1 {
+                ends[s] = (l - 1) as u32;
+                visit(ends);
+                return;
+            }
+            for end in start..=l - (stages - s) {
+                ends[s] = end as u32;
+                splits(l, stages, s + 1, end + 1, ends, visit);
+            }
+        }
+        let mut visit = |ends: &[u32]| {
+            if (ends[0] as usize + 1) < p.first_stage_min_layers as usize {
+                return;
+            }
+            // Recomputation options of each stage.
+            let mut options: Vec<Vec<Vec<u32>>> = Vec::new();
+            let mut first = 0u32;
+            for &last in ends {
+                let len = (last - first + 1) as usize;
+                let opts: Vec<Vec<u32>> = match p.recompute {
+                    Recompute::None => vec![vec![]],
+                    Recompute::Full => vec![(first..=last).collect()],
+                    Recompute::Block => (0..=len).map(|k| (first..first + k as u32).collect()).collect(),
+                    Recompute::Any => (0..1u32 << len)
+                        .map(|mask| (0..len as u32).filter(|b| mask >> b & 1 == 1).map(|b| first + b).collect())
+                        .collect(),
+                };
+                options.push(opts);
+                first = last + 1;
+            }
+            let mut pick = vec![0usize; stages];
+            loop {
+                let rec: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].clone()).collect();
+                let plan = p.evaluate(ends, &rec).unwrap();
+                let peak = plan.stages.iter().map(|s| s.memory_bytes).fold(0.0, f64::max);
+                least_memory = least_memory.min(peak);
+                if peak <= p.memory_bytes {
+                    best = best.min(plan.iteration_ms);
+                }
+                let mut s = 0;
+                while s < stages {
+                    pick[s] += 1;
+                    if pick[s] < options[s].len() {
+                        break;
+                    }
+                    pick[s] = 0;
+                    s += 1;
+                }
+                if s == stages {
+                    break;
+                }
+            }
+        };
+        splits(l, stages, 0, 0, &mut ends, &mut visit);
+        (best, least_memory)
+    }
+
+    fn check_against_brute_force(mode: Recompute, max_layers: u32, runs: usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        for run in 0..runs {
+            let p = random_problem(&mut rng, max_layers, mode);
+            let (best, least_memory) = brute_force(&p);
+            match partition_stages(&p) {
+                Ok(plan) => {
+                    // The plan is what it says, and fits.
+                    let ends: Vec<u32> = plan.stages.iter().map(|s| s.last_layer).collect();
+                    let rec: Vec<Vec<u32>> = plan.stages.iter().map(|s| s.recomputed.clone()).collect();
+                    let again = p.evaluate(&ends, &rec).unwrap();
+                    assert_eq!(again.iteration_ms, plan.iteration_ms, "run {run}");
+                    assert!(plan.stages.iter().all(|s| s.memory_bytes <= p.memory_bytes), "run {run}");
+                    if mode == Recompute::Any {
+                        assert!(plan.iteration_ms >= best, "run {run}: beat brute force?");
+                        let mut block = p.clone();
+                        block.recompute = Recompute::Block;
+                        if let Ok(b) = partition_stages(&block) {
+                            assert!(plan.iteration_ms <= b.iteration_ms, "run {run}: any worse than block");
+                        }
+                    } else {
+                        assert_eq!(plan.iteration_ms, best, "run {run}: {p:?}");
+                    }
+                }
+                Err(Error::Infeasible { min_memory_bytes, .. }) => {
+                    assert!(best.is_infinite() || mode == Recompute::Any, "run {run}: brute force found {best}");
+                    let mut block = p.clone();
+                    block.recompute = Recompute::Block;
+                    assert!(mode != Recompute::Any || partition_stages(&block).is_err(), "run {run}: block fits, any not");
+                    if mode != Recompute::Any {
+                        assert_eq!(min_memory_bytes, least_memory, "run {run}");
+                    }
+                }
+                Err(e) => panic!("run {run}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn block_matches_brute_force() {
+        check_against_brute_force(Recompute::Block, 12, 1500, 1);
+    }
+
+    #[test]
+    fn none_and_full_match_brute_force() {
+        check_against_brute_force(Recompute::None, 12, 700, 2);
+        check_against_brute_force(Recompute::Full, 12, 700, 3);
+    }
+
+    #[test]
+    fn any_is_feasible_and_never_worse_than_block() {
+        check_against_brute_force(Recompute::Any, 8, 600, 4);
+    }
+
+    #[test]
+    fn fewer_layers_than_stages_and_zero_sizes_are_errors() {
+        let layer = Layer { forward_ms: 1.0, backward_ms: 2.0, static_bytes: 1.0, activation_bytes: 1.0, checkpoint_bytes: 0.0 };
+        let p = StageProblem {
+            layers: vec![layer; 3],
+            stages: 4,
+            micro_batches: 4,
+            memory_bytes: 100.0,
+            stage_overhead_bytes: 0.0,
+            comm_ms: vec![],
+            recompute: Recompute::Block,
+            first_stage_min_layers: 0,
+        };
+        assert_eq!(partition_stages(&p).unwrap_err().code(), "ERR_OMNIBAL_OUT_OF_RANGE");
+        for q in [StageProblem { stages: 0, ..p.clone() }, StageProblem { micro_batches: 0, ..p.clone() }, StageProblem { memory_bytes: 0.0, ..p.clone() }] {
+            assert_eq!(partition_stages(&q).unwrap_err().code(), "ERR_OMNIBAL_OUT_OF_RANGE");
+        }
+        let mut bad = p.clone();
+        bad.stages = 2;
+        bad.layers[1].forward_ms = f64::NAN;
+        assert_eq!(partition_stages(&bad).unwrap_err().to_string(), "layers[1].forwardMs must be a finite number >= 0, got NaN");
+    }
+}

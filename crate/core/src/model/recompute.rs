@@ -1,0 +1,181 @@
+//! Per-stage recomputation: for a stage holding layers `l..=r` with `n` micro-batches in
+//! flight, the cheapest recomputation that fits in memory.
+//!
+//! Recomputing layer `i` adds `f_i` to the stage time and keeps `c_i` instead of `a_i` bytes
+//! per micro-batch. Time only grows with what is recomputed, so each stage independently takes
+//! the cheapest feasible choice:
+//! - `none`: nothing (feasible or not);
+//! - `full`: everything;
+//! - `block`: the smallest `k` such that recomputing the first `k` layers fits (exact);
+//! - `any`: a subset chosen greedily by `f_i / (a_i - c_i)`, the time per byte saved, kept only
+//!   when it beats `block` (approximate: never worse than `block`, not always optimal).
+//!
+//! All sums use prefix arrays, in the same order as the TypeScript twin.
+
+use super::stages::{Layer, Recompute};
+
+/// Prefix sums over the layers.
+#[derive(Debug, Clone)]
+pub struct Segments {
+    /// `pf[i]` = sum of `f` over layers `< i`; likewise `pb`, `pw`, `pa`, `pc`.
+    pf: Vec<f64>,
+    pb: Vec<f64>,
+    pw: Vec<f64>,
+    pa: Vec<f64>,
+    pc: Vec<f64>,
+    /// Every `c_i <= a_i`: block memory never grows with `k`, so `k` can be bisected.
+    monotone: bool,
+    layers: Vec<Layer>,
+    capacity: f64,
+    overhead: f64,
+    mode: Recompute,
+}
+
+/// What a stage recomputes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    /// The first `k` layers.
+    Block(u32),
+    /// These layers (absolute indices, ascending).
+    Set(Vec<u32>),
+}
+
+fn prefix(layers: &[Layer], f: impl Fn(&Layer) -> f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(layers.len() + 1);
+    let mut acc = 0.0;
+    out.push(0.0);
+    for x in layers {
+        acc += f(x);
+        out.push(acc);
+    }
+    out
+}
+
+impl Segments {
+    /// Prepares the sums for a problem's layers, memory and mode.
+    pub fn new(layers: &[Layer], capacity: f64, overhead: f64, mode: Recompute) -> Self {
+        Segments {
+            pf: prefix(layers, |x| x.forward_ms),
+            pb: prefix(layers, |x| x.backward_ms),
+            pw: prefix(layers, |x| x.static_bytes),
+            pa: prefix(layers, |x| x.activation_bytes),
+            pc: prefix(layers, |x| x.checkpoint_bytes),
+            monotone: layers.iter().all(|x| x.checkpoint_bytes <= x.activation_bytes),
+            layers: layers.to_vec(),
+            capacity,
+            overhead,
+            mode,
+        }
+    }
+
+    /// Forward + backward time of layers `l..=r`, without recomputation.
+    pub fn base_time(&self, l: usize, r: usize) -> f64 {
+        (self.pf[r + 1] - self.pf[l]) + (self.pb[r + 1] - self.pb[l])
+    }
+
+    /// Memory of layers `l..=r` with the first `k` recomputed and `n` micro-batches in flight.
+    pub fn block_memory(&self, n: f64, l: usize, r: usize, k: usize) -> f64 {
+        let w = self.pw[r + 1] - self.pw[l];
+        let kept = (self.pc[l + k] - self.pc[l]) + (self.pa[r + 1] - self.pa[l + k]);
+        w + n * kept + self.overhead
+    }
+
+    fn block_k(&self, n: f64, l: usize, r: usize) -> Option<usize> {
+        let len = r - l + 1;
+        let fits = |k: usize| self.block_memory(n, l, r, k) <= self.capacity;
+        if fits(0) {
+            return Some(0);
+        }
+        if self.monotone {
+            if !fits(len) {
+                return None;
+            }
+            let (mut lo, mut hi) = (0, len); // fits(lo) false, fits(hi) true
+            while hi - lo > 1 {
+                let mid = (lo + hi) / 2;
+                if fits(mid) {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            return Some(hi);
+        }
+        (1..=len).find(|&k| fits(k))
+    }
+
+    fn greedy_set(&self, n: f64, l: usize, r: usize) -> Option<(f64, Vec<u32>)> {
+        let mut need = self.block_memory(n, l, r, 0) - self.capacity;
+        let mut order: Vec<usize> = (l..=r).filter(|&i| self.layers[i].activation_bytes > self.layers[i].checkpoint_bytes).collect();
+        let ratio = |i: usize| {
+            let x = &self.layers[i];
+            x.forward_ms / (n * (x.activation_bytes - x.checkpoint_bytes))
+        };
+        order.sort_by(|&i, &j| ratio(i).total_cmp(&ratio(j)).then(i.cmp(&j)));
+        let mut set = Vec::new();
+        let mut extra = 0.0;
+        for i in order {
+            if need <= 0.0 {
+                break;
+            }
+            let x = &self.layers[i];
+            need -= n * (x.activation_bytes - x.checkpoint_bytes);
+            extra += x.forward_ms;
+            set.push(i as u32);
+        }
+        if need > 0.0 {
+            return None;
+        }
+        set.sort_unstable();
+        Some((extra, set))
+    }
+
+    /// The stage's cheapest feasible recomputation and its time (without the cut), if any.
+    pub fn choose(&self, n: f64, l: usize, r: usize) -> Option<(f64, Choice)> {
+        let base = self.base_time(l, r);
+        let len = r - l + 1;
+        match self.mode {
+            Recompute::None => (self.block_memory(n, l, r, 0) <= self.capacity).then_some((base, Choice::Block(0))),
+            Recompute::Full => (self.block_memory(n, l, r, len) <= self.capacity)
+                .then(|| (base + (self.pf[r + 1] - self.pf[l]), Choice::Block(len as u32))),
+            Recompute::Block => self.block_k(n, l, r).map(|k| (base + (self.pf[l + k] - self.pf[l]), Choice::Block(k as u32))),
+            Recompute::Any => {
+                let block = self.block_k(n, l, r).map(|k| (base + (self.pf[l + k] - self.pf[l]), Choice::Block(k as u32)));
+                if matches!(block, Some((_, Choice::Block(0)))) {
+                    return block;
+                }
+                let set = self.greedy_set(n, l, r).map(|(extra, set)| (base + extra, Choice::Set(set)));
+                match (block, set) {
+                    (Some(b), Some(s)) => Some(if s.0 < b.0 { s } else { b }),
+                    (b, s) => b.or(s),
+                }
+            }
+        }
+    }
+
+    /// The least memory the stage can have under the mode (for "needs at least" errors).
+    pub fn min_memory(&self, n: f64, l: usize, r: usize) -> f64 {
+        let len = r - l + 1;
+        match self.mode {
+            Recompute::None => self.block_memory(n, l, r, 0),
+            Recompute::Full => self.block_memory(n, l, r, len),
+            Recompute::Block => (0..=len).map(|k| self.block_memory(n, l, r, k)).fold(f64::INFINITY, f64::min),
+            Recompute::Any => {
+                let w = self.pw[r + 1] - self.pw[l];
+                let mut kept = 0.0;
+                for x in &self.layers[l..=r] {
+                    kept += x.activation_bytes.min(x.checkpoint_bytes);
+                }
+                w + n * kept + self.overhead
+            }
+        }
+    }
+
+    /// The recomputed layers of a choice, as absolute indices.
+    pub fn recomputed(&self, l: usize, choice: &Choice) -> Vec<u32> {
+        match choice {
+            Choice::Block(k) => (l as u32..l as u32 + k).collect(),
+            Choice::Set(set) => set.clone(),
+        }
+    }
+}
