@@ -33,6 +33,11 @@ fn main() {
         };
         let t0 = Instant::now();
         let r = partition_stages(&p);
-        println!("{mode:?}: {:.1} ms -> {:?}", t0.elapsed().as_secs_f64() * 1e3, r.map(|x| (x.iteration_ms, x.bottleneck_ms)).map_err(|e| e.to_string()));
+        println!(
+            "{mode:?}: {:.1} ms -> {:?}",
+            t0.elapsed().as_secs_f64() * 1e3,
+            r.map(|x| (x.iteration_ms, x.bottleneck_ms))
+                .map_err(|e| e.to_string())
+        );
     }
 }

@@ -30,7 +30,10 @@ pub enum Error {
     /// Not enough samples for one full step under the chosen tail policy.
     TooFewSamples { message: String },
     /// No plan satisfies the constraints (memory); says the least memory that would fit.
-    Infeasible { message: String, min_memory_bytes: f64 },
+    Infeasible {
+        message: String,
+        min_memory_bytes: f64,
+    },
     /// An unknown preset name; the message lists the known ones.
     UnknownPreset { message: String },
     /// Options that do not go together, or a required one missing.

@@ -41,7 +41,10 @@ impl Times {
                 let table = (0..l_count)
                     .map(|l| {
                         (l..l_count)
-                            .map(|r| seg.choose(n as f64, l, r).map_or(f64::NAN, |(t, _)| t + p.cut_ms(r)))
+                            .map(|r| {
+                                seg.choose(n as f64, l, r)
+                                    .map_or(f64::NAN, |(t, _)| t + p.cut_ms(r))
+                            })
                             .collect()
                     })
                     .collect();
@@ -52,13 +55,24 @@ impl Times {
     }
 
     fn table(&self, n: u32) -> &Vec<Vec<f64>> {
-        &self.by_n.iter().find(|(m, _)| *m == n).expect("every in-flight count has a table").1
+        &self
+            .by_n
+            .iter()
+            .find(|(m, _)| *m == n)
+            .expect("every in-flight count has a table")
+            .1
     }
 }
 
 /// Keeps the Pareto-minimal entries (lower sum and lower max are better), sorted by max.
 fn frontier(mut cands: Vec<Entry>) -> Vec<Entry> {
-    cands.sort_by(|a, b| a.max.total_cmp(&b.max).then(a.sum.total_cmp(&b.sum)).then(a.first.cmp(&b.first)).then(a.prev.cmp(&b.prev)));
+    cands.sort_by(|a, b| {
+        a.max
+            .total_cmp(&b.max)
+            .then(a.sum.total_cmp(&b.sum))
+            .then(a.first.cmp(&b.first))
+            .then(a.prev.cmp(&b.prev))
+    });
     let mut out: Vec<Entry> = Vec::with_capacity(cands.len().min(16));
     for c in cands {
         if out.last().is_none_or(|last| c.sum < last.sum) {
@@ -95,9 +109,18 @@ fn min_feasible_memory(p: &StageProblem, seg: &Segments) -> f64 {
 /// Solves the problem exactly: the plan with the least iteration time.
 pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
     p.check()?;
-    let seg = Segments::new(&p.layers, p.memory_bytes, p.stage_overhead_bytes, p.recompute);
+    let seg = Segments::new(
+        &p.layers,
+        p.memory_bytes,
+        p.stage_overhead_bytes,
+        p.recompute,
+    );
     let times = Times::new(p, &seg);
-    let (l_count, stages, m1) = (p.layers.len(), p.stages as usize, p.micro_batches as f64 - 1.0);
+    let (l_count, stages, m1) = (
+        p.layers.len(),
+        p.stages as usize,
+        p.micro_batches as f64 - 1.0,
+    );
     // rest[r]: bare time of layers after r, a lower bound on what the later stages add.
     let mut rest = vec![0.0; l_count + 1];
     for r in (0..l_count).rev() {
@@ -112,11 +135,20 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
     fronts.push(
         (0..l_count)
             .map(|r| {
-                let t = if r + 1 >= first_min && r <= last_start { t0[0][r] } else { f64::NAN };
+                let t = if r + 1 >= first_min && r <= last_start {
+                    t0[0][r]
+                } else {
+                    f64::NAN
+                };
                 if t.is_nan() {
                     Vec::new()
                 } else {
-                    vec![Entry { sum: t, max: t, first: 0, prev: 0 }]
+                    vec![Entry {
+                        sum: t,
+                        max: t,
+                        first: 0,
+                        prev: 0,
+                    }]
                 }
             })
             .collect(),
@@ -127,7 +159,12 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         let mut layer_fronts = vec![Vec::new(); l_count];
         let r_lo = if last { l_count - 1 } else { s };
         let r_hi = l_count - (stages - s); // leave a layer for each later stage
-        for (r, slot) in layer_fronts.iter_mut().enumerate().take(r_hi + 1).skip(r_lo) {
+        for (r, slot) in layer_fronts
+            .iter_mut()
+            .enumerate()
+            .take(r_hi + 1)
+            .skip(r_lo)
+        {
             let mut cands = Vec::new();
             for l in s..=r {
                 let t = table[l][r - l];
@@ -140,7 +177,12 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
                     if sum + rest[r + 1] + m1 * max >= best && best.is_finite() {
                         continue;
                     }
-                    cands.push(Entry { sum, max, first: l as u32, prev: k as u32 });
+                    cands.push(Entry {
+                        sum,
+                        max,
+                        first: l as u32,
+                        prev: k as u32,
+                    });
                 }
             }
             *slot = frontier(cands);
@@ -153,10 +195,12 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         fronts.push(layer_fronts);
     }
     let end = &fronts[stages - 1][l_count - 1];
-    let pick = end
-        .iter()
-        .enumerate()
-        .min_by(|(i, a), (j, b)| (a.sum + m1 * a.max).total_cmp(&(b.sum + m1 * b.max)).then(a.max.total_cmp(&b.max)).then(i.cmp(j)));
+    let pick = end.iter().enumerate().min_by(|(i, a), (j, b)| {
+        (a.sum + m1 * a.max)
+            .total_cmp(&(b.sum + m1 * b.max))
+            .then(a.max.total_cmp(&b.max))
+            .then(i.cmp(j))
+    });
     let Some((mut idx, _)) = pick else {
         let need = min_feasible_memory(p, &seg);
         return Err(Error::Infeasible {
@@ -185,7 +229,9 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
     let mut out = Vec::with_capacity(stages);
     for (s, &(l, r)) in bounds.iter().enumerate() {
         let n = p.in_flight(s) as f64;
-        let (time, choice) = seg.choose(n, l, r).expect("the DP only keeps feasible stages");
+        let (time, choice) = seg
+            .choose(n, l, r)
+            .expect("the DP only keeps feasible stages");
         let recomputed = seg.recomputed(l, &choice);
         let k_len = match &choice {
             Choice::Block(k) => *k as usize,
@@ -199,7 +245,11 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
                 for i in l..=r {
                     let x = &p.layers[i];
                     w += x.static_bytes;
-                    kept += if set.contains(&(i as u32)) { x.checkpoint_bytes } else { x.activation_bytes };
+                    kept += if set.contains(&(i as u32)) {
+                        x.checkpoint_bytes
+                    } else {
+                        x.activation_bytes
+                    };
                 }
                 w + n * kept + p.stage_overhead_bytes
             }
@@ -234,11 +284,19 @@ mod tests {
                     backward_ms: (1 + rng.below(40)) as f64,
                     static_bytes: rng.below(30) as f64,
                     activation_bytes: a,
-                    checkpoint_bytes: if rng.below(5) == 0 { (a + rng.below(5) as f64).max(0.0) } else { (a / 4.0).floor() },
+                    checkpoint_bytes: if rng.below(5) == 0 {
+                        (a + rng.below(5) as f64).max(0.0)
+                    } else {
+                        (a / 4.0).floor()
+                    },
                 }
             })
             .collect();
-        let comm_ms = if rng.below(2) == 0 { Vec::new() } else { (0..l - 1).map(|_| rng.below(6) as f64).collect() };
+        let comm_ms = if rng.below(2) == 0 {
+            Vec::new()
+        } else {
+            (0..l - 1).map(|_| rng.below(6) as f64).collect()
+        };
         StageProblem {
             layers,
             stages,
@@ -247,7 +305,11 @@ mod tests {
             stage_overhead_bytes: rng.below(10) as f64,
             comm_ms,
             recompute: mode,
-            first_stage_min_layers: if rng.below(4) == 0 { (1 + rng.below(3)).min(l - stages + 1) } else { 0 },
+            first_stage_min_layers: if rng.below(4) == 0 {
+                (1 + rng.below(3)).min(l - stages + 1)
+            } else {
+                0
+            },
         }
     }
 
@@ -259,7 +321,14 @@ mod tests {
         let mut best = f64::INFINITY;
         let mut least_memory = f64::INFINITY;
         let mut ends = vec![0u32; stages];
-        fn splits(l: usize, stages: usize, s: usize, start: usize, ends: &mut Vec<u32>, visit: &mut dyn FnMut(&[u32])) {
+        fn splits(
+            l: usize,
+            stages: usize,
+            s: usize,
+            start: usize,
+            ends: &mut Vec<u32>,
+            visit: &mut dyn FnMut(&[u32]),
+        ) {
             if s == stages - 1 {
                 ends[s] = (l - 1) as u32;
                 visit(ends);
@@ -282,9 +351,16 @@ mod tests {
                 let opts: Vec<Vec<u32>> = match p.recompute {
                     Recompute::None => vec![vec![]],
                     Recompute::Full => vec![(first..=last).collect()],
-                    Recompute::Block => (0..=len).map(|k| (first..first + k as u32).collect()).collect(),
+                    Recompute::Block => (0..=len)
+                        .map(|k| (first..first + k as u32).collect())
+                        .collect(),
                     Recompute::Any => (0..1u32 << len)
-                        .map(|mask| (0..len as u32).filter(|b| mask >> b & 1 == 1).map(|b| first + b).collect())
+                        .map(|mask| {
+                            (0..len as u32)
+                                .filter(|b| mask >> b & 1 == 1)
+                                .map(|b| first + b)
+                                .collect()
+                        })
                         .collect(),
                 };
                 options.push(opts);
@@ -294,7 +370,11 @@ mod tests {
             loop {
                 let rec: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].clone()).collect();
                 let plan = p.evaluate(ends, &rec).unwrap();
-                let peak = plan.stages.iter().map(|s| s.memory_bytes).fold(0.0, f64::max);
+                let peak = plan
+                    .stages
+                    .iter()
+                    .map(|s| s.memory_bytes)
+                    .fold(0.0, f64::max);
                 least_memory = least_memory.min(peak);
                 if peak <= p.memory_bytes {
                     best = best.min(plan.iteration_ms);
@@ -326,26 +406,41 @@ mod tests {
                 Ok(plan) => {
                     // The plan is what it says, and fits.
                     let ends: Vec<u32> = plan.stages.iter().map(|s| s.last_layer).collect();
-                    let rec: Vec<Vec<u32>> = plan.stages.iter().map(|s| s.recomputed.clone()).collect();
+                    let rec: Vec<Vec<u32>> =
+                        plan.stages.iter().map(|s| s.recomputed.clone()).collect();
                     let again = p.evaluate(&ends, &rec).unwrap();
                     assert_eq!(again.iteration_ms, plan.iteration_ms, "run {run}");
-                    assert!(plan.stages.iter().all(|s| s.memory_bytes <= p.memory_bytes), "run {run}");
+                    assert!(
+                        plan.stages.iter().all(|s| s.memory_bytes <= p.memory_bytes),
+                        "run {run}"
+                    );
                     if mode == Recompute::Any {
                         assert!(plan.iteration_ms >= best, "run {run}: beat brute force?");
                         let mut block = p.clone();
                         block.recompute = Recompute::Block;
                         if let Ok(b) = partition_stages(&block) {
-                            assert!(plan.iteration_ms <= b.iteration_ms, "run {run}: any worse than block");
+                            assert!(
+                                plan.iteration_ms <= b.iteration_ms,
+                                "run {run}: any worse than block"
+                            );
                         }
                     } else {
                         assert_eq!(plan.iteration_ms, best, "run {run}: {p:?}");
                     }
                 }
-                Err(Error::Infeasible { min_memory_bytes, .. }) => {
-                    assert!(best.is_infinite() || mode == Recompute::Any, "run {run}: brute force found {best}");
+                Err(Error::Infeasible {
+                    min_memory_bytes, ..
+                }) => {
+                    assert!(
+                        best.is_infinite() || mode == Recompute::Any,
+                        "run {run}: brute force found {best}"
+                    );
                     let mut block = p.clone();
                     block.recompute = Recompute::Block;
-                    assert!(mode != Recompute::Any || partition_stages(&block).is_err(), "run {run}: block fits, any not");
+                    assert!(
+                        mode != Recompute::Any || partition_stages(&block).is_err(),
+                        "run {run}: block fits, any not"
+                    );
                     if mode != Recompute::Any {
                         assert_eq!(min_memory_bytes, least_memory, "run {run}");
                     }
@@ -373,7 +468,13 @@ mod tests {
 
     #[test]
     fn fewer_layers_than_stages_and_zero_sizes_are_errors() {
-        let layer = Layer { forward_ms: 1.0, backward_ms: 2.0, static_bytes: 1.0, activation_bytes: 1.0, checkpoint_bytes: 0.0 };
+        let layer = Layer {
+            forward_ms: 1.0,
+            backward_ms: 2.0,
+            static_bytes: 1.0,
+            activation_bytes: 1.0,
+            checkpoint_bytes: 0.0,
+        };
         let p = StageProblem {
             layers: vec![layer; 3],
             stages: 4,
@@ -384,13 +485,35 @@ mod tests {
             recompute: Recompute::Block,
             first_stage_min_layers: 0,
         };
-        assert_eq!(partition_stages(&p).unwrap_err().code(), "ERR_OMNIBAL_OUT_OF_RANGE");
-        for q in [StageProblem { stages: 0, ..p.clone() }, StageProblem { micro_batches: 0, ..p.clone() }, StageProblem { memory_bytes: 0.0, ..p.clone() }] {
-            assert_eq!(partition_stages(&q).unwrap_err().code(), "ERR_OMNIBAL_OUT_OF_RANGE");
+        assert_eq!(
+            partition_stages(&p).unwrap_err().code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+        for q in [
+            StageProblem {
+                stages: 0,
+                ..p.clone()
+            },
+            StageProblem {
+                micro_batches: 0,
+                ..p.clone()
+            },
+            StageProblem {
+                memory_bytes: 0.0,
+                ..p.clone()
+            },
+        ] {
+            assert_eq!(
+                partition_stages(&q).unwrap_err().code(),
+                "ERR_OMNIBAL_OUT_OF_RANGE"
+            );
         }
         let mut bad = p.clone();
         bad.stages = 2;
         bad.layers[1].forward_ms = f64::NAN;
-        assert_eq!(partition_stages(&bad).unwrap_err().to_string(), "layers[1].forwardMs must be a finite number >= 0, got NaN");
+        assert_eq!(
+            partition_stages(&bad).unwrap_err().to_string(),
+            "layers[1].forwardMs must be a finite number >= 0, got NaN"
+        );
     }
 }

@@ -60,7 +60,9 @@ impl Segments {
             pw: prefix(layers, |x| x.static_bytes),
             pa: prefix(layers, |x| x.activation_bytes),
             pc: prefix(layers, |x| x.checkpoint_bytes),
-            monotone: layers.iter().all(|x| x.checkpoint_bytes <= x.activation_bytes),
+            monotone: layers
+                .iter()
+                .all(|x| x.checkpoint_bytes <= x.activation_bytes),
             layers: layers.to_vec(),
             capacity,
             overhead,
@@ -106,7 +108,9 @@ impl Segments {
 
     fn greedy_set(&self, n: f64, l: usize, r: usize) -> Option<(f64, Vec<u32>)> {
         let mut need = self.block_memory(n, l, r, 0) - self.capacity;
-        let mut order: Vec<usize> = (l..=r).filter(|&i| self.layers[i].activation_bytes > self.layers[i].checkpoint_bytes).collect();
+        let mut order: Vec<usize> = (l..=r)
+            .filter(|&i| self.layers[i].activation_bytes > self.layers[i].checkpoint_bytes)
+            .collect();
         let ratio = |i: usize| {
             let x = &self.layers[i];
             x.forward_ms / (n * (x.activation_bytes - x.checkpoint_bytes))
@@ -135,16 +139,34 @@ impl Segments {
         let base = self.base_time(l, r);
         let len = r - l + 1;
         match self.mode {
-            Recompute::None => (self.block_memory(n, l, r, 0) <= self.capacity).then_some((base, Choice::Block(0))),
-            Recompute::Full => (self.block_memory(n, l, r, len) <= self.capacity)
-                .then(|| (base + (self.pf[r + 1] - self.pf[l]), Choice::Block(len as u32))),
-            Recompute::Block => self.block_k(n, l, r).map(|k| (base + (self.pf[l + k] - self.pf[l]), Choice::Block(k as u32))),
+            Recompute::None => {
+                (self.block_memory(n, l, r, 0) <= self.capacity).then_some((base, Choice::Block(0)))
+            }
+            Recompute::Full => (self.block_memory(n, l, r, len) <= self.capacity).then(|| {
+                (
+                    base + (self.pf[r + 1] - self.pf[l]),
+                    Choice::Block(len as u32),
+                )
+            }),
+            Recompute::Block => self.block_k(n, l, r).map(|k| {
+                (
+                    base + (self.pf[l + k] - self.pf[l]),
+                    Choice::Block(k as u32),
+                )
+            }),
             Recompute::Any => {
-                let block = self.block_k(n, l, r).map(|k| (base + (self.pf[l + k] - self.pf[l]), Choice::Block(k as u32)));
+                let block = self.block_k(n, l, r).map(|k| {
+                    (
+                        base + (self.pf[l + k] - self.pf[l]),
+                        Choice::Block(k as u32),
+                    )
+                });
                 if matches!(block, Some((_, Choice::Block(0)))) {
                     return block;
                 }
-                let set = self.greedy_set(n, l, r).map(|(extra, set)| (base + extra, Choice::Set(set)));
+                let set = self
+                    .greedy_set(n, l, r)
+                    .map(|(extra, set)| (base + extra, Choice::Set(set)));
                 match (block, set) {
                     (Some(b), Some(s)) => Some(if s.0 < b.0 { s } else { b }),
                     (b, s) => b.or(s),
@@ -159,7 +181,9 @@ impl Segments {
         match self.mode {
             Recompute::None => self.block_memory(n, l, r, 0),
             Recompute::Full => self.block_memory(n, l, r, len),
-            Recompute::Block => (0..=len).map(|k| self.block_memory(n, l, r, k)).fold(f64::INFINITY, f64::min),
+            Recompute::Block => (0..=len)
+                .map(|k| self.block_memory(n, l, r, k))
+                .fold(f64::INFINITY, f64::min),
             Recompute::Any => {
                 let w = self.pw[r + 1] - self.pw[l];
                 let mut kept = 0.0;

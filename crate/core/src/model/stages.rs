@@ -46,7 +46,11 @@ impl Recompute {
             "full" => Ok(Recompute::Full),
             "block" => Ok(Recompute::Block),
             "any" => Ok(Recompute::Any),
-            _ => Err(Error::UnknownOption { name: "recompute".into(), value: name.into(), known: Recompute::NAMES }),
+            _ => Err(Error::UnknownOption {
+                name: "recompute".into(),
+                value: name.into(),
+                known: Recompute::NAMES,
+            }),
         }
     }
 }
@@ -107,12 +111,18 @@ impl StageProblem {
             return Err(Error::out_of_range("stages", "must be at least 1, got 0"));
         }
         if self.micro_batches == 0 {
-            return Err(Error::out_of_range("microBatches", "must be at least 1, got 0"));
+            return Err(Error::out_of_range(
+                "microBatches",
+                "must be at least 1, got 0",
+            ));
         }
         if l < self.stages as usize {
             return Err(Error::out_of_range(
                 "layers",
-                format!("must be at least as many as the stages ({}), got {l}", self.stages),
+                format!(
+                    "must be at least as many as the stages ({}), got {l}",
+                    self.stages
+                ),
             ));
         }
         number_at_least("memoryBytes", self.memory_bytes, 0.0)?;
@@ -134,7 +144,11 @@ impl StageProblem {
         if !self.comm_ms.is_empty() && self.comm_ms.len() != l - 1 {
             return Err(Error::out_of_range(
                 "commMs",
-                format!("must have one entry per cut (layers - 1 = {}), got {}", l - 1, self.comm_ms.len()),
+                format!(
+                    "must have one entry per cut (layers - 1 = {}), got {}",
+                    l - 1,
+                    self.comm_ms.len()
+                ),
             ));
         }
         for (i, &c) in self.comm_ms.iter().enumerate() {
@@ -143,7 +157,10 @@ impl StageProblem {
         if self.first_stage_min_layers as usize > l - (self.stages as usize - 1) {
             return Err(Error::out_of_range(
                 "firstStageMinLayers",
-                format!("leaves fewer layers than the other {} stages need", self.stages - 1),
+                format!(
+                    "leaves fewer layers than the other {} stages need",
+                    self.stages - 1
+                ),
             ));
         }
         Ok(())
@@ -156,23 +173,36 @@ impl StageProblem {
 
     /// Communication time of a cut after layer `r` (0 at the last layer).
     pub fn cut_ms(&self, r: usize) -> f64 {
-        if r + 1 < self.layers.len() && !self.comm_ms.is_empty() { self.comm_ms[r] } else { 0.0 }
+        if r + 1 < self.layers.len() && !self.comm_ms.is_empty() {
+            self.comm_ms[r]
+        } else {
+            0.0
+        }
     }
 
     /// Evaluates a plan given by its stage boundaries (`ends[s]` = last layer of stage `s`) and
     /// recomputed layers per stage: times, memory, iteration time. Memory is not checked.
     pub fn evaluate(&self, ends: &[u32], recomputed: &[Vec<u32>]) -> Result<StagePlan, Error> {
         if ends.len() != self.stages as usize || recomputed.len() != ends.len() {
-            return Err(Error::out_of_range("plan", format!("must have {} stages", self.stages)));
+            return Err(Error::out_of_range(
+                "plan",
+                format!("must have {} stages", self.stages),
+            ));
         }
         let mut stages = Vec::with_capacity(ends.len());
         let mut first = 0u32;
         for (s, (&last, rec)) in ends.iter().zip(recomputed).enumerate() {
             if last < first || last as usize >= self.layers.len() {
-                return Err(Error::out_of_range("plan", format!("stage {s} must end after it starts and inside the stack")));
+                return Err(Error::out_of_range(
+                    "plan",
+                    format!("stage {s} must end after it starts and inside the stack"),
+                ));
             }
             if rec.iter().any(|&i| i < first || i > last) {
-                return Err(Error::out_of_range("plan", format!("stage {s} recomputes a layer it does not hold")));
+                return Err(Error::out_of_range(
+                    "plan",
+                    format!("stage {s} recomputes a layer it does not hold"),
+                ));
             }
             let n = self.in_flight(s) as f64;
             let (mut time, mut w, mut act) = (0.0, 0.0, 0.0);
@@ -181,7 +211,11 @@ impl StageProblem {
                 let r = rec.contains(&i);
                 time += x.forward_ms + x.backward_ms + if r { x.forward_ms } else { 0.0 };
                 w += x.static_bytes;
-                act += if r { x.checkpoint_bytes } else { x.activation_bytes };
+                act += if r {
+                    x.checkpoint_bytes
+                } else {
+                    x.activation_bytes
+                };
             }
             if s + 1 < ends.len() {
                 time += self.cut_ms(last as usize);
@@ -211,5 +245,9 @@ pub fn plan_from(stages: Vec<Stage>, micro_batches: u32) -> StagePlan {
         sum += s.time_ms;
         max = max.max(s.time_ms);
     }
-    StagePlan { stages, iteration_ms: sum + (micro_batches as f64 - 1.0) * max, bottleneck_ms: max }
+    StagePlan {
+        stages,
+        iteration_ms: sum + (micro_batches as f64 - 1.0) * max,
+        bottleneck_ms: max,
+    }
 }
