@@ -15,8 +15,35 @@ export declare function __panicForTest(message: string): number
 /** Panics on a libuv worker; the Promise must reject with an `ERR_OMNIBAL_PANIC` exception. */
 export declare function __panicForTestAsync(message: string): Promise<unknown>
 
+/** A baseline: a split method and a recomputation setting. */
+export declare function baselineStages(problem: StageProblemInput, params: Float64Array, method: string, recompute: 'none' | 'full' | 'uniform'): NativeStagePlan
+
 /** The paper's pad and dist ratios of a plan, and the dist on the text cost. */
 export declare function batchMetrics(plan: PlanArrays, vision: Uint32Array, text: Uint32Array, costA?: number | undefined | null, costB?: number | undefined | null): NativeBatchMetrics
+
+/**
+ * Fits efficiency per kind from measured forward times, and activation scales per kind from
+ * measured stage memory (full vs no recomputation).
+ */
+export declare function calibrateModel(model: VlmInput, gpu: GpuInput, tp: number, dp: number, zero: number, tiles: number, tokens: number, sumSqLen: number, measuredLayers: Uint32Array, measuredForwardMs: Float64Array, stageBounds: Uint32Array, stageMemory: Float64Array): NativeCalibration
+
+/** A given split, each stage with its cheapest feasible recomputation. */
+export declare function evaluateSplit(problem: StageProblemInput, lastLayers: Uint32Array): NativeStagePlan
+
+/** Evaluates a given plan: stage ends and per-layer recompute flags. */
+export declare function evaluateStages(problem: StageProblemInput, lastLayers: Uint32Array, recomputed: Uint8Array): NativeStagePlan
+
+/** A GPU. */
+export interface GpuInput {
+  peakFlops: number
+  memoryBytes: number
+  efficiencyVit: number
+  efficiencyProjector: number
+  efficiencyLlm: number
+  efficiencyHead: number
+  networkBytesPerS: number
+  nvlinkBytesPerS: number
+}
 
 /** Metrics of a plan. */
 export interface NativeBatchMetrics {
@@ -50,6 +77,12 @@ export interface NativeBatchPlan {
   padding: Uint8Array
   droppedIndex: Uint32Array
   droppedReason: Uint8Array
+}
+
+/** Calibration results: efficiency per kind (NaN where not measured) and activation scales. */
+export interface NativeCalibration {
+  efficiency: Float64Array
+  activationScale: Float64Array
 }
 
 /** Facts about the loaded native binary. */
@@ -93,6 +126,33 @@ export interface NativeIsfSearch {
   candidates: Array<NativeIsfCandidate>
 }
 
+/** The model's layer table (struct of arrays), plus the cut times between layers. */
+export interface NativeLayerTable {
+  /** Index into `['vit-embed', 'vit', 'projector', 'embed', 'llm', 'head']`. */
+  kind: Uint8Array
+  forwardFlops: Float64Array
+  params: Float64Array
+  forwardMs: Float64Array
+  backwardMs: Float64Array
+  staticBytes: Float64Array
+  activationBytes: Float64Array
+  checkpointBytes: Float64Array
+  commMs: Float64Array
+}
+
+/** A stage plan as JavaScript sees it. */
+export interface NativeStagePlan {
+  firstLayer: Uint32Array
+  lastLayer: Uint32Array
+  timeMs: Float64Array
+  memoryBytes: Float64Array
+  inFlight: Uint32Array
+  /** One flag per layer: 1 where it is recomputed. */
+  recomputed: Uint8Array
+  iterationMs: number
+  bottleneckMs: number
+}
+
 /** The reference ISF (bug-fixed): packs in acceptance order, and the samples over a cap. */
 export declare function packIsf(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions): NativeIsfPacks
 
@@ -109,6 +169,12 @@ export interface PackIsfOptions {
   seed?: number
   epoch?: number
 }
+
+/** The optimal stage plan (the stage DP). */
+export declare function partitionStages(problem: StageProblemInput): NativeStagePlan
+
+/** [`partition_stages_sync`] on the libuv pool. */
+export declare function partitionStagesAsync(problem: StageProblemInput): Promise<NativeStagePlan>
 
 /** A uniformly random permutation of `0..n` for `seed`. */
 export declare function permutation(n: number, seed: number): Uint32Array
@@ -172,3 +238,44 @@ export interface SearchIsfOptions {
 
 /** A shuffled copy of `values` (Fisher-Yates, the same draws as [`permutation`]). */
 export declare function shuffleU32(values: Uint32Array, seed: number): Uint32Array
+
+/** The canonical stage problem, layers as typed arrays. */
+export interface StageProblemInput {
+  forwardMs: Float64Array
+  backwardMs: Float64Array
+  staticBytes: Float64Array
+  activationBytes: Float64Array
+  checkpointBytes: Float64Array
+  stages: number
+  microBatches: number
+  memoryBytes: number
+  stageOverheadBytes?: number
+  commMs?: Float64Array
+  recompute?: string
+  firstStageMinLayers?: number
+}
+
+/** A transformer stack. */
+export interface TransformerInput {
+  layers: number
+  hidden: number
+  heads: number
+  kvHeads: number
+  ffn: number
+  gated: boolean
+  vocab?: number
+}
+
+/** A VLM. */
+export interface VlmInput {
+  vit: TransformerInput
+  llm: TransformerInput
+  vitTokensPerTile: number
+  tilePixels: number
+  patch: number
+  llmTokensPerTile: number
+  projectorIn: number
+}
+
+/** The layer table of a VLM on a GPU for one micro-batch. */
+export declare function vlmLayerTable(model: VlmInput, gpu: GpuInput, tp: number, dp: number, zero: number, tiles: number, tokens: number, sumSqLen: number): NativeLayerTable

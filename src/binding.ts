@@ -14,6 +14,7 @@ import type * as Native from '../bindings';
 import { ErrorCodes, omnibalError } from './errors';
 import { packageRoot } from './package';
 import { dataTwins } from './data/twins';
+import { modelTwins } from './model/twins';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
 
 /**
@@ -32,6 +33,13 @@ export type Backend = Pick<
   | 'searchIsfArguments'
   | 'searchIsfArgumentsAsync'
   | 'batchMetrics'
+  | 'partitionStages'
+  | 'partitionStagesAsync'
+  | 'evaluateStages'
+  | 'evaluateSplit'
+  | 'baselineStages'
+  | 'vlmLayerTable'
+  | 'calibrateModel'
 >;
 
 /** Which backend serves the API, as {@link backend} reports it. */
@@ -68,6 +76,7 @@ export const jsBackend: Backend = {
     }),
   shuffleU32: shuffleU32Twin,
   ...dataTwins,
+  ...modelTwins,
 };
 
 type NativeModule = typeof Native;

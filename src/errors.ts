@@ -26,6 +26,10 @@ export const ErrorCodes = {
   INVALID_OPTIONS: 'ERR_OMNIBAL_INVALID_OPTIONS',
   /** A file that cannot be read or parsed; the message names the file and line. */
   PARSE: 'ERR_OMNIBAL_PARSE',
+  /** No plan fits in memory; the message gives the least memory per GPU that would. */
+  INFEASIBLE: 'ERR_OMNIBAL_INFEASIBLE',
+  /** An unknown model or GPU preset; the message lists the known ones (`RangeError`). */
+  UNKNOWN_PRESET: 'ERR_OMNIBAL_UNKNOWN_PRESET',
   /** A panic inside the native core, caught at the boundary; the process keeps running. */
   PANIC: 'ERR_OMNIBAL_PANIC',
   /** `OMNIBAL_BACKEND=native` was asked for but no native binding loads; `cause` holds every load error. */

@@ -5,6 +5,7 @@
 //! - [`error`]: core errors to JS exceptions with a `code`, panics caught at the boundary;
 //! - [`progress`]: a JS progress callback behind a time-throttled threadsafe function;
 //! - [`data`]: batch plans (every strategy), ISF, its argument search, plan metrics;
+//! - [`model`]: the stage DP, plan evaluation, baselines, the VLM layer table, calibration;
 //! - [`permutation`]: seeded permutations and shuffles, sync and async;
 //! - [`info`]: what `omnibal doctor` reports about the binary;
 //! - [`diagnostics`]: functions that exist to prove the error paths (a deliberate panic).
@@ -15,5 +16,6 @@ pub mod data;
 pub mod diagnostics;
 pub mod error;
 pub mod info;
+pub mod model;
 pub mod permutation;
 pub mod progress;

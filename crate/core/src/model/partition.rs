@@ -226,17 +226,51 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         idx = e.prev as usize;
         r = (e.first as usize).wrapping_sub(1);
     }
+    Ok(build_stages(p, &seg, &bounds).expect("the DP only keeps feasible stages"))
+}
+
+/// The plan for a given split with each stage's cheapest feasible recomputation (used by the
+/// measured search to price candidates near the optimum).
+pub fn plan_for_split(p: &StageProblem, ends: &[u32]) -> Result<StagePlan, Error> {
+    p.check()?;
+    let l_count = p.layers.len();
+    if ends.len() != p.stages as usize
+        || ends.windows(2).any(|w| w[0] >= w[1])
+        || ends.last().is_none_or(|&e| e as usize != l_count - 1)
+    {
+        return Err(Error::out_of_range(
+            "lastLayers",
+            format!(
+                "must be {} increasing layer indices ending at the last layer",
+                p.stages
+            ),
+        ));
+    }
+    let seg = Segments::new(
+        &p.layers,
+        p.memory_bytes,
+        p.stage_overhead_bytes,
+        p.recompute,
+    );
+    let mut bounds = Vec::with_capacity(ends.len());
+    let mut first = 0usize;
+    for &e in ends {
+        bounds.push((first, e as usize));
+        first = e as usize + 1;
+    }
+    build_stages(p, &seg, &bounds).ok_or_else(|| Error::Infeasible {
+        message: "this split does not fit in memory with any recomputation".into(),
+        min_memory_bytes: f64::NAN,
+    })
+}
+
+fn build_stages(p: &StageProblem, seg: &Segments, bounds: &[(usize, usize)]) -> Option<StagePlan> {
+    let stages = bounds.len();
     let mut out = Vec::with_capacity(stages);
     for (s, &(l, r)) in bounds.iter().enumerate() {
         let n = p.in_flight(s) as f64;
-        let (time, choice) = seg
-            .choose(n, l, r)
-            .expect("the DP only keeps feasible stages");
+        let (time, choice) = seg.choose(n, l, r)?;
         let recomputed = seg.recomputed(l, &choice);
-        let k_len = match &choice {
-            Choice::Block(k) => *k as usize,
-            Choice::Set(v) => v.len(),
-        };
         let memory = match &choice {
             Choice::Block(k) => seg.block_memory(n, l, r, *k as usize),
             Choice::Set(set) => {
@@ -254,7 +288,6 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
                 w + n * kept + p.stage_overhead_bytes
             }
         };
-        let _ = k_len;
         out.push(Stage {
             first_layer: l as u32,
             last_layer: r as u32,
@@ -264,7 +297,7 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
             in_flight: n as u32,
         });
     }
-    Ok(plan_from(out, p.micro_batches))
+    Some(plan_from(out, p.micro_batches))
 }
 
 #[cfg(test)]

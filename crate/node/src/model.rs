@@ -1,0 +1,464 @@
+//! Model and memory balance for JavaScript: the stage DP, plan evaluation, baseline splits, the
+//! VLM cost model's layer table, and calibration. Layer tables cross as typed arrays.
+
+use crate::error::{guard, run_sync, to_js_error};
+use napi::bindgen_prelude::{AsyncTask, Float64Array, Uint32Array, Uint8Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+use omnibal_core::error::{integer_between, number_at_least};
+use omnibal_core::model::baselines::{baseline_plan, split_ends, BaselineRecompute, Split};
+use omnibal_core::model::calibrate::{fit_activation_scale, fit_efficiency, StageMemory, KINDS};
+use omnibal_core::model::partition::{partition_stages, plan_for_split};
+use omnibal_core::model::stages::{Layer, Recompute, StagePlan, StageProblem};
+use omnibal_core::model::vlm::{
+    cut_times, vlm_layers, Efficiency, GpuSpec, MicroBatchLoad, ModelLayer, Parallel, Transformer,
+    VlmSpec,
+};
+use omnibal_core::Error;
+
+/// The canonical stage problem, layers as typed arrays.
+#[napi(object)]
+pub struct StageProblemInput {
+    pub forward_ms: Float64Array,
+    pub backward_ms: Float64Array,
+    pub static_bytes: Float64Array,
+    pub activation_bytes: Float64Array,
+    pub checkpoint_bytes: Float64Array,
+    pub stages: f64,
+    pub micro_batches: f64,
+    pub memory_bytes: f64,
+    pub stage_overhead_bytes: Option<f64>,
+    pub comm_ms: Option<Float64Array>,
+    pub recompute: Option<String>,
+    pub first_stage_min_layers: Option<f64>,
+}
+
+fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
+    let l = p.forward_ms.len();
+    for (name, a) in [
+        ("backwardMs", &p.backward_ms),
+        ("staticBytes", &p.static_bytes),
+        ("activationBytes", &p.activation_bytes),
+        ("checkpointBytes", &p.checkpoint_bytes),
+    ] {
+        if a.len() != l {
+            return Err(Error::out_of_range(
+                name,
+                format!("must have one entry per layer ({l}), got {}", a.len()),
+            ));
+        }
+    }
+    let layers = (0..l)
+        .map(|i| Layer {
+            forward_ms: p.forward_ms[i],
+            backward_ms: p.backward_ms[i],
+            static_bytes: p.static_bytes[i],
+            activation_bytes: p.activation_bytes[i],
+            checkpoint_bytes: p.checkpoint_bytes[i],
+        })
+        .collect();
+    Ok(StageProblem {
+        layers,
+        stages: integer_between("stages", p.stages, 0, 1 << 16)? as u32,
+        micro_batches: integer_between("microBatches", p.micro_batches, 0, 1 << 20)? as u32,
+        memory_bytes: number_at_least("memoryBytes", p.memory_bytes, 0.0)?,
+        stage_overhead_bytes: p.stage_overhead_bytes.unwrap_or(0.0),
+        comm_ms: p.comm_ms.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
+        recompute: Recompute::parse(p.recompute.as_deref().unwrap_or("block"))?,
+        first_stage_min_layers: p
+            .first_stage_min_layers
+            .map(|x| integer_between("firstStageMinLayers", x, 0, 1 << 20))
+            .transpose()?
+            .unwrap_or(0) as u32,
+    })
+}
+
+/// A stage plan as JavaScript sees it.
+#[napi(object)]
+pub struct NativeStagePlan {
+    pub first_layer: Uint32Array,
+    pub last_layer: Uint32Array,
+    pub time_ms: Float64Array,
+    pub memory_bytes: Float64Array,
+    pub in_flight: Uint32Array,
+    /// One flag per layer: 1 where it is recomputed.
+    pub recomputed: Uint8Array,
+    pub iteration_ms: f64,
+    pub bottleneck_ms: f64,
+}
+
+fn to_js(plan: StagePlan, layers: usize) -> NativeStagePlan {
+    let mut flags = vec![0u8; layers];
+    for s in &plan.stages {
+        for &i in &s.recomputed {
+            flags[i as usize] = 1;
+        }
+    }
+    NativeStagePlan {
+        first_layer: Uint32Array::new(plan.stages.iter().map(|s| s.first_layer).collect()),
+        last_layer: Uint32Array::new(plan.stages.iter().map(|s| s.last_layer).collect()),
+        time_ms: Float64Array::new(plan.stages.iter().map(|s| s.time_ms).collect()),
+        memory_bytes: Float64Array::new(plan.stages.iter().map(|s| s.memory_bytes).collect()),
+        in_flight: Uint32Array::new(plan.stages.iter().map(|s| s.in_flight).collect()),
+        recomputed: Uint8Array::new(flags),
+        iteration_ms: plan.iteration_ms,
+        bottleneck_ms: plan.bottleneck_ms,
+    }
+}
+
+fn run_partition(p: &StageProblemInput) -> Result<NativeStagePlan, Error> {
+    let problem = problem(p)?;
+    Ok(to_js(partition_stages(&problem)?, problem.layers.len()))
+}
+
+/// The optimal stage plan (the stage DP).
+#[napi(js_name = "partitionStages")]
+pub fn partition_stages_sync(
+    env: Env,
+    problem: StageProblemInput,
+) -> napi::Result<NativeStagePlan> {
+    run_sync(&env, || run_partition(&problem))
+}
+
+/// The work of [`partition_stages_async`].
+pub struct PartitionTask(StageProblemInput);
+
+impl Task for PartitionTask {
+    type Output = Result<NativeStagePlan, Error>;
+    type JsValue = NativeStagePlan;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| run_partition(&self.0)))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map_err(|e| to_js_error(&env, &e))
+    }
+}
+
+/// [`partition_stages_sync`] on the libuv pool.
+#[napi(ts_return_type = "Promise<NativeStagePlan>")]
+pub fn partition_stages_async(problem: StageProblemInput) -> AsyncTask<PartitionTask> {
+    AsyncTask::new(PartitionTask(problem))
+}
+
+fn recomputed_lists(ends: &[u32], flags: &[u8]) -> Vec<Vec<u32>> {
+    let mut first = 0u32;
+    ends.iter()
+        .map(|&last| {
+            let v = (first..=last.min(flags.len().saturating_sub(1) as u32))
+                .filter(|&i| flags.get(i as usize) == Some(&1))
+                .collect();
+            first = last + 1;
+            v
+        })
+        .collect()
+}
+
+/// Evaluates a given plan: stage ends and per-layer recompute flags.
+#[napi]
+pub fn evaluate_stages(
+    env: Env,
+    problem: StageProblemInput,
+    last_layers: Uint32Array,
+    recomputed: Uint8Array,
+) -> napi::Result<NativeStagePlan> {
+    run_sync(&env, || {
+        let p = self::problem(&problem)?;
+        p.check()?;
+        if recomputed.len() != p.layers.len() {
+            return Err(Error::out_of_range(
+                "recomputed",
+                format!("must have one flag per layer ({})", p.layers.len()),
+            ));
+        }
+        Ok(to_js(
+            p.evaluate(&last_layers, &recomputed_lists(&last_layers, &recomputed))?,
+            p.layers.len(),
+        ))
+    })
+}
+
+/// A given split, each stage with its cheapest feasible recomputation.
+#[napi]
+pub fn evaluate_split(
+    env: Env,
+    problem: StageProblemInput,
+    last_layers: Uint32Array,
+) -> napi::Result<NativeStagePlan> {
+    run_sync(&env, || {
+        let p = self::problem(&problem)?;
+        Ok(to_js(plan_for_split(&p, &last_layers)?, p.layers.len()))
+    })
+}
+
+/// A baseline: a split method and a recomputation setting.
+#[napi]
+pub fn baseline_stages(
+    env: Env,
+    problem: StageProblemInput,
+    params: Float64Array,
+    method: String,
+    #[napi(ts_arg_type = "'none' | 'full' | 'uniform'")] recompute: String,
+) -> napi::Result<NativeStagePlan> {
+    run_sync(&env, || {
+        let p = self::problem(&problem)?;
+        p.check()?;
+        if params.len() != p.layers.len() {
+            return Err(Error::out_of_range(
+                "params",
+                format!("must have one entry per layer ({})", p.layers.len()),
+            ));
+        }
+        let rec = match recompute.as_str() {
+            "none" => BaselineRecompute::None,
+            "full" => BaselineRecompute::Full,
+            "uniform" => BaselineRecompute::Uniform,
+            _ => {
+                return Err(Error::UnknownOption {
+                    name: "recompute".into(),
+                    value: recompute.clone(),
+                    known: &["none", "full", "uniform"],
+                })
+            }
+        };
+        let ends = split_ends(Split::parse(&method)?, &p, &params);
+        Ok(to_js(baseline_plan(&p, &ends, rec)?, p.layers.len()))
+    })
+}
+
+/// A transformer stack.
+#[napi(object)]
+pub struct TransformerInput {
+    pub layers: f64,
+    pub hidden: f64,
+    pub heads: f64,
+    pub kv_heads: f64,
+    pub ffn: f64,
+    pub gated: bool,
+    pub vocab: Option<f64>,
+}
+
+/// A VLM.
+#[napi(object)]
+pub struct VlmInput {
+    pub vit: TransformerInput,
+    pub llm: TransformerInput,
+    pub vit_tokens_per_tile: f64,
+    pub tile_pixels: f64,
+    pub patch: f64,
+    pub llm_tokens_per_tile: f64,
+    pub projector_in: f64,
+}
+
+/// A GPU.
+#[napi(object)]
+pub struct GpuInput {
+    pub peak_flops: f64,
+    pub memory_bytes: f64,
+    pub efficiency_vit: f64,
+    pub efficiency_projector: f64,
+    pub efficiency_llm: f64,
+    pub efficiency_head: f64,
+    pub network_bytes_per_s: f64,
+    pub nvlink_bytes_per_s: f64,
+}
+
+/// The model's layer table (struct of arrays), plus the cut times between layers.
+#[napi(object)]
+pub struct NativeLayerTable {
+    /// Index into `['vit-embed', 'vit', 'projector', 'embed', 'llm', 'head']`.
+    pub kind: Uint8Array,
+    pub forward_flops: Float64Array,
+    pub params: Float64Array,
+    pub forward_ms: Float64Array,
+    pub backward_ms: Float64Array,
+    pub static_bytes: Float64Array,
+    pub activation_bytes: Float64Array,
+    pub checkpoint_bytes: Float64Array,
+    pub comm_ms: Float64Array,
+}
+
+fn transformer(name: &str, t: &TransformerInput) -> Result<Transformer, Error> {
+    Ok(Transformer {
+        layers: integer_between(&format!("{name}.layers"), t.layers, 0, 100_000)? as u32,
+        hidden: t.hidden,
+        heads: t.heads,
+        kv_heads: t.kv_heads,
+        ffn: t.ffn,
+        gated: t.gated,
+        vocab: t.vocab.unwrap_or(0.0),
+    })
+}
+
+fn spec_of(m: &VlmInput) -> Result<VlmSpec, Error> {
+    Ok(VlmSpec {
+        vit: transformer("vit", &m.vit)?,
+        llm: transformer("llm", &m.llm)?,
+        vit_tokens_per_tile: m.vit_tokens_per_tile,
+        tile_pixels: m.tile_pixels,
+        patch: m.patch,
+        llm_tokens_per_tile: m.llm_tokens_per_tile,
+        projector_in: m.projector_in,
+    })
+}
+
+fn gpu_of(g: &GpuInput) -> GpuSpec {
+    GpuSpec {
+        peak_flops: g.peak_flops,
+        memory_bytes: g.memory_bytes,
+        efficiency: Efficiency {
+            vit: g.efficiency_vit,
+            projector: g.efficiency_projector,
+            llm: g.efficiency_llm,
+            head: g.efficiency_head,
+        },
+        network_bytes_per_s: g.network_bytes_per_s,
+        nvlink_bytes_per_s: g.nvlink_bytes_per_s,
+    }
+}
+
+fn table(
+    model: &VlmInput,
+    gpu: &GpuInput,
+    tp: f64,
+    dp: f64,
+    zero: f64,
+    tiles: f64,
+    tokens: f64,
+    sum_sq_len: f64,
+) -> Result<(Vec<ModelLayer>, GpuSpec), Error> {
+    let par = Parallel {
+        tp: integer_between("tp", tp, 1, 1 << 12)? as u32,
+        dp: integer_between("dp", dp, 1, 1 << 20)? as u32,
+        zero: integer_between("zero", zero, 0, 1)? as u32,
+    };
+    let gpu = gpu_of(gpu);
+    Ok((
+        vlm_layers(
+            &spec_of(model)?,
+            &gpu,
+            &par,
+            &MicroBatchLoad {
+                tiles,
+                tokens,
+                sum_sq_len,
+            },
+        )?,
+        gpu,
+    ))
+}
+
+/// The layer table of a VLM on a GPU for one micro-batch.
+#[napi]
+#[allow(clippy::too_many_arguments)]
+pub fn vlm_layer_table(
+    env: Env,
+    model: VlmInput,
+    gpu: GpuInput,
+    tp: f64,
+    dp: f64,
+    zero: f64,
+    tiles: f64,
+    tokens: f64,
+    sum_sq_len: f64,
+) -> napi::Result<NativeLayerTable> {
+    run_sync(&env, || {
+        let (layers, gpu) = table(&model, &gpu, tp, dp, zero, tiles, tokens, sum_sq_len)?;
+        let col =
+            |f: &dyn Fn(&ModelLayer) -> f64| Float64Array::new(layers.iter().map(f).collect());
+        Ok(NativeLayerTable {
+            kind: Uint8Array::new(
+                layers
+                    .iter()
+                    .map(|x| KINDS.iter().position(|&k| k == x.kind).unwrap_or(0) as u8)
+                    .collect(),
+            ),
+            forward_flops: col(&|x| x.forward_flops),
+            params: col(&|x| x.params),
+            forward_ms: col(&|x| x.layer.forward_ms),
+            backward_ms: col(&|x| x.layer.backward_ms),
+            static_bytes: col(&|x| x.layer.static_bytes),
+            activation_bytes: col(&|x| x.layer.activation_bytes),
+            checkpoint_bytes: col(&|x| x.layer.checkpoint_bytes),
+            comm_ms: Float64Array::new(cut_times(&layers, &gpu)),
+        })
+    })
+}
+
+/// Calibration results: efficiency per kind (NaN where not measured) and activation scales.
+#[napi(object)]
+pub struct NativeCalibration {
+    pub efficiency: Float64Array,
+    pub activation_scale: Float64Array,
+}
+
+/// Fits efficiency per kind from measured forward times, and activation scales per kind from
+/// measured stage memory (full vs no recomputation).
+#[napi]
+#[allow(clippy::too_many_arguments)]
+pub fn calibrate_model(
+    env: Env,
+    model: VlmInput,
+    gpu: GpuInput,
+    tp: f64,
+    dp: f64,
+    zero: f64,
+    tiles: f64,
+    tokens: f64,
+    sum_sq_len: f64,
+    measured_layers: Uint32Array,
+    measured_forward_ms: Float64Array,
+    stage_bounds: Uint32Array,
+    stage_memory: Float64Array,
+) -> napi::Result<NativeCalibration> {
+    run_sync(&env, || {
+        let (layers, gpu_spec) = table(&model, &gpu, tp, dp, zero, tiles, tokens, sum_sq_len)?;
+        if measured_layers.len() != measured_forward_ms.len() {
+            return Err(Error::out_of_range(
+                "measuredForwardMs",
+                "must have one entry per measured layer",
+            ));
+        }
+        let eff = |k: usize| {
+            [
+                gpu_spec.efficiency.vit,
+                gpu_spec.efficiency.vit,
+                gpu_spec.efficiency.projector,
+                gpu_spec.efficiency.llm,
+                gpu_spec.efficiency.llm,
+                gpu_spec.efficiency.head,
+            ][k]
+        };
+        let at_peak: Vec<f64> = layers
+            .iter()
+            .map(|x| x.layer.forward_ms * eff(KINDS.iter().position(|&k| k == x.kind).unwrap_or(0)))
+            .collect();
+        let measured: Vec<(u32, f64)> = measured_layers
+            .iter()
+            .copied()
+            .zip(measured_forward_ms.iter().copied())
+            .collect();
+        let fitted = fit_efficiency(&layers, &at_peak, &measured)?;
+        if stage_bounds.len() % 3 != 0 || stage_memory.len() * 3 != stage_bounds.len() * 2 {
+            return Err(Error::out_of_range(
+                "stageMemory",
+                "needs (first, last, inFlight) bounds and (full, none) bytes per stage",
+            ));
+        }
+        let stages: Vec<StageMemory> = (0..stage_bounds.len() / 3)
+            .map(|s| StageMemory {
+                first_layer: stage_bounds[3 * s],
+                last_layer: stage_bounds[3 * s + 1],
+                in_flight: stage_bounds[3 * s + 2],
+                full_recompute_bytes: stage_memory[2 * s],
+                no_recompute_bytes: stage_memory[2 * s + 1],
+            })
+            .collect();
+        let scale = fit_activation_scale(&layers, &stages)?;
+        Ok(NativeCalibration {
+            efficiency: Float64Array::new(fitted.iter().map(|e| e.unwrap_or(f64::NAN)).collect()),
+            activation_scale: Float64Array::new(scale.to_vec()),
+        })
+    })
+}

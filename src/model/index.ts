@@ -1,0 +1,361 @@
+/**
+ * Model and memory balance: the VLM cost model, the optimal split into pipeline stages with
+ * per-stage recomputation, baselines, calibration, and the measured search around the optimum.
+ *
+ * Every time and memory figure here is a prediction of the cost model (or of the layer costs
+ * you supply), under its stated assumptions: 1F1B schedule, no overlap of communication,
+ * FLOPs-based layer times scaled by per-kind efficiency factors (see `crate/core/src/model/vlm.rs`).
+ *
+ * @module
+ */
+import type * as Native from '../../bindings';
+import { activeBackend } from '../binding';
+import { invalidOptions, invalidType } from '../errors';
+import { describeValue, expectNumber } from '../validate';
+import { gpuPreset, modelPreset } from './presets';
+import { LAYER_KINDS, type GpuSpec, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
+import type { Recompute } from './stages';
+import type { Split } from './baselines';
+
+export { gpuPresets, modelPresets, gpuPreset, modelPreset } from './presets';
+export { LAYER_KINDS, type GpuSpec, type LayerKind, type LayerTable, type Transformer, type VlmSpec } from './vlm';
+export { RECOMPUTE_MODES, type Recompute } from './stages';
+export { SPLITS, type Split, type BaselineRecompute } from './baselines';
+
+/**
+ * The canonical stage problem: per-layer costs (typed arrays, one entry per layer), the
+ * pipeline shape and the memory per GPU. Feed measured numbers here directly, or build it from
+ * a model with {@link vlmStageProblem}.
+ */
+export interface StageProblem {
+  /** Forward time of each layer for one micro-batch, ms. */
+  forwardMs: Float64Array;
+  /** Backward time, ms. */
+  backwardMs: Float64Array;
+  /** Weights, gradients and optimizer share, bytes. */
+  staticBytes: Float64Array;
+  /** Activation bytes kept per in-flight micro-batch when not recomputed. */
+  activationBytes: Float64Array;
+  /** Bytes kept per in-flight micro-batch when recomputed (the layer input). */
+  checkpointBytes: Float64Array;
+  /** Pipeline stages `P` (Megatron's pipeline-model-parallel size). */
+  stages: number;
+  /** Micro-batches per iteration `M`. */
+  microBatches: number;
+  /** Memory per GPU `C`, bytes. */
+  memoryBytes: number;
+  /** Fixed bytes on every stage (CUDA context, communication buffers); default 0. */
+  stageOverheadBytes?: number;
+  /** Time of a cut after each layer but the last (activation forward + gradient back), ms. */
+  commMs?: Float64Array;
+  /** How recomputation may be chosen per stage; default `block`. */
+  recompute?: Recompute;
+  /** The first stage must hold at least this many layers (the vision encoder); default 0. */
+  firstStageMinLayers?: number;
+  /** Layer names, for reports and exports. */
+  layerNames?: string[];
+  /** Layer kinds (see {@link LAYER_KINDS}), for exports. */
+  layerKinds?: LayerKind[];
+  /** Parameters per layer, for the parameter-count baseline. */
+  params?: Float64Array;
+}
+
+/** One stage of a plan. */
+export interface StageInfo {
+  /** First layer (index). */
+  firstLayer: number;
+  /** Last layer (inclusive). */
+  lastLayer: number;
+  /** Names of its layers, when the problem has names. */
+  layerNames: string[];
+  /** Recomputed layers (absolute indices). */
+  recomputeLayers: number[];
+  /** Predicted time per micro-batch (forward + backward + recomputation + the cut after it), ms. */
+  timeMs: number;
+  /** Predicted peak memory, bytes. */
+  memoryBytes: number;
+  /** Micro-batches in flight under 1F1B. */
+  inFlight: number;
+}
+
+/** A stage plan with its predicted figures. */
+export interface StagePlan {
+  stages: StageInfo[];
+  /** Predicted 1F1B iteration time `sum_s t_s + (M - 1) max_s t_s`, ms. */
+  objectiveMs: number;
+  /** Predicted slowest stage time per micro-batch, ms. */
+  bottleneckMs: number;
+  /** A lower bound on the bottleneck: max(bare total / P, largest layer), ms. */
+  lowerBoundMs: number;
+}
+
+function toInput(p: StageProblem): Native.StageProblemInput {
+  if (typeof p !== 'object' || p === null) throw invalidType('problem', `must be an object, got ${describeValue(p)}`);
+  for (const key of ['forwardMs', 'backwardMs', 'staticBytes', 'activationBytes', 'checkpointBytes'] as const) {
+    if (!(p[key] instanceof Float64Array)) throw invalidType(key, `must be a Float64Array, got ${describeValue(p[key])}`);
+  }
+  if (p.commMs !== undefined && !(p.commMs instanceof Float64Array)) throw invalidType('commMs', `must be a Float64Array, got ${describeValue(p.commMs)}`);
+  for (const key of ['stages', 'microBatches', 'memoryBytes'] as const) expectNumber(key, p[key]);
+  return {
+    forwardMs: p.forwardMs,
+    backwardMs: p.backwardMs,
+    staticBytes: p.staticBytes,
+    activationBytes: p.activationBytes,
+    checkpointBytes: p.checkpointBytes,
+    stages: p.stages,
+    microBatches: p.microBatches,
+    memoryBytes: p.memoryBytes,
+    stageOverheadBytes: p.stageOverheadBytes,
+    commMs: p.commMs,
+    recompute: p.recompute,
+    firstStageMinLayers: p.firstStageMinLayers,
+  };
+}
+
+function lowerBound(p: StageProblem): number {
+  let total = 0;
+  let largest = 0;
+  for (let i = 0; i < p.forwardMs.length; i++) {
+    const t = p.forwardMs[i] + p.backwardMs[i];
+    total += t;
+    largest = Math.max(largest, t);
+  }
+  return Math.max(total / p.stages, largest);
+}
+
+function shape(p: StageProblem, n: Native.NativeStagePlan): StagePlan {
+  const stages: StageInfo[] = Array.from(n.firstLayer, (first, s) => {
+    const last = n.lastLayer[s];
+    const rec: number[] = [];
+    for (let i = first; i <= last; i++) if (n.recomputed[i] === 1) rec.push(i);
+    return {
+      firstLayer: first,
+      lastLayer: last,
+      layerNames: p.layerNames ? p.layerNames.slice(first, last + 1) : [],
+      recomputeLayers: rec,
+      timeMs: n.timeMs[s],
+      memoryBytes: n.memoryBytes[s],
+      inFlight: n.inFlight[s],
+    };
+  });
+  return { stages, objectiveMs: n.iterationMs, bottleneckMs: n.bottleneckMs, lowerBoundMs: lowerBound(p) };
+}
+
+/**
+ * The provably optimal split into `P` contiguous stages with each stage's cheapest feasible
+ * recomputation, minimising the predicted 1F1B iteration time. Exact for `none`, `full` and
+ * `block` recomputation; `any` picks recomputed layers greedily per stage (approximate, never
+ * worse than `block`).
+ *
+ * @throws `ERR_OMNIBAL_INFEASIBLE` (with the least memory per GPU that would fit) when no plan
+ *   fits; coded range and type errors for bad input.
+ */
+export function partitionStages(problem: StageProblem): StagePlan {
+  return shape(problem, activeBackend().partitionStages(toInput(problem)));
+}
+
+/** {@link partitionStages} off the main thread. */
+export function partitionStagesAsync(problem: StageProblem): Promise<StagePlan> {
+  try {
+    const input = toInput(problem);
+    return activeBackend().partitionStagesAsync(input).then((n) => shape(problem, n));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Predicted figures of a given split, each stage with its cheapest feasible recomputation. */
+export function evaluateSplit(problem: StageProblem, lastLayers: number[]): StagePlan {
+  return shape(problem, activeBackend().evaluateSplit(toInput(problem), Uint32Array.from(lastLayers)));
+}
+
+/** Predicted figures of a fully given plan: stage ends and recomputed layers (memory not enforced). */
+export function evaluateStages(problem: StageProblem, lastLayers: number[], recomputeLayers: number[]): StagePlan {
+  const flags = new Uint8Array(problem.forwardMs.length);
+  for (const i of recomputeLayers) flags[i] = 1;
+  return shape(problem, activeBackend().evaluateStages(toInput(problem), Uint32Array.from(lastLayers), flags));
+}
+
+/**
+ * A baseline: a split method (`uniform` by layer count as Megatron, `parameters` as
+ * DeepSpeed's default, `balanced` as DeepSpeed's min max-min, `anchor` as the paper's profile
+ * anchor) with `none`, `full` or one `uniform` recomputation count for all stages.
+ *
+ * @throws `ERR_OMNIBAL_INFEASIBLE` when that baseline does not fit in memory.
+ */
+export function baselineStages(problem: StageProblem, method: Split, recompute: 'none' | 'full' | 'uniform'): StagePlan {
+  const params = problem.params ?? problem.staticBytes;
+  return shape(problem, activeBackend().baselineStages(toInput(problem), params, method, recompute));
+}
+
+/** A model, given by preset name or spelled out. */
+export type ModelChoice = string | VlmSpec;
+/** A GPU, given by preset name or spelled out. */
+export type GpuChoice = string | GpuSpec;
+
+/** The load of one micro-batch. */
+export interface MicroBatchLoad {
+  /** Image tiles. */
+  tiles: number;
+  /** LLM tokens, image tokens included. */
+  tokens: number;
+  /** Sum of the squared sample lengths in the micro-batch (attention); default `tokens^2` (one sample). */
+  sumSqLen?: number;
+}
+
+/** Options of {@link vlmStageProblem}. */
+export interface VlmStageOptions {
+  model: ModelChoice;
+  gpu: GpuChoice;
+  /** Pipeline stages. */
+  pp: number;
+  /** Tensor parallel size; default 1. */
+  tp?: number;
+  /** Data parallel size (for ZeRO-1 sharding); default 1. */
+  dp?: number;
+  /** ZeRO stage, 0 or 1; default 1. */
+  zero?: number;
+  /** Micro-batches per iteration. */
+  microBatches: number;
+  /** The load of one micro-batch. */
+  load: MicroBatchLoad;
+  recompute?: Recompute;
+  /** Keep the vision encoder and projector on stage 0; default false. */
+  visionOnFirstStage?: boolean;
+  /** Fixed bytes per stage; default 3 GiB (CUDA context, NCCL buffers, fragmentation). */
+  stageOverheadBytes?: number;
+  /** Include cut communication at the GPU's network bandwidth; default true. */
+  communication?: boolean;
+}
+
+/** Resolves a model choice. */
+export function resolveModel(model: ModelChoice): VlmSpec {
+  return typeof model === 'string' ? modelPreset(model) : model;
+}
+
+/** Resolves a GPU choice. */
+export function resolveGpu(gpu: GpuChoice): GpuSpec {
+  return typeof gpu === 'string' ? gpuPreset(gpu) : gpu;
+}
+
+/** The GPU as the binding takes it. */
+export function gpuInput(g: GpuSpec): Native.GpuInput {
+  return {
+    peakFlops: g.peakFlops,
+    memoryBytes: g.memoryBytes,
+    efficiencyVit: g.efficiency.vit,
+    efficiencyProjector: g.efficiency.projector,
+    efficiencyLlm: g.efficiency.llm,
+    efficiencyHead: g.efficiency.head,
+    networkBytesPerS: g.networkBytesPerS,
+    nvlinkBytesPerS: g.nvlinkBytesPerS,
+  };
+}
+
+/** The model's layer table for one micro-batch: per-layer FLOPs, parameters, times and bytes. */
+export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: { tp?: number; dp?: number; zero?: number; load: MicroBatchLoad }): LayerTable & { names: string[]; kinds: LayerKind[] } {
+  const spec = resolveModel(model);
+  const g = resolveGpu(gpu);
+  const { load } = options;
+  if (typeof load !== 'object' || load === null) throw invalidOptions('load must be { tiles, tokens, sumSqLen? }');
+  const table = activeBackend().vlmLayerTable(spec, gpuInput(g), options.tp ?? 1, options.dp ?? 1, options.zero ?? 1, load.tiles, load.tokens, load.sumSqLen ?? load.tokens * load.tokens);
+  const kinds = Array.from(table.kind, (k) => LAYER_KINDS[k]);
+  let vit = 0;
+  let llm = 0;
+  const names = kinds.map((k) => {
+    if (k === 'vit-embed') return 'vit.patch_embed';
+    if (k === 'vit') return `vit.block.${vit++}`;
+    if (k === 'projector') return 'projector';
+    if (k === 'embed') return 'llm.embed';
+    if (k === 'llm') return `llm.block.${llm++}`;
+    return 'llm.head';
+  });
+  return { ...table, names, kinds };
+}
+
+/** The stage problem of a VLM on a GPU (a prediction of the cost model). */
+export function vlmStageProblem(o: VlmStageOptions): StageProblem {
+  const spec = resolveModel(o.model);
+  const g = resolveGpu(o.gpu);
+  const t = vlmLayers(spec, g, { tp: o.tp, dp: o.dp, zero: o.zero, load: o.load });
+  return {
+    forwardMs: t.forwardMs,
+    backwardMs: t.backwardMs,
+    staticBytes: t.staticBytes,
+    activationBytes: t.activationBytes,
+    checkpointBytes: t.checkpointBytes,
+    stages: o.pp,
+    microBatches: o.microBatches,
+    memoryBytes: g.memoryBytes,
+    stageOverheadBytes: o.stageOverheadBytes ?? 3 * 2 ** 30,
+    commMs: o.communication === false ? undefined : t.commMs,
+    recompute: o.recompute ?? 'block',
+    firstStageMinLayers: o.visionOnFirstStage ? spec.vit.layers + 2 : 0,
+    layerNames: t.names,
+    layerKinds: t.kinds,
+    params: t.params,
+  };
+}
+
+/** Measurements for {@link calibrate}. */
+export interface Calibration {
+  /** Measured forward times of some layers (index into the layer table) at the given load. */
+  layers?: { index: number; forwardMs: number }[];
+  /** Measured peak memory per stage with full recomputation and without. */
+  stageMemory?: { firstLayer: number; lastLayer: number; inFlight: number; fullRecomputeBytes: number; noRecomputeBytes: number }[];
+}
+
+/** Fitted corrections: efficiency per layer kind, and a scale on activation bytes per kind. */
+export interface CalibrationResult {
+  /** The GPU with the fitted efficiency factors (kinds without measurements keep theirs). */
+  gpu: GpuSpec;
+  /** Scale on the model's activation bytes, per layer kind (1 where not measured). */
+  activationScale: Record<LayerKind, number>;
+}
+
+/**
+ * Fits the cost model to measurements (the paper's procedure): efficiency per layer kind from
+ * measured layer times, activation bytes per kind from stage memory measured with full and with
+ * no recomputation. Apply the result with {@link applyCalibration}.
+ */
+export function calibrate(model: ModelChoice, gpu: GpuChoice, options: { tp?: number; dp?: number; zero?: number; load: MicroBatchLoad }, m: Calibration): CalibrationResult {
+  const spec = resolveModel(model);
+  const g = resolveGpu(gpu);
+  const layers = m.layers ?? [];
+  const stages = m.stageMemory ?? [];
+  const out = activeBackend().calibrateModel(
+    spec,
+    gpuInput(g),
+    options.tp ?? 1,
+    options.dp ?? 1,
+    options.zero ?? 1,
+    options.load.tiles,
+    options.load.tokens,
+    options.load.sumSqLen ?? options.load.tokens * options.load.tokens,
+    Uint32Array.from(layers, (x) => x.index),
+    Float64Array.from(layers, (x) => x.forwardMs),
+    Uint32Array.from(stages.flatMap((s) => [s.firstLayer, s.lastLayer, s.inFlight])),
+    Float64Array.from(stages.flatMap((s) => [s.fullRecomputeBytes, s.noRecomputeBytes])),
+  );
+  const e = out.efficiency;
+  const pick = (k: number, old: number) => (Number.isNaN(e[k]) ? old : e[k]);
+  const fitted: GpuSpec = {
+    ...g,
+    efficiency: {
+      // vit-embed and vit share the ViT factor; embed and llm the LLM factor.
+      vit: pick(1, pick(0, g.efficiency.vit)),
+      projector: pick(2, g.efficiency.projector),
+      llm: pick(4, g.efficiency.llm),
+      head: pick(5, g.efficiency.head),
+    },
+  };
+  const activationScale = Object.fromEntries(LAYER_KINDS.map((k, i) => [k, out.activationScale[i]])) as Record<LayerKind, number>;
+  return { gpu: fitted, activationScale };
+}
+
+/** A stage problem with calibrated activation bytes (times come from the calibrated GPU). */
+export function applyCalibration(problem: StageProblem, result: CalibrationResult): StageProblem {
+  if (!problem.layerKinds) throw invalidOptions('the problem needs layerKinds (build it with vlmStageProblem) to apply a calibration');
+  const activationBytes = problem.activationBytes.map((a, i) => a * result.activationScale[problem.layerKinds![i]]);
+  return { ...problem, activationBytes };
+}

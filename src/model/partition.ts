@@ -1,0 +1,193 @@
+/**
+ * The stage DP (exact optimum). TypeScript twin of `crate/core/src/model/partition.rs`; see
+ * there for the method.
+ *
+ * @module
+ */
+import { ErrorCodes, omnibalError, outOfRange } from '../errors';
+import { Segments, type Choice } from './recompute';
+import { checkProblem, cutMs, inFlight, planFrom, type PlanOut, type Problem, type StageOut } from './stages';
+
+interface Entry {
+  sum: number;
+  max: number;
+  first: number;
+  prev: number;
+}
+
+function frontier(cands: Entry[]): Entry[] {
+  cands.sort((a, b) => a.max - b.max || a.sum - b.sum || a.first - b.first || a.prev - b.prev);
+  const out: Entry[] = [];
+  for (const c of cands) if (out.length === 0 || c.sum < out[out.length - 1].sum) out.push(c);
+  return out;
+}
+
+function minFeasibleMemory(p: Problem, seg: Segments): number {
+  const l = p.layers.length;
+  let prev = new Array<number>(l).fill(Infinity);
+  const firstMin = Math.max(p.firstStageMinLayers, 1);
+  for (let r = firstMin - 1; r < l; r++) prev[r] = seg.minMemory(inFlight(p, 0), 0, r);
+  for (let s = 1; s < p.stages; s++) {
+    const n = inFlight(p, s);
+    const cur = new Array<number>(l).fill(Infinity);
+    for (let r = s; r < l; r++) {
+      for (let first = s; first <= r; first++) {
+        const v = Math.max(prev[first - 1], seg.minMemory(n, first, r));
+        if (v < cur[r]) cur[r] = v;
+      }
+    }
+    prev = cur;
+  }
+  return prev[l - 1];
+}
+
+/** The infeasibility error, as the core words it (the message states the least memory that fits). */
+export function infeasible(message: string): Error {
+  return omnibalError(ErrorCodes.INFEASIBLE, message);
+}
+
+/** Twin of `partition_stages`. */
+export function partitionStagesTwin(p: Problem): PlanOut {
+  checkProblem(p);
+  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute);
+  const L = p.layers.length;
+  const S = p.stages;
+  const m1 = p.microBatches - 1;
+  const tables = new Map<number, Float64Array[]>();
+  for (let s = 0; s < S; s++) {
+    const n = inFlight(p, s);
+    if (tables.has(n)) continue;
+    const table: Float64Array[] = [];
+    for (let l = 0; l < L; l++) {
+      const row = new Float64Array(L - l);
+      for (let r = l; r < L; r++) {
+        const c = seg.choose(n, l, r);
+        row[r - l] = c === undefined ? NaN : c[0] + cutMs(p, r);
+      }
+      table.push(row);
+    }
+    tables.set(n, table);
+  }
+  const rest = new Float64Array(L + 1);
+  for (let r = L - 1; r >= 0; r--) rest[r] = rest[r + 1] + p.layers[r].forwardMs + p.layers[r].backwardMs;
+  let best = Infinity;
+  const firstMin = Math.max(p.firstStageMinLayers, 1);
+  const fronts: Entry[][][] = [];
+  const t0 = tables.get(inFlight(p, 0))!;
+  const lastStart = L - S;
+  fronts.push(
+    Array.from({ length: L }, (_, r) => {
+      const t = r + 1 >= firstMin && r <= lastStart ? t0[0][r] : NaN;
+      return Number.isNaN(t) ? [] : [{ sum: t, max: t, first: 0, prev: 0 }];
+    }),
+  );
+  for (let s = 1; s < S; s++) {
+    const table = tables.get(inFlight(p, s))!;
+    const last = s === S - 1;
+    const layerFronts: Entry[][] = Array.from({ length: L }, () => []);
+    const rLo = last ? L - 1 : s;
+    const rHi = L - (S - s);
+    for (let r = rLo; r <= rHi; r++) {
+      const cands: Entry[] = [];
+      for (let l = s; l <= r; l++) {
+        const t = table[l][r - l];
+        if (Number.isNaN(t)) continue;
+        const prevFront = fronts[s - 1][l - 1];
+        for (let k = 0; k < prevFront.length; k++) {
+          const e = prevFront[k];
+          const sum = e.sum + t;
+          const max = Math.max(e.max, t);
+          if (sum + rest[r + 1] + m1 * max >= best && Number.isFinite(best)) continue;
+          cands.push({ sum, max, first: l, prev: k });
+        }
+      }
+      layerFronts[r] = frontier(cands);
+      if (last) for (const e of layerFronts[r]) best = Math.min(best, e.sum + m1 * e.max);
+    }
+    fronts.push(layerFronts);
+  }
+  const end = fronts[S - 1][L - 1];
+  let idx = -1;
+  for (let i = 0; i < end.length; i++) {
+    if (idx < 0) {
+      idx = i;
+      continue;
+    }
+    const a = end[i];
+    const b = end[idx];
+    const ga = a.sum + m1 * a.max;
+    const gb = b.sum + m1 * b.max;
+    if (ga < gb || (ga === gb && a.max < b.max)) idx = i;
+  }
+  if (idx < 0) {
+    const need = minFeasibleMemory(p, seg);
+    throw infeasible(
+      Number.isFinite(need)
+        ? `no plan fits in ${p.memoryBytes} bytes per GPU; the least memory that fits is ${Math.ceil(need)} bytes (${(need / 2 ** 30).toFixed(2)} GiB)`
+        : 'no plan satisfies the constraints',
+    );
+  }
+  const bounds: [number, number][] = new Array(S);
+  let r = L - 1;
+  for (let s = S - 1; s >= 0; s--) {
+    const e = fronts[s][r][idx];
+    bounds[s] = [e.first, r];
+    idx = e.prev;
+    r = e.first - 1;
+  }
+  return buildStages(p, seg, bounds)!;
+}
+
+/** Twin of `plan_for_split`. */
+export function planForSplitTwin(p: Problem, ends: ArrayLike<number>): PlanOut {
+  checkProblem(p);
+  const L = p.layers.length;
+  let increasing = true;
+  for (let i = 1; i < ends.length; i++) if (ends[i - 1] >= ends[i]) increasing = false;
+  if (ends.length !== p.stages || !increasing || ends.length === 0 || ends[ends.length - 1] !== L - 1) {
+    throw outOfRange('lastLayers', `must be ${p.stages} increasing layer indices ending at the last layer`);
+  }
+  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute);
+  const bounds: [number, number][] = [];
+  let first = 0;
+  for (let i = 0; i < ends.length; i++) {
+    bounds.push([first, ends[i]]);
+    first = ends[i] + 1;
+  }
+  const plan = buildStages(p, seg, bounds);
+  if (!plan) throw infeasible('this split does not fit in memory with any recomputation');
+  return plan;
+}
+
+function buildStages(p: Problem, seg: Segments, bounds: [number, number][]): PlanOut | undefined {
+  const S = bounds.length;
+  const out: StageOut[] = [];
+  for (let s = 0; s < S; s++) {
+    const [l, rr] = bounds[s];
+    const n = inFlight(p, s);
+    const chosen = seg.choose(n, l, rr);
+    if (!chosen) return undefined;
+    const [time, choice] = chosen as [number, Choice];
+    let memory: number;
+    if ('block' in choice) memory = seg.blockMemory(n, l, rr, choice.block);
+    else {
+      let kept = 0;
+      let w = 0;
+      for (let i = l; i <= rr; i++) {
+        const x = p.layers[i];
+        w += x.staticBytes;
+        kept += choice.set.includes(i) ? x.checkpointBytes : x.activationBytes;
+      }
+      memory = w + n * kept + p.stageOverheadBytes;
+    }
+    out.push({
+      firstLayer: l,
+      lastLayer: rr,
+      recomputed: seg.recomputed(l, choice),
+      timeMs: time + (s + 1 < S ? cutMs(p, rr) : 0),
+      memoryBytes: memory,
+      inFlight: n,
+    });
+  }
+  return planFrom(out, p.microBatches);
+}

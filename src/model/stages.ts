@@ -1,0 +1,133 @@
+/**
+ * The canonical stage problem and plan evaluation. TypeScript twin of
+ * `crate/core/src/model/stages.rs`; see there for the definitions.
+ *
+ * @module
+ */
+import { outOfRange, unknownOption } from '../errors';
+import { numberAtLeast } from '../validate';
+
+/** How recomputation may be chosen per stage. */
+export type Recompute = 'none' | 'full' | 'block' | 'any';
+
+/** Every recomputation mode. */
+export const RECOMPUTE_MODES: readonly Recompute[] = ['none', 'full', 'block', 'any'];
+
+/** One layer. */
+export interface Layer {
+  forwardMs: number;
+  backwardMs: number;
+  staticBytes: number;
+  activationBytes: number;
+  checkpointBytes: number;
+}
+
+/** The problem, resolved. */
+export interface Problem {
+  layers: Layer[];
+  stages: number;
+  microBatches: number;
+  memoryBytes: number;
+  stageOverheadBytes: number;
+  commMs: number[];
+  recompute: Recompute;
+  firstStageMinLayers: number;
+}
+
+/** One stage of a plan. */
+export interface StageOut {
+  firstLayer: number;
+  lastLayer: number;
+  recomputed: number[];
+  timeMs: number;
+  memoryBytes: number;
+  inFlight: number;
+}
+
+/** A plan. */
+export interface PlanOut {
+  stages: StageOut[];
+  iterationMs: number;
+  bottleneckMs: number;
+}
+
+/** Parses a recomputation mode. */
+export function parseRecompute(name: string): Recompute {
+  if ((RECOMPUTE_MODES as readonly string[]).includes(name)) return name as Recompute;
+  throw unknownOption('recompute', name, RECOMPUTE_MODES);
+}
+
+/** Twin of `StageProblem::check`. */
+export function checkProblem(p: Problem): void {
+  const l = p.layers.length;
+  if (p.stages === 0) throw outOfRange('stages', 'must be at least 1, got 0');
+  if (p.microBatches === 0) throw outOfRange('microBatches', 'must be at least 1, got 0');
+  if (l < p.stages) throw outOfRange('layers', `must be at least as many as the stages (${p.stages}), got ${l}`);
+  numberAtLeast('memoryBytes', p.memoryBytes, 0);
+  if (p.memoryBytes === 0) throw outOfRange('memoryBytes', 'must be > 0, got 0');
+  numberAtLeast('stageOverheadBytes', p.stageOverheadBytes, 0);
+  p.layers.forEach((x, i) => {
+    numberAtLeast(`layers[${i}].forwardMs`, x.forwardMs, 0);
+    numberAtLeast(`layers[${i}].backwardMs`, x.backwardMs, 0);
+    numberAtLeast(`layers[${i}].staticBytes`, x.staticBytes, 0);
+    numberAtLeast(`layers[${i}].activationBytes`, x.activationBytes, 0);
+    numberAtLeast(`layers[${i}].checkpointBytes`, x.checkpointBytes, 0);
+  });
+  if (p.commMs.length !== 0 && p.commMs.length !== l - 1) {
+    throw outOfRange('commMs', `must have one entry per cut (layers - 1 = ${l - 1}), got ${p.commMs.length}`);
+  }
+  p.commMs.forEach((c, i) => numberAtLeast(`commMs[${i}]`, c, 0));
+  if (p.firstStageMinLayers > l - (p.stages - 1)) {
+    throw outOfRange('firstStageMinLayers', `leaves fewer layers than the other ${p.stages - 1} stages need`);
+  }
+}
+
+/** Micro-batches in flight on stage `s`. */
+export function inFlight(p: Problem, s: number): number {
+  return Math.min(p.stages - s, p.microBatches);
+}
+
+/** Communication time of a cut after layer `r`. */
+export function cutMs(p: Problem, r: number): number {
+  return r + 1 < p.layers.length && p.commMs.length !== 0 ? p.commMs[r] : 0;
+}
+
+/** Twin of `plan_from`. */
+export function planFrom(stages: StageOut[], microBatches: number): PlanOut {
+  let sum = 0;
+  let max = 0;
+  for (const s of stages) {
+    sum += s.timeMs;
+    max = Math.max(max, s.timeMs);
+  }
+  return { stages, iterationMs: sum + (microBatches - 1) * max, bottleneckMs: max };
+}
+
+/** Twin of `StageProblem::evaluate`. */
+export function evaluatePlan(p: Problem, ends: ArrayLike<number>, recomputed: number[][]): PlanOut {
+  if (ends.length !== p.stages || recomputed.length !== ends.length) throw outOfRange('plan', `must have ${p.stages} stages`);
+  const stages: StageOut[] = [];
+  let first = 0;
+  for (let s = 0; s < ends.length; s++) {
+    const last = ends[s];
+    const rec = recomputed[s];
+    if (last < first || last >= p.layers.length) throw outOfRange('plan', `stage ${s} must end after it starts and inside the stack`);
+    if (rec.some((i) => i < first || i > last)) throw outOfRange('plan', `stage ${s} recomputes a layer it does not hold`);
+    const n = inFlight(p, s);
+    let time = 0;
+    let w = 0;
+    let act = 0;
+    for (let i = first; i <= last; i++) {
+      const x = p.layers[i];
+      const r = rec.includes(i);
+      time += x.forwardMs + x.backwardMs + (r ? x.forwardMs : 0);
+      w += x.staticBytes;
+      act += r ? x.checkpointBytes : x.activationBytes;
+    }
+    if (s + 1 < ends.length) time += cutMs(p, last);
+    stages.push({ firstLayer: first, lastLayer: last, recomputed: rec.slice(), timeMs: time, memoryBytes: w + n * act + p.stageOverheadBytes, inFlight: n });
+    first = last + 1;
+  }
+  if (first !== p.layers.length) throw outOfRange('plan', 'must cover every layer');
+  return planFrom(stages, p.microBatches);
+}

@@ -1,0 +1,164 @@
+/**
+ * The model twins shaped as the native binding's functions, for the TypeScript backend, with
+ * the same argument checks in the same order.
+ *
+ * @module
+ */
+import type * as Native from '../../bindings';
+import { outOfRange } from '../errors';
+import { integerBetween, numberAtLeast } from '../validate';
+import { baselinePlan, parseSplit, splitEnds } from './baselines';
+import { fitActivationScaleTwin, fitEfficiencyTwin } from './calibrate';
+import { partitionStagesTwin, planForSplitTwin } from './partition';
+import { checkProblem, evaluatePlan, parseRecompute, type PlanOut, type Problem } from './stages';
+import { vlmLayerTableTwin, type GpuSpec, type VlmSpec } from './vlm';
+
+/** Twin of the binding's `problem()`: typed arrays to a resolved problem. */
+export function toProblem(p: Native.StageProblemInput): Problem {
+  const l = p.forwardMs.length;
+  for (const [name, a] of [
+    ['backwardMs', p.backwardMs],
+    ['staticBytes', p.staticBytes],
+    ['activationBytes', p.activationBytes],
+    ['checkpointBytes', p.checkpointBytes],
+  ] as const) {
+    if (a.length !== l) throw outOfRange(name, `must have one entry per layer (${l}), got ${a.length}`);
+  }
+  const layers = Array.from({ length: l }, (_, i) => ({
+    forwardMs: p.forwardMs[i],
+    backwardMs: p.backwardMs[i],
+    staticBytes: p.staticBytes[i],
+    activationBytes: p.activationBytes[i],
+    checkpointBytes: p.checkpointBytes[i],
+  }));
+  return {
+    layers,
+    stages: integerBetween('stages', p.stages, 0, 1 << 16),
+    microBatches: integerBetween('microBatches', p.microBatches, 0, 1 << 20),
+    memoryBytes: numberAtLeast('memoryBytes', p.memoryBytes, 0),
+    stageOverheadBytes: p.stageOverheadBytes ?? 0,
+    commMs: p.commMs ? Array.from(p.commMs) : [],
+    recompute: parseRecompute(p.recompute ?? 'block'),
+    firstStageMinLayers: p.firstStageMinLayers === undefined || p.firstStageMinLayers === null ? 0 : integerBetween('firstStageMinLayers', p.firstStageMinLayers, 0, 1 << 20),
+  };
+}
+
+/** Twin of the binding's `to_js`. */
+export function toNativePlan(plan: PlanOut, layers: number): Native.NativeStagePlan {
+  const flags = new Uint8Array(layers);
+  for (const s of plan.stages) for (const i of s.recomputed) flags[i] = 1;
+  return {
+    firstLayer: Uint32Array.from(plan.stages, (s) => s.firstLayer),
+    lastLayer: Uint32Array.from(plan.stages, (s) => s.lastLayer),
+    timeMs: Float64Array.from(plan.stages, (s) => s.timeMs),
+    memoryBytes: Float64Array.from(plan.stages, (s) => s.memoryBytes),
+    inFlight: Uint32Array.from(plan.stages, (s) => s.inFlight),
+    recomputed: flags,
+    iterationMs: plan.iterationMs,
+    bottleneckMs: plan.bottleneckMs,
+  };
+}
+
+function partitionStages(input: Native.StageProblemInput): Native.NativeStagePlan {
+  const p = toProblem(input);
+  return toNativePlan(partitionStagesTwin(p), p.layers.length);
+}
+
+function recomputedLists(ends: ArrayLike<number>, flags: ArrayLike<number>): number[][] {
+  let first = 0;
+  return Array.from(ends, (last) => {
+    const out: number[] = [];
+    for (let i = first; i <= Math.min(last, flags.length - 1); i++) if (flags[i] === 1) out.push(i);
+    first = last + 1;
+    return out;
+  });
+}
+
+function evaluateStages(input: Native.StageProblemInput, lastLayers: Uint32Array, recomputed: Uint8Array): Native.NativeStagePlan {
+  const p = toProblem(input);
+  checkProblem(p);
+  if (recomputed.length !== p.layers.length) throw outOfRange('recomputed', `must have one flag per layer (${p.layers.length})`);
+  return toNativePlan(evaluatePlan(p, lastLayers, recomputedLists(lastLayers, recomputed)), p.layers.length);
+}
+
+function evaluateSplit(input: Native.StageProblemInput, lastLayers: Uint32Array): Native.NativeStagePlan {
+  const p = toProblem(input);
+  return toNativePlan(planForSplitTwin(p, lastLayers), p.layers.length);
+}
+
+function baselineStages(input: Native.StageProblemInput, params: Float64Array, method: string, recompute: 'none' | 'full' | 'uniform'): Native.NativeStagePlan {
+  const p = toProblem(input);
+  checkProblem(p);
+  if (params.length !== p.layers.length) throw outOfRange('params', `must have one entry per layer (${p.layers.length})`);
+  if (!['none', 'full', 'uniform'].includes(recompute)) {
+    throw Object.assign(new RangeError(`recompute must be one of none, full, uniform, got ${JSON.stringify(recompute)}`), { code: 'ERR_OMNIBAL_UNKNOWN_OPTION' });
+  }
+  const ends = splitEnds(parseSplit(method), p, params);
+  return toNativePlan(baselinePlan(p, ends, recompute), p.layers.length);
+}
+
+function toSpec(m: Native.VlmInput): VlmSpec {
+  integerBetween('vit.layers', m.vit.layers, 0, 100000);
+  integerBetween('llm.layers', m.llm.layers, 0, 100000);
+  return m as VlmSpec;
+}
+
+function toGpu(g: Native.GpuInput): GpuSpec {
+  return {
+    peakFlops: g.peakFlops,
+    memoryBytes: g.memoryBytes,
+    efficiency: { vit: g.efficiencyVit, projector: g.efficiencyProjector, llm: g.efficiencyLlm, head: g.efficiencyHead },
+    networkBytesPerS: g.networkBytesPerS,
+    nvlinkBytesPerS: g.nvlinkBytesPerS,
+  };
+}
+
+function table(model: Native.VlmInput, gpu: Native.GpuInput, tp: number, dp: number, zero: number, tiles: number, tokens: number, sumSqLen: number) {
+  integerBetween('tp', tp, 1, 1 << 12);
+  integerBetween('dp', dp, 1, 1 << 20);
+  integerBetween('zero', zero, 0, 1);
+  return vlmLayerTableTwin(toSpec(model), toGpu(gpu), tp, dp, zero, tiles, tokens, sumSqLen);
+}
+
+function calibrateModel(
+  model: Native.VlmInput,
+  gpu: Native.GpuInput,
+  tp: number,
+  dp: number,
+  zero: number,
+  tiles: number,
+  tokens: number,
+  sumSqLen: number,
+  measuredLayers: Uint32Array,
+  measuredForwardMs: Float64Array,
+  stageBounds: Uint32Array,
+  stageMemory: Float64Array,
+): Native.NativeCalibration {
+  const t = table(model, gpu, tp, dp, zero, tiles, tokens, sumSqLen);
+  if (measuredLayers.length !== measuredForwardMs.length) throw outOfRange('measuredForwardMs', 'must have one entry per measured layer');
+  const eff = [gpu.efficiencyVit, gpu.efficiencyVit, gpu.efficiencyProjector, gpu.efficiencyLlm, gpu.efficiencyLlm, gpu.efficiencyHead];
+  const atPeak = Float64Array.from(t.forwardMs, (f, i) => f * eff[t.kind[i]]);
+  const efficiency = fitEfficiencyTwin(t.kind, atPeak, measuredLayers, measuredForwardMs);
+  if (stageBounds.length % 3 !== 0 || stageMemory.length * 3 !== stageBounds.length * 2) {
+    throw outOfRange('stageMemory', 'needs (first, last, inFlight) bounds and (full, none) bytes per stage');
+  }
+  return { efficiency, activationScale: fitActivationScaleTwin(t.kind, t.activationBytes, t.checkpointBytes, stageBounds, stageMemory) };
+}
+
+/** The model functions of the TypeScript backend. */
+export const modelTwins = {
+  partitionStages,
+  partitionStagesAsync: (input: Native.StageProblemInput) =>
+    new Promise<Native.NativeStagePlan>((resolve, reject) => setImmediate(() => {
+      try {
+        resolve(partitionStages(input));
+      } catch (error) {
+        reject(error);
+      }
+    })),
+  evaluateStages,
+  evaluateSplit,
+  baselineStages,
+  vlmLayerTable: table,
+  calibrateModel,
+};
