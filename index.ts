@@ -54,5 +54,42 @@ export {
 } from './src/data/index';
 export { readSamples, type LoadedFile, type LoadedSamples, type ReadSamplesOptions, type SamplesFormat } from './src/io/samples';
 export { syntheticSamples, TOKENS_PER_TILE } from './src/data/synthetic';
+export {
+  applyCalibration,
+  baselineStages,
+  calibrate,
+  evaluateSplit,
+  evaluateStages,
+  gpuPreset,
+  gpuPresets,
+  LAYER_KINDS,
+  modelPreset,
+  modelPresets,
+  partitionStages,
+  partitionStagesAsync,
+  RECOMPUTE_MODES,
+  SPLITS,
+  vlmLayers,
+  vlmStageProblem,
+  type BaselineRecompute,
+  type Calibration,
+  type CalibrationResult,
+  type GpuChoice,
+  type GpuSpec,
+  type LayerKind,
+  type LayerTable,
+  type MicroBatchLoad,
+  type ModelChoice,
+  type Recompute,
+  type Split,
+  type StageInfo,
+  type StagePlan,
+  type StageProblem,
+  type Transformer,
+  type VlmSpec,
+  type VlmStageOptions,
+} from './src/model/index';
+export { searchStages, type SearchStagesOptions, type StageCandidate, type StageSearch } from './src/model/search';
+export { exportDeepSpeed, exportMegatron, type DeepSpeedExport, type MegatronExport } from './src/export/index';
 export { version } from './src/package';
 export type { ProgressCallback } from './src/progress';

@@ -10,6 +10,7 @@ import { isOmnibalError } from '../errors';
 import { version } from '../package';
 import { doctorReport, formatDoctor } from './doctor';
 import { registerPack } from './pack';
+import { registerPartition } from './partition';
 
 /** Builds the program (exported so tests can drive it in-process). */
 export function buildProgram(): Command {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
     });
 
   registerPack(program);
+  registerPartition(program);
   return program;
 }
 

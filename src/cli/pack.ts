@@ -41,8 +41,22 @@ interface PackFlags {
 const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/** Mean load of a micro-batch: tiles, tokens and the sum of squared sample lengths. */
+export function meanMicroBatchLoad(plan: BatchPlan, samples: Samples): { tiles: number; tokens: number; sumSqLen: number } {
+  let tiles = 0;
+  let tokens = 0;
+  let sq = 0;
+  for (const i of plan.samples) {
+    tiles += samples.vision[i];
+    tokens += samples.text[i];
+    sq += samples.text[i] * samples.text[i];
+  }
+  const k = Math.max(plan.padding.length, 1);
+  return { tiles: tiles / k, tokens: tokens / k, sumSqLen: sq / k };
+}
+
 /** The plan as the JSON object `omnibal pack --json` writes. */
-export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>): object {
+export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load?: object): object {
   const steps: number[][][][] = [];
   for (let s = 0; s < plan.steps; s++) steps.push(planStep(plan, s).map((rank) => rank.map((mb) => Array.from(mb))));
   return {
@@ -53,6 +67,7 @@ export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Recor
     steps,
     padding: Array.from(plan.padding),
     dropped: droppedSamples(plan),
+    load,
     metrics: {
       padRatio: metrics.padRatio,
       visionDist: metrics.visionDist,
@@ -129,7 +144,7 @@ async function runPack(flags: PackFlags): Promise<void> {
     inputs: flags.synthetic !== undefined ? { synthetic: flags.synthetic } : flags.input,
   };
   if (flags.json || flags.out) {
-    const text = `${JSON.stringify(planToJson(main.plan, main.metrics, params))}\n`;
+    const text = `${JSON.stringify(planToJson(main.plan, main.metrics, params, meanMicroBatchLoad(main.plan, samples)))}\n`;
     if (flags.out) writeFileSync(flags.out, text);
     else process.stdout.write(text);
     if (flags.json) return;

@@ -23,6 +23,9 @@ export function fitEfficiencyTwin(kinds: Uint8Array, msAtPeak: ArrayLike<number>
   return Float64Array.from({ length: 6 }, (_, k) => (den[k] > 0 && num[k] > 0 ? den[k] / num[k] : NaN));
 }
 
+/** Kinds whose activation bytes are fitted: ViT blocks and LLM blocks. */
+const FITTED = [1, 4];
+
 /** Twin of `fit_activation_scale`. `bounds` holds (first, last, inFlight) per stage, `memory` (full, none) bytes. */
 export function fitActivationScaleTwin(
   kinds: Uint8Array,
@@ -38,14 +41,15 @@ export function fitActivationScaleTwin(
     numberAtLeast('fullRecomputeBytes', memory[2 * s], 0);
     numberAtLeast('noRecomputeBytes', memory[2 * s + 1], 0);
     const a = new Array<number>(6).fill(0);
-    let c = 0;
+    let known = 0;
     for (let i = first; i <= last; i++) {
-      a[kinds[i]] += activation[i];
-      c += checkpoint[i];
+      if (FITTED.includes(kinds[i])) a[kinds[i]] += activation[i];
+      else known += activation[i];
+      known -= checkpoint[i];
     }
-    rows.push([a, (memory[2 * s + 1] - memory[2 * s]) / n + c]);
+    rows.push([a, (memory[2 * s + 1] - memory[2 * s]) / n - known]);
   }
-  const used = [0, 1, 2, 3, 4, 5].filter((k) => rows.some((r) => r[0][k] > 0));
+  const used = FITTED.filter((k) => rows.some((r) => r[0][k] > 0));
   const m = used.length;
   const scale = new Float64Array(6).fill(1);
   if (m === 0) return scale;
@@ -62,7 +66,9 @@ export function fitActivationScaleTwin(
     // Rust's max_by keeps the last of equal maxima.
     let pivot = col;
     for (let x = col; x < m; x++) if (Math.abs(a[x][col]) >= Math.abs(a[pivot][col])) pivot = x;
-    if (Math.abs(a[pivot][col]) < 1e-30) return scale;
+    let size = 0;
+    for (let i = 0; i < m; i++) size = Math.max(size, Math.abs(a[i][i]));
+    if (Math.abs(a[pivot][col]) <= 1e-12 * size) return scale;
     [a[col], a[pivot]] = [a[pivot], a[col]];
     for (let r = 0; r < m; r++) {
       if (r === col) continue;

@@ -5,8 +5,10 @@
 //!   `t_i ~ x_i / e`, so `1 / e = sum(t_i x_i) / sum(x_i^2)`.
 //! - Activation bytes (the paper's procedure): run a few steps with full recomputation and
 //!   without, read each stage's peak memory; the difference on stage `s` is
-//!   `n_s * sum over its layers (a_i - c_i)`. One scale per layer kind on the modelled `a_i`
-//!   is fitted by least squares over the stages (kinds no stage can tell apart keep scale 1).
+//!   `n_s * sum over its layers (a_i - c_i)`. One scale for ViT blocks and one for LLM blocks
+//!   on the modelled `a_i` is fitted by least squares over the stages (the paper's two
+//!   per-layer activation figures); the other layers keep the model's bytes (scale 1), and a
+//!   kind the stages cannot tell apart keeps scale 1 too.
 
 use super::vlm::{LayerKind, ModelLayer};
 use crate::error::{number_at_least, Error};
@@ -66,8 +68,11 @@ pub struct StageMemory {
     pub no_recompute_bytes: f64,
 }
 
-/// Fits one scale per kind on the modelled activation bytes; kinds absent from every stage, or
-/// not separable, keep 1.
+/// Kinds whose activation bytes are fitted: ViT blocks and LLM blocks.
+const FITTED: [usize; 2] = [1, 4];
+
+/// Fits the ViT-block and LLM-block scales on the modelled activation bytes; every other kind,
+/// and a fitted kind absent from every stage or not separable, keeps 1.
 pub fn fit_activation_scale(
     layers: &[ModelLayer],
     stages: &[StageMemory],
@@ -87,18 +92,23 @@ pub fn fit_activation_scale(
         number_at_least("fullRecomputeBytes", st.full_recompute_bytes, 0.0)?;
         number_at_least("noRecomputeBytes", st.no_recompute_bytes, 0.0)?;
         let mut a = [0.0; 6];
-        let mut c = 0.0;
+        let mut known = 0.0;
         for x in &layers[st.first_layer as usize..=st.last_layer as usize] {
-            a[kind_index(x.kind)] += x.layer.activation_bytes;
-            c += x.layer.checkpoint_bytes;
+            let k = kind_index(x.kind);
+            if FITTED.contains(&k) {
+                a[k] += x.layer.activation_bytes;
+            } else {
+                known += x.layer.activation_bytes;
+            }
+            known -= x.layer.checkpoint_bytes;
         }
-        rows.push((
-            a,
-            (st.no_recompute_bytes - st.full_recompute_bytes) / st.in_flight as f64 + c,
-        ));
+        let diff = st.no_recompute_bytes - st.full_recompute_bytes;
+        rows.push((a, diff / st.in_flight as f64 - known));
     }
     // Normal equations over the kinds that appear; solved by Gaussian elimination.
-    let used: Vec<usize> = (0..6)
+    let used: Vec<usize> = FITTED
+        .iter()
+        .copied()
         .filter(|&k| rows.iter().any(|r| r.0[k] > 0.0))
         .collect();
     let m = used.len();
@@ -119,7 +129,12 @@ pub fn fit_activation_scale(
         let pivot = (col..m)
             .max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))
             .expect("non-empty");
-        if a[pivot][col].abs() < 1e-30 {
+        let size = a
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r[i].abs())
+            .fold(0.0, f64::max);
+        if a[pivot][col].abs() <= 1e-12 * size {
             return Ok(scale); // not separable: keep the model's bytes
         }
         a.swap(col, pivot);

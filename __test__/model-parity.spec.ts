@@ -1,0 +1,97 @@
+// Native and TypeScript twins agree on the stage DP, split evaluation, baselines, the VLM layer
+// table and calibration, or fail with the same coded error.
+import fc from 'fast-check';
+import { jsBackend } from '../src/binding';
+import { modelPreset, gpuPreset, gpuInput } from '../src/model/index';
+import { firstDifference, native, nativeTest, thrown } from './helpers';
+
+const layerArb = fc.record({
+  f: fc.integer({ min: 0, max: 30 }),
+  b: fc.integer({ min: 0, max: 60 }),
+  w: fc.integer({ min: 0, max: 40 }),
+  a: fc.integer({ min: 0, max: 60 }),
+  c: fc.integer({ min: 0, max: 20 }),
+});
+
+const problemArb = fc
+  .record({
+    layers: fc.array(layerArb, { minLength: 1, maxLength: 24 }),
+    stages: fc.integer({ min: 1, max: 6 }),
+    microBatches: fc.integer({ min: 1, max: 16 }),
+    memoryBytes: fc.integer({ min: 1, max: 600 }),
+    overhead: fc.integer({ min: 0, max: 10 }),
+    recompute: fc.constantFrom('none', 'full', 'block', 'any'),
+    comm: fc.boolean(),
+    firstMin: fc.integer({ min: 0, max: 4 }),
+  })
+  .map((r) => ({
+    forwardMs: Float64Array.from(r.layers, (x) => x.f),
+    backwardMs: Float64Array.from(r.layers, (x) => x.b),
+    staticBytes: Float64Array.from(r.layers, (x) => x.w),
+    activationBytes: Float64Array.from(r.layers, (x) => x.a),
+    checkpointBytes: Float64Array.from(r.layers, (x) => x.c),
+    stages: r.stages,
+    microBatches: r.microBatches,
+    memoryBytes: r.memoryBytes,
+    stageOverheadBytes: r.overhead,
+    commMs: r.comm ? Float64Array.from({ length: Math.max(r.layers.length - 1, 0) }, (_, i) => (i * 7) % 5) : undefined,
+    recompute: r.recompute,
+    firstStageMinLayers: r.firstMin,
+  }));
+
+function same<T>(f: (api: typeof jsBackend) => T): string | null {
+  let a: T | undefined;
+  let b: T | undefined;
+  const ea = thrown(() => (a = f(native!)));
+  const eb = thrown(() => (b = f(jsBackend)));
+  if (ea.name !== 'nothing thrown' || eb.name !== 'nothing thrown') {
+    return firstDifference(ea, eb) ? `errors differ: ${JSON.stringify(ea)} vs ${JSON.stringify(eb)}` : null;
+  }
+  return firstDifference(a, b);
+}
+
+nativeTest('partitionStages, evaluateSplit and baselines: native equals the twin on random problems', (t) => {
+  fc.assert(
+    fc.property(problemArb, fc.constantFrom('uniform', 'parameters', 'balanced', 'anchor'), fc.constantFrom('none', 'full', 'uniform'), (p, method, rec) => {
+      const d1 = same((api) => api.partitionStages(p));
+      if (d1) throw new Error(`partition: ${d1}`);
+      const d2 = same((api) => api.baselineStages(p, p.staticBytes, method, rec as 'none'));
+      if (d2) throw new Error(`baseline: ${d2}`);
+      const l = p.forwardMs.length;
+      const ends = Uint32Array.from({ length: p.stages }, (_, s) => Math.min(l - 1, Math.floor(((s + 1) * l) / p.stages) - 1));
+      const d3 = same((api) => api.evaluateSplit(p, ends));
+      if (d3) throw new Error(`split: ${d3}`);
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});
+
+nativeTest('the VLM layer table and calibration: native equals the twin', (t) => {
+  const models = ['internvl-chat-1.5', 'internvl-chat-1.5-plus', 'internvl-300m-internlm2-7b', 'llava-1.5-7b'];
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...models),
+      fc.constantFrom('A100-80G', 'H100-80G', 'H200'),
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 1, max: 64 }),
+      fc.integer({ min: 0, max: 1 }),
+      fc.double({ min: 0, max: 40, noNaN: true }),
+      fc.double({ min: 1, max: 16384, noNaN: true }),
+      (m, g, tp, dp, zero, tiles, tokens) => {
+        const spec = modelPreset(m);
+        const gpu = gpuInput(gpuPreset(g));
+        const d = same((api) => api.vlmLayerTable(spec, gpu, tp, dp, zero, tiles, tokens, tokens * tokens / 3));
+        if (d) throw new Error(d);
+        const layers = Uint32Array.from([1, 2, spec.vit.layers + 4]);
+        const times = Float64Array.from([3, 4, 5]);
+        const bounds = Uint32Array.from([0, 10, 4, 11, spec.vit.layers + 5, 2]);
+        const memory = Float64Array.from([1e10, 3e10, 2e10, 5e10]);
+        const c = same((api) => api.calibrateModel(spec, gpu, tp, dp, zero, tiles, tokens, tokens * 7, layers, times, bounds, memory));
+        if (c) throw new Error(`calibrate: ${c}`);
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass();
+});

@@ -1,0 +1,175 @@
+// Model and memory balance through the public API: presets, optimum vs baselines and the lower
+// bound, exports, the measured search, calibration, and bad input.
+import test from 'ava';
+import {
+  applyCalibration,
+  baselineStages,
+  calibrate,
+  evaluateSplit,
+  exportDeepSpeed,
+  exportMegatron,
+  gpuPreset,
+  modelPresets,
+  partitionStages,
+  partitionStagesAsync,
+  searchStages,
+  SPLITS,
+  vlmLayers,
+  vlmStageProblem,
+  type StageProblem,
+} from '../index';
+import { thrown } from './helpers';
+
+const load = { tiles: 18, tokens: 5000, sumSqLen: (5000 * 5000) / 4.5 };
+const internvl = (pp: number, extra: Partial<Parameters<typeof vlmStageProblem>[0]> = {}) =>
+  vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp, dp: 8, microBatches: 4 * pp, load, ...extra });
+
+test('presets cover the models of the notes and resolve to full specs', (t) => {
+  t.deepEqual(modelPresets().sort(), ['internvl-300m-internlm2-7b', 'internvl-chat-1.5', 'internvl-chat-1.5-plus', 'llava-1.5-7b']);
+  const table = vlmLayers('internvl-chat-1.5', 'A100-80G', { load });
+  t.is(table.names[0], 'vit.patch_embed');
+  t.is(table.names[table.names.length - 1], 'llm.head');
+  t.is(table.kinds.filter((k) => k === 'vit').length, 45);
+  t.is(table.kinds.filter((k) => k === 'llm').length, 48);
+  t.is(thrown(() => vlmLayers('gpt-5', 'A100-80G', { load })).code, 'ERR_OMNIBAL_UNKNOWN_PRESET');
+  t.regex(thrown(() => gpuPreset('V100')).message, /known: A100-80G, H100-80G, H200/);
+});
+
+test('the optimum is never worse than any baseline and respects the bottleneck lower bound', (t) => {
+  for (const pp of [4, 8, 16]) {
+    const p = internvl(pp);
+    const best = partitionStages(p);
+    t.true(best.bottleneckMs >= best.lowerBoundMs - 1e-9, `pp ${pp}`);
+    t.true(best.stages.every((s) => s.memoryBytes <= p.memoryBytes));
+    for (const method of SPLITS) {
+      for (const rec of ['none', 'full', 'uniform'] as const) {
+        try {
+          const b = baselineStages(p, method, rec);
+          t.true(best.objectiveMs <= b.objectiveMs + 1e-9, `pp ${pp} ${method}+${rec}`);
+        } catch (error) {
+          t.is((error as { code?: string }).code, 'ERR_OMNIBAL_INFEASIBLE', `${method}+${rec}`);
+        }
+      }
+    }
+  }
+});
+
+test('the paper baseline (parameter split + full recomputation) is far slower than the optimum at PP 8', (t) => {
+  const p = internvl(8);
+  const best = partitionStages(p);
+  const base = baselineStages(p, 'parameters', 'full');
+  const factor = base.objectiveMs / best.objectiveMs;
+  t.log(`predicted model + memory factor at PP 8: ${factor.toFixed(2)}x (paper: 51.9 / 21.3 = 2.4x)`);
+  t.true(factor > 1.5);
+});
+
+test('infeasible memory is an error that states the least memory that fits', async (t) => {
+  const p: StageProblem = { ...internvl(4), memoryBytes: 20 * 2 ** 30 };
+  const e = thrown(() => partitionStages(p));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  const need = Number(/the least memory that fits is (\d+) bytes/.exec(e.message)?.[1]);
+  t.true(need > 20 * 2 ** 30);
+  const ok = partitionStages({ ...p, memoryBytes: need });
+  t.true(ok.stages.every((s) => s.memoryBytes <= need));
+  t.throws(() => partitionStages({ ...p, memoryBytes: need - 1 }));
+  const rejected = await t.throwsAsync(partitionStagesAsync(p));
+  t.is((rejected as { code?: string }).code, 'ERR_OMNIBAL_INFEASIBLE');
+});
+
+test('recomputation modes: none <= block <= full in memory use, and block is never slower than full', (t) => {
+  const p = { ...internvl(8), memoryBytes: 200 * 2 ** 30 };
+  const none = partitionStages({ ...p, recompute: 'none' });
+  const block = partitionStages({ ...p, recompute: 'block' });
+  const full = partitionStages({ ...p, recompute: 'full' });
+  t.is(block.objectiveMs, none.objectiveMs, 'with room to spare, block recomputes nothing');
+  t.true(block.objectiveMs < full.objectiveMs);
+  const any = partitionStages({ ...internvl(8), recompute: 'any' });
+  t.true(any.objectiveMs <= partitionStages(internvl(8)).objectiveMs);
+});
+
+test('visionOnFirstStage keeps the vision encoder whole on stage 0, and Megatron export then works', (t) => {
+  const p = internvl(8, { visionOnFirstStage: true, gpu: 'H200' });
+  const plan = partitionStages(p);
+  t.true(plan.stages[0].lastLayer >= 46);
+  const m = exportMegatron(p, plan);
+  t.truthy(m.layout);
+  t.regex(m.layout!, /E/);
+  t.regex(m.layout!, /L$/);
+  t.is(m.layout!.split('|').length, 8);
+  t.false(m.unsupported.some((u) => u.includes('vision encoder spans')));
+  const free = partitionStages(internvl(8));
+  t.true(exportMegatron(internvl(8), free).unsupported.some((u) => u.includes('vision encoder spans')));
+});
+
+test('DeepSpeed export: parts cover the stack and checkpoint lists match the plan', (t) => {
+  const p = internvl(4);
+  const plan = partitionStages(p);
+  const ds = exportDeepSpeed(plan);
+  t.is(ds.parts[0], 0);
+  t.is(ds.parts[ds.parts.length - 1], p.forwardMs.length);
+  t.deepEqual(ds.checkpointLayers, plan.stages.map((s) => s.recomputeLayers));
+});
+
+test('searchStages ranks candidates around the optimum and learns from measurements', async (t) => {
+  const p = internvl(4);
+  const search = searchStages(p, { radius: 1, budget: 5 });
+  t.true(search.candidates.length > 1 && search.candidates.length <= 27);
+  const optimum = partitionStages(p);
+  t.deepEqual(search.candidates[0].lastLayers, optimum.stages.map((s) => s.lastLayer));
+  for (let k = 1; k < search.candidates.length; k++) t.true(search.candidates[k].predicted.objectiveMs >= search.candidates[k - 1].predicted.objectiveMs);
+  // Pretend the fourth-ranked candidate is fastest on real hardware.
+  const target = search.candidates[3].lastLayers.join(',');
+  const best = await search.run(async (c) => (c.lastLayers.join(',') === target ? 10 : 20));
+  t.is(best.lastLayers.join(','), target);
+  t.is(search.ask(), undefined, 'budget spent');
+  t.is(thrown(() => search.tell({ ...search.candidates[0], lastLayers: [0, 1, 2, 3] }, 1)).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+});
+
+test('evaluateSplit prices a given split', (t) => {
+  const p = internvl(4);
+  const plan = evaluateSplit(p, [40, 60, 80, p.forwardMs.length - 1]);
+  t.deepEqual(plan.stages.map((s) => s.lastLayer), [40, 60, 80, p.forwardMs.length - 1]);
+  t.is(thrown(() => evaluateSplit(p, [50, 40, 80, 96])).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
+test('calibration recovers efficiency and activation scales from measurements', (t) => {
+  const opts = { dp: 8, load };
+  const truthGpu = { ...gpuPreset('A100-80G'), efficiency: { vit: 0.3, projector: 0.2, llm: 0.6, head: 0.4 } };
+  const measuredTable = vlmLayers('internvl-chat-1.5', truthGpu, opts);
+  const layers = [1, 2, 3, 50, 51, 60].map((index) => ({ index, forwardMs: measuredTable.forwardMs[index] }));
+  const model = vlmLayers('internvl-chat-1.5', 'A100-80G', opts);
+  // True activations: 1.2x the model's on ViT blocks, 0.9x on LLM blocks.
+  const stage = (first: number, last: number, n: number) => {
+    let diff = 0;
+    for (let i = first; i <= last; i++) {
+      const scale = model.kinds[i] === 'vit' ? 1.2 : model.kinds[i] === 'llm' ? 0.9 : 1;
+      diff += model.activationBytes[i] * scale - model.checkpointBytes[i];
+    }
+    return { firstLayer: first, lastLayer: last, inFlight: n, fullRecomputeBytes: 5e10, noRecomputeBytes: 5e10 + n * diff };
+  };
+  const result = calibrate('internvl-chat-1.5', 'A100-80G', opts, { layers, stageMemory: [stage(1, 20, 4), stage(50, 70, 2), stage(21, 60, 3)] });
+  t.true(Math.abs(result.gpu.efficiency.vit - 0.3) < 1e-9);
+  t.true(Math.abs(result.gpu.efficiency.llm - 0.6) < 1e-9);
+  t.is(result.gpu.efficiency.head, 0.5, 'unmeasured kinds keep their factor');
+  t.true(Math.abs(result.activationScale.vit - 1.2) < 1e-6);
+  t.true(Math.abs(result.activationScale.llm - 0.9) < 1e-6);
+  const p = applyCalibration(vlmStageProblem({ model: 'internvl-chat-1.5', gpu: result.gpu, pp: 4, dp: 8, microBatches: 16, load }), result);
+  t.true(partitionStages(p).objectiveMs > 0);
+});
+
+test('bad problems: coded errors from the public API', (t) => {
+  const p = internvl(4);
+  t.is(thrown(() => partitionStages({ ...p, stages: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => partitionStages({ ...p, microBatches: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => partitionStages({ ...p, memoryBytes: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => partitionStages({ ...p, stages: 200 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  const nan = p.forwardMs.slice();
+  nan[3] = NaN;
+  t.regex(thrown(() => partitionStages({ ...p, forwardMs: nan })).message, /layers\[3\]\.forwardMs must be a finite number >= 0, got NaN/);
+  const neg = p.staticBytes.slice();
+  neg[0] = -1;
+  t.is(thrown(() => partitionStages({ ...p, staticBytes: neg })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => partitionStages({ ...p, recompute: 'some' as never })).code, 'ERR_OMNIBAL_UNKNOWN_OPTION');
+  t.is(thrown(() => partitionStages({ ...p, forwardMs: [1, 2] as never })).code, 'ERR_OMNIBAL_INVALID_TYPE');
+  t.is(thrown(() => baselineStages(p, 'random' as never, 'full')).code, 'ERR_OMNIBAL_UNKNOWN_OPTION');
+});
