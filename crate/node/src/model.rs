@@ -318,6 +318,7 @@ fn gpu_of(g: &GpuInput) -> GpuSpec {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn table(
     model: &VlmInput,
     gpu: &GpuInput,
