@@ -441,7 +441,8 @@ pub fn calibrate_model(
             .zip(measured_forward_ms.iter().copied())
             .collect();
         let fitted = fit_efficiency(&layers, &at_peak, &measured)?;
-        if stage_bounds.len() % 3 != 0 || stage_memory.len() * 3 != stage_bounds.len() * 2 {
+        if !stage_bounds.len().is_multiple_of(3) || stage_memory.len() * 3 != stage_bounds.len() * 2
+        {
             return Err(Error::out_of_range(
                 "stageMemory",
                 "needs (first, last, inFlight) bounds and (full, none) bytes per stage",
