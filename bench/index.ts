@@ -1,8 +1,9 @@
-// `npm run bench -- pack [--quick]`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `npm run bench -- partition`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
+import { benchPartition } from './partition';
 
 interface CaseResult {
   impl: string;
@@ -69,7 +70,8 @@ function pack(quick: boolean): void {
 
 const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
+else if (what === 'partition') benchPartition();
 else {
-  console.error(`unknown benchmark ${what}; known: pack`);
+  console.error(`unknown benchmark ${what}; known: pack, partition`);
   process.exit(2);
 }

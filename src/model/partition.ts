@@ -46,6 +46,35 @@ export function infeasible(message: string): Error {
   return omnibalError(ErrorCodes.INFEASIBLE, message);
 }
 
+/** Twin of `upper_bound`. */
+function upperBound(p: Problem, tables: Map<number, Float64Array[]>, firstMin: number): number {
+  const L = p.layers.length;
+  const S = p.stages;
+  const m1 = p.microBatches - 1;
+  const t0 = tables.get(inFlight(p, 0))!;
+  let prev: ([number, number] | undefined)[] = Array.from({ length: L }, (_, r) => {
+    const t = r + 1 >= firstMin && r <= L - S ? t0[0][r] : NaN;
+    return Number.isNaN(t) ? undefined : [t, t];
+  });
+  for (let s = 1; s < S; s++) {
+    const table = tables.get(inFlight(p, s))!;
+    const cur: ([number, number] | undefined)[] = new Array(L).fill(undefined);
+    for (let r = s; r <= L - (S - s); r++) {
+      for (let l = s; l <= r; l++) {
+        const t = table[l][r - l];
+        const e = prev[l - 1];
+        if (e === undefined || Number.isNaN(t)) continue;
+        const cand: [number, number] = [e[0] + t, Math.max(e[1], t)];
+        const slot = cur[r];
+        if (slot === undefined || cand[0] + m1 * cand[1] < slot[0] + m1 * slot[1]) cur[r] = cand;
+      }
+    }
+    prev = cur;
+  }
+  const end = prev[L - 1];
+  return end === undefined ? Infinity : end[0] + m1 * end[1];
+}
+
 /** Twin of `partition_stages`. */
 export function partitionStagesTwin(p: Problem): PlanOut {
   checkProblem(p);
@@ -70,8 +99,9 @@ export function partitionStagesTwin(p: Problem): PlanOut {
   }
   const rest = new Float64Array(L + 1);
   for (let r = L - 1; r >= 0; r--) rest[r] = rest[r + 1] + p.layers[r].forwardMs + p.layers[r].backwardMs;
-  let best = Infinity;
   const firstMin = Math.max(p.firstStageMinLayers, 1);
+  const best = upperBound(p, tables, firstMin);
+  const limit = best * (1 + 1e-12) + 1e-9;
   const fronts: Entry[][][] = [];
   const t0 = tables.get(inFlight(p, 0))!;
   const lastStart = L - S;
@@ -97,12 +127,11 @@ export function partitionStagesTwin(p: Problem): PlanOut {
           const e = prevFront[k];
           const sum = e.sum + t;
           const max = Math.max(e.max, t);
-          if (sum + rest[r + 1] + m1 * max >= best && Number.isFinite(best)) continue;
+          if (sum + rest[r + 1] + m1 * max > limit) continue;
           cands.push({ sum, max, first: l, prev: k });
         }
       }
       layerFronts[r] = frontier(cands);
-      if (last) for (const e of layerFronts[r]) best = Math.min(best, e.sum + m1 * e.max);
     }
     fronts.push(layerFronts);
   }

@@ -106,6 +106,53 @@ fn min_feasible_memory(p: &StageProblem, seg: &Segments) -> f64 {
     prev[l_count - 1]
 }
 
+/// The iteration time of the plan that keeps, per (stage, last layer), only the prefix with the
+/// least `sum + (M - 1) * max` (ties: the earliest start); infinite when nothing fits.
+fn upper_bound(p: &StageProblem, times: &Times, first_min: usize) -> f64 {
+    let (l_count, stages, m1) = (
+        p.layers.len(),
+        p.stages as usize,
+        p.micro_batches as f64 - 1.0,
+    );
+    let t0 = times.table(p.in_flight(0));
+    let mut prev: Vec<Option<(f64, f64)>> = (0..l_count)
+        .map(|r| {
+            let t = if r + 1 >= first_min && r <= l_count - stages {
+                t0[0][r]
+            } else {
+                f64::NAN
+            };
+            (!t.is_nan()).then_some((t, t))
+        })
+        .collect();
+    for s in 1..stages {
+        let table = times.table(p.in_flight(s));
+        let mut cur = vec![None; l_count];
+        for (r, slot) in cur
+            .iter_mut()
+            .enumerate()
+            .take(l_count - (stages - s) + 1)
+            .skip(s)
+        {
+            for l in s..=r {
+                let t = table[l][r - l];
+                let Some((sum, max)) = prev[l - 1] else {
+                    continue;
+                };
+                if t.is_nan() {
+                    continue;
+                }
+                let cand = (sum + t, max.max(t));
+                if slot.is_none_or(|(a, b): (f64, f64)| cand.0 + m1 * cand.1 < a + m1 * b) {
+                    *slot = Some(cand);
+                }
+            }
+        }
+        prev = cur;
+    }
+    prev[l_count - 1].map_or(f64::INFINITY, |(sum, max)| sum + m1 * max)
+}
+
 /// Solves the problem exactly: the plan with the least iteration time.
 pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
     p.check()?;
@@ -126,8 +173,11 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
     for r in (0..l_count).rev() {
         rest[r] = rest[r + 1] + p.layers[r].forward_ms + p.layers[r].backward_ms;
     }
-    let mut best = f64::INFINITY;
     let first_min = (p.first_stage_min_layers as usize).max(1);
+    // An upper bound from a one-entry-per-state pass (a real plan, so the exact pass below never
+    // prunes the entries that lead to it); the exact pass prunes what cannot beat it.
+    let best = upper_bound(p, &times, first_min);
+    let limit = best * (1.0 + 1e-12) + 1e-9;
     // fronts[s][r]: frontier of stage s ending at layer r.
     let mut fronts: Vec<Vec<Vec<Entry>>> = Vec::with_capacity(stages);
     let t0 = times.table(p.in_flight(0));
@@ -174,7 +224,7 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
                 for (k, e) in fronts[s - 1][l - 1].iter().enumerate() {
                     let sum = e.sum + t;
                     let max = e.max.max(t);
-                    if sum + rest[r + 1] + m1 * max >= best && best.is_finite() {
+                    if sum + rest[r + 1] + m1 * max > limit {
                         continue;
                     }
                     cands.push(Entry {
@@ -186,11 +236,6 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
                 }
             }
             *slot = frontier(cands);
-            if last {
-                for e in slot.iter() {
-                    best = best.min(e.sum + m1 * e.max);
-                }
-            }
         }
         fronts.push(layer_fronts);
     }

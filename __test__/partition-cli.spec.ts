@@ -1,0 +1,100 @@
+// `omnibal partition`: JSON and human output (labelled as a prediction), measured layers from a
+// file, and exit code 2 with a coded message for bad input.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { cli } from './helpers';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-partition-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+function omnibal(args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const base = ['partition', '--model', 'internvl-chat-1.5', '--gpu', 'A100-80G', '--pp', '8', '--dp', '8', '--micro-batches', '32', '--vision-per-micro-batch', '18', '--text-per-micro-batch', '5000', '--samples-per-micro-batch', '4.5'];
+
+test('--json gives stages, objective, baselines and exports, labelled as a prediction', (t) => {
+  const r = omnibal([...base, '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  t.regex(out.prediction.note, /prediction/);
+  t.is(out.stages.length, 8);
+  for (const key of ['firstLayer', 'lastLayer', 'layerNames', 'recomputeLayers', 'timeMs', 'memoryBytes']) t.true(key in out.stages[0], key);
+  t.is(out.stages[0].firstLayer, 0);
+  t.is(out.stages[7].lastLayer, 96);
+  t.true(out.bottleneckMs >= out.lowerBoundMs);
+  for (const [name, b] of Object.entries(out.baselines) as [string, { objectiveMs?: number }][]) {
+    if (b.objectiveMs !== undefined) t.true(b.objectiveMs >= out.objectiveMs - 1e-6, name);
+  }
+  t.true(Array.isArray(out.exports.megatron.args));
+  t.deepEqual(out.exports.deepspeed.parts[0], 0);
+});
+
+test('the human output is a table that says it is a prediction and states its assumptions', (t) => {
+  const r = omnibal(base);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /PREDICTION of the omnibal cost model, assuming:/);
+  t.regex(r.stdout, /1F1B schedule/);
+  t.regex(r.stdout, /^stage\s+layers/m);
+  t.regex(r.stdout, /parameters\+full/);
+});
+
+test('measured layers from a file, with a baseline method', (t) => {
+  const layers = Array.from({ length: 12 }, (_, i) => ({ name: `l${i}`, forwardMs: 1 + (i % 3), backwardMs: 2 + (i % 3), staticBytes: 1e9, activationBytes: 2e9, checkpointBytes: 1e8 }));
+  const file = path.join(dir, 'layers.json');
+  writeFileSync(file, JSON.stringify({ layers }));
+  const r = omnibal(['partition', '--layers', file, '--pp', '4', '--micro-batches', '8', '--memory-gib', '40', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  t.is(out.stages.length, 4);
+  t.deepEqual(out.stages[0].layerNames.slice(0, 1), ['l0']);
+  const uniform = omnibal(['partition', '--layers', file, '--pp', '4', '--micro-batches', '8', '--memory-gib', '40', '--method', 'uniform', '--json']);
+  t.deepEqual(JSON.parse(uniform.stdout).stages.map((s: { lastLayer: number }) => s.lastLayer), [2, 5, 8, 11]);
+});
+
+const bad: [string, string[], RegExp][] = [
+  ['fewer layers than stages', ['--pp', '200'], /must be at least as many as the stages \(200\), got 97 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['P of 0', ['--pp', '0'], /stages must be at least 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['M of 0', ['--micro-batches', '0'], /microBatches must be at least 1, got 0/],
+  ['C of 0', ['--memory-gib', '0'], /memoryBytes must be > 0, got 0/],
+  ['an unknown model', ['--model', 'gpt-9'], /unknown model "gpt-9"; known: internvl-chat-1\.5.* \[ERR_OMNIBAL_UNKNOWN_PRESET\]/],
+  ['an unknown GPU', ['--gpu', 'V100'], /unknown GPU "V100"; known: A100-80G, H100-80G, H200/],
+  ['memory too small', ['--memory-gib', '16'], /no plan fits in 17179869184 bytes per GPU; the least memory that fits is \d+ bytes .* \[ERR_OMNIBAL_INFEASIBLE\]/],
+  ['an unknown recompute mode', ['--recompute', 'half'], /ERR_OMNIBAL_UNKNOWN_OPTION/],
+  ['an unknown method', ['--method', 'magic'], /method must be one of optimal, uniform, parameters, balanced, anchor/],
+];
+
+for (const [label, extra, expected] of bad) {
+  test(`bad input exits with 2: ${label}`, (t) => {
+    const args = base.slice();
+    for (let k = 0; k < extra.length; k += 2) {
+      const at = args.indexOf(extra[k]);
+      if (at >= 0) args[at + 1] = extra[k + 1];
+      else args.push(extra[k], extra[k + 1]);
+    }
+    const r = omnibal(args);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, expected);
+  });
+}
+
+test('a layers file that does not parse names the file and position; NaN and negatives are refused', (t) => {
+  const broken = path.join(dir, 'broken.json');
+  writeFileSync(broken, '{ "layers": [ { "forwardMs": 1, } ] }');
+  const r = omnibal(['partition', '--layers', broken, '--pp', '1', '--micro-batches', '1']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /broken\.json: the layers file does not parse: .*position \d+/);
+  const neg = path.join(dir, 'neg.json');
+  const layer = { forwardMs: 1, backwardMs: 2, staticBytes: 1, activationBytes: -5, checkpointBytes: 0 };
+  writeFileSync(neg, JSON.stringify({ layers: [layer, layer] }));
+  const n = omnibal(['partition', '--layers', neg, '--pp', '1', '--micro-batches', '1']);
+  t.is(n.status, 2);
+  t.regex(n.stderr, /layers\[0\]\.activationBytes must be a finite number >= 0, got -5/);
+  const nan = path.join(dir, 'nan.json');
+  writeFileSync(nan, '{ "layers": [ { "forwardMs": NaN } ] }');
+  t.is(omnibal(['partition', '--layers', nan, '--pp', '1', '--micro-batches', '1']).status, 2);
+});
