@@ -18,7 +18,7 @@ import type { Recompute } from './stages';
 import type { Split } from './baselines';
 
 export { gpuPresets, modelPresets, gpuPreset, modelPreset } from './presets';
-export { LAYER_KINDS, type GpuSpec, type LayerKind, type LayerTable, type Transformer, type VlmSpec } from './vlm';
+export { LAYER_KINDS, type Efficiency, type GpuSpec, type LayerKind, type LayerTable, type Transformer, type VlmSpec } from './vlm';
 export { RECOMPUTE_MODES, type Recompute } from './stages';
 export { SPLITS, type Split, type BaselineRecompute } from './baselines';
 
@@ -80,6 +80,7 @@ export interface StageInfo {
 
 /** A stage plan with its predicted figures. */
 export interface StagePlan {
+  /** The stages, first to last. */
   stages: StageInfo[];
   /** Predicted 1F1B iteration time `sum_s t_s + (M - 1) max_s t_s`, ms. */
   objectiveMs: number;
@@ -205,7 +206,9 @@ export interface MicroBatchLoad {
 
 /** Options of {@link vlmStageProblem}. */
 export interface VlmStageOptions {
+  /** Model preset name or spec. */
   model: ModelChoice;
+  /** GPU preset name or spec. */
   gpu: GpuChoice;
   /** Pipeline stages. */
   pp: number;
@@ -219,6 +222,7 @@ export interface VlmStageOptions {
   microBatches: number;
   /** The load of one micro-batch. */
   load: MicroBatchLoad;
+  /** Recomputation mode; default `block`. */
   recompute?: Recompute;
   /** Keep the vision encoder and projector on stage 0; default false. */
   visionOnFirstStage?: boolean;
@@ -252,8 +256,28 @@ export function gpuInput(g: GpuSpec): Native.GpuInput {
   };
 }
 
+/** Parallel layout and load for a layer table. */
+export interface LayerTableOptions {
+  /** Tensor parallel size; default 1. */
+  tp?: number;
+  /** Data parallel size; default 1. */
+  dp?: number;
+  /** ZeRO stage (0 or 1); default 1. */
+  zero?: number;
+  /** The micro-batch. */
+  load: MicroBatchLoad;
+}
+
+/** A layer table with names and kinds. */
+export interface NamedLayerTable extends LayerTable {
+  /** Layer names (`vit.block.3`, `llm.head`, ...). */
+  names: string[];
+  /** Layer kinds. */
+  kinds: LayerKind[];
+}
+
 /** The model's layer table for one micro-batch: per-layer FLOPs, parameters, times and bytes. */
-export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: { tp?: number; dp?: number; zero?: number; load: MicroBatchLoad }): LayerTable & { names: string[]; kinds: LayerKind[] } {
+export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions): NamedLayerTable {
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);
   const { load } = options;
@@ -299,10 +323,32 @@ export function vlmStageProblem(o: VlmStageOptions): StageProblem {
 
 /** Measurements for {@link calibrate}. */
 export interface Calibration {
-  /** Measured forward times of some layers (index into the layer table) at the given load. */
-  layers?: { index: number; forwardMs: number }[];
+  /** Measured forward times of some layers at the given load. */
+  layers?: LayerTiming[];
   /** Measured peak memory per stage with full recomputation and without. */
-  stageMemory?: { firstLayer: number; lastLayer: number; inFlight: number; fullRecomputeBytes: number; noRecomputeBytes: number }[];
+  stageMemory?: StageMemoryMeasurement[];
+}
+
+/** A measured layer time. */
+export interface LayerTiming {
+  /** Index into the layer table. */
+  index: number;
+  /** Measured forward time, ms. */
+  forwardMs: number;
+}
+
+/** A stage's measured peak memory with full recomputation and with none. */
+export interface StageMemoryMeasurement {
+  /** First layer of the stage. */
+  firstLayer: number;
+  /** Last layer (inclusive). */
+  lastLayer: number;
+  /** Micro-batches in flight on the stage. */
+  inFlight: number;
+  /** Peak bytes with every layer recomputed. */
+  fullRecomputeBytes: number;
+  /** Peak bytes with nothing recomputed. */
+  noRecomputeBytes: number;
 }
 
 /** Fitted corrections: efficiency per layer kind, and a scale on activation bytes per kind. */
@@ -318,7 +364,7 @@ export interface CalibrationResult {
  * measured layer times, activation bytes per kind from stage memory measured with full and with
  * no recomputation. Apply the result with {@link applyCalibration}.
  */
-export function calibrate(model: ModelChoice, gpu: GpuChoice, options: { tp?: number; dp?: number; zero?: number; load: MicroBatchLoad }, m: Calibration): CalibrationResult {
+export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions, m: Calibration): CalibrationResult {
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);
   const layers = m.layers ?? [];

@@ -43,6 +43,18 @@ export interface VlmSpec {
   projectorIn: number;
 }
 
+/** Achieved / peak FLOP/s per layer kind (vit-embed and vit share `vit`; embed and llm share `llm`). */
+export interface Efficiency {
+  /** ViT blocks and patch embedding. */
+  vit: number;
+  /** The MLP projector. */
+  projector: number;
+  /** LLM blocks. */
+  llm: number;
+  /** Final norm, head and loss. */
+  head: number;
+}
+
 /** A GPU. */
 export interface GpuSpec {
   /** Peak dense bf16 FLOP/s. */
@@ -50,7 +62,7 @@ export interface GpuSpec {
   /** Memory per GPU, bytes. */
   memoryBytes: number;
   /** Achieved / peak FLOP/s per layer kind. */
-  efficiency: { vit: number; projector: number; llm: number; head: number };
+  efficiency: Efficiency;
   /** Point-to-point bandwidth between pipeline stages, bytes/s. */
   networkBytesPerS: number;
   /** Bandwidth inside a node, bytes/s. */
@@ -67,12 +79,19 @@ export type LayerKind = (typeof LAYER_KINDS)[number];
 export interface LayerTable {
   /** Index into {@link LAYER_KINDS}. */
   kind: Uint8Array;
+  /** Forward FLOPs per layer for the micro-batch. */
   forwardFlops: Float64Array;
+  /** Parameters per layer. */
   params: Float64Array;
+  /** Predicted forward time, ms. */
   forwardMs: Float64Array;
+  /** Predicted backward time (2 x forward), ms. */
   backwardMs: Float64Array;
+  /** Weights, gradients and optimizer share per GPU, bytes. */
   staticBytes: Float64Array;
+  /** Activation bytes kept per in-flight micro-batch. */
   activationBytes: Float64Array;
+  /** Bytes kept when the layer is recomputed. */
   checkpointBytes: Float64Array;
   /** Communication time of a cut after each layer but the last, ms. */
   commMs: Float64Array;
