@@ -153,6 +153,24 @@ export interface NativeStagePlan {
   bottleneckMs: number
 }
 
+/** The simulation's figures; events as a struct of arrays (empty unless asked for). */
+export interface NativeStepResult {
+  stepMs: number
+  rankMs: Float64Array
+  busyMs: Float64Array
+  idleMs: Float64Array
+  bubbleFraction: number
+  peakInFlight: Float64Array
+  peakActivationBytes: Float64Array
+  eventRank: Uint32Array
+  eventStage: Uint32Array
+  eventMicroBatch: Uint32Array
+  eventChunk: Uint32Array
+  eventBackward: Uint8Array
+  eventStartMs: Float64Array
+  eventEndMs: Float64Array
+}
+
 /** The reference ISF (bug-fixed): packs in acceptance order, and the samples over a cap. */
 export declare function packIsf(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions): NativeIsfPacks
 
@@ -238,6 +256,24 @@ export interface SearchIsfOptions {
 
 /** A shuffled copy of `values` (Fisher-Yates, the same draws as [`permutation`]). */
 export declare function shuffleU32(values: Uint32Array, seed: number): Uint32Array
+
+/** Simulates one training step. */
+export declare function simulateStep(input: SimulateStepInput, withEvents: boolean): NativeStepResult
+
+/** One step to simulate (see `crate/core/src/simulate.rs` for the layout). */
+export interface SimulateStepInput {
+  dp: number
+  pp: number
+  microBatches: number
+  forwardMs: Float64Array
+  backwardMs: Float64Array
+  transferMs: Float64Array
+  gradBytes: Float64Array
+  allreduceBytesPerS: number
+  activationBytes: Float64Array
+  schedule: string
+  virtualStages?: number
+}
 
 /** The canonical stage problem, layers as typed arrays. */
 export interface StageProblemInput {

@@ -854,4 +854,5 @@ module.exports.planBatchesAsync = nativeBinding.planBatchesAsync
 module.exports.searchIsfArguments = nativeBinding.searchIsfArguments
 module.exports.searchIsfArgumentsAsync = nativeBinding.searchIsfArgumentsAsync
 module.exports.shuffleU32 = nativeBinding.shuffleU32
+module.exports.simulateStep = nativeBinding.simulateStep
 module.exports.vlmLayerTable = nativeBinding.vlmLayerTable

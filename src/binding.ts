@@ -15,6 +15,7 @@ import { ErrorCodes, omnibalError } from './errors';
 import { packageRoot } from './package';
 import { dataTwins } from './data/twins';
 import { modelTwins } from './model/twins';
+import { simulateStepTwin } from './simulate/simulate';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
 
 /**
@@ -40,6 +41,7 @@ export type Backend = Pick<
   | 'baselineStages'
   | 'vlmLayerTable'
   | 'calibrateModel'
+  | 'simulateStep'
 >;
 
 /** Which backend serves the API, as {@link backend} reports it. */
@@ -77,6 +79,7 @@ export const jsBackend: Backend = {
   shuffleU32: shuffleU32Twin,
   ...dataTwins,
   ...modelTwins,
+  simulateStep: simulateStepTwin,
 };
 
 type NativeModule = typeof Native;

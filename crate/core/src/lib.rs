@@ -9,6 +9,7 @@
 //! - [`permutation`]: Fisher-Yates shuffles and seeded permutations on top of it;
 //! - [`data`]: data balance (ISF, the balanced planner, baselines, metrics);
 //! - [`model`]: model and memory balance (the stage DP, per-stage recomputation, the VLM cost model);
+//! - [`simulate`]: the pipeline step simulator (GPipe, 1F1B, interleaved);
 //! - [`progress`]: how long-running solvers report progress without knowing who listens;
 //! - [`error`]: solver errors with stable codes.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod model;
 pub mod permutation;
 pub mod progress;
 pub mod rng;
+pub mod simulate;
 
 pub use error::{Error, ErrorClass};
 

@@ -7,6 +7,7 @@
 //! - [`data`]: batch plans (every strategy), ISF, its argument search, plan metrics;
 //! - [`model`]: the stage DP, plan evaluation, baselines, the VLM layer table, calibration;
 //! - [`permutation`]: seeded permutations and shuffles, sync and async;
+//! - [`simulate`]: the pipeline step simulator;
 //! - [`info`]: what `omnibal doctor` reports about the binary;
 //! - [`diagnostics`]: functions that exist to prove the error paths (a deliberate panic).
 #![deny(clippy::all)]
@@ -19,3 +20,4 @@ pub mod info;
 pub mod model;
 pub mod permutation;
 pub mod progress;
+pub mod simulate;

@@ -1,0 +1,423 @@
+//! The pipeline step simulator: a discrete-event simulation of one training step over `dp`
+//! ranks x `pp` stages, each rank running its own micro-batches (with their own per-stage
+//! forward and backward times) through a GPipe, 1F1B or interleaved 1F1B schedule, with
+//! point-to-point transfer time at stage boundaries and the data-parallel gradient all-reduce
+//! (ring) at the end of the step.
+//!
+//! Each device (one pipeline stage of one rank) runs its operations in the schedule's fixed
+//! order; an operation starts when the device is free and its inputs have arrived (the
+//! previous virtual stage's forward, or the next one's backward, plus the transfer time).
+//! With `v` virtual stages per device (interleaved), a device's layers form `v` equal chunks,
+//! each taking `1 / v` of the stage's time (an assumption), and Megatron's interleaved order
+//! is used; the hop from the last device back to the first is priced like the last cut.
+
+use crate::error::Error;
+
+/// A pipeline schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// All forwards, then all backwards.
+    GPipe,
+    /// One forward, one backward, after a warm-up of `P - s - 1` forwards.
+    OneFOneB,
+    /// Megatron's interleaved 1F1B with `v` model chunks per device.
+    Interleaved(u32),
+}
+
+impl Schedule {
+    /// Parses `gpipe`, `1f1b` or `interleaved` (with `v`).
+    pub fn parse(name: &str, v: u32) -> Result<Self, Error> {
+        match name {
+            "gpipe" => Ok(Schedule::GPipe),
+            "1f1b" => Ok(Schedule::OneFOneB),
+            "interleaved" if v >= 1 => Ok(Schedule::Interleaved(v)),
+            "interleaved" => Err(Error::out_of_range("virtualStages", "must be at least 1")),
+            _ => Err(Error::UnknownOption {
+                name: "schedule".into(),
+                value: name.into(),
+                known: &["gpipe", "1f1b", "interleaved"],
+            }),
+        }
+    }
+}
+
+/// One step to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepInput {
+    pub dp: u32,
+    pub pp: u32,
+    /// Micro-batches per rank.
+    pub micro_batches: u32,
+    /// `forward_ms[(r * M + m) * P + s]`: forward time of micro-batch `m` of rank `r` on stage `s`.
+    pub forward_ms: Vec<f64>,
+    /// Backward time, same layout (recomputation included).
+    pub backward_ms: Vec<f64>,
+    /// Transfer time of one micro-batch's activation (and, back, its gradient) across the cut
+    /// after stage `s` (length `P - 1`).
+    pub p2p_ms: Vec<f64>,
+    /// Gradient bytes held by each stage (length `P`), for the all-reduce.
+    pub grad_bytes: Vec<f64>,
+    /// All-reduce bandwidth across data-parallel ranks, bytes/s (0: no all-reduce).
+    pub allreduce_bytes_per_s: f64,
+    /// Activation bytes of one in-flight micro-batch on each stage (length `P`), for peak memory.
+    pub activation_bytes: Vec<f64>,
+    pub schedule: Schedule,
+}
+
+/// One executed operation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    pub rank: u32,
+    pub stage: u32,
+    pub micro_batch: u32,
+    /// Model chunk (0 unless interleaved).
+    pub chunk: u32,
+    pub backward: bool,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// What the simulation predicts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepResult {
+    /// The step: the slowest rank, all-reduce included.
+    pub step_ms: f64,
+    /// Each rank's step time.
+    pub rank_ms: Vec<f64>,
+    /// `busy_ms[r * P + s]`: compute time of rank `r`'s stage `s`.
+    pub busy_ms: Vec<f64>,
+    /// Idle time within the step (step - busy), same layout.
+    pub idle_ms: Vec<f64>,
+    /// Idle over total device time, all devices.
+    pub bubble_fraction: f64,
+    /// Most micro-batches (chunk-weighted) in flight on each stage, over ranks.
+    pub peak_in_flight: Vec<f64>,
+    /// Peak activation memory of each stage (in flight x activation bytes).
+    pub peak_activation_bytes: Vec<f64>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Clone, Copy)]
+struct Op {
+    mb: u32,
+    chunk: u32,
+    backward: bool,
+}
+
+/// The operation order of stage `s` of a `p`-stage pipeline with `m` micro-batches.
+fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
+    let f = |mb, chunk| Op {
+        mb,
+        chunk,
+        backward: false,
+    };
+    let b = |mb, chunk| Op {
+        mb,
+        chunk,
+        backward: true,
+    };
+    match schedule {
+        Schedule::GPipe => (0..m)
+            .map(|i| f(i, 0))
+            .chain((0..m).rev().map(|i| b(i, 0)))
+            .collect(),
+        Schedule::OneFOneB => {
+            let warm = (p - s - 1).min(m);
+            let mut ops: Vec<Op> = (0..warm).map(|i| f(i, 0)).collect();
+            for i in 0..m - warm {
+                ops.push(f(warm + i, 0));
+                ops.push(b(i, 0));
+            }
+            ops.extend((m - warm..m).map(|i| b(i, 0)));
+            ops
+        }
+        Schedule::Interleaved(v) => {
+            // Megatron: virtual micro-batch k runs chunk (k / P) % v of micro-batch
+            // (k / (P v)) P + k % P; backwards take the chunks in reverse.
+            let total = m * v;
+            let fwd = |k: u32| f((k / (p * v)) * p + k % p, (k / p) % v);
+            let bwd = |k: u32| b((k / (p * v)) * p + k % p, v - 1 - (k / p) % v);
+            let warm = ((p - s - 1) * 2 + (v - 1) * p).min(total);
+            let mut ops: Vec<Op> = (0..warm).map(fwd).collect();
+            for i in 0..total - warm {
+                ops.push(fwd(warm + i));
+                ops.push(bwd(i));
+            }
+            ops.extend((total - warm..total).map(bwd));
+            ops
+        }
+    }
+}
+
+/// Simulates one step.
+pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
+    let (dp, pp, m) = (
+        input.dp as usize,
+        input.pp as usize,
+        input.micro_batches as usize,
+    );
+    if dp == 0 || pp == 0 || m == 0 {
+        return Err(Error::out_of_range(
+            "dp",
+            "pp and microBatches must be at least 1",
+        ));
+    }
+    let n = dp * m * pp;
+    if input.forward_ms.len() != n || input.backward_ms.len() != n {
+        return Err(Error::out_of_range(
+            "forwardMs",
+            format!("and backwardMs must have dp x microBatches x pp = {n} entries"),
+        ));
+    }
+    if input.p2p_ms.len() != pp - 1
+        || input.grad_bytes.len() != pp
+        || input.activation_bytes.len() != pp
+    {
+        return Err(Error::out_of_range(
+            "transferMs",
+            "must have pp - 1 entries; gradBytes and activationBytes pp entries",
+        ));
+    }
+    for (name, xs) in [
+        ("forwardMs", &input.forward_ms),
+        ("backwardMs", &input.backward_ms),
+        ("transferMs", &input.p2p_ms),
+        ("gradBytes", &input.grad_bytes),
+        ("activationBytes", &input.activation_bytes),
+    ] {
+        if let Some(x) = xs.iter().find(|x| !x.is_finite() || **x < 0.0) {
+            return Err(Error::out_of_range(
+                name,
+                format!(
+                    "must hold finite numbers >= 0, got {}",
+                    crate::error::js_number(*x)
+                ),
+            ));
+        }
+    }
+    let v = match input.schedule {
+        Schedule::Interleaved(v) => v as usize,
+        _ => 1,
+    };
+    if v > 1 && m % pp != 0 {
+        return Err(Error::out_of_range(
+            "microBatches",
+            format!("must be a multiple of pp ({pp}) for the interleaved schedule"),
+        ));
+    }
+    let vf = v as f64;
+    let mut result = StepResult {
+        step_ms: 0.0,
+        rank_ms: vec![0.0; dp],
+        busy_ms: vec![0.0; dp * pp],
+        idle_ms: vec![0.0; dp * pp],
+        bubble_fraction: 0.0,
+        peak_in_flight: vec![0.0; pp],
+        peak_activation_bytes: vec![0.0; pp],
+        events: Vec::with_capacity(n * 2 * v),
+    };
+    let allreduce = |s: usize| {
+        if dp > 1 && input.allreduce_bytes_per_s > 0.0 {
+            2.0 * (dp as f64 - 1.0) / dp as f64 * input.grad_bytes[s] / input.allreduce_bytes_per_s
+                * 1e3
+        } else {
+            0.0
+        }
+    };
+    let vs_count = pp * v;
+    // Transfer time between neighbouring devices; the interleaved wrap from the last device to
+    // the first is priced like the last cut.
+    let hop = |from: usize, to: usize| -> f64 {
+        if pp == 1 || from == to {
+            0.0
+        } else if to == from + 1 {
+            input.p2p_ms[from]
+        } else if from == to + 1 {
+            input.p2p_ms[to]
+        } else {
+            input.p2p_ms[pp - 2]
+        }
+    };
+    for r in 0..dp {
+        let orders: Vec<Vec<Op>> = (0..pp)
+            .map(|s| order(input.schedule, input.pp, s as u32, input.micro_batches))
+            .collect();
+        // done_f[vs][mb] / done_b[vs][mb]: end times per virtual stage (NaN: not yet).
+        let mut done_f = vec![vec![f64::NAN; m]; vs_count];
+        let mut done_b = vec![vec![f64::NAN; m]; vs_count];
+        let mut next = vec![0usize; pp];
+        let mut free = vec![0.0f64; pp];
+        let mut live = vec![0.0f64; pp];
+        let total_ops: usize = orders.iter().map(|o| o.len()).sum();
+        let mut executed = 0;
+        while executed < total_ops {
+            let mut progressed = false;
+            for s in 0..pp {
+                while next[s] < orders[s].len() {
+                    let op = orders[s][next[s]];
+                    let vs = op.chunk as usize * pp + s;
+                    let mb = op.mb as usize;
+                    let idx = (r * m + mb) * pp + s;
+                    let ready = if !op.backward {
+                        if vs == 0 {
+                            Some(0.0)
+                        } else {
+                            let prev = done_f[vs - 1][mb];
+                            (!prev.is_nan()).then(|| prev + hop((vs - 1) % pp, s))
+                        }
+                    } else if vs == vs_count - 1 {
+                        let own = done_f[vs][mb];
+                        (!own.is_nan()).then_some(own)
+                    } else {
+                        let later = done_b[vs + 1][mb];
+                        (!later.is_nan()).then(|| later + hop((vs + 1) % pp, s))
+                    };
+                    let Some(ready) = ready else { break };
+                    let dur = if op.backward {
+                        input.backward_ms[idx]
+                    } else {
+                        input.forward_ms[idx]
+                    } / vf;
+                    let start = free[s].max(ready);
+                    let end = start + dur;
+                    free[s] = end;
+                    result.busy_ms[r * pp + s] += dur;
+                    if op.backward {
+                        done_b[vs][mb] = end;
+                        live[s] -= 1.0 / vf;
+                    } else {
+                        done_f[vs][mb] = end;
+                        live[s] += 1.0 / vf;
+                        result.peak_in_flight[s] = result.peak_in_flight[s].max(live[s]);
+                    }
+                    result.events.push(Event {
+                        rank: r as u32,
+                        stage: s as u32,
+                        micro_batch: op.mb,
+                        chunk: op.chunk,
+                        backward: op.backward,
+                        start_ms: start,
+                        end_ms: end,
+                    });
+                    next[s] += 1;
+                    executed += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Err(Error::out_of_range(
+                    "schedule",
+                    "deadlocked: the operation order cannot run (internal error)",
+                ));
+            }
+        }
+        let mut rank_end = 0.0f64;
+        for (s, &f) in free.iter().enumerate() {
+            rank_end = rank_end.max(f + allreduce(s));
+        }
+        result.rank_ms[r] = rank_end;
+    }
+    result.step_ms = result.rank_ms.iter().copied().fold(0.0, f64::max);
+    let mut idle = 0.0;
+    for i in 0..dp * pp {
+        result.idle_ms[i] = result.step_ms - result.busy_ms[i];
+        idle += result.idle_ms[i];
+    }
+    result.bubble_fraction = if result.step_ms > 0.0 {
+        idle / (result.step_ms * (dp * pp) as f64)
+    } else {
+        0.0
+    };
+    for s in 0..pp {
+        result.peak_activation_bytes[s] = result.peak_in_flight[s] * input.activation_bytes[s];
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uniform(dp: u32, pp: u32, m: u32, f: f64, b: f64, schedule: Schedule) -> StepInput {
+        let n = (dp * pp * m) as usize;
+        StepInput {
+            dp,
+            pp,
+            micro_batches: m,
+            forward_ms: vec![f; n],
+            backward_ms: vec![b; n],
+            p2p_ms: vec![0.0; pp as usize - 1],
+            grad_bytes: vec![0.0; pp as usize],
+            allreduce_bytes_per_s: 0.0,
+            activation_bytes: vec![1.0; pp as usize],
+            schedule,
+        }
+    }
+
+    #[test]
+    fn gpipe_and_1f1b_match_the_closed_form() {
+        for (p, m) in [(1, 1), (2, 3), (4, 8), (8, 8), (4, 1), (6, 13)] {
+            for sched in [Schedule::GPipe, Schedule::OneFOneB] {
+                let r = simulate_step(&uniform(1, p, m, 2.0, 4.0, sched)).unwrap();
+                assert_eq!(r.step_ms, (m + p - 1) as f64 * 6.0, "{sched:?} p {p} m {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn in_flight_is_m_for_gpipe_and_p_minus_s_for_1f1b() {
+        let g = simulate_step(&uniform(1, 4, 8, 1.0, 2.0, Schedule::GPipe)).unwrap();
+        assert_eq!(g.peak_in_flight, vec![8.0; 4]);
+        let o = simulate_step(&uniform(1, 4, 8, 1.0, 2.0, Schedule::OneFOneB)).unwrap();
+        assert_eq!(o.peak_in_flight, vec![4.0, 3.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn interleaving_shrinks_the_bubble_by_v() {
+        let (p, m, f, b) = (4u32, 8u32, 2.0, 4.0);
+        for v in [2u32, 4] {
+            let r = simulate_step(&uniform(1, p, m, f, b, Schedule::Interleaved(v))).unwrap();
+            let expected = m as f64 * (f + b) + (p - 1) as f64 * (f + b) / v as f64;
+            assert!(
+                (r.step_ms - expected).abs() < 1e-9,
+                "v {v}: {} vs {expected}",
+                r.step_ms
+            );
+        }
+    }
+
+    #[test]
+    fn the_slowest_rank_sets_the_step_and_all_reduce_adds_its_ring_time() {
+        let mut input = uniform(2, 2, 4, 1.0, 2.0, Schedule::OneFOneB);
+        for x in input.forward_ms[8..].iter_mut() {
+            *x = 3.0; // rank 1 is slower
+        }
+        let r = simulate_step(&input).unwrap();
+        assert!(r.rank_ms[1] > r.rank_ms[0]);
+        assert_eq!(r.step_ms, r.rank_ms[1]);
+        input.grad_bytes = vec![1e9, 1e9];
+        input.allreduce_bytes_per_s = 1e11;
+        let with = simulate_step(&input).unwrap();
+        // ring: 2 (dp - 1) / dp x 1 GB / 100 GB/s = 10 ms
+        assert!((with.step_ms - r.step_ms - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn transfers_delay_dependent_work() {
+        let mut input = uniform(1, 2, 1, 1.0, 1.0, Schedule::OneFOneB);
+        input.p2p_ms = vec![0.5];
+        let r = simulate_step(&input).unwrap();
+        assert_eq!(r.step_ms, 1.0 + 0.5 + 1.0 + 1.0 + 0.5 + 1.0);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let mut input = uniform(1, 2, 2, 1.0, 1.0, Schedule::OneFOneB);
+        input.forward_ms[0] = f64::NAN;
+        assert_eq!(
+            simulate_step(&input).unwrap_err().code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+        assert!(simulate_step(&uniform(1, 4, 6, 1.0, 1.0, Schedule::Interleaved(2))).is_err());
+    }
+}

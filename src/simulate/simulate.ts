@@ -1,0 +1,159 @@
+/**
+ * The pipeline step simulator. TypeScript twin of `crate/core/src/simulate.rs`; see there for
+ * the model.
+ *
+ * @module
+ */
+import type * as Native from '../../bindings';
+import { outOfRange, unknownOption } from '../errors';
+import { integerBetween } from '../validate';
+
+interface Op {
+  mb: number;
+  chunk: number;
+  backward: boolean;
+}
+
+function order(schedule: string, v: number, p: number, s: number, m: number): Op[] {
+  const f = (mb: number, chunk: number): Op => ({ mb, chunk, backward: false });
+  const b = (mb: number, chunk: number): Op => ({ mb, chunk, backward: true });
+  const ops: Op[] = [];
+  if (schedule === 'gpipe') {
+    for (let i = 0; i < m; i++) ops.push(f(i, 0));
+    for (let i = m - 1; i >= 0; i--) ops.push(b(i, 0));
+    return ops;
+  }
+  if (schedule === '1f1b') {
+    const warm = Math.min(p - s - 1, m);
+    for (let i = 0; i < warm; i++) ops.push(f(i, 0));
+    for (let i = 0; i < m - warm; i++) {
+      ops.push(f(warm + i, 0));
+      ops.push(b(i, 0));
+    }
+    for (let i = m - warm; i < m; i++) ops.push(b(i, 0));
+    return ops;
+  }
+  const total = m * v;
+  const fwd = (k: number) => f(Math.floor(k / (p * v)) * p + (k % p), Math.floor(k / p) % v);
+  const bwd = (k: number) => b(Math.floor(k / (p * v)) * p + (k % p), v - 1 - (Math.floor(k / p) % v));
+  const warm = Math.min((p - s - 1) * 2 + (v - 1) * p, total);
+  for (let k = 0; k < warm; k++) ops.push(fwd(k));
+  for (let i = 0; i < total - warm; i++) {
+    ops.push(fwd(warm + i));
+    ops.push(bwd(i));
+  }
+  for (let k = total - warm; k < total; k++) ops.push(bwd(k));
+  return ops;
+}
+
+/** Twin of the native `simulateStep`. */
+export function simulateStepTwin(input: Native.SimulateStepInput, withEvents: boolean): Native.NativeStepResult {
+  const v = input.virtualStages === undefined || input.virtualStages === null ? 1 : integerBetween('virtualStages', input.virtualStages, 1, 64);
+  const dp = integerBetween('dp', input.dp, 1, 1 << 20);
+  const pp = integerBetween('pp', input.pp, 1, 1 << 12);
+  const m = integerBetween('microBatches', input.microBatches, 1, 1 << 20);
+  if (!['gpipe', '1f1b', 'interleaved'].includes(input.schedule)) throw unknownOption('schedule', input.schedule, ['gpipe', '1f1b', 'interleaved']);
+  const interleaved = input.schedule === 'interleaved';
+  const n = dp * m * pp;
+  if (input.forwardMs.length !== n || input.backwardMs.length !== n) {
+    throw outOfRange('forwardMs', `and backwardMs must have dp x microBatches x pp = ${n} entries`);
+  }
+  if (input.transferMs.length !== pp - 1 || input.gradBytes.length !== pp || input.activationBytes.length !== pp) {
+    throw outOfRange('transferMs', 'must have pp - 1 entries; gradBytes and activationBytes pp entries');
+  }
+  for (const [name, xs] of [['forwardMs', input.forwardMs], ['backwardMs', input.backwardMs], ['transferMs', input.transferMs], ['gradBytes', input.gradBytes], ['activationBytes', input.activationBytes]] as const) {
+    const bad = Array.from(xs as ArrayLike<number>).find((x) => !Number.isFinite(x) || x < 0);
+    if (bad !== undefined) throw outOfRange(name, `must hold finite numbers >= 0, got ${bad}`);
+  }
+  const vv = interleaved ? v : 1;
+  if (vv > 1 && m % pp !== 0) throw outOfRange('microBatches', `must be a multiple of pp (${pp}) for the interleaved schedule`);
+  const schedule = interleaved ? 'interleaved' : input.schedule;
+  const rankMs = new Float64Array(dp);
+  const busy = new Float64Array(dp * pp);
+  const idle = new Float64Array(dp * pp);
+  const peak = new Float64Array(pp);
+  const events: [number, number, number, number, number, number, number][] = [];
+  const allreduce = (s: number) => (dp > 1 && input.allreduceBytesPerS > 0 ? ((((2 * (dp - 1)) / dp) * input.gradBytes[s]) / input.allreduceBytesPerS) * 1e3 : 0);
+  const vsCount = pp * vv;
+  const hop = (from: number, to: number) => {
+    if (pp === 1 || from === to) return 0;
+    if (to === from + 1) return input.transferMs[from];
+    if (from === to + 1) return input.transferMs[to];
+    return input.transferMs[pp - 2];
+  };
+  for (let r = 0; r < dp; r++) {
+    const orders = Array.from({ length: pp }, (_, s) => order(schedule, vv, pp, s, m));
+    const doneF = Array.from({ length: vsCount }, () => new Array<number>(m).fill(NaN));
+    const doneB = Array.from({ length: vsCount }, () => new Array<number>(m).fill(NaN));
+    const next = new Array<number>(pp).fill(0);
+    const free = new Array<number>(pp).fill(0);
+    const live = new Array<number>(pp).fill(0);
+    const totalOps = orders.reduce((a, o) => a + o.length, 0);
+    let executed = 0;
+    while (executed < totalOps) {
+      let progressed = false;
+      for (let s = 0; s < pp; s++) {
+        while (next[s] < orders[s].length) {
+          const op = orders[s][next[s]];
+          const vs = op.chunk * pp + s;
+          const mb = op.mb;
+          const idx = (r * m + mb) * pp + s;
+          let ready: number | undefined;
+          if (!op.backward) {
+            if (vs === 0) ready = 0;
+            else if (!Number.isNaN(doneF[vs - 1][mb])) ready = doneF[vs - 1][mb] + hop((vs - 1) % pp, s);
+          } else if (vs === vsCount - 1) {
+            if (!Number.isNaN(doneF[vs][mb])) ready = doneF[vs][mb];
+          } else if (!Number.isNaN(doneB[vs + 1][mb])) ready = doneB[vs + 1][mb] + hop((vs + 1) % pp, s);
+          if (ready === undefined) break;
+          const dur = (op.backward ? input.backwardMs[idx] : input.forwardMs[idx]) / vv;
+          const start = Math.max(free[s], ready);
+          const end = start + dur;
+          free[s] = end;
+          busy[r * pp + s] += dur;
+          if (op.backward) {
+            doneB[vs][mb] = end;
+            live[s] -= 1 / vv;
+          } else {
+            doneF[vs][mb] = end;
+            live[s] += 1 / vv;
+            peak[s] = Math.max(peak[s], live[s]);
+          }
+          if (withEvents) events.push([r, s, op.mb, op.chunk, op.backward ? 1 : 0, start, end]);
+          next[s]++;
+          executed++;
+          progressed = true;
+        }
+      }
+      if (!progressed) throw outOfRange('schedule', 'deadlocked: the operation order cannot run (internal error)');
+    }
+    let rankEnd = 0;
+    free.forEach((f, s) => {
+      rankEnd = Math.max(rankEnd, f + allreduce(s));
+    });
+    rankMs[r] = rankEnd;
+  }
+  let step = 0;
+  for (const x of rankMs) step = Math.max(step, x);
+  let idleTotal = 0;
+  for (let i = 0; i < dp * pp; i++) {
+    idle[i] = step - busy[i];
+    idleTotal += idle[i];
+  }
+  return {
+    stepMs: step,
+    rankMs,
+    busyMs: busy,
+    idleMs: idle,
+    bubbleFraction: step > 0 ? idleTotal / (step * dp * pp) : 0,
+    peakInFlight: peak,
+    peakActivationBytes: Float64Array.from(peak, (x, s) => x * input.activationBytes[s]),
+    eventRank: Uint32Array.from(events, (e) => e[0]),
+    eventStage: Uint32Array.from(events, (e) => e[1]),
+    eventMicroBatch: Uint32Array.from(events, (e) => e[2]),
+    eventChunk: Uint32Array.from(events, (e) => e[3]),
+    eventBackward: Uint8Array.from(events, (e) => e[4]),
+    eventStartMs: Float64Array.from(events, (e) => e[5]),
+    eventEndMs: Float64Array.from(events, (e) => e[6]),
+  };
+}
