@@ -11,6 +11,7 @@ import { version } from '../package';
 import { doctorReport, formatDoctor } from './doctor';
 import { registerPack } from './pack';
 import { registerPartition } from './partition';
+import { registerPlan } from './plan';
 
 /** Builds the program (exported so tests can drive it in-process). */
 export function buildProgram(): Command {
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
 
   registerPack(program);
   registerPartition(program);
+  registerPlan(program);
   return program;
 }
 

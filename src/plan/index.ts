@@ -1,0 +1,399 @@
+/**
+ * One plan for the whole run: balance the data with the cost model's real per-micro-batch
+ * costs, split the model into stages with per-stage recomputation on the resulting loads,
+ * simulate steps over the epoch, and predict step time, epoch time and GPU-hours, with the
+ * ablation (baseline, + data, + model, + memory balance).
+ *
+ * Every figure is a prediction of the cost model and the simulator, under their assumptions.
+ *
+ * @module
+ */
+import { activeBackend } from '../binding';
+import { ErrorCodes, omnibalError } from '../errors';
+import { batchMetrics, planBatches, type BatchMetrics, type BatchPlan, type Samples } from '../data/index';
+import { syntheticSamples } from '../data/synthetic';
+import {
+  baselineStages,
+  gpuInput,
+  partitionStages,
+  resolveGpu,
+  resolveModel,
+  vlmStageProblem,
+  type GpuChoice,
+  type ModelChoice,
+  type StagePlan,
+  type StageProblem,
+} from '../model/index';
+import type { GpuSpec, VlmSpec } from '../model/vlm';
+import { integerBetween } from '../validate';
+
+/** The parallel layout: `tp * pp * dp` must equal `gpus`. */
+export interface Cluster {
+  gpus: number;
+  tp: number;
+  pp: number;
+  dp: number;
+}
+
+/** Options of {@link planTraining}. */
+export interface PlanTrainingOptions {
+  /** Default `internvl-chat-1.5`. */
+  model?: ModelChoice;
+  /** Default `A100-80G`. */
+  gpu?: GpuChoice;
+  /** Default 64 GPUs: tp 1, pp 8, dp 8. */
+  cluster?: Cluster;
+  /** Default: 1.2 million synthetic samples with the real SFT data's statistics (seeded). */
+  samples?: Samples;
+  /** Micro-batches per rank per step; default 32 (or `globalBatch / dp`). */
+  accum?: number;
+  /** Micro-batches per step over all ranks; must divide by dp. */
+  globalBatch?: number;
+  /** Mean samples per packed micro-batch; default 4.5. */
+  samplesPerPack?: number;
+  seed?: number;
+  epoch?: number;
+  /** Steps simulated per configuration, evenly spread over the epoch; default 16. */
+  simulatedSteps?: number;
+  /** Pipeline schedule; default `1f1b`. */
+  schedule?: 'gpipe' | '1f1b' | 'interleaved';
+  /** Virtual stages per device for the interleaved schedule; default 2. */
+  virtualStages?: number;
+}
+
+/** One row of the ablation. */
+export interface AblationRow {
+  name: string;
+  /** Predicted mean step time, ms. */
+  stepMs: number;
+  /** Predicted GPU-hours for one epoch (this row's batches: steps x step time x GPUs). */
+  gpuHours: number;
+  /** Baseline GPU-hours / these GPU-hours, for one epoch over the same samples. */
+  speedup: number;
+  /** Predicted bubble fraction (idle share of device time). */
+  bubbleFraction: number;
+}
+
+/** A planned training run. */
+export interface TrainingPlan {
+  schema: 'omnibal.training-plan/1';
+  /** Assumptions behind every predicted figure. */
+  assumptions: string[];
+  model: string;
+  gpu: string;
+  cluster: Cluster;
+  accum: number;
+  samples: number;
+  steps: number;
+  /** The chosen stages and recomputation (the full plan). */
+  stages: StagePlan;
+  /** Data balance of the chosen batches vs the random baseline. */
+  data: { balanced: Pick<BatchMetrics, 'padRatio' | 'visionDist' | 'textDist' | 'costDist' | 'samplesPerPack'>; random: Pick<BatchMetrics, 'padRatio' | 'visionDist' | 'textDist' | 'costDist' | 'samplesPerPack'> };
+  /** baseline, + data balance, + model balance, + memory balance. */
+  ablation: AblationRow[];
+  /** Other reference points outside the chain. */
+  baselines: Record<string, AblationRow | { error: string }>;
+  /** Predicted epoch time of the full plan, hours. */
+  epochHours: number;
+  /** Memory per GPU, bytes. */
+  memoryBytes: number;
+  /** Figures for reports: per-step rank loads and one simulated timeline each of the baseline and the plan. */
+  detail: PlanDetail;
+}
+
+/** Per-step and timeline detail for reports. */
+export interface PlanDetail {
+  /** Text tokens per rank in each simulated step, balanced plan: `[step][rank]`. */
+  balancedRankTokens: number[][];
+  /** The same for the random baseline. */
+  randomRankTokens: number[][];
+  /** Events of the slowest rank of one simulated step: baseline, then the plan. */
+  timelines: { name: string; stepMs: number; events: { stage: number; microBatch: number; backward: boolean; startMs: number; endMs: number }[] }[];
+}
+
+/** What every figure of a training plan assumes. */
+export const PLAN_ASSUMPTIONS = [
+  'predictions of the omnibal cost model and pipeline simulator, not measurements',
+  'layer time = FLOPs / (peak bf16 x per-kind efficiency), backward = 2 x forward, recomputation adds a forward',
+  'per micro-batch load: its tiles, tokens and sum of squared sample lengths (padding counted for padded batches)',
+  'schedule as chosen (default 1F1B); transfers at stage cuts at the network bandwidth; gradient ring all-reduce over dp at the step end, not overlapped',
+  'step time = mean of the simulated steps (evenly spread over the epoch); epoch = steps x step time',
+];
+
+interface Coefficients {
+  perTile: Float64Array;
+  perToken: Float64Array;
+  perSq: Float64Array;
+}
+
+function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster): Coefficients {
+  const t = (tiles: number, tokens: number, sq: number) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), c.tp, c.dp, 1, tiles, tokens, sq).forwardMs;
+  const base = t(1, 1, 0);
+  const a = t(2, 1, 0);
+  const b = t(1, 2, 0);
+  const q = t(1, 1, 1);
+  return { perTile: a.map((x, i) => x - base[i]), perToken: b.map((x, i) => x - base[i]), perSq: q.map((x, i) => x - base[i]) };
+}
+
+interface Load {
+  tiles: number;
+  tokens: number;
+  sumSq: number;
+}
+
+function microBatchLoad(plan: BatchPlan, s: Samples, k: number): Load {
+  let tiles = 0;
+  let tokens = 0;
+  let sumSq = 0;
+  let tmax = 0;
+  const a = plan.microBatchOffsets[k];
+  const b = plan.microBatchOffsets[k + 1];
+  for (let q = a; q < b; q++) {
+    const i = plan.samples[q];
+    tiles += s.vision[i];
+    tokens += s.text[i];
+    sumSq += s.text[i] * s.text[i];
+    tmax = Math.max(tmax, s.text[i]);
+  }
+  if (!plan.packed) return { tiles, tokens: tmax * (b - a), sumSq: tmax * tmax * (b - a) };
+  return { tiles, tokens, sumSq };
+}
+
+function meanLoad(plan: BatchPlan, s: Samples): Load {
+  const n = plan.microBatchOffsets.length - 1;
+  const sum = { tiles: 0, tokens: 0, sumSq: 0 };
+  for (let k = 0; k < n; k++) {
+    const l = microBatchLoad(plan, s, k);
+    sum.tiles += l.tiles;
+    sum.tokens += l.tokens;
+    sum.sumSq += l.sumSq;
+  }
+  return { tiles: sum.tiles / n, tokens: sum.tokens / n, sumSq: sum.sumSq / n };
+}
+
+interface Config {
+  name: string;
+  plan: BatchPlan;
+  split: 'optimal' | 'parameters' | 'uniform';
+  recompute: 'full' | 'block';
+}
+
+interface Simulated {
+  row: AblationRow;
+  stages: StagePlan;
+  rankTokens: number[][];
+  timeline: PlanDetail['timelines'][number];
+}
+
+function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
+  const { spec, gpu, cluster } = o;
+  const load = meanLoad(cfg.plan, s);
+  const problem: StageProblem = vlmStageProblem({
+    model: spec,
+    gpu,
+    pp: cluster.pp,
+    tp: cluster.tp,
+    dp: cluster.dp,
+    zero: 1,
+    microBatches: o.accum,
+    load: { tiles: load.tiles, tokens: load.tokens, sumSqLen: load.sumSq },
+    recompute: cfg.recompute,
+  });
+  const stages = cfg.split === 'optimal' ? partitionStages(problem) : baselineStages(problem, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
+  const pp = cluster.pp;
+  const layerStage = new Uint32Array(problem.forwardMs.length);
+  const recomputed = new Uint8Array(problem.forwardMs.length);
+  stages.stages.forEach((st, si) => {
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) layerStage[l] = si;
+    for (const l of st.recomputeLayers) recomputed[l] = 1;
+  });
+  // Per stage: forward ms coefficients, and the recomputed share added to the backward.
+  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, rt: 0, rk: 0, rq: 0 }));
+  for (let l = 0; l < problem.forwardMs.length; l++) {
+    const c = stageCoef[layerStage[l]];
+    c.t += coef.perTile[l];
+    c.k += coef.perToken[l];
+    c.q += coef.perSq[l];
+    if (recomputed[l]) {
+      c.rt += coef.perTile[l];
+      c.rk += coef.perToken[l];
+      c.rq += coef.perSq[l];
+    }
+  }
+  const transferMs = Float64Array.from({ length: pp - 1 }, (_, si) => problem.commMs?.[stages.stages[si].lastLayer] ?? 0);
+  const gradBytes = Float64Array.from(stages.stages, (st) => {
+    let p = 0;
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) p += problem.params![l];
+    return (2 * p) / cluster.tp;
+  });
+  const activationBytes = Float64Array.from(stages.stages, (st) => {
+    let a = 0;
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) a += recomputed[l] ? problem.checkpointBytes[l] : problem.activationBytes[l];
+    return a;
+  });
+  const plan = cfg.plan;
+  const steps = plan.steps;
+  const count = Math.min(o.simulatedSteps, steps);
+  let total = 0;
+  let bubble = 0;
+  const rankTokens: number[][] = [];
+  let timeline: PlanDetail['timelines'][number] | undefined;
+  for (let j = 0; j < count; j++) {
+    const step = Math.floor((j * steps) / count);
+    const m = o.accum;
+    const fwd = new Float64Array(cluster.dp * m * pp);
+    const bwd = new Float64Array(cluster.dp * m * pp);
+    const tokensPerRank: number[] = [];
+    for (let r = 0; r < cluster.dp; r++) {
+      const i = step * cluster.dp + r;
+      let tok = 0;
+      for (let a = 0; a < m; a++) {
+        const k = plan.rankOffsets[i] + a;
+        const l = k < plan.rankOffsets[i + 1] ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSq: 0 };
+        tok += l.tokens;
+        for (let si = 0; si < pp; si++) {
+          const c = stageCoef[si];
+          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSq;
+          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSq;
+          fwd[(r * m + a) * pp + si] = Math.max(f, 0);
+          bwd[(r * m + a) * pp + si] = Math.max(2 * f + rf, 0);
+        }
+      }
+      tokensPerRank.push(tok);
+    }
+    rankTokens.push(tokensPerRank);
+    const res = activeBackend().simulateStep(
+      {
+        dp: cluster.dp,
+        pp,
+        microBatches: m,
+        forwardMs: fwd,
+        backwardMs: bwd,
+        transferMs,
+        gradBytes,
+        allreduceBytesPerS: gpu.networkBytesPerS,
+        activationBytes,
+        schedule: o.schedule,
+        virtualStages: o.virtualStages,
+      },
+      j === 0,
+    );
+    total += res.stepMs;
+    bubble += res.bubbleFraction;
+    if (j === 0) {
+      let slow = 0;
+      res.rankMs.forEach((x, r) => {
+        if (x > res.rankMs[slow]) slow = r;
+      });
+      const events: PlanDetail['timelines'][number]['events'] = [];
+      for (let e = 0; e < res.eventRank.length; e++) {
+        if (res.eventRank[e] !== slow) continue;
+        events.push({ stage: res.eventStage[e], microBatch: res.eventMicroBatch[e], backward: res.eventBackward[e] === 1, startMs: res.eventStartMs[e], endMs: res.eventEndMs[e] });
+      }
+      timeline = { name: cfg.name, stepMs: res.stepMs, events };
+    }
+  }
+  const stepMs = total / count;
+  const gpuHours = ((stepMs * steps) / 3.6e6) * cluster.gpus;
+  return {
+    row: { name: cfg.name, stepMs, gpuHours, speedup: baselineGpuHours === undefined ? 1 : baselineGpuHours / gpuHours, bubbleFraction: bubble / count },
+    stages,
+    rankTokens,
+    timeline: timeline!,
+  };
+}
+
+interface Resolved {
+  spec: VlmSpec;
+  gpu: GpuSpec;
+  cluster: Cluster;
+  accum: number;
+  simulatedSteps: number;
+  schedule: 'gpipe' | '1f1b' | 'interleaved';
+  virtualStages: number;
+}
+
+/** The default run: InternVL-Chat-1.5 on 64 A100-80G over 1.2 million synthetic samples. */
+export const DEFAULT_RUN = { model: 'internvl-chat-1.5', gpu: 'A100-80G', cluster: { gpus: 64, tp: 1, pp: 8, dp: 8 }, samples: 1_200_000, accum: 32, samplesPerPack: 4.5 };
+
+/** Plans a training run and predicts its ablation (a prediction of the model and simulator). */
+export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
+  const modelName = typeof options.model === 'string' ? options.model : options.model ? 'custom' : DEFAULT_RUN.model;
+  const gpuName = typeof options.gpu === 'string' ? options.gpu : options.gpu ? 'custom' : DEFAULT_RUN.gpu;
+  const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
+  const gpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
+  const cluster = options.cluster ?? DEFAULT_RUN.cluster;
+  for (const k of ['gpus', 'tp', 'pp', 'dp'] as const) integerBetween(`cluster.${k}`, cluster[k], 1, 1 << 20);
+  if (cluster.tp * cluster.pp * cluster.dp !== cluster.gpus) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp x dp (${cluster.tp} x ${cluster.pp} x ${cluster.dp} = ${cluster.tp * cluster.pp * cluster.dp}) must equal the GPU count (${cluster.gpus})`);
+  }
+  let accum = options.accum ?? DEFAULT_RUN.accum;
+  if (options.globalBatch !== undefined) {
+    integerBetween('globalBatch', options.globalBatch, 1, 1 << 30);
+    if (options.globalBatch % cluster.dp !== 0) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the global batch (${options.globalBatch} micro-batches) must divide by dp (${cluster.dp})`);
+    }
+    accum = options.globalBatch / cluster.dp;
+  }
+  integerBetween('accum', accum, 1, 1 << 20);
+  const schedule = options.schedule ?? '1f1b';
+  const virtualStages = options.virtualStages ?? (schedule === 'interleaved' ? 2 : 1);
+  if (schedule === 'interleaved' && accum % cluster.pp !== 0) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the interleaved schedule needs accum (${accum}) to be a multiple of pp (${cluster.pp})`);
+  }
+  const samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
+  const b = options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack;
+  const seed = options.seed ?? 0;
+  const epoch = options.epoch ?? 0;
+  const resolved: Resolved = { spec, gpu, cluster, accum, simulatedSteps: options.simulatedSteps ?? 16, schedule, virtualStages };
+  const coef = coefficients(spec, gpu, cluster);
+  // Text cost of a sample for balancing: the LLM's per-token and per-squared-length time.
+  let perToken = 0;
+  let perSq = 0;
+  coef.perToken.forEach((x) => (perToken += x));
+  coef.perSq.forEach((x) => (perSq += x));
+  const costB = perToken > 0 ? perSq / perToken : 0;
+  const shape = { dp: cluster.dp, accum, samplesPerPack: b, seed, epoch };
+  const balanced = planBatches(samples, { ...shape, costA: 1, costB });
+  const random = planBatches(samples, { ...shape, strategy: 'random' });
+  const cost = { a: 1, b: costB };
+  const pick = (m: BatchMetrics) => ({ padRatio: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDist: m.costDist, samplesPerPack: m.samplesPerPack });
+  const configs: Config[] = [
+    { name: 'baseline (random batches, parameter split, full recompute)', plan: random, split: 'parameters', recompute: 'full' },
+    { name: '+ data balance', plan: balanced, split: 'parameters', recompute: 'full' },
+    { name: '+ model balance', plan: balanced, split: 'optimal', recompute: 'full' },
+    { name: '+ memory balance', plan: balanced, split: 'optimal', recompute: 'block' },
+  ];
+  const results: Simulated[] = [];
+  for (const cfg of configs) results.push(simulateConfig(cfg, samples, resolved, coef, results[0]?.row.gpuHours));
+  // The epoch of the balanced plan has its own step count; GPU-hours use each plan's steps.
+  const baselines: TrainingPlan['baselines'] = {};
+  try {
+    const megatron = simulateConfig({ name: 'Megatron default (random batches, uniform split, full recompute)', plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, results[0].row.gpuHours);
+    baselines.megatronUniform = megatron.row;
+  } catch (error) {
+    baselines.megatronUniform = { error: (error as Error).message };
+  }
+  const full = results[results.length - 1];
+  return {
+    schema: 'omnibal.training-plan/1',
+    assumptions: PLAN_ASSUMPTIONS,
+    model: modelName,
+    gpu: gpuName,
+    cluster,
+    accum,
+    samples: samples.text.length,
+    steps: balanced.steps,
+    stages: full.stages,
+    data: { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) },
+    ablation: results.map((r) => r.row),
+    baselines,
+    epochHours: (full.row.stepMs * balanced.steps) / 3.6e6,
+    memoryBytes: gpu.memoryBytes,
+    detail: {
+      balancedRankTokens: full.rankTokens,
+      randomRankTokens: results[0].rankTokens,
+      timelines: [results[0].timeline, full.timeline],
+    },
+  };
+}
