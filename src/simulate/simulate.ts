@@ -145,7 +145,7 @@ export function simulateStepTwin(input: Native.SimulateStepInput, withEvents: bo
     rankMs,
     busyMs: busy,
     idleMs: idle,
-    bubbleFraction: step > 0 ? idleTotal / (step * dp * pp) : 0,
+    bubbleFraction: step > 0 ? idleTotal / (step * (dp * pp)) : 0,
     peakInFlight: peak,
     peakActivationBytes: Float64Array.from(peak, (x, s) => x * input.activationBytes[s]),
     eventRank: Uint32Array.from(events, (e) => e[0]),

@@ -1,0 +1,72 @@
+// The step simulator: native equals the twin on random steps, and the closed forms hold.
+import test from 'ava';
+import fc from 'fast-check';
+import { jsBackend } from '../src/binding';
+import { firstDifference, native, nativeTest, thrown } from './helpers';
+
+const stepArb = fc
+  .record({
+    dp: fc.integer({ min: 1, max: 3 }),
+    pp: fc.integer({ min: 1, max: 5 }),
+    mult: fc.integer({ min: 1, max: 4 }),
+    schedule: fc.constantFrom('gpipe', '1f1b', 'interleaved'),
+    v: fc.integer({ min: 1, max: 3 }),
+    seed: fc.integer({ min: 0, max: 1000 }),
+  })
+  .map(({ dp, pp, mult, schedule, v, seed }) => {
+    const m = schedule === 'interleaved' ? pp * mult : mult + pp - 1;
+    const n = dp * m * pp;
+    const val = (i: number, k: number) => ((i * 7919 + seed * 104729 + k) % 97) / 10;
+    return {
+      dp,
+      pp,
+      microBatches: m,
+      forwardMs: Float64Array.from({ length: n }, (_, i) => val(i, 1)),
+      backwardMs: Float64Array.from({ length: n }, (_, i) => val(i, 2) * 2),
+      transferMs: Float64Array.from({ length: pp - 1 }, (_, i) => val(i, 3) / 10),
+      gradBytes: Float64Array.from({ length: pp }, (_, i) => 1e8 * (i + 1)),
+      allreduceBytesPerS: seed % 2 === 0 ? 0 : 25e9,
+      activationBytes: Float64Array.from({ length: pp }, () => 1e6),
+      schedule,
+      virtualStages: v,
+    };
+  });
+
+nativeTest('simulateStep: native equals the twin, events included', (t) => {
+  fc.assert(
+    fc.property(stepArb, (input) => {
+      const a = native!.simulateStep(input, true);
+      const b = jsBackend.simulateStep(input, true);
+      const d = firstDifference(a, b);
+      if (d) throw new Error(d);
+    }),
+    { numRuns: 400 },
+  );
+  t.pass();
+});
+
+test('closed forms: GPipe and 1F1B take (M + P - 1)(f + b); interleaving divides the bubble by v', (t) => {
+  const make = (pp: number, m: number, schedule: string, v = 1) => ({
+    dp: 2,
+    pp,
+    microBatches: m,
+    forwardMs: new Float64Array(2 * pp * m).fill(2),
+    backwardMs: new Float64Array(2 * pp * m).fill(4),
+    transferMs: new Float64Array(pp - 1),
+    gradBytes: new Float64Array(pp),
+    allreduceBytesPerS: 0,
+    activationBytes: new Float64Array(pp).fill(1),
+    schedule,
+    virtualStages: v,
+  });
+  for (const schedule of ['gpipe', '1f1b']) {
+    const r = jsBackend.simulateStep(make(4, 8, schedule), false);
+    t.is(r.stepMs, (8 + 4 - 1) * 6, schedule);
+    t.true(Math.abs(r.bubbleFraction - 3 / 11) < 1e-12);
+  }
+  const i = jsBackend.simulateStep(make(4, 8, 'interleaved', 2), false);
+  t.true(Math.abs(i.stepMs - (8 * 6 + (3 * 6) / 2)) < 1e-9);
+  t.deepEqual(Array.from(jsBackend.simulateStep(make(4, 8, '1f1b'), false).peakInFlight), [4, 3, 2, 1]);
+  t.is(thrown(() => jsBackend.simulateStep(make(4, 6, 'interleaved', 2), false)).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => jsBackend.simulateStep(make(4, 6, 'zero-bubble'), false)).code, 'ERR_OMNIBAL_UNKNOWN_OPTION');
+});
