@@ -96,5 +96,29 @@ export {
 } from './src/model/index';
 export { searchStages, type SearchStagesOptions, type StageCandidate, type StageSearch } from './src/model/search';
 export { exportDeepSpeed, exportMegatron, type DeepSpeedExport, type MegatronExport } from './src/export/index';
+export { simulateStep, type StepEvents, type StepInput, type StepResult } from './src/simulate/index';
+export {
+  DEFAULT_RUN,
+  PLAN_ASSUMPTIONS,
+  planTraining,
+  simulateSavedPlan,
+  type AblationRow,
+  type Cluster,
+  type DataComparison,
+  type DataSummary,
+  type DefaultRun,
+  type FailedBaseline,
+  type FileInputs,
+  type PlanDetail,
+  type SyntheticInputs,
+  type Timeline,
+  type TimelineEvent,
+  type PlanInputs,
+  type PlanReplay,
+  type PlanTrainingOptions,
+  type ReplayResult,
+  type TrainingPlan,
+} from './src/plan/index';
+export { renderReport } from './src/report/index';
 export { version } from './src/package';
 export type { ProgressCallback } from './src/progress';

@@ -2,11 +2,12 @@
 // HTML report rendered in headless Chromium.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { planTraining } from '../src/plan/index';
 import { syntheticSamples } from '../src/data/synthetic';
+import { vlmLayers } from '../index';
 import { cli, thrown } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-plan-'));
@@ -91,4 +92,35 @@ browserTest('the HTML report is self-contained and renders its charts in headles
   await page.screenshot({ path: shot, fullPage: true });
   t.log(`screenshot: ${shot}`);
   t.deepEqual(errors, []);
+});
+
+test('omnibal simulate re-simulates a saved plan, what-if edits included, and refuses other versions', (t) => {
+  const saved = path.join(dir, 'plan.json');
+  const made = omnibal(['plan', '--synthetic', '40000', '--simulated-steps', '4', '--out', saved]);
+  t.is(made.status, 0, made.stderr);
+  const plan = JSON.parse(readFileSync(saved, 'utf8'));
+  const again = omnibal(['simulate', '--plan', saved, '--json']);
+  t.is(again.status, 0, again.stderr);
+  const r = JSON.parse(again.stdout);
+  t.true(Math.abs(r.stepMs - plan.ablation[3].stepMs) < 1e-6 * plan.ablation[3].stepMs, 'replaying the plan gives its own prediction');
+  // What-if: no recomputation anywhere does not fit; the error names the stage and the excess.
+  for (const s of plan.stages.stages) s.recomputeLayers = [];
+  const edited = path.join(dir, 'edited.json');
+  writeFileSync(edited, JSON.stringify(plan));
+  const bad = omnibal(['simulate', '--plan', edited]);
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /stage \d+ needs [\d.]+ GiB, [\d.]+ GiB more than the 80\.0 GiB per GPU \[ERR_OMNIBAL_INFEASIBLE\]/);
+  plan.schema = 'omnibal.training-plan/0';
+  writeFileSync(edited, JSON.stringify(plan));
+  t.regex(omnibal(['simulate', '--plan', edited]).stderr, /schema "omnibal\.training-plan\/0", expected "omnibal\.training-plan\/1" \[ERR_OMNIBAL_PARSE\]/);
+});
+
+test('plan --calibration predicts from measurements', (t) => {
+  const calibration = path.join(dir, 'calibration.json');
+  // Measured LLM blocks twice as slow as the guessed efficiency predicts (at the calibration load).
+  const predicted = vlmLayers('internvl-chat-1.5', 'A100-80G', { tp: 1, dp: 8, zero: 1, load: { tiles: 18, tokens: 5000 } }).forwardMs[60];
+  writeFileSync(calibration, JSON.stringify({ layers: [{ index: 60, forwardMs: 2 * predicted }] }));
+  const slow = JSON.parse(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--json', '--calibration', calibration]).stdout);
+  const base = JSON.parse(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--json']).stdout);
+  t.true(slow.ablation[3].stepMs > base.ablation[3].stepMs, 'slower measured LLM layers, slower predicted steps');
 });

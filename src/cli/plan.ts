@@ -4,12 +4,13 @@
  *
  * @module
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
 import { syntheticSamples } from '../data/synthetic';
-import { DEFAULT_RUN, planTraining, type TrainingPlan } from '../plan/index';
+import { DEFAULT_RUN, planTraining, simulateSavedPlan, type TrainingPlan } from '../plan/index';
+import type { Calibration } from '../model/index';
 import { renderReport } from '../report/index';
 import { formatTable } from './table';
 
@@ -32,6 +33,21 @@ interface PlanFlags {
   json?: boolean;
   out?: string;
   report?: string;
+  calibration?: string;
+}
+
+function readJsonFile(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw omnibalError(ErrorCodes.PARSE, `${file}: cannot read the ${what} (${(error as { code?: string }).code ?? String(error)})`, error);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw omnibalError(ErrorCodes.PARSE, `${file}: the ${what} does not parse: ${(error as Error).message}`, error);
+  }
 }
 
 const num = (v: string) => Number(v);
@@ -80,6 +96,8 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     schedule: flags.schedule,
     virtualStages: flags.virtualStages,
     simulatedSteps: flags.simulatedSteps,
+    calibration: flags.calibration ? (readJsonFile(flags.calibration, 'calibration file') as Calibration) : undefined,
+    inputs: flags.input.length > 0 ? { files: flags.input } : { synthetic: flags.synthetic, seed: flags.seed },
   });
   if (flags.report) {
     try {
@@ -117,5 +135,36 @@ export function registerPlan(program: Command): void {
     .option('--json', 'write the whole plan as one JSON object')
     .option('--out <file>', 'also write the JSON plan to this file')
     .option('--report <file>', 'write a self-contained HTML report with charts')
+    .option('--calibration <file>', 'measured layer times and stage memory to calibrate the cost model (see README)')
     .action(async (flags: PlanFlags) => runPlan(flags));
+
+  program
+    .command('simulate')
+    .description('re-simulate a plan written by omnibal plan --json (edit its stages, cluster or accum by hand to ask what-if)')
+    .requiredOption('--plan <file>', 'the plan JSON')
+    .option('--input <file>', 'length file(s), when the plan was made from files elsewhere; repeatable', collect, [])
+    .option('--json', 'write one JSON object')
+    .action(async (flags: { plan: string; input: string[]; json?: boolean }) => {
+      const saved = readJsonFile(flags.plan, 'plan file') as TrainingPlan;
+      const inputs = saved?.replay?.inputs;
+      const samples =
+        flags.input.length > 0
+          ? await readSamples(flags.input)
+          : inputs && 'files' in inputs
+            ? await readSamples(inputs.files)
+            : syntheticSamples(inputs && 'synthetic' in inputs ? inputs.synthetic : DEFAULT_RUN.samples, inputs && 'seed' in inputs ? inputs.seed : 0);
+      const r = simulateSavedPlan(saved, samples);
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify({ prediction: true, assumptions: saved.assumptions, ...r })}\n`);
+        return;
+      }
+      const rows = r.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, s.recomputeLayers.length, s.timeMs.toFixed(0), (s.memoryBytes / 2 ** 30).toFixed(1)]);
+      process.stdout.write(
+        [
+          `omnibal simulate: ${flags.plan} (PREDICTION of the cost model and simulator)`,
+          formatTable(['stage', 'layers', 'recomputed', 'ms / micro-batch', 'memory GiB'], rows),
+          `predicted step ${(r.stepMs / 1000).toFixed(1)} s, ${(r.gpuHours / 24).toFixed(1)} GPU-days per epoch, bubble ${(r.bubbleFraction * 100).toFixed(0)}%`,
+        ].join('\n') + '\n',
+      );
+    });
 }

@@ -13,12 +13,16 @@ import { ErrorCodes, omnibalError } from '../errors';
 import { batchMetrics, planBatches, type BatchMetrics, type BatchPlan, type Samples } from '../data/index';
 import { syntheticSamples } from '../data/synthetic';
 import {
+  applyCalibration,
   baselineStages,
+  calibrate,
   gpuInput,
   partitionStages,
   resolveGpu,
   resolveModel,
   vlmStageProblem,
+  type Calibration,
+  type CalibrationResult,
   type GpuChoice,
   type ModelChoice,
   type StagePlan,
@@ -26,12 +30,17 @@ import {
 } from '../model/index';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
 import { integerBetween } from '../validate';
+import { evaluateStages } from '../model/index';
 
 /** The parallel layout: `tp * pp * dp` must equal `gpus`. */
 export interface Cluster {
+  /** GPUs in all. */
   gpus: number;
+  /** Tensor parallel size. */
   tp: number;
+  /** Pipeline stages. */
   pp: number;
+  /** Data parallel size. */
   dp: number;
 }
 
@@ -51,7 +60,9 @@ export interface PlanTrainingOptions {
   globalBatch?: number;
   /** Mean samples per packed micro-batch; default 4.5. */
   samplesPerPack?: number;
+  /** Seed of every random choice; default 0. */
   seed?: number;
+  /** Epoch; default 0. */
   epoch?: number;
   /** Steps simulated per configuration, evenly spread over the epoch; default 16. */
   simulatedSteps?: number;
@@ -59,10 +70,32 @@ export interface PlanTrainingOptions {
   schedule?: 'gpipe' | '1f1b' | 'interleaved';
   /** Virtual stages per device for the interleaved schedule; default 2. */
   virtualStages?: number;
+  /** Measurements to calibrate the cost model with before planning. */
+  calibration?: Calibration;
+  /** Where the samples came from, recorded in the plan so `omnibal simulate` can rebuild them. */
+  inputs?: PlanInputs;
+}
+
+/** Where a plan's samples came from. */
+export type PlanInputs = SyntheticInputs | FileInputs;
+
+/** Synthetic samples: how many, and their seed. */
+export interface SyntheticInputs {
+  /** Number of synthetic samples. */
+  synthetic: number;
+  /** Their seed. */
+  seed: number;
+}
+
+/** Samples read from files. */
+export interface FileInputs {
+  /** The length files, in order. */
+  files: string[];
 }
 
 /** One row of the ablation. */
 export interface AblationRow {
+  /** The configuration. */
   name: string;
   /** Predicted mean step time, ms. */
   stepMs: number;
@@ -76,29 +109,75 @@ export interface AblationRow {
 
 /** A planned training run. */
 export interface TrainingPlan {
+  /** The version of this JSON shape. */
   schema: 'omnibal.training-plan/1';
   /** Assumptions behind every predicted figure. */
   assumptions: string[];
+  /** Model preset (or `custom`). */
   model: string;
+  /** GPU preset (or `custom`). */
   gpu: string;
+  /** The parallel layout. */
   cluster: Cluster;
+  /** Micro-batches per rank per step. */
   accum: number;
+  /** Samples planned. */
   samples: number;
+  /** Steps in the epoch of the balanced batches. */
   steps: number;
   /** The chosen stages and recomputation (the full plan). */
   stages: StagePlan;
   /** Data balance of the chosen batches vs the random baseline. */
-  data: { balanced: Pick<BatchMetrics, 'padRatio' | 'visionDist' | 'textDist' | 'costDist' | 'samplesPerPack'>; random: Pick<BatchMetrics, 'padRatio' | 'visionDist' | 'textDist' | 'costDist' | 'samplesPerPack'> };
+  data: DataComparison;
   /** baseline, + data balance, + model balance, + memory balance. */
   ablation: AblationRow[];
   /** Other reference points outside the chain. */
-  baselines: Record<string, AblationRow | { error: string }>;
+  baselines: Record<string, AblationRow | FailedBaseline>;
   /** Predicted epoch time of the full plan, hours. */
   epochHours: number;
   /** Memory per GPU, bytes. */
   memoryBytes: number;
+  /** What `omnibal simulate` needs to rebuild and re-simulate this plan. */
+  replay: PlanReplay;
   /** Figures for reports: per-step rank loads and one simulated timeline each of the baseline and the plan. */
   detail: PlanDetail;
+}
+
+/** Data balance of the balanced batches and of the random baseline. */
+export interface DataComparison {
+  /** The balanced batches. */
+  balanced: DataSummary;
+  /** Random fixed-size padded batches. */
+  random: DataSummary;
+}
+
+/** Data balance figures of a batch plan (see `BatchMetrics`). */
+export type DataSummary = Pick<BatchMetrics, 'padRatio' | 'visionDist' | 'textDist' | 'costDist' | 'samplesPerPack'>;
+
+/** A baseline that could not be evaluated (for example, it does not fit in memory). */
+export interface FailedBaseline {
+  /** Why. */
+  error: string;
+}
+
+/** The inputs of a plan, kept so it can be re-simulated (with hand-edited stages). */
+export interface PlanReplay {
+  /** Where the samples came from (null when given in memory). */
+  inputs: PlanInputs | null;
+  /** Mean samples per pack. */
+  samplesPerPack: number;
+  /** Seed. */
+  seed: number;
+  /** Epoch. */
+  epoch: number;
+  /** Pipeline schedule. */
+  schedule: 'gpipe' | '1f1b' | 'interleaved';
+  /** Model chunks per device. */
+  virtualStages: number;
+  /** Steps simulated per configuration. */
+  simulatedSteps: number;
+  /** The calibration applied, if any. */
+  calibration: Calibration | null;
 }
 
 /** Per-step and timeline detail for reports. */
@@ -108,7 +187,31 @@ export interface PlanDetail {
   /** The same for the random baseline. */
   randomRankTokens: number[][];
   /** Events of the slowest rank of one simulated step: baseline, then the plan. */
-  timelines: { name: string; stepMs: number; events: { stage: number; microBatch: number; backward: boolean; startMs: number; endMs: number }[] }[];
+  timelines: Timeline[];
+}
+
+/** The slowest rank's operations in one simulated step. */
+export interface Timeline {
+  /** The configuration. */
+  name: string;
+  /** The step time, ms. */
+  stepMs: number;
+  /** Its operations. */
+  events: TimelineEvent[];
+}
+
+/** One operation on the timeline. */
+export interface TimelineEvent {
+  /** Pipeline stage. */
+  stage: number;
+  /** Micro-batch. */
+  microBatch: number;
+  /** Backward (else forward). */
+  backward: boolean;
+  /** Start, ms. */
+  startMs: number;
+  /** End, ms. */
+  endMs: number;
 }
 
 /** What every figure of a training plan assumes. */
@@ -174,15 +277,17 @@ function meanLoad(plan: BatchPlan, s: Samples): Load {
 interface Config {
   name: string;
   plan: BatchPlan;
-  split: 'optimal' | 'parameters' | 'uniform';
+  split: 'optimal' | 'parameters' | 'uniform' | 'given';
   recompute: 'full' | 'block';
+  /** For `given`: the stages' last layers and recomputed layers. */
+  given?: { lastLayers: number[]; recomputeLayers: number[] };
 }
 
 interface Simulated {
   row: AblationRow;
   stages: StagePlan;
   rankTokens: number[][];
-  timeline: PlanDetail['timelines'][number];
+  timeline: Timeline;
 }
 
 function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
@@ -199,7 +304,13 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
     load: { tiles: load.tiles, tokens: load.tokens, sumSqLen: load.sumSq },
     recompute: cfg.recompute,
   });
-  const stages = cfg.split === 'optimal' ? partitionStages(problem) : baselineStages(problem, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
+  const calibrated = o.calibration ? applyCalibration(problem, o.calibration) : problem;
+  const stages =
+    cfg.split === 'optimal'
+      ? partitionStages(calibrated)
+      : cfg.split === 'given'
+        ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
+        : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
   const pp = cluster.pp;
   const layerStage = new Uint32Array(problem.forwardMs.length);
   const recomputed = new Uint8Array(problem.forwardMs.length);
@@ -228,7 +339,7 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
   });
   const activationBytes = Float64Array.from(stages.stages, (st) => {
     let a = 0;
-    for (let l = st.firstLayer; l <= st.lastLayer; l++) a += recomputed[l] ? problem.checkpointBytes[l] : problem.activationBytes[l];
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) a += recomputed[l] ? calibrated.checkpointBytes[l] : calibrated.activationBytes[l];
     return a;
   });
   const plan = cfg.plan;
@@ -237,7 +348,7 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
   let total = 0;
   let bubble = 0;
   const rankTokens: number[][] = [];
-  let timeline: PlanDetail['timelines'][number] | undefined;
+  let timeline: Timeline | undefined;
   for (let j = 0; j < count; j++) {
     const step = Math.floor((j * steps) / count);
     const m = o.accum;
@@ -285,7 +396,7 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
       res.rankMs.forEach((x, r) => {
         if (x > res.rankMs[slow]) slow = r;
       });
-      const events: PlanDetail['timelines'][number]['events'] = [];
+      const events: Timeline['events'] = [];
       for (let e = 0; e < res.eventRank.length; e++) {
         if (res.eventRank[e] !== slow) continue;
         events.push({ stage: res.eventStage[e], microBatch: res.eventMicroBatch[e], backward: res.eventBackward[e] === 1, startMs: res.eventStartMs[e], endMs: res.eventEndMs[e] });
@@ -304,6 +415,7 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
 }
 
 interface Resolved {
+  calibration?: CalibrationResult;
   spec: VlmSpec;
   gpu: GpuSpec;
   cluster: Cluster;
@@ -314,7 +426,23 @@ interface Resolved {
 }
 
 /** The default run: InternVL-Chat-1.5 on 64 A100-80G over 1.2 million synthetic samples. */
-export const DEFAULT_RUN = { model: 'internvl-chat-1.5', gpu: 'A100-80G', cluster: { gpus: 64, tp: 1, pp: 8, dp: 8 }, samples: 1_200_000, accum: 32, samplesPerPack: 4.5 };
+export const DEFAULT_RUN: DefaultRun = { model: 'internvl-chat-1.5', gpu: 'A100-80G', cluster: { gpus: 64, tp: 1, pp: 8, dp: 8 }, samples: 1_200_000, accum: 32, samplesPerPack: 4.5 };
+
+/** The shape of {@link DEFAULT_RUN}. */
+export interface DefaultRun {
+  /** Model preset. */
+  model: string;
+  /** GPU preset. */
+  gpu: string;
+  /** Layout. */
+  cluster: Cluster;
+  /** Synthetic samples. */
+  samples: number;
+  /** Micro-batches per rank per step. */
+  accum: number;
+  /** Mean samples per pack. */
+  samplesPerPack: number;
+}
 
 /** Plans a training run and predicts its ablation (a prediction of the model and simulator). */
 export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
@@ -345,8 +473,10 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const b = options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack;
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
-  const resolved: Resolved = { spec, gpu, cluster, accum, simulatedSteps: options.simulatedSteps ?? 16, schedule, virtualStages };
-  const coef = coefficients(spec, gpu, cluster);
+  const calibration = options.calibration ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: 1, load: { tiles: 18, tokens: 5000 } }, options.calibration) : undefined;
+  const g = calibration?.gpu ?? gpu;
+  const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps: options.simulatedSteps ?? 16, schedule, virtualStages, calibration };
+  const coef = coefficients(spec, g, cluster);
   // Text cost of a sample for balancing: the LLM's per-token and per-squared-length time.
   let perToken = 0;
   let perSq = 0;
@@ -390,10 +520,70 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     baselines,
     epochHours: (full.row.stepMs * balanced.steps) / 3.6e6,
     memoryBytes: gpu.memoryBytes,
+    replay: {
+      inputs: options.inputs ?? null,
+      samplesPerPack: b,
+      seed,
+      epoch,
+      schedule,
+      virtualStages,
+      simulatedSteps: resolved.simulatedSteps,
+      calibration: options.calibration ?? null,
+    },
     detail: {
       balancedRankTokens: full.rankTokens,
       randomRankTokens: results[0].rankTokens,
       timelines: [results[0].timeline, full.timeline],
     },
   };
+}
+
+/** The result of re-simulating a saved plan. */
+export interface ReplayResult {
+  /** Predicted mean step time of the plan as given (its stages and recomputation), ms. */
+  stepMs: number;
+  /** Predicted GPU-hours per epoch. */
+  gpuHours: number;
+  /** Predicted bubble fraction. */
+  bubbleFraction: number;
+  /** The stages as evaluated by the cost model. */
+  stages: StagePlan;
+}
+
+/**
+ * Re-simulates a plan written by `omnibal plan --json` (possibly edited by hand: its stages'
+ * `lastLayer`s and `recomputeLayers`, its cluster or accum), on the given samples.
+ */
+export function simulateSavedPlan(saved: TrainingPlan, samples: Samples): ReplayResult {
+  if ((saved as { schema?: string }).schema !== 'omnibal.training-plan/1') {
+    throw omnibalError(ErrorCodes.PARSE, `not an omnibal training plan of this version: schema ${JSON.stringify((saved as { schema?: string }).schema)}, expected "omnibal.training-plan/1"`);
+  }
+  const r = saved.replay;
+  const spec = resolveModel(saved.model);
+  const gpu = resolveGpu(saved.gpu);
+  const cluster = saved.cluster;
+  const calibration = r.calibration ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: 1, load: { tiles: 18, tokens: 5000 } }, r.calibration) : undefined;
+  const g = calibration?.gpu ?? gpu;
+  const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps: r.simulatedSteps, schedule: r.schedule, virtualStages: r.virtualStages, calibration };
+  const coef = coefficients(spec, g, cluster);
+  let perToken = 0;
+  let perSq = 0;
+  coef.perToken.forEach((x) => (perToken += x));
+  coef.perSq.forEach((x) => (perSq += x));
+  const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB: perToken > 0 ? perSq / perToken : 0 });
+  const given = { lastLayers: saved.stages.stages.map((s) => s.lastLayer), recomputeLayers: saved.stages.stages.flatMap((s) => s.recomputeLayers) };
+  if (given.lastLayers.length !== cluster.pp) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the plan has ${given.lastLayers.length} stages but pp is ${cluster.pp}`);
+  }
+  const sim = simulateConfig({ name: 'saved plan', plan, split: 'given', recompute: 'block', given }, samples, resolved, coef, undefined);
+  sim.stages.stages.forEach((st, i) => {
+    if (st.memoryBytes > g.memoryBytes) {
+      const gib = (x: number) => (x / 2 ** 30).toFixed(1);
+      throw omnibalError(
+        ErrorCodes.INFEASIBLE,
+        `stage ${i} needs ${gib(st.memoryBytes)} GiB, ${gib(st.memoryBytes - g.memoryBytes)} GiB more than the ${gib(g.memoryBytes)} GiB per GPU`,
+      );
+    }
+  });
+  return { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, bubbleFraction: sim.row.bubbleFraction, stages: sim.stages };
 }

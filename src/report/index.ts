@@ -3,11 +3,11 @@
  *
  * @module
  */
-import type { TrainingPlan } from '../plan/index';
+import type { Timeline, TrainingPlan } from '../plan/index';
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
-function gantt(t: TrainingPlan['detail']['timelines'][number], pp: number, width: number, endMs: number): string {
+function gantt(t: Timeline, pp: number, width: number, endMs: number): string {
   const row = 18;
   const left = 60;
   const h = pp * row + 30;

@@ -1,0 +1,89 @@
+/**
+ * The pipeline step simulator: one training step over `dp` ranks x `pp` stages, each rank with
+ * its own micro-batches, under GPipe, 1F1B or interleaved 1F1B. Its figures are predictions.
+ *
+ * @module
+ */
+import { activeBackend } from '../binding';
+
+/** One step to simulate (struct of arrays). */
+export interface StepInput {
+  /** Data-parallel ranks. */
+  dp: number;
+  /** Pipeline stages. */
+  pp: number;
+  /** Micro-batches per rank. */
+  microBatches: number;
+  /** `forwardMs[(r * M + m) * P + s]`: forward time of micro-batch `m` of rank `r` on stage `s`. */
+  forwardMs: Float64Array;
+  /** Backward time (recomputation included), same layout. */
+  backwardMs: Float64Array;
+  /** Transfer time of one micro-batch across the cut after each stage (length `P - 1`). */
+  transferMs: Float64Array;
+  /** Gradient bytes per stage (length `P`), all-reduced over `dp` at the step end. */
+  gradBytes: Float64Array;
+  /** All-reduce bandwidth, bytes/s (0: none). */
+  allreduceBytesPerS: number;
+  /** Activation bytes of one in-flight micro-batch per stage (length `P`). */
+  activationBytes: Float64Array;
+  /** `gpipe`, `1f1b` or `interleaved`. */
+  schedule: 'gpipe' | '1f1b' | 'interleaved';
+  /** Model chunks per device for `interleaved`; default 1. */
+  virtualStages?: number;
+}
+
+/** What the simulation predicts. */
+export interface StepResult {
+  /** The step: the slowest rank, all-reduce included, ms. */
+  stepMs: number;
+  /** Each rank's step time, ms. */
+  rankMs: Float64Array;
+  /** Compute time per device, `[r * P + s]`, ms. */
+  busyMs: Float64Array;
+  /** Idle time per device within the step, ms. */
+  idleMs: Float64Array;
+  /** Idle share of all device time. */
+  bubbleFraction: number;
+  /** Most micro-batches in flight per stage. */
+  peakInFlight: Float64Array;
+  /** Peak activation bytes per stage. */
+  peakActivationBytes: Float64Array;
+  /** The timeline (struct of arrays), when asked for. */
+  events?: StepEvents;
+}
+
+/** The timeline of a simulated step, one entry per executed operation. */
+export interface StepEvents {
+  /** Data-parallel rank. */
+  rank: Uint32Array;
+  /** Pipeline stage (device). */
+  stage: Uint32Array;
+  /** Micro-batch of the rank. */
+  microBatch: Uint32Array;
+  /** Model chunk (interleaved), else 0. */
+  chunk: Uint32Array;
+  /** 1 for a backward, 0 for a forward. */
+  backward: Uint8Array;
+  /** Start, ms from the step start. */
+  startMs: Float64Array;
+  /** End, ms. */
+  endMs: Float64Array;
+}
+
+/** Simulates one training step; `withEvents` returns the full timeline too. */
+export function simulateStep(input: StepInput, withEvents = false): StepResult {
+  const r = activeBackend().simulateStep(input, withEvents);
+  const out: StepResult = {
+    stepMs: r.stepMs,
+    rankMs: r.rankMs,
+    busyMs: r.busyMs,
+    idleMs: r.idleMs,
+    bubbleFraction: r.bubbleFraction,
+    peakInFlight: r.peakInFlight,
+    peakActivationBytes: r.peakActivationBytes,
+  };
+  if (withEvents) {
+    out.events = { rank: r.eventRank, stage: r.eventStage, microBatch: r.eventMicroBatch, chunk: r.eventChunk, backward: r.eventBackward, startMs: r.eventStartMs, endMs: r.eventEndMs };
+  }
+  return out;
+}
