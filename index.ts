@@ -119,6 +119,7 @@ export {
   type ReplayResult,
   type TrainingPlan,
 } from './src/plan/index';
+export { searchLayouts, type LayoutCandidate, type LayoutSearchOptions } from './src/plan/layout';
 export { renderReport } from './src/report/index';
 export { version } from './src/package';
 export type { ProgressCallback } from './src/progress';

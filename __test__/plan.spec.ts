@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { planTraining } from '../src/plan/index';
 import { syntheticSamples } from '../src/data/synthetic';
-import { vlmLayers } from '../index';
+import { searchLayouts, vlmLayers } from '../index';
 import { cli, thrown } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-plan-'));
@@ -123,4 +123,14 @@ test('plan --calibration predicts from measurements', (t) => {
   const slow = JSON.parse(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--json', '--calibration', calibration]).stdout);
   const base = JSON.parse(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--json']).stdout);
   t.true(slow.ablation[3].stepMs > base.ablation[3].stepMs, 'slower measured LLM layers, slower predicted steps');
+});
+
+test('layout search ranks the layouts that fit by predicted GPU-hours, and says why others do not', (t) => {
+  const ranked = searchLayouts({ gpus: 8, globalBatch: 32, samples: syntheticSamples(20000, 1), tps: [1, 2], pps: [1, 2, 4], simulatedSteps: 2 });
+  t.true(ranked.length >= 4);
+  const fits = ranked.filter((c) => c.gpuHours !== undefined);
+  for (let i = 1; i < fits.length; i++) t.true(fits[i].gpuHours! >= fits[i - 1].gpuHours!);
+  for (const c of ranked) t.is(c.tp * c.pp * c.dp, 8);
+  const misfit = ranked.find((c) => c.error);
+  if (misfit) t.regex(misfit.error!, /memory|fit/);
 });

@@ -10,6 +10,7 @@ import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
 import { syntheticSamples } from '../data/synthetic';
 import { DEFAULT_RUN, planTraining, simulateSavedPlan, type TrainingPlan } from '../plan/index';
+import { searchLayouts } from '../plan/layout';
 import type { Calibration } from '../model/index';
 import { renderReport } from '../report/index';
 import { formatTable } from './table';
@@ -34,6 +35,7 @@ interface PlanFlags {
   out?: string;
   report?: string;
   calibration?: string;
+  searchLayout?: boolean;
 }
 
 function readJsonFile(file: string, what: string): unknown {
@@ -84,6 +86,22 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp (${flags.tp} x ${flags.pp}) must divide the GPU count (${flags.gpus})`);
   }
   const samples = flags.input.length > 0 ? await readSamples(flags.input) : syntheticSamples(flags.synthetic, flags.seed);
+  if (flags.searchLayout) {
+    const ranked = searchLayouts({
+      model: flags.model,
+      gpu: flags.gpu,
+      gpus: flags.gpus,
+      globalBatch: flags.globalBatch ?? (flags.accum ?? DEFAULT_RUN.accum) * dp,
+      samples,
+      samplesPerPacks: [flags.samplesPerPack / 2, flags.samplesPerPack, flags.samplesPerPack * 2].filter((b) => b >= 1),
+      seed: flags.seed,
+      schedule: flags.schedule,
+    });
+    const rows = ranked.map((c, i) => [c.error ? '-' : i + 1, c.tp, c.pp, c.dp, c.accum, c.samplesPerPack, c.stepMs === undefined ? '' : (c.stepMs / 1000).toFixed(1), c.gpuHours === undefined ? 'does not fit' : (c.gpuHours / 24).toFixed(1), c.error ? c.error.slice(0, 70) : '']);
+    const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack', 'step s', 'GPU-days / epoch', 'why not'], rows);
+    process.stdout.write(flags.json ? `${JSON.stringify({ prediction: true, layouts: ranked })}\n` : `omnibal plan --search-layout: ${flags.gpus} GPUs, fixed global batch (PREDICTIONS of the cost model)\n${text}\n`);
+    return;
+  }
   const plan = planTraining({
     model: flags.model,
     gpu: flags.gpu,
@@ -136,6 +154,7 @@ export function registerPlan(program: Command): void {
     .option('--out <file>', 'also write the JSON plan to this file')
     .option('--report <file>', 'write a self-contained HTML report with charts')
     .option('--calibration <file>', 'measured layer times and stage memory to calibrate the cost model (see README)')
+    .option('--search-layout', 'rank every tp x pp x dp layout of the GPUs and micro-batch size (half, as given, double; same global batch) by predicted GPU-hours')
     .action(async (flags: PlanFlags) => runPlan(flags));
 
   program

@@ -140,6 +140,9 @@ export function vlmLayerTableTwin(
   if (zero > 1) throw outOfRange('zero', `must be 0 or 1, got ${zero}`);
   const bytesPerParam = zero === 0 ? 16 : 4 + 12 / dp;
   const ms = (flops: number, eff: number) => (flops / tp / (gpu.peakFlops * eff)) * 1e3;
+  const tpMs = (n: number, hidden: number) => (tp > 1 && gpu.nvlinkBytesPerS > 0 ? ((2 * (((2 * (tp - 1)) / tp) * (2 * n * hidden))) / gpu.nvlinkBytesPerS) * 1e3 : 0);
+  const vitComm = tpMs(tiles * spec.vitTokensPerTile, spec.vit.hidden);
+  const llmComm = tpMs(tokens, spec.llm.hidden);
   const rows: { kind: number; flops: number; eff: number; params: number; act: number; ckpt: number; out: number }[] = [];
   const push = (kind: LayerKind, flops: number, eff: number, params: number, act: number, ckpt: number, out: number) =>
     rows.push({ kind: LAYER_KINDS.indexOf(kind), flops, eff, params, act, ckpt, out });
@@ -174,7 +177,8 @@ export function vlmLayerTableTwin(
   const headAct = seq + (6 * n * vocab) / tp;
   push('head', 2 * n * llm.hidden * vocab, gpu.efficiency.head, vocab * llm.hidden + llm.hidden, headAct, headAct, 0);
   const col = (f: (r: (typeof rows)[number]) => number) => Float64Array.from(rows, f);
-  const forwardMs = col((r) => ms(r.flops, r.eff));
+  const comm = (kind: number) => (kind === 1 ? vitComm : kind === 4 ? llmComm : 0);
+  const forwardMs = col((r) => ms(r.flops, r.eff) + comm(r.kind));
   const commMs =
     rows.length < 2 || gpu.networkBytesPerS <= 0
       ? new Float64Array(Math.max(rows.length - 1, 0))

@@ -72,6 +72,8 @@ export interface PlanTrainingOptions {
   virtualStages?: number;
   /** Measurements to calibrate the cost model with before planning. */
   calibration?: Calibration;
+  /** Evaluate the ablation chain and baselines (default); false plans only the full configuration. */
+  ablation?: boolean;
   /** Where the samples came from, recorded in the plan so `omnibal simulate` can rebuild them. */
   inputs?: PlanInputs;
 }
@@ -495,10 +497,11 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     { name: '+ memory balance', plan: balanced, split: 'optimal', recompute: 'block' },
   ];
   const results: Simulated[] = [];
-  for (const cfg of configs) results.push(simulateConfig(cfg, samples, resolved, coef, results[0]?.row.gpuHours));
+  const chain = options.ablation === false ? configs.slice(-1) : configs;
+  for (const cfg of chain) results.push(simulateConfig(cfg, samples, resolved, coef, results[0]?.row.gpuHours));
   // The epoch of the balanced plan has its own step count; GPU-hours use each plan's steps.
   const baselines: TrainingPlan['baselines'] = {};
-  try {
+  if (options.ablation !== false) try {
     const megatron = simulateConfig({ name: 'Megatron default (random batches, uniform split, full recompute)', plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, results[0].row.gpuHours);
     baselines.megatronUniform = megatron.row;
   } catch (error) {

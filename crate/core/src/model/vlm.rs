@@ -16,6 +16,9 @@
 //!   ZeRO 1; parameters split over `tp`.
 //! - Cutting after a layer sends its output forward and the gradient back, once per
 //!   micro-batch, at the GPU's network bandwidth (pipeline stages across nodes).
+//! - Tensor parallelism (`tp > 1`, inside a node) adds, per transformer block and forward, two
+//!   ring all-reduces of the block's output (`2 (tp - 1) / tp x 2 n h` bytes each) at the NVLink
+//!   bandwidth; the backward, twice the forward, carries its share.
 
 use super::stages::Layer;
 use crate::error::{number_at_least, Error};
@@ -216,10 +219,25 @@ pub fn vlm_layers(
         4.0 + 12.0 / par.dp as f64
     };
     let ms = |flops: f64, eff: f64| flops / tp / (gpu.peak_flops * eff) * 1e3;
+    // Two ring all-reduces of a block's output per forward, when the block is split over tp.
+    let tp_ms = |n: f64, hidden: f64| {
+        if par.tp > 1 && gpu.nvlink_bytes_per_s > 0.0 {
+            2.0 * (2.0 * (tp - 1.0) / tp * (2.0 * n * hidden)) / gpu.nvlink_bytes_per_s * 1e3
+        } else {
+            0.0
+        }
+    };
+    let vit_comm = tp_ms(load.tiles * spec.vit_tokens_per_tile, spec.vit.hidden);
+    let llm_comm = tp_ms(load.tokens, spec.llm.hidden);
     let mut out = Vec::with_capacity(spec.layer_count());
     let mut push =
         |kind: LayerKind, flops: f64, eff: f64, params: f64, act: f64, ckpt: f64, output: f64| {
-            let f = ms(flops, eff);
+            let comm = match kind {
+                LayerKind::Vit => vit_comm,
+                LayerKind::Llm => llm_comm,
+                _ => 0.0,
+            };
+            let f = ms(flops, eff) + comm;
             out.push(ModelLayer {
                 kind,
                 forward_flops: flops,
@@ -428,9 +446,11 @@ mod tests {
         let attn = 2.0 * 128.0 * 48.0 * 1e6;
         assert_eq!(block.forward_flops, dense + attn);
         assert_eq!(block.layer.backward_ms, 2.0 * block.layer.forward_ms);
+        // Compute, plus two ring all-reduces of the output over tp = 2 at 300 GB/s.
+        let comm = 2.0 * (2.0 * (2.0 - 1.0) / 2.0 * (2.0 * 1000.0 * h)) / 300e9 * 1e3;
         assert_eq!(
             block.layer.forward_ms,
-            (dense + attn) / 2.0 / (312e12 * 0.5) * 1e3
+            (dense + attn) / 2.0 / (312e12 * 0.5) * 1e3 + comm
         );
         assert_eq!(block.layer.activation_bytes, 34.0 * 1000.0 * h / 2.0);
     }
