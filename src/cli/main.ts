@@ -12,6 +12,7 @@ import { doctorReport, formatDoctor } from './doctor';
 import { registerPack } from './pack';
 import { registerPartition } from './partition';
 import { registerPlan } from './plan';
+import { registerServe } from './serve';
 
 /** Builds the program (exported so tests can drive it in-process). */
 export function buildProgram(): Command {
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerPack(program);
   registerPartition(program);
   registerPlan(program);
+  registerServe(program);
   return program;
 }
 

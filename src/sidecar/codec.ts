@@ -1,0 +1,47 @@
+/**
+ * Numeric arrays on the sidecar wire: JSON lists, or `{ "$base64": "...", "dtype": "u32" | "f64" }`
+ * holding little-endian typed-array bytes (much smaller and faster for millions of samples).
+ *
+ * @module
+ */
+import { invalidType } from '../errors';
+
+/** A wire-encoded numeric array. */
+export interface Base64Array {
+  /** Little-endian bytes, base64. */
+  $base64: string;
+  /** Element type. */
+  dtype: 'u32' | 'f64';
+}
+
+/** Decodes a JSON list or a base64 array into a `Uint32Array`. */
+export function toU32(name: string, v: unknown): Uint32Array {
+  if (Array.isArray(v)) {
+    const out = new Uint32Array(v.length);
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff) {
+        throw Object.assign(new RangeError(`${name}[${i}] must be an integer between 0 and 4294967295, got ${JSON.stringify(x)}`), { code: 'ERR_OMNIBAL_OUT_OF_RANGE' });
+      }
+      out[i] = x;
+    }
+    return out;
+  }
+  if (v && typeof v === 'object' && typeof (v as Base64Array).$base64 === 'string') {
+    const b = v as Base64Array;
+    if (b.dtype !== 'u32') throw invalidType(name, `must have dtype u32, got ${JSON.stringify(b.dtype)}`);
+    const bytes = Buffer.from(b.$base64, 'base64');
+    if (bytes.length % 4 !== 0) throw invalidType(name, 'base64 data must be a whole number of 4-byte values');
+    const out = new Uint32Array(bytes.length / 4);
+    for (let i = 0; i < out.length; i++) out[i] = bytes.readUInt32LE(4 * i);
+    return out;
+  }
+  throw invalidType(name, 'must be a list of integers or { "$base64", "dtype": "u32" }');
+}
+
+/** Encodes a typed array for the wire. */
+export function encodeU32(a: Uint32Array): Base64Array {
+  const buf = Buffer.alloc(a.length * 4);
+  for (let i = 0; i < a.length; i++) buf.writeUInt32LE(a[i], 4 * i);
+  return { $base64: buf.toString('base64'), dtype: 'u32' };
+}
