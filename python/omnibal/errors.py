@@ -1,0 +1,48 @@
+"""Typed exceptions of the omnibal Python client."""
+
+
+class OmnibalError(Exception):
+    """An error answered by the sidecar: the JSON-RPC code and omnibal's own code."""
+
+    def __init__(self, message, rpc_code=None, code=None):
+        super().__init__(message)
+        #: JSON-RPC error code (-32700 parse, -32600 invalid request, -32601 method not found,
+        #: -32602 invalid params, -32000 server, -32001 limit, -32800 cancelled).
+        self.rpc_code = rpc_code
+        #: omnibal's stable code (``ERR_OMNIBAL_...``), when the error has one.
+        self.code = code
+
+
+class InvalidParams(OmnibalError):
+    """The request's parameters were rejected (-32602)."""
+
+
+class MethodNotFound(OmnibalError):
+    """No such method (-32601)."""
+
+
+class LimitExceeded(OmnibalError):
+    """A line or a sample count over the sidecar's limits (-32001)."""
+
+
+class Cancelled(OmnibalError):
+    """The request was cancelled (-32800)."""
+
+
+class SidecarNotFound(OmnibalError):
+    """The sidecar (Node.js and the omnibal CLI) could not be started."""
+
+
+class SidecarExited(OmnibalError):
+    """The sidecar process ended while requests were pending."""
+
+
+_BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled}
+
+
+def from_rpc(error):
+    """Builds the typed exception for a JSON-RPC error object."""
+    rpc_code = error.get("code")
+    data = error.get("data") or {}
+    cls = _BY_CODE.get(rpc_code, OmnibalError)
+    return cls(error.get("message", "error"), rpc_code=rpc_code, code=data.get("code"))

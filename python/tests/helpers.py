@@ -1,0 +1,51 @@
+"""Shared helpers of the Python suite."""
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+CLI = os.path.join(ROOT, "dist", "src", "cli", "main.js")
+SHARED = os.environ.get("OMNIBAL_SHARED_LENGTHS") or os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "lengths"))
+REAL_FILES = [os.path.join(SHARED, f) for f in ("ai2d_train_12k.json", "chartqa_train_18k.json", "synthdog_en.json")]
+
+
+def have_real_data():
+    return all(os.path.exists(f) for f in REAL_FILES)
+
+
+def real_lengths():
+    pairs = []
+    for f in REAL_FILES:
+        with open(f) as fh:
+            pairs += [(r["vit_num"], r["token_num"]) for r in json.load(fh)]
+    return pairs
+
+
+def serve(*args):
+    """Starts a bare sidecar (for protocol tests that speak raw lines)."""
+    return subprocess.Popen(["node", CLI, "serve"] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+
+
+def rpc(proc, line):
+    proc.stdin.write((line if line.endswith("\n") else line + "\n").encode())
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/status" % pid) as fh:
+            return "State:\tZ" not in fh.read()
+    except OSError:
+        return False
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

@@ -1,0 +1,171 @@
+"""The sidecar protocol: valid calls, every error class, limits, concurrency, cancellation,
+socket transport, and no orphans."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+from helpers import CLI, ROOT, alive, rpc, serve  # noqa: E402  (sets sys.path)
+
+import omnibal
+from omnibal import Client, u32_array
+
+
+class Protocol(unittest.TestCase):
+    def setUp(self):
+        self.proc = serve()
+
+    def tearDown(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+    def test_valid_calls(self):
+        self.assertEqual(rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":"version"}')["result"]["protocol"], "omnibal-rpc/1")
+        self.assertIn(rpc(self.proc, '{"jsonrpc":"2.0","id":"b","method":"backend"}')["result"]["kind"], ("native", "js"))
+        params = {"vision": [1, 2, 3, 4] * 10, "text": [100, 300, 500, 700] * 10, "dp": 2, "samplesPerPack": 3}
+        plan = rpc(self.proc, json.dumps({"jsonrpc": "2.0", "id": 2, "method": "balance", "params": params}))["result"]
+        step = rpc(self.proc, json.dumps({"jsonrpc": "2.0", "id": 3, "method": "planStep", "params": {"planId": plan["planId"], "step": 0}}))["result"]
+        self.assertEqual(len(step), 2)
+        m = rpc(self.proc, json.dumps({"jsonrpc": "2.0", "id": 4, "method": "metrics", "params": {"planId": plan["planId"]}}))["result"]
+        self.assertEqual(m["steps"], plan["steps"])
+
+    def test_error_classes(self):
+        self.assertEqual(rpc(self.proc, "{not json")["error"]["code"], -32700)
+        self.assertEqual(rpc(self.proc, '{"id":1,"method":"version"}')["error"]["code"], -32600)
+        self.assertEqual(rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":7}')["error"]["code"], -32600)
+        self.assertEqual(rpc(self.proc, '[1,2]')["error"]["code"], -32600)
+        self.assertEqual(rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":"fly"}')["error"]["code"], -32601)
+        bad = rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":"balance","params":{"vision":[1],"text":[5],"dp":0,"samplesPerPack":2}}')["error"]
+        self.assertEqual(bad["code"], -32602)
+        self.assertEqual(bad["data"]["code"], "ERR_OMNIBAL_OUT_OF_RANGE")
+        neg = rpc(self.proc, '{"jsonrpc":"2.0","id":2,"method":"balance","params":{"vision":[-1],"text":[5],"dp":1,"samplesPerPack":2}}')["error"]
+        self.assertEqual(neg["code"], -32602)
+        missing = rpc(self.proc, '{"jsonrpc":"2.0","id":3,"method":"balance","params":{"path":"/nonexistent.json","dp":1,"samplesPerPack":2}}')["error"]
+        self.assertEqual(missing["data"]["code"], "ERR_OMNIBAL_PARSE")
+        # Still serving after all of that.
+        self.assertIn("result", rpc(self.proc, '{"jsonrpc":"2.0","id":9,"method":"version"}'))
+
+
+class Limits(unittest.TestCase):
+    def test_oversized_lines_and_sample_counts(self):
+        proc = serve("--max-line-bytes", "2000", "--max-samples", "10")
+        try:
+            big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "version", "params": {"pad": "x" * 5000}})
+            r = rpc(proc, big)
+            self.assertEqual(r["error"]["code"], -32001)
+            self.assertEqual(rpc(proc, '{"jsonrpc":"2.0","id":2,"method":"version"}')["result"]["version"], omnibal.__version__)
+            many = rpc(proc, json.dumps({"jsonrpc": "2.0", "id": 3, "method": "balance", "params": {"vision": [1] * 11, "text": [5] * 11, "dp": 1, "samplesPerPack": 2}}))
+            self.assertEqual(many["error"]["code"], -32001)
+        finally:
+            proc.stdin.close()
+            proc.wait(10)
+
+
+class ClientBehaviour(unittest.TestCase):
+    def test_concurrent_requests_are_answered_by_id(self):
+        with Client() as c:
+            results = {}
+
+            def work(k):
+                n = 50 + k
+                r = c.call("balance", {"vision": [1 + i % 4 for i in range(n * 8)], "text": [100 + (i * 7) % 900 for i in range(n * 8)], "dp": 2, "samplesPerPack": 3, "seed": k})
+                results[k] = r
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(30)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(len(results), 30)
+            self.assertEqual(len({r["planId"] for r in results.values()}), 30)
+
+    def test_cancellation(self):
+        with Client() as c:
+            n = 1500000
+            rid, pending = c.request("balance", {"vision": u32_array(1 + i % 5 for i in range(n)), "text": u32_array(300 + (i * 37) % 1500 for i in range(n)), "dp": 8, "samplesPerPack": 4.5, "strategy": "isf"})
+            time.sleep(0.05)
+            c.cancel(rid)
+            with self.assertRaises(omnibal.Cancelled):
+                c.wait(pending, timeout=30)
+            self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+
+    def test_typed_errors_and_progress(self):
+        with Client() as c:
+            with self.assertRaises(omnibal.InvalidParams) as e:
+                c.call("balance", {"vision": [1], "text": [0], "dp": 1, "samplesPerPack": 2})
+            self.assertEqual(e.exception.code, "ERR_OMNIBAL_INVALID_SAMPLE")
+            self.assertEqual(e.exception.rpc_code, -32602)
+            seen = []
+            n = 400000
+            c.call("balance", {"vision": u32_array(1 + i % 5 for i in range(n)), "text": u32_array(300 + (i * 37) % 1500 for i in range(n)), "dp": 8, "samplesPerPack": 4.5}, progress=lambda d, t: seen.append((d, t)))
+            self.assertTrue(seen)
+            self.assertEqual(seen[-1][0], seen[-1][1])
+
+    def test_a_missing_sidecar_says_how_to_install(self):
+        with self.assertRaises(omnibal.SidecarNotFound) as e:
+            Client(command=["/nonexistent/omnibal"])
+        self.assertIn("omnibal", str(e.exception))
+
+    def test_bad_sampler_arguments(self):
+        with self.assertRaises(omnibal.InvalidParams):
+            omnibal.BalancedBatchSampler(lengths=[(1, 10)], rank=4, world_size=4)
+        with self.assertRaises(omnibal.InvalidParams):
+            omnibal.BalancedBatchSampler(rank=0, world_size=1)
+        s = omnibal.BalancedBatchSampler(path="/nonexistent/lengths.json", rank=0, world_size=1)
+        with self.assertRaises(omnibal.OmnibalError) as e:
+            len(s)
+        self.assertEqual(e.exception.code, "ERR_OMNIBAL_PARSE")
+        s.close()
+
+
+class NoOrphans(unittest.TestCase):
+    def test_a_killed_client_leaves_no_sidecar_behind(self):
+        script = (
+            "import sys, time; sys.path.insert(0, %r)\n"
+            "from omnibal import Client, u32_array\n"
+            "c = Client(); print(c.pid, flush=True)\n"
+            "n = 2000000\n"
+            "c.request('balance', {'vision': u32_array(1 + i %% 5 for i in range(n)), 'text': u32_array(300 + i %% 1500 for i in range(n)), 'dp': 8, 'samplesPerPack': 4.5, 'strategy': 'isf'})\n"
+            "time.sleep(60)\n" % os.path.join(ROOT, "python")
+        )
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+        pid = int(child.stdout.readline())
+        time.sleep(1.0)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        deadline = time.time() + 30
+        while alive(pid) and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertFalse(alive(pid), "the sidecar outlived its client")
+
+
+class Socket(unittest.TestCase):
+    def test_loopback_tcp_and_refusal_of_other_addresses(self):
+        proc = subprocess.Popen(["node", CLI, "serve", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        try:
+            line = proc.stderr.readline().decode()
+            port = int(line.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                f = s.makefile("rwb")
+                f.write(b'{"jsonrpc":"2.0","id":1,"method":"version"}\n')
+                f.flush()
+                self.assertEqual(json.loads(f.readline())["result"]["protocol"], "omnibal-rpc/1")
+                f.write(b'{"jsonrpc":"2.0","id":2,"method":"shutdown"}\n')
+                f.flush()
+                self.assertTrue(json.loads(f.readline())["result"]["ok"])
+            self.assertEqual(proc.wait(10), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        refused = subprocess.run(["node", CLI, "serve", "--listen", "10.1.2.3:9999"], capture_output=True, timeout=30)
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn(b"loopback", refused.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
