@@ -181,6 +181,13 @@ class Client:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        self._reader.join(timeout)
+        self._err_reader.join(timeout)
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
     def __enter__(self):
         return self

@@ -29,6 +29,14 @@ def serve(*args):
     return subprocess.Popen(["node", CLI, "serve"] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
 
 
+def stop(proc):
+    """Closes a bare sidecar's stdin (it then exits) and its pipes."""
+    proc.stdin.close()
+    proc.wait(10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def rpc(proc, line):
     proc.stdin.write((line if line.endswith("\n") else line + "\n").encode())
     proc.stdin.flush()

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from helpers import CLI, ROOT, alive, rpc, serve  # noqa: E402  (sets sys.path)
+from helpers import CLI, ROOT, alive, rpc, serve, stop  # noqa: E402  (sets sys.path)
 
 import omnibal
 from omnibal import Client, u32_array
@@ -21,8 +21,7 @@ class Protocol(unittest.TestCase):
         self.proc = serve()
 
     def tearDown(self):
-        self.proc.stdin.close()
-        self.proc.wait(10)
+        stop(self.proc)
 
     def test_valid_calls(self):
         self.assertEqual(rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":"version"}')["result"]["protocol"], "omnibal-rpc/1")
@@ -62,8 +61,7 @@ class Limits(unittest.TestCase):
             many = rpc(proc, json.dumps({"jsonrpc": "2.0", "id": 3, "method": "balance", "params": {"vision": [1] * 11, "text": [5] * 11, "dp": 1, "samplesPerPack": 2}}))
             self.assertEqual(many["error"]["code"], -32001)
         finally:
-            proc.stdin.close()
-            proc.wait(10)
+            stop(proc)
 
 
 class ClientBehaviour(unittest.TestCase):
@@ -135,6 +133,7 @@ class NoOrphans(unittest.TestCase):
         )
         child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
         pid = int(child.stdout.readline())
+        child.stdout.close()
         time.sleep(1.0)
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -162,6 +161,7 @@ class Socket(unittest.TestCase):
         finally:
             if proc.poll() is None:
                 proc.kill()
+            proc.stderr.close()
         refused = subprocess.run(["node", CLI, "serve", "--listen", "10.1.2.3:9999"], capture_output=True, timeout=30)
         self.assertEqual(refused.returncode, 2)
         self.assertIn(b"loopback", refused.stderr)
