@@ -82,9 +82,14 @@ class BalancedBatchSampler:
         """Steps in the epoch (each ``accum`` micro-batches)."""
         return self._ensure() and self.plan["steps"]
 
-    def state_dict(self):
-        """Where the sampler is: enough to resume mid-epoch exactly."""
-        return {"epoch": self.epoch, "position": self._position, "seed": self.seed}
+    def state_dict(self, consumed=None):
+        """Where the sampler is: enough to resume mid-epoch exactly.
+
+        ``position`` counts micro-batches handed out. A ``DataLoader`` with workers prefetches
+        some ahead of the training loop, so pass ``consumed`` (micro-batches your loop has
+        trained on this epoch) to save exactly where training is.
+        """
+        return {"epoch": self.epoch, "position": self._position if consumed is None else consumed, "seed": self.seed}
 
     def load_state_dict(self, state):
         """Resumes: the next batch is the one after the last yielded before ``state_dict()``."""
