@@ -38,9 +38,13 @@ def stop(proc):
 
 
 def rpc(proc, line):
+    """Sends one raw line and returns the next answer (skipping progress notifications)."""
     proc.stdin.write((line if line.endswith("\n") else line + "\n").encode())
     proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
+    while True:
+        msg = json.loads(proc.stdout.readline())
+        if msg.get("method") != "progress":
+            return msg
 
 
 def alive(pid):

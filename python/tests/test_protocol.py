@@ -50,6 +50,31 @@ class Protocol(unittest.TestCase):
         self.assertIn("result", rpc(self.proc, '{"jsonrpc":"2.0","id":9,"method":"version"}'))
 
 
+class ModelMethods(unittest.TestCase):
+    def test_partition_simulate_plan_and_search(self):
+        problem = {"model": "internvl-chat-1.5", "gpu": "A100-80G", "pp": 4, "dp": 8, "microBatches": 16, "load": {"tiles": 18, "tokens": 5000}}
+        with Client() as c:
+            part = c.call("partition", problem)
+            self.assertTrue(part["prediction"])
+            self.assertEqual(len(part["stages"]), 4)
+            sim = c.call("simulate", {"dp": 1, "pp": 2, "microBatches": 4, "forwardMs": [1] * 8, "backwardMs": [2] * 8, "transferMs": [0], "gradBytes": [0, 0], "allreduceBytesPerS": 0, "activationBytes": [1, 1], "schedule": "1f1b"})
+            self.assertEqual(sim["stepMs"], (4 + 2 - 1) * 3)
+            ask = c.call("search.ask", {"problem": problem, "budget": 2})
+            self.assertEqual(ask["candidate"]["lastLayers"], [s["lastLayer"] for s in part["stages"]])
+            told = c.call("search.tell", {"searchId": ask["searchId"], "lastLayers": ask["candidate"]["lastLayers"], "seconds": 12.5})
+            self.assertEqual(told["best"], ask["candidate"]["lastLayers"])
+            c.call("search.ask", {"searchId": ask["searchId"]})
+            self.assertIsNone(c.call("search.ask", {"searchId": ask["searchId"]})["candidate"], "budget of 2 spent")
+            with self.assertRaises(omnibal.InvalidParams):
+                c.call("search.tell", {"searchId": ask["searchId"], "lastLayers": [1, 2, 3, 4], "seconds": 1})
+            plan = c.call("plan", {"simulatedSteps": 1, "cluster": {"gpus": 8, "tp": 1, "pp": 8, "dp": 1}, "accum": 8})
+            self.assertEqual(plan["schema"], "omnibal.training-plan/1")
+            self.assertEqual(len(plan["ablation"]), 4)
+            with self.assertRaises(omnibal.OmnibalError) as e:
+                c.call("plan", {"cluster": {"gpus": 8, "tp": 3, "pp": 4, "dp": 2}})
+            self.assertEqual(e.exception.code, "ERR_OMNIBAL_INVALID_OPTIONS")
+
+
 class Limits(unittest.TestCase):
     def test_oversized_lines_and_sample_counts(self):
         proc = serve("--max-line-bytes", "2000", "--max-samples", "10")
