@@ -166,9 +166,12 @@ export function baselinePlan(p: Problem, ends: number[], rec: BaselineRecompute)
     plan = chosen ?? evaluatePlan(p, ends, recomputed(longest));
   }
   if (!fits(plan)) {
-    let peak = 0;
-    for (const s of plan.stages) peak = Math.max(peak, s.memoryBytes);
-    throw infeasible(`this baseline needs ${Math.ceil(peak)} bytes on its fullest stage, more than ${p.memoryBytes}`);
+    let worst = 0;
+    plan.stages.forEach((s, i) => {
+      if (s.memoryBytes > plan.stages[worst].memoryBytes) worst = i;
+    });
+    const peak = plan.stages[worst].memoryBytes;
+    throw infeasible(`this baseline does not fit: stage ${worst} needs ${Math.ceil(peak)} bytes, ${Math.ceil(peak - p.memoryBytes)} more than the ${p.memoryBytes} per GPU`);
   }
   return plan;
 }

@@ -263,15 +263,19 @@ pub fn baseline_plan(
         }
     };
     if !fits(&plan) {
-        let peak = plan
-            .stages
-            .iter()
-            .map(|s| s.memory_bytes)
-            .fold(0.0, f64::max);
+        // The fullest stage (the first of equals), and by how much it is over.
+        let mut worst = 0;
+        for (i, s) in plan.stages.iter().enumerate() {
+            if s.memory_bytes > plan.stages[worst].memory_bytes {
+                worst = i;
+            }
+        }
+        let peak = plan.stages[worst].memory_bytes;
         return Err(Error::Infeasible {
             message: format!(
-                "this baseline needs {} bytes on its fullest stage, more than {}",
+                "this baseline does not fit: stage {worst} needs {} bytes, {} more than the {} per GPU",
                 crate::error::js_number(peak.ceil()),
+                crate::error::js_number((peak - p.memory_bytes).ceil()),
                 crate::error::js_number(p.memory_bytes)
             ),
             min_memory_bytes: peak,
