@@ -25,7 +25,18 @@ export declare function batchMetrics(plan: PlanArrays, vision: Uint32Array, text
  * Fits efficiency per kind from measured forward times, and activation scales per kind from
  * measured stage memory (full vs no recomputation).
  */
-export declare function calibrateModel(model: VlmInput, gpu: GpuInput, tp: number, dp: number, zero: number, tiles: number, tokens: number, sumSqLen: number, measuredLayers: Uint32Array, measuredForwardMs: Float64Array, stageBounds: Uint32Array, stageMemory: Float64Array): NativeCalibration
+export declare function calibrateModel(model: VlmInput, gpu: GpuInput, shape: TableShape, measured: CalibrationInput): NativeCalibration
+
+/**
+ * Measurements to calibrate with: layer forward times, and per stage `(first, last, inFlight)`
+ * bounds with `(full, none)` recomputation peak bytes.
+ */
+export interface CalibrationInput {
+  measuredLayers: Uint32Array
+  measuredForwardMs: Float64Array
+  stageBounds: Uint32Array
+  stageMemory: Float64Array
+}
 
 /** A given split, each stage with its cheapest feasible recomputation. */
 export declare function evaluateSplit(problem: StageProblemInput, lastLayers: Uint32Array): NativeStagePlan
@@ -291,6 +302,16 @@ export interface StageProblemInput {
   firstStageMinLayers?: number
 }
 
+/** The parallel layout and the micro-batch a layer table is for. */
+export interface TableShape {
+  tp: number
+  dp: number
+  zero: number
+  tiles: number
+  tokens: number
+  sumSqLen: number
+}
+
 /** A transformer stack. */
 export interface TransformerInput {
   layers: number
@@ -314,4 +335,4 @@ export interface VlmInput {
 }
 
 /** The layer table of a VLM on a GPU for one micro-batch. */
-export declare function vlmLayerTable(model: VlmInput, gpu: GpuInput, tp: number, dp: number, zero: number, tiles: number, tokens: number, sumSqLen: number): NativeLayerTable
+export declare function vlmLayerTable(model: VlmInput, gpu: GpuInput, shape: TableShape): NativeLayerTable

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { jsBackend } from '../src/binding';
 import { STRATEGIES } from '../src/data/strategy';
 import { TAILS } from '../src/data/plan';
-import { firstDifference, native, nativeTest, thrown } from './helpers';
+import { firstDifference, native, nativeTest, sameOnBothBackends, thrown } from './helpers';
 
 const samplesArb = fc.integer({ min: 1, max: 160 }).chain((n) =>
   fc.record({
@@ -31,24 +31,12 @@ const optionsArb = fc.record(
 const capsArb = fc.record({ maxVision: fc.integer({ min: 0, max: 30 }), maxText: fc.integer({ min: 1, max: 9000 }) });
 
 /** Runs `f` on both backends; both must throw the same error, or return equal results. */
-function same<T>(f: (api: typeof jsBackend) => T): string | null {
-  let a: T | undefined;
-  let b: T | undefined;
-  const ea = thrown(() => (a = f(native!)));
-  const eb = thrown(() => (b = f(jsBackend)));
-  if (ea.name !== 'nothing thrown' || eb.name !== 'nothing thrown') {
-    return ea.name === eb.name && ea.code === eb.code && ea.message === eb.message
-      ? null
-      : `errors differ: ${JSON.stringify(ea)} vs ${JSON.stringify(eb)}`;
-  }
-  return firstDifference(a, b);
-}
 
 nativeTest('planBatches: native equals the twin (plans and metrics) on random datasets', (t) => {
   fc.assert(
     fc.property(samplesArb, optionsArb, fc.option(capsArb), (s, o, caps) => {
       const options = caps ? { ...o, samplesPerPack: undefined, ...caps } : o;
-      const diff = same((api) => {
+      const diff = sameOnBothBackends((api) => {
         const plan = api.planBatches(s.vision, s.text, options);
         return { plan, metrics: api.batchMetrics(plan, s.vision, s.text, 1, o.costB ?? 0) };
       });
@@ -62,7 +50,7 @@ nativeTest('planBatches: native equals the twin (plans and metrics) on random da
 nativeTest('packIsf: native equals the twin on random datasets', (t) => {
   fc.assert(
     fc.property(samplesArb, capsArb, fc.integer({ min: 1, max: 60 }), fc.integer({ min: 0, max: 1000 }), (s, caps, iterations, seed) => {
-      const diff = same((api) => api.packIsf(s.vision, s.text, { ...caps, iterations, seed }));
+      const diff = sameOnBothBackends((api) => api.packIsf(s.vision, s.text, { ...caps, iterations, seed }));
       if (diff) throw new Error(diff);
     }),
     { numRuns: 1500 },
@@ -73,7 +61,7 @@ nativeTest('packIsf: native equals the twin on random datasets', (t) => {
 nativeTest('searchIsfArguments: native equals the twin on random datasets', (t) => {
   fc.assert(
     fc.property(samplesArb, fc.double({ min: 1, max: 6, noNaN: true }), fc.integer({ min: 1, max: 8 }), (s, b, dp) => {
-      const diff = same((api) => api.searchIsfArguments(s.vision, s.text, { samplesPerPack: b, dp, iterations: 5, maxSteps: 6 }));
+      const diff = sameOnBothBackends((api) => api.searchIsfArguments(s.vision, s.text, { samplesPerPack: b, dp, iterations: 5, maxSteps: 6 }));
       if (diff) throw new Error(diff);
     }),
     { numRuns: 300 },

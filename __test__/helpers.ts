@@ -64,3 +64,18 @@ export function firstDifference(a: unknown, b: unknown, at = ''): string | null 
   }
   return Object.is(a, b) ? null : `${at}: ${String(a)} vs ${String(b)}`;
 }
+
+/**
+ * Runs `f` on the native binding and on the TypeScript twins: both must throw the same error
+ * (class, code, message) or return equal results. Returns the first difference, or null.
+ */
+export function sameOnBothBackends<T>(f: (api: Backend) => T): string | null {
+  let a: T | undefined;
+  let b: T | undefined;
+  const ea = thrown(() => (a = f(native!)));
+  const eb = thrown(() => (b = f(jsBackend)));
+  if (ea.name !== 'nothing thrown' || eb.name !== 'nothing thrown') {
+    return firstDifference(ea, eb) ? `errors differ: ${JSON.stringify(ea)} vs ${JSON.stringify(eb)}` : null;
+  }
+  return firstDifference(a, b);
+}

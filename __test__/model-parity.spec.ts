@@ -1,9 +1,8 @@
 // Native and TypeScript twins agree on the stage DP, split evaluation, baselines, the VLM layer
 // table and calibration, or fail with the same coded error.
 import fc from 'fast-check';
-import { jsBackend } from '../src/binding';
 import { modelPreset, gpuPreset, gpuInput } from '../src/model/index';
-import { firstDifference, native, nativeTest, thrown } from './helpers';
+import { nativeTest, sameOnBothBackends } from './helpers';
 
 const layerArb = fc.record({
   f: fc.integer({ min: 0, max: 30 }),
@@ -39,27 +38,17 @@ const problemArb = fc
     firstStageMinLayers: r.firstMin,
   }));
 
-function same<T>(f: (api: typeof jsBackend) => T): string | null {
-  let a: T | undefined;
-  let b: T | undefined;
-  const ea = thrown(() => (a = f(native!)));
-  const eb = thrown(() => (b = f(jsBackend)));
-  if (ea.name !== 'nothing thrown' || eb.name !== 'nothing thrown') {
-    return firstDifference(ea, eb) ? `errors differ: ${JSON.stringify(ea)} vs ${JSON.stringify(eb)}` : null;
-  }
-  return firstDifference(a, b);
-}
 
 nativeTest('partitionStages, evaluateSplit and baselines: native equals the twin on random problems', (t) => {
   fc.assert(
     fc.property(problemArb, fc.constantFrom('uniform', 'parameters', 'balanced', 'anchor'), fc.constantFrom('none', 'full', 'uniform'), (p, method, rec) => {
-      const d1 = same((api) => api.partitionStages(p));
+      const d1 = sameOnBothBackends((api) => api.partitionStages(p));
       if (d1) throw new Error(`partition: ${d1}`);
-      const d2 = same((api) => api.baselineStages(p, p.staticBytes, method, rec as 'none'));
+      const d2 = sameOnBothBackends((api) => api.baselineStages(p, p.staticBytes, method, rec as 'none'));
       if (d2) throw new Error(`baseline: ${d2}`);
       const l = p.forwardMs.length;
       const ends = Uint32Array.from({ length: p.stages }, (_, s) => Math.min(l - 1, Math.floor(((s + 1) * l) / p.stages) - 1));
-      const d3 = same((api) => api.evaluateSplit(p, ends));
+      const d3 = sameOnBothBackends((api) => api.evaluateSplit(p, ends));
       if (d3) throw new Error(`split: ${d3}`);
     }),
     { numRuns: 2000 },
@@ -81,13 +70,15 @@ nativeTest('the VLM layer table and calibration: native equals the twin', (t) =>
       (m, g, tp, dp, zero, tiles, tokens) => {
         const spec = modelPreset(m);
         const gpu = gpuInput(gpuPreset(g));
-        const d = same((api) => api.vlmLayerTable(spec, gpu, tp, dp, zero, tiles, tokens, tokens * tokens / 3));
+        const shape = { tp, dp, zero, tiles, tokens, sumSqLen: (tokens * tokens) / 3 };
+        const d = sameOnBothBackends((api) => api.vlmLayerTable(spec, gpu, shape));
         if (d) throw new Error(d);
         const layers = Uint32Array.from([1, 2, spec.vit.layers + 4]);
         const times = Float64Array.from([3, 4, 5]);
         const bounds = Uint32Array.from([0, 10, 4, 11, spec.vit.layers + 5, 2]);
         const memory = Float64Array.from([1e10, 3e10, 2e10, 5e10]);
-        const c = same((api) => api.calibrateModel(spec, gpu, tp, dp, zero, tiles, tokens, tokens * 7, layers, times, bounds, memory));
+        const measured = { measuredLayers: layers, measuredForwardMs: times, stageBounds: bounds, stageMemory: memory };
+        const c = sameOnBothBackends((api) => api.calibrateModel(spec, gpu, { ...shape, sumSqLen: tokens * 7 }, measured));
         if (c) throw new Error(`calibrate: ${c}`);
       },
     ),

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCodes, omnibalError } from '../errors';
 import { exportDeepSpeed, exportMegatron } from '../export/index';
@@ -23,6 +22,7 @@ import {
   type StageProblem,
 } from '../model/index';
 import { LAYER_KINDS, type LayerKind } from '../model/vlm';
+import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 
 interface PartitionFlags {
@@ -57,22 +57,9 @@ export const PARTITION_ASSUMPTIONS = [
   'cut communication at the network bandwidth, not overlapped; no data-parallel all-reduce',
 ];
 
-function readJson(file: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw omnibalError(ErrorCodes.PARSE, `${file}: cannot read the ${what} (${(error as { code?: string }).code ?? String(error)})`, error);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw omnibalError(ErrorCodes.PARSE, `${file}: the ${what} does not parse: ${(error as Error).message}`, error);
-  }
-}
 
 function layersProblem(file: string, flags: PartitionFlags): StageProblem {
-  const doc = readJson(file, 'layers file') as { layers?: Record<string, unknown>[]; commMs?: number[]; memoryBytes?: number; stages?: number; microBatches?: number };
+  const doc = readJsonFile(file, 'layers file') as { layers?: Record<string, unknown>[]; commMs?: number[]; memoryBytes?: number; stages?: number; microBatches?: number };
   if (!doc || !Array.isArray(doc.layers) || doc.layers.length === 0) {
     throw omnibalError(ErrorCodes.PARSE, `${file}: expected { "layers": [{ "forwardMs", "backwardMs", "staticBytes", "activationBytes", "checkpointBytes" }, ...] }`);
   }
@@ -102,7 +89,7 @@ function layersProblem(file: string, flags: PartitionFlags): StageProblem {
 
 function loadOf(flags: PartitionFlags): MicroBatchLoad {
   if (flags.fromPlan) {
-    const doc = readJson(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad };
+    const doc = readJsonFile(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad };
     if (doc?.schema !== 'omnibal.batch-plan/1' || !doc.load) {
       throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: not a plan written by omnibal pack --json (schema omnibal.batch-plan/1 with a load)`);
     }
@@ -134,7 +121,7 @@ function build(flags: PartitionFlags): StageProblem {
     ...shape,
   });
   if (flags.calibration) {
-    const result = calibrate(flags.model, g, shape, readJson(flags.calibration, 'calibration file') as Calibration);
+    const result = calibrate(flags.model, g, shape, readJsonFile(flags.calibration, 'calibration file') as Calibration);
     g = result.gpu;
     problem = applyCalibration(vlmStageProblem(options()), result);
   } else {

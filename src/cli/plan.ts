@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
@@ -13,6 +13,7 @@ import { DEFAULT_RUN, planTraining, simulateSavedPlan, type TrainingPlan } from 
 import { searchLayouts } from '../plan/layout';
 import type { Calibration } from '../model/index';
 import { renderReport } from '../report/index';
+import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 
 interface PlanFlags {
@@ -38,19 +39,6 @@ interface PlanFlags {
   searchLayout?: boolean;
 }
 
-function readJsonFile(file: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw omnibalError(ErrorCodes.PARSE, `${file}: cannot read the ${what} (${(error as { code?: string }).code ?? String(error)})`, error);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw omnibalError(ErrorCodes.PARSE, `${file}: the ${what} does not parse: ${(error as Error).message}`, error);
-  }
-}
 
 const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];

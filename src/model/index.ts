@@ -276,13 +276,18 @@ export interface NamedLayerTable extends LayerTable {
   kinds: LayerKind[];
 }
 
+/** The layout and load as the binding takes them (defaults: tp 1, dp 1, ZeRO 1, one sample). */
+export function tableShape(options: LayerTableOptions): Native.TableShape {
+  const { load } = options;
+  if (typeof load !== 'object' || load === null) throw invalidOptions('load must be { tiles, tokens, sumSqLen? }');
+  return { tp: options.tp ?? 1, dp: options.dp ?? 1, zero: options.zero ?? 1, tiles: load.tiles, tokens: load.tokens, sumSqLen: load.sumSqLen ?? load.tokens * load.tokens };
+}
+
 /** The model's layer table for one micro-batch: per-layer FLOPs, parameters, times and bytes. */
 export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions): NamedLayerTable {
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);
-  const { load } = options;
-  if (typeof load !== 'object' || load === null) throw invalidOptions('load must be { tiles, tokens, sumSqLen? }');
-  const table = activeBackend().vlmLayerTable(spec, gpuInput(g), options.tp ?? 1, options.dp ?? 1, options.zero ?? 1, load.tiles, load.tokens, load.sumSqLen ?? load.tokens * load.tokens);
+  const table = activeBackend().vlmLayerTable(spec, gpuInput(g), tableShape(options));
   const kinds = Array.from(table.kind, (k) => LAYER_KINDS[k]);
   let vit = 0;
   let llm = 0;
@@ -369,20 +374,12 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
   const g = resolveGpu(gpu);
   const layers = m.layers ?? [];
   const stages = m.stageMemory ?? [];
-  const out = activeBackend().calibrateModel(
-    spec,
-    gpuInput(g),
-    options.tp ?? 1,
-    options.dp ?? 1,
-    options.zero ?? 1,
-    options.load.tiles,
-    options.load.tokens,
-    options.load.sumSqLen ?? options.load.tokens * options.load.tokens,
-    Uint32Array.from(layers, (x) => x.index),
-    Float64Array.from(layers, (x) => x.forwardMs),
-    Uint32Array.from(stages.flatMap((s) => [s.firstLayer, s.lastLayer, s.inFlight])),
-    Float64Array.from(stages.flatMap((s) => [s.fullRecomputeBytes, s.noRecomputeBytes])),
-  );
+  const out = activeBackend().calibrateModel(spec, gpuInput(g), tableShape(options), {
+    measuredLayers: Uint32Array.from(layers, (x) => x.index),
+    measuredForwardMs: Float64Array.from(layers, (x) => x.forwardMs),
+    stageBounds: Uint32Array.from(stages.flatMap((s) => [s.firstLayer, s.lastLayer, s.inFlight])),
+    stageMemory: Float64Array.from(stages.flatMap((s) => [s.fullRecomputeBytes, s.noRecomputeBytes])),
+  });
   const e = out.efficiency;
   const pick = (k: number, old: number) => (Number.isNaN(e[k]) ? old : e[k]);
   const fitted: GpuSpec = {

@@ -113,36 +113,23 @@ function toGpu(g: Native.GpuInput): GpuSpec {
   };
 }
 
-function table(model: Native.VlmInput, gpu: Native.GpuInput, tp: number, dp: number, zero: number, tiles: number, tokens: number, sumSqLen: number) {
-  integerBetween('tp', tp, 1, 1 << 12);
-  integerBetween('dp', dp, 1, 1 << 20);
-  integerBetween('zero', zero, 0, 1);
-  return vlmLayerTableTwin(toSpec(model), toGpu(gpu), tp, dp, zero, tiles, tokens, sumSqLen);
+function table(model: Native.VlmInput, gpu: Native.GpuInput, shape: Native.TableShape) {
+  integerBetween('tp', shape.tp, 1, 1 << 12);
+  integerBetween('dp', shape.dp, 1, 1 << 20);
+  integerBetween('zero', shape.zero, 0, 1);
+  return vlmLayerTableTwin(toSpec(model), toGpu(gpu), shape.tp, shape.dp, shape.zero, shape.tiles, shape.tokens, shape.sumSqLen);
 }
 
-function calibrateModel(
-  model: Native.VlmInput,
-  gpu: Native.GpuInput,
-  tp: number,
-  dp: number,
-  zero: number,
-  tiles: number,
-  tokens: number,
-  sumSqLen: number,
-  measuredLayers: Uint32Array,
-  measuredForwardMs: Float64Array,
-  stageBounds: Uint32Array,
-  stageMemory: Float64Array,
-): Native.NativeCalibration {
-  const t = table(model, gpu, tp, dp, zero, tiles, tokens, sumSqLen);
-  if (measuredLayers.length !== measuredForwardMs.length) throw outOfRange('measuredForwardMs', 'must have one entry per measured layer');
+function calibrateModel(model: Native.VlmInput, gpu: Native.GpuInput, shape: Native.TableShape, m: Native.CalibrationInput): Native.NativeCalibration {
+  const t = table(model, gpu, shape);
+  if (m.measuredLayers.length !== m.measuredForwardMs.length) throw outOfRange('measuredForwardMs', 'must have one entry per measured layer');
   const eff = [gpu.efficiencyVit, gpu.efficiencyVit, gpu.efficiencyProjector, gpu.efficiencyLlm, gpu.efficiencyLlm, gpu.efficiencyHead];
   const atPeak = Float64Array.from(t.forwardMs, (f, i) => f * eff[t.kind[i]]);
-  const efficiency = fitEfficiencyTwin(t.kind, atPeak, measuredLayers, measuredForwardMs);
-  if (stageBounds.length % 3 !== 0 || stageMemory.length * 3 !== stageBounds.length * 2) {
+  const efficiency = fitEfficiencyTwin(t.kind, atPeak, m.measuredLayers, m.measuredForwardMs);
+  if (m.stageBounds.length % 3 !== 0 || m.stageMemory.length * 3 !== m.stageBounds.length * 2) {
     throw outOfRange('stageMemory', 'needs (first, last, inFlight) bounds and (full, none) bytes per stage');
   }
-  return { efficiency, activationScale: fitActivationScaleTwin(t.kind, t.activationBytes, t.checkpointBytes, stageBounds, stageMemory) };
+  return { efficiency, activationScale: fitActivationScaleTwin(t.kind, t.activationBytes, t.checkpointBytes, m.stageBounds, m.stageMemory) };
 }
 
 /** The model functions of the TypeScript backend. */

@@ -232,7 +232,8 @@ interface Coefficients {
 }
 
 function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster): Coefficients {
-  const t = (tiles: number, tokens: number, sq: number) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), c.tp, c.dp, 1, tiles, tokens, sq).forwardMs;
+  const t = (tiles: number, tokens: number, sumSqLen: number) =>
+    activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: c.tp, dp: c.dp, zero: 1, tiles, tokens, sumSqLen }).forwardMs;
   const base = t(1, 1, 0);
   const a = t(2, 1, 0);
   const b = t(1, 2, 0);

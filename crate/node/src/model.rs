@@ -264,6 +264,27 @@ pub struct GpuInput {
     pub nvlink_bytes_per_s: f64,
 }
 
+/// The parallel layout and the micro-batch a layer table is for.
+#[napi(object)]
+pub struct TableShape {
+    pub tp: f64,
+    pub dp: f64,
+    pub zero: f64,
+    pub tiles: f64,
+    pub tokens: f64,
+    pub sum_sq_len: f64,
+}
+
+/// Measurements to calibrate with: layer forward times, and per stage `(first, last, inFlight)`
+/// bounds with `(full, none)` recomputation peak bytes.
+#[napi(object)]
+pub struct CalibrationInput {
+    pub measured_layers: Uint32Array,
+    pub measured_forward_ms: Float64Array,
+    pub stage_bounds: Uint32Array,
+    pub stage_memory: Float64Array,
+}
+
 /// The model's layer table (struct of arrays), plus the cut times between layers.
 #[napi(object)]
 pub struct NativeLayerTable {
@@ -318,54 +339,35 @@ fn gpu_of(g: &GpuInput) -> GpuSpec {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn table(
     model: &VlmInput,
     gpu: &GpuInput,
-    tp: f64,
-    dp: f64,
-    zero: f64,
-    tiles: f64,
-    tokens: f64,
-    sum_sq_len: f64,
+    shape: &TableShape,
 ) -> Result<(Vec<ModelLayer>, GpuSpec), Error> {
     let par = Parallel {
-        tp: integer_between("tp", tp, 1, 1 << 12)? as u32,
-        dp: integer_between("dp", dp, 1, 1 << 20)? as u32,
-        zero: integer_between("zero", zero, 0, 1)? as u32,
+        tp: integer_between("tp", shape.tp, 1, 1 << 12)? as u32,
+        dp: integer_between("dp", shape.dp, 1, 1 << 20)? as u32,
+        zero: integer_between("zero", shape.zero, 0, 1)? as u32,
     };
     let gpu = gpu_of(gpu);
-    Ok((
-        vlm_layers(
-            &spec_of(model)?,
-            &gpu,
-            &par,
-            &MicroBatchLoad {
-                tiles,
-                tokens,
-                sum_sq_len,
-            },
-        )?,
-        gpu,
-    ))
+    let load = MicroBatchLoad {
+        tiles: shape.tiles,
+        tokens: shape.tokens,
+        sum_sq_len: shape.sum_sq_len,
+    };
+    Ok((vlm_layers(&spec_of(model)?, &gpu, &par, &load)?, gpu))
 }
 
 /// The layer table of a VLM on a GPU for one micro-batch.
 #[napi]
-#[allow(clippy::too_many_arguments)]
 pub fn vlm_layer_table(
     env: Env,
     model: VlmInput,
     gpu: GpuInput,
-    tp: f64,
-    dp: f64,
-    zero: f64,
-    tiles: f64,
-    tokens: f64,
-    sum_sq_len: f64,
+    shape: TableShape,
 ) -> napi::Result<NativeLayerTable> {
     run_sync(&env, || {
-        let (layers, gpu) = table(&model, &gpu, tp, dp, zero, tiles, tokens, sum_sq_len)?;
+        let (layers, gpu) = table(&model, &gpu, &shape)?;
         let col =
             |f: &dyn Fn(&ModelLayer) -> f64| Float64Array::new(layers.iter().map(f).collect());
         Ok(NativeLayerTable {
@@ -397,24 +399,21 @@ pub struct NativeCalibration {
 /// Fits efficiency per kind from measured forward times, and activation scales per kind from
 /// measured stage memory (full vs no recomputation).
 #[napi]
-#[allow(clippy::too_many_arguments)]
 pub fn calibrate_model(
     env: Env,
     model: VlmInput,
     gpu: GpuInput,
-    tp: f64,
-    dp: f64,
-    zero: f64,
-    tiles: f64,
-    tokens: f64,
-    sum_sq_len: f64,
-    measured_layers: Uint32Array,
-    measured_forward_ms: Float64Array,
-    stage_bounds: Uint32Array,
-    stage_memory: Float64Array,
+    shape: TableShape,
+    measured: CalibrationInput,
 ) -> napi::Result<NativeCalibration> {
     run_sync(&env, || {
-        let (layers, gpu_spec) = table(&model, &gpu, tp, dp, zero, tiles, tokens, sum_sq_len)?;
+        let (layers, gpu_spec) = table(&model, &gpu, &shape)?;
+        let CalibrationInput {
+            measured_layers,
+            measured_forward_ms,
+            stage_bounds,
+            stage_memory,
+        } = &measured;
         if measured_layers.len() != measured_forward_ms.len() {
             return Err(Error::out_of_range(
                 "measuredForwardMs",

@@ -1,0 +1,23 @@
+/**
+ * Reading a JSON document from a file, with errors that name the file (and, for syntax, the
+ * position).
+ *
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { ErrorCodes, omnibalError } from '../errors';
+
+/** Reads and parses `file`; `what` names it in errors (`ERR_OMNIBAL_PARSE`). */
+export function readJsonFile(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw omnibalError(ErrorCodes.PARSE, `${file}: cannot read the ${what} (${(error as { code?: string }).code ?? String(error)})`, error);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw omnibalError(ErrorCodes.PARSE, `${file}: the ${what} does not parse: ${(error as Error).message}`, error);
+  }
+}
