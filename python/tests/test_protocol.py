@@ -75,6 +75,15 @@ class ModelMethods(unittest.TestCase):
             self.assertEqual(e.exception.code, "ERR_OMNIBAL_INVALID_OPTIONS")
 
 
+class OffTheLoop(unittest.TestCase):
+    def test_a_running_plan_does_not_hold_up_other_requests(self):
+        with Client() as c:
+            _, plan = c.request("plan", {"simulatedSteps": 4})
+            self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+            self.assertFalse(plan.event.is_set(), "version waited for the plan")
+            self.assertEqual(c.wait(plan, timeout=120)["schema"], "omnibal.training-plan/1")
+
+
 class Limits(unittest.TestCase):
     def test_oversized_lines_and_sample_counts(self):
         proc = serve("--max-line-bytes", "2000", "--max-samples", "10")

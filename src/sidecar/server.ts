@@ -12,13 +12,14 @@
  * @module
  */
 import * as net from 'node:net';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { backend } from '../binding';
 import { isOmnibalError } from '../errors';
 import { batchMetrics, planBatchesAsync, planForRank, planStep, type BatchPlan, type Samples } from '../data/index';
 import { readSamples } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
 import { searchStages, type StageSearch } from '../model/search';
-import { planTraining } from '../plan/index';
 import { simulateStep } from '../simulate/index';
 import { version } from '../package';
 import { toU32 } from './codec';
@@ -118,6 +119,21 @@ function planSummary(id: string, plan: BatchPlan) {
   };
 }
 
+/** `planTraining` on a worker thread (it is synchronous and takes up to about a second). */
+function planOnWorker(params: Record<string, unknown>): Promise<unknown> {
+  const fromSources = __filename.endsWith('.ts');
+  const file = path.join(__dirname, fromSources ? 'plan-worker.ts' : 'plan-worker.js');
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(file, { workerData: params, execArgv: fromSources ? ['--import', 'tsx'] : [] });
+    worker.once('message', (m: { ok?: unknown; error?: { message: string; code?: string; name: string } }) => {
+      if (m.error) reject(Object.assign(new Error(m.error.message), { code: m.error.code }));
+      else resolve(m.ok);
+      void worker.terminate();
+    });
+    worker.once('error', reject);
+  });
+}
+
 function getPlan(state: State, p: Record<string, unknown>) {
   const id = need<string>(p, 'planId', 'string');
   const entry = state.plans.get(id);
@@ -162,11 +178,7 @@ function handlers(state: State, limits: Required<ServeOptions>, shutdown: () => 
       const r = simulateStep({ ...(p as object), forwardMs: f64('forwardMs'), backwardMs: f64('backwardMs'), transferMs: f64('transferMs'), gradBytes: f64('gradBytes'), activationBytes: f64('activationBytes') } as never);
       return { prediction: true, stepMs: r.stepMs, bubbleFraction: r.bubbleFraction, rankMs: Array.from(r.rankMs), peakInFlight: Array.from(r.peakInFlight) };
     },
-    plan: (p) => {
-      const { detail: _d, ...plan } = planTraining(p as never);
-      void _d;
-      return plan;
-    },
+    plan: (p) => planOnWorker(p),
     'search.ask': (p) => {
       let id = p.searchId as string | undefined;
       if (id === undefined) {
