@@ -49,8 +49,22 @@ const PAPER_TABLE_2 = [61.8, 51.9, 29.0, 21.3];
 function human(plan: TrainingPlan): string {
   const c = plan.cluster;
   const stageRows = plan.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, `${s.layerNames[0]} .. ${s.layerNames[s.layerNames.length - 1]}`, s.recomputeLayers.length, s.timeMs.toFixed(0), (s.memoryBytes / 2 ** 30).toFixed(1)]);
-  const abl = plan.ablation.map((r, i) => [r.name, (r.stepMs / 1000).toFixed(1), (r.gpuHours / 24).toFixed(1), `${r.speedup.toFixed(2)}x`, (r.bubbleFraction * 100).toFixed(0) + '%', PAPER_TABLE_2[i].toFixed(1), `${(PAPER_TABLE_2[0] / PAPER_TABLE_2[i]).toFixed(2)}x`]);
-  const extra = Object.entries(plan.baselines).map(([, v]) => ('error' in v ? `  (a baseline could not be evaluated: ${v.error})` : `  beside the chain: ${v.name}: step ${(v.stepMs / 1000).toFixed(1)} s, ${(v.gpuHours / 24).toFixed(1)} GPU-days, ${v.speedup.toFixed(2)}x`));
+  const fig = (x: number, f: (x: number) => string) => (Number.isNaN(x) ? '-' : f(x));
+  const abl = plan.ablation.map((r, i) => [
+    r.error ? `${r.name}: does not fit` : r.name,
+    fig(r.stepMs, (x) => (x / 1000).toFixed(1)),
+    fig(r.gpuHours, (x) => (x / 24).toFixed(1)),
+    fig(r.speedup, (x) => `${x.toFixed(2)}x`),
+    fig(r.bubbleFraction, (x) => `${(x * 100).toFixed(0)}%`),
+    PAPER_TABLE_2[i].toFixed(1),
+    `${(PAPER_TABLE_2[0] / PAPER_TABLE_2[i]).toFixed(2)}x`,
+  ]);
+  const failed = plan.ablation.filter((r) => r.error).map((r) => `  ${r.name}: ${r.error}`);
+  const extra = Object.values(plan.baselines).map((v) =>
+    'stepMs' in v
+      ? `  beside the chain: ${v.name}: step ${(v.stepMs / 1000).toFixed(1)} s, ${(v.gpuHours / 24).toFixed(1)} GPU-days${Number.isNaN(v.speedup) ? '' : `, ${v.speedup.toFixed(2)}x`}`
+      : `  (a baseline could not be evaluated: ${v.error})`,
+  );
   return [
     `omnibal plan: ${plan.model} on ${c.gpus} x ${plan.gpu} (tp ${c.tp}, pp ${c.pp}, dp ${c.dp}), ${plan.accum} micro-batches per rank per step, ${plan.samples.toLocaleString('en-US')} samples, ${plan.steps} steps`,
     'ALL FIGURES ARE PREDICTIONS of the omnibal cost model and simulator, assuming:',
@@ -61,6 +75,7 @@ function human(plan: TrainingPlan): string {
     formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB'], stageRows),
     '',
     formatTable(['ablation (predicted, one epoch)', 'step s', 'GPU-days', 'speed-up', 'bubble', 'paper GPU-days', 'paper speed-up'], abl),
+    ...failed,
     ...extra,
     '',
     `predicted epoch: ${plan.epochHours.toFixed(1)} h on ${c.gpus} GPUs (${((plan.epochHours * c.gpus) / 24).toFixed(1)} GPU-days).`,

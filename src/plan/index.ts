@@ -103,10 +103,12 @@ export interface AblationRow {
   stepMs: number;
   /** Predicted GPU-hours for one epoch (this row's batches: steps x step time x GPUs). */
   gpuHours: number;
-  /** Baseline GPU-hours / these GPU-hours, for one epoch over the same samples. */
+  /** Baseline GPU-hours / these GPU-hours, for one epoch over the same samples (NaN without a baseline). */
   speedup: number;
   /** Predicted bubble fraction (idle share of device time). */
   bubbleFraction: number;
+  /** Why this configuration could not be planned (its figures are then NaN, null in JSON). */
+  error?: string;
 }
 
 /** A planned training run. */
@@ -497,18 +499,36 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     { name: '+ model balance', plan: balanced, split: 'optimal', recompute: 'full' },
     { name: '+ memory balance', plan: balanced, split: 'optimal', recompute: 'block' },
   ];
-  const results: Simulated[] = [];
+  // Each row on its own batches (GPU-hours use each plan's steps). A row that does not fit (the
+  // baseline's split, say) is reported with its error; the full plan must fit.
   const chain = options.ablation === false ? configs.slice(-1) : configs;
-  for (const cfg of chain) results.push(simulateConfig(cfg, samples, resolved, coef, results[0]?.row.gpuHours));
-  // The epoch of the balanced plan has its own step count; GPU-hours use each plan's steps.
+  const rows: AblationRow[] = [];
+  let base: Simulated | undefined;
+  let full: Simulated | undefined;
+  chain.forEach((cfg, i) => {
+    const last = i === chain.length - 1;
+    try {
+      const sim = simulateConfig(cfg, samples, resolved, coef, base?.row.gpuHours);
+      if (i === 0 && !last) base = sim;
+      if (i > 0 && base === undefined) sim.row.speedup = NaN;
+      rows.push(sim.row);
+      if (last) full = sim;
+    } catch (error) {
+      if (last) throw error;
+      rows.push({ name: cfg.name, stepMs: NaN, gpuHours: NaN, speedup: NaN, bubbleFraction: NaN, error: (error as Error).message });
+    }
+  });
   const baselines: TrainingPlan['baselines'] = {};
-  if (options.ablation !== false) try {
-    const megatron = simulateConfig({ name: 'Megatron default (random batches, uniform split, full recompute)', plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, results[0].row.gpuHours);
-    baselines.megatronUniform = megatron.row;
-  } catch (error) {
-    baselines.megatronUniform = { error: (error as Error).message };
+  if (options.ablation !== false) {
+    try {
+      const megatron = simulateConfig({ name: 'Megatron default (random batches, uniform split, full recompute)', plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, base?.row.gpuHours);
+      if (base === undefined) megatron.row.speedup = NaN;
+      baselines.megatronUniform = megatron.row;
+    } catch (error) {
+      baselines.megatronUniform = { error: (error as Error).message };
+    }
   }
-  const full = results[results.length - 1];
+  if (full === undefined) throw new Error('internal: the full configuration was not planned');
   return {
     schema: 'omnibal.training-plan/1',
     assumptions: PLAN_ASSUMPTIONS,
@@ -520,7 +540,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     steps: balanced.steps,
     stages: full.stages,
     data: { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) },
-    ablation: results.map((r) => r.row),
+    ablation: rows,
     baselines,
     epochHours: (full.row.stepMs * balanced.steps) / 3.6e6,
     memoryBytes: gpu.memoryBytes,
@@ -536,8 +556,8 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     },
     detail: {
       balancedRankTokens: full.rankTokens,
-      randomRankTokens: results[0].rankTokens,
-      timelines: [results[0].timeline, full.timeline],
+      randomRankTokens: base?.rankTokens ?? [],
+      timelines: base ? [base.timeline, full.timeline] : [full.timeline],
     },
   };
 }

@@ -56,7 +56,11 @@ export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): str
   const end = Math.max(...timelines.map((t) => t.stepMs));
   const limit = memoryLimitBytes ?? Math.max(...plan.stages.stages.map((s) => s.memoryBytes));
   const rows = plan.ablation
-    .map((r) => `<tr><td>${esc(r.name)}</td><td>${(r.stepMs / 1000).toFixed(1)}</td><td>${(r.gpuHours / 24).toFixed(1)}</td><td>${r.speedup.toFixed(2)}x</td><td>${(r.bubbleFraction * 100).toFixed(0)}%</td></tr>`)
+    .map((r) =>
+      r.error
+        ? `<tr><td>${esc(r.name)}</td><td colspan="4">does not fit: ${esc(r.error)}</td></tr>`
+        : `<tr><td>${esc(r.name)}</td><td>${(r.stepMs / 1000).toFixed(1)}</td><td>${(r.gpuHours / 24).toFixed(1)}</td><td>${Number.isNaN(r.speedup) ? '-' : `${r.speedup.toFixed(2)}x`}</td><td>${(r.bubbleFraction * 100).toFixed(0)}%</td></tr>`,
+    )
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>omnibal plan: ${esc(plan.model)}</title>
@@ -69,7 +73,7 @@ export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): str
 <h2>Pipeline timeline of the slowest rank</h2>
 ${timelines.map((t) => `<h3>${esc(t.name)}: ${(t.stepMs / 1000).toFixed(1)} s</h3>${gantt(t, plan.cluster.pp, width, end)}`).join('\n')}
 <h2>Per-rank load per simulated step (LLM tokens)</h2>
-${rankLoads('random batches', plan.detail.randomRankTokens, width)}
+${plan.detail.randomRankTokens.length ? rankLoads('random batches', plan.detail.randomRankTokens, width) : ''}
 ${rankLoads('balanced batches', plan.detail.balancedRankTokens, width)}
 <h2>Per-stage time and memory</h2>
 ${stageBars(plan, limit, width)}
