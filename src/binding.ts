@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import type * as Native from '../bindings';
 import { ErrorCodes, omnibalError } from './errors';
 import { packageRoot } from './package';
+import { deferred } from './progress';
 import { dataTwins } from './data/twins';
 import { modelTwins } from './model/twins';
 import { simulateStepTwin } from './simulate/simulate';
@@ -54,28 +55,10 @@ export interface BackendInfo {
   reason?: string;
 }
 
-/** Runs a twin on the next turn of the event loop, so the JS fallback is a real Promise too. */
-export function deferred<T>(work: () => T): Promise<T> {
-  return new Promise((resolve, reject) => {
-    setImmediate(() => {
-      try {
-        resolve(work());
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
-}
-
 /** The TypeScript twins, shaped as a {@link Backend}. */
 export const jsBackend: Backend = {
   permutation: permutationTwin,
-  permutationAsync: (n, seed, onProgress) =>
-    deferred(() => {
-      const result = permutationTwin(n, seed);
-      onProgress?.(n, n);
-      return result;
-    }),
+  permutationAsync: (n, seed, onProgress) => deferred(() => permutationTwin(n, seed), onProgress, n),
   shuffleU32: shuffleU32Twin,
   ...dataTwins,
   ...modelTwins,

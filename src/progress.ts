@@ -13,6 +13,25 @@
 export type ProgressCallback = (done: number, total: number) => void;
 
 /**
+ * Runs a TypeScript twin on the next turn of the event loop, so the fallback backend's Promise
+ * variants are real Promises too (they still run on the main thread); `onProgress` gets one
+ * final `(total, total)` when given.
+ */
+export function deferred<T>(work: () => T, onProgress?: ProgressCallback | null, total = 1): Promise<T> {
+  return new Promise((resolve, reject) => {
+    setImmediate(() => {
+      try {
+        const value = work();
+        onProgress?.(total, total);
+        resolve(value);
+      } catch (error) {
+        reject(error);
+      }
+    });
+  });
+}
+
+/**
  * Calls `start` with a guarded progress callback (or `null` when the caller gave none) and
  * returns its Promise, completed with the final report on success.
  */

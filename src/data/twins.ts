@@ -5,6 +5,7 @@
  * @module
  */
 import type * as Native from '../../bindings';
+import { deferred } from '../progress';
 import { integerBetween, integerInRange, numberAtLeast } from '../validate';
 import { MAX_SEED } from '../random/rng';
 import { textCost } from './cost';
@@ -16,21 +17,6 @@ import { checkSamples, type Caps } from './samples';
 
 const MAX_U32 = 0xffffffff;
 type Progress = ((done: number, total: number) => void) | undefined | null;
-
-/** Runs a twin on the next turn of the event loop and reports completion as progress. */
-function later<T>(work: () => T, onProgress: Progress): Promise<T> {
-  return new Promise((resolve, reject) => {
-    setImmediate(() => {
-      try {
-        const value = work();
-        onProgress?.(1, 1);
-        resolve(value);
-      } catch (error) {
-        reject(error);
-      }
-    });
-  });
-}
 
 function opt(name: string, v: number | undefined | null, min: number, max: number, fallback: number): number {
   return v === undefined || v === null ? fallback : integerBetween(name, v, min, max);
@@ -86,12 +72,12 @@ export const dataTwins = {
   planBatches: (vision: Uint32Array, text: Uint32Array, options: Native.PlanBatchesOptions) =>
     planBatchesTwin(vision, text, options as PlanBatchesOptions),
   planBatchesAsync: (vision: Uint32Array, text: Uint32Array, options: Native.PlanBatchesOptions, onProgress?: Progress) =>
-    later(() => planBatchesTwin(vision, text, options as PlanBatchesOptions), onProgress),
+    deferred(() => planBatchesTwin(vision, text, options as PlanBatchesOptions), onProgress),
   packIsf,
   packIsfAsync: (vision: Uint32Array, text: Uint32Array, options: Native.PackIsfOptions, onProgress?: Progress) =>
-    later(() => packIsf(vision, text, options), onProgress),
+    deferred(() => packIsf(vision, text, options), onProgress),
   searchIsfArguments,
   searchIsfArgumentsAsync: (vision: Uint32Array, text: Uint32Array, options: Native.SearchIsfOptions, onProgress?: Progress) =>
-    later(() => searchIsfArguments(vision, text, options), onProgress),
+    deferred(() => searchIsfArguments(vision, text, options), onProgress),
   batchMetrics,
 };

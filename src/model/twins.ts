@@ -6,6 +6,7 @@
  */
 import type * as Native from '../../bindings';
 import { outOfRange } from '../errors';
+import { deferred } from '../progress';
 import { integerBetween, numberAtLeast } from '../validate';
 import { baselinePlan, parseSplit, splitEnds } from './baselines';
 import { fitActivationScaleTwin, fitEfficiencyTwin } from './calibrate';
@@ -135,14 +136,7 @@ function calibrateModel(model: Native.VlmInput, gpu: Native.GpuInput, shape: Nat
 /** The model functions of the TypeScript backend. */
 export const modelTwins = {
   partitionStages,
-  partitionStagesAsync: (input: Native.StageProblemInput) =>
-    new Promise<Native.NativeStagePlan>((resolve, reject) => setImmediate(() => {
-      try {
-        resolve(partitionStages(input));
-      } catch (error) {
-        reject(error);
-      }
-    })),
+  partitionStagesAsync: (input: Native.StageProblemInput) => deferred(() => partitionStages(input)),
   evaluateStages,
   evaluateSplit,
   baselineStages,
