@@ -17,7 +17,9 @@ export const native: typeof Native | undefined = jsOnly
   : (require(path.join(root, 'bindings.js')) as typeof Native);
 
 /** `test` where the native binding is part of the run, `test.skip` where it is not. */
-export const nativeTest: TestFn = jsOnly ? (anyTest.skip as unknown as TestFn) : anyTest;
+export const nativeTest: TestFn = jsOnly
+  ? (Object.assign(anyTest.skip, { serial: anyTest.serial.skip, skip: anyTest.skip }) as unknown as TestFn)
+  : anyTest;
 
 /** Both backends, by name, for tests that must hold for each. */
 export const backends: [string, Backend][] = native
