@@ -12,6 +12,7 @@ import { planStep, type BatchPlan, type Tail } from '../data/plan';
 import type { Samples } from '../data/samples';
 import type { PlanBatchesOptions, Strategy } from '../data/strategy';
 import { syntheticSamples } from '../data/synthetic';
+import { meanMicroBatchLoad } from '../data/load';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
 import { formatTable, progressBar } from './table';
@@ -40,20 +41,6 @@ interface PackFlags {
 
 const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];
-
-/** Mean load of a micro-batch: tiles, tokens and the sum of squared sample lengths. */
-export function meanMicroBatchLoad(plan: BatchPlan, samples: Samples): { tiles: number; tokens: number; sumSqLen: number } {
-  let tiles = 0;
-  let tokens = 0;
-  let sq = 0;
-  for (const i of plan.samples) {
-    tiles += samples.vision[i];
-    tokens += samples.text[i];
-    sq += samples.text[i] * samples.text[i];
-  }
-  const k = Math.max(plan.padding.length, 1);
-  return { tiles: tiles / k, tokens: tokens / k, sumSqLen: sq / k };
-}
 
 /** The plan as the JSON object `omnibal pack --json` writes. */
 export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load?: object): object {

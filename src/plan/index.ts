@@ -12,10 +12,12 @@ import { activeBackend } from '../binding';
 import { ErrorCodes, omnibalError } from '../errors';
 import { batchMetrics, planBatches, type BatchMetrics, type BatchPlan, type Samples } from '../data/index';
 import { syntheticSamples } from '../data/synthetic';
+import { meanMicroBatchLoad, microBatchLoad } from '../data/load';
 import {
   applyCalibration,
   baselineStages,
   calibrate,
+  evaluateStages,
   gpuInput,
   partitionStages,
   resolveGpu,
@@ -30,7 +32,6 @@ import {
 } from '../model/index';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
 import { integerBetween } from '../validate';
-import { evaluateStages } from '../model/index';
 
 /** The parallel layout: `tp * pp * dp` must equal `gpus`. */
 export interface Cluster {
@@ -243,40 +244,23 @@ function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster): Coefficients {
   return { perTile: a.map((x, i) => x - base[i]), perToken: b.map((x, i) => x - base[i]), perSq: q.map((x, i) => x - base[i]) };
 }
 
-interface Load {
-  tiles: number;
-  tokens: number;
-  sumSq: number;
-}
+/** The load at which a calibration's layer times were measured (InternVL-style 18 tiles, 5,000 tokens). */
+const CALIBRATION_LOAD = { tiles: 18, tokens: 5000 };
 
-function microBatchLoad(plan: BatchPlan, s: Samples, k: number): Load {
-  let tiles = 0;
-  let tokens = 0;
-  let sumSq = 0;
-  let tmax = 0;
-  const a = plan.microBatchOffsets[k];
-  const b = plan.microBatchOffsets[k + 1];
-  for (let q = a; q < b; q++) {
-    const i = plan.samples[q];
-    tiles += s.vision[i];
-    tokens += s.text[i];
-    sumSq += s.text[i] * s.text[i];
-    tmax = Math.max(tmax, s.text[i]);
-  }
-  if (!plan.packed) return { tiles, tokens: tmax * (b - a), sumSq: tmax * tmax * (b - a) };
-  return { tiles, tokens, sumSq };
-}
-
-function meanLoad(plan: BatchPlan, s: Samples): Load {
-  const n = plan.microBatchOffsets.length - 1;
-  const sum = { tiles: 0, tokens: 0, sumSq: 0 };
-  for (let k = 0; k < n; k++) {
-    const l = microBatchLoad(plan, s, k);
-    sum.tiles += l.tiles;
-    sum.tokens += l.tokens;
-    sum.sumSq += l.sumSq;
-  }
-  return { tiles: sum.tiles / n, tokens: sum.tokens / n, sumSq: sum.sumSq / n };
+/**
+ * Everything the planner derives from the model and GPU: the calibrated GPU (if measurements
+ * are given), the per-layer time coefficients, and the text cost for balancing (the LLM's time
+ * per squared sample length relative to its time per token).
+ */
+function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, measurements: Calibration | undefined) {
+  const calibration = measurements ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: 1, load: CALIBRATION_LOAD }, measurements) : undefined;
+  const g = calibration?.gpu ?? gpu;
+  const coef = coefficients(spec, g, cluster);
+  let perToken = 0;
+  let perSq = 0;
+  coef.perToken.forEach((x) => (perToken += x));
+  coef.perSq.forEach((x) => (perSq += x));
+  return { calibration, gpu: g, coef, costB: perToken > 0 ? perSq / perToken : 0 };
 }
 
 interface Config {
@@ -297,7 +281,7 @@ interface Simulated {
 
 function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
   const { spec, gpu, cluster } = o;
-  const load = meanLoad(cfg.plan, s);
+  const load = meanMicroBatchLoad(cfg.plan, s);
   const problem: StageProblem = vlmStageProblem({
     model: spec,
     gpu,
@@ -306,7 +290,7 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
     dp: cluster.dp,
     zero: 1,
     microBatches: o.accum,
-    load: { tiles: load.tiles, tokens: load.tokens, sumSqLen: load.sumSq },
+    load,
     recompute: cfg.recompute,
   });
   const calibrated = o.calibration ? applyCalibration(problem, o.calibration) : problem;
@@ -365,12 +349,12 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
       let tok = 0;
       for (let a = 0; a < m; a++) {
         const k = plan.rankOffsets[i] + a;
-        const l = k < plan.rankOffsets[i + 1] ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSq: 0 };
+        const l = k < plan.rankOffsets[i + 1] ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
         tok += l.tokens;
         for (let si = 0; si < pp; si++) {
           const c = stageCoef[si];
-          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSq;
-          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSq;
+          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen;
+          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen;
           fwd[(r * m + a) * pp + si] = Math.max(f, 0);
           bwd[(r * m + a) * pp + si] = Math.max(2 * f + rf, 0);
         }
@@ -478,16 +462,8 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const b = options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack;
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
-  const calibration = options.calibration ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: 1, load: { tiles: 18, tokens: 5000 } }, options.calibration) : undefined;
-  const g = calibration?.gpu ?? gpu;
+  const { calibration, gpu: g, coef, costB } = prepareModel(spec, gpu, cluster, options.calibration);
   const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps: options.simulatedSteps ?? 16, schedule, virtualStages, calibration };
-  const coef = coefficients(spec, g, cluster);
-  // Text cost of a sample for balancing: the LLM's per-token and per-squared-length time.
-  let perToken = 0;
-  let perSq = 0;
-  coef.perToken.forEach((x) => (perToken += x));
-  coef.perSq.forEach((x) => (perSq += x));
-  const costB = perToken > 0 ? perSq / perToken : 0;
   const shape = { dp: cluster.dp, accum, samplesPerPack: b, seed, epoch };
   const balanced = planBatches(samples, { ...shape, costA: 1, costB });
   const random = planBatches(samples, { ...shape, strategy: 'random' });
@@ -586,15 +562,9 @@ export function simulateSavedPlan(saved: TrainingPlan, samples: Samples): Replay
   const spec = resolveModel(saved.model);
   const gpu = resolveGpu(saved.gpu);
   const cluster = saved.cluster;
-  const calibration = r.calibration ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: 1, load: { tiles: 18, tokens: 5000 } }, r.calibration) : undefined;
-  const g = calibration?.gpu ?? gpu;
+  const { calibration, gpu: g, coef, costB } = prepareModel(spec, gpu, cluster, r.calibration ?? undefined);
   const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps: r.simulatedSteps, schedule: r.schedule, virtualStages: r.virtualStages, calibration };
-  const coef = coefficients(spec, g, cluster);
-  let perToken = 0;
-  let perSq = 0;
-  coef.perToken.forEach((x) => (perToken += x));
-  coef.perSq.forEach((x) => (perSq += x));
-  const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB: perToken > 0 ? perSq / perToken : 0 });
+  const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB });
   const given = { lastLayers: saved.stages.stages.map((s) => s.lastLayer), recomputeLayers: saved.stages.stages.flatMap((s) => s.recomputeLayers) };
   if (given.lastLayers.length !== cluster.pp) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the plan has ${given.lastLayers.length} stages but pp is ${cluster.pp}`);
