@@ -5,7 +5,7 @@
  * @module
  */
 import type * as Native from '../../bindings';
-import { activeBackend } from '../binding';
+import { activeBackend, type Backend } from '../binding';
 import { invalidType } from '../errors';
 import { withProgress, type ProgressCallback } from '../progress';
 import { describeValue, expectU32Array } from '../validate';
@@ -109,6 +109,22 @@ function asPlan(native: Native.NativeBatchPlan): BatchPlan {
   return native as BatchPlan;
 }
 
+/** Checks the samples and option types, then calls the backend. */
+function call<R>(samples: Samples, options: object, run: (api: Backend) => R): R {
+  checkSamplesShape(samples);
+  checkOptionTypes(options);
+  return run(activeBackend());
+}
+
+/** {@link call} for a Promise variant: bad input rejects; progress arrives in order. */
+function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOptions, start: (api: Backend, progress: ProgressCallback | null) => Promise<R>): Promise<R> {
+  try {
+    return call(samples, options, (api) => withProgress(asyncOptions.onProgress, (progress) => start(api, progress)));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
 /**
  * Plans one epoch of batches with any strategy (`balanced` by default): steps x ranks x
  * micro-batches x samples, plus every sample left out and why. A pure function of the samples,
@@ -120,23 +136,12 @@ function asPlan(native: Native.NativeBatchPlan): BatchPlan {
  *   and too few samples for a step (`ERR_OMNIBAL_TOO_FEW_SAMPLES`).
  */
 export function planBatches(samples: Samples, options: PlanBatchesOptions): BatchPlan {
-  checkSamplesShape(samples);
-  checkOptionTypes(options);
-  return asPlan(activeBackend().planBatches(samples.vision, samples.text, options));
+  return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, options)));
 }
 
 /** {@link planBatches} off the main thread (the libuv pool, with the native backend). */
 export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, asyncOptions: AsyncOptions = {}): Promise<BatchPlan> {
-  try {
-    checkSamplesShape(samples);
-    checkOptionTypes(options);
-    const api = activeBackend();
-    return withProgress(asyncOptions.onProgress, (progress) =>
-      api.planBatchesAsync(samples.vision, samples.text, options, progress),
-    ).then(asPlan);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, options, progress)).then(asPlan);
 }
 
 /**
@@ -163,21 +168,12 @@ export function balanceBatchesAsync(
  * are returned in `droppedIndex` rather than silently skipped.
  */
 export function packIsf(samples: Samples, options: PackIsfOptions): IsfPacks {
-  checkSamplesShape(samples);
-  checkOptionTypes(options);
-  return activeBackend().packIsf(samples.vision, samples.text, options);
+  return call(samples, options, (api) => api.packIsf(samples.vision, samples.text, options));
 }
 
 /** {@link packIsf} off the main thread. */
 export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfPacks> {
-  try {
-    checkSamplesShape(samples);
-    checkOptionTypes(options);
-    const api = activeBackend();
-    return withProgress(asyncOptions.onProgress, (progress) => api.packIsfAsync(samples.vision, samples.text, options, progress));
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.packIsfAsync(samples.vision, samples.text, options, progress));
 }
 
 /**
@@ -185,23 +181,12 @@ export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOpt
  * table, in evaluation order, and the index of the chosen one.
  */
 export function searchIsfArguments(samples: Samples, options: SearchIsfOptions): IsfSearch {
-  checkSamplesShape(samples);
-  checkOptionTypes(options);
-  return activeBackend().searchIsfArguments(samples.vision, samples.text, options);
+  return call(samples, options, (api) => api.searchIsfArguments(samples.vision, samples.text, options));
 }
 
 /** {@link searchIsfArguments} off the main thread. */
 export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfSearch> {
-  try {
-    checkSamplesShape(samples);
-    checkOptionTypes(options);
-    const api = activeBackend();
-    return withProgress(asyncOptions.onProgress, (progress) =>
-      api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress),
-    );
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress));
 }
 
 /**
@@ -210,9 +195,7 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
  * per-step values.
  */
 export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
-  checkSamplesShape(samples);
-  checkOptionTypes({ costA: cost.a, costB: cost.b });
-  return activeBackend().batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null);
+  return call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
 }
 
 /** A sample left out of a plan. */

@@ -146,9 +146,10 @@ type Handler = (params: Record<string, unknown>, ctx: { progress: (done: number,
 function handlers(state: State, limits: Required<ServeOptions>, shutdown: () => void): Record<string, Handler> {
   const batches = async (p: Record<string, unknown>, progress: (d: number, t: number) => void, strategy?: string) => {
     const samples = await samplesOf(p, limits);
-    const { vision: _v, text: _t, path: _p, paths: _ps, ...options } = p;
-    void _v, _t, _p, _ps;
-    const plan = await planBatchesAsync(samples, { ...(options as object), ...(strategy ? { strategy } : {}) } as never, { onProgress: progress });
+    // The rest of the params are planBatches options (the samples fields are not).
+    const options: Record<string, unknown> = { ...p, ...(strategy ? { strategy } : {}) };
+    for (const key of ['vision', 'text', 'path', 'paths']) delete options[key];
+    const plan = await planBatchesAsync(samples, options as never, { onProgress: progress });
     const id = `plan-${state.nextId++}`;
     state.plans.set(id, { plan, samples });
     return planSummary(id, plan);
