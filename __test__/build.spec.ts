@@ -1,7 +1,8 @@
-// The install-time build without a Rust toolchain: it succeeds and says so in one line.
+// The install-time build without a Rust toolchain: it succeeds and says so in one line. The
+// built binary's glibc floor.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { root } from './helpers';
@@ -20,4 +21,66 @@ test('without cargo the build succeeds with one clear line', (t) => {
   const lines = r.stderr.trim().split('\n');
   t.is(lines.length, 1);
   t.regex(lines[0], /^omnibal: no Rust toolchain \(cargo\) found, skipped the native build; the package runs on its TypeScript twins$/);
+});
+
+/** The `GLIBC_x.y[.z]` symbol versions an ELF64 little-endian shared object needs (its .gnu.version_r). */
+function glibcVersionsNeeded(file: string): string[] {
+  const elf = readFileSync(file);
+  if (elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) throw new Error(`${file}: not an ELF64 LE file`);
+  const shoff = Number(elf.readBigUInt64LE(0x28));
+  const shentsize = elf.readUInt16LE(0x3a);
+  const shnum = elf.readUInt16LE(0x3c);
+  const section = (i: number) => {
+    const at = shoff + i * shentsize;
+    return {
+      type: elf.readUInt32LE(at + 4),
+      offset: Number(elf.readBigUInt64LE(at + 0x18)),
+      link: elf.readUInt32LE(at + 0x28),
+      info: elf.readUInt32LE(at + 0x2c),
+    };
+  };
+  const SHT_GNU_VERNEED = 0x6ffffffe;
+  const names = new Set<string>();
+  for (let i = 0; i < shnum; i++) {
+    const verneed = section(i);
+    if (verneed.type !== SHT_GNU_VERNEED) continue;
+    const strtab = section(verneed.link).offset;
+    const str = (at: number) => elf.toString('latin1', strtab + at, elf.indexOf(0, strtab + at));
+    let entry = verneed.offset;
+    for (let n = 0; n < verneed.info; n++) {
+      const count = elf.readUInt16LE(entry + 2);
+      let aux = entry + elf.readUInt32LE(entry + 8);
+      for (let k = 0; k < count; k++) {
+        const name = str(elf.readUInt32LE(aux + 8));
+        if (name.startsWith('GLIBC_')) names.add(name);
+        aux += elf.readUInt32LE(aux + 12);
+      }
+      entry += elf.readUInt32LE(entry + 12);
+    }
+  }
+  return [...names];
+}
+
+const byVersion = (a: string, b: string) => {
+  const x = a.replace('GLIBC_', '').split('.').map(Number);
+  const y = b.replace('GLIBC_', '').split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+  return 0;
+};
+
+// The README's glibc floor: scripts/build.mjs links the linux-x64-gnu binary against the glibc
+// 2.17 sysroot of the napi-rs cross toolchain. OMNIBAL_HOST_GLIBC=1 builds against this
+// machine's glibc instead; then the floor is this machine's.
+const binary = path.join(root, 'omnibal.linux-x64-gnu.node');
+const glibcHost = process.platform === 'linux' && process.arch === 'x64' && existsSync(binary);
+(glibcHost ? test : test.skip)('the linux-x64-gnu binary needs glibc 2.17 at most', (t) => {
+  const needed = glibcVersionsNeeded(binary).sort(byVersion);
+  t.true(needed.length > 0, 'links against glibc');
+  const floor = needed[needed.length - 1];
+  t.log(`highest symbol version: ${floor}`);
+  const allowed =
+    process.env.OMNIBAL_HOST_GLIBC === '1'
+      ? `GLIBC_${(process.report.getReport() as { header: { glibcVersionRuntime: string } }).header.glibcVersionRuntime}`
+      : 'GLIBC_2.17';
+  t.true(byVersion(floor, allowed) <= 0, `${floor} > ${allowed}`);
 });

@@ -1,8 +1,12 @@
-// The CLI skeleton: version, help, doctor, and exit codes.
+// The CLI skeleton: version, help, doctor, exit codes and one-line usage errors, npx.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { version } from '../index';
-import { cli, nativeTest } from './helpers';
+import { cli, nativeTest, root } from './helpers';
 
 function omnibal(args: string[], env: Record<string, string | undefined> = {}) {
   const r = spawnSync(process.execPath, [cli, ...args], {
@@ -59,4 +63,49 @@ test('doctor with OMNIBAL_BACKEND=native and no binary exits with 2 and the code
   const r = omnibal(['doctor'], { OMNIBAL_BACKEND: 'native', NAPI_RS_NATIVE_LIBRARY_PATH: '/nonexistent.node' });
   t.is(r.status, 2);
   t.regex(r.stderr, /ERR_OMNIBAL_NATIVE_UNAVAILABLE/);
+});
+
+// Every usage error, commander's own included, exits 2 with one line that names the flag as the
+// user typed it (never the API's option name) and the stable code.
+const usageErrors: [string[], RegExp][] = [
+  [[], /^omnibal: give a command: doctor, pack, /],
+  [['bogus'], /^omnibal: unknown command 'bogus'/],
+  [['plan', '--nope'], /^omnibal: unknown option '--nope'.*; see omnibal plan --help/],
+  [['pack', '--synthetic', '100'], /required option '--dp <n>' not specified/],
+  [['pack', '--dp'], /option '--dp <n>' argument missing/],
+  [['pack', '--dp', '2', '--synthetic', '100', '--samples-per-pack', 'abc'], /option '--samples-per-pack <b>' argument 'abc' is invalid/],
+  [['serve', '--max-line-bytes', 'lots'], /option '--max-line-bytes <n>' argument 'lots' is invalid/],
+  [['pack', '--dp', '2', '--synthetic', '100', '--samples-per-pack', '0'], /^omnibal: --samples-per-pack must be a finite number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]$/],
+  [['pack', '--dp', '2', '--synthetic', '-5'], /^omnibal: --synthetic must be between 1 and \d+, got -5 /],
+  [['pack', '--dp', '0', '--synthetic', '100'], /^omnibal: --dp must be between 1 and \d+, got 0 /],
+  [['pack', '--dp', '2', '--synthetic', '100', '--max-vision', '10'], /^omnibal: --max-vision and --max-text go together: give both, or --samples-per-pack /],
+];
+for (const [args, message] of usageErrors) {
+  test(`usage error: omnibal ${args.join(' ')}`, (t) => {
+    const r = omnibal(args, { OMNIBAL_BACKEND: 'js' });
+    t.is(r.status, 2, r.stderr);
+    t.is(r.stdout, '');
+    const lines = r.stderr.split('\n').filter(Boolean);
+    t.is(lines.length, 1, r.stderr);
+    t.regex(lines[0], message);
+    t.regex(lines[0], /\[ERR_OMNIBAL_[A-Z_]+\]$/);
+    t.notRegex(lines[0], /samplesPerPack|maxVision|maxText|\bn must/);
+  });
+}
+
+// `npx omnibal` in a clone installs the clone itself into npx's folder, and npm runs its
+// `prepare` again; after `npm ci` that must not rebuild anything (it used to take 20-30 s).
+test('the first npx omnibal in a built clone does not rebuild', async (t) => {
+  const cache = mkdtempSync(path.join(tmpdir(), 'omnibal-npx-'));
+  t.teardown(() => rmSync(cache, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!/^npm_/i.test(key)) env[key] = value;
+  const built = statSync(cli).mtimeMs;
+  const { stdout } = await promisify(execFile)('npx', ['--yes', 'omnibal', '--version'], {
+    cwd: root,
+    env: { ...env, npm_config_cache: cache, npm_config_update_notifier: 'false' },
+    encoding: 'utf8',
+  });
+  t.is(stdout.trim(), version);
+  t.is(statSync(cli).mtimeMs, built, 'dist/ was not rebuilt');
 });

@@ -8,6 +8,9 @@
 // would refuse the lock file.
 //
 //   node scripts/stage-package.mjs OUT_DIR     then: npm pack OUT_DIR  (or npm publish OUT_DIR)
+//   node scripts/stage-package.mjs --refuse-publish
+//     the root package.json's `prepublishOnly`: `npm publish` from the repository root would ship
+//     a package with no platform packages wired (no native binary for anyone), so it stops.
 import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -15,6 +18,13 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = process.argv[2];
+if (out === '--refuse-publish') {
+  console.error(
+    'omnibal: do not publish the repository root (it wires no platform packages, so users would get no native binary);\n' +
+      '  publish npm/* (with their binaries, `napi artifacts`), then: node scripts/stage-package.mjs .stage && npm publish .stage',
+  );
+  process.exit(1);
+}
 if (!out) {
   console.error('usage: node scripts/stage-package.mjs OUT_DIR');
   process.exit(2);
@@ -22,9 +32,15 @@ if (!out) {
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const platforms = readdirSync(join(root, 'npm')).sort();
-pkg.optionalDependencies = Object.fromEntries(
-  platforms.map((dir) => [JSON.parse(readFileSync(join(root, 'npm', dir, 'package.json'), 'utf8')).name, pkg.version]),
-);
+const platformPkgs = platforms.map((dir) => JSON.parse(readFileSync(join(root, 'npm', dir, 'package.json'), 'utf8')));
+// `npm version` runs `napi version` (the `version` script), which writes the root version into
+// npm/*; a platform package at another version would never be installed with this one.
+const stale = platformPkgs.filter((p) => p.version !== pkg.version);
+if (stale.length > 0) {
+  console.error(`omnibal: npm/* versions differ from ${pkg.version}: ${stale.map((p) => `${p.name}@${p.version}`).join(', ')}; run npx napi version`);
+  process.exit(1);
+}
+pkg.optionalDependencies = Object.fromEntries(platformPkgs.map((p) => [p.name, pkg.version]));
 delete pkg.scripts;
 delete pkg.devDependencies;
 delete pkg.ava;

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 /**
  * The `omnibal` command line. Results go to stdout, messages to stderr; a usage error or bad
- * input exits with code 2, an internal failure with 1.
+ * input exits with code 2 and one line naming the flag as typed, an internal failure with 1.
  *
  * @module
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, type Option } from 'commander';
 import { isOmnibalError } from '../errors';
 import { version } from '../package';
 import { doctorReport, formatDoctor } from './doctor';
@@ -23,7 +23,6 @@ export function buildProgram(): Command {
       'Balance vision-language model training: data across ranks, layers across pipeline stages, recomputation per stage.',
     )
     .version(version, '-v, --version')
-    .showHelpAfterError()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
 
   program
@@ -42,19 +41,99 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * API names that a flag's value is validated under when they differ from the flag's own
+ * attribute name (`--synthetic <n>` is checked as `n` by `syntheticSamples`).
+ */
+const API_NAMES: Record<string, readonly string[]> = { '--synthetic': ['n'] };
+
+/**
+ * Rewrites the API option names in an error message into the flags the user typed
+ * (`samplesPerPack` -> `--samples-per-pack`), for the command that ran. camelCase names are
+ * rewritten anywhere outside quotes; one-word names (`dp`, `seed`, `n`) only where the message
+ * starts with them, which is where the validators put the argument's name, and right after a
+ * rewritten flag joined by `x`, `and`, `or` or a comma (`tp x pp`, `maxVision and maxText`).
+ */
+export function namingFlags(message: string, command: Command | undefined): string {
+  if (!command) return message;
+  const flags = new Map<string, string>();
+  for (const option of command.options as readonly Option[]) {
+    if (!option.long) continue;
+    flags.set(option.attributeName(), option.long);
+    for (const alias of API_NAMES[option.long] ?? []) flags.set(alias, option.long);
+  }
+  return message
+    .split(/("[^"]*")/)
+    .map((part, i) => {
+      if (i % 2 === 1) return part;
+      let out = '';
+      let last = 0;
+      for (const match of part.matchAll(/(?<![\w-])[A-Za-z][A-Za-z0-9]*(?![\w-])/g)) {
+        const word = match[0];
+        out += part.slice(last, match.index);
+        last = match.index + word.length;
+        const flag = flags.get(word);
+        const named = /[A-Z]/.test(word) || (i === 0 && match.index === 0) || /--[\w-]+(?: x | and | or |, )$/.test(out);
+        out += flag && named ? flag : word;
+      }
+      return out + part.slice(last);
+    })
+    .join('');
+}
+
+/**
+ * Gives `command` and its subcommands the CLI's usage-error convention: commander's own errors
+ * (unknown option or command, missing argument, a value that is not a number) are thrown, not
+ * exited on, and print one line instead of the help text.
+ */
+function oneLineUsageErrors(command: Command): void {
+  command
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({
+      writeErr: (text) => process.stderr.write(text),
+      outputError: (text, write) => {
+        const line = text.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').replace(/\.$/, '');
+        const path = [];
+        for (let c: Command | null = command; c; c = c.parent) path.unshift(c.name());
+        write(`omnibal: ${line}; see ${path.join(' ')} --help [ERR_OMNIBAL_INVALID_OPTIONS]\n`);
+      },
+    });
+  for (const option of command.options as Option[]) {
+    const parse = option.parseArg;
+    if (!parse) continue;
+    // Number-valued flags: a value that is not a number is a usage error naming the flag.
+    option.parseArg = <T>(value: string, previous: T): T => {
+      const parsed = parse<T>(value, previous);
+      if (typeof parsed === 'number' && Number.isNaN(parsed)) throw new InvalidArgumentError('Expected a number');
+      return parsed;
+    };
+  }
+  for (const sub of command.commands) oneLineUsageErrors(sub);
+}
+
 /** Runs the CLI on `argv` (as `process.argv`); resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
+  oneLineUsageErrors(program);
+  let running: Command | undefined;
+  program.hook('preAction', (_program, action) => {
+    running = action;
+  });
+  if (argv.length <= 2) {
+    process.stderr.write(`omnibal: give a command: ${program.commands.map((c) => c.name()).join(', ')}; see omnibal --help [ERR_OMNIBAL_INVALID_OPTIONS]\n`);
+    return 2;
+  }
   try {
     await program.parseAsync(argv);
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Help and version exit with 0; usage errors (already printed by commander) with 2.
+      // Help and version exit with 0; usage errors (printed on one line above) with 2.
       return error.exitCode === 0 ? 0 : 2;
     }
     if (isOmnibalError(error)) {
-      process.stderr.write(`omnibal: ${error.message} [${error.code}]\n`);
+      process.stderr.write(`omnibal: ${namingFlags(error.message, running)} [${error.code}]\n`);
       return error.code === 'ERR_OMNIBAL_PANIC' ? 1 : 2;
     }
     process.stderr.write(`omnibal: internal error: ${error instanceof Error ? error.stack : String(error)}\n`);
