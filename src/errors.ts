@@ -47,7 +47,12 @@ export type OmnibalError = Error & {
   code: ErrorCode;
 };
 
-/** Whether `error` was thrown by omnibal (it carries an `ERR_OMNIBAL_...` code). */
+/**
+ * Whether `error` was thrown by omnibal (it carries an `ERR_OMNIBAL_...` code).
+ *
+ * @param error - any thrown value
+ * @returns whether it is an `Error` whose `code` starts with `ERR_OMNIBAL_`
+ */
 export function isOmnibalError(error: unknown): error is OmnibalError {
   const code: unknown = error instanceof Error ? (error as { code?: unknown }).code : undefined;
   return typeof code === 'string' && code.startsWith('ERR_OMNIBAL_');

@@ -9,7 +9,12 @@
  * @module
  */
 
-/** `(done, total)`: how much of a long call is finished, in units the call chooses. */
+/**
+ * `(done, total)`: how much of a long call is finished, in units the call chooses.
+ *
+ * @param done - units finished so far, `0..=total`
+ * @param total - units in the whole call
+ */
 export type ProgressCallback = (done: number, total: number) => void;
 
 /**

@@ -134,12 +134,23 @@ function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOpti
  *   bad options (`ERR_OMNIBAL_OUT_OF_RANGE`, `ERR_OMNIBAL_INVALID_OPTIONS`,
  *   `ERR_OMNIBAL_UNKNOWN_OPTION`), caps smaller than every sample (`ERR_OMNIBAL_CAP_TOO_SMALL`)
  *   and too few samples for a step (`ERR_OMNIBAL_TOO_FEW_SAMPLES`).
+ *
+ * @param samples - per-sample vision tiles and text tokens (optional set/group ids)
+ * @param options - ranks (`dp`), micro-batches per rank per step (`accum`), caps or samples per pack, strategy, seed, epoch, tail policy, text cost (`costA`, `costB`)
+ * @returns the plan: flat sample indices with offsets by pack, packs by step and rank, the dropped samples with their reasons
  */
 export function planBatches(samples: Samples, options: PlanBatchesOptions): BatchPlan {
   return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, options)));
 }
 
-/** {@link planBatches} off the main thread (the libuv pool, with the native backend). */
+/**
+ * {@link planBatches} off the main thread (the libuv pool, with the native backend).
+ *
+ * @param samples - as for {@link planBatches}
+ * @param options - as for {@link planBatches}
+ * @param asyncOptions - `onProgress(done, total)`, optional
+ * @returns a Promise of the plan {@link planBatches} returns for the same arguments
+ */
 export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, asyncOptions: AsyncOptions = {}): Promise<BatchPlan> {
   return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, options, progress)).then(asPlan);
 }
@@ -148,12 +159,23 @@ export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, 
  * The balanced plan (the default strategy): every micro-batch's vision load is exactly the
  * vision cap where the data allows, and within each step every micro-batch (so every rank)
  * carries the same text cost, without padding.
+ *
+ * @param samples - as for {@link planBatches}
+ * @param options - as for {@link planBatches}, without `strategy`
+ * @returns the balanced plan
  */
 export function balanceBatches(samples: Samples, options: Omit<PlanBatchesOptions, 'strategy'>): BatchPlan {
   return planBatches(samples, { ...options, strategy: 'balanced' });
 }
 
-/** {@link balanceBatches} off the main thread. */
+/**
+ * {@link balanceBatches} off the main thread.
+ *
+ * @param samples - as for {@link planBatches}
+ * @param options - as for {@link balanceBatches}
+ * @param asyncOptions - `onProgress(done, total)`, optional
+ * @returns a Promise of the plan {@link balanceBatches} returns
+ */
 export function balanceBatchesAsync(
   samples: Samples,
   options: Omit<PlanBatchesOptions, 'strategy'>,
@@ -166,12 +188,23 @@ export function balanceBatchesAsync(
  * The reference ISF (iterative sampling and filtering) of the OmniBal paper, with its exact
  * semantics and defaults, minus its bug: the last group is never lost, and samples over a cap
  * are returned in `droppedIndex` rather than silently skipped.
+ *
+ * @param samples - per-sample vision tiles and text tokens
+ * @param options - the reference ISF's caps and thresholds
+ * @returns the packs (sample indices with offsets) and the samples over a cap in `droppedIndex`
  */
 export function packIsf(samples: Samples, options: PackIsfOptions): IsfPacks {
   return call(samples, options, (api) => api.packIsf(samples.vision, samples.text, options));
 }
 
-/** {@link packIsf} off the main thread. */
+/**
+ * {@link packIsf} off the main thread.
+ *
+ * @param samples - as for {@link packIsf}
+ * @param options - as for {@link packIsf}
+ * @param asyncOptions - `onProgress(done, total)`, optional
+ * @returns a Promise of the packs {@link packIsf} returns
+ */
 export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfPacks> {
   return callAsync(samples, options, asyncOptions, (api, progress) => api.packIsfAsync(samples.vision, samples.text, options, progress));
 }
@@ -179,12 +212,23 @@ export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOpt
 /**
  * The reference search for ISF's caps for a wanted number of samples per pack: the candidate
  * table, in evaluation order, and the index of the chosen one.
+ *
+ * @param samples - per-sample vision tiles and text tokens
+ * @param options - the wanted samples per pack, and the ranks, accumulation and iterations the candidates are scored with
+ * @returns every candidate evaluated, in order, and the index of the chosen one
  */
 export function searchIsfArguments(samples: Samples, options: SearchIsfOptions): IsfSearch {
   return call(samples, options, (api) => api.searchIsfArguments(samples.vision, samples.text, options));
 }
 
-/** {@link searchIsfArguments} off the main thread. */
+/**
+ * {@link searchIsfArguments} off the main thread.
+ *
+ * @param samples - as for {@link searchIsfArguments}
+ * @param options - as for {@link searchIsfArguments}
+ * @param asyncOptions - `onProgress(done, total)`, optional
+ * @returns a Promise of the search {@link searchIsfArguments} returns
+ */
 export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfSearch> {
   return callAsync(samples, options, asyncOptions, (api, progress) => api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress));
 }
@@ -193,6 +237,11 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
  * The paper's metrics of a plan: pad ratio, vision and text dist ratios, the same dist on the
  * text cost (`cost`, default plain tokens), samples per pack, packs, steps, dropped, and the
  * per-step values.
+ *
+ * @param plan - a plan from {@link planBatches} (or any strategy)
+ * @param samples - the samples the plan was made from
+ * @param cost - text cost per token (`a`) and per squared sample length (`b`); default plain tokens
+ * @returns the metrics, overall and per step
  */
 export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
   return call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
@@ -206,7 +255,12 @@ export interface DroppedSample {
   reason: DropReason;
 }
 
-/** The samples a plan left out, as `{ index, reason }` objects (for reports and JSON). */
+/**
+ * The samples a plan left out, as `{ index, reason }` objects (for reports and JSON).
+ *
+ * @param plan - a plan (its `droppedIndex` and `droppedReason`)
+ * @returns one `{ index, reason }` per dropped sample, by ascending index
+ */
 export function droppedSamples(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): DroppedSample[] {
   return Array.from(plan.droppedIndex, (index, k) => ({ index, reason: DROP_REASONS[plan.droppedReason[k] - 1] }));
 }

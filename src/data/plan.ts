@@ -156,7 +156,13 @@ export function assemble(
   };
 }
 
-/** The micro-batches of one step, by rank: `[rank][microBatch]` = sample indices (views, no copies). */
+/**
+ * The micro-batches of one step, by rank: `[rank][microBatch]` = sample indices (views, no copies).
+ *
+ * @param plan - a plan from `planBatches`
+ * @param step - the step, `0..plan.steps`
+ * @returns the sample indices of each micro-batch of each rank in that step
+ */
 export function planStep(plan: BatchPlan, step: number): Uint32Array[][] {
   integerBetween('step', step, 0, Math.max(plan.steps - 1, 0));
   const out: Uint32Array[][] = [];
@@ -164,7 +170,13 @@ export function planStep(plan: BatchPlan, step: number): Uint32Array[][] {
   return out;
 }
 
-/** The micro-batches of one rank, by step: `[step][microBatch]` = sample indices (views). */
+/**
+ * The micro-batches of one rank, by step: `[step][microBatch]` = sample indices (views).
+ *
+ * @param plan - a plan from `planBatches`
+ * @param rank - the data-parallel rank, `0..dp`
+ * @returns the sample indices of each micro-batch of that rank in each step
+ */
 export function planForRank(plan: BatchPlan, rank: number): Uint32Array[][] {
   integerBetween('rank', rank, 0, plan.dp - 1);
   const out: Uint32Array[][] = [];

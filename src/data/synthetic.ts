@@ -52,6 +52,10 @@ function interpolate(quantiles: number[], u: number): number {
 /**
  * `n` synthetic samples with the real data's statistics (a pure function of `n` and `seed`);
  * `group` is the index of the set each sample imitates (0 AI2D, 1 ChartQA, 2 SynthDoG).
+ *
+ * @param n - how many samples, an integer >= 1
+ * @param seed - the generator seed (default 0)
+ * @returns the samples, with `group` filled
  */
 export function syntheticSamples(n: number, seed = 0): Required<Samples> {
   integerBetween('n', n, 1, 0xffffffff);

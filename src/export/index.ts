@@ -35,6 +35,10 @@ const isVision = (k: string) => k === 'vit-embed' || k === 'vit' || k === 'proje
  * stages), or first/last stage layer counts, and the recompute flags. Megatron's multimodal
  * models keep the vision encoder and projector on the first pipeline stage, and apply one
  * `--recompute-num-layers` to every stage.
+ *
+ * @param problem - the stage problem the plan was made for
+ * @param plan - a plan from `partitionStages` (or any stage plan)
+ * @returns the Megatron-LM arguments and layout
  */
 export function exportMegatron(problem: StageProblem, plan: StagePlan): MegatronExport {
   const kinds = problem.layerKinds;
@@ -85,6 +89,9 @@ export function exportMegatron(problem: StageProblem, plan: StagePlan): Megatron
  * DeepSpeed: `PipelineModule` boundaries and the checkpointed layers of each stage. DeepSpeed
  * takes one `activation_checkpoint_interval` for all stages, so per-stage lists need a custom
  * `checkpoint_func` or layer wrappers.
+ *
+ * @param plan - a plan from `partitionStages` (or any stage plan)
+ * @returns the `PipelineModule` parts and checkpointed layers per stage
  */
 export function exportDeepSpeed(plan: StagePlan): DeepSpeedExport {
   const parts = [...plan.stages.map((s) => s.firstLayer), plan.stages[plan.stages.length - 1].lastLayer + 1];

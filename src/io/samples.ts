@@ -242,7 +242,13 @@ function formatOf(file: string, format: SamplesFormat | undefined): SamplesForma
   throw omnibalError(ErrorCodes.PARSE, `${file}: unknown format (extension ${ext || 'none'}); use .json, .jsonl or .csv, or give the format`);
 }
 
-/** Reads samples from one or more files, in order (see the module notes for the formats). */
+/**
+ * Reads samples from one or more files, in order (see the module notes for the formats).
+ *
+ * @param paths - one file or several (`.json` reference list, `.jsonl`, `.csv`), concatenated in order
+ * @param options - the format of every file (default: from each file's extension)
+ * @returns a Promise of the samples, the file each came from (`group`), and each file with its sample count
+ */
 export async function readSamples(paths: string | string[], options: ReadSamplesOptions = {}): Promise<LoadedSamples> {
   const list = Array.isArray(paths) ? paths : [paths];
   if (list.length === 0) throw omnibalError(ErrorCodes.EMPTY_INPUT, 'no input files');

@@ -150,12 +150,20 @@ function shape(p: StageProblem, n: Native.NativeStagePlan): StagePlan {
  *
  * @throws `ERR_OMNIBAL_INFEASIBLE` (with the least memory per GPU that would fit) when no plan
  *   fits; coded range and type errors for bad input.
+ *
+ * @param problem - the layers (times, memory), stages, micro-batches and memory limit
+ * @returns the stages (last layer, recomputed layers, predicted time and memory) and the predicted iteration time
  */
 export function partitionStages(problem: StageProblem): StagePlan {
   return shape(problem, activeBackend().partitionStages(toInput(problem)));
 }
 
-/** {@link partitionStages} off the main thread. */
+/**
+ * {@link partitionStages} off the main thread.
+ *
+ * @param problem - as for {@link partitionStages}
+ * @returns a Promise of the plan {@link partitionStages} returns
+ */
 export function partitionStagesAsync(problem: StageProblem): Promise<StagePlan> {
   try {
     const input = toInput(problem);
@@ -165,12 +173,25 @@ export function partitionStagesAsync(problem: StageProblem): Promise<StagePlan> 
   }
 }
 
-/** Predicted figures of a given split, each stage with its cheapest feasible recomputation. */
+/**
+ * Predicted figures of a given split, each stage with its cheapest feasible recomputation.
+ *
+ * @param problem - the stage problem
+ * @param lastLayers - the last layer index of each stage, ascending, ending at the last layer
+ * @returns the predicted plan of that split
+ */
 export function evaluateSplit(problem: StageProblem, lastLayers: number[]): StagePlan {
   return shape(problem, activeBackend().evaluateSplit(toInput(problem), Uint32Array.from(lastLayers)));
 }
 
-/** Predicted figures of a fully given plan: stage ends and recomputed layers (memory not enforced). */
+/**
+ * Predicted figures of a fully given plan: stage ends and recomputed layers (memory not enforced).
+ *
+ * @param problem - the stage problem
+ * @param lastLayers - the last layer index of each stage, ascending
+ * @param recomputeLayers - the recomputed layers (absolute indices)
+ * @returns the predicted plan, memory over the limit included
+ */
 export function evaluateStages(problem: StageProblem, lastLayers: number[], recomputeLayers: number[]): StagePlan {
   const flags = new Uint8Array(problem.forwardMs.length);
   for (const i of recomputeLayers) flags[i] = 1;
@@ -183,6 +204,10 @@ export function evaluateStages(problem: StageProblem, lastLayers: number[], reco
  * anchor) with `none`, `full` or one `uniform` recomputation count for all stages.
  *
  * @throws `ERR_OMNIBAL_INFEASIBLE` when that baseline does not fit in memory.
+ * @param problem - the stage problem
+ * @param method - the split method
+ * @param recompute - `none`, `full`, or the least `uniform` recomputation count that fits
+ * @returns the baseline's predicted plan
  */
 export function baselineStages(problem: StageProblem, method: Split, recompute: 'none' | 'full' | 'uniform'): StagePlan {
   const params = problem.params ?? problem.staticBytes;
@@ -283,7 +308,14 @@ export function tableShape(options: LayerTableOptions): Native.TableShape {
   return { tp: options.tp ?? 1, dp: options.dp ?? 1, zero: options.zero ?? 1, tiles: load.tiles, tokens: load.tokens, sumSqLen: load.sumSqLen ?? load.tokens * load.tokens };
 }
 
-/** The model's layer table for one micro-batch: per-layer FLOPs, parameters, times and bytes. */
+/**
+ * The model's layer table for one micro-batch: per-layer FLOPs, parameters, times and bytes.
+ *
+ * @param model - a preset name or a model spec
+ * @param gpu - a preset name or a GPU spec
+ * @param options - layout (tp, dp, ZeRO) and the micro-batch's load
+ * @returns the named per-layer table
+ */
 export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions): NamedLayerTable {
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);
@@ -302,7 +334,12 @@ export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
   return { ...table, names, kinds };
 }
 
-/** The stage problem of a VLM on a GPU (a prediction of the cost model). */
+/**
+ * The stage problem of a VLM on a GPU (a prediction of the cost model).
+ *
+ * @param o - model, GPU, stages, layout, micro-batch load and memory options
+ * @returns the stage problem for {@link partitionStages}
+ */
 export function vlmStageProblem(o: VlmStageOptions): StageProblem {
   const spec = resolveModel(o.model);
   const g = resolveGpu(o.gpu);
@@ -368,6 +405,12 @@ export interface CalibrationResult {
  * Fits the cost model to measurements (the paper's procedure): efficiency per layer kind from
  * measured layer times, activation bytes per kind from stage memory measured with full and with
  * no recomputation. Apply the result with {@link applyCalibration}.
+ *
+ * @param model - a preset name or a model spec
+ * @param gpu - a preset name or a GPU spec
+ * @param options - the layout and load the measurements were taken at
+ * @param m - the measured layer times and stage memory
+ * @returns the GPU with fitted efficiencies, and the activation-byte scale per layer kind
  */
 export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions, m: Calibration): CalibrationResult {
   const spec = resolveModel(model);
@@ -396,7 +439,13 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
   return { gpu: fitted, activationScale };
 }
 
-/** A stage problem with calibrated activation bytes (times come from the calibrated GPU). */
+/**
+ * A stage problem with calibrated activation bytes (times come from the calibrated GPU).
+ *
+ * @param problem - a stage problem from {@link vlmStageProblem}
+ * @param result - the result of {@link calibrate}
+ * @returns a new stage problem with calibrated activation bytes
+ */
 export function applyCalibration(problem: StageProblem, result: CalibrationResult): StageProblem {
   if (!problem.layerKinds) throw invalidOptions('the problem needs layerKinds (build it with vlmStageProblem) to apply a calibration');
   const activationBytes = problem.activationBytes.map((a, i) => a * result.activationScale[problem.layerKinds![i]]);

@@ -36,7 +36,12 @@ export function gpuPresets(): string[] {
   return Object.keys(gpus);
 }
 
-/** A VLM preset by name (`internvl-chat-1.5`, ...); the error lists the known ones. */
+/**
+ * A VLM preset by name (`internvl-chat-1.5`, ...); the error lists the known ones.
+ *
+ * @param name - the preset name
+ * @returns the model spec
+ */
 export function modelPreset(name: string): VlmSpec {
   const known = modelPresets();
   const v = models!.vlms[name];
@@ -56,7 +61,12 @@ export function modelPreset(name: string): VlmSpec {
   };
 }
 
-/** A GPU preset by name (`A100-80G`, `H100-80G`, `H200`); the error lists the known ones. */
+/**
+ * A GPU preset by name (`A100-80G`, `H100-80G`, `H200`); the error lists the known ones.
+ *
+ * @param name - the preset name
+ * @returns the GPU spec
+ */
 export function gpuPreset(name: string): GpuSpec {
   const known = gpuPresets();
   const g = gpus![name];

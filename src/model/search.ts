@@ -34,11 +34,21 @@ export interface StageSearch {
   readonly candidates: readonly StageCandidate[];
   /** The next candidate to measure, or undefined when the budget is spent or none is left. */
   ask(): StageCandidate | undefined;
-  /** Records a measurement of a candidate (seconds per iteration). */
+  /**
+   * Records a measurement of a candidate (seconds per iteration).
+   *
+   * @param candidate - a candidate from `ask`
+   * @param seconds - its measured seconds per iteration
+   */
   tell(candidate: StageCandidate, seconds: number): void;
   /** The best measured candidate so far, else the best predicted. */
   best(): StageCandidate;
-  /** Measures candidates with `measure` until the budget is spent; resolves with the best. */
+  /**
+   * Measures candidates with `measure` until the budget is spent; resolves with the best.
+   *
+   * @param measure - measures one candidate, resolving with seconds per iteration
+   * @returns a Promise of the best candidate measured
+   */
   run(measure: (candidate: StageCandidate) => Promise<number>): Promise<StageCandidate>;
 }
 
@@ -46,6 +56,10 @@ export interface StageSearch {
  * Starts a search around the optimal split of `problem`: every split whose boundaries lie
  * within `radius` layers of the optimum's (3^(P-1) for radius 1), priced by the model and
  * ranked; then `ask` / `tell` (or `run` with an async `measure`) refine it with measurements.
+ *
+ * @param problem - the stage problem
+ * @param options - the radius around the optimum, the measurement budget, the most candidates
+ * @returns the search: its ranked candidates, `ask`, `tell`, `best` and `run`
  */
 export function searchStages(problem: StageProblem, options: SearchStagesOptions = {}): StageSearch {
   const radius = integerBetween('radius', options.radius ?? 1, 0, 64);

@@ -433,7 +433,12 @@ export interface DefaultRun {
   samplesPerPack: number;
 }
 
-/** Plans a training run and predicts its ablation (a prediction of the model and simulator). */
+/**
+ * Plans a training run and predicts its ablation (a prediction of the model and simulator).
+ *
+ * @param options - model, GPU, cluster layout, samples (files or synthetic) and planning options; all optional
+ * @returns the plan (data, stages, simulated steps) and the predicted ablation
+ */
 export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const modelName = typeof options.model === 'string' ? options.model : options.model ? 'custom' : DEFAULT_RUN.model;
   const gpuName = typeof options.gpu === 'string' ? options.gpu : options.gpu ? 'custom' : DEFAULT_RUN.gpu;
@@ -553,6 +558,10 @@ export interface ReplayResult {
 /**
  * Re-simulates a plan written by `omnibal plan --json` (possibly edited by hand: its stages'
  * `lastLayer`s and `recomputeLayers`, its cluster or accum), on the given samples.
+ *
+ * @param saved - the JSON plan of `omnibal plan --json`, parsed
+ * @param samples - the samples to replay it on
+ * @returns the replayed prediction
  */
 export function simulateSavedPlan(saved: TrainingPlan, samples: Samples): ReplayResult {
   if ((saved as { schema?: string }).schema !== 'omnibal.training-plan/1') {

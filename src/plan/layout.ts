@@ -46,6 +46,9 @@ export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster'
  * Plans every layout `tp x pp x dp = gpus` with `dp` dividing the global batch (and each
  * micro-batch size asked for), and ranks them
  * by predicted GPU-hours per epoch (fastest first; layouts that do not fit last, with why).
+ *
+ * @param options - GPU count, global batch, the tp/pp/samples-per-pack values to try, and the planTraining options; all optional
+ * @returns every layout, ranked by predicted GPU-hours per epoch
  */
 export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidate[] {
   const gpus = options.gpus ?? DEFAULT_RUN.cluster.gpus;

@@ -28,6 +28,8 @@ export interface PermutationAsyncOptions {
  * @param seed - an integer in `0..=Number.MAX_SAFE_INTEGER`
  * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) for a non-number, `RangeError`
  *   (`ERR_OMNIBAL_OUT_OF_RANGE`) for NaN, fractional, negative or too large values.
+ *
+ * @returns the `n` indices `0..n`, each once, in seeded random order
  */
 export function permutation(n: number, seed: number): Uint32Array {
   expectNumber('n', n);
@@ -38,6 +40,11 @@ export function permutation(n: number, seed: number): Uint32Array {
 /**
  * {@link permutation} off the main thread (on the libuv pool with the native backend), with
  * optional progress.
+ *
+ * @param n - length, as for {@link permutation}
+ * @param seed - as for {@link permutation}
+ * @param options - `onProgress(done, total)`, optional
+ * @returns a Promise of the permutation {@link permutation} returns for the same arguments
  */
 export function permutationAsync(
   n: number,
@@ -59,6 +66,9 @@ export function permutationAsync(
  * `shuffle(values, s)[i] === values[permutation(values.length, s)[i]]`.
  *
  * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) when `values` is not a `Uint32Array`.
+ * @param values - the values to shuffle (left unchanged)
+ * @param seed - an integer in `0..=Number.MAX_SAFE_INTEGER`
+ * @returns a new `Uint32Array` holding `values` in seeded random order
  */
 export function shuffle(values: Uint32Array, seed: number): Uint32Array {
   expectNumber('seed', seed);

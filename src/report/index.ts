@@ -49,7 +49,13 @@ function stageBars(plan: TrainingPlan, limitBytes: number, width: number): strin
   return `<svg class="chart stages" width="${width}" height="${h}" viewBox="0 0 ${width} ${h}" role="img"><title>per-stage time and memory</title><text x="4" y="14" font-size="11">time / micro-batch</text><text x="4" y="124" font-size="11">memory (line: GPU limit)</text>${bars}<line x1="${left}" x2="${width - 10}" y1="${limitY}" y2="${limitY}" stroke="#c33" stroke-dasharray="4,3"/></svg>`;
 }
 
-/** Renders the report. */
+/**
+ * Renders the report.
+ *
+ * @param plan - a plan from `planTraining`
+ * @param memoryLimitBytes - the GPU memory line in the memory chart (default the largest stage's memory)
+ * @returns one self-contained HTML document
+ */
 export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): string {
   const width = 900;
   const timelines = plan.detail.timelines;

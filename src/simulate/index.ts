@@ -70,7 +70,13 @@ export interface StepEvents {
   endMs: Float64Array;
 }
 
-/** Simulates one training step; `withEvents` returns the full timeline too. */
+/**
+ * Simulates one training step; `withEvents` returns the full timeline too.
+ *
+ * @param input - ranks x stages, micro-batches, forward/backward/transfer times, gradient all-reduce, schedule
+ * @param withEvents - return every forward/backward/transfer event too (default false)
+ * @returns the predicted step time, per-rank times, busy/idle time and bubble fraction, and the events when asked
+ */
 export function simulateStep(input: StepInput, withEvents = false): StepResult {
   const r = activeBackend().simulateStep(input, withEvents);
   const out: StepResult = {
