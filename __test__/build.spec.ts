@@ -84,3 +84,12 @@ const glibcHost = process.platform === 'linux' && process.arch === 'x64' && exis
       : 'GLIBC_2.17';
   t.true(byVersion(floor, allowed) <= 0, `${floor} > ${allowed}`);
 });
+
+// `npm publish` from the repository root would ship a package that wires no platform package.
+test('prepublishOnly refuses a publish from the repository root', (t) => {
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+  t.is(pkg.scripts.prepublishOnly, 'node scripts/stage-package.mjs --refuse-publish');
+  const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'stage-package.mjs'), '--refuse-publish'], { cwd: root, encoding: 'utf8' });
+  t.is(r.status, 1);
+  t.regex(r.stderr, /^omnibal: do not publish the repository root/);
+});
