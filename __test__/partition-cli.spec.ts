@@ -58,9 +58,9 @@ test('measured layers from a file, with a baseline method', (t) => {
 
 const bad: [string, string[], RegExp][] = [
   ['fewer layers than stages', ['--pp', '200'], /must be at least as many as the stages \(200\), got 97 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
-  ['P of 0', ['--pp', '0'], /stages must be at least 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
-  ['M of 0', ['--micro-batches', '0'], /microBatches must be at least 1, got 0/],
-  ['C of 0', ['--memory-gib', '0'], /memoryBytes must be > 0, got 0/],
+  ['P of 0', ['--pp', '0'], /--pp must be at least 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['M of 0', ['--micro-batches', '0'], /--micro-batches must be at least 1, got 0/],
+  ['C of 0', ['--memory-gib', '0'], /--memory-gib must be > 0, got 0/],
   ['an unknown model', ['--model', 'gpt-9'], /unknown model "gpt-9"; known: internvl-chat-1\.5.* \[ERR_OMNIBAL_UNKNOWN_PRESET\]/],
   ['an unknown GPU', ['--gpu', 'V100'], /unknown GPU "V100"; known: A100-80G, H100-80G, H200/],
   ['memory too small', ['--memory-gib', '16'], /no plan fits in 17179869184 bytes per GPU; the least memory that fits is \d+ bytes .* \[ERR_OMNIBAL_INFEASIBLE\]/],

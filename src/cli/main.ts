@@ -43,9 +43,14 @@ export function buildProgram(): Command {
 
 /**
  * API names that a flag's value is validated under when they differ from the flag's own
- * attribute name (`--synthetic <n>` is checked as `n` by `syntheticSamples`).
+ * attribute name (`--synthetic <n>` is checked as `n` by `syntheticSamples`, `--pp` as the stage
+ * problem's `stages`, `--memory-gib` as its `memoryBytes`).
  */
-const API_NAMES: Record<string, readonly string[]> = { '--synthetic': ['n'] };
+const API_NAMES: Record<string, readonly string[]> = {
+  '--synthetic': ['n'],
+  '--pp': ['stages'],
+  '--memory-gib': ['memoryBytes'],
+};
 
 /**
  * Rewrites the API option names in an error message into the flags the user typed
