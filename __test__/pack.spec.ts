@@ -19,7 +19,11 @@ import { promisify } from 'node:util';
 import { nativeTest, root } from './helpers';
 
 const platform = 'linux-x64-gnu';
-const onThisPlatform = process.platform === 'linux' && process.arch === 'x64';
+// Needs the linux-x64-gnu binary built here: a glibc x64 Linux machine (not musl).
+const onThisPlatform =
+  process.platform === 'linux' &&
+  process.arch === 'x64' &&
+  Boolean((process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime);
 const packTest = onThisPlatform ? nativeTest.serial : test.skip;
 const run = promisify(execFile);
 
