@@ -3,12 +3,12 @@
 
 from .client import DEFAULT_TIMEOUT, Client, default_socket_path, find_command, u32_array
 from .errors import (Cancelled, InvalidParams, LimitExceeded, MethodNotFound, OmnibalError, ProtocolError,
-                     SidecarExited, SidecarNotFound, SidecarTimeout, StateMismatch)
+                     SidecarExited, SidecarNotFound, SidecarTimeout, StateMismatch, Unauthorized, UnknownHandle)
 from .sampler import BalancedBatchSampler, even_rank_batches
 
 __all__ = [
     "BalancedBatchSampler", "Cancelled", "Client", "DEFAULT_TIMEOUT", "InvalidParams", "LimitExceeded",
     "MethodNotFound", "OmnibalError", "ProtocolError", "SidecarExited", "SidecarNotFound", "SidecarTimeout",
-    "StateMismatch", "default_socket_path", "even_rank_batches", "find_command", "u32_array",
+    "StateMismatch", "Unauthorized", "UnknownHandle", "default_socket_path", "even_rank_batches", "find_command", "u32_array",
 ]
 __version__ = "0.1.0"

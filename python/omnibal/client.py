@@ -177,7 +177,8 @@ class _SocketTransport:
         except OSError:
             pass
         if self.server is not None:
-            _stop_process(self.server, grace)
+            # A socket server does not end with its stdin: it is terminated after a short wait.
+            _stop_process(self.server, min(grace, 0.2))
 
     def release_files(self):
         try:
@@ -384,18 +385,30 @@ class Client:
     call :meth:`close`; an unreferenced client stops its sidecar when collected or at exit.
     """
 
-    def __init__(self, command=None, env=None, extra_args=(), timeout=DEFAULT_TIMEOUT, socket_path=None, close_grace=2.0, _server=None):
+    def __init__(self, command=None, env=None, extra_args=(), timeout=DEFAULT_TIMEOUT, socket_path=None, tcp=None, token=None,
+                 close_grace=2.0, _server=None):
         self.timeout = timeout
         self.close_grace = close_grace
         self.stderr_lines = []
         self.socket_path = socket_path
-        if socket_path is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.token = token
+        if socket_path is not None or tcp is not None:
             try:
-                sock.connect(socket_path)
+                if tcp is not None:
+                    host, port = tcp
+                    if host not in ("127.0.0.1", "::1", "localhost"):
+                        raise OSError("only loopback addresses are served")
+                    sock = socket.create_connection((host, port), timeout=self.timeout)
+                    sock.settimeout(None)
+                else:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        sock.connect(socket_path)
+                    except OSError:
+                        sock.close()
+                        raise
             except OSError as e:
-                sock.close()
-                raise SidecarNotFound("cannot connect to the omnibal sidecar on %s: %s" % (socket_path, e))
+                raise SidecarNotFound("cannot connect to the omnibal sidecar on %s: %s" % (socket_path or "%s:%s" % tcp, e))
             self._transport = _SocketTransport(sock, _server)
             self._proc = _server
         else:
@@ -419,6 +432,29 @@ class Client:
             self._err_reader.start()
         # Runs on close(), on collection, or at interpreter exit; holds no reference to self.
         self._finalizer = weakref.finalize(self, _stop, self._transport, self._calls, 0.5)
+        if tcp is not None and token is not None:
+            try:
+                self.call("auth", {"token": token})
+            except Exception:
+                self.close()
+                raise
+
+    @classmethod
+    def from_token_file(cls, path, timeout=DEFAULT_TIMEOUT):
+        """Connects to a socket sidecar started with ``--token-file path`` (its listen address and
+        token, readable by its owner only)."""
+        with open(path) as fh:
+            info = json.load(fh)
+        listen = info["listen"]
+        if listen.startswith("unix:") or "/" in listen:
+            return cls(socket_path=listen[5:] if listen.startswith("unix:") else listen, token=info.get("token"), timeout=timeout)
+        host, _, port = listen.rpartition(":")
+        return cls(tcp=(host.strip("[]"), int(port)), token=info["token"], timeout=timeout)
+
+    def shutdown(self):
+        """Asks the sidecar to stop (for everyone): allowed to a stdio sidecar's owner, or with the
+        server's token."""
+        return self.call("shutdown", {"token": self.token} if self.token else None)
 
     @classmethod
     def node_shared(cls, socket_path=None, command=None, extra_args=(), timeout=DEFAULT_TIMEOUT, start_timeout=60.0):

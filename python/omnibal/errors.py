@@ -48,12 +48,22 @@ class ProtocolError(OmnibalError):
     waiting for an answer that will never come."""
 
 
+class Unauthorized(OmnibalError):
+    """A TCP connection without the server's token, or ``shutdown`` without it (-32002)."""
+
+
+class UnknownHandle(OmnibalError):
+    """No such plan or search on this connection: never made, released, evicted from the
+    sidecar's plan store, or made by another connection (-32003)."""
+
+
 class StateMismatch(InvalidParams):
     """``load_state_dict`` got a state saved for other data, other options, or a world size it
     cannot resume into exactly (code ``ERR_OMNIBAL_STATE_MISMATCH``)."""
 
 
-_BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled}
+_BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled, -32002: Unauthorized,
+            -32003: UnknownHandle}
 
 
 def from_rpc(error):

@@ -24,7 +24,7 @@ import struct
 import sys
 
 from .client import Client, u32_array, u32_values
-from .errors import InvalidParams, OmnibalError, StateMismatch
+from .errors import InvalidParams, OmnibalError, StateMismatch, UnknownHandle
 
 STATE_FORMAT = "omnibal.sampler-state/1"
 _OPTION_KEYS = {"strategy": "strategy", "tail": "tail", "max_vision": "maxVision", "max_text": "maxText",
@@ -167,6 +167,7 @@ class BalancedBatchSampler:
         self._position = 0  # micro-batches handed out in this epoch (of the current segment)
         self._batches = None
         self._plan_ids = []
+        self._plan_params = {}
         self._counts = None  # per rank, cumulative samples per micro-batch (for consumed_samples)
         self._segments = []  # earlier segments of this epoch: [world_size, accum, micro-batches consumed]
         self._prior_samples = 0  # samples those segments consumed
@@ -196,14 +197,30 @@ class BalancedBatchSampler:
         params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch})
         summary = self._client.call("pack", params, progress=self.progress)
         self._plan_ids.append(summary["planId"])
+        self._plan_params[summary["planId"]] = params
+        if subset is not None:  # indices of the original samples, as for a full plan
+            summary["dropped"] = [subset[i] for i in summary["dropped"]]
         return summary, subset
+
+    def _plan_call(self, summary, method, params):
+        """Calls a method on a plan; a plan the sidecar no longer holds (evicted from its plan
+        store) is made again (plans are deterministic) and the call retried."""
+        try:
+            return self._client.call(method, dict(params, planId=summary["planId"]))
+        except UnknownHandle:
+            params_of_plan = self._plan_params.pop(summary["planId"])
+            again = self._client.call("pack", params_of_plan, progress=self.progress)
+            self._plan_ids.append(again["planId"])
+            self._plan_params[again["planId"]] = params_of_plan
+            summary["planId"] = again["planId"]
+            return self._client.call(method, dict(params, planId=again["planId"]))
 
     def _rank_batches(self, summary, idmap, rank):
         dp = summary["dp"]
-        steps = self._client.call("planForRank", {"planId": summary["planId"], "rank": rank})
+        steps = self._plan_call(summary, "planForRank", {"rank": rank})
         last_step = None
         if steps and summary["microBatches"] != summary["steps"] * dp * summary["accum"]:
-            last_step = self._client.call("planStep", {"planId": summary["planId"], "step": summary["steps"] - 1})
+            last_step = self._plan_call(summary, "planStep", {"step": summary["steps"] - 1})
         batches = even_rank_batches(steps, rank, dp, last_step, self.even)
         if idmap is not None:
             batches = [[idmap[i] for i in mb] for mb in batches]
@@ -211,6 +228,7 @@ class BalancedBatchSampler:
 
     def _release_plans(self):
         ids, self._plan_ids = self._plan_ids, []
+        self._plan_params = {}
         for pid in ids:
             self._client.release(pid)
 

@@ -17,6 +17,7 @@ class Soak(unittest.TestCase):
                 c.call("version")
             for _ in range(20):
                 c.call("metrics", {"planId": c.call("balance", params)["planId"]})
+            plan_id = c.call("balance", params)["planId"]
             warm = rss_kib(c.pid)
             for k in range(10000):
                 r = c.call("version")
@@ -26,7 +27,7 @@ class Soak(unittest.TestCase):
             def hit(k):
                 try:
                     c.call("backend")
-                    c.call("planStep", {"planId": "plan-1", "step": k % 2})
+                    c.call("planStep", {"planId": plan_id, "step": k % 2})
                 except Exception as e:  # noqa: BLE001
                     errors.append(e)
 
