@@ -27,6 +27,8 @@ export function registerServe(program: Command): void {
     .option('--max-plan-bytes <n>', 'byte budget of the plan store, least recently used plans evicted (default 2 GiB)', positiveInt)
     .option('--workers <n>', 'long calls running at once (default min(2, CPUs))', positiveInt)
     .option('--max-queue <n>', 'long calls waiting, server-wide (default 256)', positiveInt)
+    // Usage errors reach main() (exit 2) instead of commander's own exit(1).
+    .exitOverride()
     .action(async (flags: ServeOptions & { listen?: string }) => {
       const { listen, ...options } = flags;
       if (listen !== undefined) await serveSocket(listen, options);
