@@ -172,6 +172,9 @@ class BalancedBatchSampler:
         self._segments = []  # earlier segments of this epoch: [world_size, accum, micro-batches consumed]
         self._prior_samples = 0  # samples those segments consumed
         self._resume_at = None  # (epoch, position): the next iter() starts there, once
+        #: Micro-batches of the epoch before the first one the last ``iter()`` yielded (0 unless
+        #: it resumed): ``state_dict(consumed=sampler.pass_start + batches_trained_this_pass)``.
+        self.pass_start = 0
         self.plan = None
 
     @staticmethod
@@ -276,7 +279,7 @@ class BalancedBatchSampler:
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             start = self._resume_at[1]
         self._resume_at = None
-        self._position = start
+        self._position = self.pass_start = start
         for k in range(start, len(batches)):
             self._position = k + 1
             yield list(batches[k])
