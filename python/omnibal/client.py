@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -470,7 +471,10 @@ class Client:
         path = socket_path or default_socket_path()
         if len(os.fsencode(path)) > 100:
             raise SidecarNotFound("the Unix socket path %r is %d bytes; the limit is about 100 (pass a shorter socket_path)" % (path, len(os.fsencode(path))))
-        lock_fd = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            lock_fd = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as e:
+            raise SidecarNotFound("cannot create the lock %s.lock to share a node sidecar: %s (set OMNIBAL_SOCKET or socket_path to a writable place)" % (path, e))
         try:
             deadline = time.monotonic() + start_timeout
             while True:
@@ -487,7 +491,8 @@ class Client:
                 pass
             # No live server: start one (we hold the lock, so nobody else is starting one).
             try:
-                os.unlink(path)
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)  # a dead server's socket (the server refuses any other file)
             except FileNotFoundError:
                 pass
             cmd = (list(command) if command else find_command()) + ["--listen", path] + list(extra_args)

@@ -163,7 +163,7 @@ class NoOrphans(unittest.TestCase):
             "from omnibal import Client, u32_array\n"
             "c = Client(); print(c.pid, flush=True)\n"
             "n = 2000000\n"
-            "c.request('balance', {'vision': u32_array(1 + i %% 5 for i in range(n)), 'text': u32_array(300 + i %% 1500 for i in range(n)), 'dp': 8, 'samplesPerPack': 4.5, 'strategy': 'isf'})\n"
+            "c.request('pack', {'vision': u32_array(1 + i %% 5 for i in range(n)), 'text': u32_array(300 + i %% 1500 for i in range(n)), 'dp': 8, 'samplesPerPack': 4.5, 'strategy': 'isf'})\n"
             "time.sleep(60)\n" % os.path.join(ROOT, "python")
         )
         child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
