@@ -150,6 +150,20 @@ class SamplerSemantics(unittest.TestCase):
                 other.load_state_dict(saved)
             self.assertIn("lengths=", str(e.exception))
 
+    def test_an_evicted_plan_is_made_again(self):
+        expected = self.sampler(rank=1).state_dict(consumed=6)["consumed_samples"]
+        with Client(extra_args=["--max-plan-bytes", "120000"]) as small:
+            a = BalancedBatchSampler(PAIRS, rank=1, world_size=4, accum=2, seed=7, client=small)
+            first = list(a)
+            b = BalancedBatchSampler(PAIRS, rank=1, world_size=4, accum=2, seed=8, client=small)
+            list(b)  # its plan pushes a's out of the 120 kB store
+            with self.assertRaises(omnibal.UnknownHandle):
+                small.call("planStep", {"planId": a._plan_ids[0], "step": 0})
+            self.assertEqual(a.state_dict(consumed=6)["consumed_samples"], expected)
+            self.assertEqual(list(a), first)
+            a.close()
+            b.close()
+
     def test_arguments(self):
         with self.assertRaises(TypeError):
             BalancedBatchSampler(PAIRS, 0, 4)  # rank and world size are keyword-only
