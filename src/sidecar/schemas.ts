@@ -9,6 +9,7 @@
  */
 // ajv earns its place: a well-kept JSON Schema validator, so the schemas in docs/protocol.md are the check itself.
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import { gpuPresets, modelPresets } from '../model/presets';
 import { paramsError, RpcError } from './errors';
 
 /** Most `dp x accum` (micro-batches per step) a request may ask for: 2^20. */
@@ -66,13 +67,65 @@ const load = {
   additionalProperties: false,
 } as const;
 
+const positive = { type: 'number', exclusiveMinimum: 0, maximum: 1e30 } as const;
+const fraction = { type: 'number', exclusiveMinimum: 0, maximum: 1 } as const;
+
+const transformer = {
+  type: 'object',
+  required: ['layers', 'hidden', 'heads', 'kvHeads', 'ffn', 'gated'],
+  properties: { layers: count(1024), hidden: count(1 << 17), heads: count(1024), kvHeads: count(1024), ffn: count(1 << 20), gated: { type: 'boolean' }, vocab: count(1 << 23) },
+  additionalProperties: false,
+} as const;
+
+/** A model: a preset name or a `VlmSpec`. */
+const modelChoice = {
+  type: ['string', 'object'],
+  maxLength: 200,
+  required: ['vit', 'llm', 'vitTokensPerTile', 'tilePixels', 'patch', 'llmTokensPerTile', 'projectorIn'],
+  properties: { vit: transformer, llm: transformer, vitTokensPerTile: count(1 << 16), tilePixels: count(1 << 16), patch: count(1 << 16), llmTokensPerTile: count(1 << 16), projectorIn: count(1 << 20) },
+  additionalProperties: false,
+} as const;
+
+/** A GPU: a preset name or a `GpuSpec`. */
+const gpuChoice = {
+  type: ['string', 'object'],
+  maxLength: 200,
+  required: ['peakFlops', 'memoryBytes', 'efficiency', 'networkBytesPerS', 'nvlinkBytesPerS'],
+  properties: {
+    peakFlops: positive,
+    memoryBytes: positive,
+    efficiency: { type: 'object', required: ['vit', 'projector', 'llm', 'head'], properties: { vit: fraction, projector: fraction, llm: fraction, head: fraction }, additionalProperties: false },
+    networkBytesPerS: positive,
+    nvlinkBytesPerS: positive,
+  },
+  additionalProperties: false,
+} as const;
+
+const calibration = {
+  type: 'object',
+  properties: {
+    layers: { type: 'array', maxItems: 100000, items: { type: 'object', required: ['index', 'forwardMs'], properties: { index: u32, forwardMs: positive }, additionalProperties: false } },
+    stageMemory: {
+      type: 'array',
+      maxItems: 4096,
+      items: {
+        type: 'object',
+        required: ['firstLayer', 'lastLayer', 'inFlight', 'fullRecomputeBytes', 'noRecomputeBytes'],
+        properties: { firstLayer: u32, lastLayer: u32, inFlight: count(1 << 20), fullRecomputeBytes: positive, noRecomputeBytes: positive },
+        additionalProperties: false,
+      },
+    },
+  },
+  additionalProperties: false,
+} as const;
+
 /** Params of `partition` (and `search.ask`'s `problem`): `vlmStageProblem`'s options. */
 const stageProblem = {
   type: 'object',
   required: ['model', 'gpu', 'pp', 'microBatches', 'load'],
   properties: {
-    model: { type: ['string', 'object'] },
-    gpu: { type: ['string', 'object'] },
+    model: modelChoice,
+    gpu: gpuChoice,
     pp: count(1024),
     tp: count(1024),
     dp: count(65536),
@@ -139,8 +192,8 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
   plan: {
     type: 'object',
     properties: {
-      model: { type: ['string', 'object'] },
-      gpu: { type: ['string', 'object'] },
+      model: modelChoice,
+      gpu: gpuChoice,
       cluster: {
         type: 'object',
         required: ['gpus', 'tp', 'pp', 'dp'],
@@ -155,7 +208,7 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
       simulatedSteps: count(256),
       schedule: { enum: ['gpipe', '1f1b', 'interleaved'] },
       virtualStages: count(64),
-      calibration: { type: 'object' },
+      calibration,
       ablation: { type: 'boolean' },
     },
     additionalProperties: false,
@@ -245,6 +298,14 @@ export function validateParams(method: string, params: unknown): Record<string, 
     throw toParamsError(method, oneOf ?? errors[0]);
   }
   const o = p as Record<string, unknown>;
+  // Preset names are checked against the known lists (a name like `__proto__` never reaches a lookup).
+  const checkPresets = (o: Record<string, unknown> | undefined, at: string) => {
+    if (!o) return;
+    if (typeof o.model === 'string' && !modelPresets().includes(o.model)) throw paramsError(`${at}model`, `must be a known model preset (${modelPresets().join(', ')}) or a model spec`, 'ERR_OMNIBAL_UNKNOWN_PRESET');
+    if (typeof o.gpu === 'string' && !gpuPresets().includes(o.gpu)) throw paramsError(`${at}gpu`, `must be a known GPU preset (${gpuPresets().join(', ')}) or a GPU spec`, 'ERR_OMNIBAL_UNKNOWN_PRESET');
+  };
+  if (method === 'partition' || method === 'plan') checkPresets(o, '');
+  if (method === 'search.ask') checkPresets(o.problem as Record<string, unknown> | undefined, 'problem.');
   if ((method === 'pack' || method === 'balance') && (o.dp as number) * ((o.accum as number | undefined) ?? 1) > MAX_STEP_MICROBATCHES) {
     throw paramsError('accum', `times dp must be at most ${MAX_STEP_MICROBATCHES} micro-batches per step`, 'ERR_OMNIBAL_OUT_OF_RANGE');
   }

@@ -275,7 +275,12 @@ export class Session {
       return undefined;
     }
     const answer = (result: unknown): Response | undefined => (isRequest ? { jsonrpc: '2.0', id, result: result ?? null } : undefined);
-    const fail = (e: unknown): Response | undefined => (isRequest ? errorResponse(id, toRpcError(e)) : undefined);
+    const fail = (e: unknown): Response | undefined => {
+      const error = toRpcError(e);
+      // A bug, not bad input: one line on stderr for the operator (the client gets no internals).
+      if (error.rpcCode === RpcErrors.INTERNAL) process.stderr.write(`omnibal serve: internal error in ${method}: ${String((e as Error)?.message ?? e).split('\n')[0].slice(0, 300)}\n`);
+      return isRequest ? errorResponse(id, error) : undefined;
+    };
     if (!isMethod(method)) return fail(new RpcError(RpcErrors.METHOD_NOT_FOUND, `method not found: ${method.slice(0, 100)}`));
     let params: Record<string, unknown>;
     try {
