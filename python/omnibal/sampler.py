@@ -219,6 +219,8 @@ class BalancedBatchSampler:
             return self._client.call(method, dict(params, planId=again["planId"]))
 
     def _rank_batches(self, summary, idmap, rank):
+        if summary["planId"] is None:
+            return []
         dp = summary["dp"]
         steps = self._plan_call(summary, "planForRank", {"rank": rank})
         last_step = None
@@ -253,7 +255,18 @@ class BalancedBatchSampler:
             subset = [i for i in everything if i not in done]
             self._release_plans()
         self._prior_samples = prior
-        self.plan, self._idmap = self._plan(subset, self.world_size, self.accum)
+        try:
+            if subset is not None and not subset:
+                raise OmnibalError("nothing left", code="ERR_OMNIBAL_EMPTY_INPUT")
+            self.plan, self._idmap = self._plan(subset, self.world_size, self.accum)
+        except OmnibalError as e:
+            # What is left of a resumed epoch is too little for one step of the new ranks
+            # (or nothing): the epoch ends here, those samples dropped as a tail.
+            if subset is None or e.code not in ("ERR_OMNIBAL_TOO_FEW_SAMPLES", "ERR_OMNIBAL_EMPTY_INPUT"):
+                raise
+            self.plan = {"planId": None, "strategy": self._options["strategy"], "steps": 0, "dp": self.world_size, "accum": self.accum,
+                         "microBatches": 0, "dropped": list(subset), "droppedReason": [3] * len(subset)}
+            self._idmap = subset
         self._batches = self._rank_batches(self.plan, self._idmap, self.rank)
         return self._batches
 

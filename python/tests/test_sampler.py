@@ -121,6 +121,17 @@ class SamplerSemantics(unittest.TestCase):
     def test_resume_into_fewer_ranks_and_another_accum(self):
         self._resume_elsewhere(4, 3, 3, consumed_steps=25)
 
+    def test_resume_at_the_end_of_an_epoch_into_more_ranks(self):
+        small = PAIRS[:400]
+        s = self.sampler(0, 2, pairs=small)
+        state = s.state_dict(consumed=len(s) - 2)  # one step of 2 x 2 micro-batches left
+        bigger = self.sampler(0, 4, pairs=small)
+        bigger.load_state_dict(state)
+        self.assertEqual(list(bigger), [], "too little left for a step of 4 ranks: the epoch ends")
+        self.assertEqual(len(bigger.plan["dropped"]) + state["consumed_samples"], len(small))
+        bigger.set_epoch(1)
+        self.assertGreater(len(list(bigger)), 0)
+
     def test_states_that_cannot_resume_exactly_are_refused(self):
         s = self.sampler()
         state = s.state_dict(consumed=5)  # mid-step (accum 2)
