@@ -401,6 +401,7 @@ class Client:
                         raise OSError("only loopback addresses are served")
                     sock = socket.create_connection((host, port), timeout=self.timeout)
                     sock.settimeout(None)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 else:
                     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                     try:
