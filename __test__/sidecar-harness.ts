@@ -64,7 +64,7 @@ export class Harness {
     kind: ConnectionKind = 'stdio',
   ) {
     this.session = new Session(ctx, kind, {
-      write: (line) => this.lines.push(line),
+      write: (line) => this.lines.push(line.toString()),
       pendingBytes: () => 0,
       setReading: () => undefined,
       close: () => {

@@ -16,13 +16,13 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { backend } from '../binding';
-import { batchMetrics, planBatchesAsync, planForRank, planStep, type Samples } from '../data/index';
+import { batchMetrics, planBatchesAsync, type Samples } from '../data/index';
 import { readSamples } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
 import { searchStages, type StageSearch } from '../model/search';
 import { simulateStep } from '../simulate/index';
 import { version } from '../package';
-import { toU32 } from './codec';
+import { encodeMicroBatchLists, RawJson, toU32 } from './codec';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFileError, toRpcError } from './errors';
 import { LineReader, looksLikeHttp, recoverId } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
@@ -41,7 +41,7 @@ export interface ServeOptions {
   maxSamples?: number;
   /** Largest length file `path`/`paths` may name, bytes each; default 4 GiB. */
   maxFileBytes?: number;
-  /** Byte budget of the plan store (plans and their samples); default 2 GiB. */
+  /** Byte budget of the plan store (plans and their samples); default 1 GiB. */
   maxPlanBytes?: number;
   /** Long calls running at once (and `plan` worker threads); default min(2, CPUs). */
   workers?: number;
@@ -62,7 +62,7 @@ function resolveLimits(o: ServeOptions): Limits {
     maxLineBytes: o.maxLineBytes ?? 64 * 2 ** 20,
     maxSamples: o.maxSamples ?? 20_000_000,
     maxFileBytes: o.maxFileBytes ?? 4 * 2 ** 30,
-    maxPlanBytes: o.maxPlanBytes ?? 2 * 2 ** 30,
+    maxPlanBytes: o.maxPlanBytes ?? 2 ** 30,
     workers: o.workers ?? Math.max(1, Math.min(2, os.availableParallelism())),
     maxQueue: o.maxQueue ?? 256,
     maxPendingOutputBytes: o.maxPendingOutputBytes ?? 64 * 2 ** 20,
@@ -93,7 +93,7 @@ export type ConnectionKind = 'stdio' | 'unix' | 'tcp';
 /** What a session needs from its transport. */
 export interface Transport {
   /** Writes one line. */
-  write(line: string): void;
+  write(line: string | Buffer): void;
   /** Bytes written but not yet sent. */
   pendingBytes(): number;
   /** Stops or restarts reading. */
@@ -111,6 +111,22 @@ const MAX_SEARCHES = 64;
 
 function errorResponse(id: Id, e: RpcError): Response {
   return { jsonrpc: '2.0', id, error: { code: e.rpcCode, message: e.message, ...(e.data ? { data: e.data } : {}) } };
+}
+
+/** One answer as JSON text; a {@link RawJson} result is spliced in as is. */
+function encodeAnswer(msg: Response): string | Buffer {
+  if (!(msg.result instanceof RawJson)) return JSON.stringify(msg);
+  return Buffer.concat([Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(msg.id)},"result":`), msg.result.bytes, Buffer.from('}')]);
+}
+
+/** A message (or a batch of answers) as one line. */
+function encodeLine(msg: object): string | Buffer {
+  if (Array.isArray(msg)) {
+    const parts = (msg as Response[]).map(encodeAnswer);
+    return Buffer.concat([Buffer.from('['), ...parts.flatMap((x, i) => [Buffer.from(i > 0 ? ',' : ''), typeof x === 'string' ? Buffer.from(x) : x]), Buffer.from(']\n')]);
+  }
+  const text = encodeAnswer(msg as Response);
+  return typeof text === 'string' ? `${text}\n` : Buffer.concat([text, Buffer.from('\n')]);
 }
 
 /** Stat-checks length files before reading: regular files only, within the byte limit. */
@@ -207,7 +223,7 @@ export class Session {
 
   private send(msg: object): void {
     if (this.closed) return;
-    this.transport.write(`${JSON.stringify(msg)}\n`);
+    this.transport.write(encodeLine(msg));
     this.flow();
   }
 
@@ -454,10 +470,18 @@ export class Session {
         const m = batchMetrics(plan, samples, { a: p.costA as number | undefined, b: p.costB as number | undefined });
         return { ...m, stepVisionDist: Array.from(m.stepVisionDist), stepTextDist: Array.from(m.stepTextDist), stepCostDist: Array.from(m.stepCostDist) };
       }
-      case 'planStep':
-        return planStep(store.get(this, p.planId as string).plan, p.step as number).map((rank) => rank.map((mb) => Array.from(mb)));
-      case 'planForRank':
-        return planForRank(store.get(this, p.planId as string).plan, p.rank as number).map((step) => step.map((mb) => Array.from(mb)));
+      case 'planStep': {
+        const { plan } = store.get(this, p.planId as string);
+        const step = p.step as number;
+        if (step >= plan.steps) throw paramsError('step', `must be below the plan's ${plan.steps} steps, got ${step}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+        return encodeMicroBatchLists(plan, Array.from({ length: plan.dp }, (_, r) => step * plan.dp + r));
+      }
+      case 'planForRank': {
+        const { plan } = store.get(this, p.planId as string);
+        const rank = p.rank as number;
+        if (rank >= plan.dp) throw paramsError('rank', `must be below the plan's dp of ${plan.dp}, got ${rank}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+        return encodeMicroBatchLists(plan, Array.from({ length: plan.steps }, (_, s) => s * plan.dp + rank));
+      }
       case 'release':
         if (p.planId !== undefined) return { released: store.release(this, p.planId as string) };
         return { released: this.searches.delete(p.searchId as string) };
