@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import test from 'ava';
 import { recoverId, LineReader } from '../src/sidecar/framing';
 import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
+import { newContext, Session } from '../src/sidecar/server';
 import { Harness, tempDir, type Msg } from './sidecar-harness';
 import { root } from './helpers';
 
@@ -257,4 +258,37 @@ test('TCP: nothing runs before auth; a wrong token closes; HTTP closes without r
   t.true(http.closed);
   t.is(http.lines.messages.length, 0);
   t.false(stopped);
+});
+
+test('backpressure: a connection is not read while its unsent answers exceed the limit or too many requests are open', async (t) => {
+  let pending = 0;
+  const reading: boolean[] = [];
+  const ctx = newContext({ maxPendingOutputBytes: 1000, maxInFlight: 2 }, () => undefined);
+  const out: string[] = [];
+  const session = new Session(ctx, 'unix', {
+    write: (line) => {
+      out.push(line.toString());
+      pending += line.length;
+    },
+    pendingBytes: () => pending,
+    setReading: (on) => reading.push(on),
+    close: () => undefined,
+  });
+  session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'balance', params: { ...small(400), dp: 1, samplesPerPack: 2 } })}\n`));
+  while (out.length === 0 || !out.some((l) => l.includes('"id":1,"result"'))) await new Promise((r) => setTimeout(r, 10));
+  const planId = JSON.parse(out.find((l) => l.includes('"id":1,"result"'))!).result.planId as string;
+  session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'planForRank', params: { planId, rank: 0 } })}\n`));
+  await new Promise((r) => setTimeout(r, 50));
+  t.true(pending > 1000);
+  t.is(reading.at(-1), false, 'stopped reading while the client does not read');
+  pending = 0;
+  session.flow();
+  t.is(reading.at(-1), true, 'reads again once the answers are sent');
+  t.true(reading.includes(false));
+});
+
+test('an over-long first line on an unauthenticated TCP connection closes it', (t) => {
+  const h = Harness.create({ maxLineBytes: 100 }, 'tcp', 'y'.repeat(32));
+  h.raw(`{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"${'z'.repeat(200)}"}}\n`);
+  t.true(h.closed);
 });

@@ -171,7 +171,8 @@ export class Session {
     this.reader = new LineReader(ctx.limits.maxLineBytes, {
       line: (text) => this.onLine(text),
       tooLong: (head) => {
-        if (this.kind !== 'stdio' && (this.firstLine(head) || !this.authenticated)) return;
+        if (this.firstLine(head)) return;
+        if (!this.authenticated) return this.refuse(null);
         this.send(errorResponse(recoverId(head), limitError(`line longer than ${ctx.limits.maxLineBytes} bytes (--max-line-bytes); skipped`)));
       },
     });
