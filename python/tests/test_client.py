@@ -211,6 +211,21 @@ class NodeShared(unittest.TestCase):
                 time.sleep(0.05)
             self.assertFalse(alive(owners[0][2]), "the node sidecar outlived its owner")
 
+    def test_a_stale_socket_is_replaced_and_a_live_one_shared(self):
+        import socket
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "node.sock")
+            dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            dead.bind(path)  # a crashed server's socket file: nobody listens on it
+            dead.close()
+            with Client.node_shared(path, timeout=60) as owner:
+                self.assertTrue(owner.owns_sidecar)
+                self.assertEqual(oct(os.stat(path).st_mode & 0o777), oct(0o600))
+                with Client.node_shared(path, timeout=60) as other:
+                    self.assertFalse(other.owns_sidecar)
+                    self.assertEqual(other.call("version")["protocol"], "omnibal-rpc/1")
+
 
 if __name__ == "__main__":
     unittest.main()
