@@ -31,8 +31,22 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _log = logging.getLogger("omnibal")
 
 #: Seconds a call waits with neither an answer nor a progress notification before it fails with
-#: :class:`SidecarTimeout` (``$OMNIBAL_TIMEOUT`` overrides; ``None`` waits forever).
-DEFAULT_TIMEOUT = float(os.environ.get("OMNIBAL_TIMEOUT", "300"))
+#: :class:`SidecarTimeout` (``$OMNIBAL_TIMEOUT`` overrides; ``none`` there, or ``None`` here, waits forever).
+def _default_timeout():
+    raw = os.environ.get("OMNIBAL_TIMEOUT", "")
+    if raw.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(raw) if raw.strip() else 300.0
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    _log.warning("omnibal: OMNIBAL_TIMEOUT=%r is not a positive number of seconds (or 'none'); using 300", raw)
+    return 300.0
+
+
+DEFAULT_TIMEOUT = _default_timeout()
 _READ_CHUNK = 1 << 20
 
 
