@@ -23,7 +23,7 @@ export function registerServe(program: Command): void {
     .option('--token-file <file>', 'write {"listen", "token", "pid"} here (mode 0600); the token guards TCP connections and shutdown')
     .option('--max-line-bytes <n>', 'longest request line (default 64 MiB)', positiveInt)
     .option('--max-samples <n>', 'most samples in one request (default 20,000,000)', positiveInt)
-    .option('--max-file-bytes <n>', 'largest length file a request may name (default 4 GiB)', positiveInt)
+    .option('--max-file-bytes <n>', 'largest length file a request may name (default 2 GiB)', positiveInt)
     .option('--max-plan-bytes <n>', 'byte budget of the plan store, least recently used plans evicted (default 1 GiB)', positiveInt)
     .option('--workers <n>', 'long calls running at once (default min(2, CPUs))', positiveInt)
     .option('--max-queue <n>', 'long calls waiting, server-wide (default 256)', positiveInt)

@@ -86,6 +86,11 @@ export function recoverId(head: string): string | number | null {
 
 const HTTP_METHOD = /^(?:GET|POST|PUT|HEAD|OPTIONS|DELETE|PATCH|CONNECT|TRACE|PRI) /;
 
+/** Whether `text` starts with an HTTP method and a space (a JSON-RPC line starts with `{` or `[`). */
+export function startsLikeHttp(text: string): boolean {
+  return HTTP_METHOD.test(text);
+}
+
 /**
  * Whether a line (or the first bytes of a connection) looks like HTTP: it starts with an HTTP
  * method and a space, or holds `HTTP/1.` / `HTTP/2`. A JSON-RPC line starts with `{` or `[`.

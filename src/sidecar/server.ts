@@ -24,7 +24,7 @@ import { simulateStep } from '../simulate/index';
 import { version } from '../package';
 import { encodeMicroBatchLists, RawJson, toU32 } from './codec';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFileError, toRpcError } from './errors';
-import { LineReader, looksLikeHttp, recoverId } from './framing';
+import { LineReader, looksLikeHttp, recoverId, startsLikeHttp } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
 import { PlanStore, newHandle, type StoredPlan } from './plan-store';
 import { isMethod, validateParams } from './schemas';
@@ -39,7 +39,7 @@ export interface ServeOptions {
   maxLineBytes?: number;
   /** Most samples in one request; default 20 million. */
   maxSamples?: number;
-  /** Largest length file `path`/`paths` may name, bytes each; default 4 GiB. */
+  /** Largest length file `path`/`paths` may name, bytes each; default 2 GiB (a 20-million-line JSON Lines file is under 1 GiB). */
   maxFileBytes?: number;
   /** Byte budget of the plan store (plans and their samples); default 1 GiB. */
   maxPlanBytes?: number;
@@ -61,7 +61,7 @@ function resolveLimits(o: ServeOptions): Limits {
   return {
     maxLineBytes: o.maxLineBytes ?? 64 * 2 ** 20,
     maxSamples: o.maxSamples ?? 20_000_000,
-    maxFileBytes: o.maxFileBytes ?? 4 * 2 ** 30,
+    maxFileBytes: o.maxFileBytes ?? 2 * 2 ** 30,
     maxPlanBytes: o.maxPlanBytes ?? 2 ** 30,
     workers: o.workers ?? Math.max(1, Math.min(2, os.availableParallelism())),
     maxQueue: o.maxQueue ?? 256,
@@ -160,6 +160,7 @@ export class Session {
   private authenticated: boolean;
   private closed = false;
   private firstBytes = true;
+  private sawLine = false;
   private reading = true;
 
   constructor(
@@ -188,9 +189,15 @@ export class Session {
     this.reader.feed(chunk, () => this.closed);
   }
 
-  /** True (and closes) when a socket's line looks like HTTP. */
+  /**
+   * True (and closes) when a socket's line looks like HTTP: the first line by its method or an
+   * `HTTP/1.` anywhere in it, later lines by a leading HTTP method.
+   */
   private firstLine(text: string): boolean {
-    if (this.kind !== 'stdio' && looksLikeHttp(text)) {
+    if (this.kind === 'stdio') return false;
+    const first = !this.sawLine;
+    this.sawLine = true;
+    if (first ? looksLikeHttp(text) : startsLikeHttp(text)) {
       this.close();
       return true;
     }
@@ -345,7 +352,7 @@ export class Session {
         cancelled = true;
         this.pending.delete(id);
         cancelWork?.();
-        cancelAnswer!(answer(undefined) && errorResponse(id, new RpcError(RpcErrors.CANCELLED, 'request cancelled')));
+        cancelAnswer!(errorResponse(id, new RpcError(RpcErrors.CANCELLED, 'request cancelled')));
       });
     }
     let last = 0;
