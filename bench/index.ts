@@ -1,9 +1,10 @@
-// `npm run bench -- pack [--quick]` | `npm run bench -- partition`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `npm run bench -- partition` | `npm run bench -- python [--samples N]` | `npm run bench -- sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
 import { benchPartition } from './partition';
+import { benchSidecar } from './sidecar';
 
 interface CaseResult {
   impl: string;
@@ -71,7 +72,17 @@ function pack(quick: boolean): void {
 const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
 else if (what === 'partition') benchPartition();
-else {
-  console.error(`unknown benchmark ${what}; known: pack, partition`);
+else if (what === 'sidecar') {
+  benchSidecar(rest).catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}
+else if (what === 'python') {
+  // The Python client against the sidecar (bench/python_client.py): pack and answer speed, node-shared memory.
+  const python = process.env.OMNIBAL_PYTHON ?? 'python3';
+  process.exitCode = spawnSync(python, [path.join(__dirname, 'python_client.py'), ...rest], { stdio: 'inherit' }).status ?? 1;
+} else {
+  console.error(`unknown benchmark ${what}; known: pack, partition, python, sidecar`);
   process.exit(2);
 }

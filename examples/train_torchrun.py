@@ -9,6 +9,11 @@ Each rank builds the same plan from the same inputs and seed and takes its own m
 (no collective communication for the data); a step is `accum` micro-batches; every micro-batch
 is one packed sequence (concatenated samples, attention kept per sample with cu_seqlens).
 The model here is a stand-in; plug in your VLM's forward on the packed sequence.
+
+The sampler takes rank and world size from the process group; under torchrun with several
+local ranks they share one sidecar per node (a Unix socket). `--resume STATE.json` restores a
+checkpointed sampler state, also into another number of ranks (the state must then be saved at
+a step boundary, as here, and the samples given as lengths).
 """
 import argparse
 import json
@@ -50,27 +55,43 @@ def main():
     ap.add_argument("--lengths", required=True)
     ap.add_argument("--accum", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--resume", help="a sampler state saved by this script (JSON)")
+    ap.add_argument("--save", help="where rank 0 writes the sampler state at each checkpoint")
     args = ap.parse_args()
     dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
     data = LengthsDataset(args.lengths)
-    sampler = BalancedBatchSampler(path=args.lengths, rank=rank, world_size=world, accum=args.accum, seed=1234)
+    # Rank and world size come from the process group; lengths= (rather than path=) lets a
+    # checkpoint resume into another world size.
+    sampler = BalancedBatchSampler(lengths=data.rows, accum=args.accum, seed=1234)
     loader = DataLoader(data, batch_sampler=sampler, num_workers=2, collate_fn=pack)
     model = torch.nn.Embedding(2, 8)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for epoch in range(args.epochs):
-        sampler.set_epoch(epoch)
+    first_epoch = 0
+    if args.resume:
+        with open(args.resume) as fh:
+            state = json.load(fh)
+        sampler.load_state_dict(state)
+        first_epoch = state["epoch"]
+    for epoch in range(first_epoch, args.epochs):
+        sampler.set_epoch(epoch)  # after load_state_dict, the same epoch resumes where it stopped
         for k, mb in enumerate(loader):
+            done = sampler.pass_start + k + 1  # micro-batches of this epoch trained (a resumed pass starts later)
             loss = model(mb["input_ids"]).mean()  # your VLM on the packed sequence
             (loss / args.accum).backward()
-            if (k + 1) % args.accum == 0:
+            if done % args.accum == 0:
                 for p in model.parameters():  # DDP would all-reduce here
                     dist.all_reduce(p.grad)
                 opt.step()
                 opt.zero_grad()
-                if rank == 0 and (k + 1) // args.accum % 50 == 0:
-                    # A checkpoint would save this: the loader prefetches ahead, so pass what was consumed.
-                    print("epoch %d step %d state %s" % (epoch, (k + 1) // args.accum, sampler.state_dict(consumed=k + 1)))
+                if rank == 0 and done // args.accum % 50 == 0:
+                    # The loader prefetches ahead, so pass what was consumed.
+                    state = sampler.state_dict(consumed=done)
+                    print("epoch %d step %d: %d samples consumed" % (epoch, done // args.accum, state["consumed_samples"]))
+                    if args.save:
+                        with open(args.save, "w") as fh:
+                            json.dump(state, fh)
+    dist.barrier()  # the node's shared sidecar serves every local rank until all are done
     sampler.close()
     dist.destroy_process_group()
 

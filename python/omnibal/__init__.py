@@ -1,13 +1,14 @@
 """omnibal for Python: balanced, deterministic batches for VLM training through the
 ``omnibal serve`` sidecar (standard library only)."""
 
-from .client import Client, find_command, u32_array
-from .errors import (Cancelled, InvalidParams, LimitExceeded, MethodNotFound, OmnibalError,
-                     SidecarExited, SidecarNotFound)
-from .sampler import BalancedBatchSampler
+from .client import DEFAULT_TIMEOUT, Client, default_socket_path, find_command, u32_array
+from .errors import (Cancelled, InvalidParams, LimitExceeded, MethodNotFound, OmnibalError, ProtocolError,
+                     SidecarExited, SidecarNotFound, SidecarTimeout, StateMismatch, Unauthorized, UnknownHandle)
+from .sampler import BalancedBatchSampler, even_rank_batches
 
 __all__ = [
-    "BalancedBatchSampler", "Cancelled", "Client", "InvalidParams", "LimitExceeded",
-    "MethodNotFound", "OmnibalError", "SidecarExited", "SidecarNotFound", "find_command", "u32_array",
+    "BalancedBatchSampler", "Cancelled", "Client", "DEFAULT_TIMEOUT", "InvalidParams", "LimitExceeded",
+    "MethodNotFound", "OmnibalError", "ProtocolError", "SidecarExited", "SidecarNotFound", "SidecarTimeout",
+    "StateMismatch", "Unauthorized", "UnknownHandle", "default_socket_path", "even_rank_batches", "find_command", "u32_array",
 ]
 __version__ = "0.1.0"

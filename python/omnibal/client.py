@@ -1,20 +1,53 @@
-"""The sidecar client: starts ``omnibal serve``, sends JSON-RPC requests, relays progress, and
-stops the sidecar when the client closes or this process exits (no orphan: the sidecar also
-exits when its stdin closes)."""
+"""The sidecar client: starts ``omnibal serve`` on stdio (or connects to a node's shared one on a
+Unix socket), sends JSON-RPC requests, relays progress, and stops a sidecar it started when it
+closes, when it is garbage-collected, or when this process exits (no orphan: a stdio sidecar
+also exits when its stdin closes).
 
-import atexit
+Thread-safe: any number of threads may call at once; each request is written whole under a lock,
+and one reader thread (reading large chunks, splitting lines in linear time) hands every answer
+to the call with its id.
+"""
+
+import array
 import base64
-import itertools
+import errno
+import fcntl
 import json
+import logging
 import os
 import shutil
-import struct
+import socket
+import stat
 import subprocess
+import sys
+import tempfile
 import threading
+import time
+import weakref
 
-from .errors import SidecarExited, SidecarNotFound, from_rpc
+from .errors import InvalidParams, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_log = logging.getLogger("omnibal")
+
+#: Seconds a call waits with neither an answer nor a progress notification before it fails with
+#: :class:`SidecarTimeout` (``$OMNIBAL_TIMEOUT`` overrides; ``none`` there, or ``None`` here, waits forever).
+def _default_timeout():
+    raw = os.environ.get("OMNIBAL_TIMEOUT", "")
+    if raw.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(raw) if raw.strip() else 300.0
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    _log.warning("omnibal: OMNIBAL_TIMEOUT=%r is not a positive number of seconds (or 'none'); using 300", raw)
+    return 300.0
+
+
+DEFAULT_TIMEOUT = _default_timeout()
+_READ_CHUNK = 1 << 20
 
 
 def find_command():
@@ -41,153 +74,571 @@ def find_command():
     )
 
 
+_U32 = "I" if array.array("I").itemsize == 4 else "L"
+
+
+def u32_values(values):
+    """``values`` as an ``array.array`` of uint32 (kept as is when it already is one); a value
+    outside 0..2^32 - 1 is an :class:`InvalidParams` error."""
+    if isinstance(values, array.array) and values.typecode == _U32:
+        return values
+    try:
+        return array.array(_U32, values)
+    except (OverflowError, TypeError) as e:
+        raise InvalidParams("lengths must be integers in 0..4294967295 (%s)" % e, code="ERR_OMNIBAL_INVALID_SAMPLE")
+
+
 def u32_array(values):
     """Encodes non-negative integers for the wire as little-endian uint32 in base64."""
-    values = list(values)
-    return {"$base64": base64.b64encode(struct.pack("<%dI" % len(values), *values)).decode("ascii"), "dtype": "u32"}
+    a = u32_values(values)
+    if sys.byteorder != "little":
+        a = array.array(_U32, a)
+        a.byteswap()
+    return {"$base64": base64.b64encode(a.tobytes()).decode("ascii"), "dtype": "u32"}
+
+
+# --- transports -------------------------------------------------------------------------------
+
+_live_transports = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    # A forked child (a DataLoader worker) must not hold the parent's pipe to the sidecar open:
+    # the sidecar exits when its stdin ends, which it would never see while a child kept a copy.
+    for t in list(_live_transports):
+        t.forget_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _PipeTransport:
+    """A sidecar this process started, spoken to over its stdin/stdout."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.owner_pid = os.getpid()
+        self._in = proc.stdin.fileno()
+        self._out = proc.stdout.fileno()
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:
+            n = os.write(self._in, view)
+            view = view[n:]
+
+    def read(self):
+        return os.read(self._out, _READ_CHUNK)
+
+    def forget_in_child(self):
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except (OSError, ValueError):
+                pass
+        self.owner_pid = None
+
+    def close(self, grace):
+        if self.owner_pid == os.getpid():
+            _stop_process(self.proc, grace)
+
+    def release_files(self):
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f and f.close()
+            except OSError:
+                pass
+
+    def release_read_side(self):
+        try:
+            self.proc.stdout.close()
+        except OSError:
+            pass
+
+
+class _SocketTransport:
+    """A connection to a sidecar listening on a Unix socket (shared by a node's ranks)."""
+
+    def __init__(self, sock, server=None):
+        self.sock = sock
+        self.server = server  # the Popen of a server this process started, else None
+        self.owner_pid = os.getpid()
+
+    def write(self, data):
+        self.sock.sendall(data)
+
+    def read(self):
+        return self.sock.recv(_READ_CHUNK)
+
+    def forget_in_child(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.server is not None:
+            for f in (self.server.stdin, self.server.stderr):
+                try:
+                    f and f.close()
+                except (OSError, ValueError):
+                    pass
+        self.owner_pid = None
+
+    def close(self, grace):
+        if self.owner_pid != os.getpid():
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if self.server is not None:
+            # A socket server does not end with its stdin: it is terminated after a short wait.
+            _stop_process(self.server, min(grace, 0.2))
+
+    def release_files(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.server is not None and self.server.stderr is not None:
+            try:
+                self.server.stderr.close()
+            except OSError:
+                pass
+
+    def release_read_side(self):
+        pass  # the socket is closed with the client (it is also the write side)
+
+
+# --- the pending calls and the reader ---------------------------------------------------------
 
 
 class _Pending:
-    __slots__ = ("event", "response", "progress")
+    __slots__ = ("event", "response", "progress", "activity", "parsed")
 
     def __init__(self, progress):
         self.event = threading.Event()
         self.response = None
         self.progress = progress
+        self.activity = time.monotonic()
+        self.parsed = False  # the sidecar has shown it read this request (progress seen)
+
+
+class _Calls:
+    """The pending calls by id; shared by the client and its reader thread (which must not hold
+    the client itself, so that an unreferenced client can be collected and stop its sidecar)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pending = {}
+        self.ended = None  # why the connection ended, once it has
+
+    def add(self, rid, pending):
+        with self.lock:
+            if self.ended is not None:
+                return False
+            self.pending[rid] = pending
+            return True
+
+    def pop(self, rid):
+        with self.lock:
+            return self.pending.pop(rid, None)
+
+    def dispatch(self, line):
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            _log.warning("omnibal: ignored a line from the sidecar that is not JSON (%d bytes)", len(line))
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("method") == "progress":
+            p = msg.get("params") or {}
+            with self.lock:
+                pending = self.pending.get(p.get("id"))
+            if pending is None:
+                return
+            pending.activity = time.monotonic()
+            pending.parsed = True
+            if pending.progress is not None:
+                try:
+                    pending.progress(p.get("done"), p.get("total"))
+                except Exception:  # noqa: BLE001 - a callback's failure must not stop the reader
+                    _log.exception("omnibal: a progress callback raised; ignored")
+            return
+        rid = msg.get("id")
+        if rid is None:
+            self._fail_unaddressed(msg)
+            return
+        pending = self.pop(rid)
+        if pending is not None:
+            pending.response = msg
+            pending.event.set()
+
+    def _fail_unaddressed(self, msg):
+        # An error that names no request (a line the sidecar could not parse, one over its line
+        # limit). It belongs to one of the requests the sidecar has not shown it has read: if
+        # that is one request it fails; if several, they all fail rather than wait forever.
+        if "error" not in msg:
+            return
+        with self.lock:
+            unread = [rid for rid, p in self.pending.items() if not p.parsed]
+            if not unread:
+                unread = list(self.pending)
+            failed = [(rid, self.pending.pop(rid)) for rid in unread]
+        if len(failed) == 1:
+            failed[0][1].response = msg
+            failed[0][1].event.set()
+            return
+        err = msg["error"] if isinstance(msg["error"], dict) else {}
+        for rid, pending in failed:
+            pending.response = {"_protocol": "the sidecar answered an error without an id while %d requests were pending: %s (code %s)"
+                                % (len(failed), err.get("message"), err.get("code")), "error": err}
+            pending.event.set()
+
+    def end(self, why):
+        with self.lock:
+            if self.ended is None:
+                self.ended = why
+            waiting = list(self.pending.values())
+            self.pending.clear()
+        for pending in waiting:
+            pending.response = {"_exited": self.ended}
+            pending.event.set()
+
+
+def _read_loop(transport, calls, on_stderr=None):
+    parts = []
+    while True:
+        try:
+            chunk = transport.read()
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                if start < len(chunk):
+                    parts.append(chunk[start:])
+                break
+            if parts:
+                parts.append(chunk[start:nl])
+                line = b"".join(parts)
+                parts = []
+            else:
+                line = chunk[start:nl]
+            start = nl + 1
+            if line.strip():
+                calls.dispatch(line)
+    calls.end("the sidecar exited" if calls.ended is None else calls.ended)
+    transport.release_read_side()
+
+
+def _read_stderr(stream, sink):
+    try:
+        for raw in stream:
+            sink.append(raw.decode("utf8", "replace").rstrip())
+            if len(sink) > 1000:
+                del sink[:500]
+    except (OSError, ValueError):
+        pass
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+def _stop_process(proc, grace):
+    """Closes a sidecar's stdin (it answers what it has, then exits), waits ``grace`` seconds,
+    then terminates it (and kills it if SIGTERM is not enough)."""
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _stop(transport, calls, grace):
+    calls.end("the client is closed")
+    transport.close(grace)
+
+
+def _die_with_parent():
+    # Linux: the server receives SIGTERM when the process that started it dies (even SIGKILLed).
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except Exception:  # noqa: BLE001 - best effort, Linux only
+        pass
+
+
+# --- the client -------------------------------------------------------------------------------
 
 
 class Client:
     """A connection to one ``omnibal serve`` process.
 
-    ``Client()`` starts the sidecar; ``call(method, params)`` returns the result or raises a
-    typed :class:`OmnibalError`. Thread-safe: concurrent calls are answered by id. Use it as a
-    context manager, or call :meth:`close`.
+    ``Client()`` starts a private sidecar on stdio; ``Client(socket_path=...)`` connects to one
+    listening on a Unix socket; :meth:`node_shared` gives every local rank of a node one shared
+    sidecar. ``call(method, params)`` returns the result or raises a typed :class:`OmnibalError`.
+
+    ``timeout`` (seconds, default :data:`DEFAULT_TIMEOUT`) bounds how long a call waits with
+    neither an answer nor progress; ``close_grace`` how long :meth:`close` lets a sidecar it
+    started exit after closing its stdin before terminating it. Use it as a context manager, or
+    call :meth:`close`; an unreferenced client stops its sidecar when collected or at exit.
     """
 
-    def __init__(self, command=None, env=None, extra_args=()):
-        cmd = list(command) if command else find_command()
-        cmd += list(extra_args)
-        try:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                bufsize=0,
-            )
-        except OSError as e:
-            raise SidecarNotFound("cannot start the omnibal sidecar (%s): %s" % (" ".join(cmd), e))
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._pending = {}
-        self._closed = False
+    def __init__(self, command=None, env=None, extra_args=(), timeout=DEFAULT_TIMEOUT, socket_path=None, tcp=None, token=None,
+                 close_grace=2.0, _server=None):
+        self.timeout = timeout
+        self.close_grace = close_grace
         self.stderr_lines = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self.socket_path = socket_path
+        self.token = token
+        if socket_path is not None or tcp is not None:
+            try:
+                if tcp is not None:
+                    host, port = tcp
+                    if host not in ("127.0.0.1", "::1", "localhost"):
+                        raise OSError("only loopback addresses are served")
+                    sock = socket.create_connection((host, port), timeout=self.timeout)
+                    sock.settimeout(None)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                else:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        sock.connect(socket_path)
+                    except OSError:
+                        sock.close()
+                        raise
+            except OSError as e:
+                raise SidecarNotFound("cannot connect to the omnibal sidecar on %s: %s" % (socket_path or "%s:%s" % tcp, e))
+            self._transport = _SocketTransport(sock, _server)
+            self._proc = _server
+        else:
+            cmd = list(command) if command else find_command()
+            cmd += list(extra_args)
+            try:
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
+            except OSError as e:
+                raise SidecarNotFound("cannot start the omnibal sidecar (%s): %s" % (" ".join(cmd), e))
+            self._transport = _PipeTransport(self._proc)
+        _live_transports.add(self._transport)
+        self._ids = _Counter()
+        self._write_lock = threading.Lock()
+        self._calls = _Calls()
+        self._closed = False
+        self._reader = threading.Thread(target=_read_loop, args=(self._transport, self._calls), name="omnibal-reader", daemon=True)
         self._reader.start()
-        self._err_reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._err_reader.start()
-        atexit.register(self.close)
+        self._err_reader = None
+        if self._proc is not None and self._proc.stderr is not None:
+            self._err_reader = threading.Thread(target=_read_stderr, args=(self._proc.stderr, self.stderr_lines), name="omnibal-stderr", daemon=True)
+            self._err_reader.start()
+        # Runs on close(), on collection, or at interpreter exit; holds no reference to self.
+        self._finalizer = weakref.finalize(self, _stop, self._transport, self._calls, 0.5)
+        if tcp is not None and token is not None:
+            try:
+                self.call("auth", {"token": token})
+            except Exception:
+                self.close()
+                raise
+
+    @classmethod
+    def from_token_file(cls, path, timeout=DEFAULT_TIMEOUT):
+        """Connects to a socket sidecar started with ``--token-file path`` (its listen address and
+        token, readable by its owner only)."""
+        with open(path) as fh:
+            info = json.load(fh)
+        listen = info["listen"]
+        if listen.startswith("unix:") or "/" in listen:
+            return cls(socket_path=listen[5:] if listen.startswith("unix:") else listen, token=info.get("token"), timeout=timeout)
+        host, _, port = listen.rpartition(":")
+        return cls(tcp=(host.strip("[]"), int(port)), token=info["token"], timeout=timeout)
+
+    def shutdown(self):
+        """Asks the sidecar to stop (for everyone): allowed to a stdio sidecar's owner, or with the
+        server's token."""
+        return self.call("shutdown", {"token": self.token} if self.token else None)
+
+    @classmethod
+    def node_shared(cls, socket_path=None, command=None, extra_args=(), timeout=DEFAULT_TIMEOUT, start_timeout=60.0):
+        """One sidecar per node, shared by its local ranks over a Unix socket.
+
+        Whoever takes the file lock ``socket_path + ".lock"`` first and finds no live server
+        starts ``omnibal serve --listen socket_path`` (the server then lives as long as that
+        process, or until it closes its client); the others connect. ``socket_path`` defaults to
+        ``$OMNIBAL_SOCKET``, else a per-user, per-job path in the temporary directory (the job
+        being ``$TORCHELASTIC_RUN_ID`` or ``$MASTER_ADDR:$MASTER_PORT``). Close the owner's client
+        after the other ranks are done (e.g. after ``dist.barrier()``).
+        """
+        path = socket_path or default_socket_path()
+        if len(os.fsencode(path)) > 100:
+            raise SidecarNotFound("the Unix socket path %r is %d bytes; the limit is about 100 (pass a shorter socket_path)" % (path, len(os.fsencode(path))))
+        try:
+            lock_fd = os.open(path + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as e:
+            raise SidecarNotFound("cannot create the lock %s.lock to share a node sidecar: %s (set OMNIBAL_SOCKET or socket_path to a writable place)" % (path, e))
+        try:
+            deadline = time.monotonic() + start_timeout
+            while True:
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                        raise SidecarNotFound("cannot take the lock %s.lock to share a node sidecar: %s" % (path, e))
+                    time.sleep(0.02)
+            try:
+                return cls(socket_path=path, timeout=timeout)
+            except SidecarNotFound:
+                pass
+            # No live server: start one (we hold the lock, so nobody else is starting one).
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)  # a dead server's socket (the server refuses any other file)
+            except FileNotFoundError:
+                pass
+            cmd = (list(command) if command else find_command()) + ["--listen", path] + list(extra_args)
+            try:
+                server = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0, preexec_fn=_die_with_parent)
+            except OSError as e:
+                raise SidecarNotFound("cannot start the omnibal sidecar (%s): %s" % (" ".join(cmd), e))
+            while True:
+                try:
+                    return cls(socket_path=path, timeout=timeout, _server=server)
+                except SidecarNotFound as e:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        err = server.stderr.read().decode("utf8", "replace").strip() if server.poll() is not None else ""
+                        _stop_process(server, 0.5)
+                        server.stderr.close()
+                        raise SidecarNotFound("the node's omnibal sidecar did not start on %s: %s %s" % (path, e, err))
+                    time.sleep(0.02)
+        finally:
+            os.close(lock_fd)  # releases the lock
 
     @property
     def pid(self):
-        """The sidecar's process id."""
-        return self._proc.pid
+        """The process id of the sidecar this client started (None when it only connected)."""
+        return self._proc.pid if self._proc is not None else None
 
-    def _read(self):
-        for raw in self._proc.stdout:
-            try:
-                msg = json.loads(raw)
-            except ValueError:
-                continue
-            if msg.get("method") == "progress":
-                p = msg.get("params", {})
-                with self._lock:
-                    pending = self._pending.get(p.get("id"))
-                if pending and pending.progress:
-                    pending.progress(p.get("done"), p.get("total"))
-                continue
-            with self._lock:
-                pending = self._pending.pop(msg.get("id"), None)
-            if pending:
-                pending.response = msg
-                pending.event.set()
-        with self._lock:
-            waiting = list(self._pending.values())
-            self._pending.clear()
-        for pending in waiting:
-            pending.response = {"error": {"code": -32603, "message": "the sidecar exited"}, "_exited": True}
-            pending.event.set()
-
-    def _read_stderr(self):
-        for raw in self._proc.stderr:
-            self.stderr_lines.append(raw.decode("utf8", "replace").rstrip())
+    @property
+    def owns_sidecar(self):
+        """True when this client started its sidecar (and so stops it on close)."""
+        return self._proc is not None
 
     def send_raw(self, line):
-        """Writes one raw line to the sidecar (for protocol tests)."""
-        self._proc.stdin.write(line if isinstance(line, bytes) else line.encode("utf8"))
-        self._proc.stdin.flush()
+        """Writes one raw line (or any bytes) to the sidecar, whole, under the write lock."""
+        data = line if isinstance(line, bytes) else line.encode("utf8")
+        with self._write_lock:
+            self._transport.write(data)
 
     def request(self, method, params=None, progress=None):
-        """Sends a request and returns its id and a handle to wait on (see :meth:`wait`)."""
+        """Sends a request and returns its id and a handle to wait on (see :meth:`wait`).
+
+        ``progress(done, total)`` is called from the reader thread; if it raises, the error is
+        logged and ignored."""
         if self._closed:
             raise SidecarExited("the client is closed")
-        rid = next(self._ids)
+        rid = self._ids.next()
         pending = _Pending(progress)
-        with self._lock:
-            self._pending[rid] = pending
+        if not self._calls.add(rid, pending):
+            raise SidecarExited("%s (exit code %s)" % (self._calls.ended, self._proc.poll() if self._proc else None))
+        # The id comes first, so that a sidecar that cannot read the whole line can still name it.
         msg = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             msg["params"] = params
+        data = (json.dumps(msg, separators=(",", ":")) + "\n").encode("utf8")
         try:
-            self.send_raw(json.dumps(msg, separators=(",", ":")) + "\n")
-        except (BrokenPipeError, OSError):
-            with self._lock:
-                self._pending.pop(rid, None)
-            raise SidecarExited("the sidecar is not running (exit code %s)" % self._proc.poll())
+            self.send_raw(data)
+        except OSError:
+            self._calls.pop(rid)
+            raise SidecarExited("the sidecar is not running (exit code %s)" % (self._proc.poll() if self._proc else None))
         return rid, pending
 
-    def wait(self, pending, timeout=None):
-        """Waits for a request's answer; returns the result or raises its error."""
-        if not pending.event.wait(timeout):
-            raise TimeoutError("no answer from the sidecar within %s s" % timeout)
+    def wait(self, pending, timeout=DEFAULT_TIMEOUT, rid=None):
+        """Waits for a request's answer; returns the result or raises its error.
+
+        Fails with :class:`SidecarTimeout` after ``timeout`` seconds with neither an answer nor
+        a progress notification for it (``None``: no limit)."""
+        while not pending.event.is_set():
+            if timeout is None:
+                pending.event.wait()
+                break
+            left = pending.activity + timeout - time.monotonic()
+            if left <= 0 and not pending.event.is_set():
+                self._abandon(pending, rid)
+                raise SidecarTimeout("no answer or progress from the sidecar within %s s" % timeout, code="ERR_OMNIBAL_TIMEOUT")
+            pending.event.wait(max(left, 0.001))
         msg = pending.response
-        if msg.get("_exited"):
-            raise SidecarExited("the sidecar exited with requests pending")
+        if "_exited" in msg:
+            raise SidecarExited("%s with requests pending" % msg["_exited"])
+        if "_protocol" in msg:
+            err = msg.get("error") or {}
+            raise ProtocolError(msg["_protocol"], rpc_code=err.get("code"), code=(err.get("data") or {}).get("code"))
         if "error" in msg:
-            raise from_rpc(msg["error"])
+            raise from_rpc(msg["error"] if isinstance(msg["error"], dict) else {"message": str(msg["error"])})
         return msg.get("result")
 
+    def _abandon(self, pending, rid):
+        with self._calls.lock:
+            for k, p in list(self._calls.pending.items()):
+                if p is pending:
+                    rid = k
+                    del self._calls.pending[k]
+        if rid is not None and not self._closed:
+            try:  # tell the sidecar to stop working on it; its answer is not awaited
+                self.request("$/cancelRequest", {"id": rid})
+            except Exception:  # noqa: BLE001
+                pass
+
     def call(self, method, params=None, progress=None, timeout=None):
-        """Calls a method and returns its result; ``progress(done, total)`` receives progress."""
-        _, pending = self.request(method, params, progress)
-        return self.wait(pending, timeout)
+        """Calls a method and returns its result; ``progress(done, total)`` receives progress.
+        ``timeout`` defaults to the client's (see :class:`Client`)."""
+        rid, pending = self.request(method, params, progress)
+        try:
+            return self.wait(pending, self.timeout if timeout is None else timeout, rid)
+        finally:
+            self._calls.pop(rid)
 
     def cancel(self, rid):
         """Cancels a pending request: it is answered at once with :class:`Cancelled`."""
         return self.call("$/cancelRequest", {"id": rid})
 
-    def close(self, timeout=5):
-        """Asks the sidecar to shut down, then makes sure it has exited."""
+    def release(self, plan_id):
+        """Frees a plan in the sidecar (``release``); a no-op on a sidecar without the method or
+        after close. Returns True when the sidecar freed it."""
+        if self._closed or plan_id is None:
+            return False
+        try:
+            r = self.call("release", {"planId": plan_id})
+        except Exception:  # noqa: BLE001 - releasing is an optimisation, never an error path
+            return False
+        return bool(r.get("released", True)) if isinstance(r, dict) else True
+
+    def close(self, timeout=None):
+        """Closes the connection. A sidecar this client started gets its stdin closed, then
+        ``timeout`` (default ``close_grace``) seconds to exit before it is terminated."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self._proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._reader.join(timeout)
-        self._err_reader.join(timeout)
-        for pipe in (self._proc.stdout, self._proc.stderr):
-            try:
-                pipe.close()
-            except OSError:
-                pass
+        self._finalizer.detach()
+        _stop(self._transport, self._calls, self.close_grace if timeout is None else timeout)
+        self._reader.join(5)
+        if self._err_reader is not None:
+            self._err_reader.join(5)
+        self._transport.release_files()
 
     def __enter__(self):
         return self
@@ -195,8 +646,24 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def __del__(self):
-        try:
-            self.close(timeout=1)
-        except Exception:
-            pass
+
+class _Counter:
+    def __init__(self):
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def next(self):
+        with self._lock:
+            self._n += 1
+            return self._n
+
+
+def default_socket_path():
+    """The node-shared sidecar's socket: ``$OMNIBAL_SOCKET``, else one per user and job in the
+    temporary directory."""
+    explicit = os.environ.get("OMNIBAL_SOCKET")
+    if explicit:
+        return explicit
+    job = os.environ.get("TORCHELASTIC_RUN_ID") or "%s-%s" % (os.environ.get("MASTER_ADDR", "local"), os.environ.get("MASTER_PORT", "0"))
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in job)[:40]
+    return os.path.join(tempfile.gettempdir(), "omnibal-%d-%s.sock" % (os.getuid(), safe))

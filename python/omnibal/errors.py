@@ -34,10 +34,36 @@ class SidecarNotFound(OmnibalError):
 
 
 class SidecarExited(OmnibalError):
-    """The sidecar process ended while requests were pending."""
+    """The sidecar process ended (or the client was closed) while requests were pending."""
 
 
-_BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled}
+class SidecarTimeout(OmnibalError, TimeoutError):
+    """No answer and no progress from the sidecar within the call's timeout (the request is
+    cancelled). Also a :class:`TimeoutError`."""
+
+
+class ProtocolError(OmnibalError):
+    """The sidecar answered an error that names no request (``id: null``, e.g. a line it could
+    not parse) while several requests were pending, so each of them fails with it rather than
+    waiting for an answer that will never come."""
+
+
+class Unauthorized(OmnibalError):
+    """A TCP connection without the server's token, or ``shutdown`` without it (-32002)."""
+
+
+class UnknownHandle(OmnibalError):
+    """No such plan or search on this connection: never made, released, evicted from the
+    sidecar's plan store, or made by another connection (-32003)."""
+
+
+class StateMismatch(InvalidParams):
+    """``load_state_dict`` got a state saved for other data, other options, or a world size it
+    cannot resume into exactly (code ``ERR_OMNIBAL_STATE_MISMATCH``)."""
+
+
+_BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled, -32002: Unauthorized,
+            -32003: UnknownHandle}
 
 
 def from_rpc(error):

@@ -1,104 +1,423 @@
 """``BalancedBatchSampler``: omnibal's balanced, deterministic micro-batches for a
-``torch.utils.data.DataLoader`` (``batch_sampler=``), one rank's share.
+``torch.utils.data.DataLoader`` (``batch_sampler=``), one data-parallel rank's share, with the
+semantics of PyTorch's ``DistributedSampler``.
 
 Every rank computes the same global plan from the same inputs and seed (a pure function of
 them), and takes its own slice, so no collective communication is needed. Each yielded batch is
 one micro-batch (a packed sequence's sample indices); a step is ``accum`` consecutive batches.
+
+Resuming. The epoch's *global order* is the plan's steps in order (each step: every rank's
+``accum`` micro-batches). ``state_dict()`` records the epoch, the micro-batches this rank has
+consumed (every rank consumes the same number), the global count of samples they hold, the world
+size, ``accum``, a fingerprint of the data and the planning options. ``load_state_dict()`` then
+resumes exactly where training stopped; into another world size (or ``accum``) it resumes by
+the consumed prefix of the global order, as Megatron-LM's samplers do: the samples of the
+consumed steps are skipped and the rest of the epoch is re-planned for the new ranks, so no
+sample is trained twice or skipped. That needs a state saved at a step boundary and the samples
+given as ``lengths`` (the sampler sends the rest's lengths); otherwise it is a clear
+:class:`StateMismatch` error, never a silent restart.
 """
 
-from .client import Client, u32_array
-from .errors import InvalidParams
+import hashlib
+import os
+import struct
+import sys
+
+from .client import Client, u32_array, u32_values
+from .errors import InvalidParams, OmnibalError, StateMismatch, UnknownHandle
+
+STATE_FORMAT = "omnibal.sampler-state/1"
+_OPTION_KEYS = {"strategy": "strategy", "tail": "tail", "max_vision": "maxVision", "max_text": "maxText",
+                "cost_a": "costA", "cost_b": "costB"}
+
+
+def _distributed():
+    """(rank, world size) of an initialised ``torch.distributed`` group, else None (torch is not
+    imported for that: only looked at when the program already imported it)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return None
+    try:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except Exception:  # noqa: BLE001 - a broken torch install is not our error to raise
+        return None
+    return None
+
+
+def _resolve_ranks(rank, world_size):
+    group = _distributed()
+    if group is not None:
+        g_rank, g_world = group
+        if world_size is None and rank is None:
+            return g_rank, g_world
+        if world_size is None:
+            world_size = g_world
+        if rank is None:
+            if world_size != g_world:
+                raise InvalidParams("world_size=%d differs from the process group's %d: pass rank= too (your data-parallel rank)" % (world_size, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+            rank = g_rank
+        if world_size > g_world or g_world % world_size != 0:
+            raise InvalidParams("world_size=%d cannot be a data-parallel size of the initialised process group of %d processes" % (world_size, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+    else:
+        env_world = os.environ.get("WORLD_SIZE")
+        if world_size is None and rank is None and env_world not in (None, "", "1"):
+            raise InvalidParams("WORLD_SIZE=%s is set but torch.distributed is not initialised: call init_process_group before building the sampler, or pass rank= and world_size=" % env_world,
+                                code="ERR_OMNIBAL_INVALID_OPTIONS")
+        world_size = 1 if world_size is None else world_size
+        rank = 0 if rank is None else rank
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise InvalidParams("world_size must be a positive integer, got %r" % (world_size,), code="ERR_OMNIBAL_OUT_OF_RANGE")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise InvalidParams("rank must be in 0..world_size - 1, got %r" % (rank,), code="ERR_OMNIBAL_OUT_OF_RANGE")
+    return rank, world_size
+
+
+def even_rank_batches(steps, rank, dp, last_step, even):
+    """One rank's micro-batches (flattened over steps) with equal counts on every rank.
+
+    ``steps`` is ``planForRank``'s answer; ``last_step`` is ``planStep`` of the last step (only
+    needed when that step is partial, ``tail='keep-partial'``, where the sidecar deals the
+    remaining micro-batches round-robin so ranks can differ by one). ``even='pad'`` fills a
+    short rank with copies of micro-batches of the last step (as ``DistributedSampler`` pads
+    with repeated samples); ``even='drop'`` cuts every rank to the shortest (those samples are
+    then not trained this epoch).
+    """
+    flat = [mb for step in steps[:-1] for mb in step] if steps else []
+    if not steps:
+        return flat
+    last = list(steps[-1])
+    if last_step is not None:
+        rest = [last_step[j % dp][j // dp] for j in range(sum(len(r) for r in last_step))]
+        top = -(-len(rest) // dp)
+        low = len(rest) // dp
+        if even == "drop":
+            last = last[:low]
+        else:
+            for p in range(len(last), top):
+                last.append(rest[(p * dp + rank) % len(rest)])
+    return flat + last
 
 
 class BalancedBatchSampler:
-    """Balanced micro-batches for rank ``rank`` of ``world_size`` data-parallel ranks.
+    """Balanced micro-batches for one data-parallel rank.
 
-    Give the samples either as ``lengths`` (a sequence of ``(vision, text)`` pairs: image tiles
-    and LLM tokens per sample) or as ``path`` (a length file the sidecar reads: the reference
-    JSON list, JSON Lines or CSV). Other keyword arguments go to the planner (``strategy``,
-    ``tail``, ``max_vision``, ``max_text``, ``cost_a``, ``cost_b``).
+    Give the samples as ``source`` or ``lengths=`` (a sequence of ``(vision, text)`` pairs:
+    image tiles and LLM tokens per sample) or ``path=`` (a length file, or a list of them, that
+    the sidecar reads: the reference JSON list, JSON Lines or CSV); a string or path-like
+    ``source`` is a path. Everything else is keyword-only.
+
+    ``rank``/``world_size`` default to those of an initialised ``torch.distributed`` process
+    group (pass both for a data-parallel group that is not the whole job), else 0/1. Planning
+    options: ``strategy`` (default ``balanced``), ``tail`` (``drop`` default, ``pad``,
+    ``keep-partial``), ``max_vision``, ``max_text``, ``cost_a``, ``cost_b``,
+    ``samples_per_pack``. ``even`` (``pad`` default, or ``drop``) makes ``keep-partial``'s last
+    step equal on every rank (see :func:`even_rank_batches`): every rank always yields the same
+    number of batches, so DDP never waits on a rank that ran out.
+
+    ``sidecar``: ``"own"`` starts a private sidecar, ``"node"`` shares one per node over a Unix
+    socket (:meth:`Client.node_shared`), ``"auto"`` (default) is ``"node"`` under ``torchrun``
+    with several local ranks (``LOCAL_WORLD_SIZE`` > 1), else ``"own"``; or pass a ``client``.
+    ``progress(done, total)`` receives the planner's progress.
     """
 
-    def __init__(self, lengths=None, path=None, rank=0, world_size=1, accum=1, seed=0, epoch=0,
-                 samples_per_pack=4.5, client=None, **options):
+    def __init__(self, source=None, *, lengths=None, path=None, rank=None, world_size=None, accum=1, seed=0, epoch=0,
+                 samples_per_pack=4.5, client=None, sidecar="auto", even="pad", progress=None, **options):
+        if source is not None:
+            if lengths is not None or path is not None:
+                raise TypeError("BalancedBatchSampler: give the samples once (source, lengths= or path=)")
+            if isinstance(source, (str, bytes, os.PathLike)):
+                path = source
+            else:
+                lengths = source
         if (lengths is None) == (path is None):
             raise InvalidParams("give exactly one of lengths or path", code="ERR_OMNIBAL_INVALID_OPTIONS")
-        if not isinstance(world_size, int) or world_size < 1:
-            raise InvalidParams("world_size must be a positive integer", code="ERR_OMNIBAL_OUT_OF_RANGE")
-        if not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise InvalidParams("rank must be in 0..world_size - 1, got %r" % (rank,), code="ERR_OMNIBAL_OUT_OF_RANGE")
-        self.rank = rank
-        self.world_size = world_size
+        unknown = sorted(set(options) - set(_OPTION_KEYS))
+        if unknown:
+            raise TypeError("BalancedBatchSampler got unknown option(s) %s; known: %s" % (", ".join(unknown), ", ".join(sorted(_OPTION_KEYS) + ["samples_per_pack", "even"])))
+        if even not in ("pad", "drop"):
+            raise InvalidParams("even must be 'pad' or 'drop', got %r" % (even,), code="ERR_OMNIBAL_UNKNOWN_OPTION")
+        for name, value in (("accum", accum), ("seed", seed), ("epoch", epoch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "accum" else 0):
+                raise InvalidParams("%s must be an integer >= %d, got %r" % (name, 1 if name == "accum" else 0, value), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        self.rank, self.world_size = _resolve_ranks(rank, world_size)
         self.accum = accum
         self.seed = seed
         self.epoch = epoch
-        self._own_client = client is None
-        self._client = client or Client()
+        self.even = even
+        self.progress = progress
+        self._vision = self._text = None
         if lengths is not None:
-            pairs = list(lengths)
-            self._source = {"vision": u32_array(v for v, _ in pairs), "text": u32_array(t for _, t in pairs)}
+            pairs = lengths if isinstance(lengths, (list, tuple)) else list(lengths)
+            self._vision = u32_values([v for v, _ in pairs])
+            self._text = u32_values([t for _, t in pairs])
+            self._source = {"vision": u32_array(self._vision), "text": u32_array(self._text)}
+            self._paths = None
         else:
-            self._source = {"path": str(path)}
-        keys = {"max_vision": "maxVision", "max_text": "maxText", "cost_a": "costA", "cost_b": "costB"}
-        self._options = {keys.get(k, k): v for k, v in options.items()}
+            paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
+            self._paths = [p.decode() if isinstance(p, bytes) else p for p in paths]
+            self._source = {"path": self._paths[0]} if len(self._paths) == 1 else {"paths": self._paths}
+        self._options = {"strategy": "balanced"}
+        self._options.update({_OPTION_KEYS[k]: v for k, v in options.items()})
         if "maxVision" not in self._options:
             self._options["samplesPerPack"] = samples_per_pack
-        self._position = 0
+        self._own_client = client is None
+        self._client = client if client is not None else self._start_client(sidecar)
+        self._fingerprint = None
+        self._position = 0  # micro-batches handed out in this epoch (of the current segment)
         self._batches = None
+        self._plan_ids = []
+        self._plan_params = {}
+        self._counts = None  # per rank, cumulative samples per micro-batch (for consumed_samples)
+        self._segments = []  # earlier segments of this epoch: [world_size, accum, micro-batches consumed]
+        self._prior_samples = 0  # samples those segments consumed
+        self._resume_at = None  # (epoch, position): the next iter() starts there, once
+        #: Micro-batches of the epoch before the first one the last ``iter()`` yielded (0 unless
+        #: it resumed): ``state_dict(consumed=sampler.pass_start + batches_trained_this_pass)``.
+        self.pass_start = 0
         self.plan = None
 
-    def _params(self):
-        p = dict(self._source)
-        p.update(self._options)
-        p.update({"dp": self.world_size, "accum": self.accum, "seed": self.seed, "epoch": self.epoch})
-        return p
+    @staticmethod
+    def _start_client(sidecar):
+        if sidecar == "auto":
+            sidecar = "node" if int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1 and hasattr(os, "fork") else "own"
+        if sidecar == "own":
+            return Client()
+        if sidecar == "node":
+            return Client.node_shared()
+        if isinstance(sidecar, str) and ("/" in sidecar or sidecar.startswith("unix:")):
+            return Client.node_shared(sidecar[5:] if sidecar.startswith("unix:") else sidecar)
+        raise InvalidParams("sidecar must be 'auto', 'own', 'node' or a socket path, got %r" % (sidecar,), code="ERR_OMNIBAL_UNKNOWN_OPTION")
+
+    # --- planning -----------------------------------------------------------------------------
+
+    def _plan(self, subset, dp, accum):
+        """Plans ``subset`` (original indices, ascending; None = every sample) for ``dp`` ranks;
+        returns (summary, index map or None)."""
+        params = dict(self._source) if subset is None else {
+            "vision": u32_array(self._vision[i] for i in subset), "text": u32_array(self._text[i] for i in subset)}
+        params.update(self._options)
+        params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch})
+        summary = self._client.call("pack", params, progress=self.progress)
+        self._plan_ids.append(summary["planId"])
+        self._plan_params[summary["planId"]] = params
+        if subset is not None:  # indices of the original samples, as for a full plan
+            summary["dropped"] = [subset[i] for i in summary["dropped"]]
+        return summary, subset
+
+    def _plan_call(self, summary, method, params):
+        """Calls a method on a plan; a plan the sidecar no longer holds (evicted from its plan
+        store) is made again (plans are deterministic) and the call retried."""
+        try:
+            return self._client.call(method, dict(params, planId=summary["planId"]))
+        except UnknownHandle:
+            params_of_plan = self._plan_params.pop(summary["planId"])
+            again = self._client.call("pack", params_of_plan, progress=self.progress)
+            self._plan_ids.append(again["planId"])
+            self._plan_params[again["planId"]] = params_of_plan
+            summary["planId"] = again["planId"]
+            return self._client.call(method, dict(params, planId=again["planId"]))
+
+    def _rank_batches(self, summary, idmap, rank):
+        if summary["planId"] is None:
+            return []
+        dp = summary["dp"]
+        steps = self._plan_call(summary, "planForRank", {"rank": rank})
+        last_step = None
+        if steps and summary["microBatches"] != summary["steps"] * dp * summary["accum"]:
+            last_step = self._plan_call(summary, "planStep", {"step": summary["steps"] - 1})
+        batches = even_rank_batches(steps, rank, dp, last_step, self.even)
+        if idmap is not None:
+            batches = [[idmap[i] for i in mb] for mb in batches]
+        return batches
+
+    def _release_plans(self):
+        ids, self._plan_ids = self._plan_ids, []
+        self._plan_params = {}
+        for pid in ids:
+            self._client.release(pid)
 
     def _ensure(self):
-        if self._batches is None:
-            self.plan = self._client.call("balance", self._params())
-            steps = self._client.call("planForRank", {"planId": self.plan["planId"], "rank": self.rank})
-            self._batches = [mb for step in steps for mb in step]
+        if self._batches is not None:
+            return self._batches
+        self._release_plans()
+        self._counts = None
+        subset, prior = None, 0
+        for dp, accum, consumed in self._segments:
+            # Replays an earlier segment of this epoch: what its ranks consumed is skipped.
+            summary, idmap = self._plan(subset, dp, accum)
+            done = set()
+            for r in range(dp):
+                for mb in self._rank_batches(summary, idmap, r)[:consumed]:
+                    done.update(mb)
+                    prior += len(mb)
+            everything = range(len(self._text)) if subset is None else subset
+            subset = [i for i in everything if i not in done]
+            self._release_plans()
+        self._prior_samples = prior
+        try:
+            if subset is not None and not subset:
+                raise OmnibalError("nothing left", code="ERR_OMNIBAL_EMPTY_INPUT")
+            self.plan, self._idmap = self._plan(subset, self.world_size, self.accum)
+        except OmnibalError as e:
+            # What is left of a resumed epoch is too little for one step of the new ranks
+            # (or nothing): the epoch ends here, those samples dropped as a tail.
+            if subset is None or e.code not in ("ERR_OMNIBAL_TOO_FEW_SAMPLES", "ERR_OMNIBAL_EMPTY_INPUT"):
+                raise
+            self.plan = {"planId": None, "strategy": self._options["strategy"], "steps": 0, "dp": self.world_size, "accum": self.accum,
+                         "microBatches": 0, "dropped": list(subset), "droppedReason": [3] * len(subset)}
+            self._idmap = subset
+        self._batches = self._rank_batches(self.plan, self._idmap, self.rank)
         return self._batches
 
+    # --- iteration ----------------------------------------------------------------------------
+
     def set_epoch(self, epoch):
-        """Starts epoch ``epoch``: its own order, from the beginning."""
-        if epoch != self.epoch or self._batches is None:
+        """Selects epoch ``epoch`` (its own order). The next ``iter()`` starts it from the
+        beginning, unless ``load_state_dict`` just restored a position in this same epoch."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise InvalidParams("epoch must be a non-negative integer, got %r" % (epoch,), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        if epoch != self.epoch:
             self.epoch = epoch
             self._batches = None
+            if self._resume_at is None or self._resume_at[0] != epoch:
+                self._resume_at = None
+                if self._segments:
+                    self._segments = []
         self._position = 0
 
     def __iter__(self):
         batches = self._ensure()
-        while self._position < len(batches):
-            batch = batches[self._position]
-            self._position += 1
-            yield list(batch)
-        self._position = 0
+        start = 0
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            start = self._resume_at[1]
+        self._resume_at = None
+        self._position = self.pass_start = start
+        for k in range(start, len(batches)):
+            self._position = k + 1
+            yield list(batches[k])
 
     def __len__(self):
+        """Micro-batches this rank yields in the epoch (the same on every rank)."""
         return len(self._ensure())
 
     def steps(self):
-        """Steps in the epoch (each ``accum`` micro-batches)."""
-        return self._ensure() and self.plan["steps"]
+        """Steps in the epoch's plan (each ``accum`` micro-batches per rank)."""
+        self._ensure()
+        return self.plan["steps"]
+
+    # --- state --------------------------------------------------------------------------------
+
+    def fingerprint(self):
+        """A SHA-256 of the samples (their lengths, or the length files' bytes)."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            if self._paths is None:
+                h.update(b"lengths\0")
+                h.update(struct.pack("<I", len(self._text)))
+                h.update(self._source["vision"]["$base64"].encode())
+                h.update(self._source["text"]["$base64"].encode())
+            else:
+                for p in self._paths:
+                    h.update(b"file\0")
+                    with open(p, "rb") as fh:
+                        for block in iter(lambda: fh.read(1 << 20), b""):
+                            h.update(block)
+            self._fingerprint = "sha256:" + h.hexdigest()
+        return self._fingerprint
+
+    def _options_state(self):
+        o = dict(self._options)
+        o.update({"seed": self.seed, "even": self.even})
+        return o
+
+    def _consumed_samples(self, consumed):
+        if consumed == 0:
+            return self._prior_samples
+        if self._counts is None:
+            counts = []
+            for r in range(self.world_size):
+                mine = self._batches if r == self.rank else self._rank_batches(self.plan, self._idmap, r)
+                cum, total = [0], 0
+                for mb in mine:
+                    total += len(mb)
+                    cum.append(total)
+                counts.append(cum)
+            self._counts = counts
+        return self._prior_samples + sum(c[min(consumed, len(c) - 1)] for c in self._counts)
 
     def state_dict(self, consumed=None):
-        """Where the sampler is: enough to resume mid-epoch exactly.
+        """Where the sampler is: enough to resume exactly, in this or another world size.
 
-        ``position`` counts micro-batches handed out. A ``DataLoader`` with workers prefetches
-        some ahead of the training loop, so pass ``consumed`` (micro-batches your loop has
-        trained on this epoch) to save exactly where training is.
+        ``consumed`` is the micro-batches your loop has trained on this epoch (default: those
+        handed out; a ``DataLoader`` with workers fetches some ahead, so pass it). The first
+        call in an epoch asks the sidecar for the other ranks' shares, to count
+        ``consumed_samples`` over all ranks.
         """
-        return {"epoch": self.epoch, "position": self._position if consumed is None else consumed, "seed": self.seed}
+        self._ensure()
+        position = self._position if consumed is None else consumed
+        if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= len(self._batches):
+            raise InvalidParams("consumed must be in 0..%d micro-batches, got %r" % (len(self._batches), consumed), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        return {
+            "format": STATE_FORMAT,
+            "epoch": self.epoch,
+            "world_size": self.world_size,
+            "accum": self.accum,
+            "consumed_micro_batches": position,
+            "consumed_samples": self._consumed_samples(position),
+            "segments": [list(s) for s in self._segments] + [[self.world_size, self.accum, position]],
+            "fingerprint": self.fingerprint(),
+            "options": self._options_state(),
+        }
 
     def load_state_dict(self, state):
-        """Resumes: the next batch is the one after the last yielded before ``state_dict()``."""
-        if state.get("seed", self.seed) != self.seed:
-            raise InvalidParams("the state was saved with another seed", code="ERR_OMNIBAL_INVALID_OPTIONS")
-        self.set_epoch(state["epoch"])
-        self._position = state["position"]
+        """Resumes from :meth:`state_dict`: the next ``iter()`` (after ``set_epoch`` of the same
+        epoch, or none) yields the micro-batch after the last consumed one. Raises
+        :class:`StateMismatch` for a state of other data or options, or one it cannot resume
+        exactly in this world size."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise StateMismatch("not an omnibal sampler state (%s expected); states of omnibal < 0.2 cannot be resumed exactly" % STATE_FORMAT, code="ERR_OMNIBAL_STATE_MISMATCH")
+        if state["fingerprint"] != self.fingerprint():
+            raise StateMismatch("the state was saved for other data (fingerprint %s, these samples have %s)" % (state["fingerprint"], self.fingerprint()), code="ERR_OMNIBAL_STATE_MISMATCH")
+        mine = self._options_state()
+        diff = sorted(k for k in set(mine) | set(state["options"]) if mine.get(k) != state["options"].get(k))
+        if diff:
+            raise StateMismatch("the state was saved with other options: %s" % ", ".join("%s %r (now %r)" % (k, state["options"].get(k), mine.get(k)) for k in diff),
+                                code="ERR_OMNIBAL_STATE_MISMATCH")
+        segments = [list(s) for s in state["segments"]]
+        world, accum, consumed = segments[-1]
+        if (world, accum) == (self.world_size, self.accum):
+            prior, position = segments[:-1], consumed
+        else:
+            if consumed % accum != 0:
+                raise StateMismatch("the state was saved %d micro-batches into a step of %d; resuming into world size %d / accum %d (from %d / %d) needs a state saved at a step boundary"
+                                    % (consumed % accum, accum, self.world_size, self.accum, world, accum), code="ERR_OMNIBAL_STATE_MISMATCH")
+            if self._vision is None:
+                raise StateMismatch("resuming into world size %d / accum %d (saved with %d / %d) re-plans the samples not yet consumed, which needs them as lengths=[(vision, text), ...], not path="
+                                    % (self.world_size, self.accum, world, accum), code="ERR_OMNIBAL_STATE_MISMATCH")
+            prior, position = segments, 0
+        self.epoch = state["epoch"]
+        self._segments = prior
+        self._batches = None
+        self._resume_at = (self.epoch, position)
+        self._position = position
 
     def close(self):
-        """Stops the sidecar this sampler started."""
+        """Frees this sampler's plans and stops the sidecar it started (an unreferenced sampler's
+        sidecar stops when it is collected, or at exit)."""
+        if self._client is None:
+            return
+        try:
+            if not self._own_client:
+                self._release_plans()
+        except OmnibalError:
+            pass
         if self._own_client:
             self._client.close()
+        self._client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

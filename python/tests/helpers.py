@@ -43,7 +43,7 @@ def rpc(proc, line):
     proc.stdin.flush()
     while True:
         msg = json.loads(proc.stdout.readline())
-        if msg.get("method") != "progress":
+        if isinstance(msg, list) or msg.get("method") != "progress":
             return msg
 
 

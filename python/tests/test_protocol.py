@@ -3,9 +3,9 @@ socket transport, and no orphans."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -37,7 +37,8 @@ class Protocol(unittest.TestCase):
         self.assertEqual(rpc(self.proc, "{not json")["error"]["code"], -32700)
         self.assertEqual(rpc(self.proc, '{"id":1,"method":"version"}')["error"]["code"], -32600)
         self.assertEqual(rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":7}')["error"]["code"], -32600)
-        self.assertEqual(rpc(self.proc, '[1,2]')["error"]["code"], -32600)
+        batch = rpc(self.proc, '[1,2]')  # a batch of two invalid requests: one error each
+        self.assertEqual([r["error"]["code"] for r in batch], [-32600, -32600])
         self.assertEqual(rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":"fly"}')["error"]["code"], -32601)
         bad = rpc(self.proc, '{"jsonrpc":"2.0","id":1,"method":"balance","params":{"vision":[1],"text":[5],"dp":0,"samplesPerPack":2}}')["error"]
         self.assertEqual(bad["code"], -32602)
@@ -119,7 +120,7 @@ class ClientBehaviour(unittest.TestCase):
     def test_cancellation(self):
         with Client() as c:
             n = 1500000
-            rid, pending = c.request("balance", {"vision": u32_array(1 + i % 5 for i in range(n)), "text": u32_array(300 + (i * 37) % 1500 for i in range(n)), "dp": 8, "samplesPerPack": 4.5, "strategy": "isf"})
+            rid, pending = c.request("pack", {"vision": u32_array(1 + i % 5 for i in range(n)), "text": u32_array(300 + (i * 37) % 1500 for i in range(n)), "dp": 8, "samplesPerPack": 4.5, "strategy": "isf"})
             time.sleep(0.05)
             c.cancel(rid)
             with self.assertRaises(omnibal.Cancelled):
@@ -162,7 +163,7 @@ class NoOrphans(unittest.TestCase):
             "from omnibal import Client, u32_array\n"
             "c = Client(); print(c.pid, flush=True)\n"
             "n = 2000000\n"
-            "c.request('balance', {'vision': u32_array(1 + i %% 5 for i in range(n)), 'text': u32_array(300 + i %% 1500 for i in range(n)), 'dp': 8, 'samplesPerPack': 4.5, 'strategy': 'isf'})\n"
+            "c.request('pack', {'vision': u32_array(1 + i %% 5 for i in range(n)), 'text': u32_array(300 + i %% 1500 for i in range(n)), 'dp': 8, 'samplesPerPack': 4.5, 'strategy': 'isf'})\n"
             "time.sleep(60)\n" % os.path.join(ROOT, "python")
         )
         child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
@@ -178,24 +179,28 @@ class NoOrphans(unittest.TestCase):
 
 
 class Socket(unittest.TestCase):
-    def test_loopback_tcp_and_refusal_of_other_addresses(self):
-        proc = subprocess.Popen(["node", CLI, "serve", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        try:
-            line = proc.stderr.readline().decode()
-            port = int(line.rsplit(":", 1)[1])
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                f = s.makefile("rwb")
-                f.write(b'{"jsonrpc":"2.0","id":1,"method":"version"}\n')
-                f.flush()
-                self.assertEqual(json.loads(f.readline())["result"]["protocol"], "omnibal-rpc/1")
-                f.write(b'{"jsonrpc":"2.0","id":2,"method":"shutdown"}\n')
-                f.flush()
-                self.assertTrue(json.loads(f.readline())["result"]["ok"])
-            self.assertEqual(proc.wait(10), 0)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stderr.close()
+    def test_loopback_tcp_needs_the_token_and_other_addresses_are_refused(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            token_file = os.path.join(tmp, "token.json")
+            proc = subprocess.Popen(["node", CLI, "serve", "--listen", "127.0.0.1:0", "--token-file", token_file], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            try:
+                proc.stderr.readline()  # listening: the token file is written
+                self.assertEqual(oct(os.stat(token_file).st_mode & 0o777), oct(0o600))
+                with open(token_file) as fh:
+                    info = json.load(fh)
+                host, _, port = info["listen"].rpartition(":")
+                with self.assertRaises(omnibal.Unauthorized):
+                    with Client(tcp=(host, int(port)), token="0" * 64, timeout=30) as c:
+                        pass
+                with Client.from_token_file(token_file, timeout=30) as c:
+                    self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+                    self.assertTrue(c.shutdown()["ok"])
+                self.assertEqual(proc.wait(10), 0)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stderr.close()
         refused = subprocess.run(["node", CLI, "serve", "--listen", "10.1.2.3:9999"], capture_output=True, timeout=30)
         self.assertEqual(refused.returncode, 2)
         self.assertIn(b"loopback", refused.stderr)

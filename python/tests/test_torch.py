@@ -78,8 +78,15 @@ def _worker(rank, world, pairs, out_dir):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = os.environ.get("OMNIBAL_TEST_PORT", "29517")
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    sampler = omnibal.BalancedBatchSampler(lengths=pairs, rank=rank, world_size=world, accum=2, seed=11)
+    # Rank and world size come from the initialised process group, as for DistributedSampler.
+    sampler = omnibal.BalancedBatchSampler(lengths=pairs, accum=2, seed=11)
     try:
+        assert (sampler.rank, sampler.world_size) == (rank, world), (sampler.rank, sampler.world_size)
+        try:
+            omnibal.BalancedBatchSampler(lengths=pairs, world_size=3, rank=0, client=sampler._client)
+            raise AssertionError("world_size 3 accepted in a group of 4")
+        except omnibal.InvalidParams:
+            pass
         mine = []
         loads = torch.zeros(world, dtype=torch.float64)
         batches = list(iter(sampler))
@@ -110,6 +117,7 @@ def _worker(rank, world, pairs, out_dir):
         fresh.close()
         resumed = omnibal.BalancedBatchSampler(lengths=pairs, rank=rank, world_size=world, accum=2, seed=11)
         resumed.load_state_dict(state)
+        resumed.set_epoch(state["epoch"])
         assert list(iter(resumed)) == batches[half:], "resume changed the remaining batches"
         resumed.close()
         with open(os.path.join(out_dir, "rank%d.ok" % rank), "w") as fh:
@@ -117,6 +125,25 @@ def _worker(rank, world, pairs, out_dir):
     finally:
         sampler.close()
         dist.destroy_process_group()
+
+
+@needs
+class PersistentWorkers(unittest.TestCase):
+    def test_close_with_persistent_workers_lets_the_sidecar_exit_by_itself(self):
+        pairs = real_lengths()[:3000]
+        sampler = omnibal.BalancedBatchSampler(lengths=pairs, world_size=2, rank=1, accum=2, seed=1)
+        loader = DataLoader(Lengths(pairs), batch_sampler=sampler, num_workers=2, persistent_workers=True)
+        try:
+            for epoch in range(2):
+                sampler.set_epoch(epoch)
+                self.assertEqual(sum(1 for _ in loader), len(sampler))
+            proc = sampler._client._proc
+            sampler.close()
+            # The workers still live, and hold no copy of the sidecar's stdin: it saw the end of
+            # its input and exited cleanly, not terminated after a grace period.
+            self.assertEqual(proc.returncode, 0)
+        finally:
+            del loader
 
 
 @needs

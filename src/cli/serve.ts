@@ -3,21 +3,36 @@
  *
  * @module
  */
-import type { Command } from 'commander';
-import { serveSocket, serveStdio } from '../sidecar/server';
+import { InvalidArgumentError, type Command } from 'commander';
+import { serveSocket, serveStdio, type ServeOptions } from '../sidecar/server';
+
+/** A strict positive integer option (`abc`, `1e3`, `0`, `-1` are usage errors, exit 2). */
+function positiveInt(value: string): number {
+  if (!/^[1-9]\d{0,15}$/.test(value)) throw new InvalidArgumentError(`must be a positive integer, got ${JSON.stringify(value)}`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`must be at most ${Number.MAX_SAFE_INTEGER}`);
+  return n;
+}
 
 /** Adds `omnibal serve` to the program. */
 export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the JSON-RPC 2.0 sidecar (one JSON object per line) on stdio, or on a Unix socket / loopback port')
-    .option('--listen <where>', 'a Unix socket path, or 127.0.0.1:PORT (loopback only)')
-    .option('--max-line-bytes <n>', 'longest request line (default 64 MiB)', Number)
-    .option('--max-samples <n>', 'most samples in one request (default 20,000,000)', Number)
-    .action(async (flags: { listen?: string; maxLineBytes?: number; maxSamples?: number }) => {
-      const limits = { maxLineBytes: flags.maxLineBytes, maxSamples: flags.maxSamples };
-      if (flags.listen) await serveSocket(flags.listen, limits);
-      else await serveStdio(limits);
+    .option('--listen <where>', 'unix:PATH or a path with "/" (Unix socket, mode 0600), or 127.0.0.1:PORT / [::1]:PORT / localhost:PORT (token required)')
+    .option('--token-file <file>', 'write {"listen", "token", "pid"} here (mode 0600); the token guards TCP connections and shutdown')
+    .option('--max-line-bytes <n>', 'longest request line (default 64 MiB)', positiveInt)
+    .option('--max-samples <n>', 'most samples in one request (default 20,000,000)', positiveInt)
+    .option('--max-file-bytes <n>', 'largest length file a request may name (default 2 GiB)', positiveInt)
+    .option('--max-plan-bytes <n>', 'byte budget of the plan store, least recently used plans evicted (default 1 GiB)', positiveInt)
+    .option('--workers <n>', 'long calls running at once (default min(2, CPUs))', positiveInt)
+    .option('--max-queue <n>', 'long calls waiting, server-wide (default 256)', positiveInt)
+    // Usage errors reach main() (exit 2) instead of commander's own exit(1).
+    .exitOverride()
+    .action(async (flags: ServeOptions & { listen?: string }) => {
+      const { listen, ...options } = flags;
+      if (listen !== undefined) await serveSocket(listen, options);
+      else await serveStdio(options);
       process.exit(0);
     });
 }

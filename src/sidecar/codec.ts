@@ -30,7 +30,10 @@ export function toU32(name: string, v: unknown): Uint32Array {
   if (v && typeof v === 'object' && typeof (v as Base64Array).$base64 === 'string') {
     const b = v as Base64Array;
     if (b.dtype !== 'u32') throw invalidType(name, `must have dtype u32, got ${JSON.stringify(b.dtype)}`);
-    const bytes = Buffer.from(b.$base64, 'base64');
+    const s = b.$base64;
+    // Buffer.from() skips characters that are not base64: check the alphabet and padding first.
+    if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw invalidType(name, 'is not valid base64 (standard alphabet, padded to a multiple of 4 characters)');
+    const bytes = Buffer.from(s, 'base64');
     if (bytes.length % 4 !== 0) throw invalidType(name, 'base64 data must be a whole number of 4-byte values');
     const out = new Uint32Array(bytes.length / 4);
     for (let i = 0; i < out.length; i++) out[i] = bytes.readUInt32LE(4 * i);
@@ -44,4 +47,62 @@ export function encodeU32(a: Uint32Array): Base64Array {
   const buf = Buffer.alloc(a.length * 4);
   for (let i = 0; i < a.length; i++) buf.writeUInt32LE(a[i], 4 * i);
   return { $base64: buf.toString('base64'), dtype: 'u32' };
+}
+
+/** JSON text made without `JSON.stringify` (big index lists), sent as is. */
+export class RawJson {
+  constructor(readonly bytes: Buffer) {}
+}
+
+/** The index layout of a plan that {@link encodeMicroBatchLists} reads. */
+export interface MicroBatchLayout {
+  samples: Uint32Array;
+  microBatchOffsets: Uint32Array;
+  rankOffsets: Uint32Array;
+}
+
+/**
+ * `[[[indices of a micro-batch], ...] for each group]` as JSON bytes, where group `g` is the
+ * micro-batches `rankOffsets[groups[g]] .. rankOffsets[groups[g] + 1]`. Writes ASCII digits
+ * straight into one buffer: a 2-million-sample `planForRank` is about 10x faster than building
+ * nested arrays and stringifying them.
+ */
+export function encodeMicroBatchLists(plan: MicroBatchLayout, groups: ArrayLike<number>): RawJson {
+  const { samples, microBatchOffsets: mbo, rankOffsets: ro } = plan;
+  let values = 0;
+  let lists = 0;
+  for (let g = 0; g < groups.length; g++) {
+    const a = ro[groups[g]];
+    const b = ro[groups[g] + 1];
+    lists += b - a;
+    values += mbo[b] - mbo[a];
+  }
+  const buf = Buffer.allocUnsafe(values * 11 + lists * 3 + groups.length * 3 + 2);
+  const digits = new Uint8Array(10);
+  let p = 0;
+  buf[p++] = 0x5b;
+  for (let g = 0; g < groups.length; g++) {
+    if (g > 0) buf[p++] = 0x2c;
+    buf[p++] = 0x5b;
+    const a = ro[groups[g]];
+    const b = ro[groups[g] + 1];
+    for (let k = a; k < b; k++) {
+      if (k > a) buf[p++] = 0x2c;
+      buf[p++] = 0x5b;
+      for (let j = mbo[k]; j < mbo[k + 1]; j++) {
+        if (j > mbo[k]) buf[p++] = 0x2c;
+        let v = samples[j];
+        let d = 0;
+        do {
+          digits[d++] = 48 + (v % 10);
+          v = Math.floor(v / 10);
+        } while (v > 0);
+        while (d > 0) buf[p++] = digits[--d];
+      }
+      buf[p++] = 0x5d;
+    }
+    buf[p++] = 0x5d;
+  }
+  buf[p++] = 0x5d;
+  return new RawJson(buf.subarray(0, p));
 }

@@ -1,17 +1,20 @@
 /**
- * Runs `planTraining` on a worker thread for the sidecar's `plan` method, so a second-long plan
- * does not hold up other requests.
+ * A long-lived worker thread of the sidecar's pool: runs `planTraining` for the `plan` method,
+ * one request at a time, so a second-long plan does not hold up other requests. The pool
+ * terminates a worker whose request is cancelled and starts a fresh one.
  *
  * @module
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { planTraining } from '../plan/index';
 
-try {
-  const { detail: _detail, ...plan } = planTraining(workerData as never);
-  void _detail;
-  parentPort!.postMessage({ ok: plan });
-} catch (error) {
-  const e = error as Error & { code?: string };
-  parentPort!.postMessage({ error: { message: e.message, code: e.code, name: e.constructor.name } });
-}
+parentPort!.on('message', (params: unknown) => {
+  try {
+    const { detail: _detail, ...plan } = planTraining(params as never);
+    void _detail;
+    parentPort!.postMessage({ ok: plan });
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    parentPort!.postMessage({ error: { message: e.message, code: e.code, name: e.constructor.name } });
+  }
+});

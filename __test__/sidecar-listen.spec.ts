@@ -1,0 +1,116 @@
+// `omnibal serve` as a process: strict --listen and option parsing, 0600 Unix sockets (stale ones
+// replaced, live ones refused), TCP tokens, HTTP refused, shutdown only with the token, and a
+// stdio sidecar that does not outlive its client.
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import test from 'ava';
+import { parseListen } from '../src/sidecar/listen';
+import { cli } from './helpers';
+import { connect, exited, LineClient, spawnServe, tempDir, waitFor } from './sidecar-harness';
+
+test('parseListen: the documented forms only', (t) => {
+  t.deepEqual(parseListen('unix:/tmp/a.sock'), { kind: 'unix', path: '/tmp/a.sock' });
+  t.deepEqual(parseListen('./a.sock'), { kind: 'unix', path: './a.sock' });
+  t.deepEqual(parseListen('127.0.0.1:0'), { kind: 'tcp', host: '127.0.0.1', port: 0 });
+  t.deepEqual(parseListen('[::1]:47013'), { kind: 'tcp', host: '::1', port: 47013 });
+  t.deepEqual(parseListen('localhost:65535'), { kind: 'tcp', host: 'localhost', port: 65535 });
+  for (const bad of ['47013', '0', '4.7014e4', '0.0.0.0:1', '127.0.0.2:1', 'example.com:80', '127.0.0.1:65536', '127.0.0.1:', 'localhost', 'a.sock', 'unix:', 'http://127.0.0.1:1', `/${'x'.repeat(120)}`]) {
+    const e = t.throws(() => parseListen(bad), undefined, bad) as Error & { code?: string };
+    t.is(e.code, 'ERR_OMNIBAL_OUT_OF_RANGE', bad);
+  }
+});
+
+test('bad --listen and option values exit 2 with one line, no stack', (t) => {
+  const cases = [['--listen', '47013'], ['--listen', '0.0.0.0:1'], ['--listen', `/tmp/${'y'.repeat(110)}`], ['--listen', '127.0.0.1:0'], ['--max-line-bytes', 'abc'], ['--max-samples', '1e3'], ['--workers', '0']];
+  for (const args of cases) {
+    const r = spawnSync(process.execPath, [cli, 'serve', ...args], { encoding: 'utf8', input: '', env: { ...process.env, OMNIBAL_TOKEN: '' }, timeout: 30_000 });
+    t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.false(/\n\s+at /.test(r.stderr), r.stderr);
+  }
+});
+
+test('Unix socket: mode 0600 under umask 000; a live socket is refused, a stale one replaced', async (t) => {
+  const dir = tempDir();
+  const sock = path.join(dir, 's.sock');
+  const first = spawn('sh', ['-c', `umask 000; exec "${process.execPath}" "${cli}" serve --listen unix:${sock}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  await waitFor(sock);
+  t.is(fs.statSync(sock).mode & 0o777, 0o600);
+  const second = spawnSync(process.execPath, [cli, 'serve', '--listen', sock], { encoding: 'utf8', timeout: 30_000 });
+  t.is(second.status, 2);
+  t.regex(second.stderr, /ERR_OMNIBAL_ADDRESS_IN_USE/);
+  t.false(/\n\s+at /.test(second.stderr));
+  // An unauthenticated Unix connection works (the permissions are the guard), but shutdown needs a token.
+  const s = await connect(sock);
+  const c = new LineClient(s, s);
+  t.is((await c.call('version')).result.protocol, 'omnibal-rpc/1');
+  t.is((await c.call('shutdown')).error?.code, -32002);
+  s.destroy();
+  first.kill('SIGKILL');
+  await exited(first);
+  t.true(fs.existsSync(sock), 'a killed sidecar leaves its socket file');
+  const third = spawnServe(['--listen', sock]);
+  const end = Date.now() + 30_000;
+  let ok = false;
+  while (!ok && Date.now() < end) {
+    try {
+      const s3 = await connect(sock);
+      const c3 = new LineClient(s3, s3);
+      ok = (await c3.call('version')).result?.protocol === 'omnibal-rpc/1';
+      s3.destroy();
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  t.true(ok, third.stderrText());
+  third.kill('SIGTERM');
+  t.is(await exited(third), 0);
+  t.false(fs.existsSync(sock));
+  const notSocket = path.join(dir, 'file');
+  fs.writeFileSync(notSocket, 'keep me');
+  t.is(spawnSync(process.execPath, [cli, 'serve', '--listen', notSocket], { timeout: 30_000 }).status, 2);
+  t.is(fs.readFileSync(notSocket, 'utf8'), 'keep me');
+});
+
+test('TCP: token file 0600; no auth, wrong token or HTTP closes; shutdown needs the token', async (t) => {
+  const dir = tempDir();
+  const tokenFile = path.join(dir, 'token.json');
+  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile]);
+  await waitFor(tokenFile);
+  t.is(fs.statSync(tokenFile).mode & 0o777, 0o600);
+  const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
+  t.regex(listen, /^127\.0\.0\.1:\d+$/);
+  t.regex(token, /^[0-9a-f]{64}$/);
+
+  const closedAfter = async (text: string) => {
+    const s = await connect(listen);
+    const c = new LineClient(s, s);
+    s.write(text);
+    await new Promise((r) => s.once('close', r));
+    return c.lines.messages;
+  };
+  const noAuth = await closedAfter('{"jsonrpc":"2.0","id":1,"method":"shutdown","params":{}}\n');
+  t.is((noAuth[0] as { error: { code: number } }).error.code, -32002);
+  const wrong = await closedAfter('{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"nope"}}\n{"jsonrpc":"2.0","id":2,"method":"version"}\n');
+  t.is(wrong.length, 1);
+  const http = await closedAfter(`POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\r\n{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"${token}"}}\n{"jsonrpc":"2.0","id":2,"method":"shutdown","params":{"token":"${token}"}}\n`);
+  t.is(http.length, 0);
+  t.is(server.exitCode, null, 'HTTP did not stop the server');
+
+  const s = await connect(listen);
+  const c = new LineClient(s, s);
+  t.deepEqual((await c.call('auth', { token })).result, { ok: true });
+  t.is((await c.call('shutdown', {})).error?.code, -32002);
+  t.deepEqual((await c.call('shutdown', { token })).result, { ok: true });
+  t.is(await exited(server), 0);
+  t.false(fs.existsSync(tokenFile));
+});
+
+test('stdio: a sidecar whose client is gone exits', async (t) => {
+  const server = spawnServe([]);
+  const c = new LineClient(server.stdin!, server.stdout!);
+  t.is((await c.call('version')).result.protocol, 'omnibal-rpc/1');
+  server.stdout!.destroy();
+  server.stdin!.destroy();
+  t.is(await exited(server), 0);
+});

@@ -1,0 +1,294 @@
+// The sidecar's protocol layer, in process: one schema check for every method (-32602 naming the
+// field), method lookup, ids, batches, id recovery, files, plan ownership, sharing, release,
+// eviction, cancellation and progress.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import test from 'ava';
+import { recoverId, LineReader } from '../src/sidecar/framing';
+import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
+import { newContext, Session } from '../src/sidecar/server';
+import { Harness, tempDir, type Msg } from './sidecar-harness';
+import { root } from './helpers';
+
+const small = (n: number) => ({ vision: Array.from({ length: n }, (_, i) => 1 + (i % 5)), text: Array.from({ length: n }, (_, i) => 100 + ((i * 37) % 900)) });
+
+const invalidParams: [string, unknown, string][] = [
+  ['balance', { ...small(8) }, 'dp'],
+  ['balance', { ...small(8), dp: 2, sead: 1 }, 'sead'],
+  ['balance', { ...small(8), dp: 2, shuffle: true }, 'shuffle'],
+  ['balance', { ...small(8), dp: '2' }, 'dp'],
+  ['balance', { ...small(8), dp: 0 }, 'dp'],
+  ['balance', { ...small(8), dp: 1.5 }, 'dp'],
+  ['balance', { ...small(8), dp: 2, tail: 'maybe' }, 'tail'],
+  ['balance', { ...small(8), dp: 65536, accum: 65536, tail: 'pad' }, 'accum'],
+  ['pack', { vision: [1, 2], text: [1, -2], dp: 1 }, 'text[1]'],
+  ['pack', { vision: [1, 2], dp: 1 }, 'params'],
+  ['pack', { ...small(4), path: '/x.csv', dp: 1 }, 'params'],
+  ['pack', { vision: { $base64: 'AAAA', dtype: 'f64' }, text: [1], dp: 1 }, 'vision.dtype'],
+  ['pack', { vision: { $base64: 'AAAA', dtype: 'u32', extra: 1 }, text: [1], dp: 1 }, 'vision.extra'],
+  ['metrics', {}, 'planId'],
+  ['metrics', { planId: 7 }, 'planId'],
+  ['planStep', { planId: 'plan-x' }, 'step'],
+  ['planStep', { planId: 'plan-x', step: -1 }, 'step'],
+  ['planForRank', { planId: 'plan-x', rank: 'a' }, 'rank'],
+  ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8 }, 'load'],
+  ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8, load: { tiles: 1 } }, 'load.tokens'],
+  ['simulate', { dp: 1 }, 'pp'],
+  ['simulate', { dp: 4096, pp: 1024, microBatches: 65536, forwardMs: [], backwardMs: [], transferMs: [], gradBytes: [], allreduceBytesPerS: 0, activationBytes: [], schedule: '1f1b' }, 'microBatches'],
+  ['plan', { cluster: { gpus: 8, tp: 1, pp: 8 } }, 'cluster.dp'],
+  ['plan', { simulatedSteps: 1e9 }, 'simulatedSteps'],
+  ['search.tell', { searchId: 's', lastLayers: [1], seconds: 0 }, 'seconds'],
+  ['version', { extra: 1 }, 'extra'],
+  ['release', {}, 'params'],
+  ['$/cancelRequest', {}, 'id'],
+];
+
+for (const [k, [method, params, field]] of invalidParams.entries()) {
+  test(`invalid params #${k} (${method}): -32602 naming ${field}`, async (t) => {
+    const h = Harness.create();
+    const r = await h.call(method, params);
+    t.is(r.error?.code, -32602, JSON.stringify(r));
+    t.is(r.error?.data?.field, field);
+    t.true(r.error!.message.includes(field === 'params' ? '' : field.split(/[.[]/)[0]), r.error!.message);
+    t.false(/Missing field|internal/i.test(r.error!.message));
+  });
+}
+
+test('params that are not an object are -32602', async (t) => {
+  const h = Harness.create();
+  t.is((await h.call('version', [1])).error?.code, -32602);
+  t.is((await h.call('balance', 'x')).error?.code, -32602);
+});
+
+test('every method has a schema, and the schemas in docs/protocol.md are these', (t) => {
+  const doc = fs.readFileSync(path.join(root, 'docs', 'protocol.md'), 'utf8');
+  for (const [method, schema] of Object.entries(PARAM_SCHEMAS)) {
+    const m = new RegExp(`\`${method.replace(/[.$/]/g, (c) => `\\${c}`)}\` params\\n\`\`\`json\\n([^\`]+)\`\`\``).exec(doc);
+    t.truthy(m, `docs/protocol.md has no params schema for ${method}`);
+    if (m) t.deepEqual(JSON.parse(m[1]), JSON.parse(JSON.stringify(schema)), method);
+  }
+});
+
+test('methods resolve through own entries only; id null is answered; notifications are not', async (t) => {
+  const h = Harness.create();
+  for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+    const r = await h.call(name, { a: 1 });
+    t.is(r.error?.code, -32601, name);
+  }
+  h.raw('{"jsonrpc":"2.0","id":null,"method":"version"}\n');
+  const r = await h.lines.answer(null);
+  t.is(r.result.protocol, 'omnibal-rpc/1');
+  const before = h.lines.messages.length;
+  h.raw('{"jsonrpc":"2.0","method":"version"}\n');
+  await h.call('version');
+  t.is(h.lines.messages.length, before + 1);
+});
+
+test('batches are answered as one array, notifications left out; an empty batch is -32600', async (t) => {
+  const h = Harness.create();
+  h.raw('[{"jsonrpc":"2.0","id":"a","method":"version"},{"jsonrpc":"2.0","method":"version"},{"jsonrpc":"2.0","id":"b","method":"nope"},{"bad":1}]\n');
+  const batch = (await h.lines.next((m) => Array.isArray(m))) as Msg[];
+  t.deepEqual(batch.map((m) => m.id), ['a', 'b', null]);
+  t.is(batch[1].error?.code, -32601);
+  t.is(batch[2].error?.code, -32600);
+  h.raw('[]\n');
+  t.is((await h.lines.answer(null)).error?.code, -32600);
+});
+
+test('invalid base64 is rejected; valid base64 is taken', async (t) => {
+  const h = Harness.create();
+  const b64 = (a: number[]) => ({ $base64: Buffer.from(new Uint32Array(a).buffer).toString('base64'), dtype: 'u32' });
+  for (const bad of ['AAAA!!!!', 'AAA', 'AA==AAAA', 'AAAAAA==']) {
+    const r = await h.call('pack', { vision: { $base64: bad, dtype: 'u32' }, text: b64([5]), dp: 1 });
+    t.is(r.error?.code, -32602, bad);
+  }
+  const ok = await h.call('balance', { vision: b64(small(16).vision), text: b64(small(16).text), dp: 2, samplesPerPack: 2 });
+  t.truthy(ok.result?.planId, JSON.stringify(ok));
+});
+
+test('id recovery: strict pattern at the start of a line only', (t) => {
+  t.is(recoverId('{"jsonrpc": "2.0", "id": 17, "method": "pack", "params": {'), 17);
+  t.is(recoverId('{"id":"req-9","jsonrpc":"2.0"'), 'req-9');
+  t.is(recoverId('  {"jsonrpc":"2.0","id":-3}'), -3);
+  t.is(recoverId('{"jsonrpc": "2.0", "method": "pack", "id": 17'), null);
+  t.is(recoverId('{"jsonrpc": "2.0", "id": 1e5, "method"'), null);
+  t.is(recoverId('{"jsonrpc": "2.0", "id": "a\\"b", "method"'), null);
+  t.is(recoverId('xx{"id": 3,'), null);
+});
+
+test('an over-long line and a parse error are answered with the recovered id, and the session goes on', async (t) => {
+  const h = Harness.create({ maxLineBytes: 1000 });
+  h.raw(`{"jsonrpc": "2.0", "id": 41, "method": "pack", "params": {"vision": [${'1,'.repeat(2000)}1]}}\n`);
+  const long = await h.lines.answer(41);
+  t.is(long.error?.code, -32001);
+  h.raw('{"jsonrpc": "2.0", "id": 42, "method": "version", oops}\n');
+  t.is((await h.lines.answer(42)).error?.code, -32700);
+  h.raw('{"method": "version", oops}\n');
+  t.is((await h.lines.answer(null)).error?.code, -32700);
+  t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+});
+
+test('an endless line costs at most the limit: -32001 once, then the next line is served', async (t) => {
+  const h = Harness.create({ maxLineBytes: 4096 });
+  const zeros = Buffer.alloc(65536);
+  for (let i = 0; i < 64; i++) h.session.feed(zeros);
+  const errors = h.lines.messages.filter((m) => !Array.isArray(m) && m.error?.code === -32001);
+  t.is(errors.length, 1);
+  h.raw('\n');
+  t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+});
+
+test('LineReader: chunk boundaries anywhere give the same lines; CRLF trimmed', (t) => {
+  const text = Buffer.from('{"a":1}\r\n{"b":"é"}\n\n{"c":3}\n');
+  for (let cut = 0; cut <= text.length; cut++) {
+    const got: string[] = [];
+    const r = new LineReader(100, { line: (l) => got.push(l), tooLong: () => got.push('LONG') });
+    r.feed(text.subarray(0, cut));
+    r.feed(text.subarray(cut));
+    t.deepEqual(got, ['{"a":1}', '{"b":"é"}', '', '{"c":3}']);
+  }
+});
+
+test('paths: FIFOs, devices and directories are -32602 naming path; size over --max-file-bytes is -32001', async (t) => {
+  const dir = tempDir();
+  const fifo = path.join(dir, 'lengths.csv');
+  execFileSync('mkfifo', [fifo]);
+  const h = Harness.create({ maxFileBytes: 10 });
+  for (const p of [fifo, '/dev/zero', dir]) {
+    const r = await h.call('balance', { path: p, dp: 1 });
+    t.is(r.error?.code, -32602, p);
+    t.is(r.error?.data?.field, 'path');
+  }
+  const big = path.join(dir, 'big.csv');
+  fs.writeFileSync(big, 'vision,text\n1,100\n2,200\n');
+  const r = await h.call('balance', { paths: [big], dp: 1 });
+  t.is(r.error?.code, -32001);
+  t.true(r.error!.message.includes('paths[0]'));
+});
+
+test('file errors name file and line, never the file content', async (t) => {
+  const dir = tempDir();
+  const secret = 'root:x:0:0:SECRET-LINE:/root:/bin/bash';
+  const csv = path.join(dir, 'passwd.csv');
+  fs.writeFileSync(csv, `${secret}\nmore:secret\n`);
+  const jsonl = path.join(dir, 'x.jsonl');
+  fs.writeFileSync(jsonl, `{"vit_num": 1, "token_num": 5}\nSECRETSECRETSECRET\n`);
+  const bad = path.join(dir, 'v.jsonl');
+  fs.writeFileSync(bad, `{"vit_num": "SECRETVALUE", "token_num": 5}\n`);
+  const h = Harness.create();
+  for (const file of [csv, jsonl, bad]) {
+    const r = await h.call('balance', { path: file, dp: 1 });
+    t.truthy(r.error, file);
+    t.true(r.error!.message.startsWith(file), r.error!.message);
+    t.false(/SECRET|root:x/.test(r.error!.message), r.error!.message);
+  }
+});
+
+test('plans: 128-bit random ids, owned by their connection; identical requests share one plan; release frees it', async (t) => {
+  const a = Harness.create();
+  const b = new Harness(a.ctx);
+  const params = { ...small(64), dp: 2, samplesPerPack: 3, seed: 5 };
+  const [ra, rb] = await Promise.all([a.call('balance', params), b.call('balance', params)]);
+  t.regex(ra.result.planId, /^plan-[0-9a-f]{32}$/);
+  t.not(ra.result.planId, rb.result.planId);
+  t.is(a.ctx.store.size, 1);
+  const fromB = await b.call('planForRank', { planId: ra.result.planId, rank: 0 });
+  t.is(fromB.error?.code, -32003);
+  t.deepEqual((await a.call('planForRank', { planId: ra.result.planId, rank: 1 })).result, (await b.call('planForRank', { planId: rb.result.planId, rank: 1 })).result);
+  t.deepEqual((await b.call('release', { planId: ra.result.planId })).result, { released: false });
+  t.deepEqual((await a.call('release', { planId: ra.result.planId })).result, { released: true });
+  t.is(a.ctx.store.size, 1);
+  t.is((await a.call('metrics', { planId: ra.result.planId })).error?.code, -32003);
+  b.session.close();
+  t.is(a.ctx.store.size, 0);
+  t.is(a.ctx.store.heldBytes, 0);
+});
+
+test('the plan store evicts least recently used plans over its byte budget; evicted handles say so', async (t) => {
+  const h = Harness.create({ maxPlanBytes: 12_000 });
+  const ids: string[] = [];
+  for (let seed = 0; seed < 6; seed++) ids.push((await h.call('balance', { ...small(200), dp: 2, samplesPerPack: 3, seed })).result.planId);
+  t.true(h.ctx.store.heldBytes <= 12_000);
+  const old = await h.call('planStep', { planId: ids[0], step: 0 });
+  t.is(old.error?.code, -32003);
+  t.is(old.error?.data?.code, 'ERR_OMNIBAL_EVICTED');
+  t.truthy((await h.call('planStep', { planId: ids[5], step: 0 })).result);
+  const huge = Harness.create({ maxPlanBytes: 100 });
+  t.is((await huge.call('balance', { ...small(200), dp: 2, samplesPerPack: 3 })).error?.code, -32001);
+});
+
+test('a full queue is -32001; a cancelled queued call never runs; shutdown needs the token on sockets', async (t) => {
+  const h = Harness.create({ workers: 1, maxQueue: 1 }, 'unix');
+  const problem = { model: 'internvl-chat-1.5', gpu: 'H100-80G', pp: 8, microBatches: 32, load: { tiles: 10, tokens: 4096 } };
+  h.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 'run', method: 'partition', params: problem })}\n`);
+  h.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 'wait', method: 'partition', params: problem })}\n`);
+  const full = await h.call('partition', problem);
+  t.is(full.error?.code, -32001);
+  t.deepEqual((await h.call('$/cancelRequest', { id: 'wait' })).result, { cancelled: true });
+  t.is((await h.lines.answer('wait')).error?.code, -32800);
+  t.is(h.ctx.pool.waiting, 0);
+  await h.lines.answer('run');
+  const progress = h.lines.messages.filter((m) => !Array.isArray(m) && m.method === 'progress' && m.params.id === 'run') as Msg[];
+  t.true(progress.length >= 1);
+  t.is(progress.at(-1)!.params.done, progress.at(-1)!.params.total);
+  t.is((await h.call('shutdown')).error?.code, -32002);
+});
+
+test('TCP: nothing runs before auth; a wrong token closes; HTTP closes without running anything', async (t) => {
+  const token = 'x'.repeat(32);
+  const h = Harness.create({}, 'tcp', token);
+  h.raw('{"jsonrpc":"2.0","id":1,"method":"version"}\n{"jsonrpc":"2.0","id":2,"method":"version"}\n');
+  t.is((await h.lines.answer(1)).error?.code, -32002);
+  t.true(h.closed);
+  t.is(h.lines.messages.length, 1);
+  const ok = Harness.create({}, 'tcp', token);
+  t.deepEqual((await ok.call('auth', { token })).result, { ok: true });
+  t.is((await ok.call('version')).result.protocol, 'omnibal-rpc/1');
+  let stopped = false;
+  const http = new Harness(
+    Object.assign(Harness.create().ctx, {
+      shutdown: () => {
+        stopped = true;
+      },
+    }),
+    'unix',
+  );
+  http.raw('POST / HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n{"jsonrpc":"2.0","id":1,"method":"shutdown"}\n');
+  t.true(http.closed);
+  t.is(http.lines.messages.length, 0);
+  t.false(stopped);
+});
+
+test('backpressure: a connection is not read while its unsent answers exceed the limit or too many requests are open', async (t) => {
+  let pending = 0;
+  const reading: boolean[] = [];
+  const ctx = newContext({ maxPendingOutputBytes: 1000, maxInFlight: 2 }, () => undefined);
+  const out: string[] = [];
+  const session = new Session(ctx, 'unix', {
+    write: (line) => {
+      out.push(line.toString());
+      pending += line.length;
+    },
+    pendingBytes: () => pending,
+    setReading: (on) => reading.push(on),
+    close: () => undefined,
+  });
+  session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'balance', params: { ...small(400), dp: 1, samplesPerPack: 2 } })}\n`));
+  while (out.length === 0 || !out.some((l) => l.includes('"id":1,"result"'))) await new Promise((r) => setTimeout(r, 10));
+  const planId = JSON.parse(out.find((l) => l.includes('"id":1,"result"'))!).result.planId as string;
+  session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'planForRank', params: { planId, rank: 0 } })}\n`));
+  await new Promise((r) => setTimeout(r, 50));
+  t.true(pending > 1000);
+  t.is(reading.at(-1), false, 'stopped reading while the client does not read');
+  pending = 0;
+  session.flow();
+  t.is(reading.at(-1), true, 'reads again once the answers are sent');
+  t.true(reading.includes(false));
+});
+
+test('an over-long first line on an unauthenticated TCP connection closes it', (t) => {
+  const h = Harness.create({ maxLineBytes: 100 }, 'tcp', 'y'.repeat(32));
+  h.raw(`{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"${'z'.repeat(200)}"}}\n`);
+  t.true(h.closed);
+});

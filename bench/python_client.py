@@ -1,0 +1,147 @@
+"""`npm run bench -- python [--samples N]`: the Python client against the sidecar.
+
+- a 4M-sample `pack` from Python (lengths encoded, sent, planned, summary read), target <= 1.5 s;
+- a ~16 MB answer (`planForRank` of a 2M-sample one-rank plan) read and parsed, target <= 1 s;
+- sidecar memory for 8 local ranks x N samples (default 10M, read from a length file):
+  one sidecar per rank against one node-shared sidecar on a Unix socket.
+
+Prints a table; each figure is one run on whatever machine this is (read the load first).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from omnibal import Client, u32_array  # noqa: E402
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def hwm_mib(pid):
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_s(pid):
+    """User + system CPU seconds of a process so far (a figure the machine's load does not inflate)."""
+    with open("/proc/%d/stat" % pid) as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def synthetic(n):
+    vision = [1 + (i * 7) % 6 for i in range(n)]
+    text = [150 + (i * 7919) % 2400 for i in range(n)]
+    return vision, text
+
+
+def bench_pack(n=4_000_000):
+    vision, text = synthetic(n)
+    with Client() as c:
+        c.call("version")
+        cpu0, side0 = time.process_time(), cpu_s(c.pid)
+        start = time.perf_counter()
+        params = {"vision": u32_array(vision), "text": u32_array(text), "dp": 8, "accum": 1, "samplesPerPack": 4.5, "seed": 1}
+        encoded = time.perf_counter()
+        plan = c.call("pack", params)
+        done = time.perf_counter()
+        cpu = (time.process_time() - cpu0, cpu_s(c.pid) - side0)
+        c.release(plan["planId"])
+    return done - start, encoded - start, cpu
+
+
+def bench_answer(n=2_000_000):
+    vision, text = synthetic(n)
+    with Client() as c:
+        plan = c.call("pack", {"vision": u32_array(vision), "text": u32_array(text), "dp": 1, "samplesPerPack": 4.5, "seed": 1})
+        cpu0, side0 = time.process_time(), cpu_s(c.pid)
+        start = time.perf_counter()
+        steps = c.call("planForRank", {"planId": plan["planId"], "rank": 0})
+        took = time.perf_counter() - start
+        cpu = (time.process_time() - cpu0, cpu_s(c.pid) - side0)
+    # The answer's size on the wire (compact JSON, as the sidecar writes it).
+    line = json.dumps({"jsonrpc": "2.0", "id": 2, "result": steps}, separators=(",", ":"))
+    start = time.perf_counter()
+    json.loads(line)
+    parse = time.perf_counter() - start
+    return took, len(line), parse, cpu
+
+
+def write_lengths(path, n):
+    with open(path, "w") as fh:
+        fh.write("vit_num,token_num\n")
+        chunk = 1_000_000
+        for lo in range(0, n, chunk):
+            fh.write("".join("%d,%d\n" % (1 + (i * 7) % 6, 150 + (i * 7919) % 2400) for i in range(lo, min(n, lo + chunk))))
+
+
+def bench_node_memory(n, ranks=8):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "lengths.csv")
+        write_lengths(path, n)
+        params = {"path": path, "dp": ranks, "accum": 4, "samplesPerPack": 4.5, "seed": 1}
+        # One sidecar per rank (what every rank starting its own sampler does).
+        clients = [Client(timeout=1800) for _ in range(ranks)]
+        try:
+            start = time.perf_counter()
+            for c in clients:
+                c.call("pack", params)
+            took = time.perf_counter() - start
+            rows.append(("one sidecar per rank", ranks, sum(rss_mib(c.pid) for c in clients), sum(hwm_mib(c.pid) for c in clients), took))
+        finally:
+            for c in clients:
+                c.close()
+        # One sidecar for the node, every rank connected to it (each with its own plan handle).
+        sock = os.path.join(tmp, "node.sock")
+        clients = [Client.node_shared(sock, timeout=1800) for _ in range(ranks)]
+        try:
+            owner = next(c for c in clients if c.owns_sidecar)
+            start = time.perf_counter()
+            for c in clients:
+                c.call("pack", params)
+            took = time.perf_counter() - start
+            rows.append(("one node-shared sidecar", 1, rss_mib(owner.pid), hwm_mib(owner.pid), took))
+        finally:
+            for c in clients:
+                if not c.owns_sidecar:
+                    c.close()
+            owner.close()
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=10_000_000, help="samples per rank for the memory comparison")
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    print("omnibal bench: the Python client (%s, load average %.1f on %d CPUs)" % (sys.version.split()[0], os.getloadavg()[0], os.cpu_count()))
+    print("(CPU s = user + system seconds of this Python process / of the sidecar: what the load does not inflate)")
+    total, encode, cpu = bench_pack()
+    print("4M-sample pack from Python: %.2f s wall, CPU %.2f s Python / %.2f s sidecar (target <= 1.5 s wall; encoding the lengths %.2f s wall)" % ((total,) + cpu + (encode,)))
+    took, nbytes, parse, cpu = bench_answer()
+    print("a %.1f MB answer (planForRank) made, read and parsed: %.2f s wall, CPU %.2f s Python / %.2f s sidecar (target <= 1 s wall; json.loads of the same line alone: %.2f s wall)"
+          % ((nbytes / 1e6, took) + cpu + (parse,)))
+    if not args.skip_memory:
+        print("\nsidecar memory, 8 local ranks x %s samples each (pack dp 8 accum 4 from a CSV length file)" % format(args.samples, ","))
+        print("%-26s %9s %14s %14s %10s" % ("", "sidecars", "RSS MiB", "peak RSS MiB", "pack s"))
+        for name, count, rss, hwm, took in bench_node_memory(args.samples):
+            print("%-26s %9d %14.0f %14.0f %10.1f" % (name, count, rss, hwm, took))
+
+
+if __name__ == "__main__":
+    main()

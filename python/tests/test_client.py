@@ -1,0 +1,231 @@
+"""The client under load and failure: concurrent large requests from many threads, a stopped
+sidecar (timeout), errors that name no request, a progress callback that raises, clients that
+are never closed, and the node-shared sidecar on a Unix socket."""
+import gc
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+
+from helpers import ROOT, alive  # noqa: E402  (sets sys.path)
+
+import omnibal
+from omnibal import Client, u32_array
+
+# A stand-in sidecar that reads request lines and answers every second one with an error
+# carrying no id (what a JSON-RPC server does for a line it cannot parse), to test the client's
+# handling of an ambiguous id-less error; the real sidecar names the id when it can.
+IDLESS_SIDECAR = textwrap.dedent("""
+    import sys
+    n = 0
+    for line in sys.stdin:
+        n += 1
+        if n % 2 == 0:
+            sys.stdout.write('{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}\\n')
+            sys.stdout.flush()
+""")
+
+
+def _balance_params(k):
+    n = 1500 + 37 * k  # base64 of 2 x n u32: over 4 KiB per request
+    return {"vision": u32_array(1 + (i * (k + 3)) % 6 for i in range(n)), "text": u32_array(200 + (i * 7919 + k) % 1800 for i in range(n)),
+            "dp": 2, "samplesPerPack": 3, "seed": k}
+
+
+class ThreadSafety(unittest.TestCase):
+    def test_concurrent_large_requests_get_their_own_answers(self):
+        with Client() as c:
+            params = [_balance_params(k) for k in range(24)]
+            self.assertTrue(all(len(json.dumps(p)) > 4096 for p in params))
+            expected = []
+            for p in params:
+                r = c.call("balance", p)
+                expected.append((r["steps"], r["microBatches"], r["dropped"]))
+            got, errors = {}, []
+
+            def work(k):
+                try:
+                    r = c.call("balance", params[k], timeout=60)
+                    got[k] = (r["steps"], r["microBatches"], r["dropped"])
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(24)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(90)
+            self.assertEqual(errors, [])
+            self.assertEqual([got[k] for k in range(24)], expected)
+            self.assertGreater(len({e[1] for e in expected}), 5, "the cases must differ to tell answers apart")
+
+
+class Failures(unittest.TestCase):
+    def test_a_stopped_sidecar_times_out_instead_of_hanging(self):
+        c = Client(timeout=0.5)
+        try:
+            self.assertEqual(c.call("version", timeout=60)["protocol"], "omnibal-rpc/1")
+            os.kill(c.pid, signal.SIGSTOP)
+            start = time.monotonic()
+            with self.assertRaises(omnibal.SidecarTimeout) as e:
+                c.call("version")
+            self.assertIsInstance(e.exception, TimeoutError)
+            self.assertLess(time.monotonic() - start, 10)
+            os.kill(c.pid, signal.SIGCONT)
+            self.assertEqual(c.call("version", timeout=30)["protocol"], "omnibal-rpc/1")
+        finally:
+            os.kill(c.pid, signal.SIGCONT)
+            c.close()
+
+    def test_an_error_on_an_over_long_line_fails_its_call(self):
+        with Client(extra_args=["--max-line-bytes", "2000"], timeout=30) as c:
+            with self.assertRaises(omnibal.LimitExceeded):
+                c.call("version", {"pad": "x" * 5000})
+            self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+
+    def test_an_ambiguous_idless_error_fails_every_call_it_may_belong_to(self):
+        with Client(command=[sys.executable, "-c", IDLESS_SIDECAR], timeout=30) as c:
+            _, first = c.request("version")
+            _, second = c.request("version")
+            for pending in (first, second):
+                with self.assertRaises(omnibal.ProtocolError) as e:
+                    c.wait(pending, timeout=10)
+                self.assertEqual(e.exception.rpc_code, -32700)
+
+    def test_a_raising_progress_callback_does_not_stop_the_client(self):
+        n = 400000
+        params = {"vision": u32_array(1 + i % 5 for i in range(n)), "text": u32_array(300 + (i * 37) % 1500 for i in range(n)), "dp": 8, "samplesPerPack": 4.5}
+        calls = []
+
+        def bad(done, total):
+            calls.append(done)
+            raise RuntimeError("callback bug")
+
+        with Client(timeout=120) as c:
+            with self.assertLogs("omnibal", level="ERROR") as logs:
+                r = c.call("balance", params, progress=bad)
+            self.assertGreater(r["steps"], 0)
+            self.assertTrue(calls)
+            self.assertIn("callback bug", "\n".join(logs.output))
+            self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+
+    def test_a_dead_sidecar_fails_pending_and_later_calls(self):
+        c = Client(timeout=30)
+        try:
+            _, pending = c.request("plan", {"simulatedSteps": 4})
+            os.kill(c.pid, signal.SIGKILL)
+            with self.assertRaises(omnibal.SidecarExited):
+                c.wait(pending, timeout=30)
+            with self.assertRaises(omnibal.SidecarExited):
+                c.call("version")
+        finally:
+            c.close()
+
+
+class Lifetime(unittest.TestCase):
+    def test_an_unreferenced_client_stops_its_sidecar(self):
+        c = Client()
+        pid = c.pid
+        c.call("version")
+        del c
+        gc.collect()
+        deadline = time.time() + 15
+        while alive(pid) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(alive(pid), "the sidecar outlived its collected client")
+
+    def test_a_sampler_never_closed_stops_its_sidecar_at_exit(self):
+        script = ("import sys; sys.path.insert(0, %r)\n"
+                  "import omnibal\n"
+                  "s = omnibal.BalancedBatchSampler([(1, 100 + i) for i in range(64)], world_size=2, rank=0, samples_per_pack=2)\n"
+                  "len(s); print(s._client.pid, flush=True)\n" % os.path.join(ROOT, "python"))
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        pid = int(out.stdout.strip())
+        deadline = time.time() + 15
+        while alive(pid) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(alive(pid), "the sidecar outlived its process")
+
+    def test_close_is_quick_when_a_forked_child_holds_the_pipe(self):
+        c = Client()
+        c.call("version")
+        child = os.fork()
+        if child == 0:  # a DataLoader worker that lives on (persistent_workers=True)
+            time.sleep(20)
+            os._exit(0)
+        try:
+            proc = c._proc
+            c.close()
+            # The sidecar saw its stdin end (the child closed its copy at fork) and exited by
+            # itself, instead of being terminated after the grace period.
+            self.assertEqual(proc.returncode, 0)
+        finally:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+
+
+def _shared_rank(path, barrier, out, rank):
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import omnibal as ob
+
+    c = ob.Client.node_shared(path)
+    try:
+        pairs = [(1 + i % 5, 200 + (i * 31) % 1700) for i in range(3000)]
+        s = ob.BalancedBatchSampler(pairs, rank=rank, world_size=4, accum=2, seed=5, client=c)
+        out.put((rank, c.owns_sidecar, c.pid, [tuple(mb) for mb in s]))
+        s.close()
+        barrier.wait(60)  # the owner's server serves every rank until all are done
+    finally:
+        c.close()
+
+
+class NodeShared(unittest.TestCase):
+    def test_four_local_ranks_share_one_sidecar(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "node.sock")
+            ctx = multiprocessing.get_context("spawn")
+            barrier, out = ctx.Barrier(4), ctx.Queue()
+            procs = [ctx.Process(target=_shared_rank, args=(path, barrier, out, r)) for r in range(4)]
+            for p in procs:
+                p.start()
+            got = sorted(out.get(timeout=120) for _ in procs)
+            for p in procs:
+                p.join(60)
+                self.assertEqual(p.exitcode, 0)
+            owners = [g for g in got if g[1]]
+            self.assertEqual(len(owners), 1, "exactly one rank starts the node's sidecar")
+            seen = [i for g in got for mb in g[3] for i in mb]
+            self.assertEqual(len(seen), len(set(seen)), "a sample on two ranks")
+            self.assertEqual(len({len(g[3]) for g in got}), 1, "ranks got different numbers of micro-batches")
+            self.assertEqual(oct(os.stat(path + ".lock").st_mode & 0o777), oct(0o600))
+            deadline = time.time() + 15
+            while alive(owners[0][2]) and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(alive(owners[0][2]), "the node sidecar outlived its owner")
+
+    def test_a_stale_socket_is_replaced_and_a_live_one_shared(self):
+        import socket
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "node.sock")
+            dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            dead.bind(path)  # a crashed server's socket file: nobody listens on it
+            dead.close()
+            with Client.node_shared(path, timeout=60) as owner:
+                self.assertTrue(owner.owns_sidecar)
+                self.assertEqual(oct(os.stat(path).st_mode & 0o777), oct(0o600))
+                with Client.node_shared(path, timeout=60) as other:
+                    self.assertFalse(other.owns_sidecar)
+                    self.assertEqual(other.call("version")["protocol"], "omnibal-rpc/1")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,206 @@
+"""BalancedBatchSampler semantics, as PyTorch users expect from DistributedSampler: every iter()
+starts the epoch, load_state_dict + set_epoch resumes, equal batch counts on every rank, states
+tied to data, options and world size, resuming into another world size by the consumed prefix
+(no sample twice, none skipped), and the constructor's argument handling."""
+import json
+import os
+import tempfile
+import unittest
+
+import helpers  # noqa: F401  (sets sys.path)
+
+import omnibal
+from omnibal import BalancedBatchSampler, Client
+
+PAIRS = [(1 + (i * 7) % 6, 150 + (i * 7919) % 2400) for i in range(6000)]
+
+
+class SamplerSemantics(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.client = Client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+
+    def sampler(self, rank=0, world_size=4, accum=2, pairs=PAIRS, **kw):
+        s = BalancedBatchSampler(pairs, rank=rank, world_size=world_size, accum=accum, seed=7, client=self.client, **kw)
+        self.addCleanup(s.close)
+        return s
+
+    def epoch_of(self, world_size, accum=2, **kw):
+        return [list(self.sampler(r, world_size, accum, **kw)) for r in range(world_size)]
+
+    def test_every_iter_starts_the_epoch(self):
+        s = self.sampler()
+        first = list(s)
+        it = iter(s)
+        for _ in range(5):
+            next(it)
+        self.assertEqual(list(s), first, "a second iter() must start from the beginning")
+        s.set_epoch(1)
+        other = list(s)
+        self.assertNotEqual(other, first)
+        s.set_epoch(0)
+        self.assertEqual(list(s), first, "epochs are a pure function of the inputs")
+
+    def test_load_state_dict_then_set_epoch_resumes(self):
+        s = self.sampler(rank=1)
+        s.set_epoch(3)
+        full = list(s)
+        it = iter(s)
+        for _ in range(9):
+            next(it)
+        state = s.state_dict()
+        self.assertEqual((state["epoch"], state["consumed_micro_batches"], state["world_size"]), (3, 9, 4))
+        fresh = self.sampler(rank=1)
+        fresh.load_state_dict(json.loads(json.dumps(state)))  # states survive a JSON checkpoint
+        fresh.set_epoch(3)  # the README's loop
+        self.assertEqual(list(fresh), full[9:])
+        self.assertEqual(list(fresh), full, "after the resumed pass, iter() starts the epoch again")
+        again = self.sampler(rank=1)
+        again.load_state_dict(state)
+        self.assertEqual(list(again), full[9:], "resumes without set_epoch too")
+        moved = self.sampler(rank=1)
+        moved.load_state_dict(state)
+        moved.set_epoch(4)
+        self.assertEqual(len(list(moved)), len(moved), "another epoch starts from its beginning")
+
+    def test_consumed_samples_count_every_rank(self):
+        ranks = self.epoch_of(4)
+        s = self.sampler(rank=2)
+        state = s.state_dict(consumed=6)
+        self.assertEqual(state["consumed_samples"], sum(len(mb) for r in ranks for mb in r[:6]))
+        self.assertEqual(s.state_dict(consumed=0)["consumed_samples"], 0)
+
+    def test_keep_partial_gives_every_rank_the_same_count(self):
+        pairs = PAIRS[:1234]
+        for even in ("pad", "drop"):
+            ranks = self.epoch_of(4, accum=3, pairs=pairs, tail="keep-partial", even=even)
+            self.assertEqual(len({len(r) for r in ranks}), 1, (even, [len(r) for r in ranks]))
+            seen = [i for r in ranks for mb in r for i in mb]
+            if even == "pad":
+                self.assertEqual(set(seen), set(range(len(pairs))), "pad covers every sample")
+            else:
+                self.assertEqual(len(seen), len(set(seen)), "drop repeats nothing")
+        partial = self.sampler(0, 4, 3, pairs=pairs, tail="keep-partial")
+        partial.steps()
+        self.assertNotEqual(partial.plan["microBatches"] % (4 * 3), 0, "the case must have a partial last step")
+
+    def _resume_elsewhere(self, old_world, new_world, new_accum, consumed_steps):
+        before_ranks = self.epoch_of(old_world)
+        consumed = consumed_steps * 2
+        state = self.sampler(0, old_world).state_dict(consumed=consumed)
+        before = [i for r in before_ranks for mb in r[:consumed] for i in mb]
+        after_ranks = []
+        for r in range(new_world):
+            s = self.sampler(r, new_world, new_accum)
+            s.load_state_dict(state)
+            s.set_epoch(0)
+            after_ranks.append(list(s))
+        self.assertEqual(len({len(r) for r in after_ranks}), 1)
+        after = [i for r in after_ranks for mb in r for i in mb]
+        dropped = set(s.plan["dropped"])
+        self.assertEqual(len(before) + len(after), len(set(before) | set(after)), "a sample trained twice")
+        self.assertEqual(set(before) | set(after) | dropped, set(range(len(PAIRS))), "a sample skipped")
+        self.assertFalse(dropped & (set(before) | set(after)))
+        return s, state
+
+    def test_resume_into_more_ranks_skips_the_consumed_prefix(self):
+        s, state = self._resume_elsewhere(4, 8, 2, consumed_steps=40)
+        # A state saved in the new world size carries on from there, exactly.
+        later = s.state_dict(consumed=3)
+        self.assertEqual(later["segments"], [[4, 2, 80], [8, 2, 3]])
+        self.assertGreater(later["consumed_samples"], state["consumed_samples"])
+        rest = list(s)[3:]
+        back = self.sampler(7, 8, 2)
+        back.load_state_dict(later)
+        self.assertEqual(list(back), rest)
+
+    def test_resume_into_fewer_ranks_and_another_accum(self):
+        self._resume_elsewhere(4, 3, 3, consumed_steps=25)
+
+    def test_resume_at_the_end_of_an_epoch_into_more_ranks(self):
+        small = PAIRS[:400]
+        s = self.sampler(0, 2, pairs=small)
+        state = s.state_dict(consumed=len(s) - 2)  # one step of 2 x 2 micro-batches left
+        bigger = self.sampler(0, 4, pairs=small)
+        bigger.load_state_dict(state)
+        self.assertEqual(list(bigger), [], "too little left for a step of 4 ranks: the epoch ends")
+        self.assertEqual(len(bigger.plan["dropped"]) + state["consumed_samples"], len(small))
+        bigger.set_epoch(1)
+        self.assertGreater(len(list(bigger)), 0)
+
+    def test_states_that_cannot_resume_exactly_are_refused(self):
+        s = self.sampler()
+        state = s.state_dict(consumed=5)  # mid-step (accum 2)
+        with self.assertRaises(omnibal.StateMismatch) as e:
+            self.sampler(0, 8).load_state_dict(state)
+        self.assertEqual(e.exception.code, "ERR_OMNIBAL_STATE_MISMATCH")
+        self.assertIn("step boundary", str(e.exception))
+        with self.assertRaises(omnibal.StateMismatch) as e:
+            self.sampler(pairs=PAIRS[:-1]).load_state_dict(state)
+        self.assertIn("other data", str(e.exception))
+        with self.assertRaises(omnibal.StateMismatch) as e:
+            self.sampler(tail="pad").load_state_dict(state)
+        self.assertIn("tail", str(e.exception))
+        with self.assertRaises(omnibal.StateMismatch):
+            self.sampler().load_state_dict({"epoch": 0, "position": 3, "seed": 7})  # the old format
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "lengths.jsonl")
+            with open(path, "w") as fh:
+                fh.writelines(json.dumps({"vit_num": v, "token_num": t}) + "\n" for v, t in PAIRS)
+            from_file = BalancedBatchSampler(path, rank=0, world_size=4, accum=2, seed=7, client=self.client)
+            self.addCleanup(from_file.close)
+            self.assertEqual(list(from_file), list(self.sampler()), "a path gives the same plan as the same lengths")
+            saved = from_file.state_dict(consumed=4)
+            other = BalancedBatchSampler(path=path, rank=0, world_size=8, accum=2, seed=7, client=self.client)
+            self.addCleanup(other.close)
+            with self.assertRaises(omnibal.StateMismatch) as e:
+                other.load_state_dict(saved)
+            self.assertIn("lengths=", str(e.exception))
+
+    def test_an_evicted_plan_is_made_again(self):
+        expected = self.sampler(rank=1).state_dict(consumed=6)["consumed_samples"]
+        with Client(extra_args=["--max-plan-bytes", "120000"]) as small:
+            a = BalancedBatchSampler(PAIRS, rank=1, world_size=4, accum=2, seed=7, client=small)
+            first = list(a)
+            b = BalancedBatchSampler(PAIRS, rank=1, world_size=4, accum=2, seed=8, client=small)
+            list(b)  # its plan pushes a's out of the 120 kB store
+            with self.assertRaises(omnibal.UnknownHandle):
+                small.call("planStep", {"planId": a._plan_ids[0], "step": 0})
+            self.assertEqual(a.state_dict(consumed=6)["consumed_samples"], expected)
+            self.assertEqual(list(a), first)
+            a.close()
+            b.close()
+
+    def test_arguments(self):
+        with self.assertRaises(TypeError):
+            BalancedBatchSampler(PAIRS, 0, 4)  # rank and world size are keyword-only
+        with self.assertRaises(TypeError) as e:
+            BalancedBatchSampler(PAIRS, world_size=1, sead=3)
+        self.assertIn("sead", str(e.exception))
+        with self.assertRaises(TypeError):
+            BalancedBatchSampler(PAIRS, lengths=PAIRS)
+        with self.assertRaises(omnibal.InvalidParams):
+            BalancedBatchSampler(PAIRS, world_size=2, rank=2)
+        with self.assertRaises(omnibal.InvalidParams):
+            BalancedBatchSampler(PAIRS, world_size=2, accum=0)
+        with self.assertRaises(omnibal.InvalidParams):
+            BalancedBatchSampler([(1, -5)], world_size=1)
+        old = os.environ.get("WORLD_SIZE")
+        os.environ["WORLD_SIZE"] = "4"
+        try:
+            with self.assertRaises(omnibal.InvalidParams) as e:
+                BalancedBatchSampler(PAIRS, client=self.client)
+            self.assertIn("init_process_group", str(e.exception))
+        finally:
+            if old is None:
+                del os.environ["WORLD_SIZE"]
+            else:
+                os.environ["WORLD_SIZE"] = old
+
+
+if __name__ == "__main__":
+    unittest.main()

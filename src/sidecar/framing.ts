@@ -1,0 +1,100 @@
+/**
+ * Line framing of the sidecar: bytes in, one UTF-8 line per request out, in linear time (chunks
+ * are kept in a list and joined once per line), with the line limit checked while buffering, so
+ * an endless line (`/dev/zero`) costs at most the limit in memory.
+ *
+ * @module
+ */
+
+/** What the reader hands on. */
+export interface LineSink {
+  /** A complete line (without its `\n`, `\r\n` trimmed). */
+  line(text: string): void;
+  /** A line went over the limit; `head` is its first bytes (for {@link recoverId}). Called once per such line, as soon as the limit is crossed; the rest of the line is skipped. */
+  tooLong(head: string): void;
+}
+
+/** How many leading bytes of an over-long line are kept to recover its id. */
+const HEAD_BYTES = 256;
+
+/** A linear-time, limit-checking line splitter. */
+export class LineReader {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private skipping = false;
+
+  constructor(
+    private readonly maxLineBytes: number,
+    private readonly sink: LineSink,
+  ) {}
+
+  /**
+   * Feeds bytes. `stopped()` is checked between lines, so a closed connection stops at once
+   * (nothing after an HTTP-looking first line runs).
+   */
+  feed(chunk: Buffer, stopped: () => boolean = () => false): void {
+    let start = 0;
+    while (start < chunk.length && !stopped()) {
+      const nl = chunk.indexOf(0x0a, start);
+      const end = nl === -1 ? chunk.length : nl;
+      const piece = chunk.subarray(start, end);
+      if (!this.skipping) {
+        if (this.size + piece.length > this.maxLineBytes) {
+          const head = Buffer.concat([...this.chunks, piece.subarray(0, HEAD_BYTES)]).subarray(0, HEAD_BYTES).toString('utf8');
+          this.chunks = [];
+          this.size = 0;
+          this.skipping = true;
+          this.sink.tooLong(head);
+        } else if (piece.length > 0) {
+          // Copy: the caller may reuse its buffer, and a subarray would pin the whole chunk.
+          this.chunks.push(nl === -1 ? Buffer.from(piece) : piece);
+          this.size += piece.length;
+        }
+      }
+      if (nl === -1) return;
+      start = nl + 1;
+      if (this.skipping) {
+        this.skipping = false;
+        continue;
+      }
+      const bytes = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+      this.chunks = [];
+      this.size = 0;
+      let text = bytes.toString('utf8');
+      if (text.endsWith('\r')) text = text.slice(0, -1);
+      this.sink.line(text);
+    }
+  }
+
+  /** Bytes buffered for the current unfinished line. */
+  get buffered(): number {
+    return this.size;
+  }
+}
+
+/**
+ * Recovers a request's id from the start of a line that cannot be parsed whole (over-long or
+ * malformed), with a strict pattern: `{"jsonrpc": "2.0", "id": ID, ...` or `{"id": ID, ...`,
+ * where ID is an integer of at most 15 digits or a string of at most 64 characters from
+ * `[A-Za-z0-9_.:-]`. Returns `null` (answer with `id: null`) when none is recognised.
+ */
+export function recoverId(head: string): string | number | null {
+  const m = /^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(?:(-?\d{1,15})|"([A-Za-z0-9_.:-]{1,64})")\s*[,}]/.exec(head);
+  if (!m) return null;
+  return m[1] !== undefined ? Number(m[1]) : m[2];
+}
+
+const HTTP_METHOD = /^(?:GET|POST|PUT|HEAD|OPTIONS|DELETE|PATCH|CONNECT|TRACE|PRI) /;
+
+/** Whether `text` starts with an HTTP method and a space (a JSON-RPC line starts with `{` or `[`). */
+export function startsLikeHttp(text: string): boolean {
+  return HTTP_METHOD.test(text);
+}
+
+/**
+ * Whether a line (or the first bytes of a connection) looks like HTTP: it starts with an HTTP
+ * method and a space, or holds `HTTP/1.` / `HTTP/2`. A JSON-RPC line starts with `{` or `[`.
+ */
+export function looksLikeHttp(text: string): boolean {
+  return HTTP_METHOD.test(text) || /\bHTTP\/(?:1\.|2)/.test(text.slice(0, 8192));
+}

@@ -1,0 +1,166 @@
+/**
+ * One bounded pool for the sidecar's long calls (`pack`, `balance`, `partition`, `simulate`,
+ * `plan`): at most `concurrency` run at once (the native ones on the libuv pool, `plan` on one of
+ * `concurrency` reused worker threads), at most `maxQueue` wait; more is a -32001 error, never a
+ * thread per request. A queued task that is cancelled never runs; a running `plan` that is
+ * cancelled has its worker terminated (and replaced), which frees its memory.
+ *
+ * @module
+ */
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { limitError, RpcError, RpcErrors } from './errors';
+
+/** A task's handle on its cancellation. */
+export interface TaskControl {
+  /** Set by a running task: what to do when cancelled (terminate a worker, ...). */
+  onCancel?: () => void;
+}
+
+interface Queued {
+  run: (control: TaskControl) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  control: TaskControl;
+  started: boolean;
+  done: boolean;
+}
+
+/** A cancellable task in the pool. */
+export interface PoolTask<T> {
+  /** Settles with the task's result, or rejects with -32800 once cancelled. */
+  promise: Promise<T>;
+  /** Cancels: a queued task is dropped, a running one gets its `onCancel`. */
+  cancel(): void;
+}
+
+const cancelledError = () => new RpcError(RpcErrors.CANCELLED, 'request cancelled');
+
+/** A concurrency-limited, queue-limited task runner. */
+export class TaskPool {
+  private queue: Queued[] = [];
+  private running = 0;
+
+  constructor(
+    readonly concurrency: number,
+    readonly maxQueue: number,
+  ) {}
+
+  /** Tasks running now. */
+  get active(): number {
+    return this.running;
+  }
+
+  /** Tasks waiting. */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** Queues `run`; throws a -32001 error when the queue is full. */
+  submit<T>(run: (control: TaskControl) => Promise<T>): PoolTask<T> {
+    if (this.running >= this.concurrency && this.queue.length >= this.maxQueue) {
+      throw limitError(`the sidecar is busy: ${this.running} long calls running and ${this.queue.length} queued (--max-queue); try again later`);
+    }
+    let item!: Queued;
+    const promise = new Promise<T>((resolve, reject) => {
+      item = { run: run as Queued['run'], resolve: resolve as Queued['resolve'], reject, control: {}, started: false, done: false };
+    });
+    this.queue.push(item);
+    this.pump();
+    return {
+      promise,
+      cancel: () => {
+        if (item.done) return;
+        item.done = true;
+        if (!item.started) {
+          this.queue.splice(this.queue.indexOf(item), 1);
+        } else {
+          item.control.onCancel?.();
+        }
+        item.reject(cancelledError());
+      },
+    };
+  }
+
+  private pump(): void {
+    while (this.running < this.concurrency && this.queue.length > 0) {
+      const item = this.queue.shift()!;
+      item.started = true;
+      this.running++;
+      let ran: Promise<unknown>;
+      try {
+        ran = item.run(item.control);
+      } catch (error) {
+        ran = Promise.reject(error);
+      }
+      ran.then(
+        (v) => {
+          if (!item.done) item.resolve(v);
+        },
+        (e) => {
+          if (!item.done) item.reject(e);
+        },
+      ).finally(() => {
+        item.done = true;
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+}
+
+/** Reused worker threads for `plan`; a cancelled one is terminated and replaced on demand. */
+export class PlanWorkers {
+  private idle: Worker[] = [];
+  private all = new Set<Worker>();
+
+  private spawn(): Worker {
+    const fromSources = __filename.endsWith('.ts');
+    const file = path.join(__dirname, fromSources ? 'plan-worker.ts' : 'plan-worker.js');
+    const worker = new Worker(file, { execArgv: fromSources ? ['--import', 'tsx'] : [] });
+    worker.unref();
+    this.all.add(worker);
+    worker.on('exit', () => {
+      this.all.delete(worker);
+      this.idle = this.idle.filter((w) => w !== worker);
+    });
+    return worker;
+  }
+
+  /** Runs `planTraining(params)` on a worker; `control.onCancel` terminates it. */
+  run(params: unknown, control: TaskControl): Promise<unknown> {
+    const worker = this.idle.pop() ?? this.spawn();
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
+      const onMessage = (m: { ok?: unknown; error?: { message: string; code?: string } }) => {
+        cleanup();
+        this.idle.push(worker);
+        if (m.error) reject(Object.assign(new Error(m.error.message), { code: m.error.code }));
+        else resolve(m.ok);
+      };
+      const onError = (e: unknown) => {
+        cleanup();
+        void worker.terminate();
+        reject(e);
+      };
+      const onExit = () => {
+        cleanup();
+        reject(new RpcError(RpcErrors.CANCELLED, 'request cancelled'));
+      };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      control.onCancel = () => void worker.terminate();
+      worker.postMessage(params);
+    });
+  }
+
+  /** Terminates every worker. */
+  async close(): Promise<void> {
+    await Promise.all([...this.all].map((w) => w.terminate()));
+  }
+}
