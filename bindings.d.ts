@@ -135,6 +135,7 @@ export interface NativeIsfSearch {
   chosen: number
   textStep: number
   candidates: Array<NativeIsfCandidate>
+  warnings: Array<string>
 }
 
 /** The model's layer table (struct of arrays), plus the cut times between layers. */
