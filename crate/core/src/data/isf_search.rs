@@ -287,7 +287,6 @@ mod tests {
         let start_v = out.candidates[0].caps.max_vision as i64;
         let mut max_seen = f64::NEG_INFINITY;
         let mut recorded = false;
-        let mut k = 0i64;
         let mut visited = vec![0i64];
         for c in &out.candidates {
             let here = c.caps.max_vision as i64 - start_v;
@@ -297,16 +296,15 @@ mod tests {
                 here * out.text_step as i64,
                 "text cap moves with vision"
             );
-            k = here;
             max_seen = max_seen.max(c.samples_per_pack);
             recorded |= c.in_window;
             let next = if max_seen > b + 1.0 {
                 if recorded {
                     break;
                 }
-                k - 1
+                here - 1
             } else {
-                k + 1
+                here + 1
             };
             visited.push(next);
         }
