@@ -115,3 +115,28 @@ nativeTest('readSampleFiles: native equals the twin on several files and on the 
     t.is(firstDifference(x, y), null, `${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
   }
 });
+
+nativeTest('readSampleFiles: the parallel JSON Lines reader equals the twin across blocks (errors, limits, long lines)', async (t) => {
+  const n = 400_000; // ~20 MB: several 8 MiB blocks
+  const lines = Array.from({ length: n }, (_, i) => `{"vit_num": ${i % 7}, "token_num": ${1 + (i % 3001)}, "image_flags": ${i % 7}}`);
+  const cases: [string, string[], object][] = [
+    ['clean', lines, {}],
+    ['bad late', lines.map((l, i) => (i === 310_001 ? '{"vit_num": 1, "token_num": 0}' : l)), {}],
+    ['blank and CRLF', lines.map((l, i) => (i % 1000 === 0 ? ` \r` : `${l}\r`)), {}],
+    ['sample limit in a later block', lines, { maxSamples: 250_123 }],
+    ['long line late', lines.map((l, i) => (i === 299_999 ? `{"pad": "${'x'.repeat(5000)}"}` : l)), { maxRecordBytes: 4096 }],
+  ];
+  for (const [label, body, limits] of cases) {
+    const p = path.join(dir, `${label.replaceAll(' ', '-')}.jsonl`);
+    writeFileSync(p, body.join('\n'));
+    const a = await outcome(() => native!.readSampleFiles([p], ['jsonl'], limits));
+    const b = await outcome(() => readSampleFilesTwin([p], ['jsonl'], limits));
+    t.is(firstDifference(a, b), null, label);
+  }
+  const long = path.join(dir, 'one-long-line.jsonl');
+  writeFileSync(long, `${lines[0]}\n{"pad": "${'y'.repeat(20 << 20)}`);
+  const a = await outcome(() => native!.readSampleFiles([long], ['jsonl'], {}));
+  const b = await outcome(() => readSampleFilesTwin([long], ['jsonl'], {}));
+  t.is(firstDifference(a, b), null);
+  t.regex(JSON.stringify(a), /one-long-line\.jsonl:2: the record is longer than 1048576 bytes/);
+});

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
 import { benchPartition } from './partition';
+import { benchRead } from './read';
 
 interface CaseResult {
   impl: string;
@@ -71,7 +72,8 @@ function pack(quick: boolean): void {
 const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
 else if (what === 'partition') benchPartition();
+else if (what === 'read') benchRead(rest);
 else {
-  console.error(`unknown benchmark ${what}; known: pack, partition`);
+  console.error(`unknown benchmark ${what}; known: pack, partition, read`);
   process.exit(2);
 }

@@ -411,6 +411,19 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_takes_the_common_record() {
+        assert_eq!(
+            fast_object(br#"{"vit_num": 3, "token_num": 1234, "image_flags": 3}"#),
+            Some((3, 1234))
+        );
+        assert_eq!(fast_object(br#"{"vit_num": 3, "token_num": 1.5}"#), None);
+        assert_eq!(
+            fast_object(b"{\"\xffx\": 1, \"vit_num\": 3, \"token_num\": 4}"),
+            None
+        );
+    }
+
+    #[test]
     fn csv_records_follow_rfc_4180() {
         let mut f = Vec::new();
         let r = br#""x,4,500,y",1,200"#;

@@ -542,6 +542,190 @@ impl Scanner for Csv {
 /// Bytes read per call.
 const CHUNK: usize = 1 << 20;
 
+fn too_big(path: &str, limits: ReadLimits) -> Error {
+    parse_error(format!(
+        "{path}: the input is larger than {} bytes (maxBytes)",
+        limits.max_bytes
+    ))
+}
+
+/// Reads up to `want` more bytes onto `data`; returns whether the file has ended.
+fn fill(
+    file: &mut File,
+    data: &mut Vec<u8>,
+    want: usize,
+    path: &str,
+    limits: ReadLimits,
+    bytes_so_far: &mut u64,
+) -> Result<bool, Error> {
+    let target = data.len() + want;
+    while data.len() < target {
+        let len = data.len();
+        data.resize(target, 0);
+        let n = match file.read(&mut data[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                data.truncate(len);
+                continue;
+            }
+            Err(e) => {
+                return Err(parse_error(format!(
+                    "{path}: cannot read ({})",
+                    errno_name(&e)
+                )))
+            }
+        };
+        data.truncate(len + n);
+        if n == 0 {
+            return Ok(true);
+        }
+        *bytes_so_far += n as u64;
+        if *bytes_so_far > limits.max_bytes {
+            return Err(too_big(path, limits));
+        }
+    }
+    Ok(false)
+}
+
+/// Bytes of one block of whole lines that one thread parses.
+const BLOCK: usize = 8 << 20;
+
+/// One block's samples, its line count, and whether every line in it was good.
+struct ParsedBlock {
+    vision: Vec<u32>,
+    text: Vec<u32>,
+    lines: u64,
+    clean: bool,
+}
+
+/// Parses a block of whole JSON lines; stops at the first problem (the sequential scanner then
+/// re-reads the block to word the error exactly).
+fn parse_block(data: &[u8], max_record: usize) -> ParsedBlock {
+    let mut p = ParsedBlock {
+        vision: Vec::with_capacity(data.len() / 48),
+        text: Vec::with_capacity(data.len() / 48),
+        lines: 0,
+        clean: true,
+    };
+    let mut start = 0;
+    let take = |rec: &[u8], p: &mut ParsedBlock| -> bool {
+        if rec.len() > max_record {
+            return false;
+        }
+        if rec.iter().all(|&b| is_json_space(b)) {
+            return true;
+        }
+        match json_sample(rec) {
+            Ok((v, t)) => {
+                p.vision.push(v);
+                p.text.push(t);
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    for end in memchr::memchr_iter(b'\n', data) {
+        p.lines += 1;
+        if !take(&data[start..end], &mut p) {
+            p.clean = false;
+            return p;
+        }
+        start = end + 1;
+    }
+    if start < data.len() && !take(&data[start..], &mut p) {
+        p.clean = false;
+    }
+    p
+}
+
+/// JSON Lines on every core: blocks of whole lines are parsed in parallel and merged in order;
+/// a block with a problem (or that would pass `maxSamples`) is re-read by the sequential
+/// scanner, so errors are the same as [`JsonLines`]'s.
+fn read_jsonl_parallel(
+    path: &str,
+    out: &mut LoadedSamples,
+    limits: ReadLimits,
+    bytes_so_far: &mut u64,
+) -> Result<(), Error> {
+    let (mut file, size) = open_regular(path)?;
+    if size > limits.max_bytes - *bytes_so_far {
+        return Err(too_big(path, limits));
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut carry: Vec<u8> = Vec::new();
+    let mut next_line = 1u64;
+    let mut eof = false;
+    let mut first = true;
+    while !eof {
+        let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(threads);
+        let mut carry_too_long = false;
+        while blocks.len() < threads && !eof {
+            let mut data = std::mem::take(&mut carry);
+            eof = fill(&mut file, &mut data, BLOCK, path, limits, bytes_so_far)?;
+            if first && (data.len() >= 3 || eof) {
+                if data.starts_with(b"\xEF\xBB\xBF") {
+                    data.drain(..3);
+                }
+                first = false;
+            }
+            if eof {
+                blocks.push(data);
+            } else if let Some(p) = memchr::memrchr(b'\n', &data) {
+                carry = data.split_off(p + 1);
+                blocks.push(data);
+            } else {
+                carry = data;
+                if carry.len() > limits.max_record_bytes {
+                    carry_too_long = true;
+                    break;
+                }
+            }
+        }
+        let parsed: Vec<ParsedBlock> = if blocks.len() > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = blocks[1..]
+                    .iter()
+                    .map(|b| scope.spawn(|| parse_block(b, limits.max_record_bytes)))
+                    .collect();
+                let mut all = vec![parse_block(&blocks[0], limits.max_record_bytes)];
+                all.extend(
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a parse thread panicked")),
+                );
+                all
+            })
+        } else {
+            blocks
+                .iter()
+                .map(|b| parse_block(b, limits.max_record_bytes))
+                .collect()
+        };
+        for (block, p) in blocks.iter().zip(parsed) {
+            if !p.clean || (out.text.len() + p.text.len()) as u64 > limits.max_samples {
+                let mut scanner = JsonLines {
+                    line: next_line - 1,
+                    scanned: 0,
+                };
+                let mut sink = Sink { out, limits, path };
+                let mut start = 0;
+                scanner.scan(block, &mut start, &mut sink)?;
+                scanner.finish(block, start, &mut sink)?;
+                next_line = scanner.line + 1;
+                continue;
+            }
+            out.vision.extend_from_slice(&p.vision);
+            out.text.extend_from_slice(&p.text);
+            next_line += p.lines;
+        }
+        if carry_too_long {
+            let sink = Sink { out, limits, path };
+            return Err(sink.too_long(next_line, None));
+        }
+    }
+    Ok(())
+}
+
 /// Streams one file through `scanner`, skipping a leading byte-order mark.
 fn read_one(
     path: &str,
@@ -551,12 +735,7 @@ fn read_one(
     bytes_so_far: &mut u64,
 ) -> Result<(), Error> {
     let (mut file, size) = open_regular(path)?;
-    let too_big = || {
-        parse_error(format!(
-            "{path}: the input is larger than {} bytes (maxBytes)",
-            limits.max_bytes
-        ))
-    };
+    let too_big = || too_big(path, limits);
     if size > limits.max_bytes - *bytes_so_far {
         return Err(too_big());
     }
@@ -635,7 +814,11 @@ pub fn read_samples(
             Format::Jsonl => Box::<JsonLines>::default(),
             Format::Csv => Box::<Csv>::default(),
         };
-        read_one(path, scanner.as_mut(), &mut out, limits, &mut bytes)?;
+        if *format == Format::Jsonl {
+            read_jsonl_parallel(path, &mut out, limits, &mut bytes)?;
+        } else {
+            read_one(path, scanner.as_mut(), &mut out, limits, &mut bytes)?;
+        }
         out.counts.push((out.text.len() - before) as u64);
     }
     Ok(out)
