@@ -140,3 +140,12 @@ nativeTest('readSampleFiles: the parallel JSON Lines reader equals the twin acro
   t.is(firstDifference(a, b), null);
   t.regex(JSON.stringify(a), /one-long-line\.jsonl:2: the record is longer than 1048576 bytes/);
 });
+
+nativeTest('readSampleFiles: bad limits are the same coded errors on both backends', async (t) => {
+  for (const limits of [{ maxBytes: 0 }, { maxSamples: 1.5 }, { maxRecordBytes: 2 ** 29 }, { maxBytes: Number.NaN }]) {
+    const x = await outcome(() => native!.readSampleFiles([], [], limits));
+    const y = await outcome(() => readSampleFilesTwin([], [], limits));
+    t.is(firstDifference(x, y), null, `${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
+    t.is((x as { code?: string }).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  }
+});

@@ -28,7 +28,8 @@ import { constants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
-import { ErrorCodes, omnibalError, outOfRange, unknownOption, type OmnibalError } from '../errors';
+import { ErrorCodes, omnibalError, unknownOption, type OmnibalError } from '../errors';
+import { expectNumber, integerBetween } from '../validate';
 import type { Samples } from '../data/samples';
 import { csvFields, csvTrim, csvValue, isJsonSpace, jsonSample, type RecordError } from './record';
 
@@ -565,8 +566,8 @@ export function formatOf(file: string, format: SamplesFormat | undefined): Sampl
 
 function limitOf(name: string, v: number | undefined, max: number, fallback: number): number {
   if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw outOfRange(name, `must be an integer between 1 and ${max}, got ${String(v)}`);
-  return v;
+  expectNumber(name, v);
+  return integerBetween(name, v, 1, max);
 }
 
 function limitsOf(o: { maxBytes?: number | null; maxSamples?: number | null; maxRecordBytes?: number | null }): Limits {
