@@ -1,6 +1,7 @@
 // The native reader (crate/core/src/io) and its TypeScript twin (src/io/samples.ts) give the
 // same samples, or the same error (class, code, message), on random files: every format,
 // quoting, BOM, CRLF, huge numbers, invalid UTF-8, random limits.
+import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -9,7 +10,7 @@ import { firstDifference, native, nativeTest } from './helpers';
 import { readSampleFilesTwin } from '../src/io/samples';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-io-parity-'));
-nativeTest.after.always(() => rmSync(dir, { recursive: true, force: true }));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 
 async function outcome(f: () => Promise<unknown>): Promise<unknown> {
   try {
