@@ -3,7 +3,7 @@
 // bench time, times the native reader, the TypeScript twin (up to 2 million lines) and
 // `omnibal pack` end to end (process start, read, plan, metrics, table), then deletes the file.
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
@@ -24,11 +24,21 @@ function writeLines(file: string, n: number): void {
   closeSync(fd);
 }
 
-function timed(args: string[], env: NodeJS.ProcessEnv = {}): { ms: number; ok: boolean; out: string } {
+const TIME = '/usr/bin/time';
+
+/** Runs node with `args`: wall ms, and CPU ms (user + sys, all threads) where GNU time exists. */
+function timed(args: string[], env: NodeJS.ProcessEnv = {}): { ms: number; cpuMs?: number; ok: boolean; out: string } {
+  const withTime = existsSync(TIME);
+  const [cmd, argv] = withTime ? [TIME, ['-f', 'cpu %U %S', process.execPath, ...args]] : [process.execPath, args];
   const started = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
-  return { ms: Number(process.hrtime.bigint() - started) / 1e6, ok: r.status === 0, out: (r.stdout + r.stderr).trim() };
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26 });
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  const m = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr ?? '');
+  const stderr = m ? r.stderr.slice(0, m.index) : r.stderr;
+  return { ms, cpuMs: m ? (Number(m[1]) + Number(m[2])) * 1000 : undefined, ok: r.status === 0, out: (r.stdout + stderr).trim() };
 }
+
+const cpu = (r: { cpuMs?: number }) => (r.cpuMs === undefined ? '' : r.cpuMs.toFixed(0));
 
 export function benchRead(argv: string[]): void {
   const at = argv.indexOf('--lines');
@@ -44,17 +54,17 @@ export function benchRead(argv: string[]): void {
       });
     const rows: (string | number)[][] = [];
     const start = timed(['-e', '0']);
-    rows.push(['node start (baseline)', start.ms.toFixed(0), '']);
+    rows.push(['node start (baseline)', start.ms.toFixed(0), cpu(start), '']);
     const nat = reader('native');
-    rows.push(['readSamples, native (tsx start included)', nat.ms.toFixed(0), nat.ok ? nat.out : nat.out.slice(0, 60)]);
+    rows.push(['readSamples, native (tsx start included)', nat.ms.toFixed(0), cpu(nat), nat.ok ? nat.out : nat.out.slice(0, 60)]);
     if (n <= 2_000_000) {
       const js = reader('js');
-      rows.push(['readSamples, TypeScript twin (tsx start included)', js.ms.toFixed(0), js.ok ? js.out : js.out.slice(0, 60)]);
+      rows.push(['readSamples, TypeScript twin (tsx start included)', js.ms.toFixed(0), cpu(js), js.ok ? js.out : js.out.slice(0, 60)]);
     }
     const cli = timed([path.join(root, 'dist/src/cli/main.js'), 'pack', '--input', file, '--dp', '8', '--samples-per-pack', '4.5']);
-    rows.push(['omnibal pack, whole CLI (dist)', cli.ms.toFixed(0), cli.ok ? 'ok' : cli.out.slice(0, 60)]);
-    console.log(`omnibal bench: read, ${n.toLocaleString('en-US')} JSON lines; load average ${loadavg()[0].toFixed(1)} (wall times; a busy machine inflates them)`);
-    console.log(formatTable(['what', 'ms', 'result'], rows));
+    rows.push(['omnibal pack, whole CLI (dist)', cli.ms.toFixed(0), cpu(cli), cli.ok ? 'ok' : cli.out.slice(0, 60)]);
+    console.log(`omnibal bench: read, ${n.toLocaleString('en-US')} JSON lines; load average ${loadavg()[0].toFixed(1)} (a busy machine inflates wall times; CPU is user + sys of every thread)`);
+    console.log(formatTable(['what', 'wall ms', 'CPU ms (all threads)', 'result'], rows));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
