@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isUtf8 } from 'node:buffer';
 
 /** The largest value a vision or text field may hold. */
 export const MAX_VALUE = 0xffffffff;
@@ -25,7 +26,6 @@ export function isJsonSpace(b: number): boolean {
 const syntax = (message: string): RecordError => ({ kind: 'syntax', message });
 const value = (message: string): RecordError => ({ kind: 'value', message });
 
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function kindOf(x: unknown): string {
   if (x === null) return 'null';
@@ -55,24 +55,10 @@ const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k)
  * valid UTF-8, valid JSON, an object with `vit_num` and `token_num` (or `vision` and `text`),
  * integer values in range (text at least 1). Returns `[vision, text]` or what is wrong.
  */
-export function jsonSample(bytes: Uint8Array, start: number, end: number): [number, number] | RecordError {
-  let ascii = true;
-  for (let i = start; i < end; i++) {
-    if (bytes[i] >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
-  let text: string;
-  const view = bytes.subarray(start, end);
-  if (ascii) text = Buffer.from(view.buffer, view.byteOffset, view.byteLength).toString('latin1');
-  else {
-    try {
-      text = utf8.decode(view);
-    } catch {
-      return syntax('not valid UTF-8');
-    }
-  }
+export function jsonSample(bytes: Buffer, start: number, end: number): [number, number] | RecordError {
+  if (!isUtf8(bytes.subarray(start, end))) return syntax('not valid UTF-8');
+  // Buffer's UTF-8 decoding keeps a U+FEFF inside the text, as the native parser does.
+  const text = bytes.toString('utf8', start, end);
   let o: unknown;
   try {
     o = JSON.parse(text);

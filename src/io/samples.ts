@@ -150,8 +150,8 @@ class Sink {
 interface Scanner {
   shift(by: number): void;
   /** Takes every complete record of `buf[start..end]`; returns the new start. */
-  scan(buf: Uint8Array, start: number, end: number, sink: Sink): number;
-  finish(buf: Uint8Array, start: number, end: number, sink: Sink): void;
+  scan(buf: Buffer, start: number, end: number, sink: Sink): number;
+  finish(buf: Buffer, start: number, end: number, sink: Sink): void;
 }
 
 const LF = 0x0a;
@@ -164,7 +164,7 @@ class JsonLines implements Scanner {
     this.scanned = Math.max(this.scanned - by, 0);
   }
 
-  private record(buf: Uint8Array, start: number, end: number, sink: Sink): void {
+  private record(buf: Buffer, start: number, end: number, sink: Sink): void {
     this.line++;
     if (end - start > sink.limits.maxRecordBytes) throw sink.tooLong(this.line);
     let blank = true;
@@ -180,7 +180,7 @@ class JsonLines implements Scanner {
     sink.push(this.line, undefined, r[0], r[1]);
   }
 
-  scan(buf: Uint8Array, start: number, end: number, sink: Sink): number {
+  scan(buf: Buffer, start: number, end: number, sink: Sink): number {
     let from = Math.max(start, this.scanned);
     for (;;) {
       const p = buf.indexOf(LF, from);
@@ -194,7 +194,7 @@ class JsonLines implements Scanner {
     return start;
   }
 
-  finish(buf: Uint8Array, start: number, end: number, sink: Sink): void {
+  finish(buf: Buffer, start: number, end: number, sink: Sink): void {
     if (start < end) this.record(buf, start, end, sink);
   }
 }
@@ -222,7 +222,7 @@ class JsonList implements Scanner {
     this.pos = Math.max(this.pos - by, 0);
   }
 
-  scan(buf: Uint8Array, start: number, end: number, sink: Sink): number {
+  scan(buf: Buffer, start: number, end: number, sink: Sink): number {
     const max = sink.limits.maxRecordBytes;
     let i = Math.max(this.pos, start);
     while (i < end) {
@@ -292,7 +292,7 @@ class JsonList implements Scanner {
     return start;
   }
 
-  finish(_buf: Uint8Array, _start: number, _end: number, sink: Sink): void {
+  finish(_buf: Buffer, _start: number, _end: number, sink: Sink): void {
     const here = sink.where(this.line);
     switch (this.state) {
       case List.End:
@@ -329,7 +329,7 @@ class Csv implements Scanner {
     this.pos = Math.max(this.pos - by, 0);
   }
 
-  private record(buf: Uint8Array, start: number, end: number, sink: Sink): void {
+  private record(buf: Buffer, start: number, end: number, sink: Sink): void {
     const line = this.line;
     this.line += this.recordLines + 1;
     this.recordLines = 0;
@@ -373,7 +373,7 @@ class Csv implements Scanner {
     sink.push(line, undefined, v, t);
   }
 
-  scan(buf: Uint8Array, start: number, end: number, sink: Sink): number {
+  scan(buf: Buffer, start: number, end: number, sink: Sink): number {
     let i = Math.max(this.pos, start);
     for (; i < end; i++) {
       const c = buf[i];
@@ -395,7 +395,7 @@ class Csv implements Scanner {
     return start;
   }
 
-  finish(buf: Uint8Array, start: number, end: number, sink: Sink): void {
+  finish(buf: Buffer, start: number, end: number, sink: Sink): void {
     if (start < end) {
       if (end - start > sink.limits.maxRecordBytes) throw sink.tooLong(this.line);
       if (this.field === Field.Quoted) throw parseError(`${sink.where(this.line)}: a quoted field is not closed`);
@@ -413,7 +413,7 @@ const CHUNK = 1 << 20;
 
 /** Feeds chunks to a scanner, keeping the partial record, skipping a leading byte-order mark. */
 class Feeder {
-  private buf = new Uint8Array(CHUNK);
+  private buf = Buffer.allocUnsafe(CHUNK);
   private start = 0;
   private end = 0;
   private first = true;
@@ -433,7 +433,7 @@ class Feeder {
         this.start = 0;
       }
       if (this.buf.length - this.end < CHUNK / 2) {
-        const bigger = new Uint8Array(this.buf.length + CHUNK);
+        const bigger = Buffer.allocUnsafe(this.buf.length + CHUNK);
         bigger.set(this.buf.subarray(0, this.end));
         this.buf = bigger;
       }
