@@ -135,6 +135,7 @@ export interface NativeIsfSearch {
   chosen: number
   textStep: number
   candidates: Array<NativeIsfCandidate>
+  warnings: Array<string>
 }
 
 /** The model's layer table (struct of arrays), plus the cut times between layers. */
@@ -149,6 +150,14 @@ export interface NativeLayerTable {
   activationBytes: Float64Array
   checkpointBytes: Float64Array
   commMs: Float64Array
+}
+
+/** Samples read from files, as arrays; `counts[k]` samples came from file `k`. */
+export interface NativeLoadedSamples {
+  vision: Uint32Array
+  text: Uint32Array
+  group: Uint32Array
+  counts: Array<number>
 }
 
 /** A stage plan as JavaScript sees it. */
@@ -248,6 +257,19 @@ export interface PlanBatchesOptions {
   minText?: number
   minVision?: number
 }
+
+/** Limits of a read (see the TypeScript `ReadSamplesOptions`). */
+export interface ReadLimitsOptions {
+  maxBytes?: number
+  maxSamples?: number
+  maxRecordBytes?: number
+}
+
+/**
+ * Reads length files (`paths[k]` in `formats[k]`: `json`, `jsonl` or `csv`) off the main
+ * thread.
+ */
+export declare function readSampleFiles(paths: Array<string>, formats: Array<string>, options: ReadLimitsOptions): Promise<NativeLoadedSamples>
 
 /** The reference search for ISF's caps. */
 export declare function searchIsfArguments(vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions): NativeIsfSearch

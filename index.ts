@@ -52,7 +52,15 @@ export {
   type Tail,
   type TextCost,
 } from './src/data/index';
-export { readSamples, type LoadedFile, type LoadedSamples, type ReadSamplesOptions, type SamplesFormat } from './src/io/samples';
+export {
+  readSamples,
+  SAMPLES_FORMATS,
+  type LoadedFile,
+  type LoadedSamples,
+  type ReadSamplesOptions,
+  type SamplesFormat,
+  type SamplesStream,
+} from './src/io/samples';
 export { syntheticSamples, TOKENS_PER_TILE } from './src/data/synthetic';
 export {
   applyCalibration,

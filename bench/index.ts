@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
 import { benchPartition } from './partition';
+import { benchRead } from './read';
 import { benchSidecar } from './sidecar';
 
 interface CaseResult {
@@ -72,6 +73,7 @@ function pack(quick: boolean): void {
 const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
 else if (what === 'partition') benchPartition();
+else if (what === 'read') benchRead(rest);
 else if (what === 'sidecar') {
   benchSidecar(rest).catch((e: unknown) => {
     console.error(e);
@@ -83,6 +85,6 @@ else if (what === 'python') {
   const python = process.env.OMNIBAL_PYTHON ?? 'python3';
   process.exitCode = spawnSync(python, [path.join(__dirname, 'python_client.py'), ...rest], { stdio: 'inherit' }).status ?? 1;
 } else {
-  console.error(`unknown benchmark ${what}; known: pack, partition, python, sidecar`);
+  console.error(`unknown benchmark ${what}; known: pack, partition, python, read, sidecar`);
   process.exit(2);
 }

@@ -18,6 +18,7 @@ import { dataTwins } from './data/twins';
 import { modelTwins } from './model/twins';
 import { simulateStepTwin } from './simulate/simulate';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
+import { readSampleFilesTwin } from './io/samples';
 
 /**
  * The functions every backend provides: the native binding's declarations (generated from the
@@ -43,6 +44,7 @@ export type Backend = Pick<
   | 'vlmLayerTable'
   | 'calibrateModel'
   | 'simulateStep'
+  | 'readSampleFiles'
 >;
 
 /** Which backend serves the API, as {@link backend} reports it. */
@@ -63,6 +65,7 @@ export const jsBackend: Backend = {
   ...dataTwins,
   ...modelTwins,
   simulateStep: simulateStepTwin,
+  readSampleFiles: readSampleFilesTwin,
 };
 
 type NativeModule = typeof Native;

@@ -26,6 +26,8 @@ export const ErrorCodes = {
   INVALID_OPTIONS: 'ERR_OMNIBAL_INVALID_OPTIONS',
   /** A file that cannot be read or parsed; the message names the file and line. */
   PARSE: 'ERR_OMNIBAL_PARSE',
+  /** A result that cannot be written: a missing folder, a directory, no permission. */
+  OUTPUT: 'ERR_OMNIBAL_OUTPUT',
   /** No plan fits in memory; the message gives the least memory per GPU that would. */
   INFEASIBLE: 'ERR_OMNIBAL_INFEASIBLE',
   /** An unknown model or GPU preset; the message lists the known ones (`RangeError`). */

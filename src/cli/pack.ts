@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { backend } from '../binding';
 import { batchMetrics, droppedSamples, planBatchesAsync, STRATEGIES, TAILS } from '../data/index';
@@ -14,14 +13,17 @@ import type { PlanBatchesOptions, Strategy } from '../data/strategy';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad } from '../data/load';
 import { ErrorCodes, omnibalError } from '../errors';
-import { readSamples } from '../io/samples';
+import { readSamples, SAMPLES_FORMATS, type SamplesFormat, type SamplesStream } from '../io/samples';
+import { stdoutIsClosed, writeOutput, writeStdout } from './output';
 import { formatTable, progressBar } from './table';
+import { planWarnings } from './warnings';
 
 /** Version of the JSON written by `omnibal pack --json`. */
 export const BATCH_PLAN_SCHEMA = 'omnibal.batch-plan/1';
 
 interface PackFlags {
   input: string[];
+  inputFormat?: string;
   synthetic?: number;
   dp: number;
   accum?: number;
@@ -43,7 +45,7 @@ const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** The plan as the JSON object `omnibal pack --json` writes. */
-export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load?: object): object {
+export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load?: object, warnings: string[] = []): object {
   const steps: number[][][][] = [];
   for (let s = 0; s < plan.steps; s++) steps.push(planStep(plan, s).map((rank) => rank.map((mb) => Array.from(mb))));
   return {
@@ -63,6 +65,7 @@ export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Recor
       samplesPerPack: metrics.samplesPerPack,
       packs: metrics.packs,
       steps: metrics.steps,
+      warnings,
     },
   };
 }
@@ -79,13 +82,23 @@ function dropSummary(plan: BatchPlan): string {
 }
 
 async function loadSamples(flags: PackFlags): Promise<{ samples: Samples; source: string }> {
+  if (flags.synthetic !== undefined && flags.input.length > 0) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --input or --synthetic, not both');
+  }
+  if (flags.inputFormat !== undefined && !SAMPLES_FORMATS.includes(flags.inputFormat as SamplesFormat)) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--input-format must be one of ${SAMPLES_FORMATS.join(', ')}`);
+  }
+  if (flags.input.filter((f) => f === '-').length > 1) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--input - (stdin) can be given once');
+  }
   if (flags.synthetic !== undefined) {
     return { samples: syntheticSamples(flags.synthetic, flags.seed ?? 0), source: `${flags.synthetic} synthetic samples` };
   }
   if (flags.input.length === 0) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --input FILE (repeatable) or --synthetic N');
   }
-  const loaded = await readSamples(flags.input);
+  const inputs = flags.input.map((f): string | SamplesStream => (f === '-' ? { name: '<stdin>', stream: process.stdin } : f));
+  const loaded = await readSamples(inputs, { format: flags.inputFormat as SamplesFormat | undefined });
   return { samples: loaded, source: `${loaded.text.length} samples from ${loaded.files.length} file(s)` };
 }
 
@@ -130,11 +143,12 @@ async function runPack(flags: PackFlags): Promise<void> {
     costB: flags.costB ?? 0,
     inputs: flags.synthetic !== undefined ? { synthetic: flags.synthetic } : flags.input,
   };
+  const warnings = planWarnings(main.plan, main.metrics, samples.text.length, flags.samplesPerPack);
+  for (const w of warnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   if (flags.json || flags.out) {
-    const text = `${JSON.stringify(planToJson(main.plan, main.metrics, params, meanMicroBatchLoad(main.plan, samples)))}\n`;
-    if (flags.out) writeFileSync(flags.out, text);
-    else process.stdout.write(text);
-    if (flags.json) return;
+    const text = `${JSON.stringify(planToJson(main.plan, main.metrics, params, meanMicroBatchLoad(main.plan, samples), warnings))}\n`;
+    await writeOutput(flags.out, text);
+    if (flags.json || stdoutIsClosed()) return;
   }
   const head = `omnibal pack: ${source}, dp ${main.plan.dp}, accum ${main.plan.accum}, backend ${backend().kind}`;
   const size = (p: BatchPlan) => (p.maxVision !== undefined ? `caps ${p.maxVision} / ${p.maxText}` : `batch ${p.batchSize}`);
@@ -151,7 +165,7 @@ async function runPack(flags: PackFlags): Promise<void> {
     dropSummary(plan),
     fmt(ms, 0),
   ]);
-  process.stdout.write(
+  await writeStdout(
     `${head}\n\n${formatTable(
       ['strategy', 'size (vision/text)', 'steps', 'packs', 'samples/pack', 'pad', 'vision dist', 'text dist', 'cost dist', 'dropped', 'ms'],
       rows,
@@ -164,7 +178,8 @@ export function registerPack(program: Command): void {
   program
     .command('pack')
     .description('plan balanced mini-batches for data-parallel ranks from per-sample lengths')
-    .option('--input <file>', 'length file (.json reference list, .jsonl, .csv); repeatable, concatenated in order', collect, [])
+    .option('--input <file>', 'length file (.json reference list, .jsonl, .csv; - for stdin); repeatable, concatenated in order', collect, [])
+    .option('--input-format <format>', `format of every input: ${SAMPLES_FORMATS.join(', ')} (default: from the extension; stdin: from its first byte)`)
     .option('--synthetic <n>', 'plan n synthetic samples with the real SFT data statistics instead of files', num)
     .requiredOption('--dp <n>', 'data-parallel ranks', num)
     .option('--accum <m>', 'micro-batches per rank per step (gradient accumulation)', num)

@@ -69,7 +69,7 @@ export interface SearchIsfOptions {
   accum?: number;
   /** ISF iterations per candidate; default 50. */
   iterations?: number;
-  /** Most steps in each direction; default 32. */
+  /** Most steps of the reference walk after the start; default 32. */
   maxSteps?: number;
 /** Seed of ISF's shuffles; default 0. */
   seed?: number;

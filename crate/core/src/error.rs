@@ -46,6 +46,10 @@ pub enum Error {
     },
     /// A panic inside the solver, caught at the boundary.
     Panic { message: String },
+    /// A file that cannot be read or parsed; the message names the file and line.
+    Parse { message: String },
+    /// A bad value in a file (`ERR_OMNIBAL_INVALID_SAMPLE`); the message names the file and line.
+    InvalidRecord { message: String },
 }
 
 impl Error {
@@ -79,6 +83,8 @@ impl Error {
             Error::Infeasible { .. } => "ERR_OMNIBAL_INFEASIBLE",
             Error::UnknownPreset { .. } => "ERR_OMNIBAL_UNKNOWN_PRESET",
             Error::Panic { .. } => "ERR_OMNIBAL_PANIC",
+            Error::Parse { .. } => "ERR_OMNIBAL_PARSE",
+            Error::InvalidRecord { .. } => "ERR_OMNIBAL_INVALID_SAMPLE",
         }
     }
 
@@ -91,7 +97,8 @@ impl Error {
             Error::UnknownOption { .. } => ErrorClass::Range,
             Error::InvalidOptions { .. } => ErrorClass::Type,
             Error::Infeasible { .. } => ErrorClass::Plain,
-            Error::UnknownPreset { .. } => ErrorClass::Range,
+            Error::UnknownPreset { .. } | Error::InvalidRecord { .. } => ErrorClass::Range,
+            Error::Parse { .. } => ErrorClass::Plain,
             Error::EmptyInput | Error::TooFewSamples { .. } | Error::Panic { .. } => {
                 ErrorClass::Plain
             }
@@ -111,7 +118,9 @@ impl fmt::Display for Error {
             | Error::TooFewSamples { message }
             | Error::InvalidOptions { message }
             | Error::Infeasible { message, .. }
-            | Error::UnknownPreset { message } => {
+            | Error::UnknownPreset { message }
+            | Error::Parse { message }
+            | Error::InvalidRecord { message } => {
                 write!(f, "{message}")
             }
             Error::UnknownOption { name, value, known } => {

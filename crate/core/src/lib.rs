@@ -10,12 +10,14 @@
 //! - [`data`]: data balance (ISF, the balanced planner, baselines, metrics);
 //! - [`model`]: model and memory balance (the stage DP, per-stage recomputation, the VLM cost model);
 //! - [`simulate`]: the pipeline step simulator (GPipe, 1F1B, interleaved);
+//! - [`io`]: per-sample length files (JSON list, JSON Lines, CSV) streamed into arrays, with limits;
 //! - [`progress`]: how long-running solvers report progress without knowing who listens;
 //! - [`error`]: solver errors with stable codes.
 #![forbid(unsafe_code)]
 
 pub mod data;
 pub mod error;
+pub mod io;
 pub mod model;
 pub mod permutation;
 pub mod progress;

@@ -375,6 +375,7 @@ pub struct NativeIsfSearch {
     pub chosen: u32,
     pub text_step: u32,
     pub candidates: Vec<NativeIsfCandidate>,
+    pub warnings: Vec<String>,
 }
 
 fn run_search(
@@ -411,6 +412,7 @@ fn run_search(
                 in_window: c.in_window,
             })
             .collect(),
+        warnings: out.warnings,
     })
 }
 

@@ -8,6 +8,7 @@
 //! - [`model`]: the stage DP, plan evaluation, baselines, the VLM layer table, calibration;
 //! - [`permutation`]: seeded permutations and shuffles, sync and async;
 //! - [`simulate`]: the pipeline step simulator;
+//! - [`io`]: length files streamed into typed arrays on the libuv pool;
 //! - [`info`]: what `omnibal doctor` reports about the binary;
 //! - [`diagnostics`]: functions that exist to prove the error paths (a deliberate panic).
 #![deny(clippy::all)]
@@ -17,6 +18,7 @@ pub mod data;
 pub mod diagnostics;
 pub mod error;
 pub mod info;
+pub mod io;
 pub mod model;
 pub mod permutation;
 pub mod progress;

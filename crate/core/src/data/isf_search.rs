@@ -1,23 +1,31 @@
-//! The reference search for ISF's caps, for a wanted mean number of samples per pack `B`.
+//! The reference search for ISF's caps, for a wanted mean number of samples per pack `B`, with
+//! the reference code's exact walk.
 //!
-//! Start at text cap 4096 and vision cap `4096 / a`, where `a` estimates tokens per vision unit:
-//! the mean text length rounded up to a multiple of 256, divided (integer) by the mean vision
-//! load (at least 1), plus one, rounded down to a multiple of 16 (at least 16). Step the vision
-//! cap by 1 and the text cap by `a` together, up while packs hold fewer than `B` samples on
-//! average, down while they hold more than `B + 1` (both ways when the start is inside). At each
-//! step run ISF (text threshold = cap - 128) and record the candidate; stop a direction once it
-//! has left the window `[B, B + 1]` after being in it, or ran out of steps. Choose, among the
-//! candidates in the window that drop no sample, the one with the smallest pad + vision dist +
-//! text dist (ISF packs handed out at random to `dp` ranks); if none is in the window, the one
-//! closest to it.
+//! Start: `mean_text` is the mean over samples of each text length rounded up to its own
+//! multiple of 256 (`ceil(t_i / 256) * 256`, then the mean), `mean_vision` the plain mean of
+//! the vision loads; the step `a = ((mean_text // max(mean_vision, 1) + 1) // 16) * 16` (at
+//! least 16, where the reference would divide by zero); the caps start at text 4096 and vision
+//! `4096 // a`.
+//!
+//! Walk: at each caps run ISF (text threshold = cap - 128) and hand its packs out at random to
+//! `dp` ranks; keep the largest samples-per-pack seen so far; record the caps as a candidate when
+//! their samples per pack lie in the window `[B, B + 1]`. Then, if the largest seen exceeds
+//! `B + 1`, stop once any candidate is recorded, else step DOWN (vision - 1, text - `a`);
+//! otherwise step UP (vision + 1, text + `a`). One evaluation outside the window never stops
+//! the walk. Choose the recorded candidate with the smallest pad + vision dist + text dist.
+//!
+//! Where the reference would loop for ever, the walk ends after `max_steps` steps or at caps that
+//! cannot exist (vision < 1 or text <= 128); then the evaluation closest to the window is chosen
+//! and a warning says so. A warning also reports a choice that drops more than 1% of the samples
+//! for being over a cap. Caps that fit no sample count as an evaluation below the window.
 
 use super::baselines::isf_batches;
 use super::cost::TextCost;
 use super::isf::IsfParams;
 use super::metrics::batch_metrics;
 use super::plan::Tail;
-use super::samples::{Caps, Samples};
-use crate::error::{number_at_least, Error};
+use super::samples::{round_half_up, Caps, Samples};
+use crate::error::{js_number, number_at_least, Error};
 use crate::progress::Progress;
 
 /// Parameters of [`search_isf_arguments`].
@@ -27,7 +35,7 @@ pub struct IsfSearchParams {
     pub dp: u32,
     pub accum: u32,
     pub iterations: u32,
-    /// Most steps in each direction (default 32).
+    /// Most steps of the walk after the start (default 32).
     pub max_steps: u32,
     pub seed: u64,
 }
@@ -53,12 +61,21 @@ pub struct IsfSearch {
     pub candidates: Vec<IsfCandidate>,
     /// Text-cap step (tokens per vision unit).
     pub text_step: u32,
+    /// What went wrong: the walk left its window without a candidate, or the choice drops
+    /// more than 1% of the samples over a cap.
+    pub warnings: Vec<String>,
 }
 
-/// The starting caps and the text step `a`.
+/// The starting caps and the text step `a` (see the module notes).
 pub fn search_start(samples: &Samples) -> (Caps, u32) {
-    let (mean_v, mean_t) = samples.means();
-    let mean_t256 = (mean_t / 256.0).ceil() * 256.0;
+    let n = samples.len() as f64;
+    let binned: u64 = samples
+        .text
+        .iter()
+        .map(|&t| (t as u64).div_ceil(256) * 256)
+        .sum();
+    let mean_t256 = binned as f64 / n;
+    let (mean_v, _) = samples.means();
     let a =
         ((((mean_t256 / mean_v.max(1.0)).floor() + 1.0) / 16.0).floor() * 16.0).max(16.0) as u32;
     (
@@ -88,6 +105,9 @@ fn evaluate(samples: &Samples, caps: Caps, p: &IsfSearchParams) -> Result<IsfCan
     })
 }
 
+/// Share of the samples a candidate may drop over a cap before the search warns.
+pub const DROP_WARN_SHARE: f64 = 0.01;
+
 /// Runs the search.
 pub fn search_isf_arguments(
     samples: &Samples,
@@ -105,37 +125,65 @@ pub fn search_isf_arguments(
             max_text: t as u32,
         })
     };
-    let mut candidates = Vec::new();
-    let total = 2 * p.max_steps as u64 + 1;
-    // A start whose caps fit no sample at all is skipped, not fatal: the walk moves on.
-    let first = evaluate(samples, start, p).ok();
-    let dirs: &[i64] = match first {
-        Some(c) if c.samples_per_pack < b => &[1],
-        Some(c) if c.samples_per_pack > b + 1.0 => &[-1],
-        Some(_) => &[1, -1],
-        None => &[1],
-    };
-    candidates.extend(first);
-    for &dir in dirs {
-        let mut entered = first.is_some_and(|c| c.in_window);
-        for step in 1..=p.max_steps as i64 {
-            let Some(caps) = caps_at(dir * step) else {
-                break;
-            };
-            let Ok(c) = evaluate(samples, caps, p) else {
-                continue;
-            };
-            candidates.push(c);
-            progress.report(candidates.len() as u64, total);
-            if c.in_window {
-                entered = true;
-            } else if entered
-                || (dir > 0 && c.samples_per_pack > b + 1.0)
-                || (dir < 0 && c.samples_per_pack < b)
-            {
+    let mut candidates: Vec<IsfCandidate> = Vec::new();
+    // Evaluations by offset from the start, so a walk back over visited caps costs nothing.
+    let mut seen: Vec<(i64, Option<usize>)> = Vec::new();
+    let mut warnings = Vec::new();
+    let total = p.max_steps as u64 + 1;
+    let mut max_seen = f64::NEG_INFINITY;
+    let mut recorded = false;
+    let mut k = 0i64;
+    let mut steps = 0u32;
+    loop {
+        let Some(caps) = caps_at(k) else {
+            warnings.push(format!(
+                "the ISF search reached caps that cannot exist (vision {}, text {}) before finding {} to {} samples per pack",
+                start.max_vision as i64 + k,
+                start.max_text as i64 + k * a as i64,
+                js_number(b),
+                js_number(b + 1.0)
+            ));
+            break;
+        };
+        let at = match seen.iter().find(|(o, _)| *o == k) {
+            Some(&(_, at)) => at,
+            None => {
+                let at = match evaluate(samples, caps, p) {
+                    Ok(c) => {
+                        candidates.push(c);
+                        Some(candidates.len() - 1)
+                    }
+                    Err(Error::CapTooSmall { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                seen.push((k, at));
+                at
+            }
+        };
+        let per_pack = at.map_or(0.0, |i| candidates[i].samples_per_pack);
+        max_seen = max_seen.max(per_pack);
+        recorded |= at.is_some_and(|i| candidates[i].in_window);
+        progress.report(steps as u64 + 1, total);
+        if max_seen > b + 1.0 {
+            if recorded {
                 break;
             }
+            k -= 1;
+        } else {
+            k += 1;
         }
+        if steps == p.max_steps {
+            if !recorded {
+                warnings.push(format!(
+                    "the ISF search took its {} steps without finding {} to {} samples per pack",
+                    p.max_steps,
+                    js_number(b),
+                    js_number(b + 1.0)
+                ));
+            }
+            break;
+        }
+        steps += 1;
     }
     if candidates.is_empty() {
         return Err(Error::CapTooSmall {
@@ -152,21 +200,45 @@ pub fn search_isf_arguments(
         }
     };
     let mut chosen = 0;
-    for (k, c) in candidates.iter().enumerate() {
+    for (i, c) in candidates.iter().enumerate() {
         let best = &candidates[chosen];
-        let key = |c: &IsfCandidate| (!c.in_window, c.dropped > 0, window_gap(c), c.score);
-        let (x, y) = (key(c), key(best));
-        if (x.0, x.1) < (y.0, y.1)
-            || ((x.0, x.1) == (y.0, y.1) && (x.2 < y.2 || (x.2 == y.2 && x.3 < y.3)))
-        {
-            chosen = k;
+        let better = if recorded {
+            c.in_window && (!best.in_window || c.score < best.score)
+        } else {
+            window_gap(c) < window_gap(best)
+                || (window_gap(c) == window_gap(best) && c.score < best.score)
+        };
+        if better {
+            chosen = i;
         }
+    }
+    let c = candidates[chosen];
+    if !c.in_window {
+        warnings.push(format!(
+            "the ISF search left its window: caps {} / {} give {} samples per pack, outside {} to {}",
+            c.caps.max_vision,
+            c.caps.max_text,
+            js_number(round_half_up(c.samples_per_pack * 100.0) / 100.0),
+            js_number(b),
+            js_number(b + 1.0)
+        ));
+    }
+    if c.dropped as f64 > DROP_WARN_SHARE * samples.len() as f64 {
+        warnings.push(format!(
+            "caps {} / {} drop {} of {} samples over a cap ({}%)",
+            c.caps.max_vision,
+            c.caps.max_text,
+            c.dropped,
+            samples.len(),
+            js_number(round_half_up(1000.0 * c.dropped as f64 / samples.len() as f64) / 10.0)
+        ));
     }
     progress.report(total, total);
     Ok(IsfSearch {
         chosen,
         candidates,
         text_step: a,
+        warnings,
     })
 }
 
@@ -176,45 +248,124 @@ mod tests {
     use crate::rng::Rng;
 
     #[test]
-    fn start_follows_the_reference_formula() {
-        // mean text 1000 -> 1024; mean vision 4 -> 1024 / 4 = 256, + 1 = 257 -> 256 -> Qv 16.
+    fn start_bins_each_sample_before_the_mean() {
+        // Bins 1024 and 1280 -> mean 1152 (the mean 1000 rounded up would be 1024); mean vision
+        // 4 -> 1152 / 4 = 288, + 1 = 289 -> 288 -> Qv = 4096 // 288 = 14.
         let s = Samples::new(&[4, 4], &[900, 1100]).unwrap();
         let (caps, a) = search_start(&s);
-        assert_eq!(a, 256);
+        assert_eq!(a, 288);
         assert_eq!(
             caps,
             Caps {
-                max_vision: 16,
+                max_vision: 14,
                 max_text: 4096
             }
         );
     }
 
-    #[test]
-    fn finds_caps_in_the_window() {
-        let mut rng = Rng::new(5);
-        let v: Vec<u32> = (0..6000).map(|_| 1 + rng.below(5)).collect();
-        let t: Vec<u32> = v.iter().map(|&x| 100 + 256 * x + rng.below(300)).collect();
-        let s = Samples::new(&v, &t).unwrap();
-        let p = IsfSearchParams {
-            samples_per_pack: 4.5,
+    fn data(n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+        let mut rng = Rng::new(seed);
+        let v: Vec<u32> = (0..n).map(|_| 1 + rng.below(5)).collect();
+        let t = v.iter().map(|&x| 100 + 256 * x + rng.below(300)).collect();
+        (v, t)
+    }
+
+    fn params(b: f64, max_steps: u32) -> IsfSearchParams {
+        IsfSearchParams {
+            samples_per_pack: b,
             dp: 8,
             accum: 1,
-            iterations: 20,
-            max_steps: 32,
+            iterations: 10,
+            max_steps,
             seed: 1,
-        };
-        let out = search_isf_arguments(&s, &p, &mut ()).unwrap();
-        let c = out.candidates[out.chosen];
-        assert!(c.in_window, "{:?}", out.candidates);
-        assert!(c.samples_per_pack >= 4.5 && c.samples_per_pack <= 5.5);
-        assert_eq!(c.dropped, 0);
-        for other in out
-            .candidates
-            .iter()
-            .filter(|o| o.in_window && o.dropped == 0)
-        {
-            assert!(c.score <= other.score);
         }
+    }
+
+    /// Replays the reference rule over the evaluations in order: each next caps follow from the
+    /// largest samples per pack seen and whether a candidate was recorded.
+    fn assert_reference_walk(out: &IsfSearch, b: f64) {
+        let start_v = out.candidates[0].caps.max_vision as i64;
+        let mut max_seen = f64::NEG_INFINITY;
+        let mut recorded = false;
+        let mut visited = vec![0i64];
+        for c in &out.candidates {
+            let here = c.caps.max_vision as i64 - start_v;
+            assert!(visited.contains(&here), "caps {:?} off the walk", c.caps);
+            assert_eq!(
+                c.caps.max_text as i64 - 4096,
+                here * out.text_step as i64,
+                "text cap moves with vision"
+            );
+            max_seen = max_seen.max(c.samples_per_pack);
+            recorded |= c.in_window;
+            let next = if max_seen > b + 1.0 {
+                if recorded {
+                    break;
+                }
+                here - 1
+            } else {
+                here + 1
+            };
+            visited.push(next);
+        }
+    }
+
+    #[test]
+    fn finds_caps_in_the_window_by_the_reference_walk() {
+        let (v, t) = data(6000, 5);
+        let s = Samples::new(&v, &t).unwrap();
+        for b in [2.0, 4.5, 7.0] {
+            let out = search_isf_arguments(&s, &params(b, 32), &mut ()).unwrap();
+            let c = out.candidates[out.chosen];
+            assert!(c.in_window, "B {b}: {:?}", out.candidates);
+            assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+            for other in out.candidates.iter().filter(|o| o.in_window) {
+                assert!(c.score <= other.score);
+            }
+            assert_reference_walk(&out, b);
+        }
+    }
+
+    #[test]
+    fn a_candidate_outside_the_window_does_not_stop_the_walk() {
+        // The start (Qv 4096 // a) lands far below B = 12: the walk steps up past every
+        // evaluation below the window until one is in it.
+        let (v, t) = data(4000, 6);
+        let s = Samples::new(&v, &t).unwrap();
+        let out = search_isf_arguments(&s, &params(12.0, 64), &mut ()).unwrap();
+        assert!(out.candidates.len() > 3);
+        assert!(out.candidates[..out.candidates.len() - 1]
+            .iter()
+            .any(|c| !c.in_window));
+        assert!(out.candidates[out.chosen].in_window);
+        assert_reference_walk(&out, 12.0);
+    }
+
+    #[test]
+    fn warns_when_it_leaves_the_window_or_drops_samples() {
+        let (mut v, mut t) = data(3000, 7);
+        for i in (0..v.len()).step_by(20) {
+            v[i] = 12;
+            t[i] = 100 + 256 * 12;
+        }
+        let s = Samples::new(&v, &t).unwrap();
+        // One or two samples per pack: caps small enough drop the 5% of large samples.
+        let out = search_isf_arguments(&s, &params(1.0, 32), &mut ()).unwrap();
+        let c = out.candidates[out.chosen];
+        assert!(c.dropped > 30, "{c:?}");
+        assert!(
+            out.warnings.iter().any(|w| w.contains("over a cap")),
+            "{:?}",
+            out.warnings
+        );
+        // Two steps cannot reach 30 samples per pack.
+        let out = search_isf_arguments(&s, &params(30.0, 2), &mut ()).unwrap();
+        assert!(!out.candidates[out.chosen].in_window);
+        assert!(
+            out.warnings.iter().any(|w| w.contains("without finding")),
+            "{:?}",
+            out.warnings
+        );
+        assert!(out.warnings.iter().any(|w| w.contains("left its window")));
     }
 }

@@ -1,0 +1,104 @@
+// The CLI's input and output edges: stdin, conflicting flags, output into a missing folder or
+// onto a directory, a reader that closes the pipe early, warnings of the ISF search; each a
+// coded one-line error with exit 2, never a stack trace.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { cli } from './helpers';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-io-cli-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+function omnibal(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', input, maxBuffer: 1 << 28 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const rows = Array.from({ length: 600 }, (_, i) => JSON.stringify({ vit_num: 1 + (i % 5), token_num: 300 + ((i * 37) % 1500) }));
+const jsonl = path.join(dir, 'small.jsonl');
+writeFileSync(jsonl, `${rows.join('\n')}\n`);
+
+function noStack(t: { false: (v: boolean, m?: string) => void }, stderr: string): void {
+  t.false(/\n\s+at /.test(stderr), stderr);
+  t.false(stderr.includes('internal error'), stderr);
+}
+
+test('--input - reads stdin (any format, sniffed) and equals reading the file', (t) => {
+  const fromFile = omnibal(['pack', '--input', jsonl, '--dp', '2', '--samples-per-pack', '4', '--json']);
+  const fromStdin = omnibal(['pack', '--input', '-', '--dp', '2', '--samples-per-pack', '4', '--json'], readFileSync(jsonl, 'utf8'));
+  t.is(fromStdin.status, 0, fromStdin.stderr);
+  const a = JSON.parse(fromFile.stdout);
+  const b = JSON.parse(fromStdin.stdout);
+  t.deepEqual(a.steps, b.steps);
+  const list = omnibal(['pack', '--input', '-', '--dp', '2', '--samples-per-pack', '4', '--json'], `\uFEFF[${rows.join(',')}]`);
+  t.is(list.status, 0, list.stderr);
+  t.deepEqual(JSON.parse(list.stdout).steps, a.steps);
+});
+
+test('conflicting or bad input flags are rejected with exit 2', (t) => {
+  for (const args of [
+    ['--input', jsonl, '--synthetic', '100'],
+    ['--input', '-', '--input', '-'],
+    ['--input', jsonl, '--input-format', 'yaml'],
+  ]) {
+    const r = omnibal(['pack', ...args, '--dp', '2', '--samples-per-pack', '4']);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, /ERR_OMNIBAL_INVALID_OPTIONS/);
+    noStack(t, r.stderr);
+  }
+});
+
+test('bad input files: exit 2 with file, line and code, no stack', (t) => {
+  const bad = path.join(dir, 'bad.json');
+  writeFileSync(bad, '[{"vit_num": 1, "token_num": 5}, {"vit_num": 1, "token_num": 5},]');
+  const r = omnibal(['pack', '--input', bad, '--dp', '1', '--samples-per-pack', '1']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /bad\.json:1: element 2: expected a JSON object \[ERR_OMNIBAL_PARSE\]/);
+  noStack(t, r.stderr);
+  for (const target of [dir, path.join(dir, 'missing.jsonl')]) {
+    const e = omnibal(['pack', '--input', target, '--input-format', 'jsonl', '--dp', '1', '--samples-per-pack', '1']);
+    t.is(e.status, 2, e.stderr);
+    t.regex(e.stderr, /ERR_OMNIBAL_PARSE/);
+    noStack(t, e.stderr);
+  }
+});
+
+test('--out into a missing folder or onto a directory is a coded error with exit 2', (t) => {
+  const missing = omnibal(['pack', '--input', jsonl, '--dp', '2', '--samples-per-pack', '4', '--out', path.join(dir, 'no', 'such', 'plan.json')]);
+  t.is(missing.status, 2);
+  t.regex(missing.stderr, /plan\.json: cannot write \(the folder .*such does not exist\) \[ERR_OMNIBAL_OUTPUT\]/);
+  noStack(t, missing.stderr);
+  mkdirSync(path.join(dir, 'a-dir'));
+  const onDir = omnibal(['pack', '--input', jsonl, '--dp', '2', '--samples-per-pack', '4', '--out', path.join(dir, 'a-dir')]);
+  t.is(onDir.status, 2);
+  t.regex(onDir.stderr, /a-dir: cannot write \(it is a directory\) \[ERR_OMNIBAL_OUTPUT\]/);
+  noStack(t, onDir.stderr);
+  const ok = omnibal(['pack', '--input', jsonl, '--dp', '2', '--samples-per-pack', '4', '--out', path.join(dir, 'plan.json')]);
+  t.is(ok.status, 0, ok.stderr);
+  t.is(JSON.parse(readFileSync(path.join(dir, 'plan.json'), 'utf8')).schema, 'omnibal.batch-plan/1');
+});
+
+test('pack --json | head -c 300 ends quietly (EPIPE)', (t) => {
+  const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" pack --synthetic 100000 --dp 8 --samples-per-pack 4 --json | head -c 300 > /dev/null; echo "status \${PIPESTATUS[0]}" >&2`], {
+    encoding: 'utf8',
+  });
+  t.regex(r.stderr, /status 0\n$/);
+  t.false(r.stderr.includes('EPIPE'), r.stderr);
+  noStack(t, r.stderr);
+});
+
+test('isf: a search that drops more than 1% or leaves its window warns on stderr and in the metrics', (t) => {
+  const skew = path.join(dir, 'skew.jsonl');
+  const lines = Array.from({ length: 800 }, (_, i) =>
+    JSON.stringify(i % 10 === 0 ? { vit_num: 12, token_num: 3200 } : { vit_num: 1 + (i % 3), token_num: 200 + ((i * 53) % 700) }),
+  );
+  writeFileSync(skew, lines.join('\n'));
+  const r = omnibal(['pack', '--input', skew, '--strategy', 'isf', '--dp', '2', '--samples-per-pack', '1', '--tail', 'keep-partial', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  t.true(out.metrics.warnings.length > 0, r.stderr);
+  t.regex(r.stderr, /omnibal: warning: /);
+  t.true(out.metrics.warnings.some((w: string) => /over a cap and left out|left its window/.test(w)), JSON.stringify(out.metrics.warnings));
+});

@@ -1,0 +1,117 @@
+//! Length files for JavaScript: the native reader streams files into `Uint32Array`s on the
+//! libuv pool (see `crate/core/src/io/samples.rs`; `src/io/samples.ts` is the twin).
+
+use crate::error::{guard, to_js_error};
+use napi::bindgen_prelude::{AsyncTask, Uint32Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+use omnibal_core::error::integer_between;
+use omnibal_core::io::samples::{
+    read_samples, Format, ReadLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MAX_SAMPLES, MAX_RECORD_BYTES_LIMIT,
+};
+use omnibal_core::Error;
+
+/// Limits of a read (see the TypeScript `ReadSamplesOptions`).
+#[napi(object)]
+#[derive(Clone)]
+pub struct ReadLimitsOptions {
+    pub max_bytes: Option<f64>,
+    pub max_samples: Option<f64>,
+    pub max_record_bytes: Option<f64>,
+}
+
+/// Samples read from files, as arrays; `counts[k]` samples came from file `k`.
+#[napi(object)]
+pub struct NativeLoadedSamples {
+    pub vision: Uint32Array,
+    pub text: Uint32Array,
+    pub group: Uint32Array,
+    pub counts: Vec<f64>,
+}
+
+/// Checks the limits; the defaults are the core's.
+pub fn read_limits(o: &ReadLimitsOptions) -> Result<ReadLimits, Error> {
+    let get = |name: &str, v: Option<f64>, max: u64, default: u64| {
+        v.map_or(Ok(default), |x| integer_between(name, x, 1, max))
+    };
+    Ok(ReadLimits {
+        max_bytes: get("maxBytes", o.max_bytes, (1 << 53) - 1, DEFAULT_MAX_BYTES)?,
+        max_samples: get(
+            "maxSamples",
+            o.max_samples,
+            u32::MAX as u64,
+            DEFAULT_MAX_SAMPLES,
+        )?,
+        max_record_bytes: get(
+            "maxRecordBytes",
+            o.max_record_bytes,
+            MAX_RECORD_BYTES_LIMIT as u64,
+            DEFAULT_MAX_RECORD_BYTES as u64,
+        )? as usize,
+    })
+}
+
+/// A read of length files on the libuv pool.
+pub struct ReadTask {
+    files: Vec<(String, String)>,
+    options: ReadLimitsOptions,
+}
+
+/// What the worker thread hands back: arrays and counts.
+type ReadOutput = (Vec<u32>, Vec<u32>, Vec<u32>, Vec<f64>);
+
+impl Task for ReadTask {
+    type Output = Result<ReadOutput, Error>;
+    type JsValue = NativeLoadedSamples;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guard(|| {
+            let limits = read_limits(&self.options)?;
+            let files = self
+                .files
+                .iter()
+                .map(|(p, f)| Ok((p.clone(), Format::parse(f)?)))
+                .collect::<Result<Vec<_>, Error>>()?;
+            let out = read_samples(&files, limits)?;
+            let mut group = Vec::with_capacity(out.text.len());
+            for (k, &c) in out.counts.iter().enumerate() {
+                group.extend(std::iter::repeat_n(k as u32, c as usize));
+            }
+            let counts = out.counts.iter().map(|&c| c as f64).collect();
+            Ok((out.vision, out.text, group, counts))
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        let (vision, text, group, counts) = output.map_err(|e| to_js_error(&env, &e))?;
+        Ok(NativeLoadedSamples {
+            vision: Uint32Array::new(vision),
+            text: Uint32Array::new(text),
+            group: Uint32Array::new(group),
+            counts,
+        })
+    }
+}
+
+/// Reads length files (`paths[k]` in `formats[k]`: `json`, `jsonl` or `csv`) off the main
+/// thread.
+#[napi(
+    js_name = "readSampleFiles",
+    ts_return_type = "Promise<NativeLoadedSamples>"
+)]
+pub fn read_sample_files(
+    paths: Vec<String>,
+    formats: Vec<String>,
+    options: ReadLimitsOptions,
+) -> napi::Result<AsyncTask<ReadTask>> {
+    if paths.len() != formats.len() {
+        return Err(napi::Error::from_reason(
+            "paths and formats must have the same length",
+        ));
+    }
+    Ok(AsyncTask::new(ReadTask {
+        files: paths.into_iter().zip(formats).collect(),
+        options,
+    }))
+}
