@@ -290,12 +290,16 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   if (p.openPacks === 0) throw outOfRange('openPacks', 'must be at least 1, got 0');
   checkStepSize(p.dp, p.accum);
   const m = p.dp * p.accum;
-  const split = splitByCaps(vision, text, p.caps);
-  let oversize: number[] = [];
+  // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
+  let split: { fit: number[]; dropped: [number, number][] };
+  const oversize: number[] = [];
   if (p.oversize === 'own-micro-batch') {
-    oversize = split.dropped.map((d) => d[0]);
-    split.dropped = [];
-  }
+    split = { fit: [], dropped: [] };
+    for (let i = 0; i < text.length; i++) {
+      if (vision[i] <= p.caps.maxVision && text[i] <= p.caps.maxText) split.fit.push(i);
+      else oversize.push(i);
+    }
+  } else split = splitByCaps(vision, text, p.caps);
   const packs = pack(vision, text, split.fit, p);
   const normal = packs.length;
   for (const i of oversize) packs.push([i]);

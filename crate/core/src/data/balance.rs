@@ -433,13 +433,16 @@ pub fn balance_batches(
         return Err(super::strategy::step_too_large(p.dp, p.accum));
     }
     let m = m as usize;
-    let (mut pool, mut dropped) = samples.split_by_caps(p.caps)?;
-    let oversize: Vec<u32> = if p.oversize == Oversize::OwnMicroBatch {
-        let over = dropped.iter().map(|d| d.0).collect();
-        dropped.clear();
-        over
+    // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
+    let (mut pool, dropped, oversize) = if p.oversize == Oversize::OwnMicroBatch {
+        let (fit, over): (Vec<u32>, Vec<u32>) = (0..samples.len() as u32).partition(|&i| {
+            samples.vision[i as usize] <= p.caps.max_vision
+                && samples.text[i as usize] <= p.caps.max_text
+        });
+        (fit, Vec::new(), over)
     } else {
-        Vec::new()
+        let (fit, dropped) = samples.split_by_caps(p.caps)?;
+        (fit, dropped, Vec::new())
     };
     let total = pool.len() as u64;
     let mut packs = pack(samples, &mut pool, p, progress, total);
