@@ -446,6 +446,7 @@ pub fn balance_batches(
     };
     let total = pool.len() as u64;
     let mut packs = pack(samples, &mut pool, p, progress, total);
+    drop(pool);
     let normal = packs.len();
     for &i in &oversize {
         packs.push(&[i]);
@@ -482,6 +483,7 @@ pub fn balance_batches(
             .collect(),
         cap_t: p.caps.max_text as u64,
     };
+    drop(w);
 
     // Step 3: equalize the packs of each vision class.
     let mut by_vision: Vec<u32> = (0..normal as u32).collect();
