@@ -69,6 +69,9 @@ export interface NativeBatchMetrics {
   stepVisionDist: Float64Array
   stepTextDist: Float64Array
   stepCostDist: Float64Array
+  costExcessMedian: number
+  costExcessP99: number
+  stepCostExcess: Float64Array
 }
 
 /** A batch plan as JavaScript sees it (struct of typed arrays). */
@@ -88,6 +91,7 @@ export interface NativeBatchPlan {
   padding: Uint8Array
   droppedIndex: Uint32Array
   droppedReason: Uint8Array
+  oversizeIndex: Uint32Array
 }
 
 /** Calibration results: efficiency per kind (NaN where not measured) and activation scales. */

@@ -47,6 +47,39 @@ nativeTest('planBatches: native equals the twin (plans and metrics) on random da
   t.pass();
 });
 
+/** Samples with outliers (40 tiles, 16-20k tokens) at random places, as skewed real sets have. */
+const skewedArb = fc.tuple(samplesArb, fc.array(fc.nat(), { maxLength: 12 })).map(([s, at]) => {
+  for (const k of at) {
+    const i = k % s.text.length;
+    s.vision[i] = 40;
+    s.text[i] = 16000 + (k % 4000);
+  }
+  return s;
+});
+
+nativeTest('planBatches: native equals the twin on skewed data (over-cap samples in micro-batches of their own), any dp x accum', (t) => {
+  fc.assert(
+    fc.property(
+      skewedArb,
+      fc.integer({ min: 1, max: 24 }),
+      fc.integer({ min: 1, max: 5 }),
+      fc.double({ min: 1, max: 8, noNaN: true }),
+      fc.constantFrom('drop', 'pad', 'keep-partial'),
+      fc.constantFrom(0, 1 / 73728, 1 / 1024),
+      (s, dp, accum, samplesPerPack, tail, costB) => {
+        const options = { dp, accum, samplesPerPack, tail, costB, seed: dp * 7 + accum };
+        const diff = sameOnBothBackends((api) => {
+          const plan = api.planBatches(s.vision, s.text, options);
+          return { plan, metrics: api.batchMetrics(plan, s.vision, s.text, 1, costB) };
+        });
+        if (diff) throw new Error(`${diff}\noptions ${JSON.stringify(options)}`);
+      },
+    ),
+    { numRuns: 800 },
+  );
+  t.pass();
+});
+
 nativeTest('packIsf: native equals the twin on random datasets', (t) => {
   fc.assert(
     fc.property(samplesArb, capsArb, fc.integer({ min: 1, max: 60 }), fc.integer({ min: 0, max: 1000 }), (s, caps, iterations, seed) => {

@@ -20,6 +20,7 @@ import {
 } from '../index';
 import { readSamples } from '../src/io/samples';
 import { syntheticSamples } from '../src/data/synthetic';
+import { shuffleU32Twin } from '../src/random/permutation';
 import { realFiles, thrown } from './helpers';
 
 const samplesArb = fc.integer({ min: 1, max: 400 }).chain((n) =>
@@ -49,6 +50,10 @@ function broken(plan: BatchPlan, s: Samples): string | null {
       if (count !== plan.accum && !(last && plan.tail === 'keep-partial')) return `step ${st} rank ${r} has ${count} micro-batches`;
     }
   }
+  const oversize = new Set(plan.oversizeIndex);
+  for (const i of plan.oversizeIndex) {
+    if (seen[i] !== 1 || s.vision[i] <= plan.maxVision! && s.text[i] <= plan.maxText!) return `oversize sample ${i} is not an over-cap sample in the plan`;
+  }
   if (plan.packed && plan.maxVision !== undefined) {
     for (let k = 0; k < plan.padding.length; k++) {
       let v = 0;
@@ -57,7 +62,11 @@ function broken(plan: BatchPlan, s: Samples): string | null {
         v += s.vision[plan.samples[q]];
         t += s.text[plan.samples[q]];
       }
-      if (v > plan.maxVision || t > plan.maxText!) return `micro-batch ${k} over a cap (${v}, ${t})`;
+      if (v > plan.maxVision || t > plan.maxText!) {
+        // Only a sample over a cap, alone, in a micro-batch of its own (listed in oversizeIndex).
+        const alone = plan.microBatchOffsets[k + 1] - plan.microBatchOffsets[k] === 1;
+        if (!alone || !oversize.has(plan.samples[plan.microBatchOffsets[k]])) return `micro-batch ${k} over a cap (${v}, ${t})`;
+      }
       if (plan.microBatchOffsets[k + 1] === plan.microBatchOffsets[k]) return `micro-batch ${k} is empty`;
     }
   }
@@ -202,6 +211,9 @@ realTest('quality on the shared real data (dp 8, ~4.5 samples per pack): balance
   t.is(m.padRatio, 0);
   t.true(m.visionDist <= 0.001, `vision dist ${m.visionDist}`);
   t.true(m.textDist <= 0.01, `text dist ${m.textDist}`);
+  // Steps drawn at random: each dataset's share of a step's samples varies about as much as in
+  // i.i.d. steps of the same sizes (the sorted planner reached 1.7x).
+  t.true(shareSdRatio(plan, await datasetLabels()) <= 1.3);
   t.true(m.samplesPerPack > 4 && m.samplesPerPack < 5, `samples per pack ${m.samplesPerPack}`);
   const cost = { a: 1, b: 1 / 4096 };
   const costPlan = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, costA: cost.a, costB: cost.b });
@@ -214,4 +226,77 @@ realTest('quality on the shared real data (dp 8, ~4.5 samples per pack): balance
     const total = (x: typeof m) => x.padRatio + x.visionDist + x.textDist;
     t.true(total(other) > total(m), `${strategy}: pad + dists ${total(other)}`);
   }
+});
+
+/** Each shared file's label per sample, in `realFiles` order. */
+async function datasetLabels(): Promise<Uint8Array> {
+  const sizes = await Promise.all(realFiles.map(async (f) => (await readSamples([f])).text.length));
+  const labels = new Uint8Array(sizes.reduce((a, b) => a + b, 0));
+  let at = 0;
+  sizes.forEach((n, d) => labels.fill(d, at, (at += n)));
+  return labels;
+}
+
+/** The largest over datasets of (SD over steps of the dataset's share of the step's samples) / (the same for i.i.d. steps of the same sizes). */
+function shareSdRatio(plan: BatchPlan, labels: Uint8Array): number {
+  const steps: number[][] = [];
+  for (let st = 0; st < plan.steps; st++) {
+    const members: number[] = [];
+    for (const rank of planStep(plan, st)) for (const mb of rank) members.push(...mb);
+    steps.push(members);
+  }
+  const order = shuffleU32Twin(Uint32Array.from(labels.keys()), 7);
+  let at = 0;
+  const iid = steps.map((st) => Array.from(order.subarray(at, (at += st.length))));
+  const sd = (groups: number[][], d: number) => {
+    const shares = groups.map((g) => g.filter((i) => labels[i] === d).length / g.length);
+    const mean = shares.reduce((a, b) => a + b, 0) / shares.length;
+    return Math.sqrt(shares.reduce((a, x) => a + (x - mean) ** 2, 0) / shares.length);
+  };
+  return Math.max(...realFiles.map((_, d) => sd(steps, d) / sd(iid, d)));
+}
+
+test('skewed vision: caps follow the typical sample, outliers get matched micro-batches of their own', (t) => {
+  const s = syntheticSamples(40000, 11);
+  for (let i = 0; i < s.text.length; i += 100) {
+    s.vision[i] = 40;
+    s.text[i] = 16000 + ((i * 7) % 2000);
+  }
+  const plan = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, seed: 1, tail: 'keep-partial' });
+  t.is(broken(plan, s), null);
+  t.true(plan.maxVision! < 40 && plan.maxText! < 16000, `caps ${plan.maxVision} / ${plan.maxText}`);
+  t.is(plan.oversizeIndex.length, 400);
+  t.is(plan.droppedIndex.length, 0);
+  const m = batchMetrics(plan, s);
+  t.true(Math.abs(m.samplesPerPack - 4.5) <= 0.45, `samples per pack ${m.samplesPerPack}`);
+  // Explicit caps are hard limits: the same samples are dropped and reported instead.
+  const hard = balanceBatches(s, { dp: 8, maxVision: plan.maxVision, maxText: plan.maxText, seed: 1, tail: 'keep-partial' });
+  t.is(hard.oversizeIndex.length, 0);
+  t.is(hard.droppedIndex.length, 400);
+});
+
+test('dp x accum is bounded: a coded error, never an out-of-memory or an empty plan', (t) => {
+  const s = syntheticSamples(8, 1);
+  for (const [dp, accum] of [[65536, 65536], [65536, 65537], [1 << 20, 2]]) {
+    const e = thrown(() => planBatches(s, { dp, accum, samplesPerPack: 2, tail: 'pad' }));
+    t.is(e.code, 'ERR_OMNIBAL_OUT_OF_RANGE', `${dp} x ${accum}`);
+    t.regex(e.message, /^accum times dp must be at most 1048576/);
+  }
+  const ok = planBatches(s, { dp: 1024, accum: 1024, samplesPerPack: 2, tail: 'pad' });
+  t.is(ok.steps, 1);
+  t.is(ok.rankOffsets.length, 1024 + 1);
+});
+
+test('metrics: the slowest rank\'s cost excess per step, median and p99 (nearest rank)', (t) => {
+  const s = syntheticSamples(20000, 4);
+  const cost = { a: 1, b: 1 / 73728 };
+  const plan = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, costA: cost.a, costB: cost.b, seed: 2 });
+  const m = batchMetrics(plan, s, cost);
+  const sorted = Float64Array.from(m.stepCostExcess).sort();
+  t.is(sorted.length, m.steps);
+  t.is(m.costExcessMedian, sorted[Math.ceil(0.5 * sorted.length) - 1]);
+  t.is(m.costExcessP99, sorted[Math.ceil(0.99 * sorted.length) - 1]);
+  t.true(m.costExcessMedian >= 0 && m.costExcessMedian <= m.costExcessP99);
+  const tokensOnly = batchMetrics(balanceBatches(s, { dp: 8, samplesPerPack: 4.5, seed: 2 }), s, cost);
+  t.true(m.costExcessP99 < tokensOnly.costExcessP99, `${m.costExcessP99} vs ${tokensOnly.costExcessP99}`);
 });

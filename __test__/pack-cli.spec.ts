@@ -40,7 +40,24 @@ test('--json writes the plan, its dropped samples and metrics as one object', (t
   for (const step of out.steps) for (const rank of step) for (const mb of rank) for (const i of mb) seen.add(i);
   for (const d of out.dropped) seen.add(d.index);
   t.is(seen.size, 400);
-  for (const key of ['padRatio', 'visionDist', 'textDist', 'costDist', 'samplesPerPack', 'packs', 'steps']) t.is(typeof out.metrics[key], 'number');
+  for (const key of ['padRatio', 'visionDist', 'textDist', 'costDist', 'samplesPerPack', 'packs', 'steps', 'costExcessMedian', 'costExcessP99', 'oversize']) {
+    t.is(typeof out.metrics[key], 'number', key);
+  }
+  // The default cost is the default model's step-time cost: t + t^2 / (12 h), InternLM2-20B's h = 6144.
+  t.is(out.params.model, 'internvl-chat-1.5');
+  t.is(out.params.costA, 1);
+  t.is(out.params.costB, 1 / (12 * 6144));
+});
+
+test('--model sets the step-time cost from its LLM; --cost-b overrides it', (t) => {
+  const llava = JSON.parse(omnibal(['pack', '--input', small, '--dp', '4', '--samples-per-pack', '4', '--model', 'llava-1.5-7b', '--json']).stdout);
+  t.is(llava.params.costB, 1 / (12 * 4096));
+  const tokens = JSON.parse(omnibal(['pack', '--input', small, '--dp', '4', '--samples-per-pack', '4', '--cost-b', '0', '--json']).stdout);
+  t.is(tokens.params.costB, 0);
+  const table = omnibal(['pack', '--input', small, '--dp', '4', '--samples-per-pack', '4']);
+  t.is(table.status, 0, table.stderr);
+  t.regex(table.stdout, /internvl-chat-1\.5's LLM, hidden 6144/);
+  t.regex(table.stdout, /a prediction of the step time lost/);
 });
 
 test('--out writes the JSON to a file and the summary to stdout', (t) => {
@@ -65,6 +82,8 @@ const badRuns: [string, string[], RegExp][] = [
   ['caps below every sample', base('4', '--max-vision', '0', '--max-text', '10'), /ERR_OMNIBAL_CAP_TOO_SMALL/],
   ['too few samples for a step', base('5000', '--samples-per-pack', '4'), /ERR_OMNIBAL_TOO_FEW_SAMPLES/],
   ['no size option', base('4'), /ERR_OMNIBAL_INVALID_OPTIONS/],
+  ['unknown model', base('4', '--samples-per-pack', '4', '--model', 'gpt-5'), /ERR_OMNIBAL_UNKNOWN_PRESET/],
+  ['dp x accum over the bound', base('65536', '--samples-per-pack', '4', '--accum', '65537', '--tail', 'pad'), /accum times dp must be at most 1048576 .*ERR_OMNIBAL_OUT_OF_RANGE/],
   ['a missing file', ['pack', '--input', path.join(dir, 'missing.json'), '--dp', '4', '--samples-per-pack', '4'], /ERR_OMNIBAL_PARSE/],
 ];
 

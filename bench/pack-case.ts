@@ -1,7 +1,9 @@
 // One benchmark case of `npm run bench -- pack`, in its own process so its peak RSS is its own.
 // Usage: node --import tsx bench/pack-case.ts IMPL DATA   (prints one JSON line)
-//   IMPL: native | native-cost | js | bin-packer | native-isf | native-random | native-length-grouped
-//   DATA: real | synthetic:N
+//   IMPL: native | native-cost | native-model | js | bin-packer | native-isf | native-random | native-length-grouped,
+//         optionally suffixed @DP (data-parallel ranks, default 8)
+//   DATA: real | synthetic:N | skewed:N (1% of samples at 40 tiles, 16-18k tokens) |
+//         heavytext:N (3% of samples' text stretched 4-16x)
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
 import { firstFitDecreasing } from 'bin-packer';
@@ -14,9 +16,15 @@ import { Rng } from '../src/random/rng';
 import { syntheticSamples } from '../src/data/synthetic';
 import { readSamples } from '../src/io/samples';
 import type * as Native from '../bindings';
+import { modelTextCost, DEFAULT_COST_MODEL } from '../src/data/model-cost';
+import { planStep } from '../src/data/plan';
 
-const [impl, data] = process.argv.slice(2);
-const DP = 8;
+const [implArg, data] = process.argv.slice(2);
+const [impl, dpArg] = implArg.split('@');
+const DP = dpArg ? Number(dpArg) : 8;
+/** The default step-time cost (the default plan's LLM). */
+const MODEL_COST = modelTextCost(DEFAULT_COST_MODEL);
+let labels: Uint8Array | undefined;
 const B = 4.5;
 
 async function load(): Promise<Samples> {
@@ -24,9 +32,24 @@ async function load(): Promise<Samples> {
     const dir = process.env.OMNIBAL_SHARED_LENGTHS ?? path.resolve(__dirname, '..', '..', 'shared', 'data', 'lengths');
     const files = ['ai2d_train_12k.json', 'chartqa_train_18k.json', 'synthdog_en.json'].map((f) => path.join(dir, f));
     if (!files.every((f) => existsSync(f))) throw new Error(`real data not found in ${dir}`);
+    const sizes = await Promise.all(files.map(async (f) => (await readSamples([f])).text.length));
+    labels = new Uint8Array(sizes.reduce((a, b) => a + b, 0));
+    let at = 0;
+    sizes.forEach((n, d) => labels!.fill(d, at, (at += n)));
     return readSamples(files);
   }
-  return syntheticSamples(Number(data.split(':')[1]), 1);
+  const [kind, n] = data.split(':');
+  const s = syntheticSamples(Number(n), 1);
+  const rng = new Rng(99);
+  if (kind === 'skewed') {
+    for (let i = 0; i < s.text.length; i += 100) {
+      s.vision[i] = 40;
+      s.text[i] = 16000 + rng.below(2001);
+    }
+  } else if (kind === 'heavytext') {
+    for (let i = 0; i < s.text.length; i++) if (rng.below(100) < 3) s.text[i] *= 4 + rng.below(13);
+  }
+  return s;
 }
 
 /** bin-packer's first-fit-decreasing on text tokens (its pure-JS peer), bins dealt at random. */
@@ -42,6 +65,22 @@ function binPacker(s: Samples): BatchPlan {
   return { strategy: 'balanced', ...assemble(packs, order, DP, 1, 'drop', true, undefined, dropped) };
 }
 
+/** Largest over datasets of (SD over steps of its share of a step's samples) / (the same for i.i.d. steps of the same sizes). */
+function shareSdRatio(plan: BatchPlan, label: Uint8Array): number {
+  const steps: number[][] = [];
+  for (let st = 0; st < plan.steps; st++) steps.push(planStep(plan, st).flatMap((rank) => rank.flatMap((mb) => Array.from(mb))));
+  const order = Array.from(label.keys());
+  shuffleInPlace(order, new Rng(7));
+  let at = 0;
+  const iid = steps.map((st) => order.slice(at, (at += st.length)));
+  const sd = (groups: number[][], d: number) => {
+    const shares = groups.map((g) => g.filter((i) => label[i] === d).length / g.length);
+    const mean = shares.reduce((a, b) => a + b, 0) / shares.length;
+    return Math.sqrt(shares.reduce((a, x) => a + (x - mean) ** 2, 0) / shares.length);
+  };
+  return Math.max(...[0, 1, 2].map((d) => sd(steps, d) / sd(iid, d)));
+}
+
 async function main(): Promise<void> {
   const s = await load();
   const native = impl.startsWith('native') ? (require('../bindings.js') as typeof Native) : undefined;
@@ -49,6 +88,7 @@ async function main(): Promise<void> {
   const started = process.hrtime.bigint();
   let plan: BatchPlan;
   if (impl === 'native') plan = native!.planBatches(s.vision, s.text, options) as BatchPlan;
+  else if (impl === 'native-model') plan = native!.planBatches(s.vision, s.text, { ...options, costA: MODEL_COST.a, costB: MODEL_COST.b }) as BatchPlan;
   else if (impl === 'native-cost') plan = native!.planBatches(s.vision, s.text, { ...options, costB: 1 / 4096 }) as BatchPlan;
   else if (impl.startsWith('native-')) plan = native!.planBatches(s.vision, s.text, { ...options, strategy: impl.slice(7) }) as BatchPlan;
   else if (impl === 'js') plan = jsBackend.planBatches(s.vision, s.text, options) as BatchPlan;
@@ -57,9 +97,11 @@ async function main(): Promise<void> {
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   const m = batchMetricsTwin(plan, s.vision, s.text, { a: 1, b: 0 });
   const mc = batchMetricsTwin(plan, s.vision, s.text, { a: 1, b: 1 / 4096 });
+  const mm = batchMetricsTwin(plan, s.vision, s.text, MODEL_COST);
   const rssMB = process.resourceUsage().maxRSS / 1024;
+  const shareSd = labels ? shareSdRatio(plan, labels) : null;
   process.stdout.write(
-    `${JSON.stringify({ impl, data, samples: s.text.length, ms, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped })}\n`,
+    `${JSON.stringify({ impl, data, samples: s.text.length, ms, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped, excessMedian: mm.costExcessMedian, excessP99: mm.costExcessP99, shareSd, oversize: plan.oversizeIndex?.length ?? 0, dp: DP })}\n`,
   );
 }
 

@@ -12,6 +12,7 @@ import type { Samples } from '../data/samples';
 import type { PlanBatchesOptions, Strategy } from '../data/strategy';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad } from '../data/load';
+import { DEFAULT_COST_MODEL, modelTextCost } from '../data/model-cost';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples, SAMPLES_FORMATS, type SamplesFormat, type SamplesStream } from '../io/samples';
 import { stdoutIsClosed, writeOutput, writeStdout } from './output';
@@ -36,6 +37,7 @@ interface PackFlags {
   tail?: string;
   costA?: number;
   costB?: number;
+  model: string;
   compare?: boolean;
   json?: boolean;
   out?: string;
@@ -65,6 +67,9 @@ export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Recor
       samplesPerPack: metrics.samplesPerPack,
       packs: metrics.packs,
       steps: metrics.steps,
+      costExcessMedian: metrics.costExcessMedian,
+      costExcessP99: metrics.costExcessP99,
+      oversize: plan.oversizeIndex.length,
       warnings,
     },
   };
@@ -104,6 +109,10 @@ async function loadSamples(flags: PackFlags): Promise<{ samples: Samples; source
 
 async function runPack(flags: PackFlags): Promise<void> {
   const { samples, source } = await loadSamples(flags);
+  // The step-time cost of the model's LLM unless costA/costB are given (see data/model-cost.ts).
+  const modelCost = modelTextCost(flags.model);
+  flags.costA ??= modelCost.a;
+  flags.costB ??= modelCost.b;
   const options: PlanBatchesOptions = {
     strategy: flags.strategy as Strategy,
     dp: flags.dp,
@@ -139,8 +148,9 @@ async function runPack(flags: PackFlags): Promise<void> {
     seed: flags.seed ?? 0,
     epoch: flags.epoch ?? 0,
     tail: main.plan.tail,
-    costA: flags.costA ?? 1,
-    costB: flags.costB ?? 0,
+    model: flags.model,
+    costA: flags.costA,
+    costB: flags.costB,
     inputs: flags.synthetic !== undefined ? { synthetic: flags.synthetic } : flags.input,
   };
   const warnings = planWarnings(main.plan, main.metrics, samples.text.length, flags.samplesPerPack);
@@ -162,14 +172,16 @@ async function runPack(flags: PackFlags): Promise<void> {
     fmt(m.visionDist, 5),
     fmt(m.textDist, 5),
     fmt(m.costDist, 5),
+    `${fmt(100 * m.costExcessMedian, 2)}% / ${fmt(100 * m.costExcessP99, 2)}%`,
     dropSummary(plan),
+    plan.oversizeIndex.length,
     fmt(ms, 0),
   ]);
   await writeStdout(
     `${head}\n\n${formatTable(
-      ['strategy', 'size (vision/text)', 'steps', 'packs', 'samples/pack', 'pad', 'vision dist', 'text dist', 'cost dist', 'dropped', 'ms'],
+      ['strategy', 'size (vision/text)', 'steps', 'packs', 'samples/pack', 'pad', 'vision dist', 'text dist', 'cost dist', 'slowest rank + (median / p99)', 'dropped', 'own micro-batch', 'ms'],
       rows,
-    )}\n\ndist = mean over steps of sum_r (max - load_r) / (max * dp): the share of rank time spent waiting.\n`,
+    )}\n\ndist = mean over steps of sum_r (max - load_r) / (max * dp): the share of rank time spent waiting.\ncost = ${flags.costA} * tokens + ${flags.costB.toPrecision(4)} * sum(len^2) per micro-batch${flags.costB === modelCost.b && flags.costA === modelCost.a ? ` (${flags.model}'s LLM, hidden ${modelCost.llmHidden}: causal-attention FLOPs ratio)` : ''}; slowest rank + = max / mean - 1 of that cost per step, a prediction of the step time lost to imbalance assuming compute-bound ranks.\nown micro-batch = samples over the caps derived from --samples-per-pack, each packed alone in steps of such micro-batches.\n`,
   );
 }
 
@@ -190,8 +202,9 @@ export function registerPack(program: Command): void {
     .option('--seed <s>', 'seed', num)
     .option('--epoch <e>', 'epoch', num)
     .option('--tail <policy>', `the last incomplete step: ${TAILS.join(', ')} (default drop)`)
+    .option('--model <name>', 'VLM preset whose LLM sets the default text cost t + t^2/(12 h) (presets/models.json)', DEFAULT_COST_MODEL)
     .option('--cost-a <a>', 'text cost per token (default 1)', num)
-    .option('--cost-b <b>', 'text cost per squared sample length (default 0)', num)
+    .option('--cost-b <b>', "text cost per squared sample length (default 1/(12 h) for --model's LLM)", num)
     .option('--compare', 'plan with every strategy and print them side by side')
     .option('--json', 'write one JSON object (the plan, its metrics and parameters)')
     .option('--out <file>', 'write the JSON plan to this file')

@@ -9,10 +9,30 @@ import { shuffleInPlace } from '../random/permutation';
 import { Rng } from '../random/rng';
 import { costWeights, type TextCost } from './cost';
 import { assemble, Packs, type AssembledPlan, type Tail } from './plan';
-import { splitByCaps, type Caps } from './samples';
+import { DROP_CODE, splitByCaps, type Caps } from './samples';
+import { checkStepSize } from './step-size';
 
 /** Stream purpose of the step order. */
 export const STEP_ORDER_PURPOSE = 1048575;
+/** Stream purpose of the choice of the tail's packs. */
+export const TAIL_PURPOSE = 1048574;
+/** Stream purpose of the random draw of packs into steps. */
+export const DRAW_PURPOSE = 1048573;
+/** Pairing passes over each vision class of packs. */
+export const EQUALIZE_PASSES = 8;
+/** Pairing passes inside each step. */
+export const STEP_PASSES = 2;
+/** Partners a pairing pass tries, on either side, for a pair that admits no swap. */
+export const PAIR_PARTNERS = 4;
+/** Cheaper packs a greedy swap tries for the costliest one. */
+export const GREEDY_PARTNERS = 16;
+/** Cheap packs the greedy phase looks at for each swap. */
+export const GREEDY_SCAN = 64;
+/** Greedy swaps per step: `min(8 m + 32, this)`. */
+export const GREEDY_SWAPS = 1 << 30;
+
+/** What happens to a sample over a cap: a micro-batch of its own, or left out. */
+export type Oversize = 'own-micro-batch' | 'drop';
 
 /** Parameters of the balanced planner, all set. */
 export interface BalanceParams {
@@ -27,6 +47,7 @@ export interface BalanceParams {
   epoch: number;
   cost: TextCost;
   tail: Tail;
+  oversize: Oversize;
 }
 
 interface OpenPack {
@@ -77,52 +98,187 @@ function pack(vision: Uint32Array, text: Uint32Array, pool: number[], p: Balance
   return out;
 }
 
-function balanceStep(packs: Packs, start: number, end: number, vision: Uint32Array, text: Uint32Array, w: Float64Array, capT: number): void {
-  const m = end - start;
-  const wsum = new Array<number>(m).fill(0);
-  const tsum = new Array<number>(m).fill(0);
-  for (let k = 0; k < m; k++) {
-    for (let q = packs.offsets[start + k]; q < packs.offsets[start + k + 1]; q++) {
-      wsum[k] += w[packs.items[q]];
-      tsum[k] += text[packs.items[q]];
-    }
-  }
-  const byLoad = Array.from({ length: m }, (_, k) => k);
-  for (let iter = 0; iter < 8 * m + 32; iter++) {
-    let hi = 0;
-    for (let k = 1; k < m; k++) if (wsum[k] > wsum[hi]) hi = k;
-    byLoad.sort((x, y) => wsum[x] - wsum[y] || x - y);
-    let swapped = false;
-    for (const lo of byLoad) {
-      if (wsum[lo] >= wsum[hi]) break;
-      const gap = wsum[hi] - wsum[lo];
-      let best: [number, number, number] | undefined;
-      for (let xi = packs.offsets[start + hi]; xi < packs.offsets[start + hi + 1]; xi++) {
-        const x = packs.items[xi];
-        for (let yi = packs.offsets[start + lo]; yi < packs.offsets[start + lo + 1]; yi++) {
-          const y = packs.items[yi];
-          if (vision[x] !== vision[y] || w[x] <= w[y]) continue;
-          const d = w[x] - w[y];
-          if (d >= gap || tsum[lo] - text[y] + text[x] > capT) continue;
-          const score = Math.abs(gap - 2 * d);
-          if (best === undefined || score < best[0]) best = [score, xi, yi];
+/** Per-pack sums (vision, cost weight, text). */
+interface Loads {
+  v: Float64Array;
+  w: Float64Array;
+  t: Float64Array;
+}
+
+/** Order of matched packs: vision, then cost, descending; then index. */
+function byKey(loads: Loads): (a: number, b: number) => number {
+  return (a, b) => loads.v[b] - loads.v[a] || loads.w[b] - loads.w[a] || a - b;
+}
+
+/** Ascending (cost, index). */
+function byCost(loads: Loads): (a: number, b: number) => number {
+  return (a, b) => loads.w[a] - loads.w[b] || a - b;
+}
+
+/** Twin of `SwapRules`: each packed sample's loads stored alongside `packs.items`. */
+class SwapRules {
+  constructor(
+    readonly v: Float64Array,
+    readonly w: Float64Array,
+    readonly t: Float64Array,
+    readonly capT: number,
+  ) {}
+
+  swap(packs: Packs, loads: Loads, hi: number, lo: number): boolean {
+    const gap = loads.w[hi] - loads.w[lo];
+    const room = this.capT - Math.min(loads.t[lo], this.capT);
+    let bestScore = -1;
+    let bx = -1;
+    let by = -1;
+    for (let xi = packs.offsets[hi]; xi < packs.offsets[hi + 1]; xi++) {
+      const vx = this.v[xi];
+      const wx = this.w[xi];
+      const tx = this.t[xi];
+      for (let yi = packs.offsets[lo]; yi < packs.offsets[lo + 1]; yi++) {
+        if (this.v[yi] !== vx || wx <= this.w[yi]) continue;
+        const d = wx - this.w[yi];
+        if (d >= gap || tx > room + this.t[yi]) continue;
+        const score = Math.abs(gap - 2 * d);
+        if (bx < 0 || score < bestScore) {
+          bestScore = score;
+          bx = xi;
+          by = yi;
         }
       }
-      if (best !== undefined) {
-        const [, xi, yi] = best;
-        const x = packs.items[xi];
-        const y = packs.items[yi];
-        wsum[hi] = wsum[hi] - w[x] + w[y];
-        wsum[lo] = wsum[lo] - w[y] + w[x];
-        tsum[hi] = tsum[hi] - text[x] + text[y];
-        tsum[lo] = tsum[lo] - text[y] + text[x];
-        packs.items[xi] = y;
-        packs.items[yi] = x;
-        swapped = true;
-        break;
-      }
     }
-    if (!swapped) break;
+    if (bx < 0) return false;
+    const dw = this.w[bx] - this.w[by];
+    const dt = this.t[bx] - this.t[by];
+    loads.w[hi] -= dw;
+    loads.w[lo] += dw;
+    loads.t[hi] -= dt;
+    loads.t[lo] += dt;
+    for (const a of [packs.items, this.v, this.w, this.t] as { [i: number]: number }[]) {
+      const tmp = a[bx];
+      a[bx] = a[by];
+      a[by] = tmp;
+    }
+    return true;
+  }
+
+  /** Twin of `SwapRules::pair_passes` (sorts `group[start..end)` in place). */
+  pairPasses(packs: Packs, loads: Loads, group: number[], start: number, end: number, passes: number): void {
+    const g = end - start;
+    const half = Math.floor(g / 2);
+    const cmp = byCost(loads);
+    for (let pass = 0; pass < passes; pass++) {
+      const sorted = group.slice(start, end).sort(cmp);
+      for (let j = 0; j < g; j++) group[start + j] = sorted[j];
+      const mirror = pass % 2 === 0;
+      const hiAt = (j: number) => start + (mirror ? g - 1 - j : half + j);
+      let swapped = false;
+      for (let j = 0; j < half; j++) {
+        const lo = group[start + j];
+        const hi = group[hiAt(j)];
+        if (loads.w[hi] <= loads.w[lo]) {
+          if (mirror) break;
+          continue;
+        }
+        if (this.swap(packs, loads, hi, lo)) {
+          swapped = true;
+          continue;
+        }
+        if (!mirror) continue;
+        for (let t = 1; t < Math.min(PAIR_PARTNERS, half - j); t++) {
+          const lo2 = group[start + j + t];
+          const hi2 = group[hiAt(j + t)];
+          if (loads.w[hi] > loads.w[lo2] && this.swap(packs, loads, hi, lo2)) {
+            swapped = true;
+            break;
+          }
+          if (loads.w[hi2] > loads.w[lo] && this.swap(packs, loads, hi2, lo)) {
+            swapped = true;
+            break;
+          }
+        }
+      }
+      if (!swapped && mirror) break;
+    }
+  }
+
+  /** Twin of `SwapRules::greedy`. */
+  greedy(packs: Packs, loads: Loads, group: number[], iterations: number): void {
+    const asc = group.slice().sort(byCost(loads));
+    const heap = new MaxHeap();
+    for (const k of group) heap.push(loads.w[k], k);
+    let done = 0;
+    for (;;) {
+      const top = heap.pop();
+      if (top === undefined) break;
+      const [wk, hi] = top;
+      if (wk !== loads.w[hi]) continue;
+      if (done === iterations) break;
+      done++;
+      let tried = 0;
+      let swappedWith = -1;
+      for (let q = 0; q < Math.min(asc.length, GREEDY_SCAN); q++) {
+        const lo = asc[q];
+        if (loads.w[lo] >= loads.w[hi]) continue;
+        if (this.swap(packs, loads, hi, lo)) {
+          swappedWith = lo;
+          break;
+        }
+        if (++tried === GREEDY_PARTNERS) break;
+      }
+      if (swappedWith < 0) break;
+      heap.push(loads.w[hi], hi);
+      heap.push(loads.w[swappedWith], swappedWith);
+    }
+  }
+}
+
+/** Twin of the core's `MaxHeap` of (cost, pack) entries. */
+class MaxHeap {
+  private w: number[] = [];
+  private k: number[] = [];
+
+  private greater(a: number, b: number): boolean {
+    return this.w[a] > this.w[b] || (this.w[a] === this.w[b] && this.k[a] > this.k[b]);
+  }
+
+  private swapAt(a: number, b: number): void {
+    [this.w[a], this.w[b]] = [this.w[b], this.w[a]];
+    [this.k[a], this.k[b]] = [this.k[b], this.k[a]];
+  }
+
+  push(w: number, k: number): void {
+    this.w.push(w);
+    this.k.push(k);
+    let i = this.w.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.greater(i, parent)) break;
+      this.swapAt(parent, i);
+      i = parent;
+    }
+  }
+
+  pop(): [number, number] | undefined {
+    if (this.w.length === 0) return undefined;
+    const top: [number, number] = [this.w[0], this.k[0]];
+    const lw = this.w.pop()!;
+    const lk = this.k.pop()!;
+    const n = this.w.length;
+    if (n === 0) return top;
+    this.w[0] = lw;
+    this.k[0] = lk;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let big = i;
+      if (l < n && this.greater(l, big)) big = l;
+      if (r < n && this.greater(r, big)) big = r;
+      if (big === i) break;
+      this.swapAt(i, big);
+      i = big;
+    }
+    return top;
   }
 }
 
@@ -132,55 +288,96 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   if (p.accum === 0) throw outOfRange('accum', 'must be at least 1, got 0');
   if (p.rounds === 0) throw outOfRange('rounds', 'must be at least 1, got 0');
   if (p.openPacks === 0) throw outOfRange('openPacks', 'must be at least 1, got 0');
-  const split = splitByCaps(vision, text, p.caps);
-  const accepted = pack(vision, text, split.fit, p);
+  checkStepSize(p.dp, p.accum);
+  const m = p.dp * p.accum;
+  // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
+  let split: { fit: number[]; dropped: [number, number][] };
+  const oversize: number[] = [];
+  if (p.oversize === 'own-micro-batch') {
+    split = { fit: [], dropped: [] };
+    for (let i = 0; i < text.length; i++) {
+      if (vision[i] <= p.caps.maxVision && text[i] <= p.caps.maxText) split.fit.push(i);
+      else oversize.push(i);
+    }
+  } else split = splitByCaps(vision, text, p.caps);
+  const packs = pack(vision, text, split.fit, p);
+  const normal = packs.length;
+  for (const i of oversize) packs.push([i]);
 
   const w = costWeights(p.cost, text);
-  const byLoad: [number, number, number][] = [];
-  for (let k = 0; k < accepted.length; k++) {
-    let v = 0;
-    let ws = 0;
-    for (let q = accepted.offsets[k]; q < accepted.offsets[k + 1]; q++) {
-      v += vision[accepted.items[q]];
-      ws += w[accepted.items[q]];
+  const n = packs.length;
+  const loads: Loads = { v: new Float64Array(n), w: new Float64Array(n), t: new Float64Array(n) };
+  for (let k = 0; k < n; k++) {
+    for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) {
+      const i = packs.items[q];
+      loads.v[k] += vision[i];
+      loads.w[k] += w[i];
+      loads.t[k] += text[i];
     }
-    byLoad.push([v, ws, k]);
   }
-  byLoad.sort((a, b) => b[0] - a[0] || b[1] - a[1] || a[2] - b[2]);
-  const ordered = new Packs();
-  for (const [, , k] of byLoad) ordered.push(accepted.get(k));
+  const items = packs.items;
+  const rules = new SwapRules(
+    Float64Array.from(items, (i) => vision[i]),
+    Float64Array.from(items, (i) => w[i]),
+    Float64Array.from(items, (i) => text[i]),
+    p.caps.maxText,
+  );
 
-  const m = p.dp * p.accum;
-  const n = ordered.length;
-  for (let s = 0; s * m < n; s++) {
-    balanceStep(ordered, s * m, Math.min((s + 1) * m, n), vision, text, w, p.caps.maxText);
+  // Equalize the packs of each vision class.
+  const byVision = Array.from({ length: normal }, (_, k) => k).sort((a, b) => loads.v[b] - loads.v[a] || a - b);
+  for (let start = 0; start < byVision.length; ) {
+    let end = start;
+    while (end < byVision.length && loads.v[byVision[end]] === loads.v[byVision[start]]) end++;
+    rules.pairPasses(packs, loads, byVision, start, end, EQUALIZE_PASSES);
+    start = end;
   }
 
-  const full = Math.floor(n / m);
-  const stepOrder = Array.from({ length: full }, (_, s) => s);
+  // A random tail, then a random draw grouped by vision sum, cut into steps.
+  let drawn = Array.from({ length: normal }, (_, k) => k);
+  shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
+  let tail = drawn.slice(normal - (normal % m));
+  drawn = drawn.slice(0, normal - (normal % m));
+  shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
+  drawn.sort((a, b) => loads.v[b] - loads.v[a]);
+  const key = byKey(loads);
+  const over = Array.from({ length: n - normal }, (_, k) => normal + k).sort(key);
+  const overWhole = over.length - (over.length % m);
+  for (let q = overWhole; q < over.length; q++) tail.push(over[q]);
+  for (let q = 0; q < overWhole; q++) drawn.push(over[q]);
+  if (tail.length >= m) {
+    tail.sort(key);
+    const whole = tail.length - (tail.length % m);
+    for (let q = 0; q < whole; q++) drawn.push(tail[q]);
+    tail = tail.slice(whole);
+  }
+  const steps = drawn.length / m;
+  for (let s = 0; s < steps; s++) {
+    rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
+    rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS));
+  }
+
+  // Deal each step's packs to ranks; order the steps.
+  const stepOrder = Array.from({ length: steps }, (_, s) => s);
   shuffleInPlace(stepOrder, Rng.forEpoch(p.seed, p.epoch, STEP_ORDER_PURPOSE));
   const order: number[] = [];
+  const dp = p.dp;
+  const rankOf = (j: number) => (Math.floor(j / dp) % 2 === 0 ? j % dp : dp - 1 - (j % dp));
   for (const s of stepOrder) {
-    const base = s * m;
+    const step = drawn.slice(s * m, (s + 1) * m);
     if (p.accum === 1) {
-      for (let k = base; k < base + m; k++) order.push(k);
+      for (const k of step) order.push(k);
       continue;
     }
-    const dealt: [number, number, number][] = [];
-    for (let k = base; k < base + m; k++) {
-      let ws = 0;
-      let vs = 0;
-      for (let q = ordered.offsets[k]; q < ordered.offsets[k + 1]; q++) {
-        ws += w[ordered.items[q]];
-        vs += vision[ordered.items[q]];
-      }
-      dealt.push([vs, ws, k]);
-    }
-    dealt.sort((a, b) => b[0] - a[0] || b[1] - a[1] || a[2] - b[2]);
-    const dp = p.dp;
-    const rankOf = (j: number) => (Math.floor(j / dp) % 2 === 0 ? j % dp : dp - 1 - (j % dp));
-    for (let r = 0; r < dp; r++) for (let j = 0; j < m; j++) if (rankOf(j) === r) order.push(dealt[j][2]);
+    const dealt = step.sort(key);
+    const byRank = Array.from({ length: m }, (_, j) => j).sort((a, b) => rankOf(a) - rankOf(b) || a - b);
+    for (const j of byRank) order.push(dealt[j]);
   }
-  for (let k = full * m; k < n; k++) order.push(k);
-  return assemble(ordered, order, p.dp, p.accum, p.tail, true, p.caps, split.dropped);
+  for (const k of tail) order.push(k);
+  const plan = assemble(packs, order, p.dp, p.accum, p.tail, true, p.caps, split.dropped);
+  if (oversize.length > 0) {
+    const gone = new Set<number>();
+    for (let q = 0; q < plan.droppedIndex.length; q++) if (plan.droppedReason[q] === DROP_CODE.tail) gone.add(plan.droppedIndex[q]);
+    plan.oversizeIndex = Uint32Array.from(oversize.filter((i) => !gone.has(i)));
+  }
+  return plan;
 }

@@ -31,6 +31,30 @@ export interface BatchMetrics {
   stepTextDist: Float64Array;
 /** Cost dist of each step. */
   stepCostDist: Float64Array;
+  /** Median over steps of the slowest rank's excess cost over the step's mean (`max / mean - 1`). */
+  costExcessMedian: number;
+  /** 99th percentile (nearest rank) of the same. */
+  costExcessP99: number;
+  /** The slowest rank's excess cost of each step. */
+  stepCostExcess: Float64Array;
+}
+
+function excess(loads: number[]): number {
+  let max = 0;
+  let sum = 0;
+  for (const l of loads) {
+    max = Math.max(max, l);
+    sum += l;
+  }
+  return sum <= 0 ? 0 : (max * loads.length) / sum - 1;
+}
+
+/** The `q`-quantile of `xs` by nearest rank (twin of `nearest_rank`). */
+export function nearestRank(xs: Float64Array, q: number): number {
+  if (xs.length === 0) return 0;
+  const sorted = Float64Array.from(xs).sort();
+  const rank = Math.min(Math.max(Math.ceil(q * sorted.length), 1), sorted.length);
+  return sorted[rank - 1];
 }
 
 /** The parts of a plan that metrics read. */
@@ -86,6 +110,7 @@ export function batchMetricsTwin(plan: PlanArrays, vision: Uint32Array, text: Ui
   const sv = new Float64Array(steps);
   const st = new Float64Array(steps);
   const sc = new Float64Array(steps);
+  const se = new Float64Array(steps);
   const lv = new Array<number>(dp).fill(0);
   const lt = new Array<number>(dp).fill(0);
   const lc = new Array<number>(dp).fill(0);
@@ -115,6 +140,7 @@ export function batchMetricsTwin(plan: PlanArrays, vision: Uint32Array, text: Ui
     sv[s] = dist(lv);
     st[s] = dist(lt);
     sc[s] = dist(lc);
+    se[s] = excess(lc);
   }
   const mean = (xs: Float64Array) => {
     if (xs.length === 0) return 0;
@@ -134,5 +160,8 @@ export function batchMetricsTwin(plan: PlanArrays, vision: Uint32Array, text: Ui
     stepVisionDist: sv,
     stepTextDist: st,
     stepCostDist: sc,
+    costExcessMedian: nearestRank(se, 0.5),
+    costExcessP99: nearestRank(se, 0.99),
+    stepCostExcess: se,
   };
 }

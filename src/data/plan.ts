@@ -62,6 +62,11 @@ export interface BatchPlan {
   droppedIndex: Uint32Array;
 /** Why each was left out: a 1-based index into `DROP_REASONS`. */
   droppedReason: Uint8Array;
+  /**
+   * Samples over a cap that the plan holds in micro-batches of their own, ascending (`balanced`
+   * with caps derived from `samplesPerPack`); such a micro-batch exceeds `maxVision` or `maxText`.
+   */
+  oversizeIndex: Uint32Array;
 }
 
 /** Packs as one flat list with offsets (twin of `Packs`). */
@@ -153,6 +158,7 @@ export function assemble(
     padding: Uint8Array.from(padding),
     droppedIndex: Uint32Array.from(dropped, (d) => d[0]),
     droppedReason: Uint8Array.from(dropped, (d) => d[1]),
+    oversizeIndex: new Uint32Array(0),
   };
 }
 

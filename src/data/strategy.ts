@@ -14,7 +14,9 @@ import { textCost, type TextCost } from './cost';
 import { referenceIsfParams } from './isf';
 import { searchIsfArgumentsTwin } from './isf-search';
 import { parseTail, type BatchPlan, type Tail } from './plan';
-import { capsForSamplesPerPack, checkSamples, means, roundHalfUp, type Caps } from './samples';
+import { capsForTarget } from './caps';
+import { checkSamples, means, roundHalfUp, type Caps } from './samples';
+import { checkStepSize } from './step-size';
 
 /** A batching strategy: `balanced` (the default), or a baseline to compare with. */
 export type Strategy = BatchPlan['strategy'];
@@ -36,8 +38,10 @@ export interface PlanBatchesOptions {
   /** Micro-batches per rank per step (gradient accumulation); default 1. */
   accum?: number;
   /**
-   * Wanted mean samples per micro-batch. `balanced` derives caps from it (vision cap = `B` x mean
-   * vision rounded, plus one; text cap = 1.25 x `B` x mean text rounded up to 128); `isf` runs the reference
+   * Wanted mean samples per micro-batch. `balanced` derives caps from it and the typical sample
+   * (vision cap = `B` x mean vision rounded, plus one; text cap = 1.25 x `B` x mean text rounded up
+   * to 128; means over the samples that fit), and gives each sample over them a micro-batch of its
+   * own (listed in `oversizeIndex`), so outliers neither inflate every pack nor get lost; `isf` runs the reference
    * argument search; the padded baselines use it, rounded, as their batch size.
    */
   samplesPerPack?: number;
@@ -132,9 +136,10 @@ export function resolvePlanOptions(o: PlanBatchesOptions): ResolvedPlanOptions {
 export function planBatchesTwin(vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions): BatchPlan {
   checkSamples(vision, text);
   const o = resolvePlanOptions(options);
+  checkStepSize(o.dp, o.accum);
   switch (o.strategy) {
     case 'balanced': {
-      const caps = 'caps' in o.size ? o.size.caps : capsForSamplesPerPack(vision, text, o.size.samplesPerPack);
+      const caps = 'caps' in o.size ? o.size.caps : capsForTarget(vision, text, o.size.samplesPerPack);
       const plan = balanceBatchesTwin(vision, text, {
         dp: o.dp,
         accum: o.accum,
@@ -142,11 +147,12 @@ export function planBatchesTwin(vision: Uint32Array, text: Uint32Array, options:
         minText: o.minText ?? Math.max(caps.maxText - 128, 0),
         rounds: o.iterations ?? 4,
         openPacks: 4,
-        visionSlack: 1,
+        visionSlack: 0,
         seed: o.seed,
         epoch: o.epoch,
         cost: o.cost,
         tail: o.tail,
+        oversize: 'caps' in o.size ? 'drop' : 'own-micro-batch',
       });
       return { strategy: o.strategy, ...plan, maxVision: caps.maxVision, maxText: caps.maxText };
     }

@@ -127,6 +127,7 @@ pub struct NativeBatchPlan {
     pub padding: Uint8Array,
     pub dropped_index: Uint32Array,
     pub dropped_reason: Uint8Array,
+    pub oversize_index: Uint32Array,
 }
 
 fn split_dropped(dropped: &[(u32, DropReason)]) -> (Uint32Array, Uint8Array) {
@@ -153,6 +154,7 @@ fn to_js_plan(strategy: Strategy, plan: BatchPlan, size: ResolvedSize) -> Native
         padding: Uint8Array::new(plan.padding),
         dropped_index,
         dropped_reason,
+        oversize_index: Uint32Array::new(plan.oversize),
     }
 }
 
@@ -472,6 +474,9 @@ pub struct NativeBatchMetrics {
     pub step_vision_dist: napi::bindgen_prelude::Float64Array,
     pub step_text_dist: napi::bindgen_prelude::Float64Array,
     pub step_cost_dist: napi::bindgen_prelude::Float64Array,
+    pub cost_excess_median: f64,
+    pub cost_excess_p99: f64,
+    pub step_cost_excess: napi::bindgen_prelude::Float64Array,
 }
 
 fn run_metrics(
@@ -509,6 +514,9 @@ fn run_metrics(
         step_vision_dist,
         step_text_dist,
         step_cost_dist,
+        cost_excess_median,
+        cost_excess_p99,
+        step_cost_excess,
     } = batch_metrics(&p, &samples, &cost)?;
     Ok(NativeBatchMetrics {
         pad_ratio,
@@ -522,6 +530,9 @@ fn run_metrics(
         step_vision_dist: step_vision_dist.into(),
         step_text_dist: step_text_dist.into(),
         step_cost_dist: step_cost_dist.into(),
+        cost_excess_median,
+        cost_excess_p99,
+        step_cost_excess: step_cost_excess.into(),
     })
 }
 

@@ -8,6 +8,9 @@
 //!   load is tiles, text load is real tokens (padding excluded, as the paper counts tokens), and
 //!   cost load is the text cost of what runs (`a * tokens + b * sum(len^2)`, padding included
 //!   for padded micro-batches, each sample then costing as much as the longest).
+//! - Slowest-rank excess of one step on the cost load: `max_r C_r / mean_r C_r - 1`, how much
+//!   longer the step takes than a perfectly balanced one would (when the cost is the step-time
+//!   cost); reported as the median and the 99th percentile over steps (nearest rank).
 
 use super::cost::TextCost;
 use super::plan::BatchPlan;
@@ -30,6 +33,32 @@ pub struct BatchMetrics {
     pub step_vision_dist: Vec<f64>,
     pub step_text_dist: Vec<f64>,
     pub step_cost_dist: Vec<f64>,
+    /// Median over steps of the slowest rank's excess cost over the step's mean.
+    pub cost_excess_median: f64,
+    /// 99th percentile (nearest rank) of the same.
+    pub cost_excess_p99: f64,
+    pub step_cost_excess: Vec<f64>,
+}
+
+/// `max / mean - 1` of the loads, or 0 when every load is 0.
+fn excess(loads: &[f64]) -> f64 {
+    let max = loads.iter().copied().fold(0.0, f64::max);
+    let sum: f64 = loads.iter().sum();
+    if sum <= 0.0 {
+        return 0.0;
+    }
+    max * loads.len() as f64 / sum - 1.0
+}
+
+/// The `q`-quantile of `xs` by nearest rank (`sorted[ceil(q n) - 1]`), 0 for none.
+pub fn nearest_rank(xs: &[f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 /// `sum_i (max - L_i) / (max * N)`, or 0 when every load is 0.
@@ -79,6 +108,9 @@ pub fn batch_metrics(
         step_vision_dist: Vec::with_capacity(steps),
         step_text_dist: Vec::with_capacity(steps),
         step_cost_dist: Vec::with_capacity(steps),
+        cost_excess_median: 0.0,
+        cost_excess_p99: 0.0,
+        step_cost_excess: Vec::with_capacity(steps),
     };
     let (mut lv, mut lt, mut lc) = (vec![0.0; dp], vec![0.0; dp], vec![0.0; dp]);
     for s in 0..steps {
@@ -111,7 +143,10 @@ pub fn batch_metrics(
         m.step_vision_dist.push(dist(&lv));
         m.step_text_dist.push(dist(&lt));
         m.step_cost_dist.push(dist(&lc));
+        m.step_cost_excess.push(excess(&lc));
     }
+    m.cost_excess_median = nearest_rank(&m.step_cost_excess, 0.5);
+    m.cost_excess_p99 = nearest_rank(&m.step_cost_excess, 0.99);
     let mean = |xs: &[f64]| {
         if xs.is_empty() {
             0.0
@@ -140,6 +175,12 @@ mod tests {
         assert_eq!(dist(&[10.0, 10.0]), 0.0);
         assert_eq!(dist(&[10.0, 5.0]), 0.25); // (0 + 5) / (10 * 2)
         assert_eq!(dist(&[0.0, 0.0]), 0.0);
+        assert_eq!(excess(&[10.0, 5.0, 15.0]), 0.5); // 15 / 10 - 1
+        assert_eq!(excess(&[0.0, 0.0]), 0.0);
+        let xs: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(nearest_rank(&xs, 0.5), 100.0);
+        assert_eq!(nearest_rank(&xs, 0.99), 198.0);
+        assert_eq!(nearest_rank(&[], 0.5), 0.0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! that every rank in every step carries the same vision load and the same text load.
 //!
 //! - [`samples`]: the samples (struct of arrays), their checks, caps and drop reasons;
+//! - [`caps`]: caps from a wanted samples per pack, chosen from the typical sample;
 //! - [`cost`]: the load of a micro-batch (vision = tiles, text = `a * tokens + b * len^2`);
 //! - [`isf`]: the reference ISF (iterative sampling and filtering), bug-fixed;
 //! - [`isf_search`]: the reference search for ISF's caps;
@@ -13,6 +14,7 @@
 
 pub mod balance;
 pub mod baselines;
+pub mod caps;
 pub mod cost;
 pub mod isf;
 pub mod isf_search;

@@ -123,6 +123,8 @@ pub struct BatchPlan {
     pub rank_offsets: Vec<u32>,
     pub padding: Vec<u8>,
     pub dropped: Vec<(u32, DropReason)>,
+    /// Samples over a cap that the plan holds in micro-batches of their own (ascending).
+    pub oversize: Vec<u32>,
 }
 
 impl BatchPlan {
@@ -169,6 +171,7 @@ impl BatchPlan {
             rank_offsets,
             padding,
             dropped: Vec::new(),
+            oversize: Vec::new(),
         })
     }
 
@@ -234,6 +237,7 @@ pub fn assemble(
         rank_offsets: vec![0],
         padding: Vec::with_capacity(order.len() + m),
         dropped: Vec::new(),
+        oversize: Vec::new(),
     };
     let push_mb = |plan: &mut BatchPlan, pack: usize, pad: bool| {
         plan.samples.extend_from_slice(packs.get(pack));

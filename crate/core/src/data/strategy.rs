@@ -1,12 +1,13 @@
 //! One entry point for every batching strategy: options in, batch plan out.
 
-use super::balance::{balance_batches, BalanceParams};
+use super::balance::{balance_batches, BalanceParams, Oversize};
 use super::baselines::{isf_batches, length_grouped_batches, random_batches, PaddedParams};
+use super::caps::caps_for_target;
 use super::cost::TextCost;
 use super::isf::IsfParams;
 use super::isf_search::{search_isf_arguments, IsfSearchParams};
 use super::plan::{BatchPlan, Tail};
-use super::samples::{caps_for_samples_per_pack, round_half_up, Caps, Samples};
+use super::samples::{round_half_up, Caps, Samples};
 use crate::error::{number_at_least, Error};
 use crate::progress::Progress;
 
@@ -91,6 +92,21 @@ pub struct ResolvedSize {
     pub batch_size: Option<u32>,
 }
 
+/// Most micro-batches one step may hold (`dp x accum`): plans, padding and per-step work are
+/// sized by it, so it is bounded whatever the two factors are.
+pub const MAX_STEP_MICRO_BATCHES: u64 = 1 << 20;
+
+/// The error for a step of more than [`MAX_STEP_MICRO_BATCHES`] micro-batches.
+pub fn step_too_large(dp: u32, accum: u32) -> Error {
+    Error::out_of_range(
+        "accum",
+        format!(
+            "times dp must be at most {MAX_STEP_MICRO_BATCHES} micro-batches per step, got dp {dp} x accum {accum} = {}",
+            dp as u64 * accum as u64
+        ),
+    )
+}
+
 fn check_samples_per_pack(b: f64) -> Result<f64, Error> {
     number_at_least("samplesPerPack", b, 1.0)
 }
@@ -101,15 +117,20 @@ pub fn plan_batches(
     o: &PlanOptions,
     progress: &mut dyn Progress,
 ) -> Result<(BatchPlan, ResolvedSize), Error> {
+    if o.dp as u64 * o.accum as u64 > MAX_STEP_MICRO_BATCHES {
+        return Err(step_too_large(o.dp, o.accum));
+    }
     match o.strategy {
         Strategy::Balanced => {
-            let caps = match o.size {
-                Size::Caps(c) => c,
-                Size::SamplesPerPack(b) => {
-                    caps_for_samples_per_pack(samples, check_samples_per_pack(b)?)
-                }
+            let (caps, oversize) = match o.size {
+                Size::Caps(c) => (c, Oversize::Drop),
+                Size::SamplesPerPack(b) => (
+                    caps_for_target(samples, check_samples_per_pack(b)?),
+                    Oversize::OwnMicroBatch,
+                ),
             };
             let mut p = BalanceParams::new(o.dp, o.accum, caps, o.seed, o.epoch);
+            p.oversize = oversize;
             p.cost = o.cost;
             p.tail = o.tail;
             if let Some(r) = o.iterations {
