@@ -104,7 +104,9 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
     ``forwardSamplesMs``/``backwardSamplesMs`` (every timed run), ``inputBytes`` (the floating
     inputs), ``savedBytes`` (CPU: bytes saved for backward) or ``peakBytes`` (GPU: peak
     allocated during forward above what was allocated before, the output included) and
-    ``params``.
+    ``params``. On the CPU also ``cpuForwardMs``/``cpuBackwardMs`` (and their samples): the
+    thread's CPU time (``time.thread_time``), which other processes on a shared machine do not
+    inflate (meaningful with one PyTorch thread).
     """
     out = []
     for i, layer in enumerate(layers):
@@ -112,7 +114,7 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
         params = list(layer.parameters())
         dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
         cuda = dev.type == "cuda"
-        fwd, bwd = [], []
+        fwd, bwd, cfwd, cbwd = [], [], [], []
         saved = None
         peak = None
         input_bytes = 0
@@ -140,13 +142,16 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
                 torch.cuda.synchronize(dev)
                 tf, tb = e0.elapsed_time(e1), e1.elapsed_time(e2)
             else:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                     y = _first_tensor(layer(*args))
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.thread_time()
                 y.backward(None if y.dim() == 0 else torch.ones_like(y))
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.thread_time()
                 tf, tb = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+                if r >= warmup:
+                    cfwd.append((c1 - c0) * 1e3)
+                    cbwd.append((c2 - c1) * 1e3)
                 saved = counter.bytes
             del y
             if r >= warmup:
@@ -163,6 +168,7 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
         }
         if saved is not None:
             row["savedBytes"] = saved
+            row.update(cpuForwardMs=_median(cfwd), cpuBackwardMs=_median(cbwd), cpuForwardSamplesMs=cfwd, cpuBackwardSamplesMs=cbwd)
         if peak is not None:
             row["peakBytes"] = peak
         out.append(row)
@@ -267,10 +273,13 @@ def layer_inputs(spec, index, batch, device, dtype):
     return (rnd(1, batch.tokens, hl), batch)
 
 
-def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32", repeats=10, warmup=2, fit="step", seed=0, progress=None, keep_samples=False):
+def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32", repeats=10, warmup=2, fit="step", seed=0, progress=None, keep_samples=False, clock="wall"):
     """Profiles one layer of each kind of ``model`` at ``tiles`` tiles and ``tokens`` tokens
     (``samples`` packed samples) and returns the calibration document (see the module doc);
-    ``keep_samples`` adds every timed run under ``samples``."""
+    ``keep_samples`` adds every timed run under ``samples``; ``clock`` ``cpu`` (CPU only) fits
+    the thread's CPU time instead of the wall clock."""
+    if clock not in ("wall", "cpu") or (clock == "cpu" and device != "cpu"):
+        raise UsageError("--clock must be wall, or cpu with --device cpu")
     if fit not in ("step", "forward"):
         raise UsageError("--fit must be step or forward, got %r" % fit)
     if dtype not in DTYPES:
@@ -299,6 +308,8 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
     layers = []
     stage_memory = []
     for r in rows:
+        if clock == "cpu":
+            r = dict(r, forwardMs=r["cpuForwardMs"], backwardMs=r["cpuBackwardMs"], forwardSamplesMs=r["cpuForwardSamplesMs"], backwardSamplesMs=r["cpuBackwardSamplesMs"])
         entry = {
             "index": r["index"],
             "name": r["name"],
@@ -309,12 +320,14 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
             "inputBytes": r["inputBytes"],
             "params": r["params"],
         }
+        if "cpuForwardMs" in r:
+            entry.update(cpuForwardMs=r["cpuForwardMs"], cpuBackwardMs=r["cpuBackwardMs"])
         mem = r.get("savedBytes", r.get("peakBytes"))
         entry["savedBytes" if "savedBytes" in r else "peakBytes"] = mem
         layers.append(entry)
         if r["kind"] in ("vit", "llm") and mem is not None:
             stage_memory.append({"firstLayer": r["index"], "lastLayer": r["index"], "inFlight": 1, "fullRecomputeBytes": r["inputBytes"], "noRecomputeBytes": max(mem, r["inputBytes"])})
-    extra = {"samples": [{"forward": r["forwardSamplesMs"], "backward": r["backwardSamplesMs"]} for r in rows]} if keep_samples else {}
+    extra = {"samples": [{"forward": r["forwardSamplesMs"], "backward": r["backwardSamplesMs"], "cpuForward": r.get("cpuForwardSamplesMs"), "cpuBackward": r.get("cpuBackwardSamplesMs")} for r in rows]} if keep_samples else {}
     dev_name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu (%d threads)" % torch.get_num_threads()
     return {
         "schema": "omnibal.calibration/1",
@@ -324,6 +337,7 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
         "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "fit": fit,
+        "clock": "cuda events" if device.startswith("cuda") else "thread cpu time" if clock == "cpu" else "wall",
         "repeats": repeats,
         "load": {"tiles": tiles, "tokens": tokens, "sumSqLen": sum(n * n for n in lengths)},
         "layers": layers,
@@ -349,6 +363,7 @@ def _parser():
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--fit", default="step", help="step (forwardMs = (forward + backward) / 3, default) or forward")
+    p.add_argument("--clock", default="wall", help="CPU timing: wall (default) or cpu (the thread's CPU time, steady on a shared machine)")
     p.add_argument("--out", default=None, help="write the calibration here (default: stdout)")
     return p
 
@@ -372,6 +387,8 @@ def parse_args(argv):
         raise UsageError("--dtype must be one of %s, got %r" % (", ".join(DTYPES), a.dtype))
     if a.fit not in ("step", "forward"):
         raise UsageError("--fit must be step or forward, got %r" % a.fit)
+    if a.clock not in ("wall", "cpu") or (a.clock == "cpu" and a.device != "cpu"):
+        raise UsageError("--clock must be wall, or cpu with --device cpu")
     if a.threads is not None and a.threads < 1:
         raise UsageError("--threads must be >= 1")
     try:
@@ -392,7 +409,7 @@ def main(argv=None):
         a = parse_args(sys.argv[1:] if argv is None else argv)
         if a.threads:
             torch.set_num_threads(a.threads)
-        doc = profile_preset(a.model, a.tiles, a.tokens, a.samples, a.device, a.dtype, a.repeats, a.warmup, a.fit, progress=_progress)
+        doc = profile_preset(a.model, a.tiles, a.tokens, a.samples, a.device, a.dtype, a.repeats, a.warmup, a.fit, progress=_progress, clock=a.clock)
     except UsageError as e:
         sys.stderr.write("omnibal.profile: %s\n" % e)
         return 2

@@ -234,13 +234,15 @@ def _max_over_ranks(torch, dist, values):
     return t.tolist()
 
 
-def _merge_calibrations(docs):
+def _merge_calibrations(docs, clock="wall"):
     """One calibration from each rank's (profiled at the same time): per layer the median over
-    every rank's timed runs."""
+    every rank's timed runs, of the wall clock or of the thread's CPU time."""
     out = json.loads(json.dumps(docs[0]))
+    f, b = ("forward", "backward") if clock == "wall" else ("cpuForward", "cpuBackward")
+    out["clock"] = "wall" if clock == "wall" else "thread cpu time"
     for j, entry in enumerate(out["layers"]):
-        fwd = sorted(x for d in docs for x in d["samples"][j]["forward"])
-        bwd = sorted(x for d in docs for x in d["samples"][j]["backward"])
+        fwd = [x for d in docs for x in d["samples"][j][f]]
+        bwd = [x for d in docs for x in d["samples"][j][b]]
         entry["measuredForwardMs"] = statistics.median(fwd)
         entry["backwardMs"] = statistics.median(bwd)
         entry["forwardMs"] = (entry["measuredForwardMs"] + entry["backwardMs"]) / 3 if out["fit"] == "step" else entry["measuredForwardMs"]
@@ -249,9 +251,9 @@ def _merge_calibrations(docs):
     return out
 
 
-def _predict(job, cal, tmp):
-    """Rank 0: omnibal's predictions from the merged calibration (data-parallel steps and the
-    pipeline splits)."""
+def _predict(job, cal, cal_cpu, tmp):
+    """Rank 0: omnibal's predictions from the merged calibrations (data-parallel steps from the
+    wall-clock and the CPU-time one, and the pipeline splits)."""
     cal_file = os.path.join(tmp, "calibration.json")
     with open(cal_file, "w") as fh:
         json.dump(cal, fh)
@@ -259,8 +261,9 @@ def _predict(job, cal, tmp):
     dp_pred = {}
     for name, steps in job["dp"].items():
         loads = [load_of(small, mb) for step in steps for rank in step for mb in rank]
-        it = iter(predict_micro_batches(job["model"], cal, loads))
-        dp_pred[name] = [[sum(next(it) for _ in rank) for rank in step] for step in steps]
+        for key, c in ((name, cal), (name + ":cpu", cal_cpu)):
+            it = iter(predict_micro_batches(job["model"], c, loads))
+            dp_pred[key] = [[sum(next(it) for _ in rank) for rank in step] for step in steps]
     splits = {}
     for method in job["methods"]:
         splits[method] = partition(job["model"], cal_file, 2, job["ppMicroBatches"], sum(job["ppTiles"]), sum(job["ppLengths"]), len(job["ppLengths"]), method)
@@ -290,8 +293,9 @@ def _worker(rank, world, port, job_file, out_file):
         box = [None]
         if rank == 0:
             cal = _merge_calibrations(cals)
+            cal_cpu = _merge_calibrations(cals, "cpu")
             try:
-                box = [{"calibration": cal, "predictions": _predict(job, cal, os.path.dirname(out_file))}]
+                box = [{"calibration": cal, "calibrationCpu": cal_cpu, "predictions": _predict(job, cal, cal_cpu, os.path.dirname(out_file))}]
             except Exception as e:  # noqa: BLE001 - handed to every rank, reported by the driver
                 box = [{"error": str(e)}]
         dist.broadcast_object_list(box, src=0)
@@ -358,6 +362,7 @@ def _worker(rank, world, port, job_file, out_file):
                 losses.update(g["pp"])
             result = {
                 "calibration": box[0]["calibration"],
+                "calibrationCpu": box[0]["calibrationCpu"],
                 "predictions": pred,
                 "dp": {k: {"stepMs": [statistics.median(x) for x in v["wall"]], "stepCpuMs": [statistics.median(x) for x in v["cpu"]], "allReduceMs": statistics.median(v["allReduce"])} for k, v in dp.items()},
                 "pp": {k: {"iterationMs": statistics.median(v["times"]), "samplesMs": v["times"], "losses": losses.get(k)} for k, v in pp.items()},
@@ -423,8 +428,10 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
     for name in ("random", "balanced"):
         m = measured["dp"][name]
         per_step = [max(step) for step in pred["dp"][name]]
+        per_step_cpu = [max(step) for step in pred["dp"][name + ":cpu"]]
         runs.append({
-            "name": "dp2-%s" % name, "predictedMs": sum(per_step), "measuredMs": sum(m["stepMs"]), "measuredCpuMs": sum(m["stepCpuMs"]),
+            "name": "dp2-%s" % name, "predictedMs": sum(per_step), "measuredMs": sum(m["stepMs"]),
+            "predictedCpuMs": sum(per_step_cpu), "measuredCpuMs": sum(m["stepCpuMs"]),
             "steps": len(per_step), "samples": sum(len(mb) for step in plans[name] for rank in step for mb in rank),
             "predictedStepMs": per_step, "measuredStepMs": m["stepMs"], "allReduceMs": m["allReduceMs"],
             "what": "sum over steps of the slowest rank's forward + backward (gradient all-reduce excluded)",
@@ -438,6 +445,8 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         })
     for r in runs:
         r["errorPct"] = 100.0 * (r["predictedMs"] - r["measuredMs"]) / r["measuredMs"]
+        if "predictedCpuMs" in r:
+            r["cpuErrorPct"] = 100.0 * (r["predictedCpuMs"] - r["measuredCpuMs"]) / r["measuredCpuMs"]
     by = {r["name"]: r for r in runs}
 
     def speed(a, b):
@@ -448,10 +457,12 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         "model": model,
         "data": source,
         "tokenScale": TOKEN_SCALE,
-        "calibration": {"load": cal["load"], "device": cal["device"], "layers": [{k: l[k] for k in ("name", "measuredForwardMs", "backwardMs")} for l in cal["layers"]]},
+        "calibration": {"load": cal["load"], "device": cal["device"], "layers": [{k: l[k] for k in ("name", "measuredForwardMs", "backwardMs")} for l in cal["layers"]],
+                        "cpuTimeLayers": [{k: l[k] for k in ("name", "measuredForwardMs", "backwardMs")} for l in measured["calibrationCpu"]["layers"]]},
         "runs": runs,
         "speedups": {
             "dpBalancedOverRandom": speed("dp2-random", "dp2-balanced"),
+            "dpBalancedOverRandomCpuTime": {"predicted": by["dp2-random"]["predictedCpuMs"] / by["dp2-balanced"]["predictedCpuMs"], "measured": by["dp2-random"]["measuredCpuMs"] / by["dp2-balanced"]["measuredCpuMs"]},
             "ppOptimalOverUniform": speed("pp2-uniform", "pp2-optimal"),
             "ppOptimalOverParameters": speed("pp2-parameters", "pp2-optimal"),
         },
@@ -465,6 +476,8 @@ def format_table(doc):
     rows = [("run", "predicted ms", "measured ms", "error")]
     for r in doc["runs"]:
         rows.append((r["name"], "%.1f" % r["predictedMs"], "%.1f" % r["measuredMs"], "%+.1f%%" % r["errorPct"]))
+        if "predictedCpuMs" in r:
+            rows.append((r["name"] + " (cpu time)", "%.1f" % r["predictedCpuMs"], "%.1f" % r["measuredCpuMs"], "%+.1f%%" % r["cpuErrorPct"]))
     for k, v in doc["speedups"].items():
         rows.append((k, "%.2fx" % v["predicted"], "%.2fx" % v["measured"], ""))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
