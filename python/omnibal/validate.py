@@ -49,10 +49,12 @@ class UsageError(Exception):
 
 
 def lengths_dirs():
-    """Where the shared length files may be: $OMNIBAL_SHARED_LENGTHS, then shared/data/lengths
-    beside or above the checkout."""
+    """Where the shared length files may be: $OMNIBAL_SHARED_LENGTHS when set, else
+    shared/data/lengths beside or above the checkout."""
     env = os.environ.get("OMNIBAL_SHARED_LENGTHS")
-    cands = [env] if env else []
+    if env:
+        return [env]
+    cands = []
     for up in ("..", os.path.join("..", ".."), os.path.join("..", "..", "..")):
         cands.append(os.path.normpath(os.path.join(blocks.ROOT, up, "shared", "data", "lengths")))
     return cands
@@ -76,7 +78,7 @@ def read_lengths(paths=None):
             raise UsageError("%s: not a list of {vit_num, token_num} objects" % f)
         for r in doc:
             pairs.append((int(r["vit_num"]), int(r["token_num"])))
-    return (pairs, "real lengths from %s" % ", ".join(os.path.basename(f) for f in files)) if pairs else (None, None)
+    return (pairs, "lengths from %s" % ", ".join(os.path.basename(f) for f in files)) if pairs else (None, None)
 
 
 def synthetic_lengths(n, seed):
