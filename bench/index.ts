@@ -1,8 +1,9 @@
-// `npm run bench -- pack [--quick]` | `npm run bench -- partition`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `npm run bench -- partition` | `npm run bench -- minirun [--quick]`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
+import { benchMinirun } from './minirun';
 import { benchPartition } from './partition';
 
 interface CaseResult {
@@ -71,7 +72,8 @@ function pack(quick: boolean): void {
 const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
 else if (what === 'partition') benchPartition();
+else if (what === 'minirun') benchMinirun(rest.includes('--quick'));
 else {
-  console.error(`unknown benchmark ${what}; known: pack, partition`);
+  console.error(`unknown benchmark ${what}; known: pack, partition, minirun`);
   process.exit(2);
 }

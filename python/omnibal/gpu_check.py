@@ -44,6 +44,7 @@ def _parser():
     p.add_argument("--check-samples", type=int, default=2, help="samples packed in the check micro-batch (default 2)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per layer (default 10; 3 with --tiny)")
     p.add_argument("--clock", default="wall", help="CPU timing: wall (default) or cpu (thread CPU time)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default 1 with --tiny)")
     p.add_argument("--tiny", action="store_true", help="the CPU path with the tiny preset (for tests)")
     return p
 
@@ -59,6 +60,9 @@ def _defaults(a):
     a.check_tiles = a.check_tiles if a.check_tiles is not None else (4 if tiny else 9)
     a.check_tokens = a.check_tokens if a.check_tokens is not None else (24 if tiny else 2500)
     a.repeats = a.repeats if a.repeats is not None else (3 if tiny else 10)
+    a.threads = a.threads if a.threads is not None else (1 if tiny else None)
+    if a.threads is not None and a.threads < 1:
+        raise profile.UsageError("--threads must be >= 1")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise profile.UsageError("--device %s: this PyTorch has no CUDA device (use --tiny for the CPU path)" % a.device)
     if a.clock not in ("wall", "cpu") or (a.clock == "cpu" and a.device != "cpu"):
@@ -81,6 +85,8 @@ def run(a, progress=None):
     spec = blocks.load_spec(a.model)
     gpu = profile.load_gpu(a.gpu)
     t0 = time.time()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     say("profiling %s at %d tiles, %d tokens on %s (%s)" % (a.model, a.tiles, a.tokens, a.device, a.dtype))
     cal = profile.profile_preset(a.model, a.tiles, a.tokens, 1, a.device, a.dtype, a.repeats, 3, "step", progress=say, clock=a.clock)
     say("profiling the check load: %d tiles, %d tokens in %d samples" % (a.check_tiles, a.check_tokens, a.check_samples))

@@ -13,7 +13,8 @@ Two ways in:
 
 How it measures: on a GPU, CUDA events around forward and backward and the peak allocated
 memory; on the CPU, wall clock (``time.perf_counter``) and the bytes autograd saves for the
-backward (``torch.autograd.graph.saved_tensors_hooks``, parameters left out). Each figure is the
+backward (``torch.autograd.graph.saved_tensors_hooks`` in one extra untimed run, parameters left
+out). Each figure is the
 median of ``repeats`` runs after ``warmup`` runs.
 
 What it writes: ``layers`` (``index`` into the cost model's layer table, ``forwardMs``, plus the
@@ -118,7 +119,8 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
         saved = None
         peak = None
         input_bytes = 0
-        for r in range(warmup + repeats):
+        # Run -1 counts the saved bytes (the hooks cost time, so it is not timed).
+        for r in range(-1 if not cuda else 0, warmup + repeats):
             args = make_input(i)
             if not isinstance(args, tuple):
                 args = (args,)
@@ -142,9 +144,14 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
                 torch.cuda.synchronize(dev)
                 tf, tb = e0.elapsed_time(e1), e1.elapsed_time(e2)
             else:
+                if r < 0:
+                    with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+                        y = _first_tensor(layer(*args))
+                    saved = counter.bytes
+                    y.backward(None if y.dim() == 0 else torch.ones_like(y))
+                    continue
                 t0, c0 = time.perf_counter(), time.thread_time()
-                with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
-                    y = _first_tensor(layer(*args))
+                y = _first_tensor(layer(*args))
                 t1, c1 = time.perf_counter(), time.thread_time()
                 y.backward(None if y.dim() == 0 else torch.ones_like(y))
                 t2, c2 = time.perf_counter(), time.thread_time()
@@ -152,7 +159,6 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
                 if r >= warmup:
                     cfwd.append((c1 - c0) * 1e3)
                     cbwd.append((c2 - c1) * 1e3)
-                saved = counter.bytes
             del y
             if r >= warmup:
                 fwd.append(tf)

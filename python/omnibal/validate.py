@@ -119,18 +119,24 @@ const out = inp.loads.map((load) => {
   for (let i = 0; i < t.forwardMs.length; i++) s += t.forwardMs[i] + t.backwardMs[i];
   return s;
 });
-process.stdout.write(JSON.stringify(out));
+let splits = [];
+if (inp.pp) {
+  const problem = o.applyCalibration(o.vlmStageProblem({ model: inp.model, gpu: cal.gpu, pp: inp.pp.stages, microBatches: inp.pp.microBatches, load: inp.pp.load, recompute: 'none' }), cal);
+  splits = inp.pp.splits.map((last) => { const p = o.evaluateSplit(problem, last); return { objectiveMs: p.objectiveMs, stageMs: p.stages.map((s) => s.timeMs) }; });
+}
+process.stdout.write(JSON.stringify({ out, splits }));
 """
 
 
-def predict_micro_batches(model, calibration, loads):
+def predict_micro_batches(model, calibration, loads, pp=None):
     """omnibal's calibrated prediction of forward + backward (ms) of each micro-batch load
-    (``{tiles, tokens, sumSqLen}``), through the package's own ``calibrate`` and ``vlmLayers``."""
-    if not loads:
-        return []
+    (``{tiles, tokens, sumSqLen}``), through the package's own ``calibrate`` and ``vlmLayers``;
+    with ``pp`` (``{stages, microBatches, load, splits}``) also each given split's predicted
+    iteration and stage times (``evaluateSplit``, no recomputation): (times, splits)."""
     index = os.path.join(blocks.ROOT, "dist", "index.js")
-    doc = {"model": model, "gpu": GPU, "calibration": calibration, "loads": loads}
-    return json.loads(node(["-e", _PREDICT_JS, index], stdin=json.dumps(doc)))
+    doc = {"model": model, "gpu": GPU, "calibration": calibration, "loads": loads, "pp": pp}
+    got = json.loads(node(["-e", _PREDICT_JS, index], stdin=json.dumps(doc)))
+    return (got["out"], got["splits"]) if pp else got["out"]
 
 
 def pack(samples_file, strategy, dp, accum, per_pack, seed):
@@ -177,7 +183,8 @@ def _out_shape(spec, kind, mb):
 
 
 def _run_1f1b(torch, dist, rank, world, spec, layers, first, last, mbs):
-    """One 1F1B iteration of this stage over ``mbs``; returns (wall ms, losses on the last stage)."""
+    """One 1F1B iteration of this stage over ``mbs``; returns (wall ms, this thread's CPU ms,
+    losses on the last stage)."""
     kinds = blocks.layer_kinds(spec)
     n_layers = len(kinds)
     m = len(mbs)
@@ -216,7 +223,7 @@ def _run_1f1b(torch, dist, rank, world, spec, layers, first, last, mbs):
         inputs[i] = outputs[i] = None
 
     dist.barrier()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     for i in range(warm):
         forward(i)
     for i in range(m - warm):
@@ -227,7 +234,7 @@ def _run_1f1b(torch, dist, rank, world, spec, layers, first, last, mbs):
     for w, _t in sends:
         w.wait()
     ms = (time.perf_counter() - t0) * 1e3
-    return ms, losses
+    return ms, (time.thread_time() - c0) * 1e3, losses
 
 
 def _max_over_ranks(torch, dist, values):
@@ -269,6 +276,12 @@ def _predict(job, cal, cal_cpu, tmp):
     splits = {}
     for method in job["methods"]:
         splits[method] = partition(job["model"], cal_file, 2, job["ppMicroBatches"], sum(job["ppTiles"]), sum(job["ppLengths"]), len(job["ppLengths"]), method)
+    # The same splits under the CPU-time calibration: stage busy time to compare with each
+    # process's CPU time.
+    load = {"tiles": sum(job["ppTiles"]), "tokens": sum(job["ppLengths"]), "sumSqLen": sum(n * n for n in job["ppLengths"])}
+    _, cpu = predict_micro_batches(job["model"], cal_cpu, [], {"stages": 2, "microBatches": job["ppMicroBatches"], "load": load, "splits": [splits[m]["lastLayers"] for m in job["methods"]]})
+    for method, c in zip(job["methods"], cpu):
+        splits[method]["cpuStageMs"] = c["stageMs"]
     return {"dp": dp_pred, "pp": splits}
 
 
@@ -286,8 +299,17 @@ def _worker(rank, world, port, job_file, out_file):
         spec = blocks.load_spec(job["model"])
         pairs = [tuple(p) for p in job["pairs"]]
         repeats = job["repeats"]
-        # 1. Calibrate: both ranks profile at once (the same contention as the runs).
+        # 1. Calibrate: both ranks profile at once (the same contention as the runs), after two
+        # untimed training steps of the whole model (allocator and caches warm, as in the runs).
         c = job["calibrationLoad"]
+        warm_model = blocks.build_layers(spec, seed=job["seed"])
+        warm_batch = blocks.MicroBatch(spec, *profile.split_tokens(spec, c["tiles"], c["tokens"], c["samples"]), seed=job["seed"])
+        for _ in range(2):
+            x = None
+            for layer in warm_model:
+                x = layer(x, warm_batch)
+            x.backward()
+        del warm_model
         dist.barrier()
         cal = profile.profile_preset(job["model"], c["tiles"], c["tokens"], c["samples"], repeats=job["profileRepeats"], warmup=2, fit="step", seed=job["seed"], keep_samples=True)
         cals = [None] * world
@@ -343,16 +365,19 @@ def _worker(rank, world, port, job_file, out_file):
             first = 0 if rank == 0 else last_layers[rank - 1] + 1
             last = last_layers[rank]
             stages[name] = (first, last, blocks.build_layers(spec, seed=job["seed"], keep=range(first, last + 1)))
-        pp = {name: {"times": [], "losses": None} for name in job["methods"]}
+        pp = {name: {"times": [], "cpu": [], "losses": None} for name in job["methods"]}
         for r in range(repeats + 1):
             for name, (first, last, layers) in stages.items():
                 for layer in layers:
                     for p in layer.parameters():
                         p.grad = None
-                ms, losses = _run_1f1b(torch, dist, rank, world, spec, layers, first, last, mbs)
-                ms = _max_over_ranks(torch, dist, [ms])[0]
+                ms, cpu, losses = _run_1f1b(torch, dist, rank, world, spec, layers, first, last, mbs)
+                cpus = [0.0] * world
+                cpus[rank] = cpu
+                got = _max_over_ranks(torch, dist, [ms] + cpus)
                 if r > 0:
-                    pp[name]["times"].append(ms)
+                    pp[name]["times"].append(got[0])
+                    pp[name]["cpu"].append(got[1:])
                 if last == n_layers - 1:
                     pp[name]["losses"] = losses
         mine_out = {"pp": {k: v["losses"] for k, v in pp.items() if v["losses"] is not None}}
@@ -367,7 +392,7 @@ def _worker(rank, world, port, job_file, out_file):
                 "calibrationCpu": box[0]["calibrationCpu"],
                 "predictions": pred,
                 "dp": {k: {"stepMs": [statistics.median(x) for x in v["wall"]], "stepCpuMs": [statistics.median(x) for x in v["cpu"]], "allReduceMs": statistics.median(v["allReduce"])} for k, v in dp.items()},
-                "pp": {k: {"iterationMs": statistics.median(v["times"]), "samplesMs": v["times"], "losses": losses.get(k)} for k, v in pp.items()},
+                "pp": {k: {"iterationMs": statistics.median(v["times"]), "samplesMs": v["times"], "stageCpuMs": [statistics.median(c[s] for c in v["cpu"]) for s in range(world)], "losses": losses.get(k)} for k, v in pp.items()},
             }
             with open(out_file, "w") as fh:
                 json.dump(result, fh)
@@ -391,14 +416,16 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
     say(source)
     rng = random.Random(seed)
     need = dp_steps * 2 * accum * per_pack
-    picked = rng.sample(range(len(pairs)), min(need, len(pairs)))
-    small = scale_down(spec, [pairs[i] for i in picked])
+    picked = [pairs[i] for i in rng.sample(range(len(pairs)), min(need, len(pairs)))]
+    small = scale_down(spec, picked)
     tmp = tempfile.mkdtemp(prefix="omnibal-validate-")
     try:
         sample_file = os.path.join(tmp, "lengths.json")
+        # omnibal plans the real lengths (its caps and costs are at real scale); the run trains
+        # the same samples scaled down.
         with open(sample_file, "w") as fh:
-            json.dump([{"vit_num": t, "token_num": n} for t, n in small], fh)
-        # Both plans over the same samples; the tail policy keeps every sample.
+            json.dump([{"vit_num": t, "token_num": n} for t, n in picked], fh)
+        # Both plans over the same samples.
         plans = {s: pack(sample_file, s, 2, accum, per_pack, seed) for s in ("random", "balanced")}
         # The pipeline micro-batch: pp_samples samples of the data's mean shape.
         mean_t = max(1, int(round(statistics.mean(t for t, _ in small))))
@@ -443,12 +470,15 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         runs.append({
             "name": "pp2-%s" % name, "predictedMs": sp["predictedMs"], "measuredMs": m["iterationMs"], "lastLayers": sp["lastLayers"],
             "predictedStageMs": sp["stageMs"], "microBatches": pp_micro, "losses": m["losses"], "measuredSamplesMs": m["samplesMs"],
+            "predictedStageCpuMs": [t * pp_micro for t in sp["cpuStageMs"]], "measuredStageCpuMs": m["stageCpuMs"],
             "what": "one 1F1B iteration, wall time of the slower process",
         })
     for r in runs:
         r["errorPct"] = 100.0 * (r["predictedMs"] - r["measuredMs"]) / r["measuredMs"]
         if "predictedCpuMs" in r:
             r["cpuErrorPct"] = 100.0 * (r["predictedCpuMs"] - r["measuredCpuMs"]) / r["measuredCpuMs"]
+        if "predictedStageCpuMs" in r:
+            r["stageCpuErrorPct"] = [100.0 * (p - m) / m for p, m in zip(r["predictedStageCpuMs"], r["measuredStageCpuMs"])]
     by = {r["name"]: r for r in runs}
 
     def speed(a, b):
@@ -480,6 +510,8 @@ def format_table(doc):
         rows.append((r["name"], "%.1f" % r["predictedMs"], "%.1f" % r["measuredMs"], "%+.1f%%" % r["errorPct"]))
         if "predictedCpuMs" in r:
             rows.append((r["name"] + " (cpu time)", "%.1f" % r["predictedCpuMs"], "%.1f" % r["measuredCpuMs"], "%+.1f%%" % r["cpuErrorPct"]))
+        for s, (p, m) in enumerate(zip(r.get("predictedStageCpuMs", []), r.get("measuredStageCpuMs", []))):
+            rows.append(("%s stage %d (cpu time)" % (r["name"], s), "%.1f" % p, "%.1f" % m, "%+.1f%%" % (100.0 * (p - m) / m)))
     for k, v in doc["speedups"].items():
         rows.append((k, "%.2fx" % v["predicted"], "%.2fx" % v["measured"], ""))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
