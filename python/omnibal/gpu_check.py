@@ -21,7 +21,13 @@ import os
 import sys
 import time
 
-import torch
+try:
+    import torch  # noqa: F401
+except ImportError as _missing:  # the rest of the package works without PyTorch; this module does not
+    if __name__ == "__main__":
+        sys.stderr.write("omnibal.gpu_check: needs PyTorch (%s)\n" % _missing)
+        sys.exit(2)
+    raise
 
 from . import blocks, profile
 

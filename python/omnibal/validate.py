@@ -34,6 +34,14 @@ import sys
 import tempfile
 import time
 
+try:
+    import torch  # noqa: F401
+except ImportError as _missing:  # the rest of the package works without PyTorch; this module does not
+    if __name__ == "__main__":
+        sys.stderr.write("omnibal.validate: needs PyTorch (%s)\n" % _missing)
+        sys.exit(2)
+    raise
+
 from . import blocks
 
 CLI = os.path.join(blocks.ROOT, "dist", "src", "cli", "main.js")
