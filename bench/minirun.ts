@@ -31,6 +31,8 @@ interface Run {
   measuredCpuMs?: number;
   cpuErrorPct?: number;
   lastLayers?: number[];
+  predictedStageCpuMs?: number[];
+  measuredStageCpuMs?: number[];
   samples?: number;
   steps?: number;
 }
@@ -63,6 +65,10 @@ export function benchMinirun(quick: boolean): void {
     const what = r.lastLayers ? `split after layer ${r.lastLayers[0]}` : `${r.samples} samples, ${r.steps} steps`;
     rows.push([r.name, what, 'wall', r.predictedMs.toFixed(0), r.measuredMs.toFixed(0), pct(r.errorPct)]);
     if (r.predictedCpuMs !== undefined) rows.push([r.name, what, 'thread CPU', r.predictedCpuMs.toFixed(0), r.measuredCpuMs!.toFixed(0), pct(r.cpuErrorPct)]);
+    (r.predictedStageCpuMs ?? []).forEach((p, s) => {
+      const m = r.measuredStageCpuMs![s];
+      rows.push([r.name, `stage ${s} busy`, 'thread CPU', p.toFixed(0), m.toFixed(0), pct((100 * (p - m)) / m)]);
+    });
   }
   console.log(formatTable(['run', 'what', 'clock', 'predicted ms', 'measured ms', 'error'], rows));
   console.log(formatTable(['speed-up', 'predicted', 'measured'], Object.entries(doc.speedups).map(([k, v]) => [k, `${v.predicted.toFixed(2)}x`, `${v.measured.toFixed(2)}x`])));
