@@ -25,7 +25,7 @@ const internvl = (pp: number, extra: Partial<Parameters<typeof vlmStageProblem>[
   vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp, dp: 8, microBatches: 4 * pp, load, ...extra });
 
 test('presets cover the models of the notes and resolve to full specs', (t) => {
-  t.deepEqual(modelPresets().sort(), ['internvl-300m-internlm2-7b', 'internvl-chat-1.5', 'internvl-chat-1.5-plus', 'llava-1.5-7b']);
+  t.deepEqual(modelPresets().sort(), ['internvl-300m-internlm2-7b', 'internvl-chat-1.5', 'internvl-chat-1.5-plus', 'llava-1.5-7b', 'tiny-vlm']);
   const table = vlmLayers('internvl-chat-1.5', 'A100-80G', { load });
   t.is(table.names[0], 'vit.patch_embed');
   t.is(table.names[table.names.length - 1], 'llm.head');

@@ -1,8 +1,9 @@
-// `npm run bench -- pack [--quick]` | `npm run bench -- partition` | `npm run bench -- python [--samples N]` | `npm run bench -- sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `partition` | `read` | `minirun [--quick]` | `python [--samples N]` | `sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
+import { benchMinirun } from './minirun';
 import { benchPartition } from './partition';
 import { benchRead } from './read';
 import { benchSidecar } from './sidecar';
@@ -88,6 +89,7 @@ const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
 else if (what === 'partition') benchPartition();
 else if (what === 'read') benchRead(rest);
+else if (what === 'minirun') benchMinirun(rest.includes('--quick'));
 else if (what === 'sidecar') {
   benchSidecar(rest).catch((e: unknown) => {
     console.error(e);
@@ -99,6 +101,6 @@ else if (what === 'python') {
   const python = process.env.OMNIBAL_PYTHON ?? 'python3';
   process.exitCode = spawnSync(python, [path.join(__dirname, 'python_client.py'), ...rest], { stdio: 'inherit' }).status ?? 1;
 } else {
-  console.error(`unknown benchmark ${what}; known: pack, partition, python, read, sidecar`);
+  console.error(`unknown benchmark ${what}; known: pack, partition, read, minirun, python, sidecar`);
   process.exit(2);
 }

@@ -369,6 +369,8 @@ export interface Calibration {
   layers?: LayerTiming[];
   /** Measured peak memory per stage with full recomputation and without. */
   stageMemory?: StageMemoryMeasurement[];
+  /** The micro-batch load the layers were measured at (`omnibal.profile` writes it); default: the caller's load. */
+  load?: MicroBatchLoad;
 }
 
 /** A measured layer time. */
@@ -417,7 +419,7 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
   const g = resolveGpu(gpu);
   const layers = m.layers ?? [];
   const stages = m.stageMemory ?? [];
-  const out = activeBackend().calibrateModel(spec, gpuInput(g), tableShape(options), {
+  const out = activeBackend().calibrateModel(spec, gpuInput(g), tableShape(m.load ? { ...options, load: m.load } : options), {
     measuredLayers: Uint32Array.from(layers, (x) => x.index),
     measuredForwardMs: Float64Array.from(layers, (x) => x.forwardMs),
     stageBounds: Uint32Array.from(stages.flatMap((s) => [s.firstLayer, s.lastLayer, s.inFlight])),

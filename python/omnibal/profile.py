@@ -1,0 +1,443 @@
+"""Measured layer costs for omnibal's cost model: per layer forward and backward time and memory
+of real PyTorch layers, written as the calibration file that ``omnibal plan --calibration`` and
+``omnibal partition --calibration`` take.
+
+Two ways in:
+
+- ``python -m omnibal.profile --model NAME``: builds one layer of each kind of a model preset
+  (presets/models.json) at its real shapes with random weights (:mod:`omnibal.blocks`; nothing is
+  downloaded), measures it at ``--tiles`` image tiles and ``--tokens`` LLM tokens per
+  micro-batch, and writes the calibration (``--out``, else stdout); progress goes to stderr.
+- :func:`profile_layers` from Python: your own ``nn.Module`` layers (a Hugging Face model's
+  ``layers``, say) and a function that makes each one's input.
+
+How it measures: on a GPU, CUDA events around forward and backward and the peak allocated
+memory; on the CPU, wall clock (``time.perf_counter``) and the bytes autograd saves for the
+backward (``torch.autograd.graph.saved_tensors_hooks`` in one extra untimed run, parameters left
+out). Each figure is the
+median of ``repeats`` runs after ``warmup`` runs.
+
+What it writes: ``layers`` (``index`` into the cost model's layer table, ``forwardMs``, plus the
+measured ``measuredForwardMs``/``backwardMs``), ``stageMemory`` (per measured ViT and LLM block,
+one single-layer "stage": the layer input as the bytes kept under recomputation, the saved
+bytes without) and ``load`` (the micro-batch the figures belong to). The cost model prices a
+layer's backward at twice its forward, so by default (``--fit step``) ``forwardMs`` is a third
+of the measured forward + backward: the fitted model then predicts training-step time, which is
+what plans are ranked by; ``--fit forward`` writes the measured forward alone.
+
+Needs PyTorch (the rest of the package does not).
+"""
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+
+try:
+    import torch  # noqa: F401
+except ImportError as _missing:  # the rest of the package works without PyTorch; this module does not
+    if __name__ == "__main__":
+        sys.stderr.write("omnibal.profile: needs PyTorch (%s)\n" % _missing)
+        sys.exit(2)
+    raise
+
+from . import blocks
+
+#: The load ``omnibal plan`` assumes for a calibration without ``load`` (InternVL-style).
+PLAN_LOAD = {"tiles": 18, "tokens": 5000}
+#: The default measuring load for the tiny preset (a typical mini-run micro-batch).
+TINY_LOAD = {"tiles": 8, "tokens": 40}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class UsageError(Exception):
+    """A bad flag or option value (the CLI prints it on one line and exits 2)."""
+
+
+def _first_tensor(y):
+    if torch.is_tensor(y):
+        return y
+    if isinstance(y, (tuple, list)):
+        for v in y:
+            if torch.is_tensor(v):
+                return v
+    if isinstance(y, dict):
+        for v in y.values():
+            if torch.is_tensor(v):
+                return v
+    raise TypeError("the layer returned no tensor (got %s)" % type(y).__name__)
+
+
+def _tensor_bytes(t):
+    return t.numel() * t.element_size()
+
+
+class _Saved:
+    """Counts the bytes autograd saves for backward, each storage once, parameters excluded."""
+
+    def __init__(self, params):
+        self.params = {p.data_ptr() for p in params}
+        self.seen = set()
+        self.bytes = 0
+
+    def pack(self, t):
+        ptr = t.data_ptr()
+        if ptr not in self.params and (ptr, t.numel()) not in self.seen:
+            self.seen.add((ptr, t.numel()))
+            self.bytes += _tensor_bytes(t)
+        return t
+
+    @staticmethod
+    def unpack(t):
+        return t
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=None, progress=None):
+    """Measures each layer's forward and backward time and memory.
+
+    ``layers``: ``nn.Module`` objects (already on their device and dtype). ``make_input(i)``:
+    the positional arguments of layer ``i``'s forward, a tuple (a lone tensor is wrapped);
+    floating-point tensors among them get ``requires_grad`` so the backward computes the input
+    gradient too, as inside a model. The backward starts from the output (the first tensor of
+    a tuple output) with a gradient of ones, or from the scalar itself (a loss).
+
+    Returns one dict per layer: ``name``, ``forwardMs`` and ``backwardMs`` (medians, ms),
+    ``forwardSamplesMs``/``backwardSamplesMs`` (every timed run), ``inputBytes`` (the floating
+    inputs), ``savedBytes`` (CPU: bytes saved for backward) or ``peakBytes`` (GPU: peak
+    allocated during forward above what was allocated before, the output included) and
+    ``params``. On the CPU also ``cpuForwardMs``/``cpuBackwardMs`` (and their samples): the
+    thread's CPU time (``time.thread_time``), which other processes on a shared machine do not
+    inflate (meaningful with one PyTorch thread).
+    """
+    out = []
+    for i, layer in enumerate(layers):
+        name = names[i] if names else "layer.%d" % i
+        params = list(layer.parameters())
+        dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+        cuda = dev.type == "cuda"
+        fwd, bwd, cfwd, cbwd = [], [], [], []
+        saved = None
+        peak = None
+        input_bytes = 0
+        # Run -1 counts the saved bytes (the hooks cost time, so it is not timed).
+        for r in range(-1 if not cuda else 0, warmup + repeats):
+            args = make_input(i)
+            if not isinstance(args, tuple):
+                args = (args,)
+            args = tuple(a.detach().requires_grad_(True) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+            input_bytes = sum(_tensor_bytes(a) for a in args if torch.is_tensor(a) and a.is_floating_point())
+            for p in params:
+                p.grad = None
+            counter = _Saved(params)
+            if cuda:
+                torch.cuda.synchronize(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+                base = torch.cuda.memory_allocated(dev)
+                e0, e1, e2 = (torch.cuda.Event(enable_timing=True) for _ in range(3))
+                e0.record()
+                y = _first_tensor(layer(*args))
+                e1.record()
+                torch.cuda.synchronize(dev)
+                peak = torch.cuda.max_memory_allocated(dev) - base
+                y.backward(None if y.dim() == 0 else torch.ones_like(y))
+                e2.record()
+                torch.cuda.synchronize(dev)
+                tf, tb = e0.elapsed_time(e1), e1.elapsed_time(e2)
+            else:
+                if r < 0:
+                    with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+                        y = _first_tensor(layer(*args))
+                    saved = counter.bytes
+                    y.backward(None if y.dim() == 0 else torch.ones_like(y))
+                    continue
+                t0, c0 = time.perf_counter(), time.thread_time()
+                y = _first_tensor(layer(*args))
+                t1, c1 = time.perf_counter(), time.thread_time()
+                y.backward(None if y.dim() == 0 else torch.ones_like(y))
+                t2, c2 = time.perf_counter(), time.thread_time()
+                tf, tb = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+                if r >= warmup:
+                    cfwd.append((c1 - c0) * 1e3)
+                    cbwd.append((c2 - c1) * 1e3)
+            del y
+            if r >= warmup:
+                fwd.append(tf)
+                bwd.append(tb)
+        row = {
+            "name": name,
+            "forwardMs": _median(fwd),
+            "backwardMs": _median(bwd),
+            "forwardSamplesMs": fwd,
+            "backwardSamplesMs": bwd,
+            "inputBytes": input_bytes,
+            "params": sum(p.numel() for p in params),
+        }
+        if saved is not None:
+            row["savedBytes"] = saved
+            row.update(cpuForwardMs=_median(cfwd), cpuBackwardMs=_median(cbwd), cpuForwardSamplesMs=cfwd, cpuBackwardSamplesMs=cbwd)
+        if peak is not None:
+            row["peakBytes"] = peak
+        out.append(row)
+        if progress:
+            progress("%s: forward %.3f ms, backward %.3f ms" % (name, row["forwardMs"], row["backwardMs"]))
+    return out
+
+
+# ---- the cost model's forward FLOPs (Python twin of src/model/vlm.ts, checked against it in
+# the test suite) -------------------------------------------------------------------------
+
+
+def _dense_flops(t, n):
+    d = t["hidden"] / t["heads"]
+    m = 3 if t["gated"] else 2
+    h = t["hidden"]
+    return 2 * n * (h * h + 2 * h * t["kvHeads"] * d + h * h + m * h * t["ffn"])
+
+
+def model_forward_flops(spec, kind, tiles, tokens, sum_sq_len=None):
+    """Forward FLOPs of one layer of ``kind`` for a micro-batch, as omnibal's cost model counts
+    them (tp 1); ``sum_sq_len`` defaults to one sample (``tokens ** 2``)."""
+    vit, llm = spec["vit"], spec["llm"]
+    sq = tokens * tokens if sum_sq_len is None else sum_sq_len
+    n_vit = tiles * spec["vitTokensPerTile"]
+    n_img = tiles * spec["llmTokensPerTile"]
+    if kind == "vit-embed":
+        return 2 * n_vit * 3 * spec["patch"] ** 2 * vit["hidden"]
+    if kind == "vit":
+        return _dense_flops(vit, n_vit) + 4 * vit["hidden"] * tiles * spec["vitTokensPerTile"] ** 2
+    if kind == "projector":
+        return 2 * n_img * (spec["projectorIn"] * llm["hidden"] + llm["hidden"] ** 2)
+    if kind == "embed":
+        return 0.0
+    if kind == "llm":
+        return _dense_flops(llm, tokens) + 2 * llm["hidden"] * sq
+    if kind == "head":
+        return 2 * tokens * llm["hidden"] * llm["vocab"]
+    raise ValueError("unknown layer kind %r" % kind)
+
+
+def model_layer_ms(spec, gpu, kind, tiles, tokens, sum_sq_len=None):
+    """The cost model's forward time of one layer (ms) on ``gpu`` (a presets/gpus.json entry:
+    ``peakFlops`` and per-kind ``efficiency``); (forward, backward = 2 x forward)."""
+    eff = gpu["efficiency"]["vit" if kind in ("vit-embed", "vit") else "llm" if kind in ("embed", "llm") else kind]
+    f = model_forward_flops(spec, kind, tiles, tokens, sum_sq_len) / (gpu["peakFlops"] * eff) * 1e3
+    return f, 2 * f
+
+
+def load_gpu(name, presets=None):
+    """A GPU preset from presets/gpus.json."""
+    import os
+
+    path = presets or os.path.join(blocks.ROOT, "presets", "gpus.json")
+    with open(path) as fh:
+        doc = json.load(fh)
+    if name not in doc or name.startswith("$"):
+        raise KeyError("unknown GPU %r; known: %s" % (name, ", ".join(k for k in doc if not k.startswith("$"))))
+    return doc[name]
+
+
+# ---- a preset's blocks ------------------------------------------------------------------
+
+
+def representative_layers(spec):
+    """One layer index per kind: the patch embedding, the first ViT block, the projector, the
+    token embedding, the first LLM block and the head."""
+    kinds = blocks.layer_kinds(spec)
+    return [kinds.index(k) for k in blocks.LAYER_KINDS]
+
+
+def split_tokens(spec, tiles, tokens, samples):
+    """``samples`` packed samples sharing ``tiles`` tiles and ``tokens`` tokens as evenly as the
+    integers allow (tiles per sample, lengths); every sample holds its image tokens and one
+    text token at least."""
+    if samples < 1 or samples > max(tokens, 1):
+        raise UsageError("--samples must be between 1 and --tokens")
+    tps = [tiles // samples + (1 if s < tiles % samples else 0) for s in range(samples)]
+    need = [t * spec["llmTokensPerTile"] + 1 for t in tps]
+    if sum(need) > tokens:
+        raise UsageError("%d tokens cannot hold %d tiles of %d tokens each plus text (need %d at least)" % (tokens, tiles, spec["llmTokensPerTile"], sum(need)))
+    extra = tokens - sum(need)
+    lengths = [n + extra // samples + (1 if s < extra % samples else 0) for s, n in enumerate(need)]
+    return tps, lengths
+
+
+def layer_inputs(spec, index, batch, device, dtype):
+    """The input of layer ``index`` for ``batch``: what the layer before it outputs (random)."""
+    kind = blocks.layer_kinds(spec)[index]
+    g = torch.Generator().manual_seed(1000 + index)
+    hv, hl = spec["vit"]["hidden"], spec["llm"]["hidden"]
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    if kind == "vit-embed":
+        return (None, batch)
+    if kind in ("vit", "projector"):
+        return (rnd(batch.tiles, spec["vitTokensPerTile"], hv), batch)
+    if kind == "embed":
+        return (rnd(batch.tiles * spec["llmTokensPerTile"], hl), batch)
+    return (rnd(1, batch.tokens, hl), batch)
+
+
+def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32", repeats=10, warmup=2, fit="step", seed=0, progress=None, keep_samples=False, clock="wall"):
+    """Profiles one layer of each kind of ``model`` at ``tiles`` tiles and ``tokens`` tokens
+    (``samples`` packed samples) and returns the calibration document (see the module doc);
+    ``keep_samples`` adds every timed run under ``samples``; ``clock`` ``cpu`` (CPU only) fits
+    the thread's CPU time instead of the wall clock."""
+    if clock not in ("wall", "cpu") or (clock == "cpu" and device != "cpu"):
+        raise UsageError("--clock must be wall, or cpu with --device cpu")
+    if fit not in ("step", "forward"):
+        raise UsageError("--fit must be step or forward, got %r" % fit)
+    if dtype not in DTYPES:
+        raise UsageError("--dtype must be one of %s, got %r" % (", ".join(DTYPES), dtype))
+    spec = blocks.load_spec(model)
+    tdtype = DTYPES[dtype]
+    tps, lengths = split_tokens(spec, tiles, tokens, samples)
+    batch = blocks.MicroBatch(spec, tps, lengths, seed=seed, device=device, dtype=tdtype)
+    names = blocks.layer_names(spec)
+    kinds = blocks.layer_kinds(spec)
+    picks = representative_layers(spec)
+    torch.manual_seed(seed)
+    rows = []
+    for i in picks:
+        if progress:
+            progress("building %s (%s)" % (names[i], kinds[i]))
+        layer = blocks.build_layer(spec, i).to(device=device, dtype=tdtype)
+        args = layer_inputs(spec, i, batch, device, tdtype)
+        r = profile_layers([layer], lambda _j: args, repeats=repeats, warmup=warmup, device=device, names=[names[i]], progress=progress)[0]
+        r["index"] = i
+        r["kind"] = kinds[i]
+        rows.append(r)
+        del layer
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    layers = []
+    stage_memory = []
+    for r in rows:
+        if clock == "cpu":
+            r = dict(r, forwardMs=r["cpuForwardMs"], backwardMs=r["cpuBackwardMs"], forwardSamplesMs=r["cpuForwardSamplesMs"], backwardSamplesMs=r["cpuBackwardSamplesMs"])
+        entry = {
+            "index": r["index"],
+            "name": r["name"],
+            "kind": r["kind"],
+            "forwardMs": (r["forwardMs"] + r["backwardMs"]) / 3 if fit == "step" else r["forwardMs"],
+            "measuredForwardMs": r["forwardMs"],
+            "backwardMs": r["backwardMs"],
+            "inputBytes": r["inputBytes"],
+            "params": r["params"],
+        }
+        if "cpuForwardMs" in r:
+            entry.update(cpuForwardMs=r["cpuForwardMs"], cpuBackwardMs=r["cpuBackwardMs"])
+        mem = r.get("savedBytes", r.get("peakBytes"))
+        entry["savedBytes" if "savedBytes" in r else "peakBytes"] = mem
+        layers.append(entry)
+        if r["kind"] in ("vit", "llm") and mem is not None:
+            stage_memory.append({"firstLayer": r["index"], "lastLayer": r["index"], "inFlight": 1, "fullRecomputeBytes": r["inputBytes"], "noRecomputeBytes": max(mem, r["inputBytes"])})
+    extra = {"samples": [{"forward": r["forwardSamplesMs"], "backward": r["backwardSamplesMs"], "cpuForward": r.get("cpuForwardSamplesMs"), "cpuBackward": r.get("cpuBackwardSamplesMs")} for r in rows]} if keep_samples else {}
+    dev_name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu (%d threads)" % torch.get_num_threads()
+    return {
+        "schema": "omnibal.calibration/1",
+        "model": model if isinstance(model, str) else "custom",
+        "device": dev_name,
+        "dtype": dtype,
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fit": fit,
+        "clock": "cuda events" if device.startswith("cuda") else "thread cpu time" if clock == "cpu" else "wall",
+        "repeats": repeats,
+        "load": {"tiles": tiles, "tokens": tokens, "sumSqLen": sum(n * n for n in lengths)},
+        "layers": layers,
+        "stageMemory": stage_memory,
+        **extra,
+    }
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _parser():
+    p = _Parser(prog="python -m omnibal.profile", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model preset (presets/models.json), e.g. tiny-vlm, internvl-chat-1.5")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on a GPU, float32 on the CPU)")
+    p.add_argument("--tiles", type=int, default=None, help="image tiles per micro-batch (default 18, tiny-vlm 8)")
+    p.add_argument("--tokens", type=int, default=None, help="LLM tokens per micro-batch (default 5000, tiny-vlm 40)")
+    p.add_argument("--samples", type=int, default=1, help="samples packed in the micro-batch (attention per sample; default 1)")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per layer (median; default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--fit", default="step", help="step (forwardMs = (forward + backward) / 3, default) or forward")
+    p.add_argument("--clock", default="wall", help="CPU timing: wall (default) or cpu (the thread's CPU time, steady on a shared machine)")
+    p.add_argument("--out", default=None, help="write the calibration here (default: stdout)")
+    return p
+
+
+def parse_args(argv):
+    """Parses CLI flags; raises :class:`UsageError` on bad ones."""
+    a = _parser().parse_args(argv)
+    tiny = a.model.startswith("tiny")
+    a.tiles = (TINY_LOAD if tiny else PLAN_LOAD)["tiles"] if a.tiles is None else a.tiles
+    a.tokens = (TINY_LOAD if tiny else PLAN_LOAD)["tokens"] if a.tokens is None else a.tokens
+    if a.tiles < 0 or a.tokens < 1:
+        raise UsageError("--tiles must be >= 0 and --tokens >= 1")
+    if a.repeats < 1 or a.warmup < 0:
+        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+    if not (a.device == "cpu" or a.device == "cuda" or a.device.startswith("cuda:")):
+        raise UsageError("--device must be cpu, cuda or cuda:N, got %r" % a.device)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device %s: this PyTorch has no CUDA device" % a.device)
+    a.dtype = a.dtype or ("bfloat16" if a.device.startswith("cuda") else "float32")
+    if a.dtype not in DTYPES:
+        raise UsageError("--dtype must be one of %s, got %r" % (", ".join(DTYPES), a.dtype))
+    if a.fit not in ("step", "forward"):
+        raise UsageError("--fit must be step or forward, got %r" % a.fit)
+    if a.clock not in ("wall", "cpu") or (a.clock == "cpu" and a.device != "cpu"):
+        raise UsageError("--clock must be wall, or cpu with --device cpu")
+    if a.threads is not None and a.threads < 1:
+        raise UsageError("--threads must be >= 1")
+    try:
+        blocks.load_spec(a.model)
+    except KeyError as e:
+        raise UsageError(e.args[0])
+    return a
+
+
+def _progress(msg):
+    sys.stderr.write("omnibal.profile: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def main(argv=None):
+    """The ``python -m omnibal.profile`` entry; returns the exit code (2 for bad flags)."""
+    try:
+        a = parse_args(sys.argv[1:] if argv is None else argv)
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        doc = profile_preset(a.model, a.tiles, a.tokens, a.samples, a.device, a.dtype, a.repeats, a.warmup, a.fit, progress=_progress, clock=a.clock)
+    except UsageError as e:
+        sys.stderr.write("omnibal.profile: %s\n" % e)
+        return 2
+    text = json.dumps(doc, indent=1) + "\n"
+    if a.out:
+        try:
+            with open(a.out, "w") as fh:
+                fh.write(text)
+        except OSError as e:
+            sys.stderr.write("omnibal.profile: cannot write %s (%s)\n" % (a.out, e.strerror))
+            return 2
+        _progress("wrote %s" % a.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

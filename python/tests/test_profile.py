@@ -1,0 +1,208 @@
+"""The layer profiler (omnibal.profile) and the GPU check's CPU path (omnibal.gpu_check --tiny):
+what they measure, the calibration file they write, and that omnibal's CLI takes it."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from helpers import CLI, ROOT  # noqa: E402
+
+try:
+    import torch
+    from torch import nn
+
+    from omnibal import blocks, profile
+except ImportError:  # pragma: no cover - CI installs Debian's python3-torch
+    torch = None
+
+needs_torch = unittest.skipUnless(torch is not None, "needs torch (Debian python3-torch)")
+needs_cli = unittest.skipUnless(os.path.exists(CLI), "needs the built CLI (npm run build)")
+ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+
+
+def py(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m"] + list(args), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+
+
+def node(*args, stdin=None):
+    return subprocess.run(["node"] + list(args), cwd=ROOT, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+
+
+@needs_torch
+class ProfileLayers(unittest.TestCase):
+    def test_user_layers_times_and_saved_bytes(self):
+        torch.manual_seed(0)
+        lin = nn.Linear(8, 4)
+
+        class Pair(nn.Module):
+            """Returns a tuple, as Hugging Face layers do."""
+
+            def forward(self, x):
+                return (torch.tanh(x), None)
+
+        x = torch.randn(3, 8)
+        rows = profile.profile_layers([lin, Pair()], lambda i: x if i == 0 else torch.randn(3, 4), repeats=4, warmup=1, names=["lin", "pair"])
+        self.assertEqual([r["name"] for r in rows], ["lin", "pair"])
+        for r in rows:
+            self.assertEqual(len(r["forwardSamplesMs"]), 4)
+            self.assertGreater(r["forwardMs"], 0)
+            self.assertGreater(r["backwardMs"], 0)
+        # Linear saves its input (the weight is a parameter, left out): 3 x 8 float32.
+        self.assertEqual(rows[0]["savedBytes"], 3 * 8 * 4)
+        self.assertEqual(rows[0]["inputBytes"], 3 * 8 * 4)
+        self.assertEqual(rows[0]["params"], 8 * 4 + 4)
+        # tanh saves its output: 3 x 4 float32.
+        self.assertEqual(rows[1]["savedBytes"], 3 * 4 * 4)
+        self.assertIsNotNone(lin.weight.grad)
+
+    def test_blocks_run_forward_and_backward_at_preset_shapes(self):
+        spec = blocks.load_spec("tiny-vlm")
+        layers = blocks.build_layers(spec, seed=3)
+        self.assertEqual(len(layers), len(blocks.layer_names(spec)))
+        self.assertEqual([l.kind for l in layers], blocks.layer_kinds(spec))
+        mb = blocks.MicroBatch(spec, [2, 1], [12, 7], seed=1)
+        x = None
+        for layer in layers:
+            x = layer(x, mb)
+        self.assertEqual(x.dim(), 0)
+        x.backward()
+        self.assertTrue(all(p.grad is not None for l in layers for p in l.parameters() if l.kind != "embed"))
+        with self.assertRaises(ValueError):
+            blocks.MicroBatch(spec, [3], [12])  # 3 tiles are 12 image tokens: no room for text
+
+    def test_packed_attention_stays_inside_each_sample(self):
+        spec = blocks.load_spec("tiny-vlm")
+        block = blocks.LlmBlock(spec["llm"])
+        a = blocks.MicroBatch(spec, [1, 1], [6, 6], seed=0)
+        x = torch.randn(1, 12, spec["llm"]["hidden"])
+        y = block(x, a)
+        # The second sample alone gives the same output: nothing leaks across the pack.
+        alone = blocks.MicroBatch(spec, [1], [6], seed=0)
+        self.assertTrue(torch.allclose(block(x[:, 6:], alone), y[:, 6:], atol=1e-5))
+
+
+@needs_torch
+@needs_cli
+class FlopsTwin(unittest.TestCase):
+    def test_python_flops_match_the_cost_model(self):
+        script = (
+            "const o = require(process.argv[1]);"
+            "const [m, l] = JSON.parse(process.argv[2]);"
+            "process.stdout.write(JSON.stringify(Array.from(o.vlmLayers(m, 'A100-80G', { load: l }).forwardFlops)));"
+        )
+        for model in ("tiny-vlm", "internvl-chat-1.5", "llava-1.5-7b"):
+            spec = blocks.load_spec(model)
+            load = {"tiles": 7, "tokens": 3001, "sumSqLen": 2000000}
+            r = node("-e", script, os.path.join(ROOT, "dist", "index.js"), json.dumps([model, load]))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            want = json.loads(r.stdout)
+            kinds = blocks.layer_kinds(spec)
+            self.assertEqual(len(want), len(kinds))
+            for i, k in enumerate(kinds):
+                got = profile.model_forward_flops(spec, k, 7, 3001, 2000000)
+                self.assertAlmostEqual(got, want[i], delta=1e-9 * max(1.0, want[i]), msg="%s %s" % (model, k))
+
+
+@needs_torch
+@needs_cli
+class ProfileCli(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="omnibal-profile-")
+        cls.cal = os.path.join(cls.tmp, "cal.json")
+        cls.proc = py("omnibal.profile", "--model", "tiny-vlm", "--tiles", "6", "--tokens", "30", "--samples", "2", "--repeats", "2", "--warmup", "1", "--threads", "1", "--out", cls.cal)
+
+    @classmethod
+    def tearDownClass(cls):
+        for f in os.listdir(cls.tmp):
+            os.unlink(os.path.join(cls.tmp, f))
+        os.rmdir(cls.tmp)
+
+    def test_writes_a_complete_calibration_with_progress_on_stderr(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        self.assertEqual(self.proc.stdout, "")
+        self.assertIn("llm.block.0: forward", self.proc.stderr)
+        with open(self.cal) as fh:
+            doc = json.load(fh)
+        self.assertEqual(doc["load"], {"tiles": 6, "tokens": 30, "sumSqLen": 15 * 15 * 2})
+        self.assertEqual([l["kind"] for l in doc["layers"]], list(blocks.LAYER_KINDS))
+        spec = blocks.load_spec("tiny-vlm")
+        kinds = blocks.layer_kinds(spec)
+        for l in doc["layers"]:
+            self.assertEqual(kinds[l["index"]], l["kind"])
+            self.assertAlmostEqual(l["forwardMs"], (l["measuredForwardMs"] + l["backwardMs"]) / 3)
+            self.assertGreater(l["savedBytes"], 0)
+        self.assertEqual([m["firstLayer"] for m in doc["stageMemory"]], [kinds.index("vit"), kinds.index("llm")])
+
+    def test_the_cli_reproduces_the_measured_times_at_the_measured_load(self):
+        # Calibrated at its own load, the model gives back each measured kind's time (forward =
+        # the file's forwardMs, backward twice that): the file's load is honoured.
+        script = (
+            "const o = require(process.argv[1]);"
+            "const cal = JSON.parse(require('fs').readFileSync(process.argv[2], 'utf8'));"
+            "const r = o.calibrate('tiny-vlm', 'cpu', { load: { tiles: 1, tokens: 100 } }, cal);"
+            "const t = o.vlmLayers('tiny-vlm', r.gpu, { load: cal.load });"
+            "process.stdout.write(JSON.stringify({ f: Array.from(t.forwardMs), scale: r.activationScale }));"
+        )
+        r = node("-e", script, os.path.join(ROOT, "dist", "index.js"), self.cal)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        with open(self.cal) as fh:
+            doc = json.load(fh)
+        for l in doc["layers"]:
+            if l["kind"] in ("embed", "vit-embed"):
+                continue  # embed has no FLOPs; vit-embed shares the ViT factor with the blocks
+            self.assertAlmostEqual(got["f"][l["index"]] / l["forwardMs"], 1.0, places=9, msg=l["name"])
+        self.assertGreater(got["scale"]["llm"], 0)
+
+    def test_plan_and_partition_take_the_file(self):
+        r = node(CLI, "partition", "--model", "tiny-vlm", "--gpu", "cpu", "--calibration", self.cal, "--pp", "2", "--micro-batches", "4", "--vision-per-micro-batch", "6", "--text-per-micro-batch", "30", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(json.loads(r.stdout)["stages"]), 2)
+        for extra in ([], ["--calibration", self.cal]):
+            r = node(CLI, "plan", "--model", "tiny-vlm", "--gpu", "cpu", "--gpus", "4", "--pp", "2", "--synthetic", "400", "--simulated-steps", "2", "--json", *extra)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["replay"]["calibration"] is not None, bool(extra))
+
+    def test_bad_flags_exit_2_with_one_line(self):
+        for args in (["--model", "nope"], ["--model", "tiny-vlm", "--tiles", "x"], ["--model", "tiny-vlm", "--dtype", "int8"],
+                     ["--model", "tiny-vlm", "--fit", "both"], ["--model", "tiny-vlm", "--tokens", "0"], ["--tiles", "3"],
+                     ["--model", "tiny-vlm", "--tiles", "20", "--tokens", "10"]):
+            r = py("omnibal.profile", *args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("omnibal.profile: "), r.stderr)
+        if not torch.cuda.is_available():
+            r = py("omnibal.profile", "--model", "tiny-vlm", "--device", "cuda")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("no CUDA", r.stderr)
+
+
+@needs_torch
+class GpuCheckCpuPath(unittest.TestCase):
+    def test_tiny_cpu_path_writes_calibration_check_and_table(self):
+        with tempfile.TemporaryDirectory() as out:
+            r = py("omnibal.gpu_check", "--tiny", "--repeats", "1", "--clock", "cpu", "--out", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sorted(os.listdir(out)), ["calibration.json", "check.json", "table.md"])
+            with open(os.path.join(out, "check.json")) as fh:
+                doc = json.load(fh)
+            self.assertEqual([x["kind"] for x in doc["rows"]], list(blocks.LAYER_KINDS))
+            for x in doc["rows"]:
+                self.assertGreater(x["measuredMs"], 0)
+                if x["kind"] != "embed":
+                    self.assertGreater(x["uncalibratedMs"], 0)
+                    self.assertGreater(x["calibratedMs"], 0)
+            self.assertEqual(doc["meta"]["torch"], torch.__version__)
+            with open(os.path.join(out, "table.md")) as fh:
+                self.assertIn("| vit.block.0 |", fh.read())
+            self.assertIn("| llm.head |", r.stdout)
+        r = py("omnibal.gpu_check", "--out", "/nonexistent/x", "--tiny", "--clock", "sundial")
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

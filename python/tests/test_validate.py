@@ -1,0 +1,115 @@
+"""The mini-run (omnibal.validate), small: two real gloo processes train tiny-vlm with data
+parallelism and a 1F1B pipeline. Timing on a shared machine is noisy, so this asserts only what
+cannot flake; the figures themselves are the bench's (npm run bench -- minirun)."""
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from helpers import CLI, ROOT  # noqa: E402
+
+try:
+    import torch  # noqa: F401
+
+    from omnibal import validate
+except ImportError:  # pragma: no cover - CI installs Debian's python3-torch
+    torch = None
+
+needs = unittest.skipUnless(torch is not None and os.path.exists(CLI), "needs torch (Debian python3-torch) and the built CLI")
+ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+
+
+def py(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "omnibal.validate"] + list(args), cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+
+
+@needs
+class MiniRun(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        # Skewed lengths (InternVL scale; scaled down by the run): big and small samples alternate,
+        # so random fixed-size batches leave ranks unequal and the prediction is clear.
+        cls.tmp = tempfile.TemporaryDirectory()
+        lengths = os.path.join(cls.tmp.name, "skew.json")
+        with open(lengths, "w") as fh:
+            json.dump([{"vit_num": 5, "token_num": 1500} if i % 2 else {"vit_num": 1, "token_num": 300} for i in range(64)], fh)
+        cls.proc = py("--json", "--lengths", lengths, "--steps", "2", "--accum", "2", "--samples-per-pack", "2", "--pp-micro-batches", "4", "--repeats", "1", "--profile-repeats", "2")
+        cls.doc = json.loads(cls.proc.stdout) if cls.proc.returncode == 0 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_completes_with_a_complete_document(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        doc = self.doc
+        self.assertIn("lengths from skew.json", doc["data"])
+        self.assertEqual([r["name"] for r in doc["runs"]], ["dp2-random", "dp2-balanced", "pp2-uniform", "pp2-parameters", "pp2-optimal"])
+        for r in doc["runs"]:
+            for k in ("predictedMs", "measuredMs", "errorPct"):
+                self.assertTrue(math.isfinite(r[k]), (r["name"], k))
+            self.assertGreater(r["predictedMs"], 0)
+            self.assertGreater(r["measuredMs"], 0)
+        dp = doc["runs"][:2]
+        self.assertEqual(dp[0]["samples"], dp[1]["samples"])  # both plans train the same samples
+        for r in dp:
+            self.assertGreater(r["measuredCpuMs"], 0)
+            self.assertEqual(len(r["predictedStepMs"]), r["steps"])
+        splits = [r["lastLayers"] for r in doc["runs"][2:]]
+        for s in splits:
+            self.assertEqual(len(s), 2)
+            self.assertEqual(s[1], 13)  # the last stage ends with the head (tiny-vlm has 14 layers)
+        self.assertEqual(set(doc["speedups"]), {"dpBalancedOverRandom", "dpBalancedOverRandomCpuTime", "ppOptimalOverUniform", "ppOptimalOverParameters"})
+
+    def test_losses_match_between_splits(self):
+        self.assertIsNotNone(self.doc, self.proc.stderr)
+        losses = [r["losses"] for r in self.doc["runs"][2:]]
+        for l in losses:
+            self.assertEqual(len(l), 4)
+            for a, b in zip(l, losses[0]):
+                self.assertAlmostEqual(a, b, places=5)
+        self.assertTrue(self.doc["lossesMatch"])
+
+    def test_measured_speedup_has_the_predicted_sign_when_the_prediction_is_large(self):
+        self.assertIsNotNone(self.doc, self.proc.stderr)
+        s = self.doc["speedups"]
+        # Thread CPU time is not inflated by other processes: a clear prediction must show.
+        cpu = s["dpBalancedOverRandomCpuTime"]
+        if cpu["predicted"] >= 1.12:
+            self.assertGreater(cpu["measured"], 1.0, cpu)
+        for key in ("dpBalancedOverRandom", "ppOptimalOverUniform", "ppOptimalOverParameters"):
+            if s[key]["predicted"] >= 1.5:
+                self.assertGreater(s[key]["measured"], 1.0, (key, s[key]))
+
+
+@unittest.skipUnless(torch is not None, "needs torch")
+class Inputs(unittest.TestCase):
+    def test_bad_flags_exit_2_with_one_line(self):
+        for args in (["--steps", "0"], ["--lengths", "/nonexistent.json"], ["--model", "nope"], ["--repeats", "x"]):
+            r = py(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("omnibal.validate: "))
+
+    def test_falls_back_to_synthetic_lengths_when_no_file_is_found(self):
+        with tempfile.TemporaryDirectory() as empty:
+            old = os.environ.get("OMNIBAL_SHARED_LENGTHS")
+            os.environ["OMNIBAL_SHARED_LENGTHS"] = empty
+            try:
+                self.assertEqual(validate.read_lengths(), (None, None))
+            finally:
+                if old is None:
+                    del os.environ["OMNIBAL_SHARED_LENGTHS"]
+                else:
+                    os.environ["OMNIBAL_SHARED_LENGTHS"] = old
+        pairs = validate.synthetic_lengths(500, 1)
+        self.assertTrue(all(1 <= t <= 5 and n > 256 * t for t, n in pairs))
+        small = validate.scale_down(validate.blocks.load_spec("tiny-vlm"), [(5, 1500), (1, 300), (2, 100)])
+        self.assertEqual(small, [(5, 23), (1, 5), (2, 9)])
+
+
+if __name__ == "__main__":
+    unittest.main()
