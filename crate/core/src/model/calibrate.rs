@@ -165,13 +165,10 @@ mod tests {
             forward_flops: 0.0,
             params: 0.0,
             output_bytes: 0.0,
-            layer: Layer {
-                forward_ms: 0.0,
-                backward_ms: 0.0,
-                static_bytes: 0.0,
-                activation_bytes: a,
-                checkpoint_bytes: c,
-            },
+            weight_bytes: 0.0,
+            gradient_bytes: 0.0,
+            optimizer_bytes: 0.0,
+            layer: Layer::new(0.0, 0.0, 0.0, a, c),
         }
     }
 

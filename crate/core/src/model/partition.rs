@@ -27,14 +27,14 @@ struct Entry {
 /// Stage times for every segment, per distinct in-flight count: `time[l][r - l]` (NaN when
 /// infeasible).
 struct Times {
-    by_n: Vec<(u32, Vec<Vec<f64>>)>,
+    by_n: Vec<(f64, Vec<Vec<f64>>)>,
 }
 
 impl Times {
     fn new(p: &StageProblem, seg: &Segments) -> Self {
         let l_count = p.layers.len();
-        let mut ns: Vec<u32> = (0..p.stages as usize).map(|s| p.in_flight(s)).collect();
-        ns.dedup();
+        let mut ns: Vec<f64> = (0..p.stages as usize).map(|s| p.in_flight(s)).collect();
+        ns.dedup_by(|a, b| a.to_bits() == b.to_bits());
         let by_n = ns
             .into_iter()
             .map(|n| {
@@ -42,7 +42,7 @@ impl Times {
                     .map(|l| {
                         (l..l_count)
                             .map(|r| {
-                                seg.choose(n as f64, l, r)
+                                seg.choose(n, l, r)
                                     .map_or(f64::NAN, |(t, _)| t + p.cut_ms(r))
                             })
                             .collect()
@@ -54,11 +54,11 @@ impl Times {
         Times { by_n }
     }
 
-    fn table(&self, n: u32) -> &Vec<Vec<f64>> {
+    fn table(&self, n: f64) -> &Vec<Vec<f64>> {
         &self
             .by_n
             .iter()
-            .find(|(m, _)| *m == n)
+            .find(|(m, _)| m.to_bits() == n.to_bits())
             .expect("every in-flight count has a table")
             .1
     }
@@ -88,10 +88,10 @@ fn min_feasible_memory(p: &StageProblem, seg: &Segments) -> f64 {
     let mut prev = vec![f64::INFINITY; l_count];
     let first_min = (p.first_stage_min_layers as usize).max(1);
     for (r, slot) in prev.iter_mut().enumerate().skip(first_min - 1) {
-        *slot = seg.min_memory(p.in_flight(0) as f64, 0, r);
+        *slot = seg.min_memory(p.in_flight(0), 0, r);
     }
     for s in 1..stages {
-        let n = p.in_flight(s) as f64;
+        let n = p.in_flight(s);
         let mut cur = vec![f64::INFINITY; l_count];
         for (r, slot) in cur.iter_mut().enumerate().skip(s) {
             for l in s..=r {
@@ -313,11 +313,13 @@ fn build_stages(p: &StageProblem, seg: &Segments, bounds: &[(usize, usize)]) -> 
     let stages = bounds.len();
     let mut out = Vec::with_capacity(stages);
     for (s, &(l, r)) in bounds.iter().enumerate() {
-        let n = p.in_flight(s) as f64;
+        let n = p.in_flight(s);
         let (time, choice) = seg.choose(n, l, r)?;
         let recomputed = seg.recomputed(l, &choice);
+        let selective = seg.selective(l, r, &choice);
         let memory = match &choice {
             Choice::Block(k) => seg.block_memory(n, l, r, *k as usize),
+            Choice::BlockSelective(k) => seg.selective_memory(n, l, r, *k as usize),
             Choice::Set(set) => {
                 let mut kept = 0.0;
                 let mut w = 0.0;
@@ -337,9 +339,10 @@ fn build_stages(p: &StageProblem, seg: &Segments, bounds: &[(usize, usize)]) -> 
             first_layer: l as u32,
             last_layer: r as u32,
             recomputed,
+            selective,
             time_ms: time + if s + 1 < stages { p.cut_ms(r) } else { 0.0 },
             memory_bytes: memory,
-            in_flight: n as u32,
+            in_flight: n,
         });
     }
     Some(plan_from(out, p.micro_batches))
@@ -350,6 +353,7 @@ mod tests {
     use super::*;
     use crate::model::stages::{Layer, Recompute};
     use crate::rng::Rng;
+    use crate::simulate::Schedule;
 
     fn random_problem(rng: &mut Rng, max_layers: u32, mode: Recompute) -> StageProblem {
         let stages = 1 + rng.below(4);
@@ -357,16 +361,25 @@ mod tests {
         let layers: Vec<Layer> = (0..l)
             .map(|_| {
                 let a = rng.below(50) as f64;
+                let f = (1 + rng.below(20)) as f64;
+                let c = if rng.below(5) == 0 {
+                    (a + rng.below(5) as f64).max(0.0)
+                } else {
+                    (a / 4.0).floor()
+                };
                 Layer {
-                    forward_ms: (1 + rng.below(20)) as f64,
+                    forward_ms: f,
                     backward_ms: (1 + rng.below(40)) as f64,
                     static_bytes: rng.below(30) as f64,
                     activation_bytes: a,
-                    checkpoint_bytes: if rng.below(5) == 0 {
-                        (a + rng.below(5) as f64).max(0.0)
+                    checkpoint_bytes: c,
+                    // Mostly between c and a, sometimes below c (not monotone).
+                    selective_bytes: if rng.below(6) == 0 {
+                        (c - 1.0).max(0.0)
                     } else {
-                        (a / 4.0).floor()
+                        c + ((a - c).max(0.0) * rng.below(5) as f64 / 4.0).floor()
                     },
+                    selective_ms: (f * rng.below(4) as f64 / 4.0).floor(),
                 }
             })
             .collect();
@@ -375,10 +388,17 @@ mod tests {
         } else {
             (0..l - 1).map(|_| rng.below(6) as f64).collect()
         };
+        let micro_batches = 1 + rng.below(8);
+        let schedule = match rng.below(4) {
+            0 => Schedule::GPipe,
+            1 => Schedule::Interleaved(1 + rng.below(3)),
+            _ => Schedule::OneFOneB,
+        };
         StageProblem {
             layers,
             stages,
-            micro_batches: 1 + rng.below(8),
+            micro_batches,
+            schedule,
             memory_bytes: (40 + rng.below(300)) as f64,
             stage_overhead_bytes: rng.below(10) as f64,
             comm_ms,
@@ -421,23 +441,35 @@ mod tests {
             if (ends[0] as usize + 1) < p.first_stage_min_layers as usize {
                 return;
             }
-            // Recomputation options of each stage.
-            let mut options: Vec<Vec<Vec<u32>>> = Vec::new();
+            // Recomputation options of each stage: (full, selective) layer lists.
+            let mut options: Vec<Vec<(Vec<u32>, Vec<u32>)>> = Vec::new();
             let mut first = 0u32;
             for &last in ends {
                 let len = (last - first + 1) as usize;
-                let opts: Vec<Vec<u32>> = match p.recompute {
-                    Recompute::None => vec![vec![]],
-                    Recompute::Full => vec![(first..=last).collect()],
+                let full = |x: Vec<u32>| (x, Vec::new());
+                let opts: Vec<(Vec<u32>, Vec<u32>)> = match p.recompute {
+                    Recompute::None => vec![full(vec![])],
+                    Recompute::Full => vec![full((first..=last).collect())],
                     Recompute::Block => (0..=len)
-                        .map(|k| (first..first + k as u32).collect())
+                        .map(|k| full((first..first + k as u32).collect()))
+                        .collect(),
+                    Recompute::Selective => (0..=len)
+                        .flat_map(|k| {
+                            let f: Vec<u32> = (first..first + k as u32).collect();
+                            [
+                                (f.clone(), Vec::new()),
+                                (f, (first + k as u32..=last).collect()),
+                            ]
+                        })
                         .collect(),
                     Recompute::Any => (0..1u32 << len)
                         .map(|mask| {
-                            (0..len as u32)
-                                .filter(|b| mask >> b & 1 == 1)
-                                .map(|b| first + b)
-                                .collect()
+                            full(
+                                (0..len as u32)
+                                    .filter(|b| mask >> b & 1 == 1)
+                                    .map(|b| first + b)
+                                    .collect(),
+                            )
                         })
                         .collect(),
                 };
@@ -446,8 +478,9 @@ mod tests {
             }
             let mut pick = vec![0usize; stages];
             loop {
-                let rec: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].clone()).collect();
-                let plan = p.evaluate(ends, &rec).unwrap();
+                let rec: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].0.clone()).collect();
+                let sel: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].1.clone()).collect();
+                let plan = p.evaluate_with(ends, &rec, &sel).unwrap();
                 let peak = plan
                     .stages
                     .iter()
@@ -486,8 +519,13 @@ mod tests {
                     let ends: Vec<u32> = plan.stages.iter().map(|s| s.last_layer).collect();
                     let rec: Vec<Vec<u32>> =
                         plan.stages.iter().map(|s| s.recomputed.clone()).collect();
-                    let again = p.evaluate(&ends, &rec).unwrap();
+                    let sel: Vec<Vec<u32>> =
+                        plan.stages.iter().map(|s| s.selective.clone()).collect();
+                    let again = p.evaluate_with(&ends, &rec, &sel).unwrap();
                     assert_eq!(again.iteration_ms, plan.iteration_ms, "run {run}");
+                    for (a, b) in again.stages.iter().zip(&plan.stages) {
+                        assert_eq!(a.memory_bytes, b.memory_bytes, "run {run}");
+                    }
                     assert!(
                         plan.stages.iter().all(|s| s.memory_bytes <= p.memory_bytes),
                         "run {run}"
@@ -540,19 +578,18 @@ mod tests {
     }
 
     #[test]
+    fn selective_matches_brute_force() {
+        check_against_brute_force(Recompute::Selective, 10, 1200, 5);
+    }
+
+    #[test]
     fn any_is_feasible_and_never_worse_than_block() {
         check_against_brute_force(Recompute::Any, 8, 600, 4);
     }
 
     #[test]
     fn fewer_layers_than_stages_and_zero_sizes_are_errors() {
-        let layer = Layer {
-            forward_ms: 1.0,
-            backward_ms: 2.0,
-            static_bytes: 1.0,
-            activation_bytes: 1.0,
-            checkpoint_bytes: 0.0,
-        };
+        let layer = Layer::new(1.0, 2.0, 1.0, 1.0, 0.0);
         let p = StageProblem {
             layers: vec![layer; 3],
             stages: 4,
@@ -562,6 +599,7 @@ mod tests {
             comm_ms: vec![],
             recompute: Recompute::Block,
             first_stage_min_layers: 0,
+            schedule: Schedule::OneFOneB,
         };
         assert_eq!(
             partition_stages(&p).unwrap_err().code(),
