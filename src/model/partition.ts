@@ -152,7 +152,7 @@ export function partitionStagesTwin(p: Problem): PlanOut {
     const need = minFeasibleMemory(p, seg);
     throw infeasible(
       Number.isFinite(need)
-        ? `no plan fits in ${p.memoryBytes} bytes per GPU; the least memory that fits is ${Math.ceil(need)} bytes (${(need / 2 ** 30).toFixed(2)} GiB)`
+        ? `no plan fits in ${p.memoryBytes} bytes per GPU; the least memory that fits is ${Math.ceil(need)} bytes (${(Math.ceil((need / 2 ** 30) * 100) / 100).toFixed(2)} GiB, rounded up)`
         : 'no plan satisfies the constraints',
     );
   }
@@ -199,6 +199,7 @@ function buildStages(p: Problem, seg: Segments, bounds: [number, number][]): Pla
     const [time, choice] = chosen as [number, Choice];
     let memory: number;
     if ('block' in choice) memory = seg.blockMemory(n, l, rr, choice.block);
+    else if ('blockSelective' in choice) memory = seg.selectiveMemory(n, l, rr, choice.blockSelective);
     else {
       let kept = 0;
       let w = 0;
@@ -213,6 +214,7 @@ function buildStages(p: Problem, seg: Segments, bounds: [number, number][]): Pla
       firstLayer: l,
       lastLayer: rr,
       recomputed: seg.recomputed(l, choice),
+      selective: seg.selective(l, rr, choice),
       timeMs: time + (s + 1 < S ? cutMs(p, rr) : 0),
       memoryBytes: memory,
       inFlight: n,
