@@ -314,6 +314,8 @@ export interface StageProblemInput {
   schedule?: string
   /** Model chunks per device for `interleaved` (default 2). */
   virtualStages?: number
+  /** For `uniform` recomputation: the layers every stage recomputes (default 0). */
+  uniformLayers?: number
 }
 
 /** The parallel layout and the micro-batch a layer table is for. */

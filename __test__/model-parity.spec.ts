@@ -21,7 +21,8 @@ const problemArb = fc
     microBatches: fc.integer({ min: 1, max: 16 }),
     memoryBytes: fc.integer({ min: 1, max: 600 }),
     overhead: fc.integer({ min: 0, max: 10 }),
-    recompute: fc.constantFrom('none', 'full', 'block', 'any', 'selective'),
+    recompute: fc.constantFrom('none', 'full', 'block', 'any', 'selective', 'uniform', 'selective-all'),
+    uniformLayers: fc.integer({ min: 0, max: 5 }),
     selective: fc.boolean(),
     schedule: fc.constantFrom('1f1b', 'gpipe', 'interleaved'),
     virtualStages: fc.integer({ min: 1, max: 3 }),
@@ -45,6 +46,7 @@ const problemArb = fc
     stageOverheadBytes: r.overhead,
     commMs: r.comm ? Float64Array.from({ length: Math.max(r.layers.length - 1, 0) }, (_, i) => (i * 7) % 5) : undefined,
     recompute: r.recompute,
+    uniformLayers: r.uniformLayers,
     firstStageMinLayers: r.firstMin,
   }));
 

@@ -52,6 +52,8 @@ export interface StageProblem {
   schedule?: Schedule;
   /** Model chunks per device for `interleaved`; default 2. */
   virtualStages?: number;
+  /** Megatron `--recompute-modules` that `selectiveBytes` / `selectiveMs` model (for exports). */
+  selectiveModules?: string[];
   /** Pipeline stages `P` (Megatron's pipeline-model-parallel size). */
   stages: number;
   /** Micro-batches per iteration `M`. */
@@ -64,6 +66,8 @@ export interface StageProblem {
   commMs?: Float64Array;
   /** How recomputation may be chosen per stage; default `block`. */
   recompute?: Recompute;
+  /** For `uniform` recomputation: the layers every stage recomputes; default 0. */
+  uniformLayers?: number;
   /** The first stage must hold at least this many layers (the vision encoder); default 0. */
   firstStageMinLayers?: number;
   /** Layer names, for reports and exports. */
@@ -156,6 +160,7 @@ function toInput(p: StageProblem): Native.StageProblemInput {
     selectiveMs: p.selectiveMs,
     schedule: p.schedule,
     virtualStages: p.virtualStages,
+    uniformLayers: p.uniformLayers,
   };
 }
 
@@ -441,6 +446,7 @@ export function vlmStageProblem(o: VlmStageOptions): StageProblem {
     optimizerBytes: t.optimizerBytes,
     schedule: o.schedule,
     virtualStages: o.virtualStages,
+    selectiveModules: o.training?.flashAttention === false ? ['core_attn', 'mlp'] : ['mlp'],
     stages: o.pp,
     microBatches: o.microBatches,
     memoryBytes: g.memoryBytes,

@@ -35,6 +35,7 @@ export class Segments {
     private readonly capacity: number,
     private readonly overhead: number,
     private readonly mode: Recompute,
+    private readonly uniformLayers = 0,
   ) {
     this.pf = prefix(layers, (x) => x.forwardMs);
     this.pb = prefix(layers, (x) => x.backwardMs);
@@ -130,6 +131,12 @@ export class Segments {
         const k = this.blockK(n, l, r);
         return k === undefined ? undefined : [base + (this.pf[l + k] - this.pf[l]), { block: k }];
       }
+      case 'uniform': {
+        const k = Math.min(this.uniformLayers, len);
+        return this.blockMemory(n, l, r, k) <= this.capacity ? [base + (this.pf[l + k] - this.pf[l]), { block: k }] : undefined;
+      }
+      case 'selective-all':
+        return this.selectiveMemory(n, l, r, 0) <= this.capacity ? [this.selectiveTime(l, r, 0), { blockSelective: 0 }] : undefined;
       case 'selective': {
         const k = this.blockK(n, l, r);
         const block: [number, Choice] | undefined = k === undefined ? undefined : [base + (this.pf[l + k] - this.pf[l]), { block: k }];
@@ -163,6 +170,10 @@ export class Segments {
         for (let k = 0; k <= len; k++) m = Math.min(m, this.blockMemory(n, l, r, k));
         return m;
       }
+      case 'uniform':
+        return this.blockMemory(n, l, r, Math.min(this.uniformLayers, len));
+      case 'selective-all':
+        return this.selectiveMemory(n, l, r, 0);
       case 'selective': {
         let m = Infinity;
         for (let k = 0; k <= len; k++) m = Math.min(m, Math.min(this.blockMemory(n, l, r, k), this.selectiveMemory(n, l, r, k)));

@@ -12,10 +12,14 @@ import { numberAtLeast } from '../validate';
  * each stage), `any` (a greedy subset), `selective` (block, with the stage's other layers either
  * kept or all under Megatron's selective recomputation).
  */
-export type Recompute = 'none' | 'full' | 'block' | 'any' | 'selective';
+export type Recompute = 'none' | 'full' | 'block' | 'any' | 'selective' | 'uniform' | 'selective-all';
 
-/** Every recomputation mode. */
-export const RECOMPUTE_MODES: readonly Recompute[] = ['none', 'full', 'block', 'any', 'selective'];
+/**
+ * Every recomputation mode; `uniform` (every stage recomputes its first `uniformLayers` layers,
+ * Megatron's `--recompute-num-layers`) and `selective-all` (every layer selectively, Megatron's
+ * `--recompute-granularity selective`) are one setting for all stages.
+ */
+export const RECOMPUTE_MODES: readonly Recompute[] = ['none', 'full', 'block', 'any', 'selective', 'uniform', 'selective-all'];
 
 /** A pipeline schedule: its name and, for `interleaved`, the model chunks per device. */
 export interface ScheduleSpec {
@@ -64,6 +68,8 @@ export interface Problem {
   stageOverheadBytes: number;
   commMs: number[];
   recompute: Recompute;
+  /** For `uniform`: the layers every stage recomputes. */
+  uniformLayers: number;
   firstStageMinLayers: number;
   schedule: ScheduleSpec;
 }
@@ -115,6 +121,10 @@ export function checkProblem(p: Problem): void {
     throw outOfRange('commMs', `must have one entry per cut (layers - 1 = ${l - 1}), got ${p.commMs.length}`);
   }
   p.commMs.forEach((c, i) => numberAtLeast(`commMs[${i}]`, c, 0));
+  let total = 0;
+  for (const x of p.layers) total += 2 * x.forwardMs + x.backwardMs;
+  for (const c of p.commMs) total += c;
+  if (!Number.isFinite(total * p.microBatches)) throw outOfRange('layers', 'times are too large: the iteration time overflows (use milliseconds)');
   if (p.firstStageMinLayers > l - (p.stages - 1)) {
     throw outOfRange('firstStageMinLayers', `leaves fewer layers than the other ${p.stages - 1} stages need`);
   }

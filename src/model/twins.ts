@@ -46,6 +46,7 @@ export function toProblem(p: Native.StageProblemInput): Problem {
     stageOverheadBytes: p.stageOverheadBytes ?? 0,
     commMs: p.commMs ? Array.from(p.commMs) : [],
     recompute: parseRecompute(p.recompute ?? 'block'),
+    uniformLayers: p.recompute === 'uniform' ? integerBetween('uniformLayers', p.uniformLayers ?? 0, 0, 1 << 20) : 0,
     firstStageMinLayers: p.firstStageMinLayers === undefined || p.firstStageMinLayers === null ? 0 : integerBetween('firstStageMinLayers', p.firstStageMinLayers, 0, 1 << 20),
     schedule: parseSchedule(p.schedule ?? '1f1b', v),
   };

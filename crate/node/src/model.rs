@@ -40,6 +40,8 @@ pub struct StageProblemInput {
     pub schedule: Option<String>,
     /// Model chunks per device for `interleaved` (default 2).
     pub virtual_stages: Option<f64>,
+    /// For `uniform` recomputation: the layers every stage recomputes (default 0).
+    pub uniform_layers: Option<f64>,
 }
 
 fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
@@ -82,7 +84,15 @@ fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
         memory_bytes: number_at_least("memoryBytes", p.memory_bytes, 0.0)?,
         stage_overhead_bytes: p.stage_overhead_bytes.unwrap_or(0.0),
         comm_ms: p.comm_ms.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
-        recompute: Recompute::parse(p.recompute.as_deref().unwrap_or("block"))?,
+        recompute: match Recompute::parse(p.recompute.as_deref().unwrap_or("block"))? {
+            Recompute::Uniform(_) => Recompute::Uniform(integer_between(
+                "uniformLayers",
+                p.uniform_layers.unwrap_or(0.0),
+                0,
+                1 << 20,
+            )? as u32),
+            mode => mode,
+        },
         first_stage_min_layers: p
             .first_stage_min_layers
             .map(|x| integer_between("firstStageMinLayers", x, 0, 1 << 20))

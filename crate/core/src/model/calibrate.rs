@@ -44,6 +44,12 @@ pub fn fit_efficiency(
             ));
         };
         number_at_least("measured forwardMs", t, 0.0)?;
+        if t == 0.0 {
+            return Err(Error::out_of_range(
+                "measured forwardMs",
+                format!("of layer {i} must be > 0 (a measured layer takes time), got 0"),
+            ));
+        }
         let x = ms_at_peak[i as usize];
         let k = kind_index(layer.kind);
         num[k] += t * x;

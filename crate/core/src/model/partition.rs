@@ -453,6 +453,10 @@ mod tests {
                     Recompute::Block => (0..=len)
                         .map(|k| full((first..first + k as u32).collect()))
                         .collect(),
+                    Recompute::Uniform(k) => {
+                        vec![full((first..first + (k as usize).min(len) as u32).collect())]
+                    }
+                    Recompute::SelectiveAll => vec![(vec![], (first..=last).collect())],
                     Recompute::Selective => (0..=len)
                         .flat_map(|k| {
                             let f: Vec<u32> = (first..first + k as u32).collect();
@@ -580,6 +584,14 @@ mod tests {
     #[test]
     fn selective_matches_brute_force() {
         check_against_brute_force(Recompute::Selective, 10, 1200, 5);
+    }
+
+    #[test]
+    fn one_setting_for_all_stages_matches_brute_force() {
+        check_against_brute_force(Recompute::SelectiveAll, 12, 500, 6);
+        for k in 0..4 {
+            check_against_brute_force(Recompute::Uniform(k), 12, 300, 7 + k as u64);
+        }
     }
 
     #[test]

@@ -200,6 +200,13 @@ impl Segments {
                     Choice::Block(k as u32),
                 )
             }),
+            Recompute::Uniform(k) => {
+                let k = (k as usize).min(len);
+                (self.block_memory(n, l, r, k) <= self.capacity)
+                    .then(|| (base + (self.pf[l + k] - self.pf[l]), Choice::Block(k as u32)))
+            }
+            Recompute::SelectiveAll => (self.selective_memory(n, l, r, 0) <= self.capacity)
+                .then(|| (self.selective_time(l, r, 0), Choice::BlockSelective(0))),
             Recompute::Selective => {
                 let block = self.block_k(n, l, r).map(|k| {
                     (
@@ -245,6 +252,8 @@ impl Segments {
             Recompute::Block => (0..=len)
                 .map(|k| self.block_memory(n, l, r, k))
                 .fold(f64::INFINITY, f64::min),
+            Recompute::Uniform(k) => self.block_memory(n, l, r, (k as usize).min(len)),
+            Recompute::SelectiveAll => self.selective_memory(n, l, r, 0),
             Recompute::Selective => (0..=len)
                 .map(|k| {
                     self.block_memory(n, l, r, k)

@@ -60,11 +60,24 @@ pub enum Recompute {
     /// Per stage, the first `k_s` layers fully recomputed and the rest either kept or all
     /// selectively recomputed (exact over that choice).
     Selective,
+    /// Every stage fully recomputes its first `min(k, len)` layers: one count for all stages,
+    /// as Megatron-LM's `--recompute-method block --recompute-num-layers k`.
+    Uniform(u32),
+    /// Every layer selectively recomputed, as Megatron-LM's `--recompute-granularity selective`.
+    SelectiveAll,
 }
 
 impl Recompute {
     /// Every mode's name.
-    pub const NAMES: &'static [&'static str] = &["none", "full", "block", "any", "selective"];
+    pub const NAMES: &'static [&'static str] = &[
+        "none",
+        "full",
+        "block",
+        "any",
+        "selective",
+        "uniform",
+        "selective-all",
+    ];
 
     /// Parses a mode name.
     pub fn parse(name: &str) -> Result<Self, Error> {
@@ -74,6 +87,8 @@ impl Recompute {
             "block" => Ok(Recompute::Block),
             "any" => Ok(Recompute::Any),
             "selective" => Ok(Recompute::Selective),
+            "uniform" => Ok(Recompute::Uniform(0)),
+            "selective-all" => Ok(Recompute::SelectiveAll),
             _ => Err(Error::UnknownOption {
                 name: "recompute".into(),
                 value: name.into(),
@@ -193,6 +208,21 @@ impl StageProblem {
         }
         for (i, &c) in self.comm_ms.iter().enumerate() {
             number_at_least(&format!("commMs[{i}]"), c, 0.0)?;
+        }
+        // Every time the DP adds up (forward, backward, a recomputed forward, cuts) times the
+        // micro-batches must stay finite, or the objective overflows to infinity.
+        let mut total = 0.0;
+        for x in &self.layers {
+            total += 2.0 * x.forward_ms + x.backward_ms;
+        }
+        for &c in &self.comm_ms {
+            total += c;
+        }
+        if !(total * self.micro_batches as f64).is_finite() {
+            return Err(Error::out_of_range(
+                "layers",
+                "times are too large: the iteration time overflows (use milliseconds)",
+            ));
         }
         if self.first_stage_min_layers as usize > l - (self.stages as usize - 1) {
             return Err(Error::out_of_range(
