@@ -133,7 +133,7 @@ interface Loads {
 function loadsOf(flags: PartitionFlags): Loads {
   checked('--vision-per-micro-batch', flags.visionPerMicroBatch, 0);
   checked('--text-per-micro-batch', flags.textPerMicroBatch, 1);
-  checked('--samples-per-micro-batch', flags.samplesPerMicroBatch, 1, true);
+  checked('--samples-per-micro-batch', flags.samplesPerMicroBatch, 1);
   checked('--memory-vision-per-micro-batch', flags.memoryVisionPerMicroBatch, 0);
   checked('--memory-text-per-micro-batch', flags.memoryTextPerMicroBatch, 1);
   let load: MicroBatchLoad;
@@ -184,7 +184,9 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   if (!['gpipe', '1f1b', 'interleaved'].includes(flags.schedule)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--schedule must be one of gpipe, 1f1b, interleaved, got ${JSON.stringify(flags.schedule)}`);
   checked('--virtual-stages', flags.virtualStages, 1, true);
   if (flags.virtualStages !== undefined && flags.schedule !== 'interleaved') throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--virtual-stages needs --schedule interleaved');
-  checked('--memory-gib', flags.memoryGib, Number.MIN_VALUE);
+  if (flags.memoryGib !== undefined && !(Number.isFinite(flags.memoryGib) && flags.memoryGib > 0)) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--memory-gib must be a number > 0, got ${describeFlag(flags.memoryGib)}`);
+  }
   checked('--headroom', flags.headroom, 0);
   if (flags.layers) return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file' };
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');

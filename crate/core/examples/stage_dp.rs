@@ -25,7 +25,12 @@ fn main() {
             }
         })
         .collect();
-    for mode in [Recompute::Block, Recompute::Selective, Recompute::None, Recompute::Full] {
+    for mode in [
+        Recompute::Block,
+        Recompute::Selective,
+        Recompute::None,
+        Recompute::Full,
+    ] {
         let p = StageProblem {
             layers: layers.clone(),
             stages: 32,

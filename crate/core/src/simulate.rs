@@ -419,12 +419,19 @@ mod tests {
                 let r = simulate_step(&input).unwrap();
                 let closed: Vec<f64> = (0..p).map(|s| in_flight(sched, p, s, m)).collect();
                 for (a, b) in r.peak_in_flight.iter().zip(&closed) {
-                    assert!((a - b).abs() < 1e-9, "{sched:?} p {p} m {m}: {r:?} vs {closed:?}", r = r.peak_in_flight);
+                    assert!(
+                        (a - b).abs() < 1e-9,
+                        "{sched:?} p {p} m {m}: {r:?} vs {closed:?}",
+                        r = r.peak_in_flight
+                    );
                 }
             }
         }
         // Megatron-LM's interleaved penalty on the first stage: P (1 + (P - 1) / (P v)).
-        assert_eq!(in_flight(Schedule::Interleaved(2), 8, 0, 32), 8.0 * (1.0 + 7.0 / 16.0));
+        assert_eq!(
+            in_flight(Schedule::Interleaved(2), 8, 0, 32),
+            8.0 * (1.0 + 7.0 / 16.0)
+        );
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! plan found so far is dropped. Each stage's time comes from [`Segments::choose`], the
 //! cheapest recomputation that fits; since time only grows with recomputation, choosing it per
 //! stage is optimal for a given split. Ties go to the smaller bottleneck, then the earlier cuts.
+//!
+//! A second pass breaks the remaining ties toward balanced stages: among plans whose every stage
+//! takes at most the optimum's bottleneck `B`, it picks the least sum of stage times, then the
+//! least sum of squared stage times (an exact DP on that lexicographic, additive cost). Its plan
+//! has `sum <= S` and `max <= B`, so its iteration time is the optimum's (up to rounding: sums
+//! within 1e-12 relative count as equal): the same objective, with the non-bottleneck stages as
+//! even as the optimum allows.
 
 use super::recompute::{Choice, Segments};
 use super::stages::{plan_from, Stage, StagePlan, StageProblem};
@@ -262,6 +269,7 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
             min_memory_bytes: need,
         });
     };
+    let bottleneck = end[idx].max;
     // Walk back through the frontiers to the cuts, then rebuild each stage's choice.
     let mut bounds = vec![(0usize, 0usize); stages];
     let mut r = l_count - 1;
@@ -271,7 +279,86 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         idx = e.prev as usize;
         r = (e.first as usize).wrapping_sub(1);
     }
-    Ok(build_stages(p, &seg, &bounds).expect("the DP only keeps feasible stages"))
+    let optimum = build_stages(p, &seg, &bounds).expect("the DP only keeps feasible stages");
+    if let Some(even) = balance(p, &times, first_min, bottleneck) {
+        if even != bounds {
+            let plan =
+                build_stages(p, &seg, &even).expect("the balance pass only keeps feasible stages");
+            if plan.iteration_ms <= optimum.iteration_ms * (1.0 + 1e-12) {
+                return Ok(plan);
+            }
+        }
+    }
+    Ok(optimum)
+}
+
+/// The split with every stage at most `cap` and the least (sum of stage times, sum of their
+/// squares), lexicographically; `None` when no split keeps every stage under `cap`.
+fn balance(
+    p: &StageProblem,
+    times: &Times,
+    first_min: usize,
+    cap: f64,
+) -> Option<Vec<(usize, usize)>> {
+    let (l_count, stages) = (p.layers.len(), p.stages as usize);
+    // best[s][r]: (sum, sum of squares, first layer of stage s) over covers of 0..=r.
+    let mut best: Vec<Vec<Option<(f64, f64, usize)>>> = Vec::with_capacity(stages);
+    let t0 = times.table(p.in_flight(0));
+    best.push(
+        (0..l_count)
+            .map(|r| {
+                let t = if r + 1 >= first_min && r <= l_count - stages {
+                    t0[0][r]
+                } else {
+                    f64::NAN
+                };
+                (!t.is_nan() && t <= cap).then_some((t, t * t, 0))
+            })
+            .collect(),
+    );
+    for s in 1..stages {
+        let table = times.table(p.in_flight(s));
+        let mut cur: Vec<Option<(f64, f64, usize)>> = vec![None; l_count];
+        let r_lo = if s == stages - 1 { l_count - 1 } else { s };
+        for (r, slot) in cur
+            .iter_mut()
+            .enumerate()
+            .take(l_count - (stages - s) + 1)
+            .skip(r_lo)
+        {
+            for l in s..=r {
+                let t = table[l][r - l];
+                if t.is_nan() || t > cap {
+                    continue;
+                }
+                let Some((sum, sq, _)) = best[s - 1][l - 1] else {
+                    continue;
+                };
+                let cand = (sum + t, sq + t * t, l);
+                // Sums within rounding (1e-12 relative) count as equal, so the squares decide.
+                let better = match *slot {
+                    None => true,
+                    Some((a, b, _)) => {
+                        let tol = 1e-12 * a.abs();
+                        cand.0 < a - tol || (cand.0 <= a + tol && cand.1 < b)
+                    }
+                };
+                if better {
+                    *slot = Some(cand);
+                }
+            }
+        }
+        best.push(cur);
+    }
+    best[stages - 1][l_count - 1]?;
+    let mut bounds = vec![(0usize, 0usize); stages];
+    let mut r = l_count - 1;
+    for s in (0..stages).rev() {
+        let (_, _, first) = best[s][r].expect("a chosen state has a predecessor");
+        bounds[s] = (first, r);
+        r = first.wrapping_sub(1);
+    }
+    Some(bounds)
 }
 
 /// The plan for a given split with each stage's cheapest feasible recomputation (used by the
@@ -454,7 +541,9 @@ mod tests {
                         .map(|k| full((first..first + k as u32).collect()))
                         .collect(),
                     Recompute::Uniform(k) => {
-                        vec![full((first..first + (k as usize).min(len) as u32).collect())]
+                        vec![full(
+                            (first..first + (k as usize).min(len) as u32).collect(),
+                        )]
                     }
                     Recompute::SelectiveAll => vec![(vec![], (first..=last).collect())],
                     Recompute::Selective => (0..=len)
@@ -482,8 +571,10 @@ mod tests {
             }
             let mut pick = vec![0usize; stages];
             loop {
-                let rec: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].0.clone()).collect();
-                let sel: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].1.clone()).collect();
+                let rec: Vec<Vec<u32>> =
+                    (0..stages).map(|s| options[s][pick[s]].0.clone()).collect();
+                let sel: Vec<Vec<u32>> =
+                    (0..stages).map(|s| options[s][pick[s]].1.clone()).collect();
                 let plan = p.evaluate_with(ends, &rec, &sel).unwrap();
                 let peak = plan
                     .stages
@@ -579,6 +670,63 @@ mod tests {
     fn none_and_full_match_brute_force() {
         check_against_brute_force(Recompute::None, 12, 700, 2);
         check_against_brute_force(Recompute::Full, 12, 700, 3);
+    }
+
+    #[test]
+    fn ties_go_to_the_least_sum_then_the_most_even_stages() {
+        let mut rng = Rng::new(21);
+        for run in 0..600 {
+            let mode = [Recompute::Block, Recompute::Selective, Recompute::None][run % 3];
+            let p = random_problem(&mut rng, 10, mode);
+            let Ok(plan) = partition_stages(&p) else {
+                continue;
+            };
+            let sq = |pl: &StagePlan| pl.stages.iter().map(|s| s.time_ms * s.time_ms).sum::<f64>();
+            let sum = |pl: &StagePlan| pl.stages.iter().map(|s| s.time_ms).sum::<f64>();
+            let (l, stages) = (p.layers.len(), p.stages as usize);
+            // Every split whose stages all fit and take at most the plan's bottleneck.
+            let mut ends = vec![0u32; stages];
+            fn each(
+                l: usize,
+                st: usize,
+                s: usize,
+                start: usize,
+                ends: &mut Vec<u32>,
+                f: &mut dyn FnMut(&[u32]),
+            ) {
+                if s == st - 1 {
+                    ends[s] = (l - 1) as u32;
+                    f(ends);
+                    return;
+                }
+                for e in start..=l - (st - s) {
+                    ends[s] = e as u32;
+                    each(l, st, s + 1, e + 1, ends, f);
+                }
+            }
+            each(l, stages, 0, 0, &mut ends, &mut |ends: &[u32]| {
+                if (ends[0] as usize + 1) < p.first_stage_min_layers as usize {
+                    return;
+                }
+                let Ok(q) = plan_for_split(&p, ends) else {
+                    return;
+                };
+                if q.bottleneck_ms > plan.bottleneck_ms {
+                    return;
+                }
+                assert!(
+                    q.iteration_ms >= plan.iteration_ms,
+                    "run {run}: not optimal"
+                );
+                assert!(
+                    sum(&q) >= sum(&plan),
+                    "run {run}: a split with less total time"
+                );
+                if sum(&q) == sum(&plan) {
+                    assert!(sq(&q) >= sq(&plan), "run {run}: a more even split {ends:?}");
+                }
+            });
+        }
     }
 
     #[test]

@@ -202,8 +202,12 @@ impl Segments {
             }),
             Recompute::Uniform(k) => {
                 let k = (k as usize).min(len);
-                (self.block_memory(n, l, r, k) <= self.capacity)
-                    .then(|| (base + (self.pf[l + k] - self.pf[l]), Choice::Block(k as u32)))
+                (self.block_memory(n, l, r, k) <= self.capacity).then(|| {
+                    (
+                        base + (self.pf[l + k] - self.pf[l]),
+                        Choice::Block(k as u32),
+                    )
+                })
             }
             Recompute::SelectiveAll => (self.selective_memory(n, l, r, 0) <= self.capacity)
                 .then(|| (self.selective_time(l, r, 0), Choice::BlockSelective(0))),
@@ -214,9 +218,12 @@ impl Segments {
                         Choice::Block(k as u32),
                     )
                 });
-                let sel = self
-                    .selective_k(n, l, r)
-                    .map(|k| (self.selective_time(l, r, k), Choice::BlockSelective(k as u32)));
+                let sel = self.selective_k(n, l, r).map(|k| {
+                    (
+                        self.selective_time(l, r, k),
+                        Choice::BlockSelective(k as u32),
+                    )
+                });
                 match (block, sel) {
                     (Some(b), Some(s)) => Some(if s.0 < b.0 { s } else { b }),
                     (b, s) => b.or(s),

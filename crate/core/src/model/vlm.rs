@@ -604,13 +604,7 @@ mod tests {
             tokens: 1000.0,
             sum_sq_len: 1e6,
         };
-        let layers = vlm_layers(
-            &spec,
-            &a100(),
-            &Parallel::new(2, 1, 0),
-            &load,
-        )
-        .unwrap();
+        let layers = vlm_layers(&spec, &a100(), &Parallel::new(2, 1, 0), &load).unwrap();
         let block = &layers[45 + 3]; // first LLM block
         assert_eq!(block.kind, LayerKind::Llm);
         let h = 6144.0;
@@ -646,20 +640,8 @@ mod tests {
             tokens: 100.0,
             sum_sq_len: 1e4,
         };
-        let z0 = vlm_layers(
-            &internvl(),
-            &a100(),
-            &Parallel::new(1, 8, 0),
-            &load,
-        )
-        .unwrap();
-        let z1 = vlm_layers(
-            &internvl(),
-            &a100(),
-            &Parallel::new(1, 8, 1),
-            &load,
-        )
-        .unwrap();
+        let z0 = vlm_layers(&internvl(), &a100(), &Parallel::new(1, 8, 0), &load).unwrap();
+        let z1 = vlm_layers(&internvl(), &a100(), &Parallel::new(1, 8, 1), &load).unwrap();
         // Megatron's default: bf16 weights, fp32 main gradients, Adam (12): 18 bytes, or
         // 6 + 12 / dp with the distributed optimizer.
         assert_eq!(z0[10].layer.static_bytes, 18.0 * z0[10].params);
@@ -672,7 +654,10 @@ mod tests {
         let bf16 = with(&|p| p.grad_bytes = 2.0);
         assert_eq!(bf16[10].layer.static_bytes, 5.5 * bf16[10].params);
         let z2 = with(&|p| p.zero = 2);
-        assert_eq!(z2[10].layer.static_bytes, (2.0 + 4.0 / 8.0 + 1.5) * z2[10].params);
+        assert_eq!(
+            z2[10].layer.static_bytes,
+            (2.0 + 4.0 / 8.0 + 1.5) * z2[10].params
+        );
         let z3 = with(&|p| p.zero = 3);
         assert_eq!(z3[10].layer.static_bytes, 18.0 / 8.0 * z3[10].params);
         // A frozen ViT: weights only, no backward, no activations; the LLM is untouched.
@@ -685,8 +670,14 @@ mod tests {
         assert_eq!(frozen[60].layer, z1[60].layer);
         // A frozen LLM back-propagates input gradients only.
         let frozen_llm = with(&|p| p.frozen_llm = true);
-        assert_eq!(frozen_llm[60].layer.backward_ms, frozen_llm[60].layer.forward_ms);
-        assert_eq!(frozen_llm[60].layer.static_bytes, 2.0 * frozen_llm[60].params);
+        assert_eq!(
+            frozen_llm[60].layer.backward_ms,
+            frozen_llm[60].layer.forward_ms
+        );
+        assert_eq!(
+            frozen_llm[60].layer.static_bytes,
+            2.0 * frozen_llm[60].params
+        );
     }
 
     #[test]
@@ -721,6 +712,9 @@ mod tests {
             plain[i].layer.activation_bytes - flash[i].layer.activation_bytes,
             5.0 * 48.0 * 2e5
         );
-        assert_eq!(plain[i].layer.selective_bytes, flash[i].layer.selective_bytes);
+        assert_eq!(
+            plain[i].layer.selective_bytes,
+            flash[i].layer.selective_bytes
+        );
     }
 }
