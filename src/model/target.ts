@@ -33,7 +33,12 @@ export interface TargetPlan {
   /** The problem the plan solves (with the target's constraints and recompute setting). */
   problem: StageProblem;
   /** The unconstrained optimum's figures, when it fits (absent for `none`). */
-  unconstrained?: { objectiveMs: number; bottleneckMs: number };
+  unconstrained?: {
+    /** Its predicted iteration time, ms. */
+    objectiveMs: number;
+    /** Its slowest stage per micro-batch, ms. */
+    bottleneckMs: number;
+  };
   /** Share of the target plan's iteration time the unconstrained optimum would save (0 when equal). */
   unconstrainedGain?: number;
   /** What the target changed, in words. */
