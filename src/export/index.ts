@@ -149,6 +149,11 @@ export function exportMegatron(problem: StageProblem, plan: StagePlan): Megatron
   }
   const visionRecomputed = plan.stages.flatMap((s) => s.recomputeLayers.filter((l) => isVision(kinds[l])));
   if (visionRecomputed.length > 0) unsupported.push(`recomputation of vision layers (${visionRecomputed.length}) is set in the vision encoder's own config, not by these flags`);
+  if (problem.schedule === 'interleaved') {
+    unsupported.push(
+      `interleaved schedule: these arguments describe ${P} stages; with --virtual-pipeline-model-parallel-size ${problem.virtualStages ?? 2} Megatron-LM needs a layout of ${P} x ${problem.virtualStages ?? 2} segments (each stage's layers cut into equal chunks, as omnibal assumes)`,
+    );
+  }
   const pp = ['--pipeline-model-parallel-size', String(P)];
   const alternatives: MegatronAlternative[] = [];
   const add = (name: MegatronAlternative['name'], argv: string[]) => alternatives.push({ name, argv, command: shellLine(argv) });
