@@ -41,7 +41,7 @@ export interface CalibrationInput {
 /** A given split, each stage with its cheapest feasible recomputation. */
 export declare function evaluateSplit(problem: StageProblemInput, lastLayers: Uint32Array): NativeStagePlan
 
-/** Evaluates a given plan: stage ends and per-layer recompute flags. */
+/** Evaluates a given plan: stage ends and per-layer recompute flags (1 full, 2 selective). */
 export declare function evaluateStages(problem: StageProblemInput, lastLayers: Uint32Array, recomputed: Uint8Array): NativeStagePlan
 
 /** A GPU. */
@@ -153,6 +153,11 @@ export interface NativeLayerTable {
   staticBytes: Float64Array
   activationBytes: Float64Array
   checkpointBytes: Float64Array
+  selectiveBytes: Float64Array
+  selectiveMs: Float64Array
+  weightBytes: Float64Array
+  gradientBytes: Float64Array
+  optimizerBytes: Float64Array
   commMs: Float64Array
 }
 
@@ -170,8 +175,9 @@ export interface NativeStagePlan {
   lastLayer: Uint32Array
   timeMs: Float64Array
   memoryBytes: Float64Array
-  inFlight: Uint32Array
-  /** One flag per layer: 1 where it is recomputed. */
+  /** Micro-batches in flight (chunk-weighted for interleaved, so possibly fractional). */
+  inFlight: Float64Array
+  /** One flag per layer: 1 where it is fully recomputed, 2 where selectively. */
   recomputed: Uint8Array
   iterationMs: number
   bottleneckMs: number
@@ -326,6 +332,16 @@ export interface StageProblemInput {
   commMs?: Float64Array
   recompute?: string
   firstStageMinLayers?: number
+  /** Bytes kept per in-flight micro-batch under selective recomputation (default: activation). */
+  selectiveBytes?: Float64Array
+  /** Forward time selective recomputation adds (default 0). */
+  selectiveMs?: Float64Array
+  /** `gpipe`, `1f1b` (default) or `interleaved`. */
+  schedule?: string
+  /** Model chunks per device for `interleaved` (default 2). */
+  virtualStages?: number
+  /** For `uniform` recomputation: the layers every stage recomputes (default 0). */
+  uniformLayers?: number
 }
 
 /** The parallel layout and the micro-batch a layer table is for. */
@@ -336,6 +352,12 @@ export interface TableShape {
   tiles: number
   tokens: number
   sumSqLen: number
+  /** Bytes per gradient: 4 (fp32, default) or 2 (bf16). */
+  gradBytes?: number
+  frozenVit?: boolean
+  frozenLlm?: boolean
+  /** Default true. */
+  flashAttention?: boolean
 }
 
 /** A transformer stack. */

@@ -101,9 +101,14 @@ export {
   type Transformer,
   type VlmSpec,
   type VlmStageOptions,
+  type MemoryBreakdown,
+  type Schedule,
+  type TrainingOptions,
 } from './src/model/index';
+export { partitionForTarget, TARGETS, type Target, type TargetPlan } from './src/model/target';
+export { heaviestMicroBatchLoad } from './src/model/memory-load';
 export { searchStages, type SearchStagesOptions, type StageCandidate, type StageSearch } from './src/model/search';
-export { exportDeepSpeed, exportMegatron, type DeepSpeedExport, type MegatronExport } from './src/export/index';
+export { exportDeepSpeed, exportMegatron, shellLine, shellQuote, DEEPSPEED_INTERVAL_SEMANTICS, type DeepSpeedExport, type MegatronAlternative, type MegatronExport } from './src/export/index';
 export { simulateStep, type StepEvents, type StepInput, type StepResult } from './src/simulate/index';
 export {
   DEFAULT_RUN,

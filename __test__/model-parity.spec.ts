@@ -10,6 +10,8 @@ const layerArb = fc.record({
   w: fc.integer({ min: 0, max: 40 }),
   a: fc.integer({ min: 0, max: 60 }),
   c: fc.integer({ min: 0, max: 20 }),
+  s: fc.integer({ min: 0, max: 60 }),
+  e: fc.integer({ min: 0, max: 4 }),
 });
 
 const problemArb = fc
@@ -19,7 +21,11 @@ const problemArb = fc
     microBatches: fc.integer({ min: 1, max: 16 }),
     memoryBytes: fc.integer({ min: 1, max: 600 }),
     overhead: fc.integer({ min: 0, max: 10 }),
-    recompute: fc.constantFrom('none', 'full', 'block', 'any'),
+    recompute: fc.constantFrom('none', 'full', 'block', 'any', 'selective', 'uniform', 'selective-all'),
+    uniformLayers: fc.integer({ min: 0, max: 5 }),
+    selective: fc.boolean(),
+    schedule: fc.constantFrom('1f1b', 'gpipe', 'interleaved'),
+    virtualStages: fc.integer({ min: 1, max: 3 }),
     comm: fc.boolean(),
     firstMin: fc.integer({ min: 0, max: 4 }),
   })
@@ -29,12 +35,18 @@ const problemArb = fc
     staticBytes: Float64Array.from(r.layers, (x) => x.w),
     activationBytes: Float64Array.from(r.layers, (x) => x.a),
     checkpointBytes: Float64Array.from(r.layers, (x) => x.c),
+    // Selective recomputation redoes at most the forward (e / 4 of it).
+    selectiveBytes: r.selective ? Float64Array.from(r.layers, (x) => x.s) : undefined,
+    selectiveMs: r.selective ? Float64Array.from(r.layers, (x) => (x.f * x.e) / 4) : undefined,
+    schedule: r.schedule,
+    virtualStages: r.virtualStages,
     stages: r.stages,
     microBatches: r.microBatches,
     memoryBytes: r.memoryBytes,
     stageOverheadBytes: r.overhead,
     commMs: r.comm ? Float64Array.from({ length: Math.max(r.layers.length - 1, 0) }, (_, i) => (i * 7) % 5) : undefined,
     recompute: r.recompute,
+    uniformLayers: r.uniformLayers,
     firstStageMinLayers: r.firstMin,
   }));
 
@@ -50,6 +62,9 @@ nativeTest('partitionStages, evaluateSplit and baselines: native equals the twin
       const ends = Uint32Array.from({ length: p.stages }, (_, s) => Math.min(l - 1, Math.floor(((s + 1) * l) / p.stages) - 1));
       const d3 = sameOnBothBackends((api) => api.evaluateSplit(p, ends));
       if (d3) throw new Error(`split: ${d3}`);
+      const flags = Uint8Array.from({ length: l }, (_, i) => (i * 5 + p.stages) % 3);
+      const d4 = sameOnBothBackends((api) => api.evaluateStages(p, ends, flags));
+      if (d4) throw new Error(`evaluate: ${d4}`);
     }),
     { numRuns: 2000 },
   );
@@ -64,13 +79,14 @@ nativeTest('the VLM layer table and calibration: native equals the twin', (t) =>
       fc.constantFrom('A100-80G', 'H100-80G', 'H200'),
       fc.integer({ min: 1, max: 8 }),
       fc.integer({ min: 1, max: 64 }),
-      fc.integer({ min: 0, max: 1 }),
+      fc.integer({ min: 0, max: 3 }),
       fc.double({ min: 0, max: 40, noNaN: true }),
       fc.double({ min: 1, max: 16384, noNaN: true }),
-      (m, g, tp, dp, zero, tiles, tokens) => {
+      fc.record({ gradBytes: fc.constantFrom(2, 4), frozenVit: fc.boolean(), frozenLlm: fc.boolean(), flashAttention: fc.boolean() }),
+      (m, g, tp, dp, zero, tiles, tokens, setup) => {
         const spec = modelPreset(m);
         const gpu = gpuInput(gpuPreset(g));
-        const shape = { tp, dp, zero, tiles, tokens, sumSqLen: (tokens * tokens) / 3 };
+        const shape = { tp, dp, zero, tiles, tokens, sumSqLen: (tokens * tokens) / 3, ...setup };
         const d = sameOnBothBackends((api) => api.vlmLayerTable(spec, gpu, shape));
         if (d) throw new Error(d);
         const layers = Uint32Array.from([1, 2, spec.vit.layers + 4]);

@@ -12,12 +12,16 @@ import {
   modelPresets,
   partitionStages,
   partitionStagesAsync,
+  partitionForTarget,
   searchStages,
+  shellLine,
+  shellQuote,
   SPLITS,
   vlmLayers,
   vlmStageProblem,
   type StageProblem,
 } from '../index';
+import { spawnSync } from 'node:child_process';
 import { thrown } from './helpers';
 
 const load = { tiles: 18, tokens: 5000, sumSqLen: (5000 * 5000) / 4.5 };
@@ -87,18 +91,100 @@ test('recomputation modes: none <= block <= full in memory use, and block is nev
   t.true(any.objectiveMs <= partitionStages(internvl(8)).objectiveMs);
 });
 
-test('visionOnFirstStage keeps the vision encoder whole on stage 0, and Megatron export then works', (t) => {
-  const p = internvl(8, { visionOnFirstStage: true, gpu: 'H200' });
-  const plan = partitionStages(p);
-  t.true(plan.stages[0].lastLayer >= 46);
+test('the Megatron target keeps vision, projector and embedding on stage 0 and one recompute setting; its export runs', (t) => {
+  const p = internvl(8, { gpu: 'H200' });
+  const r = partitionForTarget(p, 'megatron');
+  const embed = p.layerKinds!.indexOf('embed');
+  t.true(r.plan.stages[0].lastLayer >= embed);
+  t.true(r.unconstrainedGain! >= 0);
+  t.true(r.unconstrained!.objectiveMs <= r.plan.objectiveMs);
+  const m = exportMegatron(r.problem, r.plan);
+  t.deepEqual(m.unsupported.filter((u) => !u.includes('vision layers')), []);
+  t.true(m.alternatives.length >= 1);
+  for (const a of m.alternatives) {
+    t.false(a.argv.some((x) => x.startsWith('#')), 'no comment elements');
+    // Layout and first/last counts never together.
+    t.false(a.argv.includes('--pipeline-model-parallel-layout') && a.argv.some((x) => x.startsWith('--decoder-')));
+    const first = a.argv.indexOf('--decoder-first-pipeline-num-layers');
+    if (first >= 0) t.true(Number(a.argv[first + 1]) > 0);
+  }
+  const layout = m.alternatives.find((a) => a.name === 'layout')!;
+  const value = layout.argv[layout.argv.indexOf('--pipeline-model-parallel-layout') + 1];
+  t.is(value.split('|').length, 8);
+  t.true(value.split('|')[0].startsWith('E'), 'embedding on the first stage');
+  t.true(value.endsWith('L'));
+  t.regex(layout.command, /--pipeline-model-parallel-layout '[^']*\|[^']*'/, 'the | is quoted for the shell');
+  // The unconstrained optimum splits the vision encoder, which the export flags instead of emitting.
+  const free = partitionStages(p);
+  const mf = exportMegatron(p, free);
+  t.true(mf.unsupported.some((u) => u.includes('vision encoder spans')));
+  t.false(mf.alternatives.some((a) => a.name === 'layout' && a.argv.join(' ').includes('E') && free.stages[0].lastLayer < embed));
+});
+
+test('shell quoting survives a POSIX shell', (t) => {
+  const argv = ['--x', 'a|b', "it's", '', 'plain-1.5', '$HOME'];
+  const r = spawnSync('sh', ['-c', `printf '%s\\n' ${shellLine(argv)}`], { encoding: 'utf8' });
+  t.is(r.stdout, `${argv.join('\n')}\n`);
+  t.is(shellQuote('plain-1.5'), 'plain-1.5');
+});
+
+test('the schedule sets the in-flight counts: GPipe M, 1F1B min(P - s, M), interleaved Megatron\'s', (t) => {
+  const g = partitionStages(internvl(4, { gpu: 'H200', schedule: 'gpipe', recompute: 'full' }));
+  t.deepEqual(g.stages.map((s) => s.inFlight), [16, 16, 16, 16]);
+  const o = partitionStages(internvl(4, { gpu: 'H200' }));
+  t.deepEqual(o.stages.map((s) => s.inFlight), [4, 3, 2, 1]);
+  const i = partitionStages(internvl(4, { gpu: 'H200', schedule: 'interleaved', virtualStages: 2 }));
+  // P (1 + (P - 1) / (P v)) on the first stage: 4 x (1 + 3 / 8) = 5.5.
+  t.is(i.stages[0].inFlight, 5.5);
+  for (const plan of [g, o, i]) {
+    for (const s of plan.stages) {
+      const m = s.memory;
+      t.true(Math.abs(m.weights + m.gradients + m.optimizer + m.activations + m.checkpoints + m.fixed - s.memoryBytes) <= 1e-6 * s.memoryBytes);
+      t.true(s.memoryBytes <= 150755131392);
+    }
+  }
+});
+
+test('memory for the heaviest micro-batch, with headroom, grows only the activations', (t) => {
+  const base = partitionStages(internvl(8, { gpu: 'H200', recompute: 'none' }));
+  const heavy = internvl(8, { gpu: 'H200', recompute: 'none', memoryLoad: { tiles: 24, tokens: 6000 }, headroom: 0.1 });
+  const light = internvl(8, { gpu: 'H200', recompute: 'none' });
+  t.deepEqual(heavy.forwardMs, light.forwardMs, 'times follow the mean load');
+  t.deepEqual(heavy.staticBytes, light.staticBytes);
+  for (let i = 0; i < light.activationBytes.length; i++) t.true(heavy.activationBytes[i] >= light.activationBytes[i] * 1.1 - 1e-6);
+  t.true(base.stages.every((s) => s.memory.activations > 0));
+  t.is(thrown(() => internvl(8, { headroom: -1 })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+});
+
+test('precision, ZeRO and frozen modules in the static bytes; tp must divide heads, KV heads and FFN', (t) => {
+  const w = (o: Parameters<typeof vlmLayers>[2]) => vlmLayers('internvl-chat-1.5', 'A100-80G', o);
+  const l = 50; // an LLM block
+  const params = w({ load }).params[l];
+  t.is(w({ load, zero: 0 }).staticBytes[l], 18 * params);
+  t.is(w({ load, zero: 0, training: { grads: 'bf16' } }).staticBytes[l], 16 * params);
+  t.is(w({ load, zero: 1, dp: 8 }).staticBytes[l], (6 + 12 / 8) * params);
+  t.is(w({ load, zero: 3, dp: 8 }).staticBytes[l], (18 / 8) * params);
+  const frozen = w({ load, training: { frozenLlm: true } });
+  t.is(frozen.staticBytes[l], 2 * params);
+  t.is(frozen.gradientBytes[l] + frozen.optimizerBytes[l], 0);
+  const e = thrown(() => w({ load, tp: 3 }));
+  t.is(e.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.regex(e.message, /--tp/);
+  t.regex(e.message, /vit\.heads \(25\)/);
+});
+
+test('selective recomputation: a per-stage choice beside block that Megatron exports when every layer uses it', (t) => {
+  const small = vlmStageProblem({ model: 'internvl-300m-internlm2-7b', gpu: 'H200', pp: 4, dp: 8, microBatches: 16, load: { tiles: 2, tokens: 2000 }, recompute: 'selective-all', training: { flashAttention: false } });
+  const r = partitionForTarget(small, 'megatron');
+  const { problem: p, plan } = r;
+  const llm = p.layerKinds!.flatMap((k, i) => (k === 'llm' ? [i] : []));
+  t.deepEqual(plan.stages.flatMap((s) => s.selectiveLayers).filter((i) => llm.includes(i)), llm);
   const m = exportMegatron(p, plan);
-  t.truthy(m.layout);
-  t.regex(m.layout!, /E/);
-  t.regex(m.layout!, /L$/);
-  t.is(m.layout!.split('|').length, 8);
-  t.false(m.unsupported.some((u) => u.includes('vision encoder spans')));
-  const free = partitionStages(internvl(8));
-  t.true(exportMegatron(internvl(8), free).unsupported.some((u) => u.includes('vision encoder spans')));
+  const argv = m.alternatives[0].argv;
+  t.deepEqual(argv.slice(argv.indexOf('--recompute-granularity'), argv.indexOf('--recompute-granularity') + 5), ['--recompute-granularity', 'selective', '--recompute-modules', 'core_attn', 'mlp']);
+  // Per-stage selective is never slower than block alone.
+  const sel = partitionStages(internvl(8, { recompute: 'selective' }));
+  t.true(sel.objectiveMs <= partitionStages(internvl(8)).objectiveMs);
 });
 
 test('DeepSpeed export: parts cover the stack and checkpoint lists match the plan', (t) => {

@@ -38,7 +38,8 @@ test('the human output is a table that says it is a prediction and states its as
   const r = omnibal(base);
   t.is(r.status, 0, r.stderr);
   t.regex(r.stdout, /PREDICTION of the omnibal cost model, assuming:/);
-  t.regex(r.stdout, /1F1B schedule/);
+  t.regex(r.stdout, /the 1F1B closed form/);
+  t.regex(r.stdout, /weights \/ grads \/ optim \/ acts \/ ckpts \/ fixed GiB/);
   t.regex(r.stdout, /^stage\s+layers/m);
   t.regex(r.stdout, /parameters\+full/);
 });
@@ -58,9 +59,16 @@ test('measured layers from a file, with a baseline method', (t) => {
 
 const bad: [string, string[], RegExp][] = [
   ['fewer layers than stages', ['--pp', '200'], /must be at least as many as the stages \(200\), got 97 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
-  ['P of 0', ['--pp', '0'], /--pp must be at least 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
-  ['M of 0', ['--micro-batches', '0'], /--micro-batches must be at least 1, got 0/],
-  ['C of 0', ['--memory-gib', '0'], /--memory-gib must be > 0, got 0/],
+  ['P of 0', ['--pp', '0'], /--pp must be an integer >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['M of 0', ['--micro-batches', '0'], /--micro-batches must be an integer >= 1, got 0/],
+  ['C of 0', ['--memory-gib', '0'], /--memory-gib must be a number > 0, got 0/],
+  ['no samples per micro-batch', ['--samples-per-micro-batch', '0'], /^omnibal: --samples-per-micro-batch must be a number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
+  ['a pp that is not a number', ['--pp', 'x'], /--pp must be an integer >= 1, got a value that is not a number/],
+  ['a tp that does not divide the heads', ['--tp', '3'], /\(--tp\) 3 must divide vit\.heads \(25\).*values up to 16 that do: 1 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['ZeRO 4', ['--zero', '4'], /--zero must be 0, 1, 2 or 3, got 4/],
+  ['an unknown schedule', ['--schedule', 'zb'], /--schedule must be one of gpipe, 1f1b, interleaved/],
+  ['an unknown target', ['--target', 'jax'], /--target must be one of none, megatron, deepspeed/],
+  ['an unknown gradient precision', ['--grads', 'fp8'], /--grads must be fp32 or bf16/],
   ['an unknown model', ['--model', 'gpt-9'], /unknown model "gpt-9"; known: internvl-chat-1\.5.* \[ERR_OMNIBAL_UNKNOWN_PRESET\]/],
   ['an unknown GPU', ['--gpu', 'V100'], /unknown GPU "V100"; known: A100-80G, H100-80G, H200/],
   ['memory too small', ['--memory-gib', '16'], /no plan fits in 17179869184 bytes per GPU; the least memory that fits is \d+ bytes .* \[ERR_OMNIBAL_INFEASIBLE\]/],
@@ -81,6 +89,64 @@ for (const [label, extra, expected] of bad) {
     t.regex(r.stderr, expected);
   });
 }
+
+test('messages name the flag: missing --pp, --model with --layers, overflowing times, a calibration time of 0', (t) => {
+  const noPp = base.filter((_, i) => base[i] !== '--pp' && base[i - 1] !== '--pp');
+  const a = omnibal(noPp);
+  t.is(a.status, 2);
+  t.regex(a.stderr, /give --pp \(pipeline stages\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/);
+  t.notRegex(a.stderr, /NaN/);
+  const layer = { forwardMs: 1, backwardMs: 2, staticBytes: 1, activationBytes: 5, checkpointBytes: 0 };
+  const file = path.join(dir, 'two.json');
+  writeFileSync(file, JSON.stringify({ layers: [layer, layer] }));
+  const both = omnibal([...base, '--layers', file]);
+  t.is(both.status, 2);
+  t.regex(both.stderr, /--model and --layers conflict/);
+  const huge = path.join(dir, 'huge.json');
+  writeFileSync(huge, JSON.stringify({ layers: [{ ...layer, forwardMs: 1e308 }, layer] }));
+  const h = omnibal(['partition', '--layers', huge, '--pp', '1', '--micro-batches', '4', '--json']);
+  t.is(h.status, 2, h.stdout);
+  t.regex(h.stderr, /times are too large: the iteration time overflows .* \[ERR_OMNIBAL_OUT_OF_RANGE\]/);
+  const cal = path.join(dir, 'cal.json');
+  writeFileSync(cal, JSON.stringify({ layers: [{ index: 60, forwardMs: 0 }] }));
+  const c = omnibal([...base, '--calibration', cal]);
+  t.is(c.status, 2);
+  t.regex(c.stderr, /measured forwardMs of layer 60 must be > 0/);
+});
+
+test('the least memory that fits is rounded up: asking for exactly that much fits', (t) => {
+  const r = omnibal([...base, '--memory-gib', '20']);
+  t.is(r.status, 2);
+  const gib = /\((\d+\.\d\d) GiB, rounded up\)/.exec(r.stderr)![1];
+  const ok = omnibal([...base, '--memory-gib', gib, '--json']);
+  t.is(ok.status, 0, ok.stderr);
+  t.true(JSON.parse(ok.stdout).stages.every((s: { memoryBytes: number }) => s.memoryBytes <= Number(gib) * 2 ** 30));
+});
+
+test('schedules, the Megatron target and exports in the JSON', (t) => {
+  const g = omnibal([...base, '--gpu', 'H200', '--schedule', 'gpipe', '--micro-batches', '8', '--json']);
+  t.is(g.status, 0, g.stderr);
+  const gp = JSON.parse(g.stdout);
+  t.deepEqual(gp.stages.map((s: { inFlight: number }) => s.inFlight), [8, 8, 8, 8, 8, 8, 8, 8]);
+  t.is(gp.memory.schedule.name, 'gpipe');
+  for (const s of gp.stages) {
+    const m = s.memory;
+    t.true(Math.abs(m.weights + m.gradients + m.optimizer + m.activations + m.checkpoints + m.fixed - s.memoryBytes) < 1e-3 * s.memoryBytes);
+  }
+  const m = omnibal([...base, '--gpu', 'H200', '--target', 'megatron', '--json']);
+  t.is(m.status, 0, m.stderr);
+  const out = JSON.parse(m.stdout);
+  t.is(out.target.name, 'megatron');
+  t.true(out.target.unconstrainedGain >= 0);
+  const alts = out.exports.megatron.alternatives as { name: string; argv: string[]; command: string }[];
+  t.true(alts.length >= 1);
+  for (const a of alts) t.false(a.argv.some((x) => x.startsWith('#')));
+  t.regex(out.exports.deepspeed.python, /class OmnibalPipelineModule\(PipelineModule\)/);
+  t.regex(out.exports.deepspeed.intervalSemantics, /not mean the first k layers/);
+  const human = omnibal([...base, '--gpu', 'H200', '--target', 'megatron']);
+  t.regex(human.stdout, /Megatron-LM \(layout\): --pipeline-model-parallel-size 8 --pipeline-model-parallel-layout 'E/);
+  t.regex(human.stdout, /the unconstrained optimum \(\d+ ms\) would save/);
+});
 
 test('a layers file that does not parse names the file and position; NaN and negatives are refused', (t) => {
   const broken = path.join(dir, 'broken.json');

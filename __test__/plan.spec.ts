@@ -136,7 +136,8 @@ test('layout search ranks the layouts that fit by predicted GPU-hours, and says 
 });
 
 test('a baseline that does not fit is reported in its row, and the plan still comes', (t) => {
-  const plan = planTraining({ samples: small, cluster: { gpus: 8, tp: 1, pp: 4, dp: 2 }, accum: 16, simulatedSteps: 2 });
+  // dp 4: with 18 bytes per parameter (fp32 gradients) and the heaviest micro-batch, dp 2 leaves no plan at all.
+  const plan = planTraining({ samples: small, cluster: { gpus: 16, tp: 1, pp: 4, dp: 4 }, accum: 16, simulatedSteps: 2 });
   t.regex(plan.ablation[0].error ?? '', /stage \d+ needs \d+ bytes, \d+ more than/);
   t.true(Number.isNaN(plan.ablation[0].stepMs));
   t.false(Number.isNaN(plan.ablation[3].stepMs));

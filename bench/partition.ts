@@ -35,6 +35,8 @@ function synthetic(): StageProblem {
     staticBytes: Float64Array.from({ length: n }, (_, i) => (i < 45 ? 0.3e9 : 1e9)),
     activationBytes: Float64Array.from({ length: n }, (_, i) => (i < 45 ? 0.6e9 : 0.9e9)),
     checkpointBytes: Float64Array.from({ length: n }, (_, i) => (i < 45 ? 0.04e9 : 0.05e9)),
+    selectiveBytes: Float64Array.from({ length: n }, (_, i) => (i < 45 ? 0.35e9 : 0.5e9)),
+    selectiveMs: f.map((x) => 0.4 * x),
     stages: 32,
     microBatches: 64,
     memoryBytes: 40e9,
@@ -51,7 +53,10 @@ export function benchPartition(): void {
   console.log('InternVL-Chat-1.5 on A100-80G, dp 8, ZeRO-1, micro-batch of 18 tiles and 5,000 tokens (4.5 samples), M = 4 x PP');
   const cases: [string, StageProblem][] = [
     ...[4, 8, 16].map((pp): [string, StageProblem] => [`InternVL-Chat-1.5, PP ${pp}`, vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp, dp: 8, microBatches: 4 * pp, load })]),
+    ['InternVL-Chat-1.5, PP 8, selective', vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load, recompute: 'selective' })],
+    ['InternVL-Chat-1.5, PP 8, interleaved v 2', vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load, schedule: 'interleaved', virtualStages: 2 })],
     ['synthetic 200 layers, 32 stages', synthetic()],
+    ['synthetic 200 layers, 32 stages, selective', { ...synthetic(), recompute: 'selective' }],
   ];
   const rows = cases.map(([name, p]) => {
     const input = { ...p };

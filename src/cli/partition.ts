@@ -10,7 +10,6 @@ import {
   applyCalibration,
   baselineStages,
   calibrate,
-  partitionStages,
   resolveGpu,
   SPLITS,
   vlmStageProblem,
@@ -20,8 +19,11 @@ import {
   type Split,
   type StagePlan,
   type StageProblem,
+  type Schedule,
+  type TrainingOptions,
 } from '../model/index';
 import { LAYER_KINDS, type LayerKind } from '../model/vlm';
+import { partitionForTarget, TARGETS, type Target, type TargetPlan } from '../model/target';
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 
@@ -44,16 +46,28 @@ interface PartitionFlags {
   memoryGib?: number;
   calibration?: string;
   json?: boolean;
+  schedule: string;
+  virtualStages?: number;
+  target: string;
+  grads: string;
+  frozen: string[];
+  flashAttention: boolean;
+  headroom?: number;
+  memoryVisionPerMicroBatch?: number;
+  memoryTextPerMicroBatch?: number;
 }
 
 const num = (v: string) => Number(v);
+const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** The assumptions every prediction of `partition` carries, as printed with it. */
 export const PARTITION_ASSUMPTIONS = [
-  '1F1B schedule: iteration = sum of stage times + (micro-batches - 1) x slowest stage',
+  'iteration = sum of stage times + (micro-batches - 1) x slowest stage (the 1F1B closed form; the schedule sets memory)',
+  'micro-batches in flight per stage from the schedule: 1F1B min(P - s, M), GPipe M, interleaved Megatron\'s count (chunk-weighted)',
   'layer times from FLOPs / (peak bf16 x per-kind efficiency), backward = 2 x forward',
-  'activations 34 n h / tp bytes per layer kept, 2 n h / tp when recomputed; logits kept in fp32 and bf16',
-  'optimizer state 16 bytes/parameter (ZeRO-1: 4 + 12/dp); fixed per-stage overhead',
+  'activations per block from the tensors autograd saves (bf16, sequence parallel, flash attention unless --no-flash-attention): 12h + 4kd + 4f (GELU MLP) or 8f (SwiGLU) bytes per token / tp; 2 n h / tp when recomputed; logits kept in fp32 and bf16',
+  'activations sized for the heaviest micro-batch (the memory load) x in-flight count, a bound on every in-flight window',
+  'static bytes per parameter: bf16 weights 2 + gradients 4 (fp32) or 2 (bf16) + Adam 12, sharded over dp by ZeRO 1/2/3; frozen modules keep weights only; fixed per-stage overhead',
   'cut communication at the network bandwidth, not overlapped; no data-parallel all-reduce',
 ];
 
@@ -77,8 +91,10 @@ function layersProblem(file: string, flags: PartitionFlags): StageProblem {
     staticBytes: col('staticBytes'),
     activationBytes: col('activationBytes'),
     checkpointBytes: col('checkpointBytes'),
-    stages: flags.pp ?? doc.stages ?? NaN,
-    microBatches: flags.microBatches ?? doc.microBatches ?? NaN,
+    stages: required('--pp', flags.pp ?? doc.stages, 'pipeline stages (or "stages" in the layers file)'),
+    microBatches: required('--micro-batches', flags.microBatches ?? doc.microBatches, 'micro-batches per iteration (or "microBatches" in the layers file)'),
+    schedule: flags.schedule as Schedule,
+    virtualStages: flags.virtualStages,
     memoryBytes: memory,
     commMs: doc.commMs ? Float64Array.from(doc.commMs) : undefined,
     recompute: flags.recompute as Recompute,
@@ -87,37 +103,113 @@ function layersProblem(file: string, flags: PartitionFlags): StageProblem {
   };
 }
 
-function loadOf(flags: PartitionFlags): MicroBatchLoad {
+/** A required numeric flag: a clear error naming it when missing or not a positive integer. */
+function required(flag: string, value: number | undefined, what: string): number {
+  if (value === undefined) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `give ${flag} (${what})`);
+  if (!Number.isInteger(value) || value < 1) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `${flag} must be an integer >= 1, got ${describeFlag(value)}`);
+  return value;
+}
+
+/** An optional numeric flag within a range (NaN from a non-number is refused by name). */
+function checked(flag: string, value: number | undefined, min: number, integer = false): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `${flag} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${describeFlag(value)}`);
+  }
+  return value;
+}
+
+const describeFlag = (v: number) => (Number.isNaN(v) ? 'a value that is not a number' : String(v));
+
+interface Loads {
+  /** The load that sets layer times (the mean micro-batch). */
+  load: MicroBatchLoad;
+  /** The load activations are sized for (the heaviest micro-batch). */
+  memoryLoad: MicroBatchLoad;
+  /** Where the memory load comes from, in words. */
+  memoryFrom: string;
+}
+
+function loadsOf(flags: PartitionFlags): Loads {
+  checked('--vision-per-micro-batch', flags.visionPerMicroBatch, 0);
+  checked('--text-per-micro-batch', flags.textPerMicroBatch, 1);
+  checked('--samples-per-micro-batch', flags.samplesPerMicroBatch, 1);
+  checked('--memory-vision-per-micro-batch', flags.memoryVisionPerMicroBatch, 0);
+  checked('--memory-text-per-micro-batch', flags.memoryTextPerMicroBatch, 1);
+  let load: MicroBatchLoad;
+  let memoryLoad: MicroBatchLoad;
+  let memoryFrom: string;
   if (flags.fromPlan) {
-    const doc = readJsonFile(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad };
+    const doc = readJsonFile(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad; params?: { maxVision?: number | null; maxText?: number | null } };
     if (doc?.schema !== 'omnibal.batch-plan/1' || !doc.load) {
       throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: not a plan written by omnibal pack --json (schema omnibal.batch-plan/1 with a load)`);
     }
-    return doc.load;
+    load = doc.load;
+    const { maxVision, maxText } = doc.params ?? {};
+    if (typeof maxVision === 'number' && typeof maxText === 'number') {
+      memoryLoad = { tiles: maxVision, tokens: maxText, sumSqLen: maxText * maxText };
+      memoryFrom = `the plan's caps (${maxVision} tiles, ${maxText} tokens per micro-batch)`;
+    } else {
+      memoryLoad = load;
+      memoryFrom = 'the plan\'s mean micro-batch (it has no caps: give --memory-text-per-micro-batch for its heaviest)';
+    }
+  } else {
+    if (flags.textPerMicroBatch === undefined) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give the micro-batch load: --text-per-micro-batch (and --vision-per-micro-batch), or --from-plan FILE');
+    }
+    const tokens = flags.textPerMicroBatch;
+    const samples = flags.samplesPerMicroBatch ?? 1;
+    load = { tiles: flags.visionPerMicroBatch ?? 0, tokens, sumSqLen: (tokens * tokens) / samples };
+    memoryLoad = load;
+    memoryFrom = 'the given micro-batch load';
   }
-  if (flags.textPerMicroBatch === undefined) {
-    throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give the micro-batch load: --text-per-micro-batch (and --vision-per-micro-batch), or --from-plan FILE');
+  if (flags.memoryVisionPerMicroBatch !== undefined || flags.memoryTextPerMicroBatch !== undefined) {
+    const tokens = flags.memoryTextPerMicroBatch ?? memoryLoad.tokens;
+    memoryLoad = { tiles: flags.memoryVisionPerMicroBatch ?? memoryLoad.tiles, tokens, sumSqLen: tokens * tokens };
+    memoryFrom = `--memory-vision/text-per-micro-batch (${memoryLoad.tiles} tiles, ${tokens} tokens)`;
   }
-  const tokens = flags.textPerMicroBatch;
-  const samples = flags.samplesPerMicroBatch ?? 1;
-  return { tiles: flags.visionPerMicroBatch ?? 0, tokens, sumSqLen: (tokens * tokens) / samples };
+  return { load, memoryLoad, memoryFrom };
 }
 
-function build(flags: PartitionFlags): StageProblem {
-  if (flags.layers) return layersProblem(flags.layers, flags);
+function training(flags: PartitionFlags): TrainingOptions {
+  if (flags.grads !== 'fp32' && flags.grads !== 'bf16') throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--grads must be fp32 or bf16, got ${JSON.stringify(flags.grads)}`);
+  for (const f of flags.frozen) {
+    if (f !== 'vit' && f !== 'llm') throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--frozen must be vit or llm, got ${JSON.stringify(f)}`);
+  }
+  return { grads: flags.grads, frozenVit: flags.frozen.includes('vit'), frozenLlm: flags.frozen.includes('llm'), flashAttention: flags.flashAttention };
+}
+
+function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string } {
+  if (flags.layers && flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--model and --layers conflict: give one (a --layers file carries its own costs)');
+  if (!['gpipe', '1f1b', 'interleaved'].includes(flags.schedule)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--schedule must be one of gpipe, 1f1b, interleaved, got ${JSON.stringify(flags.schedule)}`);
+  checked('--virtual-stages', flags.virtualStages, 1, true);
+  if (flags.virtualStages !== undefined && flags.schedule !== 'interleaved') throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--virtual-stages needs --schedule interleaved');
+  if (flags.memoryGib !== undefined && !(Number.isFinite(flags.memoryGib) && flags.memoryGib > 0)) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--memory-gib must be a number > 0, got ${describeFlag(flags.memoryGib)}`);
+  }
+  checked('--headroom', flags.headroom, 0);
+  if (flags.layers) return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file' };
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
-  const load = loadOf(flags);
-  const shape = { tp: flags.tp, dp: flags.dp, zero: flags.zero, load };
+  const pp = required('--pp', flags.pp, 'pipeline stages');
+  const microBatches = required('--micro-batches', flags.microBatches, 'micro-batches per iteration');
+  for (const [flag, v] of [['--tp', flags.tp], ['--dp', flags.dp]] as const) checked(flag, v, 1, true);
+  if (flags.zero !== undefined && ![0, 1, 2, 3].includes(flags.zero)) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--zero must be 0, 1, 2 or 3, got ${describeFlag(flags.zero)}`);
+  const { load, memoryLoad, memoryFrom } = loadsOf(flags);
+  const shape = { tp: flags.tp, dp: flags.dp, zero: flags.zero, training: training(flags), load };
   let g = flags.memoryGib !== undefined ? { ...gpu, memoryBytes: flags.memoryGib * 2 ** 30 } : gpu;
   let problem: StageProblem;
   const options = () => ({
     model: flags.model!,
     gpu: g,
-    pp: flags.pp ?? NaN,
-    microBatches: flags.microBatches ?? NaN,
+    pp,
+    microBatches,
     recompute: flags.recompute as Recompute,
     visionOnFirstStage: flags.visionOnFirstStage,
+    schedule: flags.schedule as Schedule,
+    virtualStages: flags.virtualStages,
+    memoryLoad,
+    headroom: flags.headroom,
     ...shape,
   });
   if (flags.calibration) {
@@ -127,7 +219,7 @@ function build(flags: PartitionFlags): StageProblem {
   } else {
     problem = vlmStageProblem(options());
   }
-  return problem;
+  return { problem, memoryFrom };
 }
 
 const GIB = 2 ** 30;
@@ -148,11 +240,18 @@ function baselinesOf(problem: StageProblem): Record<string, { objectiveMs: numbe
 }
 
 function runPartition(flags: PartitionFlags): void {
-  const problem = build(flags);
+  if (!(TARGETS as readonly string[]).includes(flags.target)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--target must be one of ${TARGETS.join(', ')}, got ${JSON.stringify(flags.target)}`);
+  if (flags.target !== 'none' && flags.method !== 'optimal') throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--target ${flags.target} applies to --method optimal; a baseline split is exported as it is`);
+  const built = build(flags);
+  let problem = built.problem;
   const method = flags.method;
   let plan: StagePlan;
-  if (method === 'optimal') plan = partitionStages(problem);
-  else if ((SPLITS as readonly string[]).includes(method)) {
+  let target: TargetPlan | undefined;
+  if (method === 'optimal') {
+    target = partitionForTarget(problem, flags.target as Target);
+    plan = target.plan;
+    problem = target.problem;
+  } else if ((SPLITS as readonly string[]).includes(method)) {
     const rec = flags.recompute === 'none' || flags.recompute === 'full' ? flags.recompute : 'uniform';
     plan = baselineStages(problem, method as Split, rec);
   } else {
@@ -160,10 +259,14 @@ function runPartition(flags: PartitionFlags): void {
   }
   const baselines = baselinesOf(problem);
   const frameworks = { megatron: exportMegatron(problem, plan), deepspeed: exportDeepSpeed(plan) };
+  const schedule = { name: problem.schedule ?? '1f1b', virtualStages: problem.schedule === 'interleaved' ? (problem.virtualStages ?? 2) : 1 };
+  const targetInfo = target && { name: target.target, recompute: target.problem.recompute, uniformLayers: target.problem.uniformLayers, unconstrained: target.unconstrained ?? null, unconstrainedGain: target.unconstrainedGain ?? null, notes: target.notes };
   if (flags.json) {
     process.stdout.write(
       `${JSON.stringify({
         prediction: { note: 'figures are predictions of the omnibal cost model', assumptions: PARTITION_ASSUMPTIONS },
+        memory: { schedule, activationsSizedFor: built.memoryFrom, headroom: flags.headroom ?? 0 },
+        target: targetInfo ?? null,
         stages: plan.stages,
         objectiveMs: plan.objectiveMs,
         bottleneckMs: plan.bottleneckMs,
@@ -174,32 +277,39 @@ function runPartition(flags: PartitionFlags): void {
     );
     return;
   }
+  const gib = (x: number) => (x / GIB).toFixed(1);
   const rows = plan.stages.map((s, i) => [
     i,
     `${s.firstLayer}-${s.lastLayer}`,
     s.layerNames.length ? `${s.layerNames[0]} .. ${s.layerNames[s.layerNames.length - 1]}` : '',
-    s.recomputeLayers.length,
+    s.selectiveLayers.length ? `${s.recomputeLayers.length} + ${s.selectiveLayers.length} sel.` : s.recomputeLayers.length,
     s.timeMs.toFixed(1),
-    (s.memoryBytes / GIB).toFixed(1),
-    s.inFlight,
+    gib(s.memoryBytes),
+    `${gib(s.memory.weights)} / ${gib(s.memory.gradients)} / ${gib(s.memory.optimizer)} / ${gib(s.memory.activations)} / ${gib(s.memory.checkpoints)} / ${gib(s.memory.fixed)}`,
+    Number.isInteger(s.inFlight) ? s.inFlight : s.inFlight.toFixed(2),
   ]);
   const lines = [
-    `omnibal partition (${method}): ${plan.stages.length} stages, ${problem.microBatches} micro-batches, ${(problem.memoryBytes / GIB).toFixed(0)} GiB per GPU`,
+    `omnibal partition (${method}${target && target.target !== 'none' ? `, target ${target.target}` : ''}): ${plan.stages.length} stages, ${problem.microBatches} micro-batches, ${schedule.name}${schedule.name === 'interleaved' ? ` (v = ${schedule.virtualStages})` : ''}, ${(problem.memoryBytes / GIB).toFixed(0)} GiB per GPU`,
     'PREDICTION of the omnibal cost model, assuming:',
     ...PARTITION_ASSUMPTIONS.map((a) => `  - ${a}`),
+    `  - activations sized for ${built.memoryFrom}${flags.headroom ? ` + ${(flags.headroom * 100).toFixed(0)}% headroom` : ''}`,
     '',
-    formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'in flight'], rows),
+    formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'in flight'], rows),
     '',
     `predicted iteration ${plan.objectiveMs.toFixed(0)} ms; bottleneck ${plan.bottleneckMs.toFixed(1)} ms (lower bound ${plan.lowerBoundMs.toFixed(1)} ms)`,
+    ...(target ? target.notes.map((n) => `  target: ${n}`) : []),
+    ...(target?.unconstrained
+      ? [`  the unconstrained optimum (${target.unconstrained.objectiveMs.toFixed(0)} ms) would save ${((target.unconstrainedGain ?? 0) * 100).toFixed(1)}% of this plan's iteration time`]
+      : []),
     '',
     formatTable(
       ['baseline (split+recompute)', 'predicted iteration ms', 'vs this plan'],
       Object.entries(baselines).map(([k, v]) => ('error' in v ? [k, 'does not fit', ''] : [k, v.objectiveMs.toFixed(0), `${(v.objectiveMs / plan.objectiveMs).toFixed(2)}x`])),
     ),
     '',
-    `Megatron-LM: ${frameworks.megatron.args.join(' ')}`,
+    ...(frameworks.megatron.alternatives.length === 0 ? ['Megatron-LM: no valid arguments for this plan'] : frameworks.megatron.alternatives.map((a) => `Megatron-LM (${a.name}): ${a.command}`)),
     ...frameworks.megatron.unsupported.map((u) => `  cannot express: ${u}`),
-    `DeepSpeed parts: [${frameworks.deepspeed.parts.join(', ')}]`,
+    `DeepSpeed: OmnibalPipelineModule (--json: exports.deepspeed.python) with parts [${frameworks.deepspeed.parts.join(', ')}] and ${frameworks.deepspeed.checkpointLayers.map((c) => c.length).join(', ')} checkpointed layers per stage`,
     ...frameworks.deepspeed.unsupported.map((u) => `  cannot express: ${u}`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -216,13 +326,22 @@ export function registerPartition(program: Command): void {
     .option('--pp <p>', 'pipeline stages', num)
     .option('--tp <t>', 'tensor parallel size', num)
     .option('--dp <d>', 'data parallel size', num)
-    .option('--zero <z>', 'ZeRO stage, 0 or 1', num)
+    .option('--zero <z>', 'ZeRO stage 0-3 (1 = Megatron distributed optimizer; default 1)', num)
+    .option('--grads <precision>', 'gradient precision: fp32 (Megatron default, 18 bytes/param unsharded) or bf16 (16)', 'fp32')
+    .option('--frozen <module>', 'a frozen module (vit or llm): weights only, no gradients or optimizer state; repeatable', collect, [])
+    .option('--no-flash-attention', 'count the s^2 attention activations (Korthikanti 5 a s^2 per sequence)')
+    .option('--schedule <name>', 'pipeline schedule: 1f1b, gpipe or interleaved (sets the in-flight micro-batches)', '1f1b')
+    .option('--virtual-stages <v>', 'model chunks per device for --schedule interleaved (default 2)', num)
+    .option('--memory-vision-per-micro-batch <tiles>', 'size activations for this many tiles (default: the plan caps or the given load)', num)
+    .option('--memory-text-per-micro-batch <tokens>', 'size activations for this many tokens (default: the plan caps or the given load)', num)
+    .option('--headroom <fraction>', 'extra activation memory, e.g. 0.1 for 10%', num)
+    .option('--target <framework>', `restrict the plan to what a framework runs: ${TARGETS.join(', ')}`, 'none')
     .option('--micro-batches <m>', 'micro-batches per iteration', num)
     .option('--vision-per-micro-batch <tiles>', 'image tiles per micro-batch', num)
     .option('--text-per-micro-batch <tokens>', 'LLM tokens per micro-batch', num)
     .option('--samples-per-micro-batch <n>', 'samples packed in a micro-batch (for attention cost)', num)
     .option('--from-plan <file>', 'take the micro-batch load from a plan written by omnibal pack --json')
-    .option('--recompute <mode>', 'none, full, block or any', 'block')
+    .option('--recompute <mode>', 'none, full, block, any, selective (block + Megatron selective per stage) or selective-all', 'block')
     .option('--method <name>', `optimal, or a baseline: ${SPLITS.join(', ')}`, 'optimal')
     .option('--vision-on-first-stage', 'keep the vision encoder and projector on stage 0')
     .option('--memory-gib <gib>', 'memory per GPU (default: the GPU preset)', num)

@@ -48,7 +48,8 @@ const PAPER_TABLE_2 = [61.8, 51.9, 29.0, 21.3];
 
 function human(plan: TrainingPlan): string {
   const c = plan.cluster;
-  const stageRows = plan.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, `${s.layerNames[0]} .. ${s.layerNames[s.layerNames.length - 1]}`, s.recomputeLayers.length, s.timeMs.toFixed(0), (s.memoryBytes / 2 ** 30).toFixed(1)]);
+  const g = (x: number) => (x / 2 ** 30).toFixed(1);
+  const stageRows = plan.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, `${s.layerNames[0]} .. ${s.layerNames[s.layerNames.length - 1]}`, s.recomputeLayers.length, s.timeMs.toFixed(0), g(s.memoryBytes), `${g(s.memory.weights)} / ${g(s.memory.gradients)} / ${g(s.memory.optimizer)} / ${g(s.memory.activations)} / ${g(s.memory.checkpoints)} / ${g(s.memory.fixed)}`, s.inFlight]);
   const fig = (x: number, f: (x: number) => string) => (Number.isNaN(x) ? '-' : f(x));
   const abl = plan.ablation.map((r, i) => [
     r.error ? `${r.name}: does not fit` : r.name,
@@ -72,7 +73,7 @@ function human(plan: TrainingPlan): string {
     '',
     `data: balanced packs ${plan.data.balanced.samplesPerPack.toFixed(2)} samples, pad ${plan.data.balanced.padRatio.toFixed(3)}, dist vision ${plan.data.balanced.visionDist.toFixed(4)} / text ${plan.data.balanced.textDist.toFixed(4)}; random batches: pad ${plan.data.random.padRatio.toFixed(3)}, dist ${plan.data.random.visionDist.toFixed(4)} / ${plan.data.random.textDist.toFixed(4)}`,
     '',
-    formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB'], stageRows),
+    formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'in flight'], stageRows),
     '',
     formatTable(['ablation (predicted, one epoch)', 'step s', 'GPU-days', 'speed-up', 'bubble', 'paper GPU-days', 'paper speed-up'], abl),
     ...failed,

@@ -16,6 +16,7 @@ export function fitEfficiencyTwin(kinds: Uint8Array, msAtPeak: ArrayLike<number>
     if (i >= kinds.length) throw outOfRange('measured layer', `${i} is not a layer (there are ${kinds.length})`);
     const t = forwardMs[j];
     numberAtLeast('measured forwardMs', t, 0);
+    if (t === 0) throw outOfRange('measured forwardMs', `of layer ${i} must be > 0 (a measured layer takes time), got 0`);
     const x = msAtPeak[i];
     num[kinds[i]] += t * x;
     den[kinds[i]] += x * x;

@@ -3,7 +3,7 @@
  * per-stage recomputation, baselines, calibration, and the measured search around the optimum.
  *
  * Every time and memory figure here is a prediction of the cost model (or of the layer costs
- * you supply), under its stated assumptions: 1F1B schedule, no overlap of communication,
+ * you supply), under its stated assumptions: the chosen schedule (1F1B by default), no overlap of communication,
  * FLOPs-based layer times scaled by per-kind efficiency factors (see `crate/core/src/model/vlm.rs`).
  *
  * @module
@@ -38,6 +38,22 @@ export interface StageProblem {
   activationBytes: Float64Array;
   /** Bytes kept per in-flight micro-batch when recomputed (the layer input). */
   checkpointBytes: Float64Array;
+  /** Bytes kept under selective recomputation (default: `activationBytes`, i.e. none). */
+  selectiveBytes?: Float64Array;
+  /** Forward time selective recomputation adds, ms, at most `forwardMs` (default 0). */
+  selectiveMs?: Float64Array;
+  /** The parts of `staticBytes`, for the per-stage memory breakdown (optional). */
+  weightBytes?: Float64Array;
+  /** Gradients per layer, bytes (part of `staticBytes`). */
+  gradientBytes?: Float64Array;
+  /** Optimizer state per layer, bytes (part of `staticBytes`). */
+  optimizerBytes?: Float64Array;
+  /** Pipeline schedule, which sets the micro-batches in flight per stage; default `1f1b`. */
+  schedule?: Schedule;
+  /** Model chunks per device for `interleaved`; default 2. */
+  virtualStages?: number;
+  /** Megatron `--recompute-modules` that `selectiveBytes` / `selectiveMs` model (for exports). */
+  selectiveModules?: string[];
   /** Pipeline stages `P` (Megatron's pipeline-model-parallel size). */
   stages: number;
   /** Micro-batches per iteration `M`. */
@@ -50,6 +66,8 @@ export interface StageProblem {
   commMs?: Float64Array;
   /** How recomputation may be chosen per stage; default `block`. */
   recompute?: Recompute;
+  /** For `uniform` recomputation: the layers every stage recomputes; default 0. */
+  uniformLayers?: number;
   /** The first stage must hold at least this many layers (the vision encoder); default 0. */
   firstStageMinLayers?: number;
   /** Layer names, for reports and exports. */
@@ -68,15 +86,43 @@ export interface StageInfo {
   lastLayer: number;
   /** Names of its layers, when the problem has names. */
   layerNames: string[];
-  /** Recomputed layers (absolute indices). */
+  /** Fully recomputed layers (absolute indices). */
   recomputeLayers: number[];
+  /** Selectively recomputed layers (absolute indices). */
+  selectiveLayers: number[];
   /** Predicted time per micro-batch (forward + backward + recomputation + the cut after it), ms. */
   timeMs: number;
-  /** Predicted peak memory, bytes. */
+  /** Predicted peak memory, bytes (the sum of {@link StageInfo.memory}). */
   memoryBytes: number;
-  /** Micro-batches in flight under 1F1B. */
+  /** Predicted peak memory by part, bytes. */
+  memory: MemoryBreakdown;
+  /** Micro-batches in flight under the schedule (chunk-weighted for interleaved). */
   inFlight: number;
 }
+
+/**
+ * A stage's predicted peak memory by part, bytes. `weights + gradients + optimizer` is the
+ * static part (all in `weights` when the problem does not split it); `activations` are the
+ * kept (not recomputed, or selectively recomputed) layers' bytes x in-flight micro-batches;
+ * `checkpoints` the fully recomputed layers' inputs x in-flight; `fixed` the stage overhead.
+ */
+export interface MemoryBreakdown {
+  /** Weights. */
+  weights: number;
+  /** Gradients. */
+  gradients: number;
+  /** Optimizer state. */
+  optimizer: number;
+  /** Activations of the in-flight micro-batches. */
+  activations: number;
+  /** Checkpoints (recomputed layers' inputs) of the in-flight micro-batches. */
+  checkpoints: number;
+  /** Fixed bytes (CUDA context, buffers). */
+  fixed: number;
+}
+
+/** Pipeline schedules. */
+export type Schedule = 'gpipe' | '1f1b' | 'interleaved';
 
 /** A stage plan with its predicted figures. */
 export interface StagePlan {
@@ -110,7 +156,32 @@ function toInput(p: StageProblem): Native.StageProblemInput {
     commMs: p.commMs,
     recompute: p.recompute,
     firstStageMinLayers: p.firstStageMinLayers,
+    selectiveBytes: p.selectiveBytes,
+    selectiveMs: p.selectiveMs,
+    schedule: p.schedule,
+    virtualStages: p.virtualStages,
+    uniformLayers: p.uniformLayers,
   };
+}
+
+function breakdown(p: StageProblem, first: number, last: number, flags: Uint8Array, inFlight: number): MemoryBreakdown {
+  const out: MemoryBreakdown = { weights: 0, gradients: 0, optimizer: 0, activations: 0, checkpoints: 0, fixed: p.stageOverheadBytes ?? 0 };
+  const split = p.weightBytes && p.gradientBytes && p.optimizerBytes;
+  let act = 0;
+  let ckpt = 0;
+  for (let i = first; i <= last; i++) {
+    if (split) {
+      out.weights += p.weightBytes![i];
+      out.gradients += p.gradientBytes![i];
+      out.optimizer += p.optimizerBytes![i];
+    } else out.weights += p.staticBytes[i];
+    if (flags[i] === 1) ckpt += p.checkpointBytes[i];
+    else if (flags[i] === 2) act += (p.selectiveBytes ?? p.activationBytes)[i];
+    else act += p.activationBytes[i];
+  }
+  out.activations = inFlight * act;
+  out.checkpoints = inFlight * ckpt;
+  return out;
 }
 
 function lowerBound(p: StageProblem): number {
@@ -128,14 +199,20 @@ function shape(p: StageProblem, n: Native.NativeStagePlan): StagePlan {
   const stages: StageInfo[] = Array.from(n.firstLayer, (first, s) => {
     const last = n.lastLayer[s];
     const rec: number[] = [];
-    for (let i = first; i <= last; i++) if (n.recomputed[i] === 1) rec.push(i);
+    const sel: number[] = [];
+    for (let i = first; i <= last; i++) {
+      if (n.recomputed[i] === 1) rec.push(i);
+      else if (n.recomputed[i] === 2) sel.push(i);
+    }
     return {
       firstLayer: first,
       lastLayer: last,
       layerNames: p.layerNames ? p.layerNames.slice(first, last + 1) : [],
       recomputeLayers: rec,
+      selectiveLayers: sel,
       timeMs: n.timeMs[s],
       memoryBytes: n.memoryBytes[s],
+      memory: breakdown(p, first, last, n.recomputed, n.inFlight[s]),
       inFlight: n.inFlight[s],
     };
   });
@@ -185,15 +262,17 @@ export function evaluateSplit(problem: StageProblem, lastLayers: number[]): Stag
 }
 
 /**
- * Predicted figures of a fully given plan: stage ends and recomputed layers (memory not enforced).
+ * Predicted figures of a fully given plan: stage ends, fully and selectively recomputed layers (memory not enforced).
  *
  * @param problem - the stage problem
  * @param lastLayers - the last layer index of each stage, ascending
- * @param recomputeLayers - the recomputed layers (absolute indices)
+ * @param recomputeLayers - the fully recomputed layers (absolute indices)
+ * @param selectiveLayers - the selectively recomputed layers (absolute indices)
  * @returns the predicted plan, memory over the limit included
  */
-export function evaluateStages(problem: StageProblem, lastLayers: number[], recomputeLayers: number[]): StagePlan {
+export function evaluateStages(problem: StageProblem, lastLayers: number[], recomputeLayers: number[], selectiveLayers: number[] = []): StagePlan {
   const flags = new Uint8Array(problem.forwardMs.length);
+  for (const i of selectiveLayers) flags[i] = 2;
   for (const i of recomputeLayers) flags[i] = 1;
   return shape(problem, activeBackend().evaluateStages(toInput(problem), Uint32Array.from(lastLayers), flags));
 }
@@ -239,18 +318,34 @@ export interface VlmStageOptions {
   pp: number;
   /** Tensor parallel size; default 1. */
   tp?: number;
-  /** Data parallel size (for ZeRO-1 sharding); default 1. */
+  /** Data parallel size (for ZeRO sharding); default 1. */
   dp?: number;
-  /** ZeRO stage, 0 or 1; default 1. */
+  /** ZeRO stage 0-3 (1 = Megatron's distributed optimizer); default 1. */
   zero?: number;
+  /** Precision and frozen modules (defaults: fp32 gradients, nothing frozen, flash attention). */
+  training?: TrainingOptions;
   /** Micro-batches per iteration. */
   microBatches: number;
-  /** The load of one micro-batch. */
+  /** The load of one micro-batch (sets the layer times). */
   load: MicroBatchLoad;
+  /**
+   * The micro-batch activations are sized for (default `load`): the heaviest micro-batch a
+   * stage can hold, e.g. the data plan's largest tiles and tokens, or its caps. With `n` in
+   * flight the model counts `n` x this, a bound on every window of `n` consecutive micro-batches.
+   */
+  memoryLoad?: MicroBatchLoad;
+  /** Extra fraction on `memoryLoad`'s activations (0.1 = 10% headroom); default 0. */
+  headroom?: number;
+  /** Pipeline schedule (sets the micro-batches in flight per stage); default `1f1b`. */
+  schedule?: Schedule;
+  /** Model chunks per device for `interleaved`; default 2. */
+  virtualStages?: number;
   /** Recomputation mode; default `block`. */
   recompute?: Recompute;
   /** Keep the vision encoder and projector on stage 0; default false. */
   visionOnFirstStage?: boolean;
+  /** Keep the vision encoder, projector and LLM embedding on stage 0 (as Megatron-LM builds them); default false. */
+  embeddingOnFirstStage?: boolean;
   /** Fixed bytes per stage; default 3 GiB (CUDA context, NCCL buffers, fragmentation). */
   stageOverheadBytes?: number;
   /** Include cut communication at the GPU's network bandwidth; default true. */
@@ -287,10 +382,24 @@ export interface LayerTableOptions {
   tp?: number;
   /** Data parallel size; default 1. */
   dp?: number;
-  /** ZeRO stage (0 or 1); default 1. */
+  /** ZeRO stage (0-3); default 1. */
   zero?: number;
+  /** Precision and frozen modules. */
+  training?: TrainingOptions;
   /** The micro-batch. */
   load: MicroBatchLoad;
+}
+
+/** Precision and training set-up of the memory model. */
+export interface TrainingOptions {
+  /** Gradient precision: `fp32` (Megatron's default main gradients, 18 bytes/param unsharded) or `bf16` (16); default `fp32`. */
+  grads?: 'fp32' | 'bf16';
+  /** The ViT is frozen: no gradients, optimizer state, backward or activations. */
+  frozenVit?: boolean;
+  /** The LLM is frozen: no gradients or optimizer state; backward for input gradients only. */
+  frozenLlm?: boolean;
+  /** Flash attention (no quadratic activation term); default true. */
+  flashAttention?: boolean;
 }
 
 /** A layer table with names and kinds. */
@@ -305,7 +414,20 @@ export interface NamedLayerTable extends LayerTable {
 export function tableShape(options: LayerTableOptions): Native.TableShape {
   const { load } = options;
   if (typeof load !== 'object' || load === null) throw invalidOptions('load must be { tiles, tokens, sumSqLen? }');
-  return { tp: options.tp ?? 1, dp: options.dp ?? 1, zero: options.zero ?? 1, tiles: load.tiles, tokens: load.tokens, sumSqLen: load.sumSqLen ?? load.tokens * load.tokens };
+  const t = options.training ?? {};
+  if (t.grads !== undefined && t.grads !== 'fp32' && t.grads !== 'bf16') throw invalidOptions(`training.grads must be fp32 or bf16, got ${JSON.stringify(t.grads)}`);
+  return {
+    tp: options.tp ?? 1,
+    dp: options.dp ?? 1,
+    zero: options.zero ?? 1,
+    tiles: load.tiles,
+    tokens: load.tokens,
+    sumSqLen: load.sumSqLen ?? load.tokens * load.tokens,
+    gradBytes: t.grads === 'bf16' ? 2 : 4,
+    frozenVit: t.frozenVit ?? false,
+    frozenLlm: t.frozenLlm ?? false,
+    flashAttention: t.flashAttention ?? true,
+  };
 }
 
 /**
@@ -343,20 +465,34 @@ export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
 export function vlmStageProblem(o: VlmStageOptions): StageProblem {
   const spec = resolveModel(o.model);
   const g = resolveGpu(o.gpu);
-  const t = vlmLayers(spec, g, { tp: o.tp, dp: o.dp, zero: o.zero, load: o.load });
+  const t = vlmLayers(spec, g, { tp: o.tp, dp: o.dp, zero: o.zero, training: o.training, load: o.load });
+  const headroom = o.headroom ?? 0;
+  if (typeof headroom !== 'number' || !Number.isFinite(headroom) || headroom < 0) throw invalidOptions(`headroom must be a number >= 0, got ${describeValue(headroom)}`);
+  // Activations sized for the memory load (the heaviest micro-batch), times for the load.
+  const m = o.memoryLoad ? vlmLayers(spec, g, { tp: o.tp, dp: o.dp, zero: o.zero, training: o.training, load: o.memoryLoad }) : t;
+  const scale = (a: Float64Array) => (headroom === 0 ? a : a.map((x) => x * (1 + headroom)));
   return {
     forwardMs: t.forwardMs,
     backwardMs: t.backwardMs,
     staticBytes: t.staticBytes,
-    activationBytes: t.activationBytes,
-    checkpointBytes: t.checkpointBytes,
+    activationBytes: scale(m.activationBytes),
+    checkpointBytes: scale(m.checkpointBytes),
+    selectiveBytes: scale(m.selectiveBytes),
+    selectiveMs: t.selectiveMs,
+    weightBytes: t.weightBytes,
+    gradientBytes: t.gradientBytes,
+    optimizerBytes: t.optimizerBytes,
+    schedule: o.schedule,
+    virtualStages: o.virtualStages,
+    selectiveModules: o.training?.flashAttention === false ? ['core_attn', 'mlp'] : ['mlp'],
     stages: o.pp,
     microBatches: o.microBatches,
     memoryBytes: g.memoryBytes,
     stageOverheadBytes: o.stageOverheadBytes ?? 3 * 2 ** 30,
     commMs: o.communication === false ? undefined : t.commMs,
     recompute: o.recompute ?? 'block',
-    firstStageMinLayers: o.visionOnFirstStage ? spec.vit.layers + 2 : 0,
+    // ViT patch embedding + blocks + projector (+ the LLM embedding).
+    firstStageMinLayers: o.embeddingOnFirstStage ? spec.vit.layers + 3 : o.visionOnFirstStage ? spec.vit.layers + 2 : 0,
     layerNames: t.names,
     layerKinds: t.kinds,
     params: t.params,
@@ -450,6 +586,6 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
  */
 export function applyCalibration(problem: StageProblem, result: CalibrationResult): StageProblem {
   if (!problem.layerKinds) throw invalidOptions('the problem needs layerKinds (build it with vlmStageProblem) to apply a calibration');
-  const activationBytes = problem.activationBytes.map((a, i) => a * result.activationScale[problem.layerKinds![i]]);
-  return { ...problem, activationBytes };
+  const scale = (xs: Float64Array) => xs.map((a, i) => a * result.activationScale[problem.layerKinds![i]]);
+  return { ...problem, activationBytes: scale(problem.activationBytes), selectiveBytes: problem.selectiveBytes ? scale(problem.selectiveBytes) : undefined };
 }

@@ -78,7 +78,7 @@ function upperBound(p: Problem, tables: Map<number, Float64Array[]>, firstMin: n
 /** Twin of `partition_stages`. */
 export function partitionStagesTwin(p: Problem): PlanOut {
   checkProblem(p);
-  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute);
+  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, p.uniformLayers);
   const L = p.layers.length;
   const S = p.stages;
   const m1 = p.microBatches - 1;
@@ -152,10 +152,11 @@ export function partitionStagesTwin(p: Problem): PlanOut {
     const need = minFeasibleMemory(p, seg);
     throw infeasible(
       Number.isFinite(need)
-        ? `no plan fits in ${p.memoryBytes} bytes per GPU; the least memory that fits is ${Math.ceil(need)} bytes (${(need / 2 ** 30).toFixed(2)} GiB)`
+        ? `no plan fits in ${p.memoryBytes} bytes per GPU; the least memory that fits is ${Math.ceil(need)} bytes (${(Math.ceil((need / 2 ** 30) * 100) / 100).toFixed(2)} GiB, rounded up)`
         : 'no plan satisfies the constraints',
     );
   }
+  const bottleneck = end[idx].max;
   const bounds: [number, number][] = new Array(S);
   let r = L - 1;
   for (let s = S - 1; s >= 0; s--) {
@@ -164,7 +165,58 @@ export function partitionStagesTwin(p: Problem): PlanOut {
     idx = e.prev;
     r = e.first - 1;
   }
-  return buildStages(p, seg, bounds)!;
+  const optimum = buildStages(p, seg, bounds)!;
+  const even = balance(p, tables, firstMin, bottleneck);
+  if (even && even.some((b, s) => b[0] !== bounds[s][0] || b[1] !== bounds[s][1])) {
+    const plan = buildStages(p, seg, even)!;
+    if (plan.iterationMs <= optimum.iterationMs * (1 + 1e-12)) return plan;
+  }
+  return optimum;
+}
+
+/** Twin of `balance`: every stage at most `cap`, least (sum, sum of squares) lexicographically. */
+function balance(p: Problem, tables: Map<number, Float64Array[]>, firstMin: number, cap: number): [number, number][] | undefined {
+  const L = p.layers.length;
+  const S = p.stages;
+  const best: ([number, number, number] | undefined)[][] = [];
+  const t0 = tables.get(inFlight(p, 0))!;
+  best.push(
+    Array.from({ length: L }, (_, r) => {
+      const t = r + 1 >= firstMin && r <= L - S ? t0[0][r] : NaN;
+      return !Number.isNaN(t) && t <= cap ? [t, t * t, 0] : undefined;
+    }),
+  );
+  for (let s = 1; s < S; s++) {
+    const table = tables.get(inFlight(p, s))!;
+    const cur: ([number, number, number] | undefined)[] = new Array(L).fill(undefined);
+    const rLo = s === S - 1 ? L - 1 : s;
+    for (let r = rLo; r <= L - (S - s); r++) {
+      for (let l = s; l <= r; l++) {
+        const t = table[l][r - l];
+        if (Number.isNaN(t) || t > cap) continue;
+        const prev = best[s - 1][l - 1];
+        if (prev === undefined) continue;
+        const cand: [number, number, number] = [prev[0] + t, prev[1] + t * t, l];
+        const slot = cur[r];
+        let better = slot === undefined;
+        if (slot !== undefined) {
+          const tol = 1e-12 * Math.abs(slot[0]);
+          better = cand[0] < slot[0] - tol || (cand[0] <= slot[0] + tol && cand[1] < slot[1]);
+        }
+        if (better) cur[r] = cand;
+      }
+    }
+    best.push(cur);
+  }
+  if (best[S - 1][L - 1] === undefined) return undefined;
+  const bounds: [number, number][] = new Array(S);
+  let r = L - 1;
+  for (let s = S - 1; s >= 0; s--) {
+    const first = best[s][r]![2];
+    bounds[s] = [first, r];
+    r = first - 1;
+  }
+  return bounds;
 }
 
 /** Twin of `plan_for_split`. */
@@ -176,7 +228,7 @@ export function planForSplitTwin(p: Problem, ends: ArrayLike<number>): PlanOut {
   if (ends.length !== p.stages || !increasing || ends.length === 0 || ends[ends.length - 1] !== L - 1) {
     throw outOfRange('lastLayers', `must be ${p.stages} increasing layer indices ending at the last layer`);
   }
-  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute);
+  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, p.uniformLayers);
   const bounds: [number, number][] = [];
   let first = 0;
   for (let i = 0; i < ends.length; i++) {
@@ -199,6 +251,7 @@ function buildStages(p: Problem, seg: Segments, bounds: [number, number][]): Pla
     const [time, choice] = chosen as [number, Choice];
     let memory: number;
     if ('block' in choice) memory = seg.blockMemory(n, l, rr, choice.block);
+    else if ('blockSelective' in choice) memory = seg.selectiveMemory(n, l, rr, choice.blockSelective);
     else {
       let kept = 0;
       let w = 0;
@@ -213,6 +266,7 @@ function buildStages(p: Problem, seg: Segments, bounds: [number, number][]): Pla
       firstLayer: l,
       lastLayer: rr,
       recomputed: seg.recomputed(l, choice),
+      selective: seg.selective(l, rr, choice),
       timeMs: time + (s + 1 < S ? cutMs(p, rr) : 0),
       memoryBytes: memory,
       inFlight: n,

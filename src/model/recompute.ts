@@ -6,7 +6,7 @@
 import type { Layer, Recompute } from './stages';
 
 /** What a stage recomputes: the first `k` layers, or a set. */
-export type Choice = { block: number } | { set: number[] };
+export type Choice = { block: number } | { blockSelective: number } | { set: number[] };
 
 function prefix(layers: Layer[], f: (x: Layer) => number): Float64Array {
   const out = new Float64Array(layers.length + 1);
@@ -25,20 +25,27 @@ export class Segments {
   private readonly pw: Float64Array;
   private readonly pa: Float64Array;
   private readonly pc: Float64Array;
+  private readonly ps: Float64Array;
+  private readonly pe: Float64Array;
   private readonly monotone: boolean;
+  private readonly monotoneSel: boolean;
 
   constructor(
     private readonly layers: Layer[],
     private readonly capacity: number,
     private readonly overhead: number,
     private readonly mode: Recompute,
+    private readonly uniformLayers = 0,
   ) {
     this.pf = prefix(layers, (x) => x.forwardMs);
     this.pb = prefix(layers, (x) => x.backwardMs);
     this.pw = prefix(layers, (x) => x.staticBytes);
     this.pa = prefix(layers, (x) => x.activationBytes);
     this.pc = prefix(layers, (x) => x.checkpointBytes);
+    this.ps = prefix(layers, (x) => x.selectiveBytes);
+    this.pe = prefix(layers, (x) => x.selectiveMs);
     this.monotone = layers.every((x) => x.checkpointBytes <= x.activationBytes);
+    this.monotoneSel = layers.every((x) => x.checkpointBytes <= x.selectiveBytes);
   }
 
   baseTime(l: number, r: number): number {
@@ -51,11 +58,29 @@ export class Segments {
     return w + n * kept + this.overhead;
   }
 
+  /** Twin of `Segments::selective_memory`. */
+  selectiveMemory(n: number, l: number, r: number, k: number): number {
+    const w = this.pw[r + 1] - this.pw[l];
+    const kept = this.pc[l + k] - this.pc[l] + (this.ps[r + 1] - this.ps[l + k]);
+    return w + n * kept + this.overhead;
+  }
+
+  private selectiveTime(l: number, r: number, k: number): number {
+    return this.baseTime(l, r) + (this.pf[l + k] - this.pf[l]) + (this.pe[r + 1] - this.pe[l + k]);
+  }
+
   private blockK(n: number, l: number, r: number): number | undefined {
+    return this.leastK(l, r, this.monotone, (k) => this.blockMemory(n, l, r, k) <= this.capacity);
+  }
+
+  private selectiveK(n: number, l: number, r: number): number | undefined {
+    return this.leastK(l, r, this.monotoneSel, (k) => this.selectiveMemory(n, l, r, k) <= this.capacity);
+  }
+
+  private leastK(l: number, r: number, monotone: boolean, fits: (k: number) => boolean): number | undefined {
     const len = r - l + 1;
-    const fits = (k: number) => this.blockMemory(n, l, r, k) <= this.capacity;
     if (fits(0)) return 0;
-    if (this.monotone) {
+    if (monotone) {
       if (!fits(len)) return undefined;
       let lo = 0;
       let hi = len;
@@ -106,6 +131,20 @@ export class Segments {
         const k = this.blockK(n, l, r);
         return k === undefined ? undefined : [base + (this.pf[l + k] - this.pf[l]), { block: k }];
       }
+      case 'uniform': {
+        const k = Math.min(this.uniformLayers, len);
+        return this.blockMemory(n, l, r, k) <= this.capacity ? [base + (this.pf[l + k] - this.pf[l]), { block: k }] : undefined;
+      }
+      case 'selective-all':
+        return this.selectiveMemory(n, l, r, 0) <= this.capacity ? [this.selectiveTime(l, r, 0), { blockSelective: 0 }] : undefined;
+      case 'selective': {
+        const k = this.blockK(n, l, r);
+        const block: [number, Choice] | undefined = k === undefined ? undefined : [base + (this.pf[l + k] - this.pf[l]), { block: k }];
+        const j = this.selectiveK(n, l, r);
+        const sel: [number, Choice] | undefined = j === undefined ? undefined : [this.selectiveTime(l, r, j), { blockSelective: j }];
+        if (block && sel) return sel[0] < block[0] ? sel : block;
+        return block ?? sel;
+      }
       case 'any': {
         const k = this.blockK(n, l, r);
         const block: [number, Choice] | undefined = k === undefined ? undefined : [base + (this.pf[l + k] - this.pf[l]), { block: k }];
@@ -131,6 +170,15 @@ export class Segments {
         for (let k = 0; k <= len; k++) m = Math.min(m, this.blockMemory(n, l, r, k));
         return m;
       }
+      case 'uniform':
+        return this.blockMemory(n, l, r, Math.min(this.uniformLayers, len));
+      case 'selective-all':
+        return this.selectiveMemory(n, l, r, 0);
+      case 'selective': {
+        let m = Infinity;
+        for (let k = 0; k <= len; k++) m = Math.min(m, Math.min(this.blockMemory(n, l, r, k), this.selectiveMemory(n, l, r, k)));
+        return m;
+      }
       case 'any': {
         const w = this.pw[r + 1] - this.pw[l];
         let kept = 0;
@@ -143,6 +191,13 @@ export class Segments {
   /** The recomputed layers of a choice. */
   recomputed(l: number, choice: Choice): number[] {
     if ('block' in choice) return Array.from({ length: choice.block }, (_, j) => l + j);
+    if ('blockSelective' in choice) return Array.from({ length: choice.blockSelective }, (_, j) => l + j);
     return choice.set.slice();
+  }
+
+  /** Twin of `Segments::selective`. */
+  selective(l: number, r: number, choice: Choice): number[] {
+    if (!('blockSelective' in choice)) return [];
+    return Array.from({ length: r - l + 1 - choice.blockSelective }, (_, j) => l + choice.blockSelective + j);
   }
 }

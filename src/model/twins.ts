@@ -5,13 +5,13 @@
  * @module
  */
 import type * as Native from '../../bindings';
-import { outOfRange } from '../errors';
+import { outOfRange, unknownOption } from '../errors';
 import { deferred } from '../progress';
 import { integerBetween, numberAtLeast } from '../validate';
 import { baselinePlan, parseSplit, splitEnds } from './baselines';
 import { fitActivationScaleTwin, fitEfficiencyTwin } from './calibrate';
 import { partitionStagesTwin, planForSplitTwin } from './partition';
-import { checkProblem, evaluatePlan, parseRecompute, type PlanOut, type Problem } from './stages';
+import { checkProblem, evaluatePlan, parseRecompute, type PlanOut, type Problem, type ScheduleSpec } from './stages';
 import { vlmLayerTableTwin, type GpuSpec, type VlmSpec } from './vlm';
 
 /** Twin of the binding's `problem()`: typed arrays to a resolved problem. */
@@ -22,7 +22,10 @@ export function toProblem(p: Native.StageProblemInput): Problem {
     ['staticBytes', p.staticBytes],
     ['activationBytes', p.activationBytes],
     ['checkpointBytes', p.checkpointBytes],
+    ['selectiveBytes', p.selectiveBytes],
+    ['selectiveMs', p.selectiveMs],
   ] as const) {
+    if (a === undefined || a === null) continue;
     if (a.length !== l) throw outOfRange(name, `must have one entry per layer (${l}), got ${a.length}`);
   }
   const layers = Array.from({ length: l }, (_, i) => ({
@@ -31,7 +34,10 @@ export function toProblem(p: Native.StageProblemInput): Problem {
     staticBytes: p.staticBytes[i],
     activationBytes: p.activationBytes[i],
     checkpointBytes: p.checkpointBytes[i],
+    selectiveBytes: p.selectiveBytes ? p.selectiveBytes[i] : p.activationBytes[i],
+    selectiveMs: p.selectiveMs ? p.selectiveMs[i] : 0,
   }));
+  const v = integerBetween('virtualStages', p.virtualStages ?? 2, 1, 1 << 10);
   return {
     layers,
     stages: integerBetween('stages', p.stages, 0, 1 << 16),
@@ -40,20 +46,33 @@ export function toProblem(p: Native.StageProblemInput): Problem {
     stageOverheadBytes: p.stageOverheadBytes ?? 0,
     commMs: p.commMs ? Array.from(p.commMs) : [],
     recompute: parseRecompute(p.recompute ?? 'block'),
+    uniformLayers: p.recompute === 'uniform' ? integerBetween('uniformLayers', p.uniformLayers ?? 0, 0, 1 << 20) : 0,
     firstStageMinLayers: p.firstStageMinLayers === undefined || p.firstStageMinLayers === null ? 0 : integerBetween('firstStageMinLayers', p.firstStageMinLayers, 0, 1 << 20),
+    schedule: parseSchedule(p.schedule ?? '1f1b', v),
   };
+}
+
+/** Twin of `Schedule::parse`. */
+function parseSchedule(name: string, v: number): ScheduleSpec {
+  if (name === 'gpipe' || name === '1f1b') return { name, v: 1 };
+  if (name === 'interleaved') {
+    if (v < 1) throw outOfRange('virtualStages', 'must be at least 1');
+    return { name, v };
+  }
+  throw unknownOption('schedule', name, ['gpipe', '1f1b', 'interleaved']);
 }
 
 /** Twin of the binding's `to_js`. */
 export function toNativePlan(plan: PlanOut, layers: number): Native.NativeStagePlan {
   const flags = new Uint8Array(layers);
+  for (const s of plan.stages) for (const i of s.selective) flags[i] = 2;
   for (const s of plan.stages) for (const i of s.recomputed) flags[i] = 1;
   return {
     firstLayer: Uint32Array.from(plan.stages, (s) => s.firstLayer),
     lastLayer: Uint32Array.from(plan.stages, (s) => s.lastLayer),
     timeMs: Float64Array.from(plan.stages, (s) => s.timeMs),
     memoryBytes: Float64Array.from(plan.stages, (s) => s.memoryBytes),
-    inFlight: Uint32Array.from(plan.stages, (s) => s.inFlight),
+    inFlight: Float64Array.from(plan.stages, (s) => s.inFlight),
     recomputed: flags,
     iterationMs: plan.iterationMs,
     bottleneckMs: plan.bottleneckMs,
@@ -65,11 +84,11 @@ function partitionStages(input: Native.StageProblemInput): Native.NativeStagePla
   return toNativePlan(partitionStagesTwin(p), p.layers.length);
 }
 
-function recomputedLists(ends: ArrayLike<number>, flags: ArrayLike<number>): number[][] {
+function recomputedLists(ends: ArrayLike<number>, flags: ArrayLike<number>, flag: number): number[][] {
   let first = 0;
   return Array.from(ends, (last) => {
     const out: number[] = [];
-    for (let i = first; i <= Math.min(last, flags.length - 1); i++) if (flags[i] === 1) out.push(i);
+    for (let i = first; i <= Math.min(last, flags.length - 1); i++) if (flags[i] === flag) out.push(i);
     first = last + 1;
     return out;
   });
@@ -79,7 +98,7 @@ function evaluateStages(input: Native.StageProblemInput, lastLayers: Uint32Array
   const p = toProblem(input);
   checkProblem(p);
   if (recomputed.length !== p.layers.length) throw outOfRange('recomputed', `must have one flag per layer (${p.layers.length})`);
-  return toNativePlan(evaluatePlan(p, lastLayers, recomputedLists(lastLayers, recomputed)), p.layers.length);
+  return toNativePlan(evaluatePlan(p, lastLayers, recomputedLists(lastLayers, recomputed, 1), recomputedLists(lastLayers, recomputed, 2)), p.layers.length);
 }
 
 function evaluateSplit(input: Native.StageProblemInput, lastLayers: Uint32Array): Native.NativeStagePlan {
@@ -117,8 +136,13 @@ function toGpu(g: Native.GpuInput): GpuSpec {
 function table(model: Native.VlmInput, gpu: Native.GpuInput, shape: Native.TableShape) {
   integerBetween('tp', shape.tp, 1, 1 << 12);
   integerBetween('dp', shape.dp, 1, 1 << 20);
-  integerBetween('zero', shape.zero, 0, 1);
-  return vlmLayerTableTwin(toSpec(model), toGpu(gpu), shape.tp, shape.dp, shape.zero, shape.tiles, shape.tokens, shape.sumSqLen);
+  integerBetween('zero', shape.zero, 0, 3);
+  return vlmLayerTableTwin(toSpec(model), toGpu(gpu), shape.tp, shape.dp, shape.zero, shape.tiles, shape.tokens, shape.sumSqLen, {
+    gradBytes: shape.gradBytes ?? 4,
+    frozenVit: shape.frozenVit ?? false,
+    frozenLlm: shape.frozenLlm ?? false,
+    flashAttention: shape.flashAttention ?? true,
+  });
 }
 
 function calibrateModel(model: Native.VlmInput, gpu: Native.GpuInput, shape: Native.TableShape, m: Native.CalibrationInput): Native.NativeCalibration {

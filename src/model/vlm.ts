@@ -93,6 +93,16 @@ export interface LayerTable {
   activationBytes: Float64Array;
   /** Bytes kept when the layer is recomputed. */
   checkpointBytes: Float64Array;
+  /** Bytes kept under selective recomputation (Megatron's `--recompute-modules`: the MLP, and the core attention without flash attention). */
+  selectiveBytes: Float64Array;
+  /** Forward time selective recomputation adds, ms. */
+  selectiveMs: Float64Array;
+  /** Weights per GPU, bytes (part of `staticBytes`). */
+  weightBytes: Float64Array;
+  /** Gradients per GPU, bytes (part of `staticBytes`). */
+  gradientBytes: Float64Array;
+  /** Optimizer state per GPU, bytes (part of `staticBytes`). */
+  optimizerBytes: Float64Array;
   /** Communication time of a cut after each layer but the last, ms. */
   commMs: Float64Array;
 }
@@ -101,6 +111,47 @@ function denseFlops(t: Transformer, n: number): number {
   const d = t.hidden / t.heads;
   const m = t.gated ? 3 : 2;
   return 2 * n * (t.hidden * t.hidden + 2 * t.hidden * t.kvHeads * d + t.hidden * t.hidden + m * t.hidden * t.ffn);
+}
+
+function mlpFlops(t: Transformer, n: number): number {
+  return 2 * n * (t.gated ? 3 : 2) * t.hidden * t.ffn;
+}
+
+function mlpSaved(t: Transformer): number {
+  return t.gated ? 8 * t.ffn : 4 * t.ffn;
+}
+
+/** Twin of `block_activation` (see the derivation in `crate/core/src/model/vlm.rs`). */
+function blockActivation(t: Transformer, n: number): number {
+  const kd = (t.kvHeads * t.hidden) / t.heads;
+  return n * (12 * t.hidden + 4 * kd + mlpSaved(t));
+}
+
+/** Twin of `check_tp`. */
+function checkTp(spec: VlmSpec, tp: number): void {
+  if (tp <= 1) return;
+  const sizes: [string, number][] = [];
+  for (const [name, t] of [['vit', spec.vit], ['llm', spec.llm]] as const) {
+    sizes.push([`${name}.heads`, t.heads], [`${name}.kvHeads`, t.kvHeads], [`${name}.ffn`, t.ffn]);
+  }
+  const bad = sizes.find(([, v]) => v % tp !== 0);
+  if (bad) {
+    const ok: number[] = [];
+    for (let t = 1; t <= 16; t++) if (sizes.every(([, v]) => v % t === 0)) ok.push(t);
+    throw outOfRange('tp', `(--tp) ${tp} must divide ${bad[0]} (${bad[1]}) and every head, key/value head and FFN count it splits; values up to 16 that do: ${ok.join(', ')}`);
+  }
+}
+
+/** Precision and training set-up of a layer table (twin of the extra fields of `Parallel`). */
+export interface TrainingSetup {
+  /** Bytes per gradient: 4 (fp32 main gradients, Megatron's default) or 2 (bf16). */
+  gradBytes: number;
+  /** The ViT is frozen (no gradients, optimizer state, backward or activations). */
+  frozenVit: boolean;
+  /** The LLM is frozen (no gradients or optimizer state; backward = forward for input gradients). */
+  frozenLlm: boolean;
+  /** Flash attention (no quadratic activation term). */
+  flashAttention: boolean;
 }
 
 function blockParams(t: Transformer): number {
@@ -119,6 +170,7 @@ export function vlmLayerTableTwin(
   tiles: number,
   tokens: number,
   sumSqLen: number,
+  setup: TrainingSetup = { gradBytes: 4, frozenVit: false, frozenLlm: false, flashAttention: true },
 ): LayerTable {
   for (const [name, t] of [['vit', spec.vit], ['llm', spec.llm]] as const) {
     numberAtLeast(`${name}.hidden`, t.hidden, 1);
@@ -137,15 +189,23 @@ export function vlmLayerTableTwin(
   numberAtLeast('load.tiles', tiles, 0);
   numberAtLeast('load.tokens', tokens, 1);
   numberAtLeast('load.sumSqLen', sumSqLen, 0);
-  if (zero > 1) throw outOfRange('zero', `must be 0 or 1, got ${zero}`);
-  const bytesPerParam = zero === 0 ? 16 : 4 + 12 / dp;
+  if (zero > 3) throw outOfRange('zero', `must be 0, 1, 2 or 3, got ${zero}`);
+  if (setup.gradBytes !== 2 && setup.gradBytes !== 4) throw outOfRange('gradBytes', `must be 4 (fp32 gradients) or 2 (bf16), got ${setup.gradBytes}`);
+  checkTp(spec, tp);
+  const shard = (stage: number) => (zero >= stage ? dp : 1);
+  const state = (trainable: boolean): [number, number, number] => {
+    const w = 2 / shard(3);
+    return trainable ? [w, setup.gradBytes / shard(2), 12 / shard(1)] : [w, 0, 0];
+  };
   const ms = (flops: number, eff: number) => (flops / tp / (gpu.peakFlops * eff)) * 1e3;
   const tpMs = (n: number, hidden: number) => (tp > 1 && gpu.nvlinkBytesPerS > 0 ? ((2 * (((2 * (tp - 1)) / tp) * (2 * n * hidden))) / gpu.nvlinkBytesPerS) * 1e3 : 0);
   const vitComm = tpMs(tiles * spec.vitTokensPerTile, spec.vit.hidden);
   const llmComm = tpMs(tokens, spec.llm.hidden);
-  const rows: { kind: number; flops: number; eff: number; params: number; act: number; ckpt: number; out: number }[] = [];
-  const push = (kind: LayerKind, flops: number, eff: number, params: number, act: number, ckpt: number, out: number) =>
-    rows.push({ kind: LAYER_KINDS.indexOf(kind), flops, eff, params, act, ckpt, out });
+  const rows: { kind: number; flops: number; eff: number; params: number; act: number; ckpt: number; sel: number; selFlops: number; out: number }[] = [];
+  const row = (kind: LayerKind, flops: number, eff: number, params: number, act: number, ckpt: number, sel: number, selFlops: number, out: number) =>
+    rows.push({ kind: LAYER_KINDS.indexOf(kind), flops, eff, params, act, ckpt, sel, selFlops, out });
+  const push = (kind: LayerKind, flops: number, eff: number, params: number, act: number, ckpt: number, out: number) => row(kind, flops, eff, params, act, ckpt, act, 0, out);
+  const quadratic = (t: Transformer, sumSq: number) => (setup.flashAttention ? 0 : 5 * t.heads * sumSq);
   const { vit, llm } = spec;
   const vocab = llm.vocab ?? 0;
   const nVit = tiles * spec.vitTokensPerTile;
@@ -157,7 +217,19 @@ export function vlmLayerTableTwin(
   const vitSq = tiles * spec.vitTokensPerTile * spec.vitTokensPerTile;
   for (let i = 0; i < vit.layers; i++) {
     const attn = 4 * (vit.hidden / vit.heads) * vit.heads * vitSq;
-    push('vit', denseFlops(vit, nVit) + attn, gpu.efficiency.vit, blockParams(vit), (34 * nVit * vit.hidden) / tp, (2 * nVit * vit.hidden) / tp, (2 * nVit * vit.hidden) / tp);
+    const sq = quadratic(vit, vitSq);
+    const act = (blockActivation(vit, nVit) + sq) / tp;
+    row(
+      'vit',
+      denseFlops(vit, nVit) + attn,
+      gpu.efficiency.vit,
+      blockParams(vit),
+      act,
+      (2 * nVit * vit.hidden) / tp,
+      act - (nVit * mlpSaved(vit) + sq) / tp,
+      mlpFlops(vit, nVit) + (setup.flashAttention ? 0 : attn),
+      (2 * nVit * vit.hidden) / tp,
+    );
   }
   push(
     'projector',
@@ -172,13 +244,21 @@ export function vlmLayerTableTwin(
   push('embed', 0, gpu.efficiency.llm, vocab * llm.hidden, seq, seq, seq);
   for (let i = 0; i < llm.layers; i++) {
     const attn = 2 * (llm.hidden / llm.heads) * llm.heads * sumSqLen;
-    push('llm', denseFlops(llm, n) + attn, gpu.efficiency.llm, blockParams(llm), (34 * n * llm.hidden) / tp, seq, seq);
+    const sq = quadratic(llm, sumSqLen);
+    const act = (blockActivation(llm, n) + sq) / tp;
+    row('llm', denseFlops(llm, n) + attn, gpu.efficiency.llm, blockParams(llm), act, seq, act - (n * mlpSaved(llm) + sq) / tp, mlpFlops(llm, n) + (setup.flashAttention ? 0 : attn), seq);
   }
   const headAct = seq + (6 * n * vocab) / tp;
   push('head', 2 * n * llm.hidden * vocab, gpu.efficiency.head, vocab * llm.hidden + llm.hidden, headAct, headAct, 0);
   const col = (f: (r: (typeof rows)[number]) => number) => Float64Array.from(rows, f);
   const comm = (kind: number) => (kind === 1 ? vitComm : kind === 4 ? llmComm : 0);
   const forwardMs = col((r) => ms(r.flops, r.eff) + comm(r.kind));
+  // kinds 0, 1: ViT; 3, 4, 5: LLM.
+  const vision = (k: number) => k === 0 || k === 1;
+  const llmPart = (k: number) => k >= 3;
+  const frozen = (k: number) => (vision(k) && setup.frozenVit) || (llmPart(k) && setup.frozenLlm);
+  const frozenVit = (k: number) => vision(k) && setup.frozenVit;
+  const per = (f: (r: (typeof rows)[number], s: [number, number, number]) => number) => col((r) => f(r, state(!frozen(r.kind))));
   const commMs =
     rows.length < 2 || gpu.networkBytesPerS <= 0
       ? new Float64Array(Math.max(rows.length - 1, 0))
@@ -188,10 +268,15 @@ export function vlmLayerTableTwin(
     forwardFlops: col((r) => r.flops),
     params: col((r) => r.params),
     forwardMs,
-    backwardMs: forwardMs.map((f) => 2 * f),
-    staticBytes: col((r) => (r.params / tp) * bytesPerParam),
-    activationBytes: col((r) => r.act),
-    checkpointBytes: col((r) => r.ckpt),
+    backwardMs: forwardMs.map((f, i) => (frozenVit(rows[i].kind) ? 0 : llmPart(rows[i].kind) && setup.frozenLlm ? f : 2 * f)),
+    staticBytes: per((r, [w, g, o]) => (r.params / tp) * (w + g + o)),
+    activationBytes: col((r) => (frozenVit(r.kind) ? 0 : r.act)),
+    checkpointBytes: col((r) => (frozenVit(r.kind) ? 0 : r.ckpt)),
+    selectiveBytes: col((r) => (frozenVit(r.kind) ? 0 : r.sel)),
+    selectiveMs: Float64Array.from(rows, (r, i) => (frozenVit(r.kind) ? 0 : Math.min(ms(r.selFlops, r.eff), forwardMs[i]))),
+    weightBytes: per((r, [w]) => (r.params / tp) * w),
+    gradientBytes: per((r, [, g]) => (r.params / tp) * g),
+    optimizerBytes: per((r, [, , o]) => (r.params / tp) * o),
     commMs,
   };
 }

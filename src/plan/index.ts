@@ -13,6 +13,7 @@ import { ErrorCodes, omnibalError } from '../errors';
 import { batchMetrics, planBatches, type BatchMetrics, type BatchPlan, type Samples } from '../data/index';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad, microBatchLoad } from '../data/load';
+import { heaviestMicroBatchLoad } from '../model/memory-load';
 import {
   applyCalibration,
   baselineStages,
@@ -292,6 +293,10 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
     microBatches: o.accum,
     load,
     recompute: cfg.recompute,
+    // Memory for the schedule's in-flight counts and the plan's heaviest micro-batch.
+    memoryLoad: heaviestMicroBatchLoad(cfg.plan, s),
+    schedule: o.schedule,
+    virtualStages: o.virtualStages,
   });
   const calibrated = o.calibration ? applyCalibration(problem, o.calibration) : problem;
   const stages =

@@ -11,16 +11,26 @@ fn main() {
         .map(|i| {
             let vit = i < 45;
             let f = if vit { 2.0 } else { 5.0 } * (0.9 + 0.2 * rng.next_f64());
+            let a = if vit { 0.6e9 } else { 0.9e9 };
             Layer {
-                forward_ms: f,
-                backward_ms: 2.0 * f,
-                static_bytes: if vit { 0.3e9 } else { 1.0e9 },
-                activation_bytes: if vit { 0.6e9 } else { 0.9e9 },
-                checkpoint_bytes: if vit { 0.04e9 } else { 0.05e9 },
+                selective_bytes: 0.6 * a,
+                selective_ms: 0.3 * f,
+                ..Layer::new(
+                    f,
+                    2.0 * f,
+                    if vit { 0.3e9 } else { 1.0e9 },
+                    a,
+                    if vit { 0.04e9 } else { 0.05e9 },
+                )
             }
         })
         .collect();
-    for mode in [Recompute::Block, Recompute::None, Recompute::Full] {
+    for mode in [
+        Recompute::Block,
+        Recompute::Selective,
+        Recompute::None,
+        Recompute::Full,
+    ] {
         let p = StageProblem {
             layers: layers.clone(),
             stages: 32,
@@ -30,6 +40,7 @@ fn main() {
             comm_ms: vec![0.1; 199],
             recompute: mode,
             first_stage_min_layers: 0,
+            schedule: omnibal_core::simulate::Schedule::OneFOneB,
         };
         let t0 = Instant::now();
         let r = partition_stages(&p);

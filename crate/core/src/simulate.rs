@@ -104,6 +104,34 @@ struct Op {
     backward: bool,
 }
 
+/// Forward operations stage `s` of a `p`-stage pipeline runs before its first backward (the
+/// warm-up), in the schedule's units (model chunks for interleaved, `m x v` of them in all).
+/// [`order`] builds the schedules from it, and [`in_flight`] counts memory from it.
+pub fn warmup(schedule: Schedule, p: u32, s: u32, m: u32) -> u32 {
+    match schedule {
+        Schedule::GPipe => m,
+        Schedule::OneFOneB => (p - s - 1).min(m),
+        // Megatron-LM's interleaved schedule (schedules.py,
+        // forward_backward_pipelining_with_interleaving): (P - s - 1) * 2 + (v - 1) * P.
+        Schedule::Interleaved(v) => ((p - s - 1) * 2 + (v - 1) * p).min(m * v),
+    }
+}
+
+/// Peak micro-batches whose activations stage `s` holds at once (chunk-weighted: a model chunk
+/// of an interleaved schedule holds `1 / v` of the stage's activations). The one source of
+/// truth for the memory model and the simulator (whose `peak_in_flight` equals it):
+/// GPipe `m`; 1F1B `min(P - s, m)`; interleaved `min(warmup + 1, m v) / v`, which on the first
+/// stage is `P + (P - 1) / v` = `P (1 + (P - 1) / (P v))`, Megatron-LM's interleaved memory
+/// penalty (megatron/training/theoretical_memory_usage.py).
+pub fn in_flight(schedule: Schedule, p: u32, s: u32, m: u32) -> f64 {
+    let w = warmup(schedule, p, s, m);
+    match schedule {
+        Schedule::GPipe => m as f64,
+        Schedule::OneFOneB => (w + 1).min(m) as f64,
+        Schedule::Interleaved(v) => (w + 1).min(m * v) as f64 / v as f64,
+    }
+}
+
 /// The operation order of stage `s` of a `p`-stage pipeline with `m` micro-batches.
 fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
     let f = |mb, chunk| Op {
@@ -122,7 +150,7 @@ fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
             .chain((0..m).rev().map(|i| b(i, 0)))
             .collect(),
         Schedule::OneFOneB => {
-            let warm = (p - s - 1).min(m);
+            let warm = warmup(schedule, p, s, m);
             let mut ops: Vec<Op> = (0..warm).map(|i| f(i, 0)).collect();
             for i in 0..m - warm {
                 ops.push(f(warm + i, 0));
@@ -137,7 +165,7 @@ fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
             let total = m * v;
             let fwd = |k: u32| f((k / (p * v)) * p + k % p, (k / p) % v);
             let bwd = |k: u32| b((k / (p * v)) * p + k % p, v - 1 - (k / p) % v);
-            let warm = ((p - s - 1) * 2 + (v - 1) * p).min(total);
+            let warm = warmup(schedule, p, s, m);
             let mut ops: Vec<Op> = (0..warm).map(fwd).collect();
             for i in 0..total - warm {
                 ops.push(fwd(warm + i));
@@ -370,6 +398,40 @@ mod tests {
         assert_eq!(g.peak_in_flight, vec![8.0; 4]);
         let o = simulate_step(&uniform(1, 4, 8, 1.0, 2.0, Schedule::OneFOneB)).unwrap();
         assert_eq!(o.peak_in_flight, vec![4.0, 3.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn the_closed_form_in_flight_count_is_what_the_simulator_holds() {
+        let mut rng = crate::rng::Rng::new(11);
+        for _ in 0..300 {
+            let p = 1 + rng.below(8);
+            let v = 1 + rng.below(4);
+            let m = p * (1 + rng.below(4));
+            for sched in [
+                Schedule::GPipe,
+                Schedule::OneFOneB,
+                Schedule::Interleaved(v),
+            ] {
+                let mut input = uniform(1, p, m, 1.0, 2.0, sched);
+                for (i, x) in input.forward_ms.iter_mut().enumerate() {
+                    *x = 0.5 + (i % 7) as f64; // uneven stages
+                }
+                let r = simulate_step(&input).unwrap();
+                let closed: Vec<f64> = (0..p).map(|s| in_flight(sched, p, s, m)).collect();
+                for (a, b) in r.peak_in_flight.iter().zip(&closed) {
+                    assert!(
+                        (a - b).abs() < 1e-9,
+                        "{sched:?} p {p} m {m}: {r:?} vs {closed:?}",
+                        r = r.peak_in_flight
+                    );
+                }
+            }
+        }
+        // Megatron-LM's interleaved penalty on the first stage: P (1 + (P - 1) / (P v)).
+        assert_eq!(
+            in_flight(Schedule::Interleaved(2), 8, 0, 32),
+            8.0 * (1.0 + 7.0 / 16.0)
+        );
     }
 
     #[test]

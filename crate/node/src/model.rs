@@ -14,6 +14,7 @@ use omnibal_core::model::vlm::{
     cut_times, vlm_layers, Efficiency, GpuSpec, MicroBatchLoad, ModelLayer, Parallel, Transformer,
     VlmSpec,
 };
+use omnibal_core::simulate::Schedule;
 use omnibal_core::Error;
 
 /// The canonical stage problem, layers as typed arrays.
@@ -31,16 +32,29 @@ pub struct StageProblemInput {
     pub comm_ms: Option<Float64Array>,
     pub recompute: Option<String>,
     pub first_stage_min_layers: Option<f64>,
+    /// Bytes kept per in-flight micro-batch under selective recomputation (default: activation).
+    pub selective_bytes: Option<Float64Array>,
+    /// Forward time selective recomputation adds (default 0).
+    pub selective_ms: Option<Float64Array>,
+    /// `gpipe`, `1f1b` (default) or `interleaved`.
+    pub schedule: Option<String>,
+    /// Model chunks per device for `interleaved` (default 2).
+    pub virtual_stages: Option<f64>,
+    /// For `uniform` recomputation: the layers every stage recomputes (default 0).
+    pub uniform_layers: Option<f64>,
 }
 
 fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
     let l = p.forward_ms.len();
     for (name, a) in [
-        ("backwardMs", &p.backward_ms),
-        ("staticBytes", &p.static_bytes),
-        ("activationBytes", &p.activation_bytes),
-        ("checkpointBytes", &p.checkpoint_bytes),
+        ("backwardMs", Some(&p.backward_ms)),
+        ("staticBytes", Some(&p.static_bytes)),
+        ("activationBytes", Some(&p.activation_bytes)),
+        ("checkpointBytes", Some(&p.checkpoint_bytes)),
+        ("selectiveBytes", p.selective_bytes.as_ref()),
+        ("selectiveMs", p.selective_ms.as_ref()),
     ] {
+        let Some(a) = a else { continue };
         if a.len() != l {
             return Err(Error::out_of_range(
                 name,
@@ -55,8 +69,14 @@ fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
             static_bytes: p.static_bytes[i],
             activation_bytes: p.activation_bytes[i],
             checkpoint_bytes: p.checkpoint_bytes[i],
+            selective_bytes: p
+                .selective_bytes
+                .as_ref()
+                .map_or(p.activation_bytes[i], |x| x[i]),
+            selective_ms: p.selective_ms.as_ref().map_or(0.0, |x| x[i]),
         })
         .collect();
+    let v = integer_between("virtualStages", p.virtual_stages.unwrap_or(2.0), 1, 1 << 10)? as u32;
     Ok(StageProblem {
         layers,
         stages: integer_between("stages", p.stages, 0, 1 << 16)? as u32,
@@ -64,12 +84,21 @@ fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
         memory_bytes: number_at_least("memoryBytes", p.memory_bytes, 0.0)?,
         stage_overhead_bytes: p.stage_overhead_bytes.unwrap_or(0.0),
         comm_ms: p.comm_ms.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
-        recompute: Recompute::parse(p.recompute.as_deref().unwrap_or("block"))?,
+        recompute: match Recompute::parse(p.recompute.as_deref().unwrap_or("block"))? {
+            Recompute::Uniform(_) => Recompute::Uniform(integer_between(
+                "uniformLayers",
+                p.uniform_layers.unwrap_or(0.0),
+                0,
+                1 << 20,
+            )? as u32),
+            mode => mode,
+        },
         first_stage_min_layers: p
             .first_stage_min_layers
             .map(|x| integer_between("firstStageMinLayers", x, 0, 1 << 20))
             .transpose()?
             .unwrap_or(0) as u32,
+        schedule: Schedule::parse(p.schedule.as_deref().unwrap_or("1f1b"), v)?,
     })
 }
 
@@ -80,8 +109,9 @@ pub struct NativeStagePlan {
     pub last_layer: Uint32Array,
     pub time_ms: Float64Array,
     pub memory_bytes: Float64Array,
-    pub in_flight: Uint32Array,
-    /// One flag per layer: 1 where it is recomputed.
+    /// Micro-batches in flight (chunk-weighted for interleaved, so possibly fractional).
+    pub in_flight: Float64Array,
+    /// One flag per layer: 1 where it is fully recomputed, 2 where selectively.
     pub recomputed: Uint8Array,
     pub iteration_ms: f64,
     pub bottleneck_ms: f64,
@@ -90,6 +120,9 @@ pub struct NativeStagePlan {
 fn to_js(plan: StagePlan, layers: usize) -> NativeStagePlan {
     let mut flags = vec![0u8; layers];
     for s in &plan.stages {
+        for &i in &s.selective {
+            flags[i as usize] = 2;
+        }
         for &i in &s.recomputed {
             flags[i as usize] = 1;
         }
@@ -99,7 +132,7 @@ fn to_js(plan: StagePlan, layers: usize) -> NativeStagePlan {
         last_layer: Uint32Array::new(plan.stages.iter().map(|s| s.last_layer).collect()),
         time_ms: Float64Array::new(plan.stages.iter().map(|s| s.time_ms).collect()),
         memory_bytes: Float64Array::new(plan.stages.iter().map(|s| s.memory_bytes).collect()),
-        in_flight: Uint32Array::new(plan.stages.iter().map(|s| s.in_flight).collect()),
+        in_flight: Float64Array::new(plan.stages.iter().map(|s| s.in_flight).collect()),
         recomputed: Uint8Array::new(flags),
         iteration_ms: plan.iteration_ms,
         bottleneck_ms: plan.bottleneck_ms,
@@ -142,12 +175,12 @@ pub fn partition_stages_async(problem: StageProblemInput) -> AsyncTask<Partition
     AsyncTask::new(PartitionTask(problem))
 }
 
-fn recomputed_lists(ends: &[u32], flags: &[u8]) -> Vec<Vec<u32>> {
+fn recomputed_lists(ends: &[u32], flags: &[u8], flag: u8) -> Vec<Vec<u32>> {
     let mut first = 0u32;
     ends.iter()
         .map(|&last| {
             let v = (first..=last.min(flags.len().saturating_sub(1) as u32))
-                .filter(|&i| flags.get(i as usize) == Some(&1))
+                .filter(|&i| flags.get(i as usize) == Some(&flag))
                 .collect();
             first = last + 1;
             v
@@ -155,7 +188,7 @@ fn recomputed_lists(ends: &[u32], flags: &[u8]) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Evaluates a given plan: stage ends and per-layer recompute flags.
+/// Evaluates a given plan: stage ends and per-layer recompute flags (1 full, 2 selective).
 #[napi]
 pub fn evaluate_stages(
     env: Env,
@@ -173,7 +206,11 @@ pub fn evaluate_stages(
             ));
         }
         Ok(to_js(
-            p.evaluate(&last_layers, &recomputed_lists(&last_layers, &recomputed))?,
+            p.evaluate_with(
+                &last_layers,
+                &recomputed_lists(&last_layers, &recomputed, 1),
+                &recomputed_lists(&last_layers, &recomputed, 2),
+            )?,
             p.layers.len(),
         ))
     })
@@ -273,6 +310,12 @@ pub struct TableShape {
     pub tiles: f64,
     pub tokens: f64,
     pub sum_sq_len: f64,
+    /// Bytes per gradient: 4 (fp32, default) or 2 (bf16).
+    pub grad_bytes: Option<f64>,
+    pub frozen_vit: Option<bool>,
+    pub frozen_llm: Option<bool>,
+    /// Default true.
+    pub flash_attention: Option<bool>,
 }
 
 /// Measurements to calibrate with: layer forward times, and per stage `(first, last, inFlight)`
@@ -297,6 +340,11 @@ pub struct NativeLayerTable {
     pub static_bytes: Float64Array,
     pub activation_bytes: Float64Array,
     pub checkpoint_bytes: Float64Array,
+    pub selective_bytes: Float64Array,
+    pub selective_ms: Float64Array,
+    pub weight_bytes: Float64Array,
+    pub gradient_bytes: Float64Array,
+    pub optimizer_bytes: Float64Array,
     pub comm_ms: Float64Array,
 }
 
@@ -345,9 +393,15 @@ fn table(
     shape: &TableShape,
 ) -> Result<(Vec<ModelLayer>, GpuSpec), Error> {
     let par = Parallel {
-        tp: integer_between("tp", shape.tp, 1, 1 << 12)? as u32,
-        dp: integer_between("dp", shape.dp, 1, 1 << 20)? as u32,
-        zero: integer_between("zero", shape.zero, 0, 1)? as u32,
+        grad_bytes: shape.grad_bytes.unwrap_or(4.0),
+        frozen_vit: shape.frozen_vit.unwrap_or(false),
+        frozen_llm: shape.frozen_llm.unwrap_or(false),
+        flash_attention: shape.flash_attention.unwrap_or(true),
+        ..Parallel::new(
+            integer_between("tp", shape.tp, 1, 1 << 12)? as u32,
+            integer_between("dp", shape.dp, 1, 1 << 20)? as u32,
+            integer_between("zero", shape.zero, 0, 3)? as u32,
+        )
     };
     let gpu = gpu_of(gpu);
     let load = MicroBatchLoad {
@@ -384,6 +438,11 @@ pub fn vlm_layer_table(
             static_bytes: col(&|x| x.layer.static_bytes),
             activation_bytes: col(&|x| x.layer.activation_bytes),
             checkpoint_bytes: col(&|x| x.layer.checkpoint_bytes),
+            selective_bytes: col(&|x| x.layer.selective_bytes),
+            selective_ms: col(&|x| x.layer.selective_ms),
+            weight_bytes: col(&|x| x.weight_bytes),
+            gradient_bytes: col(&|x| x.gradient_bytes),
+            optimizer_bytes: col(&|x| x.optimizer_bytes),
             comm_ms: Float64Array::new(cut_times(&layers, &gpu)),
         })
     })

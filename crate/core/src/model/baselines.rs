@@ -293,12 +293,14 @@ mod tests {
 
     fn problem(rng: &mut Rng, l: u32, stages: u32) -> (StageProblem, Vec<f64>) {
         let layers: Vec<Layer> = (0..l)
-            .map(|_| Layer {
-                forward_ms: (1 + rng.below(10)) as f64,
-                backward_ms: (2 + rng.below(20)) as f64,
-                static_bytes: rng.below(20) as f64,
-                activation_bytes: rng.below(30) as f64,
-                checkpoint_bytes: rng.below(3) as f64,
+            .map(|_| {
+                Layer::new(
+                    (1 + rng.below(10)) as f64,
+                    (2 + rng.below(20)) as f64,
+                    rng.below(20) as f64,
+                    rng.below(30) as f64,
+                    rng.below(3) as f64,
+                )
             })
             .collect();
         let params = (0..l).map(|_| rng.below(100) as f64).collect();
@@ -311,6 +313,7 @@ mod tests {
             comm_ms: vec![],
             recompute: Recompute::Block,
             first_stage_min_layers: 0,
+            schedule: crate::simulate::Schedule::OneFOneB,
         };
         (p, params)
     }

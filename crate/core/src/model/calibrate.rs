@@ -44,6 +44,12 @@ pub fn fit_efficiency(
             ));
         };
         number_at_least("measured forwardMs", t, 0.0)?;
+        if t == 0.0 {
+            return Err(Error::out_of_range(
+                "measured forwardMs",
+                format!("of layer {i} must be > 0 (a measured layer takes time), got 0"),
+            ));
+        }
         let x = ms_at_peak[i as usize];
         let k = kind_index(layer.kind);
         num[k] += t * x;
@@ -165,13 +171,10 @@ mod tests {
             forward_flops: 0.0,
             params: 0.0,
             output_bytes: 0.0,
-            layer: Layer {
-                forward_ms: 0.0,
-                backward_ms: 0.0,
-                static_bytes: 0.0,
-                activation_bytes: a,
-                checkpoint_bytes: c,
-            },
+            weight_bytes: 0.0,
+            gradient_bytes: 0.0,
+            optimizer_bytes: 0.0,
+            layer: Layer::new(0.0, 0.0, 0.0, a, c),
         }
     }
 

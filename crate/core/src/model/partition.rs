@@ -9,6 +9,13 @@
 //! plan found so far is dropped. Each stage's time comes from [`Segments::choose`], the
 //! cheapest recomputation that fits; since time only grows with recomputation, choosing it per
 //! stage is optimal for a given split. Ties go to the smaller bottleneck, then the earlier cuts.
+//!
+//! A second pass breaks the remaining ties toward balanced stages: among plans whose every stage
+//! takes at most the optimum's bottleneck `B`, it picks the least sum of stage times, then the
+//! least sum of squared stage times (an exact DP on that lexicographic, additive cost). Its plan
+//! has `sum <= S` and `max <= B`, so its iteration time is the optimum's (up to rounding: sums
+//! within 1e-12 relative count as equal): the same objective, with the non-bottleneck stages as
+//! even as the optimum allows.
 
 use super::recompute::{Choice, Segments};
 use super::stages::{plan_from, Stage, StagePlan, StageProblem};
@@ -27,14 +34,14 @@ struct Entry {
 /// Stage times for every segment, per distinct in-flight count: `time[l][r - l]` (NaN when
 /// infeasible).
 struct Times {
-    by_n: Vec<(u32, Vec<Vec<f64>>)>,
+    by_n: Vec<(f64, Vec<Vec<f64>>)>,
 }
 
 impl Times {
     fn new(p: &StageProblem, seg: &Segments) -> Self {
         let l_count = p.layers.len();
-        let mut ns: Vec<u32> = (0..p.stages as usize).map(|s| p.in_flight(s)).collect();
-        ns.dedup();
+        let mut ns: Vec<f64> = (0..p.stages as usize).map(|s| p.in_flight(s)).collect();
+        ns.dedup_by(|a, b| a.to_bits() == b.to_bits());
         let by_n = ns
             .into_iter()
             .map(|n| {
@@ -42,7 +49,7 @@ impl Times {
                     .map(|l| {
                         (l..l_count)
                             .map(|r| {
-                                seg.choose(n as f64, l, r)
+                                seg.choose(n, l, r)
                                     .map_or(f64::NAN, |(t, _)| t + p.cut_ms(r))
                             })
                             .collect()
@@ -54,11 +61,11 @@ impl Times {
         Times { by_n }
     }
 
-    fn table(&self, n: u32) -> &Vec<Vec<f64>> {
+    fn table(&self, n: f64) -> &Vec<Vec<f64>> {
         &self
             .by_n
             .iter()
-            .find(|(m, _)| *m == n)
+            .find(|(m, _)| m.to_bits() == n.to_bits())
             .expect("every in-flight count has a table")
             .1
     }
@@ -88,10 +95,10 @@ fn min_feasible_memory(p: &StageProblem, seg: &Segments) -> f64 {
     let mut prev = vec![f64::INFINITY; l_count];
     let first_min = (p.first_stage_min_layers as usize).max(1);
     for (r, slot) in prev.iter_mut().enumerate().skip(first_min - 1) {
-        *slot = seg.min_memory(p.in_flight(0) as f64, 0, r);
+        *slot = seg.min_memory(p.in_flight(0), 0, r);
     }
     for s in 1..stages {
-        let n = p.in_flight(s) as f64;
+        let n = p.in_flight(s);
         let mut cur = vec![f64::INFINITY; l_count];
         for (r, slot) in cur.iter_mut().enumerate().skip(s) {
             for l in s..=r {
@@ -251,10 +258,10 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         return Err(Error::Infeasible {
             message: if need.is_finite() {
                 format!(
-                    "no plan fits in {} bytes per GPU; the least memory that fits is {} bytes ({:.2} GiB)",
+                    "no plan fits in {} bytes per GPU; the least memory that fits is {} bytes ({:.2} GiB, rounded up)",
                     crate::error::js_number(p.memory_bytes),
                     crate::error::js_number(need.ceil()),
-                    need / (1u64 << 30) as f64
+                    (need / (1u64 << 30) as f64 * 100.0).ceil() / 100.0
                 )
             } else {
                 "no plan satisfies the constraints".to_owned()
@@ -262,6 +269,7 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
             min_memory_bytes: need,
         });
     };
+    let bottleneck = end[idx].max;
     // Walk back through the frontiers to the cuts, then rebuild each stage's choice.
     let mut bounds = vec![(0usize, 0usize); stages];
     let mut r = l_count - 1;
@@ -271,7 +279,86 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         idx = e.prev as usize;
         r = (e.first as usize).wrapping_sub(1);
     }
-    Ok(build_stages(p, &seg, &bounds).expect("the DP only keeps feasible stages"))
+    let optimum = build_stages(p, &seg, &bounds).expect("the DP only keeps feasible stages");
+    if let Some(even) = balance(p, &times, first_min, bottleneck) {
+        if even != bounds {
+            let plan =
+                build_stages(p, &seg, &even).expect("the balance pass only keeps feasible stages");
+            if plan.iteration_ms <= optimum.iteration_ms * (1.0 + 1e-12) {
+                return Ok(plan);
+            }
+        }
+    }
+    Ok(optimum)
+}
+
+/// The split with every stage at most `cap` and the least (sum of stage times, sum of their
+/// squares), lexicographically; `None` when no split keeps every stage under `cap`.
+fn balance(
+    p: &StageProblem,
+    times: &Times,
+    first_min: usize,
+    cap: f64,
+) -> Option<Vec<(usize, usize)>> {
+    let (l_count, stages) = (p.layers.len(), p.stages as usize);
+    // best[s][r]: (sum, sum of squares, first layer of stage s) over covers of 0..=r.
+    let mut best: Vec<Vec<Option<(f64, f64, usize)>>> = Vec::with_capacity(stages);
+    let t0 = times.table(p.in_flight(0));
+    best.push(
+        (0..l_count)
+            .map(|r| {
+                let t = if r + 1 >= first_min && r <= l_count - stages {
+                    t0[0][r]
+                } else {
+                    f64::NAN
+                };
+                (!t.is_nan() && t <= cap).then_some((t, t * t, 0))
+            })
+            .collect(),
+    );
+    for s in 1..stages {
+        let table = times.table(p.in_flight(s));
+        let mut cur: Vec<Option<(f64, f64, usize)>> = vec![None; l_count];
+        let r_lo = if s == stages - 1 { l_count - 1 } else { s };
+        for (r, slot) in cur
+            .iter_mut()
+            .enumerate()
+            .take(l_count - (stages - s) + 1)
+            .skip(r_lo)
+        {
+            for l in s..=r {
+                let t = table[l][r - l];
+                if t.is_nan() || t > cap {
+                    continue;
+                }
+                let Some((sum, sq, _)) = best[s - 1][l - 1] else {
+                    continue;
+                };
+                let cand = (sum + t, sq + t * t, l);
+                // Sums within rounding (1e-12 relative) count as equal, so the squares decide.
+                let better = match *slot {
+                    None => true,
+                    Some((a, b, _)) => {
+                        let tol = 1e-12 * a.abs();
+                        cand.0 < a - tol || (cand.0 <= a + tol && cand.1 < b)
+                    }
+                };
+                if better {
+                    *slot = Some(cand);
+                }
+            }
+        }
+        best.push(cur);
+    }
+    best[stages - 1][l_count - 1]?;
+    let mut bounds = vec![(0usize, 0usize); stages];
+    let mut r = l_count - 1;
+    for s in (0..stages).rev() {
+        let (_, _, first) = best[s][r].expect("a chosen state has a predecessor");
+        bounds[s] = (first, r);
+        r = first.wrapping_sub(1);
+    }
+    Some(bounds)
 }
 
 /// The plan for a given split with each stage's cheapest feasible recomputation (used by the
@@ -313,11 +400,13 @@ fn build_stages(p: &StageProblem, seg: &Segments, bounds: &[(usize, usize)]) -> 
     let stages = bounds.len();
     let mut out = Vec::with_capacity(stages);
     for (s, &(l, r)) in bounds.iter().enumerate() {
-        let n = p.in_flight(s) as f64;
+        let n = p.in_flight(s);
         let (time, choice) = seg.choose(n, l, r)?;
         let recomputed = seg.recomputed(l, &choice);
+        let selective = seg.selective(l, r, &choice);
         let memory = match &choice {
             Choice::Block(k) => seg.block_memory(n, l, r, *k as usize),
+            Choice::BlockSelective(k) => seg.selective_memory(n, l, r, *k as usize),
             Choice::Set(set) => {
                 let mut kept = 0.0;
                 let mut w = 0.0;
@@ -337,9 +426,10 @@ fn build_stages(p: &StageProblem, seg: &Segments, bounds: &[(usize, usize)]) -> 
             first_layer: l as u32,
             last_layer: r as u32,
             recomputed,
+            selective,
             time_ms: time + if s + 1 < stages { p.cut_ms(r) } else { 0.0 },
             memory_bytes: memory,
-            in_flight: n as u32,
+            in_flight: n,
         });
     }
     Some(plan_from(out, p.micro_batches))
@@ -350,6 +440,7 @@ mod tests {
     use super::*;
     use crate::model::stages::{Layer, Recompute};
     use crate::rng::Rng;
+    use crate::simulate::Schedule;
 
     fn random_problem(rng: &mut Rng, max_layers: u32, mode: Recompute) -> StageProblem {
         let stages = 1 + rng.below(4);
@@ -357,16 +448,25 @@ mod tests {
         let layers: Vec<Layer> = (0..l)
             .map(|_| {
                 let a = rng.below(50) as f64;
+                let f = (1 + rng.below(20)) as f64;
+                let c = if rng.below(5) == 0 {
+                    (a + rng.below(5) as f64).max(0.0)
+                } else {
+                    (a / 4.0).floor()
+                };
                 Layer {
-                    forward_ms: (1 + rng.below(20)) as f64,
+                    forward_ms: f,
                     backward_ms: (1 + rng.below(40)) as f64,
                     static_bytes: rng.below(30) as f64,
                     activation_bytes: a,
-                    checkpoint_bytes: if rng.below(5) == 0 {
-                        (a + rng.below(5) as f64).max(0.0)
+                    checkpoint_bytes: c,
+                    // Mostly between c and a, sometimes below c (not monotone).
+                    selective_bytes: if rng.below(6) == 0 {
+                        (c - 1.0).max(0.0)
                     } else {
-                        (a / 4.0).floor()
+                        c + ((a - c).max(0.0) * rng.below(5) as f64 / 4.0).floor()
                     },
+                    selective_ms: (f * rng.below(4) as f64 / 4.0).floor(),
                 }
             })
             .collect();
@@ -375,10 +475,17 @@ mod tests {
         } else {
             (0..l - 1).map(|_| rng.below(6) as f64).collect()
         };
+        let micro_batches = 1 + rng.below(8);
+        let schedule = match rng.below(4) {
+            0 => Schedule::GPipe,
+            1 => Schedule::Interleaved(1 + rng.below(3)),
+            _ => Schedule::OneFOneB,
+        };
         StageProblem {
             layers,
             stages,
-            micro_batches: 1 + rng.below(8),
+            micro_batches,
+            schedule,
             memory_bytes: (40 + rng.below(300)) as f64,
             stage_overhead_bytes: rng.below(10) as f64,
             comm_ms,
@@ -421,23 +528,41 @@ mod tests {
             if (ends[0] as usize + 1) < p.first_stage_min_layers as usize {
                 return;
             }
-            // Recomputation options of each stage.
-            let mut options: Vec<Vec<Vec<u32>>> = Vec::new();
+            // Recomputation options of each stage: (full, selective) layer lists.
+            let mut options: Vec<Vec<(Vec<u32>, Vec<u32>)>> = Vec::new();
             let mut first = 0u32;
             for &last in ends {
                 let len = (last - first + 1) as usize;
-                let opts: Vec<Vec<u32>> = match p.recompute {
-                    Recompute::None => vec![vec![]],
-                    Recompute::Full => vec![(first..=last).collect()],
+                let full = |x: Vec<u32>| (x, Vec::new());
+                let opts: Vec<(Vec<u32>, Vec<u32>)> = match p.recompute {
+                    Recompute::None => vec![full(vec![])],
+                    Recompute::Full => vec![full((first..=last).collect())],
                     Recompute::Block => (0..=len)
-                        .map(|k| (first..first + k as u32).collect())
+                        .map(|k| full((first..first + k as u32).collect()))
+                        .collect(),
+                    Recompute::Uniform(k) => {
+                        vec![full(
+                            (first..first + (k as usize).min(len) as u32).collect(),
+                        )]
+                    }
+                    Recompute::SelectiveAll => vec![(vec![], (first..=last).collect())],
+                    Recompute::Selective => (0..=len)
+                        .flat_map(|k| {
+                            let f: Vec<u32> = (first..first + k as u32).collect();
+                            [
+                                (f.clone(), Vec::new()),
+                                (f, (first + k as u32..=last).collect()),
+                            ]
+                        })
                         .collect(),
                     Recompute::Any => (0..1u32 << len)
                         .map(|mask| {
-                            (0..len as u32)
-                                .filter(|b| mask >> b & 1 == 1)
-                                .map(|b| first + b)
-                                .collect()
+                            full(
+                                (0..len as u32)
+                                    .filter(|b| mask >> b & 1 == 1)
+                                    .map(|b| first + b)
+                                    .collect(),
+                            )
                         })
                         .collect(),
                 };
@@ -446,8 +571,11 @@ mod tests {
             }
             let mut pick = vec![0usize; stages];
             loop {
-                let rec: Vec<Vec<u32>> = (0..stages).map(|s| options[s][pick[s]].clone()).collect();
-                let plan = p.evaluate(ends, &rec).unwrap();
+                let rec: Vec<Vec<u32>> =
+                    (0..stages).map(|s| options[s][pick[s]].0.clone()).collect();
+                let sel: Vec<Vec<u32>> =
+                    (0..stages).map(|s| options[s][pick[s]].1.clone()).collect();
+                let plan = p.evaluate_with(ends, &rec, &sel).unwrap();
                 let peak = plan
                     .stages
                     .iter()
@@ -486,8 +614,13 @@ mod tests {
                     let ends: Vec<u32> = plan.stages.iter().map(|s| s.last_layer).collect();
                     let rec: Vec<Vec<u32>> =
                         plan.stages.iter().map(|s| s.recomputed.clone()).collect();
-                    let again = p.evaluate(&ends, &rec).unwrap();
+                    let sel: Vec<Vec<u32>> =
+                        plan.stages.iter().map(|s| s.selective.clone()).collect();
+                    let again = p.evaluate_with(&ends, &rec, &sel).unwrap();
                     assert_eq!(again.iteration_ms, plan.iteration_ms, "run {run}");
+                    for (a, b) in again.stages.iter().zip(&plan.stages) {
+                        assert_eq!(a.memory_bytes, b.memory_bytes, "run {run}");
+                    }
                     assert!(
                         plan.stages.iter().all(|s| s.memory_bytes <= p.memory_bytes),
                         "run {run}"
@@ -540,19 +673,83 @@ mod tests {
     }
 
     #[test]
+    fn ties_go_to_the_least_sum_then_the_most_even_stages() {
+        let mut rng = Rng::new(21);
+        for run in 0..600 {
+            let mode = [Recompute::Block, Recompute::Selective, Recompute::None][run % 3];
+            let p = random_problem(&mut rng, 10, mode);
+            let Ok(plan) = partition_stages(&p) else {
+                continue;
+            };
+            let sq = |pl: &StagePlan| pl.stages.iter().map(|s| s.time_ms * s.time_ms).sum::<f64>();
+            let sum = |pl: &StagePlan| pl.stages.iter().map(|s| s.time_ms).sum::<f64>();
+            let (l, stages) = (p.layers.len(), p.stages as usize);
+            // Every split whose stages all fit and take at most the plan's bottleneck.
+            let mut ends = vec![0u32; stages];
+            fn each(
+                l: usize,
+                st: usize,
+                s: usize,
+                start: usize,
+                ends: &mut Vec<u32>,
+                f: &mut dyn FnMut(&[u32]),
+            ) {
+                if s == st - 1 {
+                    ends[s] = (l - 1) as u32;
+                    f(ends);
+                    return;
+                }
+                for e in start..=l - (st - s) {
+                    ends[s] = e as u32;
+                    each(l, st, s + 1, e + 1, ends, f);
+                }
+            }
+            each(l, stages, 0, 0, &mut ends, &mut |ends: &[u32]| {
+                if (ends[0] as usize + 1) < p.first_stage_min_layers as usize {
+                    return;
+                }
+                let Ok(q) = plan_for_split(&p, ends) else {
+                    return;
+                };
+                if q.bottleneck_ms > plan.bottleneck_ms {
+                    return;
+                }
+                assert!(
+                    q.iteration_ms >= plan.iteration_ms,
+                    "run {run}: not optimal"
+                );
+                assert!(
+                    sum(&q) >= sum(&plan),
+                    "run {run}: a split with less total time"
+                );
+                if sum(&q) == sum(&plan) {
+                    assert!(sq(&q) >= sq(&plan), "run {run}: a more even split {ends:?}");
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn selective_matches_brute_force() {
+        check_against_brute_force(Recompute::Selective, 10, 1200, 5);
+    }
+
+    #[test]
+    fn one_setting_for_all_stages_matches_brute_force() {
+        check_against_brute_force(Recompute::SelectiveAll, 12, 500, 6);
+        for k in 0..4 {
+            check_against_brute_force(Recompute::Uniform(k), 12, 300, 7 + k as u64);
+        }
+    }
+
+    #[test]
     fn any_is_feasible_and_never_worse_than_block() {
         check_against_brute_force(Recompute::Any, 8, 600, 4);
     }
 
     #[test]
     fn fewer_layers_than_stages_and_zero_sizes_are_errors() {
-        let layer = Layer {
-            forward_ms: 1.0,
-            backward_ms: 2.0,
-            static_bytes: 1.0,
-            activation_bytes: 1.0,
-            checkpoint_bytes: 0.0,
-        };
+        let layer = Layer::new(1.0, 2.0, 1.0, 1.0, 0.0);
         let p = StageProblem {
             layers: vec![layer; 3],
             stages: 4,
@@ -562,6 +759,7 @@ mod tests {
             comm_ms: vec![],
             recompute: Recompute::Block,
             first_stage_min_layers: 0,
+            schedule: Schedule::OneFOneB,
         };
         assert_eq!(
             partition_stages(&p).unwrap_err().code(),

@@ -8,7 +8,11 @@
 //! - `full`: everything;
 //! - `block`: the smallest `k` such that recomputing the first `k` layers fits (exact);
 //! - `any`: a subset chosen greedily by `f_i / (a_i - c_i)`, the time per byte saved, kept only
-//!   when it beats `block` (approximate: never worse than `block`, not always optimal).
+//!   when it beats `block` (approximate: never worse than `block`, not always optimal);
+//! - `selective`: the first `k` layers fully recomputed and the others either kept or all
+//!   selectively recomputed (Megatron's `--recompute-granularity selective`: keeps `s_i`, adds
+//!   `e_i`); the cheapest of both families (exact: in each family time grows with `k`, since
+//!   `e_i <= f_i`, so the smallest `k` that fits is the family's best).
 //!
 //! All sums use prefix arrays, in the same order as the TypeScript twin.
 
@@ -23,8 +27,13 @@ pub struct Segments {
     pw: Vec<f64>,
     pa: Vec<f64>,
     pc: Vec<f64>,
+    /// Selective bytes and added time.
+    ps: Vec<f64>,
+    pe: Vec<f64>,
     /// Every `c_i <= a_i`: block memory never grows with `k`, so `k` can be bisected.
     monotone: bool,
+    /// Every `c_i <= s_i`: likewise for the selective family.
+    monotone_sel: bool,
     layers: Vec<Layer>,
     capacity: f64,
     overhead: f64,
@@ -36,6 +45,8 @@ pub struct Segments {
 pub enum Choice {
     /// The first `k` layers.
     Block(u32),
+    /// The first `k` layers fully, the stage's other layers selectively.
+    BlockSelective(u32),
     /// These layers (absolute indices, ascending).
     Set(Vec<u32>),
 }
@@ -60,9 +71,14 @@ impl Segments {
             pw: prefix(layers, |x| x.static_bytes),
             pa: prefix(layers, |x| x.activation_bytes),
             pc: prefix(layers, |x| x.checkpoint_bytes),
+            ps: prefix(layers, |x| x.selective_bytes),
+            pe: prefix(layers, |x| x.selective_ms),
             monotone: layers
                 .iter()
                 .all(|x| x.checkpoint_bytes <= x.activation_bytes),
+            monotone_sel: layers
+                .iter()
+                .all(|x| x.checkpoint_bytes <= x.selective_bytes),
             layers: layers.to_vec(),
             capacity,
             overhead,
@@ -82,13 +98,43 @@ impl Segments {
         w + n * kept + self.overhead
     }
 
+    /// Memory of layers `l..=r` with the first `k` fully and the rest selectively recomputed.
+    pub fn selective_memory(&self, n: f64, l: usize, r: usize, k: usize) -> f64 {
+        let w = self.pw[r + 1] - self.pw[l];
+        let kept = (self.pc[l + k] - self.pc[l]) + (self.ps[r + 1] - self.ps[l + k]);
+        w + n * kept + self.overhead
+    }
+
+    /// Time of layers `l..=r` with the first `k` fully and the rest selectively recomputed.
+    fn selective_time(&self, l: usize, r: usize, k: usize) -> f64 {
+        self.base_time(l, r) + (self.pf[l + k] - self.pf[l]) + (self.pe[r + 1] - self.pe[l + k])
+    }
+
     fn block_k(&self, n: f64, l: usize, r: usize) -> Option<usize> {
+        self.least_k(l, r, self.monotone, |k| {
+            self.block_memory(n, l, r, k) <= self.capacity
+        })
+    }
+
+    fn selective_k(&self, n: f64, l: usize, r: usize) -> Option<usize> {
+        self.least_k(l, r, self.monotone_sel, |k| {
+            self.selective_memory(n, l, r, k) <= self.capacity
+        })
+    }
+
+    /// The least `k` in `0..=len` with `fits(k)` (bisected when `fits` is monotone).
+    fn least_k(
+        &self,
+        l: usize,
+        r: usize,
+        monotone: bool,
+        fits: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let len = r - l + 1;
-        let fits = |k: usize| self.block_memory(n, l, r, k) <= self.capacity;
         if fits(0) {
             return Some(0);
         }
-        if self.monotone {
+        if monotone {
             if !fits(len) {
                 return None;
             }
@@ -154,6 +200,35 @@ impl Segments {
                     Choice::Block(k as u32),
                 )
             }),
+            Recompute::Uniform(k) => {
+                let k = (k as usize).min(len);
+                (self.block_memory(n, l, r, k) <= self.capacity).then(|| {
+                    (
+                        base + (self.pf[l + k] - self.pf[l]),
+                        Choice::Block(k as u32),
+                    )
+                })
+            }
+            Recompute::SelectiveAll => (self.selective_memory(n, l, r, 0) <= self.capacity)
+                .then(|| (self.selective_time(l, r, 0), Choice::BlockSelective(0))),
+            Recompute::Selective => {
+                let block = self.block_k(n, l, r).map(|k| {
+                    (
+                        base + (self.pf[l + k] - self.pf[l]),
+                        Choice::Block(k as u32),
+                    )
+                });
+                let sel = self.selective_k(n, l, r).map(|k| {
+                    (
+                        self.selective_time(l, r, k),
+                        Choice::BlockSelective(k as u32),
+                    )
+                });
+                match (block, sel) {
+                    (Some(b), Some(s)) => Some(if s.0 < b.0 { s } else { b }),
+                    (b, s) => b.or(s),
+                }
+            }
             Recompute::Any => {
                 let block = self.block_k(n, l, r).map(|k| {
                     (
@@ -184,6 +259,14 @@ impl Segments {
             Recompute::Block => (0..=len)
                 .map(|k| self.block_memory(n, l, r, k))
                 .fold(f64::INFINITY, f64::min),
+            Recompute::Uniform(k) => self.block_memory(n, l, r, (k as usize).min(len)),
+            Recompute::SelectiveAll => self.selective_memory(n, l, r, 0),
+            Recompute::Selective => (0..=len)
+                .map(|k| {
+                    self.block_memory(n, l, r, k)
+                        .min(self.selective_memory(n, l, r, k))
+                })
+                .fold(f64::INFINITY, f64::min),
             Recompute::Any => {
                 let w = self.pw[r + 1] - self.pw[l];
                 let mut kept = 0.0;
@@ -198,8 +281,16 @@ impl Segments {
     /// The recomputed layers of a choice, as absolute indices.
     pub fn recomputed(&self, l: usize, choice: &Choice) -> Vec<u32> {
         match choice {
-            Choice::Block(k) => (l as u32..l as u32 + k).collect(),
+            Choice::Block(k) | Choice::BlockSelective(k) => (l as u32..l as u32 + k).collect(),
             Choice::Set(set) => set.clone(),
+        }
+    }
+
+    /// The selectively recomputed layers of a choice for the stage `l..=r`.
+    pub fn selective(&self, l: usize, r: usize, choice: &Choice) -> Vec<u32> {
+        match choice {
+            Choice::BlockSelective(k) => (l as u32 + k..=r as u32).collect(),
+            _ => Vec::new(),
         }
     }
 }

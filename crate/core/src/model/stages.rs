@@ -3,14 +3,18 @@
 //! Layers `i = 0..L` have forward and backward time `f_i`, `b_i` (ms), static bytes `w_i`
 //! (weights, gradients, optimizer share), activation bytes `a_i` kept per in-flight micro-batch
 //! when not recomputed, and checkpoint bytes `c_i` kept when recomputed. A plan splits them into
-//! `P` contiguous non-empty stages and chooses which layers of each stage are recomputed.
-//! Under 1F1B, stage `s` (0-based) holds `n_s = min(P - s, M)` micro-batches in flight; its
-//! memory is `sum w + n_s * (sum over recomputed c + sum over the others a) + overhead`, at most
-//! `C`; its time per micro-batch is `sum (f + b) + sum over recomputed f`, plus the
-//! communication time of the cut after it. The iteration time is
-//! `T = sum_s t_s + (M - 1) * max_s t_s`.
+//! `P` contiguous non-empty stages and chooses which layers of each stage are recomputed
+//! (fully: keeps `c_i`, adds `f_i`; or selectively, Megatron's `--recompute-granularity
+//! selective`: keeps `s_i`, adds `e_i <= f_i`).
+//! Stage `s` (0-based) holds `n_s` micro-batches in flight, from the schedule
+//! ([`crate::simulate::in_flight`], shared with the simulator: 1F1B `min(P - s, M)`, GPipe `M`,
+//! interleaved Megatron's count); its memory is
+//! `sum w + n_s * (sum over kept c, s or a) + overhead`, at most `C`; its time per micro-batch is
+//! `sum (f + b) + recomputation`, plus the communication time of the cut after it. The
+//! iteration time is `T = sum_s t_s + (M - 1) * max_s t_s`.
 
 use crate::error::{number_at_least, Error};
+use crate::simulate::{in_flight, Schedule};
 
 /// One layer of the stack.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,6 +24,26 @@ pub struct Layer {
     pub static_bytes: f64,
     pub activation_bytes: f64,
     pub checkpoint_bytes: f64,
+    /// Bytes kept per in-flight micro-batch under selective recomputation (equal to
+    /// `activation_bytes` for a layer without it).
+    pub selective_bytes: f64,
+    /// Forward time selective recomputation adds (at most `forward_ms`).
+    pub selective_ms: f64,
+}
+
+impl Layer {
+    /// A layer without selective recomputation (it keeps `a` bytes and adds no time).
+    pub fn new(f: f64, b: f64, w: f64, a: f64, c: f64) -> Self {
+        Layer {
+            forward_ms: f,
+            backward_ms: b,
+            static_bytes: w,
+            activation_bytes: a,
+            checkpoint_bytes: c,
+            selective_bytes: a,
+            selective_ms: 0.0,
+        }
+    }
 }
 
 /// How recomputation may be chosen per stage.
@@ -33,11 +57,27 @@ pub enum Recompute {
     Block,
     /// Any subset of each stage's layers (chosen greedily: approximate, never worse than block).
     Any,
+    /// Per stage, the first `k_s` layers fully recomputed and the rest either kept or all
+    /// selectively recomputed (exact over that choice).
+    Selective,
+    /// Every stage fully recomputes its first `min(k, len)` layers: one count for all stages,
+    /// as Megatron-LM's `--recompute-method block --recompute-num-layers k`.
+    Uniform(u32),
+    /// Every layer selectively recomputed, as Megatron-LM's `--recompute-granularity selective`.
+    SelectiveAll,
 }
 
 impl Recompute {
     /// Every mode's name.
-    pub const NAMES: &'static [&'static str] = &["none", "full", "block", "any"];
+    pub const NAMES: &'static [&'static str] = &[
+        "none",
+        "full",
+        "block",
+        "any",
+        "selective",
+        "uniform",
+        "selective-all",
+    ];
 
     /// Parses a mode name.
     pub fn parse(name: &str) -> Result<Self, Error> {
@@ -46,6 +86,9 @@ impl Recompute {
             "full" => Ok(Recompute::Full),
             "block" => Ok(Recompute::Block),
             "any" => Ok(Recompute::Any),
+            "selective" => Ok(Recompute::Selective),
+            "uniform" => Ok(Recompute::Uniform(0)),
+            "selective-all" => Ok(Recompute::SelectiveAll),
             _ => Err(Error::UnknownOption {
                 name: "recompute".into(),
                 value: name.into(),
@@ -74,6 +117,8 @@ pub struct StageProblem {
     /// The first stage must hold at least the first `first_stage_min_layers` layers (the vision
     /// encoder, for frameworks that need it on stage 0); 0 for no constraint.
     pub first_stage_min_layers: u32,
+    /// The pipeline schedule, which sets the micro-batches in flight per stage.
+    pub schedule: Schedule,
 }
 
 /// One stage of a plan.
@@ -84,12 +129,14 @@ pub struct Stage {
     pub last_layer: u32,
     /// Recomputed layers, ascending (absolute indices).
     pub recomputed: Vec<u32>,
+    /// Selectively recomputed layers, ascending (absolute indices).
+    pub selective: Vec<u32>,
     /// Time per micro-batch (forward + backward + recomputation + the cut after it), ms.
     pub time_ms: f64,
     /// Peak memory, bytes.
     pub memory_bytes: f64,
-    /// Micro-batches in flight under 1F1B.
-    pub in_flight: u32,
+    /// Micro-batches in flight under the schedule (chunk-weighted for interleaved).
+    pub in_flight: f64,
 }
 
 /// A stage plan and its predicted figures.
@@ -137,8 +184,16 @@ impl StageProblem {
                 ("staticBytes", x.static_bytes),
                 ("activationBytes", x.activation_bytes),
                 ("checkpointBytes", x.checkpoint_bytes),
+                ("selectiveBytes", x.selective_bytes),
+                ("selectiveMs", x.selective_ms),
             ] {
                 number_at_least(&format!("layers[{i}].{name}"), v, 0.0)?;
+            }
+            if x.selective_ms > x.forward_ms {
+                return Err(Error::out_of_range(
+                    &format!("layers[{i}].selectiveMs"),
+                    "must be at most the layer's forwardMs (selective recomputation redoes part of the forward)",
+                ));
             }
         }
         if !self.comm_ms.is_empty() && self.comm_ms.len() != l - 1 {
@@ -154,6 +209,21 @@ impl StageProblem {
         for (i, &c) in self.comm_ms.iter().enumerate() {
             number_at_least(&format!("commMs[{i}]"), c, 0.0)?;
         }
+        // Every time the DP adds up (forward, backward, a recomputed forward, cuts) times the
+        // micro-batches must stay finite, or the objective overflows to infinity.
+        let mut total = 0.0;
+        for x in &self.layers {
+            total += 2.0 * x.forward_ms + x.backward_ms;
+        }
+        for &c in &self.comm_ms {
+            total += c;
+        }
+        if !(total * self.micro_batches as f64).is_finite() {
+            return Err(Error::out_of_range(
+                "layers",
+                "times are too large: the iteration time overflows (use milliseconds)",
+            ));
+        }
         if self.first_stage_min_layers as usize > l - (self.stages as usize - 1) {
             return Err(Error::out_of_range(
                 "firstStageMinLayers",
@@ -166,9 +236,9 @@ impl StageProblem {
         Ok(())
     }
 
-    /// Micro-batches in flight on stage `s` under 1F1B.
-    pub fn in_flight(&self, s: usize) -> u32 {
-        (self.stages - s as u32).min(self.micro_batches)
+    /// Micro-batches in flight on stage `s` under the problem's schedule.
+    pub fn in_flight(&self, s: usize) -> f64 {
+        in_flight(self.schedule, self.stages, s as u32, self.micro_batches)
     }
 
     /// Communication time of a cut after layer `r` (0 at the last layer).
@@ -183,7 +253,22 @@ impl StageProblem {
     /// Evaluates a plan given by its stage boundaries (`ends[s]` = last layer of stage `s`) and
     /// recomputed layers per stage: times, memory, iteration time. Memory is not checked.
     pub fn evaluate(&self, ends: &[u32], recomputed: &[Vec<u32>]) -> Result<StagePlan, Error> {
-        if ends.len() != self.stages as usize || recomputed.len() != ends.len() {
+        let none = vec![Vec::new(); recomputed.len()];
+        self.evaluate_with(ends, recomputed, &none)
+    }
+
+    /// [`Self::evaluate`] with selectively recomputed layers as well (a layer in both lists is
+    /// fully recomputed).
+    pub fn evaluate_with(
+        &self,
+        ends: &[u32],
+        recomputed: &[Vec<u32>],
+        selective: &[Vec<u32>],
+    ) -> Result<StagePlan, Error> {
+        if ends.len() != self.stages as usize
+            || recomputed.len() != ends.len()
+            || selective.len() != ends.len()
+        {
             return Err(Error::out_of_range(
                 "plan",
                 format!("must have {} stages", self.stages),
@@ -191,31 +276,38 @@ impl StageProblem {
         }
         let mut stages = Vec::with_capacity(ends.len());
         let mut first = 0u32;
-        for (s, (&last, rec)) in ends.iter().zip(recomputed).enumerate() {
+        for (s, ((&last, rec), sel)) in ends.iter().zip(recomputed).zip(selective).enumerate() {
             if last < first || last as usize >= self.layers.len() {
                 return Err(Error::out_of_range(
                     "plan",
                     format!("stage {s} must end after it starts and inside the stack"),
                 ));
             }
-            if rec.iter().any(|&i| i < first || i > last) {
+            if rec.iter().chain(sel).any(|&i| i < first || i > last) {
                 return Err(Error::out_of_range(
                     "plan",
                     format!("stage {s} recomputes a layer it does not hold"),
                 ));
             }
-            let n = self.in_flight(s) as f64;
+            let n = self.in_flight(s);
             let (mut time, mut w, mut act) = (0.0, 0.0, 0.0);
+            let mut selected = Vec::new();
             for i in first..=last {
                 let x = &self.layers[i as usize];
                 let r = rec.contains(&i);
-                time += x.forward_ms + x.backward_ms + if r { x.forward_ms } else { 0.0 };
+                let q = !r && sel.contains(&i);
+                time += x.forward_ms + x.backward_ms;
                 w += x.static_bytes;
-                act += if r {
-                    x.checkpoint_bytes
+                if r {
+                    time += x.forward_ms;
+                    act += x.checkpoint_bytes;
+                } else if q {
+                    time += x.selective_ms;
+                    act += x.selective_bytes;
+                    selected.push(i);
                 } else {
-                    x.activation_bytes
-                };
+                    act += x.activation_bytes;
+                }
             }
             if s + 1 < ends.len() {
                 time += self.cut_ms(last as usize);
@@ -224,9 +316,10 @@ impl StageProblem {
                 first_layer: first,
                 last_layer: last,
                 recomputed: rec.clone(),
+                selective: selected,
                 time_ms: time,
                 memory_bytes: w + n * act + self.stage_overhead_bytes,
-                in_flight: n as u32,
+                in_flight: n,
             });
             first = last + 1;
         }

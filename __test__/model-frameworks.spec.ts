@@ -1,0 +1,62 @@
+// The exports run through the frameworks' own code: DeepSpeed's PipelineModule (partition
+// bounds and forward checkpointing) and megatron-core's pipeline layout validator. Needs a
+// Python with `deepspeed` and `megatron-core` installed: OMNIBAL_FRAMEWORKS_PYTHON, or
+// .venv-frameworks/bin/python in the repository; skipped without one (the rule tests in
+// model.spec.ts hold the same rules with their source lines cited).
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportDeepSpeed, exportMegatron, partitionForTarget, partitionStages, vlmStageProblem } from '../index';
+
+const local = join(__dirname, '..', '.venv-frameworks', 'bin', 'python');
+const python = process.env.OMNIBAL_FRAMEWORKS_PYTHON || (existsSync(local) ? local : undefined);
+const run = python ? test : test.skip;
+
+function check(script: string, input: object): { ok: boolean; error?: string } {
+  const r = spawnSync(python!, [join(__dirname, 'frameworks', script)], { input: JSON.stringify(input), encoding: 'utf8', timeout: 120_000 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as { ok: boolean; error?: string };
+  } catch {
+    return { ok: false, error: `no result: ${r.stderr.slice(-500)}` };
+  }
+}
+
+const load = { tiles: 18, tokens: 5000, sumSqLen: (5000 * 5000) / 4.5 };
+const internvl = (pp: number, extra: Partial<Parameters<typeof vlmStageProblem>[0]> = {}) =>
+  vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp, dp: 8, microBatches: 4 * pp, load, ...extra });
+
+run('DeepSpeed: the generated PipelineModule imposes the parts and checkpoints exactly the planned layers', (t) => {
+  const exports = [internvl(4), internvl(8), internvl(8, { recompute: 'any' }), internvl(8, { gpu: 'H200', recompute: 'none' })].map((p) => exportDeepSpeed(partitionStages(p)));
+  // The check can fail: a checkpoint list the module does not impose is caught.
+  const wrong = { ...exports[0], checkpointLayers: exports[0].checkpointLayers.map((c) => c.slice(1)) };
+  const r = check('deepspeed_check.py', [...exports, wrong]) as { ok: boolean; error?: string; results?: { ok: boolean; error?: string }[]; interval2Chunks?: number[][] };
+  t.truthy(r.results, r.error);
+  t.deepEqual(r.results!.slice(0, -1), exports.map(() => ({ ok: true })));
+  t.false(r.results![exports.length].ok);
+  // activation_checkpoint_interval = 2 checkpoints chunks of two consecutive layers, as documented.
+  t.deepEqual(r.interval2Chunks, [[0, 1], [2, 3], [4]]);
+});
+
+run("Megatron: every emitted layout passes megatron-core's own layout validation", (t) => {
+  for (const pp of [4, 8]) {
+    const target = partitionForTarget(internvl(pp, { gpu: 'H200' }), 'megatron');
+    const m = exportMegatron(target.problem, target.plan);
+    const alt = m.alternatives.find((a) => a.name === 'layout');
+    t.truthy(alt);
+    const layout = alt!.argv[alt!.argv.indexOf('--pipeline-model-parallel-layout') + 1];
+    const r = check('megatron_layout_check.py', { layout, pp, numLayers: 48 });
+    t.true(r.ok, r.error);
+  }
+  // The validator can fail: a layout without the loss is rejected.
+  const target = partitionForTarget(internvl(8, { gpu: 'H200' }), 'megatron');
+  const alt = exportMegatron(target.problem, target.plan).alternatives.find((a) => a.name === 'layout')!;
+  const layout = alt.argv[alt.argv.indexOf('--pipeline-model-parallel-layout') + 1];
+  t.false(check('megatron_layout_check.py', { layout: layout.slice(0, -1), pp: 8, numLayers: 48 }).ok);
+  // The unconstrained optimum puts the LLM embedding after the vision stages: Megatron's
+  // multimodal models combine image and text embeddings on the first stage, so the export
+  // emits no layout for it (megatron-core alone would accept empty leading stages).
+  const free = partitionStages(internvl(8, { gpu: 'H200' }));
+  t.false(exportMegatron(internvl(8, { gpu: 'H200' }), free).alternatives.some((a) => a.name === 'layout'));
+});

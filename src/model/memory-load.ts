@@ -1,0 +1,27 @@
+/**
+ * The micro-batch load activation memory is sized for: the heaviest micro-batch of a data plan.
+ *
+ * A stage with `n` micro-batches in flight holds the activations of `n` consecutive
+ * micro-batches. Every layer's activation bytes grow linearly in either the micro-batch's tiles
+ * (ViT, projector) or its tokens (LLM), so `n` times the micro-batch with the most tiles and the
+ * most tokens (componentwise, not necessarily one real micro-batch) bounds every in-flight
+ * window of every stage: sizing for it, the plan fits for the whole epoch.
+ *
+ * @module
+ */
+import { microBatchLoad } from '../data/load';
+import type { BatchPlan } from '../data/plan';
+import type { Samples } from '../data/samples';
+import type { MicroBatchLoad } from './index';
+
+/** The componentwise heaviest micro-batch of `plan`: most tiles, most tokens (attention from the tokens as one sequence). */
+export function heaviestMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoad {
+  let tiles = 0;
+  let tokens = 1;
+  for (let k = 0; k < plan.microBatchOffsets.length - 1; k++) {
+    const l = microBatchLoad(plan, s, k);
+    tiles = Math.max(tiles, l.tiles);
+    tokens = Math.max(tokens, l.tokens);
+  }
+  return { tiles, tokens, sumSqLen: tokens * tokens };
+}

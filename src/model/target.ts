@@ -1,0 +1,129 @@
+/**
+ * Framework targets: restrict the stage DP to plans a training framework can run, and say what
+ * the unconstrained optimum would gain.
+ *
+ * - `megatron`: Megatron-LM's multimodal models build the vision encoder, the projector and the
+ *   LLM embedding on the first pipeline stage, and apply one recomputation setting to every
+ *   stage (`--recompute-granularity full --recompute-method block --recompute-num-layers k`, or
+ *   `--recompute-granularity selective`). The DP runs once per setting (none, selective, each
+ *   `k`), with those layers pinned to stage 0, and keeps the fastest.
+ * - `deepspeed`: the generated `PipelineModule` subclass (see `exportDeepSpeed`) imposes any
+ *   split and per-stage checkpoint list, so only selective recomputation, which DeepSpeed's
+ *   pipeline does not offer, is replaced by `block`.
+ * - `none`: the DP as asked.
+ *
+ * @module
+ */
+import { invalidOptions } from '../errors';
+import { partitionStages, type StagePlan, type StageProblem } from './index';
+import type { Recompute } from './stages';
+
+/** Frameworks a plan can be restricted to. */
+export const TARGETS = ['none', 'megatron', 'deepspeed'] as const;
+
+/** A framework target. */
+export type Target = (typeof TARGETS)[number];
+
+/** A plan for a target, with what the target's restrictions cost. */
+export interface TargetPlan {
+  /** The target. */
+  target: Target;
+  /** The best plan the target can run. */
+  plan: StagePlan;
+  /** The problem the plan solves (with the target's constraints and recompute setting). */
+  problem: StageProblem;
+  /** The unconstrained optimum's figures, when it fits (absent for `none`). */
+  unconstrained?: {
+    /** Its predicted iteration time, ms. */
+    objectiveMs: number;
+    /** Its slowest stage per micro-batch, ms. */
+    bottleneckMs: number;
+  };
+  /** Share of the target plan's iteration time the unconstrained optimum would save (0 when equal). */
+  unconstrainedGain?: number;
+  /** What the target changed, in words. */
+  notes: string[];
+}
+
+/** Layers Megatron-LM builds on its first stage: everything up to the LLM embedding. */
+function megatronFirstStageLayers(problem: StageProblem): number | undefined {
+  const kinds = problem.layerKinds;
+  if (!kinds) return undefined;
+  const embed = kinds.indexOf('embed');
+  return embed < 0 ? undefined : embed + 1;
+}
+
+function candidates(problem: StageProblem, mode: Recompute): { recompute: Recompute; uniformLayers?: number }[] {
+  const hasSelective = problem.selectiveBytes !== undefined && problem.selectiveBytes.some((s, i) => s < problem.activationBytes[i]);
+  if (mode === 'none' || mode === 'full' || mode === 'uniform' || mode === 'selective-all') return [{ recompute: mode, uniformLayers: problem.uniformLayers }];
+  const out: { recompute: Recompute; uniformLayers?: number }[] = [{ recompute: 'none' }];
+  if (mode === 'selective' && hasSelective) out.push({ recompute: 'selective-all' });
+  // Counts past the longest stage any plan can have recompute the same as that one.
+  const longest = problem.forwardMs.length - problem.stages + 1;
+  for (let k = 1; k <= longest; k++) out.push({ recompute: 'uniform', uniformLayers: k });
+  return out;
+}
+
+function tryPlan(problem: StageProblem): StagePlan | undefined {
+  try {
+    return partitionStages(problem);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_OMNIBAL_INFEASIBLE') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * The best plan `target` can run, and what the unconstrained optimum would gain.
+ *
+ * @throws `ERR_OMNIBAL_INFEASIBLE` when no plan the target can run fits (the message gives the
+ *   least memory of the target's plain setting); `ERR_OMNIBAL_INVALID_OPTIONS` for an unknown target.
+ */
+export function partitionForTarget(problem: StageProblem, target: Target): TargetPlan {
+  if (!(TARGETS as readonly string[]).includes(target)) throw invalidOptions(`target must be one of ${TARGETS.join(', ')}, got ${JSON.stringify(target)}`);
+  const mode = problem.recompute ?? 'block';
+  if (target === 'none') return { target, plan: partitionStages(problem), problem, notes: [] };
+  const notes: string[] = [];
+  let constrained: StageProblem = problem;
+  let settings: { recompute: Recompute; uniformLayers?: number }[];
+  if (target === 'megatron') {
+    const first = megatronFirstStageLayers(problem);
+    if (first === undefined) notes.push('no layer kinds (a --layers file): the first-stage constraint of Megatron-LM (vision encoder, projector and embedding on stage 0) is not applied');
+    else if ((problem.firstStageMinLayers ?? 0) < first) {
+      constrained = { ...problem, firstStageMinLayers: first };
+      notes.push(`Megatron-LM builds the vision encoder, projector and LLM embedding (layers 0-${first - 1}) on the first stage`);
+    }
+    settings = candidates(constrained, mode);
+    if (settings.length > 1) notes.push('Megatron-LM applies one recomputation setting to every stage: tried none, selective (when asked) and every --recompute-num-layers count');
+  } else {
+    settings = [{ recompute: mode === 'selective' ? 'block' : mode === 'selective-all' ? 'none' : mode, uniformLayers: problem.uniformLayers }];
+    if (mode === 'selective' || mode === 'selective-all') notes.push("DeepSpeed's pipeline has no selective recomputation: planned with block recomputation per stage instead");
+  }
+  let best: { plan: StagePlan; problem: StageProblem } | undefined;
+  for (const s of settings) {
+    const p: StageProblem = { ...constrained, recompute: s.recompute, uniformLayers: s.uniformLayers };
+    const plan = tryPlan(p);
+    if (plan && (!best || plan.objectiveMs < best.plan.objectiveMs || (plan.objectiveMs === best.plan.objectiveMs && plan.bottleneckMs < best.plan.bottleneckMs))) best = { plan, problem: p };
+  }
+  if (!best) {
+    // Say why with the core's own message (the least memory) for the most memory-saving setting.
+    const last = settings[settings.length - 1];
+    try {
+      partitionStages({ ...constrained, recompute: last.recompute, uniformLayers: last.uniformLayers });
+    } catch (error) {
+      const e = error as Error & { code?: string };
+      e.message = `no plan ${target === 'megatron' ? 'Megatron-LM' : 'DeepSpeed'} can run fits (${notes.join('; ') || 'its recomputation settings'}): ${e.message}`;
+      throw e;
+    }
+    throw invalidOptions('no plan the target can run fits');
+  }
+  const free = tryPlan(problem);
+  return {
+    target,
+    plan: best.plan,
+    problem: best.problem,
+    unconstrained: free ? { objectiveMs: free.objectiveMs, bottleneckMs: free.bottleneckMs } : undefined,
+    unconstrainedGain: free ? Math.max(0, 1 - free.objectiveMs / best.plan.objectiveMs) : undefined,
+    notes,
+  };
+}
