@@ -126,7 +126,7 @@ test('plan --calibration predicts from measurements', (t) => {
 });
 
 test('layout search ranks the layouts that fit by predicted GPU-hours, and says why others do not', (t) => {
-  const ranked = searchLayouts({ gpus: 8, globalBatch: 32, samples: syntheticSamples(20000, 1), tps: [1, 2], pps: [1, 2, 4], simulatedSteps: 2 });
+  const ranked = searchLayouts({ gpus: 8, globalBatchSamples: 144, samples: syntheticSamples(20000, 1), tps: [1, 2], pps: [1, 2, 4], simulatedSteps: 2 });
   t.true(ranked.length >= 4);
   const fits = ranked.filter((c) => c.gpuHours !== undefined);
   for (let i = 1; i < fits.length; i++) t.true(fits[i].gpuHours! >= fits[i - 1].gpuHours!);
