@@ -197,6 +197,60 @@ test('omnibal simulate re-simulates a saved plan, what-if edits included, and re
   t.regex(omnibal(['simulate', '--plan', edited]).stderr, /schema "omnibal\.training-plan\/0", expected "omnibal\.training-plan\/1" \[ERR_OMNIBAL_PARSE\]/);
 });
 
+test('omnibal simulate validates edited plans: cluster arithmetic, layer ranges, recomputation, malformed files; all exit 2 with a code', (t) => {
+  const saved = path.join(dir, 'valid.json');
+  t.is(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--out', saved]).status, 0);
+  const plan = JSON.parse(readFileSync(saved, 'utf8'));
+  const st = plan.stages.stages;
+  const edits: [string, (p: typeof plan) => void, RegExp][] = [
+    ['60 GPUs', (p) => (p.cluster.gpus = 60), /tp x pp x dp \(1 x 8 x 8 = 64\) must equal gpus \(60\)/],
+    ['0 GPUs', (p) => (p.cluster.gpus = 0), /cluster\.gpus must be an integer from 1/],
+    ['recompute 999', (p) => (p.stages.stages[0].recomputeLayers = [999]), /recomputeLayers\[0\] = 999 is not a layer of stage 0/],
+    ['recompute -1', (p) => (p.stages.stages[0].recomputeLayers = [-1]), /= -1 is not a layer of stage 0/],
+    ['recompute 90.5', (p) => (p.stages.stages[7].recomputeLayers = [90.5]), /must be a layer index \(an integer\), got 90\.5/],
+    ['layer under the wrong stage', (p) => (p.stages.stages[1].recomputeLayers = [st[0].firstLayer]), /is not a layer of stage 1/],
+    ['firstLayer edited alone', (p) => (p.stages.stages[3].firstLayer += 1), /stages\[3\]\.firstLayer \(\d+\) must follow stages\[2\]\.lastLayer/],
+    ['last stage short', (p) => (p.stages.stages[7].lastLayer -= 1), /the last stage must end at layer 96/],
+    ['stage missing', (p) => p.stages.stages.pop(), /the plan has 7 stages but pp is 8/],
+    ['replay missing', (p) => delete p.replay, /replay must be an object/],
+    ['zero simulated steps', (p) => (p.replay.simulatedSteps = 0), /replay\.simulatedSteps must be an integer from 1/],
+  ];
+  const edited = path.join(dir, 'edited-bad.json');
+  for (const [name, edit, message] of edits) {
+    const p = JSON.parse(JSON.stringify(plan));
+    edit(p);
+    writeFileSync(edited, JSON.stringify(p));
+    const r = omnibal(['simulate', '--plan', edited]);
+    t.is(r.status, 2, name);
+    t.regex(r.stderr, message, name);
+    t.regex(r.stderr, /\[ERR_OMNIBAL_(INVALID_OPTIONS|PARSE)\]/, name);
+    t.notRegex(r.stderr, /    at /, name);
+  }
+  // Moving a cut by editing both sides of it is honoured: the stages come back as edited.
+  const moved = JSON.parse(JSON.stringify(plan));
+  moved.stages.stages[2].lastLayer -= 1;
+  moved.stages.stages[3].firstLayer -= 1;
+  for (const k of [2, 3]) {
+    const x = moved.stages.stages[k];
+    x.recomputeLayers = Array.from({ length: x.lastLayer - x.firstLayer + 1 }, (_, i) => x.firstLayer + i);
+  }
+  writeFileSync(edited, JSON.stringify(moved));
+  const ok = omnibal(['simulate', '--plan', edited, '--json']);
+  t.is(ok.status, 0, ok.stderr);
+  const res = JSON.parse(ok.stdout);
+  t.is(res.stages.stages[3].firstLayer, moved.stages.stages[3].firstLayer);
+  t.true(res.figures.mfu > 0 && res.figures.tokensPerS > 0);
+  for (const [name, content] of [['not JSON', '{"schema": '], ['an array', '[1, 2]'], ['null', 'null'], ['empty', '']]) {
+    writeFileSync(edited, content);
+    const r = omnibal(['simulate', '--plan', edited]);
+    t.is(r.status, 2, name);
+    t.regex(r.stderr, /\[ERR_OMNIBAL_PARSE\]/, name);
+  }
+  const missing = omnibal(['simulate', '--plan', path.join(dir, 'no-such-plan.json')]);
+  t.is(missing.status, 2);
+  t.regex(missing.stderr, /cannot read the plan file \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
+});
+
 test('plan --calibration predicts from measurements', (t) => {
   const calibration = path.join(dir, 'calibration.json');
   // Measured LLM blocks twice as slow as the guessed efficiency predicts (at the calibration load).

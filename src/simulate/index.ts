@@ -97,7 +97,7 @@ function checkStep(input: StepInput): void {
     if (!(a instanceof Float64Array)) throw invalidType(k, `must be a Float64Array, got ${describeValue(a)}`);
     if (a.length !== n) throw outOfRange(k, `must have ${n} entries, got ${a.length}`);
     for (let i = 0; i < a.length; i++) {
-      if (!Number.isFinite(a[i]) || a[i] < 0) throw outOfRange(k, `[${i}] must be a finite number >= 0, got ${a[i]}`);
+      if (!Number.isFinite(a[i]) || a[i] < 0) throw outOfRange(`${k}[${i}]`, `must be a finite number >= 0, got ${a[i]}`);
     }
   }
 }
