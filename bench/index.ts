@@ -1,9 +1,10 @@
-// `npm run bench -- pack [--quick]` | `npm run bench -- partition`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `npm run bench -- partition` | `npm run bench -- plan [--quick]`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
 import { benchPartition } from './partition';
+import { benchPlan } from './plan';
 
 interface CaseResult {
   impl: string;
@@ -71,7 +72,8 @@ function pack(quick: boolean): void {
 const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
 else if (what === 'partition') benchPartition();
+else if (what === 'plan') benchPlan(rest.includes('--quick'));
 else {
-  console.error(`unknown benchmark ${what}; known: pack, partition`);
+  console.error(`unknown benchmark ${what}; known: pack, partition, plan`);
   process.exit(2);
 }
