@@ -130,8 +130,10 @@ export {
   type PlanReplay,
   type PlanTrainingOptions,
   type ReplayResult,
+  type StageMemory,
   type TrainingPlan,
 } from './src/plan/index';
+export type { RunFigures } from './src/plan/figures';
 export { searchLayouts, type LayoutCandidate, type LayoutSearchOptions } from './src/plan/layout';
 export { renderReport } from './src/report/index';
 export { version } from './src/package';

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { planTraining } from '../src/plan/index';
 import { syntheticSamples } from '../src/data/synthetic';
 import { searchLayouts, vlmLayers } from '../index';
+import { resolveGpu } from '../src/model/index';
 import { cli, thrown } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-plan-'));
@@ -34,6 +35,32 @@ test('the ablation runs baseline, + data, + model, + memory, each no slower than
   t.deepEqual(planTraining({ samples: small, simulatedSteps: 8 }).ablation, plan.ablation, 'deterministic');
 });
 
+test('per-row steps and GPU-days recompute from the JSON; run figures are consistent predictions', (t) => {
+  const plan = JSON.parse(JSON.stringify(planTraining({ samples: small, simulatedSteps: 4, epochs: 3 })));
+  for (const row of plan.ablation) {
+    t.true(Number.isInteger(row.steps) && row.steps > 0);
+    t.true(Math.abs((row.steps * row.stepMs * plan.cluster.gpus) / 3.6e6 - row.gpuHours) < 1e-9 * row.gpuHours, row.name);
+  }
+  t.not(plan.ablation[0].steps, plan.ablation[3].steps, 'random batches run a different number of steps');
+  t.is(plan.ablation[3].steps, plan.steps);
+  const f = plan.figures;
+  t.regex(f.assumption, /predictions/);
+  t.is(f.epochs, 3);
+  t.true(Math.abs(f.hours - 3 * plan.epochHours) < 1e-9 * f.hours);
+  t.true(Math.abs(f.tokensPerS - f.tokensPerStep / (f.stepMs / 1000)) < 1e-6 * f.tokensPerS);
+  t.true(Math.abs(f.samplesPerS * (f.stepMs / 1000) * plan.steps - (plan.samples - 0)) <= plan.samples * 0.01, 'samples per step x steps ~ the samples planned');
+  t.true(f.mfu > 0.05 && f.mfu < 1, `MFU ${f.mfu}`);
+  t.true(Math.abs(f.tflopsPerGpu * 1e12 - f.mfu * 312e12) < 1e-6 * f.tflopsPerGpu * 1e12, 'TFLOP/s per GPU = MFU x A100 peak');
+  // Memory breakdown sums to each stage's memory.
+  plan.stages.stages.forEach((st: { memoryBytes: number }, i: number) => {
+    const m = plan.detail.stageMemory[i];
+    t.true(Math.abs(m.staticBytes + m.activationBytes + m.otherBytes - st.memoryBytes) < 1e-6 * st.memoryBytes);
+  });
+  t.is(thrown(() => planTraining({ samples: small, simulatedSteps: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => planTraining({ samples: small, virtualStages: 2 })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  t.is(thrown(() => planTraining({ samples: small, epochs: Number.NaN })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
 test('bad layouts are coded errors', (t) => {
   t.regex(thrown(() => planTraining({ samples: small, cluster: { gpus: 64, tp: 2, pp: 8, dp: 8 } })).message, /must equal the GPU count \(64\)/);
   t.is(thrown(() => planTraining({ samples: small, globalBatch: 100 })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
@@ -58,6 +85,28 @@ test('omnibal plan prints the ablation beside the paper and labels it a predicti
   const unwritable = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--report', '/nonexistent/dir/r.html']);
   t.is(unwritable.status, 2);
   t.regex(unwritable.stderr, /cannot write the report to \/nonexistent\/dir\/r\.html/);
+  const noFolder = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--out', '/nonexistent/dir/p.json']);
+  t.is(noFolder.status, 2);
+  t.regex(noFolder.stderr, /cannot write the plan to \/nonexistent\/dir\/p\.json \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
+  for (const args of [['--simulated-steps', '0'], ['--simulated-steps', 'x'], ['--virtual-stages', '2'], ['--epochs', '0'], ['--calibration', '/nonexistent/c.json']]) {
+    const r = omnibal(['plan', '--synthetic', '20000', ...args]);
+    t.is(r.status, 2, args.join(' '));
+    t.regex(r.stderr, /\[ERR_OMNIBAL_[A-Z_]+\]/, args.join(' '));
+    t.is(r.stdout, '', args.join(' '));
+    t.notRegex(r.stderr, /    at /, args.join(' '));
+  }
+});
+
+test('paper figures only beside the model the paper measured', (t) => {
+  const paper = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2']);
+  t.regex(paper.stdout, /paper GPU-days/);
+  for (const model of ['internvl-chat-1.5-plus', 'llava-1.5-7b']) {
+    const r = omnibal(['plan', '--model', model, '--synthetic', '20000', '--simulated-steps', '2']);
+    t.is(r.status, 0, r.stderr);
+    t.notRegex(r.stdout, /paper GPU-days|paper speed-up/, model);
+    t.regex(r.stdout, /no paper figures are shown/);
+    t.regex(r.stdout, /run figures \(PREDICTIONS\): .*tokens\/s.*MFU [\d.]+%/);
+  }
 });
 
 const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
@@ -76,21 +125,54 @@ browserTest('the HTML report is self-contained and renders its charts in headles
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   t.teardown(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
+  const page = await browser.newPage({ viewport: { width: 1160, height: 1400 }, colorScheme: 'light' });
   const errors: string[] = [];
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(`file://${report}`);
   t.is(await page.locator('svg.gantt').count(), 2);
-  t.is(await page.locator('svg.loads').count(), 2);
-  t.is(await page.locator('svg.stages').count(), 1);
+  t.is(await page.locator('svg.loads').count(), 4);
+  t.is(await page.locator('svg.stage-memory').count(), 1);
+  t.is(await page.locator('svg.stage-time').count(), 1);
+  t.is(await page.locator('svg.ablation rect:has(title)').count(), 8, 'ours and the paper, four rows each');
   t.true((await page.locator('svg.gantt rect').count()) > 50);
   t.is(await page.locator('#ablation tr').count(), 5);
+  t.is(await page.locator('#stages tr').count(), 9);
   const box = await page.locator('svg.gantt').first().boundingBox();
   t.true(box !== null && box.width > 500 && box.height > 50);
-  const shot = path.join(process.env.OMNIBAL_ARTIFACTS ?? dir, 'report.png');
+  const text = await page.locator('body').innerText();
+  // The header states the layout and the batch; the run figures are there, labelled predictions.
+  t.regex(text, /internvl-chat-1\.5 on 64 x A100-80G/);
+  t.regex(text, /tp 1 · pp 8 · dp 8 · 1F1B · 32 micro-batches per rank per step/);
+  t.regex(text, /global batch [\d,]+ samples \/ [\d,]+ tokens per step · [\d,]+ steps per epoch/);
+  t.regex(text, /PREDICTION/);
+  for (const label of ['MFU (model FLOPs / GPUs x peak)', 'tokens/s (whole cluster)', 'samples/s (whole cluster)', 'model TFLOP/s per GPU', 'time for 1 epoch']) t.true(text.includes(label), label);
+  // Axes with units and ticks, legends, the limit line, the imbalance in %.
+  const svgText = await page.locator('svg').evaluateAll((els) => els.map((e) => e.textContent ?? '').join('|'));
+  for (const label of ['time in the step (s)', 'forward', 'backward (recomputation included)', 'GiB per GPU', 'limit 80.0 GiB', 'ms per micro-batch', 'GPU-days per epoch (predicted)', 'paper, measured (Table 2)', 'image tiles', 'LLM tokens']) {
+    t.true(svgText.includes(label), label);
+  }
+  t.regex(svgText, /vision, random batches: imbalance [\d.]+%/);
+  t.regex(svgText, /text, balanced packs: imbalance [\d.]+%/);
+  t.regex(text, /so its step time differs from the tables' mean/);
+  // Vision and text loads of both configurations on one scale each: the same tick labels.
+  const ticks = (await page.evaluate(`Array.from(document.querySelectorAll('svg.loads')).map((e) => Array.from(e.querySelectorAll('text.tick')).map((x) => x.textContent).filter((x) => /,|^\\d{3,}$/.test(x)).join(' '))`)) as string[];
+  t.is(ticks[0], ticks[1], 'vision charts share a scale');
+  t.is(ticks[2], ticks[3], 'text charts share a scale');
+  t.false(ticks[2].startsWith('0 '), 'the text scale does not start at 0');
+  // Nothing overflows the page sideways; no large blank area (content fills the page).
+  t.true(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'));
+  const artifacts = process.env.OMNIBAL_ARTIFACTS ?? dir;
+  const shot = path.join(artifacts, 'report.png');
   await page.screenshot({ path: shot, fullPage: true });
   t.log(`screenshot: ${shot}`);
+  const dark = await browser.newPage({ viewport: { width: 1160, height: 1400 }, colorScheme: 'dark' });
+  await dark.goto(`file://${report}`);
+  const bg = await dark.evaluate('getComputedStyle(document.body).backgroundColor');
+  const fg = await dark.evaluate(`getComputedStyle(document.querySelector('svg text')).fill`);
+  t.not(bg, 'rgb(255, 255, 255)', 'dark background in dark mode');
+  t.not(fg, 'rgb(0, 0, 0)', 'chart text readable on the dark background');
+  await dark.screenshot({ path: path.join(artifacts, 'report-dark.png'), fullPage: true });
   t.deepEqual(errors, []);
 });
 
@@ -115,6 +197,60 @@ test('omnibal simulate re-simulates a saved plan, what-if edits included, and re
   t.regex(omnibal(['simulate', '--plan', edited]).stderr, /schema "omnibal\.training-plan\/0", expected "omnibal\.training-plan\/1" \[ERR_OMNIBAL_PARSE\]/);
 });
 
+test('omnibal simulate validates edited plans: cluster arithmetic, layer ranges, recomputation, malformed files; all exit 2 with a code', (t) => {
+  const saved = path.join(dir, 'valid.json');
+  t.is(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--out', saved]).status, 0);
+  const plan = JSON.parse(readFileSync(saved, 'utf8'));
+  const st = plan.stages.stages;
+  const edits: [string, (p: typeof plan) => void, RegExp][] = [
+    ['60 GPUs', (p) => (p.cluster.gpus = 60), /tp x pp x dp \(1 x 8 x 8 = 64\) must equal gpus \(60\)/],
+    ['0 GPUs', (p) => (p.cluster.gpus = 0), /cluster\.gpus must be an integer from 1/],
+    ['recompute 999', (p) => (p.stages.stages[0].recomputeLayers = [999]), /recomputeLayers\[0\] = 999 is not a layer of stage 0/],
+    ['recompute -1', (p) => (p.stages.stages[0].recomputeLayers = [-1]), /= -1 is not a layer of stage 0/],
+    ['recompute 90.5', (p) => (p.stages.stages[7].recomputeLayers = [90.5]), /must be a layer index \(an integer\), got 90\.5/],
+    ['layer under the wrong stage', (p) => (p.stages.stages[1].recomputeLayers = [st[0].firstLayer]), /is not a layer of stage 1/],
+    ['firstLayer edited alone', (p) => (p.stages.stages[3].firstLayer += 1), /stages\[3\]\.firstLayer \(\d+\) must follow stages\[2\]\.lastLayer/],
+    ['last stage short', (p) => (p.stages.stages[7].lastLayer -= 1), /the last stage must end at layer 96/],
+    ['stage missing', (p) => p.stages.stages.pop(), /the plan has 7 stages but pp is 8/],
+    ['replay missing', (p) => delete p.replay, /replay must be an object/],
+    ['zero simulated steps', (p) => (p.replay.simulatedSteps = 0), /replay\.simulatedSteps must be an integer from 1/],
+  ];
+  const edited = path.join(dir, 'edited-bad.json');
+  for (const [name, edit, message] of edits) {
+    const p = JSON.parse(JSON.stringify(plan));
+    edit(p);
+    writeFileSync(edited, JSON.stringify(p));
+    const r = omnibal(['simulate', '--plan', edited]);
+    t.is(r.status, 2, name);
+    t.regex(r.stderr, message, name);
+    t.regex(r.stderr, /\[ERR_OMNIBAL_(INVALID_OPTIONS|PARSE)\]/, name);
+    t.notRegex(r.stderr, /    at /, name);
+  }
+  // Moving a cut by editing both sides of it is honoured: the stages come back as edited.
+  const moved = JSON.parse(JSON.stringify(plan));
+  moved.stages.stages[2].lastLayer -= 1;
+  moved.stages.stages[3].firstLayer -= 1;
+  for (const k of [2, 3]) {
+    const x = moved.stages.stages[k];
+    x.recomputeLayers = Array.from({ length: x.lastLayer - x.firstLayer + 1 }, (_, i) => x.firstLayer + i);
+  }
+  writeFileSync(edited, JSON.stringify(moved));
+  const ok = omnibal(['simulate', '--plan', edited, '--json']);
+  t.is(ok.status, 0, ok.stderr);
+  const res = JSON.parse(ok.stdout);
+  t.is(res.stages.stages[3].firstLayer, moved.stages.stages[3].firstLayer);
+  t.true(res.figures.mfu > 0 && res.figures.tokensPerS > 0);
+  for (const [name, content] of [['not JSON', '{"schema": '], ['an array', '[1, 2]'], ['null', 'null'], ['empty', '']]) {
+    writeFileSync(edited, content);
+    const r = omnibal(['simulate', '--plan', edited]);
+    t.is(r.status, 2, name);
+    t.regex(r.stderr, /\[ERR_OMNIBAL_PARSE\]/, name);
+  }
+  const missing = omnibal(['simulate', '--plan', path.join(dir, 'no-such-plan.json')]);
+  t.is(missing.status, 2);
+  t.regex(missing.stderr, /cannot read the plan file \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
+});
+
 test('plan --calibration predicts from measurements', (t) => {
   const calibration = path.join(dir, 'calibration.json');
   // Measured LLM blocks twice as slow as the guessed efficiency predicts (at the calibration load).
@@ -125,14 +261,59 @@ test('plan --calibration predicts from measurements', (t) => {
   t.true(slow.ablation[3].stepMs > base.ablation[3].stepMs, 'slower measured LLM layers, slower predicted steps');
 });
 
-test('layout search ranks the layouts that fit by predicted GPU-hours, and says why others do not', (t) => {
-  const ranked = searchLayouts({ gpus: 8, globalBatch: 32, samples: syntheticSamples(20000, 1), tps: [1, 2], pps: [1, 2, 4], simulatedSteps: 2 });
-  t.true(ranked.length >= 4);
+test('layout search: the same global batch in samples, the same ranking as planning every layout from scratch, progress, why not in GiB', (t) => {
+  const options = { gpus: 8, globalBatchSamples: 144, samples: syntheticSamples(20000, 1), tps: [1, 2], pps: [1, 2, 4], samplesPerPacks: [2.25, 4.5, 9], simulatedSteps: 2 };
+  const progress: [number, number][] = [];
+  const ranked = searchLayouts({ ...options, onProgress: (d, n) => progress.push([d, n]) });
+  t.true(ranked.length >= 12);
   const fits = ranked.filter((c) => c.gpuHours !== undefined);
+  t.true(fits.length > 0);
   for (let i = 1; i < fits.length; i++) t.true(fits[i].gpuHours! >= fits[i - 1].gpuHours!);
-  for (const c of ranked) t.is(c.tp * c.pp * c.dp, 8);
-  const misfit = ranked.find((c) => c.error);
-  if (misfit) t.regex(misfit.error!, /memory|fit/);
+  for (const c of ranked) {
+    t.is(c.tp * c.pp * c.dp, 8);
+    t.is(c.globalBatchSamples, 144);
+    t.is(c.dp * c.accum * c.samplesPerPack, 144, 'samples per step fixed across candidates');
+  }
+  t.deepEqual(progress.at(-1), [progress.length, progress.length]);
+  t.true(progress.every(([d], i) => d === i + 1));
+  t.deepEqual(ranked, searchLayouts({ ...options, exhaustive: true }), 'shared work gives the exhaustive result');
+  const misfit = searchLayouts({ ...options, gpu: { ...resolveGpu('A100-80G'), memoryBytes: 30 * 2 ** 30 }, samplesPerPacks: [4.5] }).find((c) => c.error);
+  t.truthy(misfit);
+  t.regex(misfit!.error!, /no plan fits in 30\.0 GiB per GPU; the least memory that fits is [\d.]+ GiB$/);
+  t.is(thrown(() => searchLayouts({ ...options, globalBatchSamples: 100, samplesPerPacks: [3] })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+});
+
+test('plan --search-layout honours its flags: calibration, report, out, simulated steps; quiet off a terminal', (t) => {
+  const base = ['plan', '--search-layout', '--gpus', '8', '--synthetic', '20000', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4'];
+  const missing = omnibal([...base, '--calibration', '/nonexistent/cal.json']);
+  t.is(missing.status, 2);
+  t.regex(missing.stderr, /cannot read the calibration file \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
+  t.is(omnibal([...base, '--simulated-steps', '0']).status, 2);
+  t.is(omnibal([...base, '--virtual-stages', '2']).status, 2);
+  const report = path.join(dir, 'search.html');
+  const out = path.join(dir, 'search.json');
+  const r = omnibal([...base, '--simulated-steps', '2', '--report', report, '--out', out, '--json']);
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stderr, '', 'no progress bar when stderr is not a terminal');
+  const j = JSON.parse(r.stdout);
+  t.true(j.prediction);
+  t.is(j.globalBatchSamples, 16 * 2 * 4.5);
+  const best = j.layouts[0];
+  const plan = JSON.parse(readFileSync(out, 'utf8'));
+  t.deepEqual([plan.cluster.tp, plan.cluster.pp, plan.cluster.dp, plan.accum], [best.tp, best.pp, best.dp, best.accum]);
+  t.is(plan.replay.simulatedSteps, 2);
+  t.true(Math.abs(plan.ablation[3].stepMs - best.stepMs) < 1e-6 * best.stepMs, 'the written plan is the best layout');
+  t.regex(readFileSync(report, 'utf8'), new RegExp(`tp ${best.tp} · pp ${best.pp} · dp ${best.dp}`));
+  const calibration = path.join(dir, 'search-cal.json');
+  const predicted = vlmLayers('internvl-chat-1.5', 'A100-80G', { tp: 1, dp: 2, zero: 1, load: { tiles: 18, tokens: 5000 } }).forwardMs[60];
+  writeFileSync(calibration, JSON.stringify({ layers: [{ index: 60, forwardMs: 3 * predicted }] }));
+  const slow = JSON.parse(omnibal([...base, '--simulated-steps', '2', '--json', '--calibration', calibration]).stdout);
+  const key = (c: { tp: number; pp: number; samplesPerPack: number }) => `${c.tp},${c.pp},${c.samplesPerPack}`;
+  const before = new Map(j.layouts.map((c: { stepMs?: number; tp: number; pp: number; samplesPerPack: number }) => [key(c), c.stepMs]));
+  const after = slow.layouts.find((c: { stepMs?: number; tp: number; pp: number; samplesPerPack: number }) => c.stepMs !== undefined && before.get(key(c)) !== undefined);
+  t.true(after.stepMs > (before.get(key(after)) as number), 'the calibration is applied to the search');
+  const text = omnibal([...base, '--simulated-steps', '2']);
+  t.regex(text.stdout, /the same global batch of 144 samples per step for every layout \(PREDICTIONS/);
 });
 
 test('a baseline that does not fit is reported in its row, and the plan still comes', (t) => {

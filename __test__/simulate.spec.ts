@@ -1,7 +1,8 @@
 // The step simulator: native equals the twin on random steps, and the closed forms hold.
 import test from 'ava';
 import fc from 'fast-check';
-import { jsBackend } from '../src/binding';
+import { backend, jsBackend } from '../src/binding';
+import { simulateStep } from '../src/simulate/index';
 import { firstDifference, native, nativeTest, thrown } from './helpers';
 
 const stepArb = fc
@@ -69,4 +70,37 @@ test('closed forms: GPipe and 1F1B take (M + P - 1)(f + b); interleaving divides
   t.deepEqual(Array.from(jsBackend.simulateStep(make(4, 8, '1f1b'), false).peakInFlight), [4, 3, 2, 1]);
   t.is(thrown(() => jsBackend.simulateStep(make(4, 6, 'interleaved', 2), false)).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
   t.is(thrown(() => jsBackend.simulateStep(make(4, 6, 'zero-bubble'), false)).code, 'ERR_OMNIBAL_UNKNOWN_OPTION');
+});
+
+test('simulateStep rejects NaN, negative or infinite figures and plain arrays with the same coded error on every backend', (t) => {
+  const good = {
+    dp: 1,
+    pp: 2,
+    microBatches: 2,
+    forwardMs: new Float64Array(4).fill(1),
+    backwardMs: new Float64Array(4).fill(2),
+    transferMs: new Float64Array(1),
+    gradBytes: new Float64Array(2),
+    allreduceBytesPerS: 0,
+    activationBytes: new Float64Array(2),
+    schedule: '1f1b' as const,
+  };
+  t.is(simulateStep(good).stepMs, 9);
+  const cases: [string, Record<string, unknown>, string, RegExp][] = [
+    ['NaN bandwidth', { allreduceBytesPerS: Number.NaN }, 'ERR_OMNIBAL_OUT_OF_RANGE', /allreduceBytesPerS/],
+    ['negative bandwidth', { allreduceBytesPerS: -1 }, 'ERR_OMNIBAL_OUT_OF_RANGE', /allreduceBytesPerS/],
+    ['NaN time', { forwardMs: Float64Array.from([1, Number.NaN, 1, 1]) }, 'ERR_OMNIBAL_OUT_OF_RANGE', /forwardMs\[1\]/],
+    ['negative time', { backwardMs: Float64Array.from([1, 1, -2, 1]) }, 'ERR_OMNIBAL_OUT_OF_RANGE', /backwardMs\[2\]/],
+    ['infinite bytes', { gradBytes: Float64Array.from([1, Infinity]) }, 'ERR_OMNIBAL_OUT_OF_RANGE', /gradBytes\[1\]/],
+    ['plain array', { forwardMs: [1, 1, 1, 1] }, 'ERR_OMNIBAL_INVALID_TYPE', /forwardMs must be a Float64Array/],
+    ['short array', { transferMs: new Float64Array(0) }, 'ERR_OMNIBAL_OUT_OF_RANGE', /transferMs must have 1 entries/],
+    ['fractional dp', { dp: 1.5 }, 'ERR_OMNIBAL_OUT_OF_RANGE', /dp/],
+    ['unknown schedule', { schedule: 'zb' }, 'ERR_OMNIBAL_UNKNOWN_OPTION', /schedule/],
+  ];
+  // The suite runs once per backend (npm test runs it again with OMNIBAL_BACKEND=js): the same codes and messages.
+  for (const [name, change, code, message] of cases) {
+    const e = thrown(() => simulateStep({ ...good, ...change } as never));
+    t.is(e.code, code, `${backend().kind}: ${name}`);
+    t.regex(e.message, message, `${backend().kind}: ${name}`);
+  }
 });

@@ -1,4 +1,4 @@
-// `npm run bench -- pack [--quick]` | `partition` | `read` | `minirun [--quick]` | `python [--samples N]` | `sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `partition` | `plan [--quick]` | `read` | `minirun [--quick]` | `python [--samples N]` | `sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -7,6 +7,7 @@ import { benchMinirun } from './minirun';
 import { benchPartition } from './partition';
 import { benchRead } from './read';
 import { benchSidecar } from './sidecar';
+import { benchPlan } from './plan';
 
 interface CaseResult {
   impl: string;
@@ -100,7 +101,8 @@ else if (what === 'python') {
   // The Python client against the sidecar (bench/python_client.py): pack and answer speed, node-shared memory.
   const python = process.env.OMNIBAL_PYTHON ?? 'python3';
   process.exitCode = spawnSync(python, [path.join(__dirname, 'python_client.py'), ...rest], { stdio: 'inherit' }).status ?? 1;
-} else {
-  console.error(`unknown benchmark ${what}; known: pack, partition, read, minirun, python, sidecar`);
+} else if (what === 'plan') benchPlan(rest.includes('--quick'));
+else {
+  console.error(`unknown benchmark ${what}; known: pack, partition, plan, read, minirun, python, sidecar`);
   process.exit(2);
 }

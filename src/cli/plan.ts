@@ -9,7 +9,10 @@ import type { Command } from 'commander';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
 import { syntheticSamples } from '../data/synthetic';
-import { DEFAULT_RUN, planTraining, simulateSavedPlan, type TrainingPlan } from '../plan/index';
+import { DEFAULT_RUN, PLAN_ASSUMPTIONS, planTraining, simulateSavedPlan, type TrainingPlan } from '../plan/index';
+import type { RunFigures } from '../plan/figures';
+import { paperAblation } from '../plan/paper';
+import { checkSavedPlan } from '../plan/validate';
 import { searchLayouts } from '../plan/layout';
 import type { Calibration } from '../model/index';
 import { renderReport } from '../report/index';
@@ -31,7 +34,8 @@ interface PlanFlags {
   seed: number;
   schedule: 'gpipe' | '1f1b' | 'interleaved';
   virtualStages?: number;
-  simulatedSteps: number;
+  simulatedSteps?: number;
+  epochs: number;
   json?: boolean;
   out?: string;
   report?: string;
@@ -39,26 +43,42 @@ interface PlanFlags {
   searchLayout?: boolean;
 }
 
-
 const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-/** The paper's Table 2 (A100 GPU-days, InternViT-6B + InternLM2-20B, measured). */
-const PAPER_TABLE_2 = [61.8, 51.9, 29.0, 21.3];
+/** Writes `text` to `file`; a failure (missing folder, no permission) is a coded error. */
+function writeOutput(file: string, text: string, what: string): void {
+  try {
+    writeFileSync(file, text);
+  } catch (error) {
+    throw omnibalError(ErrorCodes.PARSE, `cannot write the ${what} to ${file} (${(error as { code?: string }).code ?? String(error)})`, error);
+  }
+}
+
+const fmt = (x: number, digits: number) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** The run-level figures as lines of text (labelled predictions). */
+export function figureLines(f: RunFigures, gpus: number): string[] {
+  return [
+    `run figures (PREDICTIONS): ${fmt(f.samplesPerStep, 0)} samples and ${fmt(f.tokensPerStep, 0)} tokens per step; ${fmt(f.samplesPerS, 1)} samples/s, ${fmt(f.tokensPerS, 0)} tokens/s; ${fmt(f.tflopsPerGpu, 1)} model TFLOP/s per GPU, MFU ${(f.mfu * 100).toFixed(1)}%`,
+    `predicted time for ${f.epochs} epoch${f.epochs === 1 ? '' : 's'}: ${fmt(f.hours, 1)} h on ${gpus} GPUs (${fmt(f.gpuHours / 24, 1)} GPU-days)`,
+  ];
+}
 
 function human(plan: TrainingPlan): string {
   const c = plan.cluster;
   const g = (x: number) => (x / 2 ** 30).toFixed(1);
   const stageRows = plan.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, `${s.layerNames[0]} .. ${s.layerNames[s.layerNames.length - 1]}`, s.recomputeLayers.length, s.timeMs.toFixed(0), g(s.memoryBytes), `${g(s.memory.weights)} / ${g(s.memory.gradients)} / ${g(s.memory.optimizer)} / ${g(s.memory.activations)} / ${g(s.memory.checkpoints)} / ${g(s.memory.fixed)}`, s.inFlight]);
   const fig = (x: number, f: (x: number) => string) => (Number.isNaN(x) ? '-' : f(x));
+  const paper = paperAblation(plan.model);
   const abl = plan.ablation.map((r, i) => [
     r.error ? `${r.name}: does not fit` : r.name,
+    r.steps,
     fig(r.stepMs, (x) => (x / 1000).toFixed(1)),
     fig(r.gpuHours, (x) => (x / 24).toFixed(1)),
     fig(r.speedup, (x) => `${x.toFixed(2)}x`),
     fig(r.bubbleFraction, (x) => `${(x * 100).toFixed(0)}%`),
-    PAPER_TABLE_2[i].toFixed(1),
-    `${(PAPER_TABLE_2[0] / PAPER_TABLE_2[i]).toFixed(2)}x`,
+    ...(paper ? [paper[i].toFixed(1), `${(paper[0] / paper[i]).toFixed(2)}x`] : []),
   ]);
   const failed = plan.ablation.filter((r) => r.error).map((r) => `  ${r.name}: ${r.error}`);
   const extra = Object.values(plan.baselines).map((v) =>
@@ -66,8 +86,9 @@ function human(plan: TrainingPlan): string {
       ? `  beside the chain: ${v.name}: step ${(v.stepMs / 1000).toFixed(1)} s, ${(v.gpuHours / 24).toFixed(1)} GPU-days${Number.isNaN(v.speedup) ? '' : `, ${v.speedup.toFixed(2)}x`}`
       : `  (a baseline could not be evaluated: ${v.error})`,
   );
+  const f = plan.figures;
   return [
-    `omnibal plan: ${plan.model} on ${c.gpus} x ${plan.gpu} (tp ${c.tp}, pp ${c.pp}, dp ${c.dp}), ${plan.accum} micro-batches per rank per step, ${plan.samples.toLocaleString('en-US')} samples, ${plan.steps} steps`,
+    `omnibal plan: ${plan.model} on ${c.gpus} x ${plan.gpu} (tp ${c.tp}, pp ${c.pp}, dp ${c.dp}), ${plan.replay.schedule}, ${plan.accum} micro-batches per rank per step (global batch ${fmt(f.samplesPerStep, 0)} samples), ${plan.samples.toLocaleString('en-US')} samples, ${plan.steps} steps`,
     'ALL FIGURES ARE PREDICTIONS of the omnibal cost model and simulator, assuming:',
     ...plan.assumptions.map((a) => `  - ${a}`),
     '',
@@ -75,13 +96,37 @@ function human(plan: TrainingPlan): string {
     '',
     formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'in flight'], stageRows),
     '',
-    formatTable(['ablation (predicted, one epoch)', 'step s', 'GPU-days', 'speed-up', 'bubble', 'paper GPU-days', 'paper speed-up'], abl),
+    formatTable(['ablation (predicted, one epoch)', 'steps', 'step s', 'GPU-days', 'speed-up', 'bubble', ...(paper ? ['paper GPU-days', 'paper speed-up'] : [])], abl),
     ...failed,
     ...extra,
     '',
-    `predicted epoch: ${plan.epochHours.toFixed(1)} h on ${c.gpus} GPUs (${((plan.epochHours * c.gpus) / 24).toFixed(1)} GPU-days).`,
-    "The paper's figures are measured GPU-days of the whole InternVL-1.5 SFT run on its own layout (not stated); ours are predicted per epoch of this data on this layout: compare the speed-ups, not the days.",
+    ...figureLines(f, c.gpus),
+    paper
+      ? "The paper's figures are measured GPU-days of the whole InternVL-1.5 SFT run (6B+20B, Table 2) on its own layout (not stated); ours are predicted per epoch of this data on this layout: compare the speed-ups, not the days."
+      : `(The paper's ablation (Table 2) measured InternViT-6B + InternLM2-20B only, so no paper figures are shown for ${plan.model}.)`,
   ].join('\n');
+}
+
+function readCalibration(file: string | undefined): Calibration | undefined {
+  return file ? (readJsonFile(file, 'calibration file') as Calibration) : undefined;
+}
+
+/** A progress bar on stderr, only when stderr is a terminal (and not with --json). */
+function progressBar(enabled: boolean): { update: (done: number, total: number) => void; end: () => void } {
+  if (!enabled) return { update: () => undefined, end: () => undefined };
+  const started = Date.now();
+  let drawn = false;
+  return {
+    update: (done, total) => {
+      const width = 30;
+      const filled = Math.round((done / Math.max(total, 1)) * width);
+      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} layouts, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+      drawn = true;
+    },
+    end: () => {
+      if (drawn) process.stderr.write('\r\x1b[K');
+    },
+  };
 }
 
 async function runPlan(flags: PlanFlags): Promise<void> {
@@ -89,47 +134,93 @@ async function runPlan(flags: PlanFlags): Promise<void> {
   if (flags.dp === undefined && flags.tp * flags.pp * dp !== flags.gpus) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp (${flags.tp} x ${flags.pp}) must divide the GPU count (${flags.gpus})`);
   }
+  // Read every input before the long part, so a missing file fails at once.
+  const calibration = readCalibration(flags.calibration);
   const samples = flags.input.length > 0 ? await readSamples(flags.input) : syntheticSamples(flags.synthetic, flags.seed);
-  if (flags.searchLayout) {
-    const ranked = searchLayouts({
-      model: flags.model,
-      gpu: flags.gpu,
-      gpus: flags.gpus,
-      globalBatch: flags.globalBatch ?? (flags.accum ?? DEFAULT_RUN.accum) * dp,
-      samples,
-      samplesPerPacks: [flags.samplesPerPack / 2, flags.samplesPerPack, flags.samplesPerPack * 2].filter((b) => b >= 1),
-      seed: flags.seed,
-      schedule: flags.schedule,
-    });
-    const rows = ranked.map((c, i) => [c.error ? '-' : i + 1, c.tp, c.pp, c.dp, c.accum, c.samplesPerPack, c.stepMs === undefined ? '' : (c.stepMs / 1000).toFixed(1), c.gpuHours === undefined ? 'does not fit' : (c.gpuHours / 24).toFixed(1), c.error ? c.error.slice(0, 70) : '']);
-    const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack', 'step s', 'GPU-days / epoch', 'why not'], rows);
-    process.stdout.write(flags.json ? `${JSON.stringify({ prediction: true, layouts: ranked })}\n` : `omnibal plan --search-layout: ${flags.gpus} GPUs, fixed global batch (PREDICTIONS of the cost model)\n${text}\n`);
-    return;
-  }
-  const plan = planTraining({
+  const inputs = flags.input.length > 0 ? { files: flags.input } : { synthetic: flags.synthetic, seed: flags.seed };
+  const common = {
     model: flags.model,
     gpu: flags.gpu,
-    cluster: { gpus: flags.gpus, tp: flags.tp, pp: flags.pp, dp },
     samples,
-    accum: flags.globalBatch === undefined ? flags.accum ?? DEFAULT_RUN.accum : undefined,
-    globalBatch: flags.globalBatch,
-    samplesPerPack: flags.samplesPerPack,
     seed: flags.seed,
     schedule: flags.schedule,
     virtualStages: flags.virtualStages,
-    simulatedSteps: flags.simulatedSteps,
-    calibration: flags.calibration ? (readJsonFile(flags.calibration, 'calibration file') as Calibration) : undefined,
-    inputs: flags.input.length > 0 ? { files: flags.input } : { synthetic: flags.synthetic, seed: flags.seed },
-  });
-  if (flags.report) {
+    calibration,
+    epochs: flags.epochs,
+  };
+  if (flags.searchLayout) {
+    const microBatches = flags.globalBatch ?? (flags.accum ?? DEFAULT_RUN.accum) * dp;
+    const bar = progressBar(process.stderr.isTTY === true && !flags.json);
+    let ranked;
     try {
-      writeFileSync(flags.report, renderReport(plan, plan.memoryBytes));
-    } catch (error) {
-      throw omnibalError(ErrorCodes.PARSE, `cannot write the report to ${flags.report} (${(error as { code?: string }).code ?? String(error)})`, error);
+      ranked = searchLayouts({
+        ...common,
+        gpus: flags.gpus,
+        globalBatchSamples: microBatches * flags.samplesPerPack,
+        samplesPerPacks: [flags.samplesPerPack / 2, flags.samplesPerPack, flags.samplesPerPack * 2].filter((b) => b >= 1),
+        simulatedSteps: flags.simulatedSteps ?? 4,
+        onProgress: bar.update,
+      });
+    } finally {
+      bar.end();
     }
+    const best = ranked.find((c) => c.error === undefined);
+    // --report and --out describe the best layout, planned in full (ablation included).
+    let bestPlan: TrainingPlan | undefined;
+    if (best && (flags.report || flags.out)) {
+      bestPlan = planTraining({
+        ...common,
+        cluster: { gpus: flags.gpus, tp: best.tp, pp: best.pp, dp: best.dp },
+        accum: best.accum,
+        samplesPerPack: best.samplesPerPack,
+        simulatedSteps: flags.simulatedSteps,
+        inputs,
+      });
+      if (flags.report) writeOutput(flags.report, renderReport(bestPlan, bestPlan.memoryBytes), 'report');
+      if (flags.out) writeOutput(flags.out, `${JSON.stringify(bestPlan)}\n`, 'plan');
+    }
+    const rows = ranked.map((c, i) => [
+      c.error ? '-' : i + 1,
+      c.tp,
+      c.pp,
+      c.dp,
+      c.accum,
+      c.samplesPerPack,
+      c.stepMs === undefined ? '' : (c.stepMs / 1000).toFixed(1),
+      c.steps ?? '',
+      c.gpuHours === undefined ? 'does not fit' : (c.gpuHours / 24).toFixed(1),
+      c.tokensPerS === undefined ? '' : fmt(c.tokensPerS, 0),
+      c.mfu === undefined ? '' : `${(c.mfu * 100).toFixed(1)}%`,
+      c.error ?? '',
+    ]);
+    const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack', 'step s', 'steps', 'GPU-days / epoch', 'tokens/s', 'MFU', 'why not'], rows);
+    const gb = ranked[0]?.globalBatchSamples ?? microBatches * flags.samplesPerPack;
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, layouts: ranked })}\n`);
+    } else {
+      process.stdout.write(
+        [
+          `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each)`,
+          text,
+          ...(flags.report && bestPlan ? [`report of the best layout: ${flags.report}`] : []),
+          ...(flags.out && bestPlan ? [`plan of the best layout: ${flags.out}`] : []),
+        ].join('\n') + '\n',
+      );
+    }
+    return;
   }
+  const plan = planTraining({
+    ...common,
+    cluster: { gpus: flags.gpus, tp: flags.tp, pp: flags.pp, dp },
+    accum: flags.globalBatch === undefined ? flags.accum ?? DEFAULT_RUN.accum : undefined,
+    globalBatch: flags.globalBatch,
+    samplesPerPack: flags.samplesPerPack,
+    simulatedSteps: flags.simulatedSteps,
+    inputs,
+  });
+  if (flags.report) writeOutput(flags.report, renderReport(plan, plan.memoryBytes), 'report');
   const json = `${JSON.stringify(plan)}\n`;
-  if (flags.out) writeFileSync(flags.out, json);
+  if (flags.out) writeOutput(flags.out, json, 'plan');
   if (flags.json) process.stdout.write(json);
   else process.stdout.write(`${human(plan)}\n`);
 }
@@ -153,10 +244,11 @@ export function registerPlan(program: Command): void {
     .option('--seed <s>', 'seed', num, 0)
     .option('--schedule <name>', 'gpipe, 1f1b or interleaved', '1f1b')
     .option('--virtual-stages <v>', 'model chunks per device (interleaved)', num)
-    .option('--simulated-steps <n>', 'steps simulated per configuration', num, 16)
+    .option('--simulated-steps <n>', 'steps simulated per configuration (default 16; 4 per layout with --search-layout)', num)
+    .option('--epochs <n>', 'epochs to predict the training time of', num, 1)
     .option('--json', 'write the whole plan as one JSON object')
-    .option('--out <file>', 'also write the JSON plan to this file')
-    .option('--report <file>', 'write a self-contained HTML report with charts')
+    .option('--out <file>', 'also write the JSON plan to this file (with --search-layout: of the best layout)')
+    .option('--report <file>', 'write a self-contained HTML report with charts (with --search-layout: of the best layout)')
     .option('--calibration <file>', 'measured layer times and stage memory to calibrate the cost model (see README)')
     .option('--search-layout', 'rank every tp x pp x dp layout of the GPUs and micro-batch size (half, as given, double; same global batch) by predicted GPU-hours')
     .action(async (flags: PlanFlags) => runPlan(flags));
@@ -168,8 +260,8 @@ export function registerPlan(program: Command): void {
     .option('--input <file>', 'length file(s), when the plan was made from files elsewhere; repeatable', collect, [])
     .option('--json', 'write one JSON object')
     .action(async (flags: { plan: string; input: string[]; json?: boolean }) => {
-      const saved = readJsonFile(flags.plan, 'plan file') as TrainingPlan;
-      const inputs = saved?.replay?.inputs;
+      const saved = checkSavedPlan(readJsonFile(flags.plan, 'plan file'));
+      const inputs = saved.replay.inputs;
       const samples =
         flags.input.length > 0
           ? await readSamples(flags.input)
@@ -187,6 +279,7 @@ export function registerPlan(program: Command): void {
           `omnibal simulate: ${flags.plan} (PREDICTION of the cost model and simulator)`,
           formatTable(['stage', 'layers', 'recomputed', 'ms / micro-batch', 'memory GiB'], rows),
           `predicted step ${(r.stepMs / 1000).toFixed(1)} s, ${(r.gpuHours / 24).toFixed(1)} GPU-days per epoch, bubble ${(r.bubbleFraction * 100).toFixed(0)}%`,
+          ...figureLines(r.figures, saved.cluster.gpus),
         ].join('\n') + '\n',
       );
     });

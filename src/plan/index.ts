@@ -12,7 +12,7 @@ import { activeBackend } from '../binding';
 import { ErrorCodes, omnibalError } from '../errors';
 import { batchMetrics, planBatches, type BatchMetrics, type BatchPlan, type Samples } from '../data/index';
 import { syntheticSamples } from '../data/synthetic';
-import { meanMicroBatchLoad, microBatchLoad } from '../data/load';
+import { meanMicroBatchLoad, microBatchLoad, type MicroBatchLoadFigures } from '../data/load';
 import { heaviestMicroBatchLoad } from '../model/memory-load';
 import {
   applyCalibration,
@@ -33,6 +33,8 @@ import {
 } from '../model/index';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
 import { integerBetween } from '../validate';
+import { runFigures, type FlopsModel, type RunFigures } from './figures';
+import { checkSavedPlan, checkSavedStages } from './validate';
 
 /** The parallel layout: `tp * pp * dp` must equal `gpus`. */
 export interface Cluster {
@@ -78,6 +80,8 @@ export interface PlanTrainingOptions {
   ablation?: boolean;
   /** Where the samples came from, recorded in the plan so `omnibal simulate` can rebuild them. */
   inputs?: PlanInputs;
+  /** Epochs to predict the training time of ({@link RunFigures.hours}); default 1. */
+  epochs?: number;
 }
 
 /** Where a plan's samples came from. */
@@ -105,6 +109,8 @@ export interface AblationRow {
   stepMs: number;
   /** Predicted GPU-hours for one epoch (this row's batches: steps x step time x GPUs). */
   gpuHours: number;
+  /** Steps in the epoch of this row's batches (random batches run a different number of steps than balanced ones). */
+  steps: number;
   /** Baseline GPU-hours / these GPU-hours, for one epoch over the same samples (NaN without a baseline). */
   speedup: number;
   /** Predicted bubble fraction (idle share of device time). */
@@ -145,6 +151,8 @@ export interface TrainingPlan {
   memoryBytes: number;
   /** What `omnibal simulate` needs to rebuild and re-simulate this plan. */
   replay: PlanReplay;
+  /** Run-level predictions of the full plan: throughput, MFU, time to train. */
+  figures: RunFigures;
   /** Figures for reports: per-step rank loads and one simulated timeline each of the baseline and the plan. */
   detail: PlanDetail;
 }
@@ -190,10 +198,26 @@ export interface PlanReplay {
 export interface PlanDetail {
   /** Text tokens per rank in each simulated step, balanced plan: `[step][rank]`. */
   balancedRankTokens: number[][];
-  /** The same for the random baseline. */
+  /** The same for the random baseline (padding included). */
   randomRankTokens: number[][];
+  /** Image tiles per rank in each simulated step, balanced plan: `[step][rank]`. */
+  balancedRankTiles: number[][];
+  /** The same for the random baseline. */
+  randomRankTiles: number[][];
+  /** Where each stage's predicted memory goes (full plan). */
+  stageMemory: StageMemory[];
   /** Events of the slowest rank of one simulated step: baseline, then the plan. */
   timelines: Timeline[];
+}
+
+/** A stage's predicted peak memory, split by what holds it (sums to the stage's `memoryBytes`). */
+export interface StageMemory {
+  /** Weights, gradients and optimizer state of the stage's layers, bytes. */
+  staticBytes: number;
+  /** Activations (or checkpoints, for recomputed layers) of the micro-batches in flight, bytes. */
+  activationBytes: number;
+  /** The rest: the stage overhead (buffers, workspace), bytes. */
+  otherBytes: number;
 }
 
 /** The slowest rank's operations in one simulated step. */
@@ -229,20 +253,43 @@ export const PLAN_ASSUMPTIONS = [
   'step time = mean of the simulated steps (evenly spread over the epoch); epoch = steps x step time',
 ];
 
-interface Coefficients {
+/** @internal Per-layer forward time per unit of load, ms. */
+export interface Coefficients {
   perTile: Float64Array;
   perToken: Float64Array;
   perSq: Float64Array;
 }
 
+function differences(table: (tiles: number, tokens: number, sumSqLen: number) => Float64Array) {
+  const base = table(1, 1, 0);
+  const a = table(2, 1, 0);
+  const b = table(1, 2, 0);
+  const q = table(1, 1, 1);
+  return { base, perTile: a.map((x, i) => x - base[i]), perToken: b.map((x, i) => x - base[i]), perSq: q.map((x, i) => x - base[i]) };
+}
+
 function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster): Coefficients {
-  const t = (tiles: number, tokens: number, sumSqLen: number) =>
-    activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: c.tp, dp: c.dp, zero: 1, tiles, tokens, sumSqLen }).forwardMs;
-  const base = t(1, 1, 0);
-  const a = t(2, 1, 0);
-  const b = t(1, 2, 0);
-  const q = t(1, 1, 1);
-  return { perTile: a.map((x, i) => x - base[i]), perToken: b.map((x, i) => x - base[i]), perSq: q.map((x, i) => x - base[i]) };
+  const { perTile, perToken, perSq } = differences((tiles, tokens, sumSqLen) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: c.tp, dp: c.dp, zero: 1, tiles, tokens, sumSqLen }).forwardMs);
+  return { perTile, perToken, perSq };
+}
+
+const total = (xs: Float64Array) => xs.reduce((x, y) => x + y, 0);
+
+/**
+ * The model's forward FLOPs per micro-batch by load, and the text cost the data is balanced on:
+ * the LLM's compute per squared sample length relative to its compute per token, at tp 1 (a
+ * property of the model, the same for every layout, so a layout search plans the data once per
+ * micro-batch size).
+ */
+function modelFlops(spec: VlmSpec, gpu: GpuSpec): { flops: FlopsModel; costB: number } {
+  const fl = differences((tiles, tokens, sumSqLen) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: 1, dp: 1, zero: 1, tiles, tokens, sumSqLen }).forwardFlops);
+  const ms = differences((tiles, tokens, sumSqLen) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: 1, dp: 1, zero: 1, tiles, tokens, sumSqLen }).forwardMs);
+  const [perTile, perToken, perSq] = [total(fl.perTile), total(fl.perToken), total(fl.perSq)];
+  const perTokenMs = total(ms.perToken);
+  return {
+    flops: { base: total(fl.base) - perTile - perToken, perTile, perToken, perSq },
+    costB: perTokenMs > 0 ? total(ms.perSq) / perTokenMs : 0,
+  };
 }
 
 /** The load at which a calibration's layer times were measured (InternVL-style 18 tiles, 5,000 tokens). */
@@ -253,36 +300,40 @@ const CALIBRATION_LOAD = { tiles: 18, tokens: 5000 };
  * are given), the per-layer time coefficients, and the text cost for balancing (the LLM's time
  * per squared sample length relative to its time per token).
  */
-function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, measurements: Calibration | undefined) {
+export function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, measurements: Calibration | undefined) {
   const calibration = measurements ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: 1, load: CALIBRATION_LOAD }, measurements) : undefined;
   const g = calibration?.gpu ?? gpu;
   const coef = coefficients(spec, g, cluster);
-  let perToken = 0;
-  let perSq = 0;
-  coef.perToken.forEach((x) => (perToken += x));
-  coef.perSq.forEach((x) => (perSq += x));
-  return { calibration, gpu: g, coef, costB: perToken > 0 ? perSq / perToken : 0 };
+  const { flops, costB } = modelFlops(spec, gpu);
+  return { calibration, gpu: g, coef, costB, flops };
 }
 
-interface Config {
+/** @internal One configuration to simulate. */
+export interface Config {
   name: string;
   plan: BatchPlan;
   split: 'optimal' | 'parameters' | 'uniform' | 'given';
   recompute: 'full' | 'block';
   /** For `given`: the stages' last layers and recomputed layers. */
   given?: { lastLayers: number[]; recomputeLayers: number[] };
+  /** The plan's mean micro-batch load, when already known. */
+  meanLoad?: MicroBatchLoadFigures;
 }
 
-interface Simulated {
+/** @internal A simulated configuration. */
+export interface Simulated {
   row: AblationRow;
   stages: StagePlan;
   rankTokens: number[][];
+  rankTiles: number[][];
+  stageMemory: StageMemory[];
   timeline: Timeline;
 }
 
-function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
+/** @internal Plans the stages of one configuration and simulates its steps. */
+export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
   const { spec, gpu, cluster } = o;
-  const load = meanMicroBatchLoad(cfg.plan, s);
+  const load = cfg.meanLoad ?? meanMicroBatchLoad(cfg.plan, s);
   const problem: StageProblem = vlmStageProblem({
     model: spec,
     gpu,
@@ -336,12 +387,19 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
     for (let l = st.firstLayer; l <= st.lastLayer; l++) a += recomputed[l] ? calibrated.checkpointBytes[l] : calibrated.activationBytes[l];
     return a;
   });
+  // The stage DP's own breakdown (one source of truth), grouped for the report.
+  const stageMemory = stages.stages.map(({ memory: b }) => ({
+    staticBytes: b.weights + b.gradients + b.optimizer,
+    activationBytes: b.activations + b.checkpoints,
+    otherBytes: b.fixed,
+  }));
   const plan = cfg.plan;
   const steps = plan.steps;
   const count = Math.min(o.simulatedSteps, steps);
   let total = 0;
   let bubble = 0;
   const rankTokens: number[][] = [];
+  const rankTiles: number[][] = [];
   let timeline: Timeline | undefined;
   for (let j = 0; j < count; j++) {
     const step = Math.floor((j * steps) / count);
@@ -349,13 +407,16 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
     const fwd = new Float64Array(cluster.dp * m * pp);
     const bwd = new Float64Array(cluster.dp * m * pp);
     const tokensPerRank: number[] = [];
+    const tilesPerRank: number[] = [];
     for (let r = 0; r < cluster.dp; r++) {
       const i = step * cluster.dp + r;
       let tok = 0;
+      let tiles = 0;
       for (let a = 0; a < m; a++) {
         const k = plan.rankOffsets[i] + a;
         const l = k < plan.rankOffsets[i + 1] ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
         tok += l.tokens;
+        tiles += l.tiles;
         for (let si = 0; si < pp; si++) {
           const c = stageCoef[si];
           const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen;
@@ -365,8 +426,10 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
         }
       }
       tokensPerRank.push(tok);
+      tilesPerRank.push(tiles);
     }
     rankTokens.push(tokensPerRank);
+    rankTiles.push(tilesPerRank);
     const res = activeBackend().simulateStep(
       {
         dp: cluster.dp,
@@ -401,14 +464,17 @@ function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients
   const stepMs = total / count;
   const gpuHours = ((stepMs * steps) / 3.6e6) * cluster.gpus;
   return {
-    row: { name: cfg.name, stepMs, gpuHours, speedup: baselineGpuHours === undefined ? 1 : baselineGpuHours / gpuHours, bubbleFraction: bubble / count },
+    row: { name: cfg.name, stepMs, gpuHours, steps, speedup: baselineGpuHours === undefined ? 1 : baselineGpuHours / gpuHours, bubbleFraction: bubble / count },
     stages,
     rankTokens,
+    rankTiles,
+    stageMemory,
     timeline: timeline!,
   };
 }
 
-interface Resolved {
+/** @internal Everything a configuration is simulated under. */
+export interface Resolved {
   calibration?: CalibrationResult;
   spec: VlmSpec;
   gpu: GpuSpec;
@@ -439,6 +505,33 @@ export interface DefaultRun {
 }
 
 /**
+ * @internal Checks the schedule, virtual stages, simulated steps and epochs of a run (coded
+ * errors: a bad value is never silently replaced).
+ */
+export function checkRunOptions(options: Pick<PlanTrainingOptions, 'schedule' | 'virtualStages' | 'simulatedSteps' | 'epochs'>, accum: number | undefined, pp: number | undefined) {
+  const schedule = options.schedule ?? '1f1b';
+  if (!['gpipe', '1f1b', 'interleaved'].includes(schedule)) {
+    throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `unknown schedule ${JSON.stringify(schedule)}; known: gpipe, 1f1b, interleaved`);
+  }
+  if (options.virtualStages !== undefined) {
+    integerBetween('virtualStages', options.virtualStages, 1, 64);
+    if (schedule !== 'interleaved' && options.virtualStages !== 1) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `virtual stages (${options.virtualStages}) need the interleaved schedule, not ${schedule}`);
+    }
+  }
+  const virtualStages = options.virtualStages ?? (schedule === 'interleaved' ? 2 : 1);
+  if (schedule === 'interleaved' && accum !== undefined && pp !== undefined && accum % pp !== 0) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the interleaved schedule needs accum (${accum}) to be a multiple of pp (${pp})`);
+  }
+  const simulatedSteps = integerBetween('simulatedSteps', options.simulatedSteps ?? 16, 1, 1 << 20);
+  const epochs = options.epochs ?? 1;
+  if (typeof epochs !== 'number' || !Number.isFinite(epochs) || epochs <= 0) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `epochs must be a number > 0, got ${String(epochs)}`);
+  }
+  return { schedule, virtualStages, simulatedSteps, epochs };
+}
+
+/**
  * Plans a training run and predicts its ablation (a prediction of the model and simulator).
  *
  * @param options - model, GPU, cluster layout, samples (files or synthetic) and planning options; all optional
@@ -463,18 +556,14 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     accum = options.globalBatch / cluster.dp;
   }
   integerBetween('accum', accum, 1, 1 << 20);
-  const schedule = options.schedule ?? '1f1b';
-  const virtualStages = options.virtualStages ?? (schedule === 'interleaved' ? 2 : 1);
-  if (schedule === 'interleaved' && accum % cluster.pp !== 0) {
-    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the interleaved schedule needs accum (${accum}) to be a multiple of pp (${cluster.pp})`);
-  }
+  const { schedule, virtualStages, simulatedSteps, epochs } = checkRunOptions(options, accum, cluster.pp);
   const samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
   const b = options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack;
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
-  const { calibration, gpu: g, coef, costB } = prepareModel(spec, gpu, cluster, options.calibration);
-  const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps: options.simulatedSteps ?? 16, schedule, virtualStages, calibration };
-  const shape = { dp: cluster.dp, accum, samplesPerPack: b, seed, epoch };
+  const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, options.calibration);
+  const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps, schedule, virtualStages, calibration };
+  const shape = { dp: cluster.dp, accum, samplesPerPack: b, seed, epoch, tail: 'drop' as const };
   const balanced = planBatches(samples, { ...shape, costA: 1, costB });
   const random = planBatches(samples, { ...shape, strategy: 'random' });
   const cost = { a: 1, b: costB };
@@ -501,7 +590,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
       if (last) full = sim;
     } catch (error) {
       if (last) throw error;
-      rows.push({ name: cfg.name, stepMs: NaN, gpuHours: NaN, speedup: NaN, bubbleFraction: NaN, error: (error as Error).message });
+      rows.push({ name: cfg.name, stepMs: NaN, gpuHours: NaN, steps: cfg.plan.steps, speedup: NaN, bubbleFraction: NaN, error: (error as Error).message });
     }
   });
   const baselines: TrainingPlan['baselines'] = {};
@@ -515,6 +604,17 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     }
   }
   if (full === undefined) throw new Error('internal: the full configuration was not planned');
+  const figures = runFigures({
+    stepMs: full.row.stepMs,
+    steps: balanced.steps,
+    microBatches: balanced.microBatchOffsets.length - 1,
+    samples: balanced.samples.length,
+    meanLoad: meanMicroBatchLoad(balanced, samples),
+    flops,
+    gpus: cluster.gpus,
+    peakFlops: gpu.peakFlops,
+    epochs,
+  });
   return {
     schema: 'omnibal.training-plan/1',
     assumptions: PLAN_ASSUMPTIONS,
@@ -530,6 +630,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     baselines,
     epochHours: (full.row.stepMs * balanced.steps) / 3.6e6,
     memoryBytes: gpu.memoryBytes,
+    figures,
     replay: {
       inputs: options.inputs ?? null,
       samplesPerPack: b,
@@ -543,6 +644,9 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     detail: {
       balancedRankTokens: full.rankTokens,
       randomRankTokens: base?.rankTokens ?? [],
+      balancedRankTiles: full.rankTiles,
+      randomRankTiles: base?.rankTiles ?? [],
+      stageMemory: full.stageMemory,
       timelines: base ? [base.timeline, full.timeline] : [full.timeline],
     },
   };
@@ -558,31 +662,32 @@ export interface ReplayResult {
   bubbleFraction: number;
   /** The stages as evaluated by the cost model. */
   stages: StagePlan;
+  /** Run-level predictions of the plan as given (one epoch). */
+  figures: RunFigures;
 }
 
 /**
  * Re-simulates a plan written by `omnibal plan --json` (possibly edited by hand: its stages'
- * `lastLayer`s and `recomputeLayers`, its cluster or accum), on the given samples.
+ * `firstLayer`/`lastLayer`s and `recomputeLayers`, its cluster or accum), on the given samples.
  *
- * @param saved - the JSON plan of `omnibal plan --json`, parsed
+ * @param savedPlan - the JSON plan of `omnibal plan --json`, parsed
  * @param samples - the samples to replay it on
  * @returns the replayed prediction
+ * @throws `ERR_OMNIBAL_PARSE` for another schema, `ERR_OMNIBAL_INVALID_OPTIONS` for a field out
+ *   of place (cluster arithmetic, layer ranges, recomputed layers), `ERR_OMNIBAL_INFEASIBLE`
+ *   when a stage does not fit in memory.
  */
-export function simulateSavedPlan(saved: TrainingPlan, samples: Samples): ReplayResult {
-  if ((saved as { schema?: string }).schema !== 'omnibal.training-plan/1') {
-    throw omnibalError(ErrorCodes.PARSE, `not an omnibal training plan of this version: schema ${JSON.stringify((saved as { schema?: string }).schema)}, expected "omnibal.training-plan/1"`);
-  }
+export function simulateSavedPlan(savedPlan: TrainingPlan, samples: Samples): ReplayResult {
+  const saved = checkSavedPlan(savedPlan);
   const r = saved.replay;
   const spec = resolveModel(saved.model);
   const gpu = resolveGpu(saved.gpu);
   const cluster = saved.cluster;
-  const { calibration, gpu: g, coef, costB } = prepareModel(spec, gpu, cluster, r.calibration ?? undefined);
-  const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps: r.simulatedSteps, schedule: r.schedule, virtualStages: r.virtualStages, calibration };
-  const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB });
-  const given = { lastLayers: saved.stages.stages.map((s) => s.lastLayer), recomputeLayers: saved.stages.stages.flatMap((s) => s.recomputeLayers) };
-  if (given.lastLayers.length !== cluster.pp) {
-    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the plan has ${given.lastLayers.length} stages but pp is ${cluster.pp}`);
-  }
+  const { schedule, virtualStages, simulatedSteps } = checkRunOptions(r, saved.accum, cluster.pp);
+  const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, r.calibration ?? undefined);
+  const given = checkSavedStages(saved, coef.perTile.length);
+  const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps, schedule, virtualStages, calibration };
+  const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB, tail: 'drop' });
   const sim = simulateConfig({ name: 'saved plan', plan, split: 'given', recompute: 'block', given }, samples, resolved, coef, undefined);
   sim.stages.stages.forEach((st, i) => {
     if (st.memoryBytes > g.memoryBytes) {
@@ -593,5 +698,16 @@ export function simulateSavedPlan(saved: TrainingPlan, samples: Samples): Replay
       );
     }
   });
-  return { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, bubbleFraction: sim.row.bubbleFraction, stages: sim.stages };
+  const figures = runFigures({
+    stepMs: sim.row.stepMs,
+    steps: plan.steps,
+    microBatches: plan.microBatchOffsets.length - 1,
+    samples: plan.samples.length,
+    meanLoad: meanMicroBatchLoad(plan, samples),
+    flops,
+    gpus: cluster.gpus,
+    peakFlops: gpu.peakFlops,
+    epochs: 1,
+  });
+  return { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, bubbleFraction: sim.row.bubbleFraction, stages: sim.stages, figures };
 }

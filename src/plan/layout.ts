@@ -1,12 +1,30 @@
 /**
- * Layout search: which tensor/pipeline/data parallel split of the GPUs (at a fixed global
- * batch) gives the fastest predicted epoch, among the layouts that fit in memory.
+ * Layout search: which tensor/pipeline/data parallel split of the GPUs and which micro-batch
+ * size, at a fixed global batch in SAMPLES, gives the fastest predicted epoch among the layouts
+ * that fit in memory.
+ *
+ * Fast by sharing work: the balanced data plan depends on the layout only through how a step's
+ * packs are dealt to ranks (the packing and the per-step text balance depend on the micro-batch
+ * size and the micro-batches per step, both fixed per micro-batch size), so the data is planned
+ * once per micro-batch size and re-dealt per data-parallel size exactly as the planner deals it;
+ * the model is prepared once per (tp, dp); each candidate then only splits the stages (natively)
+ * and simulates its steps. `exhaustive: true` plans every candidate from scratch instead (the
+ * same result, for checking).
  *
  * @module
  */
+import { ErrorCodes, omnibalError } from '../errors';
+import { planBatches } from '../data/index';
+import type { BatchPlan } from '../data/plan';
 import type { Samples } from '../data/samples';
 import { syntheticSamples } from '../data/synthetic';
-import { DEFAULT_RUN, planTraining, type PlanTrainingOptions } from './index';
+import { costWeights } from '../data/cost';
+import { meanMicroBatchLoad } from '../data/load';
+import { resolveGpu, resolveModel } from '../model/index';
+import type { ProgressCallback } from '../progress';
+import { integerBetween } from '../validate';
+import { runFigures } from './figures';
+import { checkRunOptions, DEFAULT_RUN, planTraining, prepareModel, simulateConfig, type Cluster, type PlanTrainingOptions, type Resolved } from './index';
 
 /** One evaluated layout. */
 export interface LayoutCandidate {
@@ -16,65 +34,209 @@ export interface LayoutCandidate {
   pp: number;
   /** Data parallel size. */
   dp: number;
-  /** Micro-batches per rank per step (global batch / dp). */
+  /** Micro-batches per rank per step (global batch in samples / samples per pack / dp). */
   accum: number;
-  /** Mean samples per micro-batch. */
+  /** Mean samples per micro-batch asked for. */
   samplesPerPack: number;
+  /** Samples per step over all ranks (the same for every candidate), nominal. */
+  globalBatchSamples: number;
   /** Predicted step time of the full plan, ms (absent when it does not fit). */
   stepMs?: number;
   /** Predicted GPU-hours per epoch (absent when it does not fit). */
   gpuHours?: number;
-  /** Why the layout was not planned. */
+  /** Steps in the epoch (absent when it does not fit). */
+  steps?: number;
+  /** Predicted LLM tokens per second (absent when it does not fit). */
+  tokensPerS?: number;
+  /** Predicted model FLOPs utilisation (absent when it does not fit). */
+  mfu?: number;
+  /** Why the layout was not planned (memory figures in GiB). */
   error?: string;
 }
 
 /** Options of {@link searchLayouts}. */
-export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster' | 'accum'> {
+export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster' | 'accum' | 'globalBatch' | 'ablation' | 'inputs'> {
   /** GPUs; default 64. */
   gpus?: number;
-  /** Micro-batches per step over all ranks, kept fixed across layouts; default 256. */
-  globalBatch?: number;
+  /** Samples per step over all ranks, kept fixed across layouts; default 1,152 (32 x 8 x 4.5). */
+  globalBatchSamples?: number;
   /** Tensor parallel sizes to try; default 1, 2, 4, 8. */
   tps?: number[];
   /** Pipeline sizes to try; default 1, 2, 4, 8, 16. */
   pps?: number[];
   /** Micro-batch sizes (mean samples per pack) to try; default the one planned (4.5). */
   samplesPerPacks?: number[];
+  /** `(done, total)` after each data plan and each candidate. */
+  onProgress?: ProgressCallback;
+  /** Plan every candidate from scratch with `planTraining` (slow; the same result). */
+  exhaustive?: boolean;
+}
+
+/** Memory figures in an error message in GiB rather than raw bytes. */
+function inGiB(message: string): string {
+  return message.replace(/(\d{7,}) bytes(?: \(([\d.]+) GiB\))?/g, (_, n: string) => `${(Number(n) / 2 ** 30).toFixed(1)} GiB`);
 }
 
 /**
- * Plans every layout `tp x pp x dp = gpus` with `dp` dividing the global batch (and each
- * micro-batch size asked for), and ranks them
- * by predicted GPU-hours per epoch (fastest first; layouts that do not fit last, with why).
- *
- * @param options - GPU count, global batch, the tp/pp/samples-per-pack values to try, and the planTraining options; all optional
- * @returns every layout, ranked by predicted GPU-hours per epoch
+ * The balanced plan of `base` (planned with `dp = M`, `accum = 1`: one micro-batch per rank) re-dealt
+ * to `dp` ranks of `accum` micro-batches each (`dp * accum = M`), exactly as the planner deals a
+ * step: micro-batches by (vision, text cost) descending, in snake order over the ranks. Only the
+ * steps listed in `only` are dealt (default all); the others keep `base`'s order, which changes no
+ * figure but the dealing within those steps.
  */
-export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidate[] {
-  const gpus = options.gpus ?? DEFAULT_RUN.cluster.gpus;
-  const globalBatch = options.globalBatch ?? DEFAULT_RUN.accum * DEFAULT_RUN.cluster.dp;
-  const samples: Samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
-  const out: LayoutCandidate[] = [];
-  for (const tp of options.tps ?? [1, 2, 4, 8]) {
-    for (const pp of options.pps ?? [1, 2, 4, 8, 16]) {
-      if (gpus % (tp * pp) !== 0) continue;
-      const dp = gpus / (tp * pp);
-      if (globalBatch % dp !== 0) continue;
-      const accum = globalBatch / dp;
-      for (const samplesPerPack of options.samplesPerPacks ?? [options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack]) {
-        const c: LayoutCandidate = { tp, pp, dp, accum, samplesPerPack };
-        try {
-          const plan = planTraining({ ...options, samples, samplesPerPack, cluster: { gpus, tp, pp, dp }, accum, globalBatch: undefined, simulatedSteps: options.simulatedSteps ?? 4, ablation: false });
-          const full = plan.ablation[plan.ablation.length - 1];
-          c.stepMs = full.stepMs;
-          c.gpuHours = full.gpuHours;
-        } catch (error) {
-          c.error = (error as Error).message;
-        }
-        out.push(c);
+export function redealPlan(base: BatchPlan, samples: Samples, weights: Float64Array, dp: number, accum: number, only?: number[]): BatchPlan {
+  const m = base.dp * base.accum;
+  if (base.accum !== 1 || dp * accum !== m || base.padding.some((x) => x !== 0)) {
+    throw new Error('internal: re-dealing needs a one-micro-batch-per-rank plan of dp x accum ranks, without a tail');
+  }
+  if (dp === base.dp) return base;
+  const steps = base.steps;
+  const out = base.samples.slice();
+  const mbOffsets = base.microBatchOffsets.slice();
+  const rankOffsets = Uint32Array.from({ length: steps * dp + 1 }, (_, i) => i * accum);
+  const vision = new Float64Array(m);
+  const cost = new Float64Array(m);
+  const order = Array.from({ length: m }, (_, j) => j);
+  const byRank = Array.from({ length: dp }, () => [] as number[]);
+  for (const s of only ?? Array.from({ length: steps }, (_, i) => i)) {
+    const first = s * m;
+    for (let j = 0; j < m; j++) {
+      let v = 0;
+      let c = 0;
+      for (let q = base.microBatchOffsets[first + j]; q < base.microBatchOffsets[first + j + 1]; q++) {
+        v += samples.vision[base.samples[q]];
+        c += weights[base.samples[q]];
+      }
+      vision[j] = v;
+      cost[j] = c;
+      order[j] = j;
+    }
+    order.sort((a, b) => vision[b] - vision[a] || cost[b] - cost[a] || a - b);
+    for (const r of byRank) r.length = 0;
+    order.forEach((mb, j) => byRank[Math.floor(j / dp) % 2 === 0 ? j % dp : dp - 1 - (j % dp)].push(mb));
+    let w = base.microBatchOffsets[first];
+    let k = first;
+    for (const mbs of byRank) {
+      for (const j of mbs) {
+        const from = base.microBatchOffsets[first + j];
+        const to = base.microBatchOffsets[first + j + 1];
+        out.set(base.samples.subarray(from, to), w);
+        w += to - from;
+        mbOffsets[++k] = w;
       }
     }
   }
+  return { ...base, dp, accum, samples: out, microBatchOffsets: mbOffsets, rankOffsets };
+}
+
+/** The steps the simulator reads (evenly spread over the epoch; as `simulateConfig` picks them). */
+function simulatedStepIndices(steps: number, simulated: number): number[] {
+  const count = Math.min(simulated, steps);
+  return Array.from({ length: count }, (_, j) => Math.floor((j * steps) / count));
+}
+
+/**
+ * Plans every layout `tp x pp x dp = gpus` and micro-batch size whose micro-batches per step
+ * (`globalBatchSamples / samplesPerPack`) divide by `dp`, and ranks them by predicted GPU-hours
+ * per epoch (fastest first; layouts that do not fit last, with why). Predictions of the cost
+ * model and simulator.
+ */
+export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidate[] {
+  const gpus = integerBetween('gpus', options.gpus ?? DEFAULT_RUN.cluster.gpus, 1, 1 << 20);
+  const perPack = options.samplesPerPacks ?? [options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack];
+  const globalBatchSamples = options.globalBatchSamples ?? DEFAULT_RUN.accum * DEFAULT_RUN.cluster.dp * DEFAULT_RUN.samplesPerPack;
+  if (!Number.isFinite(globalBatchSamples) || globalBatchSamples <= 0) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `globalBatchSamples must be a number > 0, got ${globalBatchSamples}`);
+  }
+  const perStep = perPack.map((b) => {
+    if (typeof b !== 'number' || !Number.isFinite(b) || b < 1) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `samplesPerPack must be a number >= 1, got ${b}`);
+    const m = Math.round(globalBatchSamples / b);
+    if (m < 1 || Math.abs(m * b - globalBatchSamples) > 1e-6 * globalBatchSamples) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the global batch (${globalBatchSamples} samples) is not a whole number of micro-batches of ${b} samples`);
+    }
+    return m;
+  });
+  const run = checkRunOptions(options, undefined, undefined);
+  const samples: Samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
+  const seed = options.seed ?? 0;
+  const epoch = options.epoch ?? 0;
+  const layouts: { tp: number; pp: number; dp: number }[] = [];
+  for (const tp of options.tps ?? [1, 2, 4, 8]) {
+    for (const pp of options.pps ?? [1, 2, 4, 8, 16]) {
+      integerBetween('tp', tp, 1, 1 << 20);
+      integerBetween('pp', pp, 1, 1 << 20);
+      if (gpus % (tp * pp) === 0) layouts.push({ tp, pp, dp: gpus / (tp * pp) });
+    }
+  }
+  const jobs = perPack.flatMap((b, i) => layouts.filter((l) => perStep[i] % l.dp === 0).map((l) => ({ ...l, b, m: perStep[i], accum: perStep[i] / l.dp })));
+  const total = jobs.length + (options.exhaustive ? 0 : perPack.length);
+  let done = 0;
+  const tick = () => {
+    done += 1;
+    options.onProgress?.(done, total);
+  };
+  const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
+  const gpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
+  const models = new Map<string, ReturnType<typeof prepareModel>>();
+  const model = (c: Cluster) => {
+    const key = `${c.tp},${c.dp}`;
+    let m = models.get(key);
+    if (!m) models.set(key, (m = prepareModel(spec, gpu, c, options.calibration)));
+    return m;
+  };
+  const bases = new Map<number, BatchPlan | Error>();
+  let weights: Float64Array | undefined;
+  const out: LayoutCandidate[] = [];
+  for (const job of jobs) {
+    const c: LayoutCandidate = { tp: job.tp, pp: job.pp, dp: job.dp, accum: job.accum, samplesPerPack: job.b, globalBatchSamples };
+    const cluster = { gpus, tp: job.tp, pp: job.pp, dp: job.dp };
+    try {
+      if (options.exhaustive) {
+        const plan = planTraining({ ...options, samples, samplesPerPack: job.b, cluster, accum: job.accum, ablation: false, inputs: undefined });
+        const full = plan.ablation[plan.ablation.length - 1];
+        Object.assign(c, { stepMs: full.stepMs, gpuHours: full.gpuHours, steps: full.steps, tokensPerS: plan.figures.tokensPerS, mfu: plan.figures.mfu });
+      } else {
+        if (run.schedule === 'interleaved' && job.accum % job.pp !== 0) {
+          throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the interleaved schedule needs accum (${job.accum}) to be a multiple of pp (${job.pp})`);
+        }
+        const prepared = model(cluster);
+        let base = bases.get(job.b);
+        if (base === undefined) {
+          try {
+            base = planBatches(samples, { dp: job.m, accum: 1, samplesPerPack: job.b, seed, epoch, costA: 1, costB: prepared.costB, tail: 'drop' });
+          } catch (error) {
+            base = error as Error;
+          }
+          bases.set(job.b, base);
+          tick();
+        }
+        if (base instanceof Error) throw base;
+        weights ??= costWeights({ a: 1, b: prepared.costB }, samples.text);
+        const plan = redealPlan(base, samples, weights, job.dp, job.accum, simulatedStepIndices(base.steps, run.simulatedSteps));
+        const meanLoad = meanMicroBatchLoad(base, samples);
+        const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: job.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration };
+        const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad }, samples, resolved, prepared.coef, undefined);
+        const figures = runFigures({
+          stepMs: sim.row.stepMs,
+          steps: plan.steps,
+          microBatches: plan.microBatchOffsets.length - 1,
+          samples: plan.samples.length,
+          meanLoad,
+          flops: prepared.flops,
+          gpus,
+          peakFlops: gpu.peakFlops,
+          epochs: 1,
+        });
+        Object.assign(c, { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, steps: plan.steps, tokensPerS: figures.tokensPerS, mfu: figures.mfu });
+      }
+    } catch (error) {
+      c.error = inGiB((error as Error).message);
+    }
+    out.push(c);
+    tick();
+  }
+  // Data plans that were never needed (no layout for that micro-batch size) still count.
+  while (done < total) tick();
   out.sort((a, b) => (a.gpuHours ?? Infinity) - (b.gpuHours ?? Infinity) || a.tp - b.tp || a.pp - b.pp || a.samplesPerPack - b.samplesPerPack);
   return out;
 }

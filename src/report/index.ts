@@ -1,88 +1,129 @@
 /**
- * A self-contained HTML report of a training plan: inline SVG charts, no scripts, no network.
+ * A self-contained HTML report of a training plan (inline SVG charts, no scripts, no network),
+ * meant to be pasted into a design doc: the layout and batch, the run-level figures, the data
+ * plan, the per-stage table, the ablation, the pipeline timelines, and the per-rank loads.
+ * Readable in light and dark mode (`prefers-color-scheme`). Every figure is a prediction.
  *
  * @module
  */
-import type { Timeline, TrainingPlan } from '../plan/index';
+import type { TrainingPlan } from '../plan/index';
+import { paperAblation } from '../plan/paper';
+import { ablationChart, ganttChart, imbalance, rankLoadChart, sharedRange, stageMemoryChart, stageTimeChart } from './charts';
+import { esc } from './svg';
 
-const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+const GIB = 2 ** 30;
+const n0 = (x: number) => x.toLocaleString('en-US', { maximumFractionDigits: 0 });
+const n1 = (x: number) => x.toLocaleString('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 
-function gantt(t: Timeline, pp: number, width: number, endMs: number): string {
-  const row = 18;
-  const left = 60;
-  const h = pp * row + 30;
-  const x = (ms: number) => left + (ms / endMs) * (width - left - 10);
-  const rects = t.events
-    .map((e) => `<rect x="${x(e.startMs).toFixed(1)}" y="${e.stage * row + 4}" width="${Math.max(x(e.endMs) - x(e.startMs), 0.5).toFixed(1)}" height="${row - 4}" fill="${e.backward ? '#e8833a' : '#3a7be8'}"><title>${e.backward ? 'backward' : 'forward'} mb ${e.microBatch}, ${e.startMs.toFixed(0)}-${e.endMs.toFixed(0)} ms</title></rect>`)
-    .join('');
-  const labels = Array.from({ length: pp }, (_, s) => `<text x="4" y="${s * row + row}" font-size="11">stage ${s}</text>`).join('');
-  return `<svg class="chart gantt" width="${width}" height="${h}" viewBox="0 0 ${width} ${h}" role="img"><title>${esc(t.name)}</title>${labels}${rects}<text x="${left}" y="${h - 6}" font-size="11">0 ms</text><text x="${width - 80}" y="${h - 6}" font-size="11">${endMs.toFixed(0)} ms</text><line x1="${x(t.stepMs)}" x2="${x(t.stepMs)}" y1="0" y2="${pp * row + 4}" stroke="#333" stroke-dasharray="3,3"/></svg>`;
+const STYLE = `
+:root{color-scheme:light dark;--bg:#fff;--fg:#1d2330;--muted:#5b6475;--line:#d5d9e0;--grid:#eceef2;--card:#f5f7fa;
+--fwd:#2f6fdb;--bwd:#e07b28;--time:#2f6fdb;--static:#7b61c9;--act:#2a9d8f;--other:#a0a8b5;--limit:#d03131;--paper:#9aa3b1;--dot:#2f6fdb;--spread:#9fb8e8}
+@media (prefers-color-scheme:dark){:root{--bg:#15181e;--fg:#e6e9ef;--muted:#a3abb9;--line:#3a404c;--grid:#262b34;--card:#1e232b;
+--fwd:#5b93f0;--bwd:#f0994d;--time:#5b93f0;--static:#a08ae6;--act:#3cc2b2;--other:#6d7584;--limit:#ff6b6b;--paper:#6d7584;--dot:#6ea2f5;--spread:#3d5684}}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:24px 28px;background:var(--bg);color:var(--fg);max-width:1120px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}h3{font-size:14px;margin:14px 0 4px}
+.sub{color:var(--muted);margin:0 0 12px}.note{color:var(--muted);font-size:12.5px;margin:4px 0 8px}
+.badge{display:inline-block;background:var(--limit);color:#fff;border-radius:4px;padding:1px 7px;font-size:12px;font-weight:600;vertical-align:middle}
+.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:10px;margin:12px 0}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px 12px}.card b{display:block;font-size:19px}.card span{color:var(--muted);font-size:12px}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums;margin:6px 0}td,th{border:1px solid var(--line);padding:3px 8px;text-align:right}th{background:var(--card)}td:first-child,th:first-child{text-align:left}td.names{text-align:left;white-space:nowrap}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:8px 16px}
+svg.chart{display:block;max-width:100%;height:auto}
+svg text{fill:var(--fg);font:11px system-ui,sans-serif}svg .tick{fill:var(--muted)}svg .axis-label{fill:var(--muted);font-size:11.5px}svg .chart-title{font-weight:600;font-size:12.5px}
+svg .note-text{fill:var(--muted)}svg .value{font-size:10.5px}svg .legend{font-size:11.5px}
+svg .grid{stroke:var(--grid)}svg .axis{stroke:var(--muted)}
+svg .fwd{fill:var(--fwd)}svg .bwd{fill:var(--bwd)}svg .time{fill:var(--time)}svg .static{fill:var(--static)}svg .act{fill:var(--act)}svg .other{fill:var(--other)}svg .paper{fill:var(--paper)}
+svg .limit{stroke:var(--limit);stroke-width:2;stroke-dasharray:6 4;fill:var(--limit)}svg line.limit{fill:none}
+svg .dot{fill:var(--dot)}svg .spread{stroke:var(--spread);stroke-width:5;stroke-linecap:round}
+@media (max-width:900px){.grid2{grid-template-columns:1fr}.cards{grid-template-columns:repeat(2,1fr)}}
+`;
+
+function card(value: string, label: string): string {
+  return `<div class="card"><b>${esc(value)}</b><span>${esc(label)}</span></div>`;
 }
 
-function rankLoads(title: string, steps: number[][], width: number): string {
-  const h = 160;
-  const left = 50;
-  const max = Math.max(1, ...steps.flat());
-  const dx = (width - left - 10) / Math.max(steps.length, 1);
-  const dots = steps
-    .flatMap((ranks, i) => ranks.map((v, r) => `<circle cx="${(left + dx * (i + 0.5) + (r - ranks.length / 2) * 1.5).toFixed(1)}" cy="${(h - 20 - (v / max) * (h - 40)).toFixed(1)}" r="2.5" fill="#3a7be8"><title>step ${i}, rank ${r}: ${v.toFixed(0)} tokens</title></circle>`))
+/** Renders the report; `memoryLimitBytes` is the GPU memory the stages are drawn against (default the plan's). */
+export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): string {
+  const c = plan.cluster;
+  const f = plan.figures;
+  const d = plan.detail;
+  const stages = plan.stages.stages;
+  const limit = memoryLimitBytes ?? plan.memoryBytes;
+  const full = plan.ablation[plan.ablation.length - 1];
+  const paper = paperAblation(plan.model);
+  const schedule = plan.replay.schedule === '1f1b' ? '1F1B' : plan.replay.schedule === 'gpipe' ? 'GPipe' : `interleaved 1F1B (${plan.replay.virtualStages} chunks per device)`;
+  const header = `<h1>omnibal plan: ${esc(plan.model)} on ${c.gpus} x ${esc(plan.gpu)} <span class="badge">PREDICTION</span></h1>
+<p class="sub">tp ${c.tp} · pp ${c.pp} · dp ${c.dp} · ${esc(schedule)} · ${plan.accum} micro-batches per rank per step (gradient accumulation) · global batch ${n0(f.samplesPerStep)} samples / ${n0(f.tokensPerStep)} tokens per step · ${n0(plan.steps)} steps per epoch · ${n0(plan.samples)} samples</p>`;
+  const cards = `<div class="cards">${[
+    card(`${n1(full.stepMs / 1000)} s`, 'step time (mean of the simulated steps)'),
+    card(`${n1(f.hours)} h`, `time for ${f.epochs} epoch${f.epochs === 1 ? '' : 's'} (${n1(f.gpuHours / 24)} GPU-days)`),
+    card(Number.isNaN(full.speedup) ? '-' : `${full.speedup.toFixed(2)}x`, 'speed-up over the baseline'),
+    card(`${(f.mfu * 100).toFixed(1)}%`, 'MFU (model FLOPs / GPUs x peak)'),
+    card(n0(f.tokensPerS), 'tokens/s (whole cluster)'),
+    card(n1(f.samplesPerS), 'samples/s (whole cluster)'),
+    card(n1(f.tflopsPerGpu), 'model TFLOP/s per GPU'),
+    card(`${(full.bubbleFraction * 100).toFixed(0)}%`, 'pipeline bubble'),
+  ].join('')}</div>
+<p class="note">All figures are <strong>predictions</strong>, not measurements: ${plan.assumptions.map(esc).join('; ')}; ${esc(f.assumption)}.</p>`;
+  const dataRows = (
+    [
+      ['balanced packs (this plan)', plan.data.balanced],
+      ['random batches (baseline)', plan.data.random],
+    ] as const
+  )
+    .map(([name, m]) => `<tr><td>${name}</td><td>${m.samplesPerPack.toFixed(2)}</td><td>${m.padRatio.toFixed(3)}</td><td>${m.visionDist.toFixed(4)}</td><td>${m.textDist.toFixed(4)}</td><td>${m.costDist.toFixed(4)}</td></tr>`)
     .join('');
-  return `<svg class="chart loads" width="${width}" height="${h}" viewBox="0 0 ${width} ${h}" role="img"><title>${esc(title)}</title><text x="4" y="14" font-size="11">${esc(title)}</text><line x1="${left}" x2="${width - 10}" y1="${h - 20}" y2="${h - 20}" stroke="#999"/><text x="4" y="${h - 22}" font-size="10">0</text><text x="4" y="24" font-size="10">${max.toFixed(0)}</text>${dots}</svg>`;
-}
-
-function stageBars(plan: TrainingPlan, limitBytes: number, width: number): string {
-  const st = plan.stages.stages;
-  const h = 200;
-  const left = 40;
-  const bw = (width - left - 10) / st.length;
-  const maxT = Math.max(...st.map((s) => s.timeMs));
-  const maxM = Math.max(limitBytes, ...st.map((s) => s.memoryBytes));
-  const bars = st
+  const data = `<h2>Data plan</h2><table id="data"><tr><th>batches</th><th>samples / micro-batch</th><th>pad ratio</th><th>vision dist</th><th>text dist</th><th>text-cost dist</th></tr>${dataRows}</table>
+<p class="note">dist: the paper's dist ratio, mean over steps of (max - min) / max of the ranks' loads; 0 is perfect balance.</p>`;
+  const mem = d.stageMemory;
+  const stageRows = stages
     .map((s, i) => {
-      const th = (s.timeMs / maxT) * 70;
-      const mh = (s.memoryBytes / maxM) * 70;
-      const x0 = left + i * bw + 4;
-      return `<rect x="${x0}" y="${90 - th}" width="${bw - 8}" height="${th}" fill="#3a7be8"><title>stage ${i}: ${s.timeMs.toFixed(0)} ms per micro-batch</title></rect><rect x="${x0}" y="${190 - mh}" width="${bw - 8}" height="${mh}" fill="#6bb36b"><title>stage ${i}: ${(s.memoryBytes / 2 ** 30).toFixed(1)} GiB</title></rect><text x="${x0}" y="${104}" font-size="10">s${i}</text>`;
+      const m = mem[i];
+      const names = s.layerNames.length ? `${esc(s.layerNames[0])} .. ${esc(s.layerNames[s.layerNames.length - 1])}` : '';
+      const parts = m ? `<td>${(m.staticBytes / GIB).toFixed(1)}</td><td>${(m.activationBytes / GIB).toFixed(1)}</td><td>${(m.otherBytes / GIB).toFixed(1)}</td>` : '<td></td><td></td><td></td>';
+      return `<tr><td>${i}</td><td>${s.firstLayer}-${s.lastLayer}</td><td class="names">${names}</td><td>${s.recomputeLayers.length} of ${s.lastLayer - s.firstLayer + 1}</td><td>${s.timeMs.toFixed(0)}</td>${parts}<td><b>${(s.memoryBytes / GIB).toFixed(1)}</b></td><td>${((s.memoryBytes / limit) * 100).toFixed(0)}%</td></tr>`;
     })
     .join('');
-  const limitY = 190 - (limitBytes / maxM) * 70;
-  return `<svg class="chart stages" width="${width}" height="${h}" viewBox="0 0 ${width} ${h}" role="img"><title>per-stage time and memory</title><text x="4" y="14" font-size="11">time / micro-batch</text><text x="4" y="124" font-size="11">memory (line: GPU limit)</text>${bars}<line x1="${left}" x2="${width - 10}" y1="${limitY}" y2="${limitY}" stroke="#c33" stroke-dasharray="4,3"/></svg>`;
-}
-
-/**
- * Renders the report.
- *
- * @param plan - a plan from `planTraining`
- * @param memoryLimitBytes - the GPU memory line in the memory chart (default the largest stage's memory)
- * @returns one self-contained HTML document
- */
-export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): string {
-  const width = 900;
-  const timelines = plan.detail.timelines;
-  const end = Math.max(...timelines.map((t) => t.stepMs));
-  const limit = memoryLimitBytes ?? Math.max(...plan.stages.stages.map((s) => s.memoryBytes));
-  const rows = plan.ablation
+  const stageTable = `<h2>Stages</h2><table id="stages"><tr><th>stage</th><th>layers</th><th>first .. last layer</th><th>recomputed layers</th><th>ms / micro-batch</th><th>static GiB</th><th>activations GiB</th><th>other GiB</th><th>memory GiB</th><th>of ${(limit / GIB).toFixed(1)} GiB</th></tr>${stageRows}</table>
+<div class="grid2">${stageTimeChart(stages, 540)}${stageMemoryChart(stages, mem, limit, 540)}</div>`;
+  const ablationRows = plan.ablation
     .map((r) =>
       r.error
-        ? `<tr><td>${esc(r.name)}</td><td colspan="4">does not fit: ${esc(r.error)}</td></tr>`
-        : `<tr><td>${esc(r.name)}</td><td>${(r.stepMs / 1000).toFixed(1)}</td><td>${(r.gpuHours / 24).toFixed(1)}</td><td>${Number.isNaN(r.speedup) ? '-' : `${r.speedup.toFixed(2)}x`}</td><td>${(r.bubbleFraction * 100).toFixed(0)}%</td></tr>`,
+        ? `<tr><td>${esc(r.name)}</td><td>${r.steps}</td><td colspan="4">does not fit: ${esc(r.error)}</td></tr>`
+        : `<tr><td>${esc(r.name)}</td><td>${r.steps}</td><td>${(r.stepMs / 1000).toFixed(1)}</td><td>${(r.gpuHours / 24).toFixed(1)}</td><td>${Number.isNaN(r.speedup) ? '-' : `${r.speedup.toFixed(2)}x`}</td><td>${(r.bubbleFraction * 100).toFixed(0)}%</td></tr>`,
     )
     .join('');
+  const ablation = `<h2>Ablation (one epoch each)</h2>${ablationChart(plan.ablation, paper, 1060)}
+<table id="ablation"><tr><th>configuration</th><th>steps</th><th>step s</th><th>GPU-days</th><th>speed-up</th><th>bubble</th></tr>${ablationRows}</table>
+<p class="note">${
+    paper
+      ? "The paper's bars are measured GPU-days of the whole InternVL-1.5 SFT run (InternViT-6B + InternLM2-20B, Table 2) on its own, unstated layout; compare the speed-ups, not the days."
+      : `The paper measured its ablation (Table 2) for InternViT-6B + InternLM2-20B only, so no paper figures are shown for ${esc(plan.model)}.`
+  } Random batches and balanced packs hold different numbers of micro-batches, so the rows run different numbers of steps.</p>`;
+  const end = Math.max(...d.timelines.map((t) => t.stepMs));
+  const timelines = `<h2>Pipeline timeline of the slowest rank (one simulated step)</h2>
+<p class="note">Each timeline is the <em>first</em> of the ${plan.replay.simulatedSteps} simulated steps, so its step time differs from the tables' mean over all of them. Both timelines share one time axis.</p>
+${d.timelines.map((t) => `<h3>${esc(t.name)}: this step ${n1(t.stepMs / 1000)} s</h3>${ganttChart(t, c.pp, 1060, end)}`).join('\n')}`;
+  const tiles = sharedRange(d.balancedRankTiles, d.randomRankTiles);
+  const tokens = sharedRange(d.balancedRankTokens, d.randomRankTokens);
+  const hasRandom = d.randomRankTokens.length > 0;
+  const loads = `<h2>Per-rank load in each simulated step</h2>
+<p class="note">One dot per data-parallel rank; vision (image tiles, the ViT's work) and text (LLM tokens, padding included for random batches) each on one scale for both configurations, not from 0, so the spread is visible. Imbalance: mean over steps of the busiest rank's load over the mean rank's, minus 1${hasRandom ? `: vision ${(imbalance(d.randomRankTiles) * 100).toFixed(1)}% -> ${(imbalance(d.balancedRankTiles) * 100).toFixed(1)}%, text ${(imbalance(d.randomRankTokens) * 100).toFixed(1)}% -> ${(imbalance(d.balancedRankTokens) * 100).toFixed(1)}%` : ''}.</p>
+<div class="grid2">${hasRandom ? rankLoadChart('vision, random batches', d.randomRankTiles, 'image tiles', tiles, 540) : ''}${rankLoadChart('vision, balanced packs', d.balancedRankTiles, 'image tiles', tiles, 540)}${
+    hasRandom ? rankLoadChart('text, random batches', d.randomRankTokens, 'LLM tokens', tokens, 540) : ''
+  }${rankLoadChart('text, balanced packs', d.balancedRankTokens, 'LLM tokens', tokens, 540)}</div>`;
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>omnibal plan: ${esc(plan.model)}</title>
-<style>body{font:14px system-ui,sans-serif;margin:24px;max-width:960px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}.note{color:#555}</style></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta name="color-scheme" content="light dark">
+<title>omnibal plan: ${esc(plan.model)} on ${c.gpus} x ${esc(plan.gpu)}, tp ${c.tp} pp ${c.pp} dp ${c.dp}</title>
+<style>${STYLE}</style></head>
 <body>
-<h1>omnibal plan: ${esc(plan.model)} on ${plan.cluster.gpus} x ${esc(plan.gpu)}</h1>
-<p class="note">All figures are <strong>predictions</strong> of the omnibal cost model and pipeline simulator: ${plan.assumptions.map(esc).join('; ')}.</p>
-<h2>Ablation (one epoch)</h2>
-<table id="ablation"><tr><th>configuration</th><th>step s</th><th>GPU-days</th><th>speed-up</th><th>bubble</th></tr>${rows}</table>
-<h2>Pipeline timeline of the slowest rank</h2>
-${timelines.map((t) => `<h3>${esc(t.name)}: ${(t.stepMs / 1000).toFixed(1)} s</h3>${gantt(t, plan.cluster.pp, width, end)}`).join('\n')}
-<h2>Per-rank load per simulated step (LLM tokens)</h2>
-${plan.detail.randomRankTokens.length ? rankLoads('random batches', plan.detail.randomRankTokens, width) : ''}
-${rankLoads('balanced batches', plan.detail.balancedRankTokens, width)}
-<h2>Per-stage time and memory</h2>
-${stageBars(plan, limit, width)}
+${header}
+${cards}
+${stageTable}
+${ablation}
+${timelines}
+${loads}
+${data}
 </body></html>
 `;
 }

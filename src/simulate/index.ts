@@ -5,6 +5,8 @@
  * @module
  */
 import { activeBackend } from '../binding';
+import { invalidType, outOfRange, unknownOption } from '../errors';
+import { describeValue, expectNumber, integerBetween, numberAtLeast } from '../validate';
 
 /** One step to simulate (struct of arrays). */
 export interface StepInput {
@@ -70,14 +72,45 @@ export interface StepEvents {
   endMs: Float64Array;
 }
 
+const SCHEDULES = ['gpipe', '1f1b', 'interleaved'] as const;
+
+/**
+ * Checks a step before either backend sees it, so both answer bad input with the same coded
+ * error: counts are integers in range, every array a `Float64Array` of the right length holding
+ * finite values >= 0, the bandwidth finite and >= 0.
+ */
+function checkStep(input: StepInput): void {
+  if (typeof input !== 'object' || input === null) throw invalidType('input', `must be an object, got ${describeValue(input)}`);
+  for (const k of ['dp', 'pp', 'microBatches', 'allreduceBytesPerS'] as const) expectNumber(k, input[k]);
+  const dp = integerBetween('dp', input.dp, 1, 1 << 20);
+  const pp = integerBetween('pp', input.pp, 1, 1 << 12);
+  const m = integerBetween('microBatches', input.microBatches, 1, 1 << 20);
+  if (input.virtualStages !== undefined) {
+    expectNumber('virtualStages', input.virtualStages);
+    integerBetween('virtualStages', input.virtualStages, 1, 64);
+  }
+  if (typeof input.schedule !== 'string' || !(SCHEDULES as readonly string[]).includes(input.schedule)) throw unknownOption('schedule', String(input.schedule), SCHEDULES);
+  numberAtLeast('allreduceBytesPerS', input.allreduceBytesPerS, 0);
+  const lengths = { forwardMs: dp * m * pp, backwardMs: dp * m * pp, transferMs: pp - 1, gradBytes: pp, activationBytes: pp } as const;
+  for (const [k, n] of Object.entries(lengths) as [keyof typeof lengths, number][]) {
+    const a = input[k];
+    if (!(a instanceof Float64Array)) throw invalidType(k, `must be a Float64Array, got ${describeValue(a)}`);
+    if (a.length !== n) throw outOfRange(k, `must have ${n} entries, got ${a.length}`);
+    for (let i = 0; i < a.length; i++) {
+      if (!Number.isFinite(a[i]) || a[i] < 0) throw outOfRange(`${k}[${i}]`, `must be a finite number >= 0, got ${a[i]}`);
+    }
+  }
+}
+
 /**
  * Simulates one training step; `withEvents` returns the full timeline too.
  *
- * @param input - ranks x stages, micro-batches, forward/backward/transfer times, gradient all-reduce, schedule
- * @param withEvents - return every forward/backward/transfer event too (default false)
- * @returns the predicted step time, per-rank times, busy/idle time and bubble fraction, and the events when asked
+ * @throws `ERR_OMNIBAL_INVALID_TYPE` (not a `Float64Array`), `ERR_OMNIBAL_OUT_OF_RANGE` (a count,
+ *   length or value out of range: NaN, negative, infinite), `ERR_OMNIBAL_UNKNOWN_OPTION` (schedule),
+ *   the same from both backends.
  */
 export function simulateStep(input: StepInput, withEvents = false): StepResult {
+  checkStep(input);
   const r = activeBackend().simulateStep(input, withEvents);
   const out: StepResult = {
     stepMs: r.stepMs,

@@ -1,0 +1,56 @@
+// `npm run bench -- plan [--quick]`: CPU and wall time of the default plan (target <= 1.5 s) and of
+// the default layout search (target <= 10 s of CPU), and whether the fast search ranks the
+// layouts exactly as planning every layout from scratch does (on 200,000 samples; on the
+// default 1.2 million unless --quick).
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { formatTable } from '../src/cli/table';
+
+interface PlanCase {
+  what: string;
+  samples: number;
+  wallMs: number;
+  cpuMs: number;
+  summary: { ranking?: string[] };
+}
+
+function run(what: string, samples: number): PlanCase | string {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'plan-case.ts'), what, String(samples)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    env: { ...process.env, OMNIBAL_BACKEND: undefined },
+  });
+  if (r.status !== 0) return (r.stderr || `exit ${r.status}`).trim().split('\n')[0];
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as PlanCase;
+}
+
+/** Prints the plan and layout-search table. */
+export function benchPlan(quick: boolean): void {
+  console.log('omnibal bench: plan (InternVL-Chat-1.5, 64 x A100-80G; synthetic samples generated inside the timed case)');
+  console.log('layout search: tp 1-8 x pp 1-16, micro-batch 2.25 / 4.5 / 9 samples at a fixed 1,152 samples per step, 4 simulated steps each');
+  const rows: (string | number)[][] = [];
+  const results = new Map<string, PlanCase>();
+  const cases: [string, number, string][] = [
+    ['plan', 1_200_000, '<= 1.5 s'],
+    ['search', 1_200_000, '<= 10 s CPU'],
+    ['search', 200_000, ''],
+    ['search-exhaustive', 200_000, ''],
+    ...(quick ? [] : ([['search-exhaustive', 1_200_000, '']] as [string, number, string][])),
+  ];
+  for (const [what, samples, target] of cases) {
+    const r = run(what, samples);
+    if (typeof r === 'string') {
+      rows.push([what, samples.toLocaleString('en-US'), 'failed', '', '', r.slice(0, 60)]);
+      continue;
+    }
+    results.set(`${what}:${samples}`, r);
+    rows.push([what, samples.toLocaleString('en-US'), (r.cpuMs / 1000).toFixed(2), (r.wallMs / 1000).toFixed(2), target, '']);
+  }
+  const same = (n: number) => {
+    const a = results.get(`search:${n}`)?.summary.ranking;
+    const b = results.get(`search-exhaustive:${n}`)?.summary.ranking;
+    return a && b ? (JSON.stringify(a) === JSON.stringify(b) ? 'identical' : 'DIFFERENT') : 'not run';
+  };
+  console.log(formatTable(['case', 'samples', 'CPU s', 'wall s', 'target', 'note'], rows));
+  console.log(`fast vs exhaustive ranking: 200,000 samples ${same(200_000)}; 1,200,000 samples ${same(1_200_000)}`);
+}

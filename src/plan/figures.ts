@@ -1,0 +1,97 @@
+/**
+ * Run-level figures of a plan, the ones a training run is judged by: tokens and samples per
+ * second, model FLOPs utilisation, TFLOP/s per GPU, and the wall-clock time of N epochs. All
+ * are predictions: they follow from the cost model's step time.
+ *
+ * @module
+ */
+import type { MicroBatchLoadFigures } from '../data/load';
+
+/** Forward FLOPs of one micro-batch as a linear function of its load (the whole model, all layers). */
+export interface FlopsModel {
+  /** FLOPs of a micro-batch independent of its load. */
+  base: number;
+  /** FLOPs per image tile. */
+  perTile: number;
+  /** FLOPs per LLM token. */
+  perToken: number;
+  /** FLOPs per squared sample length (attention). */
+  perSq: number;
+}
+
+/** Run-level predictions of a plan (all PREDICTIONS of the cost model and simulator). */
+export interface RunFigures {
+  /** What these figures assume. */
+  assumption: string;
+  /** Predicted mean step time, ms. */
+  stepMs: number;
+  /** Samples per step (global batch in samples, mean over the epoch's steps). */
+  samplesPerStep: number;
+  /** LLM tokens per step (image tokens included; mean over the epoch's steps). */
+  tokensPerStep: number;
+  /** Image tiles per step (mean). */
+  tilesPerStep: number;
+  /** Predicted LLM tokens per second, whole cluster. */
+  tokensPerS: number;
+  /** Predicted samples per second, whole cluster. */
+  samplesPerS: number;
+  /** Model FLOPs of one step: 3 x forward FLOPs (forward + backward; recomputation not counted). */
+  modelFlopsPerStep: number;
+  /** Predicted model TFLOP/s per GPU. */
+  tflopsPerGpu: number;
+  /** Predicted model FLOPs utilisation: model FLOPs / (step time x GPUs x peak bf16 FLOP/s). */
+  mfu: number;
+  /** Epochs the time below is for. */
+  epochs: number;
+  /** Predicted wall-clock hours for `epochs` epochs. */
+  hours: number;
+  /** Predicted GPU-hours for `epochs` epochs. */
+  gpuHours: number;
+}
+
+/** What the figures need from a plan. */
+export interface RunFigureInputs {
+  /** Predicted mean step time, ms. */
+  stepMs: number;
+  /** Steps per epoch. */
+  steps: number;
+  /** Micro-batches in the epoch. */
+  microBatches: number;
+  /** Samples in the epoch's steps. */
+  samples: number;
+  /** Mean load of one micro-batch. */
+  meanLoad: MicroBatchLoadFigures;
+  /** FLOPs of a micro-batch by load. */
+  flops: FlopsModel;
+  /** GPUs in all. */
+  gpus: number;
+  /** Peak bf16 FLOP/s of one GPU. */
+  peakFlops: number;
+  /** Epochs; default 1. */
+  epochs: number;
+}
+
+/** Computes the run-level figures. */
+export function runFigures(i: RunFigureInputs): RunFigures {
+  const stepS = i.stepMs / 1000;
+  const perStep = i.microBatches / i.steps;
+  const l = i.meanLoad;
+  const forward = i.flops.base + i.flops.perTile * l.tiles + i.flops.perToken * l.tokens + i.flops.perSq * l.sumSqLen;
+  const modelFlopsPerStep = 3 * forward * perStep;
+  const hours = (i.epochs * i.steps * i.stepMs) / 3.6e6;
+  return {
+    assumption: 'predictions: step time from the cost model and simulator; model FLOPs = 3 x forward FLOPs of the packed samples (no padding, no recomputation); MFU against the GPU preset\'s dense bf16 peak',
+    stepMs: i.stepMs,
+    samplesPerStep: i.samples / i.steps,
+    tokensPerStep: l.tokens * perStep,
+    tilesPerStep: l.tiles * perStep,
+    tokensPerS: (l.tokens * perStep) / stepS,
+    samplesPerS: i.samples / i.steps / stepS,
+    modelFlopsPerStep,
+    tflopsPerGpu: modelFlopsPerStep / stepS / i.gpus / 1e12,
+    mfu: modelFlopsPerStep / stepS / (i.gpus * i.peakFlops),
+    epochs: i.epochs,
+    hours,
+    gpuHours: hours * i.gpus,
+  };
+}
