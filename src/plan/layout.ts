@@ -74,7 +74,9 @@ export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster'
 
 /** Memory figures in an error message in GiB rather than raw bytes. */
 function inGiB(message: string): string {
-  return message.replace(/(\d{7,}) bytes(?: \(([\d.]+) GiB\))?/g, (_, n: string) => `${(Number(n) / 2 ** 30).toFixed(1)} GiB`);
+  // Rounded up (a "least memory that fits" rounded to nearest could still not fit); the core's
+  // own GiB figure (already rounded up) is kept where it gives one.
+  return message.replace(/(\d{7,}) bytes(?: \(([\d.]+) GiB, rounded up\))?/g, (_, n: string, gib?: string) => `${gib ?? (Math.ceil((Number(n) / 2 ** 30) * 100) / 100).toFixed(2)} GiB`);
 }
 
 /**
