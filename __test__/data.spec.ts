@@ -201,6 +201,9 @@ test('bad input through the public API: coded errors, never a crash', (t) => {
     t.is(thrown(() => planBatches(s, { dp: 1, strategy, maxVision: 0, maxText: 1 })).code, 'ERR_OMNIBAL_CAP_TOO_SMALL');
   }
   t.is(thrown(() => searchIsfArguments(s, { samplesPerPack: 0.5 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  // Cost coefficients so large that a step's cost overflows (NaN metrics) are refused.
+  t.is(thrown(() => planBatches(s, { dp: 1, samplesPerPack: 4, costA: 1e308, costB: 1e308 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => planBatches(s, { dp: 1, samplesPerPack: 4, costB: 1e101 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
 });
 
 const haveReal = realFiles.every((f) => existsSync(f));
