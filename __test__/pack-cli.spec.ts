@@ -60,6 +60,14 @@ test('--model sets the step-time cost from its LLM; --cost-b overrides it', (t) 
   t.regex(table.stdout, /a prediction of the step time lost/);
 });
 
+test('--model names only a preset: inherited names such as __proto__ are unknown, not a crash', (t) => {
+  for (const name of ['__proto__', 'toString', 'constructor']) {
+    const r = omnibal(['pack', '--input', small, '--dp', '4', '--samples-per-pack', '4', '--model', name]);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, /^omnibal: unknown model .*\[ERR_OMNIBAL_UNKNOWN_PRESET\]\n$/);
+  }
+});
+
 test('--out writes the JSON to a file and the summary to stdout', (t) => {
   const out = path.join(dir, 'plan.json');
   const r = omnibal(['pack', '--input', small, '--dp', '2', '--max-vision', '12', '--max-text', '4096', '--strategy', 'isf', '--out', out]);
