@@ -196,7 +196,14 @@ test('bad input through the public API: coded errors, never a crash', (t) => {
   t.is(thrown(() => planBatches({ vision: s.vision, text: [1, 2] as never }, { dp: 1, samplesPerPack: 4 })).code, 'ERR_OMNIBAL_INVALID_TYPE');
   t.is(thrown(() => planBatches(s, { dp: 200, samplesPerPack: 4 })).code, 'ERR_OMNIBAL_TOO_FEW_SAMPLES');
   t.is(thrown(() => planBatches(s, { dp: 1, maxVision: 0, maxText: 1 })).code, 'ERR_OMNIBAL_CAP_TOO_SMALL');
+  // The padded baselines too: caps no sample fits are an error, not a silent batch of 1.
+  for (const strategy of ['random', 'length-grouped'] as const) {
+    t.is(thrown(() => planBatches(s, { dp: 1, strategy, maxVision: 0, maxText: 1 })).code, 'ERR_OMNIBAL_CAP_TOO_SMALL');
+  }
   t.is(thrown(() => searchIsfArguments(s, { samplesPerPack: 0.5 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  // Cost coefficients so large that a step's cost overflows (NaN metrics) are refused.
+  t.is(thrown(() => planBatches(s, { dp: 1, samplesPerPack: 4, costA: 1e308, costB: 1e308 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(thrown(() => planBatches(s, { dp: 1, samplesPerPack: 4, costB: 1e101 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
 });
 
 const haveReal = realFiles.every((f) => existsSync(f));

@@ -60,6 +60,26 @@ test('--model sets the step-time cost from its LLM; --cost-b overrides it', (t) 
   t.regex(table.stdout, /a prediction of the step time lost/);
 });
 
+test('a dropped tail of more than 1% of the samples is a warning (stderr and metrics)', (t) => {
+  const r = omnibal(['pack', '--synthetic', '2000', '--dp', '128', '--samples-per-pack', '4', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const plan = JSON.parse(r.stdout);
+  const tail = plan.dropped.filter((d: { reason: string }) => d.reason === 'tail').length;
+  t.true(tail > 20, `tail ${tail}`);
+  t.regex(r.stderr, new RegExp(`warning: balanced: ${tail} of 2000 samples .* dropped tail`));
+  t.is(plan.metrics.warnings.length, 1);
+  const kept = JSON.parse(omnibal(['pack', '--synthetic', '2000', '--dp', '128', '--samples-per-pack', '4', '--tail', 'pad', '--json']).stdout);
+  t.deepEqual(kept.metrics.warnings, []);
+});
+
+test('--model names only a preset: inherited names such as __proto__ are unknown, not a crash', (t) => {
+  for (const name of ['__proto__', 'toString', 'constructor']) {
+    const r = omnibal(['pack', '--input', small, '--dp', '4', '--samples-per-pack', '4', '--model', name]);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, /^omnibal: unknown model .*\[ERR_OMNIBAL_UNKNOWN_PRESET\]\n$/);
+  }
+});
+
 test('--out writes the JSON to a file and the summary to stdout', (t) => {
   const out = path.join(dir, 'plan.json');
   const r = omnibal(['pack', '--input', small, '--dp', '2', '--max-vision', '12', '--max-text', '4096', '--strategy', 'isf', '--out', out]);

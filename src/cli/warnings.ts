@@ -1,6 +1,7 @@
 /**
  * Warnings about a batch plan that the CLI prints on stderr and puts in the JSON metrics: a
- * plan that leaves out more than 1% of the samples for being over a cap, and an ISF plan whose
+ * plan that leaves out more than 1% of the samples for being over a cap or in the dropped tail
+ * (large `dp x accum`), and an ISF plan whose
  * searched caps missed the wanted samples per pack (the window `[B, B + 1]`).
  *
  * @module
@@ -16,14 +17,22 @@ export function planWarnings(plan: BatchPlan, metrics: BatchMetrics, total: numb
   const warnings: string[] = [];
   let vision = 0;
   let text = 0;
+  let tail = 0;
   for (const r of plan.droppedReason) {
     if (r === 1) vision++;
     else if (r === 2) text++;
+    else if (r === 3) tail++;
   }
   if (vision + text > OVER_CAP_WARN_SHARE * total) {
     const share = Math.floor((1000 * (vision + text)) / total + 0.5) / 10;
     warnings.push(
       `${plan.strategy}: ${vision + text} of ${total} samples (${share}%) are over a cap and left out (vision ${vision}, text ${text}); raise the caps or --samples-per-pack`,
+    );
+  }
+  if (tail > OVER_CAP_WARN_SHARE * total) {
+    const share = Math.floor((1000 * tail) / total + 0.5) / 10;
+    warnings.push(
+      `${plan.strategy}: ${tail} of ${total} samples (${share}%) are in the dropped tail (the last incomplete step); use --tail pad or keep-partial, or fewer ranks or micro-batches per step`,
     );
   }
   if (plan.strategy === 'isf' && samplesPerPack !== undefined) {

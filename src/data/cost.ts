@@ -25,6 +25,10 @@ export function textCost(a = 1, b = 0): TextCost {
   if (a === 0 && b === 0) {
     throw outOfRange('costA', 'and costB cannot both be 0');
   }
+  // Only ratios of costs matter; larger coefficients would overflow a step's cost to infinity.
+  for (const [name, v] of [['costA', a], ['costB', b]] as const) {
+    if (v > 1e100) throw outOfRange(name, 'must be at most 1e100 (only ratios of costs matter)');
+  }
   return { a, b };
 }
 

@@ -15,7 +15,7 @@ import { referenceIsfParams } from './isf';
 import { searchIsfArgumentsTwin } from './isf-search';
 import { parseTail, type BatchPlan, type Tail } from './plan';
 import { capsForTarget } from './caps';
-import { checkSamples, means, roundHalfUp, type Caps } from './samples';
+import { checkSamples, means, roundHalfUp, splitByCaps, type Caps } from './samples';
 import { checkStepSize } from './step-size';
 
 /** A batching strategy: `balanced` (the default), or a baseline to compare with. */
@@ -182,6 +182,8 @@ export function planBatchesTwin(vision: Uint32Array, text: Uint32Array, options:
       let b: number;
       if ('samplesPerPack' in o.size) b = o.size.samplesPerPack;
       else {
+        // Caps no sample fits are an error, as for the packed strategies (not batch 1).
+        splitByCaps(vision, text, o.size.caps);
         const [mv, mt] = means(vision, text);
         const byV = mv > 0 ? o.size.caps.maxVision / mv : Infinity;
         b = Math.max(Math.min(byV, o.size.caps.maxText / mt), 1);

@@ -44,7 +44,7 @@ export function gpuPresets(): string[] {
  */
 export function modelPreset(name: string): VlmSpec {
   const known = modelPresets();
-  const v = models!.vlms[name];
+  const v = Object.hasOwn(models!.vlms, name) ? models!.vlms[name] : undefined; // not __proto__ or toString
   if (!v) throw rangeError(ErrorCodes.UNKNOWN_PRESET, `unknown model ${JSON.stringify(name)}; known: ${known.join(', ')}`);
   const vit = models!.transformers[v.vit];
   const llm = models!.transformers[v.llm];
@@ -69,7 +69,7 @@ export function modelPreset(name: string): VlmSpec {
  */
 export function gpuPreset(name: string): GpuSpec {
   const known = gpuPresets();
-  const g = gpus![name];
+  const g = Object.hasOwn(gpus!, name) ? gpus![name] : undefined; // not __proto__ or toString
   if (!g) throw rangeError(ErrorCodes.UNKNOWN_PRESET, `unknown GPU ${JSON.stringify(name)}; known: ${known.join(', ')}`);
   return { ...g, efficiency: { ...g.efficiency } };
 }

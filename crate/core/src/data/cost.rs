@@ -28,6 +28,9 @@ impl Default for TextCost {
 /// Scale of the integer weights: the costliest sample weighs this much.
 pub const WEIGHT_SCALE: f64 = 1_048_576.0;
 
+/// Largest `a` or `b`: a micro-batch's cost (at most 2^64 squared tokens) stays finite.
+const MAX_COEFFICIENT: f64 = 1e100;
+
 impl TextCost {
     /// Checks the coefficients: finite, non-negative, not both zero.
     pub fn new(a: f64, b: f64) -> Result<Self, Error> {
@@ -35,6 +38,15 @@ impl TextCost {
         number_at_least("costB", b, 0.0)?;
         if a == 0.0 && b == 0.0 {
             return Err(Error::out_of_range("costA", "and costB cannot both be 0"));
+        }
+        // Only ratios of costs matter; larger coefficients would overflow a step's cost to infinity.
+        for (name, v) in [("costA", a), ("costB", b)] {
+            if v > MAX_COEFFICIENT {
+                return Err(Error::out_of_range(
+                    name,
+                    "must be at most 1e100 (only ratios of costs matter)",
+                ));
+            }
         }
         Ok(TextCost { a, b })
     }

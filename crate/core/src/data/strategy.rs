@@ -186,6 +186,8 @@ pub fn plan_batches(
             let b = match o.size {
                 Size::SamplesPerPack(b) => check_samples_per_pack(b)?,
                 Size::Caps(c) => {
+                    // Caps no sample fits are an error, as for the packed strategies (not batch 1).
+                    samples.split_by_caps(c)?;
                     let (mv, mt) = samples.means();
                     let by_v = if mv > 0.0 {
                         c.max_vision as f64 / mv
