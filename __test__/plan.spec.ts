@@ -290,6 +290,17 @@ test('plan --search-layout honours its flags: calibration, report, out, simulate
   t.regex(missing.stderr, /cannot read the calibration file \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
   t.is(omnibal([...base, '--simulated-steps', '0']).status, 2);
   t.is(omnibal([...base, '--virtual-stages', '2']).status, 2);
+  // The flags that set the held global batch are checked as the plain plan checks them.
+  for (const [flags, message] of [
+    [['--dp', '4'], /--tp x --pp x --dp \(1 x 4 x 4 = 16\) must equal the GPU count \(8\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
+    [['--global-batch', '33'], /the global batch \(33 micro-batches\) must divide by dp \(2\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
+    [['--accum', '1e9'], /--accum must be between 1 and 1048576, got 1000000000 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+    [['--samples-per-pack', '0.5'], /--samples-per-pack must be a number >= 1, got 0.5 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ] as [string[], RegExp][]) {
+    const bad = omnibal([...base, ...flags]);
+    t.is(bad.status, 2, flags.join(' '));
+    t.regex(bad.stderr, message, flags.join(' '));
+  }
   const report = path.join(dir, 'search.html');
   const out = path.join(dir, 'search.json');
   const r = omnibal([...base, '--simulated-steps', '2', '--report', report, '--out', out, '--json']);
