@@ -249,6 +249,17 @@ test('omnibal simulate validates edited plans: cluster arithmetic, layer ranges,
   const missing = omnibal(['simulate', '--plan', path.join(dir, 'no-such-plan.json')]);
   t.is(missing.status, 2);
   t.regex(missing.stderr, /cannot read the plan file \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
+  // Not a regular file: an error at once, never a hang (FIFO without a writer) or an endless read (/dev/zero).
+  const fifo = path.join(dir, 'plan.fifo');
+  spawnSync('mkfifo', [fifo]);
+  for (const [file, kind] of [[fifo, 'a FIFO'], ['/dev/zero', 'a device or socket'], [dir, 'a directory']]) {
+    const r = spawnSync(process.execPath, [cli, 'simulate', '--plan', file], { encoding: 'utf8', timeout: 20_000 });
+    t.is(r.status, 2, file);
+    t.regex(r.stderr, new RegExp(`the plan file is not a regular file \\(${kind}\\) \\[ERR_OMNIBAL_PARSE\\]`), file);
+    const c = spawnSync(process.execPath, [cli, 'plan', '--synthetic', '1000', '--calibration', file], { encoding: 'utf8', timeout: 20_000 });
+    t.is(c.status, 2, file);
+    t.regex(c.stderr, /the calibration file is not a regular file/, file);
+  }
 });
 
 test('plan --calibration predicts from measurements', (t) => {
