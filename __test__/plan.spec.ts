@@ -88,7 +88,7 @@ test('omnibal plan prints the ablation beside the paper and labels it a predicti
   const noFolder = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--out', '/nonexistent/dir/p.json']);
   t.is(noFolder.status, 2);
   t.regex(noFolder.stderr, /cannot write the plan to \/nonexistent\/dir\/p\.json \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
-  for (const args of [['--simulated-steps', '0'], ['--simulated-steps', 'x'], ['--virtual-stages', '2'], ['--epochs', '0'], ['--calibration', '/nonexistent/c.json']]) {
+  for (const args of [['--simulated-steps', '0'], ['--simulated-steps', 'x'], ['--virtual-stages', '2'], ['--epochs', '0'], ['--epochs', '1e308'], ['--calibration', '/nonexistent/c.json']]) {
     const r = omnibal(['plan', '--synthetic', '20000', ...args]);
     t.is(r.status, 2, args.join(' '));
     t.regex(r.stderr, /\[ERR_OMNIBAL_[A-Z_]+\]/, args.join(' '));
