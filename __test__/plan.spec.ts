@@ -88,7 +88,7 @@ test('omnibal plan prints the ablation beside the paper and labels it a predicti
   const noFolder = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--out', '/nonexistent/dir/p.json']);
   t.is(noFolder.status, 2);
   t.regex(noFolder.stderr, /cannot write the plan to \/nonexistent\/dir\/p\.json \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
-  for (const args of [['--simulated-steps', '0'], ['--simulated-steps', 'x'], ['--virtual-stages', '2'], ['--epochs', '0'], ['--calibration', '/nonexistent/c.json']]) {
+  for (const args of [['--simulated-steps', '0'], ['--simulated-steps', 'x'], ['--virtual-stages', '2'], ['--epochs', '0'], ['--epochs', '1e308'], ['--calibration', '/nonexistent/c.json']]) {
     const r = omnibal(['plan', '--synthetic', '20000', ...args]);
     t.is(r.status, 2, args.join(' '));
     t.regex(r.stderr, /\[ERR_OMNIBAL_[A-Z_]+\]/, args.join(' '));
@@ -249,6 +249,17 @@ test('omnibal simulate validates edited plans: cluster arithmetic, layer ranges,
   const missing = omnibal(['simulate', '--plan', path.join(dir, 'no-such-plan.json')]);
   t.is(missing.status, 2);
   t.regex(missing.stderr, /cannot read the plan file \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
+  // Not a regular file: an error at once, never a hang (FIFO without a writer) or an endless read (/dev/zero).
+  const fifo = path.join(dir, 'plan.fifo');
+  spawnSync('mkfifo', [fifo]);
+  for (const [file, kind] of [[fifo, 'a FIFO'], ['/dev/zero', 'a device or socket'], [dir, 'a directory']]) {
+    const r = spawnSync(process.execPath, [cli, 'simulate', '--plan', file], { encoding: 'utf8', timeout: 20_000 });
+    t.is(r.status, 2, file);
+    t.regex(r.stderr, new RegExp(`the plan file is not a regular file \\(${kind}\\) \\[ERR_OMNIBAL_PARSE\\]`), file);
+    const c = spawnSync(process.execPath, [cli, 'plan', '--synthetic', '1000', '--calibration', file], { encoding: 'utf8', timeout: 20_000 });
+    t.is(c.status, 2, file);
+    t.regex(c.stderr, /the calibration file is not a regular file/, file);
+  }
 });
 
 test('plan --calibration predicts from measurements', (t) => {
@@ -271,7 +282,7 @@ test('layout search: the same global batch in samples, the same ranking as plann
   t.true(fits.length > 0);
   for (let i = 1; i < fits.length; i++) t.true(fits[i].gpuHours! >= fits[i - 1].gpuHours!);
   for (const c of ranked) {
-    t.is(c.tp * c.pp * c.dp, 8);
+    t.is(c.tp * c.pp * c.dp, 16);
     t.is(c.globalBatchSamples, 144);
     t.is(c.dp * c.accum * c.samplesPerPack, 144, 'samples per step fixed across candidates');
   }
@@ -291,6 +302,17 @@ test('plan --search-layout honours its flags: calibration, report, out, simulate
   t.regex(missing.stderr, /cannot read the calibration file \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
   t.is(omnibal([...base, '--simulated-steps', '0']).status, 2);
   t.is(omnibal([...base, '--virtual-stages', '2']).status, 2);
+  // The flags that set the held global batch are checked as the plain plan checks them.
+  for (const [flags, message] of [
+    [['--dp', '4'], /--tp x --pp x --dp \(1 x 4 x 4 = 16\) must equal the GPU count \(8\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
+    [['--global-batch', '33'], /the global batch \(33 micro-batches\) must divide by dp \(2\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
+    [['--accum', '1e9'], /--accum must be between 1 and 1048576, got 1000000000 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+    [['--samples-per-pack', '0.5'], /--samples-per-pack must be a number >= 1, got 0.5 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ] as [string[], RegExp][]) {
+    const bad = omnibal([...base, ...flags]);
+    t.is(bad.status, 2, flags.join(' '));
+    t.regex(bad.stderr, message, flags.join(' '));
+  }
   const report = path.join(dir, 'search.html');
   const out = path.join(dir, 'search.json');
   const r = omnibal([...base, '--simulated-steps', '2', '--report', report, '--out', out, '--json']);

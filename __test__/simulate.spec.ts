@@ -96,6 +96,8 @@ test('simulateStep rejects NaN, negative or infinite figures and plain arrays wi
     ['short array', { transferMs: new Float64Array(0) }, 'ERR_OMNIBAL_OUT_OF_RANGE', /transferMs must have 1 entries/],
     ['fractional dp', { dp: 1.5 }, 'ERR_OMNIBAL_OUT_OF_RANGE', /dp/],
     ['unknown schedule', { schedule: 'zb' }, 'ERR_OMNIBAL_UNKNOWN_OPTION', /schedule/],
+    ['overflowing all-reduce', { dp: 2, forwardMs: new Float64Array(8).fill(1), backwardMs: new Float64Array(8).fill(2), gradBytes: Float64Array.from([1e9, 1e9]), allreduceBytesPerS: 1e-300 }, 'ERR_OMNIBAL_OUT_OF_RANGE', /input gives a step of Infinity ms/],
+    ['overflowing times', { forwardMs: new Float64Array(4).fill(1e308) }, 'ERR_OMNIBAL_OUT_OF_RANGE', /input gives a step of Infinity ms/],
   ];
   // The suite runs once per backend (npm test runs it again with OMNIBAL_BACKEND=js): the same codes and messages.
   for (const [name, change, code, message] of cases) {

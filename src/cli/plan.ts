@@ -17,6 +17,7 @@ import { searchLayouts } from '../plan/layout';
 import type { Calibration } from '../model/index';
 import { renderReport } from '../report/index';
 import { readJsonFile } from '../io/json';
+import { integerBetween } from '../validate';
 import { formatTable } from './table';
 
 interface PlanFlags {
@@ -149,6 +150,17 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     epochs: flags.epochs,
   };
   if (flags.searchLayout) {
+    // --tp/--pp/--dp, --accum/--global-batch and --samples-per-pack set the global batch the
+    // search holds; checked as the plain plan checks them (exit 2), never silently dropped.
+    if (flags.tp * flags.pp * dp !== flags.gpus) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp x dp (${flags.tp} x ${flags.pp} x ${dp} = ${flags.tp * flags.pp * dp}) must equal the GPU count (${flags.gpus})`);
+    }
+    if (flags.globalBatch !== undefined) {
+      integerBetween('globalBatch', flags.globalBatch, 1, 1 << 30);
+      if (flags.globalBatch % dp !== 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the global batch (${flags.globalBatch} micro-batches) must divide by dp (${dp})`);
+    } else {
+      integerBetween('accum', flags.accum ?? DEFAULT_RUN.accum, 1, 1 << 20);
+    }
     const microBatches = flags.globalBatch ?? (flags.accum ?? DEFAULT_RUN.accum) * dp;
     const bar = progressBar(process.stderr.isTTY === true && !flags.json);
     let ranked;
@@ -157,7 +169,7 @@ async function runPlan(flags: PlanFlags): Promise<void> {
         ...common,
         gpus: flags.gpus,
         globalBatchSamples: microBatches * flags.samplesPerPack,
-        samplesPerPacks: [flags.samplesPerPack / 2, flags.samplesPerPack, flags.samplesPerPack * 2].filter((b) => b >= 1),
+        samplesPerPacks: [...(flags.samplesPerPack / 2 >= 1 ? [flags.samplesPerPack / 2] : []), flags.samplesPerPack, flags.samplesPerPack * 2],
         simulatedSteps: flags.simulatedSteps ?? 4,
         onProgress: bar.update,
       });

@@ -525,8 +525,9 @@ export function checkRunOptions(options: Pick<PlanTrainingOptions, 'schedule' | 
   }
   const simulatedSteps = integerBetween('simulatedSteps', options.simulatedSteps ?? 16, 1, 1 << 20);
   const epochs = options.epochs ?? 1;
-  if (typeof epochs !== 'number' || !Number.isFinite(epochs) || epochs <= 0) {
-    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `epochs must be a number > 0, got ${String(epochs)}`);
+  // Capped so that hours and GPU-days stay finite (1e308 epochs gave Infinity, null in JSON).
+  if (typeof epochs !== 'number' || !Number.isFinite(epochs) || epochs <= 0 || epochs > 1e6) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `epochs must be a number > 0 and at most 1e6, got ${String(epochs)}`);
   }
   return { schedule, virtualStages, simulatedSteps, epochs };
 }

@@ -112,6 +112,10 @@ function checkStep(input: StepInput): void {
 export function simulateStep(input: StepInput, withEvents = false): StepResult {
   checkStep(input);
   const r = activeBackend().simulateStep(input, withEvents);
+  // Finite inputs can still overflow (1e308 ms, or gradient bytes over a subnormal bandwidth).
+  if (!Number.isFinite(r.stepMs) || !Number.isFinite(r.bubbleFraction)) {
+    throw outOfRange('input', `gives a step of ${r.stepMs} ms (bubble ${r.bubbleFraction}): times, bytes and bandwidth must keep the step finite`);
+  }
   const out: StepResult = {
     stepMs: r.stepMs,
     rankMs: r.rankMs,
