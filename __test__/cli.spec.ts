@@ -72,6 +72,8 @@ const usageErrors: [string[], RegExp][] = [
   [['bogus'], /^omnibal: unknown command 'bogus'/],
   [['plan', '--nope'], /^omnibal: unknown option '--nope'.*; see omnibal plan --help/],
   [['pack', '--synthetic', '100'], /required option '--dp <n>' not specified/],
+  // A mistyped required flag is named as typed, not reported as the missing one it was meant to be.
+  [['pack', '--dpp', '2', '--synthetic', '100'], /^omnibal: unknown option '--dpp' \(Did you mean --dp\?\); see omnibal pack --help/],
   [['pack', '--dp'], /option '--dp <n>' argument missing/],
   [['pack', '--dp', '2', '--synthetic', '100', '--samples-per-pack', 'abc'], /option '--samples-per-pack <b>' argument 'abc' is invalid/],
   [['serve', '--max-line-bytes', 'lots'], /option '--max-line-bytes <n>' argument 'lots' is invalid/],

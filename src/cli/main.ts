@@ -104,6 +104,15 @@ function oneLineUsageErrors(command: Command): void {
         write(`omnibal: ${line}; see ${path.join(' ')} --help [ERR_OMNIBAL_INVALID_OPTIONS]\n`);
       },
     });
+  // Commander checks required options before unknown ones, so a typo (`--dpp 8`) would be
+  // reported as the missing flag it was meant to be: name the unknown flag the user typed first.
+  const checked = command as Command & { missingMandatoryOptionValue(option: Option): void; unknownOption(flag: string): void };
+  const missing = checked.missingMandatoryOptionValue.bind(checked);
+  checked.missingMandatoryOptionValue = (option: Option) => {
+    const typed = command.args.find((arg) => arg.length > 1 && arg.startsWith('-'));
+    if (typed !== undefined) checked.unknownOption(typed);
+    missing(option);
+  };
   for (const option of command.options as Option[]) {
     const parse = option.parseArg;
     if (!parse) continue;
