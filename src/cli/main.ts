@@ -67,6 +67,10 @@ export function namingFlags(message: string, command: Command | undefined): stri
     flags.set(option.attributeName(), option.long);
     for (const alias of API_NAMES[option.long] ?? []) flags.set(alias, option.long);
   }
+  // A dotted API path where the message starts (`cluster.dp must be ...`): the flag of its last name.
+  const dotted = /^(?:[A-Za-z]\w*\.)+([A-Za-z]\w*)(?![\w.-])/.exec(message);
+  const leading = dotted ? flags.get(dotted[1]) : undefined;
+  if (dotted && leading) message = leading + message.slice(dotted[0].length);
   return message
     .split(/("[^"]*")/)
     .map((part, i) => {
