@@ -72,12 +72,16 @@ const usageErrors: [string[], RegExp][] = [
   [['bogus'], /^omnibal: unknown command 'bogus'/],
   [['plan', '--nope'], /^omnibal: unknown option '--nope'.*; see omnibal plan --help/],
   [['pack', '--synthetic', '100'], /required option '--dp <n>' not specified/],
+  // A mistyped required flag is named as typed, not reported as the missing one it was meant to be.
+  [['pack', '--dpp', '2', '--synthetic', '100'], /^omnibal: unknown option '--dpp' \(Did you mean --dp\?\); see omnibal pack --help/],
   [['pack', '--dp'], /option '--dp <n>' argument missing/],
   [['pack', '--dp', '2', '--synthetic', '100', '--samples-per-pack', 'abc'], /option '--samples-per-pack <b>' argument 'abc' is invalid/],
   [['serve', '--max-line-bytes', 'lots'], /option '--max-line-bytes <n>' argument 'lots' is invalid/],
   [['pack', '--dp', '2', '--synthetic', '100', '--samples-per-pack', '0'], /^omnibal: --samples-per-pack must be a finite number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]$/],
   [['pack', '--dp', '2', '--synthetic', '-5'], /^omnibal: --synthetic must be between 1 and \d+, got -5 /],
   [['pack', '--dp', '0', '--synthetic', '100'], /^omnibal: --dp must be between 1 and \d+, got 0 /],
+  [['plan', '--dp', '-1'], /^omnibal: --dp must be between 1 and \d+, got -1 /],
+  [['plan', '--pp', '-1'], /^omnibal: --pp must be between 1 and \d+, got -1 /],
   [['pack', '--dp', '2', '--synthetic', '100', '--max-vision', '10'], /^omnibal: --max-vision and --max-text go together: give both, or --samples-per-pack /],
 ];
 for (const [args, message] of usageErrors) {
@@ -89,7 +93,7 @@ for (const [args, message] of usageErrors) {
     t.is(lines.length, 1, r.stderr);
     t.regex(lines[0], message);
     t.regex(lines[0], /\[ERR_OMNIBAL_[A-Z_]+\]$/);
-    t.notRegex(lines[0], /samplesPerPack|maxVision|maxText|\bn must/);
+    t.notRegex(lines[0], /samplesPerPack|maxVision|maxText|\bn must|cluster\./);
   });
 }
 

@@ -67,6 +67,10 @@ export function namingFlags(message: string, command: Command | undefined): stri
     flags.set(option.attributeName(), option.long);
     for (const alias of API_NAMES[option.long] ?? []) flags.set(alias, option.long);
   }
+  // A dotted API path where the message starts (`cluster.dp must be ...`): the flag of its last name.
+  const dotted = /^(?:[A-Za-z]\w*\.)+([A-Za-z]\w*)(?![\w.-])/.exec(message);
+  const leading = dotted ? flags.get(dotted[1]) : undefined;
+  if (dotted && leading) message = leading + message.slice(dotted[0].length);
   return message
     .split(/("[^"]*")/)
     .map((part, i) => {
@@ -104,6 +108,15 @@ function oneLineUsageErrors(command: Command): void {
         write(`omnibal: ${line}; see ${path.join(' ')} --help [ERR_OMNIBAL_INVALID_OPTIONS]\n`);
       },
     });
+  // Commander checks required options before unknown ones, so a typo (`--dpp 8`) would be
+  // reported as the missing flag it was meant to be: name the unknown flag the user typed first.
+  const checked = command as Command & { missingMandatoryOptionValue(option: Option): void; unknownOption(flag: string): void };
+  const missing = checked.missingMandatoryOptionValue.bind(checked);
+  checked.missingMandatoryOptionValue = (option: Option) => {
+    const typed = command.args.find((arg) => arg.length > 1 && arg.startsWith('-'));
+    if (typed !== undefined) checked.unknownOption(typed);
+    missing(option);
+  };
   for (const option of command.options as Option[]) {
     const parse = option.parseArg;
     if (!parse) continue;
