@@ -185,6 +185,23 @@ test('file errors name file and line, never the file content', async (t) => {
   }
 });
 
+test('one file under two extensions is read in each name\'s format, never as the other\'s shared plan', async (t) => {
+  const dir = tempDir();
+  const real = path.join(dir, 'lengths.data');
+  fs.writeFileSync(real, 'vit_num,token_num\n1,10\n2,20\n3,30\n4,40\n');
+  const csv = path.join(dir, 'a.csv');
+  const jsonl = path.join(dir, 'a.jsonl');
+  fs.symlinkSync(real, csv);
+  fs.symlinkSync(real, jsonl);
+  const h = Harness.create();
+  const [asCsv, asJsonl] = await Promise.all([h.call('balance', { path: csv, dp: 1, samplesPerPack: 1 }), h.call('balance', { path: jsonl, dp: 1, samplesPerPack: 1 })]);
+  t.is(asCsv.result?.steps, 4, JSON.stringify(asCsv));
+  t.is(asCsv.result?.shared, false);
+  // Read as JSON Lines the CSV header is not JSON: an error naming the JSON Lines name, not the CSV's plan.
+  t.is(asJsonl.error?.data?.code, 'ERR_OMNIBAL_PARSE', JSON.stringify(asJsonl));
+  t.true(asJsonl.error!.message.startsWith(`${jsonl}:`), asJsonl.error!.message);
+});
+
 test('plans: 128-bit random ids, owned by their connection; identical requests share one plan; release frees it', async (t) => {
   const a = Harness.create();
   const b = new Harness(a.ctx);

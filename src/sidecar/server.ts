@@ -17,7 +17,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import { backend } from '../binding';
 import { batchMetrics, planBatchesAsync, type Samples } from '../data/index';
-import { readSamples } from '../io/samples';
+import { formatOf, readSamples, type SamplesFormat } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
 import { searchStages, type StageSearch } from '../model/search';
 import { simulateStep } from '../simulate/index';
@@ -411,7 +411,16 @@ export class Session {
     }
     const files = (p.paths as string[] | undefined) ?? [p.path as string];
     const stats = checkFiles(files, p.paths !== undefined, limits);
-    const key = JSON.stringify(files.map((f, i) => [fs.realpathSync(f), stats[i].dev, stats[i].ino, stats[i].size, stats[i].mtimeMs, p.format ?? null]));
+    // The format each file is read as (its own extension unless `format` is given): two names of one
+    // file with different extensions are read differently, so they must not share a plan.
+    const formats = files.map((f) => {
+      try {
+        return formatOf(f, p.format as SamplesFormat | undefined);
+      } catch {
+        return null;
+      }
+    });
+    const key = JSON.stringify(files.map((f, i) => [fs.realpathSync(f), stats[i].dev, stats[i].ino, stats[i].size, stats[i].mtimeMs, formats[i]]));
     const load = async () => {
       let loaded: Samples;
       try {
