@@ -185,6 +185,23 @@ test('file errors name file and line, never the file content', async (t) => {
   }
 });
 
+test('one file under two extensions is read in each name\'s format, never as the other\'s shared plan', async (t) => {
+  const dir = tempDir();
+  const real = path.join(dir, 'lengths.data');
+  fs.writeFileSync(real, 'vit_num,token_num\n1,10\n2,20\n3,30\n4,40\n');
+  const csv = path.join(dir, 'a.csv');
+  const jsonl = path.join(dir, 'a.jsonl');
+  fs.symlinkSync(real, csv);
+  fs.symlinkSync(real, jsonl);
+  const h = Harness.create();
+  const [asCsv, asJsonl] = await Promise.all([h.call('balance', { path: csv, dp: 1, samplesPerPack: 1 }), h.call('balance', { path: jsonl, dp: 1, samplesPerPack: 1 })]);
+  t.is(asCsv.result?.steps, 4, JSON.stringify(asCsv));
+  t.is(asCsv.result?.shared, false);
+  // Read as JSON Lines the CSV header is not JSON: an error naming the JSON Lines name, not the CSV's plan.
+  t.is(asJsonl.error?.data?.code, 'ERR_OMNIBAL_PARSE', JSON.stringify(asJsonl));
+  t.true(asJsonl.error!.message.startsWith(`${jsonl}:`), asJsonl.error!.message);
+});
+
 test('plans: 128-bit random ids, owned by their connection; identical requests share one plan; release frees it', async (t) => {
   const a = Harness.create();
   const b = new Harness(a.ctx);
@@ -285,6 +302,40 @@ test('backpressure: a connection is not read while its unsent answers exceed the
   session.flow();
   t.is(reading.at(-1), true, 'reads again once the answers are sent');
   t.true(reading.includes(false));
+});
+
+test('backpressure holds within one chunk: many small requests with large answers queue at most the limit plus one answer', async (t) => {
+  let pending = 0;
+  const ctx = newContext({ maxPendingOutputBytes: 1000 }, () => undefined);
+  const out: string[] = [];
+  const session = new Session(ctx, 'unix', {
+    write: (line) => {
+      out.push(line.toString());
+      pending += line.length;
+    },
+    pendingBytes: () => pending,
+    setReading: () => undefined,
+    close: () => undefined,
+  });
+  session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'balance', params: { ...small(400), dp: 1, samplesPerPack: 2 } })}\n`));
+  while (!out.some((l) => l.includes('"id":0,"result"'))) await new Promise((r) => setTimeout(r, 10));
+  const planId = JSON.parse(out.find((l) => l.includes('"id":0,"result"'))!).result.planId as string;
+  pending = 0;
+  out.length = 0;
+  const ids = Array.from({ length: 50 }, (_, i) => i + 1);
+  // All 50 requests in ONE chunk (as a socket delivers them): each answer alone is over the limit.
+  session.feed(Buffer.from(ids.map((id) => `${JSON.stringify({ jsonrpc: '2.0', id, method: 'planForRank', params: { planId, rank: 0 } })}\n`).join('')));
+  await new Promise((r) => setTimeout(r, 100));
+  t.true(out.length <= 2, `${out.length} answers queued for a client that does not read`);
+  const answered = new Set<number>();
+  for (let round = 0; round < 500 && answered.size < ids.length; round++) {
+    for (const l of out.splice(0)) answered.add(JSON.parse(l).id as number);
+    pending = 0;
+    session.flow();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  for (const l of out.splice(0)) answered.add(JSON.parse(l).id as number);
+  t.deepEqual([...answered].sort((a, b) => a - b), ids, 'every held request is answered once the client reads');
 });
 
 test('an over-long first line on an unauthenticated TCP connection closes it', (t) => {

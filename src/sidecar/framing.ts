@@ -30,9 +30,11 @@ export class LineReader {
 
   /**
    * Feeds bytes. `stopped()` is checked between lines, so a closed connection stops at once
-   * (nothing after an HTTP-looking first line runs).
+   * (nothing after an HTTP-looking first line runs), and a connection whose client does not read
+   * stops mid-chunk. Returns how many bytes of `chunk` were taken: the rest starts a line and is
+   * to be fed again later.
    */
-  feed(chunk: Buffer, stopped: () => boolean = () => false): void {
+  feed(chunk: Buffer, stopped: () => boolean = () => false): number {
     let start = 0;
     while (start < chunk.length && !stopped()) {
       const nl = chunk.indexOf(0x0a, start);
@@ -51,7 +53,7 @@ export class LineReader {
           this.size += piece.length;
         }
       }
-      if (nl === -1) return;
+      if (nl === -1) return chunk.length;
       start = nl + 1;
       if (this.skipping) {
         this.skipping = false;
@@ -64,6 +66,7 @@ export class LineReader {
       if (text.endsWith('\r')) text = text.slice(0, -1);
       this.sink.line(text);
     }
+    return start;
   }
 
   /** Bytes buffered for the current unfinished line. */

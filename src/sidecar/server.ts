@@ -17,7 +17,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import { backend } from '../binding';
 import { batchMetrics, planBatchesAsync, type Samples } from '../data/index';
-import { readSamples } from '../io/samples';
+import { formatOf, readSamples, type SamplesFormat } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
 import { searchStages, type StageSearch } from '../model/search';
 import { simulateStep } from '../simulate/index';
@@ -162,6 +162,8 @@ export class Session {
   private firstBytes = true;
   private sawLine = false;
   private reading = true;
+  /** Received bytes not yet framed: held while the connection is not read (backpressure). */
+  private readonly held: Buffer[] = [];
 
   constructor(
     private readonly ctx: ServerContext,
@@ -186,7 +188,27 @@ export class Session {
       this.firstBytes = false;
       if (looksLikeHttp(chunk.subarray(0, 64).toString('latin1'))) return this.close();
     }
-    this.reader.feed(chunk, () => this.closed);
+    this.held.push(chunk);
+    this.pump();
+  }
+
+  /**
+   * Hands held bytes to the line reader while the connection is read. One chunk may hold many
+   * small requests with large answers, and answers come in later ticks: after a line that leaves
+   * a request in flight, the rest waits a turn of the event loop (its answer is written and
+   * counted first), and waits for the client while it is behind, so what is queued stays within
+   * the output limit plus one answer.
+   */
+  private pump(): void {
+    const before = this.inFlight.size;
+    const stop = () => this.closed || !this.reading || this.inFlight.size > before;
+    while (this.held.length > 0 && !stop()) {
+      const chunk = this.held[0];
+      const taken = this.reader.feed(chunk, stop);
+      if (taken === chunk.length) this.held.shift();
+      else this.held[0] = chunk.subarray(taken);
+    }
+    if (this.held.length > 0 && this.reading && !this.closed) setImmediate(() => this.pump());
   }
 
   /**
@@ -210,6 +232,7 @@ export class Session {
     this.closed = true;
     for (const cancel of [...this.pending.values()]) cancel();
     this.pending.clear();
+    this.held.length = 0;
     this.ctx.store.releaseAll(this);
     this.searches.clear();
     this.transport.close();
@@ -217,7 +240,11 @@ export class Session {
 
   /** Resolves once every request received so far has been answered. */
   async drain(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    while (this.inFlight.size > 0 || (this.held.length > 0 && !this.closed)) {
+      if (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+      // Requests held back until the client reads its answers are received too.
+      else await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   /** Called by the transport when written bytes have been sent. */
@@ -227,6 +254,7 @@ export class Session {
       this.reading = want;
       this.transport.setReading(want);
     }
+    if (want && this.held.length > 0) setImmediate(() => this.pump());
   }
 
   private send(msg: object): void {
@@ -411,7 +439,16 @@ export class Session {
     }
     const files = (p.paths as string[] | undefined) ?? [p.path as string];
     const stats = checkFiles(files, p.paths !== undefined, limits);
-    const key = JSON.stringify(files.map((f, i) => [fs.realpathSync(f), stats[i].dev, stats[i].ino, stats[i].size, stats[i].mtimeMs, p.format ?? null]));
+    // The format each file is read as (its own extension unless `format` is given): two names of one
+    // file with different extensions are read differently, so they must not share a plan.
+    const formats = files.map((f) => {
+      try {
+        return formatOf(f, p.format as SamplesFormat | undefined);
+      } catch {
+        return null;
+      }
+    });
+    const key = JSON.stringify(files.map((f, i) => [fs.realpathSync(f), stats[i].dev, stats[i].ino, stats[i].size, stats[i].mtimeMs, formats[i]]));
     const load = async () => {
       let loaded: Samples;
       try {
