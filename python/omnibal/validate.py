@@ -36,6 +36,7 @@ import time
 
 try:
     import torch  # noqa: F401
+    from torch.multiprocessing.spawn import ProcessException
 except ImportError as _missing:  # the rest of the package works without PyTorch; this module does not
     if __name__ == "__main__":
         sys.stderr.write("omnibal.validate: needs PyTorch (%s)\n" % _missing)
@@ -453,7 +454,15 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         with open(job_file, "w") as fh:
             json.dump(job, fh)
         say("2 processes (gloo, loopback, 1 thread each): profiling at %d tiles, %d tokens, %d samples, then the runs" % (cal_tiles, cal_tokens, cal_samples))
-        mp.spawn(_worker, args=(2, _free_port(), job_file, out_file), nprocs=2, join=True)
+        ctx = mp.spawn(_worker, args=(2, _free_port(), job_file, out_file), nprocs=2, join=False)
+        try:
+            while not ctx.join():
+                pass
+        finally:  # a failed rank, Ctrl-C: leave no rank behind (the other may wait in a collective)
+            for proc in ctx.processes:
+                if proc.is_alive():
+                    proc.kill()
+                proc.join()
         with open(out_file) as fh:
             measured = json.load(fh)
     finally:
@@ -565,6 +574,12 @@ def main(argv=None):
     except UsageError as e:
         sys.stderr.write("omnibal.validate: %s\n" % e)
         return 2
+    except (RuntimeError, OSError, ProcessException) as e:  # a rank died or failed, node failed
+        sys.stderr.write("omnibal.validate: the run failed: %s\n" % (str(e).strip().splitlines() or [type(e).__name__])[0])
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("omnibal.validate: interrupted\n")
+        return 130
     sys.stdout.write(json.dumps(doc) + "\n" if a.json else format_table(doc) + "\n")
     return 0
 

@@ -1,6 +1,7 @@
 """The mini-run (omnibal.validate), small: two real gloo processes train tiny-vlm with data
 parallelism and a 1F1B pipeline. Timing on a shared machine is noisy, so this asserts only what
 cannot flake; the figures themselves are the bench's (npm run bench -- minirun)."""
+import io
 import json
 import math
 import os
@@ -93,6 +94,24 @@ class Inputs(unittest.TestCase):
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
             self.assertTrue(r.stderr.startswith("omnibal.validate: "))
+
+    def test_a_failed_or_interrupted_run_is_one_line_not_a_traceback(self):
+        from torch.multiprocessing.spawn import ProcessExitedException
+
+        real, err = validate.validate, sys.stderr
+        for exc, code, line in ((ProcessExitedException("process 0 terminated with signal SIGKILL", 0, 0, 0, "SIGKILL"), 2, "the run failed: process 0"),
+                                (RuntimeError("node pack failed: x\nmore"), 2, "the run failed: node pack failed: x"), (KeyboardInterrupt(), 130, "interrupted")):
+            def boom(*_a, **_k):
+                raise exc
+            validate.validate, sys.stderr = boom, io.StringIO()
+            try:
+                rc = validate.main(["--json"])
+                text = sys.stderr.getvalue()
+            finally:
+                validate.validate, sys.stderr = real, err
+            self.assertEqual(rc, code, text)
+            self.assertEqual(len(text.strip().splitlines()), 1, text)
+            self.assertTrue(text.startswith("omnibal.validate: " + line), text)
 
     def test_falls_back_to_synthetic_lengths_when_no_file_is_found(self):
         with tempfile.TemporaryDirectory() as empty:
