@@ -215,6 +215,24 @@ class GpuCheckCpuPath(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
 
+    def test_bad_flags_and_failures_exit_2_with_one_line(self):
+        for args in (["--dtype", "float16"], ["--threads", "100000"]):
+            r = py("omnibal.gpu_check", "--out", "/nonexistent/x", "--tiny", *args, timeout=60)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        from omnibal import gpu_check
+
+        real, err = gpu_check.run, sys.stderr
+        def oom(*_a, **_k):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore")
+        gpu_check.run, sys.stderr = oom, io.StringIO()
+        try:
+            rc, text = gpu_check.main(["--out", "/nonexistent/x", "--tiny"]), sys.stderr.getvalue()
+        finally:
+            gpu_check.run, sys.stderr = real, err
+        self.assertEqual((rc, len(text.strip().splitlines())), (2, 1), text)
+        self.assertIn("out of memory", text)
+
 
 if __name__ == "__main__":
     unittest.main()
