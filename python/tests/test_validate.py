@@ -113,6 +113,13 @@ class Inputs(unittest.TestCase):
             self.assertEqual(len(text.strip().splitlines()), 1, text)
             self.assertTrue(text.startswith("omnibal.validate: " + line), text)
 
+    def test_dp_speedup_compares_time_per_trained_sample(self):
+        # omnibal pack dropped a tail of 2 samples from the balanced plan: 14 against 16 samples.
+        rnd = {"predictedMs": 1600.0, "measuredMs": 1600.0, "predictedCpuMs": 160.0, "measuredCpuMs": 320.0, "samples": 16}
+        bal = {"predictedMs": 1400.0, "measuredMs": 1400.0, "predictedCpuMs": 140.0, "measuredCpuMs": 140.0, "samples": 14}
+        self.assertEqual(validate.dp_speedup(rnd, bal), {"predicted": 1.0, "measured": 1.0})
+        self.assertEqual(validate.dp_speedup(rnd, bal, "CpuMs"), {"predicted": 1.0, "measured": 2.0})
+
     def test_falls_back_to_synthetic_lengths_when_no_file_is_found(self):
         with tempfile.TemporaryDirectory() as empty:
             old = os.environ.get("OMNIBAL_SHARED_LENGTHS")
