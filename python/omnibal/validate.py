@@ -149,9 +149,11 @@ def predict_micro_batches(model, calibration, loads, pp=None):
 
 
 def pack(samples_file, strategy, dp, accum, per_pack, seed):
-    """``omnibal pack`` of the length file: steps[step][rank][micro] = sample indices."""
+    """``omnibal pack`` of the length file: (steps[step][rank][micro] = sample indices, the
+    number of samples the plan dropped, e.g. an incomplete last step)."""
     out = node([CLI, "pack", "--input", samples_file, "--dp", str(dp), "--accum", str(accum), "--samples-per-pack", str(per_pack), "--strategy", strategy, "--seed", str(seed), "--json"])
-    return json.loads(out)["steps"]
+    doc = json.loads(out)
+    return doc["steps"], len(doc["dropped"])
 
 
 def partition(model, cal_file, pp, micro, tiles, tokens, samples, method):
@@ -444,7 +446,8 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         with open(sample_file, "w") as fh:
             json.dump([{"vit_num": t, "token_num": n} for t, n in picked], fh)
         # Both plans over the same samples.
-        plans = {s: pack(sample_file, s, 2, accum, per_pack, seed) for s in ("random", "balanced")}
+        packed = {s: pack(sample_file, s, 2, accum, per_pack, seed) for s in ("random", "balanced")}
+        plans = {s: steps for s, (steps, _) in packed.items()}
         # The pipeline micro-batch: pp_samples samples of the data's mean shape.
         mean_t = max(1, int(round(statistics.mean(t for t, _ in small))))
         mean_n = max(mean_t * spec["llmTokensPerTile"] + 1, int(round(statistics.mean(n for _, n in small))))
@@ -487,7 +490,7 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         runs.append({
             "name": "dp2-%s" % name, "predictedMs": sum(per_step), "measuredMs": sum(m["stepMs"]),
             "predictedCpuMs": sum(per_step_cpu), "measuredCpuMs": sum(m["stepCpuMs"]),
-            "steps": len(per_step), "samples": sum(len(mb) for step in plans[name] for rank in step for mb in rank),
+            "steps": len(per_step), "samples": sum(len(mb) for step in plans[name] for rank in step for mb in rank), "dropped": packed[name][1],
             "predictedStepMs": per_step, "measuredStepMs": m["stepMs"], "allReduceMs": m["allReduceMs"],
             "what": "sum over steps of the slowest rank's forward + backward (gradient all-reduce excluded)",
         })

@@ -55,7 +55,9 @@ class MiniRun(unittest.TestCase):
             self.assertGreater(r["predictedMs"], 0)
             self.assertGreater(r["measuredMs"], 0)
         dp = doc["runs"][:2]
-        self.assertEqual(dp[0]["samples"], dp[1]["samples"])  # both plans train the same samples
+        # Both plans get the same samples; a plan may drop a tail (reported), never lose one silently.
+        self.assertEqual(dp[0]["samples"] + dp[0]["dropped"], dp[1]["samples"] + dp[1]["dropped"])
+        self.assertEqual(dp[0]["samples"] + dp[0]["dropped"], 2 * 2 * 2 * 2)
         for r in dp:
             self.assertGreater(r["measuredCpuMs"], 0)
             self.assertEqual(len(r["predictedStepMs"]), r["steps"])
