@@ -4,13 +4,15 @@
  *
  * @module
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { ErrorCodes, omnibalError } from '../errors';
 
-/** Reads and parses `file`; `what` names it in errors (`ERR_OMNIBAL_PARSE`). */
+/** Reads and parses `file` (a regular file); `what` names it in errors (`ERR_OMNIBAL_PARSE`). */
 export function readJsonFile(file: string, what: string): unknown {
   let text: string;
   try {
+    // A FIFO or a device (/dev/zero) would block or never end: only regular files are read.
+    if (!statSync(file).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'not a regular file' });
     text = readFileSync(file, 'utf8');
   } catch (error) {
     throw omnibalError(ErrorCodes.PARSE, `${file}: cannot read the ${what} (${(error as { code?: string }).code ?? String(error)})`, error);
