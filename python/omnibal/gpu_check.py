@@ -67,8 +67,11 @@ def _defaults(a):
     a.check_tokens = a.check_tokens if a.check_tokens is not None else (24 if tiny else 2500)
     a.repeats = a.repeats if a.repeats is not None else (3 if tiny else 10)
     a.threads = a.threads if a.threads is not None else (1 if tiny else None)
-    if a.threads is not None and a.threads < 1:
-        raise profile.UsageError("--threads must be >= 1")
+    cpus = os.cpu_count() or 1
+    if a.threads is not None and not 1 <= a.threads <= cpus:
+        raise profile.UsageError("--threads must be between 1 and %d (this machine's CPUs)" % cpus)
+    if a.dtype == "float16" and a.device == "cpu":
+        raise profile.UsageError("--dtype float16 needs a CUDA device (PyTorch's CPU kernels lack it); use bfloat16 or float32")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise profile.UsageError("--device %s: this PyTorch has no CUDA device (use --tiny for the CPU path)" % a.device)
     if a.clock not in ("wall", "cpu") or (a.clock == "cpu" and a.device != "cpu"):
@@ -161,7 +164,14 @@ def main(argv=None):
     except profile.UsageError as e:
         sys.stderr.write("omnibal.gpu_check: %s\n" % e)
         return 2
-    doc = run(a, progress=lambda msg: (sys.stderr.write("omnibal.gpu_check: %s\n" % msg), sys.stderr.flush()))
+    try:
+        doc = run(a, progress=lambda msg: (sys.stderr.write("omnibal.gpu_check: %s\n" % msg), sys.stderr.flush()))
+    except profile.UsageError as e:
+        sys.stderr.write("omnibal.gpu_check: %s\n" % e)
+        return 2
+    except (RuntimeError, MemoryError, OSError) as e:  # out of memory at these shapes, an unwritable --out
+        sys.stderr.write("omnibal.gpu_check: failed: %s\n" % (str(e).strip().splitlines() or [type(e).__name__])[0])
+        return 2
     sys.stdout.write(format_table(doc) + "\n")
     return 0
 

@@ -30,6 +30,7 @@ Needs PyTorch (the rest of the package does not).
 import argparse
 import datetime
 import json
+import os
 import statistics
 import sys
 import time
@@ -401,8 +402,15 @@ def parse_args(argv):
         raise UsageError("--fit must be step or forward, got %r" % a.fit)
     if a.clock not in ("wall", "cpu") or (a.clock == "cpu" and a.device != "cpu"):
         raise UsageError("--clock must be wall, or cpu with --device cpu")
-    if a.threads is not None and a.threads < 1:
-        raise UsageError("--threads must be >= 1")
+    if a.dtype == "float16" and a.device == "cpu":
+        raise UsageError("--dtype float16 needs --device cuda (PyTorch's CPU kernels lack it); use bfloat16 or float32")
+    cpus = os.cpu_count() or 1
+    if a.threads is not None and not 1 <= a.threads <= cpus:
+        raise UsageError("--threads must be between 1 and %d (this machine's CPUs)" % cpus)
+    if a.out is not None:
+        parent = os.path.dirname(os.path.abspath(a.out))
+        if os.path.isdir(a.out) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise UsageError("--out %s: not a writable file path" % a.out)
     try:
         blocks.load_spec(a.model)
     except KeyError as e:
@@ -424,6 +432,9 @@ def main(argv=None):
         doc = profile_preset(a.model, a.tiles, a.tokens, a.samples, a.device, a.dtype, a.repeats, a.warmup, a.fit, progress=_progress, clock=a.clock)
     except UsageError as e:
         sys.stderr.write("omnibal.profile: %s\n" % e)
+        return 2
+    except (RuntimeError, MemoryError) as e:  # out of memory at these shapes, an unsupported kernel
+        sys.stderr.write("omnibal.profile: measuring failed: %s\n" % (str(e).strip().splitlines() or [type(e).__name__])[0])
         return 2
     text = json.dumps(doc, indent=1) + "\n"
     if a.out:

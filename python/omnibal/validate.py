@@ -36,6 +36,7 @@ import time
 
 try:
     import torch  # noqa: F401
+    from torch.multiprocessing.spawn import ProcessException
 except ImportError as _missing:  # the rest of the package works without PyTorch; this module does not
     if __name__ == "__main__":
         sys.stderr.write("omnibal.validate: needs PyTorch (%s)\n" % _missing)
@@ -148,9 +149,11 @@ def predict_micro_batches(model, calibration, loads, pp=None):
 
 
 def pack(samples_file, strategy, dp, accum, per_pack, seed):
-    """``omnibal pack`` of the length file: steps[step][rank][micro] = sample indices."""
+    """``omnibal pack`` of the length file: (steps[step][rank][micro] = sample indices, the
+    number of samples the plan dropped, e.g. an incomplete last step)."""
     out = node([CLI, "pack", "--input", samples_file, "--dp", str(dp), "--accum", str(accum), "--samples-per-pack", str(per_pack), "--strategy", strategy, "--seed", str(seed), "--json"])
-    return json.loads(out)["steps"]
+    doc = json.loads(out)
+    return doc["steps"], len(doc["dropped"])
 
 
 def partition(model, cal_file, pp, micro, tiles, tokens, samples, method):
@@ -170,6 +173,15 @@ def load_of(pairs, indices):
     ts = [pairs[i][0] for i in indices]
     ns = [pairs[i][1] for i in indices]
     return {"tiles": sum(ts), "tokens": sum(ns), "sumSqLen": sum(n * n for n in ns)}
+
+
+def dp_speedup(random_run, balanced_run, clock="Ms"):
+    """The balanced plan's speed-up over random batches per trained sample (``omnibal pack``
+    may drop a tail of samples from one plan and not the other; whole-run times would then
+    compare different work). ``clock``: ``Ms`` (wall) or ``CpuMs`` (thread CPU time)."""
+    def per_sample(run, kind):
+        return run[kind + clock] / run["samples"]
+    return {k: per_sample(random_run, k) / per_sample(balanced_run, k) for k in ("predicted", "measured")}
 
 
 def _free_port():
@@ -434,7 +446,8 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         with open(sample_file, "w") as fh:
             json.dump([{"vit_num": t, "token_num": n} for t, n in picked], fh)
         # Both plans over the same samples.
-        plans = {s: pack(sample_file, s, 2, accum, per_pack, seed) for s in ("random", "balanced")}
+        packed = {s: pack(sample_file, s, 2, accum, per_pack, seed) for s in ("random", "balanced")}
+        plans = {s: steps for s, (steps, _) in packed.items()}
         # The pipeline micro-batch: pp_samples samples of the data's mean shape.
         mean_t = max(1, int(round(statistics.mean(t for t, _ in small))))
         mean_n = max(mean_t * spec["llmTokensPerTile"] + 1, int(round(statistics.mean(n for _, n in small))))
@@ -453,7 +466,15 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         with open(job_file, "w") as fh:
             json.dump(job, fh)
         say("2 processes (gloo, loopback, 1 thread each): profiling at %d tiles, %d tokens, %d samples, then the runs" % (cal_tiles, cal_tokens, cal_samples))
-        mp.spawn(_worker, args=(2, _free_port(), job_file, out_file), nprocs=2, join=True)
+        ctx = mp.spawn(_worker, args=(2, _free_port(), job_file, out_file), nprocs=2, join=False)
+        try:
+            while not ctx.join():
+                pass
+        finally:  # a failed rank, Ctrl-C: leave no rank behind (the other may wait in a collective)
+            for proc in ctx.processes:
+                if proc.is_alive():
+                    proc.kill()
+                proc.join()
         with open(out_file) as fh:
             measured = json.load(fh)
     finally:
@@ -469,7 +490,7 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         runs.append({
             "name": "dp2-%s" % name, "predictedMs": sum(per_step), "measuredMs": sum(m["stepMs"]),
             "predictedCpuMs": sum(per_step_cpu), "measuredCpuMs": sum(m["stepCpuMs"]),
-            "steps": len(per_step), "samples": sum(len(mb) for step in plans[name] for rank in step for mb in rank),
+            "steps": len(per_step), "samples": sum(len(mb) for step in plans[name] for rank in step for mb in rank), "dropped": packed[name][1],
             "predictedStepMs": per_step, "measuredStepMs": m["stepMs"], "allReduceMs": m["allReduceMs"],
             "what": "sum over steps of the slowest rank's forward + backward (gradient all-reduce excluded)",
         })
@@ -501,8 +522,8 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
                         "cpuTimeLayers": [{k: l[k] for k in ("name", "measuredForwardMs", "backwardMs")} for l in measured["calibrationCpu"]["layers"]]},
         "runs": runs,
         "speedups": {
-            "dpBalancedOverRandom": speed("dp2-random", "dp2-balanced"),
-            "dpBalancedOverRandomCpuTime": {"predicted": by["dp2-random"]["predictedCpuMs"] / by["dp2-balanced"]["predictedCpuMs"], "measured": by["dp2-random"]["measuredCpuMs"] / by["dp2-balanced"]["measuredCpuMs"]},
+            "dpBalancedOverRandom": dp_speedup(by["dp2-random"], by["dp2-balanced"]),
+            "dpBalancedOverRandomCpuTime": dp_speedup(by["dp2-random"], by["dp2-balanced"], "CpuMs"),
             "ppOptimalOverUniform": speed("pp2-uniform", "pp2-optimal"),
             "ppOptimalOverParameters": speed("pp2-parameters", "pp2-optimal"),
         },
@@ -565,6 +586,12 @@ def main(argv=None):
     except UsageError as e:
         sys.stderr.write("omnibal.validate: %s\n" % e)
         return 2
+    except (RuntimeError, OSError, ProcessException) as e:  # a rank died or failed, node failed
+        sys.stderr.write("omnibal.validate: the run failed: %s\n" % (str(e).strip().splitlines() or [type(e).__name__])[0])
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("omnibal.validate: interrupted\n")
+        return 130
     sys.stdout.write(json.dumps(doc) + "\n" if a.json else format_table(doc) + "\n")
     return 0
 

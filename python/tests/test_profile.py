@@ -1,5 +1,6 @@
 """The layer profiler (omnibal.profile) and the GPU check's CPU path (omnibal.gpu_check --tiny):
 what they measure, the calibration file they write, and that omnibal's CLI takes it."""
+import io
 import json
 import os
 import subprocess
@@ -169,11 +170,22 @@ class ProfileCli(unittest.TestCase):
     def test_bad_flags_exit_2_with_one_line(self):
         for args in (["--model", "nope"], ["--model", "tiny-vlm", "--tiles", "x"], ["--model", "tiny-vlm", "--dtype", "int8"],
                      ["--model", "tiny-vlm", "--fit", "both"], ["--model", "tiny-vlm", "--tokens", "0"], ["--tiles", "3"],
-                     ["--model", "tiny-vlm", "--tiles", "20", "--tokens", "10"]):
+                     ["--model", "tiny-vlm", "--tiles", "20", "--tokens", "10"], ["--model", "tiny-vlm", "--dtype", "float16"],
+                     ["--model", "tiny-vlm", "--threads", "100000"], ["--model", "tiny-vlm", "--out", self.tmp]):
             r = py("omnibal.profile", *args)
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
             self.assertTrue(r.stderr.startswith("omnibal.profile: "), r.stderr)
+        real, err = profile.profile_preset, sys.stderr
+        def oom(*_a, **_k):
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:75] DefaultCPUAllocator: can't allocate memory\nmore")
+        profile.profile_preset, sys.stderr = oom, io.StringIO()
+        try:
+            rc, text = profile.main(["--model", "tiny-vlm", "--tokens", "100000000"]), sys.stderr.getvalue()
+        finally:
+            profile.profile_preset, sys.stderr = real, err
+        self.assertEqual((rc, len(text.strip().splitlines())), (2, 1), text)
+        self.assertIn("measuring failed", text)
         if not torch.cuda.is_available():
             r = py("omnibal.profile", "--model", "tiny-vlm", "--device", "cuda")
             self.assertEqual(r.returncode, 2)
@@ -202,6 +214,24 @@ class GpuCheckCpuPath(unittest.TestCase):
         r = py("omnibal.gpu_check", "--out", "/nonexistent/x", "--tiny", "--clock", "sundial")
         self.assertEqual(r.returncode, 2)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+    def test_bad_flags_and_failures_exit_2_with_one_line(self):
+        for args in (["--dtype", "float16"], ["--threads", "100000"]):
+            r = py("omnibal.gpu_check", "--out", "/nonexistent/x", "--tiny", *args, timeout=60)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        from omnibal import gpu_check
+
+        real, err = gpu_check.run, sys.stderr
+        def oom(*_a, **_k):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore")
+        gpu_check.run, sys.stderr = oom, io.StringIO()
+        try:
+            rc, text = gpu_check.main(["--out", "/nonexistent/x", "--tiny"]), sys.stderr.getvalue()
+        finally:
+            gpu_check.run, sys.stderr = real, err
+        self.assertEqual((rc, len(text.strip().splitlines())), (2, 1), text)
+        self.assertIn("out of memory", text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The mini-run (omnibal.validate), small: two real gloo processes train tiny-vlm with data
 parallelism and a 1F1B pipeline. Timing on a shared machine is noisy, so this asserts only what
 cannot flake; the figures themselves are the bench's (npm run bench -- minirun)."""
+import io
 import json
 import math
 import os
@@ -54,7 +55,9 @@ class MiniRun(unittest.TestCase):
             self.assertGreater(r["predictedMs"], 0)
             self.assertGreater(r["measuredMs"], 0)
         dp = doc["runs"][:2]
-        self.assertEqual(dp[0]["samples"], dp[1]["samples"])  # both plans train the same samples
+        # Both plans get the same samples; a plan may drop a tail (reported), never lose one silently.
+        self.assertEqual(dp[0]["samples"] + dp[0]["dropped"], dp[1]["samples"] + dp[1]["dropped"])
+        self.assertEqual(dp[0]["samples"] + dp[0]["dropped"], 2 * 2 * 2 * 2)
         for r in dp:
             self.assertGreater(r["measuredCpuMs"], 0)
             self.assertEqual(len(r["predictedStepMs"]), r["steps"])
@@ -93,6 +96,31 @@ class Inputs(unittest.TestCase):
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
             self.assertTrue(r.stderr.startswith("omnibal.validate: "))
+
+    def test_a_failed_or_interrupted_run_is_one_line_not_a_traceback(self):
+        from torch.multiprocessing.spawn import ProcessExitedException
+
+        real, err = validate.validate, sys.stderr
+        for exc, code, line in ((ProcessExitedException("process 0 terminated with signal SIGKILL", 0, 0, 0, "SIGKILL"), 2, "the run failed: process 0"),
+                                (RuntimeError("node pack failed: x\nmore"), 2, "the run failed: node pack failed: x"), (KeyboardInterrupt(), 130, "interrupted")):
+            def boom(*_a, **_k):
+                raise exc
+            validate.validate, sys.stderr = boom, io.StringIO()
+            try:
+                rc = validate.main(["--json"])
+                text = sys.stderr.getvalue()
+            finally:
+                validate.validate, sys.stderr = real, err
+            self.assertEqual(rc, code, text)
+            self.assertEqual(len(text.strip().splitlines()), 1, text)
+            self.assertTrue(text.startswith("omnibal.validate: " + line), text)
+
+    def test_dp_speedup_compares_time_per_trained_sample(self):
+        # omnibal pack dropped a tail of 2 samples from the balanced plan: 14 against 16 samples.
+        rnd = {"predictedMs": 1600.0, "measuredMs": 1600.0, "predictedCpuMs": 160.0, "measuredCpuMs": 320.0, "samples": 16}
+        bal = {"predictedMs": 1400.0, "measuredMs": 1400.0, "predictedCpuMs": 140.0, "measuredCpuMs": 140.0, "samples": 14}
+        self.assertEqual(validate.dp_speedup(rnd, bal), {"predicted": 1.0, "measured": 1.0})
+        self.assertEqual(validate.dp_speedup(rnd, bal, "CpuMs"), {"predicted": 1.0, "measured": 2.0})
 
     def test_falls_back_to_synthetic_lengths_when_no_file_is_found(self):
         with tempfile.TemporaryDirectory() as empty:
