@@ -618,6 +618,10 @@ export async function readSampleFilesTwin(
  * Reads samples from files (and streams, such as stdin), in order (see the module notes for
  * the formats and limits). Files are read by the native core when it is loaded, else by the
  * TypeScript twin; both give the same samples and the same errors.
+ *
+ * @param inputs - one path or stream, or several, read in order (`.json` list, `.jsonl`, `.csv`)
+ * @param options - formats and the byte, sample and record limits held while streaming
+ * @returns a Promise of the samples, the input each came from (`group`), and each input with its sample count
  */
 export async function readSamples(inputs: string | SamplesStream | (string | SamplesStream)[], options: ReadSamplesOptions = {}): Promise<LoadedSamples> {
   const list = Array.isArray(inputs) ? inputs : [inputs];

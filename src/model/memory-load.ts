@@ -14,7 +14,13 @@ import type { BatchPlan } from '../data/plan';
 import type { Samples } from '../data/samples';
 import type { MicroBatchLoad } from './index';
 
-/** The componentwise heaviest micro-batch of `plan`: most tiles, most tokens (attention from the tokens as one sequence). */
+/**
+ * The componentwise heaviest micro-batch of `plan`: most tiles, most tokens (attention from the tokens as one sequence).
+ *
+ * @param plan - a batch plan
+ * @param s - the samples the plan indexes
+ * @returns a load at least as heavy as every micro-batch of the plan, in each component
+ */
 export function heaviestMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoad {
   let tiles = 0;
   let tokens = 1;

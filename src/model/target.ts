@@ -76,6 +76,9 @@ function tryPlan(problem: StageProblem): StagePlan | undefined {
 /**
  * The best plan `target` can run, and what the unconstrained optimum would gain.
  *
+ * @param problem - the stage problem
+ * @param target - the framework the plan must run on: `megatron`, `deepspeed` or `none`
+ * @returns the target's best plan, the unconstrained optimum and the gap between them
  * @throws `ERR_OMNIBAL_INFEASIBLE` when no plan the target can run fits (the message gives the
  *   least memory of the target's plain setting); `ERR_OMNIBAL_INVALID_OPTIONS` for an unknown target.
  */

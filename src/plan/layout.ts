@@ -142,6 +142,9 @@ function simulatedStepIndices(steps: number, simulated: number): number[] {
  * (`globalBatchSamples / samplesPerPack`) divide by `dp`, and ranks them by predicted GPU-hours
  * per epoch (fastest first; layouts that do not fit last, with why). Predictions of the cost
  * model and simulator.
+ *
+ * @param options - GPUs, global batch in samples, candidate tp/pp/samples per pack, and the plan options
+ * @returns every candidate, fastest first, with its predicted step time and GPU-hours or why it does not fit
  */
 export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidate[] {
   const gpus = integerBetween('gpus', options.gpus ?? DEFAULT_RUN.cluster.gpus, 1, 1 << 20);

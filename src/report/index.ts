@@ -42,7 +42,13 @@ function card(value: string, label: string): string {
   return `<div class="card"><b>${esc(value)}</b><span>${esc(label)}</span></div>`;
 }
 
-/** Renders the report; `memoryLimitBytes` is the GPU memory the stages are drawn against (default the plan's). */
+/**
+ * Renders the report: one self-contained HTML page with SVG charts.
+ *
+ * @param plan - a plan from `planTraining`
+ * @param memoryLimitBytes - the GPU memory the stages are drawn against (default the plan's)
+ * @returns the HTML text
+ */
 export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): string {
   const c = plan.cluster;
   const f = plan.figures;

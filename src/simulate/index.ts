@@ -105,6 +105,9 @@ function checkStep(input: StepInput): void {
 /**
  * Simulates one training step; `withEvents` returns the full timeline too.
  *
+ * @param input - the layout, per-micro-batch stage times, transfers, gradients and schedule
+ * @param withEvents - also return every forward, backward and transfer event
+ * @returns the predicted step time, bubble fraction and peak in-flight micro-batches (and events)
  * @throws `ERR_OMNIBAL_INVALID_TYPE` (not a `Float64Array`), `ERR_OMNIBAL_OUT_OF_RANGE` (a count,
  *   length or value out of range: NaN, negative, infinite), `ERR_OMNIBAL_UNKNOWN_OPTION` (schedule),
  *   the same from both backends.
