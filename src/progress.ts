@@ -53,11 +53,18 @@ export function withProgress<T>(
     onProgress(done, total);
   };
   return start(guarded).then(
-    (value) => {
-      if (last && last[0] < last[1]) onProgress(last[1], last[1]);
-      open = false;
-      return value;
-    },
+    // The native reports come through a non-blocking threadsafe function, so under load the
+    // result can arrive before them: let the queued reports run first, then make sure the
+    // listener's last call says done (1 of 1 when none arrived at all).
+    (value) =>
+      new Promise<T>((resolve) =>
+        setImmediate(() => {
+          if (!last) onProgress(1, 1);
+          else if (last[0] < last[1]) onProgress(last[1], last[1]);
+          open = false;
+          resolve(value);
+        }),
+      ),
     (error: unknown) => {
       open = false;
       throw error;
