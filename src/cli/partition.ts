@@ -188,7 +188,13 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
     throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--memory-gib must be a number > 0, got ${describeFlag(flags.memoryGib)}`);
   }
   checked('--headroom', flags.headroom, 0);
-  if (flags.layers) return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file' };
+  if (flags.layers) {
+    // These size a model preset; a layers file carries its own costs and memory.
+    const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration };
+    const given = Object.entries(modelOnly).filter(([, v]) => v !== undefined).map(([k]) => k);
+    if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --layers conflict: ${given.length > 1 ? 'they size' : 'it sizes'} a --model preset; a --layers file carries its own costs and memory`);
+    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file' };
+  }
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
   const pp = required('--pp', flags.pp, 'pipeline stages');
@@ -219,6 +225,8 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   } else {
     problem = vlmStageProblem(options());
   }
+  const layers = problem.forwardMs.length;
+  if (pp > layers) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--pp must be at most the ${layers} layers of ${flags.model}, got ${pp}`);
   return { problem, memoryFrom };
 }
 
