@@ -562,6 +562,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
   const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, options.calibration);
+  if (cluster.pp > coef.perTile.length) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `pp must be at most the ${coef.perTile.length} layers of ${modelName}, got ${cluster.pp}`);
   const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps, schedule, virtualStages, calibration };
   const shape = { dp: cluster.dp, accum, samplesPerPack: b, seed, epoch, tail: 'drop' as const };
   const balanced = planBatches(samples, { ...shape, costA: 1, costB });
