@@ -64,7 +64,7 @@ const bad: [string, string[], RegExp][] = [
   ['C of 0', ['--memory-gib', '0'], /--memory-gib must be a number > 0, got 0/],
   ['no samples per micro-batch', ['--samples-per-micro-batch', '0'], /^omnibal: --samples-per-micro-batch must be a number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
   ['a pp that is not a number', ['--pp', 'x'], /option '--pp <p>' argument 'x' is invalid\. Expected a number; see omnibal partition --help \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
-  ['a tp that does not divide the heads', ['--tp', '3'], /\(--tp\) 3 must divide vit\.heads \(25\).*values up to 16 that do: 1 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['a tp that does not divide the heads', ['--tp', '3'], /omnibal: --tp 3 must divide vit\.heads \(25\).*values up to 16 that do: 1 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
   ['ZeRO 4', ['--zero', '4'], /--zero must be 0, 1, 2 or 3, got 4/],
   ['an unknown schedule', ['--schedule', 'zb'], /--schedule must be one of gpipe, 1f1b, interleaved/],
   ['an unknown target', ['--target', 'jax'], /--target must be one of none, megatron, deepspeed/],
