@@ -689,7 +689,10 @@ mod tests {
         };
         let e = vlm_layers(&internvl(), &a100(), &Parallel::new(3, 1, 1), &load).unwrap_err();
         assert_eq!(e.code(), "ERR_OMNIBAL_OUT_OF_RANGE");
-        assert!(e.to_string().starts_with("tp 3 must divide vit.heads"), "{e}");
+        assert!(
+            e.to_string().starts_with("tp 3 must divide vit.heads"),
+            "{e}"
+        );
         assert!(e.to_string().contains("vit.heads (25)"), "{e}");
         // 25 ViT heads and 8 key/value heads: only 1 divides both.
         assert!(e.to_string().ends_with("do: 1"), "{e}");
