@@ -127,6 +127,7 @@ export {
   type Timeline,
   type TimelineEvent,
   type PlanInputs,
+  type PlanMemory,
   type PlanReplay,
   type PlanTrainingOptions,
   type ReplayResult,

@@ -58,13 +58,13 @@ test('measured layers from a file, with a baseline method', (t) => {
 });
 
 const bad: [string, string[], RegExp][] = [
-  ['fewer layers than stages', ['--pp', '200'], /must be at least as many as the stages \(200\), got 97 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['fewer layers than stages', ['--pp', '200'], /--pp must be at most the 97 layers of internvl-chat-1\.5, got 200 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
   ['P of 0', ['--pp', '0'], /--pp must be an integer >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
   ['M of 0', ['--micro-batches', '0'], /--micro-batches must be an integer >= 1, got 0/],
   ['C of 0', ['--memory-gib', '0'], /--memory-gib must be a number > 0, got 0/],
   ['no samples per micro-batch', ['--samples-per-micro-batch', '0'], /^omnibal: --samples-per-micro-batch must be a number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
-  ['a pp that is not a number', ['--pp', 'x'], /^omnibal: option '--pp <p>' argument 'x' is invalid\. Expected a number; see omnibal partition --help \[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/],
-  ['a tp that does not divide the heads', ['--tp', '3'], /\(--tp\) 3 must divide vit\.heads \(25\).*values up to 16 that do: 1 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+  ['a pp that is not a number', ['--pp', 'x'], /option '--pp <p>' argument 'x' is invalid\. Expected a number; see omnibal partition --help \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
+  ['a tp that does not divide the heads', ['--tp', '3'], /omnibal: --tp 3 must divide vit\.heads \(25\).*values up to 16 that do: 1 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
   ['ZeRO 4', ['--zero', '4'], /--zero must be 0, 1, 2 or 3, got 4/],
   ['an unknown schedule', ['--schedule', 'zb'], /--schedule must be one of gpipe, 1f1b, interleaved/],
   ['an unknown target', ['--target', 'jax'], /--target must be one of none, megatron, deepspeed/],
@@ -112,6 +112,24 @@ test('messages name the flag: missing --pp, --model with --layers, overflowing t
   const c = omnibal([...base, '--calibration', cal]);
   t.is(c.status, 2);
   t.regex(c.stderr, /measured forwardMs of layer 60 must be > 0/);
+});
+
+test('flags that size a model preset conflict with --layers; --pp past the model\'s layers names --pp', (t) => {
+  const layer = { forwardMs: 1, backwardMs: 2, staticBytes: 1, activationBytes: 5, checkpointBytes: 0 };
+  const file = path.join(dir, 'four.json');
+  writeFileSync(file, JSON.stringify({ layers: [layer, layer, layer, layer] }));
+  const ok = omnibal(['partition', '--layers', file, '--pp', '2', '--micro-batches', '4', '--json']);
+  t.is(ok.status, 0, ok.stderr);
+  const tp = omnibal(['partition', '--layers', file, '--pp', '2', '--micro-batches', '4', '--tp', '3']);
+  t.is(tp.status, 2, tp.stdout);
+  t.regex(tp.stderr, /--tp and --layers conflict: it sizes a --model preset.* \[ERR_OMNIBAL_INVALID_OPTIONS\]/);
+  const two = omnibal(['partition', '--layers', file, '--pp', '2', '--micro-batches', '4', '--dp', '8', '--text-per-micro-batch', '5000']);
+  t.is(two.status, 2, two.stdout);
+  t.regex(two.stderr, /--dp, --text-per-micro-batch and --layers conflict/);
+  const deep = omnibal([...base.filter((_, i) => base[i] !== '--pp' && base[i - 1] !== '--pp'), '--pp', '100']);
+  t.is(deep.status, 2, deep.stdout);
+  t.regex(deep.stderr, /--pp must be at most the 97 layers of internvl-chat-1.5, got 100 \[ERR_OMNIBAL_OUT_OF_RANGE\]/);
+  t.notRegex(deep.stderr, /--layers/);
 });
 
 test('the least memory that fits is rounded up: asking for exactly that much fits', (t) => {

@@ -65,6 +65,12 @@ test('bad layouts are coded errors', (t) => {
   t.regex(thrown(() => planTraining({ samples: small, cluster: { gpus: 64, tp: 2, pp: 8, dp: 8 } })).message, /must equal the GPU count \(64\)/);
   t.is(thrown(() => planTraining({ samples: small, globalBatch: 100 })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
   t.is(thrown(() => planTraining({ samples: small, gpu: 'TPU' })).code, 'ERR_OMNIBAL_UNKNOWN_PRESET');
+  const deep = thrown(() => planTraining({ samples: small, cluster: { gpus: 98, tp: 1, pp: 98, dp: 1 } }));
+  t.is(deep.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.regex(deep.message, /^pp must be at most the 97 layers of internvl-chat-1\.5, got 98/);
+  const cli98 = omnibal(['plan', '--gpus', '98', '--pp', '98', '--synthetic', '2000']);
+  t.is(cli98.status, 2, cli98.stdout);
+  t.regex(cli98.stderr, /^omnibal: --pp must be at most the 97 layers of internvl-chat-1\.5, got 98 \[ERR_OMNIBAL_OUT_OF_RANGE\]/);
 });
 
 test('omnibal plan prints the ablation beside the paper and labels it a prediction; --json is versioned', (t) => {

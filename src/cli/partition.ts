@@ -20,21 +20,20 @@ import {
   type StagePlan,
   type StageProblem,
   type Schedule,
-  type TrainingOptions,
 } from '../model/index';
 import { LAYER_KINDS, type LayerKind } from '../model/vlm';
-import { partitionForTarget, TARGETS, type Target, type TargetPlan } from '../model/target';
+import { partitionForTarget, type TargetPlan } from '../model/target';
+import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 
-interface PartitionFlags {
+interface PartitionFlags extends MemoryFlags {
   model?: string;
   layers?: string;
   gpu: string;
   pp?: number;
   tp?: number;
   dp?: number;
-  zero?: number;
   microBatches?: number;
   visionPerMicroBatch?: number;
   textPerMicroBatch?: number;
@@ -43,22 +42,15 @@ interface PartitionFlags {
   recompute: string;
   method: string;
   visionOnFirstStage?: boolean;
-  memoryGib?: number;
   calibration?: string;
   json?: boolean;
   schedule: string;
   virtualStages?: number;
-  target: string;
-  grads: string;
-  frozen: string[];
-  flashAttention: boolean;
-  headroom?: number;
   memoryVisionPerMicroBatch?: number;
   memoryTextPerMicroBatch?: number;
 }
 
 const num = (v: string) => Number(v);
-const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** The assumptions every prediction of `partition` carries, as printed with it. */
 export const PARTITION_ASSUMPTIONS = [
@@ -119,7 +111,6 @@ function checked(flag: string, value: number | undefined, min: number, integer =
   return value;
 }
 
-const describeFlag = (v: number) => (Number.isNaN(v) ? 'a value that is not a number' : String(v));
 
 interface Loads {
   /** The load that sets layer times (the mean micro-batch). */
@@ -171,32 +162,27 @@ function loadsOf(flags: PartitionFlags): Loads {
   return { load, memoryLoad, memoryFrom };
 }
 
-function training(flags: PartitionFlags): TrainingOptions {
-  if (flags.grads !== 'fp32' && flags.grads !== 'bf16') throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--grads must be fp32 or bf16, got ${JSON.stringify(flags.grads)}`);
-  for (const f of flags.frozen) {
-    if (f !== 'vit' && f !== 'llm') throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--frozen must be vit or llm, got ${JSON.stringify(f)}`);
-  }
-  return { grads: flags.grads, frozenVit: flags.frozen.includes('vit'), frozenLlm: flags.frozen.includes('llm'), flashAttention: flags.flashAttention };
-}
-
 function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string } {
   if (flags.layers && flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--model and --layers conflict: give one (a --layers file carries its own costs)');
   if (!['gpipe', '1f1b', 'interleaved'].includes(flags.schedule)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--schedule must be one of gpipe, 1f1b, interleaved, got ${JSON.stringify(flags.schedule)}`);
   checked('--virtual-stages', flags.virtualStages, 1, true);
   if (flags.virtualStages !== undefined && flags.schedule !== 'interleaved') throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--virtual-stages needs --schedule interleaved');
-  if (flags.memoryGib !== undefined && !(Number.isFinite(flags.memoryGib) && flags.memoryGib > 0)) {
-    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--memory-gib must be a number > 0, got ${describeFlag(flags.memoryGib)}`);
+  checkMemorySize(flags);
+  if (flags.layers) {
+    // These size a model preset; a layers file carries its own costs and memory.
+    const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration };
+    const given = Object.entries(modelOnly).filter(([, v]) => v !== undefined).map(([k]) => k);
+    if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --layers conflict: ${given.length > 1 ? 'they size' : 'it sizes'} a --model preset; a --layers file carries its own costs and memory`);
+    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file' };
   }
-  checked('--headroom', flags.headroom, 0);
-  if (flags.layers) return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file' };
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
   const pp = required('--pp', flags.pp, 'pipeline stages');
   const microBatches = required('--micro-batches', flags.microBatches, 'micro-batches per iteration');
   for (const [flag, v] of [['--tp', flags.tp], ['--dp', flags.dp]] as const) checked(flag, v, 1, true);
-  if (flags.zero !== undefined && ![0, 1, 2, 3].includes(flags.zero)) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--zero must be 0, 1, 2 or 3, got ${describeFlag(flags.zero)}`);
+  zeroFlag(flags.zero);
   const { load, memoryLoad, memoryFrom } = loadsOf(flags);
-  const shape = { tp: flags.tp, dp: flags.dp, zero: flags.zero, training: training(flags), load };
+  const shape = { tp: flags.tp, dp: flags.dp, zero: flags.zero, training: trainingFlags(flags), load };
   let g = flags.memoryGib !== undefined ? { ...gpu, memoryBytes: flags.memoryGib * 2 ** 30 } : gpu;
   let problem: StageProblem;
   const options = () => ({
@@ -219,6 +205,8 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   } else {
     problem = vlmStageProblem(options());
   }
+  const layers = problem.forwardMs.length;
+  if (pp > layers) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--pp must be at most the ${layers} layers of ${flags.model}, got ${pp}`);
   return { problem, memoryFrom };
 }
 
@@ -240,7 +228,7 @@ function baselinesOf(problem: StageProblem): Record<string, { objectiveMs: numbe
 }
 
 function runPartition(flags: PartitionFlags): void {
-  if (!(TARGETS as readonly string[]).includes(flags.target)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--target must be one of ${TARGETS.join(', ')}, got ${JSON.stringify(flags.target)}`);
+  const targetName = targetFlag(flags.target);
   if (flags.target !== 'none' && flags.method !== 'optimal') throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--target ${flags.target} applies to --method optimal; a baseline split is exported as it is`);
   const built = build(flags);
   let problem = built.problem;
@@ -248,7 +236,7 @@ function runPartition(flags: PartitionFlags): void {
   let plan: StagePlan;
   let target: TargetPlan | undefined;
   if (method === 'optimal') {
-    target = partitionForTarget(problem, flags.target as Target);
+    target = partitionForTarget(problem, targetName);
     plan = target.plan;
     problem = target.problem;
   } else if ((SPLITS as readonly string[]).includes(method)) {
@@ -317,7 +305,7 @@ function runPartition(flags: PartitionFlags): void {
 
 /** Adds `omnibal partition` to the program. */
 export function registerPartition(program: Command): void {
-  program
+  const command = program
     .command('partition')
     .description('split a model into pipeline stages with per-stage recomputation (a prediction of the cost model)')
     .option('--model <name>', 'model preset (internvl-chat-1.5, internvl-chat-1.5-plus, internvl-300m-internlm2-7b, llava-1.5-7b)')
@@ -326,16 +314,10 @@ export function registerPartition(program: Command): void {
     .option('--pp <p>', 'pipeline stages', num)
     .option('--tp <t>', 'tensor parallel size', num)
     .option('--dp <d>', 'data parallel size', num)
-    .option('--zero <z>', 'ZeRO stage 0-3 (1 = Megatron distributed optimizer; default 1)', num)
-    .option('--grads <precision>', 'gradient precision: fp32 (Megatron default, 18 bytes/param unsharded) or bf16 (16)', 'fp32')
-    .option('--frozen <module>', 'a frozen module (vit or llm): weights only, no gradients or optimizer state; repeatable', collect, [])
-    .option('--no-flash-attention', 'count the s^2 attention activations (Korthikanti 5 a s^2 per sequence)')
     .option('--schedule <name>', 'pipeline schedule: 1f1b, gpipe or interleaved (sets the in-flight micro-batches)', '1f1b')
     .option('--virtual-stages <v>', 'model chunks per device for --schedule interleaved (default 2)', num)
     .option('--memory-vision-per-micro-batch <tiles>', 'size activations for this many tiles (default: the plan caps or the given load)', num)
     .option('--memory-text-per-micro-batch <tokens>', 'size activations for this many tokens (default: the plan caps or the given load)', num)
-    .option('--headroom <fraction>', 'extra activation memory, e.g. 0.1 for 10%', num)
-    .option('--target <framework>', `restrict the plan to what a framework runs: ${TARGETS.join(', ')}`, 'none')
     .option('--micro-batches <m>', 'micro-batches per iteration', num)
     .option('--vision-per-micro-batch <tiles>', 'image tiles per micro-batch', num)
     .option('--text-per-micro-batch <tokens>', 'LLM tokens per micro-batch', num)
@@ -344,8 +326,7 @@ export function registerPartition(program: Command): void {
     .option('--recompute <mode>', 'none, full, block, any, selective (block + Megatron selective per stage) or selective-all', 'block')
     .option('--method <name>', `optimal, or a baseline: ${SPLITS.join(', ')}`, 'optimal')
     .option('--vision-on-first-stage', 'keep the vision encoder and projector on stage 0')
-    .option('--memory-gib <gib>', 'memory per GPU (default: the GPU preset)', num)
     .option('--calibration <file>', 'measured layer times and stage memory (see README) to calibrate the model')
-    .option('--json', 'write one JSON object')
-    .action((flags: PartitionFlags) => runPartition(flags));
+    .option('--json', 'write one JSON object');
+  addMemoryFlags(command).action((flags: PartitionFlags) => runPartition(flags));
 }

@@ -19,8 +19,9 @@ import { renderReport } from '../report/index';
 import { readJsonFile } from '../io/json';
 import { integerBetween } from '../validate';
 import { formatTable } from './table';
+import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 
-interface PlanFlags {
+interface PlanFlags extends MemoryFlags {
   model: string;
   gpu: string;
   gpus: number;
@@ -136,6 +137,8 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp (${flags.tp} x ${flags.pp}) must divide the GPU count (${flags.gpus})`);
   }
   // Read every input before the long part, so a missing file fails at once.
+  checkMemorySize(flags);
+  const memory = { zero: zeroFlag(flags.zero), training: trainingFlags(flags), memoryBytes: flags.memoryGib === undefined ? undefined : flags.memoryGib * 2 ** 30, headroom: flags.headroom, target: targetFlag(flags.target) };
   const calibration = readCalibration(flags.calibration);
   const samples = flags.input.length > 0 ? await readSamples(flags.input) : syntheticSamples(flags.synthetic, flags.seed);
   const inputs = flags.input.length > 0 ? { files: flags.input } : { synthetic: flags.synthetic, seed: flags.seed };
@@ -148,6 +151,7 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     virtualStages: flags.virtualStages,
     calibration,
     epochs: flags.epochs,
+    ...memory,
   };
   if (flags.searchLayout) {
     // --tp/--pp/--dp, --accum/--global-batch and --samples-per-pack set the global batch the
@@ -239,7 +243,7 @@ async function runPlan(flags: PlanFlags): Promise<void> {
 
 /** Adds `omnibal plan` to the program. */
 export function registerPlan(program: Command): void {
-  program
+  const plan = program
     .command('plan')
     .description('plan a whole VLM training run and predict its speed-up (default: InternVL-Chat-1.5 on 64 A100-80G, 1.2M synthetic samples)')
     .option('--model <name>', 'model preset', DEFAULT_RUN.model)
@@ -262,8 +266,8 @@ export function registerPlan(program: Command): void {
     .option('--out <file>', 'also write the JSON plan to this file (with --search-layout: of the best layout)')
     .option('--report <file>', 'write a self-contained HTML report with charts (with --search-layout: of the best layout)')
     .option('--calibration <file>', 'measured layer times and stage memory to calibrate the cost model (see README)')
-    .option('--search-layout', 'rank every tp x pp x dp layout of the GPUs and micro-batch size (half, as given, double; same global batch) by predicted GPU-hours')
-    .action(async (flags: PlanFlags) => runPlan(flags));
+    .option('--search-layout', 'rank every tp x pp x dp layout of the GPUs and micro-batch size (half, as given, double; same global batch) by predicted GPU-hours');
+  addMemoryFlags(plan).action(async (flags: PlanFlags) => runPlan(flags));
 
   program
     .command('simulate')

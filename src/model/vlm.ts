@@ -138,7 +138,7 @@ function checkTp(spec: VlmSpec, tp: number): void {
   if (bad) {
     const ok: number[] = [];
     for (let t = 1; t <= 16; t++) if (sizes.every(([, v]) => v % t === 0)) ok.push(t);
-    throw outOfRange('tp', `(--tp) ${tp} must divide ${bad[0]} (${bad[1]}) and every head, key/value head and FFN count it splits; values up to 16 that do: ${ok.join(', ')}`);
+    throw outOfRange('tp', `${tp} must divide ${bad[0]} (${bad[1]}) and every head, key/value head and FFN count it splits; values up to 16 that do: ${ok.join(', ')}`);
   }
 }
 

@@ -23,6 +23,7 @@ import {
   partitionStages,
   resolveGpu,
   resolveModel,
+  tableShape,
   vlmStageProblem,
   type Calibration,
   type CalibrationResult,
@@ -30,7 +31,9 @@ import {
   type ModelChoice,
   type StagePlan,
   type StageProblem,
+  type TrainingOptions,
 } from '../model/index';
+import { partitionForTarget, TARGETS, type Target } from '../model/target';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
 import { integerBetween } from '../validate';
 import { runFigures, type FlopsModel, type RunFigures } from './figures';
@@ -82,6 +85,52 @@ export interface PlanTrainingOptions {
   inputs?: PlanInputs;
   /** Epochs to predict the training time of ({@link RunFigures.hours}); default 1. */
   epochs?: number;
+  /** ZeRO stage 0-3 (1 = Megatron's distributed optimizer); default 1. */
+  zero?: number;
+  /** Precision and frozen modules (defaults: fp32 gradients, nothing frozen, flash attention). */
+  training?: TrainingOptions;
+  /** Memory per GPU, bytes; default the GPU preset's. */
+  memoryBytes?: number;
+  /** Extra fraction on the activations (0.1 = 10% headroom); default 0. */
+  headroom?: number;
+  /** Restrict the planned (optimal) split to what a framework runs; default `none`. */
+  target?: Target;
+}
+
+/** The memory settings a plan was made under (recorded in its replay). */
+export interface PlanMemory {
+  /** ZeRO stage 0-3. */
+  zero: number;
+  /** Precision and frozen modules. */
+  training: TrainingOptions;
+  /** Memory per GPU, bytes (null: the GPU preset's). */
+  memoryBytes: number | null;
+  /** Extra fraction on the activations. */
+  headroom: number;
+  /** The framework target of the planned split. */
+  target: Target;
+}
+
+/**
+ * @internal Checks the memory options of a run (coded errors naming the API option).
+ */
+export function checkMemoryOptions(o: Pick<PlanTrainingOptions, 'zero' | 'training' | 'memoryBytes' | 'headroom' | 'target'>): PlanMemory {
+  const zero = integerBetween('zero', o.zero ?? 1, 0, 3);
+  const t = o.training ?? {};
+  if (typeof t !== 'object' || t === null) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `training must be { grads?, frozenVit?, frozenLlm?, flashAttention? }, got ${String(t)}`);
+  if (t.grads !== undefined && t.grads !== 'fp32' && t.grads !== 'bf16') throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `training.grads must be fp32 or bf16, got ${JSON.stringify(t.grads)}`);
+  for (const k of ['frozenVit', 'frozenLlm', 'flashAttention'] as const) {
+    if (t[k] !== undefined && typeof t[k] !== 'boolean') throw omnibalError(ErrorCodes.INVALID_OPTIONS, `training.${k} must be a boolean, got ${JSON.stringify(t[k])}`);
+  }
+  const memoryBytes = o.memoryBytes ?? null;
+  if (memoryBytes !== null && !(typeof memoryBytes === 'number' && Number.isFinite(memoryBytes) && memoryBytes > 0)) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `memoryBytes must be a number > 0, got ${String(memoryBytes)}`);
+  }
+  const headroom = o.headroom ?? 0;
+  if (!(typeof headroom === 'number' && Number.isFinite(headroom) && headroom >= 0)) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `headroom must be a number >= 0, got ${String(headroom)}`);
+  const target = o.target ?? 'none';
+  if (!(TARGETS as readonly string[]).includes(target)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `target must be one of ${TARGETS.join(', ')}, got ${JSON.stringify(target)}`);
+  return { zero, training: { ...t }, memoryBytes, headroom, target };
 }
 
 /** Where a plan's samples came from. */
@@ -192,6 +241,8 @@ export interface PlanReplay {
   simulatedSteps: number;
   /** The calibration applied, if any. */
   calibration: Calibration | null;
+  /** The memory settings (absent in plans written before they existed: the defaults). */
+  memory?: PlanMemory;
 }
 
 /** Per-step and timeline detail for reports. */
@@ -258,6 +309,8 @@ export interface Coefficients {
   perTile: Float64Array;
   perToken: Float64Array;
   perSq: Float64Array;
+  /** Backward time per unit of load (2 x forward, less for frozen modules), ms. */
+  backward: { perTile: Float64Array; perToken: Float64Array; perSq: Float64Array };
 }
 
 function differences(table: (tiles: number, tokens: number, sumSqLen: number) => Float64Array) {
@@ -268,9 +321,11 @@ function differences(table: (tiles: number, tokens: number, sumSqLen: number) =>
   return { base, perTile: a.map((x, i) => x - base[i]), perToken: b.map((x, i) => x - base[i]), perSq: q.map((x, i) => x - base[i]) };
 }
 
-function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster): Coefficients {
-  const { perTile, perToken, perSq } = differences((tiles, tokens, sumSqLen) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: c.tp, dp: c.dp, zero: 1, tiles, tokens, sumSqLen }).forwardMs);
-  return { perTile, perToken, perSq };
+function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster, memory: PlanMemory): Coefficients {
+  const table = (tiles: number, tokens: number, sumSqLen: number) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), tableShape({ tp: c.tp, dp: c.dp, zero: memory.zero, training: memory.training, load: { tiles, tokens, sumSqLen } }));
+  const { perTile, perToken, perSq } = differences((a, b, q) => table(a, b, q).forwardMs);
+  const backward = differences((a, b, q) => table(a, b, q).backwardMs);
+  return { perTile, perToken, perSq, backward };
 }
 
 const total = (xs: Float64Array) => xs.reduce((x, y) => x + y, 0);
@@ -300,10 +355,10 @@ const CALIBRATION_LOAD = { tiles: 18, tokens: 5000 };
  * are given), the per-layer time coefficients, and the text cost for balancing (the LLM's time
  * per squared sample length relative to its time per token).
  */
-export function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, measurements: Calibration | undefined) {
-  const calibration = measurements ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: 1, load: CALIBRATION_LOAD }, measurements) : undefined;
+export function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, measurements: Calibration | undefined, memory: PlanMemory = checkMemoryOptions({})) {
+  const calibration = measurements ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: memory.zero, training: memory.training, load: CALIBRATION_LOAD }, measurements) : undefined;
   const g = calibration?.gpu ?? gpu;
-  const coef = coefficients(spec, g, cluster);
+  const coef = coefficients(spec, g, cluster, memory);
   const { flops, costB } = modelFlops(spec, gpu);
   return { calibration, gpu: g, coef, costB, flops };
 }
@@ -340,7 +395,9 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     pp: cluster.pp,
     tp: cluster.tp,
     dp: cluster.dp,
-    zero: 1,
+    zero: o.memory.zero,
+    training: o.memory.training,
+    headroom: o.memory.headroom,
     microBatches: o.accum,
     load,
     recompute: cfg.recompute,
@@ -352,7 +409,9 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
   const calibrated = o.calibration ? applyCalibration(problem, o.calibration) : problem;
   const stages =
     cfg.split === 'optimal'
-      ? partitionStages(calibrated)
+      ? o.memory.target === 'none'
+        ? partitionStages(calibrated)
+        : partitionForTarget(calibrated, o.memory.target).plan
       : cfg.split === 'given'
         ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
         : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
@@ -364,12 +423,15 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     for (const l of st.recomputeLayers) recomputed[l] = 1;
   });
   // Per stage: forward ms coefficients, and the recomputed share added to the backward.
-  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, rt: 0, rk: 0, rq: 0 }));
+  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, bt: 0, bk: 0, bq: 0, rt: 0, rk: 0, rq: 0 }));
   for (let l = 0; l < problem.forwardMs.length; l++) {
     const c = stageCoef[layerStage[l]];
     c.t += coef.perTile[l];
     c.k += coef.perToken[l];
     c.q += coef.perSq[l];
+    c.bt += coef.backward.perTile[l];
+    c.bk += coef.backward.perToken[l];
+    c.bq += coef.backward.perSq[l];
     if (recomputed[l]) {
       c.rt += coef.perTile[l];
       c.rk += coef.perToken[l];
@@ -421,8 +483,9 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
           const c = stageCoef[si];
           const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen;
           const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen;
+          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen;
           fwd[(r * m + a) * pp + si] = Math.max(f, 0);
-          bwd[(r * m + a) * pp + si] = Math.max(2 * f + rf, 0);
+          bwd[(r * m + a) * pp + si] = Math.max(b + rf, 0);
         }
       }
       tokensPerRank.push(tok);
@@ -483,6 +546,7 @@ export interface Resolved {
   simulatedSteps: number;
   schedule: 'gpipe' | '1f1b' | 'interleaved';
   virtualStages: number;
+  memory: PlanMemory;
 }
 
 /** The default run: InternVL-Chat-1.5 on 64 A100-80G over 1.2 million synthetic samples. */
@@ -542,7 +606,9 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const modelName = typeof options.model === 'string' ? options.model : options.model ? 'custom' : DEFAULT_RUN.model;
   const gpuName = typeof options.gpu === 'string' ? options.gpu : options.gpu ? 'custom' : DEFAULT_RUN.gpu;
   const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
-  const gpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
+  const memory = checkMemoryOptions(options);
+  const presetGpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
+  const gpu = memory.memoryBytes === null ? presetGpu : { ...presetGpu, memoryBytes: memory.memoryBytes };
   const cluster = options.cluster ?? DEFAULT_RUN.cluster;
   for (const k of ['gpus', 'tp', 'pp', 'dp'] as const) integerBetween(`cluster.${k}`, cluster[k], 1, 1 << 20);
   if (cluster.tp * cluster.pp * cluster.dp !== cluster.gpus) {
@@ -562,8 +628,9 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const b = options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack;
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
-  const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, options.calibration);
-  const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps, schedule, virtualStages, calibration };
+  const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, options.calibration, memory);
+  if (cluster.pp > coef.perTile.length) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `pp must be at most the ${coef.perTile.length} layers of ${modelName}, got ${cluster.pp}`);
+  const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps, schedule, virtualStages, calibration, memory };
   const shape = { dp: cluster.dp, accum, samplesPerPack: b, seed, epoch, tail: 'drop' as const };
   const balanced = planBatches(samples, { ...shape, costA: 1, costB });
   const random = planBatches(samples, { ...shape, strategy: 'random' });
@@ -641,6 +708,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
       virtualStages,
       simulatedSteps: resolved.simulatedSteps,
       calibration: options.calibration ?? null,
+      memory,
     },
     detail: {
       balancedRankTokens: full.rankTokens,
@@ -682,12 +750,14 @@ export function simulateSavedPlan(savedPlan: TrainingPlan, samples: Samples): Re
   const saved = checkSavedPlan(savedPlan);
   const r = saved.replay;
   const spec = resolveModel(saved.model);
-  const gpu = resolveGpu(saved.gpu);
+  const memory = checkMemoryOptions({ ...r.memory, memoryBytes: r.memory?.memoryBytes ?? undefined });
+  const presetGpu = resolveGpu(saved.gpu);
+  const gpu = memory.memoryBytes === null ? presetGpu : { ...presetGpu, memoryBytes: memory.memoryBytes };
   const cluster = saved.cluster;
   const { schedule, virtualStages, simulatedSteps } = checkRunOptions(r, saved.accum, cluster.pp);
-  const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, r.calibration ?? undefined);
+  const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, r.calibration ?? undefined, memory);
   const given = checkSavedStages(saved, coef.perTile.length);
-  const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps, schedule, virtualStages, calibration };
+  const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps, schedule, virtualStages, calibration, memory };
   const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB, tail: 'drop' });
   const sim = simulateConfig({ name: 'saved plan', plan, split: 'given', recompute: 'block', given }, samples, resolved, coef, undefined);
   sim.stages.stages.forEach((st, i) => {

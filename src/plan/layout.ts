@@ -24,7 +24,7 @@ import { resolveGpu, resolveModel } from '../model/index';
 import type { ProgressCallback } from '../progress';
 import { integerBetween } from '../validate';
 import { runFigures } from './figures';
-import { checkRunOptions, DEFAULT_RUN, planTraining, prepareModel, simulateConfig, type Cluster, type PlanTrainingOptions, type Resolved } from './index';
+import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, planTraining, prepareModel, simulateConfig, type Cluster, type PlanTrainingOptions, type Resolved } from './index';
 
 /** One evaluated layout. */
 export interface LayoutCandidate {
@@ -181,12 +181,14 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
     options.onProgress?.(done, total);
   };
   const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
-  const gpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
+  const memory = checkMemoryOptions(options);
+  const presetGpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
+  const gpu = memory.memoryBytes === null ? presetGpu : { ...presetGpu, memoryBytes: memory.memoryBytes };
   const models = new Map<string, ReturnType<typeof prepareModel>>();
   const model = (c: Cluster) => {
     const key = `${c.tp},${c.dp}`;
     let m = models.get(key);
-    if (!m) models.set(key, (m = prepareModel(spec, gpu, c, options.calibration)));
+    if (!m) models.set(key, (m = prepareModel(spec, gpu, c, options.calibration, memory)));
     return m;
   };
   const bases = new Map<number, BatchPlan | Error>();
@@ -219,7 +221,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
         weights ??= costWeights({ a: 1, b: prepared.costB }, samples.text);
         const plan = redealPlan(base, samples, weights, job.dp, job.accum, simulatedStepIndices(base.steps, run.simulatedSteps));
         const meanLoad = meanMicroBatchLoad(base, samples);
-        const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: job.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration };
+        const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: job.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration, memory };
         const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad }, samples, resolved, prepared.coef, undefined);
         const figures = runFigures({
           stepMs: sim.row.stepMs,

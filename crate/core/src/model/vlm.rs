@@ -229,7 +229,7 @@ fn check_tp(spec: &VlmSpec, tp: u32) -> Result<(), Error> {
         return Err(Error::out_of_range(
             "tp",
             format!(
-                "(--tp) {tp} must divide {name} ({}) and every head, key/value head and FFN count it splits; values up to 16 that do: {}",
+                "{tp} must divide {name} ({}) and every head, key/value head and FFN count it splits; values up to 16 that do: {}",
                 crate::error::js_number(*v),
                 ok.join(", ")
             ),
@@ -689,7 +689,10 @@ mod tests {
         };
         let e = vlm_layers(&internvl(), &a100(), &Parallel::new(3, 1, 1), &load).unwrap_err();
         assert_eq!(e.code(), "ERR_OMNIBAL_OUT_OF_RANGE");
-        assert!(e.to_string().contains("--tp"), "{e}");
+        assert!(
+            e.to_string().starts_with("tp 3 must divide vit.heads"),
+            "{e}"
+        );
         assert!(e.to_string().contains("vit.heads (25)"), "{e}");
         // 25 ViT heads and 8 key/value heads: only 1 divides both.
         assert!(e.to_string().ends_with("do: 1"), "{e}");

@@ -1,0 +1,121 @@
+// `omnibal plan` / planTraining take the memory options `omnibal partition` takes (--memory-gib,
+// --headroom, --grads, --zero, --frozen, --no-flash-attention, --target) into the stage problem
+// of the plan and of its ablation, check them with the same words, and keep them for `simulate`.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { planTraining, type TrainingPlan } from '../src/plan/index';
+import { syntheticSamples } from '../src/data/synthetic';
+import { cli, thrown } from './helpers';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-plan-memory-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+function omnibal(args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const samples = syntheticSamples(20_000, 3);
+const GIB = 2 ** 30;
+const sum = (p: TrainingPlan, k: 'gradients' | 'optimizer' | 'weights') => p.stages.stages.reduce((a, s) => a + s.memory[k], 0);
+const fixed = { samples, simulatedSteps: 2 };
+
+test('planTraining: gradient precision, ZeRO and frozen modules reach the stages and the ablation', (t) => {
+  const base = planTraining(fixed);
+  const bf16 = planTraining({ ...fixed, training: { grads: 'bf16' } });
+  // Every layer is on some stage: the stages' gradients sum to the model's, halved by bf16.
+  t.true(Math.abs(sum(bf16, 'gradients') - sum(base, 'gradients') / 2) < 1e-6 * sum(base, 'gradients'));
+  t.is(sum(bf16, 'weights'), sum(base, 'weights'));
+  t.is(bf16.replay.memory?.training.grads, 'bf16');
+  // ZeRO-3 shards gradients over dp 8 (ZeRO-1 already shards the optimizer).
+  const zero3 = planTraining({ ...fixed, zero: 3 });
+  t.true(Math.abs(sum(zero3, 'gradients') - sum(base, 'gradients') / 8) < 1e-6 * sum(base, 'gradients'));
+  // A frozen ViT has no gradients, optimizer state or backward: less memory and faster steps in every row.
+  const frozen = planTraining({ ...fixed, training: { frozenVit: true } });
+  t.true(sum(frozen, 'gradients') < sum(base, 'gradients'));
+  t.true(sum(frozen, 'optimizer') < sum(base, 'optimizer'));
+  frozen.ablation.forEach((r, i) => t.true(r.stepMs < base.ablation[i].stepMs, r.name));
+});
+
+test('planTraining: memoryBytes and headroom size the stages; too little memory names the least, rounded up', (t) => {
+  const base = planTraining(fixed);
+  const small = planTraining({ ...fixed, memoryBytes: 60 * GIB });
+  t.is(small.memoryBytes, 60 * GIB);
+  for (const s of small.stages.stages) t.true(s.memoryBytes <= 60 * GIB);
+  const recomputed = (p: TrainingPlan) => p.stages.stages.reduce((a, s) => a + s.recomputeLayers.length, 0);
+  t.true(recomputed(small) > recomputed(base), 'less memory: more layers recomputed');
+  const roomy = planTraining({ ...fixed, headroom: 0.5 });
+  t.true(roomy.stages.stages[0].memory.activations + roomy.stages.stages[0].memory.checkpoints > 0);
+  t.true(recomputed(roomy) > recomputed(base), 'headroom: more layers recomputed');
+  const e = thrown(() => planTraining({ ...fixed, memoryBytes: 20 * GIB }));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  t.regex(e.message, /least memory that fits is \d+ bytes \([\d.]+ GiB, rounded up\)/);
+  for (const [o, code] of [
+    [{ zero: 9 }, 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [{ memoryBytes: -1 }, 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [{ headroom: Number.NaN }, 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [{ training: { grads: 'fp16' } }, 'ERR_OMNIBAL_UNKNOWN_OPTION'],
+    [{ target: 'jax' }, 'ERR_OMNIBAL_UNKNOWN_OPTION'],
+  ] as [Parameters<typeof planTraining>[0], string][]) {
+    t.is(thrown(() => planTraining({ ...fixed, ...o })).code, code, JSON.stringify(o));
+  }
+});
+
+test('planTraining: --target megatron keeps the vision encoder, projector and embedding on stage 0', (t) => {
+  const o = { ...fixed, model: 'internvl-300m-internlm2-7b', gpu: 'H200' };
+  const free = planTraining(o);
+  const megatron = planTraining({ ...o, target: 'megatron' });
+  const embed = megatron.stages.stages[0].layerNames.indexOf('llm.embed');
+  t.true(embed >= 0, 'the LLM embedding is on stage 0');
+  t.is(free.stages.stages[0].layerNames.indexOf('llm.embed'), -1, 'the unconstrained optimum cuts before the embedding');
+  t.true(megatron.ablation[megatron.ablation.length - 1].stepMs >= free.ablation[free.ablation.length - 1].stepMs);
+  t.is(megatron.replay.memory?.target, 'megatron');
+});
+
+test('omnibal plan: the memory flags reach --json and simulate; bad values exit 2 naming the flag', (t) => {
+  const base = ['plan', '--synthetic', '20000', '--simulated-steps', '2'];
+  const fp32 = JSON.parse(omnibal([...base, '--json']).stdout) as TrainingPlan;
+  const saved = path.join(dir, 'bf16.json');
+  const r = omnibal([...base, '--json', '--grads', 'bf16', '--memory-gib', '60', '--out', saved]);
+  t.is(r.status, 0, r.stderr);
+  const bf16 = JSON.parse(r.stdout) as TrainingPlan;
+  t.true(Math.abs(sum(bf16, 'gradients') - sum(fp32, 'gradients') / 2) < 1e-6 * sum(fp32, 'gradients'));
+  t.is(bf16.memoryBytes, 60 * GIB);
+  for (const s of bf16.stages.stages) t.true(s.memoryBytes <= 60 * GIB);
+  // simulate re-plans under the saved settings: the same stages and step.
+  const again = omnibal(['simulate', '--plan', saved, '--json']);
+  t.is(again.status, 0, again.stderr);
+  const replay = JSON.parse(again.stdout);
+  t.deepEqual(replay.stages.stages.map((s: { memory: unknown }) => s.memory), bf16.stages.stages.map((s) => s.memory));
+  t.is(replay.stepMs, bf16.ablation[bf16.ablation.length - 1].stepMs);
+  // Too little memory: one line naming the least memory, rounded up.
+  const tight = omnibal([...base, '--memory-gib', '20']);
+  t.is(tight.status, 2);
+  t.regex(tight.stderr, /^omnibal: .*least memory that fits is \d+ bytes \([\d.]+ GiB, rounded up\) \[ERR_OMNIBAL_INFEASIBLE\]\n$/);
+  for (const [flags, message] of [
+    [['--zero', '9'], /^omnibal: --zero must be 0, 1, 2 or 3, got 9 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
+    [['--grads', 'fp16'], /^omnibal: --grads must be fp32 or bf16, got "fp16" \[ERR_OMNIBAL_UNKNOWN_OPTION\]\n$/],
+    [['--frozen', 'projector'], /^omnibal: --frozen must be vit or llm, got "projector" \[ERR_OMNIBAL_UNKNOWN_OPTION\]\n$/],
+    [['--memory-gib', '0'], /^omnibal: --memory-gib must be a number > 0, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
+    [['--headroom', '-1'], /^omnibal: --headroom must be a number >= 0, got -1 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
+    [['--target', 'jax'], /^omnibal: --target must be one of none, megatron, deepspeed, got "jax" \[ERR_OMNIBAL_UNKNOWN_OPTION\]\n$/],
+  ] as [string[], RegExp][]) {
+    const bad = omnibal([...base, ...flags]);
+    t.is(bad.status, 2, flags.join(' '));
+    t.regex(bad.stderr, message, flags.join(' '));
+  }
+});
+
+test('a tp that does not divide the heads names --tp once', (t) => {
+  for (const args of [
+    ['plan', '--synthetic', '2000', '--tp', '2'],
+    ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '16', '--text-per-micro-batch', '4096', '--tp', '3'],
+  ]) {
+    const r = omnibal(args);
+    t.is(r.status, 2, args[0]);
+    t.regex(r.stderr, /^omnibal: --tp \d must divide vit\.heads \(25\) and every head, key\/value head and FFN count it splits; values up to 16 that do: 1 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/, args[0]);
+  }
+});
