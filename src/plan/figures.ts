@@ -6,6 +6,7 @@
  * @module
  */
 import type { MicroBatchLoadFigures } from '../data/load';
+import type { BatchPlan } from '../data/plan';
 
 /** Forward FLOPs of one micro-batch as a linear function of its load (the whole model, all layers). */
 export interface FlopsModel {
@@ -53,12 +54,8 @@ export interface RunFigures {
 export interface RunFigureInputs {
   /** Predicted mean step time, ms. */
   stepMs: number;
-  /** Steps per epoch. */
-  steps: number;
-  /** Micro-batches in the epoch. */
-  microBatches: number;
-  /** Samples in the epoch's steps. */
-  samples: number;
+  /** The epoch's data plan: its steps, micro-batches and samples. */
+  plan: Pick<BatchPlan, 'steps' | 'microBatchOffsets' | 'samples'>;
   /** Mean load of one micro-batch. */
   meanLoad: MicroBatchLoadFigures;
   /** FLOPs of a micro-batch by load. */
@@ -74,19 +71,20 @@ export interface RunFigureInputs {
 /** Computes the run-level figures. */
 export function runFigures(i: RunFigureInputs): RunFigures {
   const stepS = i.stepMs / 1000;
-  const perStep = i.microBatches / i.steps;
+  const steps = i.plan.steps;
+  const perStep = (i.plan.microBatchOffsets.length - 1) / steps;
   const l = i.meanLoad;
   const forward = i.flops.base + i.flops.perTile * l.tiles + i.flops.perToken * l.tokens + i.flops.perSq * l.sumSqLen;
   const modelFlopsPerStep = 3 * forward * perStep;
-  const hours = (i.epochs * i.steps * i.stepMs) / 3.6e6;
+  const hours = (i.epochs * steps * i.stepMs) / 3.6e6;
   return {
     assumption: 'predictions: step time from the cost model and simulator; model FLOPs = 3 x forward FLOPs of the packed samples (no padding, no recomputation); MFU against the GPU preset\'s dense bf16 peak',
     stepMs: i.stepMs,
-    samplesPerStep: i.samples / i.steps,
+    samplesPerStep: i.plan.samples.length / steps,
     tokensPerStep: l.tokens * perStep,
     tilesPerStep: l.tiles * perStep,
     tokensPerS: (l.tokens * perStep) / stepS,
-    samplesPerS: i.samples / i.steps / stepS,
+    samplesPerS: i.plan.samples.length / steps / stepS,
     modelFlopsPerStep,
     tflopsPerGpu: modelFlopsPerStep / stepS / i.gpus / 1e12,
     mfu: modelFlopsPerStep / stepS / (i.gpus * i.peakFlops),

@@ -674,9 +674,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   if (full === undefined) throw new Error('internal: the full configuration was not planned');
   const figures = runFigures({
     stepMs: full.row.stepMs,
-    steps: balanced.steps,
-    microBatches: balanced.microBatchOffsets.length - 1,
-    samples: balanced.samples.length,
+    plan: balanced,
     meanLoad: meanMicroBatchLoad(balanced, samples),
     flops,
     gpus: cluster.gpus,
@@ -771,9 +769,7 @@ export function simulateSavedPlan(savedPlan: TrainingPlan, samples: Samples): Re
   });
   const figures = runFigures({
     stepMs: sim.row.stepMs,
-    steps: plan.steps,
-    microBatches: plan.microBatchOffsets.length - 1,
-    samples: plan.samples.length,
+    plan,
     meanLoad: meanMicroBatchLoad(plan, samples),
     flops,
     gpus: cluster.gpus,

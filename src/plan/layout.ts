@@ -225,9 +225,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
         const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad }, samples, resolved, prepared.coef, undefined);
         const figures = runFigures({
           stepMs: sim.row.stepMs,
-          steps: plan.steps,
-          microBatches: plan.microBatchOffsets.length - 1,
-          samples: plan.samples.length,
+          plan,
           meanLoad,
           flops: prepared.flops,
           gpus,
