@@ -277,50 +277,44 @@ test('TCP: nothing runs before auth; a wrong token closes; HTTP closes without r
   t.false(stopped);
 });
 
-test('backpressure: a connection is not read while its unsent answers exceed the limit or too many requests are open', async (t) => {
-  let pending = 0;
-  const reading: boolean[] = [];
-  const ctx = newContext({ maxPendingOutputBytes: 1000, maxInFlight: 2 }, () => undefined);
-  const out: string[] = [];
-  const session = new Session(ctx, 'unix', {
+/** A session over a fake transport that records what it writes and whether it reads; `pending` is the unsent byte count. */
+function recordingSession(limits: Parameters<typeof newContext>[0]) {
+  const rec = { pending: 0, out: [] as string[], reading: [] as boolean[] };
+  const session = new Session(newContext(limits, () => undefined), 'unix', {
     write: (line) => {
-      out.push(line.toString());
-      pending += line.length;
+      rec.out.push(line.toString());
+      rec.pending += line.length;
     },
-    pendingBytes: () => pending,
-    setReading: (on) => reading.push(on),
+    pendingBytes: () => rec.pending,
+    setReading: (on) => rec.reading.push(on),
     close: () => undefined,
   });
+  return { session, rec };
+}
+
+test('backpressure: a connection is not read while its unsent answers exceed the limit or too many requests are open', async (t) => {
+  const { session, rec } = recordingSession({ maxPendingOutputBytes: 1000, maxInFlight: 2 });
+  const { out, reading } = rec;
   session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'balance', params: { ...small(400), dp: 1, samplesPerPack: 2 } })}\n`));
   while (out.length === 0 || !out.some((l) => l.includes('"id":1,"result"'))) await new Promise((r) => setTimeout(r, 10));
   const planId = JSON.parse(out.find((l) => l.includes('"id":1,"result"'))!).result.planId as string;
   session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'planForRank', params: { planId, rank: 0 } })}\n`));
   await new Promise((r) => setTimeout(r, 50));
-  t.true(pending > 1000);
+  t.true(rec.pending > 1000);
   t.is(reading.at(-1), false, 'stopped reading while the client does not read');
-  pending = 0;
+  rec.pending = 0;
   session.flow();
   t.is(reading.at(-1), true, 'reads again once the answers are sent');
   t.true(reading.includes(false));
 });
 
 test('backpressure holds within one chunk: many small requests with large answers queue at most the limit plus one answer', async (t) => {
-  let pending = 0;
-  const ctx = newContext({ maxPendingOutputBytes: 1000 }, () => undefined);
-  const out: string[] = [];
-  const session = new Session(ctx, 'unix', {
-    write: (line) => {
-      out.push(line.toString());
-      pending += line.length;
-    },
-    pendingBytes: () => pending,
-    setReading: () => undefined,
-    close: () => undefined,
-  });
+  const { session, rec } = recordingSession({ maxPendingOutputBytes: 1000 });
+  const { out } = rec;
   session.feed(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'balance', params: { ...small(400), dp: 1, samplesPerPack: 2 } })}\n`));
   while (!out.some((l) => l.includes('"id":0,"result"'))) await new Promise((r) => setTimeout(r, 10));
   const planId = JSON.parse(out.find((l) => l.includes('"id":0,"result"'))!).result.planId as string;
-  pending = 0;
+  rec.pending = 0;
   out.length = 0;
   const ids = Array.from({ length: 50 }, (_, i) => i + 1);
   // All 50 requests in ONE chunk (as a socket delivers them): each answer alone is over the limit.
@@ -330,7 +324,7 @@ test('backpressure holds within one chunk: many small requests with large answer
   const answered = new Set<number>();
   for (let round = 0; round < 500 && answered.size < ids.length; round++) {
     for (const l of out.splice(0)) answered.add(JSON.parse(l).id as number);
-    pending = 0;
+    rec.pending = 0;
     session.flow();
     await new Promise((r) => setTimeout(r, 5));
   }
