@@ -24,7 +24,10 @@ import { resolveGpu, resolveModel } from '../model/index';
 import type { ProgressCallback } from '../progress';
 import { integerBetween } from '../validate';
 import { runFigures } from './figures';
-import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, planTraining, prepareModel, simulateConfig, type Cluster, type PlanTrainingOptions, type Resolved } from './index';
+import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type Cluster, type PlanTrainingOptions } from './options';
+import { planTraining } from './plan-training';
+import { prepareModel } from './prepare-model';
+import { simulateConfig, type Resolved } from './simulate-config';
 
 /** One evaluated layout. */
 export interface LayoutCandidate {

@@ -8,7 +8,7 @@
  */
 import { ErrorCodes, omnibalError } from '../errors';
 import { describeValue } from '../validate';
-import type { TrainingPlan } from './index';
+import type { TrainingPlan } from './training-plan';
 
 const SCHEMA = 'omnibal.training-plan/1';
 

@@ -1,0 +1,140 @@
+/**
+ * Plans a training run: the balanced and random data plans, the ablation chain and the
+ * baselines, each simulated, and the run figures of the full plan.
+ *
+ * @module
+ */
+import { ErrorCodes, omnibalError } from '../errors';
+import { batchMetrics, planBatches, type BatchMetrics } from '../data/index';
+import { syntheticSamples } from '../data/synthetic';
+import { meanMicroBatchLoad } from '../data/load';
+import { resolveGpu, resolveModel } from '../model/index';
+import { integerBetween } from '../validate';
+import { runFigures } from './figures';
+import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type PlanTrainingOptions } from './options';
+import { prepareModel } from './prepare-model';
+import { simulateConfig, type Config, type Resolved, type Simulated } from './simulate-config';
+import { PLAN_ASSUMPTIONS, type AblationRow, type TrainingPlan } from './training-plan';
+
+/**
+ * Plans a training run and predicts its ablation (a prediction of the model and simulator).
+ *
+ * @param options - model, GPU, cluster layout, samples (files or synthetic) and planning options; all optional
+ * @returns the plan (data, stages, simulated steps) and the predicted ablation
+ */
+export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
+  const modelName = typeof options.model === 'string' ? options.model : options.model ? 'custom' : DEFAULT_RUN.model;
+  const gpuName = typeof options.gpu === 'string' ? options.gpu : options.gpu ? 'custom' : DEFAULT_RUN.gpu;
+  const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
+  const memory = checkMemoryOptions(options);
+  const presetGpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
+  const gpu = memory.memoryBytes === null ? presetGpu : { ...presetGpu, memoryBytes: memory.memoryBytes };
+  const cluster = options.cluster ?? DEFAULT_RUN.cluster;
+  for (const k of ['gpus', 'tp', 'pp', 'dp'] as const) integerBetween(`cluster.${k}`, cluster[k], 1, 1 << 20);
+  if (cluster.tp * cluster.pp * cluster.dp !== cluster.gpus) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp x dp (${cluster.tp} x ${cluster.pp} x ${cluster.dp} = ${cluster.tp * cluster.pp * cluster.dp}) must equal the GPU count (${cluster.gpus})`);
+  }
+  let accum = options.accum ?? DEFAULT_RUN.accum;
+  if (options.globalBatch !== undefined) {
+    integerBetween('globalBatch', options.globalBatch, 1, 1 << 30);
+    if (options.globalBatch % cluster.dp !== 0) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the global batch (${options.globalBatch} micro-batches) must divide by dp (${cluster.dp})`);
+    }
+    accum = options.globalBatch / cluster.dp;
+  }
+  integerBetween('accum', accum, 1, 1 << 20);
+  const { schedule, virtualStages, simulatedSteps, epochs } = checkRunOptions(options, accum, cluster.pp);
+  const samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
+  const b = options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack;
+  const seed = options.seed ?? 0;
+  const epoch = options.epoch ?? 0;
+  const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, options.calibration, memory);
+  if (cluster.pp > coef.perTile.length) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `pp must be at most the ${coef.perTile.length} layers of ${modelName}, got ${cluster.pp}`);
+  const resolved: Resolved = { spec, gpu: g, cluster, accum, simulatedSteps, schedule, virtualStages, calibration, memory };
+  const shape = { dp: cluster.dp, accum, samplesPerPack: b, seed, epoch, tail: 'drop' as const };
+  const balanced = planBatches(samples, { ...shape, costA: 1, costB });
+  const random = planBatches(samples, { ...shape, strategy: 'random' });
+  const cost = { a: 1, b: costB };
+  const pick = (m: BatchMetrics) => ({ padRatio: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDist: m.costDist, samplesPerPack: m.samplesPerPack });
+  const configs: Config[] = [
+    { name: 'baseline (random batches, parameter split, full recompute)', plan: random, split: 'parameters', recompute: 'full' },
+    { name: '+ data balance', plan: balanced, split: 'parameters', recompute: 'full' },
+    { name: '+ model balance', plan: balanced, split: 'optimal', recompute: 'full' },
+    { name: '+ memory balance', plan: balanced, split: 'optimal', recompute: 'block' },
+  ];
+  // Each row on its own batches (GPU-hours use each plan's steps). A row that does not fit (the
+  // baseline's split, say) is reported with its error; the full plan must fit.
+  const chain = options.ablation === false ? configs.slice(-1) : configs;
+  const rows: AblationRow[] = [];
+  let base: Simulated | undefined;
+  let full: Simulated | undefined;
+  chain.forEach((cfg, i) => {
+    const last = i === chain.length - 1;
+    try {
+      const sim = simulateConfig(cfg, samples, resolved, coef, base?.row.gpuHours);
+      if (i === 0 && !last) base = sim;
+      if (i > 0 && base === undefined) sim.row.speedup = NaN;
+      rows.push(sim.row);
+      if (last) full = sim;
+    } catch (error) {
+      if (last) throw error;
+      rows.push({ name: cfg.name, stepMs: NaN, gpuHours: NaN, steps: cfg.plan.steps, speedup: NaN, bubbleFraction: NaN, error: (error as Error).message });
+    }
+  });
+  const baselines: TrainingPlan['baselines'] = {};
+  if (options.ablation !== false) {
+    try {
+      const megatron = simulateConfig({ name: 'Megatron default (random batches, uniform split, full recompute)', plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, base?.row.gpuHours);
+      if (base === undefined) megatron.row.speedup = NaN;
+      baselines.megatronUniform = megatron.row;
+    } catch (error) {
+      baselines.megatronUniform = { error: (error as Error).message };
+    }
+  }
+  if (full === undefined) throw new Error('internal: the full configuration was not planned');
+  const figures = runFigures({
+    stepMs: full.row.stepMs,
+    plan: balanced,
+    meanLoad: meanMicroBatchLoad(balanced, samples),
+    flops,
+    gpus: cluster.gpus,
+    peakFlops: gpu.peakFlops,
+    epochs,
+  });
+  return {
+    schema: 'omnibal.training-plan/1',
+    assumptions: PLAN_ASSUMPTIONS,
+    model: modelName,
+    gpu: gpuName,
+    cluster,
+    accum,
+    samples: samples.text.length,
+    steps: balanced.steps,
+    stages: full.stages,
+    data: { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) },
+    ablation: rows,
+    baselines,
+    epochHours: (full.row.stepMs * balanced.steps) / 3.6e6,
+    memoryBytes: gpu.memoryBytes,
+    figures,
+    replay: {
+      inputs: options.inputs ?? null,
+      samplesPerPack: b,
+      seed,
+      epoch,
+      schedule,
+      virtualStages,
+      simulatedSteps: resolved.simulatedSteps,
+      calibration: options.calibration ?? null,
+      memory,
+    },
+    detail: {
+      balancedRankTokens: full.rankTokens,
+      randomRankTokens: base?.rankTokens ?? [],
+      balancedRankTiles: full.rankTiles,
+      randomRankTiles: base?.rankTiles ?? [],
+      stageMemory: full.stageMemory,
+      timelines: base ? [base.timeline, full.timeline] : [full.timeline],
+    },
+  };
+}

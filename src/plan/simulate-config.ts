@@ -1,0 +1,211 @@
+/**
+ * One configuration of a plan (its batches, split and recomputation) planned into stages and
+ * simulated over evenly spread steps of the epoch.
+ *
+ * @module
+ */
+import { activeBackend } from '../binding';
+import type { BatchPlan, Samples } from '../data/index';
+import { meanMicroBatchLoad, microBatchLoad, type MicroBatchLoadFigures } from '../data/load';
+import { heaviestMicroBatchLoad } from '../model/memory-load';
+import {
+  applyCalibration,
+  baselineStages,
+  evaluateStages,
+  partitionStages,
+  vlmStageProblem,
+  type CalibrationResult,
+  type StagePlan,
+  type StageProblem,
+} from '../model/index';
+import { partitionForTarget } from '../model/target';
+import type { GpuSpec, VlmSpec } from '../model/vlm';
+import type { Cluster, PlanMemory } from './options';
+import type { Coefficients } from './prepare-model';
+import type { AblationRow, StageMemory, Timeline } from './training-plan';
+
+/** @internal One configuration to simulate. */
+export interface Config {
+  name: string;
+  plan: BatchPlan;
+  split: 'optimal' | 'parameters' | 'uniform' | 'given';
+  recompute: 'full' | 'block';
+  /** For `given`: the stages' last layers and recomputed layers. */
+  given?: { lastLayers: number[]; recomputeLayers: number[] };
+  /** The plan's mean micro-batch load, when already known. */
+  meanLoad?: MicroBatchLoadFigures;
+}
+
+/** @internal A simulated configuration. */
+export interface Simulated {
+  row: AblationRow;
+  stages: StagePlan;
+  rankTokens: number[][];
+  rankTiles: number[][];
+  stageMemory: StageMemory[];
+  timeline: Timeline;
+}
+
+/** @internal Plans the stages of one configuration and simulates its steps. */
+export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
+  const { spec, gpu, cluster } = o;
+  const load = cfg.meanLoad ?? meanMicroBatchLoad(cfg.plan, s);
+  const problem: StageProblem = vlmStageProblem({
+    model: spec,
+    gpu,
+    pp: cluster.pp,
+    tp: cluster.tp,
+    dp: cluster.dp,
+    zero: o.memory.zero,
+    training: o.memory.training,
+    headroom: o.memory.headroom,
+    microBatches: o.accum,
+    load,
+    recompute: cfg.recompute,
+    // Memory for the schedule's in-flight counts and the plan's heaviest micro-batch.
+    memoryLoad: heaviestMicroBatchLoad(cfg.plan, s),
+    schedule: o.schedule,
+    virtualStages: o.virtualStages,
+  });
+  const calibrated = o.calibration ? applyCalibration(problem, o.calibration) : problem;
+  const stages =
+    cfg.split === 'optimal'
+      ? o.memory.target === 'none'
+        ? partitionStages(calibrated)
+        : partitionForTarget(calibrated, o.memory.target).plan
+      : cfg.split === 'given'
+        ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
+        : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
+  const pp = cluster.pp;
+  const layerStage = new Uint32Array(problem.forwardMs.length);
+  const recomputed = new Uint8Array(problem.forwardMs.length);
+  stages.stages.forEach((st, si) => {
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) layerStage[l] = si;
+    for (const l of st.recomputeLayers) recomputed[l] = 1;
+  });
+  // Per stage: forward ms coefficients, and the recomputed share added to the backward.
+  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, bt: 0, bk: 0, bq: 0, rt: 0, rk: 0, rq: 0 }));
+  for (let l = 0; l < problem.forwardMs.length; l++) {
+    const c = stageCoef[layerStage[l]];
+    c.t += coef.perTile[l];
+    c.k += coef.perToken[l];
+    c.q += coef.perSq[l];
+    c.bt += coef.backward.perTile[l];
+    c.bk += coef.backward.perToken[l];
+    c.bq += coef.backward.perSq[l];
+    if (recomputed[l]) {
+      c.rt += coef.perTile[l];
+      c.rk += coef.perToken[l];
+      c.rq += coef.perSq[l];
+    }
+  }
+  const transferMs = Float64Array.from({ length: pp - 1 }, (_, si) => problem.commMs?.[stages.stages[si].lastLayer] ?? 0);
+  const gradBytes = Float64Array.from(stages.stages, (st) => {
+    let p = 0;
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) p += problem.params![l];
+    return (2 * p) / cluster.tp;
+  });
+  const activationBytes = Float64Array.from(stages.stages, (st) => {
+    let a = 0;
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) a += recomputed[l] ? calibrated.checkpointBytes[l] : calibrated.activationBytes[l];
+    return a;
+  });
+  // The stage DP's own breakdown (one source of truth), grouped for the report.
+  const stageMemory = stages.stages.map(({ memory: b }) => ({
+    staticBytes: b.weights + b.gradients + b.optimizer,
+    activationBytes: b.activations + b.checkpoints,
+    otherBytes: b.fixed,
+  }));
+  const plan = cfg.plan;
+  const steps = plan.steps;
+  const count = Math.min(o.simulatedSteps, steps);
+  let total = 0;
+  let bubble = 0;
+  const rankTokens: number[][] = [];
+  const rankTiles: number[][] = [];
+  let timeline: Timeline | undefined;
+  for (let j = 0; j < count; j++) {
+    const step = Math.floor((j * steps) / count);
+    const m = o.accum;
+    const fwd = new Float64Array(cluster.dp * m * pp);
+    const bwd = new Float64Array(cluster.dp * m * pp);
+    const tokensPerRank: number[] = [];
+    const tilesPerRank: number[] = [];
+    for (let r = 0; r < cluster.dp; r++) {
+      const i = step * cluster.dp + r;
+      let tok = 0;
+      let tiles = 0;
+      for (let a = 0; a < m; a++) {
+        const k = plan.rankOffsets[i] + a;
+        const l = k < plan.rankOffsets[i + 1] ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
+        tok += l.tokens;
+        tiles += l.tiles;
+        for (let si = 0; si < pp; si++) {
+          const c = stageCoef[si];
+          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen;
+          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen;
+          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen;
+          fwd[(r * m + a) * pp + si] = Math.max(f, 0);
+          bwd[(r * m + a) * pp + si] = Math.max(b + rf, 0);
+        }
+      }
+      tokensPerRank.push(tok);
+      tilesPerRank.push(tiles);
+    }
+    rankTokens.push(tokensPerRank);
+    rankTiles.push(tilesPerRank);
+    const res = activeBackend().simulateStep(
+      {
+        dp: cluster.dp,
+        pp,
+        microBatches: m,
+        forwardMs: fwd,
+        backwardMs: bwd,
+        transferMs,
+        gradBytes,
+        allreduceBytesPerS: gpu.networkBytesPerS,
+        activationBytes,
+        schedule: o.schedule,
+        virtualStages: o.virtualStages,
+      },
+      j === 0,
+    );
+    total += res.stepMs;
+    bubble += res.bubbleFraction;
+    if (j === 0) {
+      let slow = 0;
+      res.rankMs.forEach((x, r) => {
+        if (x > res.rankMs[slow]) slow = r;
+      });
+      const events: Timeline['events'] = [];
+      for (let e = 0; e < res.eventRank.length; e++) {
+        if (res.eventRank[e] !== slow) continue;
+        events.push({ stage: res.eventStage[e], microBatch: res.eventMicroBatch[e], backward: res.eventBackward[e] === 1, startMs: res.eventStartMs[e], endMs: res.eventEndMs[e] });
+      }
+      timeline = { name: cfg.name, stepMs: res.stepMs, events };
+    }
+  }
+  const stepMs = total / count;
+  const gpuHours = ((stepMs * steps) / 3.6e6) * cluster.gpus;
+  return {
+    row: { name: cfg.name, stepMs, gpuHours, steps, speedup: baselineGpuHours === undefined ? 1 : baselineGpuHours / gpuHours, bubbleFraction: bubble / count },
+    stages,
+    rankTokens,
+    rankTiles,
+    stageMemory,
+    timeline: timeline!,
+  };
+}
+
+/** @internal Everything a configuration is simulated under. */
+export interface Resolved {
+  calibration?: CalibrationResult;
+  spec: VlmSpec;
+  gpu: GpuSpec;
+  cluster: Cluster;
+  accum: number;
+  simulatedSteps: number;
+  schedule: 'gpipe' | '1f1b' | 'interleaved';
+  virtualStages: number;
+  memory: PlanMemory;
+}
