@@ -43,12 +43,27 @@ export function meanMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoadF
   const known = means.get(plan);
   if (known) return known;
   const n = Math.max(plan.microBatchOffsets.length - 1, 1);
+  // One tight pass (no per-micro-batch objects), summing what `microBatchLoad` gives each micro-batch.
+  const { microBatchOffsets: offsets, samples: index, packed } = plan;
   const sum = { tiles: 0, tokens: 0, sumSqLen: 0 };
-  for (let k = 0; k < plan.microBatchOffsets.length - 1; k++) {
-    const l = microBatchLoad(plan, s, k);
-    sum.tiles += l.tiles;
-    sum.tokens += l.tokens;
-    sum.sumSqLen += l.sumSqLen;
+  for (let k = 0; k + 1 < offsets.length; k++) {
+    const a = offsets[k];
+    const b = offsets[k + 1];
+    let tiles = 0;
+    let tokens = 0;
+    let sumSqLen = 0;
+    let tmax = 0;
+    for (let q = a; q < b; q++) {
+      const i = index[q];
+      const t = s.text[i];
+      tiles += s.vision[i];
+      tokens += t;
+      sumSqLen += t * t;
+      if (t > tmax) tmax = t;
+    }
+    sum.tiles += tiles;
+    sum.tokens += packed ? tokens : tmax * (b - a);
+    sum.sumSqLen += packed ? sumSqLen : tmax * tmax * (b - a);
   }
   const mean = { tiles: sum.tiles / n, tokens: sum.tokens / n, sumSqLen: sum.sumSqLen / n };
   means.set(plan, mean);

@@ -32,9 +32,10 @@ export const TOKENS_PER_TILE = 256;
 
 function pickWeighted<T>(rng: Rng, items: [T, number][], total: number): T {
   let r = rng.nextF64() * total;
-  for (const [item, w] of items) {
-    if (r < w) return item;
-    r -= w;
+  // Indexed, not `for...of` with destructuring: this runs twice per sample (~0.3 s of 1.2M).
+  for (let j = 0; j < items.length; j++) {
+    if (r < items[j][1]) return items[j][0];
+    r -= items[j][1];
   }
   return items[items.length - 1][0];
 }
