@@ -289,7 +289,8 @@ test('layout search: the same global batch in samples, the same ranking as plann
   for (const c of ranked) {
     t.is(c.tp * c.pp * c.dp, 16);
     t.is(c.globalBatchSamples, 144);
-    t.is(c.dp * c.accum * c.samplesPerPack, 144, 'samples per step fixed across candidates');
+    // Each rank takes the whole number of packs nearest its share of the global batch.
+    t.is(c.accum, Math.max(1, Math.round(144 / (c.packedSamplesPerPack! * c.dp))));
   }
   t.deepEqual(progress.at(-1), [progress.length, progress.length]);
   t.true(progress.every(([d], i) => d === i + 1));
@@ -297,7 +298,25 @@ test('layout search: the same global batch in samples, the same ranking as plann
   const misfit = searchLayouts({ ...options, gpu: { ...resolveGpu('A100-80G'), memoryBytes: 30 * 2 ** 30 }, samplesPerPacks: [4.5] }).find((c) => c.error);
   t.truthy(misfit);
   t.regex(misfit!.error!, /no plan fits in 30\.00 GiB per GPU; the least memory that fits is \d+\.\d\d GiB$/);
-  t.is(thrown(() => searchLayouts({ ...options, globalBatchSamples: 100, samplesPerPacks: [3] })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  t.is(thrown(() => searchLayouts({ ...options, globalBatchSamples: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
+test('layout search: every row holds the same global batch in samples per step, to half a pack per rank', (t) => {
+  // Packs hold whole samples (2.25 asked gives ~2.5), so micro-batches per step follow the packs
+  // really held, not the size asked; the epoch's last partial step is dropped.
+  const G = 1152;
+  const ranked = searchLayouts({ gpus: 16, globalBatchSamples: G, samples: syntheticSamples(30000, 2), tps: [1], pps: [2, 4, 8], samplesPerPacks: [2.25, 4.5, 9], simulatedSteps: 1 });
+  const fits = ranked.filter((c) => c.samplesPerStep !== undefined);
+  t.deepEqual(new Set(fits.map((c) => c.samplesPerPack)), new Set([2.25, 4.5, 9]), 'every micro-batch size has a fitting layout');
+  for (const c of fits) {
+    const packed = c.packedSamplesPerPack!;
+    t.true(Math.abs(packed - c.samplesPerPack) > 0.05, 'packs do not hold exactly what was asked (the reason for the rule)');
+    // Half a pack per rank, plus 0.5% for the dropped tail and the estimate.
+    t.true(Math.abs(c.samplesPerStep! - G) <= (packed * c.dp) / 2 + 0.005 * G, `${c.tp}/${c.pp}/${c.dp} b ${c.samplesPerPack}: ${c.samplesPerStep} samples per step`);
+  }
+  const perStep = fits.map((c) => c.samplesPerStep!);
+  // Asking for a fixed number of micro-batches (G / samples asked) gave 8% more samples per step at 2.25.
+  t.true(Math.max(...perStep) / Math.min(...perStep) - 1 < 0.03, `samples per step ${perStep.join(', ')}`);
 });
 
 test('plan --search-layout honours its flags: calibration, report, out, simulated steps; quiet off a terminal', (t) => {

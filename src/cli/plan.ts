@@ -201,7 +201,8 @@ async function runPlan(flags: PlanFlags): Promise<void> {
       c.pp,
       c.dp,
       c.accum,
-      c.samplesPerPack,
+      c.packedSamplesPerPack === undefined ? c.samplesPerPack : `${c.samplesPerPack} (${c.packedSamplesPerPack.toFixed(2)})`,
+      c.samplesPerStep === undefined ? '' : fmt(c.samplesPerStep, 0),
       c.stepMs === undefined ? '' : (c.stepMs / 1000).toFixed(1),
       c.steps ?? '',
       c.gpuHours === undefined ? 'does not fit' : (c.gpuHours / 24).toFixed(1),
@@ -209,14 +210,14 @@ async function runPlan(flags: PlanFlags): Promise<void> {
       c.mfu === undefined ? '' : `${(c.mfu * 100).toFixed(1)}%`,
       c.error ?? '',
     ]);
-    const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack', 'step s', 'steps', 'GPU-days / epoch', 'tokens/s', 'MFU', 'why not'], rows);
+    const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack asked (held)', 'samples/step', 'step s', 'steps', 'GPU-days / epoch', 'tokens/s', 'MFU', 'why not'], rows);
     const gb = ranked[0]?.globalBatchSamples ?? microBatches * flags.samplesPerPack;
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, layouts: ranked })}\n`);
     } else {
       process.stdout.write(
         [
-          `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each)`,
+          `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes the whole number of packs nearest its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each)`,
           text,
           ...(flags.report && bestPlan ? [`report of the best layout: ${flags.report}`] : []),
           ...(flags.out && bestPlan ? [`plan of the best layout: ${flags.out}`] : []),

@@ -5,8 +5,8 @@
  *
  * Fast by sharing work: the balanced data plan depends on the layout only through how a step's
  * packs are dealt to ranks (the packing and the per-step text balance depend on the micro-batch
- * size and the micro-batches per step, both fixed per micro-batch size), so the data is planned
- * once per micro-batch size and re-dealt per data-parallel size exactly as the planner deals it;
+ * size and the micro-batches per step), so the data is planned once per micro-batch size and
+ * micro-batches per step and re-dealt per data-parallel size exactly as the planner deals it;
  * the model is prepared once per (tp, dp); each candidate then only splits the stages (natively)
  * and simulates its steps. `exhaustive: true` plans every candidate from scratch instead (the
  * same result, for checking).
@@ -26,7 +26,7 @@ import { integerBetween } from '../validate';
 import { runFigures } from './figures';
 import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type Cluster, type PlanTrainingOptions } from './options';
 import { planTraining } from './plan-training';
-import { prepareModel } from './prepare-model';
+import { balanceCostB, prepareModel } from './prepare-model';
 import { simulateConfig, type Resolved } from './simulate-config';
 
 /** One evaluated layout. */
@@ -37,12 +37,23 @@ export interface LayoutCandidate {
   pp: number;
   /** Data parallel size. */
   dp: number;
-  /** Micro-batches per rank per step (global batch in samples / samples per pack / dp). */
+  /**
+   * Micro-batches per rank per step: the whole number nearest the global batch in samples / the
+   * packs' real mean samples / dp (see {@link packedSamplesPerPack}); 0 when the packs could not be planned.
+   */
   accum: number;
   /** Mean samples per micro-batch asked for. */
   samplesPerPack: number;
-  /** Samples per step over all ranks (the same for every candidate), nominal. */
+  /** Mean samples per micro-batch the balanced packs really hold when asked for `samplesPerPack` (estimated; absent when the packs could not be planned). */
+  packedSamplesPerPack?: number;
+  /** Samples per step over all ranks asked for (the same for every candidate). */
   globalBatchSamples: number;
+  /**
+   * Samples per step the candidate's epoch really holds (its planned samples / its steps; the
+   * last partial step of the epoch is dropped): within half a pack per data-parallel rank of
+   * `globalBatchSamples` (absent when it does not fit).
+   */
+  samplesPerStep?: number;
   /** Predicted step time of the full plan, ms (absent when it does not fit). */
   stepMs?: number;
   /** Predicted GPU-hours per epoch (absent when it does not fit). */
@@ -61,7 +72,10 @@ export interface LayoutCandidate {
 export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster' | 'accum' | 'globalBatch' | 'ablation' | 'inputs'> {
   /** GPUs; default 64. */
   gpus?: number;
-  /** Samples per step over all ranks, kept fixed across layouts; default 1,152 (32 x 8 x 4.5). */
+  /**
+   * Samples per step over all ranks, held across layouts (each rank takes the whole number of
+   * packs nearest its share); default 1,152 (32 x 8 x 4.5).
+   */
   globalBatchSamples?: number;
   /** Tensor parallel sizes to try; default 1, 2, 4, 8. */
   tps?: number[];
@@ -134,6 +148,33 @@ export function redealPlan(base: BatchPlan, samples: Samples, weights: Float64Ar
   return { ...base, dp, accum, samples: out, microBatchOffsets: mbOffsets, rankOffsets };
 }
 
+/** Samples the pack-size estimate is planned on (every k-th sample beyond it). */
+const ESTIMATE_SAMPLES = 150_000;
+
+/**
+ * The mean samples per micro-batch the balanced planner's packs hold when asked for `b`. Packs
+ * close on whole tiles and tokens, so they hold more or fewer than asked (2.53 for 2.25, 4.68
+ * for 4.5 on the default data), and how many they hold moves in steps no request can avoid;
+ * the packing does not depend on the micro-batches per step, so one plan of every k-th sample
+ * (one micro-batch per step) estimates it (to ~0.1% on the default data).
+ */
+export function packedSamplesPerPack(samples: Samples, b: number, seed: number, epoch: number, costB: number): number {
+  const n = samples.text.length;
+  const k = Math.max(1, Math.floor(n / ESTIMATE_SAMPLES));
+  const pick = (xs: Uint32Array) => (k === 1 ? xs : Uint32Array.from({ length: Math.ceil(n / k) }, (_, i) => xs[i * k]));
+  const plan = planBatches({ vision: pick(samples.vision), text: pick(samples.text) }, { dp: 1, accum: 1, samplesPerPack: b, seed, epoch, costA: 1, costB, tail: 'drop' });
+  return plan.samples.length / (plan.microBatchOffsets.length - 1);
+}
+
+/**
+ * Micro-batches per rank per step holding `globalBatchSamples` over `dp` ranks of packs of
+ * `packed` samples: the nearest whole number (at least 1), so a step holds the global batch to
+ * within half a pack per rank.
+ */
+export function accumFor(globalBatchSamples: number, packed: number, dp: number): number {
+  return Math.max(1, Math.round(globalBatchSamples / (packed * dp)));
+}
+
 /** The steps the simulator reads (evenly spread over the epoch; as `simulateConfig` picks them). */
 function simulatedStepIndices(steps: number, simulated: number): number[] {
   const count = Math.min(simulated, steps);
@@ -141,10 +182,11 @@ function simulatedStepIndices(steps: number, simulated: number): number[] {
 }
 
 /**
- * Plans every layout `tp x pp x dp = gpus` and micro-batch size whose micro-batches per step
- * (`globalBatchSamples / samplesPerPack`) divide by `dp`, and ranks them by predicted GPU-hours
- * per epoch (fastest first; layouts that do not fit last, with why). Predictions of the cost
- * model and simulator.
+ * Plans every layout `tp x pp x dp = gpus` and micro-batch size at the same global batch in
+ * samples (each rank takes the whole number of packs nearest its share of it: see
+ * {@link accumFor}), and ranks them by predicted GPU-hours per epoch (fastest first; layouts
+ * that do not fit last, with why). Every candidate's epoch drops its last partial step. Predictions
+ * of the cost model and simulator.
  *
  * @param options - GPUs, global batch in samples, candidate tp/pp/samples per pack, and the plan options
  * @returns every candidate, fastest first, with its predicted step time and GPU-hours or why it does not fit
@@ -156,14 +198,9 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
   if (!Number.isFinite(globalBatchSamples) || globalBatchSamples <= 0) {
     throw omnibalError(ErrorCodes.OUT_OF_RANGE, `globalBatchSamples must be a number > 0, got ${globalBatchSamples}`);
   }
-  const perStep = perPack.map((b) => {
+  for (const b of perPack) {
     if (typeof b !== 'number' || !Number.isFinite(b) || b < 1) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `samplesPerPack must be a number >= 1, got ${b}`);
-    const m = Math.round(globalBatchSamples / b);
-    if (m < 1 || Math.abs(m * b - globalBatchSamples) > 1e-6 * globalBatchSamples) {
-      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the global batch (${globalBatchSamples} samples) is not a whole number of micro-batches of ${b} samples`);
-    }
-    return m;
-  });
+  }
   const run = checkRunOptions(options, undefined, undefined);
   const samples: Samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
   const seed = options.seed ?? 0;
@@ -176,8 +213,8 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
       if (gpus % (tp * pp) === 0) layouts.push({ tp, pp, dp: gpus / (tp * pp) });
     }
   }
-  const jobs = perPack.flatMap((b, i) => layouts.filter((l) => perStep[i] % l.dp === 0).map((l) => ({ ...l, b, m: perStep[i], accum: perStep[i] / l.dp })));
-  const total = jobs.length + (options.exhaustive ? 0 : perPack.length);
+  const jobs = perPack.flatMap((b) => layouts.map((l) => ({ ...l, b })));
+  const total = jobs.length + perPack.length;
   let done = 0;
   const tick = () => {
     done += 1;
@@ -194,37 +231,57 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
     if (!m) models.set(key, (m = prepareModel(spec, gpu, c, options.calibration, memory)));
     return m;
   };
-  const bases = new Map<number, BatchPlan | Error>();
+  // The packs' real mean size per micro-batch size (or why it could not be planned), and the
+  // data plans per (micro-batch size, micro-batches per step).
+  const packed = new Map<number, number | Error>();
+  const packedFor = (b: number): number => {
+    let r = packed.get(b);
+    if (r === undefined) {
+      try {
+        r = packedSamplesPerPack(samples, b, seed, epoch, balanceCostB(spec, gpu));
+      } catch (error) {
+        r = error as Error;
+      }
+      packed.set(b, r);
+      tick();
+    }
+    if (r instanceof Error) throw r;
+    return r;
+  };
+  const bases = new Map<string, BatchPlan | Error>();
   let weights: Float64Array | undefined;
   const out: LayoutCandidate[] = [];
   for (const job of jobs) {
-    const c: LayoutCandidate = { tp: job.tp, pp: job.pp, dp: job.dp, accum: job.accum, samplesPerPack: job.b, globalBatchSamples };
+    const c: LayoutCandidate = { tp: job.tp, pp: job.pp, dp: job.dp, accum: 0, samplesPerPack: job.b, globalBatchSamples };
     const cluster = { gpus, tp: job.tp, pp: job.pp, dp: job.dp };
     try {
+      c.packedSamplesPerPack = packedFor(job.b);
+      c.accum = accumFor(globalBatchSamples, c.packedSamplesPerPack, job.dp);
       if (options.exhaustive) {
-        const plan = planTraining({ ...options, samples, samplesPerPack: job.b, cluster, accum: job.accum, ablation: false, inputs: undefined });
+        const plan = planTraining({ ...options, samples, samplesPerPack: job.b, cluster, accum: c.accum, ablation: false, inputs: undefined });
         const full = plan.ablation[plan.ablation.length - 1];
-        Object.assign(c, { stepMs: full.stepMs, gpuHours: full.gpuHours, steps: full.steps, tokensPerS: plan.figures.tokensPerS, mfu: plan.figures.mfu });
+        Object.assign(c, { stepMs: full.stepMs, gpuHours: full.gpuHours, steps: full.steps, samplesPerStep: plan.figures.samplesPerStep, tokensPerS: plan.figures.tokensPerS, mfu: plan.figures.mfu });
       } else {
-        if (run.schedule === 'interleaved' && job.accum % job.pp !== 0) {
-          throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the interleaved schedule needs accum (${job.accum}) to be a multiple of pp (${job.pp})`);
+        if (run.schedule === 'interleaved' && c.accum % job.pp !== 0) {
+          throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the interleaved schedule needs accum (${c.accum}) to be a multiple of pp (${job.pp})`);
         }
         const prepared = model(cluster);
-        let base = bases.get(job.b);
+        const m = c.accum * job.dp;
+        const key = `${job.b},${m}`;
+        let base = bases.get(key);
         if (base === undefined) {
           try {
-            base = planBatches(samples, { dp: job.m, accum: 1, samplesPerPack: job.b, seed, epoch, costA: 1, costB: prepared.costB, tail: 'drop' });
+            base = planBatches(samples, { dp: m, accum: 1, samplesPerPack: job.b, seed, epoch, costA: 1, costB: prepared.costB, tail: 'drop' });
           } catch (error) {
             base = error as Error;
           }
-          bases.set(job.b, base);
-          tick();
+          bases.set(key, base);
         }
         if (base instanceof Error) throw base;
         weights ??= costWeights({ a: 1, b: prepared.costB }, samples.text);
-        const plan = redealPlan(base, samples, weights, job.dp, job.accum, simulatedStepIndices(base.steps, run.simulatedSteps));
+        const plan = redealPlan(base, samples, weights, job.dp, c.accum, simulatedStepIndices(base.steps, run.simulatedSteps));
         const meanLoad = meanMicroBatchLoad(base, samples);
-        const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: job.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration, memory };
+        const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: c.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration, memory };
         const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad }, samples, resolved, prepared.coef, undefined);
         const figures = runFigures({
           stepMs: sim.row.stepMs,
@@ -235,7 +292,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
           peakFlops: gpu.peakFlops,
           epochs: 1,
         });
-        Object.assign(c, { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, steps: plan.steps, tokensPerS: figures.tokensPerS, mfu: figures.mfu });
+        Object.assign(c, { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, steps: plan.steps, samplesPerStep: figures.samplesPerStep, tokensPerS: figures.tokensPerS, mfu: figures.mfu });
       }
     } catch (error) {
       c.error = inGiB((error as Error).message);

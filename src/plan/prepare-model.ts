@@ -53,6 +53,11 @@ function modelFlops(spec: VlmSpec, gpu: GpuSpec): { flops: FlopsModel; costB: nu
   };
 }
 
+/** The text cost the data is balanced on (`costB`: see `modelFlops`); the same for every layout. */
+export function balanceCostB(spec: VlmSpec, gpu: GpuSpec): number {
+  return modelFlops(spec, gpu).costB;
+}
+
 /** The load at which a calibration's layer times were measured (InternVL-style 18 tiles, 5,000 tokens). */
 const CALIBRATION_LOAD = { tiles: 18, tokens: 5000 };
 
