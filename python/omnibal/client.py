@@ -616,6 +616,15 @@ class Client:
         """Cancels a pending request: it is answered at once with :class:`Cancelled`."""
         return self.call("$/cancelRequest", {"id": rid})
 
+    def search_layout(self, params=None, progress=None, timeout=None):
+        """Ranks parallel layouts (``searchLayout``, as ``omnibal plan --search-layout --json``):
+        every tp x pp x dp of ``params["gpus"]`` and micro-batch size at one global batch in
+        samples, fastest predicted epoch first. ``params`` as in docs/protocol.md (default: the
+        InternVL-Chat-1.5 search on 1.2 million synthetic samples, several seconds);
+        ``progress(done, total)`` follows the candidates. Returns ``{"prediction": True,
+        "assumptions", "globalBatchSamples", "layouts"}``; every figure is a prediction."""
+        return self.call("searchLayout", params or {}, progress=progress, timeout=timeout)
+
     def release(self, plan_id):
         """Frees a plan in the sidecar (``release``); a no-op on a sidecar without the method or
         after close. Returns True when the sidecar freed it."""

@@ -6,10 +6,26 @@
  * @module
  */
 import { parentPort } from 'node:worker_threads';
-import { planTraining } from '../plan/index';
+import { syntheticSamples } from '../data/synthetic';
+import { DEFAULT_RUN, PLAN_ASSUMPTIONS, planTraining } from '../plan/index';
+import { searchLayouts, type LayoutSearchOptions } from '../plan/layout';
+
+/** `searchLayout`: the layout search on `synthetic` samples, progress posted as `{ progress: [done, total] }`. */
+function searchLayout(params: LayoutSearchOptions & { synthetic?: number }) {
+  const { synthetic, ...options } = params;
+  const samples = syntheticSamples(synthetic ?? DEFAULT_RUN.samples, options.seed ?? 0);
+  const layouts = searchLayouts({ ...options, samples, onProgress: (done, total) => parentPort!.postMessage({ progress: [done, total] }) });
+  return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples, layouts };
+}
 
 parentPort!.on('message', (params: unknown) => {
   try {
+    // `{ method: 'searchLayout', params }` (plan params never hold `method`: their schema forbids it).
+    const job = params as { method?: string; params?: unknown };
+    if (job.method === 'searchLayout') {
+      parentPort!.postMessage({ ok: searchLayout(job.params as never) });
+      return;
+    }
     const { detail: _detail, ...plan } = planTraining(params as never);
     void _detail;
     parentPort!.postMessage({ ok: plan });

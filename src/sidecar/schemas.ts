@@ -213,6 +213,27 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
     },
     additionalProperties: false,
   },
+  searchLayout: {
+    type: 'object',
+    properties: {
+      model: modelChoice,
+      gpu: gpuChoice,
+      gpus: count(65536),
+      // Bounded so that a candidate's micro-batches x stages stay within MAX_SIMULATED_OPS.
+      globalBatchSamples: { type: 'number', exclusiveMinimum: 0, maximum: 65536 },
+      tps: { type: 'array', minItems: 1, maxItems: 16, items: count(1024) },
+      pps: { type: 'array', minItems: 1, maxItems: 16, items: count(64) },
+      samplesPerPacks: { type: 'array', minItems: 1, maxItems: 8, items: { type: 'number', minimum: 1, maximum: 1024 } },
+      synthetic: count(20_000_000),
+      seed,
+      epoch: { type: 'integer', minimum: 0, maximum: 4294967295 },
+      simulatedSteps: count(256),
+      schedule: { enum: ['gpipe', '1f1b', 'interleaved'] },
+      virtualStages: count(64),
+      calibration,
+    },
+    additionalProperties: false,
+  },
   'search.ask': {
     type: 'object',
     properties: { searchId: handle, problem: stageProblem, radius: count(64), budget: count(10000) },
@@ -304,7 +325,7 @@ export function validateParams(method: string, params: unknown): Record<string, 
     if (typeof o.model === 'string' && !modelPresets().includes(o.model)) throw paramsError(`${at}model`, `must be a known model preset (${modelPresets().join(', ')}) or a model spec`, 'ERR_OMNIBAL_UNKNOWN_PRESET');
     if (typeof o.gpu === 'string' && !gpuPresets().includes(o.gpu)) throw paramsError(`${at}gpu`, `must be a known GPU preset (${gpuPresets().join(', ')}) or a GPU spec`, 'ERR_OMNIBAL_UNKNOWN_PRESET');
   };
-  if (method === 'partition' || method === 'plan') checkPresets(o, '');
+  if (method === 'partition' || method === 'plan' || method === 'searchLayout') checkPresets(o, '');
   if (method === 'search.ask') checkPresets(o.problem as Record<string, unknown> | undefined, 'problem.');
   if ((method === 'pack' || method === 'balance') && (o.dp as number) * ((o.accum as number | undefined) ?? 1) > MAX_STEP_MICROBATCHES) {
     throw paramsError('accum', `times dp must be at most ${MAX_STEP_MICROBATCHES} micro-batches per step`, 'ERR_OMNIBAL_OUT_OF_RANGE');

@@ -105,7 +105,7 @@ export interface Transport {
 type Id = string | number | null;
 type Response = { jsonrpc: '2.0'; id: Id; result?: unknown; error?: { code: number; message: string; data?: unknown } };
 
-const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan']);
+const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan', 'searchLayout']);
 /** Most searches one connection may hold. */
 const MAX_SEARCHES = 64;
 
@@ -548,6 +548,11 @@ export class Session {
         progress(0, 1);
         const r = await this.pooled(control, (c) => this.ctx.workers.run(p, c));
         return r;
+      }
+      case 'searchLayout': {
+        // On a pool worker like `plan`: bounded by the pool, cancelled by terminating the worker.
+        progress(0, 1);
+        return this.pooled(control, (c) => this.ctx.workers.run({ method: 'searchLayout', params: p }, c, progress));
       }
       case 'search.ask': {
         let id = p.searchId as string | undefined;

@@ -127,8 +127,11 @@ export class PlanWorkers {
     return worker;
   }
 
-  /** Runs `planTraining(params)` on a worker; `control.onCancel` terminates it. */
-  run(params: unknown, control: TaskControl): Promise<unknown> {
+  /**
+   * Runs `planTraining(params)` (or `{ method: 'searchLayout', params }`) on a worker;
+   * `control.onCancel` terminates it; `onProgress` gets the worker's progress messages.
+   */
+  run(params: unknown, control: TaskControl, onProgress?: (done: number, total: number) => void): Promise<unknown> {
     const worker = this.idle.pop() ?? this.spawn();
     return new Promise((resolve, reject) => {
       const cleanup = () => {
@@ -136,7 +139,11 @@ export class PlanWorkers {
         worker.off('error', onError);
         worker.off('exit', onExit);
       };
-      const onMessage = (m: { ok?: unknown; error?: { message: string; code?: string } }) => {
+      const onMessage = (m: { ok?: unknown; error?: { message: string; code?: string }; progress?: [number, number] }) => {
+        if (m.progress) {
+          onProgress?.(m.progress[0], m.progress[1]);
+          return;
+        }
         cleanup();
         this.idle.push(worker);
         if (m.error) reject(Object.assign(new Error(m.error.message), { code: m.error.code }));
