@@ -217,7 +217,7 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     } else {
       process.stdout.write(
         [
-          `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes the whole number of packs nearest its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each)`,
+          `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes a whole number of packs within one pack of its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each)`,
           text,
           ...(flags.report && bestPlan ? [`report of the best layout: ${flags.report}`] : []),
           ...(flags.out && bestPlan ? [`plan of the best layout: ${flags.out}`] : []),

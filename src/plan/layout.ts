@@ -38,8 +38,8 @@ export interface LayoutCandidate {
   /** Data parallel size. */
   dp: number;
   /**
-   * Micro-batches per rank per step: the whole number nearest the global batch in samples / the
-   * packs' real mean samples / dp (see {@link packedSamplesPerPack}); 0 when the packs could not be planned.
+   * Micro-batches per rank per step: a whole number next to the global batch in samples / the
+   * packs' real mean samples / dp (see {@link accumFor}, {@link packedSamplesPerPack}); 0 when the packs could not be planned.
    */
   accum: number;
   /** Mean samples per micro-batch asked for. */
@@ -50,7 +50,7 @@ export interface LayoutCandidate {
   globalBatchSamples: number;
   /**
    * Samples per step the candidate's epoch really holds (its planned samples / its steps; the
-   * last partial step of the epoch is dropped): within half a pack per data-parallel rank of
+   * last partial step of the epoch is dropped): within one pack per data-parallel rank of
    * `globalBatchSamples` (absent when it does not fit).
    */
   samplesPerStep?: number;
@@ -73,8 +73,8 @@ export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster'
   /** GPUs; default 64. */
   gpus?: number;
   /**
-   * Samples per step over all ranks, held across layouts (each rank takes the whole number of
-   * packs nearest its share); default 1,152 (32 x 8 x 4.5).
+   * Samples per step over all ranks, held across layouts (each rank takes a whole number of
+   * packs next to its share: see {@link accumFor}); default 1,152 (32 x 8 x 4.5).
    */
   globalBatchSamples?: number;
   /** Tensor parallel sizes to try; default 1, 2, 4, 8. */
@@ -169,10 +169,16 @@ export function packedSamplesPerPack(samples: Samples, b: number, seed: number, 
 /**
  * Micro-batches per rank per step holding `globalBatchSamples` over `dp` ranks of packs of
  * `packed` samples: the nearest whole number (at least 1), so a step holds the global batch to
- * within half a pack per rank.
+ * within half a pack per rank; or the other whole number next to the exact share when that
+ * gives micro-batches per step in `reuse` (a data plan already made) and still holds the global
+ * batch to within one pack per rank.
  */
-export function accumFor(globalBatchSamples: number, packed: number, dp: number): number {
-  return Math.max(1, Math.round(globalBatchSamples / (packed * dp)));
+export function accumFor(globalBatchSamples: number, packed: number, dp: number, reuse: ReadonlySet<number> = new Set()): number {
+  const exact = globalBatchSamples / (packed * dp);
+  const nearest = Math.max(1, Math.round(exact));
+  if (reuse.has(nearest * dp)) return nearest;
+  const other = nearest > exact ? Math.floor(exact) : Math.ceil(exact);
+  return other >= 1 && reuse.has(other * dp) && Math.abs(other * dp * packed - globalBatchSamples) < packed * dp ? other : nearest;
 }
 
 /** The steps the simulator reads (evenly spread over the epoch; as `simulateConfig` picks them). */
@@ -183,8 +189,8 @@ function simulatedStepIndices(steps: number, simulated: number): number[] {
 
 /**
  * Plans every layout `tp x pp x dp = gpus` and micro-batch size at the same global batch in
- * samples (each rank takes the whole number of packs nearest its share of it: see
- * {@link accumFor}), and ranks them by predicted GPU-hours per epoch (fastest first; layouts
+ * samples (each rank takes a whole number of packs within one of its share, the nearest unless
+ * the other reuses a data plan: see {@link accumFor}), and ranks them by predicted GPU-hours per epoch (fastest first; layouts
  * that do not fit last, with why). Every candidate's epoch drops its last partial step. Predictions
  * of the cost model and simulator.
  *
@@ -248,6 +254,14 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
     if (r instanceof Error) throw r;
     return r;
   };
+  // Micro-batches per step chosen so far per micro-batch size (a pure function of the jobs, in
+  // order: the exhaustive search chooses the same), which later layouts reuse where they can.
+  const chosen = new Map<number, Set<number>>();
+  const stepSizes = (b: number) => {
+    let set = chosen.get(b);
+    if (!set) chosen.set(b, (set = new Set()));
+    return set;
+  };
   const bases = new Map<string, BatchPlan | Error>();
   let weights: Float64Array | undefined;
   const out: LayoutCandidate[] = [];
@@ -256,7 +270,8 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
     const cluster = { gpus, tp: job.tp, pp: job.pp, dp: job.dp };
     try {
       c.packedSamplesPerPack = packedFor(job.b);
-      c.accum = accumFor(globalBatchSamples, c.packedSamplesPerPack, job.dp);
+      c.accum = accumFor(globalBatchSamples, c.packedSamplesPerPack, job.dp, stepSizes(job.b));
+      stepSizes(job.b).add(c.accum * job.dp);
       if (options.exhaustive) {
         const plan = planTraining({ ...options, samples, samplesPerPack: job.b, cluster, accum: c.accum, ablation: false, inputs: undefined });
         const full = plan.ablation[plan.ablation.length - 1];
