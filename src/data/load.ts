@@ -36,16 +36,28 @@ export function microBatchLoad(plan: BatchPlan, s: Samples, k: number): MicroBat
   return plan.packed ? { tiles, tokens, sumSqLen } : { tiles, tokens: tmax * (b - a), sumSqLen: tmax * tmax * (b - a) };
 }
 
-const means = new WeakMap<BatchPlan, MicroBatchLoadFigures>();
+/** The mean and the componentwise largest load of a plan's micro-batches. */
+export interface PlanLoadFigures {
+  /** Mean over the micro-batches. */
+  mean: MicroBatchLoadFigures;
+  /** Most tiles and most tokens of any micro-batch (each its own maximum). */
+  most: { tiles: number; tokens: number };
+}
 
-/** The mean load of the plan's micro-batches (computed once per plan). */
-export function meanMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoadFigures {
-  const known = means.get(plan);
+const loads = new WeakMap<BatchPlan, PlanLoadFigures>();
+
+/**
+ * The mean and largest micro-batch loads of `plan`, in one tight pass over its samples (no
+ * per-micro-batch objects; the same figures as `microBatchLoad` per micro-batch), computed once
+ * per plan.
+ */
+export function planLoads(plan: BatchPlan, s: Samples): PlanLoadFigures {
+  const known = loads.get(plan);
   if (known) return known;
   const n = Math.max(plan.microBatchOffsets.length - 1, 1);
-  // One tight pass (no per-micro-batch objects), summing what `microBatchLoad` gives each micro-batch.
   const { microBatchOffsets: offsets, samples: index, packed } = plan;
   const sum = { tiles: 0, tokens: 0, sumSqLen: 0 };
+  const most = { tiles: 0, tokens: 0 };
   for (let k = 0; k + 1 < offsets.length; k++) {
     const a = offsets[k];
     const b = offsets[k + 1];
@@ -61,11 +73,19 @@ export function meanMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoadF
       sumSqLen += t * t;
       if (t > tmax) tmax = t;
     }
+    const mbTokens = packed ? tokens : tmax * (b - a);
     sum.tiles += tiles;
-    sum.tokens += packed ? tokens : tmax * (b - a);
+    sum.tokens += mbTokens;
     sum.sumSqLen += packed ? sumSqLen : tmax * tmax * (b - a);
+    most.tiles = Math.max(most.tiles, tiles);
+    most.tokens = Math.max(most.tokens, mbTokens);
   }
-  const mean = { tiles: sum.tiles / n, tokens: sum.tokens / n, sumSqLen: sum.sumSqLen / n };
-  means.set(plan, mean);
-  return mean;
+  const figures = { mean: { tiles: sum.tiles / n, tokens: sum.tokens / n, sumSqLen: sum.sumSqLen / n }, most };
+  loads.set(plan, figures);
+  return figures;
+}
+
+/** The mean load of the plan's micro-batches (computed once per plan, with {@link planLoads}). */
+export function meanMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoadFigures {
+  return planLoads(plan, s).mean;
 }

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { planLoads } from '../data/load';
 import type { BatchPlan } from '../data/plan';
 import type { Samples } from '../data/samples';
 import type { MicroBatchLoad } from './index';
@@ -21,26 +22,8 @@ import type { MicroBatchLoad } from './index';
  * @returns a load at least as heavy as every micro-batch of the plan, in each component
  */
 export function heaviestMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoad {
-  // One tight pass (no per-micro-batch objects): the same figures as `microBatchLoad` per micro-batch.
-  const { microBatchOffsets: offsets, samples: index, packed } = plan;
-  const { vision, text } = s;
-  let tiles = 0;
-  let tokens = 1;
-  for (let k = 0; k + 1 < offsets.length; k++) {
-    const a = offsets[k];
-    const b = offsets[k + 1];
-    let v = 0;
-    let t = 0;
-    let tmax = 0;
-    for (let q = a; q < b; q++) {
-      const i = index[q];
-      const x = text[i];
-      v += vision[i];
-      t += x;
-      if (x > tmax) tmax = x;
-    }
-    tiles = Math.max(tiles, v);
-    tokens = Math.max(tokens, packed ? t : tmax * (b - a));
-  }
+  // From the plan's one pass over its samples (shared with its mean load, computed once per plan).
+  const { tiles, tokens: most } = planLoads(plan, s).most;
+  const tokens = Math.max(1, most);
   return { tiles, tokens, sumSqLen: tokens * tokens };
 }

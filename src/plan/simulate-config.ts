@@ -46,15 +46,6 @@ export interface Simulated {
   timeline: Timeline;
 }
 
-/** The heaviest micro-batch of each plan, computed once per plan (configurations share plans). */
-const heaviestLoads = new WeakMap<BatchPlan, ReturnType<typeof heaviestMicroBatchLoad>>();
-
-function heaviestLoad(plan: BatchPlan, s: Samples) {
-  let load = heaviestLoads.get(plan);
-  if (load === undefined) heaviestLoads.set(plan, (load = heaviestMicroBatchLoad(plan, s)));
-  return load;
-}
-
 /** @internal Plans the stages of one configuration and simulates its steps. */
 export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
   const { spec, gpu, cluster } = o;
@@ -72,7 +63,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     load,
     recompute: cfg.recompute,
     // Memory for the schedule's in-flight counts and the plan's heaviest micro-batch.
-    memoryLoad: heaviestLoad(cfg.plan, s),
+    memoryLoad: heaviestMicroBatchLoad(cfg.plan, s),
     schedule: o.schedule,
     virtualStages: o.virtualStages,
   });
