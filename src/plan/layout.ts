@@ -39,7 +39,7 @@ export interface LayoutCandidate {
   dp: number;
   /**
    * Micro-batches per rank per step: a whole number next to the global batch in samples / the
-   * packs' real mean samples / dp (see {@link accumFor}, {@link packedSamplesPerPack}); 0 when the packs could not be planned.
+   * packs' real mean samples / dp (see `accumFor` in src/plan/layout.ts, `packedSamplesPerPack`); 0 when the packs could not be planned.
    */
   accum: number;
   /** Mean samples per micro-batch asked for. */
@@ -74,7 +74,7 @@ export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster'
   gpus?: number;
   /**
    * Samples per step over all ranks, held across layouts (each rank takes a whole number of
-   * packs next to its share: see {@link accumFor}); default 1,152 (32 x 8 x 4.5).
+   * packs next to its share: see `accumFor` in src/plan/layout.ts); default 1,152 (32 x 8 x 4.5).
    */
   globalBatchSamples?: number;
   /** Tensor parallel sizes to try; default 1, 2, 4, 8. */
@@ -190,7 +190,7 @@ function simulatedStepIndices(steps: number, simulated: number): number[] {
 /**
  * Plans every layout `tp x pp x dp = gpus` and micro-batch size at the same global batch in
  * samples (each rank takes a whole number of packs within one of its share, the nearest unless
- * the other reuses a data plan: see {@link accumFor}), and ranks them by predicted GPU-hours per epoch (fastest first; layouts
+ * the other reuses a data plan: see `accumFor` in src/plan/layout.ts), and ranks them by predicted GPU-hours per epoch (fastest first; layouts
  * that do not fit last, with why). Every candidate's epoch drops its last partial step. Predictions
  * of the cost model and simulator.
  *
