@@ -363,7 +363,7 @@ test('plan --search-layout honours its flags: calibration, report, out, simulate
   const after = slow.layouts.find((c: { stepMs?: number; tp: number; pp: number; samplesPerPack: number }) => c.stepMs !== undefined && before.get(key(c)) !== undefined);
   t.true(after.stepMs > (before.get(key(after)) as number), 'the calibration is applied to the search');
   const text = omnibal([...base, '--simulated-steps', '2']);
-  t.regex(text.stdout, /the same global batch of 144 samples per step for every layout \(PREDICTIONS/);
+  t.regex(text.stdout, /the same global batch of 144 samples per step for every layout \(each rank takes a whole number of packs within one pack of its share; the epoch's last partial step is dropped\) \(PREDICTIONS/);
 });
 
 test('a baseline that does not fit is reported in its row, and the plan still comes', (t) => {
