@@ -121,6 +121,34 @@ test('the Megatron target keeps vision, projector and embedding on stage 0 and o
   t.false(mf.alternatives.some((a) => a.name === 'layout' && a.argv.join(' ').includes('E') && free.stages[0].lastLayer < embed));
 });
 
+test("uniform recomputation is Megatron-LM's: the first min(k, local decoder layers) per stage, the ViT whole or not at all", (t) => {
+  // megatron/core/transformer/transformer_block.py _checkpointed_forward (block method, per
+  // TransformerBlock on its rank); examples/multimodal/model.py --recompute-vision.
+  const p = internvl(8, { gpu: 'H200' });
+  const kinds = p.layerKinds!;
+  for (const [k, recomputeVision] of [[3, false], [5, true], [100, false]] as const) {
+    const plan = partitionStages({ ...p, recompute: 'uniform', uniformLayers: k, recomputeVision, memoryBytes: 1e15 });
+    for (const s of plan.stages) {
+      const layers = Array.from({ length: s.lastLayer - s.firstLayer + 1 }, (_, j) => s.firstLayer + j);
+      const decoder = layers.filter((l) => kinds[l] === 'llm');
+      const vit = layers.filter((l) => kinds[l] === 'vit');
+      t.deepEqual(s.recomputeLayers, [...(recomputeVision ? vit : []), ...decoder.slice(0, k)].sort((a, b) => a - b), `stage ${s.firstLayer}-${s.lastLayer}, k ${k}`);
+    }
+  }
+  // The Megatron target picks one count and the ViT setting; its export reproduces them exactly.
+  const r = partitionForTarget(p, 'megatron');
+  const m = exportMegatron(r.problem, r.plan);
+  t.deepEqual(m.unsupported, []);
+  const argv = m.alternatives[0].argv;
+  const k = Number(argv[argv.indexOf('--recompute-num-layers') + 1]);
+  t.is(argv.includes('--recompute-vision'), r.problem.recomputeVision === true);
+  for (const s of r.plan.stages) {
+    const decoder = kinds.flatMap((kind, l) => (kind === 'llm' && l >= s.firstLayer && l <= s.lastLayer ? [l] : []));
+    t.deepEqual(s.recomputeLayers.filter((l) => kinds[l] === 'llm'), decoder.slice(0, k));
+    t.false(s.recomputeLayers.some((l) => kinds[l] !== 'llm' && kinds[l] !== 'vit'), 'patch embedding, projector, embedding and head are never recomputed');
+  }
+});
+
 test('shell quoting survives a POSIX shell', (t) => {
   const argv = ['--x', 'a|b', "it's", '', 'plain-1.5', '$HOME'];
   const r = spawnSync('sh', ['-c', `printf '%s\\n' ${shellLine(argv)}`], { encoding: 'utf8' });
