@@ -23,6 +23,7 @@ import {
 } from '../index';
 import { spawnSync } from 'node:child_process';
 import { thrown } from './helpers';
+import { largestFittingAccumulation, planWithFitHint } from '../src/model/fit-hint';
 
 const load = { tiles: 18, tokens: 5000, sumSqLen: (5000 * 5000) / 4.5 };
 const internvl = (pp: number, extra: Partial<Parameters<typeof vlmStageProblem>[0]> = {}) =>
@@ -146,6 +147,26 @@ test("uniform recomputation is Megatron-LM's: the first min(k, local decoder lay
     const decoder = kinds.flatMap((kind, l) => (kind === 'llm' && l >= s.firstLayer && l <= s.lastLayer ? [l] : []));
     t.deepEqual(s.recomputeLayers.filter((l) => kinds[l] === 'llm'), decoder.slice(0, k));
     t.false(s.recomputeLayers.some((l) => kinds[l] !== 'llm' && kinds[l] !== 'vit'), 'patch embedding, projector, embedding and head are never recomputed');
+  }
+});
+
+test('GPipe: an infeasible plan names the largest accumulation that fits', (t) => {
+  const fitsWith = (p: StageProblem, m: number) => thrown(() => partitionStages({ ...p, microBatches: m })).code === undefined;
+  // GPipe keeps all 32 micro-batches on every stage (the last one with their logits): no split fits 80 GiB.
+  const g = internvl(8, { schedule: 'gpipe', microBatches: 32, memoryLoad: { tiles: 18, tokens: 5400 } });
+  t.false(fitsWith(g, 32));
+  const m = largestFittingAccumulation(g, partitionStages)!;
+  t.true(m >= 1 && m < 32);
+  t.true(fitsWith(g, m));
+  t.false(fitsWith(g, m + 1));
+  const e = thrown(() => planWithFitHint(g, partitionStages));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  t.regex(e.message, new RegExp(`the largest accumulation that fits these micro-batches is ${m} \\(--accum ${m};`));
+  // 1F1B's and interleaving's in-flight counts stop growing past about P micro-batches: no hint.
+  for (const schedule of ['1f1b', 'interleaved'] as const) {
+    const p: StageProblem = { ...internvl(8, { microBatches: 32, schedule }), memoryBytes: 2 ** 30 };
+    t.is(largestFittingAccumulation(p, partitionStages), undefined);
+    t.notRegex(thrown(() => planWithFitHint(p, partitionStages)).message, /largest accumulation/);
   }
 });
 
