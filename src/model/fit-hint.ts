@@ -49,10 +49,11 @@ export function largestFittingAccumulation(problem: StageProblem, solve: (p: Sta
  *
  * @param problem - the stage problem `plan` solves
  * @param solve - the planner (used again with fewer micro-batches)
+ * @param flag - the option that sets the micro-batches, for the message
  * @returns the plan
  * @throws the planner's error, its message extended with what would fit
  */
-export function planWithFitHint(problem: StageProblem, solve: (p: StageProblem) => StagePlan): StagePlan {
+export function planWithFitHint(problem: StageProblem, solve: (p: StageProblem) => StagePlan, flag = '--accum'): StagePlan {
   try {
     return solve(problem);
   } catch (error) {
@@ -63,7 +64,7 @@ export function planWithFitHint(problem: StageProblem, solve: (p: StageProblem) 
     e.message +=
       m === undefined
         ? '; GPipe keeps every micro-batch of a step in flight, and not even one per step fits'
-        : `; GPipe keeps all ${problem.microBatches} micro-batches of a step in flight on every stage: the largest accumulation that fits these micro-batches is ${m} (--accum ${m}; a prediction of the memory model)`;
+        : `; GPipe keeps all ${problem.microBatches} micro-batches of a step in flight on every stage: the largest accumulation that fits these micro-batches is ${m} (${flag} ${m}; a prediction of the memory model)`;
     throw e;
   }
 }
