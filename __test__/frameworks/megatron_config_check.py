@@ -7,8 +7,10 @@ from it, rejects any flag it does not know, and lets TransformerConfig.__post_in
 the recompute, pipeline split and layout checks) validate the result. The vision config is built
 as Megatron-LM's examples/multimodal/model.py builds it: a copy with pipeline size 1, with
 recompute_num_layers = all its layers under --recompute-vision, else no recomputation.
-Reads {"argv", "numLayers", "hidden", "heads", "kvHeads", "vitLayers", "vitHidden", "vitHeads"}
-on stdin; prints {"ok": true, "recomputeNumLayers", "vision": {...}} or {"ok": false, "error"}.
+Reads {"argv", "numLayers", "hidden", "heads", "kvHeads", "vitLayers", "vitHidden", "vitHeads"},
+or a list of them (one import of torch for all), on stdin; prints {"ok": true,
+"recomputeNumLayers", "vision": {...}} or {"ok": false, "error"} for each, as one JSON line
+(a list for a list).
 """
 import json
 import sys
@@ -54,8 +56,14 @@ def parse(argv):
     return kwargs, vision, per_virtual
 
 
-def main():
-    doc = json.load(sys.stdin)
+def check(doc):
+    try:
+        return build(doc)
+    except BaseException as e:  # report, never a traceback
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+def build(doc):
     warnings.simplefilter("ignore")
     import torch
     from megatron.core.transformer.transformer_config import TransformerConfig
@@ -93,20 +101,20 @@ def main():
         **common,
         **vkw,
     )
-    print(
-        json.dumps(
-            {
-                "ok": True,
-                "recomputeNumLayers": language.recompute_num_layers,
-                "virtualStages": language.virtual_pipeline_model_parallel_size,
-                "vision": {"recomputeNumLayers": vit.recompute_num_layers, "recomputeMethod": vit.recompute_method},
-            }
-        )
-    )
-
+    return {
+        "ok": True,
+        "recomputeNumLayers": language.recompute_num_layers,
+        "virtualStages": language.virtual_pipeline_model_parallel_size,
+        "vision": {
+            "recomputeNumLayers": vit.recompute_num_layers,
+            "recomputeMethod": vit.recompute_method,
+            "recomputeGranularity": vit.recompute_granularity,
+        },
+    }
 
 if __name__ == "__main__":
     try:
-        main()
+        doc = json.load(sys.stdin)
+        print(json.dumps([check(d) for d in doc] if isinstance(doc, list) else check(doc)))
     except BaseException as e:  # report, never a traceback
         print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))

@@ -150,6 +150,13 @@ export function exportMegatron(problem: StageProblem, plan: StagePlan): Megatron
     const allSelective = plan.stages.every((_, i) => selectivePerStage[i] === llmPerStage[i]);
     if (!allSelective) unsupported.push('selective recomputation on some layers only; Megatron-LM applies --recompute-granularity selective to every layer (re-plan with --target megatron)');
     recompute.push('--recompute-granularity', 'selective', '--recompute-modules', ...(problem.selectiveModules ?? ['mlp']));
+    // examples/multimodal/model.py: without --recompute-vision the vision config's recompute is
+    // cleared; with it (and no --recompute-method, as selective has none) the ViT keeps the
+    // selective setting.
+    const vit = kinds.flatMap((k, l) => (k === 'vit' ? [l] : []));
+    const vitSelective = new Set(plan.stages.flatMap((s) => s.selectiveLayers.filter((l) => kinds[l] === 'vit')));
+    if (vit.length > 0 && vitSelective.size === vit.length) recompute.push('--recompute-vision');
+    else if (vitSelective.size > 0) unsupported.push(`selective recomputation of ${vitSelective.size} of ${vit.length} ViT layers: Megatron-LM's multimodal example applies it to the whole ViT (--recompute-vision) or none`);
   } else if (maxK > 0) {
     recompute.push('--recompute-granularity', 'full', '--recompute-method', 'block', '--recompute-num-layers', String(maxK));
     // Megatron's block method recomputes the first min(k, decoder layers) of every stage.
