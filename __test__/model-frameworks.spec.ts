@@ -12,7 +12,9 @@ import { exportDeepSpeed, exportMegatron, modelPreset, partitionForTarget, parti
 const local = join(__dirname, '..', '.venv-frameworks', 'bin', 'python');
 const python = process.env.OMNIBAL_FRAMEWORKS_PYTHON || (existsSync(local) ? local : undefined);
 // One at a time: each starts a Python that imports torch (tens of seconds on a loaded machine).
-const run = python ? test.serial : test.skip;
+// Without one, each test is skipped with the reason in its title.
+const why = ' [skipped: no Python with torch >= 2, deepspeed and megatron-core; set OMNIBAL_FRAMEWORKS_PYTHON, see README]';
+const run: typeof test.serial = python ? test.serial : ((title: string, fn: never) => test.skip(`${title}${why}`, fn)) as never;
 
 function check(script: string, input: object): { ok: boolean; error?: string } {
   const r = spawnSync(python!, [join(__dirname, 'frameworks', script)], { input: JSON.stringify(input), encoding: 'utf8', timeout: 120_000 });
