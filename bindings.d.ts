@@ -342,6 +342,11 @@ export interface StageProblemInput {
   virtualStages?: number
   /** For `uniform` recomputation: the layers every stage recomputes (default 0). */
   uniformLayers?: number
+  /**
+   * The transformer block of each layer for `uniform` (0: outside any block; default: all
+   * layers one block).
+   */
+  recomputeGroups?: Uint32Array
 }
 
 /** The parallel layout and the micro-batch a layer table is for. */

@@ -1,17 +1,20 @@
 // The exports run through the frameworks' own code: DeepSpeed's PipelineModule (partition
 // bounds and forward checkpointing) and megatron-core's pipeline layout validator. Needs a
-// Python with `deepspeed` and `megatron-core` installed: OMNIBAL_FRAMEWORKS_PYTHON, or
+// Python with `deepspeed` and `megatron-core` (with torch >= 2) installed: OMNIBAL_FRAMEWORKS_PYTHON, or
 // .venv-frameworks/bin/python in the repository; skipped without one (the rule tests in
 // model.spec.ts hold the same rules with their source lines cited).
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportDeepSpeed, exportMegatron, partitionForTarget, partitionStages, vlmStageProblem } from '../index';
+import { exportDeepSpeed, exportMegatron, modelPreset, partitionForTarget, partitionStages, vlmStageProblem } from '../index';
 
 const local = join(__dirname, '..', '.venv-frameworks', 'bin', 'python');
 const python = process.env.OMNIBAL_FRAMEWORKS_PYTHON || (existsSync(local) ? local : undefined);
-const run = python ? test : test.skip;
+// One at a time: each starts a Python that imports torch (tens of seconds on a loaded machine).
+// Without one, each test is skipped with the reason in its title.
+const why = ' [skipped: no Python with torch >= 2, deepspeed and megatron-core; set OMNIBAL_FRAMEWORKS_PYTHON, see README]';
+const run: typeof test.serial = python ? test.serial : ((title: string, fn: never) => test.skip(`${title}${why}`, fn)) as never;
 
 function check(script: string, input: object): { ok: boolean; error?: string } {
   const r = spawnSync(python!, [join(__dirname, 'frameworks', script)], { input: JSON.stringify(input), encoding: 'utf8', timeout: 120_000 });
@@ -59,4 +62,53 @@ run("Megatron: every emitted layout passes megatron-core's own layout validation
   // emits no layout for it (megatron-core alone would accept empty leading stages).
   const free = partitionStages(internvl(8, { gpu: 'H200' }));
   t.false(exportMegatron(internvl(8, { gpu: 'H200' }), free).alternatives.some((a) => a.name === 'layout'));
+});
+
+run("Megatron: every emitted argv builds megatron-core's own TransformerConfig (language and vision), with the planned recompute count", (t) => {
+  const dims = (model: string) => {
+    const m = modelPreset(model);
+    return { numLayers: m.llm.layers, hidden: m.llm.hidden, heads: m.llm.heads, kvHeads: m.llm.kvHeads, vitLayers: m.vit.layers, vitHidden: m.vit.hidden, vitHeads: m.vit.heads };
+  };
+  const cases = [
+    { model: 'internvl-chat-1.5', problem: internvl(4, { gpu: 'H200' }) },
+    { model: 'internvl-chat-1.5', problem: internvl(8, { gpu: 'H200' }) },
+    {
+      model: 'internvl-300m-internlm2-7b',
+      problem: vlmStageProblem({ model: 'internvl-300m-internlm2-7b', gpu: 'H200', pp: 4, dp: 8, microBatches: 16, load: { tiles: 2, tokens: 2000 }, recompute: 'selective-all', training: { flashAttention: false } }),
+    },
+  ];
+  type Result = { ok: boolean; error?: string; recomputeNumLayers?: number; vision?: { recomputeNumLayers: number | null; recomputeGranularity: string | null } };
+  // One Python process for every argv (importing torch and megatron-core takes a while).
+  const jobs: { input: object; expect: (r: Result) => void }[] = [];
+  for (const c of cases) {
+    const target = partitionForTarget(c.problem, 'megatron');
+    const m = exportMegatron(target.problem, target.plan);
+    t.deepEqual(m.unsupported, []);
+    const kinds = target.problem.layerKinds!;
+    const vitRecomputed = target.plan.stages.flatMap((s) => s.recomputeLayers).filter((l) => kinds[l] === 'vit').length;
+    const vitSelective = target.plan.stages.flatMap((s) => s.selectiveLayers).some((l) => kinds[l] === 'vit');
+    for (const alt of m.alternatives) {
+      jobs.push({
+        input: { argv: alt.argv, ...dims(c.model) },
+        expect: (r) => {
+          t.true(r.ok, `${alt.command}: ${r.error}`);
+          const i = alt.argv.indexOf('--recompute-num-layers');
+          t.is(r.recomputeNumLayers ?? null, i >= 0 ? Number(alt.argv[i + 1]) : null);
+          // The ViT recomputes all its layers exactly when the plan recomputes them, and keeps
+          // the selective setting when the plan recomputes it selectively.
+          t.is(r.vision!.recomputeNumLayers ?? 0, vitRecomputed);
+          t.is(r.vision!.recomputeGranularity, vitRecomputed > 0 ? 'full' : vitSelective ? 'selective' : null);
+        },
+      });
+    }
+  }
+  t.true(jobs.length >= 3);
+  // The check can fail: a full recompute without a count, and an unknown flag, are refused.
+  const refused = (r: Result) => t.false(r.ok);
+  jobs.push({ input: { argv: ['--pipeline-model-parallel-size', '4', '--recompute-granularity', 'full', '--recompute-method', 'block'], ...dims('internvl-chat-1.5') }, expect: refused });
+  jobs.push({ input: { argv: ['--no-such-flag', '1'], ...dims('internvl-chat-1.5') }, expect: refused });
+  const results = check('megatron_config_check.py', jobs.map((j) => j.input)) as unknown as Result[];
+  t.true(Array.isArray(results), JSON.stringify(results));
+  t.is(results.length, jobs.length);
+  jobs.forEach((j, i) => j.expect(results[i]));
 });

@@ -12,6 +12,8 @@ const layerArb = fc.record({
   c: fc.integer({ min: 0, max: 20 }),
   s: fc.integer({ min: 0, max: 60 }),
   e: fc.integer({ min: 0, max: 4 }),
+  // Role under uniform recomputation: mostly runs (a VLM's ViT, decoder, other layers).
+  g: fc.integer({ min: 0, max: 2 }),
 });
 
 const problemArb = fc
@@ -28,6 +30,8 @@ const problemArb = fc
     virtualStages: fc.integer({ min: 1, max: 3 }),
     comm: fc.boolean(),
     firstMin: fc.integer({ min: 0, max: 4 }),
+    // Uniform roles: none given (all counted), per layer, in runs, or one invalid role (3).
+    groups: fc.constantFrom('none', 'layers', 'runs', 'invalid'),
   })
   .map((r) => ({
     forwardMs: Float64Array.from(r.layers, (x) => x.f),
@@ -48,6 +52,10 @@ const problemArb = fc
     recompute: r.recompute,
     uniformLayers: r.uniformLayers,
     firstStageMinLayers: r.firstMin,
+    recomputeGroups:
+      r.groups === 'none'
+        ? undefined
+        : Uint32Array.from(r.layers, (x, i) => (r.groups === 'invalid' && i === r.layers.length - 1 ? 3 : r.groups === 'runs' ? r.layers[Math.floor(i / 4) * 4].g : x.g)),
   }));
 
 

@@ -23,6 +23,7 @@ import {
 } from '../index';
 import { spawnSync } from 'node:child_process';
 import { thrown } from './helpers';
+import { largestFittingAccumulation, planWithFitHint } from '../src/model/fit-hint';
 
 const load = { tiles: 18, tokens: 5000, sumSqLen: (5000 * 5000) / 4.5 };
 const internvl = (pp: number, extra: Partial<Parameters<typeof vlmStageProblem>[0]> = {}) =>
@@ -119,6 +120,54 @@ test('the Megatron target keeps vision, projector and embedding on stage 0 and o
   const mf = exportMegatron(p, free);
   t.true(mf.unsupported.some((u) => u.includes('vision encoder spans')));
   t.false(mf.alternatives.some((a) => a.name === 'layout' && a.argv.join(' ').includes('E') && free.stages[0].lastLayer < embed));
+});
+
+test("uniform recomputation is Megatron-LM's: the first min(k, local decoder layers) per stage, the ViT whole or not at all", (t) => {
+  // megatron/core/transformer/transformer_block.py _checkpointed_forward (block method, per
+  // TransformerBlock on its rank); examples/multimodal/model.py --recompute-vision.
+  const p = internvl(8, { gpu: 'H200' });
+  const kinds = p.layerKinds!;
+  for (const [k, recomputeVision] of [[3, false], [5, true], [100, false]] as const) {
+    const plan = partitionStages({ ...p, recompute: 'uniform', uniformLayers: k, recomputeVision, memoryBytes: 1e15 });
+    for (const s of plan.stages) {
+      const layers = Array.from({ length: s.lastLayer - s.firstLayer + 1 }, (_, j) => s.firstLayer + j);
+      const decoder = layers.filter((l) => kinds[l] === 'llm');
+      const vit = layers.filter((l) => kinds[l] === 'vit');
+      t.deepEqual(s.recomputeLayers, [...(recomputeVision ? vit : []), ...decoder.slice(0, k)].sort((a, b) => a - b), `stage ${s.firstLayer}-${s.lastLayer}, k ${k}`);
+    }
+  }
+  // The Megatron target picks one count and the ViT setting; its export reproduces them exactly.
+  const r = partitionForTarget(p, 'megatron');
+  const m = exportMegatron(r.problem, r.plan);
+  t.deepEqual(m.unsupported, []);
+  const argv = m.alternatives[0].argv;
+  const k = Number(argv[argv.indexOf('--recompute-num-layers') + 1]);
+  t.is(argv.includes('--recompute-vision'), r.problem.recomputeVision === true);
+  for (const s of r.plan.stages) {
+    const decoder = kinds.flatMap((kind, l) => (kind === 'llm' && l >= s.firstLayer && l <= s.lastLayer ? [l] : []));
+    t.deepEqual(s.recomputeLayers.filter((l) => kinds[l] === 'llm'), decoder.slice(0, k));
+    t.false(s.recomputeLayers.some((l) => kinds[l] !== 'llm' && kinds[l] !== 'vit'), 'patch embedding, projector, embedding and head are never recomputed');
+  }
+});
+
+test('GPipe: an infeasible plan names the largest accumulation that fits', (t) => {
+  const fitsWith = (p: StageProblem, m: number) => thrown(() => partitionStages({ ...p, microBatches: m })).code === undefined;
+  // GPipe keeps all 32 micro-batches on every stage (the last one with their logits): no split fits 80 GiB.
+  const g = internvl(8, { schedule: 'gpipe', microBatches: 32, memoryLoad: { tiles: 18, tokens: 5400 } });
+  t.false(fitsWith(g, 32));
+  const m = largestFittingAccumulation(g, partitionStages)!;
+  t.true(m >= 1 && m < 32);
+  t.true(fitsWith(g, m));
+  t.false(fitsWith(g, m + 1));
+  const e = thrown(() => planWithFitHint(g, partitionStages));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  t.regex(e.message, new RegExp(`the largest accumulation that fits these micro-batches is ${m} \\(--accum ${m};`));
+  // 1F1B's and interleaving's in-flight counts stop growing past about P micro-batches: no hint.
+  for (const schedule of ['1f1b', 'interleaved'] as const) {
+    const p: StageProblem = { ...internvl(8, { microBatches: 32, schedule }), memoryBytes: 2 ** 30 };
+    t.is(largestFittingAccumulation(p, partitionStages), undefined);
+    t.notRegex(thrown(() => planWithFitHint(p, partitionStages)).message, /largest accumulation/);
+  }
 });
 
 test('shell quoting survives a POSIX shell', (t) => {

@@ -141,6 +141,16 @@ test('the least memory that fits is rounded up: asking for exactly that much fit
   t.true(JSON.parse(ok.stdout).stages.every((s: { memoryBytes: number }) => s.memoryBytes <= Number(gib) * 2 ** 30));
 });
 
+test('GPipe that does not fit names the largest --micro-batches that fits, and that fits', (t) => {
+  const r = omnibal([...base, '--schedule', 'gpipe']);
+  t.is(r.status, 2);
+  const m = /the largest accumulation that fits these micro-batches is (\d+) \(--micro-batches \1;/.exec(r.stderr);
+  t.truthy(m, r.stderr);
+  const ok = omnibal([...base.slice(0, -8), '--schedule', 'gpipe', '--micro-batches', m![1], ...base.slice(-6), '--json']);
+  t.is(ok.status, 0, ok.stderr);
+  t.true(JSON.parse(ok.stdout).stages.every((s: { inFlight: number; memoryBytes: number }) => s.inFlight === Number(m![1]) && s.memoryBytes <= 80 * 2 ** 30));
+});
+
 test('schedules, the Megatron target and exports in the JSON', (t) => {
   const g = omnibal([...base, '--gpu', 'H200', '--schedule', 'gpipe', '--micro-batches', '8', '--json']);
   t.is(g.status, 0, g.stderr);

@@ -119,3 +119,18 @@ test('a tp that does not divide the heads names --tp once', (t) => {
     t.regex(r.stderr, /^omnibal: --tp \d must divide vit\.heads \(25\) and every head, key\/value head and FFN count it splits; values up to 16 that do: 1 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/, args[0]);
   }
 });
+
+test('GPipe on the default A100-80G: no split fits 32 micro-batches in flight; the error names the largest accumulation, which fits', (t) => {
+  // Synthetic samples, so this holds without the data files; the default run has 1.2M of them.
+  const e = thrown(() => planTraining({ ...fixed, schedule: 'gpipe', ablation: false }));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  const m = /the largest accumulation that fits these micro-batches is (\d+) \(--accum \1;/.exec(e.message);
+  t.truthy(m, e.message);
+  const accum = Number(m![1]);
+  t.true(accum >= 1 && accum < 32);
+  const plan = planTraining({ ...fixed, schedule: 'gpipe', accum, ablation: false });
+  for (const s of plan.stages.stages) {
+    t.is(s.inFlight, accum);
+    t.true(s.memoryBytes <= 80 * GIB);
+  }
+});

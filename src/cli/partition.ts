@@ -23,6 +23,7 @@ import {
 } from '../model/index';
 import { LAYER_KINDS, type LayerKind } from '../model/vlm';
 import { partitionForTarget, type TargetPlan } from '../model/target';
+import { planWithFitHint } from '../model/fit-hint';
 import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
@@ -236,8 +237,9 @@ function runPartition(flags: PartitionFlags): void {
   let plan: StagePlan;
   let target: TargetPlan | undefined;
   if (method === 'optimal') {
-    target = partitionForTarget(problem, targetName);
-    plan = target.plan;
+    const asked = problem;
+    plan = planWithFitHint(asked, (q) => (q === asked ? (target = partitionForTarget(q, targetName)) : partitionForTarget(q, targetName)).plan, '--micro-batches');
+    target = target!;
     problem = target.problem;
   } else if ((SPLITS as readonly string[]).includes(method)) {
     const rec = flags.recompute === 'none' || flags.recompute === 'full' ? flags.recompute : 'uniform';

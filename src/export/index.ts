@@ -11,7 +11,10 @@
  * - the embedding is built on the first stage and the loss on the last (the layout's `E` and
  *   `L`); the multimodal models build the vision encoder and projector on the first stage too;
  * - one recomputation setting for all stages: `--recompute-granularity full --recompute-method
- *   block --recompute-num-layers k` recomputes the first `k` decoder layers of every stage;
+ *   block --recompute-num-layers k` recomputes the first `min(k, local decoder layers)` decoder
+ *   layers of every stage (of every model chunk when interleaved); the ViT is recomputed whole
+ *   with `--recompute-vision` (an argument of Megatron-LM's `examples/multimodal` scripts) and
+ *   not at all without it (see `crate/core/src/model/recompute.rs` for the source lines);
  *   `--recompute-granularity selective --recompute-modules ...` recomputes those modules in
  *   every layer.
  *
@@ -147,6 +150,13 @@ export function exportMegatron(problem: StageProblem, plan: StagePlan): Megatron
     const allSelective = plan.stages.every((_, i) => selectivePerStage[i] === llmPerStage[i]);
     if (!allSelective) unsupported.push('selective recomputation on some layers only; Megatron-LM applies --recompute-granularity selective to every layer (re-plan with --target megatron)');
     recompute.push('--recompute-granularity', 'selective', '--recompute-modules', ...(problem.selectiveModules ?? ['mlp']));
+    // examples/multimodal/model.py: without --recompute-vision the vision config's recompute is
+    // cleared; with it (and no --recompute-method, as selective has none) the ViT keeps the
+    // selective setting.
+    const vit = kinds.flatMap((k, l) => (k === 'vit' ? [l] : []));
+    const vitSelective = new Set(plan.stages.flatMap((s) => s.selectiveLayers.filter((l) => kinds[l] === 'vit')));
+    if (vit.length > 0 && vitSelective.size === vit.length) recompute.push('--recompute-vision');
+    else if (vitSelective.size > 0) unsupported.push(`selective recomputation of ${vitSelective.size} of ${vit.length} ViT layers: Megatron-LM's multimodal example applies it to the whole ViT (--recompute-vision) or none`);
   } else if (maxK > 0) {
     recompute.push('--recompute-granularity', 'full', '--recompute-method', 'block', '--recompute-num-layers', String(maxK));
     // Megatron's block method recomputes the first min(k, decoder layers) of every stage.
@@ -161,8 +171,20 @@ export function exportMegatron(problem: StageProblem, plan: StagePlan): Megatron
       );
     }
   }
-  const visionRecomputed = plan.stages.flatMap((s) => s.recomputeLayers.filter((l) => isVision(kinds[l])));
-  if (visionRecomputed.length > 0) unsupported.push(`recomputation of vision layers (${visionRecomputed.length}) is set in the vision encoder's own config, not by these flags`);
+  const vitLayers = kinds.flatMap((k, l) => (k === 'vit' ? [l] : []));
+  const recomputed = new Set(plan.stages.flatMap((s) => s.recomputeLayers));
+  const vitRecomputed = vitLayers.filter((l) => recomputed.has(l)).length;
+  const otherVision = [...recomputed].filter((l) => isVision(kinds[l]) && kinds[l] !== 'vit').length;
+  if (vitRecomputed > 0 && vitRecomputed === vitLayers.length && recompute.includes('full')) {
+    // examples/multimodal/model.py: --recompute-vision sets the vision config's
+    // recompute_num_layers to all its layers, with the same granularity and method.
+    recompute.push('--recompute-vision');
+  } else if (vitRecomputed > 0) {
+    unsupported.push(
+      `recomputation of ${vitRecomputed} of ${vitLayers.length} ViT layers: Megatron-LM's multimodal example recomputes the whole ViT (--recompute-vision, with full decoder recomputation) or none of it (re-plan with --target megatron)`,
+    );
+  }
+  if (otherVision > 0) unsupported.push(`recomputation of the patch embedding or projector (${otherVision} layers): Megatron-LM's multimodal example never recomputes them`);
   if (problem.schedule === 'interleaved') {
     unsupported.push(
       `interleaved schedule: these arguments describe ${P} stages; with --virtual-pipeline-model-parallel-size ${problem.virtualStages ?? 2} Megatron-LM needs a layout of ${P} x ${problem.virtualStages ?? 2} segments (each stage's layers cut into equal chunks, as omnibal assumes)`,

@@ -66,8 +66,23 @@ export interface StageProblem {
   commMs?: Float64Array;
   /** How recomputation may be chosen per stage; default `block`. */
   recompute?: Recompute;
-  /** For `uniform` recomputation: the layers every stage recomputes; default 0. */
+  /**
+   * For `uniform` recomputation: the count `k` of Megatron-LM's `--recompute-num-layers` (each
+   * stage recomputes its first `min(k, its decoder layers)` decoder layers); default 0.
+   */
   uniformLayers?: number;
+  /**
+   * For `uniform` recomputation with layer kinds: also recompute every ViT layer (Megatron-LM's
+   * `examples/multimodal` `--recompute-vision`); default false (the ViT keeps its activations).
+   */
+  recomputeVision?: boolean;
+  /**
+   * Each layer's role under `uniform` recomputation: 0 never recomputed, 1 counted (the first
+   * `uniformLayers` of each run of role-1 layers in a stage), 2 always recomputed. Default: from
+   * `layerKinds` (decoder layers 1, ViT layers 2 with `recomputeVision` else 0, others 0), or all
+   * 1 without kinds.
+   */
+  recomputeGroups?: Uint32Array;
   /** The first stage must hold at least this many layers (the vision encoder); default 0. */
   firstStageMinLayers?: number;
   /** Layer names, for reports and exports. */
@@ -161,7 +176,19 @@ function toInput(p: StageProblem): Native.StageProblemInput {
     schedule: p.schedule,
     virtualStages: p.virtualStages,
     uniformLayers: p.uniformLayers,
+    recomputeGroups: recomputeGroups(p),
   };
+}
+
+/** The roles of `uniform` recomputation (see {@link StageProblem.recomputeGroups}). */
+function recomputeGroups(p: StageProblem): Uint32Array | undefined {
+  if (p.recomputeGroups !== undefined) {
+    if (!(p.recomputeGroups instanceof Uint32Array)) throw invalidType('recomputeGroups', `must be a Uint32Array, got ${describeValue(p.recomputeGroups)}`);
+    return p.recomputeGroups;
+  }
+  if (!p.layerKinds) return undefined;
+  const vision = p.recomputeVision === true ? 2 : 0;
+  return Uint32Array.from(p.layerKinds, (k) => (k === 'llm' ? 1 : k === 'vit' ? vision : 0));
 }
 
 function breakdown(p: StageProblem, first: number, last: number, flags: Uint8Array, inFlight: number): MemoryBreakdown {

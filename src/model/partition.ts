@@ -78,7 +78,7 @@ function upperBound(p: Problem, tables: Map<number, Float64Array[]>, firstMin: n
 /** Twin of `partition_stages`. */
 export function partitionStagesTwin(p: Problem): PlanOut {
   checkProblem(p);
-  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, p.uniformLayers);
+  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, p.uniformLayers, p.recomputeGroups);
   const L = p.layers.length;
   const S = p.stages;
   const m1 = p.microBatches - 1;
@@ -228,7 +228,7 @@ export function planForSplitTwin(p: Problem, ends: ArrayLike<number>): PlanOut {
   if (ends.length !== p.stages || !increasing || ends.length === 0 || ends[ends.length - 1] !== L - 1) {
     throw outOfRange('lastLayers', `must be ${p.stages} increasing layer indices ending at the last layer`);
   }
-  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, p.uniformLayers);
+  const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, p.uniformLayers, p.recomputeGroups);
   const bounds: [number, number][] = [];
   let first = 0;
   for (let i = 0; i < ends.length; i++) {

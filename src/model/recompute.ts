@@ -29,6 +29,8 @@ export class Segments {
   private readonly pe: Float64Array;
   private readonly monotone: boolean;
   private readonly monotoneSel: boolean;
+  private readonly group: number[];
+  private readonly runEnd: number[];
 
   constructor(
     private readonly layers: Layer[],
@@ -36,6 +38,7 @@ export class Segments {
     private readonly overhead: number,
     private readonly mode: Recompute,
     private readonly uniformLayers = 0,
+    groups: number[] = [],
   ) {
     this.pf = prefix(layers, (x) => x.forwardMs);
     this.pb = prefix(layers, (x) => x.backwardMs);
@@ -46,6 +49,37 @@ export class Segments {
     this.pe = prefix(layers, (x) => x.selectiveMs);
     this.monotone = layers.every((x) => x.checkpointBytes <= x.activationBytes);
     this.monotoneSel = layers.every((x) => x.checkpointBytes <= x.selectiveBytes);
+    const l = layers.length;
+    this.group = groups.length === 0 ? new Array<number>(l).fill(1) : groups.slice();
+    this.runEnd = new Array<number>(l).fill(l);
+    if (groups.length !== 0) for (let i = l - 1; i >= 0; i--) this.runEnd[i] = i + 1 < l && groups[i + 1] === groups[i] ? this.runEnd[i + 1] : i + 1;
+  }
+
+  /** Twin of `Segments::uniform_ranges`. */
+  private uniformRanges(l: number, r: number, k: number): [number, number][] {
+    const out: [number, number][] = [];
+    let i = l;
+    while (i <= r) {
+      const start = i;
+      const end = Math.min(this.runEnd[i], r + 1);
+      i = end;
+      const g = this.group[start];
+      const stop = g === 0 ? start : g === 1 ? Math.min(start + k, end) : end;
+      if (stop > start) out.push([start, stop]);
+    }
+    return out;
+  }
+
+  /** Twin of `Segments::uniform_cost`. */
+  private uniformCost(n: number, l: number, r: number, k: number): [number, number] {
+    let extra = 0;
+    let kept = this.pa[r + 1] - this.pa[l];
+    for (const [a, b] of this.uniformRanges(l, r, k)) {
+      extra += this.pf[b] - this.pf[a];
+      kept += this.pc[b] - this.pc[a] - (this.pa[b] - this.pa[a]);
+    }
+    const w = this.pw[r + 1] - this.pw[l];
+    return [this.baseTime(l, r) + extra, w + n * kept + this.overhead];
   }
 
   baseTime(l: number, r: number): number {
@@ -132,8 +166,11 @@ export class Segments {
         return k === undefined ? undefined : [base + (this.pf[l + k] - this.pf[l]), { block: k }];
       }
       case 'uniform': {
-        const k = Math.min(this.uniformLayers, len);
-        return this.blockMemory(n, l, r, k) <= this.capacity ? [base + (this.pf[l + k] - this.pf[l]), { block: k }] : undefined;
+        const [time, memory] = this.uniformCost(n, l, r, this.uniformLayers);
+        if (!(memory <= this.capacity)) return undefined;
+        const set: number[] = [];
+        for (const [a, b] of this.uniformRanges(l, r, this.uniformLayers)) for (let i = a; i < b; i++) set.push(i);
+        return [time, { set }];
       }
       case 'selective-all':
         return this.selectiveMemory(n, l, r, 0) <= this.capacity ? [this.selectiveTime(l, r, 0), { blockSelective: 0 }] : undefined;
@@ -171,7 +208,7 @@ export class Segments {
         return m;
       }
       case 'uniform':
-        return this.blockMemory(n, l, r, Math.min(this.uniformLayers, len));
+        return this.uniformCost(n, l, r, this.uniformLayers)[1];
       case 'selective-all':
         return this.selectiveMemory(n, l, r, 0);
       case 'selective': {

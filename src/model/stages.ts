@@ -72,6 +72,8 @@ export interface Problem {
   uniformLayers: number;
   firstStageMinLayers: number;
   schedule: ScheduleSpec;
+  /** Twin of `StageProblem::recompute_groups`: each layer's role under `uniform` (0 never, 1 counted, 2 always); empty: all counted. */
+  recomputeGroups: number[];
 }
 
 /** One stage of a plan. */
@@ -117,6 +119,11 @@ export function checkProblem(p: Problem): void {
     numberAtLeast(`layers[${i}].selectiveMs`, x.selectiveMs, 0);
     if (x.selectiveMs > x.forwardMs) throw outOfRange(`layers[${i}].selectiveMs`, "must be at most the layer's forwardMs (selective recomputation redoes part of the forward)");
   });
+  if (p.recomputeGroups.length !== 0 && p.recomputeGroups.length !== l) {
+    throw outOfRange('recomputeGroups', `must have one entry per layer (${l}), got ${p.recomputeGroups.length}`);
+  }
+  const bad = p.recomputeGroups.findIndex((g) => g > 2);
+  if (bad >= 0) throw outOfRange(`recomputeGroups[${bad}]`, `must be 0 (never), 1 (counted) or 2 (always), got ${p.recomputeGroups[bad]}`);
   if (p.commMs.length !== 0 && p.commMs.length !== l - 1) {
     throw outOfRange('commMs', `must have one entry per cut (layers - 1 = ${l - 1}), got ${p.commMs.length}`);
   }

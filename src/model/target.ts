@@ -4,9 +4,12 @@
  *
  * - `megatron`: Megatron-LM's multimodal models build the vision encoder, the projector and the
  *   LLM embedding on the first pipeline stage, and apply one recomputation setting to every
- *   stage (`--recompute-granularity full --recompute-method block --recompute-num-layers k`, or
- *   `--recompute-granularity selective`). The DP runs once per setting (none, selective, each
- *   `k`), with those layers pinned to stage 0, and keeps the fastest.
+ *   stage (`--recompute-granularity full --recompute-method block --recompute-num-layers k`:
+ *   the first `min(k, local decoder layers)` decoder layers of every stage, the ViT all or
+ *   nothing with `examples/multimodal`'s `--recompute-vision`; or
+ *   `--recompute-granularity selective`; sources in `crate/core/src/model/recompute.rs`). The
+ *   DP runs once per setting (none, selective, each `k` with and without the ViT), with those
+ *   layers pinned to stage 0, and keeps the fastest.
  * - `deepspeed`: the generated `PipelineModule` subclass (see `exportDeepSpeed`) imposes any
  *   split and per-stage checkpoint list, so only selective recomputation, which DeepSpeed's
  *   pipeline does not offer, is replaced by `block`.
@@ -53,14 +56,24 @@ function megatronFirstStageLayers(problem: StageProblem): number | undefined {
   return embed < 0 ? undefined : embed + 1;
 }
 
-function candidates(problem: StageProblem, mode: Recompute): { recompute: Recompute; uniformLayers?: number }[] {
+/** One recomputation setting for every stage. */
+interface Setting {
+  recompute: Recompute;
+  uniformLayers?: number;
+  recomputeVision?: boolean;
+}
+
+function candidates(problem: StageProblem, mode: Recompute): Setting[] {
   const hasSelective = problem.selectiveBytes !== undefined && problem.selectiveBytes.some((s, i) => s < problem.activationBytes[i]);
-  if (mode === 'none' || mode === 'full' || mode === 'uniform' || mode === 'selective-all') return [{ recompute: mode, uniformLayers: problem.uniformLayers }];
-  const out: { recompute: Recompute; uniformLayers?: number }[] = [{ recompute: 'none' }];
+  if (mode === 'none' || mode === 'full' || mode === 'uniform' || mode === 'selective-all') return [{ recompute: mode, uniformLayers: problem.uniformLayers, recomputeVision: problem.recomputeVision }];
+  const out: Setting[] = [{ recompute: 'none' }];
   if (mode === 'selective' && hasSelective) out.push({ recompute: 'selective-all' });
-  // Counts past the longest stage any plan can have recompute the same as that one.
-  const longest = problem.forwardMs.length - problem.stages + 1;
-  for (let k = 1; k <= longest; k++) out.push({ recompute: 'uniform', uniformLayers: k });
+  // Counts past the most decoder layers a stage can hold recompute the same as that one.
+  const kinds = problem.layerKinds;
+  const decoder = kinds ? kinds.filter((k) => k === 'llm').length : problem.forwardMs.length;
+  const longest = Math.min(decoder, problem.forwardMs.length - problem.stages + 1);
+  const vision = kinds !== undefined && kinds.includes('vit') ? [false, true] : [false];
+  for (const recomputeVision of vision) for (let k = 1; k <= longest; k++) out.push({ recompute: 'uniform', uniformLayers: k, recomputeVision });
   return out;
 }
 
@@ -88,7 +101,7 @@ export function partitionForTarget(problem: StageProblem, target: Target): Targe
   if (target === 'none') return { target, plan: partitionStages(problem), problem, notes: [] };
   const notes: string[] = [];
   let constrained: StageProblem = problem;
-  let settings: { recompute: Recompute; uniformLayers?: number }[];
+  let settings: Setting[];
   if (target === 'megatron') {
     const first = megatronFirstStageLayers(problem);
     if (first === undefined) notes.push('no layer kinds (a --layers file): the first-stage constraint of Megatron-LM (vision encoder, projector and embedding on stage 0) is not applied');
@@ -97,14 +110,14 @@ export function partitionForTarget(problem: StageProblem, target: Target): Targe
       notes.push(`Megatron-LM builds the vision encoder, projector and LLM embedding (layers 0-${first - 1}) on the first stage`);
     }
     settings = candidates(constrained, mode);
-    if (settings.length > 1) notes.push('Megatron-LM applies one recomputation setting to every stage: tried none, selective (when asked) and every --recompute-num-layers count');
+    if (settings.length > 1) notes.push('Megatron-LM applies one recomputation setting to every stage: tried none, selective (when asked) and every --recompute-num-layers count (decoder layers per stage), with and without --recompute-vision (the whole ViT)');
   } else {
-    settings = [{ recompute: mode === 'selective' ? 'block' : mode === 'selective-all' ? 'none' : mode, uniformLayers: problem.uniformLayers }];
+    settings = [{ recompute: mode === 'selective' ? 'block' : mode === 'selective-all' ? 'none' : mode, uniformLayers: problem.uniformLayers, recomputeVision: problem.recomputeVision }];
     if (mode === 'selective' || mode === 'selective-all') notes.push("DeepSpeed's pipeline has no selective recomputation: planned with block recomputation per stage instead");
   }
   let best: { plan: StagePlan; problem: StageProblem } | undefined;
   for (const s of settings) {
-    const p: StageProblem = { ...constrained, recompute: s.recompute, uniformLayers: s.uniformLayers };
+    const p: StageProblem = { ...constrained, recompute: s.recompute, uniformLayers: s.uniformLayers, recomputeVision: s.recomputeVision };
     const plan = tryPlan(p);
     if (plan && (!best || plan.objectiveMs < best.plan.objectiveMs || (plan.objectiveMs === best.plan.objectiveMs && plan.bottleneckMs < best.plan.bottleneckMs))) best = { plan, problem: p };
   }
@@ -112,7 +125,7 @@ export function partitionForTarget(problem: StageProblem, target: Target): Targe
     // Say why with the core's own message (the least memory) for the most memory-saving setting.
     const last = settings[settings.length - 1];
     try {
-      partitionStages({ ...constrained, recompute: last.recompute, uniformLayers: last.uniformLayers });
+      partitionStages({ ...constrained, recompute: last.recompute, uniformLayers: last.uniformLayers, recomputeVision: last.recomputeVision });
     } catch (error) {
       const e = error as Error & { code?: string };
       e.message = `no plan ${target === 'megatron' ? 'Megatron-LM' : 'DeepSpeed'} can run fits (${notes.join('; ') || 'its recomputation settings'}): ${e.message}`;

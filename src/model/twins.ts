@@ -49,6 +49,7 @@ export function toProblem(p: Native.StageProblemInput): Problem {
     uniformLayers: p.recompute === 'uniform' ? integerBetween('uniformLayers', p.uniformLayers ?? 0, 0, 1 << 20) : 0,
     firstStageMinLayers: p.firstStageMinLayers === undefined || p.firstStageMinLayers === null ? 0 : integerBetween('firstStageMinLayers', p.firstStageMinLayers, 0, 1 << 20),
     schedule: parseSchedule(p.schedule ?? '1f1b', v),
+    recomputeGroups: p.recomputeGroups ? Array.from(p.recomputeGroups) : [],
   };
 }
 

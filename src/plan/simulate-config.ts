@@ -8,6 +8,7 @@ import { activeBackend } from '../binding';
 import type { BatchPlan, Samples } from '../data/index';
 import { meanMicroBatchLoad, microBatchLoad, type MicroBatchLoadFigures } from '../data/load';
 import { heaviestMicroBatchLoad } from '../model/memory-load';
+import { planWithFitHint } from '../model/fit-hint';
 import {
   applyCalibration,
   baselineStages,
@@ -70,9 +71,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
   const calibrated = o.calibration ? applyCalibration(problem, o.calibration) : problem;
   const stages =
     cfg.split === 'optimal'
-      ? o.memory.target === 'none'
-        ? partitionStages(calibrated)
-        : partitionForTarget(calibrated, o.memory.target).plan
+      ? planWithFitHint(calibrated, (q) => (o.memory.target === 'none' ? partitionStages(q) : partitionForTarget(q, o.memory.target).plan))
       : cfg.split === 'given'
         ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
         : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');

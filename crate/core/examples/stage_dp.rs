@@ -41,6 +41,7 @@ fn main() {
             recompute: mode,
             first_stage_min_layers: 0,
             schedule: omnibal_core::simulate::Schedule::OneFOneB,
+            recompute_groups: Vec::new(),
         };
         let t0 = Instant::now();
         let r = partition_stages(&p);

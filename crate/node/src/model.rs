@@ -42,6 +42,9 @@ pub struct StageProblemInput {
     pub virtual_stages: Option<f64>,
     /// For `uniform` recomputation: the layers every stage recomputes (default 0).
     pub uniform_layers: Option<f64>,
+    /// The transformer block of each layer for `uniform` (0: outside any block; default: all
+    /// layers one block).
+    pub recompute_groups: Option<Uint32Array>,
 }
 
 fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
@@ -99,6 +102,11 @@ fn problem(p: &StageProblemInput) -> Result<StageProblem, Error> {
             .transpose()?
             .unwrap_or(0) as u32,
         schedule: Schedule::parse(p.schedule.as_deref().unwrap_or("1f1b"), v)?,
+        recompute_groups: p
+            .recompute_groups
+            .as_ref()
+            .map(|g| g.to_vec())
+            .unwrap_or_default(),
     })
 }
 

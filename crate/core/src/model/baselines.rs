@@ -314,6 +314,7 @@ mod tests {
             recompute: Recompute::Block,
             first_stage_min_layers: 0,
             schedule: crate::simulate::Schedule::OneFOneB,
+            recompute_groups: Vec::new(),
         };
         (p, params)
     }

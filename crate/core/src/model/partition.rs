@@ -168,7 +168,8 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         p.memory_bytes,
         p.stage_overhead_bytes,
         p.recompute,
-    );
+    )
+    .with_groups(&p.recompute_groups);
     let times = Times::new(p, &seg);
     let (l_count, stages, m1) = (
         p.layers.len(),
@@ -383,7 +384,8 @@ pub fn plan_for_split(p: &StageProblem, ends: &[u32]) -> Result<StagePlan, Error
         p.memory_bytes,
         p.stage_overhead_bytes,
         p.recompute,
-    );
+    )
+    .with_groups(&p.recompute_groups);
     let mut bounds = Vec::with_capacity(ends.len());
     let mut first = 0usize;
     for &e in ends {
@@ -495,6 +497,23 @@ mod tests {
             } else {
                 0
             },
+            // Roles as a VLM has them (runs of ViT and decoder layers between layers outside
+            // any block), sometimes none given (all counted), sometimes random per layer.
+            recompute_groups: match rng.below(3) {
+                0 => Vec::new(),
+                1 => {
+                    let mut g = 0;
+                    (0..l)
+                        .map(|_| {
+                            if rng.below(4) == 0 {
+                                g = rng.below(3);
+                            }
+                            g
+                        })
+                        .collect()
+                }
+                _ => (0..l).map(|_| rng.below(3)).collect(),
+            },
         }
     }
 
@@ -541,9 +560,22 @@ mod tests {
                         .map(|k| full((first..first + k as u32).collect()))
                         .collect(),
                     Recompute::Uniform(k) => {
-                        vec![full(
-                            (first..first + (k as usize).min(len) as u32).collect(),
-                        )]
+                        // Written out per layer: a run of role 1 recomputes its first k
+                        // layers in the stage, role 2 all, role 0 none.
+                        let role =
+                            |i: u32| p.recompute_groups.get(i as usize).copied().unwrap_or(1);
+                        let mut set = Vec::new();
+                        let mut taken = 0;
+                        for i in first..=last {
+                            if i == first || role(i) != role(i - 1) {
+                                taken = 0;
+                            }
+                            if role(i) == 2 || (role(i) == 1 && taken < k) {
+                                set.push(i);
+                                taken += 1;
+                            }
+                        }
+                        vec![full(set)]
                     }
                     Recompute::SelectiveAll => vec![(vec![], (first..=last).collect())],
                     Recompute::Selective => (0..=len)
@@ -760,6 +792,7 @@ mod tests {
             recompute: Recompute::Block,
             first_stage_min_layers: 0,
             schedule: Schedule::OneFOneB,
+            recompute_groups: Vec::new(),
         };
         assert_eq!(
             partition_stages(&p).unwrap_err().code(),

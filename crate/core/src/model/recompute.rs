@@ -12,7 +12,35 @@
 //! - `selective`: the first `k` layers fully recomputed and the others either kept or all
 //!   selectively recomputed (Megatron's `--recompute-granularity selective`: keeps `s_i`, adds
 //!   `e_i`); the cheapest of both families (exact: in each family time grows with `k`, since
-//!   `e_i <= f_i`, so the smallest `k` that fits is the family's best).
+//!   `e_i <= f_i`, so the smallest `k` that fits is the family's best);
+//! - `uniform(k)`: Megatron-LM's one count for all stages (see below).
+//!
+//! What Megatron-LM's `--recompute-granularity full --recompute-method block
+//! --recompute-num-layers k` recomputes, from its code (megatron-core 0.16.1 from the Python
+//! package index; Megatron-LM's examples/multimodal at commit 00c2c0ad):
+//! - `megatron/core/transformer/transformer_block.py`, `TransformerBlock._checkpointed_forward`
+//!   (lines 544-563): `block` checkpoints layer `layer_idx` of the block iff
+//!   `layer_idx < recompute_num_layers` (plus layers skipped under fp8/fp4 without input
+//!   grads), for `layer_idx` in `range(self.num_layers_per_pipeline_rank)`, and
+//!   `self.num_layers_per_pipeline_rank = len(self.layers)` (line 326): the layers this block
+//!   built on this rank, one model chunk under interleaving (`get_num_layers_to_build`, lines
+//!   160-185). So each stage (each chunk) recomputes its first `min(k, local decoder layers)`.
+//!   (`uniform`, lines 532-542, instead checkpoints every chunk of `k` layers: all layers
+//!   recomputed, only each chunk's input kept; not modelled, `full` is its `k = 1` case.)
+//! - The LLaVA model (`megatron/core/models/multimodal/llava_model.py`, line 254) builds the
+//!   vision encoder as `CLIPViTModel(vision_transformer_config, ...)`, whose own
+//!   `TransformerBlock` (`megatron/core/models/vision/clip_vit_model.py`, line 147) applies
+//!   the vision config's recompute settings to the ViT layers, whole on the first stage.
+//!   `examples/multimodal/model.py` builds that config as a copy of the command-line config,
+//!   sets its pipeline size to 1 ("Make sure vision model pipeline parallel size is not
+//!   inherited") and then, under "Toggle --recompute* for the vision and language model
+//!   separately": with `--recompute-vision` sets `recompute_num_layers = num_layers` (every
+//!   ViT layer recomputed), without it clears the vision recomputation (none); the projector's
+//!   recomputation is always cleared. The count `k` therefore applies to the decoder only.
+//!
+//! Hence the roles of [`super::stages::StageProblem::recompute_groups`]: decoder layers are
+//! counted (role 1), the ViT is all (role 2, `--recompute-vision`) or nothing (role 0), and
+//! patch embedding, projector, embedding and head are never recomputed (role 0).
 //!
 //! All sums use prefix arrays, in the same order as the TypeScript twin.
 
@@ -38,6 +66,11 @@ pub struct Segments {
     capacity: f64,
     overhead: f64,
     mode: Recompute,
+    /// `group[i]`: the role of layer `i` under `uniform` (0 never, 1 counted, 2 always); see
+    /// [`super::stages::StageProblem::recompute_groups`].
+    group: Vec<u32>,
+    /// `run_end[i]`: one past the last layer of the run of equal `group` values holding `i`.
+    run_end: Vec<usize>,
 }
 
 /// What a stage recomputes.
@@ -83,7 +116,66 @@ impl Segments {
             capacity,
             overhead,
             mode,
+            group: vec![1; layers.len()],
+            run_end: vec![layers.len(); layers.len()],
         }
+    }
+
+    /// Sets each layer's role under `uniform` (empty: every layer counted).
+    pub fn with_groups(mut self, groups: &[u32]) -> Self {
+        if groups.is_empty() {
+            return self;
+        }
+        self.group = groups.to_vec();
+        let l = groups.len();
+        for i in (0..l).rev() {
+            self.run_end[i] = if i + 1 < l && groups[i + 1] == groups[i] {
+                self.run_end[i + 1]
+            } else {
+                i + 1
+            };
+        }
+        self
+    }
+
+    /// The layers `uniform(k)` recomputes in `l..=r`, as half-open ranges: in each run of
+    /// equal roles inside the stage, none (role 0), the first `min(k, run length)` (role 1) or
+    /// all (role 2).
+    fn uniform_ranges(
+        &self,
+        l: usize,
+        r: usize,
+        k: usize,
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut i = l;
+        std::iter::from_fn(move || {
+            while i <= r {
+                let start = i;
+                let end = self.run_end[i].min(r + 1);
+                i = end;
+                let stop = match self.group[start] {
+                    0 => start,
+                    1 => (start + k).min(end),
+                    _ => end,
+                };
+                if stop > start {
+                    return Some((start, stop));
+                }
+            }
+            None
+        })
+    }
+
+    /// Time (without the cut) and memory of `l..=r` under `uniform(k)`.
+    fn uniform_cost(&self, n: f64, l: usize, r: usize, k: usize) -> (f64, f64) {
+        let mut extra = 0.0;
+        let mut kept = self.pa[r + 1] - self.pa[l];
+        for (a, b) in self.uniform_ranges(l, r, k) {
+            extra += self.pf[b] - self.pf[a];
+            kept += (self.pc[b] - self.pc[a]) - (self.pa[b] - self.pa[a]);
+        }
+        let w = self.pw[r + 1] - self.pw[l];
+        (self.base_time(l, r) + extra, w + n * kept + self.overhead)
     }
 
     /// Forward + backward time of layers `l..=r`, without recomputation.
@@ -201,12 +293,13 @@ impl Segments {
                 )
             }),
             Recompute::Uniform(k) => {
-                let k = (k as usize).min(len);
-                (self.block_memory(n, l, r, k) <= self.capacity).then(|| {
-                    (
-                        base + (self.pf[l + k] - self.pf[l]),
-                        Choice::Block(k as u32),
-                    )
+                let (time, memory) = self.uniform_cost(n, l, r, k as usize);
+                (memory <= self.capacity).then(|| {
+                    let set = self
+                        .uniform_ranges(l, r, k as usize)
+                        .flat_map(|(a, b)| a as u32..b as u32)
+                        .collect();
+                    (time, Choice::Set(set))
                 })
             }
             Recompute::SelectiveAll => (self.selective_memory(n, l, r, 0) <= self.capacity)
@@ -259,7 +352,7 @@ impl Segments {
             Recompute::Block => (0..=len)
                 .map(|k| self.block_memory(n, l, r, k))
                 .fold(f64::INFINITY, f64::min),
-            Recompute::Uniform(k) => self.block_memory(n, l, r, (k as usize).min(len)),
+            Recompute::Uniform(k) => self.uniform_cost(n, l, r, k as usize).1,
             Recompute::SelectiveAll => self.selective_memory(n, l, r, 0),
             Recompute::Selective => (0..=len)
                 .map(|k| {

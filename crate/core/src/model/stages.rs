@@ -60,8 +60,12 @@ pub enum Recompute {
     /// Per stage, the first `k_s` layers fully recomputed and the rest either kept or all
     /// selectively recomputed (exact over that choice).
     Selective,
-    /// Every stage fully recomputes its first `min(k, len)` layers: one count for all stages,
-    /// as Megatron-LM's `--recompute-method block --recompute-num-layers k`.
+    /// One count `k` for all stages, as Megatron-LM's `--recompute-granularity full
+    /// --recompute-method block --recompute-num-layers k`: in every stage, each run of
+    /// consecutive layers with the same role ([`StageProblem::recompute_groups`]) recomputes
+    /// none of its layers (role 0), its first `min(k, run length)` (role 1: the LLM decoder's
+    /// layers on that stage) or all of them (role 2: the ViT under `--recompute-vision`). See
+    /// [`super::recompute`] for the Megatron-LM source this follows.
     Uniform(u32),
     /// Every layer selectively recomputed, as Megatron-LM's `--recompute-granularity selective`.
     SelectiveAll,
@@ -119,6 +123,11 @@ pub struct StageProblem {
     pub first_stage_min_layers: u32,
     /// The pipeline schedule, which sets the micro-batches in flight per stage.
     pub schedule: Schedule,
+    /// Each layer's role under [`Recompute::Uniform`]: 0 never recomputed (patch embedding,
+    /// projector, embedding, head; the ViT without `--recompute-vision`), 1 counted (the first
+    /// `k` of each run in a stage: the decoder layers), 2 always recomputed (the ViT with
+    /// `--recompute-vision`). Empty: every layer counted.
+    pub recompute_groups: Vec<u32>,
 }
 
 /// One stage of a plan.
@@ -195,6 +204,24 @@ impl StageProblem {
                     "must be at most the layer's forwardMs (selective recomputation redoes part of the forward)",
                 ));
             }
+        }
+        if !self.recompute_groups.is_empty() && self.recompute_groups.len() != l {
+            return Err(Error::out_of_range(
+                "recomputeGroups",
+                format!(
+                    "must have one entry per layer ({l}), got {}",
+                    self.recompute_groups.len()
+                ),
+            ));
+        }
+        if let Some(i) = self.recompute_groups.iter().position(|&g| g > 2) {
+            return Err(Error::out_of_range(
+                &format!("recomputeGroups[{i}]"),
+                format!(
+                    "must be 0 (never), 1 (counted) or 2 (always), got {}",
+                    self.recompute_groups[i]
+                ),
+            ));
         }
         if !self.comm_ms.is_empty() && self.comm_ms.len() != l - 1 {
             return Err(Error::out_of_range(
