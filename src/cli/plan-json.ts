@@ -60,6 +60,10 @@ export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Recor
   return { ...head, steps, padding: Array.from(plan.padding), dropped: droppedSamples(plan), ...tail };
 }
 
+const COMMA = 0x2c;
+const OPEN = 0x5b;
+const CLOSE = 0x5d;
+
 /** Writes ASCII text and unsigned integers into fixed-size chunks. */
 class ChunkWriter {
   private buf: Buffer;
@@ -116,27 +120,57 @@ class ChunkWriter {
   /** Writes `x` (an integer 0..2^32 - 1) in decimal. */
   uint(x: number): void {
     this.room(10);
-    const b = this.buf;
-    if (x < 10) {
-      b[this.at++] = 48 + x;
+    this.at = writeUint(this.buf, this.at, x);
+  }
+
+  /** Writes `[a[from],a[from+1],...]` (`a[q]` in 0..2^32 - 1): the hot loop of a plan. */
+  list(a: Uint32Array, from: number, to: number): void {
+    if ((to - from) * 11 + 2 > this.buf.length) {
+      // Longer than a chunk: value by value.
+      this.byte(OPEN);
+      for (let q = from; q < to; q++) {
+        if (q > from) this.byte(COMMA);
+        this.uint(a[q]);
+      }
+      this.byte(CLOSE);
       return;
     }
-    let digits = 1;
-    for (let p = 10; p <= x && digits < 10; p *= 10) digits++;
-    let at = this.at + digits;
-    this.at = at;
-    while (x >= 10) {
-      const q = Math.floor(x / 10);
-      b[--at] = 48 + x - q * 10;
-      x = q;
+    this.room((to - from) * 11 + 2);
+    const b = this.buf;
+    let at = this.at;
+    b[at++] = OPEN;
+    for (let q = from; q < to; q++) {
+      if (q > from) b[at++] = COMMA;
+      at = writeUint(b, at, a[q]);
     }
-    b[--at] = 48 + x;
+    b[at++] = CLOSE;
+    this.at = at;
   }
 }
 
-const COMMA = 0x2c;
-const OPEN = 0x5b;
-const CLOSE = 0x5d;
+/** Writes `x` (an integer 0..2^32 - 1) in decimal at `b[at..]`; returns the end. */
+function writeUint(b: Uint8Array, at: number, x: number): number {
+  if (x < 10) {
+    b[at] = 48 + x;
+    return at + 1;
+  }
+  const digits = x < 100 ? 2 : x < 1e3 ? 3 : x < 1e4 ? 4 : x < 1e5 ? 5 : x < 1e6 ? 6 : x < 1e7 ? 7 : x < 1e8 ? 8 : x < 1e9 ? 9 : 10;
+  const end = at + digits;
+  let p = end;
+  if (x >= 0x80000000) {
+    const q = Math.floor(x / 10);
+    b[--p] = 48 + x - q * 10;
+    x = q;
+  }
+  while (x >= 10) {
+    const q = (x / 10) | 0;
+    b[--p] = 48 + x - q * 10;
+    x = q;
+  }
+  b[--p] = 48 + x;
+  return end;
+}
+
 
 /**
  * The bytes of `JSON.stringify(planToJson(plan, ...)) + '\n'`, in chunks of about
@@ -172,12 +206,7 @@ export function* planJsonChunks(
       const i = s * dp + r;
       for (let k = rankOffsets[i]; k < rankOffsets[i + 1]; k++) {
         if (k > rankOffsets[i]) w.byte(COMMA);
-        w.byte(OPEN);
-        for (let q = mbo[k]; q < mbo[k + 1]; q++) {
-          if (q > mbo[k]) w.byte(COMMA);
-          w.uint(samples[q]);
-        }
-        w.byte(CLOSE);
+        w.list(samples, mbo[k], mbo[k + 1]);
       }
       w.byte(CLOSE);
     }
