@@ -52,6 +52,17 @@ pub fn read_limits(o: &ReadLimitsOptions) -> Result<ReadLimits, Error> {
     })
 }
 
+/// Hands the reader's freed buffers back to the system: its parse threads allocate in their own
+/// glibc arenas, which otherwise stay resident (about 30 MB after a 10M-line file) through the
+/// plan that usually follows.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A read of length files on the libuv pool.
 pub struct ReadTask {
     files: Vec<(String, String)>,
@@ -74,6 +85,7 @@ impl Task for ReadTask {
                 .map(|(p, f)| Ok((p.clone(), Format::parse(f)?)))
                 .collect::<Result<Vec<_>, Error>>()?;
             let out = read_samples(&files, limits)?;
+            release_free_memory();
             let counts = out.counts.iter().map(|&c| c as f64).collect();
             Ok((out.vision, out.text, counts))
         }))
