@@ -161,11 +161,13 @@ export interface NativeLayerTable {
   commMs: Float64Array
 }
 
-/** Samples read from files, as arrays; `counts[k]` samples came from file `k`. */
+/**
+ * Samples read from files, as arrays; `counts[k]` samples came from file `k` (the TypeScript
+ * `readSamples` derives each sample's file from them when asked, not one `u32` per sample here).
+ */
 export interface NativeLoadedSamples {
   vision: Uint32Array
   text: Uint32Array
-  group: Uint32Array
   counts: Array<number>
 }
 

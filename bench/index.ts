@@ -1,4 +1,4 @@
-// `npm run bench -- pack [--quick]` | `partition` | `plan [--quick]` | `read` | `minirun [--quick]` | `python [--samples N]` | `sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `partition` | `plan [--quick]` | `read [--lines N]` | `minirun [--quick]` | `python [--samples N]` | `sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, omnibalError, type OmnibalError } from '../errors';
 
@@ -57,6 +57,44 @@ export function writeStdout(text: string): Promise<void> {
       } else reject(outputError('stdout', error));
     });
   });
+}
+
+/**
+ * Writes `chunks` to stdout one after another, each written before the next is taken (so a lazy
+ * iterator is held a chunk at a time); stops quietly once the reader has gone (EPIPE).
+ */
+export async function writeStdoutChunks(chunks: Iterable<Uint8Array>): Promise<void> {
+  watchStdout();
+  for (const chunk of chunks) {
+    if (stdoutClosed) return;
+    await new Promise<void>((resolve, reject) => {
+      process.stdout.write(chunk, (error) => {
+        if (!error) resolve();
+        else if ((error as NodeJS.ErrnoException).code === 'EPIPE') {
+          stdoutClosed = true;
+          resolve();
+        } else reject(outputError('stdout', error));
+      });
+    });
+  }
+}
+
+/** Writes `chunks` to `file` (replacing it), each before the next is taken; a coded error naming the path when that fails. */
+export async function writeOutputFileChunks(file: string, chunks: Iterable<Uint8Array>): Promise<void> {
+  const coded = <T>(p: Promise<T>) => p.catch((error: unknown) => Promise.reject(outputError(file, error)));
+  const fh = await coded(open(file, 'w'));
+  try {
+    for (const chunk of chunks) {
+      for (let at = 0; at < chunk.length; ) at += (await coded(fh.write(chunk, at))).bytesWritten;
+    }
+  } finally {
+    await coded(fh.close());
+  }
+}
+
+/** Writes `chunks` to `file` when given, else to stdout (see {@link writeStdoutChunks}). */
+export function writeOutputChunks(file: string | undefined, chunks: Iterable<Uint8Array>): Promise<void> {
+  return file === undefined ? writeStdoutChunks(chunks) : writeOutputFileChunks(file, chunks);
 }
 
 /** Writes `text` to `file` (replacing it), with a coded error naming the path when that fails. */

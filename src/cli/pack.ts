@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { backend } from '../binding';
 import { batchMetrics, droppedSamples, planBatchesAsync, STRATEGIES, TAILS } from '../data/index';
 import type { BatchMetrics } from '../data/metrics';
-import { planStep, type BatchPlan, type Tail } from '../data/plan';
+import type { BatchPlan, Tail } from '../data/plan';
 import type { Samples } from '../data/samples';
 import type { PlanBatchesOptions, Strategy } from '../data/strategy';
 import { syntheticSamples } from '../data/synthetic';
@@ -15,12 +15,12 @@ import { meanMicroBatchLoad } from '../data/load';
 import { DEFAULT_COST_MODEL, modelTextCost } from '../data/model-cost';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples, SAMPLES_FORMATS, type SamplesFormat, type SamplesStream } from '../io/samples';
-import { stdoutIsClosed, writeOutput, writeStdout } from './output';
+import { stdoutIsClosed, writeOutputChunks, writeStdout } from './output';
+import { planJsonChunks } from './plan-json';
 import { formatTable, progressBar } from './table';
 import { planWarnings } from './warnings';
 
-/** Version of the JSON written by `omnibal pack --json`. */
-export const BATCH_PLAN_SCHEMA = 'omnibal.batch-plan/1';
+export { BATCH_PLAN_SCHEMA, planToJson } from './plan-json';
 
 interface PackFlags {
   input: string[];
@@ -45,35 +45,6 @@ interface PackFlags {
 
 const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];
-
-/** The plan as the JSON object `omnibal pack --json` writes. */
-export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load?: object, warnings: string[] = []): object {
-  const steps: number[][][][] = [];
-  for (let s = 0; s < plan.steps; s++) steps.push(planStep(plan, s).map((rank) => rank.map((mb) => Array.from(mb))));
-  return {
-    schema: BATCH_PLAN_SCHEMA,
-    strategy: plan.strategy,
-    backend: backend().kind,
-    params,
-    steps,
-    padding: Array.from(plan.padding),
-    dropped: droppedSamples(plan),
-    load,
-    metrics: {
-      padRatio: metrics.padRatio,
-      visionDist: metrics.visionDist,
-      textDist: metrics.textDist,
-      costDist: metrics.costDist,
-      samplesPerPack: metrics.samplesPerPack,
-      packs: metrics.packs,
-      steps: metrics.steps,
-      costExcessMedian: metrics.costExcessMedian,
-      costExcessP99: metrics.costExcessP99,
-      oversize: plan.oversizeIndex.length,
-      warnings,
-    },
-  };
-}
 
 function fmt(x: number, digits: number): string {
   return x.toFixed(digits);
@@ -156,8 +127,8 @@ async function runPack(flags: PackFlags): Promise<void> {
   const warnings = planWarnings(main.plan, main.metrics, samples.text.length, flags.samplesPerPack);
   for (const w of warnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   if (flags.json || flags.out) {
-    const text = `${JSON.stringify(planToJson(main.plan, main.metrics, params, meanMicroBatchLoad(main.plan, samples), warnings))}\n`;
-    await writeOutput(flags.out, text);
+    // Streamed from the plan's arrays: 10M sample indices never become one string.
+    await writeOutputChunks(flags.out, planJsonChunks(main.plan, main.metrics, params, meanMicroBatchLoad(main.plan, samples), warnings));
     if (flags.json || stdoutIsClosed()) return;
   }
   const head = `omnibal pack: ${source}, dp ${main.plan.dp}, accum ${main.plan.accum}, backend ${backend().kind}`;

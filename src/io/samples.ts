@@ -72,7 +72,7 @@ export interface SamplesStream {
 
 /** Samples read from files, and how many came from each. */
 export interface LoadedSamples extends Samples {
-  /** The index of the file each sample came from. */
+  /** The index of the file each sample came from (made when first read). */
   group: Uint32Array;
   /** Each file read, in order, with its number of samples. */
   files: LoadedFile[];
@@ -582,9 +582,8 @@ async function readAll(
   inputs: (string | SamplesStream)[],
   formats: (SamplesFormat | undefined)[],
   limits: Limits,
-): Promise<{ vision: Uint32Array; text: Uint32Array; group: Uint32Array; counts: number[] }> {
+): Promise<{ vision: Uint32Array; text: Uint32Array; counts: number[] }> {
   const sink = new Sink(limits);
-  const group = new U32Builder();
   const counts: number[] = [];
   const bytes = { n: 0 };
   for (let k = 0; k < inputs.length; k++) {
@@ -598,9 +597,8 @@ async function readAll(
       await readStream(input, formats[k], sink, bytes);
     }
     counts.push(sink.text.length - before);
-    for (let i = before; i < sink.text.length; i++) group.push(k);
   }
-  return { vision: sink.vision.finish(), text: sink.text.finish(), group: group.finish(), counts };
+  return { vision: sink.vision.finish(), text: sink.text.finish(), counts };
 }
 
 /** Twin of the native `readSampleFiles`: reads `paths[k]` in `formats[k]`. */
@@ -632,10 +630,23 @@ export async function readSamples(inputs: string | SamplesStream | (string | Sam
   const loaded = list.every((input) => typeof input === 'string')
     ? await activeBackend().readSampleFiles(list as string[], formats as string[], limits)
     : await readAll(list, formats, limits);
-  return {
+  const out = {
     vision: loaded.vision,
     text: loaded.text,
-    group: loaded.group,
     files: names.map((p, k) => ({ path: p, samples: loaded.counts[k] })),
-  };
+  } as LoadedSamples;
+  // Made on first use from the counts: most callers never read it (40 MB at 10M samples).
+  let group: Uint32Array | undefined;
+  return Object.defineProperty(out, 'group', {
+    enumerable: true,
+    get: () => (group ??= groupsOf(loaded.counts)),
+  });
+}
+
+/** Each sample's input index, from the inputs' sample counts. */
+function groupsOf(counts: number[]): Uint32Array {
+  const group = new Uint32Array(counts.reduce((a, b) => a + b, 0));
+  let at = 0;
+  counts.forEach((c, k) => group.fill(k, at, (at += c)));
+  return group;
 }

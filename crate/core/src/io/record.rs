@@ -125,34 +125,26 @@ fn json_value(name: &str, raw: &RawValue, min: u32) -> Result<u32, RecordError> 
 /// else (or any bad value), and the strict path decides.
 fn fast_object(b: &[u8]) -> Option<(u32, u32)> {
     let n = b.len();
-    let mut i = 0;
     let skip = |i: &mut usize| {
         while *i < n && is_json_space(b[*i]) {
             *i += 1;
         }
     };
+    let mut i = 0;
     skip(&mut i);
     if i >= n || b[i] != b'{' {
         return None;
     }
     i += 1;
-    let mut slots: [Option<u64>; 4] = [None; 4];
+    // vit_num, vision, token_num, text; a repeated key keeps its last value.
+    let mut slots = [u64::MAX; 4];
     loop {
         skip(&mut i);
         if i >= n || b[i] != b'"' {
             return None;
         }
         let k0 = i + 1;
-        let mut k1 = k0;
-        while k1 < n && b[k1] != b'"' {
-            if b[k1] == b'\\' || b[k1] < 0x20 || b[k1] >= 0x80 {
-                return None;
-            }
-            k1 += 1;
-        }
-        if k1 >= n {
-            return None;
-        }
+        let k1 = k0 + memchr::memchr(b'"', &b[k0..])?;
         i = k1 + 1;
         skip(&mut i);
         if i >= n || b[i] != b':' {
@@ -161,28 +153,33 @@ fn fast_object(b: &[u8]) -> Option<(u32, u32)> {
         i += 1;
         skip(&mut i);
         let d0 = i;
+        let mut value = 0u64;
         while i < n && b[i].is_ascii_digit() {
+            value = value * 10 + (b[i] - b'0') as u64;
             i += 1;
+            if i - d0 > 10 {
+                return None;
+            }
         }
-        let digits = &b[d0..i];
-        if digits.is_empty() || digits.len() > 10 || (digits.len() > 1 && digits[0] == b'0') {
+        if i == d0 || (i - d0 > 1 && b[d0] == b'0') {
             return None;
         }
         if i < n && matches!(b[i], b'.' | b'e' | b'E') {
             return None;
         }
-        let value = digits
-            .iter()
-            .fold(0u64, |acc, &d| acc * 10 + (d - b'0') as u64);
-        let slot = match &b[k0..k1] {
-            b"vit_num" => 0,
-            b"vision" => 1,
-            b"token_num" => 2,
-            b"text" => 3,
-            _ => 4,
-        };
-        if slot < 4 {
-            slots[slot] = Some(value);
+        match &b[k0..k1] {
+            b"vit_num" => slots[0] = value,
+            b"vision" => slots[1] = value,
+            b"token_num" => slots[2] = value,
+            b"text" => slots[3] = value,
+            key => {
+                if key
+                    .iter()
+                    .any(|&c| c == b'\\' || !(0x20..0x80).contains(&c))
+                {
+                    return None;
+                }
+            }
         }
         skip(&mut i);
         if i >= n {
@@ -201,8 +198,8 @@ fn fast_object(b: &[u8]) -> Option<(u32, u32)> {
     if i != n {
         return None;
     }
-    let v = slots[0].or(slots[1])?;
-    let t = slots[2].or(slots[3])?;
+    let pick = |a: u64, b: u64| if a != u64::MAX { a } else { b };
+    let (v, t) = (pick(slots[0], slots[1]), pick(slots[2], slots[3]));
     (v <= MAX_VALUE as u64 && (1..=MAX_VALUE as u64).contains(&t)).then_some((v as u32, t as u32))
 }
 
@@ -210,9 +207,14 @@ fn fast_object(b: &[u8]) -> Option<(u32, u32)> {
 /// valid JSON, an object with `vit_num` and `token_num` (or `vision` and `text`), integer
 /// values in range (text at least 1).
 pub fn json_sample(bytes: &[u8]) -> Result<(u32, u32), RecordError> {
-    if let Some(s) = fast_object(bytes) {
-        return Ok(s);
+    match fast_object(bytes) {
+        Some(s) => Ok(s),
+        None => strict_sample(bytes),
     }
+}
+
+/// [`json_sample`] through serde_json alone (what the fast path must agree with).
+fn strict_sample(bytes: &[u8]) -> Result<(u32, u32), RecordError> {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Err(RecordError::Syntax("not valid UTF-8".into()));
     };
@@ -338,6 +340,65 @@ mod tests {
     }
     fn value(s: &str) -> RecordError {
         RecordError::Value(s.into())
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_what_the_strict_path_reads_alike() {
+        let keys = [
+            "\"vit_num\"",
+            "\"vision\"",
+            "\"token_num\"",
+            "\"text\"",
+            "\"image_flags\"",
+            "\"vit\\u005fnum\"",
+            "\"a\\\"b\"",
+            "\"\"",
+        ];
+        let values = [
+            "0",
+            "7",
+            "01",
+            "00",
+            "-1",
+            "-0",
+            "1.0",
+            "1e2",
+            "4294967295",
+            "4294967296",
+            "9999999999",
+            "10000000000",
+            "\"5\"",
+            "null",
+            "[1]",
+            "{}",
+            " 12 ",
+        ];
+        let mut records = vec![
+            "{}".to_string(),
+            " { } ".into(),
+            "{\"vit_num\":1,\"token_num\":2".into(),
+            "{\"vit_num\":1,\"token_num\":2}}".into(),
+            "{\"vit_num\":1 2,\"token_num\":2}".into(),
+        ];
+        // Every pair of keys with every pair of values, in a few spacings.
+        for (a, k1) in keys.iter().enumerate() {
+            for k2 in &keys[a..] {
+                for v1 in values {
+                    for (sep, v2) in [(",", "3"), (", ", "100"), ("\t,\r\n", v1), (",", "0")] {
+                        records.push(format!("{{{k1}:{v1}{sep}{k2}: {v2}}}"));
+                        records.push(format!(" {{ {k2} :{v2} , {k1}:{v1} , \"x\": 1 }}\t"));
+                    }
+                }
+            }
+        }
+        let mut fast = 0;
+        for r in &records {
+            if let Some(x) = fast_object(r.as_bytes()) {
+                fast += 1;
+                assert_eq!(Ok(x), strict_sample(r.as_bytes()), "{r}");
+            }
+        }
+        assert!(fast > 50, "{fast} of {}", records.len());
     }
 
     #[test]
