@@ -1,10 +1,13 @@
 // Soak: thousands of sequential `balance` calls against one `omnibal serve`, released by the
-// client or evicted by the plan store's byte budget; the sidecar's RSS stays flat (within 20% of
-// its level after a warm-up). Sized for a 2-core machine; bounded in count and time.
+// client or evicted by the plan store's byte budget; the sidecar's RSS stays flat: its peak after
+// a warm-up (the first quarter) stays within 15% of its level then. Measured: 2-5% with the heap
+// shape pinned (src/sidecar/heap.ts); without it, 23% over 2,000 calls under eviction, and V8's
+// young generation doubles later still. Sized for a 2-core machine; bounded in count and time.
 import test from 'ava';
 import { exited, LineClient, rssOf, spawnServe } from './sidecar-harness';
 
-const N = 2000;
+const N = 4000;
+const MARGIN = 1.15;
 const samples = 2000;
 const vision = Array.from({ length: samples }, (_, i) => 1 + ((i * 7) % 13));
 const text = Array.from({ length: samples }, (_, i) => 64 + ((i * 131) % 2000));
@@ -19,7 +22,7 @@ async function soak(t: import('ava').ExecutionContext, release: boolean) {
   let peak = 0;
   let first = '';
   let i = 0;
-  for (; i < N && Date.now() - started < 90_000; i++) {
+  for (; i < N && Date.now() - started < 120_000; i++) {
     const r = await c.call('balance', { vision, text, dp: 4, samplesPerPack: 3, seed: i });
     t.truthy(r.result?.planId, JSON.stringify(r.error));
     if (i === 0) first = r.result.planId;
@@ -30,7 +33,7 @@ async function soak(t: import('ava').ExecutionContext, release: boolean) {
     if (i > N / 4) peak = Math.max(peak, rssOf(server.pid!));
   }
   t.true(i > N / 2, `only ${i} calls in the time bound`);
-  t.true(peak <= warm * 1.2, `RSS grew from ${(warm / 2 ** 20).toFixed(1)} MB to ${(peak / 2 ** 20).toFixed(1)} MB over ${i} calls`);
+  t.true(peak <= warm * MARGIN, `RSS grew from ${(warm / 2 ** 20).toFixed(1)} MB to ${(peak / 2 ** 20).toFixed(1)} MB over ${i} calls`);
   t.log(`${i} calls (${release ? 'release' : 'LRU eviction'}): RSS ${(warm / 2 ** 20).toFixed(1)} MB after warm-up, peak ${(peak / 2 ** 20).toFixed(1)} MB, ${((Date.now() - started) / i).toFixed(2)} ms per call`);
   const old = await c.call('planStep', { planId: first, step: 0 });
   t.is(old.error?.code, -32003);

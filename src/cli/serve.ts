@@ -4,6 +4,7 @@
  * @module
  */
 import { InvalidArgumentError, type Command } from 'commander';
+import { pinHeapShape } from '../sidecar/heap';
 import { serveSocket, serveStdio, type ServeOptions } from '../sidecar/server';
 
 /** A strict positive integer option (`abc`, `1e3`, `0`, `-1` are usage errors, exit 2). */
@@ -31,6 +32,8 @@ export function registerServe(program: Command): void {
     .exitOverride()
     .action(async (flags: ServeOptions & { listen?: string }) => {
       const { listen, ...options } = flags;
+      // A dedicated process: its heap keeps the size it starts with (flat RSS, see heap.ts).
+      pinHeapShape();
       if (listen !== undefined) await serveSocket(listen, options);
       else await serveStdio(options);
       process.exit(0);
