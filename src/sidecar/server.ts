@@ -22,7 +22,7 @@ import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../mod
 import { searchStages, type StageSearch } from '../model/search';
 import { simulateStep } from '../simulate/index';
 import { version } from '../package';
-import { encodeMicroBatchLists, RawJson, toU32 } from './codec';
+import { encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, RawJson, toU32 } from './codec';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFileError, toRpcError } from './errors';
 import { LineReader, looksLikeHttp, recoverId, startsLikeHttp } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
@@ -490,7 +490,8 @@ export class Session {
   private async batches(p: Record<string, unknown>, progress: Progress, control: Control, strategy?: string) {
     const { key: samplesKey, load } = await this.samples(p);
     const options: Record<string, unknown> = {};
-    for (const k of Object.keys(p).sort()) if (!['vision', 'text', 'path', 'paths', 'format'].includes(k)) options[k] = p[k];
+    // `encoding` shapes the answer only: not a planning option, not part of the plan's key.
+    for (const k of Object.keys(p).sort()) if (!['vision', 'text', 'path', 'paths', 'format', 'encoding'].includes(k)) options[k] = p[k];
     if (strategy) options.strategy = strategy;
     const key = createHash('sha256').update(samplesKey).update(JSON.stringify(options)).digest('hex');
     const { id, plan, shared } = await this.ctx.store.acquire(this, key, {
@@ -513,8 +514,9 @@ export class Session {
       microBatches: plan.padding.length,
       maxVision: plan.maxVision ?? null,
       maxText: plan.maxText ?? null,
-      dropped: Array.from(plan.droppedIndex),
-      droppedReason: Array.from(plan.droppedReason),
+      ...(p.encoding === 'base64'
+        ? { encoding: 'base64', dropped: encodeU32(plan.droppedIndex), droppedReason: encodeU32(Uint32Array.from(plan.droppedReason)) }
+        : { dropped: Array.from(plan.droppedIndex), droppedReason: Array.from(plan.droppedReason) }),
     };
   }
 
@@ -544,13 +546,15 @@ export class Session {
         const { plan } = store.get(this, p.planId as string);
         const step = p.step as number;
         if (step >= plan.steps) throw paramsError('step', `must be below the plan's ${plan.steps} steps, got ${step}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
-        return encodeMicroBatchLists(plan, Array.from({ length: plan.dp }, (_, r) => step * plan.dp + r));
+        const groups = Array.from({ length: plan.dp }, (_, r) => step * plan.dp + r);
+        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
       }
       case 'planForRank': {
         const { plan } = store.get(this, p.planId as string);
         const rank = p.rank as number;
         if (rank >= plan.dp) throw paramsError('rank', `must be below the plan's dp of ${plan.dp}, got ${rank}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
-        return encodeMicroBatchLists(plan, Array.from({ length: plan.steps }, (_, s) => s * plan.dp + rank));
+        const groups = Array.from({ length: plan.steps }, (_, s) => s * plan.dp + rank);
+        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
       }
       case 'release':
         if (p.planId !== undefined) return { released: store.release(this, p.planId as string) };
