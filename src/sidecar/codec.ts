@@ -36,6 +36,8 @@ export function toU32(name: string, v: unknown): Uint32Array {
     if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw invalidType(name, 'is not valid base64 (standard alphabet, padded to a multiple of 4 characters)');
     const bytes = Buffer.from(s, 'base64');
     if (bytes.length % 4 !== 0) throw invalidType(name, 'base64 data must be a whole number of 4-byte values');
+    // Little-endian hosts take the bytes as they are (one copy, to an aligned buffer of its own).
+    if (os.endianness() === 'LE') return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
     const out = new Uint32Array(bytes.length / 4);
     for (let i = 0; i < out.length; i++) out[i] = bytes.readUInt32LE(4 * i);
     return out;
