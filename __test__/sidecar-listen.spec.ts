@@ -114,3 +114,56 @@ test('stdio: a sidecar whose client is gone exits', async (t) => {
   server.stdin!.destroy();
   t.is(await exited(server), 0);
 });
+
+test('a later HTTP-looking line: the requests before it are answered, nothing after it runs, then the connection closes', async (t) => {
+  const dir = tempDir();
+  const sock = path.join(dir, 'h.sock');
+  const server = spawnServe(['--listen', sock]);
+  t.teardown(() => server.kill('SIGKILL'));
+  await waitFor(sock);
+  const s = await connect(sock);
+  const c = new LineClient(s, s);
+  const vision = Array.from({ length: 20_000 }, (_, i) => i % 7);
+  const text = Array.from({ length: 20_000 }, (_, i) => 100 + ((i * 37) % 3000));
+  const line = (id: number, method: string, params?: unknown) => `${JSON.stringify({ jsonrpc: '2.0', id, method, params })}\n`;
+  // One write: a long call still running when the HTTP line is framed, a short one, the HTTP line, one more.
+  s.write(line(1, 'balance', { vision, text, dp: 4, samplesPerPack: 4 }) + line(2, 'version') + 'POST / HTTP/1.1\r\nHost: x\r\n\r\n' + line(3, 'version'));
+  await new Promise((r) => s.once('close', r));
+  const answers = c.lines.messages.filter((m) => !Array.isArray(m) && m.method === undefined) as { id: number; result?: any; error?: unknown }[];
+  t.deepEqual(answers.map((a) => a.id).sort(), [1, 2], JSON.stringify(answers).slice(0, 300));
+  t.truthy(answers.find((a) => a.id === 1)?.result?.planId);
+  t.is(answers.find((a) => a.id === 2)?.result?.protocol, 'omnibal-rpc/1');
+  t.is(server.exitCode, null, 'the server keeps serving others');
+  server.kill('SIGTERM');
+  t.is(await exited(server), 0);
+  t.false(fs.existsSync(sock));
+});
+
+// A signal while `serve --listen` is still starting (after the socket file exists, before start-up
+// returns) still removes the socket and token files and exits 0. The child delays its own listen
+// callback and signals itself in that window.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  test(`${signal} during start-up removes the socket file and exits 0`, async (t) => {
+    const dir = tempDir();
+    const sock = path.join(dir, 'start.sock');
+    const tokenFile = path.join(dir, 'token.json');
+    const serverJs = path.join(path.dirname(cli), '..', 'sidecar', 'server.js');
+    const script = `
+      const net = require('node:net');
+      const listen = net.Server.prototype.listen;
+      net.Server.prototype.listen = function (...args) {
+        const cb = args.pop();
+        return listen.call(this, ...args, () => {
+          if (!require('node:fs').existsSync(${JSON.stringify(sock)})) process.exit(3);
+          process.kill(process.pid, ${JSON.stringify(signal)});
+          setTimeout(cb, 300);
+        });
+      };
+      require(${JSON.stringify(serverJs)}).serveSocket(${JSON.stringify(sock)}, { tokenFile: ${JSON.stringify(tokenFile)} }).then(() => process.exit(0), () => process.exit(4));
+    `;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    t.is(await exited(child), 0);
+    t.false(fs.existsSync(sock), 'socket file left behind');
+    t.false(fs.existsSync(tokenFile), 'token file left behind');
+  });
+}

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import test from 'ava';
+import fc from 'fast-check';
 import { recoverId, LineReader } from '../src/sidecar/framing';
 import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
 import { newContext, Session } from '../src/sidecar/server';
@@ -32,6 +33,8 @@ const invalidParams: [string, unknown, string][] = [
   ['planStep', { planId: 'plan-x' }, 'step'],
   ['planStep', { planId: 'plan-x', step: -1 }, 'step'],
   ['planForRank', { planId: 'plan-x', rank: 'a' }, 'rank'],
+  ['planForRank', { planId: 'plan-x', rank: 0, encoding: 'hex' }, 'encoding'],
+  ['balance', { ...small(8), dp: 2, encoding: 'binary' }, 'encoding'],
   ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8 }, 'load'],
   ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8, load: { tiles: 1 } }, 'load.tokens'],
   ['simulate', { dp: 1 }, 'pp'],
@@ -336,4 +339,69 @@ test('an over-long first line on an unauthenticated TCP connection closes it', (
   const h = Harness.create({ maxLineBytes: 100 }, 'tcp', 'y'.repeat(32));
   h.raw(`{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"${'z'.repeat(200)}"}}\n`);
   t.true(h.closed);
+});
+
+/** A `{ $base64, dtype: "u32" }` array, decoded byte by byte (independently of the server's codec). */
+function u32Of(b: { $base64: string; dtype: string }): number[] {
+  const bytes = Buffer.from(b.$base64, 'base64');
+  return Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readUInt32LE(4 * i));
+}
+
+/** The nested lists an `encoding: "base64"` answer of planStep / planForRank stands for. */
+function listsOf(r: { encoding: string; samples: any; microBatchOffsets: any; groupOffsets: any }): number[][][] {
+  const samples = u32Of(r.samples);
+  const mbo = u32Of(r.microBatchOffsets);
+  const go = u32Of(r.groupOffsets);
+  return Array.from({ length: go.length - 1 }, (_, g) => Array.from({ length: go[g + 1] - go[g] }, (_, j) => samples.slice(mbo[go[g] + j], mbo[go[g] + j + 1])));
+}
+
+test('encoding base64 and JSON lists carry identical plans (pack summary, every planStep and planForRank)', async (t) => {
+  let compared = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 12 }), fc.integer({ min: 1, max: 5000 })), { minLength: 1, maxLength: 300 }),
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.constantFrom('drop', 'pad', 'keep-partial'),
+      fc.constantFrom('balanced', 'random', 'isf'),
+      fc.boolean(),
+      async (pairs, dp, accum, tail, strategy, asBase64Request) => {
+        const h = Harness.create();
+        const vision = pairs.map((p) => p[0]);
+        const text = pairs.map((p) => p[1]);
+        const enc = (a: number[]) => ({ $base64: Buffer.from(Uint32Array.from(a).buffer).toString('base64'), dtype: 'u32' });
+        const samples = asBase64Request ? { vision: enc(vision), text: enc(text) } : { vision, text };
+        const params = { ...samples, dp, accum, tail, strategy, samplesPerPack: 2, seed: 3 };
+        const json = await h.call('pack', params);
+        const bin = await h.call('pack', { ...params, encoding: 'base64' });
+        if (json.error) {
+          // An input too small for one step fails the same way in both encodings.
+          t.deepEqual(bin.error, json.error);
+          return;
+        }
+        compared++;
+        t.true(bin.result.shared, 'the encoding is not part of the plan');
+        t.is(bin.result.encoding, 'base64');
+        const { planId: a, shared: _s, dropped, droppedReason, ...rest } = json.result;
+        const { planId: b, shared: _t, encoding: _e, dropped: bd, droppedReason: br, ...restB } = bin.result;
+        t.deepEqual(restB, rest);
+        t.deepEqual(u32Of(bd), dropped);
+        t.deepEqual(u32Of(br), droppedReason);
+        for (let step = 0; step < json.result.steps; step++) {
+          const x = await h.call('planStep', { planId: a, step });
+          const y = await h.call('planStep', { planId: b, step, encoding: 'base64' });
+          t.deepEqual(listsOf(y.result), x.result);
+        }
+        for (let rank = 0; rank < dp; rank++) {
+          const x = await h.call('planForRank', { planId: a, rank });
+          const y = await h.call('planForRank', { planId: b, rank, encoding: 'base64' });
+          t.deepEqual(listsOf(y.result), x.result);
+          t.is(u32Of(y.result.groupOffsets).length, json.result.steps + 1);
+        }
+      },
+    ),
+    { numRuns: 40, seed: 10 },
+  );
+  // Most cases plan (the others are inputs too small for one step, compared as errors).
+  t.true(compared >= 20, `only ${compared} of 40 cases made a plan`);
 });

@@ -1,10 +1,15 @@
 // Soak: thousands of sequential `balance` calls against one `omnibal serve`, released by the
-// client or evicted by the plan store's byte budget; the sidecar's RSS stays flat (within 20% of
-// its level after a warm-up). Sized for a 2-core machine; bounded in count and time.
+// client or evicted by the plan store's byte budget; the sidecar's RSS stays flat: its peak over
+// the second half stays within 15% of its peak over the second quarter (the first is warm-up).
+// Measured peak to peak: 0.5-2% with the heap shape pinned (src/sidecar/heap.ts). The unpinned
+// heap's growth (V8's young generation doubling) comes in steps whose timing varies, so 4,000
+// calls do not always catch it: the 10,000-call case of `npm run bench -- sidecar` measures the
+// target. Sized for a 2-core machine; bounded in count and time.
 import test from 'ava';
 import { exited, LineClient, rssOf, spawnServe } from './sidecar-harness';
 
-const N = 2000;
+const N = 4000;
+const MARGIN = 1.15;
 const samples = 2000;
 const vision = Array.from({ length: samples }, (_, i) => 1 + ((i * 7) % 13));
 const text = Array.from({ length: samples }, (_, i) => 64 + ((i * 131) % 2000));
@@ -19,19 +24,20 @@ async function soak(t: import('ava').ExecutionContext, release: boolean) {
   let peak = 0;
   let first = '';
   let i = 0;
-  for (; i < N && Date.now() - started < 90_000; i++) {
+  for (; i < N && Date.now() - started < 120_000; i++) {
     const r = await c.call('balance', { vision, text, dp: 4, samplesPerPack: 3, seed: i });
     t.truthy(r.result?.planId, JSON.stringify(r.error));
     if (i === 0) first = r.result.planId;
     if (release) t.deepEqual((await c.call('release', { planId: r.result.planId })).result, { released: true });
     // Drop the answers kept by the test client, so only the server's memory is measured.
     c.lines.messages.length = 0;
-    if (i === N / 4) warm = rssOf(server.pid!);
-    if (i > N / 4) peak = Math.max(peak, rssOf(server.pid!));
+    // Peak against peak (a GC sawtooth's low point is no baseline): the second quarter, then the rest.
+    if (i > N / 4 && i <= N / 2) warm = Math.max(warm, rssOf(server.pid!));
+    if (i > N / 2) peak = Math.max(peak, rssOf(server.pid!));
   }
-  t.true(i > N / 2, `only ${i} calls in the time bound`);
-  t.true(peak <= warm * 1.2, `RSS grew from ${(warm / 2 ** 20).toFixed(1)} MB to ${(peak / 2 ** 20).toFixed(1)} MB over ${i} calls`);
-  t.log(`${i} calls (${release ? 'release' : 'LRU eviction'}): RSS ${(warm / 2 ** 20).toFixed(1)} MB after warm-up, peak ${(peak / 2 ** 20).toFixed(1)} MB, ${((Date.now() - started) / i).toFixed(2)} ms per call`);
+  t.true(i > N / 2 && peak > 0, `only ${i} calls in the time bound`);
+  t.true(peak <= warm * MARGIN, `RSS peak grew from ${(warm / 2 ** 20).toFixed(1)} MB to ${(peak / 2 ** 20).toFixed(1)} MB over ${i} calls`);
+  t.log(`${i} calls (${release ? 'release' : 'LRU eviction'}): RSS peak ${(warm / 2 ** 20).toFixed(1)} MB in the second quarter, then ${(peak / 2 ** 20).toFixed(1)} MB, ${((Date.now() - started) / i).toFixed(2)} ms per call`);
   const old = await c.call('planStep', { planId: first, step: 0 });
   t.is(old.error?.code, -32003);
   t.is(old.error?.data?.code, release ? 'ERR_OMNIBAL_UNKNOWN_HANDLE' : 'ERR_OMNIBAL_EVICTED');

@@ -1,6 +1,7 @@
 """omnibal for Python: balanced, deterministic batches for VLM training through the
 ``omnibal serve`` sidecar (standard library only)."""
 
+from .arrays import MicroBatches, PlanLists, decode_u32
 from .client import DEFAULT_TIMEOUT, Client, default_socket_path, find_command, u32_array
 from .errors import (Cancelled, InvalidParams, LimitExceeded, MethodNotFound, OmnibalError, ProtocolError,
                      SidecarExited, SidecarNotFound, SidecarTimeout, StateMismatch, Unauthorized, UnknownHandle)
@@ -8,7 +9,7 @@ from .sampler import BalancedBatchSampler, even_rank_batches
 
 __all__ = [
     "BalancedBatchSampler", "Cancelled", "Client", "DEFAULT_TIMEOUT", "InvalidParams", "LimitExceeded",
-    "MethodNotFound", "OmnibalError", "ProtocolError", "SidecarExited", "SidecarNotFound", "SidecarTimeout",
-    "StateMismatch", "Unauthorized", "UnknownHandle", "default_socket_path", "even_rank_batches", "find_command", "u32_array",
+    "MethodNotFound", "MicroBatches", "OmnibalError", "PlanLists", "ProtocolError", "SidecarExited", "SidecarNotFound", "SidecarTimeout",
+    "StateMismatch", "Unauthorized", "UnknownHandle", "decode_u32", "default_socket_path", "even_rank_batches", "find_command", "u32_array",
 ]
 __version__ = "0.1.0"

@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 
+from .arrays import PlanLists
 from .errors import InvalidParams, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -611,6 +612,15 @@ class Client:
             return self.wait(pending, self.timeout if timeout is None else timeout, rid)
         finally:
             self._calls.pop(rid)
+
+    def plan_for_rank(self, plan_id, rank):
+        """``planForRank`` with a binary answer: a :class:`PlanLists` (steps of micro-batches of
+        sample indices; ``.tolist()`` is the JSON answer's nested lists)."""
+        return PlanLists(self.call("planForRank", {"planId": plan_id, "rank": rank, "encoding": "base64"}))
+
+    def plan_step(self, plan_id, step):
+        """``planStep`` with a binary answer: a :class:`PlanLists` (ranks of micro-batches)."""
+        return PlanLists(self.call("planStep", {"planId": plan_id, "step": step, "encoding": "base64"}))
 
     def cancel(self, rid):
         """Cancels a pending request: it is answered at once with :class:`Cancelled`."""

@@ -23,6 +23,7 @@ import os
 import struct
 import sys
 
+from .arrays import PlanLists, decode_u32
 from .client import Client, u32_array, u32_values
 from .errors import InvalidParams, OmnibalError, StateMismatch, UnknownHandle
 
@@ -76,17 +77,23 @@ def _resolve_ranks(rank, world_size):
 def even_rank_batches(steps, rank, dp, last_step, even):
     """One rank's micro-batches (flattened over steps) with equal counts on every rank.
 
-    ``steps`` is ``planForRank``'s answer; ``last_step`` is ``planStep`` of the last step (only
+    ``steps`` is ``planForRank``'s answer (nested lists, or a :class:`PlanLists` of the base64
+    answer: the result is then a lazy :class:`MicroBatches`); ``last_step`` is ``planStep`` of the last step (only
     needed when that step is partial, ``tail='keep-partial'``, where the sidecar deals the
     remaining micro-batches round-robin so ranks can differ by one). ``even='pad'`` fills a
     short rank with copies of micro-batches of the last step (as ``DistributedSampler`` pads
     with repeated samples); ``even='drop'`` cuts every rank to the shortest (those samples are
     then not trained this epoch).
     """
-    flat = [mb for step in steps[:-1] for mb in step] if steps else []
-    if not steps:
-        return flat
+    if not len(steps):
+        return []
+    if isinstance(steps, PlanLists):
+        flat = steps.micro_batches(0, len(steps) - 1)
+    else:
+        flat = [mb for step in steps[:-1] for mb in step]
     last = list(steps[-1])
+    if isinstance(last_step, PlanLists):
+        last_step = last_step.tolist()
     if last_step is not None:
         rest = [last_step[j % dp][j // dp] for j in range(sum(len(r) for r in last_step))]
         top = -(-len(rest) // dp)
@@ -197,13 +204,21 @@ class BalancedBatchSampler:
         params = dict(self._source) if subset is None else {
             "vision": u32_array(self._vision[i] for i in subset), "text": u32_array(self._text[i] for i in subset)}
         params.update(self._options)
-        params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch})
-        summary = self._client.call("pack", params, progress=self.progress)
+        params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch, "encoding": "base64"})
+        summary = self._pack(params)
         self._plan_ids.append(summary["planId"])
         self._plan_params[summary["planId"]] = params
         if subset is not None:  # indices of the original samples, as for a full plan
             summary["dropped"] = [subset[i] for i in summary["dropped"]]
         return summary, subset
+
+    def _pack(self, params):
+        """``pack`` with binary answers; the summary's lists decoded (as in a JSON answer)."""
+        summary = self._client.call("pack", params, progress=self.progress)
+        if summary.pop("encoding", None) == "base64":
+            summary["dropped"] = decode_u32(summary["dropped"]).tolist()
+            summary["droppedReason"] = decode_u32(summary["droppedReason"]).tolist()
+        return summary
 
     def _plan_call(self, summary, method, params):
         """Calls a method on a plan; a plan the sidecar no longer holds (evicted from its plan
@@ -212,7 +227,7 @@ class BalancedBatchSampler:
             return self._client.call(method, dict(params, planId=summary["planId"]))
         except UnknownHandle:
             params_of_plan = self._plan_params.pop(summary["planId"])
-            again = self._client.call("pack", params_of_plan, progress=self.progress)
+            again = self._pack(params_of_plan)
             self._plan_ids.append(again["planId"])
             self._plan_params[again["planId"]] = params_of_plan
             summary["planId"] = again["planId"]
@@ -222,10 +237,10 @@ class BalancedBatchSampler:
         if summary["planId"] is None:
             return []
         dp = summary["dp"]
-        steps = self._plan_call(summary, "planForRank", {"rank": rank})
+        steps = PlanLists(self._plan_call(summary, "planForRank", {"rank": rank, "encoding": "base64"}))
         last_step = None
-        if steps and summary["microBatches"] != summary["steps"] * dp * summary["accum"]:
-            last_step = self._plan_call(summary, "planStep", {"step": summary["steps"] - 1})
+        if len(steps) and summary["microBatches"] != summary["steps"] * dp * summary["accum"]:
+            last_step = PlanLists(self._plan_call(summary, "planStep", {"step": summary["steps"] - 1, "encoding": "base64"}))
         batches = even_rank_batches(steps, rank, dp, last_step, self.even)
         if idmap is not None:
             batches = [[idmap[i] for i in mb] for mb in batches]

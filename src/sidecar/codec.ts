@@ -4,6 +4,7 @@
  *
  * @module
  */
+import * as os from 'node:os';
 import { invalidType } from '../errors';
 
 /** A wire-encoded numeric array. */
@@ -35,6 +36,8 @@ export function toU32(name: string, v: unknown): Uint32Array {
     if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw invalidType(name, 'is not valid base64 (standard alphabet, padded to a multiple of 4 characters)');
     const bytes = Buffer.from(s, 'base64');
     if (bytes.length % 4 !== 0) throw invalidType(name, 'base64 data must be a whole number of 4-byte values');
+    // Little-endian hosts take the bytes as they are (one copy, to an aligned buffer of its own).
+    if (os.endianness() === 'LE') return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
     const out = new Uint32Array(bytes.length / 4);
     for (let i = 0; i < out.length; i++) out[i] = bytes.readUInt32LE(4 * i);
     return out;
@@ -44,9 +47,51 @@ export function toU32(name: string, v: unknown): Uint32Array {
 
 /** Encodes a typed array for the wire. */
 export function encodeU32(a: Uint32Array): Base64Array {
+  if (os.endianness() === 'LE') return { $base64: Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64'), dtype: 'u32' };
   const buf = Buffer.alloc(a.length * 4);
   for (let i = 0; i < a.length; i++) buf.writeUInt32LE(a[i], 4 * i);
   return { $base64: buf.toString('base64'), dtype: 'u32' };
+}
+
+/** `encoding: "base64"` answer of `planStep` / `planForRank`: the nested lists as three flat arrays. */
+export interface MicroBatchArrays {
+  encoding: 'base64';
+  /** Sample indices of every micro-batch, one after another. */
+  samples: Base64Array;
+  /** Micro-batch `k` is `samples[microBatchOffsets[k] .. microBatchOffsets[k + 1]]`. */
+  microBatchOffsets: Base64Array;
+  /** Group `g` (a rank of `planStep`, a step of `planForRank`) is micro-batches `groupOffsets[g] .. groupOffsets[g + 1]`. */
+  groupOffsets: Base64Array;
+}
+
+/**
+ * The lists {@link encodeMicroBatchLists} writes, as {@link MicroBatchArrays}: about 5.5 bytes per
+ * sample instead of up to 11, and decoded by a client without parsing a number per sample.
+ */
+export function encodeMicroBatchArrays(plan: MicroBatchLayout, groups: ArrayLike<number>): MicroBatchArrays {
+  const { samples, microBatchOffsets: mbo, rankOffsets: ro } = plan;
+  let values = 0;
+  let lists = 0;
+  for (let g = 0; g < groups.length; g++) {
+    lists += ro[groups[g] + 1] - ro[groups[g]];
+    values += mbo[ro[groups[g] + 1]] - mbo[ro[groups[g]]];
+  }
+  const out = new Uint32Array(values);
+  const offsets = new Uint32Array(lists + 1);
+  const groupOffsets = new Uint32Array(groups.length + 1);
+  let v = 0;
+  let k = 0;
+  for (let g = 0; g < groups.length; g++) {
+    const a = ro[groups[g]];
+    const b = ro[groups[g] + 1];
+    // A group's micro-batches are contiguous in the plan: one copy, offsets rebased.
+    out.set(samples.subarray(mbo[a], mbo[b]), v);
+    for (let j = a; j < b; j++) offsets[k++] = v + mbo[j] - mbo[a];
+    v += mbo[b] - mbo[a];
+    groupOffsets[g + 1] = k;
+  }
+  offsets[k] = v;
+  return { encoding: 'base64', samples: encodeU32(out), microBatchOffsets: encodeU32(offsets), groupOffsets: encodeU32(groupOffsets) };
 }
 
 /** JSON text made without `JSON.stringify` (big index lists), sent as is. */

@@ -32,6 +32,9 @@ const U32 = {
   additionalProperties: false,
 } as const;
 
+/** How an answer's big integer arrays are sent: JSON lists (default), or base64 little-endian u32 (see codec.ts). */
+const encoding = { enum: ['json', 'base64'] } as const;
+
 const F64List = (max: number) => ({ type: 'array', items: finite, maxItems: max }) as const;
 
 /** `Samples`: exactly one of `vision` + `text`, `path`, `paths`. */
@@ -58,6 +61,7 @@ const planBatchesProperties = {
   costA: { type: 'number', minimum: 0 },
   costB: { type: 'number', minimum: 0 },
   iterations: count(1000),
+  encoding,
 } as const;
 
 const load = {
@@ -162,8 +166,8 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
     oneOf: [{ required: ['vision', 'text'] }, { required: ['path'] }, { required: ['paths'] }],
   },
   metrics: { type: 'object', required: ['planId'], properties: { planId: handle, costA: { type: 'number', minimum: 0 }, costB: { type: 'number', minimum: 0 } }, additionalProperties: false },
-  planStep: { type: 'object', required: ['planId', 'step'], properties: { planId: handle, step: u32 }, additionalProperties: false },
-  planForRank: { type: 'object', required: ['planId', 'rank'], properties: { planId: handle, rank: u32 }, additionalProperties: false },
+  planStep: { type: 'object', required: ['planId', 'step'], properties: { planId: handle, step: u32, encoding }, additionalProperties: false },
+  planForRank: { type: 'object', required: ['planId', 'rank'], properties: { planId: handle, rank: u32, encoding }, additionalProperties: false },
   release: {
     type: 'object',
     properties: { planId: handle, searchId: handle },

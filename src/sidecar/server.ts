@@ -22,7 +22,7 @@ import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../mod
 import { searchStages, type StageSearch } from '../model/search';
 import { simulateStep } from '../simulate/index';
 import { version } from '../package';
-import { encodeMicroBatchLists, RawJson, toU32 } from './codec';
+import { encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, RawJson, toU32 } from './codec';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFileError, toRpcError } from './errors';
 import { LineReader, looksLikeHttp, recoverId, startsLikeHttp } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
@@ -100,6 +100,8 @@ export interface Transport {
   setReading(on: boolean): void;
   /** Closes the connection (socket) or ends the sidecar (stdio). */
   close(): void;
+  /** Closes the connection once the bytes written so far are sent (default: {@link Transport.close}). */
+  end?(): void;
 }
 
 type Id = string | number | null;
@@ -159,6 +161,8 @@ export class Session {
   private readonly searches = new Map<string, StageSearch>();
   private authenticated: boolean;
   private closed = false;
+  /** No more requests are taken: those received are answered, then the connection closes. */
+  private ending = false;
   private firstBytes = true;
   private sawLine = false;
   private reading = true;
@@ -183,7 +187,7 @@ export class Session {
 
   /** Feeds received bytes. */
   feed(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
     if (this.firstBytes && this.kind !== 'stdio') {
       this.firstBytes = false;
       if (looksLikeHttp(chunk.subarray(0, 64).toString('latin1'))) return this.close();
@@ -201,33 +205,53 @@ export class Session {
    */
   private pump(): void {
     const before = this.inFlight.size;
-    const stop = () => this.closed || !this.reading || this.inFlight.size > before;
+    const stop = () => this.closed || this.ending || !this.reading || this.inFlight.size > before;
     while (this.held.length > 0 && !stop()) {
       const chunk = this.held[0];
       const taken = this.reader.feed(chunk, stop);
+      // A line may have closed or ended the connection: what is left is never read.
+      if (this.closed || this.ending) {
+        this.held.length = 0;
+        break;
+      }
       if (taken === chunk.length) this.held.shift();
       else this.held[0] = chunk.subarray(taken);
     }
-    if (this.held.length > 0 && this.reading && !this.closed) setImmediate(() => this.pump());
+    if (this.held.length > 0 && this.reading && !this.closed && !this.ending) setImmediate(() => this.pump());
   }
 
   /**
-   * True (and closes) when a socket's line looks like HTTP: the first line by its method or an
-   * `HTTP/1.` anywhere in it, later lines by a leading HTTP method.
+   * True when a socket's line looks like HTTP (it is not run): the first line by its method or an
+   * `HTTP/1.` anywhere in it closes the connection at once; a later line with a leading HTTP
+   * method ends it after the requests already received are answered.
    */
   private firstLine(text: string): boolean {
     if (this.kind === 'stdio') return false;
     const first = !this.sawLine;
     this.sawLine = true;
     if (first ? looksLikeHttp(text) : startsLikeHttp(text)) {
-      this.close();
+      if (first) this.close();
+      else this.endAfterAnswers();
       return true;
     }
     return false;
   }
 
-  /** Closes: cancels this connection's work, releases its plans and searches. */
-  close(): void {
+  /** Takes no more requests; answers those received, then closes once the answers are sent. */
+  private endAfterAnswers(): void {
+    if (this.ending || this.closed) return;
+    this.ending = true;
+    this.held.length = 0;
+    this.reading = false;
+    this.transport.setReading(false);
+    void this.drain().then(() => this.close(true));
+  }
+
+  /**
+   * Closes: cancels this connection's work, releases its plans and searches. `graceful`: the
+   * answers already written are sent first.
+   */
+  close(graceful = false): void {
     if (this.closed) return;
     this.closed = true;
     for (const cancel of [...this.pending.values()]) cancel();
@@ -235,7 +259,8 @@ export class Session {
     this.held.length = 0;
     this.ctx.store.releaseAll(this);
     this.searches.clear();
-    this.transport.close();
+    if (graceful && this.transport.end) this.transport.end();
+    else this.transport.close();
   }
 
   /** Resolves once every request received so far has been answered. */
@@ -249,7 +274,7 @@ export class Session {
 
   /** Called by the transport when written bytes have been sent. */
   flow(): void {
-    const want = !this.closed && this.transport.pendingBytes() <= this.ctx.limits.maxPendingOutputBytes && this.inFlight.size < this.ctx.limits.maxInFlight;
+    const want = !this.closed && !this.ending && this.transport.pendingBytes() <= this.ctx.limits.maxPendingOutputBytes && this.inFlight.size < this.ctx.limits.maxInFlight;
     if (want !== this.reading) {
       this.reading = want;
       this.transport.setReading(want);
@@ -273,7 +298,7 @@ export class Session {
   }
 
   private onLine(text: string): void {
-    if (text.trim() === '') return;
+    if (this.ending || text.trim() === '') return;
     if (this.firstLine(text)) return;
     let msg: unknown;
     try {
@@ -465,7 +490,8 @@ export class Session {
   private async batches(p: Record<string, unknown>, progress: Progress, control: Control, strategy?: string) {
     const { key: samplesKey, load } = await this.samples(p);
     const options: Record<string, unknown> = {};
-    for (const k of Object.keys(p).sort()) if (!['vision', 'text', 'path', 'paths', 'format'].includes(k)) options[k] = p[k];
+    // `encoding` shapes the answer only: not a planning option, not part of the plan's key.
+    for (const k of Object.keys(p).sort()) if (!['vision', 'text', 'path', 'paths', 'format', 'encoding'].includes(k)) options[k] = p[k];
     if (strategy) options.strategy = strategy;
     const key = createHash('sha256').update(samplesKey).update(JSON.stringify(options)).digest('hex');
     const { id, plan, shared } = await this.ctx.store.acquire(this, key, {
@@ -488,8 +514,9 @@ export class Session {
       microBatches: plan.padding.length,
       maxVision: plan.maxVision ?? null,
       maxText: plan.maxText ?? null,
-      dropped: Array.from(plan.droppedIndex),
-      droppedReason: Array.from(plan.droppedReason),
+      ...(p.encoding === 'base64'
+        ? { encoding: 'base64', dropped: encodeU32(plan.droppedIndex), droppedReason: encodeU32(Uint32Array.from(plan.droppedReason)) }
+        : { dropped: Array.from(plan.droppedIndex), droppedReason: Array.from(plan.droppedReason) }),
     };
   }
 
@@ -519,13 +546,15 @@ export class Session {
         const { plan } = store.get(this, p.planId as string);
         const step = p.step as number;
         if (step >= plan.steps) throw paramsError('step', `must be below the plan's ${plan.steps} steps, got ${step}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
-        return encodeMicroBatchLists(plan, Array.from({ length: plan.dp }, (_, r) => step * plan.dp + r));
+        const groups = Array.from({ length: plan.dp }, (_, r) => step * plan.dp + r);
+        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
       }
       case 'planForRank': {
         const { plan } = store.get(this, p.planId as string);
         const rank = p.rank as number;
         if (rank >= plan.dp) throw paramsError('rank', `must be below the plan's dp of ${plan.dp}, got ${rank}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
-        return encodeMicroBatchLists(plan, Array.from({ length: plan.steps }, (_, s) => s * plan.dp + rank));
+        const groups = Array.from({ length: plan.steps }, (_, s) => s * plan.dp + rank);
+        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
       }
       case 'release':
         if (p.planId !== undefined) return { released: store.release(this, p.planId as string) };
@@ -626,30 +655,49 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     throw paramsErrorToCli('a TCP sidecar needs a token: give --token-file FILE (it is written there) or set OMNIBAL_TOKEN');
   }
   const token = where.kind === 'tcp' || options.tokenFile || process.env.OMNIBAL_TOKEN ? serverToken() : undefined;
-  if (where.kind === 'unix') await clearStaleSocket(where.path);
   const sessions = new Set<Session>();
   let resolveDone!: () => void;
   const finished = new Promise<void>((r) => {
     resolveDone = r;
   });
   let stopping = false;
+  let listening = false;
+  // A second signal while stopping ends at once (the files are removed first).
+  const onSignal = () => {
+    if (!stopping) return stop();
+    removeFiles();
+    process.exit(1);
+  };
+  const removeFiles = () => {
+    if (where.kind === 'unix') fs.rmSync(where.path, { force: true });
+    if (options.tokenFile) fs.rmSync(options.tokenFile, { force: true });
+  };
+  const finish = () => {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+    void ctx.workers.close().finally(resolveDone);
+  };
+  // Before listening, a stop is only recorded: start-up ends in close() once the socket exists.
+  const close = () =>
+    server.close(() => {
+      removeFiles();
+      finish();
+    });
   const stop = () => {
     if (stopping) return;
     stopping = true;
     for (const s of sessions) s.close();
-    server.close(() => {
-      if (where.kind === 'unix') fs.rmSync(where.path, { force: true });
-      if (options.tokenFile) fs.rmSync(options.tokenFile, { force: true });
-      void ctx.workers.close().finally(resolveDone);
-    });
+    if (listening) close();
   };
   const ctx = newContext(options, stop, token);
   const server = net.createServer((socket) => {
+    if (stopping) return void socket.destroy();
     const session = new Session(ctx, where.kind, {
       write: (line) => void (!socket.destroyed && socket.write(line)),
       pendingBytes: () => socket.writableLength,
       setReading: (on) => (on ? socket.resume() : socket.pause()),
       close: () => socket.destroy(),
+      end: () => socket.end(),
     });
     sessions.add(session);
     socket.on('data', (c: Buffer) => session.feed(c));
@@ -660,18 +708,38 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
       session.close();
     });
   });
-  if (where.kind === 'unix') await listenUnix(server, where.path);
-  else {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(where.port, where.host, () => resolve());
-    });
+  // Installed before anything is created: a signal during start-up still removes the socket file
+  // and ends with exit 0 (the default action would kill the process and leave the file behind).
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  let listen = spec;
+  try {
+    if (where.kind === 'unix') {
+      await clearStaleSocket(where.path);
+      await listenUnix(server, where.path);
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(where.port, where.host, () => resolve());
+      });
+    }
+    const a = server.address();
+    listen = where.kind === 'unix' ? where.path : typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : spec;
+    if (options.tokenFile && token) writeTokenFile(options.tokenFile, listen, token);
+  } catch (error) {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+    if (server.listening) {
+      server.close();
+      removeFiles();
+    }
+    throw error;
   }
-  const a = server.address();
-  const listen = where.kind === 'unix' ? where.path : typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : spec;
-  if (options.tokenFile && token) writeTokenFile(options.tokenFile, listen, token);
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  listening = true;
+  if (stopping) {
+    close();
+    return finished;
+  }
   process.stderr.write(`omnibal serve: ${version}, backend ${backend().kind}, listening on ${listen}${where.kind === 'tcp' ? ' (token required: auth first)' : ''}\n`);
   return finished;
 }
