@@ -298,19 +298,21 @@ export interface TimelineEvent {
 /** What every figure of a training plan assumes. */
 export const PLAN_ASSUMPTIONS = [
   'predictions of the omnibal cost model and pipeline simulator, not measurements',
-  'layer time = FLOPs / (peak bf16 x per-kind efficiency), backward = 2 x forward, recomputation adds a forward',
+  'layer time = FLOPs / (peak bf16 x per-kind efficiency) (+ a fixed cost per layer and micro-batch for a kind calibrated at two loads or more), backward = 2 x forward, recomputation adds a forward',
   'per micro-batch load: its tiles, tokens and sum of squared sample lengths (padding counted for padded batches)',
   'schedule as chosen (default 1F1B); transfers at stage cuts at the network bandwidth; gradient ring all-reduce over dp at the step end, not overlapped',
   'step time = mean of the simulated steps (evenly spread over the epoch); epoch = steps x step time',
 ];
 
-/** @internal Per-layer forward time per unit of load, ms. */
+/** @internal Per-layer forward time per unit of load, ms, and per micro-batch (a calibrated fixed cost). */
 export interface Coefficients {
   perTile: Float64Array;
   perToken: Float64Array;
   perSq: Float64Array;
+  /** Per micro-batch whatever its load (a calibration's fixed cost; 0 otherwise), ms. */
+  fixed: Float64Array;
   /** Backward time per unit of load (2 x forward, less for frozen modules), ms. */
-  backward: { perTile: Float64Array; perToken: Float64Array; perSq: Float64Array };
+  backward: { perTile: Float64Array; perToken: Float64Array; perSq: Float64Array; fixed: Float64Array };
 }
 
 function differences(table: (tiles: number, tokens: number, sumSqLen: number) => Float64Array) {
@@ -323,9 +325,11 @@ function differences(table: (tiles: number, tokens: number, sumSqLen: number) =>
 
 function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster, memory: PlanMemory): Coefficients {
   const table = (tiles: number, tokens: number, sumSqLen: number) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), tableShape({ tp: c.tp, dp: c.dp, zero: memory.zero, training: memory.training, load: { tiles, tokens, sumSqLen } }));
-  const { perTile, perToken, perSq } = differences((a, b, q) => table(a, b, q).forwardMs);
-  const backward = differences((a, b, q) => table(a, b, q).backwardMs);
-  return { perTile, perToken, perSq, backward };
+  // Times are affine in the load; the constant is a calibrated fixed cost (exactly 0 without one).
+  const fixedOf = (d: ReturnType<typeof differences>) => (gpu.layerCost ? d.base.map((x, i) => x - d.perTile[i] - d.perToken[i]) : new Float64Array(d.base.length));
+  const f = differences((a, b, q) => table(a, b, q).forwardMs);
+  const b = differences((a, b, q) => table(a, b, q).backwardMs);
+  return { perTile: f.perTile, perToken: f.perToken, perSq: f.perSq, fixed: fixedOf(f), backward: { perTile: b.perTile, perToken: b.perToken, perSq: b.perSq, fixed: fixedOf(b) } };
 }
 
 const total = (xs: Float64Array) => xs.reduce((x, y) => x + y, 0);
@@ -423,19 +427,22 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     for (const l of st.recomputeLayers) recomputed[l] = 1;
   });
   // Per stage: forward ms coefficients, and the recomputed share added to the backward.
-  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, bt: 0, bk: 0, bq: 0, rt: 0, rk: 0, rq: 0 }));
+  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, f: 0, bt: 0, bk: 0, bq: 0, bf: 0, rt: 0, rk: 0, rq: 0, rf: 0 }));
   for (let l = 0; l < problem.forwardMs.length; l++) {
     const c = stageCoef[layerStage[l]];
     c.t += coef.perTile[l];
     c.k += coef.perToken[l];
     c.q += coef.perSq[l];
+    c.f += coef.fixed[l];
     c.bt += coef.backward.perTile[l];
     c.bk += coef.backward.perToken[l];
     c.bq += coef.backward.perSq[l];
+    c.bf += coef.backward.fixed[l];
     if (recomputed[l]) {
       c.rt += coef.perTile[l];
       c.rk += coef.perToken[l];
       c.rq += coef.perSq[l];
+      c.rf += coef.fixed[l];
     }
   }
   const transferMs = Float64Array.from({ length: pp - 1 }, (_, si) => problem.commMs?.[stages.stages[si].lastLayer] ?? 0);
@@ -476,14 +483,17 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
       let tiles = 0;
       for (let a = 0; a < m; a++) {
         const k = plan.rankOffsets[i] + a;
-        const l = k < plan.rankOffsets[i + 1] ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
+        const real = k < plan.rankOffsets[i + 1];
+        const l = real ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
         tok += l.tokens;
         tiles += l.tiles;
         for (let si = 0; si < pp; si++) {
           const c = stageCoef[si];
-          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen;
-          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen;
-          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen;
+          // An empty slot costs nothing; a micro-batch adds the stage's fixed cost.
+          const [ff, fb, fr] = real ? [c.f, c.bf, c.rf] : [0, 0, 0];
+          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen + ff;
+          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen + fr;
+          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen + fb;
           fwd[(r * m + a) * pp + si] = Math.max(f, 0);
           bwd[(r * m + a) * pp + si] = Math.max(b + rf, 0);
         }
