@@ -13,7 +13,8 @@ Two ways in:
   ``layers``, say) and a function that makes each one's input.
 
 How it measures: on a GPU, CUDA events around forward and backward and the peak allocated
-memory; on the CPU, wall clock (``time.perf_counter``) and the bytes autograd saves for the
+memory; on the CPU (glibc's malloc thresholds fixed first, :func:`steady_allocator`), wall
+clock (``time.perf_counter``) or the thread's CPU time, and the bytes autograd saves for the
 backward (``torch.autograd.graph.saved_tensors_hooks`` in one extra untimed run, parameters left
 out). Each figure is the
 median of ``repeats`` runs after ``warmup`` runs.
@@ -132,6 +133,31 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
     return out
 
 
+_ALLOCATOR_PINNED = []
+
+
+def steady_allocator():
+    """On Linux with glibc, fixes malloc's mmap and trim thresholds (32 MiB, 256 MiB) in this
+    process, once: a freed buffer of a few hundred KiB (a gradient, say) is then reused instead
+    of going back to the kernel and being faulted in afresh on the next run, whose cost (up to
+    0.6 ms for the tiny token embedding's 0.8 MB gradient) otherwise comes and goes with the
+    allocator's state. A long training process settles into that reuse anyway. Returns whether
+    the thresholds are set (False elsewhere: nothing is changed)."""
+    if not _ALLOCATOR_PINNED:
+        ok = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL("libc.so.6")
+                # M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (malloc.h)
+                ok = bool(libc.mallopt(-1, 256 << 20)) and bool(libc.mallopt(-3, 32 << 20))
+            except (OSError, AttributeError):  # not glibc (musl), no libc.so.6
+                ok = False
+        _ALLOCATOR_PINNED.append(ok)
+    return _ALLOCATOR_PINNED[0]
+
+
 def profile_layer_loads(layer, makers, repeats=10, warmup=2, device=None):
     """Measures one layer at several inputs (``makers[j]()`` gives the arguments of input
     ``j``, as ``make_input`` of :func:`profile_layers`), interleaved: each round runs every
@@ -140,6 +166,8 @@ def profile_layer_loads(layer, makers, repeats=10, warmup=2, device=None):
     params = list(layer.parameters())
     dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
     cuda = dev.type == "cuda"
+    if not cuda:
+        steady_allocator()
     k = len(makers)
     fwd, bwd, cfwd, cbwd = ([[] for _ in range(k)] for _ in range(4))
     saved, peak, input_bytes = [None] * k, [None] * k, [0] * k
