@@ -560,10 +560,7 @@ pub fn calibrate_model(
             });
         }
         let e = gpu_spec.efficiency;
-        let fitted = fit_layer_cost(
-            &timings,
-            &[e.vit, e.vit, e.projector, e.llm, e.llm, e.head],
-        );
+        let fitted = fit_layer_cost(&timings, &[e.vit, e.vit, e.projector, e.llm, e.llm, e.head]);
         if !stage_bounds.len().is_multiple_of(3) || stage_memory.len() * 3 != stage_bounds.len() * 2
         {
             return Err(Error::out_of_range(

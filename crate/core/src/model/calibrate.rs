@@ -64,10 +64,7 @@ pub fn check_timing(layers: &[ModelLayer], i: u32, forward_ms: f64) -> Result<La
 
 /// Fits one [`LayerCost`] per kind (see the module doc); `None` for a kind without
 /// measurements. `efficiency[k]` is the kind's current efficiency, kept by a kind without FLOPs.
-pub fn fit_layer_cost(
-    measured: &[LayerTiming],
-    efficiency: &[f64; 6],
-) -> [Option<LayerCost>; 6] {
+pub fn fit_layer_cost(measured: &[LayerTiming], efficiency: &[f64; 6]) -> [Option<LayerCost>; 6] {
     let mut out = [None; 6];
     for (k, slot) in out.iter_mut().enumerate() {
         let pts: Vec<(f64, f64)> = measured
@@ -79,7 +76,9 @@ pub fn fit_layer_cost(
             continue;
         }
         let n = pts.len() as f64;
-        let (sx, sy) = pts.iter().fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+        let (sx, sy) = pts
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
         let (mx, my) = (sx / n, sy / n);
         let sxx: f64 = pts.iter().map(|&(x, _)| (x - mx) * (x - mx)).sum();
         let sxy: f64 = pts.iter().map(|&(x, y)| (x - mx) * (y - my)).sum();

@@ -321,8 +321,16 @@ pub fn vlm_layers(
     for (k, c) in gpu.layer_cost.iter().enumerate() {
         if let Some(c) = c {
             let kind = super::calibrate::KINDS[k].name();
-            number_at_least(&format!("gpu.layerCost.{kind}.overheadMs"), c.overhead_ms, 0.0)?;
-            number_at_least(&format!("gpu.layerCost.{kind}.efficiency"), c.efficiency, 1e-6)?;
+            number_at_least(
+                &format!("gpu.layerCost.{kind}.overheadMs"),
+                c.overhead_ms,
+                0.0,
+            )?;
+            number_at_least(
+                &format!("gpu.layerCost.{kind}.efficiency"),
+                c.efficiency,
+                1e-6,
+            )?;
         }
     }
     number_at_least("load.tiles", load.tiles, 0.0)?;
@@ -694,7 +702,10 @@ mod tests {
             efficiency: 0.5,
         });
         let e = vlm_layers(&internvl(), &gpu, &Parallel::new(1, 1, 0), &load).unwrap_err();
-        assert!(e.to_string().contains("gpu.layerCost.head.overheadMs"), "{e}");
+        assert!(
+            e.to_string().contains("gpu.layerCost.head.overheadMs"),
+            "{e}"
+        );
     }
 
     #[test]
