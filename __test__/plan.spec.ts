@@ -298,6 +298,11 @@ test('plan with a two-load calibration: each micro-batch pays the fitted fixed c
   const layers = [a, b].flatMap((l) => [0, 1, 5, 6, 7, 13].map((index) => ({ index, forwardMs: vlmLayers('tiny-vlm', truth(1), { load: l }).forwardMs[index], load: l })));
   const calibrated = planTraining({ ...options, gpu: 'cpu', calibration: { schema: 'omnibal.calibration/2', load: a, layers } });
   t.true(Math.abs(calibrated.ablation[0].stepMs / withCost.ablation[0].stepMs - 1) < 1e-9);
+  // Layers measured whole (tp 1) predict a tp 2 cluster as the truth does there.
+  const tp2 = { ...options, cluster: { gpus: 4, tp: 2, pp: 1, dp: 2 } };
+  const truthTp2 = planTraining({ ...tp2, gpu: truth(1) }).ablation[0].stepMs;
+  const calibratedTp2 = planTraining({ ...tp2, gpu: 'cpu', calibration: { schema: 'omnibal.calibration/2', load: a, layers } }).ablation[0].stepMs;
+  t.true(Math.abs(calibratedTp2 / truthTp2 - 1) < 1e-9, `${calibratedTp2} vs ${truthTp2}`);
 });
 
 test('layout search: the same global batch in samples, the same ranking as planning every layout from scratch, progress, why not in GiB', (t) => {

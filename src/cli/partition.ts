@@ -199,7 +199,8 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
     ...shape,
   });
   if (flags.calibration) {
-    const result = calibrate(flags.model, g, shape, readJsonFile(flags.calibration, 'calibration file') as Calibration);
+    // Measured whole layers on one device (tp 1), as omnibal.profile does; scaled to --tp by the model.
+    const result = calibrate(flags.model, g, { ...shape, tp: 1 }, readJsonFile(flags.calibration, 'calibration file') as Calibration);
     g = result.gpu;
     problem = applyCalibration(vlmStageProblem(options()), result);
   } else {

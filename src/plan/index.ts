@@ -360,7 +360,8 @@ const CALIBRATION_LOAD = { tiles: 18, tokens: 5000 };
  * per squared sample length relative to its time per token).
  */
 export function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, measurements: Calibration | undefined, memory: PlanMemory = checkMemoryOptions({})) {
-  const calibration = measurements ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: memory.zero, training: memory.training, load: CALIBRATION_LOAD }, measurements) : undefined;
+  // A calibration measures whole layers on one device (tp 1); the fitted costs then scale to the cluster's tp.
+  const calibration = measurements ? calibrate(spec, gpu, { tp: 1, dp: cluster.dp, zero: memory.zero, training: memory.training, load: CALIBRATION_LOAD }, measurements) : undefined;
   const g = calibration?.gpu ?? gpu;
   const coef = coefficients(spec, g, cluster, memory);
   const { flops, costB } = modelFlops(spec, gpu);
