@@ -34,6 +34,11 @@ export declare function calibrateModel(model: VlmInput, gpu: GpuInput, shape: Ta
 export interface CalibrationInput {
   measuredLayers: Uint32Array
   measuredForwardMs: Float64Array
+  /**
+   * The load each layer was measured at, `(tiles, tokens, sumSqLen)` per measured layer;
+   * default: the table's load.
+   */
+  measuredLoads?: Float64Array
   stageBounds: Uint32Array
   stageMemory: Float64Array
 }
@@ -54,6 +59,10 @@ export interface GpuInput {
   efficiencyHead: number
   networkBytesPerS: number
   nvlinkBytesPerS: number
+  /** Calibrated fixed forward ms per layer kind (6 entries, NaN: not calibrated). */
+  layerOverheadMs?: Float64Array
+  /** Calibrated efficiency per layer kind (6 entries, NaN: not calibrated). */
+  layerEfficiency?: Float64Array
 }
 
 /** Metrics of a plan. */
@@ -94,9 +103,13 @@ export interface NativeBatchPlan {
   oversizeIndex: Uint32Array
 }
 
-/** Calibration results: efficiency per kind (NaN where not measured) and activation scales. */
+/**
+ * Calibration results per kind: efficiency and fixed forward ms (NaN where not measured), and
+ * activation scales.
+ */
 export interface NativeCalibration {
   efficiency: Float64Array
+  overheadMs: Float64Array
   activationScale: Float64Array
 }
 

@@ -83,6 +83,7 @@ export {
   type Calibration,
   type CalibrationResult,
   type Efficiency,
+  type LayerCost,
   type LayerTableOptions,
   type LayerTiming,
   type NamedLayerTable,

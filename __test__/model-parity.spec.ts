@@ -1,7 +1,7 @@
 // Native and TypeScript twins agree on the stage DP, split evaluation, baselines, the VLM layer
 // table and calibration, or fail with the same coded error.
 import fc from 'fast-check';
-import { modelPreset, gpuPreset, gpuInput } from '../src/model/index';
+import { modelPreset, gpuPreset, gpuInput, LAYER_KINDS } from '../src/model/index';
 import { nativeTest, sameOnBothBackends } from './helpers';
 
 const layerArb = fc.record({
@@ -91,17 +91,27 @@ nativeTest('the VLM layer table and calibration: native equals the twin', (t) =>
       fc.double({ min: 0, max: 40, noNaN: true }),
       fc.double({ min: 1, max: 16384, noNaN: true }),
       fc.record({ gradBytes: fc.constantFrom(2, 4), frozenVit: fc.boolean(), frozenLlm: fc.boolean(), flashAttention: fc.boolean() }),
-      (m, g, tp, dp, zero, tiles, tokens, setup) => {
+      fc.option(fc.array(fc.oneof(fc.constant(null), fc.tuple(fc.double({ min: 0, max: 5, noNaN: true }), fc.double({ min: 0.01, max: 1, noNaN: true }))), { minLength: 6, maxLength: 6 })),
+      fc.option(fc.tuple(fc.double({ min: 0, max: 40, noNaN: true }), fc.double({ min: 1, max: 16384, noNaN: true }))),
+      (m, g, tp, dp, zero, tiles, tokens, setup, costs, second) => {
         const spec = modelPreset(m);
-        const gpu = gpuInput(gpuPreset(g));
+        const gpu = gpuInput({
+          ...gpuPreset(g),
+          // Calibrated kinds: their own fixed cost and efficiency.
+          ...(costs && { layerCost: Object.fromEntries(costs.flatMap((c, k) => (c ? [[LAYER_KINDS[k], { overheadMs: c[0], efficiency: c[1] }]] : []))) }),
+        });
         const shape = { tp, dp, zero, tiles, tokens, sumSqLen: (tokens * tokens) / 3, ...setup };
         const d = sameOnBothBackends((api) => api.vlmLayerTable(spec, gpu, shape));
         if (d) throw new Error(d);
-        const layers = Uint32Array.from([1, 2, spec.vit.layers + 4]);
-        const times = Float64Array.from([3, 4, 5]);
+        // Patch embedding, two ViT blocks, the token embedding, an LLM block twice.
+        const layers = Uint32Array.from([0, 1, 2, spec.vit.layers + 2, spec.vit.layers + 4, spec.vit.layers + 4]);
+        const times = Float64Array.from([0.5, 3, 4, 0.2, 5, 2]);
         const bounds = Uint32Array.from([0, 10, 4, 11, spec.vit.layers + 5, 2]);
         const memory = Float64Array.from([1e10, 3e10, 2e10, 5e10]);
-        const measured = { measuredLayers: layers, measuredForwardMs: times, stageBounds: bounds, stageMemory: memory };
+        // With `second`: every other measurement at another load (format 2), so kinds get a
+        // fixed cost as well as an efficiency.
+        const loads = second ? Float64Array.from(Array.from(times, (_, j) => (j % 2 ? [second[0], second[1], second[1] * 3] : [tiles, tokens, tokens * 7])).flat()) : undefined;
+        const measured = { measuredLayers: layers, measuredForwardMs: times, measuredLoads: loads, stageBounds: bounds, stageMemory: memory };
         const c = sameOnBothBackends((api) => api.calibrateModel(spec, gpu, { ...shape, sumSqLen: tokens * 7 }, measured));
         if (c) throw new Error(`calibrate: ${c}`);
       },

@@ -292,6 +292,58 @@ test('calibration recovers efficiency and activation scales from measurements', 
   t.true(partitionStages(p).objectiveMs > 0);
 });
 
+test('calibration at two loads fits a fixed cost and an efficiency per kind; the model then predicts a third load', (t) => {
+  // The truth: every kind has its own fixed cost (ms per layer and micro-batch) and efficiency.
+  const truth = {
+    ...gpuPreset('cpu'),
+    layerCost: {
+      'vit-embed': { overheadMs: 0.2, efficiency: 0.9 },
+      vit: { overheadMs: 0.3, efficiency: 0.02 },
+      projector: { overheadMs: 0.4, efficiency: 0.03 },
+      embed: { overheadMs: 0.1, efficiency: 0.02 },
+      llm: { overheadMs: 0.5, efficiency: 0.03 },
+      head: { overheadMs: 0.35, efficiency: 0.04 },
+    },
+  };
+  const a = { tiles: 8, tokens: 40, sumSqLen: 1600 };
+  const b = { tiles: 2, tokens: 10, sumSqLen: 100 };
+  const c = { tiles: 5, tokens: 30, sumSqLen: 450 };
+  const picks = [0, 1, 5, 6, 7, 13]; // one layer of each kind in tiny-vlm
+  const at = (l: typeof a) => vlmLayers('tiny-vlm', truth, { load: l });
+  const layers = [a, b].flatMap((l) => picks.map((index) => ({ index, forwardMs: at(l).forwardMs[index], load: l })));
+  const r = calibrate('tiny-vlm', 'cpu', { load: a }, { schema: 'omnibal.calibration/2', load: a, layers });
+  for (const [k, want] of Object.entries(truth.layerCost)) {
+    const got = r.gpu.layerCost![k as keyof typeof truth.layerCost]!;
+    t.true(Math.abs(got.overheadMs - want.overheadMs) < 1e-9, k);
+    if (k !== 'embed') t.true(Math.abs(got.efficiency / want.efficiency - 1) < 1e-9, k);
+  }
+  const predicted = vlmLayers('tiny-vlm', r.gpu, { load: c });
+  const measured = at(c);
+  for (const i of picks) t.true(Math.abs(predicted.forwardMs[i] / measured.forwardMs[i] - 1) < 1e-9, `layer ${i}`);
+  // The same times read as format 1 (one load, no per-layer load): efficiency only, as before.
+  const old = calibrate('tiny-vlm', 'cpu', { load: a }, { load: a, layers: picks.map((index) => ({ index, forwardMs: at(a).forwardMs[index] })) });
+  t.is(old.gpu.layerCost!.vit!.overheadMs, 0);
+  t.true(Math.abs(vlmLayers('tiny-vlm', old.gpu, { load: a }).forwardMs[1] / at(a).forwardMs[1] - 1) < 1e-9);
+});
+
+test('a malformed calibration file: one coded error naming the field', (t) => {
+  const opts = { load };
+  const cases: [unknown, RegExp][] = [
+    [{ schema: 'omnibal.calibration/9', layers: [] }, /calibration\.schema must be one of "omnibal\.calibration\/1", "omnibal\.calibration\/2"/],
+    [{ layers: [{ forwardMs: 1 }] }, /calibration\.layers\[0\]\.index is required/],
+    [{ layers: [{ index: 'x', forwardMs: 1 }] }, /calibration\.layers\[0\]\.index must be integer/],
+    [{ layers: [{ index: 1, forwardMs: 1, load: { tiles: 1, tokens: 9 } }] }, /layers\[0\]\.load needs "schema": "omnibal\.calibration\/2"/],
+    [{ schema: 'omnibal.calibration/2', layers: [{ index: 1, forwardMs: 1, load: { tiles: -1, tokens: 9 } }] }, /calibration\.layers\[0\]\.load\.tiles must be >= 0/],
+    [{ load: { tiles: 1 } }, /calibration\.load\.tokens is required/],
+    [[], /calibration must be object/],
+  ];
+  for (const [doc, re] of cases) {
+    const e = thrown(() => calibrate('internvl-chat-1.5', 'A100-80G', opts, doc as never));
+    t.is(e.code, 'ERR_OMNIBAL_INVALID_OPTIONS', String(re));
+    t.regex(e.message, re);
+  }
+});
+
 test('bad problems: coded errors from the public API', (t) => {
   const p = internvl(4);
   t.is(thrown(() => partitionStages({ ...p, stages: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');

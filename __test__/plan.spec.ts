@@ -278,6 +278,33 @@ test('plan --calibration predicts from measurements', (t) => {
   t.true(slow.ablation[3].stepMs > base.ablation[3].stepMs, 'slower measured LLM layers, slower predicted steps');
 });
 
+test('plan with a two-load calibration: each micro-batch pays the fitted fixed cost of every layer', (t) => {
+  const o = { vit: 0.3, 'vit-embed': 0.2, projector: 0.4, embed: 0.1, llm: 0.5, head: 0.35 };
+  const truth = (scale: number) => ({
+    ...resolveGpu('cpu'),
+    layerCost: Object.fromEntries(Object.entries(o).map(([k, v]) => [k, { overheadMs: v * scale, efficiency: 0.03 }])),
+  });
+  const options = { model: 'tiny-vlm', cluster: { gpus: 2, tp: 1, pp: 1, dp: 2 }, samples: syntheticSamples(400, 3), accum: 4, samplesPerPack: 4, simulatedSteps: 3, ablation: false };
+  const withCost = planTraining({ ...options, gpu: truth(1) });
+  const without = planTraining({ ...options, gpu: truth(0) });
+  // pp 1: per step, accum micro-batches x (forward + 2 x forward) of each layer's fixed cost.
+  const spec = vlmLayers('tiny-vlm', 'cpu', { load: { tiles: 1, tokens: 10 } });
+  const perMicroBatch = spec.kinds.reduce((a, k) => a + 3 * o[k], 0);
+  const diff = withCost.ablation[0].stepMs - without.ablation[0].stepMs;
+  t.true(Math.abs(diff / (4 * perMicroBatch) - 1) < 1e-6, `${diff} vs ${4 * perMicroBatch}`);
+  // The same truth measured at two loads and read back from a calibration file.
+  const a = { tiles: 8, tokens: 40, sumSqLen: 1600 };
+  const b = { tiles: 2, tokens: 10, sumSqLen: 100 };
+  const layers = [a, b].flatMap((l) => [0, 1, 5, 6, 7, 13].map((index) => ({ index, forwardMs: vlmLayers('tiny-vlm', truth(1), { load: l }).forwardMs[index], load: l })));
+  const calibrated = planTraining({ ...options, gpu: 'cpu', calibration: { schema: 'omnibal.calibration/2', load: a, layers } });
+  t.true(Math.abs(calibrated.ablation[0].stepMs / withCost.ablation[0].stepMs - 1) < 1e-9);
+  // Layers measured whole (tp 1) predict a tp 2 cluster as the truth does there.
+  const tp2 = { ...options, cluster: { gpus: 4, tp: 2, pp: 1, dp: 2 } };
+  const truthTp2 = planTraining({ ...tp2, gpu: truth(1) }).ablation[0].stepMs;
+  const calibratedTp2 = planTraining({ ...tp2, gpu: 'cpu', calibration: { schema: 'omnibal.calibration/2', load: a, layers } }).ablation[0].stepMs;
+  t.true(Math.abs(calibratedTp2 / truthTp2 - 1) < 1e-9, `${calibratedTp2} vs ${truthTp2}`);
+});
+
 test('layout search: the same global batch in samples, the same ranking as planning every layout from scratch, progress, why not in GiB', (t) => {
   const options = { gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(20000, 1), tps: [1, 2], pps: [1, 2, 4], samplesPerPacks: [2.25, 4.5, 9], simulatedSteps: 2 };
   const progress: [number, number][] = [];

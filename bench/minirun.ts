@@ -75,9 +75,9 @@ export function benchMinirun(quick: boolean): void {
   for (const clock of ['cpu', 'wall']) {
     const out = mkdtempSync(path.join(tmpdir(), 'omnibal-check-'));
     try {
-      run(py, ['omnibal.gpu_check', '--tiny', '--clock', clock, '--repeats', quick ? '3' : '9', '--out', out]);
-      const check = JSON.parse(readFileSync(path.join(out, 'check.json'), 'utf8')) as { meta: { calibrationLoad: unknown; checkLoad: unknown }; rows: CheckRow[] };
-      console.log(`\nper layer, forward + backward (${clock === 'cpu' ? 'thread CPU time' : 'wall clock'}): uncalibrated (cpu preset) and calibrated at ${JSON.stringify(check.meta.calibrationLoad)}, checked at ${JSON.stringify(check.meta.checkLoad)}`);
+      run(py, ['omnibal.gpu_check', '--tiny', '--clock', clock, '--repeats', quick ? '5' : '25', '--out', out]);
+      const check = JSON.parse(readFileSync(path.join(out, 'check.json'), 'utf8')) as { meta: { calibrationLoads: unknown[]; checkLoad: unknown }; rows: CheckRow[] };
+      console.log(`\nper layer, forward + backward (${clock === 'cpu' ? 'thread CPU time' : 'wall clock'}): uncalibrated (cpu preset) and calibrated at ${check.meta.calibrationLoads.map((l) => JSON.stringify(l)).join(' and ')} (fixed cost + cost per FLOP), checked at ${JSON.stringify(check.meta.checkLoad)}`);
       console.log(
         formatTable(
           ['layer', 'measured ms', 'uncalibrated ms', 'error', 'calibrated ms at check load', 'measured ms', 'error'],

@@ -9,7 +9,9 @@ the calibrated model against measurements at a second load.
   date, GPU name and PyTorch version;
 - ``DIR/check.json`` and ``DIR/table.md``: per layer kind the measured forward and backward,
   the uncalibrated prediction and its error at the calibration load, and the calibrated
-  prediction and its error at the check load.
+  prediction (fixed cost + cost per FLOP, fitted at the calibration load and a quarter of it)
+  and its error at the check load. The three loads are measured interleaved, so a change in
+  the machine's load falls on all of them.
 
 Needs PyTorch 2.x with CUDA and the standard library only; nothing is downloaded; a few minutes
 on an H200 (each layer built once, ``--repeats`` timed runs after warm-up). ``--tiny`` runs the
@@ -96,18 +98,26 @@ def run(a, progress=None):
     t0 = time.time()
     if a.threads:
         torch.set_num_threads(a.threads)
-    say("profiling %s at %d tiles, %d tokens on %s (%s)" % (a.model, a.tiles, a.tokens, a.device, a.dtype))
-    cal = profile.profile_preset(a.model, a.tiles, a.tokens, 1, a.device, a.dtype, a.repeats, 3, "step", progress=say, clock=a.clock)
-    say("profiling the check load: %d tiles, %d tokens in %d samples" % (a.check_tiles, a.check_tokens, a.check_samples))
-    chk = profile.profile_preset(a.model, a.check_tiles, a.check_tokens, a.check_samples, a.device, a.dtype, a.repeats, 3, "step", progress=say, clock=a.clock)
+    second = profile.second_load(spec, a.tiles, a.tokens, 1)
+    check = (a.check_tiles, a.check_tokens, a.check_samples)
+    say("profiling %s on %s (%s) at %d tiles / %d tokens and %d / %d (calibration), and %d / %d in %d samples (check), interleaved"
+        % (a.model, a.device, a.dtype, a.tiles, a.tokens, second[0], second[1], check[0], check[1], check[2]))
+    doc = profile.profile_preset(a.model, a.tiles, a.tokens, 1, a.device, a.dtype, a.repeats, 3, "step", progress=say, clock=a.clock, extra_loads=[second, check])
+    if len(doc["loads"]) != 3:
+        raise profile.UsageError("the check load must differ from the calibration loads")
+    check_load = doc["loads"][-1]
+    cal_loads = doc["loads"][:-1]
+    strip = lambda l: {k: l[k] for k in ("tiles", "tokens", "sumSqLen")}  # noqa: E731
+    cal = dict(doc, loads=cal_loads, layers=[l for l in doc["layers"] if l["load"] != strip(check_load)])
     rows = []
-    for c, k in zip(cal["layers"], chk["layers"]):
-        kind = c["kind"]
-        flops_a = profile.model_forward_flops(spec, kind, a.tiles, a.tokens, cal["load"]["sumSqLen"])
-        flops_b = profile.model_forward_flops(spec, kind, a.check_tiles, a.check_tokens, chk["load"]["sumSqLen"])
+    for kind in blocks.LAYER_KINDS:
+        mine = [l for l in doc["layers"] if l["kind"] == kind]
+        c, k = mine[0], mine[-1]
+        flops = lambda l: profile.model_forward_flops(spec, kind, l["load"]["tiles"], l["load"]["tokens"], l["load"]["sumSqLen"])  # noqa: E731
+        flops_a, flops_b = flops(c), flops(k)
         measured_a = c["measuredForwardMs"] + c["backwardMs"]
         measured_b = k["measuredForwardMs"] + k["backwardMs"]
-        uncal_f, uncal_b = profile.model_layer_ms(spec, gpu, kind, a.tiles, a.tokens, cal["load"]["sumSqLen"])
+        uncal_f, uncal_b = profile.model_layer_ms(spec, gpu, kind, c["load"]["tiles"], c["load"]["tokens"], c["load"]["sumSqLen"])
         row = {
             "layer": c["name"], "kind": kind, "forwardTflop": flops_a / 1e12,
             "measuredForwardMs": c["measuredForwardMs"], "measuredBackwardMs": c["backwardMs"],
@@ -116,14 +126,16 @@ def run(a, progress=None):
             "checkMeasuredMs": measured_b,
         }
         row["uncalibratedErrorPct"] = 100 * (row["uncalibratedMs"] - measured_a) / measured_a if flops_a > 0 else None
-        # Calibrated as omnibal does it: efficiency fitted at the calibration load, time scaling with FLOPs.
-        row["calibratedMs"] = measured_a * flops_b / flops_a if flops_a > 0 else None
-        row["calibratedErrorPct"] = 100 * (row["calibratedMs"] - measured_b) / measured_b if flops_a > 0 else None
+        # Calibrated as omnibal does it (the Python twin of its fit): fixed cost + cost per
+        # FLOP from the calibration loads, step time = 3 x the fitted forward.
+        o, per = profile.fit_layer_cost([(flops(l), l["forwardMs"]) for l in mine if l is not k])
+        row["calibratedMs"] = 3 * (o + per * flops_b)
+        row["calibratedErrorPct"] = 100 * (row["calibratedMs"] - measured_b) / measured_b
         rows.append(row)
     meta = {
         "model": a.model, "gpuPreset": a.gpu, "device": cal["device"], "clock": cal["clock"], "dtype": a.dtype, "torch": torch.__version__,
         "sdpa": hasattr(torch.nn.functional, "scaled_dot_product_attention"), "date": cal["date"],
-        "calibrationLoad": cal["load"], "checkLoad": chk["load"], "repeats": a.repeats, "seconds": time.time() - t0,
+        "calibrationLoad": cal["load"], "calibrationLoads": [strip(l) for l in cal_loads], "checkLoad": strip(check_load), "repeats": a.repeats, "seconds": time.time() - t0,
     }
     doc = {"meta": meta, "rows": rows}
     os.makedirs(a.out, exist_ok=True)
@@ -144,8 +156,8 @@ def format_table(doc):
     """The check as a Markdown table (forward + backward per layer, ms)."""
     m = doc["meta"]
     lines = [
-        "%s on %s (%s, PyTorch %s, %s, %s), %s. Calibration load %d tiles / %d tokens; check load %d tiles / %d tokens (sum of squared lengths %d)."
-        % (m["model"], m["device"], m["dtype"], m["torch"], m["clock"], "SDPA" if m["sdpa"] else "plain attention", m["date"], m["calibrationLoad"]["tiles"], m["calibrationLoad"]["tokens"], m["checkLoad"]["tiles"], m["checkLoad"]["tokens"], m["checkLoad"]["sumSqLen"]),
+        "%s on %s (%s, PyTorch %s, %s, %s), %s. Calibration loads %s (tiles / tokens); check load %d tiles / %d tokens (sum of squared lengths %d)."
+        % (m["model"], m["device"], m["dtype"], m["torch"], m["clock"], "SDPA" if m["sdpa"] else "plain attention", m["date"], " and ".join("%d / %d" % (l["tiles"], l["tokens"]) for l in m["calibrationLoads"]), m["checkLoad"]["tiles"], m["checkLoad"]["tokens"], m["checkLoad"]["sumSqLen"]),
         "",
         "| layer | fwd TFLOP | measured fwd / bwd ms | uncalibrated model (%s) ms | measured fwd+bwd ms | error | calibrated at check load ms | measured ms | error |" % m["gpuPreset"],
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

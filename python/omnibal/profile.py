@@ -7,20 +7,26 @@ Two ways in:
 - ``python -m omnibal.profile --model NAME``: builds one layer of each kind of a model preset
   (presets/models.json) at its real shapes with random weights (:mod:`omnibal.blocks`; nothing is
   downloaded), measures it at ``--tiles`` image tiles and ``--tokens`` LLM tokens per
-  micro-batch, and writes the calibration (``--out``, else stdout); progress goes to stderr.
+  micro-batch and at a second, smaller load (``--extra-load``; ``--one-load`` for none), and
+  writes the calibration (``--out``, else stdout); progress goes to stderr.
 - :func:`profile_layers` from Python: your own ``nn.Module`` layers (a Hugging Face model's
   ``layers``, say) and a function that makes each one's input.
 
 How it measures: on a GPU, CUDA events around forward and backward and the peak allocated
-memory; on the CPU, wall clock (``time.perf_counter``) and the bytes autograd saves for the
+memory; on the CPU (glibc's malloc thresholds fixed first, :func:`steady_allocator`), wall
+clock (``time.perf_counter``) or the thread's CPU time, and the bytes autograd saves for the
 backward (``torch.autograd.graph.saved_tensors_hooks`` in one extra untimed run, parameters left
 out). Each figure is the
 median of ``repeats`` runs after ``warmup`` runs.
 
-What it writes: ``layers`` (``index`` into the cost model's layer table, ``forwardMs``, plus the
-measured ``measuredForwardMs``/``backwardMs``), ``stageMemory`` (per measured ViT and LLM block,
-one single-layer "stage": the layer input as the bytes kept under recomputation, the saved
-bytes without) and ``load`` (the micro-batch the figures belong to). The cost model prices a
+What it writes (``"schema": "omnibal.calibration/2"``): ``layers`` (per layer and load:
+``index`` into the cost model's layer table, ``forwardMs``, the ``load`` it was measured at,
+plus the measured ``measuredForwardMs``/``backwardMs``), ``stageMemory`` (per measured ViT and
+LLM block at the first load, one single-layer "stage": the layer input as the bytes kept under
+recomputation, the saved bytes without) and ``load`` (the first load). With two loads or more
+the cost model fits each layer kind's fixed cost (operator launches, small kernels: a large
+share of a small layer's time) and its efficiency on the FLOPs. The loads are measured
+interleaved (each round runs every load once). The cost model prices a
 layer's backward at twice its forward, so by default (``--fit step``) ``forwardMs`` is a third
 of the measured forward + backward: the fitted model then predicts training-step time, which is
 what plans are ranked by; ``--fit forward`` writes the measured forward alone.
@@ -119,23 +125,62 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
     out = []
     for i, layer in enumerate(layers):
         name = names[i] if names else "layer.%d" % i
-        params = list(layer.parameters())
-        dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
-        cuda = dev.type == "cuda"
-        fwd, bwd, cfwd, cbwd = [], [], [], []
-        saved = None
-        peak = None
-        input_bytes = 0
-        # Run -1 counts the saved bytes (the hooks cost time, so it is not timed).
-        for r in range(-1 if not cuda else 0, warmup + repeats):
-            args = make_input(i)
+        row = profile_layer_loads(layer, [lambda i=i: make_input(i)], repeats, warmup, device)[0]
+        row = dict(name=name, **row)
+        out.append(row)
+        if progress:
+            progress("%s: forward %.3f ms, backward %.3f ms" % (name, row["forwardMs"], row["backwardMs"]))
+    return out
+
+
+_ALLOCATOR_PINNED = []
+
+
+def steady_allocator():
+    """On Linux with glibc, fixes malloc's mmap and trim thresholds (32 MiB, 256 MiB) in this
+    process, once: a freed buffer of a few hundred KiB (a gradient, say) is then reused instead
+    of going back to the kernel and being faulted in afresh on the next run, whose cost (up to
+    0.6 ms for the tiny token embedding's 0.8 MB gradient) otherwise comes and goes with the
+    allocator's state. A long training process settles into that reuse anyway. Returns whether
+    the thresholds are set (False elsewhere: nothing is changed)."""
+    if not _ALLOCATOR_PINNED:
+        ok = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL("libc.so.6")
+                # M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (malloc.h)
+                ok = bool(libc.mallopt(-1, 256 << 20)) and bool(libc.mallopt(-3, 32 << 20))
+            except (OSError, AttributeError):  # not glibc (musl), no libc.so.6
+                ok = False
+        _ALLOCATOR_PINNED.append(ok)
+    return _ALLOCATOR_PINNED[0]
+
+
+def profile_layer_loads(layer, makers, repeats=10, warmup=2, device=None):
+    """Measures one layer at several inputs (``makers[j]()`` gives the arguments of input
+    ``j``, as ``make_input`` of :func:`profile_layers`), interleaved: each round runs every
+    input once, so a burst of load on a shared machine falls on all of them alike rather than
+    on one. Returns one dict per input, the fields of :func:`profile_layers` less ``name``."""
+    params = list(layer.parameters())
+    dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    cuda = dev.type == "cuda"
+    if not cuda:
+        steady_allocator()
+    k = len(makers)
+    fwd, bwd, cfwd, cbwd = ([[] for _ in range(k)] for _ in range(4))
+    saved, peak, input_bytes = [None] * k, [None] * k, [0] * k
+    # Round -1 counts the saved bytes (the hooks cost time, so it is not timed).
+    for r in range(-1 if not cuda else 0, warmup + repeats):
+        for j, make in enumerate(makers):
+            args = make()
             if not isinstance(args, tuple):
                 args = (args,)
             args = tuple(a.detach().requires_grad_(True) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-            input_bytes = sum(_tensor_bytes(a) for a in args if torch.is_tensor(a) and a.is_floating_point())
+            input_bytes[j] = sum(_tensor_bytes(a) for a in args if torch.is_tensor(a) and a.is_floating_point())
             for p in params:
                 p.grad = None
-            counter = _Saved(params)
             if cuda:
                 torch.cuda.synchronize(dev)
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -145,16 +190,17 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
                 y = _first_tensor(layer(*args))
                 e1.record()
                 torch.cuda.synchronize(dev)
-                peak = torch.cuda.max_memory_allocated(dev) - base
+                peak[j] = torch.cuda.max_memory_allocated(dev) - base
                 y.backward(None if y.dim() == 0 else torch.ones_like(y))
                 e2.record()
                 torch.cuda.synchronize(dev)
                 tf, tb = e0.elapsed_time(e1), e1.elapsed_time(e2)
             else:
                 if r < 0:
+                    counter = _Saved(params)
                     with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                         y = _first_tensor(layer(*args))
-                    saved = counter.bytes
+                    saved[j] = counter.bytes
                     y.backward(None if y.dim() == 0 else torch.ones_like(y))
                     continue
                 t0, c0 = time.perf_counter(), time.thread_time()
@@ -164,29 +210,28 @@ def profile_layers(layers, make_input, repeats=10, warmup=2, device=None, names=
                 t2, c2 = time.perf_counter(), time.thread_time()
                 tf, tb = (t1 - t0) * 1e3, (t2 - t1) * 1e3
                 if r >= warmup:
-                    cfwd.append((c1 - c0) * 1e3)
-                    cbwd.append((c2 - c1) * 1e3)
+                    cfwd[j].append((c1 - c0) * 1e3)
+                    cbwd[j].append((c2 - c1) * 1e3)
             del y
             if r >= warmup:
-                fwd.append(tf)
-                bwd.append(tb)
+                fwd[j].append(tf)
+                bwd[j].append(tb)
+    out = []
+    for j in range(k):
         row = {
-            "name": name,
-            "forwardMs": _median(fwd),
-            "backwardMs": _median(bwd),
-            "forwardSamplesMs": fwd,
-            "backwardSamplesMs": bwd,
-            "inputBytes": input_bytes,
+            "forwardMs": _median(fwd[j]),
+            "backwardMs": _median(bwd[j]),
+            "forwardSamplesMs": fwd[j],
+            "backwardSamplesMs": bwd[j],
+            "inputBytes": input_bytes[j],
             "params": sum(p.numel() for p in params),
         }
-        if saved is not None:
-            row["savedBytes"] = saved
-            row.update(cpuForwardMs=_median(cfwd), cpuBackwardMs=_median(cbwd), cpuForwardSamplesMs=cfwd, cpuBackwardSamplesMs=cbwd)
-        if peak is not None:
-            row["peakBytes"] = peak
+        if saved[j] is not None:
+            row["savedBytes"] = saved[j]
+            row.update(cpuForwardMs=_median(cfwd[j]), cpuBackwardMs=_median(cbwd[j]), cpuForwardSamplesMs=cfwd[j], cpuBackwardSamplesMs=cbwd[j])
+        if peak[j] is not None:
+            row["peakBytes"] = peak[j]
         out.append(row)
-        if progress:
-            progress("%s: forward %.3f ms, backward %.3f ms" % (name, row["forwardMs"], row["backwardMs"]))
     return out
 
 
@@ -286,9 +331,42 @@ def layer_inputs(spec, index, batch, device, dtype):
     return (rnd(1, batch.tokens, hl), batch)
 
 
-def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32", repeats=10, warmup=2, fit="step", seed=0, progress=None, keep_samples=False, clock="wall"):
+def second_load(spec, tiles, tokens, samples):
+    """The profiler's default second load: about a quarter of the first (at least one tile when
+    there are tiles, one sample, and room for the image tokens plus one text token), so the fit
+    sees a layer's fixed cost apart from its cost per FLOP."""
+    t = max(1, int(round(tiles / 4.0))) if tiles > 0 else 0
+    s = max(1, int(round(samples / 4.0)))
+    n = max(t * spec["llmTokensPerTile"] + s, int(round(tokens / 4.0)))
+    return t, n, s
+
+
+def fit_layer_cost(points):
+    """Python twin of the cost model's fit (``fit_layer_cost`` in crate/core/src/model/
+    calibrate.rs): ``points`` are ``(x, t)`` pairs of one layer kind, ``x`` its forward FLOPs
+    (any unit) and ``t`` its measured time; returns ``(overhead, per_x)`` with ``t ~ overhead +
+    per_x * x``, least squares over two loads or more, through the origin when the intercept
+    would be negative or the loads are one."""
+    n = float(len(points))
+    mx = sum(x for x, _ in points) / n
+    my = sum(t for _, t in points) / n
+    if max(x for x, _ in points) <= 0:
+        return my, 0.0
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sxy = sum((x - mx) * (t - my) for x, t in points)
+    if sxx > 1e-12 * mx * mx * n:
+        slope = sxy / sxx
+        o = my - slope * mx
+        if slope > 0 and o >= 0:
+            return o, slope
+    return 0.0, sum(x * t for x, t in points) / sum(x * x for x, _ in points)
+
+
+def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32", repeats=10, warmup=2, fit="step", seed=0, progress=None, keep_samples=False, clock="wall", extra_loads=None):
     """Profiles one layer of each kind of ``model`` at ``tiles`` tiles and ``tokens`` tokens
-    (``samples`` packed samples) and returns the calibration document (see the module doc);
+    (``samples`` packed samples) and at each of ``extra_loads`` (``(tiles, tokens, samples)``;
+    default one, :func:`second_load`; ``[]`` for none), the loads interleaved, and returns the
+    calibration document (format 2: every layer time with its ``load``; see the module doc);
     ``keep_samples`` adds every timed run under ``samples``; ``clock`` ``cpu`` (CPU only) fits
     the thread's CPU time instead of the wall clock."""
     if clock not in ("wall", "cpu") or (clock == "cpu" and device != "cpu"):
@@ -299,8 +377,18 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
         raise UsageError("--dtype must be one of %s, got %r" % (", ".join(DTYPES), dtype))
     spec = blocks.load_spec(model)
     tdtype = DTYPES[dtype]
-    tps, lengths = split_tokens(spec, tiles, tokens, samples)
-    batch = blocks.MicroBatch(spec, tps, lengths, seed=seed, device=device, dtype=tdtype)
+    if extra_loads is None:
+        extra_loads = [second_load(spec, tiles, tokens, samples)]
+    wanted = [(tiles, tokens, samples)] + [tuple(x) for x in extra_loads]
+    load_list = []
+    batches = []
+    for t, n, m in wanted:
+        tps, lengths = split_tokens(spec, t, n, m)
+        load = {"tiles": t, "tokens": n, "sumSqLen": sum(x * x for x in lengths), "samples": m}
+        if load in load_list:
+            continue  # the same load twice measures nothing new
+        load_list.append(load)
+        batches.append(blocks.MicroBatch(spec, tps, lengths, seed=seed, device=device, dtype=tdtype))
     names = blocks.layer_names(spec)
     kinds = blocks.layer_kinds(spec)
     picks = representative_layers(spec)
@@ -310,11 +398,13 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
         if progress:
             progress("building %s (%s)" % (names[i], kinds[i]))
         layer = blocks.build_layer(spec, i).to(device=device, dtype=tdtype)
-        args = layer_inputs(spec, i, batch, device, tdtype)
-        r = profile_layers([layer], lambda _j: args, repeats=repeats, warmup=warmup, device=device, names=[names[i]], progress=progress)[0]
-        r["index"] = i
-        r["kind"] = kinds[i]
-        rows.append(r)
+        inputs = [layer_inputs(spec, i, b, device, tdtype) for b in batches]
+        got = profile_layer_loads(layer, [lambda a=a: a for a in inputs], repeats=repeats, warmup=warmup, device=device)
+        for load, r in zip(load_list, got):
+            r.update(name=names[i], index=i, kind=kinds[i], load=load)
+            rows.append(r)
+            if progress:
+                progress("%s at %d tiles, %d tokens: forward %.3f ms, backward %.3f ms" % (names[i], load["tiles"], load["tokens"], r["forwardMs"], r["backwardMs"]))
         del layer
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -327,6 +417,8 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
             "index": r["index"],
             "name": r["name"],
             "kind": r["kind"],
+            "load": {k: r["load"][k] for k in ("tiles", "tokens", "sumSqLen")},
+            "samples": r["load"]["samples"],
             "forwardMs": (r["forwardMs"] + r["backwardMs"]) / 3 if fit == "step" else r["forwardMs"],
             "measuredForwardMs": r["forwardMs"],
             "backwardMs": r["backwardMs"],
@@ -338,12 +430,14 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
         mem = r.get("savedBytes", r.get("peakBytes"))
         entry["savedBytes" if "savedBytes" in r else "peakBytes"] = mem
         layers.append(entry)
-        if r["kind"] in ("vit", "llm") and mem is not None:
+        # Stage memory at the first load (the fit compares it with the model at `load`).
+        if r["kind"] in ("vit", "llm") and mem is not None and r["load"] == load_list[0]:
             stage_memory.append({"firstLayer": r["index"], "lastLayer": r["index"], "inFlight": 1, "fullRecomputeBytes": r["inputBytes"], "noRecomputeBytes": max(mem, r["inputBytes"])})
     extra = {"samples": [{"forward": r["forwardSamplesMs"], "backward": r["backwardSamplesMs"], "cpuForward": r.get("cpuForwardSamplesMs"), "cpuBackward": r.get("cpuBackwardSamplesMs")} for r in rows]} if keep_samples else {}
     dev_name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu (%d threads)" % torch.get_num_threads()
+    first = load_list[0]
     return {
-        "schema": "omnibal.calibration/1",
+        "schema": "omnibal.calibration/2",
         "model": model if isinstance(model, str) else "custom",
         "device": dev_name,
         "dtype": dtype,
@@ -352,7 +446,8 @@ def profile_preset(model, tiles, tokens, samples=1, device="cpu", dtype="float32
         "fit": fit,
         "clock": "cuda events" if device.startswith("cuda") else "thread cpu time" if clock == "cpu" else "wall",
         "repeats": repeats,
-        "load": {"tiles": tiles, "tokens": tokens, "sumSqLen": sum(n * n for n in lengths)},
+        "load": {k: first[k] for k in ("tiles", "tokens", "sumSqLen")},
+        "loads": load_list,
         "layers": layers,
         "stageMemory": stage_memory,
         **extra,
@@ -372,6 +467,8 @@ def _parser():
     p.add_argument("--tiles", type=int, default=None, help="image tiles per micro-batch (default 18, tiny-vlm 8)")
     p.add_argument("--tokens", type=int, default=None, help="LLM tokens per micro-batch (default 5000, tiny-vlm 40)")
     p.add_argument("--samples", type=int, default=1, help="samples packed in the micro-batch (attention per sample; default 1)")
+    p.add_argument("--extra-load", action="append", default=None, metavar="TILES,TOKENS[,SAMPLES]", help="also measure at this load (repeatable; default: about a quarter of --tiles/--tokens, so the fit separates each layer's fixed cost from its cost per FLOP)")
+    p.add_argument("--one-load", action="store_true", help="measure at --tiles/--tokens only (time proportional to FLOPs, no fixed cost)")
     p.add_argument("--repeats", type=int, default=10, help="timed runs per layer (median; default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
@@ -389,6 +486,19 @@ def parse_args(argv):
     a.tokens = (TINY_LOAD if tiny else PLAN_LOAD)["tokens"] if a.tokens is None else a.tokens
     if a.tiles < 0 or a.tokens < 1:
         raise UsageError("--tiles must be >= 0 and --tokens >= 1")
+    if a.one_load and a.extra_load:
+        raise UsageError("--one-load and --extra-load exclude each other")
+    extra = []
+    for text in a.extra_load or []:
+        parts = text.split(",")
+        try:
+            nums = [int(x) for x in parts]
+        except ValueError:
+            nums = []
+        if len(nums) not in (2, 3) or nums[0] < 0 or min(nums[1:]) < 1:
+            raise UsageError("--extra-load must be TILES,TOKENS[,SAMPLES] (integers, tokens and samples >= 1), got %r" % text)
+        extra.append(tuple(nums) if len(nums) == 3 else (nums[0], nums[1], 1))
+    a.extra_loads = [] if a.one_load else (extra or None)
     if a.repeats < 1 or a.warmup < 0:
         raise UsageError("--repeats must be >= 1 and --warmup >= 0")
     if not (a.device == "cpu" or a.device == "cuda" or a.device.startswith("cuda:")):
@@ -429,7 +539,7 @@ def main(argv=None):
         a = parse_args(sys.argv[1:] if argv is None else argv)
         if a.threads:
             torch.set_num_threads(a.threads)
-        doc = profile_preset(a.model, a.tiles, a.tokens, a.samples, a.device, a.dtype, a.repeats, a.warmup, a.fit, progress=_progress, clock=a.clock)
+        doc = profile_preset(a.model, a.tiles, a.tokens, a.samples, a.device, a.dtype, a.repeats, a.warmup, a.fit, progress=_progress, clock=a.clock, extra_loads=a.extra_loads)
     except UsageError as e:
         sys.stderr.write("omnibal.profile: %s\n" % e)
         return 2

@@ -4,7 +4,8 @@
 ``torch.distributed`` (gloo over loopback, two processes, one thread each):
 
 1. It profiles the model's layers (:mod:`omnibal.profile`) at the mean micro-batch of the data
-   and uses that calibration for every prediction below.
+   and at the profiler's second load (about a quarter of it), so each layer kind gets a fixed
+   cost and an efficiency, and uses that calibration for every prediction below.
 2. Data parallel, 2 ranks: the same samples batched two ways by ``omnibal pack`` (``random``
    fixed-size batches, and the ``balanced`` plan), real per-sample lengths scaled down to the
    tiny model (``--lengths`` files, else the shared length files, else synthetic data with the
@@ -518,8 +519,8 @@ def validate(model="tiny-vlm", lengths=None, dp_steps=2, accum=2, per_pack=2, pp
         "model": model,
         "data": source,
         "tokenScale": TOKEN_SCALE,
-        "calibration": {"load": cal["load"], "device": cal["device"], "layers": [{k: l[k] for k in ("name", "measuredForwardMs", "backwardMs")} for l in cal["layers"]],
-                        "cpuTimeLayers": [{k: l[k] for k in ("name", "measuredForwardMs", "backwardMs")} for l in measured["calibrationCpu"]["layers"]]},
+        "calibration": {"load": cal["load"], "device": cal["device"], "layers": [{k: l[k] for k in ("name", "load", "measuredForwardMs", "backwardMs")} for l in cal["layers"]],
+                        "cpuTimeLayers": [{k: l[k] for k in ("name", "load", "measuredForwardMs", "backwardMs")} for l in measured["calibrationCpu"]["layers"]]},
         "runs": runs,
         "speedups": {
             "dpBalancedOverRandom": dp_speedup(by["dp2-random"], by["dp2-balanced"]),

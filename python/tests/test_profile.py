@@ -124,38 +124,49 @@ class ProfileCli(unittest.TestCase):
     def test_writes_a_complete_calibration_with_progress_on_stderr(self):
         self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
         self.assertEqual(self.proc.stdout, "")
-        self.assertIn("llm.block.0: forward", self.proc.stderr)
+        self.assertIn("llm.block.0 at 6 tiles, 30 tokens: forward", self.proc.stderr)
         with open(self.cal) as fh:
             doc = json.load(fh)
+        self.assertEqual(doc["schema"], "omnibal.calibration/2")
         self.assertEqual(doc["load"], {"tiles": 6, "tokens": 30, "sumSqLen": 15 * 15 * 2})
-        self.assertEqual([l["kind"] for l in doc["layers"]], list(blocks.LAYER_KINDS))
+        # The second load: about a quarter (2 tiles, 8 tokens in 1 sample).
+        self.assertEqual(doc["loads"], [{"tiles": 6, "tokens": 30, "sumSqLen": 450, "samples": 2}, {"tiles": 2, "tokens": 9, "sumSqLen": 81, "samples": 1}])
+        self.assertEqual([l["kind"] for l in doc["layers"]], [k for k in blocks.LAYER_KINDS for _ in range(2)])
         spec = blocks.load_spec("tiny-vlm")
         kinds = blocks.layer_kinds(spec)
-        for l in doc["layers"]:
+        for j, l in enumerate(doc["layers"]):
             self.assertEqual(kinds[l["index"]], l["kind"])
+            self.assertEqual(l["load"], {k: doc["loads"][j % 2][k] for k in ("tiles", "tokens", "sumSqLen")})
             self.assertAlmostEqual(l["forwardMs"], (l["measuredForwardMs"] + l["backwardMs"]) / 3)
             self.assertGreater(l["savedBytes"], 0)
         self.assertEqual([m["firstLayer"] for m in doc["stageMemory"]], [kinds.index("vit"), kinds.index("llm")])
 
-    def test_the_cli_reproduces_the_measured_times_at_the_measured_load(self):
-        # Calibrated at its own load, the model gives back each measured kind's time (forward =
-        # the file's forwardMs, backward twice that): the file's load is honoured.
+    def test_the_cli_fits_what_the_python_twin_fits(self):
+        # Calibrated from the file, omnibal's model gives each kind's fixed cost + cost per FLOP
+        # as the Python twin of the fit computes it (the GPU check relies on that twin), at
+        # both measured loads and at a third.
         script = (
             "const o = require(process.argv[1]);"
             "const cal = JSON.parse(require('fs').readFileSync(process.argv[2], 'utf8'));"
             "const r = o.calibrate('tiny-vlm', 'cpu', { load: { tiles: 1, tokens: 100 } }, cal);"
-            "const t = o.vlmLayers('tiny-vlm', r.gpu, { load: cal.load });"
-            "process.stdout.write(JSON.stringify({ f: Array.from(t.forwardMs), scale: r.activationScale }));"
+            "const at = (load) => Array.from(o.vlmLayers('tiny-vlm', r.gpu, { load }).forwardMs);"
+            "process.stdout.write(JSON.stringify({ loads: [...cal.loads, { tiles: 4, tokens: 20, sumSqLen: 200 }].map(at), scale: r.activationScale }));"
         )
         r = node("-e", script, os.path.join(ROOT, "dist", "index.js"), self.cal)
         self.assertEqual(r.returncode, 0, r.stderr)
         got = json.loads(r.stdout)
         with open(self.cal) as fh:
             doc = json.load(fh)
-        for l in doc["layers"]:
-            if l["kind"] in ("embed", "vit-embed"):
-                continue  # embed has no FLOPs; vit-embed shares the ViT factor with the blocks
-            self.assertAlmostEqual(got["f"][l["index"]] / l["forwardMs"], 1.0, places=9, msg=l["name"])
+        spec = blocks.load_spec("tiny-vlm")
+        loads = doc["loads"] + [{"tiles": 4, "tokens": 20, "sumSqLen": 200}]
+        for kind in blocks.LAYER_KINDS:
+            mine = [l for l in doc["layers"] if l["kind"] == kind]
+            flops = lambda l: profile.model_forward_flops(spec, kind, l["tiles"], l["tokens"], l["sumSqLen"])  # noqa: E731
+            o, per = profile.fit_layer_cost([(flops(l["load"]), l["forwardMs"]) for l in mine])
+            self.assertGreaterEqual(o, 0)
+            for j, load in enumerate(loads):
+                want = o + per * flops(load)
+                self.assertAlmostEqual(got["loads"][j][mine[0]["index"]] / want, 1.0, places=9, msg=(kind, load))
         self.assertGreater(got["scale"]["llm"], 0)
 
     def test_plan_and_partition_take_the_file(self):
@@ -214,6 +225,22 @@ class GpuCheckCpuPath(unittest.TestCase):
         r = py("omnibal.gpu_check", "--out", "/nonexistent/x", "--tiny", "--clock", "sundial")
         self.assertEqual(r.returncode, 2)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+    def test_calibrated_per_layer_times_hold_at_another_load(self):
+        # Calibrated at 8 tiles / 40 tokens and 2 / 10, predicted at 4 / 24 in 2 samples, thread
+        # CPU time, the three loads interleaved (a burst of machine load falls on all alike),
+        # medians of 25 runs. The target is 15% (npm run bench -- minirun reports it, 0.1% to
+        # 13% here); this bound leaves room for a shared machine: 25%, or 0.15 ms for the
+        # sub-millisecond layers (patch and token embedding, a few operators each). The old
+        # model (time proportional to FLOPs) missed the patch embedding by -40%.
+        with tempfile.TemporaryDirectory() as out:
+            r = py("omnibal.gpu_check", "--tiny", "--repeats", "25", "--clock", "cpu", "--out", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(out, "check.json")) as fh:
+                rows = json.load(fh)["rows"]
+        for x in rows:
+            err = abs(x["calibratedMs"] - x["checkMeasuredMs"])
+            self.assertLessEqual(err, max(0.25 * x["checkMeasuredMs"], 0.15), x)
 
     def test_bad_flags_and_failures_exit_2_with_one_line(self):
         for args in (["--dtype", "float16"], ["--threads", "100000"]):

@@ -57,7 +57,7 @@ const num = (v: string) => Number(v);
 export const PARTITION_ASSUMPTIONS = [
   'iteration = sum of stage times + (micro-batches - 1) x slowest stage (the 1F1B closed form; the schedule sets memory)',
   'micro-batches in flight per stage from the schedule: 1F1B min(P - s, M), GPipe M, interleaved Megatron\'s count (chunk-weighted)',
-  'layer times from FLOPs / (peak bf16 x per-kind efficiency), backward = 2 x forward',
+  'layer times from FLOPs / (peak bf16 x per-kind efficiency) (+ a fixed cost per layer and micro-batch for a kind calibrated at two loads or more), backward = 2 x forward',
   'activations per block from the tensors autograd saves (bf16, sequence parallel, flash attention unless --no-flash-attention): 12h + 4kd + 4f (GELU MLP) or 8f (SwiGLU) bytes per token / tp; 2 n h / tp when recomputed; logits kept in fp32 and bf16',
   'activations sized for the heaviest micro-batch (the memory load) x in-flight count, a bound on every in-flight window',
   'static bytes per parameter: bf16 weights 2 + gradients 4 (fp32) or 2 (bf16) + Adam 12, sharded over dp by ZeRO 1/2/3; frozen modules keep weights only; fixed per-stage overhead',
@@ -200,7 +200,8 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
     ...shape,
   });
   if (flags.calibration) {
-    const result = calibrate(flags.model, g, shape, readJsonFile(flags.calibration, 'calibration file') as Calibration);
+    // Measured whole layers on one device (tp 1), as omnibal.profile does; scaled to --tp by the model.
+    const result = calibrate(flags.model, g, { ...shape, tp: 1 }, readJsonFile(flags.calibration, 'calibration file') as Calibration);
     g = result.gpu;
     problem = applyCalibration(vlmStageProblem(options()), result);
   } else {

@@ -7,21 +7,42 @@
 import { outOfRange } from '../errors';
 import { numberAtLeast } from '../validate';
 
-/** Twin of `fit_efficiency`: one efficiency per kind (NaN where unmeasured). */
-export function fitEfficiencyTwin(kinds: Uint8Array, msAtPeak: ArrayLike<number>, layers: ArrayLike<number>, forwardMs: ArrayLike<number>): Float64Array {
-  const num = new Array<number>(6).fill(0);
-  const den = new Array<number>(6).fill(0);
-  for (let j = 0; j < layers.length; j++) {
-    const i = layers[j];
-    if (i >= kinds.length) throw outOfRange('measured layer', `${i} is not a layer (there are ${kinds.length})`);
-    const t = forwardMs[j];
-    numberAtLeast('measured forwardMs', t, 0);
-    if (t === 0) throw outOfRange('measured forwardMs', `of layer ${i} must be > 0 (a measured layer takes time), got 0`);
-    const x = msAtPeak[i];
-    num[kinds[i]] += t * x;
-    den[kinds[i]] += x * x;
-  }
-  return Float64Array.from({ length: 6 }, (_, k) => (den[k] > 0 && num[k] > 0 ? den[k] / num[k] : NaN));
+/** Twin of `check_timing`: layer `i` exists and its time is a positive number; its kind. */
+export function checkTimingTwin(kinds: Uint8Array, i: number, forwardMs: number): number {
+  if (i >= kinds.length) throw outOfRange('measured layer', `${i} is not a layer (there are ${kinds.length})`);
+  numberAtLeast('measured forwardMs', forwardMs, 0);
+  if (forwardMs === 0) throw outOfRange('measured forwardMs', `of layer ${i} must be > 0 (a measured layer takes time), got 0`);
+  return kinds[i];
+}
+
+/**
+ * Twin of `fit_layer_cost`: per kind, `[overheadMs, efficiency]` fitted to `t = o + x / e` over
+ * its measurements (`kind`, `x` = ms at 100% efficiency, `t` = measured forward ms); null for a
+ * kind without measurements. `efficiency[k]` is kept by a kind without FLOPs.
+ */
+export function fitLayerCostTwin(kind: ArrayLike<number>, msAtPeak: ArrayLike<number>, forwardMs: ArrayLike<number>, efficiency: ArrayLike<number>): ([number, number] | null)[] {
+  return Array.from({ length: 6 }, (_, k) => {
+    const pts: [number, number][] = [];
+    for (let j = 0; j < kind.length; j++) if (kind[j] === k) pts.push([msAtPeak[j], forwardMs[j]]);
+    if (pts.length === 0) return null;
+    const n = pts.length;
+    let [sx, sy] = [0, 0];
+    for (const [x, y] of pts) [sx, sy] = [sx + x, sy + y];
+    const [mx, my] = [sx / n, sy / n];
+    let [sxx, sxy, xmax] = [0, 0, 0];
+    for (const [x] of pts) sxx += (x - mx) * (x - mx);
+    for (const [x, y] of pts) sxy += (x - mx) * (y - my);
+    for (const [x] of pts) xmax = Math.max(xmax, x);
+    if (xmax <= 0) return [my, efficiency[k]];
+    if (sxx > 1e-12 * mx * mx * n) {
+      const slope = sxy / sxx;
+      const o = my - slope * mx;
+      if (slope > 0 && o >= 0) return [o, 1 / slope];
+    }
+    let [num, den] = [0, 0];
+    for (const [x, y] of pts) [num, den] = [num + x * y, den + x * x];
+    return [0, den / num];
+  });
 }
 
 /** Kinds whose activation bytes are fitted: ViT blocks and LLM blocks. */

@@ -12,13 +12,14 @@ import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
 import { invalidOptions, invalidType } from '../errors';
 import { describeValue, expectNumber } from '../validate';
+import { checkCalibration } from './calibration-file';
 import { gpuPreset, modelPreset } from './presets';
-import { LAYER_KINDS, type GpuSpec, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
+import { LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
 import type { Recompute } from './stages';
 import type { Split } from './baselines';
 
 export { gpuPresets, modelPresets, gpuPreset, modelPreset } from './presets';
-export { LAYER_KINDS, type Efficiency, type GpuSpec, type LayerKind, type LayerTable, type Transformer, type VlmSpec } from './vlm';
+export { LAYER_KINDS, type Efficiency, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type Transformer, type VlmSpec } from './vlm';
 export { RECOMPUTE_MODES, type Recompute } from './stages';
 export { SPLITS, type Split, type BaselineRecompute } from './baselines';
 
@@ -400,6 +401,10 @@ export function gpuInput(g: GpuSpec): Native.GpuInput {
     efficiencyHead: g.efficiency.head,
     networkBytesPerS: g.networkBytesPerS,
     nvlinkBytesPerS: g.nvlinkBytesPerS,
+    ...(g.layerCost && {
+      layerOverheadMs: Float64Array.from(LAYER_KINDS, (k) => g.layerCost![k]?.overheadMs ?? NaN),
+      layerEfficiency: Float64Array.from(LAYER_KINDS, (k) => g.layerCost![k]?.efficiency ?? NaN),
+    }),
   };
 }
 
@@ -526,9 +531,14 @@ export function vlmStageProblem(o: VlmStageOptions): StageProblem {
   };
 }
 
-/** Measurements for {@link calibrate}. */
+/** Measurements for {@link calibrate} (the calibration file `python -m omnibal.profile` writes). */
 export interface Calibration {
-  /** Measured forward times of some layers at the given load. */
+  /**
+   * Format: `omnibal.calibration/1` (every layer time at `load`; the default) or
+   * `omnibal.calibration/2` (a layer time may carry its own `load`).
+   */
+  schema?: 'omnibal.calibration/1' | 'omnibal.calibration/2';
+  /** Measured forward times of some layers (at `load`, or at their own load in format 2). */
   layers?: LayerTiming[];
   /** Measured peak memory per stage with full recomputation and without. */
   stageMemory?: StageMemoryMeasurement[];
@@ -540,8 +550,10 @@ export interface Calibration {
 export interface LayerTiming {
   /** Index into the layer table. */
   index: number;
-  /** Measured forward time, ms. */
+  /** Measured forward time, ms (the profiler writes a third of forward + backward: the model prices backward at 2 x forward). */
   forwardMs: number;
+  /** The load it was measured at (format 2); default: the calibration's `load`. */
+  load?: MicroBatchLoad;
 }
 
 /** A stage's measured peak memory with full recomputation and with none. */
@@ -558,47 +570,69 @@ export interface StageMemoryMeasurement {
   noRecomputeBytes: number;
 }
 
-/** Fitted corrections: efficiency per layer kind, and a scale on activation bytes per kind. */
+/** Fitted corrections: time per layer kind, and a scale on activation bytes per kind. */
 export interface CalibrationResult {
-  /** The GPU with the fitted efficiency factors (kinds without measurements keep theirs). */
+  /**
+   * The GPU with the fitted cost of every measured kind in `layerCost` (fixed ms and
+   * efficiency) and the fitted efficiencies in `efficiency` (kinds without measurements keep
+   * theirs).
+   */
   gpu: GpuSpec;
   /** Scale on the model's activation bytes, per layer kind (1 where not measured). */
   activationScale: Record<LayerKind, number>;
 }
 
 /**
- * Fits the cost model to measurements (the paper's procedure): efficiency per layer kind from
- * measured layer times, activation bytes per kind from stage memory measured with full and with
- * no recomputation. Apply the result with {@link applyCalibration}.
+ * Fits the cost model to measurements (the paper's procedure): per layer kind, a fixed cost and
+ * an efficiency from layer times measured at two loads or more (an efficiency alone from one
+ * load), activation bytes per kind from stage memory measured with full and with no
+ * recomputation. Apply the result with {@link applyCalibration}.
  *
  * @param model - a preset name or a model spec
  * @param gpu - a preset name or a GPU spec
  * @param options - the layout and load the measurements were taken at
  * @param m - the measured layer times and stage memory
- * @returns the GPU with fitted efficiencies, and the activation-byte scale per layer kind
+ * @returns the GPU with fitted layer costs, and the activation-byte scale per layer kind
+ * @throws `ERR_OMNIBAL_INVALID_OPTIONS` for a malformed calibration (see `checkCalibration`)
  */
 export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions, m: Calibration): CalibrationResult {
+  checkCalibration(m);
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);
   const layers = m.layers ?? [];
+  const base = m.load ?? options.load;
+  const perLayer = layers.some((x) => x.load !== undefined);
   const stages = m.stageMemory ?? [];
   const out = activeBackend().calibrateModel(spec, gpuInput(g), tableShape(m.load ? { ...options, load: m.load } : options), {
     measuredLayers: Uint32Array.from(layers, (x) => x.index),
     measuredForwardMs: Float64Array.from(layers, (x) => x.forwardMs),
+    ...(perLayer && {
+      measuredLoads: Float64Array.from(
+        layers.flatMap((x) => {
+          const l = x.load ?? base;
+          return [l.tiles, l.tokens, l.sumSqLen ?? l.tokens * l.tokens];
+        }),
+      ),
+    }),
     stageBounds: Uint32Array.from(stages.flatMap((s) => [s.firstLayer, s.lastLayer, s.inFlight])),
     stageMemory: Float64Array.from(stages.flatMap((s) => [s.fullRecomputeBytes, s.noRecomputeBytes])),
   });
   const e = out.efficiency;
   const pick = (k: number, old: number) => (Number.isNaN(e[k]) ? old : e[k]);
+  const layerCost: Partial<Record<LayerKind, LayerCost>> = { ...g.layerCost };
+  LAYER_KINDS.forEach((k, i) => {
+    if (!Number.isNaN(e[i])) layerCost[k] = { overheadMs: out.overheadMs[i], efficiency: e[i] };
+  });
   const fitted: GpuSpec = {
     ...g,
     efficiency: {
-      // vit-embed and vit share the ViT factor; embed and llm the LLM factor.
+      // The kinds' own costs are in layerCost; these are what a reader of efficiency sees.
       vit: pick(1, pick(0, g.efficiency.vit)),
       projector: pick(2, g.efficiency.projector),
       llm: pick(4, g.efficiency.llm),
       head: pick(5, g.efficiency.head),
     },
+    layerCost,
   };
   const activationScale = Object.fromEntries(LAYER_KINDS.map((k, i) => [k, out.activationScale[i]])) as Record<LayerKind, number>;
   return { gpu: fitted, activationScale };

@@ -9,10 +9,10 @@ import { outOfRange, unknownOption } from '../errors';
 import { deferred } from '../progress';
 import { integerBetween, numberAtLeast } from '../validate';
 import { baselinePlan, parseSplit, splitEnds } from './baselines';
-import { fitActivationScaleTwin, fitEfficiencyTwin } from './calibrate';
+import { checkTimingTwin, fitActivationScaleTwin, fitLayerCostTwin } from './calibrate';
 import { partitionStagesTwin, planForSplitTwin } from './partition';
 import { checkProblem, evaluatePlan, parseRecompute, type PlanOut, type Problem, type ScheduleSpec } from './stages';
-import { vlmLayerTableTwin, type GpuSpec, type VlmSpec } from './vlm';
+import { LAYER_KINDS, vlmLayerTableTwin, type GpuSpec, type LayerCost, type LayerKind, type VlmSpec } from './vlm';
 
 /** Twin of the binding's `problem()`: typed arrays to a resolved problem. */
 export function toProblem(p: Native.StageProblemInput): Problem {
@@ -125,13 +125,23 @@ function toSpec(m: Native.VlmInput): VlmSpec {
 }
 
 function toGpu(g: Native.GpuInput): GpuSpec {
-  return {
+  const out: GpuSpec = {
     peakFlops: g.peakFlops,
     memoryBytes: g.memoryBytes,
     efficiency: { vit: g.efficiencyVit, projector: g.efficiencyProjector, llm: g.efficiencyLlm, head: g.efficiencyHead },
     networkBytesPerS: g.networkBytesPerS,
     nvlinkBytesPerS: g.nvlinkBytesPerS,
   };
+  const [o, e] = [g.layerOverheadMs, g.layerEfficiency];
+  if (o && e) {
+    if (o.length !== 6 || e.length !== 6) throw outOfRange('gpu.layerCost', 'needs 6 overheads and 6 efficiencies (one per layer kind)');
+    const cost: Partial<Record<LayerKind, LayerCost>> = {};
+    LAYER_KINDS.forEach((k, i) => {
+      if (!(Number.isNaN(o[i]) && Number.isNaN(e[i]))) cost[k] = { overheadMs: o[i], efficiency: e[i] };
+    });
+    out.layerCost = cost;
+  }
+  return out;
 }
 
 function table(model: Native.VlmInput, gpu: Native.GpuInput, shape: Native.TableShape) {
@@ -149,13 +159,35 @@ function table(model: Native.VlmInput, gpu: Native.GpuInput, shape: Native.Table
 function calibrateModel(model: Native.VlmInput, gpu: Native.GpuInput, shape: Native.TableShape, m: Native.CalibrationInput): Native.NativeCalibration {
   const t = table(model, gpu, shape);
   if (m.measuredLayers.length !== m.measuredForwardMs.length) throw outOfRange('measuredForwardMs', 'must have one entry per measured layer');
+  const loads = m.measuredLoads;
+  if (loads && loads.length !== 3 * m.measuredLayers.length) throw outOfRange('measuredLoads', 'needs (tiles, tokens, sumSqLen) per measured layer');
+  const tp = integerBetween('tp', shape.tp, 1, 1 << 12);
+  // Each layer's time at 100% efficiency at the load it was measured at (one table per load).
+  const tables = new Map<string, Float64Array>();
+  const kind = new Uint8Array(m.measuredLayers.length);
+  const atPeak = new Float64Array(m.measuredLayers.length);
+  for (let j = 0; j < m.measuredLayers.length; j++) {
+    const i = m.measuredLayers[j];
+    kind[j] = checkTimingTwin(t.kind, i, m.measuredForwardMs[j]);
+    let flops = t.forwardFlops;
+    if (loads) {
+      const key = [loads[3 * j], loads[3 * j + 1], loads[3 * j + 2]];
+      const id = key.join(',');
+      if (!tables.has(id)) tables.set(id, table(model, gpu, { ...shape, tiles: key[0], tokens: key[1], sumSqLen: key[2] }).forwardFlops);
+      flops = tables.get(id)!;
+    }
+    atPeak[j] = (flops[i] / tp / gpu.peakFlops) * 1e3;
+  }
   const eff = [gpu.efficiencyVit, gpu.efficiencyVit, gpu.efficiencyProjector, gpu.efficiencyLlm, gpu.efficiencyLlm, gpu.efficiencyHead];
-  const atPeak = Float64Array.from(t.forwardMs, (f, i) => f * eff[t.kind[i]]);
-  const efficiency = fitEfficiencyTwin(t.kind, atPeak, m.measuredLayers, m.measuredForwardMs);
+  const fitted = fitLayerCostTwin(kind, atPeak, m.measuredForwardMs, eff);
   if (m.stageBounds.length % 3 !== 0 || m.stageMemory.length * 3 !== m.stageBounds.length * 2) {
     throw outOfRange('stageMemory', 'needs (first, last, inFlight) bounds and (full, none) bytes per stage');
   }
-  return { efficiency, activationScale: fitActivationScaleTwin(t.kind, t.activationBytes, t.checkpointBytes, m.stageBounds, m.stageMemory) };
+  return {
+    efficiency: Float64Array.from(fitted, (c) => (c ? c[1] : NaN)),
+    overheadMs: Float64Array.from(fitted, (c) => (c ? c[0] : NaN)),
+    activationScale: fitActivationScaleTwin(t.kind, t.activationBytes, t.checkpointBytes, m.stageBounds, m.stageMemory),
+  };
 }
 
 /** The model functions of the TypeScript backend. */

@@ -67,6 +67,19 @@ export interface GpuSpec {
   networkBytesPerS: number;
   /** Bandwidth inside a node, bytes/s. */
   nvlinkBytesPerS: number;
+  /**
+   * Measured cost per layer kind (what {@link calibrate} fits); a kind listed here takes its
+   * own efficiency and fixed cost instead of `efficiency` above.
+   */
+  layerCost?: Partial<Record<LayerKind, LayerCost>>;
+}
+
+/** A calibrated layer kind: forward time = `overheadMs` + FLOPs / tp / (peak x `efficiency`); backward twice that. */
+export interface LayerCost {
+  /** Fixed forward time per layer and micro-batch, ms (operator launches; not split over tp). */
+  overheadMs: number;
+  /** Achieved / peak FLOP/s on the layer's FLOPs. */
+  efficiency: number;
 }
 
 /** Layer kinds, in the order of their numeric codes. */
@@ -186,6 +199,12 @@ export function vlmLayerTableTwin(
   numberAtLeast('projectorIn', spec.projectorIn, 1);
   numberAtLeast('gpu.peakFlops', gpu.peakFlops, 1);
   for (const k of ['vit', 'projector', 'llm', 'head'] as const) numberAtLeast(`gpu.efficiency.${k}`, gpu.efficiency[k], 1e-6);
+  const costs = LAYER_KINDS.map((k) => gpu.layerCost?.[k]);
+  costs.forEach((c, k) => {
+    if (!c) return;
+    numberAtLeast(`gpu.layerCost.${LAYER_KINDS[k]}.overheadMs`, c.overheadMs, 0);
+    numberAtLeast(`gpu.layerCost.${LAYER_KINDS[k]}.efficiency`, c.efficiency, 1e-6);
+  });
   numberAtLeast('load.tiles', tiles, 0);
   numberAtLeast('load.tokens', tokens, 1);
   numberAtLeast('load.sumSqLen', sumSqLen, 0);
@@ -201,9 +220,11 @@ export function vlmLayerTableTwin(
   const tpMs = (n: number, hidden: number) => (tp > 1 && gpu.nvlinkBytesPerS > 0 ? ((2 * (((2 * (tp - 1)) / tp) * (2 * n * hidden))) / gpu.nvlinkBytesPerS) * 1e3 : 0);
   const vitComm = tpMs(tiles * spec.vitTokensPerTile, spec.vit.hidden);
   const llmComm = tpMs(tokens, spec.llm.hidden);
-  const rows: { kind: number; flops: number; eff: number; params: number; act: number; ckpt: number; sel: number; selFlops: number; out: number }[] = [];
-  const row = (kind: LayerKind, flops: number, eff: number, params: number, act: number, ckpt: number, sel: number, selFlops: number, out: number) =>
-    rows.push({ kind: LAYER_KINDS.indexOf(kind), flops, eff, params, act, ckpt, sel, selFlops, out });
+  const rows: { kind: number; flops: number; eff: number; overhead: number; params: number; act: number; ckpt: number; sel: number; selFlops: number; out: number }[] = [];
+  const row = (kind: LayerKind, flops: number, eff: number, params: number, act: number, ckpt: number, sel: number, selFlops: number, out: number) => {
+    const c = costs[LAYER_KINDS.indexOf(kind)];
+    rows.push({ kind: LAYER_KINDS.indexOf(kind), flops, eff: c ? c.efficiency : eff, overhead: c ? c.overheadMs : 0, params, act, ckpt, sel, selFlops, out });
+  };
   const push = (kind: LayerKind, flops: number, eff: number, params: number, act: number, ckpt: number, out: number) => row(kind, flops, eff, params, act, ckpt, act, 0, out);
   const quadratic = (t: Transformer, sumSq: number) => (setup.flashAttention ? 0 : 5 * t.heads * sumSq);
   const { vit, llm } = spec;
@@ -252,7 +273,7 @@ export function vlmLayerTableTwin(
   push('head', 2 * n * llm.hidden * vocab, gpu.efficiency.head, vocab * llm.hidden + llm.hidden, headAct, headAct, 0);
   const col = (f: (r: (typeof rows)[number]) => number) => Float64Array.from(rows, f);
   const comm = (kind: number) => (kind === 1 ? vitComm : kind === 4 ? llmComm : 0);
-  const forwardMs = col((r) => ms(r.flops, r.eff) + comm(r.kind));
+  const forwardMs = col((r) => r.overhead + ms(r.flops, r.eff) + comm(r.kind));
   // kinds 0, 1: ViT; 3, 4, 5: LLM.
   const vision = (k: number) => k === 0 || k === 1;
   const llmPart = (k: number) => k >= 3;

@@ -10,13 +10,15 @@ import type { GpuSpec, VlmSpec } from '../model/vlm';
 import type { FlopsModel } from './figures';
 import { checkMemoryOptions, type Cluster, type PlanMemory } from './options';
 
-/** @internal Per-layer forward time per unit of load, ms. */
+/** @internal Per-layer forward time per unit of load, ms, and per micro-batch (a calibrated fixed cost). */
 export interface Coefficients {
   perTile: Float64Array;
   perToken: Float64Array;
   perSq: Float64Array;
+  /** Per micro-batch whatever its load (a calibration's fixed cost; 0 otherwise), ms. */
+  fixed: Float64Array;
   /** Backward time per unit of load (2 x forward, less for frozen modules), ms. */
-  backward: { perTile: Float64Array; perToken: Float64Array; perSq: Float64Array };
+  backward: { perTile: Float64Array; perToken: Float64Array; perSq: Float64Array; fixed: Float64Array };
 }
 
 function differences(table: (tiles: number, tokens: number, sumSqLen: number) => Float64Array) {
@@ -29,9 +31,11 @@ function differences(table: (tiles: number, tokens: number, sumSqLen: number) =>
 
 function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster, memory: PlanMemory): Coefficients {
   const table = (tiles: number, tokens: number, sumSqLen: number) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), tableShape({ tp: c.tp, dp: c.dp, zero: memory.zero, training: memory.training, load: { tiles, tokens, sumSqLen } }));
-  const { perTile, perToken, perSq } = differences((a, b, q) => table(a, b, q).forwardMs);
-  const backward = differences((a, b, q) => table(a, b, q).backwardMs);
-  return { perTile, perToken, perSq, backward };
+  // Times are affine in the load; the constant is a calibrated fixed cost (exactly 0 without one).
+  const fixedOf = (d: ReturnType<typeof differences>) => (gpu.layerCost ? d.base.map((x, i) => x - d.perTile[i] - d.perToken[i]) : new Float64Array(d.base.length));
+  const f = differences((a, b, q) => table(a, b, q).forwardMs);
+  const b = differences((a, b, q) => table(a, b, q).backwardMs);
+  return { perTile: f.perTile, perToken: f.perToken, perSq: f.perSq, fixed: fixedOf(f), backward: { perTile: b.perTile, perToken: b.perToken, perSq: b.perSq, fixed: fixedOf(b) } };
 }
 
 const total = (xs: Float64Array) => xs.reduce((x, y) => x + y, 0);
@@ -67,7 +71,8 @@ const CALIBRATION_LOAD = { tiles: 18, tokens: 5000 };
  * per squared sample length relative to its time per token).
  */
 export function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, measurements: Calibration | undefined, memory: PlanMemory = checkMemoryOptions({})) {
-  const calibration = measurements ? calibrate(spec, gpu, { tp: cluster.tp, dp: cluster.dp, zero: memory.zero, training: memory.training, load: CALIBRATION_LOAD }, measurements) : undefined;
+  // A calibration measures whole layers on one device (tp 1); the fitted costs then scale to the cluster's tp.
+  const calibration = measurements ? calibrate(spec, gpu, { tp: 1, dp: cluster.dp, zero: memory.zero, training: memory.training, load: CALIBRATION_LOAD }, measurements) : undefined;
   const g = calibration?.gpu ?? gpu;
   const coef = coefficients(spec, g, cluster, memory);
   const { flops, costB } = modelFlops(spec, gpu);

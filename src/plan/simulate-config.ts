@@ -83,19 +83,22 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     for (const l of st.recomputeLayers) recomputed[l] = 1;
   });
   // Per stage: forward ms coefficients, and the recomputed share added to the backward.
-  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, bt: 0, bk: 0, bq: 0, rt: 0, rk: 0, rq: 0 }));
+  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, f: 0, bt: 0, bk: 0, bq: 0, bf: 0, rt: 0, rk: 0, rq: 0, rf: 0 }));
   for (let l = 0; l < problem.forwardMs.length; l++) {
     const c = stageCoef[layerStage[l]];
     c.t += coef.perTile[l];
     c.k += coef.perToken[l];
     c.q += coef.perSq[l];
+    c.f += coef.fixed[l];
     c.bt += coef.backward.perTile[l];
     c.bk += coef.backward.perToken[l];
     c.bq += coef.backward.perSq[l];
+    c.bf += coef.backward.fixed[l];
     if (recomputed[l]) {
       c.rt += coef.perTile[l];
       c.rk += coef.perToken[l];
       c.rq += coef.perSq[l];
+      c.rf += coef.fixed[l];
     }
   }
   const transferMs = Float64Array.from({ length: pp - 1 }, (_, si) => problem.commMs?.[stages.stages[si].lastLayer] ?? 0);
@@ -136,14 +139,17 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
       let tiles = 0;
       for (let a = 0; a < m; a++) {
         const k = plan.rankOffsets[i] + a;
-        const l = k < plan.rankOffsets[i + 1] ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
+        const real = k < plan.rankOffsets[i + 1];
+        const l = real ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
         tok += l.tokens;
         tiles += l.tiles;
         for (let si = 0; si < pp; si++) {
           const c = stageCoef[si];
-          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen;
-          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen;
-          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen;
+          // An empty slot costs nothing; a micro-batch adds the stage's fixed cost.
+          const [ff, fb, fr] = real ? [c.f, c.bf, c.rf] : [0, 0, 0];
+          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen + ff;
+          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen + fr;
+          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen + fb;
           fwd[(r * m + a) * pp + si] = Math.max(f, 0);
           bwd[(r * m + a) * pp + si] = Math.max(b + rf, 0);
         }

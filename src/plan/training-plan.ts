@@ -157,7 +157,7 @@ export interface TimelineEvent {
 /** What every figure of a training plan assumes. */
 export const PLAN_ASSUMPTIONS = [
   'predictions of the omnibal cost model and pipeline simulator, not measurements',
-  'layer time = FLOPs / (peak bf16 x per-kind efficiency), backward = 2 x forward, recomputation adds a forward',
+  'layer time = FLOPs / (peak bf16 x per-kind efficiency) (+ a fixed cost per layer and micro-batch for a kind calibrated at two loads or more), backward = 2 x forward, recomputation adds a forward',
   'per micro-batch load: its tiles, tokens and sum of squared sample lengths (padding counted for padded batches)',
   'schedule as chosen (default 1F1B); transfers at stage cuts at the network bandwidth; gradient ring all-reduce over dp at the step end, not overlapped',
   'step time = mean of the simulated steps (evenly spread over the epoch); epoch = steps x step time',

@@ -7,12 +7,14 @@ use napi::{Env, Task};
 use napi_derive::napi;
 use omnibal_core::error::{integer_between, number_at_least};
 use omnibal_core::model::baselines::{baseline_plan, split_ends, BaselineRecompute, Split};
-use omnibal_core::model::calibrate::{fit_activation_scale, fit_efficiency, StageMemory, KINDS};
+use omnibal_core::model::calibrate::{
+    check_timing, fit_activation_scale, fit_layer_cost, LayerTiming, StageMemory, KINDS,
+};
 use omnibal_core::model::partition::{partition_stages, plan_for_split};
 use omnibal_core::model::stages::{Layer, Recompute, StagePlan, StageProblem};
 use omnibal_core::model::vlm::{
-    cut_times, vlm_layers, Efficiency, GpuSpec, MicroBatchLoad, ModelLayer, Parallel, Transformer,
-    VlmSpec,
+    cut_times, vlm_layers, Efficiency, GpuSpec, LayerCost, MicroBatchLoad, ModelLayer, Parallel,
+    Transformer, VlmSpec,
 };
 use omnibal_core::simulate::Schedule;
 use omnibal_core::Error;
@@ -307,6 +309,10 @@ pub struct GpuInput {
     pub efficiency_head: f64,
     pub network_bytes_per_s: f64,
     pub nvlink_bytes_per_s: f64,
+    /// Calibrated fixed forward ms per layer kind (6 entries, NaN: not calibrated).
+    pub layer_overhead_ms: Option<Float64Array>,
+    /// Calibrated efficiency per layer kind (6 entries, NaN: not calibrated).
+    pub layer_efficiency: Option<Float64Array>,
 }
 
 /// The parallel layout and the micro-batch a layer table is for.
@@ -332,6 +338,9 @@ pub struct TableShape {
 pub struct CalibrationInput {
     pub measured_layers: Uint32Array,
     pub measured_forward_ms: Float64Array,
+    /// The load each layer was measured at, `(tiles, tokens, sumSqLen)` per measured layer;
+    /// default: the table's load.
+    pub measured_loads: Option<Float64Array>,
     pub stage_bounds: Uint32Array,
     pub stage_memory: Float64Array,
 }
@@ -380,8 +389,25 @@ fn spec_of(m: &VlmInput) -> Result<VlmSpec, Error> {
     })
 }
 
-fn gpu_of(g: &GpuInput) -> GpuSpec {
-    GpuSpec {
+fn gpu_of(g: &GpuInput) -> Result<GpuSpec, Error> {
+    let mut layer_cost = [None; 6];
+    if let (Some(o), Some(e)) = (&g.layer_overhead_ms, &g.layer_efficiency) {
+        if o.len() != 6 || e.len() != 6 {
+            return Err(Error::out_of_range(
+                "gpu.layerCost",
+                "needs 6 overheads and 6 efficiencies (one per layer kind)",
+            ));
+        }
+        for (k, slot) in layer_cost.iter_mut().enumerate() {
+            if !(o[k].is_nan() && e[k].is_nan()) {
+                *slot = Some(LayerCost {
+                    overhead_ms: o[k],
+                    efficiency: e[k],
+                });
+            }
+        }
+    }
+    Ok(GpuSpec {
         peak_flops: g.peak_flops,
         memory_bytes: g.memory_bytes,
         efficiency: Efficiency {
@@ -392,7 +418,8 @@ fn gpu_of(g: &GpuInput) -> GpuSpec {
         },
         network_bytes_per_s: g.network_bytes_per_s,
         nvlink_bytes_per_s: g.nvlink_bytes_per_s,
-    }
+        layer_cost,
+    })
 }
 
 fn table(
@@ -411,7 +438,7 @@ fn table(
             integer_between("zero", shape.zero, 0, 3)? as u32,
         )
     };
-    let gpu = gpu_of(gpu);
+    let gpu = gpu_of(gpu)?;
     let load = MicroBatchLoad {
         tiles: shape.tiles,
         tokens: shape.tokens,
@@ -456,10 +483,12 @@ pub fn vlm_layer_table(
     })
 }
 
-/// Calibration results: efficiency per kind (NaN where not measured) and activation scales.
+/// Calibration results per kind: efficiency and fixed forward ms (NaN where not measured), and
+/// activation scales.
 #[napi(object)]
 pub struct NativeCalibration {
     pub efficiency: Float64Array,
+    pub overhead_ms: Float64Array,
     pub activation_scale: Float64Array,
 }
 
@@ -478,6 +507,7 @@ pub fn calibrate_model(
         let CalibrationInput {
             measured_layers,
             measured_forward_ms,
+            measured_loads,
             stage_bounds,
             stage_memory,
         } = &measured;
@@ -487,26 +517,58 @@ pub fn calibrate_model(
                 "must have one entry per measured layer",
             ));
         }
-        let eff = |k: usize| {
-            [
-                gpu_spec.efficiency.vit,
-                gpu_spec.efficiency.vit,
-                gpu_spec.efficiency.projector,
-                gpu_spec.efficiency.llm,
-                gpu_spec.efficiency.llm,
-                gpu_spec.efficiency.head,
-            ][k]
-        };
-        let at_peak: Vec<f64> = layers
+        if let Some(l) = measured_loads {
+            if l.len() != 3 * measured_layers.len() {
+                return Err(Error::out_of_range(
+                    "measuredLoads",
+                    "needs (tiles, tokens, sumSqLen) per measured layer",
+                ));
+            }
+        }
+        let tp = integer_between("tp", shape.tp, 1, 1 << 12)? as f64;
+        // Each layer's time at 100% efficiency at the load it was measured at (one table per load).
+        let mut tables: Vec<([f64; 3], Vec<ModelLayer>)> = Vec::new();
+        let mut timings = Vec::with_capacity(measured_layers.len());
+        for (j, (&i, &t)) in measured_layers
             .iter()
-            .map(|x| x.layer.forward_ms * eff(KINDS.iter().position(|&k| k == x.kind).unwrap_or(0)))
-            .collect();
-        let measured: Vec<(u32, f64)> = measured_layers
-            .iter()
-            .copied()
-            .zip(measured_forward_ms.iter().copied())
-            .collect();
-        let fitted = fit_efficiency(&layers, &at_peak, &measured)?;
+            .zip(measured_forward_ms.iter())
+            .enumerate()
+        {
+            let kind = check_timing(&layers, i, t)?;
+            let flops = match measured_loads {
+                None => layers[i as usize].forward_flops,
+                Some(l) => {
+                    let key = [l[3 * j], l[3 * j + 1], l[3 * j + 2]];
+                    let at = match tables.iter().position(|(k, _)| *k == key) {
+                        Some(p) => p,
+                        None => {
+                            let s = TableShape {
+                                tiles: key[0],
+                                tokens: key[1],
+                                sum_sq_len: key[2],
+                                tp: shape.tp,
+                                dp: shape.dp,
+                                zero: shape.zero,
+                                grad_bytes: shape.grad_bytes,
+                                frozen_vit: shape.frozen_vit,
+                                frozen_llm: shape.frozen_llm,
+                                flash_attention: shape.flash_attention,
+                            };
+                            tables.push((key, table(&model, &gpu, &s)?.0));
+                            tables.len() - 1
+                        }
+                    };
+                    tables[at].1[i as usize].forward_flops
+                }
+            };
+            timings.push(LayerTiming {
+                kind,
+                ms_at_peak: flops / tp / gpu_spec.peak_flops * 1e3,
+                forward_ms: t,
+            });
+        }
+        let e = gpu_spec.efficiency;
+        let fitted = fit_layer_cost(&timings, &[e.vit, e.vit, e.projector, e.llm, e.llm, e.head]);
         if !stage_bounds.len().is_multiple_of(3) || stage_memory.len() * 3 != stage_bounds.len() * 2
         {
             return Err(Error::out_of_range(
@@ -525,7 +587,18 @@ pub fn calibrate_model(
             .collect();
         let scale = fit_activation_scale(&layers, &stages)?;
         Ok(NativeCalibration {
-            efficiency: Float64Array::new(fitted.iter().map(|e| e.unwrap_or(f64::NAN)).collect()),
+            efficiency: Float64Array::new(
+                fitted
+                    .iter()
+                    .map(|c| c.map_or(f64::NAN, |c| c.efficiency))
+                    .collect(),
+            ),
+            overhead_ms: Float64Array::new(
+                fitted
+                    .iter()
+                    .map(|c| c.map_or(f64::NAN, |c| c.overhead_ms))
+                    .collect(),
+            ),
             activation_scale: Float64Array::new(scale.to_vec()),
         })
     })

@@ -1,8 +1,14 @@
 //! Calibration: replace the model's guesses with measurements.
 //!
-//! - Efficiency: for each layer kind, the factor `e` that best fits measured forward times of
-//!   layers of that kind in the least-squares sense: with `x_i` the time at 100% efficiency,
-//!   `t_i ~ x_i / e`, so `1 / e = sum(t_i x_i) / sum(x_i^2)`.
+//! - Layer time, per layer kind: `t = o + x / e` with `x` a layer's forward time at 100%
+//!   efficiency (its FLOPs over the peak) at the load it was measured at, `o` a fixed cost per
+//!   layer and micro-batch (operator launches, small kernels: a large share of a small layer's
+//!   time) and `e` the efficiency on the FLOPs. Both are fitted by least squares over the kind's
+//!   measurements when they span two loads or more (the profiler measures at two); a negative
+//!   intercept (noise, or a kind with no fixed cost to speak of) is clamped to `o = 0` and `e`
+//!   refitted through the origin, `1 / e = sum(t_i x_i) / sum(x_i^2)`, which is also the fit of
+//!   a kind measured at one load (calibration files of format 1). A kind with no FLOPs (the
+//!   token embedding) gets its mean measured time as its fixed cost.
 //! - Activation bytes (the paper's procedure): run a few steps with full recomputation and
 //!   without, read each stage's peak memory; the difference on stage `s` is
 //!   `n_s * sum over its layers (a_i - c_i)`. One scale for ViT blocks and one for LLM blocks
@@ -10,7 +16,7 @@
 //!   per-layer activation figures); the other layers keep the model's bytes (scale 1), and a
 //!   kind the stages cannot tell apart keeps scale 1 too.
 
-use super::vlm::{LayerKind, ModelLayer};
+use super::vlm::{LayerCost, LayerKind, ModelLayer};
 use crate::error::{number_at_least, Error};
 
 /// Every layer kind, in table order.
@@ -24,44 +30,88 @@ pub const KINDS: [LayerKind; 6] = [
 ];
 
 fn kind_index(k: LayerKind) -> usize {
-    KINDS.iter().position(|&x| x == k).expect("listed")
+    k.index()
 }
 
-/// Fits one efficiency per kind from `(layer index, measured forward ms)` pairs; `None` for a
-/// kind without measurements. `ms_at_peak[i]` is layer `i`'s forward time at 100% efficiency.
-pub fn fit_efficiency(
-    layers: &[ModelLayer],
-    ms_at_peak: &[f64],
-    measured: &[(u32, f64)],
-) -> Result<[Option<f64>; 6], Error> {
-    let mut num = [0.0; 6];
-    let mut den = [0.0; 6];
-    for &(i, t) in measured {
-        let Some(layer) = layers.get(i as usize) else {
-            return Err(Error::out_of_range(
-                "measured layer",
-                format!("{i} is not a layer (there are {})", layers.len()),
-            ));
-        };
-        number_at_least("measured forwardMs", t, 0.0)?;
-        if t == 0.0 {
-            return Err(Error::out_of_range(
-                "measured forwardMs",
-                format!("of layer {i} must be > 0 (a measured layer takes time), got 0"),
-            ));
-        }
-        let x = ms_at_peak[i as usize];
-        let k = kind_index(layer.kind);
-        num[k] += t * x;
-        den[k] += x * x;
+/// One measured layer time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerTiming {
+    /// The layer's kind.
+    pub kind: LayerKind,
+    /// Its forward time at 100% efficiency (ms) at the load it was measured at.
+    pub ms_at_peak: f64,
+    /// The measured forward time (ms).
+    pub forward_ms: f64,
+}
+
+/// Checks one measurement of layer `i`: the layer exists and the time is a positive number.
+pub fn check_timing(layers: &[ModelLayer], i: u32, forward_ms: f64) -> Result<LayerKind, Error> {
+    let Some(layer) = layers.get(i as usize) else {
+        return Err(Error::out_of_range(
+            "measured layer",
+            format!("{i} is not a layer (there are {})", layers.len()),
+        ));
+    };
+    number_at_least("measured forwardMs", forward_ms, 0.0)?;
+    if forward_ms == 0.0 {
+        return Err(Error::out_of_range(
+            "measured forwardMs",
+            format!("of layer {i} must be > 0 (a measured layer takes time), got 0"),
+        ));
     }
+    Ok(layer.kind)
+}
+
+/// Fits one [`LayerCost`] per kind (see the module doc); `None` for a kind without
+/// measurements. `efficiency[k]` is the kind's current efficiency, kept by a kind without FLOPs.
+pub fn fit_layer_cost(measured: &[LayerTiming], efficiency: &[f64; 6]) -> [Option<LayerCost>; 6] {
     let mut out = [None; 6];
-    for k in 0..6 {
-        if den[k] > 0.0 && num[k] > 0.0 {
-            out[k] = Some(den[k] / num[k]);
+    for (k, slot) in out.iter_mut().enumerate() {
+        let pts: Vec<(f64, f64)> = measured
+            .iter()
+            .filter(|m| kind_index(m.kind) == k)
+            .map(|m| (m.ms_at_peak, m.forward_ms))
+            .collect();
+        if pts.is_empty() {
+            continue;
         }
+        let n = pts.len() as f64;
+        let (sx, sy) = pts
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+        let (mx, my) = (sx / n, sy / n);
+        let sxx: f64 = pts.iter().map(|&(x, _)| (x - mx) * (x - mx)).sum();
+        let sxy: f64 = pts.iter().map(|&(x, y)| (x - mx) * (y - my)).sum();
+        let xmax = pts.iter().fold(0.0, |a: f64, &(x, _)| a.max(x));
+        if xmax <= 0.0 {
+            // No FLOPs: the time is all fixed cost.
+            *slot = Some(LayerCost {
+                overhead_ms: my,
+                efficiency: efficiency[k],
+            });
+            continue;
+        }
+        // Two loads or more (x spread beyond rounding): intercept and slope.
+        if sxx > 1e-12 * mx * mx * n {
+            let slope = sxy / sxx;
+            let o = my - slope * mx;
+            if slope > 0.0 && o >= 0.0 {
+                *slot = Some(LayerCost {
+                    overhead_ms: o,
+                    efficiency: 1.0 / slope,
+                });
+                continue;
+            }
+        }
+        let (num, den) = pts
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x * y, b + x * x));
+        *slot = Some(LayerCost {
+            overhead_ms: 0.0,
+            efficiency: den / num,
+        });
     }
-    Ok(out)
+    out
 }
 
 /// One stage's measured peak memory with full recomputation and with none.
@@ -178,19 +228,59 @@ mod tests {
         }
     }
 
+    fn timing(kind: LayerKind, x: f64, t: f64) -> LayerTiming {
+        LayerTiming {
+            kind,
+            ms_at_peak: x,
+            forward_ms: t,
+        }
+    }
+
     #[test]
     fn recovers_the_efficiency_that_made_the_measurements() {
-        let layers = vec![
-            layer(LayerKind::Vit, 1.0, 0.0),
-            layer(LayerKind::Vit, 1.0, 0.0),
-            layer(LayerKind::Llm, 1.0, 0.0),
+        // One load per kind (format 1): time through the origin.
+        let measured = [
+            timing(LayerKind::Vit, 2.0, 2.0 / 0.4),
+            timing(LayerKind::Vit, 4.0, 4.0 / 0.4),
+            timing(LayerKind::Llm, 10.0, 10.0 / 0.6),
         ];
-        let at_peak = [2.0, 4.0, 10.0];
-        let measured = [(0, 2.0 / 0.4), (1, 4.0 / 0.4), (2, 10.0 / 0.6)];
-        let e = fit_efficiency(&layers, &at_peak, &measured).unwrap();
-        assert!((e[kind_index(LayerKind::Vit)].unwrap() - 0.4).abs() < 1e-12);
-        assert!((e[kind_index(LayerKind::Llm)].unwrap() - 0.6).abs() < 1e-12);
-        assert_eq!(e[kind_index(LayerKind::Head)], None);
+        let c = fit_layer_cost(&measured, &[0.5; 6]);
+        let vit = c[kind_index(LayerKind::Vit)].unwrap();
+        assert!((vit.efficiency - 0.4).abs() < 1e-12 && vit.overhead_ms.abs() < 1e-12);
+        let llm = c[kind_index(LayerKind::Llm)].unwrap();
+        assert!((llm.efficiency - 0.6).abs() < 1e-12 && llm.overhead_ms == 0.0);
+        assert_eq!(c[kind_index(LayerKind::Head)], None);
+    }
+
+    #[test]
+    fn recovers_overhead_and_efficiency_from_two_loads_or_more() {
+        let t = |x: f64| 0.3 + x / 0.25;
+        let measured = [
+            timing(LayerKind::Projector, 1.0, t(1.0)),
+            timing(LayerKind::Projector, 4.0, t(4.0)),
+            timing(LayerKind::Projector, 9.0, t(9.0)),
+            timing(LayerKind::Embed, 0.0, 0.2),
+            timing(LayerKind::Embed, 0.0, 0.4),
+        ];
+        let c = fit_layer_cost(&measured, &[0.5, 0.5, 0.5, 0.7, 0.5, 0.5]);
+        let p = c[kind_index(LayerKind::Projector)].unwrap();
+        assert!((p.overhead_ms - 0.3).abs() < 1e-9, "{p:?}");
+        assert!((p.efficiency - 0.25).abs() < 1e-9, "{p:?}");
+        // No FLOPs: the mean time is the fixed cost; the efficiency stays.
+        let e = c[kind_index(LayerKind::Embed)].unwrap();
+        assert!((e.overhead_ms - 0.3).abs() < 1e-12 && e.efficiency == 0.7);
+    }
+
+    #[test]
+    fn a_negative_intercept_is_clamped_to_a_fit_through_the_origin() {
+        // Superlinear times: the line through them crosses below zero.
+        let measured = [
+            timing(LayerKind::Head, 1.0, 1.0),
+            timing(LayerKind::Head, 2.0, 3.0),
+        ];
+        let h = fit_layer_cost(&measured, &[0.5; 6])[kind_index(LayerKind::Head)].unwrap();
+        assert_eq!(h.overhead_ms, 0.0);
+        assert!((1.0 / h.efficiency - 7.0 / 5.0).abs() < 1e-12);
     }
 
     #[test]

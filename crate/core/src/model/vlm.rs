@@ -8,7 +8,10 @@
 //!   m h f)` (`m` = 3 for a gated MLP, 2 otherwise) plus attention `4 d a sum(l^2)` over each
 //!   independent sequence (every ViT tile alone, bidirectional) or half that (causal LLM
 //!   samples in a pack); backward is twice the forward.
-//! - Time = FLOPs / `tp` / (peak bf16 FLOP/s x the GPU's efficiency for the layer kind).
+//! - Time = FLOPs / `tp` / (peak bf16 FLOP/s x the GPU's efficiency for the layer kind); a
+//!   calibrated kind ([`GpuSpec::layer_cost`]) adds a fixed forward cost per layer and
+//!   micro-batch (kernel launches, per-operator work, not split over `tp`) and has its own
+//!   efficiency.
 //! - Activation bytes per transformer layer, re-derived per block type from the tensors autograd
 //!   saves (bf16, sequence parallel so every term splits over `tp`, no dropout), after Korthikanti
 //!   et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", section 4.1,
@@ -93,6 +96,18 @@ pub struct GpuSpec {
     pub network_bytes_per_s: f64,
     /// Bandwidth inside a node (bytes/s), for tensor parallel and gradient reduction in a node.
     pub nvlink_bytes_per_s: f64,
+    /// Measured cost per layer kind (indexed by [`LayerKind::index`]); `None`: the kind's
+    /// efficiency above and no fixed cost.
+    pub layer_cost: [Option<LayerCost>; 6],
+}
+
+/// A calibrated layer kind: forward time = `overhead_ms` + FLOPs / `tp` / (peak x `efficiency`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerCost {
+    /// Fixed forward time per layer and micro-batch (ms), whatever its load.
+    pub overhead_ms: f64,
+    /// Achieved / peak FLOP/s on the FLOPs.
+    pub efficiency: f64,
 }
 
 /// Parallel layout, precision and training set-up that shape per-GPU costs.
@@ -160,6 +175,12 @@ impl LayerKind {
             LayerKind::Llm => "llm",
             LayerKind::Head => "head",
         }
+    }
+
+    /// The kind's numeric code (its position in `['vit-embed', 'vit', 'projector', 'embed',
+    /// 'llm', 'head']`).
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -297,6 +318,21 @@ pub fn vlm_layers(
     ] {
         number_at_least(&format!("gpu.efficiency.{field}"), v, 1e-6)?;
     }
+    for (k, c) in gpu.layer_cost.iter().enumerate() {
+        if let Some(c) = c {
+            let kind = super::calibrate::KINDS[k].name();
+            number_at_least(
+                &format!("gpu.layerCost.{kind}.overheadMs"),
+                c.overhead_ms,
+                0.0,
+            )?;
+            number_at_least(
+                &format!("gpu.layerCost.{kind}.efficiency"),
+                c.efficiency,
+                1e-6,
+            )?;
+        }
+    }
     number_at_least("load.tiles", load.tiles, 0.0)?;
     number_at_least("load.tokens", load.tokens, 1.0)?;
     number_at_least("load.sumSqLen", load.sum_sq_len, 0.0)?;
@@ -367,7 +403,11 @@ pub fn vlm_layers(
         let frozen = (vision && par.frozen_vit) || (llm_part && par.frozen_llm);
         let (w, g, o) = state(!frozen);
         let per_gpu = r.params / tp;
-        let f = ms(r.flops, r.eff) + comm;
+        let (eff, overhead) = match gpu.layer_cost[r.kind.index()] {
+            Some(c) => (c.efficiency, c.overhead_ms),
+            None => (r.eff, 0.0),
+        };
+        let f = overhead + ms(r.flops, eff) + comm;
         // A frozen ViT needs no backward and keeps nothing; a frozen LLM back-propagates input
         // gradients only (about one forward).
         let (backward, act, ckpt, sel) = if vision && par.frozen_vit {
@@ -380,7 +420,7 @@ pub fn vlm_layers(
         let sel_ms = if vision && par.frozen_vit {
             0.0
         } else {
-            ms(r.sel_flops, r.eff).min(f)
+            ms(r.sel_flops, eff).min(f)
         };
         out.push(ModelLayer {
             kind: r.kind,
@@ -561,6 +601,7 @@ mod tests {
             },
             network_bytes_per_s: 25e9,
             nvlink_bytes_per_s: 300e9,
+            layer_cost: [None; 6],
         }
     }
 
@@ -631,6 +672,40 @@ mod tests {
         );
         let mlp_ms = 2.0 * 1000.0 * 3.0 * h * 16384.0 / 2.0 / (312e12 * 0.5) * 1e3;
         assert!((block.layer.selective_ms - mlp_ms).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_calibrated_kind_adds_its_fixed_cost_and_uses_its_efficiency() {
+        let load = MicroBatchLoad {
+            tiles: 4.0,
+            tokens: 2000.0,
+            sum_sq_len: 1e6,
+        };
+        let mut gpu = a100();
+        let plain = vlm_layers(&internvl(), &gpu, &Parallel::new(1, 1, 0), &load).unwrap();
+        gpu.layer_cost[LayerKind::Llm.index()] = Some(LayerCost {
+            overhead_ms: 0.7,
+            efficiency: 0.25,
+        });
+        let cal = vlm_layers(&internvl(), &gpu, &Parallel::new(1, 1, 0), &load).unwrap();
+        for (p, c) in plain.iter().zip(&cal) {
+            if c.kind == LayerKind::Llm {
+                // Efficiency 0.25 instead of 0.5: twice the compute time, plus the fixed cost.
+                assert!((c.layer.forward_ms - (0.7 + 2.0 * p.layer.forward_ms)).abs() < 1e-9);
+                assert_eq!(c.layer.backward_ms, 2.0 * c.layer.forward_ms);
+            } else {
+                assert_eq!(c.layer, p.layer);
+            }
+        }
+        gpu.layer_cost[LayerKind::Head.index()] = Some(LayerCost {
+            overhead_ms: -1.0,
+            efficiency: 0.5,
+        });
+        let e = vlm_layers(&internvl(), &gpu, &Parallel::new(1, 1, 0), &load).unwrap_err();
+        assert!(
+            e.to_string().contains("gpu.layerCost.head.overheadMs"),
+            "{e}"
+        );
     }
 
     #[test]
