@@ -30,6 +30,16 @@ export const GREEDY_PARTNERS = 16;
 export const GREEDY_SCAN = 64;
 /** Greedy swaps per step: `min(8 m + 32, this)`. */
 export const GREEDY_SWAPS = 1 << 30;
+/** Greedy swaps over each vision class after its pairing passes: one per this many packs (+32). */
+export const EQUALIZE_GREEDY_SHARE = 8;
+/** Vision-evening swaps per step with packs of unlike vision sums. */
+export const VISION_SWAPS = 128;
+/** Largest pack (in samples) a two-for-two exchange searches. */
+export const PAIR_SWAP_MAX_SAMPLES = 12;
+/** Largest vision cap the re-packing of part-filled packs runs at. */
+export const REPAIR_MAX_VISION = 1 << 16;
+/** Packs over their class's median cost by more than 1/this are matched in steps of their own. */
+export const COSTLY_PACK_DIV = 200;
 
 /** What happens to a sample over a cap: a micro-batch of its own, or left out. */
 export type Oversize = 'own-micro-batch' | 'drop';
@@ -98,6 +108,98 @@ function pack(vision: Uint32Array, text: Uint32Array, pool: number[], p: Balance
   return out;
 }
 
+/** Twin of `repack_part_filled`. */
+function repackPartFilled(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams): Packs {
+  const capV = p.caps.maxVision;
+  if (capV === 0 || capV > REPAIR_MAX_VISION) return packs;
+  const accept = (v: number, t: number) => v + p.visionSlack >= capV || t >= p.minText;
+  const out = new Packs();
+  const loose: number[] = [];
+  for (let k = 0; k < packs.length; k++) {
+    let v = 0;
+    let t = 0;
+    for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) {
+      v += vision[packs.items[q]];
+      t += text[packs.items[q]];
+    }
+    if (accept(v, t)) out.push(packs.items.slice(packs.offsets[k], packs.offsets[k + 1]));
+    else for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) loose.push(packs.items[q]);
+  }
+  if (loose.length === 0) return out;
+  const rest: number[] = [];
+  bestFit(vision, text, loose, p, out, rest);
+  rest.sort((a, b) => vision[b] - vision[a] || text[b] - text[a] || a - b);
+  bestFit(vision, text, rest, p, out, undefined);
+  return out;
+}
+
+/** Twin of `best_fit`. */
+function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: BalanceParams, out: Packs, rest: number[] | undefined): void {
+  const capV = p.caps.maxVision;
+  const capT = p.caps.maxText;
+  const accept = (v: number, t: number) => v + p.visionSlack >= capV || t >= p.minText;
+  const bins: OpenPack[] = [];
+  const closed: boolean[] = [];
+  const byRoom: number[][] = Array.from({ length: capV + 1 }, () => []);
+  for (const i of items) {
+    const sv = vision[i];
+    const st = text[i];
+    let b = -1;
+    for (let room = sv; room <= capV; room++) {
+      const bucket = byRoom[room];
+      if (bucket.length > 0 && bins[bucket[bucket.length - 1]].t + st <= capT) {
+        b = bucket.pop()!;
+        break;
+      }
+    }
+    if (b >= 0) {
+      bins[b].items.push(i);
+      bins[b].v += sv;
+      bins[b].t += st;
+    } else {
+      bins.push({ items: [i], v: sv, t: st });
+      closed.push(false);
+      b = bins.length - 1;
+    }
+    if (accept(bins[b].v, bins[b].t)) {
+      closed[b] = true;
+      out.push(bins[b].items);
+    } else byRoom[capV - Math.min(bins[b].v, capV)].push(b);
+  }
+  for (let b = 0; b < bins.length; b++) {
+    if (closed[b]) continue;
+    if (rest) for (const x of bins[b].items) rest.push(x);
+    else out.push(bins[b].items);
+  }
+}
+
+/** Twin of `match_costly_packs`. */
+function matchCostlyPacks(drawn: number[], loads: Loads, m: number): number[] {
+  const costly: number[] = [];
+  const taken = new Uint8Array(drawn.length);
+  for (let start = 0; start < drawn.length; ) {
+    let end = start;
+    while (end < drawn.length && loads.v[drawn[end]] === loads.v[drawn[start]]) end++;
+    const byCost: number[] = [];
+    for (let j = start; j < end; j++) byCost.push(j);
+    byCost.sort((a, b) => loads.w[drawn[a]] - loads.w[drawn[b]] || drawn[a] - drawn[b]);
+    const median = loads.w[drawn[byCost[byCost.length >> 1]]];
+    const limit = median + Math.floor(median / COSTLY_PACK_DIV);
+    let over = 0;
+    for (const j of byCost) if (loads.w[drawn[j]] > limit) over++;
+    const whole = over - (over % m);
+    for (let q = 0; q < whole; q++) {
+      const j = byCost[byCost.length - 1 - q];
+      costly.push(drawn[j]);
+      taken[j] = 1;
+    }
+    start = end;
+  }
+  if (costly.length === 0) return drawn;
+  for (let j = 0; j < drawn.length; j++) if (!taken[j]) costly.push(drawn[j]);
+  return costly;
+}
+
 /** Per-pack sums (vision, cost weight, text). */
 interface Loads {
   v: Float64Array;
@@ -146,7 +248,7 @@ class SwapRules {
         }
       }
     }
-    if (bx < 0) return false;
+    if (bx < 0) return this.swapPairs(packs, loads, hi, lo);
     const dw = this.w[bx] - this.w[by];
     const dt = this.t[bx] - this.t[by];
     loads.w[hi] -= dw;
@@ -159,6 +261,109 @@ class SwapRules {
       a[by] = tmp;
     }
     return true;
+  }
+
+  /** Twin of `SwapRules::swap_pairs`. */
+  swapPairs(packs: Packs, loads: Loads, hi: number, lo: number): boolean {
+    const h0 = packs.offsets[hi];
+    const h1 = packs.offsets[hi + 1];
+    const l0 = packs.offsets[lo];
+    const l1 = packs.offsets[lo + 1];
+    if (h1 - h0 < 2 || l1 - l0 < 2 || h1 - h0 > PAIR_SWAP_MAX_SAMPLES || l1 - l0 > PAIR_SWAP_MAX_SAMPLES) return false;
+    const gap = loads.w[hi] - loads.w[lo];
+    const room = this.capT - Math.min(loads.t[lo], this.capT);
+    const roomHi = this.capT - Math.min(loads.t[hi], this.capT);
+    let bestScore = -1;
+    let best: number[] | undefined;
+    for (let x1 = h0; x1 < h1; x1++) {
+      for (let x2 = x1 + 1; x2 < h1; x2++) {
+        const vx = this.v[x1] + this.v[x2];
+        const wx = this.w[x1] + this.w[x2];
+        const tx = this.t[x1] + this.t[x2];
+        for (let y1 = l0; y1 < l1; y1++) {
+          for (let y2 = y1 + 1; y2 < l1; y2++) {
+            const wy = this.w[y1] + this.w[y2];
+            if (this.v[y1] + this.v[y2] !== vx || wx <= wy) continue;
+            const d = wx - wy;
+            const ty = this.t[y1] + this.t[y2];
+            if (d >= gap || tx > room + ty || ty > roomHi + tx) continue;
+            const score = Math.abs(gap - 2 * d);
+            if (best === undefined || score < bestScore) {
+              bestScore = score;
+              best = [x1, x2, y1, y2];
+            }
+          }
+        }
+      }
+    }
+    if (best === undefined) return false;
+    const [x1, x2, y1, y2] = best;
+    const dw = this.w[x1] + this.w[x2] - this.w[y1] - this.w[y2];
+    const dt = this.t[x1] + this.t[x2] - this.t[y1] - this.t[y2];
+    loads.w[hi] -= dw;
+    loads.w[lo] += dw;
+    loads.t[hi] -= dt;
+    loads.t[lo] += dt;
+    for (const [a, b] of [[x1, y1], [x2, y2]]) this.swapPositions(packs, a, b);
+    return true;
+  }
+
+  private swapPositions(packs: Packs, a: number, b: number): void {
+    for (const arr of [packs.items, this.v, this.w, this.t] as { [i: number]: number }[]) {
+      const tmp = arr[a];
+      arr[a] = arr[b];
+      arr[b] = tmp;
+    }
+  }
+
+  /** Twin of `SwapRules::even_vision`. */
+  evenVision(packs: Packs, loads: Loads, step: number[], capV: number): void {
+    const above = (a: number, b: number) => loads.v[a] - loads.v[b] || loads.w[a] - loads.w[b] || a - b;
+    for (let it = 0; it < VISION_SWAPS; it++) {
+      let hi = step[0];
+      let lo = step[0];
+      for (let q = 1; q < step.length; q++) {
+        const k = step[q];
+        if (above(k, hi) > 0) hi = k;
+        if (above(k, lo) < 0) lo = k;
+      }
+      const gap = loads.v[hi] - loads.v[lo];
+      if (gap <= 1) return;
+      const roomT = this.capT - Math.min(loads.t[lo], this.capT);
+      const roomV = capV - Math.min(loads.v[lo], capV);
+      const roomHi = this.capT - Math.min(loads.t[hi], this.capT);
+      let bs = -1;
+      let bc = -1;
+      let bx = -1;
+      let by = -1;
+      for (let xi = packs.offsets[hi]; xi < packs.offsets[hi + 1]; xi++) {
+        const vx = this.v[xi];
+        const wx = this.w[xi];
+        const tx = this.t[xi];
+        for (let yi = packs.offsets[lo]; yi < packs.offsets[lo + 1]; yi++) {
+          const vy = this.v[yi];
+          if (vx <= vy || vx - vy >= gap || vx - vy > roomV) continue;
+          if (tx > roomT + this.t[yi] || this.t[yi] > roomHi + tx) continue;
+          const score = Math.abs(gap - 2 * (vx - vy));
+          const cost = Math.abs(loads.w[hi] - wx + this.w[yi] - (loads.w[lo] + wx - this.w[yi]));
+          if (bx < 0 || score < bs || (score === bs && cost < bc)) {
+            bs = score;
+            bc = cost;
+            bx = xi;
+            by = yi;
+          }
+        }
+      }
+      if (bx < 0) return;
+      const dv = this.v[bx] - this.v[by];
+      loads.v[hi] -= dv;
+      loads.v[lo] += dv;
+      loads.w[hi] = loads.w[hi] - this.w[bx] + this.w[by];
+      loads.w[lo] = loads.w[lo] + this.w[bx] - this.w[by];
+      loads.t[hi] = loads.t[hi] - this.t[bx] + this.t[by];
+      loads.t[lo] = loads.t[lo] + this.t[bx] - this.t[by];
+      this.swapPositions(packs, bx, by);
+    }
   }
 
   /** Twin of `SwapRules::pair_passes` (sorts `group[start..end)` in place). */
@@ -202,8 +407,15 @@ class SwapRules {
   }
 
   /** Twin of `SwapRules::greedy`. */
-  greedy(packs: Packs, loads: Loads, group: number[], iterations: number): void {
-    const asc = group.slice().sort(byCost(loads));
+  greedy(packs: Packs, loads: Loads, group: number[], iterations: number, spread: boolean): void {
+    let asc = group.slice().sort(byCost(loads));
+    if (spread) {
+      const half = Math.ceil(asc.length / 2);
+      const stride = Math.max(Math.floor(half / GREEDY_PARTNERS), 1);
+      const picked: number[] = [];
+      for (let q = 0; q < half; q += stride) picked.push(asc[q]);
+      asc = picked;
+    }
     const heap = new MaxHeap();
     for (const k of group) heap.push(loads.w[k], k);
     let done = 0;
@@ -225,7 +437,10 @@ class SwapRules {
         }
         if (++tried === GREEDY_PARTNERS) break;
       }
-      if (swappedWith < 0) break;
+      if (swappedWith < 0) {
+        if (spread) continue;
+        break;
+      }
       heap.push(loads.w[hi], hi);
       heap.push(loads.w[swappedWith], swappedWith);
     }
@@ -300,7 +515,7 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
       else oversize.push(i);
     }
   } else split = splitByCaps(vision, text, p.caps);
-  const packs = pack(vision, text, split.fit, p);
+  const packs = repackPartFilled(vision, text, pack(vision, text, split.fit, p), p);
   const normal = packs.length;
   for (const i of oversize) packs.push([i]);
 
@@ -329,6 +544,7 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
     let end = start;
     while (end < byVision.length && loads.v[byVision[end]] === loads.v[byVision[start]]) end++;
     rules.pairPasses(packs, loads, byVision, start, end, EQUALIZE_PASSES);
+    rules.greedy(packs, loads, byVision.slice(start, end), Math.floor((end - start) / EQUALIZE_GREEDY_SHARE) + 32, true);
     start = end;
   }
 
@@ -339,6 +555,7 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   drawn = drawn.slice(0, normal - (normal % m));
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
   drawn.sort((a, b) => loads.v[b] - loads.v[a]);
+  drawn = matchCostlyPacks(drawn, loads, m);
   const key = byKey(loads);
   const over = Array.from({ length: n - normal }, (_, k) => normal + k).sort(key);
   const overWhole = over.length - (over.length % m);
@@ -352,8 +569,12 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   }
   const steps = drawn.length / m;
   for (let s = 0; s < steps; s++) {
+    const step = drawn.slice(s * m, (s + 1) * m);
+    if (step.some((k) => loads.v[k] !== loads.v[step[0]]) && step.every((k) => k < normal)) {
+      rules.evenVision(packs, loads, step, p.caps.maxVision);
+    }
     rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
-    rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS));
+    rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false);
   }
 
   // Deal each step's packs to ranks; order the steps.

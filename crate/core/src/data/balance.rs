@@ -43,6 +43,8 @@ pub const TAIL_PURPOSE: u64 = (1 << 20) - 2;
 pub const DRAW_PURPOSE: u64 = (1 << 20) - 3;
 /// Pairing passes over each vision class of packs (step 3).
 pub const EQUALIZE_PASSES: u32 = 8;
+/// Greedy swaps over each vision class after its pairing passes: one per this many packs (+32).
+pub const EQUALIZE_GREEDY_SHARE: usize = 8;
 /// Pairing passes inside each step (step 4).
 pub const STEP_PASSES: u32 = 2;
 
@@ -178,6 +180,124 @@ fn pack(
     out
 }
 
+/// Step 1b: re-packs the samples of the packs that closed neither by vision nor by text (the
+/// last round's leftovers) best-fit decreasing, so that they fill the vision cap exactly where
+/// the data allows instead of forming classes of part-filled packs that mix into steps. Samples
+/// in (vision, text) descending order, index ascending; each joins the open pack of least vision
+/// room that takes it (only the most recent pack of each room is tried), else opens one. Full
+/// packs keep their order; re-packed ones follow. Runs when `0 < cap_v <= REPAIR_MAX_VISION`.
+fn repack_part_filled(samples: &Samples, packs: Packs, p: &BalanceParams) -> Packs {
+    let cap_v = p.caps.max_vision as u64;
+    if cap_v == 0 || cap_v > REPAIR_MAX_VISION {
+        return packs;
+    }
+    let slack = p.vision_slack as u64;
+    let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
+    let mut out = Packs::with_capacity(packs.items.len());
+    let mut loose: Vec<u32> = Vec::new();
+    for k in 0..packs.len() {
+        let pack = packs.get(k);
+        let (v, t) = pack.iter().fold((0u64, 0u64), |(v, t), &i| {
+            (
+                v + samples.vision[i as usize] as u64,
+                t + samples.text[i as usize] as u64,
+            )
+        });
+        if accept(v, t) {
+            out.push(pack);
+        } else {
+            loose.extend_from_slice(pack);
+        }
+    }
+    if loose.is_empty() {
+        return out;
+    }
+    drop(packs);
+    // First in the packs' (random) order, so re-packed packs mix sizes; what stays part-filled
+    // is re-packed once more in decreasing order, which fills the cap wherever the sizes allow.
+    let mut rest = Vec::new();
+    best_fit(samples, &loose, p, &mut out, Some(&mut rest));
+    rest.sort_unstable_by_key(|&i| {
+        (
+            Reverse(samples.vision[i as usize]),
+            Reverse(samples.text[i as usize]),
+            i,
+        )
+    });
+    best_fit(samples, &rest, p, &mut out, None);
+    out
+}
+
+/// Packs `items` in order, best fit by vision room (see [`repack_part_filled`]); full packs go
+/// to `out` as they fill; the packs left part-filled go to `rest` as loose samples when given,
+/// else to `out` too.
+fn best_fit(
+    samples: &Samples,
+    items: &[u32],
+    p: &BalanceParams,
+    out: &mut Packs,
+    mut rest: Option<&mut Vec<u32>>,
+) {
+    let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
+    let slack = p.vision_slack as u64;
+    let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
+    let mut bins: Vec<OpenPack> = Vec::new();
+    let mut closed: Vec<bool> = Vec::new();
+    // by_room[r]: open packs with vision room r, most recent last.
+    let mut by_room: Vec<Vec<u32>> = vec![Vec::new(); cap_v as usize + 1];
+    for &i in items {
+        let (sv, st) = (
+            samples.vision[i as usize] as u64,
+            samples.text[i as usize] as u64,
+        );
+        let mut into = None;
+        for room in sv..=cap_v {
+            if let Some(&b) = by_room[room as usize].last() {
+                if bins[b as usize].t + st <= cap_t {
+                    by_room[room as usize].pop();
+                    into = Some(b as usize);
+                    break;
+                }
+            }
+        }
+        let b = match into {
+            Some(b) => {
+                let bin = &mut bins[b];
+                bin.items.push(i);
+                bin.v += sv;
+                bin.t += st;
+                b
+            }
+            None => {
+                bins.push(OpenPack {
+                    items: vec![i],
+                    v: sv,
+                    t: st,
+                });
+                closed.push(false);
+                bins.len() - 1
+            }
+        };
+        if accept(bins[b].v, bins[b].t) {
+            closed[b] = true;
+            out.push(&bins[b].items);
+        } else {
+            by_room[(cap_v - bins[b].v.min(cap_v)) as usize].push(b as u32);
+        }
+    }
+    for (b, bin) in bins.iter().enumerate() {
+        if !closed[b] {
+            match rest.as_deref_mut() {
+                Some(r) => r.extend_from_slice(&bin.items),
+                None => out.push(&bin.items),
+            }
+        }
+    }
+}
+
+/// Largest vision cap [`repack_part_filled`] runs at (its cost grows with the cap).
+pub const REPAIR_MAX_VISION: u64 = 1 << 16;
+
 /// Per-pack sums: vision, cost weight, text.
 struct Loads {
     v: Vec<u64>,
@@ -228,7 +348,7 @@ impl SwapRules {
             }
         }
         let Some((_, xi, yi)) = best else {
-            return false;
+            return self.swap_pairs(packs, loads, hi, lo);
         };
         let (dw, dt) = (
             self.w[xi] - self.w[yi],
@@ -242,6 +362,71 @@ impl SwapRules {
         self.v.swap(xi, yi);
         self.w.swap(xi, yi);
         self.t.swap(xi, yi);
+        true
+    }
+
+    /// When no single swap helps: the one exchange of two samples of `hi` for two of `lo` with
+    /// the same vision sum (so vision sums never change) that brings the costs closest, under
+    /// `lo`'s text cap; only for packs of at most [`PAIR_SWAP_MAX_SAMPLES`] samples. Such
+    /// exchanges change a pack's mix of sizes ({5, 1} for {3, 3}), which single swaps never do.
+    /// Ties: the first in (x1, x2, y1, y2) position order.
+    fn swap_pairs(&mut self, packs: &mut Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
+        let (rh, rl) = (packs.range(hi), packs.range(lo));
+        if rh.len() < 2
+            || rl.len() < 2
+            || rh.len() > PAIR_SWAP_MAX_SAMPLES
+            || rl.len() > PAIR_SWAP_MAX_SAMPLES
+        {
+            return false;
+        }
+        let gap = loads.w[hi] - loads.w[lo];
+        let room = self.cap_t - loads.t[lo].min(self.cap_t);
+        let room_hi = self.cap_t - loads.t[hi].min(self.cap_t);
+        let mut best: Option<(u64, [usize; 4])> = None;
+        for x1 in rh.clone() {
+            for x2 in x1 + 1..rh.end {
+                let vx = self.v[x1] as u64 + self.v[x2] as u64;
+                let wx = self.w[x1] + self.w[x2];
+                let tx = self.t[x1] as u64 + self.t[x2] as u64;
+                for y1 in rl.clone() {
+                    for y2 in y1 + 1..rl.end {
+                        let wy = self.w[y1] + self.w[y2];
+                        if self.v[y1] as u64 + self.v[y2] as u64 != vx || wx <= wy {
+                            continue;
+                        }
+                        let d = wx - wy;
+                        let ty = self.t[y1] as u64 + self.t[y2] as u64;
+                        // Both packs stay under the text cap (a convex cost can fall while
+                        // the text grows).
+                        if d >= gap || tx > room + ty || ty > room_hi + tx {
+                            continue;
+                        }
+                        let score = gap.abs_diff(2 * d);
+                        if best.is_none_or(|(s, _)| score < s) {
+                            best = Some((score, [x1, x2, y1, y2]));
+                        }
+                    }
+                }
+            }
+        }
+        let Some((_, [x1, x2, y1, y2])) = best else {
+            return false;
+        };
+        let dw = self.w[x1] + self.w[x2] - self.w[y1] - self.w[y2];
+        let (tx, ty) = (
+            self.t[x1] as u64 + self.t[x2] as u64,
+            self.t[y1] as u64 + self.t[y2] as u64,
+        );
+        loads.w[hi] -= dw;
+        loads.w[lo] += dw;
+        loads.t[hi] = loads.t[hi] + ty - tx;
+        loads.t[lo] = loads.t[lo] + tx - ty;
+        for (a, b) in [(x1, y1), (x2, y2)] {
+            packs.items.swap(a, b);
+            self.v.swap(a, b);
+            self.w.swap(a, b);
+            self.t.swap(a, b);
+        }
         true
     }
 
@@ -299,14 +484,93 @@ impl SwapRules {
 }
 
 impl SwapRules {
+    /// Evens out the vision sums of a step whose packs differ in vision (a class boundary, or a
+    /// pack the re-packing could not fill): up to [`VISION_SWAPS`] times, the pack of highest
+    /// (vision, cost, index) and that of lowest (vision, cost, index) make the one swap of a
+    /// larger sample for a smaller one that brings their vision sums closest, ties broken by
+    /// the cost sums closest, then position order; stops when the sums differ by one or less or
+    /// no swap helps. `lo` stays under both caps. Only packs below `normal` (no over-cap ones).
+    fn even_vision(&mut self, packs: &mut Packs, loads: &mut Loads, step: &[u32], cap_v: u64) {
+        for _ in 0..VISION_SWAPS {
+            let (mut hi, mut lo) = (step[0] as usize, step[0] as usize);
+            for &k in &step[1..] {
+                let k = k as usize;
+                if (loads.v[k], loads.w[k], k) > (loads.v[hi], loads.w[hi], hi) {
+                    hi = k;
+                }
+                if (loads.v[k], loads.w[k], k) < (loads.v[lo], loads.w[lo], lo) {
+                    lo = k;
+                }
+            }
+            let gap = loads.v[hi] - loads.v[lo];
+            if gap <= 1 {
+                return;
+            }
+            let room_t = self.cap_t - loads.t[lo].min(self.cap_t);
+            let room_v = cap_v - loads.v[lo].min(cap_v);
+            let room_hi = self.cap_t - loads.t[hi].min(self.cap_t);
+            let mut best: Option<(u64, u64, usize, usize)> = None;
+            for xi in packs.range(hi) {
+                let (vx, wx, tx) = (self.v[xi] as u64, self.w[xi], self.t[xi] as u64);
+                for yi in packs.range(lo) {
+                    let vy = self.v[yi] as u64;
+                    if vx <= vy || vx - vy >= gap || vx - vy > room_v {
+                        continue;
+                    }
+                    let ty = self.t[yi] as u64;
+                    if tx > room_t + ty || ty > room_hi + tx {
+                        continue;
+                    }
+                    let score = gap.abs_diff(2 * (vx - vy));
+                    // Cost gap after the swap.
+                    let (wh, wl) = (loads.w[hi] - wx + self.w[yi], loads.w[lo] + wx - self.w[yi]);
+                    let cost = wh.abs_diff(wl);
+                    if best.is_none_or(|(s, c, _, _)| (score, cost) < (s, c)) {
+                        best = Some((score, cost, xi, yi));
+                    }
+                }
+            }
+            let Some((_, _, xi, yi)) = best else {
+                return;
+            };
+            let dv = self.v[xi] as u64 - self.v[yi] as u64;
+            loads.v[hi] -= dv;
+            loads.v[lo] += dv;
+            // Cost and text may move either way.
+            loads.w[hi] = loads.w[hi] - self.w[xi] + self.w[yi];
+            loads.w[lo] = loads.w[lo] + self.w[xi] - self.w[yi];
+            loads.t[hi] = loads.t[hi] - self.t[xi] as u64 + self.t[yi] as u64;
+            loads.t[lo] = loads.t[lo] + self.t[xi] as u64 - self.t[yi] as u64;
+            packs.items.swap(xi, yi);
+            self.v.swap(xi, yi);
+            self.w.swap(xi, yi);
+            self.t.swap(xi, yi);
+        }
+    }
+
     /// Up to `iterations` greedy swaps on the costliest pack of `group`: each takes the pack of
     /// highest (cost, index) (from a max-heap) and makes its best swap with the first of up to
-    /// [`GREEDY_PARTNERS`] cheaper packs among the first [`GREEDY_SCAN`] of `group` in the cost
-    /// order it had when the phase began. Stops when the costliest pack admits none. Costs
-    /// O(log m) per swap.
-    fn greedy(&mut self, packs: &mut Packs, loads: &mut Loads, group: &[u32], iterations: usize) {
+    /// [`GREEDY_PARTNERS`] cheaper packs among `group` in the cost order it had when the phase
+    /// began: the first [`GREEDY_SCAN`] of them, or with `spread` every `h / GREEDY_PARTNERS`-th
+    /// of the cheaper half `h` (a pack made costly by one long sample needs a partner holding a
+    /// sample of the same size a little shorter, which the cheapest packs rarely have). Stops
+    /// when the costliest pack admits none, or with `spread` sets that pack aside and goes on.
+    /// Costs O(log m) per swap.
+    fn greedy(
+        &mut self,
+        packs: &mut Packs,
+        loads: &mut Loads,
+        group: &[u32],
+        iterations: usize,
+        spread: bool,
+    ) {
         let mut asc = group.to_vec();
         asc.sort_unstable_by_key(|&k| (loads.w[k as usize], k));
+        if spread {
+            let half = asc.len().div_ceil(2);
+            let stride = (half / GREEDY_PARTNERS).max(1);
+            asc = asc[..half].iter().step_by(stride).copied().collect();
+        }
         let mut heap: MaxHeap = MaxHeap::new(group.iter().map(|&k| (loads.w[k as usize], k)));
         let mut done = 0;
         while let Some((wk, k)) = heap.pop() {
@@ -335,6 +599,9 @@ impl SwapRules {
                 }
             }
             let Some(lo) = swapped else {
+                if spread {
+                    continue;
+                }
                 break;
             };
             heap.push((loads.w[hi], hi as u32));
@@ -398,6 +665,11 @@ impl MaxHeap {
     }
 }
 
+/// Vision-evening swaps per step with packs of unlike vision sums.
+pub const VISION_SWAPS: usize = 128;
+/// Largest pack (in samples) [`SwapRules::swap_pairs`] searches (its cost grows as the fourth
+/// power).
+pub const PAIR_SWAP_MAX_SAMPLES: usize = 12;
 /// Cheap packs the greedy phase looks at for each swap (in its stale cost order).
 pub const GREEDY_SCAN: usize = 64;
 /// Partners a pairing pass tries, on either side, for a pair that admits no swap.
@@ -406,6 +678,55 @@ pub const PAIR_PARTNERS: usize = 4;
 pub const GREEDY_PARTNERS: usize = 16;
 /// Greedy swaps per step: `min(8 m + 32, this)` for `m` packs (in effect `8 m + 32`).
 pub const GREEDY_SWAPS: usize = 1 << 30;
+
+/// Costly packs matched in steps of their own: a pack that holds a sample long for its size
+/// cannot be brought down to its class's typical cost by swaps (its other samples are already
+/// the shortest of theirs), and a random step holding it runs that much longer. In each vision
+/// class (a run of `drawn`), the packs costlier than the class median by more than
+/// 1/[`COSTLY_PACK_DIV`] are taken out, costliest first, in whole steps of `m` (when there are
+/// at least `m`); these steps go first (the step order is shuffled later), the rest keeps its
+/// random order. Few packs qualify on ordinary data, so steps still look i.i.d.
+fn match_costly_packs(drawn: Vec<u32>, loads: &Loads, m: usize) -> Vec<u32> {
+    let mut costly: Vec<u32> = Vec::new();
+    let mut taken = vec![false; drawn.len()];
+    let mut start = 0;
+    while start < drawn.len() {
+        let v = loads.v[drawn[start] as usize];
+        let mut end = start;
+        while end < drawn.len() && loads.v[drawn[end] as usize] == v {
+            end += 1;
+        }
+        let mut by_cost: Vec<(u64, u32, usize)> = (start..end)
+            .map(|j| (loads.w[drawn[j] as usize], drawn[j], j))
+            .collect();
+        by_cost.sort_unstable();
+        let median = by_cost[by_cost.len() / 2].0;
+        let over = by_cost
+            .iter()
+            .filter(|e| e.0 > median + median / COSTLY_PACK_DIV)
+            .count();
+        let whole = over - over % m;
+        for &(_, k, j) in by_cost.iter().rev().take(whole) {
+            costly.push(k);
+            taken[j] = true;
+        }
+        start = end;
+    }
+    if costly.is_empty() {
+        return drawn;
+    }
+    costly.extend(
+        drawn
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| !taken[j])
+            .map(|(_, &k)| k),
+    );
+    costly
+}
+
+/// See [`match_costly_packs`]: packs over the class median by more than 1/this are costly.
+pub const COSTLY_PACK_DIV: u64 = 200;
 
 /// Plans one epoch with the balanced strategy.
 pub fn balance_batches(
@@ -447,6 +768,7 @@ pub fn balance_batches(
     let total = pool.len() as u64;
     let mut packs = pack(samples, &mut pool, p, progress, total);
     drop(pool);
+    packs = repack_part_filled(samples, packs, p);
     let normal = packs.len();
     for &i in &oversize {
         packs.push(&[i]);
@@ -501,6 +823,14 @@ pub fn balance_batches(
             &mut by_vision[start..end],
             EQUALIZE_PASSES,
         );
+        // The costliest packs left, each against the cheapest of the whole class.
+        rules.greedy(
+            &mut packs,
+            &mut loads,
+            &by_vision[start..end],
+            (end - start) / EQUALIZE_GREEDY_SHARE + 32,
+            true,
+        );
         start = end;
     }
     progress.report(total + total / 4, total * 2);
@@ -517,6 +847,7 @@ pub fn balance_batches(
         &mut Rng::for_epoch(p.seed, p.epoch, DRAW_PURPOSE),
     );
     drawn.sort_by_key(|&k| Reverse(loads.v[k as usize]));
+    drawn = match_costly_packs(drawn, &loads, m);
     // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
     let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
     over.sort_unstable_by_key(|&k| loads.key(k));
@@ -532,8 +863,20 @@ pub fn balance_batches(
     }
     let steps = drawn.len() / m;
     for (s, step) in drawn.chunks_mut(m).enumerate() {
+        let v0 = loads.v[step[0] as usize];
+        if step.iter().any(|&k| loads.v[k as usize] != v0)
+            && step.iter().all(|&k| (k as usize) < normal)
+        {
+            rules.even_vision(&mut packs, &mut loads, step, p.caps.max_vision as u64);
+        }
         rules.pair_passes(&mut packs, &mut loads, step, STEP_PASSES);
-        rules.greedy(&mut packs, &mut loads, step, (8 * m + 32).min(GREEDY_SWAPS));
+        rules.greedy(
+            &mut packs,
+            &mut loads,
+            step,
+            (8 * m + 32).min(GREEDY_SWAPS),
+            false,
+        );
         if s % 1024 == 1023 {
             progress.report(
                 total + total / 4 + (total * 3 / 4) * s as u64 / steps as u64,
