@@ -173,6 +173,134 @@ function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: Bal
   }
 }
 
+/** Stream purpose of the random choice of the packs {@link spreadTail} deals. */
+export const SPREAD_PURPOSE = 1048572;
+
+/** A binary min-heap of unique (vision, text, pack) entries (pops in key order, as the core's). */
+class MinHeap3 {
+  private e: [number, number, number][] = [];
+
+  private less(a: [number, number, number], b: [number, number, number]): boolean {
+    return a[0] < b[0] || (a[0] === b[0] && (a[1] < b[1] || (a[1] === b[1] && a[2] < b[2])));
+  }
+
+  push(x: [number, number, number]): void {
+    const e = this.e;
+    e.push(x);
+    let i = e.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(e[i], e[parent])) break;
+      [e[i], e[parent]] = [e[parent], e[i]];
+      i = parent;
+    }
+  }
+
+  pop(): [number, number, number] | undefined {
+    const e = this.e;
+    if (e.length === 0) return undefined;
+    const top = e[0];
+    const last = e.pop()!;
+    if (e.length === 0) return top;
+    e[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let small = i;
+      if (l < e.length && this.less(e[l], e[small])) small = l;
+      if (r < e.length && this.less(e[r], e[small])) small = r;
+      if (small === i) break;
+      [e[i], e[small]] = [e[small], e[i]];
+      i = small;
+    }
+    return top;
+  }
+}
+
+/** Twin of `spread_tail`: the packs, the ids of those in use, and the samples dropped. */
+function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams, m: number): [Packs, number[], number[]] {
+  const n = packs.length;
+  const all = Array.from({ length: n }, (_, k) => k);
+  if (n < m) return [packs, all, []];
+  const capV = p.caps.maxVision;
+  const capT = p.caps.maxText;
+  const partFilled = (k: number) => {
+    let v = 0;
+    let t = 0;
+    for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) {
+      v += vision[packs.items[q]];
+      t += text[packs.items[q]];
+    }
+    return capV > 0 && v + p.visionSlack < capV && t < p.minText;
+  };
+  const order = all.slice();
+  shuffleInPlace(order, Rng.forEpoch(p.seed, p.epoch, SPREAD_PURPOSE));
+  const r = p.tail === 'drop' ? n % m : 0;
+  const head = order.slice(0, n - r);
+  const tail = order.slice(n - r);
+  const isPart = head.map(partFilled);
+  const part = head.filter((_, j) => isPart[j]);
+  if (r === 0 && part.length === 0) return [packs, all, []];
+  const need = Math.max(r > 0 ? Math.max(3 * m - 4 * r, 0) : 0, part.length, 1);
+  const pe = Math.ceil(need / m) * m;
+  const full = head.filter((_, j) => !isPart[j]);
+  if (pe - part.length > full.length) return [packs, all, []];
+  const dealt = [...tail, ...part, ...full.slice(0, pe - part.length)];
+  const bins = pe + (r > 0 ? m : 0);
+  const items: number[] = [];
+  for (const k of dealt) for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) items.push(packs.items[q]);
+  if (items.length < bins) return [packs, all, []];
+  items.sort((a, b) => vision[b] - vision[a] || text[b] - text[a] || a - b);
+  const exact = p.tail === 'drop';
+  let totalV = 0;
+  for (const i of items) totalV += vision[i];
+  const steps = bins / m;
+  const perStep = Math.floor(totalV / m);
+  const target = Array.from({ length: bins }, (_, b) => {
+    if (!exact) return capV;
+    const st = Math.floor(b / m);
+    return Math.min(Math.floor(perStep / steps) + (st < perStep % steps ? 1 : 0), capV);
+  });
+  const heap = new MinHeap3();
+  for (let b = 0; b < bins; b++) heap.push([-target[b], 0, b]);
+  const members: number[][] = Array.from({ length: bins }, () => []);
+  const lost: number[] = [];
+  const skipped: [number, number, number][] = [];
+  for (const i of items) {
+    const sv = vision[i];
+    const st = text[i];
+    let placed = false;
+    for (let top = heap.pop(); top !== undefined; top = heap.pop()) {
+      skipped.push(top);
+      const [over, t, b] = top;
+      if (over + sv > 0) break;
+      if (t + st <= capT) {
+        skipped.pop();
+        members[b].push(i);
+        heap.push([over + sv, t + st, b]);
+        placed = true;
+        break;
+      }
+    }
+    for (const x of skipped) heap.push(x);
+    skipped.length = 0;
+    if (!placed) {
+      if (!exact) return [packs, all, []];
+      lost.push(i);
+    }
+  }
+  let tailSamples = 0;
+  for (const k of tail) tailSamples += packs.offsets[k + 1] - packs.offsets[k];
+  if (members.some((b) => b.length === 0) || lost.length > tailSamples) return [packs, all, []];
+  const gone = new Uint8Array(n);
+  for (const k of dealt) gone[k] = 1;
+  const kept = all.filter((k) => !gone[k]);
+  for (const b of members) packs.push(b);
+  lost.sort((a, b) => a - b);
+  return [packs, kept, lost];
+}
+
 /** Twin of `match_costly_packs`. */
 function matchCostlyPacks(drawn: number[], loads: Loads, m: number): number[] {
   const costly: number[] = [];
@@ -515,7 +643,11 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
       else oversize.push(i);
     }
   } else split = splitByCaps(vision, text, p.caps);
-  const packs = repackPartFilled(vision, text, pack(vision, text, split.fit, p), p);
+  const repacked = repackPartFilled(vision, text, pack(vision, text, split.fit, p), p);
+  const before = repacked.length;
+  const [packs, kept, lost] = spreadTail(vision, text, repacked, p, m);
+  const fresh = Array.from({ length: packs.length - before }, (_, k) => before + k);
+  for (const i of lost) split.dropped.push([i, DROP_CODE.tail]);
   const normal = packs.length;
   for (const i of oversize) packs.push([i]);
 
@@ -539,7 +671,7 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   );
 
   // Equalize the packs of each vision class.
-  const byVision = Array.from({ length: normal }, (_, k) => k).sort((a, b) => loads.v[b] - loads.v[a] || a - b);
+  const byVision = [...kept, ...fresh].sort((a, b) => loads.v[b] - loads.v[a] || a - b);
   for (let start = 0; start < byVision.length; ) {
     let end = start;
     while (end < byVision.length && loads.v[byVision[end]] === loads.v[byVision[start]]) end++;
@@ -549,13 +681,17 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   }
 
   // A random tail, then a random draw grouped by vision sum, cut into steps.
-  let drawn = Array.from({ length: normal }, (_, k) => k);
+  let drawn = kept;
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
-  let tail = drawn.slice(normal - (normal % m));
-  drawn = drawn.slice(0, normal - (normal % m));
+  const whole = drawn.length - (drawn.length % m);
+  let tail = drawn.slice(whole);
+  drawn = drawn.slice(0, whole);
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
   drawn.sort((a, b) => loads.v[b] - loads.v[a]);
   drawn = matchCostlyPacks(drawn, loads, m);
+  // The dealt packs: by vision sum (those short of their target together), after the rest.
+  fresh.sort((a, b) => loads.v[b] - loads.v[a] || a - b);
+  for (const k of fresh) drawn.push(k);
   const key = byKey(loads);
   const over = Array.from({ length: n - normal }, (_, k) => normal + k).sort(key);
   const overWhole = over.length - (over.length % m);
