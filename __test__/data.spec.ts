@@ -226,18 +226,17 @@ realTest('quality on the shared real data (dp 8, ~4.5 samples per pack): balance
   const labels = await datasetLabels();
   t.true(shareSdRatio(plan, labels) <= 1.25);
   // The default cost is the step time's (linear + causal attention of the default LLM): the
-  // slowest rank of a step is within 1% of the mean at p99 at dp 8. At dp 64 the few steps of
-  // smaller packs the tail is dealt into mix packs one vision unit apart (p99 2.2%; the tail
-  // is no longer dropped).
+  // slowest rank of a step is within 1% of the mean at p99. At dp 8 the tail is dealt into a
+  // few steps of smaller packs instead of being dropped (at dp 64 the epoch has too few steps).
   const model = { a: 1, b: 1 / (12 * 6144) };
-  for (const [dp, p99] of [[8, 0.01], [64, 0.03]]) {
+  for (const dp of [8, 64]) {
     const byDefault = balanceBatches(s, { dp, samplesPerPack: 4.5, seed: 0 });
     const mm = batchMetrics(byDefault, s, model);
     const share = shareSdRatio(byDefault, labels);
     t.log(`default cost, dp ${dp}: slowest rank +${(100 * mm.costExcessMedian).toFixed(3)}% median, +${(100 * mm.costExcessP99).toFixed(3)}% p99, share SD ${share.toFixed(2)}x i.i.d.`);
     t.true(mm.costExcessMedian <= 0.001, `dp ${dp}: median excess ${mm.costExcessMedian}`);
-    t.true(mm.costExcessP99 <= p99, `dp ${dp}: p99 excess ${mm.costExcessP99}`);
-    t.true(byDefault.droppedIndex.length < dp, `dp ${dp}: ${byDefault.droppedIndex.length} dropped`);
+    t.true(mm.costExcessP99 <= 0.01, `dp ${dp}: p99 excess ${mm.costExcessP99}`);
+    if (dp === 8) t.true(byDefault.droppedIndex.length < dp, `dp ${dp}: ${byDefault.droppedIndex.length} dropped`);
     t.true(share <= 1.25, `dp ${dp}: share SD ${share}`);
   }
   t.true(m.samplesPerPack > 4 && m.samplesPerPack < 5, `samples per pack ${m.samplesPerPack}`);

@@ -173,6 +173,8 @@ function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: Bal
   }
 }
 
+/** `spreadTail` runs when the epoch has at least this many steps per new step. */
+export const SPREAD_MIN_SHARE = 128;
 /** Stream purpose of the random choice of the packs {@link spreadTail} deals. */
 export const SPREAD_PURPOSE = 1048572;
 
@@ -248,10 +250,11 @@ function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: Bal
   if (pe - part.length > full.length) return [packs, all, []];
   const dealt = [...tail, ...part, ...full.slice(0, pe - part.length)];
   const bins = pe + (r > 0 ? m : 0);
+  if (Math.floor((n - r - pe + bins) / m) < SPREAD_MIN_SHARE * (bins / m)) return [packs, all, []];
   const items: number[] = [];
   for (const k of dealt) for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) items.push(packs.items[q]);
   if (items.length < bins) return [packs, all, []];
-  items.sort((a, b) => vision[b] - vision[a] || text[b] - text[a] || a - b);
+  items.sort((a, b) => vision[b] - vision[a]);
   const exact = p.tail === 'drop';
   let totalV = 0;
   for (const i of items) totalV += vision[i];
