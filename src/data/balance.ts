@@ -175,7 +175,7 @@ function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: Bal
 
 /** `spreadTail` runs when the epoch has at least this many steps per new step. */
 export const SPREAD_MIN_SHARE = 128;
-/** Stream purpose of the random choice of the packs {@link spreadTail} deals. */
+/** Stream purpose of the random choice of the packs `spreadTail` deals. */
 export const SPREAD_PURPOSE = 1048572;
 
 /** A binary min-heap of unique (vision, text, pack) entries (pops in key order, as the core's). */

@@ -24,7 +24,7 @@
 //!    vision sum are tried where no single swap helps, and a greedy phase takes the costliest
 //!    packs left against partners across the class.
 //! 4. Steps drawn at random: `packs mod (dp * accum)` packs, chosen at random, form the tail
-//!    (none under `drop`, see step 1); the
+//!    (under `drop`, dealt into smaller packs instead where the epoch is long enough, step 1); the
 //!    others, in a random order grouped by vision sum, are cut into steps; packs that stay
 //!    costlier than their class's median by over 0.5% (a sample long for its size) are matched
 //!    in steps of their own (`match_costly_packs`). Each step is then fine-tuned: vision sums
