@@ -47,6 +47,51 @@ nativeTest('planBatches: native equals the twin (plans and metrics) on random da
   t.pass();
 });
 
+/**
+ * Real-like samples (1, 3, 4 or 5 tiles of 256 tokens plus a heavy-tailed residual), large
+ * enough for every step of the balanced planner to act: re-packing of part-filled packs, the
+ * tail dealt into smaller packs, two-for-two exchanges, costly packs matched, vision evening.
+ */
+const realLikeArb = fc.record({
+  n: fc.integer({ min: 200, max: 3000 }),
+  seed: fc.integer({ min: 0, max: 2 ** 31 }),
+  longEvery: fc.integer({ min: 20, max: 200 }),
+}).map(({ n, seed, longEvery }) => {
+  const tiles = [1, 3, 4, 5];
+  const vision = new Uint32Array(n);
+  const text = new Uint32Array(n);
+  let x = seed >>> 0;
+  const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+  for (let i = 0; i < n; i++) {
+    vision[i] = tiles[next() % 4];
+    text[i] = 256 * vision[i] + 30 + (next() % 300) + (i % longEvery === 0 ? 400 + (next() % 800) : 0);
+  }
+  return { vision, text };
+});
+
+nativeTest('planBatches: native equals the twin on real-like data, any dp, accum and tail', (t) => {
+  fc.assert(
+    fc.property(
+      realLikeArb,
+      fc.integer({ min: 1, max: 48 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.constantFrom('drop', 'pad', 'keep-partial'),
+      fc.constantFrom(0, 1 / 73728, 1 / 2048),
+      fc.double({ min: 2, max: 7, noNaN: true }),
+      (s, dp, accum, tail, costB, samplesPerPack) => {
+        const options = { dp, accum, samplesPerPack, tail, costB, seed: dp + 3 * accum };
+        const diff = sameOnBothBackends((api) => {
+          const plan = api.planBatches(s.vision, s.text, options);
+          return { plan, metrics: api.batchMetrics(plan, s.vision, s.text, 1, costB) };
+        });
+        if (diff) throw new Error(`${diff}\noptions ${JSON.stringify(options)}`);
+      },
+    ),
+    { numRuns: 150 },
+  );
+  t.pass();
+});
+
 /** Samples with outliers (40 tiles, 16-20k tokens) at random places, as skewed real sets have. */
 const skewedArb = fc.tuple(samplesArb, fc.array(fc.nat(), { maxLength: 12 })).map(([s, at]) => {
   for (const k of at) {

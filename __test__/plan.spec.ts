@@ -48,7 +48,8 @@ test('per-row steps and GPU-days recompute from the JSON; run figures are consis
   t.is(f.epochs, 3);
   t.true(Math.abs(f.hours - 3 * plan.epochHours) < 1e-9 * f.hours);
   t.true(Math.abs(f.tokensPerS - f.tokensPerStep / (f.stepMs / 1000)) < 1e-6 * f.tokensPerS);
-  t.true(Math.abs(f.samplesPerS * (f.stepMs / 1000) * plan.steps - (plan.samples - 0)) <= plan.samples * 0.01, 'samples per step x steps ~ the samples planned');
+  // Off by the dropped tail only: up to dp x accum - 1 packs (255 of ~12,900 here, ~2%).
+  t.true(Math.abs(f.samplesPerS * (f.stepMs / 1000) * plan.steps - plan.samples) <= plan.samples * 0.025, 'samples per step x steps ~ the samples planned');
   t.true(f.mfu > 0.05 && f.mfu < 1, `MFU ${f.mfu}`);
   t.true(Math.abs(f.tflopsPerGpu * 1e12 - f.mfu * 312e12) < 1e-6 * f.tflopsPerGpu * 1e12, 'TFLOP/s per GPU = MFU x A100 peak');
   // Memory breakdown sums to each stage's memory.

@@ -1,6 +1,7 @@
 // One benchmark case of `npm run bench -- pack`, in its own process so its peak RSS is its own.
 // Usage: node --import tsx bench/pack-case.ts IMPL DATA   (prints one JSON line)
-//   IMPL: native | native-cost | native-model | js | bin-packer | native-isf | native-random | native-length-grouped,
+//   IMPL: native (the library's default cost: the default model's step-time cost) | native-tokens (costB 0) |
+//         native-cost | js | bin-packer | native-isf | native-random | native-length-grouped,
 //         optionally suffixed @DP (data-parallel ranks, default 8)
 //   DATA: real | synthetic:N | skewed:N (1% of samples at 40 tiles, 16-18k tokens) |
 //         heavytext:N (3% of samples' text stretched 4-16x)
@@ -84,11 +85,12 @@ function shareSdRatio(plan: BatchPlan, label: Uint8Array): number {
 async function main(): Promise<void> {
   const s = await load();
   const native = impl.startsWith('native') ? (require('../bindings.js') as typeof Native) : undefined;
-  const options = { dp: DP, samplesPerPack: B, seed: 1 };
+  // The library's default (planBatches fills in the default model's cost; the raw bindings do not).
+  const options = { dp: DP, samplesPerPack: B, seed: 1, costA: MODEL_COST.a, costB: MODEL_COST.b };
   const started = process.hrtime.bigint();
   let plan: BatchPlan;
   if (impl === 'native') plan = native!.planBatches(s.vision, s.text, options) as BatchPlan;
-  else if (impl === 'native-model') plan = native!.planBatches(s.vision, s.text, { ...options, costA: MODEL_COST.a, costB: MODEL_COST.b }) as BatchPlan;
+  else if (impl === 'native-tokens') plan = native!.planBatches(s.vision, s.text, { ...options, costA: 1, costB: 0 }) as BatchPlan;
   else if (impl === 'native-cost') plan = native!.planBatches(s.vision, s.text, { ...options, costB: 1 / 4096 }) as BatchPlan;
   else if (impl.startsWith('native-')) plan = native!.planBatches(s.vision, s.text, { ...options, strategy: impl.slice(7) }) as BatchPlan;
   else if (impl === 'js') plan = jsBackend.planBatches(s.vision, s.text, options) as BatchPlan;
@@ -101,7 +103,7 @@ async function main(): Promise<void> {
   const rssMB = process.resourceUsage().maxRSS / 1024;
   const shareSd = labels ? shareSdRatio(plan, labels) : null;
   process.stdout.write(
-    `${JSON.stringify({ impl, data, samples: s.text.length, ms, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped, excessMedian: mm.costExcessMedian, excessP99: mm.costExcessP99, shareSd, oversize: plan.oversizeIndex?.length ?? 0, dp: DP })}\n`,
+    `${JSON.stringify({ impl, data, samples: s.text.length, ms, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped, excessMedian: mm.costExcessMedian, excessP99: mm.costExcessP99, modelDist: mm.costDist, worstTextDist: Math.max(...m.stepTextDist), shareSd, oversize: plan.oversizeIndex?.length ?? 0, dp: DP })}\n`,
   );
 }
 

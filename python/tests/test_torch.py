@@ -102,10 +102,11 @@ def _worker(rank, world, pairs, out_dir):
             waits.append(sum(top - float(x) for x in loads) / (top * world))
             for mb in batches[step:step + 2]:
                 mine.extend(mb)
-        # Steps are drawn at random (issue 12), so a rare step pairs a part-filled pack with full
-        # ones (worst seen ~7.7% on these 20,000 samples); the epoch as a whole stays balanced.
-        assert sum(waits) / len(waits) < 0.01, "unbalanced epoch: mean wait %.4f" % (sum(waits) / len(waits))
-        assert max(waits) < 0.10, "unbalanced step: %.4f" % max(waits)
+        # Steps are drawn at random (issue 12) and balance the default step-time cost, not plain
+        # tokens; no step pairs a part-filled pack with full ones any more (token waits on these
+        # 20,000 samples: mean 0.17%, worst step 0.5-2.8% over seeds and epochs).
+        assert sum(waits) / len(waits) < 0.005, "unbalanced epoch: mean wait %.4f" % (sum(waits) / len(waits))
+        assert max(waits) < 0.05, "unbalanced step: %.4f" % max(waits)
         everyone = [None] * world
         dist.all_gather_object(everyone, mine)
         if rank == 0:

@@ -30,6 +30,16 @@ export const GREEDY_PARTNERS = 16;
 export const GREEDY_SCAN = 64;
 /** Greedy swaps per step: `min(8 m + 32, this)`. */
 export const GREEDY_SWAPS = 1 << 30;
+/** Greedy swaps over each vision class after its pairing passes: one per this many packs (+32). */
+export const EQUALIZE_GREEDY_SHARE = 8;
+/** Vision-evening swaps per step with packs of unlike vision sums. */
+export const VISION_SWAPS = 128;
+/** Largest pack (in samples) a two-for-two exchange searches. */
+export const PAIR_SWAP_MAX_SAMPLES = 12;
+/** Largest vision cap the re-packing of part-filled packs runs at. */
+export const REPAIR_MAX_VISION = 1 << 16;
+/** Packs over their class's median cost by more than 1/this are matched in steps of their own. */
+export const COSTLY_PACK_DIV = 200;
 
 /** What happens to a sample over a cap: a micro-batch of its own, or left out. */
 export type Oversize = 'own-micro-batch' | 'drop';
@@ -98,6 +108,229 @@ function pack(vision: Uint32Array, text: Uint32Array, pool: number[], p: Balance
   return out;
 }
 
+/** Twin of `repack_part_filled`. */
+function repackPartFilled(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams): Packs {
+  const capV = p.caps.maxVision;
+  if (capV === 0 || capV > REPAIR_MAX_VISION) return packs;
+  const accept = (v: number, t: number) => v + p.visionSlack >= capV || t >= p.minText;
+  const out = new Packs();
+  const loose: number[] = [];
+  for (let k = 0; k < packs.length; k++) {
+    let v = 0;
+    let t = 0;
+    for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) {
+      v += vision[packs.items[q]];
+      t += text[packs.items[q]];
+    }
+    if (accept(v, t)) out.push(packs.items.slice(packs.offsets[k], packs.offsets[k + 1]));
+    else for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) loose.push(packs.items[q]);
+  }
+  if (loose.length === 0) return out;
+  const rest: number[] = [];
+  bestFit(vision, text, loose, p, out, rest);
+  rest.sort((a, b) => vision[b] - vision[a] || text[b] - text[a] || a - b);
+  bestFit(vision, text, rest, p, out, undefined);
+  return out;
+}
+
+/** Twin of `best_fit`. */
+function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: BalanceParams, out: Packs, rest: number[] | undefined): void {
+  const capV = p.caps.maxVision;
+  const capT = p.caps.maxText;
+  const accept = (v: number, t: number) => v + p.visionSlack >= capV || t >= p.minText;
+  const bins: OpenPack[] = [];
+  const closed: boolean[] = [];
+  const byRoom: number[][] = Array.from({ length: capV + 1 }, () => []);
+  for (const i of items) {
+    const sv = vision[i];
+    const st = text[i];
+    let b = -1;
+    for (let room = sv; room <= capV; room++) {
+      const bucket = byRoom[room];
+      if (bucket.length > 0 && bins[bucket[bucket.length - 1]].t + st <= capT) {
+        b = bucket.pop()!;
+        break;
+      }
+    }
+    if (b >= 0) {
+      bins[b].items.push(i);
+      bins[b].v += sv;
+      bins[b].t += st;
+    } else {
+      bins.push({ items: [i], v: sv, t: st });
+      closed.push(false);
+      b = bins.length - 1;
+    }
+    if (accept(bins[b].v, bins[b].t)) {
+      closed[b] = true;
+      out.push(bins[b].items);
+    } else byRoom[capV - Math.min(bins[b].v, capV)].push(b);
+  }
+  for (let b = 0; b < bins.length; b++) {
+    if (closed[b]) continue;
+    if (rest) for (const x of bins[b].items) rest.push(x);
+    else out.push(bins[b].items);
+  }
+}
+
+/** `spreadTail` runs when the epoch has at least this many steps per new step. */
+export const SPREAD_MIN_SHARE = 128;
+/** Stream purpose of the random choice of the packs `spreadTail` deals. */
+export const SPREAD_PURPOSE = 1048572;
+
+/** A binary min-heap of unique (vision, text, pack) entries (pops in key order, as the core's). */
+class MinHeap3 {
+  private e: [number, number, number][] = [];
+
+  private less(a: [number, number, number], b: [number, number, number]): boolean {
+    return a[0] < b[0] || (a[0] === b[0] && (a[1] < b[1] || (a[1] === b[1] && a[2] < b[2])));
+  }
+
+  push(x: [number, number, number]): void {
+    const e = this.e;
+    e.push(x);
+    let i = e.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(e[i], e[parent])) break;
+      [e[i], e[parent]] = [e[parent], e[i]];
+      i = parent;
+    }
+  }
+
+  pop(): [number, number, number] | undefined {
+    const e = this.e;
+    if (e.length === 0) return undefined;
+    const top = e[0];
+    const last = e.pop()!;
+    if (e.length === 0) return top;
+    e[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let small = i;
+      if (l < e.length && this.less(e[l], e[small])) small = l;
+      if (r < e.length && this.less(e[r], e[small])) small = r;
+      if (small === i) break;
+      [e[i], e[small]] = [e[small], e[i]];
+      i = small;
+    }
+    return top;
+  }
+}
+
+/** Twin of `spread_tail`: the packs, the ids of those in use, and the samples dropped. */
+function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams, m: number): [Packs, number[], number[]] {
+  const n = packs.length;
+  const all = Array.from({ length: n }, (_, k) => k);
+  if (n < m) return [packs, all, []];
+  const capV = p.caps.maxVision;
+  const capT = p.caps.maxText;
+  const partFilled = (k: number) => {
+    let v = 0;
+    let t = 0;
+    for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) {
+      v += vision[packs.items[q]];
+      t += text[packs.items[q]];
+    }
+    return capV > 0 && v + p.visionSlack < capV && t < p.minText;
+  };
+  const order = all.slice();
+  shuffleInPlace(order, Rng.forEpoch(p.seed, p.epoch, SPREAD_PURPOSE));
+  const r = p.tail === 'drop' ? n % m : 0;
+  const head = order.slice(0, n - r);
+  const tail = order.slice(n - r);
+  const isPart = head.map(partFilled);
+  const part = head.filter((_, j) => isPart[j]);
+  if (r === 0 && part.length === 0) return [packs, all, []];
+  const need = Math.max(r > 0 ? Math.max(3 * m - 4 * r, 0) : 0, part.length, 1);
+  const pe = Math.ceil(need / m) * m;
+  const full = head.filter((_, j) => !isPart[j]);
+  if (pe - part.length > full.length) return [packs, all, []];
+  const dealt = [...tail, ...part, ...full.slice(0, pe - part.length)];
+  const bins = pe + (r > 0 ? m : 0);
+  if (Math.floor((n - r - pe + bins) / m) < SPREAD_MIN_SHARE * (bins / m)) return [packs, all, []];
+  const items: number[] = [];
+  for (const k of dealt) for (let q = packs.offsets[k]; q < packs.offsets[k + 1]; q++) items.push(packs.items[q]);
+  if (items.length < bins) return [packs, all, []];
+  items.sort((a, b) => vision[b] - vision[a]);
+  const exact = p.tail === 'drop';
+  let totalV = 0;
+  for (const i of items) totalV += vision[i];
+  const steps = bins / m;
+  const perStep = Math.floor(totalV / m);
+  const target = Array.from({ length: bins }, (_, b) => {
+    if (!exact) return capV;
+    const st = Math.floor(b / m);
+    return Math.min(Math.floor(perStep / steps) + (st < perStep % steps ? 1 : 0), capV);
+  });
+  const heap = new MinHeap3();
+  for (let b = 0; b < bins; b++) heap.push([-target[b], 0, b]);
+  const members: number[][] = Array.from({ length: bins }, () => []);
+  const lost: number[] = [];
+  const skipped: [number, number, number][] = [];
+  for (const i of items) {
+    const sv = vision[i];
+    const st = text[i];
+    let placed = false;
+    for (let top = heap.pop(); top !== undefined; top = heap.pop()) {
+      skipped.push(top);
+      const [over, t, b] = top;
+      if (over + sv > 0) break;
+      if (t + st <= capT) {
+        skipped.pop();
+        members[b].push(i);
+        heap.push([over + sv, t + st, b]);
+        placed = true;
+        break;
+      }
+    }
+    for (const x of skipped) heap.push(x);
+    skipped.length = 0;
+    if (!placed) {
+      if (!exact) return [packs, all, []];
+      lost.push(i);
+    }
+  }
+  let tailSamples = 0;
+  for (const k of tail) tailSamples += packs.offsets[k + 1] - packs.offsets[k];
+  if (members.some((b) => b.length === 0) || lost.length > tailSamples) return [packs, all, []];
+  const gone = new Uint8Array(n);
+  for (const k of dealt) gone[k] = 1;
+  const kept = all.filter((k) => !gone[k]);
+  for (const b of members) packs.push(b);
+  lost.sort((a, b) => a - b);
+  return [packs, kept, lost];
+}
+
+/** Twin of `match_costly_packs`. */
+function matchCostlyPacks(drawn: number[], loads: Loads, m: number): number[] {
+  const costly: number[] = [];
+  const taken = new Uint8Array(drawn.length);
+  for (let start = 0; start < drawn.length; ) {
+    let end = start;
+    while (end < drawn.length && loads.v[drawn[end]] === loads.v[drawn[start]]) end++;
+    const byCost: number[] = [];
+    for (let j = start; j < end; j++) byCost.push(j);
+    byCost.sort((a, b) => loads.w[drawn[a]] - loads.w[drawn[b]] || drawn[a] - drawn[b]);
+    const median = loads.w[drawn[byCost[byCost.length >> 1]]];
+    const limit = median + Math.floor(median / COSTLY_PACK_DIV);
+    let over = 0;
+    for (const j of byCost) if (loads.w[drawn[j]] > limit) over++;
+    const whole = over - (over % m);
+    for (let q = 0; q < whole; q++) {
+      const j = byCost[byCost.length - 1 - q];
+      costly.push(drawn[j]);
+      taken[j] = 1;
+    }
+    start = end;
+  }
+  if (costly.length === 0) return drawn;
+  for (let j = 0; j < drawn.length; j++) if (!taken[j]) costly.push(drawn[j]);
+  return costly;
+}
+
 /** Per-pack sums (vision, cost weight, text). */
 interface Loads {
   v: Float64Array;
@@ -146,7 +379,7 @@ class SwapRules {
         }
       }
     }
-    if (bx < 0) return false;
+    if (bx < 0) return this.swapPairs(packs, loads, hi, lo);
     const dw = this.w[bx] - this.w[by];
     const dt = this.t[bx] - this.t[by];
     loads.w[hi] -= dw;
@@ -159,6 +392,109 @@ class SwapRules {
       a[by] = tmp;
     }
     return true;
+  }
+
+  /** Twin of `SwapRules::swap_pairs`. */
+  swapPairs(packs: Packs, loads: Loads, hi: number, lo: number): boolean {
+    const h0 = packs.offsets[hi];
+    const h1 = packs.offsets[hi + 1];
+    const l0 = packs.offsets[lo];
+    const l1 = packs.offsets[lo + 1];
+    if (h1 - h0 < 2 || l1 - l0 < 2 || h1 - h0 > PAIR_SWAP_MAX_SAMPLES || l1 - l0 > PAIR_SWAP_MAX_SAMPLES) return false;
+    const gap = loads.w[hi] - loads.w[lo];
+    const room = this.capT - Math.min(loads.t[lo], this.capT);
+    const roomHi = this.capT - Math.min(loads.t[hi], this.capT);
+    let bestScore = -1;
+    let best: number[] | undefined;
+    for (let x1 = h0; x1 < h1; x1++) {
+      for (let x2 = x1 + 1; x2 < h1; x2++) {
+        const vx = this.v[x1] + this.v[x2];
+        const wx = this.w[x1] + this.w[x2];
+        const tx = this.t[x1] + this.t[x2];
+        for (let y1 = l0; y1 < l1; y1++) {
+          for (let y2 = y1 + 1; y2 < l1; y2++) {
+            const wy = this.w[y1] + this.w[y2];
+            if (this.v[y1] + this.v[y2] !== vx || wx <= wy) continue;
+            const d = wx - wy;
+            const ty = this.t[y1] + this.t[y2];
+            if (d >= gap || tx > room + ty || ty > roomHi + tx) continue;
+            const score = Math.abs(gap - 2 * d);
+            if (best === undefined || score < bestScore) {
+              bestScore = score;
+              best = [x1, x2, y1, y2];
+            }
+          }
+        }
+      }
+    }
+    if (best === undefined) return false;
+    const [x1, x2, y1, y2] = best;
+    const dw = this.w[x1] + this.w[x2] - this.w[y1] - this.w[y2];
+    const dt = this.t[x1] + this.t[x2] - this.t[y1] - this.t[y2];
+    loads.w[hi] -= dw;
+    loads.w[lo] += dw;
+    loads.t[hi] -= dt;
+    loads.t[lo] += dt;
+    for (const [a, b] of [[x1, y1], [x2, y2]]) this.swapPositions(packs, a, b);
+    return true;
+  }
+
+  private swapPositions(packs: Packs, a: number, b: number): void {
+    for (const arr of [packs.items, this.v, this.w, this.t] as { [i: number]: number }[]) {
+      const tmp = arr[a];
+      arr[a] = arr[b];
+      arr[b] = tmp;
+    }
+  }
+
+  /** Twin of `SwapRules::even_vision`. */
+  evenVision(packs: Packs, loads: Loads, step: number[], capV: number): void {
+    const above = (a: number, b: number) => loads.v[a] - loads.v[b] || loads.w[a] - loads.w[b] || a - b;
+    for (let it = 0; it < VISION_SWAPS; it++) {
+      let hi = step[0];
+      let lo = step[0];
+      for (let q = 1; q < step.length; q++) {
+        const k = step[q];
+        if (above(k, hi) > 0) hi = k;
+        if (above(k, lo) < 0) lo = k;
+      }
+      const gap = loads.v[hi] - loads.v[lo];
+      if (gap <= 1) return;
+      const roomT = this.capT - Math.min(loads.t[lo], this.capT);
+      const roomV = capV - Math.min(loads.v[lo], capV);
+      const roomHi = this.capT - Math.min(loads.t[hi], this.capT);
+      let bs = -1;
+      let bc = -1;
+      let bx = -1;
+      let by = -1;
+      for (let xi = packs.offsets[hi]; xi < packs.offsets[hi + 1]; xi++) {
+        const vx = this.v[xi];
+        const wx = this.w[xi];
+        const tx = this.t[xi];
+        for (let yi = packs.offsets[lo]; yi < packs.offsets[lo + 1]; yi++) {
+          const vy = this.v[yi];
+          if (vx <= vy || vx - vy >= gap || vx - vy > roomV) continue;
+          if (tx > roomT + this.t[yi] || this.t[yi] > roomHi + tx) continue;
+          const score = Math.abs(gap - 2 * (vx - vy));
+          const cost = Math.abs(loads.w[hi] - wx + this.w[yi] - (loads.w[lo] + wx - this.w[yi]));
+          if (bx < 0 || score < bs || (score === bs && cost < bc)) {
+            bs = score;
+            bc = cost;
+            bx = xi;
+            by = yi;
+          }
+        }
+      }
+      if (bx < 0) return;
+      const dv = this.v[bx] - this.v[by];
+      loads.v[hi] -= dv;
+      loads.v[lo] += dv;
+      loads.w[hi] = loads.w[hi] - this.w[bx] + this.w[by];
+      loads.w[lo] = loads.w[lo] + this.w[bx] - this.w[by];
+      loads.t[hi] = loads.t[hi] - this.t[bx] + this.t[by];
+      loads.t[lo] = loads.t[lo] + this.t[bx] - this.t[by];
+      this.swapPositions(packs, bx, by);
+    }
   }
 
   /** Twin of `SwapRules::pair_passes` (sorts `group[start..end)` in place). */
@@ -202,8 +538,15 @@ class SwapRules {
   }
 
   /** Twin of `SwapRules::greedy`. */
-  greedy(packs: Packs, loads: Loads, group: number[], iterations: number): void {
-    const asc = group.slice().sort(byCost(loads));
+  greedy(packs: Packs, loads: Loads, group: number[], iterations: number, spread: boolean): void {
+    let asc = group.slice().sort(byCost(loads));
+    if (spread) {
+      const half = Math.ceil(asc.length / 2);
+      const stride = Math.max(Math.floor(half / GREEDY_PARTNERS), 1);
+      const picked: number[] = [];
+      for (let q = 0; q < half; q += stride) picked.push(asc[q]);
+      asc = picked;
+    }
     const heap = new MaxHeap();
     for (const k of group) heap.push(loads.w[k], k);
     let done = 0;
@@ -225,7 +568,10 @@ class SwapRules {
         }
         if (++tried === GREEDY_PARTNERS) break;
       }
-      if (swappedWith < 0) break;
+      if (swappedWith < 0) {
+        if (spread) continue;
+        break;
+      }
       heap.push(loads.w[hi], hi);
       heap.push(loads.w[swappedWith], swappedWith);
     }
@@ -300,7 +646,11 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
       else oversize.push(i);
     }
   } else split = splitByCaps(vision, text, p.caps);
-  const packs = pack(vision, text, split.fit, p);
+  const repacked = repackPartFilled(vision, text, pack(vision, text, split.fit, p), p);
+  const before = repacked.length;
+  const [packs, kept, lost] = spreadTail(vision, text, repacked, p, m);
+  const fresh = Array.from({ length: packs.length - before }, (_, k) => before + k);
+  for (const i of lost) split.dropped.push([i, DROP_CODE.tail]);
   const normal = packs.length;
   for (const i of oversize) packs.push([i]);
 
@@ -324,21 +674,27 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   );
 
   // Equalize the packs of each vision class.
-  const byVision = Array.from({ length: normal }, (_, k) => k).sort((a, b) => loads.v[b] - loads.v[a] || a - b);
+  const byVision = [...kept, ...fresh].sort((a, b) => loads.v[b] - loads.v[a] || a - b);
   for (let start = 0; start < byVision.length; ) {
     let end = start;
     while (end < byVision.length && loads.v[byVision[end]] === loads.v[byVision[start]]) end++;
     rules.pairPasses(packs, loads, byVision, start, end, EQUALIZE_PASSES);
+    rules.greedy(packs, loads, byVision.slice(start, end), Math.floor((end - start) / EQUALIZE_GREEDY_SHARE) + 32, true);
     start = end;
   }
 
   // A random tail, then a random draw grouped by vision sum, cut into steps.
-  let drawn = Array.from({ length: normal }, (_, k) => k);
+  let drawn = kept;
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
-  let tail = drawn.slice(normal - (normal % m));
-  drawn = drawn.slice(0, normal - (normal % m));
+  const whole = drawn.length - (drawn.length % m);
+  let tail = drawn.slice(whole);
+  drawn = drawn.slice(0, whole);
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
   drawn.sort((a, b) => loads.v[b] - loads.v[a]);
+  drawn = matchCostlyPacks(drawn, loads, m);
+  // The dealt packs: by vision sum (those short of their target together), after the rest.
+  fresh.sort((a, b) => loads.v[b] - loads.v[a] || a - b);
+  for (const k of fresh) drawn.push(k);
   const key = byKey(loads);
   const over = Array.from({ length: n - normal }, (_, k) => normal + k).sort(key);
   const overWhole = over.length - (over.length % m);
@@ -352,8 +708,12 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   }
   const steps = drawn.length / m;
   for (let s = 0; s < steps; s++) {
+    const step = drawn.slice(s * m, (s + 1) * m);
+    if (step.some((k) => loads.v[k] !== loads.v[step[0]]) && step.every((k) => k < normal)) {
+      rules.evenVision(packs, loads, step, p.caps.maxVision);
+    }
     rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
-    rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS));
+    rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false);
   }
 
   // Deal each step's packs to ranks; order the steps.

@@ -15,6 +15,7 @@ import { DROP_REASONS, type DropReason, type Samples } from './samples';
 import { type PlanBatchesOptions } from './strategy';
 import { type TextCost } from './cost';
 import { type IsfSearch } from './isf-search';
+import { defaultTextCost } from './model-cost';
 
 export { planForRank, planStep, TAILS, type BatchPlan, type Tail } from './plan';
 export { DROP_REASONS, type Caps, type DropReason, type Samples } from './samples';
@@ -126,6 +127,15 @@ function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOpti
 }
 
 /**
+ * `options` with the library's default text cost filled in where not given: `costA` 1, `costB`
+ * the default model's `1 / (12 h)` (step-time cost, as the CLI's `pack`; see `model-cost.ts`).
+ */
+function withDefaultCost(options: PlanBatchesOptions): PlanBatchesOptions {
+  const { a, b } = defaultTextCost();
+  return { ...options, costA: options.costA ?? a, costB: options.costB ?? b };
+}
+
+/**
  * Plans one epoch of batches with any strategy (`balanced` by default): steps x ranks x
  * micro-batches x samples, plus every sample left out and why. A pure function of the samples,
  * the options, the seed and the epoch.
@@ -136,11 +146,16 @@ function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOpti
  *   and too few samples for a step (`ERR_OMNIBAL_TOO_FEW_SAMPLES`).
  *
  * @param samples - per-sample vision tiles and text tokens (optional set/group ids)
+ * The balanced planner evens out the text cost `costA * tokens + costB * sum(len^2)`; unless
+ * given, it is the step-time cost of the default model's LLM (`costA` 1, `costB` `1 / (12 h)`
+ * for its hidden size `h`: linear layers plus causal attention, as `omnibal pack` uses). Give
+ * `costB: 0` to balance plain token counts.
+ *
  * @param options - ranks (`dp`), micro-batches per rank per step (`accum`), caps or samples per pack, strategy, seed, epoch, tail policy, text cost (`costA`, `costB`)
  * @returns the plan: flat sample indices with offsets by pack, packs by step and rank, the dropped samples with their reasons
  */
 export function planBatches(samples: Samples, options: PlanBatchesOptions): BatchPlan {
-  return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, options)));
+  return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, withDefaultCost(options))));
 }
 
 /**
@@ -152,7 +167,7 @@ export function planBatches(samples: Samples, options: PlanBatchesOptions): Batc
  * @returns a Promise of the plan {@link planBatches} returns for the same arguments
  */
 export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, asyncOptions: AsyncOptions = {}): Promise<BatchPlan> {
-  return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, options, progress)).then(asPlan);
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, withDefaultCost(options), progress)).then(asPlan);
 }
 
 /**

@@ -16,11 +16,20 @@
  * @module
  */
 import { modelPreset } from '../model/presets';
-import { DEFAULT_RUN } from '../plan/index';
 import type { TextCost } from './cost';
 
-/** The default model of `omnibal pack --model`: the default plan's VLM. */
-export const DEFAULT_COST_MODEL = DEFAULT_RUN.model;
+/**
+ * The default model of `omnibal pack --model` and of the library's default text cost: the
+ * default plan's VLM (`DEFAULT_RUN.model`; a test keeps the two equal). A literal, so that the
+ * data API does not import the planner.
+ */
+export const DEFAULT_COST_MODEL = 'internvl-chat-1.5';
+
+/** The default text cost of the balanced planner: {@link modelTextCost} of {@link DEFAULT_COST_MODEL}. */
+export function defaultTextCost(): TextCost {
+  const { a, b } = modelTextCost(DEFAULT_COST_MODEL);
+  return { a, b };
+}
 
 /** The text cost `t + t^2 / (12 h)` of the LLM of VLM preset `model`, with its hidden size. */
 export function modelTextCost(model: string): TextCost & { llmHidden: number } {

@@ -55,7 +55,11 @@ export interface PlanBatchesOptions {
   epoch?: number;
   /** Text cost `a * tokens + b * sum(len^2)`: `a` (default 1). */
   costA?: number;
-  /** Text cost: `b` (default 0: plain token counts). */
+  /**
+   * Text cost: `b`. Default in `planBatches` / `balanceBatches`: `1 / (12 h)` for the hidden size
+   * `h` of the default model's LLM (the step-time cost, `data/model-cost.ts`); `0` balances plain
+   * token counts. (The backends' raw `planBatches` default to 0.)
+   */
   costB?: number;
   /** What to do with the micro-batches that cannot fill a last step; default `drop`. */
   tail?: Tail;
