@@ -10,6 +10,7 @@ import { exited, LineClient, rssOf, spawnServe } from './sidecar-harness';
 
 const N = 4000;
 const MARGIN = 1.15;
+const MIN_CALLS = 400;
 const samples = 2000;
 const vision = Array.from({ length: samples }, (_, i) => 1 + ((i * 7) % 13));
 const text = Array.from({ length: samples }, (_, i) => 64 + ((i * 131) % 2000));
@@ -20,8 +21,7 @@ async function soak(t: import('ava').ExecutionContext, release: boolean) {
   t.teardown(() => server.kill('SIGKILL'));
   const c = new LineClient(server.stdin!, server.stdout!);
   const started = Date.now();
-  let warm = 0;
-  let peak = 0;
+  const rss: number[] = [];
   let first = '';
   let i = 0;
   for (; i < N && Date.now() - started < 120_000; i++) {
@@ -31,11 +31,13 @@ async function soak(t: import('ava').ExecutionContext, release: boolean) {
     if (release) t.deepEqual((await c.call('release', { planId: r.result.planId })).result, { released: true });
     // Drop the answers kept by the test client, so only the server's memory is measured.
     c.lines.messages.length = 0;
-    // Peak against peak (a GC sawtooth's low point is no baseline): the second quarter, then the rest.
-    if (i > N / 4 && i <= N / 2) warm = Math.max(warm, rssOf(server.pid!));
-    if (i > N / 2) peak = Math.max(peak, rssOf(server.pid!));
+    rss.push(rssOf(server.pid!));
   }
-  t.true(i > N / 2 && peak > 0, `only ${i} calls in the time bound`);
+  // Peak against peak (a GC sawtooth's low point is no baseline): the second quarter of the calls
+  // made, then the second half (a slow backend or a loaded machine makes fewer calls in the bound).
+  t.true(i >= MIN_CALLS, `only ${i} calls in the time bound (at least ${MIN_CALLS} needed)`);
+  const warm = Math.max(...rss.slice(Math.floor(i / 4), Math.floor(i / 2)));
+  const peak = Math.max(...rss.slice(Math.floor(i / 2)));
   t.true(peak <= warm * MARGIN, `RSS peak grew from ${(warm / 2 ** 20).toFixed(1)} MB to ${(peak / 2 ** 20).toFixed(1)} MB over ${i} calls`);
   t.log(`${i} calls (${release ? 'release' : 'LRU eviction'}): RSS peak ${(warm / 2 ** 20).toFixed(1)} MB in the second quarter, then ${(peak / 2 ** 20).toFixed(1)} MB, ${((Date.now() - started) / i).toFixed(2)} ms per call`);
   const old = await c.call('planStep', { planId: first, step: 0 });
