@@ -139,6 +139,31 @@ test('a later HTTP-looking line: the requests before it are answered, nothing af
   t.false(fs.existsSync(sock));
 });
 
+test('an HTTP line within the first bytes after a short request: that request is answered; a JSON first line naming HTTP/1. is run', async (t) => {
+  const dir = tempDir();
+  const sock = path.join(dir, 'h2.sock');
+  const server = spawnServe(['--listen', sock]);
+  t.teardown(() => server.kill('SIGKILL'));
+  await waitFor(sock);
+  const answersOf = async (payload: string) => {
+    const s = await connect(sock);
+    const c = new LineClient(s, s);
+    s.write(payload);
+    await new Promise((r) => s.once('close', r));
+    return c.lines.messages.filter((m) => !Array.isArray(m) && m.method === undefined) as { id: number; result?: any; error?: any }[];
+  };
+  // The version line and the start of the HTTP line arrive in the first 64 bytes of one chunk.
+  const short = await answersOf('{"jsonrpc":"2.0","id":1,"method":"version"}\nPOST / HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.deepEqual(short.map((a) => a.id), [1]);
+  t.is(short[0].result?.protocol, 'omnibal-rpc/1');
+  // A first request whose path holds "HTTP/1." is JSON-RPC, not HTTP: answered (no such file), then the later HTTP line ends the connection.
+  const named = await answersOf(`${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'pack', params: { path: path.join(dir, 'HTTP/1.csv'), dp: 1, samplesPerPack: 1 } })}\nGET / HTTP/1.1\r\n\r\n`);
+  t.deepEqual(named.map((a) => a.id), [2]);
+  t.is(named[0].error?.code, -32602);
+  server.kill('SIGTERM');
+  t.is(await exited(server), 0);
+});
+
 // A signal while `serve --listen` is still starting (after the socket file exists, before start-up
 // returns) still removes the socket and token files and exits 0. The child delays its own listen
 // callback and signals itself in that window.

@@ -96,8 +96,10 @@ export function startsLikeHttp(text: string): boolean {
 
 /**
  * Whether a line (or the first bytes of a connection) looks like HTTP: it starts with an HTTP
- * method and a space, or holds `HTTP/1.` / `HTTP/2`. A JSON-RPC line starts with `{` or `[`.
+ * method and a space, or does not start with `{` or `[` (as a JSON-RPC line does) and holds
+ * `HTTP/1.` / `HTTP/2`.
  */
 export function looksLikeHttp(text: string): boolean {
-  return HTTP_METHOD.test(text) || /\bHTTP\/(?:1\.|2)/.test(text.slice(0, 8192));
+  // A line that starts like JSON is never taken for HTTP (a first request may name a path with `HTTP/1.` in it).
+  return HTTP_METHOD.test(text) || (!/^\s*[[{]/.test(text) && /\bHTTP\/(?:1\.|2)/.test(text.slice(0, 8192)));
 }

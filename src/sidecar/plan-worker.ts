@@ -7,6 +7,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { syntheticSamples } from '../data/synthetic';
+import { ErrorCodes, omnibalError } from '../errors';
 import { DEFAULT_RUN, PLAN_ASSUMPTIONS, planTraining } from '../plan/index';
 import { searchLayouts, type LayoutSearchOptions } from '../plan/layout';
 
@@ -15,6 +16,10 @@ function searchLayout(params: LayoutSearchOptions & { synthetic?: number }) {
   const { synthetic, ...options } = params;
   const samples = syntheticSamples(synthetic ?? DEFAULT_RUN.samples, options.seed ?? 0);
   const layouts = searchLayouts({ ...options, samples, onProgress: (done, total) => parentPort!.postMessage({ progress: [done, total] }) });
+  // No tp x pp of the lists divides the GPUs: an error, not an empty ranking without its global batch.
+  if (layouts.length === 0) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `no layout: no tp in tps x pp in pps divides gpus (${options.gpus ?? DEFAULT_RUN.cluster.gpus})`);
+  }
   return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples, layouts };
 }
 

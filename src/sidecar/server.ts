@@ -190,7 +190,11 @@ export class Session {
     if (this.closed || this.ending) return;
     if (this.firstBytes && this.kind !== 'stdio') {
       this.firstBytes = false;
-      if (looksLikeHttp(chunk.subarray(0, 64).toString('latin1'))) return this.close();
+      // Only the first line's bytes: an HTTP line after a short request is a later line (its
+      // requests before it are answered, see firstLine).
+      const head = chunk.subarray(0, 64);
+      const nl = head.indexOf(0x0a);
+      if (looksLikeHttp(head.subarray(0, nl === -1 ? head.length : nl).toString('latin1'))) return this.close();
     }
     this.held.push(chunk);
     this.pump();
