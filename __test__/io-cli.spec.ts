@@ -42,6 +42,7 @@ test('conflicting or bad input flags are rejected with exit 2', (t) => {
     ['--input', jsonl, '--synthetic', '100'],
     ['--input', '-', '--input', '-'],
     ['--input', jsonl, '--input-format', 'yaml'],
+    ['--input', jsonl, '--out', ''],
   ]) {
     const r = omnibal(['pack', ...args, '--dp', '2', '--samples-per-pack', '4']);
     t.is(r.status, 2, r.stderr);
