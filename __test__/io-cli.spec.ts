@@ -43,6 +43,8 @@ test('conflicting or bad input flags are rejected with exit 2', (t) => {
     ['--input', '-', '--input', '-'],
     ['--input', jsonl, '--input-format', 'yaml'],
     ['--input', jsonl, '--out', ''],
+    ['--input', jsonl, '--compare', '--json'],
+    ['--synthetic', '300', '--input-format', 'csv'],
   ]) {
     const r = omnibal(['pack', ...args, '--dp', '2', '--samples-per-pack', '4']);
     t.is(r.status, 2, r.stderr);
