@@ -42,6 +42,9 @@ test('conflicting or bad input flags are rejected with exit 2', (t) => {
     ['--input', jsonl, '--synthetic', '100'],
     ['--input', '-', '--input', '-'],
     ['--input', jsonl, '--input-format', 'yaml'],
+    ['--input', jsonl, '--out', ''],
+    ['--input', jsonl, '--compare', '--json'],
+    ['--synthetic', '300', '--input-format', 'csv'],
   ]) {
     const r = omnibal(['pack', ...args, '--dp', '2', '--samples-per-pack', '4']);
     t.is(r.status, 2, r.stderr);
@@ -63,6 +66,22 @@ test('bad input files: exit 2 with file, line and code, no stack', (t) => {
     t.regex(e.stderr, /ERR_OMNIBAL_PARSE/);
     noStack(t, e.stderr);
   }
+});
+
+test('a relative input file name leads its error as typed (data.json is not taken for --json)', (t) => {
+  writeFileSync(path.join(dir, 'data.json'), '[{"vit_num": 1, "token_num": 5}, {"vit_num": 1, "token_num": 0}]');
+  writeFileSync(path.join(dir, 'maxText.jsonl'), '{"vit_num": 1}\n');
+  for (const [file, message] of [
+    ['data.json', /^omnibal: data\.json:1: element 1: token_num must be/],
+    ['maxText.jsonl', /^omnibal: maxText\.jsonl:1: a sample needs/],
+  ] as const) {
+    const r = spawnSync(process.execPath, [cli, 'pack', '--input', file, '--dp', '1', '--samples-per-pack', '1'], { cwd: dir, encoding: 'utf8' });
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, message);
+  }
+  // API names are still given as the flags typed.
+  const both = omnibal(['pack', '--input', jsonl, '--dp', '1', '--samples-per-pack', '1', '--max-vision', '4', '--max-text', '99']);
+  t.regex(both.stderr, /give --samples-per-pack or --max-vision\/--max-text, not both/);
 });
 
 test('--out into a missing folder or onto a directory is a coded error with exit 2', (t) => {

@@ -37,6 +37,9 @@ test('reads the reference JSON list, JSON Lines and CSV, concatenated in order w
   t.deepEqual(Array.from(s.text), [358, 1341, 811, 120, 900, 77]);
   t.deepEqual(Array.from(s.group), [0, 0, 1, 1, 2, 2]);
   t.deepEqual(s.files.map((f) => f.samples), [2, 2, 2]);
+  // The lazily made group index is still a writable field, as its type says.
+  s.group = new Uint32Array([2, 2, 1, 1, 0, 0]);
+  t.deepEqual(Array.from(s.group), [2, 2, 1, 1, 0, 0]);
 });
 
 test('a UTF-8 byte-order mark and CRLF line ends are accepted', async (t) => {

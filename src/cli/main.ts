@@ -68,7 +68,8 @@ export function namingFlags(message: string, command: Command | undefined): stri
     for (const alias of API_NAMES[option.long] ?? []) flags.set(alias, option.long);
   }
   // A dotted API path where the message starts (`cluster.dp must be ...`): the flag of its last name.
-  const dotted = /^(?:[A-Za-z]\w*\.)+([A-Za-z]\w*)(?![\w.-])/.exec(message);
+  // Not a file name leading its error (`data.json:1: ...`, `plan.json: cannot write`).
+  const dotted = /^(?:[A-Za-z]\w*\.)+([A-Za-z]\w*)(?![\w.:/-])/.exec(message);
   const leading = dotted ? flags.get(dotted[1]) : undefined;
   if (dotted && leading) message = leading + message.slice(dotted[0].length);
   return message
@@ -77,7 +78,8 @@ export function namingFlags(message: string, command: Command | undefined): stri
       if (i % 2 === 1) return part;
       let out = '';
       let last = 0;
-      for (const match of part.matchAll(/(?<![\w-])[A-Za-z][A-Za-z0-9]*(?![\w-])/g)) {
+      // A word inside a file name (`maxText.jsonl`, `data.json`) is left as it is.
+      for (const match of part.matchAll(/(?<![\w.-])[A-Za-z][A-Za-z0-9]*(?![\w-]|\.\w)/g)) {
         const word = match[0];
         out += part.slice(last, match.index);
         last = match.index + word.length;

@@ -640,6 +640,10 @@ export async function readSamples(inputs: string | SamplesStream | (string | Sam
   return Object.defineProperty(out, 'group', {
     enumerable: true,
     get: () => (group ??= groupsOf(loaded.counts)),
+    // Still a plain writable field to callers (the type says so): a strict-mode assignment must not throw.
+    set: (value: Uint32Array) => {
+      group = value;
+    },
   });
 }
 
