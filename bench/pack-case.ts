@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const rssMB = process.resourceUsage().maxRSS / 1024;
   const shareSd = labels ? shareSdRatio(plan, labels) : null;
   process.stdout.write(
-    `${JSON.stringify({ impl, data, samples: s.text.length, ms, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped, excessMedian: mm.costExcessMedian, excessP99: mm.costExcessP99, modelDist: mm.costDist, worstTextDist: Math.max(...m.stepTextDist), shareSd, oversize: plan.oversizeIndex?.length ?? 0, dp: DP })}\n`,
+    `${JSON.stringify({ impl, data, samples: s.text.length, ms, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped, excessMedian: mm.costExcessMedian, excessP99: mm.costExcessP99, modelDist: mm.costDist, worstTextDist: m.stepTextDist.reduce((a, b) => Math.max(a, b), 0), shareSd, oversize: plan.oversizeIndex?.length ?? 0, dp: DP })}\n`,
   );
 }
 
