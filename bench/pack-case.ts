@@ -88,6 +88,7 @@ async function main(): Promise<void> {
   // The library's default (planBatches fills in the default model's cost; the raw bindings do not).
   const options = { dp: DP, samplesPerPack: B, seed: 1, costA: MODEL_COST.a, costB: MODEL_COST.b };
   const started = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   let plan: BatchPlan;
   if (impl === 'native') plan = native!.planBatches(s.vision, s.text, options) as BatchPlan;
   else if (impl === 'native-tokens') plan = native!.planBatches(s.vision, s.text, { ...options, costA: 1, costB: 0 }) as BatchPlan;
@@ -97,13 +98,16 @@ async function main(): Promise<void> {
   else if (impl === 'bin-packer') plan = binPacker(s);
   else throw new Error(`unknown implementation ${impl}`);
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  const cpu = process.cpuUsage(cpu0);
+  // CPU time (user + system) of planning: wall time is unreliable on a shared machine.
+  const cpuMs = (cpu.user + cpu.system) / 1000;
   const m = batchMetricsTwin(plan, s.vision, s.text, { a: 1, b: 0 });
   const mc = batchMetricsTwin(plan, s.vision, s.text, { a: 1, b: 1 / 4096 });
   const mm = batchMetricsTwin(plan, s.vision, s.text, MODEL_COST);
   const rssMB = process.resourceUsage().maxRSS / 1024;
   const shareSd = labels ? shareSdRatio(plan, labels) : null;
   process.stdout.write(
-    `${JSON.stringify({ impl, data, samples: s.text.length, ms, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped, excessMedian: mm.costExcessMedian, excessP99: mm.costExcessP99, modelDist: mm.costDist, worstTextDist: m.stepTextDist.reduce((a, b) => Math.max(a, b), 0), shareSd, oversize: plan.oversizeIndex?.length ?? 0, dp: DP })}\n`,
+    `${JSON.stringify({ impl, data, samples: s.text.length, ms, cpuMs, rssMB, pad: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDistB: mc.costDist, samplesPerPack: m.samplesPerPack, dropped: m.dropped, excessMedian: mm.costExcessMedian, excessP99: mm.costExcessP99, modelDist: mm.costDist, worstTextDist: m.stepTextDist.reduce((a, b) => Math.max(a, b), 0), shareSd, oversize: plan.oversizeIndex?.length ?? 0, dp: DP })}\n`,
   );
 }
 

@@ -359,6 +359,7 @@ class SwapRules {
 
   swap(packs: Packs, loads: Loads, hi: number, lo: number): boolean {
     const gap = loads.w[hi] - loads.w[lo];
+    if (gap <= 1) return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
     const room = this.capT - Math.min(loads.t[lo], this.capT);
     let bestScore = -1;
     let bx = -1;

@@ -226,7 +226,7 @@ fn repack_part_filled(samples: &Samples, packs: Packs, p: &BalanceParams) -> Pac
     // is re-packed once more in decreasing order, which fills the cap wherever the sizes allow.
     let mut rest = Vec::new();
     best_fit(samples, &loose, p, &mut out, Some(&mut rest));
-    rest.sort_unstable_by_key(|&i| {
+    rest.sort_by_cached_key(|&i| {
         (
             Reverse(samples.vision[i as usize]),
             Reverse(samples.text[i as usize]),
@@ -354,7 +354,13 @@ fn spread_tail(
     );
     let r = if p.tail == Tail::Drop { n % m } else { 0 };
     let (head, tail) = order.split_at(n - r);
-    let part: Vec<u32> = head.iter().copied().filter(|&k| part_filled(k)).collect();
+    // Each pack's sums once, in pack order.
+    let is_part: Vec<bool> = (0..n as u32).map(part_filled).collect();
+    let part: Vec<u32> = head
+        .iter()
+        .copied()
+        .filter(|&k| is_part[k as usize])
+        .collect();
     if r == 0 && part.is_empty() {
         return (packs, all, Vec::new());
     }
@@ -366,7 +372,11 @@ fn spread_tail(
     .max(part.len())
     .max(1);
     let pe = need.div_ceil(m) * m;
-    let full: Vec<u32> = head.iter().copied().filter(|&k| !part_filled(k)).collect();
+    let full: Vec<u32> = head
+        .iter()
+        .copied()
+        .filter(|&k| !is_part[k as usize])
+        .collect();
     if pe - part.len() > full.len() {
         return (packs, all, Vec::new());
     }
@@ -388,7 +398,7 @@ fn spread_tail(
     }
     // By vision, descending; within a size in the packs' random order, so that each new pack
     // draws a random mix of lengths and datasets.
-    items.sort_by_key(|&i| Reverse(samples.vision[i as usize]));
+    items.sort_by_cached_key(|&i| Reverse(samples.vision[i as usize]));
     // Targets: with `drop`, each new step's packs get one vision sum, the steps' sums as even
     // as whole units allow (what cannot reach a target, under `m` units in all, is dropped);
     // otherwise only the vision cap.
@@ -469,28 +479,42 @@ pub const SPREAD_PURPOSE: u64 = (1 << 20) - 4;
 /// Largest vision cap [`repack_part_filled`] runs at (its cost grows with the cap).
 pub const REPAIR_MAX_VISION: u64 = 1 << 16;
 
-/// Per-pack sums: vision, cost weight, text.
+/// Per-pack sums, side by side (packs are visited in random order; one cache line each).
 struct Loads {
-    v: Vec<u64>,
-    w: Vec<u64>,
-    t: Vec<u64>,
+    p: Vec<PackLoad>,
+}
+
+/// One pack's sums: vision, cost weight, text.
+#[derive(Clone, Copy)]
+struct PackLoad {
+    v: u64,
+    w: u64,
+    t: u64,
 }
 
 impl Loads {
     /// Order of matched packs: vision, then cost, descending; then index.
     fn key(&self, k: u32) -> (Reverse<u64>, Reverse<u64>, u32) {
-        (Reverse(self.v[k as usize]), Reverse(self.w[k as usize]), k)
+        let x = self.p[k as usize];
+        (Reverse(x.v), Reverse(x.w), k)
     }
 }
 
 /// The swap rules, with each packed sample's loads stored alongside `packs.items` (same
 /// positions, swapped together) so swaps read memory in order.
 struct SwapRules {
-    /// Vision, cost weight and text of the sample at each position of `packs.items`.
-    v: Vec<u32>,
-    w: Vec<u64>,
-    t: Vec<u32>,
+    /// Vision, cost weight and text of the sample at each position of `packs.items`, side by
+    /// side (one cache line holds a whole pack's loads; packs are visited in random order).
+    s: Vec<SampleLoad>,
     cap_t: u64,
+}
+
+/// One packed sample's loads (see [`SwapRules`]).
+#[derive(Clone, Copy)]
+struct SampleLoad {
+    w: u64,
+    v: u32,
+    t: u32,
 }
 
 impl SwapRules {
@@ -498,18 +522,21 @@ impl SwapRules {
     /// brings their costs closest to each other, keeping `lo` under the text cap; made, if any.
     /// Ties: the first in (position in `hi`, position in `lo`) order.
     fn swap(&mut self, packs: &mut Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
-        let gap = loads.w[hi] - loads.w[lo];
+        let gap = loads.p[hi].w - loads.p[lo].w;
+        if gap <= 1 {
+            return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
+        }
         let mut best: Option<(u64, usize, usize)> = None;
-        let room = self.cap_t - loads.t[lo].min(self.cap_t);
+        let room = self.cap_t - loads.p[lo].t.min(self.cap_t);
         for xi in packs.range(hi) {
-            let (vx, wx, tx) = (self.v[xi], self.w[xi], self.t[xi] as u64);
+            let (vx, wx, tx) = (self.s[xi].v, self.s[xi].w, self.s[xi].t as u64);
             for yi in packs.range(lo) {
-                if self.v[yi] != vx || wx <= self.w[yi] {
+                if self.s[yi].v != vx || wx <= self.s[yi].w {
                     continue;
                 }
-                let d = wx - self.w[yi];
+                let d = wx - self.s[yi].w;
                 // lo's text after the swap: t_lo - t_y + t_x <= cap.
-                if d >= gap || tx > room + self.t[yi] as u64 {
+                if d >= gap || tx > room + self.s[yi].t as u64 {
                     continue;
                 }
                 let score = gap.abs_diff(2 * d);
@@ -522,17 +549,15 @@ impl SwapRules {
             return self.swap_pairs(packs, loads, hi, lo);
         };
         let (dw, dt) = (
-            self.w[xi] - self.w[yi],
-            self.t[xi] as u64 - self.t[yi] as u64,
+            self.s[xi].w - self.s[yi].w,
+            self.s[xi].t as u64 - self.s[yi].t as u64,
         );
-        loads.w[hi] -= dw;
-        loads.w[lo] += dw;
-        loads.t[hi] -= dt;
-        loads.t[lo] += dt;
+        loads.p[hi].w -= dw;
+        loads.p[lo].w += dw;
+        loads.p[hi].t -= dt;
+        loads.p[lo].t += dt;
         packs.items.swap(xi, yi);
-        self.v.swap(xi, yi);
-        self.w.swap(xi, yi);
-        self.t.swap(xi, yi);
+        self.s.swap(xi, yi);
         true
     }
 
@@ -550,23 +575,23 @@ impl SwapRules {
         {
             return false;
         }
-        let gap = loads.w[hi] - loads.w[lo];
-        let room = self.cap_t - loads.t[lo].min(self.cap_t);
-        let room_hi = self.cap_t - loads.t[hi].min(self.cap_t);
+        let gap = loads.p[hi].w - loads.p[lo].w;
+        let room = self.cap_t - loads.p[lo].t.min(self.cap_t);
+        let room_hi = self.cap_t - loads.p[hi].t.min(self.cap_t);
         let mut best: Option<(u64, [usize; 4])> = None;
         for x1 in rh.clone() {
             for x2 in x1 + 1..rh.end {
-                let vx = self.v[x1] as u64 + self.v[x2] as u64;
-                let wx = self.w[x1] + self.w[x2];
-                let tx = self.t[x1] as u64 + self.t[x2] as u64;
+                let vx = self.s[x1].v as u64 + self.s[x2].v as u64;
+                let wx = self.s[x1].w + self.s[x2].w;
+                let tx = self.s[x1].t as u64 + self.s[x2].t as u64;
                 for y1 in rl.clone() {
                     for y2 in y1 + 1..rl.end {
-                        let wy = self.w[y1] + self.w[y2];
-                        if self.v[y1] as u64 + self.v[y2] as u64 != vx || wx <= wy {
+                        let wy = self.s[y1].w + self.s[y2].w;
+                        if self.s[y1].v as u64 + self.s[y2].v as u64 != vx || wx <= wy {
                             continue;
                         }
                         let d = wx - wy;
-                        let ty = self.t[y1] as u64 + self.t[y2] as u64;
+                        let ty = self.s[y1].t as u64 + self.s[y2].t as u64;
                         // Both packs stay under the text cap (a convex cost can fall while
                         // the text grows).
                         if d >= gap || tx > room + ty || ty > room_hi + tx {
@@ -583,20 +608,18 @@ impl SwapRules {
         let Some((_, [x1, x2, y1, y2])) = best else {
             return false;
         };
-        let dw = self.w[x1] + self.w[x2] - self.w[y1] - self.w[y2];
+        let dw = self.s[x1].w + self.s[x2].w - self.s[y1].w - self.s[y2].w;
         let (tx, ty) = (
-            self.t[x1] as u64 + self.t[x2] as u64,
-            self.t[y1] as u64 + self.t[y2] as u64,
+            self.s[x1].t as u64 + self.s[x2].t as u64,
+            self.s[y1].t as u64 + self.s[y2].t as u64,
         );
-        loads.w[hi] -= dw;
-        loads.w[lo] += dw;
-        loads.t[hi] = loads.t[hi] + ty - tx;
-        loads.t[lo] = loads.t[lo] + tx - ty;
+        loads.p[hi].w -= dw;
+        loads.p[lo].w += dw;
+        loads.p[hi].t = loads.p[hi].t + ty - tx;
+        loads.p[lo].t = loads.p[lo].t + tx - ty;
         for (a, b) in [(x1, y1), (x2, y2)] {
             packs.items.swap(a, b);
-            self.v.swap(a, b);
-            self.w.swap(a, b);
-            self.t.swap(a, b);
+            self.s.swap(a, b);
         }
         true
     }
@@ -616,13 +639,13 @@ impl SwapRules {
         let g = group.len();
         let half = g / 2;
         for pass in 0..passes {
-            group.sort_unstable_by_key(|&k| (loads.w[k as usize], k));
+            group.sort_by_cached_key(|&k| (loads.p[k as usize].w, k));
             let mirror = pass % 2 == 0;
             let hi_at = |j: usize| if mirror { g - 1 - j } else { half + j };
             let mut swapped = false;
             for j in 0..half {
                 let (lo, hi) = (group[j] as usize, group[hi_at(j)] as usize);
-                if loads.w[hi] <= loads.w[lo] {
+                if loads.p[hi].w <= loads.p[lo].w {
                     if mirror {
                         break;
                     }
@@ -637,11 +660,11 @@ impl SwapRules {
                 }
                 for t in 1..PAIR_PARTNERS.min(half - j) {
                     let (lo2, hi2) = (group[j + t] as usize, group[hi_at(j + t)] as usize);
-                    if loads.w[hi] > loads.w[lo2] && self.swap(packs, loads, hi, lo2) {
+                    if loads.p[hi].w > loads.p[lo2].w && self.swap(packs, loads, hi, lo2) {
                         swapped = true;
                         break;
                     }
-                    if loads.w[hi2] > loads.w[lo] && self.swap(packs, loads, hi2, lo) {
+                    if loads.p[hi2].w > loads.p[lo].w && self.swap(packs, loads, hi2, lo) {
                         swapped = true;
                         break;
                     }
@@ -666,35 +689,38 @@ impl SwapRules {
             let (mut hi, mut lo) = (step[0] as usize, step[0] as usize);
             for &k in &step[1..] {
                 let k = k as usize;
-                if (loads.v[k], loads.w[k], k) > (loads.v[hi], loads.w[hi], hi) {
+                if (loads.p[k].v, loads.p[k].w, k) > (loads.p[hi].v, loads.p[hi].w, hi) {
                     hi = k;
                 }
-                if (loads.v[k], loads.w[k], k) < (loads.v[lo], loads.w[lo], lo) {
+                if (loads.p[k].v, loads.p[k].w, k) < (loads.p[lo].v, loads.p[lo].w, lo) {
                     lo = k;
                 }
             }
-            let gap = loads.v[hi] - loads.v[lo];
+            let gap = loads.p[hi].v - loads.p[lo].v;
             if gap <= 1 {
                 return;
             }
-            let room_t = self.cap_t - loads.t[lo].min(self.cap_t);
-            let room_v = cap_v - loads.v[lo].min(cap_v);
-            let room_hi = self.cap_t - loads.t[hi].min(self.cap_t);
+            let room_t = self.cap_t - loads.p[lo].t.min(self.cap_t);
+            let room_v = cap_v - loads.p[lo].v.min(cap_v);
+            let room_hi = self.cap_t - loads.p[hi].t.min(self.cap_t);
             let mut best: Option<(u64, u64, usize, usize)> = None;
             for xi in packs.range(hi) {
-                let (vx, wx, tx) = (self.v[xi] as u64, self.w[xi], self.t[xi] as u64);
+                let (vx, wx, tx) = (self.s[xi].v as u64, self.s[xi].w, self.s[xi].t as u64);
                 for yi in packs.range(lo) {
-                    let vy = self.v[yi] as u64;
+                    let vy = self.s[yi].v as u64;
                     if vx <= vy || vx - vy >= gap || vx - vy > room_v {
                         continue;
                     }
-                    let ty = self.t[yi] as u64;
+                    let ty = self.s[yi].t as u64;
                     if tx > room_t + ty || ty > room_hi + tx {
                         continue;
                     }
                     let score = gap.abs_diff(2 * (vx - vy));
                     // Cost gap after the swap.
-                    let (wh, wl) = (loads.w[hi] - wx + self.w[yi], loads.w[lo] + wx - self.w[yi]);
+                    let (wh, wl) = (
+                        loads.p[hi].w - wx + self.s[yi].w,
+                        loads.p[lo].w + wx - self.s[yi].w,
+                    );
                     let cost = wh.abs_diff(wl);
                     if best.is_none_or(|(s, c, _, _)| (score, cost) < (s, c)) {
                         best = Some((score, cost, xi, yi));
@@ -704,18 +730,16 @@ impl SwapRules {
             let Some((_, _, xi, yi)) = best else {
                 return;
             };
-            let dv = self.v[xi] as u64 - self.v[yi] as u64;
-            loads.v[hi] -= dv;
-            loads.v[lo] += dv;
+            let dv = self.s[xi].v as u64 - self.s[yi].v as u64;
+            loads.p[hi].v -= dv;
+            loads.p[lo].v += dv;
             // Cost and text may move either way.
-            loads.w[hi] = loads.w[hi] - self.w[xi] + self.w[yi];
-            loads.w[lo] = loads.w[lo] + self.w[xi] - self.w[yi];
-            loads.t[hi] = loads.t[hi] - self.t[xi] as u64 + self.t[yi] as u64;
-            loads.t[lo] = loads.t[lo] + self.t[xi] as u64 - self.t[yi] as u64;
+            loads.p[hi].w = loads.p[hi].w - self.s[xi].w + self.s[yi].w;
+            loads.p[lo].w = loads.p[lo].w + self.s[xi].w - self.s[yi].w;
+            loads.p[hi].t = loads.p[hi].t - self.s[xi].t as u64 + self.s[yi].t as u64;
+            loads.p[lo].t = loads.p[lo].t + self.s[xi].t as u64 - self.s[yi].t as u64;
             packs.items.swap(xi, yi);
-            self.v.swap(xi, yi);
-            self.w.swap(xi, yi);
-            self.t.swap(xi, yi);
+            self.s.swap(xi, yi);
         }
     }
 
@@ -736,17 +760,17 @@ impl SwapRules {
         spread: bool,
     ) {
         let mut asc = group.to_vec();
-        asc.sort_unstable_by_key(|&k| (loads.w[k as usize], k));
+        asc.sort_by_cached_key(|&k| (loads.p[k as usize].w, k));
         if spread {
             let half = asc.len().div_ceil(2);
             let stride = (half / GREEDY_PARTNERS).max(1);
             asc = asc[..half].iter().step_by(stride).copied().collect();
         }
-        let mut heap: MaxHeap = MaxHeap::new(group.iter().map(|&k| (loads.w[k as usize], k)));
+        let mut heap: MaxHeap = MaxHeap::new(group.iter().map(|&k| (loads.p[k as usize].w, k)));
         let mut done = 0;
         while let Some((wk, k)) = heap.pop() {
             let hi = k as usize;
-            if wk != loads.w[hi] {
+            if wk != loads.p[hi].w {
                 continue; // stale entry
             }
             if done == iterations {
@@ -757,7 +781,7 @@ impl SwapRules {
             let mut swapped = None;
             for &lo in asc.iter().take(GREEDY_SCAN) {
                 let lo = lo as usize;
-                if loads.w[lo] >= loads.w[hi] {
+                if loads.p[lo].w >= loads.p[hi].w {
                     continue;
                 }
                 if self.swap(packs, loads, hi, lo) {
@@ -775,8 +799,8 @@ impl SwapRules {
                 }
                 break;
             };
-            heap.push((loads.w[hi], hi as u32));
-            heap.push((loads.w[lo], lo as u32));
+            heap.push((loads.p[hi].w, hi as u32));
+            heap.push((loads.p[lo].w, lo as u32));
         }
     }
 }
@@ -862,13 +886,13 @@ fn match_costly_packs(drawn: Vec<u32>, loads: &Loads, m: usize) -> Vec<u32> {
     let mut taken = vec![false; drawn.len()];
     let mut start = 0;
     while start < drawn.len() {
-        let v = loads.v[drawn[start] as usize];
+        let v = loads.p[drawn[start] as usize].v;
         let mut end = start;
-        while end < drawn.len() && loads.v[drawn[end] as usize] == v {
+        while end < drawn.len() && loads.p[drawn[end] as usize].v == v {
             end += 1;
         }
         let mut by_cost: Vec<(u64, u32, usize)> = (start..end)
-            .map(|j| (loads.w[drawn[j] as usize], drawn[j], j))
+            .map(|j| (loads.p[drawn[j] as usize].w, drawn[j], j))
             .collect();
         by_cost.sort_unstable();
         let median = by_cost[by_cost.len() / 2].0;
@@ -950,47 +974,42 @@ pub fn balance_batches(
         packs.push(&[i]);
     }
 
-    let w = p.cost.weights(samples.text);
-    let mut loads = Loads {
-        v: Vec::with_capacity(packs.len()),
-        w: Vec::with_capacity(packs.len()),
-        t: Vec::with_capacity(packs.len()),
-    };
-    for k in 0..packs.len() {
-        let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
-        for &i in packs.get(k) {
-            v += samples.vision[i as usize] as u64;
-            c += w[i as usize];
-            t += samples.text[i as usize] as u64;
-        }
-        loads.v.push(v);
-        loads.w.push(c);
-        loads.t.push(t);
-    }
+    // The swap rules' loads, built directly in pack order (no per-sample weight vector beside
+    // them); the per-pack sums read them in order.
+    let max_cost = p.cost.max_sample(samples.text);
     let mut rules = SwapRules {
-        v: packs
+        s: packs
             .items
             .iter()
-            .map(|&i| samples.vision[i as usize])
-            .collect(),
-        w: packs.items.iter().map(|&i| w[i as usize]).collect(),
-        t: packs
-            .items
-            .iter()
-            .map(|&i| samples.text[i as usize])
+            .map(|&i| SampleLoad {
+                w: p.cost.weight(samples.text[i as usize], max_cost),
+                v: samples.vision[i as usize],
+                t: samples.text[i as usize],
+            })
             .collect(),
         cap_t: p.caps.max_text as u64,
     };
-    drop(w);
+    let mut loads = Loads {
+        p: Vec::with_capacity(packs.len()),
+    };
+    for k in 0..packs.len() {
+        let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
+        for x in &rules.s[packs.range(k)] {
+            v += x.v as u64;
+            c += x.w;
+            t += x.t as u64;
+        }
+        loads.p.push(PackLoad { v, w: c, t });
+    }
 
     // Step 3: equalize the packs of each vision class.
     let mut by_vision: Vec<u32> = kept.iter().chain(&fresh).copied().collect();
-    by_vision.sort_unstable_by_key(|&k| (Reverse(loads.v[k as usize]), k));
+    by_vision.sort_by_cached_key(|&k| (Reverse(loads.p[k as usize].v), k));
     let mut start = 0;
     while start < by_vision.len() {
-        let v = loads.v[by_vision[start] as usize];
+        let v = loads.p[by_vision[start] as usize].v;
         let mut end = start;
-        while end < by_vision.len() && loads.v[by_vision[end] as usize] == v {
+        while end < by_vision.len() && loads.p[by_vision[end] as usize].v == v {
             end += 1;
         }
         rules.pair_passes(
@@ -1022,29 +1041,29 @@ pub fn balance_batches(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, DRAW_PURPOSE),
     );
-    drawn.sort_by_key(|&k| Reverse(loads.v[k as usize]));
+    drawn.sort_by_cached_key(|&k| Reverse(loads.p[k as usize].v));
     drawn = match_costly_packs(drawn, &loads, m);
     // The dealt packs: by vision sum (those short of their target together), after the rest.
     let mut fresh = fresh;
-    fresh.sort_by_key(|&k| Reverse(loads.v[k as usize]));
+    fresh.sort_by_cached_key(|&k| Reverse(loads.p[k as usize].v));
     drawn.extend_from_slice(&fresh);
     // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
     let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
-    over.sort_unstable_by_key(|&k| loads.key(k));
+    over.sort_by_cached_key(|&k| loads.key(k));
     tail.extend_from_slice(&over[over.len() - over.len() % m..]);
     over.truncate(over.len() - over.len() % m);
     drawn.extend_from_slice(&over);
     // A tail of a step or more (over-cap leftovers): whole steps of similar packs.
     if tail.len() >= m {
-        tail.sort_unstable_by_key(|&k| loads.key(k));
+        tail.sort_by_cached_key(|&k| loads.key(k));
         let whole = tail.len() - tail.len() % m;
         drawn.extend_from_slice(&tail[..whole]);
         tail.drain(..whole);
     }
     let steps = drawn.len() / m;
     for (s, step) in drawn.chunks_mut(m).enumerate() {
-        let v0 = loads.v[step[0] as usize];
-        if step.iter().any(|&k| loads.v[k as usize] != v0)
+        let v0 = loads.p[step[0] as usize].v;
+        if step.iter().any(|&k| loads.p[k as usize].v != v0)
             && step.iter().all(|&k| (k as usize) < normal)
         {
             rules.even_vision(&mut packs, &mut loads, step, p.caps.max_vision as u64);
@@ -1096,6 +1115,7 @@ pub fn balance_batches(
         order.extend(by_rank.iter().map(|&(_, j)| dealt[j]));
     }
     order.extend_from_slice(&tail);
+    drop((rules, loads, drawn, tail, dealt));
     progress.report(total * 2, total * 2);
     let mut plan = assemble(
         &packs,

@@ -60,13 +60,22 @@ impl TextCost {
     /// Integer weights of `text`, proportional to [`TextCost::sample`], the largest
     /// [`WEIGHT_SCALE`] (rounded half up; at least 1 for a non-empty sample).
     pub fn weights(&self, text: &[u32]) -> Vec<u64> {
-        let max = text.iter().map(|&t| self.sample(t)).fold(0.0_f64, f64::max);
+        let max = self.max_sample(text);
+        text.iter().map(|&t| self.weight(t, max)).collect()
+    }
+
+    /// The largest [`TextCost::sample`] over `text` (0 for none), the scale of [`TextCost::weight`].
+    pub fn max_sample(&self, text: &[u32]) -> f64 {
+        text.iter().map(|&t| self.sample(t)).fold(0.0_f64, f64::max)
+    }
+
+    /// The integer weight of one sample of `t` tokens, as [`TextCost::weights`] gives it for
+    /// text whose [`TextCost::max_sample`] is `max`.
+    pub fn weight(&self, t: u32, max: f64) -> u64 {
         if max <= 0.0 {
-            return vec![1; text.len()];
+            return 1;
         }
-        text.iter()
-            .map(|&t| ((self.sample(t) * WEIGHT_SCALE / max + 0.5).floor() as u64).max(1))
-            .collect()
+        ((self.sample(t) * WEIGHT_SCALE / max + 0.5).floor() as u64).max(1)
     }
 }
 
