@@ -56,6 +56,11 @@ test('searchLayout: schema errors name the field; planner errors keep their code
   const planner = await h.call('searchLayout', { ...SMALL, virtualStages: 2 }, 120_000);
   t.is(planner.error?.data?.code, 'ERR_OMNIBAL_INVALID_OPTIONS');
   t.regex(planner.error!.message, /virtual stages \(2\) need the interleaved schedule/);
+  const calibration = await h.call('searchLayout', { ...SMALL, calibration: { layers: [{ index: 999, forwardMs: 1 }] } }, 120_000);
+  t.is(calibration.error?.data?.code, 'ERR_OMNIBAL_OUT_OF_RANGE', 'a bad calibration is an error, not every row');
+  // No layout of 8 GPUs has tp 3: an empty ranking still states the global batch it held.
+  const none = await h.call('searchLayout', { ...SMALL, tps: [3] }, 120_000);
+  t.deepEqual([none.result?.layouts, none.result?.globalBatchSamples], [[], 144]);
 });
 
 test('searchLayout goes through the pool (a full queue is -32001) and a cancelled one frees its worker', async (t) => {

@@ -215,6 +215,7 @@ test('omnibal simulate validates edited plans: cluster arithmetic, layer ranges,
     ['recompute 999', (p) => (p.stages.stages[0].recomputeLayers = [999]), /recomputeLayers\[0\] = 999 is not a layer of stage 0/],
     ['recompute -1', (p) => (p.stages.stages[0].recomputeLayers = [-1]), /= -1 is not a layer of stage 0/],
     ['recompute 90.5', (p) => (p.stages.stages[7].recomputeLayers = [90.5]), /must be a layer index \(an integer\), got 90\.5/],
+    ['selective recomputation edited in', (p) => (p.stages.stages[2].selectiveLayers = [st[2].firstLayer]), /stages\[2\]\.selectiveLayers must be empty/],
     ['layer under the wrong stage', (p) => (p.stages.stages[1].recomputeLayers = [st[0].firstLayer]), /is not a layer of stage 1/],
     ['firstLayer edited alone', (p) => (p.stages.stages[3].firstLayer += 1), /stages\[3\]\.firstLayer \(\d+\) must follow stages\[2\]\.lastLayer/],
     ['last stage short', (p) => (p.stages.stages[7].lastLayer -= 1), /the last stage must end at layer 96/],
@@ -350,6 +351,19 @@ test('layout search: every row holds the same global batch in samples per step, 
   t.true(Math.max(...perStep) / Math.min(...perStep) - 1 < 0.035, `samples per step ${perStep.join(', ')}`);
 });
 
+test('layout search: a layout the data cannot fill says why in its own dp and accum', (t) => {
+  const few = searchLayouts({ gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(10, 1), tps: [1], pps: [2], samplesPerPacks: [2.25], simulatedSteps: 1 });
+  t.is(few.length, 1);
+  t.regex(few[0].error ?? '', new RegExp(`fewer than one step needs \\(dp 8 x accum ${few[0].accum} = ${8 * few[0].accum}\\)`));
+  const huge = searchLayouts({ gpus: 16, globalBatchSamples: 1e9, samples: syntheticSamples(2000, 1), tps: [1], pps: [2], samplesPerPacks: [1], simulatedSteps: 1 });
+  t.regex(huge[0].error ?? '', /the global batch needs dp 8 x accum \d+ = \d+ micro-batches per step, more than 1048576$/);
+  // A bad calibration is the caller's error (coded, thrown), not a reason every row does not fit.
+  const bad = thrown(() => searchLayouts({ gpus: 16, samples: syntheticSamples(2000, 1), tps: [1], pps: [2], simulatedSteps: 1, calibration: { layers: [{ index: 999, forwardMs: 1 }] } }));
+  t.is(bad.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.regex(bad.message, /999 is not a layer/);
+  t.is(searchLayouts({ gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(2000, 1), tps: [1, 1], pps: [2, 2], samplesPerPacks: [4.5, 4.5], simulatedSteps: 1 }).length, 1, 'a size given twice is one candidate');
+});
+
 test('plan --search-layout honours its flags: calibration, report, out, simulated steps; quiet off a terminal', (t) => {
   const base = ['plan', '--search-layout', '--gpus', '8', '--synthetic', '20000', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4'];
   const missing = omnibal([...base, '--calibration', '/nonexistent/cal.json']);
@@ -363,6 +377,7 @@ test('plan --search-layout honours its flags: calibration, report, out, simulate
     [['--global-batch', '33'], /the global batch \(33 micro-batches\) must divide by dp \(2\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
     [['--accum', '1e9'], /--accum must be between 1 and 1048576, got 1000000000 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
     [['--samples-per-pack', '0.5'], /--samples-per-pack must be a number >= 1, got 0.5 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+    [['--samples-per-pack', '0'], /--samples-per-pack must be a number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
   ] as [string[], RegExp][]) {
     const bad = omnibal([...base, ...flags]);
     t.is(bad.status, 2, flags.join(' '));

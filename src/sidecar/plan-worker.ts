@@ -15,7 +15,7 @@ function searchLayout(params: LayoutSearchOptions & { synthetic?: number }) {
   const { synthetic, ...options } = params;
   const samples = syntheticSamples(synthetic ?? DEFAULT_RUN.samples, options.seed ?? 0);
   const layouts = searchLayouts({ ...options, samples, onProgress: (done, total) => parentPort!.postMessage({ progress: [done, total] }) });
-  return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples, layouts };
+  return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples ?? options.globalBatchSamples ?? DEFAULT_RUN.accum * DEFAULT_RUN.cluster.dp * DEFAULT_RUN.samplesPerPack, layouts };
 }
 
 parentPort!.on('message', (params: unknown) => {
