@@ -104,6 +104,20 @@ test('omnibal plan prints the ablation beside the paper and labels it a predicti
   }
 });
 
+test('plan, plan --search-layout and simulate piped into head -c end quietly (EPIPE), exit 0', (t) => {
+  const saved = path.join(dir, 'epipe.json');
+  t.is(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '1', '--out', saved]).status, 0);
+  for (const args of [
+    'plan --synthetic 20000 --simulated-steps 1 --json',
+    'plan --search-layout --gpus 8 --synthetic 20000 --simulated-steps 1 --json',
+    `simulate --plan ${saved} --json`,
+  ]) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" ${args} | head -c 10 > /dev/null; echo "status \${PIPESTATUS[0]}" >&2`], { encoding: 'utf8' });
+    t.regex(r.stderr, /status 0\n$/, args);
+    t.false(r.stderr.includes('EPIPE'), `${args}: ${r.stderr}`);
+  }
+});
+
 test('paper figures only beside the model the paper measured', (t) => {
   const paper = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2']);
   t.regex(paper.stdout, /paper GPU-days/);
