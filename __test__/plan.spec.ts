@@ -181,6 +181,9 @@ browserTest('the HTML report is self-contained and renders its charts in headles
   t.is(ticks[0], ticks[1], 'vision charts share a scale');
   t.is(ticks[2], ticks[3], 'text charts share a scale');
   t.false(ticks[2].startsWith('0 '), 'the text scale does not start at 0');
+  // The memory values are never struck through by the limit line (a stage near the limit has its value above it).
+  const struck = await page.evaluate(`(() => { const svg = document.querySelector('svg.stage-memory'); const y = Number(svg.querySelector('line.limit').getAttribute('y1')); return Array.from(svg.querySelectorAll('text.value')).filter((v) => { const b = v.getBBox(); return b.y < y && b.y + b.height > y; }).map((v) => v.textContent); })()`);
+  t.deepEqual(struck, [], 'memory values crossing the limit line');
   // Nothing overflows the page sideways; no large blank area (content fills the page).
   t.true(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'));
   const artifacts = process.env.OMNIBAL_ARTIFACTS ?? dir;
