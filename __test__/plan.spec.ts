@@ -381,6 +381,15 @@ test('layout search: a layout the data cannot fill says why in its own dp and ac
   t.is(searchLayouts({ gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(2000, 1), tps: [1, 1], pps: [2, 2], samplesPerPacks: [4.5, 4.5], simulatedSteps: 1 }).length, 1, 'a size given twice is one candidate');
 });
 
+test('plan --search-layout --report/--out with no layout that fits: exit 2 with why, nothing written', (t) => {
+  const report = path.join(dir, 'none.html');
+  const r = omnibal(['plan', '--search-layout', '--gpus', '8', '--synthetic', '10', '--simulated-steps', '1', '--report', report]);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /no layout fits, so .*none\.html was not written .*\[ERR_OMNIBAL_INFEASIBLE\]/);
+  t.regex(r.stdout, /fewer than one step needs/, 'the table still says why');
+  t.false(existsSync(report));
+});
+
 test('plan --search-layout honours its flags: calibration, report, out, simulated steps; quiet off a terminal', (t) => {
   const base = ['plan', '--search-layout', '--gpus', '8', '--synthetic', '20000', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4'];
   const missing = omnibal([...base, '--calibration', '/nonexistent/cal.json']);

@@ -225,6 +225,10 @@ async function runPlan(flags: PlanFlags): Promise<void> {
         ].join('\n') + '\n',
       );
     }
+    // Asked for the best layout's plan or report, and there is none: never a silent exit 0.
+    if (!best && (flags.report || flags.out)) {
+      throw omnibalError(ErrorCodes.INFEASIBLE, `no layout fits, so ${[flags.report, flags.out].filter(Boolean).join(' and ')} ${flags.report && flags.out ? 'were' : 'was'} not written (each layout's reason is in the table)`);
+    }
     return;
   }
   const plan = planTraining({
