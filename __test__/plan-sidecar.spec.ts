@@ -56,6 +56,8 @@ test('searchLayout: schema errors name the field; planner errors keep their code
   const planner = await h.call('searchLayout', { ...SMALL, virtualStages: 2 }, 120_000);
   t.is(planner.error?.data?.code, 'ERR_OMNIBAL_INVALID_OPTIONS');
   t.regex(planner.error!.message, /virtual stages \(2\) need the interleaved schedule/);
+  const calibration = await h.call('searchLayout', { ...SMALL, calibration: { layers: [{ index: 999, forwardMs: 1 }] } }, 120_000);
+  t.is(calibration.error?.data?.code, 'ERR_OMNIBAL_OUT_OF_RANGE', 'a bad calibration is an error, not every row');
   // No tp x pp divides the GPUs: a coded error, not an empty ranking without its global batch.
   const none = await h.call('searchLayout', { ...SMALL, gpus: 3, tps: [2], pps: [2] }, 120_000);
   t.is(none.error?.code, -32602, JSON.stringify(none.result ?? none.error).slice(0, 200));

@@ -104,6 +104,20 @@ test('omnibal plan prints the ablation beside the paper and labels it a predicti
   }
 });
 
+test('plan, plan --search-layout and simulate piped into head -c end quietly (EPIPE), exit 0', (t) => {
+  const saved = path.join(dir, 'epipe.json');
+  t.is(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '1', '--out', saved]).status, 0);
+  for (const args of [
+    'plan --synthetic 20000 --simulated-steps 1 --json',
+    'plan --search-layout --gpus 8 --synthetic 20000 --simulated-steps 1 --json',
+    `simulate --plan ${saved} --json`,
+  ]) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" ${args} | head -c 10 > /dev/null; echo "status \${PIPESTATUS[0]}" >&2`], { encoding: 'utf8' });
+    t.regex(r.stderr, /status 0\n$/, args);
+    t.false(r.stderr.includes('EPIPE'), `${args}: ${r.stderr}`);
+  }
+});
+
 test('paper figures only beside the model the paper measured', (t) => {
   const paper = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2']);
   t.regex(paper.stdout, /paper GPU-days/);
@@ -167,6 +181,9 @@ browserTest('the HTML report is self-contained and renders its charts in headles
   t.is(ticks[0], ticks[1], 'vision charts share a scale');
   t.is(ticks[2], ticks[3], 'text charts share a scale');
   t.false(ticks[2].startsWith('0 '), 'the text scale does not start at 0');
+  // The memory values are never struck through by the limit line (a stage near the limit has its value above it).
+  const struck = await page.evaluate(`(() => { const svg = document.querySelector('svg.stage-memory'); const y = Number(svg.querySelector('line.limit').getAttribute('y1')); return Array.from(svg.querySelectorAll('text.value')).filter((v) => { const b = v.getBBox(); return b.y < y && b.y + b.height > y; }).map((v) => v.textContent); })()`);
+  t.deepEqual(struck, [], 'memory values crossing the limit line');
   // Nothing overflows the page sideways; no large blank area (content fills the page).
   t.true(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'));
   const artifacts = process.env.OMNIBAL_ARTIFACTS ?? dir;
@@ -215,6 +232,7 @@ test('omnibal simulate validates edited plans: cluster arithmetic, layer ranges,
     ['recompute 999', (p) => (p.stages.stages[0].recomputeLayers = [999]), /recomputeLayers\[0\] = 999 is not a layer of stage 0/],
     ['recompute -1', (p) => (p.stages.stages[0].recomputeLayers = [-1]), /= -1 is not a layer of stage 0/],
     ['recompute 90.5', (p) => (p.stages.stages[7].recomputeLayers = [90.5]), /must be a layer index \(an integer\), got 90\.5/],
+    ['selective recomputation edited in', (p) => (p.stages.stages[2].selectiveLayers = [st[2].firstLayer]), /stages\[2\]\.selectiveLayers must be empty/],
     ['layer under the wrong stage', (p) => (p.stages.stages[1].recomputeLayers = [st[0].firstLayer]), /is not a layer of stage 1/],
     ['firstLayer edited alone', (p) => (p.stages.stages[3].firstLayer += 1), /stages\[3\]\.firstLayer \(\d+\) must follow stages\[2\]\.lastLayer/],
     ['last stage short', (p) => (p.stages.stages[7].lastLayer -= 1), /the last stage must end at layer 96/],
@@ -350,6 +368,28 @@ test('layout search: every row holds the same global batch in samples per step, 
   t.true(Math.max(...perStep) / Math.min(...perStep) - 1 < 0.035, `samples per step ${perStep.join(', ')}`);
 });
 
+test('layout search: a layout the data cannot fill says why in its own dp and accum', (t) => {
+  const few = searchLayouts({ gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(10, 1), tps: [1], pps: [2], samplesPerPacks: [2.25], simulatedSteps: 1 });
+  t.is(few.length, 1);
+  t.regex(few[0].error ?? '', new RegExp(`fewer than one step needs \\(dp 8 x accum ${few[0].accum} = ${8 * few[0].accum}\\)`));
+  const huge = searchLayouts({ gpus: 16, globalBatchSamples: 1e9, samples: syntheticSamples(2000, 1), tps: [1], pps: [2], samplesPerPacks: [1], simulatedSteps: 1 });
+  t.regex(huge[0].error ?? '', /the global batch needs dp 8 x accum \d+ = \d+ micro-batches per step, more than 1048576$/);
+  // A bad calibration is the caller's error (coded, thrown), not a reason every row does not fit.
+  const bad = thrown(() => searchLayouts({ gpus: 16, samples: syntheticSamples(2000, 1), tps: [1], pps: [2], simulatedSteps: 1, calibration: { layers: [{ index: 999, forwardMs: 1 }] } }));
+  t.is(bad.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.regex(bad.message, /999 is not a layer/);
+  t.is(searchLayouts({ gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(2000, 1), tps: [1, 1], pps: [2, 2], samplesPerPacks: [4.5, 4.5], simulatedSteps: 1 }).length, 1, 'a size given twice is one candidate');
+});
+
+test('plan --search-layout --report/--out with no layout that fits: exit 2 with why, nothing written', (t) => {
+  const report = path.join(dir, 'none.html');
+  const r = omnibal(['plan', '--search-layout', '--gpus', '8', '--synthetic', '10', '--simulated-steps', '1', '--report', report]);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /no layout fits, so .*none\.html was not written .*\[ERR_OMNIBAL_INFEASIBLE\]/);
+  t.regex(r.stdout, /fewer than one step needs/, 'the table still says why');
+  t.false(existsSync(report));
+});
+
 test('plan --search-layout honours its flags: calibration, report, out, simulated steps; quiet off a terminal', (t) => {
   const base = ['plan', '--search-layout', '--gpus', '8', '--synthetic', '20000', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4'];
   const missing = omnibal([...base, '--calibration', '/nonexistent/cal.json']);
@@ -363,6 +403,7 @@ test('plan --search-layout honours its flags: calibration, report, out, simulate
     [['--global-batch', '33'], /the global batch \(33 micro-batches\) must divide by dp \(2\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
     [['--accum', '1e9'], /--accum must be between 1 and 1048576, got 1000000000 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
     [['--samples-per-pack', '0.5'], /--samples-per-pack must be a number >= 1, got 0.5 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
+    [['--samples-per-pack', '0'], /--samples-per-pack must be a number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
   ] as [string[], RegExp][]) {
     const bad = omnibal([...base, ...flags]);
     t.is(bad.status, 2, flags.join(' '));

@@ -19,6 +19,7 @@ import { renderReport } from '../report/index';
 import { readJsonFile } from '../io/json';
 import { integerBetween } from '../validate';
 import { formatTable } from './table';
+import { writeStdout } from './output';
 import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 
 interface PlanFlags extends MemoryFlags {
@@ -213,9 +214,9 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack asked (held)', 'samples/step', 'step s', 'steps', 'GPU-days / epoch', 'tokens/s', 'MFU', 'why not'], rows);
     const gb = ranked[0]?.globalBatchSamples ?? microBatches * flags.samplesPerPack;
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, layouts: ranked })}\n`);
+      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, layouts: ranked })}\n`);
     } else {
-      process.stdout.write(
+      await writeStdout(
         [
           `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes a whole number of packs within one pack of its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each)`,
           text,
@@ -223,6 +224,10 @@ async function runPlan(flags: PlanFlags): Promise<void> {
           ...(flags.out && bestPlan ? [`plan of the best layout: ${flags.out}`] : []),
         ].join('\n') + '\n',
       );
+    }
+    // Asked for the best layout's plan or report, and there is none: never a silent exit 0.
+    if (!best && (flags.report || flags.out)) {
+      throw omnibalError(ErrorCodes.INFEASIBLE, `no layout fits, so ${[flags.report, flags.out].filter(Boolean).join(' and ')} ${flags.report && flags.out ? 'were' : 'was'} not written (each layout's reason is in the table)`);
     }
     return;
   }
@@ -238,8 +243,8 @@ async function runPlan(flags: PlanFlags): Promise<void> {
   if (flags.report) writeOutput(flags.report, renderReport(plan, plan.memoryBytes), 'report');
   const json = `${JSON.stringify(plan)}\n`;
   if (flags.out) writeOutput(flags.out, json, 'plan');
-  if (flags.json) process.stdout.write(json);
-  else process.stdout.write(`${human(plan)}\n`);
+  if (flags.json) await writeStdout(json);
+  else await writeStdout(`${human(plan)}\n`);
 }
 
 /** Adds `omnibal plan` to the program. */
@@ -287,11 +292,11 @@ export function registerPlan(program: Command): void {
             : syntheticSamples(inputs && 'synthetic' in inputs ? inputs.synthetic : DEFAULT_RUN.samples, inputs && 'seed' in inputs ? inputs.seed : 0);
       const r = simulateSavedPlan(saved, samples);
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ prediction: true, assumptions: saved.assumptions, ...r })}\n`);
+        await writeStdout(`${JSON.stringify({ prediction: true, assumptions: saved.assumptions, ...r })}\n`);
         return;
       }
       const rows = r.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, s.recomputeLayers.length, s.timeMs.toFixed(0), (s.memoryBytes / 2 ** 30).toFixed(1)]);
-      process.stdout.write(
+      await writeStdout(
         [
           `omnibal simulate: ${flags.plan} (PREDICTION of the cost model and simulator)`,
           formatTable(['stage', 'layers', 'recomputed', 'ms / micro-batch', 'memory GiB'], rows),

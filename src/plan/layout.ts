@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { ErrorCodes, omnibalError } from '../errors';
+import { ErrorCodes, omnibalError, type ErrorCode } from '../errors';
 import { planBatches } from '../data/index';
 import type { BatchPlan } from '../data/plan';
 import type { Samples } from '../data/samples';
@@ -148,6 +148,9 @@ export function redealPlan(base: BatchPlan, samples: Samples, weights: Float64Ar
   return { ...base, dp, accum, samples: out, microBatchOffsets: mbOffsets, rankOffsets };
 }
 
+/** Micro-batches per step the data planner takes (dp x accum, its bound on dp). */
+const MAX_STEP_MICRO_BATCHES = 1 << 20;
+
 /** Samples the pack-size estimate is planned on (every k-th sample beyond it). */
 const ESTIMATE_SAMPLES = 150_000;
 
@@ -199,21 +202,23 @@ function simulatedStepIndices(steps: number, simulated: number): number[] {
  */
 export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidate[] {
   const gpus = integerBetween('gpus', options.gpus ?? DEFAULT_RUN.cluster.gpus, 1, 1 << 20);
-  const perPack = options.samplesPerPacks ?? [options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack];
+  const perPack = [...new Set(options.samplesPerPacks ?? [options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack])];
   const globalBatchSamples = options.globalBatchSamples ?? DEFAULT_RUN.accum * DEFAULT_RUN.cluster.dp * DEFAULT_RUN.samplesPerPack;
-  if (!Number.isFinite(globalBatchSamples) || globalBatchSamples <= 0) {
-    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `globalBatchSamples must be a number > 0, got ${globalBatchSamples}`);
-  }
+  // Micro-batch sizes first: the CLI derives the global batch from --samples-per-pack.
   for (const b of perPack) {
     if (typeof b !== 'number' || !Number.isFinite(b) || b < 1) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `samplesPerPack must be a number >= 1, got ${b}`);
+  }
+  if (!Number.isFinite(globalBatchSamples) || globalBatchSamples <= 0) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `globalBatchSamples must be a number > 0, got ${globalBatchSamples}`);
   }
   const run = checkRunOptions(options, undefined, undefined);
   const samples: Samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
   const layouts: { tp: number; pp: number; dp: number }[] = [];
-  for (const tp of options.tps ?? [1, 2, 4, 8]) {
-    for (const pp of options.pps ?? [1, 2, 4, 8, 16]) {
+  // Each size once (a repeated one would only repeat rows).
+  for (const tp of new Set(options.tps ?? [1, 2, 4, 8])) {
+    for (const pp of new Set(options.pps ?? [1, 2, 4, 8, 16])) {
       integerBetween('tp', tp, 1, 1 << 20);
       integerBetween('pp', pp, 1, 1 << 20);
       if (gpus % (tp * pp) === 0) layouts.push({ tp, pp, dp: gpus / (tp * pp) });
@@ -237,6 +242,9 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
     if (!m) models.set(key, (m = prepareModel(spec, gpu, c, options.calibration, memory)));
     return m;
   };
+  // A bad calibration is the caller's error, not one layout's: checked once here (on the tp 1,
+  // dp = gpus model, which the tp 1 x pp 1 layout then reuses) and thrown with its code.
+  if (options.calibration) model({ gpus, tp: 1, pp: 1, dp: gpus });
   // The packs' real mean size per micro-batch size (or why it could not be planned), and the
   // data plans per (micro-batch size, micro-batches per step).
   const packed = new Map<number, number | Error>();
@@ -272,6 +280,9 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
       c.packedSamplesPerPack = packedFor(job.b);
       c.accum = accumFor(globalBatchSamples, c.packedSamplesPerPack, job.dp, stepSizes(job.b));
       stepSizes(job.b).add(c.accum * job.dp);
+      if (c.accum * job.dp > MAX_STEP_MICRO_BATCHES) {
+        throw omnibalError(ErrorCodes.OUT_OF_RANGE, `the global batch needs dp ${job.dp} x accum ${c.accum} = ${c.accum * job.dp} micro-batches per step, more than ${MAX_STEP_MICRO_BATCHES}`);
+      }
       if (options.exhaustive) {
         const plan = planTraining({ ...options, samples, samplesPerPack: job.b, cluster, accum: c.accum, ablation: false, inputs: undefined });
         const full = plan.ablation[plan.ablation.length - 1];
@@ -292,7 +303,11 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
           }
           bases.set(key, base);
         }
-        if (base instanceof Error) throw base;
+        if (base instanceof Error) {
+          // The shared plan has one micro-batch per rank on dp x accum ranks: say it in this layout's terms.
+          const e = base as Error & { code?: string };
+          throw e.code === undefined ? e : omnibalError(e.code as ErrorCode, e.message.replace(`(dp ${m} x accum 1 = ${m})`, `(dp ${job.dp} x accum ${c.accum} = ${m})`));
+        }
         weights ??= costWeights({ a: 1, b: prepared.costB }, samples.text);
         const plan = redealPlan(base, samples, weights, job.dp, c.accum, simulatedStepIndices(base.steps, run.simulatedSteps));
         const meanLoad = meanMicroBatchLoad(base, samples);

@@ -78,7 +78,8 @@ export function checkSavedPlan(saved: unknown): TrainingPlan {
 /**
  * Checks the stages of a saved plan against the model's `layers`: stage `i` runs layers
  * `firstLayer..lastLayer`, the first stage starts at 0, each next one where the previous ended,
- * the last ends at `layers - 1`; every recomputed layer is an integer inside its stage, once.
+ * the last ends at `layers - 1`; every recomputed layer is an integer inside its stage, once;
+ * no selectively recomputed layers (the plan never has them, and the replay would ignore them).
  * Returns the stages' last layers and the recomputed layers.
  */
 export function checkSavedStages(plan: TrainingPlan, layers: number): { lastLayers: number[]; recomputeLayers: number[] } {
@@ -96,6 +97,11 @@ export function checkSavedStages(plan: TrainingPlan, layers: number): { lastLaye
       );
     }
     if (last < first) throw bad(`stages[${i}] has no layers (${first}-${last})`);
+    // The plan recomputes whole layers only; an edit here would be silently ignored by the replay.
+    const selective: unknown = st.selectiveLayers;
+    if (selective !== undefined && !(Array.isArray(selective) && selective.length === 0)) {
+      throw bad(`stages[${i}].selectiveLayers must be empty: a plan is re-simulated with whole recomputed layers only (list them in recomputeLayers), got ${Array.isArray(selective) ? JSON.stringify(selective).slice(0, 80) : show(selective)}`);
+    }
     const seen = new Set<number>();
     st.recomputeLayers.forEach((l, k) => {
       const where = `stages[${i}].recomputeLayers[${k}]`;

@@ -78,11 +78,20 @@ export function stageMemoryChart(stages: StageInfo[], memory: StageMemory[], lim
         })
         .join('');
       const pct = (s.memoryBytes / limitBytes) * 100;
-      return `${parts}<text class="value" x="${r1(x0 + bw * 0.35)}" y="${r1(ay.y(s.memoryBytes / GIB) - 3)}" text-anchor="middle">${(s.memoryBytes / GIB).toFixed(1)}</text><text class="tick" x="${r1(x0 + bw * 0.35)}" y="${f.bottom + 14}" text-anchor="middle">${i} (${pct.toFixed(0)}%)</text>`;
+      return `${parts}<text class="tick" x="${r1(x0 + bw * 0.35)}" y="${f.bottom + 14}" text-anchor="middle">${i} (${pct.toFixed(0)}%)</text>`;
     })
     .join('');
+  // A stage near the limit would have its value struck through by the limit line, where it
+  // matters most: such a value goes just above the line, and values are drawn over the line with
+  // a halo (see .value in the report's style).
   const ly = ay.y(limitBytes / GIB);
-  const limit = `<line class="limit" x1="${f.left}" x2="${f.right}" y1="${r1(ly)}" y2="${r1(ly)}"/>`;
+  const values = stages
+    .map((s, i) => {
+      const y = ay.y(s.memoryBytes / GIB) - 3;
+      return `<text class="value" x="${r1(f.left + i * bw + bw * 0.5)}" y="${r1(y > ly - 2 && y < ly + 12 ? ly - 4 : y)}" text-anchor="middle">${(s.memoryBytes / GIB).toFixed(1)}</text>`;
+    })
+    .join('');
+  const limit = `<line class="limit" x1="${f.left}" x2="${f.right}" y1="${r1(ly)}" y2="${r1(ly)}"/>${values}`;
   const key = legend(f.left, 16, [
     { label: 'weights+grads+optimizer', cls: 'static' },
     { label: 'activations', cls: 'act' },

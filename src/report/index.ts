@@ -30,7 +30,7 @@ table{border-collapse:collapse;font-variant-numeric:tabular-nums;margin:6px 0}td
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:8px 16px}
 svg.chart{display:block;max-width:100%;height:auto}
 svg text{fill:var(--fg);font:11px system-ui,sans-serif}svg .tick{fill:var(--muted)}svg .axis-label{fill:var(--muted);font-size:11.5px}svg .chart-title{font-weight:600;font-size:12.5px}
-svg .note-text{fill:var(--muted)}svg .value{font-size:10.5px}svg .legend{font-size:11.5px}
+svg .note-text{fill:var(--muted)}svg .value{font-size:10.5px;paint-order:stroke;stroke:var(--bg);stroke-width:3px;stroke-linejoin:round}svg .legend{font-size:11.5px}
 svg .grid{stroke:var(--grid)}svg .axis{stroke:var(--muted)}
 svg .fwd{fill:var(--fwd)}svg .bwd{fill:var(--bwd)}svg .time{fill:var(--time)}svg .static{fill:var(--static)}svg .act{fill:var(--act)}svg .other{fill:var(--other)}svg .paper{fill:var(--paper)}
 svg .limit{stroke:var(--limit);stroke-width:2;stroke-dasharray:6 4;fill:var(--limit)}svg line.limit{fill:none}
