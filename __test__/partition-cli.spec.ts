@@ -192,3 +192,18 @@ test('a layers file that does not parse names the file and position; NaN and neg
   writeFileSync(nan, '{ "layers": [ { "forwardMs": NaN } ] }');
   t.is(omnibal(['partition', '--layers', nan, '--pp', '1', '--micro-batches', '1']).status, 2);
 });
+
+test('a calibration file named by a relative path keeps its name in errors; its fields are named under --calibration', (t) => {
+  const run = (args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: dir });
+  writeFileSync(path.join(dir, 'calibration.json'), '{"layers": [');
+  writeFileSync(path.join(dir, 'cal.json'), JSON.stringify({ layers: [{ index: 1.5, forwardMs: 1 }] }));
+  const tiny = ['--model', 'tiny-vlm', '--gpu', 'cpu'];
+  for (const args of [['partition', ...tiny, '--pp', '2', '--micro-batches', '4', '--text-per-micro-batch', '40'], ['plan', ...tiny, '--simulated-steps', '1']]) {
+    const broken = run([...args, '--calibration', 'calibration.json']);
+    t.is(broken.status, 2, broken.stderr);
+    t.regex(broken.stderr, /^omnibal: calibration\.json: the calibration file does not parse: .* \[ERR_OMNIBAL_PARSE\]\n$/);
+    const bad = run([...args, '--calibration', 'cal.json']);
+    t.is(bad.status, 2, bad.stderr);
+    t.is(bad.stderr, 'omnibal: --calibration.layers[0].index must be integer [ERR_OMNIBAL_INVALID_OPTIONS]\n');
+  }
+});

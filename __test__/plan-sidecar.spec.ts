@@ -3,6 +3,7 @@
 // planner, bounded by the task pool, and cancellable.
 import test from 'ava';
 import { syntheticSamples } from '../src/data/synthetic';
+import { planTraining, type PlanTrainingOptions } from '../src/plan/index';
 import { searchLayouts } from '../src/plan/layout';
 import { exited, LineClient, spawnServe, type Msg } from './sidecar-harness';
 
@@ -79,4 +80,55 @@ test('searchLayout goes through the pool (a full queue is -32001) and a cancelle
   t.truthy(queued.result?.layouts, JSON.stringify(queued.error));
   t.true(Date.now() - started < 120_000);
   t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+});
+
+/** A calibration as `python -m omnibal.profile --model tiny-vlm` writes it (format 2, two loads, fields the fit does not read). */
+function profiledTinyVlm() {
+  const big = { tiles: 8, tokens: 40, sumSqLen: 1600 };
+  const small = { tiles: 2, tokens: 10, sumSqLen: 100 };
+  const rows: [number, string, number, number][] = [
+    [1, 'vit.block.0', 10.1, 3.2],
+    [5, 'projector', 0.9, 0.4],
+    [7, 'llm.block.0', 9.4, 1.0],
+    [13, 'llm.head', 10.9, 1.7],
+  ];
+  return {
+    schema: 'omnibal.calibration/2',
+    model: 'tiny-vlm',
+    device: 'cpu (1 threads)',
+    torch: '1.13.0',
+    load: big,
+    loads: [{ ...big, samples: 1 }, { ...small, samples: 1 }],
+    layers: rows.flatMap(([index, name, atBig, atSmall]) => [
+      { index, name, load: big, samples: 1, forwardMs: atBig, backwardMs: 2 * atBig, savedBytes: 1000 },
+      { index, name, load: small, samples: 1, forwardMs: atSmall, backwardMs: 2 * atSmall, savedBytes: 300 },
+    ]),
+    stageMemory: [{ firstLayer: 1, lastLayer: 1, inFlight: 1, fullRecomputeBytes: 34816, noRecomputeBytes: 596232 }],
+  };
+}
+
+test('plan takes a format-2 calibration file as the profiler writes it, and predicts what planTraining does', async (t) => {
+  const h = serve(t);
+  const calibration = profiledTinyVlm();
+  const params = { model: 'tiny-vlm', gpu: 'cpu', simulatedSteps: 1, calibration };
+  const r = await h.call('plan', params, 120_000);
+  t.falsy(r.error, JSON.stringify(r.error));
+  const { detail: _detail, ...local } = planTraining(params as PlanTrainingOptions);
+  void _detail;
+  t.deepEqual(r.result, JSON.parse(JSON.stringify(local)));
+  const uncalibrated = await h.call('plan', { ...params, calibration: undefined }, 120_000);
+  t.notDeepEqual(r.result.figures, uncalibrated.result.figures, 'the calibration changes the prediction');
+  // A per-layer load needs format 2; a calibration load with no tokens names its field.
+  const format1 = await h.call('plan', { ...params, calibration: { ...calibration, schema: 'omnibal.calibration/1' } }, 120_000);
+  t.is(format1.error?.data?.code, 'ERR_OMNIBAL_INVALID_OPTIONS', JSON.stringify(format1));
+  t.regex(format1.error!.message, /layers\[0\]\.load needs "schema": "omnibal.calibration\/2"/);
+  for (const [bad, field] of [
+    [{ ...calibration, schema: 'omnibal.calibration/3' }, 'calibration.schema'],
+    [{ ...calibration, load: { tiles: 8, tokens: 0 } }, 'calibration.load.tokens'],
+    [{ ...calibration, layers: [{ index: 1, forwardMs: 1, load: { tiles: 1 } }] }, 'calibration.layers[0].load.tokens'],
+  ] as [object, string][]) {
+    const e = await h.call('plan', { ...params, calibration: bad }, 120_000);
+    t.is(e.error?.code, -32602, JSON.stringify(e));
+    t.is(e.error?.data?.field, field);
+  }
 });

@@ -87,6 +87,15 @@ def _defaults(a):
         profile.load_gpu(a.gpu)
     except KeyError as e:
         raise profile.UsageError(e.args[0])
+    # Checked before profiling, so that a GPU run is not lost to an --out it cannot write.
+    if os.path.exists(a.out) and not os.path.isdir(a.out):
+        raise profile.UsageError("--out %s: not a folder" % a.out)
+    try:
+        os.makedirs(a.out, exist_ok=True)
+    except OSError as e:
+        raise profile.UsageError("--out %s: cannot make the folder (%s)" % (a.out, e.strerror or e))
+    if not os.access(a.out, os.W_OK):
+        raise profile.UsageError("--out %s: not a writable folder" % a.out)
     return a
 
 

@@ -83,11 +83,17 @@ def read_lengths(paths=None):
     pairs = []
     for f in files:
         with open(f) as fh:
-            doc = json.load(fh)
+            try:
+                doc = json.load(fh)
+            except ValueError as e:
+                raise UsageError("%s: not JSON (%s)" % (f, e))
         if not isinstance(doc, list):
             raise UsageError("%s: not a list of {vit_num, token_num} objects" % f)
-        for r in doc:
-            pairs.append((int(r["vit_num"]), int(r["token_num"])))
+        try:
+            for r in doc:
+                pairs.append((int(r["vit_num"]), int(r["token_num"])))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise UsageError("%s: not a list of {vit_num, token_num} objects" % f)
     return (pairs, "lengths from %s" % ", ".join(os.path.basename(f) for f in files)) if pairs else (None, None)
 
 
@@ -578,6 +584,8 @@ def main(argv=None):
         for f in a.lengths:
             if not os.path.exists(f):
                 raise UsageError("--lengths %s: no such file" % f)
+            if not os.path.isfile(f):  # a FIFO or a device would block or never end
+                raise UsageError("--lengths %s: not a regular file" % f)
         try:
             blocks.load_spec(a.model)
         except KeyError as e:

@@ -254,11 +254,30 @@ class GpuCheckCpuPath(unittest.TestCase):
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore")
         gpu_check.run, sys.stderr = oom, io.StringIO()
         try:
-            rc, text = gpu_check.main(["--out", "/nonexistent/x", "--tiny"]), sys.stderr.getvalue()
+            with tempfile.TemporaryDirectory() as out:
+                rc, text = gpu_check.main(["--out", out, "--tiny"]), sys.stderr.getvalue()
         finally:
             gpu_check.run, sys.stderr = real, err
         self.assertEqual((rc, len(text.strip().splitlines())), (2, 1), text)
         self.assertIn("out of memory", text)
+
+    def test_an_unusable_out_is_refused_before_profiling(self):
+        from omnibal import gpu_check
+
+        real, err = gpu_check.run, sys.stderr
+        ran = []
+        gpu_check.run, sys.stderr = (lambda *a, **k: ran.append(1)), io.StringIO()
+        try:
+            with tempfile.NamedTemporaryFile() as f:
+                cases = [(f.name, "not a folder"), ("/dev/null", "not a folder"), (os.path.join(f.name, "sub"), "cannot make the folder")]
+                for out, why in cases:
+                    sys.stderr = io.StringIO()
+                    rc, text = gpu_check.main(["--out", out, "--tiny"]), sys.stderr.getvalue()
+                    self.assertEqual((rc, len(text.strip().splitlines())), (2, 1), text)
+                    self.assertIn(why, text)
+        finally:
+            gpu_check.run, sys.stderr = real, err
+        self.assertEqual(ran, [], "nothing is profiled for an --out that cannot be written")
 
 
 if __name__ == "__main__":

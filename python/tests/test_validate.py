@@ -99,6 +99,29 @@ class Inputs(unittest.TestCase):
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
             self.assertTrue(r.stderr.startswith("omnibal.validate: "))
 
+    def test_length_files_that_are_not_lists_of_lengths_exit_2_with_one_line(self):
+        real, err = validate.validate, sys.stderr
+        ran = []
+        validate.validate = lambda *a, **k: ran.append(a)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                fifo = os.path.join(d, "fifo.json")
+                os.mkfifo(fifo)
+                bad = {"empty.json": "", "strings.json": '["a", "b"]', "nokeys.json": '[{"vit_num": 1}]', "floats.json": '[{"vit_num": 1e400, "token_num": 1}]'}
+                for name, text in bad.items():
+                    with open(os.path.join(d, name), "w") as fh:
+                        fh.write(text)
+                    with self.assertRaises(validate.UsageError, msg=name) as e:
+                        validate.read_lengths([os.path.join(d, name)])
+                    self.assertIn(name, str(e.exception))
+                for path in (fifo, "/dev/zero", d):
+                    sys.stderr = io.StringIO()
+                    rc, text = validate.main(["--lengths", path]), sys.stderr.getvalue()
+                    self.assertEqual((rc, text), (2, "omnibal.validate: --lengths %s: not a regular file\n" % path))
+        finally:
+            validate.validate, sys.stderr = real, err
+        self.assertEqual(ran, [], "nothing runs on a length file that is not a file")
+
     def test_a_failed_or_interrupted_run_is_one_line_not_a_traceback(self):
         from torch.multiprocessing.spawn import ProcessExitedException
 

@@ -58,9 +58,13 @@ const API_NAMES: Record<string, readonly string[]> = {
  * rewritten anywhere outside quotes; one-word names (`dp`, `seed`, `n`) only where the message
  * starts with them, which is where the validators put the argument's name, and right after a
  * rewritten flag joined by `x`, `and`, `or` or a comma (`tp x pp`, `maxVision and maxText`).
+ * A message led by a file or place (`cal.json: ...`, `data.csv:12: ...`) keeps it as written.
  */
 export function namingFlags(message: string, command: Command | undefined): string {
   if (!command) return message;
+  // The rest goes behind an empty quoted part: nothing is at its start, so only camelCase names are rewritten.
+  const place = /^[^\s"]+?: /.exec(message)?.[0];
+  if (place) return place + namingFlags(`""${message.slice(place.length)}`, command).slice(2);
   const flags = new Map<string, string>();
   for (const option of command.options as readonly Option[]) {
     if (!option.long) continue;
@@ -68,9 +72,10 @@ export function namingFlags(message: string, command: Command | undefined): stri
     for (const alias of API_NAMES[option.long] ?? []) flags.set(alias, option.long);
   }
   // A dotted API path where the message starts (`cluster.dp must be ...`): the flag of its last name.
-  // Not a file name leading its error (`data.json:1: ...`, `plan.json: cannot write`).
-  const dotted = /^(?:[A-Za-z]\w*\.)+([A-Za-z]\w*)(?![\w.:/-])/.exec(message);
-  const leading = dotted ? flags.get(dotted[1]) : undefined;
+  // Not a file name leading its error (`data.json:1: ...`, `plan.json: cannot write`), nor a path that
+  // starts at a flag (`calibration.layers[0].index`: a field of the --calibration file).
+  const dotted = /^([A-Za-z]\w*)\.(?:[A-Za-z]\w*\.)*([A-Za-z]\w*)(?![\w.:/-])/.exec(message);
+  const leading = dotted && !flags.has(dotted[1]) ? flags.get(dotted[2]) : undefined;
   if (dotted && leading) message = leading + message.slice(dotted[0].length);
   return message
     .split(/("[^"]*")/)
