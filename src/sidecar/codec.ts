@@ -70,12 +70,7 @@ export interface MicroBatchArrays {
  */
 export function encodeMicroBatchArrays(plan: MicroBatchLayout, groups: ArrayLike<number>): MicroBatchArrays {
   const { samples, microBatchOffsets: mbo, rankOffsets: ro } = plan;
-  let values = 0;
-  let lists = 0;
-  for (let g = 0; g < groups.length; g++) {
-    lists += ro[groups[g] + 1] - ro[groups[g]];
-    values += mbo[ro[groups[g] + 1]] - mbo[ro[groups[g]]];
-  }
+  const { values, lists } = groupSizes(plan, groups);
   const out = new Uint32Array(values);
   const offsets = new Uint32Array(lists + 1);
   const groupOffsets = new Uint32Array(groups.length + 1);
@@ -92,6 +87,20 @@ export function encodeMicroBatchArrays(plan: MicroBatchLayout, groups: ArrayLike
   }
   offsets[k] = v;
   return { encoding: 'base64', samples: encodeU32(out), microBatchOffsets: encodeU32(offsets), groupOffsets: encodeU32(groupOffsets) };
+}
+
+/** How many sample indices (`values`) and micro-batches (`lists`) the groups hold. */
+function groupSizes(plan: MicroBatchLayout, groups: ArrayLike<number>): { values: number; lists: number } {
+  const { microBatchOffsets: mbo, rankOffsets: ro } = plan;
+  let values = 0;
+  let lists = 0;
+  for (let g = 0; g < groups.length; g++) {
+    const a = ro[groups[g]];
+    const b = ro[groups[g] + 1];
+    lists += b - a;
+    values += mbo[b] - mbo[a];
+  }
+  return { values, lists };
 }
 
 /** JSON text made without `JSON.stringify` (big index lists), sent as is. */
@@ -114,14 +123,7 @@ export interface MicroBatchLayout {
  */
 export function encodeMicroBatchLists(plan: MicroBatchLayout, groups: ArrayLike<number>): RawJson {
   const { samples, microBatchOffsets: mbo, rankOffsets: ro } = plan;
-  let values = 0;
-  let lists = 0;
-  for (let g = 0; g < groups.length; g++) {
-    const a = ro[groups[g]];
-    const b = ro[groups[g] + 1];
-    lists += b - a;
-    values += mbo[b] - mbo[a];
-  }
+  const { values, lists } = groupSizes(plan, groups);
   const buf = Buffer.allocUnsafe(values * 11 + lists * 3 + groups.length * 3 + 2);
   const digits = new Uint8Array(10);
   let p = 0;
