@@ -190,7 +190,7 @@ pub fn chunk_in_flight(
             ),
         ));
     }
-    if v > 1 && m % p != 0 {
+    if v > 1 && !m.is_multiple_of(p) {
         return Err(Error::out_of_range(
             "microBatches",
             format!("must be a multiple of pp ({p}) for the interleaved schedule"),
