@@ -43,6 +43,9 @@ export interface CalibrationInput {
   stageMemory: Float64Array
 }
 
+/** Where stage `stage`'s held activations peak, per model chunk. */
+export declare function chunkInFlight(schedule: string, virtualStages: number, pp: number, stage: number, microBatches: number, chunkBytes: Float64Array): NativeChunkPeak
+
 /** A given split, each stage with its cheapest feasible recomputation. */
 export declare function evaluateSplit(problem: StageProblemInput, lastLayers: Uint32Array): NativeStagePlan
 
@@ -111,6 +114,14 @@ export interface NativeCalibration {
   efficiency: Float64Array
   overheadMs: Float64Array
   activationScale: Float64Array
+}
+
+/** Per-chunk in-flight counts at a stage's activation peak (see `simulate::chunk_in_flight`). */
+export interface NativeChunkPeak {
+  /** Micro-batches of each model chunk held at the peak. */
+  counts: Uint32Array
+  /** The peak activation bytes, `sum counts[c] x chunkBytes[c]`. */
+  bytes: number
 }
 
 /** Facts about the loaded native binary. */

@@ -840,6 +840,7 @@ module.exports.__panicForTestAsync = nativeBinding.__panicForTestAsync
 module.exports.baselineStages = nativeBinding.baselineStages
 module.exports.batchMetrics = nativeBinding.batchMetrics
 module.exports.calibrateModel = nativeBinding.calibrateModel
+module.exports.chunkInFlight = nativeBinding.chunkInFlight
 module.exports.evaluateSplit = nativeBinding.evaluateSplit
 module.exports.evaluateStages = nativeBinding.evaluateStages
 module.exports.nativeInfo = nativeBinding.nativeInfo

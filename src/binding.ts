@@ -16,7 +16,7 @@ import { packageRoot } from './package';
 import { deferred } from './progress';
 import { dataTwins } from './data/twins';
 import { modelTwins } from './model/twins';
-import { simulateStepTwin } from './simulate/simulate';
+import { chunkInFlightTwin, simulateStepTwin } from './simulate/simulate';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
 import { readSampleFilesTwin } from './io/samples';
 
@@ -44,6 +44,7 @@ export type Backend = Pick<
   | 'vlmLayerTable'
   | 'calibrateModel'
   | 'simulateStep'
+  | 'chunkInFlight'
   | 'readSampleFiles'
 >;
 
@@ -65,6 +66,7 @@ export const jsBackend: Backend = {
   ...dataTwins,
   ...modelTwins,
   simulateStep: simulateStepTwin,
+  chunkInFlight: chunkInFlightTwin,
   readSampleFiles: readSampleFilesTwin,
 };
 

@@ -133,3 +133,50 @@ export function simulateStep(input: StepInput, withEvents = false): StepResult {
   }
   return out;
 }
+
+/** A stage whose model chunks may differ in size, for {@link chunkInFlight}. */
+export interface ChunkInFlightInput {
+  /** `gpipe`, `1f1b` or `interleaved`. */
+  schedule: 'gpipe' | '1f1b' | 'interleaved';
+  /** Model chunks per device for `interleaved`; default 1 (ignored otherwise). */
+  virtualStages?: number;
+  /** Pipeline stages `P`. */
+  pp: number;
+  /** The stage, `0 .. P - 1`. */
+  stage: number;
+  /** Micro-batches per step `m` (a multiple of `P` when interleaved with `v > 1`). */
+  microBatches: number;
+  /** Activation bytes of one micro-batch of each of the stage's chunks (`v` entries, else 1). */
+  chunkBytes: Float64Array;
+}
+
+/** Where a stage's held activations peak, per model chunk. */
+export interface ChunkInFlight {
+  /** Micro-batches of each model chunk held at the peak. */
+  counts: Uint32Array;
+  /** The peak activation bytes, `sum counts[c] x chunkBytes[c]` (a prediction of the schedule's peak). */
+  bytes: number;
+}
+
+/**
+ * The per-chunk in-flight counts at a stage's activation peak, from the operation order the
+ * simulator runs (Megatron's interleaved 1F1B: forward `k` runs chunk `(k // P) mod v`). With
+ * equal chunks the peak is the closed form the memory model uses (`min(P - s, m)` for 1F1B,
+ * `P (1 + (P - 1) / (P v))` micro-batches on the first interleaved stage); with unequal chunks
+ * it is the weighted maximum over time, which the average undercounts.
+ *
+ * @param input - schedule, layout, stage, micro-batches and the stage's per-chunk activation bytes
+ * @returns the counts per chunk at the peak and the peak bytes
+ * @throws `ERR_OMNIBAL_OUT_OF_RANGE` (a count or byte value out of range, `m` not a multiple of
+ *   `P` when interleaved), `ERR_OMNIBAL_INVALID_TYPE` (`chunkBytes` not a `Float64Array`),
+ *   `ERR_OMNIBAL_UNKNOWN_OPTION` (schedule), the same from both backends.
+ */
+export function chunkInFlight(input: ChunkInFlightInput): ChunkInFlight {
+  if (typeof input !== 'object' || input === null) throw invalidType('input', `must be an object, got ${describeValue(input)}`);
+  for (const k of ['pp', 'stage', 'microBatches'] as const) expectNumber(k, input[k]);
+  if (input.virtualStages !== undefined) expectNumber('virtualStages', input.virtualStages);
+  if (!(input.chunkBytes instanceof Float64Array)) throw invalidType('chunkBytes', `must be a Float64Array, got ${describeValue(input.chunkBytes)}`);
+  if (typeof input.schedule !== 'string' || !(SCHEDULES as readonly string[]).includes(input.schedule)) throw unknownOption('schedule', String(input.schedule), SCHEDULES);
+  const r = activeBackend().chunkInFlight(input.schedule, input.virtualStages ?? 1, input.pp, input.stage, input.microBatches, input.chunkBytes);
+  return { counts: r.counts, bytes: r.bytes };
+}

@@ -157,3 +157,45 @@ export function simulateStepTwin(input: Native.SimulateStepInput, withEvents: bo
     eventEndMs: Float64Array.from(events, (e) => e[6]),
   };
 }
+
+/**
+ * Twin of the native `chunkInFlight` (`simulate::chunk_in_flight`): replays stage `stage`'s
+ * operation order, adding a micro-batch to a chunk on its forward and freeing it on its
+ * backward, and returns the per-chunk counts at the first moment the held bytes peak.
+ */
+export function chunkInFlightTwin(schedule: string, virtualStages: number, pp: number, stage: number, microBatches: number, chunkBytes: Float64Array): Native.NativeChunkPeak {
+  const v = integerBetween('virtualStages', virtualStages, 1, 64);
+  const p = integerBetween('pp', pp, 1, 1 << 12);
+  const s = integerBetween('stage', stage, 0, p - 1);
+  const m = integerBetween('microBatches', microBatches, 1, 1 << 20);
+  if (!['gpipe', '1f1b', 'interleaved'].includes(schedule)) throw unknownOption('schedule', schedule, ['gpipe', '1f1b', 'interleaved']);
+  const k = schedule === 'interleaved' ? v : 1;
+  if (chunkBytes.length !== k) throw outOfRange('chunkBytes', `must have one entry per model chunk (${k})`);
+  for (const x of chunkBytes) {
+    if (!Number.isFinite(x) || x < 0) throw outOfRange('chunkBytes', `must hold finite numbers >= 0, got ${x}`);
+  }
+  if (k > 1 && m % p !== 0) throw outOfRange('microBatches', `must be a multiple of pp (${p}) for the interleaved schedule`);
+  const held = new Uint32Array(k);
+  let best = new Uint32Array(k);
+  let bestBytes = 0;
+  let bestTotal = 0;
+  let total = 0;
+  for (const op of order(schedule, k, p, s, m)) {
+    if (op.backward) {
+      held[op.chunk]--;
+      total--;
+      continue;
+    }
+    held[op.chunk]++;
+    total++;
+    let bytes = 0;
+    for (let c = 0; c < k; c++) bytes += held[c] * chunkBytes[c];
+    // Largest bytes first; among equal bytes (zero-byte chunks), most micro-batches.
+    if (bytes > bestBytes || (bytes === bestBytes && total > bestTotal)) {
+      best = held.slice();
+      bestBytes = bytes;
+      bestTotal = total;
+    }
+  }
+  return { counts: best, bytes: bestBytes };
+}

@@ -132,6 +132,99 @@ pub fn in_flight(schedule: Schedule, p: u32, s: u32, m: u32) -> f64 {
     }
 }
 
+/// Where stage `s`'s held activations peak when its model chunks differ (interleaved plans
+/// cut into `v x P` chunks of their own sizes): the micro-batches of each chunk in flight at
+/// that moment and the bytes held, `max over time of sum_c held_c x chunk_bytes[c]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkPeak {
+    /// Micro-batches of each model chunk held at the peak (length `v`).
+    pub counts: Vec<u32>,
+    /// `sum_c counts[c] x chunk_bytes[c]`: the peak activation bytes.
+    pub bytes: f64,
+}
+
+/// Per-chunk in-flight counts at stage `s`'s activation peak, replaying the same operation
+/// order the simulator runs ([`order`]): a forward of chunk `c` adds one micro-batch to chunk
+/// `c`, its backward frees it; the peak is the first moment the held bytes are largest.
+/// `chunk_bytes[c]` is the activation bytes of one micro-batch of chunk `c` of this stage
+/// (length `v` for interleaved, 1 otherwise).
+///
+/// Megatron-LM (NVIDIA/Megatron-LM, megatron/core/pipeline_parallel/schedules.py at commit
+/// 00611e6): `get_pp_rank_microbatches` gives rank `s` a warm-up of `(P - s - 1) * 2 +
+/// (v - 1) * P` virtual micro-batches (`microbatch_group_size_per_vp_stage` defaults to `P`),
+/// capped at `m v`; `get_schedule_table` runs forward `k` on model chunk `(k // P) mod v`
+/// (micro-batches in groups of `P`, each group through every chunk in turn), and
+/// `forward_backward_pipelining_with_interleaving` takes backward `k` on chunk
+/// `v - 1 - (k // P) mod v`. With equal chunks this reduces to [`in_flight`] (tested), whose
+/// first-stage value is `P (1 + (P - 1) / (P v))`, megatron/training/theoretical_memory_usage.py's
+/// interleaved penalty; with unequal chunks the peak is this weighted sum, not the average.
+pub fn chunk_in_flight(
+    schedule: Schedule,
+    p: u32,
+    s: u32,
+    m: u32,
+    chunk_bytes: &[f64],
+) -> Result<ChunkPeak, Error> {
+    let v = match schedule {
+        Schedule::Interleaved(v) => v,
+        _ => 1,
+    };
+    if p == 0 || m == 0 || s >= p || v == 0 {
+        return Err(Error::out_of_range(
+            "pp",
+            "pp and microBatches must be at least 1 and the stage below pp",
+        ));
+    }
+    if chunk_bytes.len() != v as usize {
+        return Err(Error::out_of_range(
+            "chunkBytes",
+            format!("must have one entry per model chunk ({v})"),
+        ));
+    }
+    if let Some(x) = chunk_bytes.iter().find(|x| !x.is_finite() || **x < 0.0) {
+        return Err(Error::out_of_range(
+            "chunkBytes",
+            format!(
+                "must hold finite numbers >= 0, got {}",
+                crate::error::js_number(*x)
+            ),
+        ));
+    }
+    if v > 1 && !m.is_multiple_of(p) {
+        return Err(Error::out_of_range(
+            "microBatches",
+            format!("must be a multiple of pp ({p}) for the interleaved schedule"),
+        ));
+    }
+    let mut held = vec![0u32; v as usize];
+    let mut best = ChunkPeak {
+        counts: held.clone(),
+        bytes: 0.0,
+    };
+    let mut best_total = 0u32;
+    for op in order(schedule, p, s, m) {
+        let c = op.chunk as usize;
+        if op.backward {
+            held[c] -= 1;
+            continue;
+        }
+        held[c] += 1;
+        let bytes: f64 = held
+            .iter()
+            .zip(chunk_bytes)
+            .map(|(&n, &b)| n as f64 * b)
+            .sum();
+        let total: u32 = held.iter().sum();
+        // Largest bytes first; among equal bytes (zero-byte chunks), most micro-batches.
+        if bytes > best.bytes || (bytes == best.bytes && total > best_total) {
+            best.counts.clone_from(&held);
+            best.bytes = bytes;
+            best_total = total;
+        }
+    }
+    Ok(best)
+}
+
 /// The operation order of stage `s` of a `p`-stage pipeline with `m` micro-batches.
 fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
     let f = |mb, chunk| Op {
@@ -432,6 +525,56 @@ mod tests {
             in_flight(Schedule::Interleaved(2), 8, 0, 32),
             8.0 * (1.0 + 7.0 / 16.0)
         );
+    }
+
+    #[test]
+    fn chunk_peaks_reduce_to_the_closed_form_for_equal_chunks() {
+        let mut rng = crate::rng::Rng::new(23);
+        for _ in 0..300 {
+            let p = 1 + rng.below(8);
+            let v = 1 + rng.below(4);
+            let m = p * (1 + rng.below(4));
+            for sched in [
+                Schedule::GPipe,
+                Schedule::OneFOneB,
+                Schedule::Interleaved(v),
+            ] {
+                let k = if let Schedule::Interleaved(v) = sched {
+                    v
+                } else {
+                    1
+                };
+                for s in 0..p {
+                    let peak =
+                        chunk_in_flight(sched, p, s, m, &vec![1.0 / k as f64; k as usize]).unwrap();
+                    let closed = in_flight(sched, p, s, m);
+                    assert!(
+                        (peak.bytes - closed).abs() < 1e-9,
+                        "{sched:?} p {p} s {s} m {m}"
+                    );
+                    assert_eq!(peak.counts.iter().sum::<u32>() as f64, closed * k as f64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unequal_chunks_peak_where_the_heavy_chunk_holds_most() {
+        // P 4, v 2, m 8, first stage: warm-up 3 * 2 + 4 = 10 forwards; equal chunks hold 11
+        // (7 of chunk 0 and 4 of chunk 1, Megatron's 4 (1 + 3 / 8) x 2), but chunk 0 reaches
+        // all 8 micro-batches (with 3 of chunk 1) before its first backward.
+        let s = Schedule::Interleaved(2);
+        let heavy0 = chunk_in_flight(s, 4, 0, 8, &[1.0, 0.0]).unwrap();
+        assert_eq!(heavy0.counts, vec![8, 3]);
+        assert_eq!(heavy0.bytes, 8.0);
+        let equal = chunk_in_flight(s, 4, 0, 8, &[1.0, 1.0]).unwrap();
+        assert_eq!(equal.bytes, 11.0);
+        let mixed = chunk_in_flight(s, 4, 0, 8, &[3.0, 1.0]).unwrap();
+        assert_eq!(mixed.bytes, 27.0); // 8 x 3 + 3 x 1 > 7 x 3 + 4 x 1
+                                       // The average model would say 5.5 x (3 + 1) = 22 bytes: 19% short.
+        assert!(chunk_in_flight(s, 4, 0, 6, &[1.0, 1.0]).is_err());
+        assert!(chunk_in_flight(s, 4, 0, 8, &[1.0]).is_err());
+        assert!(chunk_in_flight(s, 4, 0, 8, &[1.0, f64::NAN]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use napi::bindgen_prelude::{Float64Array, Uint32Array, Uint8Array};
 use napi::Env;
 use napi_derive::napi;
 use omnibal_core::error::integer_between;
-use omnibal_core::simulate::{simulate_step, Schedule, StepInput};
+use omnibal_core::simulate::{chunk_in_flight, simulate_step, Schedule, StepInput};
 
 /// One step to simulate (see `crate/core/src/simulate.rs` for the layout).
 #[napi(object)]
@@ -85,6 +85,39 @@ pub fn simulate_step_sync(
             event_backward: Uint8Array::new(events.iter().map(|e| e.backward as u8).collect()),
             event_start_ms: Float64Array::new(events.iter().map(|e| e.start_ms).collect()),
             event_end_ms: Float64Array::new(events.iter().map(|e| e.end_ms).collect()),
+        })
+    })
+}
+
+/// Per-chunk in-flight counts at a stage's activation peak (see `simulate::chunk_in_flight`).
+#[napi(object)]
+pub struct NativeChunkPeak {
+    /// Micro-batches of each model chunk held at the peak.
+    pub counts: Uint32Array,
+    /// The peak activation bytes, `sum counts[c] x chunkBytes[c]`.
+    pub bytes: f64,
+}
+
+/// Where stage `stage`'s held activations peak, per model chunk.
+#[napi(js_name = "chunkInFlight")]
+pub fn chunk_in_flight_sync(
+    env: Env,
+    schedule: String,
+    virtual_stages: f64,
+    pp: f64,
+    stage: f64,
+    micro_batches: f64,
+    chunk_bytes: Float64Array,
+) -> napi::Result<NativeChunkPeak> {
+    run_sync(&env, || {
+        let v = integer_between("virtualStages", virtual_stages, 1, 64)? as u32;
+        let p = integer_between("pp", pp, 1, 1 << 12)? as u32;
+        let s = integer_between("stage", stage, 0, p as u64 - 1)? as u32;
+        let m = integer_between("microBatches", micro_batches, 1, 1 << 20)? as u32;
+        let peak = chunk_in_flight(Schedule::parse(&schedule, v)?, p, s, m, &chunk_bytes)?;
+        Ok(NativeChunkPeak {
+            counts: peak.counts.into(),
+            bytes: peak.bytes,
         })
     })
 }
