@@ -75,8 +75,10 @@ export function namingFlags(message: string, command: Command | undefined): stri
   // Not a file name leading its error (`data.json:1: ...`, `plan.json: cannot write`), nor a path that
   // starts at a flag (`calibration.layers[0].index`: a field of the --calibration file).
   const dotted = /^([A-Za-z]\w*)\.(?:[A-Za-z]\w*\.)*([A-Za-z]\w*)(?![\w.:/-])/.exec(message);
-  const leading = dotted && !flags.has(dotted[1]) ? flags.get(dotted[2]) : undefined;
-  if (dotted && leading) message = leading + message.slice(dotted[0].length);
+  const root = dotted ? flags.get(dotted[1]) : undefined;
+  const leading = dotted && !root ? flags.get(dotted[2]) : undefined;
+  if (root) message = root + message.slice(dotted![1].length);
+  else if (dotted && leading) message = leading + message.slice(dotted[0].length);
   return message
     .split(/("[^"]*")/)
     .map((part, i) => {
