@@ -114,3 +114,18 @@ for (const [args, message] of usageErrors) {
   t.is(stdout.trim(), version);
   t.is(statSync(cli).mtimeMs, built, 'dist/ was not rebuilt');
 });
+
+test('an empty value for a value flag is a usage error naming the flag, on every command', (t) => {
+  for (const args of [
+    ['plan', '--out', ''],
+    ['plan', '--report', ''],
+    ['plan', '--calibration', ''],
+    ['pack', '--synthetic', '100', '--dp', '2', '--samples-per-pack', '2', '--out', ''],
+    ['simulate', '--plan', ''],
+  ]) {
+    const r = omnibal(args);
+    t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, new RegExp(`'${args[args.length - 2]} <[^>]+>' argument '' is invalid.*ERR_OMNIBAL_INVALID_OPTIONS`), args.join(' '));
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});

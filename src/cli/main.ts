@@ -128,6 +128,14 @@ function oneLineUsageErrors(command: Command): void {
   };
   for (const option of command.options as Option[]) {
     const parse = option.parseArg;
+    // Every value flag: an empty value (`--out ''`) is a usage error naming the flag, never "not given".
+    if (!parse && option.required && !option.variadic) {
+      option.parseArg = <T>(value: string): T => {
+        if (value === '') throw new InvalidArgumentError('Expected a value, got an empty string');
+        return value as T;
+      };
+      continue;
+    }
     if (!parse) continue;
     // Number-valued flags: a value that is not a number is a usage error naming the flag.
     option.parseArg = <T>(value: string, previous: T): T => {

@@ -64,7 +64,6 @@ async function loadSamples(flags: PackFlags): Promise<{ samples: Samples; source
   if (flags.inputFormat !== undefined && !SAMPLES_FORMATS.includes(flags.inputFormat as SamplesFormat)) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--input-format must be one of ${SAMPLES_FORMATS.join(', ')}`);
   }
-  if (flags.out === '') throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--out needs a file name');
   if (flags.compare && flags.json) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--compare prints a table of every strategy, --json one plan: give one (--compare --out FILE writes the plan of --strategy)');
   }
