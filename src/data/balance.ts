@@ -18,10 +18,14 @@ export const STEP_ORDER_PURPOSE = 1048575;
 export const TAIL_PURPOSE = 1048574;
 /** Stream purpose of the random draw of packs into steps. */
 export const DRAW_PURPOSE = 1048573;
-/** Pairing passes over each vision class of packs. */
-export const EQUALIZE_PASSES = 8;
+/** Pairing passes over each equalizing window of a vision class. */
+export const EQUALIZE_PASSES = 4;
+/** Packs per equalizing window (a random sample of a vision class that stays in cache). */
+export const EQUALIZE_WINDOW = 8192;
 /** Pairing passes inside each step. */
 export const STEP_PASSES = 2;
+/** A step whose costliest pack is within 1/this of the step's mean is not tuned further. */
+export const STEP_TOLERANCE = 2048;
 /** Partners a pairing pass tries, on either side, for a pair that admits no swap. */
 export const PAIR_PARTNERS = 4;
 /** Cheaper packs a greedy swap tries for the costliest one. */
@@ -30,7 +34,7 @@ export const GREEDY_PARTNERS = 16;
 export const GREEDY_SCAN = 64;
 /** Greedy swaps per step: `min(8 m + 32, this)`. */
 export const GREEDY_SWAPS = 1 << 30;
-/** Greedy swaps over each vision class after its pairing passes: one per this many packs (+32). */
+/** Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32). */
 export const EQUALIZE_GREEDY_SHARE = 8;
 /** Vision-evening swaps per step with packs of unlike vision sums. */
 export const VISION_SWAPS = 128;
@@ -40,6 +44,8 @@ export const PAIR_SWAP_MAX_SAMPLES = 12;
 export const REPAIR_MAX_VISION = 1 << 16;
 /** Packs over their class's median cost by more than 1/this are matched in steps of their own. */
 export const COSTLY_PACK_DIV = 200;
+/** Packs under their class's median cost by more than 1/this are matched in steps of their own. */
+export const CHEAP_PACK_DIV = 100;
 
 /** What happens to a sample over a cap: a micro-batch of its own, or left out. */
 export type Oversize = 'own-micro-batch' | 'drop';
@@ -324,6 +330,14 @@ function matchCostlyPacks(drawn: number[], loads: Loads, m: number): number[] {
       costly.push(drawn[j]);
       taken[j] = 1;
     }
+    const floor = median - Math.floor(median / CHEAP_PACK_DIV);
+    let under = 0;
+    for (const j of byCost) if (loads.w[drawn[j]] < floor) under++;
+    const wholeUnder = under - (under % m);
+    for (let q = 0; q < wholeUnder; q++) {
+      costly.push(drawn[byCost[q]]);
+      taken[byCost[q]] = 1;
+    }
     start = end;
   }
   if (costly.length === 0) return drawn;
@@ -539,7 +553,7 @@ class SwapRules {
   }
 
   /** Twin of `SwapRules::greedy`. */
-  greedy(packs: Packs, loads: Loads, group: number[], iterations: number, spread: boolean): void {
+  greedy(packs: Packs, loads: Loads, group: number[], iterations: number, spread: boolean, stopAt: number): void {
     let asc = group.slice().sort(byCost(loads));
     if (spread) {
       const half = Math.ceil(asc.length / 2);
@@ -556,7 +570,7 @@ class SwapRules {
       if (top === undefined) break;
       const [wk, hi] = top;
       if (wk !== loads.w[hi]) continue;
-      if (done === iterations) break;
+      if (done === iterations || wk <= stopAt) break;
       done++;
       let tried = 0;
       let swappedWith = -1;
@@ -649,10 +663,26 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   } else split = splitByCaps(vision, text, p.caps);
   const repacked = repackPartFilled(vision, text, pack(vision, text, split.fit, p), p);
   const before = repacked.length;
-  const [packs, kept, lost] = spreadTail(vision, text, repacked, p, m);
-  const fresh = Array.from({ length: packs.length - before }, (_, k) => before + k);
+  const [old, kept, lost] = spreadTail(vision, text, repacked, p, m);
   for (const i of lost) split.dropped.push([i, DROP_CODE.tail]);
-  const normal = packs.length;
+
+  // Layout: a random tail; the other kept packs at random grouped by vision sum; the dealt
+  // packs by vision sum; the tail; the over-cap samples. Packs are renumbered in this order.
+  const visionOf = new Float64Array(old.length);
+  for (let k = 0; k < old.length; k++) for (let q = old.offsets[k]; q < old.offsets[k + 1]; q++) visionOf[k] += vision[old.items[q]];
+  let drawn = kept;
+  shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
+  const whole = drawn.length - (drawn.length % m);
+  const tailOld = drawn.slice(whole);
+  drawn = drawn.slice(0, whole);
+  shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
+  drawn.sort((a, b) => visionOf[b] - visionOf[a]);
+  const fresh = Array.from({ length: old.length - before }, (_, k) => before + k).sort((a, b) => visionOf[b] - visionOf[a]);
+  const keptEnd = drawn.length;
+  const freshEnd = keptEnd + fresh.length;
+  const normal = freshEnd + tailOld.length;
+  const packs = new Packs();
+  for (const k of [...drawn, ...fresh, ...tailOld]) packs.push(old.get(k));
   for (const i of oversize) packs.push([i]);
 
   const w = costWeights(p.cost, text);
@@ -674,28 +704,32 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
     p.caps.maxText,
   );
 
-  // Equalize the packs of each vision class.
-  const byVision = [...kept, ...fresh].sort((a, b) => loads.v[b] - loads.v[a] || a - b);
-  for (let start = 0; start < byVision.length; ) {
-    let end = start;
-    while (end < byVision.length && loads.v[byVision[end]] === loads.v[byVision[start]]) end++;
-    rules.pairPasses(packs, loads, byVision, start, end, EQUALIZE_PASSES);
-    rules.greedy(packs, loads, byVision.slice(start, end), Math.floor((end - start) / EQUALIZE_GREEDY_SHARE) + 32, true);
-    start = end;
+  // Equalize each vision class in windows of consecutive packs.
+  for (const [from, to] of [
+    [0, keptEnd],
+    [keptEnd, freshEnd],
+  ]) {
+    for (let start = from; start < to; ) {
+      let end = start;
+      while (end < to && loads.v[end] === loads.v[start]) end++;
+      for (let a = start; a < end; a += EQUALIZE_WINDOW) {
+        const b = Math.min(a + EQUALIZE_WINDOW, end);
+        const win = Array.from({ length: b - a }, (_, j) => a + j);
+        rules.pairPasses(packs, loads, win, 0, win.length, EQUALIZE_PASSES);
+        rules.greedy(packs, loads, win, Math.floor(win.length / EQUALIZE_GREEDY_SHARE) + 32, true, 0);
+      }
+      start = end;
+    }
   }
 
-  // A random tail, then a random draw grouped by vision sum, cut into steps.
-  let drawn = kept;
-  shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
-  const whole = drawn.length - (drawn.length % m);
-  let tail = drawn.slice(whole);
-  drawn = drawn.slice(0, whole);
-  shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
-  drawn.sort((a, b) => loads.v[b] - loads.v[a]);
-  drawn = matchCostlyPacks(drawn, loads, m);
-  // The dealt packs: by vision sum (those short of their target together), after the rest.
-  fresh.sort((a, b) => loads.v[b] - loads.v[a] || a - b);
-  for (const k of fresh) drawn.push(k);
+  // Steps cut from the layout; costly and cheap packs matched in steps of their own.
+  drawn = matchCostlyPacks(
+    Array.from({ length: keptEnd }, (_, k) => k),
+    loads,
+    m,
+  );
+  for (let k = keptEnd; k < freshEnd; k++) drawn.push(k);
+  let tail = Array.from({ length: normal - freshEnd }, (_, k) => freshEnd + k);
   const key = byKey(loads);
   const over = Array.from({ length: n - normal }, (_, k) => normal + k).sort(key);
   const overWhole = over.length - (over.length % m);
@@ -713,8 +747,18 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
     if (step.some((k) => loads.v[k] !== loads.v[step[0]]) && step.every((k) => k < normal)) {
       rules.evenVision(packs, loads, step, p.caps.maxVision);
     }
-    rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
-    rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false);
+    // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
+    let sum = 0;
+    for (const k of step) sum += loads.w[k];
+    const mean = Math.floor(sum / m);
+    const stopAt = mean + Math.floor(mean / STEP_TOLERANCE);
+    if (step.some((k) => loads.w[k] > stopAt)) {
+      rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
+      rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false, stopAt);
+    }
+    // Cost order, ties by pack (as a re-deal of the step by position breaks them).
+    const sorted = drawn.slice(s * m, (s + 1) * m).sort(byCost(loads));
+    for (let j = 0; j < m; j++) drawn[s * m + j] = sorted[j];
   }
 
   // Deal each step's packs to ranks; order the steps.

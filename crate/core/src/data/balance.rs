@@ -16,23 +16,29 @@
 //!    micro-batch of its own; these form their own steps, sorted by (vision, cost) so the ranks
 //!    of a step get matched ones. With [`Oversize::Drop`] (explicit caps) they are dropped and
 //!    reported.
-//! 3. Global equalization: within each class of packs of equal vision sum, [`EQUALIZE_PASSES`]
-//!    passes pair the costliest pack with the cheapest, the second with the second, ..., and make
-//!    in each pair the one swap of equal-vision samples that brings the two closest to their mean
-//!    (under the text cap). Vision sums never change; every pack's cost moves towards its class
-//!    mean, so packs become interchangeable. Exchanges of two samples for two of the same
+//! 3. Layout: `packs mod (dp * accum)` packs, chosen at random, form the tail (under `drop`,
+//!    dealt into smaller packs instead where the epoch is long enough, step 1); the others, in a
+//!    random order grouped by vision sum, then the dealt packs, the tail and the over-cap ones.
+//!    Packs are renumbered in this order (each sample's loads stored beside it), so a vision
+//!    class is a run of consecutive packs and every phase below reads memory in order.
+//! 4. Equalization: each vision class, in windows of [`EQUALIZE_WINDOW`] consecutive packs (a
+//!    random sample of the class, small enough to stay in cache), gets [`EQUALIZE_PASSES`]
+//!    passes that pair the costliest pack with the cheapest, the second with the second, ...,
+//!    and make in each pair the one swap of equal-vision samples that brings the two closest to
+//!    their mean (under the text cap). Vision sums never change; every pack's cost moves towards
+//!    the mean, so packs become interchangeable. Exchanges of two samples for two of the same
 //!    vision sum are tried where no single swap helps, and a greedy phase takes the costliest
-//!    packs left against partners across the class.
-//! 4. Steps drawn at random: `packs mod (dp * accum)` packs, chosen at random, form the tail
-//!    (under `drop`, dealt into smaller packs instead where the epoch is long enough, step 1); the
-//!    others, in a random order grouped by vision sum, are cut into steps; packs that stay
-//!    costlier than their class's median by over 0.5% (a sample long for its size) are matched
-//!    in steps of their own (`match_costly_packs`). Each step is then fine-tuned: vision sums
-//!    evened where they differ, then [`STEP_PASSES`] pairing passes and greedy swaps. Every pass costs
-//!    O(m log m) for m packs, so planning costs O(n log n) whatever `dp x accum` is.
-//! 5. Ranks: with `accum > 1`, a step's micro-batches are dealt to ranks in snake order of
+//!    packs left against partners across the window.
+//! 5. Steps: cut from the layout in order (so each step's packs are a random draw of its class);
+//!    packs that stay off their class's median cost by over 0.5% either way (a sample long or
+//!    short for its size) are matched in steps of their own (`match_costly_packs`). Each step is
+//!    then fine-tuned unless its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean:
+//!    vision sums evened where they differ, then [`STEP_PASSES`] pairing passes and greedy swaps.
+//!    Every pass costs O(m log m) for m packs, so planning costs O(n log n) whatever
+//!    `dp x accum` is.
+//! 6. Ranks: with `accum > 1`, a step's micro-batches are dealt to ranks in snake order of
 //!    (vision, cost) descending, so rank sums even out further.
-//! 6. Order: the full steps in a random order (seed, epoch); the tail step last, under the tail
+//! 7. Order: the full steps in a random order (seed, epoch); the tail step last, under the tail
 //!    policy (so a dropped tail is a random set of packs, not the smallest ones).
 
 use super::cost::TextCost;
@@ -50,12 +56,16 @@ pub const STEP_ORDER_PURPOSE: u64 = (1 << 20) - 1;
 pub const TAIL_PURPOSE: u64 = (1 << 20) - 2;
 /// Stream purpose of the random draw of packs into steps.
 pub const DRAW_PURPOSE: u64 = (1 << 20) - 3;
-/// Pairing passes over each vision class of packs (step 3).
-pub const EQUALIZE_PASSES: u32 = 8;
-/// Greedy swaps over each vision class after its pairing passes: one per this many packs (+32).
+/// Pairing passes over each equalizing window (step 4).
+pub const EQUALIZE_PASSES: u32 = 4;
+/// Packs per equalizing window (a random sample of a vision class that stays in cache).
+pub const EQUALIZE_WINDOW: usize = 8192;
+/// Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32).
 pub const EQUALIZE_GREEDY_SHARE: usize = 8;
-/// Pairing passes inside each step (step 4).
+/// Pairing passes inside each step (step 5).
 pub const STEP_PASSES: u32 = 2;
+/// A step whose costliest pack is within 1/this of the step's mean is not tuned further.
+pub const STEP_TOLERANCE: u64 = 2048;
 
 /// What happens to a sample over a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,6 +485,8 @@ fn spread_tail(
 pub const SPREAD_MIN_SHARE: usize = 128;
 /// Stream purpose of the random choice of the packs [`spread_tail`] deals.
 pub const SPREAD_PURPOSE: u64 = (1 << 20) - 4;
+/// Stream purpose of the random order of packs within a vision class.
+pub const LAYOUT_PURPOSE: u64 = (1 << 20) - 5;
 
 /// Largest vision cap [`repack_part_filled`] runs at (its cost grows with the cap).
 pub const REPAIR_MAX_VISION: u64 = 1 << 16;
@@ -507,21 +519,34 @@ struct SwapRules {
     /// side (one cache line holds a whole pack's loads; packs are visited in random order).
     s: Vec<SampleLoad>,
     cap_t: u64,
+    /// Scratch: the pairs of a pack (see [`SwapRules::swap_pairs`]).
+    pairs: Vec<PairLoad>,
+}
+
+/// Two samples of one pack, summed, with their positions.
+#[derive(Clone, Copy)]
+struct PairLoad {
+    v: u32,
+    w: u64,
+    t: u64,
+    at: [u32; 2],
 }
 
 /// One packed sample's loads (see [`SwapRules`]).
 #[derive(Clone, Copy)]
 struct SampleLoad {
-    w: u64,
+    w: u32,
     v: u32,
     t: u32,
+    /// The sample's index (the packs' items are written from these at the end).
+    id: u32,
 }
 
 impl SwapRules {
     /// The one swap of equal-vision samples between packs `hi` and `lo` (`hi` costlier) that
     /// brings their costs closest to each other, keeping `lo` under the text cap; made, if any.
     /// Ties: the first in (position in `hi`, position in `lo`) order.
-    fn swap(&mut self, packs: &mut Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
+    fn swap(&mut self, packs: &Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
         let gap = loads.p[hi].w - loads.p[lo].w;
         if gap <= 1 {
             return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
@@ -529,12 +554,12 @@ impl SwapRules {
         let mut best: Option<(u64, usize, usize)> = None;
         let room = self.cap_t - loads.p[lo].t.min(self.cap_t);
         for xi in packs.range(hi) {
-            let (vx, wx, tx) = (self.s[xi].v, self.s[xi].w, self.s[xi].t as u64);
+            let (vx, wx, tx) = (self.s[xi].v, self.s[xi].w as u64, self.s[xi].t as u64);
             for yi in packs.range(lo) {
-                if self.s[yi].v != vx || wx <= self.s[yi].w {
+                if self.s[yi].v != vx || wx <= self.s[yi].w as u64 {
                     continue;
                 }
-                let d = wx - self.s[yi].w;
+                let d = wx - self.s[yi].w as u64;
                 // lo's text after the swap: t_lo - t_y + t_x <= cap.
                 if d >= gap || tx > room + self.s[yi].t as u64 {
                     continue;
@@ -549,14 +574,13 @@ impl SwapRules {
             return self.swap_pairs(packs, loads, hi, lo);
         };
         let (dw, dt) = (
-            self.s[xi].w - self.s[yi].w,
+            (self.s[xi].w - self.s[yi].w) as u64,
             self.s[xi].t as u64 - self.s[yi].t as u64,
         );
         loads.p[hi].w -= dw;
         loads.p[lo].w += dw;
         loads.p[hi].t -= dt;
         loads.p[lo].t += dt;
-        packs.items.swap(xi, yi);
         self.s.swap(xi, yi);
         true
     }
@@ -565,8 +589,9 @@ impl SwapRules {
     /// the same vision sum (so vision sums never change) that brings the costs closest, under
     /// `lo`'s text cap; only for packs of at most [`PAIR_SWAP_MAX_SAMPLES`] samples. Such
     /// exchanges change a pack's mix of sizes ({5, 1} for {3, 3}), which single swaps never do.
-    /// Ties: the first in (x1, x2, y1, y2) position order.
-    fn swap_pairs(&mut self, packs: &mut Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
+    /// Ties: the first in (x1, x2, y1, y2) position order (`lo`'s pairs are grouped by vision sum
+    /// first, which keeps that order among the pairs compared).
+    fn swap_pairs(&mut self, packs: &Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
         let (rh, rl) = (packs.range(hi), packs.range(lo));
         if rh.len() < 2
             || rl.len() < 2
@@ -578,29 +603,42 @@ impl SwapRules {
         let gap = loads.p[hi].w - loads.p[lo].w;
         let room = self.cap_t - loads.p[lo].t.min(self.cap_t);
         let room_hi = self.cap_t - loads.p[hi].t.min(self.cap_t);
+        // `lo`'s pairs grouped by vision sum (position order within a sum), so each pair of
+        // `hi` meets only the pairs it may be exchanged for, in the order of the full search.
+        let ys = &mut self.pairs;
+        ys.clear();
+        for y1 in rl.clone() {
+            for y2 in y1 + 1..rl.end {
+                let (a, b) = (&self.s[y1], &self.s[y2]);
+                ys.push(PairLoad {
+                    v: a.v + b.v,
+                    w: a.w as u64 + b.w as u64,
+                    t: a.t as u64 + b.t as u64,
+                    at: [y1 as u32, y2 as u32],
+                });
+            }
+        }
+        ys.sort_by_key(|y| y.v);
         let mut best: Option<(u64, [usize; 4])> = None;
         for x1 in rh.clone() {
             for x2 in x1 + 1..rh.end {
-                let vx = self.s[x1].v as u64 + self.s[x2].v as u64;
-                let wx = self.s[x1].w + self.s[x2].w;
+                let vx = self.s[x1].v + self.s[x2].v;
+                let wx = self.s[x1].w as u64 + self.s[x2].w as u64;
                 let tx = self.s[x1].t as u64 + self.s[x2].t as u64;
-                for y1 in rl.clone() {
-                    for y2 in y1 + 1..rl.end {
-                        let wy = self.s[y1].w + self.s[y2].w;
-                        if self.s[y1].v as u64 + self.s[y2].v as u64 != vx || wx <= wy {
-                            continue;
-                        }
-                        let d = wx - wy;
-                        let ty = self.s[y1].t as u64 + self.s[y2].t as u64;
-                        // Both packs stay under the text cap (a convex cost can fall while
-                        // the text grows).
-                        if d >= gap || tx > room + ty || ty > room_hi + tx {
-                            continue;
-                        }
-                        let score = gap.abs_diff(2 * d);
-                        if best.is_none_or(|(s, _)| score < s) {
-                            best = Some((score, [x1, x2, y1, y2]));
-                        }
+                let from = ys.partition_point(|y| y.v < vx);
+                for y in ys[from..].iter().take_while(|y| y.v == vx) {
+                    if wx <= y.w {
+                        continue;
+                    }
+                    let d = wx - y.w;
+                    // Both packs stay under the text cap (a convex cost can fall while the
+                    // text grows).
+                    if d >= gap || tx > room + y.t || y.t > room_hi + tx {
+                        continue;
+                    }
+                    let score = gap.abs_diff(2 * d);
+                    if best.is_none_or(|(s, _)| score < s) {
+                        best = Some((score, [x1, x2, y.at[0] as usize, y.at[1] as usize]));
                     }
                 }
             }
@@ -608,7 +646,8 @@ impl SwapRules {
         let Some((_, [x1, x2, y1, y2])) = best else {
             return false;
         };
-        let dw = self.s[x1].w + self.s[x2].w - self.s[y1].w - self.s[y2].w;
+        let dw =
+            self.s[x1].w as u64 + self.s[x2].w as u64 - self.s[y1].w as u64 - self.s[y2].w as u64;
         let (tx, ty) = (
             self.s[x1].t as u64 + self.s[x2].t as u64,
             self.s[y1].t as u64 + self.s[y2].t as u64,
@@ -618,7 +657,6 @@ impl SwapRules {
         loads.p[hi].t = loads.p[hi].t + ty - tx;
         loads.p[lo].t = loads.p[lo].t + tx - ty;
         for (a, b) in [(x1, y1), (x2, y2)] {
-            packs.items.swap(a, b);
             self.s.swap(a, b);
         }
         true
@@ -629,17 +667,11 @@ impl SwapRules {
     /// `j`-th above the middle (so excess cost spreads out instead of bouncing between packs of
     /// unlike make-up), and make each pair's best swap. A pair without a swap tries the next
     /// [`PAIR_PARTNERS`] partners on either side. Stops early when a pass makes no swap.
-    fn pair_passes(
-        &mut self,
-        packs: &mut Packs,
-        loads: &mut Loads,
-        group: &mut [u32],
-        passes: u32,
-    ) {
+    fn pair_passes(&mut self, packs: &Packs, loads: &mut Loads, group: &mut [u32], passes: u32) {
         let g = group.len();
         let half = g / 2;
         for pass in 0..passes {
-            group.sort_by_cached_key(|&k| (loads.p[k as usize].w, k));
+            group.sort_unstable_by_key(|&k| (loads.p[k as usize].w, k));
             let mirror = pass % 2 == 0;
             let hi_at = |j: usize| if mirror { g - 1 - j } else { half + j };
             let mut swapped = false;
@@ -684,7 +716,7 @@ impl SwapRules {
     /// larger sample for a smaller one that brings their vision sums closest, ties broken by
     /// the cost sums closest, then position order; stops when the sums differ by one or less or
     /// no swap helps. `lo` stays under both caps. Only packs below `normal` (no over-cap ones).
-    fn even_vision(&mut self, packs: &mut Packs, loads: &mut Loads, step: &[u32], cap_v: u64) {
+    fn even_vision(&mut self, packs: &Packs, loads: &mut Loads, step: &[u32], cap_v: u64) {
         for _ in 0..VISION_SWAPS {
             let (mut hi, mut lo) = (step[0] as usize, step[0] as usize);
             for &k in &step[1..] {
@@ -705,7 +737,11 @@ impl SwapRules {
             let room_hi = self.cap_t - loads.p[hi].t.min(self.cap_t);
             let mut best: Option<(u64, u64, usize, usize)> = None;
             for xi in packs.range(hi) {
-                let (vx, wx, tx) = (self.s[xi].v as u64, self.s[xi].w, self.s[xi].t as u64);
+                let (vx, wx, tx) = (
+                    self.s[xi].v as u64,
+                    self.s[xi].w as u64,
+                    self.s[xi].t as u64,
+                );
                 for yi in packs.range(lo) {
                     let vy = self.s[yi].v as u64;
                     if vx <= vy || vx - vy >= gap || vx - vy > room_v {
@@ -718,8 +754,8 @@ impl SwapRules {
                     let score = gap.abs_diff(2 * (vx - vy));
                     // Cost gap after the swap.
                     let (wh, wl) = (
-                        loads.p[hi].w - wx + self.s[yi].w,
-                        loads.p[lo].w + wx - self.s[yi].w,
+                        loads.p[hi].w - wx + self.s[yi].w as u64,
+                        loads.p[lo].w + wx - self.s[yi].w as u64,
                     );
                     let cost = wh.abs_diff(wl);
                     if best.is_none_or(|(s, c, _, _)| (score, cost) < (s, c)) {
@@ -734,11 +770,10 @@ impl SwapRules {
             loads.p[hi].v -= dv;
             loads.p[lo].v += dv;
             // Cost and text may move either way.
-            loads.p[hi].w = loads.p[hi].w - self.s[xi].w + self.s[yi].w;
-            loads.p[lo].w = loads.p[lo].w + self.s[xi].w - self.s[yi].w;
+            loads.p[hi].w = loads.p[hi].w - self.s[xi].w as u64 + self.s[yi].w as u64;
+            loads.p[lo].w = loads.p[lo].w + self.s[xi].w as u64 - self.s[yi].w as u64;
             loads.p[hi].t = loads.p[hi].t - self.s[xi].t as u64 + self.s[yi].t as u64;
             loads.p[lo].t = loads.p[lo].t + self.s[xi].t as u64 - self.s[yi].t as u64;
-            packs.items.swap(xi, yi);
             self.s.swap(xi, yi);
         }
     }
@@ -753,11 +788,12 @@ impl SwapRules {
     /// Costs O(log m) per swap.
     fn greedy(
         &mut self,
-        packs: &mut Packs,
+        packs: &Packs,
         loads: &mut Loads,
         group: &[u32],
         iterations: usize,
         spread: bool,
+        stop_at: u64,
     ) {
         let mut asc = group.to_vec();
         asc.sort_by_cached_key(|&k| (loads.p[k as usize].w, k));
@@ -773,7 +809,7 @@ impl SwapRules {
             if wk != loads.p[hi].w {
                 continue; // stale entry
             }
-            if done == iterations {
+            if done == iterations || wk <= stop_at {
                 break;
             }
             done += 1;
@@ -874,13 +910,15 @@ pub const GREEDY_PARTNERS: usize = 16;
 /// Greedy swaps per step: `min(8 m + 32, this)` for `m` packs (in effect `8 m + 32`).
 pub const GREEDY_SWAPS: usize = 1 << 30;
 
-/// Costly packs matched in steps of their own: a pack that holds a sample long for its size
-/// cannot be brought down to its class's typical cost by swaps (its other samples are already
-/// the shortest of theirs), and a random step holding it runs that much longer. In each vision
-/// class (a run of `drawn`), the packs costlier than the class median by more than
-/// 1/[`COSTLY_PACK_DIV`] are taken out, costliest first, in whole steps of `m` (when there are
-/// at least `m`); these steps go first (the step order is shuffled later), the rest keeps its
-/// random order. Few packs qualify on ordinary data, so steps still look i.i.d.
+/// Costly and cheap packs matched in steps of their own: a pack that holds a sample long (or
+/// short) for its size cannot be brought to its class's typical cost by swaps (its other
+/// samples are already the shortest, or longest, of theirs), and a random step holding it runs
+/// that much longer than its mean (or pulls the mean down). In each vision class (a run of
+/// `drawn`), the packs costlier than the class median by more than 1/[`COSTLY_PACK_DIV`] are
+/// taken out, costliest first, in whole steps of `m` (when there are at least `m`), then those
+/// cheaper than it by more than 1/[`CHEAP_PACK_DIV`], cheapest first; these steps go first (the step order is shuffled
+/// later), the rest keeps its random order. Few packs qualify on ordinary data, so steps still
+/// look i.i.d.
 fn match_costly_packs(drawn: Vec<u32>, loads: &Loads, m: usize) -> Vec<u32> {
     let mut costly: Vec<u32> = Vec::new();
     let mut taken = vec![false; drawn.len()];
@@ -905,6 +943,17 @@ fn match_costly_packs(drawn: Vec<u32>, loads: &Loads, m: usize) -> Vec<u32> {
             costly.push(k);
             taken[j] = true;
         }
+        {
+            let under = by_cost
+                .iter()
+                .filter(|e| e.0 + median / CHEAP_PACK_DIV < median)
+                .count();
+            let whole = under - under % m;
+            for &(_, k, j) in by_cost.iter().take(whole) {
+                costly.push(k);
+                taken[j] = true;
+            }
+        }
         start = end;
     }
     if costly.is_empty() {
@@ -920,8 +969,11 @@ fn match_costly_packs(drawn: Vec<u32>, loads: &Loads, m: usize) -> Vec<u32> {
     costly
 }
 
-/// See [`match_costly_packs`]: packs over the class median by more than 1/this are costly.
+/// See [`match_costly_packs`]: packs over the class median by more than 1/this are matched.
 pub const COSTLY_PACK_DIV: u64 = 200;
+/// See [`match_costly_packs`]: packs under the class median by more than 1/this are matched (a
+/// cheap pack moves a step's mean, and so its slowest rank's excess, by 1/m of its deficit).
+pub const CHEAP_PACK_DIV: u64 = 100;
 
 /// Plans one epoch with the balanced strategy.
 pub fn balance_batches(
@@ -965,88 +1017,106 @@ pub fn balance_batches(
     drop(pool);
     packs = repack_part_filled(samples, packs, p);
     let before = packs.len();
-    let (mut packs, kept, lost) = spread_tail(samples, packs, p, m);
-    // The dealt packs, a whole number of steps.
-    let fresh: Vec<u32> = (before as u32..packs.len() as u32).collect();
+    let (packs, kept, lost) = spread_tail(samples, packs, p, m);
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
-    let normal = packs.len();
-    for &i in &oversize {
-        packs.push(&[i]);
-    }
 
-    // The swap rules' loads, built directly in pack order (no per-sample weight vector beside
-    // them); the per-pack sums read them in order.
-    let max_cost = p.cost.max_sample(samples.text);
-    let mut rules = SwapRules {
-        s: packs
-            .items
+    // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
+    // order grouped by vision sum (descending); then the dealt packs (built step by step) by
+    // vision sum; then the tail; then the over-cap samples, one per pack. The packs are renumbered
+    // in this order, so each vision class is a run of consecutive packs and the steps cut from
+    // it are runs too (every phase below reads memory in order).
+    let vision_of = |k: u32| -> u64 {
+        packs
+            .get(k as usize)
             .iter()
-            .map(|&i| SampleLoad {
-                w: p.cost.weight(samples.text[i as usize], max_cost),
-                v: samples.vision[i as usize],
-                t: samples.text[i as usize],
-            })
-            .collect(),
-        cap_t: p.caps.max_text as u64,
+            .map(|&i| samples.vision[i as usize] as u64)
+            .sum()
     };
-    let mut loads = Loads {
-        p: Vec::with_capacity(packs.len()),
-    };
-    for k in 0..packs.len() {
-        let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
-        for x in &rules.s[packs.range(k)] {
-            v += x.v as u64;
-            c += x.w;
-            t += x.t as u64;
-        }
-        loads.p.push(PackLoad { v, w: c, t });
-    }
-
-    // Step 3: equalize the packs of each vision class.
-    let mut by_vision: Vec<u32> = kept.iter().chain(&fresh).copied().collect();
-    by_vision.sort_by_cached_key(|&k| (Reverse(loads.p[k as usize].v), k));
-    let mut start = 0;
-    while start < by_vision.len() {
-        let v = loads.p[by_vision[start] as usize].v;
-        let mut end = start;
-        while end < by_vision.len() && loads.p[by_vision[end] as usize].v == v {
-            end += 1;
-        }
-        rules.pair_passes(
-            &mut packs,
-            &mut loads,
-            &mut by_vision[start..end],
-            EQUALIZE_PASSES,
-        );
-        // The costliest packs left, each against the cheapest of the whole class.
-        rules.greedy(
-            &mut packs,
-            &mut loads,
-            &by_vision[start..end],
-            (end - start) / EQUALIZE_GREEDY_SHARE + 32,
-            true,
-        );
-        start = end;
-    }
-    progress.report(total + total / 4, total * 2);
-
-    // Step 4: a random tail, then a random draw grouped by vision sum, cut into steps.
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, TAIL_PURPOSE),
     );
-    let mut tail: Vec<u32> = drawn.split_off(drawn.len() - drawn.len() % m);
+    let tail_old: Vec<u32> = drawn.split_off(drawn.len() - drawn.len() % m);
     shuffle(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, DRAW_PURPOSE),
     );
-    drawn.sort_by_cached_key(|&k| Reverse(loads.p[k as usize].v));
-    drawn = match_costly_packs(drawn, &loads, m);
-    // The dealt packs: by vision sum (those short of their target together), after the rest.
-    let mut fresh = fresh;
-    fresh.sort_by_cached_key(|&k| Reverse(loads.p[k as usize].v));
-    drawn.extend_from_slice(&fresh);
+    drawn.sort_by_cached_key(|&k| Reverse(vision_of(k)));
+    let mut fresh: Vec<u32> = (before as u32..packs.len() as u32).collect();
+    fresh.sort_by_cached_key(|&k| Reverse(vision_of(k)));
+    let kept_end = drawn.len();
+    let fresh_end = kept_end + fresh.len();
+    let normal = fresh_end + tail_old.len();
+    let max_cost = p.cost.max_sample(samples.text);
+    let mut order_old = drawn;
+    order_old.extend_from_slice(&fresh);
+    order_old.extend_from_slice(&tail_old);
+    let mut new_packs = Packs::with_capacity(packs.items.len() + oversize.len());
+    let mut rules = SwapRules {
+        s: Vec::with_capacity(packs.items.len() + oversize.len()),
+        cap_t: p.caps.max_text as u64,
+        pairs: Vec::new(),
+    };
+    let mut loads = Loads {
+        p: Vec::with_capacity(order_old.len() + oversize.len()),
+    };
+    for pack in order_old
+        .iter()
+        .map(|&k| packs.get(k as usize))
+        .chain(oversize.iter().map(std::slice::from_ref))
+    {
+        new_packs.push(pack);
+        let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
+        for &i in pack {
+            let x = SampleLoad {
+                w: p.cost.weight(samples.text[i as usize], max_cost) as u32,
+                v: samples.vision[i as usize],
+                t: samples.text[i as usize],
+                id: i,
+            };
+            v += x.v as u64;
+            c += x.w as u64;
+            t += x.t as u64;
+            rules.s.push(x);
+        }
+        loads.p.push(PackLoad { v, w: c, t });
+    }
+    drop((packs, order_old, fresh, tail_old));
+    let packs = new_packs;
+
+    // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
+    // the class each, small enough to stay in cache).
+    for (from, to) in [(0, kept_end), (kept_end, fresh_end)] {
+        let mut start = from;
+        while start < to {
+            let v = loads.p[start].v;
+            let mut end = start;
+            while end < to && loads.p[end].v == v {
+                end += 1;
+            }
+            let mut class: Vec<u32> = (start as u32..end as u32).collect();
+            for w in class.chunks_mut(EQUALIZE_WINDOW) {
+                rules.pair_passes(&packs, &mut loads, w, EQUALIZE_PASSES);
+                // The costliest packs left, each against cheap ones across the window.
+                rules.greedy(
+                    &packs,
+                    &mut loads,
+                    w,
+                    w.len() / EQUALIZE_GREEDY_SHARE + 32,
+                    true,
+                    0,
+                );
+            }
+            start = end;
+        }
+    }
+    progress.report(total + total / 4, total * 2);
+
+    // Step 5: steps cut from the layout; costly packs matched in steps of their own.
+    let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &loads, m);
+    drawn.extend(kept_end as u32..fresh_end as u32);
+    let mut tail: Vec<u32> = (fresh_end as u32..normal as u32).collect();
     // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
     let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
     over.sort_by_cached_key(|&k| loads.key(k));
@@ -1066,16 +1136,24 @@ pub fn balance_batches(
         if step.iter().any(|&k| loads.p[k as usize].v != v0)
             && step.iter().all(|&k| (k as usize) < normal)
         {
-            rules.even_vision(&mut packs, &mut loads, step, p.caps.max_vision as u64);
+            rules.even_vision(&packs, &mut loads, step, p.caps.max_vision as u64);
         }
-        rules.pair_passes(&mut packs, &mut loads, step, STEP_PASSES);
-        rules.greedy(
-            &mut packs,
-            &mut loads,
-            step,
-            (8 * m + 32).min(GREEDY_SWAPS),
-            false,
-        );
+        // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
+        let mean = step.iter().map(|&k| loads.p[k as usize].w).sum::<u64>() / m as u64;
+        let stop_at = mean + mean / STEP_TOLERANCE;
+        if step.iter().any(|&k| loads.p[k as usize].w > stop_at) {
+            rules.pair_passes(&packs, &mut loads, step, STEP_PASSES);
+            rules.greedy(
+                &packs,
+                &mut loads,
+                step,
+                (8 * m + 32).min(GREEDY_SWAPS),
+                false,
+                stop_at,
+            );
+        }
+        // Cost order, ties by pack (as a re-deal of the step by position breaks them).
+        step.sort_unstable_by_key(|&k| (loads.p[k as usize].w, k));
         if s % 1024 == 1023 {
             progress.report(
                 total + total / 4 + (total * 3 / 4) * s as u64 / steps as u64,
@@ -1084,6 +1162,11 @@ pub fn balance_batches(
         }
     }
 
+    // The packs' items, as the swaps left them.
+    let mut packs = packs;
+    for (item, x) in packs.items.iter_mut().zip(&rules.s) {
+        *item = x.id;
+    }
     // Step 5: deal each step's packs to ranks; step 6: order the steps.
     let mut step_order: Vec<u32> = (0..steps as u32).collect();
     shuffle(
@@ -1228,6 +1311,34 @@ mod tests {
         let m = batch_metrics(&plan, &s, &TextCost::default()).unwrap();
         assert!(m.cost_excess_p99 < 0.01, "{}", m.cost_excess_p99);
         assert!(m.vision_dist < 3e-4, "{}", m.vision_dist);
+    }
+
+    #[test]
+    fn heavy_tailed_text_keeps_the_slowest_rank_within_one_percent() {
+        // 3% of texts stretched 4-16x, balanced on the default model's step-time cost: packs
+        // holding a long (or only short) sample for their size are matched in steps of their
+        // own, on both sides of the class median.
+        let (v, mut t) = data(200_000, 8);
+        let mut rng = Rng::new(99);
+        for x in t.iter_mut() {
+            if rng.below(100) < 3 {
+                *x *= 4 + rng.below(13);
+            }
+        }
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = crate::data::caps::caps_for_target(&s, 4.5);
+        let cost = TextCost::new(1.0, 1.0 / (12.0 * 6144.0)).unwrap();
+        let mut p = BalanceParams::new(8, 1, caps, 1, 0);
+        p.cost = cost;
+        p.oversize = Oversize::OwnMicroBatch;
+        let plan = balance_batches(&s, &p, &mut ()).unwrap();
+        let m = batch_metrics(&plan, &s, &cost).unwrap();
+        assert!(m.cost_excess_p99 < 0.01, "{}", m.cost_excess_p99);
+        assert_eq!(
+            plan.samples.len() + plan.dropped.len(),
+            v.len(),
+            "every sample placed or reported"
+        );
     }
 
     #[test]
