@@ -120,20 +120,43 @@ impl BalanceParams {
     }
 }
 
+/// A sample with its loads, as the packing phases carry it (so they read memory in order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rec {
+    id: u32,
+    v: u32,
+    t: u32,
+}
+
+impl Rec {
+    fn of(samples: &Samples, i: u32) -> Rec {
+        Rec {
+            id: i,
+            v: samples.vision[i as usize],
+            t: samples.text[i as usize],
+        }
+    }
+}
+
+/// The vision and text sums of a pack of records.
+fn sums(pack: &[Rec]) -> (u64, u64) {
+    pack.iter()
+        .fold((0, 0), |(v, t), r| (v + r.v as u64, t + r.t as u64))
+}
+
 struct OpenPack {
-    items: Vec<u32>,
+    items: Vec<Rec>,
     v: u64,
     t: u64,
 }
 
 /// Step 1: packs, in acceptance order.
 fn pack(
-    samples: &Samples,
-    pool: &mut Vec<u32>,
+    pool: &mut Vec<Rec>,
     p: &BalanceParams,
     progress: &mut dyn Progress,
     total: u64,
-) -> Packs {
+) -> Packs<Rec> {
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
     let slack = p.vision_slack as u64;
     let accept = |v: u64, t: u64| (cap_v > 0 && v + slack >= cap_v) || t >= p.min_text as u64;
@@ -145,10 +168,7 @@ fn pack(
         let last = round + 1 == p.rounds;
         rest.clear();
         for &i in pool.iter() {
-            let (sv, st) = (
-                samples.vision[i as usize] as u64,
-                samples.text[i as usize] as u64,
-            );
+            let (sv, st) = (i.v as u64, i.t as u64);
             match open
                 .iter()
                 .position(|b| b.v + sv <= cap_v && b.t + st <= cap_t)
@@ -205,7 +225,7 @@ fn pack(
 /// in (vision, text) descending order, index ascending; each joins the open pack of least vision
 /// room that takes it (only the most recent pack of each room is tried), else opens one. Full
 /// packs keep their order; re-packed ones follow. Runs when `0 < cap_v <= REPAIR_MAX_VISION`.
-fn repack_part_filled(samples: &Samples, packs: Packs, p: &BalanceParams) -> Packs {
+fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<Rec> {
     let cap_v = p.caps.max_vision as u64;
     if cap_v == 0 || cap_v > REPAIR_MAX_VISION {
         return packs;
@@ -213,15 +233,10 @@ fn repack_part_filled(samples: &Samples, packs: Packs, p: &BalanceParams) -> Pac
     let slack = p.vision_slack as u64;
     let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
     let mut out = Packs::with_capacity(packs.items.len());
-    let mut loose: Vec<u32> = Vec::new();
+    let mut loose: Vec<Rec> = Vec::new();
     for k in 0..packs.len() {
         let pack = packs.get(k);
-        let (v, t) = pack.iter().fold((0u64, 0u64), |(v, t), &i| {
-            (
-                v + samples.vision[i as usize] as u64,
-                t + samples.text[i as usize] as u64,
-            )
-        });
+        let (v, t) = sums(pack);
         if accept(v, t) {
             out.push(pack);
         } else {
@@ -235,15 +250,9 @@ fn repack_part_filled(samples: &Samples, packs: Packs, p: &BalanceParams) -> Pac
     // First in the packs' (random) order, so re-packed packs mix sizes; what stays part-filled
     // is re-packed once more in decreasing order, which fills the cap wherever the sizes allow.
     let mut rest = Vec::new();
-    best_fit(samples, &loose, p, &mut out, Some(&mut rest));
-    rest.sort_by_cached_key(|&i| {
-        (
-            Reverse(samples.vision[i as usize]),
-            Reverse(samples.text[i as usize]),
-            i,
-        )
-    });
-    best_fit(samples, &rest, p, &mut out, None);
+    best_fit(&loose, p, &mut out, Some(&mut rest));
+    rest.sort_by_key(|r| (Reverse(r.v), Reverse(r.t), r.id));
+    best_fit(&rest, p, &mut out, None);
     out
 }
 
@@ -251,11 +260,10 @@ fn repack_part_filled(samples: &Samples, packs: Packs, p: &BalanceParams) -> Pac
 /// to `out` as they fill; the packs left part-filled go to `rest` as loose samples when given,
 /// else to `out` too.
 fn best_fit(
-    samples: &Samples,
-    items: &[u32],
+    items: &[Rec],
     p: &BalanceParams,
-    out: &mut Packs,
-    mut rest: Option<&mut Vec<u32>>,
+    out: &mut Packs<Rec>,
+    mut rest: Option<&mut Vec<Rec>>,
 ) {
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
     let slack = p.vision_slack as u64;
@@ -265,10 +273,7 @@ fn best_fit(
     // by_room[r]: open packs with vision room r, most recent last.
     let mut by_room: Vec<Vec<u32>> = vec![Vec::new(); cap_v as usize + 1];
     for &i in items {
-        let (sv, st) = (
-            samples.vision[i as usize] as u64,
-            samples.text[i as usize] as u64,
-        );
+        let (sv, st) = (i.v as u64, i.t as u64);
         let mut into = None;
         for room in sv..=cap_v {
             if let Some(&b) = by_room[room as usize].last() {
@@ -329,12 +334,7 @@ fn best_fit(
 /// Returns the packs (the dealt ones left in place, unused; the new ones appended, step by
 /// step), the ids of the old ones still in use and the samples dropped; unchanged when `packs < m`, when there are too few full packs, or (not
 /// `drop`) when a sample fits nowhere.
-fn spread_tail(
-    samples: &Samples,
-    packs: Packs,
-    p: &BalanceParams,
-    m: usize,
-) -> (Packs, Vec<u32>, Vec<u32>) {
+fn spread_tail(packs: Packs<Rec>, p: &BalanceParams, m: usize) -> (Packs<Rec>, Vec<u32>, Vec<u32>) {
     let n = packs.len();
     let all: Vec<u32> = (0..n as u32).collect();
     if n < m {
@@ -342,17 +342,7 @@ fn spread_tail(
     }
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
     let slack = p.vision_slack as u64;
-    let sums = |k: u32| {
-        packs
-            .get(k as usize)
-            .iter()
-            .fold((0u64, 0u64), |(v, t), &i| {
-                (
-                    v + samples.vision[i as usize] as u64,
-                    t + samples.text[i as usize] as u64,
-                )
-            })
-    };
+    let sums = |k: u32| sums(packs.get(k as usize));
     let part_filled = |k: u32| {
         let (v, t) = sums(k);
         cap_v > 0 && v + slack < cap_v && t < p.min_text as u64
@@ -399,7 +389,7 @@ fn spread_tail(
     if (n - r - pe + bins) / m < SPREAD_MIN_SHARE * (bins / m) {
         return (packs, all, Vec::new());
     }
-    let mut items: Vec<u32> = dealt
+    let mut items: Vec<Rec> = dealt
         .iter()
         .flat_map(|&k| packs.get(k as usize).iter().copied())
         .collect();
@@ -408,15 +398,12 @@ fn spread_tail(
     }
     // By vision, descending; within a size in the packs' random order, so that each new pack
     // draws a random mix of lengths and datasets.
-    items.sort_by_cached_key(|&i| Reverse(samples.vision[i as usize]));
+    items.sort_by_key(|r| Reverse(r.v));
     // Targets: with `drop`, each new step's packs get one vision sum, the steps' sums as even
     // as whole units allow (what cannot reach a target, under `m` units in all, is dropped);
     // otherwise only the vision cap.
     let exact = p.tail == Tail::Drop;
-    let total_v: u64 = items
-        .iter()
-        .map(|&i| samples.vision[i as usize] as u64)
-        .sum();
+    let total_v: u64 = items.iter().map(|r| r.v as u64).sum();
     let steps = (bins / m) as u64;
     let per_step = total_v / m as u64;
     let target: Vec<i64> = (0..bins)
@@ -432,14 +419,11 @@ fn spread_tail(
     let mut heap: std::collections::BinaryHeap<Reverse<(i64, u64, u32)>> = (0..bins as u32)
         .map(|b| Reverse((-target[b as usize], 0, b)))
         .collect();
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); bins];
+    let mut members: Vec<Vec<Rec>> = vec![Vec::new(); bins];
     let mut lost = Vec::new();
     let mut skipped = Vec::new();
     for &i in &items {
-        let (sv, st) = (
-            samples.vision[i as usize] as i64,
-            samples.text[i as usize] as u64,
-        );
+        let (sv, st) = (i.v as i64, i.t as u64);
         let mut placed = false;
         while let Some(Reverse((over, t, b))) = heap.pop() {
             skipped.push(Reverse((over, t, b)));
@@ -459,7 +443,7 @@ fn spread_tail(
             if !exact {
                 return (packs, all, Vec::new());
             }
-            lost.push(i);
+            lost.push(i.id);
         }
     }
     // Never lose more than dropping the tail would have (text-heavy data can leave more
@@ -1003,21 +987,28 @@ pub fn balance_batches(
     let m = m as usize;
     // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
     let (mut pool, mut dropped, oversize) = if p.oversize == Oversize::OwnMicroBatch {
-        let (fit, over): (Vec<u32>, Vec<u32>) = (0..samples.len() as u32).partition(|&i| {
-            samples.vision[i as usize] <= p.caps.max_vision
-                && samples.text[i as usize] <= p.caps.max_text
-        });
+        let mut fit = Vec::with_capacity(samples.len());
+        let mut over = Vec::new();
+        for i in 0..samples.len() as u32 {
+            let r = Rec::of(samples, i);
+            if r.v <= p.caps.max_vision && r.t <= p.caps.max_text {
+                fit.push(r);
+            } else {
+                over.push(i);
+            }
+        }
         (fit, Vec::new(), over)
     } else {
         let (fit, dropped) = samples.split_by_caps(p.caps)?;
+        let fit: Vec<Rec> = fit.into_iter().map(|i| Rec::of(samples, i)).collect();
         (fit, dropped, Vec::new())
     };
     let total = pool.len() as u64;
-    let mut packs = pack(samples, &mut pool, p, progress, total);
+    let mut packs = pack(&mut pool, p, progress, total);
     drop(pool);
-    packs = repack_part_filled(samples, packs, p);
+    packs = repack_part_filled(packs, p);
     let before = packs.len();
-    let (packs, kept, lost) = spread_tail(samples, packs, p, m);
+    let (packs, kept, lost) = spread_tail(packs, p, m);
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
@@ -1025,13 +1016,7 @@ pub fn balance_batches(
     // vision sum; then the tail; then the over-cap samples, one per pack. The packs are renumbered
     // in this order, so each vision class is a run of consecutive packs and the steps cut from
     // it are runs too (every phase below reads memory in order).
-    let vision_of = |k: u32| -> u64 {
-        packs
-            .get(k as usize)
-            .iter()
-            .map(|&i| samples.vision[i as usize] as u64)
-            .sum()
-    };
+    let vision_of = |k: u32| sums(packs.get(k as usize)).0;
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
@@ -1052,7 +1037,7 @@ pub fn balance_batches(
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
-    let mut new_packs = Packs::with_capacity(packs.items.len() + oversize.len());
+    let mut new_packs: Packs = Packs::with_capacity(0);
     let mut rules = SwapRules {
         s: Vec::with_capacity(packs.items.len() + oversize.len()),
         cap_t: p.caps.max_text as u64,
@@ -1061,19 +1046,22 @@ pub fn balance_batches(
     let mut loads = Loads {
         p: Vec::with_capacity(order_old.len() + oversize.len()),
     };
+    let over_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
     for pack in order_old
         .iter()
         .map(|&k| packs.get(k as usize))
-        .chain(oversize.iter().map(std::slice::from_ref))
+        .chain(over_recs.chunks(1))
     {
-        new_packs.push(pack);
+        new_packs
+            .offsets
+            .push((new_packs.offsets.last().unwrap() + pack.len() as u32) as u32);
         let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
-        for &i in pack {
+        for &r in pack {
             let x = SampleLoad {
-                w: p.cost.weight(samples.text[i as usize], max_cost) as u32,
-                v: samples.vision[i as usize],
-                t: samples.text[i as usize],
-                id: i,
+                w: p.cost.weight(r.t, max_cost) as u32,
+                v: r.v,
+                t: r.t,
+                id: r.id,
             };
             v += x.v as u64;
             c += x.w as u64;
@@ -1082,7 +1070,7 @@ pub fn balance_batches(
         }
         loads.p.push(PackLoad { v, w: c, t });
     }
-    drop((packs, order_old, fresh, tail_old));
+    drop((packs, order_old, fresh, tail_old, over_recs));
     let packs = new_packs;
 
     // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
@@ -1164,9 +1152,7 @@ pub fn balance_batches(
 
     // The packs' items, as the swaps left them.
     let mut packs = packs;
-    for (item, x) in packs.items.iter_mut().zip(&rules.s) {
-        *item = x.id;
-    }
+    packs.items = rules.s.iter().map(|x| x.id).collect();
     // Step 5: deal each step's packs to ranks; step 6: order the steps.
     let mut step_order: Vec<u32> = (0..steps as u32).collect();
     shuffle(

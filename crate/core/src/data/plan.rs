@@ -55,14 +55,15 @@ impl Tail {
     }
 }
 
-/// Packs (micro-batches) as one flat list of sample indices with offsets.
+/// Packs (micro-batches) as one flat list of sample indices (or, inside a planner, of sample
+/// records carrying their loads) with offsets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Packs {
-    pub items: Vec<u32>,
+pub struct Packs<T = u32> {
+    pub items: Vec<T>,
     pub offsets: Vec<u32>,
 }
 
-impl Packs {
+impl<T: Copy> Packs<T> {
     /// No packs.
     pub fn new() -> Self {
         Packs {
@@ -82,7 +83,7 @@ impl Packs {
     }
 
     /// Appends one pack.
-    pub fn push(&mut self, pack: &[u32]) {
+    pub fn push(&mut self, pack: &[T]) {
         self.items.extend_from_slice(pack);
         self.offsets.push(self.items.len() as u32);
     }
@@ -98,7 +99,7 @@ impl Packs {
     }
 
     /// Pack `i`'s sample indices.
-    pub fn get(&self, i: usize) -> &[u32] {
+    pub fn get(&self, i: usize) -> &[T] {
         &self.items[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
