@@ -1052,9 +1052,8 @@ pub fn balance_batches(
         .map(|&k| packs.get(k as usize))
         .chain(over_recs.chunks(1))
     {
-        new_packs
-            .offsets
-            .push((new_packs.offsets.last().unwrap() + pack.len() as u32) as u32);
+        let end = new_packs.offsets[new_packs.offsets.len() - 1] + pack.len() as u32;
+        new_packs.offsets.push(end);
         let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
         for &r in pack {
             let x = SampleLoad {
