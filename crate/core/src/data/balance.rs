@@ -35,7 +35,8 @@
 //!    then fine-tuned unless its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean:
 //!    vision sums evened where they differ, then [`STEP_PASSES`] pairing passes and greedy swaps.
 //!    Every pass costs O(m log m) for m packs, so planning costs O(n log n) whatever
-//!    `dp x accum` is.
+//!    `dp x accum` is. Windows, and the steps cut in layout order, are independent and disjoint
+//!    in memory, so worker threads take runs of them; the plan does not depend on how many.
 //! 6. Ranks: with `accum > 1`, a step's micro-batches are dealt to ranks in snake order of
 //!    (vision, cost) descending, so rank sums even out further.
 //! 7. Order: the full steps in a random order (seed, epoch); the tail step last, under the tail
@@ -98,6 +99,9 @@ pub struct BalanceParams {
     pub tail: Tail,
     /// What happens to samples over a cap (default [`Oversize::Drop`]).
     pub oversize: Oversize,
+    /// Worker threads (default 0: `OMNIBAL_THREADS`, else the machine's parallelism, at most
+    /// [`MAX_THREADS`]). The plan is the same for any count.
+    pub threads: usize,
 }
 
 impl BalanceParams {
@@ -116,6 +120,7 @@ impl BalanceParams {
             cost: TextCost::default(),
             tail: Tail::Drop,
             oversize: Oversize::Drop,
+            threads: 0,
         }
     }
 }
@@ -475,9 +480,23 @@ pub const LAYOUT_PURPOSE: u64 = (1 << 20) - 5;
 /// Largest vision cap [`repack_part_filled`] runs at (its cost grows with the cap).
 pub const REPAIR_MAX_VISION: u64 = 1 << 16;
 
-/// Per-pack sums, side by side (packs are visited in random order; one cache line each).
-struct Loads {
-    p: Vec<PackLoad>,
+/// Per-pack sums, side by side: a view of packs `base..base + p.len()` (a thread's share).
+struct Loads<'a> {
+    p: &'a mut [PackLoad],
+    base: usize,
+}
+
+impl std::ops::Index<usize> for Loads<'_> {
+    type Output = PackLoad;
+    fn index(&self, k: usize) -> &PackLoad {
+        &self.p[k - self.base]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Loads<'_> {
+    fn index_mut(&mut self, k: usize) -> &mut PackLoad {
+        &mut self.p[k - self.base]
+    }
 }
 
 /// One pack's sums: vision, cost weight, text.
@@ -488,20 +507,21 @@ struct PackLoad {
     t: u64,
 }
 
-impl Loads {
+impl Loads<'_> {
     /// Order of matched packs: vision, then cost, descending; then index.
     fn key(&self, k: u32) -> (Reverse<u64>, Reverse<u64>, u32) {
-        let x = self.p[k as usize];
+        let x = self[k as usize];
         (Reverse(x.v), Reverse(x.w), k)
     }
 }
 
 /// The swap rules, with each packed sample's loads stored alongside `packs.items` (same
 /// positions, swapped together) so swaps read memory in order.
-struct SwapRules {
-    /// Vision, cost weight and text of the sample at each position of `packs.items`, side by
-    /// side (one cache line holds a whole pack's loads; packs are visited in random order).
-    s: Vec<SampleLoad>,
+struct SwapRules<'a> {
+    /// Vision, cost weight and text of the sample at each position of `packs.items` from
+    /// `base` on, side by side (a thread's share: the items of its packs).
+    s: &'a mut [SampleLoad],
+    base: usize,
     cap_t: u64,
     /// Scratch: the pairs of a pack (see [`SwapRules::swap_pairs`]).
     pairs: Vec<PairLoad>,
@@ -526,20 +546,26 @@ struct SampleLoad {
     id: u32,
 }
 
-impl SwapRules {
+impl SwapRules<'_> {
+    /// Pack `k`'s positions in this view's `s`.
+    fn at(&self, packs: &Packs, k: usize) -> std::ops::Range<usize> {
+        let r = packs.range(k);
+        r.start - self.base..r.end - self.base
+    }
+
     /// The one swap of equal-vision samples between packs `hi` and `lo` (`hi` costlier) that
     /// brings their costs closest to each other, keeping `lo` under the text cap; made, if any.
     /// Ties: the first in (position in `hi`, position in `lo`) order.
-    fn swap(&mut self, packs: &Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
-        let gap = loads.p[hi].w - loads.p[lo].w;
+    fn swap(&mut self, packs: &Packs, loads: &mut Loads<'_>, hi: usize, lo: usize) -> bool {
+        let gap = loads[hi].w - loads[lo].w;
         if gap <= 1 {
             return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
         }
         let mut best: Option<(u64, usize, usize)> = None;
-        let room = self.cap_t - loads.p[lo].t.min(self.cap_t);
-        for xi in packs.range(hi) {
+        let room = self.cap_t - loads[lo].t.min(self.cap_t);
+        for xi in self.at(packs, hi) {
             let (vx, wx, tx) = (self.s[xi].v, self.s[xi].w as u64, self.s[xi].t as u64);
-            for yi in packs.range(lo) {
+            for yi in self.at(packs, lo) {
                 if self.s[yi].v != vx || wx <= self.s[yi].w as u64 {
                     continue;
                 }
@@ -561,10 +587,10 @@ impl SwapRules {
             (self.s[xi].w - self.s[yi].w) as u64,
             self.s[xi].t as u64 - self.s[yi].t as u64,
         );
-        loads.p[hi].w -= dw;
-        loads.p[lo].w += dw;
-        loads.p[hi].t -= dt;
-        loads.p[lo].t += dt;
+        loads[hi].w -= dw;
+        loads[lo].w += dw;
+        loads[hi].t -= dt;
+        loads[lo].t += dt;
         self.s.swap(xi, yi);
         true
     }
@@ -575,8 +601,8 @@ impl SwapRules {
     /// exchanges change a pack's mix of sizes ({5, 1} for {3, 3}), which single swaps never do.
     /// Ties: the first in (x1, x2, y1, y2) position order (`lo`'s pairs are grouped by vision sum
     /// first, which keeps that order among the pairs compared).
-    fn swap_pairs(&mut self, packs: &Packs, loads: &mut Loads, hi: usize, lo: usize) -> bool {
-        let (rh, rl) = (packs.range(hi), packs.range(lo));
+    fn swap_pairs(&mut self, packs: &Packs, loads: &mut Loads<'_>, hi: usize, lo: usize) -> bool {
+        let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
         if rh.len() < 2
             || rl.len() < 2
             || rh.len() > PAIR_SWAP_MAX_SAMPLES
@@ -584,9 +610,9 @@ impl SwapRules {
         {
             return false;
         }
-        let gap = loads.p[hi].w - loads.p[lo].w;
-        let room = self.cap_t - loads.p[lo].t.min(self.cap_t);
-        let room_hi = self.cap_t - loads.p[hi].t.min(self.cap_t);
+        let gap = loads[hi].w - loads[lo].w;
+        let room = self.cap_t - loads[lo].t.min(self.cap_t);
+        let room_hi = self.cap_t - loads[hi].t.min(self.cap_t);
         // `lo`'s pairs grouped by vision sum (position order within a sum), so each pair of
         // `hi` meets only the pairs it may be exchanged for, in the order of the full search.
         let ys = &mut self.pairs;
@@ -636,10 +662,10 @@ impl SwapRules {
             self.s[x1].t as u64 + self.s[x2].t as u64,
             self.s[y1].t as u64 + self.s[y2].t as u64,
         );
-        loads.p[hi].w -= dw;
-        loads.p[lo].w += dw;
-        loads.p[hi].t = loads.p[hi].t + ty - tx;
-        loads.p[lo].t = loads.p[lo].t + tx - ty;
+        loads[hi].w -= dw;
+        loads[lo].w += dw;
+        loads[hi].t = loads[hi].t + ty - tx;
+        loads[lo].t = loads[lo].t + tx - ty;
         for (a, b) in [(x1, y1), (x2, y2)] {
             self.s.swap(a, b);
         }
@@ -651,17 +677,23 @@ impl SwapRules {
     /// `j`-th above the middle (so excess cost spreads out instead of bouncing between packs of
     /// unlike make-up), and make each pair's best swap. A pair without a swap tries the next
     /// [`PAIR_PARTNERS`] partners on either side. Stops early when a pass makes no swap.
-    fn pair_passes(&mut self, packs: &Packs, loads: &mut Loads, group: &mut [u32], passes: u32) {
+    fn pair_passes(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        group: &mut [u32],
+        passes: u32,
+    ) {
         let g = group.len();
         let half = g / 2;
         for pass in 0..passes {
-            group.sort_unstable_by_key(|&k| (loads.p[k as usize].w, k));
+            group.sort_unstable_by_key(|&k| (loads[k as usize].w, k));
             let mirror = pass % 2 == 0;
             let hi_at = |j: usize| if mirror { g - 1 - j } else { half + j };
             let mut swapped = false;
             for j in 0..half {
                 let (lo, hi) = (group[j] as usize, group[hi_at(j)] as usize);
-                if loads.p[hi].w <= loads.p[lo].w {
+                if loads[hi].w <= loads[lo].w {
                     if mirror {
                         break;
                     }
@@ -676,11 +708,11 @@ impl SwapRules {
                 }
                 for t in 1..PAIR_PARTNERS.min(half - j) {
                     let (lo2, hi2) = (group[j + t] as usize, group[hi_at(j + t)] as usize);
-                    if loads.p[hi].w > loads.p[lo2].w && self.swap(packs, loads, hi, lo2) {
+                    if loads[hi].w > loads[lo2].w && self.swap(packs, loads, hi, lo2) {
                         swapped = true;
                         break;
                     }
-                    if loads.p[hi2].w > loads.p[lo].w && self.swap(packs, loads, hi2, lo) {
+                    if loads[hi2].w > loads[lo].w && self.swap(packs, loads, hi2, lo) {
                         swapped = true;
                         break;
                     }
@@ -693,40 +725,40 @@ impl SwapRules {
     }
 }
 
-impl SwapRules {
+impl SwapRules<'_> {
     /// Evens out the vision sums of a step whose packs differ in vision (a class boundary, or a
     /// pack the re-packing could not fill): up to [`VISION_SWAPS`] times, the pack of highest
     /// (vision, cost, index) and that of lowest (vision, cost, index) make the one swap of a
     /// larger sample for a smaller one that brings their vision sums closest, ties broken by
     /// the cost sums closest, then position order; stops when the sums differ by one or less or
     /// no swap helps. `lo` stays under both caps. Only packs below `normal` (no over-cap ones).
-    fn even_vision(&mut self, packs: &Packs, loads: &mut Loads, step: &[u32], cap_v: u64) {
+    fn even_vision(&mut self, packs: &Packs, loads: &mut Loads<'_>, step: &[u32], cap_v: u64) {
         for _ in 0..VISION_SWAPS {
             let (mut hi, mut lo) = (step[0] as usize, step[0] as usize);
             for &k in &step[1..] {
                 let k = k as usize;
-                if (loads.p[k].v, loads.p[k].w, k) > (loads.p[hi].v, loads.p[hi].w, hi) {
+                if (loads[k].v, loads[k].w, k) > (loads[hi].v, loads[hi].w, hi) {
                     hi = k;
                 }
-                if (loads.p[k].v, loads.p[k].w, k) < (loads.p[lo].v, loads.p[lo].w, lo) {
+                if (loads[k].v, loads[k].w, k) < (loads[lo].v, loads[lo].w, lo) {
                     lo = k;
                 }
             }
-            let gap = loads.p[hi].v - loads.p[lo].v;
+            let gap = loads[hi].v - loads[lo].v;
             if gap <= 1 {
                 return;
             }
-            let room_t = self.cap_t - loads.p[lo].t.min(self.cap_t);
-            let room_v = cap_v - loads.p[lo].v.min(cap_v);
-            let room_hi = self.cap_t - loads.p[hi].t.min(self.cap_t);
+            let room_t = self.cap_t - loads[lo].t.min(self.cap_t);
+            let room_v = cap_v - loads[lo].v.min(cap_v);
+            let room_hi = self.cap_t - loads[hi].t.min(self.cap_t);
             let mut best: Option<(u64, u64, usize, usize)> = None;
-            for xi in packs.range(hi) {
+            for xi in self.at(packs, hi) {
                 let (vx, wx, tx) = (
                     self.s[xi].v as u64,
                     self.s[xi].w as u64,
                     self.s[xi].t as u64,
                 );
-                for yi in packs.range(lo) {
+                for yi in self.at(packs, lo) {
                     let vy = self.s[yi].v as u64;
                     if vx <= vy || vx - vy >= gap || vx - vy > room_v {
                         continue;
@@ -738,8 +770,8 @@ impl SwapRules {
                     let score = gap.abs_diff(2 * (vx - vy));
                     // Cost gap after the swap.
                     let (wh, wl) = (
-                        loads.p[hi].w - wx + self.s[yi].w as u64,
-                        loads.p[lo].w + wx - self.s[yi].w as u64,
+                        loads[hi].w - wx + self.s[yi].w as u64,
+                        loads[lo].w + wx - self.s[yi].w as u64,
                     );
                     let cost = wh.abs_diff(wl);
                     if best.is_none_or(|(s, c, _, _)| (score, cost) < (s, c)) {
@@ -751,13 +783,13 @@ impl SwapRules {
                 return;
             };
             let dv = self.s[xi].v as u64 - self.s[yi].v as u64;
-            loads.p[hi].v -= dv;
-            loads.p[lo].v += dv;
+            loads[hi].v -= dv;
+            loads[lo].v += dv;
             // Cost and text may move either way.
-            loads.p[hi].w = loads.p[hi].w - self.s[xi].w as u64 + self.s[yi].w as u64;
-            loads.p[lo].w = loads.p[lo].w + self.s[xi].w as u64 - self.s[yi].w as u64;
-            loads.p[hi].t = loads.p[hi].t - self.s[xi].t as u64 + self.s[yi].t as u64;
-            loads.p[lo].t = loads.p[lo].t + self.s[xi].t as u64 - self.s[yi].t as u64;
+            loads[hi].w = loads[hi].w - self.s[xi].w as u64 + self.s[yi].w as u64;
+            loads[lo].w = loads[lo].w + self.s[xi].w as u64 - self.s[yi].w as u64;
+            loads[hi].t = loads[hi].t - self.s[xi].t as u64 + self.s[yi].t as u64;
+            loads[lo].t = loads[lo].t + self.s[xi].t as u64 - self.s[yi].t as u64;
             self.s.swap(xi, yi);
         }
     }
@@ -773,24 +805,24 @@ impl SwapRules {
     fn greedy(
         &mut self,
         packs: &Packs,
-        loads: &mut Loads,
+        loads: &mut Loads<'_>,
         group: &[u32],
         iterations: usize,
         spread: bool,
         stop_at: u64,
     ) {
         let mut asc = group.to_vec();
-        asc.sort_by_cached_key(|&k| (loads.p[k as usize].w, k));
+        asc.sort_by_cached_key(|&k| (loads[k as usize].w, k));
         if spread {
             let half = asc.len().div_ceil(2);
             let stride = (half / GREEDY_PARTNERS).max(1);
             asc = asc[..half].iter().step_by(stride).copied().collect();
         }
-        let mut heap: MaxHeap = MaxHeap::new(group.iter().map(|&k| (loads.p[k as usize].w, k)));
+        let mut heap: MaxHeap = MaxHeap::new(group.iter().map(|&k| (loads[k as usize].w, k)));
         let mut done = 0;
         while let Some((wk, k)) = heap.pop() {
             let hi = k as usize;
-            if wk != loads.p[hi].w {
+            if wk != loads[hi].w {
                 continue; // stale entry
             }
             if done == iterations || wk <= stop_at {
@@ -801,7 +833,7 @@ impl SwapRules {
             let mut swapped = None;
             for &lo in asc.iter().take(GREEDY_SCAN) {
                 let lo = lo as usize;
-                if loads.p[lo].w >= loads.p[hi].w {
+                if loads[lo].w >= loads[hi].w {
                     continue;
                 }
                 if self.swap(packs, loads, hi, lo) {
@@ -819,8 +851,8 @@ impl SwapRules {
                 }
                 break;
             };
-            heap.push((loads.p[hi].w, hi as u32));
-            heap.push((loads.p[lo].w, lo as u32));
+            heap.push((loads[hi].w, hi as u32));
+            heap.push((loads[lo].w, lo as u32));
         }
     }
 }
@@ -903,18 +935,18 @@ pub const GREEDY_SWAPS: usize = 1 << 30;
 /// cheaper than it by more than 1/[`CHEAP_PACK_DIV`], cheapest first; these steps go first (the step order is shuffled
 /// later), the rest keeps its random order. Few packs qualify on ordinary data, so steps still
 /// look i.i.d.
-fn match_costly_packs(drawn: Vec<u32>, loads: &Loads, m: usize) -> Vec<u32> {
+fn match_costly_packs(drawn: Vec<u32>, loads: &Loads<'_>, m: usize) -> Vec<u32> {
     let mut costly: Vec<u32> = Vec::new();
     let mut taken = vec![false; drawn.len()];
     let mut start = 0;
     while start < drawn.len() {
-        let v = loads.p[drawn[start] as usize].v;
+        let v = loads[drawn[start] as usize].v;
         let mut end = start;
-        while end < drawn.len() && loads.p[drawn[end] as usize].v == v {
+        while end < drawn.len() && loads[drawn[end] as usize].v == v {
             end += 1;
         }
         let mut by_cost: Vec<(u64, u32, usize)> = (start..end)
-            .map(|j| (loads.p[drawn[j] as usize].w, drawn[j], j))
+            .map(|j| (loads[drawn[j] as usize].w, drawn[j], j))
             .collect();
         by_cost.sort_unstable();
         let median = by_cost[by_cost.len() / 2].0;
@@ -958,6 +990,92 @@ pub const COSTLY_PACK_DIV: u64 = 200;
 /// See [`match_costly_packs`]: packs under the class median by more than 1/this are matched (a
 /// cheap pack moves a step's mean, and so its slowest rank's excess, by 1/m of its deficit).
 pub const CHEAP_PACK_DIV: u64 = 100;
+
+/// Worker threads of the equalizing and step phases: `OMNIBAL_THREADS` when set (1 turns
+/// threading off), else the machine's parallelism, at most [`MAX_THREADS`]. The plan does not
+/// depend on it: threads take runs of independent windows or steps.
+fn worker_threads() -> usize {
+    std::env::var("OMNIBAL_THREADS")
+        .ok()
+        .and_then(|x| x.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, MAX_THREADS)
+}
+
+/// Most worker threads a plan uses.
+pub const MAX_THREADS: usize = 8;
+/// Fewest steps in a run that threads share (shorter runs are tuned on the calling thread).
+pub const PARALLEL_MIN_STEPS: usize = 64;
+
+/// Calls `f(rules, loads, range, aux)` for each of `ranges` (pack ranges `[a, b)`, increasing
+/// and disjoint), `aux` being the range's `stride` entries of `aux`. With `threads > 1` the
+/// ranges are cut into that many contiguous runs, each on a scoped thread that sees only its
+/// own packs' loads and samples (so no two threads touch the same memory); the result is the
+/// same as on one thread, as each call only reads and writes its own range.
+#[allow(clippy::too_many_arguments)]
+fn for_each_range<F>(
+    sample_loads: &mut [SampleLoad],
+    pack_loads: &mut [PackLoad],
+    packs: &Packs,
+    ranges: &[(usize, usize)],
+    aux: &mut [u32],
+    stride: usize,
+    threads: usize,
+    cap_t: u64,
+    f: &F,
+) where
+    F: Fn(&mut SwapRules<'_>, &mut Loads<'_>, (usize, usize), &mut [u32]) + Sync,
+{
+    let run = |sl: &mut [SampleLoad],
+               pl: &mut [PackLoad],
+               base: usize,
+               ranges: &[(usize, usize)],
+               aux: &mut [u32]| {
+        let mut rules = SwapRules {
+            s: sl,
+            base: packs.offsets[base] as usize,
+            cap_t,
+            pairs: Vec::new(),
+        };
+        let mut loads = Loads { p: pl, base };
+        for (j, &r) in ranges.iter().enumerate() {
+            f(
+                &mut rules,
+                &mut loads,
+                r,
+                &mut aux[j * stride..(j + 1) * stride],
+            );
+        }
+    };
+    if threads <= 1 || ranges.len() < 2 {
+        run(sample_loads, pack_loads, 0, ranges, aux);
+        return;
+    }
+    let per = ranges.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let (mut sl, mut pl, mut aux) = (sample_loads, pack_loads, aux);
+        let mut at = 0; // first pack of `pl`
+        for (g, group) in ranges.chunks(per).enumerate() {
+            let start = group[0].0;
+            let end = match ranges.get((g + 1) * per) {
+                Some(&(next, _)) => next,
+                None => at + pl.len(),
+            };
+            // Skip the packs before this group, then take its own.
+            let (_, rest) = std::mem::take(&mut pl).split_at_mut(start - at);
+            let (mine, rest) = rest.split_at_mut(end - start);
+            pl = rest;
+            let item = |k: usize| packs.offsets[k] as usize;
+            let (_, rest_s) = std::mem::take(&mut sl).split_at_mut(item(start) - item(at));
+            let (mine_s, rest_s) = rest_s.split_at_mut(item(end) - item(start));
+            sl = rest_s;
+            let (mine_aux, rest_aux) = std::mem::take(&mut aux).split_at_mut(group.len() * stride);
+            aux = rest_aux;
+            at = end;
+            scope.spawn(move || run(mine_s, mine, start, group, mine_aux));
+        }
+    });
+}
 
 /// Plans one epoch with the balanced strategy.
 pub fn balance_batches(
@@ -1038,14 +1156,8 @@ pub fn balance_batches(
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
     let mut new_packs: Packs = Packs::with_capacity(0);
-    let mut rules = SwapRules {
-        s: Vec::with_capacity(packs.items.len() + oversize.len()),
-        cap_t: p.caps.max_text as u64,
-        pairs: Vec::new(),
-    };
-    let mut loads = Loads {
-        p: Vec::with_capacity(order_old.len() + oversize.len()),
-    };
+    let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(packs.items.len() + oversize.len());
+    let mut pack_loads: Vec<PackLoad> = Vec::with_capacity(order_old.len() + oversize.len());
     let over_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
     for pack in order_old
         .iter()
@@ -1065,74 +1177,103 @@ pub fn balance_batches(
             v += x.v as u64;
             c += x.w as u64;
             t += x.t as u64;
-            rules.s.push(x);
+            sample_loads.push(x);
         }
-        loads.p.push(PackLoad { v, w: c, t });
+        pack_loads.push(PackLoad { v, w: c, t });
     }
     drop((packs, order_old, fresh, tail_old, over_recs));
     let packs = new_packs;
+    let cap_t = p.caps.max_text as u64;
+    let threads = if p.threads > 0 {
+        p.threads.min(MAX_THREADS)
+    } else {
+        worker_threads()
+    };
 
     // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
-    // the class each, small enough to stay in cache).
+    // the class each, small enough to stay in cache). Windows are independent: threads take
+    // runs of them (the plan does not depend on how many).
+    let mut windows: Vec<(usize, usize)> = Vec::new();
     for (from, to) in [(0, kept_end), (kept_end, fresh_end)] {
         let mut start = from;
         while start < to {
-            let v = loads.p[start].v;
+            let v = pack_loads[start].v;
             let mut end = start;
-            while end < to && loads.p[end].v == v {
+            while end < to && pack_loads[end].v == v {
                 end += 1;
             }
-            let mut class: Vec<u32> = (start as u32..end as u32).collect();
-            for w in class.chunks_mut(EQUALIZE_WINDOW) {
-                rules.pair_passes(&packs, &mut loads, w, EQUALIZE_PASSES);
-                // The costliest packs left, each against cheap ones across the window.
-                rules.greedy(
-                    &packs,
-                    &mut loads,
-                    w,
-                    w.len() / EQUALIZE_GREEDY_SHARE + 32,
-                    true,
-                    0,
-                );
+            let mut a = start;
+            while a < end {
+                let b = (a + EQUALIZE_WINDOW).min(end);
+                windows.push((a, b));
+                a = b;
             }
             start = end;
         }
     }
+    for_each_range(
+        &mut sample_loads,
+        &mut pack_loads,
+        &packs,
+        &windows,
+        &mut [],
+        0,
+        threads,
+        cap_t,
+        &|rules, loads, (a, b), _| {
+            let mut w: Vec<u32> = (a as u32..b as u32).collect();
+            rules.pair_passes(&packs, loads, &mut w, EQUALIZE_PASSES);
+            // The costliest packs left, each against cheap ones across the window.
+            rules.greedy(
+                &packs,
+                loads,
+                &w,
+                w.len() / EQUALIZE_GREEDY_SHARE + 32,
+                true,
+                0,
+            );
+        },
+    );
     progress.report(total + total / 4, total * 2);
 
-    // Step 5: steps cut from the layout; costly packs matched in steps of their own.
-    let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &loads, m);
+    // Step 5: steps cut from the layout; costly and cheap packs matched in steps of their own.
+    let full = Loads {
+        p: &mut pack_loads,
+        base: 0,
+    };
+    let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &full, m);
     drawn.extend(kept_end as u32..fresh_end as u32);
     let mut tail: Vec<u32> = (fresh_end as u32..normal as u32).collect();
     // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
     let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
-    over.sort_by_cached_key(|&k| loads.key(k));
+    over.sort_by_cached_key(|&k| full.key(k));
     tail.extend_from_slice(&over[over.len() - over.len() % m..]);
     over.truncate(over.len() - over.len() % m);
     drawn.extend_from_slice(&over);
     // A tail of a step or more (over-cap leftovers): whole steps of similar packs.
     if tail.len() >= m {
-        tail.sort_by_cached_key(|&k| loads.key(k));
+        tail.sort_by_cached_key(|&k| full.key(k));
         let whole = tail.len() - tail.len() % m;
         drawn.extend_from_slice(&tail[..whole]);
         tail.drain(..whole);
     }
     let steps = drawn.len() / m;
-    for (s, step) in drawn.chunks_mut(m).enumerate() {
-        let v0 = loads.p[step[0] as usize].v;
-        if step.iter().any(|&k| loads.p[k as usize].v != v0)
+    let cap_v = p.caps.max_vision as u64;
+    let tune = |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, step: &mut [u32]| {
+        let v0 = loads[step[0] as usize].v;
+        if step.iter().any(|&k| loads[k as usize].v != v0)
             && step.iter().all(|&k| (k as usize) < normal)
         {
-            rules.even_vision(&packs, &mut loads, step, p.caps.max_vision as u64);
+            rules.even_vision(&packs, loads, step, cap_v);
         }
         // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
-        let mean = step.iter().map(|&k| loads.p[k as usize].w).sum::<u64>() / m as u64;
+        let mean = step.iter().map(|&k| loads[k as usize].w).sum::<u64>() / m as u64;
         let stop_at = mean + mean / STEP_TOLERANCE;
-        if step.iter().any(|&k| loads.p[k as usize].w > stop_at) {
-            rules.pair_passes(&packs, &mut loads, step, STEP_PASSES);
+        if step.iter().any(|&k| loads[k as usize].w > stop_at) {
+            rules.pair_passes(&packs, loads, step, STEP_PASSES);
             rules.greedy(
                 &packs,
-                &mut loads,
+                loads,
                 step,
                 (8 * m + 32).min(GREEDY_SWAPS),
                 false,
@@ -1140,19 +1281,55 @@ pub fn balance_batches(
             );
         }
         // Cost order, ties by pack (as a re-deal of the step by position breaks them).
-        step.sort_unstable_by_key(|&k| (loads.p[k as usize].w, k));
-        if s % 1024 == 1023 {
-            progress.report(
-                total + total / 4 + (total * 3 / 4) * s as u64 / steps as u64,
-                total * 2,
-            );
+        step.sort_unstable_by_key(|&k| (loads[k as usize].w, k));
+    };
+    // Steps whose packs run in increasing order (the unmatched ones, cut from the layout) are
+    // independent and disjoint in memory: threads take runs of them. The others (matched
+    // steps, which gather packs from anywhere) are tuned first, one by one.
+    let span = |st: usize| {
+        let step = &drawn[st * m..(st + 1) * m];
+        (
+            *step.iter().min().unwrap() as usize,
+            *step.iter().max().unwrap() as usize + 1,
+        )
+    };
+    let mut runs: Vec<Vec<(usize, usize)>> = Vec::new(); // per run: each step's pack span
+    for st in 0..steps {
+        let (lo, hi) = span(st);
+        match runs.last_mut() {
+            Some(run) if run.last().is_some_and(|&(_, end)| end <= lo) => run.push((lo, hi)),
+            _ => runs.push(vec![(lo, hi)]),
         }
     }
+    let mut first = 0;
+    for run in &runs {
+        for_each_range(
+            &mut sample_loads,
+            &mut pack_loads,
+            &packs,
+            run,
+            &mut drawn[first * m..(first + run.len()) * m],
+            m,
+            if run.len() >= PARALLEL_MIN_STEPS {
+                threads
+            } else {
+                1
+            },
+            cap_t,
+            &|rules, loads, _, step| tune(rules, loads, step),
+        );
+        first += run.len();
+    }
+    progress.report(total + total / 4 + total * 3 / 4, total * 2);
 
     // The packs' items, as the swaps left them.
     let mut packs = packs;
-    packs.items = rules.s.iter().map(|x| x.id).collect();
-    // Step 5: deal each step's packs to ranks; step 6: order the steps.
+    packs.items = sample_loads.iter().map(|x| x.id).collect();
+    let loads = Loads {
+        p: &mut pack_loads,
+        base: 0,
+    };
+    // Step 6: deal each step's packs to ranks; step 7: order the steps.
     let mut step_order: Vec<u32> = (0..steps as u32).collect();
     shuffle(
         &mut step_order,
@@ -1183,7 +1360,7 @@ pub fn balance_batches(
         order.extend(by_rank.iter().map(|&(_, j)| dealt[j]));
     }
     order.extend_from_slice(&tail);
-    drop((rules, loads, drawn, tail, dealt));
+    drop((loads, drawn, tail, dealt));
     progress.report(total * 2, total * 2);
     let mut plan = assemble(
         &packs,
@@ -1324,6 +1501,29 @@ mod tests {
             v.len(),
             "every sample placed or reported"
         );
+    }
+
+    #[test]
+    fn the_plan_does_not_depend_on_the_thread_count() {
+        let (v, mut t) = data(40_000, 9);
+        for i in (0..t.len()).step_by(50) {
+            t[i] += 900; // costly packs: matched steps between the parallel runs
+        }
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        for (dp, accum) in [(8, 1), (4, 3), (64, 1)] {
+            let mut p = BalanceParams::new(dp, accum, caps, 2, 0);
+            p.threads = 1;
+            let one = balance_batches(&s, &p, &mut ()).unwrap();
+            for threads in [2, 3, 8] {
+                p.threads = threads;
+                assert_eq!(
+                    balance_batches(&s, &p, &mut ()).unwrap(),
+                    one,
+                    "dp {dp} accum {accum}: {threads} threads"
+                );
+            }
+        }
     }
 
     #[test]
