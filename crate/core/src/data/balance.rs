@@ -1159,25 +1159,27 @@ pub fn balance_batches(
     let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(packs.items.len() + oversize.len());
     let mut pack_loads: Vec<PackLoad> = Vec::with_capacity(order_old.len() + oversize.len());
     let over_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
+    // Gathered first (independent loads the processor overlaps), then summed in order.
     for pack in order_old
         .iter()
         .map(|&k| packs.get(k as usize))
         .chain(over_recs.chunks(1))
     {
-        let end = new_packs.offsets[new_packs.offsets.len() - 1] + pack.len() as u32;
-        new_packs.offsets.push(end);
+        sample_loads.extend(pack.iter().map(|r| SampleLoad {
+            w: 0,
+            v: r.v,
+            t: r.t,
+            id: r.id,
+        }));
+        new_packs.offsets.push(sample_loads.len() as u32);
+    }
+    for k in 0..new_packs.len() {
         let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
-        for &r in pack {
-            let x = SampleLoad {
-                w: p.cost.weight(r.t, max_cost) as u32,
-                v: r.v,
-                t: r.t,
-                id: r.id,
-            };
+        for x in &mut sample_loads[new_packs.range(k)] {
+            x.w = p.cost.weight(x.t, max_cost) as u32;
             v += x.v as u64;
             c += x.w as u64;
             t += x.t as u64;
-            sample_loads.push(x);
         }
         pack_loads.push(PackLoad { v, w: c, t });
     }
