@@ -1134,7 +1134,14 @@ pub fn balance_batches(
     // vision sum; then the tail; then the over-cap samples, one per pack. The packs are renumbered
     // in this order, so each vision class is a run of consecutive packs and the steps cut from
     // it are runs too (every phase below reads memory in order).
-    let vision_of = |k: u32| sums(packs.get(k as usize)).0;
+    let threads = if p.threads > 0 {
+        p.threads.min(MAX_THREADS)
+    } else {
+        worker_threads()
+    };
+    // Each pack's vision sum once, in order (the sorts below look them up at random).
+    let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
+    let vision_of = |k: u32| vision[k as usize];
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
@@ -1155,42 +1162,72 @@ pub fn balance_batches(
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
-    let mut new_packs: Packs = Packs::with_capacity(0);
-    let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(packs.items.len() + oversize.len());
-    let mut pack_loads: Vec<PackLoad> = Vec::with_capacity(order_old.len() + oversize.len());
     let over_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
-    // Gathered first (independent loads the processor overlaps), then summed in order.
-    for pack in order_old
-        .iter()
-        .map(|&k| packs.get(k as usize))
-        .chain(over_recs.chunks(1))
-    {
-        sample_loads.extend(pack.iter().map(|r| SampleLoad {
-            w: 0,
-            v: r.v,
-            t: r.t,
-            id: r.id,
-        }));
-        new_packs.offsets.push(sample_loads.len() as u32);
-    }
-    for k in 0..new_packs.len() {
-        let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
-        for x in &mut sample_loads[new_packs.range(k)] {
-            x.w = p.cost.weight(x.t, max_cost) as u32;
-            v += x.v as u64;
-            c += x.w as u64;
-            t += x.t as u64;
+    let source = |j: usize| -> &[Rec] {
+        match order_old.get(j) {
+            Some(&k) => packs.get(k as usize),
+            None => std::slice::from_ref(&over_recs[j - order_old.len()]),
         }
-        pack_loads.push(PackLoad { v, w: c, t });
+    };
+    let count = order_old.len() + over_recs.len();
+    let mut new_packs: Packs = Packs::with_capacity(0);
+    new_packs.offsets.reserve(count);
+    let mut at = 0u32;
+    for j in 0..count {
+        at += source(j).len() as u32;
+        new_packs.offsets.push(at);
+    }
+    let zero = SampleLoad {
+        w: 0,
+        v: 0,
+        t: 0,
+        id: 0,
+    };
+    let mut sample_loads = vec![zero; at as usize];
+    let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
+    // Packs `[start, end)` of the new order: their samples' loads and their sums (threads take
+    // runs of packs; each writes only its own).
+    let offsets = &new_packs.offsets;
+    let fill = |start: usize, end: usize, sl: &mut [SampleLoad], pl: &mut [PackLoad]| {
+        let base = offsets[start] as usize;
+        for j in start..end {
+            let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
+            let range = offsets[j] as usize - base..offsets[j + 1] as usize - base;
+            for (x, r) in sl[range].iter_mut().zip(source(j)) {
+                *x = SampleLoad {
+                    w: p.cost.weight(r.t, max_cost) as u32,
+                    v: r.v,
+                    t: r.t,
+                    id: r.id,
+                };
+                v += x.v as u64;
+                c += x.w as u64;
+                t += x.t as u64;
+            }
+            pl[j - start] = PackLoad { v, w: c, t };
+        }
+    };
+    if threads <= 1 {
+        fill(0, count, &mut sample_loads, &mut pack_loads);
+    } else {
+        let per = count.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let (mut sl, mut pl) = (&mut sample_loads[..], &mut pack_loads[..]);
+            for start in (0..count).step_by(per) {
+                let end = (start + per).min(count);
+                let items = (offsets[end] - offsets[start]) as usize;
+                let (mine_s, rest) = std::mem::take(&mut sl).split_at_mut(items);
+                sl = rest;
+                let (mine_p, rest) = std::mem::take(&mut pl).split_at_mut(end - start);
+                pl = rest;
+                let fill = &fill;
+                scope.spawn(move || fill(start, end, mine_s, mine_p));
+            }
+        });
     }
     drop((packs, order_old, fresh, tail_old, over_recs));
     let packs = new_packs;
     let cap_t = p.caps.max_text as u64;
-    let threads = if p.threads > 0 {
-        p.threads.min(MAX_THREADS)
-    } else {
-        worker_threads()
-    };
 
     // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
     // the class each, small enough to stay in cache). Windows are independent: threads take
