@@ -994,7 +994,7 @@ pub const CHEAP_PACK_DIV: u64 = 100;
 /// Worker threads of the equalizing and step phases: `OMNIBAL_THREADS` when set (1 turns
 /// threading off), else the machine's parallelism, at most [`MAX_THREADS`]. The plan does not
 /// depend on it: threads take runs of independent windows or steps.
-fn worker_threads() -> usize {
+pub(crate) fn worker_threads() -> usize {
     std::env::var("OMNIBAL_THREADS")
         .ok()
         .and_then(|x| x.trim().parse::<usize>().ok())

@@ -40,6 +40,9 @@ pub struct BatchMetrics {
     pub step_cost_excess: Vec<f64>,
 }
 
+/// Fewest steps per thread before [`batch_metrics`] splits its work.
+pub const METRICS_MIN_STEPS_PER_THREAD: usize = 4096;
+
 /// `max / mean - 1` of the loads, or 0 when every load is 0.
 fn excess(loads: &[f64]) -> f64 {
     let max = loads.iter().copied().fold(0.0, f64::max);
@@ -74,11 +77,22 @@ fn dist(loads: &[f64]) -> f64 {
     wait / (max * loads.len() as f64)
 }
 
-/// Computes the metrics of `plan` over `samples` with the text `cost`.
+/// Computes the metrics of `plan` over `samples` with the text `cost` (on the planner's worker
+/// threads; the figures do not depend on their number).
 pub fn batch_metrics(
     plan: &BatchPlan,
     samples: &Samples,
     cost: &TextCost,
+) -> Result<BatchMetrics, Error> {
+    batch_metrics_on(plan, samples, cost, super::balance::worker_threads())
+}
+
+/// [`batch_metrics`] on `threads` threads.
+fn batch_metrics_on(
+    plan: &BatchPlan,
+    samples: &Samples,
+    cost: &TextCost,
+    threads: usize,
 ) -> Result<BatchMetrics, Error> {
     if let Some(&bad) = plan.samples.iter().find(|&&i| i as usize >= samples.len()) {
         return Err(Error::out_of_range(
@@ -91,7 +105,6 @@ pub fn batch_metrics(
     }
     let dp = plan.dp as usize;
     let steps = plan.steps();
-    let (mut pad, mut padded) = (0u64, 0u64);
     let mut m = BatchMetrics {
         pad_ratio: 0.0,
         vision_dist: 0.0,
@@ -112,38 +125,74 @@ pub fn batch_metrics(
         cost_excess_p99: 0.0,
         step_cost_excess: Vec::with_capacity(steps),
     };
-    let (mut lv, mut lt, mut lc) = (vec![0.0; dp], vec![0.0; dp], vec![0.0; dp]);
-    for s in 0..steps {
-        for r in 0..dp {
-            let (mut v, mut t, mut c) = (0u64, 0u64, 0.0f64);
-            for k in plan.rank_micro_batches(s, r) {
-                let mb = plan.micro_batch(k);
-                let tmax = mb
-                    .iter()
-                    .map(|&i| samples.text[i as usize])
-                    .max()
-                    .unwrap_or(0);
-                for &i in mb {
-                    let ti = samples.text[i as usize];
-                    v += samples.vision[i as usize] as u64;
-                    t += ti as u64;
-                    c += cost.sample(if plan.packed { ti } else { tmax });
+    // Per step: vision, text and cost dists and the cost excess; threads take runs of steps
+    // (each writes its own entries; the sums below run in step order, so the figures do not
+    // depend on the thread count).
+    let mut per_step = vec![[0.0f64; 4]; steps];
+    let run = |first: usize, out: &mut [[f64; 4]]| -> (u64, u64) {
+        let (mut pad, mut padded) = (0u64, 0u64);
+        let (mut lv, mut lt, mut lc) = (vec![0.0; dp], vec![0.0; dp], vec![0.0; dp]);
+        for (j, row) in out.iter_mut().enumerate() {
+            let s = first + j;
+            for r in 0..dp {
+                let (mut v, mut t, mut c) = (0u64, 0u64, 0.0f64);
+                for k in plan.rank_micro_batches(s, r) {
+                    let mb = plan.micro_batch(k);
+                    let tmax = mb
+                        .iter()
+                        .map(|&i| samples.text[i as usize])
+                        .max()
+                        .unwrap_or(0);
+                    for &i in mb {
+                        let ti = samples.text[i as usize];
+                        v += samples.vision[i as usize] as u64;
+                        t += ti as u64;
+                        c += cost.sample(if plan.packed { ti } else { tmax });
+                        if !plan.packed {
+                            pad += (tmax - ti) as u64;
+                        }
+                    }
                     if !plan.packed {
-                        pad += (tmax - ti) as u64;
+                        padded += tmax as u64 * mb.len() as u64;
                     }
                 }
-                if !plan.packed {
-                    padded += tmax as u64 * mb.len() as u64;
-                }
+                lv[r] = v as f64;
+                lt[r] = t as f64;
+                lc[r] = c;
             }
-            lv[r] = v as f64;
-            lt[r] = t as f64;
-            lc[r] = c;
+            *row = [dist(&lv), dist(&lt), dist(&lc), excess(&lc)];
         }
-        m.step_vision_dist.push(dist(&lv));
-        m.step_text_dist.push(dist(&lt));
-        m.step_cost_dist.push(dist(&lc));
-        m.step_cost_excess.push(excess(&lc));
+        (pad, padded)
+    };
+    let (mut pad, mut padded) = (0u64, 0u64);
+    if threads <= 1 || steps < 2 * METRICS_MIN_STEPS_PER_THREAD {
+        (pad, padded) = run(0, &mut per_step);
+    } else {
+        let per = steps.div_ceil(threads);
+        let parts: Vec<(u64, u64)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = per_step
+                .chunks_mut(per)
+                .enumerate()
+                .map(|(g, out)| {
+                    let run = &run;
+                    scope.spawn(move || run(g * per, out))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for (a, b) in parts {
+            pad += a;
+            padded += b;
+        }
+    }
+    for row in &per_step {
+        m.step_vision_dist.push(row[0]);
+        m.step_text_dist.push(row[1]);
+        m.step_cost_dist.push(row[2]);
+        m.step_cost_excess.push(row[3]);
     }
     m.cost_excess_median = nearest_rank(&m.step_cost_excess, 0.5);
     m.cost_excess_p99 = nearest_rank(&m.step_cost_excess, 0.99);
@@ -181,6 +230,33 @@ mod tests {
         assert_eq!(nearest_rank(&xs, 0.5), 100.0);
         assert_eq!(nearest_rank(&xs, 0.99), 198.0);
         assert_eq!(nearest_rank(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn figures_do_not_depend_on_the_thread_count() {
+        use crate::data::baselines::{random_batches, PaddedParams};
+        use crate::rng::Rng;
+        let mut rng = Rng::new(5);
+        let n = 2 * 3 * 2 * 4 * METRICS_MIN_STEPS_PER_THREAD + 17; // two runs of steps at least
+        let v: Vec<u32> = (0..n).map(|_| 1 + rng.below(5)).collect();
+        let t: Vec<u32> = (0..n).map(|_| 100 + rng.below(3000)).collect();
+        let s = Samples::new(&v, &t).unwrap();
+        let p = PaddedParams {
+            dp: 3,
+            accum: 2,
+            batch: 4,
+            seed: 1,
+            epoch: 0,
+            tail: Tail::Pad,
+        };
+        let plan = random_batches(&s, &p).unwrap();
+        let cost = TextCost::new(1.0, 1.0 / 4096.0).unwrap();
+        let one = batch_metrics_on(&plan, &s, &cost, 1).unwrap();
+        assert!(one.steps >= 2 * METRICS_MIN_STEPS_PER_THREAD);
+        assert!(one.pad_ratio > 0.0);
+        for threads in [2, 3, 8] {
+            assert_eq!(batch_metrics_on(&plan, &s, &cost, threads).unwrap(), one);
+        }
     }
 
     #[test]
