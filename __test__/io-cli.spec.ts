@@ -6,6 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { searchIsfArguments } from '../src/data/index';
+import { syntheticSamples } from '../src/data/synthetic';
 import { cli } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-io-cli-'));
@@ -119,5 +121,43 @@ test('isf: a search that drops more than 1% or leaves its window warns on stderr
   const out = JSON.parse(r.stdout);
   t.true(out.metrics.warnings.length > 0, r.stderr);
   t.regex(r.stderr, /omnibal: warning: /);
-  t.true(out.metrics.warnings.some((w: string) => /over a cap and left out|left its window/.test(w)), JSON.stringify(out.metrics.warnings));
+  t.true(out.metrics.warnings.some((w: string) => /over a cap|left its window/.test(w)), JSON.stringify(out.metrics.warnings));
+});
+
+// The ISF warnings judge what the caps search evaluated (every sample, no tail dropped), not the
+// plan after its tail is dropped: its samples per pack against [B, B + 1], and the samples it
+// dropped over a cap against 1% of the input.
+test('isf: the window warning judges the search, not the plan after its tail is dropped', (t) => {
+  // Premise: with these inputs the search ends inside [2.4, 3.4] ...
+  const found = searchIsfArguments(syntheticSamples(3000, 0), { samplesPerPack: 2.4, dp: 256, accum: 1 });
+  const chosen = found.candidates[found.chosen];
+  t.true(chosen.inWindow && chosen.samplesPerPack < 3.4, JSON.stringify(chosen));
+  t.deepEqual(found.warnings, []);
+  const r = omnibal(['pack', '--synthetic', '3000', '--strategy', 'isf', '--samples-per-pack', '2.4', '--dp', '256', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  // ... while the plan, its last incomplete step dropped, has more than 3.4 samples per pack.
+  t.true(out.metrics.samplesPerPack > 3.4, String(out.metrics.samplesPerPack));
+  t.deepEqual([out.params.maxVision, out.params.maxText], [chosen.maxVision, chosen.maxText]);
+  t.false(/window/.test(r.stderr), r.stderr);
+  t.deepEqual(out.metrics.warnings.length, 1, JSON.stringify(out.metrics.warnings));
+  t.regex(out.metrics.warnings[0], /^isf: 386 of 3000 samples \(12\.9%\) are in the dropped tail/);
+});
+
+test('isf: the over-cap warning is the search\'s own drop count against 1% of the input, once', (t) => {
+  const skew = path.join(dir, 'skew2.jsonl');
+  const lines = Array.from({ length: 800 }, (_, i) =>
+    JSON.stringify(i % 10 === 0 ? { vit_num: 12, token_num: 3200 } : { vit_num: 1 + (i % 3), token_num: 200 + ((i * 53) % 700) }),
+  );
+  writeFileSync(skew, lines.join('\n'));
+  const r = omnibal(['pack', '--input', skew, '--strategy', 'isf', '--dp', '2', '--samples-per-pack', '2', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  const overCap = out.metrics.warnings.filter((w: string) => /over a cap/.test(w));
+  t.deepEqual(overCap, ['isf: caps 6 / 1968 drop 80 of 800 samples over a cap (10%)']);
+  t.true(r.stderr.includes(`omnibal: warning: ${overCap[0]}\n`), r.stderr);
+  // Caps that drop nothing over a cap: no such warning, whatever the tail drops.
+  const none = omnibal(['pack', '--input', skew, '--strategy', 'isf', '--dp', '64', '--samples-per-pack', '3', '--json']);
+  t.is(none.status, 0, none.stderr);
+  t.deepEqual(JSON.parse(none.stdout).metrics.warnings.filter((w: string) => /over a cap|window/.test(w)), []);
 });

@@ -87,6 +87,8 @@ const bad: [string, string, string, RegExp][] = [
   ['not a list', 'obj.json', '{"vit_num": 1}', /^ERR_OMNIBAL_PARSE obj\.json:1: expected a JSON list starting with '\['$/],
   ['CSV without the columns', 'hdr.csv', 'a,b\n1,2\n', /^ERR_OMNIBAL_PARSE hdr\.csv:1: the header must name/],
   ['unknown extension', 'x.txt', '1 2\n', /^ERR_OMNIBAL_PARSE x\.txt: unknown format/],
+  ['CSV whose lines end in a bare CR (classic Mac OS)', 'mac.csv', 'vision,text\r1,5\r2,6\r', /^ERR_OMNIBAL_PARSE mac\.csv:1: a line ends in a bare CR \(classic Mac OS line ends\) or a CR stands alone outside quotes; use LF or CRLF line ends$/],
+  ['a bare CR after a quoted field, on line 3', 'mac3.csv', 'vision,text\n1,5\n"2",6\r7,8\n', /^ERR_OMNIBAL_PARSE mac3\.csv:3: a line ends in a bare CR/],
 ];
 
 for (const [label, name, content, expected] of bad) {
@@ -95,6 +97,22 @@ for (const [label, name, content, expected] of bad) {
     t.regex(`${e.code} ${e.message}`, expected);
   });
 }
+
+test('CSV line ends: a bare CR is named even past the record limit or across chunks; CR inside quotes and a final CR are data / a line end', async (t) => {
+  // CR-only lines make the whole file one record: the bare CR is reported, not the record's length.
+  const rows = Array.from({ length: 40_000 }, (_, i) => `${i % 7},${100 + i}`).join('\r');
+  const big = await failure([file('mac-big.csv', `vision,text\r${rows}\r`)]);
+  t.is(big.code, 'ERR_OMNIBAL_PARSE');
+  t.regex(big.message, /^mac-big\.csv:1: a line ends in a bare CR/);
+  t.regex((await failure([file('mac-small.csv', `vision,text\r${rows.slice(0, 400)}`)], { maxRecordBytes: 64 })).message, /^mac-small\.csv:1: a line ends in a bare CR/);
+  // A CRLF split across the reader's 1 MiB chunks, a CR inside quotes, and a last line ending in CR are read.
+  const pad = 'x'.repeat((1 << 20) - 'name,vision,text\r\n'.length - ',1,5'.length - 1);
+  const s = await readSamples([file('crlf-edge.csv', `name,vision,text\r\n${pad},1,5\r\n"a\rb",2,6\r\n"c",3,7\r`)], { maxRecordBytes: 2 << 20 });
+  t.deepEqual(Array.from(s.vision), [1, 2, 3]);
+  t.deepEqual(Array.from(s.text), [5, 6, 7]);
+  const stdin = await failure([{ name: '<stdin>', stream: Readable.from([Buffer.from('vision,text\r'), Buffer.from('1,5\r')]) }]);
+  t.regex(stdin.message, /^<stdin>:1: a line ends in a bare CR/);
+});
 
 test('an error on a one-line JSON list names the element', async (t) => {
   const items = Array.from({ length: 1000 }, (_, i) => `{"vit_num": 1, "token_num": ${i === 737 ? -1 : 5}}`);

@@ -192,3 +192,45 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     t.false(fs.existsSync(tokenFile), 'token file left behind');
   });
 }
+
+// A second signal while the orderly stop is still running: the real CLI, with a preloaded module
+// that holds `server.close` open for 60 s (a stop that takes a while) and says on stderr when the
+// stop began. The second signal removes the socket and token files and exits at once with the
+// shell's status for that signal (128 + its number), one line on stderr, no stack.
+for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  test(`a second ${signal} while stopping exits at once with status ${status}, files removed`, async (t) => {
+    const dir = tempDir();
+    const sock = path.join(dir, 'stop.sock');
+    const tokenFile = path.join(dir, 'token.json');
+    const preload = path.join(dir, 'slow-close.js');
+    fs.writeFileSync(
+      preload,
+      `const net = require('node:net');
+       const close = net.Server.prototype.close;
+       net.Server.prototype.close = function (cb) {
+         process.stderr.write('test: stop began\\n');
+         setTimeout(() => close.call(this, cb), 60000).unref();
+         return this;
+       };`,
+    );
+    const child = spawn(process.execPath, ['--require', preload, cli, 'serve', '--listen', sock, '--token-file', tokenFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    t.teardown(() => child.kill('SIGKILL'));
+    let err = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (c: string) => (err += c));
+    await waitFor(tokenFile);
+    child.kill(signal);
+    const began = Date.now();
+    while (!err.includes('test: stop began')) {
+      if (Date.now() - began > 30_000) throw new Error(`the stop did not begin: ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    t.is(child.exitCode, null, 'still stopping');
+    child.kill(signal);
+    t.is(await exited(child), status, err);
+    t.false(fs.existsSync(sock), 'socket file left behind');
+    t.false(fs.existsSync(tokenFile), 'token file left behind');
+    t.regex(err, new RegExp(`^omnibal serve: ${signal} while stopping: exiting now \\(status ${status}\\)$`, 'm'));
+    t.false(/\n\s+at /.test(err), err);
+  });
+}

@@ -1,8 +1,8 @@
-// `npm run bench -- sidecar [--quick] [--samples N] [--only sequential|concurrent|answer|sharing]`: the sidecar under load, each case against a
+// `npm run bench -- sidecar [--quick] [--samples N] [--only sequential|concurrent|heap|answer|sharing]`: the sidecar under load, each case against a
 // fresh `omnibal serve` (the built CLI in dist/): RSS over 10,000 sequential `balance` calls,
 // peak RSS under 200 concurrent mixed requests, the time to frame a 16 MB answer, and the memory
 // of 8 local ranks on one Unix-socket sidecar against one stdio sidecar each.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -246,6 +246,87 @@ async function nodeSharing(samples: number): Promise<(string | number)[][]> {
   return rows;
 }
 
+/** Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`). */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds (user + system, all threads) that process `pid` has used so far (Linux). */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/**
+ * A stdio sidecar started as `omnibal serve` starts it, with or without `pinHeapShape()`
+ * (src/sidecar/heap.ts), on the `backend` given: the one difference between the two is the pinning.
+ */
+function serveHeap(pin: boolean, backend: string): ChildProcess {
+  const dir = path.join(__dirname, '..', 'dist', 'src', 'sidecar');
+  const script = `${pin ? `require(${JSON.stringify(path.join(dir, 'heap.js'))}).pinHeapShape();` : ''}require(${JSON.stringify(path.join(dir, 'server.js'))}).serveStdio().then(() => process.exit(0));`;
+  return spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'ignore'], env: { ...process.env, OMNIBAL_BACKEND: backend } });
+}
+
+/**
+ * What pinning the heap costs in CPU: a fixed batch of `balance` calls (many small ones with
+ * `release`, then a few large ones) against a sidecar with and without the pinning, on the
+ * JavaScript twins (`OMNIBAL_BACKEND=js`, where the planner itself runs on the pinned heap) and
+ * natively; rounds alternate the two so load on a shared machine hits both alike.
+ */
+async function heapPinning(rounds: number, small: number, large: number): Promise<(string | number)[][]> {
+  const smallData = lengths(2000);
+  const b64 = (a: number[]) => ({ $base64: Buffer.from(Uint32Array.from(a).buffer).toString('base64'), dtype: 'u32' });
+  const big = lengths(large, 7);
+  const largeData = { vision: b64(big.vision), text: b64(big.text) };
+  const rows: (string | number)[][] = [];
+  for (const backend of ['js', 'native']) {
+    const cpu = { pinned: [] as number[][], unpinned: [] as number[][] };
+    const held = { pinned: 0, unpinned: 0 };
+    for (let round = 0; round < rounds; round++) {
+      for (const pin of round % 2 === 0 ? [true, false] : [false, true]) {
+        const child = serveHeap(pin, backend);
+        const c = new Client(child.stdin!, child.stdout!);
+        await c.call('balance', { ...smallData, dp: 4, samplesPerPack: 3, seed: 0 });
+        const before = cpuSeconds(child.pid!);
+        for (let i = 0; i < small; i++) {
+          const r = await c.call('balance', { ...smallData, dp: 4, samplesPerPack: 3, seed: i + 1 });
+          if (!r.result) throw new Error(JSON.stringify(r.error));
+          await c.call('release', { planId: r.result.planId });
+        }
+        const between = cpuSeconds(child.pid!);
+        for (let i = 0; i < 3; i++) {
+          const r = await c.call('balance', { ...largeData, dp: 8, samplesPerPack: 4.5, seed: i });
+          if (!r.result) throw new Error(JSON.stringify(r.error));
+          await c.call('release', { planId: r.result.planId });
+        }
+        const after = cpuSeconds(child.pid!);
+        cpu[pin ? 'pinned' : 'unpinned'].push([between - before, after - between, after - before]);
+        held[pin ? 'pinned' : 'unpinned'] = Math.max(held[pin ? 'pinned' : 'unpinned'], rss(child.pid!));
+        await close(child);
+      }
+    }
+    // The median of an even count is the mean of the middle two.
+    const median = (a: number[]) => {
+      const x = [...a].sort((p, q) => p - q);
+      return (x[(x.length - 1) >> 1] + x[x.length >> 1]) / 2;
+    };
+    const name = backend === 'js' ? 'JS twins (OMNIBAL_BACKEND=js)' : 'native';
+    ['small calls', 'large calls', 'all'].forEach((phase, k) => {
+      const p = cpu.pinned.map((r) => r[k]);
+      const u = cpu.unpinned.map((r) => r[k]);
+      const cost = `${(100 * (median(p) / median(u) - 1)).toFixed(1)}%`;
+      const list = (a: number[]) => a.map((x) => x.toFixed(2)).join(' ');
+      rows.push([`${name}, ${phase}`, list(p), list(u), cost, k === 2 ? (held.pinned / MB).toFixed(0) : '', k === 2 ? (held.unpinned / MB).toFixed(0) : '']);
+    });
+  }
+  return rows;
+}
+
 /** Runs every sidecar case and prints the tables. */
 export async function benchSidecar(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
@@ -262,6 +343,12 @@ export async function benchSidecar(args: string[]): Promise<void> {
 
   if (run('concurrent')) console.log('\n200 concurrent mixed requests on one connection (balance: 50,000 samples each, distinct seeds; plan: simulatedSteps 1, no ablation) (target: peak RSS <= 1 GB)');
   if (run('concurrent')) console.log(formatTable(['requests', 'mix', 'wall s', 'peak RSS MB', 'answers', '<= 1 GB'], await concurrent(200)));
+
+  if (run('heap')) {
+    const [rounds, small, large] = quick ? [2, 200, 100_000] : [4, 1000, 500_000];
+    console.log(`\nHeap pinning (src/sidecar/heap.ts): CPU s of the sidecar for ${small.toLocaleString('en-US')} balance calls of 2,000 samples (each released) + 3 of ${large.toLocaleString('en-US')} samples, per round; rounds alternate pinned / unpinned`);
+    console.log(formatTable(['backend', 'pinned CPU s', 'unpinned CPU s', 'pinned / unpinned - 1 (medians)', 'RSS MB at end, pinned (max)', 'RSS MB at end, unpinned (max)'], await heapPinning(rounds, small, large)));
+  }
 
   if (run('answer')) console.log('\nA 16 MB answer (target: read in <= 1 s)');
   if (run('answer')) console.log(formatTable(['what', 'MB', 'ms'], await bigAnswer()));

@@ -5,11 +5,13 @@
  */
 import type { Command } from 'commander';
 import { backend } from '../binding';
-import { batchMetrics, droppedSamples, planBatchesAsync, STRATEGIES, TAILS } from '../data/index';
+import { batchMetrics, droppedSamples, planBatchesAsync, searchIsfArgumentsAsync, STRATEGIES, TAILS, type AsyncOptions } from '../data/index';
+import type { IsfSearch } from '../data/isf-search';
 import type { BatchMetrics } from '../data/metrics';
 import type { BatchPlan, Tail } from '../data/plan';
 import type { Samples } from '../data/samples';
-import type { PlanBatchesOptions, Strategy } from '../data/strategy';
+import { resolvePlanOptions, type PlanBatchesOptions, type Strategy } from '../data/strategy';
+import { checkStepSize } from '../data/step-size';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad } from '../data/load';
 import { DEFAULT_COST_MODEL, modelTextCost } from '../data/model-cost';
@@ -84,6 +86,23 @@ async function loadSamples(flags: PackFlags): Promise<{ samples: Samples; source
   return { samples: loaded, source: `${loaded.text.length} samples from ${loaded.files.length} file(s)` };
 }
 
+/**
+ * Plans with `options`. An ISF plan sized by samples per pack runs the caps search here, then
+ * plans with the caps it chose (the plan the search inside the planner would give), so its
+ * warnings judge what it evaluated; the options are checked first, before a long search.
+ */
+async function planWithSearch(samples: Samples, options: PlanBatchesOptions, progress: AsyncOptions): Promise<{ plan: BatchPlan; isfSearch?: IsfSearch }> {
+  if (options.strategy !== 'isf' || options.samplesPerPack === undefined || options.maxVision !== undefined || options.maxText !== undefined) {
+    return { plan: await planBatchesAsync(samples, options, progress) };
+  }
+  const o = resolvePlanOptions(options);
+  checkStepSize(o.dp, o.accum);
+  const isfSearch = await searchIsfArgumentsAsync(samples, { samplesPerPack: options.samplesPerPack, dp: o.dp, accum: o.accum, seed: o.seed });
+  const { maxVision, maxText } = isfSearch.candidates[isfSearch.chosen];
+  const plan = await planBatchesAsync(samples, { ...options, samplesPerPack: undefined, maxVision, maxText }, progress);
+  return { plan, isfSearch };
+}
+
 async function runPack(flags: PackFlags): Promise<void> {
   const { samples, source } = await loadSamples(flags);
   // The step-time cost of the model's LLM unless costA/costB are given (see data/model-cost.ts).
@@ -105,14 +124,14 @@ async function runPack(flags: PackFlags): Promise<void> {
   };
   const cost = { a: flags.costA, b: flags.costB };
   const strategies = flags.compare ? STRATEGIES : [options.strategy ?? 'balanced'];
-  const results: { plan: BatchPlan; metrics: BatchMetrics; ms: number }[] = [];
+  const results: { plan: BatchPlan; metrics: BatchMetrics; ms: number; isfSearch?: IsfSearch }[] = [];
   for (const strategy of strategies) {
     const bar = samples.text.length >= 200_000 ? progressBar(`planning ${strategy}`) : { done: () => {} };
     const started = process.hrtime.bigint();
-    const plan = await planBatchesAsync(samples, { ...options, strategy }, bar);
+    const { plan, isfSearch } = await planWithSearch(samples, { ...options, strategy }, bar);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     bar.done();
-    results.push({ plan, metrics: batchMetrics(plan, samples, cost), ms });
+    results.push({ plan, metrics: batchMetrics(plan, samples, cost), ms, isfSearch });
   }
   const main = results[0];
   const params = {
@@ -130,7 +149,7 @@ async function runPack(flags: PackFlags): Promise<void> {
     costB: flags.costB,
     inputs: flags.synthetic !== undefined ? { synthetic: flags.synthetic } : flags.input,
   };
-  const warnings = planWarnings(main.plan, main.metrics, samples.text.length, flags.samplesPerPack);
+  const warnings = planWarnings(main.plan, samples.text.length, main.isfSearch);
   for (const w of warnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   if (flags.json || flags.out) {
     // Streamed from the plan's arrays: 10M sample indices never become one string.

@@ -1,19 +1,24 @@
 /**
  * Warnings about a batch plan that the CLI prints on stderr and puts in the JSON metrics: a
  * plan that leaves out more than 1% of the samples for being over a cap or in the dropped tail
- * (large `dp x accum`), and an ISF plan whose
- * searched caps missed the wanted samples per pack (the window `[B, B + 1]`).
+ * (large `dp x accum`), and, for an ISF plan whose caps a search chose, the search's own warnings:
+ * it ended outside the window `[B, B + 1]`, or its caps drop more than 1% of the input over a cap.
+ * Those judge what the search evaluated (every sample, nothing dropped as tail), not the plan
+ * after its tail is dropped, whose samples per pack differ.
  *
  * @module
  */
-import type { BatchMetrics } from '../data/metrics';
+import type { IsfSearch } from '../data/isf-search';
 import type { BatchPlan } from '../data/plan';
 
 /** Share of the samples a plan may leave out over a cap before a warning. */
 export const OVER_CAP_WARN_SHARE = 0.01;
 
-/** The warnings for `plan` of `total` samples; `samplesPerPack` is the `B` asked for, if any. */
-export function planWarnings(plan: BatchPlan, metrics: BatchMetrics, total: number, samplesPerPack?: number): string[] {
+/**
+ * The warnings for `plan` of `total` samples; `isfSearch` is the search that chose an ISF plan's
+ * caps, if one did (its warnings replace the plan's over-cap one: the same samples, counted by it).
+ */
+export function planWarnings(plan: BatchPlan, total: number, isfSearch?: IsfSearch): string[] {
   const warnings: string[] = [];
   let vision = 0;
   let text = 0;
@@ -23,7 +28,9 @@ export function planWarnings(plan: BatchPlan, metrics: BatchMetrics, total: numb
     else if (r === 2) text++;
     else if (r === 3) tail++;
   }
-  if (vision + text > OVER_CAP_WARN_SHARE * total) {
+  if (isfSearch !== undefined) {
+    for (const w of isfSearch.warnings) warnings.push(`${plan.strategy}: ${w}`);
+  } else if (vision + text > OVER_CAP_WARN_SHARE * total) {
     const share = Math.floor((1000 * (vision + text)) / total + 0.5) / 10;
     warnings.push(
       `${plan.strategy}: ${vision + text} of ${total} samples (${share}%) are over a cap and left out (vision ${vision}, text ${text}); raise the caps or --samples-per-pack`,
@@ -34,14 +41,6 @@ export function planWarnings(plan: BatchPlan, metrics: BatchMetrics, total: numb
     warnings.push(
       `${plan.strategy}: ${tail} of ${total} samples (${share}%) are in the dropped tail (the last incomplete step); use --tail pad or keep-partial, or fewer ranks or micro-batches per step`,
     );
-  }
-  if (plan.strategy === 'isf' && samplesPerPack !== undefined) {
-    const got = metrics.samplesPerPack;
-    if (!(got >= samplesPerPack && got <= samplesPerPack + 1)) {
-      warnings.push(
-        `isf: the caps search left its window: ${got.toFixed(2)} samples per pack, outside ${samplesPerPack} to ${samplesPerPack + 1}`,
-      );
-    }
   }
   return warnings;
 }

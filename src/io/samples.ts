@@ -11,7 +11,8 @@
  *   in any order, other columns ignored), then one sample per record, quoted fields allowed.
  *
  * JSON is strict (RFC 8259: no trailing comma, no comments, no NaN); a UTF-8 byte-order mark at
- * the start of a file is skipped; line ends may be LF or CRLF. Only regular files are read (a
+ * the start of a file is skipped; line ends may be LF or CRLF (a CSV whose lines end in a bare CR,
+ * as on classic Mac OS, is a parse error saying so). Only regular files are read (a
  * FIFO, device or directory is an error; a symbolic link is followed and its target checked),
  * opened with `O_NONBLOCK` so a FIFO cannot block. Limits hold while streaming: total bytes,
  * samples, and bytes of one record.
@@ -314,6 +315,10 @@ const enum Field {
   QuoteInQuoted,
 }
 
+const CR = 0x0d;
+/** The message for a CR outside quotes that no LF follows (twin of `BARE_CR` in the Rust reader). */
+const BARE_CR = 'a line ends in a bare CR (classic Mac OS line ends) or a CR stands alone outside quotes; use LF or CRLF line ends';
+
 const VISION_KEYS = ['vit_num', 'vision'];
 const TEXT_KEYS = ['token_num', 'text'];
 
@@ -388,6 +393,11 @@ class Csv implements Scanner {
         this.record(buf, start, i, sink);
         start = i + 1;
         this.field = Field.Start;
+      } else if (c === CR) {
+        // Outside quotes a CR must start a CRLF: resume here once the next byte has arrived.
+        if (i + 1 === end) break;
+        if (buf[i + 1] !== LF) throw parseError(`${sink.where(this.line + this.recordLines)}: ${BARE_CR}`);
+        this.field = Field.Unquoted;
       } else this.field = Field.Unquoted;
     }
     this.pos = i;

@@ -23,7 +23,9 @@ import * as v8 from 'node:v8';
  * (V8's memory-saving heap limits, `--optimize-for-size`: growth factor at most 2, 2 MB steps). Both
  * flags are read by V8 at each resize, so setting them after start-up takes effect; the sidecar soak
  * test asserts it. Call it only in a dedicated sidecar process (`omnibal serve`), never inside a
- * library user's process.
+ * library user's process. Its price falls on the pure-JS twins (`OMNIBAL_BACKEND=js`), whose
+ * planner allocates on this heap: about 2.3x the CPU of an unpinned sidecar on a batch of
+ * `balance` calls (`npm run bench -- sidecar --only heap`); natively the cost is within noise.
  */
 export function pinHeapShape(): void {
   v8.setFlagsFromString('--semi-space-growth-factor=1');

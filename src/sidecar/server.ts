@@ -652,7 +652,10 @@ export function serveStdio(options: ServeOptions = {}): Promise<void> {
   });
 }
 
-/** Serves on a Unix socket or a loopback TCP port until `shutdown` or SIGTERM/SIGINT. */
+/**
+ * Serves on a Unix socket or a loopback TCP port until `shutdown` or SIGTERM/SIGINT (an orderly
+ * stop; a second signal during it exits at once with status 128 + the signal's number).
+ */
 export async function serveSocket(spec: string, options: ServeOptions = {}): Promise<void> {
   const where = parseListen(spec);
   if (where.kind === 'tcp' && !options.tokenFile && !process.env.OMNIBAL_TOKEN) {
@@ -666,11 +669,15 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   });
   let stopping = false;
   let listening = false;
-  // A second signal while stopping ends at once (the files are removed first).
-  const onSignal = () => {
+  // A second signal while stopping ends at once, with the shell's status for that signal
+  // (128 + its number: 130 for SIGINT, 143 for SIGTERM), not the status of a failure; the socket
+  // and token files are removed first.
+  const onSignal = (signal: NodeJS.Signals) => {
     if (!stopping) return stop();
     removeFiles();
-    process.exit(1);
+    const status = 128 + (os.constants.signals[signal] ?? 0);
+    process.stderr.write(`omnibal serve: ${signal} while stopping: exiting now (status ${status})\n`);
+    process.exit(status);
   };
   const removeFiles = () => {
     if (where.kind === 'unix') fs.rmSync(where.path, { force: true });

@@ -416,8 +416,12 @@ enum CsvField {
     QuoteInQuoted,
 }
 
+/// The error for a CR outside quotes that no LF follows: lines ending in CR alone (classic Mac OS)
+/// would otherwise read as one long record with a misleading message.
+const BARE_CR: &str = "a line ends in a bare CR (classic Mac OS line ends) or a CR stands alone outside quotes; use LF or CRLF line ends";
+
 /// CSV (RFC 4180): a header naming the columns, then one sample per record; empty records are
-/// skipped; every record has as many fields as the header.
+/// skipped; every record has as many fields as the header. Line ends are LF or CRLF.
 #[derive(Default)]
 struct Csv {
     /// Line of the next record's start.
@@ -505,6 +509,17 @@ impl Scanner for Csv {
                     *start = i + 1;
                     CsvField::Start
                 }
+                // Outside quotes a CR must start a CRLF: resume here once the next byte has arrived.
+                (_, b'\r') => match buf.get(i + 1) {
+                    None => break,
+                    Some(b'\n') => CsvField::Unquoted,
+                    Some(_) => {
+                        return Err(parse_error(format!(
+                            "{}: {BARE_CR}",
+                            sink.where_(self.line + self.record_lines, None)
+                        )))
+                    }
+                },
                 _ => CsvField::Unquoted,
             };
             i += 1;
@@ -915,6 +930,31 @@ mod tests {
                 "long.jsonl:2: the record is longer than 1048576 bytes (maxRecordBytes)".into()
             )
         );
+    }
+
+    #[test]
+    fn csv_lines_ending_in_a_bare_cr_are_named() {
+        let bare = "a line ends in a bare CR (classic Mac OS line ends) or a CR stands alone outside quotes; use LF or CRLF line ends";
+        assert_eq!(
+            message(read("mac.csv", Format::Csv, b"vision,text\r1,5\r2,6\r")),
+            ("ERR_OMNIBAL_PARSE".into(), format!("mac.csv:1: {bare}"))
+        );
+        assert_eq!(
+            message(read(
+                "mac3.csv",
+                Format::Csv,
+                b"vision,text\n1,5\n\"a\nb\",6\r7,8\n"
+            )),
+            ("ERR_OMNIBAL_PARSE".into(), format!("mac3.csv:4: {bare}"))
+        );
+        // A CR inside quotes is data; a last line may end in CR.
+        let s = read(
+            "cr-ok.csv",
+            Format::Csv,
+            b"n,vision,text\r\n\"a\rb\",2,6\r\n3,3,7\r",
+        )
+        .unwrap();
+        assert_eq!((s.vision, s.text), (vec![2, 3], vec![6, 7]));
     }
 
     #[test]
