@@ -299,6 +299,69 @@ class Ctx {
     return ends;
   }
 
+  /** Twin of `Ctx::fill`. */
+  fill(cap: number, firstMin: number): number[] | undefined {
+    const L = this.p.layers.length;
+    const K = this.kCount;
+    const { stages, v } = this;
+    const ends = new Array<number>(K).fill(0);
+    const bare = new Float64Array(stages);
+    let start = 0;
+    for (let c = 0; c < K; c++) {
+      const s = c % stages;
+      const round = Math.floor(c / stages);
+      const limit = ((round + 1) * cap) / v;
+      const rLo = c === 0 ? firstMin - 1 : start;
+      const rHi = L - (K - c);
+      if (rLo > rHi) return undefined;
+      const finishing = round + 1 === v;
+      const fits = (r: number) => {
+        if (finishing) {
+          ends[c] = r;
+          const st = this.stage(s, this.rangesOf(ends, s));
+          return st !== undefined && st[0] <= limit;
+        }
+        return bare[s] + this.base(start, r) + this.cut(r) <= limit;
+      };
+      let end: number | undefined;
+      if (c + 1 === K) {
+        if (fits(L - 1)) end = L - 1;
+      } else {
+        for (let r = rLo; r <= rHi; r++) {
+          if (fits(r)) end = r;
+          else if (end !== undefined) break;
+        }
+      }
+      if (end === undefined) return undefined;
+      ends[c] = end;
+      bare[s] += this.base(start, end) + this.cut(end);
+      start = end + 1;
+    }
+    return ends;
+  }
+
+  /** Twin of `Ctx::scan_fill`. */
+  scanFill(firstMin: number, total: number): number[] | undefined {
+    const lb = total / this.stages;
+    let best: [number, number[]] | undefined;
+    let left: number | undefined;
+    for (let i = 0; i <= 256; i++) {
+      if (left === 0) break;
+      const cap = lb * (1 + i / 256);
+      const ends = this.fill(cap, firstMin);
+      if (ends !== undefined) {
+        const sc = this.score(ends);
+        if (sc.ok) {
+          if (best === undefined || sc.t < best[0]) best = [sc.t, ends];
+          left = left ?? 9;
+        }
+      }
+      if (left !== undefined) left--;
+    }
+    return best?.[1];
+  }
+
+  /** Twin of `Ctx::local_search`. */
   localSearch(ends: number[], firstMin: number): Score {
     let cur = this.score(ends);
     const better = (a: Score, b: Score) => {
@@ -307,23 +370,33 @@ class Ctx {
       return !a.ok && !b.ok && a.overflow < b.overflow;
     };
     const L = this.p.layers.length;
+    const K = this.kCount;
+    const trial = ends.slice();
     for (let round = 0; round < 256; round++) {
       let improved = false;
-      for (let c = 0; c < this.kCount - 1; c++) {
-        for (const delta of [-1, 1, -2, 2, -3, 3]) {
-          const e = ends[c] + delta;
-          const lo = c === 0 ? firstMin - 1 : ends[c - 1] + 1;
-          const hi = ends[c + 1] - 1;
-          if (e < lo || e > hi || e < 0 || e >= L) continue;
-          const old = ends[c];
-          ends[c] = e;
-          const next = this.score(ends);
-          if (better(next, cur)) {
-            cur = next;
-            improved = true;
-            break;
+      for (let a = 0; a < K - 1; a++) {
+        for (let b = a; b < K - 1; b++) {
+          for (const delta of [-1, 1, -2, 2]) {
+            for (let i = 0; i < K; i++) trial[i] = ends[i];
+            let ok = true;
+            for (let i = a; i <= b; i++) {
+              const x = trial[i] + delta;
+              if (x < 0) {
+                ok = false;
+                break;
+              }
+              trial[i] = x;
+            }
+            if (ok) ok = trial[0] + 1 >= firstMin && trial[K - 2] + 1 < L;
+            for (let i = 1; ok && i < K; i++) if (trial[i - 1] >= trial[i]) ok = false;
+            if (!ok) continue;
+            const next = this.score(trial);
+            if (better(next, cur)) {
+              cur = next;
+              for (let i = 0; i < K; i++) ends[i] = trial[i];
+              improved = true;
+            }
           }
-          ends[c] = old;
         }
       }
       if (!improved) break;
@@ -429,10 +502,18 @@ export function partitionChunksTwin(p: Problem): ChunkPlanOut {
   const ctx = new Ctx(p, v);
   const firstMin = Math.max(p.firstStageMinLayers, 1);
   if (firstMin > L - (ctx.kCount - 1)) throw outOfRange('firstStageMinLayers', `leaves fewer layers than the other ${ctx.kCount - 1} model chunks need`);
-  const ends = ctx.minMaxChunks(firstMin);
-  const start = ctx.localSearch(ends, firstMin);
   const rest = new Float64Array(L + 1);
   for (let r = L - 1; r >= 0; r--) rest[r] = rest[r + 1] + p.layers[r].forwardMs + p.layers[r].backwardMs;
+  let ends = ctx.minMaxChunks(firstMin);
+  let start = ctx.localSearch(ends, firstMin);
+  const filled = ctx.scanFill(firstMin, rest[0]);
+  if (filled !== undefined) {
+    const other = ctx.localSearch(filled, firstMin);
+    if (other.ok && (!start.ok || other.t < start.t)) {
+      start = other;
+      ends = filled;
+    }
+  }
   const search = new Search(ctx, rest, firstMin);
   if (start.ok) {
     search.best = start.t;

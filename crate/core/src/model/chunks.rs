@@ -25,9 +25,10 @@
 //!   simulator's closed form; `sum + (M - 1) max` at `v = 1`, the contiguous DP's objective).
 //!
 //! Method and guarantee: a depth-first branch and bound over the chunk boundaries, chunk by
-//! chunk, from an incumbent found by local search (the chunking with the least largest chunk
-//! time, then single boundaries moved by one to three layers while the plan improves;
-//! infeasible plans are ranked by their total memory overflow with full recomputation). A
+//! chunk, from an incumbent found by local search (runs of consecutive boundaries shifted by
+//! one or two layers while the plan improves; infeasible plans ranked by their memory overflow
+//! at the most recomputation) from two starts: the chunking with the least largest chunk time,
+//! and a greedy fill of each stage up to a cap, scanned upward from the bare total over `P`. A
 //! branch is cut when its lower bound (finished stages at their exact time, unfinished ones at
 //! their layers' bare time, the remaining layers' bare time added to the sum, and the largest
 //! stage at least the sum over `P`) cannot beat the incumbent, and when a finished stage does
@@ -465,9 +466,89 @@ impl<'a> Ctx<'a> {
         ends
     }
 
-    /// Moves single boundaries by one to three layers while the plan improves (feasible
-    /// plans by objective, then by the sum of squared stage times; infeasible ones by
-    /// overflow; any feasible beating any infeasible), at most 256 rounds.
+    /// A chunking with every stage at most `cap`, built chunk by chunk: chunk `c` (round
+    /// `j = c div P`) takes layers while its stage's time so far stays within `(j + 1) cap / v`
+    /// (bare time before the stage's last chunk; its exact time, recomputation included, and
+    /// its memory at the last), leaving a layer for each later chunk; `None` when the layers
+    /// do not run out by the last chunk.
+    fn fill(&self, cap: f64, first_min: usize) -> Option<Vec<usize>> {
+        let (l_count, k_count, stages, v) =
+            (self.p.layers.len(), self.k_count, self.stages, self.v);
+        let mut ends = vec![0usize; k_count];
+        let mut bare = vec![0.0; stages];
+        let mut start = 0usize;
+        for c in 0..k_count {
+            let s = c % stages;
+            let round = c / stages;
+            let limit = (round + 1) as f64 * cap / v as f64;
+            let r_lo = if c == 0 { first_min - 1 } else { start };
+            let r_hi = l_count - (k_count - c);
+            if r_lo > r_hi {
+                return None;
+            }
+            let finishing = round + 1 == v;
+            let fits = |r: usize, ends: &mut [usize]| -> bool {
+                if finishing {
+                    ends[c] = r;
+                    self.stage(s, &self.ranges_of(ends, s))
+                        .is_some_and(|(t, _)| t <= limit)
+                } else {
+                    bare[s] + self.base(start, r) + self.cut(r) <= limit
+                }
+            };
+            let mut end = None;
+            if c + 1 == k_count {
+                if fits(l_count - 1, &mut ends) {
+                    end = Some(l_count - 1);
+                }
+            } else {
+                for r in r_lo..=r_hi {
+                    if fits(r, &mut ends) {
+                        end = Some(r);
+                    } else if end.is_some() {
+                        break;
+                    }
+                }
+            }
+            let r = end?;
+            ends[c] = r;
+            bare[s] += self.base(start, r) + self.cut(r);
+            start = r + 1;
+        }
+        Some(ends)
+    }
+
+    /// Tries the caps `(1 + i / 256) x` the bare total over `P` for `i = 0, 1, ...` (up to
+    /// twice that) with [`Self::fill`]; from the first cap that builds a plan that fits, eight
+    /// more, keeping the best score.
+    fn scan_fill(&self, first_min: usize, total: f64) -> Option<Vec<usize>> {
+        let lb = total / self.stages as f64;
+        let mut best: Option<(f64, Vec<usize>)> = None;
+        let mut left = None;
+        for i in 0..=256 {
+            if left == Some(0) {
+                break;
+            }
+            let cap = lb * (1.0 + i as f64 / 256.0);
+            if let Some(ends) = self.fill(cap, first_min) {
+                if let Ok((t, _)) = self.score(&ends) {
+                    if best.as_ref().is_none_or(|(b, _)| t < *b) {
+                        best = Some((t, ends));
+                    }
+                    left = Some(left.unwrap_or(9));
+                }
+            }
+            if let Some(n) = left.as_mut() {
+                *n -= 1;
+            }
+        }
+        best.map(|(_, ends)| ends)
+    }
+
+    /// Shifts runs of consecutive boundaries (chunks `a..=b`'s last layers, `a <= b`, a single
+    /// boundary when `a = b`) by one or two layers while the plan improves (feasible plans by
+    /// objective, then by the sum of squared stage times; infeasible ones by overflow; any
+    /// feasible beating any infeasible), taking the first improvement, at most 256 rounds.
     fn local_search(&self, ends: &mut [usize], first_min: usize) -> Result<(f64, f64), f64> {
         let mut cur = self.score(ends);
         let better = |a: &Result<(f64, f64), f64>, b: &Result<(f64, f64), f64>| match (a, b) {
@@ -477,30 +558,37 @@ impl<'a> Ctx<'a> {
             (Err(_), Ok(_)) => false,
             (Err(x), Err(y)) => x < y,
         };
-        let l_count = self.p.layers.len();
+        let (l_count, k_count) = (self.p.layers.len(), self.k_count);
+        let mut trial = ends.to_vec();
         for _round in 0..256 {
             let mut improved = false;
-            for c in 0..self.k_count - 1 {
-                for delta in [-1i64, 1, -2, 2, -3, 3] {
-                    let e = ends[c] as i64 + delta;
-                    let lo = if c == 0 {
-                        first_min as i64 - 1
-                    } else {
-                        ends[c - 1] as i64 + 1
-                    };
-                    let hi = ends[c + 1] as i64 - 1;
-                    if e < lo || e > hi || e < 0 || e as usize >= l_count {
-                        continue;
+            for a in 0..k_count - 1 {
+                for b in a..k_count - 1 {
+                    for delta in [-1i64, 1, -2, 2] {
+                        trial.copy_from_slice(ends);
+                        let mut ok = true;
+                        for e in trial.iter_mut().take(b + 1).skip(a) {
+                            let x = *e as i64 + delta;
+                            if x < 0 {
+                                ok = false;
+                                break;
+                            }
+                            *e = x as usize;
+                        }
+                        ok = ok
+                            && trial[0] + 1 >= first_min
+                            && trial[k_count - 2] + 1 < l_count
+                            && trial.windows(2).all(|w| w[0] < w[1]);
+                        if !ok {
+                            continue;
+                        }
+                        let next = self.score(&trial);
+                        if better(&next, &cur) {
+                            cur = next;
+                            ends.copy_from_slice(&trial);
+                            improved = true;
+                        }
                     }
-                    let old = ends[c];
-                    ends[c] = e as usize;
-                    let next = self.score(ends);
-                    if better(&next, &cur) {
-                        cur = next;
-                        improved = true;
-                        break;
-                    }
-                    ends[c] = old;
                 }
             }
             if !improved {
@@ -646,11 +734,24 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
             ),
         ));
     }
-    let mut ends = ctx.min_max_chunks(first_min);
-    let start = ctx.local_search(&mut ends, first_min);
     let mut rest = vec![0.0; l_count + 1];
     for r in (0..l_count).rev() {
         rest[r] = rest[r + 1] + p.layers[r].forward_ms + p.layers[r].backward_ms;
+    }
+    // The incumbent: the better of two local searches, from the chunking with the least
+    // largest chunk and from the scanned fill (when it builds a plan that fits).
+    let mut ends = ctx.min_max_chunks(first_min);
+    let mut start = ctx.local_search(&mut ends, first_min);
+    if let Some(mut filled) = ctx.scan_fill(first_min, rest[0]) {
+        let other = ctx.local_search(&mut filled, first_min);
+        if match (&other, &start) {
+            (Ok(a), Ok(b)) => a.0 < b.0,
+            (Ok(_), Err(_)) => true,
+            _ => false,
+        } {
+            start = other;
+            ends = filled;
+        }
     }
     let mut search = Search {
         ctx: &ctx,
