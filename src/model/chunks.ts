@@ -12,6 +12,9 @@ import { checkProblem, cutMs, type Layer, type Problem } from './stages';
 /** Twin of `chunks::NODE_BUDGET`. */
 export const NODE_BUDGET = 200_000;
 
+/** Twin of `chunks::CACHE_LIMIT`. */
+const CACHE_LIMIT = 1 << 18;
+
 /** One model chunk (twin of `chunks::Chunk`). */
 export interface ChunkOut {
   firstLayer: number;
@@ -76,6 +79,9 @@ class Ctx {
   readonly group: number[];
   readonly runEnd: number[];
   readonly states: number[][][];
+  /** Memos of `options` and `stage` (twin of the Rust memos; results never depend on them). */
+  private readonly optionsMemo = new Map<number, Opt[]>();
+  private readonly stageMemo = new Map<string, [number, Opt[]] | undefined>();
 
   constructor(
     readonly p: Problem,
@@ -134,6 +140,16 @@ class Ctx {
   }
 
   options(l: number, r: number): Opt[] {
+    const key = l * this.p.layers.length + r;
+    const hit = this.optionsMemo.get(key);
+    if (hit !== undefined) return hit;
+    const o = this.optionsUncached(l, r);
+    if (this.optionsMemo.size >= CACHE_LIMIT) this.optionsMemo.clear();
+    this.optionsMemo.set(key, o);
+    return o;
+  }
+
+  optionsUncached(l: number, r: number): Opt[] {
     const len = r - l + 1;
     let all: Opt[];
     const mode = this.p.recompute;
@@ -175,6 +191,15 @@ class Ctx {
   }
 
   stage(s: number, ranges: [number, number][]): [number, Opt[]] | undefined {
+    const key = `${s}:${ranges.join(',')}`;
+    if (this.stageMemo.has(key)) return this.stageMemo.get(key);
+    const out = this.stageUncached(s, ranges);
+    if (this.stageMemo.size >= CACHE_LIMIT) this.stageMemo.clear();
+    this.stageMemo.set(key, out);
+    return out;
+  }
+
+  stageUncached(s: number, ranges: [number, number][]): [number, Opt[]] | undefined {
     let w = 0;
     for (const [l, r] of ranges) w += this.pw[r + 1] - this.pw[l];
     const budget = this.p.memoryBytes - this.p.stageOverheadBytes - w;

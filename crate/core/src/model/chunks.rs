@@ -42,6 +42,18 @@
 use super::stages::{Layer, Recompute, StageProblem};
 use crate::error::Error;
 use crate::simulate::{chunk_states, Schedule};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A chunk's recomputation choices.
+type Options = Rc<Vec<Opt>>;
+
+/// A stage's least-time recomputation: its time and the choice per chunk.
+type StageChoice = Option<(f64, Vec<Opt>)>;
+
+/// Entries a cache keeps before it is emptied (results never depend on it).
+const CACHE_LIMIT: usize = 1 << 18;
 
 /// Branch nodes the exact search may visit before it returns the best plan found.
 pub const NODE_BUDGET: u64 = 200_000;
@@ -118,6 +130,9 @@ struct Ctx<'a> {
     run_end: Vec<usize>,
     /// `states[s]`: the held-count vectors of stage `s`.
     states: Vec<Vec<Vec<u32>>>,
+    /// Memo of [`Ctx::options`] by chunk, and of [`Ctx::stage`] by stage and chunks.
+    options_memo: RefCell<HashMap<(usize, usize), Options>>,
+    stage_memo: RefCell<HashMap<Vec<usize>, StageChoice>>,
 }
 
 fn prefix(layers: &[Layer], f: impl Fn(&Layer) -> f64) -> Vec<f64> {
@@ -170,6 +185,8 @@ impl<'a> Ctx<'a> {
             group,
             run_end,
             states,
+            options_memo: RefCell::new(HashMap::new()),
+            stage_memo: RefCell::new(HashMap::new()),
         })
     }
 
@@ -227,7 +244,20 @@ impl<'a> Ctx<'a> {
 
     /// The chunk's recomputation choices on the Pareto front: added time ascending, kept
     /// bytes strictly descending.
-    fn options(&self, l: usize, r: usize) -> Vec<Opt> {
+    fn options(&self, l: usize, r: usize) -> Rc<Vec<Opt>> {
+        if let Some(o) = self.options_memo.borrow().get(&(l, r)) {
+            return o.clone();
+        }
+        let o = Rc::new(self.options_uncached(l, r));
+        let mut memo = self.options_memo.borrow_mut();
+        if memo.len() >= CACHE_LIMIT {
+            memo.clear();
+        }
+        memo.insert((l, r), o.clone());
+        o
+    }
+
+    fn options_uncached(&self, l: usize, r: usize) -> Vec<Opt> {
         let len = r - l + 1;
         let mut all: Vec<Opt> = match self.p.recompute {
             Recompute::None => vec![self.block(l, r, 0)],
@@ -285,13 +315,32 @@ impl<'a> Ctx<'a> {
 
     /// The least-time recomputation of stage `s` over its chunks `ranges` whose memory fits:
     /// (stage time, the choice per chunk), or `None`.
-    fn stage(&self, s: usize, ranges: &[(usize, usize)]) -> Option<(f64, Vec<Opt>)> {
+    fn stage(&self, s: usize, ranges: &[(usize, usize)]) -> StageChoice {
+        let mut key = Vec::with_capacity(1 + 2 * ranges.len());
+        key.push(s);
+        for &(l, r) in ranges {
+            key.push(l);
+            key.push(r);
+        }
+        if let Some(hit) = self.stage_memo.borrow().get(&key) {
+            return hit.clone();
+        }
+        let out = self.stage_uncached(s, ranges);
+        let mut memo = self.stage_memo.borrow_mut();
+        if memo.len() >= CACHE_LIMIT {
+            memo.clear();
+        }
+        memo.insert(key, out.clone());
+        out
+    }
+
+    fn stage_uncached(&self, s: usize, ranges: &[(usize, usize)]) -> StageChoice {
         let mut w = 0.0;
         for &(l, r) in ranges {
             w += self.pw[r + 1] - self.pw[l];
         }
         let budget = self.p.memory_bytes - self.p.stage_overhead_bytes - w;
-        let opts: Vec<Vec<Opt>> = ranges.iter().map(|&(l, r)| self.options(l, r)).collect();
+        let opts: Vec<Rc<Vec<Opt>>> = ranges.iter().map(|&(l, r)| self.options(l, r)).collect();
         let mut pick = vec![0usize; self.v];
         let mut best: Option<(f64, Vec<usize>)> = None;
         let mut kept = vec![0.0; self.v];
@@ -313,7 +362,7 @@ impl<'a> Ctx<'a> {
     fn search(
         &self,
         s: usize,
-        opts: &[Vec<Opt>],
+        opts: &[Rc<Vec<Opt>>],
         budget: f64,
         c: usize,
         extra: f64,
