@@ -3,6 +3,7 @@
 // chunk per device it is the contiguous stage DP's optimum.
 import test from 'ava';
 import fc from 'fast-check';
+import { exportMegatronChunks } from '../src/export/megatron-chunks';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { chunkInFlight } from '../src/simulate/index';
 import { nativeTest, sameOnBothBackends } from './helpers';
@@ -263,4 +264,47 @@ nativeTest('partitionChunks: native equals the twin on InternVL-Chat-1.5 PP 8, v
     const m = s.memory;
     t.true(Math.abs(m.weights + m.gradients + m.optimizer + m.activations + m.checkpoints + m.fixed - s.memoryBytes) < 1e-3 * s.memoryBytes);
   }
+});
+
+test('exportMegatronChunks: v x P layout segments in chunk order, the per-virtual-stage count when even, and what it cannot express', (t) => {
+  const kinds = ['vit-embed', 'vit', 'projector', 'embed', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'head'] as const;
+  const n = kinds.length;
+  const problem: StageProblem = {
+    forwardMs: new Float64Array(n).fill(1),
+    backwardMs: new Float64Array(n).fill(2),
+    staticBytes: new Float64Array(n),
+    activationBytes: new Float64Array(n),
+    checkpointBytes: new Float64Array(n),
+    stages: 2,
+    microBatches: 4,
+    memoryBytes: 1,
+    schedule: 'interleaved',
+    virtualStages: 2,
+    layerKinds: [...kinds],
+  };
+  const planOf = (ends: number[]) => {
+    const chunks = ends.map((last, c) => ({ firstLayer: c === 0 ? 0 : ends[c - 1] + 1, lastLayer: last, stage: c % 2, layerNames: [], recomputeLayers: [], selectiveLayers: [], timeMs: 1, held: 1 }));
+    const stage = (s: number) => ({ chunks: [s, s + 2], timeMs: 2, memoryBytes: 0, memory: { weights: 0, gradients: 0, optimizer: 0, activations: 0, checkpoints: 0, fixed: 0 }, inFlight: 1 });
+    return { virtualStages: 2, chunks, stages: [stage(0), stage(1)], objectiveMs: 1, bottleneckMs: 1, lowerBoundMs: 1, optimal: true };
+  };
+  const even = exportMegatronChunks(problem, planOf([5, 7, 9, 12]));
+  t.is(even.layout, 'Ett|tt|tt|ttL');
+  t.deepEqual(
+    even.alternatives.map((a) => a.argv),
+    [
+      ['--pipeline-model-parallel-size', '2', '--virtual-pipeline-model-parallel-size', '2', '--pipeline-model-parallel-layout', 'Ett|tt|tt|ttL'],
+      ['--pipeline-model-parallel-size', '2', '--num-layers-per-virtual-pipeline-stage', '2'],
+    ],
+  );
+  t.deepEqual(even.unsupported, []);
+  const uneven = exportMegatronChunks(problem, planOf([6, 7, 9, 12]));
+  t.deepEqual(
+    uneven.alternatives.map((a) => a.name),
+    ['layout'],
+  );
+  // The ViT split over chunks 0 and 1, the embedding in chunk 1: no arguments, and why.
+  const split = exportMegatronChunks(problem, planOf([0, 5, 9, 12]));
+  t.deepEqual(split.alternatives, []);
+  t.true(split.unsupported.some((u) => /vision encoder spans stages 0, 1/.test(u)));
+  t.true(split.unsupported.some((u) => /LLM embedding is on stage 1/.test(u)));
 });
