@@ -124,6 +124,29 @@ export interface NativeChunkPeak {
   bytes: number
 }
 
+/** An interleaved plan as JavaScript sees it: `v x P` chunks in layer order, `P` stages. */
+export interface NativeChunkPlan {
+  chunkFirstLayer: Uint32Array
+  chunkLastLayer: Uint32Array
+  /** Each chunk's time per micro-batch (recomputation and the cut after it included), ms. */
+  chunkTimeMs: Float64Array
+  /** Micro-batches of each chunk held at its stage's activation peak. */
+  chunkHeld: Uint32Array
+  /** Per stage: the sum of its chunks' times, ms. */
+  timeMs: Float64Array
+  memoryBytes: Float64Array
+  /** Per stage: micro-batches held at the peak, chunk-weighted. */
+  inFlight: Float64Array
+  /** One flag per layer: 1 where it is fully recomputed, 2 where selectively. */
+  recomputed: Uint8Array
+  iterationMs: number
+  bottleneckMs: number
+  /** The search finished: the plan is optimal for the model. */
+  optimal: boolean
+  /** A lower bound on the optimum's iteration time, ms. */
+  lowerBoundMs: number
+}
+
 /** Facts about the loaded native binary. */
 export declare function nativeInfo(): NativeInfo
 
@@ -243,6 +266,12 @@ export interface PackIsfOptions {
   seed?: number
   epoch?: number
 }
+
+/**
+ * The interleaved chunk planner (`model::chunks::partition_chunks`); the problem's schedule
+ * must be `interleaved`.
+ */
+export declare function partitionChunks(problem: StageProblemInput): NativeChunkPlan
 
 /** The optimal stage plan (the stage DP). */
 export declare function partitionStages(problem: StageProblemInput): NativeStagePlan

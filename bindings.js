@@ -846,6 +846,7 @@ module.exports.evaluateStages = nativeBinding.evaluateStages
 module.exports.nativeInfo = nativeBinding.nativeInfo
 module.exports.packIsf = nativeBinding.packIsf
 module.exports.packIsfAsync = nativeBinding.packIsfAsync
+module.exports.partitionChunks = nativeBinding.partitionChunks
 module.exports.partitionStages = nativeBinding.partitionStages
 module.exports.partitionStagesAsync = nativeBinding.partitionStagesAsync
 module.exports.permutation = nativeBinding.permutation

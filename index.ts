@@ -73,6 +73,7 @@ export {
   LAYER_KINDS,
   modelPreset,
   modelPresets,
+  partitionChunks,
   partitionStages,
   partitionStagesAsync,
   RECOMPUTE_MODES,
@@ -81,6 +82,9 @@ export {
   vlmStageProblem,
   type BaselineRecompute,
   type Calibration,
+  type ChunkInfo,
+  type ChunkPlan,
+  type ChunkStageInfo,
   type CalibrationResult,
   type Efficiency,
   type LayerCost,
@@ -110,6 +114,7 @@ export { partitionForTarget, TARGETS, type Target, type TargetPlan } from './src
 export { heaviestMicroBatchLoad } from './src/model/memory-load';
 export { searchStages, type SearchStagesOptions, type StageCandidate, type StageSearch } from './src/model/search';
 export { exportDeepSpeed, exportMegatron, shellLine, shellQuote, DEEPSPEED_INTERVAL_SEMANTICS, type DeepSpeedExport, type MegatronAlternative, type MegatronExport } from './src/export/index';
+export { exportMegatronChunks } from './src/export/megatron-chunks';
 export { chunkInFlight, simulateStep, type ChunkInFlight, type ChunkInFlightInput, type StepEvents, type StepInput, type StepResult } from './src/simulate/index';
 export {
   DEFAULT_RUN,

@@ -7,7 +7,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportDeepSpeed, exportMegatron, modelPreset, partitionForTarget, partitionStages, vlmStageProblem } from '../index';
+import { exportDeepSpeed, exportMegatron, exportMegatronChunks, modelPreset, partitionChunks, partitionForTarget, partitionStages, vlmStageProblem } from '../index';
 
 const local = join(__dirname, '..', '.venv-frameworks', 'bin', 'python');
 const python = process.env.OMNIBAL_FRAMEWORKS_PYTHON || (existsSync(local) ? local : undefined);
@@ -111,4 +111,37 @@ run("Megatron: every emitted argv builds megatron-core's own TransformerConfig (
   t.true(Array.isArray(results), JSON.stringify(results));
   t.is(results.length, jobs.length);
   jobs.forEach((j, i) => j.expect(results[i]));
+});
+
+run("Megatron: an interleaved chunk plan's layout (v x P segments) passes megatron-core's layout validation and TransformerConfig, chunk c on rank c mod P", (t) => {
+  // Megatron-LM's multimodal models build the vision encoder, projector and embedding in the first chunk.
+  const problem = internvl(4, { gpu: 'H200', schedule: 'interleaved', virtualStages: 2, embeddingOnFirstStage: true });
+  const plan = partitionChunks(problem);
+  const m = exportMegatronChunks(problem, plan);
+  const alt = m.alternatives.find((a) => a.name === 'layout');
+  t.truthy(alt, JSON.stringify(m.unsupported));
+  const layout = alt!.argv[alt!.argv.indexOf('--pipeline-model-parallel-layout') + 1];
+  t.is(layout.split('|').length, 8);
+  const r = check('megatron_layout_check.py', { layout, pp: 4, numLayers: 48 }) as { ok: boolean; error?: string; decoderPerRank?: number[][] };
+  t.true(r.ok, r.error);
+  // megatron-core's own 2D view: rank s, virtual stage j runs chunk j x P + s.
+  const kinds = problem.layerKinds!;
+  const decoder = (c: number) => kinds.slice(plan.chunks[c].firstLayer, plan.chunks[c].lastLayer + 1).filter((k) => k === 'llm').length;
+  t.deepEqual(
+    r.decoderPerRank,
+    [0, 1, 2, 3].map((s) => [0, 1].map((j) => decoder(j * 4 + s))),
+  );
+  // The argv (layout with --virtual-pipeline-model-parallel-size) builds megatron-core's TransformerConfig.
+  const md = modelPreset('internvl-chat-1.5');
+  const dims = { numLayers: md.llm.layers, hidden: md.llm.hidden, heads: md.llm.heads, kvHeads: md.llm.kvHeads, vitLayers: md.vit.layers, vitHidden: md.vit.hidden, vitHeads: md.vit.heads };
+  const results = check('megatron_config_check.py', [
+    { argv: alt!.argv, ...dims },
+    // Must fail: a virtual size that contradicts the layout.
+    { argv: alt!.argv.map((x, i) => (alt!.argv[i - 1] === '--virtual-pipeline-model-parallel-size' ? '4' : x)), ...dims },
+  ]) as unknown as { ok: boolean; error?: string; virtualStages?: number }[];
+  t.true(results[0].ok, results[0].error);
+  t.is(results[0].virtualStages, 2);
+  t.false(results[1].ok);
+  // And the validator can fail: v x P + 1 segments do not divide over the ranks.
+  t.false(check('megatron_layout_check.py', { layout: `${layout}|t`, pp: 4, numLayers: 49 }).ok);
 });

@@ -207,3 +207,43 @@ test('a calibration file named by a relative path keeps its name in errors; its 
     t.is(bad.stderr, 'omnibal: --calibration.layers[0].index must be integer [ERR_OMNIBAL_INVALID_OPTIONS]\n');
   }
 });
+
+test('--schedule interleaved plans v x P model chunks: chunk c on stage c mod P, memory from the per-chunk held counts, a Megatron layout of v x P segments', (t) => {
+  const r = omnibal([...base, '--gpu', 'H200', '--pp', '4', '--micro-batches', '16', '--schedule', 'interleaved', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  t.regex(out.prediction.assumptions.join('\n'), /v x P contiguous model chunks/);
+  t.deepEqual(out.memory.schedule, { name: 'interleaved', virtualStages: 2 });
+  t.is(out.chunks.length, 8);
+  t.deepEqual(
+    out.chunks.map((c: { stage: number }) => c.stage),
+    [0, 1, 2, 3, 0, 1, 2, 3],
+  );
+  t.is(out.chunks[0].firstLayer, 0);
+  t.is(out.chunks[7].lastLayer, 96);
+  for (let c = 1; c < 8; c++) t.is(out.chunks[c].firstLayer, out.chunks[c - 1].lastLayer + 1);
+  t.is(out.stages.length, 4);
+  for (const s of out.stages) {
+    t.true(s.memoryBytes <= 141 * 2 ** 30);
+    t.true(Math.abs(s.timeMs - s.chunks.reduce((a: number, c: number) => a + out.chunks[c].timeMs, 0)) < 1e-6);
+  }
+  t.true(out.objectiveMs >= out.lowerBoundMs);
+  t.is(typeof out.optimal, 'boolean');
+  // The unconstrained plan puts the LLM embedding after chunk 0: Megatron-LM cannot run it, and says why.
+  t.true(out.exports.megatron.unsupported.length > 0);
+  t.deepEqual(out.exports.deepspeed.unsupported, ["DeepSpeed's pipeline engine has no interleaved schedule"]);
+  const human = omnibal([...base, '--gpu', 'H200', '--pp', '4', '--micro-batches', '16', '--schedule', 'interleaved']);
+  t.is(human.status, 0, human.stderr);
+  t.regex(human.stdout, /4 stages x 2 model chunks/);
+  t.regex(human.stdout, /PREDICTION of the omnibal cost model/);
+  t.regex(human.stdout, /held at peak per chunk/);
+});
+
+test('--schedule interleaved refuses the framework targets it cannot honour, exit 2', (t) => {
+  for (const target of ['megatron', 'deepspeed']) {
+    const r = omnibal([...base, '--schedule', 'interleaved', '--target', target]);
+    t.is(r.status, 2);
+    t.regex(r.stderr, /ERR_OMNIBAL_INVALID_OPTIONS/);
+    t.notRegex(r.stderr, /\n\s+at /);
+  }
+});

@@ -134,3 +134,10 @@ test('GPipe on the default A100-80G: no split fits 32 micro-batches in flight; t
     t.true(s.memoryBytes <= 80 * GIB);
   }
 });
+
+test('an interleaved plan says its stages are contiguous and where the v x P chunk layout comes from; 1F1B does not', (t) => {
+  const plan = planTraining({ ...fixed, schedule: 'interleaved', virtualStages: 2, ablation: false });
+  t.true(plan.assumptions.some((a) => /P contiguous ones.*omnibal partition --schedule interleaved/.test(a)));
+  const one = planTraining({ ...fixed, ablation: false });
+  t.false(one.assumptions.some((a) => a.startsWith('interleaved')));
+});

@@ -3,7 +3,7 @@
 import { linearPartition } from '@prezly/linear-partition';
 import { jsBackend } from '../src/binding';
 import { formatTable } from '../src/cli/table';
-import { baselineStages, partitionStages, SPLITS, vlmStageProblem, type StageProblem } from '../src/model/index';
+import { baselineStages, partitionChunks, partitionStages, SPLITS, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { Rng } from '../src/random/rng';
 import type * as Native from '../bindings';
 
@@ -89,4 +89,28 @@ export function benchPartition(): void {
   console.log(formatTable(['plan', 'iteration ms', 'vs optimal', 'bottleneck ms'], table));
   console.log(`lower bound on the bottleneck: max(total / P, largest layer) = ${best.lowerBoundMs.toFixed(1)} ms; the optimum's bottleneck is ${((best.bottleneckMs / best.lowerBoundMs - 1) * 100).toFixed(1)}% above it`);
   console.log('paper: parameter split + full recomputation -> balanced model + memory: 51.9 / 21.3 = 2.4x (GPU-days, measured)');
+  benchChunks();
+}
+
+/** The interleaved chunk planner (v x P chunks, branch and bound with a node budget). */
+function benchChunks(): void {
+  console.log('\nInterleaved chunk planner (partitionChunks: v x P chunks, chunk c on stage c mod P; a PREDICTION of the cost model):');
+  const rows = [
+    [4, 2],
+    [8, 2],
+    [8, 3],
+  ].map(([pp, v]) => {
+    const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp, dp: 8, microBatches: 4 * pp, load, schedule: 'interleaved', virtualStages: v });
+    const input = { ...p };
+    const n = time(() => native.partitionChunks(input), 2, 1500);
+    const j = time(() => jsBackend.partitionChunks(input), 1, 1);
+    try {
+      const plan = partitionChunks(p);
+      const memory = Math.max(...plan.stages.map((s) => s.memoryBytes)) / 2 ** 30;
+      return [`InternVL-Chat-1.5, PP ${pp}, v ${v}`, n.toFixed(0), j.toFixed(0), plan.objectiveMs.toFixed(0), plan.lowerBoundMs.toFixed(0), `${((plan.objectiveMs / plan.lowerBoundMs - 1) * 100).toFixed(1)}%`, String(plan.optimal), memory.toFixed(1)];
+    } catch (error) {
+      return [`InternVL-Chat-1.5, PP ${pp}, v ${v}`, n.toFixed(0), j.toFixed(0), (error as Error).message.slice(0, 60), '', '', '', ''];
+    }
+  });
+  console.log(formatTable(['problem', 'native ms', 'TS twin ms', 'iteration ms', 'lower bound ms', 'gap bound', 'optimal', 'fullest stage GiB'], rows));
 }

@@ -38,6 +38,7 @@ export type Backend = Pick<
   | 'batchMetrics'
   | 'partitionStages'
   | 'partitionStagesAsync'
+  | 'partitionChunks'
   | 'evaluateStages'
   | 'evaluateSplit'
   | 'baselineStages'

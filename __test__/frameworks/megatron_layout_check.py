@@ -43,7 +43,10 @@ def main():
     layout_cls = load()
     layout = layout_cls.from_str(layout=doc["layout"], pipeline_model_parallel_size=doc["pp"])
     layout.validate_layer_layout(num_layers=doc["numLayers"], mtp_num_layers=None)
-    print(json.dumps({"ok": True, "stages": len(layout.layout)}))
+    decoder = sys.modules["megatron.core.transformer.enums"].LayerType.decoder
+    # Decoder layers megatron-core builds per (pipeline rank, virtual stage), its own 2D view.
+    per_rank = [[len([x for x in chunk if x == decoder]) for chunk in row] for row in layout.layout]
+    print(json.dumps({"ok": True, "stages": len(layout.layout), "decoderPerRank": per_rank}))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import { planWithFitHint } from '../model/fit-hint';
 import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
+import { runInterleavedPartition } from './partition-chunks';
 
 interface PartitionFlags extends MemoryFlags {
   model?: string;
@@ -233,6 +234,11 @@ function runPartition(flags: PartitionFlags): void {
   const targetName = targetFlag(flags.target);
   if (flags.target !== 'none' && flags.method !== 'optimal') throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--target ${flags.target} applies to --method optimal; a baseline split is exported as it is`);
   const built = build(flags);
+  if (built.problem.schedule === 'interleaved' && flags.method === 'optimal') {
+    // v x P model chunks, as Megatron-LM's interleaved schedule runs them.
+    runInterleavedPartition({ problem: built.problem, memoryFrom: built.memoryFrom, headroom: flags.headroom, target: targetName, method: flags.method, json: flags.json, assumptions: PARTITION_ASSUMPTIONS });
+    return;
+  }
   let problem = built.problem;
   const method = flags.method;
   let plan: StagePlan;

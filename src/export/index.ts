@@ -24,8 +24,8 @@ import type { StagePlan, StageProblem } from '../model/index';
 
 /** One way to pass the split to Megatron-LM. */
 export interface MegatronAlternative {
-  /** What this alternative uses: `layout` or `first-last`. */
-  name: 'layout' | 'first-last';
+  /** What this alternative uses: `layout`, `first-last`, or (interleaved chunk plans) `per-virtual-stage`. */
+  name: 'layout' | 'first-last' | 'per-virtual-stage';
   /** The arguments, one element each, ready for `subprocess` or `execve` (no comments). */
   argv: string[];
   /** The same arguments as one POSIX-shell-quoted line. */
@@ -187,7 +187,7 @@ export function exportMegatron(problem: StageProblem, plan: StagePlan): Megatron
   if (otherVision > 0) unsupported.push(`recomputation of the patch embedding or projector (${otherVision} layers): Megatron-LM's multimodal example never recomputes them`);
   if (problem.schedule === 'interleaved') {
     unsupported.push(
-      `interleaved schedule: these arguments describe ${P} stages; with --virtual-pipeline-model-parallel-size ${problem.virtualStages ?? 2} Megatron-LM needs a layout of ${P} x ${problem.virtualStages ?? 2} segments (each stage's layers cut into equal chunks, as omnibal assumes)`,
+      `interleaved schedule: these arguments describe ${P} contiguous stages; with --virtual-pipeline-model-parallel-size ${problem.virtualStages ?? 2} Megatron-LM needs a layout of ${P} x ${problem.virtualStages ?? 2} segments: plan the chunks with partitionChunks and export them with exportMegatronChunks (omnibal partition --schedule interleaved does)`,
     );
   }
   const pp = ['--pipeline-model-parallel-size', String(P)];

@@ -263,6 +263,124 @@ export function partitionStages(problem: StageProblem): StagePlan {
   return shape(problem, activeBackend().partitionStages(toInput(problem)));
 }
 
+/** One model chunk of an interleaved plan. */
+export interface ChunkInfo {
+  /** First layer (index). */
+  firstLayer: number;
+  /** Last layer (inclusive). */
+  lastLayer: number;
+  /** The device that runs it: chunk index mod P (Megatron's virtual pipeline rank is index div P). */
+  stage: number;
+  /** Names of its layers, when the problem has names. */
+  layerNames: string[];
+  /** Fully recomputed layers (absolute indices: Megatron's block method per chunk). */
+  recomputeLayers: number[];
+  /** Selectively recomputed layers (absolute indices). */
+  selectiveLayers: number[];
+  /** Predicted time per micro-batch (forward + backward + recomputation + the cut after it), ms. */
+  timeMs: number;
+  /** Micro-batches of this chunk held at its stage's activation peak (from the schedule's replay). */
+  held: number;
+}
+
+/** One device of an interleaved plan. */
+export interface ChunkStageInfo {
+  /** Indices into {@link ChunkPlan.chunks} of its `v` chunks, in order. */
+  chunks: number[];
+  /** Predicted time per micro-batch: the sum of its chunks' times, ms. */
+  timeMs: number;
+  /** Predicted peak memory, bytes (the sum of {@link ChunkStageInfo.memory}). */
+  memoryBytes: number;
+  /** Predicted peak memory by part, bytes (activations and checkpoints at the per-chunk held counts). */
+  memory: MemoryBreakdown;
+  /** Micro-batches held at the peak, chunk-weighted (sum of the chunks' `held` / v). */
+  inFlight: number;
+}
+
+/**
+ * A plan for the interleaved schedule: the layers cut into `v x P` contiguous chunks, chunk `c`
+ * on device `c mod P`, with each chunk's recomputation and the predicted figures.
+ */
+export interface ChunkPlan {
+  /** Model chunks per device `v`. */
+  virtualStages: number;
+  /** The `v x P` chunks in layer order. */
+  chunks: ChunkInfo[];
+  /** The `P` devices. */
+  stages: ChunkStageInfo[];
+  /** Predicted iteration time `M max_s t_s + (sum_s t_s - max_s t_s) / v`, ms. */
+  objectiveMs: number;
+  /** Predicted slowest device time per micro-batch, ms. */
+  bottleneckMs: number;
+  /** True when the search finished: no chunking has a smaller predicted iteration time under the model. */
+  optimal: boolean;
+  /** A lower bound on the optimum's iteration time (the objective itself when `optimal`), ms. */
+  lowerBoundMs: number;
+}
+
+function shapeChunks(p: StageProblem, n: Native.NativeChunkPlan): ChunkPlan {
+  const P = n.timeMs.length;
+  const v = n.chunkFirstLayer.length / P;
+  const chunks: ChunkInfo[] = Array.from(n.chunkFirstLayer, (first, c) => {
+    const last = n.chunkLastLayer[c];
+    const rec: number[] = [];
+    const sel: number[] = [];
+    for (let i = first; i <= last; i++) {
+      if (n.recomputed[i] === 1) rec.push(i);
+      else if (n.recomputed[i] === 2) sel.push(i);
+    }
+    return {
+      firstLayer: first,
+      lastLayer: last,
+      stage: c % P,
+      layerNames: p.layerNames ? p.layerNames.slice(first, last + 1) : [],
+      recomputeLayers: rec,
+      selectiveLayers: sel,
+      timeMs: n.chunkTimeMs[c],
+      held: n.chunkHeld[c],
+    };
+  });
+  const stages: ChunkStageInfo[] = Array.from(n.timeMs, (timeMs, s) => {
+    const mine = Array.from({ length: v }, (_, j) => j * P + s);
+    const memory: MemoryBreakdown = { weights: 0, gradients: 0, optimizer: 0, activations: 0, checkpoints: 0, fixed: p.stageOverheadBytes ?? 0 };
+    for (const c of mine) {
+      const b = breakdown(p, chunks[c].firstLayer, chunks[c].lastLayer, n.recomputed, chunks[c].held);
+      memory.weights += b.weights;
+      memory.gradients += b.gradients;
+      memory.optimizer += b.optimizer;
+      memory.activations += b.activations;
+      memory.checkpoints += b.checkpoints;
+    }
+    return { chunks: mine, timeMs, memoryBytes: n.memoryBytes[s], memory, inFlight: n.inFlight[s] };
+  });
+  return { virtualStages: v, chunks, stages, objectiveMs: n.iterationMs, bottleneckMs: n.bottleneckMs, optimal: n.optimal, lowerBoundMs: n.lowerBoundMs };
+}
+
+/**
+ * The plan Megatron-LM's interleaved schedule runs: the layers cut into `v x P` contiguous model
+ * chunks (`v` = `problem.virtualStages`, default 2), chunk `c` on device `c mod P`; each device's
+ * time is the sum of its chunks', its memory its chunks' static bytes plus, at the schedule's
+ * activation peak, each chunk's held micro-batches (the replay `chunkInFlight` runs) times that
+ * chunk's kept bytes; recomputation is chosen per chunk (block: its first `k` layers, as Megatron
+ * applies it per model chunk), the least added time that fits, exactly per device.
+ *
+ * Method and guarantee: a branch and bound over the chunk boundaries from a local-search
+ * incumbent. When it finishes within its fixed node budget the plan is optimal for the model
+ * (`optimal: true`; tested against brute force on small random instances, and equal to
+ * {@link partitionStages} at `v = 1`); otherwise it is the best plan found and `lowerBoundMs`
+ * (the bare layer time spread evenly) bounds the optimum, so `objectiveMs / lowerBoundMs - 1` is
+ * a proven bound on the gap. Deterministic (the budget counts nodes, not time).
+ *
+ * @throws `ERR_OMNIBAL_INFEASIBLE` when no chunking fits (found or proven; the message says
+ *   which); `ERR_OMNIBAL_OUT_OF_RANGE` when the schedule is not interleaved, there are fewer
+ *   layers than `v x P` chunks, or `microBatches` is not a multiple of `P`.
+ * @param problem - the stage problem with `schedule: 'interleaved'`
+ * @returns the chunks, the devices and the predicted iteration time
+ */
+export function partitionChunks(problem: StageProblem): ChunkPlan {
+  return shapeChunks(problem, activeBackend().partitionChunks(toInput(problem)));
+}
+
 /**
  * {@link partitionStages} off the main thread.
  *

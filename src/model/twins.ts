@@ -10,6 +10,7 @@ import { deferred } from '../progress';
 import { integerBetween, numberAtLeast } from '../validate';
 import { baselinePlan, parseSplit, splitEnds } from './baselines';
 import { checkTimingTwin, fitActivationScaleTwin, fitLayerCostTwin } from './calibrate';
+import { partitionChunksTwin } from './chunks';
 import { partitionStagesTwin, planForSplitTwin } from './partition';
 import { checkProblem, evaluatePlan, parseRecompute, type PlanOut, type Problem, type ScheduleSpec } from './stages';
 import { LAYER_KINDS, vlmLayerTableTwin, type GpuSpec, type LayerCost, type LayerKind, type VlmSpec } from './vlm';
@@ -190,10 +191,34 @@ function calibrateModel(model: Native.VlmInput, gpu: Native.GpuInput, shape: Nat
   };
 }
 
+/** Twin of the binding's `partitionChunks` (`chunks_to_js`). */
+function partitionChunks(input: Native.StageProblemInput): Native.NativeChunkPlan {
+  const p = toProblem(input);
+  const plan = partitionChunksTwin(p);
+  const flags = new Uint8Array(p.layers.length);
+  for (const c of plan.chunks) for (const i of c.selective) flags[i] = 2;
+  for (const c of plan.chunks) for (const i of c.recomputed) flags[i] = 1;
+  return {
+    chunkFirstLayer: Uint32Array.from(plan.chunks, (c) => c.firstLayer),
+    chunkLastLayer: Uint32Array.from(plan.chunks, (c) => c.lastLayer),
+    chunkTimeMs: Float64Array.from(plan.chunks, (c) => c.timeMs),
+    chunkHeld: Uint32Array.from(plan.chunks, (c) => c.held),
+    timeMs: Float64Array.from(plan.stages, (s) => s.timeMs),
+    memoryBytes: Float64Array.from(plan.stages, (s) => s.memoryBytes),
+    inFlight: Float64Array.from(plan.stages, (s) => s.inFlight),
+    recomputed: flags,
+    iterationMs: plan.iterationMs,
+    bottleneckMs: plan.bottleneckMs,
+    optimal: plan.optimal,
+    lowerBoundMs: plan.lowerBoundMs,
+  };
+}
+
 /** The model functions of the TypeScript backend. */
 export const modelTwins = {
   partitionStages,
   partitionStagesAsync: (input: Native.StageProblemInput) => deferred(() => partitionStages(input)),
+  partitionChunks,
   evaluateStages,
   evaluateSplit,
   baselineStages,

@@ -14,7 +14,7 @@ import { runFigures } from './figures';
 import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type PlanTrainingOptions } from './options';
 import { prepareModel } from './prepare-model';
 import { simulateConfig, type Config, type Resolved, type Simulated } from './simulate-config';
-import { PLAN_ASSUMPTIONS, type AblationRow, type TrainingPlan } from './training-plan';
+import { INTERLEAVED_PLAN_ASSUMPTION, PLAN_ASSUMPTIONS, type AblationRow, type TrainingPlan } from './training-plan';
 
 /**
  * Plans a training run and predicts its ablation (a prediction of the model and simulator).
@@ -103,7 +103,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   });
   return {
     schema: 'omnibal.training-plan/1',
-    assumptions: PLAN_ASSUMPTIONS,
+    assumptions: schedule === 'interleaved' ? [...PLAN_ASSUMPTIONS, INTERLEAVED_PLAN_ASSUMPTION] : PLAN_ASSUMPTIONS,
     model: modelName,
     gpu: gpuName,
     cluster,

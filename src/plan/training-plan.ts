@@ -162,3 +162,10 @@ export const PLAN_ASSUMPTIONS = [
   'schedule as chosen (default 1F1B); transfers at stage cuts at the network bandwidth; gradient ring all-reduce over dp at the step end, not overlapped',
   'step time = mean of the simulated steps (evenly spread over the epoch); epoch = steps x step time',
 ];
+
+/**
+ * What an interleaved training plan assumes besides {@link PLAN_ASSUMPTIONS}: its stages are
+ * still `P` contiguous ones (the `v x P` chunk planner is not wired into `plan` yet).
+ */
+export const INTERLEAVED_PLAN_ASSUMPTION =
+  "interleaved: the stages are P contiguous ones, each device's layers run as v equal chunks with the averaged in-flight count; Megatron-LM's v x P chunk layout and its per-chunk memory come from omnibal partition --schedule interleaved (partitionChunks)";

@@ -199,3 +199,27 @@ export function chunkInFlightTwin(schedule: string, virtualStages: number, pp: n
   }
   return { counts: best, bytes: bestBytes };
 }
+
+/**
+ * Twin of `simulate::chunk_states`: every per-chunk held-count vector stage `stage` passes
+ * through right after a forward, keeping only those no other covers in every chunk, in the
+ * order they were reached (arguments checked by the caller).
+ */
+export function chunkStatesTwin(schedule: string, virtualStages: number, pp: number, stage: number, microBatches: number): number[][] {
+  const k = schedule === 'interleaved' ? virtualStages : 1;
+  if (k > 1 && microBatches % pp !== 0) throw outOfRange('microBatches', `must be a multiple of pp (${pp}) for the interleaved schedule`);
+  const held = new Array<number>(k).fill(0);
+  let states: number[][] = [];
+  const covers = (a: number[], b: number[]) => a.every((x, i) => x >= b[i]);
+  for (const op of order(schedule, k, pp, stage, microBatches)) {
+    if (op.backward) {
+      held[op.chunk]--;
+      continue;
+    }
+    held[op.chunk]++;
+    if (states.some((st) => covers(st, held))) continue;
+    states = states.filter((st) => !covers(held, st));
+    states.push(held.slice());
+  }
+  return states;
+}

@@ -225,6 +225,47 @@ pub fn chunk_in_flight(
     Ok(best)
 }
 
+/// Every distinct set of per-chunk held micro-batches stage `s` passes through right after a
+/// forward (where held activations can peak), keeping only those no other state covers in every
+/// chunk, in the order they were reached: for any chunk bytes `b >= 0`, [`chunk_in_flight`]'s
+/// peak is `max over these states of sum_c held_c x b_c`. The interleaved chunk planner
+/// ([`crate::model::chunks`]) prices a stage's memory on them, from the same replay.
+pub fn chunk_states(schedule: Schedule, p: u32, s: u32, m: u32) -> Result<Vec<Vec<u32>>, Error> {
+    let v = match schedule {
+        Schedule::Interleaved(v) => v,
+        _ => 1,
+    };
+    if p == 0 || m == 0 || s >= p || v == 0 {
+        return Err(Error::out_of_range(
+            "pp",
+            "pp and microBatches must be at least 1 and the stage below pp",
+        ));
+    }
+    if v > 1 && !m.is_multiple_of(p) {
+        return Err(Error::out_of_range(
+            "microBatches",
+            format!("must be a multiple of pp ({p}) for the interleaved schedule"),
+        ));
+    }
+    let mut held = vec![0u32; v as usize];
+    let mut states: Vec<Vec<u32>> = Vec::new();
+    for op in order(schedule, p, s, m) {
+        let c = op.chunk as usize;
+        if op.backward {
+            held[c] -= 1;
+            continue;
+        }
+        held[c] += 1;
+        let covers = |a: &[u32], b: &[u32]| a.iter().zip(b).all(|(x, y)| x >= y);
+        if states.iter().any(|st| covers(st, &held)) {
+            continue;
+        }
+        states.retain(|st| !covers(&held, st));
+        states.push(held.clone());
+    }
+    Ok(states)
+}
+
 /// The operation order of stage `s` of a `p`-stage pipeline with `m` micro-batches.
 fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
     let f = |mb, chunk| Op {
@@ -575,6 +616,46 @@ mod tests {
         assert!(chunk_in_flight(s, 4, 0, 6, &[1.0, 1.0]).is_err());
         assert!(chunk_in_flight(s, 4, 0, 8, &[1.0]).is_err());
         assert!(chunk_in_flight(s, 4, 0, 8, &[1.0, f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn chunk_states_give_the_replayed_peak_for_any_chunk_bytes() {
+        let mut rng = crate::rng::Rng::new(29);
+        for _ in 0..400 {
+            let p = 1 + rng.below(6);
+            let v = 1 + rng.below(4);
+            let m = p * (1 + rng.below(4));
+            let sched = [
+                Schedule::GPipe,
+                Schedule::OneFOneB,
+                Schedule::Interleaved(v),
+            ][rng.below(3) as usize];
+            let k = if let Schedule::Interleaved(v) = sched {
+                v
+            } else {
+                1
+            };
+            let s = rng.below(p);
+            let bytes: Vec<f64> = (0..k).map(|_| rng.below(20) as f64).collect();
+            let states = chunk_states(sched, p, s, m).unwrap();
+            let best = states
+                .iter()
+                .map(|st| {
+                    st.iter()
+                        .zip(&bytes)
+                        .map(|(&n, &b)| n as f64 * b)
+                        .sum::<f64>()
+                })
+                .fold(0.0, f64::max);
+            let peak = chunk_in_flight(sched, p, s, m, &bytes).unwrap();
+            assert_eq!(best, peak.bytes, "{sched:?} p {p} s {s} m {m}");
+            // No state covers another.
+            for (i, a) in states.iter().enumerate() {
+                for (j, b) in states.iter().enumerate() {
+                    assert!(i == j || !a.iter().zip(b).all(|(x, y)| x >= y));
+                }
+            }
+        }
     }
 
     #[test]

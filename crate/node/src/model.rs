@@ -10,6 +10,7 @@ use omnibal_core::model::baselines::{baseline_plan, split_ends, BaselineRecomput
 use omnibal_core::model::calibrate::{
     check_timing, fit_activation_scale, fit_layer_cost, LayerTiming, StageMemory, KINDS,
 };
+use omnibal_core::model::chunks::{partition_chunks, ChunkPlan};
 use omnibal_core::model::partition::{partition_stages, plan_for_split};
 use omnibal_core::model::stages::{Layer, Recompute, StagePlan, StageProblem};
 use omnibal_core::model::vlm::{
@@ -183,6 +184,69 @@ impl Task for PartitionTask {
 #[napi(ts_return_type = "Promise<NativeStagePlan>")]
 pub fn partition_stages_async(problem: StageProblemInput) -> AsyncTask<PartitionTask> {
     AsyncTask::new(PartitionTask(problem))
+}
+
+/// An interleaved plan as JavaScript sees it: `v x P` chunks in layer order, `P` stages.
+#[napi(object)]
+pub struct NativeChunkPlan {
+    pub chunk_first_layer: Uint32Array,
+    pub chunk_last_layer: Uint32Array,
+    /// Each chunk's time per micro-batch (recomputation and the cut after it included), ms.
+    pub chunk_time_ms: Float64Array,
+    /// Micro-batches of each chunk held at its stage's activation peak.
+    pub chunk_held: Uint32Array,
+    /// Per stage: the sum of its chunks' times, ms.
+    pub time_ms: Float64Array,
+    pub memory_bytes: Float64Array,
+    /// Per stage: micro-batches held at the peak, chunk-weighted.
+    pub in_flight: Float64Array,
+    /// One flag per layer: 1 where it is fully recomputed, 2 where selectively.
+    pub recomputed: Uint8Array,
+    pub iteration_ms: f64,
+    pub bottleneck_ms: f64,
+    /// The search finished: the plan is optimal for the model.
+    pub optimal: bool,
+    /// A lower bound on the optimum's iteration time, ms.
+    pub lower_bound_ms: f64,
+}
+
+fn chunks_to_js(plan: ChunkPlan, layers: usize) -> NativeChunkPlan {
+    let mut flags = vec![0u8; layers];
+    for c in &plan.chunks {
+        for &i in &c.selective {
+            flags[i as usize] = 2;
+        }
+        for &i in &c.recomputed {
+            flags[i as usize] = 1;
+        }
+    }
+    NativeChunkPlan {
+        chunk_first_layer: Uint32Array::new(plan.chunks.iter().map(|c| c.first_layer).collect()),
+        chunk_last_layer: Uint32Array::new(plan.chunks.iter().map(|c| c.last_layer).collect()),
+        chunk_time_ms: Float64Array::new(plan.chunks.iter().map(|c| c.time_ms).collect()),
+        chunk_held: Uint32Array::new(plan.chunks.iter().map(|c| c.held).collect()),
+        time_ms: Float64Array::new(plan.stages.iter().map(|s| s.time_ms).collect()),
+        memory_bytes: Float64Array::new(plan.stages.iter().map(|s| s.memory_bytes).collect()),
+        in_flight: Float64Array::new(plan.stages.iter().map(|s| s.in_flight).collect()),
+        recomputed: Uint8Array::new(flags),
+        iteration_ms: plan.iteration_ms,
+        bottleneck_ms: plan.bottleneck_ms,
+        optimal: plan.optimal,
+        lower_bound_ms: plan.lower_bound_ms,
+    }
+}
+
+/// The interleaved chunk planner (`model::chunks::partition_chunks`); the problem's schedule
+/// must be `interleaved`.
+#[napi(js_name = "partitionChunks")]
+pub fn partition_chunks_sync(
+    env: Env,
+    problem: StageProblemInput,
+) -> napi::Result<NativeChunkPlan> {
+    run_sync(&env, || {
+        let p = self::problem(&problem)?;
+        Ok(chunks_to_js(partition_chunks(&p)?, p.layers.len()))
+    })
 }
 
 fn recomputed_lists(ends: &[u32], flags: &[u8], flag: u8) -> Vec<Vec<u32>> {

@@ -1,0 +1,310 @@
+// The interleaved chunk planner: native equals the twin (errors included), the plan is optimal
+// against brute force on small instances (on whichever backend runs), deterministic, and at one
+// chunk per device it is the contiguous stage DP's optimum.
+import test from 'ava';
+import fc from 'fast-check';
+import { exportMegatronChunks } from '../src/export/megatron-chunks';
+import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
+import { chunkInFlight } from '../src/simulate/index';
+import { nativeTest, sameOnBothBackends } from './helpers';
+
+const problemArb = fc
+  .record({
+    layers: fc.array(
+      fc.record({
+        f: fc.integer({ min: 0, max: 30 }),
+        b: fc.integer({ min: 0, max: 60 }),
+        w: fc.integer({ min: 0, max: 40 }),
+        a: fc.integer({ min: 0, max: 60 }),
+        c: fc.integer({ min: 0, max: 20 }),
+        s: fc.integer({ min: 0, max: 60 }),
+        e: fc.integer({ min: 0, max: 4 }),
+        g: fc.integer({ min: 0, max: 2 }),
+      }),
+      { minLength: 1, maxLength: 14 },
+    ),
+    stages: fc.integer({ min: 1, max: 4 }),
+    mult: fc.integer({ min: 1, max: 3 }),
+    spoilMicroBatches: fc.boolean(),
+    memoryBytes: fc.integer({ min: 1, max: 2000 }),
+    overhead: fc.integer({ min: 0, max: 10 }),
+    recompute: fc.constantFrom('none', 'full', 'block', 'any', 'selective', 'uniform', 'selective-all'),
+    uniformLayers: fc.integer({ min: 0, max: 3 }),
+    selective: fc.boolean(),
+    schedule: fc.constantFrom('interleaved', 'interleaved', 'interleaved', '1f1b'),
+    virtualStages: fc.integer({ min: 1, max: 3 }),
+    comm: fc.boolean(),
+    firstMin: fc.integer({ min: 0, max: 3 }),
+    groups: fc.boolean(),
+  })
+  .map(
+    (r): StageProblem => ({
+      forwardMs: Float64Array.from(r.layers, (x) => x.f),
+      backwardMs: Float64Array.from(r.layers, (x) => x.b),
+      staticBytes: Float64Array.from(r.layers, (x) => x.w),
+      activationBytes: Float64Array.from(r.layers, (x) => x.a),
+      checkpointBytes: Float64Array.from(r.layers, (x) => x.c),
+      selectiveBytes: r.selective ? Float64Array.from(r.layers, (x) => x.s) : undefined,
+      selectiveMs: r.selective ? Float64Array.from(r.layers, (x) => (x.f * x.e) / 4) : undefined,
+      schedule: r.schedule as 'interleaved' | '1f1b',
+      virtualStages: r.virtualStages,
+      stages: r.stages,
+      microBatches: r.stages * r.mult + (r.spoilMicroBatches && r.stages > 1 && r.mult === 3 ? 1 : 0),
+      memoryBytes: r.memoryBytes,
+      stageOverheadBytes: r.overhead,
+      commMs: r.comm ? Float64Array.from({ length: Math.max(r.layers.length - 1, 0) }, (_, i) => (i * 7) % 5) : undefined,
+      recompute: r.recompute,
+      uniformLayers: r.uniformLayers,
+      firstStageMinLayers: r.firstMin,
+      recomputeGroups: r.groups ? Uint32Array.from(r.layers, (x) => x.g) : undefined,
+    }),
+  );
+
+const inputOf = (p: StageProblem) => ({
+  forwardMs: p.forwardMs,
+  backwardMs: p.backwardMs,
+  staticBytes: p.staticBytes,
+  activationBytes: p.activationBytes,
+  checkpointBytes: p.checkpointBytes,
+  selectiveBytes: p.selectiveBytes,
+  selectiveMs: p.selectiveMs,
+  schedule: p.schedule,
+  virtualStages: p.virtualStages,
+  stages: p.stages,
+  microBatches: p.microBatches,
+  memoryBytes: p.memoryBytes,
+  stageOverheadBytes: p.stageOverheadBytes,
+  commMs: p.commMs,
+  recompute: p.recompute,
+  uniformLayers: p.uniformLayers,
+  firstStageMinLayers: p.firstStageMinLayers,
+  recomputeGroups: p.recomputeGroups,
+});
+
+nativeTest('partitionChunks: native equals the twin on random problems, errors included', (t) => {
+  let planned = 0;
+  fc.assert(
+    fc.property(problemArb, (p) => {
+      const d = sameOnBothBackends((api) => {
+        const out = api.partitionChunks(inputOf(p));
+        planned++;
+        return out;
+      });
+      if (d) throw new Error(d);
+    }),
+    { numRuns: 400 },
+  );
+  t.true(planned > 100, `${planned} plans`);
+});
+
+/** Every chunking, every `block` choice per chunk, priced layer by layer with `chunkInFlight`. */
+function bruteForce(p: StageProblem): number {
+  const v = p.virtualStages ?? 2;
+  const P = p.stages;
+  const K = v * P;
+  const L = p.forwardMs.length;
+  const M = p.microBatches;
+  const cut = (r: number) => (P > 1 && r + 1 < L && p.commMs ? p.commMs[r] : 0);
+  let best = Infinity;
+  const ends: number[] = new Array(K).fill(0);
+  const visit = () => {
+    if (ends[0] + 1 < (p.firstStageMinLayers ?? 0)) return;
+    const times: number[] = [];
+    for (let s = 0; s < P; s++) {
+      const ranges = Array.from({ length: v }, (_, j) => {
+        const c = j * P + s;
+        return [c === 0 ? 0 : ends[c - 1] + 1, ends[c]];
+      });
+      let w = 0;
+      let bare = 0;
+      for (const [a, b] of ranges) {
+        for (let i = a; i <= b; i++) {
+          w += p.staticBytes[i];
+          bare += p.forwardMs[i] + p.backwardMs[i];
+        }
+        bare += cut(b);
+      }
+      let least = Infinity;
+      const pick = new Array(v).fill(0);
+      for (;;) {
+        let extra = 0;
+        const kept = ranges.map(([a, b], c) => {
+          let x = 0;
+          for (let i = a; i <= b; i++) {
+            if (i < a + pick[c]) {
+              extra += p.forwardMs[i];
+              x += p.checkpointBytes[i];
+            } else x += p.activationBytes[i];
+          }
+          return x;
+        });
+        const peak = chunkInFlight({ schedule: 'interleaved', virtualStages: v, pp: P, stage: s, microBatches: M, chunkBytes: Float64Array.from(kept) }).bytes;
+        if (w + peak + (p.stageOverheadBytes ?? 0) <= p.memoryBytes) least = Math.min(least, bare + extra);
+        let c = 0;
+        while (c < v) {
+          pick[c]++;
+          if (pick[c] <= ranges[c][1] - ranges[c][0] + 1) break;
+          pick[c] = 0;
+          c++;
+        }
+        if (c === v) break;
+      }
+      if (least === Infinity) return;
+      times.push(least);
+    }
+    const sum = times.reduce((a, b) => a + b, 0);
+    const max = Math.max(...times);
+    best = Math.min(best, M * max + (sum - max) / v);
+  };
+  const each = (c: number, start: number) => {
+    if (c === K - 1) {
+      ends[c] = L - 1;
+      visit();
+      return;
+    }
+    for (let e = start; e <= L - (K - c); e++) {
+      ends[c] = e;
+      each(c + 1, e + 1);
+    }
+  };
+  each(0, 0);
+  return best;
+}
+
+test('partitionChunks: optimal against brute force on small instances, deterministic', (t) => {
+  let feasible = 0;
+  fc.assert(
+    fc.property(
+      problemArb.filter((p) => p.forwardMs.length <= 9),
+      fc.integer({ min: 2, max: 3 }),
+      (q, v) => {
+        const p: StageProblem = { ...q, schedule: 'interleaved', virtualStages: v, stages: Math.min(q.stages, 3), recompute: 'block', microBatches: Math.min(q.stages, 3) * 2 };
+        if (p.forwardMs.length < v * p.stages || (p.firstStageMinLayers ?? 0) > p.forwardMs.length - v * p.stages + 1) return;
+        const best = bruteForce(p);
+        let plan;
+        try {
+          plan = partitionChunks(p);
+        } catch (e) {
+          if ((e as { code?: string }).code === 'ERR_OMNIBAL_INFEASIBLE' && best === Infinity) return;
+          throw e;
+        }
+        feasible++;
+        if (!plan.optimal) throw new Error('budget hit on a small instance');
+        if (Math.abs(plan.objectiveMs - best) > 1e-9 * Math.max(best, 1)) throw new Error(`${plan.objectiveMs} vs brute force ${best}`);
+        if (plan.stages.some((s) => s.memoryBytes > p.memoryBytes)) throw new Error('a stage over memory');
+        t.deepEqual(partitionChunks(p), plan);
+      },
+    ),
+    { numRuns: 250 },
+  );
+  t.true(feasible > 30, `${feasible} feasible`);
+});
+
+test('partitionChunks at one chunk per device is the contiguous optimum', (t) => {
+  fc.assert(
+    fc.property(problemArb, (q) => {
+      const p: StageProblem = { ...q, schedule: 'interleaved', virtualStages: 1, microBatches: q.stages * 2, recompute: q.recompute === 'any' ? 'block' : q.recompute };
+      let a: number | string;
+      let b: number | string;
+      try {
+        a = partitionChunks(p).objectiveMs;
+      } catch (e) {
+        a = (e as { code: string }).code;
+      }
+      try {
+        b = partitionStages(p).objectiveMs;
+      } catch (e) {
+        b = (e as { code: string }).code;
+      }
+      if (typeof a === 'number' && typeof b === 'number') {
+        if (Math.abs(a - b) > 1e-9 * Math.max(a, 1)) throw new Error(`${a} vs ${b}`);
+      } else if (a !== b) throw new Error(`${a} vs ${b}`);
+    }),
+    { numRuns: 300 },
+  );
+  t.pass();
+});
+
+test('partitionChunks rejects what it cannot plan with coded errors', (t) => {
+  const p: StageProblem = {
+    forwardMs: new Float64Array(8).fill(1),
+    backwardMs: new Float64Array(8).fill(2),
+    staticBytes: new Float64Array(8).fill(1),
+    activationBytes: new Float64Array(8).fill(1),
+    checkpointBytes: new Float64Array(8),
+    stages: 4,
+    microBatches: 8,
+    memoryBytes: 100,
+    schedule: 'interleaved',
+    virtualStages: 2,
+  };
+  const plan = partitionChunks(p);
+  t.is(plan.chunks.length, 8);
+  t.deepEqual(
+    plan.chunks.map((c) => c.stage),
+    [0, 1, 2, 3, 0, 1, 2, 3],
+  );
+  t.true(plan.optimal);
+  t.is(t.throws(() => partitionChunks({ ...p, schedule: '1f1b' }))?.message, 'schedule must be interleaved for the chunk planner');
+  t.regex(t.throws(() => partitionChunks({ ...p, virtualStages: 3 }))?.message ?? '', /at least as many as the model chunks \(virtualStages x stages = 12\), got 8/);
+  t.regex(t.throws(() => partitionChunks({ ...p, microBatches: 6 }))?.message ?? '', /multiple of pp \(4\)/);
+  t.is((t.throws(() => partitionChunks({ ...p, memoryBytes: 1.5 })) as { code?: string }).code, 'ERR_OMNIBAL_INFEASIBLE');
+});
+
+nativeTest('partitionChunks: native equals the twin on InternVL-Chat-1.5 PP 8, v = 2 (the search stops at its budget)', (t) => {
+  const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load: { tiles: 6, tokens: 4096 }, schedule: 'interleaved', virtualStages: 2 });
+  const d = sameOnBothBackends((api) => api.partitionChunks(inputOf(p)));
+  t.is(d, null);
+  const plan = partitionChunks(p);
+  t.false(plan.optimal);
+  t.true(plan.lowerBoundMs < plan.objectiveMs);
+  t.true(plan.stages.every((s) => s.memoryBytes <= p.memoryBytes));
+  // The breakdown adds up to the planner's own memory figure.
+  for (const s of plan.stages) {
+    const m = s.memory;
+    t.true(Math.abs(m.weights + m.gradients + m.optimizer + m.activations + m.checkpoints + m.fixed - s.memoryBytes) < 1e-3 * s.memoryBytes);
+  }
+});
+
+test('exportMegatronChunks: v x P layout segments in chunk order, the per-virtual-stage count when even, and what it cannot express', (t) => {
+  const kinds = ['vit-embed', 'vit', 'projector', 'embed', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'head'] as const;
+  const n = kinds.length;
+  const problem: StageProblem = {
+    forwardMs: new Float64Array(n).fill(1),
+    backwardMs: new Float64Array(n).fill(2),
+    staticBytes: new Float64Array(n),
+    activationBytes: new Float64Array(n),
+    checkpointBytes: new Float64Array(n),
+    stages: 2,
+    microBatches: 4,
+    memoryBytes: 1,
+    schedule: 'interleaved',
+    virtualStages: 2,
+    layerKinds: [...kinds],
+  };
+  const planOf = (ends: number[]) => {
+    const chunks = ends.map((last, c) => ({ firstLayer: c === 0 ? 0 : ends[c - 1] + 1, lastLayer: last, stage: c % 2, layerNames: [], recomputeLayers: [], selectiveLayers: [], timeMs: 1, held: 1 }));
+    const stage = (s: number) => ({ chunks: [s, s + 2], timeMs: 2, memoryBytes: 0, memory: { weights: 0, gradients: 0, optimizer: 0, activations: 0, checkpoints: 0, fixed: 0 }, inFlight: 1 });
+    return { virtualStages: 2, chunks, stages: [stage(0), stage(1)], objectiveMs: 1, bottleneckMs: 1, lowerBoundMs: 1, optimal: true };
+  };
+  const even = exportMegatronChunks(problem, planOf([5, 7, 9, 12]));
+  t.is(even.layout, 'Ett|tt|tt|ttL');
+  t.deepEqual(
+    even.alternatives.map((a) => a.argv),
+    [
+      ['--pipeline-model-parallel-size', '2', '--virtual-pipeline-model-parallel-size', '2', '--pipeline-model-parallel-layout', 'Ett|tt|tt|ttL'],
+      ['--pipeline-model-parallel-size', '2', '--num-layers-per-virtual-pipeline-stage', '2'],
+    ],
+  );
+  t.deepEqual(even.unsupported, []);
+  const uneven = exportMegatronChunks(problem, planOf([6, 7, 9, 12]));
+  t.deepEqual(
+    uneven.alternatives.map((a) => a.name),
+    ['layout'],
+  );
+  // The ViT split over chunks 0 and 1, the embedding in chunk 1: no arguments, and why.
+  const split = exportMegatronChunks(problem, planOf([0, 5, 9, 12]));
+  t.deepEqual(split.alternatives, []);
+  t.true(split.unsupported.some((u) => /vision encoder spans stages 0, 1/.test(u)));
+  t.true(split.unsupported.some((u) => /LLM embedding is on stage 1/.test(u)));
+});

@@ -1,0 +1,133 @@
+/**
+ * `omnibal partition --schedule interleaved`: the `v x P` chunk plan ({@link partitionChunks}),
+ * printed per device with its chunks, and exported for Megatron-LM as a layout of `v x P`
+ * segments.
+ *
+ * @module
+ */
+import { ErrorCodes, omnibalError } from '../errors';
+import { exportMegatronChunks } from '../export/megatron-chunks';
+import { baselineStages, partitionChunks, SPLITS, type ChunkPlan, type StageProblem } from '../model/index';
+import type { Target } from '../model/target';
+import { formatTable } from './table';
+
+const GIB = 2 ** 30;
+
+/** The assumptions of an interleaved prediction, as printed with it. */
+export const INTERLEAVED_ASSUMPTIONS = [
+  'layers cut into v x P contiguous model chunks, chunk c on stage c mod P (Megatron-LM\'s interleaved layout); stage time = the sum of its chunks\' times',
+  'iteration = M x slowest stage + (sum of stage times - slowest) / v (the interleaved closed form with even chunks)',
+  'stage memory = its chunks\' static bytes + the most, over the schedule, of sum over its chunks of (micro-batches of that chunk held) x (its kept activation bytes) + fixed overhead; recomputation chosen per chunk',
+];
+
+/** The framework targets an interleaved chunk plan cannot honour yet, refused with a reason. */
+function checkTarget(target: Target): void {
+  if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, "--target deepspeed: DeepSpeed's pipeline engine has no interleaved schedule; use --schedule 1f1b or gpipe");
+  if (target === 'megatron') {
+    throw omnibalError(
+      ErrorCodes.INVALID_OPTIONS,
+      '--target megatron with --schedule interleaved is not supported yet (one recompute count for all chunks is not searched); plan with --target none and --vision-on-first-stage, and read the export\'s "cannot express" lines',
+    );
+  }
+}
+
+/** Contiguous baselines priced with the interleaved closed form (each device's layers as v equal chunks). */
+function baselinesOf(problem: StageProblem, v: number): Record<string, { objectiveMs: number; bottleneckMs: number } | { error: string }> {
+  const out: Record<string, { objectiveMs: number; bottleneckMs: number } | { error: string }> = {};
+  for (const method of SPLITS) {
+    for (const rec of ['none', 'full', 'uniform'] as const) {
+      try {
+        const p = baselineStages(problem, method, rec);
+        let sum = 0;
+        for (const s of p.stages) sum += s.timeMs;
+        out[`${method}+${rec}`] = { objectiveMs: problem.microBatches * p.bottleneckMs + (sum - p.bottleneckMs) / v, bottleneckMs: p.bottleneckMs };
+      } catch (error) {
+        out[`${method}+${rec}`] = { error: (error as Error).message };
+      }
+    }
+  }
+  return out;
+}
+
+/** What `partition --schedule interleaved` prints: the plan and its Megatron-LM export. */
+export interface InterleavedRun {
+  problem: StageProblem;
+  memoryFrom: string;
+  headroom?: number;
+  target: Target;
+  method: string;
+  json?: boolean;
+  /** The shared assumptions of every partition prediction (layer times, activations, ...). */
+  assumptions: readonly string[];
+}
+
+/**
+ * Plans and prints an interleaved partition (a prediction of the cost model).
+ *
+ * @param run - the problem (schedule `interleaved`) and the output options
+ */
+export function runInterleavedPartition(run: InterleavedRun): void {
+  checkTarget(run.target);
+  const { problem } = run;
+  const plan: ChunkPlan = partitionChunks(problem);
+  const v = plan.virtualStages;
+  const baselines = baselinesOf(problem, v);
+  const megatron = exportMegatronChunks(problem, plan);
+  const deepspeed = { unsupported: ["DeepSpeed's pipeline engine has no interleaved schedule"] };
+  const assumptions = [...INTERLEAVED_ASSUMPTIONS, ...run.assumptions.filter((a) => !a.startsWith('iteration = '))];
+  const search = plan.optimal
+    ? 'optimal under the model (the search finished)'
+    : `best found (the search stopped at its node budget); the optimum is at least ${plan.lowerBoundMs.toFixed(0)} ms, so this plan is within ${((plan.objectiveMs / plan.lowerBoundMs - 1) * 100).toFixed(1)}% of it`;
+  if (run.json) {
+    process.stdout.write(
+      `${JSON.stringify({
+        prediction: { note: 'figures are predictions of the omnibal cost model', assumptions },
+        memory: { schedule: { name: 'interleaved', virtualStages: v }, activationsSizedFor: run.memoryFrom, headroom: run.headroom ?? 0 },
+        target: null,
+        stages: plan.stages,
+        chunks: plan.chunks,
+        objectiveMs: plan.objectiveMs,
+        bottleneckMs: plan.bottleneckMs,
+        lowerBoundMs: plan.lowerBoundMs,
+        optimal: plan.optimal,
+        baselines,
+        exports: { megatron, deepspeed },
+      })}\n`,
+    );
+    return;
+  }
+  const gib = (x: number) => (x / GIB).toFixed(1);
+  const rows = plan.stages.map((s, i) => {
+    const chunks = s.chunks.map((c) => plan.chunks[c]);
+    return [
+      i,
+      chunks.map((c) => `${c.firstLayer}-${c.lastLayer}`).join(', '),
+      chunks.map((c) => (c.layerNames.length ? `${c.layerNames[0]} .. ${c.layerNames[c.layerNames.length - 1]}` : '')).join(', '),
+      chunks.map((c) => (c.selectiveLayers.length ? `${c.recomputeLayers.length} + ${c.selectiveLayers.length} sel.` : String(c.recomputeLayers.length))).join(', '),
+      s.timeMs.toFixed(1),
+      gib(s.memoryBytes),
+      `${gib(s.memory.weights)} / ${gib(s.memory.gradients)} / ${gib(s.memory.optimizer)} / ${gib(s.memory.activations)} / ${gib(s.memory.checkpoints)} / ${gib(s.memory.fixed)}`,
+      chunks.map((c) => c.held).join(' + '),
+    ];
+  });
+  const lines = [
+    `omnibal partition (${run.method}): ${plan.stages.length} stages x ${v} model chunks, ${problem.microBatches} micro-batches, interleaved (v = ${v}), ${(problem.memoryBytes / GIB).toFixed(0)} GiB per GPU`,
+    'PREDICTION of the omnibal cost model, assuming:',
+    ...assumptions.map((a) => `  - ${a}`),
+    `  - activations sized for ${run.memoryFrom}${run.headroom ? ` + ${(run.headroom * 100).toFixed(0)}% headroom` : ''}`,
+    '',
+    formatTable(['stage', 'chunks (layers)', 'names', 'recomputed per chunk', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'held at peak per chunk'], rows),
+    '',
+    `predicted iteration ${plan.objectiveMs.toFixed(0)} ms; bottleneck ${plan.bottleneckMs.toFixed(1)} ms; ${search}`,
+    '',
+    formatTable(
+      ['baseline (contiguous split+recompute, as v equal chunks)', 'predicted iteration ms', 'vs this plan'],
+      Object.entries(baselines).map(([k, b]) => ('error' in b ? [k, 'does not fit', ''] : [k, b.objectiveMs.toFixed(0), `${(b.objectiveMs / plan.objectiveMs).toFixed(2)}x`])),
+    ),
+    '',
+    ...(megatron.alternatives.length === 0 ? ['Megatron-LM: no valid arguments for this plan'] : megatron.alternatives.map((a) => `Megatron-LM (${a.name}): ${a.command}`)),
+    ...megatron.unsupported.map((u) => `  cannot express: ${u}`),
+    `DeepSpeed: ${deepspeed.unsupported[0]}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

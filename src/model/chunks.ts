@@ -1,0 +1,594 @@
+/**
+ * The interleaved chunk planner. TypeScript twin of `crate/core/src/model/chunks.rs`; see there
+ * for the method and its guarantee. Same steps, same order, same floating-point operations.
+ *
+ * @module
+ */
+import { outOfRange } from '../errors';
+import { chunkStatesTwin } from '../simulate/simulate';
+import { infeasible } from './partition';
+import { checkProblem, cutMs, type Layer, type Problem } from './stages';
+
+/** Twin of `chunks::NODE_BUDGET`. */
+export const NODE_BUDGET = 200_000;
+
+/** Twin of `chunks::CACHE_LIMIT`. */
+const CACHE_LIMIT = 1 << 18;
+
+/** One model chunk (twin of `chunks::Chunk`). */
+export interface ChunkOut {
+  firstLayer: number;
+  lastLayer: number;
+  stage: number;
+  recomputed: number[];
+  selective: number[];
+  timeMs: number;
+  held: number;
+}
+
+/** One device (twin of `chunks::ChunkStage`). */
+export interface ChunkStageOut {
+  timeMs: number;
+  memoryBytes: number;
+  inFlight: number;
+}
+
+/** An interleaved plan (twin of `chunks::ChunkPlan`). */
+export interface ChunkPlanOut {
+  chunks: ChunkOut[];
+  stages: ChunkStageOut[];
+  iterationMs: number;
+  bottleneckMs: number;
+  optimal: boolean;
+  lowerBoundMs: number;
+}
+
+interface Opt {
+  extra: number;
+  kept: number;
+  kind: number;
+  k: number;
+}
+
+type Score = { ok: true; t: number; sq: number } | { ok: false; overflow: number };
+
+function prefix(layers: Layer[], f: (x: Layer) => number): Float64Array {
+  const out = new Float64Array(layers.length + 1);
+  let acc = 0;
+  for (let i = 0; i < layers.length; i++) {
+    acc += f(layers[i]);
+    out[i + 1] = acc;
+  }
+  return out;
+}
+
+function objective(m: number, v: number, sum: number, max: number): number {
+  return m * max + (sum - max) / v;
+}
+
+class Ctx {
+  readonly stages: number;
+  readonly kCount: number;
+  readonly pf: Float64Array;
+  readonly pb: Float64Array;
+  readonly pw: Float64Array;
+  readonly pa: Float64Array;
+  readonly pc: Float64Array;
+  readonly ps: Float64Array;
+  readonly pe: Float64Array;
+  readonly group: number[];
+  readonly runEnd: number[];
+  readonly states: number[][][];
+  /** Memos of `options` and `stage` (twin of the Rust memos; results never depend on them). */
+  private readonly optionsMemo = new Map<number, Opt[]>();
+  private readonly stageMemo = new Map<string, [number, Opt[]] | undefined>();
+
+  constructor(
+    readonly p: Problem,
+    readonly v: number,
+  ) {
+    const l = p.layers.length;
+    this.stages = p.stages;
+    this.kCount = v * p.stages;
+    this.group = p.recomputeGroups.length === 0 ? new Array<number>(l).fill(1) : p.recomputeGroups.slice();
+    this.runEnd = new Array<number>(l).fill(l);
+    for (let i = l - 1; i >= 0; i--) this.runEnd[i] = i + 1 < l && this.group[i + 1] === this.group[i] ? this.runEnd[i + 1] : i + 1;
+    this.states = [];
+    for (let s = 0; s < p.stages; s++) this.states.push(chunkStatesTwin('interleaved', v, p.stages, s, p.microBatches));
+    this.pf = prefix(p.layers, (x) => x.forwardMs);
+    this.pb = prefix(p.layers, (x) => x.backwardMs);
+    this.pw = prefix(p.layers, (x) => x.staticBytes);
+    this.pa = prefix(p.layers, (x) => x.activationBytes);
+    this.pc = prefix(p.layers, (x) => x.checkpointBytes);
+    this.ps = prefix(p.layers, (x) => x.selectiveBytes);
+    this.pe = prefix(p.layers, (x) => x.selectiveMs);
+  }
+
+  base(l: number, r: number): number {
+    return this.pf[r + 1] - this.pf[l] + (this.pb[r + 1] - this.pb[l]);
+  }
+
+  cut(r: number): number {
+    return this.stages > 1 ? cutMs(this.p, r) : 0;
+  }
+
+  uniformRanges(l: number, r: number, k: number): [number, number][] {
+    const out: [number, number][] = [];
+    let i = l;
+    while (i <= r) {
+      const start = i;
+      const end = Math.min(this.runEnd[i], r + 1);
+      i = end;
+      const g = this.group[start];
+      const stop = g === 0 ? start : g === 1 ? Math.min(start + k, end) : end;
+      if (stop > start) out.push([start, stop]);
+    }
+    return out;
+  }
+
+  block(l: number, r: number, k: number): Opt {
+    return { extra: this.pf[l + k] - this.pf[l], kept: this.pc[l + k] - this.pc[l] + (this.pa[r + 1] - this.pa[l + k]), kind: 0, k };
+  }
+
+  selective(l: number, r: number, k: number): Opt {
+    return {
+      extra: this.pf[l + k] - this.pf[l] + (this.pe[r + 1] - this.pe[l + k]),
+      kept: this.pc[l + k] - this.pc[l] + (this.ps[r + 1] - this.ps[l + k]),
+      kind: 1,
+      k,
+    };
+  }
+
+  options(l: number, r: number): Opt[] {
+    const key = l * this.p.layers.length + r;
+    const hit = this.optionsMemo.get(key);
+    if (hit !== undefined) return hit;
+    const o = this.optionsUncached(l, r);
+    if (this.optionsMemo.size >= CACHE_LIMIT) this.optionsMemo.clear();
+    this.optionsMemo.set(key, o);
+    return o;
+  }
+
+  optionsUncached(l: number, r: number): Opt[] {
+    const len = r - l + 1;
+    let all: Opt[];
+    const mode = this.p.recompute;
+    if (mode === 'none') all = [this.block(l, r, 0)];
+    else if (mode === 'full') all = [this.block(l, r, len)];
+    else if (mode === 'block' || mode === 'any') all = Array.from({ length: len + 1 }, (_, k) => this.block(l, r, k));
+    else if (mode === 'selective') all = Array.from({ length: len + 1 }, (_, k) => [this.block(l, r, k), this.selective(l, r, k)]).flat();
+    else if (mode === 'selective-all') all = [this.selective(l, r, 0)];
+    else {
+      const k = this.p.uniformLayers;
+      let extra = 0;
+      let kept = this.pa[r + 1] - this.pa[l];
+      for (const [a, b] of this.uniformRanges(l, r, k)) {
+        extra += this.pf[b] - this.pf[a];
+        kept += this.pc[b] - this.pc[a] - (this.pa[b] - this.pa[a]);
+      }
+      all = [{ extra, kept, kind: 2, k }];
+    }
+    all.sort((a, b) => a.extra - b.extra || a.kept - b.kept || a.kind - b.kind || a.k - b.k);
+    const out: Opt[] = [];
+    for (const o of all) if (out.length === 0 || o.kept < out[out.length - 1].kept) out.push(o);
+    return out;
+  }
+
+  peak(s: number, kept: number[]): [number, number] {
+    let best = -Infinity;
+    let at = 0;
+    const states = this.states[s];
+    for (let i = 0; i < states.length; i++) {
+      const st = states[i];
+      let bytes = 0;
+      for (let c = 0; c < st.length; c++) bytes += st[c] * kept[c];
+      if (bytes > best) {
+        best = bytes;
+        at = i;
+      }
+    }
+    return [best, at];
+  }
+
+  stage(s: number, ranges: [number, number][]): [number, Opt[]] | undefined {
+    const key = `${s}:${ranges.join(',')}`;
+    if (this.stageMemo.has(key)) return this.stageMemo.get(key);
+    const out = this.stageUncached(s, ranges);
+    if (this.stageMemo.size >= CACHE_LIMIT) this.stageMemo.clear();
+    this.stageMemo.set(key, out);
+    return out;
+  }
+
+  stageUncached(s: number, ranges: [number, number][]): [number, Opt[]] | undefined {
+    let w = 0;
+    for (const [l, r] of ranges) w += this.pw[r + 1] - this.pw[l];
+    const budget = this.p.memoryBytes - this.p.stageOverheadBytes - w;
+    const opts = ranges.map(([l, r]) => this.options(l, r));
+    const pick = new Array<number>(this.v).fill(0);
+    const kept = new Array<number>(this.v).fill(0);
+    const best: { extra: number; idx: number[] | undefined } = { extra: Infinity, idx: undefined };
+    this.search(s, opts, budget, 0, 0, pick, kept, best);
+    if (best.idx === undefined) return undefined;
+    const choice = best.idx.map((i, c) => opts[c][i]);
+    let time = 0;
+    ranges.forEach(([l, r], c) => (time += this.chunkTime(l, r, choice[c])));
+    return [time, choice];
+  }
+
+  chunkTime(l: number, r: number, o: Opt): number {
+    return this.base(l, r) + o.extra + this.cut(r);
+  }
+
+  search(s: number, opts: Opt[][], budget: number, c: number, extra: number, pick: number[], kept: number[], best: { extra: number; idx: number[] | undefined }): void {
+    const last = c + 1 === this.v;
+    for (let d = c + 1; d < opts.length; d++) kept[d] = opts[d][opts[d].length - 1].kept;
+    if (last) {
+      const list = opts[c];
+      const fits = (i: number) => {
+        kept[c] = list[i].kept;
+        return this.peak(s, kept)[0] <= budget;
+      };
+      if (!fits(list.length - 1)) return;
+      let lo = 0;
+      let hi = list.length - 1;
+      if (fits(0)) hi = 0;
+      else {
+        while (hi - lo > 1) {
+          const mid = Math.floor((lo + hi) / 2);
+          if (fits(mid)) hi = mid;
+          else lo = mid;
+        }
+      }
+      const total = extra + list[hi].extra;
+      if (best.idx === undefined || total < best.extra) {
+        pick[c] = hi;
+        best.extra = total;
+        best.idx = pick.slice();
+      }
+      return;
+    }
+    for (let i = 0; i < opts[c].length; i++) {
+      const o = opts[c][i];
+      const total = extra + o.extra;
+      if (best.idx !== undefined && total >= best.extra) break;
+      kept[c] = o.kept;
+      if (this.peak(s, kept)[0] > budget) continue;
+      pick[c] = i;
+      this.search(s, opts, budget, c + 1, total, pick, kept, best);
+      for (let d = c + 1; d < opts.length; d++) kept[d] = opts[d][opts[d].length - 1].kept;
+    }
+  }
+
+  stageMinMemory(s: number, ranges: [number, number][]): number {
+    let w = 0;
+    const kept: number[] = [];
+    for (const [l, r] of ranges) {
+      w += this.pw[r + 1] - this.pw[l];
+      const o = this.options(l, r);
+      kept.push(o[o.length - 1].kept);
+    }
+    return w + this.peak(s, kept)[0] + this.p.stageOverheadBytes;
+  }
+
+  rangesOf(ends: number[], s: number): [number, number][] {
+    return Array.from({ length: this.v }, (_, j) => {
+      const c = j * this.stages + s;
+      return [c === 0 ? 0 : ends[c - 1] + 1, ends[c]] as [number, number];
+    });
+  }
+
+  score(ends: number[]): Score {
+    let sum = 0;
+    let sq = 0;
+    let max = 0;
+    let overflow = 0;
+    for (let s = 0; s < this.stages; s++) {
+      const ranges = this.rangesOf(ends, s);
+      const st = this.stage(s, ranges);
+      if (st !== undefined) {
+        const t = st[0];
+        sum += t;
+        sq += t * t;
+        max = Math.max(max, t);
+      } else overflow += Math.max(this.stageMinMemory(s, ranges) - this.p.memoryBytes, 0);
+    }
+    if (overflow > 0) return { ok: false, overflow };
+    return { ok: true, t: objective(this.p.microBatches, this.v, sum, max), sq };
+  }
+
+  minMaxChunks(firstMin: number): number[] {
+    const L = this.p.layers.length;
+    const K = this.kCount;
+    const best = Array.from({ length: K }, () => new Float64Array(L).fill(Infinity));
+    const from = Array.from({ length: K }, () => new Array<number>(L).fill(0));
+    for (let r = firstMin - 1; r <= L - K; r++) best[0][r] = this.base(0, r) + this.cut(r);
+    for (let c = 1; c < K; c++) {
+      for (let r = c; r <= L - (K - c); r++) {
+        for (let l = c; l <= r; l++) {
+          const prev = best[c - 1][l - 1];
+          if (prev === Infinity) continue;
+          const t = Math.max(prev, this.base(l, r) + this.cut(r));
+          if (t < best[c][r]) {
+            best[c][r] = t;
+            from[c][r] = l;
+          }
+        }
+      }
+    }
+    const ends = new Array<number>(K).fill(0);
+    let r = L - 1;
+    for (let c = K - 1; c >= 0; c--) {
+      ends[c] = r;
+      if (c > 0) r = from[c][r] - 1;
+    }
+    return ends;
+  }
+
+  /** Twin of `Ctx::fill`. */
+  fill(cap: number, firstMin: number): number[] | undefined {
+    const L = this.p.layers.length;
+    const K = this.kCount;
+    const { stages, v } = this;
+    const ends = new Array<number>(K).fill(0);
+    const bare = new Float64Array(stages);
+    let start = 0;
+    for (let c = 0; c < K; c++) {
+      const s = c % stages;
+      const round = Math.floor(c / stages);
+      const limit = ((round + 1) * cap) / v;
+      const rLo = c === 0 ? firstMin - 1 : start;
+      const rHi = L - (K - c);
+      if (rLo > rHi) return undefined;
+      const finishing = round + 1 === v;
+      const fits = (r: number) => {
+        if (finishing) {
+          ends[c] = r;
+          const st = this.stage(s, this.rangesOf(ends, s));
+          return st !== undefined && st[0] <= limit;
+        }
+        return bare[s] + this.base(start, r) + this.cut(r) <= limit;
+      };
+      let end: number | undefined;
+      if (c + 1 === K) {
+        if (fits(L - 1)) end = L - 1;
+      } else {
+        for (let r = rLo; r <= rHi; r++) {
+          if (fits(r)) end = r;
+          else if (end !== undefined) break;
+        }
+      }
+      if (end === undefined) return undefined;
+      ends[c] = end;
+      bare[s] += this.base(start, end) + this.cut(end);
+      start = end + 1;
+    }
+    return ends;
+  }
+
+  /** Twin of `Ctx::scan_fill`. */
+  scanFill(firstMin: number, total: number): number[] | undefined {
+    const lb = total / this.stages;
+    let best: [number, number[]] | undefined;
+    let left: number | undefined;
+    for (let i = 0; i <= 256; i++) {
+      if (left === 0) break;
+      const cap = lb * (1 + i / 256);
+      const ends = this.fill(cap, firstMin);
+      if (ends !== undefined) {
+        const sc = this.score(ends);
+        if (sc.ok) {
+          if (best === undefined || sc.t < best[0]) best = [sc.t, ends];
+          left = left ?? 9;
+        }
+      }
+      if (left !== undefined) left--;
+    }
+    return best?.[1];
+  }
+
+  /** Twin of `Ctx::local_search`. */
+  localSearch(ends: number[], firstMin: number): Score {
+    let cur = this.score(ends);
+    const better = (a: Score, b: Score) => {
+      if (a.ok && b.ok) return a.t < b.t || (a.t === b.t && a.sq < b.sq);
+      if (a.ok !== b.ok) return a.ok;
+      return !a.ok && !b.ok && a.overflow < b.overflow;
+    };
+    const L = this.p.layers.length;
+    const K = this.kCount;
+    const trial = ends.slice();
+    for (let round = 0; round < 256; round++) {
+      let improved = false;
+      for (let a = 0; a < K - 1; a++) {
+        for (let b = a; b < K - 1; b++) {
+          for (const delta of [-1, 1, -2, 2]) {
+            for (let i = 0; i < K; i++) trial[i] = ends[i];
+            let ok = true;
+            for (let i = a; i <= b; i++) {
+              const x = trial[i] + delta;
+              if (x < 0) {
+                ok = false;
+                break;
+              }
+              trial[i] = x;
+            }
+            if (ok) ok = trial[0] + 1 >= firstMin && trial[K - 2] + 1 < L;
+            for (let i = 1; ok && i < K; i++) if (trial[i - 1] >= trial[i]) ok = false;
+            if (!ok) continue;
+            const next = this.score(trial);
+            if (better(next, cur)) {
+              cur = next;
+              for (let i = 0; i < K; i++) ends[i] = trial[i];
+              improved = true;
+            }
+          }
+        }
+      }
+      if (!improved) break;
+    }
+    return cur;
+  }
+}
+
+class Search {
+  readonly ends: number[];
+  readonly bare: Float64Array;
+  readonly cuts: Float64Array;
+  readonly exact: Float64Array;
+  best = Infinity;
+  bestEnds: number[] | undefined = undefined;
+  nodes = 0;
+  exhausted = false;
+
+  constructor(
+    readonly ctx: Ctx,
+    readonly rest: Float64Array,
+    readonly firstMin: number,
+  ) {
+    this.ends = new Array<number>(ctx.kCount).fill(0);
+    this.bare = new Float64Array(ctx.stages);
+    this.cuts = new Float64Array(ctx.stages);
+    this.exact = new Float64Array(ctx.stages);
+  }
+
+  run(c: number, start: number): void {
+    const ctx = this.ctx;
+    this.nodes++;
+    if (this.nodes > NODE_BUDGET) {
+      this.exhausted = true;
+      return;
+    }
+    const L = ctx.p.layers.length;
+    const K = ctx.kCount;
+    const stages = ctx.stages;
+    if (c === K) {
+      let sum = 0;
+      let max = 0;
+      for (const t of this.exact) {
+        sum += t;
+        max = Math.max(max, t);
+      }
+      const t = objective(ctx.p.microBatches, ctx.v, sum, max);
+      if (t < this.best) {
+        this.best = t;
+        this.bestEnds = this.ends.slice();
+      }
+      return;
+    }
+    const s = c % stages;
+    const finishing = c >= (ctx.v - 1) * stages;
+    const rLo = c + 1 === K ? L - 1 : c === 0 ? Math.max(start, this.firstMin - 1) : start;
+    const rHi = L - (K - c);
+    const m = ctx.p.microBatches;
+    for (let r = rLo; r <= rHi; r++) {
+      const bare = ctx.base(start, r);
+      if (m * (this.bare[s] + bare) >= this.best) break;
+      this.ends[c] = r;
+      const cut = ctx.cut(r);
+      this.bare[s] += bare;
+      this.cuts[s] += cut;
+      let ok = true;
+      if (finishing) {
+        const st = ctx.stage(s, ctx.rangesOf(this.ends, s));
+        if (st !== undefined) this.exact[s] = st[0];
+        else ok = false;
+      }
+      if (ok && this.bound(c, r) < this.best) this.run(c + 1, r + 1);
+      this.bare[s] -= bare;
+      this.cuts[s] -= cut;
+      if (this.exhausted) return;
+    }
+  }
+
+  bound(c: number, r: number): number {
+    const ctx = this.ctx;
+    const stages = ctx.stages;
+    let sum = 0;
+    let max = 0;
+    for (let s = 0; s < stages; s++) {
+      const t = c >= (ctx.v - 1) * stages + s ? this.exact[s] : this.bare[s] + this.cuts[s];
+      sum += t;
+      max = Math.max(max, t);
+    }
+    sum += this.rest[r + 1];
+    max = Math.max(max, sum / stages);
+    return objective(ctx.p.microBatches, ctx.v, sum, max);
+  }
+}
+
+/** Twin of `chunks::partition_chunks`. */
+export function partitionChunksTwin(p: Problem): ChunkPlanOut {
+  checkProblem(p);
+  if (p.schedule.name !== 'interleaved') throw outOfRange('schedule', 'must be interleaved for the chunk planner');
+  const v = p.schedule.v;
+  const stages = p.stages;
+  const L = p.layers.length;
+  if (L < v * stages) throw outOfRange('layers', `must be at least as many as the model chunks (virtualStages x stages = ${v * stages}), got ${L}`);
+  const ctx = new Ctx(p, v);
+  const firstMin = Math.max(p.firstStageMinLayers, 1);
+  if (firstMin > L - (ctx.kCount - 1)) throw outOfRange('firstStageMinLayers', `leaves fewer layers than the other ${ctx.kCount - 1} model chunks need`);
+  const rest = new Float64Array(L + 1);
+  for (let r = L - 1; r >= 0; r--) rest[r] = rest[r + 1] + p.layers[r].forwardMs + p.layers[r].backwardMs;
+  let ends = ctx.minMaxChunks(firstMin);
+  let start = ctx.localSearch(ends, firstMin);
+  const filled = ctx.scanFill(firstMin, rest[0]);
+  if (filled !== undefined) {
+    const other = ctx.localSearch(filled, firstMin);
+    if (other.ok && (!start.ok || other.t < start.t)) {
+      start = other;
+      ends = filled;
+    }
+  }
+  const search = new Search(ctx, rest, firstMin);
+  if (start.ok) {
+    search.best = start.t;
+    search.bestEnds = ends.slice();
+  }
+  search.run(0, 0);
+  if (search.bestEnds === undefined) {
+    const proven = !search.exhausted;
+    throw infeasible(
+      `${proven ? 'no' : 'the search found no'} interleaved plan (${v} x ${stages} chunks) fits in ${p.memoryBytes} bytes per GPU with the recomputation the mode allows${proven ? '' : ' (the search stopped at its node budget)'}`,
+    );
+  }
+  const optimal = !search.exhausted;
+  const plan = build(ctx, search.bestEnds);
+  plan.optimal = optimal;
+  plan.lowerBoundMs = optimal ? plan.iterationMs : objective(p.microBatches, v, rest[0], rest[0] / stages);
+  return plan;
+}
+
+function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
+  const { v, stages } = ctx;
+  const chunks: ChunkOut[] = new Array(ctx.kCount);
+  const out: ChunkStageOut[] = [];
+  let sum = 0;
+  let max = 0;
+  for (let s = 0; s < stages; s++) {
+    const ranges = ctx.rangesOf(ends, s);
+    const [time, choice] = ctx.stage(s, ranges)!;
+    let w = 0;
+    const kept = choice.map((o) => o.kept);
+    for (const [l, r] of ranges) w += ctx.pw[r + 1] - ctx.pw[l];
+    const [act, at] = ctx.peak(s, kept);
+    const held = ctx.states[s][at];
+    ranges.forEach(([l, r], j) => {
+      const o = choice[j];
+      const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+      let full: number[] = [];
+      let sel: number[] = [];
+      if (o.kind === 0) full = range(l, l + o.k);
+      else if (o.kind === 1) {
+        full = range(l, l + o.k);
+        sel = range(l + o.k, r + 1);
+      } else full = ctx.uniformRanges(l, r, o.k).flatMap(([a, b]) => range(a, b));
+      chunks[j * stages + s] = { firstLayer: l, lastLayer: r, stage: s, recomputed: full, selective: sel, timeMs: ctx.chunkTime(l, r, o), held: held[j] };
+    });
+    sum += time;
+    max = Math.max(max, time);
+    let total = 0;
+    for (const n of held) total += n;
+    out.push({ timeMs: time, memoryBytes: w + act + ctx.p.stageOverheadBytes, inFlight: total / v });
+  }
+  return { chunks, stages: out, iterationMs: objective(ctx.p.microBatches, v, sum, max), bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
+}
