@@ -20,6 +20,7 @@ import { batchMetrics, planBatchesAsync, type Samples } from '../data/index';
 import { formatOf, readSamples, type SamplesFormat } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
 import { searchStages, type StageSearch } from '../model/search';
+import { layoutCandidates } from '../plan/layout';
 import { simulateStep } from '../simulate/index';
 import { version } from '../package';
 import { encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, RawJson, toU32 } from './codec';
@@ -584,7 +585,8 @@ export class Session {
       }
       case 'searchLayout': {
         // On a pool worker like `plan`: bounded by the pool, cancelled by terminating the worker.
-        progress(0, 1);
+        // Progress counts the candidate layouts from the first notification (0 of them, queued).
+        progress(0, Math.max(1, layoutCandidates(p).length));
         return this.pooled(control, (c) => this.ctx.workers.run({ method: 'searchLayout', params: p }, c, progress));
       }
       case 'search.ask': {
@@ -666,6 +668,7 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   });
   let stopping = false;
   let listening = false;
+  let tokenWritten = false;
   // A second signal while stopping ends at once (the files are removed first).
   const onSignal = () => {
     if (!stopping) return stop();
@@ -674,7 +677,8 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   };
   const removeFiles = () => {
     if (where.kind === 'unix') fs.rmSync(where.path, { force: true });
-    if (options.tokenFile) fs.rmSync(options.tokenFile, { force: true });
+    // Only a token file this server wrote (a failed write leaves whatever was there alone).
+    if (options.tokenFile && tokenWritten) fs.rmSync(options.tokenFile, { force: true });
   };
   const finish = () => {
     process.removeListener('SIGTERM', onSignal);
@@ -729,7 +733,10 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     }
     const a = server.address();
     listen = where.kind === 'unix' ? where.path : typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : spec;
-    if (options.tokenFile && token) writeTokenFile(options.tokenFile, listen, token);
+    if (options.tokenFile && token) {
+      writeTokenFile(options.tokenFile, listen, token);
+      tokenWritten = true;
+    }
   } catch (error) {
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);
