@@ -48,7 +48,13 @@ interface PlanFlags extends MemoryFlags {
 const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-const fmt = (x: number, digits: number) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+// One formatter per digit count: `toLocaleString` with options builds a new ICU formatter per call.
+const formatters = new Map<number, Intl.NumberFormat>();
+const fmt = (x: number, digits: number) => {
+  let f = formatters.get(digits);
+  if (!f) formatters.set(digits, (f = new Intl.NumberFormat('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })));
+  return f.format(x);
+};
 
 /** The run-level figures as lines of text (labelled predictions). */
 export function figureLines(f: RunFigures, gpus: number): string[] {

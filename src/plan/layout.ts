@@ -20,6 +20,7 @@ import type { Samples } from '../data/samples';
 import { syntheticSamples } from '../data/synthetic';
 import { costWeights } from '../data/cost';
 import { meanMicroBatchLoad } from '../data/load';
+import { heaviestMicroBatchLoad } from '../model/memory-load';
 import { resolveGpu, resolveModel } from '../model/index';
 import { integerBetween } from '../validate';
 import { runFigures } from './figures';
@@ -130,7 +131,8 @@ export function redealPlan(base: BatchPlan, samples: Samples, weights: Float64Ar
   const steps = base.steps;
   const out = base.samples.slice();
   const mbOffsets = base.microBatchOffsets.slice();
-  const rankOffsets = Uint32Array.from({ length: steps * dp + 1 }, (_, i) => i * accum);
+  const rankOffsets = new Uint32Array(steps * dp + 1);
+  for (let i = 1; i < rankOffsets.length; i++) rankOffsets[i] = i * accum;
   const vision = new Float64Array(m);
   const cost = new Float64Array(m);
   const order = Array.from({ length: m }, (_, j) => j);
@@ -182,7 +184,12 @@ const ESTIMATE_SAMPLES = 150_000;
 export function packedSamplesPerPack(samples: Samples, b: number, seed: number, epoch: number, costB: number): number {
   const n = samples.text.length;
   const k = Math.max(1, Math.floor(n / ESTIMATE_SAMPLES));
-  const pick = (xs: Uint32Array) => (k === 1 ? xs : Uint32Array.from({ length: Math.ceil(n / k) }, (_, i) => xs[i * k]));
+  const pick = (xs: Uint32Array) => {
+    if (k === 1) return xs;
+    const out = new Uint32Array(Math.ceil(n / k));
+    for (let i = 0; i < out.length; i++) out[i] = xs[i * k];
+    return out;
+  };
   const plan = planBatches({ vision: pick(samples.vision), text: pick(samples.text) }, { dp: 1, accum: 1, samplesPerPack: b, seed, epoch, costA: 1, costB, tail: 'drop' });
   return plan.samples.length / (plan.microBatchOffsets.length - 1);
 }
@@ -341,9 +348,13 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
         }
         weights ??= costWeights({ a: 1, b: prepared.costB }, samples.text);
         const plan = redealPlan(base, samples, weights, job.dp, c.accum, simulatedStepIndices(base.steps, run.simulatedSteps));
+        // Re-dealing moves whole micro-batches between ranks: the plan's mean and heaviest
+        // micro-batch are the shared plan's (integer sums and maxima, exact in any order), so
+        // they are computed once per shared plan, not once per layout.
         const meanLoad = meanMicroBatchLoad(base, samples);
+        const memoryLoad = heaviestMicroBatchLoad(base, samples);
         const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: c.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration, memory };
-        const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad }, samples, resolved, prepared.coef, undefined);
+        const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad, memoryLoad }, samples, resolved, prepared.coef, undefined);
         const figures = runFigures({
           stepMs: sim.row.stepMs,
           plan,
