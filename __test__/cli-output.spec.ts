@@ -59,3 +59,19 @@ test('serve --token-file into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 
   }
   t.true(existsSync(dir), 'a directory given as the token file is left alone');
 });
+
+// stdout itself: a full device is a coded error too (an early-closed pipe is quiet: see plan.spec.ts).
+(process.platform === 'linux' ? test : test.skip)('every command writing to a full stdout: ERR_OMNIBAL_OUTPUT, exit 2, no stack trace', (t) => {
+  for (const args of [
+    ['doctor'],
+    ['doctor', '--json'],
+    ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '32', '--text-per-micro-batch', '5000', '--vision-per-micro-batch', '18'],
+    ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '32', '--text-per-micro-batch', '5000', '--vision-per-micro-batch', '18', '--json'],
+    ['plan', ...small],
+    ['plan', ...small, '--json'],
+  ]) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" ${args.join(' ')} > /dev/full`], { encoding: 'utf8', timeout: 120_000 });
+    t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.is(r.stderr, 'omnibal: stdout: cannot write (ENOSPC) [ERR_OMNIBAL_OUTPUT]\n', args.join(' '));
+  }
+});

@@ -27,6 +27,7 @@ import { planWithFitHint } from '../model/fit-hint';
 import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
+import { writeStdout } from './output';
 
 interface PartitionFlags extends MemoryFlags {
   model?: string;
@@ -229,7 +230,7 @@ function baselinesOf(problem: StageProblem): Record<string, { objectiveMs: numbe
   return out;
 }
 
-function runPartition(flags: PartitionFlags): void {
+async function runPartition(flags: PartitionFlags): Promise<void> {
   const targetName = targetFlag(flags.target);
   if (flags.target !== 'none' && flags.method !== 'optimal') throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--target ${flags.target} applies to --method optimal; a baseline split is exported as it is`);
   const built = build(flags);
@@ -253,7 +254,7 @@ function runPartition(flags: PartitionFlags): void {
   const schedule = { name: problem.schedule ?? '1f1b', virtualStages: problem.schedule === 'interleaved' ? (problem.virtualStages ?? 2) : 1 };
   const targetInfo = target && { name: target.target, recompute: target.problem.recompute, uniformLayers: target.problem.uniformLayers, unconstrained: target.unconstrained ?? null, unconstrainedGain: target.unconstrainedGain ?? null, notes: target.notes };
   if (flags.json) {
-    process.stdout.write(
+    await writeStdout(
       `${JSON.stringify({
         prediction: { note: 'figures are predictions of the omnibal cost model', assumptions: PARTITION_ASSUMPTIONS },
         memory: { schedule, activationsSizedFor: built.memoryFrom, headroom: flags.headroom ?? 0 },
@@ -303,7 +304,7 @@ function runPartition(flags: PartitionFlags): void {
     `DeepSpeed: OmnibalPipelineModule (--json: exports.deepspeed.python) with parts [${frameworks.deepspeed.parts.join(', ')}] and ${frameworks.deepspeed.checkpointLayers.map((c) => c.length).join(', ')} checkpointed layers per stage`,
     ...frameworks.deepspeed.unsupported.map((u) => `  cannot express: ${u}`),
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  await writeStdout(`${lines.join('\n')}\n`);
 }
 
 /** Adds `omnibal partition` to the program. */
