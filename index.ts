@@ -141,7 +141,7 @@ export {
   type TrainingPlan,
 } from './src/plan/index';
 export type { RunFigures } from './src/plan/figures';
-export { searchLayouts, type LayoutCandidate, type LayoutSearchOptions } from './src/plan/layout';
+export { searchLayouts, type LayoutCandidate, type LayoutProgressCallback, type LayoutSearchOptions } from './src/plan/layout';
 export { renderReport } from './src/report/index';
 export { version } from './src/package';
 export type { ProgressCallback } from './src/progress';

@@ -34,10 +34,35 @@ test('searchLayout answers what searchLayouts ranks, with progress ending done =
   t.true(r.result.assumptions.length > 0);
   const progress = progressOf(h, r.id!);
   t.true(progress.length >= 2, JSON.stringify(progress));
-  t.deepEqual(progress[0], [0, 1]);
-  const last = progress.at(-1)!;
-  t.is(last[0], last[1]);
-  t.true(progress.slice(1).every(([d], i) => i === 0 || d >= progress[i][0]), 'done never goes back');
+  // Progress counts the candidate layouts, from the first notification (sent before the worker
+  // starts) to the last: nothing else is counted, so the total is the answer's layouts.
+  t.deepEqual(progress[0], [0, r.result.layouts.length]);
+  t.true(progress.every(([, n]) => n === r.result.layouts.length), JSON.stringify(progress));
+  t.deepEqual(progress.at(-1), [r.result.layouts.length, r.result.layouts.length]);
+  t.true(progress.every(([d], i) => i === 0 || d >= progress[i - 1][0]), 'done never goes back');
+  t.is(r.result.epochs, 1);
+});
+
+test('searchLayout honours epochs: hours and GPU-hours for that many epochs, the ranking per epoch unchanged', async (t) => {
+  const h = serve(t);
+  const one = await h.call('searchLayout', SMALL, 120_000);
+  const three = await h.call('searchLayout', { ...SMALL, epochs: 3 }, 120_000);
+  t.falsy(three.error, JSON.stringify(three.error));
+  t.is(three.result.epochs, 3);
+  const { synthetic, ...options } = SMALL;
+  t.deepEqual(three.result.layouts, JSON.parse(JSON.stringify(searchLayouts({ ...options, epochs: 3, samples: syntheticSamples(synthetic, SMALL.seed) }))));
+  const fits = three.result.layouts.filter((c: { error?: string }) => c.error === undefined);
+  t.true(fits.length > 0);
+  fits.forEach((c: { gpuHours: number; totalGpuHours: number; hours: number; epochs: number }, i: number) => {
+    const same = one.result.layouts[i];
+    t.is(c.gpuHours, same.gpuHours);
+    t.is(c.epochs, 3);
+    t.true(Math.abs(c.totalGpuHours - 3 * same.totalGpuHours) < 1e-9 * c.totalGpuHours);
+    t.true(Math.abs(c.hours - 3 * same.hours) < 1e-9 * c.hours);
+  });
+  const bad = await h.call('searchLayout', { ...SMALL, epochs: 0 }, 120_000);
+  t.is(bad.error?.data?.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.true(bad.error!.message.includes('epochs'), bad.error!.message);
 });
 
 test('searchLayout: schema errors name the field; planner errors keep their code', async (t) => {

@@ -91,10 +91,10 @@ test('omnibal plan prints the ablation beside the paper and labels it a predicti
   t.regex(bad.stderr, /ERR_OMNIBAL_INVALID_OPTIONS/);
   const unwritable = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--report', '/nonexistent/dir/r.html']);
   t.is(unwritable.status, 2);
-  t.regex(unwritable.stderr, /cannot write the report to \/nonexistent\/dir\/r\.html/);
+  t.regex(unwritable.stderr, /\/nonexistent\/dir\/r\.html: cannot write \(the folder \/nonexistent\/dir does not exist\) \[ERR_OMNIBAL_OUTPUT\]/);
   const noFolder = omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '2', '--out', '/nonexistent/dir/p.json']);
   t.is(noFolder.status, 2);
-  t.regex(noFolder.stderr, /cannot write the plan to \/nonexistent\/dir\/p\.json \(ENOENT\) \[ERR_OMNIBAL_PARSE\]/);
+  t.regex(noFolder.stderr, /\/nonexistent\/dir\/p\.json: cannot write \(the folder \/nonexistent\/dir does not exist\) \[ERR_OMNIBAL_OUTPUT\]/);
   for (const args of [['--simulated-steps', '0'], ['--simulated-steps', 'x'], ['--virtual-stages', '2'], ['--epochs', '0'], ['--epochs', '1e308'], ['--calibration', '/nonexistent/c.json']]) {
     const r = omnibal(['plan', '--synthetic', '20000', ...args]);
     t.is(r.status, 2, args.join(' '));
@@ -326,8 +326,8 @@ test('plan with a two-load calibration: each micro-batch pays the fitted fixed c
 
 test('layout search: the same global batch in samples, the same ranking as planning every layout from scratch, progress, why not in GiB', (t) => {
   const options = { gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(20000, 1), tps: [1, 2], pps: [1, 2, 4], samplesPerPacks: [2.25, 4.5, 9], simulatedSteps: 2 };
-  const progress: [number, number][] = [];
-  const ranked = searchLayouts({ ...options, onProgress: (d, n) => progress.push([d, n]) });
+  const progress: [number, number, string][] = [];
+  const ranked = searchLayouts({ ...options, onProgress: (d, n, phase) => progress.push([d, n, phase]) });
   t.true(ranked.length >= 12);
   const fits = ranked.filter((c) => c.gpuHours !== undefined);
   t.true(fits.length > 0);
@@ -340,13 +340,65 @@ test('layout search: the same global batch in samples, the same ranking as plann
     t.true(c.accum === Math.floor(share) || c.accum === Math.ceil(share) || (share < 1 && c.accum === 1), `${c.accum} for ${share}`);
     t.true(Math.abs(c.accum - share) < 1 || c.accum === 1);
   }
-  t.deepEqual(progress.at(-1), [progress.length, progress.length]);
-  t.true(progress.every(([d], i) => d === i + 1));
+  // Progress counts the candidate layouts and nothing else (the data plans made between them are
+  // phases, not units): 0 of them first, then one more after each, ending at every candidate.
+  const n = ranked.length;
+  t.deepEqual(progress[0].slice(0, 2), [0, n]);
+  t.deepEqual(progress.at(-1)!.slice(0, 2), [n, n]);
+  t.deepEqual([...new Set(progress.map(([d]) => d))], Array.from({ length: n + 1 }, (_, i) => i));
+  t.true(progress.every(([d, total], i) => total === n && (i === 0 || d === progress[i - 1][0] || d === progress[i - 1][0] + 1)));
+  t.true(progress.some(([, , phase]) => /^planning the data \(4\.5 samples\/pack, \d+ packs\/step\)$/.test(phase)), 'the data plans are named');
   t.deepEqual(ranked, searchLayouts({ ...options, exhaustive: true }), 'shared work gives the exhaustive result');
   const misfit = searchLayouts({ ...options, gpu: { ...resolveGpu('A100-80G'), memoryBytes: 30 * 2 ** 30 }, samplesPerPacks: [4.5] }).find((c) => c.error);
   t.truthy(misfit);
   t.regex(misfit!.error!, /no plan fits in 30\.00 GiB per GPU; the least memory that fits is \d+\.\d\d GiB$/);
   t.is(thrown(() => searchLayouts({ ...options, globalBatchSamples: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
+test('layout search: hours and GPU-hours for the epochs asked (per-epoch GPU-hours unchanged, equal to the exhaustive run)', (t) => {
+  const options = { gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(20000, 1), tps: [1], pps: [2, 4], samplesPerPacks: [4.5], simulatedSteps: 2 };
+  const one = searchLayouts(options);
+  const three = searchLayouts({ ...options, epochs: 3 });
+  t.deepEqual(three, searchLayouts({ ...options, epochs: 3, exhaustive: true }), 'shared work gives the exhaustive result');
+  const fits = three.filter((c) => c.error === undefined);
+  t.true(fits.length > 0);
+  t.deepEqual(three.map((c) => [c.tp, c.pp, c.gpuHours]), one.map((c) => [c.tp, c.pp, c.gpuHours]), 'the ranking and per-epoch GPU-hours do not move');
+  for (const c of fits) {
+    t.is(c.epochs, 3);
+    t.true(Math.abs(c.hours! - (3 * c.steps! * c.stepMs!) / 3.6e6) < 1e-9 * c.hours!, 'hours = epochs x steps x step time');
+    t.true(Math.abs(c.totalGpuHours! - 3 * c.gpuHours!) < 1e-9 * c.totalGpuHours!, 'GPU-hours for 3 epochs = 3 x per epoch');
+    t.true(Math.abs(c.totalGpuHours! - c.hours! * 16) < 1e-9 * c.totalGpuHours!);
+  }
+  for (const c of one.filter((x) => x.error === undefined)) t.true(Math.abs(c.totalGpuHours! - c.gpuHours!) < 1e-9 * c.gpuHours!);
+  t.is(thrown(() => searchLayouts({ ...options, epochs: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
+test('plan --search-layout --epochs N: the table, the header and the JSON give hours and GPU-days for N epochs', (t) => {
+  const base = ['plan', '--search-layout', '--gpus', '8', '--synthetic', '20000', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4', '--simulated-steps', '1'];
+  const one = JSON.parse(omnibal([...base, '--json']).stdout);
+  const four = JSON.parse(omnibal([...base, '--json', '--epochs', '4']).stdout);
+  t.is(four.epochs, 4);
+  t.is(one.epochs, 1);
+  const fits = four.layouts.filter((c: { error?: string }) => c.error === undefined);
+  t.true(fits.length > 0);
+  for (const c of fits) {
+    const same = one.layouts.find((o: { tp: number; pp: number; samplesPerPack: number }) => o.tp === c.tp && o.pp === c.pp && o.samplesPerPack === c.samplesPerPack);
+    t.is(c.gpuHours, same.gpuHours, 'per epoch unchanged');
+    t.true(Math.abs(c.totalGpuHours - 4 * same.totalGpuHours) < 1e-9 * c.totalGpuHours);
+    t.true(Math.abs(c.hours - 4 * same.hours) < 1e-9 * c.hours);
+  }
+  const text = omnibal([...base, '--epochs', '4']).stdout;
+  const lines = text.split('\n');
+  const header = lines.find((l) => l.startsWith('rank'))!;
+  t.regex(header, /hours \(4 epochs\)/);
+  t.regex(header, /GPU-days \(4 epochs\)/);
+  t.regex(lines[0], /for 4 epochs/);
+  // The best row's figures are the JSON's, for 4 epochs.
+  const cols = header.split(/\s{2,}/);
+  const row = lines.find((l) => l.startsWith('1 '))!.trim().split(/\s{2,}/);
+  const best = four.layouts[0];
+  t.is(row[cols.indexOf('GPU-days (4 epochs)')], (best.totalGpuHours / 24).toFixed(1));
+  t.is(row[cols.indexOf('hours (4 epochs)')], best.hours.toFixed(1));
 });
 
 test('layout search: every row holds the same global batch in samples per step, to a pack per rank', (t) => {

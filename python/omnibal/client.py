@@ -631,8 +631,13 @@ class Client:
         every tp x pp x dp of ``params["gpus"]`` and micro-batch size at one global batch in
         samples, fastest predicted epoch first. ``params`` as in docs/protocol.md (default: the
         InternVL-Chat-1.5 search on 1.2 million synthetic samples, several seconds);
-        ``progress(done, total)`` follows the candidates. Returns ``{"prediction": True,
-        "assumptions", "globalBatchSamples", "layouts"}``; every figure is a prediction."""
+        ``progress(done, total)`` counts candidate layouts: ``done`` of the ``total`` layouts
+        evaluated, and nothing else (``(0, total)`` first, ``(total, total)`` last; the data plans
+        made between candidates are not counted, so a count can stand for a second or more).
+        ``params["epochs"]`` (default 1) sets the epochs of each layout's ``hours`` and
+        ``totalGpuHours``; ``gpuHours`` (the ranking) stays per epoch. Returns ``{"prediction":
+        True, "assumptions", "globalBatchSamples", "epochs", "layouts"}``; every figure is a
+        prediction."""
         return self.call("searchLayout", params or {}, progress=progress, timeout=timeout)
 
     def release(self, plan_id):

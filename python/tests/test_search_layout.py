@@ -31,6 +31,24 @@ class SearchLayout(unittest.TestCase):
             self.assertLessEqual(abs(x["samplesPerStep"] - 144), x["packedSamplesPerPack"] * x["dp"] + 0.72)
         self.assertTrue(seen, "progress notifications")
         self.assertEqual(seen[-1][0], seen[-1][1], "the last progress has done == total")
+        # Progress counts the candidate layouts, and only them: from 0 of 6 to 6 of 6.
+        self.assertEqual(seen[0], (0, 6))
+        self.assertEqual({t for _, t in seen}, {6})
+        self.assertEqual(r["epochs"], 1)
+
+    def test_epochs(self):
+        with Client() as c:
+            one = c.search_layout(SMALL)["layouts"]
+            two = c.search_layout(dict(SMALL, epochs=2))
+        self.assertEqual(two["epochs"], 2)
+        fits = [x for x in two["layouts"] if "gpuHours" in x]
+        self.assertTrue(fits)
+        for x, y in zip(two["layouts"], one):
+            if "gpuHours" not in x:
+                continue
+            self.assertEqual(x["gpuHours"], y["gpuHours"], "per epoch unchanged")
+            self.assertAlmostEqual(x["totalGpuHours"], 2 * y["totalGpuHours"], delta=1e-9 * x["totalGpuHours"])
+            self.assertAlmostEqual(x["hours"], 2 * y["hours"], delta=1e-9 * x["hours"])
 
     def test_bad_params_are_coded(self):
         with Client() as c:

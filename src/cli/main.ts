@@ -9,6 +9,7 @@ import { Command, CommanderError, InvalidArgumentError, type Option } from 'comm
 import { isOmnibalError } from '../errors';
 import { version } from '../package';
 import { doctorReport, formatDoctor } from './doctor';
+import { writeStdout } from './output';
 import { registerPack } from './pack';
 import { registerPartition } from './partition';
 import { registerPlan } from './plan';
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
     .option('--json', 'print one JSON object')
     .action((options: { json?: boolean }) => {
       const report = doctorReport();
-      process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctor(report)}\n`);
+      return writeStdout(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctor(report)}\n`);
     });
 
   registerPack(program);

@@ -9,8 +9,7 @@
  * @module
  */
 import { open, writeFile } from 'node:fs/promises';
-import * as path from 'node:path';
-import { ErrorCodes, omnibalError, type OmnibalError } from '../errors';
+import { outputError } from '../io/output-error';
 
 let stdoutClosed = false;
 let watching = false;
@@ -27,21 +26,6 @@ function watchStdout(): void {
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') stdoutClosed = true;
   });
-}
-
-function outputError(target: string, error: unknown): OmnibalError {
-  const code = (error as { code?: string }).code ?? 'EIO';
-  const why =
-    code === 'ENOENT'
-      ? `the folder ${path.dirname(target)} does not exist`
-      : code === 'EISDIR'
-        ? 'it is a directory'
-        : code === 'ENOTDIR'
-          ? 'a part of the path is not a folder'
-          : code === 'EACCES' || code === 'EPERM'
-            ? 'permission denied'
-            : code;
-  return omnibalError(ErrorCodes.OUTPUT, `${target}: cannot write (${why})`, error);
 }
 
 /** Writes `text` to stdout; resolves once written, or at once if the reader has gone (EPIPE). */

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { writeStdout } from './output';
 import { ErrorCodes, omnibalError } from '../errors';
 import { exportMegatronChunks } from '../export/megatron-chunks';
 import { baselineStages, partitionChunks, SPLITS, type ChunkPlan, type StageProblem } from '../model/index';
@@ -66,7 +67,7 @@ export interface InterleavedRun {
  *
  * @param run - the problem (schedule `interleaved`) and the output options
  */
-export function runInterleavedPartition(run: InterleavedRun): void {
+export async function runInterleavedPartition(run: InterleavedRun): Promise<void> {
   checkTarget(run.target);
   const { problem } = run;
   const plan: ChunkPlan = partitionChunks(problem);
@@ -79,7 +80,7 @@ export function runInterleavedPartition(run: InterleavedRun): void {
     ? 'optimal under the model (the search finished)'
     : `best found (the search stopped at its node budget); the optimum is at least ${plan.lowerBoundMs.toFixed(0)} ms, so this plan is within ${((plan.objectiveMs / plan.lowerBoundMs - 1) * 100).toFixed(1)}% of it`;
   if (run.json) {
-    process.stdout.write(
+    await writeStdout(
       `${JSON.stringify({
         prediction: { note: 'figures are predictions of the omnibal cost model', assumptions },
         memory: { schedule: { name: 'interleaved', virtualStages: v }, activationsSizedFor: run.memoryFrom, headroom: run.headroom ?? 0 },
@@ -129,5 +130,5 @@ export function runInterleavedPartition(run: InterleavedRun): void {
     ...megatron.unsupported.map((u) => `  cannot express: ${u}`),
     `DeepSpeed: ${deepspeed.unsupported[0]}`,
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  await writeStdout(`${lines.join('\n')}\n`);
 }

@@ -28,6 +28,7 @@ import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlag
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 import { runInterleavedPartition } from './partition-chunks';
+import { writeStdout } from './output';
 
 interface PartitionFlags extends MemoryFlags {
   model?: string;
@@ -230,13 +231,13 @@ function baselinesOf(problem: StageProblem): Record<string, { objectiveMs: numbe
   return out;
 }
 
-function runPartition(flags: PartitionFlags): void {
+async function runPartition(flags: PartitionFlags): Promise<void> {
   const targetName = targetFlag(flags.target);
   if (flags.target !== 'none' && flags.method !== 'optimal') throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--target ${flags.target} applies to --method optimal; a baseline split is exported as it is`);
   const built = build(flags);
   if (built.problem.schedule === 'interleaved' && flags.method === 'optimal') {
     // v x P model chunks, as Megatron-LM's interleaved schedule runs them.
-    runInterleavedPartition({ problem: built.problem, memoryFrom: built.memoryFrom, headroom: flags.headroom, target: targetName, method: flags.method, json: flags.json, assumptions: PARTITION_ASSUMPTIONS });
+    await runInterleavedPartition({ problem: built.problem, memoryFrom: built.memoryFrom, headroom: flags.headroom, target: targetName, method: flags.method, json: flags.json, assumptions: PARTITION_ASSUMPTIONS });
     return;
   }
   let problem = built.problem;
@@ -259,7 +260,7 @@ function runPartition(flags: PartitionFlags): void {
   const schedule = { name: problem.schedule ?? '1f1b', virtualStages: problem.schedule === 'interleaved' ? (problem.virtualStages ?? 2) : 1 };
   const targetInfo = target && { name: target.target, recompute: target.problem.recompute, uniformLayers: target.problem.uniformLayers, unconstrained: target.unconstrained ?? null, unconstrainedGain: target.unconstrainedGain ?? null, notes: target.notes };
   if (flags.json) {
-    process.stdout.write(
+    await writeStdout(
       `${JSON.stringify({
         prediction: { note: 'figures are predictions of the omnibal cost model', assumptions: PARTITION_ASSUMPTIONS },
         memory: { schedule, activationsSizedFor: built.memoryFrom, headroom: flags.headroom ?? 0 },
@@ -309,7 +310,7 @@ function runPartition(flags: PartitionFlags): void {
     `DeepSpeed: OmnibalPipelineModule (--json: exports.deepspeed.python) with parts [${frameworks.deepspeed.parts.join(', ')}] and ${frameworks.deepspeed.checkpointLayers.map((c) => c.length).join(', ')} checkpointed layers per stage`,
     ...frameworks.deepspeed.unsupported.map((u) => `  cannot express: ${u}`),
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  await writeStdout(`${lines.join('\n')}\n`);
 }
 
 /** Adds `omnibal partition` to the program. */

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
@@ -19,7 +18,7 @@ import { renderReport } from '../report/index';
 import { readJsonFile } from '../io/json';
 import { integerBetween } from '../validate';
 import { formatTable } from './table';
-import { writeStdout } from './output';
+import { writeOutputFile, writeStdout } from './output';
 import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 
 interface PlanFlags extends MemoryFlags {
@@ -49,16 +48,13 @@ interface PlanFlags extends MemoryFlags {
 const num = (v: string) => Number(v);
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-/** Writes `text` to `file`; a failure (missing folder, no permission) is a coded error. */
-function writeOutput(file: string, text: string, what: string): void {
-  try {
-    writeFileSync(file, text);
-  } catch (error) {
-    throw omnibalError(ErrorCodes.PARSE, `cannot write the ${what} to ${file} (${(error as { code?: string }).code ?? String(error)})`, error);
-  }
-}
-
-const fmt = (x: number, digits: number) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+// One formatter per digit count: `toLocaleString` with options builds a new ICU formatter per call.
+const formatters = new Map<number, Intl.NumberFormat>();
+const fmt = (x: number, digits: number) => {
+  let f = formatters.get(digits);
+  if (!f) formatters.set(digits, (f = new Intl.NumberFormat('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })));
+  return f.format(x);
+};
 
 /** The run-level figures as lines of text (labelled predictions). */
 export function figureLines(f: RunFigures, gpus: number): string[] {
@@ -114,16 +110,22 @@ function readCalibration(file: string | undefined): Calibration | undefined {
   return file ? (readJsonFile(file, 'calibration file') as Calibration) : undefined;
 }
 
-/** A progress bar on stderr, only when stderr is a terminal (and not with --json). */
-function progressBar(enabled: boolean): { update: (done: number, total: number) => void; end: () => void } {
+/**
+ * The layout search's progress bar on stderr, only when stderr is a terminal (and not with
+ * --json): the candidate layouts evaluated of all of them, and what runs now (the data plans
+ * between candidates take most of the time, and are named rather than counted).
+ */
+function progressBar(enabled: boolean): { update: (done: number, total: number, phase: string) => void; end: () => void } {
   if (!enabled) return { update: () => undefined, end: () => undefined };
   const started = Date.now();
   let drawn = false;
   return {
-    update: (done, total) => {
+    update: (done, total, phase) => {
       const width = 30;
       const filled = Math.round((done / Math.max(total, 1)) * width);
-      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} layouts, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+      const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} layouts evaluated, ${((Date.now() - started) / 1000).toFixed(0)} s: ${phase}`;
+      // One line, cleared to its end (a shorter phase leaves nothing of a longer one behind).
+      process.stderr.write(`\r${line.slice(0, Math.max(40, (process.stderr.columns || 120) - 1))}\x1b[K`);
       drawn = true;
     },
     end: () => {
@@ -193,8 +195,8 @@ async function runPlan(flags: PlanFlags): Promise<void> {
         simulatedSteps: flags.simulatedSteps,
         inputs,
       });
-      if (flags.report) writeOutput(flags.report, renderReport(bestPlan, bestPlan.memoryBytes), 'report');
-      if (flags.out) writeOutput(flags.out, `${JSON.stringify(bestPlan)}\n`, 'plan');
+      if (flags.report) await writeOutputFile(flags.report, renderReport(bestPlan, bestPlan.memoryBytes));
+      if (flags.out) await writeOutputFile(flags.out, `${JSON.stringify(bestPlan)}\n`);
     }
     const rows = ranked.map((c, i) => [
       c.error ? '-' : i + 1,
@@ -206,19 +208,21 @@ async function runPlan(flags: PlanFlags): Promise<void> {
       c.samplesPerStep === undefined ? '' : fmt(c.samplesPerStep, 0),
       c.stepMs === undefined ? '' : (c.stepMs / 1000).toFixed(1),
       c.steps ?? '',
-      c.gpuHours === undefined ? 'does not fit' : (c.gpuHours / 24).toFixed(1),
+      c.hours === undefined ? '' : fmt(c.hours, 1),
+      c.totalGpuHours === undefined ? 'does not fit' : fmt(c.totalGpuHours / 24, 1),
       c.tokensPerS === undefined ? '' : fmt(c.tokensPerS, 0),
       c.mfu === undefined ? '' : `${(c.mfu * 100).toFixed(1)}%`,
       c.error ?? '',
     ]);
-    const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack asked (held)', 'samples/step', 'step s', 'steps', 'GPU-days / epoch', 'tokens/s', 'MFU', 'why not'], rows);
+    const epochs = `${flags.epochs} epoch${flags.epochs === 1 ? '' : 's'}`;
+    const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack asked (held)', 'samples/step', 'step s', 'steps / epoch', `hours (${epochs})`, `GPU-days (${epochs})`, 'tokens/s', 'MFU', 'why not'], rows);
     const gb = ranked[0]?.globalBatchSamples ?? microBatches * flags.samplesPerPack;
     if (flags.json) {
-      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, layouts: ranked })}\n`);
+      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, epochs: flags.epochs, layouts: ranked })}\n`);
     } else {
       await writeStdout(
         [
-          `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes a whole number of packs within one pack of its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each)`,
+          `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes a whole number of packs within one pack of its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each); ranked by GPU-hours per epoch, hours and GPU-days for ${epochs}`,
           text,
           ...(flags.report && bestPlan ? [`report of the best layout: ${flags.report}`] : []),
           ...(flags.out && bestPlan ? [`plan of the best layout: ${flags.out}`] : []),
@@ -240,9 +244,9 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     simulatedSteps: flags.simulatedSteps,
     inputs,
   });
-  if (flags.report) writeOutput(flags.report, renderReport(plan, plan.memoryBytes), 'report');
+  if (flags.report) await writeOutputFile(flags.report, renderReport(plan, plan.memoryBytes));
   const json = `${JSON.stringify(plan)}\n`;
-  if (flags.out) writeOutput(flags.out, json, 'plan');
+  if (flags.out) await writeOutputFile(flags.out, json);
   if (flags.json) await writeStdout(json);
   else await writeStdout(`${human(plan)}\n`);
 }

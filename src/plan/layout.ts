@@ -20,8 +20,8 @@ import type { Samples } from '../data/samples';
 import { syntheticSamples } from '../data/synthetic';
 import { costWeights } from '../data/cost';
 import { meanMicroBatchLoad } from '../data/load';
+import { heaviestMicroBatchLoad } from '../model/memory-load';
 import { resolveGpu, resolveModel } from '../model/index';
-import type { ProgressCallback } from '../progress';
 import { integerBetween } from '../validate';
 import { runFigures } from './figures';
 import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type Cluster, type PlanTrainingOptions } from './options';
@@ -56,10 +56,16 @@ export interface LayoutCandidate {
   samplesPerStep?: number;
   /** Predicted step time of the full plan, ms (absent when it does not fit). */
   stepMs?: number;
-  /** Predicted GPU-hours per epoch (absent when it does not fit). */
+  /** Predicted GPU-hours per epoch (absent when it does not fit): what the layouts are ranked by. */
   gpuHours?: number;
   /** Steps in the epoch (absent when it does not fit). */
   steps?: number;
+  /** Epochs the `hours` and `totalGpuHours` are for (`epochs` asked; default 1). */
+  epochs: number;
+  /** Predicted wall-clock hours for `epochs` epochs: epochs x steps x step time (absent when it does not fit). */
+  hours?: number;
+  /** Predicted GPU-hours for `epochs` epochs: `hours` x GPUs (absent when it does not fit). */
+  totalGpuHours?: number;
   /** Predicted LLM tokens per second (absent when it does not fit). */
   tokensPerS?: number;
   /** Predicted model FLOPs utilisation (absent when it does not fit). */
@@ -67,6 +73,15 @@ export interface LayoutCandidate {
   /** Why the layout was not planned (memory figures in GiB). */
   error?: string;
 }
+
+/**
+ * Progress of a layout search: `done` of `total` candidate layouts evaluated, and what runs now.
+ *
+ * @param done - candidate layouts evaluated so far, `0..=total`
+ * @param total - candidate layouts in the search (every tp x pp x dp of the GPUs, times the micro-batch sizes)
+ * @param phase - what the search does until the next call, in words (`planning the data (4.5 samples/pack, 256 packs/step)`)
+ */
+export type LayoutProgressCallback = (done: number, total: number, phase: string) => void;
 
 /** Options of {@link searchLayouts}. */
 export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster' | 'accum' | 'globalBatch' | 'ablation' | 'inputs'> {
@@ -83,8 +98,12 @@ export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster'
   pps?: number[];
   /** Micro-batch sizes (mean samples per pack) to try; default the one planned (4.5). */
   samplesPerPacks?: number[];
-  /** `(done, total)` after each data plan and each candidate. */
-  onProgress?: ProgressCallback;
+  /**
+   * `(done, total, phase)`: `done` of the `total` candidate layouts evaluated (nothing else is
+   * counted), called with 0 first and after each candidate; `phase` says what runs next (the
+   * data plans made between candidates take most of the time).
+   */
+  onProgress?: LayoutProgressCallback;
   /** Plan every candidate from scratch with `planTraining` (slow; the same result). */
   exhaustive?: boolean;
 }
@@ -112,7 +131,8 @@ export function redealPlan(base: BatchPlan, samples: Samples, weights: Float64Ar
   const steps = base.steps;
   const out = base.samples.slice();
   const mbOffsets = base.microBatchOffsets.slice();
-  const rankOffsets = Uint32Array.from({ length: steps * dp + 1 }, (_, i) => i * accum);
+  const rankOffsets = new Uint32Array(steps * dp + 1);
+  for (let i = 1; i < rankOffsets.length; i++) rankOffsets[i] = i * accum;
   const vision = new Float64Array(m);
   const cost = new Float64Array(m);
   const order = Array.from({ length: m }, (_, j) => j);
@@ -164,7 +184,12 @@ const ESTIMATE_SAMPLES = 150_000;
 export function packedSamplesPerPack(samples: Samples, b: number, seed: number, epoch: number, costB: number): number {
   const n = samples.text.length;
   const k = Math.max(1, Math.floor(n / ESTIMATE_SAMPLES));
-  const pick = (xs: Uint32Array) => (k === 1 ? xs : Uint32Array.from({ length: Math.ceil(n / k) }, (_, i) => xs[i * k]));
+  const pick = (xs: Uint32Array) => {
+    if (k === 1) return xs;
+    const out = new Uint32Array(Math.ceil(n / k));
+    for (let i = 0; i < out.length; i++) out[i] = xs[i * k];
+    return out;
+  };
   const plan = planBatches({ vision: pick(samples.vision), text: pick(samples.text) }, { dp: 1, accum: 1, samplesPerPack: b, seed, epoch, costA: 1, costB, tail: 'drop' });
   return plan.samples.length / (plan.microBatchOffsets.length - 1);
 }
@@ -188,6 +213,28 @@ export function accumFor(globalBatchSamples: number, packed: number, dp: number,
 function simulatedStepIndices(steps: number, simulated: number): number[] {
   const count = Math.min(simulated, steps);
   return Array.from({ length: count }, (_, j) => Math.floor((j * steps) / count));
+}
+
+/**
+ * The candidates a layout search evaluates, in its order: per micro-batch size, every tp x pp
+ * that divides the GPUs (each size once: a repeated one would only repeat rows), with
+ * `dp = gpus / (tp x pp)`. Its length is the `total` of the search's progress.
+ *
+ * @param options - the search's GPUs, tp and pp sizes and micro-batch sizes (defaults as {@link searchLayouts})
+ * @returns the candidates: tp, pp, dp and `b`, the micro-batch size asked
+ */
+export function layoutCandidates(options: Pick<LayoutSearchOptions, 'gpus' | 'tps' | 'pps' | 'samplesPerPacks' | 'samplesPerPack'>): { tp: number; pp: number; dp: number; b: number }[] {
+  const gpus = options.gpus ?? DEFAULT_RUN.cluster.gpus;
+  const perPack = [...new Set(options.samplesPerPacks ?? [options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack])];
+  const layouts: { tp: number; pp: number; dp: number }[] = [];
+  for (const tp of new Set(options.tps ?? [1, 2, 4, 8])) {
+    for (const pp of new Set(options.pps ?? [1, 2, 4, 8, 16])) {
+      integerBetween('tp', tp, 1, 1 << 20);
+      integerBetween('pp', pp, 1, 1 << 20);
+      if (gpus % (tp * pp) === 0) layouts.push({ tp, pp, dp: gpus / (tp * pp) });
+    }
+  }
+  return perPack.flatMap((b) => layouts.map((l) => ({ ...l, b })));
 }
 
 /**
@@ -215,22 +262,12 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
   const samples: Samples = options.samples ?? syntheticSamples(DEFAULT_RUN.samples, options.seed ?? 0);
   const seed = options.seed ?? 0;
   const epoch = options.epoch ?? 0;
-  const layouts: { tp: number; pp: number; dp: number }[] = [];
-  // Each size once (a repeated one would only repeat rows).
-  for (const tp of new Set(options.tps ?? [1, 2, 4, 8])) {
-    for (const pp of new Set(options.pps ?? [1, 2, 4, 8, 16])) {
-      integerBetween('tp', tp, 1, 1 << 20);
-      integerBetween('pp', pp, 1, 1 << 20);
-      if (gpus % (tp * pp) === 0) layouts.push({ tp, pp, dp: gpus / (tp * pp) });
-    }
-  }
-  const jobs = perPack.flatMap((b) => layouts.map((l) => ({ ...l, b })));
-  const total = jobs.length + perPack.length;
+  const jobs = layoutCandidates(options);
+  // Progress counts the candidates only; the data plans between them are named as phases.
+  const total = jobs.length;
   let done = 0;
-  const tick = () => {
-    done += 1;
-    options.onProgress?.(done, total);
-  };
+  const report = (phase: string) => options.onProgress?.(done, total, phase);
+  report('evaluating layouts');
   const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
   const memory = checkMemoryOptions(options);
   const presetGpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
@@ -251,13 +288,13 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
   const packedFor = (b: number): number => {
     let r = packed.get(b);
     if (r === undefined) {
+      report(`estimating the pack size (${b} samples/pack)`);
       try {
         r = packedSamplesPerPack(samples, b, seed, epoch, balanceCostB(spec, gpu));
       } catch (error) {
         r = error as Error;
       }
       packed.set(b, r);
-      tick();
     }
     if (r instanceof Error) throw r;
     return r;
@@ -274,7 +311,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
   let weights: Float64Array | undefined;
   const out: LayoutCandidate[] = [];
   for (const job of jobs) {
-    const c: LayoutCandidate = { tp: job.tp, pp: job.pp, dp: job.dp, accum: 0, samplesPerPack: job.b, globalBatchSamples };
+    const c: LayoutCandidate = { tp: job.tp, pp: job.pp, dp: job.dp, accum: 0, samplesPerPack: job.b, globalBatchSamples, epochs: run.epochs };
     const cluster = { gpus, tp: job.tp, pp: job.pp, dp: job.dp };
     try {
       c.packedSamplesPerPack = packedFor(job.b);
@@ -286,7 +323,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
       if (options.exhaustive) {
         const plan = planTraining({ ...options, samples, samplesPerPack: job.b, cluster, accum: c.accum, ablation: false, inputs: undefined });
         const full = plan.ablation[plan.ablation.length - 1];
-        Object.assign(c, { stepMs: full.stepMs, gpuHours: full.gpuHours, steps: full.steps, samplesPerStep: plan.figures.samplesPerStep, tokensPerS: plan.figures.tokensPerS, mfu: plan.figures.mfu });
+        Object.assign(c, { stepMs: full.stepMs, gpuHours: full.gpuHours, steps: full.steps, hours: plan.figures.hours, totalGpuHours: plan.figures.gpuHours, samplesPerStep: plan.figures.samplesPerStep, tokensPerS: plan.figures.tokensPerS, mfu: plan.figures.mfu });
       } else {
         if (run.schedule === 'interleaved' && c.accum % job.pp !== 0) {
           throw omnibalError(ErrorCodes.INVALID_OPTIONS, `the interleaved schedule needs accum (${c.accum}) to be a multiple of pp (${job.pp})`);
@@ -296,6 +333,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
         const key = `${job.b},${m}`;
         let base = bases.get(key);
         if (base === undefined) {
+          report(`planning the data (${job.b} samples/pack, ${m} packs/step)`);
           try {
             base = planBatches(samples, { dp: m, accum: 1, samplesPerPack: job.b, seed, epoch, costA: 1, costB: prepared.costB, tail: 'drop' });
           } catch (error) {
@@ -310,9 +348,13 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
         }
         weights ??= costWeights({ a: 1, b: prepared.costB }, samples.text);
         const plan = redealPlan(base, samples, weights, job.dp, c.accum, simulatedStepIndices(base.steps, run.simulatedSteps));
+        // Re-dealing moves whole micro-batches between ranks: the plan's mean and heaviest
+        // micro-batch are the shared plan's (integer sums and maxima, exact in any order), so
+        // they are computed once per shared plan, not once per layout.
         const meanLoad = meanMicroBatchLoad(base, samples);
+        const memoryLoad = heaviestMicroBatchLoad(base, samples);
         const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: c.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration, memory };
-        const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad }, samples, resolved, prepared.coef, undefined);
+        const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad, memoryLoad }, samples, resolved, prepared.coef, undefined);
         const figures = runFigures({
           stepMs: sim.row.stepMs,
           plan,
@@ -320,18 +362,17 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
           flops: prepared.flops,
           gpus,
           peakFlops: gpu.peakFlops,
-          epochs: 1,
+          epochs: run.epochs,
         });
-        Object.assign(c, { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, steps: plan.steps, samplesPerStep: figures.samplesPerStep, tokensPerS: figures.tokensPerS, mfu: figures.mfu });
+        Object.assign(c, { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, steps: plan.steps, hours: figures.hours, totalGpuHours: figures.gpuHours, samplesPerStep: figures.samplesPerStep, tokensPerS: figures.tokensPerS, mfu: figures.mfu });
       }
     } catch (error) {
       c.error = inGiB((error as Error).message);
     }
     out.push(c);
-    tick();
+    done += 1;
+    report('evaluating layouts');
   }
-  // Data plans that were never needed (no layout for that micro-batch size) still count.
-  while (done < total) tick();
   out.sort((a, b) => (a.gpuHours ?? Infinity) - (b.gpuHours ?? Infinity) || a.tp - b.tp || a.pp - b.pp || a.samplesPerPack - b.samplesPerPack);
   return out;
 }

@@ -16,6 +16,7 @@ import {
   partitionStages,
   vlmStageProblem,
   type CalibrationResult,
+  type MicroBatchLoad,
   type StagePlan,
   type StageProblem,
 } from '../model/index';
@@ -35,6 +36,8 @@ export interface Config {
   given?: { lastLayers: number[]; recomputeLayers: number[] };
   /** The plan's mean micro-batch load, when already known. */
   meanLoad?: MicroBatchLoadFigures;
+  /** The plan's heaviest micro-batch load (`heaviestMicroBatchLoad`), when already known. */
+  memoryLoad?: MicroBatchLoad;
 }
 
 /** @internal A simulated configuration. */
@@ -46,6 +49,9 @@ export interface Simulated {
   stageMemory: StageMemory[];
   timeline: Timeline;
 }
+
+/** The load of an empty micro-batch slot (a rank with fewer micro-batches than the step's accumulation). */
+const EMPTY_SLOT: MicroBatchLoadFigures = { tiles: 0, tokens: 0, sumSqLen: 0 };
 
 /** @internal Plans the stages of one configuration and simulates its steps. */
 export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coefficients, baselineGpuHours: number | undefined): Simulated {
@@ -64,7 +70,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     load,
     recompute: cfg.recompute,
     // Memory for the schedule's in-flight counts and the plan's heaviest micro-batch.
-    memoryLoad: heaviestMicroBatchLoad(cfg.plan, s),
+    memoryLoad: cfg.memoryLoad ?? heaviestMicroBatchLoad(cfg.plan, s),
     schedule: o.schedule,
     virtualStages: o.virtualStages,
   });
@@ -140,18 +146,19 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
       for (let a = 0; a < m; a++) {
         const k = plan.rankOffsets[i] + a;
         const real = k < plan.rankOffsets[i + 1];
-        const l = real ? microBatchLoad(plan, s, k) : { tiles: 0, tokens: 0, sumSqLen: 0 };
+        const l = real ? microBatchLoad(plan, s, k) : EMPTY_SLOT;
         tok += l.tokens;
         tiles += l.tiles;
+        const at = (r * m + a) * pp;
         for (let si = 0; si < pp; si++) {
           const c = stageCoef[si];
-          // An empty slot costs nothing; a micro-batch adds the stage's fixed cost.
-          const [ff, fb, fr] = real ? [c.f, c.bf, c.rf] : [0, 0, 0];
-          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen + ff;
-          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen + fr;
-          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen + fb;
-          fwd[(r * m + a) * pp + si] = Math.max(f, 0);
-          bwd[(r * m + a) * pp + si] = Math.max(b + rf, 0);
+          // An empty slot costs nothing; a micro-batch adds the stage's fixed cost (no
+          // per-slot arrays: this runs steps x dp x accum x pp times per configuration).
+          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen + (real ? c.f : 0);
+          const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen + (real ? c.rf : 0);
+          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen + (real ? c.bf : 0);
+          fwd[at + si] = Math.max(f, 0);
+          bwd[at + si] = Math.max(b + rf, 0);
         }
       }
       tokensPerRank.push(tok);

@@ -26,16 +26,15 @@ function rotl(x: number, k: number): number {
 
 /** The deterministic generator every TypeScript twin draws from. */
 export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
+  // The four state words in a typed array: as object fields, words of 2^31 and above were boxed
+  // numbers, and each draw allocated (~6x slower; 1.2M synthetic samples draw 7.2M words).
+  private readonly s = new Uint32Array(4);
 
   /** A generator in a raw state; the all-zero state becomes `[1, 0, 0, 0]`. */
   static fromState(state: readonly [number, number, number, number]): Rng {
     const rng = new Rng(0);
-    [rng.s0, rng.s1, rng.s2, rng.s3] = state.map((x) => x >>> 0) as [number, number, number, number];
-    if ((rng.s0 | rng.s1 | rng.s2 | rng.s3) === 0) rng.s0 = 1;
+    rng.s.set(state.map((x) => x >>> 0));
+    if ((rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3]) === 0) rng.s[0] = 1;
     return rng;
   }
 
@@ -52,20 +51,19 @@ export class Rng {
 
   /** Seeds from a safe-integer seed (checked by callers). */
   constructor(seed: number) {
-    const [a, b] = Rng.seedWords(BigInt(seed));
-    this.s0 = a[0];
-    this.s1 = a[1];
-    this.s2 = b[0];
-    this.s3 = b[1];
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
+    this.seed(BigInt(seed));
   }
 
   private static fromBigSeed(seed: bigint): Rng {
     const rng = new Rng(0);
-    const [a, b] = Rng.seedWords(seed);
-    [rng.s0, rng.s1, rng.s2, rng.s3] = [a[0], a[1], b[0], b[1]];
-    if ((rng.s0 | rng.s1 | rng.s2 | rng.s3) === 0) rng.s0 = 1;
+    rng.seed(seed);
     return rng;
+  }
+
+  private seed(seed: bigint): void {
+    const [a, b] = Rng.seedWords(seed);
+    this.s.set([a[0], a[1], b[0], b[1]]);
+    if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
   }
 
   private static seedWords(seed: bigint): [[number, number], [number, number]] {
@@ -77,14 +75,17 @@ export class Rng {
 
   /** The next 32 random bits, as an unsigned integer. */
   nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
-    const t = (this.s1 << 9) >>> 0;
-    this.s2 = (this.s2 ^ this.s0) >>> 0;
-    this.s3 = (this.s3 ^ this.s1) >>> 0;
-    this.s1 = (this.s1 ^ this.s2) >>> 0;
-    this.s0 = (this.s0 ^ this.s3) >>> 0;
-    this.s2 = (this.s2 ^ t) >>> 0;
-    this.s3 = rotl(this.s3, 11);
+    const s = this.s;
+    const s0 = s[0];
+    const s1 = s[1];
+    const result = Math.imul(rotl(Math.imul(s1, 5) >>> 0, 7), 9) >>> 0;
+    const t = s1 << 9;
+    const s2 = s[2] ^ s0;
+    const s3 = s[3] ^ s1;
+    s[1] = s1 ^ s2;
+    s[0] = s0 ^ s3;
+    s[2] = s2 ^ t;
+    s[3] = (s3 << 11) | (s3 >>> 21);
     return result;
   }
 

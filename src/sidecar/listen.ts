@@ -10,6 +10,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { ErrorCodes, omnibalError } from '../errors';
+import { outputError } from '../io/output-error';
 import { SidecarCodes } from './errors';
 
 /** A parsed `--listen`. */
@@ -104,15 +105,30 @@ export function serverToken(env: NodeJS.ProcessEnv = process.env): string {
   return randomBytes(32).toString('hex');
 }
 
-/** Writes `{"listen", "token", "pid"}` to `file`, created anew with mode 0600. */
+/**
+ * Writes `{"listen", "token", "pid"}` to `file`, created anew with mode 0600; a place it cannot
+ * write (missing folder, a directory, no permission) is an `ERR_OMNIBAL_OUTPUT` error naming it.
+ */
 export function writeTokenFile(file: string, listen: string, token: string): void {
+  // A directory is never removed or written into (the exclusive create would say EEXIST).
+  let directory = false;
+  try {
+    directory = fs.statSync(file).isDirectory();
+  } catch {
+    // not there, or not reachable: the write below says why
+  }
+  if (directory) throw outputError(file, { code: 'EISDIR' }, 'the token file');
   try {
     fs.unlinkSync(file);
   } catch {
     // not there
   }
-  fs.writeFileSync(file, `${JSON.stringify({ listen, token, pid: process.pid })}\n`, { mode: 0o600, flag: 'wx' });
-  fs.chmodSync(file, 0o600);
+  try {
+    fs.writeFileSync(file, `${JSON.stringify({ listen, token, pid: process.pid })}\n`, { mode: 0o600, flag: 'wx' });
+    fs.chmodSync(file, 0o600);
+  } catch (error) {
+    throw outputError(file, error, 'the token file');
+  }
 }
 
 /** Constant-time token comparison. */

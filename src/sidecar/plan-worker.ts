@@ -15,12 +15,18 @@ import { searchLayouts, type LayoutSearchOptions } from '../plan/layout';
 function searchLayout(params: LayoutSearchOptions & { synthetic?: number }) {
   const { synthetic, ...options } = params;
   const samples = syntheticSamples(synthetic ?? DEFAULT_RUN.samples, options.seed ?? 0);
-  const layouts = searchLayouts({ ...options, samples, onProgress: (done, total) => parentPort!.postMessage({ progress: [done, total] }) });
+  // Posted when the count of candidates evaluated moves (the phases in between are not sent).
+  let posted = -1;
+  const onProgress = (done: number, total: number) => {
+    if (done !== posted) parentPort!.postMessage({ progress: [done, total] });
+    posted = done;
+  };
+  const layouts = searchLayouts({ ...options, samples, onProgress });
   // No tp x pp of the lists divides the GPUs: an error, not an empty ranking without its global batch.
   if (layouts.length === 0) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `no layout: no tp in tps x pp in pps divides gpus (${options.gpus ?? DEFAULT_RUN.cluster.gpus})`);
   }
-  return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples, layouts };
+  return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples, epochs: layouts[0]?.epochs, layouts };
 }
 
 parentPort!.on('message', (params: unknown) => {

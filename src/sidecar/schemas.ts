@@ -249,6 +249,7 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
       simulatedSteps: count(256),
       schedule: { enum: ['gpipe', '1f1b', 'interleaved'] },
       virtualStages: count(64),
+      epochs: { type: 'number', exclusiveMinimum: 0, maximum: 1e6 },
       calibration,
     },
     additionalProperties: false,

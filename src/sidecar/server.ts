@@ -20,6 +20,7 @@ import { batchMetrics, planBatchesAsync, type Samples } from '../data/index';
 import { formatOf, readSamples, type SamplesFormat } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
 import { searchStages, type StageSearch } from '../model/search';
+import { layoutCandidates } from '../plan/layout';
 import { simulateStep } from '../simulate/index';
 import { version } from '../package';
 import { encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, RawJson, toU32 } from './codec';
@@ -584,7 +585,8 @@ export class Session {
       }
       case 'searchLayout': {
         // On a pool worker like `plan`: bounded by the pool, cancelled by terminating the worker.
-        progress(0, 1);
+        // Progress counts the candidate layouts from the first notification (0 of them, queued).
+        progress(0, Math.max(1, layoutCandidates(p).length));
         return this.pooled(control, (c) => this.ctx.workers.run({ method: 'searchLayout', params: p }, c, progress));
       }
       case 'search.ask': {
@@ -669,6 +671,7 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   });
   let stopping = false;
   let listening = false;
+  let tokenWritten = false;
   // A second signal while stopping ends at once, with the shell's status for that signal
   // (128 + its number: 130 for SIGINT, 143 for SIGTERM), not the status of a failure; the socket
   // and token files are removed first.
@@ -681,7 +684,8 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   };
   const removeFiles = () => {
     if (where.kind === 'unix') fs.rmSync(where.path, { force: true });
-    if (options.tokenFile) fs.rmSync(options.tokenFile, { force: true });
+    // Only a token file this server wrote (a failed write leaves whatever was there alone).
+    if (options.tokenFile && tokenWritten) fs.rmSync(options.tokenFile, { force: true });
   };
   const finish = () => {
     process.removeListener('SIGTERM', onSignal);
@@ -736,7 +740,10 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     }
     const a = server.address();
     listen = where.kind === 'unix' ? where.path : typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : spec;
-    if (options.tokenFile && token) writeTokenFile(options.tokenFile, listen, token);
+    if (options.tokenFile && token) {
+      writeTokenFile(options.tokenFile, listen, token);
+      tokenWritten = true;
+    }
   } catch (error) {
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);

@@ -1,0 +1,77 @@
+// Every file the CLI writes (plan --out / --report, with and without --search-layout, serve
+// --token-file): a write that fails (missing folder, a directory, a full device, a read-only
+// folder) is one line naming the path with ERR_OMNIBAL_OUTPUT and exit 2, never a stack trace,
+// ERR_OMNIBAL_PARSE (that code is for reading) or exit 0.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { cli } from './helpers';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-output-'));
+test.after.always(() => {
+  chmodSync(path.join(dir, 'read-only'), 0o755);
+  rmSync(dir, { recursive: true, force: true });
+});
+const readOnly = path.join(dir, 'read-only');
+mkdirSync(readOnly, { mode: 0o555 });
+// Root writes into a read-only folder anyway: that case only means something for other users.
+const permissionsHold = process.getuid?.() !== 0 && process.platform !== 'win32';
+
+function omnibal(args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const places: [string, string, RegExp][] = [
+  ['a missing folder', path.join(dir, 'no-such', 'f'), /\(the folder .*no-such does not exist\)/],
+  ['a directory', dir, /\(it is a directory\)/],
+  ...(process.platform === 'linux' ? ([['a full device', '/dev/full', /\(ENOSPC\)/]] as [string, string, RegExp][]) : []),
+  ...(permissionsHold ? ([['a read-only folder', path.join(readOnly, 'f'), /\(permission denied\)/]] as [string, string, RegExp][]) : []),
+];
+
+const small = ['--synthetic', '20000', '--simulated-steps', '1'];
+const search = ['--search-layout', '--gpus', '8', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4'];
+
+for (const [flag, searching] of [
+  ['--out', false],
+  ['--report', false],
+  ['--out', true],
+  ['--report', true],
+] as [string, boolean][]) {
+  test(`plan${searching ? ' --search-layout' : ''} ${flag} into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 2`, (t) => {
+    for (const [what, file, why] of places) {
+      const r = omnibal(['plan', ...small, ...(searching ? search : []), flag, file]);
+      t.is(r.status, 2, `${what}: ${r.stderr}`);
+      t.regex(r.stderr, new RegExp(`^omnibal: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot write ${why.source} \\[ERR_OMNIBAL_OUTPUT\\]\\n$`), what);
+      t.notRegex(r.stderr, /    at /, what);
+    }
+  });
+}
+
+test('serve --token-file into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 2, nothing removed', (t) => {
+  for (const [what, file, why] of places.filter(([w]) => w !== 'a full device')) {
+    const r = spawnSync(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--token-file', file], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, OMNIBAL_TOKEN: undefined } });
+    t.is(r.status, 2, `${what}: ${r.stderr}`);
+    t.regex(r.stderr, new RegExp(`^omnibal: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot write the token file ${why.source} \\[ERR_OMNIBAL_OUTPUT\\]\\n$`), what);
+    t.notRegex(r.stderr, /    at /, what);
+  }
+  t.true(existsSync(dir), 'a directory given as the token file is left alone');
+});
+
+// stdout itself: a full device is a coded error too (an early-closed pipe is quiet: see plan.spec.ts).
+(process.platform === 'linux' ? test : test.skip)('every command writing to a full stdout: ERR_OMNIBAL_OUTPUT, exit 2, no stack trace', (t) => {
+  for (const args of [
+    ['doctor'],
+    ['doctor', '--json'],
+    ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '32', '--text-per-micro-batch', '5000', '--vision-per-micro-batch', '18'],
+    ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '32', '--text-per-micro-batch', '5000', '--vision-per-micro-batch', '18', '--json'],
+    ['plan', ...small],
+    ['plan', ...small, '--json'],
+  ]) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" ${args.join(' ')} > /dev/full`], { encoding: 'utf8', timeout: 120_000 });
+    t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.is(r.stderr, 'omnibal: stdout: cannot write (ENOSPC) [ERR_OMNIBAL_OUTPUT]\n', args.join(' '));
+  }
+});
