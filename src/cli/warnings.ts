@@ -45,3 +45,11 @@ export function planWarnings(plan: BatchPlan, metrics: BatchMetrics, total: numb
   }
   return warnings;
 }
+
+/**
+ * A calibration's warnings as the CLI prints them (stderr and the JSON's `warnings`): the
+ * file's fields named under its flag, `--calibration.layers[3].forwardMs`, as its errors are.
+ */
+export function calibrationWarningsForCli(warnings: readonly string[]): string[] {
+  return warnings.map((w) => w.replace(/(?<![\w.-])calibration(?=[.[])/g, '--calibration'));
+}
