@@ -106,12 +106,13 @@ export function checkCalibration(doc: unknown): void {
 export const MIN_LAYER_MS = 1e-3;
 
 /**
- * A layer measured this many times slower at a load of less work than at a load of more (same
- * layer kind) is rejected: timing noise on a shared machine moves medians by tens of percent,
- * not by half (swapped loads or times, or a file spliced from two runs). Above
- * {@link SLOWER_AT_LESS_WORK_WARN} it is a warning.
+ * A layer measured more than this many times slower at a load of less work than at a load of
+ * more (same layer kind) is rejected: timing noise on a shared machine moves a median by tens
+ * of percent and a burst of load can double a median of two repeats, but three times is swapped
+ * loads or times, or a file spliced from two runs. Above {@link SLOWER_AT_LESS_WORK_WARN} it is
+ * a warning.
  */
-export const SLOWER_AT_LESS_WORK_REJECT = 1.5;
+export const SLOWER_AT_LESS_WORK_REJECT = 3;
 
 /** A layer measured more than this many times slower at less work than at more is a warning (noise, or a kernel choice at a small shape). */
 export const SLOWER_AT_LESS_WORK_WARN = 1.05;
