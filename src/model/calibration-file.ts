@@ -45,7 +45,7 @@ export const CALIBRATION_FILE_SCHEMA = {
       items: {
         type: 'object',
         required: ['index', 'forwardMs'],
-        properties: { index: u32, forwardMs: { type: 'number', exclusiveMinimum: 0, maximum: 1e30 }, load },
+        properties: { index: u32, forwardMs: { type: 'number', maximum: 1e30 }, load },
       },
     },
     stageMemory: {
