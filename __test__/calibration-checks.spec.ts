@@ -58,6 +58,9 @@ const REJECTED: [string, Doc, string, string][] = [
   ['a denormal time', withTime(vitBig, 5e-324), 'ERR_OMNIBAL_INVALID_OPTIONS', `calibration.layers[${vitBig}].forwardMs`],
   ['a time below the 1 us floor', withTime(vitSmall, MIN_LAYER_MS / 2), 'ERR_OMNIBAL_INVALID_OPTIONS', `calibration.layers[${vitSmall}].forwardMs`],
   ['a time of 0', withTime(vitBig, 0), 'ERR_OMNIBAL_INVALID_OPTIONS', `calibration.layers[${vitBig}].forwardMs`],
+  ['a time of 1e30 ms', withTime(vitSmall, 1e30), 'ERR_OMNIBAL_INVALID_OPTIONS', `calibration.layers[${vitSmall}].forwardMs`],
+  // Under a day each, but a million times slower than the peak per FLOP: no efficiency the model takes.
+  ['times no cost per FLOP explains', { schema: 'omnibal.calibration/1', load: big, layers: [{ index: 1, forwardMs: 8e7 }] }, 'ERR_OMNIBAL_INVALID_OPTIONS', 'calibration.layers[0].forwardMs'],
   [
     'a layer far slower at the smaller load',
     withTime(vitSmall, at(big)[1] * (SLOWER_AT_LESS_WORK_REJECT + 0.5)),
@@ -99,7 +102,7 @@ const WARNED: [string, Doc, RegExp][] = [
   [
     'a time faster than the GPU peak',
     { schema: 'omnibal.calibration/1', load: big, layers: [{ index: 7, forwardMs: atPeak / 2 }] },
-    /^calibration\.layers\[0\]\.forwardMs: .* ms is faster than the llm layer's FLOPs allow at the GPU's peak \(.* ms at 100% efficiency, 8 tiles, 40 tokens\)/,
+    /^calibration\.layers\[0\]\.forwardMs \(.* ms\) is faster than the llm layer's FLOPs allow at the GPU's peak \(.* ms at 100% efficiency, 8 tiles, 40 tokens\)/,
   ],
 ];
 

@@ -106,6 +106,18 @@ export function checkCalibration(doc: unknown): void {
 export const MIN_LAYER_MS = 1e-3;
 
 /**
+ * The longest forward time a measured layer can have, ms: one day. A profile times each layer
+ * many times over; a larger figure is a unit slip (ns written as ms), not a measurement.
+ */
+export const MAX_LAYER_MS = 86_400_000;
+
+/**
+ * The least efficiency a fit may give a kind with FLOPs (the model's floor on an efficiency): a
+ * fit below it is times that no cost per FLOP explains (see {@link checkFittedCosts}).
+ */
+export const MIN_FITTED_EFFICIENCY = 1e-6;
+
+/**
  * A layer measured more than this many times slower at a load of less work than at a load of
  * more (same layer kind) is rejected: timing noise on a shared machine moves a median by tens
  * of percent and a burst of load can double a median of two repeats, but three times is swapped
@@ -161,10 +173,10 @@ const loadWords = (l: FileLoad) => `${l.tiles} tiles, ${l.tokens} tokens`;
  * @param doc - the calibration, already checked by {@link checkCalibration}
  * @param callerLoad - the load of layers with no `load` of their own when the file has none
  * @param workAt - the model at a load (the caller caches it per load)
- * @returns the warnings, one line each
+ * @returns the warnings, one line each, and the kind of each measured layer
  * @throws a coded error naming the first bad field
  */
-export function checkMeasurements(doc: MeasuredFile, callerLoad: FileLoad, workAt: (load: FileLoad) => LayerWork): string[] {
+export function checkMeasurements(doc: MeasuredFile, callerLoad: FileLoad, workAt: (load: FileLoad) => LayerWork): { warnings: string[]; kinds: string[] } {
   const warnings: string[] = [];
   const layers = doc.layers ?? [];
   interface Point {
@@ -180,6 +192,9 @@ export function checkMeasurements(doc: MeasuredFile, callerLoad: FileLoad, workA
     const load = l.load ?? doc.load ?? callerLoad;
     const work = workAt(load);
     if (l.index >= work.kinds.length) throw outOfRange(`${field}.index`, `${l.index} is not a layer of the model (it has ${work.kinds.length}, 0 to ${work.kinds.length - 1})`);
+    if (l.forwardMs > MAX_LAYER_MS) {
+      throw invalidOptions(`${field}.forwardMs is ${l.forwardMs} ms, over ${MAX_LAYER_MS} ms (one day) for one layer's forward: not a measurement (ns or µs written as ms?)`);
+    }
     if (!(l.forwardMs >= MIN_LAYER_MS)) {
       throw invalidOptions(
         `${field}.forwardMs is ${l.forwardMs} ms, below ${MIN_LAYER_MS} ms (1 µs), faster than any layer runs (one kernel launch takes several µs): not a measurement (seconds written as ms?)`,
@@ -189,7 +204,7 @@ export function checkMeasurements(doc: MeasuredFile, callerLoad: FileLoad, workA
     const x = work.msAtPeak[l.index];
     if (x > 0 && l.forwardMs < x) {
       warnings.push(
-        `${field}.forwardMs: ${ms(l.forwardMs)} ms is faster than the ${kind} layer's FLOPs allow at the GPU's peak (${ms(x)} ms at 100% efficiency, ${loadWords(load)}), so its fitted efficiency exceeds 1: is the GPU preset the device it was measured on?`,
+        `${field}.forwardMs (${ms(l.forwardMs)} ms) is faster than the ${kind} layer's FLOPs allow at the GPU's peak (${ms(x)} ms at 100% efficiency, ${loadWords(load)}), so its fitted efficiency exceeds 1: is the GPU preset the device it was measured on?`,
       );
     }
     points.push({ j, kind, x, t: l.forwardMs, load });
@@ -241,5 +256,28 @@ export function checkMeasurements(doc: MeasuredFile, callerLoad: FileLoad, workA
       );
     }
   }
-  return warnings;
+  return { warnings, kinds: points.map((p) => p.kind) };
+}
+
+/**
+ * Checks the fit of each measured kind: a cost per FLOP below {@link MIN_FITTED_EFFICIENCY} of
+ * the GPU's peak, or a fixed cost that is not a finite number, is an error naming the
+ * measurements it came from (the file's fields), not the fitted quantity.
+ *
+ * @param kinds - the kind of each measured layer (from {@link checkMeasurements})
+ * @param kindNames - the kinds in fit order
+ * @param efficiency - the fitted efficiency of each kind (NaN: not measured)
+ * @param overheadMs - the fitted fixed cost of each kind
+ * @throws `ERR_OMNIBAL_INVALID_OPTIONS` naming the kind's measured times
+ */
+export function checkFittedCosts(kinds: readonly string[], kindNames: readonly string[], efficiency: ArrayLike<number>, overheadMs: ArrayLike<number>): void {
+  kindNames.forEach((kind, k) => {
+    if (Number.isNaN(efficiency[k])) return;
+    if (efficiency[k] >= MIN_FITTED_EFFICIENCY && Number.isFinite(efficiency[k]) && overheadMs[k] >= 0 && Number.isFinite(overheadMs[k])) return;
+    const js = kinds.flatMap((x, j) => (x === kind ? [j] : []));
+    const others = js.length > 1 ? ` and the other ${kind} times (calibration.layers[${js.slice(1).join('], [')}])` : '';
+    throw invalidOptions(
+      `calibration.layers[${js[0]}].forwardMs${others} fit no cost the model takes (slower per FLOP than ${MIN_FITTED_EFFICIENCY} of the GPU's peak): is the GPU preset the device measured, and are the times in ms?`,
+    );
+  });
 }

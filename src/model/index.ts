@@ -12,7 +12,7 @@ import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
 import { invalidOptions, invalidType } from '../errors';
 import { describeValue, expectNumber } from '../validate';
-import { checkCalibration, checkMeasurements, type LayerWork } from './calibration-file';
+import { checkCalibration, checkFittedCosts, checkMeasurements, type LayerWork } from './calibration-file';
 import { gpuPreset, modelPreset } from './presets';
 import { LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
 import type { Recompute } from './stages';
@@ -605,7 +605,7 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
   const layers = m.layers ?? [];
   const base = m.load ?? options.load;
   const work = new Map<string, LayerWork>();
-  const warnings = checkMeasurements(m, options.load, (l) => {
+  const { warnings, kinds: measuredKinds } = checkMeasurements(m, options.load, (l) => {
     const key = `${l.tiles},${l.tokens},${l.sumSqLen}`;
     let w = work.get(key);
     if (!w) {
@@ -632,6 +632,7 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
     stageMemory: Float64Array.from(stages.flatMap((s) => [s.fullRecomputeBytes, s.noRecomputeBytes])),
   });
   const e = out.efficiency;
+  checkFittedCosts(measuredKinds, LAYER_KINDS, e, out.overheadMs);
   const pick = (k: number, old: number) => (Number.isNaN(e[k]) ? old : e[k]);
   const layerCost: Partial<Record<LayerKind, LayerCost>> = { ...g.layerCost };
   LAYER_KINDS.forEach((k, i) => {
