@@ -180,7 +180,7 @@ test('CLI: a warned calibration exits 0 with the warning on stderr and in the JS
   t.false('warnings' in JSON.parse(r.stdout));
 });
 
-test('sidecar: the same rules (stage bytes of 0 accepted, absurd times rejected naming the field, warnings in the plan)', async (t) => {
+test('sidecar: the same rules (stage bytes of 0 accepted, absurd times rejected naming the field, warnings in plan and searchLayout)', async (t) => {
   const child = spawnServe([]);
   const h = new LineClient(child.stdin!, child.stdout!);
   t.teardown(() => {
@@ -203,4 +203,13 @@ test('sidecar: the same rules (stage bytes of 0 accepted, absurd times rejected 
   t.falsy(w.error, what);
   t.is(w.result.warnings.length, 1, what);
   t.regex(w.result.warnings[0], re, what);
+  const search = { model: 'tiny-vlm', gpu: 'cpu', gpus: 4, globalBatchSamples: 32, synthetic: 2000, tps: [1], pps: [2], samplesPerPacks: [4], simulatedSteps: 1 };
+  const s = await h.call('searchLayout', { ...search, calibration: doc }, 120_000);
+  t.falsy(s.error, JSON.stringify(s.error));
+  t.is(s.result.warnings.length, 1, what);
+  t.regex(s.result.warnings[0], re, what);
+  t.false('warnings' in (await h.call('searchLayout', { ...search, calibration: profiled() }, 120_000)).result);
+  const bad = await h.call('searchLayout', { ...search, calibration: REJECTED[0][1] }, 120_000);
+  t.is(bad.error?.data?.code, REJECTED[0][2]);
+  t.true(bad.error!.message.includes(REJECTED[0][3]), bad.error!.message);
 });
