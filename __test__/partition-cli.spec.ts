@@ -111,7 +111,7 @@ test('messages name the flag: missing --pp, --model with --layers, overflowing t
   writeFileSync(cal, JSON.stringify({ layers: [{ index: 60, forwardMs: 0 }] }));
   const c = omnibal([...base, '--calibration', cal]);
   t.is(c.status, 2);
-  t.regex(c.stderr, /measured forwardMs of layer 60 must be > 0/);
+  t.regex(c.stderr, /^omnibal: --calibration\.layers\[0\]\.forwardMs is 0 ms, below 0\.001 ms \(1 µs\).* \[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
 });
 
 test('flags that size a model preset conflict with --layers; --pp past the model\'s layers names --pp', (t) => {

@@ -82,6 +82,9 @@ def _defaults(a):
         raise profile.UsageError("--dtype must be one of %s" % ", ".join(profile.DTYPES))
     if min(a.tiles, a.check_tiles) < 0 or min(a.tokens, a.check_tokens, a.repeats, a.check_samples) < 1:
         raise profile.UsageError("loads and --repeats must be positive")
+    if min(a.tiles, a.check_tiles) < 1:
+        # The check covers every layer kind; the vision layers do no work at 0 tiles (the profiler skips them there).
+        raise profile.UsageError("--tiles and --check-tiles must be >= 1: the check times the vision layers too")
     try:
         blocks.load_spec(a.model)
         profile.load_gpu(a.gpu)

@@ -18,6 +18,10 @@
    Measured: the iteration's wall time (the slower process). Predicted: the partition's
    ``objectiveMs``. The losses of every split are compared (same weights, same data).
 
+A model whose mini-run would take more than half of the machine's memory or 30 minutes of
+CPU time (``internvl-chat-1.5``: 26B parameters, ~400 GB in fp32 across the two processes) is
+refused before anything is built, exit 2 with the estimate, unless ``--allow-large-model``.
+
 Every measured figure is the median over ``--repeats`` runs after one warm-up. Output: JSON
 ``{"runs": [{"name", "predictedMs", "measuredMs", ...}], "speedups": {...}, ...}`` with
 ``--json``, else a table. Needs PyTorch and the built CLI (``dist/src/cli/main.js``).
@@ -54,8 +58,70 @@ GPU = "cpu"
 TOKEN_SCALE = 64
 
 
+#: Per-thread CPU speed the size guard assumes for its time estimate, FLOP/s (tiny-vlm's blocks
+#: reach 2 to 10 GFLOP/s per thread on this project's machines; a larger model's wider blocks a
+#: little more). Used for the estimate only, never for a prediction.
+ASSUMED_CPU_FLOPS = 1e10
+#: The longest mini-run the size guard lets start without ``--allow-large-model``, s.
+MAX_RUN_S = 1800.0
+#: The share of the machine's memory the mini-run's two processes may take without the flag.
+MAX_MEMORY_SHARE = 0.5
+
+
 class UsageError(Exception):
     """A bad flag (the CLI prints it on one line and exits 2)."""
+
+
+def layer_params(spec, kind):
+    """Parameters of one layer of ``kind`` (weights of the matrices; norms and biases left out)."""
+    vit, llm = spec["vit"], spec["llm"]
+
+    def block(t):
+        h, d = t["hidden"], t["hidden"] / t["heads"]
+        return 2 * h * h + 2 * h * t["kvHeads"] * d + (3 if t["gated"] else 2) * h * t["ffn"]
+
+    return {"vit-embed": 3 * spec["patch"] ** 2 * vit["hidden"], "vit": block(vit) if kind == "vit" else 0, "projector": spec["projectorIn"] * llm["hidden"] + llm["hidden"] ** 2,
+            "embed": llm["vocab"] * llm["hidden"], "llm": block(llm) if kind == "llm" else 0, "head": llm["hidden"] * llm["vocab"]}[kind]
+
+
+def run_estimate(spec, steps, accum, per_pack, pp_micro, repeats, machine_bytes=None):
+    """What a mini-run of ``spec`` costs on this machine, for the size guard: ``params``,
+    ``bytes`` (fp32 weights and gradients of the whole model in each of the 2 processes: data
+    parallelism holds it whole), ``seconds`` (CPU time of each process at
+    :data:`ASSUMED_CPU_FLOPS`: forward + backward, 3 x the forward FLOPs, of every micro-batch it
+    runs, warm-ups included, at a micro-batch of 2 tiles and 16 text tokens per sample) and
+    ``machineBytes`` (physical memory)."""
+    kinds = blocks.layer_kinds(spec)
+    params = sum(layer_params(spec, k) for k in kinds)
+    from .profile import model_forward_flops  # the cost model's FLOPs (tested equal to it)
+
+    tiles = 2 * per_pack
+    tokens = per_pack * (2 * spec["llmTokensPerTile"] + 16)
+    step_flops = 3 * sum(model_forward_flops(spec, k, tiles, tokens, per_pack * (tokens // per_pack) ** 2) for k in kinds)
+    # Data parallel: 2 plans x (warm-up + repeats) x steps x accum micro-batches per process;
+    # pipeline: 3 splits x (warm-up + repeats) x micro-batches, half the model per process.
+    passes = 2 * (1 + repeats) * steps * accum + 3 * (1 + repeats) * pp_micro / 2.0
+    if machine_bytes is None:
+        machine_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"params": params, "bytes": 2 * 8 * params, "seconds": passes * step_flops / ASSUMED_CPU_FLOPS, "machineBytes": machine_bytes}
+
+
+def check_size(model, estimate, allow):
+    """Refuses (:class:`UsageError`) a model whose mini-run would take more than
+    :data:`MAX_MEMORY_SHARE` of the machine's memory or :data:`MAX_RUN_S` of CPU time, unless
+    ``allow``; returns the line that describes the estimate."""
+    e = estimate
+    what = "%s has %.3g billion parameters: its mini-run needs about %.1f GB (fp32 weights and gradients in each of 2 processes; this machine has %.1f GB) and about %s of CPU time per process (estimated at %.0f GFLOP/s per thread)" % (
+        model, e["params"] / 1e9, e["bytes"] / 1e9, e["machineBytes"] / 1e9, _duration(e["seconds"]), ASSUMED_CPU_FLOPS / 1e9)
+    too_big = e["bytes"] > MAX_MEMORY_SHARE * e["machineBytes"] or e["seconds"] > MAX_RUN_S
+    if too_big and not allow:
+        raise UsageError("%s, more than this machine should give a CPU mini-run (%d%% of its memory, %d minutes); the mini-run is meant for tiny-vlm: pass --allow-large-model to run it anyway" % (
+            what, 100 * MAX_MEMORY_SHARE, MAX_RUN_S / 60))
+    return what if too_big else None
+
+
+def _duration(s):
+    return "%.0f s" % s if s < 120 else "%.0f minutes" % (s / 60) if s < 7200 else "%.0f hours" % (s / 3600) if s < 172800 else "%.0f days" % (s / 86400)
 
 
 def lengths_dirs():
@@ -571,6 +637,7 @@ def _parser():
     p.add_argument("--profile-repeats", type=int, default=5, help="timed runs per profiled layer (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="write one JSON object")
+    p.add_argument("--allow-large-model", action="store_true", help="run a model whose mini-run would take more than half of this machine's memory or 30 minutes of CPU time (refused otherwise, with the estimate)")
     return p
 
 
@@ -587,9 +654,13 @@ def main(argv=None):
             if not os.path.isfile(f):  # a FIFO or a device would block or never end
                 raise UsageError("--lengths %s: not a regular file" % f)
         try:
-            blocks.load_spec(a.model)
+            spec = blocks.load_spec(a.model)
         except KeyError as e:
             raise UsageError(e.args[0])
+        # Before anything is built: a 26B model on the CPU would swap the machine for days.
+        large = check_size(a.model, run_estimate(spec, a.steps, a.accum, a.samples_per_pack, a.pp_micro_batches, a.repeats), a.allow_large_model)
+        if large:
+            sys.stderr.write("omnibal.validate: --allow-large-model: running anyway: %s\n" % large)
         doc = validate(a.model, a.lengths, a.steps, a.accum, a.samples_per_pack, a.pp_micro_batches, a.pp_samples, a.repeats, a.profile_repeats, a.seed,
                        progress=lambda m: sys.stderr.write("omnibal.validate: %s\n" % m))
     except UsageError as e:

@@ -113,7 +113,7 @@ class ProfileCli(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="omnibal-profile-")
         cls.cal = os.path.join(cls.tmp, "cal.json")
-        cls.proc = py("omnibal.profile", "--model", "tiny-vlm", "--tiles", "6", "--tokens", "30", "--samples", "2", "--repeats", "2", "--warmup", "1", "--threads", "1", "--out", cls.cal)
+        cls.proc = py("omnibal.profile", "--model", "tiny-vlm", "--tiles", "6", "--tokens", "30", "--samples", "2", "--repeats", "3", "--warmup", "1", "--threads", "1", "--out", cls.cal)
 
     @classmethod
     def tearDownClass(cls):
@@ -177,6 +177,32 @@ class ProfileCli(unittest.TestCase):
             r = node(CLI, "plan", "--model", "tiny-vlm", "--gpu", "cpu", "--gpus", "4", "--pp", "2", "--synthetic", "400", "--simulated-steps", "2", "--json", *extra)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(json.loads(r.stdout)["replay"]["calibration"] is not None, bool(extra))
+
+    def test_a_text_only_profile_is_taken_by_the_cli_and_the_sidecar(self):
+        # --tiles 0: the vision layers have no input and do no work, so they are not timed (a
+        # vision kind timed only at 0 tiles is rejected: its cost per tile would be extrapolated
+        # from nothing); the rest is a calibration the CLI and the sidecar both take, with stage
+        # bytes of 0 (a stage that keeps nothing) as well.
+        cal = os.path.join(self.tmp, "text-only.json")
+        r = py("omnibal.profile", "--model", "tiny-vlm", "--tiles", "0", "--tokens", "20", "--repeats", "3", "--warmup", "1", "--threads", "1", "--out", cal)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("skipping vit.block.0 (vit): no tiles at any load, nothing to time", r.stderr)
+        with open(cal) as fh:
+            doc = json.load(fh)
+        self.assertEqual(sorted({l["kind"] for l in doc["layers"]}), ["embed", "head", "llm"])
+        self.assertTrue(all(l["load"]["tiles"] == 0 for l in doc["layers"]))
+        llm = blocks.layer_kinds(blocks.load_spec("tiny-vlm")).index("llm")
+        doc["stageMemory"].append({"firstLayer": llm, "lastLayer": llm, "inFlight": 1, "fullRecomputeBytes": 0, "noRecomputeBytes": 0})
+        with open(cal, "w") as fh:
+            json.dump(doc, fh)
+        r = node(CLI, "partition", "--model", "tiny-vlm", "--gpu", "cpu", "--calibration", cal, "--pp", "2", "--micro-batches", "4", "--vision-per-micro-batch", "2", "--text-per-micro-batch", "30", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = node(CLI, "plan", "--model", "tiny-vlm", "--gpu", "cpu", "--gpus", "4", "--pp", "2", "--synthetic", "400", "--simulated-steps", "1", "--json", "--calibration", cal)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        from omnibal.client import Client
+        with Client(timeout=120) as c:
+            got = c.call("plan", {"model": "tiny-vlm", "gpu": "cpu", "cluster": {"gpus": 4, "tp": 1, "pp": 2, "dp": 2}, "simulatedSteps": 1, "calibration": doc})
+        self.assertEqual(got["replay"]["calibration"]["stageMemory"][-1]["fullRecomputeBytes"], 0)
 
     def test_bad_flags_exit_2_with_one_line(self):
         for args in (["--model", "nope"], ["--model", "tiny-vlm", "--tiles", "x"], ["--model", "tiny-vlm", "--dtype", "int8"],
@@ -243,7 +269,8 @@ class GpuCheckCpuPath(unittest.TestCase):
             self.assertLessEqual(err, max(0.25 * x["checkMeasuredMs"], 0.15), x)
 
     def test_bad_flags_and_failures_exit_2_with_one_line(self):
-        for args in (["--dtype", "float16"], ["--threads", "100000"]):
+        # --tiles 0: the profiler skips the vision layers there, so the check could not fit them.
+        for args in (["--dtype", "float16"], ["--threads", "100000"], ["--tiles", "0"], ["--check-tiles", "0"]):
             r = py("omnibal.gpu_check", "--out", "/nonexistent/x", "--tiny", *args, timeout=60)
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,51 @@ class Inputs(unittest.TestCase):
         finally:
             validate.validate, sys.stderr = real, err
         self.assertEqual(ran, [], "nothing runs on a length file that is not a file")
+
+    def test_a_model_too_large_for_the_machine_is_refused_unless_asked(self):
+        # internvl-chat-1.5 is 26B parameters: a CPU mini-run would need ~400 GB and weeks.
+        # Refused before anything is built (exit 2, one line with the estimate), run with
+        # --allow-large-model (here a stub stands for the run), tiny-vlm never asked.
+        real, err, out = validate.validate, sys.stderr, sys.stdout
+        ran = []
+        validate.validate = lambda *a, **k: ran.append(a[0]) or {"runs": [], "speedups": {}}
+        try:
+            for model in ("internvl-chat-1.5", "llava-1.5-7b"):
+                sys.stderr = io.StringIO()
+                rc, text = validate.main(["--model", model, "--json"]), sys.stderr.getvalue()
+                self.assertEqual(rc, 2, text)
+                self.assertEqual(len(text.strip().splitlines()), 1, text)
+                self.assertRegex(text, r"^omnibal\.validate: %s has [\d.]+ billion parameters: its mini-run needs about [\d.]+ GB \(fp32 .*\) and about [\d.]+ (hours|days) of CPU time per process .*pass --allow-large-model to run it anyway\n$" % re.escape(model))
+            self.assertEqual(ran, [], "nothing runs on a model too large for the machine")
+            sys.stderr, sys.stdout = io.StringIO(), io.StringIO()
+            rc, text, output = validate.main(["--model", "internvl-chat-1.5", "--allow-large-model", "--json"]), sys.stderr.getvalue(), sys.stdout.getvalue()
+            self.assertEqual((rc, ran), (0, ["internvl-chat-1.5"]), text)
+            self.assertRegex(text, r"^omnibal\.validate: --allow-large-model: running anyway: internvl-chat-1\.5 has 25\.5 billion parameters")
+            self.assertEqual(json.loads(output)["runs"], [])
+            sys.stderr, sys.stdout = io.StringIO(), io.StringIO()
+            self.assertEqual(validate.main(["--json"]), 0)
+            self.assertEqual((ran[-1], sys.stderr.getvalue()), ("tiny-vlm", ""))
+        finally:
+            validate.validate, sys.stderr, sys.stdout = real, err, out
+
+    def test_the_size_guard_weighs_memory_and_time(self):
+        from omnibal import blocks
+
+        tiny, big = blocks.load_spec("tiny-vlm"), blocks.load_spec("internvl-chat-1.5")
+        e = validate.run_estimate(tiny, 2, 2, 2, 8, 3, machine_bytes=16 << 30)
+        self.assertAlmostEqual(e["params"] / 1.25e6, 1, delta=0.01)  # README: a 1.25M-parameter look-alike
+        self.assertEqual(e["bytes"], 16 * e["params"])
+        self.assertIsNone(validate.check_size("tiny-vlm", e, False))
+        # The same run on a machine of 16 MB: too little memory.
+        with self.assertRaises(validate.UsageError):
+            validate.check_size("tiny-vlm", dict(e, machineBytes=16 << 20), False)
+        # 26B on a machine of 4 TB: memory would do, the CPU time would not.
+        e = validate.run_estimate(big, 2, 2, 2, 8, 3, machine_bytes=4 << 40)
+        self.assertAlmostEqual(e["params"] / 25.5e9, 1, delta=0.02)
+        self.assertGreater(e["seconds"], validate.MAX_RUN_S)
+        with self.assertRaisesRegex(validate.UsageError, "days of CPU time"):
+            validate.check_size("internvl-chat-1.5", e, False)
+        self.assertRegex(validate.check_size("internvl-chat-1.5", e, True), "^internvl-chat-1.5 has 25.5 billion parameters")
 
     def test_a_failed_or_interrupted_run_is_one_line_not_a_traceback(self):
         from torch.multiprocessing.spawn import ProcessExitedException

@@ -29,6 +29,7 @@ import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 import { runInterleavedPartition } from './partition-chunks';
 import { writeStdout } from './output';
+import { calibrationWarningsForCli } from './warnings';
 
 interface PartitionFlags extends MemoryFlags {
   model?: string;
@@ -165,7 +166,7 @@ function loadsOf(flags: PartitionFlags): Loads {
   return { load, memoryLoad, memoryFrom };
 }
 
-function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string } {
+function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string; warnings: string[] } {
   if (flags.layers && flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--model and --layers conflict: give one (a --layers file carries its own costs)');
   if (!['gpipe', '1f1b', 'interleaved'].includes(flags.schedule)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--schedule must be one of gpipe, 1f1b, interleaved, got ${JSON.stringify(flags.schedule)}`);
   checked('--virtual-stages', flags.virtualStages, 1, true);
@@ -176,7 +177,7 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
     const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration };
     const given = Object.entries(modelOnly).filter(([, v]) => v !== undefined).map(([k]) => k);
     if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --layers conflict: ${given.length > 1 ? 'they size' : 'it sizes'} a --model preset; a --layers file carries its own costs and memory`);
-    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file' };
+    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file', warnings: [] };
   }
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
@@ -188,6 +189,7 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   const shape = { tp: flags.tp, dp: flags.dp, zero: flags.zero, training: trainingFlags(flags), load };
   let g = flags.memoryGib !== undefined ? { ...gpu, memoryBytes: flags.memoryGib * 2 ** 30 } : gpu;
   let problem: StageProblem;
+  let warnings: string[] = [];
   const options = () => ({
     model: flags.model!,
     gpu: g,
@@ -206,12 +208,14 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
     const result = calibrate(flags.model, g, { ...shape, tp: 1 }, readJsonFile(flags.calibration, 'calibration file') as Calibration);
     g = result.gpu;
     problem = applyCalibration(vlmStageProblem(options()), result);
+    warnings = calibrationWarningsForCli(result.warnings);
+    for (const w of warnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   } else {
     problem = vlmStageProblem(options());
   }
   const layers = problem.forwardMs.length;
   if (pp > layers) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--pp must be at most the ${layers} layers of ${flags.model}, got ${pp}`);
-  return { problem, memoryFrom };
+  return { problem, memoryFrom, warnings };
 }
 
 const GIB = 2 ** 30;
@@ -271,6 +275,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
         lowerBoundMs: plan.lowerBoundMs,
         baselines,
         exports: frameworks,
+        ...(built.warnings.length > 0 && { warnings: built.warnings }),
       })}\n`,
     );
     return;

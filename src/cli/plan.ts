@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
 import { syntheticSamples } from '../data/synthetic';
-import { DEFAULT_RUN, PLAN_ASSUMPTIONS, planTraining, simulateSavedPlan, type TrainingPlan } from '../plan/index';
+import { DEFAULT_RUN, PLAN_ASSUMPTIONS, calibrationWarnings, planTraining, simulateSavedPlan, type TrainingPlan } from '../plan/index';
 import type { RunFigures } from '../plan/figures';
 import { paperAblation } from '../plan/paper';
 import { checkSavedPlan } from '../plan/validate';
@@ -19,6 +19,7 @@ import { readJsonFile } from '../io/json';
 import { integerBetween } from '../validate';
 import { formatTable } from './table';
 import { writeOutputFile, writeStdout } from './output';
+import { calibrationWarningsForCli } from './warnings';
 import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 
 interface PlanFlags extends MemoryFlags {
@@ -143,6 +144,9 @@ async function runPlan(flags: PlanFlags): Promise<void> {
   checkMemorySize(flags);
   const memory = { zero: zeroFlag(flags.zero), training: trainingFlags(flags), memoryBytes: flags.memoryGib === undefined ? undefined : flags.memoryGib * 2 ** 30, headroom: flags.headroom, target: targetFlag(flags.target) };
   const calibration = readCalibration(flags.calibration);
+  // Checked (and its warnings printed) before the long part; the JSON carries them too.
+  const warnings = calibrationWarningsForCli(calibration ? calibrationWarnings(flags.model, flags.gpu, calibration) : []);
+  for (const w of warnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   const samples = flags.input.length > 0 ? await readSamples(flags.input) : syntheticSamples(flags.synthetic, flags.seed);
   const inputs = flags.input.length > 0 ? { files: flags.input } : { synthetic: flags.synthetic, seed: flags.seed };
   const common = {
@@ -218,7 +222,7 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack asked (held)', 'samples/step', 'step s', 'steps / epoch', `hours (${epochs})`, `GPU-days (${epochs})`, 'tokens/s', 'MFU', 'why not'], rows);
     const gb = ranked[0]?.globalBatchSamples ?? microBatches * flags.samplesPerPack;
     if (flags.json) {
-      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, epochs: flags.epochs, layouts: ranked })}\n`);
+      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, epochs: flags.epochs, layouts: ranked, ...(warnings.length > 0 && { warnings }) })}\n`);
     } else {
       await writeStdout(
         [
@@ -245,6 +249,7 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     inputs,
   });
   if (flags.report) await writeOutputFile(flags.report, renderReport(plan, plan.memoryBytes));
+  if (plan.warnings) plan.warnings = warnings;
   const json = `${JSON.stringify(plan)}\n`;
   if (flags.out) await writeOutputFile(flags.out, json);
   if (flags.json) await writeStdout(json);

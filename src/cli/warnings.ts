@@ -44,3 +44,11 @@ export function planWarnings(plan: BatchPlan, total: number, isfSearch?: IsfSear
   }
   return warnings;
 }
+
+/**
+ * A calibration's warnings as the CLI prints them (stderr and the JSON's `warnings`): the
+ * file's fields named under its flag, `--calibration.layers[3].forwardMs`, as its errors are.
+ */
+export function calibrationWarningsForCli(warnings: readonly string[]): string[] {
+  return warnings.map((w) => w.replace(/(?<![\w.-])calibration(?=[.[])/g, '--calibration'));
+}

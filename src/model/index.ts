@@ -12,7 +12,7 @@ import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
 import { invalidOptions, invalidType } from '../errors';
 import { describeValue, expectNumber } from '../validate';
-import { checkCalibration } from './calibration-file';
+import { checkCalibration, checkFittedCosts, checkMeasurements, type LayerWork } from './calibration-file';
 import { gpuPreset, modelPreset } from './presets';
 import { LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
 import type { Recompute } from './stages';
@@ -698,6 +698,8 @@ export interface CalibrationResult {
   gpu: GpuSpec;
   /** Scale on the model's activation bytes, per layer kind (1 where not measured). */
   activationScale: Record<LayerKind, number>;
+  /** What the measurements hold that a user should look at (see `checkMeasurements`); empty when nothing. */
+  warnings: string[];
 }
 
 /**
@@ -711,7 +713,8 @@ export interface CalibrationResult {
  * @param options - the layout and load the measurements were taken at
  * @param m - the measured layer times and stage memory
  * @returns the GPU with fitted layer costs, and the activation-byte scale per layer kind
- * @throws `ERR_OMNIBAL_INVALID_OPTIONS` for a malformed calibration (see `checkCalibration`)
+ * @throws `ERR_OMNIBAL_INVALID_OPTIONS` for a malformed calibration or one that cannot be a
+ *   measurement, naming the file's field (see `checkCalibration`, `checkMeasurements`)
  */
 export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions, m: Calibration): CalibrationResult {
   checkCalibration(m);
@@ -719,6 +722,17 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
   const g = resolveGpu(gpu);
   const layers = m.layers ?? [];
   const base = m.load ?? options.load;
+  const work = new Map<string, LayerWork>();
+  const { warnings, kinds: measuredKinds } = checkMeasurements(m, options.load, (l) => {
+    const key = `${l.tiles},${l.tokens},${l.sumSqLen}`;
+    let w = work.get(key);
+    if (!w) {
+      const t = vlmLayers(spec, g, { ...options, load: l });
+      const perMs = (options.tp ?? 1) * g.peakFlops;
+      work.set(key, (w = { kinds: t.kinds, msAtPeak: t.forwardFlops.map((f) => (f / perMs) * 1e3) }));
+    }
+    return w;
+  });
   const perLayer = layers.some((x) => x.load !== undefined);
   const stages = m.stageMemory ?? [];
   const out = activeBackend().calibrateModel(spec, gpuInput(g), tableShape(m.load ? { ...options, load: m.load } : options), {
@@ -736,6 +750,7 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
     stageMemory: Float64Array.from(stages.flatMap((s) => [s.fullRecomputeBytes, s.noRecomputeBytes])),
   });
   const e = out.efficiency;
+  checkFittedCosts(measuredKinds, LAYER_KINDS, e, out.overheadMs);
   const pick = (k: number, old: number) => (Number.isNaN(e[k]) ? old : e[k]);
   const layerCost: Partial<Record<LayerKind, LayerCost>> = { ...g.layerCost };
   LAYER_KINDS.forEach((k, i) => {
@@ -753,7 +768,7 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
     layerCost,
   };
   const activationScale = Object.fromEntries(LAYER_KINDS.map((k, i) => [k, out.activationScale[i]])) as Record<LayerKind, number>;
-  return { gpu: fitted, activationScale };
+  return { gpu: fitted, activationScale, warnings };
 }
 
 /**

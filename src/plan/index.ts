@@ -33,7 +33,7 @@ export {
   type TimelineEvent,
   type TrainingPlan,
 } from './training-plan';
-export { prepareModel, type Coefficients } from './prepare-model';
+export { calibrationWarnings, prepareModel, type Coefficients } from './prepare-model';
 export { simulateConfig, type Config, type Resolved, type Simulated } from './simulate-config';
 export { planTraining } from './plan-training';
 export { simulateSavedPlan, type ReplayResult } from './replay';

@@ -128,6 +128,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
       calibration: options.calibration ?? null,
       memory,
     },
+    ...(calibration && calibration.warnings.length > 0 && { warnings: calibration.warnings }),
     detail: {
       balancedRankTokens: full.rankTokens,
       randomRankTokens: base?.rankTokens ?? [],

@@ -5,7 +5,7 @@
  * @module
  */
 import { activeBackend } from '../binding';
-import { calibrate, gpuInput, tableShape, type Calibration } from '../model/index';
+import { calibrate, gpuInput, tableShape, type Calibration, type GpuChoice, type ModelChoice } from '../model/index';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
 import type { FlopsModel } from './figures';
 import { checkMemoryOptions, type Cluster, type PlanMemory } from './options';
@@ -77,4 +77,12 @@ export function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, meas
   const coef = coefficients(spec, g, cluster, memory);
   const { flops, costB } = modelFlops(spec, gpu);
   return { calibration, gpu: g, coef, costB, flops };
+}
+
+/**
+ * The warnings a calibration's measurements raise, fitted as {@link prepareModel} fits them (for
+ * a caller that prints them once, before planning many layouts); throws as `calibrate` does.
+ */
+export function calibrationWarnings(model: ModelChoice, gpu: GpuChoice, measurements: Calibration): string[] {
+  return calibrate(model, gpu, { tp: 1, load: CALIBRATION_LOAD }, measurements).warnings;
 }

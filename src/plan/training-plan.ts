@@ -59,6 +59,8 @@ export interface TrainingPlan {
   memoryBytes: number;
   /** What `omnibal simulate` needs to rebuild and re-simulate this plan. */
   replay: PlanReplay;
+  /** Warnings about the calibration's measurements (see `checkMeasurements`); absent when none. */
+  warnings?: string[];
   /** Run-level predictions of the full plan: throughput, MFU, time to train. */
   figures: RunFigures;
   /** Figures for reports: per-step rank loads and one simulated timeline each of the baseline and the plan. */

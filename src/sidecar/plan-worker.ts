@@ -8,7 +8,7 @@
 import { parentPort } from 'node:worker_threads';
 import { syntheticSamples } from '../data/synthetic';
 import { ErrorCodes, omnibalError } from '../errors';
-import { DEFAULT_RUN, PLAN_ASSUMPTIONS, planTraining } from '../plan/index';
+import { DEFAULT_RUN, PLAN_ASSUMPTIONS, calibrationWarnings, planTraining } from '../plan/index';
 import { searchLayouts, type LayoutSearchOptions } from '../plan/layout';
 
 /** `searchLayout`: the layout search on `synthetic` samples, progress posted as `{ progress: [done, total] }`. */
@@ -26,7 +26,9 @@ function searchLayout(params: LayoutSearchOptions & { synthetic?: number }) {
   if (layouts.length === 0) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `no layout: no tp in tps x pp in pps divides gpus (${options.gpus ?? DEFAULT_RUN.cluster.gpus})`);
   }
-  return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples, epochs: layouts[0]?.epochs, layouts };
+  // The calibration's warnings, once for the search (as `plan` gives its own).
+  const warnings = options.calibration ? calibrationWarnings(options.model ?? DEFAULT_RUN.model, options.gpu ?? DEFAULT_RUN.gpu, options.calibration) : [];
+  return { prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: layouts[0]?.globalBatchSamples, epochs: layouts[0]?.epochs, layouts, ...(warnings.length > 0 && { warnings }) };
 }
 
 parentPort!.on('message', (params: unknown) => {

@@ -9,7 +9,7 @@
  */
 // ajv earns its place: a well-kept JSON Schema validator, so the schemas in docs/protocol.md are the check itself.
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { CALIBRATION_SCHEMAS } from '../model/calibration-file';
+import { CALIBRATION_FILE_SCHEMA } from '../model/calibration-file';
 import { gpuPresets, modelPresets } from '../model/presets';
 import { paramsError, RpcError } from './errors';
 
@@ -106,37 +106,12 @@ const gpuChoice = {
   additionalProperties: false,
 } as const;
 
-/** A calibration's load (tokens at least 1: the fit divides by it). */
-const calibrationLoad = {
-  type: 'object',
-  required: ['tiles', 'tokens'],
-  properties: { tiles: { type: 'number', minimum: 0, maximum: 1e30 }, tokens: { type: 'number', minimum: 1, maximum: 1e30 }, sumSqLen: { type: 'number', minimum: 0, maximum: 1e30 } },
-  additionalProperties: false,
-} as const;
-
 /**
- * A calibration file as `python -m omnibal.profile` writes it (format 1 or 2): the fields the
- * fit reads are checked; the rest (names, backward times, samples, device) are allowed and
- * ignored, as `--calibration` does (src/model/calibration-file.ts).
+ * A calibration file as `python -m omnibal.profile` writes it (format 1 or 2): the one schema
+ * `--calibration` and `calibrate` check too (src/model/calibration-file.ts); the measurements
+ * are then checked against the model as they are there.
  */
-const calibration = {
-  type: 'object',
-  properties: {
-    schema: { enum: CALIBRATION_SCHEMAS },
-    load: calibrationLoad,
-    layers: { type: 'array', maxItems: 100000, items: { type: 'object', required: ['index', 'forwardMs'], properties: { index: u32, forwardMs: positive, load: calibrationLoad } } },
-    stageMemory: {
-      type: 'array',
-      maxItems: 4096,
-      items: {
-        type: 'object',
-        required: ['firstLayer', 'lastLayer', 'inFlight', 'fullRecomputeBytes', 'noRecomputeBytes'],
-        properties: { firstLayer: u32, lastLayer: u32, inFlight: count(1 << 20), fullRecomputeBytes: positive, noRecomputeBytes: positive },
-        additionalProperties: false,
-      },
-    },
-  },
-} as const;
+const calibration = CALIBRATION_FILE_SCHEMA;
 
 /** Params of `partition` (and `search.ask`'s `problem`): `vlmStageProblem`'s options. */
 const stageProblem = {
