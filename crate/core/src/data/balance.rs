@@ -538,7 +538,8 @@ pub const SPREAD_PURPOSE: u64 = (1 << 20) - 4;
 /// Stream purpose of the random order of packs within a vision class.
 pub const LAYOUT_PURPOSE: u64 = (1 << 20) - 5;
 
-/// Largest vision cap [`repack_part_filled`] runs at (its cost grows with the cap).
+/// Largest vision cap [`repack_part_filled`] runs at (its memory, and the cost of finding a
+/// pack with room, about one word per 4,096 units, grow with the cap).
 pub const REPAIR_MAX_VISION: u64 = 1 << 16;
 
 /// Per-pack sums, side by side: a view of packs `base..base + p.len()` (a thread's share).
