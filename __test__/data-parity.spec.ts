@@ -1,7 +1,9 @@
 // Native and TypeScript twins give the same plans, packs, searches and metrics (or the same
 // errors) on thousands of random datasets.
+import test from 'ava';
 import fc from 'fast-check';
 import { jsBackend } from '../src/binding';
+import { RoomSet } from '../src/data/balance';
 import { STRATEGIES } from '../src/data/strategy';
 import { TAILS } from '../src/data/plan';
 import { firstDifference, native, nativeTest, sameOnBothBackends, thrown } from './helpers';
@@ -194,5 +196,105 @@ nativeTest('error messages print numbers alike for any double', (t) => {
     }),
     { numRuns: 2000 },
   );
+  t.pass();
+});
+
+/**
+ * Vision counted in tokens (576 per image, or any unit) under caps up to 70,000: sums that often
+ * cannot fill the cap exactly, so best fit re-packs most samples, its rooms spread over many
+ * words of its room set; a few samples over a cap.
+ */
+const tokenVisionArb = fc.record({
+  n: fc.integer({ min: 1, max: 600 }),
+  unit: fc.constantFrom(1, 7, 64, 576, 1000),
+  maxVision: fc.oneof(fc.integer({ min: 1, max: 70000 }), fc.constantFrom(1023, 1024, 1025, 16384, 65535, 65536, 65537)),
+  maxText: fc.oneof(fc.integer({ min: 1, max: 20000 }), fc.constant(2 ** 31)),
+  seed: fc.integer({ min: 0, max: 2 ** 31 }),
+});
+
+nativeTest('planBatches: native equals the twin with vision in tokens under large caps (best-fit re-packing)', (t) => {
+  fc.assert(
+    fc.property(
+      tokenVisionArb,
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.constantFrom('drop', 'pad', 'keep-partial'),
+      ({ n, unit, maxVision, maxText, seed }, dp, accum, tail) => {
+        let x = seed >>> 0;
+        const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+        const vision = Uint32Array.from({ length: n }, () => unit * (1 + (next() % 3)));
+        const text = Uint32Array.from({ length: n }, () => 1 + (next() % 3000));
+        const options = { dp, accum, maxVision, maxText, tail, seed };
+        const diff = sameOnBothBackends((api) => api.planBatches(vision, text, options));
+        if (diff) throw new Error(`${diff}\noptions ${JSON.stringify(options)} unit ${unit} n ${n}`);
+      },
+    ),
+    { numRuns: 400 },
+  );
+  t.pass();
+});
+
+test('the twin\'s room set finds the next member as a scan does', (t) => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 70000 }), fc.array(fc.tuple(fc.nat(), fc.nat()), { maxLength: 300 }), (bound, ops) => {
+      const set = new RoomSet(bound);
+      const naive = new Uint8Array(bound);
+      for (const [a, b] of ops) {
+        const r = a % bound;
+        if (naive[r]) set.remove(r);
+        else set.insert(r);
+        naive[r] ^= 1;
+        const q = b % (bound + 1);
+        let want = -1;
+        for (let k = q; k < bound; k++) {
+          if (naive[k]) {
+            want = k;
+            break;
+          }
+        }
+        if (set.nextAtOrAfter(q) !== want) throw new Error(`bound ${bound} from ${q}: ${set.nextAtOrAfter(q)} vs ${want}`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+  t.pass();
+});
+
+/** Hundreds of vision classes (hundreds of equalizing windows) and dp 1 or 2 (runs of 64+ steps): both threaded phases split. */
+const manyClassesArb = fc.record({
+  n: fc.integer({ min: 300, max: 2500 }),
+  classes: fc.constantFrom(1, 3, 40, 300),
+  seed: fc.integer({ min: 0, max: 2 ** 31 }),
+});
+
+nativeTest.serial('planBatches (sync and async): the plan does not depend on OMNIBAL_THREADS, odd values included, and equals the twin', async (t) => {
+  const saved = process.env.OMNIBAL_THREADS;
+  try {
+    await fc.assert(
+      fc.asyncProperty(manyClassesArb, fc.integer({ min: 1, max: 2 }), fc.constantFrom('drop', 'pad', 'keep-partial'), async ({ n, classes, seed }, dp, tail) => {
+        let x = seed >>> 0;
+        const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+        const vision = Uint32Array.from({ length: n }, () => next() % (classes + 1));
+        const text = Uint32Array.from({ length: n }, (_, i) => 1 + (next() % 2000) + (i % 37 === 0 ? 3000 : 0));
+        const options = { dp, samplesPerPack: 1 + (seed % 5), tail, seed };
+        process.env.OMNIBAL_THREADS = '1';
+        const one = native!.planBatches(vision, text, options);
+        const twin = firstDifference(one, jsBackend.planBatches(vision, text, options));
+        if (twin) throw new Error(`twin: ${twin}\n${JSON.stringify(options)}`);
+        for (const threads of ['2', '3', '8', '16', '0', 'abc', '-1', '999', '']) {
+          process.env.OMNIBAL_THREADS = threads;
+          const d = firstDifference(one, native!.planBatches(vision, text, options));
+          if (d) throw new Error(`OMNIBAL_THREADS=${threads}: ${d}\n${JSON.stringify(options)}`);
+        }
+        process.env.OMNIBAL_THREADS = '8';
+        const d = firstDifference(one, await native!.planBatchesAsync(vision, text, options));
+        if (d) throw new Error(`async, 8 threads: ${d}\n${JSON.stringify(options)}`);
+      }),
+      { numRuns: 25 },
+    );
+  } finally {
+    if (saved === undefined) delete process.env.OMNIBAL_THREADS;
+    else process.env.OMNIBAL_THREADS = saved;
+  }
   t.pass();
 });

@@ -139,6 +139,54 @@ function repackPartFilled(vision: Uint32Array, text: Uint32Array, packs: Packs, 
   return out;
 }
 
+/** Twin of the core's `RoomSet`: integers below a bound, as a two-level bitset (32-bit words). */
+export class RoomSet {
+  private readonly words: Uint32Array;
+  private readonly summary: Uint32Array;
+
+  /** An empty set of integers in `[0, bound)`. */
+  constructor(bound: number) {
+    const words = Math.ceil(bound / 32);
+    this.words = new Uint32Array(words);
+    this.summary = new Uint32Array(Math.ceil(words / 32));
+  }
+
+  /** Adds `r`. */
+  insert(r: number): void {
+    this.words[r >>> 5] |= 1 << (r & 31);
+    this.summary[r >>> 10] |= 1 << ((r >>> 5) & 31);
+  }
+
+  /** Removes `r`. */
+  remove(r: number): void {
+    this.words[r >>> 5] &= ~(1 << (r & 31));
+    if (this.words[r >>> 5] === 0) this.summary[r >>> 10] &= ~(1 << ((r >>> 5) & 31));
+  }
+
+  /** The least member `>= r`, or -1. */
+  nextAtOrAfter(r: number): number {
+    let w = r >>> 5;
+    if (w >= this.words.length) return -1;
+    const bits = this.words[w] & (-1 << (r & 31));
+    if (bits !== 0) return w * 32 + lowestBit(bits);
+    w++;
+    let s = w >>> 5;
+    if (s >= this.summary.length) return -1;
+    let sb = this.summary[s] & (-1 << (w & 31));
+    while (sb === 0) {
+      if (++s >= this.summary.length) return -1;
+      sb = this.summary[s];
+    }
+    w = s * 32 + lowestBit(sb);
+    return w * 32 + lowestBit(this.words[w]);
+  }
+}
+
+/** Index of the lowest set bit of a non-zero 32-bit word. */
+function lowestBit(x: number): number {
+  return 31 - Math.clz32(x & -x);
+}
+
 /** Twin of `best_fit`. */
 function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: BalanceParams, out: Packs, rest: number[] | undefined): void {
   const capV = p.caps.maxVision;
@@ -147,14 +195,16 @@ function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: Bal
   const bins: OpenPack[] = [];
   const closed: boolean[] = [];
   const byRoom: number[][] = Array.from({ length: capV + 1 }, () => []);
+  const rooms = new RoomSet(capV + 1);
   for (const i of items) {
     const sv = vision[i];
     const st = text[i];
     let b = -1;
-    for (let room = sv; room <= capV; room++) {
+    for (let room = rooms.nextAtOrAfter(sv); room >= 0; room = rooms.nextAtOrAfter(room + 1)) {
       const bucket = byRoom[room];
-      if (bucket.length > 0 && bins[bucket[bucket.length - 1]].t + st <= capT) {
+      if (bins[bucket[bucket.length - 1]].t + st <= capT) {
         b = bucket.pop()!;
+        if (bucket.length === 0) rooms.remove(room);
         break;
       }
     }
@@ -170,7 +220,11 @@ function bestFit(vision: Uint32Array, text: Uint32Array, items: number[], p: Bal
     if (accept(bins[b].v, bins[b].t)) {
       closed[b] = true;
       out.push(bins[b].items);
-    } else byRoom[capV - Math.min(bins[b].v, capV)].push(b);
+    } else {
+      const room = capV - Math.min(bins[b].v, capV);
+      byRoom[room].push(b);
+      rooms.insert(room);
+    }
   }
   for (let b = 0; b < bins.length; b++) {
     if (closed[b]) continue;
