@@ -1,6 +1,10 @@
 // Native and TypeScript twins give the same plans, packs, searches and metrics (or the same
 // errors) on thousands of random datasets.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import fc from 'fast-check';
 import { jsBackend } from '../src/binding';
 import { RoomSet } from '../src/data/balance';
@@ -267,34 +271,43 @@ const manyClassesArb = fc.record({
   seed: fc.integer({ min: 0, max: 2 ** 31 }),
 });
 
+/** sha256 of a plan's arrays (the same fields `firstDifference` compares). */
+const PLAN_HASH = `(p) => { const h = require('node:crypto').createHash('sha256'); for (const k of ['samples', 'microBatchOffsets', 'rankOffsets', 'padding', 'droppedIndex', 'droppedReason', 'oversizeIndex']) { const a = p[k]; h.update(k); if (a) h.update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)); } h.update(String(p.steps)); return h.digest('hex'); }`;
+
 nativeTest.serial('planBatches (sync and async): the plan does not depend on OMNIBAL_THREADS, odd values included, and equals the twin', async (t) => {
-  const saved = process.env.OMNIBAL_THREADS;
+  // The thread count is read once per process (on the JavaScript thread), so each value gets a
+  // process of its own, planning the same cases.
+  const cases = fc.sample(fc.tuple(manyClassesArb, fc.integer({ min: 1, max: 2 }), fc.constantFrom('drop', 'pad', 'keep-partial')), { seed: 7, numRuns: 25 }).map(([{ n, classes, seed }, dp, tail]) => {
+    let x = seed >>> 0;
+    const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+    const vision = Array.from({ length: n }, () => next() % (classes + 1));
+    const text = Array.from({ length: n }, (_, i) => 1 + (next() % 2000) + (i % 37 === 0 ? 3000 : 0));
+    return { vision, text, options: { dp, samplesPerPack: 1 + (seed % 5), tail, seed } };
+  });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'omnibal-threads-'));
+  const file = path.join(dir, 'cases.json');
+  writeFileSync(file, JSON.stringify(cases));
+  const script = `const b = require(${JSON.stringify(path.resolve(__dirname, '..', 'bindings.js'))}); const hash = ${PLAN_HASH};
+    const cases = JSON.parse(require('node:fs').readFileSync(${JSON.stringify(file)}, 'utf8'));
+    (async () => { const out = []; for (const c of cases) { const v = Uint32Array.from(c.vision), x = Uint32Array.from(c.text);
+      out.push([hash(b.planBatches(v, x, c.options)), hash(await b.planBatchesAsync(v, x, c.options))]); }
+      process.stdout.write(JSON.stringify(out)); })();`;
+  const run = (threads: string) => {
+    const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, OMNIBAL_THREADS: threads }, encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`OMNIBAL_THREADS=${threads}: exit ${r.status} ${r.stderr}`);
+    return JSON.parse(r.stdout) as [string, string][];
+  };
   try {
-    await fc.assert(
-      fc.asyncProperty(manyClassesArb, fc.integer({ min: 1, max: 2 }), fc.constantFrom('drop', 'pad', 'keep-partial'), async ({ n, classes, seed }, dp, tail) => {
-        let x = seed >>> 0;
-        const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
-        const vision = Uint32Array.from({ length: n }, () => next() % (classes + 1));
-        const text = Uint32Array.from({ length: n }, (_, i) => 1 + (next() % 2000) + (i % 37 === 0 ? 3000 : 0));
-        const options = { dp, samplesPerPack: 1 + (seed % 5), tail, seed };
-        process.env.OMNIBAL_THREADS = '1';
-        const one = native!.planBatches(vision, text, options);
-        const twin = firstDifference(one, jsBackend.planBatches(vision, text, options));
-        if (twin) throw new Error(`twin: ${twin}\n${JSON.stringify(options)}`);
-        for (const threads of ['2', '3', '8', '16', '0', 'abc', '-1', '999', '']) {
-          process.env.OMNIBAL_THREADS = threads;
-          const d = firstDifference(one, native!.planBatches(vision, text, options));
-          if (d) throw new Error(`OMNIBAL_THREADS=${threads}: ${d}\n${JSON.stringify(options)}`);
-        }
-        process.env.OMNIBAL_THREADS = '8';
-        const d = firstDifference(one, await native!.planBatchesAsync(vision, text, options));
-        if (d) throw new Error(`async, 8 threads: ${d}\n${JSON.stringify(options)}`);
-      }),
-      { numRuns: 25 },
-    );
+    const hash = new Function('require', `return ${PLAN_HASH}`)(require) as (p: unknown) => string;
+    const one = run('1');
+    t.true(new Set(one.map(([h]) => h)).size === cases.length, 'every case plans differently (the hash reads the plan)');
+    cases.forEach((c, i) => {
+      const twin = hash(jsBackend.planBatches(Uint32Array.from(c.vision), Uint32Array.from(c.text), c.options as never));
+      t.is(one[i][0], twin, `case ${i}: native (1 thread) vs twin`);
+      t.is(one[i][1], twin, `case ${i}: async vs twin`);
+    });
+    for (const threads of ['2', '3', '8', '16', '0', 'abc', '-1', '999', '']) t.deepEqual(run(threads), one, `OMNIBAL_THREADS=${threads}`);
   } finally {
-    if (saved === undefined) delete process.env.OMNIBAL_THREADS;
-    else process.env.OMNIBAL_THREADS = saved;
+    rmSync(dir, { recursive: true, force: true });
   }
-  t.pass();
 });

@@ -224,6 +224,8 @@ fn queue<O: Send, R: Send + 'static + ToNapiValue + TypeName>(
 ) -> napi::Result<AsyncTask<SamplesTask<O, R>>> {
     let vision = expect_u32_array(env, vision, "vision")?;
     let text = expect_u32_array(env, text, "text")?;
+    // `OMNIBAL_THREADS` is read here, on the JavaScript thread, never on the pool's.
+    omnibal_core::data::balance::worker_threads();
     Ok(AsyncTask::new(SamplesTask {
         vision,
         text,

@@ -1054,14 +1054,20 @@ pub const COSTLY_PACK_DIV: u64 = 200;
 pub const CHEAP_PACK_DIV: u64 = 100;
 
 /// Worker threads of the equalizing and step phases: `OMNIBAL_THREADS` when set (1 turns
-/// threading off), else the machine's parallelism, at most [`MAX_THREADS`]. The plan does not
+/// threading off), else the machine's parallelism, at most [`MAX_THREADS`]; read at the first
+/// call (the binding makes it on the JavaScript thread). The plan does not
 /// depend on it: threads take runs of independent windows or steps.
-pub(crate) fn worker_threads() -> usize {
-    std::env::var("OMNIBAL_THREADS")
-        .ok()
-        .and_then(|x| x.trim().parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, MAX_THREADS)
+pub fn worker_threads() -> usize {
+    // Read once: the environment is not read again from a worker thread, where a host process
+    // changing its environment at the same time (Node's `process.env`) could race with it.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("OMNIBAL_THREADS")
+            .ok()
+            .and_then(|x| x.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, MAX_THREADS)
+    })
 }
 
 /// Most worker threads a plan uses.
