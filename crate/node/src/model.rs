@@ -128,16 +128,31 @@ pub struct NativeStagePlan {
     pub bottleneck_ms: f64,
 }
 
-fn to_js(plan: StagePlan, layers: usize) -> NativeStagePlan {
+/// One flag per layer from each part's (selectively, fully) recomputed layers: 2 where
+/// selectively, 1 where fully recomputed, else 0.
+fn recompute_flags<'a>(
+    layers: usize,
+    parts: impl Iterator<Item = (&'a [u32], &'a [u32])>,
+) -> Vec<u8> {
     let mut flags = vec![0u8; layers];
-    for s in &plan.stages {
-        for &i in &s.selective {
+    for (selective, recomputed) in parts {
+        for &i in selective {
             flags[i as usize] = 2;
         }
-        for &i in &s.recomputed {
+        for &i in recomputed {
             flags[i as usize] = 1;
         }
     }
+    flags
+}
+
+fn to_js(plan: StagePlan, layers: usize) -> NativeStagePlan {
+    let flags = recompute_flags(
+        layers,
+        plan.stages
+            .iter()
+            .map(|s| (&s.selective[..], &s.recomputed[..])),
+    );
     NativeStagePlan {
         first_layer: Uint32Array::new(plan.stages.iter().map(|s| s.first_layer).collect()),
         last_layer: Uint32Array::new(plan.stages.iter().map(|s| s.last_layer).collect()),
@@ -211,15 +226,12 @@ pub struct NativeChunkPlan {
 }
 
 fn chunks_to_js(plan: ChunkPlan, layers: usize) -> NativeChunkPlan {
-    let mut flags = vec![0u8; layers];
-    for c in &plan.chunks {
-        for &i in &c.selective {
-            flags[i as usize] = 2;
-        }
-        for &i in &c.recomputed {
-            flags[i as usize] = 1;
-        }
-    }
+    let flags = recompute_flags(
+        layers,
+        plan.chunks
+            .iter()
+            .map(|c| (&c.selective[..], &c.recomputed[..])),
+    );
     NativeChunkPlan {
         chunk_first_layer: Uint32Array::new(plan.chunks.iter().map(|c| c.first_layer).collect()),
         chunk_last_layer: Uint32Array::new(plan.chunks.iter().map(|c| c.last_layer).collect()),
