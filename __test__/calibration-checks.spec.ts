@@ -91,6 +91,8 @@ const REJECTED: [string, Doc, string, string][] = [
     'ERR_OMNIBAL_INVALID_OPTIONS',
     'calibration.layers[0].load.tiles',
   ],
+  // Parses and passes the schema, yet calibrates nothing: the predictions would be the uncalibrated ones, printed as calibrated.
+  ['nothing measured (no layers, no stage memory)', { schema: 'omnibal.calibration/2', layers: [] }, 'ERR_OMNIBAL_INVALID_OPTIONS', 'calibration.layers'],
   ['a layer the model does not have', { ...profiled(), layers: [{ index: 70, forwardMs: 1, load: big }] }, 'ERR_OMNIBAL_OUT_OF_RANGE', 'calibration.layers[0].index'],
   [
     'a stage keeping less memory with no recomputation than with full',
@@ -177,6 +179,23 @@ test('CLI: a rejected calibration exits 2 with one line naming --calibration.FIE
       t.is(r.stderr.split('\n').length, 2, what);
     }
   });
+});
+
+test('CLI: a calibration file holding null, or an empty object, exits 2 in plan as in partition (was: plan silently uncalibrated)', (t) => {
+  for (const [name, text, message] of [
+    ['null.json', 'null', '--calibration must be object'],
+    ['empty-object.json', '{}', '--calibration.layers '],
+  ]) {
+    const f = path.join(dir, name);
+    writeFileSync(f, text);
+    for (const args of [partition, plan]) {
+      const r = omnibal([...args, '--calibration', f]);
+      t.is(r.status, 2, `${args[0]} ${name}: ${r.stderr}`);
+      t.is(r.stdout, '', name);
+      t.true(r.stderr.startsWith(`omnibal: ${message}`), `${args[0]} ${name}: ${r.stderr}`);
+      t.true(r.stderr.endsWith(' [ERR_OMNIBAL_INVALID_OPTIONS]\n'), `${args[0]} ${name}: ${r.stderr}`);
+    }
+  }
 });
 
 test('CLI: a warned calibration exits 0 with the warning on stderr and in the JSON warnings', (t) => {

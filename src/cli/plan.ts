@@ -20,6 +20,7 @@ import { integerBetween } from '../validate';
 import { formatTable } from './table';
 import { writeOutputFile, writeStdout } from './output';
 import { calibrationWarningsForCli } from './warnings';
+import { checkCalibration } from '../model/calibration-file';
 import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 
 interface PlanFlags extends MemoryFlags {
@@ -108,7 +109,11 @@ function human(plan: TrainingPlan): string {
 }
 
 function readCalibration(file: string | undefined): Calibration | undefined {
-  return file ? (readJsonFile(file, 'calibration file') as Calibration) : undefined;
+  if (!file) return undefined;
+  const doc = readJsonFile(file, 'calibration file');
+  // Checked here, as partition's calibrate does: a file holding `null` would otherwise read as no calibration.
+  checkCalibration(doc);
+  return doc as Calibration;
 }
 
 /**

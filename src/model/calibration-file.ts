@@ -95,12 +95,16 @@ function describe(e: ErrorObject): string {
  *
  * @param doc - the document
  * @throws an `ERR_OMNIBAL_INVALID_OPTIONS` error naming the first bad field (a per-layer `load`
- *   needs format 2)
+ *   needs format 2; a file with neither `layers` nor `stageMemory` entries calibrates nothing)
  */
 export function checkCalibration(doc: unknown): void {
   const validate = validator();
   if (!validate(doc)) throw invalidOptions(describe(validate.errors![0]));
-  const d = doc as { schema?: string; layers?: { load?: unknown }[] };
+  const d = doc as { schema?: string; layers?: { load?: unknown }[]; stageMemory?: unknown[] };
+  // A file that calibrates nothing would leave every prediction uncalibrated while the output says calibrated.
+  if (!d.layers?.length && !d.stageMemory?.length) {
+    throw invalidOptions('calibration.layers is empty (and there is no stageMemory): the file measures nothing to calibrate (profile with python -m omnibal.profile)');
+  }
   const i = (d.layers ?? []).findIndex((l) => l.load !== undefined);
   if (i >= 0 && d.schema !== 'omnibal.calibration/2') {
     throw invalidOptions(`calibration.layers[${i}].load needs "schema": "omnibal.calibration/2" (format 1 measures every layer at the file's load)`);
