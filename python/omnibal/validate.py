@@ -187,7 +187,7 @@ def node(args, stdin=None):
         raise UsageError("the omnibal CLI is not built (%s missing): run npm run build" % CLI)
     r = subprocess.run(["node"] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
     if r.returncode != 0:
-        raise RuntimeError("node %s failed: %s" % (args[0] if args[0] != "-e" else "-e", " / ".join([ln for ln in r.stderr.strip().splitlines() if "Error" in ln][:2]) or "exit %d" % r.returncode))
+        raise RuntimeError("node %s failed: %s" % (args[0] if args[0] != "-e" else "-e", " / ".join([ln for ln in r.stderr.strip().splitlines() if "Error" in ln or "[ERR_OMNIBAL_" in ln][:2]) or "exit %d" % r.returncode))
     return r.stdout
 
 

@@ -186,6 +186,17 @@ class Inputs(unittest.TestCase):
             self.assertEqual(len(text.strip().splitlines()), 1, text)
             self.assertTrue(text.startswith("omnibal.validate: " + line), text)
 
+    def test_a_failing_cli_call_keeps_omnibal_s_one_line_reason(self):
+        # omnibal's errors end in [ERR_OMNIBAL_*], not "Error": the reason (here --seed -1, passed
+        # through to omnibal pack; or a calibration partition rejects) was dropped for "exit 2".
+        with tempfile.TemporaryDirectory() as d:
+            lengths = os.path.join(d, "lengths.json")
+            with open(lengths, "w") as fh:
+                json.dump([{"vit_num": 1, "token_num": 10}] * 4, fh)
+            with self.assertRaises(RuntimeError) as e:
+                validate.node([CLI, "pack", "--input", lengths, "--dp", "2", "--accum", "1", "--samples-per-pack", "1", "--seed", "-1", "--json"])
+        self.assertRegex(str(e.exception), r"failed: omnibal: --seed must be between 0 and \d+, got -1 \[ERR_OMNIBAL_OUT_OF_RANGE\]$")
+
     def test_dp_speedup_compares_time_per_trained_sample(self):
         # omnibal pack dropped a tail of 2 samples from the balanced plan: 14 against 16 samples.
         rnd = {"predictedMs": 1600.0, "measuredMs": 1600.0, "predictedCpuMs": 160.0, "measuredCpuMs": 320.0, "samples": 16}
