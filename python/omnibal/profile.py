@@ -37,6 +37,7 @@ import argparse
 import datetime
 import json
 import os
+import stat
 import statistics
 import sys
 import time
@@ -529,6 +530,8 @@ def parse_args(argv):
     if a.threads is not None and not 1 <= a.threads <= cpus:
         raise UsageError("--threads must be between 1 and %d (this machine's CPUs)" % cpus)
     if a.out is not None:
+        if os.path.exists(a.out) and (stat.S_ISFIFO(os.stat(a.out).st_mode) or stat.S_ISSOCK(os.stat(a.out).st_mode)):
+            raise UsageError("--out %s: a %s, not a regular file (writing it would block)" % (a.out, "FIFO" if stat.S_ISFIFO(os.stat(a.out).st_mode) else "socket"))
         parent = os.path.dirname(os.path.abspath(a.out))
         if os.path.isdir(a.out) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
             raise UsageError("--out %s: not a writable file path" % a.out)

@@ -223,6 +223,19 @@ class ProfileCli(unittest.TestCase):
             profile.profile_preset, sys.stderr = real, err
         self.assertEqual((rc, len(text.strip().splitlines())), (2, 1), text)
         self.assertIn("measuring failed", text)
+        # An --out that is a FIFO: refused before measuring (was: measured, then blocked for ever opening it).
+        ran = []
+        def record(*_a, **_k):
+            ran.append(1)
+            raise RuntimeError("measured")
+        profile.profile_preset, sys.stderr = record, io.StringIO()
+        try:
+            fifo = os.path.join(self.tmp, "out.fifo")
+            os.mkfifo(fifo)
+            rc, text = profile.main(["--model", "tiny-vlm", "--out", fifo]), sys.stderr.getvalue()
+        finally:
+            profile.profile_preset, sys.stderr = real, err
+        self.assertEqual((rc, text, ran), (2, "omnibal.profile: --out %s: a FIFO, not a regular file (writing it would block)\n" % fifo, []))
         if not torch.cuda.is_available():
             r = py("omnibal.profile", "--model", "tiny-vlm", "--device", "cuda")
             self.assertEqual(r.returncode, 2)
