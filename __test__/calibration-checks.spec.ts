@@ -198,6 +198,16 @@ test('CLI: a calibration file holding null, or an empty object, exits 2 in plan 
   }
 });
 
+test('CLI: a calibration file saved with a byte-order mark reads as without one (was: a parse error at an invisible character)', (t) => {
+  const f = path.join(dir, 'bom.json');
+  writeFileSync(f, `\ufeff${JSON.stringify(profiled())}`);
+  for (const args of [partition, plan]) {
+    const r = omnibal([...args, '--calibration', f]);
+    t.is(r.status, 0, `${args[0]}: ${r.stderr}`);
+    t.is(r.stderr, '', args[0]);
+  }
+});
+
 test('CLI: a warned calibration exits 0 with the warning on stderr and in the JSON warnings', (t) => {
   WARNED.forEach(([what, doc, re], i) => {
     const f = file(`warned-${i}.json`, doc);

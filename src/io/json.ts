@@ -8,7 +8,7 @@ import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs
 import { ErrorCodes, omnibalError } from '../errors';
 
 /**
- * Reads and parses `file`; `what` names it in errors (`ERR_OMNIBAL_PARSE`). Only a regular file:
+ * Reads and parses `file` (a leading byte-order mark ignored); `what` names it in errors (`ERR_OMNIBAL_PARSE`). Only a regular file:
  * a FIFO without a writer would block and a device such as `/dev/zero` never ends (opened
  * non-blocking, checked with `fstat`, as the sample readers do).
  */
@@ -28,6 +28,8 @@ export function readJsonFile(file: string, what: string): unknown {
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+  // A byte-order mark (editors on Windows write one) is not JSON; RFC 8259 lets a parser ignore it.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {
     return JSON.parse(text);
   } catch (error) {
