@@ -553,14 +553,19 @@ class Client:
         if self._closed:
             raise SidecarExited("the client is closed")
         rid = self._ids.next()
-        pending = _Pending(progress)
-        if not self._calls.add(rid, pending):
-            raise SidecarExited("%s (exit code %s)" % (self._calls.ended, self._proc.poll() if self._proc else None))
         # The id comes first, so that a sidecar that cannot read the whole line can still name it.
         msg = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             msg["params"] = params
-        data = (json.dumps(msg, separators=(",", ":")) + "\n").encode("utf8")
+        try:
+            # Strict JSON: NaN and Infinity are not JSON; the sidecar would refuse the line
+            # without naming the field, so they are refused here, before anything is sent.
+            data = (json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n").encode("utf8")
+        except ValueError as e:
+            raise ValueError("%s params: %s (NaN and Infinity are not JSON)" % (method, e)) from None
+        pending = _Pending(progress)
+        if not self._calls.add(rid, pending):
+            raise SidecarExited("%s (exit code %s)" % (self._calls.ended, self._proc.poll() if self._proc else None))
         try:
             self.send_raw(data)
         except OSError:

@@ -90,6 +90,15 @@ class Failures(unittest.TestCase):
                 c.call("version", {"pad": "x" * 5000})
             self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
 
+    def test_nan_or_infinity_in_params_is_refused_before_sending(self):
+        with Client(timeout=30) as c:
+            for bad in (float("nan"), float("inf"), -float("inf")):
+                with self.assertRaises(ValueError) as e:
+                    c.call("balance", {"vision": [1, 2], "text": [10, 20], "dp": 1, "samplesPerPack": bad})
+                self.assertIn("not JSON", str(e.exception))
+            # Nothing was left pending: the next call is answered.
+            self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+
     def test_an_ambiguous_idless_error_fails_every_call_it_may_belong_to(self):
         with Client(command=[sys.executable, "-c", IDLESS_SIDECAR], timeout=30) as c:
             _, first = c.request("version")
