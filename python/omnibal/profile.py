@@ -487,6 +487,7 @@ def _parser():
     p.add_argument("--fit", default="step", help="step (forwardMs = (forward + backward) / 3, default) or forward")
     p.add_argument("--clock", default="wall", help="CPU timing: wall (default) or cpu (the thread's CPU time, steady on a shared machine)")
     p.add_argument("--out", default=None, help="write the calibration here (default: stdout)")
+    p.add_argument("--allow-large-model", action="store_true", help="on the CPU, profile layers whose timed runs would take more than 30 minutes or half of this machine's memory (refused otherwise, with the estimate)")
     return p
 
 
@@ -536,10 +537,40 @@ def parse_args(argv):
         if os.path.isdir(a.out) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
             raise UsageError("--out %s: not a writable file path" % a.out)
     try:
-        blocks.load_spec(a.model)
+        spec = blocks.load_spec(a.model)
     except KeyError as e:
         raise UsageError(e.args[0])
+    if a.device == "cpu":
+        loads = 1 + (len(a.extra_loads) if a.extra_loads is not None else 1)
+        large = cpu_size_check(a.model, spec, a.tiles, a.tokens, a.samples, a.warmup + a.repeats, loads, a.allow_large_model)
+        if large:
+            _progress("--allow-large-model: profiling anyway: %s" % large)
     return a
+
+
+def cpu_size_check(model, spec, tiles, tokens, samples, runs, loads, allow):
+    """Refuses (:class:`UsageError`) a CPU profile of ``model`` whose timed runs would take more
+    than ``validate.MAX_RUN_S`` of CPU time (forward + backward, 3 x the forward FLOPs of each
+    distinct layer kind, ``runs`` times at each of ``loads`` loads, at ``validate
+    .ASSUMED_CPU_FLOPS``) or whose largest layer's fp32 weights and gradients exceed
+    ``validate.MAX_MEMORY_SHARE`` of the machine's memory, unless ``allow``; returns the line
+    that describes the estimate when it is over, else None."""
+    from . import validate  # its guard's constants and parameter counts (validate imports this module lazily)
+
+    kinds = sorted(set(blocks.layer_kinds(spec)))
+    per = max(tokens // max(samples, 1), 1)
+    flops = sum(3 * model_forward_flops(spec, k, tiles, tokens, samples * per * per) for k in kinds)
+    seconds = flops * runs * loads / validate.ASSUMED_CPU_FLOPS
+    layer_bytes = 8 * max(validate.layer_params(spec, k) for k in kinds)
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    what = "profiling %s on the CPU at %d tiles / %d tokens takes about %s of CPU time (%d runs at %d loads of its %d layer kinds, estimated at %.0f GFLOP/s) and %.1f GB for its largest layer's fp32 weights and gradients (this machine has %.1f GB)" % (
+        model, tiles, tokens, validate._duration(seconds), runs, loads, len(kinds), validate.ASSUMED_CPU_FLOPS / 1e9, layer_bytes / 1e9, machine / 1e9)
+    if seconds <= validate.MAX_RUN_S and layer_bytes <= validate.MAX_MEMORY_SHARE * machine:
+        return None
+    if not allow:
+        raise UsageError("%s: more than %d minutes or %d%% of the memory; profile it on a GPU (--device cuda), at a smaller load, or pass --allow-large-model" % (
+            what, validate.MAX_RUN_S / 60, 100 * validate.MAX_MEMORY_SHARE))
+    return what
 
 
 def _progress(msg):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from helpers import CLI, ROOT  # noqa: E402
@@ -121,6 +122,25 @@ class ProfileCli(unittest.TestCase):
             os.unlink(os.path.join(cls.tmp, f))
         os.rmdir(cls.tmp)
 
+    def test_a_model_too_large_for_a_cpu_profile_is_refused_before_anything_is_built(self):
+        started = time.time()
+        p = py("omnibal.profile", "--model", "internvl-chat-1.5", "--out", os.path.join(self.tmp, "big.json"))
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertLess(time.time() - started, 60)
+        line = p.stderr.strip()
+        self.assertEqual(len(line.splitlines()), 1, line)
+        self.assertIn("--allow-large-model", line)
+        self.assertIn("of CPU time", line)
+        self.assertNotIn("building", line)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "big.json")))
+        # tiny-vlm passes the same check (the class's own run above profiled it).
+        from omnibal import profile
+        spec = blocks.load_spec("tiny-vlm")
+        self.assertIsNone(profile.cpu_size_check("tiny-vlm", spec, 8, 40, 1, 12, 2, False))
+        with self.assertRaises(profile.UsageError):
+            profile.cpu_size_check("internvl-chat-1.5", blocks.load_spec("internvl-chat-1.5"), 18, 5000, 1, 12, 2, False)
+        self.assertIsNotNone(profile.cpu_size_check("internvl-chat-1.5", blocks.load_spec("internvl-chat-1.5"), 18, 5000, 1, 12, 2, True))
+
     def test_writes_a_complete_calibration_with_progress_on_stderr(self):
         self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
         self.assertEqual(self.proc.stdout, "")
@@ -218,7 +238,7 @@ class ProfileCli(unittest.TestCase):
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:75] DefaultCPUAllocator: can't allocate memory\nmore")
         profile.profile_preset, sys.stderr = oom, io.StringIO()
         try:
-            rc, text = profile.main(["--model", "tiny-vlm", "--tokens", "100000000"]), sys.stderr.getvalue()
+            rc, text = profile.main(["--model", "tiny-vlm"]), sys.stderr.getvalue()  # out of memory, simulated
         finally:
             profile.profile_preset, sys.stderr = real, err
         self.assertEqual((rc, len(text.strip().splitlines())), (2, 1), text)
