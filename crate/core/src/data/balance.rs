@@ -408,9 +408,8 @@ fn spread_tail(packs: Packs<Rec>, p: &BalanceParams, m: usize) -> (Packs<Rec>, V
     }
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
     let slack = p.vision_slack as u64;
-    let sums = |k: u32| sums(packs.get(k as usize));
     let part_filled = |k: u32| {
-        let (v, t) = sums(k);
+        let (v, t) = sums(packs.get(k as usize));
         cap_v > 0 && v + slack < cap_v && t < p.min_text as u64
     };
     let mut order = all.clone();
