@@ -61,8 +61,6 @@ pub const DRAW_PURPOSE: u64 = (1 << 20) - 3;
 pub const EQUALIZE_PASSES: u32 = 4;
 /// Packs per equalizing window (a random sample of a vision class that stays in cache).
 pub const EQUALIZE_WINDOW: usize = 8192;
-/// Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32).
-pub const EQUALIZE_GREEDY_SHARE: usize = 8;
 /// Pairing passes inside each step (step 5).
 pub const STEP_PASSES: u32 = 2;
 /// A step whose costliest pack is within 1/this of the step's mean is not tuned further.
@@ -167,6 +165,8 @@ fn pack(
     let accept = |v: u64, t: u64| (cap_v > 0 && v + slack >= cap_v) || t >= p.min_text as u64;
     let mut out = Packs::with_capacity(pool.len());
     let mut open: Vec<OpenPack> = Vec::with_capacity(p.open_packs as usize);
+    // Closed packs' item buffers, reused by the packs opened later (no allocation per pack).
+    let mut spare: Vec<Vec<Rec>> = Vec::new();
     let mut rest = Vec::new();
     for round in 0..p.rounds {
         shuffle(pool, &mut Rng::for_epoch(p.seed, p.epoch, round as u64));
@@ -184,23 +184,29 @@ fn pack(
                     b.v += sv;
                     b.t += st;
                     if accept(b.v, b.t) {
-                        out.push(&open.remove(k).items);
+                        let closed = open.remove(k).items;
+                        out.push(&closed);
+                        spare.push(closed);
                     }
                 }
                 None => {
                     if open.len() == p.open_packs as usize {
-                        let evicted = open.remove(0);
+                        let evicted = open.remove(0).items;
                         if last {
-                            out.push(&evicted.items);
+                            out.push(&evicted);
                         } else {
-                            rest.extend_from_slice(&evicted.items);
+                            rest.extend_from_slice(&evicted);
                         }
+                        spare.push(evicted);
                     }
                     if accept(sv, st) {
                         out.push(&[i]);
                     } else {
+                        let mut items = spare.pop().unwrap_or_default();
+                        items.clear();
+                        items.push(i);
                         open.push(OpenPack {
-                            items: vec![i],
+                            items,
                             v: sv,
                             t: st,
                         });
@@ -586,6 +592,10 @@ struct SwapRules<'a> {
     cap_t: u64,
     /// Scratch: the pairs of a pack (see [`SwapRules::swap_pairs`]).
     pairs: Vec<PairLoad>,
+    /// Scratch: (cost, pack) keys being sorted, and a heap's entries (kept between calls).
+    keys: Vec<(u64, u32)>,
+    words: Vec<u64>,
+    heap: Vec<(u64, u32)>,
 }
 
 /// Two samples of one pack, summed, with their positions.
@@ -608,6 +618,29 @@ struct SampleLoad {
 }
 
 impl SwapRules<'_> {
+    /// Sorts `group` (pack indices) by (cost, index), on keys gathered once (the same order as
+    /// sorting by looking the costs up: the keys are unique).
+    fn sort_by_cost(&mut self, loads: &Loads<'_>, group: &mut [u32]) {
+        let keys = &mut self.keys;
+        keys.clear();
+        keys.extend(group.iter().map(|&k| (loads[k as usize].w, k)));
+        if keys.iter().all(|&(w, _)| w >> 32 == 0) {
+            // One word per key (cost above the index): compares faster, the same order.
+            let words = &mut self.words;
+            words.clear();
+            words.extend(keys.iter().map(|&(w, k)| w << 32 | k as u64));
+            words.sort_unstable();
+            for (g, &x) in group.iter_mut().zip(words.iter()) {
+                *g = x as u32;
+            }
+            return;
+        }
+        keys.sort_unstable();
+        for (g, &(_, k)) in group.iter_mut().zip(keys.iter()) {
+            *g = k;
+        }
+    }
+
     /// Pack `k`'s positions in this view's `s`.
     fn at(&self, packs: &Packs, k: usize) -> std::ops::Range<usize> {
         let r = packs.range(k);
@@ -624,15 +657,17 @@ impl SwapRules<'_> {
         }
         let mut best: Option<(u64, usize, usize)> = None;
         let room = self.cap_t - loads[lo].t.min(self.cap_t);
-        for xi in self.at(packs, hi) {
-            let (vx, wx, tx) = (self.s[xi].v, self.s[xi].w as u64, self.s[xi].t as u64);
-            for yi in self.at(packs, lo) {
-                if self.s[yi].v != vx || wx <= self.s[yi].w as u64 {
+        let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
+        let ys = &self.s[rl.clone()];
+        for (xi, x) in rh.clone().zip(&self.s[rh]) {
+            let (vx, wx, tx) = (x.v, x.w as u64, x.t as u64);
+            for (yi, y) in rl.clone().zip(ys) {
+                if y.v != vx || wx <= y.w as u64 {
                     continue;
                 }
-                let d = wx - self.s[yi].w as u64;
+                let d = wx - y.w as u64;
                 // lo's text after the swap: t_lo - t_y + t_x <= cap.
-                if d >= gap || tx > room + self.s[yi].t as u64 {
+                if d >= gap || tx > room + y.t as u64 {
                     continue;
                 }
                 let score = gap.abs_diff(2 * d);
@@ -689,16 +724,27 @@ impl SwapRules<'_> {
                 });
             }
         }
-        ys.sort_by_key(|y| y.v);
+        // Few pairs: each pair of `hi` scans them all (in position order). More: sorted by
+        // vision sum, then position (the order they were pushed in), and searched.
+        let sorted = ys.len() * (rh.len() * (rh.len() - 1) / 2) > PAIR_SCAN_MAX;
+        if sorted {
+            ys.sort_unstable_by_key(|y| (y.v, y.at));
+        }
         let mut best: Option<(u64, [usize; 4])> = None;
         for x1 in rh.clone() {
             for x2 in x1 + 1..rh.end {
                 let vx = self.s[x1].v + self.s[x2].v;
                 let wx = self.s[x1].w as u64 + self.s[x2].w as u64;
                 let tx = self.s[x1].t as u64 + self.s[x2].t as u64;
-                let from = ys.partition_point(|y| y.v < vx);
-                for y in ys[from..].iter().take_while(|y| y.v == vx) {
-                    if wx <= y.w {
+                let same: &[PairLoad] = if sorted {
+                    let from = ys.partition_point(|y| y.v < vx);
+                    let to = from + ys[from..].partition_point(|y| y.v == vx);
+                    &ys[from..to]
+                } else {
+                    ys
+                };
+                for y in same {
+                    if y.v != vx || wx <= y.w {
                         continue;
                     }
                     let d = wx - y.w;
@@ -737,24 +783,27 @@ impl SwapRules<'_> {
     /// even passes pair the `j`-th cheapest pack with the `j`-th costliest, odd passes with the
     /// `j`-th above the middle (so excess cost spreads out instead of bouncing between packs of
     /// unlike make-up), and make each pair's best swap. A pair without a swap tries the next
-    /// [`PAIR_PARTNERS`] partners on either side. Stops early when a pass makes no swap.
+    /// [`PAIR_PARTNERS`] partners on either side. A pair whose costlier pack is at or under
+    /// `stop_at` is left as is (its swap could not lower the group's maximum). Stops early when a
+    /// pass makes no swap.
     fn pair_passes(
         &mut self,
         packs: &Packs,
         loads: &mut Loads<'_>,
         group: &mut [u32],
         passes: u32,
+        stop_at: u64,
     ) {
         let g = group.len();
         let half = g / 2;
         for pass in 0..passes {
-            group.sort_unstable_by_key(|&k| (loads[k as usize].w, k));
+            self.sort_by_cost(loads, group);
             let mirror = pass % 2 == 0;
             let hi_at = |j: usize| if mirror { g - 1 - j } else { half + j };
             let mut swapped = false;
             for j in 0..half {
                 let (lo, hi) = (group[j] as usize, group[hi_at(j)] as usize);
-                if loads[hi].w <= loads[lo].w {
+                if loads[hi].w <= loads[lo].w || loads[hi].w <= stop_at {
                     if mirror {
                         break;
                     }
@@ -857,29 +906,24 @@ impl SwapRules<'_> {
 
     /// Up to `iterations` greedy swaps on the costliest pack of `group`: each takes the pack of
     /// highest (cost, index) (from a max-heap) and makes its best swap with the first of up to
-    /// [`GREEDY_PARTNERS`] cheaper packs among `group` in the cost order it had when the phase
-    /// began: the first [`GREEDY_SCAN`] of them, or with `spread` every `h / GREEDY_PARTNERS`-th
-    /// of the cheaper half `h` (a pack made costly by one long sample needs a partner holding a
-    /// sample of the same size a little shorter, which the cheapest packs rarely have). Stops
-    /// when the costliest pack admits none, or with `spread` sets that pack aside and goes on.
-    /// Costs O(log m) per swap.
+    /// [`GREEDY_PARTNERS`] cheaper packs among the first [`GREEDY_SCAN`] of `group` in the cost
+    /// order it had when the phase began. Stops when the costliest pack is at or under
+    /// `stop_at` or admits no swap. Costs O(log m) per swap.
     fn greedy(
         &mut self,
         packs: &Packs,
         loads: &mut Loads<'_>,
         group: &[u32],
         iterations: usize,
-        spread: bool,
         stop_at: u64,
     ) {
         let mut asc = group.to_vec();
-        asc.sort_by_cached_key(|&k| (loads[k as usize].w, k));
-        if spread {
-            let half = asc.len().div_ceil(2);
-            let stride = (half / GREEDY_PARTNERS).max(1);
-            asc = asc[..half].iter().step_by(stride).copied().collect();
-        }
-        let mut heap: MaxHeap = MaxHeap::new(group.iter().map(|&k| (loads[k as usize].w, k)));
+        self.sort_by_cost(loads, &mut asc);
+        // The entries are (cost, pack) values: any max-heap pops them in the same order.
+        let mut entries = std::mem::take(&mut self.heap);
+        entries.clear();
+        entries.extend(group.iter().map(|&k| (loads[k as usize].w, k)));
+        let mut heap = std::collections::BinaryHeap::from(entries);
         let mut done = 0;
         while let Some((wk, k)) = heap.pop() {
             let hi = k as usize;
@@ -907,69 +951,12 @@ impl SwapRules<'_> {
                 }
             }
             let Some(lo) = swapped else {
-                if spread {
-                    continue;
-                }
                 break;
             };
             heap.push((loads[hi].w, hi as u32));
             heap.push((loads[lo].w, lo as u32));
         }
-    }
-}
-
-/// A binary max-heap of (cost, pack) entries (the TypeScript twin has the same one, so both
-/// pop in the same order; entries are unique, so the order is fully determined).
-struct MaxHeap {
-    items: Vec<(u64, u32)>,
-}
-
-impl MaxHeap {
-    fn new(items: impl Iterator<Item = (u64, u32)>) -> Self {
-        let mut h = MaxHeap { items: Vec::new() };
-        for x in items {
-            h.push(x);
-        }
-        h
-    }
-
-    fn push(&mut self, x: (u64, u32)) {
-        self.items.push(x);
-        let mut i = self.items.len() - 1;
-        while i > 0 {
-            let parent = (i - 1) / 2;
-            if self.items[parent] >= self.items[i] {
-                break;
-            }
-            self.items.swap(parent, i);
-            i = parent;
-        }
-    }
-
-    fn pop(&mut self) -> Option<(u64, u32)> {
-        let last = self.items.pop()?;
-        if self.items.is_empty() {
-            return Some(last);
-        }
-        let top = std::mem::replace(&mut self.items[0], last);
-        let n = self.items.len();
-        let mut i = 0;
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut big = i;
-            if l < n && self.items[l] > self.items[big] {
-                big = l;
-            }
-            if r < n && self.items[r] > self.items[big] {
-                big = r;
-            }
-            if big == i {
-                break;
-            }
-            self.items.swap(i, big);
-            i = big;
-        }
-        Some(top)
+        self.heap = heap.into_vec();
     }
 }
 
@@ -978,6 +965,9 @@ pub const VISION_SWAPS: usize = 128;
 /// Largest pack (in samples) [`SwapRules::swap_pairs`] searches (its cost grows as the fourth
 /// power).
 pub const PAIR_SWAP_MAX_SAMPLES: usize = 12;
+/// Pair comparisons (pairs of `hi` x pairs of `lo`) up to which [`SwapRules::swap_pairs`] scans
+/// every pair instead of sorting `lo`'s pairs by vision sum (the same result, found faster).
+pub const PAIR_SCAN_MAX: usize = 160;
 /// Cheap packs the greedy phase looks at for each swap (in its stale cost order).
 pub const GREEDY_SCAN: usize = 64;
 /// Partners a pairing pass tries, on either side, for a pair that admits no swap.
@@ -1103,6 +1093,9 @@ fn for_each_range<F>(
             base: packs.offsets[base] as usize,
             cap_t,
             pairs: Vec::new(),
+            keys: Vec::new(),
+            words: Vec::new(),
+            heap: Vec::new(),
         };
         let mut loads = Loads { p: pl, base };
         for (j, &r) in ranges.iter().enumerate() {
@@ -1209,14 +1202,7 @@ pub fn balance_batches(
     // Each pack's vision sum once, in order (the sorts below look them up at random).
     let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
     let vision_of = |k: u32| vision[k as usize];
-    // The records' loads are read again from the samples below: keep only the indices (a third
-    // of the memory, at the plan's peak).
-    let Packs { items, offsets } = packs;
-    let packs: Packs = Packs {
-        items: items.iter().map(|r| r.id).collect(),
-        offsets,
-    };
-    drop(items);
+    let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
@@ -1237,10 +1223,10 @@ pub fn balance_batches(
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
-    let source = |j: usize| -> &[u32] {
+    let source = |j: usize| -> &[Rec] {
         match order_old.get(j) {
             Some(&k) => packs.get(k as usize),
-            None => std::slice::from_ref(&oversize[j - order_old.len()]),
+            None => std::slice::from_ref(&oversize_recs[j - order_old.len()]),
         }
     };
     let count = order_old.len() + oversize.len();
@@ -1267,13 +1253,12 @@ pub fn balance_batches(
         for j in start..end {
             let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
             let range = offsets[j] as usize - base..offsets[j + 1] as usize - base;
-            for (x, &i) in sl[range].iter_mut().zip(source(j)) {
-                let r = Rec::of(samples, i);
+            for (x, &r) in sl[range].iter_mut().zip(source(j)) {
                 *x = SampleLoad {
                     w: p.cost.weight(r.t, max_cost) as u32,
                     v: r.v,
                     t: r.t,
-                    id: i,
+                    id: r.id,
                 };
                 v += x.v as u64;
                 c += x.w as u64;
@@ -1300,7 +1285,7 @@ pub fn balance_batches(
             }
         });
     }
-    drop((packs, order_old, fresh, tail_old));
+    drop((packs, order_old, fresh, tail_old, oversize_recs));
     let packs = new_packs;
     let cap_t = p.caps.max_text as u64;
 
@@ -1336,16 +1321,7 @@ pub fn balance_batches(
         cap_t,
         &|rules, loads, (a, b), _| {
             let mut w: Vec<u32> = (a as u32..b as u32).collect();
-            rules.pair_passes(&packs, loads, &mut w, EQUALIZE_PASSES);
-            // The costliest packs left, each against cheap ones across the window.
-            rules.greedy(
-                &packs,
-                loads,
-                &w,
-                w.len() / EQUALIZE_GREEDY_SHARE + 32,
-                true,
-                0,
-            );
+            rules.pair_passes(&packs, loads, &mut w, EQUALIZE_PASSES, 0);
         },
     );
     progress.report(total + total / 4, total * 2);
@@ -1384,18 +1360,11 @@ pub fn balance_batches(
         let mean = step.iter().map(|&k| loads[k as usize].w).sum::<u64>() / m as u64;
         let stop_at = mean + mean / STEP_TOLERANCE;
         if step.iter().any(|&k| loads[k as usize].w > stop_at) {
-            rules.pair_passes(&packs, loads, step, STEP_PASSES);
-            rules.greedy(
-                &packs,
-                loads,
-                step,
-                (8 * m + 32).min(GREEDY_SWAPS),
-                false,
-                stop_at,
-            );
+            rules.pair_passes(&packs, loads, step, STEP_PASSES, stop_at);
+            rules.greedy(&packs, loads, step, (8 * m + 32).min(GREEDY_SWAPS), stop_at);
         }
         // Cost order, ties by pack (as a re-deal of the step by position breaks them).
-        step.sort_unstable_by_key(|&k| (loads[k as usize].w, k));
+        rules.sort_by_cost(loads, step);
     };
     // Steps whose packs run in increasing order (the unmatched ones, cut from the layout) are
     // independent and disjoint in memory: threads take runs of them. The others (matched
