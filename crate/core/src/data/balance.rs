@@ -1202,7 +1202,14 @@ pub fn balance_batches(
     // Each pack's vision sum once, in order (the sorts below look them up at random).
     let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
     let vision_of = |k: u32| vision[k as usize];
-    let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
+    // The records' loads are read again from the samples below: keep only the indices (a third
+    // of the memory, at the plan's peak).
+    let Packs { items, offsets } = packs;
+    let packs: Packs = Packs {
+        items: items.iter().map(|r| r.id).collect(),
+        offsets,
+    };
+    drop(items);
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
@@ -1223,10 +1230,10 @@ pub fn balance_batches(
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
-    let source = |j: usize| -> &[Rec] {
+    let source = |j: usize| -> &[u32] {
         match order_old.get(j) {
             Some(&k) => packs.get(k as usize),
-            None => std::slice::from_ref(&oversize_recs[j - order_old.len()]),
+            None => std::slice::from_ref(&oversize[j - order_old.len()]),
         }
     };
     let count = order_old.len() + oversize.len();
@@ -1253,12 +1260,13 @@ pub fn balance_batches(
         for j in start..end {
             let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
             let range = offsets[j] as usize - base..offsets[j + 1] as usize - base;
-            for (x, &r) in sl[range].iter_mut().zip(source(j)) {
+            for (x, &i) in sl[range].iter_mut().zip(source(j)) {
+                let r = Rec::of(samples, i);
                 *x = SampleLoad {
                     w: p.cost.weight(r.t, max_cost) as u32,
                     v: r.v,
                     t: r.t,
-                    id: r.id,
+                    id: i,
                 };
                 v += x.v as u64;
                 c += x.w as u64;
@@ -1285,7 +1293,7 @@ pub fn balance_batches(
             }
         });
     }
-    drop((packs, order_old, fresh, tail_old, oversize_recs));
+    drop((packs, order_old, fresh, tail_old));
     let packs = new_packs;
     let cap_t = p.caps.max_text as u64;
 
