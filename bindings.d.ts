@@ -46,6 +46,13 @@ export interface CalibrationInput {
 /** Where stage `stage`'s held activations peak, per model chunk. */
 export declare function chunkInFlight(schedule: string, virtualStages: number, pp: number, stage: number, microBatches: number, chunkBytes: Float64Array): NativeChunkPeak
 
+/**
+ * Decodes a sidecar binary array (`{ "$base64": text, "dtype": "u32" }`): little-endian `u32`
+ * values in strict, padded standard base64; errors name argument `name`
+ * (`ERR_OMNIBAL_INVALID_TYPE`, the TypeScript twin's messages).
+ */
+export declare function decodeBase64U32(name: string, text: string): Uint32Array
+
 /** A given split, each stage with its cheapest feasible recomputation. */
 export declare function evaluateSplit(problem: StageProblemInput, lastLayers: Uint32Array): NativeStagePlan
 

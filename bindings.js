@@ -841,6 +841,7 @@ module.exports.baselineStages = nativeBinding.baselineStages
 module.exports.batchMetrics = nativeBinding.batchMetrics
 module.exports.calibrateModel = nativeBinding.calibrateModel
 module.exports.chunkInFlight = nativeBinding.chunkInFlight
+module.exports.decodeBase64U32 = nativeBinding.decodeBase64U32
 module.exports.evaluateSplit = nativeBinding.evaluateSplit
 module.exports.evaluateStages = nativeBinding.evaluateStages
 module.exports.nativeInfo = nativeBinding.nativeInfo

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { firstDifference, native, nativeTest } from './helpers';
 import { readSampleFilesTwin } from '../src/io/samples';
+import { decodeBase64U32Twin } from '../src/io/base64';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-io-parity-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -151,4 +152,43 @@ nativeTest('readSampleFiles: bad limits are the same coded errors on both backen
     t.is(firstDifference(x, y), null, `${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
     t.is((x as { code?: string }).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
   }
+});
+
+// The sidecar's binary arrays: the native decoder (crate/core/src/io/base64.rs) and the twin
+// (src/io/base64.ts) take and refuse the same texts, with the same values or the same error.
+nativeTest('decodeBase64U32: native = twin on valid, mutated and random texts', (t) => {
+  const sync = (f: () => unknown) => {
+    try {
+      return { ok: f() };
+    } catch (error) {
+      const e = error as Error & { code?: string };
+      return { name: e.constructor.name, code: e.code, message: e.message };
+    }
+  };
+  const encode = (a: number[]) => Buffer.from(Uint32Array.from(a).buffer).toString('base64');
+  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n.é';
+  const text = fc.oneof(
+    fc.array(fc.integer({ min: 0, max: 0xffffffff }), { maxLength: 40 }).map(encode),
+    // A valid text with one character replaced, inserted or removed.
+    fc
+      .tuple(fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 20 }), fc.nat(), fc.integer({ min: 0, max: chars.length - 1 }), fc.constantFrom('set', 'insert', 'delete'))
+      .map(([a, at, c, how]) => {
+        const s = encode(a);
+        const i = at % s.length;
+        const ch = chars[c];
+        return how === 'set' ? s.slice(0, i) + ch + s.slice(i + 1) : how === 'insert' ? s.slice(0, i) + ch + s.slice(i) : s.slice(0, i) + s.slice(i + 1);
+      }),
+    fc.array(fc.integer({ min: 0, max: chars.length - 1 }), { maxLength: 16 }).map((ix) => ix.map((i) => chars[i]).join('')),
+  );
+  fc.assert(
+    fc.property(text, (s) => {
+      const a = sync(() => native!.decodeBase64U32('vision', s));
+      const b = sync(() => decodeBase64U32Twin('vision', s));
+      t.is(firstDifference(a, b), null, JSON.stringify(s));
+      return firstDifference(a, b) === null;
+    }),
+    { numRuns: 3000, seed: 11 },
+  );
+  // Bits past the last byte are ignored by both ("AQAAAB==" is [1], as Node decodes it).
+  t.deepEqual(Array.from(native!.decodeBase64U32('x', 'AQAAAB==')), [1]);
 });

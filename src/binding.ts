@@ -19,6 +19,7 @@ import { modelTwins } from './model/twins';
 import { chunkInFlightTwin, simulateStepTwin } from './simulate/simulate';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
 import { readSampleFilesTwin } from './io/samples';
+import { decodeBase64U32Twin } from './io/base64';
 
 /**
  * The functions every backend provides: the native binding's declarations (generated from the
@@ -47,6 +48,7 @@ export type Backend = Pick<
   | 'simulateStep'
   | 'chunkInFlight'
   | 'readSampleFiles'
+  | 'decodeBase64U32'
 >;
 
 /** Which backend serves the API, as {@link backend} reports it. */
@@ -69,6 +71,7 @@ export const jsBackend: Backend = {
   simulateStep: simulateStepTwin,
   chunkInFlight: chunkInFlightTwin,
   readSampleFiles: readSampleFilesTwin,
+  decodeBase64U32: decodeBase64U32Twin,
 };
 
 type NativeModule = typeof Native;

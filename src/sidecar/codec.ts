@@ -6,6 +6,7 @@
  */
 import * as os from 'node:os';
 import { invalidType } from '../errors';
+import { activeBackend } from '../binding';
 
 /** A wire-encoded numeric array. */
 export interface Base64Array {
@@ -31,16 +32,7 @@ export function toU32(name: string, v: unknown): Uint32Array {
   if (v && typeof v === 'object' && typeof (v as Base64Array).$base64 === 'string') {
     const b = v as Base64Array;
     if (b.dtype !== 'u32') throw invalidType(name, `must have dtype u32, got ${JSON.stringify(b.dtype)}`);
-    const s = b.$base64;
-    // Buffer.from() skips characters that are not base64: check the alphabet and padding first.
-    if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw invalidType(name, 'is not valid base64 (standard alphabet, padded to a multiple of 4 characters)');
-    const bytes = Buffer.from(s, 'base64');
-    if (bytes.length % 4 !== 0) throw invalidType(name, 'base64 data must be a whole number of 4-byte values');
-    // Little-endian hosts take the bytes as they are (one copy, to an aligned buffer of its own).
-    if (os.endianness() === 'LE') return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-    const out = new Uint32Array(bytes.length / 4);
-    for (let i = 0; i < out.length; i++) out[i] = bytes.readUInt32LE(4 * i);
-    return out;
+    return activeBackend().decodeBase64U32(name, b.$base64);
   }
   throw invalidType(name, 'must be a list of integers or { "$base64", "dtype": "u32" }');
 }

@@ -1,7 +1,7 @@
 //! Length files for JavaScript: the native reader streams files into `Uint32Array`s on the
 //! libuv pool (see `crate/core/src/io/samples.rs`; `src/io/samples.ts` is the twin).
 
-use crate::error::{guard, to_js_error};
+use crate::error::{guard, run_sync, to_js_error};
 use napi::bindgen_prelude::{AsyncTask, Uint32Array};
 use napi::{Env, Task};
 use napi_derive::napi;
@@ -121,4 +121,15 @@ pub fn read_sample_files(
         files: paths.into_iter().zip(formats).collect(),
         options,
     }))
+}
+
+/// Decodes a sidecar binary array (`{ "$base64": text, "dtype": "u32" }`): little-endian `u32`
+/// values in strict, padded standard base64; errors name argument `name`
+/// (`ERR_OMNIBAL_INVALID_TYPE`, the TypeScript twin's messages).
+#[napi]
+pub fn decode_base64_u32(env: Env, name: String, text: String) -> napi::Result<Uint32Array> {
+    run_sync(&env, || {
+        omnibal_core::io::base64::decode_u32(&name, text.as_bytes())
+    })
+    .map(Uint32Array::new)
 }
