@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { jsBackend } from '../src/binding';
-import { RoomSet } from '../src/data/balance';
+import { PACK_BLOCK, RoomSet } from '../src/data/balance';
 import { STRATEGIES } from '../src/data/strategy';
 import { TAILS } from '../src/data/plan';
 import { firstDifference, native, nativeTest, sameOnBothBackends, thrown } from './helpers';
@@ -284,6 +284,15 @@ nativeTest.serial('planBatches (sync and async): the plan does not depend on OMN
     const text = Array.from({ length: n }, (_, i) => 1 + (next() % 2000) + (i % 37 === 0 ? 3000 : 0));
     return { vision, text, options: { dp, samplesPerPack: 1 + (seed % 5), tail, seed } };
   });
+  // One case over two packing blocks (PACK_BLOCK samples each): blocks are packed on threads too.
+  {
+    let x = 12345;
+    const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+    const n = 2 * PACK_BLOCK + 12_345;
+    const vision = Array.from({ length: n }, () => 1 + (next() % 6));
+    const text = Array.from({ length: n }, () => 100 + (next() % 2400));
+    cases.push({ vision, text, options: { dp: 8, samplesPerPack: 4.5, tail: 'drop', seed: 5 } });
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'omnibal-threads-'));
   const file = path.join(dir, 'cases.json');
   writeFileSync(file, JSON.stringify(cases));

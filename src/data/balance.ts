@@ -38,6 +38,8 @@ export const GREEDY_SWAPS = 1 << 30;
 export const VISION_SWAPS = 128;
 /** Largest pack (in samples) a two-for-two exchange searches. */
 export const PAIR_SWAP_MAX_SAMPLES = 12;
+/** Samples per packing block (each round shuffles and packs its pool in blocks of about this many). */
+export const PACK_BLOCK = 1 << 16;
 /** Largest vision cap the re-packing of part-filled packs runs at. */
 export const REPAIR_MAX_VISION = 1 << 16;
 /** Packs over their class's median cost by more than 1/this are matched in steps of their own. */
@@ -70,46 +72,77 @@ interface OpenPack {
   t: number;
 }
 
+/** Twin of `pack`: rounds of a block-wise shuffle, then each block packed on its own. */
 function pack(vision: Uint32Array, text: Uint32Array, pool: number[], p: BalanceParams): Packs {
-  const capV = p.caps.maxVision;
-  const capT = p.caps.maxText;
-  const accept = (v: number, t: number) => (capV > 0 && v + p.visionSlack >= capV) || t >= p.minText;
   const out = new Packs();
-  let open: OpenPack[] = [];
   for (let round = 0; round < p.rounds; round++) {
-    shuffleInPlace(pool, Rng.forEpoch(p.seed, p.epoch, round));
+    const bounds = shuffleInBlocks(pool, Rng.forEpoch(p.seed, p.epoch, round));
     const last = round + 1 === p.rounds;
     const rest: number[] = [];
-    for (const i of pool) {
-      const sv = vision[i];
-      const st = text[i];
-      const k = open.findIndex((b) => b.v + sv <= capV && b.t + st <= capT);
-      if (k >= 0) {
-        const b = open[k];
-        b.items.push(i);
-        b.v += sv;
-        b.t += st;
-        if (accept(b.v, b.t)) out.push(open.splice(k, 1)[0].items);
-      } else {
-        if (open.length === p.openPacks) {
-          const evicted = open.shift()!;
-          if (last) out.push(evicted.items);
-          else for (const x of evicted.items) rest.push(x);
-        }
-        if (accept(sv, st)) out.push([i]);
-        else open.push({ items: [i], v: sv, t: st });
-      }
-    }
-    for (const b of open) {
-      if (last) out.push(b.items);
-      else for (const x of b.items) rest.push(x);
-    }
-    open = [];
+    for (let b = 0; b + 1 < bounds.length; b++) packBlock(vision, text, pool.slice(bounds[b], bounds[b + 1]), last, p, out, rest);
     pool.length = 0;
     for (const x of rest) pool.push(x);
     if (pool.length === 0) break;
   }
   return out;
+}
+
+/** Twin of `shuffle_in_blocks` (the blocks' bounds). */
+function shuffleInBlocks(pool: number[], rng: Rng): number[] {
+  const n = pool.length;
+  const k = Math.ceil(n / PACK_BLOCK);
+  if (k <= 1) {
+    shuffleInPlace(pool, rng);
+    return [0, n];
+  }
+  const draws = new Uint32Array(n);
+  const bounds = new Array<number>(k + 1).fill(0);
+  for (let i = 0; i < n; i++) {
+    draws[i] = rng.below(k);
+    bounds[draws[i] + 1]++;
+  }
+  for (let b = 0; b < k; b++) bounds[b + 1] += bounds[b];
+  const next = bounds.slice(0, k);
+  const laid = new Array<number>(n);
+  for (let i = 0; i < n; i++) laid[next[draws[i]]++] = pool[i];
+  for (let b = 0; b < k; b++) {
+    const block = laid.slice(bounds[b], bounds[b + 1]);
+    shuffleInPlace(block, rng);
+    for (let q = 0; q < block.length; q++) pool[bounds[b] + q] = block[q];
+  }
+  return bounds;
+}
+
+/** Twin of `pack_block`: `block`'s packs pushed to `out`, its leftovers to `rest`. */
+function packBlock(vision: Uint32Array, text: Uint32Array, block: number[], last: boolean, p: BalanceParams, out: Packs, rest: number[]): void {
+  const capV = p.caps.maxVision;
+  const capT = p.caps.maxText;
+  const accept = (v: number, t: number) => (capV > 0 && v + p.visionSlack >= capV) || t >= p.minText;
+  const open: OpenPack[] = [];
+  for (const i of block) {
+    const sv = vision[i];
+    const st = text[i];
+    const k = open.findIndex((b) => b.v + sv <= capV && b.t + st <= capT);
+    if (k >= 0) {
+      const b = open[k];
+      b.items.push(i);
+      b.v += sv;
+      b.t += st;
+      if (accept(b.v, b.t)) out.push(open.splice(k, 1)[0].items);
+    } else {
+      if (open.length === p.openPacks) {
+        const evicted = open.shift()!;
+        if (last) out.push(evicted.items);
+        else for (const x of evicted.items) rest.push(x);
+      }
+      if (accept(sv, st)) out.push([i]);
+      else open.push({ items: [i], v: sv, t: st });
+    }
+  }
+  for (const b of open) {
+    if (last) out.push(b.items);
+    else for (const x of b.items) rest.push(x);
+  }
 }
 
 /** Twin of `repack_part_filled`. */

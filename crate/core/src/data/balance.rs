@@ -153,75 +153,197 @@ struct OpenPack {
     t: u64,
 }
 
-/// Step 1: packs, in acceptance order.
-fn pack(
-    pool: &mut Vec<Rec>,
-    p: &BalanceParams,
-    progress: &mut dyn Progress,
-    total: u64,
-) -> Packs<Rec> {
+/// Samples per packing block: each round shuffles its pool in blocks of about this many and
+/// packs each block on its own (a block stays in cache, and blocks run on worker threads).
+pub const PACK_BLOCK: usize = 1 << 16;
+
+/// Shuffles `pool` uniformly at random for `rng`, in blocks: with `k = ceil(n / PACK_BLOCK)`
+/// blocks (one: a plain Fisher-Yates shuffle), every sample draws its block from `rng` in pool
+/// order (`below(k)`), the samples are laid out block after block (in pool order within a
+/// block), then each block is shuffled (Fisher-Yates), block 0 first, continuing `rng`. Returns
+/// the blocks' bounds (`k + 1` positions).
+fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng) -> Vec<usize> {
+    let n = pool.len();
+    let k = n.div_ceil(PACK_BLOCK);
+    if k <= 1 {
+        shuffle(pool, rng);
+        return vec![0, n];
+    }
+    // The draws twice from one state (counting, then placing) instead of storing them.
+    let mut replay = rng.clone();
+    let mut bounds = vec![0usize; k + 1];
+    for _ in 0..n {
+        bounds[rng.below(k as u32) as usize + 1] += 1;
+    }
+    for b in 0..k {
+        bounds[b + 1] += bounds[b];
+    }
+    let mut next = bounds[..k].to_vec();
+    let mut out = vec![Rec { id: 0, v: 0, t: 0 }; n];
+    for &x in pool.iter() {
+        let b = replay.below(k as u32) as usize;
+        out[next[b]] = x;
+        next[b] += 1;
+    }
+    *pool = out;
+    for b in 0..k {
+        shuffle(&mut pool[bounds[b]..bounds[b + 1]], rng);
+    }
+    bounds
+}
+
+/// What [`pack_block`] leaves: samples packed, each pack's end, samples for the next round.
+type PackedBlock = (usize, Vec<u32>, Vec<Rec>);
+
+/// One block of a packing round, packed first fit over up to `open_packs` open packs, in place:
+/// the block's packed samples are moved to its front, pack after pack in acceptance order
+/// (a closed pack's samples were all read before it is written, so writing never passes
+/// reading). Returns how many samples were packed, each pack's end (from the block's start), and
+/// the samples left for the next round (none in the last round: its open packs are packs too).
+fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> PackedBlock {
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
     let slack = p.vision_slack as u64;
     let accept = |v: u64, t: u64| (cap_v > 0 && v + slack >= cap_v) || t >= p.min_text as u64;
-    let mut out = Packs::with_capacity(pool.len());
+    let mut written = 0usize;
+    let mut ends: Vec<u32> = Vec::with_capacity(block.len() / 4 + 1);
+    let put = |block: &mut [Rec], written: &mut usize, ends: &mut Vec<u32>, items: &[Rec]| {
+        block[*written..*written + items.len()].copy_from_slice(items);
+        *written += items.len();
+        ends.push(*written as u32);
+    };
     let mut open: Vec<OpenPack> = Vec::with_capacity(p.open_packs as usize);
     // Closed packs' item buffers, reused by the packs opened later (no allocation per pack).
     let mut spare: Vec<Vec<Rec>> = Vec::new();
     let mut rest = Vec::new();
-    for round in 0..p.rounds {
-        shuffle(pool, &mut Rng::for_epoch(p.seed, p.epoch, round as u64));
-        let last = round + 1 == p.rounds;
-        rest.clear();
-        for &i in pool.iter() {
-            let (sv, st) = (i.v as u64, i.t as u64);
-            match open
-                .iter()
-                .position(|b| b.v + sv <= cap_v && b.t + st <= cap_t)
-            {
-                Some(k) => {
-                    let b = &mut open[k];
-                    b.items.push(i);
-                    b.v += sv;
-                    b.t += st;
-                    if accept(b.v, b.t) {
-                        let closed = open.remove(k).items;
-                        out.push(&closed);
-                        spare.push(closed);
-                    }
+    for r in 0..block.len() {
+        let i = block[r];
+        let (sv, st) = (i.v as u64, i.t as u64);
+        match open
+            .iter()
+            .position(|b| b.v + sv <= cap_v && b.t + st <= cap_t)
+        {
+            Some(k) => {
+                let b = &mut open[k];
+                b.items.push(i);
+                b.v += sv;
+                b.t += st;
+                if accept(b.v, b.t) {
+                    let closed = open.remove(k).items;
+                    put(block, &mut written, &mut ends, &closed);
+                    spare.push(closed);
                 }
-                None => {
-                    if open.len() == p.open_packs as usize {
-                        let evicted = open.remove(0).items;
-                        if last {
-                            out.push(&evicted);
-                        } else {
-                            rest.extend_from_slice(&evicted);
-                        }
-                        spare.push(evicted);
-                    }
-                    if accept(sv, st) {
-                        out.push(&[i]);
+            }
+            None => {
+                if open.len() == p.open_packs as usize {
+                    let evicted = open.remove(0).items;
+                    if last {
+                        put(block, &mut written, &mut ends, &evicted);
                     } else {
-                        let mut items = spare.pop().unwrap_or_default();
-                        items.clear();
-                        items.push(i);
-                        open.push(OpenPack {
-                            items,
-                            v: sv,
-                            t: st,
-                        });
+                        rest.extend_from_slice(&evicted);
                     }
+                    spare.push(evicted);
+                }
+                if accept(sv, st) {
+                    put(block, &mut written, &mut ends, &[i]);
+                } else {
+                    let mut items = spare.pop().unwrap_or_default();
+                    items.clear();
+                    items.push(i);
+                    open.push(OpenPack {
+                        items,
+                        v: sv,
+                        t: st,
+                    });
                 }
             }
         }
-        for b in open.drain(..) {
-            if last {
-                out.push(&b.items);
-            } else {
-                rest.extend_from_slice(&b.items);
-            }
+    }
+    for b in open.drain(..) {
+        if last {
+            put(block, &mut written, &mut ends, &b.items);
+        } else {
+            rest.extend_from_slice(&b.items);
         }
-        std::mem::swap(pool, &mut rest);
+    }
+    (written, ends, rest)
+}
+
+/// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left
+/// ([`shuffle_in_blocks`]) and packs it block by block ([`pack_block`]): the blocks' packs in
+/// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
+/// threads take runs of them (the packs do not depend on how many).
+fn pack(
+    pool: Vec<Rec>,
+    p: &BalanceParams,
+    progress: &mut dyn Progress,
+    total: u64,
+    threads: usize,
+) -> Packs<Rec> {
+    let mut out: Packs<Rec> = Packs::new();
+    let mut pool = pool;
+    for round in 0..p.rounds {
+        let bounds = shuffle_in_blocks(
+            &mut pool,
+            &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
+        );
+        let last = round + 1 == p.rounds;
+        let blocks = bounds.len() - 1;
+        let mut done: Vec<PackedBlock> = Vec::with_capacity(blocks);
+        if threads <= 1 || blocks < 2 {
+            for b in 0..blocks {
+                done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
+            }
+        } else {
+            let per = blocks.div_ceil(threads);
+            let runs: Vec<Vec<PackedBlock>> = std::thread::scope(|scope| {
+                let mut rest_of = &mut pool[..];
+                let mut handles = Vec::new();
+                for first in (0..blocks).step_by(per) {
+                    let end = (first + per).min(blocks);
+                    let (mine, rest) =
+                        std::mem::take(&mut rest_of).split_at_mut(bounds[end] - bounds[first]);
+                    rest_of = rest;
+                    let bounds = &bounds;
+                    handles.push(scope.spawn(move || {
+                        (first..end)
+                            .map(|b| {
+                                let range =
+                                    bounds[b] - bounds[first]..bounds[b + 1] - bounds[first];
+                                pack_block(&mut mine[range], last, p)
+                            })
+                            .collect::<Vec<_>>()
+                    }));
+                }
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a packing thread panicked"))
+                    .collect()
+            });
+            done.extend(runs.into_iter().flatten());
+        }
+        // The blocks' packs, in block order: moved down in place in the first round (whose pool
+        // becomes the packs' buffer), appended in later rounds.
+        let mut next = Vec::new();
+        let reuse = out.items.is_empty();
+        let mut at = 0usize;
+        for (b, (written, ends, rest)) in done.into_iter().enumerate() {
+            let base = if reuse { at } else { out.items.len() } as u32;
+            if reuse {
+                pool.copy_within(bounds[b]..bounds[b] + written, at);
+            } else {
+                out.items
+                    .extend_from_slice(&pool[bounds[b]..bounds[b] + written]);
+            }
+            at += written;
+            out.offsets.extend(ends.iter().map(|&e| base + e));
+            next.extend_from_slice(&rest);
+        }
+        if reuse {
+            pool.truncate(at);
+            out.items = std::mem::replace(&mut pool, next);
+        } else {
+            pool = next;
+        }
         progress.report(total - pool.len() as u64, total * 2);
         if pool.is_empty() {
             break;
@@ -1164,7 +1286,7 @@ pub fn balance_batches(
     }
     let m = m as usize;
     // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
-    let (mut pool, mut dropped, oversize) = if p.oversize == Oversize::OwnMicroBatch {
+    let (pool, mut dropped, oversize) = if p.oversize == Oversize::OwnMicroBatch {
         let mut fit = Vec::with_capacity(samples.len());
         let mut over = Vec::new();
         for i in 0..samples.len() as u32 {
@@ -1182,8 +1304,12 @@ pub fn balance_batches(
         (fit, dropped, Vec::new())
     };
     let total = pool.len() as u64;
-    let mut packs = pack(&mut pool, p, progress, total);
-    drop(pool);
+    let threads = if p.threads > 0 {
+        p.threads.min(MAX_THREADS)
+    } else {
+        worker_threads()
+    };
+    let mut packs = pack(pool, p, progress, total, threads);
     packs = repack_part_filled(packs, p);
     let before = packs.len();
     let (packs, kept, lost) = spread_tail(packs, p, m);
@@ -1194,11 +1320,6 @@ pub fn balance_batches(
     // vision sum; then the tail; then the over-cap samples, one per pack. The packs are renumbered
     // in this order, so each vision class is a run of consecutive packs and the steps cut from
     // it are runs too (every phase below reads memory in order).
-    let threads = if p.threads > 0 {
-        p.threads.min(MAX_THREADS)
-    } else {
-        worker_threads()
-    };
     // Each pack's vision sum once, in order (the sorts below look them up at random).
     let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
     let vision_of = |k: u32| vision[k as usize];
@@ -1597,7 +1718,8 @@ mod tests {
 
     #[test]
     fn the_plan_does_not_depend_on_the_thread_count() {
-        let (v, mut t) = data(40_000, 9);
+        // Over two packing blocks: the blocks are packed on threads too.
+        let (v, mut t) = data(2 * PACK_BLOCK + 5_000, 9);
         for i in (0..t.len()).step_by(50) {
             t[i] += 900; // costly packs: matched steps between the parallel runs
         }
