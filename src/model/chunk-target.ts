@@ -33,6 +33,13 @@ export interface ChunkTargetPlan {
   problem: StageProblem;
   /** What the target changed, in words. */
   notes: string[];
+  /** The unconstrained chunk plan's figures, when it fits (absent for `none`). */
+  unconstrained?: {
+    /** Its predicted iteration time, ms. */
+    objectiveMs: number;
+    /** Its slowest device per micro-batch, ms. */
+    bottleneckMs: number;
+  };
 }
 
 const GIB = 2 ** 30;
@@ -166,5 +173,6 @@ export function partitionChunksForTarget(problem: StageProblem, target: Target):
     }
     throw invalidOptions('no interleaved plan Megatron-LM can run fits');
   }
-  return { plan: best.plan, problem: best.problem, notes };
+  const free = tryChunks(problem);
+  return { plan: best.plan, problem: best.problem, notes, ...(free && { unconstrained: { objectiveMs: free.objectiveMs, bottleneckMs: free.bottleneckMs } }) };
 }
