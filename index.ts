@@ -137,6 +137,7 @@ export {
   type PlanInputs,
   type PlanMemory,
   type PlanReplay,
+  type PlanChunks,
   type PlanTrainingOptions,
   type ReplayResult,
   type StageMemory,
