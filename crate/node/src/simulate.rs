@@ -71,8 +71,14 @@ pub fn simulate_step_sync(
             allreduce_bytes_per_s: input.allreduce_bytes_per_s,
             activation_bytes: input.activation_bytes.to_vec(),
             schedule: Schedule::parse(&input.schedule, v)?,
-            chunk_forward_ms: input.chunk_forward_ms.map(|a| a.to_vec()).unwrap_or_default(),
-            chunk_backward_ms: input.chunk_backward_ms.map(|a| a.to_vec()).unwrap_or_default(),
+            chunk_forward_ms: input
+                .chunk_forward_ms
+                .map(|a| a.to_vec())
+                .unwrap_or_default(),
+            chunk_backward_ms: input
+                .chunk_backward_ms
+                .map(|a| a.to_vec())
+                .unwrap_or_default(),
         };
         let r = simulate_step(&step)?;
         let events = if with_events { r.events } else { Vec::new() };
