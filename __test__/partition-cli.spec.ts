@@ -243,7 +243,7 @@ test('--schedule interleaved --target deepspeed is refused with the reason, exit
   const r = omnibal([...base, '--schedule', 'interleaved', '--target', 'deepspeed']);
   t.is(r.status, 2);
   t.regex(r.stderr, /^omnibal: --target deepspeed: DeepSpeed's pipeline engine \(PipelineModule with TrainSchedule\) runs one contiguous layer range per stage and has no interleaved \(virtual-stage\) schedule; use --schedule 1f1b or gpipe \[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
-  const small = ['partition', '--model', 'internvl-300m-internlm2-7b', '--pp', '4', '--micro-batches', '16', '--vision-per-micro-batch', '18', '--text-per-micro-batch', '5000', '--schedule', 'interleaved'];
+  const small = ['partition', '--model', 'internvl-300m-internlm2-7b', '--pp', '2', '--micro-batches', '8', '--vision-per-micro-batch', '18', '--text-per-micro-batch', '5000', '--schedule', 'interleaved'];
   const m = omnibal([...small, '--target', 'megatron', '--json']);
   t.is(m.status, 0, m.stderr);
   const out = JSON.parse(m.stdout);
