@@ -13,6 +13,7 @@ import { syntheticSamples } from '../src/data/synthetic';
 import { resolveGpu, resolveModel, vlmLayers } from '../src/model/index';
 import { balanceCostB } from '../src/plan/prepare-model';
 import { planTraining, type TrainingPlan } from '../src/plan/index';
+import { searchLayouts } from '../src/plan/layout';
 import { chunkInFlight } from '../src/simulate/index';
 import { cli, thrown } from './helpers';
 
@@ -159,4 +160,17 @@ test('when no chunk plan fits, the error names the least memory that does, round
   const plan = planTraining({ ...o, memoryBytes: gib * GIB });
   for (const s of plan.stages.stages) t.true(s.memoryBytes <= gib * GIB);
   t.is(thrown(() => planTraining({ ...o, memoryBytes: (gib - 0.01) * GIB })).code, 'ERR_OMNIBAL_INFEASIBLE');
+});
+
+test('the layout search ranks interleaved layouts by their chunk plans, as planning each from scratch does', (t) => {
+  const options = { gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(20000, 1), tps: [1], pps: [4], samplesPerPacks: [2.25, 4.5], simulatedSteps: 1, schedule: 'interleaved' as const, virtualStages: 2 };
+  const ranked = searchLayouts(options);
+  const fits = ranked.filter((c) => c.gpuHours !== undefined);
+  t.true(fits.length > 0);
+  t.deepEqual(ranked, searchLayouts({ ...options, exhaustive: true }));
+  // The best layout's step is its chunk plan's, simulated with each chunk's own time.
+  const best = fits[0];
+  const plan = planTraining({ ...options, cluster: { gpus: 16, tp: best.tp, pp: best.pp, dp: best.dp }, accum: best.accum, samplesPerPack: best.samplesPerPack, ablation: false });
+  t.is(plan.chunks!.chunks.length, 2 * best.pp);
+  t.true(Math.abs(plan.ablation[0].stepMs / best.stepMs! - 1) < 1e-9, `${plan.ablation[0].stepMs} vs ${best.stepMs}`);
 });
