@@ -378,6 +378,10 @@ export interface SimulateStepInput {
   activationBytes: Float64Array
   schedule: string
   virtualStages?: number
+  /** Interleaved only: each model chunk's forward time, `[((r * M + m) * v + j) * P + s]`. */
+  chunkForwardMs?: Float64Array
+  /** Each model chunk's backward time, same layout. */
+  chunkBackwardMs?: Float64Array
 }
 
 /** The canonical stage problem, layers as typed arrays. */

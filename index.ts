@@ -111,6 +111,8 @@ export {
   type TrainingOptions,
 } from './src/model/index';
 export { partitionForTarget, TARGETS, type Target, type TargetPlan } from './src/model/target';
+export { partitionChunksForTarget, type ChunkTargetPlan } from './src/model/chunk-target';
+export { evaluateChunks } from './src/model/chunk-evaluate';
 export { heaviestMicroBatchLoad } from './src/model/memory-load';
 export { searchStages, type SearchStagesOptions, type StageCandidate, type StageSearch } from './src/model/search';
 export { exportDeepSpeed, exportMegatron, shellLine, shellQuote, DEEPSPEED_INTERVAL_SEMANTICS, type DeepSpeedExport, type MegatronAlternative, type MegatronExport } from './src/export/index';
@@ -135,6 +137,7 @@ export {
   type PlanInputs,
   type PlanMemory,
   type PlanReplay,
+  type PlanChunks,
   type PlanTrainingOptions,
   type ReplayResult,
   type StageMemory,

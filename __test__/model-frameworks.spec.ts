@@ -7,7 +7,8 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportDeepSpeed, exportMegatron, exportMegatronChunks, modelPreset, partitionChunks, partitionForTarget, partitionStages, vlmStageProblem } from '../index';
+import { exportDeepSpeed, exportMegatron, exportMegatronChunks, modelPreset, partitionChunks, partitionForTarget, partitionStages, planTraining, vlmStageProblem } from '../index';
+import { syntheticSamples } from '../src/data/synthetic';
 
 const local = join(__dirname, '..', '.venv-frameworks', 'bin', 'python');
 const python = process.env.OMNIBAL_FRAMEWORKS_PYTHON || (existsSync(local) ? local : undefined);
@@ -144,4 +145,21 @@ run("Megatron: an interleaved chunk plan's layout (v x P segments) passes megatr
   t.false(results[1].ok);
   // And the validator can fail: v x P + 1 segments do not divide over the ranks.
   t.false(check('megatron_layout_check.py', { layout: `${layout}|t`, pp: 4, numLayers: 49 }).ok);
+});
+
+run("Megatron: plan --schedule interleaved --target megatron exports a layout and recompute setting megatron-core accepts, ViT, projector and embedding in the first chunk", (t) => {
+  const plan = planTraining({ model: 'internvl-300m-internlm2-7b', cluster: { gpus: 32, tp: 1, pp: 4, dp: 8 }, accum: 16, samples: syntheticSamples(20000, 0), simulatedSteps: 1, schedule: 'interleaved', virtualStages: 2, target: 'megatron', ablation: false });
+  const c = plan.chunks!;
+  t.deepEqual(c.megatron.unsupported, []);
+  const alt = c.megatron.alternatives.find((a) => a.name === 'layout');
+  t.truthy(alt);
+  const layout = alt!.argv[alt!.argv.indexOf('--pipeline-model-parallel-layout') + 1];
+  t.true(layout.startsWith('E|'), layout);
+  const md = modelPreset('internvl-300m-internlm2-7b');
+  const r = check('megatron_layout_check.py', { layout, pp: 4, numLayers: md.llm.layers });
+  t.true(r.ok, r.error);
+  const dims = { numLayers: md.llm.layers, hidden: md.llm.hidden, heads: md.llm.heads, kvHeads: md.llm.kvHeads, vitLayers: md.vit.layers, vitHidden: md.vit.hidden, vitHeads: md.vit.heads };
+  const results = check('megatron_config_check.py', [{ argv: alt!.argv, ...dims }]) as unknown as { ok: boolean; error?: string; virtualStages?: number }[];
+  t.true(results[0].ok, results[0].error);
+  t.is(results[0].virtualStages, 2);
 });

@@ -239,11 +239,21 @@ test('--schedule interleaved plans v x P model chunks: chunk c on stage c mod P,
   t.regex(human.stdout, /held at peak per chunk/);
 });
 
-test('--schedule interleaved refuses the framework targets it cannot honour, exit 2', (t) => {
-  for (const target of ['megatron', 'deepspeed']) {
-    const r = omnibal([...base, '--schedule', 'interleaved', '--target', target]);
-    t.is(r.status, 2);
-    t.regex(r.stderr, /ERR_OMNIBAL_INVALID_OPTIONS/);
-    t.notRegex(r.stderr, /\n\s+at /);
-  }
+test('--schedule interleaved --target deepspeed is refused with the reason, exit 2; --target megatron plans what Megatron-LM runs', (t) => {
+  const r = omnibal([...base, '--schedule', 'interleaved', '--target', 'deepspeed']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /^omnibal: --target deepspeed: DeepSpeed's pipeline engine \(PipelineModule with TrainSchedule\) runs one contiguous layer range per stage and has no interleaved \(virtual-stage\) schedule; use --schedule 1f1b or gpipe \[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
+  const small = ['partition', '--model', 'internvl-300m-internlm2-7b', '--pp', '2', '--micro-batches', '8', '--vision-per-micro-batch', '18', '--text-per-micro-batch', '5000', '--schedule', 'interleaved'];
+  const m = omnibal([...small, '--target', 'megatron', '--json']);
+  t.is(m.status, 0, m.stderr);
+  const out = JSON.parse(m.stdout);
+  t.is(out.target.name, 'megatron');
+  // The vision encoder, projector and LLM embedding (layers 0-26) in chunk 0; one recompute setting for every chunk.
+  t.true(out.chunks[0].lastLayer >= 26);
+  t.deepEqual(out.exports.megatron.unsupported, []);
+  t.truthy(out.exports.megatron.alternatives.find((a: { name: string }) => a.name === 'layout'));
+  const free = JSON.parse(omnibal([...small, '--json']).stdout);
+  t.true(out.objectiveMs >= free.objectiveMs);
+  t.true(Math.abs(out.target.unconstrained.objectiveMs - free.objectiveMs) < 1e-6 * free.objectiveMs);
+  t.true(free.exports.megatron.unsupported.length > 0, 'the unconstrained chunk plan is not what Megatron-LM runs');
 });

@@ -135,9 +135,11 @@ test('GPipe on the default A100-80G: no split fits 32 micro-batches in flight; t
   }
 });
 
-test('an interleaved plan says its stages are contiguous and where the v x P chunk layout comes from; 1F1B does not', (t) => {
+test('an interleaved plan says it is planned in v x P model chunks and carries them; 1F1B does not', (t) => {
   const plan = planTraining({ ...fixed, schedule: 'interleaved', virtualStages: 2, ablation: false });
-  t.true(plan.assumptions.some((a) => /P contiguous ones.*omnibal partition --schedule interleaved/.test(a)));
+  t.true(plan.assumptions.some((a) => /^interleaved: the layers cut into v x P contiguous model chunks.*partitionChunks/.test(a)));
+  t.is(plan.chunks?.chunks.length, 16);
   const one = planTraining({ ...fixed, ablation: false });
   t.false(one.assumptions.some((a) => a.startsWith('interleaved')));
+  t.is(one.chunks, undefined);
 });

@@ -157,3 +157,16 @@ test('plan takes a format-2 calibration file as the profiler writes it, and pred
     t.is(e.error?.data?.field, field);
   }
 });
+
+test('plan with the interleaved schedule answers the v x P chunk plan planTraining makes, its Megatron-LM export included', async (t) => {
+  const h = serve(t);
+  // The default samples (synthetic, as the sidecar's plan makes them without inputs).
+  const params = { seed: 3, simulatedSteps: 1, schedule: 'interleaved', virtualStages: 2, ablation: false };
+  const r = await h.call('plan', params, 120_000);
+  t.falsy(r.error, JSON.stringify(r.error));
+  const { detail: _detail, ...local } = planTraining(params as PlanTrainingOptions);
+  void _detail;
+  t.is(r.result.chunks.chunks.length, 16);
+  t.deepEqual(r.result.chunks, JSON.parse(JSON.stringify(local.chunks)));
+  t.deepEqual(r.result.stages, JSON.parse(JSON.stringify(local.stages)));
+});

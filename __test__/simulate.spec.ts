@@ -46,6 +46,83 @@ nativeTest('simulateStep: native equals the twin, events included', (t) => {
   t.pass();
 });
 
+// Interleaved steps with each model chunk's own time (as a chunk plan gives them).
+const chunkedArb = fc
+  .record({ dp: fc.integer({ min: 1, max: 3 }), pp: fc.integer({ min: 1, max: 5 }), mult: fc.integer({ min: 1, max: 3 }), v: fc.integer({ min: 1, max: 3 }), seed: fc.integer({ min: 0, max: 1000 }) })
+  .map(({ dp, pp, mult, v, seed }) => {
+    const m = pp * mult;
+    const n = dp * m * pp;
+    const val = (i: number, k: number) => ((i * 7919 + seed * 104729 + k) % 97) / 10;
+    const chunkForwardMs = Float64Array.from({ length: n * v }, (_, i) => val(i, 5));
+    const chunkBackwardMs = Float64Array.from({ length: n * v }, (_, i) => val(i, 6) * 2);
+    // The stage totals the chunks sum to (checked, not used, when chunk times are given).
+    const total = (xs: Float64Array) => Float64Array.from({ length: n }, (_, i) => {
+      const [rm, s] = [Math.floor(i / pp), i % pp];
+      let t = 0;
+      for (let j = 0; j < v; j++) t += xs[(rm * v + j) * pp + s];
+      return t;
+    });
+    return {
+      dp,
+      pp,
+      microBatches: m,
+      forwardMs: total(chunkForwardMs),
+      backwardMs: total(chunkBackwardMs),
+      transferMs: Float64Array.from({ length: pp - 1 }, (_, i) => val(i, 3) / 10),
+      gradBytes: Float64Array.from({ length: pp }, (_, i) => 1e8 * (i + 1)),
+      allreduceBytesPerS: seed % 2 === 0 ? 0 : 25e9,
+      activationBytes: Float64Array.from({ length: pp }, () => 1e6),
+      schedule: 'interleaved',
+      virtualStages: v,
+      chunkForwardMs,
+      chunkBackwardMs,
+    };
+  });
+
+nativeTest('simulateStep with per-chunk times: native equals the twin, and every chunk event lasts its own time', (t) => {
+  fc.assert(
+    fc.property(chunkedArb, (input) => {
+      const a = native!.simulateStep(input, true);
+      const b = jsBackend.simulateStep(input, true);
+      const d = firstDifference(a, b);
+      if (d) throw new Error(d);
+      const { pp, microBatches: m, virtualStages: v } = input;
+      for (let e = 0; e < b.eventRank.length; e++) {
+        const at = ((b.eventRank[e] * m + b.eventMicroBatch[e]) * v + b.eventChunk[e]) * pp + b.eventStage[e];
+        const want = (b.eventBackward[e] ? input.chunkBackwardMs : input.chunkForwardMs)[at];
+        if (Math.abs(b.eventEndMs[e] - b.eventStartMs[e] - want) > 1e-9) throw new Error(`event ${e}: ${b.eventEndMs[e] - b.eventStartMs[e]} vs ${want}`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+  t.pass();
+});
+
+test('per-chunk times equal to 1/v of the stage give the old interleaved step; they are checked on every backend', (t) => {
+  const pp = 3;
+  const v = 2;
+  const m = 6;
+  const n = m * pp;
+  const forwardMs = Float64Array.from({ length: n }, (_, i) => 1 + (i % 4));
+  const backwardMs = Float64Array.from(forwardMs, (x) => 2 * x);
+  const split = (xs: Float64Array) => Float64Array.from({ length: n * v }, (_, i) => xs[Math.floor(i / (v * pp)) * pp + (i % pp)] / v);
+  const base = { dp: 1, pp, microBatches: m, forwardMs, backwardMs, transferMs: new Float64Array([0.3, 0.2]), gradBytes: new Float64Array(pp), allreduceBytesPerS: 0, activationBytes: new Float64Array(pp).fill(1), schedule: 'interleaved' as const, virtualStages: v };
+  const plain = simulateStep(base);
+  const even = simulateStep({ ...base, chunkForwardMs: split(forwardMs), chunkBackwardMs: split(backwardMs) });
+  t.true(Math.abs(plain.stepMs - even.stepMs) < 1e-9);
+  // The second chunk twice as slow as the first: a different (longer) step.
+  const skew = (xs: Float64Array) => Float64Array.from({ length: n * v }, (_, i) => (xs[Math.floor(i / (v * pp)) * pp + (i % pp)] * (Math.floor(i / pp) % v === 0 ? 1 : 2)) / 3);
+  t.not(simulateStep({ ...base, chunkForwardMs: skew(forwardMs), chunkBackwardMs: skew(backwardMs) }).stepMs, plain.stepMs);
+  t.is(thrown(() => simulateStep({ ...base, chunkForwardMs: split(forwardMs) })).code, 'ERR_OMNIBAL_INVALID_TYPE');
+  for (const b of native ? [native, jsBackend] : [jsBackend]) {
+    t.is(thrown(() => b.simulateStep({ ...base, chunkForwardMs: split(forwardMs), chunkBackwardMs: new Float64Array(3) }, false)).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    t.is(thrown(() => b.simulateStep({ ...base, schedule: '1f1b', chunkForwardMs: split(forwardMs), chunkBackwardMs: split(backwardMs) }, false)).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    const nan = split(forwardMs);
+    nan[2] = NaN;
+    t.is(thrown(() => b.simulateStep({ ...base, chunkForwardMs: nan, chunkBackwardMs: split(backwardMs) }, false)).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  }
+});
+
 test('closed forms: GPipe and 1F1B take (M + P - 1)(f + b); interleaving divides the bubble by v', (t) => {
   const make = (pp: number, m: number, schedule: string, v = 1) => ({
     dp: 2,

@@ -36,6 +36,7 @@ function runCli(args: string[]): PlanCase | string {
 function run(what: string, samples: number): PlanCase | string {
   if (what === 'cli') return runCli(['plan']);
   if (what === 'cli-search') return runCli(['plan', '--search-layout']);
+  if (what === 'cli-interleaved') return runCli(['plan', '--schedule', 'interleaved', '--virtual-stages', '2']);
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'plan-case.ts'), what, String(samples)], {
     encoding: 'utf8',
     maxBuffer: 1 << 26,
@@ -49,11 +50,14 @@ function run(what: string, samples: number): PlanCase | string {
 export function benchPlan(quick: boolean): void {
   console.log('omnibal bench: plan (InternVL-Chat-1.5, 64 x A100-80G; synthetic samples generated inside the timed case)');
   console.log('layout search: tp 1-8 x pp 1-16, micro-batch 2.25 / 4.5 / 9 samples at a fixed 1,152 samples per step, 4 simulated steps each');
+  console.log('cli-interleaved = `omnibal plan --schedule interleaved --virtual-stages 2`');
   console.log('cli = `omnibal plan`, cli-search = `omnibal plan --search-layout`: the compiled CLI, whole process (node start-up included); plan/search: in-process, after module loading');
   const rows: (string | number)[][] = [];
   const results = new Map<string, PlanCase>();
   const cases: [string, number, string][] = [
     ['cli', 1_200_000, '<= 1.5 s CPU'],
+    // v x P chunk plans (partitionChunks) for the two optimal ablation rows, each chunk simulated with its own time.
+    ['cli-interleaved', 1_200_000, ''],
     ['plan', 1_200_000, ''],
     ['cli-search', 1_200_000, '<= 10 s CPU'],
     ['search', 1_200_000, ''],

@@ -8,7 +8,8 @@
 import { writeStdout } from './output';
 import { ErrorCodes, omnibalError } from '../errors';
 import { exportMegatronChunks } from '../export/megatron-chunks';
-import { baselineStages, partitionChunks, SPLITS, type ChunkPlan, type StageProblem } from '../model/index';
+import { baselineStages, SPLITS, type ChunkPlan, type StageProblem } from '../model/index';
+import { chunksWithMemoryHint, DEEPSPEED_INTERLEAVED, partitionChunksForTarget } from '../model/chunk-target';
 import type { Target } from '../model/target';
 import { formatTable } from './table';
 
@@ -21,15 +22,9 @@ export const INTERLEAVED_ASSUMPTIONS = [
   'stage memory = its chunks\' static bytes + the most, over the schedule, of sum over its chunks of (micro-batches of that chunk held) x (its kept activation bytes) + fixed overhead; recomputation chosen per chunk',
 ];
 
-/** The framework targets an interleaved chunk plan cannot honour yet, refused with a reason. */
+/** DeepSpeed cannot run an interleaved plan: refused with the reason. */
 function checkTarget(target: Target): void {
-  if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, "--target deepspeed: DeepSpeed's pipeline engine has no interleaved schedule; use --schedule 1f1b or gpipe");
-  if (target === 'megatron') {
-    throw omnibalError(
-      ErrorCodes.INVALID_OPTIONS,
-      '--target megatron with --schedule interleaved is not supported yet (one recompute count for all chunks is not searched); plan with --target none and --vision-on-first-stage, and read the export\'s "cannot express" lines',
-    );
-  }
+  if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, DEEPSPEED_INTERLEAVED);
 }
 
 /** Contiguous baselines priced with the interleaved closed form (each device's layers as v equal chunks). */
@@ -69,8 +64,10 @@ export interface InterleavedRun {
  */
 export async function runInterleavedPartition(run: InterleavedRun): Promise<void> {
   checkTarget(run.target);
-  const { problem } = run;
-  const plan: ChunkPlan = partitionChunks(problem);
+  // --target none: the chunk planner as asked; megatron: its constraints (partitionChunksForTarget).
+  const targeted = run.target === 'none' ? undefined : partitionChunksForTarget(run.problem, run.target);
+  const problem = targeted?.problem ?? run.problem;
+  const plan: ChunkPlan = targeted?.plan ?? chunksWithMemoryHint(problem);
   const v = plan.virtualStages;
   const baselines = baselinesOf(problem, v);
   const megatron = exportMegatronChunks(problem, plan);
@@ -84,7 +81,7 @@ export async function runInterleavedPartition(run: InterleavedRun): Promise<void
       `${JSON.stringify({
         prediction: { note: 'figures are predictions of the omnibal cost model', assumptions },
         memory: { schedule: { name: 'interleaved', virtualStages: v }, activationsSizedFor: run.memoryFrom, headroom: run.headroom ?? 0 },
-        target: null,
+        target: targeted ? { name: run.target, notes: targeted.notes, unconstrained: targeted.unconstrained ?? null } : null,
         stages: plan.stages,
         chunks: plan.chunks,
         objectiveMs: plan.objectiveMs,
@@ -112,10 +109,12 @@ export async function runInterleavedPartition(run: InterleavedRun): Promise<void
     ];
   });
   const lines = [
-    `omnibal partition (${run.method}): ${plan.stages.length} stages x ${v} model chunks, ${problem.microBatches} micro-batches, interleaved (v = ${v}), ${(problem.memoryBytes / GIB).toFixed(0)} GiB per GPU`,
+    `omnibal partition (${run.method}${targeted ? `, target ${run.target}` : ''}): ${plan.stages.length} stages x ${v} model chunks, ${problem.microBatches} micro-batches, interleaved (v = ${v}), ${(problem.memoryBytes / GIB).toFixed(0)} GiB per GPU`,
     'PREDICTION of the omnibal cost model, assuming:',
     ...assumptions.map((a) => `  - ${a}`),
     `  - activations sized for ${run.memoryFrom}${run.headroom ? ` + ${(run.headroom * 100).toFixed(0)}% headroom` : ''}`,
+    ...(targeted ? targeted.notes.map((n) => `  - target: ${n}`) : []),
+    ...(targeted?.unconstrained ? [`  - the unconstrained chunk plan (--target none) predicts ${targeted.unconstrained.objectiveMs.toFixed(0)} ms per iteration (${((1 - targeted.unconstrained.objectiveMs / plan.objectiveMs) * 100).toFixed(1)}% less)`] : []),
     '',
     formatTable(['stage', 'chunks (layers)', 'names', 'recomputed per chunk', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'held at peak per chunk'], rows),
     '',

@@ -69,7 +69,28 @@ export function figureLines(f: RunFigures, gpus: number): string[] {
 function human(plan: TrainingPlan): string {
   const c = plan.cluster;
   const g = (x: number) => (x / 2 ** 30).toFixed(1);
-  const stageRows = plan.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, `${s.layerNames[0]} .. ${s.layerNames[s.layerNames.length - 1]}`, s.recomputeLayers.length, s.timeMs.toFixed(0), g(s.memoryBytes), `${g(s.memory.weights)} / ${g(s.memory.gradients)} / ${g(s.memory.optimizer)} / ${g(s.memory.activations)} / ${g(s.memory.checkpoints)} / ${g(s.memory.fixed)}`, s.inFlight]);
+  const chunked = plan.chunks;
+  // An interleaved plan: each device's chunks, comma-separated, in every per-layer column.
+  const mine = (i: number) => (chunked ? chunked.chunks.filter((c) => c.stage === i) : []);
+  const stageRows = plan.stages.stages.map((s, i) => [
+    i,
+    chunked ? mine(i).map((c) => `${c.firstLayer}-${c.lastLayer}`).join(', ') : `${s.firstLayer}-${s.lastLayer}`,
+    chunked ? mine(i).map((c) => `${c.layerNames[0]} .. ${c.layerNames[c.layerNames.length - 1]}`).join(', ') : `${s.layerNames[0]} .. ${s.layerNames[s.layerNames.length - 1]}`,
+    chunked ? mine(i).map((c) => c.recomputeLayers.length).join(' + ') : s.recomputeLayers.length,
+    s.timeMs.toFixed(0),
+    g(s.memoryBytes),
+    `${g(s.memory.weights)} / ${g(s.memory.gradients)} / ${g(s.memory.optimizer)} / ${g(s.memory.activations)} / ${g(s.memory.checkpoints)} / ${g(s.memory.fixed)}`,
+    chunked ? mine(i).map((c) => c.held).join(' + ') : s.inFlight,
+  ]);
+  const chunkLines = chunked
+    ? [
+        '',
+        `interleaved: ${chunked.virtualStages} x ${c.pp} model chunks, chunk c on stage c mod ${c.pp}; ${chunked.optimal ? 'optimal under the model (the chunk search finished)' : `best found (the chunk search stopped at its node budget; the optimum is at least ${chunked.lowerBoundMs.toFixed(0)} ms per iteration)`}`,
+        ...chunked.targetNotes.map((n) => `  target: ${n}`),
+        ...(chunked.megatron.alternatives.length === 0 ? ['Megatron-LM: no valid arguments for this plan'] : chunked.megatron.alternatives.map((a) => `Megatron-LM (${a.name}): ${a.command}`)),
+        ...chunked.megatron.unsupported.map((u) => `  cannot express: ${u}`),
+      ]
+    : [];
   const fig = (x: number, f: (x: number) => string) => (Number.isNaN(x) ? '-' : f(x));
   const paper = paperAblation(plan.model);
   const abl = plan.ablation.map((r, i) => [
@@ -95,7 +116,13 @@ function human(plan: TrainingPlan): string {
     '',
     `data: balanced packs ${plan.data.balanced.samplesPerPack.toFixed(2)} samples, pad ${plan.data.balanced.padRatio.toFixed(3)}, dist vision ${plan.data.balanced.visionDist.toFixed(4)} / text ${plan.data.balanced.textDist.toFixed(4)}; random batches: pad ${plan.data.random.padRatio.toFixed(3)}, dist ${plan.data.random.visionDist.toFixed(4)} / ${plan.data.random.textDist.toFixed(4)}`,
     '',
-    formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'in flight'], stageRows),
+    formatTable(
+      chunked
+        ? ['stage', 'chunks (layers)', 'names', 'recomputed per chunk', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'held at peak per chunk']
+        : ['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'in flight'],
+      stageRows,
+    ),
+    ...chunkLines,
     '',
     formatTable(['ablation (predicted, one epoch)', 'steps', 'step s', 'GPU-days', 'speed-up', 'bubble', ...(paper ? ['paper GPU-days', 'paper speed-up'] : [])], abl),
     ...failed,
@@ -309,11 +336,18 @@ export function registerPlan(program: Command): void {
         await writeStdout(`${JSON.stringify({ prediction: true, assumptions: saved.assumptions, ...r })}\n`);
         return;
       }
-      const rows = r.stages.stages.map((s, i) => [i, `${s.firstLayer}-${s.lastLayer}`, s.recomputeLayers.length, s.timeMs.toFixed(0), (s.memoryBytes / 2 ** 30).toFixed(1)]);
+      const mine = (i: number) => (r.chunks ? r.chunks.chunks.filter((c) => c.stage === i) : []);
+      const rows = r.stages.stages.map((s, i) => [
+        i,
+        r.chunks ? mine(i).map((c) => `${c.firstLayer}-${c.lastLayer}`).join(', ') : `${s.firstLayer}-${s.lastLayer}`,
+        r.chunks ? mine(i).map((c) => c.recomputeLayers.length).join(' + ') : s.recomputeLayers.length,
+        s.timeMs.toFixed(0),
+        (s.memoryBytes / 2 ** 30).toFixed(1),
+      ]);
       await writeStdout(
         [
           `omnibal simulate: ${flags.plan} (PREDICTION of the cost model and simulator)`,
-          formatTable(['stage', 'layers', 'recomputed', 'ms / micro-batch', 'memory GiB'], rows),
+          formatTable(r.chunks ? ['stage', 'chunks (layers)', 'recomputed per chunk', 'ms / micro-batch', 'memory GiB'] : ['stage', 'layers', 'recomputed', 'ms / micro-batch', 'memory GiB'], rows),
           `predicted step ${(r.stepMs / 1000).toFixed(1)} s, ${(r.gpuHours / 24).toFixed(1)} GPU-days per epoch, bubble ${(r.bubbleFraction * 100).toFixed(0)}%`,
           ...figureLines(r.figures, saved.cluster.gpus),
         ].join('\n') + '\n',

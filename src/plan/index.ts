@@ -28,6 +28,7 @@ export {
   type FailedBaseline,
   type PlanDetail,
   type PlanReplay,
+  type PlanChunks,
   type StageMemory,
   type Timeline,
   type TimelineEvent,

@@ -14,7 +14,21 @@ import { runFigures } from './figures';
 import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type PlanTrainingOptions } from './options';
 import { prepareModel } from './prepare-model';
 import { simulateConfig, type Config, type Resolved, type Simulated } from './simulate-config';
-import { INTERLEAVED_PLAN_ASSUMPTION, PLAN_ASSUMPTIONS, type AblationRow, type TrainingPlan } from './training-plan';
+import { exportMegatronChunks } from '../export/megatron-chunks';
+import type { ChunkTargetPlan } from '../model/chunk-target';
+import { INTERLEAVED_PLAN_ASSUMPTION, PLAN_ASSUMPTIONS, type AblationRow, type PlanChunks, type TrainingPlan } from './training-plan';
+
+/** The chunks of an interleaved plan as the plan carries them, with their Megatron-LM export. */
+export function planChunks(c: ChunkTargetPlan): PlanChunks {
+  return {
+    virtualStages: c.plan.virtualStages,
+    chunks: c.plan.chunks,
+    optimal: c.plan.optimal,
+    lowerBoundMs: c.plan.lowerBoundMs,
+    targetNotes: c.notes,
+    megatron: exportMegatronChunks(c.problem, c.plan),
+  };
+}
 
 /**
  * Plans a training run and predicts its ablation (a prediction of the model and simulator).
@@ -111,6 +125,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     samples: samples.text.length,
     steps: balanced.steps,
     stages: full.stages,
+    ...(full.chunks && { chunks: planChunks(full.chunks) }),
     data: { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) },
     ablation: rows,
     baselines,

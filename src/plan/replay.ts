@@ -6,13 +6,13 @@
 import { ErrorCodes, omnibalError } from '../errors';
 import { planBatches, type Samples } from '../data/index';
 import { meanMicroBatchLoad } from '../data/load';
-import { resolveGpu, resolveModel, type StagePlan } from '../model/index';
+import { resolveGpu, resolveModel, type ChunkPlan, type StagePlan } from '../model/index';
 import { runFigures, type RunFigures } from './figures';
 import { checkMemoryOptions, checkRunOptions } from './options';
 import { prepareModel } from './prepare-model';
 import { simulateConfig, type Resolved } from './simulate-config';
 import type { TrainingPlan } from './training-plan';
-import { checkSavedPlan, checkSavedStages } from './validate';
+import { checkSavedChunks, checkSavedPlan, checkSavedStages } from './validate';
 
 /** The result of re-simulating a saved plan. */
 export interface ReplayResult {
@@ -22,8 +22,10 @@ export interface ReplayResult {
   gpuHours: number;
   /** Predicted bubble fraction. */
   bubbleFraction: number;
-  /** The stages as evaluated by the cost model. */
+  /** The stages as evaluated by the cost model (for an interleaved plan, per device over its chunks). */
   stages: StagePlan;
+  /** An interleaved plan's chunks as evaluated (their times and held counts). */
+  chunks?: ChunkPlan;
   /** Run-level predictions of the plan as given (one epoch). */
   figures: RunFigures;
 }
@@ -49,7 +51,10 @@ export function simulateSavedPlan(savedPlan: TrainingPlan, samples: Samples): Re
   const cluster = saved.cluster;
   const { schedule, virtualStages, simulatedSteps } = checkRunOptions(r, saved.accum, cluster.pp);
   const { calibration, gpu: g, coef, costB, flops } = prepareModel(spec, gpu, cluster, r.calibration ?? undefined, memory);
-  const given = checkSavedStages(saved, coef.perTile.length);
+  const given =
+    schedule === 'interleaved'
+      ? { lastLayers: [], ...checkSavedChunks(saved, coef.perTile.length) }
+      : checkSavedStages(saved, coef.perTile.length);
   const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps, schedule, virtualStages, calibration, memory };
   const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB, tail: 'drop' });
   const sim = simulateConfig({ name: 'saved plan', plan, split: 'given', recompute: 'block', given }, samples, resolved, coef, undefined);
@@ -71,5 +76,5 @@ export function simulateSavedPlan(savedPlan: TrainingPlan, samples: Samples): Re
     peakFlops: gpu.peakFlops,
     epochs: 1,
   });
-  return { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, bubbleFraction: sim.row.bubbleFraction, stages: sim.stages, figures };
+  return { stepMs: sim.row.stepMs, gpuHours: sim.row.gpuHours, bubbleFraction: sim.row.bubbleFraction, stages: sim.stages, ...(sim.chunks && { chunks: sim.chunks.plan }), figures };
 }

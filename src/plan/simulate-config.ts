@@ -21,6 +21,8 @@ import {
   type StageProblem,
 } from '../model/index';
 import { partitionForTarget } from '../model/target';
+import { chunkDevices, evaluateChunks } from '../model/chunk-evaluate';
+import { partitionChunksForTarget, type ChunkTargetPlan } from '../model/chunk-target';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
 import type { Cluster, PlanMemory } from './options';
 import type { Coefficients } from './prepare-model';
@@ -32,8 +34,8 @@ export interface Config {
   plan: BatchPlan;
   split: 'optimal' | 'parameters' | 'uniform' | 'given';
   recompute: 'full' | 'block';
-  /** For `given`: the stages' last layers and recomputed layers. */
-  given?: { lastLayers: number[]; recomputeLayers: number[] };
+  /** For `given`: the stages' last layers and recomputed layers (and, for an interleaved plan, its chunks' last layers). */
+  given?: { lastLayers: number[]; recomputeLayers: number[]; chunkLastLayers?: number[] };
   /** The plan's mean micro-batch load, when already known. */
   meanLoad?: MicroBatchLoadFigures;
   /** The plan's heaviest micro-batch load (`heaviestMicroBatchLoad`), when already known. */
@@ -48,6 +50,8 @@ export interface Simulated {
   rankTiles: number[][];
   stageMemory: StageMemory[];
   timeline: Timeline;
+  /** The chunk plan (interleaved plans of the planner, or saved with their chunks), with the problem it solves. */
+  chunks?: ChunkTargetPlan;
 }
 
 /** The load of an empty micro-batch slot (a rank with fewer micro-batches than the step's accumulation). */
@@ -75,23 +79,40 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     virtualStages: o.virtualStages,
   });
   const calibrated = o.calibration ? applyCalibration(problem, o.calibration) : problem;
-  const stages =
-    cfg.split === 'optimal'
-      ? planWithFitHint(calibrated, (q) => (o.memory.target === 'none' ? partitionStages(q) : partitionForTarget(q, o.memory.target).plan))
-      : cfg.split === 'given'
-        ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
-        : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
   const pp = cluster.pp;
-  const layerStage = new Uint32Array(problem.forwardMs.length);
+  // Interleaved plans of the planner (and saved ones with their chunks) are v x P chunk plans;
+  // the baselines' contiguous splits still run as v equal chunks per device.
+  const chunked = o.schedule === 'interleaved' && (cfg.split === 'optimal' || (cfg.split === 'given' && cfg.given?.chunkLastLayers !== undefined));
+  let chunks: ChunkTargetPlan | undefined;
+  let stages: StagePlan;
+  if (chunked) {
+    chunks =
+      cfg.split === 'optimal'
+        ? partitionChunksForTarget(calibrated, o.memory.target)
+        : { plan: evaluateChunks(calibrated, cfg.given!.chunkLastLayers!, cfg.given!.recomputeLayers), problem: calibrated, notes: [] };
+    stages = chunkDevices(chunks.plan);
+  } else {
+    stages =
+      cfg.split === 'optimal'
+        ? planWithFitHint(calibrated, (q) => (o.memory.target === 'none' ? partitionStages(q) : partitionForTarget(q, o.memory.target).plan))
+        : cfg.split === 'given'
+          ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
+          : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
+  }
+  // Units the simulator times: the v x P chunks of a chunk plan (chunk u on device u mod P), else the P stages.
+  const v = chunks ? chunks.plan.virtualStages : 1;
+  const units = chunks ? chunks.plan.chunks : stages.stages;
+  const layerUnit = new Uint32Array(problem.forwardMs.length);
   const recomputed = new Uint8Array(problem.forwardMs.length);
-  stages.stages.forEach((st, si) => {
-    for (let l = st.firstLayer; l <= st.lastLayer; l++) layerStage[l] = si;
+  units.forEach((st, u) => {
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) layerUnit[l] = u;
     for (const l of st.recomputeLayers) recomputed[l] = 1;
   });
-  // Per stage: forward ms coefficients, and the recomputed share added to the backward.
-  const stageCoef = Array.from({ length: pp }, () => ({ t: 0, k: 0, q: 0, f: 0, bt: 0, bk: 0, bq: 0, bf: 0, rt: 0, rk: 0, rq: 0, rf: 0 }));
+  const deviceOf = (u: number) => u % pp;
+  // Per unit: forward ms coefficients, and the recomputed share added to the backward.
+  const unitCoef = Array.from({ length: units.length }, () => ({ t: 0, k: 0, q: 0, f: 0, bt: 0, bk: 0, bq: 0, bf: 0, rt: 0, rk: 0, rq: 0, rf: 0 }));
   for (let l = 0; l < problem.forwardMs.length; l++) {
-    const c = stageCoef[layerStage[l]];
+    const c = unitCoef[layerUnit[l]];
     c.t += coef.perTile[l];
     c.k += coef.perToken[l];
     c.q += coef.perSq[l];
@@ -107,17 +128,27 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
       c.rf += coef.fixed[l];
     }
   }
-  const transferMs = Float64Array.from({ length: pp - 1 }, (_, si) => problem.commMs?.[stages.stages[si].lastLayer] ?? 0);
-  const gradBytes = Float64Array.from(stages.stages, (st) => {
-    let p = 0;
-    for (let l = st.firstLayer; l <= st.lastLayer; l++) p += problem.params![l];
-    return (2 * p) / cluster.tp;
-  });
-  const activationBytes = Float64Array.from(stages.stages, (st) => {
-    let a = 0;
-    for (let l = st.firstLayer; l <= st.lastLayer; l++) a += recomputed[l] ? calibrated.checkpointBytes[l] : calibrated.activationBytes[l];
-    return a;
-  });
+  // The cut after each device: for a chunk plan, the mean of its chunks' cuts (the simulator has
+  // one transfer time per device boundary).
+  const transferMs = new Float64Array(Math.max(pp - 1, 0));
+  if (chunks) {
+    const cuts = new Float64Array(pp);
+    const counts = new Float64Array(pp);
+    units.forEach((ch, u) => {
+      if (u + 1 < units.length) {
+        cuts[deviceOf(u)] += problem.commMs?.[ch.lastLayer] ?? 0;
+        counts[deviceOf(u)]++;
+      }
+    });
+    for (let si = 0; si + 1 < pp; si++) transferMs[si] = counts[si] > 0 ? cuts[si] / counts[si] : 0;
+  } else for (let si = 0; si + 1 < pp; si++) transferMs[si] = problem.commMs?.[stages.stages[si].lastLayer] ?? 0;
+  const gradBytes = new Float64Array(pp);
+  const activationBytes = new Float64Array(pp);
+  for (let l = 0; l < problem.forwardMs.length; l++) {
+    const d = deviceOf(layerUnit[l]);
+    gradBytes[d] += (2 * problem.params![l]) / cluster.tp;
+    activationBytes[d] += recomputed[l] ? calibrated.checkpointBytes[l] : calibrated.activationBytes[l];
+  }
   // The stage DP's own breakdown (one source of truth), grouped for the report.
   const stageMemory = stages.stages.map(({ memory: b }) => ({
     staticBytes: b.weights + b.gradients + b.optimizer,
@@ -137,6 +168,8 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     const m = o.accum;
     const fwd = new Float64Array(cluster.dp * m * pp);
     const bwd = new Float64Array(cluster.dp * m * pp);
+    const chunkFwd = chunks ? new Float64Array(cluster.dp * m * pp * v) : undefined;
+    const chunkBwd = chunks ? new Float64Array(cluster.dp * m * pp * v) : undefined;
     const tokensPerRank: number[] = [];
     const tilesPerRank: number[] = [];
     for (let r = 0; r < cluster.dp; r++) {
@@ -150,15 +183,20 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
         tok += l.tokens;
         tiles += l.tiles;
         const at = (r * m + a) * pp;
-        for (let si = 0; si < pp; si++) {
-          const c = stageCoef[si];
-          // An empty slot costs nothing; a micro-batch adds the stage's fixed cost (no
-          // per-slot arrays: this runs steps x dp x accum x pp times per configuration).
-          const f = c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen + (real ? c.f : 0);
+        for (let u = 0; u < units.length; u++) {
+          const c = unitCoef[u];
+          // An empty slot costs nothing; a micro-batch adds the unit's fixed cost (no
+          // per-slot arrays: this runs steps x dp x accum x units times per configuration).
+          const f = Math.max(c.t * l.tiles + c.k * l.tokens + c.q * l.sumSqLen + (real ? c.f : 0), 0);
           const rf = c.rt * l.tiles + c.rk * l.tokens + c.rq * l.sumSqLen + (real ? c.rf : 0);
-          const b = c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen + (real ? c.bf : 0);
-          fwd[at + si] = Math.max(f, 0);
-          bwd[at + si] = Math.max(b + rf, 0);
+          const b = Math.max(c.bt * l.tiles + c.bk * l.tokens + c.bq * l.sumSqLen + (real ? c.bf : 0) + rf, 0);
+          fwd[at + deviceOf(u)] += f;
+          bwd[at + deviceOf(u)] += b;
+          if (chunkFwd && chunkBwd) {
+            // Layout [((r M + a) v + j) P + s] for chunk u = j P + s.
+            chunkFwd[(r * m + a) * v * pp + u] = f;
+            chunkBwd[(r * m + a) * v * pp + u] = b;
+          }
         }
       }
       tokensPerRank.push(tok);
@@ -179,6 +217,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
         activationBytes,
         schedule: o.schedule,
         virtualStages: o.virtualStages,
+        ...(chunkFwd && chunkBwd && { chunkForwardMs: chunkFwd, chunkBackwardMs: chunkBwd }),
       },
       j === 0,
     );
@@ -206,6 +245,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     rankTiles,
     stageMemory,
     timeline: timeline!,
+    ...(chunks && { chunks }),
   };
 }
 

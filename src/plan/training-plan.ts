@@ -5,7 +5,8 @@
  * @module
  */
 import type { BatchMetrics } from '../data/index';
-import type { Calibration, StagePlan } from '../model/index';
+import type { MegatronExport } from '../export/index';
+import type { Calibration, ChunkInfo, StagePlan } from '../model/index';
 import type { RunFigures } from './figures';
 import type { Cluster, PlanInputs, PlanMemory } from './options';
 
@@ -45,8 +46,14 @@ export interface TrainingPlan {
   samples: number;
   /** Steps in the epoch of the balanced batches. */
   steps: number;
-  /** The chosen stages and recomputation (the full plan). */
+  /**
+   * The chosen stages and recomputation (the full plan). For an interleaved plan, one entry per
+   * device with its figures over all its chunks (see `chunks`): its `firstLayer` / `lastLayer`
+   * are its first chunk's first and its last chunk's last layer, its layers only its chunks'.
+   */
   stages: StagePlan;
+  /** The `v x P` model chunks of an interleaved plan (absent for GPipe and 1F1B). */
+  chunks?: PlanChunks;
   /** Data balance of the chosen batches vs the random baseline. */
   data: DataComparison;
   /** baseline, + data balance, + model balance, + memory balance. */
@@ -65,6 +72,22 @@ export interface TrainingPlan {
   figures: RunFigures;
   /** Figures for reports: per-step rank loads and one simulated timeline each of the baseline and the plan. */
   detail: PlanDetail;
+}
+
+/** The model chunks of an interleaved plan (`partitionChunks`), with the Megatron-LM export. */
+export interface PlanChunks {
+  /** Model chunks per device `v`. */
+  virtualStages: number;
+  /** The `v x P` chunks in layer order; chunk `c` runs on device `c mod P` as virtual stage `c div P`. */
+  chunks: ChunkInfo[];
+  /** True when the chunk search finished (optimal under the model); otherwise `lowerBoundMs` bounds the optimum. */
+  optimal: boolean;
+  /** A lower bound on the optimum's predicted iteration time, ms (the plan's own when `optimal`; NaN for a re-evaluated saved plan). */
+  lowerBoundMs: number;
+  /** The framework target's changes (first-chunk layers, one recompute setting), in words. */
+  targetNotes: string[];
+  /** Megatron-LM arguments for these chunks, as `omnibal partition --schedule interleaved` emits them. */
+  megatron: MegatronExport;
 }
 
 /** Data balance of the balanced batches and of the random baseline. */
@@ -166,8 +189,8 @@ export const PLAN_ASSUMPTIONS = [
 ];
 
 /**
- * What an interleaved training plan assumes besides {@link PLAN_ASSUMPTIONS}: its stages are
- * still `P` contiguous ones (the `v x P` chunk planner is not wired into `plan` yet).
+ * What an interleaved training plan assumes besides {@link PLAN_ASSUMPTIONS}: the `v x P` chunk
+ * planner's layout and memory, each chunk simulated with its own time.
  */
 export const INTERLEAVED_PLAN_ASSUMPTION =
-  "interleaved: the stages are P contiguous ones, each device's layers run as v equal chunks with the averaged in-flight count; Megatron-LM's v x P chunk layout and its per-chunk memory come from omnibal partition --schedule interleaved (partitionChunks)";
+  "interleaved: the layers cut into v x P contiguous model chunks, chunk c on device c mod P (Megatron-LM's interleaved layout, planned by partitionChunks); device memory = its chunks' static bytes + the most, over the schedule's replay, of sum over its chunks of (micro-batches of that chunk held) x (its kept bytes for the heaviest micro-batch) + fixed overhead; each chunk simulated with its own time, one transfer time per device boundary (the mean of its chunks' cuts); the ablation's contiguous baselines (parameter and uniform splits) run each device's layers as v equal chunks";

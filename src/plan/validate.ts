@@ -72,7 +72,67 @@ export function checkSavedPlan(saved: unknown): TrainingPlan {
     if (!isObject(st)) throw bad(`stages[${i}] must be an object, got ${describeValue(st)}`);
     if (!Array.isArray(st.recomputeLayers)) throw bad(`stages[${i}].recomputeLayers must be a list of layer indices`);
   });
+  if (r.schedule === 'interleaved') {
+    const k = (r.virtualStages as number) * pp;
+    if (!isObject(p.chunks) || !Array.isArray(p.chunks.chunks)) throw bad('chunks.chunks must be the list of the v x P model chunks of an interleaved plan (re-plan with omnibal plan --schedule interleaved)');
+    const list = p.chunks.chunks as unknown[];
+    if (list.length !== k) throw bad(`the plan has ${list.length} chunks but virtualStages x pp is ${k}`);
+    list.forEach((c, i) => {
+      if (!isObject(c)) throw bad(`chunks.chunks[${i}] must be an object, got ${describeValue(c)}`);
+      if (!Array.isArray(c.recomputeLayers)) throw bad(`chunks.chunks[${i}].recomputeLayers must be a list of layer indices`);
+    });
+  } else if (p.chunks !== undefined) throw bad(`chunks is for an interleaved plan, but replay.schedule is ${show(r.schedule)}`);
   return saved as TrainingPlan;
+}
+
+/**
+ * Checks the chunks of a saved interleaved plan against the model's `layers`: chunk `c` runs
+ * layers `firstLayer..lastLayer` on device `c mod P` (its `stage`), the first starts at 0, each
+ * next one where the previous ended, the last ends at `layers - 1`; every recomputed layer is an
+ * integer inside its chunk, once; no selectively recomputed layers; each stage's
+ * `recomputeLayers` lists exactly its chunks' (so an edit in only one place is refused, not
+ * ignored). Returns the chunks' last layers and the recomputed layers.
+ */
+export function checkSavedChunks(plan: TrainingPlan, layers: number): { chunkLastLayers: number[]; recomputeLayers: number[] } {
+  const pp = plan.cluster.pp;
+  const chunks = plan.chunks!.chunks;
+  const chunkLastLayers: number[] = [];
+  const recomputeLayers: number[] = [];
+  const perStage: Set<number>[] = Array.from({ length: pp }, () => new Set<number>());
+  let next = 0;
+  chunks.forEach((c, i) => {
+    const where = `chunks.chunks[${i}]`;
+    const first = int(`${where}.firstLayer`, c.firstLayer, 0, layers - 1);
+    const last = int(`${where}.lastLayer`, c.lastLayer, 0, layers - 1);
+    if (first !== next) {
+      throw bad(i === 0 ? `${where}.firstLayer must be 0, got ${first}` : `${where}.firstLayer (${first}) must follow chunks.chunks[${i - 1}].lastLayer (${next - 1}): edit both to move a cut`);
+    }
+    if (last < first) throw bad(`${where} has no layers (${first}-${last})`);
+    if (c.stage !== undefined && c.stage !== i % pp) throw bad(`${where}.stage must be ${i % pp} (chunk c runs on stage c mod pp), got ${show(c.stage)}`);
+    const selective: unknown = c.selectiveLayers;
+    if (selective !== undefined && !(Array.isArray(selective) && selective.length === 0)) {
+      throw bad(`${where}.selectiveLayers must be empty: a plan is re-simulated with whole recomputed layers only (list them in recomputeLayers), got ${Array.isArray(selective) ? JSON.stringify(selective).slice(0, 80) : show(selective)}`);
+    }
+    const seen = new Set<number>();
+    c.recomputeLayers.forEach((l, k) => {
+      const at = `${where}.recomputeLayers[${k}]`;
+      if (typeof l !== 'number' || !Number.isInteger(l)) throw bad(`${at} must be a layer index (an integer), got ${show(l)}`);
+      if (l < first || l > last) throw bad(`${at} = ${l} is not a layer of chunk ${i} (layers ${first}-${last})`);
+      if (seen.has(l)) throw bad(`${at} = ${l} is listed twice`);
+      seen.add(l);
+      perStage[i % pp].add(l);
+      recomputeLayers.push(l);
+    });
+    chunkLastLayers.push(last);
+    next = last + 1;
+  });
+  if (next !== layers) throw bad(`the last chunk must end at layer ${layers - 1} (the model has ${layers} layers), got ${next - 1}`);
+  plan.stages.stages.forEach((st, i) => {
+    const listed = new Set(st.recomputeLayers);
+    const same = listed.size === perStage[i].size && [...listed].every((l) => perStage[i].has(l));
+    if (!same) throw bad(`stages[${i}].recomputeLayers must list its chunks' recomputed layers (an interleaved plan is edited in chunks.chunks[c].recomputeLayers; copy the change to its stage)`);
+  });
+  return { chunkLastLayers, recomputeLayers };
 }
 
 /**

@@ -85,12 +85,22 @@ export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): str
   const stageRows = stages
     .map((s, i) => {
       const m = mem[i];
-      const names = s.layerNames.length ? `${esc(s.layerNames[0])} .. ${esc(s.layerNames[s.layerNames.length - 1])}` : '';
       const parts = m ? `<td>${(m.staticBytes / GIB).toFixed(1)}</td><td>${(m.activationBytes / GIB).toFixed(1)}</td><td>${(m.otherBytes / GIB).toFixed(1)}</td>` : '<td></td><td></td><td></td>';
-      return `<tr><td>${i}</td><td>${s.firstLayer}-${s.lastLayer}</td><td class="names">${names}</td><td>${s.recomputeLayers.length} of ${s.lastLayer - s.firstLayer + 1}</td><td>${s.timeMs.toFixed(0)}</td>${parts}<td><b>${(s.memoryBytes / GIB).toFixed(1)}</b></td><td>${((s.memoryBytes / limit) * 100).toFixed(0)}%</td></tr>`;
+      // An interleaved plan: the device's chunks, each with its layers, names, recomputed layers and held micro-batches.
+      const chunks = plan.chunks ? plan.chunks.chunks.filter((c) => c.stage === i) : undefined;
+      const span = (x: { layerNames: string[] }) => (x.layerNames.length ? `${esc(x.layerNames[0])} .. ${esc(x.layerNames[x.layerNames.length - 1])}` : '');
+      const layers = chunks ? chunks.map((c) => `${c.firstLayer}-${c.lastLayer}`).join(', ') : `${s.firstLayer}-${s.lastLayer}`;
+      const names = chunks ? chunks.map(span).join(', ') : span(s);
+      const recomputed = chunks
+        ? `${chunks.map((c) => `${c.recomputeLayers.length} of ${c.lastLayer - c.firstLayer + 1}`).join(', ')} (held at peak: ${chunks.map((c) => c.held).join(' + ')})`
+        : `${s.recomputeLayers.length} of ${s.lastLayer - s.firstLayer + 1}`;
+      return `<tr><td>${i}</td><td>${layers}</td><td class="names">${names}</td><td>${recomputed}</td><td>${s.timeMs.toFixed(0)}</td>${parts}<td><b>${(s.memoryBytes / GIB).toFixed(1)}</b></td><td>${((s.memoryBytes / limit) * 100).toFixed(0)}%</td></tr>`;
     })
     .join('');
-  const stageTable = `<h2>Stages</h2><table id="stages"><tr><th>stage</th><th>layers</th><th>first .. last layer</th><th>recomputed layers</th><th>ms / micro-batch</th><th>static GiB</th><th>activations GiB</th><th>other GiB</th><th>memory GiB</th><th>of ${(limit / GIB).toFixed(1)} GiB</th></tr>${stageRows}</table>
+  const chunkNote = plan.chunks
+    ? `<p class="note">Interleaved: ${plan.chunks.virtualStages} x ${c.pp} model chunks, chunk c on stage c mod ${c.pp}; each stage's cells list its chunks in order. ${plan.chunks.megatron.alternatives.length > 0 ? `Megatron-LM: <code>${esc(plan.chunks.megatron.alternatives[0].command)}</code>` : 'Megatron-LM: no valid arguments for this plan'}${plan.chunks.megatron.unsupported.map((u) => `<br>cannot express: ${esc(u)}`).join('')}</p>`
+    : '';
+  const stageTable = `<h2>Stages</h2>${chunkNote}<table id="stages"><tr><th>stage</th><th>${plan.chunks ? 'chunks (layers)' : 'layers'}</th><th>first .. last layer</th><th>recomputed layers</th><th>ms / micro-batch</th><th>static GiB</th><th>activations GiB</th><th>other GiB</th><th>memory GiB</th><th>of ${(limit / GIB).toFixed(1)} GiB</th></tr>${stageRows}</table>
 <div class="grid2">${stageTimeChart(stages, 540)}${stageMemoryChart(stages, mem, limit, 540)}</div>`;
   const ablationRows = plan.ablation
     .map((r) =>

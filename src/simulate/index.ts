@@ -32,6 +32,15 @@ export interface StepInput {
   schedule: 'gpipe' | '1f1b' | 'interleaved';
   /** Model chunks per device for `interleaved`; default 1. */
   virtualStages?: number;
+  /**
+   * Interleaved only, optional: each model chunk's own forward time,
+   * `chunkForwardMs[((r * M + m) * v + j) * P + s]` for micro-batch `m` of rank `r` on chunk `j`
+   * of stage `s` (layer-order chunk `j P + s`). Without it each chunk takes `1 / v` of its
+   * stage's time; with it `forwardMs` / `backwardMs` are only checked.
+   */
+  chunkForwardMs?: Float64Array;
+  /** Each model chunk's backward time (recomputation included), same layout; given with `chunkForwardMs`. */
+  chunkBackwardMs?: Float64Array;
 }
 
 /** What the simulation predicts. */
@@ -98,6 +107,18 @@ function checkStep(input: StepInput): void {
     if (a.length !== n) throw outOfRange(k, `must have ${n} entries, got ${a.length}`);
     for (let i = 0; i < a.length; i++) {
       if (!Number.isFinite(a[i]) || a[i] < 0) throw outOfRange(`${k}[${i}]`, `must be a finite number >= 0, got ${a[i]}`);
+    }
+  }
+  if (input.chunkForwardMs !== undefined || input.chunkBackwardMs !== undefined) {
+    if (input.schedule !== 'interleaved') throw outOfRange('chunkForwardMs', 'is for the interleaved schedule only');
+    const n = dp * m * pp * (input.virtualStages ?? 1);
+    for (const k of ['chunkForwardMs', 'chunkBackwardMs'] as const) {
+      const a = input[k];
+      if (!(a instanceof Float64Array)) throw invalidType(k, `must be a Float64Array (given with ${k === 'chunkForwardMs' ? 'chunkBackwardMs' : 'chunkForwardMs'}), got ${describeValue(a)}`);
+      if (a.length !== n) throw outOfRange(k, `must have dp x microBatches x virtualStages x pp = ${n} entries, got ${a.length}`);
+      for (let i = 0; i < a.length; i++) {
+        if (!Number.isFinite(a[i]) || a[i] < 0) throw outOfRange(`${k}[${i}]`, `must be a finite number >= 0, got ${a[i]}`);
+      }
     }
   }
 }

@@ -67,6 +67,20 @@ export function simulateStepTwin(input: Native.SimulateStepInput, withEvents: bo
   }
   const vv = interleaved ? v : 1;
   if (vv > 1 && m % pp !== 0) throw outOfRange('microBatches', `must be a multiple of pp (${pp}) for the interleaved schedule`);
+  const cf = input.chunkForwardMs ?? undefined;
+  const cb = input.chunkBackwardMs ?? undefined;
+  const chunked = (cf !== undefined && cf.length > 0) || (cb !== undefined && cb.length > 0);
+  if (chunked) {
+    const nc = n * vv;
+    if (!interleaved) throw outOfRange('chunkForwardMs', 'is for the interleaved schedule only');
+    if (cf === undefined || cb === undefined || cf.length !== nc || cb.length !== nc) {
+      throw outOfRange('chunkForwardMs', `and chunkBackwardMs must have dp x microBatches x virtualStages x pp = ${nc} entries`);
+    }
+    for (const [name, xs] of [['chunkForwardMs', cf], ['chunkBackwardMs', cb]] as const) {
+      const bad = Array.from(xs).find((x) => !Number.isFinite(x) || x < 0);
+      if (bad !== undefined) throw outOfRange(name, `must hold finite numbers >= 0, got ${bad}`);
+    }
+  }
   const schedule = interleaved ? 'interleaved' : input.schedule;
   const rankMs = new Float64Array(dp);
   const busy = new Float64Array(dp * pp);
@@ -106,7 +120,8 @@ export function simulateStepTwin(input: Native.SimulateStepInput, withEvents: bo
             if (!Number.isNaN(doneF[vs][mb])) ready = doneF[vs][mb];
           } else if (!Number.isNaN(doneB[vs + 1][mb])) ready = doneB[vs + 1][mb] + hop((vs + 1) % pp, s);
           if (ready === undefined) break;
-          const dur = (op.backward ? input.backwardMs[idx] : input.forwardMs[idx]) / vv;
+          const at = ((r * m + mb) * vv + op.chunk) * pp + s;
+          const dur = chunked ? (op.backward ? cb! : cf!)[at] : (op.backward ? input.backwardMs[idx] : input.forwardMs[idx]) / vv;
           const start = Math.max(free[s], ready);
           const end = start + dur;
           free[s] = end;

@@ -7,9 +7,11 @@
 //! Each device (one pipeline stage of one rank) runs its operations in the schedule's fixed
 //! order; an operation starts when the device is free and its inputs have arrived (the
 //! previous virtual stage's forward, or the next one's backward, plus the transfer time).
-//! With `v` virtual stages per device (interleaved), a device's layers form `v` equal chunks,
-//! each taking `1 / v` of the stage's time (an assumption), and Megatron's interleaved order
-//! is used; the hop from the last device back to the first is priced like the last cut.
+//! With `v` virtual stages per device (interleaved), Megatron's interleaved order is used and
+//! each model chunk takes its own time when `chunk_forward_ms` / `chunk_backward_ms` give it (a
+//! chunk plan's chunks differ in size); without them a device's layers form `v` equal chunks,
+//! each taking `1 / v` of the stage's time (an assumption). The hop from the last device back
+//! to the first is priced like the last cut.
 
 use crate::error::Error;
 
@@ -62,6 +64,14 @@ pub struct StepInput {
     /// Activation bytes of one in-flight micro-batch on each stage (length `P`), for peak memory.
     pub activation_bytes: Vec<f64>,
     pub schedule: Schedule,
+    /// Interleaved only, optional (empty: each chunk takes `1 / v` of its stage's time):
+    /// `chunk_forward_ms[((r * M + m) * v + j) * P + s]`, the forward time of micro-batch `m` of
+    /// rank `r` on model chunk `j` of stage `s` (layer-order chunk `j P + s`). When given,
+    /// `forward_ms` is only checked, not used.
+    pub chunk_forward_ms: Vec<f64>,
+    /// Backward times of the chunks, same layout (recomputation included); given with
+    /// `chunk_forward_ms` or not at all.
+    pub chunk_backward_ms: Vec<f64>,
 }
 
 /// One executed operation.
@@ -367,6 +377,38 @@ pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
             format!("must be a multiple of pp ({pp}) for the interleaved schedule"),
         ));
     }
+    let chunked = !input.chunk_forward_ms.is_empty() || !input.chunk_backward_ms.is_empty();
+    if chunked {
+        let nc = n * v;
+        if !matches!(input.schedule, Schedule::Interleaved(_)) {
+            return Err(Error::out_of_range(
+                "chunkForwardMs",
+                "is for the interleaved schedule only",
+            ));
+        }
+        if input.chunk_forward_ms.len() != nc || input.chunk_backward_ms.len() != nc {
+            return Err(Error::out_of_range(
+                "chunkForwardMs",
+                format!(
+                    "and chunkBackwardMs must have dp x microBatches x virtualStages x pp = {nc} entries"
+                ),
+            ));
+        }
+        for (name, xs) in [
+            ("chunkForwardMs", &input.chunk_forward_ms),
+            ("chunkBackwardMs", &input.chunk_backward_ms),
+        ] {
+            if let Some(x) = xs.iter().find(|x| !x.is_finite() || **x < 0.0) {
+                return Err(Error::out_of_range(
+                    name,
+                    format!(
+                        "must hold finite numbers >= 0, got {}",
+                        crate::error::js_number(*x)
+                    ),
+                ));
+            }
+        }
+    }
     let vf = v as f64;
     let mut result = StepResult {
         step_ms: 0.0,
@@ -435,11 +477,18 @@ pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
                         (!later.is_nan()).then(|| later + hop((vs + 1) % pp, s))
                     };
                     let Some(ready) = ready else { break };
-                    let dur = if op.backward {
-                        input.backward_ms[idx]
+                    let dur = if chunked {
+                        let at = ((r * m + mb) * v + op.chunk as usize) * pp + s;
+                        if op.backward {
+                            input.chunk_backward_ms[at]
+                        } else {
+                            input.chunk_forward_ms[at]
+                        }
+                    } else if op.backward {
+                        input.backward_ms[idx] / vf
                     } else {
-                        input.forward_ms[idx]
-                    } / vf;
+                        input.forward_ms[idx] / vf
+                    };
                     let start = free[s].max(ready);
                     let end = start + dur;
                     free[s] = end;
@@ -513,6 +562,8 @@ mod tests {
             allreduce_bytes_per_s: 0.0,
             activation_bytes: vec![1.0; pp as usize],
             schedule,
+            chunk_forward_ms: Vec::new(),
+            chunk_backward_ms: Vec::new(),
         }
     }
 
@@ -670,6 +721,96 @@ mod tests {
                 r.step_ms
             );
         }
+    }
+
+    /// `uniform`'s step with each chunk's time given: chunk `j` of every stage takes
+    /// `share[j]` of the stage's forward and backward.
+    fn with_chunk_shares(mut input: StepInput, share: &[f64]) -> StepInput {
+        let v = share.len();
+        let pp = input.pp as usize;
+        let n = input.forward_ms.len();
+        input.chunk_forward_ms = vec![0.0; n * v];
+        input.chunk_backward_ms = vec![0.0; n * v];
+        for i in 0..n / pp {
+            for (j, w) in share.iter().enumerate() {
+                for s in 0..pp {
+                    input.chunk_forward_ms[(i * v + j) * pp + s] = w * input.forward_ms[i * pp + s];
+                    input.chunk_backward_ms[(i * v + j) * pp + s] =
+                        w * input.backward_ms[i * pp + s];
+                }
+            }
+        }
+        input
+    }
+
+    #[test]
+    fn equal_chunk_times_give_the_one_over_v_step_and_unequal_ones_their_own() {
+        let mut rng = crate::rng::Rng::new(5);
+        for _ in 0..200 {
+            let p = 1 + rng.below(5);
+            let v = 1 + rng.below(3);
+            let m = p * (1 + rng.below(3));
+            let dp = 1 + rng.below(2);
+            let mut input = uniform(dp, p, m, 1.0, 2.0, Schedule::Interleaved(v));
+            for (i, x) in input.forward_ms.iter_mut().enumerate() {
+                *x = 0.5 + (i % 5) as f64;
+            }
+            input.p2p_ms = (0..p - 1).map(|i| 0.1 * i as f64).collect();
+            let plain = simulate_step(&input).unwrap();
+            let equal = simulate_step(&with_chunk_shares(
+                input.clone(),
+                &vec![1.0 / v as f64; v as usize],
+            ))
+            .unwrap();
+            assert!((plain.step_ms - equal.step_ms).abs() < 1e-9 * plain.step_ms.max(1.0));
+            assert_eq!(plain.peak_in_flight, equal.peak_in_flight);
+            // Every chunk's events last exactly its given time.
+            let share: Vec<f64> = (0..v).map(|j| (j + 1) as f64).collect();
+            let total: f64 = share.iter().sum();
+            let share: Vec<f64> = share.iter().map(|w| w / total).collect();
+            let own = simulate_step(&with_chunk_shares(input.clone(), &share)).unwrap();
+            for e in &own.events {
+                let at = (e.rank as usize * m as usize + e.micro_batch as usize) * p as usize
+                    + e.stage as usize;
+                let whole = if e.backward {
+                    input.backward_ms[at]
+                } else {
+                    input.forward_ms[at]
+                };
+                let want = share[e.chunk as usize] * whole;
+                assert!(
+                    (e.end_ms - e.start_ms - want).abs() < 1e-9,
+                    "{e:?} vs {want}"
+                );
+            }
+            // Busy time is unchanged: the shares sum to 1.
+            for (a, b) in own.busy_ms.iter().zip(&plain.busy_ms) {
+                assert!((a - b).abs() < 1e-9 * b.max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn chunk_times_are_checked() {
+        let base = uniform(1, 2, 2, 1.0, 1.0, Schedule::Interleaved(2));
+        let mut short = with_chunk_shares(base.clone(), &[0.5, 0.5]);
+        short.chunk_backward_ms.pop();
+        assert_eq!(
+            simulate_step(&short).unwrap_err().code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+        let mut nan = with_chunk_shares(base.clone(), &[0.5, 0.5]);
+        nan.chunk_forward_ms[3] = f64::NAN;
+        assert_eq!(
+            simulate_step(&nan).unwrap_err().code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
+        let mut plain = with_chunk_shares(base, &[0.5, 0.5]);
+        plain.schedule = Schedule::OneFOneB;
+        assert_eq!(
+            simulate_step(&plain).unwrap_err().code(),
+            "ERR_OMNIBAL_OUT_OF_RANGE"
+        );
     }
 
     #[test]

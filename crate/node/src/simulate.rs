@@ -22,6 +22,10 @@ pub struct SimulateStepInput {
     pub activation_bytes: Float64Array,
     pub schedule: String,
     pub virtual_stages: Option<f64>,
+    /// Interleaved only: each model chunk's forward time, `[((r * M + m) * v + j) * P + s]`.
+    pub chunk_forward_ms: Option<Float64Array>,
+    /// Each model chunk's backward time, same layout.
+    pub chunk_backward_ms: Option<Float64Array>,
 }
 
 /// The simulation's figures; events as a struct of arrays (empty unless asked for).
@@ -67,6 +71,14 @@ pub fn simulate_step_sync(
             allreduce_bytes_per_s: input.allreduce_bytes_per_s,
             activation_bytes: input.activation_bytes.to_vec(),
             schedule: Schedule::parse(&input.schedule, v)?,
+            chunk_forward_ms: input
+                .chunk_forward_ms
+                .map(|a| a.to_vec())
+                .unwrap_or_default(),
+            chunk_backward_ms: input
+                .chunk_backward_ms
+                .map(|a| a.to_vec())
+                .unwrap_or_default(),
         };
         let r = simulate_step(&step)?;
         let events = if with_events { r.events } else { Vec::new() };

@@ -1,0 +1,129 @@
+/**
+ * A given interleaved chunk layout priced as {@link partitionChunks} prices its own: for a saved
+ * (possibly hand-edited) plan, and the per-device view of a chunk plan that reports and the
+ * simulator read.
+ *
+ * Each chunk's time is its layers' forward + backward, a forward again for each fully
+ * recomputed layer, and the cut after its last layer (none after the model's last layer, none
+ * with one stage); a device's time is the sum of its chunks'. A device's memory is its layers'
+ * static bytes, the fixed stage overhead, and its held activations at the schedule's peak: the
+ * per-chunk held micro-batches the schedule's replay gives ({@link chunkInFlight}, the same
+ * replay the planner's `chunk_states` run) times each chunk's kept bytes (a recomputed layer keeps
+ * its checkpoint, any other its activations). Memory is reported, not enforced.
+ *
+ * @module
+ */
+import { invalidOptions } from '../errors';
+import { chunkInFlight } from '../simulate/index';
+import type { ChunkInfo, ChunkPlan, ChunkStageInfo, MemoryBreakdown, StagePlan, StageProblem } from './index';
+
+/**
+ * Predicted figures of a given interleaved layout: `v x P` contiguous chunks (chunk `c` ends at
+ * `chunkLastLayers[c]` and runs on device `c mod P`), with the given layers fully recomputed.
+ *
+ * @param problem - the stage problem (`schedule: 'interleaved'`, `virtualStages` = `v`)
+ * @param chunkLastLayers - each chunk's last layer, ascending, the last one the model's last layer
+ * @param recomputeLayers - the fully recomputed layers (absolute indices)
+ * @returns the chunk plan with its predicted times and memory (`optimal: false`, no bound)
+ * @throws `ERR_OMNIBAL_INVALID_OPTIONS` when the chunks do not cover the layers in order
+ */
+export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[], recomputeLayers: number[]): ChunkPlan {
+  const P = problem.stages;
+  const v = problem.virtualStages ?? 2;
+  const L = problem.forwardMs.length;
+  const K = v * P;
+  if (chunkLastLayers.length !== K) throw invalidOptions(`an interleaved layout needs virtualStages x stages = ${K} chunks, got ${chunkLastLayers.length}`);
+  chunkLastLayers.forEach((r, c) => {
+    const first = c === 0 ? 0 : chunkLastLayers[c - 1] + 1;
+    if (!Number.isInteger(r) || r < first || r >= L) throw invalidOptions(`chunk ${c} must end at a layer from ${first} to ${L - 1}, got ${r}`);
+  });
+  if (chunkLastLayers[K - 1] !== L - 1) throw invalidOptions(`the last chunk must end at the model's last layer ${L - 1}, got ${chunkLastLayers[K - 1]}`);
+  const recomputed = new Uint8Array(L);
+  for (const l of recomputeLayers) recomputed[l] = 1;
+  const comm = problem.commMs;
+  const split = problem.weightBytes !== undefined && problem.gradientBytes !== undefined && problem.optimizerBytes !== undefined;
+  const chunks: ChunkInfo[] = [];
+  const act = new Float64Array(K);
+  const ckpt = new Float64Array(K);
+  for (let c = 0; c < K; c++) {
+    const first = c === 0 ? 0 : chunkLastLayers[c - 1] + 1;
+    const last = chunkLastLayers[c];
+    let time = 0;
+    const rec: number[] = [];
+    for (let l = first; l <= last; l++) {
+      time += problem.forwardMs[l] + problem.backwardMs[l];
+      if (recomputed[l]) {
+        time += problem.forwardMs[l];
+        ckpt[c] += problem.checkpointBytes[l];
+        rec.push(l);
+      } else act[c] += problem.activationBytes[l];
+    }
+    if (P > 1 && last + 1 < L && comm !== undefined && comm.length > 0) time += comm[last];
+    chunks.push({ firstLayer: first, lastLayer: last, stage: c % P, layerNames: problem.layerNames?.slice(first, last + 1) ?? [], recomputeLayers: rec, selectiveLayers: [], timeMs: time, held: 0 });
+  }
+  const stages: ChunkStageInfo[] = [];
+  let sum = 0;
+  let max = 0;
+  for (let s = 0; s < P; s++) {
+    const mine = Array.from({ length: v }, (_, j) => j * P + s);
+    const kept = Float64Array.from(mine, (c) => act[c] + ckpt[c]);
+    const peak = chunkInFlight({ schedule: 'interleaved', virtualStages: v, pp: P, stage: s, microBatches: problem.microBatches, chunkBytes: kept });
+    const memory: MemoryBreakdown = { weights: 0, gradients: 0, optimizer: 0, activations: 0, checkpoints: 0, fixed: problem.stageOverheadBytes ?? 0 };
+    let staticBytes = 0;
+    let time = 0;
+    let held = 0;
+    mine.forEach((c, j) => {
+      const ch = chunks[c];
+      ch.held = peak.counts[j];
+      held += ch.held;
+      time += ch.timeMs;
+      for (let l = ch.firstLayer; l <= ch.lastLayer; l++) {
+        staticBytes += problem.staticBytes[l];
+        if (split) {
+          memory.weights += problem.weightBytes![l];
+          memory.gradients += problem.gradientBytes![l];
+          memory.optimizer += problem.optimizerBytes![l];
+        } else memory.weights += problem.staticBytes[l];
+      }
+      memory.activations += ch.held * act[c];
+      memory.checkpoints += ch.held * ckpt[c];
+    });
+    sum += time;
+    max = Math.max(max, time);
+    stages.push({ chunks: mine, timeMs: time, memoryBytes: staticBytes + peak.bytes + (problem.stageOverheadBytes ?? 0), memory, inFlight: held / v });
+  }
+  const objectiveMs = problem.microBatches * max + (sum - max) / v;
+  return { virtualStages: v, chunks, stages, objectiveMs, bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
+}
+
+/**
+ * A chunk plan seen per device, as a {@link StagePlan} (what the plan's reports, replay checks and
+ * the simulator's per-stage inputs read): each device's time, memory and in-flight count, its
+ * layers' names and recomputed layers over all its chunks; its `firstLayer` / `lastLayer` are its
+ * first chunk's first layer and its last chunk's last layer (it runs only its chunks' layers
+ * between them: see the chunk plan). `objectiveMs` is the interleaved iteration time.
+ *
+ * @param plan - a chunk plan
+ * @returns the per-device view
+ */
+export function chunkDevices(plan: ChunkPlan): StagePlan {
+  return {
+    stages: plan.stages.map((st) => {
+      const mine = st.chunks.map((c) => plan.chunks[c]);
+      return {
+        firstLayer: mine[0].firstLayer,
+        lastLayer: mine[mine.length - 1].lastLayer,
+        layerNames: mine.flatMap((c) => c.layerNames),
+        recomputeLayers: mine.flatMap((c) => c.recomputeLayers),
+        selectiveLayers: mine.flatMap((c) => c.selectiveLayers),
+        timeMs: st.timeMs,
+        memoryBytes: st.memoryBytes,
+        memory: st.memory,
+        inFlight: st.inFlight,
+      };
+    }),
+    objectiveMs: plan.objectiveMs,
+    bottleneckMs: plan.bottleneckMs,
+    lowerBoundMs: plan.lowerBoundMs,
+  };
+}
