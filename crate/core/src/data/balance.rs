@@ -729,6 +729,17 @@ struct PairLoad {
     at: [u32; 2],
 }
 
+/// Word `q` of `loads` read as a flat sequence of words (four per entry, in field order).
+fn word(loads: &mut [SampleLoad], q: usize) -> &mut u32 {
+    let x = &mut loads[q / 4];
+    match q % 4 {
+        0 => &mut x.w,
+        1 => &mut x.v,
+        2 => &mut x.t,
+        _ => &mut x.id,
+    }
+}
+
 /// One packed sample's loads (see [`SwapRules`]).
 #[derive(Clone, Copy)]
 struct SampleLoad {
@@ -1323,14 +1334,6 @@ pub fn balance_batches(
     // Each pack's vision sum once, in order (the sorts below look them up at random).
     let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
     let vision_of = |k: u32| vision[k as usize];
-    // The records' loads are read again from the samples below: keep only the indices (a third
-    // of the memory, at the plan's peak).
-    let Packs { items, offsets } = packs;
-    let packs: Packs = Packs {
-        items: items.iter().map(|r| r.id).collect(),
-        offsets,
-    };
-    drop(items);
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
@@ -1344,6 +1347,7 @@ pub fn balance_batches(
     drawn.sort_by_cached_key(|&k| Reverse(vision_of(k)));
     let mut fresh: Vec<u32> = (before as u32..packs.len() as u32).collect();
     fresh.sort_by_cached_key(|&k| Reverse(vision_of(k)));
+    drop(vision);
     let kept_end = drawn.len();
     let fresh_end = kept_end + fresh.len();
     let normal = fresh_end + tail_old.len();
@@ -1351,13 +1355,14 @@ pub fn balance_batches(
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
-    let source = |j: usize| -> &[u32] {
+    let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
+    let source = |j: usize| -> &[Rec] {
         match order_old.get(j) {
             Some(&k) => packs.get(k as usize),
-            None => std::slice::from_ref(&oversize[j - order_old.len()]),
+            None => std::slice::from_ref(&oversize_recs[j - order_old.len()]),
         }
     };
-    let count = order_old.len() + oversize.len();
+    let count = order_old.len() + oversize_recs.len();
     let mut new_packs: Packs = Packs::with_capacity(0);
     new_packs.offsets.reserve(count);
     let mut at = 0u32;
@@ -1365,30 +1370,51 @@ pub fn balance_batches(
         at += source(j).len() as u32;
         new_packs.offsets.push(at);
     }
+    let n = at as usize;
+    // The records in the new order, three words each, in the first three quarters of the loads'
+    // own buffer (its pages are touched only as they are written); the old packs are then freed
+    // and each record widened in place to its loads, last first (a record's loads never cover an
+    // earlier record). Peak: the records twice, not the records and the loads.
     let zero = SampleLoad {
         w: 0,
         v: 0,
         t: 0,
         id: 0,
     };
-    let mut sample_loads = vec![zero; at as usize];
+    let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(n);
+    sample_loads.resize((3 * n).div_ceil(4), zero);
+    let mut q = 0;
+    for j in 0..count {
+        for r in source(j) {
+            for x in [r.id, r.v, r.t] {
+                *word(&mut sample_loads, q) = x;
+                q += 1;
+            }
+        }
+    }
+    drop((packs, order_old, fresh, tail_old, oversize_recs));
+    sample_loads.resize(n, zero);
+    for i in (0..n).rev() {
+        let (id, v, t) = (
+            *word(&mut sample_loads, 3 * i),
+            *word(&mut sample_loads, 3 * i + 1),
+            *word(&mut sample_loads, 3 * i + 2),
+        );
+        sample_loads[i] = SampleLoad {
+            w: p.cost.weight(t, max_cost) as u32,
+            v,
+            t,
+            id,
+        };
+    }
     let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
-    // Packs `[start, end)` of the new order: their samples' loads and their sums (threads take
-    // runs of packs; each writes only its own).
+    // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
     let offsets = &new_packs.offsets;
-    let fill = |start: usize, end: usize, sl: &mut [SampleLoad], pl: &mut [PackLoad]| {
+    let fill = |start: usize, end: usize, sl: &[SampleLoad], pl: &mut [PackLoad]| {
         let base = offsets[start] as usize;
         for j in start..end {
             let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
-            let range = offsets[j] as usize - base..offsets[j + 1] as usize - base;
-            for (x, &i) in sl[range].iter_mut().zip(source(j)) {
-                let r = Rec::of(samples, i);
-                *x = SampleLoad {
-                    w: p.cost.weight(r.t, max_cost) as u32,
-                    v: r.v,
-                    t: r.t,
-                    id: i,
-                };
+            for x in &sl[offsets[j] as usize - base..offsets[j + 1] as usize - base] {
                 v += x.v as u64;
                 c += x.w as u64;
                 t += x.t as u64;
@@ -1397,15 +1423,15 @@ pub fn balance_batches(
         }
     };
     if threads <= 1 {
-        fill(0, count, &mut sample_loads, &mut pack_loads);
+        fill(0, count, &sample_loads, &mut pack_loads);
     } else {
         let per = count.div_ceil(threads).max(1);
         std::thread::scope(|scope| {
-            let (mut sl, mut pl) = (&mut sample_loads[..], &mut pack_loads[..]);
+            let (mut sl, mut pl) = (&sample_loads[..], &mut pack_loads[..]);
             for start in (0..count).step_by(per) {
                 let end = (start + per).min(count);
                 let items = (offsets[end] - offsets[start]) as usize;
-                let (mine_s, rest) = std::mem::take(&mut sl).split_at_mut(items);
+                let (mine_s, rest) = sl.split_at(items);
                 sl = rest;
                 let (mine_p, rest) = std::mem::take(&mut pl).split_at_mut(end - start);
                 pl = rest;
@@ -1414,7 +1440,6 @@ pub fn balance_batches(
             }
         });
     }
-    drop((packs, order_old, fresh, tail_old));
     let packs = new_packs;
     let cap_t = p.caps.max_text as u64;
 
