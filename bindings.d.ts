@@ -218,6 +218,15 @@ export interface NativeLoadedSamples {
   counts: Array<number>
 }
 
+/** A plan's mean and componentwise largest micro-batch loads. */
+export interface NativePlanLoads {
+  meanTiles: number
+  meanTokens: number
+  meanSumSqLen: number
+  mostTiles: number
+  mostTokens: number
+}
+
 /** A stage plan as JavaScript sees it. */
 export interface NativeStagePlan {
   firstLayer: Uint32Array
@@ -322,6 +331,12 @@ export interface PlanBatchesOptions {
   minText?: number
   minVision?: number
 }
+
+/**
+ * The mean and largest micro-batch loads of a plan (tiles, tokens, summed squared lengths;
+ * padding counted in padded plans), in one pass.
+ */
+export declare function planLoads(packed: boolean, planSamples: Uint32Array, microBatchOffsets: Uint32Array, vision: Uint32Array, text: Uint32Array): NativePlanLoads
 
 /** Limits of a read (see the TypeScript `ReadSamplesOptions`). */
 export interface ReadLimitsOptions {

@@ -36,6 +36,7 @@ export type Backend = Pick<
   | 'searchIsfArguments'
   | 'searchIsfArgumentsAsync'
   | 'batchMetrics'
+  | 'planLoads'
   | 'partitionStages'
   | 'partitionStagesAsync'
   | 'partitionChunks'

@@ -12,6 +12,7 @@ import { textCost } from './cost';
 import { packIsfTwin, referenceIsfParams } from './isf';
 import { searchIsfArgumentsTwin } from './isf-search';
 import { batchMetricsTwin } from './metrics';
+import { planLoadsTwin } from './load';
 import { planBatchesTwin, type PlanBatchesOptions } from './strategy';
 import { checkSamples, type Caps } from './samples';
 
@@ -80,4 +81,7 @@ export const dataTwins = {
   searchIsfArgumentsAsync: (vision: Uint32Array, text: Uint32Array, options: Native.SearchIsfOptions, onProgress?: Progress) =>
     deferred(() => searchIsfArguments(vision, text, options), onProgress),
   batchMetrics,
+  // Called through an arrow: load.ts imports the backend, which imports these twins.
+  planLoads: (packed: boolean, index: Uint32Array, offsets: Uint32Array, vision: Uint32Array, text: Uint32Array) =>
+    planLoadsTwin(packed, index, offsets, vision, text),
 };

@@ -14,6 +14,7 @@ use napi_derive::napi;
 use omnibal_core::data::cost::TextCost;
 use omnibal_core::data::isf::{pack_isf, IsfParams};
 use omnibal_core::data::isf_search::{search_isf_arguments, IsfSearchParams};
+use omnibal_core::data::load::plan_loads;
 use omnibal_core::data::metrics::{batch_metrics, BatchMetrics};
 use omnibal_core::data::plan::{BatchPlan, Packs, Tail};
 use omnibal_core::data::samples::{Caps, DropReason, Samples};
@@ -554,4 +555,45 @@ pub fn batch_metrics_sync(
     let vision = expect_u32_array(&env, vision, "vision")?;
     let text = expect_u32_array(&env, text, "text")?;
     run_sync(&env, || run_metrics(&plan, &vision, &text, cost_a, cost_b))
+}
+
+/// A plan's mean and componentwise largest micro-batch loads.
+#[napi(object)]
+pub struct NativePlanLoads {
+    pub mean_tiles: f64,
+    pub mean_tokens: f64,
+    pub mean_sum_sq_len: f64,
+    pub most_tiles: f64,
+    pub most_tokens: f64,
+}
+
+/// The mean and largest micro-batch loads of a plan (tiles, tokens, summed squared lengths;
+/// padding counted in padded plans), in one pass.
+#[napi(
+    js_name = "planLoads",
+    ts_args_type = "packed: boolean, planSamples: Uint32Array, microBatchOffsets: Uint32Array, vision: Uint32Array, text: Uint32Array"
+)]
+pub fn plan_loads_sync(
+    env: Env,
+    packed: bool,
+    plan_samples: Unknown,
+    micro_batch_offsets: Unknown,
+    vision: Unknown,
+    text: Unknown,
+) -> napi::Result<NativePlanLoads> {
+    let plan_samples = expect_u32_array(&env, plan_samples, "samples")?;
+    let offsets = expect_u32_array(&env, micro_batch_offsets, "microBatchOffsets")?;
+    let vision = expect_u32_array(&env, vision, "vision")?;
+    let text = expect_u32_array(&env, text, "text")?;
+    run_sync(&env, || {
+        let samples = Samples::new(&vision, &text)?;
+        let l = plan_loads(packed, &plan_samples, &offsets, &samples)?;
+        Ok(NativePlanLoads {
+            mean_tiles: l.mean_tiles,
+            mean_tokens: l.mean_tokens,
+            mean_sum_sq_len: l.mean_sum_sq_len,
+            most_tiles: l.most_tiles,
+            most_tokens: l.most_tokens,
+        })
+    })
 }

@@ -1,0 +1,143 @@
+//! The mean and largest micro-batch loads of a plan, as the cost model takes them: image tiles,
+//! LLM tokens and the sum of squared sample lengths (attention). A padded micro-batch (random,
+//! length-grouped) counts its padding: every sample as long as the longest.
+//!
+//! One pass over the plan's samples. The sums run in `f64`, micro-batch by micro-batch in plan
+//! order, exactly as the TypeScript twin (`src/data/load.ts`) adds them, so both backends give
+//! the same figures bit for bit.
+
+use super::samples::Samples;
+use crate::error::Error;
+
+/// Mean loads over a plan's micro-batches, and the componentwise largest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanLoads {
+    /// Mean image tiles per micro-batch.
+    pub mean_tiles: f64,
+    /// Mean LLM tokens per micro-batch (padding included for padded plans).
+    pub mean_tokens: f64,
+    /// Mean sum of squared sample lengths per micro-batch.
+    pub mean_sum_sq_len: f64,
+    /// Most tiles of any micro-batch.
+    pub most_tiles: f64,
+    /// Most tokens of any micro-batch (padding included for padded plans).
+    pub most_tokens: f64,
+}
+
+/// The loads of the plan whose micro-batch `k` is `plan_samples[offsets[k] .. offsets[k + 1]]`
+/// (`packed`: packed sequences; else padded batches). The means divide by the micro-batch count,
+/// or by 1 for a plan without micro-batches.
+///
+/// Errors: offsets that do not start at 0, decrease, or do not end at `plan_samples.len()`; a
+/// sample index outside `samples`.
+pub fn plan_loads(
+    packed: bool,
+    plan_samples: &[u32],
+    offsets: &[u32],
+    samples: &Samples,
+) -> Result<PlanLoads, Error> {
+    if offsets.first() != Some(&0)
+        || offsets.windows(2).any(|w| w[0] > w[1])
+        || *offsets.last().unwrap_or(&0) as usize != plan_samples.len()
+    {
+        return Err(Error::out_of_range(
+            "plan",
+            "microBatchOffsets must start at 0, never decrease, and end at samples.length",
+        ));
+    }
+    if let Some(&bad) = plan_samples
+        .iter()
+        .find(|&&i| i as usize >= samples.text.len())
+    {
+        return Err(Error::out_of_range(
+            "plan",
+            format!(
+                "refers to sample {bad}, but there are only {} samples",
+                samples.text.len()
+            ),
+        ));
+    }
+    let (mut sum_tiles, mut sum_tokens, mut sum_sq) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut most_tiles, mut most_tokens) = (0.0f64, 0.0f64);
+    for w in offsets.windows(2) {
+        let (a, b) = (w[0] as usize, w[1] as usize);
+        let (mut tiles, mut tokens, mut sq, mut tmax) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for &i in &plan_samples[a..b] {
+            let t = samples.text[i as usize] as f64;
+            tiles += samples.vision[i as usize] as f64;
+            tokens += t;
+            sq += t * t;
+            if t > tmax {
+                tmax = t;
+            }
+        }
+        let count = (b - a) as f64;
+        let mb_tokens = if packed { tokens } else { tmax * count };
+        sum_tiles += tiles;
+        sum_tokens += mb_tokens;
+        sum_sq += if packed { sq } else { tmax * tmax * count };
+        most_tiles = most_tiles.max(tiles);
+        most_tokens = most_tokens.max(mb_tokens);
+    }
+    let n = offsets.len().saturating_sub(1).max(1) as f64;
+    Ok(PlanLoads {
+        mean_tiles: sum_tiles / n,
+        mean_tokens: sum_tokens / n,
+        mean_sum_sq_len: sum_sq / n,
+        most_tiles,
+        most_tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_and_padded_loads() {
+        let v = [1, 2, 3, 4];
+        let t = [10, 20, 30, 40];
+        let s = Samples::new(&v, &t).unwrap();
+        let packed = plan_loads(true, &[0, 3, 1, 2], &[0, 2, 4], &s).unwrap();
+        assert_eq!(packed.mean_tiles, 5.0);
+        assert_eq!(packed.mean_tokens, 50.0);
+        assert_eq!(
+            packed.mean_sum_sq_len,
+            (100.0 + 1600.0 + 400.0 + 900.0) / 2.0
+        );
+        assert_eq!((packed.most_tiles, packed.most_tokens), (5.0, 50.0));
+        // Padded: (40 x 2) and (30 x 2) tokens; 1600 x 2 and 900 x 2 squared lengths.
+        let padded = plan_loads(false, &[0, 3, 1, 2], &[0, 2, 4], &s).unwrap();
+        assert_eq!(padded.mean_tokens, 70.0);
+        assert_eq!(padded.mean_sum_sq_len, 2500.0);
+        assert_eq!(padded.most_tokens, 80.0);
+        assert_eq!(padded.most_tiles, 5.0);
+    }
+
+    #[test]
+    fn an_empty_plan_has_zero_loads() {
+        let s = Samples::new(&[1], &[5]).unwrap();
+        let l = plan_loads(true, &[], &[0], &s).unwrap();
+        assert_eq!(l.mean_tokens, 0.0);
+        assert_eq!(l.most_tiles, 0.0);
+    }
+
+    #[test]
+    fn bad_plans_are_errors_not_panics() {
+        let s = Samples::new(&[1, 1], &[5, 6]).unwrap();
+        for (samples, offsets) in [
+            (&[0u32, 1][..], &[][..]),
+            (&[0, 1], &[1, 2]),
+            (&[0, 1], &[0, 2, 1]),
+            (&[0, 1], &[0, 3]),
+            (&[0, 2], &[0, 2]),
+        ] {
+            let e = plan_loads(true, samples, offsets, &s).unwrap_err();
+            assert_eq!(
+                e.code(),
+                "ERR_OMNIBAL_OUT_OF_RANGE",
+                "{samples:?} {offsets:?}"
+            );
+        }
+    }
+}
