@@ -259,6 +259,13 @@ export interface NativeStepResult {
   eventEndMs: Float64Array
 }
 
+/** Synthetic samples (see the TypeScript `syntheticSamples`). */
+export interface NativeSyntheticSamples {
+  vision: Uint32Array
+  text: Uint32Array
+  group: Uint32Array
+}
+
 /** The reference ISF (bug-fixed): packs in acceptance order, and the samples over a cap. */
 export declare function packIsf(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions): NativeIsfPacks
 
@@ -418,6 +425,12 @@ export interface StageProblemInput {
    */
   recomputeGroups?: Uint32Array
 }
+
+/**
+ * `n` synthetic samples with the real length data's statistics, a pure function of `n` and
+ * `seed` (the same samples as the TypeScript twin).
+ */
+export declare function syntheticSamples(n: number, seed?: number | undefined | null): NativeSyntheticSamples
 
 /** The parallel layout and the micro-batch a layer table is for. */
 export interface TableShape {

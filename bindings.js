@@ -859,4 +859,5 @@ module.exports.searchIsfArguments = nativeBinding.searchIsfArguments
 module.exports.searchIsfArgumentsAsync = nativeBinding.searchIsfArgumentsAsync
 module.exports.shuffleU32 = nativeBinding.shuffleU32
 module.exports.simulateStep = nativeBinding.simulateStep
+module.exports.syntheticSamples = nativeBinding.syntheticSamples
 module.exports.vlmLayerTable = nativeBinding.vlmLayerTable

@@ -37,6 +37,7 @@ export type Backend = Pick<
   | 'searchIsfArgumentsAsync'
   | 'batchMetrics'
   | 'planLoads'
+  | 'syntheticSamples'
   | 'partitionStages'
   | 'partitionStagesAsync'
   | 'partitionChunks'

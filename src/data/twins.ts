@@ -13,6 +13,7 @@ import { packIsfTwin, referenceIsfParams } from './isf';
 import { searchIsfArgumentsTwin } from './isf-search';
 import { batchMetricsTwin } from './metrics';
 import { planLoadsTwin } from './load';
+import { syntheticSamplesTwin } from './synthetic';
 import { planBatchesTwin, type PlanBatchesOptions } from './strategy';
 import { checkSamples, type Caps } from './samples';
 
@@ -84,4 +85,5 @@ export const dataTwins = {
   // Called through an arrow: load.ts imports the backend, which imports these twins.
   planLoads: (packed: boolean, index: Uint32Array, offsets: Uint32Array, vision: Uint32Array, text: Uint32Array) =>
     planLoadsTwin(packed, index, offsets, vision, text),
+  syntheticSamples: (n: number, seed?: number | null) => syntheticSamplesTwin(n, seed ?? 0),
 };

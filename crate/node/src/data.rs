@@ -19,6 +19,7 @@ use omnibal_core::data::metrics::{batch_metrics, BatchMetrics};
 use omnibal_core::data::plan::{BatchPlan, Packs, Tail};
 use omnibal_core::data::samples::{Caps, DropReason, Samples};
 use omnibal_core::data::strategy::{plan_batches, PlanOptions, ResolvedSize, Size, Strategy};
+use omnibal_core::data::synthetic::synthetic_samples;
 use omnibal_core::error::{integer_between, integer_in_range, number_at_least};
 use omnibal_core::progress::Progress;
 use omnibal_core::rng::MAX_SEED;
@@ -594,6 +595,34 @@ pub fn plan_loads_sync(
             mean_sum_sq_len: l.mean_sum_sq_len,
             most_tiles: l.most_tiles,
             most_tokens: l.most_tokens,
+        })
+    })
+}
+
+/// Synthetic samples (see the TypeScript `syntheticSamples`).
+#[napi(object)]
+pub struct NativeSyntheticSamples {
+    pub vision: Uint32Array,
+    pub text: Uint32Array,
+    pub group: Uint32Array,
+}
+
+/// `n` synthetic samples with the real length data's statistics, a pure function of `n` and
+/// `seed` (the same samples as the TypeScript twin).
+#[napi(js_name = "syntheticSamples")]
+pub fn synthetic_samples_sync(
+    env: Env,
+    n: f64,
+    seed: Option<f64>,
+) -> napi::Result<NativeSyntheticSamples> {
+    run_sync(&env, || {
+        let n = integer_between("n", n, 1, MAX_U32)? as usize;
+        let seed = opt_int("seed", seed, 0, MAX_SEED, 0)?;
+        let s = synthetic_samples(n, seed)?;
+        Ok(NativeSyntheticSamples {
+            vision: s.vision.into(),
+            text: s.text.into(),
+            group: s.group.into(),
         })
     })
 }

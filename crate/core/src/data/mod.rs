@@ -11,6 +11,7 @@
 //! - [`plan`]: the batch plan (steps x ranks x micro-batches x samples) and tail policies;
 //! - [`strategy`]: one entry point for every strategy;
 //! - [`load`]: a plan's mean and largest micro-batch loads (the cost model's input);
+//! - [`synthetic`]: seeded samples with the statistics of the real length data;
 //! - [`metrics`]: the paper's pad and dist ratios, and the same dist on the cost.
 
 pub mod balance;
@@ -24,3 +25,4 @@ pub mod metrics;
 pub mod plan;
 pub mod samples;
 pub mod strategy;
+pub mod synthetic;
