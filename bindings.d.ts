@@ -84,6 +84,8 @@ export interface NativeBatchMetrics {
   costExcessMedian: number
   costExcessP99: number
   stepCostExcess: Float64Array
+  /** The plan's mean and largest micro-batch loads (what `planLoads` gives), from the same pass. */
+  loads: NativePlanLoads
 }
 
 /** A batch plan as JavaScript sees it (struct of typed arrays). */

@@ -4,7 +4,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { jsBackend } from '../src/binding';
-import { planBatches } from '../src/data/index';
+import { batchMetrics, planBatches } from '../src/data/index';
 import { STRATEGIES } from '../src/data/strategy';
 import { TAILS } from '../src/data/plan';
 import { meanMicroBatchLoad, microBatchLoad } from '../src/data/load';
@@ -114,4 +114,30 @@ test('planLoads: bad plans and samples are the same coded errors on every backen
   }
   const messages = backends.map(([, api]) => thrown(() => api.planLoads(false, Uint32Array.of(0, 2), Uint32Array.of(0, 2), vision, text)).message);
   t.is(new Set(messages).size, 1, messages.join(' | '));
+});
+
+test('batchMetrics takes the loads in its own pass: the same figures as planLoads, kept for the plan and these samples only', (t) => {
+  fc.assert(
+    fc.property(samplesArb, fc.constantFrom(...STRATEGIES), fc.integer({ min: 0, max: 1000 }), (s, strategy, seed) => {
+      let plan;
+      try {
+        plan = planBatches(s, { dp: 2, accum: 2, samplesPerPack: 2, seed, strategy });
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ERR_OMNIBAL_TOO_FEW_SAMPLES') return;
+        throw error;
+      }
+      const metrics = batchMetrics(plan, s, { a: 1, b: 1 / 4096 });
+      t.false('loads' in metrics, 'the public metrics keep their shape');
+      const direct = jsBackend.planLoads(plan.packed, plan.samples, plan.microBatchOffsets, s.vision, s.text);
+      const mean = meanMicroBatchLoad(plan, s);
+      t.deepEqual([mean.tiles, mean.tokens, mean.sumSqLen], [direct.meanTiles, direct.meanTokens, direct.meanSumSqLen]);
+      t.is(heaviestMicroBatchLoad(plan, s).tiles, direct.mostTiles);
+      // Other samples (same length, other values): loads over them, not the remembered ones.
+      const other = { vision: s.vision.map((v) => v + 1), text: s.text.map((x) => x + 7) };
+      const again = jsBackend.planLoads(plan.packed, plan.samples, plan.microBatchOffsets, other.vision, other.text);
+      t.is(meanMicroBatchLoad(plan, other).tokens, again.meanTokens);
+      t.not(again.meanTokens, direct.meanTokens);
+    }),
+    { numRuns: 60 },
+  );
 });

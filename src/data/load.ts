@@ -48,7 +48,8 @@ export interface PlanLoadFigures {
   most: { tiles: number; tokens: number };
 }
 
-const loads = new WeakMap<BatchPlan, PlanLoadFigures>();
+/** Each plan's loads, with the sample arrays they were taken over. */
+const loads = new WeakMap<BatchPlan, { vision: Uint32Array; text: Uint32Array; figures: PlanLoadFigures }>();
 
 /**
  * The mean and largest micro-batch loads of a plan, in one tight pass over its samples (no
@@ -114,10 +115,19 @@ export function planLoadsTwin(packed: boolean, index: Uint32Array, offsets: Uint
  */
 export function planLoads(plan: BatchPlan, s: Samples): PlanLoadFigures {
   const known = loads.get(plan);
-  if (known) return known;
-  const l = activeBackend().planLoads(Boolean(plan.packed), plan.samples, plan.microBatchOffsets, s.vision, s.text);
+  if (known && known.vision === s.vision && known.text === s.text) return known.figures;
+  return rememberPlanLoads(plan, s, activeBackend().planLoads(Boolean(plan.packed), plan.samples, plan.microBatchOffsets, s.vision, s.text));
+}
+
+/**
+ * Keeps `l`, the loads of `plan` over `s` that another pass over them computed (`batchMetrics`
+ * does), for {@link planLoads}.
+ *
+ * @internal
+ */
+export function rememberPlanLoads(plan: BatchPlan, s: Samples, l: NativePlanLoads): PlanLoadFigures {
   const figures = { mean: { tiles: l.meanTiles, tokens: l.meanTokens, sumSqLen: l.meanSumSqLen }, most: { tiles: l.mostTiles, tokens: l.mostTokens } };
-  loads.set(plan, figures);
+  loads.set(plan, { vision: s.vision, text: s.text, figures });
   return figures;
 }
 

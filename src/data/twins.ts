@@ -65,7 +65,8 @@ function batchMetrics(
   checkSamples(vision, text);
   const cost = textCost(costA ?? 1, costB ?? 0);
   integerBetween('dp', plan.dp, 1, 1 << 20);
-  return batchMetricsTwin(plan, vision, text, cost);
+  const metrics = batchMetricsTwin(plan, vision, text, cost);
+  return { ...metrics, loads: planLoadsTwin(plan.packed, plan.samples, plan.microBatchOffsets, vision, text) };
 }
 
 /** The data functions of the TypeScript backend. */

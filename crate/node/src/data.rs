@@ -14,7 +14,7 @@ use napi_derive::napi;
 use omnibal_core::data::cost::TextCost;
 use omnibal_core::data::isf::{pack_isf, IsfParams};
 use omnibal_core::data::isf_search::{search_isf_arguments, IsfSearchParams};
-use omnibal_core::data::load::plan_loads;
+use omnibal_core::data::load::{plan_loads, PlanLoads};
 use omnibal_core::data::metrics::{batch_metrics, BatchMetrics};
 use omnibal_core::data::plan::{BatchPlan, Packs, Tail};
 use omnibal_core::data::samples::{Caps, DropReason, Samples};
@@ -481,6 +481,8 @@ pub struct NativeBatchMetrics {
     pub cost_excess_median: f64,
     pub cost_excess_p99: f64,
     pub step_cost_excess: napi::bindgen_prelude::Float64Array,
+    /// The plan's mean and largest micro-batch loads (what `planLoads` gives), from the same pass.
+    pub loads: NativePlanLoads,
 }
 
 fn run_metrics(
@@ -521,6 +523,7 @@ fn run_metrics(
         cost_excess_median,
         cost_excess_p99,
         step_cost_excess,
+        loads,
     } = batch_metrics(&p, &samples, &cost)?;
     Ok(NativeBatchMetrics {
         pad_ratio,
@@ -537,6 +540,7 @@ fn run_metrics(
         cost_excess_median,
         cost_excess_p99,
         step_cost_excess: step_cost_excess.into(),
+        loads: native_loads(loads),
     })
 }
 
@@ -588,15 +592,23 @@ pub fn plan_loads_sync(
     let text = expect_u32_array(&env, text, "text")?;
     run_sync(&env, || {
         let samples = Samples::new(&vision, &text)?;
-        let l = plan_loads(packed, &plan_samples, &offsets, &samples)?;
-        Ok(NativePlanLoads {
-            mean_tiles: l.mean_tiles,
-            mean_tokens: l.mean_tokens,
-            mean_sum_sq_len: l.mean_sum_sq_len,
-            most_tiles: l.most_tiles,
-            most_tokens: l.most_tokens,
-        })
+        Ok(native_loads(plan_loads(
+            packed,
+            &plan_samples,
+            &offsets,
+            &samples,
+        )?))
     })
+}
+
+fn native_loads(l: PlanLoads) -> NativePlanLoads {
+    NativePlanLoads {
+        mean_tiles: l.mean_tiles,
+        mean_tokens: l.mean_tokens,
+        mean_sum_sq_len: l.mean_sum_sq_len,
+        most_tiles: l.most_tiles,
+        most_tokens: l.most_tokens,
+    }
 }
 
 /// Synthetic samples (see the TypeScript `syntheticSamples`).

@@ -57,12 +57,34 @@ pub fn plan_loads(
             ),
         ));
     }
-    let (mut sum_tiles, mut sum_tokens, mut sum_sq) = (0.0f64, 0.0f64, 0.0f64);
-    let (mut most_tiles, mut most_tokens) = (0.0f64, 0.0f64);
+    let mut sums = LoadSums::default();
     for w in offsets.windows(2) {
-        let (a, b) = (w[0] as usize, w[1] as usize);
+        sums.add(packed, &plan_samples[w[0] as usize..w[1] as usize], samples);
+    }
+    Ok(sums.finish(offsets.len().saturating_sub(1)))
+}
+
+/// Running sums of micro-batch loads, added micro-batch by micro-batch in plan order (what
+/// [`plan_loads`] does; [`crate::data::metrics::batch_metrics`] keeps one per thread in its own
+/// pass over the plan).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadSums {
+    pub tiles: f64,
+    pub tokens: f64,
+    pub sum_sq_len: f64,
+    pub most_tiles: f64,
+    pub most_tokens: f64,
+}
+
+/// 2^53: below it every sum of integers in `f64` is exact, whatever the order of the additions.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+impl LoadSums {
+    /// Adds the micro-batch `mb` (sample indices, all in range).
+    #[inline]
+    pub fn add(&mut self, packed: bool, mb: &[u32], samples: &Samples) {
         let (mut tiles, mut tokens, mut sq, mut tmax) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-        for &i in &plan_samples[a..b] {
+        for &i in mb {
             let t = samples.text[i as usize] as f64;
             tiles += samples.vision[i as usize] as f64;
             tokens += t;
@@ -71,22 +93,41 @@ pub fn plan_loads(
                 tmax = t;
             }
         }
-        let count = (b - a) as f64;
+        let count = mb.len() as f64;
         let mb_tokens = if packed { tokens } else { tmax * count };
-        sum_tiles += tiles;
-        sum_tokens += mb_tokens;
-        sum_sq += if packed { sq } else { tmax * tmax * count };
-        most_tiles = most_tiles.max(tiles);
-        most_tokens = most_tokens.max(mb_tokens);
+        self.tiles += tiles;
+        self.tokens += mb_tokens;
+        self.sum_sq_len += if packed { sq } else { tmax * tmax * count };
+        self.most_tiles = self.most_tiles.max(tiles);
+        self.most_tokens = self.most_tokens.max(mb_tokens);
     }
-    let n = offsets.len().saturating_sub(1).max(1) as f64;
-    Ok(PlanLoads {
-        mean_tiles: sum_tiles / n,
-        mean_tokens: sum_tokens / n,
-        mean_sum_sq_len: sum_sq / n,
-        most_tiles,
-        most_tokens,
-    })
+
+    /// The sums of consecutive runs of micro-batches, `self` then `later`, when they equal the
+    /// sums of one pass over both bit for bit: always when every total stays below 2^53 (each
+    /// partial sum is then an exact integer); `None` otherwise (the caller adds in one pass).
+    pub fn then(&self, later: &LoadSums) -> Option<LoadSums> {
+        let joined = LoadSums {
+            tiles: self.tiles + later.tiles,
+            tokens: self.tokens + later.tokens,
+            sum_sq_len: self.sum_sq_len + later.sum_sq_len,
+            most_tiles: self.most_tiles.max(later.most_tiles),
+            most_tokens: self.most_tokens.max(later.most_tokens),
+        };
+        (joined.tiles < EXACT && joined.tokens < EXACT && joined.sum_sq_len < EXACT)
+            .then_some(joined)
+    }
+
+    /// The loads of `micro_batches` micro-batches with these sums (means over 1 for none).
+    pub fn finish(&self, micro_batches: usize) -> PlanLoads {
+        let n = micro_batches.max(1) as f64;
+        PlanLoads {
+            mean_tiles: self.tiles / n,
+            mean_tokens: self.tokens / n,
+            mean_sum_sq_len: self.sum_sq_len / n,
+            most_tiles: self.most_tiles,
+            most_tokens: self.most_tokens,
+        }
+    }
 }
 
 #[cfg(test)]
