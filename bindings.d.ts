@@ -261,6 +261,12 @@ export interface NativeStepResult {
   eventEndMs: Float64Array
 }
 
+/** A run of a plan's steps as JSON text, and the first step not written. */
+export interface NativeStepsJson {
+  bytes: Uint8Array
+  nextStep: number
+}
+
 /** Synthetic samples (see the TypeScript `syntheticSamples`). */
 export interface NativeSyntheticSamples {
   vision: Uint32Array
@@ -346,6 +352,13 @@ export interface PlanBatchesOptions {
  * padding counted in padded plans), in one pass.
  */
 export declare function planLoads(packed: boolean, planSamples: Uint32Array, microBatchOffsets: Uint32Array, vision: Uint32Array, text: Uint32Array): NativePlanLoads
+
+/**
+ * Steps `fromStep ..` of a plan as JSON text (`[[[i,...],...],...]` per step, each after a comma
+ * unless it is step 0): one step at least, then whole steps until `minBytes` are written or the
+ * steps end.
+ */
+export declare function planStepsJson(samples: Uint32Array, microBatchOffsets: Uint32Array, rankOffsets: Uint32Array, dp: number, fromStep: number, minBytes: number): NativeStepsJson
 
 /** Limits of a read (see the TypeScript `ReadSamplesOptions`). */
 export interface ReadLimitsOptions {

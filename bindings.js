@@ -854,6 +854,7 @@ module.exports.permutationAsync = nativeBinding.permutationAsync
 module.exports.planBatches = nativeBinding.planBatches
 module.exports.planBatchesAsync = nativeBinding.planBatchesAsync
 module.exports.planLoads = nativeBinding.planLoads
+module.exports.planStepsJson = nativeBinding.planStepsJson
 module.exports.readSampleFiles = nativeBinding.readSampleFiles
 module.exports.searchIsfArguments = nativeBinding.searchIsfArguments
 module.exports.searchIsfArgumentsAsync = nativeBinding.searchIsfArgumentsAsync

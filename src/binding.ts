@@ -19,6 +19,7 @@ import { modelTwins } from './model/twins';
 import { chunkInFlightTwin, simulateStepTwin } from './simulate/simulate';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
 import { readSampleFilesTwin } from './io/samples';
+import { planStepsJsonTwin } from './io/plan-steps-json';
 
 /**
  * The functions every backend provides: the native binding's declarations (generated from the
@@ -38,6 +39,7 @@ export type Backend = Pick<
   | 'batchMetrics'
   | 'planLoads'
   | 'syntheticSamples'
+  | 'planStepsJson'
   | 'partitionStages'
   | 'partitionStagesAsync'
   | 'partitionChunks'
@@ -71,6 +73,7 @@ export const jsBackend: Backend = {
   simulateStep: simulateStepTwin,
   chunkInFlight: chunkInFlightTwin,
   readSampleFiles: readSampleFilesTwin,
+  planStepsJson: planStepsJsonTwin,
 };
 
 type NativeModule = typeof Native;
