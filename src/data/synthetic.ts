@@ -55,8 +55,8 @@ function interpolate(quantiles: number[], u: number): number {
 /**
  * `n` synthetic samples with the real data's statistics (a pure function of `n` and `seed`);
  * `group` is the index of the set each sample imitates (0 AI2D, 1 ChartQA, 2 SynthDoG). Drawn
- * natively (`crate/core/src/data/synthetic.rs`), or by {@link syntheticSamplesTwin} on the
- * TypeScript backend: the same samples bit for bit.
+ * natively (`crate/core/src/data/synthetic.rs`), or by its TypeScript twin on the TypeScript
+ * backend: the same samples bit for bit.
  *
  * @param n - how many samples, an integer >= 1
  * @param seed - the generator seed (default 0)
