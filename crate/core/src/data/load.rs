@@ -93,7 +93,15 @@ impl LoadSums {
                 tmax = t;
             }
         }
-        let count = mb.len() as f64;
+        self.push(packed, [tiles, tokens, sq, tmax], mb.len());
+    }
+
+    /// Adds one micro-batch of `count` samples from its own sums, `[tiles, tokens, sum of
+    /// squared lengths, longest]`, each added in `f64` sample by sample in micro-batch order (as
+    /// [`LoadSums::add`] does; a pass that reads the samples anyway sums them itself).
+    #[inline]
+    pub fn push(&mut self, packed: bool, [tiles, tokens, sq, tmax]: [f64; 4], count: usize) {
+        let count = count as f64;
         let mb_tokens = if packed { tokens } else { tmax * count };
         self.tiles += tiles;
         self.tokens += mb_tokens;

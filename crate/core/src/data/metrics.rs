@@ -143,21 +143,28 @@ fn batch_metrics_on(
                 let (mut v, mut t, mut c) = (0u64, 0u64, 0.0f64);
                 for k in plan.rank_micro_batches(s, r) {
                     let mb = plan.micro_batch(k);
-                    sums.add(plan.packed, mb, samples);
                     let tmax = mb
                         .iter()
                         .map(|&i| samples.text[i as usize])
                         .max()
                         .unwrap_or(0);
+                    // The micro-batch's load sums, as LoadSums::add takes them.
+                    let (mut tiles, mut tokens, mut sq) = (0.0f64, 0.0f64, 0.0f64);
                     for &i in mb {
                         let ti = samples.text[i as usize];
-                        v += samples.vision[i as usize] as u64;
+                        let vi = samples.vision[i as usize];
+                        v += vi as u64;
                         t += ti as u64;
                         c += cost.sample(if plan.packed { ti } else { tmax });
                         if !plan.packed {
                             pad += (tmax - ti) as u64;
                         }
+                        let tf = ti as f64;
+                        tiles += vi as f64;
+                        tokens += tf;
+                        sq += tf * tf;
                     }
+                    sums.push(plan.packed, [tiles, tokens, sq, tmax as f64], mb.len());
                     if !plan.packed {
                         padded += tmax as u64 * mb.len() as u64;
                     }
