@@ -91,6 +91,8 @@ export interface NativeBatchMetrics {
   costExcessMedian: number
   costExcessP99: number
   stepCostExcess: Float64Array
+  /** The plan's mean and largest micro-batch loads (what `planLoads` gives), from the same pass. */
+  loads: NativePlanLoads
 }
 
 /** A batch plan as JavaScript sees it (struct of typed arrays). */
@@ -225,6 +227,15 @@ export interface NativeLoadedSamples {
   counts: Array<number>
 }
 
+/** A plan's mean and componentwise largest micro-batch loads. */
+export interface NativePlanLoads {
+  meanTiles: number
+  meanTokens: number
+  meanSumSqLen: number
+  mostTiles: number
+  mostTokens: number
+}
+
 /** A stage plan as JavaScript sees it. */
 export interface NativeStagePlan {
   firstLayer: Uint32Array
@@ -255,6 +266,19 @@ export interface NativeStepResult {
   eventBackward: Uint8Array
   eventStartMs: Float64Array
   eventEndMs: Float64Array
+}
+
+/** A run of a plan's steps as JSON text, and the first step not written. */
+export interface NativeStepsJson {
+  bytes: Uint8Array
+  nextStep: number
+}
+
+/** Synthetic samples (see the TypeScript `syntheticSamples`). */
+export interface NativeSyntheticSamples {
+  vision: Uint32Array
+  text: Uint32Array
+  group: Uint32Array
 }
 
 /** The reference ISF (bug-fixed): packs in acceptance order, and the samples over a cap. */
@@ -329,6 +353,19 @@ export interface PlanBatchesOptions {
   minText?: number
   minVision?: number
 }
+
+/**
+ * The mean and largest micro-batch loads of a plan (tiles, tokens, summed squared lengths;
+ * padding counted in padded plans), in one pass.
+ */
+export declare function planLoads(packed: boolean, planSamples: Uint32Array, microBatchOffsets: Uint32Array, vision: Uint32Array, text: Uint32Array): NativePlanLoads
+
+/**
+ * Steps `fromStep ..` of a plan as JSON text (`[[[i,...],...],...]` per step, each after a comma
+ * unless it is step 0): one step at least, then whole steps until `minBytes` are written or the
+ * steps end.
+ */
+export declare function planStepsJson(samples: Uint32Array, microBatchOffsets: Uint32Array, rankOffsets: Uint32Array, dp: number, fromStep: number, minBytes: number): NativeStepsJson
 
 /** Limits of a read (see the TypeScript `ReadSamplesOptions`). */
 export interface ReadLimitsOptions {
@@ -414,6 +451,12 @@ export interface StageProblemInput {
    */
   recomputeGroups?: Uint32Array
 }
+
+/**
+ * `n` synthetic samples with the real length data's statistics, a pure function of `n` and
+ * `seed` (the same samples as the TypeScript twin).
+ */
+export declare function syntheticSamples(n: number, seed?: number | undefined | null): NativeSyntheticSamples
 
 /** The parallel layout and the micro-batch a layer table is for. */
 export interface TableShape {

@@ -75,3 +75,21 @@ test('serve --token-file into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 
     t.is(r.stderr, 'omnibal: stdout: cannot write (ENOSPC) [ERR_OMNIBAL_OUTPUT]\n', args.join(' '));
   }
 });
+
+// Commander's own writes (help, version) go through the same writer: a full device is the coded
+// line with exit 2, a reader that goes away early is quiet with exit 0, and a normal stdout gets
+// the whole text with exit 0.
+(process.platform === 'linux' ? test : test.skip)('help and version to a full stdout: ERR_OMNIBAL_OUTPUT, exit 2, no stack trace', (t) => {
+  for (const args of [['--help'], ['-h'], ['plan', '--help'], ['pack', '-h'], ['help'], ['help', 'plan'], ['--version'], ['-v']]) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" ${args.join(' ')} > /dev/full`], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.is(r.stderr, 'omnibal: stdout: cannot write (ENOSPC) [ERR_OMNIBAL_OUTPUT]\n', args.join(' '));
+    const ok = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+    t.is(ok.status, 0, `${args.join(' ')}: ${ok.stderr}`);
+    t.is(ok.stderr, '', args.join(' '));
+    t.regex(ok.stdout, args.some((a) => a === '-v' || a === '--version') ? /^\d+\.\d+\.\d+\n$/ : /^Usage: omnibal/, args.join(' '));
+  }
+  const closed = spawnSync('bash', ['-o', 'pipefail', '-c', `"${process.execPath}" "${cli}" plan --help | head -c 1 > /dev/null`], { encoding: 'utf8', timeout: 60_000 });
+  t.is(closed.status, 0, closed.stderr);
+  t.is(closed.stderr, '');
+});

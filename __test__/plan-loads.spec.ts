@@ -1,10 +1,15 @@
-// The plan's per-plan load passes (mean and heaviest micro-batch, written as one tight loop for
-// the default plan's speed) against the per-micro-batch definition, on packed and padded plans.
+// The plan's per-plan load passes (mean and heaviest micro-batch, one native pass for the default
+// plan's speed, with its TypeScript twin) against the per-micro-batch definition, on packed and
+// padded plans; native equals the twin bit for bit, and bad plans are the same coded errors.
 import test from 'ava';
 import fc from 'fast-check';
-import { planBatches } from '../src/data/index';
+import { jsBackend } from '../src/binding';
+import { batchMetrics, planBatches } from '../src/data/index';
+import { STRATEGIES } from '../src/data/strategy';
+import { TAILS } from '../src/data/plan';
 import { meanMicroBatchLoad, microBatchLoad } from '../src/data/load';
 import { heaviestMicroBatchLoad } from '../src/model/memory-load';
+import { backends, nativeTest, sameOnBothBackends, thrown } from './helpers';
 
 const samplesArb = fc.integer({ min: 8, max: 300 }).chain((n) =>
   fc.record({
@@ -44,4 +49,95 @@ test('meanMicroBatchLoad and heaviestMicroBatchLoad equal the per-micro-batch lo
     { numRuns: 150 },
   );
   t.deepEqual([...checked].sort(), [false, true], 'both packed and padded plans were checked');
+});
+
+nativeTest('planLoads: native equals the twin bit for bit on every strategy and tail (packed and padded plans)', (t) => {
+  const checked = new Set<boolean>();
+  fc.assert(
+    fc.property(
+      samplesArb,
+      fc.constantFrom(...STRATEGIES),
+      fc.constantFrom(...TAILS),
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.double({ min: 1, max: 9, noNaN: true }),
+      fc.integer({ min: 0, max: 1000 }),
+      (s, strategy, tail, dp, accum, samplesPerPack, seed) => {
+        let plan;
+        try {
+          plan = jsBackend.planBatches(s.vision, s.text, { strategy, tail, dp, accum, samplesPerPack, seed });
+        } catch (error) {
+          if ((error as { code?: string }).code === 'ERR_OMNIBAL_TOO_FEW_SAMPLES') return;
+          throw error;
+        }
+        checked.add(plan.packed);
+        const diff = sameOnBothBackends((api) => api.planLoads(plan.packed, plan.samples, plan.microBatchOffsets, s.vision, s.text));
+        if (diff) throw new Error(`${diff} (${strategy}, ${tail}, dp ${dp}, accum ${accum})`);
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.deepEqual([...checked].sort(), [false, true], 'both packed and padded plans were checked');
+});
+
+nativeTest('planLoads: native equals the twin where the sums leave the exact integers (lengths near 2^32)', (t) => {
+  fc.assert(
+    fc.property(fc.uint32Array({ minLength: 1, maxLength: 40, min: 1 }), fc.boolean(), (text, packed) => {
+      const vision = text.map((x) => x >>> 3);
+      const index = Uint32Array.from(text.keys()).reverse();
+      const offsets = Uint32Array.from([0, index.length >> 1, index.length]);
+      const diff = sameOnBothBackends((api) => api.planLoads(packed, index, offsets, vision, text));
+      if (diff) throw new Error(diff);
+    }),
+    { numRuns: 200 },
+  );
+  t.pass();
+});
+
+test('planLoads: bad plans and samples are the same coded errors on every backend', (t) => {
+  const vision = Uint32Array.of(1, 2);
+  const text = Uint32Array.of(5, 6);
+  const cases: [Uint32Array, Uint32Array, Uint32Array, Uint32Array, string][] = [
+    [Uint32Array.of(0, 1), Uint32Array.of(0, 1), vision, text, 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [Uint32Array.of(0, 1), Uint32Array.of(0, 2, 1), vision, text, 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [Uint32Array.of(0, 2), Uint32Array.of(0, 2), vision, text, 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [Uint32Array.of(0, 1), Uint32Array.of(), vision, text, 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [Uint32Array.of(0, 1), Uint32Array.of(0, 2), vision, Uint32Array.of(5, 0), 'ERR_OMNIBAL_INVALID_SAMPLE'],
+    [Uint32Array.of(0, 1), Uint32Array.of(0, 2), vision, Uint32Array.of(5), 'ERR_OMNIBAL_OUT_OF_RANGE'],
+    [[0, 1] as unknown as Uint32Array, Uint32Array.of(0, 2), vision, text, 'ERR_OMNIBAL_INVALID_TYPE'],
+  ];
+  for (const [name, api] of backends) {
+    for (const [index, offsets, v, x, code] of cases) {
+      const e = thrown(() => api.planLoads(true, index, offsets, v, x));
+      t.is(e.code, code, `${name}: ${JSON.stringify([Array.from(index), Array.from(offsets)])} ${e.message}`);
+    }
+  }
+  const messages = backends.map(([, api]) => thrown(() => api.planLoads(false, Uint32Array.of(0, 2), Uint32Array.of(0, 2), vision, text)).message);
+  t.is(new Set(messages).size, 1, messages.join(' | '));
+});
+
+test('batchMetrics takes the loads in its own pass: the same figures as planLoads, kept for the plan and these samples only', (t) => {
+  fc.assert(
+    fc.property(samplesArb, fc.constantFrom(...STRATEGIES), fc.integer({ min: 0, max: 1000 }), (s, strategy, seed) => {
+      let plan;
+      try {
+        plan = planBatches(s, { dp: 2, accum: 2, samplesPerPack: 2, seed, strategy });
+      } catch (error) {
+        if ((error as { code?: string }).code === 'ERR_OMNIBAL_TOO_FEW_SAMPLES') return;
+        throw error;
+      }
+      const metrics = batchMetrics(plan, s, { a: 1, b: 1 / 4096 });
+      t.false('loads' in metrics, 'the public metrics keep their shape');
+      const direct = jsBackend.planLoads(plan.packed, plan.samples, plan.microBatchOffsets, s.vision, s.text);
+      const mean = meanMicroBatchLoad(plan, s);
+      t.deepEqual([mean.tiles, mean.tokens, mean.sumSqLen], [direct.meanTiles, direct.meanTokens, direct.meanSumSqLen]);
+      t.is(heaviestMicroBatchLoad(plan, s).tiles, direct.mostTiles);
+      // Other samples (same length, other values): loads over them, not the remembered ones.
+      const other = { vision: s.vision.map((v) => v + 1), text: s.text.map((x) => x + 7) };
+      const again = jsBackend.planLoads(plan.packed, plan.samples, plan.microBatchOffsets, other.vision, other.text);
+      t.is(meanMicroBatchLoad(plan, other).tokens, again.meanTokens);
+      t.not(again.meanTokens, direct.meanTokens);
+    }),
+    { numRuns: 60 },
+  );
 });

@@ -20,6 +20,7 @@ import { chunkInFlightTwin, simulateStepTwin } from './simulate/simulate';
 import { permutationTwin, shuffleU32Twin } from './random/permutation';
 import { readSampleFilesTwin } from './io/samples';
 import { decodeBase64U32Twin } from './io/base64';
+import { planStepsJsonTwin } from './io/plan-steps-json';
 
 /**
  * The functions every backend provides: the native binding's declarations (generated from the
@@ -37,6 +38,9 @@ export type Backend = Pick<
   | 'searchIsfArguments'
   | 'searchIsfArgumentsAsync'
   | 'batchMetrics'
+  | 'planLoads'
+  | 'syntheticSamples'
+  | 'planStepsJson'
   | 'partitionStages'
   | 'partitionStagesAsync'
   | 'partitionChunks'
@@ -72,6 +76,7 @@ export const jsBackend: Backend = {
   chunkInFlight: chunkInFlightTwin,
   readSampleFiles: readSampleFilesTwin,
   decodeBase64U32: decodeBase64U32Twin,
+  planStepsJson: planStepsJsonTwin,
 };
 
 type NativeModule = typeof Native;

@@ -103,13 +103,15 @@ export function namingFlags(message: string, command: Command | undefined): stri
 /**
  * Gives `command` and its subcommands the CLI's usage-error convention: commander's own errors
  * (unknown option or command, missing argument, a value that is not a number) are thrown, not
- * exited on, and print one line instead of the help text.
+ * exited on, and print one line instead of the help text. Help and version text goes to
+ * `writeOut`.
  */
-function oneLineUsageErrors(command: Command): void {
+function oneLineUsageErrors(command: Command, writeOut: (text: string) => void): void {
   command
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({
+      writeOut,
       writeErr: (text) => process.stderr.write(text),
       outputError: (text, write) => {
         const line = text.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').replace(/\.$/, '');
@@ -145,13 +147,19 @@ function oneLineUsageErrors(command: Command): void {
       return parsed;
     };
   }
-  for (const sub of command.commands) oneLineUsageErrors(sub);
+  for (const sub of command.commands) oneLineUsageErrors(sub, writeOut);
 }
 
 /** Runs the CLI on `argv` (as `process.argv`); resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  oneLineUsageErrors(program);
+  // Help and version text through the CLI's one stdout writer: a reader gone (EPIPE) ends it
+  // quietly, a failed write (a full device) is an ERR_OMNIBAL_OUTPUT line with exit 2, never
+  // commander's own write failing with a stack trace.
+  const helpWrites: Promise<void>[] = [];
+  oneLineUsageErrors(program, (text) => {
+    helpWrites.push(writeStdout(text));
+  });
   let running: Command | undefined;
   program.hook('preAction', (_program, action) => {
     running = action;
@@ -161,7 +169,13 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    await program.parseAsync(argv);
+    try {
+      await program.parseAsync(argv);
+    } catch (error) {
+      // Help and version end the parse with exit code 0; their text may still be on its way.
+      if (!(error instanceof CommanderError && error.exitCode === 0)) throw error;
+    }
+    await Promise.all(helpWrites);
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {

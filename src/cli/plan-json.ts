@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { backend } from '../binding';
+import { activeBackend, backend } from '../binding';
+import { writeUint } from '../io/plan-steps-json';
 import { droppedSamples } from '../data/index';
 import type { BatchMetrics } from '../data/metrics';
 import { planStep, type BatchPlan } from '../data/plan';
@@ -61,8 +62,9 @@ export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Recor
 }
 
 const COMMA = 0x2c;
-const OPEN = 0x5b;
-const CLOSE = 0x5d;
+
+/** Padding flags written per block (each at most 3 digits and a comma). */
+const PADDING_BLOCK = 1 << 16;
 
 /** Writes ASCII text and unsigned integers into fixed-size chunks. */
 class ChunkWriter {
@@ -70,7 +72,7 @@ class ChunkWriter {
   private at = 0;
   private readonly full: Uint8Array[] = [];
 
-  constructor(private readonly size: number) {
+  constructor(readonly size: number) {
     this.buf = Buffer.allocUnsafe(size);
   }
 
@@ -123,52 +125,16 @@ class ChunkWriter {
     this.at = writeUint(this.buf, this.at, x);
   }
 
-  /** Writes `[a[from],a[from+1],...]` (`a[q]` in 0..2^32 - 1): the hot loop of a plan. */
-  list(a: Uint32Array, from: number, to: number): void {
-    if ((to - from) * 11 + 2 > this.buf.length) {
-      // Longer than a chunk: value by value.
-      this.byte(OPEN);
-      for (let q = from; q < to; q++) {
-        if (q > from) this.byte(COMMA);
-        this.uint(a[q]);
-      }
-      this.byte(CLOSE);
-      return;
+  /** Writes `b` across chunks: the current one filled to its end, then the next. */
+  fill(b: Uint8Array): void {
+    for (let from = 0; from < b.length; ) {
+      if (this.at === this.buf.length) this.flush();
+      const n = Math.min(b.length - from, this.buf.length - this.at);
+      this.buf.set(b.subarray(from, from + n), this.at);
+      this.at += n;
+      from += n;
     }
-    this.room((to - from) * 11 + 2);
-    const b = this.buf;
-    let at = this.at;
-    b[at++] = OPEN;
-    for (let q = from; q < to; q++) {
-      if (q > from) b[at++] = COMMA;
-      at = writeUint(b, at, a[q]);
-    }
-    b[at++] = CLOSE;
-    this.at = at;
   }
-}
-
-/** Writes `x` (an integer 0..2^32 - 1) in decimal at `b[at..]`; returns the end. */
-function writeUint(b: Uint8Array, at: number, x: number): number {
-  if (x < 10) {
-    b[at] = 48 + x;
-    return at + 1;
-  }
-  const digits = x < 100 ? 2 : x < 1e3 ? 3 : x < 1e4 ? 4 : x < 1e5 ? 5 : x < 1e6 ? 6 : x < 1e7 ? 7 : x < 1e8 ? 8 : x < 1e9 ? 9 : 10;
-  const end = at + digits;
-  let p = end;
-  if (x >= 0x80000000) {
-    const q = Math.floor(x / 10);
-    b[--p] = 48 + x - q * 10;
-    x = q;
-  }
-  while (x >= 10) {
-    const q = (x / 10) | 0;
-    b[--p] = 48 + x - q * 10;
-    x = q;
-  }
-  b[--p] = 48 + x;
-  return end;
 }
 
 
@@ -196,27 +162,25 @@ export function* planJsonChunks(
   const { head, tail } = planJsonParts(plan, metrics, params, load, warnings);
   const w = new ChunkWriter(Math.max(chunkBytes, 64));
   w.text(`${JSON.stringify(head).slice(0, -1)},"steps":[`);
-  const { samples, microBatchOffsets: mbo, rankOffsets, dp } = plan;
-  for (let s = 0; s < plan.steps; s++) {
-    if (s > 0) w.byte(COMMA);
-    w.byte(OPEN);
-    for (let r = 0; r < dp; r++) {
-      if (r > 0) w.byte(COMMA);
-      w.byte(OPEN);
-      const i = s * dp + r;
-      for (let k = rankOffsets[i]; k < rankOffsets[i + 1]; k++) {
-        if (k > rankOffsets[i]) w.byte(COMMA);
-        w.list(samples, mbo[k], mbo[k + 1]);
-      }
-      w.byte(CLOSE);
-    }
-    w.byte(CLOSE);
+  // The sample indices, a chunk's worth of whole steps at a time (natively, or by the twin).
+  const api = activeBackend();
+  for (let s = 0; s < plan.steps; ) {
+    const run = api.planStepsJson(plan.samples, plan.microBatchOffsets, plan.rankOffsets, plan.dp, s, w.size);
+    if (run.nextStep <= s) throw new Error(`internal: no step written from step ${s}`);
+    s = run.nextStep;
+    w.fill(run.bytes);
     if (w.pending > 0) yield* w.take();
   }
   w.text('],"padding":[');
-  for (let k = 0; k < plan.padding.length; k++) {
-    if (k > 0) w.byte(COMMA);
-    w.uint(plan.padding[k]);
+  // One flag per micro-batch (2 million at 10M samples): written a block at a time.
+  const flags = Buffer.allocUnsafe(4 * Math.min(plan.padding.length, PADDING_BLOCK));
+  for (let from = 0; from < plan.padding.length; from += PADDING_BLOCK) {
+    let at = 0;
+    for (let k = from; k < Math.min(from + PADDING_BLOCK, plan.padding.length); k++) {
+      if (k > 0) flags[at++] = COMMA;
+      at = writeUint(flags, at, plan.padding[k]);
+    }
+    w.fill(flags.subarray(0, at));
     if (w.pending > 0) yield* w.take();
   }
   w.text('],"dropped":[');

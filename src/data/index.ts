@@ -9,6 +9,7 @@ import { activeBackend, type Backend } from '../binding';
 import { invalidType } from '../errors';
 import { withProgress, type ProgressCallback } from '../progress';
 import { describeValue, expectU32Array } from '../validate';
+import { rememberPlanLoads } from './load';
 import { type BatchMetrics } from './metrics';
 import { type BatchPlan } from './plan';
 import { DROP_REASONS, type DropReason, type Samples } from './samples';
@@ -259,7 +260,10 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
  * @returns the metrics, overall and per step
  */
 export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
-  return call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
+  const { loads, ...metrics } = call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
+  // The same pass gave the plan's micro-batch loads: kept for meanMicroBatchLoad and the rest.
+  rememberPlanLoads(plan, samples, loads);
+  return metrics;
 }
 
 /** A sample left out of a plan. */

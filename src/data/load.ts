@@ -5,8 +5,12 @@
  *
  * @module
  */
+import type { NativePlanLoads } from '../../bindings';
+import { activeBackend } from '../binding';
+import { outOfRange } from '../errors';
+import { expectU32Array } from '../validate';
 import type { BatchPlan } from './plan';
-import type { Samples } from './samples';
+import { checkSamples, type Samples } from './samples';
 
 /** Tiles, tokens and the sum of squared sample lengths of one micro-batch. */
 export interface MicroBatchLoadFigures {
@@ -44,20 +48,38 @@ export interface PlanLoadFigures {
   most: { tiles: number; tokens: number };
 }
 
-const loads = new WeakMap<BatchPlan, PlanLoadFigures>();
+/** Each plan's loads, with the sample arrays they were taken over. */
+const loads = new WeakMap<BatchPlan, { vision: Uint32Array; text: Uint32Array; figures: PlanLoadFigures }>();
 
 /**
- * The mean and largest micro-batch loads of `plan`, in one tight pass over its samples (no
- * per-micro-batch objects; the same figures as `microBatchLoad` per micro-batch), computed once
- * per plan.
+ * The mean and largest micro-batch loads of a plan, in one tight pass over its samples (no
+ * per-micro-batch objects; the same figures as {@link microBatchLoad} per micro-batch): the
+ * TypeScript twin of the native `planLoads` (`crate/core/src/data/load.rs`), with the same sums
+ * in the same order, so both give the same figures bit for bit.
+ *
+ * @param packed - micro-batches are packed sequences (else padded batches)
+ * @param index - every micro-batch's sample indices, one after another
+ * @param offsets - micro-batch `k` is `index[offsets[k] .. offsets[k + 1]]`
+ * @param vision - image tiles per sample
+ * @param text - text tokens per sample
+ * @returns the means over the micro-batches (over 1 for none) and the componentwise largest
  */
-export function planLoads(plan: BatchPlan, s: Samples): PlanLoadFigures {
-  const known = loads.get(plan);
-  if (known) return known;
-  const n = Math.max(plan.microBatchOffsets.length - 1, 1);
-  const { microBatchOffsets: offsets, samples: index, packed } = plan;
-  const sum = { tiles: 0, tokens: 0, sumSqLen: 0 };
-  const most = { tiles: 0, tokens: 0 };
+export function planLoadsTwin(packed: boolean, index: Uint32Array, offsets: Uint32Array, vision: Uint32Array, text: Uint32Array): NativePlanLoads {
+  expectU32Array('samples', index);
+  expectU32Array('microBatchOffsets', offsets);
+  checkSamples(vision, text);
+  let monotone = offsets.length > 0 && offsets[0] === 0 && offsets[offsets.length - 1] === index.length;
+  for (let k = 1; monotone && k < offsets.length; k++) monotone = offsets[k] >= offsets[k - 1];
+  if (!monotone) throw outOfRange('plan', 'microBatchOffsets must start at 0, never decrease, and end at samples.length');
+  for (let q = 0; q < index.length; q++) {
+    if (index[q] >= text.length) throw outOfRange('plan', `refers to sample ${index[q]}, but there are only ${text.length} samples`);
+  }
+  const n = Math.max(offsets.length - 1, 1);
+  let sumTiles = 0;
+  let sumTokens = 0;
+  let sumSq = 0;
+  let mostTiles = 0;
+  let mostTokens = 0;
   for (let k = 0; k + 1 < offsets.length; k++) {
     const a = offsets[k];
     const b = offsets[k + 1];
@@ -67,21 +89,45 @@ export function planLoads(plan: BatchPlan, s: Samples): PlanLoadFigures {
     let tmax = 0;
     for (let q = a; q < b; q++) {
       const i = index[q];
-      const t = s.text[i];
-      tiles += s.vision[i];
+      const t = text[i];
+      tiles += vision[i];
       tokens += t;
       sumSqLen += t * t;
       if (t > tmax) tmax = t;
     }
     const mbTokens = packed ? tokens : tmax * (b - a);
-    sum.tiles += tiles;
-    sum.tokens += mbTokens;
-    sum.sumSqLen += packed ? sumSqLen : tmax * tmax * (b - a);
-    most.tiles = Math.max(most.tiles, tiles);
-    most.tokens = Math.max(most.tokens, mbTokens);
+    sumTiles += tiles;
+    sumTokens += mbTokens;
+    sumSq += packed ? sumSqLen : tmax * tmax * (b - a);
+    mostTiles = Math.max(mostTiles, tiles);
+    mostTokens = Math.max(mostTokens, mbTokens);
   }
-  const figures = { mean: { tiles: sum.tiles / n, tokens: sum.tokens / n, sumSqLen: sum.sumSqLen / n }, most };
-  loads.set(plan, figures);
+  return { meanTiles: sumTiles / n, meanTokens: sumTokens / n, meanSumSqLen: sumSq / n, mostTiles, mostTokens };
+}
+
+/**
+ * The mean and largest micro-batch loads of `plan`, computed once per plan (natively, or by
+ * {@link planLoadsTwin} on the TypeScript backend).
+ *
+ * @param plan - a batch plan
+ * @param s - the samples the plan indexes
+ * @returns the mean load and the most tiles and tokens of any micro-batch
+ */
+export function planLoads(plan: BatchPlan, s: Samples): PlanLoadFigures {
+  const known = loads.get(plan);
+  if (known && known.vision === s.vision && known.text === s.text) return known.figures;
+  return rememberPlanLoads(plan, s, activeBackend().planLoads(Boolean(plan.packed), plan.samples, plan.microBatchOffsets, s.vision, s.text));
+}
+
+/**
+ * Keeps `l`, the loads of `plan` over `s` that another pass over them computed (`batchMetrics`
+ * does), for {@link planLoads}.
+ *
+ * @internal
+ */
+export function rememberPlanLoads(plan: BatchPlan, s: Samples, l: NativePlanLoads): PlanLoadFigures {
+  const figures = { mean: { tiles: l.meanTiles, tokens: l.meanTokens, sumSqLen: l.meanSumSqLen }, most: { tiles: l.mostTiles, tokens: l.mostTokens } };
+  loads.set(plan, { vision: s.vision, text: s.text, figures });
   return figures;
 }
 

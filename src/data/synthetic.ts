@@ -8,6 +8,8 @@
  *
  * @module
  */
+import { activeBackend } from '../binding';
+import { outOfRange } from '../errors';
 import { integerBetween } from '../validate';
 import { MAX_SEED, Rng } from '../random/rng';
 import type { Samples } from './samples';
@@ -52,7 +54,9 @@ function interpolate(quantiles: number[], u: number): number {
 
 /**
  * `n` synthetic samples with the real data's statistics (a pure function of `n` and `seed`);
- * `group` is the index of the set each sample imitates (0 AI2D, 1 ChartQA, 2 SynthDoG).
+ * `group` is the index of the set each sample imitates (0 AI2D, 1 ChartQA, 2 SynthDoG). Drawn
+ * natively (`crate/core/src/data/synthetic.rs`), or by its TypeScript twin on the TypeScript
+ * backend: the same samples bit for bit.
  *
  * @param n - how many samples, an integer >= 1
  * @param seed - the generator seed (default 0)
@@ -61,10 +65,29 @@ function interpolate(quantiles: number[], u: number): number {
 export function syntheticSamples(n: number, seed = 0): Required<Samples> {
   integerBetween('n', n, 1, 0xffffffff);
   integerBetween('seed', seed, 0, MAX_SEED);
-  const rng = new Rng(seed);
-  const vision = new Uint32Array(n);
-  const text = new Uint32Array(n);
-  const group = new Uint32Array(n);
+  return activeBackend().syntheticSamples(n, seed);
+}
+
+/**
+ * The TypeScript twin of the native `syntheticSamples`: the same draws from the same generator,
+ * the same floating-point operations in the same order.
+ *
+ * @param n - how many samples, an integer >= 1
+ * @param seed - the generator seed (default 0)
+ * @returns the samples, with `group` filled
+ */
+export function syntheticSamplesTwin(n: number, seed = 0): Required<Samples> {
+  integerBetween('n', n, 1, 0xffffffff);
+  integerBetween('seed', seed ?? 0, 0, MAX_SEED);
+  const rng = new Rng(seed ?? 0);
+  let vision: Uint32Array, text: Uint32Array, group: Uint32Array;
+  try {
+    vision = new Uint32Array(n);
+    text = new Uint32Array(n);
+    group = new Uint32Array(n);
+  } catch {
+    throw outOfRange('n', `${n} samples do not fit in memory`);
+  }
   const sets = PROFILES.map((p, k): [number, number] => [k, p.weight]);
   const setTotal = PROFILES.reduce((s, p) => s + p.weight, 0);
   const tileTotals = PROFILES.map((p) => p.tiles.reduce((s, [, w]) => s + w, 0));

@@ -12,6 +12,8 @@ import { textCost } from './cost';
 import { packIsfTwin, referenceIsfParams } from './isf';
 import { searchIsfArgumentsTwin } from './isf-search';
 import { batchMetricsTwin } from './metrics';
+import { planLoadsTwin } from './load';
+import { syntheticSamplesTwin } from './synthetic';
 import { planBatchesTwin, type PlanBatchesOptions } from './strategy';
 import { checkSamples, type Caps } from './samples';
 
@@ -63,7 +65,8 @@ function batchMetrics(
   checkSamples(vision, text);
   const cost = textCost(costA ?? 1, costB ?? 0);
   integerBetween('dp', plan.dp, 1, 1 << 20);
-  return batchMetricsTwin(plan, vision, text, cost);
+  const metrics = batchMetricsTwin(plan, vision, text, cost);
+  return { ...metrics, loads: planLoadsTwin(plan.packed, plan.samples, plan.microBatchOffsets, vision, text) };
 }
 
 /** The data functions of the TypeScript backend. */
@@ -80,4 +83,8 @@ export const dataTwins = {
   searchIsfArgumentsAsync: (vision: Uint32Array, text: Uint32Array, options: Native.SearchIsfOptions, onProgress?: Progress) =>
     deferred(() => searchIsfArguments(vision, text, options), onProgress),
   batchMetrics,
+  // Called through an arrow: load.ts imports the backend, which imports these twins.
+  planLoads: (packed: boolean, index: Uint32Array, offsets: Uint32Array, vision: Uint32Array, text: Uint32Array) =>
+    planLoadsTwin(packed, index, offsets, vision, text),
+  syntheticSamples: (n: number, seed?: number | null) => syntheticSamplesTwin(n, seed ?? 0),
 };

@@ -70,6 +70,9 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const random = planBatches(samples, { ...shape, strategy: 'random' });
   const cost = { a: 1, b: costB };
   const pick = (m: BatchMetrics) => ({ padRatio: m.padRatio, visionDist: m.visionDist, textDist: m.textDist, costDist: m.costDist, samplesPerPack: m.samplesPerPack });
+  // Metrics first: their pass over each plan also gives its micro-batch loads, which the
+  // configurations below read (no second pass over the samples).
+  const data = { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) };
   const configs: Config[] = [
     { name: 'baseline (random batches, parameter split, full recompute)', plan: random, split: 'parameters', recompute: 'full' },
     { name: '+ data balance', plan: balanced, split: 'parameters', recompute: 'full' },
@@ -126,7 +129,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     steps: balanced.steps,
     stages: full.stages,
     ...(full.chunks && { chunks: planChunks(full.chunks) }),
-    data: { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) },
+    data,
     ablation: rows,
     baselines,
     epochHours: (full.row.stepMs * balanced.steps) / 3.6e6,

@@ -14,10 +14,12 @@ use napi_derive::napi;
 use omnibal_core::data::cost::TextCost;
 use omnibal_core::data::isf::{pack_isf, IsfParams};
 use omnibal_core::data::isf_search::{search_isf_arguments, IsfSearchParams};
+use omnibal_core::data::load::{plan_loads, PlanLoads};
 use omnibal_core::data::metrics::{batch_metrics, BatchMetrics};
 use omnibal_core::data::plan::{BatchPlan, Packs, Tail};
 use omnibal_core::data::samples::{Caps, DropReason, Samples};
 use omnibal_core::data::strategy::{plan_batches, PlanOptions, ResolvedSize, Size, Strategy};
+use omnibal_core::data::synthetic::synthetic_samples;
 use omnibal_core::error::{integer_between, integer_in_range, number_at_least};
 use omnibal_core::progress::Progress;
 use omnibal_core::rng::MAX_SEED;
@@ -479,6 +481,8 @@ pub struct NativeBatchMetrics {
     pub cost_excess_median: f64,
     pub cost_excess_p99: f64,
     pub step_cost_excess: napi::bindgen_prelude::Float64Array,
+    /// The plan's mean and largest micro-batch loads (what `planLoads` gives), from the same pass.
+    pub loads: NativePlanLoads,
 }
 
 fn run_metrics(
@@ -519,6 +523,7 @@ fn run_metrics(
         cost_excess_median,
         cost_excess_p99,
         step_cost_excess,
+        loads,
     } = batch_metrics(&p, &samples, &cost)?;
     Ok(NativeBatchMetrics {
         pad_ratio,
@@ -535,6 +540,7 @@ fn run_metrics(
         cost_excess_median,
         cost_excess_p99,
         step_cost_excess: step_cost_excess.into(),
+        loads: native_loads(loads),
     })
 }
 
@@ -554,4 +560,81 @@ pub fn batch_metrics_sync(
     let vision = expect_u32_array(&env, vision, "vision")?;
     let text = expect_u32_array(&env, text, "text")?;
     run_sync(&env, || run_metrics(&plan, &vision, &text, cost_a, cost_b))
+}
+
+/// A plan's mean and componentwise largest micro-batch loads.
+#[napi(object)]
+pub struct NativePlanLoads {
+    pub mean_tiles: f64,
+    pub mean_tokens: f64,
+    pub mean_sum_sq_len: f64,
+    pub most_tiles: f64,
+    pub most_tokens: f64,
+}
+
+/// The mean and largest micro-batch loads of a plan (tiles, tokens, summed squared lengths;
+/// padding counted in padded plans), in one pass.
+#[napi(
+    js_name = "planLoads",
+    ts_args_type = "packed: boolean, planSamples: Uint32Array, microBatchOffsets: Uint32Array, vision: Uint32Array, text: Uint32Array"
+)]
+pub fn plan_loads_sync(
+    env: Env,
+    packed: bool,
+    plan_samples: Unknown,
+    micro_batch_offsets: Unknown,
+    vision: Unknown,
+    text: Unknown,
+) -> napi::Result<NativePlanLoads> {
+    let plan_samples = expect_u32_array(&env, plan_samples, "samples")?;
+    let offsets = expect_u32_array(&env, micro_batch_offsets, "microBatchOffsets")?;
+    let vision = expect_u32_array(&env, vision, "vision")?;
+    let text = expect_u32_array(&env, text, "text")?;
+    run_sync(&env, || {
+        let samples = Samples::new(&vision, &text)?;
+        Ok(native_loads(plan_loads(
+            packed,
+            &plan_samples,
+            &offsets,
+            &samples,
+        )?))
+    })
+}
+
+fn native_loads(l: PlanLoads) -> NativePlanLoads {
+    NativePlanLoads {
+        mean_tiles: l.mean_tiles,
+        mean_tokens: l.mean_tokens,
+        mean_sum_sq_len: l.mean_sum_sq_len,
+        most_tiles: l.most_tiles,
+        most_tokens: l.most_tokens,
+    }
+}
+
+/// Synthetic samples (see the TypeScript `syntheticSamples`).
+#[napi(object)]
+pub struct NativeSyntheticSamples {
+    pub vision: Uint32Array,
+    pub text: Uint32Array,
+    pub group: Uint32Array,
+}
+
+/// `n` synthetic samples with the real length data's statistics, a pure function of `n` and
+/// `seed` (the same samples as the TypeScript twin).
+#[napi(js_name = "syntheticSamples")]
+pub fn synthetic_samples_sync(
+    env: Env,
+    n: f64,
+    seed: Option<f64>,
+) -> napi::Result<NativeSyntheticSamples> {
+    run_sync(&env, || {
+        let n = integer_between("n", n, 1, MAX_U32)? as usize;
+        let seed = opt_int("seed", seed, 0, MAX_SEED, 0)?;
+        let s = synthetic_samples(n, seed)?;
+        Ok(NativeSyntheticSamples {
+            vision: s.vision.into(),
+            text: s.text.into(),
+            group: s.group.into(),
+        })
+    })
 }

@@ -1,11 +1,13 @@
 //! Length files for JavaScript: the native reader streams files into `Uint32Array`s on the
 //! libuv pool (see `crate/core/src/io/samples.rs`; `src/io/samples.ts` is the twin).
 
+use crate::args::expect_u32_array;
 use crate::error::{guard, run_sync, to_js_error};
-use napi::bindgen_prelude::{AsyncTask, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Uint32Array, Uint8Array, Unknown};
 use napi::{Env, Task};
 use napi_derive::napi;
 use omnibal_core::error::integer_between;
+use omnibal_core::io::plan_json::plan_steps_json;
 use omnibal_core::io::samples::{
     read_samples, Format, ReadLimits, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORD_BYTES,
     DEFAULT_MAX_SAMPLES, MAX_RECORD_BYTES_LIMIT,
@@ -132,4 +134,42 @@ pub fn decode_base64_u32(env: Env, name: String, text: String) -> napi::Result<U
         omnibal_core::io::base64::decode_u32(&name, text.as_bytes())
     })
     .map(Uint32Array::new)
+}
+
+/// A run of a plan's steps as JSON text, and the first step not written.
+#[napi(object)]
+pub struct NativeStepsJson {
+    pub bytes: Uint8Array,
+    pub next_step: u32,
+}
+
+/// Steps `fromStep ..` of a plan as JSON text (`[[[i,...],...],...]` per step, each after a comma
+/// unless it is step 0): one step at least, then whole steps until `minBytes` are written or the
+/// steps end.
+#[napi(
+    js_name = "planStepsJson",
+    ts_args_type = "samples: Uint32Array, microBatchOffsets: Uint32Array, rankOffsets: Uint32Array, dp: number, fromStep: number, minBytes: number"
+)]
+pub fn plan_steps_json_sync(
+    env: Env,
+    samples: Unknown,
+    micro_batch_offsets: Unknown,
+    rank_offsets: Unknown,
+    dp: f64,
+    from_step: f64,
+    min_bytes: f64,
+) -> napi::Result<NativeStepsJson> {
+    let samples = expect_u32_array(&env, samples, "samples")?;
+    let mbo = expect_u32_array(&env, micro_batch_offsets, "microBatchOffsets")?;
+    let ranks = expect_u32_array(&env, rank_offsets, "rankOffsets")?;
+    run_sync(&env, || {
+        let dp = integer_between("dp", dp, 1, 1 << 20)? as usize;
+        let from = integer_between("fromStep", from_step, 0, u32::MAX as u64)? as usize;
+        let min = integer_between("minBytes", min_bytes, 0, 1 << 30)? as usize;
+        let out = plan_steps_json(&samples, &mbo, &ranks, dp, from, min)?;
+        Ok(NativeStepsJson {
+            bytes: out.bytes.into(),
+            next_step: out.next_step as u32,
+        })
+    })
 }

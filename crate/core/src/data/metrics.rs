@@ -13,6 +13,7 @@
 //!   cost); reported as the median and the 99th percentile over steps (nearest rank).
 
 use super::cost::TextCost;
+use super::load::{plan_loads, LoadSums, PlanLoads};
 use super::plan::BatchPlan;
 use super::samples::Samples;
 use crate::error::Error;
@@ -38,6 +39,8 @@ pub struct BatchMetrics {
     /// 99th percentile (nearest rank) of the same.
     pub cost_excess_p99: f64,
     pub step_cost_excess: Vec<f64>,
+    /// The plan's mean and largest micro-batch loads ([`plan_loads`]'s figures, from this pass).
+    pub loads: PlanLoads,
 }
 
 /// Fewest steps per thread before [`batch_metrics`] splits its work.
@@ -124,13 +127,15 @@ fn batch_metrics_on(
         cost_excess_median: 0.0,
         cost_excess_p99: 0.0,
         step_cost_excess: Vec::with_capacity(steps),
+        loads: LoadSums::default().finish(0),
     };
     // Per step: vision, text and cost dists and the cost excess; threads take runs of steps
     // (each writes its own entries; the sums below run in step order, so the figures do not
     // depend on the thread count).
     let mut per_step = vec![[0.0f64; 4]; steps];
-    let run = |first: usize, out: &mut [[f64; 4]]| -> (u64, u64) {
+    let run = |first: usize, out: &mut [[f64; 4]]| -> (u64, u64, LoadSums) {
         let (mut pad, mut padded) = (0u64, 0u64);
+        let mut sums = LoadSums::default();
         let (mut lv, mut lt, mut lc) = (vec![0.0; dp], vec![0.0; dp], vec![0.0; dp]);
         for (j, row) in out.iter_mut().enumerate() {
             let s = first + j;
@@ -143,15 +148,23 @@ fn batch_metrics_on(
                         .map(|&i| samples.text[i as usize])
                         .max()
                         .unwrap_or(0);
+                    // The micro-batch's load sums, as LoadSums::add takes them.
+                    let (mut tiles, mut tokens, mut sq) = (0.0f64, 0.0f64, 0.0f64);
                     for &i in mb {
                         let ti = samples.text[i as usize];
-                        v += samples.vision[i as usize] as u64;
+                        let vi = samples.vision[i as usize];
+                        v += vi as u64;
                         t += ti as u64;
                         c += cost.sample(if plan.packed { ti } else { tmax });
                         if !plan.packed {
                             pad += (tmax - ti) as u64;
                         }
+                        let tf = ti as f64;
+                        tiles += vi as f64;
+                        tokens += tf;
+                        sq += tf * tf;
                     }
+                    sums.push(plan.packed, [tiles, tokens, sq, tmax as f64], mb.len());
                     if !plan.packed {
                         padded += tmax as u64 * mb.len() as u64;
                     }
@@ -162,14 +175,17 @@ fn batch_metrics_on(
             }
             *row = [dist(&lv), dist(&lt), dist(&lc), excess(&lc)];
         }
-        (pad, padded)
+        (pad, padded, sums)
     };
     let (mut pad, mut padded) = (0u64, 0u64);
+    // Micro-batches run in plan order (steps, then ranks), so one thread's sums are the loads'.
+    let mut sums = Some(LoadSums::default());
     if threads <= 1 || steps < 2 * METRICS_MIN_STEPS_PER_THREAD {
-        (pad, padded) = run(0, &mut per_step);
+        let (a, b, s) = run(0, &mut per_step);
+        (pad, padded, sums) = (a, b, Some(s));
     } else {
         let per = steps.div_ceil(threads);
-        let parts: Vec<(u64, u64)> = std::thread::scope(|scope| {
+        let parts: Vec<(u64, u64, LoadSums)> = std::thread::scope(|scope| {
             let handles: Vec<_> = per_step
                 .chunks_mut(per)
                 .enumerate()
@@ -183,11 +199,22 @@ fn batch_metrics_on(
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         });
-        for (a, b) in parts {
+        for (a, b, s) in parts {
             pad += a;
             padded += b;
+            sums = sums.and_then(|sum| sum.then(&s));
         }
     }
+    m.loads = match sums {
+        Some(sums) => sums.finish(plan.micro_batches()),
+        // Totals past 2^53, where the order of the additions shows: one pass in plan order.
+        None => plan_loads(
+            plan.packed,
+            &plan.samples,
+            &plan.micro_batch_offsets,
+            samples,
+        )?,
+    };
     for row in &per_step {
         m.step_vision_dist.push(row[0]);
         m.step_text_dist.push(row[1]);
@@ -256,6 +283,41 @@ mod tests {
         assert!(one.pad_ratio > 0.0);
         for threads in [2, 3, 8] {
             assert_eq!(batch_metrics_on(&plan, &s, &cost, threads).unwrap(), one);
+        }
+        let loads = plan_loads(plan.packed, &plan.samples, &plan.micro_batch_offsets, &s).unwrap();
+        assert_eq!(one.loads, loads);
+    }
+
+    #[test]
+    fn loads_past_2_pow_53_are_the_one_pass_figures_on_any_thread_count() {
+        use crate::data::baselines::{random_batches, PaddedParams};
+        use crate::rng::Rng;
+        let mut rng = Rng::new(9);
+        let n = 2 * 2 * 2 * METRICS_MIN_STEPS_PER_THREAD + 101; // threads at batch 2 too
+        let v: Vec<u32> = (0..n).map(|_| rng.next_u32()).collect();
+        let t: Vec<u32> = (0..n).map(|_| 1 + (rng.next_u32() >> 1)).collect();
+        let s = Samples::new(&v, &t).unwrap();
+        for packed in [false, true] {
+            let p = PaddedParams {
+                dp: 2,
+                accum: 1,
+                batch: 1 + packed as u32,
+                seed: 3,
+                epoch: 0,
+                tail: Tail::Drop,
+            };
+            let plan = BatchPlan {
+                packed,
+                ..random_batches(&s, &p).unwrap()
+            };
+            let loads =
+                plan_loads(plan.packed, &plan.samples, &plan.micro_batch_offsets, &s).unwrap();
+            assert!(loads.mean_sum_sq_len * plan.micro_batches() as f64 > 9.1e15);
+            assert!(plan.steps() >= 2 * METRICS_MIN_STEPS_PER_THREAD);
+            for threads in [1, 2, 3, 8] {
+                let m = batch_metrics_on(&plan, &s, &TextCost::default(), threads).unwrap();
+                assert_eq!(m.loads, loads, "{threads} threads");
+            }
         }
     }
 

@@ -10,6 +10,8 @@
 //! - [`baselines`]: random, length-grouped (LLaVA) and ISF hand-out, for comparison;
 //! - [`plan`]: the batch plan (steps x ranks x micro-batches x samples) and tail policies;
 //! - [`strategy`]: one entry point for every strategy;
+//! - [`load`]: a plan's mean and largest micro-batch loads (the cost model's input);
+//! - [`synthetic`]: seeded samples with the statistics of the real length data;
 //! - [`metrics`]: the paper's pad and dist ratios, and the same dist on the cost.
 
 pub mod balance;
@@ -18,7 +20,9 @@ pub mod caps;
 pub mod cost;
 pub mod isf;
 pub mod isf_search;
+pub mod load;
 pub mod metrics;
 pub mod plan;
 pub mod samples;
 pub mod strategy;
+pub mod synthetic;
