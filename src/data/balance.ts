@@ -19,7 +19,7 @@ export const TAIL_PURPOSE = 1048574;
 /** Stream purpose of the random draw of packs into steps. */
 export const DRAW_PURPOSE = 1048573;
 /** Pairing passes over each equalizing window of a vision class. */
-export const EQUALIZE_PASSES = 3;
+export const EQUALIZE_PASSES = 4;
 /** Packs per equalizing window (a random sample of a vision class that stays in cache). */
 export const EQUALIZE_WINDOW = 8192;
 /** Pairing passes inside each step. */

@@ -58,7 +58,7 @@ pub const TAIL_PURPOSE: u64 = (1 << 20) - 2;
 /// Stream purpose of the random draw of packs into steps.
 pub const DRAW_PURPOSE: u64 = (1 << 20) - 3;
 /// Pairing passes over each equalizing window (step 4).
-pub const EQUALIZE_PASSES: u32 = 3;
+pub const EQUALIZE_PASSES: u32 = 4;
 /// Packs per equalizing window (a random sample of a vision class that stays in cache).
 pub const EQUALIZE_WINDOW: usize = 8192;
 /// Pairing passes inside each step (step 5).
