@@ -729,6 +729,35 @@ struct PairLoad {
     at: [u32; 2],
 }
 
+/// Largest key [`sort_by_key_descending`] counts (larger ones are compared).
+pub const COUNTING_SORT_MAX: u64 = 1 << 20;
+
+/// Sorts `list` (indices into `key`) by key, descending, keeping the order of equal keys: by
+/// counting when the keys are small (pack vision sums are at most the vision cap), else by
+/// comparison (the same order).
+fn sort_by_key_descending(list: &mut [u32], key: &[u64]) {
+    let max = list.iter().map(|&k| key[k as usize]).max().unwrap_or(0);
+    if max > COUNTING_SORT_MAX {
+        list.sort_by_cached_key(|&k| Reverse(key[k as usize]));
+        return;
+    }
+    let rank = |k: u32| (max - key[k as usize]) as usize;
+    let mut start = vec![0usize; max as usize + 2];
+    for &k in list.iter() {
+        start[rank(k) + 1] += 1;
+    }
+    for r in 0..=max as usize {
+        start[r + 1] += start[r];
+    }
+    let mut out = vec![0u32; list.len()];
+    for &k in list.iter() {
+        let r = rank(k);
+        out[start[r]] = k;
+        start[r] += 1;
+    }
+    list.copy_from_slice(&out);
+}
+
 /// Word `q` of `loads` read as a flat sequence of words (four per entry, in field order).
 fn word(loads: &mut [SampleLoad], q: usize) -> &mut u32 {
     let x = &mut loads[q / 4];
@@ -1333,7 +1362,6 @@ pub fn balance_batches(
     // it are runs too (every phase below reads memory in order).
     // Each pack's vision sum once, in order (the sorts below look them up at random).
     let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
-    let vision_of = |k: u32| vision[k as usize];
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
@@ -1344,9 +1372,9 @@ pub fn balance_batches(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, DRAW_PURPOSE),
     );
-    drawn.sort_by_cached_key(|&k| Reverse(vision_of(k)));
+    sort_by_key_descending(&mut drawn, &vision);
     let mut fresh: Vec<u32> = (before as u32..packs.len() as u32).collect();
-    fresh.sort_by_cached_key(|&k| Reverse(vision_of(k)));
+    sort_by_key_descending(&mut fresh, &vision);
     drop(vision);
     let kept_end = drawn.len();
     let fresh_end = kept_end + fresh.len();
@@ -1383,14 +1411,48 @@ pub fn balance_batches(
     };
     let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(n);
     sample_loads.resize((3 * n).div_ceil(4), zero);
-    let mut q = 0;
-    for j in 0..count {
-        for r in source(j) {
-            for x in [r.id, r.v, r.t] {
-                *word(&mut sample_loads, q) = x;
-                q += 1;
+    let offsets = &new_packs.offsets;
+    // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on.
+    let gather = |a: usize, b: usize, out: &mut [SampleLoad]| {
+        let mut q = 0;
+        for j in a..b {
+            for r in source(j) {
+                for x in [r.id, r.v, r.t] {
+                    *word(out, q) = x;
+                    q += 1;
+                }
             }
         }
+    };
+    // Threads take runs of packs that start on a whole entry (a multiple of 4 samples).
+    let mut cuts = vec![0];
+    for g in 1..threads {
+        let mut j = (count * g / threads).max(*cuts.last().unwrap());
+        while j < count && offsets[j] % 4 != 0 {
+            j += 1;
+        }
+        cuts.push(j);
+    }
+    cuts.push(count);
+    if threads <= 1 || count < PARALLEL_MIN_STEPS {
+        gather(0, count, &mut sample_loads);
+    } else {
+        std::thread::scope(|scope| {
+            let mut rest = &mut sample_loads[..];
+            for w in cuts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                // Whole entries: 3 words per sample, from and to a multiple of 4 samples.
+                let len = if b == count {
+                    rest.len()
+                } else {
+                    3 * (offsets[b] - offsets[a]) as usize / 4
+                };
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                rest = tail;
+                let gather = &gather;
+                scope.spawn(move || gather(a, b, mine));
+            }
+        });
     }
     drop((packs, order_old, fresh, tail_old, oversize_recs));
     sample_loads.resize(n, zero);
@@ -1409,7 +1471,6 @@ pub fn balance_batches(
     }
     let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
     // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
-    let offsets = &new_packs.offsets;
     let fill = |start: usize, end: usize, sl: &[SampleLoad], pl: &mut [PackLoad]| {
         let base = offsets[start] as usize;
         for j in start..end {
