@@ -1161,27 +1161,32 @@ fn match_costly_packs(drawn: Vec<u32>, loads: &Loads<'_>, m: usize) -> Vec<u32> 
         let mut by_cost: Vec<(u64, u32, usize)> = (start..end)
             .map(|j| (loads[drawn[j] as usize].w, drawn[j], j))
             .collect();
-        by_cost.sort_unstable();
-        let median = by_cost[by_cost.len() / 2].0;
-        let over = by_cost
+        // The median, then only the packs far from it sorted (the same packs, in the same order,
+        // as sorting the whole class).
+        let mid = by_cost.len() / 2;
+        by_cost.select_nth_unstable(mid);
+        let median = by_cost[mid].0;
+        let mut over: Vec<(u64, u32, usize)> = by_cost
             .iter()
             .filter(|e| e.0 > median + median / COSTLY_PACK_DIV)
-            .count();
-        let whole = over - over % m;
-        for &(_, k, j) in by_cost.iter().rev().take(whole) {
+            .copied()
+            .collect();
+        over.sort_unstable();
+        let whole = over.len() - over.len() % m;
+        for &(_, k, j) in over.iter().rev().take(whole) {
             costly.push(k);
             taken[j] = true;
         }
-        {
-            let under = by_cost
-                .iter()
-                .filter(|e| e.0 + median / CHEAP_PACK_DIV < median)
-                .count();
-            let whole = under - under % m;
-            for &(_, k, j) in by_cost.iter().take(whole) {
-                costly.push(k);
-                taken[j] = true;
-            }
+        let mut under: Vec<(u64, u32, usize)> = by_cost
+            .iter()
+            .filter(|e| e.0 + median / CHEAP_PACK_DIV < median)
+            .copied()
+            .collect();
+        under.sort_unstable();
+        let whole = under.len() - under.len() % m;
+        for &(_, k, j) in under.iter().take(whole) {
+            costly.push(k);
+            taken[j] = true;
         }
         start = end;
     }
