@@ -321,6 +321,23 @@ fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
     }
 }
 
+/// The first entry of the named arrays that is not a finite number >= 0, as an error naming
+/// its array.
+fn finite_non_negative(arrays: &[(&str, &Vec<f64>)]) -> Result<(), Error> {
+    for &(name, xs) in arrays {
+        if let Some(x) = xs.iter().find(|x| !x.is_finite() || **x < 0.0) {
+            return Err(Error::out_of_range(
+                name,
+                format!(
+                    "must hold finite numbers >= 0, got {}",
+                    crate::error::js_number(*x)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Simulates one step.
 pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
     let (dp, pp, m) = (
@@ -350,23 +367,13 @@ pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
             "must have pp - 1 entries; gradBytes and activationBytes pp entries",
         ));
     }
-    for (name, xs) in [
+    finite_non_negative(&[
         ("forwardMs", &input.forward_ms),
         ("backwardMs", &input.backward_ms),
         ("transferMs", &input.p2p_ms),
         ("gradBytes", &input.grad_bytes),
         ("activationBytes", &input.activation_bytes),
-    ] {
-        if let Some(x) = xs.iter().find(|x| !x.is_finite() || **x < 0.0) {
-            return Err(Error::out_of_range(
-                name,
-                format!(
-                    "must hold finite numbers >= 0, got {}",
-                    crate::error::js_number(*x)
-                ),
-            ));
-        }
-    }
+    ])?;
     let v = match input.schedule {
         Schedule::Interleaved(v) => v as usize,
         _ => 1,
@@ -394,20 +401,10 @@ pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
                 ),
             ));
         }
-        for (name, xs) in [
+        finite_non_negative(&[
             ("chunkForwardMs", &input.chunk_forward_ms),
             ("chunkBackwardMs", &input.chunk_backward_ms),
-        ] {
-            if let Some(x) = xs.iter().find(|x| !x.is_finite() || **x < 0.0) {
-                return Err(Error::out_of_range(
-                    name,
-                    format!(
-                        "must hold finite numbers >= 0, got {}",
-                        crate::error::js_number(*x)
-                    ),
-                ));
-            }
-        }
+        ])?;
     }
     let vf = v as f64;
     let mut result = StepResult {
