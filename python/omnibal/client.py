@@ -98,6 +98,50 @@ def u32_array(values):
     return {"$base64": base64.b64encode(a.tobytes()).decode("ascii"), "dtype": "u32"}
 
 
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+# Binary arrays at least this long are spliced into the line instead of passing through json.dumps.
+_SPLICE_MIN = 1 << 16
+
+
+def request_line(msg):
+    """``msg`` as one compact, strict JSON line (bytes, ``\n`` included): exactly
+    ``json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n"`` in UTF-8, but the long
+    ``$base64`` texts of binary arrays among ``msg["params"]``'s values (base64 needs no JSON
+    escaping) are put in as bytes, not scanned by the JSON encoder (0.18 s for a 4M-sample
+    ``pack``). A text with any other character goes through the encoder as usual."""
+    params = msg.get("params")
+    spliced = []
+    if isinstance(params, dict):
+        token = os.urandom(8).hex()
+        copy = None
+        for key, value in params.items():
+            text = value.get("$base64") if isinstance(value, dict) else None
+            if not isinstance(text, str) or len(text) < _SPLICE_MIN or not text.isascii():
+                continue
+            raw = text.encode("ascii")
+            if raw.translate(None, _BASE64_ALPHABET):
+                continue
+            mark = "omnibal-base64-%s-%d" % (token, len(spliced))
+            copy = dict(params) if copy is None else copy
+            copy[key] = dict(value)
+            copy[key]["$base64"] = mark
+            spliced.append((('"%s"' % mark).encode("ascii"), raw))
+        if copy is not None:
+            msg = dict(msg)
+            msg["params"] = copy
+    data = (json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n").encode("utf8")
+    if not spliced:
+        return data
+    parts = []
+    for mark, raw in spliced:
+        before, found, data = data.partition(mark)
+        if not found:  # cannot happen: each mark is in the line once
+            raise AssertionError("omnibal: lost a spliced array")
+        parts += [before, b'"', raw, b'"']
+    parts.append(data)
+    return b"".join(parts)
+
+
 # --- transports -------------------------------------------------------------------------------
 
 _live_transports = weakref.WeakSet()
@@ -560,7 +604,7 @@ class Client:
         try:
             # Strict JSON: NaN and Infinity are not JSON; the sidecar would refuse the line
             # without naming the field, so they are refused here, before anything is sent.
-            data = (json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n").encode("utf8")
+            data = request_line(msg)
         except ValueError as e:
             raise ValueError("%s params: %s (NaN and Infinity are not JSON)" % (method, e)) from None
         pending = _Pending(progress)

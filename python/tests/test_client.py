@@ -238,3 +238,35 @@ class NodeShared(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RequestLineTest(unittest.TestCase):
+    """The request line splices long binary arrays in as bytes: it must be exactly what
+    json.dumps writes, and anything that is not plain base64 must still go through the encoder."""
+
+    def expected(self, msg):
+        return (json.dumps(msg, separators=(",", ":"), allow_nan=False) + "\n").encode("utf8")
+
+    def test_same_bytes_as_json_dumps(self):
+        from omnibal.client import request_line
+        big = u32_array(list(range(70_000)))
+        small = u32_array([1, 2, 3])
+        hostile = ['"' + big["$base64"][1:], big["$base64"][:-1] + "\\", big["$base64"] + "é",
+                   big["$base64"][:-1] + "\n", "A" * 70_000 + '","x":1,"y":"']
+        msgs = [
+            {"jsonrpc": "2.0", "id": 1, "method": "pack", "params": {"vision": big, "text": big, "dp": 8, "note": "é\"\\"}},
+            {"jsonrpc": "2.0", "id": 2, "method": "pack", "params": {"vision": small, "text": big}},
+            {"jsonrpc": "2.0", "id": 3, "method": "version"},
+            {"jsonrpc": "2.0", "id": 4, "method": "pack", "params": [big]},
+        ] + [{"jsonrpc": "2.0", "id": 10 + i, "method": "pack", "params": {"vision": {"$base64": h, "dtype": "u32"}, "text": big}}
+             for i, h in enumerate(hostile)]
+        for msg in msgs:
+            self.assertEqual(request_line(msg), self.expected(msg))
+            json.loads(request_line(msg))  # one valid JSON line
+        # The caller's objects are left as they were.
+        self.assertEqual(msgs[0]["params"]["vision"], big)
+
+    def test_nan_is_still_refused(self):
+        from omnibal.client import request_line
+        with self.assertRaises(ValueError):
+            request_line({"jsonrpc": "2.0", "id": 1, "method": "pack", "params": {"vision": u32_array(list(range(70_000))), "costA": float("nan")}})
