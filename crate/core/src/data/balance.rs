@@ -716,6 +716,8 @@ struct SwapRules<'a> {
     pairs: Vec<PairLoad>,
     /// Scratch: (cost, pack) keys being sorted, and a heap's entries (kept between calls).
     keys: Vec<(u64, u32)>,
+    /// Scratch: a large pack's samples as (vision, cost, text, position), sorted.
+    sorted: Vec<(u32, u32, u32, u32)>,
     words: Vec<u64>,
     heap: Vec<(u64, u32)>,
 }
@@ -817,9 +819,37 @@ impl SwapRules<'_> {
         if gap <= 1 {
             return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
         }
-        let mut best: Option<(u64, usize, usize)> = None;
         let room = self.cap_t - loads[lo].t.min(self.cap_t);
         let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
+        let best = if rh.len() * rl.len() <= SWAP_SCAN_MAX {
+            self.best_swap_scan(rh, rl, gap, room)
+        } else {
+            self.best_swap_sorted(rh, rl, gap, room)
+        };
+        let Some((_, xi, yi)) = best else {
+            return self.swap_pairs(packs, loads, hi, lo);
+        };
+        let (dw, dt) = (
+            (self.s[xi].w - self.s[yi].w) as u64,
+            self.s[xi].t as u64 - self.s[yi].t as u64,
+        );
+        loads[hi].w -= dw;
+        loads[lo].w += dw;
+        loads[hi].t -= dt;
+        loads[lo].t += dt;
+        self.s.swap(xi, yi);
+        true
+    }
+
+    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions.
+    fn best_swap_scan(
+        &self,
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        gap: u64,
+        room: u64,
+    ) -> Option<(u64, usize, usize)> {
+        let mut best: Option<(u64, usize, usize)> = None;
         let ys = &self.s[rl.clone()];
         for (xi, x) in rh.clone().zip(&self.s[rh]) {
             let (vx, wx, tx) = (x.v, x.w as u64, x.t as u64);
@@ -838,19 +868,70 @@ impl SwapRules<'_> {
                 }
             }
         }
-        let Some((_, xi, yi)) = best else {
-            return self.swap_pairs(packs, loads, hi, lo);
-        };
-        let (dw, dt) = (
-            (self.s[xi].w - self.s[yi].w) as u64,
-            self.s[xi].t as u64 - self.s[yi].t as u64,
-        );
-        loads[hi].w -= dw;
-        loads[lo].w += dw;
-        loads[hi].t -= dt;
-        loads[lo].t += dt;
-        self.s.swap(xi, yi);
-        true
+        best
+    }
+
+    /// [`SwapRules::swap`]'s search for large packs, with the same result in O((|hi| + |lo|)
+    /// log |lo|) (plus ties): `lo`'s samples sorted by (vision, cost, text, position). A
+    /// sample's cost never falls as its text grows, so for each `x` of `hi` the partners allowed
+    /// (same vision, cost in `(w_x - gap, w_x)`, text at least `t_x - room`) are one run of that
+    /// order; the best are the costs nearest `w_x - gap / 2` on either side, and among equal
+    /// costs the first position.
+    fn best_swap_sorted(
+        &mut self,
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        gap: u64,
+        room: u64,
+    ) -> Option<(u64, usize, usize)> {
+        let ys = &mut self.sorted;
+        ys.clear();
+        ys.extend(rl.map(|yi| {
+            let y = &self.s[yi];
+            (y.v, y.w, y.t, yi as u32)
+        }));
+        ys.sort_unstable();
+        let mut best: Option<(u64, usize, usize)> = None;
+        for xi in rh {
+            let x = &self.s[xi];
+            let (vx, wx, tx) = (x.v, x.w as u64, x.t as u64);
+            if wx == 0 {
+                continue;
+            }
+            // Same vision, wx - gap < w < wx, text >= tx - room.
+            let w_min = (wx + 1).saturating_sub(gap);
+            let a = ys.partition_point(|y| (y.0, (y.1 as u64)) < (vx, w_min));
+            let b = ys.partition_point(|y| (y.0, (y.1 as u64)) < (vx, wx));
+            let t_min = tx.saturating_sub(room);
+            let a = a + ys[a..b].partition_point(|y| (y.2 as u64) < t_min);
+            if a >= b {
+                continue;
+            }
+            // The first cost at or above the middle, and the last below it.
+            let p = a + ys[a..b].partition_point(|y| 2 * (y.1 as u64) + gap < 2 * wx);
+            let score = |w: u32| gap.abs_diff(2 * (wx - w as u64));
+            let mut found: Option<(u64, usize)> = None;
+            for w in [p.checked_sub(1).filter(|&q| q >= a), (p < b).then_some(p)]
+                .into_iter()
+                .flatten()
+                .map(|q| ys[q].1)
+            {
+                let s = score(w);
+                // Every allowed sample of this cost: the first position.
+                let from = a + ys[a..b].partition_point(|y| y.1 < w);
+                let to = a + ys[a..b].partition_point(|y| y.1 <= w);
+                let yi = ys[from..to].iter().map(|y| y.3 as usize).min().unwrap();
+                if found.is_none_or(|(fs, fy)| (s, yi) < (fs, fy)) {
+                    found = Some((s, yi));
+                }
+            }
+            if let Some((s, yi)) = found {
+                if best.is_none_or(|(bs, _, _)| s < bs) {
+                    best = Some((s, xi, yi));
+                }
+            }
+        }
+        best
     }
 
     /// When no single swap helps: the one exchange of two samples of `hi` for two of `lo` with
@@ -1127,6 +1208,9 @@ pub const VISION_SWAPS: usize = 128;
 /// Largest pack (in samples) [`SwapRules::swap_pairs`] searches (its cost grows as the fourth
 /// power).
 pub const PAIR_SWAP_MAX_SAMPLES: usize = 12;
+/// Sample comparisons (samples of `hi` x samples of `lo`) up to which [`SwapRules::swap`] compares
+/// every pair; larger packs are searched in sorted order (the same result, in O(n log n)).
+pub const SWAP_SCAN_MAX: usize = 256;
 /// Pair comparisons (pairs of `hi` x pairs of `lo`) up to which [`SwapRules::swap_pairs`] scans
 /// every pair instead of sorting `lo`'s pairs by vision sum (the same result, found faster).
 pub const PAIR_SCAN_MAX: usize = 160;
@@ -1261,6 +1345,7 @@ fn for_each_range<F>(
             cap_t,
             pairs: Vec::new(),
             keys: Vec::new(),
+            sorted: Vec::new(),
             words: Vec::new(),
             heap: Vec::new(),
         };
@@ -1704,6 +1789,52 @@ mod tests {
             .collect();
         let t = v.iter().map(|&x| 256 * x + 30 + rng.below(400)).collect();
         (v, t)
+    }
+
+    #[test]
+    fn the_sorted_swap_search_equals_the_full_one() {
+        let mut rng = Rng::new(17);
+        let cost = TextCost::new(1.0, 1.0 / 3000.0).unwrap();
+        let mut found = 0;
+        for case in 0..3000 {
+            let (nh, nl) = (1 + rng.below(70) as usize, 1 + rng.below(70) as usize);
+            let classes = 1 + rng.below(4);
+            let spread = [5, 60, 3000][case % 3];
+            let max = cost.sample(200 + spread);
+            let s: Vec<SampleLoad> = (0..nh + nl)
+                .map(|i| {
+                    let t = 200 + rng.below(spread + 1);
+                    SampleLoad {
+                        w: cost.weight(t, max) as u32,
+                        v: 1 + rng.below(classes),
+                        t,
+                        id: i as u32,
+                    }
+                })
+                .collect();
+            let mut s = s;
+            let mut rules = SwapRules {
+                s: &mut s,
+                base: 0,
+                cap_t: u64::MAX,
+                pairs: Vec::new(),
+                keys: Vec::new(),
+                sorted: Vec::new(),
+                words: Vec::new(),
+                heap: Vec::new(),
+            };
+            let gap = 2 + rng.below([64, 1 << 14, 1 << 21][case / 3 % 3]) as u64;
+            let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
+            let (rh, rl) = (0..nh, nh..nh + nl);
+            let best = rules.best_swap_scan(rh.clone(), rl.clone(), gap, room);
+            found += best.is_some() as usize;
+            assert_eq!(
+                rules.best_swap_sorted(rh, rl, gap, room),
+                best,
+                "case {case}"
+            );
+        }
+        assert!(found > 1000, "{found} of 3000 cases admit a swap");
     }
 
     #[test]
