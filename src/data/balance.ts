@@ -34,6 +34,8 @@ export const GREEDY_PARTNERS = 16;
 export const GREEDY_SCAN = 64;
 /** Greedy swaps per step: `min(8 m + 32, this)`. */
 export const GREEDY_SWAPS = 1 << 30;
+/** Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32). */
+export const EQUALIZE_GREEDY_SHARE = 8;
 /** Vision-evening swaps per step with packs of unlike vision sums. */
 export const VISION_SWAPS = 128;
 /** Largest pack (in samples) a two-for-two exchange searches. */
@@ -598,7 +600,7 @@ class SwapRules {
   }
 
   /** Twin of `SwapRules::pair_passes` (sorts `group[start..end)` in place). */
-  pairPasses(packs: Packs, loads: Loads, group: number[], start: number, end: number, passes: number, stopAt: number): void {
+  pairPasses(packs: Packs, loads: Loads, group: number[], start: number, end: number, passes: number): void {
     const g = end - start;
     const half = Math.floor(g / 2);
     const cmp = byCost(loads);
@@ -611,7 +613,7 @@ class SwapRules {
       for (let j = 0; j < half; j++) {
         const lo = group[start + j];
         const hi = group[hiAt(j)];
-        if (loads.w[hi] <= loads.w[lo] || loads.w[hi] <= stopAt) {
+        if (loads.w[hi] <= loads.w[lo]) {
           if (mirror) break;
           continue;
         }
@@ -638,8 +640,15 @@ class SwapRules {
   }
 
   /** Twin of `SwapRules::greedy`. */
-  greedy(packs: Packs, loads: Loads, group: number[], iterations: number, stopAt: number): void {
-    const asc = group.slice().sort(byCost(loads));
+  greedy(packs: Packs, loads: Loads, group: number[], iterations: number, spread: boolean, stopAt: number): void {
+    let asc = group.slice().sort(byCost(loads));
+    if (spread) {
+      const half = Math.ceil(asc.length / 2);
+      const stride = Math.max(Math.floor(half / GREEDY_PARTNERS), 1);
+      const picked: number[] = [];
+      for (let q = 0; q < half; q += stride) picked.push(asc[q]);
+      asc = picked;
+    }
     const heap = new MaxHeap();
     for (const k of group) heap.push(loads.w[k], k);
     let done = 0;
@@ -661,7 +670,10 @@ class SwapRules {
         }
         if (++tried === GREEDY_PARTNERS) break;
       }
-      if (swappedWith < 0) break;
+      if (swappedWith < 0) {
+        if (spread) continue;
+        break;
+      }
       heap.push(loads.w[hi], hi);
       heap.push(loads.w[swappedWith], swappedWith);
     }
@@ -790,7 +802,8 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
       for (let a = start; a < end; a += EQUALIZE_WINDOW) {
         const b = Math.min(a + EQUALIZE_WINDOW, end);
         const win = Array.from({ length: b - a }, (_, j) => a + j);
-        rules.pairPasses(packs, loads, win, 0, win.length, EQUALIZE_PASSES, 0);
+        rules.pairPasses(packs, loads, win, 0, win.length, EQUALIZE_PASSES);
+        rules.greedy(packs, loads, win, Math.floor(win.length / EQUALIZE_GREEDY_SHARE) + 32, true, 0);
       }
       start = end;
     }
@@ -827,8 +840,8 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
     const mean = Math.floor(sum / m);
     const stopAt = mean + Math.floor(mean / STEP_TOLERANCE);
     if (step.some((k) => loads.w[k] > stopAt)) {
-      rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES, stopAt);
-      rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), stopAt);
+      rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
+      rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false, stopAt);
     }
     // Cost order, ties by pack (as a re-deal of the step by position breaks them).
     const sorted = drawn.slice(s * m, (s + 1) * m).sort(byCost(loads));

@@ -61,6 +61,8 @@ pub const DRAW_PURPOSE: u64 = (1 << 20) - 3;
 pub const EQUALIZE_PASSES: u32 = 4;
 /// Packs per equalizing window (a random sample of a vision class that stays in cache).
 pub const EQUALIZE_WINDOW: usize = 8192;
+/// Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32).
+pub const EQUALIZE_GREEDY_SHARE: usize = 8;
 /// Pairing passes inside each step (step 5).
 pub const STEP_PASSES: u32 = 2;
 /// A step whose costliest pack is within 1/this of the step's mean is not tuned further.
@@ -1026,16 +1028,13 @@ impl SwapRules<'_> {
     /// even passes pair the `j`-th cheapest pack with the `j`-th costliest, odd passes with the
     /// `j`-th above the middle (so excess cost spreads out instead of bouncing between packs of
     /// unlike make-up), and make each pair's best swap. A pair without a swap tries the next
-    /// [`PAIR_PARTNERS`] partners on either side. A pair whose costlier pack is at or under
-    /// `stop_at` is left as is (its swap could not lower the group's maximum). Stops early when a
-    /// pass makes no swap.
+    /// [`PAIR_PARTNERS`] partners on either side. Stops early when a pass makes no swap.
     fn pair_passes(
         &mut self,
         packs: &Packs,
         loads: &mut Loads<'_>,
         group: &mut [u32],
         passes: u32,
-        stop_at: u64,
     ) {
         let g = group.len();
         let half = g / 2;
@@ -1046,7 +1045,7 @@ impl SwapRules<'_> {
             let mut swapped = false;
             for j in 0..half {
                 let (lo, hi) = (group[j] as usize, group[hi_at(j)] as usize);
-                if loads[hi].w <= loads[lo].w || loads[hi].w <= stop_at {
+                if loads[hi].w <= loads[lo].w {
                     if mirror {
                         break;
                     }
@@ -1149,19 +1148,28 @@ impl SwapRules<'_> {
 
     /// Up to `iterations` greedy swaps on the costliest pack of `group`: each takes the pack of
     /// highest (cost, index) (from a max-heap) and makes its best swap with the first of up to
-    /// [`GREEDY_PARTNERS`] cheaper packs among the first [`GREEDY_SCAN`] of `group` in the cost
-    /// order it had when the phase began. Stops when the costliest pack is at or under
-    /// `stop_at` or admits no swap. Costs O(log m) per swap.
+    /// [`GREEDY_PARTNERS`] cheaper packs among `group` in the cost order it had when the phase
+    /// began: the first [`GREEDY_SCAN`] of them, or with `spread` every `h / GREEDY_PARTNERS`-th
+    /// of the cheaper half `h` (a pack made costly by one long sample needs a partner holding a
+    /// sample of the same size a little shorter, which the cheapest packs rarely have). Stops
+    /// when the costliest pack is at or under `stop_at` or admits none, or with `spread` sets
+    /// that pack aside and goes on. Costs O(log m) per swap.
     fn greedy(
         &mut self,
         packs: &Packs,
         loads: &mut Loads<'_>,
         group: &[u32],
         iterations: usize,
+        spread: bool,
         stop_at: u64,
     ) {
         let mut asc = group.to_vec();
         self.sort_by_cost(loads, &mut asc);
+        if spread {
+            let half = asc.len().div_ceil(2);
+            let stride = (half / GREEDY_PARTNERS).max(1);
+            asc = asc[..half].iter().step_by(stride).copied().collect();
+        }
         // The entries are (cost, pack) values: any max-heap pops them in the same order.
         let mut entries = std::mem::take(&mut self.heap);
         entries.clear();
@@ -1194,6 +1202,9 @@ impl SwapRules<'_> {
                 }
             }
             let Some(lo) = swapped else {
+                if spread {
+                    continue;
+                }
                 break;
             };
             heap.push((loads[hi].w, hi as u32));
@@ -1626,7 +1637,17 @@ pub fn balance_batches(
         cap_t,
         &|rules, loads, (a, b), _| {
             let mut w: Vec<u32> = (a as u32..b as u32).collect();
-            rules.pair_passes(&packs, loads, &mut w, EQUALIZE_PASSES, 0);
+            rules.pair_passes(&packs, loads, &mut w, EQUALIZE_PASSES);
+            // The costliest packs left, each against cheap ones across the window (it matters in
+            // large steps, whose slowest rank is the costliest of many packs).
+            rules.greedy(
+                &packs,
+                loads,
+                &w,
+                w.len() / EQUALIZE_GREEDY_SHARE + 32,
+                true,
+                0,
+            );
         },
     );
     progress.report(total + total / 4, total * 2);
@@ -1665,8 +1686,15 @@ pub fn balance_batches(
         let mean = step.iter().map(|&k| loads[k as usize].w).sum::<u64>() / m as u64;
         let stop_at = mean + mean / STEP_TOLERANCE;
         if step.iter().any(|&k| loads[k as usize].w > stop_at) {
-            rules.pair_passes(&packs, loads, step, STEP_PASSES, stop_at);
-            rules.greedy(&packs, loads, step, (8 * m + 32).min(GREEDY_SWAPS), stop_at);
+            rules.pair_passes(&packs, loads, step, STEP_PASSES);
+            rules.greedy(
+                &packs,
+                loads,
+                step,
+                (8 * m + 32).min(GREEDY_SWAPS),
+                false,
+                stop_at,
+            );
         }
         // Cost order, ties by pack (as a re-deal of the step by position breaks them).
         rules.sort_by_cost(loads, step);
