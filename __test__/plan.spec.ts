@@ -62,6 +62,21 @@ test('per-row steps and GPU-days recompute from the JSON; run figures are consis
   t.is(thrown(() => planTraining({ samples: small, epochs: Number.NaN })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
 });
 
+test('run figures with frozen modules count only the backward the cost model runs (a frozen ViT none, a frozen LLM its input gradients)', (t) => {
+  const flops = (training: { frozenVit?: boolean; frozenLlm?: boolean }) => planTraining({ samples: small, simulatedSteps: 2, ablation: false, training }).figures;
+  const all = flops({});
+  const vit = flops({ frozenVit: true });
+  const llm = flops({ frozenLlm: true });
+  const both = flops({ frozenVit: true, frozenLlm: true });
+  // Same data plan, so the same forward FLOPs: 3V + 3P + 3L, V + 3P + 3L, 3V + 3P + 2L, V + 3P + 2L.
+  const skipVit = all.modelFlopsPerStep - vit.modelFlopsPerStep; // 2V
+  const skipLlm = all.modelFlopsPerStep - llm.modelFlopsPerStep; // L
+  t.true(skipVit > 0.2 * all.modelFlopsPerStep, `a frozen ViT skips its backward (${skipVit} of ${all.modelFlopsPerStep})`);
+  t.true(skipLlm > 0.1 * all.modelFlopsPerStep, `a frozen LLM skips its weight gradients (${skipLlm})`);
+  t.true(Math.abs(all.modelFlopsPerStep - both.modelFlopsPerStep - skipVit - skipLlm) < 1e-9 * all.modelFlopsPerStep);
+  for (const f of [all, vit, llm, both]) t.true(Math.abs(f.mfu * 312e12 * 64 * (f.stepMs / 1000) - f.modelFlopsPerStep) < 1e-9 * f.modelFlopsPerStep);
+});
+
 test('bad layouts are coded errors', (t) => {
   t.regex(thrown(() => planTraining({ samples: small, cluster: { gpus: 64, tp: 2, pp: 8, dp: 8 } })).message, /must equal the GPU count \(64\)/);
   t.is(thrown(() => planTraining({ samples: small, globalBatch: 100 })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
