@@ -93,3 +93,12 @@ test('serve --token-file into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 
   t.is(closed.status, 0, closed.stderr);
   t.is(closed.stderr, '');
 });
+
+// Messages to a stderr that cannot take them (a full device): lost, but the exit code is the same.
+(process.platform === 'linux' ? test : test.skip)('usage and input errors with stderr on a full device still exit 2, a good run 0', (t) => {
+  for (const args of [['no-such-command'], ['plan', '--gpus', '0'], ['simulate', '--plan', path.join(dir, 'missing.json')], ['plan', '--no-such-flag']]) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" ${args.join(' ')} 2> /dev/full`], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 2, args.join(' '));
+  }
+  t.is(spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" --version 2> /dev/full`], { encoding: 'utf8', timeout: 60_000 }).status, 0);
+});
