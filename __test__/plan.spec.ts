@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { planTraining } from '../src/plan/index';
 import { syntheticSamples } from '../src/data/synthetic';
-import { searchLayouts, vlmLayers } from '../index';
+import { renderReport, searchLayouts, vlmLayers } from '../index';
 import { resolveGpu } from '../src/model/index';
 import { cli, thrown } from './helpers';
 
@@ -75,6 +75,28 @@ test('run figures with frozen modules count only the backward the cost model run
   t.true(skipLlm > 0.1 * all.modelFlopsPerStep, `a frozen LLM skips its weight gradients (${skipLlm})`);
   t.true(Math.abs(all.modelFlopsPerStep - both.modelFlopsPerStep - skipVit - skipLlm) < 1e-9 * all.modelFlopsPerStep);
   for (const f of [all, vit, llm, both]) t.true(Math.abs(f.mfu * 312e12 * 64 * (f.stepMs / 1000) - f.modelFlopsPerStep) < 1e-9 * f.modelFlopsPerStep);
+});
+
+test('report stage charts with many stages: stage numbers and values never run into each other, every stage labelled when they fit', (t) => {
+  // x of the texts of a class (stage numbers: the ticks below the plot, y 234), and their least gap.
+  const xs = (svg: string, cls: string, below = false) => [...svg.matchAll(new RegExp(`<text class="${cls}" x="([\\d.]+)" y="([\\d.]+)"`, 'g'))].filter((m) => !below || Number(m[2]) > 230).map((m) => Number(m[1]));
+  const gap = (v: number[]) => Math.min(...v.slice(1).map((x, i) => x - v[i]));
+  for (const [pp, samples] of [
+    [8, small],
+    [64, syntheticSamples(20_000, 1)],
+  ] as const) {
+    const plan = planTraining({ samples, cluster: { gpus: 64, tp: 1, pp, dp: 64 / pp }, simulatedSteps: 2, ablation: false });
+    const html = renderReport(plan, plan.memoryBytes);
+    for (const chart of ['stage-time', 'stage-memory']) {
+      const at = html.indexOf(`<svg class="chart ${chart}"`);
+      const svg = html.slice(at, html.indexOf('</svg>', at));
+      const stageNumbers = xs(svg, 'tick', true);
+      const values = xs(svg, 'value');
+      if (pp === 8) t.deepEqual([stageNumbers.length, values.length], [8, 8], `${chart}: every stage numbered and valued`);
+      t.true(stageNumbers.length >= 8 && gap(stageNumbers) >= 24, `${chart} pp ${pp}: ${stageNumbers.length} stage numbers, ${gap(stageNumbers)} px apart`);
+      t.true(values.length >= 8 && gap(values) >= 36, `${chart} pp ${pp}: ${values.length} values, ${gap(values)} px apart`);
+    }
+  }
 });
 
 test('bad layouts are coded errors', (t) => {
