@@ -4,7 +4,7 @@
 // ERR_OMNIBAL_PARSE (that code is for reading) or exit 0.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { cli } from './helpers';
@@ -31,6 +31,11 @@ const places: [string, string, RegExp][] = [
   ...(permissionsHold ? ([['a read-only folder', path.join(readOnly, 'f'), /\(permission denied\)/]] as [string, string, RegExp][]) : []),
 ];
 
+// A link to a place whose folder is missing (the token file replaces a link, so only here).
+const dangling = path.join(dir, 'dangling');
+symlinkSync(path.join(dir, 'no-such', 'target'), dangling);
+const planPlaces: [string, string, RegExp][] = [...places, ['a link into a missing folder', dangling, /\(it is a link to .*no-such\/target, whose folder does not exist\)/]];
+
 const small = ['--synthetic', '20000', '--simulated-steps', '1'];
 const search = ['--search-layout', '--gpus', '8', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4'];
 
@@ -41,7 +46,7 @@ for (const [flag, searching] of [
   ['--report', true],
 ] as [string, boolean][]) {
   test(`plan${searching ? ' --search-layout' : ''} ${flag} into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 2`, (t) => {
-    for (const [what, file, why] of places) {
+    for (const [what, file, why] of planPlaces) {
       const r = omnibal(['plan', ...small, ...(searching ? search : []), flag, file]);
       t.is(r.status, 2, `${what}: ${r.stderr}`);
       t.regex(r.stderr, new RegExp(`^omnibal: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot write ${why.source} \\[ERR_OMNIBAL_OUTPUT\\]\\n$`), what);
