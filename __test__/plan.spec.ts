@@ -532,4 +532,10 @@ test('a baseline that does not fit is reported in its row, and the plan still co
   t.true(Number.isNaN(plan.ablation[0].stepMs));
   t.false(Number.isNaN(plan.ablation[3].stepMs));
   t.is(plan.stages.stages.length, 4);
+  // Megatron's uniform split does not fit either: named, and in GiB, where the table prints it.
+  t.deepEqual(plan.baselines.megatronUniform, { name: 'Megatron default (random batches, uniform split, full recompute)', error: plan.baselines.megatronUniform?.error ?? '' });
+  t.regex(plan.baselines.megatronUniform?.error ?? '', /^this baseline does not fit: stage \d+ needs [\d.]+ GiB/);
+  const r = omnibal(['plan', '--synthetic', '60000', '--seed', '3', '--gpus', '16', '--pp', '4', '--accum', '16', '--simulated-steps', '2']);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /\n  beside the chain: Megatron default \(random batches, uniform split, full recompute\): not evaluated: this baseline does not fit: stage \d+ needs [\d.]+ GiB/);
 });

@@ -106,7 +106,7 @@ function human(plan: TrainingPlan): string {
   const extra = Object.values(plan.baselines).map((v) =>
     'stepMs' in v
       ? `  beside the chain: ${v.name}: step ${(v.stepMs / 1000).toFixed(1)} s, ${(v.gpuHours / 24).toFixed(1)} GPU-days${Number.isNaN(v.speedup) ? '' : `, ${v.speedup.toFixed(2)}x`}`
-      : `  (a baseline could not be evaluated: ${v.error})`,
+      : `  beside the chain: ${v.name ?? 'a baseline'}: not evaluated: ${v.error}`,
   );
   const f = plan.figures;
   return [

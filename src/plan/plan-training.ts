@@ -18,6 +18,8 @@ import { exportMegatronChunks } from '../export/megatron-chunks';
 import type { ChunkTargetPlan } from '../model/chunk-target';
 import { INTERLEAVED_PLAN_ASSUMPTION, PLAN_ASSUMPTIONS, type AblationRow, type PlanChunks, type TrainingPlan } from './training-plan';
 
+const MEGATRON_DEFAULT = 'Megatron default (random batches, uniform split, full recompute)';
+
 /**
  * Why an ablation row or baseline was not planned, for the table, the JSON and the report: the
  * memory figures of an out-of-memory error (the library's own message counts bytes) in GiB,
@@ -112,11 +114,11 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const baselines: TrainingPlan['baselines'] = {};
   if (options.ablation !== false) {
     try {
-      const megatron = simulateConfig({ name: 'Megatron default (random batches, uniform split, full recompute)', plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, base?.row.gpuHours);
+      const megatron = simulateConfig({ name: MEGATRON_DEFAULT, plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, base?.row.gpuHours);
       if (base === undefined) megatron.row.speedup = NaN;
       baselines.megatronUniform = megatron.row;
     } catch (error) {
-      baselines.megatronUniform = { error: rowError(error) };
+      baselines.megatronUniform = { name: MEGATRON_DEFAULT, error: rowError(error) };
     }
   }
   if (full === undefined) throw new Error('internal: the full configuration was not planned');
