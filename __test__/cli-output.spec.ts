@@ -107,3 +107,13 @@ test('serve --token-file into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 
   }
   t.is(spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" --version 2> /dev/full`], { encoding: 'utf8', timeout: 60_000 }).status, 0);
 });
+
+test('plan --report and --out into the same file: exit 2 before planning, nothing written', (t) => {
+  for (const extra of [[], search]) {
+    const file = path.join(dir, `same-${extra.length}`);
+    const r = omnibal(['plan', ...small, ...extra, '--report', file, '--out', path.join(dir, '.', path.basename(file))]);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, /^omnibal: --report and --out name the same file .*\[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
+    t.false(existsSync(file));
+  }
+});
