@@ -4,7 +4,7 @@
 // ERR_OMNIBAL_PARSE (that code is for reading) or exit 0.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { cli } from './helpers';
@@ -31,6 +31,11 @@ const places: [string, string, RegExp][] = [
   ...(permissionsHold ? ([['a read-only folder', path.join(readOnly, 'f'), /\(permission denied\)/]] as [string, string, RegExp][]) : []),
 ];
 
+// A link to a place whose folder is missing (the token file replaces a link, so only here).
+const dangling = path.join(dir, 'dangling');
+symlinkSync(path.join(dir, 'no-such', 'target'), dangling);
+const planPlaces: [string, string, RegExp][] = [...places, ['a link into a missing folder', dangling, /\(it is a link to .*no-such\/target, whose folder does not exist\)/]];
+
 const small = ['--synthetic', '20000', '--simulated-steps', '1'];
 const search = ['--search-layout', '--gpus', '8', '--accum', '16', '--dp', '2', '--tp', '1', '--pp', '4'];
 
@@ -41,7 +46,7 @@ for (const [flag, searching] of [
   ['--report', true],
 ] as [string, boolean][]) {
   test(`plan${searching ? ' --search-layout' : ''} ${flag} into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 2`, (t) => {
-    for (const [what, file, why] of places) {
+    for (const [what, file, why] of planPlaces) {
       const r = omnibal(['plan', ...small, ...(searching ? search : []), flag, file]);
       t.is(r.status, 2, `${what}: ${r.stderr}`);
       t.regex(r.stderr, new RegExp(`^omnibal: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot write ${why.source} \\[ERR_OMNIBAL_OUTPUT\\]\\n$`), what);
@@ -92,4 +97,23 @@ test('serve --token-file into a place it cannot write: ERR_OMNIBAL_OUTPUT, exit 
   const closed = spawnSync('bash', ['-o', 'pipefail', '-c', `"${process.execPath}" "${cli}" plan --help | head -c 1 > /dev/null`], { encoding: 'utf8', timeout: 60_000 });
   t.is(closed.status, 0, closed.stderr);
   t.is(closed.stderr, '');
+});
+
+// Messages to a stderr that cannot take them (a full device): lost, but the exit code is the same.
+(process.platform === 'linux' ? test : test.skip)('usage and input errors with stderr on a full device still exit 2, a good run 0', (t) => {
+  for (const args of [['no-such-command'], ['plan', '--gpus', '0'], ['simulate', '--plan', path.join(dir, 'missing.json')], ['plan', '--no-such-flag']]) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" ${args.join(' ')} 2> /dev/full`], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 2, args.join(' '));
+  }
+  t.is(spawnSync('bash', ['-c', `"${process.execPath}" "${cli}" --version 2> /dev/full`], { encoding: 'utf8', timeout: 60_000 }).status, 0);
+});
+
+test('plan --report and --out into the same file: exit 2 before planning, nothing written', (t) => {
+  for (const extra of [[], search]) {
+    const file = path.join(dir, `same-${extra.length}`);
+    const r = omnibal(['plan', ...small, ...extra, '--report', file, '--out', path.join(dir, '.', path.basename(file))]);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, /^omnibal: --report and --out name the same file .*\[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
+    t.false(existsSync(file));
+  }
 });

@@ -141,3 +141,25 @@ test('batchMetrics takes the loads in its own pass: the same figures as planLoad
     { numRuns: 60 },
   );
 });
+
+test('a plan given new arrays or another packing since its loads were taken is measured again, not answered from the kept loads', (t) => {
+  const s = { vision: new Uint32Array([1, 2, 3, 4, 5, 6, 7, 8]), text: new Uint32Array([10, 20, 30, 40, 50, 60, 70, 80]) };
+  const plan = planBatches(s, { dp: 2, accum: 2, samplesPerPack: 2, seed: 1 });
+  // The per-micro-batch definition over the plan as it is now.
+  const expected = () => {
+    const all = Array.from({ length: plan.microBatchOffsets.length - 1 }, (_, k) => microBatchLoad(plan, s, k));
+    return { mean: all.reduce((x, l) => x + l.tokens, 0) / all.length, most: Math.max(...all.map((l) => l.tokens)) };
+  };
+  batchMetrics(plan, s);
+  t.is(heaviestMicroBatchLoad(plan, s).tokens, expected().most);
+  // What-ifs by hand on the same object: every sample in the first micro-batch (new offsets), then
+  // padded, then other sample indices.
+  plan.microBatchOffsets = new Uint32Array([0, 8, 8, 8, 8]);
+  t.deepEqual(heaviestMicroBatchLoad(plan, s), { tiles: 36, tokens: 360, sumSqLen: 360 * 360 });
+  t.is(meanMicroBatchLoad(plan, s).tokens, expected().mean);
+  plan.packed = !plan.packed;
+  t.is(meanMicroBatchLoad(plan, s).tokens, expected().mean);
+  plan.samples = plan.samples.map(() => 7);
+  t.is(meanMicroBatchLoad(plan, s).tokens, expected().mean);
+  t.is(heaviestMicroBatchLoad(plan, s).tokens, expected().most);
+});

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { planTraining } from '../src/plan/index';
 import { syntheticSamples } from '../src/data/synthetic';
-import { searchLayouts, vlmLayers } from '../index';
+import { renderReport, searchLayouts, vlmLayers } from '../index';
 import { resolveGpu } from '../src/model/index';
 import { cli, thrown } from './helpers';
 
@@ -60,6 +60,43 @@ test('per-row steps and GPU-days recompute from the JSON; run figures are consis
   t.is(thrown(() => planTraining({ samples: small, simulatedSteps: 0 })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
   t.is(thrown(() => planTraining({ samples: small, virtualStages: 2 })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
   t.is(thrown(() => planTraining({ samples: small, epochs: Number.NaN })).code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+});
+
+test('run figures with frozen modules count only the backward the cost model runs (a frozen ViT none, a frozen LLM its input gradients)', (t) => {
+  const flops = (training: { frozenVit?: boolean; frozenLlm?: boolean }) => planTraining({ samples: small, simulatedSteps: 2, ablation: false, training }).figures;
+  const all = flops({});
+  const vit = flops({ frozenVit: true });
+  const llm = flops({ frozenLlm: true });
+  const both = flops({ frozenVit: true, frozenLlm: true });
+  // Same data plan, so the same forward FLOPs: 3V + 3P + 3L, V + 3P + 3L, 3V + 3P + 2L, V + 3P + 2L.
+  const skipVit = all.modelFlopsPerStep - vit.modelFlopsPerStep; // 2V
+  const skipLlm = all.modelFlopsPerStep - llm.modelFlopsPerStep; // L
+  t.true(skipVit > 0.2 * all.modelFlopsPerStep, `a frozen ViT skips its backward (${skipVit} of ${all.modelFlopsPerStep})`);
+  t.true(skipLlm > 0.1 * all.modelFlopsPerStep, `a frozen LLM skips its weight gradients (${skipLlm})`);
+  t.true(Math.abs(all.modelFlopsPerStep - both.modelFlopsPerStep - skipVit - skipLlm) < 1e-9 * all.modelFlopsPerStep);
+  for (const f of [all, vit, llm, both]) t.true(Math.abs(f.mfu * 312e12 * 64 * (f.stepMs / 1000) - f.modelFlopsPerStep) < 1e-9 * f.modelFlopsPerStep);
+});
+
+test('report stage charts with many stages: stage numbers and values never run into each other, every stage labelled when they fit', (t) => {
+  // x of the texts of a class (stage numbers: the ticks below the plot, y 234), and their least gap.
+  const xs = (svg: string, cls: string, below = false) => [...svg.matchAll(new RegExp(`<text class="${cls}" x="([\\d.]+)" y="([\\d.]+)"`, 'g'))].filter((m) => !below || Number(m[2]) > 230).map((m) => Number(m[1]));
+  const gap = (v: number[]) => Math.min(...v.slice(1).map((x, i) => x - v[i]));
+  for (const [pp, samples] of [
+    [8, small],
+    [64, syntheticSamples(20_000, 1)],
+  ] as const) {
+    const plan = planTraining({ samples, cluster: { gpus: 64, tp: 1, pp, dp: 64 / pp }, simulatedSteps: 2, ablation: false });
+    const html = renderReport(plan, plan.memoryBytes);
+    for (const chart of ['stage-time', 'stage-memory']) {
+      const at = html.indexOf(`<svg class="chart ${chart}"`);
+      const svg = html.slice(at, html.indexOf('</svg>', at));
+      const stageNumbers = xs(svg, 'tick', true);
+      const values = xs(svg, 'value');
+      if (pp === 8) t.deepEqual([stageNumbers.length, values.length], [8, 8], `${chart}: every stage numbered and valued`);
+      t.true(stageNumbers.length >= 8 && gap(stageNumbers) >= 24, `${chart} pp ${pp}: ${stageNumbers.length} stage numbers, ${gap(stageNumbers)} px apart`);
+      t.true(values.length >= 8 && gap(values) >= 36, `${chart} pp ${pp}: ${values.length} values, ${gap(values)} px apart`);
+    }
+  }
 });
 
 test('bad layouts are coded errors', (t) => {
@@ -490,8 +527,15 @@ test('plan --search-layout honours its flags: calibration, report, out, simulate
 test('a baseline that does not fit is reported in its row, and the plan still comes', (t) => {
   // dp 4: with 18 bytes per parameter (fp32 gradients) and the heaviest micro-batch, dp 2 leaves no plan at all.
   const plan = planTraining({ samples: small, cluster: { gpus: 16, tp: 1, pp: 4, dp: 4 }, accum: 16, simulatedSteps: 2 });
-  t.regex(plan.ablation[0].error ?? '', /stage \d+ needs \d+ bytes, \d+ more than/);
+  // In GiB for the table, the JSON and the report (the library's own error counts bytes).
+  t.regex(plan.ablation[0].error ?? '', /^this baseline does not fit: stage \d+ needs \d+\.\d\d GiB, \d+\.\d\d GiB more than the 80\.00 GiB per GPU$/);
   t.true(Number.isNaN(plan.ablation[0].stepMs));
   t.false(Number.isNaN(plan.ablation[3].stepMs));
   t.is(plan.stages.stages.length, 4);
+  // Megatron's uniform split does not fit either: named, and in GiB, where the table prints it.
+  t.deepEqual(plan.baselines.megatronUniform, { name: 'Megatron default (random batches, uniform split, full recompute)', error: plan.baselines.megatronUniform?.error ?? '' });
+  t.regex(plan.baselines.megatronUniform?.error ?? '', /^this baseline does not fit: stage \d+ needs [\d.]+ GiB/);
+  const r = omnibal(['plan', '--synthetic', '60000', '--seed', '3', '--gpus', '16', '--pp', '4', '--accum', '16', '--simulated-steps', '2']);
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /\n  beside the chain: Megatron default \(random batches, uniform split, full recompute\): not evaluated: this baseline does not fit: stage \d+ needs [\d.]+ GiB/);
 });

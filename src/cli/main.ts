@@ -152,6 +152,9 @@ function oneLineUsageErrors(command: Command, writeOut: (text: string) => void):
 
 /** Runs the CLI on `argv` (as `process.argv`); resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // A message that cannot be written (stderr on a full device or a closed pipe) is lost, but the
+  // exit code still says what happened (2 for a usage error), not 1 from an unhandled 'error'.
+  if (process.stderr.listenerCount('error') === 0) process.stderr.on('error', () => undefined);
   const program = buildProgram();
   // Help and version text through the CLI's one stdout writer: a reader gone (EPIPE) ends it
   // quietly, a failed write (a full device) is an ERR_OMNIBAL_OUTPUT line with exit 2, never

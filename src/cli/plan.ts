@@ -4,6 +4,7 @@
  *
  * @module
  */
+import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples } from '../io/samples';
@@ -106,7 +107,7 @@ function human(plan: TrainingPlan): string {
   const extra = Object.values(plan.baselines).map((v) =>
     'stepMs' in v
       ? `  beside the chain: ${v.name}: step ${(v.stepMs / 1000).toFixed(1)} s, ${(v.gpuHours / 24).toFixed(1)} GPU-days${Number.isNaN(v.speedup) ? '' : `, ${v.speedup.toFixed(2)}x`}`
-      : `  (a baseline could not be evaluated: ${v.error})`,
+      : `  beside the chain: ${v.name ?? 'a baseline'}: not evaluated: ${v.error}`,
   );
   const f = plan.figures;
   return [
@@ -171,6 +172,10 @@ async function runPlan(flags: PlanFlags): Promise<void> {
   const dp = flags.dp ?? Math.floor(flags.gpus / (flags.tp * flags.pp));
   if (flags.dp === undefined && flags.tp * flags.pp * dp !== flags.gpus) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp (${flags.tp} x ${flags.pp}) must divide the GPU count (${flags.gpus})`);
+  }
+  // Both into one file would leave only the JSON plan there, the report silently lost.
+  if (flags.report !== undefined && flags.out !== undefined && path.resolve(flags.report) === path.resolve(flags.out)) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--report and --out name the same file (${flags.out}): give each its own`);
   }
   // Read every input before the long part, so a missing file fails at once.
   checkMemorySize(flags);

@@ -48,8 +48,11 @@ export interface PlanLoadFigures {
   most: { tiles: number; tokens: number };
 }
 
-/** Each plan's loads, with the sample arrays they were taken over. */
-const loads = new WeakMap<BatchPlan, { vision: Uint32Array; text: Uint32Array; figures: PlanLoadFigures }>();
+/**
+ * Each plan's loads, with the arrays they were taken over: a plan given new arrays (or another
+ * `packed`) since is measured again (contents changed in place are not seen).
+ */
+const loads = new WeakMap<BatchPlan, { vision: Uint32Array; text: Uint32Array; samples: Uint32Array; offsets: Uint32Array; packed: boolean; figures: PlanLoadFigures }>();
 
 /**
  * The mean and largest micro-batch loads of a plan, in one tight pass over its samples (no
@@ -115,7 +118,7 @@ export function planLoadsTwin(packed: boolean, index: Uint32Array, offsets: Uint
  */
 export function planLoads(plan: BatchPlan, s: Samples): PlanLoadFigures {
   const known = loads.get(plan);
-  if (known && known.vision === s.vision && known.text === s.text) return known.figures;
+  if (known && known.vision === s.vision && known.text === s.text && known.samples === plan.samples && known.offsets === plan.microBatchOffsets && known.packed === Boolean(plan.packed)) return known.figures;
   return rememberPlanLoads(plan, s, activeBackend().planLoads(Boolean(plan.packed), plan.samples, plan.microBatchOffsets, s.vision, s.text));
 }
 
@@ -127,7 +130,7 @@ export function planLoads(plan: BatchPlan, s: Samples): PlanLoadFigures {
  */
 export function rememberPlanLoads(plan: BatchPlan, s: Samples, l: NativePlanLoads): PlanLoadFigures {
   const figures = { mean: { tiles: l.meanTiles, tokens: l.meanTokens, sumSqLen: l.meanSumSqLen }, most: { tiles: l.mostTiles, tokens: l.mostTokens } };
-  loads.set(plan, { vision: s.vision, text: s.text, figures });
+  loads.set(plan, { vision: s.vision, text: s.text, samples: plan.samples, offsets: plan.microBatchOffsets, packed: Boolean(plan.packed), figures });
   return figures;
 }
 

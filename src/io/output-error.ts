@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { lstatSync, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { ErrorCodes, omnibalError, type OmnibalError } from '../errors';
 
@@ -20,7 +21,7 @@ export function outputError(target: string, error: unknown, what?: string): Omni
   const code = (error as { code?: string } | null)?.code ?? 'EIO';
   const why =
     code === 'ENOENT'
-      ? `the folder ${path.dirname(target)} does not exist`
+      ? missingFolder(target)
       : code === 'EISDIR'
         ? 'it is a directory'
         : code === 'ENOTDIR'
@@ -29,4 +30,14 @@ export function outputError(target: string, error: unknown, what?: string): Omni
             ? 'permission denied'
             : code;
   return omnibalError(ErrorCodes.OUTPUT, `${target}: cannot write${what ? ` ${what}` : ''} (${why})`, error);
+}
+
+/** Why a path cannot be created: its folder is missing, or it is a link to a place whose folder is. */
+function missingFolder(target: string): string {
+  try {
+    if (lstatSync(target).isSymbolicLink()) return `it is a link to ${readlinkSync(target)}, whose folder does not exist`;
+  } catch {
+    // not there at all: its own folder is missing
+  }
+  return `the folder ${path.dirname(target)} does not exist`;
 }

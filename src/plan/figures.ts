@@ -18,6 +18,12 @@ export interface FlopsModel {
   perToken: number;
   /** FLOPs per squared sample length (attention). */
   perSq: number;
+  /**
+   * The backward FLOPs frozen modules do not run, by load in the same terms (a frozen ViT skips
+   * its whole backward, 2 x forward; a frozen LLM its weight gradients, 1 x); all 0 when nothing
+   * is frozen.
+   */
+  skippedBackward?: Omit<FlopsModel, 'skippedBackward'>;
 }
 
 /** Run-level predictions of a plan (all PREDICTIONS of the cost model and simulator). */
@@ -36,7 +42,7 @@ export interface RunFigures {
   tokensPerS: number;
   /** Predicted samples per second, whole cluster. */
   samplesPerS: number;
-  /** Model FLOPs of one step: 3 x forward FLOPs (forward + backward; recomputation not counted). */
+  /** Model FLOPs of one step: 3 x forward FLOPs (forward + backward; less the backward frozen modules skip; recomputation not counted). */
   modelFlopsPerStep: number;
   /** Predicted model TFLOP/s per GPU. */
   tflopsPerGpu: number;
@@ -74,11 +80,13 @@ export function runFigures(i: RunFigureInputs): RunFigures {
   const steps = i.plan.steps;
   const perStep = (i.plan.microBatchOffsets.length - 1) / steps;
   const l = i.meanLoad;
-  const forward = i.flops.base + i.flops.perTile * l.tiles + i.flops.perToken * l.tokens + i.flops.perSq * l.sumSqLen;
-  const modelFlopsPerStep = 3 * forward * perStep;
+  const at = (m: Omit<FlopsModel, 'skippedBackward'>) => m.base + m.perTile * l.tiles + m.perToken * l.tokens + m.perSq * l.sumSqLen;
+  const forward = at(i.flops);
+  const skipped = i.flops.skippedBackward ? at(i.flops.skippedBackward) : 0;
+  const modelFlopsPerStep = (3 * forward - skipped) * perStep;
   const hours = (i.epochs * steps * i.stepMs) / 3.6e6;
   return {
-    assumption: 'predictions: step time from the cost model and simulator; model FLOPs = 3 x forward FLOPs of the packed samples (no padding, no recomputation); MFU against the GPU preset\'s dense bf16 peak',
+    assumption: 'predictions: step time from the cost model and simulator; model FLOPs = 3 x forward FLOPs of the packed samples (less the backward a frozen module skips; no padding, no recomputation); MFU against the GPU preset\'s dense bf16 peak',
     stepMs: i.stepMs,
     samplesPerStep: i.plan.samples.length / steps,
     tokensPerStep: l.tokens * perStep,

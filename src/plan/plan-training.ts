@@ -18,6 +18,19 @@ import { exportMegatronChunks } from '../export/megatron-chunks';
 import type { ChunkTargetPlan } from '../model/chunk-target';
 import { INTERLEAVED_PLAN_ASSUMPTION, PLAN_ASSUMPTIONS, type AblationRow, type PlanChunks, type TrainingPlan } from './training-plan';
 
+const MEGATRON_DEFAULT = 'Megatron default (random batches, uniform split, full recompute)';
+
+/**
+ * Why an ablation row or baseline was not planned, for the table, the JSON and the report: the
+ * memory figures of an out-of-memory error (the library's own message counts bytes) in GiB,
+ * rounded up to 0.01 (a need rounded down could look as if it fitted).
+ */
+function rowError(error: unknown): string {
+  const message = (error as Error).message;
+  if ((error as { code?: string }).code !== ErrorCodes.INFEASIBLE) return message;
+  return message.replace(/\b(\d{7,})(?: bytes)?(?: \(([\d.]+) GiB, rounded up\))?/g, (_, n: string, gib?: string) => `${gib ?? (Math.ceil((Number(n) / 2 ** 30) * 100) / 100).toFixed(2)} GiB`);
+}
+
 /** The chunks of an interleaved plan as the plan carries them, with their Megatron-LM export. */
 export function planChunks(c: ChunkTargetPlan): PlanChunks {
   return {
@@ -95,17 +108,17 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
       if (last) full = sim;
     } catch (error) {
       if (last) throw error;
-      rows.push({ name: cfg.name, stepMs: NaN, gpuHours: NaN, steps: cfg.plan.steps, speedup: NaN, bubbleFraction: NaN, error: (error as Error).message });
+      rows.push({ name: cfg.name, stepMs: NaN, gpuHours: NaN, steps: cfg.plan.steps, speedup: NaN, bubbleFraction: NaN, error: rowError(error) });
     }
   });
   const baselines: TrainingPlan['baselines'] = {};
   if (options.ablation !== false) {
     try {
-      const megatron = simulateConfig({ name: 'Megatron default (random batches, uniform split, full recompute)', plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, base?.row.gpuHours);
+      const megatron = simulateConfig({ name: MEGATRON_DEFAULT, plan: random, split: 'uniform', recompute: 'full' }, samples, resolved, coef, base?.row.gpuHours);
       if (base === undefined) megatron.row.speedup = NaN;
       baselines.megatronUniform = megatron.row;
     } catch (error) {
-      baselines.megatronUniform = { error: (error as Error).message };
+      baselines.megatronUniform = { name: MEGATRON_DEFAULT, error: rowError(error) };
     }
   }
   if (full === undefined) throw new Error('internal: the full configuration was not planned');

@@ -41,18 +41,25 @@ function coefficients(spec: VlmSpec, gpu: GpuSpec, c: Cluster, memory: PlanMemor
 const total = (xs: Float64Array) => xs.reduce((x, y) => x + y, 0);
 
 /**
- * The model's forward FLOPs per micro-batch by load, and the text cost the data is balanced on:
- * the LLM's compute per squared sample length relative to its compute per token, at tp 1 (a
- * property of the model, the same for every layout, so a layout search plans the data once per
- * micro-batch size).
+ * The model's forward FLOPs per micro-batch by load (with the backward FLOPs frozen modules skip),
+ * and the text cost the data is balanced on: the LLM's compute per squared sample length relative
+ * to its compute per token, at tp 1 (a property of the model, the same for every layout, so a
+ * layout search plans the data once per micro-batch size).
  */
-function modelFlops(spec: VlmSpec, gpu: GpuSpec): { flops: FlopsModel; costB: number } {
+function modelFlops(spec: VlmSpec, gpu: GpuSpec, memory: PlanMemory = checkMemoryOptions({})): { flops: FlopsModel; costB: number } {
   const fl = differences((tiles, tokens, sumSqLen) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: 1, dp: 1, zero: 1, tiles, tokens, sumSqLen }).forwardFlops);
   const ms = differences((tiles, tokens, sumSqLen) => activeBackend().vlmLayerTable(spec, gpuInput(gpu), { tp: 1, dp: 1, zero: 1, tiles, tokens, sumSqLen }).forwardMs);
+  // The backward a frozen module does not run, in forward FLOPs: 2 x (a frozen ViT: none), 1 x (a
+  // frozen LLM: input gradients only), exactly 0 for a trained layer (its backward is 2 x forward).
+  const sk = differences((tiles, tokens, sumSqLen) => {
+    const t = activeBackend().vlmLayerTable(spec, gpuInput(gpu), tableShape({ tp: 1, dp: 1, zero: 1, training: memory.training, load: { tiles, tokens, sumSqLen } }));
+    return t.forwardFlops.map((f, i) => (t.forwardMs[i] > 0 ? f * (2 - t.backwardMs[i] / t.forwardMs[i]) : 0));
+  });
   const [perTile, perToken, perSq] = [total(fl.perTile), total(fl.perToken), total(fl.perSq)];
+  const skipped = { perTile: total(sk.perTile), perToken: total(sk.perToken), perSq: total(sk.perSq) };
   const perTokenMs = total(ms.perToken);
   return {
-    flops: { base: total(fl.base) - perTile - perToken, perTile, perToken, perSq },
+    flops: { base: total(fl.base) - perTile - perToken, perTile, perToken, perSq, skippedBackward: { base: total(sk.base) - skipped.perTile - skipped.perToken, ...skipped } },
     costB: perTokenMs > 0 ? total(ms.perSq) / perTokenMs : 0,
   };
 }
@@ -75,7 +82,7 @@ export function prepareModel(spec: VlmSpec, gpu: GpuSpec, cluster: Cluster, meas
   const calibration = measurements ? calibrate(spec, gpu, { tp: 1, dp: cluster.dp, zero: memory.zero, training: memory.training, load: CALIBRATION_LOAD }, measurements) : undefined;
   const g = calibration?.gpu ?? gpu;
   const coef = coefficients(spec, g, cluster, memory);
-  const { flops, costB } = modelFlops(spec, gpu);
+  const { flops, costB } = modelFlops(spec, gpu, memory);
   return { calibration, gpu: g, coef, costB, flops };
 }
 

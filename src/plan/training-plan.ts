@@ -103,6 +103,8 @@ export type DataSummary = Pick<BatchMetrics, 'padRatio' | 'visionDist' | 'textDi
 
 /** A baseline that could not be evaluated (for example, it does not fit in memory). */
 export interface FailedBaseline {
+  /** Which baseline (absent in plans saved before it was given). */
+  name?: string;
   /** Why. */
   error: string;
 }

@@ -33,6 +33,15 @@ export function ganttChart(t: Timeline, pp: number, width: number, endMs: number
   return `${svgOpen('gantt', width, f.height, `${t.name}: pipeline timeline of the slowest rank`)}${ax.svg}${labels}${rects}${endLine}${key}</svg>`;
 }
 
+/**
+ * Which stages of a bar chart `bw` px per stage wide get text: every stage while a label of
+ * `labelPx` fits, else every k-th (0, k, 2k, ...) so that labels never run into each other (the
+ * stage table has every figure).
+ */
+function labelled(i: number, bw: number, labelPx: number): boolean {
+  return i % Math.max(1, Math.ceil(labelPx / bw)) === 0;
+}
+
 /** Per-stage time per micro-batch, with its axis in ms. */
 export function stageTimeChart(stages: StageInfo[], width: number): string {
   const f: Frame = { width, height: 260, left: 64, right: width - 12, top: 40, bottom: 220 };
@@ -44,7 +53,9 @@ export function stageTimeChart(stages: StageInfo[], width: number): string {
     .map((s, i) => {
       const x0 = f.left + i * bw + bw * 0.15;
       const y0 = ay.y(s.timeMs);
-      return `<rect class="time" x="${r1(x0)}" y="${r1(y0)}" width="${r1(bw * 0.7)}" height="${r1(f.bottom - y0)}"><title>stage ${i}: ${s.timeMs.toFixed(0)} ms per micro-batch</title></rect><text class="value" x="${r1(x0 + bw * 0.35)}" y="${r1(y0 - 3)}" text-anchor="middle">${s.timeMs.toFixed(0)}</text><text class="tick" x="${r1(x0 + bw * 0.35)}" y="${f.bottom + 14}" text-anchor="middle">${i}</text>`;
+      const value = labelled(i, bw, 36) ? `<text class="value" x="${r1(x0 + bw * 0.35)}" y="${r1(y0 - 3)}" text-anchor="middle">${s.timeMs.toFixed(0)}</text>` : '';
+      const tick = labelled(i, bw, 24) ? `<text class="tick" x="${r1(x0 + bw * 0.35)}" y="${f.bottom + 14}" text-anchor="middle">${i}</text>` : '';
+      return `<rect class="time" x="${r1(x0)}" y="${r1(y0)}" width="${r1(bw * 0.7)}" height="${r1(f.bottom - y0)}"><title>stage ${i}: ${s.timeMs.toFixed(0)} ms per micro-batch</title></rect>${value}${tick}`;
     })
     .join('');
   const key = legend(f.left, 16, [{ label: 'forward + backward + recomputation + transfer', cls: 'time' }]);
@@ -78,7 +89,9 @@ export function stageMemoryChart(stages: StageInfo[], memory: StageMemory[], lim
         })
         .join('');
       const pct = (s.memoryBytes / limitBytes) * 100;
-      return `${parts}<text class="tick" x="${r1(x0 + bw * 0.35)}" y="${f.bottom + 14}" text-anchor="middle">${i} (${pct.toFixed(0)}%)</text>`;
+      // The share of the limit beside the stage while it fits (else in the stage table only).
+      const tick = bw >= 44 ? `${i} (${pct.toFixed(0)}%)` : labelled(i, bw, 24) ? `${i}` : '';
+      return `${parts}${tick ? `<text class="tick" x="${r1(x0 + bw * 0.35)}" y="${f.bottom + 14}" text-anchor="middle">${tick}</text>` : ''}`;
     })
     .join('');
   // A stage near the limit would have its value struck through by the limit line, where it
@@ -87,6 +100,7 @@ export function stageMemoryChart(stages: StageInfo[], memory: StageMemory[], lim
   const ly = ay.y(limitBytes / GIB);
   const values = stages
     .map((s, i) => {
+      if (!labelled(i, bw, 36)) return '';
       const y = ay.y(s.memoryBytes / GIB) - 3;
       return `<text class="value" x="${r1(f.left + i * bw + bw * 0.5)}" y="${r1(y > ly - 2 && y < ly + 12 ? ly - 4 : y)}" text-anchor="middle">${(s.memoryBytes / GIB).toFixed(1)}</text>`;
     })
@@ -98,7 +112,7 @@ export function stageMemoryChart(stages: StageInfo[], memory: StageMemory[], lim
     { label: 'other', cls: 'other' },
     { label: `limit ${(limitBytes / GIB).toFixed(1)} GiB`, cls: 'limit', dash: true },
   ]);
-  return `${svgOpen('stage-memory', width, f.height, 'predicted memory by stage against the GPU limit')}${ay.svg}${bars}${limit}<text class="axis-label" x="${r1((f.left + f.right) / 2)}" y="${f.height - 4}" text-anchor="middle">pipeline stage (share of the limit)</text>${key}</svg>`;
+  return `${svgOpen('stage-memory', width, f.height, 'predicted memory by stage against the GPU limit')}${ay.svg}${bars}${limit}<text class="axis-label" x="${r1((f.left + f.right) / 2)}" y="${f.height - 4}" text-anchor="middle">pipeline stage${bw >= 44 ? ' (share of the limit)' : ''}</text>${key}</svg>`;
 }
 
 /** The ablation as horizontal bars of predicted GPU-days (and the paper's, where it measured this model). */
