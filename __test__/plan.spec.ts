@@ -203,6 +203,8 @@ browserTest('the HTML report is self-contained and renders its charts in headles
   t.regex(text, /internvl-chat-1\.5 on 64 x A100-80G/);
   t.regex(text, /tp 1 · pp 8 · dp 8 · 1F1B · 32 micro-batches per rank per step/);
   t.regex(text, /global batch [\d,]+ samples \/ [\d,]+ tokens per step · [\d,]+ steps per epoch/);
+  // The data plan's metrics in the header too (issue 13), the balanced plan's beside the random one's.
+  t.regex(text, /data plan: [\d.]+ samples per micro-batch, vision dist 0\.\d{4}, text dist 0\.\d{4}, text-cost dist 0\.\d{4} \(random batches: /);
   t.regex(text, /PREDICTION/);
   for (const label of ['MFU (model FLOPs / GPUs x peak)', 'tokens/s (whole cluster)', 'samples/s (whole cluster)', 'model TFLOP/s per GPU', 'time for 1 epoch']) t.true(text.includes(label), label);
   // Axes with units and ticks, legends, the limit line, the imbalance in %.

@@ -59,7 +59,8 @@ export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): str
   const paper = paperAblation(plan.model);
   const schedule = plan.replay.schedule === '1f1b' ? '1F1B' : plan.replay.schedule === 'gpipe' ? 'GPipe' : `interleaved 1F1B (${plan.replay.virtualStages} chunks per device)`;
   const header = `<h1>omnibal plan: ${esc(plan.model)} on ${c.gpus} x ${esc(plan.gpu)} <span class="badge">PREDICTION</span></h1>
-<p class="sub">tp ${c.tp} · pp ${c.pp} · dp ${c.dp} · ${esc(schedule)} · ${plan.accum} micro-batches per rank per step (gradient accumulation) · global batch ${n0(f.samplesPerStep)} samples / ${n0(f.tokensPerStep)} tokens per step · ${n0(plan.steps)} steps per epoch · ${n0(plan.samples)} samples</p>`;
+<p class="sub">tp ${c.tp} · pp ${c.pp} · dp ${c.dp} · ${esc(schedule)} · ${plan.accum} micro-batches per rank per step (gradient accumulation) · global batch ${n0(f.samplesPerStep)} samples / ${n0(f.tokensPerStep)} tokens per step · ${n0(plan.steps)} steps per epoch · ${n0(plan.samples)} samples</p>
+<p class="sub">data plan: ${plan.data.balanced.samplesPerPack.toFixed(2)} samples per micro-batch, vision dist ${plan.data.balanced.visionDist.toFixed(4)}, text dist ${plan.data.balanced.textDist.toFixed(4)}, text-cost dist ${plan.data.balanced.costDist.toFixed(4)} (random batches: ${plan.data.random.visionDist.toFixed(4)}, ${plan.data.random.textDist.toFixed(4)}, ${plan.data.random.costDist.toFixed(4)}, pad ratio ${plan.data.random.padRatio.toFixed(3)}; details in "Data plan" below)</p>`;
   const cards = `<div class="cards">${[
     card(`${n1(full.stepMs / 1000)} s`, 'step time (mean of the simulated steps)'),
     card(`${n1(f.hours)} h`, `time for ${f.epochs} epoch${f.epochs === 1 ? '' : 's'} (${n1(f.gpuHours / 24)} GPU-days)`),
