@@ -292,7 +292,8 @@ test('exportMegatronChunks: v x P layout segments in chunk order, the per-virtua
   t.deepEqual(
     even.alternatives.map((a) => a.argv),
     [
-      ['--pipeline-model-parallel-size', '2', '--virtual-pipeline-model-parallel-size', '2', '--pipeline-model-parallel-layout', 'Ett|tt|tt|ttL'],
+      // The layout alone: Megatron-LM derives the virtual size from it (no --virtual-pipeline-model-parallel-size flag).
+      ['--pipeline-model-parallel-size', '2', '--pipeline-model-parallel-layout', 'Ett|tt|tt|ttL'],
       ['--pipeline-model-parallel-size', '2', '--num-layers-per-virtual-pipeline-stage', '2'],
     ],
   );

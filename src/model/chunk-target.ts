@@ -2,8 +2,8 @@
  * The interleaved chunk planner ({@link partitionChunks}) under a framework target, and the
  * least GPU memory that fits when no chunk plan does.
  *
- * - `megatron`: Megatron-LM runs the interleaved schedule (`--virtual-pipeline-model-parallel-size`
- *   or `--pipeline-model-parallel-layout`, see `src/export/megatron-chunks.ts`). Its multimodal
+ * - `megatron`: Megatron-LM runs the interleaved schedule (`--pipeline-model-parallel-layout` with
+ *   `v x P` segments or `--num-layers-per-virtual-pipeline-stage`, see `src/export/megatron-chunks.ts`). Its multimodal
  *   models build the vision encoder, projector and LLM embedding in the first model chunk (the
  *   first virtual stage of pipeline rank 0), so those layers are pinned to chunk 0; it applies one
  *   recomputation setting to every chunk (`--recompute-method block --recompute-num-layers k`
