@@ -54,7 +54,10 @@ export function exportMegatronChunks(problem: StageProblem, plan: ChunkPlan): Me
   const add = (name: MegatronAlternative['name'], argv: string[]) => alternatives.push({ name, argv, command: shellLine(argv) });
   const layoutAlt = flat.alternatives.find((a) => a.name === 'layout');
   const pp = ['--pipeline-model-parallel-size', String(P)];
-  if (layoutAlt && flat.layout !== null) {
+  // megatron/training/arguments.py validate_args: "When interleaved schedule is used,
+  // pipeline-model-parallel size should be greater than 1".
+  if (P < 2 && v > 1) unsupported.push(`${v} model chunks on one pipeline stage: Megatron-LM's interleaved schedule needs a pipeline-model-parallel size greater than 1`);
+  else if (layoutAlt && flat.layout !== null) {
     // The flat export's argv: --pipeline-model-parallel-size K --pipeline-model-parallel-layout X ...recompute.
     const recompute = layoutAlt.argv.slice(4);
     add('layout', [...pp, '--pipeline-model-parallel-layout', flat.layout, ...recompute]);

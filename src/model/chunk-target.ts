@@ -25,6 +25,10 @@ import type { Target } from './target';
 export const DEEPSPEED_INTERLEAVED =
   "--target deepspeed: DeepSpeed's pipeline engine (PipelineModule with TrainSchedule) runs one contiguous layer range per stage and has no interleaved (virtual-stage) schedule; use --schedule 1f1b or gpipe";
 
+/** Why Megatron-LM cannot run an interleaved plan on one pipeline stage (the refusal's message). */
+export const MEGATRON_INTERLEAVED_PP =
+  "--target megatron: Megatron-LM's interleaved schedule needs at least 2 pipeline stages (megatron/training/arguments.py validate_args: 'When interleaved schedule is used, pipeline-model-parallel size should be greater than 1'); use --pp 2 or more, or --schedule 1f1b";
+
 /** A chunk plan for a target. */
 export interface ChunkTargetPlan {
   /** The best chunk plan the target can run. */
@@ -131,6 +135,7 @@ export function partitionChunksForTarget(problem: StageProblem, target: Target):
   if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, DEEPSPEED_INTERLEAVED);
   if (target === 'none') return { plan: chunksWithMemoryHint(problem), problem, notes: [] };
   if (target !== 'megatron') throw invalidOptions(`target must be one of none, megatron, deepspeed, got ${JSON.stringify(target)}`);
+  if (problem.stages < 2 && (problem.virtualStages ?? 2) > 1) throw omnibalError(ErrorCodes.INVALID_OPTIONS, MEGATRON_INTERLEAVED_PP);
   const notes: string[] = [];
   let constrained = problem;
   const kinds = problem.layerKinds;
