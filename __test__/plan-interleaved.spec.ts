@@ -87,6 +87,15 @@ test('simulate --plan replays the saved chunks: the same step and stages; the ch
   t.is(replay.stepMs, plan.ablation[plan.ablation.length - 1].stepMs);
   t.deepEqual(replay.stages.stages.map((s: { memoryBytes: number }) => s.memoryBytes), plan.stages.stages.map((s) => s.memoryBytes));
   t.deepEqual(replay.chunks.chunks.map((c: { held: number }) => c.held), plan.chunks!.chunks.map((c) => c.held));
+  // Bounds are numbers (not NaN, written as null), each on what its plan bounds: the per-device
+  // view's on the bottleneck (as every StagePlan's), the chunk plan's on the iteration time.
+  t.false(again.stdout.includes('null'));
+  for (const r of [replay, plan]) {
+    t.true(Number.isFinite(r.stages.lowerBoundMs) && r.stages.lowerBoundMs > 0 && r.stages.lowerBoundMs <= r.stages.bottleneckMs);
+  }
+  t.true(Number.isFinite(replay.chunks.lowerBoundMs) && replay.chunks.lowerBoundMs <= replay.chunks.objectiveMs);
+  // The planner's own bound when its search stopped at the budget (at the optimum it gives the objective).
+  if (!plan.chunks!.optimal) t.true(Math.abs(replay.chunks.lowerBoundMs - plan.chunks!.lowerBoundMs) < 1e-9 * plan.chunks!.lowerBoundMs);
   const human = omnibal(['simulate', '--plan', saved]);
   t.regex(human.stdout, /chunks \(layers\)/);
   // A hand edit: move the cut between chunks 2 and 3 by one layer; the replay prices the new layout.
