@@ -126,6 +126,7 @@ test('simulate --plan replays the saved chunks: the same step and stages; the ch
     ['a chunk on the wrong stage', (p) => (p.chunks!.chunks[9].stage = 0), /chunks\.chunks\[9\]\.stage must be 1/],
     ['a stage edit not copied to its chunks', (p) => p.stages.stages[0].recomputeLayers.pop(), /stages\[0\]\.recomputeLayers must list its chunks' recomputed layers/],
     ['chunks on a 1F1B plan', (p) => (p.replay.schedule = '1f1b'), /chunks is for an interleaved plan/],
+    ['chunks of another virtual-stage count', (p) => (p.chunks!.virtualStages = 3), /chunks\.virtualStages \(3\) must equal replay\.virtualStages \(2\)/],
   ];
   for (const [name, edit, message] of cases) {
     const p = structuredClone(plan);

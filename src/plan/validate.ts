@@ -76,6 +76,9 @@ export function checkSavedPlan(saved: unknown): TrainingPlan {
     const k = (r.virtualStages as number) * pp;
     if (!isObject(p.chunks) || !Array.isArray(p.chunks.chunks)) throw bad('chunks.chunks must be the list of the v x P model chunks of an interleaved plan (re-plan with omnibal plan --schedule interleaved)');
     const list = p.chunks.chunks as unknown[];
+    if (p.chunks.virtualStages !== undefined && p.chunks.virtualStages !== r.virtualStages) {
+      throw bad(`chunks.virtualStages (${show(p.chunks.virtualStages)}) must equal replay.virtualStages (${r.virtualStages}): the replay runs replay.virtualStages; edit both`);
+    }
     if (list.length !== k) throw bad(`the plan has ${list.length} chunks but virtualStages x pp is ${k}`);
     list.forEach((c, i) => {
       if (!isObject(c)) throw bad(`chunks.chunks[${i}] must be an object, got ${describeValue(c)}`);
