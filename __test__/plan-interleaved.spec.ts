@@ -104,6 +104,12 @@ test('simulate --plan replays the saved chunks: the same step and stages; the ch
   const moved = c3.recomputeLayers.includes(c3.firstLayer);
   c2.lastLayer += 1;
   c3.firstLayer += 1;
+  // Each stage spans its first chunk's first layer to its last chunk's last layer (copied, as its recomputed layers are).
+  const pp = edited.cluster.pp;
+  edited.stages.stages.forEach((st, s) => {
+    st.firstLayer = edited.chunks!.chunks[s].firstLayer;
+    st.lastLayer = edited.chunks!.chunks[edited.chunks!.chunks.length - pp + s].lastLayer;
+  });
   if (moved) {
     // The layer keeps its recomputation in its new chunk (and stage: both lists are edited).
     c3.recomputeLayers = c3.recomputeLayers.filter((l) => l !== c2.lastLayer);
@@ -125,6 +131,8 @@ test('simulate --plan replays the saved chunks: the same step and stages; the ch
     ['a recomputed layer out of its chunk', (p) => p.chunks!.chunks[1].recomputeLayers.push(p.chunks!.chunks[1].lastLayer + 1), /chunks\.chunks\[1\]\.recomputeLayers\[\d+\] = \d+ is not a layer of chunk 1/],
     ['a chunk on the wrong stage', (p) => (p.chunks!.chunks[9].stage = 0), /chunks\.chunks\[9\]\.stage must be 1/],
     ['a stage edit not copied to its chunks', (p) => p.stages.stages[0].recomputeLayers.pop(), /stages\[0\]\.recomputeLayers must list its chunks' recomputed layers/],
+    ['a stage cut not copied to its chunks', (p) => ((p.stages.stages[0].lastLayer += 1), (p.stages.stages[1].firstLayer += 1)), /stages\[0\] must span \d+-\d+ \(its first chunk's first layer to its last chunk's last layer\), got \d+-\d+/],
+    ['a stage span that is not a number', (p) => ((p.stages.stages[2] as { firstLayer: unknown }).firstLayer = 'x'), /stages\[2\] must span \d+-\d+ .*got "x"-\d+/],
     ['chunks on a 1F1B plan', (p) => (p.replay.schedule = '1f1b'), /chunks is for an interleaved plan/],
     ['chunks of another virtual-stage count', (p) => (p.chunks!.virtualStages = 3), /chunks\.virtualStages \(3\) must equal replay\.virtualStages \(2\)/],
   ];

@@ -134,6 +134,13 @@ export function checkSavedChunks(plan: TrainingPlan, layers: number): { chunkLas
     const listed = new Set(st.recomputeLayers);
     const same = listed.size === perStage[i].size && [...listed].every((l) => perStage[i].has(l));
     if (!same) throw bad(`stages[${i}].recomputeLayers must list its chunks' recomputed layers (an interleaved plan is edited in chunks.chunks[c].recomputeLayers; copy the change to its stage)`);
+    // A stage spans its first chunk's first layer to its last chunk's last layer: a cut moved
+    // only here would be ignored, so it is refused.
+    const from = chunks[i].firstLayer;
+    const to = chunks[chunks.length - pp + i].lastLayer;
+    if (st.firstLayer !== from || st.lastLayer !== to) {
+      throw bad(`stages[${i}] must span ${from}-${to} (its first chunk's first layer to its last chunk's last layer), got ${show(st.firstLayer)}-${show(st.lastLayer)}: an interleaved plan's cuts are edited in chunks.chunks[c].firstLayer / lastLayer; copy the change to its stage`);
+    }
   });
   return { chunkLastLayers, recomputeLayers };
 }
