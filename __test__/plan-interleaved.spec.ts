@@ -192,3 +192,13 @@ test('the layout search ranks interleaved layouts by their chunk plans, as plann
   t.is(plan.chunks!.chunks.length, 2 * best.pp);
   t.true(Math.abs(plan.ablation[0].stepMs / best.stepMs! - 1) < 1e-9, `${plan.ablation[0].stepMs} vs ${best.stepMs}`);
 });
+
+test('--search-layout with --schedule interleaved and --target deepspeed is refused once, exit 2 (was: every layout listed as "does not fit", exit 0)', (t) => {
+  const options = { gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(2000, 1), tps: [1], pps: [4], samplesPerPacks: [4.5], simulatedSteps: 1, schedule: 'interleaved' as const, virtualStages: 2, target: 'deepspeed' as const };
+  const e = t.throws(() => searchLayouts(options)) as { code?: string; message: string };
+  t.is(e.code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  t.regex(e.message, /--target deepspeed: DeepSpeed's pipeline engine .* has no interleaved/);
+  const r = omnibal(['plan', '--search-layout', '--synthetic', '2000', '--schedule', 'interleaved', '--virtual-stages', '2', '--target', 'deepspeed']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /^omnibal: --target deepspeed: .*\[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
+});
