@@ -4,6 +4,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { exportMegatronChunks } from '../src/export/megatron-chunks';
+import { partitionChunksForTarget } from '../src/model/chunk-target';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { chunkInFlight } from '../src/simulate/index';
 import { nativeTest, sameOnBothBackends } from './helpers';
@@ -292,7 +293,8 @@ test('exportMegatronChunks: v x P layout segments in chunk order, the per-virtua
   t.deepEqual(
     even.alternatives.map((a) => a.argv),
     [
-      ['--pipeline-model-parallel-size', '2', '--virtual-pipeline-model-parallel-size', '2', '--pipeline-model-parallel-layout', 'Ett|tt|tt|ttL'],
+      // The layout alone: Megatron-LM derives the virtual size from it (no --virtual-pipeline-model-parallel-size flag).
+      ['--pipeline-model-parallel-size', '2', '--pipeline-model-parallel-layout', 'Ett|tt|tt|ttL'],
       ['--pipeline-model-parallel-size', '2', '--num-layers-per-virtual-pipeline-stage', '2'],
     ],
   );
@@ -307,4 +309,20 @@ test('exportMegatronChunks: v x P layout segments in chunk order, the per-virtua
   t.deepEqual(split.alternatives, []);
   t.true(split.unsupported.some((u) => /vision encoder spans stages 0, 1/.test(u)));
   t.true(split.unsupported.some((u) => /LLM embedding is on stage 1/.test(u)));
+});
+
+test('Megatron-LM cannot run v model chunks on one pipeline stage: the export has no arguments and says why, --target megatron refuses', (t) => {
+  // megatron/training/arguments.py validate_args: the interleaved schedule needs pp > 1.
+  const p = vlmStageProblem({ model: 'internvl-300m-internlm2-7b', gpu: 'H200', pp: 1, dp: 8, microBatches: 4, load: { tiles: 2, tokens: 2000 }, schedule: 'interleaved', virtualStages: 2, embeddingOnFirstStage: true });
+  const m = exportMegatronChunks(p, partitionChunks(p));
+  t.deepEqual(m.alternatives, []);
+  t.deepEqual(m.args, []);
+  t.is(m.layout, null);
+  t.true(m.unsupported.some((u) => /one pipeline stage: Megatron-LM's interleaved schedule needs a pipeline-model-parallel size greater than 1/.test(u)), m.unsupported.join('; '));
+  const e = t.throws(() => partitionChunksForTarget(p, 'megatron')) as { code?: string; message: string };
+  t.is(e.code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  t.regex(e.message, /needs at least 2 pipeline stages/);
+  // One chunk per device on one stage is plain 1F1B: exported as usual.
+  const one = { ...p, virtualStages: 1 };
+  t.true(exportMegatronChunks(one, partitionChunks(one)).alternatives.length > 0);
 });

@@ -132,17 +132,22 @@ run("Megatron: an interleaved chunk plan's layout (v x P segments) passes megatr
     r.decoderPerRank,
     [0, 1, 2, 3].map((s) => [0, 1].map((j) => decoder(j * 4 + s))),
   );
-  // The argv (layout with --virtual-pipeline-model-parallel-size) builds megatron-core's TransformerConfig.
+  // The argv (the layout alone: Megatron-LM derives the virtual size from it and has no
+  // --virtual-pipeline-model-parallel-size flag) builds megatron-core's TransformerConfig.
   const md = modelPreset('internvl-chat-1.5');
   const dims = { numLayers: md.llm.layers, hidden: md.llm.hidden, heads: md.llm.heads, kvHeads: md.llm.kvHeads, vitLayers: md.vit.layers, vitHidden: md.vit.hidden, vitHeads: md.vit.heads };
+  t.false(alt!.argv.includes('--virtual-pipeline-model-parallel-size'));
   const results = check('megatron_config_check.py', [
     { argv: alt!.argv, ...dims },
-    // Must fail: a virtual size that contradicts the layout.
-    { argv: alt!.argv.map((x, i) => (alt!.argv[i - 1] === '--virtual-pipeline-model-parallel-size' ? '4' : x)), ...dims },
+    // Must fail: a flag Megatron-LM's parser does not have.
+    { argv: [...alt!.argv, '--virtual-pipeline-model-parallel-size', '2'], ...dims },
+    // Must fail: the layout with a per-virtual-stage count (validate_args allows one of them).
+    { argv: [...alt!.argv, '--num-layers-per-virtual-pipeline-stage', '6'], ...dims },
   ]) as unknown as { ok: boolean; error?: string; virtualStages?: number }[];
   t.true(results[0].ok, results[0].error);
   t.is(results[0].virtualStages, 2);
   t.false(results[1].ok);
+  t.false(results[2].ok);
   // And the validator can fail: v x P + 1 segments do not divide over the ranks.
   t.false(check('megatron_layout_check.py', { layout: `${layout}|t`, pp: 4, numLayers: 49 }).ok);
 });

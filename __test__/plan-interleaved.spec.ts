@@ -87,6 +87,15 @@ test('simulate --plan replays the saved chunks: the same step and stages; the ch
   t.is(replay.stepMs, plan.ablation[plan.ablation.length - 1].stepMs);
   t.deepEqual(replay.stages.stages.map((s: { memoryBytes: number }) => s.memoryBytes), plan.stages.stages.map((s) => s.memoryBytes));
   t.deepEqual(replay.chunks.chunks.map((c: { held: number }) => c.held), plan.chunks!.chunks.map((c) => c.held));
+  // Bounds are numbers (not NaN, written as null), each on what its plan bounds: the per-device
+  // view's on the bottleneck (as every StagePlan's), the chunk plan's on the iteration time.
+  t.false(again.stdout.includes('null'));
+  for (const r of [replay, plan]) {
+    t.true(Number.isFinite(r.stages.lowerBoundMs) && r.stages.lowerBoundMs > 0 && r.stages.lowerBoundMs <= r.stages.bottleneckMs);
+  }
+  t.true(Number.isFinite(replay.chunks.lowerBoundMs) && replay.chunks.lowerBoundMs <= replay.chunks.objectiveMs);
+  // The planner's own bound when its search stopped at the budget (at the optimum it gives the objective).
+  if (!plan.chunks!.optimal) t.true(Math.abs(replay.chunks.lowerBoundMs - plan.chunks!.lowerBoundMs) < 1e-9 * plan.chunks!.lowerBoundMs);
   const human = omnibal(['simulate', '--plan', saved]);
   t.regex(human.stdout, /chunks \(layers\)/);
   // A hand edit: move the cut between chunks 2 and 3 by one layer; the replay prices the new layout.
@@ -95,6 +104,12 @@ test('simulate --plan replays the saved chunks: the same step and stages; the ch
   const moved = c3.recomputeLayers.includes(c3.firstLayer);
   c2.lastLayer += 1;
   c3.firstLayer += 1;
+  // Each stage spans its first chunk's first layer to its last chunk's last layer (copied, as its recomputed layers are).
+  const pp = edited.cluster.pp;
+  edited.stages.stages.forEach((st, s) => {
+    st.firstLayer = edited.chunks!.chunks[s].firstLayer;
+    st.lastLayer = edited.chunks!.chunks[edited.chunks!.chunks.length - pp + s].lastLayer;
+  });
   if (moved) {
     // The layer keeps its recomputation in its new chunk (and stage: both lists are edited).
     c3.recomputeLayers = c3.recomputeLayers.filter((l) => l !== c2.lastLayer);
@@ -116,7 +131,10 @@ test('simulate --plan replays the saved chunks: the same step and stages; the ch
     ['a recomputed layer out of its chunk', (p) => p.chunks!.chunks[1].recomputeLayers.push(p.chunks!.chunks[1].lastLayer + 1), /chunks\.chunks\[1\]\.recomputeLayers\[\d+\] = \d+ is not a layer of chunk 1/],
     ['a chunk on the wrong stage', (p) => (p.chunks!.chunks[9].stage = 0), /chunks\.chunks\[9\]\.stage must be 1/],
     ['a stage edit not copied to its chunks', (p) => p.stages.stages[0].recomputeLayers.pop(), /stages\[0\]\.recomputeLayers must list its chunks' recomputed layers/],
+    ['a stage cut not copied to its chunks', (p) => ((p.stages.stages[0].lastLayer += 1), (p.stages.stages[1].firstLayer += 1)), /stages\[0\] must span \d+-\d+ \(its first chunk's first layer to its last chunk's last layer\), got \d+-\d+/],
+    ['a stage span that is not a number', (p) => ((p.stages.stages[2] as { firstLayer: unknown }).firstLayer = 'x'), /stages\[2\] must span \d+-\d+ .*got "x"-\d+/],
     ['chunks on a 1F1B plan', (p) => (p.replay.schedule = '1f1b'), /chunks is for an interleaved plan/],
+    ['chunks of another virtual-stage count', (p) => (p.chunks!.virtualStages = 3), /chunks\.virtualStages \(3\) must equal replay\.virtualStages \(2\)/],
   ];
   for (const [name, edit, message] of cases) {
     const p = structuredClone(plan);
@@ -173,4 +191,14 @@ test('the layout search ranks interleaved layouts by their chunk plans, as plann
   const plan = planTraining({ ...options, cluster: { gpus: 16, tp: best.tp, pp: best.pp, dp: best.dp }, accum: best.accum, samplesPerPack: best.samplesPerPack, ablation: false });
   t.is(plan.chunks!.chunks.length, 2 * best.pp);
   t.true(Math.abs(plan.ablation[0].stepMs / best.stepMs! - 1) < 1e-9, `${plan.ablation[0].stepMs} vs ${best.stepMs}`);
+});
+
+test('--search-layout with --schedule interleaved and --target deepspeed is refused once, exit 2 (was: every layout listed as "does not fit", exit 0)', (t) => {
+  const options = { gpus: 16, globalBatchSamples: 144, samples: syntheticSamples(2000, 1), tps: [1], pps: [4], samplesPerPacks: [4.5], simulatedSteps: 1, schedule: 'interleaved' as const, virtualStages: 2, target: 'deepspeed' as const };
+  const e = t.throws(() => searchLayouts(options)) as { code?: string; message: string };
+  t.is(e.code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  t.regex(e.message, /--target deepspeed: DeepSpeed's pipeline engine .* has no interleaved/);
+  const r = omnibal(['plan', '--search-layout', '--synthetic', '2000', '--schedule', 'interleaved', '--virtual-stages', '2', '--target', 'deepspeed']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /^omnibal: --target deepspeed: .*\[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
 });

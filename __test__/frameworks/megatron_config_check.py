@@ -18,12 +18,14 @@ import warnings
 
 # (flag, TransformerConfig field, type); core_transformer_config_from_args copies these by name
 # (decoder_first/last_pipeline_num_layers become num_layers_in_first/last_pipeline_stage).
+# Megatron-LM has no --virtual-pipeline-model-parallel-size flag (arguments.py
+# _add_distributed_args; parse_args refuses unknown flags): validate_args derives
+# virtual_pipeline_model_parallel_size from the layout or the per-virtual-stage layer count.
 FLAGS = {
     "--pipeline-model-parallel-size": ("pipeline_model_parallel_size", int),
     "--pipeline-model-parallel-layout": ("pipeline_model_parallel_layout", str),
     "--decoder-first-pipeline-num-layers": ("num_layers_in_first_pipeline_stage", int),
     "--decoder-last-pipeline-num-layers": ("num_layers_in_last_pipeline_stage", int),
-    "--virtual-pipeline-model-parallel-size": ("virtual_pipeline_model_parallel_size", int),
     "--recompute-granularity": ("recompute_granularity", str),
     "--recompute-method": ("recompute_method", str),
     "--recompute-num-layers": ("recompute_num_layers", int),
@@ -70,6 +72,11 @@ def build(doc):
 
     kwargs, vision, per_virtual = parse(doc["argv"])
     pp = kwargs.get("pipeline_model_parallel_size", 1)
+    # validate_args: "No more than one of the following arguments can be set at the same time:
+    # --num-layers-per-virtual-pipeline-stage, --num-virtual-stages-per-pipeline-rank,
+    # --pipeline-model-parallel-layout" (TransformerConfig derives the virtual size from a layout).
+    if per_virtual is not None and "pipeline_model_parallel_layout" in kwargs:
+        raise ValueError("--num-layers-per-virtual-pipeline-stage and --pipeline-model-parallel-layout set together")
     if per_virtual is not None:
         # megatron/training/arguments.py validate_args: the per-stage layers over the layers per
         # virtual stage gives the virtual pipeline size.

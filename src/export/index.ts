@@ -187,7 +187,7 @@ export function exportMegatron(problem: StageProblem, plan: StagePlan): Megatron
   if (otherVision > 0) unsupported.push(`recomputation of the patch embedding or projector (${otherVision} layers): Megatron-LM's multimodal example never recomputes them`);
   if (problem.schedule === 'interleaved') {
     unsupported.push(
-      `interleaved schedule: these arguments describe ${P} contiguous stages; with --virtual-pipeline-model-parallel-size ${problem.virtualStages ?? 2} Megatron-LM needs a layout of ${P} x ${problem.virtualStages ?? 2} segments: plan the chunks with partitionChunks and export them with exportMegatronChunks (omnibal partition --schedule interleaved does)`,
+      `interleaved schedule: these arguments describe ${P} contiguous stages; with ${problem.virtualStages ?? 2} virtual stages per rank Megatron-LM needs a layout of ${P} x ${problem.virtualStages ?? 2} segments: plan the chunks with partitionChunks and export them with exportMegatronChunks (omnibal partition --schedule interleaved does)`,
     );
   }
   const pp = ['--pipeline-model-parallel-size', String(P)];

@@ -7,11 +7,14 @@
  * `len(layout)` segments, `len(layout) / P` virtual stages per rank, segment
  * `vpp_rank * P + pp_rank` on rank `pp_rank` (its "Convert 1D layout to 2D layout"): exactly
  * the chunk order here, so the layout is the chunks' segments (`E`, `t`, `L`) joined by `|`.
- * `TransformerConfig.__post_init__` (transformer_config.py, "PP layout") derives the virtual
- * pipeline size from it and rejects a `--virtual-pipeline-model-parallel-size` that differs, so
- * the export passes both (consistent). When every chunk holds the same number `n` of decoder
- * layers (the embedding in the first chunk, the loss in the last),
- * `--num-layers-per-virtual-pipeline-stage n` says the same.
+ * Megatron-LM derives the virtual pipeline size from the layout (megatron/training/arguments.py,
+ * `validate_args`: `virtual_pipeline_model_parallel_size = num_stages // pipeline_model_parallel_size`)
+ * and has no `--virtual-pipeline-model-parallel-size` flag (`_add_distributed_args`; its parser
+ * rejects unknown flags), and it allows at most one of `--pipeline-model-parallel-layout`,
+ * `--num-layers-per-virtual-pipeline-stage` and `--num-virtual-stages-per-pipeline-rank`: the
+ * layout goes alone. When every chunk holds the same number `n` of decoder layers (the
+ * embedding in the first chunk, the loss in the last), `--num-layers-per-virtual-pipeline-stage n`
+ * says the same.
  *
  * Placement and recomputation are checked as {@link exportMegatron} checks a contiguous plan,
  * with each model chunk in the place of a stage: Megatron-LM's multimodal models build the
@@ -26,8 +29,8 @@ import type { ChunkPlan, StagePlan, StageProblem } from '../model/index';
 import { exportMegatron, shellLine, type MegatronAlternative, type MegatronExport } from './index';
 
 /**
- * Megatron-LM arguments for an interleaved chunk plan: the layout of `v x P` segments (with
- * `--virtual-pipeline-model-parallel-size v`), or `--num-layers-per-virtual-pipeline-stage`
+ * Megatron-LM arguments for an interleaved chunk plan: the layout of `v x P` segments (Megatron-LM
+ * derives `v` from it), or `--num-layers-per-virtual-pipeline-stage`
  * when every chunk holds the same decoder layers; what Megatron cannot express goes to
  * `unsupported`.
  *
@@ -51,10 +54,13 @@ export function exportMegatronChunks(problem: StageProblem, plan: ChunkPlan): Me
   const add = (name: MegatronAlternative['name'], argv: string[]) => alternatives.push({ name, argv, command: shellLine(argv) });
   const layoutAlt = flat.alternatives.find((a) => a.name === 'layout');
   const pp = ['--pipeline-model-parallel-size', String(P)];
-  if (layoutAlt && flat.layout !== null) {
+  // megatron/training/arguments.py validate_args: "When interleaved schedule is used,
+  // pipeline-model-parallel size should be greater than 1".
+  if (P < 2 && v > 1) unsupported.push(`${v} model chunks on one pipeline stage: Megatron-LM's interleaved schedule needs a pipeline-model-parallel size greater than 1`);
+  else if (layoutAlt && flat.layout !== null) {
     // The flat export's argv: --pipeline-model-parallel-size K --pipeline-model-parallel-layout X ...recompute.
     const recompute = layoutAlt.argv.slice(4);
-    add('layout', [...pp, '--virtual-pipeline-model-parallel-size', String(v), '--pipeline-model-parallel-layout', flat.layout, ...recompute]);
+    add('layout', [...pp, '--pipeline-model-parallel-layout', flat.layout, ...recompute]);
     const segments = flat.layout.split('|');
     const decoder = segments.map((s) => [...s].filter((ch) => ch === 't').length);
     const uniform = decoder.every((n) => n === decoder[0]) && decoder[0] > 0 && segments[0].startsWith('E') && segments[segments.length - 1].endsWith('L');

@@ -24,7 +24,8 @@ import type { ChunkInfo, ChunkPlan, ChunkStageInfo, MemoryBreakdown, StagePlan, 
  * @param problem - the stage problem (`schedule: 'interleaved'`, `virtualStages` = `v`)
  * @param chunkLastLayers - each chunk's last layer, ascending, the last one the model's last layer
  * @param recomputeLayers - the fully recomputed layers (absolute indices)
- * @returns the chunk plan with its predicted times and memory (`optimal: false`, no bound)
+ * @returns the chunk plan with its predicted times and memory (`optimal: false`; `lowerBoundMs` the
+ *   chunk planner's bound, the bare layer time spread evenly over the devices)
  * @throws `ERR_OMNIBAL_INVALID_OPTIONS` when the chunks do not cover the layers in order
  */
 export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[], recomputeLayers: number[]): ChunkPlan {
@@ -93,7 +94,22 @@ export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[],
     stages.push({ chunks: mine, timeMs: time, memoryBytes: staticBytes + peak.bytes + (problem.stageOverheadBytes ?? 0), memory, inFlight: held / v });
   }
   const objectiveMs = problem.microBatches * max + (sum - max) / v;
-  return { virtualStages: v, chunks, stages, objectiveMs, bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
+  // The chunk planner's bound: the bare layer time spread evenly over the devices.
+  const bare = bareLayerMs(problem);
+  const lowerBoundMs = problem.microBatches * (bare.total / P) + (bare.total - bare.total / P) / v;
+  return { virtualStages: v, chunks, stages, objectiveMs, bottleneckMs: max, optimal: false, lowerBoundMs };
+}
+
+/** The layers' bare forward + backward time: their total and the largest. */
+function bareLayerMs(problem: StageProblem): { total: number; largest: number } {
+  let total = 0;
+  let largest = 0;
+  for (let l = 0; l < problem.forwardMs.length; l++) {
+    const t = problem.forwardMs[l] + problem.backwardMs[l];
+    total += t;
+    largest = Math.max(largest, t);
+  }
+  return { total, largest };
 }
 
 /**
@@ -101,12 +117,16 @@ export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[],
  * the simulator's per-stage inputs read): each device's time, memory and in-flight count, its
  * layers' names and recomputed layers over all its chunks; its `firstLayer` / `lastLayer` are its
  * first chunk's first layer and its last chunk's last layer (it runs only its chunks' layers
- * between them: see the chunk plan). `objectiveMs` is the interleaved iteration time.
+ * between them: see the chunk plan). `objectiveMs` is the interleaved iteration time;
+ * `lowerBoundMs` bounds the bottleneck as a {@link StagePlan}'s does (max(bare total / P, largest
+ * layer)), not the iteration time the chunk plan's own bound is on.
  *
  * @param plan - a chunk plan
+ * @param problem - the problem it was planned (or evaluated) for
  * @returns the per-device view
  */
-export function chunkDevices(plan: ChunkPlan): StagePlan {
+export function chunkDevices(plan: ChunkPlan, problem: StageProblem): StagePlan {
+  const bare = bareLayerMs(problem);
   return {
     stages: plan.stages.map((st) => {
       const mine = st.chunks.map((c) => plan.chunks[c]);
@@ -124,6 +144,6 @@ export function chunkDevices(plan: ChunkPlan): StagePlan {
     }),
     objectiveMs: plan.objectiveMs,
     bottleneckMs: plan.bottleneckMs,
-    lowerBoundMs: plan.lowerBoundMs,
+    lowerBoundMs: Math.max(bare.total / plan.stages.length, bare.largest),
   };
 }

@@ -2,8 +2,8 @@
  * The interleaved chunk planner ({@link partitionChunks}) under a framework target, and the
  * least GPU memory that fits when no chunk plan does.
  *
- * - `megatron`: Megatron-LM runs the interleaved schedule (`--virtual-pipeline-model-parallel-size`
- *   or `--pipeline-model-parallel-layout`, see `src/export/megatron-chunks.ts`). Its multimodal
+ * - `megatron`: Megatron-LM runs the interleaved schedule (`--pipeline-model-parallel-layout` with
+ *   `v x P` segments or `--num-layers-per-virtual-pipeline-stage`, see `src/export/megatron-chunks.ts`). Its multimodal
  *   models build the vision encoder, projector and LLM embedding in the first model chunk (the
  *   first virtual stage of pipeline rank 0), so those layers are pinned to chunk 0; it applies one
  *   recomputation setting to every chunk (`--recompute-method block --recompute-num-layers k`
@@ -24,6 +24,10 @@ import type { Target } from './target';
 /** Why DeepSpeed cannot run an interleaved plan (the refusal's message). */
 export const DEEPSPEED_INTERLEAVED =
   "--target deepspeed: DeepSpeed's pipeline engine (PipelineModule with TrainSchedule) runs one contiguous layer range per stage and has no interleaved (virtual-stage) schedule; use --schedule 1f1b or gpipe";
+
+/** Why Megatron-LM cannot run an interleaved plan on one pipeline stage (the refusal's message). */
+export const MEGATRON_INTERLEAVED_PP =
+  "--target megatron: Megatron-LM's interleaved schedule needs at least 2 pipeline stages (megatron/training/arguments.py validate_args: 'When interleaved schedule is used, pipeline-model-parallel size should be greater than 1'); use --pp 2 or more, or --schedule 1f1b";
 
 /** A chunk plan for a target. */
 export interface ChunkTargetPlan {
@@ -131,6 +135,7 @@ export function partitionChunksForTarget(problem: StageProblem, target: Target):
   if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, DEEPSPEED_INTERLEAVED);
   if (target === 'none') return { plan: chunksWithMemoryHint(problem), problem, notes: [] };
   if (target !== 'megatron') throw invalidOptions(`target must be one of none, megatron, deepspeed, got ${JSON.stringify(target)}`);
+  if (problem.stages < 2 && (problem.virtualStages ?? 2) > 1) throw omnibalError(ErrorCodes.INVALID_OPTIONS, MEGATRON_INTERLEAVED_PP);
   const notes: string[] = [];
   let constrained = problem;
   const kinds = problem.layerKinds;

@@ -21,6 +21,7 @@ import { syntheticSamples } from '../data/synthetic';
 import { costWeights } from '../data/cost';
 import { meanMicroBatchLoad } from '../data/load';
 import { heaviestMicroBatchLoad } from '../model/memory-load';
+import { DEEPSPEED_INTERLEAVED } from '../model/chunk-target';
 import { resolveGpu, resolveModel } from '../model/index';
 import { integerBetween } from '../validate';
 import { runFigures } from './figures';
@@ -270,6 +271,8 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
   report('evaluating layouts');
   const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
   const memory = checkMemoryOptions(options);
+  // Conflicting options, not a layout that does not fit: refused before any layout is tried.
+  if (run.schedule === 'interleaved' && memory.target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, DEEPSPEED_INTERLEAVED);
   const presetGpu = resolveGpu(options.gpu ?? DEFAULT_RUN.gpu);
   const gpu = memory.memoryBytes === null ? presetGpu : { ...presetGpu, memoryBytes: memory.memoryBytes };
   const models = new Map<string, ReturnType<typeof prepareModel>>();

@@ -90,7 +90,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
       cfg.split === 'optimal'
         ? partitionChunksForTarget(calibrated, o.memory.target)
         : { plan: evaluateChunks(calibrated, cfg.given!.chunkLastLayers!, cfg.given!.recomputeLayers), problem: calibrated, notes: [] };
-    stages = chunkDevices(chunks.plan);
+    stages = chunkDevices(chunks.plan, chunks.problem);
   } else {
     stages =
       cfg.split === 'optimal'

@@ -82,7 +82,7 @@ export interface PlanChunks {
   chunks: ChunkInfo[];
   /** True when the chunk search finished (optimal under the model); otherwise `lowerBoundMs` bounds the optimum. */
   optimal: boolean;
-  /** A lower bound on the optimum's predicted iteration time, ms (the plan's own when `optimal`; NaN for a re-evaluated saved plan). */
+  /** A lower bound on the optimum's predicted iteration time, ms (the plan's own when `optimal`). */
   lowerBoundMs: number;
   /** The framework target's changes (first-chunk layers, one recompute setting), in words. */
   targetNotes: string[];

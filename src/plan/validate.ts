@@ -76,6 +76,9 @@ export function checkSavedPlan(saved: unknown): TrainingPlan {
     const k = (r.virtualStages as number) * pp;
     if (!isObject(p.chunks) || !Array.isArray(p.chunks.chunks)) throw bad('chunks.chunks must be the list of the v x P model chunks of an interleaved plan (re-plan with omnibal plan --schedule interleaved)');
     const list = p.chunks.chunks as unknown[];
+    if (p.chunks.virtualStages !== undefined && p.chunks.virtualStages !== r.virtualStages) {
+      throw bad(`chunks.virtualStages (${show(p.chunks.virtualStages)}) must equal replay.virtualStages (${r.virtualStages}): the replay runs replay.virtualStages; edit both`);
+    }
     if (list.length !== k) throw bad(`the plan has ${list.length} chunks but virtualStages x pp is ${k}`);
     list.forEach((c, i) => {
       if (!isObject(c)) throw bad(`chunks.chunks[${i}] must be an object, got ${describeValue(c)}`);
@@ -131,6 +134,13 @@ export function checkSavedChunks(plan: TrainingPlan, layers: number): { chunkLas
     const listed = new Set(st.recomputeLayers);
     const same = listed.size === perStage[i].size && [...listed].every((l) => perStage[i].has(l));
     if (!same) throw bad(`stages[${i}].recomputeLayers must list its chunks' recomputed layers (an interleaved plan is edited in chunks.chunks[c].recomputeLayers; copy the change to its stage)`);
+    // A stage spans its first chunk's first layer to its last chunk's last layer: a cut moved
+    // only here would be ignored, so it is refused.
+    const from = chunks[i].firstLayer;
+    const to = chunks[chunks.length - pp + i].lastLayer;
+    if (st.firstLayer !== from || st.lastLayer !== to) {
+      throw bad(`stages[${i}] must span ${from}-${to} (its first chunk's first layer to its last chunk's last layer), got ${show(st.firstLayer)}-${show(st.lastLayer)}: an interleaved plan's cuts are edited in chunks.chunks[c].firstLayer / lastLayer; copy the change to its stage`);
+    }
   });
   return { chunkLastLayers, recomputeLayers };
 }
