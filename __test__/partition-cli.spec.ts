@@ -71,7 +71,7 @@ const bad: [string, string[], RegExp][] = [
   ['an unknown gradient precision', ['--grads', 'fp8'], /--grads must be fp32 or bf16/],
   ['an unknown model', ['--model', 'gpt-9'], /unknown model "gpt-9"; known: internvl-chat-1\.5.* \[ERR_OMNIBAL_UNKNOWN_PRESET\]/],
   ['an unknown GPU', ['--gpu', 'V100'], /unknown GPU "V100"; known: A100-80G, H100-80G, H200/],
-  ['memory too small', ['--memory-gib', '16'], /no plan fits in 17179869184 bytes per GPU; the least memory that fits is \d+ bytes .* \[ERR_OMNIBAL_INFEASIBLE\]/],
+  ['memory too small', ['--memory-gib', '16'], /no plan fits in 16\.00 GiB per GPU; the least memory that fits is (\d+\.\d\d) GiB \(rounded up\): --memory-gib \1 \[ERR_OMNIBAL_INFEASIBLE\]/],
   ['an unknown recompute mode', ['--recompute', 'half'], /ERR_OMNIBAL_UNKNOWN_OPTION/],
   ['an unknown method', ['--method', 'magic'], /method must be one of optimal, uniform, parameters, balanced, anchor/],
 ];
@@ -135,7 +135,8 @@ test('flags that size a model preset conflict with --layers; --pp past the model
 test('the least memory that fits is rounded up: asking for exactly that much fits', (t) => {
   const r = omnibal([...base, '--memory-gib', '20']);
   t.is(r.status, 2);
-  const gib = /\((\d+\.\d\d) GiB, rounded up\)/.exec(r.stderr)![1];
+  // The flag to give is named, in GiB rounded up (issue 11).
+  const gib = /the least memory that fits is (\d+\.\d\d) GiB \(rounded up\): --memory-gib (\d+\.\d\d)/.exec(r.stderr)![2];
   const ok = omnibal([...base, '--memory-gib', gib, '--json']);
   t.is(ok.status, 0, ok.stderr);
   t.true(JSON.parse(ok.stdout).stages.every((s: { memoryBytes: number }) => s.memoryBytes <= Number(gib) * 2 ** 30));

@@ -91,10 +91,10 @@ test('omnibal plan: the memory flags reach --json and simulate; bad values exit 
   const replay = JSON.parse(again.stdout);
   t.deepEqual(replay.stages.stages.map((s: { memory: unknown }) => s.memory), bf16.stages.stages.map((s) => s.memory));
   t.is(replay.stepMs, bf16.ablation[bf16.ablation.length - 1].stepMs);
-  // Too little memory: one line naming the least memory, rounded up.
+  // Too little memory: one line naming the least memory, rounded up, and the flag to give.
   const tight = omnibal([...base, '--memory-gib', '20']);
   t.is(tight.status, 2);
-  t.regex(tight.stderr, /^omnibal: .*least memory that fits is \d+ bytes \([\d.]+ GiB, rounded up\) \[ERR_OMNIBAL_INFEASIBLE\]\n$/);
+  t.regex(tight.stderr, /^omnibal: no plan fits in 20\.00 GiB per GPU; the least memory that fits is ([\d.]+) GiB \(rounded up\): --memory-gib \1 \[ERR_OMNIBAL_INFEASIBLE\]\n$/);
   for (const [flags, message] of [
     [['--zero', '9'], /^omnibal: --zero must be 0, 1, 2 or 3, got 9 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
     [['--grads', 'fp16'], /^omnibal: --grads must be fp32 or bf16, got "fp16" \[ERR_OMNIBAL_UNKNOWN_OPTION\]\n$/],

@@ -54,6 +54,20 @@ const API_NAMES: Record<string, readonly string[]> = {
 };
 
 /**
+ * For a command with `--memory-gib`: a "least memory that fits" in bytes is said in GiB and
+ * named as the flag to give (`... is 32.31 GiB (rounded up): --memory-gib 32.31`), and the memory
+ * that did not fit in GiB too.
+ */
+export function namingMemoryFlag(message: string, command: Command | undefined): string {
+  if (!command || !(command.options as readonly Option[]).some((o) => o.long === '--memory-gib')) return message;
+  const least = /the least memory that fits is \d+ bytes \(([\d.]+) GiB, rounded up\)$/.exec(message);
+  if (!least) return message;
+  return message
+    .replace(/^no plan fits in ([\d.]+) bytes per GPU/, (_, n: string) => `no plan fits in ${(Number(n) / 2 ** 30).toFixed(2)} GiB per GPU`)
+    .replace(least[0], `the least memory that fits is ${least[1]} GiB (rounded up): --memory-gib ${least[1]}`);
+}
+
+/**
  * Rewrites the API option names in an error message into the flags the user typed
  * (`samplesPerPack` -> `--samples-per-pack`), for the command that ran. camelCase names are
  * rewritten anywhere outside quotes; one-word names (`dp`, `seed`, `n`) only where the message
@@ -186,7 +200,7 @@ export async function main(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 2;
     }
     if (isOmnibalError(error)) {
-      process.stderr.write(`omnibal: ${namingFlags(error.message, running)} [${error.code}]\n`);
+      process.stderr.write(`omnibal: ${namingFlags(namingMemoryFlag(error.message, running), running)} [${error.code}]\n`);
       return error.code === 'ERR_OMNIBAL_PANIC' ? 1 : 2;
     }
     process.stderr.write(`omnibal: internal error: ${error instanceof Error ? error.stack : String(error)}\n`);
