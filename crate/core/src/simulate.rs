@@ -175,37 +175,15 @@ pub fn chunk_in_flight(
     m: u32,
     chunk_bytes: &[f64],
 ) -> Result<ChunkPeak, Error> {
-    let v = match schedule {
-        Schedule::Interleaved(v) => v,
-        _ => 1,
-    };
-    if p == 0 || m == 0 || s >= p || v == 0 {
-        return Err(Error::out_of_range(
-            "pp",
-            "pp and microBatches must be at least 1 and the stage below pp",
-        ));
-    }
+    let v = chunks_per_device(schedule, p, s, m)?;
     if chunk_bytes.len() != v as usize {
         return Err(Error::out_of_range(
             "chunkBytes",
             format!("must have one entry per model chunk ({v})"),
         ));
     }
-    if let Some(x) = chunk_bytes.iter().find(|x| !x.is_finite() || **x < 0.0) {
-        return Err(Error::out_of_range(
-            "chunkBytes",
-            format!(
-                "must hold finite numbers >= 0, got {}",
-                crate::error::js_number(*x)
-            ),
-        ));
-    }
-    if v > 1 && !m.is_multiple_of(p) {
-        return Err(Error::out_of_range(
-            "microBatches",
-            format!("must be a multiple of pp ({p}) for the interleaved schedule"),
-        ));
-    }
+    finite_non_negative(&[("chunkBytes", chunk_bytes)])?;
+    whole_rounds(v, p, m)?;
     let mut held = vec![0u32; v as usize];
     let mut best = ChunkPeak {
         counts: held.clone(),
@@ -241,22 +219,8 @@ pub fn chunk_in_flight(
 /// peak is `max over these states of sum_c held_c x b_c`. The interleaved chunk planner
 /// ([`crate::model::chunks`]) prices a stage's memory on them, from the same replay.
 pub fn chunk_states(schedule: Schedule, p: u32, s: u32, m: u32) -> Result<Vec<Vec<u32>>, Error> {
-    let v = match schedule {
-        Schedule::Interleaved(v) => v,
-        _ => 1,
-    };
-    if p == 0 || m == 0 || s >= p || v == 0 {
-        return Err(Error::out_of_range(
-            "pp",
-            "pp and microBatches must be at least 1 and the stage below pp",
-        ));
-    }
-    if v > 1 && !m.is_multiple_of(p) {
-        return Err(Error::out_of_range(
-            "microBatches",
-            format!("must be a multiple of pp ({p}) for the interleaved schedule"),
-        ));
-    }
+    let v = chunks_per_device(schedule, p, s, m)?;
+    whole_rounds(v, p, m)?;
     let mut held = vec![0u32; v as usize];
     let mut states: Vec<Vec<u32>> = Vec::new();
     for op in order(schedule, p, s, m) {
@@ -321,9 +285,35 @@ fn order(schedule: Schedule, p: u32, s: u32, m: u32) -> Vec<Op> {
     }
 }
 
+/// The model chunks per device of a replay of stage `s`, after checking its shape.
+fn chunks_per_device(schedule: Schedule, p: u32, s: u32, m: u32) -> Result<u32, Error> {
+    let v = match schedule {
+        Schedule::Interleaved(v) => v,
+        _ => 1,
+    };
+    if p == 0 || m == 0 || s >= p || v == 0 {
+        return Err(Error::out_of_range(
+            "pp",
+            "pp and microBatches must be at least 1 and the stage below pp",
+        ));
+    }
+    Ok(v)
+}
+
+/// The interleaved schedule runs micro-batches in rounds of `p`: `m` must be a multiple.
+fn whole_rounds(v: u32, p: u32, m: u32) -> Result<(), Error> {
+    if v > 1 && !m.is_multiple_of(p) {
+        return Err(Error::out_of_range(
+            "microBatches",
+            format!("must be a multiple of pp ({p}) for the interleaved schedule"),
+        ));
+    }
+    Ok(())
+}
+
 /// The first entry of the named arrays that is not a finite number >= 0, as an error naming
 /// its array.
-fn finite_non_negative(arrays: &[(&str, &Vec<f64>)]) -> Result<(), Error> {
+fn finite_non_negative(arrays: &[(&str, &[f64])]) -> Result<(), Error> {
     for &(name, xs) in arrays {
         if let Some(x) = xs.iter().find(|x| !x.is_finite() || **x < 0.0) {
             return Err(Error::out_of_range(
@@ -378,12 +368,7 @@ pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
         Schedule::Interleaved(v) => v as usize,
         _ => 1,
     };
-    if v > 1 && m % pp != 0 {
-        return Err(Error::out_of_range(
-            "microBatches",
-            format!("must be a multiple of pp ({pp}) for the interleaved schedule"),
-        ));
-    }
+    whole_rounds(v as u32, pp as u32, m as u32)?;
     let chunked = !input.chunk_forward_ms.is_empty() || !input.chunk_backward_ms.is_empty();
     if chunked {
         let nc = n * v;
