@@ -39,7 +39,8 @@
 //! Deterministic: a fixed search order and a node budget counted, not timed. The TypeScript
 //! twin (`src/model/chunks.ts`) runs the same steps in the same order.
 
-use super::stages::{Layer, Recompute, StageProblem};
+use super::recompute::Segments;
+use super::stages::{Recompute, StageProblem};
 use crate::error::Error;
 use crate::simulate::{chunk_states, Schedule};
 use std::cell::RefCell;
@@ -119,31 +120,13 @@ struct Ctx<'a> {
     v: usize,
     stages: usize,
     k_count: usize,
-    pf: Vec<f64>,
-    pb: Vec<f64>,
-    pw: Vec<f64>,
-    pa: Vec<f64>,
-    pc: Vec<f64>,
-    ps: Vec<f64>,
-    pe: Vec<f64>,
-    group: Vec<u32>,
-    run_end: Vec<usize>,
+    /// The layers' prefix sums and recompute roles, as the contiguous planner has them.
+    seg: Segments,
     /// `states[s]`: the held-count vectors of stage `s`.
     states: Vec<Vec<Vec<u32>>>,
     /// Memo of [`Ctx::options`] by chunk, and of [`Ctx::stage`] by stage and chunks.
     options_memo: RefCell<HashMap<(usize, usize), Options>>,
     stage_memo: RefCell<HashMap<Vec<usize>, StageChoice>>,
-}
-
-fn prefix(layers: &[Layer], f: impl Fn(&Layer) -> f64) -> Vec<f64> {
-    let mut out = Vec::with_capacity(layers.len() + 1);
-    let mut acc = 0.0;
-    out.push(0.0);
-    for x in layers {
-        acc += f(x);
-        out.push(acc);
-    }
-    out
 }
 
 /// `M max + (sum - max) / v`.
@@ -153,20 +136,6 @@ fn objective(m: f64, v: f64, sum: f64, max: f64) -> f64 {
 
 impl<'a> Ctx<'a> {
     fn new(p: &'a StageProblem, v: usize) -> Result<Self, Error> {
-        let l = p.layers.len();
-        let mut run_end = vec![l; l];
-        let group = if p.recompute_groups.is_empty() {
-            vec![1; l]
-        } else {
-            p.recompute_groups.clone()
-        };
-        for i in (0..l).rev() {
-            run_end[i] = if i + 1 < l && group[i + 1] == group[i] {
-                run_end[i + 1]
-            } else {
-                i + 1
-            };
-        }
         let states = (0..p.stages)
             .map(|s| chunk_states(p.schedule, p.stages, s, p.micro_batches))
             .collect::<Result<_, _>>()?;
@@ -175,15 +144,13 @@ impl<'a> Ctx<'a> {
             v,
             stages: p.stages as usize,
             k_count: v * p.stages as usize,
-            pf: prefix(&p.layers, |x| x.forward_ms),
-            pb: prefix(&p.layers, |x| x.backward_ms),
-            pw: prefix(&p.layers, |x| x.static_bytes),
-            pa: prefix(&p.layers, |x| x.activation_bytes),
-            pc: prefix(&p.layers, |x| x.checkpoint_bytes),
-            ps: prefix(&p.layers, |x| x.selective_bytes),
-            pe: prefix(&p.layers, |x| x.selective_ms),
-            group,
-            run_end,
+            seg: Segments::new(
+                &p.layers,
+                p.memory_bytes,
+                p.stage_overhead_bytes,
+                p.recompute,
+            )
+            .with_groups(&p.recompute_groups),
             states,
             options_memo: RefCell::new(HashMap::new()),
             stage_memo: RefCell::new(HashMap::new()),
@@ -192,7 +159,7 @@ impl<'a> Ctx<'a> {
 
     /// Forward + backward of `l..=r`.
     fn base(&self, l: usize, r: usize) -> f64 {
-        (self.pf[r + 1] - self.pf[l]) + (self.pb[r + 1] - self.pb[l])
+        (self.seg.pf[r + 1] - self.seg.pf[l]) + (self.seg.pb[r + 1] - self.seg.pb[l])
     }
 
     /// The cut after a chunk ending at `r` (none after the last layer or with one device).
@@ -204,30 +171,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Layers `uniform(k)` recomputes in the chunk `l..=r`, as half-open ranges.
-    fn uniform_ranges(&self, l: usize, r: usize, k: usize) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        let mut i = l;
-        while i <= r {
-            let start = i;
-            let end = self.run_end[i].min(r + 1);
-            i = end;
-            let stop = match self.group[start] {
-                0 => start,
-                1 => (start + k).min(end),
-                _ => end,
-            };
-            if stop > start {
-                out.push((start, stop));
-            }
-        }
-        out
-    }
-
     fn block(&self, l: usize, r: usize, k: usize) -> Opt {
         Opt {
-            extra: self.pf[l + k] - self.pf[l],
-            kept: (self.pc[l + k] - self.pc[l]) + (self.pa[r + 1] - self.pa[l + k]),
+            extra: self.seg.pf[l + k] - self.seg.pf[l],
+            kept: (self.seg.pc[l + k] - self.seg.pc[l]) + (self.seg.pa[r + 1] - self.seg.pa[l + k]),
             kind: 0,
             k: k as u32,
         }
@@ -235,8 +182,9 @@ impl<'a> Ctx<'a> {
 
     fn selective(&self, l: usize, r: usize, k: usize) -> Opt {
         Opt {
-            extra: (self.pf[l + k] - self.pf[l]) + (self.pe[r + 1] - self.pe[l + k]),
-            kept: (self.pc[l + k] - self.pc[l]) + (self.ps[r + 1] - self.ps[l + k]),
+            extra: (self.seg.pf[l + k] - self.seg.pf[l])
+                + (self.seg.pe[r + 1] - self.seg.pe[l + k]),
+            kept: (self.seg.pc[l + k] - self.seg.pc[l]) + (self.seg.ps[r + 1] - self.seg.ps[l + k]),
             kind: 1,
             k: k as u32,
         }
@@ -269,10 +217,10 @@ impl<'a> Ctx<'a> {
             Recompute::SelectiveAll => vec![self.selective(l, r, 0)],
             Recompute::Uniform(k) => {
                 let mut extra = 0.0;
-                let mut kept = self.pa[r + 1] - self.pa[l];
-                for (a, b) in self.uniform_ranges(l, r, k as usize) {
-                    extra += self.pf[b] - self.pf[a];
-                    kept += (self.pc[b] - self.pc[a]) - (self.pa[b] - self.pa[a]);
+                let mut kept = self.seg.pa[r + 1] - self.seg.pa[l];
+                for (a, b) in self.seg.uniform_ranges(l, r, k as usize) {
+                    extra += self.seg.pf[b] - self.seg.pf[a];
+                    kept += (self.seg.pc[b] - self.seg.pc[a]) - (self.seg.pa[b] - self.seg.pa[a]);
                 }
                 vec![Opt {
                     extra,
@@ -337,7 +285,7 @@ impl<'a> Ctx<'a> {
     fn stage_uncached(&self, s: usize, ranges: &[(usize, usize)]) -> StageChoice {
         let mut w = 0.0;
         for &(l, r) in ranges {
-            w += self.pw[r + 1] - self.pw[l];
+            w += self.seg.pw[r + 1] - self.seg.pw[l];
         }
         let budget = self.p.memory_bytes - self.p.stage_overhead_bytes - w;
         let opts: Vec<Rc<Vec<Opt>>> = ranges.iter().map(|&(l, r)| self.options(l, r)).collect();
@@ -428,7 +376,7 @@ impl<'a> Ctx<'a> {
         let mut w = 0.0;
         let mut kept = Vec::with_capacity(self.v);
         for &(l, r) in ranges {
-            w += self.pw[r + 1] - self.pw[l];
+            w += self.seg.pw[r + 1] - self.seg.pw[l];
             let o = self.options(l, r);
             kept.push(o[o.len() - 1].kept);
         }
@@ -861,7 +809,7 @@ fn build(ctx: &Ctx, ends: &[usize]) -> ChunkPlan {
         let mut w = 0.0;
         let kept: Vec<f64> = choice.iter().map(|o| o.kept).collect();
         for &(l, r) in &ranges {
-            w += ctx.pw[r + 1] - ctx.pw[l];
+            w += ctx.seg.pw[r + 1] - ctx.seg.pw[l];
         }
         let (act, at) = ctx.peak(s, &kept);
         let held = &ctx.states[s][at];
@@ -873,8 +821,8 @@ fn build(ctx: &Ctx, ends: &[usize]) -> ChunkPlan {
                     (l as u32 + o.k..=r as u32).collect(),
                 ),
                 _ => (
-                    ctx.uniform_ranges(l, r, o.k as usize)
-                        .into_iter()
+                    ctx.seg
+                        .uniform_ranges(l, r, o.k as usize)
                         .flat_map(|(a, b)| a as u32..b as u32)
                         .collect(),
                     Vec::new(),
@@ -915,6 +863,7 @@ fn build(ctx: &Ctx, ends: &[usize]) -> ChunkPlan {
 mod tests {
     use super::*;
     use crate::model::partition::partition_stages;
+    use crate::model::stages::Layer;
     use crate::rng::Rng;
     use crate::simulate::chunk_in_flight;
 

@@ -50,14 +50,14 @@ use super::stages::{Layer, Recompute};
 #[derive(Debug, Clone)]
 pub struct Segments {
     /// `pf[i]` = sum of `f` over layers `< i`; likewise `pb`, `pw`, `pa`, `pc`.
-    pf: Vec<f64>,
-    pb: Vec<f64>,
-    pw: Vec<f64>,
-    pa: Vec<f64>,
-    pc: Vec<f64>,
+    pub(super) pf: Vec<f64>,
+    pub(super) pb: Vec<f64>,
+    pub(super) pw: Vec<f64>,
+    pub(super) pa: Vec<f64>,
+    pub(super) pc: Vec<f64>,
     /// Selective bytes and added time.
-    ps: Vec<f64>,
-    pe: Vec<f64>,
+    pub(super) ps: Vec<f64>,
+    pub(super) pe: Vec<f64>,
     /// Every `c_i <= a_i`: block memory never grows with `k`, so `k` can be bisected.
     monotone: bool,
     /// Every `c_i <= s_i`: likewise for the selective family.
@@ -141,7 +141,7 @@ impl Segments {
     /// The layers `uniform(k)` recomputes in `l..=r`, as half-open ranges: in each run of
     /// equal roles inside the stage, none (role 0), the first `min(k, run length)` (role 1) or
     /// all (role 2).
-    fn uniform_ranges(
+    pub(super) fn uniform_ranges(
         &self,
         l: usize,
         r: usize,
