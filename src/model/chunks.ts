@@ -7,7 +7,8 @@
 import { outOfRange } from '../errors';
 import { chunkStatesTwin } from '../simulate/simulate';
 import { infeasible } from './partition';
-import { checkProblem, cutMs, type Layer, type Problem } from './stages';
+import { checkProblem, cutMs, type Problem } from './stages';
+import { Segments } from './recompute';
 
 /** Twin of `chunks::NODE_BUDGET`. */
 export const NODE_BUDGET = 200_000;
@@ -52,16 +53,6 @@ interface Opt {
 
 type Score = { ok: true; t: number; sq: number } | { ok: false; overflow: number };
 
-function prefix(layers: Layer[], f: (x: Layer) => number): Float64Array {
-  const out = new Float64Array(layers.length + 1);
-  let acc = 0;
-  for (let i = 0; i < layers.length; i++) {
-    acc += f(layers[i]);
-    out[i + 1] = acc;
-  }
-  return out;
-}
-
 function objective(m: number, v: number, sum: number, max: number): number {
   return m * max + (sum - max) / v;
 }
@@ -69,15 +60,8 @@ function objective(m: number, v: number, sum: number, max: number): number {
 class Ctx {
   readonly stages: number;
   readonly kCount: number;
-  readonly pf: Float64Array;
-  readonly pb: Float64Array;
-  readonly pw: Float64Array;
-  readonly pa: Float64Array;
-  readonly pc: Float64Array;
-  readonly ps: Float64Array;
-  readonly pe: Float64Array;
-  readonly group: number[];
-  readonly runEnd: number[];
+  /** The layers' prefix sums and recompute roles, as the contiguous planner has them. */
+  readonly seg: Segments;
   readonly states: number[][][];
   /** Memos of `options` and `stage` (twin of the Rust memos; results never depend on them). */
   private readonly optionsMemo = new Map<number, Opt[]>();
@@ -87,53 +71,29 @@ class Ctx {
     readonly p: Problem,
     readonly v: number,
   ) {
-    const l = p.layers.length;
     this.stages = p.stages;
     this.kCount = v * p.stages;
-    this.group = p.recomputeGroups.length === 0 ? new Array<number>(l).fill(1) : p.recomputeGroups.slice();
-    this.runEnd = new Array<number>(l).fill(l);
-    for (let i = l - 1; i >= 0; i--) this.runEnd[i] = i + 1 < l && this.group[i + 1] === this.group[i] ? this.runEnd[i + 1] : i + 1;
+    this.seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, 0, p.recomputeGroups);
     this.states = [];
     for (let s = 0; s < p.stages; s++) this.states.push(chunkStatesTwin('interleaved', v, p.stages, s, p.microBatches));
-    this.pf = prefix(p.layers, (x) => x.forwardMs);
-    this.pb = prefix(p.layers, (x) => x.backwardMs);
-    this.pw = prefix(p.layers, (x) => x.staticBytes);
-    this.pa = prefix(p.layers, (x) => x.activationBytes);
-    this.pc = prefix(p.layers, (x) => x.checkpointBytes);
-    this.ps = prefix(p.layers, (x) => x.selectiveBytes);
-    this.pe = prefix(p.layers, (x) => x.selectiveMs);
   }
 
   base(l: number, r: number): number {
-    return this.pf[r + 1] - this.pf[l] + (this.pb[r + 1] - this.pb[l]);
+    return this.seg.pf[r + 1] - this.seg.pf[l] + (this.seg.pb[r + 1] - this.seg.pb[l]);
   }
 
   cut(r: number): number {
     return this.stages > 1 ? cutMs(this.p, r) : 0;
   }
 
-  uniformRanges(l: number, r: number, k: number): [number, number][] {
-    const out: [number, number][] = [];
-    let i = l;
-    while (i <= r) {
-      const start = i;
-      const end = Math.min(this.runEnd[i], r + 1);
-      i = end;
-      const g = this.group[start];
-      const stop = g === 0 ? start : g === 1 ? Math.min(start + k, end) : end;
-      if (stop > start) out.push([start, stop]);
-    }
-    return out;
-  }
-
   block(l: number, r: number, k: number): Opt {
-    return { extra: this.pf[l + k] - this.pf[l], kept: this.pc[l + k] - this.pc[l] + (this.pa[r + 1] - this.pa[l + k]), kind: 0, k };
+    return { extra: this.seg.pf[l + k] - this.seg.pf[l], kept: this.seg.pc[l + k] - this.seg.pc[l] + (this.seg.pa[r + 1] - this.seg.pa[l + k]), kind: 0, k };
   }
 
   selective(l: number, r: number, k: number): Opt {
     return {
-      extra: this.pf[l + k] - this.pf[l] + (this.pe[r + 1] - this.pe[l + k]),
-      kept: this.pc[l + k] - this.pc[l] + (this.ps[r + 1] - this.ps[l + k]),
+      extra: this.seg.pf[l + k] - this.seg.pf[l] + (this.seg.pe[r + 1] - this.seg.pe[l + k]),
+      kept: this.seg.pc[l + k] - this.seg.pc[l] + (this.seg.ps[r + 1] - this.seg.ps[l + k]),
       kind: 1,
       k,
     };
@@ -161,10 +121,10 @@ class Ctx {
     else {
       const k = this.p.uniformLayers;
       let extra = 0;
-      let kept = this.pa[r + 1] - this.pa[l];
-      for (const [a, b] of this.uniformRanges(l, r, k)) {
-        extra += this.pf[b] - this.pf[a];
-        kept += this.pc[b] - this.pc[a] - (this.pa[b] - this.pa[a]);
+      let kept = this.seg.pa[r + 1] - this.seg.pa[l];
+      for (const [a, b] of this.seg.uniformRanges(l, r, k)) {
+        extra += this.seg.pf[b] - this.seg.pf[a];
+        kept += this.seg.pc[b] - this.seg.pc[a] - (this.seg.pa[b] - this.seg.pa[a]);
       }
       all = [{ extra, kept, kind: 2, k }];
     }
@@ -201,7 +161,7 @@ class Ctx {
 
   stageUncached(s: number, ranges: [number, number][]): [number, Opt[]] | undefined {
     let w = 0;
-    for (const [l, r] of ranges) w += this.pw[r + 1] - this.pw[l];
+    for (const [l, r] of ranges) w += this.seg.pw[r + 1] - this.seg.pw[l];
     const budget = this.p.memoryBytes - this.p.stageOverheadBytes - w;
     const opts = ranges.map(([l, r]) => this.options(l, r));
     const pick = new Array<number>(this.v).fill(0);
@@ -263,7 +223,7 @@ class Ctx {
     let w = 0;
     const kept: number[] = [];
     for (const [l, r] of ranges) {
-      w += this.pw[r + 1] - this.pw[l];
+      w += this.seg.pw[r + 1] - this.seg.pw[l];
       const o = this.options(l, r);
       kept.push(o[o.length - 1].kept);
     }
@@ -569,7 +529,7 @@ function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
     const [time, choice] = ctx.stage(s, ranges)!;
     let w = 0;
     const kept = choice.map((o) => o.kept);
-    for (const [l, r] of ranges) w += ctx.pw[r + 1] - ctx.pw[l];
+    for (const [l, r] of ranges) w += ctx.seg.pw[r + 1] - ctx.seg.pw[l];
     const [act, at] = ctx.peak(s, kept);
     const held = ctx.states[s][at];
     ranges.forEach(([l, r], j) => {
@@ -581,7 +541,7 @@ function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
       else if (o.kind === 1) {
         full = range(l, l + o.k);
         sel = range(l + o.k, r + 1);
-      } else full = ctx.uniformRanges(l, r, o.k).flatMap(([a, b]) => range(a, b));
+      } else full = ctx.seg.uniformRanges(l, r, o.k).flatMap(([a, b]) => range(a, b));
       chunks[j * stages + s] = { firstLayer: l, lastLayer: r, stage: s, recomputed: full, selective: sel, timeMs: ctx.chunkTime(l, r, o), held: held[j] };
     });
     sum += time;

@@ -20,13 +20,13 @@ function prefix(layers: Layer[], f: (x: Layer) => number): Float64Array {
 
 /** Twin of `Segments`. */
 export class Segments {
-  private readonly pf: Float64Array;
-  private readonly pb: Float64Array;
-  private readonly pw: Float64Array;
-  private readonly pa: Float64Array;
-  private readonly pc: Float64Array;
-  private readonly ps: Float64Array;
-  private readonly pe: Float64Array;
+  readonly pf: Float64Array;
+  readonly pb: Float64Array;
+  readonly pw: Float64Array;
+  readonly pa: Float64Array;
+  readonly pc: Float64Array;
+  readonly ps: Float64Array;
+  readonly pe: Float64Array;
   private readonly monotone: boolean;
   private readonly monotoneSel: boolean;
   private readonly group: number[];
@@ -56,7 +56,7 @@ export class Segments {
   }
 
   /** Twin of `Segments::uniform_ranges`. */
-  private uniformRanges(l: number, r: number, k: number): [number, number][] {
+  uniformRanges(l: number, r: number, k: number): [number, number][] {
     const out: [number, number][] = [];
     let i = l;
     while (i <= r) {
