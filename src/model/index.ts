@@ -223,15 +223,21 @@ function lowerBound(p: StageProblem): number {
   return Math.max(total / p.stages, largest);
 }
 
+/** The recomputed and the selectively recomputed layers of `first..=last`, from the binding's flags. */
+function recomputedIn(flags: Uint8Array, first: number, last: number): [number[], number[]] {
+  const rec: number[] = [];
+  const sel: number[] = [];
+  for (let i = first; i <= last; i++) {
+    if (flags[i] === 1) rec.push(i);
+    else if (flags[i] === 2) sel.push(i);
+  }
+  return [rec, sel];
+}
+
 function shape(p: StageProblem, n: Native.NativeStagePlan): StagePlan {
   const stages: StageInfo[] = Array.from(n.firstLayer, (first, s) => {
     const last = n.lastLayer[s];
-    const rec: number[] = [];
-    const sel: number[] = [];
-    for (let i = first; i <= last; i++) {
-      if (n.recomputed[i] === 1) rec.push(i);
-      else if (n.recomputed[i] === 2) sel.push(i);
-    }
+    const [rec, sel] = recomputedIn(n.recomputed, first, last);
     return {
       firstLayer: first,
       lastLayer: last,
@@ -323,12 +329,7 @@ function shapeChunks(p: StageProblem, n: Native.NativeChunkPlan): ChunkPlan {
   const v = n.chunkFirstLayer.length / P;
   const chunks: ChunkInfo[] = Array.from(n.chunkFirstLayer, (first, c) => {
     const last = n.chunkLastLayer[c];
-    const rec: number[] = [];
-    const sel: number[] = [];
-    for (let i = first; i <= last; i++) {
-      if (n.recomputed[i] === 1) rec.push(i);
-      else if (n.recomputed[i] === 2) sel.push(i);
-    }
+    const [rec, sel] = recomputedIn(n.recomputed, first, last);
     return {
       firstLayer: first,
       lastLayer: last,

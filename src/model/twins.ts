@@ -64,11 +64,17 @@ function parseSchedule(name: string, v: number): ScheduleSpec {
   throw unknownOption('schedule', name, ['gpipe', '1f1b', 'interleaved']);
 }
 
+/** Twin of the binding's `recompute_flags`: 1 per recomputed layer, 2 per selective one. */
+function recomputeFlags(layers: number, parts: readonly { selective: readonly number[]; recomputed: readonly number[] }[]): Uint8Array {
+  const flags = new Uint8Array(layers);
+  for (const s of parts) for (const i of s.selective) flags[i] = 2;
+  for (const s of parts) for (const i of s.recomputed) flags[i] = 1;
+  return flags;
+}
+
 /** Twin of the binding's `to_js`. */
 export function toNativePlan(plan: PlanOut, layers: number): Native.NativeStagePlan {
-  const flags = new Uint8Array(layers);
-  for (const s of plan.stages) for (const i of s.selective) flags[i] = 2;
-  for (const s of plan.stages) for (const i of s.recomputed) flags[i] = 1;
+  const flags = recomputeFlags(layers, plan.stages);
   return {
     firstLayer: Uint32Array.from(plan.stages, (s) => s.firstLayer),
     lastLayer: Uint32Array.from(plan.stages, (s) => s.lastLayer),
@@ -195,9 +201,7 @@ function calibrateModel(model: Native.VlmInput, gpu: Native.GpuInput, shape: Nat
 function partitionChunks(input: Native.StageProblemInput): Native.NativeChunkPlan {
   const p = toProblem(input);
   const plan = partitionChunksTwin(p);
-  const flags = new Uint8Array(p.layers.length);
-  for (const c of plan.chunks) for (const i of c.selective) flags[i] = 2;
-  for (const c of plan.chunks) for (const i of c.recomputed) flags[i] = 1;
+  const flags = recomputeFlags(p.layers.length, plan.chunks);
   return {
     chunkFirstLayer: Uint32Array.from(plan.chunks, (c) => c.firstLayer),
     chunkLastLayer: Uint32Array.from(plan.chunks, (c) => c.lastLayer),
