@@ -71,6 +71,7 @@ const bad: [string, string[], RegExp][] = [
   ['an unknown gradient precision', ['--grads', 'fp8'], /--grads must be fp32 or bf16/],
   ['an unknown model', ['--model', 'gpt-9'], /unknown model "gpt-9"; known: internvl-chat-1\.5.* \[ERR_OMNIBAL_UNKNOWN_PRESET\]/],
   ['an unknown GPU', ['--gpu', 'V100'], /unknown GPU "V100"; known: A100-80G, H100-80G, H200/],
+  ['memory far too small', ['--memory-gib', '1e-300'], /no plan fits in 1\.00e-300 GiB per GPU; the least memory that fits is (\d+\.\d\d) GiB \(rounded up\): --memory-gib \1 /],
   ['memory too small', ['--memory-gib', '16'], /no plan fits in 16\.00 GiB per GPU; the least memory that fits is (\d+\.\d\d) GiB \(rounded up\): --memory-gib \1 \[ERR_OMNIBAL_INFEASIBLE\]/],
   ['an unknown recompute mode', ['--recompute', 'half'], /ERR_OMNIBAL_UNKNOWN_OPTION/],
   ['an unknown method', ['--method', 'magic'], /method must be one of optimal, uniform, parameters, balanced, anchor/],

@@ -100,6 +100,8 @@ test('omnibal plan: the memory flags reach --json and simulate; bad values exit 
     [['--grads', 'fp16'], /^omnibal: --grads must be fp32 or bf16, got "fp16" \[ERR_OMNIBAL_UNKNOWN_OPTION\]\n$/],
     [['--frozen', 'projector'], /^omnibal: --frozen must be vit or llm, got "projector" \[ERR_OMNIBAL_UNKNOWN_OPTION\]\n$/],
     [['--memory-gib', '0'], /^omnibal: --memory-gib must be a number > 0, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
+    // Finite in GiB but not in bytes: named as typed, not as "Infinity".
+    [['--memory-gib', '1e308'], /^omnibal: --memory-gib must be below 2\^994 \(its bytes must be a finite number\), got 1e\+308 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
     [['--headroom', '-1'], /^omnibal: --headroom must be a number >= 0, got -1 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
     [['--target', 'jax'], /^omnibal: --target must be one of none, megatron, deepspeed, got "jax" \[ERR_OMNIBAL_UNKNOWN_OPTION\]\n$/],
   ] as [string[], RegExp][]) {

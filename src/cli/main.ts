@@ -63,7 +63,10 @@ export function namingMemoryFlag(message: string, command: Command | undefined):
   const least = /the least memory that fits is \d+ bytes \(([\d.]+) GiB, rounded up\)$/.exec(message);
   if (!least) return message;
   return message
-    .replace(/^no plan fits in ([\d.]+) bytes per GPU/, (_, n: string) => `no plan fits in ${(Number(n) / 2 ** 30).toFixed(2)} GiB per GPU`)
+    .replace(/^no plan fits in ([\d.]+(?:e[-+]?\d+)?) bytes per GPU/, (_, n: string) => {
+      const gib = Number(n) / 2 ** 30;
+      return `no plan fits in ${gib >= 0.01 ? gib.toFixed(2) : gib.toPrecision(3)} GiB per GPU`;
+    })
     .replace(least[0], `the least memory that fits is ${least[1]} GiB (rounded up): --memory-gib ${least[1]}`);
 }
 

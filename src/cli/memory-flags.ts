@@ -75,6 +75,10 @@ export function checkMemorySize(flags: Pick<MemoryFlags, 'memoryGib' | 'headroom
   if (flags.memoryGib !== undefined && !(Number.isFinite(flags.memoryGib) && flags.memoryGib > 0)) {
     throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--memory-gib must be a number > 0, got ${describeFlag(flags.memoryGib)}`);
   }
+  // In bytes it must stay finite too (1e308 GiB is not).
+  if (flags.memoryGib !== undefined && !Number.isFinite(flags.memoryGib * 2 ** 30)) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--memory-gib must be below 2^994 (its bytes must be a finite number), got ${describeFlag(flags.memoryGib)}`);
+  }
   if (flags.headroom !== undefined && !(Number.isFinite(flags.headroom) && flags.headroom >= 0)) {
     throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--headroom must be a number >= 0, got ${describeFlag(flags.headroom)}`);
   }
