@@ -680,7 +680,7 @@ class SwapRules {
   }
 }
 
-/** Twin of the core's `MaxHeap` of (cost, pack) entries. */
+/** A max-heap of (cost, pack) entries: pops them in the order the core's `BinaryHeap` does (the entries are values, so any max-heap pops the same sequence). */
 class MaxHeap {
   private w: number[] = [];
   private k: number[] = [];

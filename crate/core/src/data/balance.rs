@@ -787,20 +787,20 @@ impl SwapRules<'_> {
     /// Sorts `group` (pack indices) by (cost, index), on keys gathered once (the same order as
     /// sorting by looking the costs up: the keys are unique).
     fn sort_by_cost(&mut self, loads: &Loads<'_>, group: &mut [u32]) {
-        let keys = &mut self.keys;
-        keys.clear();
-        keys.extend(group.iter().map(|&k| (loads[k as usize].w, k)));
-        if keys.iter().all(|&(w, _)| w >> 32 == 0) {
+        if group.iter().all(|&k| loads[k as usize].w >> 32 == 0) {
             // One word per key (cost above the index): compares faster, the same order.
             let words = &mut self.words;
             words.clear();
-            words.extend(keys.iter().map(|&(w, k)| w << 32 | k as u64));
+            words.extend(group.iter().map(|&k| loads[k as usize].w << 32 | k as u64));
             words.sort_unstable();
             for (g, &x) in group.iter_mut().zip(words.iter()) {
                 *g = x as u32;
             }
             return;
         }
+        let keys = &mut self.keys;
+        keys.clear();
+        keys.extend(group.iter().map(|&k| (loads[k as usize].w, k)));
         keys.sort_unstable();
         for (g, &(_, k)) in group.iter_mut().zip(keys.iter()) {
             *g = k;
