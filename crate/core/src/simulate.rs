@@ -184,19 +184,12 @@ pub fn chunk_in_flight(
     }
     finite_non_negative(&[("chunkBytes", chunk_bytes)])?;
     whole_rounds(v, p, m)?;
-    let mut held = vec![0u32; v as usize];
     let mut best = ChunkPeak {
-        counts: held.clone(),
+        counts: vec![0u32; v as usize],
         bytes: 0.0,
     };
     let mut best_total = 0u32;
-    for op in order(schedule, p, s, m) {
-        let c = op.chunk as usize;
-        if op.backward {
-            held[c] -= 1;
-            continue;
-        }
-        held[c] += 1;
+    after_each_forward(schedule, p, s, m, v, |held| {
         let bytes: f64 = held
             .iter()
             .zip(chunk_bytes)
@@ -205,11 +198,11 @@ pub fn chunk_in_flight(
         let total: u32 = held.iter().sum();
         // Largest bytes first; among equal bytes (zero-byte chunks), most micro-batches.
         if bytes > best.bytes || (bytes == best.bytes && total > best_total) {
-            best.counts.clone_from(&held);
+            best.counts.clone_from_slice(held);
             best.bytes = bytes;
             best_total = total;
         }
-    }
+    });
     Ok(best)
 }
 
@@ -221,22 +214,15 @@ pub fn chunk_in_flight(
 pub fn chunk_states(schedule: Schedule, p: u32, s: u32, m: u32) -> Result<Vec<Vec<u32>>, Error> {
     let v = chunks_per_device(schedule, p, s, m)?;
     whole_rounds(v, p, m)?;
-    let mut held = vec![0u32; v as usize];
     let mut states: Vec<Vec<u32>> = Vec::new();
-    for op in order(schedule, p, s, m) {
-        let c = op.chunk as usize;
-        if op.backward {
-            held[c] -= 1;
-            continue;
-        }
-        held[c] += 1;
+    after_each_forward(schedule, p, s, m, v, |held| {
         let covers = |a: &[u32], b: &[u32]| a.iter().zip(b).all(|(x, y)| x >= y);
-        if states.iter().any(|st| covers(st, &held)) {
-            continue;
+        if states.iter().any(|st| covers(st, held)) {
+            return;
         }
-        states.retain(|st| !covers(&held, st));
-        states.push(held.clone());
-    }
+        states.retain(|st| !covers(held, st));
+        states.push(held.to_vec());
+    });
     Ok(states)
 }
 
@@ -309,6 +295,29 @@ fn whole_rounds(v: u32, p: u32, m: u32) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// Replays stage `s`'s order, calling `f` with the micro-batches each chunk holds right after
+/// every forward (where held activations can peak): the one replay [`chunk_in_flight`] and
+/// [`chunk_states`] read.
+fn after_each_forward(
+    schedule: Schedule,
+    p: u32,
+    s: u32,
+    m: u32,
+    v: u32,
+    mut f: impl FnMut(&[u32]),
+) {
+    let mut held = vec![0u32; v as usize];
+    for op in order(schedule, p, s, m) {
+        let c = op.chunk as usize;
+        if op.backward {
+            held[c] -= 1;
+        } else {
+            held[c] += 1;
+            f(&held);
+        }
+    }
 }
 
 /// The first entry of the named arrays that is not a finite number >= 0, as an error naming
