@@ -89,7 +89,10 @@ function pack(vision: Uint32Array, text: Uint32Array, pool: number[], p: Balance
   return out;
 }
 
-/** Twin of `shuffle_in_blocks` (the blocks' bounds). */
+/** Twin of `SHUFFLE_CHUNKS`: most input chunks {@link shuffleInBlocks} cuts a pool into. */
+export const SHUFFLE_CHUNKS = 64;
+
+/** Twin of `shuffle_in_blocks` (the blocks' bounds): chunks shuffled and counted, blocks gathered and shuffled. */
 function shuffleInBlocks(pool: number[], rng: Rng): number[] {
   const n = pool.length;
   const k = Math.ceil(n / PACK_BLOCK);
@@ -97,21 +100,34 @@ function shuffleInBlocks(pool: number[], rng: Rng): number[] {
     shuffleInPlace(pool, rng);
     return [0, n];
   }
-  const draws = new Uint32Array(n);
-  const bounds = new Array<number>(k + 1).fill(0);
-  for (let i = 0; i < n; i++) {
-    draws[i] = rng.below(k);
-    bounds[draws[i] + 1]++;
+  const base = rng.nextU32() + (rng.nextU32() >>> 11) * 2 ** 32;
+  const c = Math.min(k, SHUFFLE_CHUNKS);
+  const chunkStart = (j: number) => Math.floor((j * n) / c);
+  const counts = new Uint32Array(c * k);
+  const starts = new Array<number>(c * k);
+  for (let j = 0; j < c; j++) {
+    const r = Rng.forStream(base, j);
+    const from = chunkStart(j);
+    const items = pool.slice(from, chunkStart(j + 1));
+    shuffleInPlace(items, r);
+    for (let q = 0; q < items.length; q++) pool[from + q] = items[q];
+    for (let q = 0; q < items.length; q++) counts[j * k + r.below(k)]++;
+    let at = from;
+    for (let b = 0; b < k; b++) {
+      starts[j * k + b] = at;
+      at += counts[j * k + b];
+    }
   }
-  for (let b = 0; b < k; b++) bounds[b + 1] += bounds[b];
-  const next = bounds.slice(0, k);
-  const laid = new Array<number>(n);
-  for (let i = 0; i < n; i++) laid[next[draws[i]]++] = pool[i];
+  const bounds = [0];
+  const out: number[] = [];
   for (let b = 0; b < k; b++) {
-    const block = laid.slice(bounds[b], bounds[b + 1]);
-    shuffleInPlace(block, rng);
-    for (let q = 0; q < block.length; q++) pool[bounds[b] + q] = block[q];
+    const block: number[] = [];
+    for (let j = 0; j < c; j++) for (let q = 0; q < counts[j * k + b]; q++) block.push(pool[starts[j * k + b] + q]);
+    shuffleInPlace(block, Rng.forStream(base, c + b));
+    for (const x of block) out.push(x);
+    bounds.push(out.length);
   }
+  for (let q = 0; q < n; q++) pool[q] = out[q];
   return bounds;
 }
 

@@ -159,38 +159,121 @@ struct OpenPack {
 /// packs each block on its own (a block stays in cache, and blocks run on worker threads).
 pub const PACK_BLOCK: usize = 1 << 16;
 
-/// Shuffles `pool` uniformly at random for `rng`, in blocks: with `k = ceil(n / PACK_BLOCK)`
-/// blocks (one: a plain Fisher-Yates shuffle), every sample draws its block from `rng` in pool
-/// order (`below(k)`), the samples are laid out block after block (in pool order within a
-/// block), then each block is shuffled (Fisher-Yates), block 0 first, continuing `rng`. Returns
-/// the blocks' bounds (`k + 1` positions).
-fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng) -> Vec<usize> {
+/// Most input chunks [`shuffle_in_blocks`] cuts a pool into.
+pub const SHUFFLE_CHUNKS: usize = 64;
+
+/// Shuffles `pool` uniformly at random for `rng`, in blocks of about [`PACK_BLOCK`] samples,
+/// and returns the blocks' bounds (`k + 1` positions, `k = ceil(n / PACK_BLOCK)`). One block: a
+/// plain Fisher-Yates shuffle with `rng`. Otherwise the pool is cut into `c = min(k,
+/// SHUFFLE_CHUNKS)` chunks (chunk `j` is `[j n / c, (j + 1) n / c)`), and with `base` two words
+/// of `rng` (the low 32 bits, then 21 more), each chunk, on stream `j` of `base`
+/// ([`Rng::for_stream`]), is Fisher-Yates shuffled and then draws, for each of its samples in
+/// turn, a block (`below(k)`): only the counts are kept, and the chunk's shuffled samples go to
+/// the blocks in runs (the first `count[j][0]` to block 0, and so on). Block `b` takes its runs
+/// chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`. Each sample lands in a
+/// uniformly random block, in a uniformly random order within it: a uniformly random order, as
+/// a one-block shuffle gives. Chunks and blocks are independent: threads take runs of them (the
+/// result does not depend on how many).
+fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<usize> {
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
     if k <= 1 {
         shuffle(pool, rng);
         return vec![0, n];
     }
-    // The draws twice from one state (counting, then placing) instead of storing them.
-    let mut replay = rng.clone();
+    let base = rng.next_u32() as u64 | ((rng.next_u32() >> 11) as u64) << 32;
+    let c = k.min(SHUFFLE_CHUNKS);
+    let chunk = |j: usize| j * n / c..(j + 1) * n / c;
+    // Each chunk shuffled in place, and its samples' block counts (`counts[j * k + b]`).
+    let mut counts = vec![0u32; c * k];
+    let shuffle_chunk = |j: usize, items: &mut [Rec], count: &mut [u32]| {
+        let mut r = Rng::for_stream(base, j as u64);
+        shuffle(items, &mut r);
+        for _ in 0..items.len() {
+            count[r.below(k as u32) as usize] += 1;
+        }
+    };
+    let parallel = threads > 1;
+    if parallel {
+        std::thread::scope(|scope| {
+            let (mut rest, mut counts_rest) = (&mut pool[..], &mut counts[..]);
+            let per = c.div_ceil(threads);
+            for first in (0..c).step_by(per) {
+                let last = (first + per).min(c);
+                let (mine, tail) = std::mem::take(&mut rest)
+                    .split_at_mut(chunk(last - 1).end - chunk(first).start);
+                rest = tail;
+                let (count, tail) =
+                    std::mem::take(&mut counts_rest).split_at_mut((last - first) * k);
+                counts_rest = tail;
+                let shuffle_chunk = &shuffle_chunk;
+                let chunk = &chunk;
+                scope.spawn(move || {
+                    let at = chunk(first).start;
+                    for j in first..last {
+                        let r = chunk(j);
+                        shuffle_chunk(
+                            j,
+                            &mut mine[r.start - at..r.end - at],
+                            &mut count[(j - first) * k..(j - first + 1) * k],
+                        );
+                    }
+                });
+            }
+        });
+    } else {
+        for j in 0..c {
+            shuffle_chunk(j, &mut pool[chunk(j)], &mut counts[j * k..(j + 1) * k]);
+        }
+    }
+    // Where each chunk's run for each block starts (in the chunk), and the blocks' bounds.
+    let mut starts = vec![0usize; c * k];
+    for j in 0..c {
+        let mut at = chunk(j).start;
+        for b in 0..k {
+            starts[j * k + b] = at;
+            at += counts[j * k + b] as usize;
+        }
+    }
     let mut bounds = vec![0usize; k + 1];
-    for _ in 0..n {
-        bounds[rng.below(k as u32) as usize + 1] += 1;
-    }
     for b in 0..k {
-        bounds[b + 1] += bounds[b];
+        bounds[b + 1] = bounds[b] + (0..c).map(|j| counts[j * k + b] as usize).sum::<usize>();
     }
-    let mut next = bounds[..k].to_vec();
+    // Blocks `[first, last)` gathered into `out` (from `bounds[first]` on) and shuffled.
+    let source = &pool[..];
+    let fill = |first: usize, last: usize, out: &mut [Rec]| {
+        let mut at = 0;
+        for b in first..last {
+            let begin = at;
+            for j in 0..c {
+                let (s, len) = (starts[j * k + b], counts[j * k + b] as usize);
+                out[at..at + len].copy_from_slice(&source[s..s + len]);
+                at += len;
+            }
+            shuffle(
+                &mut out[begin..at],
+                &mut Rng::for_stream(base, (c + b) as u64),
+            );
+        }
+    };
     let mut out = vec![Rec { id: 0, v: 0, t: 0 }; n];
-    for &x in pool.iter() {
-        let b = replay.below(k as u32) as usize;
-        out[next[b]] = x;
-        next[b] += 1;
+    if parallel {
+        std::thread::scope(|scope| {
+            let mut rest = &mut out[..];
+            let per = k.div_ceil(threads);
+            for first in (0..k).step_by(per) {
+                let last = (first + per).min(k);
+                let (mine, tail) =
+                    std::mem::take(&mut rest).split_at_mut(bounds[last] - bounds[first]);
+                rest = tail;
+                let fill = &fill;
+                scope.spawn(move || fill(first, last, mine));
+            }
+        });
+    } else {
+        fill(0, k, &mut out);
     }
     *pool = out;
-    for b in 0..k {
-        shuffle(&mut pool[bounds[b]..bounds[b + 1]], rng);
-    }
     bounds
 }
 
@@ -287,6 +370,7 @@ fn pack(
         let bounds = shuffle_in_blocks(
             &mut pool,
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
+            threads,
         );
         let last = round + 1 == p.rounds;
         let blocks = bounds.len() - 1;
@@ -1426,6 +1510,13 @@ pub fn balance_batches(
         return Err(super::strategy::step_too_large(p.dp, p.accum));
     }
     let m = m as usize;
+    let mut t_ph = std::time::Instant::now();
+    let mut ph = |name: &str| {
+        if std::env::var("PH").is_ok() {
+            eprint!("{name} {:.3} ", t_ph.elapsed().as_secs_f64());
+        }
+        t_ph = std::time::Instant::now();
+    };
     // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
     let (pool, mut dropped, oversize) = if p.oversize == Oversize::OwnMicroBatch {
         let mut fit = Vec::with_capacity(samples.len());
@@ -1445,16 +1536,20 @@ pub fn balance_batches(
         (fit, dropped, Vec::new())
     };
     let total = pool.len() as u64;
+    ph("split");
     let threads = if p.threads > 0 {
         p.threads.min(MAX_THREADS)
     } else {
         worker_threads()
     };
     let mut packs = pack(pool, p, progress, total, threads);
+    ph("pack");
     packs = repack_part_filled(packs, p);
+    ph("repack");
     let before = packs.len();
     let (packs, kept, lost) = spread_tail(packs, p, m);
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
+    ph("spread_tail");
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
     // order grouped by vision sum (descending); then the dealt packs (built step by step) by
@@ -1500,6 +1595,7 @@ pub fn balance_batches(
         new_packs.offsets.push(at);
     }
     let n = at as usize;
+    ph("L.sorts");
     // The records in the new order, three words each, in the first three quarters of the loads'
     // own buffer (its pages are touched only as they are written); the old packs are then freed
     // and each record widened in place to its loads, last first (a record's loads never cover an
@@ -1605,6 +1701,7 @@ pub fn balance_batches(
     let packs = new_packs;
     let cap_t = p.caps.max_text as u64;
 
+    ph("L.fill");
     // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
     // the class each, small enough to stay in cache). Windows are independent: threads take
     // runs of them (the plan does not depend on how many).
@@ -1651,6 +1748,7 @@ pub fn balance_batches(
         },
     );
     progress.report(total + total / 4, total * 2);
+    ph("equalize");
 
     // Step 5: steps cut from the layout; costly and cheap packs matched in steps of their own.
     let full = Loads {
@@ -1674,6 +1772,7 @@ pub fn balance_batches(
         tail.drain(..whole);
     }
     let steps = drawn.len() / m;
+    ph("match");
     let cap_v = p.caps.max_vision as u64;
     let tune = |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, step: &mut [u32]| {
         let v0 = loads[step[0] as usize].v;
@@ -1737,6 +1836,7 @@ pub fn balance_batches(
         first += run.len();
     }
     progress.report(total + total / 4 + total * 3 / 4, total * 2);
+    ph("tune");
 
     // The packs' items, as the swaps left them.
     let mut packs = packs;
@@ -1779,6 +1879,7 @@ pub fn balance_batches(
     order.extend_from_slice(&tail);
     drop((loads, drawn, tail, dealt));
     progress.report(total * 2, total * 2);
+    ph("deal");
     let mut plan = assemble(
         &packs,
         &order,
@@ -1801,6 +1902,7 @@ pub fn balance_batches(
             .filter(|&i| !gone[i as usize])
             .collect();
     }
+    ph("assemble");
     Ok(plan)
 }
 
@@ -1964,6 +2066,60 @@ mod tests {
             v.len(),
             "every sample placed or reported"
         );
+    }
+
+    #[test]
+    fn shuffling_in_blocks_is_a_uniform_permutation_on_any_thread_count() {
+        let n = 2 * PACK_BLOCK + 1_000; // three blocks, three chunks
+        let pool: Vec<Rec> = (0..n as u32).map(|id| Rec { id, v: 1, t: id }).collect();
+        let watched = [0, n / 2, n - 1];
+        let mut lands = [[0usize; 3]; 3]; // [watched sample][block]
+        let mut rising = 0usize;
+        let mut pairs = 0usize;
+        let mut first_chunk = (0.0, 0.0);
+        for seed in 0..24u64 {
+            let mut one = pool.clone();
+            let bounds = shuffle_in_blocks(&mut one, &mut Rng::new(seed), 1);
+            assert_eq!(bounds.len(), 4);
+            assert_eq!(*bounds.last().unwrap(), n);
+            let mut seen = vec![false; n];
+            for r in &one {
+                assert!(!seen[r.id as usize], "sample {} twice", r.id);
+                seen[r.id as usize] = true;
+            }
+            for threads in [2, 3] {
+                let mut other = pool.clone();
+                assert_eq!(
+                    shuffle_in_blocks(&mut other, &mut Rng::new(seed), threads),
+                    bounds
+                );
+                assert!(other == one, "seed {seed}: {threads} threads");
+            }
+            for (w, &id) in watched.iter().enumerate() {
+                let at = one.iter().position(|r| r.id as usize == id).unwrap();
+                lands[w][bounds.iter().filter(|&&b| b <= at).count() - 1] += 1;
+            }
+            for pair in one[..bounds[1]].windows(2) {
+                rising += (pair[0].id < pair[1].id) as usize;
+                pairs += 1;
+            }
+            // Where block 0 holds the first chunk's samples: all over it, not first.
+            for (at, r) in one[..bounds[1]].iter().enumerate() {
+                if (r.id as usize) < n / 3 {
+                    first_chunk.0 += at as f64 / bounds[1] as f64;
+                    first_chunk.1 += 1.0;
+                }
+            }
+        }
+        let middle = first_chunk.0 / first_chunk.1;
+        assert!((0.48..0.52).contains(&middle), "{middle}");
+        // Each watched sample in each block about 24 / 3 times (binomial SD 2.3), and no order
+        // kept within a block (ascending neighbours about half the time).
+        for row in lands {
+            assert!(row.iter().all(|&c| (2..=16).contains(&c)), "{row:?}");
+        }
+        let share = rising as f64 / pairs as f64;
+        assert!((0.49..0.51).contains(&share), "{share}");
     }
 
     #[test]
