@@ -857,6 +857,15 @@ fn word(loads: &mut [SampleLoad], q: usize) -> &mut u32 {
     }
 }
 
+/// Word `q` of `loads` (as [`word`] numbers them), read.
+fn word_of(loads: &[SampleLoad], q: usize) -> u32 {
+    let x = &loads[q / 4];
+    [x.w, x.v, x.t, x.id][q % 4]
+}
+
+/// Samples from which the layout widens its records into loads on threads.
+const PARALLEL_WIDEN_MIN: usize = 1 << 16;
+
 /// One packed sample's loads (see [`SwapRules`]).
 #[derive(Clone, Copy)]
 struct SampleLoad {
@@ -1653,18 +1662,46 @@ pub fn balance_batches(
     }
     drop((packs, order_old, fresh, tail_old, oversize_recs));
     sample_loads.resize(n, zero);
-    for i in (0..n).rev() {
+    let widened = |id: u32, v: u32, t: u32| SampleLoad {
+        w: p.cost.weight(t, max_cost) as u32,
+        v,
+        t,
+        id,
+    };
+    // Entries `[lo, hi)` with `3 hi <= 4 lo` read words `[3 lo, 3 hi)`, all in entries below `lo`,
+    // which no entry of `[lo, hi)` overwrites: such a wave is widened on threads, each from the
+    // untouched entries below it; waves go downward, and the last small part is done in place,
+    // last first.
+    let mut hi = n;
+    while threads > 1 && hi >= PARALLEL_WIDEN_MIN {
+        let lo = (3 * hi).div_ceil(4);
+        let (below, wave) = sample_loads.split_at_mut(lo);
+        let below: &[SampleLoad] = below;
+        let per = (hi - lo).div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (g, out) in wave[..hi - lo].chunks_mut(per).enumerate() {
+                let widened = &widened;
+                scope.spawn(move || {
+                    for (j, x) in out.iter_mut().enumerate() {
+                        let q = 3 * (lo + g * per + j);
+                        *x = widened(
+                            word_of(below, q),
+                            word_of(below, q + 1),
+                            word_of(below, q + 2),
+                        );
+                    }
+                });
+            }
+        });
+        hi = lo;
+    }
+    for i in (0..hi).rev() {
         let (id, v, t) = (
             *word(&mut sample_loads, 3 * i),
             *word(&mut sample_loads, 3 * i + 1),
             *word(&mut sample_loads, 3 * i + 2),
         );
-        sample_loads[i] = SampleLoad {
-            w: p.cost.weight(t, max_cost) as u32,
-            v,
-            t,
-            id,
-        };
+        sample_loads[i] = widened(id, v, t);
     }
     let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
     // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
