@@ -844,6 +844,7 @@ module.exports.chunkInFlight = nativeBinding.chunkInFlight
 module.exports.decodeBase64U32 = nativeBinding.decodeBase64U32
 module.exports.evaluateSplit = nativeBinding.evaluateSplit
 module.exports.evaluateStages = nativeBinding.evaluateStages
+module.exports.keepFreedMemory = nativeBinding.keepFreedMemory
 module.exports.nativeInfo = nativeBinding.nativeInfo
 module.exports.packIsf = nativeBinding.packIsf
 module.exports.packIsfAsync = nativeBinding.packIsfAsync

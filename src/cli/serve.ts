@@ -4,6 +4,7 @@
  * @module
  */
 import { InvalidArgumentError, type Command } from 'commander';
+import { nativeModule } from '../binding';
 import { pinHeapShape } from '../sidecar/heap';
 import type { ServeOptions } from '../sidecar/server';
 
@@ -32,8 +33,10 @@ export function registerServe(program: Command): void {
     .exitOverride()
     .action(async (flags: ServeOptions & { listen?: string }) => {
       const { listen, ...options } = flags;
-      // A dedicated process: its heap keeps the size it starts with (flat RSS, see heap.ts).
+      // A dedicated process: its heap keeps the size it starts with (flat RSS, see heap.ts), and
+      // natively freed memory stays for the next plan (crate/node/src/memory.rs).
       pinHeapShape();
+      nativeModule()?.keepFreedMemory();
       // Loaded here, not at start-up: compiling the sidecar's schemas cost every other command ~0.3 s of CPU.
       const { serveSocket, serveStdio } = require('../sidecar/server') as typeof import('../sidecar/server');
       if (listen !== undefined) await serveSocket(listen, options);

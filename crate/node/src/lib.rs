@@ -9,6 +9,7 @@
 //! - [`permutation`]: seeded permutations and shuffles, sync and async;
 //! - [`simulate`]: the pipeline step simulator;
 //! - [`io`]: length files streamed into typed arrays on the libuv pool;
+//! - [`memory`]: the sidecar's allocation policy (freed memory kept for the next plan);
 //! - [`info`]: what `omnibal doctor` reports about the binary;
 //! - [`diagnostics`]: functions that exist to prove the error paths (a deliberate panic).
 #![deny(clippy::all)]
@@ -19,6 +20,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod info;
 pub mod io;
+pub mod memory;
 pub mod model;
 pub mod permutation;
 pub mod progress;
