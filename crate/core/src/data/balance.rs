@@ -183,53 +183,40 @@ fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<
     }
     let base = rng.next_u32() as u64 | ((rng.next_u32() >> 11) as u64) << 32;
     let c = k.min(SHUFFLE_CHUNKS);
-    let chunk = |j: usize| j * n / c..(j + 1) * n / c;
+    let chunks: Vec<usize> = (0..=c).map(|j| j * n / c).collect();
     // Each chunk shuffled in place, and its samples' block counts (`counts[j * k + b]`).
     let mut counts = vec![0u32; c * k];
-    let shuffle_chunk = |j: usize, items: &mut [Rec], count: &mut [u32]| {
-        let mut r = Rng::for_stream(base, j as u64);
-        shuffle(items, &mut r);
-        for _ in 0..items.len() {
-            count[r.below(k as u32) as usize] += 1;
+    let rows: Vec<usize> = (0..=c).map(|j| j * k).collect();
+    let shuffle_chunks = |first: usize, last: usize, items: &mut [Rec], count: &mut [u32]| {
+        for j in first..last {
+            let mut r = Rng::for_stream(base, j as u64);
+            let items = &mut items[chunks[j] - chunks[first]..chunks[j + 1] - chunks[first]];
+            shuffle(items, &mut r);
+            let count = &mut count[(j - first) * k..(j - first + 1) * k];
+            for _ in 0..items.len() {
+                count[r.below(k as u32) as usize] += 1;
+            }
         }
     };
     let parallel = threads > 1;
     if parallel {
+        let runs = block_runs(pool, &chunks, threads);
         std::thread::scope(|scope| {
-            let (mut rest, mut counts_rest) = (&mut pool[..], &mut counts[..]);
-            let per = c.div_ceil(threads);
-            for first in (0..c).step_by(per) {
-                let last = (first + per).min(c);
-                let (mine, tail) = std::mem::take(&mut rest)
-                    .split_at_mut(chunk(last - 1).end - chunk(first).start);
-                rest = tail;
-                let (count, tail) =
-                    std::mem::take(&mut counts_rest).split_at_mut((last - first) * k);
-                counts_rest = tail;
-                let shuffle_chunk = &shuffle_chunk;
-                let chunk = &chunk;
-                scope.spawn(move || {
-                    let at = chunk(first).start;
-                    for j in first..last {
-                        let r = chunk(j);
-                        shuffle_chunk(
-                            j,
-                            &mut mine[r.start - at..r.end - at],
-                            &mut count[(j - first) * k..(j - first + 1) * k],
-                        );
-                    }
-                });
+            for ((first, last, items), (_, _, count)) in
+                runs.into_iter()
+                    .zip(block_runs(&mut counts, &rows, threads))
+            {
+                let shuffle_chunks = &shuffle_chunks;
+                scope.spawn(move || shuffle_chunks(first, last, items, count));
             }
         });
     } else {
-        for j in 0..c {
-            shuffle_chunk(j, &mut pool[chunk(j)], &mut counts[j * k..(j + 1) * k]);
-        }
+        shuffle_chunks(0, c, pool, &mut counts);
     }
     // Where each chunk's run for each block starts (in the chunk), and the blocks' bounds.
     let mut starts = vec![0usize; c * k];
     for j in 0..c {
-        let mut at = chunk(j).start;
+        let mut at = chunks[j];
         for b in 0..k {
             starts[j * k + b] = at;
             at += counts[j * k + b] as usize;
@@ -259,13 +246,7 @@ fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<
     let mut out = vec![Rec { id: 0, v: 0, t: 0 }; n];
     if parallel {
         std::thread::scope(|scope| {
-            let mut rest = &mut out[..];
-            let per = k.div_ceil(threads);
-            for first in (0..k).step_by(per) {
-                let last = (first + per).min(k);
-                let (mine, tail) =
-                    std::mem::take(&mut rest).split_at_mut(bounds[last] - bounds[first]);
-                rest = tail;
+            for (first, last, mine) in block_runs(&mut out, &bounds, threads) {
                 let fill = &fill;
                 scope.spawn(move || fill(first, last, mine));
             }
@@ -275,6 +256,27 @@ fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<
     }
     *pool = out;
     bounds
+}
+
+/// `items` cut at `bounds` (`bounds[0] = 0`, the last is `items.len()`) into blocks, and the
+/// blocks into up to `threads` runs of consecutive ones: each run's blocks `first..last` and
+/// items, for worker threads.
+fn block_runs<'a, T>(
+    items: &'a mut [T],
+    bounds: &[usize],
+    threads: usize,
+) -> Vec<(usize, usize, &'a mut [T])> {
+    let k = bounds.len() - 1;
+    let per = k.div_ceil(threads.max(1)).max(1);
+    let mut runs = Vec::new();
+    let mut rest = items;
+    for first in (0..k).step_by(per) {
+        let last = (first + per).min(k);
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(bounds[last] - bounds[first]);
+        rest = tail;
+        runs.push((first, last, mine));
+    }
+    runs
 }
 
 /// What [`pack_block`] leaves: samples packed, each pack's end, samples for the next round.
@@ -380,15 +382,9 @@ fn pack(
                 done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
             }
         } else {
-            let per = blocks.div_ceil(threads);
             let runs: Vec<Vec<PackedBlock>> = std::thread::scope(|scope| {
-                let mut rest_of = &mut pool[..];
                 let mut handles = Vec::new();
-                for first in (0..blocks).step_by(per) {
-                    let end = (first + per).min(blocks);
-                    let (mine, rest) =
-                        std::mem::take(&mut rest_of).split_at_mut(bounds[end] - bounds[first]);
-                    rest_of = rest;
+                for (first, end, mine) in block_runs(&mut pool, &bounds, threads) {
                     let bounds = &bounds;
                     handles.push(scope.spawn(move || {
                         (first..end)
