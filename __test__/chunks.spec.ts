@@ -314,6 +314,49 @@ nativeTest('partitionChunks: native equals the twin on InternVL-Chat-1.5 PP 8, v
   }
 });
 
+test('partitionChunks on InternVL-Chat-1.5 PP 8: the simulated step is at most Megatron-LM\'s uniform chunking\'s (v = 2, 3), at the same memory', (t) => {
+  const load = { tiles: 18, tokens: 5000, sumSqLen: (5000 * 5000) / 4.5 };
+  for (const v of [2, 3]) {
+    const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load, schedule: 'interleaved', virtualStages: v });
+    const plan = partitionChunks(p);
+    t.true(plan.stages.every((s) => s.memoryBytes <= p.memoryBytes));
+    // The planner's figure is the simulation of its own chunks, as a saved plan replays it.
+    const again = evaluateChunks(
+      p,
+      plan.chunks.map((c) => c.lastLayer),
+      plan.chunks.flatMap((c) => c.recomputeLayers),
+    );
+    t.true(Math.abs(again.objectiveMs - plan.objectiveMs) <= 1e-9 * plan.objectiveMs, `${again.objectiveMs} vs ${plan.objectiveMs}`);
+    // Megatron-LM's uniform layout: the layers spread evenly over the v x P chunks, each chunk
+    // recomputing its first k layers (--recompute-num-layers k, applied per chunk); the fastest k
+    // whose every stage fits.
+    const L = p.forwardMs.length;
+    const K = v * p.stages;
+    const ends: number[] = [];
+    let end = 0;
+    for (let c = 0; c < K; c++) {
+      end += Math.floor(L / K) + (c < L % K ? 1 : 0);
+      ends.push(end - 1);
+    }
+    let uniform = Infinity;
+    let bestK = -1;
+    for (let k = 0; k <= Math.ceil(L / K); k++) {
+      const rec = ends.flatMap((e, c) => {
+        const first = c === 0 ? 0 : ends[c - 1] + 1;
+        return Array.from({ length: Math.min(k, e - first + 1) }, (_, i) => first + i);
+      });
+      const u = evaluateChunks(p, ends, rec);
+      if (u.stages.every((s) => s.memoryBytes <= p.memoryBytes) && u.objectiveMs < uniform) {
+        uniform = u.objectiveMs;
+        bestK = k;
+      }
+    }
+    t.true(Number.isFinite(uniform), `v ${v}: some uniform setting fits`);
+    t.true(plan.objectiveMs <= uniform, `v ${v}: ${plan.objectiveMs} vs uniform ${uniform}`);
+    t.log(`v ${v}: planned ${plan.objectiveMs.toFixed(0)} ms, Megatron uniform chunks (k ${bestK}) ${uniform.toFixed(0)} ms, bound ${plan.lowerBoundMs.toFixed(0)} ms`);
+  }
+});
+
 test('exportMegatronChunks: v x P layout segments in chunk order, the per-virtual-stage count when even, and what it cannot express', (t) => {
   const kinds = ['vit-embed', 'vit', 'projector', 'embed', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'llm', 'head'] as const;
   const n = kinds.length;

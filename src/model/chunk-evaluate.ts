@@ -117,25 +117,41 @@ export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[],
  */
 function simulatedChunkStep(problem: StageProblem, v: number, fwd: Float64Array, bwd: Float64Array, cutAfter: Float64Array): number {
   const P = problem.stages;
-  const M = problem.microBatches;
   const transferMs = new Float64Array(Math.max(P - 1, 0));
   for (let s = 0; s + 1 < P; s++) {
     let cuts = 0;
     for (let j = 0; j < v; j++) cuts += cutAfter[j * P + s];
     transferMs[s] = cuts / v;
   }
-  const chunkForwardMs = new Float64Array(M * v * P);
-  const chunkBackwardMs = new Float64Array(M * v * P);
-  for (let m = 0; m < M; m++) {
-    chunkForwardMs.set(fwd, m * v * P);
-    chunkBackwardMs.set(bwd, m * v * P);
+  return uniformInterleavedStep(P, problem.microBatches, v, fwd, bwd, transferMs);
+}
+
+/**
+ * The interleaved schedule's simulated step ({@link simulateStep}) for one rank whose `m`
+ * micro-batches all take the same time per model chunk: `fwd[u]` / `bwd[u]` for chunk `u = j P + s`
+ * (chunk `j` of device `s`), `transferMs` after each device (`P - 1`); no all-reduce.
+ *
+ * @param P - devices
+ * @param m - micro-batches (a multiple of `P` when `v > 1`)
+ * @param v - model chunks per device
+ * @param fwd - forward time per chunk, ms
+ * @param bwd - backward time (recomputation included) per chunk, ms
+ * @param transferMs - transfer time across the cut after each device, ms
+ * @returns the simulated step, ms
+ */
+export function uniformInterleavedStep(P: number, m: number, v: number, fwd: Float64Array, bwd: Float64Array, transferMs: Float64Array): number {
+  const chunkForwardMs = new Float64Array(m * v * P);
+  const chunkBackwardMs = new Float64Array(m * v * P);
+  for (let i = 0; i < m; i++) {
+    chunkForwardMs.set(fwd, i * v * P);
+    chunkBackwardMs.set(bwd, i * v * P);
   }
   return simulateStep({
     dp: 1,
     pp: P,
-    microBatches: M,
-    forwardMs: new Float64Array(M * P),
-    backwardMs: new Float64Array(M * P),
+    microBatches: m,
+    forwardMs: new Float64Array(m * P),
+    backwardMs: new Float64Array(m * P),
     transferMs,
     gradBytes: new Float64Array(P),
     allreduceBytesPerS: 0,
