@@ -9,10 +9,28 @@ import fc from 'fast-check';
 import { recoverId, LineReader } from '../src/sidecar/framing';
 import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
 import { newContext, Session } from '../src/sidecar/server';
+import { simulateStep } from '../src/simulate/index';
 import { Harness, tempDir, type Msg } from './sidecar-harness';
 import { root } from './helpers';
 
 const small = (n: number) => ({ vision: Array.from({ length: n }, (_, i) => 1 + (i % 5)), text: Array.from({ length: n }, (_, i) => 100 + ((i * 37) % 900)) });
+
+/** An interleaved `simulate` request (dp 1, pp 2, 2 micro-batches, v 2) with per-chunk times. */
+const chunked = {
+  dp: 1,
+  pp: 2,
+  microBatches: 2,
+  forwardMs: [2, 2, 2, 2],
+  backwardMs: [4, 4, 4, 4],
+  transferMs: [0.5],
+  gradBytes: [0, 0],
+  allreduceBytesPerS: 0,
+  activationBytes: [1, 1],
+  schedule: 'interleaved',
+  virtualStages: 2,
+  chunkForwardMs: [3, 1, 0.5, 1, 3, 1, 0.5, 1],
+  chunkBackwardMs: [6, 2, 1, 2, 6, 2, 1, 2],
+};
 
 const invalidParams: [string, unknown, string][] = [
   ['balance', { ...small(8) }, 'dp'],
@@ -39,6 +57,11 @@ const invalidParams: [string, unknown, string][] = [
   ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8, load: { tiles: 1 } }, 'load.tokens'],
   ['simulate', { dp: 1 }, 'pp'],
   ['simulate', { dp: 4096, pp: 1024, microBatches: 65536, forwardMs: [], backwardMs: [], transferMs: [], gradBytes: [], allreduceBytesPerS: 0, activationBytes: [], schedule: '1f1b' }, 'microBatches'],
+  ['simulate', { ...chunked, chunkBackwardMs: undefined }, 'chunkBackwardMs'],
+  ['simulate', { ...chunked, chunkForwardMs: chunked.chunkForwardMs.slice(1) }, 'chunkForwardMs'],
+  ['simulate', { ...chunked, chunkBackwardMs: [1, 2, 3, -2, 1, 2, 3, 2] }, 'chunkBackwardMs[3]'],
+  ['simulate', { ...chunked, chunkForwardMs: [1, 2, 3, 2, 1, 2, 3, 'x'] }, 'chunkForwardMs[7]'],
+  ['simulate', { ...chunked, schedule: '1f1b', virtualStages: undefined }, 'chunkForwardMs'],
   ['plan', { cluster: { gpus: 8, tp: 1, pp: 8 } }, 'cluster.dp'],
   ['plan', { simulatedSteps: 1e9 }, 'simulatedSteps'],
   ['search.tell', { searchId: 's', lastLayers: [1], seconds: 0 }, 'seconds'],
@@ -57,6 +80,29 @@ for (const [k, [method, params, field]] of invalidParams.entries()) {
     t.false(/Missing field|internal/i.test(r.error!.message));
   });
 }
+
+test('simulate takes each model chunk\'s own times, as simulateStep does in process', async (t) => {
+  const h = Harness.create();
+  const r = await h.call('simulate', chunked);
+  t.is(r.error, undefined, JSON.stringify(r.error));
+  const f64 = (x: number[]) => Float64Array.from(x);
+  const own = simulateStep({
+    ...chunked,
+    schedule: 'interleaved',
+    forwardMs: f64(chunked.forwardMs),
+    backwardMs: f64(chunked.backwardMs),
+    transferMs: f64(chunked.transferMs),
+    gradBytes: f64(chunked.gradBytes),
+    activationBytes: f64(chunked.activationBytes),
+    chunkForwardMs: f64(chunked.chunkForwardMs),
+    chunkBackwardMs: f64(chunked.chunkBackwardMs),
+  });
+  t.is(r.result.stepMs, own.stepMs);
+  t.deepEqual(r.result.rankMs, Array.from(own.rankMs));
+  // Without them each chunk takes half its stage's time: another step here.
+  const even = await h.call('simulate', { ...chunked, chunkForwardMs: undefined, chunkBackwardMs: undefined });
+  t.not(even.result.stepMs, r.result.stepMs);
+});
 
 test('params that are not an object are -32602', async (t) => {
   const h = Harness.create();

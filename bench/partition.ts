@@ -94,11 +94,12 @@ export function benchPartition(): void {
 
 /** The interleaved chunk planner (v x P chunks, branch and bound with a node budget). */
 function benchChunks(): void {
-  console.log('\nInterleaved chunk planner (partitionChunks: v x P chunks, chunk c on stage c mod P; a PREDICTION of the cost model):');
+  console.log('\nInterleaved chunk planner (partitionChunks: v x P chunks, chunk c on stage c mod P; iteration = the simulated step at the mean micro-batch; a PREDICTION of the cost model):');
   const rows = [
     [4, 2],
     [8, 2],
     [8, 3],
+    [8, 4],
   ].map(([pp, v]) => {
     const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp, dp: 8, microBatches: 4 * pp, load, schedule: 'interleaved', virtualStages: v });
     const input = { ...p };

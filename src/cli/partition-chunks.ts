@@ -8,7 +8,8 @@
 import { writeStdout } from './output';
 import { ErrorCodes, omnibalError } from '../errors';
 import { exportMegatronChunks } from '../export/megatron-chunks';
-import { baselineStages, SPLITS, type ChunkPlan, type StageProblem } from '../model/index';
+import { baselineStages, SPLITS, type ChunkPlan, type StagePlan, type StageProblem } from '../model/index';
+import { uniformInterleavedStep } from '../model/chunk-evaluate';
 import { chunksWithMemoryHint, DEEPSPEED_INTERLEAVED, partitionChunksForTarget } from '../model/chunk-target';
 import type { Target } from '../model/target';
 import { formatTable } from './table';
@@ -18,7 +19,7 @@ const GIB = 2 ** 30;
 /** The assumptions of an interleaved prediction, as printed with it. */
 export const INTERLEAVED_ASSUMPTIONS = [
   'layers cut into v x P contiguous model chunks, chunk c on stage c mod P (Megatron-LM\'s interleaved layout); stage time = the sum of its chunks\' times',
-  'iteration = M x slowest stage + (sum of stage times - slowest) / v (the interleaved closed form with even chunks)',
+  'iteration = the simulated step of one rank whose micro-batches all take these times: each chunk its own forward and backward (+ recomputation) time in Megatron-LM\'s interleaved order, one transfer per device boundary (the mean of its chunks\' cuts), no all-reduce; the planner minimises it',
   'stage memory = its chunks\' static bytes + the most, over the schedule, of sum over its chunks of (micro-batches of that chunk held) x (its kept activation bytes) + fixed overhead; recomputation chosen per chunk',
 ];
 
@@ -27,16 +28,37 @@ function checkTarget(target: Target): void {
   if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, DEEPSPEED_INTERLEAVED);
 }
 
-/** Contiguous baselines priced with the interleaved closed form (each device's layers as v equal chunks). */
+/** A contiguous split's simulated interleaved step, each device's layers as `v` equal chunks (the simulator's default without chunk times). */
+function contiguousStep(problem: StageProblem, plan: StagePlan, v: number): number {
+  const P = problem.stages;
+  const fwd = new Float64Array(v * P);
+  const bwd = new Float64Array(v * P);
+  const transferMs = new Float64Array(Math.max(P - 1, 0));
+  plan.stages.forEach((st, s) => {
+    let f = 0;
+    let b = 0;
+    for (let l = st.firstLayer; l <= st.lastLayer; l++) {
+      f += problem.forwardMs[l];
+      b += problem.backwardMs[l];
+    }
+    for (const l of st.recomputeLayers) b += problem.forwardMs[l];
+    for (let j = 0; j < v; j++) {
+      fwd[j * P + s] = f / v;
+      bwd[j * P + s] = b / v;
+    }
+    if (s + 1 < P && problem.commMs && problem.commMs.length > 0) transferMs[s] = problem.commMs[st.lastLayer];
+  });
+  return uniformInterleavedStep(P, problem.microBatches, v, fwd, bwd, transferMs);
+}
+
+/** Contiguous baselines priced by the same simulation (each device's layers as v equal chunks). */
 function baselinesOf(problem: StageProblem, v: number): Record<string, { objectiveMs: number; bottleneckMs: number } | { error: string }> {
   const out: Record<string, { objectiveMs: number; bottleneckMs: number } | { error: string }> = {};
   for (const method of SPLITS) {
     for (const rec of ['none', 'full', 'uniform'] as const) {
       try {
         const p = baselineStages(problem, method, rec);
-        let sum = 0;
-        for (const s of p.stages) sum += s.timeMs;
-        out[`${method}+${rec}`] = { objectiveMs: problem.microBatches * p.bottleneckMs + (sum - p.bottleneckMs) / v, bottleneckMs: p.bottleneckMs };
+        out[`${method}+${rec}`] = { objectiveMs: contiguousStep(problem, p, v), bottleneckMs: p.bottleneckMs };
       } catch (error) {
         out[`${method}+${rec}`] = { error: (error as Error).message };
       }

@@ -9,12 +9,16 @@
  * static bytes, the fixed stage overhead, and its held activations at the schedule's peak: the
  * per-chunk held micro-batches the schedule's replay gives ({@link chunkInFlight}, the same
  * replay the planner's `chunk_states` run) times each chunk's kept bytes (a recomputed layer keeps
- * its checkpoint, any other its activations). Memory is reported, not enforced.
+ * its checkpoint, any other its activations). Memory is reported, not enforced. The iteration time
+ * is the simulated step ({@link simulateStep}) of one rank whose micro-batches all take the
+ * problem's times: each chunk its forward, and its backward plus its recomputation; one transfer
+ * time per device boundary, the mean of that device's chunks' cuts; no all-reduce. The chunk
+ * planner scores its plans the same way, so a saved plan replays to the figure it was planned at.
  *
  * @module
  */
 import { invalidOptions } from '../errors';
-import { chunkInFlight } from '../simulate/index';
+import { chunkInFlight, simulateStep } from '../simulate/index';
 import type { ChunkInfo, ChunkPlan, ChunkStageInfo, MemoryBreakdown, StagePlan, StageProblem } from './index';
 
 /**
@@ -24,8 +28,9 @@ import type { ChunkInfo, ChunkPlan, ChunkStageInfo, MemoryBreakdown, StagePlan, 
  * @param problem - the stage problem (`schedule: 'interleaved'`, `virtualStages` = `v`)
  * @param chunkLastLayers - each chunk's last layer, ascending, the last one the model's last layer
  * @param recomputeLayers - the fully recomputed layers (absolute indices)
- * @returns the chunk plan with its predicted times and memory (`optimal: false`; `lowerBoundMs` the
- *   chunk planner's bound, the bare layer time spread evenly over the devices)
+ * @returns the chunk plan with its predicted times and memory (`optimal: false`; `lowerBoundMs` a
+ *   bound on any chunking's simulated step: the busiest device at least `M` times the bare layer
+ *   time over `P`, and one micro-batch through every layer)
  * @throws `ERR_OMNIBAL_INVALID_OPTIONS` when the chunks do not cover the layers in order
  */
 export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[], recomputeLayers: number[]): ChunkPlan {
@@ -46,6 +51,9 @@ export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[],
   const chunks: ChunkInfo[] = [];
   const act = new Float64Array(K);
   const ckpt = new Float64Array(K);
+  const fwd = new Float64Array(K);
+  const bwd = new Float64Array(K);
+  const cutAfter = new Float64Array(K);
   for (let c = 0; c < K; c++) {
     const first = c === 0 ? 0 : chunkLastLayers[c - 1] + 1;
     const last = chunkLastLayers[c];
@@ -53,17 +61,22 @@ export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[],
     const rec: number[] = [];
     for (let l = first; l <= last; l++) {
       time += problem.forwardMs[l] + problem.backwardMs[l];
+      fwd[c] += problem.forwardMs[l];
+      bwd[c] += problem.backwardMs[l];
       if (recomputed[l]) {
         time += problem.forwardMs[l];
+        bwd[c] += problem.forwardMs[l];
         ckpt[c] += problem.checkpointBytes[l];
         rec.push(l);
       } else act[c] += problem.activationBytes[l];
     }
-    if (P > 1 && last + 1 < L && comm !== undefined && comm.length > 0) time += comm[last];
+    if (P > 1 && last + 1 < L && comm !== undefined && comm.length > 0) {
+      time += comm[last];
+      cutAfter[c] = comm[last];
+    }
     chunks.push({ firstLayer: first, lastLayer: last, stage: c % P, layerNames: problem.layerNames?.slice(first, last + 1) ?? [], recomputeLayers: rec, selectiveLayers: [], timeMs: time, held: 0 });
   }
   const stages: ChunkStageInfo[] = [];
-  let sum = 0;
   let max = 0;
   for (let s = 0; s < P; s++) {
     const mine = Array.from({ length: v }, (_, j) => j * P + s);
@@ -89,15 +102,65 @@ export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[],
       memory.activations += ch.held * act[c];
       memory.checkpoints += ch.held * ckpt[c];
     });
-    sum += time;
     max = Math.max(max, time);
     stages.push({ chunks: mine, timeMs: time, memoryBytes: staticBytes + peak.bytes + (problem.stageOverheadBytes ?? 0), memory, inFlight: held / v });
   }
-  const objectiveMs = problem.microBatches * max + (sum - max) / v;
-  // The chunk planner's bound: the bare layer time spread evenly over the devices.
+  const objectiveMs = simulatedChunkStep(problem, v, fwd, bwd, cutAfter);
   const bare = bareLayerMs(problem);
-  const lowerBoundMs = problem.microBatches * (bare.total / P) + (bare.total - bare.total / P) / v;
+  const lowerBoundMs = Math.max(problem.microBatches * (bare.total / P), bare.total);
   return { virtualStages: v, chunks, stages, objectiveMs, bottleneckMs: max, optimal: false, lowerBoundMs };
+}
+
+/**
+ * The simulated step of one rank whose `M` micro-batches all take each chunk's forward / backward
+ * time (layer order, `v x P`), with the transfer after each device the mean of its chunks' cuts.
+ */
+function simulatedChunkStep(problem: StageProblem, v: number, fwd: Float64Array, bwd: Float64Array, cutAfter: Float64Array): number {
+  const P = problem.stages;
+  const transferMs = new Float64Array(Math.max(P - 1, 0));
+  for (let s = 0; s + 1 < P; s++) {
+    let cuts = 0;
+    for (let j = 0; j < v; j++) cuts += cutAfter[j * P + s];
+    transferMs[s] = cuts / v;
+  }
+  return uniformInterleavedStep(P, problem.microBatches, v, fwd, bwd, transferMs);
+}
+
+/**
+ * The interleaved schedule's simulated step ({@link simulateStep}) for one rank whose `m`
+ * micro-batches all take the same time per model chunk: `fwd[u]` / `bwd[u]` for chunk `u = j P + s`
+ * (chunk `j` of device `s`), `transferMs` after each device (`P - 1`); no all-reduce.
+ *
+ * @param P - devices
+ * @param m - micro-batches (a multiple of `P` when `v > 1`)
+ * @param v - model chunks per device
+ * @param fwd - forward time per chunk, ms
+ * @param bwd - backward time (recomputation included) per chunk, ms
+ * @param transferMs - transfer time across the cut after each device, ms
+ * @returns the simulated step, ms
+ */
+export function uniformInterleavedStep(P: number, m: number, v: number, fwd: Float64Array, bwd: Float64Array, transferMs: Float64Array): number {
+  const chunkForwardMs = new Float64Array(m * v * P);
+  const chunkBackwardMs = new Float64Array(m * v * P);
+  for (let i = 0; i < m; i++) {
+    chunkForwardMs.set(fwd, i * v * P);
+    chunkBackwardMs.set(bwd, i * v * P);
+  }
+  return simulateStep({
+    dp: 1,
+    pp: P,
+    microBatches: m,
+    forwardMs: new Float64Array(m * P),
+    backwardMs: new Float64Array(m * P),
+    transferMs,
+    gradBytes: new Float64Array(P),
+    allreduceBytesPerS: 0,
+    activationBytes: new Float64Array(P),
+    schedule: 'interleaved',
+    virtualStages: v,
+    chunkForwardMs,
+    chunkBackwardMs,
+  }).stepMs;
 }
 
 /** The layers' bare forward + backward time: their total and the largest. */

@@ -1,17 +1,22 @@
 /**
  * The interleaved chunk planner. TypeScript twin of `crate/core/src/model/chunks.rs`; see there
- * for the method and its guarantee. Same steps, same order, same floating-point operations.
+ * for the method and its guarantee (the objective is the simulated step, scored with
+ * {@link ChunkReplayTwin}, the twin simulator's replay). Same steps, same order, same
+ * floating-point operations.
  *
  * @module
  */
 import { outOfRange } from '../errors';
-import { chunkStatesTwin } from '../simulate/simulate';
+import { ChunkReplayTwin, chunkStatesTwin } from '../simulate/simulate';
 import { infeasible } from './partition';
 import { checkProblem, cutMs, type Problem } from './stages';
 import { Segments } from './recompute';
 
 /** Twin of `chunks::NODE_BUDGET`. */
 export const NODE_BUDGET = 200_000;
+
+/** Twin of `chunks::SIM_OPS_PER_NODE`. */
+const SIM_OPS_PER_NODE = 16;
 
 /** Twin of `chunks::CACHE_LIMIT`. */
 const CACHE_LIMIT = 1 << 18;
@@ -53,9 +58,6 @@ interface Opt {
 
 type Score = { ok: true; t: number; sq: number } | { ok: false; overflow: number };
 
-function objective(m: number, v: number, sum: number, max: number): number {
-  return m * max + (sum - max) / v;
-}
 
 class Ctx {
   readonly stages: number;
@@ -66,6 +68,10 @@ class Ctx {
   /** Memos of `options` and `stage` (twin of the Rust memos; results never depend on them). */
   private readonly optionsMemo = new Map<number, Opt[]>();
   private readonly stageMemo = new Map<string, [number, Opt[]] | undefined>();
+  /** The simulator's replay of this schedule, scoring full chunkings. */
+  private readonly replay: ChunkReplayTwin;
+  /** Simulations run so far. */
+  sims = 0;
 
   constructor(
     readonly p: Problem,
@@ -76,6 +82,7 @@ class Ctx {
     this.seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, 0, p.recomputeGroups);
     this.states = [];
     for (let s = 0; s < p.stages; s++) this.states.push(chunkStatesTwin('interleaved', v, p.stages, s, p.microBatches));
+    this.replay = new ChunkReplayTwin(v, p.stages, p.microBatches);
   }
 
   base(l: number, r: number): number {
@@ -237,23 +244,66 @@ class Ctx {
     });
   }
 
-  score(ends: number[]): Score {
-    let sum = 0;
+  /** Twin of `Ctx::score`: with a bound above `cap` standing in for the step. */
+  score(ends: number[], cap: number): Score {
     let sq = 0;
-    let max = 0;
     let overflow = 0;
     for (let s = 0; s < this.stages; s++) {
       const ranges = this.rangesOf(ends, s);
       const st = this.stage(s, ranges);
-      if (st !== undefined) {
-        const t = st[0];
-        sum += t;
-        sq += t * t;
-        max = Math.max(max, t);
-      } else overflow += Math.max(this.stageMinMemory(s, ranges) - this.p.memoryBytes, 0);
+      if (st !== undefined) sq += st[0] * st[0];
+      else overflow += Math.max(this.stageMinMemory(s, ranges) - this.p.memoryBytes, 0);
     }
     if (overflow > 0) return { ok: false, overflow };
-    return { ok: true, t: objective(this.p.microBatches, this.v, sum, max), sq };
+    return { ok: true, t: this.stepMs(ends, cap), sq };
+  }
+
+  /** Twin of `Ctx::step_input`. */
+  stepInput(ends: number[]): [Float64Array, Float64Array, Float64Array] {
+    const fwd = new Float64Array(this.kCount);
+    const bwd = new Float64Array(this.kCount);
+    const p2p = new Float64Array(Math.max(this.stages - 1, 0));
+    for (let s = 0; s < this.stages; s++) {
+      const ranges = this.rangesOf(ends, s);
+      const choice = this.stage(s, ranges)![1];
+      let cuts = 0;
+      ranges.forEach(([l, r], j) => {
+        const u = j * this.stages + s;
+        fwd[u] = this.seg.pf[r + 1] - this.seg.pf[l];
+        bwd[u] = this.seg.pb[r + 1] - this.seg.pb[l] + choice[j].extra;
+        cuts += this.cut(r);
+      });
+      if (s + 1 < this.stages) p2p[s] = cuts / this.v;
+    }
+    return [fwd, bwd, p2p];
+  }
+
+  /** Twin of `Ctx::step_bound`. */
+  stepBound(fwd: Float64Array, bwd: Float64Array): number {
+    const m = this.p.microBatches;
+    let before = 0;
+    let best = 0;
+    for (let s = 0; s < this.stages; s++) {
+      let busy = 0;
+      for (let j = 0; j < this.v; j++) {
+        const u = j * this.stages + s;
+        busy += fwd[u] + bwd[u];
+      }
+      best = Math.max(best, before + m * busy);
+      before += fwd[s] + bwd[s];
+    }
+    let path = 0;
+    for (let u = 0; u < this.kCount; u++) path += fwd[u] + bwd[u];
+    return Math.max(best, path);
+  }
+
+  /** Twin of `Ctx::step_ms`. */
+  stepMs(ends: number[], cap: number): number {
+    const [fwd, bwd, p2p] = this.stepInput(ends);
+    const bound = this.stepBound(fwd, bwd);
+    if (bound > cap) return bound;
+    this.sims++;
+    return this.replay.stepMs(fwd, bwd, p2p);
   }
 
   minMaxChunks(firstMin: number): number[] {
@@ -335,7 +385,7 @@ class Ctx {
       const cap = lb * (1 + i / 256);
       const ends = this.fill(cap, firstMin);
       if (ends !== undefined) {
-        const sc = this.score(ends);
+        const sc = this.score(ends, best === undefined ? Infinity : best[0]);
         if (sc.ok) {
           if (best === undefined || sc.t < best[0]) best = [sc.t, ends];
           left = left ?? 9;
@@ -348,7 +398,7 @@ class Ctx {
 
   /** Twin of `Ctx::local_search`. */
   localSearch(ends: number[], firstMin: number): Score {
-    let cur = this.score(ends);
+    let cur = this.score(ends, Infinity);
     const better = (a: Score, b: Score) => {
       if (a.ok && b.ok) return a.t < b.t || (a.t === b.t && a.sq < b.sq);
       if (a.ok !== b.ok) return a.ok;
@@ -375,7 +425,8 @@ class Ctx {
             if (ok) ok = trial[0] + 1 >= firstMin && trial[K - 2] + 1 < L;
             for (let i = 1; ok && i < K; i++) if (trial[i - 1] >= trial[i]) ok = false;
             if (!ok) continue;
-            const next = this.score(trial);
+            // Only a step at most the current one can be better.
+            const next = this.score(trial, cur.ok ? cur.t : Infinity);
             if (better(next, cur)) {
               cur = next;
               for (let i = 0; i < K; i++) ends[i] = trial[i];
@@ -392,13 +443,14 @@ class Ctx {
 
 class Search {
   readonly ends: number[];
-  readonly bare: Float64Array;
-  readonly cuts: Float64Array;
+  /** Busy time per micro-batch of each finished stage (twin of `Search::exact`). */
   readonly exact: Float64Array;
   best = Infinity;
   bestEnds: number[] | undefined = undefined;
   nodes = 0;
   exhausted = false;
+  cutHere = false;
+  frontier = Infinity;
 
   constructor(
     readonly ctx: Ctx,
@@ -406,8 +458,6 @@ class Search {
     readonly firstMin: number,
   ) {
     this.ends = new Array<number>(ctx.kCount).fill(0);
-    this.bare = new Float64Array(ctx.stages);
-    this.cuts = new Float64Array(ctx.stages);
     this.exact = new Float64Array(ctx.stages);
   }
 
@@ -416,19 +466,16 @@ class Search {
     this.nodes++;
     if (this.nodes > NODE_BUDGET) {
       this.exhausted = true;
+      this.cutHere = true;
       return;
     }
     const L = ctx.p.layers.length;
     const K = ctx.kCount;
     const stages = ctx.stages;
     if (c === K) {
-      let sum = 0;
-      let max = 0;
-      for (const t of this.exact) {
-        sum += t;
-        max = Math.max(max, t);
-      }
-      const t = objective(ctx.p.microBatches, ctx.v, sum, max);
+      const before = ctx.sims;
+      const t = ctx.stepMs(this.ends, this.best);
+      if (ctx.sims > before) this.nodes += Math.max(Math.floor((2 * ctx.p.microBatches * K) / SIM_OPS_PER_NODE), 1) - 1;
       if (t < this.best) {
         this.best = t;
         this.bestEnds = this.ends.slice();
@@ -436,43 +483,75 @@ class Search {
       return;
     }
     const s = c % stages;
-    const finishing = c >= (ctx.v - 1) * stages;
     const rLo = c + 1 === K ? L - 1 : c === 0 ? Math.max(start, this.firstMin - 1) : start;
     const rHi = L - (K - c);
     const m = ctx.p.microBatches;
+    const placed = this.placedBare(s, c);
     for (let r = rLo; r <= rHi; r++) {
       const bare = ctx.base(start, r);
-      if (m * (this.bare[s] + bare) >= this.best) break;
-      this.ends[c] = r;
-      const cut = ctx.cut(r);
-      this.bare[s] += bare;
-      this.cuts[s] += cut;
-      let ok = true;
-      if (finishing) {
-        const st = ctx.stage(s, ctx.rangesOf(this.ends, s));
-        if (st !== undefined) this.exact[s] = st[0];
-        else ok = false;
+      if (m * (placed + bare) >= this.best) break;
+      const bound = this.place(c, r);
+      if (bound < this.best) this.run(c + 1, r + 1);
+      if (this.exhausted) {
+        if (this.cutHere) {
+          this.frontier = Math.min(this.frontier, bound);
+          this.cutHere = false;
+        }
+        for (let r2 = r + 1; r2 <= rHi; r2++) {
+          if (m * (placed + ctx.base(start, r2)) >= this.best) break;
+          this.frontier = Math.min(this.frontier, this.place(c, r2));
+        }
+        return;
       }
-      if (ok && this.bound(c, r) < this.best) this.run(c + 1, r + 1);
-      this.bare[s] -= bare;
-      this.cuts[s] -= cut;
-      if (this.exhausted) return;
     }
   }
 
+  /** Twin of `Search::place`. */
+  place(c: number, r: number): number {
+    const ctx = this.ctx;
+    const s = c % ctx.stages;
+    this.ends[c] = r;
+    if (c >= (ctx.v - 1) * ctx.stages) {
+      const ranges = ctx.rangesOf(this.ends, s);
+      const st = ctx.stage(s, ranges);
+      if (st === undefined) return Infinity;
+      let busy = 0;
+      ranges.forEach(([l, rr], j) => (busy += ctx.base(l, rr) + st[1][j].extra));
+      this.exact[s] = busy;
+    }
+    return this.bound(c, r);
+  }
+
+  /** Twin of `Search::placed_bare`. */
+  placedBare(s: number, c: number): number {
+    const ctx = this.ctx;
+    let t = 0;
+    for (let u = s; u < c; u += ctx.stages) t += ctx.base(u === 0 ? 0 : this.ends[u - 1] + 1, this.ends[u]);
+    return t;
+  }
+
+  /** Twin of `Search::bound`. */
   bound(c: number, r: number): number {
     const ctx = this.ctx;
     const stages = ctx.stages;
-    let sum = 0;
-    let max = 0;
+    const m = ctx.p.microBatches;
+    let best = this.rest[0];
+    let openBusy = 0;
+    let openCount = 0;
+    let openBefore = Infinity;
     for (let s = 0; s < stages; s++) {
-      const t = c >= (ctx.v - 1) * stages + s ? this.exact[s] : this.bare[s] + this.cuts[s];
-      sum += t;
-      max = Math.max(max, t);
+      const finished = c >= (ctx.v - 1) * stages + s;
+      const busy = finished ? this.exact[s] : this.placedBare(s, c + 1);
+      const before = s === 0 ? 0 : c + 1 >= s ? ctx.base(0, this.ends[s - 1]) : ctx.base(0, r);
+      best = Math.max(best, before + m * busy);
+      if (!finished) {
+        openBusy += busy;
+        openCount++;
+        openBefore = Math.min(openBefore, before);
+      }
     }
-    sum += this.rest[r + 1];
-    max = Math.max(max, sum / stages);
-    return objective(ctx.p.microBatches, ctx.v, sum, max);
+    if (openCount > 0) best = Math.max(best, openBefore + m * ((openBusy + this.rest[r + 1]) / openCount));
+    return best;
   }
 }
 
@@ -514,7 +593,7 @@ export function partitionChunksTwin(p: Problem): ChunkPlanOut {
   const optimal = !search.exhausted;
   const plan = build(ctx, search.bestEnds);
   plan.optimal = optimal;
-  plan.lowerBoundMs = optimal ? plan.iterationMs : objective(p.microBatches, v, rest[0], rest[0] / stages);
+  plan.lowerBoundMs = optimal ? plan.iterationMs : Math.min(search.frontier, plan.iterationMs);
   return plan;
 }
 
@@ -522,7 +601,6 @@ function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
   const { v, stages } = ctx;
   const chunks: ChunkOut[] = new Array(ctx.kCount);
   const out: ChunkStageOut[] = [];
-  let sum = 0;
   let max = 0;
   for (let s = 0; s < stages; s++) {
     const ranges = ctx.rangesOf(ends, s);
@@ -544,11 +622,10 @@ function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
       } else full = ctx.seg.uniformRanges(l, r, o.k).flatMap(([a, b]) => range(a, b));
       chunks[j * stages + s] = { firstLayer: l, lastLayer: r, stage: s, recomputed: full, selective: sel, timeMs: ctx.chunkTime(l, r, o), held: held[j] };
     });
-    sum += time;
     max = Math.max(max, time);
     let total = 0;
     for (const n of held) total += n;
     out.push({ timeMs: time, memoryBytes: w + act + ctx.p.stageOverheadBytes, inFlight: total / v });
   }
-  return { chunks, stages: out, iterationMs: objective(ctx.p.microBatches, v, sum, max), bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
+  return { chunks, stages: out, iterationMs: ctx.stepMs(ends, Infinity), bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
 }

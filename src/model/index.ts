@@ -314,7 +314,11 @@ export interface ChunkPlan {
   chunks: ChunkInfo[];
   /** The `P` devices. */
   stages: ChunkStageInfo[];
-  /** Predicted iteration time `M max_s t_s + (sum_s t_s - max_s t_s) / v`, ms. */
+  /**
+   * Predicted iteration time, ms: the pipeline simulator's step for one rank whose micro-batches
+   * all take the problem's times, each chunk with its own forward and backward (+ recomputation)
+   * time, one transfer per device boundary (the mean of its chunks' cuts), no all-reduce.
+   */
   objectiveMs: number;
   /** Predicted slowest device time per micro-batch, ms. */
   bottleneckMs: number;
@@ -363,14 +367,21 @@ function shapeChunks(p: StageProblem, n: Native.NativeChunkPlan): ChunkPlan {
  * time is the sum of its chunks', its memory its chunks' static bytes plus, at the schedule's
  * activation peak, each chunk's held micro-batches (the replay `chunkInFlight` runs) times that
  * chunk's kept bytes; recomputation is chosen per chunk (block: its first `k` layers, as Megatron
- * applies it per model chunk), the least added time that fits, exactly per device.
+ * applies it per model chunk), per device the least added time that fits (a heuristic under the
+ * simulated objective, where the step also depends on which chunk carries the time).
+ *
+ * Objective: the step the pipeline simulator predicts for the chunks (`objectiveMs`; see
+ * {@link ChunkPlan.objectiveMs}), the figure a replay of the plan shows, not a closed form.
  *
  * Method and guarantee: a branch and bound over the chunk boundaries from a local-search
- * incumbent. When it finishes within its fixed node budget the plan is optimal for the model
- * (`optimal: true`; tested against brute force on small random instances, and equal to
- * {@link partitionStages} at `v = 1`); otherwise it is the best plan found and `lowerBoundMs`
- * (the bare layer time spread evenly) bounds the optimum, so `objectiveMs / lowerBoundMs - 1` is
- * a proven bound on the gap. Deterministic (the budget counts nodes, not time).
+ * incumbent, pruned by lower bounds on the simulated step (each device waits for the first
+ * micro-batch, is busy `M` times its chunks' time, and that micro-batch still has to go back).
+ * When it finishes within its fixed node budget the plan is optimal for the model and the
+ * per-device recomputation rule (`optimal: true`; tested against brute force on small random
+ * instances, and never slower than the {@link partitionStages} split at `v = 1`); otherwise it is
+ * the best plan found and `lowerBoundMs` (the least bound over the branches the search left)
+ * bounds the optimum, so `objectiveMs / lowerBoundMs - 1` is a proven bound on the gap.
+ * Deterministic (the budget counts nodes and simulations, not time).
  *
  * @throws `ERR_OMNIBAL_INFEASIBLE` when no chunking fits (found or proven; the message says
  *   which); `ERR_OMNIBAL_OUT_OF_RANGE` when the schedule is not interleaved, there are fewer

@@ -180,6 +180,8 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
       activationBytes: F64List(1024),
       schedule: { enum: ['gpipe', '1f1b', 'interleaved'] },
       virtualStages: count(64),
+      chunkForwardMs: F64List(MAX_SIMULATED_OPS),
+      chunkBackwardMs: F64List(MAX_SIMULATED_OPS),
     },
     additionalProperties: false,
   },
@@ -299,6 +301,25 @@ export function isMethod(method: string): boolean {
 }
 
 /**
+ * `simulate`'s optional per-chunk times: both or neither, for the interleaved schedule only,
+ * `dp x microBatches x virtualStages x pp` (= `ops`) finite entries >= 0 each; -32602 naming the
+ * field (the entry, for a bad value).
+ */
+function checkChunkTimes(o: Record<string, unknown>, ops: number): void {
+  const given = (['chunkForwardMs', 'chunkBackwardMs'] as const).filter((k) => o[k] !== undefined);
+  if (given.length === 0) return;
+  const missing = given.length === 1 ? (given[0] === 'chunkForwardMs' ? 'chunkBackwardMs' : 'chunkForwardMs') : undefined;
+  if (missing) throw paramsError(missing, `must be given with ${given[0]} (each model chunk's forward and backward times)`, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  if (o.schedule !== 'interleaved') throw paramsError('chunkForwardMs', `is for the interleaved schedule only, got schedule ${String(o.schedule)}`, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  for (const k of given) {
+    const xs = o[k] as number[];
+    if (xs.length !== ops) throw paramsError(k, `must have dp x microBatches x virtualStages x pp = ${ops} entries, got ${xs.length}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    const i = xs.findIndex((x) => !Number.isFinite(x) || x < 0);
+    if (i >= 0) throw paramsError(`${k}[${i}]`, `must be a finite number >= 0, got ${xs[i]}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  }
+}
+
+/**
  * Checks `params` (absent means `{}`) against `method`'s schema and the cross-field bounds;
  * throws a -32602 {@link RpcError} naming the first bad field.
  */
@@ -328,6 +349,7 @@ export function validateParams(method: string, params: unknown): Record<string, 
   if (method === 'simulate') {
     const ops = (o.dp as number) * (o.pp as number) * (o.microBatches as number) * ((o.virtualStages as number | undefined) ?? 1);
     if (ops > MAX_SIMULATED_OPS) throw paramsError('microBatches', `times dp, pp and virtualStages must be at most ${MAX_SIMULATED_OPS}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    checkChunkTimes(o, ops);
   }
   if (method === 'plan' && o.cluster !== undefined) {
     const c = o.cluster as { dp: number };

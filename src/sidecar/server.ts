@@ -574,7 +574,9 @@ export class Session {
         progress(0, 1);
         const r = await this.pooled(control, async () => {
           const f64 = (k: string) => Float64Array.from(p[k] as number[]);
-          return simulateStep({ ...p, forwardMs: f64('forwardMs'), backwardMs: f64('backwardMs'), transferMs: f64('transferMs'), gradBytes: f64('gradBytes'), activationBytes: f64('activationBytes') } as never);
+          // Per-chunk times (interleaved, checked with the params): each model chunk its own time.
+          const chunks = p.chunkForwardMs !== undefined ? { chunkForwardMs: f64('chunkForwardMs'), chunkBackwardMs: f64('chunkBackwardMs') } : {};
+          return simulateStep({ ...p, forwardMs: f64('forwardMs'), backwardMs: f64('backwardMs'), transferMs: f64('transferMs'), gradBytes: f64('gradBytes'), activationBytes: f64('activationBytes'), ...chunks } as never);
         });
         return { prediction: true, stepMs: r.stepMs, bubbleFraction: r.bubbleFraction, rankMs: Array.from(r.rankMs), peakInFlight: Array.from(r.peakInFlight) };
       }

@@ -46,6 +46,135 @@ function order(schedule: string, v: number, p: number, s: number, m: number): Op
   return ops;
 }
 
+/** Twin of `simulate::Hops`: transfer time between neighbouring devices; the wrap from the last device to the first is priced like the last cut. */
+class Hops {
+  constructor(
+    readonly pp: number,
+    readonly p2p: ArrayLike<number>,
+  ) {}
+
+  between(from: number, to: number): number {
+    if (this.pp === 1 || from === to) return 0;
+    if (to === from + 1) return this.p2p[from];
+    if (from === to + 1) return this.p2p[to];
+    return this.p2p[this.pp - 2];
+  }
+}
+
+/** Twin of `simulate::RankScratch`: buffers one rank's replay reuses. */
+class RankScratch {
+  doneF = new Float64Array(0);
+  doneB = new Float64Array(0);
+  next: number[] = [];
+  free: number[] = [];
+  live: number[] = [];
+}
+
+/** Twin of `simulate::replay_rank`: one rank's devices through their operation orders; returns each device's finish time. */
+function replayRank(
+  orders: Op[][],
+  v: number,
+  m: number,
+  hop: Hops,
+  sc: RankScratch,
+  dur: (s: number, op: Op) => number,
+  onOp: (s: number, op: Op, dur: number, start: number, end: number, live: number) => void,
+): number[] {
+  const pp = orders.length;
+  const vsCount = pp * v;
+  if (sc.doneF.length !== vsCount * m) {
+    sc.doneF = new Float64Array(vsCount * m);
+    sc.doneB = new Float64Array(vsCount * m);
+  }
+  sc.doneF.fill(NaN);
+  sc.doneB.fill(NaN);
+  sc.next = new Array<number>(pp).fill(0);
+  sc.free = new Array<number>(pp).fill(0);
+  sc.live = new Array<number>(pp).fill(0);
+  const { doneF, doneB, next, free, live } = sc;
+  let totalOps = 0;
+  for (const o of orders) totalOps += o.length;
+  let executed = 0;
+  while (executed < totalOps) {
+    let progressed = false;
+    for (let s = 0; s < pp; s++) {
+      while (next[s] < orders[s].length) {
+        const op = orders[s][next[s]];
+        const vs = op.chunk * pp + s;
+        const mb = op.mb;
+        let ready: number | undefined;
+        if (!op.backward) {
+          if (vs === 0) ready = 0;
+          else if (!Number.isNaN(doneF[(vs - 1) * m + mb])) ready = doneF[(vs - 1) * m + mb] + hop.between((vs - 1) % pp, s);
+        } else if (vs === vsCount - 1) {
+          if (!Number.isNaN(doneF[vs * m + mb])) ready = doneF[vs * m + mb];
+        } else if (!Number.isNaN(doneB[(vs + 1) * m + mb])) ready = doneB[(vs + 1) * m + mb] + hop.between((vs + 1) % pp, s);
+        if (ready === undefined) break;
+        const d = dur(s, op);
+        const start = Math.max(free[s], ready);
+        const end = start + d;
+        free[s] = end;
+        if (op.backward) {
+          doneB[vs * m + mb] = end;
+          live[s] -= 1 / v;
+        } else {
+          doneF[vs * m + mb] = end;
+          live[s] += 1 / v;
+        }
+        onOp(s, op, d, start, end, live[s]);
+        next[s]++;
+        executed++;
+        progressed = true;
+      }
+    }
+    if (!progressed) throw outOfRange('schedule', 'deadlocked: the operation order cannot run (internal error)');
+  }
+  return free;
+}
+
+/**
+ * Twin of `simulate::ChunkReplay`: the simulator for one rank whose micro-batches all take the
+ * same time per model chunk (the interleaved chunk planner scores its plans with it).
+ */
+export class ChunkReplayTwin {
+  private readonly orders: Op[][];
+  private readonly scratch = new RankScratch();
+
+  /**
+   * @param virtualStages - model chunks per device (the schedule is interleaved)
+   * @param pp - devices
+   * @param m - micro-batches, a multiple of `pp` when `virtualStages > 1`
+   */
+  constructor(
+    readonly virtualStages: number,
+    readonly pp: number,
+    readonly m: number,
+  ) {
+    if (virtualStages > 1 && m % pp !== 0) throw outOfRange('microBatches', `must be a multiple of pp (${pp}) for the interleaved schedule`);
+    this.orders = Array.from({ length: pp }, (_, s) => order('interleaved', virtualStages, pp, s, m));
+  }
+
+  /** Twin of `ChunkReplay::step_ms`: chunk times in layer order (`v x P`), transfers after each device (`P - 1`). */
+  stepMs(forwardMs: ArrayLike<number>, backwardMs: ArrayLike<number>, p2pMs: ArrayLike<number>): number {
+    const pp = this.pp;
+    const free = replayRank(
+      this.orders,
+      this.virtualStages,
+      this.m,
+      new Hops(pp, p2pMs),
+      this.scratch,
+      (s, op) => {
+        const u = op.chunk * pp + s;
+        return op.backward ? backwardMs[u] : forwardMs[u];
+      },
+      () => {},
+    );
+    let step = 0;
+    for (const f of free) step = Math.max(step, f);
+    return step;
+  }
+}
+
 /** Twin of the native `simulateStep`. */
 export function simulateStepTwin(input: Native.SimulateStepInput, withEvents: boolean): Native.NativeStepResult {
   const v = input.virtualStages === undefined || input.virtualStages === null ? 1 : integerBetween('virtualStages', input.virtualStages, 1, 64);
@@ -88,60 +217,27 @@ export function simulateStepTwin(input: Native.SimulateStepInput, withEvents: bo
   const peak = new Float64Array(pp);
   const events: [number, number, number, number, number, number, number][] = [];
   const allreduce = (s: number) => (dp > 1 && input.allreduceBytesPerS > 0 ? ((((2 * (dp - 1)) / dp) * input.gradBytes[s]) / input.allreduceBytesPerS) * 1e3 : 0);
-  const vsCount = pp * vv;
-  const hop = (from: number, to: number) => {
-    if (pp === 1 || from === to) return 0;
-    if (to === from + 1) return input.transferMs[from];
-    if (from === to + 1) return input.transferMs[to];
-    return input.transferMs[pp - 2];
-  };
+  const hop = new Hops(pp, input.transferMs);
+  const orders = Array.from({ length: pp }, (_, s) => order(schedule, vv, pp, s, m));
+  const scratch = new RankScratch();
   for (let r = 0; r < dp; r++) {
-    const orders = Array.from({ length: pp }, (_, s) => order(schedule, vv, pp, s, m));
-    const doneF = Array.from({ length: vsCount }, () => new Array<number>(m).fill(NaN));
-    const doneB = Array.from({ length: vsCount }, () => new Array<number>(m).fill(NaN));
-    const next = new Array<number>(pp).fill(0);
-    const free = new Array<number>(pp).fill(0);
-    const live = new Array<number>(pp).fill(0);
-    const totalOps = orders.reduce((a, o) => a + o.length, 0);
-    let executed = 0;
-    while (executed < totalOps) {
-      let progressed = false;
-      for (let s = 0; s < pp; s++) {
-        while (next[s] < orders[s].length) {
-          const op = orders[s][next[s]];
-          const vs = op.chunk * pp + s;
-          const mb = op.mb;
-          const idx = (r * m + mb) * pp + s;
-          let ready: number | undefined;
-          if (!op.backward) {
-            if (vs === 0) ready = 0;
-            else if (!Number.isNaN(doneF[vs - 1][mb])) ready = doneF[vs - 1][mb] + hop((vs - 1) % pp, s);
-          } else if (vs === vsCount - 1) {
-            if (!Number.isNaN(doneF[vs][mb])) ready = doneF[vs][mb];
-          } else if (!Number.isNaN(doneB[vs + 1][mb])) ready = doneB[vs + 1][mb] + hop((vs + 1) % pp, s);
-          if (ready === undefined) break;
-          const at = ((r * m + mb) * vv + op.chunk) * pp + s;
-          const dur = chunked ? (op.backward ? cb! : cf!)[at] : (op.backward ? input.backwardMs[idx] : input.forwardMs[idx]) / vv;
-          const start = Math.max(free[s], ready);
-          const end = start + dur;
-          free[s] = end;
-          busy[r * pp + s] += dur;
-          if (op.backward) {
-            doneB[vs][mb] = end;
-            live[s] -= 1 / vv;
-          } else {
-            doneF[vs][mb] = end;
-            live[s] += 1 / vv;
-            peak[s] = Math.max(peak[s], live[s]);
-          }
-          if (withEvents) events.push([r, s, op.mb, op.chunk, op.backward ? 1 : 0, start, end]);
-          next[s]++;
-          executed++;
-          progressed = true;
-        }
-      }
-      if (!progressed) throw outOfRange('schedule', 'deadlocked: the operation order cannot run (internal error)');
-    }
+    const free = replayRank(
+      orders,
+      vv,
+      m,
+      hop,
+      scratch,
+      (s, op) => {
+        const at = ((r * m + op.mb) * vv + op.chunk) * pp + s;
+        const idx = (r * m + op.mb) * pp + s;
+        return chunked ? (op.backward ? cb! : cf!)[at] : (op.backward ? input.backwardMs[idx] : input.forwardMs[idx]) / vv;
+      },
+      (s, op, dur, start, end, live) => {
+        busy[r * pp + s] += dur;
+        if (!op.backward) peak[s] = Math.max(peak[s], live);
+        if (withEvents) events.push([r, s, op.mb, op.chunk, op.backward ? 1 : 0, start, end]);
+      },
+    );
     let rankEnd = 0;
     free.forEach((f, s) => {
       rankEnd = Math.max(rankEnd, f + allreduce(s));

@@ -337,6 +337,171 @@ fn finite_non_negative(arrays: &[(&str, &[f64])]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Transfer time between neighbouring devices; the interleaved wrap from the last device to
+/// the first is priced like the last cut.
+struct Hops<'a> {
+    pp: usize,
+    p2p: &'a [f64],
+}
+
+impl Hops<'_> {
+    fn between(&self, from: usize, to: usize) -> f64 {
+        if self.pp == 1 || from == to {
+            0.0
+        } else if to == from + 1 {
+            self.p2p[from]
+        } else if from == to + 1 {
+            self.p2p[to]
+        } else {
+            self.p2p[self.pp - 2]
+        }
+    }
+}
+
+/// Buffers one rank's replay reuses.
+#[derive(Default)]
+struct RankScratch {
+    /// `done_f[vs * m + mb]` / `done_b`: end times per virtual stage and micro-batch (NaN: not yet).
+    done_f: Vec<f64>,
+    done_b: Vec<f64>,
+    next: Vec<usize>,
+    free: Vec<f64>,
+    live: Vec<f64>,
+}
+
+/// Runs one rank's devices through their operation orders (`orders[s]`, from [`order`]): an
+/// operation starts when its device is free and its input has arrived (the previous virtual
+/// stage's forward, or the next one's backward, plus the hop), and takes `dur(s, op)`.
+/// `on_op(s, op, dur, start, end, live)` sees each executed operation (`live`: the device's
+/// chunk-weighted micro-batches held after it). Returns each device's finish time. The one
+/// replay [`simulate_step`] and [`ChunkReplay::step_ms`] run.
+fn replay_rank<'s>(
+    orders: &[Vec<Op>],
+    v: usize,
+    m: usize,
+    hop: &Hops,
+    scratch: &'s mut RankScratch,
+    dur: impl Fn(usize, Op) -> f64,
+    mut on_op: impl FnMut(usize, Op, f64, f64, f64, f64),
+) -> Result<&'s [f64], Error> {
+    let pp = orders.len();
+    let vs_count = pp * v;
+    let vf = v as f64;
+    let sc = scratch;
+    sc.done_f.clear();
+    sc.done_f.resize(vs_count * m, f64::NAN);
+    sc.done_b.clear();
+    sc.done_b.resize(vs_count * m, f64::NAN);
+    sc.next.clear();
+    sc.next.resize(pp, 0);
+    sc.free.clear();
+    sc.free.resize(pp, 0.0);
+    sc.live.clear();
+    sc.live.resize(pp, 0.0);
+    let total_ops: usize = orders.iter().map(|o| o.len()).sum();
+    let mut executed = 0;
+    while executed < total_ops {
+        let mut progressed = false;
+        for s in 0..pp {
+            while sc.next[s] < orders[s].len() {
+                let op = orders[s][sc.next[s]];
+                let vs = op.chunk as usize * pp + s;
+                let mb = op.mb as usize;
+                let ready = if !op.backward {
+                    if vs == 0 {
+                        Some(0.0)
+                    } else {
+                        let prev = sc.done_f[(vs - 1) * m + mb];
+                        (!prev.is_nan()).then(|| prev + hop.between((vs - 1) % pp, s))
+                    }
+                } else if vs == vs_count - 1 {
+                    let own = sc.done_f[vs * m + mb];
+                    (!own.is_nan()).then_some(own)
+                } else {
+                    let later = sc.done_b[(vs + 1) * m + mb];
+                    (!later.is_nan()).then(|| later + hop.between((vs + 1) % pp, s))
+                };
+                let Some(ready) = ready else { break };
+                let d = dur(s, op);
+                let start = sc.free[s].max(ready);
+                let end = start + d;
+                sc.free[s] = end;
+                if op.backward {
+                    sc.done_b[vs * m + mb] = end;
+                    sc.live[s] -= 1.0 / vf;
+                } else {
+                    sc.done_f[vs * m + mb] = end;
+                    sc.live[s] += 1.0 / vf;
+                }
+                on_op(s, op, d, start, end, sc.live[s]);
+                sc.next[s] += 1;
+                executed += 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            return Err(Error::out_of_range(
+                "schedule",
+                "deadlocked: the operation order cannot run (internal error)",
+            ));
+        }
+    }
+    Ok(&sc.free)
+}
+
+/// The operation orders of a `p`-stage pipeline's devices with `m` micro-batches, and the
+/// buffers of their replay: the simulator for one rank whose micro-batches all take the same
+/// time per model chunk, run many times over (the interleaved chunk planner scores its plans
+/// with it).
+pub struct ChunkReplay {
+    orders: Vec<Vec<Op>>,
+    v: usize,
+    m: usize,
+    scratch: RankScratch,
+}
+
+impl ChunkReplay {
+    /// The replay of `schedule` over `p` devices and `m` micro-batches (checked as
+    /// [`simulate_step`] checks them).
+    pub fn new(schedule: Schedule, p: u32, m: u32) -> Result<Self, Error> {
+        let v = chunks_per_device(schedule, p, 0, m)?;
+        whole_rounds(v, p, m)?;
+        Ok(ChunkReplay {
+            orders: (0..p).map(|s| order(schedule, p, s, m)).collect(),
+            v: v as usize,
+            m: m as usize,
+            scratch: RankScratch::default(),
+        })
+    }
+
+    /// [`simulate_step`]'s step for one rank (no all-reduce) whose every micro-batch takes
+    /// `forward_ms[u]` / `backward_ms[u]` on model chunk `u` (layer order: chunk `j P + s` is
+    /// chunk `j` of device `s`, `v x P` entries), with `p2p_ms` the transfer time across the
+    /// cut after each device (`P - 1` entries). Sizes are the caller's to get right.
+    pub fn step_ms(&mut self, forward_ms: &[f64], backward_ms: &[f64], p2p_ms: &[f64]) -> f64 {
+        let pp = self.orders.len();
+        let hop = Hops { pp, p2p: p2p_ms };
+        let free = replay_rank(
+            &self.orders,
+            self.v,
+            self.m,
+            &hop,
+            &mut self.scratch,
+            |s, op| {
+                let u = op.chunk as usize * pp + s;
+                if op.backward {
+                    backward_ms[u]
+                } else {
+                    forward_ms[u]
+                }
+            },
+            |_, _, _, _, _, _| {},
+        )
+        .expect("the schedule's order runs");
+        free.iter().copied().fold(0.0, f64::max)
+    }
+}
+
 /// Simulates one step.
 pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
     let (dp, pp, m) = (
@@ -419,100 +584,55 @@ pub fn simulate_step(input: &StepInput) -> Result<StepResult, Error> {
             0.0
         }
     };
-    let vs_count = pp * v;
-    // Transfer time between neighbouring devices; the interleaved wrap from the last device to
-    // the first is priced like the last cut.
-    let hop = |from: usize, to: usize| -> f64 {
-        if pp == 1 || from == to {
-            0.0
-        } else if to == from + 1 {
-            input.p2p_ms[from]
-        } else if from == to + 1 {
-            input.p2p_ms[to]
-        } else {
-            input.p2p_ms[pp - 2]
-        }
+    let hop = Hops {
+        pp,
+        p2p: &input.p2p_ms,
     };
+    let orders: Vec<Vec<Op>> = (0..pp)
+        .map(|s| order(input.schedule, input.pp, s as u32, input.micro_batches))
+        .collect();
+    let mut scratch = RankScratch::default();
     for r in 0..dp {
-        let orders: Vec<Vec<Op>> = (0..pp)
-            .map(|s| order(input.schedule, input.pp, s as u32, input.micro_batches))
-            .collect();
-        // done_f[vs][mb] / done_b[vs][mb]: end times per virtual stage (NaN: not yet).
-        let mut done_f = vec![vec![f64::NAN; m]; vs_count];
-        let mut done_b = vec![vec![f64::NAN; m]; vs_count];
-        let mut next = vec![0usize; pp];
-        let mut free = vec![0.0f64; pp];
-        let mut live = vec![0.0f64; pp];
-        let total_ops: usize = orders.iter().map(|o| o.len()).sum();
-        let mut executed = 0;
-        while executed < total_ops {
-            let mut progressed = false;
-            for s in 0..pp {
-                while next[s] < orders[s].len() {
-                    let op = orders[s][next[s]];
-                    let vs = op.chunk as usize * pp + s;
-                    let mb = op.mb as usize;
-                    let idx = (r * m + mb) * pp + s;
-                    let ready = if !op.backward {
-                        if vs == 0 {
-                            Some(0.0)
-                        } else {
-                            let prev = done_f[vs - 1][mb];
-                            (!prev.is_nan()).then(|| prev + hop((vs - 1) % pp, s))
-                        }
-                    } else if vs == vs_count - 1 {
-                        let own = done_f[vs][mb];
-                        (!own.is_nan()).then_some(own)
+        let free = replay_rank(
+            &orders,
+            v,
+            m,
+            &hop,
+            &mut scratch,
+            |s, op| {
+                let mb = op.mb as usize;
+                if chunked {
+                    let at = ((r * m + mb) * v + op.chunk as usize) * pp + s;
+                    if op.backward {
+                        input.chunk_backward_ms[at]
                     } else {
-                        let later = done_b[vs + 1][mb];
-                        (!later.is_nan()).then(|| later + hop((vs + 1) % pp, s))
-                    };
-                    let Some(ready) = ready else { break };
-                    let dur = if chunked {
-                        let at = ((r * m + mb) * v + op.chunk as usize) * pp + s;
-                        if op.backward {
-                            input.chunk_backward_ms[at]
-                        } else {
-                            input.chunk_forward_ms[at]
-                        }
-                    } else if op.backward {
+                        input.chunk_forward_ms[at]
+                    }
+                } else {
+                    let idx = (r * m + mb) * pp + s;
+                    if op.backward {
                         input.backward_ms[idx] / vf
                     } else {
                         input.forward_ms[idx] / vf
-                    };
-                    let start = free[s].max(ready);
-                    let end = start + dur;
-                    free[s] = end;
-                    result.busy_ms[r * pp + s] += dur;
-                    if op.backward {
-                        done_b[vs][mb] = end;
-                        live[s] -= 1.0 / vf;
-                    } else {
-                        done_f[vs][mb] = end;
-                        live[s] += 1.0 / vf;
-                        result.peak_in_flight[s] = result.peak_in_flight[s].max(live[s]);
                     }
-                    result.events.push(Event {
-                        rank: r as u32,
-                        stage: s as u32,
-                        micro_batch: op.mb,
-                        chunk: op.chunk,
-                        backward: op.backward,
-                        start_ms: start,
-                        end_ms: end,
-                    });
-                    next[s] += 1;
-                    executed += 1;
-                    progressed = true;
                 }
-            }
-            if !progressed {
-                return Err(Error::out_of_range(
-                    "schedule",
-                    "deadlocked: the operation order cannot run (internal error)",
-                ));
-            }
-        }
+            },
+            |s, op, dur, start, end, live| {
+                result.busy_ms[r * pp + s] += dur;
+                if !op.backward {
+                    result.peak_in_flight[s] = result.peak_in_flight[s].max(live);
+                }
+                result.events.push(Event {
+                    rank: r as u32,
+                    stage: s as u32,
+                    micro_batch: op.mb,
+                    chunk: op.chunk,
+                    backward: op.backward,
+                    start_ms: start,
+                    end_ms: end,
+                });
+            },
+        )?;
         let mut rank_end = 0.0f64;
         for (s, &f) in free.iter().enumerate() {
             rank_end = rank_end.max(f + allreduce(s));
