@@ -29,7 +29,8 @@ export class LineReader {
   ) {}
 
   /**
-   * Feeds bytes. `stopped()` is checked between lines, so a closed connection stops at once
+   * Feeds bytes (kept by reference until their line ends: a fed buffer must not be reused, as
+   * stream `data` chunks never are). `stopped()` is checked between lines, so a closed connection stops at once
    * (nothing after an HTTP-looking first line runs), and a connection whose client does not read
    * stops mid-chunk. Returns how many bytes of `chunk` were taken: the rest starts a line and is
    * to be fed again later.
@@ -48,8 +49,10 @@ export class LineReader {
           this.skipping = true;
           this.sink.tooLong(head);
         } else if (piece.length > 0) {
-          // Copy: the caller may reuse its buffer, and a subarray would pin the whole chunk.
-          this.chunks.push(nl === -1 ? Buffer.from(piece) : piece);
+          // A line's middle part is the whole chunk: kept as it is (the transports hand over fresh
+          // buffers, which the server already queues by reference). A line's start within a
+          // chunk is copied: a subarray would pin the chunk's earlier lines.
+          this.chunks.push(nl === -1 && start > 0 ? Buffer.from(piece) : piece);
           this.size += piece.length;
         }
       }
