@@ -199,6 +199,9 @@ impl BatchPlan {
     }
 }
 
+/// Samples from which [`assemble`] copies them on worker threads.
+const PARALLEL_GATHER_MIN: usize = 1 << 18;
+
 /// Builds a plan from packs dealt in `order`: consecutive groups of `dp * accum` packs form the
 /// steps, and within a step pack `j` goes to rank `j / accum`. What is left after the last
 /// full step follows `tail`. `dropped` holds the samples already left out (over a cap).
@@ -227,33 +230,18 @@ pub fn assemble(
             ),
         });
     }
-    let mut plan = BatchPlan {
-        dp,
-        accum,
-        packed,
-        caps,
-        tail,
-        samples: Vec::with_capacity(packs.items.len()),
-        micro_batch_offsets: vec![0],
-        rank_offsets: vec![0],
-        padding: Vec::with_capacity(order.len() + m),
-        dropped: Vec::new(),
-        oversize: Vec::new(),
-    };
-    let push_mb = |plan: &mut BatchPlan, pack: usize, pad: bool| {
-        plan.samples.extend_from_slice(packs.get(pack));
-        plan.micro_batch_offsets.push(plan.samples.len() as u32);
-        plan.padding.push(pad as u8);
-    };
+    // The micro-batches' packs in plan order (with their padding flags and the ranks' ends)
+    // first; the samples are then copied pack by pack into their final places.
+    let mut mb_packs: Vec<u32> = Vec::with_capacity(order.len() + m);
+    let mut padding: Vec<u8> = Vec::with_capacity(order.len() + m);
+    let mut rank_offsets: Vec<u32> = vec![0];
     for step in order[..full * m].chunks(m) {
         for rank in step.chunks(accum as usize) {
-            for &p in rank {
-                push_mb(&mut plan, p as usize, false);
-            }
-            plan.rank_offsets
-                .push(plan.micro_batch_offsets.len() as u32 - 1);
+            mb_packs.extend_from_slice(rank);
+            rank_offsets.push(mb_packs.len() as u32);
         }
     }
+    padding.resize(mb_packs.len(), 0);
     if !rest.is_empty() {
         match tail {
             Tail::Drop => {
@@ -270,23 +258,73 @@ pub fn assemble(
                 }
                 for rank in last.chunks(accum as usize) {
                     for &(p, pad) in rank {
-                        push_mb(&mut plan, p as usize, pad);
+                        mb_packs.push(p);
+                        padding.push(pad as u8);
                     }
-                    plan.rank_offsets
-                        .push(plan.micro_batch_offsets.len() as u32 - 1);
+                    rank_offsets.push(mb_packs.len() as u32);
                 }
             }
             Tail::KeepPartial => {
                 for r in 0..dp as usize {
                     for &p in rest.iter().skip(r).step_by(dp as usize) {
-                        push_mb(&mut plan, p as usize, false);
+                        mb_packs.push(p);
+                        padding.push(0);
                     }
-                    plan.rank_offsets
-                        .push(plan.micro_batch_offsets.len() as u32 - 1);
+                    rank_offsets.push(mb_packs.len() as u32);
                 }
             }
         }
     }
+    let mut micro_batch_offsets: Vec<u32> = Vec::with_capacity(mb_packs.len() + 1);
+    let mut at = 0u32;
+    micro_batch_offsets.push(0);
+    for &k in &mb_packs {
+        at += packs.get(k as usize).len() as u32;
+        micro_batch_offsets.push(at);
+    }
+    let mut samples = vec![0u32; at as usize];
+    // Micro-batches `[a, b)` into `out` (their samples, from `micro_batch_offsets[a]` on).
+    let gather = |a: usize, b: usize, out: &mut [u32]| {
+        let base = micro_batch_offsets[a] as usize;
+        for j in a..b {
+            let (from, to) = (
+                micro_batch_offsets[j] as usize,
+                micro_batch_offsets[j + 1] as usize,
+            );
+            out[from - base..to - base].copy_from_slice(packs.get(mb_packs[j] as usize));
+        }
+    };
+    let threads = super::balance::worker_threads();
+    if threads <= 1 || samples.len() < PARALLEL_GATHER_MIN {
+        gather(0, mb_packs.len(), &mut samples);
+    } else {
+        // Threads take runs of micro-batches: disjoint runs of samples, the same result.
+        let per = mb_packs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut rest = &mut samples[..];
+            for a in (0..mb_packs.len()).step_by(per) {
+                let b = (a + per).min(mb_packs.len());
+                let len = (micro_batch_offsets[b] - micro_batch_offsets[a]) as usize;
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                rest = tail;
+                let gather = &gather;
+                scope.spawn(move || gather(a, b, mine));
+            }
+        });
+    }
+    let mut plan = BatchPlan {
+        dp,
+        accum,
+        packed,
+        caps,
+        tail,
+        samples,
+        micro_batch_offsets,
+        rank_offsets,
+        padding,
+        dropped: Vec::new(),
+        oversize: Vec::new(),
+    };
     dropped.sort_unstable();
     plan.dropped = dropped;
     Ok(plan)
