@@ -343,6 +343,41 @@ mod tests {
     }
 
     #[test]
+    fn large_plans_gathered_on_threads_equal_the_plain_loop() {
+        // Over PARALLEL_GATHER_MIN samples: the threaded copy against a plain one.
+        let mut p = Packs::new();
+        let mut next = 0u32;
+        for k in 0..120_000u32 {
+            let len = 1 + k % 4;
+            p.push(&(next..next + len).collect::<Vec<_>>());
+            next += len;
+        }
+        let mut order: Vec<u32> = (0..p.len() as u32).collect();
+        crate::permutation::shuffle(&mut order, &mut crate::rng::Rng::new(5));
+        order.truncate(order.len() - 7);
+        for tail in [Tail::Drop, Tail::Pad, Tail::KeepPartial] {
+            let plan = assemble(&p, &order, 16, 2, tail, true, None, vec![]).unwrap();
+            assert!(plan.samples.len() >= PARALLEL_GATHER_MIN);
+            for k in 0..plan.micro_batches() {
+                let from = plan.micro_batch_offsets[k] as usize;
+                let pack = plan.micro_batch(k);
+                // Each micro-batch is one whole pack: consecutive ids from its first.
+                assert_eq!(
+                    pack,
+                    &(pack[0]..pack[0] + pack.len() as u32).collect::<Vec<_>>()[..],
+                    "{tail:?} mb {k} at {from}"
+                );
+            }
+            let full = order.len() / 32 * 32;
+            let want: Vec<u32> = order[..full]
+                .iter()
+                .flat_map(|&k| p.get(k as usize).to_vec())
+                .collect();
+            assert_eq!(&plan.samples[..want.len()], &want[..], "{tail:?}");
+        }
+    }
+
+    #[test]
     fn full_steps_deal_accum_packs_per_rank() {
         let p = packs(8);
         let order: Vec<u32> = (0..8).collect();
