@@ -89,13 +89,23 @@ def u32_values(values):
         raise InvalidParams("lengths must be integers in 0..4294967295 (%s)" % e, code="ERR_OMNIBAL_INVALID_SAMPLE")
 
 
+class _Base64Array(dict):
+    """What :func:`u32_array` returns: a plain ``{"$base64", "dtype"}`` dict to every reader,
+    which also keeps the text's bytes (``raw``) so that :func:`request_line` can put them in
+    the line without encoding and checking them again (it does so only while ``$base64`` is
+    still the very text they were made with)."""
+
+
 def u32_array(values):
     """Encodes non-negative integers for the wire as little-endian uint32 in base64."""
     a = u32_values(values)
     if sys.byteorder != "little":
         a = array.array(_U32, a)
         a.byteswap()
-    return {"$base64": base64.b64encode(a.tobytes()).decode("ascii"), "dtype": "u32"}
+    raw = base64.b64encode(memoryview(a).cast("B"))
+    out = _Base64Array({"$base64": raw.decode("ascii"), "dtype": "u32"})
+    out.raw, out.text = raw, out["$base64"]
+    return out
 
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
@@ -116,11 +126,16 @@ def request_line(msg):
         copy = None
         for key, value in params.items():
             text = value.get("$base64") if isinstance(value, dict) else None
-            if not isinstance(text, str) or len(text) < _SPLICE_MIN or not text.isascii():
+            if not isinstance(text, str) or len(text) < _SPLICE_MIN:
                 continue
-            raw = text.encode("ascii")
-            if raw.translate(None, _BASE64_ALPHABET):
-                continue
+            if isinstance(value, _Base64Array) and text is getattr(value, "text", None):
+                raw = value.raw  # made by b64encode from this very text's bytes: base64 only
+            else:
+                if not text.isascii():
+                    continue
+                raw = text.encode("ascii")
+                if raw.translate(None, _BASE64_ALPHABET):
+                    continue
             mark = "omnibal-base64-%s-%d" % (token, len(spliced))
             copy = dict(params) if copy is None else copy
             copy[key] = dict(value)

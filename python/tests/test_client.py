@@ -265,6 +265,15 @@ class RequestLineTest(unittest.TestCase):
             json.loads(request_line(msg))  # one valid JSON line
         # The caller's objects are left as they were.
         self.assertEqual(msgs[0]["params"]["vision"], big)
+        # u32_array's own bytes are used only while its text is the one they were made with.
+        edited = u32_array(list(range(70_000)))
+        edited["$base64"] = '"' + edited["$base64"][1:]
+        msg = {"jsonrpc": "2.0", "id": 5, "method": "pack", "params": {"vision": edited}}
+        self.assertEqual(request_line(msg), self.expected(msg))
+        self.assertEqual(json.loads(request_line(msg))["params"]["vision"]["$base64"], edited["$base64"])
+        # It is a plain dict to every reader: equal to one, dumped as one.
+        self.assertEqual(big, {"$base64": big["$base64"], "dtype": "u32"})
+        self.assertEqual(json.dumps(big), json.dumps(dict(big)))
 
     def test_nan_is_still_refused(self):
         from omnibal.client import request_line
