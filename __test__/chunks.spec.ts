@@ -314,6 +314,20 @@ nativeTest('partitionChunks: native equals the twin on InternVL-Chat-1.5 PP 8, v
   }
 });
 
+test('partitionChunks proves a chunk plan cannot fit when the first chunk alone overflows (was: the whole node budget, then "the search found no" plan)', (t) => {
+  // InternVL-Chat-1.5 PP 8, v = 2, the ViT, projector and embedding pinned to chunk 0 (as
+  // --target megatron does): the 6B ViT's weights and its held micro-batches overflow 80 GiB
+  // whatever the later chunks are, so every branch is cut at chunk 0.
+  const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load: { tiles: 18, tokens: 5000 }, schedule: 'interleaved', virtualStages: 2, embeddingOnFirstStage: true, recompute: 'full' });
+  const e = t.throws(() => partitionChunks(p)) as Error & { code?: string };
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  t.regex(e.message, /^no interleaved plan \(2 x 8 chunks\) fits/);
+  t.notRegex(e.message, /node budget/);
+  // With the memory the error path finds, it plans (the bound never cuts a plan that fits).
+  const plan = partitionChunks({ ...p, memoryBytes: 150 * 2 ** 30 });
+  t.true(plan.stages.every((s) => s.memoryBytes <= 150 * 2 ** 30));
+});
+
 test('partitionChunks on InternVL-Chat-1.5 PP 8: the simulated step is at most Megatron-LM\'s uniform chunking\'s (v = 2, 3), at the same memory', (t) => {
   const load = { tiles: 18, tokens: 5000, sumSqLen: (5000 * 5000) / 4.5 };
   for (const v of [2, 3]) {
