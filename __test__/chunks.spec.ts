@@ -5,7 +5,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { exportMegatronChunks } from '../src/export/megatron-chunks';
-import { partitionChunksForTarget } from '../src/model/chunk-target';
+import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chunk-target';
 import { evaluateChunks } from '../src/model/chunk-evaluate';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { chunkInFlight, simulateStep } from '../src/simulate/index';
@@ -351,6 +351,30 @@ test('partitionChunks proves a chunk plan cannot fit when the layers\' static by
   // With room for the static bytes and the held activations, it plans.
   const plan = partitionChunks({ ...p, memoryBytes: 200 });
   t.true(plan.stages.every((s) => s.memoryBytes <= 200));
+});
+
+test('an interleaved problem far over its memory names the least --memory-gib that fits, however far (was: "not even 64 times this memory fits" past 64 GiB)', (t) => {
+  const GIB = 2 ** 30;
+  const p: StageProblem = {
+    forwardMs: Float64Array.from({ length: 8 }, (_, i) => 1 + i),
+    backwardMs: Float64Array.from({ length: 8 }, (_, i) => 2 + i),
+    staticBytes: new Float64Array(8).fill(100 * GIB),
+    activationBytes: new Float64Array(8).fill(GIB),
+    checkpointBytes: new Float64Array(8).fill(0.25 * GIB),
+    stages: 4,
+    microBatches: 8,
+    memoryBytes: GIB,
+    schedule: 'interleaved',
+    virtualStages: 2,
+  };
+  const e = t.throws(() => chunksWithMemoryHint(p)) as Error & { code?: string };
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  const m = /--memory-gib (\d+\.\d\d)$/.exec(e.message);
+  t.truthy(m, e.message);
+  const gib = Number(m?.[1]);
+  t.true(gib > 200);
+  t.notThrows(() => partitionChunks({ ...p, memoryBytes: gib * GIB }));
+  t.is((t.throws(() => partitionChunks({ ...p, memoryBytes: (gib - 0.01) * GIB })) as { code?: string }).code, 'ERR_OMNIBAL_INFEASIBLE');
 });
 
 test('partitionChunks on InternVL-Chat-1.5 PP 8: the simulated step is at most Megatron-LM\'s uniform chunking\'s (v = 2, 3), at the same memory', (t) => {
