@@ -535,21 +535,7 @@ class Search {
       // The stage's chunks placed so far, at their least memory, already overflow.
       return Infinity;
     }
-    if (this.openStaticOverflows(c)) return Infinity;
     return this.bound(c, r);
-  }
-
-  /** Twin of `Search::open_static_overflows`. */
-  openStaticOverflows(c: number): boolean {
-    const ctx = this.ctx;
-    let finished = 0;
-    let open = 0;
-    for (let s = 0; s < ctx.stages; s++) {
-      if (c >= (ctx.v - 1) * ctx.stages + s) {
-        for (const [l, r] of ctx.rangesOf(this.ends, s)) finished += ctx.seg.pw[r + 1] - ctx.seg.pw[l];
-      } else open++;
-    }
-    return open > 0 && ctx.seg.pw[ctx.p.layers.length] - finished + open * ctx.p.stageOverheadBytes > open * ctx.p.memoryBytes;
   }
 
   /** Twin of `Search::placed_bare`. */

@@ -800,32 +800,7 @@ impl Search<'_, '_> {
             // completion fits (later chunks only add static and held bytes).
             return f64::INFINITY;
         }
-        if self.open_static_overflows(c) {
-            return f64::INFINITY;
-        }
         self.bound(c, r)
-    }
-
-    /// Whether the stages not finished once chunks `0..=c` are placed cannot all fit: between
-    /// them they hold every layer the finished stages do not (static bytes) and the overhead
-    /// each, which exceeds their memory put together.
-    fn open_static_overflows(&self, c: usize) -> bool {
-        let ctx = self.ctx;
-        let mut finished = 0.0;
-        let mut open = 0usize;
-        for s in 0..ctx.stages {
-            if c >= (ctx.v - 1) * ctx.stages + s {
-                for &(l, r) in &ctx.ranges_of(&self.ends, s) {
-                    finished += ctx.seg.pw[r + 1] - ctx.seg.pw[l];
-                }
-            } else {
-                open += 1;
-            }
-        }
-        let n = open as f64;
-        open > 0
-            && ctx.seg.pw[ctx.p.layers.len()] - finished + n * ctx.p.stage_overhead_bytes
-                > n * ctx.p.memory_bytes
     }
 
     /// The bare time of stage `s`'s chunks among `0..c`.
