@@ -5,7 +5,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { exportMegatronChunks } from '../src/export/megatron-chunks';
-import { partitionChunksForTarget } from '../src/model/chunk-target';
+import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chunk-target';
 import { evaluateChunks } from '../src/model/chunk-evaluate';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { chunkInFlight, simulateStep } from '../src/simulate/index';
@@ -312,6 +312,44 @@ nativeTest('partitionChunks: native equals the twin on InternVL-Chat-1.5 PP 8, v
     const m = s.memory;
     t.true(Math.abs(m.weights + m.gradients + m.optimizer + m.activations + m.checkpoints + m.fixed - s.memoryBytes) < 1e-3 * s.memoryBytes);
   }
+});
+
+test('partitionChunks proves a chunk plan cannot fit when the first chunk alone overflows (was: the whole node budget, then "the search found no" plan)', (t) => {
+  // InternVL-Chat-1.5 PP 8, v = 2, the ViT, projector and embedding pinned to chunk 0 (as
+  // --target megatron does): the 6B ViT's weights and its held micro-batches overflow 80 GiB
+  // whatever the later chunks are, so every branch is cut at chunk 0.
+  const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load: { tiles: 18, tokens: 5000 }, schedule: 'interleaved', virtualStages: 2, embeddingOnFirstStage: true, recompute: 'full' });
+  const e = t.throws(() => partitionChunks(p)) as Error & { code?: string };
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  t.regex(e.message, /^no interleaved plan \(2 x 8 chunks\) fits/);
+  t.notRegex(e.message, /node budget/);
+  // With the memory the error path finds, it plans (the bound never cuts a plan that fits).
+  const plan = partitionChunks({ ...p, memoryBytes: 150 * 2 ** 30 });
+  t.true(plan.stages.every((s) => s.memoryBytes <= 150 * 2 ** 30));
+});
+
+test('an interleaved problem far over its memory names the least --memory-gib that fits, however far (was: "not even 64 times this memory fits" past 64 GiB)', (t) => {
+  const GIB = 2 ** 30;
+  const p: StageProblem = {
+    forwardMs: Float64Array.from({ length: 8 }, (_, i) => 1 + i),
+    backwardMs: Float64Array.from({ length: 8 }, (_, i) => 2 + i),
+    staticBytes: new Float64Array(8).fill(100 * GIB),
+    activationBytes: new Float64Array(8).fill(GIB),
+    checkpointBytes: new Float64Array(8).fill(0.25 * GIB),
+    stages: 4,
+    microBatches: 8,
+    memoryBytes: GIB,
+    schedule: 'interleaved',
+    virtualStages: 2,
+  };
+  const e = t.throws(() => chunksWithMemoryHint(p)) as Error & { code?: string };
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  const m = /--memory-gib (\d+\.\d\d)$/.exec(e.message);
+  t.truthy(m, e.message);
+  const gib = Number(m?.[1]);
+  t.true(gib > 200);
+  t.notThrows(() => partitionChunks({ ...p, memoryBytes: gib * GIB }));
+  t.is((t.throws(() => partitionChunks({ ...p, memoryBytes: (gib - 0.01) * GIB })) as { code?: string }).code, 'ERR_OMNIBAL_INFEASIBLE');
 });
 
 test('partitionChunks on InternVL-Chat-1.5 PP 8: the simulated step is at most Megatron-LM\'s uniform chunking\'s (v = 2, 3), at the same memory', (t) => {

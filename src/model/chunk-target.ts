@@ -58,9 +58,23 @@ function tryChunks(problem: StageProblem): ChunkPlan | undefined {
 }
 
 /**
+ * Memory per GPU at which every chunking of `problem` fits: all the static bytes, the overhead,
+ * and every layer's largest kept bytes for all `M` micro-batches (no chunk holds more).
+ */
+function chunkMemoryCeiling(problem: StageProblem): number {
+  let bytes = problem.stageOverheadBytes ?? 0;
+  for (let i = 0; i < problem.forwardMs.length; i++) {
+    const kept = Math.max(problem.activationBytes[i], problem.checkpointBytes[i], problem.selectiveBytes?.[i] ?? 0);
+    bytes += problem.staticBytes[i] + problem.microBatches * kept;
+  }
+  return bytes;
+}
+
+/**
  * The least memory per GPU (bytes, a multiple of 0.01 GiB) at which the chunk planner finds a
- * plan for `problem`, or `undefined` when not even 64 times its memory does: bisection on the
- * memory limit (whether a plan fits only grows with the limit).
+ * plan for `problem`, or `undefined` when not even 64 times its memory, nor the memory at which
+ * every chunking fits, does: bisection on the memory limit (whether a plan fits only grows with
+ * the limit).
  *
  * @param problem - a chunk problem that did not fit
  * @param solve - the planner to try (default {@link partitionChunks})
@@ -70,10 +84,11 @@ export function leastChunkMemory(problem: StageProblem, solve: (p: StageProblem)
   const unit = GIB / 100;
   let lo = Math.floor(problem.memoryBytes / unit); // does not fit
   let hi = Math.max(lo + 1, 1);
+  const top = Math.ceil(Math.max(64 * Math.max(problem.memoryBytes, GIB), chunkMemoryCeiling(problem)) / unit);
   while (!solve({ ...problem, memoryBytes: hi * unit })) {
     lo = hi;
-    hi *= 2;
-    if (hi * unit > 64 * Math.max(problem.memoryBytes, GIB)) return undefined;
+    if (hi >= top) return undefined;
+    hi = Math.min(hi * 2, top);
   }
   while (hi - lo > 1) {
     const mid = Math.floor((lo + hi) / 2);
@@ -110,7 +125,7 @@ export function chunksWithMemoryHint(problem: StageProblem, solve: (p: StageProb
     if (need !== undefined) {
       const gib = (Math.round(need / (GIB / 100)) / 100).toFixed(2);
       e.message += `; the least memory per GPU at which the interleaved search finds a plan is ${Math.ceil(need)} bytes (${gib} GiB, rounded up): --memory-gib ${gib}`;
-    } else e.message += '; not even 64 times this memory fits';
+    } else e.message += '; not even the memory at which every chunking fits does';
     throw e;
   }
 }

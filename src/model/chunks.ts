@@ -226,6 +226,19 @@ class Ctx {
     }
   }
 
+  /** Twin of `Ctx::placed_min_memory`: a lower bound on stage `s`'s memory given its chunks among `0..=c`. */
+  placedMinMemory(ends: number[], s: number, c: number): number {
+    let w = 0;
+    const kept: number[] = new Array(this.v).fill(0);
+    for (let u = s; u <= c; u += this.stages) {
+      const first = u === 0 ? 0 : ends[u - 1] + 1;
+      w += this.seg.pw[ends[u] + 1] - this.seg.pw[first];
+      const o = this.options(first, ends[u]);
+      kept[Math.floor(u / this.stages)] = o[o.length - 1].kept;
+    }
+    return w + this.peak(s, kept)[0] + this.p.stageOverheadBytes;
+  }
+
   stageMinMemory(s: number, ranges: [number, number][]): number {
     let w = 0;
     const kept: number[] = [];
@@ -518,6 +531,9 @@ class Search {
       let busy = 0;
       ranges.forEach(([l, rr], j) => (busy += ctx.base(l, rr) + st[1][j].extra));
       this.exact[s] = busy;
+    } else if (ctx.placedMinMemory(this.ends, s, c) > ctx.p.memoryBytes) {
+      // The stage's chunks placed so far, at their least memory, already overflow.
+      return Infinity;
     }
     return this.bound(c, r);
   }

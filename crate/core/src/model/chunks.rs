@@ -39,7 +39,8 @@
 //! (`Search::bound`: the simulation only grows with any operation's time, so each device's
 //! wait for the first micro-batch, plus `M` times its busy time, plus that micro-batch's way
 //! back, bounds the step; the layers not yet placed go to unfinished devices) cannot beat the
-//! incumbent, and when a finished stage does not fit; a full chunking is simulated only when
+//! incumbent, when a finished stage does not fit, and when an unfinished stage's placed chunks
+//! (at their least memory) already overflow; a full chunking is simulated only when
 //! its own such bound is below the incumbent. When the search finishes within its budget
 //! ([`NODE_BUDGET`] branch nodes, a simulation counted by its size) the plan is optimal for this
 //! model and rule (`optimal: true`); otherwise it is the best found, and `lower_bound_ms` (the
@@ -399,6 +400,23 @@ impl<'a> Ctx<'a> {
             w += self.seg.pw[r + 1] - self.seg.pw[l];
             let o = self.options(l, r);
             kept.push(o[o.len() - 1].kept);
+        }
+        w + self.peak(s, &kept).0 + self.p.stage_overhead_bytes
+    }
+
+    /// The least memory stage `s` can have given its chunks among `0..=c` (each at its
+    /// least-kept choice, the chunks not yet placed holding nothing): a lower bound on its
+    /// memory in every completion, as static and held bytes are never negative.
+    fn placed_min_memory(&self, ends: &[usize], s: usize, c: usize) -> f64 {
+        let mut w = 0.0;
+        let mut kept = vec![0.0; self.v];
+        let mut u = s;
+        while u <= c {
+            let first = if u == 0 { 0 } else { ends[u - 1] + 1 };
+            w += self.seg.pw[ends[u] + 1] - self.seg.pw[first];
+            let o = self.options(first, ends[u]);
+            kept[u / self.stages] = o[o.len() - 1].kept;
+            u += self.stages;
         }
         w + self.peak(s, &kept).0 + self.p.stage_overhead_bytes
     }
@@ -777,6 +795,10 @@ impl Search<'_, '_> {
                 busy += ctx.base(l, r) + o.extra;
             }
             self.exact[s] = busy;
+        } else if ctx.placed_min_memory(&self.ends, s, c) > ctx.p.memory_bytes {
+            // The stage's chunks placed so far, at their least memory, already overflow: no
+            // completion fits (later chunks only add static and held bytes).
+            return f64::INFINITY;
         }
         self.bound(c, r)
     }
