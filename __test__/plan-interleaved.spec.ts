@@ -251,3 +251,15 @@ test('--search-layout with --schedule interleaved and --target deepspeed is refu
   t.is(r.status, 2);
   t.regex(r.stderr, /^omnibal: --target deepspeed: .*\[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
 });
+
+test('--schedule interleaved with one virtual stage is refused (Megatron-LM runs one chunk per device as 1F1B), in plan and partition', (t) => {
+  for (const args of [
+    ['plan', '--synthetic', '2000', '--simulated-steps', '1', '--schedule', 'interleaved', '--virtual-stages', '1'],
+    ['partition', '--pp', '8', '--micro-batches', '32', '--schedule', 'interleaved', '--virtual-stages', '1'],
+  ]) {
+    const r = omnibal(args);
+    t.is(r.status, 2, r.stderr);
+    t.regex(r.stderr, /virtual.stages.*1f1b.*ERR_OMNIBAL_INVALID_OPTIONS|ERR_OMNIBAL_INVALID_OPTIONS.*1f1b/s);
+    t.notRegex(r.stderr, /\n\s+at /);
+  }
+});

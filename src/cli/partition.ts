@@ -171,6 +171,7 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   if (!['gpipe', '1f1b', 'interleaved'].includes(flags.schedule)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--schedule must be one of gpipe, 1f1b, interleaved, got ${JSON.stringify(flags.schedule)}`);
   checked('--virtual-stages', flags.virtualStages, 1, true);
   if (flags.virtualStages !== undefined && flags.schedule !== 'interleaved') throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--virtual-stages needs --schedule interleaved');
+  if (flags.schedule === 'interleaved' && flags.virtualStages === 1) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--schedule interleaved needs --virtual-stages 2 or more; one chunk per device is --schedule 1f1b (Megatron-LM runs it as such)');
   checkMemorySize(flags);
   if (flags.layers) {
     // These size a model preset; a layers file carries its own costs and memory.

@@ -154,6 +154,11 @@ export function checkRunOptions(options: Pick<PlanTrainingOptions, 'schedule' | 
     if (schedule !== 'interleaved' && options.virtualStages !== 1) {
       throw omnibalError(ErrorCodes.INVALID_OPTIONS, `virtual stages (${options.virtualStages}) need the interleaved schedule, not ${schedule}`);
     }
+    // Megatron-LM runs one chunk per device as plain 1F1B; its interleaved warm-up (which would
+    // hold up to 2 (P - 1) micro-batches) only applies from two chunks on.
+    if (schedule === 'interleaved' && options.virtualStages === 1) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'the interleaved schedule needs at least 2 virtual stages; one chunk per device is the 1f1b schedule (Megatron-LM runs it as such)');
+    }
   }
   const virtualStages = options.virtualStages ?? (schedule === 'interleaved' ? 2 : 1);
   if (schedule === 'interleaved' && accum !== undefined && pp !== undefined && accum % pp !== 0) {
