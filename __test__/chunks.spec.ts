@@ -6,9 +6,9 @@ import test from 'ava';
 import fc from 'fast-check';
 import { exportMegatronChunks } from '../src/export/megatron-chunks';
 import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chunk-target';
-import { evaluateChunks } from '../src/model/chunk-evaluate';
+import { evaluateChunks, uniformInterleavedStep } from '../src/model/chunk-evaluate';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
-import { chunkInFlight, simulateStep } from '../src/simulate/index';
+import { chunkInFlight } from '../src/simulate/index';
 import { nativeTest, sameOnBothBackends } from './helpers';
 
 const problemArb = fc
@@ -103,7 +103,7 @@ nativeTest('partitionChunks: native equals the twin on random problems, errors i
 /**
  * Every chunking, every `block` choice per chunk, priced layer by layer with `chunkInFlight`: per
  * stage the least added time that fits (among equal ones the least on its earlier chunks, the
- * planner's rule), per chunking the step `simulateStep` predicts: the least step.
+ * planner's rule), per chunking the step `simulateStep` predicts (`uniformInterleavedStep`): the least step.
  */
 function bruteForce(p: StageProblem): number {
   const v = p.virtualStages ?? 2;
@@ -168,27 +168,7 @@ function bruteForce(p: StageProblem): number {
       if (least === undefined) return;
       least[1].forEach((e, j) => (bwd[j * P + s] += e));
     }
-    const repeat = (x: Float64Array) => {
-      const out = new Float64Array(M * K);
-      for (let m = 0; m < M; m++) out.set(x, m * K);
-      return out;
-    };
-    const zeros = new Float64Array(M * P);
-    const step = simulateStep({
-      dp: 1,
-      pp: P,
-      microBatches: M,
-      forwardMs: zeros,
-      backwardMs: zeros,
-      transferMs,
-      gradBytes: new Float64Array(P),
-      allreduceBytesPerS: 0,
-      activationBytes: new Float64Array(P),
-      schedule: 'interleaved',
-      virtualStages: v,
-      chunkForwardMs: repeat(fwd),
-      chunkBackwardMs: repeat(bwd),
-    }).stepMs;
+    const step = uniformInterleavedStep(P, M, v, fwd, bwd, transferMs);
     best = Math.min(best, step);
   };
   const each = (c: number, start: number) => {
