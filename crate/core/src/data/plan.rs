@@ -312,7 +312,8 @@ pub fn assemble(
             }
         });
     }
-    let mut plan = BatchPlan {
+    dropped.sort_unstable();
+    Ok(BatchPlan {
         dp,
         accum,
         packed,
@@ -322,12 +323,9 @@ pub fn assemble(
         micro_batch_offsets,
         rank_offsets,
         padding,
-        dropped: Vec::new(),
+        dropped,
         oversize: Vec::new(),
-    };
-    dropped.sort_unstable();
-    plan.dropped = dropped;
-    Ok(plan)
+    })
 }
 
 #[cfg(test)]
