@@ -18,8 +18,7 @@
  */
 import { ErrorCodes, invalidOptions, omnibalError } from '../errors';
 import { partitionChunks, type ChunkPlan, type StageProblem } from './index';
-import type { Recompute } from './stages';
-import type { Target } from './target';
+import { bestSetting, megatronFirstStageLayers, megatronSettings, withSetting, type Target } from './target';
 
 /** Why DeepSpeed cannot run an interleaved plan (the refusal's message). */
 export const DEEPSPEED_INTERLEAVED =
@@ -130,13 +129,6 @@ export function chunksWithMemoryHint(problem: StageProblem, solve: (p: StageProb
   }
 }
 
-/** One recomputation setting for every chunk. */
-interface Setting {
-  recompute: Recompute;
-  uniformLayers?: number;
-  recomputeVision?: boolean;
-}
-
 /**
  * The best interleaved chunk plan `target` can run (see the module notes).
  *
@@ -153,39 +145,20 @@ export function partitionChunksForTarget(problem: StageProblem, target: Target):
   if (problem.stages < 2 && (problem.virtualStages ?? 2) > 1) throw omnibalError(ErrorCodes.INVALID_OPTIONS, MEGATRON_INTERLEAVED_PP);
   const notes: string[] = [];
   let constrained = problem;
-  const kinds = problem.layerKinds;
-  const embed = kinds ? kinds.indexOf('embed') : -1;
-  if (embed < 0) notes.push('no layer kinds (a --layers file): the first-chunk constraint of Megatron-LM (vision encoder, projector and embedding in chunk 0) is not applied');
-  else if ((problem.firstStageMinLayers ?? 0) < embed + 1) {
-    constrained = { ...problem, firstStageMinLayers: embed + 1 };
-    notes.push(`Megatron-LM builds the vision encoder, projector and LLM embedding (layers 0-${embed}) in the first model chunk (virtual stage 0 of pipeline rank 0)`);
+  const first = megatronFirstStageLayers(problem);
+  if (first === undefined) notes.push('no layer kinds (a --layers file): the first-chunk constraint of Megatron-LM (vision encoder, projector and embedding in chunk 0) is not applied');
+  else if ((problem.firstStageMinLayers ?? 0) < first) {
+    constrained = { ...problem, firstStageMinLayers: first };
+    notes.push(`Megatron-LM builds the vision encoder, projector and LLM embedding (layers 0-${first - 1}) in the first model chunk (virtual stage 0 of pipeline rank 0)`);
   }
-  const mode = problem.recompute ?? 'block';
-  const settings: Setting[] = [];
-  if (mode === 'none' || mode === 'full' || mode === 'uniform' || mode === 'selective-all') settings.push({ recompute: mode, uniformLayers: problem.uniformLayers, recomputeVision: problem.recomputeVision });
-  else {
-    settings.push({ recompute: 'none' });
-    const hasSelective = problem.selectiveBytes !== undefined && problem.selectiveBytes.some((s, i) => s < problem.activationBytes[i]);
-    if (mode === 'selective' && hasSelective) settings.push({ recompute: 'selective-all' });
-    // A chunk holds at most L - (v P - 1) layers: larger counts recompute the same.
-    const v = problem.virtualStages ?? 2;
-    const decoder = kinds ? kinds.filter((k) => k === 'llm').length : problem.forwardMs.length;
-    const longest = Math.min(decoder, problem.forwardMs.length - v * problem.stages + 1);
-    const vision = kinds !== undefined && kinds.includes('vit') ? [false, true] : [false];
-    for (const recomputeVision of vision) for (let k = 1; k <= longest; k++) settings.push({ recompute: 'uniform', uniformLayers: k, recomputeVision });
-    notes.push('Megatron-LM applies one recomputation setting to every model chunk: tried none, selective (when asked) and every --recompute-num-layers count (the first k decoder layers of each chunk), with and without --recompute-vision');
-  }
-  let best: { plan: ChunkPlan; problem: StageProblem } | undefined;
-  for (const s of settings) {
-    const p: StageProblem = { ...constrained, recompute: s.recompute, uniformLayers: s.uniformLayers, recomputeVision: s.recomputeVision };
-    const plan = tryChunks(p);
-    if (plan && (!best || plan.objectiveMs < best.plan.objectiveMs || (plan.objectiveMs === best.plan.objectiveMs && plan.bottleneckMs < best.plan.bottleneckMs))) best = { plan, problem: p };
-  }
+  // A chunk holds at most L - (v P - 1) layers: larger counts recompute the same.
+  const settings = megatronSettings(problem, problem.recompute ?? 'block', (problem.virtualStages ?? 2) * problem.stages);
+  if (settings.length > 1) notes.push('Megatron-LM applies one recomputation setting to every model chunk: tried none, selective (when asked) and every --recompute-num-layers count (the first k decoder layers of each chunk), with and without --recompute-vision');
+  const best = bestSetting(constrained, settings, tryChunks);
   if (!best) {
     // The most memory-saving setting says how much memory would fit.
-    const last = settings[settings.length - 1];
     try {
-      chunksWithMemoryHint({ ...constrained, recompute: last.recompute, uniformLayers: last.uniformLayers, recomputeVision: last.recomputeVision });
+      chunksWithMemoryHint(withSetting(constrained, settings[settings.length - 1]));
     } catch (error) {
       const e = error as Error;
       e.message = `no interleaved plan Megatron-LM can run fits (${notes.join('; ')}): ${e.message}`;

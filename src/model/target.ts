@@ -48,33 +48,61 @@ export interface TargetPlan {
   notes: string[];
 }
 
-/** Layers Megatron-LM builds on its first stage: everything up to the LLM embedding. */
-function megatronFirstStageLayers(problem: StageProblem): number | undefined {
+/** Layers Megatron-LM builds on its first stage (or first model chunk): everything up to the LLM embedding. */
+export function megatronFirstStageLayers(problem: StageProblem): number | undefined {
   const kinds = problem.layerKinds;
   if (!kinds) return undefined;
   const embed = kinds.indexOf('embed');
   return embed < 0 ? undefined : embed + 1;
 }
 
-/** One recomputation setting for every stage. */
-interface Setting {
+/** One recomputation setting for every stage (or model chunk). */
+export interface Setting {
   recompute: Recompute;
   uniformLayers?: number;
   recomputeVision?: boolean;
 }
 
-function candidates(problem: StageProblem, mode: Recompute): Setting[] {
-  const hasSelective = problem.selectiveBytes !== undefined && problem.selectiveBytes.some((s, i) => s < problem.activationBytes[i]);
+/**
+ * The recomputation settings Megatron-LM can express for `mode`: the fixed modes as they are;
+ * otherwise none, selective (when asked and it saves memory) and every `--recompute-num-layers`
+ * count up to the most decoder layers one of `parts` contiguous parts can hold (larger counts
+ * recompute the same), with and without `--recompute-vision`.
+ */
+export function megatronSettings(problem: StageProblem, mode: Recompute, parts: number = problem.stages): Setting[] {
   if (mode === 'none' || mode === 'full' || mode === 'uniform' || mode === 'selective-all') return [{ recompute: mode, uniformLayers: problem.uniformLayers, recomputeVision: problem.recomputeVision }];
+  const hasSelective = problem.selectiveBytes !== undefined && problem.selectiveBytes.some((s, i) => s < problem.activationBytes[i]);
   const out: Setting[] = [{ recompute: 'none' }];
   if (mode === 'selective' && hasSelective) out.push({ recompute: 'selective-all' });
-  // Counts past the most decoder layers a stage can hold recompute the same as that one.
   const kinds = problem.layerKinds;
   const decoder = kinds ? kinds.filter((k) => k === 'llm').length : problem.forwardMs.length;
-  const longest = Math.min(decoder, problem.forwardMs.length - problem.stages + 1);
+  const longest = Math.min(decoder, problem.forwardMs.length - parts + 1);
   const vision = kinds !== undefined && kinds.includes('vit') ? [false, true] : [false];
   for (const recomputeVision of vision) for (let k = 1; k <= longest; k++) out.push({ recompute: 'uniform', uniformLayers: k, recomputeVision });
   return out;
+}
+
+/** `problem` with setting `s`. */
+export function withSetting(problem: StageProblem, s: Setting): StageProblem {
+  return { ...problem, recompute: s.recompute, uniformLayers: s.uniformLayers, recomputeVision: s.recomputeVision };
+}
+
+/**
+ * The fastest plan over `settings` of `problem` (ties: the smaller bottleneck), with the problem
+ * it solves; `undefined` when `solve` fits none (it returns `undefined` for a setting that does not fit).
+ */
+export function bestSetting<P extends { objectiveMs: number; bottleneckMs: number }>(
+  problem: StageProblem,
+  settings: Setting[],
+  solve: (p: StageProblem) => P | undefined,
+): { plan: P; problem: StageProblem } | undefined {
+  let best: { plan: P; problem: StageProblem } | undefined;
+  for (const s of settings) {
+    const p = withSetting(problem, s);
+    const plan = solve(p);
+    if (plan && (!best || plan.objectiveMs < best.plan.objectiveMs || (plan.objectiveMs === best.plan.objectiveMs && plan.bottleneckMs < best.plan.bottleneckMs))) best = { plan, problem: p };
+  }
+  return best;
 }
 
 function tryPlan(problem: StageProblem): StagePlan | undefined {
@@ -109,23 +137,17 @@ export function partitionForTarget(problem: StageProblem, target: Target): Targe
       constrained = { ...problem, firstStageMinLayers: first };
       notes.push(`Megatron-LM builds the vision encoder, projector and LLM embedding (layers 0-${first - 1}) on the first stage`);
     }
-    settings = candidates(constrained, mode);
+    settings = megatronSettings(constrained, mode);
     if (settings.length > 1) notes.push('Megatron-LM applies one recomputation setting to every stage: tried none, selective (when asked) and every --recompute-num-layers count (decoder layers per stage), with and without --recompute-vision (the whole ViT)');
   } else {
     settings = [{ recompute: mode === 'selective' ? 'block' : mode === 'selective-all' ? 'none' : mode, uniformLayers: problem.uniformLayers, recomputeVision: problem.recomputeVision }];
     if (mode === 'selective' || mode === 'selective-all') notes.push("DeepSpeed's pipeline has no selective recomputation: planned with block recomputation per stage instead");
   }
-  let best: { plan: StagePlan; problem: StageProblem } | undefined;
-  for (const s of settings) {
-    const p: StageProblem = { ...constrained, recompute: s.recompute, uniformLayers: s.uniformLayers, recomputeVision: s.recomputeVision };
-    const plan = tryPlan(p);
-    if (plan && (!best || plan.objectiveMs < best.plan.objectiveMs || (plan.objectiveMs === best.plan.objectiveMs && plan.bottleneckMs < best.plan.bottleneckMs))) best = { plan, problem: p };
-  }
+  const best = bestSetting(constrained, settings, tryPlan);
   if (!best) {
     // Say why with the core's own message (the least memory) for the most memory-saving setting.
-    const last = settings[settings.length - 1];
     try {
-      partitionStages({ ...constrained, recompute: last.recompute, uniformLayers: last.uniformLayers, recomputeVision: last.recomputeVision });
+      partitionStages(withSetting(constrained, settings[settings.length - 1]));
     } catch (error) {
       const e = error as Error & { code?: string };
       e.message = `no plan ${target === 'megatron' ? 'Megatron-LM' : 'DeepSpeed'} can run fits (${notes.join('; ') || 'its recomputation settings'}): ${e.message}`;
