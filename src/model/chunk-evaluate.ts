@@ -164,7 +164,7 @@ export function uniformInterleavedStep(P: number, m: number, v: number, fwd: Flo
 }
 
 /** The layers' bare forward + backward time: their total and the largest. */
-function bareLayerMs(problem: StageProblem): { total: number; largest: number } {
+export function bareLayerMs(problem: StageProblem): { total: number; largest: number } {
   let total = 0;
   let largest = 0;
   for (let l = 0; l < problem.forwardMs.length; l++) {

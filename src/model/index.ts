@@ -17,6 +17,7 @@ import { gpuPreset, modelPreset } from './presets';
 import { LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
 import type { Recompute } from './stages';
 import type { Split } from './baselines';
+import { bareLayerMs } from './chunk-evaluate';
 
 export { gpuPresets, modelPresets, gpuPreset, modelPreset } from './presets';
 export { LAYER_KINDS, type Efficiency, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type Transformer, type VlmSpec } from './vlm';
@@ -213,13 +214,7 @@ function breakdown(p: StageProblem, first: number, last: number, flags: Uint8Arr
 }
 
 function lowerBound(p: StageProblem): number {
-  let total = 0;
-  let largest = 0;
-  for (let i = 0; i < p.forwardMs.length; i++) {
-    const t = p.forwardMs[i] + p.backwardMs[i];
-    total += t;
-    largest = Math.max(largest, t);
-  }
+  const { total, largest } = bareLayerMs(p);
   return Math.max(total / p.stages, largest);
 }
 
