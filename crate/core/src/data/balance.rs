@@ -1515,13 +1515,6 @@ pub fn balance_batches(
         return Err(super::strategy::step_too_large(p.dp, p.accum));
     }
     let m = m as usize;
-    let mut t_ph = std::time::Instant::now();
-    let mut ph = |name: &str| {
-        if std::env::var("PH").is_ok() {
-            eprint!("{name} {:.3} ", t_ph.elapsed().as_secs_f64());
-        }
-        t_ph = std::time::Instant::now();
-    };
     // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
     let (pool, mut dropped, oversize) = if p.oversize == Oversize::OwnMicroBatch {
         let mut fit = Vec::with_capacity(samples.len());
@@ -1541,20 +1534,16 @@ pub fn balance_batches(
         (fit, dropped, Vec::new())
     };
     let total = pool.len() as u64;
-    ph("split");
     let threads = if p.threads > 0 {
         p.threads.min(MAX_THREADS)
     } else {
         worker_threads()
     };
     let mut packs = pack(pool, p, progress, total, threads);
-    ph("pack");
     packs = repack_part_filled(packs, p);
-    ph("repack");
     let before = packs.len();
     let (packs, kept, lost) = spread_tail(packs, p, m);
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
-    ph("spread_tail");
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
     // order grouped by vision sum (descending); then the dealt packs (built step by step) by
@@ -1600,7 +1589,6 @@ pub fn balance_batches(
         new_packs.offsets.push(at);
     }
     let n = at as usize;
-    ph("L.sorts");
     // The records in the new order, three words each, in the first three quarters of the loads'
     // own buffer (its pages are touched only as they are written); the old packs are then freed
     // and each record widened in place to its loads, last first (a record's loads never cover an
@@ -1734,7 +1722,6 @@ pub fn balance_batches(
     let packs = new_packs;
     let cap_t = p.caps.max_text as u64;
 
-    ph("L.fill");
     // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
     // the class each, small enough to stay in cache). Windows are independent: threads take
     // runs of them (the plan does not depend on how many).
@@ -1781,7 +1768,6 @@ pub fn balance_batches(
         },
     );
     progress.report(total + total / 4, total * 2);
-    ph("equalize");
 
     // Step 5: steps cut from the layout; costly and cheap packs matched in steps of their own.
     let full = Loads {
@@ -1805,7 +1791,6 @@ pub fn balance_batches(
         tail.drain(..whole);
     }
     let steps = drawn.len() / m;
-    ph("match");
     let cap_v = p.caps.max_vision as u64;
     let tune = |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, step: &mut [u32]| {
         let v0 = loads[step[0] as usize].v;
@@ -1869,7 +1854,6 @@ pub fn balance_batches(
         first += run.len();
     }
     progress.report(total + total / 4 + total * 3 / 4, total * 2);
-    ph("tune");
 
     // The packs' items, as the swaps left them.
     let mut packs = packs;
@@ -1912,7 +1896,6 @@ pub fn balance_batches(
     order.extend_from_slice(&tail);
     drop((loads, drawn, tail, dealt));
     progress.report(total * 2, total * 2);
-    ph("deal");
     let mut plan = assemble(
         &packs,
         &order,
@@ -1935,7 +1918,6 @@ pub fn balance_batches(
             .filter(|&i| !gone[i as usize])
             .collect();
     }
-    ph("assemble");
     Ok(plan)
 }
 
