@@ -36,6 +36,8 @@ export const GREEDY_SCAN = 64;
 export const GREEDY_SWAPS = 1 << 30;
 /** Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32). */
 export const EQUALIZE_GREEDY_SHARE = 8;
+/** Micro-batches per step from which equalizing windows get their greedy swaps (smaller steps are tuned step by step). */
+export const EQUALIZE_GREEDY_MIN_STEP = 2048;
 /** Vision-evening swaps per step with packs of unlike vision sums. */
 export const VISION_SWAPS = 128;
 /** Largest pack (in samples) a two-for-two exchange searches. */
@@ -819,7 +821,7 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
         const b = Math.min(a + EQUALIZE_WINDOW, end);
         const win = Array.from({ length: b - a }, (_, j) => a + j);
         rules.pairPasses(packs, loads, win, 0, win.length, EQUALIZE_PASSES);
-        rules.greedy(packs, loads, win, Math.floor(win.length / EQUALIZE_GREEDY_SHARE) + 32, true, 0);
+        if (m >= EQUALIZE_GREEDY_MIN_STEP) rules.greedy(packs, loads, win, Math.floor(win.length / EQUALIZE_GREEDY_SHARE) + 32, true, 0);
       }
       start = end;
     }
