@@ -18,7 +18,7 @@
  */
 import { ErrorCodes, invalidOptions, omnibalError } from '../errors';
 import { partitionChunks, type ChunkPlan, type StageProblem } from './index';
-import { bestSetting, megatronFirstStageLayers, megatronSettings, withSetting, type Target } from './target';
+import { bestSetting, megatronFirstStageLayers, megatronSettings, unlessInfeasible, withSetting, type Target } from './target';
 
 /** Why DeepSpeed cannot run an interleaved plan (the refusal's message). */
 export const DEEPSPEED_INTERLEAVED =
@@ -48,12 +48,7 @@ export interface ChunkTargetPlan {
 const GIB = 2 ** 30;
 
 function tryChunks(problem: StageProblem): ChunkPlan | undefined {
-  try {
-    return partitionChunks(problem);
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ERR_OMNIBAL_INFEASIBLE') return undefined;
-    throw error;
-  }
+  return unlessInfeasible(() => partitionChunks(problem));
 }
 
 /**

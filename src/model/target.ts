@@ -105,13 +105,18 @@ export function bestSetting<P extends { objectiveMs: number; bottleneckMs: numbe
   return best;
 }
 
-function tryPlan(problem: StageProblem): StagePlan | undefined {
+/** `solve()`, or `undefined` where it proves that nothing fits (`ERR_OMNIBAL_INFEASIBLE`); other errors are thrown. */
+export function unlessInfeasible<T>(solve: () => T): T | undefined {
   try {
-    return partitionStages(problem);
+    return solve();
   } catch (error) {
     if ((error as { code?: string }).code === 'ERR_OMNIBAL_INFEASIBLE') return undefined;
     throw error;
   }
+}
+
+function tryPlan(problem: StageProblem): StagePlan | undefined {
+  return unlessInfeasible(() => partitionStages(problem));
 }
 
 /**
