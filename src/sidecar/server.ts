@@ -369,7 +369,7 @@ export class Session {
    * attachments"), checked before a byte of them is buffered: a list of at most
    * {@link MAX_ATTACHMENTS} byte lengths (else -32600, and the connection is closed once its
    * answers are sent: where the request ends is unknown); the line and its attachments within
-   * `--max-line-bytes` (else -32001, and the bytes are skipped as they arrive, not kept). The
+   * `--max-line-bytes` (else -32001 at once, and the bytes are skipped as they arrive, not kept). The
    * request runs once its bytes and the closing `\n` are in; a request whose bytes are not
    * followed by `\n` gets -32600 and the reader resumes at the next `\n`.
    */
@@ -384,14 +384,9 @@ export class Session {
     const total = (lengths as number[]).reduce((a, b) => a + b, 0);
     const limit = this.ctx.limits.maxLineBytes;
     if (lineBytes + total > limit) {
-      return {
-        lengths: lengths as number[],
-        keep: false,
-        done: (_none, misframed) => {
-          const what = `request of ${lineBytes + total} bytes (line and ${total} attachment bytes) over the limit of ${limit} bytes (--max-line-bytes); skipped`;
-          this.send(errorResponse(id, misframed ? misframedError(total) : limitError(what)));
-        },
-      };
+      // Answered at once; the bytes are skipped as they come (and the next line found after them).
+      this.send(errorResponse(id, limitError(`request of ${lineBytes + total} bytes (line and ${total} attachment bytes) over the limit of ${limit} bytes (--max-line-bytes); skipped`)));
+      return { lengths: lengths as number[], keep: false, done: () => undefined };
     }
     return {
       lengths: lengths as number[],
