@@ -52,7 +52,7 @@ const invalidParams: [string, unknown, string][] = [
   ['planStep', { planId: 'plan-x', step: -1 }, 'step'],
   ['planForRank', { planId: 'plan-x', rank: 'a' }, 'rank'],
   ['planForRank', { planId: 'plan-x', rank: 0, encoding: 'hex' }, 'encoding'],
-  ['balance', { ...small(8), dp: 2, encoding: 'binary' }, 'encoding'],
+  ['balance', { ...small(8), dp: 2, encoding: 'msgpack' }, 'encoding'],
   ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8 }, 'load'],
   ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8, load: { tiles: 1 } }, 'load.tokens'],
   ['simulate', { dp: 1 }, 'pp'],
