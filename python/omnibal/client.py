@@ -562,7 +562,8 @@ def _read_loop(transport, calls, on_stderr=None):
         for msg in _FrameReader(transport).messages():
             calls.dispatch_message(msg)
     except _Misframed as e:
-        _log.error("omnibal: %s; the connection is closed", e)
+        if calls.ended is None:  # not a connection this client closed itself
+            _log.error("omnibal: %s; the connection is closed", e)
         calls.end("the sidecar's answer was misframed (%s)" % e)
         transport.close(0)
     calls.end("the sidecar exited" if calls.ended is None else calls.ended)
