@@ -83,6 +83,7 @@ const faults: [string, () => Buffer, number, RegExp][] = [
   ['an attachment never referenced', () => frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [le(vision), le(text), le(text)]), -32600, /attachment 2 .* is never referenced/],
   ['one attachment referenced twice', () => frame(101, 'pack', { vision: ref(0), text: ref(0), ...planParams }, [le(vision)]), -32602, /text refers to attachment 0, which vision already refers to/],
   ['both $base64 and $binary', () => frame(101, 'pack', { vision: { ...base64(vision), $binary: 0 }, text: ref(1), ...planParams }, [le(vision), le(text)]), -32602, /vision must have one of \$base64 or \$binary/],
+  ['neither $base64 nor $binary', () => frame(101, 'pack', { vision: { dtype: 'u32' }, text: ref(0), ...planParams }, [le(text)]), -32602, /vision must be a list of integers, .* or \{ "\$binary", "dtype": "u32" \}/],
   ['a $binary reference out of the schema', () => frame(101, 'pack', { vision: { $binary: -1, dtype: 'u32' }, text: ref(0), ...planParams }, [le(text)]), -32602, /vision\.\$binary/],
   ['a dtype other than u32', () => frame(101, 'pack', { vision: { $binary: 0, dtype: 'f64' }, text: ref(1), ...planParams }, [le(vision), le(text)]), -32602, /vision\.dtype must be "u32"/],
   ['garbage after the attachments (a length shorter than the bytes sent)', () => frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [le(vision), le(text)], undefined, 'XYZ\n'), -32600, /not followed by "\\n"/],

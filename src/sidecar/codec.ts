@@ -38,7 +38,7 @@ export function toU32(name: string, v: unknown): Uint32Array {
     if (b.dtype !== 'u32') throw invalidType(name, `must have dtype u32, got ${JSON.stringify(b.dtype)}`);
     return decodeCanonical(b.$base64) ?? activeBackend().decodeBase64U32(name, b.$base64);
   }
-  throw invalidType(name, 'must be a list of integers or { "$base64", "dtype": "u32" }');
+  throw invalidType(name, 'must be a list of integers, { "$base64", "dtype": "u32" } or { "$binary", "dtype": "u32" }');
 }
 
 const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
