@@ -40,7 +40,7 @@ const TEMPLATES: [string, Record<string, unknown>][] = [
   ['constructor', {}],
 ];
 
-const WEIRD: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -0, 2 ** 32, 2 ** 53 + 2, '', 'x', '__proto__', [], [1, 'a'], {}, { $base64: '!!', dtype: 'u32' }, { a: { b: { c: [] } } }, 'A'.repeat(300)];
+const WEIRD: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -0, 2 ** 32, 2 ** 53 + 2, '', 'x', '__proto__', [], [1, 'a'], {}, { $base64: '!!', dtype: 'u32' }, { dtype: 'u32' }, { $binary: 0, dtype: 'u32' }, { a: { b: { c: [] } } }, 'A'.repeat(300)];
 
 function mutate(r: ReturnType<typeof rng>, v: unknown, depth = 0): unknown {
   if (depth > 3 || r.next() < 0.3) return r.next() < 0.5 ? r.pick(WEIRD) : v;

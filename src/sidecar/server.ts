@@ -174,8 +174,9 @@ function checkFiles(files: string[], asPaths: boolean, limits: Limits): fs.Stats
 
 function u32Length(v: unknown): number {
   if (Array.isArray(v) || v instanceof Uint32Array) return v.length;
-  const b = (v as { $base64: string }).$base64;
-  return Math.floor((b.length * 3) / 4 / 4);
+  // Neither form (`{"dtype": "u32"}` alone passes the schema): 0 here, and toU32 names the forms.
+  const b = (v as { $base64?: unknown }).$base64;
+  return typeof b === 'string' ? Math.floor((b.length * 3) / 4 / 4) : 0;
 }
 
 /** One connection: frames, checks and answers its requests. */
