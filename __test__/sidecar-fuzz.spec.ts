@@ -3,7 +3,7 @@
 // own code), and the sidecar still answers afterwards. The second test fuzzes requests that name
 // live plans (both answer encodings) and small layout searches.
 import test from 'ava';
-import { exited, LineClient, spawnServe, type Msg } from './sidecar-harness';
+import { exited, Harness, LineClient, spawnServe, type Msg } from './sidecar-harness';
 
 /** xorshift32: a small seeded generator, so a failure is reproducible from its seed. */
 function rng(seed: number) {
@@ -40,7 +40,7 @@ const TEMPLATES: [string, Record<string, unknown>][] = [
   ['constructor', {}],
 ];
 
-const WEIRD: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -0, 2 ** 32, 2 ** 53 + 2, '', 'x', '__proto__', [], [1, 'a'], {}, { $base64: '!!', dtype: 'u32' }, { a: { b: { c: [] } } }, 'A'.repeat(300)];
+const WEIRD: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -0, 2 ** 32, 2 ** 53 + 2, '', 'x', '__proto__', [], [1, 'a'], {}, { $base64: '!!', dtype: 'u32' }, { dtype: 'u32' }, { $binary: 0, dtype: 'u32' }, { a: { b: { c: [] } } }, 'A'.repeat(300)];
 
 function mutate(r: ReturnType<typeof rng>, v: unknown, depth = 0): unknown {
   if (depth > 3 || r.next() < 0.3) return r.next() < 0.5 ? r.pick(WEIRD) : v;
@@ -128,8 +128,9 @@ function invalidAnswer(m: unknown): string | null {
   return null;
 }
 
-/** A base64 u32 array of an answer, decoded strictly (null if it is not one). */
+/** A base64 u32 array of an answer, decoded strictly, or a binary attachment (decoded by the harness); null if it is neither. */
 function u32Of(v: unknown): Uint32Array | null {
+  if (v instanceof Uint32Array) return v;
   const b = v as { $base64?: unknown; dtype?: unknown } | null;
   if (!b || typeof b.$base64 !== 'string' || b.dtype !== 'u32') return null;
   if (b.$base64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b.$base64)) return null;
@@ -148,7 +149,7 @@ function nestedLists(r: unknown): number[][][] | null {
     return ok ? (r as number[][][]) : null;
   }
   const a = r as { encoding?: unknown; samples?: unknown; microBatchOffsets?: unknown; groupOffsets?: unknown } | null;
-  if (!a || a.encoding !== 'base64') return null;
+  if (!a || (a.encoding !== 'base64' && a.encoding !== 'binary')) return null;
   const [samples, mbo, go] = [u32Of(a.samples), u32Of(a.microBatchOffsets), u32Of(a.groupOffsets)];
   if (!samples || !mbo || !go || !offsetsOk(mbo, samples.length) || !offsetsOk(go, mbo.length - 1)) return null;
   return Array.from({ length: go.length - 1 }, (_, g) =>
@@ -166,7 +167,7 @@ test('fuzz with live plans: planForRank/planStep/metrics/release/searchLayout in
   const vision = Array.from({ length: n }, (_, i) => (i * 7) % 5);
   const text = Array.from({ length: n }, (_, i) => 80 + ((i * 131) % 1900));
   const b64 = (a: number[]) => ({ $base64: Buffer.from(Uint32Array.from(a).buffer).toString('base64'), dtype: 'u32' });
-  const encoding = () => r.pick(['json', 'base64', 'base64'] as const);
+  const encoding = () => r.pick(['json', 'base64', 'binary'] as const);
   const makers: [string, () => Record<string, unknown>][] = [
     ['balance', () => ({ vision, text, dp: 1 + r.int(4), accum: 1 + r.int(2), samplesPerPack: 2 + r.int(3), tail: r.pick(['drop', 'pad', 'keep-partial']), seed: r.int(5), encoding: encoding() })],
     ['pack', () => ({ vision: b64(vision), text: b64(text), dp: 1 + r.int(3), strategy: r.pick(['isf', 'random', 'length-grouped', 'balanced']), samplesPerPack: 2 + r.int(3), tail: r.pick(['drop', 'pad', 'keep-partial']), encoding: encoding() })],
@@ -186,8 +187,8 @@ test('fuzz with live plans: planForRank/planStep/metrics/release/searchLayout in
     const a = await c.lines.answer(send(method, params), 60_000);
     t.is(invalidAnswer(a), null, JSON.stringify(a).slice(0, 300));
     t.truthy(a.result?.planId, `${method} ${JSON.stringify(a.error)}`);
-    if (params.encoding === 'base64') {
-      t.is(a.result.encoding, 'base64');
+    if (params.encoding !== 'json') {
+      t.is(a.result.encoding, params.encoding);
       const dropped = u32Of(a.result.dropped);
       t.truthy(dropped && u32Of(a.result.droppedReason)?.length === dropped.length, JSON.stringify(a.result).slice(0, 300));
     } else t.true(Array.isArray(a.result.dropped));
@@ -244,7 +245,7 @@ test('fuzz with live plans: planForRank/planStep/metrics/release/searchLayout in
       const text = JSON.stringify(nested);
       t.is(seen.get(k) ?? text, text, k);
       seen.set(k, text);
-      encodings.set(k, (encodings.get(k) ?? new Set()).add(Array.isArray(m.result) ? 'json' : 'base64'));
+      encodings.set(k, (encodings.get(k) ?? new Set()).add(Array.isArray(m.result) ? 'json' : String(m.result.encoding)));
       lists++;
     }
     if (method === 'searchLayout') {
@@ -262,11 +263,73 @@ test('fuzz with live plans: planForRank/planStep/metrics/release/searchLayout in
   }
   const answered = [...tally].sort().map(([k, v]) => `${k}: ${v}`).join('\n');
   t.true(lists > 200, `only ${lists} plan lists answered:\n${answered}`);
-  t.true([...encodings.values()].filter((e) => e.size === 2).length > 10, `too few lists answered in both encodings:\n${answered}`);
+  t.true([...encodings.values()].filter((e) => e.size >= 2).length > 10, `too few lists answered in two encodings or more:\n${answered}`);
   t.true(okSearches > 0, `no searchLayout answered:\n${answered}`);
   t.is(server.exitCode, null, `seed ${seed}: ${server.stderrText()}`);
   t.false(/\n\s+at /.test(server.stderrText()), server.stderrText());
   t.is((await c.call('version', undefined, 60_000)).result?.protocol, 'omnibal-rpc/1');
   server.stdin!.end();
   t.is(await exited(server, 120_000), 0);
+});
+
+// Binary attachments (docs/protocol.md): valid frames mutated in their declared lengths, their
+// references, their bytes (cut short, extended, trailing garbage) and their `$attachments`
+// member, each on a fresh connection of one shared server (a lying length takes the bytes after
+// it, so a case must not reach the next). Every answer valid, no internal error, no exception,
+// and the server still serves binary requests afterwards.
+test('fuzz: 1,000 mutated binary frames (lying lengths, short reads, garbage, bad references), zero crashes', async (t) => {
+  const seed = Number(process.env.OMNIBAL_FUZZ_SEED ?? 20261129) + 2;
+  const r = rng(seed);
+  const first = Harness.create({ maxLineBytes: 8192 });
+  const ctx = first.ctx;
+  const n = 40;
+  const arrays = [Uint32Array.from({ length: n }, (_, i) => 1 + (i % 5)), Uint32Array.from({ length: n }, (_, i) => 90 + ((i * 37) % 700))];
+  const all: Msg[] = [];
+  const started = Date.now();
+  let cases = 0;
+  for (; cases < 1000 && Date.now() - started < 60_000; cases++) {
+    const h = cases === 0 ? first : new Harness(ctx);
+    let atts: Buffer[] = arrays.map((a) => Buffer.from(a.buffer.slice(0)));
+    let refs: unknown[] = [{ $binary: 0, dtype: 'u32' }, { $binary: 1, dtype: 'u32' }];
+    if (r.next() < 0.15) refs = refs.map((x) => mutate(r, x));
+    if (r.next() < 0.1) atts.push(Buffer.alloc(r.int(3) * 4));
+    if (r.next() < 0.1) atts = atts.slice(0, r.int(atts.length));
+    let lengths: unknown = atts.map((b) => b.length);
+    const roll = r.next();
+    if (roll < 0.15) lengths = (lengths as number[]).map((x) => (r.next() < 0.5 ? Math.max(0, x + r.int(9) - 4) : x));
+    else if (roll < 0.2) lengths = mutate(r, lengths);
+    else if (roll < 0.23) lengths = [r.pick([9000, 2 ** 31, 2 ** 53 - 1])];
+    const params = { vision: refs[0], text: refs[1], dp: 1 + r.int(2), samplesPerPack: 2, encoding: r.pick(['json', 'base64', 'binary']) };
+    const msg: Record<string, unknown> = { jsonrpc: '2.0', id: `b${cases}`, method: r.next() < 0.9 ? 'pack' : r.pick(['version', 'balance', 'planStep']), params, $attachments: lengths };
+    if (r.next() < 0.05) delete msg.$attachments;
+    let bytes = Buffer.concat([Buffer.from(`${JSON.stringify(msg)}\n`), ...atts, Buffer.from('\n')]);
+    const cut = r.next();
+    if (cut < 0.1) bytes = bytes.subarray(0, r.int(bytes.length));
+    else if (cut < 0.2) bytes = Buffer.concat([bytes.subarray(0, bytes.length - 1), Buffer.from(Array.from({ length: 1 + r.int(20) }, () => r.int(256))), Buffer.from('\n')]);
+    else if (cut < 0.25) {
+      bytes = Buffer.from(bytes);
+      for (let k = 0; k < 3; k++) bytes[r.int(bytes.length)] = r.int(256);
+    }
+    // In pieces of random sizes, as a socket hands them over.
+    for (let at = 0; at < bytes.length; ) {
+      const size = 1 + r.int(64);
+      h.raw(bytes.subarray(at, at + size));
+      at += size;
+    }
+    await Promise.race([h.session.drain(), new Promise((res) => setTimeout(res, 5000))]);
+    h.session.close();
+    all.push(...(h.lines.messages.flatMap((m) => (Array.isArray(m) ? m : [m])) as Msg[]));
+  }
+  const bad = all.map((m) => [invalidAnswer(m), m] as const).filter(([why]) => why !== null);
+  t.deepEqual(bad.map(([why, m]) => `${why}: ${JSON.stringify(m).slice(0, 200)}`), [], `seed ${seed}`);
+  t.deepEqual(all.filter((m) => m.error?.code === -32603), [], `seed ${seed}: internal errors`);
+  const codes = new Set(all.filter((m) => m.error).map((m) => m.error!.code));
+  for (const code of [-32600, -32602, -32001]) t.true(codes.has(code), `seed ${seed}: no ${code} among ${[...codes].join(', ')}`);
+  t.true(all.filter((m) => m.result?.planId).length > 100, `seed ${seed}: too few frames planned`);
+  t.true(cases >= 200, `only ${cases} cases in the time`);
+  const after = new Harness(ctx);
+  const f = [Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 'end', method: 'pack', params: { vision: { $binary: 0, dtype: 'u32' }, text: { $binary: 1, dtype: 'u32' }, dp: 1, samplesPerPack: 2, encoding: 'binary' }, $attachments: [4 * n, 4 * n] })}\n`), ...arrays.map((a) => Buffer.from(a.buffer)), Buffer.from('\n')];
+  after.raw(Buffer.concat(f));
+  const end = await after.lines.answer('end', 20_000);
+  t.true(end.result?.dropped instanceof Uint32Array, JSON.stringify(end));
 });

@@ -12,22 +12,81 @@ import { cli } from './helpers';
 /** A JSON-RPC message as received. */
 export type Msg = { jsonrpc: string; id?: string | number | null; result?: any; error?: { code: number; message: string; data?: any }; method?: string; params?: any };
 
+/**
+ * Splits the sidecar's bytes into messages: lines, and the binary attachments a line declares in
+ * `"$attachments"` (docs/protocol.md), each `{"$binary": k}` member of the result replaced by a
+ * `Uint32Array` of attachment `k`. Throws on bytes that break the framing (a test failure).
+ */
+export class FrameDecoder {
+  private buf: Buffer = Buffer.alloc(0);
+  /** Pieces received after `buf`, joined once `need` bytes are in (linear for large answers). */
+  private later: Buffer[] = [];
+  private laterBytes = 0;
+  private need = 0;
+
+  constructor(private readonly onMessage: (m: Msg | Msg[]) => void) {}
+
+  push(bytes: Buffer): void {
+    this.later.push(bytes);
+    this.laterBytes += bytes.length;
+    // Waiting for a newline that this piece does not hold, or for attachment bytes not all in yet.
+    if (this.buf.length + this.laterBytes < this.need || (this.need === 0 && bytes.indexOf(0x0a) < 0)) return;
+    this.buf = Buffer.concat([this.buf, ...this.later]);
+    this.later = [];
+    this.laterBytes = 0;
+    this.need = 0;
+    for (;;) {
+      const nl = this.buf.indexOf(0x0a);
+      if (nl < 0) return;
+      const line = this.buf.subarray(0, nl).toString('utf8');
+      if (line === '') {
+        this.buf = this.buf.subarray(nl + 1);
+        continue;
+      }
+      const m = JSON.parse(line) as Msg & { $attachments?: number[] };
+      let at = nl + 1;
+      if (!Array.isArray(m) && m.$attachments !== undefined) {
+        const total = m.$attachments.reduce((a, b) => a + b, 0);
+        if (this.buf.length < at + total + 1) {
+          this.need = at + total + 1; // the attachments are not all in yet
+          return;
+        }
+        const arrays = m.$attachments.map((n) => {
+          const bytes = Buffer.from(this.buf.subarray(at, at + n));
+          at += n;
+          return new Uint32Array(bytes.buffer, bytes.byteOffset, n / 4);
+        });
+        if (this.buf[at] !== 0x0a) throw new Error('attachments not followed by a newline');
+        at++;
+        for (const [k, v] of Object.entries(m.result ?? {})) {
+          if (v && typeof v === 'object' && '$binary' in (v as object)) m.result[k] = arrays[(v as { $binary: number }).$binary];
+        }
+      }
+      this.buf = this.buf.subarray(at);
+      this.onMessage(m);
+    }
+  }
+}
+
 /** Collects what arrives on a line stream and matches answers to ids. */
 export class Lines {
   readonly messages: (Msg | Msg[])[] = [];
   private waiters: { test: (m: Msg | Msg[]) => boolean; resolve: (m: Msg | Msg[]) => void }[] = [];
 
-  push(text: string): void {
-    for (const line of text.split('\n')) {
-      if (line === '') continue;
-      const m = JSON.parse(line) as Msg | Msg[];
-      this.messages.push(m);
-      this.waiters = this.waiters.filter((w) => {
-        if (!w.test(m)) return true;
-        w.resolve(m);
-        return false;
-      });
-    }
+  private readonly decoder = new FrameDecoder((m) => this.add(m));
+
+  /** Takes received bytes (whole lines, or any pieces of the byte stream). */
+  push(bytes: string | Buffer): void {
+    this.decoder.push(typeof bytes === 'string' ? Buffer.from(bytes) : bytes);
+  }
+
+  private add(m: Msg | Msg[]): void {
+    this.messages.push(m);
+    this.waiters = this.waiters.filter((w) => {
+      if (!w.test(m)) return true;
+      w.resolve(m);
+      return false;
+    });
   }
 
   /** The first message (past or future) passing `test`. */
@@ -64,7 +123,7 @@ export class Harness {
     kind: ConnectionKind = 'stdio',
   ) {
     this.session = new Session(ctx, kind, {
-      write: (line) => this.lines.push(line.toString()),
+      write: (line) => this.lines.push(typeof line === 'string' ? line : Buffer.from(line)),
       pendingBytes: () => 0,
       setReading: () => undefined,
       close: () => {
@@ -77,8 +136,8 @@ export class Harness {
     return new Harness(newContext(options, () => undefined, token), kind);
   }
 
-  /** Sends raw text. */
-  raw(text: string): void {
+  /** Sends raw text (or bytes). */
+  raw(text: string | Buffer): void {
     this.session.feed(Buffer.from(text));
   }
 
@@ -100,20 +159,13 @@ export class LineClient {
     private readonly out: Writable,
     input: Readable,
   ) {
-    let rest = '';
-    input.setEncoding('utf8');
-    input.on('data', (c: string) => {
-      const text = rest + c;
-      const cut = text.lastIndexOf('\n');
-      rest = text.slice(cut + 1);
-      if (cut >= 0) this.lines.push(text.slice(0, cut + 1));
-    });
+    input.on('data', (c: Buffer) => this.lines.push(c));
     input.on('end', () => {
       this.ended = true;
     });
   }
 
-  raw(text: string): void {
+  raw(text: string | Buffer): void {
     this.out.write(text);
   }
 

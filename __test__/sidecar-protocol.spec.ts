@@ -52,7 +52,7 @@ const invalidParams: [string, unknown, string][] = [
   ['planStep', { planId: 'plan-x', step: -1 }, 'step'],
   ['planForRank', { planId: 'plan-x', rank: 'a' }, 'rank'],
   ['planForRank', { planId: 'plan-x', rank: 0, encoding: 'hex' }, 'encoding'],
-  ['balance', { ...small(8), dp: 2, encoding: 'binary' }, 'encoding'],
+  ['balance', { ...small(8), dp: 2, encoding: 'msgpack' }, 'encoding'],
   ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8 }, 'load'],
   ['partition', { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 4, microBatches: 8, load: { tiles: 1 } }, 'load.tokens'],
   ['simulate', { dp: 1 }, 'pp'],
@@ -192,7 +192,7 @@ test('LineReader: chunk boundaries anywhere give the same lines; CRLF trimmed', 
   const text = Buffer.from('{"a":1}\r\n{"b":"é"}\n\n{"c":3}\n');
   for (let cut = 0; cut <= text.length; cut++) {
     const got: string[] = [];
-    const r = new LineReader(100, { line: (l) => got.push(l), tooLong: () => got.push('LONG') });
+    const r = new LineReader(100, { line: (l) => void got.push(l), tooLong: () => got.push('LONG') });
     r.feed(text.subarray(0, cut));
     r.feed(text.subarray(cut));
     t.deepEqual(got, ['{"a":1}', '{"b":"é"}', '', '{"c":3}']);

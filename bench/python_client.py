@@ -1,10 +1,12 @@
 """`npm run bench -- python [--samples N]`: the Python client against the sidecar.
 
-- a 4M-sample `pack` from Python (lengths encoded, sent, planned, summary read), target <= 1.5 s:
-  the first call of a fresh sidecar; the same request again (the sidecar shares the stored
-  plan: no solving), which isolates what the client, the wire and the sidecar's checks cost
-  from the planner itself; then three more with other seeds, each plan released before the
-  next (as the sampler does each epoch): new plans from a warm sidecar;
+- a 4M-sample `pack` from Python (lengths from Python lists into uint32 arrays, sent as binary
+  attachments, planned, summary read with `encoding: "binary"`: what the client and the sampler
+  do), target <= 1.5 s: the first call of a fresh sidecar; the same request again (the sidecar
+  shares the stored plan: no solving), which isolates what the client, the wire and the
+  sidecar's checks cost from the planner itself, also with the older base64 wire for comparison;
+  then three more with other seeds, each plan released before the next (as the sampler does
+  each epoch): new plans from a warm sidecar;
 - a ~16 MB answer (`planForRank` of a 2M-sample one-rank plan) read and decoded, target <= 1 s:
   as JSON lists (json.loads) and as the binary answer (`encoding: "base64"`, the client's
   default), plus the time to make every micro-batch list from the binary answer;
@@ -23,7 +25,7 @@ import time
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-from omnibal import Client, u32_array  # noqa: E402
+from omnibal import Client, u32_array, u32_values  # noqa: E402
 
 
 def rss_mib(pid):
@@ -62,10 +64,11 @@ def bench_pack(n=4_000_000, later=3):
     vision, text = synthetic(n)
     runs = []
 
-    def timed(c, seed):
+    def timed(c, seed, wire="binary"):
         cpu0, side0 = time.process_time(), cpu_s(c.pid)
         start = time.perf_counter()
-        params = {"vision": u32_array(vision), "text": u32_array(text), "dp": 8, "accum": 1, "samplesPerPack": 4.5, "seed": seed, "encoding": "base64"}
+        encode = u32_values if wire == "binary" else u32_array
+        params = {"vision": encode(vision), "text": encode(text), "dp": 8, "accum": 1, "samplesPerPack": 4.5, "seed": seed, "encoding": wire}
         encoded = time.perf_counter()
         plan = c.call("pack", params)
         done = time.perf_counter()
@@ -78,9 +81,14 @@ def bench_pack(n=4_000_000, later=3):
         # The same request while the first handle holds the plan: shared, nothing solved.
         again, figures = timed(c, 1)
         assert again["shared"]
-        overhead = (figures[0], figures[2][0], figures[2][1])
-        c.release(first["planId"])
+        overhead = [("binary attachments (the client's default)", figures[0], figures[2][0], figures[2][1])]
         c.release(again["planId"])
+        for wire in ("base64", "binary", "base64"):
+            again, figures = timed(c, 1, wire)
+            assert again["shared"]
+            overhead.append(("binary attachments" if wire == "binary" else "base64 in the line (before)", figures[0], figures[2][0], figures[2][1]))
+            c.release(again["planId"])
+        c.release(first["planId"])
         for seed in range(2, later + 2):
             plan, figures = timed(c, seed)
             runs.append(figures)
@@ -94,7 +102,7 @@ def bench_answer(n=2_000_000):
         plan = c.call("pack", {"vision": u32_array(vision), "text": u32_array(text), "dp": 1, "samplesPerPack": 4.5, "seed": 1})
         rows = []
         for name, get in (("JSON lists", lambda: c.call("planForRank", {"planId": plan["planId"], "rank": 0})),
-                          ("base64 (default)", lambda: c.plan_for_rank(plan["planId"], 0))):
+                          ("binary attachments (default)", lambda: c.plan_for_rank(plan["planId"], 0))):
             cpu0, side0 = time.process_time(), cpu_s(c.pid)
             start = time.perf_counter()
             steps = get()
@@ -108,8 +116,9 @@ def bench_answer(n=2_000_000):
                 rows.append((name, len(line), took, cpu, "json.loads alone %.2f s" % (time.perf_counter() - start)))
                 want = steps
             else:
-                raw = c.call("planForRank", {"planId": plan["planId"], "rank": 0, "encoding": "base64"})
-                size = len(json.dumps({"jsonrpc": "2.0", "id": 2, "result": raw}, separators=(",", ":")))
+                raw = c.call("planForRank", {"planId": plan["planId"], "rank": 0, "encoding": "binary"})
+                size = len(json.dumps({"jsonrpc": "2.0", "id": 2, "result": {k: (v if isinstance(v, str) else {"$binary": 0, "dtype": "u32"}) for k, v in raw.items()}}, separators=(",", ":")))
+                size += 4 * sum(len(v) for v in raw.values() if not isinstance(v, str)) + 1  # the attachments and their closing newline
                 start = time.perf_counter()
                 count = sum(1 for _ in steps.micro_batches())
                 lists = time.perf_counter() - start
@@ -172,7 +181,8 @@ def main():
     for k, (total, encode, cpu) in enumerate(runs):
         what = "first call of a fresh sidecar" if k == 0 else "call %d (another seed: a new plan)" % (k + 1)
         print("4M-sample pack from Python, %s: %.2f s wall, CPU %.2f s Python / %.2f s sidecar (target <= 1.5 s wall; encoding the lengths %.2f s wall)" % ((what, total) + cpu + (encode,)))
-    print("  the same request again (plan shared, no solving: client + wire + checks): %.2f s wall, CPU %.2f s Python / %.2f s sidecar" % overhead)
+    for row in overhead:
+        print("  the same request again (plan shared, no solving: client + wire + checks), %s: %.2f s wall, CPU %.2f s Python / %.2f s sidecar" % row)
     for name, nbytes, took, cpu, note in bench_answer():
         print("planForRank answer of 2M samples, %s: %.1f MB, made, read and decoded in %.2f s wall, CPU %.2f s Python / %.2f s sidecar (target <= 1 s wall; %s)"
               % ((name, nbytes / 1e6, took) + cpu + (note,)))

@@ -2,7 +2,7 @@
 ``omnibal serve`` sidecar (standard library only)."""
 
 from .arrays import MicroBatches, PlanLists, decode_u32
-from .client import DEFAULT_TIMEOUT, Client, default_socket_path, find_command, u32_array
+from .client import DEFAULT_TIMEOUT, Client, default_socket_path, find_command, u32_array, u32_values
 from .errors import (Cancelled, InvalidParams, LimitExceeded, MethodNotFound, OmnibalError, ProtocolError,
                      SidecarExited, SidecarNotFound, SidecarTimeout, StateMismatch, Unauthorized, UnknownHandle)
 from .sampler import BalancedBatchSampler, even_rank_batches
@@ -11,5 +11,6 @@ __all__ = [
     "BalancedBatchSampler", "Cancelled", "Client", "DEFAULT_TIMEOUT", "InvalidParams", "LimitExceeded",
     "MethodNotFound", "MicroBatches", "OmnibalError", "PlanLists", "ProtocolError", "SidecarExited", "SidecarNotFound", "SidecarTimeout",
     "StateMismatch", "Unauthorized", "UnknownHandle", "decode_u32", "default_socket_path", "even_rank_batches", "find_command", "u32_array",
+    "u32_values",
 ]
 __version__ = "0.1.0"

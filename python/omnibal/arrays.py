@@ -1,6 +1,7 @@
-"""The sidecar's binary answers (``"encoding": "base64"``, see docs/protocol.md): little-endian
-uint32 arrays as base64 strings, decoded with the standard library (``base64`` + ``array``; no
-number is parsed one by one), and the nested micro-batch lists of ``planStep`` / ``planForRank``
+"""The sidecar's binary answers (``"encoding": "binary"`` or ``"base64"``, see docs/protocol.md):
+little-endian uint32 arrays as attachments (read by the client into ``array.array``) or as base64
+strings, decoded with the standard library (``base64`` + ``array``; no number is parsed one by
+one), and the nested micro-batch lists of ``planStep`` / ``planForRank``
 as a lazy view over three flat arrays: a list is made only for the micro-batch asked for.
 """
 
@@ -17,7 +18,10 @@ _U32 = "I" if array.array("I").itemsize == 4 else "L"
 
 def decode_u32(value):
     """``{"$base64": ..., "dtype": "u32"}`` as an ``array.array`` of uint32 (a JSON list is
-    taken as is). A malformed value is a :class:`ProtocolError`."""
+    taken as is; a binary attachment, which the client has already read into an ``array.array``,
+    is returned as it is). A malformed value is a :class:`ProtocolError`."""
+    if isinstance(value, array.array):
+        return value
     if isinstance(value, list):
         return array.array(_U32, value)
     if not isinstance(value, dict) or value.get("dtype") != "u32" or not isinstance(value.get("$base64"), str):
@@ -74,13 +78,13 @@ class MicroBatches(Sequence):
 
 
 class PlanLists(Sequence):
-    """An ``encoding: "base64"`` answer of ``planStep`` (groups = ranks) or ``planForRank``
+    """An ``encoding: "binary"`` (or ``"base64"``) answer of ``planStep`` (groups = ranks) or ``planForRank``
     (groups = steps): ``plan[g][j]`` is the list of sample indices of micro-batch ``j`` of group
     ``g``, as in the JSON answer; :meth:`tolist` gives the JSON answer's nested lists exactly."""
 
     def __init__(self, result):
-        if not isinstance(result, dict) or result.get("encoding") != "base64":
-            raise ProtocolError("expected an answer with encoding base64 from the sidecar")
+        if not isinstance(result, dict) or result.get("encoding") not in ("base64", "binary"):
+            raise ProtocolError("expected an answer with encoding base64 or binary from the sidecar")
         self.samples = decode_u32(result["samples"])
         self.micro_batch_offsets = decode_u32(result["microBatchOffsets"])
         self.group_offsets = decode_u32(result["groupOffsets"])

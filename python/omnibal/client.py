@@ -6,6 +6,12 @@ also exits when its stdin closes).
 Thread-safe: any number of threads may call at once; each request is written whole under a lock,
 and one reader thread (reading large chunks, splitting lines in linear time) hands every answer
 to the call with its id.
+
+Big integer arrays travel as binary attachments (docs/protocol.md, "Binary attachments"): a
+param that is an ``array.array`` of uint32 (see :func:`u32_values`), a uint32 ``memoryview`` or
+a numpy ``uint32`` array is sent as its raw little-endian bytes after the request line (no
+encoding, no copy on a little-endian host), and an answer asked for with ``"encoding":
+"binary"`` has its arrays read straight into ``array.array`` objects.
 """
 
 import array
@@ -157,6 +163,66 @@ def request_line(msg):
     return b"".join(parts)
 
 
+#: Most attachments one message may carry (the sidecar's limit too).
+MAX_ATTACHMENTS = 64
+
+
+def _u32_bytes(value):
+    """The little-endian bytes of a uint32 array param as a byte ``memoryview`` (over the
+    array's own memory on a little-endian host), or None when ``value`` is not one: an
+    ``array.array`` of typecode ``I``/``L`` with 4-byte items, a C-contiguous ``memoryview`` of
+    4-byte unsigned items, or a numpy ``uint32`` array (numpy is not imported)."""
+    if isinstance(value, array.array):
+        if value.itemsize != 4 or value.typecode not in "IL":
+            return None
+        if sys.byteorder != "little":
+            value = array.array(value.typecode, value)
+            value.byteswap()
+        return memoryview(value).cast("B")
+    if isinstance(value, memoryview):
+        if value.itemsize != 4 or value.format.lstrip("@=<") not in ("I", "L"):
+            return None
+        if sys.byteorder != "little" and not value.format.startswith("<"):
+            return _u32_bytes(array.array(_U32, value.tolist()))
+        return (value if value.c_contiguous else memoryview(value.tobytes())).cast("B")
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and type(value).__module__ == "numpy" and getattr(dtype, "kind", None) == "u" and getattr(dtype, "itemsize", 0) == 4:
+        if dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder != "little"):
+            value = value.astype("<u4")
+        if not value.flags["C_CONTIGUOUS"]:
+            value = value.copy()
+        return memoryview(value).cast("B")
+    return None
+
+
+def request_frame(msg):
+    """``msg`` as the byte pieces to write, in order: the request line (see
+    :func:`request_line`), then, when ``msg["params"]`` has uint32 arrays (see
+    :func:`_u32_bytes`) among its values, each array's bytes as an attachment (the line
+    declares their lengths in ``"$attachments"`` and refers to them as ``{"$binary": k,
+    "dtype": "u32"}``) and the closing ``\n``."""
+    params = msg.get("params")
+    attachments = []
+    if isinstance(params, dict):
+        copy = None
+        for key, value in params.items():
+            raw = _u32_bytes(value)
+            if raw is None:
+                continue
+            copy = dict(params) if copy is None else copy
+            copy[key] = {"$binary": len(attachments), "dtype": "u32"}
+            attachments.append(raw)
+        if copy is not None:
+            if len(attachments) > MAX_ATTACHMENTS:
+                raise ValueError("at most %d binary arrays in one request" % MAX_ATTACHMENTS)
+            msg = dict(msg, params=copy)
+            msg["$attachments"] = [len(a) for a in attachments]
+    line = request_line(msg)
+    if not attachments:
+        return [line]
+    return [line] + attachments + [b"\n"]
+
+
 # --- transports -------------------------------------------------------------------------------
 
 _live_transports = weakref.WeakSet()
@@ -190,6 +256,9 @@ class _PipeTransport:
 
     def read(self):
         return os.read(self._out, _READ_CHUNK)
+
+    def read_into(self, view):
+        return os.readv(self._out, [view])
 
     def forget_in_child(self):
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
@@ -230,6 +299,9 @@ class _SocketTransport:
 
     def read(self):
         return self.sock.recv(_READ_CHUNK)
+
+    def read_into(self, view):
+        return self.sock.recv_into(view)
 
     def forget_in_child(self):
         try:
@@ -310,6 +382,9 @@ class _Calls:
         except ValueError:
             _log.warning("omnibal: ignored a line from the sidecar that is not JSON (%d bytes)", len(line))
             return
+        self.dispatch_message(msg)
+
+    def dispatch_message(self, msg):
         if not isinstance(msg, dict):
             return
         if msg.get("method") == "progress":
@@ -367,31 +442,130 @@ class _Calls:
             pending.event.set()
 
 
-def _read_loop(transport, calls, on_stderr=None):
-    parts = []
-    while True:
+class _Misframed(Exception):
+    """The sidecar's bytes do not follow the framing (the connection cannot be read on)."""
+
+
+def _attachment_lengths(msg):
+    lengths = msg.get("$attachments")
+    if not isinstance(lengths, list) or len(lengths) > MAX_ATTACHMENTS or not all(
+            type(n) is int and n >= 0 for n in lengths):
+        raise _Misframed("an answer with a malformed \"$attachments\" (%r)" % (lengths,))
+    return lengths
+
+
+def _new_attachment(n):
+    """Memory for an attachment of ``n`` bytes: an ``array.array`` of uint32 (read into in
+    place) when ``n`` is a whole number of them, else a ``bytearray``."""
+    if n % 4 == 0 and sys.byteorder == "little":
+        return array.array(_U32, bytes(4)) * (n // 4)
+    return bytearray(n)
+
+
+def _bind_attachments(msg, arrays):
+    """Replaces the ``{"$binary": k}`` members of the result by attachment ``k``; each must be
+    referenced once."""
+    result = msg.get("result")
+    used = set()
+    if isinstance(result, dict):
+        for key, value in list(result.items()):
+            if isinstance(value, dict) and "$binary" in value:
+                k = value["$binary"]
+                if type(k) is not int or not 0 <= k < len(arrays) or k in used or value.get("dtype") != "u32":
+                    raise _Misframed("an answer's %s refers to attachment %r of %d" % (key, k, len(arrays)))
+                used.add(k)
+                a = arrays[k]
+                if not isinstance(a, array.array):
+                    if len(a) % 4:
+                        raise _Misframed("attachment %d of %d bytes (not a multiple of 4)" % (k, len(a)))
+                    b = array.array(_U32)
+                    b.frombytes(a)
+                    if sys.byteorder != "little":
+                        b.byteswap()
+                    a = b
+                result[key] = a
+    if len(used) != len(arrays):
+        raise _Misframed("an answer with %d attachments, %d of them referenced" % (len(arrays), len(used)))
+    msg.pop("$attachments", None)
+
+
+class _FrameReader:
+    """Reads the sidecar's messages: lines (split in linear time over large chunks) and the
+    binary attachments a line declares, read straight into their arrays."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.chunk = b""
+        self.start = 0
+
+    def _more(self):
         try:
-            chunk = transport.read()
+            chunk = self.transport.read()
         except OSError:
             chunk = b""
-        if not chunk:
-            break
-        start = 0
+        self.chunk, self.start = chunk, 0
+        return bool(chunk)
+
+    def messages(self):
+        parts = []
         while True:
-            nl = chunk.find(b"\n", start)
+            if self.start >= len(self.chunk) and not self._more():
+                return
+            nl = self.chunk.find(b"\n", self.start)
             if nl < 0:
-                if start < len(chunk):
-                    parts.append(chunk[start:])
-                break
-            if parts:
-                parts.append(chunk[start:nl])
-                line = b"".join(parts)
-                parts = []
-            else:
-                line = chunk[start:nl]
-            start = nl + 1
-            if line.strip():
-                calls.dispatch(line)
+                parts.append(self.chunk[self.start:])
+                self.start = len(self.chunk)
+                continue
+            piece = self.chunk[self.start:nl]
+            self.start = nl + 1
+            line = b"".join(parts + [piece]) if parts else piece
+            parts = []
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                _log.warning("omnibal: ignored a line from the sidecar that is not JSON (%d bytes)", len(line))
+                continue
+            if isinstance(msg, dict) and "$attachments" in msg:
+                self._read_attachments(msg)
+            yield msg
+
+    def _read_attachments(self, msg):
+        arrays = []
+        for n in _attachment_lengths(msg):
+            out = _new_attachment(n)
+            view = memoryview(out).cast("B")
+            filled = min(n, len(self.chunk) - self.start)
+            view[:filled] = self.chunk[self.start:self.start + filled]
+            self.start += filled
+            while filled < n:
+                try:
+                    got = self.transport.read_into(view[filled:])
+                except OSError:
+                    got = 0
+                if not got:
+                    raise _Misframed("the connection ended inside an answer's attachments")
+                filled += got
+            view.release()
+            arrays.append(out)
+        if self.start >= len(self.chunk) and not self._more():
+            raise _Misframed("the connection ended inside an answer's attachments")
+        if self.chunk[self.start:self.start + 1] != b"\n":
+            raise _Misframed("an answer's attachments not followed by a newline")
+        self.start += 1
+        _bind_attachments(msg, arrays)
+
+
+def _read_loop(transport, calls, on_stderr=None):
+    try:
+        for msg in _FrameReader(transport).messages():
+            calls.dispatch_message(msg)
+    except _Misframed as e:
+        if calls.ended is None:  # not a connection this client closed itself
+            _log.error("omnibal: %s; the connection is closed", e)
+        calls.end("the sidecar's answer was misframed (%s)" % e)
+        transport.close(0)
     calls.end("the sidecar exited" if calls.ended is None else calls.ended)
     transport.release_read_side()
 
@@ -599,10 +773,12 @@ class Client:
         return self._proc is not None
 
     def send_raw(self, line):
-        """Writes one raw line (or any bytes) to the sidecar, whole, under the write lock."""
-        data = line if isinstance(line, bytes) else line.encode("utf8")
+        """Writes one raw line (or any bytes, or a list of byte pieces) to the sidecar, whole,
+        under the write lock."""
+        parts = line if isinstance(line, list) else [line]
         with self._write_lock:
-            self._transport.write(data)
+            for data in parts:
+                self._transport.write(data if not isinstance(data, str) else data.encode("utf8"))
 
     def request(self, method, params=None, progress=None):
         """Sends a request and returns its id and a handle to wait on (see :meth:`wait`).
@@ -619,7 +795,7 @@ class Client:
         try:
             # Strict JSON: NaN and Infinity are not JSON; the sidecar would refuse the line
             # without naming the field, so they are refused here, before anything is sent.
-            data = request_line(msg)
+            data = request_frame(msg)
         except ValueError as e:
             raise ValueError("%s params: %s (NaN and Infinity are not JSON)" % (method, e)) from None
         pending = _Pending(progress)
@@ -680,11 +856,11 @@ class Client:
     def plan_for_rank(self, plan_id, rank):
         """``planForRank`` with a binary answer: a :class:`PlanLists` (steps of micro-batches of
         sample indices; ``.tolist()`` is the JSON answer's nested lists)."""
-        return PlanLists(self.call("planForRank", {"planId": plan_id, "rank": rank, "encoding": "base64"}))
+        return PlanLists(self.call("planForRank", {"planId": plan_id, "rank": rank, "encoding": "binary"}))
 
     def plan_step(self, plan_id, step):
         """``planStep`` with a binary answer: a :class:`PlanLists` (ranks of micro-batches)."""
-        return PlanLists(self.call("planStep", {"planId": plan_id, "step": step, "encoding": "base64"}))
+        return PlanLists(self.call("planStep", {"planId": plan_id, "step": step, "encoding": "binary"}))
 
     def cancel(self, rid):
         """Cancels a pending request: it is answered at once with :class:`Cancelled`."""

@@ -158,7 +158,8 @@ class BalancedBatchSampler:
             pairs = lengths if isinstance(lengths, (list, tuple)) else list(lengths)
             self._vision = u32_values([v for v, _ in pairs])
             self._text = u32_values([t for _, t in pairs])
-            self._source = {"vision": u32_array(self._vision), "text": u32_array(self._text)}
+            # Sent as binary attachments: raw bytes after the request line (no base64).
+            self._source = {"vision": self._vision, "text": self._text}
             self._paths = None
         else:
             paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
@@ -202,9 +203,9 @@ class BalancedBatchSampler:
         """Plans ``subset`` (original indices, ascending; None = every sample) for ``dp`` ranks;
         returns (summary, index map or None)."""
         params = dict(self._source) if subset is None else {
-            "vision": u32_array(self._vision[i] for i in subset), "text": u32_array(self._text[i] for i in subset)}
+            "vision": u32_values(self._vision[i] for i in subset), "text": u32_values(self._text[i] for i in subset)}
         params.update(self._options)
-        params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch, "encoding": "base64"})
+        params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch, "encoding": "binary"})
         summary = self._pack(params)
         self._plan_ids.append(summary["planId"])
         self._plan_params[summary["planId"]] = params
@@ -215,7 +216,7 @@ class BalancedBatchSampler:
     def _pack(self, params):
         """``pack`` with binary answers; the summary's lists decoded (as in a JSON answer)."""
         summary = self._client.call("pack", params, progress=self.progress)
-        if summary.pop("encoding", None) == "base64":
+        if summary.pop("encoding", None) in ("base64", "binary"):
             summary["dropped"] = decode_u32(summary["dropped"]).tolist()
             summary["droppedReason"] = decode_u32(summary["droppedReason"]).tolist()
         return summary
@@ -237,10 +238,10 @@ class BalancedBatchSampler:
         if summary["planId"] is None:
             return []
         dp = summary["dp"]
-        steps = PlanLists(self._plan_call(summary, "planForRank", {"rank": rank, "encoding": "base64"}))
+        steps = PlanLists(self._plan_call(summary, "planForRank", {"rank": rank, "encoding": "binary"}))
         last_step = None
         if len(steps) and summary["microBatches"] != summary["steps"] * dp * summary["accum"]:
-            last_step = PlanLists(self._plan_call(summary, "planStep", {"step": summary["steps"] - 1, "encoding": "base64"}))
+            last_step = PlanLists(self._plan_call(summary, "planStep", {"step": summary["steps"] - 1, "encoding": "binary"}))
         batches = even_rank_batches(steps, rank, dp, last_step, self.even)
         if idmap is not None:
             batches = [[idmap[i] for i in mb] for mb in batches]
@@ -330,8 +331,9 @@ class BalancedBatchSampler:
             if self._paths is None:
                 h.update(b"lengths\0")
                 h.update(struct.pack("<I", len(self._text)))
-                h.update(self._source["vision"]["$base64"].encode())
-                h.update(self._source["text"]["$base64"].encode())
+                # The base64 of the little-endian bytes, as the fingerprint has always been made.
+                h.update(u32_array(self._vision)["$base64"].encode())
+                h.update(u32_array(self._text)["$base64"].encode())
             else:
                 for p in self._paths:
                     h.update(b"file\0")

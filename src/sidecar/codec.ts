@@ -1,11 +1,14 @@
 /**
- * Numeric arrays on the sidecar wire: JSON lists, or `{ "$base64": "...", "dtype": "u32" | "f64" }`
- * holding little-endian typed-array bytes (much smaller and faster for millions of samples).
+ * Numeric arrays on the sidecar wire: JSON lists, `{ "$base64": "...", "dtype": "u32" | "f64" }`
+ * holding little-endian typed-array bytes (much smaller and faster for millions of samples), or
+ * `{ "$binary": k, "dtype": "u32" }`: attachment `k`, raw little-endian bytes after the line
+ * (docs/protocol.md, "Binary attachments"; no text encoding at all).
  *
  * @module
  */
 import * as os from 'node:os';
 import { invalidType } from '../errors';
+import { RpcError, RpcErrors, paramsError } from './errors';
 import { activeBackend } from '../binding';
 
 /** A wire-encoded numeric array. */
@@ -16,8 +19,9 @@ export interface Base64Array {
   dtype: 'u32' | 'f64';
 }
 
-/** Decodes a JSON list or a base64 array into a `Uint32Array`. */
+/** Decodes a JSON list or a base64 array into a `Uint32Array` (an attachment, bound by {@link bindAttachments}, is one already). */
 export function toU32(name: string, v: unknown): Uint32Array {
+  if (v instanceof Uint32Array) return v;
   if (Array.isArray(v)) {
     const out = new Uint32Array(v.length);
     for (let i = 0; i < v.length; i++) {
@@ -34,7 +38,7 @@ export function toU32(name: string, v: unknown): Uint32Array {
     if (b.dtype !== 'u32') throw invalidType(name, `must have dtype u32, got ${JSON.stringify(b.dtype)}`);
     return decodeCanonical(b.$base64) ?? activeBackend().decodeBase64U32(name, b.$base64);
   }
-  throw invalidType(name, 'must be a list of integers or { "$base64", "dtype": "u32" }');
+  throw invalidType(name, 'must be a list of integers, { "$base64", "dtype": "u32" } or { "$binary", "dtype": "u32" }');
 }
 
 const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -63,12 +67,81 @@ function decodeCanonical(text: string): Uint32Array | undefined {
   return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
 }
 
-/** Encodes a typed array for the wire. */
-export function encodeU32(a: Uint32Array): Base64Array {
-  if (os.endianness() === 'LE') return { $base64: Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64'), dtype: 'u32' };
+/** The little-endian bytes of `a`: a Buffer over its own memory on a little-endian host (no copy). */
+export function littleEndianBytes(a: Uint32Array): Buffer {
+  if (os.endianness() === 'LE') return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   const buf = Buffer.alloc(a.length * 4);
   for (let i = 0; i < a.length; i++) buf.writeUInt32LE(a[i], 4 * i);
-  return { $base64: buf.toString('base64'), dtype: 'u32' };
+  return buf;
+}
+
+/** Encodes a typed array for the wire. */
+export function encodeU32(a: Uint32Array): Base64Array {
+  return { $base64: littleEndianBytes(a).toString('base64'), dtype: 'u32' };
+}
+
+/**
+ * An answer's array sent as a binary attachment (`encoding: "binary"`): written as
+ * `{"$binary": k, "dtype": "u32"}` in the answer line, its bytes (over the array's own memory)
+ * after it.
+ */
+export class U32Attachment {
+  constructor(readonly array: Uint32Array) {}
+}
+
+/** Most attachments one request may carry. */
+export const MAX_ATTACHMENTS = 64;
+
+/** A request's `$binary` reference, as its schema admits it. */
+interface BinaryRef {
+  $binary: number;
+  $base64?: unknown;
+  dtype: 'u32';
+}
+
+function isBinaryRef(v: unknown): v is BinaryRef {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && Object.prototype.hasOwnProperty.call(v, '$binary');
+}
+
+/**
+ * `params` with every top-level `{"$binary": k, "dtype": "u32"}` replaced by attachment `k` as
+ * a `Uint32Array` over the attachment's own memory (no copy on a little-endian host). Each
+ * attachment must be referenced exactly once and hold whole u32 values; a reference without its
+ * attachment, or an attachment never referenced, is an error naming it (-32602 / -32600).
+ * `params` itself is not changed.
+ */
+export function bindAttachments(params: Record<string, unknown>, attachments: Buffer[]): Record<string, unknown> {
+  let out = params;
+  const used = new Array<string | undefined>(attachments.length);
+  for (const key of Object.keys(params)) {
+    const v = params[key];
+    if (!isBinaryRef(v)) continue;
+    if (v.$base64 !== undefined) throw paramsError(key, 'must have one of $base64 or $binary, not both', 'ERR_OMNIBAL_INVALID_TYPE');
+    const k = v.$binary;
+    if (k >= attachments.length) {
+      throw paramsError(key, `refers to attachment ${k}, but the request has ${attachments.length === 0 ? 'none ("$attachments" lists their byte lengths)' : `only ${attachments.length}`}`, 'ERR_OMNIBAL_INVALID_OPTIONS');
+    }
+    if (used[k] !== undefined) throw paramsError(key, `refers to attachment ${k}, which ${used[k]} already refers to (each attachment is one array)`, 'ERR_OMNIBAL_INVALID_OPTIONS');
+    used[k] = key;
+    const bytes = attachments[k];
+    if (bytes.length % 4 !== 0) throw paramsError(key, `attachment ${k} is ${bytes.length} bytes, not a whole number of u32 values (a multiple of 4)`, 'ERR_OMNIBAL_INVALID_TYPE');
+    if (out === params) out = { ...params };
+    out[key] = fromLittleEndian(bytes);
+  }
+  let first = -1;
+  for (let i = attachments.length - 1; i >= 0; i--) if (used[i] === undefined) first = i;
+  if (first >= 0) {
+    throw new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: attachment ${first} (of ${attachments.length} in "$attachments") is never referenced by a {"$binary": ${first}} param`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
+  }
+  return out;
+}
+
+/** Little-endian u32 bytes (a buffer that owns its 4-byte-aligned memory) as a `Uint32Array`, without a copy where the host is little-endian. */
+function fromLittleEndian(bytes: Buffer): Uint32Array {
+  if (os.endianness() === 'LE' && bytes.byteOffset % 4 === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  const out = new Uint32Array(bytes.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = bytes.readUInt32LE(4 * i);
+  return out;
 }
 
 /** `encoding: "base64"` answer of `planStep` / `planForRank`: the nested lists as three flat arrays. */
@@ -87,6 +160,18 @@ export interface MicroBatchArrays {
  * sample instead of up to 11, and decoded by a client without parsing a number per sample.
  */
 export function encodeMicroBatchArrays(plan: MicroBatchLayout, groups: ArrayLike<number>): MicroBatchArrays {
+  const { samples, microBatchOffsets, groupOffsets } = microBatchArrays(plan, groups);
+  return { encoding: 'base64', samples: encodeU32(samples), microBatchOffsets: encodeU32(microBatchOffsets), groupOffsets: encodeU32(groupOffsets) };
+}
+
+/** {@link MicroBatchArrays} as binary attachments (`encoding: "binary"`). */
+export function attachMicroBatchArrays(plan: MicroBatchLayout, groups: ArrayLike<number>): { encoding: 'binary'; samples: U32Attachment; microBatchOffsets: U32Attachment; groupOffsets: U32Attachment } {
+  const { samples, microBatchOffsets, groupOffsets } = microBatchArrays(plan, groups);
+  return { encoding: 'binary', samples: new U32Attachment(samples), microBatchOffsets: new U32Attachment(microBatchOffsets), groupOffsets: new U32Attachment(groupOffsets) };
+}
+
+/** The flat arrays of {@link MicroBatchArrays}, not yet encoded. */
+function microBatchArrays(plan: MicroBatchLayout, groups: ArrayLike<number>): { samples: Uint32Array; microBatchOffsets: Uint32Array; groupOffsets: Uint32Array } {
   const { samples, microBatchOffsets: mbo, rankOffsets: ro } = plan;
   const { values, lists } = groupSizes(plan, groups);
   const out = new Uint32Array(values);
@@ -104,7 +189,7 @@ export function encodeMicroBatchArrays(plan: MicroBatchLayout, groups: ArrayLike
     groupOffsets[g + 1] = k;
   }
   offsets[k] = v;
-  return { encoding: 'base64', samples: encodeU32(out), microBatchOffsets: encodeU32(offsets), groupOffsets: encodeU32(groupOffsets) };
+  return { samples: out, microBatchOffsets: offsets, groupOffsets };
 }
 
 /** How many sample indices (`values`) and micro-batches (`lists`) the groups hold. */

@@ -6,10 +6,32 @@
  * @module
  */
 
+/**
+ * Binary attachments that follow a line (see docs/protocol.md, "Binary attachments"): the line's
+ * sink declares their byte lengths, and the reader takes exactly that many bytes after the
+ * line's `\n`, then one `\n` that closes the request.
+ */
+export interface AttachmentFrame {
+  /** Byte length of each attachment, in order (checked against the limits by the sink). */
+  lengths: number[];
+  /** `false`: the bytes are skipped as they arrive, never buffered (a request over the limit). */
+  keep: boolean;
+  /**
+   * Called once the bytes and the closing `\n` are in: `attachments` holds one fresh Buffer per
+   * attachment (its own 4-byte-aligned memory; empty when `keep` is false). `misframed`: the byte
+   * after them was not `\n` (a length that does not match the bytes sent); the reader then skips
+   * to the next `\n` and goes on from there.
+   */
+  done(attachments: Buffer[], misframed: boolean): void;
+}
+
 /** What the reader hands on. */
 export interface LineSink {
-  /** A complete line (without its `\n`, `\r\n` trimmed). */
-  line(text: string): void;
+  /**
+   * A complete line (without its `\n`, `\r\n` trimmed) of `bytes` bytes. Returning an
+   * {@link AttachmentFrame} makes the reader take that many binary bytes after the line.
+   */
+  line(text: string, bytes: number): AttachmentFrame | void;
   /** A line went over the limit; `head` is its first bytes (for {@link recoverId}). Called once per such line, as soon as the limit is crossed; the rest of the line is skipped. */
   tooLong(head: string): void;
 }
@@ -17,11 +39,22 @@ export interface LineSink {
 /** How many leading bytes of an over-long line are kept to recover its id. */
 const HEAD_BYTES = 256;
 
-/** A linear-time, limit-checking line splitter. */
+/** The attachments being read after a line. */
+interface AttachmentState {
+  frame: AttachmentFrame;
+  buffers: Buffer[];
+  /** The attachment being filled. */
+  index: number;
+  /** Bytes of it filled so far. */
+  filled: number;
+}
+
+/** A linear-time, limit-checking line splitter (and reader of the binary attachments a line declares). */
 export class LineReader {
   private chunks: Buffer[] = [];
   private size = 0;
   private skipping = false;
+  private attachments: AttachmentState | undefined;
 
   constructor(
     private readonly maxLineBytes: number,
@@ -38,6 +71,10 @@ export class LineReader {
   feed(chunk: Buffer, stopped: () => boolean = () => false): number {
     let start = 0;
     while (start < chunk.length && !stopped()) {
+      if (this.attachments) {
+        start = this.takeAttachments(chunk, start);
+        continue;
+      }
       const nl = chunk.indexOf(0x0a, start);
       const end = nl === -1 ? chunk.length : nl;
       const piece = chunk.subarray(start, end);
@@ -67,14 +104,45 @@ export class LineReader {
       this.size = 0;
       let text = bytes.toString('utf8');
       if (text.endsWith('\r')) text = text.slice(0, -1);
-      this.sink.line(text);
+      const frame = this.sink.line(text, bytes.length);
+      if (frame) this.attachments = { frame, buffers: [], index: 0, filled: 0 };
     }
     return start;
   }
 
-  /** Bytes buffered for the current unfinished line. */
+  /**
+   * Takes attachment bytes from `chunk` at `start` (copied once into each attachment's own
+   * buffer, allocated when its first byte arrives: a length declared but never sent costs no
+   * memory), then the closing `\n`. Returns where the rest of `chunk` starts.
+   */
+  private takeAttachments(chunk: Buffer, start: number): number {
+    const a = this.attachments!;
+    const { lengths, keep } = a.frame;
+    while (a.index < lengths.length && start < chunk.length) {
+      const want = lengths[a.index];
+      if (keep && a.buffers.length === a.index) a.buffers.push(Buffer.allocUnsafeSlow(want));
+      const n = Math.min(want - a.filled, chunk.length - start);
+      if (keep) chunk.copy(a.buffers[a.index], a.filled, start, start + n);
+      a.filled += n;
+      start += n;
+      if (a.filled === want) {
+        a.index++;
+        a.filled = 0;
+      }
+    }
+    if (a.index < lengths.length || start >= chunk.length) return start;
+    this.attachments = undefined;
+    const misframed = chunk[start] !== 0x0a;
+    if (misframed) this.skipping = true;
+    else start++;
+    a.frame.done(a.buffers, misframed);
+    return start;
+  }
+
+  /** Bytes buffered for the current unfinished line (or attachments). */
   get buffered(): number {
-    return this.size;
+    const a = this.attachments;
+    return this.size + (a && a.frame.keep ? a.buffers.reduce((n, b, i) => n + (i < a.index ? b.length : a.filled), 0) : 0);
   }
 }
 

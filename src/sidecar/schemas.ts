@@ -11,6 +11,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { CALIBRATION_FILE_SCHEMA } from '../model/calibration-file';
 import { gpuPresets, modelPresets } from '../model/presets';
+import { MAX_ATTACHMENTS } from './codec';
 import { paramsError, RpcError } from './errors';
 
 /** Most `dp x accum` (micro-batches per step) a request may ask for: 2^20. */
@@ -24,17 +25,21 @@ const seed = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } a
 const handle = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const finite = { type: 'number' } as const;
 
-/** A numeric array: a JSON list, or little-endian bytes in base64 (checked strictly when decoded). */
+/**
+ * A numeric array: a JSON list, little-endian bytes in base64 (checked strictly when decoded), or
+ * a binary attachment `{"$binary": k}` (exactly one of `$base64` / `$binary`: checked when bound,
+ * see codec.ts `bindAttachments`).
+ */
 const U32 = {
   type: ['array', 'object'],
   items: u32,
-  required: ['$base64', 'dtype'],
-  properties: { $base64: { type: 'string', contentEncoding: 'base64' }, dtype: { const: 'u32' } },
+  required: ['dtype'],
+  properties: { $base64: { type: 'string', contentEncoding: 'base64' }, $binary: { type: 'integer', minimum: 0, maximum: MAX_ATTACHMENTS - 1 }, dtype: { const: 'u32' } },
   additionalProperties: false,
 } as const;
 
-/** How an answer's big integer arrays are sent: JSON lists (default), or base64 little-endian u32 (see codec.ts). */
-const encoding = { enum: ['json', 'base64'] } as const;
+/** How an answer's big integer arrays are sent: JSON lists (default), base64 little-endian u32, or binary attachments (see codec.ts). */
+const encoding = { enum: ['json', 'base64', 'binary'] } as const;
 
 const F64List = (max: number) => ({ type: 'array', items: finite, maxItems: max }) as const;
 

@@ -23,9 +23,9 @@ import { searchStages, type StageSearch } from '../model/search';
 import { layoutCandidates } from '../plan/layout';
 import { simulateStep } from '../simulate/index';
 import { version } from '../package';
-import { encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, RawJson, toU32 } from './codec';
+import { attachMicroBatchArrays, bindAttachments, encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, littleEndianBytes, MAX_ATTACHMENTS, RawJson, toU32, U32Attachment } from './codec';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFileError, toRpcError } from './errors';
-import { LineReader, looksLikeHttp, recoverId, startsLikeHttp } from './framing';
+import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, type AttachmentFrame } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
 import { PlanStore, newHandle, type StoredPlan } from './plan-store';
 import { isMethod, validateParams } from './schemas';
@@ -112,6 +112,11 @@ const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan'
 /** Most searches one connection may hold. */
 const MAX_SEARCHES = 64;
 
+/** -32600: the bytes after a request's declared attachments are not its closing `\n`. */
+function misframedError(total: number): RpcError {
+  return new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: the ${total} attachment bytes "$attachments" declares are not followed by "\\n" (a length that does not match the bytes sent); skipped to the next line`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
+}
+
 function errorResponse(id: Id, e: RpcError): Response {
   return { jsonrpc: '2.0', id, error: { code: e.rpcCode, message: e.message, ...(e.data ? { data: e.data } : {}) } };
 }
@@ -120,6 +125,25 @@ function errorResponse(id: Id, e: RpcError): Response {
 function encodeAnswer(msg: Response): string | Buffer {
   if (!(msg.result instanceof RawJson)) return JSON.stringify(msg);
   return Buffer.concat([Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(msg.id)},"result":`), msg.result.bytes, Buffer.from('}')]);
+}
+
+/**
+ * An answer whose result holds {@link U32Attachment}s (top-level members, `encoding: "binary"`)
+ * as its line, with `"$attachments"` and `{"$binary": k}` references, then each array's bytes
+ * (a Buffer over the array's own memory on a little-endian host: not copied), then the closing
+ * `\n`; `undefined` for any other message.
+ */
+function encodeWithAttachments(msg: object): (string | Buffer)[] | undefined {
+  const result = (msg as Response).result;
+  if (Array.isArray(msg) || result === null || typeof result !== 'object' || !Object.values(result).some((v) => v instanceof U32Attachment)) return undefined;
+  const bytes: Buffer[] = [];
+  const json = JSON.stringify(result, (_key, v: unknown) => {
+    if (!(v instanceof U32Attachment)) return v;
+    bytes.push(littleEndianBytes(v.array));
+    return { $binary: bytes.length - 1, dtype: 'u32' };
+  });
+  const line = `{"jsonrpc":"2.0","id":${JSON.stringify((msg as Response).id)},"result":${json},"$attachments":[${bytes.map((b) => b.length).join(',')}]}\n`;
+  return [line, ...bytes, '\n'];
 }
 
 /** A message (or a batch of answers) as one line. */
@@ -149,9 +173,10 @@ function checkFiles(files: string[], asPaths: boolean, limits: Limits): fs.Stats
 }
 
 function u32Length(v: unknown): number {
-  if (Array.isArray(v)) return v.length;
-  const b = (v as { $base64: string }).$base64;
-  return Math.floor((b.length * 3) / 4 / 4);
+  if (Array.isArray(v) || v instanceof Uint32Array) return v.length;
+  // Neither form (`{"dtype": "u32"}` alone passes the schema): 0 here, and toU32 names the forms.
+  const b = (v as { $base64?: unknown }).$base64;
+  return typeof b === 'string' ? Math.floor((b.length * 3) / 4 / 4) : 0;
 }
 
 /** One connection: frames, checks and answers its requests. */
@@ -177,7 +202,7 @@ export class Session {
   ) {
     this.authenticated = kind !== 'tcp';
     this.reader = new LineReader(ctx.limits.maxLineBytes, {
-      line: (text) => this.onLine(text),
+      line: (text, bytes) => this.onLine(text, bytes),
       tooLong: (head) => {
         if (this.firstLine(head)) return;
         if (!this.authenticated) return this.refuse(null);
@@ -289,7 +314,9 @@ export class Session {
 
   private send(msg: object): void {
     if (this.closed) return;
-    this.transport.write(encodeLine(msg));
+    const parts = encodeWithAttachments(msg);
+    if (parts) for (const part of parts) this.transport.write(part);
+    else this.transport.write(encodeLine(msg));
     this.flow();
   }
 
@@ -302,7 +329,7 @@ export class Session {
     });
   }
 
-  private onLine(text: string): void {
+  private onLine(text: string, bytes: number): AttachmentFrame | void {
     if (this.ending || text.trim() === '') return;
     if (this.firstLine(text)) return;
     let msg: unknown;
@@ -318,18 +345,59 @@ export class Session {
       if (!this.authenticated) return this.refuse(null);
       if (msg.length === 0) return this.send(errorResponse(null, new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: an empty batch')));
       this.track(
-        Promise.all(msg.map((m) => this.handle(m))).then((answers) => {
+        Promise.all(msg.map((m) => this.handle(m, undefined, true))).then((answers) => {
           const out = answers.filter((a): a is Response => a !== undefined);
           if (out.length > 0) this.send(out);
         }),
       );
       return;
     }
+    if (msg !== null && typeof msg === 'object' && Object.prototype.hasOwnProperty.call(msg, '$attachments')) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
+    this.run(msg);
+  }
+
+  /** Handles one request (with its attachments) and sends its answer. */
+  private run(msg: unknown, attachments?: Buffer[]): void {
     this.track(
-      this.handle(msg).then((answer) => {
+      this.handle(msg, attachments).then((answer) => {
         if (answer) this.send(answer);
       }),
     );
+  }
+
+  /**
+   * The attachments a request line declares in `"$attachments"` (docs/protocol.md, "Binary
+   * attachments"), checked before a byte of them is buffered: a list of at most
+   * {@link MAX_ATTACHMENTS} byte lengths (else -32600, and the connection is closed once its
+   * answers are sent: where the request ends is unknown); the line and its attachments within
+   * `--max-line-bytes` (else -32001 at once, and the bytes are skipped as they arrive, not kept). The
+   * request runs once its bytes and the closing `\n` are in; a request whose bytes are not
+   * followed by `\n` gets -32600 and the reader resumes at the next `\n`.
+   */
+  private attachmentFrame(msg: Record<string, unknown>, lineBytes: number): AttachmentFrame | void {
+    const id = typeof msg.id === 'string' || (typeof msg.id === 'number' && Number.isFinite(msg.id)) ? (msg.id as Id) : null;
+    if (!this.authenticated) return this.refuse(id);
+    const lengths = msg.$attachments;
+    if (!Array.isArray(lengths) || lengths.length > MAX_ATTACHMENTS || !lengths.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) {
+      this.send(errorResponse(id, new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: "$attachments" must be a list of at most ${MAX_ATTACHMENTS} byte lengths (integers >= 0); the connection is closed (where this request ends is unknown)`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' })));
+      return this.endAfterAnswers();
+    }
+    const total = (lengths as number[]).reduce((a, b) => a + b, 0);
+    const limit = this.ctx.limits.maxLineBytes;
+    if (lineBytes + total > limit) {
+      // Answered at once; the bytes are skipped as they come (and the next line found after them).
+      this.send(errorResponse(id, limitError(`request of ${lineBytes + total} bytes (line and ${total} attachment bytes) over the limit of ${limit} bytes (--max-line-bytes); skipped`)));
+      return { lengths: lengths as number[], keep: false, done: () => undefined };
+    }
+    return {
+      lengths: lengths as number[],
+      keep: true,
+      done: (attachments, misframed) => {
+        if (misframed) return this.send(errorResponse(id, misframedError(total)));
+        delete msg.$attachments;
+        this.run(msg, attachments);
+      },
+    };
   }
 
   /** Answers -32002 and closes an unauthenticated TCP connection. */
@@ -339,7 +407,7 @@ export class Session {
   }
 
   /** One request; resolves with its answer (undefined for a notification). */
-  private async handle(msg: unknown): Promise<Response | undefined> {
+  private async handle(msg: unknown, attachments?: Buffer[], inBatch = false): Promise<Response | undefined> {
     const m = msg as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
     const validId = m !== null && typeof m === 'object' && (typeof m.id === 'string' || (typeof m.id === 'number' && Number.isFinite(m.id)) || m.id === null);
     const id: Id = validId ? (m.id as Id) : null;
@@ -367,6 +435,10 @@ export class Session {
     let params: Record<string, unknown>;
     try {
       params = validateParams(method, m.params);
+      // Binary attachments become the arrays their `{"$binary": k}` params refer to (checked
+      // also without attachments: a reference to none is an error naming the param).
+      params = bindAttachments(params, attachments ?? []);
+      if (inBatch && params.encoding === 'binary') throw paramsError('encoding', 'cannot be "binary" inside a batch (a batch answers on one line without attachments); send the request alone', 'ERR_OMNIBAL_INVALID_OPTIONS');
     } catch (error) {
       return fail(error);
     }
@@ -521,7 +593,9 @@ export class Session {
       maxText: plan.maxText ?? null,
       ...(p.encoding === 'base64'
         ? { encoding: 'base64', dropped: encodeU32(plan.droppedIndex), droppedReason: encodeU32(Uint32Array.from(plan.droppedReason)) }
-        : { dropped: Array.from(plan.droppedIndex), droppedReason: Array.from(plan.droppedReason) }),
+        : p.encoding === 'binary'
+          ? { encoding: 'binary', dropped: new U32Attachment(plan.droppedIndex), droppedReason: new U32Attachment(Uint32Array.from(plan.droppedReason)) }
+          : { dropped: Array.from(plan.droppedIndex), droppedReason: Array.from(plan.droppedReason) }),
     };
   }
 
@@ -552,14 +626,14 @@ export class Session {
         const step = p.step as number;
         if (step >= plan.steps) throw paramsError('step', `must be below the plan's ${plan.steps} steps, got ${step}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
         const groups = Array.from({ length: plan.dp }, (_, r) => step * plan.dp + r);
-        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
+        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : p.encoding === 'binary' ? attachMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
       }
       case 'planForRank': {
         const { plan } = store.get(this, p.planId as string);
         const rank = p.rank as number;
         if (rank >= plan.dp) throw paramsError('rank', `must be below the plan's dp of ${plan.dp}, got ${rank}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
         const groups = Array.from({ length: plan.steps }, (_, s) => s * plan.dp + rank);
-        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
+        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : p.encoding === 'binary' ? attachMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
       }
       case 'release':
         if (p.planId !== undefined) return { released: store.release(this, p.planId as string) };

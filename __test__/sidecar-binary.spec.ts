@@ -1,0 +1,202 @@
+// Binary attachments on the sidecar wire (docs/protocol.md, "Binary attachments"): raw u32 bytes
+// after a request line (`"$attachments"` + `{"$binary": k}` params) and after an answer line
+// (`encoding: "binary"`). Same plans as base64 and JSON lists; every framing fault is an error
+// naming what was wrong, and the connection resynchronises (or closes, when where the request
+// ends is unknown). Runs on both backends (OMNIBAL_BACKEND=js too).
+import test from 'ava';
+import fc from 'fast-check';
+import { LineReader, type AttachmentFrame } from '../src/sidecar/framing';
+import { Harness, type Msg } from './sidecar-harness';
+
+const n = 300;
+const vision = Uint32Array.from({ length: n }, (_, i) => 1 + ((i * 7) % 6));
+const text = Uint32Array.from({ length: n }, (_, i) => 150 + ((i * 7919) % 2400));
+const planParams = { dp: 2, accum: 2, samplesPerPack: 3, seed: 5 };
+
+const le = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+const base64 = (a: Uint32Array) => ({ $base64: le(a).toString('base64'), dtype: 'u32' });
+const fromBase64 = (v: { $base64: string }) => {
+  const b = Buffer.from(v.$base64, 'base64');
+  return Array.from(new Uint32Array(b.buffer, b.byteOffset, b.length / 4));
+};
+
+/**
+ * A request line with `attachments` declared (`lengths`, default: their true lengths), then the
+ * attachments' bytes and `tail` (default: the closing newline).
+ */
+function frame(id: number | string, method: string, params: Record<string, unknown>, attachments: Buffer[], lengths = attachments.map((b) => b.length), tail = '\n'): Buffer {
+  const line = JSON.stringify({ jsonrpc: '2.0', id, method, params, $attachments: lengths });
+  return Buffer.concat([Buffer.from(`${line}\n`), ...attachments, Buffer.from(tail)]);
+}
+
+const ref = (k: number) => ({ $binary: k, dtype: 'u32' });
+const packFrame = (id: number | string, extra: Record<string, unknown> = {}) => frame(id, 'pack', { vision: ref(0), text: ref(1), ...planParams, ...extra }, [le(vision), le(text)]);
+
+async function answered(h: Harness, id: number | string): Promise<Msg> {
+  return h.lines.answer(id, 20_000);
+}
+
+test('binary attachments carry the same plans as base64 and JSON lists (pack, every planStep and planForRank)', async (t) => {
+  const h = Harness.create();
+  h.raw(packFrame(101, { encoding: 'binary' }));
+  const bin = await answered(h, 101);
+  t.is(bin.error, undefined, JSON.stringify(bin.error));
+  const b64 = await h.call('pack', { vision: base64(vision), text: base64(text), ...planParams, encoding: 'base64' });
+  const json = await h.call('pack', { vision: Array.from(vision), text: Array.from(text), ...planParams });
+  // One plan: the data's key does not depend on how the arrays travelled.
+  t.true(b64.result.shared && json.result.shared);
+  t.is(bin.result.encoding, 'binary');
+  t.true(bin.result.dropped instanceof Uint32Array);
+  t.deepEqual(Array.from(bin.result.dropped as Uint32Array), json.result.dropped);
+  t.deepEqual(Array.from(bin.result.droppedReason as Uint32Array), json.result.droppedReason);
+  t.deepEqual(fromBase64(b64.result.dropped), json.result.dropped);
+  const planId = bin.result.planId as string;
+  for (const [method, key, count] of [['planStep', 'step', bin.result.steps], ['planForRank', 'rank', bin.result.dp]] as const) {
+    for (let g = 0; g < count; g++) {
+      const lists = (await h.call(method, { planId, [key]: g })).result as number[][][];
+      const a = (await h.call(method, { planId, [key]: g, encoding: 'binary' })).result;
+      const flat = lists.flat(2);
+      t.deepEqual(Array.from(a.samples as Uint32Array), flat);
+      const mbo = Array.from(a.microBatchOffsets as Uint32Array);
+      const go = Array.from(a.groupOffsets as Uint32Array);
+      const rebuilt = go.slice(0, -1).map((_, i) => mbo.slice(go[i], go[i + 1]).map((s, j) => flat.slice(s, mbo[go[i] + j + 1])));
+      t.deepEqual(rebuilt, lists);
+    }
+  }
+});
+
+test('an empty attachment and zero-length arrays frame and bind', async (t) => {
+  const h = Harness.create();
+  h.raw(frame(101, 'pack', { vision: ref(0), text: ref(1), dp: 1 }, [Buffer.alloc(0), Buffer.alloc(0)]));
+  const a = await answered(h, 101);
+  // Bound as empty arrays: what the planner says about no samples, not a framing error.
+  t.not(a.error?.code, -32600);
+  t.false(h.closed);
+  t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+});
+
+/** Framing faults: each answered with its code and a message naming what was wrong; the next request is served. */
+const faults: [string, () => Buffer, number, RegExp][] = [
+  ['a length that is not a whole number of u32', () => frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [le(vision).subarray(0, 6), le(text)]), -32602, /vision attachment 0 is 6 bytes, not a whole number of u32/],
+  ['a reference to a missing attachment', () => frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [le(vision)]), -32602, /text refers to attachment 1, but the request has only 1/],
+  ['a reference without any attachments', () => Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 101, method: 'pack', params: { vision: ref(0), text: ref(1), ...planParams } })}\n`), -32602, /vision refers to attachment 0, but the request has none/],
+  ['an attachment never referenced', () => frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [le(vision), le(text), le(text)]), -32600, /attachment 2 .* is never referenced/],
+  ['one attachment referenced twice', () => frame(101, 'pack', { vision: ref(0), text: ref(0), ...planParams }, [le(vision)]), -32602, /text refers to attachment 0, which vision already refers to/],
+  ['both $base64 and $binary', () => frame(101, 'pack', { vision: { ...base64(vision), $binary: 0 }, text: ref(1), ...planParams }, [le(vision), le(text)]), -32602, /vision must have one of \$base64 or \$binary/],
+  ['neither $base64 nor $binary', () => frame(101, 'pack', { vision: { dtype: 'u32' }, text: ref(0), ...planParams }, [le(text)]), -32602, /vision must be a list of integers, .* or \{ "\$binary", "dtype": "u32" \}/],
+  ['a $binary reference out of the schema', () => frame(101, 'pack', { vision: { $binary: -1, dtype: 'u32' }, text: ref(0), ...planParams }, [le(text)]), -32602, /vision\.\$binary/],
+  ['a dtype other than u32', () => frame(101, 'pack', { vision: { $binary: 0, dtype: 'f64' }, text: ref(1), ...planParams }, [le(vision), le(text)]), -32602, /vision\.dtype must be "u32"/],
+  ['garbage after the attachments (a length shorter than the bytes sent)', () => frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [le(vision), le(text)], undefined, 'XYZ\n'), -32600, /not followed by "\\n"/],
+  ['a declared length shorter than the bytes sent', () => frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [le(vision), le(text)], [le(vision).length - 4, le(text).length]), -32600, /not followed by "\\n"/],
+  ['binary answers inside a batch', () => Buffer.from(`[${JSON.stringify({ jsonrpc: '2.0', id: 101, method: 'pack', params: { vision: Array.from(vision), text: Array.from(text), ...planParams, encoding: 'binary' } })}]\n`), -32602, /encoding cannot be "binary" inside a batch/],
+];
+
+for (const [what, bytes, code, message] of faults) {
+  test(`framing: ${what} -> ${code}, and the connection goes on`, async (t) => {
+    const h = Harness.create();
+    h.raw(bytes());
+    const a = (await h.lines.next((m) => (Array.isArray(m) ? m[0]?.id === 101 : m.id === 101 && m.method === undefined), 20_000)) as Msg | Msg[];
+    const e = (Array.isArray(a) ? a[0] : a).error;
+    t.is(e?.code, code, JSON.stringify(a));
+    t.regex(e!.message, message);
+    t.false(e!.message.includes('\n'));
+    t.false(h.closed);
+    h.raw(packFrame(102));
+    t.is((await answered(h, 102)).error, undefined);
+    t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+  });
+}
+
+test('framing: a request over --max-line-bytes with its attachments is -32001 before a byte is kept; its bytes are skipped', async (t) => {
+  const h = Harness.create({ maxLineBytes: 4096 });
+  const big = Buffer.alloc(64 * 1024, 0x0a); // newlines: a reader that did not skip them would see lines
+  const f = frame(101, 'pack', { vision: ref(0), text: ref(1), ...planParams }, [big, big]);
+  for (let i = 0; i < f.length; i += 1000) h.raw(f.subarray(i, i + 1000));
+  const a = await answered(h, 101);
+  t.is(a.error?.code, -32001);
+  t.regex(a.error!.message, /131\d+ bytes \(line and 131072 attachment bytes\) over the limit of 4096 bytes \(--max-line-bytes\); skipped/);
+  t.is(h.lines.messages.length, 1, 'the skipped bytes made no other answer');
+  t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+});
+
+for (const [what, lengths] of [
+  ['not a list', 'abc'],
+  ['a negative length', [-4]],
+  ['a fractional length', [1.5]],
+  ['an unsafe integer', [2 ** 60]],
+  ['too many attachments', Array.from({ length: 65 }, () => 0)],
+] as const) {
+  test(`framing: "$attachments" ${what} -> -32600, and the connection is closed (where the request ends is unknown)`, async (t) => {
+    const h = Harness.create();
+    h.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'version', $attachments: lengths })}\n${'\u0001'.repeat(100)}\n`);
+    const a = await answered(h, 7);
+    t.is(a.error?.code, -32600);
+    t.regex(a.error!.message, /"\$attachments" must be a list of at most 64 byte lengths/);
+    await h.session.drain();
+    await new Promise((r) => setTimeout(r, 20));
+    t.true(h.closed);
+    t.is(h.lines.messages.length, 1);
+  });
+}
+
+test('framing: a connection that ends inside the attachments (a short read) runs nothing and leaves the server well', async (t) => {
+  const h = Harness.create();
+  const f = packFrame(101);
+  h.raw(f.subarray(0, f.length - 100));
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(h.lines.messages.length, 0);
+  h.session.close();
+  // Another connection of the same server is served.
+  const other = new Harness(h.ctx);
+  other.raw(packFrame(102));
+  t.is((await answered(other, 102)).error, undefined);
+});
+
+test('framing: attachments on an unauthenticated TCP connection are refused and the connection closed', async (t) => {
+  const h = Harness.create({}, 'tcp', 'secret');
+  h.raw(packFrame(101));
+  const a = await answered(h, 101);
+  t.is(a.error?.code, -32002);
+  t.true(h.closed);
+});
+
+test('LineReader: lines and attachments split at any byte give the same lines and attachments', (t) => {
+  const att = [Buffer.from([1, 2, 3, 4, 10, 6, 7, 8]), Buffer.alloc(0), Buffer.from([10, 10, 10, 10])];
+  const withAtt = `{"a":1,"$attachments":[8,0,4]}`;
+  const stream = Buffer.concat([Buffer.from(`{"z":0}\n${withAtt}\n`), ...att, Buffer.from(`\n{"b":2}\r\n${withAtt}\n`), ...att, Buffer.from('Q\n{"c":3}\n')]);
+  const run = (cuts: number[]) => {
+    const got: unknown[] = [];
+    const r = new LineReader(1000, {
+      line: (l): AttachmentFrame | void => {
+        got.push(l);
+        if (l.includes('$attachments')) return { lengths: [8, 0, 4], keep: true, done: (bufs, misframed) => void got.push({ bufs: bufs.map((b) => Array.from(b)), misframed }) };
+      },
+      tooLong: () => got.push('LONG'),
+    });
+    let at = 0;
+    for (const c of [...cuts, stream.length]) {
+      r.feed(stream.subarray(at, c));
+      at = c;
+    }
+    return got;
+  };
+  const want = run([]);
+  const bufs = att.map((b) => Array.from(b));
+  t.deepEqual(want, ['{"z":0}', withAtt, { bufs, misframed: false }, '{"b":2}', withAtt, { bufs, misframed: true }, '{"c":3}']);
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.integer({ min: 0, max: stream.length }), { maxLength: 12 }), (cuts) => {
+      t.deepEqual(run(cuts.sort((a, b) => a - b)), want);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('an attachment declared but never sent allocates nothing: the buffer is made when its first byte arrives', (t) => {
+  let done = false;
+  const r = new LineReader(1 << 30, { line: () => ({ lengths: [1 << 29], keep: true, done: () => void (done = true) }), tooLong: () => undefined });
+  r.feed(Buffer.from('{"x":1}\n'));
+  t.is(r.buffered, 0);
+  r.feed(Buffer.alloc(10));
+  t.is(r.buffered, 10);
+  t.false(done);
+});

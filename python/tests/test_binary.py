@@ -1,0 +1,163 @@
+"""Binary attachments (docs/protocol.md, "Binary attachments"): uint32 arrays sent as raw bytes
+after the request line, answers with ``"encoding": "binary"`` read into ``array.array``; the same
+plans as JSON lists; the client's thread-safety, timeout and misframing guarantees hold."""
+import array
+import sys
+import textwrap
+import threading
+import unittest
+
+from helpers import ROOT  # noqa: F401  (sets sys.path)
+
+from omnibal import Client, LimitExceeded, SidecarExited, SidecarTimeout, u32_values
+from omnibal.client import request_frame
+
+try:
+    import numpy
+except ImportError:  # numpy is optional: the client never imports it
+    numpy = None
+
+
+def _lengths(n, k=0):
+    return [1 + (i * (k + 7)) % 6 for i in range(n)], [150 + (i * 7919 + k) % 2400 for i in range(n)]
+
+
+def _params(vision, text, **extra):
+    return dict({"vision": vision, "text": text, "dp": 2, "accum": 2, "samplesPerPack": 3, "seed": 4}, **extra)
+
+
+class Frames(unittest.TestCase):
+    def test_the_frame_declares_its_attachments_and_sends_the_arrays_own_memory(self):
+        vision, text = u32_values([1, 2, 3]), u32_values([7, 8])
+        parts = request_frame({"jsonrpc": "2.0", "id": 3, "method": "pack", "params": {"vision": vision, "text": text, "dp": 1}})
+        import json
+        line = json.loads(parts[0])
+        self.assertEqual(line["$attachments"], [12, 8])
+        self.assertEqual(line["params"]["vision"], {"$binary": 0, "dtype": "u32"})
+        self.assertEqual(line["params"]["text"], {"$binary": 1, "dtype": "u32"})
+        self.assertEqual(list(line)[:2], ["jsonrpc", "id"])  # the id comes first (id recovery)
+        self.assertEqual(parts[-1], b"\n")
+        if sys.byteorder == "little":
+            self.assertIs(parts[1].obj, vision)  # no copy
+        self.assertEqual(bytes(parts[1]), vision.tobytes() if sys.byteorder == "little" else bytes(parts[1]))
+        # Plain params: one line, as before.
+        self.assertEqual(len(request_frame({"jsonrpc": "2.0", "id": 4, "method": "version"})), 1)
+        # Other arrays are not attachments: 8-byte items, floats.
+        self.assertEqual(len(request_frame({"jsonrpc": "2.0", "id": 5, "method": "x", "params": {"a": [1.5]}})), 1)
+        with self.assertRaises(TypeError):
+            request_frame({"jsonrpc": "2.0", "id": 6, "method": "x", "params": {"a": array.array("d", [1.5])}})
+
+
+class RoundTrip(unittest.TestCase):
+    def test_binary_requests_and_answers_carry_the_json_plans(self):
+        vision, text = _lengths(3000)
+        with Client() as c:
+            as_json = c.call("pack", _params(vision, text))
+            as_binary = c.call("pack", _params(u32_values(vision), u32_values(text), encoding="binary"))
+            self.assertTrue(as_binary["shared"], "the same data, whatever the wire: one plan")
+            self.assertEqual(as_binary.pop("encoding"), "binary")
+            self.assertIsInstance(as_binary["dropped"], array.array)
+            self.assertEqual(as_binary["dropped"].tolist(), as_json["dropped"])
+            self.assertEqual(as_binary["droppedReason"].tolist(), as_json["droppedReason"])
+            # A uint32 memoryview is sent as it is.
+            view = c.call("pack", _params(memoryview(u32_values(vision)), memoryview(u32_values(text))))
+            self.assertTrue(view["shared"])
+            for rank in range(as_json["dp"]):
+                self.assertEqual(c.plan_for_rank(as_json["planId"], rank).tolist(), c.call("planForRank", {"planId": as_json["planId"], "rank": rank}))
+            for step in range(as_json["steps"]):
+                self.assertEqual(c.plan_step(as_json["planId"], step).tolist(), c.call("planStep", {"planId": as_json["planId"], "step": step}))
+
+    @unittest.skipIf(numpy is None, "numpy is not installed (optional)")
+    def test_numpy_uint32_arrays_are_sent_as_attachments(self):
+        vision, text = _lengths(2000)
+        with Client() as c:
+            want = c.call("pack", _params(vision, text))
+            got = c.call("pack", _params(numpy.asarray(vision, dtype=numpy.uint32)[::-1][::-1], numpy.asarray(text, dtype=">u4")))
+            self.assertTrue(got["shared"])
+            self.assertEqual(got["dropped"], want["dropped"])
+
+    def test_concurrent_binary_requests_from_threads_get_their_own_answers(self):
+        cases = [_lengths(2000 + 37 * k, k) for k in range(16)]
+        with Client() as c:
+            expected = [c.call("pack", _params(v, t, seed=k))["dropped"] for k, (v, t) in enumerate(cases)]
+            got, errors = {}, []
+
+            def work(k):
+                try:
+                    v, t = cases[k]
+                    r = c.call("pack", _params(u32_values(v), u32_values(t), seed=k, encoding="binary"), timeout=60)
+                    got[k] = r["dropped"].tolist()
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(90)
+            self.assertEqual(errors, [])
+            self.assertEqual([got[k] for k in range(16)], expected)
+
+    def test_a_request_over_the_limit_fails_its_call_and_the_connection_goes_on(self):
+        vision, text = _lengths(5000)
+        with Client(extra_args=["--max-line-bytes", "16384"]) as c:
+            with self.assertRaises(LimitExceeded) as e:
+                c.call("pack", _params(u32_values(vision), u32_values(text)))
+            self.assertIn("--max-line-bytes", str(e.exception))
+            small_v, small_t = _lengths(500)
+            self.assertIn("planId", c.call("pack", _params(u32_values(small_v), u32_values(small_t))))
+
+
+# A stand-in sidecar that answers every request with a binary answer framed as ``MODE`` says.
+FAKE = textwrap.dedent("""
+    import json, sys, time
+    mode = sys.argv[1]
+    for line in sys.stdin.buffer:
+        msg = json.loads(line)
+        head = {"jsonrpc": "2.0", "id": msg["id"], "result": {"encoding": "binary", "dropped": {"$binary": 0, "dtype": "u32"}}}
+        out = sys.stdout.buffer
+        if mode == "ok":
+            out.write(json.dumps(dict(head, **{"$attachments": [8]})).encode() + b"\\n" + bytes(range(8)) + b"\\n")
+        elif mode == "short":  # declares 8 bytes, sends 4, then ends
+            out.write(json.dumps(dict(head, **{"$attachments": [8]})).encode() + b"\\n" + bytes(4))
+            out.flush()
+            sys.exit(0)
+        elif mode == "garbage":  # the byte after the attachment is not a newline
+            out.write(json.dumps(dict(head, **{"$attachments": [4]})).encode() + b"\\n" + bytes(4) + b"XYZ\\n")
+        elif mode == "malformed":
+            out.write(json.dumps(dict(head, **{"$attachments": "many"})).encode() + b"\\n")
+        elif mode == "stall":  # declares 8 bytes and never sends them
+            out.write(json.dumps(dict(head, **{"$attachments": [8]})).encode() + b"\\n")
+            out.flush()
+            time.sleep(30)
+        out.flush()
+""")
+
+
+class Misframed(unittest.TestCase):
+    def fake(self, mode, timeout=10):
+        return Client(command=[sys.executable, "-c", FAKE, mode], timeout=timeout)
+
+    def test_a_well_framed_answer_is_read_into_arrays(self):
+        with self.fake("ok") as c:
+            r = c.call("anything")
+            self.assertIsInstance(r["dropped"], array.array)
+            self.assertEqual(r["dropped"].tobytes() if sys.byteorder == "little" else bytes(range(8)), bytes(range(8)))
+            self.assertEqual(len(c.call("again")["dropped"]), 2)
+
+    def test_misframed_answers_fail_the_call_instead_of_hanging(self):
+        for mode in ("short", "garbage", "malformed"):
+            with self.subTest(mode=mode), self.fake(mode) as c:
+                with self.assertRaises(SidecarExited):
+                    c.call("anything")
+                with self.assertRaises(SidecarExited):
+                    c.call("later")
+
+    def test_attachments_that_never_come_time_out(self):
+        with self.fake("stall", timeout=1) as c:
+            with self.assertRaises(SidecarTimeout):
+                c.call("anything")
+
+
+if __name__ == "__main__":
+    unittest.main()
