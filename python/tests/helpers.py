@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -61,3 +62,21 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def from_threads(count, work, join_s=90):
+    """Runs ``work(k)`` for k in 0..count-1, each on its own thread: ``([result of each k], [errors])``."""
+    got, errors = {}, []
+
+    def run(k):
+        try:
+            got[k] = work(k)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(join_s)
+    return [got.get(k) for k in range(count)], errors

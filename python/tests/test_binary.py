@@ -4,10 +4,9 @@ plans as JSON lists; the client's thread-safety, timeout and misframing guarante
 import array
 import sys
 import textwrap
-import threading
 import unittest
 
-from helpers import ROOT  # noqa: F401  (sets sys.path)
+from helpers import ROOT, from_threads  # noqa: F401  (sets sys.path)
 
 from omnibal import Client, LimitExceeded, SidecarExited, SidecarTimeout, u32_values
 from omnibal.client import request_frame
@@ -80,23 +79,15 @@ class RoundTrip(unittest.TestCase):
         cases = [_lengths(2000 + 37 * k, k) for k in range(16)]
         with Client() as c:
             expected = [c.call("pack", _params(v, t, seed=k))["dropped"] for k, (v, t) in enumerate(cases)]
-            got, errors = {}, []
 
             def work(k):
-                try:
-                    v, t = cases[k]
-                    r = c.call("pack", _params(u32_values(v), u32_values(t), seed=k, encoding="binary"), timeout=60)
-                    got[k] = r["dropped"].tolist()
-                except Exception as e:  # noqa: BLE001
-                    errors.append(e)
+                v, t = cases[k]
+                r = c.call("pack", _params(u32_values(v), u32_values(t), seed=k, encoding="binary"), timeout=60)
+                return r["dropped"].tolist()
 
-            threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join(90)
+            got, errors = from_threads(16, work)
             self.assertEqual(errors, [])
-            self.assertEqual([got[k] for k in range(16)], expected)
+            self.assertEqual(got, expected)
 
     def test_a_request_over_the_limit_fails_its_call_and_the_connection_goes_on(self):
         vision, text = _lengths(5000)

@@ -10,11 +10,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 import unittest
 
-from helpers import ROOT, alive  # noqa: E402  (sets sys.path)
+from helpers import ROOT, alive, from_threads  # noqa: E402  (sets sys.path)
 
 import omnibal
 from omnibal import Client, u32_array
@@ -48,22 +47,14 @@ class ThreadSafety(unittest.TestCase):
             for p in params:
                 r = c.call("balance", p)
                 expected.append((r["steps"], r["microBatches"], r["dropped"]))
-            got, errors = {}, []
 
             def work(k):
-                try:
-                    r = c.call("balance", params[k], timeout=60)
-                    got[k] = (r["steps"], r["microBatches"], r["dropped"])
-                except Exception as e:  # noqa: BLE001
-                    errors.append(e)
+                r = c.call("balance", params[k], timeout=60)
+                return (r["steps"], r["microBatches"], r["dropped"])
 
-            threads = [threading.Thread(target=work, args=(k,)) for k in range(24)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(90)
+            got, errors = from_threads(24, work)
             self.assertEqual(errors, [])
-            self.assertEqual([got[k] for k in range(24)], expected)
+            self.assertEqual(got, expected)
             self.assertGreater(len({e[1] for e in expected}), 5, "the cases must differ to tell answers apart")
 
 
