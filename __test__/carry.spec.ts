@@ -2,10 +2,11 @@
 // besides that epoch's own samples, so over E epochs every sample is planned E times but the
 // last epoch's carried ones (once less); native and twin plan the same chain bit for bit.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { batchMetrics, planBatches, type BatchPlan, type PlanBatchesOptions, type Samples } from '../index';
 import { DROP_CODE } from '../src/data/samples';
-import { firstDifference, nativeTest, sameOnBothBackends, thrown } from './helpers';
+import { cli, firstDifference, nativeTest, sameOnBothBackends, thrown } from './helpers';
 
 /** Real-like samples: 1, 3, 4 or 5 tiles of 256 tokens, a residual, and some long texts. */
 function realLike(n: number, seed: number, longEvery = 50): Samples {
@@ -114,8 +115,8 @@ test('carry: a bad carry list or another strategy is a clear coded error', (t) =
     [{ ...o, carry: Uint32Array.of(3, 500) }, 'ERR_OMNIBAL_OUT_OF_RANGE', 'carry entry 1 must be a sample index below 500, got 500'],
     [{ ...o, carry: Uint32Array.of(7, 2, 7) }, 'ERR_OMNIBAL_OUT_OF_RANGE', 'carry entry 2 repeats sample 7; each sample may be carried once'],
     [{ ...o, carry: [1, 2] as unknown as Uint32Array }, 'ERR_OMNIBAL_INVALID_TYPE', 'carry must be a Uint32Array'],
-    [{ ...o, strategy: 'random' }, 'ERR_OMNIBAL_INVALID_OPTIONS', "tail 'carry' and carry need strategy balanced, got random"],
-    [{ ...o, tail: 'drop', strategy: 'isf', carry: Uint32Array.of(1) }, 'ERR_OMNIBAL_INVALID_OPTIONS', "tail 'carry' and carry need strategy balanced, got isf"],
+    [{ ...o, strategy: 'random' }, 'ERR_OMNIBAL_INVALID_OPTIONS', "tail 'carry' (and a carry list) needs strategy balanced, got random"],
+    [{ ...o, tail: 'drop', strategy: 'isf', carry: Uint32Array.of(1) }, 'ERR_OMNIBAL_INVALID_OPTIONS', "tail 'carry' (and a carry list) needs strategy balanced, got isf"],
     [{ dp: 4, maxVision: 12, maxText: 4000, carry: Uint32Array.of(0) }, 'ERR_OMNIBAL_OUT_OF_RANGE', ''],
     // One step, and a tail that cannot avoid packs holding carried samples.
     [{ dp: 100, samplesPerPack: 4.5, tail: 'carry', carry: Uint32Array.from({ length: 400 }, (_, i) => i) }, 'ERR_OMNIBAL_TOO_FEW_SAMPLES', 'the epoch has too few packs free of carried samples'],
@@ -155,4 +156,22 @@ nativeTest('carry: native equals the twin over carried chains (real-like and ske
     { numRuns: 120 },
   );
   t.pass();
+});
+
+test('carry: the CLI reports the samples carried in and out, labelled; a baseline with --tail carry exits 2', (t) => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'pack', '--synthetic', '3000', '--dp', '100', '--samples-per-pack', '4.5', ...args], { encoding: 'utf8' });
+  const json = run('--tail', 'carry', '--json');
+  t.is(json.status, 0, json.stderr);
+  const doc = JSON.parse(json.stdout) as { metrics: { carriedIn: number; carriedOut: number }; dropped: { reason: string }[]; params: { tail: string } };
+  t.is(doc.params.tail, 'carry');
+  t.is(doc.metrics.carriedIn, 0);
+  t.true(doc.metrics.carriedOut > 0);
+  t.is(doc.dropped.filter((d) => d.reason === 'carried').length, doc.metrics.carriedOut);
+  const table = run('--tail', 'carry');
+  t.is(table.status, 0, table.stderr);
+  t.regex(table.stdout, new RegExp(`balanced: 0 carried in, ${doc.metrics.carriedOut} carried out`));
+  const random = run('--tail', 'carry', '--strategy', 'random');
+  t.is(random.status, 2);
+  t.is(random.stderr.trim().split('\n').length, 1);
+  t.regex(random.stderr, /needs strategy balanced, got random \[ERR_OMNIBAL_INVALID_OPTIONS\]/);
 });

@@ -153,7 +153,7 @@ export function planBatchesTwin(vision: Uint32Array, text: Uint32Array, options:
   checkStepSize(o.dp, o.accum);
   const carry = options.carry ?? new Uint32Array(0);
   if (o.strategy !== 'balanced' && (o.tail === 'carry' || carry.length > 0)) {
-    throw invalidOptions(`tail 'carry' and carry need strategy balanced, got ${o.strategy}`);
+    throw invalidOptions(`tail 'carry' (and a carry list) needs strategy balanced, got ${o.strategy}`);
   }
   switch (o.strategy) {
     case 'balanced': {

@@ -135,7 +135,7 @@ pub fn plan_batches_with_carry(
     if o.strategy != Strategy::Balanced && (o.tail == Tail::Carry || !carry.is_empty()) {
         return Err(Error::InvalidOptions {
             message: format!(
-                "tail 'carry' and carry need strategy balanced, got {}",
+                "tail 'carry' (and a carry list) needs strategy balanced, got {}",
                 o.strategy.name()
             ),
         });
