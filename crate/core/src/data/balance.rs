@@ -1621,7 +1621,7 @@ pub fn balance_batches_with_carry(
         let fit: Vec<Rec> = fit.into_iter().map(|i| Rec::of(samples, i)).collect();
         (fit, dropped, Vec::new())
     };
-    for j in 0..carry.len() {
+    for (j, &i) in carry.iter().enumerate() {
         let r = rec((n_own + j) as u32);
         if fits(&r) {
             pool.push(r);
@@ -1631,8 +1631,7 @@ pub fn balance_batches_with_carry(
             return Err(Error::out_of_range(
                 "carry",
                 format!(
-                    "entry {j} is sample {}, over the caps: an over-cap sample is dropped, never carried",
-                    carry[j]
+                    "entry {j} is sample {i}, over the caps: an over-cap sample is dropped, never carried"
                 ),
             ));
         }
