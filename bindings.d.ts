@@ -125,6 +125,7 @@ export interface NativeBatchPlan {
   droppedIndex: Uint32Array
   droppedReason: Uint8Array
   oversizeIndex: Uint32Array
+  carriedIndex: Uint32Array
 }
 
 /**
@@ -364,6 +365,7 @@ export interface PlanBatchesOptions {
   iterations?: number
   minText?: number
   minVision?: number
+  carry?: Uint32Array
 }
 
 /**

@@ -272,12 +272,12 @@ const manyClassesArb = fc.record({
 });
 
 /** sha256 of a plan's arrays (the same fields `firstDifference` compares). */
-const PLAN_HASH = `(p) => { const h = require('node:crypto').createHash('sha256'); for (const k of ['samples', 'microBatchOffsets', 'rankOffsets', 'padding', 'droppedIndex', 'droppedReason', 'oversizeIndex']) { const a = p[k]; h.update(k); if (a) h.update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)); } h.update(String(p.steps)); return h.digest('hex'); }`;
+const PLAN_HASH = `(p) => { const h = require('node:crypto').createHash('sha256'); for (const k of ['samples', 'microBatchOffsets', 'rankOffsets', 'padding', 'droppedIndex', 'droppedReason', 'oversizeIndex', 'carriedIndex']) { const a = p[k]; h.update(k); if (a) h.update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)); } h.update(String(p.steps)); return h.digest('hex'); }`;
 
 nativeTest.serial('planBatches (sync and async): the plan does not depend on OMNIBAL_THREADS, odd values included, and equals the twin', async (t) => {
   // The thread count is read once per process (on the JavaScript thread), so each value gets a
   // process of its own, planning the same cases.
-  const cases = fc.sample(fc.tuple(manyClassesArb, fc.integer({ min: 1, max: 2 }), fc.constantFrom('drop', 'pad', 'keep-partial')), { seed: 7, numRuns: 25 }).map(([{ n, classes, seed }, dp, tail]) => {
+  const cases = fc.sample(fc.tuple(manyClassesArb, fc.integer({ min: 1, max: 2 }), fc.constantFrom('drop', 'pad', 'keep-partial', 'carry')), { seed: 7, numRuns: 25 }).map(([{ n, classes, seed }, dp, tail]) => {
     let x = seed >>> 0;
     const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
     const vision = Array.from({ length: n }, () => next() % (classes + 1));
@@ -292,6 +292,9 @@ nativeTest.serial('planBatches (sync and async): the plan does not depend on OMN
     const vision = Array.from({ length: n }, () => 1 + (next() % 6));
     const text = Array.from({ length: n }, () => 100 + (next() % 2400));
     cases.push({ vision, text, options: { dp: 8, samplesPerPack: 4.5, tail: 'drop', seed: 5 } });
+    // Tail carry with a carried tail (every 97th sample) from the last epoch, over two blocks.
+    const carry = Array.from({ length: 1400 }, (_, k) => 97 * k);
+    cases.push({ vision, text, options: { dp: 64, samplesPerPack: 4.5, tail: 'carry', seed: 5, epoch: 1, carry } as never });
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'omnibal-threads-'));
   const file = path.join(dir, 'cases.json');
@@ -299,7 +302,8 @@ nativeTest.serial('planBatches (sync and async): the plan does not depend on OMN
   const script = `const b = require(${JSON.stringify(path.resolve(__dirname, '..', 'bindings.js'))}); const hash = ${PLAN_HASH};
     const cases = JSON.parse(require('node:fs').readFileSync(${JSON.stringify(file)}, 'utf8'));
     (async () => { const out = []; for (const c of cases) { const v = Uint32Array.from(c.vision), x = Uint32Array.from(c.text);
-      out.push([hash(b.planBatches(v, x, c.options)), hash(await b.planBatchesAsync(v, x, c.options))]); }
+      const o = c.options.carry ? { ...c.options, carry: Uint32Array.from(c.options.carry) } : c.options;
+      out.push([hash(b.planBatches(v, x, o)), hash(await b.planBatchesAsync(v, x, o))]); }
       process.stdout.write(JSON.stringify(out)); })();`;
   const run = (threads: string) => {
     const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, OMNIBAL_THREADS: threads }, encoding: 'utf8', timeout: 120_000 });
@@ -311,7 +315,9 @@ nativeTest.serial('planBatches (sync and async): the plan does not depend on OMN
     const one = run('1');
     t.true(new Set(one.map(([h]) => h)).size === cases.length, 'every case plans differently (the hash reads the plan)');
     cases.forEach((c, i) => {
-      const twin = hash(jsBackend.planBatches(Uint32Array.from(c.vision), Uint32Array.from(c.text), c.options as never));
+      const o = c.options as { carry?: number[] };
+      const options = o.carry ? { ...o, carry: Uint32Array.from(o.carry) } : o;
+      const twin = hash(jsBackend.planBatches(Uint32Array.from(c.vision), Uint32Array.from(c.text), options as never));
       t.is(one[i][0], twin, `case ${i}: native (1 thread) vs twin`);
       t.is(one[i][1], twin, `case ${i}: async vs twin`);
     });

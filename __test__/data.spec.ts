@@ -76,6 +76,7 @@ function broken(plan: BatchPlan, s: Samples): string | null {
     if (reason === 'vision-over-cap' && !(s.vision[index] > plan.maxVision!)) return `sample ${index} wrongly over the vision cap`;
     if (reason === 'text-over-cap' && !(s.text[index] > plan.maxText!)) return `sample ${index} wrongly over the text cap`;
     if (reason === 'tail' && plan.tail !== 'drop') return 'tail drops without tail: drop';
+    if (reason === 'carried' && plan.tail !== 'carry') return 'carried samples without tail: carry';
   }
   return null;
 }
@@ -94,9 +95,11 @@ test('every plan keeps its promises: each sample once or dropped with a reason, 
         try {
           plan = planBatches(s, { strategy, tail, dp, accum, samplesPerPack: b, seed: 1 });
         } catch (error) {
-          // The only acceptable failure: too few samples for a step under tail 'drop'.
+          // The only acceptable failures: too few samples for a step under tail 'drop' (or
+          // 'carry'), and tail 'carry' with a strategy other than balanced.
           const e = error as { code?: string };
-          if (e.code === 'ERR_OMNIBAL_TOO_FEW_SAMPLES' && tail === 'drop') return;
+          if (e.code === 'ERR_OMNIBAL_TOO_FEW_SAMPLES' && (tail === 'drop' || tail === 'carry')) return;
+          if (e.code === 'ERR_OMNIBAL_INVALID_OPTIONS' && tail === 'carry' && strategy !== 'balanced') return;
           throw error;
         }
         const why = broken(plan, s);

@@ -1,8 +1,9 @@
-// `npm run bench -- pack [--quick]` | `partition` | `plan [--quick]` | `read [--lines N]` | `minirun [--quick]` | `python [--samples N]` | `sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
+// `npm run bench -- pack [--quick]` | `carry [--dp N] [--epochs E]` | `partition` | `plan [--quick]` | `read [--lines N]` | `minirun [--quick]` | `python [--samples N]` | `sidecar [--quick] [--samples N]`: tables of wall time, peak RSS and plan quality,
 // native vs the TypeScript twin vs pure-JS peers. Each case runs in its own process.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { formatTable } from '../src/cli/table';
+import { benchCarry } from './carry';
 import { benchMinirun } from './minirun';
 import { benchPartition } from './partition';
 import { benchRead } from './read';
@@ -98,7 +99,12 @@ function pack(quick: boolean): void {
 
 const [what = 'pack', ...rest] = process.argv.slice(2);
 if (what === 'pack') pack(rest.includes('--quick'));
-else if (what === 'partition') benchPartition();
+else if (what === 'carry') {
+  benchCarry(rest).catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+} else if (what === 'partition') benchPartition();
 else if (what === 'read') benchRead(rest);
 else if (what === 'minirun') benchMinirun(rest.includes('--quick'));
 else if (what === 'sidecar') {
@@ -113,6 +119,6 @@ else if (what === 'python') {
   process.exitCode = spawnSync(python, [path.join(__dirname, 'python_client.py'), ...rest], { stdio: 'inherit' }).status ?? 1;
 } else if (what === 'plan') benchPlan(rest.includes('--quick'));
 else {
-  console.error(`unknown benchmark ${what}; known: pack, partition, plan, read, minirun, python, sidecar`);
+  console.error(`unknown benchmark ${what}; known: pack, carry, partition, plan, read, minirun, python, sidecar`);
   process.exit(2);
 }

@@ -18,7 +18,7 @@ import { syntheticSamples } from '../src/data/synthetic';
 import { readSamples } from '../src/io/samples';
 import type * as Native from '../bindings';
 import { modelTextCost, DEFAULT_COST_MODEL } from '../src/data/model-cost';
-import { planStep } from '../src/data/plan';
+import { shareSdRatio } from './share-sd';
 
 const [implArg, data] = process.argv.slice(2);
 const [impl, dpArg] = implArg.split('@');
@@ -64,22 +64,6 @@ function binPacker(s: Samples): BatchPlan {
   shuffleInPlace(order, new Rng(1));
   const dropped = (oversized as number[]).map((i): [number, number] => [i, 2]);
   return { strategy: 'balanced', ...assemble(packs, order, DP, 1, 'drop', true, undefined, dropped) };
-}
-
-/** Largest over datasets of (SD over steps of its share of a step's samples) / (the same for i.i.d. steps of the same sizes). */
-function shareSdRatio(plan: BatchPlan, label: Uint8Array): number {
-  const steps: number[][] = [];
-  for (let st = 0; st < plan.steps; st++) steps.push(planStep(plan, st).flatMap((rank) => rank.flatMap((mb) => Array.from(mb))));
-  const order = Array.from(label.keys());
-  shuffleInPlace(order, new Rng(7));
-  let at = 0;
-  const iid = steps.map((st) => order.slice(at, (at += st.length)));
-  const sd = (groups: number[][], d: number) => {
-    const shares = groups.map((g) => g.filter((i) => label[i] === d).length / g.length);
-    const mean = shares.reduce((a, b) => a + b, 0) / shares.length;
-    return Math.sqrt(shares.reduce((a, x) => a + (x - mean) ** 2, 0) / shares.length);
-  };
-  return Math.max(...[0, 1, 2].map((d) => sd(steps, d) / sd(iid, d)));
 }
 
 async function main(): Promise<void> {

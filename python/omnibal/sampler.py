@@ -16,6 +16,20 @@ consumed steps are skipped and the rest of the epoch is re-planned for the new r
 sample is trained twice or skipped. That needs a state saved at a step boundary and the samples
 given as ``lengths`` (the sampler sends the rest's lengths); otherwise it is a clear
 :class:`StateMismatch` error, never a silent restart.
+
+Carrying the tail (``tail='carry'``, balanced only). Each epoch's last incomplete step is not
+dropped but carried: the sidecar reports its samples (reason ``carried``) and the next epoch's
+plan takes them besides its own samples, kept out of its own tail, so epochs form one continuous
+stream as Megatron's samplers do and no sample is lost at an epoch boundary (over E epochs every
+sample is trained E times but those the last epoch carries). Epoch ``e``'s plan therefore
+depends on the carry out of epoch ``e - 1``: the sampler keeps the carry of each epoch it
+planned, ``state_dict()`` records the current epoch's carry (``"carry"``) and
+``load_state_dict()`` restores it, so a resumed run yields exactly the uninterrupted run's
+batches. ``set_epoch(e)`` to an epoch whose carry is not known (a jump forward, or a sampler
+built with ``epoch=e``) plans the chain from the latest epoch before ``e`` whose carry is known
+(else from epoch 0, which carries nothing in): one extra plan per skipped epoch, deterministic.
+The chain is planned for this world size and ``accum``; resuming a carried run into another
+world size is refused (:class:`StateMismatch`).
 """
 
 import hashlib
@@ -117,7 +131,7 @@ class BalancedBatchSampler:
     ``rank``/``world_size`` default to those of an initialised ``torch.distributed`` process
     group (pass both for a data-parallel group that is not the whole job), else 0/1. Planning
     options: ``strategy`` (default ``balanced``), ``tail`` (``drop`` default, ``pad``,
-    ``keep-partial``), ``max_vision``, ``max_text``, ``cost_a``, ``cost_b``,
+    ``keep-partial``, ``carry``: each epoch's tail planned in the next, see the module's notes), ``max_vision``, ``max_text``, ``cost_a``, ``cost_b``,
     ``samples_per_pack``. ``even`` (``pad`` default, or ``drop``) makes ``keep-partial``'s last
     step equal on every rank (see :func:`even_rank_batches`): every rank always yields the same
     number of batches, so DDP never waits on a rank that ran out.
@@ -184,6 +198,8 @@ class BalancedBatchSampler:
         #: it resumed): ``state_dict(consumed=sampler.pass_start + batches_trained_this_pass)``.
         self.pass_start = 0
         self.plan = None
+        #: ``tail='carry'``: the samples carried into each epoch whose carry is known (epoch 0: none).
+        self._carry_into = {0: []}
 
     @staticmethod
     def _start_client(sidecar):
@@ -199,13 +215,35 @@ class BalancedBatchSampler:
 
     # --- planning -----------------------------------------------------------------------------
 
-    def _plan(self, subset, dp, accum):
+    def _carrying(self):
+        return self._options.get("tail") == "carry"
+
+    def _carry_in(self, epoch):
+        """``tail='carry'``: the samples carried into ``epoch``, planning the chain of epochs
+        from the latest one before it whose carry is known (each plan released at once)."""
+        start = max(k for k in self._carry_into if k <= epoch)
+        carry = self._carry_into[start]
+        for k in range(start, epoch):
+            summary, _ = self._plan(None, self.world_size, self.accum, epoch=k, carry=carry)
+            carry = self._carried_out(summary)
+            self._release_plans()
+            self._carry_into[k + 1] = carry
+        return carry
+
+    @staticmethod
+    def _carried_out(summary):
+        """The samples a plan carries into the next epoch (reason 4, ``carried``), ascending."""
+        return [i for i, r in zip(summary["dropped"], summary["droppedReason"]) if r == 4]
+
+    def _plan(self, subset, dp, accum, epoch=None, carry=None):
         """Plans ``subset`` (original indices, ascending; None = every sample) for ``dp`` ranks;
-        returns (summary, index map or None)."""
+        returns (summary, index map or None). ``carry``: the samples carried into the epoch."""
         params = dict(self._source) if subset is None else {
             "vision": u32_values(self._vision[i] for i in subset), "text": u32_values(self._text[i] for i in subset)}
         params.update(self._options)
-        params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch, "encoding": "binary"})
+        params.update({"dp": dp, "accum": accum, "seed": self.seed, "epoch": self.epoch if epoch is None else epoch, "encoding": "binary"})
+        if carry:
+            params["carry"] = u32_values(carry)
         summary = self._pack(params)
         self._plan_ids.append(summary["planId"])
         self._plan_params[summary["planId"]] = params
@@ -274,7 +312,12 @@ class BalancedBatchSampler:
         try:
             if subset is not None and not subset:
                 raise OmnibalError("nothing left", code="ERR_OMNIBAL_EMPTY_INPUT")
-            self.plan, self._idmap = self._plan(subset, self.world_size, self.accum)
+            if self._carrying():
+                carry = self._carry_in(self.epoch)
+                self.plan, self._idmap = self._plan(None, self.world_size, self.accum, carry=carry)
+                self._carry_into[self.epoch + 1] = self._carried_out(self.plan)
+            else:
+                self.plan, self._idmap = self._plan(subset, self.world_size, self.accum)
         except OmnibalError as e:
             # What is left of a resumed epoch is too little for one step of the new ranks
             # (or nothing): the epoch ends here, those samples dropped as a tail.
@@ -290,7 +333,9 @@ class BalancedBatchSampler:
 
     def set_epoch(self, epoch):
         """Selects epoch ``epoch`` (its own order). The next ``iter()`` starts it from the
-        beginning, unless ``load_state_dict`` just restored a position in this same epoch."""
+        beginning, unless ``load_state_dict`` just restored a position in this same epoch.
+        With ``tail='carry'``, an epoch whose carry is not known yet is planned from the chain
+        of epochs before it (see the module's notes)."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise InvalidParams("epoch must be a non-negative integer, got %r" % (epoch,), code="ERR_OMNIBAL_OUT_OF_RANGE")
         if epoch != self.epoch:
@@ -375,7 +420,7 @@ class BalancedBatchSampler:
         position = self._position if consumed is None else consumed
         if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= len(self._batches):
             raise InvalidParams("consumed must be in 0..%d micro-batches, got %r" % (len(self._batches), consumed), code="ERR_OMNIBAL_OUT_OF_RANGE")
-        return {
+        state = {
             "format": STATE_FORMAT,
             "epoch": self.epoch,
             "world_size": self.world_size,
@@ -386,6 +431,10 @@ class BalancedBatchSampler:
             "fingerprint": self.fingerprint(),
             "options": self._options_state(),
         }
+        if self._carrying():
+            # The samples carried into this epoch: its plan depends on them.
+            state["carry"] = list(self._carry_in(self.epoch))
+        return state
 
     def load_state_dict(self, state):
         """Resumes from :meth:`state_dict`: the next ``iter()`` (after ``set_epoch`` of the same
@@ -403,6 +452,14 @@ class BalancedBatchSampler:
                                 code="ERR_OMNIBAL_STATE_MISMATCH")
         segments = [list(s) for s in state["segments"]]
         world, accum, consumed = segments[-1]
+        carry = None
+        if self._carrying():
+            carry = state.get("carry")
+            if not isinstance(carry, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in carry):
+                raise StateMismatch("a tail='carry' state must record the samples carried into its epoch (\"carry\": a list of sample indices)", code="ERR_OMNIBAL_STATE_MISMATCH")
+            if (world, accum) != (self.world_size, self.accum) or len(segments) > 1:
+                raise StateMismatch("tail='carry' resumes in the world size and accum it was saved with (%d / %d), not %d / %d: the carried chain is planned for them"
+                                    % (world, accum, self.world_size, self.accum), code="ERR_OMNIBAL_STATE_MISMATCH")
         if (world, accum) == (self.world_size, self.accum):
             prior, position = segments[:-1], consumed
         else:
@@ -414,6 +471,8 @@ class BalancedBatchSampler:
                                     % (self.world_size, self.accum, world, accum), code="ERR_OMNIBAL_STATE_MISMATCH")
             prior, position = segments, 0
         self.epoch = state["epoch"]
+        if carry is not None:
+            self._carry_into = {0: [], self.epoch: carry}
         self._segments = prior
         self._batches = None
         self._resume_at = (self.epoch, position)

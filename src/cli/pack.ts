@@ -59,6 +59,14 @@ function dropSummary(plan: BatchPlan): string {
   return `${plan.droppedIndex.length} (${[...counts].map(([r, c]) => `${r} ${c}`).join(', ')})`;
 }
 
+/** The table's line on carried samples (tail `carry`), labelled; empty otherwise. */
+function carryLine(results: { plan: BatchPlan; metrics: BatchMetrics }[]): string {
+  const carrying = results.filter(({ plan }) => plan.tail === 'carry');
+  if (carrying.length === 0) return '';
+  const counts = carrying.map(({ plan, metrics: m }) => `${plan.strategy}: ${m.carriedIn} carried in, ${m.carriedOut} carried out`).join('; ');
+  return `carried (--tail carry) = ${counts}: the carried-out samples are this epoch's tail (listed in the JSON's dropped, reason carried), left out here to be planned in the next epoch's plan (the library's carry option, the Python sampler's tail='carry'); one CLI run plans one epoch, so nothing is carried in.\n`;
+}
+
 async function loadSamples(flags: PackFlags): Promise<{ samples: Samples; source: string }> {
   if (flags.synthetic !== undefined && flags.input.length > 0) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --input or --synthetic, not both');
@@ -128,7 +136,9 @@ async function runPack(flags: PackFlags): Promise<void> {
   for (const strategy of strategies) {
     const bar = samples.text.length >= 200_000 ? progressBar(`planning ${strategy}`) : { done: () => {} };
     const started = process.hrtime.bigint();
-    const { plan, isfSearch } = await planWithSearch(samples, { ...options, strategy }, bar);
+    // --compare --tail carry: the baselines, which cannot carry, drop their tail.
+    const tail = options.tail === 'carry' && flags.compare && strategy !== 'balanced' ? 'drop' : options.tail;
+    const { plan, isfSearch } = await planWithSearch(samples, { ...options, strategy, tail }, bar);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     bar.done();
     results.push({ plan, metrics: batchMetrics(plan, samples, cost), ms, isfSearch });
@@ -177,7 +187,7 @@ async function runPack(flags: PackFlags): Promise<void> {
     `${head}\n\n${formatTable(
       ['strategy', 'size (vision/text)', 'steps', 'packs', 'samples/pack', 'pad', 'vision dist', 'text dist', 'cost dist', 'slowest rank + (median / p99)', 'dropped', 'own micro-batch', 'ms'],
       rows,
-    )}\n\ndist = mean over steps of sum_r (max - load_r) / (max * dp): the share of rank time spent waiting.\ncost = ${flags.costA} * tokens + ${flags.costB.toPrecision(4)} * sum(len^2) per micro-batch${flags.costB === modelCost.b && flags.costA === modelCost.a ? ` (${flags.model}'s LLM, hidden ${modelCost.llmHidden}: causal-attention FLOPs ratio)` : ''}; slowest rank + = max / mean - 1 of that cost per step, a prediction of the step time lost to imbalance assuming compute-bound ranks.\nown micro-batch = samples over the caps derived from --samples-per-pack, each packed alone in steps of such micro-batches.\n`,
+    )}\n\ndist = mean over steps of sum_r (max - load_r) / (max * dp): the share of rank time spent waiting.\ncost = ${flags.costA} * tokens + ${flags.costB.toPrecision(4)} * sum(len^2) per micro-batch${flags.costB === modelCost.b && flags.costA === modelCost.a ? ` (${flags.model}'s LLM, hidden ${modelCost.llmHidden}: causal-attention FLOPs ratio)` : ''}; slowest rank + = max / mean - 1 of that cost per step, a prediction of the step time lost to imbalance assuming compute-bound ranks.\nown micro-batch = samples over the caps derived from --samples-per-pack, each packed alone in steps of such micro-batches.\n${carryLine(results)}`,
   );
 }
 
@@ -197,7 +207,7 @@ export function registerPack(program: Command): void {
     .option('--strategy <name>', `one of ${STRATEGIES.join(', ')}`, 'balanced')
     .option('--seed <s>', 'seed', num)
     .option('--epoch <e>', 'epoch', num)
-    .option('--tail <policy>', `the last incomplete step: ${TAILS.join(', ')} (default drop)`)
+    .option('--tail <policy>', `the last incomplete step: ${TAILS.join(', ')} (default drop; carry: left out, reported as carried for the next epoch's plan, balanced only)`)
     .option('--model <name>', 'VLM preset whose LLM sets the default text cost t + t^2/(12 h) (presets/models.json)', DEFAULT_COST_MODEL)
     .option('--cost-a <a>', 'text cost per token (default 1)', num)
     .option('--cost-b <b>', "text cost per squared sample length (default 1/(12 h) for --model's LLM)", num)

@@ -37,6 +37,8 @@ function planJsonParts(plan: BatchPlan, metrics: BatchMetrics, params: Record<st
         costExcessMedian: metrics.costExcessMedian,
         costExcessP99: metrics.costExcessP99,
         oversize: plan.oversizeIndex.length,
+        carriedIn: metrics.carriedIn,
+        carriedOut: metrics.carriedOut,
         warnings,
       },
     },

@@ -39,7 +39,7 @@ export function planWarnings(plan: BatchPlan, total: number, isfSearch?: IsfSear
   if (tail > OVER_CAP_WARN_SHARE * total) {
     const share = Math.floor((1000 * tail) / total + 0.5) / 10;
     warnings.push(
-      `${plan.strategy}: ${tail} of ${total} samples (${share}%) are in the dropped tail (the last incomplete step); use --tail pad or keep-partial, or fewer ranks or micro-batches per step`,
+      `${plan.strategy}: ${tail} of ${total} samples (${share}%) are in the dropped tail (the last incomplete step); use --tail pad or keep-partial${plan.strategy === 'balanced' ? ', or carry (planned in the next epoch)' : ''}, or fewer ranks or micro-batches per step`,
     );
   }
   return warnings;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { outOfRange } from '../errors';
+import { ErrorCodes, omnibalError, outOfRange } from '../errors';
 import { shuffleInPlace } from '../random/permutation';
 import { Rng } from '../random/rng';
 import { costWeights, type TextCost } from './cost';
@@ -748,14 +748,63 @@ class MaxHeap {
   }
 }
 
-/** Twin of `balance_batches`. */
-export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: BalanceParams): AssembledPlan {
+/** Twin of `check_carry`: indices of the `n` samples, each at most once. */
+export function checkCarry(carry: Uint32Array, n: number): void {
+  if (n + carry.length > 0xffffffff) throw outOfRange('carry', 'and the samples together must be fewer than 2^32');
+  const seen = new Uint8Array(n);
+  for (let j = 0; j < carry.length; j++) {
+    const i = carry[j];
+    if (i >= n) throw outOfRange('carry', `entry ${j} must be a sample index below ${n}, got ${i}`);
+    if (seen[i]) throw outOfRange('carry', `entry ${j} repeats sample ${i}; each sample may be carried once`);
+    seen[i] = 1;
+  }
+}
+
+/** Twin of `take_tail`: `[rest, tail]`, the tail the last `r` packs holding no carried sample (then the last that do). */
+function takeTail(list: number[], r: number, carries: (k: number) => boolean): [number[], number[]] {
+  const pick = new Uint8Array(list.length);
+  let left = r;
+  for (const pass of [false, true]) {
+    for (let j = list.length - 1; j >= 0 && left > 0; j--) {
+      if (!pick[j] && carries(list[j]) === pass) {
+        pick[j] = 1;
+        left--;
+      }
+    }
+  }
+  return [list.filter((_, j) => !pick[j]), list.filter((_, j) => pick[j])];
+}
+
+/** Twin of `balance_batches` (and of `balance_batches_with_carry`, given a `carry`). */
+export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array, p: BalanceParams, carry: Uint32Array = new Uint32Array(0)): AssembledPlan {
   if (p.dp === 0) throw outOfRange('dp', 'must be at least 1, got 0');
   if (p.accum === 0) throw outOfRange('accum', 'must be at least 1, got 0');
   if (p.rounds === 0) throw outOfRange('rounds', 'must be at least 1, got 0');
   if (p.openPacks === 0) throw outOfRange('openPacks', 'must be at least 1, got 0');
   checkStepSize(p.dp, p.accum);
   const m = p.dp * p.accum;
+  const nOwn = ownText.length;
+  checkCarry(carry, nOwn);
+  // Carried sample `j` is sample `nOwn + j`, with the loads of `carry[j]`.
+  let vision = ownVision;
+  let text = ownText;
+  if (carry.length > 0) {
+    vision = new Uint32Array(nOwn + carry.length);
+    text = new Uint32Array(nOwn + carry.length);
+    vision.set(ownVision);
+    text.set(ownText);
+    for (let j = 0; j < carry.length; j++) {
+      vision[nOwn + j] = ownVision[carry[j]];
+      text[nOwn + j] = ownText[carry[j]];
+      if (p.oversize === 'drop' && (vision[nOwn + j] > p.caps.maxVision || text[nOwn + j] > p.caps.maxText)) {
+        throw outOfRange('carry', `entry ${j} is sample ${carry[j]}, over the caps: an over-cap sample is dropped, never carried`);
+      }
+    }
+  }
+  const holdsCarried = (items: ArrayLike<number>, from: number, to: number) => {
+    for (let q = from; q < to; q++) if (items[q] >= nOwn) return true;
+    return false;
+  };
   // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
   let split: { fit: number[]; dropped: [number, number][] };
   const oversize: number[] = [];
@@ -777,9 +826,8 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   for (let k = 0; k < old.length; k++) for (let q = old.offsets[k]; q < old.offsets[k + 1]; q++) visionOf[k] += vision[old.items[q]];
   let drawn = kept;
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
-  const whole = drawn.length - (drawn.length % m);
-  const tailOld = drawn.slice(whole);
-  drawn = drawn.slice(0, whole);
+  let tailOld: number[];
+  [drawn, tailOld] = takeTail(drawn, drawn.length % m, (k) => carry.length > 0 && holdsCarried(old.items, old.offsets[k], old.offsets[k + 1]));
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
   drawn.sort((a, b) => visionOf[b] - visionOf[a]);
   const fresh = Array.from({ length: old.length - before }, (_, k) => before + k).sort((a, b) => visionOf[b] - visionOf[a]);
@@ -836,15 +884,16 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   for (let k = keptEnd; k < freshEnd; k++) drawn.push(k);
   let tail = Array.from({ length: normal - freshEnd }, (_, k) => freshEnd + k);
   const key = byKey(loads);
-  const over = Array.from({ length: n - normal }, (_, k) => normal + k).sort(key);
-  const overWhole = over.length - (over.length % m);
-  for (let q = overWhole; q < over.length; q++) tail.push(over[q]);
-  for (let q = 0; q < overWhole; q++) drawn.push(over[q]);
+  // Whether pack `k` holds a carried sample (the packs that can join the tail were not swapped).
+  const carries = (k: number) => carry.length > 0 && holdsCarried(packs.items, packs.offsets[k], packs.offsets[k + 1]);
+  const [over, overTail] = takeTail(Array.from({ length: n - normal }, (_, k) => normal + k).sort(key), (n - normal) % m, carries);
+  for (const k of overTail) tail.push(k);
+  for (const k of over) drawn.push(k);
   if (tail.length >= m) {
     tail.sort(key);
-    const whole = tail.length - (tail.length % m);
-    for (let q = 0; q < whole; q++) drawn.push(tail[q]);
-    tail = tail.slice(whole);
+    const [whole, rest] = takeTail(tail, tail.length % m, carries);
+    for (const k of whole) drawn.push(k);
+    tail = rest;
   }
   const steps = drawn.length / m;
   for (let s = 0; s < steps; s++) {
@@ -886,8 +935,26 @@ export function balanceBatchesTwin(vision: Uint32Array, text: Uint32Array, p: Ba
   const plan = assemble(packs, order, p.dp, p.accum, p.tail, true, p.caps, split.dropped);
   if (oversize.length > 0) {
     const gone = new Set<number>();
-    for (let q = 0; q < plan.droppedIndex.length; q++) if (plan.droppedReason[q] === DROP_CODE.tail) gone.add(plan.droppedIndex[q]);
+    for (let q = 0; q < plan.droppedIndex.length; q++) {
+      if (plan.droppedReason[q] === DROP_CODE.tail || plan.droppedReason[q] === DROP_CODE.carried) gone.add(plan.droppedIndex[q]);
+    }
     plan.oversizeIndex = Uint32Array.from(oversize.filter((i) => !gone.has(i)));
+  }
+  if (carry.length > 0) {
+    if (plan.droppedIndex.some((i) => i >= nOwn)) {
+      throw omnibalError(
+        ErrorCodes.TOO_FEW_SAMPLES,
+        `the epoch has too few packs free of carried samples for its tail (${carry.length} carried samples, steps of dp ${p.dp} x accum ${p.accum}); use fewer ranks, or tail 'pad' or 'keep-partial'`,
+      );
+    }
+    // Carried samples get their own indices back.
+    const own = (i: number) => (i >= nOwn ? carry[i - nOwn] : i);
+    plan.samples = plan.samples.map(own);
+    plan.oversizeIndex = plan.oversizeIndex.map(own).sort();
+    const dropped = Array.from(plan.droppedIndex, (i, q) => [own(i), plan.droppedReason[q]]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+    plan.droppedIndex = Uint32Array.from(dropped, (d) => d[0]);
+    plan.droppedReason = Uint8Array.from(dropped, (d) => d[1]);
+    plan.carriedIndex = Uint32Array.from(carry);
   }
   return plan;
 }

@@ -12,7 +12,7 @@ import { describeValue, expectU32Array } from '../validate';
 import { rememberPlanLoads } from './load';
 import { type BatchMetrics } from './metrics';
 import { type BatchPlan } from './plan';
-import { DROP_REASONS, type DropReason, type Samples } from './samples';
+import { DROP_CODE, DROP_REASONS, type DropReason, type Samples } from './samples';
 import { type PlanBatchesOptions } from './strategy';
 import { type TextCost } from './cost';
 import { type IsfSearch } from './isf-search';
@@ -100,6 +100,7 @@ function checkOptionTypes(options: object): void {
       throw invalidType(key, `must be a number, got ${describeValue(o[key])}`);
     }
   }
+  if (o.carry !== undefined && o.carry !== null) expectU32Array('carry', o.carry);
   for (const key of ['strategy', 'tail']) {
     if (o[key] !== undefined && o[key] !== null && typeof o[key] !== 'string') {
       throw invalidType(key, `must be a string, got ${describeValue(o[key])}`);
@@ -251,8 +252,8 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
 
 /**
  * The paper's metrics of a plan: pad ratio, vision and text dist ratios, the same dist on the
- * text cost (`cost`, default plain tokens), samples per pack, packs, steps, dropped, and the
- * per-step values.
+ * text cost (`cost`, default plain tokens), samples per pack, packs, steps, dropped, the samples
+ * carried in and out (tail `carry`), and the per-step values.
  *
  * @param plan - a plan from {@link planBatches} (or any strategy)
  * @param samples - the samples the plan was made from
@@ -263,7 +264,9 @@ export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<Te
   const { loads, ...metrics } = call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
   // The same pass gave the plan's micro-batch loads: kept for meanMicroBatchLoad and the rest.
   rememberPlanLoads(plan, samples, loads);
-  return metrics;
+  let carriedOut = 0;
+  for (const r of plan.droppedReason ?? []) if (r === DROP_CODE.carried) carriedOut++;
+  return { ...metrics, carriedIn: plan.carriedIndex?.length ?? 0, carriedOut };
 }
 
 /** A sample left out of a plan. */

@@ -23,8 +23,12 @@ export interface BatchMetrics {
   packs: number;
 /** Steps in the plan. */
   steps: number;
-/** Samples left out of the plan. */
+/** Samples left out of the plan (those carried into the next epoch included). */
   dropped: number;
+  /** Samples of the previous epoch's tail this plan holds besides its own (`carry`; filled by `batchMetrics` from the plan). */
+  carriedIn: number;
+  /** Samples of this plan's tail carried into the next epoch (reason `carried`, tail `carry`; filled by `batchMetrics`). */
+  carriedOut: number;
   /** Vision dist of each step, for plots. */
   stepVisionDist: Float64Array;
 /** Text dist of each step. */
@@ -97,7 +101,7 @@ export function checkPlanArrays(plan: PlanArrays): void {
 }
 
 /** Twin of `batch_metrics`. */
-export function batchMetricsTwin(plan: PlanArrays, vision: Uint32Array, text: Uint32Array, cost: TextCost): BatchMetrics {
+export function batchMetricsTwin(plan: PlanArrays, vision: Uint32Array, text: Uint32Array, cost: TextCost): Omit<BatchMetrics, 'carriedIn' | 'carriedOut'> {
   checkPlanArrays(plan);
   for (const i of plan.samples) {
     if (i >= text.length) throw outOfRange('plan', `refers to sample ${i}, but there are only ${text.length} samples`);

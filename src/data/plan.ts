@@ -9,11 +9,16 @@ import { ErrorCodes, omnibalError, unknownOption } from '../errors';
 import { integerBetween } from '../validate';
 import { DROP_CODE, type Caps } from './samples';
 
-/** What to do with micro-batches that cannot fill a whole step. */
-export type Tail = 'drop' | 'pad' | 'keep-partial';
+/**
+ * What to do with micro-batches that cannot fill a whole step: `drop` them (reason `tail`),
+ * `pad` the last step with copies, keep a `keep-partial` last step, or `carry` them: left out
+ * like `drop` but reported as `carried`, for the caller to plan in the next epoch (`balanced`'s
+ * `carry` option), so an epoch boundary loses nothing.
+ */
+export type Tail = 'drop' | 'pad' | 'keep-partial' | 'carry';
 
 /** Every tail policy. */
-export const TAILS: readonly Tail[] = ['drop', 'pad', 'keep-partial'];
+export const TAILS: readonly Tail[] = ['drop', 'pad', 'keep-partial', 'carry'];
 
 /** Checks a tail policy name. */
 export function parseTail(name: string): Tail {
@@ -67,6 +72,11 @@ export interface BatchPlan {
    * with caps derived from `samplesPerPack`); such a micro-batch exceeds `maxVision` or `maxText`.
    */
   oversizeIndex: Uint32Array;
+  /**
+   * The previous epoch's carried tail that this plan holds besides its own samples (the `carry`
+   * option, in its order; empty without one): these samples appear twice in the plan.
+   */
+  carriedIndex: Uint32Array;
 }
 
 /** Packs as one flat list with offsets (twin of `Packs`). */
@@ -106,7 +116,7 @@ export function assemble(
   const m = dp * accum;
   const full = Math.floor(order.length / m);
   const rest = order.slice(full * m);
-  if (order.length === 0 || (full === 0 && tail === 'drop')) {
+  if (order.length === 0 || (full === 0 && (tail === 'drop' || tail === 'carry'))) {
     throw omnibalError(
       ErrorCodes.TOO_FEW_SAMPLES,
       `the samples fill ${order.length} micro-batches, fewer than one step needs (dp ${dp} x accum ${accum} = ${m}); use tail 'pad' or 'keep-partial', or fewer ranks`,
@@ -129,8 +139,9 @@ export function assemble(
     }
   }
   if (rest.length > 0) {
-    if (tail === 'drop') {
-      for (const p of rest) for (const i of packs.get(p)) dropped.push([i, DROP_CODE.tail]);
+    if (tail === 'drop' || tail === 'carry') {
+      const reason = tail === 'carry' ? DROP_CODE.carried : DROP_CODE.tail;
+      for (const p of rest) for (const i of packs.get(p)) dropped.push([i, reason]);
     } else if (tail === 'pad') {
       const last: [number, boolean][] = rest.map((p) => [p, false]);
       for (let k = 0; last.length < m; k++) last.push([order[k % order.length], true]);
@@ -159,6 +170,7 @@ export function assemble(
     droppedIndex: Uint32Array.from(dropped, (d) => d[0]),
     droppedReason: Uint8Array.from(dropped, (d) => d[1]),
     oversizeIndex: new Uint32Array(0),
+    carriedIndex: new Uint32Array(0),
   };
 }
 

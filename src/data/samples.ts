@@ -27,13 +27,13 @@ export interface Samples {
 }
 
 /** Why a sample is not in a plan. */
-export type DropReason = 'vision-over-cap' | 'text-over-cap' | 'tail';
+export type DropReason = 'vision-over-cap' | 'text-over-cap' | 'tail' | 'carried';
 
 /** Drop reasons by their numeric code (as in `droppedReason` arrays). */
-export const DROP_REASONS: readonly DropReason[] = ['vision-over-cap', 'text-over-cap', 'tail'];
+export const DROP_REASONS: readonly DropReason[] = ['vision-over-cap', 'text-over-cap', 'tail', 'carried'];
 
 /** The numeric code of a drop reason (1-based, as the native core numbers them). */
-export const DROP_CODE: Record<DropReason, number> = { 'vision-over-cap': 1, 'text-over-cap': 2, tail: 3 };
+export const DROP_CODE: Record<DropReason, number> = { 'vision-over-cap': 1, 'text-over-cap': 2, tail: 3, carried: 4 };
 
 /** Caps of one micro-batch (one packed sequence). */
 export interface Caps {

@@ -61,8 +61,18 @@ export interface PlanBatchesOptions {
    * token counts. (The backends' raw `planBatches` default to 0.)
    */
   costB?: number;
-  /** What to do with the micro-batches that cannot fill a last step; default `drop`. */
+  /**
+   * What to do with the micro-batches that cannot fill a last step; default `drop`. `carry`
+   * (`balanced` only) leaves them out like `drop`, reported as `carried`: pass those samples
+   * as the next epoch's `carry`, so no epoch boundary loses a sample.
+   */
   tail?: Tail;
+  /**
+   * `balanced` only: the previous epoch's carried tail (the samples its plan reported as
+   * `carried`; sample indices, each at most once). They are planned in addition to this epoch's
+   * own samples (so they appear twice) and never put in this epoch's tail.
+   */
+  carry?: Uint32Array;
   /** Rounds: packing rounds for `balanced` (default 4), ISF iterations for `isf` (default 50). */
   iterations?: number;
   /** Text acceptance threshold of a pack; default text cap - 128. */
@@ -141,6 +151,10 @@ export function planBatchesTwin(vision: Uint32Array, text: Uint32Array, options:
   checkSamples(vision, text);
   const o = resolvePlanOptions(options);
   checkStepSize(o.dp, o.accum);
+  const carry = options.carry ?? new Uint32Array(0);
+  if (o.strategy !== 'balanced' && (o.tail === 'carry' || carry.length > 0)) {
+    throw invalidOptions(`tail 'carry' (and a carry list) needs strategy balanced, got ${o.strategy}`);
+  }
   switch (o.strategy) {
     case 'balanced': {
       const caps = 'caps' in o.size ? o.size.caps : capsForTarget(vision, text, o.size.samplesPerPack);
@@ -157,7 +171,7 @@ export function planBatchesTwin(vision: Uint32Array, text: Uint32Array, options:
         cost: o.cost,
         tail: o.tail,
         oversize: 'caps' in o.size ? 'drop' : 'own-micro-batch',
-      });
+      }, carry);
       return { strategy: o.strategy, ...plan, maxVision: caps.maxVision, maxText: caps.maxText };
     }
     case 'isf': {

@@ -63,7 +63,9 @@ const planBatchesProperties = {
   minText: u32,
   seed,
   epoch: { type: 'integer', minimum: 0, maximum: 4294967295 },
-  tail: { enum: ['drop', 'pad', 'keep-partial'] },
+  tail: { enum: ['drop', 'pad', 'keep-partial', 'carry'] },
+  // The previous epoch's carried tail (tail 'carry', balanced only): sample indices, each once.
+  carry: U32,
   costA: { type: 'number', minimum: 0 },
   costB: { type: 'number', minimum: 0 },
   iterations: count(1000),

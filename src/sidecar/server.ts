@@ -571,6 +571,7 @@ export class Session {
     for (const k of Object.keys(p).sort()) if (!['vision', 'text', 'path', 'paths', 'format', 'encoding'].includes(k)) options[k] = p[k];
     if (strategy) options.strategy = strategy;
     const key = createHash('sha256').update(samplesKey).update(JSON.stringify(options)).digest('hex');
+    if (options.carry !== undefined) options.carry = toU32('carry', options.carry);
     const { id, plan, shared } = await this.ctx.store.acquire(this, key, {
       compute: () =>
         this.ctx.pool.submit<StoredPlan>(async () => {

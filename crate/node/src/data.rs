@@ -18,7 +18,9 @@ use omnibal_core::data::load::{plan_loads, PlanLoads};
 use omnibal_core::data::metrics::{batch_metrics, BatchMetrics};
 use omnibal_core::data::plan::{BatchPlan, Packs, Tail};
 use omnibal_core::data::samples::{Caps, DropReason, Samples};
-use omnibal_core::data::strategy::{plan_batches, PlanOptions, ResolvedSize, Size, Strategy};
+use omnibal_core::data::strategy::{
+    plan_batches_with_carry, PlanOptions, ResolvedSize, Size, Strategy,
+};
 use omnibal_core::data::synthetic::synthetic_samples;
 use omnibal_core::error::{integer_between, integer_in_range, number_at_least};
 use omnibal_core::progress::Progress;
@@ -29,7 +31,6 @@ const MAX_U32: u64 = u32::MAX as u64;
 
 /// Options of a batch plan (see the TypeScript `PlanBatchesOptions` for the documentation).
 #[napi(object)]
-#[derive(Clone)]
 pub struct PlanBatchesOptions {
     pub strategy: Option<String>,
     pub dp: f64,
@@ -45,6 +46,7 @@ pub struct PlanBatchesOptions {
     pub iterations: Option<f64>,
     pub min_text: Option<f64>,
     pub min_vision: Option<f64>,
+    pub carry: Option<Uint32Array>,
 }
 
 fn opt_int(name: &str, v: Option<f64>, min: u64, max: u64, default: u64) -> Result<u64, Error> {
@@ -130,6 +132,7 @@ pub struct NativeBatchPlan {
     pub dropped_index: Uint32Array,
     pub dropped_reason: Uint8Array,
     pub oversize_index: Uint32Array,
+    pub carried_index: Uint32Array,
 }
 
 fn split_dropped(dropped: &[(u32, DropReason)]) -> (Uint32Array, Uint8Array) {
@@ -157,6 +160,7 @@ fn to_js_plan(strategy: Strategy, plan: BatchPlan, size: ResolvedSize) -> Native
         dropped_index,
         dropped_reason,
         oversize_index: Uint32Array::new(plan.oversize),
+        carried_index: Uint32Array::new(plan.carried),
     }
 }
 
@@ -168,7 +172,8 @@ fn run_plan(
 ) -> Result<NativeBatchPlan, Error> {
     let samples = Samples::new(vision, text)?;
     let options = plan_options(o)?;
-    let (plan, size) = plan_batches(&samples, &options, progress)?;
+    let carry = o.carry.as_deref().unwrap_or(&[]);
+    let (plan, size) = plan_batches_with_carry(&samples, &options, carry, progress)?;
     Ok(to_js_plan(options.strategy, plan, size))
 }
 

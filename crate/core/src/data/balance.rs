@@ -1500,6 +1500,78 @@ pub fn balance_batches(
     p: &BalanceParams,
     progress: &mut dyn Progress,
 ) -> Result<BatchPlan, Error> {
+    balance_batches_with_carry(samples, p, &[], progress)
+}
+
+/// Checks a `carry` list: indices of the `n` samples, each at most once.
+pub fn check_carry(carry: &[u32], n: usize) -> Result<(), Error> {
+    if n + carry.len() > u32::MAX as usize {
+        return Err(Error::out_of_range(
+            "carry",
+            "and the samples together must be fewer than 2^32",
+        ));
+    }
+    let mut seen = vec![false; n];
+    for (j, &i) in carry.iter().enumerate() {
+        if i as usize >= n {
+            return Err(Error::out_of_range(
+                "carry",
+                format!("entry {j} must be a sample index below {n}, got {i}"),
+            ));
+        }
+        if std::mem::replace(&mut seen[i as usize], true) {
+            return Err(Error::out_of_range(
+                "carry",
+                format!("entry {j} repeats sample {i}; each sample may be carried once"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Takes `r` packs of `list` as the tail: the last `r` that hold no carried sample, then (only
+/// when too few are free of them) the last that do; the rest keep their order. Without carried
+/// samples it is the last `r`, as `split_off` takes them.
+fn take_tail(list: &mut Vec<u32>, r: usize, carries: impl Fn(u32) -> bool) -> Vec<u32> {
+    let mut pick = vec![false; list.len()];
+    let mut left = r;
+    for pass in [false, true] {
+        for j in (0..list.len()).rev() {
+            if left == 0 {
+                break;
+            }
+            if !pick[j] && carries(list[j]) == pass {
+                pick[j] = true;
+                left -= 1;
+            }
+        }
+    }
+    let mut tail = Vec::with_capacity(r);
+    let mut kept = Vec::with_capacity(list.len() - r);
+    for (j, &k) in list.iter().enumerate() {
+        if pick[j] {
+            tail.push(k);
+        } else {
+            kept.push(k);
+        }
+    }
+    *list = kept;
+    tail
+}
+
+/// [`balance_batches`] with the previous epoch's carried tail (`carry`, sample indices, each at
+/// most once; see [`check_carry`]): those samples are planned in addition to the epoch's own
+/// (so they appear twice in the plan) and are kept out of this epoch's tail: the tail's packs
+/// are chosen among those holding no carried sample (an epoch with fewer such packs than its
+/// tail is an `ERR_OMNIBAL_TOO_FEW_SAMPLES` error). Inside, carried sample `j` is `n + j`; the plan
+/// gets their own indices back, and lists `carry` in [`BatchPlan::carried`]. With an empty
+/// `carry` the plan is [`balance_batches`]'s.
+pub fn balance_batches_with_carry(
+    samples: &Samples,
+    p: &BalanceParams,
+    carry: &[u32],
+    progress: &mut dyn Progress,
+) -> Result<BatchPlan, Error> {
     if p.dp == 0 {
         return Err(Error::out_of_range("dp", "must be at least 1, got 0"));
     }
@@ -1520,13 +1592,24 @@ pub fn balance_batches(
         return Err(super::strategy::step_too_large(p.dp, p.accum));
     }
     let m = m as usize;
+    let n_own = samples.len();
+    check_carry(carry, n_own)?;
+    // Sample `i` with its loads; carried sample `j` is `n_own + j`.
+    let rec = |i: u32| match (i as usize).checked_sub(n_own) {
+        None => Rec::of(samples, i),
+        Some(j) => Rec {
+            id: i,
+            ..Rec::of(samples, carry[j])
+        },
+    };
+    let fits = |r: &Rec| r.v <= p.caps.max_vision && r.t <= p.caps.max_text;
     // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
-    let (pool, mut dropped, oversize) = if p.oversize == Oversize::OwnMicroBatch {
+    let (mut pool, mut dropped, mut oversize) = if p.oversize == Oversize::OwnMicroBatch {
         let mut fit = Vec::with_capacity(samples.len());
         let mut over = Vec::new();
         for i in 0..samples.len() as u32 {
             let r = Rec::of(samples, i);
-            if r.v <= p.caps.max_vision && r.t <= p.caps.max_text {
+            if fits(&r) {
                 fit.push(r);
             } else {
                 over.push(i);
@@ -1538,6 +1621,21 @@ pub fn balance_batches(
         let fit: Vec<Rec> = fit.into_iter().map(|i| Rec::of(samples, i)).collect();
         (fit, dropped, Vec::new())
     };
+    for (j, &i) in carry.iter().enumerate() {
+        let r = rec((n_own + j) as u32);
+        if fits(&r) {
+            pool.push(r);
+        } else if p.oversize == Oversize::OwnMicroBatch {
+            oversize.push(r.id);
+        } else {
+            return Err(Error::out_of_range(
+                "carry",
+                format!(
+                    "entry {j} is sample {i}, over the caps: an over-cap sample is dropped, never carried"
+                ),
+            ));
+        }
+    }
     let total = pool.len() as u64;
     let threads = if p.threads > 0 {
         p.threads.min(MAX_THREADS)
@@ -1562,7 +1660,14 @@ pub fn balance_batches(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, TAIL_PURPOSE),
     );
-    let tail_old: Vec<u32> = drawn.split_off(drawn.len() - drawn.len() % m);
+    let tail_old: Vec<u32> = if carry.is_empty() {
+        drawn.split_off(drawn.len() - drawn.len() % m)
+    } else {
+        let r = drawn.len() % m;
+        take_tail(&mut drawn, r, |k| {
+            packs.get(k as usize).iter().any(|x| x.id as usize >= n_own)
+        })
+    };
     shuffle(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, DRAW_PURPOSE),
@@ -1578,7 +1683,7 @@ pub fn balance_batches(
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
-    let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| Rec::of(samples, i)).collect();
+    let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| rec(i)).collect();
     let source = |j: usize| -> &[Rec] {
         match order_old.get(j) {
             Some(&k) => packs.get(k as usize),
@@ -1785,18 +1890,27 @@ pub fn balance_batches(
     let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &full, m);
     drawn.extend(kept_end as u32..fresh_end as u32);
     let mut tail: Vec<u32> = (fresh_end as u32..normal as u32).collect();
+    // Whether pack `k` holds a carried sample (the packs that can join the tail here were left
+    // as laid out: no swap touched them).
+    let carries = |k: u32| {
+        !carry.is_empty()
+            && sample_loads[packs.range(k as usize)]
+                .iter()
+                .any(|x| x.id as usize >= n_own)
+    };
     // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
     let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
     over.sort_by_cached_key(|&k| full.key(k));
-    tail.extend_from_slice(&over[over.len() - over.len() % m..]);
-    over.truncate(over.len() - over.len() % m);
+    let r = over.len() % m;
+    tail.extend(take_tail(&mut over, r, carries));
     drawn.extend_from_slice(&over);
     // A tail of a step or more (over-cap leftovers): whole steps of similar packs.
     if tail.len() >= m {
         tail.sort_by_cached_key(|&k| full.key(k));
-        let whole = tail.len() - tail.len() % m;
-        drawn.extend_from_slice(&tail[..whole]);
-        tail.drain(..whole);
+        let r = tail.len() % m;
+        let rest = take_tail(&mut tail, r, carries);
+        drawn.extend_from_slice(&tail);
+        tail = rest;
     }
     let steps = drawn.len() / m;
     let cap_v = p.caps.max_vision as u64;
@@ -1915,9 +2029,9 @@ pub fn balance_batches(
         dropped,
     )?;
     if !oversize.is_empty() {
-        let mut gone = vec![false; samples.len()];
+        let mut gone = vec![false; n_own + carry.len()];
         for &(i, r) in &plan.dropped {
-            if r == DropReason::Tail {
+            if matches!(r, DropReason::Tail | DropReason::Carried) {
                 gone[i as usize] = true;
             }
         }
@@ -1925,6 +2039,30 @@ pub fn balance_batches(
             .into_iter()
             .filter(|&i| !gone[i as usize])
             .collect();
+    }
+    if !carry.is_empty() {
+        if plan.dropped.iter().any(|&(i, _)| i as usize >= n_own) {
+            return Err(Error::TooFewSamples {
+                message: format!(
+                    "the epoch has too few packs free of carried samples for its tail ({} carried samples, steps of dp {} x accum {}); use fewer ranks, or tail 'pad' or 'keep-partial'",
+                    carry.len(),
+                    p.dp,
+                    p.accum
+                ),
+            });
+        }
+        // Carried samples get their own indices back.
+        let own = |i: &mut u32| {
+            if let Some(j) = (*i as usize).checked_sub(n_own) {
+                *i = carry[j];
+            }
+        };
+        plan.samples.iter_mut().for_each(own);
+        plan.oversize.iter_mut().for_each(own);
+        plan.oversize.sort_unstable();
+        plan.dropped.iter_mut().for_each(|(i, _)| own(i));
+        plan.dropped.sort_unstable();
+        plan.carried = carry.to_vec();
     }
     Ok(plan)
 }
@@ -2046,6 +2184,163 @@ mod tests {
             assert!(plan.dropped.iter().all(|&(_, r)| r == DropReason::Tail));
             assert_eq!(plan.samples.len() + plan.dropped.len(), v.len());
         }
+    }
+
+    /// Plans `epochs` epochs under tail `carry`, each fed the previous one's carried tail, and
+    /// checks each plan; returns how often each sample was planned and the last carry.
+    fn carry_chain(
+        s: &Samples,
+        p: &BalanceParams,
+        epochs: u64,
+        own_micro_batch: bool,
+    ) -> (Vec<u32>, Vec<u32>) {
+        let mut count = vec![0u32; s.len()];
+        let mut carry: Vec<u32> = Vec::new();
+        for e in 0..epochs {
+            let mut q = *p;
+            q.epoch = e;
+            q.tail = Tail::Carry;
+            if own_micro_batch {
+                q.oversize = Oversize::OwnMicroBatch;
+            }
+            let plan = balance_batches_with_carry(s, &q, &carry, &mut ()).unwrap();
+            assert_eq!(plan.carried, carry, "epoch {e}");
+            for &i in &plan.samples {
+                count[i as usize] += 1;
+            }
+            // Nothing lost: only over-cap drops (explicit caps) and the carried tail.
+            assert!(plan
+                .dropped
+                .iter()
+                .all(|&(_, r)| r != DropReason::Tail
+                    && (r == DropReason::Carried || !own_micro_batch)));
+            let out: Vec<u32> = plan
+                .dropped
+                .iter()
+                .filter(|d| d.1 == DropReason::Carried)
+                .map(|d| d.0)
+                .collect();
+            // Every carried-in sample planned (its carried copy never in the tail).
+            assert!(carry.iter().all(|i| plan.samples.contains(i)), "epoch {e}");
+            // Every pack still within the caps, the tail a whole number of packs short of a step.
+            for k in 0..plan.micro_batches() {
+                let mb = plan.micro_batch(k);
+                if mb.len() > 1 {
+                    let v: u32 = mb.iter().map(|&i| s.vision[i as usize]).sum();
+                    let t: u32 = mb.iter().map(|&i| s.text[i as usize]).sum();
+                    assert!(v <= p.caps.max_vision && t <= p.caps.max_text);
+                }
+            }
+            carry = out;
+        }
+        (count, carry)
+    }
+
+    #[test]
+    fn carried_tails_lose_no_sample_over_epochs() {
+        let (v, t) = data(6_000, 21);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        for (dp, accum) in [(64, 1), (16, 3), (7, 2)] {
+            let p = BalanceParams::new(dp, accum, caps, 5, 0);
+            let (count, last) = carry_chain(&s, &p, 4, true);
+            assert!(!last.is_empty(), "dp {dp}: a tail to carry");
+            // Every sample planned once per epoch, but the last epoch's carried ones once less.
+            for (i, &c) in count.iter().enumerate() {
+                let want = 4 - last.contains(&(i as u32)) as u32;
+                assert_eq!(c, want, "dp {dp} accum {accum} sample {i}");
+            }
+        }
+        // Explicit caps: over-cap samples are dropped (not carried) every epoch.
+        let (count, last) = carry_chain(&s, &BalanceParams::new(32, 1, caps, 2, 0), 3, false);
+        for (i, &c) in count.iter().enumerate() {
+            let over = v[i] > caps.max_vision || t[i] > caps.max_text;
+            let want = if over {
+                0
+            } else {
+                3 - last.contains(&(i as u32)) as u32
+            };
+            assert_eq!(c, want, "sample {i}");
+        }
+    }
+
+    #[test]
+    fn carry_is_deterministic_and_like_drop_without_one() {
+        let (v, t) = data(5_000, 22);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        let mut p = BalanceParams::new(64, 1, caps, 3, 1);
+        let drop = balance_batches(&s, &p, &mut ()).unwrap();
+        p.tail = Tail::Carry;
+        let first = balance_batches(&s, &p, &mut ()).unwrap();
+        // A short epoch: the same plan as drop, its tail reported as carried.
+        assert_eq!(first.samples, drop.samples);
+        let renamed: Vec<(u32, DropReason)> = drop
+            .dropped
+            .iter()
+            .map(|&(i, r)| {
+                (
+                    i,
+                    if r == DropReason::Tail {
+                        DropReason::Carried
+                    } else {
+                        r
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(first.dropped, renamed);
+        assert!(!renamed.is_empty());
+        let carry: Vec<u32> = first.dropped.iter().map(|d| d.0).collect();
+        let a = balance_batches_with_carry(&s, &p, &carry, &mut ()).unwrap();
+        let b = balance_batches_with_carry(&s, &p, &carry, &mut ()).unwrap();
+        assert_eq!(a, b);
+        for threads in [1, 2, 3] {
+            p.threads = threads;
+            assert_eq!(
+                balance_batches_with_carry(&s, &p, &carry, &mut ()).unwrap(),
+                a
+            );
+        }
+        // The carried samples appear twice, every other sample once (or carried out).
+        assert_eq!(a.samples.len() + a.dropped.len(), v.len() + carry.len());
+        // Still balanced: every micro-batch of a step at the step's vision sum.
+        let m = batch_metrics(&a, &s, &TextCost::default()).unwrap();
+        let m0 = batch_metrics(&first, &s, &TextCost::default()).unwrap();
+        assert!(
+            m.vision_dist <= m0.vision_dist + 1e-3,
+            "{} {}",
+            m.vision_dist,
+            m0.vision_dist
+        );
+    }
+
+    #[test]
+    fn bad_carry_lists_are_errors_naming_carry() {
+        let (v, t) = data(500, 23);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        let p = BalanceParams::new(4, 1, caps, 3, 1);
+        for (carry, says) in [
+            (
+                vec![3, 500],
+                "carry entry 1 must be a sample index below 500, got 500",
+            ),
+            (
+                vec![7, 2, 7],
+                "carry entry 2 repeats sample 7; each sample may be carried once",
+            ),
+        ] {
+            let err = balance_batches_with_carry(&s, &p, &carry, &mut ()).unwrap_err();
+            assert_eq!(err.code(), "ERR_OMNIBAL_OUT_OF_RANGE");
+            assert_eq!(err.to_string(), says);
+        }
+        // One step and a tail of packs nearly all holding carried samples: refused, not lost.
+        let mut q = BalanceParams::new(100, 1, caps, 3, 1);
+        q.tail = Tail::Carry;
+        let carry: Vec<u32> = (0..400).collect();
+        let err = balance_batches_with_carry(&s, &q, &carry, &mut ()).unwrap_err();
+        assert_eq!(err.code(), "ERR_OMNIBAL_TOO_FEW_SAMPLES", "{err}");
     }
 
     #[test]

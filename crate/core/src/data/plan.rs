@@ -25,11 +25,15 @@ pub enum Tail {
     /// Keep a last, smaller step: its micro-batches go round-robin to ranks, some of which get
     /// fewer (possibly none).
     KeepPartial,
+    /// Leave them out as `Drop` does, reported as `carried`: the caller plans them in the next
+    /// epoch (the balanced planner's `carry`), so an epoch boundary loses nothing, as Megatron's
+    /// samplers treat epochs as one continuous stream.
+    Carry,
 }
 
 impl Tail {
     /// Every policy name, as the API and CLI spell them.
-    pub const NAMES: &'static [&'static str] = &["drop", "pad", "keep-partial"];
+    pub const NAMES: &'static [&'static str] = &["drop", "pad", "keep-partial", "carry"];
 
     /// Parses a policy name.
     pub fn parse(name: &str) -> Result<Self, Error> {
@@ -37,6 +41,7 @@ impl Tail {
             "drop" => Ok(Tail::Drop),
             "pad" => Ok(Tail::Pad),
             "keep-partial" => Ok(Tail::KeepPartial),
+            "carry" => Ok(Tail::Carry),
             _ => Err(Error::UnknownOption {
                 name: "tail".into(),
                 value: name.into(),
@@ -51,6 +56,7 @@ impl Tail {
             Tail::Drop => "drop",
             Tail::Pad => "pad",
             Tail::KeepPartial => "keep-partial",
+            Tail::Carry => "carry",
         }
     }
 }
@@ -126,6 +132,9 @@ pub struct BatchPlan {
     pub dropped: Vec<(u32, DropReason)>,
     /// Samples over a cap that the plan holds in micro-batches of their own (ascending).
     pub oversize: Vec<u32>,
+    /// The previous epoch's carried tail planned in this epoch besides its own samples (the
+    /// `carry` given, in its order; empty without one).
+    pub carried: Vec<u32>,
 }
 
 impl BatchPlan {
@@ -173,6 +182,7 @@ impl BatchPlan {
             padding,
             dropped: Vec::new(),
             oversize: Vec::new(),
+            carried: Vec::new(),
         })
     }
 
@@ -219,7 +229,7 @@ pub fn assemble(
     let m = (dp * accum) as usize;
     let full = order.len() / m;
     let rest = &order[full * m..];
-    if order.is_empty() || (full == 0 && tail == Tail::Drop) {
+    if order.is_empty() || (full == 0 && matches!(tail, Tail::Drop | Tail::Carry)) {
         return Err(Error::TooFewSamples {
             message: format!(
                 "the samples fill {} micro-batches, fewer than one step needs (dp {} x accum {} = {}); use tail 'pad' or 'keep-partial', or fewer ranks",
@@ -244,9 +254,14 @@ pub fn assemble(
     padding.resize(mb_packs.len(), 0);
     if !rest.is_empty() {
         match tail {
-            Tail::Drop => {
+            Tail::Drop | Tail::Carry => {
+                let reason = if tail == Tail::Carry {
+                    DropReason::Carried
+                } else {
+                    DropReason::Tail
+                };
                 for &p in rest {
-                    dropped.extend(packs.get(p as usize).iter().map(|&i| (i, DropReason::Tail)));
+                    dropped.extend(packs.get(p as usize).iter().map(|&i| (i, reason)));
                 }
             }
             Tail::Pad => {
@@ -325,6 +340,7 @@ pub fn assemble(
         padding,
         dropped,
         oversize: Vec::new(),
+        carried: Vec::new(),
     })
 }
 

@@ -22,6 +22,9 @@ pub enum DropReason {
     TextOverCap = 2,
     /// It was in the tail that could not fill a whole step (`tail: drop`).
     Tail = 3,
+    /// It was in the tail that could not fill a whole step, carried into the next epoch's plan
+    /// (`tail: carry`): not lost, the caller passes it as the next epoch's `carry`.
+    Carried = 4,
 }
 
 impl DropReason {
@@ -31,6 +34,7 @@ impl DropReason {
             DropReason::VisionOverCap => "vision-over-cap",
             DropReason::TextOverCap => "text-over-cap",
             DropReason::Tail => "tail",
+            DropReason::Carried => "carried",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! One entry point for every batching strategy: options in, batch plan out.
 
-use super::balance::{balance_batches, BalanceParams, Oversize};
+use super::balance::{balance_batches_with_carry, BalanceParams, Oversize};
 use super::baselines::{isf_batches, length_grouped_batches, random_batches, PaddedParams};
 use super::caps::caps_for_target;
 use super::cost::TextCost;
@@ -117,8 +117,28 @@ pub fn plan_batches(
     o: &PlanOptions,
     progress: &mut dyn Progress,
 ) -> Result<(BatchPlan, ResolvedSize), Error> {
+    plan_batches_with_carry(samples, o, &[], progress)
+}
+
+/// [`plan_batches`] with the previous epoch's carried tail (`carry`, the samples its plan
+/// reported as `carried`), planned in addition to the epoch's own samples
+/// ([`balance_batches_with_carry`]). `carry` and tail `carry` need the balanced strategy.
+pub fn plan_batches_with_carry(
+    samples: &Samples,
+    o: &PlanOptions,
+    carry: &[u32],
+    progress: &mut dyn Progress,
+) -> Result<(BatchPlan, ResolvedSize), Error> {
     if o.dp as u64 * o.accum as u64 > MAX_STEP_MICRO_BATCHES {
         return Err(step_too_large(o.dp, o.accum));
+    }
+    if o.strategy != Strategy::Balanced && (o.tail == Tail::Carry || !carry.is_empty()) {
+        return Err(Error::InvalidOptions {
+            message: format!(
+                "tail 'carry' (and a carry list) needs strategy balanced, got {}",
+                o.strategy.name()
+            ),
+        });
     }
     match o.strategy {
         Strategy::Balanced => {
@@ -140,7 +160,7 @@ pub fn plan_batches(
                 p.min_text = t;
             }
             Ok((
-                balance_batches(samples, &p, progress)?,
+                balance_batches_with_carry(samples, &p, carry, progress)?,
                 ResolvedSize {
                     caps: Some(caps),
                     batch_size: None,

@@ -1,0 +1,177 @@
+// Tail policy `carry`: each epoch's tail is reported as `carried` and planned in the next epoch
+// besides that epoch's own samples, so over E epochs every sample is planned E times but the
+// last epoch's carried ones (once less); native and twin plan the same chain bit for bit.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import fc from 'fast-check';
+import { batchMetrics, planBatches, type BatchPlan, type PlanBatchesOptions, type Samples } from '../index';
+import { DROP_CODE } from '../src/data/samples';
+import { cli, firstDifference, nativeTest, sameOnBothBackends, thrown } from './helpers';
+
+/** Real-like samples: 1, 3, 4 or 5 tiles of 256 tokens, a residual, and some long texts. */
+function realLike(n: number, seed: number, longEvery = 50): Samples {
+  const tiles = [1, 3, 4, 5];
+  const vision = new Uint32Array(n);
+  const text = new Uint32Array(n);
+  let x = seed >>> 0;
+  const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+  for (let i = 0; i < n; i++) {
+    vision[i] = tiles[next() % 4];
+    text[i] = 256 * vision[i] + 30 + (next() % 300) + (i % longEvery === 0 ? 400 + (next() % 800) : 0);
+  }
+  return { vision, text };
+}
+
+/** The samples a plan carries out (reason `carried`), ascending. */
+function carriedOut(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): Uint32Array {
+  return plan.droppedIndex.filter((_, k) => plan.droppedReason[k] === DROP_CODE.carried);
+}
+
+/** Plans epochs `0..epochs` under tail `carry`, each given the previous one's carried tail. */
+function chain(plan: (o: PlanBatchesOptions) => BatchPlan, options: PlanBatchesOptions, epochs: number): BatchPlan[] {
+  const plans: BatchPlan[] = [];
+  let carry: Uint32Array = new Uint32Array(0);
+  for (let e = 0; e < epochs; e++) {
+    const p = plan({ ...options, tail: 'carry', epoch: e, carry });
+    plans.push(p);
+    carry = carriedOut(p);
+  }
+  return plans;
+}
+
+/** Checks the chain's coverage: every sample planned `epochs` times, less the last carry, over-cap drops aside. */
+function checkCoverage(s: Samples, plans: BatchPlan[]): string | null {
+  const count = new Uint32Array(s.text.length);
+  let carry: Uint32Array = new Uint32Array(0);
+  for (const [e, p] of plans.entries()) {
+    if (firstDifference(p.carriedIndex, carry)) return `epoch ${e}: carriedIndex is not the carry given`;
+    for (const i of carry) if (!p.samples.includes(i)) return `epoch ${e}: carried sample ${i} not planned`;
+    if (p.droppedReason.some((r) => r === DROP_CODE.tail)) return `epoch ${e}: a sample dropped as tail`;
+    for (const i of p.samples) count[i]++;
+    carry = carriedOut(p);
+  }
+  const last = new Set(carry);
+  const over = new Set(plans[0].droppedIndex.filter((_, k) => plans[0].droppedReason[k] <= 2));
+  for (let i = 0; i < count.length; i++) {
+    const want = over.has(i) ? 0 : plans.length - (last.has(i) ? 1 : 0);
+    if (count[i] !== want) return `sample ${i} planned ${count[i]} times, want ${want}`;
+  }
+  return null;
+}
+
+test('carry: over 4 epochs every sample is planned 4 times but the last carried tail, nothing lost', (t) => {
+  const s = realLike(6000, 11);
+  for (const [dp, accum] of [
+    [64, 1],
+    [16, 3],
+  ]) {
+    const plans = chain((o) => planBatches(s, o), { dp, accum, samplesPerPack: 4.5, seed: 3 }, 4);
+    t.true(carriedOut(plans[3]).length > 0, 'a tail to carry');
+    t.true(plans[1].carriedIndex.length > 0);
+    t.is(checkCoverage(s, plans), null, `dp ${dp} accum ${accum}`);
+    // Drop loses its tail every epoch; carry loses none.
+    const drop = planBatches(s, { dp, accum, samplesPerPack: 4.5, seed: 3, epoch: 1 });
+    t.true(drop.droppedIndex.length > 0);
+  }
+});
+
+test('carry: explicit caps drop over-cap samples every epoch and carry the rest', (t) => {
+  const s = realLike(3000, 12, 7);
+  const plans = chain((o) => planBatches(s, o), { dp: 32, maxVision: 14, maxText: 2400, seed: 1 }, 3);
+  t.true(plans[0].droppedReason.some((r) => r === DROP_CODE['text-over-cap'] || r === DROP_CODE['vision-over-cap']));
+  t.is(checkCoverage(s, plans), null);
+});
+
+test('carry: the plan is a pure function of samples, options, seed, epoch and carry', (t) => {
+  const s = realLike(4000, 13);
+  const o: PlanBatchesOptions = { dp: 48, samplesPerPack: 4.5, seed: 9, tail: 'carry' };
+  const first = planBatches(s, { ...o, epoch: 0 });
+  const carry = carriedOut(first);
+  const a = planBatches(s, { ...o, epoch: 1, carry });
+  t.is(firstDifference(a, planBatches(s, { ...o, epoch: 1, carry: Uint32Array.from(carry) })), null);
+  // Another carry, another plan; no carry: the plan of tail drop but for the reason.
+  t.not(firstDifference(a, planBatches(s, { ...o, epoch: 1 })), null);
+  const drop = planBatches(s, { ...o, epoch: 0, tail: 'drop' });
+  t.is(firstDifference(first.samples, drop.samples), null);
+  t.deepEqual(Array.from(first.droppedReason), Array.from(drop.droppedReason, (r) => (r === DROP_CODE.tail ? DROP_CODE.carried : r)));
+});
+
+test('carry: metrics count the samples carried in and out', (t) => {
+  const s = realLike(3000, 14);
+  const [p0, p1] = chain((o) => planBatches(s, o), { dp: 40, samplesPerPack: 4.5, seed: 2 }, 2);
+  const m0 = batchMetrics(p0, s);
+  const m1 = batchMetrics(p1, s);
+  t.is(m0.carriedIn, 0);
+  t.is(m0.carriedOut, carriedOut(p0).length);
+  t.is(m1.carriedIn, m0.carriedOut);
+  t.true(m1.carriedIn > 0);
+  t.is(m1.dropped, m1.carriedOut);
+});
+
+test('carry: a bad carry list or another strategy is a clear coded error', (t) => {
+  const s = realLike(500, 15);
+  const o: PlanBatchesOptions = { dp: 4, samplesPerPack: 4.5, tail: 'carry' };
+  const cases: [PlanBatchesOptions, string, string][] = [
+    [{ ...o, carry: Uint32Array.of(3, 500) }, 'ERR_OMNIBAL_OUT_OF_RANGE', 'carry entry 1 must be a sample index below 500, got 500'],
+    [{ ...o, carry: Uint32Array.of(7, 2, 7) }, 'ERR_OMNIBAL_OUT_OF_RANGE', 'carry entry 2 repeats sample 7; each sample may be carried once'],
+    [{ ...o, carry: [1, 2] as unknown as Uint32Array }, 'ERR_OMNIBAL_INVALID_TYPE', 'carry must be a Uint32Array'],
+    [{ ...o, strategy: 'random' }, 'ERR_OMNIBAL_INVALID_OPTIONS', "tail 'carry' (and a carry list) needs strategy balanced, got random"],
+    [{ ...o, tail: 'drop', strategy: 'isf', carry: Uint32Array.of(1) }, 'ERR_OMNIBAL_INVALID_OPTIONS', "tail 'carry' (and a carry list) needs strategy balanced, got isf"],
+    [{ dp: 4, maxVision: 12, maxText: 4000, carry: Uint32Array.of(0) }, 'ERR_OMNIBAL_OUT_OF_RANGE', ''],
+    // One step, and a tail that cannot avoid packs holding carried samples.
+    [{ dp: 100, samplesPerPack: 4.5, tail: 'carry', carry: Uint32Array.from({ length: 400 }, (_, i) => i) }, 'ERR_OMNIBAL_TOO_FEW_SAMPLES', 'the epoch has too few packs free of carried samples'],
+  ];
+  // Sample 0 over explicit caps of 1 tile: carrying it is refused (over-cap samples are dropped).
+  s.vision[0] = 40;
+  for (const [options, code, message] of cases) {
+    const e = thrown(() => planBatches(s, options));
+    t.is(e.code, code, JSON.stringify(options));
+    t.true(e.message.includes(message), e.message);
+    t.false(e.message.includes('\n'));
+  }
+});
+
+nativeTest('carry: native equals the twin over carried chains (real-like and skewed data, any dp and accum)', (t) => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 300, max: 2500 }),
+      fc.integer({ min: 0, max: 2 ** 31 }),
+      fc.integer({ min: 2, max: 40 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.double({ min: 2, max: 7, noNaN: true }),
+      fc.constantFrom(0, 1 / 2048),
+      fc.boolean(),
+      (n, seed, dp, accum, samplesPerPack, costB, skewed) => {
+        const s = realLike(n, seed);
+        if (skewed) for (let i = 5; i < n; i += 97) (s.vision[i] = 40), (s.text[i] = 16000 + i);
+        const options = { dp, accum, samplesPerPack, costB, seed: seed % 1000 };
+        const diff = sameOnBothBackends((api) => chain((o) => api.planBatches(s.vision, s.text, o) as BatchPlan, options, 3));
+        if (diff) throw new Error(`${diff}\noptions ${JSON.stringify(options)} n ${n} skewed ${skewed}`);
+        const plans = thrown(() => chain((o) => planBatches(s, o), options, 3));
+        if (plans.name !== 'nothing thrown') return; // an epoch too small for its carry: same error both sides
+        const coverage = checkCoverage(s, chain((o) => planBatches(s, o), options, 3));
+        if (coverage) throw new Error(`${coverage}\noptions ${JSON.stringify(options)}`);
+      },
+    ),
+    { numRuns: 120 },
+  );
+  t.pass();
+});
+
+test('carry: the CLI reports the samples carried in and out, labelled; a baseline with --tail carry exits 2', (t) => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'pack', '--synthetic', '3000', '--dp', '100', '--samples-per-pack', '4.5', ...args], { encoding: 'utf8' });
+  const json = run('--tail', 'carry', '--json');
+  t.is(json.status, 0, json.stderr);
+  const doc = JSON.parse(json.stdout) as { metrics: { carriedIn: number; carriedOut: number }; dropped: { reason: string }[]; params: { tail: string } };
+  t.is(doc.params.tail, 'carry');
+  t.is(doc.metrics.carriedIn, 0);
+  t.true(doc.metrics.carriedOut > 0);
+  t.is(doc.dropped.filter((d) => d.reason === 'carried').length, doc.metrics.carriedOut);
+  const table = run('--tail', 'carry');
+  t.is(table.status, 0, table.stderr);
+  t.regex(table.stdout, new RegExp(`balanced: 0 carried in, ${doc.metrics.carriedOut} carried out`));
+  const random = run('--tail', 'carry', '--strategy', 'random');
+  t.is(random.status, 2);
+  t.is(random.stderr.trim().split('\n').length, 1);
+  t.regex(random.stderr, /needs strategy balanced, got random \[ERR_OMNIBAL_INVALID_OPTIONS\]/);
+});
