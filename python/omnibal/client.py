@@ -566,6 +566,14 @@ def _read_loop(transport, calls, on_stderr=None):
             _log.error("omnibal: %s; the connection is closed", e)
         calls.end("the sidecar's answer was misframed (%s)" % e)
         transport.close(0)
+    except Exception as e:  # noqa: BLE001 - a reader that dies silently leaves every call waiting for its timeout
+        # An answer this client cannot hold or parse (MemoryError for an attachment of 2**62
+        # bytes, RecursionError for JSON nested too deep): the connection cannot be read on.
+        why = "%s: %s" % (type(e).__name__, str(e)[:200])
+        if calls.ended is None:
+            _log.error("omnibal: cannot read the sidecar's answer (%s); the connection is closed", why)
+        calls.end("the sidecar's answer could not be read (%s)" % why)
+        transport.close(0)
     calls.end("the sidecar exited" if calls.ended is None else calls.ended)
     transport.release_read_side()
 

@@ -126,6 +126,10 @@ FAKE = textwrap.dedent("""
             out.write(json.dumps(dict(head, **{"$attachments": [4]})).encode() + b"\\n" + bytes(4) + b"XYZ\\n")
         elif mode == "malformed":
             out.write(json.dumps(dict(head, **{"$attachments": "many"})).encode() + b"\\n")
+        elif mode == "huge":  # an attachment no client can hold
+            out.write(json.dumps(dict(head, **{"$attachments": [2 ** 62]})).encode() + b"\\n" + bytes(8))
+        elif mode == "deep":  # JSON nested deeper than the client's parser recurses
+            out.write(b'{"jsonrpc":"2.0","id":%d,"result":' % msg["id"] + b"[" * 100000 + b"]" * 100000 + b"}\\n")
         elif mode == "stall":  # declares 8 bytes and never sends them
             out.write(json.dumps(dict(head, **{"$attachments": [8]})).encode() + b"\\n")
             out.flush()
@@ -150,6 +154,17 @@ class Misframed(unittest.TestCase):
             with self.subTest(mode=mode), self.fake(mode) as c:
                 with self.assertRaises(SidecarExited):
                     c.call("anything")
+                with self.assertRaises(SidecarExited):
+                    c.call("later")
+
+    def test_an_answer_the_client_cannot_hold_or_parse_fails_the_calls_instead_of_hanging(self):
+        # The reader thread once died on MemoryError / RecursionError, and every call then waited
+        # for its timeout (300 s by default).
+        for mode in ("huge", "deep"):
+            with self.subTest(mode=mode), self.fake(mode, timeout=60) as c:
+                with self.assertRaises(SidecarExited) as e:
+                    c.call("anything")
+                self.assertIn("could not be read", str(e.exception))
                 with self.assertRaises(SidecarExited):
                     c.call("later")
 
