@@ -171,7 +171,9 @@ def _u32_bytes(value):
     """The little-endian bytes of a uint32 array param as a byte ``memoryview`` (over the
     array's own memory on a little-endian host), or None when ``value`` is not one: an
     ``array.array`` of typecode ``I``/``L`` with 4-byte items, a C-contiguous ``memoryview`` of
-    4-byte unsigned items, or a numpy ``uint32`` array (numpy is not imported)."""
+    4-byte unsigned items, or a numpy ``uint32`` array (numpy is not imported). A scalar (a
+    numpy ``uint32`` scalar, a 0-d array or view) is not an array: None, so it is never sent as
+    a one-element attachment where a number was meant."""
     if isinstance(value, array.array):
         if value.itemsize != 4 or value.typecode not in "IL":
             return None
@@ -180,13 +182,14 @@ def _u32_bytes(value):
             value.byteswap()
         return memoryview(value).cast("B")
     if isinstance(value, memoryview):
-        if value.itemsize != 4 or value.format.lstrip("@=<") not in ("I", "L"):
+        if value.ndim == 0 or value.itemsize != 4 or value.format.lstrip("@=<") not in ("I", "L"):
             return None
         if sys.byteorder != "little" and not value.format.startswith("<"):
             return _u32_bytes(array.array(_U32, value.tolist()))
         return (value if value.c_contiguous else memoryview(value.tobytes())).cast("B")
     dtype = getattr(value, "dtype", None)
-    if dtype is not None and type(value).__module__ == "numpy" and getattr(dtype, "kind", None) == "u" and getattr(dtype, "itemsize", 0) == 4:
+    if dtype is not None and type(value).__module__ == "numpy" and getattr(dtype, "kind", None) == "u" and getattr(dtype, "itemsize", 0) == 4 \
+            and getattr(value, "ndim", 0) > 0:
         if dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder != "little"):
             value = value.astype("<u4")
         if not value.flags["C_CONTIGUOUS"]:

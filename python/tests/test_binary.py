@@ -47,6 +47,16 @@ class Frames(unittest.TestCase):
         with self.assertRaises(TypeError):
             request_frame({"jsonrpc": "2.0", "id": 6, "method": "x", "params": {"a": array.array("d", [1.5])}})
 
+    def test_a_scalar_is_never_sent_as_a_one_element_attachment(self):
+        # A 0-d uint32 view (or a numpy uint32 scalar, `dp=numpy.uint32(8)`) is a number, not an
+        # array: it was sent as attachment 0, and the sidecar answered "dp must be integer".
+        scalars = [memoryview(bytes(4)).cast("I", shape=[])]
+        if numpy is not None:
+            scalars += [numpy.uint32(8), numpy.array(8, dtype=numpy.uint32)]
+        for value in scalars:
+            with self.subTest(value=type(value).__name__), self.assertRaises(TypeError):
+                request_frame({"jsonrpc": "2.0", "id": 7, "method": "pack", "params": {"dp": value}})
+
 
 class RoundTrip(unittest.TestCase):
     def test_binary_requests_and_answers_carry_the_json_plans(self):
