@@ -160,6 +160,26 @@ test('framing: attachments on an unauthenticated TCP connection are refused and 
   t.true(h.closed);
 });
 
+test('framing: "$attachments" in a batch element is -32600 and nothing after the batch is read (its bytes never run as requests)', async (t) => {
+  const h = Harness.create();
+  // The "attachment" holds a request line: a sidecar that ignored "$attachments" in a batch ran it.
+  const smuggled = `${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'version' })}\n`;
+  const batch = [
+    { jsonrpc: '2.0', id: 7, method: 'pack', params: { vision: ref(0), text: ref(1), ...planParams }, $attachments: [Buffer.byteLength(smuggled) - 1] },
+    { jsonrpc: '2.0', id: 8, method: 'version' },
+  ];
+  h.raw(`${JSON.stringify(batch)}\n${smuggled}\n`);
+  const answers = (await h.lines.next((m) => Array.isArray(m), 20_000)) as unknown as Msg[];
+  const first = answers.find((a) => a.id === 7)!;
+  t.is(first.error?.code, -32600);
+  t.regex(first.error!.message, /"\$attachments" inside a batch/);
+  t.is(answers.find((a) => a.id === 8)?.result?.protocol, 'omnibal-rpc/1');
+  await h.session.drain();
+  await new Promise((r) => setTimeout(r, 50));
+  t.true(h.closed);
+  t.is(h.lines.messages.length, 1, 'only the batch was answered (request 9 never ran)');
+});
+
 test('LineReader: lines and attachments split at any byte give the same lines and attachments', (t) => {
   const att = [Buffer.from([1, 2, 3, 4, 10, 6, 7, 8]), Buffer.alloc(0), Buffer.from([10, 10, 10, 10])];
   const withAtt = `{"a":1,"$attachments":[8,0,4]}`;

@@ -112,6 +112,11 @@ const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan'
 /** Most searches one connection may hold. */
 const MAX_SEARCHES = 64;
 
+/** Whether a parsed message declares binary attachments (a top-level `"$attachments"` member). */
+function hasAttachments(m: unknown): boolean {
+  return m !== null && typeof m === 'object' && !Array.isArray(m) && Object.prototype.hasOwnProperty.call(m, '$attachments');
+}
+
 /** -32600: the bytes after a request's declared attachments are not its closing `\n`. */
 function misframedError(total: number): RpcError {
   return new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: the ${total} attachment bytes "$attachments" declares are not followed by "\\n" (a length that does not match the bytes sent); skipped to the next line`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
@@ -350,9 +355,12 @@ export class Session {
           if (out.length > 0) this.send(out);
         }),
       );
+      // Attachments declared in a batch (refused by handle) would follow its line: where they end
+      // is unknown, so nothing after them is read (as for a malformed "$attachments").
+      if (msg.some(hasAttachments)) this.endAfterAnswers();
       return;
     }
-    if (msg !== null && typeof msg === 'object' && Object.prototype.hasOwnProperty.call(msg, '$attachments')) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
+    if (hasAttachments(msg)) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
     this.run(msg);
   }
 
@@ -423,6 +431,10 @@ export class Session {
     if (!this.authenticated && method !== 'auth') {
       this.refuse(id);
       return undefined;
+    }
+    if (inBatch && hasAttachments(m)) {
+      const e = new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: "$attachments" inside a batch (a batch is one line; attachments go with a request sent alone); the connection is closed (where the attachments end is unknown)', { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
+      return isRequest ? errorResponse(id, e) : undefined;
     }
     const answer = (result: unknown): Response | undefined => (isRequest ? { jsonrpc: '2.0', id, result: result ?? null } : undefined);
     const fail = (e: unknown): Response | undefined => {
