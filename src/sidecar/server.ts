@@ -11,11 +11,13 @@
  *
  * @module
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { backend } from '../binding';
+import { outOfRange } from '../errors';
 import { batchMetrics, planBatchesAsync, type Samples } from '../data/index';
 import { formatOf, readSamples, type SamplesFormat } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
@@ -36,7 +38,7 @@ export { parseListen } from './listen';
 
 /** Sidecar limits and settings. */
 export interface ServeOptions {
-  /** Longest request line, bytes; default 64 MiB. */
+  /** Longest request line (with its attachments), bytes; default 64 MiB, at most `buffer.constants.MAX_STRING_LENGTH` (~512 MiB). */
   maxLineBytes?: number;
   /** Most samples in one request; default 20 million. */
   maxSamples?: number;
@@ -58,7 +60,15 @@ export interface ServeOptions {
 
 type Limits = Required<Omit<ServeOptions, 'tokenFile'>>;
 
+/** Longest string Node.js can make: the most `--max-line-bytes` may be. */
+const MAX_STRING_LENGTH = bufferConstants.MAX_STRING_LENGTH;
+
 function resolveLimits(o: ServeOptions): Limits {
+  // A line is made a string, and an attachment a Buffer: a limit above the longest string Node.js
+  // can make (~512 MiB) let one request crash the sidecar (`$attachments: [5e9]` and one byte).
+  if (o.maxLineBytes !== undefined && o.maxLineBytes > MAX_STRING_LENGTH) {
+    throw outOfRange('maxLineBytes', `must be at most ${MAX_STRING_LENGTH} bytes (the longest string Node.js can make of a line), got ${o.maxLineBytes}`);
+  }
   return {
     maxLineBytes: o.maxLineBytes ?? 64 * 2 ** 20,
     maxSamples: o.maxSamples ?? 20_000_000,
