@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import select
 import shutil
 import socket
 import stat
@@ -250,12 +251,21 @@ class _PipeTransport:
         self.owner_pid = os.getpid()
         self._in = proc.stdin.fileno()
         self._out = proc.stdout.fileno()
+        # Writes wait in poll(), bounded by the call's timeout: a stopped sidecar whose stdin pipe
+        # is full must not block the writer (and every thread behind the write lock) forever.
+        os.set_blocking(self._in, False)
 
-    def write(self, data):
-        view = memoryview(data)
+    def write(self, data, timeout=None):
+        view = memoryview(data).cast("B")
         while view:
-            n = os.write(self._in, view)
-            view = view[n:]
+            try:
+                n = os.write(self._in, view)
+            except BlockingIOError:
+                n = 0
+            if n:
+                view = view[n:]
+            else:
+                _wait_writable(self._in, timeout)
 
     def read(self):
         return os.read(self._out, _READ_CHUNK)
@@ -297,8 +307,19 @@ class _SocketTransport:
         self.server = server  # the Popen of a server this process started, else None
         self.owner_pid = os.getpid()
 
-    def write(self, data):
-        self.sock.sendall(data)
+    def write(self, data, timeout=None):
+        # Not sendall: the socket stays blocking for the reader thread, each send here does not
+        # wait, and poll() bounds the wait by the call's timeout (see _PipeTransport.write).
+        view = memoryview(data).cast("B")
+        while view:
+            try:
+                n = self.sock.send(view, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n:
+                view = view[n:]
+            else:
+                _wait_writable(self.sock.fileno(), timeout)
 
     def read(self):
         return self.sock.recv(_READ_CHUNK)
@@ -343,6 +364,19 @@ class _SocketTransport:
 
     def release_read_side(self):
         pass  # the socket is closed with the client (it is also the write side)
+
+
+class _WriteStalled(Exception):
+    """The sidecar took no byte of a request for the call's timeout (stopped, or not reading)."""
+
+
+def _wait_writable(fd, timeout):
+    """Waits until ``fd`` takes bytes again; :class:`_WriteStalled` after ``timeout`` seconds
+    (None: no limit). An error or hang-up on ``fd`` returns, and the write that follows fails."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not poller.poll(None if timeout is None else max(0.0, timeout) * 1000):
+        raise _WriteStalled()
 
 
 # --- the pending calls and the reader ---------------------------------------------------------
@@ -783,19 +817,33 @@ class Client:
         """True when this client started its sidecar (and so stops it on close)."""
         return self._proc is not None
 
-    def send_raw(self, line):
+    def send_raw(self, line, timeout=None):
         """Writes one raw line (or any bytes, or a list of byte pieces) to the sidecar, whole,
-        under the write lock."""
+        under the write lock. A sidecar that takes no byte for ``timeout`` seconds (None: no
+        limit) fails with :class:`SidecarTimeout` and ends the connection (a request may be
+        half sent)."""
         parts = line if isinstance(line, list) else [line]
         with self._write_lock:
-            for data in parts:
-                self._transport.write(data if not isinstance(data, str) else data.encode("utf8"))
+            if self._calls.ended is not None:
+                # Ended while this thread waited for the lock: the file descriptor may be closed,
+                # and its number reused by another file.
+                raise BrokenPipeError("the connection to the sidecar has ended (%s)" % self._calls.ended)
+            try:
+                for data in parts:
+                    self._transport.write(data if not isinstance(data, str) else data.encode("utf8"), timeout)
+            except _WriteStalled:
+                why = "the sidecar took no byte of a request within %s s (stopped, or not reading)" % timeout
+                self._calls.end(why)
+                self._transport.close(0)
+                raise SidecarTimeout(why, code="ERR_OMNIBAL_TIMEOUT") from None
 
-    def request(self, method, params=None, progress=None):
+    def request(self, method, params=None, progress=None, timeout=None):
         """Sends a request and returns its id and a handle to wait on (see :meth:`wait`).
 
         ``progress(done, total)`` is called from the reader thread; if it raises, the error is
-        logged and ignored."""
+        logged and ignored. ``timeout`` (default: the client's) bounds how long sending may wait
+        for a sidecar that takes no byte (then :class:`SidecarTimeout`, and the connection
+        ends)."""
         if self._closed:
             raise SidecarExited("the client is closed")
         rid = self._ids.next()
@@ -813,7 +861,10 @@ class Client:
         if not self._calls.add(rid, pending):
             raise SidecarExited("%s (exit code %s)" % (self._calls.ended, self._proc.poll() if self._proc else None))
         try:
-            self.send_raw(data)
+            self.send_raw(data, self.timeout if timeout is None else timeout)
+        except SidecarTimeout:
+            self._calls.pop(rid)
+            raise
         except OSError:
             self._calls.pop(rid)
             raise SidecarExited("the sidecar is not running (exit code %s)" % (self._proc.poll() if self._proc else None))
@@ -858,7 +909,7 @@ class Client:
     def call(self, method, params=None, progress=None, timeout=None):
         """Calls a method and returns its result; ``progress(done, total)`` receives progress.
         ``timeout`` defaults to the client's (see :class:`Client`)."""
-        rid, pending = self.request(method, params, progress)
+        rid, pending = self.request(method, params, progress, timeout)
         try:
             return self.wait(pending, self.timeout if timeout is None else timeout, rid)
         finally:

@@ -84,6 +84,44 @@ class Failures(unittest.TestCase):
             os.kill(c.pid, signal.SIGCONT)
             c.close()
 
+    def test_a_request_a_stopped_sidecar_never_reads_times_out_and_so_do_the_threads_behind_it(self):
+        # 8 MB of attachments never fit the stdin pipe of a stopped sidecar: the write once
+        # blocked forever, whatever the timeout, and every other thread waited on the write lock.
+        n = 1_000_000
+        vision, text = omnibal.u32_values([1 + i % 6 for i in range(n)]), omnibal.u32_values([100 + i % 900 for i in range(n)])
+        c = Client(timeout=1)
+        try:
+            self.assertEqual(c.call("version", timeout=60)["protocol"], "omnibal-rpc/1")
+            os.kill(c.pid, signal.SIGSTOP)
+            start = time.monotonic()
+            errors = []
+
+            def small():
+                time.sleep(0.2)  # behind the large request's write
+                try:
+                    c.call("version")
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+
+            other = threading.Thread(target=small, daemon=True)
+            other.start()
+            with self.assertRaises(omnibal.SidecarTimeout) as e:
+                c.call("pack", {"vision": vision, "text": text, "dp": 1, "samplesPerPack": 3})
+            self.assertIn("took no byte", str(e.exception))
+            other.join(20)
+            self.assertFalse(other.is_alive(), "a thread behind the stalled write still waits")
+            self.assertEqual(len(errors), 1)
+            self.assertIsInstance(errors[0], (omnibal.SidecarExited, omnibal.SidecarTimeout))
+            self.assertLess(time.monotonic() - start, 20)
+            with self.assertRaises(omnibal.SidecarExited):  # the connection has ended (a request was half sent)
+                c.call("version")
+        finally:
+            try:
+                os.kill(c.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            c.close()
+
     def test_an_error_on_an_over_long_line_fails_its_call(self):
         with Client(extra_args=["--max-line-bytes", "2000"], timeout=30) as c:
             with self.assertRaises(omnibal.LimitExceeded):
