@@ -836,6 +836,13 @@ class Client:
                 self._calls.end(why)
                 self._transport.close(0)
                 raise SidecarTimeout(why, code="ERR_OMNIBAL_TIMEOUT") from None
+            except BaseException as e:
+                # Cut short (KeyboardInterrupt, a signal handler's exception, a broken pipe): the
+                # sidecar would take the next request for the rest of this one, so the
+                # connection ends and later calls fail at once instead of waiting for a timeout.
+                self._calls.end("a request was cut short while being sent (%s)" % type(e).__name__)
+                self._transport.close(0)
+                raise
 
     def request(self, method, params=None, progress=None, timeout=None):
         """Sends a request and returns its id and a handle to wait on (see :meth:`wait`).
