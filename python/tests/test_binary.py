@@ -36,6 +36,9 @@ class Frames(unittest.TestCase):
         self.assertEqual(line["params"]["vision"], {"$binary": 0, "dtype": "u32"})
         self.assertEqual(line["params"]["text"], {"$binary": 1, "dtype": "u32"})
         self.assertEqual(list(line)[:2], ["jsonrpc", "id"])  # the id comes first (id recovery)
+        # "$attachments" comes last: the sidecar finds it at the end of a line over its limit and skips the bytes too.
+        self.assertEqual(list(line)[-1], "$attachments")
+        self.assertTrue(parts[0].rstrip(b"\n").endswith(b'"$attachments":[12,8]}'), parts[0][-40:])
         self.assertEqual(parts[-1], b"\n")
         if sys.byteorder == "little":
             self.assertIs(parts[1].obj, vision)  # no copy

@@ -27,7 +27,7 @@ import { simulateStep } from '../simulate/index';
 import { version } from '../package';
 import { attachMicroBatchArrays, bindAttachments, encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, littleEndianBytes, MAX_ATTACHMENTS, RawJson, toU32, U32Attachment } from './codec';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFileError, toRpcError } from './errors';
-import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, type AttachmentFrame } from './framing';
+import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
 import { PlanStore, newHandle, type StoredPlan } from './plan-store';
 import { isMethod, validateParams } from './schemas';
@@ -222,6 +222,14 @@ export class Session {
         if (this.firstLine(head)) return;
         if (!this.authenticated) return this.refuse(null);
         this.send(errorResponse(recoverId(head), limitError(`line longer than ${ctx.limits.maxLineBytes} bytes (--max-line-bytes); skipped`)));
+      },
+      // The attachments an over-long request line declares are skipped with it (answered once,
+      // above); a malformed declaration leaves where the request ends unknown: nothing more is read.
+      tooLongEnd: (tail) => {
+        if (this.closed || this.ending) return;
+        const lengths = trailingAttachments(tail);
+        if (lengths === 'malformed') return this.endAfterAnswers();
+        if (lengths) return { lengths, keep: false, done: () => undefined };
       },
     });
   }
