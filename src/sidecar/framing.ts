@@ -93,10 +93,11 @@ export class LineReader {
       if (!this.skipping) {
         if (this.size + piece.length > this.maxLineBytes) {
           const head = Buffer.concat([...this.chunks, piece.subarray(0, HEAD_BYTES)]).subarray(0, HEAD_BYTES).toString('utf8');
+          // The line's bytes so far end where its tail starts (the line may end just past the limit).
+          this.tail = lastBytes(Buffer.concat(lastChunks(this.chunks, TAIL_BYTES)), Buffer.alloc(0), TAIL_BYTES);
           this.chunks = [];
           this.size = 0;
           this.skipping = true;
-          this.tail = Buffer.alloc(0);
           this.sink.tooLong(head);
         } else if (piece.length > 0) {
           // A line's middle part is the whole chunk: kept as it is (the transports hand over fresh
@@ -162,6 +163,13 @@ export class LineReader {
     const a = this.attachments;
     return this.size + (a && a.frame.keep ? a.buffers.reduce((n, b, i) => n + (i < a.index ? b.length : a.filled), 0) : 0);
   }
+}
+
+/** The fewest last chunks that hold `n` bytes (or all of them). */
+function lastChunks(chunks: Buffer[], n: number): Buffer[] {
+  let i = chunks.length;
+  for (let size = 0; i > 0 && size < n; ) size += chunks[--i].length;
+  return chunks.slice(i);
 }
 
 /** The last `n` bytes of `kept` followed by `piece` (copied: `piece` may be a large chunk). */
