@@ -33,7 +33,7 @@ import time
 import weakref
 
 from .arrays import PlanLists
-from .errors import InvalidParams, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
+from .errors import InvalidParams, LimitExceeded, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _log = logging.getLogger("omnibal")
@@ -218,7 +218,9 @@ def request_frame(msg):
             attachments.append(raw)
         if copy is not None:
             if len(attachments) > MAX_ATTACHMENTS:
-                raise ValueError("at most %d binary arrays in one request" % MAX_ATTACHMENTS)
+                # Not a ValueError: request() tells those apart as NaN/Infinity in the params.
+                raise LimitExceeded("%d uint32 array params; at most %d binary arrays go in one request"
+                                    % (len(attachments), MAX_ATTACHMENTS), rpc_code=-32001, code="ERR_OMNIBAL_LIMIT")
             msg = dict(msg, params=copy)
             msg["$attachments"] = [len(a) for a in attachments]
     line = request_line(msg)

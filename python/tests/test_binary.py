@@ -50,6 +50,16 @@ class Frames(unittest.TestCase):
         with self.assertRaises(TypeError):
             request_frame({"jsonrpc": "2.0", "id": 6, "method": "x", "params": {"a": array.array("d", [1.5])}})
 
+    def test_more_arrays_than_attachments_allow_is_a_limit_error_naming_it(self):
+        # Was a ValueError that request() reported as "(NaN and Infinity are not JSON)".
+        params = {"a%d" % k: u32_values([k]) for k in range(65)}
+        with Client(command=[sys.executable, "-c", "import sys; sys.stdin.read()"], timeout=5) as c:
+            with self.assertRaises(LimitExceeded) as e:
+                c.call("pack", params)
+        self.assertIn("at most 64 binary arrays", str(e.exception))
+        self.assertNotIn("NaN", str(e.exception))
+        self.assertEqual(len(request_frame({"jsonrpc": "2.0", "id": 1, "method": "pack", "params": dict(list(params.items())[:64])})), 66)
+
     def test_a_scalar_is_never_sent_as_a_one_element_attachment(self):
         # A 0-d uint32 view (or a numpy uint32 scalar, `dp=numpy.uint32(8)`) is a number, not an
         # array: it was sent as attachment 0, and the sidecar answered "dp must be integer".
