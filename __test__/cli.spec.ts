@@ -77,6 +77,8 @@ const usageErrors: [string[], RegExp][] = [
   [['pack', '--dp'], /option '--dp <n>' argument missing/],
   [['pack', '--dp', '2', '--synthetic', '100', '--samples-per-pack', 'abc'], /option '--samples-per-pack <b>' argument 'abc' is invalid/],
   [['serve', '--max-line-bytes', 'lots'], /option '--max-line-bytes <n>' argument 'lots' is invalid/],
+  // Above the longest string Node.js can make, one request crashed the sidecar (a line, or `$attachments: [5e9]` and one byte).
+  [['serve', '--max-line-bytes', '9000000000'], /^omnibal: --max-line-bytes must be at most \d+ bytes \(the longest string Node\.js can make of a line\), got 9000000000 \[ERR_OMNIBAL_OUT_OF_RANGE\]$/],
   [['pack', '--dp', '2', '--synthetic', '100', '--samples-per-pack', '0'], /^omnibal: --samples-per-pack must be a finite number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]$/],
   [['pack', '--dp', '2', '--synthetic', '-5'], /^omnibal: --synthetic must be between 1 and \d+, got -5 /],
   [['pack', '--dp', '0', '--synthetic', '100'], /^omnibal: --dp must be between 1 and \d+, got 0 /],

@@ -119,6 +119,58 @@ test('framing: a request over --max-line-bytes with its attachments is -32001 be
   t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
 });
 
+test('framing: a request line over --max-line-bytes has the attachments it declares skipped too (never read as lines)', async (t) => {
+  const h = Harness.create({ maxLineBytes: 4096 });
+  // The attachment holds newlines and a request line: read as lines, they were answered (and run).
+  const smuggled = Buffer.from(`\n${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'version' })}\n\u0000\u0000\n`);
+  const att = Buffer.concat([smuggled, Buffer.alloc(4 - (smuggled.length % 4))]);
+  // A long JSON list (over the limit) and an attachment: `$attachments` ends the line, as the Python client writes it.
+  const f = frame(101, 'pack', { vision: ref(0), text: Array.from({ length: 3000 }, () => 1000), dp: 1 }, [att]);
+  for (let i = 0; i < f.length; i += 1000) h.raw(f.subarray(i, i + 1000));
+  h.raw(packFrame(102));
+  t.is((await answered(h, 101)).error?.code, -32001);
+  t.is((await answered(h, 102)).error, undefined);
+  t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+  t.false(h.lines.messages.some((m) => !Array.isArray(m) && (m.id === 9 || m.id === null)), JSON.stringify(h.lines.messages.map((m) => (Array.isArray(m) ? 'batch' : m.id))));
+  // A malformed declaration at the end of an over-long line: where the request ends is unknown, so the connection closes.
+  const g = Harness.create({ maxLineBytes: 4096 });
+  g.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'pack', params: { text: Array.from({ length: 3000 }, () => 1000) }, $attachments: [-4] })}\n`);
+  t.is((await answered(g, 5)).error?.code, -32001);
+  await g.session.drain();
+  await new Promise((r) => setTimeout(r, 20));
+  t.true(g.closed);
+});
+
+test('LineReader: the attachments of an over-long line are skipped wherever the bytes are cut', (t) => {
+  const line = `{"id":1,"p":"${'x'.repeat(300)}","$attachments":[8,4]}\r`;
+  const stream = Buffer.concat([Buffer.from(`${line}\n`), Buffer.from([10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]), Buffer.from('\n{"b":2}\n')]);
+  const run = (cuts: number[], limit = 100) => {
+    const got: unknown[] = [];
+    const r = new LineReader(limit, {
+      line: (l) => void got.push(l),
+      tooLong: () => void got.push('LONG'),
+      tooLongEnd: (tail): AttachmentFrame | void => {
+        got.push(tail.slice(-22));
+        return { lengths: [8, 4], keep: false, done: (bufs, misframed) => void got.push({ skipped: bufs.length, misframed }) };
+      },
+    });
+    let at = 0;
+    for (const c of [...cuts, stream.length]) {
+      r.feed(stream.subarray(at, c));
+      at = c;
+    }
+    return got;
+  };
+  t.deepEqual(run([]), ['LONG', '"$attachments":[8,4]}\r', { skipped: 0, misframed: false }, '{"b":2}']);
+  fc.assert(
+    // Limits from far below the line's length to just under it (the line then ends right past the limit).
+    fc.property(fc.uniqueArray(fc.integer({ min: 0, max: stream.length }), { maxLength: 12 }), fc.integer({ min: 50, max: line.length - 1 }), (cuts, limit) => {
+      t.deepEqual(run(cuts.sort((a, b) => a - b), limit), run([]));
+    }),
+    { numRuns: 500 },
+  );
+});
+
 for (const [what, lengths] of [
   ['not a list', 'abc'],
   ['a negative length', [-4]],
@@ -158,6 +210,26 @@ test('framing: attachments on an unauthenticated TCP connection are refused and 
   const a = await answered(h, 101);
   t.is(a.error?.code, -32002);
   t.true(h.closed);
+});
+
+test('framing: "$attachments" in a batch element is -32600 and nothing after the batch is read (its bytes never run as requests)', async (t) => {
+  const h = Harness.create();
+  // The "attachment" holds a request line: a sidecar that ignored "$attachments" in a batch ran it.
+  const smuggled = `${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'version' })}\n`;
+  const batch = [
+    { jsonrpc: '2.0', id: 7, method: 'pack', params: { vision: ref(0), text: ref(1), ...planParams }, $attachments: [Buffer.byteLength(smuggled) - 1] },
+    { jsonrpc: '2.0', id: 8, method: 'version' },
+  ];
+  h.raw(`${JSON.stringify(batch)}\n${smuggled}\n`);
+  const answers = (await h.lines.next((m) => Array.isArray(m), 20_000)) as unknown as Msg[];
+  const first = answers.find((a) => a.id === 7)!;
+  t.is(first.error?.code, -32600);
+  t.regex(first.error!.message, /"\$attachments" inside a batch/);
+  t.is(answers.find((a) => a.id === 8)?.result?.protocol, 'omnibal-rpc/1');
+  await h.session.drain();
+  await new Promise((r) => setTimeout(r, 50));
+  t.true(h.closed);
+  t.is(h.lines.messages.length, 1, 'only the batch was answered (request 9 never ran)');
 });
 
 test('LineReader: lines and attachments split at any byte give the same lines and attachments', (t) => {

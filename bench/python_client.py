@@ -8,7 +8,7 @@
   then three more with other seeds, each plan released before the next (as the sampler does
   each epoch): new plans from a warm sidecar;
 - a ~16 MB answer (`planForRank` of a 2M-sample one-rank plan) read and decoded, target <= 1 s:
-  as JSON lists (json.loads) and as the binary answer (`encoding: "base64"`, the client's
+  as JSON lists (json.loads) and as the binary answer (`encoding: "binary"`, the client's
   default), plus the time to make every micro-batch list from the binary answer;
 - sidecar memory for 8 local ranks x N samples (default 10M, read from a length file):
   one sidecar per rank against one node-shared sidecar on a Unix socket.

@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import select
 import shutil
 import socket
 import stat
@@ -32,7 +33,7 @@ import time
 import weakref
 
 from .arrays import PlanLists
-from .errors import InvalidParams, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
+from .errors import InvalidParams, LimitExceeded, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _log = logging.getLogger("omnibal")
@@ -171,7 +172,9 @@ def _u32_bytes(value):
     """The little-endian bytes of a uint32 array param as a byte ``memoryview`` (over the
     array's own memory on a little-endian host), or None when ``value`` is not one: an
     ``array.array`` of typecode ``I``/``L`` with 4-byte items, a C-contiguous ``memoryview`` of
-    4-byte unsigned items, or a numpy ``uint32`` array (numpy is not imported)."""
+    4-byte unsigned items, or a numpy ``uint32`` array (numpy is not imported). A scalar (a
+    numpy ``uint32`` scalar, a 0-d array or view) is not an array: None, so it is never sent as
+    a one-element attachment where a number was meant."""
     if isinstance(value, array.array):
         if value.itemsize != 4 or value.typecode not in "IL":
             return None
@@ -180,13 +183,14 @@ def _u32_bytes(value):
             value.byteswap()
         return memoryview(value).cast("B")
     if isinstance(value, memoryview):
-        if value.itemsize != 4 or value.format.lstrip("@=<") not in ("I", "L"):
+        if value.ndim == 0 or value.itemsize != 4 or value.format.lstrip("@=<") not in ("I", "L"):
             return None
         if sys.byteorder != "little" and not value.format.startswith("<"):
             return _u32_bytes(array.array(_U32, value.tolist()))
         return (value if value.c_contiguous else memoryview(value.tobytes())).cast("B")
     dtype = getattr(value, "dtype", None)
-    if dtype is not None and type(value).__module__ == "numpy" and getattr(dtype, "kind", None) == "u" and getattr(dtype, "itemsize", 0) == 4:
+    if dtype is not None and type(value).__module__ == "numpy" and getattr(dtype, "kind", None) == "u" and getattr(dtype, "itemsize", 0) == 4 \
+            and getattr(value, "ndim", 0) > 0:
         if dtype.byteorder == ">" or (dtype.byteorder == "=" and sys.byteorder != "little"):
             value = value.astype("<u4")
         if not value.flags["C_CONTIGUOUS"]:
@@ -214,7 +218,9 @@ def request_frame(msg):
             attachments.append(raw)
         if copy is not None:
             if len(attachments) > MAX_ATTACHMENTS:
-                raise ValueError("at most %d binary arrays in one request" % MAX_ATTACHMENTS)
+                # Not a ValueError: request() tells those apart as NaN/Infinity in the params.
+                raise LimitExceeded("%d uint32 array params; at most %d binary arrays go in one request"
+                                    % (len(attachments), MAX_ATTACHMENTS), rpc_code=-32001, code="ERR_OMNIBAL_LIMIT")
             msg = dict(msg, params=copy)
             msg["$attachments"] = [len(a) for a in attachments]
     line = request_line(msg)
@@ -247,12 +253,21 @@ class _PipeTransport:
         self.owner_pid = os.getpid()
         self._in = proc.stdin.fileno()
         self._out = proc.stdout.fileno()
+        # Writes wait in poll(), bounded by the call's timeout: a stopped sidecar whose stdin pipe
+        # is full must not block the writer (and every thread behind the write lock) forever.
+        os.set_blocking(self._in, False)
 
-    def write(self, data):
-        view = memoryview(data)
+    def write(self, data, timeout=None):
+        view = memoryview(data).cast("B")
         while view:
-            n = os.write(self._in, view)
-            view = view[n:]
+            try:
+                n = os.write(self._in, view)
+            except BlockingIOError:
+                n = 0
+            if n:
+                view = view[n:]
+            else:
+                _wait_writable(self._in, timeout)
 
     def read(self):
         return os.read(self._out, _READ_CHUNK)
@@ -294,8 +309,19 @@ class _SocketTransport:
         self.server = server  # the Popen of a server this process started, else None
         self.owner_pid = os.getpid()
 
-    def write(self, data):
-        self.sock.sendall(data)
+    def write(self, data, timeout=None):
+        # Not sendall: the socket stays blocking for the reader thread, each send here does not
+        # wait, and poll() bounds the wait by the call's timeout (see _PipeTransport.write).
+        view = memoryview(data).cast("B")
+        while view:
+            try:
+                n = self.sock.send(view, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n:
+                view = view[n:]
+            else:
+                _wait_writable(self.sock.fileno(), timeout)
 
     def read(self):
         return self.sock.recv(_READ_CHUNK)
@@ -340,6 +366,19 @@ class _SocketTransport:
 
     def release_read_side(self):
         pass  # the socket is closed with the client (it is also the write side)
+
+
+class _WriteStalled(Exception):
+    """The sidecar took no byte of a request for the call's timeout (stopped, or not reading)."""
+
+
+def _wait_writable(fd, timeout):
+    """Waits until ``fd`` takes bytes again; :class:`_WriteStalled` after ``timeout`` seconds
+    (None: no limit). An error or hang-up on ``fd`` returns, and the write that follows fails."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not poller.poll(None if timeout is None else max(0.0, timeout) * 1000):
+        raise _WriteStalled()
 
 
 # --- the pending calls and the reader ---------------------------------------------------------
@@ -566,6 +605,14 @@ def _read_loop(transport, calls, on_stderr=None):
             _log.error("omnibal: %s; the connection is closed", e)
         calls.end("the sidecar's answer was misframed (%s)" % e)
         transport.close(0)
+    except Exception as e:  # noqa: BLE001 - a reader that dies silently leaves every call waiting for its timeout
+        # An answer this client cannot hold or parse (MemoryError for an attachment of 2**62
+        # bytes, RecursionError for JSON nested too deep): the connection cannot be read on.
+        why = "%s: %s" % (type(e).__name__, str(e)[:200])
+        if calls.ended is None:
+            _log.error("omnibal: cannot read the sidecar's answer (%s); the connection is closed", why)
+        calls.end("the sidecar's answer could not be read (%s)" % why)
+        transport.close(0)
     calls.end("the sidecar exited" if calls.ended is None else calls.ended)
     transport.release_read_side()
 
@@ -772,19 +819,40 @@ class Client:
         """True when this client started its sidecar (and so stops it on close)."""
         return self._proc is not None
 
-    def send_raw(self, line):
+    def send_raw(self, line, timeout=None):
         """Writes one raw line (or any bytes, or a list of byte pieces) to the sidecar, whole,
-        under the write lock."""
+        under the write lock. A sidecar that takes no byte for ``timeout`` seconds (None: no
+        limit) fails with :class:`SidecarTimeout` and ends the connection (a request may be
+        half sent)."""
         parts = line if isinstance(line, list) else [line]
         with self._write_lock:
-            for data in parts:
-                self._transport.write(data if not isinstance(data, str) else data.encode("utf8"))
+            if self._calls.ended is not None:
+                # Ended while this thread waited for the lock: the file descriptor may be closed,
+                # and its number reused by another file.
+                raise BrokenPipeError("the connection to the sidecar has ended (%s)" % self._calls.ended)
+            try:
+                for data in parts:
+                    self._transport.write(data if not isinstance(data, str) else data.encode("utf8"), timeout)
+            except _WriteStalled:
+                why = "the sidecar took no byte of a request within %s s (stopped, or not reading)" % timeout
+                self._calls.end(why)
+                self._transport.close(0)
+                raise SidecarTimeout(why, code="ERR_OMNIBAL_TIMEOUT") from None
+            except BaseException as e:
+                # Cut short (KeyboardInterrupt, a signal handler's exception, a broken pipe): the
+                # sidecar would take the next request for the rest of this one, so the
+                # connection ends and later calls fail at once instead of waiting for a timeout.
+                self._calls.end("a request was cut short while being sent (%s)" % type(e).__name__)
+                self._transport.close(0)
+                raise
 
-    def request(self, method, params=None, progress=None):
+    def request(self, method, params=None, progress=None, timeout=None):
         """Sends a request and returns its id and a handle to wait on (see :meth:`wait`).
 
         ``progress(done, total)`` is called from the reader thread; if it raises, the error is
-        logged and ignored."""
+        logged and ignored. ``timeout`` (default: the client's) bounds how long sending may wait
+        for a sidecar that takes no byte (then :class:`SidecarTimeout`, and the connection
+        ends)."""
         if self._closed:
             raise SidecarExited("the client is closed")
         rid = self._ids.next()
@@ -802,7 +870,10 @@ class Client:
         if not self._calls.add(rid, pending):
             raise SidecarExited("%s (exit code %s)" % (self._calls.ended, self._proc.poll() if self._proc else None))
         try:
-            self.send_raw(data)
+            self.send_raw(data, self.timeout if timeout is None else timeout)
+        except SidecarTimeout:
+            self._calls.pop(rid)
+            raise
         except OSError:
             self._calls.pop(rid)
             raise SidecarExited("the sidecar is not running (exit code %s)" % (self._proc.poll() if self._proc else None))
@@ -847,7 +918,7 @@ class Client:
     def call(self, method, params=None, progress=None, timeout=None):
         """Calls a method and returns its result; ``progress(done, total)`` receives progress.
         ``timeout`` defaults to the client's (see :class:`Client`)."""
-        rid, pending = self.request(method, params, progress)
+        rid, pending = self.request(method, params, progress, timeout)
         try:
             return self.wait(pending, self.timeout if timeout is None else timeout, rid)
         finally:

@@ -35,6 +35,9 @@ class Frames(unittest.TestCase):
         self.assertEqual(line["params"]["vision"], {"$binary": 0, "dtype": "u32"})
         self.assertEqual(line["params"]["text"], {"$binary": 1, "dtype": "u32"})
         self.assertEqual(list(line)[:2], ["jsonrpc", "id"])  # the id comes first (id recovery)
+        # "$attachments" comes last: the sidecar finds it at the end of a line over its limit and skips the bytes too.
+        self.assertEqual(list(line)[-1], "$attachments")
+        self.assertTrue(parts[0].rstrip(b"\n").endswith(b'"$attachments":[12,8]}'), parts[0][-40:])
         self.assertEqual(parts[-1], b"\n")
         if sys.byteorder == "little":
             self.assertIs(parts[1].obj, vision)  # no copy
@@ -45,6 +48,26 @@ class Frames(unittest.TestCase):
         self.assertEqual(len(request_frame({"jsonrpc": "2.0", "id": 5, "method": "x", "params": {"a": [1.5]}})), 1)
         with self.assertRaises(TypeError):
             request_frame({"jsonrpc": "2.0", "id": 6, "method": "x", "params": {"a": array.array("d", [1.5])}})
+
+    def test_more_arrays_than_attachments_allow_is_a_limit_error_naming_it(self):
+        # Was a ValueError that request() reported as "(NaN and Infinity are not JSON)".
+        params = {"a%d" % k: u32_values([k]) for k in range(65)}
+        with Client(command=[sys.executable, "-c", "import sys; sys.stdin.read()"], timeout=5) as c:
+            with self.assertRaises(LimitExceeded) as e:
+                c.call("pack", params)
+        self.assertIn("at most 64 binary arrays", str(e.exception))
+        self.assertNotIn("NaN", str(e.exception))
+        self.assertEqual(len(request_frame({"jsonrpc": "2.0", "id": 1, "method": "pack", "params": dict(list(params.items())[:64])})), 66)
+
+    def test_a_scalar_is_never_sent_as_a_one_element_attachment(self):
+        # A 0-d uint32 view (or a numpy uint32 scalar, `dp=numpy.uint32(8)`) is a number, not an
+        # array: it was sent as attachment 0, and the sidecar answered "dp must be integer".
+        scalars = [memoryview(bytes(4)).cast("I", shape=[])]
+        if numpy is not None:
+            scalars += [numpy.uint32(8), numpy.array(8, dtype=numpy.uint32)]
+        for value in scalars:
+            with self.subTest(value=type(value).__name__), self.assertRaises(TypeError):
+                request_frame({"jsonrpc": "2.0", "id": 7, "method": "pack", "params": {"dp": value}})
 
 
 class RoundTrip(unittest.TestCase):
@@ -117,6 +140,10 @@ FAKE = textwrap.dedent("""
             out.write(json.dumps(dict(head, **{"$attachments": [4]})).encode() + b"\\n" + bytes(4) + b"XYZ\\n")
         elif mode == "malformed":
             out.write(json.dumps(dict(head, **{"$attachments": "many"})).encode() + b"\\n")
+        elif mode == "huge":  # an attachment no client can hold
+            out.write(json.dumps(dict(head, **{"$attachments": [2 ** 62]})).encode() + b"\\n" + bytes(8))
+        elif mode == "deep":  # JSON nested deeper than the client's parser recurses
+            out.write(b'{"jsonrpc":"2.0","id":%d,"result":' % msg["id"] + b"[" * 100000 + b"]" * 100000 + b"}\\n")
         elif mode == "stall":  # declares 8 bytes and never sends them
             out.write(json.dumps(dict(head, **{"$attachments": [8]})).encode() + b"\\n")
             out.flush()
@@ -141,6 +168,17 @@ class Misframed(unittest.TestCase):
             with self.subTest(mode=mode), self.fake(mode) as c:
                 with self.assertRaises(SidecarExited):
                     c.call("anything")
+                with self.assertRaises(SidecarExited):
+                    c.call("later")
+
+    def test_an_answer_the_client_cannot_hold_or_parse_fails_the_calls_instead_of_hanging(self):
+        # The reader thread once died on MemoryError / RecursionError, and every call then waited
+        # for its timeout (300 s by default).
+        for mode in ("huge", "deep"):
+            with self.subTest(mode=mode), self.fake(mode, timeout=60) as c:
+                with self.assertRaises(SidecarExited) as e:
+                    c.call("anything")
+                self.assertIn("could not be read", str(e.exception))
                 with self.assertRaises(SidecarExited):
                     c.call("later")
 

@@ -75,6 +75,82 @@ class Failures(unittest.TestCase):
             os.kill(c.pid, signal.SIGCONT)
             c.close()
 
+    def test_a_request_a_stopped_sidecar_never_reads_times_out_and_so_do_the_threads_behind_it(self):
+        # 8 MB of attachments never fit the stdin pipe of a stopped sidecar: the write once
+        # blocked forever, whatever the timeout, and every other thread waited on the write lock.
+        n = 1_000_000
+        vision, text = omnibal.u32_values([1 + i % 6 for i in range(n)]), omnibal.u32_values([100 + i % 900 for i in range(n)])
+        c = Client(timeout=1)
+        try:
+            self.assertEqual(c.call("version", timeout=60)["protocol"], "omnibal-rpc/1")
+            os.kill(c.pid, signal.SIGSTOP)
+            start = time.monotonic()
+            errors = []
+
+            def small():
+                time.sleep(0.2)  # behind the large request's write
+                try:
+                    c.call("version")
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+
+            other = threading.Thread(target=small, daemon=True)
+            other.start()
+            with self.assertRaises(omnibal.SidecarTimeout) as e:
+                c.call("pack", {"vision": vision, "text": text, "dp": 1, "samplesPerPack": 3})
+            self.assertIn("took no byte", str(e.exception))
+            other.join(20)
+            self.assertFalse(other.is_alive(), "a thread behind the stalled write still waits")
+            self.assertEqual(len(errors), 1)
+            self.assertIsInstance(errors[0], (omnibal.SidecarExited, omnibal.SidecarTimeout))
+            self.assertLess(time.monotonic() - start, 20)
+            with self.assertRaises(omnibal.SidecarExited):  # the connection has ended (a request was half sent)
+                c.call("version")
+        finally:
+            try:
+                os.kill(c.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            c.close()
+
+    def test_a_request_cut_short_while_sent_ends_the_connection(self):
+        # An exception inside the write (Ctrl-C in a notebook, here a signal handler's) left half a
+        # request on the wire: the sidecar took the next request for its rest, and that call
+        # waited for its timeout (300 s by default), as did every later one.
+        class Interrupted(Exception):
+            pass
+
+        def interrupt(*_):
+            raise Interrupted()
+
+        n = 1_000_000
+        vision, text = omnibal.u32_values([1 + i % 6 for i in range(n)]), omnibal.u32_values([100 + i % 900 for i in range(n)])
+        c = Client(timeout=30)
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+            os.kill(c.pid, signal.SIGSTOP)  # the pipe fills: the write is still going when the signal comes
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+            with self.assertRaises(Interrupted):
+                c.call("pack", {"vision": vision, "text": text, "dp": 1, "samplesPerPack": 3})
+            try:
+                os.kill(c.pid, signal.SIGCONT)
+            except ProcessLookupError:  # stopped by the client (it ended the connection)
+                pass
+            start = time.monotonic()
+            with self.assertRaises(omnibal.SidecarExited) as e:
+                c.call("version", timeout=5)
+            self.assertIn("cut short", str(e.exception))
+            self.assertLess(time.monotonic() - start, 2)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            try:
+                os.kill(c.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            c.close()
+
     def test_an_error_on_an_over_long_line_fails_its_call(self):
         with Client(extra_args=["--max-line-bytes", "2000"], timeout=30) as c:
             with self.assertRaises(omnibal.LimitExceeded):

@@ -34,10 +34,20 @@ export interface LineSink {
   line(text: string, bytes: number): AttachmentFrame | void;
   /** A line went over the limit; `head` is its first bytes (for {@link recoverId}). Called once per such line, as soon as the limit is crossed; the rest of the line is skipped. */
   tooLong(head: string): void;
+  /**
+   * The over-long line has ended; `tail` is its last bytes (latin1), where a request declares its
+   * attachments (`,"$attachments":[...]}`, see {@link trailingAttachments}). Returning an
+   * {@link AttachmentFrame} (`keep: false`) skips them too: read as lines, their bytes would be
+   * answered, or run, as requests.
+   */
+  tooLongEnd?(tail: string): AttachmentFrame | void;
 }
 
 /** How many leading bytes of an over-long line are kept to recover its id. */
 const HEAD_BYTES = 256;
+
+/** How many trailing bytes of an over-long line are kept to find its `"$attachments"` (64 lengths of up to 16 digits). */
+const TAIL_BYTES = 1280;
 
 /** The attachments being read after a line. */
 interface AttachmentState {
@@ -54,6 +64,8 @@ export class LineReader {
   private chunks: Buffer[] = [];
   private size = 0;
   private skipping = false;
+  /** The last bytes of the over-long line being skipped (undefined when skipping for another reason). */
+  private tail: Buffer | undefined;
   private attachments: AttachmentState | undefined;
 
   constructor(
@@ -81,6 +93,8 @@ export class LineReader {
       if (!this.skipping) {
         if (this.size + piece.length > this.maxLineBytes) {
           const head = Buffer.concat([...this.chunks, piece.subarray(0, HEAD_BYTES)]).subarray(0, HEAD_BYTES).toString('utf8');
+          // The line's bytes so far end where its tail starts (the line may end just past the limit).
+          this.tail = lastBytes(Buffer.concat(lastChunks(this.chunks, TAIL_BYTES)), Buffer.alloc(0), TAIL_BYTES);
           this.chunks = [];
           this.size = 0;
           this.skipping = true;
@@ -93,10 +107,15 @@ export class LineReader {
           this.size += piece.length;
         }
       }
+      if (this.skipping && this.tail !== undefined) this.tail = lastBytes(this.tail, piece, TAIL_BYTES);
       if (nl === -1) return chunk.length;
       start = nl + 1;
       if (this.skipping) {
         this.skipping = false;
+        const tail = this.tail;
+        this.tail = undefined;
+        const frame = tail !== undefined ? this.sink.tooLongEnd?.(tail.toString('latin1')) : undefined;
+        if (frame) this.attachments = { frame, buffers: [], index: 0, filled: 0 };
         continue;
       }
       const bytes = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
@@ -144,6 +163,36 @@ export class LineReader {
     const a = this.attachments;
     return this.size + (a && a.frame.keep ? a.buffers.reduce((n, b, i) => n + (i < a.index ? b.length : a.filled), 0) : 0);
   }
+}
+
+/** The fewest last chunks that hold `n` bytes (or all of them). */
+function lastChunks(chunks: Buffer[], n: number): Buffer[] {
+  let i = chunks.length;
+  for (let size = 0; i > 0 && size < n; ) size += chunks[--i].length;
+  return chunks.slice(i);
+}
+
+/** The last `n` bytes of `kept` followed by `piece` (copied: `piece` may be a large chunk). */
+function lastBytes(kept: Buffer, piece: Buffer, n: number): Buffer {
+  if (piece.length >= n) return Buffer.from(piece.subarray(piece.length - n));
+  const joined = Buffer.concat([kept, piece]);
+  return joined.length > n ? joined.subarray(joined.length - n) : joined;
+}
+
+/**
+ * The attachments an over-long line declares at its end, as a request line does
+ * (`..., "$attachments": [n, ...]}`: the last member of the request object, as the Python
+ * client and docs/protocol.md write it): their byte lengths, `'malformed'` when the line ends
+ * with a `"$attachments"` that is not a list of at most 64 safe integers (where the request
+ * ends is then unknown), or `undefined` when it ends without one.
+ */
+export function trailingAttachments(tail: string): number[] | 'malformed' | undefined {
+  const loose = /"\$attachments"\s*:\s*([^:]*?)\s*\}\s*$/.exec(tail);
+  if (!loose) return undefined;
+  const strict = /^\[\s*((?:\d{1,16}\s*,\s*){0,63}\d{1,16})?\s*\]$/.exec(loose[1]);
+  if (!strict) return 'malformed';
+  const lengths = strict[1] === undefined ? [] : strict[1].split(',').map((v) => Number(v.trim()));
+  return lengths.every((n) => Number.isSafeInteger(n)) ? lengths : 'malformed';
 }
 
 /**

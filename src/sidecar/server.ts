@@ -11,11 +11,13 @@
  *
  * @module
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { backend } from '../binding';
+import { outOfRange } from '../errors';
 import { batchMetrics, planBatchesAsync, type Samples } from '../data/index';
 import { formatOf, readSamples, type SamplesFormat } from '../io/samples';
 import { partitionStagesAsync, vlmStageProblem, type StageProblem } from '../model/index';
@@ -25,7 +27,7 @@ import { simulateStep } from '../simulate/index';
 import { version } from '../package';
 import { attachMicroBatchArrays, bindAttachments, encodeMicroBatchArrays, encodeMicroBatchLists, encodeU32, littleEndianBytes, MAX_ATTACHMENTS, RawJson, toU32, U32Attachment } from './codec';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFileError, toRpcError } from './errors';
-import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, type AttachmentFrame } from './framing';
+import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
 import { PlanStore, newHandle, type StoredPlan } from './plan-store';
 import { isMethod, validateParams } from './schemas';
@@ -36,7 +38,7 @@ export { parseListen } from './listen';
 
 /** Sidecar limits and settings. */
 export interface ServeOptions {
-  /** Longest request line, bytes; default 64 MiB. */
+  /** Longest request line (with its attachments), bytes; default 64 MiB, at most `buffer.constants.MAX_STRING_LENGTH` (~512 MiB). */
   maxLineBytes?: number;
   /** Most samples in one request; default 20 million. */
   maxSamples?: number;
@@ -58,7 +60,15 @@ export interface ServeOptions {
 
 type Limits = Required<Omit<ServeOptions, 'tokenFile'>>;
 
+/** Longest string Node.js can make: the most `--max-line-bytes` may be. */
+const MAX_STRING_LENGTH = bufferConstants.MAX_STRING_LENGTH;
+
 function resolveLimits(o: ServeOptions): Limits {
+  // A line is made a string, and an attachment a Buffer: a limit above the longest string Node.js
+  // can make (~512 MiB) let one request crash the sidecar (`$attachments: [5e9]` and one byte).
+  if (o.maxLineBytes !== undefined && o.maxLineBytes > MAX_STRING_LENGTH) {
+    throw outOfRange('maxLineBytes', `must be at most ${MAX_STRING_LENGTH} bytes (the longest string Node.js can make of a line), got ${o.maxLineBytes}`);
+  }
   return {
     maxLineBytes: o.maxLineBytes ?? 64 * 2 ** 20,
     maxSamples: o.maxSamples ?? 20_000_000,
@@ -111,6 +121,11 @@ type Response = { jsonrpc: '2.0'; id: Id; result?: unknown; error?: { code: numb
 const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan', 'searchLayout']);
 /** Most searches one connection may hold. */
 const MAX_SEARCHES = 64;
+
+/** Whether a parsed message declares binary attachments (a top-level `"$attachments"` member). */
+function hasAttachments(m: unknown): boolean {
+  return m !== null && typeof m === 'object' && !Array.isArray(m) && Object.prototype.hasOwnProperty.call(m, '$attachments');
+}
 
 /** -32600: the bytes after a request's declared attachments are not its closing `\n`. */
 function misframedError(total: number): RpcError {
@@ -207,6 +222,14 @@ export class Session {
         if (this.firstLine(head)) return;
         if (!this.authenticated) return this.refuse(null);
         this.send(errorResponse(recoverId(head), limitError(`line longer than ${ctx.limits.maxLineBytes} bytes (--max-line-bytes); skipped`)));
+      },
+      // The attachments an over-long request line declares are skipped with it (answered once,
+      // above); a malformed declaration leaves where the request ends unknown: nothing more is read.
+      tooLongEnd: (tail) => {
+        if (this.closed || this.ending) return;
+        const lengths = trailingAttachments(tail);
+        if (lengths === 'malformed') return this.endAfterAnswers();
+        if (lengths) return { lengths, keep: false, done: () => undefined };
       },
     });
   }
@@ -350,9 +373,12 @@ export class Session {
           if (out.length > 0) this.send(out);
         }),
       );
+      // Attachments declared in a batch (refused by handle) would follow its line: where they end
+      // is unknown, so nothing after them is read (as for a malformed "$attachments").
+      if (msg.some(hasAttachments)) this.endAfterAnswers();
       return;
     }
-    if (msg !== null && typeof msg === 'object' && Object.prototype.hasOwnProperty.call(msg, '$attachments')) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
+    if (hasAttachments(msg)) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
     this.run(msg);
   }
 
@@ -423,6 +449,10 @@ export class Session {
     if (!this.authenticated && method !== 'auth') {
       this.refuse(id);
       return undefined;
+    }
+    if (inBatch && hasAttachments(m)) {
+      const e = new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: "$attachments" inside a batch (a batch is one line; attachments go with a request sent alone); the connection is closed (where the attachments end is unknown)', { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
+      return isRequest ? errorResponse(id, e) : undefined;
     }
     const answer = (result: unknown): Response | undefined => (isRequest ? { jsonrpc: '2.0', id, result: result ?? null } : undefined);
     const fail = (e: unknown): Response | undefined => {
