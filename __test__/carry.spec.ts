@@ -6,21 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
 import { batchMetrics, planBatches, type BatchPlan, type PlanBatchesOptions, type Samples } from '../index';
 import { DROP_CODE } from '../src/data/samples';
-import { cli, firstDifference, nativeTest, sameOnBothBackends, thrown } from './helpers';
-
-/** Real-like samples: 1, 3, 4 or 5 tiles of 256 tokens, a residual, and some long texts. */
-function realLike(n: number, seed: number, longEvery = 50): Samples {
-  const tiles = [1, 3, 4, 5];
-  const vision = new Uint32Array(n);
-  const text = new Uint32Array(n);
-  let x = seed >>> 0;
-  const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
-  for (let i = 0; i < n; i++) {
-    vision[i] = tiles[next() % 4];
-    text[i] = 256 * vision[i] + 30 + (next() % 300) + (i % longEvery === 0 ? 400 + (next() % 800) : 0);
-  }
-  return { vision, text };
-}
+import { cli, firstDifference, nativeTest, realLike, sameOnBothBackends, thrown } from './helpers';
 
 /** The samples a plan carries out (reason `carried`), ascending. */
 function carriedOut(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): Uint32Array {

@@ -10,7 +10,7 @@ import { jsBackend } from '../src/binding';
 import { PACK_BLOCK, RoomSet } from '../src/data/balance';
 import { STRATEGIES } from '../src/data/strategy';
 import { TAILS } from '../src/data/plan';
-import { firstDifference, native, nativeTest, sameOnBothBackends, thrown } from './helpers';
+import { firstDifference, native, nativeTest, realLike, sameOnBothBackends, thrown } from './helpers';
 
 const samplesArb = fc.integer({ min: 1, max: 160 }).chain((n) =>
   fc.record({
@@ -62,18 +62,7 @@ const realLikeArb = fc.record({
   n: fc.integer({ min: 200, max: 3000 }),
   seed: fc.integer({ min: 0, max: 2 ** 31 }),
   longEvery: fc.integer({ min: 20, max: 200 }),
-}).map(({ n, seed, longEvery }) => {
-  const tiles = [1, 3, 4, 5];
-  const vision = new Uint32Array(n);
-  const text = new Uint32Array(n);
-  let x = seed >>> 0;
-  const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
-  for (let i = 0; i < n; i++) {
-    vision[i] = tiles[next() % 4];
-    text[i] = 256 * vision[i] + 30 + (next() % 300) + (i % longEvery === 0 ? 400 + (next() % 800) : 0);
-  }
-  return { vision, text };
-});
+}).map(({ n, seed, longEvery }) => realLike(n, seed, longEvery));
 
 nativeTest('planBatches: native equals the twin on real-like data, any dp, accum and tail', (t) => {
   fc.assert(

@@ -81,3 +81,20 @@ export function sameOnBothBackends<T>(f: (api: Backend) => T): string | null {
   }
   return firstDifference(a, b);
 }
+
+/**
+ * Real-like samples: 1, 3, 4 or 5 tiles of 256 tokens, a residual, and a long text every
+ * `longEvery` samples (a heavy tail), from an LCG seeded with `seed`.
+ */
+export function realLike(n: number, seed: number, longEvery = 50): { vision: Uint32Array; text: Uint32Array } {
+  const tiles = [1, 3, 4, 5];
+  const vision = new Uint32Array(n);
+  const text = new Uint32Array(n);
+  let x = seed >>> 0;
+  const next = () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+  for (let i = 0; i < n; i++) {
+    vision[i] = tiles[next() % 4];
+    text[i] = 256 * vision[i] + 30 + (next() % 300) + (i % longEvery === 0 ? 400 + (next() % 800) : 0);
+  }
+  return { vision, text };
+}

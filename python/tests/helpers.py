@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -80,3 +81,17 @@ def from_threads(count, work, join_s=90):
     for th in threads:
         th.join(join_s)
     return [got.get(k) for k in range(count)], errors
+
+
+class SharedClientCase(unittest.TestCase):
+    """A test case whose tests share one sidecar client, ``self.client`` (closed after the class)."""
+
+    @classmethod
+    def setUpClass(cls):
+        from omnibal import Client
+
+        cls.client = Client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()

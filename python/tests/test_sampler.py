@@ -15,15 +15,7 @@ from omnibal import BalancedBatchSampler, Client
 PAIRS = [(1 + (i * 7) % 6, 150 + (i * 7919) % 2400) for i in range(6000)]
 
 
-class SamplerSemantics(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.client = Client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
-
+class SamplerSemantics(helpers.SharedClientCase):
     def sampler(self, rank=0, world_size=4, accum=2, pairs=PAIRS, **kw):
         s = BalancedBatchSampler(pairs, rank=rank, world_size=world_size, accum=accum, seed=7, client=self.client, **kw)
         self.addCleanup(s.close)

@@ -7,23 +7,16 @@ import unittest
 from collections import Counter
 
 import helpers  # noqa: F401  (sets sys.path)
+from helpers import SharedClientCase
 
-from omnibal import BalancedBatchSampler, Client
+from omnibal import BalancedBatchSampler
 from omnibal.errors import OmnibalError, StateMismatch
 
 PAIRS = [(1 + (i * 7) % 6, 150 + (i * 7919) % 2400) for i in range(3000)]
 WORLD = 16
 
 
-class CarriedTail(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.client = Client()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
-
+class CarriedTail(SharedClientCase):
     def sampler(self, rank=0, world_size=WORLD, tail="carry", **kw):
         s = BalancedBatchSampler(PAIRS, rank=rank, world_size=world_size, accum=1, seed=3, client=self.client, tail=tail, **kw)
         self.addCleanup(s.close)
