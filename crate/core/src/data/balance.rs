@@ -452,21 +452,28 @@ fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<Rec> {
     }
     let slack = p.vision_slack as u64;
     let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
-    let mut out = Packs::with_capacity(packs.items.len());
+    // The accepted packs moved down in place, in order (no copy of the pool): pack `k`'s range
+    // is read before any write reaches offset `k`, and writes never pass the reads.
+    let mut out = packs;
     let mut loose: Vec<Rec> = Vec::new();
-    for k in 0..packs.len() {
-        let pack = packs.get(k);
-        let (v, t) = sums(pack);
+    let (mut kept, mut end) = (0, 0);
+    for k in 0..out.len() {
+        let r = out.range(k);
+        let (v, t) = sums(&out.items[r.clone()]);
         if accept(v, t) {
-            out.push(pack);
+            out.items.copy_within(r.clone(), end);
+            end += r.len();
+            kept += 1;
+            out.offsets[kept] = end as u32;
         } else {
-            loose.extend_from_slice(pack);
+            loose.extend_from_slice(&out.items[r]);
         }
     }
+    out.items.truncate(end);
+    out.offsets.truncate(kept + 1);
     if loose.is_empty() {
         return out;
     }
-    drop(packs);
     // First in the packs' (random) order, so re-packed packs mix sizes; what stays part-filled
     // is re-packed once more in decreasing order, which fills the cap wherever the sizes allow.
     let mut rest = Vec::new();
