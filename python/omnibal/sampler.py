@@ -455,8 +455,9 @@ class BalancedBatchSampler:
         carry = None
         if self._carrying():
             carry = state.get("carry")
-            if not isinstance(carry, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in carry):
-                raise StateMismatch("a tail='carry' state must record the samples carried into its epoch (\"carry\": a list of sample indices)", code="ERR_OMNIBAL_STATE_MISMATCH")
+            if (not isinstance(carry, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 0xFFFFFFFF for i in carry)
+                    or len(set(carry)) != len(carry)):
+                raise StateMismatch("a tail='carry' state must record the samples carried into its epoch (\"carry\": a list of distinct sample indices)", code="ERR_OMNIBAL_STATE_MISMATCH")
             if (world, accum) != (self.world_size, self.accum) or len(segments) > 1:
                 raise StateMismatch("tail='carry' resumes in the world size and accum it was saved with (%d / %d), not %d / %d: the carried chain is planned for them"
                                     % (world, accum, self.world_size, self.accum), code="ERR_OMNIBAL_STATE_MISMATCH")
