@@ -21,7 +21,8 @@ Carrying the tail (``tail='carry'``, balanced only). Each epoch's last incomplet
 dropped but carried: the sidecar reports its samples (reason ``carried``) and the next epoch's
 plan takes them besides its own samples, kept out of its own tail, so epochs form one continuous
 stream as Megatron's samplers do and no sample is lost at an epoch boundary (over E epochs every
-sample is trained E times but those the last epoch carries). Epoch ``e``'s plan therefore
+sample is trained E times but those the last epoch carries; an epoch of a step or two may carry
+some carried samples again, see the README). Epoch ``e``'s plan therefore
 depends on the carry out of epoch ``e - 1``: the sampler keeps the carry of each epoch it
 planned, ``state_dict()`` records the current epoch's carry (``"carry"``) and
 ``load_state_dict()`` restores it, so a resumed run yields exactly the uninterrupted run's
