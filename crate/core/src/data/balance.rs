@@ -1560,8 +1560,8 @@ impl CarryIds<'_> {
 /// when too few are free of them) the last that do, first skipping a pack that would put a
 /// sample's two copies in the tail (the other copy in the tail already, or in the pack itself),
 /// then, still short, any (such a sample is carried once and its other copy dropped as tail by
-/// [`balance_batches_with_carry`]); the rest keep their order. `ids(k, buf)` fills `buf` with pack `k`'s sample ids. Without carried samples it
-/// is the last `r`, as `split_off` takes them.
+/// [`balance_batches_with_carry`]); the rest keep their order. `ids(k, buf)` fills `buf` with
+/// pack `k`'s sample ids. Without carried samples it is the last `r`, as `split_off` takes them.
 fn take_tail(
     list: &mut Vec<u32>,
     r: usize,
@@ -1655,11 +1655,11 @@ fn take_tail(
 /// (so they appear twice in the plan) and are kept out of this epoch's tail where the epoch
 /// allows: the tail's packs are chosen among those holding no carried sample, and only when too
 /// few are free of them among the others, never both copies of a sample (a carried copy in the
-/// tail is carried again, or dropped under `drop`; see [`take_tail`]). Only an epoch with too few
+/// tail is carried again, or dropped under `drop`; see `take_tail`). Only an epoch with too few
 /// packs for that (a tiny one, or over-cap samples short of a step) puts both copies of a sample
-/// in its tail: it is carried once, and the other copy dropped with reason `tail`. Inside, carried sample `j` is `n + j`; the plan
-/// gets their own indices back, and lists `carry` in [`BatchPlan::carried`]. With an empty
-/// `carry` the plan is [`balance_batches`]'s.
+/// in its tail: it is carried once, and the other copy dropped with reason `tail`. Inside,
+/// carried sample `j` is `n + j`; the plan gets their own indices back, and lists `carry` in
+/// [`BatchPlan::carried`]. With an empty `carry` the plan is [`balance_batches`]'s.
 pub fn balance_batches_with_carry(
     samples: &Samples,
     p: &BalanceParams,
