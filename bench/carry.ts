@@ -61,7 +61,7 @@ export async function benchCarry(args: string[]): Promise<void> {
         carry.length,
         out.length,
         `${(100 * mm.costExcessMedian).toFixed(2)}% / ${(100 * mm.costExcessP99).toFixed(2)}%`,
-        shareSdRatio(plan, labels).toFixed(2),
+        shareSdRatio(plan, labels)?.toFixed(2) ?? 'n/a (1 step)',
         m.visionDist.toFixed(5),
         m.textDist.toFixed(5),
         ms.toFixed(0),

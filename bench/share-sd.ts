@@ -7,8 +7,10 @@ import { Rng } from '../src/random/rng';
  * Largest over datasets of (SD over steps of its share of a step's samples) / (the same for
  * i.i.d. steps of the same sizes). The i.i.d. steps are cut from a random order of the samples,
  * repeated when the plan holds more samples than the data (a carried tail planned besides them).
+ * `null` for a plan of fewer than two steps (no spread over steps to measure).
  */
-export function shareSdRatio(plan: BatchPlan, label: Uint8Array): number {
+export function shareSdRatio(plan: BatchPlan, label: Uint8Array): number | null {
+  if (plan.steps < 2) return null;
   const steps: number[][] = [];
   for (let st = 0; st < plan.steps; st++) steps.push(planStep(plan, st).flatMap((rank) => rank.flatMap((mb) => Array.from(mb))));
   const order = Array.from(label.keys());

@@ -21,7 +21,8 @@ Carrying the tail (``tail='carry'``, balanced only). Each epoch's last incomplet
 dropped but carried: the sidecar reports its samples (reason ``carried``) and the next epoch's
 plan takes them besides its own samples, kept out of its own tail, so epochs form one continuous
 stream as Megatron's samplers do and no sample is lost at an epoch boundary (over E epochs every
-sample is trained E times but those the last epoch carries). Epoch ``e``'s plan therefore
+sample is trained E times but those the last epoch carries; an epoch of a step or two may carry
+some carried samples again, see the README). Epoch ``e``'s plan therefore
 depends on the carry out of epoch ``e - 1``: the sampler keeps the carry of each epoch it
 planned, ``state_dict()`` records the current epoch's carry (``"carry"``) and
 ``load_state_dict()`` restores it, so a resumed run yields exactly the uninterrupted run's
@@ -455,8 +456,9 @@ class BalancedBatchSampler:
         carry = None
         if self._carrying():
             carry = state.get("carry")
-            if not isinstance(carry, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in carry):
-                raise StateMismatch("a tail='carry' state must record the samples carried into its epoch (\"carry\": a list of sample indices)", code="ERR_OMNIBAL_STATE_MISMATCH")
+            if (not isinstance(carry, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 0xFFFFFFFF for i in carry)
+                    or len(set(carry)) != len(carry)):
+                raise StateMismatch("a tail='carry' state must record the samples carried into its epoch (\"carry\": a list of distinct sample indices)", code="ERR_OMNIBAL_STATE_MISMATCH")
             if (world, accum) != (self.world_size, self.accum) or len(segments) > 1:
                 raise StateMismatch("tail='carry' resumes in the world size and accum it was saved with (%d / %d), not %d / %d: the carried chain is planned for them"
                                     % (world, accum, self.world_size, self.accum), code="ERR_OMNIBAL_STATE_MISMATCH")

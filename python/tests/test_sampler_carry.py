@@ -109,6 +109,11 @@ class CarriedTail(SharedClientCase):
         self.assertIn("world size", str(e.exception))
         with self.assertRaises(StateMismatch):
             self.sampler(tail="drop").load_state_dict(state)
+        # A corrupted carry (repeated, or over 32 bits) is refused when loaded, not at iter().
+        for carry in ([5, 5], [2 ** 40], [-1], [1.5]):
+            with self.assertRaises(StateMismatch) as e:
+                self.sampler().load_state_dict(dict(state, carry=carry))
+            self.assertIn("distinct sample indices", str(e.exception))
 
     def test_the_sidecar_checks_carry(self):
         base = {"vision": [v for v, _ in PAIRS], "text": [t for _, t in PAIRS], "dp": WORLD, "samplesPerPack": 4.5, "tail": "carry"}

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ErrorCodes, omnibalError, outOfRange } from '../errors';
+import { outOfRange } from '../errors';
 import { shuffleInPlace } from '../random/permutation';
 import { Rng } from '../random/rng';
 import { costWeights, type TextCost } from './cost';
@@ -332,7 +332,7 @@ class MinHeap3 {
 }
 
 /** Twin of `spread_tail`: the packs, the ids of those in use, and the samples dropped. */
-function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams, m: number): [Packs, number[], number[]] {
+function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams, m: number, holdsCarried: (k: number) => boolean): [Packs, number[], number[]] {
   const n = packs.length;
   const all = Array.from({ length: n }, (_, k) => k);
   if (n < m) return [packs, all, []];
@@ -347,11 +347,16 @@ function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: Bal
     }
     return capV > 0 && v + p.visionSlack < capV && t < p.minText;
   };
-  const order = all.slice();
+  let order = all.slice();
   shuffleInPlace(order, Rng.forEpoch(p.seed, p.epoch, SPREAD_PURPOSE));
   const r = p.tail === 'drop' ? n % m : 0;
-  const head = order.slice(0, n - r);
-  const tail = order.slice(n - r);
+  // With `drop` the dealing can leave samples out: never a carried sample's copy.
+  if (r > 0) {
+    order = order.filter((k) => !holdsCarried(k));
+    if (order.length < r) return [packs, all, []];
+  }
+  const head = order.slice(0, order.length - r);
+  const tail = order.slice(order.length - r);
   const isPart = head.map(partFilled);
   const part = head.filter((_, j) => isPart[j]);
   if (r === 0 && part.length === 0) return [packs, all, []];
@@ -760,13 +765,46 @@ export function checkCarry(carry: Uint32Array, n: number): void {
   }
 }
 
-/** Twin of `take_tail`: `[rest, tail]`, the tail the last `r` packs holding no carried sample (then the last that do). */
-function takeTail(list: number[], r: number, carries: (k: number) => boolean): [number[], number[]] {
+/**
+ * Twin of `take_tail`: `[rest, tail]`, the tail the last `r` packs holding no carried sample (id
+ * `>= nOwn`), then, only when too few are free of them, the last that do, skipping a pack that
+ * would put both copies of a sample (own `carry[j]` and carried `nOwn + j`) in the tail (one
+ * there already, or both in the pack), then, still short, any.
+ */
+function takeTail(list: number[], r: number, nOwn: number, carry: Uint32Array, ids: (k: number) => number[]): [number[], number[]] {
+  const carries = (k: number) => {
+    if (carry.length === 0) return false;
+    const x = ids(k);
+    for (let q = 0; q < x.length; q++) if (x[q] >= nOwn) return true;
+    return false;
+  };
   const pick = new Uint8Array(list.length);
   let left = r;
-  for (const pass of [false, true]) {
+  for (let j = list.length - 1; j >= 0 && left > 0; j--) {
+    if (!carries(list[j])) {
+      pick[j] = 1;
+      left--;
+    }
+  }
+  if (left > 0) {
+    const copy = new Uint32Array(nOwn).fill(0xffffffff);
+    for (let j = 0; j < carry.length; j++) copy[carry[j]] = nOwn + j;
+    const partner = (i: number) => (i >= nOwn ? carry[i - nOwn] : copy[i]);
+    const inTail = new Uint8Array(nOwn + carry.length);
+    for (let j = 0; j < list.length; j++) if (pick[j]) for (const i of ids(list[j])) inTail[i] = 1;
     for (let j = list.length - 1; j >= 0 && left > 0; j--) {
-      if (!pick[j] && carries(list[j]) === pass) {
+      if (pick[j]) continue;
+      const x = ids(list[j]);
+      // A partner already in the tail, or in this pack (packing mixes the copies).
+      if (x.some((i) => partner(i) !== 0xffffffff && (inTail[partner(i)] || x.includes(partner(i))))) continue;
+      for (const i of x) inTail[i] = 1;
+      pick[j] = 1;
+      left--;
+    }
+    // Still short (a tiny epoch, or over-cap samples short of a step): any pack; a sample with
+    // both copies in the tail is carried once, its other copy dropped as tail.
+    for (let j = list.length - 1; j >= 0 && left > 0; j--) {
+      if (!pick[j]) {
         pick[j] = 1;
         left--;
       }
@@ -817,7 +855,7 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
   } else split = splitByCaps(vision, text, p.caps);
   const repacked = repackPartFilled(vision, text, pack(vision, text, split.fit, p), p);
   const before = repacked.length;
-  const [old, kept, lost] = spreadTail(vision, text, repacked, p, m);
+  const [old, kept, lost] = spreadTail(vision, text, repacked, p, m, (k) => carry.length > 0 && holdsCarried(repacked.items, repacked.offsets[k], repacked.offsets[k + 1]));
   for (const i of lost) split.dropped.push([i, DROP_CODE.tail]);
 
   // Layout: a random tail; the other kept packs at random grouped by vision sum; the dealt
@@ -827,7 +865,7 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
   let drawn = kept;
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
   let tailOld: number[];
-  [drawn, tailOld] = takeTail(drawn, drawn.length % m, (k) => carry.length > 0 && holdsCarried(old.items, old.offsets[k], old.offsets[k + 1]));
+  [drawn, tailOld] = takeTail(drawn, drawn.length % m, nOwn, carry, (k) => old.get(k));
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
   drawn.sort((a, b) => visionOf[b] - visionOf[a]);
   const fresh = Array.from({ length: old.length - before }, (_, k) => before + k).sort((a, b) => visionOf[b] - visionOf[a]);
@@ -884,14 +922,14 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
   for (let k = keptEnd; k < freshEnd; k++) drawn.push(k);
   let tail = Array.from({ length: normal - freshEnd }, (_, k) => freshEnd + k);
   const key = byKey(loads);
-  // Whether pack `k` holds a carried sample (the packs that can join the tail were not swapped).
-  const carries = (k: number) => carry.length > 0 && holdsCarried(packs.items, packs.offsets[k], packs.offsets[k + 1]);
-  const [over, overTail] = takeTail(Array.from({ length: n - normal }, (_, k) => normal + k).sort(key), (n - normal) % m, carries);
+  // Pack `k`'s samples (the packs that can join the tail were not swapped).
+  const ids = (k: number) => packs.get(k);
+  const [over, overTail] = takeTail(Array.from({ length: n - normal }, (_, k) => normal + k).sort(key), (n - normal) % m, nOwn, carry, ids);
   for (const k of overTail) tail.push(k);
   for (const k of over) drawn.push(k);
   if (tail.length >= m) {
     tail.sort(key);
-    const [whole, rest] = takeTail(tail, tail.length % m, carries);
+    const [whole, rest] = takeTail(tail, tail.length % m, nOwn, carry, ids);
     for (const k of whole) drawn.push(k);
     tail = rest;
   }
@@ -941,11 +979,15 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
     plan.oversizeIndex = Uint32Array.from(oversize.filter((i) => !gone.has(i)));
   }
   if (carry.length > 0) {
-    if (plan.droppedIndex.some((i) => i >= nOwn)) {
-      throw omnibalError(
-        ErrorCodes.TOO_FEW_SAMPLES,
-        `the epoch has too few packs free of carried samples for its tail (${carry.length} carried samples, steps of dp ${p.dp} x accum ${p.accum}); use fewer ranks, or tail 'pad' or 'keep-partial'`,
-      );
+    // A sample with both copies in the tail (a tiny epoch): carried once, the carried-in copy
+    // dropped as tail.
+    const gone = new Uint8Array(nOwn);
+    for (let q = 0; q < plan.droppedIndex.length; q++) {
+      if (plan.droppedIndex[q] < nOwn && plan.droppedReason[q] === DROP_CODE.carried) gone[plan.droppedIndex[q]] = 1;
+    }
+    for (let q = 0; q < plan.droppedIndex.length; q++) {
+      const i = plan.droppedIndex[q];
+      if (i >= nOwn && plan.droppedReason[q] === DROP_CODE.carried && gone[carry[i - nOwn]]) plan.droppedReason[q] = DROP_CODE.tail;
     }
     // Carried samples get their own indices back.
     const own = (i: number) => (i >= nOwn ? carry[i - nOwn] : i);

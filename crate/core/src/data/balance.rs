@@ -621,8 +621,14 @@ impl RoomSet {
 /// (under `m` vision units in all) are dropped as tail. Otherwise the target is the vision cap.
 /// Returns the packs (the dealt ones left in place, unused; the new ones appended, step by
 /// step), the ids of the old ones still in use and the samples dropped; unchanged when `packs < m`, when there are too few full packs, or (not
-/// `drop`) when a sample fits nowhere.
-fn spread_tail(packs: Packs<Rec>, p: &BalanceParams, m: usize) -> (Packs<Rec>, Vec<u32>, Vec<u32>) {
+/// `drop`) when a sample fits nowhere. With `drop`, packs holding a carried sample (`c`) are
+/// never dealt, so no carried copy is dropped here.
+fn spread_tail(
+    packs: Packs<Rec>,
+    p: &BalanceParams,
+    m: usize,
+    c: &CarryIds,
+) -> (Packs<Rec>, Vec<u32>, Vec<u32>) {
     let n = packs.len();
     let all: Vec<u32> = (0..n as u32).collect();
     if n < m {
@@ -640,7 +646,15 @@ fn spread_tail(packs: Packs<Rec>, p: &BalanceParams, m: usize) -> (Packs<Rec>, V
         &mut Rng::for_epoch(p.seed, p.epoch, SPREAD_PURPOSE),
     );
     let r = if p.tail == Tail::Drop { n % m } else { 0 };
-    let (head, tail) = order.split_at(n - r);
+    // With `drop` the dealing can leave samples out: never a carried sample's copy (its packs
+    // are kept as they are).
+    if r > 0 && !c.carry.is_empty() {
+        order.retain(|&k| !packs.get(k as usize).iter().any(|x| c.is_carried(x.id)));
+        if order.len() < r {
+            return (packs, all, Vec::new());
+        }
+    }
+    let (head, tail) = order.split_at(order.len() - r);
     // Each pack's sums once, in pack order.
     let is_part: Vec<bool> = (0..n as u32).map(part_filled).collect();
     let part: Vec<u32> = head
@@ -1536,18 +1550,95 @@ pub fn check_carry(carry: &[u32], n: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// A carry's samples inside the planner: own sample `i < n_own`, carried copy `n_own + j` of
+/// sample `carry[j]`. A sample's two copies are partners.
+struct CarryIds<'a> {
+    n_own: usize,
+    carry: &'a [u32],
+}
+
+impl CarryIds<'_> {
+    fn is_carried(&self, id: u32) -> bool {
+        !self.carry.is_empty() && id as usize >= self.n_own
+    }
+}
+
 /// Takes `r` packs of `list` as the tail: the last `r` that hold no carried sample, then (only
-/// when too few are free of them) the last that do; the rest keep their order. Without carried
-/// samples it is the last `r`, as `split_off` takes them.
-fn take_tail(list: &mut Vec<u32>, r: usize, carries: impl Fn(u32) -> bool) -> Vec<u32> {
+/// when too few are free of them) the last that do, first skipping a pack that would put a
+/// sample's two copies in the tail (the other copy in the tail already, or in the pack itself),
+/// then, still short, any (such a sample is carried once and its other copy dropped as tail by
+/// [`balance_batches_with_carry`]); the rest keep their order. `ids(k, buf)` fills `buf` with
+/// pack `k`'s sample ids. Without carried samples it is the last `r`, as `split_off` takes them.
+fn take_tail(
+    list: &mut Vec<u32>,
+    r: usize,
+    c: &CarryIds,
+    ids: impl Fn(u32, &mut Vec<u32>),
+) -> Vec<u32> {
+    let mut buf = Vec::new();
+    let mut carries = |k: u32| {
+        buf.clear();
+        ids(k, &mut buf);
+        buf.iter().any(|&i| c.is_carried(i))
+    };
     let mut pick = vec![false; list.len()];
     let mut left = r;
-    for pass in [false, true] {
+    for j in (0..list.len()).rev() {
+        if left == 0 {
+            break;
+        }
+        if !carries(list[j]) {
+            pick[j] = true;
+            left -= 1;
+        }
+    }
+    if left > 0 {
+        // Each own sample's carried copy, and which samples the tail holds so far.
+        let mut copy = vec![u32::MAX; c.n_own];
+        for (j, &i) in c.carry.iter().enumerate() {
+            copy[i as usize] = (c.n_own + j) as u32;
+        }
+        let partner = |i: u32| match (i as usize).checked_sub(c.n_own) {
+            None => copy[i as usize],
+            Some(j) => c.carry[j],
+        };
+        let mut in_tail = vec![false; c.n_own + c.carry.len()];
+        let mut buf = Vec::new();
+        for j in 0..list.len() {
+            if pick[j] {
+                buf.clear();
+                ids(list[j], &mut buf);
+                buf.iter().for_each(|&i| in_tail[i as usize] = true);
+            }
+        }
         for j in (0..list.len()).rev() {
             if left == 0 {
                 break;
             }
-            if !pick[j] && carries(list[j]) == pass {
+            if pick[j] {
+                continue;
+            }
+            buf.clear();
+            ids(list[j], &mut buf);
+            // A partner already in the tail, or in this pack (packing mixes the copies).
+            let pair = |i: u32| {
+                let q = partner(i);
+                q != u32::MAX && (in_tail[q as usize] || buf.contains(&q))
+            };
+            if buf.iter().any(|&i| pair(i)) {
+                continue;
+            }
+            buf.iter().for_each(|&i| in_tail[i as usize] = true);
+            pick[j] = true;
+            left -= 1;
+        }
+        // Still short (a tiny epoch, or over-cap samples short of a step): any pack; a sample
+        // with both copies in the tail is carried once, its other copy dropped as tail.
+        for j in (0..list.len()).rev() {
+            if left == 0 {
+                break;
+            }
+            if !pick[j] {
                 pick[j] = true;
                 left -= 1;
             }
@@ -1568,11 +1659,14 @@ fn take_tail(list: &mut Vec<u32>, r: usize, carries: impl Fn(u32) -> bool) -> Ve
 
 /// [`balance_batches`] with the previous epoch's carried tail (`carry`, sample indices, each at
 /// most once; see [`check_carry`]): those samples are planned in addition to the epoch's own
-/// (so they appear twice in the plan) and are kept out of this epoch's tail: the tail's packs
-/// are chosen among those holding no carried sample (an epoch with fewer such packs than its
-/// tail is an `ERR_OMNIBAL_TOO_FEW_SAMPLES` error). Inside, carried sample `j` is `n + j`; the plan
-/// gets their own indices back, and lists `carry` in [`BatchPlan::carried`]. With an empty
-/// `carry` the plan is [`balance_batches`]'s.
+/// (so they appear twice in the plan) and are kept out of this epoch's tail where the epoch
+/// allows: the tail's packs are chosen among those holding no carried sample, and only when too
+/// few are free of them among the others, never both copies of a sample (a carried copy in the
+/// tail is carried again, or dropped under `drop`; see `take_tail`). Only an epoch with too few
+/// packs for that (a tiny one, or over-cap samples short of a step) puts both copies of a sample
+/// in its tail: it is carried once, and the other copy dropped with reason `tail`. Inside,
+/// carried sample `j` is `n + j`; the plan gets their own indices back, and lists `carry` in
+/// [`BatchPlan::carried`]. With an empty `carry` the plan is [`balance_batches`]'s.
 pub fn balance_batches_with_carry(
     samples: &Samples,
     p: &BalanceParams,
@@ -1601,6 +1695,7 @@ pub fn balance_batches_with_carry(
     let m = m as usize;
     let n_own = samples.len();
     check_carry(carry, n_own)?;
+    let carry_ids = CarryIds { n_own, carry };
     // Sample `i` with its loads; carried sample `j` is `n_own + j`.
     let rec = |i: u32| match (i as usize).checked_sub(n_own) {
         None => Rec::of(samples, i),
@@ -1652,7 +1747,7 @@ pub fn balance_batches_with_carry(
     let mut packs = pack(pool, p, progress, total, threads);
     packs = repack_part_filled(packs, p);
     let before = packs.len();
-    let (packs, kept, lost) = spread_tail(packs, p, m);
+    let (packs, kept, lost) = spread_tail(packs, p, m, &carry_ids);
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
@@ -1671,8 +1766,8 @@ pub fn balance_batches_with_carry(
         drawn.split_off(drawn.len() - drawn.len() % m)
     } else {
         let r = drawn.len() % m;
-        take_tail(&mut drawn, r, |k| {
-            packs.get(k as usize).iter().any(|x| x.id as usize >= n_own)
+        take_tail(&mut drawn, r, &carry_ids, |k, out| {
+            out.extend(packs.get(k as usize).iter().map(|x| x.id))
         })
     };
     shuffle(
@@ -1897,25 +1992,22 @@ pub fn balance_batches_with_carry(
     let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &full, m);
     drawn.extend(kept_end as u32..fresh_end as u32);
     let mut tail: Vec<u32> = (fresh_end as u32..normal as u32).collect();
-    // Whether pack `k` holds a carried sample (the packs that can join the tail here were left
-    // as laid out: no swap touched them).
-    let carries = |k: u32| {
-        !carry.is_empty()
-            && sample_loads[packs.range(k as usize)]
-                .iter()
-                .any(|x| x.id as usize >= n_own)
+    // Pack `k`'s samples (the packs that can join the tail here were left as laid out: no swap
+    // touched them).
+    let ids = |k: u32, out: &mut Vec<u32>| {
+        out.extend(sample_loads[packs.range(k as usize)].iter().map(|x| x.id))
     };
     // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
     let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
     over.sort_by_cached_key(|&k| full.key(k));
     let r = over.len() % m;
-    tail.extend(take_tail(&mut over, r, carries));
+    tail.extend(take_tail(&mut over, r, &carry_ids, ids));
     drawn.extend_from_slice(&over);
     // A tail of a step or more (over-cap leftovers): whole steps of similar packs.
     if tail.len() >= m {
         tail.sort_by_cached_key(|&k| full.key(k));
         let r = tail.len() % m;
-        let rest = take_tail(&mut tail, r, carries);
+        let rest = take_tail(&mut tail, r, &carry_ids, ids);
         drawn.extend_from_slice(&tail);
         tail = rest;
     }
@@ -2048,15 +2140,20 @@ pub fn balance_batches_with_carry(
             .collect();
     }
     if !carry.is_empty() {
-        if plan.dropped.iter().any(|&(i, _)| i as usize >= n_own) {
-            return Err(Error::TooFewSamples {
-                message: format!(
-                    "the epoch has too few packs free of carried samples for its tail ({} carried samples, steps of dp {} x accum {}); use fewer ranks, or tail 'pad' or 'keep-partial'",
-                    carry.len(),
-                    p.dp,
-                    p.accum
-                ),
-            });
+        // A sample with both copies in the tail (a tiny epoch): carried once, the carried-in
+        // copy dropped as tail.
+        let mut gone = vec![false; n_own];
+        for &(i, r) in &plan.dropped {
+            if (i as usize) < n_own && r == DropReason::Carried {
+                gone[i as usize] = true;
+            }
+        }
+        for (i, r) in plan.dropped.iter_mut() {
+            if let Some(j) = (*i as usize).checked_sub(n_own) {
+                if *r == DropReason::Carried && gone[carry[j] as usize] {
+                    *r = DropReason::Tail;
+                }
+            }
         }
         // Carried samples get their own indices back.
         let own = |i: &mut u32| {
@@ -2215,20 +2312,27 @@ mod tests {
             for &i in &plan.samples {
                 count[i as usize] += 1;
             }
-            // Nothing lost: only over-cap drops (explicit caps) and the carried tail.
-            assert!(plan
-                .dropped
-                .iter()
-                .all(|&(_, r)| r != DropReason::Tail
-                    && (r == DropReason::Carried || !own_micro_batch)));
             let out: Vec<u32> = plan
                 .dropped
                 .iter()
                 .filter(|d| d.1 == DropReason::Carried)
                 .map(|d| d.0)
                 .collect();
-            // Every carried-in sample planned (its carried copy never in the tail).
-            assert!(carry.iter().all(|i| plan.samples.contains(i)), "epoch {e}");
+            // Nothing lost: only over-cap drops (explicit caps) and the carried tail.
+            assert!(plan
+                .dropped
+                .iter()
+                .all(|&(_, r)| r != DropReason::Tail
+                    && (r == DropReason::Carried || !own_micro_batch)));
+            // Every carried-in sample planned, or (an epoch with too few packs free of carried
+            // samples) carried out again.
+            assert!(
+                carry
+                    .iter()
+                    .all(|i| plan.samples.contains(i) || out.contains(i)),
+                "epoch {e}"
+            );
+            check_carry(&out, s.len()).unwrap();
             // Every pack still within the caps, the tail a whole number of packs short of a step.
             for k in 0..plan.micro_batches() {
                 let mb = plan.micro_batch(k);
@@ -2342,12 +2446,76 @@ mod tests {
             assert_eq!(err.code(), "ERR_OMNIBAL_OUT_OF_RANGE");
             assert_eq!(err.to_string(), says);
         }
-        // One step and a tail of packs nearly all holding carried samples: refused, not lost.
-        let mut q = BalanceParams::new(100, 1, caps, 3, 1);
-        q.tail = Tail::Carry;
-        let carry: Vec<u32> = (0..400).collect();
-        let err = balance_batches_with_carry(&s, &q, &carry, &mut ()).unwrap_err();
-        assert_eq!(err.code(), "ERR_OMNIBAL_TOO_FEW_SAMPLES", "{err}");
+    }
+
+    #[test]
+    fn an_epoch_with_few_packs_free_of_carried_samples_carries_them_again() {
+        // About one step per epoch: the carry is a large share of each epoch, so the tail soon
+        // needs packs holding carried samples (this chain was a TOO_FEW_SAMPLES error at epoch 5).
+        let (v, t) = data(6_000, 21);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        for (dp, accum) in [(800, 1), (200, 4)] {
+            let p = BalanceParams::new(dp, accum, caps, 1, 0);
+            let (count, last) = carry_chain(&s, &p, 10, true);
+            for (i, &c) in count.iter().enumerate() {
+                let want = 10 - last.contains(&(i as u32)) as u32;
+                assert_eq!(c, want, "dp {dp} accum {accum} sample {i}");
+            }
+        }
+        // A tiny epoch (one step of 64 packs, 400 samples): some samples land in the tail with
+        // both copies, carried once and the other copy dropped as tail, never both carried.
+        let (v, t) = data(400, 23);
+        let s = Samples::new(&v, &t).unwrap();
+        let mut p = BalanceParams::new(64, 1, caps, 1, 0);
+        p.tail = Tail::Carry;
+        let (mut planned, mut tail_drops) = (vec![0u32; 400], vec![0u32; 400]);
+        let mut carry: Vec<u32> = Vec::new();
+        for e in 0..8 {
+            p.epoch = e;
+            let plan = balance_batches_with_carry(&s, &p, &carry, &mut ()).unwrap();
+            plan.samples.iter().for_each(|&i| planned[i as usize] += 1);
+            let mut out = Vec::new();
+            for &(i, r) in &plan.dropped {
+                match r {
+                    DropReason::Carried => out.push(i),
+                    DropReason::Tail => tail_drops[i as usize] += 1,
+                    _ => panic!("epoch {e}: dropped {i} as {r:?}"),
+                }
+            }
+            check_carry(&out, 400).unwrap();
+            carry = out;
+        }
+        assert!(tail_drops.iter().any(|&d| d > 0), "a copy dropped as tail");
+        for i in 0..400 {
+            let want = 8 - carry.contains(&(i as u32)) as u32 - tail_drops[i];
+            assert_eq!(planned[i], want, "sample {i}");
+        }
+    }
+
+    #[test]
+    fn a_carry_list_under_tail_drop_in_a_long_epoch_loses_no_carried_copy_to_the_dealing() {
+        // Tail drop deals its tail into smaller packs in a long epoch; packs holding carried
+        // samples are never dealt (this was a misleading TOO_FEW_SAMPLES error).
+        let (v, t) = data(20_000, 24);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = caps_for_samples_per_pack(&s, 4.5);
+        let carry: Vec<u32> = (0..20_000).step_by(2).collect();
+        for seed in 1..=6 {
+            let p = BalanceParams::new(8, 1, caps, seed, 1);
+            let plan = balance_batches_with_carry(&s, &p, &carry, &mut ()).unwrap();
+            assert_eq!(plan.carried, carry);
+            // Each sample planned or dropped as often as it has copies (2 if carried).
+            let mut seen = vec![0u32; 20_000];
+            plan.samples.iter().for_each(|&i| seen[i as usize] += 1);
+            for &(i, r) in &plan.dropped {
+                assert_eq!(r, DropReason::Tail);
+                seen[i as usize] += 1;
+            }
+            for (i, &c) in seen.iter().enumerate() {
+                assert_eq!(c, 1 + (i % 2 == 0) as u32, "seed {seed} sample {i}");
+            }
+        }
     }
 
     #[test]
