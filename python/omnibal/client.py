@@ -256,14 +256,22 @@ class _PipeTransport:
         # Writes wait in poll(), bounded by the call's timeout: a stopped sidecar whose stdin pipe
         # is full must not block the writer (and every thread behind the write lock) forever.
         os.set_blocking(self._in, False)
+        # Each write to the raw descriptor, and its closing, under this lock: a descriptor closed
+        # by another thread (the reader ending a misframed connection) is never written to, even
+        # where its number was reused by a file opened since.
+        self._in_lock = threading.Lock()
+        self._in_closed = False
 
     def write(self, data, timeout=None):
         view = memoryview(data).cast("B")
         while view:
-            try:
-                n = os.write(self._in, view)
-            except BlockingIOError:
-                n = 0
+            with self._in_lock:
+                if self._in_closed:
+                    raise BrokenPipeError("the connection to the sidecar has ended")
+                try:
+                    n = os.write(self._in, view)
+                except BlockingIOError:
+                    n = 0
             if n:
                 view = view[n:]
             else:
@@ -285,6 +293,12 @@ class _PipeTransport:
 
     def close(self, grace):
         if self.owner_pid == os.getpid():
+            with self._in_lock:
+                self._in_closed = True
+                try:
+                    self.proc.stdin.close()  # the sidecar answers what it has, then exits
+                except OSError:
+                    pass
             _stop_process(self.proc, grace)
 
     def release_files(self):

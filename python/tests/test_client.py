@@ -76,6 +76,28 @@ class Failures(unittest.TestCase):
             os.kill(c.pid, signal.SIGCONT)
             c.close()
 
+    def test_a_write_after_the_connection_closed_never_reaches_a_file_that_reused_its_descriptor(self):
+        # The reader thread closes the sidecar's stdin when an answer is misframed, while another
+        # thread may be between writes: that write must fail, not land in whatever file took the
+        # descriptor's number since.
+        c = Client()
+        transport = c._transport
+        fd = transport._in
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                transport.close(0)
+                victim = os.open(os.path.join(d, "victim"), os.O_WRONLY | os.O_CREAT)
+                os.dup2(victim, fd)  # the freed number now names another file
+                try:
+                    with self.assertRaises(BrokenPipeError):
+                        transport.write(b"{}\n" * 100, timeout=5)
+                    self.assertEqual(os.fstat(victim).st_size, 0)
+                finally:
+                    os.close(fd)
+                    os.close(victim)
+            finally:
+                c.close()
+
     def test_a_request_a_stopped_sidecar_never_reads_times_out_and_so_do_the_threads_behind_it(self):
         # 8 MB of attachments never fit the stdin pipe of a stopped sidecar: the write once
         # blocked forever, whatever the timeout, and every other thread waited on the write lock.
