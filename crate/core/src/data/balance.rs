@@ -263,12 +263,29 @@ fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<
     bounds
 }
 
+/// A block bound for [`block_runs`]: an offset into the items (plans store them as `u32`).
+pub(super) trait Bound: Copy {
+    fn at(self) -> usize;
+}
+
+impl Bound for usize {
+    fn at(self) -> usize {
+        self
+    }
+}
+
+impl Bound for u32 {
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
 /// `items` cut at `bounds` (`bounds[0] = 0`, the last is `items.len()`) into blocks, and the
 /// blocks into up to `threads` runs of consecutive ones: each run's blocks `first..last` and
 /// items, for worker threads.
-fn block_runs<'a, T>(
+pub(super) fn block_runs<'a, T, B: Bound>(
     items: &'a mut [T],
-    bounds: &[usize],
+    bounds: &[B],
     threads: usize,
 ) -> Vec<(usize, usize, &'a mut [T])> {
     let k = bounds.len() - 1;
@@ -277,7 +294,8 @@ fn block_runs<'a, T>(
     let mut rest = items;
     for first in (0..k).step_by(per) {
         let last = (first + per).min(k);
-        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(bounds[last] - bounds[first]);
+        let len = bounds[last].at() - bounds[first].at();
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
         rest = tail;
         runs.push((first, last, mine));
     }

@@ -314,14 +314,10 @@ pub fn assemble(
         gather(0, mb_packs.len(), &mut samples);
     } else {
         // Threads take runs of micro-batches: disjoint runs of samples, the same result.
-        let per = mb_packs.len().div_ceil(threads);
         std::thread::scope(|scope| {
-            let mut rest = &mut samples[..];
-            for a in (0..mb_packs.len()).step_by(per) {
-                let b = (a + per).min(mb_packs.len());
-                let len = (micro_batch_offsets[b] - micro_batch_offsets[a]) as usize;
-                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
-                rest = tail;
+            for (a, b, mine) in
+                super::balance::block_runs(&mut samples, &micro_batch_offsets, threads)
+            {
                 let gather = &gather;
                 scope.spawn(move || gather(a, b, mine));
             }
