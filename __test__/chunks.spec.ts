@@ -9,7 +9,7 @@ import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chu
 import { evaluateChunks, uniformInterleavedStep } from '../src/model/chunk-evaluate';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { chunkInFlight } from '../src/simulate/index';
-import { nativeTest, sameOnBothBackends } from './helpers';
+import { evenChunkEnds, nativeTest, sameOnBothBackends } from './helpers';
 
 const problemArb = fc
   .record({
@@ -350,12 +350,7 @@ test('partitionChunks on InternVL-Chat-1.5 PP 8: the simulated step is at most M
     // whose every stage fits.
     const L = p.forwardMs.length;
     const K = v * p.stages;
-    const ends: number[] = [];
-    let end = 0;
-    for (let c = 0; c < K; c++) {
-      end += Math.floor(L / K) + (c < L % K ? 1 : 0);
-      ends.push(end - 1);
-    }
+    const ends = evenChunkEnds(L, K);
     let uniform = Infinity;
     let bestK = -1;
     for (let k = 0; k <= Math.ceil(L / K); k++) {

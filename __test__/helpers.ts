@@ -98,3 +98,14 @@ export function realLike(n: number, seed: number, longEvery = 50): { vision: Uin
   }
   return { vision, text };
 }
+
+/** Megatron-LM's uniform chunking: `layers` spread evenly over `chunks` chunks (the first `layers % chunks` one layer longer); each chunk's last layer. */
+export function evenChunkEnds(layers: number, chunks: number): number[] {
+  const ends: number[] = [];
+  let end = 0;
+  for (let c = 0; c < chunks; c++) {
+    end += Math.floor(layers / chunks) + (c < layers % chunks ? 1 : 0);
+    ends.push(end - 1);
+  }
+  return ends;
+}

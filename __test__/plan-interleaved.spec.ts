@@ -15,7 +15,7 @@ import { balanceCostB } from '../src/plan/prepare-model';
 import { planTraining, simulateSavedPlan, type TrainingPlan } from '../src/plan/index';
 import { searchLayouts } from '../src/plan/layout';
 import { chunkInFlight } from '../src/simulate/index';
-import { cli, thrown } from './helpers';
+import { cli, evenChunkEnds, thrown } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-plan-interleaved-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -163,12 +163,7 @@ test('the planned chunks replay on their data no slower than Megatron-LM\'s unif
   const chunks = plan.chunks!.chunks;
   const K = chunks.length;
   const L = chunks[K - 1].lastLayer + 1;
-  const ends: number[] = [];
-  let end = 0;
-  for (let c = 0; c < K; c++) {
-    end += Math.floor(L / K) + (c < L % K ? 1 : 0);
-    ends.push(end - 1);
-  }
+  const ends = evenChunkEnds(L, K);
   let uniform: number | undefined;
   for (let k = 0; uniform === undefined && k <= Math.ceil(L / K); k++) {
     const edited = structuredClone(plan);
