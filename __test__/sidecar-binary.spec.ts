@@ -65,12 +65,27 @@ test('binary attachments carry the same plans as base64 and JSON lists (pack, ev
   }
 });
 
+test('a carry keys its plan by its values: as a list, base64 or an attachment, one shared plan', async (t) => {
+  const h = Harness.create();
+  const carry = Uint32Array.of(3, 7, 11);
+  const opts = { ...planParams, tail: 'carry' };
+  const first = await h.call('pack', { vision: Array.from(vision), text: Array.from(text), ...opts, carry: Array.from(carry) });
+  t.is(first.error, undefined, JSON.stringify(first.error));
+  t.false(first.result.shared);
+  const b64 = await h.call('pack', { vision: Array.from(vision), text: Array.from(text), ...opts, carry: base64(carry) });
+  h.raw(frame(102, 'pack', { vision: ref(0), text: ref(1), ...opts, carry: ref(2) }, [le(vision), le(text), le(carry)]));
+  const bin = await answered(h, 102);
+  t.true(b64.result.shared && bin.result.shared, JSON.stringify([b64.result?.shared, bin.result?.shared]));
+  const other = await h.call('pack', { vision: Array.from(vision), text: Array.from(text), ...opts, carry: [3, 7, 12] });
+  t.false(other.result.shared);
+});
+
 test('an empty attachment and zero-length arrays frame and bind', async (t) => {
   const h = Harness.create();
   h.raw(frame(101, 'pack', { vision: ref(0), text: ref(1), dp: 1 }, [Buffer.alloc(0), Buffer.alloc(0)]));
   const a = await answered(h, 101);
-  // Bound as empty arrays: what the planner says about no samples, not a framing error.
-  t.not(a.error?.code, -32600);
+  // Bound as empty arrays: what the planner says about no samples, not a framing or binding error.
+  t.is(a.error?.data?.code, 'ERR_OMNIBAL_EMPTY_INPUT', JSON.stringify(a.error));
   t.false(h.closed);
   t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
 });

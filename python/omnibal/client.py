@@ -429,14 +429,6 @@ class _Calls:
         with self.lock:
             return self.pending.pop(rid, None)
 
-    def dispatch(self, line):
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            _log.warning("omnibal: ignored a line from the sidecar that is not JSON (%d bytes)", len(line))
-            return
-        self.dispatch_message(msg)
-
     def dispatch_message(self, msg):
         if not isinstance(msg, dict):
             return

@@ -600,8 +600,14 @@ export class Session {
     // `encoding` shapes the answer only: not a planning option, not part of the plan's key.
     for (const k of Object.keys(p).sort()) if (!['vision', 'text', 'path', 'paths', 'format', 'encoding'].includes(k)) options[k] = p[k];
     if (strategy) options.strategy = strategy;
-    const key = createHash('sha256').update(samplesKey).update(JSON.stringify(options)).digest('hex');
-    if (options.carry !== undefined) options.carry = toU32('carry', options.carry);
+    // `carry` decoded first and keyed by its values, so a list, base64 and an attachment of the
+    // same carry share one plan (the other options key by their JSON).
+    const carry = options.carry === undefined ? undefined : toU32('carry', options.carry);
+    delete options.carry;
+    const hash = createHash('sha256').update(samplesKey).update(JSON.stringify(options));
+    if (carry) hash.update(`carry:${carry.length}:`).update(new Uint8Array(carry.buffer, carry.byteOffset, carry.byteLength));
+    const key = hash.digest('hex');
+    if (carry) options.carry = carry;
     const { id, plan, shared } = await this.ctx.store.acquire(this, key, {
       compute: () =>
         this.ctx.pool.submit<StoredPlan>(async () => {
