@@ -225,11 +225,17 @@ class BalancedBatchSampler:
         start = max(k for k in self._carry_into if k <= epoch)
         carry = self._carry_into[start]
         for k in range(start, epoch):
-            summary, _ = self._plan(None, self.world_size, self.accum, epoch=k, carry=carry)
-            carry = self._carried_out(summary)
+            self._plan_carried(k, carry)
+            carry = self._carry_into[k + 1]
             self._release_plans()
-            self._carry_into[k + 1] = carry
         return carry
+
+    def _plan_carried(self, epoch, carry):
+        """``tail='carry'``: plans ``epoch`` with the samples carried into it and records what it
+        carries into the next; returns (summary, index map)."""
+        summary, idmap = self._plan(None, self.world_size, self.accum, epoch=epoch, carry=carry)
+        self._carry_into[epoch + 1] = self._carried_out(summary)
+        return summary, idmap
 
     @staticmethod
     def _carried_out(summary):
@@ -314,9 +320,7 @@ class BalancedBatchSampler:
             if subset is not None and not subset:
                 raise OmnibalError("nothing left", code="ERR_OMNIBAL_EMPTY_INPUT")
             if self._carrying():
-                carry = self._carry_in(self.epoch)
-                self.plan, self._idmap = self._plan(None, self.world_size, self.accum, carry=carry)
-                self._carry_into[self.epoch + 1] = self._carried_out(self.plan)
+                self.plan, self._idmap = self._plan_carried(self.epoch, self._carry_in(self.epoch))
             else:
                 self.plan, self._idmap = self._plan(subset, self.world_size, self.accum)
         except OmnibalError as e:
