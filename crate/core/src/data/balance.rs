@@ -903,6 +903,10 @@ fn word_of(loads: &[SampleLoad], q: usize) -> u32 {
     [x.w, x.v, x.t, x.id][q % 4]
 }
 
+/// Packs whose first records the layout's gather reads before copying any of them, so that
+/// their cache misses overlap instead of waiting one after another.
+const GATHER_BATCH: usize = 16;
+
 /// Samples from which the layout widens its records into loads on threads.
 const PARALLEL_WIDEN_MIN: usize = 1 << 16;
 
@@ -1835,14 +1839,22 @@ pub fn balance_batches_with_carry(
     // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on.
     let gather = |a: usize, b: usize, out: &mut [SampleLoad]| {
         let mut q = 0;
-        for j in a..b {
-            for r in source(j) {
-                for x in [r.id, r.v, r.t] {
-                    *word(out, q) = x;
-                    q += 1;
+        let mut touched = 0u32;
+        for from in (a..b).step_by(GATHER_BATCH) {
+            let to = (from + GATHER_BATCH).min(b);
+            for j in from..to {
+                touched ^= source(j).first().map_or(0, |r| r.id);
+            }
+            for j in from..to {
+                for r in source(j) {
+                    for x in [r.id, r.v, r.t] {
+                        *word(out, q) = x;
+                        q += 1;
+                    }
                 }
             }
         }
+        std::hint::black_box(touched);
     };
     // Threads take runs of packs that start on a whole entry (a multiple of 4 samples).
     let mut cuts = vec![0];
