@@ -1390,30 +1390,29 @@ fn match_costly_packs(drawn: Vec<u32>, loads: &Loads<'_>, m: usize) -> Vec<u32> 
         while end < drawn.len() && loads[drawn[end] as usize].v == v {
             end += 1;
         }
-        let mut by_cost: Vec<(u64, u32, usize)> = (start..end)
-            .map(|j| (loads[drawn[j] as usize].w, drawn[j], j))
-            .collect();
-        // The median, then only the packs far from it sorted (the same packs, in the same order,
-        // as sorting the whole class).
-        let mid = by_cost.len() / 2;
-        by_cost.select_nth_unstable(mid);
-        let median = by_cost[mid].0;
-        let mut over: Vec<(u64, u32, usize)> = by_cost
+        // The median cost, then only the packs far from it sorted (the same packs, in the same
+        // order, as sorting the whole class).
+        let mut costs: Vec<u64> = drawn[start..end]
             .iter()
-            .filter(|e| e.0 > median + median / COSTLY_PACK_DIV)
-            .copied()
+            .map(|&k| loads[k as usize].w)
             .collect();
+        let mid = costs.len() / 2;
+        let median = *costs.select_nth_unstable(mid).1;
+        drop(costs);
+        let far = |keep: &dyn Fn(u64) -> bool| -> Vec<(u64, u32, usize)> {
+            (start..end)
+                .map(|j| (loads[drawn[j] as usize].w, drawn[j], j))
+                .filter(|e| keep(e.0))
+                .collect()
+        };
+        let mut over = far(&|w| w > median + median / COSTLY_PACK_DIV);
         over.sort_unstable();
         let whole = over.len() - over.len() % m;
         for &(_, k, j) in over.iter().rev().take(whole) {
             costly.push(k);
             taken[j] = true;
         }
-        let mut under: Vec<(u64, u32, usize)> = by_cost
-            .iter()
-            .filter(|e| e.0 + median / CHEAP_PACK_DIV < median)
-            .copied()
-            .collect();
+        let mut under = far(&|w| w + median / CHEAP_PACK_DIV < median);
         under.sort_unstable();
         let whole = under.len() - under.len() % m;
         for &(_, k, j) in under.iter().take(whole) {
