@@ -391,6 +391,16 @@ export class Session {
     else this.transport.close();
   }
 
+  /**
+   * The client closed its side (stdin ended, or a socket's write side shut down): no more
+   * requests come; those received (held bytes included) are answered, then the connection
+   * closes (on stdio, the sidecar ends). Both transports behave alike.
+   */
+  inputEnded(): void {
+    if (this.closed) return;
+    void this.drain().then(() => this.close(true));
+  }
+
   /** Resolves once every request received so far has been answered. */
   async drain(): Promise<void> {
     while (this.inFlight.size > 0 || (this.held.length > 0 && !this.closed)) {
@@ -854,7 +864,7 @@ export function serveStdio(options: ServeOptions = {}): Promise<void> {
     out.on('drain', () => session.flow());
     process.stdin.on('data', (c: Buffer) => session.feed(c));
     // The client closed our stdin: answer what it already sent (it may be reading still), then exit.
-    process.stdin.on('end', () => void session.drain().then(done));
+    process.stdin.on('end', () => session.inputEnded());
     process.stderr.write(`omnibal serve: ${version}, backend ${backend().kind}, JSON-RPC 2.0 on stdio\n`);
   });
 }
@@ -910,7 +920,9 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     if (listening) close();
   };
   const ctx = newContext(options, stop, token);
-  const server = net.createServer((socket) => {
+  // Half-open: a client that shuts down its write side still gets the answers to what it sent
+  // (as on stdio when stdin ends); the connection closes once they are sent.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     if (stopping) return void socket.destroy();
     const session = new Session(ctx, where.kind, {
       write: (line) => void (!socket.destroyed && socket.write(line)),
@@ -922,6 +934,7 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     sessions.add(session);
     socket.on('data', (c: Buffer) => session.feed(c));
     socket.on('drain', () => session.flow());
+    socket.on('end', () => session.inputEnded());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       sessions.delete(session);
