@@ -115,7 +115,10 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
   const used = new Array<string | undefined>(attachments.length);
   for (const key of Object.keys(params)) {
     const v = params[key];
-    if (!isBinaryRef(v)) continue;
+    if (!isBinaryRef(v)) {
+      rejectNestedBinaryRefs(key, v);
+      continue;
+    }
     if (v.$base64 !== undefined) throw paramsError(key, 'must have one of $base64 or $binary, not both', 'ERR_OMNIBAL_INVALID_TYPE');
     const k = v.$binary;
     if (k >= attachments.length) {
@@ -134,6 +137,28 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
     throw new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: attachment ${first} (of ${attachments.length} in "$attachments") is never referenced by a {"$binary": ${first}} param`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
   }
   return out;
+}
+
+/**
+ * Throws -32602 naming the field path of a `{"$binary": k}` object found anywhere inside `value`
+ * (the value of top-level param `key`): only a top-level array param may be an attachment. Walks
+ * with its own stack (any nesting depth); a list of numbers costs one `typeof` per element.
+ */
+function rejectNestedBinaryRefs(key: string, value: unknown): void {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return;
+  const stack: [string, unknown][] = [[key, value]];
+  while (stack.length > 0) {
+    const [path, v] = stack.pop()!;
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) if (v[i] !== null && typeof v[i] === 'object') stack.push([`${path}[${i}]`, v[i]]);
+      continue;
+    }
+    if (path !== key && isBinaryRef(v)) {
+      throw paramsError(path, 'is a {"$binary": k} attachment reference: only a top-level array param may be a binary attachment', 'ERR_OMNIBAL_INVALID_TYPE');
+    }
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o).reverse()) if (o[k] !== null && typeof o[k] === 'object') stack.push([`${path}.${k}`, o[k]]);
+  }
 }
 
 /** Little-endian u32 bytes (a buffer that owns its 4-byte-aligned memory) as a `Uint32Array`, without a copy where the host is little-endian. */
