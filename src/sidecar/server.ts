@@ -128,6 +128,14 @@ export interface Transport {
 type Id = string | number | null;
 type Response = { jsonrpc: '2.0'; id: Id; result?: unknown; error?: { code: number; message: string; data?: unknown } };
 
+/**
+ * What this sidecar supports beyond `omnibal-rpc/1` as first published, answered by `version`
+ * (docs/protocol.md, "version"): a client checks the ones it needs instead of meeting -32602 or
+ * parse errors from an older sidecar. Only ever added to; an incompatible change bumps the
+ * protocol's number.
+ */
+export const CAPABILITIES = ['base64', 'batch', 'binary-attachments', 'cancel', 'carry', 'half-close', 'plan', 'queued-bytes', 'release', 'search', 'searchLayout'] as const;
+
 const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan', 'searchLayout']);
 /** Most searches one connection may hold. */
 const MAX_SEARCHES = 64;
@@ -748,7 +756,7 @@ export class Session {
     const store = this.ctx.store;
     switch (method) {
       case 'version':
-        return { version, protocol: 'omnibal-rpc/1' };
+        return { version, protocol: 'omnibal-rpc/1', capabilities: [...CAPABILITIES] };
       case 'backend':
         return backend();
       case 'pack':
