@@ -91,3 +91,20 @@ test('serve --max-queued-bytes is checked strictly (exit 2) and listed in --help
   const help = spawnSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' });
   t.regex(help.stdout, /--max-queued-bytes <n>/);
 });
+
+test('an unauthenticated TCP connection may not hold a long partial line (it would hold the shared budget): it is refused and closed', async (t) => {
+  const token = 'y'.repeat(32);
+  const h = Harness.create({ maxQueuedBytes: 100_000 }, 'tcp', token);
+  h.raw(`{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"${'z'.repeat(5000)}`);
+  t.is((await h.lines.next(() => true, 5000)) && h.lines.messages.length, 1);
+  t.is((h.lines.messages[0] as Msg).error?.code, -32002);
+  t.true(h.closed);
+  t.is(h.ctx.requestBytes.held, 0);
+  // An authenticated one may (within --max-line-bytes).
+  const ok = new Harness(h.ctx, 'tcp');
+  t.deepEqual((await ok.call('auth', { token })).result, { ok: true });
+  ok.raw(jsonLine(2, 2).slice(0, 50_000));
+  t.true(h.ctx.requestBytes.held >= 50_000);
+  ok.raw(jsonLine(2, 2).slice(50_000));
+  t.is((await ok.lines.answer(2, 60_000)).error, undefined);
+});

@@ -137,6 +137,8 @@ type Response = { jsonrpc: '2.0'; id: Id; result?: unknown; error?: { code: numb
 export const CAPABILITIES = ['base64', 'batch', 'binary-attachments', 'cancel', 'carry', 'half-close', 'plan', 'queued-bytes', 'release', 'search', 'searchLayout'] as const;
 
 const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan', 'searchLayout']);
+/** Longest partial line an unauthenticated TCP connection may hold (its first line is `auth`). */
+const MAX_UNAUTHENTICATED_LINE_BYTES = 4096;
 /** Most searches one connection may hold. */
 const MAX_SEARCHES = 64;
 
@@ -302,6 +304,9 @@ export class Session {
       }
       const chunk = this.held[0];
       const taken = this.reader.feed(room >= chunk.length ? chunk : chunk.subarray(0, room), stop);
+      // Before `auth`, a TCP connection may hold only a short line (an auth request is under
+      // 2 KiB): a stalled, unauthenticated partial line would otherwise hold the shared budget.
+      if (!this.authenticated && this.reader.lineBytes > MAX_UNAUTHENTICATED_LINE_BYTES) this.refuse(null);
       this.recordBytes();
       // A line may have closed or ended the connection: what is left is never read.
       if (this.closed || this.ending) {
