@@ -116,7 +116,7 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
   for (const key of Object.keys(params)) {
     const v = params[key];
     if (!isBinaryRef(v)) {
-      rejectNestedBinaryRefs(key, v);
+      checkNested(key, v);
       continue;
     }
     if (v.$base64 !== undefined) throw paramsError(key, 'must have one of $base64 or $binary, not both', 'ERR_OMNIBAL_INVALID_TYPE');
@@ -139,25 +139,32 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
   return out;
 }
 
+/** Deepest nesting of objects and lists inside one param (a calibration file needs 4 levels). */
+export const MAX_PARAM_DEPTH = 64;
+
 /**
  * Throws -32602 naming the field path of a `{"$binary": k}` object found anywhere inside `value`
- * (the value of top-level param `key`): only a top-level array param may be an attachment. Walks
- * with its own stack (any nesting depth); a list of numbers costs one `typeof` per element.
+ * (the value of top-level param `key`): only a top-level array param may be an attachment; or of
+ * a value nested more than {@link MAX_PARAM_DEPTH} levels deep (free-form members such as a
+ * calibration's extra fields would otherwise overflow the stack of the code that copies them to
+ * a worker: an internal error). Walks with its own stack; a list of numbers costs one `typeof`
+ * per element.
  */
-function rejectNestedBinaryRefs(key: string, value: unknown): void {
+function checkNested(key: string, value: unknown): void {
   if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return;
-  const stack: [string, unknown][] = [[key, value]];
+  const stack: [string, unknown, number][] = [[key, value, 1]];
   while (stack.length > 0) {
-    const [path, v] = stack.pop()!;
+    const [path, v, depth] = stack.pop()!;
+    if (depth > MAX_PARAM_DEPTH) throw paramsError(path, `is nested more than ${MAX_PARAM_DEPTH} levels deep`, 'ERR_OMNIBAL_OUT_OF_RANGE');
     if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) if (v[i] !== null && typeof v[i] === 'object') stack.push([`${path}[${i}]`, v[i]]);
+      for (let i = v.length - 1; i >= 0; i--) if (v[i] !== null && typeof v[i] === 'object') stack.push([`${path}[${i}]`, v[i], depth + 1]);
       continue;
     }
     if (path !== key && isBinaryRef(v)) {
       throw paramsError(path, 'is a {"$binary": k} attachment reference: only a top-level array param may be a binary attachment', 'ERR_OMNIBAL_INVALID_TYPE');
     }
     const o = v as Record<string, unknown>;
-    for (const k of Object.keys(o).reverse()) if (o[k] !== null && typeof o[k] === 'object') stack.push([`${path}.${k}`, o[k]]);
+    for (const k of Object.keys(o).reverse()) if (o[k] !== null && typeof o[k] === 'object') stack.push([`${path}.${k}`, o[k], depth + 1]);
   }
 }
 
