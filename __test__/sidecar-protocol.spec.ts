@@ -308,6 +308,14 @@ test('TCP: nothing runs before auth; a wrong token closes; HTTP closes without r
   t.is((await h.lines.answer(1)).error?.code, -32002);
   t.true(h.closed);
   t.is(h.lines.messages.length, 1);
+  // A malformed auth (a token that is not a string, an unknown param) is refused and closed like a wrong token.
+  for (const params of [{ token: 123 }, { token, extra: 1 }, {}]) {
+    const bad = Harness.create({}, 'tcp', token);
+    bad.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'auth', params })}\n${JSON.stringify({ jsonrpc: '2.0', id: 10, method: 'auth', params: { token } })}\n`);
+    t.is((await bad.lines.answer(9)).error?.code, -32002, JSON.stringify(params));
+    t.true(bad.closed);
+    t.is(bad.lines.messages.length, 1);
+  }
   const ok = Harness.create({}, 'tcp', token);
   t.deepEqual((await ok.call('auth', { token })).result, { ok: true });
   t.is((await ok.call('version')).result.protocol, 'omnibal-rpc/1');

@@ -585,6 +585,12 @@ export class Session {
       params = bindAttachments(params, attachments ?? []);
       if (inBatch && params.encoding === 'binary') throw paramsError('encoding', 'cannot be "binary" inside a batch (a batch answers on one line without attachments); send the request alone', 'ERR_OMNIBAL_INVALID_OPTIONS');
     } catch (error) {
+      // An `auth` that is not even well-formed, before auth, is a failed auth: refused and closed
+      // (as a wrong token is), not an answer that leaves the connection open for another try.
+      if (!this.authenticated) {
+        this.refuse(id);
+        return undefined;
+      }
       return fail(error);
     }
     if (method === 'auth') {
