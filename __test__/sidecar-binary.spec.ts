@@ -287,3 +287,25 @@ test('an attachment declared but never sent allocates nothing: the buffer is mad
   t.is(r.buffered, 10);
   t.false(done);
 });
+
+test('a {"$binary": k} nested inside a param (plan calibration, a list of objects) is -32602 naming its path, with or without attachments', async (t) => {
+  const h = Harness.create();
+  const nested = (extra: Record<string, unknown>) => ({ model: 'tiny-vlm', gpu: 'cpu', simulatedSteps: 1, calibration: { schema: 'omnibal.calibration/1', model: 'tiny-vlm', layers: [{ index: 1, forwardMs: 1 }], ...extra } });
+  const cases: [Record<string, unknown>, string][] = [
+    [{ device: ref(0) }, 'calibration.device'],
+    [{ notes: [{ a: 1 }, { b: { c: ref(0) } }] }, 'calibration.notes[1].b.c'],
+  ];
+  let id = 1;
+  for (const [extra, field] of cases) {
+    for (const attachments of [[Buffer.alloc(8)], []]) {
+      h.raw(frame(id, 'plan', nested(extra), attachments));
+      const a = await answered(h, id++);
+      t.is(a.error?.code, -32602, `${field}: ${JSON.stringify(a)}`);
+      t.is(a.error?.data?.field, field);
+      t.is(a.error?.data?.code, 'ERR_OMNIBAL_INVALID_TYPE');
+    }
+  }
+  // A top-level array param stays an attachment; the connection goes on.
+  h.raw(packFrame(id));
+  t.is((await answered(h, id)).error, undefined);
+});

@@ -149,6 +149,12 @@ export class Harness {
   }
 }
 
+/** `count` in-process sessions sharing one server context (one budget, one plan store). */
+export function newContextHarnesses(options: ServeOptions, count: number): Harness[] {
+  const ctx = newContext(options, () => undefined);
+  return Array.from({ length: count }, () => new Harness(ctx));
+}
+
 /** A line client over a readable/writable pair (a socket, or a child's stdio). */
 export class LineClient {
   readonly lines = new Lines();

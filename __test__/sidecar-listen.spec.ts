@@ -234,3 +234,34 @@ for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     t.false(/\n\s+at /.test(err), err);
   });
 }
+
+test('a client that shuts down its write side (TCP and Unix socket) gets the answers to what it sent, then the connection closes, as on stdio', async (t) => {
+  const dir = tempDir();
+  const sock = path.join(dir, 'half.sock');
+  const tokenFile = path.join(dir, 'token.json');
+  const unix = spawnServe(['--listen', sock]);
+  const tcp = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile]);
+  t.teardown(() => {
+    unix.kill('SIGKILL');
+    tcp.kill('SIGKILL');
+  });
+  await waitFor(sock);
+  await waitFor(tokenFile);
+  const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
+  const vision = Array.from({ length: 40_000 }, (_, i) => i % 7);
+  const text = Array.from({ length: 40_000 }, (_, i) => 100 + ((i * 37) % 3000));
+  const line = (id: number, method: string, params?: unknown) => `${JSON.stringify({ jsonrpc: '2.0', id, method, params })}\n`;
+  for (const [where, first] of [[sock, ''], [listen, line(0, 'auth', { token })]] as const) {
+    const s = await connect(where);
+    const c = new LineClient(s, s);
+    // Long calls in flight when the client's write side closes (the write and the FIN go together).
+    s.end(first + line(1, 'balance', { vision, text, dp: 4, samplesPerPack: 4 }) + line(2, 'pack', { vision, text, dp: 2, samplesPerPack: 3, seed: 3 }) + line(3, 'version'));
+    await new Promise((r) => s.once('close', r));
+    const answers = c.lines.messages.filter((m) => !Array.isArray(m) && m.method === undefined && m.id !== 0) as { id: number; result?: any; error?: unknown }[];
+    t.deepEqual(answers.map((a) => a.id).sort(), [1, 2, 3], `${where}: ${JSON.stringify(answers).slice(0, 300)}`);
+    for (const a of answers) t.is(a.error, undefined, `${where}: ${JSON.stringify(a.error)}`);
+    t.truthy(answers.find((a) => a.id === 1)?.result?.planId);
+  }
+  t.is(unix.exitCode, null);
+  t.is(tcp.exitCode, null);
+});

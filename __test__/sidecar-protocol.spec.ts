@@ -10,7 +10,7 @@ import { recoverId, LineReader } from '../src/sidecar/framing';
 import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
 import { newContext, Session } from '../src/sidecar/server';
 import { simulateStep } from '../src/simulate/index';
-import { Harness, tempDir, type Msg } from './sidecar-harness';
+import { Harness, LineClient, spawnServe, tempDir, type Msg } from './sidecar-harness';
 import { root } from './helpers';
 
 const small = (n: number) => ({ vision: Array.from({ length: n }, (_, i) => 1 + (i % 5)), text: Array.from({ length: n }, (_, i) => 100 + ((i * 37) % 900)) });
@@ -308,6 +308,14 @@ test('TCP: nothing runs before auth; a wrong token closes; HTTP closes without r
   t.is((await h.lines.answer(1)).error?.code, -32002);
   t.true(h.closed);
   t.is(h.lines.messages.length, 1);
+  // A malformed auth (a token that is not a string, an unknown param) is refused and closed like a wrong token.
+  for (const params of [{ token: 123 }, { token, extra: 1 }, {}]) {
+    const bad = Harness.create({}, 'tcp', token);
+    bad.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'auth', params })}\n${JSON.stringify({ jsonrpc: '2.0', id: 10, method: 'auth', params: { token } })}\n`);
+    t.is((await bad.lines.answer(9)).error?.code, -32002, JSON.stringify(params));
+    t.true(bad.closed);
+    t.is(bad.lines.messages.length, 1);
+  }
   const ok = Harness.create({}, 'tcp', token);
   t.deepEqual((await ok.call('auth', { token })).result, { ok: true });
   t.is((await ok.call('version')).result.protocol, 'omnibal-rpc/1');
@@ -450,4 +458,25 @@ test('encoding base64 and JSON lists carry identical plans (pack summary, every 
   );
   // Most cases plan (the others are inputs too small for one step, compared as errors).
   t.true(compared >= 20, `only ${compared} of 40 cases made a plan`);
+});
+
+test('a param nested deeper than 64 levels (a free-form calibration member) is -32602 naming its path, not an internal stack overflow', async (t) => {
+  const h = Harness.create();
+  const calibration = (notes: unknown) => ({ schema: 'omnibal.calibration/1', model: 'tiny-vlm', layers: [{ index: 1, forwardMs: 1 }], notes });
+  for (const method of ['plan', 'searchLayout']) {
+    // Sent as text: 20,000 levels, which JSON.parse takes but copying the params to a worker did not.
+    const deep = `{"jsonrpc":"2.0","id":"${method}","method":"${method}","params":{"model":"tiny-vlm","gpu":"cpu","simulatedSteps":1,"calibration":{"schema":"omnibal.calibration/1","model":"tiny-vlm","layers":[{"index":1,"forwardMs":1}],"notes":${'['.repeat(20_000)}${']'.repeat(20_000)}}}}\n`;
+    h.raw(deep);
+    const a = await h.lines.answer(method, 120_000);
+    t.is(a.error?.code, -32602, JSON.stringify(a).slice(0, 300));
+    t.is(a.error?.data?.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    t.regex(a.error?.data?.field as string, /^calibration\.notes(\[0\]){63}$/);
+  }
+  t.is((await h.call('version')).result.protocol, 'omnibal-rpc/1');
+  // Shallow free-form members are still accepted (a served process: plan runs on its worker threads).
+  const server = spawnServe([]);
+  t.teardown(() => server.kill('SIGKILL'));
+  const c = new LineClient(server.stdin!, server.stdout!);
+  const ok = await c.call('plan', { model: 'tiny-vlm', gpu: 'cpu', simulatedSteps: 1, calibration: calibration([[{ a: [1] }]]) }, 120_000);
+  t.is(ok.error, undefined, JSON.stringify(ok.error));
 });

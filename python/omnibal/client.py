@@ -33,7 +33,7 @@ import time
 import weakref
 
 from .arrays import PlanLists
-from .errors import InvalidParams, LimitExceeded, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
+from .errors import IncompatibleSidecar, InvalidParams, LimitExceeded, MethodNotFound, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _log = logging.getLogger("omnibal")
@@ -727,6 +727,9 @@ class Client:
         self._write_lock = threading.Lock()
         self._calls = _Calls()
         self._closed = False
+        # The sidecar's `version` answer, asked once before the first request that needs a capability.
+        self._sidecar_version = None
+        self._version_lock = threading.Lock()
         self._reader = threading.Thread(target=_read_loop, args=(self._transport, self._calls), name="omnibal-reader", daemon=True)
         self._reader.start()
         self._err_reader = None
@@ -872,6 +875,9 @@ class Client:
             data = request_frame(msg)
         except ValueError as e:
             raise ValueError("%s params: %s (NaN and Infinity are not JSON)" % (method, e)) from None
+        needs = _capabilities_needed(params, data)
+        if needs:
+            self.require(needs, method)
         pending = _Pending(progress)
         if not self._calls.add(rid, pending):
             raise SidecarExited("%s (exit code %s)" % (self._calls.ended, self._proc.poll() if self._proc else None))
@@ -909,6 +915,36 @@ class Client:
             raise from_rpc(msg["error"] if isinstance(msg["error"], dict) else {"message": str(msg["error"])})
         return msg.get("result")
 
+    def require(self, capabilities, method=None):
+        """Checks that the sidecar has ``capabilities`` (names from its ``version`` answer, asked
+        once per client); raises :class:`IncompatibleSidecar` naming both versions when it lacks
+        one or speaks another protocol. Called by :meth:`request` before the first request that
+        needs a capability (binary attachments, a binary answer, a carry)."""
+        with self._version_lock:
+            if self._sidecar_version is None:
+                try:
+                    answer = self.call("version")
+                except (InvalidParams, MethodNotFound, ProtocolError) as e:
+                    answer = {"version": "unknown (version failed: %s)" % e}
+                self._sidecar_version = answer if isinstance(answer, dict) else {}
+        info = self._sidecar_version
+        have = info.get("capabilities") if isinstance(info.get("capabilities"), list) else []
+        missing = [c for c in sorted(capabilities) if c not in have]
+        protocol = info.get("protocol")
+        if protocol == PROTOCOL and not missing:
+            return
+        from . import __version__
+        lacks = "lacks %s" % ", ".join(missing) if missing else "speaks %s" % (protocol or "an unknown protocol")
+        raise IncompatibleSidecar("the omnibal sidecar %s (omnibal %s, protocol %s) %s, which this Python client (omnibal %s, protocol %s) "
+                                  "needs%s; install the same omnibal version for Node.js and Python"
+                                  % (" ".join(self._command_words()), info.get("version", "unknown"), protocol or "unknown", lacks, __version__, PROTOCOL,
+                                     " for %s" % method if method else ""), code="ERR_OMNIBAL_INCOMPATIBLE_SIDECAR")
+
+    def _command_words(self):
+        if self.socket_path is not None:
+            return ["on", str(self.socket_path)]
+        return ["(pid %s)" % self.pid] if self._proc is not None else []
+
     def _abandon(self, pending, rid):
         with self._calls.lock:
             for k, p in list(self._calls.pending.items()):
@@ -926,7 +962,10 @@ class Client:
         ``timeout`` defaults to the client's (see :class:`Client`)."""
         rid, pending = self.request(method, params, progress, timeout)
         try:
-            return self.wait(pending, self.timeout if timeout is None else timeout, rid)
+            result = self.wait(pending, self.timeout if timeout is None else timeout, rid)
+            if method == "version" and isinstance(result, dict) and self._sidecar_version is None:
+                self._sidecar_version = result  # what require() would ask
+            return result
         finally:
             self._calls.pop(rid)
 
@@ -986,6 +1025,21 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+#: The protocol this client speaks (``version``'s ``protocol``).
+PROTOCOL = "omnibal-rpc/1"
+
+
+def _capabilities_needed(params, frame):
+    """The sidecar capabilities a request needs: ``binary-attachments`` when its frame carries
+    attachments or it asks for a binary answer, ``carry`` when it passes a carry."""
+    needs = set()
+    if len(frame) > 1 or (isinstance(params, dict) and params.get("encoding") == "binary"):
+        needs.add("binary-attachments")
+    if isinstance(params, dict) and "carry" in params:
+        needs.add("carry")
+    return needs
 
 
 class _Counter:

@@ -48,6 +48,12 @@ class ProtocolError(OmnibalError):
     waiting for an answer that will never come."""
 
 
+class IncompatibleSidecar(OmnibalError):
+    """The sidecar is a version without a capability this client needs for a request (binary
+    attachments, carry, ...), or speaks another protocol: the message names both versions
+    (code ``ERR_OMNIBAL_INCOMPATIBLE_SIDECAR``)."""
+
+
 class Unauthorized(OmnibalError):
     """A TCP connection without the server's token, or ``shutdown`` without it (-32002)."""
 

@@ -121,6 +121,28 @@ def even_rank_batches(steps, rank, dp, last_step, even):
     return flat + last
 
 
+def _check_state(state):
+    """Raises :class:`StateMismatch` naming the first malformed member of a state (a damaged or
+    edited checkpoint) instead of a KeyError, a ZeroDivisionError or a silent resume at a
+    position the state cannot mean."""
+    def natural(v, least):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+    def bad(member, want):
+        return StateMismatch("malformed sampler state: %s must be %s, got %r" % (member, want, state.get(member) if member in state else "(missing)"),
+                             code="ERR_OMNIBAL_STATE_MISMATCH")
+    if not isinstance(state.get("fingerprint"), str):
+        raise bad("fingerprint", "a string")
+    if not isinstance(state.get("options"), dict):
+        raise bad("options", "an object")
+    if not natural(state.get("epoch"), 0):
+        raise bad("epoch", "an integer >= 0")
+    segments = state.get("segments")
+    if (not isinstance(segments, (list, tuple)) or not segments
+            or not all(isinstance(g, (list, tuple)) and len(g) == 3 and natural(g[0], 1) and natural(g[1], 1) and natural(g[2], 0) for g in segments)):
+        raise bad("segments", "a non-empty list of [world_size >= 1, accum >= 1, consumed micro-batches >= 0]")
+
+
 class BalancedBatchSampler:
     """Balanced micro-batches for one data-parallel rank.
 
@@ -171,8 +193,12 @@ class BalancedBatchSampler:
         self._vision = self._text = None
         if lengths is not None:
             pairs = lengths if isinstance(lengths, (list, tuple)) else list(lengths)
-            self._vision = u32_values([v for v, _ in pairs])
-            self._text = u32_values([t for _, t in pairs])
+            try:
+                self._vision = u32_values([v for v, _ in pairs])
+                self._text = u32_values([t for _, t in pairs])
+            except (TypeError, ValueError):
+                bad = next(i for i, p in enumerate(pairs) if not isinstance(p, (list, tuple)) or len(p) != 2)
+                raise InvalidParams("lengths[%d] must be a (vision, text) pair, got %r" % (bad, pairs[bad]), code="ERR_OMNIBAL_INVALID_SAMPLE") from None
             # Sent as binary attachments: raw bytes after the request line (no base64).
             self._source = {"vision": self._vision, "text": self._text}
             self._paths = None
@@ -357,6 +383,10 @@ class BalancedBatchSampler:
         start = 0
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             start = self._resume_at[1]
+            if start > len(batches):
+                self._resume_at = None
+                raise StateMismatch("the state says %d micro-batches of epoch %d were consumed, but this rank's epoch has only %d: a state of another run"
+                                    % (start, self.epoch, len(batches)), code="ERR_OMNIBAL_STATE_MISMATCH")
         self._resume_at = None
         self._position = self.pass_start = start
         for k in range(start, len(batches)):
@@ -448,6 +478,7 @@ class BalancedBatchSampler:
         exactly in this world size."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise StateMismatch("not an omnibal sampler state (%s expected); states of omnibal < 0.2 cannot be resumed exactly" % STATE_FORMAT, code="ERR_OMNIBAL_STATE_MISMATCH")
+        _check_state(state)
         if state["fingerprint"] != self.fingerprint():
             raise StateMismatch("the state was saved for other data (fingerprint %s, these samples have %s)" % (state["fingerprint"], self.fingerprint()), code="ERR_OMNIBAL_STATE_MISMATCH")
         mine = self._options_state()

@@ -2,12 +2,15 @@
 after the request line, answers with ``"encoding": "binary"`` read into ``array.array``; the same
 plans as JSON lists; the client's thread-safety, timeout and misframing guarantees hold."""
 import array
+import os
+import tempfile
 import sys
 import textwrap
 import unittest
 
 from helpers import ROOT, from_threads  # noqa: F401  (sets sys.path)
 
+import omnibal
 from omnibal import Client, LimitExceeded, SidecarExited, SidecarTimeout, u32_values
 from omnibal.client import request_frame
 
@@ -190,3 +193,64 @@ class Misframed(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# A stand-in for an older sidecar: `version` answers without the capabilities of ``CAPS`` (JSON,
+# or "none" for no list at all); every other request fails as that sidecar would (-32602).
+OLD_SIDECAR = textwrap.dedent("""
+    import json, sys
+    caps = None if sys.argv[1] == "none" else json.loads(sys.argv[1])
+    seen = open(sys.argv[2], "a")
+    for line in sys.stdin:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        msg = json.loads(line)
+        seen.write(msg["method"] + "\\n"); seen.flush()
+        if msg["method"] == "version":
+            result = {"version": "0.0.9", "protocol": "omnibal-rpc/1"}
+            if caps is not None:
+                result["capabilities"] = caps
+            out = {"jsonrpc": "2.0", "id": msg["id"], "result": result}
+        else:
+            out = {"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32602, "message": "invalid params: vision must be array"}}
+        sys.stdout.write(json.dumps(out) + "\\n"); sys.stdout.flush()
+""")
+
+
+class Capabilities(unittest.TestCase):
+    def old(self, caps):
+        log = tempfile.NamedTemporaryFile("r", suffix=".log", delete=False)
+        self.addCleanup(os.unlink, log.name)
+        return Client(command=[sys.executable, "-c", OLD_SIDECAR, caps, log.name], timeout=10), log
+
+    def test_the_sidecar_answers_its_protocol_and_capabilities(self):
+        with Client() as c:
+            v = c.call("version")
+            self.assertEqual(v["protocol"], "omnibal-rpc/1")
+            for needed in ("binary-attachments", "carry"):
+                self.assertIn(needed, v["capabilities"])
+            c.require(["binary-attachments", "carry"])
+
+    def test_an_older_sidecar_is_a_clear_error_naming_both_versions_not_a_confusing_32602(self):
+        v, t = _lengths(50)
+        for caps, method, params, missing in (
+            ("none", "pack", _params(u32_values(v), u32_values(t)), "binary-attachments"),
+            ('["binary-attachments"]', "balance", dict(_params(list(v), list(t)), tail="carry", carry=[1, 2]), "carry"),
+            ("none", "planForRank", {"planId": "plan-x", "rank": 0, "encoding": "binary"}, "binary-attachments"),
+        ):
+            with self.subTest(caps=caps, method=method):
+                c, log = self.old(caps)
+                with c:
+                    with self.assertRaises(omnibal.IncompatibleSidecar) as e:
+                        c.call(method, params)
+                    message = str(e.exception)
+                    self.assertIn("omnibal 0.0.9", message)
+                    self.assertIn("omnibal %s" % omnibal.__version__, message)
+                    self.assertIn(missing, message)
+                    self.assertEqual(e.exception.code, "ERR_OMNIBAL_INCOMPATIBLE_SIDECAR")
+                    # Asked once; the request itself was never sent; plain calls still work.
+                    with self.assertRaises(omnibal.IncompatibleSidecar):
+                        c.call(method, params)
+                    self.assertEqual(c.call("version")["version"], "0.0.9")
+                self.assertEqual(log.read().split(), ["version", "version"])

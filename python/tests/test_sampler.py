@@ -153,6 +153,30 @@ class SamplerSemantics(helpers.SharedClientCase):
                 other.load_state_dict(saved)
             self.assertIn("lengths=", str(e.exception))
 
+    def test_a_damaged_state_is_a_state_mismatch_naming_the_member(self):
+        # Edited or damaged checkpoints once raised KeyError / ZeroDivisionError / ValueError, or
+        # resumed silently (a negative count; a count past the epoch yielded nothing).
+        state = self.sampler().state_dict(consumed=4)
+        for member, value in (("segments", [[4, 2, -5]]), ("segments", [[4, 0, 4]]), ("segments", []), ("segments", "x"),
+                              ("segments", [[True, 2, 4]]), ("segments", [[4, 2, 4.0]]), ("segments", None), ("options", None),
+                              ("fingerprint", 3), ("epoch", -1)):
+            with self.subTest(member=member, value=value):
+                damaged = dict(state, **{member: value})
+                if value is None:
+                    del damaged[member]
+                with self.assertRaises(omnibal.StateMismatch) as e:
+                    self.sampler().load_state_dict(damaged)
+                self.assertIn("malformed sampler state: %s" % member, str(e.exception))
+        past = self.sampler()
+        past.load_state_dict(dict(state, segments=[[4, 2, 10 ** 9]]))
+        with self.assertRaises(omnibal.StateMismatch) as e:
+            list(past)
+        self.assertIn("has only", str(e.exception))
+        self.assertEqual(len(list(past)), len(past), "the next iter() starts the epoch")
+        with self.assertRaises(omnibal.InvalidParams) as e:
+            BalancedBatchSampler([(1, 2), (3,)], world_size=1, client=self.client)
+        self.assertIn("lengths[1] must be a (vision, text) pair", str(e.exception))
+
     def test_an_evicted_plan_is_made_again(self):
         expected = self.sampler(rank=1).state_dict(consumed=6)["consumed_samples"]
         with Client(extra_args=["--max-plan-bytes", "120000"]) as small:

@@ -115,7 +115,10 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
   const used = new Array<string | undefined>(attachments.length);
   for (const key of Object.keys(params)) {
     const v = params[key];
-    if (!isBinaryRef(v)) continue;
+    if (!isBinaryRef(v)) {
+      checkNested(key, v);
+      continue;
+    }
     if (v.$base64 !== undefined) throw paramsError(key, 'must have one of $base64 or $binary, not both', 'ERR_OMNIBAL_INVALID_TYPE');
     const k = v.$binary;
     if (k >= attachments.length) {
@@ -134,6 +137,35 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
     throw new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: attachment ${first} (of ${attachments.length} in "$attachments") is never referenced by a {"$binary": ${first}} param`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
   }
   return out;
+}
+
+/** Deepest nesting of objects and lists inside one param (a calibration file needs 4 levels). */
+export const MAX_PARAM_DEPTH = 64;
+
+/**
+ * Throws -32602 naming the field path of a `{"$binary": k}` object found anywhere inside `value`
+ * (the value of top-level param `key`): only a top-level array param may be an attachment; or of
+ * a value nested more than {@link MAX_PARAM_DEPTH} levels deep (free-form members such as a
+ * calibration's extra fields would otherwise overflow the stack of the code that copies them to
+ * a worker: an internal error). Walks with its own stack; a list of numbers costs one `typeof`
+ * per element.
+ */
+function checkNested(key: string, value: unknown): void {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return;
+  const stack: [string, unknown, number][] = [[key, value, 1]];
+  while (stack.length > 0) {
+    const [path, v, depth] = stack.pop()!;
+    if (depth > MAX_PARAM_DEPTH) throw paramsError(path, `is nested more than ${MAX_PARAM_DEPTH} levels deep`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) if (v[i] !== null && typeof v[i] === 'object') stack.push([`${path}[${i}]`, v[i], depth + 1]);
+      continue;
+    }
+    if (path !== key && isBinaryRef(v)) {
+      throw paramsError(path, 'is a {"$binary": k} attachment reference: only a top-level array param may be a binary attachment', 'ERR_OMNIBAL_INVALID_TYPE');
+    }
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o).reverse()) if (o[k] !== null && typeof o[k] === 'object') stack.push([`${path}.${k}`, o[k], depth + 1]);
+  }
 }
 
 /** Little-endian u32 bytes (a buffer that owns its 4-byte-aligned memory) as a `Uint32Array`, without a copy where the host is little-endian. */

@@ -158,6 +158,16 @@ export class LineReader {
     return start;
   }
 
+  /** Bytes of the line being received (not its attachments). */
+  get lineBytes(): number {
+    return this.size;
+  }
+
+  /** Whether the reader is taking (or skipping) the attachments a line declared. */
+  get inAttachments(): boolean {
+    return this.attachments !== undefined;
+  }
+
   /** Bytes buffered for the current unfinished line (or attachments). */
   get buffered(): number {
     const a = this.attachments;

@@ -30,6 +30,7 @@ import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, sanitizeFil
 import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
 import { PlanStore, newHandle, type StoredPlan } from './plan-store';
+import { RequestBytes } from './request-bytes';
 import { isMethod, validateParams } from './schemas';
 import { PlanWorkers, TaskPool, type PoolTask, type TaskControl } from './task-pool';
 
@@ -54,6 +55,12 @@ export interface ServeOptions {
   maxPendingOutputBytes?: number;
   /** A connection is not read while this many of its requests are unanswered; default 1024. */
   maxInFlight?: number;
+  /**
+   * Byte budget of requests held in memory, all connections together: received and not yet
+   * answered (queued or running), lines being received, declared attachments; default 1 GiB.
+   * Connections that want more are not read until bytes are released (see {@link RequestBytes}).
+   */
+  maxQueuedBytes?: number;
   /** Where a socket sidecar writes `{"listen", "token", "pid"}` (mode 0600). */
   tokenFile?: string;
 }
@@ -78,6 +85,7 @@ function resolveLimits(o: ServeOptions): Limits {
     maxQueue: o.maxQueue ?? 256,
     maxPendingOutputBytes: o.maxPendingOutputBytes ?? 64 * 2 ** 20,
     maxInFlight: o.maxInFlight ?? 1024,
+    maxQueuedBytes: o.maxQueuedBytes ?? 2 ** 30,
   };
 }
 
@@ -87,6 +95,8 @@ export interface ServerContext {
   store: PlanStore;
   pool: TaskPool;
   workers: PlanWorkers;
+  /** Bytes of requests held, all connections together, within `--max-queued-bytes`. */
+  requestBytes: RequestBytes;
   /** The token of a socket server (absent on stdio, or on a Unix socket without one). */
   token?: string;
   shutdown: () => void;
@@ -95,7 +105,7 @@ export interface ServerContext {
 /** The shared state of one server: limits, plan store, task pool, `plan` workers, token. */
 export function newContext(options: ServeOptions, shutdown: () => void, token?: string): ServerContext {
   const limits = resolveLimits(options);
-  return { limits, store: new PlanStore(limits.maxPlanBytes), pool: new TaskPool(limits.workers, limits.maxQueue), workers: new PlanWorkers(), token, shutdown };
+  return { limits, store: new PlanStore(limits.maxPlanBytes), pool: new TaskPool(limits.workers, limits.maxQueue), workers: new PlanWorkers(), requestBytes: new RequestBytes(limits.maxQueuedBytes), token, shutdown };
 }
 
 /** How a connection came in. */
@@ -118,7 +128,17 @@ export interface Transport {
 type Id = string | number | null;
 type Response = { jsonrpc: '2.0'; id: Id; result?: unknown; error?: { code: number; message: string; data?: unknown } };
 
+/**
+ * What this sidecar supports beyond `omnibal-rpc/1` as first published, answered by `version`
+ * (docs/protocol.md, "version"): a client checks the ones it needs instead of meeting -32602 or
+ * parse errors from an older sidecar. Only ever added to; an incompatible change bumps the
+ * protocol's number.
+ */
+export const CAPABILITIES = ['base64', 'batch', 'binary-attachments', 'cancel', 'carry', 'half-close', 'plan', 'queued-bytes', 'release', 'search', 'searchLayout'] as const;
+
 const LONG_METHODS = new Set(['pack', 'balance', 'partition', 'simulate', 'plan', 'searchLayout']);
+/** Longest partial line an unauthenticated TCP connection may hold (its first line is `auth`). */
+const MAX_UNAUTHENTICATED_LINE_BYTES = 4096;
 /** Most searches one connection may hold. */
 const MAX_SEARCHES = 64;
 
@@ -209,6 +229,18 @@ export class Session {
   private reading = true;
   /** Received bytes not yet framed: held while the connection is not read (backpressure). */
   private readonly held: Buffer[] = [];
+  /** Attachment bytes a request line declared, not yet reserved in the shared {@link RequestBytes}. */
+  private frameNeed = 0;
+  /** Bytes reserved for the request whose attachments are being read (its line and attachments). */
+  private frameHeld = 0;
+  /** Bytes of this connection's requests queued or running. */
+  private requestHeld = 0;
+  /** What this connection last recorded in the shared {@link RequestBytes}: held, framed. */
+  private recorded = [0, 0];
+  /** Not read until the shared {@link RequestBytes} has room. */
+  private budgetBlocked = false;
+  /** An overdraft ended during a feed: stop there and check the room again. */
+  private overdraftEnded = false;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -219,6 +251,7 @@ export class Session {
     this.reader = new LineReader(ctx.limits.maxLineBytes, {
       line: (text, bytes) => this.onLine(text, bytes),
       tooLong: (head) => {
+        this.endOverdraft();
         if (this.firstLine(head)) return;
         if (!this.authenticated) return this.refuse(null);
         this.send(errorResponse(recoverId(head), limitError(`line longer than ${ctx.limits.maxLineBytes} bytes (--max-line-bytes); skipped`)));
@@ -258,10 +291,23 @@ export class Session {
    */
   private pump(): void {
     const before = this.inFlight.size;
-    const stop = () => this.closed || this.ending || !this.reading || this.inFlight.size > before;
-    while (this.held.length > 0 && !stop()) {
+    const stop = () => this.closed || this.ending || !this.reading || this.inFlight.size > before || this.overdraftEnded || (this.frameNeed > 0 && !this.admitFrame());
+    for (;;) {
+      this.overdraftEnded = false;
+      if (this.held.length === 0 || stop()) break;
+      // Within the shared budget of request bytes: a line's bytes as they come (attachments were
+      // reserved whole when their line declared them); none left: wait until some are released.
+      const room = this.reader.inAttachments ? Infinity : this.ctx.requestBytes.room(this);
+      if (room === 0) {
+        this.waitForBytes();
+        break;
+      }
       const chunk = this.held[0];
-      const taken = this.reader.feed(chunk, stop);
+      const taken = this.reader.feed(room >= chunk.length ? chunk : chunk.subarray(0, room), stop);
+      // Before `auth`, a TCP connection may hold only a short line (an auth request is under
+      // 2 KiB): a stalled, unauthenticated partial line would otherwise hold the shared budget.
+      if (!this.authenticated && this.reader.lineBytes > MAX_UNAUTHENTICATED_LINE_BYTES) this.refuse(null);
+      this.recordBytes();
       // A line may have closed or ended the connection: what is left is never read.
       if (this.closed || this.ending) {
         this.held.length = 0;
@@ -271,6 +317,44 @@ export class Session {
       else this.held[0] = chunk.subarray(taken);
     }
     if (this.held.length > 0 && this.reading && !this.closed && !this.ending) setImmediate(() => this.pump());
+  }
+
+  /** Reserves the declared attachments in the shared budget; false (and waits) when they do not fit. */
+  private admitFrame(): boolean {
+    if (this.ctx.requestBytes.room(this, this.frameNeed) < this.frameNeed) {
+      this.waitForBytes();
+      return false;
+    }
+    this.frameHeld += this.frameNeed;
+    this.frameNeed = 0;
+    this.recordBytes();
+    return true;
+  }
+
+  /** Stops reading until the shared budget has room (backpressure; nothing is dropped). */
+  private waitForBytes(): void {
+    if (this.budgetBlocked || this.closed) return;
+    this.budgetBlocked = true;
+    this.ctx.requestBytes.wait(this, () => {
+      this.budgetBlocked = false;
+      this.flow();
+    });
+    this.flow();
+  }
+
+  /** Ends this connection's overdraft (its over-budget line is in, or skipped). */
+  private endOverdraft(): void {
+    if (!this.ctx.requestBytes.inOverdraft(this)) return;
+    this.ctx.requestBytes.endOverdraft(this);
+    this.overdraftEnded = true;
+  }
+
+  /** Records this connection's held bytes (line being received, reserved attachments, requests in flight) in the shared budget. */
+  private recordBytes(): void {
+    const held = (this.closed ? 0 : this.reader.lineBytes + this.frameHeld) + this.requestHeld;
+    const [h, f] = this.recorded;
+    this.recorded = [held, this.requestHeld];
+    if (held !== h || this.requestHeld !== f) this.ctx.requestBytes.change(held - h, this.requestHeld - f);
   }
 
   /**
@@ -310,10 +394,24 @@ export class Session {
     for (const cancel of [...this.pending.values()]) cancel();
     this.pending.clear();
     this.held.length = 0;
+    this.frameHeld = 0;
+    this.frameNeed = 0;
+    this.ctx.requestBytes.forget(this);
+    this.recordBytes();
     this.ctx.store.releaseAll(this);
     this.searches.clear();
     if (graceful && this.transport.end) this.transport.end();
     else this.transport.close();
+  }
+
+  /**
+   * The client closed its side (stdin ended, or a socket's write side shut down): no more
+   * requests come; those received (held bytes included) are answered, then the connection
+   * closes (on stdio, the sidecar ends). Both transports behave alike.
+   */
+  inputEnded(): void {
+    if (this.closed) return;
+    void this.drain().then(() => this.close(true));
   }
 
   /** Resolves once every request received so far has been answered. */
@@ -327,7 +425,7 @@ export class Session {
 
   /** Called by the transport when written bytes have been sent. */
   flow(): void {
-    const want = !this.closed && !this.ending && this.transport.pendingBytes() <= this.ctx.limits.maxPendingOutputBytes && this.inFlight.size < this.ctx.limits.maxInFlight;
+    const want = !this.closed && !this.ending && !this.budgetBlocked && this.transport.pendingBytes() <= this.ctx.limits.maxPendingOutputBytes && this.inFlight.size < this.ctx.limits.maxInFlight;
     if (want !== this.reading) {
       this.reading = want;
       this.transport.setReading(want);
@@ -343,16 +441,22 @@ export class Session {
     this.flow();
   }
 
-  private track(p: Promise<void>): void {
+  /** Tracks a request in flight; its `bytes` (line and attachments) are held until it is answered. */
+  private track(p: Promise<void>, bytes: number): void {
     this.inFlight.add(p);
+    this.requestHeld += bytes;
+    this.recordBytes();
     this.flow();
     void p.finally(() => {
       this.inFlight.delete(p);
+      this.requestHeld -= bytes;
+      this.recordBytes();
       this.flow();
     });
   }
 
   private onLine(text: string, bytes: number): AttachmentFrame | void {
+    this.endOverdraft();
     if (this.ending || text.trim() === '') return;
     if (this.firstLine(text)) return;
     let msg: unknown;
@@ -372,6 +476,7 @@ export class Session {
           const out = answers.filter((a): a is Response => a !== undefined);
           if (out.length > 0) this.send(out);
         }),
+        bytes,
       );
       // Attachments declared in a batch (refused by handle) would follow its line: where they end
       // is unknown, so nothing after them is read (as for a malformed "$attachments").
@@ -379,15 +484,16 @@ export class Session {
       return;
     }
     if (hasAttachments(msg)) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
-    this.run(msg);
+    this.run(msg, undefined, bytes);
   }
 
-  /** Handles one request (with its attachments) and sends its answer. */
-  private run(msg: unknown, attachments?: Buffer[]): void {
+  /** Handles one request (with its attachments; `bytes` of them all) and sends its answer. */
+  private run(msg: unknown, attachments: Buffer[] | undefined, bytes: number): void {
     this.track(
       this.handle(msg, attachments).then((answer) => {
         if (answer) this.send(answer);
       }),
+      bytes,
     );
   }
 
@@ -415,13 +521,22 @@ export class Session {
       this.send(errorResponse(id, limitError(`request of ${lineBytes + total} bytes (line and ${total} attachment bytes) over the limit of ${limit} bytes (--max-line-bytes); skipped`)));
       return { lengths: lengths as number[], keep: false, done: () => undefined };
     }
+    // The line is held from now, the attachments once they fit the shared budget (before a byte of them is read).
+    this.frameHeld = lineBytes;
+    this.frameNeed = total;
     return {
       lengths: lengths as number[],
       keep: true,
       done: (attachments, misframed) => {
-        if (misframed) return this.send(errorResponse(id, misframedError(total)));
+        const held = this.frameHeld;
+        this.frameHeld = 0;
+        this.endOverdraft();
+        if (misframed) {
+          this.recordBytes();
+          return this.send(errorResponse(id, misframedError(total)));
+        }
         delete msg.$attachments;
-        this.run(msg, attachments);
+        this.run(msg, attachments, held);
       },
     };
   }
@@ -470,6 +585,12 @@ export class Session {
       params = bindAttachments(params, attachments ?? []);
       if (inBatch && params.encoding === 'binary') throw paramsError('encoding', 'cannot be "binary" inside a batch (a batch answers on one line without attachments); send the request alone', 'ERR_OMNIBAL_INVALID_OPTIONS');
     } catch (error) {
+      // An `auth` that is not even well-formed, before auth, is a failed auth: refused and closed
+      // (as a wrong token is), not an answer that leaves the connection open for another try.
+      if (!this.authenticated) {
+        this.refuse(id);
+        return undefined;
+      }
       return fail(error);
     }
     if (method === 'auth') {
@@ -646,7 +767,7 @@ export class Session {
     const store = this.ctx.store;
     switch (method) {
       case 'version':
-        return { version, protocol: 'omnibal-rpc/1' };
+        return { version, protocol: 'omnibal-rpc/1', capabilities: [...CAPABILITIES] };
       case 'backend':
         return backend();
       case 'pack':
@@ -762,7 +883,7 @@ export function serveStdio(options: ServeOptions = {}): Promise<void> {
     out.on('drain', () => session.flow());
     process.stdin.on('data', (c: Buffer) => session.feed(c));
     // The client closed our stdin: answer what it already sent (it may be reading still), then exit.
-    process.stdin.on('end', () => void session.drain().then(done));
+    process.stdin.on('end', () => session.inputEnded());
     process.stderr.write(`omnibal serve: ${version}, backend ${backend().kind}, JSON-RPC 2.0 on stdio\n`);
   });
 }
@@ -818,7 +939,9 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     if (listening) close();
   };
   const ctx = newContext(options, stop, token);
-  const server = net.createServer((socket) => {
+  // Half-open: a client that shuts down its write side still gets the answers to what it sent
+  // (as on stdio when stdin ends); the connection closes once they are sent.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     if (stopping) return void socket.destroy();
     const session = new Session(ctx, where.kind, {
       write: (line) => void (!socket.destroyed && socket.write(line)),
@@ -830,6 +953,7 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     sessions.add(session);
     socket.on('data', (c: Buffer) => session.feed(c));
     socket.on('drain', () => session.flow());
+    socket.on('end', () => session.inputEnded());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       sessions.delete(session);

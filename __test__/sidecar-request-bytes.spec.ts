@@ -1,0 +1,110 @@
+// The server-wide budget of request bytes (`--max-queued-bytes`, docs/protocol.md "Resources and
+// limits"): a client pipelining many large requests (JSON lines or binary attachments, one
+// connection or several) never makes the sidecar hold more than the budget, every request is
+// answered, and a request larger than the whole budget is still served (alone). Runs on both
+// backends (OMNIBAL_BACKEND=js too).
+import test from 'ava';
+import { cli } from './helpers';
+import { spawnSync } from 'node:child_process';
+import { Harness, newContextHarnesses, type Msg } from './sidecar-harness';
+
+const n = 20_000;
+const vision = Uint32Array.from({ length: n }, (_, i) => 1 + ((i * 7) % 6));
+const text = Uint32Array.from({ length: n }, (_, i) => 150 + ((i * 7919) % 2400));
+const planParams = { dp: 2, accum: 2, samplesPerPack: 3 };
+const le = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** A JSON `pack` line of about 230 KB (the arrays as lists). */
+const jsonLine = (id: number, seed: number) => `${JSON.stringify({ jsonrpc: '2.0', id, method: 'pack', params: { vision: Array.from(vision), text: Array.from(text), ...planParams, seed } })}\n`;
+/** A `pack` request with its arrays as binary attachments (160 KB). */
+const binaryFrame = (id: number, seed: number) =>
+  Buffer.concat([Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'pack', params: { vision: { $binary: 0, dtype: 'u32' }, text: { $binary: 1, dtype: 'u32' }, ...planParams, seed }, $attachments: [4 * n, 4 * n] })}\n`), le(vision), le(text), Buffer.from('\n')]);
+
+async function allAnswered(h: Harness, ids: number[]): Promise<Msg[]> {
+  return Promise.all(ids.map((id) => h.lines.answer(id, 120_000)));
+}
+
+test('pipelined large JSON requests: the held bytes stay within --max-queued-bytes, and every request is answered', async (t) => {
+  const budget = 1_000_000;
+  const h = Harness.create({ maxQueuedBytes: budget, workers: 1 });
+  const ids = Array.from({ length: 24 }, (_, i) => i + 1);
+  const bytes = Buffer.from(ids.map((id) => jsonLine(id, id)).join(''));
+  t.true(bytes.length > 3 * budget, 'the requests together are well over the budget');
+  // One chunk: all of it is in memory already, so only what is framed and in flight counts.
+  h.raw(bytes);
+  const answers = await allAnswered(h, ids);
+  for (const a of answers) t.is(a.error, undefined, JSON.stringify(a.error));
+  const acc = h.ctx.requestBytes;
+  t.true(acc.peak <= budget, `peak ${acc.peak} over the budget ${budget}`);
+  t.true(acc.peak > budget / 2, `peak ${acc.peak}: the budget was used`);
+  t.is(acc.held, 0);
+  t.is(acc.framed, 0);
+});
+
+test('pipelined binary attachments on several connections: one budget for all, every request answered', async (t) => {
+  const budget = 700_000;
+  const [a, b, c] = newContextHarnesses({ maxQueuedBytes: budget, workers: 1 }, 3);
+  const ids = Array.from({ length: 10 }, (_, i) => i + 1);
+  for (const h of [a, b, c]) {
+    // Cut into 64 KiB pieces, as a socket delivers them.
+    const all = Buffer.concat(ids.map((id) => binaryFrame(id, id % 3)));
+    for (let at = 0; at < all.length; at += 65_536) h.raw(all.subarray(at, at + 65_536));
+  }
+  for (const h of [a, b, c]) for (const m of await allAnswered(h, ids)) t.is(m.error, undefined, JSON.stringify(m.error));
+  const acc = a.ctx.requestBytes;
+  t.true(acc.peak <= budget, `peak ${acc.peak} over the budget ${budget}`);
+  t.true(acc.peak > 2 * 160_000, `peak ${acc.peak}: several requests were held at once`);
+  t.is(acc.held, 0);
+});
+
+test('a request larger than the whole budget is still served, alone; those after it wait and are answered', async (t) => {
+  const h = Harness.create({ maxQueuedBytes: 50_000, workers: 2 });
+  const g = new Harness(h.ctx);
+  h.raw(jsonLine(1, 1) + jsonLine(2, 2));
+  h.raw(binaryFrame(3, 3));
+  g.raw(binaryFrame(4, 4));
+  g.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'version' })}\n`);
+  for (const m of await allAnswered(h, [1, 2, 3])) t.is(m.error, undefined, JSON.stringify(m.error));
+  for (const m of await allAnswered(g, [4, 5])) t.is(m.error, undefined, JSON.stringify(m.error));
+  // Over budget by one request at most, never two of them at once.
+  t.true(h.ctx.requestBytes.peak < 2 * 160_000, `peak ${h.ctx.requestBytes.peak}`);
+  t.is(h.ctx.requestBytes.held, 0);
+});
+
+test('a closed connection releases what it held, and the connections waiting on it are read again', async (t) => {
+  const h = Harness.create({ maxQueuedBytes: 300_000, workers: 1 });
+  const g = new Harness(h.ctx);
+  // Half a request: its line is held (within the budget) while the client is gone.
+  const half = jsonLine(1, 1);
+  h.raw(half.slice(0, 200_000));
+  g.raw(jsonLine(7, 7) + jsonLine(8, 8));
+  h.session.close();
+  for (const m of await allAnswered(g, [7, 8])) t.is(m.error, undefined, JSON.stringify(m.error));
+  t.is(h.ctx.requestBytes.held, 0);
+});
+
+test('serve --max-queued-bytes is checked strictly (exit 2) and listed in --help', (t) => {
+  for (const bad of ['abc', '0', '-1', '1e9', '']) {
+    const r = spawnSync(process.execPath, [cli, 'serve', '--max-queued-bytes', bad], { encoding: 'utf8', input: '' });
+    t.is(r.status, 2, `${JSON.stringify(bad)}: ${r.stderr}`);
+  }
+  const help = spawnSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' });
+  t.regex(help.stdout, /--max-queued-bytes <n>/);
+});
+
+test('an unauthenticated TCP connection may not hold a long partial line (it would hold the shared budget): it is refused and closed', async (t) => {
+  const token = 'y'.repeat(32);
+  const h = Harness.create({ maxQueuedBytes: 100_000 }, 'tcp', token);
+  h.raw(`{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"${'z'.repeat(5000)}`);
+  t.is((await h.lines.next(() => true, 5000)) && h.lines.messages.length, 1);
+  t.is((h.lines.messages[0] as Msg).error?.code, -32002);
+  t.true(h.closed);
+  t.is(h.ctx.requestBytes.held, 0);
+  // An authenticated one may (within --max-line-bytes).
+  const ok = new Harness(h.ctx, 'tcp');
+  t.deepEqual((await ok.call('auth', { token })).result, { ok: true });
+  ok.raw(jsonLine(2, 2).slice(0, 50_000));
+  t.true(h.ctx.requestBytes.held >= 50_000);
+  ok.raw(jsonLine(2, 2).slice(50_000));
+  t.is((await ok.lines.answer(2, 60_000)).error, undefined);
+});
