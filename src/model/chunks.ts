@@ -458,6 +458,8 @@ class Search {
   readonly ends: number[];
   /** Busy time per micro-batch of each finished stage (twin of `Search::exact`). */
   readonly exact: Float64Array;
+  /** Twin of `Search::placed`: the bare time of stage `c mod P`'s chunks up to chunk `c`. */
+  readonly placed: Float64Array;
   best = Infinity;
   bestEnds: number[] | undefined = undefined;
   nodes = 0;
@@ -472,6 +474,7 @@ class Search {
   ) {
     this.ends = new Array<number>(ctx.kCount).fill(0);
     this.exact = new Float64Array(ctx.stages);
+    this.placed = new Float64Array(ctx.kCount);
   }
 
   run(c: number, start: number): void {
@@ -524,6 +527,7 @@ class Search {
     const ctx = this.ctx;
     const s = c % ctx.stages;
     this.ends[c] = r;
+    this.placed[c] = (c >= ctx.stages ? this.placed[c - ctx.stages] : 0) + ctx.base(c === 0 ? 0 : this.ends[c - 1] + 1, r);
     if (c >= (ctx.v - 1) * ctx.stages) {
       const ranges = ctx.rangesOf(this.ends, s);
       const st = ctx.stage(s, ranges);
@@ -540,10 +544,9 @@ class Search {
 
   /** Twin of `Search::placed_bare`. */
   placedBare(s: number, c: number): number {
-    const ctx = this.ctx;
-    let t = 0;
-    for (let u = s; u < c; u += ctx.stages) t += ctx.base(u === 0 ? 0 : this.ends[u - 1] + 1, this.ends[u]);
-    return t;
+    if (c <= s) return 0;
+    const stages = this.ctx.stages;
+    return this.placed[s + Math.floor((c - 1 - s) / stages) * stages];
   }
 
   /** Twin of `Search::bound`. */
