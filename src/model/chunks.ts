@@ -226,8 +226,8 @@ class Ctx {
     }
   }
 
-  /** Twin of `Ctx::placed_min_memory`: a lower bound on stage `s`'s memory given its chunks among `0..=c`. */
-  placedMinMemory(ends: number[], s: number, c: number): number {
+  /** Twin of `Ctx::min_memory`: a lower bound on stage `s`'s memory given its chunks among `0..=c`. */
+  minMemory(ends: number[], s: number, c: number): number {
     let w = 0;
     const kept: number[] = new Array(this.v).fill(0);
     for (let u = s; u <= c; u += this.stages) {
@@ -235,17 +235,6 @@ class Ctx {
       w += this.seg.pw[ends[u] + 1] - this.seg.pw[first];
       const o = this.options(first, ends[u]);
       kept[Math.floor(u / this.stages)] = o[o.length - 1].kept;
-    }
-    return w + this.peak(s, kept)[0] + this.p.stageOverheadBytes;
-  }
-
-  stageMinMemory(s: number, ranges: [number, number][]): number {
-    let w = 0;
-    const kept: number[] = [];
-    for (const [l, r] of ranges) {
-      w += this.seg.pw[r + 1] - this.seg.pw[l];
-      const o = this.options(l, r);
-      kept.push(o[o.length - 1].kept);
     }
     return w + this.peak(s, kept)[0] + this.p.stageOverheadBytes;
   }
@@ -265,7 +254,7 @@ class Ctx {
       const ranges = this.rangesOf(ends, s);
       const st = this.stage(s, ranges);
       if (st !== undefined) sq += st[0] * st[0];
-      else overflow += Math.max(this.stageMinMemory(s, ranges) - this.p.memoryBytes, 0);
+      else overflow += Math.max(this.minMemory(ends, s, this.kCount - 1) - this.p.memoryBytes, 0);
     }
     if (overflow > 0) return { ok: false, overflow };
     return { ok: true, t: this.stepMs(ends, cap), sq };
@@ -535,11 +524,13 @@ class Search {
       let busy = 0;
       ranges.forEach(([l, rr], j) => (busy += ctx.base(l, rr) + st[1][j].extra));
       this.exact[s] = busy;
-    } else if (ctx.placedMinMemory(this.ends, s, c) > ctx.p.memoryBytes) {
-      // The stage's chunks placed so far, at their least memory, already overflow.
-      return Infinity;
+      return this.bound(c, r);
     }
-    return this.bound(c, r);
+    // The bound first (see `Search::place`): the memory check only where the bound beats the incumbent.
+    const bound = this.bound(c, r);
+    // The stage's chunks placed so far, at their least memory, already overflow.
+    if (bound < this.best && ctx.minMemory(this.ends, s, c) > ctx.p.memoryBytes) return Infinity;
+    return bound;
   }
 
   /** Twin of `Search::placed_bare`. */

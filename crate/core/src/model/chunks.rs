@@ -391,23 +391,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The least memory stage `s` can have over these chunks (every chunk at its least-kept
-    /// choice).
-    fn stage_min_memory(&self, s: usize, ranges: &[(usize, usize)]) -> f64 {
-        let mut w = 0.0;
-        let mut kept = Vec::with_capacity(self.v);
-        for &(l, r) in ranges {
-            w += self.seg.pw[r + 1] - self.seg.pw[l];
-            let o = self.options(l, r);
-            kept.push(o[o.len() - 1].kept);
-        }
-        w + self.peak(s, &kept).0 + self.p.stage_overhead_bytes
-    }
-
     /// The least memory stage `s` can have given its chunks among `0..=c` (each at its
     /// least-kept choice, the chunks not yet placed holding nothing): a lower bound on its
-    /// memory in every completion, as static and held bytes are never negative.
-    fn placed_min_memory(&self, ends: &[usize], s: usize, c: usize) -> f64 {
+    /// memory in every completion, as static and held bytes are never negative; with
+    /// `c = K - 1`, the least memory of the full chunking's stage.
+    fn min_memory(&self, ends: &[usize], s: usize, c: usize) -> f64 {
         let mut w = 0.0;
         let mut kept = vec![0.0; self.v];
         let mut u = s;
@@ -444,7 +432,8 @@ impl<'a> Ctx<'a> {
             match self.stage(s, &ranges) {
                 Some((t, _)) => sq += t * t,
                 None => {
-                    overflow += (self.stage_min_memory(s, &ranges) - self.p.memory_bytes).max(0.0)
+                    overflow +=
+                        (self.min_memory(ends, s, self.k_count - 1) - self.p.memory_bytes).max(0.0)
                 }
             }
         }
@@ -806,12 +795,18 @@ impl Search<'_, '_> {
                 busy += ctx.base(l, r) + o.extra;
             }
             self.exact[s] = busy;
-        } else if ctx.placed_min_memory(&self.ends, s, c) > ctx.p.memory_bytes {
+            return self.bound(c, r);
+        }
+        // The bound first: when it cannot beat the incumbent the branch is cut either way (the
+        // bound returned instead of infinity is at least the incumbent, so the frontier's least,
+        // taken with the plan's step, is unchanged), and the memory check is not needed.
+        let bound = self.bound(c, r);
+        if bound < self.best && ctx.min_memory(&self.ends, s, c) > ctx.p.memory_bytes {
             // The stage's chunks placed so far, at their least memory, already overflow: no
             // completion fits (later chunks only add static and held bytes).
             return f64::INFINITY;
         }
-        self.bound(c, r)
+        bound
     }
 
     /// The bare time of stage `s`'s chunks among `0..c` (from [`Search::placed`], O(1)).
