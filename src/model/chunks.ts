@@ -267,17 +267,21 @@ class Ctx {
     const p2p = new Float64Array(Math.max(this.stages - 1, 0));
     for (let s = 0; s < this.stages; s++) {
       const ranges = this.rangesOf(ends, s);
-      const choice = this.stage(s, ranges)![1];
-      let cuts = 0;
-      ranges.forEach(([l, r], j) => {
-        const u = j * this.stages + s;
-        fwd[u] = this.seg.pf[r + 1] - this.seg.pf[l];
-        bwd[u] = this.seg.pb[r + 1] - this.seg.pb[l] + choice[j].extra;
-        cuts += this.cut(r);
-      });
-      if (s + 1 < this.stages) p2p[s] = cuts / this.v;
+      this.stageInput(s, ranges, this.stage(s, ranges)![1], fwd, bwd, p2p);
     }
     return [fwd, bwd, p2p];
+  }
+
+  /** Twin of `Ctx::stage_input`. */
+  stageInput(s: number, ranges: [number, number][], choice: Opt[], fwd: Float64Array, bwd: Float64Array, p2p: Float64Array): void {
+    let cuts = 0;
+    ranges.forEach(([l, r], j) => {
+      const u = j * this.stages + s;
+      fwd[u] = this.seg.pf[r + 1] - this.seg.pf[l];
+      bwd[u] = this.seg.pb[r + 1] - this.seg.pb[l] + choice[j].extra;
+      cuts += this.cut(r);
+    });
+    if (s + 1 < this.stages) p2p[s] = cuts / this.v;
   }
 
   /** Twin of `Ctx::step_bound`. */
@@ -302,6 +306,11 @@ class Ctx {
   /** Twin of `Ctx::step_ms`. */
   stepMs(ends: number[], cap: number): number {
     const [fwd, bwd, p2p] = this.stepInput(ends);
+    return this.stepOf(fwd, bwd, p2p, cap);
+  }
+
+  /** Twin of `Ctx::step_of`. */
+  stepOf(fwd: Float64Array, bwd: Float64Array, p2p: Float64Array, cap: number): number {
     const bound = this.stepBound(fwd, bwd);
     if (bound > cap) return bound;
     this.sims++;
@@ -449,6 +458,10 @@ class Search {
   readonly exact: Float64Array;
   /** Twin of `Search::placed`: the bare time of stage `c mod P`'s chunks up to chunk `c`. */
   readonly placed: Float64Array;
+  /** Twin of `Search::fwd` / `bwd` / `p2p`. */
+  readonly fwd: Float64Array;
+  readonly bwd: Float64Array;
+  readonly p2p: Float64Array;
   best = Infinity;
   bestEnds: number[] | undefined = undefined;
   nodes = 0;
@@ -464,6 +477,9 @@ class Search {
     this.ends = new Array<number>(ctx.kCount).fill(0);
     this.exact = new Float64Array(ctx.stages);
     this.placed = new Float64Array(ctx.kCount);
+    this.fwd = new Float64Array(ctx.kCount);
+    this.bwd = new Float64Array(ctx.kCount);
+    this.p2p = new Float64Array(Math.max(ctx.stages - 1, 0));
   }
 
   run(c: number, start: number): void {
@@ -479,7 +495,7 @@ class Search {
     const stages = ctx.stages;
     if (c === K) {
       const before = ctx.sims;
-      const t = ctx.stepMs(this.ends, this.best);
+      const t = ctx.stepOf(this.fwd, this.bwd, this.p2p, this.best);
       if (ctx.sims > before) this.nodes += Math.max(Math.floor((2 * ctx.p.microBatches * K) / SIM_OPS_PER_NODE), 1) - 1;
       if (t < this.best) {
         this.best = t;
@@ -524,6 +540,7 @@ class Search {
       let busy = 0;
       ranges.forEach(([l, rr], j) => (busy += ctx.base(l, rr) + st[1][j].extra));
       this.exact[s] = busy;
+      ctx.stageInput(s, ranges, st[1], this.fwd, this.bwd, this.p2p);
       return this.bound(c, r);
     }
     // The bound first (see `Search::place`): the memory check only where the bound beats the incumbent.
@@ -601,13 +618,14 @@ export function partitionChunksTwin(p: Problem): ChunkPlanOut {
     );
   }
   const optimal = !search.exhausted;
-  const plan = build(ctx, search.bestEnds);
+  // The winner's step is already known (see `partition_chunks`).
+  const plan = build(ctx, search.bestEnds, search.best);
   plan.optimal = optimal;
   plan.lowerBoundMs = optimal ? plan.iterationMs : Math.min(search.frontier, plan.iterationMs);
   return plan;
 }
 
-function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
+function build(ctx: Ctx, ends: number[], iterationMs: number): ChunkPlanOut {
   const { v, stages } = ctx;
   const chunks: ChunkOut[] = new Array(ctx.kCount);
   const out: ChunkStageOut[] = [];
@@ -637,5 +655,5 @@ function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
     for (const n of held) total += n;
     out.push({ timeMs: time, memoryBytes: w + act + ctx.p.stageOverheadBytes, inFlight: total / v });
   }
-  return { chunks, stages: out, iterationMs: ctx.stepMs(ends, Infinity), bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
+  return { chunks, stages: out, iterationMs, bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
 }

@@ -453,19 +453,33 @@ impl<'a> Ctx<'a> {
         for s in 0..self.stages {
             let ranges = self.ranges_of(ends, s);
             let (_, choice) = self.stage(s, &ranges).expect("the chunking fits");
-            let mut cuts = 0.0;
-            for (j, (&(l, r), o)) in ranges.iter().zip(&choice).enumerate() {
-                let u = j * self.stages + s;
-                fwd[u] = self.seg.pf[r + 1] - self.seg.pf[l];
-                bwd[u] = (self.seg.pb[r + 1] - self.seg.pb[l]) + o.extra;
-                cuts += self.cut(r);
-            }
-            // No transfer after the last device (its chunks' cuts are the wrap).
-            if let Some(x) = p2p.get_mut(s) {
-                *x = cuts / self.v as f64;
-            }
+            self.stage_input(s, &ranges, &choice, &mut fwd, &mut bwd, &mut p2p);
         }
         (fwd, bwd, p2p)
+    }
+
+    /// Stage `s`'s part of [`Ctx::step_input`]: its chunks' forward and backward times with
+    /// this recomputation, and the transfer after it.
+    fn stage_input(
+        &self,
+        s: usize,
+        ranges: &[(usize, usize)],
+        choice: &[Opt],
+        fwd: &mut [f64],
+        bwd: &mut [f64],
+        p2p: &mut [f64],
+    ) {
+        let mut cuts = 0.0;
+        for (j, (&(l, r), o)) in ranges.iter().zip(choice).enumerate() {
+            let u = j * self.stages + s;
+            fwd[u] = self.seg.pf[r + 1] - self.seg.pf[l];
+            bwd[u] = (self.seg.pb[r + 1] - self.seg.pb[l]) + o.extra;
+            cuts += self.cut(r);
+        }
+        // No transfer after the last device (its chunks' cuts are the wrap).
+        if let Some(x) = p2p.get_mut(s) {
+            *x = cuts / self.v as f64;
+        }
     }
 
     /// A lower bound on the simulated step of a full chunking (see [`Search::bound`]): device
@@ -496,12 +510,17 @@ impl<'a> Ctx<'a> {
     /// exceeds `cap`.
     fn step_ms(&self, ends: &[usize], cap: Cap) -> f64 {
         let (fwd, bwd, p2p) = self.step_input(ends);
-        let bound = self.step_bound(&fwd, &bwd);
+        self.step_of(&fwd, &bwd, &p2p, cap)
+    }
+
+    /// [`Ctx::step_ms`] from the chunking's [`Ctx::step_input`].
+    fn step_of(&self, fwd: &[f64], bwd: &[f64], p2p: &[f64], cap: Cap) -> f64 {
+        let bound = self.step_bound(fwd, bwd);
         if bound > cap {
             return bound;
         }
         self.sims.set(self.sims.get() + 1);
-        self.replay.borrow_mut().step_ms(&fwd, &bwd, &p2p)
+        self.replay.borrow_mut().step_ms(fwd, bwd, p2p)
     }
 
     /// The chunking with the least largest chunk time (bare time plus the cut), chunk 0
@@ -693,6 +712,11 @@ struct Search<'a, 'b> {
     /// kept as chunks are placed (chunk `c`'s entry is rewritten when it is placed again), so
     /// a stage's placed bare time is one lookup, summed in the same order as a recount.
     placed: Vec<f64>,
+    /// The chunking's [`Ctx::step_input`], each finished stage's part written as it is priced
+    /// in [`Search::place`]: complete at a leaf.
+    fwd: Vec<f64>,
+    bwd: Vec<f64>,
+    p2p: Vec<f64>,
     /// Bare time of the layers after each `r`.
     rest: Vec<f64>,
     first_min: usize,
@@ -718,7 +742,7 @@ impl Search<'_, '_> {
         let (l_count, k_count, stages) = (ctx.p.layers.len(), ctx.k_count, ctx.stages);
         if c == k_count {
             let before = ctx.sims.get();
-            let t = ctx.step_ms(&self.ends, self.best);
+            let t = ctx.step_of(&self.fwd, &self.bwd, &self.p2p, self.best);
             // A simulation costs nodes by its size.
             if ctx.sims.get() > before {
                 let ops = 2 * ctx.p.micro_batches as u64 * ctx.k_count as u64;
@@ -795,6 +819,14 @@ impl Search<'_, '_> {
                 busy += ctx.base(l, r) + o.extra;
             }
             self.exact[s] = busy;
+            ctx.stage_input(
+                s,
+                &ranges,
+                &choice,
+                &mut self.fwd,
+                &mut self.bwd,
+                &mut self.p2p,
+            );
             return self.bound(c, r);
         }
         // The bound first: when it cannot beat the incumbent the branch is cut either way (the
@@ -923,6 +955,9 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
         ends: vec![0; ctx.k_count],
         exact: vec![0.0; stages],
         placed: vec![0.0; ctx.k_count],
+        fwd: vec![0.0; ctx.k_count],
+        bwd: vec![0.0; ctx.k_count],
+        p2p: vec![0.0; stages.saturating_sub(1)],
         rest,
         first_min,
         best: f64::INFINITY,
@@ -950,7 +985,9 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
         });
     };
     let optimal = !search.exhausted;
-    let mut plan = build(&ctx, &best_ends);
+    // The winner's step is already known: every incumbent's step was simulated (a step above
+    // its cap is never taken).
+    let mut plan = build(&ctx, &best_ends, search.best);
     plan.optimal = optimal;
     // Stopped at the budget: every chunking the search did not rule out lies in a branch whose
     // bound is at least the frontier's least.
@@ -962,7 +999,7 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
     Ok(plan)
 }
 
-fn build(ctx: &Ctx, ends: &[usize]) -> ChunkPlan {
+fn build(ctx: &Ctx, ends: &[usize], iteration_ms: f64) -> ChunkPlan {
     let (v, stages) = (ctx.v, ctx.stages);
     let mut chunks: Vec<Option<Chunk>> = vec![None; ctx.k_count];
     let mut out_stages = Vec::with_capacity(stages);
@@ -1015,7 +1052,7 @@ fn build(ctx: &Ctx, ends: &[usize]) -> ChunkPlan {
             .map(|c| c.expect("every chunk"))
             .collect(),
         stages: out_stages,
-        iteration_ms: ctx.step_ms(ends, f64::INFINITY),
+        iteration_ms,
         bottleneck_ms: max,
         optimal: false,
         lower_bound_ms: f64::NAN,
