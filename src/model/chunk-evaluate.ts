@@ -19,6 +19,7 @@
  */
 import { invalidOptions } from '../errors';
 import { chunkInFlight, simulateStep } from '../simulate/index';
+import { ChunkReplayTwin } from '../simulate/simulate';
 import type { ChunkInfo, ChunkPlan, ChunkStageInfo, MemoryBreakdown, StagePlan, StageProblem } from './index';
 
 /**
@@ -131,6 +132,11 @@ function simulatedChunkStep(problem: StageProblem, v: number, fwd: Float64Array,
  * micro-batches all take the same time per model chunk: `fwd[u]` / `bwd[u]` for chunk `u = j P + s`
  * (chunk `j` of device `s`), `transferMs` after each device (`P - 1`); no all-reduce.
  *
+ * Valid inputs are replayed once with {@link ChunkReplayTwin} (the replay the chunk planner scores
+ * with; bit-identical to `simulateStep` on both backends, see chunks.spec.ts) instead of copying
+ * the chunk times `m` times into a full simulator input; any other input goes to
+ * {@link simulateStep}, so it is refused with the simulator's error.
+ *
  * @param P - devices
  * @param m - micro-batches (a multiple of `P` when `v > 1`)
  * @param v - model chunks per device
@@ -140,6 +146,13 @@ function simulatedChunkStep(problem: StageProblem, v: number, fwd: Float64Array,
  * @returns the simulated step, ms
  */
 export function uniformInterleavedStep(P: number, m: number, v: number, fwd: Float64Array, bwd: Float64Array, transferMs: Float64Array): number {
+  const count = (x: number, most: number) => Number.isInteger(x) && x >= 1 && x <= most;
+  const times = (xs: Float64Array) => xs.every((x) => Number.isFinite(x) && x >= 0);
+  if (count(P, 1 << 12) && count(v, 64) && count(m, 1 << 20) && (v === 1 || m % P === 0) && fwd.length === v * P && bwd.length === v * P && transferMs.length === P - 1 && times(transferMs) && times(fwd) && times(bwd)) {
+    const step = new ChunkReplayTwin(v, P, m).stepMs(fwd, bwd, transferMs);
+    // A step that overflows is the simulator's to refuse.
+    if (Number.isFinite(step)) return step;
+  }
   const chunkForwardMs = new Float64Array(m * v * P);
   const chunkBackwardMs = new Float64Array(m * v * P);
   for (let i = 0; i < m; i++) {
