@@ -106,25 +106,30 @@ export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[],
     max = Math.max(max, time);
     stages.push({ chunks: mine, timeMs: time, memoryBytes: staticBytes + peak.bytes + (problem.stageOverheadBytes ?? 0), memory, inFlight: held / v });
   }
-  const objectiveMs = simulatedChunkStep(problem, v, fwd, bwd, cutAfter);
+  const objectiveMs = uniformInterleavedStep(P, problem.microBatches, v, fwd, bwd, deviceTransferMs(P, v, (c) => cutAfter[c]));
   const bare = bareLayerMs(problem);
   const lowerBoundMs = Math.max(problem.microBatches * (bare.total / P), bare.total);
   return { virtualStages: v, chunks, stages, objectiveMs, bottleneckMs: max, optimal: false, lowerBoundMs };
 }
 
 /**
- * The simulated step of one rank whose `M` micro-batches all take each chunk's forward / backward
- * time (layer order, `v x P`), with the transfer after each device the mean of its chunks' cuts.
+ * The transfer time after each device of a `v x P` chunk layout, as the simulator takes it (one
+ * transfer per device boundary): the mean of the cuts after that device's chunks, summed in chunk
+ * order (the chunk planner's `step_input` does the same).
+ *
+ * @param P - devices
+ * @param v - model chunks per device
+ * @param cutAfter - the cut after chunk `c` (layer order, `c = j P + s`), ms
+ * @returns `P - 1` transfer times, ms
  */
-function simulatedChunkStep(problem: StageProblem, v: number, fwd: Float64Array, bwd: Float64Array, cutAfter: Float64Array): number {
-  const P = problem.stages;
+export function deviceTransferMs(P: number, v: number, cutAfter: (c: number) => number): Float64Array {
   const transferMs = new Float64Array(Math.max(P - 1, 0));
   for (let s = 0; s + 1 < P; s++) {
     let cuts = 0;
-    for (let j = 0; j < v; j++) cuts += cutAfter[j * P + s];
+    for (let j = 0; j < v; j++) cuts += cutAfter(j * P + s);
     transferMs[s] = cuts / v;
   }
-  return uniformInterleavedStep(P, problem.microBatches, v, fwd, bwd, transferMs);
+  return transferMs;
 }
 
 /**
