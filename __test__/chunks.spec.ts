@@ -8,7 +8,7 @@ import { exportMegatronChunks } from '../src/export/megatron-chunks';
 import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chunk-target';
 import { evaluateChunks, uniformInterleavedStep } from '../src/model/chunk-evaluate';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
-import { chunkInFlight } from '../src/simulate/index';
+import { chunkInFlight, simulateStep } from '../src/simulate/index';
 import { evenChunkEnds, nativeTest, sameOnBothBackends } from './helpers';
 
 const problemArb = fc
@@ -100,10 +100,53 @@ nativeTest('partitionChunks: native equals the twin on random problems, errors i
   t.true(planned > 100, `${planned} plans`);
 });
 
+/** The simulator's step for one rank whose `m` micro-batches all take these chunk times: every chunk time copied `m` times into a full `simulateStep` input. */
+function simulatedStep(P: number, m: number, v: number, fwd: Float64Array, bwd: Float64Array, transferMs: Float64Array): number {
+  const chunkForwardMs = new Float64Array(m * v * P);
+  const chunkBackwardMs = new Float64Array(m * v * P);
+  for (let i = 0; i < m; i++) {
+    chunkForwardMs.set(fwd, i * v * P);
+    chunkBackwardMs.set(bwd, i * v * P);
+  }
+  const zeros = (n: number) => new Float64Array(n);
+  return simulateStep({ dp: 1, pp: P, microBatches: m, forwardMs: zeros(m * P), backwardMs: zeros(m * P), transferMs, gradBytes: zeros(P), allreduceBytesPerS: 0, activationBytes: zeros(P), schedule: 'interleaved', virtualStages: v, chunkForwardMs, chunkBackwardMs }).stepMs;
+}
+
+test('uniformInterleavedStep (one replay) is bit-identical to the full simulateStep input, and refuses bad input with its error', (t) => {
+  const time = fc.oneof(fc.double({ min: 0, max: 1000, noNaN: true }), fc.integer({ min: 0, max: 50 }), fc.constant(0));
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.array(time, { minLength: 96, maxLength: 96 }), (P, mult, v, xs) => {
+      const K = v * P;
+      const fwd = Float64Array.from({ length: K }, (_, i) => xs[i % 96]);
+      const bwd = Float64Array.from({ length: K }, (_, i) => xs[(i + 37) % 96]);
+      const transferMs = Float64Array.from({ length: P - 1 }, (_, i) => xs[(i + 71) % 96]);
+      const m = v > 1 ? P * mult : mult + P;
+      const a = uniformInterleavedStep(P, m, v, fwd, bwd, transferMs);
+      const b = simulatedStep(P, m, v, fwd, bwd, transferMs);
+      if (!Object.is(a, b)) throw new Error(`P ${P} m ${m} v ${v}: ${a} vs ${b}`);
+    }),
+    { numRuns: 1000 },
+  );
+  const ok = Float64Array.from([1, 2, 3, 4]);
+  for (const [P, m, v, fwd, bwd, tr] of [
+    [2, 4, 2, Float64Array.from([1, -1, 3, 4]), ok, Float64Array.from([1])],
+    [2, 4, 2, ok, Float64Array.from([1, 2, NaN, 4]), Float64Array.from([1])],
+    [2, 4, 2, ok, ok, Float64Array.from([-2])],
+    [2, 3, 2, ok, ok, Float64Array.from([1])],
+    [1, 4, 65, new Float64Array(65), new Float64Array(65), new Float64Array(0)],
+    [2, 4, 2, Float64Array.from([1e308, 1e308, 1e308, 1e308]), ok, Float64Array.from([1])],
+  ] as const) {
+    const mine = t.throws(() => uniformInterleavedStep(P, m, v, fwd, bwd, tr));
+    const theirs = t.throws(() => simulatedStep(P, m, v, fwd, bwd, tr));
+    t.is(mine?.message, theirs?.message);
+    t.is((mine as { code?: string })?.code, (theirs as { code?: string })?.code);
+  }
+});
+
 /**
  * Every chunking, every `block` choice per chunk, priced layer by layer with `chunkInFlight`: per
  * stage the least added time that fits (among equal ones the least on its earlier chunks, the
- * planner's rule), per chunking the step `simulateStep` predicts (`uniformInterleavedStep`): the least step.
+ * planner's rule), per chunking the step `simulateStep` predicts (`simulatedStep`, not the planner's replay): the least step.
  */
 function bruteForce(p: StageProblem): number {
   const v = p.virtualStages ?? 2;
@@ -168,7 +211,7 @@ function bruteForce(p: StageProblem): number {
       if (least === undefined) return;
       least[1].forEach((e, j) => (bwd[j * P + s] += e));
     }
-    const step = uniformInterleavedStep(P, M, v, fwd, bwd, transferMs);
+    const step = simulatedStep(P, M, v, fwd, bwd, transferMs);
     best = Math.min(best, step);
   };
   const each = (c: number, start: number) => {

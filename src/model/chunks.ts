@@ -226,8 +226,8 @@ class Ctx {
     }
   }
 
-  /** Twin of `Ctx::placed_min_memory`: a lower bound on stage `s`'s memory given its chunks among `0..=c`. */
-  placedMinMemory(ends: number[], s: number, c: number): number {
+  /** Twin of `Ctx::min_memory`: a lower bound on stage `s`'s memory given its chunks among `0..=c`. */
+  minMemory(ends: number[], s: number, c: number): number {
     let w = 0;
     const kept: number[] = new Array(this.v).fill(0);
     for (let u = s; u <= c; u += this.stages) {
@@ -235,17 +235,6 @@ class Ctx {
       w += this.seg.pw[ends[u] + 1] - this.seg.pw[first];
       const o = this.options(first, ends[u]);
       kept[Math.floor(u / this.stages)] = o[o.length - 1].kept;
-    }
-    return w + this.peak(s, kept)[0] + this.p.stageOverheadBytes;
-  }
-
-  stageMinMemory(s: number, ranges: [number, number][]): number {
-    let w = 0;
-    const kept: number[] = [];
-    for (const [l, r] of ranges) {
-      w += this.seg.pw[r + 1] - this.seg.pw[l];
-      const o = this.options(l, r);
-      kept.push(o[o.length - 1].kept);
     }
     return w + this.peak(s, kept)[0] + this.p.stageOverheadBytes;
   }
@@ -265,7 +254,7 @@ class Ctx {
       const ranges = this.rangesOf(ends, s);
       const st = this.stage(s, ranges);
       if (st !== undefined) sq += st[0] * st[0];
-      else overflow += Math.max(this.stageMinMemory(s, ranges) - this.p.memoryBytes, 0);
+      else overflow += Math.max(this.minMemory(ends, s, this.kCount - 1) - this.p.memoryBytes, 0);
     }
     if (overflow > 0) return { ok: false, overflow };
     return { ok: true, t: this.stepMs(ends, cap), sq };
@@ -278,17 +267,21 @@ class Ctx {
     const p2p = new Float64Array(Math.max(this.stages - 1, 0));
     for (let s = 0; s < this.stages; s++) {
       const ranges = this.rangesOf(ends, s);
-      const choice = this.stage(s, ranges)![1];
-      let cuts = 0;
-      ranges.forEach(([l, r], j) => {
-        const u = j * this.stages + s;
-        fwd[u] = this.seg.pf[r + 1] - this.seg.pf[l];
-        bwd[u] = this.seg.pb[r + 1] - this.seg.pb[l] + choice[j].extra;
-        cuts += this.cut(r);
-      });
-      if (s + 1 < this.stages) p2p[s] = cuts / this.v;
+      this.stageInput(s, ranges, this.stage(s, ranges)![1], fwd, bwd, p2p);
     }
     return [fwd, bwd, p2p];
+  }
+
+  /** Twin of `Ctx::stage_input`. */
+  stageInput(s: number, ranges: [number, number][], choice: Opt[], fwd: Float64Array, bwd: Float64Array, p2p: Float64Array): void {
+    let cuts = 0;
+    ranges.forEach(([l, r], j) => {
+      const u = j * this.stages + s;
+      fwd[u] = this.seg.pf[r + 1] - this.seg.pf[l];
+      bwd[u] = this.seg.pb[r + 1] - this.seg.pb[l] + choice[j].extra;
+      cuts += this.cut(r);
+    });
+    if (s + 1 < this.stages) p2p[s] = cuts / this.v;
   }
 
   /** Twin of `Ctx::step_bound`. */
@@ -313,6 +306,11 @@ class Ctx {
   /** Twin of `Ctx::step_ms`. */
   stepMs(ends: number[], cap: number): number {
     const [fwd, bwd, p2p] = this.stepInput(ends);
+    return this.stepOf(fwd, bwd, p2p, cap);
+  }
+
+  /** Twin of `Ctx::step_of`. */
+  stepOf(fwd: Float64Array, bwd: Float64Array, p2p: Float64Array, cap: number): number {
     const bound = this.stepBound(fwd, bwd);
     if (bound > cap) return bound;
     this.sims++;
@@ -458,6 +456,12 @@ class Search {
   readonly ends: number[];
   /** Busy time per micro-batch of each finished stage (twin of `Search::exact`). */
   readonly exact: Float64Array;
+  /** Twin of `Search::placed`: the bare time of stage `c mod P`'s chunks up to chunk `c`. */
+  readonly placed: Float64Array;
+  /** Twin of `Search::fwd` / `bwd` / `p2p`. */
+  readonly fwd: Float64Array;
+  readonly bwd: Float64Array;
+  readonly p2p: Float64Array;
   best = Infinity;
   bestEnds: number[] | undefined = undefined;
   nodes = 0;
@@ -472,6 +476,10 @@ class Search {
   ) {
     this.ends = new Array<number>(ctx.kCount).fill(0);
     this.exact = new Float64Array(ctx.stages);
+    this.placed = new Float64Array(ctx.kCount);
+    this.fwd = new Float64Array(ctx.kCount);
+    this.bwd = new Float64Array(ctx.kCount);
+    this.p2p = new Float64Array(Math.max(ctx.stages - 1, 0));
   }
 
   run(c: number, start: number): void {
@@ -487,7 +495,7 @@ class Search {
     const stages = ctx.stages;
     if (c === K) {
       const before = ctx.sims;
-      const t = ctx.stepMs(this.ends, this.best);
+      const t = ctx.stepOf(this.fwd, this.bwd, this.p2p, this.best);
       if (ctx.sims > before) this.nodes += Math.max(Math.floor((2 * ctx.p.microBatches * K) / SIM_OPS_PER_NODE), 1) - 1;
       if (t < this.best) {
         this.best = t;
@@ -524,6 +532,7 @@ class Search {
     const ctx = this.ctx;
     const s = c % ctx.stages;
     this.ends[c] = r;
+    this.placed[c] = (c >= ctx.stages ? this.placed[c - ctx.stages] : 0) + ctx.base(c === 0 ? 0 : this.ends[c - 1] + 1, r);
     if (c >= (ctx.v - 1) * ctx.stages) {
       const ranges = ctx.rangesOf(this.ends, s);
       const st = ctx.stage(s, ranges);
@@ -531,19 +540,21 @@ class Search {
       let busy = 0;
       ranges.forEach(([l, rr], j) => (busy += ctx.base(l, rr) + st[1][j].extra));
       this.exact[s] = busy;
-    } else if (ctx.placedMinMemory(this.ends, s, c) > ctx.p.memoryBytes) {
-      // The stage's chunks placed so far, at their least memory, already overflow.
-      return Infinity;
+      ctx.stageInput(s, ranges, st[1], this.fwd, this.bwd, this.p2p);
+      return this.bound(c, r);
     }
-    return this.bound(c, r);
+    // The bound first (see `Search::place`): the memory check only where the bound beats the incumbent.
+    const bound = this.bound(c, r);
+    // The stage's chunks placed so far, at their least memory, already overflow.
+    if (bound < this.best && ctx.minMemory(this.ends, s, c) > ctx.p.memoryBytes) return Infinity;
+    return bound;
   }
 
   /** Twin of `Search::placed_bare`. */
   placedBare(s: number, c: number): number {
-    const ctx = this.ctx;
-    let t = 0;
-    for (let u = s; u < c; u += ctx.stages) t += ctx.base(u === 0 ? 0 : this.ends[u - 1] + 1, this.ends[u]);
-    return t;
+    if (c <= s) return 0;
+    const stages = this.ctx.stages;
+    return this.placed[s + Math.floor((c - 1 - s) / stages) * stages];
   }
 
   /** Twin of `Search::bound`. */
@@ -607,13 +618,14 @@ export function partitionChunksTwin(p: Problem): ChunkPlanOut {
     );
   }
   const optimal = !search.exhausted;
-  const plan = build(ctx, search.bestEnds);
+  // The winner's step is already known (see `partition_chunks`).
+  const plan = build(ctx, search.bestEnds, search.best);
   plan.optimal = optimal;
   plan.lowerBoundMs = optimal ? plan.iterationMs : Math.min(search.frontier, plan.iterationMs);
   return plan;
 }
 
-function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
+function build(ctx: Ctx, ends: number[], iterationMs: number): ChunkPlanOut {
   const { v, stages } = ctx;
   const chunks: ChunkOut[] = new Array(ctx.kCount);
   const out: ChunkStageOut[] = [];
@@ -643,5 +655,5 @@ function build(ctx: Ctx, ends: number[]): ChunkPlanOut {
     for (const n of held) total += n;
     out.push({ timeMs: time, memoryBytes: w + act + ctx.p.stageOverheadBytes, inFlight: total / v });
   }
-  return { chunks, stages: out, iterationMs: ctx.stepMs(ends, Infinity), bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
+  return { chunks, stages: out, iterationMs, bottleneckMs: max, optimal: false, lowerBoundMs: NaN };
 }

@@ -21,7 +21,7 @@ import {
   type StageProblem,
 } from '../model/index';
 import { partitionForTarget } from '../model/target';
-import { chunkDevices, evaluateChunks } from '../model/chunk-evaluate';
+import { chunkDevices, deviceTransferMs, evaluateChunks } from '../model/chunk-evaluate';
 import { partitionChunksForTarget, type ChunkTargetPlan } from '../model/chunk-target';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
 import type { Cluster, PlanMemory } from './options';
@@ -130,18 +130,9 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
   }
   // The cut after each device: for a chunk plan, the mean of its chunks' cuts (the simulator has
   // one transfer time per device boundary).
-  const transferMs = new Float64Array(Math.max(pp - 1, 0));
-  if (chunks) {
-    const cuts = new Float64Array(pp);
-    const counts = new Float64Array(pp);
-    units.forEach((ch, u) => {
-      if (u + 1 < units.length) {
-        cuts[deviceOf(u)] += problem.commMs?.[ch.lastLayer] ?? 0;
-        counts[deviceOf(u)]++;
-      }
-    });
-    for (let si = 0; si + 1 < pp; si++) transferMs[si] = counts[si] > 0 ? cuts[si] / counts[si] : 0;
-  } else for (let si = 0; si + 1 < pp; si++) transferMs[si] = problem.commMs?.[stages.stages[si].lastLayer] ?? 0;
+  let transferMs: Float64Array = new Float64Array(Math.max(pp - 1, 0));
+  if (chunks) transferMs = deviceTransferMs(pp, v, (u) => problem.commMs?.[units[u].lastLayer] ?? 0);
+  else for (let si = 0; si + 1 < pp; si++) transferMs[si] = problem.commMs?.[stages.stages[si].lastLayer] ?? 0;
   const gradBytes = new Float64Array(pp);
   const activationBytes = new Float64Array(pp);
   for (let l = 0; l < problem.forwardMs.length; l++) {

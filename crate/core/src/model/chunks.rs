@@ -391,23 +391,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The least memory stage `s` can have over these chunks (every chunk at its least-kept
-    /// choice).
-    fn stage_min_memory(&self, s: usize, ranges: &[(usize, usize)]) -> f64 {
-        let mut w = 0.0;
-        let mut kept = Vec::with_capacity(self.v);
-        for &(l, r) in ranges {
-            w += self.seg.pw[r + 1] - self.seg.pw[l];
-            let o = self.options(l, r);
-            kept.push(o[o.len() - 1].kept);
-        }
-        w + self.peak(s, &kept).0 + self.p.stage_overhead_bytes
-    }
-
     /// The least memory stage `s` can have given its chunks among `0..=c` (each at its
     /// least-kept choice, the chunks not yet placed holding nothing): a lower bound on its
-    /// memory in every completion, as static and held bytes are never negative.
-    fn placed_min_memory(&self, ends: &[usize], s: usize, c: usize) -> f64 {
+    /// memory in every completion, as static and held bytes are never negative; with
+    /// `c = K - 1`, the least memory of the full chunking's stage.
+    fn min_memory(&self, ends: &[usize], s: usize, c: usize) -> f64 {
         let mut w = 0.0;
         let mut kept = vec![0.0; self.v];
         let mut u = s;
@@ -444,7 +432,8 @@ impl<'a> Ctx<'a> {
             match self.stage(s, &ranges) {
                 Some((t, _)) => sq += t * t,
                 None => {
-                    overflow += (self.stage_min_memory(s, &ranges) - self.p.memory_bytes).max(0.0)
+                    overflow +=
+                        (self.min_memory(ends, s, self.k_count - 1) - self.p.memory_bytes).max(0.0)
                 }
             }
         }
@@ -464,19 +453,33 @@ impl<'a> Ctx<'a> {
         for s in 0..self.stages {
             let ranges = self.ranges_of(ends, s);
             let (_, choice) = self.stage(s, &ranges).expect("the chunking fits");
-            let mut cuts = 0.0;
-            for (j, (&(l, r), o)) in ranges.iter().zip(&choice).enumerate() {
-                let u = j * self.stages + s;
-                fwd[u] = self.seg.pf[r + 1] - self.seg.pf[l];
-                bwd[u] = (self.seg.pb[r + 1] - self.seg.pb[l]) + o.extra;
-                cuts += self.cut(r);
-            }
-            // No transfer after the last device (its chunks' cuts are the wrap).
-            if let Some(x) = p2p.get_mut(s) {
-                *x = cuts / self.v as f64;
-            }
+            self.stage_input(s, &ranges, &choice, &mut fwd, &mut bwd, &mut p2p);
         }
         (fwd, bwd, p2p)
+    }
+
+    /// Stage `s`'s part of [`Ctx::step_input`]: its chunks' forward and backward times with
+    /// this recomputation, and the transfer after it.
+    fn stage_input(
+        &self,
+        s: usize,
+        ranges: &[(usize, usize)],
+        choice: &[Opt],
+        fwd: &mut [f64],
+        bwd: &mut [f64],
+        p2p: &mut [f64],
+    ) {
+        let mut cuts = 0.0;
+        for (j, (&(l, r), o)) in ranges.iter().zip(choice).enumerate() {
+            let u = j * self.stages + s;
+            fwd[u] = self.seg.pf[r + 1] - self.seg.pf[l];
+            bwd[u] = (self.seg.pb[r + 1] - self.seg.pb[l]) + o.extra;
+            cuts += self.cut(r);
+        }
+        // No transfer after the last device (its chunks' cuts are the wrap).
+        if let Some(x) = p2p.get_mut(s) {
+            *x = cuts / self.v as f64;
+        }
     }
 
     /// A lower bound on the simulated step of a full chunking (see [`Search::bound`]): device
@@ -507,12 +510,17 @@ impl<'a> Ctx<'a> {
     /// exceeds `cap`.
     fn step_ms(&self, ends: &[usize], cap: Cap) -> f64 {
         let (fwd, bwd, p2p) = self.step_input(ends);
-        let bound = self.step_bound(&fwd, &bwd);
+        self.step_of(&fwd, &bwd, &p2p, cap)
+    }
+
+    /// [`Ctx::step_ms`] from the chunking's [`Ctx::step_input`].
+    fn step_of(&self, fwd: &[f64], bwd: &[f64], p2p: &[f64], cap: Cap) -> f64 {
+        let bound = self.step_bound(fwd, bwd);
         if bound > cap {
             return bound;
         }
         self.sims.set(self.sims.get() + 1);
-        self.replay.borrow_mut().step_ms(&fwd, &bwd, &p2p)
+        self.replay.borrow_mut().step_ms(fwd, bwd, p2p)
     }
 
     /// The chunking with the least largest chunk time (bare time plus the cut), chunk 0
@@ -700,6 +708,15 @@ struct Search<'a, 'b> {
     /// Busy time per micro-batch of each finished stage: its chunks' forward + backward and
     /// recomputation (the cuts are transfers, not busy time).
     exact: Vec<f64>,
+    /// `placed[c]`: the bare time of stage `c mod P`'s chunks up to and including chunk `c`,
+    /// kept as chunks are placed (chunk `c`'s entry is rewritten when it is placed again), so
+    /// a stage's placed bare time is one lookup, summed in the same order as a recount.
+    placed: Vec<f64>,
+    /// The chunking's [`Ctx::step_input`], each finished stage's part written as it is priced
+    /// in [`Search::place`]: complete at a leaf.
+    fwd: Vec<f64>,
+    bwd: Vec<f64>,
+    p2p: Vec<f64>,
     /// Bare time of the layers after each `r`.
     rest: Vec<f64>,
     first_min: usize,
@@ -725,7 +742,7 @@ impl Search<'_, '_> {
         let (l_count, k_count, stages) = (ctx.p.layers.len(), ctx.k_count, ctx.stages);
         if c == k_count {
             let before = ctx.sims.get();
-            let t = ctx.step_ms(&self.ends, self.best);
+            let t = ctx.step_of(&self.fwd, &self.bwd, &self.p2p, self.best);
             // A simulation costs nodes by its size.
             if ctx.sims.get() > before {
                 let ops = 2 * ctx.p.micro_batches as u64 * ctx.k_count as u64;
@@ -785,6 +802,13 @@ impl Search<'_, '_> {
         let ctx = self.ctx;
         let s = c % ctx.stages;
         self.ends[c] = r;
+        let first = if c == 0 { 0 } else { self.ends[c - 1] + 1 };
+        let before = if c >= ctx.stages {
+            self.placed[c - ctx.stages]
+        } else {
+            0.0
+        };
+        self.placed[c] = before + ctx.base(first, r);
         if c >= (ctx.v - 1) * ctx.stages {
             let ranges = ctx.ranges_of(&self.ends, s);
             let Some((_, choice)) = ctx.stage(s, &ranges) else {
@@ -795,25 +819,36 @@ impl Search<'_, '_> {
                 busy += ctx.base(l, r) + o.extra;
             }
             self.exact[s] = busy;
-        } else if ctx.placed_min_memory(&self.ends, s, c) > ctx.p.memory_bytes {
+            ctx.stage_input(
+                s,
+                &ranges,
+                &choice,
+                &mut self.fwd,
+                &mut self.bwd,
+                &mut self.p2p,
+            );
+            return self.bound(c, r);
+        }
+        // The bound first: when it cannot beat the incumbent the branch is cut either way (the
+        // bound returned instead of infinity is at least the incumbent, so the frontier's least,
+        // taken with the plan's step, is unchanged), and the memory check is not needed.
+        let bound = self.bound(c, r);
+        if bound < self.best && ctx.min_memory(&self.ends, s, c) > ctx.p.memory_bytes {
             // The stage's chunks placed so far, at their least memory, already overflow: no
             // completion fits (later chunks only add static and held bytes).
             return f64::INFINITY;
         }
-        self.bound(c, r)
+        bound
     }
 
-    /// The bare time of stage `s`'s chunks among `0..c`.
+    /// The bare time of stage `s`'s chunks among `0..c` (from [`Search::placed`], O(1)).
     fn placed_bare(&self, s: usize, c: usize) -> f64 {
-        let ctx = self.ctx;
-        let mut t = 0.0;
-        let mut u = s;
-        while u < c {
-            let first = if u == 0 { 0 } else { self.ends[u - 1] + 1 };
-            t += ctx.base(first, self.ends[u]);
-            u += ctx.stages;
+        if c <= s {
+            return 0.0;
         }
-        t
+        // The stage's last chunk before c.
+        let stages = self.ctx.stages;
+        self.placed[s + (c - 1 - s) / stages * stages]
     }
 
     /// A lower bound on the simulated step of every completion of chunks `0..=c` ending at `r`.
@@ -919,6 +954,10 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
         ctx: &ctx,
         ends: vec![0; ctx.k_count],
         exact: vec![0.0; stages],
+        placed: vec![0.0; ctx.k_count],
+        fwd: vec![0.0; ctx.k_count],
+        bwd: vec![0.0; ctx.k_count],
+        p2p: vec![0.0; stages.saturating_sub(1)],
         rest,
         first_min,
         best: f64::INFINITY,
@@ -946,7 +985,9 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
         });
     };
     let optimal = !search.exhausted;
-    let mut plan = build(&ctx, &best_ends);
+    // The winner's step is already known: every incumbent's step was simulated (a step above
+    // its cap is never taken).
+    let mut plan = build(&ctx, &best_ends, search.best);
     plan.optimal = optimal;
     // Stopped at the budget: every chunking the search did not rule out lies in a branch whose
     // bound is at least the frontier's least.
@@ -958,7 +999,7 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
     Ok(plan)
 }
 
-fn build(ctx: &Ctx, ends: &[usize]) -> ChunkPlan {
+fn build(ctx: &Ctx, ends: &[usize], iteration_ms: f64) -> ChunkPlan {
     let (v, stages) = (ctx.v, ctx.stages);
     let mut chunks: Vec<Option<Chunk>> = vec![None; ctx.k_count];
     let mut out_stages = Vec::with_capacity(stages);
@@ -1011,7 +1052,7 @@ fn build(ctx: &Ctx, ends: &[usize]) -> ChunkPlan {
             .map(|c| c.expect("every chunk"))
             .collect(),
         stages: out_stages,
-        iteration_ms: ctx.step_ms(ends, f64::INFINITY),
+        iteration_ms,
         bottleneck_ms: max,
         optimal: false,
         lower_bound_ms: f64::NAN,
@@ -1338,7 +1379,9 @@ mod tests {
     #[test]
     fn one_chunk_per_device_is_at_least_as_fast_as_the_contiguous_optimum() {
         // At v = 1 the planner simulates the contiguous split's step too: its plan is never
-        // slower than the stage DP's split (optimal under the closed form) scored the same way.
+        // slower than the stage DP's split (optimal under the closed form) with the DP's own
+        // recomputation, scored independently of the planner: `simulate_step` over the DP's
+        // stages priced layer by layer.
         let mut rng = Rng::new(41);
         let mut compared = 0;
         for run in 0..400 {
@@ -1354,12 +1397,42 @@ mod tests {
             let contiguous = partition_stages(&p);
             match (chunks, contiguous) {
                 (Ok(a), Ok(b)) => {
-                    let ends: Vec<usize> = b.stages.iter().map(|s| s.last_layer as usize).collect();
-                    let theirs = Ctx::new(&p, 1)
-                        .unwrap()
-                        .score(&ends, f64::INFINITY)
-                        .unwrap()
-                        .0;
+                    let stages = p.stages as usize;
+                    let mut fwd = vec![0.0; stages];
+                    let mut bwd = vec![0.0; stages];
+                    let mut p2p = vec![0.0; stages - 1];
+                    for (s, st) in b.stages.iter().enumerate() {
+                        for i in st.first_layer..=st.last_layer {
+                            let x = &p.layers[i as usize];
+                            fwd[s] += x.forward_ms;
+                            bwd[s] += x.backward_ms;
+                            if st.recomputed.contains(&i) {
+                                bwd[s] += x.forward_ms;
+                            } else if st.selective.contains(&i) {
+                                bwd[s] += x.selective_ms;
+                            }
+                        }
+                        if s + 1 < stages {
+                            p2p[s] = p.cut_ms(st.last_layer as usize);
+                        }
+                    }
+                    let n = p.micro_batches as usize * stages;
+                    let theirs = simulate_step(&StepInput {
+                        dp: 1,
+                        pp: p.stages,
+                        micro_batches: p.micro_batches,
+                        forward_ms: vec![0.0; n],
+                        backward_ms: vec![0.0; n],
+                        p2p_ms: p2p,
+                        grad_bytes: vec![0.0; stages],
+                        allreduce_bytes_per_s: 0.0,
+                        activation_bytes: vec![0.0; stages],
+                        schedule: p.schedule,
+                        chunk_forward_ms: fwd.repeat(p.micro_batches as usize),
+                        chunk_backward_ms: bwd.repeat(p.micro_batches as usize),
+                    })
+                    .unwrap()
+                    .step_ms;
                     assert!(a.optimal, "run {run}");
                     assert!(
                         a.iteration_ms <= theirs * (1.0 + 1e-12),
