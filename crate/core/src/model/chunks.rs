@@ -1120,6 +1120,30 @@ mod tests {
     /// priced layer by layer with the simulator's own `chunk_in_flight`: per stage the least
     /// added time that fits (among equal ones the least on its earlier chunks, the planner's
     /// rule), and per chunking the step `simulate_step` predicts for it: the least step.
+    /// The simulated step (no all-reduce) of one rank whose micro-batches all take the chunk
+    /// times `fwd` / `bwd` (`v x P`, chunk `j P + s`), with `p2p` after each device: the
+    /// simulator's own figure, independent of the planner's scorer.
+    fn uniform_step(p: &StageProblem, fwd: &[f64], bwd: &[f64], p2p: Vec<f64>) -> f64 {
+        let stages = p.stages as usize;
+        let n = p.micro_batches as usize * stages;
+        simulate_step(&StepInput {
+            dp: 1,
+            pp: p.stages,
+            micro_batches: p.micro_batches,
+            forward_ms: vec![0.0; n],
+            backward_ms: vec![0.0; n],
+            p2p_ms: p2p,
+            grad_bytes: vec![0.0; stages],
+            allreduce_bytes_per_s: 0.0,
+            activation_bytes: vec![0.0; stages],
+            schedule: p.schedule,
+            chunk_forward_ms: fwd.repeat(p.micro_batches as usize),
+            chunk_backward_ms: bwd.repeat(p.micro_batches as usize),
+        })
+        .unwrap()
+        .step_ms
+    }
+
     fn brute_force(p: &StageProblem) -> f64 {
         let Schedule::Interleaved(v) = p.schedule else {
             unreachable!()
@@ -1259,22 +1283,7 @@ mod tests {
                     bwd[j * stages + s] += e;
                 }
             }
-            let n = (p.micro_batches as usize) * stages;
-            let input = StepInput {
-                dp: 1,
-                pp: p.stages,
-                micro_batches: p.micro_batches,
-                forward_ms: vec![0.0; n],
-                backward_ms: vec![0.0; n],
-                p2p_ms: p2p,
-                grad_bytes: vec![0.0; stages],
-                allreduce_bytes_per_s: 0.0,
-                activation_bytes: vec![0.0; stages],
-                schedule: p.schedule,
-                chunk_forward_ms: fwd.repeat(p.micro_batches as usize),
-                chunk_backward_ms: bwd.repeat(p.micro_batches as usize),
-            };
-            best = best.min(simulate_step(&input).unwrap().step_ms);
+            best = best.min(uniform_step(p, &fwd, &bwd, p2p));
         });
         best
     }
@@ -1416,23 +1425,7 @@ mod tests {
                             p2p[s] = p.cut_ms(st.last_layer as usize);
                         }
                     }
-                    let n = p.micro_batches as usize * stages;
-                    let theirs = simulate_step(&StepInput {
-                        dp: 1,
-                        pp: p.stages,
-                        micro_batches: p.micro_batches,
-                        forward_ms: vec![0.0; n],
-                        backward_ms: vec![0.0; n],
-                        p2p_ms: p2p,
-                        grad_bytes: vec![0.0; stages],
-                        allreduce_bytes_per_s: 0.0,
-                        activation_bytes: vec![0.0; stages],
-                        schedule: p.schedule,
-                        chunk_forward_ms: fwd.repeat(p.micro_batches as usize),
-                        chunk_backward_ms: bwd.repeat(p.micro_batches as usize),
-                    })
-                    .unwrap()
-                    .step_ms;
+                    let theirs = uniform_step(&p, &fwd, &bwd, p2p);
                     assert!(a.optimal, "run {run}");
                     assert!(
                         a.iteration_ms <= theirs * (1.0 + 1e-12),
