@@ -108,3 +108,28 @@ test('an unauthenticated TCP connection may not hold a long partial line (it wou
   ok.raw(jsonLine(2, 2).slice(50_000));
   t.is((await ok.lines.answer(2, 60_000)).error, undefined);
 });
+
+test('a line skipped as over-long holds nothing of the budget: it never takes the overdraft, and the others are served', async (t) => {
+  const budget = 1_000;
+  const [c, a, g] = newContextHarnesses({ maxQueuedBytes: budget, maxLineBytes: 100_000, workers: 1 }, 3);
+  const acc = c.ctx.requestBytes;
+  // C holds the budget with a partial line.
+  const pad = 'x'.repeat(1_200);
+  const cLine = `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'version', params: {}, pad })}\n`;
+  c.raw(cLine.slice(0, budget));
+  // A sends a line over --max-line-bytes in socket-sized pieces: answered -32001 and skipped.
+  const long = `${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'version', pad: 'y'.repeat(300_000) })}\n`;
+  for (let at = 0; at < long.length; at += 65_536) a.raw(long.slice(at, at + 65_536));
+  const refused = await a.lines.answer(2, 10_000);
+  t.is(refused.error?.code, -32001);
+  // Skipping took no overdraft (it was kept by A, idle after its answer, and C's line waited).
+  await new Promise((resolve) => setImmediate(resolve));
+  t.false(acc.inOverdraft(a.session), 'the skipping connection holds the overdraft');
+  c.raw(cLine.slice(budget));
+  t.is((await c.lines.answer(1, 10_000)).error, undefined);
+  g.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'version' })}\n`);
+  t.is((await g.lines.answer(3, 10_000)).error, undefined);
+  // The last request's bytes are released once its answer is written.
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(acc.held, 0);
+});

@@ -163,6 +163,11 @@ export class LineReader {
     return this.size;
   }
 
+  /** Whether the reader is skipping a line (one over the limit, or what follows misframed attachments): its bytes are never held. */
+  get inSkip(): boolean {
+    return this.skipping;
+  }
+
   /** Whether the reader is taking (or skipping) the attachments a line declared. */
   get inAttachments(): boolean {
     return this.attachments !== undefined;

@@ -296,8 +296,10 @@ export class Session {
       this.overdraftEnded = false;
       if (this.held.length === 0 || stop()) break;
       // Within the shared budget of request bytes: a line's bytes as they come (attachments were
-      // reserved whole when their line declared them); none left: wait until some are released.
-      const room = this.reader.inAttachments ? Infinity : this.ctx.requestBytes.room(this);
+      // reserved whole when their line declared them; a line being skipped holds nothing, so it
+      // is read at full speed and never takes the overdraft); none left: wait until some are
+      // released.
+      const room = this.reader.inAttachments || this.reader.inSkip ? Infinity : this.ctx.requestBytes.room(this);
       if (room === 0) {
         this.waitForBytes();
         break;
