@@ -109,6 +109,20 @@ test('an unauthenticated TCP connection may not hold a long partial line (it wou
   t.is((await ok.lines.answer(2, 60_000)).error, undefined);
 });
 
+test('unauthenticated TCP partial lines stay off the shared budget: strangers stalled mid-line cannot block the token holder', async (t) => {
+  const token = 'y'.repeat(32);
+  const first = Harness.create({ maxQueuedBytes: 1_000 }, 'tcp', token);
+  const strangers = [first, ...Array.from({ length: 5 }, () => new Harness(first.ctx, 'tcp'))];
+  // Each stalls with ~3.9 KB of an auth line (under the 4 KiB allowed before auth).
+  for (const s of strangers) s.raw(`{"jsonrpc":"2.0","id":1,"method":"auth","params":{"token":"${'z'.repeat(3_900)}`);
+  t.is(first.ctx.requestBytes.held, 0);
+  const ok = new Harness(first.ctx, 'tcp');
+  t.deepEqual((await ok.call('auth', { token })).result, { ok: true });
+  ok.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'version' })}\n`);
+  t.is((await ok.lines.answer(2, 5_000)).error, undefined);
+  t.false(strangers.some((s) => s.ctx.requestBytes.inOverdraft(s.session)));
+});
+
 test('a line skipped as over-long holds nothing of the budget: it never takes the overdraft, and the others are served', async (t) => {
   const budget = 1_000;
   const [c, a, g] = newContextHarnesses({ maxQueuedBytes: budget, maxLineBytes: 100_000, workers: 1 }, 3);

@@ -299,7 +299,9 @@ export class Session {
       // reserved whole when their line declared them; a line being skipped holds nothing, so it
       // is read at full speed and never takes the overdraft); none left: wait until some are
       // released.
-      const room = this.reader.inAttachments || this.reader.inSkip ? Infinity : this.ctx.requestBytes.room(this);
+      // Before `auth` a TCP line is held to its own few KiB (below) and kept off the shared
+      // budget, so stalled strangers can neither fill it nor take its overdraft.
+      const room = this.reader.inAttachments || this.reader.inSkip || !this.authenticated ? Infinity : this.ctx.requestBytes.room(this);
       if (room === 0) {
         this.waitForBytes();
         break;
@@ -353,7 +355,8 @@ export class Session {
 
   /** Records this connection's held bytes (line being received, reserved attachments, requests in flight) in the shared budget. */
   private recordBytes(): void {
-    const held = (this.closed ? 0 : this.reader.lineBytes + this.frameHeld) + this.requestHeld;
+    const line = this.authenticated ? this.reader.lineBytes : 0;
+    const held = (this.closed ? 0 : line + this.frameHeld) + this.requestHeld;
     const [h, f] = this.recorded;
     this.recorded = [held, this.requestHeld];
     if (held !== h || this.requestHeld !== f) this.ctx.requestBytes.change(held - h, this.requestHeld - f);
