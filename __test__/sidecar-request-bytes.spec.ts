@@ -147,3 +147,12 @@ test('a line skipped as over-long holds nothing of the budget: it never takes th
   await new Promise((resolve) => setImmediate(resolve));
   t.is(acc.held, 0);
 });
+
+test('input that ends without a newline: the last request is still answered (stdio and a socket half-close)', async (t) => {
+  for (const kind of ['stdio', 'unix'] as const) {
+    const h = Harness.create({}, kind);
+    h.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'version' })}\n${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'version' })}`);
+    h.session.inputEnded();
+    for (const id of [1, 2]) t.is((await h.lines.answer(id, 5_000)).error, undefined, `${kind} ${id}`);
+  }
+});

@@ -241,6 +241,8 @@ export class Session {
   private budgetBlocked = false;
   /** An overdraft ended during a feed: stop there and check the room again. */
   private overdraftEnded = false;
+  /** Whether the bytes received so far end with a newline (none received: true). */
+  private endsLine = true;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -278,6 +280,7 @@ export class Session {
       const nl = head.indexOf(0x0a);
       if (looksLikeHttp(head.subarray(0, nl === -1 ? head.length : nl).toString('latin1'))) return this.close();
     }
+    if (chunk.length > 0) this.endsLine = chunk[chunk.length - 1] === 0x0a;
     this.held.push(chunk);
     this.pump();
   }
@@ -416,6 +419,12 @@ export class Session {
    */
   inputEnded(): void {
     if (this.closed) return;
+    // A last request without its newline is still a request (as a line reader reads a file).
+    if (!this.endsLine && !this.ending) {
+      this.endsLine = true;
+      this.held.push(Buffer.from('\n'));
+      this.pump();
+    }
     void this.drain().then(() => this.close(true));
   }
 
