@@ -460,6 +460,17 @@ test('encoding base64 and JSON lists carry identical plans (pack summary, every 
   t.true(compared >= 20, `only ${compared} of 40 cases made a plan`);
 });
 
+test('a param holding more nested objects and lists than a calibration ever needs is -32602 naming it (copying millions to a worker stalled the server)', async (t) => {
+  const h = Harness.create();
+  const notes = `[${Array.from({ length: 100_001 }, () => '{}').join(',')}]`;
+  h.raw(`{"jsonrpc":"2.0","id":1,"method":"plan","params":{"model":"tiny-vlm","gpu":"cpu","simulatedSteps":1,"calibration":{"schema":"omnibal.calibration/1","model":"tiny-vlm","layers":[{"index":1,"forwardMs":1}],"notes":${notes}}}}\n`);
+  const a = await h.lines.answer(1, 60_000);
+  t.is(a.error?.code, -32602, JSON.stringify(a).slice(0, 300));
+  t.is(a.error?.data?.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(a.error?.data?.field, 'calibration');
+  t.regex(a.error?.message as string, /more than 100000 nested objects and lists/);
+});
+
 test('a param nested deeper than 64 levels (a free-form calibration member) is -32602 naming its path, not an internal stack overflow', async (t) => {
   const h = Harness.create();
   const calibration = (notes: unknown) => ({ schema: 'omnibal.calibration/1', model: 'tiny-vlm', layers: [{ index: 1, forwardMs: 1 }], notes });

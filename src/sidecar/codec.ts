@@ -142,29 +142,58 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
 /** Deepest nesting of objects and lists inside one param (a calibration file needs 4 levels). */
 export const MAX_PARAM_DEPTH = 64;
 
+/** Most objects and lists nested inside one param (a calibration file holds a few hundred). */
+export const MAX_PARAM_NODES = 100_000;
+
+/** A nested value met by {@link checkNested}, with how to name its path (built only for an error). */
+interface NestedNode {
+  value: object;
+  depth: number;
+  parent: NestedNode | undefined;
+  step: string | number;
+}
+
+function pathOf(key: string, node: NestedNode): string {
+  const steps: (string | number)[] = [];
+  for (let n: NestedNode | undefined = node; n?.parent !== undefined; n = n.parent) steps.push(n.step);
+  return steps.reverse().reduce<string>((path, step) => (typeof step === 'number' ? `${path}[${step}]` : `${path}.${step}`), key);
+}
+
 /**
  * Throws -32602 naming the field path of a `{"$binary": k}` object found anywhere inside `value`
- * (the value of top-level param `key`): only a top-level array param may be an attachment; or of
+ * (the value of top-level param `key`): only a top-level array param may be an attachment; of
  * a value nested more than {@link MAX_PARAM_DEPTH} levels deep (free-form members such as a
  * calibration's extra fields would otherwise overflow the stack of the code that copies them to
- * a worker: an internal error). Walks with its own stack; a list of numbers costs one `typeof`
+ * a worker: an internal error); or of a param holding more than {@link MAX_PARAM_NODES} nested
+ * objects and lists (copying millions of them to a worker would stall the server for seconds).
+ * Walks with its own stack, naming paths only for an error; a list of numbers costs one `typeof`
  * per element.
  */
 function checkNested(key: string, value: unknown): void {
   if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return;
-  const stack: [string, unknown, number][] = [[key, value, 1]];
+  const stack: NestedNode[] = [{ value, depth: 1, parent: undefined, step: key }];
+  let nodes = 0;
   while (stack.length > 0) {
-    const [path, v, depth] = stack.pop()!;
-    if (depth > MAX_PARAM_DEPTH) throw paramsError(path, `is nested more than ${MAX_PARAM_DEPTH} levels deep`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    const node = stack.pop()!;
+    const v = node.value;
+    if (node.depth > MAX_PARAM_DEPTH) throw paramsError(pathOf(key, node), `is nested more than ${MAX_PARAM_DEPTH} levels deep`, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    if (++nodes > MAX_PARAM_NODES) throw paramsError(key, `holds more than ${MAX_PARAM_NODES} nested objects and lists`, 'ERR_OMNIBAL_OUT_OF_RANGE');
     if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) if (v[i] !== null && typeof v[i] === 'object') stack.push([`${path}[${i}]`, v[i], depth + 1]);
+      for (let i = v.length - 1; i >= 0; i--) {
+        const x: unknown = v[i];
+        if (x !== null && typeof x === 'object') stack.push({ value: x, depth: node.depth + 1, parent: node, step: i });
+      }
       continue;
     }
-    if (path !== key && isBinaryRef(v)) {
-      throw paramsError(path, 'is a {"$binary": k} attachment reference: only a top-level array param may be a binary attachment', 'ERR_OMNIBAL_INVALID_TYPE');
+    if (node.parent !== undefined && isBinaryRef(v)) {
+      throw paramsError(pathOf(key, node), 'is a {"$binary": k} attachment reference: only a top-level array param may be a binary attachment', 'ERR_OMNIBAL_INVALID_TYPE');
     }
     const o = v as Record<string, unknown>;
-    for (const k of Object.keys(o).reverse()) if (o[k] !== null && typeof o[k] === 'object') stack.push([`${path}.${k}`, o[k], depth + 1]);
+    const keys = Object.keys(o);
+    for (let j = keys.length - 1; j >= 0; j--) {
+      const x = o[keys[j]];
+      if (x !== null && typeof x === 'object') stack.push({ value: x, depth: node.depth + 1, parent: node, step: keys[j] });
+    }
   }
 }
 
