@@ -1,6 +1,7 @@
 """Shared helpers of the Python suite."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -55,6 +56,14 @@ def alive(pid):
             return "State:\tZ" not in fh.read()
     except OSError:
         return False
+
+
+def resume(pid):
+    """SIGCONT to a sidecar a test stopped (already gone: nothing to do)."""
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
 
 
 def rss_kib(pid):

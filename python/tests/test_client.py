@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from helpers import ROOT, alive, from_threads  # noqa: E402  (sets sys.path)
+from helpers import ROOT, alive, from_threads, resume  # noqa: E402  (sets sys.path)
 
 import omnibal
 from omnibal import Client, u32_array
@@ -73,7 +73,7 @@ class Failures(unittest.TestCase):
             os.kill(c.pid, signal.SIGCONT)
             self.assertEqual(c.call("version", timeout=30)["protocol"], "omnibal-rpc/1")
         finally:
-            os.kill(c.pid, signal.SIGCONT)
+            resume(c.pid)
             c.close()
 
     def test_a_write_after_the_connection_closed_never_reaches_a_file_that_reused_its_descriptor(self):
@@ -130,10 +130,7 @@ class Failures(unittest.TestCase):
             with self.assertRaises(omnibal.SidecarExited):  # the connection has ended (a request was half sent)
                 c.call("version")
         finally:
-            try:
-                os.kill(c.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+            resume(c.pid)
             c.close()
 
     def test_a_request_cut_short_while_sent_ends_the_connection(self):
@@ -156,10 +153,7 @@ class Failures(unittest.TestCase):
             signal.setitimer(signal.ITIMER_REAL, 0.5)
             with self.assertRaises(Interrupted):
                 c.call("pack", {"vision": vision, "text": text, "dp": 1, "samplesPerPack": 3})
-            try:
-                os.kill(c.pid, signal.SIGCONT)
-            except ProcessLookupError:  # stopped by the client (it ended the connection)
-                pass
+            resume(c.pid)  # the client may have ended the connection already
             start = time.monotonic()
             with self.assertRaises(omnibal.SidecarExited) as e:
                 c.call("version", timeout=5)
@@ -168,10 +162,7 @@ class Failures(unittest.TestCase):
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-            try:
-                os.kill(c.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+            resume(c.pid)
             c.close()
 
     def test_an_error_on_an_over_long_line_fails_its_call(self):
