@@ -298,12 +298,11 @@ export class Session {
     for (;;) {
       this.overdraftEnded = false;
       if (this.held.length === 0 || stop()) break;
-      // Within the shared budget of request bytes: a line's bytes as they come (attachments were
-      // reserved whole when their line declared them; a line being skipped holds nothing, so it
-      // is read at full speed and never takes the overdraft); none left: wait until some are
-      // released.
-      // Before `auth` a TCP line is held to its own few KiB (below) and kept off the shared
-      // budget, so stalled strangers can neither fill it nor take its overdraft.
+      // Within the shared budget of request bytes: a line's bytes as they come; none left: wait
+      // until some are released. Unbudgeted: attachments (reserved whole when their line
+      // declared them), a line being skipped (it holds nothing), and a TCP line before `auth`
+      // (held to its own few KiB below, so stalled strangers can neither fill the budget nor
+      // take its overdraft).
       const room = this.reader.inAttachments || this.reader.inSkip || !this.authenticated ? Infinity : this.ctx.requestBytes.room(this);
       if (room === 0) {
         this.waitForBytes();
@@ -311,8 +310,7 @@ export class Session {
       }
       const chunk = this.held[0];
       const taken = this.reader.feed(room >= chunk.length ? chunk : chunk.subarray(0, room), stop);
-      // Before `auth`, a TCP connection may hold only a short line (an auth request is under
-      // 2 KiB): a stalled, unauthenticated partial line would otherwise hold the shared budget.
+      // Before `auth`, a TCP connection may hold only a short line (an auth request is under 2 KiB).
       if (!this.authenticated && this.reader.lineBytes > MAX_UNAUTHENTICATED_LINE_BYTES) this.refuse(null);
       this.recordBytes();
       // A line may have closed or ended the connection: what is left is never read.
