@@ -288,7 +288,7 @@ test('an attachment declared but never sent allocates nothing: the buffer is mad
   t.false(done);
 });
 
-test('a {"$binary": k} nested inside a param (plan calibration, a list of objects) is -32602 naming its path, with or without attachments', async (t) => {
+test('a {"$binary": k} nested inside a param (plan calibration, a list of objects) or standing for an object param is -32602 naming its path, with or without attachments', async (t) => {
   const h = Harness.create();
   const nested = (extra: Record<string, unknown>) => ({ model: 'tiny-vlm', gpu: 'cpu', simulatedSteps: 1, calibration: { schema: 'omnibal.calibration/1', model: 'tiny-vlm', layers: [{ index: 1, forwardMs: 1 }], ...extra } });
   const cases: [Record<string, unknown>, string][] = [
@@ -304,6 +304,15 @@ test('a {"$binary": k} nested inside a param (plan calibration, a list of object
       t.is(a.error?.data?.field, field);
       t.is(a.error?.data?.code, 'ERR_OMNIBAL_INVALID_TYPE');
     }
+  }
+  // A top-level param that is not a numeric array (an object: `calibration`) given as a reference
+  // is refused by name, not bound and then refused as a calibration without layers.
+  for (const attachments of [[Buffer.alloc(8)], []]) {
+    h.raw(frame(id, 'plan', { model: 'tiny-vlm', gpu: 'cpu', simulatedSteps: 1, calibration: ref(0) }, attachments));
+    const a = await answered(h, id++);
+    t.is(a.error?.code, -32602, JSON.stringify(a));
+    t.is(a.error?.data?.field, 'calibration');
+    t.regex(a.error!.message, /calibration is a \{"\$binary": k\} attachment reference: only a numeric-array param may be a binary attachment \(this method takes none\)/);
   }
   // A top-level array param stays an attachment; the connection goes on.
   h.raw(packFrame(id));

@@ -105,12 +105,14 @@ function isBinaryRef(v: unknown): v is BinaryRef {
 
 /**
  * `params` with every top-level `{"$binary": k, "dtype": "u32"}` replaced by attachment `k` as
- * a `Uint32Array` over the attachment's own memory (no copy on a little-endian host). Each
- * attachment must be referenced exactly once and hold whole u32 values; a reference without its
- * attachment, or an attachment never referenced, is an error naming it (-32602 / -32600).
- * `params` itself is not changed.
+ * a `Uint32Array` over the attachment's own memory (no copy on a little-endian host). Only the
+ * params named in `arrays` (the method's numeric arrays) may be references: another param given
+ * as one (an object param such as `calibration`) is -32602 naming it. Each attachment must be
+ * referenced exactly once and hold whole u32 values; a reference without its attachment, or an
+ * attachment never referenced, is an error naming it (-32602 / -32600). `params` itself is not
+ * changed.
  */
-export function bindAttachments(params: Record<string, unknown>, attachments: Buffer[]): Record<string, unknown> {
+export function bindAttachments(params: Record<string, unknown>, attachments: Buffer[], arrays: ReadonlySet<string>): Record<string, unknown> {
   let out = params;
   const used = new Array<string | undefined>(attachments.length);
   for (const key of Object.keys(params)) {
@@ -119,6 +121,7 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
       checkNested(key, v);
       continue;
     }
+    if (!arrays.has(key)) throw paramsError(key, `is a {"$binary": k} attachment reference: only a numeric-array param may be a binary attachment${notAttachable(arrays)}`, 'ERR_OMNIBAL_INVALID_TYPE');
     if (v.$base64 !== undefined) throw paramsError(key, 'must have one of $base64 or $binary, not both', 'ERR_OMNIBAL_INVALID_TYPE');
     const k = v.$binary;
     if (k >= attachments.length) {
@@ -137,6 +140,11 @@ export function bindAttachments(params: Record<string, unknown>, attachments: Bu
     throw new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: attachment ${first} (of ${attachments.length} in "$attachments") is never referenced by a {"$binary": ${first}} param`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
   }
   return out;
+}
+
+/** The method's array params, as the end of a message (`` (here: `vision`, `text`) ``). */
+function notAttachable(arrays: ReadonlySet<string>): string {
+  return arrays.size === 0 ? ' (this method takes none)' : ` (here: ${[...arrays].map((k) => `\`${k}\``).join(', ')})`;
 }
 
 /** Deepest nesting of objects and lists inside one param (a calibration file needs 4 levels). */

@@ -257,6 +257,19 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
 const ajv = new Ajv({ allErrors: false, allowUnionTypes: true, strict: true, strictRequired: false });
 const validators = new Map<string, ValidateFunction>(Object.entries(PARAM_SCHEMAS).map(([name, schema]) => [name, ajv.compile(schema)]));
 
+/** Each method's params of the numeric-array schema: the only ones a `{"$binary": k}` attachment may stand for. */
+const arrayParams = new Map<string, ReadonlySet<string>>(
+  Object.entries(PARAM_SCHEMAS).map(([name, schema]) => {
+    const properties = (schema as { properties?: Record<string, unknown> }).properties ?? {};
+    return [name, new Set(Object.keys(properties).filter((k) => properties[k] === U32))];
+  }),
+);
+
+/** The params of `method` that may be numeric arrays, so binary attachments (empty for an unknown method). */
+export function attachmentParams(method: string): ReadonlySet<string> {
+  return arrayParams.get(method) ?? new Set();
+}
+
 /** `/cluster/tp` -> `cluster.tp`, `/vision/3` -> `vision[3]`. */
 function fieldOf(instancePath: string, child?: string): string {
   const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));

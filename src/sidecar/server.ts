@@ -31,7 +31,7 @@ import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachmen
 import { clearStaleSocket, listenUnix, parseListen, serverToken, tokenMatches, writeTokenFile } from './listen';
 import { PlanStore, newHandle, type StoredPlan } from './plan-store';
 import { RequestBytes } from './request-bytes';
-import { isMethod, validateParams } from './schemas';
+import { attachmentParams, isMethod, validateParams } from './schemas';
 import { PlanWorkers, TaskPool, type PoolTask, type TaskControl } from './task-pool';
 
 export { RpcErrors } from './errors';
@@ -594,7 +594,7 @@ export class Session {
       params = validateParams(method, m.params);
       // Binary attachments become the arrays their `{"$binary": k}` params refer to (checked
       // also without attachments: a reference to none is an error naming the param).
-      params = bindAttachments(params, attachments ?? []);
+      params = bindAttachments(params, attachments ?? [], attachmentParams(method));
       if (inBatch && params.encoding === 'binary') throw paramsError('encoding', 'cannot be "binary" inside a batch (a batch answers on one line without attachments); send the request alone', 'ERR_OMNIBAL_INVALID_OPTIONS');
     } catch (error) {
       // An `auth` that is not even well-formed, before auth, is a failed auth: refused and closed
