@@ -4,9 +4,10 @@
 // answered, and a request larger than the whole budget is still served (alone). Runs on both
 // backends (OMNIBAL_BACKEND=js too).
 import test from 'ava';
-import { cli } from './helpers';
+import { cli, jsOnly } from './helpers';
 import { spawnSync } from 'node:child_process';
 import { Harness, newContextHarnesses, type Msg } from './sidecar-harness';
+import { TaskPool } from '../src/sidecar/task-pool';
 
 const n = 20_000;
 const vision = Uint32Array.from({ length: n }, (_, i) => 1 + ((i * 7) % 6));
@@ -155,4 +156,48 @@ test('input that ends without a newline: the last request is still answered (std
     h.session.inputEnded();
     for (const id of [1, 2]) t.is((await h.lines.answer(id, 5_000)).error, undefined, `${kind} ${id}`);
   }
+});
+
+test('a pool task cancelled while it runs settles only when its run ends (its request bytes are held till then)', async (t) => {
+  const pool = new TaskPool(1, 4);
+  let finish!: () => void;
+  const running = pool.submit(() => new Promise<void>((resolve) => (finish = resolve)));
+  const queued = pool.submit(async () => 1);
+  let settled = false;
+  void running.settled.then(() => (settled = true));
+  running.cancel();
+  await t.throwsAsync(running.promise, { message: 'request cancelled' });
+  // A queued task cancelled before it started settles at once.
+  queued.cancel();
+  await t.throwsAsync(queued.promise, { message: 'request cancelled' });
+  await queued.settled;
+  await new Promise((r) => setImmediate(r));
+  t.false(settled, 'the run is still going: not settled');
+  finish();
+  await running.settled;
+  t.true(settled);
+  t.is(pool.active, 0);
+});
+
+(jsOnly ? test.skip : test)('a cancelled request is answered at once, and its bytes stay in the budget until its native work ends', async (t) => {
+  const big = 2_000_000;
+  const bv = Uint32Array.from({ length: big }, (_, i) => 1 + ((i * 7) % 6));
+  const bt = Uint32Array.from({ length: big }, (_, i) => 150 + ((i * 7919) % 2400));
+  const h = Harness.create({ workers: 1 });
+  const acc = h.ctx.requestBytes;
+  const frame = Buffer.concat([Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 'big', method: 'pack', params: { vision: { $binary: 0, dtype: 'u32' }, text: { $binary: 1, dtype: 'u32' }, dp: 8, samplesPerPack: 4.5 }, $attachments: [4 * big, 4 * big] })}\n`), le(bv), le(bt), Buffer.from('\n')]);
+  h.raw(frame);
+  // Started: its first progress notification.
+  await h.lines.next((m) => !Array.isArray(m) && m.method === 'progress' && (m.params as { id?: unknown })?.id === 'big');
+  h.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 'c', method: '$/cancelRequest', params: { id: 'big' } })}\n`);
+  const answer = await h.lines.answer('big');
+  t.is(answer.error?.code, -32800, JSON.stringify(answer));
+  // A moment later (planning 2M samples takes far longer), the task still runs, on its arrays.
+  await new Promise((r) => setTimeout(r, 30));
+  t.is(h.ctx.pool.active, 1, 'the native work still runs');
+  t.true(acc.held >= 8 * big, `held ${acc.held} while the planner still runs on its arrays`);
+  const until = Date.now() + 60_000;
+  while (acc.held > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  t.is(acc.held, 0, 'released once the work ended');
+  t.is((await h.call('version')).error, undefined);
 });

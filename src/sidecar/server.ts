@@ -218,7 +218,7 @@ function u32Length(v: unknown): number {
 export class Session {
   private readonly reader: LineReader;
   private readonly pending = new Map<string | number, () => void>();
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new Set<Promise<unknown>>();
   private readonly searches = new Map<string, StageSearch>();
   private authenticated: boolean;
   private closed = false;
@@ -454,7 +454,7 @@ export class Session {
   }
 
   /** Tracks a request in flight; its `bytes` (line and attachments) are held until it is answered. */
-  private track(p: Promise<void>, bytes: number): void {
+  private track(p: Promise<unknown>, bytes: number): void {
     this.inFlight.add(p);
     this.requestHeld += bytes;
     this.recordBytes();
@@ -483,10 +483,12 @@ export class Session {
     if (Array.isArray(msg)) {
       if (!this.authenticated) return this.refuse(null);
       if (msg.length === 0) return this.send(errorResponse(null, new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: an empty batch')));
+      const running: Promise<void>[] = [];
       this.track(
-        Promise.all(msg.map((m) => this.handle(m, undefined, true))).then((answers) => {
+        Promise.all(msg.map((m) => this.handle(m, undefined, true, running))).then((answers) => {
           const out = answers.filter((a): a is Response => a !== undefined);
           if (out.length > 0) this.send(out);
+          return running.length > 0 ? Promise.all(running) : undefined;
         }),
         bytes,
       );
@@ -499,11 +501,17 @@ export class Session {
     this.run(msg, undefined, bytes);
   }
 
-  /** Handles one request (with its attachments; `bytes` of them all) and sends its answer. */
+  /**
+   * Handles one request (with its attachments; `bytes` of them all) and sends its answer; its
+   * bytes are held until its work no longer runs (a cancelled request is answered at once, while
+   * its native work may run on).
+   */
   private run(msg: unknown, attachments: Buffer[] | undefined, bytes: number): void {
+    const running: Promise<void>[] = [];
     this.track(
-      this.handle(msg, attachments).then((answer) => {
+      this.handle(msg, attachments, false, running).then((answer) => {
         if (answer) this.send(answer);
+        return running.length > 0 ? Promise.all(running) : undefined;
       }),
       bytes,
     );
@@ -560,7 +568,12 @@ export class Session {
   }
 
   /** One request; resolves with its answer (undefined for a notification). */
-  private async handle(msg: unknown, attachments?: Buffer[], inBatch = false): Promise<Response | undefined> {
+  /**
+   * The answer to one request (none for a notification). A request cancelled (or whose connection
+   * closed) is answered at once, and adds to `running` a promise that settles once its work no
+   * longer runs.
+   */
+  private async handle(msg: unknown, attachments?: Buffer[], inBatch = false, running?: Promise<void>[]): Promise<Response | undefined> {
     const m = msg as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
     const validId = m !== null && typeof m === 'object' && (typeof m.id === 'string' || (typeof m.id === 'number' && Number.isFinite(m.id)) || m.id === null);
     const id: Id = validId ? (m.id as Id) : null;
@@ -640,11 +653,22 @@ export class Session {
     const cancelledAnswer = new Promise<Response | undefined>((resolve) => {
       cancelAnswer = resolve;
     });
+    // The pool tasks this request started (each settles once it no longer runs).
+    const tasks: Promise<void>[] = [];
+    let work: Promise<Response | undefined> | undefined;
     if (registered) {
       this.pending.set(id, () => {
         cancelled = true;
         this.pending.delete(id);
         cancelWork?.();
+        // Answered at once, but its work may run on (native code runs to its end) on the bytes
+        // it was given: `running` settles once it, and every task it started, no longer runs.
+        running?.push(
+          Promise.resolve()
+            .then(() => work)
+            .then(() => Promise.all(tasks))
+            .then(() => undefined),
+        );
         cancelAnswer!(errorResponse(id, new RpcError(RpcErrors.CANCELLED, 'request cancelled')));
       });
     }
@@ -659,12 +683,15 @@ export class Session {
       finished = done >= total;
       this.send({ jsonrpc: '2.0', method: 'progress', params: { id, done, total } });
     };
-    const work = (async () => {
+    work = (async () => {
       try {
         const result = await this.dispatch(method, params, progress, {
           isCancelled: () => cancelled,
           onCancel: (f) => {
             cancelWork = f;
+          },
+          hold: (task) => {
+            tasks.push(task);
           },
         });
         // Every long call ends its progress with done == total, before its answer.
@@ -682,6 +709,7 @@ export class Session {
   private pooled<T>(control: Control, run: (c: TaskControl) => Promise<T>): Promise<T> {
     const task: PoolTask<T> = this.ctx.pool.submit(run);
     control.onCancel(() => task.cancel());
+    control.hold(task.settled);
     return task.promise;
   }
 
@@ -742,12 +770,16 @@ export class Session {
     const key = hash.digest('hex');
     if (carry) options.carry = carry;
     const { id, plan, shared } = await this.ctx.store.acquire(this, key, {
-      compute: () =>
-        this.ctx.pool.submit<StoredPlan>(async () => {
+      compute: () => {
+        const task = this.ctx.pool.submit<StoredPlan>(async () => {
           const samples = await load();
           const plan = await planBatchesAsync(samples, options as never, { onProgress: progress });
           return { plan, samples };
-        }),
+        });
+        // The task holds this request's samples until it ends, even once cancelled.
+        control.hold(task.settled);
+        return task;
+      },
       isCancelled: control.isCancelled,
       onCancel: control.onCancel,
     });
@@ -871,6 +903,8 @@ type Progress = (done: number, total: number) => void;
 interface Control {
   isCancelled: () => boolean;
   onCancel: (f: () => void) => void;
+  /** Holds the request's bytes in the shared budget until `task` no longer runs (also after a cancel). */
+  hold: (task: Promise<void>) => void;
 }
 
 /** Serves on stdin/stdout until stdin ends, stdout breaks, or `shutdown` is called. */

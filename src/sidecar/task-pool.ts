@@ -24,12 +24,20 @@ interface Queued {
   control: TaskControl;
   started: boolean;
   done: boolean;
+  /** Called once the task's own run has ended (or it was dropped before it started). */
+  ended: () => void;
 }
 
 /** A cancellable task in the pool. */
 export interface PoolTask<T> {
   /** Settles with the task's result, or rejects with -32800 once cancelled. */
   promise: Promise<T>;
+  /**
+   * Resolves once the task no longer runs: its run ended (however), or it was cancelled before it
+   * started. A cancelled running task may go on a while after `promise` rejects (native code
+   * runs to its end), holding what it was given.
+   */
+  settled: Promise<void>;
   /** Cancels: a queued task is dropped, a running one gets its `onCancel`. */
   cancel(): void;
 }
@@ -62,18 +70,24 @@ export class TaskPool {
       throw limitError(`the sidecar is busy: ${this.running} long calls running and ${this.queue.length} queued (--max-queue); try again later`);
     }
     let item!: Queued;
+    let ended!: () => void;
+    const settled = new Promise<void>((resolve) => {
+      ended = resolve;
+    });
     const promise = new Promise<T>((resolve, reject) => {
-      item = { run: run as Queued['run'], resolve: resolve as Queued['resolve'], reject, control: {}, started: false, done: false };
+      item = { run: run as Queued['run'], resolve: resolve as Queued['resolve'], reject, control: {}, started: false, done: false, ended };
     });
     this.queue.push(item);
     this.pump();
     return {
       promise,
+      settled,
       cancel: () => {
         if (item.done) return;
         item.done = true;
         if (!item.started) {
           this.queue.splice(this.queue.indexOf(item), 1);
+          item.ended();
         } else {
           item.control.onCancel?.();
         }
@@ -102,6 +116,7 @@ export class TaskPool {
         },
       ).finally(() => {
         item.done = true;
+        item.ended();
         this.running--;
         this.pump();
       });
