@@ -1,0 +1,730 @@
+//! The balanced planner, this package's default: within every step, every micro-batch (and so
+//! every rank) carries the same vision load and the same text cost, without padding, while each
+//! step's packs are drawn at random, so steps look like i.i.d. draws of the data.
+//!
+//! 1. Packing (ISF-like): walk the shuffled pool with `open_packs` open packs; a sample joins
+//!    the first open pack it fits (both caps); a pack is accepted once its vision sum is within
+//!    `vision_slack` of the vision cap, or its text reaches `min_text`. When no open pack takes a
+//!    sample, the oldest open pack is evicted and its samples go back to the pool. Up to
+//!    `rounds` rounds, each reshuffling the pool; the last round accepts everything. Packs are
+//!    made from randomly ordered samples, so each mixes datasets and lengths.
+//!    Then the packs that closed neither by vision nor by text (the last round's leftovers)
+//!    are re-packed best fit (`repack_part_filled`), and the tail that cannot fill a step is
+//!    dealt, with those still part-filled and a few random full packs, into slightly smaller
+//!    packs forming whole steps instead of being dropped (`spread_tail`).
+//! 2. Over-cap samples (caps chosen from the target, [`Oversize::OwnMicroBatch`]): each gets a
+//!    micro-batch of its own; these form their own steps, sorted by (vision, cost) so the ranks
+//!    of a step get matched ones. With [`Oversize::Drop`] (explicit caps) they are dropped and
+//!    reported.
+//! 3. Layout: `packs mod (dp * accum)` packs, chosen at random, form the tail (under `drop`,
+//!    dealt into smaller packs instead where the epoch is long enough, step 1); the others, in a
+//!    random order grouped by vision sum, then the dealt packs, the tail and the over-cap ones.
+//!    Packs are renumbered in this order (each sample's loads stored beside it), so a vision
+//!    class is a run of consecutive packs and every phase below reads memory in order.
+//! 4. Equalization: each vision class, in windows of [`EQUALIZE_WINDOW`] consecutive packs (a
+//!    random sample of the class, small enough to stay in cache), gets [`EQUALIZE_PASSES`]
+//!    passes that pair the costliest pack with the cheapest, the second with the second, ...,
+//!    and make in each pair the one swap of equal-vision samples that brings the two closest to
+//!    their mean (under the text cap). Vision sums never change; every pack's cost moves towards
+//!    the mean, so packs become interchangeable. Exchanges of two samples for two of the same
+//!    vision sum are tried where no single swap helps, and in steps of at least
+//!    [`EQUALIZE_GREEDY_MIN_STEP`] micro-batches a greedy phase takes the costliest packs left
+//!    against partners across the window.
+//! 5. Steps: cut from the layout in order (so each step's packs are a random draw of its class);
+//!    packs that stay off their class's median cost by over 0.5% either way (a sample long or
+//!    short for its size) are matched in steps of their own (`match_costly_packs`). Each step is
+//!    then fine-tuned unless its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean:
+//!    vision sums evened where they differ, then [`STEP_PASSES`] pairing passes and greedy swaps.
+//!    Every pass costs O(m log m) for m packs, so planning costs O(n log n) whatever
+//!    `dp x accum` is. Windows, and the steps cut in layout order, are independent and disjoint
+//!    in memory, so worker threads take runs of them; the plan does not depend on how many.
+//! 6. Ranks: with `accum > 1`, a step's micro-batches are dealt to ranks in snake order of
+//!    (vision, cost) descending, so rank sums even out further.
+//! 7. Order: the full steps in a random order (seed, epoch); the tail step last, under the tail
+//!    policy (so a dropped tail is a random set of packs, not the smallest ones).
+
+mod layout;
+mod pack;
+mod steps;
+mod swaps;
+mod tail;
+#[cfg(test)]
+mod tests;
+
+pub use layout::COUNTING_SORT_MAX;
+pub(super) use pack::block_runs;
+pub use pack::{PACK_BLOCK, REPAIR_MAX_VISION, SHUFFLE_CHUNKS};
+pub use steps::{CHEAP_PACK_DIV, COSTLY_PACK_DIV};
+pub use swaps::{
+    GREEDY_PARTNERS, GREEDY_SCAN, GREEDY_SWAPS, PAIR_PARTNERS, PAIR_SCAN_MAX,
+    PAIR_SWAP_MAX_SAMPLES, SWAP_SCAN_MAX, VISION_SWAPS,
+};
+pub use tail::{check_carry, SPREAD_MIN_SHARE, SPREAD_PURPOSE};
+
+use super::cost::TextCost;
+use super::plan::{assemble, BatchPlan, Packs, Tail};
+use super::samples::{Caps, DropReason, Samples};
+use crate::error::Error;
+use crate::permutation::shuffle;
+use crate::progress::Progress;
+use crate::rng::Rng;
+use layout::{sort_by_key_descending, word, word_of, GATHER_BATCH, PARALLEL_WIDEN_MIN};
+use pack::{pack, repack_part_filled};
+use steps::match_costly_packs;
+use swaps::{for_each_range, Loads, PackLoad, SampleLoad, SwapRules};
+use tail::{spread_tail, take_tail, CarryIds};
+
+/// Stream purpose of the step order (rounds use purposes `0..rounds`).
+pub const STEP_ORDER_PURPOSE: u64 = (1 << 20) - 1;
+/// Stream purpose of the choice of the tail's packs.
+pub const TAIL_PURPOSE: u64 = (1 << 20) - 2;
+/// Stream purpose of the random draw of packs into steps.
+pub const DRAW_PURPOSE: u64 = (1 << 20) - 3;
+/// Pairing passes over each equalizing window (step 4).
+pub const EQUALIZE_PASSES: u32 = 4;
+/// Packs per equalizing window (a random sample of a vision class that stays in cache).
+pub const EQUALIZE_WINDOW: usize = 8192;
+/// Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32).
+pub const EQUALIZE_GREEDY_SHARE: usize = 8;
+/// Micro-batches per step from which equalizing windows get their greedy swaps (in smaller steps
+/// the step tuning does that work: on 1.2M samples the greedy left p50 and p99 as they were up
+/// to 1,024 and cut p99 from 3.7% to 2.3% at 4,096, at 13% of the planner's work).
+pub const EQUALIZE_GREEDY_MIN_STEP: usize = 2048;
+/// Pairing passes inside each step (step 5).
+pub const STEP_PASSES: u32 = 2;
+/// A step whose costliest pack is within 1/this of the step's mean is not tuned further.
+pub const STEP_TOLERANCE: u64 = 2048;
+
+/// What happens to a sample over a cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// It gets a micro-batch of its own, in steps of such micro-batches matched across ranks
+    /// (the default when the caps come from a wanted samples per pack).
+    OwnMicroBatch,
+    /// It is left out with its reason (the default for explicit caps: they are hard limits).
+    Drop,
+}
+
+/// Parameters of [`balance_batches`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BalanceParams {
+    pub dp: u32,
+    pub accum: u32,
+    pub caps: Caps,
+    /// A pack whose text reaches this is accepted even below the vision cap.
+    pub min_text: u32,
+    /// Packing rounds (default 4).
+    pub rounds: u32,
+    /// Packs open at once while packing (default 4).
+    pub open_packs: u32,
+    /// A pack within this many vision units of the cap is full (default 0: packs close at the
+    /// vision cap exactly, so packs of one vision sum can be drawn into steps at random).
+    pub vision_slack: u32,
+    pub seed: u64,
+    pub epoch: u64,
+    pub cost: TextCost,
+    pub tail: Tail,
+    /// What happens to samples over a cap (default [`Oversize::Drop`]).
+    pub oversize: Oversize,
+    /// Worker threads (default 0: `OMNIBAL_THREADS`, else the machine's parallelism, at most
+    /// [`MAX_THREADS`]). The plan is the same for any count.
+    pub threads: usize,
+}
+
+impl BalanceParams {
+    /// Defaults for everything but the shape, the caps and the seed.
+    pub fn new(dp: u32, accum: u32, caps: Caps, seed: u64, epoch: u64) -> Self {
+        BalanceParams {
+            dp,
+            accum,
+            caps,
+            min_text: caps.max_text.saturating_sub(128),
+            rounds: 4,
+            open_packs: 4,
+            vision_slack: 0,
+            seed,
+            epoch,
+            cost: TextCost::default(),
+            tail: Tail::Drop,
+            oversize: Oversize::Drop,
+            threads: 0,
+        }
+    }
+}
+
+/// A sample with its loads, as the packing phases carry it (so they read memory in order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rec {
+    id: u32,
+    v: u32,
+    t: u32,
+}
+
+impl Rec {
+    fn of(samples: &Samples, i: u32) -> Rec {
+        Rec {
+            id: i,
+            v: samples.vision[i as usize],
+            t: samples.text[i as usize],
+        }
+    }
+}
+
+/// The vision and text sums of a pack of records.
+fn sums(pack: &[Rec]) -> (u64, u64) {
+    pack.iter()
+        .fold((0, 0), |(v, t), r| (v + r.v as u64, t + r.t as u64))
+}
+
+/// Worker threads of the equalizing and step phases: `OMNIBAL_THREADS` when set (1 turns
+/// threading off), else the machine's parallelism, at most [`MAX_THREADS`]; read at the first
+/// call (the binding makes it on the JavaScript thread). The plan does not
+/// depend on it: threads take runs of independent windows or steps.
+pub fn worker_threads() -> usize {
+    // Read once: the environment is not read again from a worker thread, where a host process
+    // changing its environment at the same time (Node's `process.env`) could race with it.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("OMNIBAL_THREADS")
+            .ok()
+            .and_then(|x| x.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, MAX_THREADS)
+    })
+}
+
+/// Most worker threads a plan uses.
+pub const MAX_THREADS: usize = 8;
+/// Fewest steps in a run that threads share (shorter runs are tuned on the calling thread).
+pub const PARALLEL_MIN_STEPS: usize = 64;
+
+/// Plans one epoch with the balanced strategy.
+pub fn balance_batches(
+    samples: &Samples,
+    p: &BalanceParams,
+    progress: &mut dyn Progress,
+) -> Result<BatchPlan, Error> {
+    balance_batches_with_carry(samples, p, &[], progress)
+}
+
+/// [`balance_batches`] with the previous epoch's carried tail (`carry`, sample indices, each at
+/// most once; see [`check_carry`]): those samples are planned in addition to the epoch's own
+/// (so they appear twice in the plan) and are kept out of this epoch's tail where the epoch
+/// allows: the tail's packs are chosen among those holding no carried sample, and only when too
+/// few are free of them among the others, never both copies of a sample (a carried copy in the
+/// tail is carried again, or dropped under `drop`; see `take_tail`). Only an epoch with too few
+/// packs for that (a tiny one, or over-cap samples short of a step) puts both copies of a sample
+/// in its tail: it is carried once, and the other copy dropped with reason `tail`. Inside,
+/// carried sample `j` is `n + j`; the plan gets their own indices back, and lists `carry` in
+/// [`BatchPlan::carried`]. With an empty `carry` the plan is [`balance_batches`]'s.
+pub fn balance_batches_with_carry(
+    samples: &Samples,
+    p: &BalanceParams,
+    carry: &[u32],
+    progress: &mut dyn Progress,
+) -> Result<BatchPlan, Error> {
+    if p.dp == 0 {
+        return Err(Error::out_of_range("dp", "must be at least 1, got 0"));
+    }
+    if p.accum == 0 {
+        return Err(Error::out_of_range("accum", "must be at least 1, got 0"));
+    }
+    if p.rounds == 0 {
+        return Err(Error::out_of_range("rounds", "must be at least 1, got 0"));
+    }
+    if p.open_packs == 0 {
+        return Err(Error::out_of_range(
+            "openPacks",
+            "must be at least 1, got 0",
+        ));
+    }
+    let m = p.dp as u64 * p.accum as u64;
+    if m > super::strategy::MAX_STEP_MICRO_BATCHES {
+        return Err(super::strategy::step_too_large(p.dp, p.accum));
+    }
+    let m = m as usize;
+    let n_own = samples.len();
+    check_carry(carry, n_own)?;
+    let carry_ids = CarryIds { n_own, carry };
+    // Sample `i` with its loads; carried sample `j` is `n_own + j`.
+    let rec = |i: u32| match (i as usize).checked_sub(n_own) {
+        None => Rec::of(samples, i),
+        Some(j) => Rec {
+            id: i,
+            ..Rec::of(samples, carry[j])
+        },
+    };
+    let fits = |r: &Rec| r.v <= p.caps.max_vision && r.t <= p.caps.max_text;
+    // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
+    let (mut pool, mut dropped, mut oversize) = if p.oversize == Oversize::OwnMicroBatch {
+        let mut fit = Vec::with_capacity(samples.len());
+        let mut over = Vec::new();
+        for i in 0..samples.len() as u32 {
+            let r = Rec::of(samples, i);
+            if fits(&r) {
+                fit.push(r);
+            } else {
+                over.push(i);
+            }
+        }
+        (fit, Vec::new(), over)
+    } else {
+        let (fit, dropped) = samples.split_by_caps(p.caps)?;
+        let fit: Vec<Rec> = fit.into_iter().map(|i| Rec::of(samples, i)).collect();
+        (fit, dropped, Vec::new())
+    };
+    for (j, &i) in carry.iter().enumerate() {
+        let r = rec((n_own + j) as u32);
+        if fits(&r) {
+            pool.push(r);
+        } else if p.oversize == Oversize::OwnMicroBatch {
+            oversize.push(r.id);
+        } else {
+            return Err(Error::out_of_range(
+                "carry",
+                format!(
+                    "entry {j} is sample {i}, over the caps: an over-cap sample is dropped, never carried"
+                ),
+            ));
+        }
+    }
+    let total = pool.len() as u64;
+    let threads = if p.threads > 0 {
+        p.threads.min(MAX_THREADS)
+    } else {
+        worker_threads()
+    };
+    let mut packs = pack(pool, p, progress, total, threads);
+    packs = repack_part_filled(packs, p);
+    let before = packs.len();
+    let (packs, kept, lost) = spread_tail(packs, p, m, &carry_ids);
+    dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
+
+    // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
+    // order grouped by vision sum (descending); then the dealt packs (built step by step) by
+    // vision sum; then the tail; then the over-cap samples, one per pack. The packs are renumbered
+    // in this order, so each vision class is a run of consecutive packs and the steps cut from
+    // it are runs too (every phase below reads memory in order).
+    // Each pack's vision sum once, in order (the sorts below look them up at random).
+    let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
+    let mut drawn: Vec<u32> = kept;
+    shuffle(
+        &mut drawn,
+        &mut Rng::for_epoch(p.seed, p.epoch, TAIL_PURPOSE),
+    );
+    let tail_old: Vec<u32> = if carry.is_empty() {
+        drawn.split_off(drawn.len() - drawn.len() % m)
+    } else {
+        let r = drawn.len() % m;
+        take_tail(&mut drawn, r, &carry_ids, |k, out| {
+            out.extend(packs.get(k as usize).iter().map(|x| x.id))
+        })
+    };
+    shuffle(
+        &mut drawn,
+        &mut Rng::for_epoch(p.seed, p.epoch, DRAW_PURPOSE),
+    );
+    sort_by_key_descending(&mut drawn, &vision);
+    let mut fresh: Vec<u32> = (before as u32..packs.len() as u32).collect();
+    sort_by_key_descending(&mut fresh, &vision);
+    drop(vision);
+    let kept_end = drawn.len();
+    let fresh_end = kept_end + fresh.len();
+    let normal = fresh_end + tail_old.len();
+    let max_cost = p.cost.max_sample(samples.text);
+    let mut order_old = drawn;
+    order_old.extend_from_slice(&fresh);
+    order_old.extend_from_slice(&tail_old);
+    let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| rec(i)).collect();
+    let source = |j: usize| -> &[Rec] {
+        match order_old.get(j) {
+            Some(&k) => packs.get(k as usize),
+            None => std::slice::from_ref(&oversize_recs[j - order_old.len()]),
+        }
+    };
+    let count = order_old.len() + oversize_recs.len();
+    let mut new_packs: Packs = Packs::with_capacity(0);
+    new_packs.offsets.reserve(count);
+    let mut at = 0u32;
+    for j in 0..count {
+        at += source(j).len() as u32;
+        new_packs.offsets.push(at);
+    }
+    let n = at as usize;
+    // The records in the new order, three words each, in the first three quarters of the loads'
+    // own buffer (its pages are touched only as they are written); the old packs are then freed
+    // and each record widened in place to its loads, last first (a record's loads never cover an
+    // earlier record). Peak: the records twice, not the records and the loads.
+    let zero = SampleLoad {
+        w: 0,
+        v: 0,
+        t: 0,
+        id: 0,
+    };
+    let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(n);
+    sample_loads.resize((3 * n).div_ceil(4), zero);
+    let offsets = &new_packs.offsets;
+    // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on.
+    let gather = |a: usize, b: usize, out: &mut [SampleLoad]| {
+        let mut q = 0;
+        let mut touched = 0u32;
+        for from in (a..b).step_by(GATHER_BATCH) {
+            let to = (from + GATHER_BATCH).min(b);
+            for j in from..to {
+                touched ^= source(j).first().map_or(0, |r| r.id);
+            }
+            for j in from..to {
+                for r in source(j) {
+                    for x in [r.id, r.v, r.t] {
+                        *word(out, q) = x;
+                        q += 1;
+                    }
+                }
+            }
+        }
+        std::hint::black_box(touched);
+    };
+    // Threads take runs of packs that start on a whole entry (a multiple of 4 samples).
+    let mut cuts = vec![0];
+    for g in 1..threads {
+        let mut j = (count * g / threads).max(*cuts.last().unwrap());
+        while j < count && offsets[j] % 4 != 0 {
+            j += 1;
+        }
+        cuts.push(j);
+    }
+    cuts.push(count);
+    if threads <= 1 || count < PARALLEL_MIN_STEPS {
+        gather(0, count, &mut sample_loads);
+    } else {
+        std::thread::scope(|scope| {
+            let mut rest = &mut sample_loads[..];
+            for w in cuts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                // Whole entries: 3 words per sample, from and to a multiple of 4 samples.
+                let len = if b == count {
+                    rest.len()
+                } else {
+                    3 * (offsets[b] - offsets[a]) as usize / 4
+                };
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                rest = tail;
+                let gather = &gather;
+                scope.spawn(move || gather(a, b, mine));
+            }
+        });
+    }
+    drop((packs, order_old, fresh, tail_old, oversize_recs));
+    sample_loads.resize(n, zero);
+    let widened = |id: u32, v: u32, t: u32| SampleLoad {
+        w: p.cost.weight(t, max_cost) as u32,
+        v,
+        t,
+        id,
+    };
+    // Entries `[lo, hi)` with `3 hi <= 4 lo` read words `[3 lo, 3 hi)`, all in entries below `lo`,
+    // which no entry of `[lo, hi)` overwrites: such a wave is widened on threads, each from the
+    // untouched entries below it; waves go downward, and the last small part is done in place,
+    // last first.
+    let mut hi = n;
+    while threads > 1 && hi >= PARALLEL_WIDEN_MIN {
+        let lo = (3 * hi).div_ceil(4);
+        let (below, wave) = sample_loads.split_at_mut(lo);
+        let below: &[SampleLoad] = below;
+        let per = (hi - lo).div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (g, out) in wave[..hi - lo].chunks_mut(per).enumerate() {
+                let widened = &widened;
+                scope.spawn(move || {
+                    for (j, x) in out.iter_mut().enumerate() {
+                        let q = 3 * (lo + g * per + j);
+                        *x = widened(
+                            word_of(below, q),
+                            word_of(below, q + 1),
+                            word_of(below, q + 2),
+                        );
+                    }
+                });
+            }
+        });
+        hi = lo;
+    }
+    for i in (0..hi).rev() {
+        let (id, v, t) = (
+            *word(&mut sample_loads, 3 * i),
+            *word(&mut sample_loads, 3 * i + 1),
+            *word(&mut sample_loads, 3 * i + 2),
+        );
+        sample_loads[i] = widened(id, v, t);
+    }
+    let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
+    // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
+    let fill = |start: usize, end: usize, sl: &[SampleLoad], pl: &mut [PackLoad]| {
+        let base = offsets[start] as usize;
+        for j in start..end {
+            let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
+            for x in &sl[offsets[j] as usize - base..offsets[j + 1] as usize - base] {
+                v += x.v as u64;
+                c += x.w as u64;
+                t += x.t as u64;
+            }
+            pl[j - start] = PackLoad { v, w: c, t };
+        }
+    };
+    if threads <= 1 {
+        fill(0, count, &sample_loads, &mut pack_loads);
+    } else {
+        let per = count.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let (mut sl, mut pl) = (&sample_loads[..], &mut pack_loads[..]);
+            for start in (0..count).step_by(per) {
+                let end = (start + per).min(count);
+                let items = (offsets[end] - offsets[start]) as usize;
+                let (mine_s, rest) = sl.split_at(items);
+                sl = rest;
+                let (mine_p, rest) = std::mem::take(&mut pl).split_at_mut(end - start);
+                pl = rest;
+                let fill = &fill;
+                scope.spawn(move || fill(start, end, mine_s, mine_p));
+            }
+        });
+    }
+    let packs = new_packs;
+    let cap_t = p.caps.max_text as u64;
+
+    // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
+    // the class each, small enough to stay in cache). Windows are independent: threads take
+    // runs of them (the plan does not depend on how many).
+    let mut windows: Vec<(usize, usize)> = Vec::new();
+    for (from, to) in [(0, kept_end), (kept_end, fresh_end)] {
+        let mut start = from;
+        while start < to {
+            let v = pack_loads[start].v;
+            let mut end = start;
+            while end < to && pack_loads[end].v == v {
+                end += 1;
+            }
+            let mut a = start;
+            while a < end {
+                let b = (a + EQUALIZE_WINDOW).min(end);
+                windows.push((a, b));
+                a = b;
+            }
+            start = end;
+        }
+    }
+    for_each_range(
+        &mut sample_loads,
+        &mut pack_loads,
+        &packs,
+        &windows,
+        &mut [],
+        0,
+        threads,
+        cap_t,
+        &|rules, loads, (a, b), _| {
+            let mut w: Vec<u32> = (a as u32..b as u32).collect();
+            rules.pair_passes(&packs, loads, &mut w, EQUALIZE_PASSES);
+            // The costliest packs left, each against cheap ones across the window (it matters in
+            // large steps, whose slowest rank is the costliest of many packs).
+            if m < EQUALIZE_GREEDY_MIN_STEP {
+                return;
+            }
+            rules.greedy(
+                &packs,
+                loads,
+                &w,
+                w.len() / EQUALIZE_GREEDY_SHARE + 32,
+                true,
+                0,
+            );
+        },
+    );
+    progress.report(total + total / 4, total * 2);
+
+    // Step 5: steps cut from the layout; costly and cheap packs matched in steps of their own.
+    let full = Loads {
+        p: &mut pack_loads,
+        base: 0,
+    };
+    let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &full, m);
+    drawn.extend(kept_end as u32..fresh_end as u32);
+    let mut tail: Vec<u32> = (fresh_end as u32..normal as u32).collect();
+    // Pack `k`'s samples (the packs that can join the tail here were left as laid out: no swap
+    // touched them).
+    let ids = |k: u32, out: &mut Vec<u32>| {
+        out.extend(sample_loads[packs.range(k as usize)].iter().map(|x| x.id))
+    };
+    // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
+    let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
+    over.sort_by_cached_key(|&k| full.key(k));
+    let r = over.len() % m;
+    tail.extend(take_tail(&mut over, r, &carry_ids, ids));
+    drawn.extend_from_slice(&over);
+    // A tail of a step or more (over-cap leftovers): whole steps of similar packs.
+    if tail.len() >= m {
+        tail.sort_by_cached_key(|&k| full.key(k));
+        let r = tail.len() % m;
+        let rest = take_tail(&mut tail, r, &carry_ids, ids);
+        drawn.extend_from_slice(&tail);
+        tail = rest;
+    }
+    let steps = drawn.len() / m;
+    let cap_v = p.caps.max_vision as u64;
+    let tune = |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, step: &mut [u32]| {
+        let v0 = loads[step[0] as usize].v;
+        if step.iter().any(|&k| loads[k as usize].v != v0)
+            && step.iter().all(|&k| (k as usize) < normal)
+        {
+            rules.even_vision(&packs, loads, step, cap_v);
+        }
+        // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
+        let mean = step.iter().map(|&k| loads[k as usize].w).sum::<u64>() / m as u64;
+        let stop_at = mean + mean / STEP_TOLERANCE;
+        if step.iter().any(|&k| loads[k as usize].w > stop_at) {
+            rules.pair_passes(&packs, loads, step, STEP_PASSES);
+            rules.greedy(
+                &packs,
+                loads,
+                step,
+                (8 * m + 32).min(GREEDY_SWAPS),
+                false,
+                stop_at,
+            );
+        }
+        // Cost order, ties by pack (as a re-deal of the step by position breaks them).
+        rules.sort_by_cost(loads, step);
+    };
+    // Steps whose packs run in increasing order (the unmatched ones, cut from the layout) are
+    // independent and disjoint in memory: threads take runs of them. The others (matched
+    // steps, which gather packs from anywhere) are tuned first, one by one.
+    let span = |st: usize| {
+        let step = &drawn[st * m..(st + 1) * m];
+        (
+            *step.iter().min().unwrap() as usize,
+            *step.iter().max().unwrap() as usize + 1,
+        )
+    };
+    let mut runs: Vec<Vec<(usize, usize)>> = Vec::new(); // per run: each step's pack span
+    for st in 0..steps {
+        let (lo, hi) = span(st);
+        match runs.last_mut() {
+            Some(run) if run.last().is_some_and(|&(_, end)| end <= lo) => run.push((lo, hi)),
+            _ => runs.push(vec![(lo, hi)]),
+        }
+    }
+    let mut first = 0;
+    for run in &runs {
+        for_each_range(
+            &mut sample_loads,
+            &mut pack_loads,
+            &packs,
+            run,
+            &mut drawn[first * m..(first + run.len()) * m],
+            m,
+            if run.len() >= PARALLEL_MIN_STEPS {
+                threads
+            } else {
+                1
+            },
+            cap_t,
+            &|rules, loads, _, step| tune(rules, loads, step),
+        );
+        first += run.len();
+    }
+    progress.report(total + total / 4 + total * 3 / 4, total * 2);
+
+    // The packs' items, as the swaps left them.
+    let mut packs = packs;
+    packs.items = sample_loads.iter().map(|x| x.id).collect();
+    drop(sample_loads);
+    let loads = Loads {
+        p: &mut pack_loads,
+        base: 0,
+    };
+    // Step 6: deal each step's packs to ranks; step 7: order the steps.
+    let mut step_order: Vec<u32> = (0..steps as u32).collect();
+    shuffle(
+        &mut step_order,
+        &mut Rng::for_epoch(p.seed, p.epoch, STEP_ORDER_PURPOSE),
+    );
+    let mut order = Vec::with_capacity(drawn.len() + tail.len());
+    let mut dealt: Vec<u32> = Vec::with_capacity(m);
+    let dp = p.dp as usize;
+    for &s in &step_order {
+        let step = &drawn[s as usize * m..(s as usize + 1) * m];
+        if p.accum == 1 {
+            order.extend_from_slice(step);
+            continue;
+        }
+        dealt.clear();
+        dealt.extend_from_slice(step);
+        dealt.sort_unstable_by_key(|&k| loads.key(k));
+        // Snake order: position j goes to rank j mod dp, reversed on odd rounds.
+        let rank_of = |j: usize| {
+            if (j / dp).is_multiple_of(2) {
+                j % dp
+            } else {
+                dp - 1 - j % dp
+            }
+        };
+        let mut by_rank: Vec<(usize, usize)> = (0..m).map(|j| (rank_of(j), j)).collect();
+        by_rank.sort_unstable();
+        order.extend(by_rank.iter().map(|&(_, j)| dealt[j]));
+    }
+    order.extend_from_slice(&tail);
+    drop((loads, drawn, tail, dealt));
+    progress.report(total * 2, total * 2);
+    let mut plan = assemble(
+        &packs,
+        &order,
+        p.dp,
+        p.accum,
+        p.tail,
+        true,
+        Some(p.caps),
+        dropped,
+    )?;
+    if !oversize.is_empty() {
+        let mut gone = vec![false; n_own + carry.len()];
+        for &(i, r) in &plan.dropped {
+            if matches!(r, DropReason::Tail | DropReason::Carried) {
+                gone[i as usize] = true;
+            }
+        }
+        plan.oversize = oversize
+            .into_iter()
+            .filter(|&i| !gone[i as usize])
+            .collect();
+    }
+    if !carry.is_empty() {
+        // A sample with both copies in the tail (a tiny epoch): carried once, the carried-in
+        // copy dropped as tail.
+        let mut gone = vec![false; n_own];
+        for &(i, r) in &plan.dropped {
+            if (i as usize) < n_own && r == DropReason::Carried {
+                gone[i as usize] = true;
+            }
+        }
+        for (i, r) in plan.dropped.iter_mut() {
+            if let Some(j) = (*i as usize).checked_sub(n_own) {
+                if *r == DropReason::Carried && gone[carry[j] as usize] {
+                    *r = DropReason::Tail;
+                }
+            }
+        }
+        // Carried samples get their own indices back.
+        let own = |i: &mut u32| {
+            if let Some(j) = (*i as usize).checked_sub(n_own) {
+                *i = carry[j];
+            }
+        };
+        plan.samples.iter_mut().for_each(own);
+        plan.oversize.iter_mut().for_each(own);
+        plan.oversize.sort_unstable();
+        plan.dropped.iter_mut().for_each(|(i, _)| own(i));
+        plan.dropped.sort_unstable();
+        plan.carried = carry.to_vec();
+    }
+    Ok(plan)
+}

@@ -1,0 +1,567 @@
+//! Step 1 of the balanced planner: packing. Rounds of first-fit packing over open packs, each
+//! round's pool shuffled in cache-sized blocks that threads pack independently
+//! ([`shuffle_in_blocks`], [`pack_block`], [`pack`]); then the packs left part-filled are
+//! re-packed best fit ([`repack_part_filled`], over a [`RoomSet`] of vision rooms).
+
+use super::{sums, BalanceParams, Rec};
+use crate::data::plan::Packs;
+use crate::permutation::shuffle;
+use crate::progress::Progress;
+use crate::rng::Rng;
+use std::cmp::Reverse;
+
+pub(super) struct OpenPack {
+    pub(super) items: Vec<Rec>,
+    pub(super) v: u64,
+    pub(super) t: u64,
+}
+
+/// Samples per packing block: each round shuffles its pool in blocks of about this many and
+/// packs each block on its own (a block stays in cache, and blocks run on worker threads).
+pub const PACK_BLOCK: usize = 1 << 16;
+
+/// Most input chunks [`shuffle_in_blocks`] cuts a pool into.
+pub const SHUFFLE_CHUNKS: usize = 64;
+
+/// Shuffles `pool` uniformly at random for `rng`, in blocks of about [`PACK_BLOCK`] samples,
+/// and returns the blocks' bounds (`k + 1` positions, `k = ceil(n / PACK_BLOCK)`). One block: a
+/// plain Fisher-Yates shuffle with `rng`. Otherwise the pool is cut into `c = min(k,
+/// SHUFFLE_CHUNKS)` chunks (chunk `j` is `[j n / c, (j + 1) n / c)`), and with `base` two words
+/// of `rng` (the low 32 bits, then 21 more), each chunk, on stream `j` of `base`
+/// ([`Rng::for_stream`]), is Fisher-Yates shuffled and then draws, for each of its samples in
+/// turn, a block (`below(k)`): only the counts are kept, and the chunk's shuffled samples go to
+/// the blocks in runs (the first `count[j][0]` to block 0, and so on). Block `b` takes its runs
+/// chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`. Each sample lands in a
+/// uniformly random block, in a uniformly random order within it: a uniformly random order, as
+/// a one-block shuffle gives. Chunks and blocks are independent: threads take runs of them (the
+/// result does not depend on how many).
+pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<usize> {
+    let n = pool.len();
+    let k = n.div_ceil(PACK_BLOCK);
+    if k <= 1 {
+        shuffle(pool, rng);
+        return vec![0, n];
+    }
+    let base = rng.next_u32() as u64 | ((rng.next_u32() >> 11) as u64) << 32;
+    let c = k.min(SHUFFLE_CHUNKS);
+    let chunks: Vec<usize> = (0..=c).map(|j| j * n / c).collect();
+    // Each chunk shuffled in place, and its samples' block counts (`counts[j * k + b]`).
+    let mut counts = vec![0u32; c * k];
+    let rows: Vec<usize> = (0..=c).map(|j| j * k).collect();
+    let shuffle_chunks = |first: usize, last: usize, items: &mut [Rec], count: &mut [u32]| {
+        for j in first..last {
+            let mut r = Rng::for_stream(base, j as u64);
+            let items = &mut items[chunks[j] - chunks[first]..chunks[j + 1] - chunks[first]];
+            shuffle(items, &mut r);
+            let count = &mut count[(j - first) * k..(j - first + 1) * k];
+            for _ in 0..items.len() {
+                count[r.below(k as u32) as usize] += 1;
+            }
+        }
+    };
+    let parallel = threads > 1;
+    if parallel {
+        let runs = block_runs(pool, &chunks, threads);
+        std::thread::scope(|scope| {
+            for ((first, last, items), (_, _, count)) in
+                runs.into_iter()
+                    .zip(block_runs(&mut counts, &rows, threads))
+            {
+                let shuffle_chunks = &shuffle_chunks;
+                scope.spawn(move || shuffle_chunks(first, last, items, count));
+            }
+        });
+    } else {
+        shuffle_chunks(0, c, pool, &mut counts);
+    }
+    // Where each chunk's run for each block starts (in the chunk), and the blocks' bounds.
+    let mut starts = vec![0usize; c * k];
+    for j in 0..c {
+        let mut at = chunks[j];
+        for b in 0..k {
+            starts[j * k + b] = at;
+            at += counts[j * k + b] as usize;
+        }
+    }
+    let mut bounds = vec![0usize; k + 1];
+    for b in 0..k {
+        bounds[b + 1] = bounds[b] + (0..c).map(|j| counts[j * k + b] as usize).sum::<usize>();
+    }
+    // Blocks `[first, last)` gathered into `out` (from `bounds[first]` on) and shuffled.
+    let source = &pool[..];
+    let fill = |first: usize, last: usize, out: &mut [Rec]| {
+        let mut at = 0;
+        for b in first..last {
+            let begin = at;
+            for j in 0..c {
+                let (s, len) = (starts[j * k + b], counts[j * k + b] as usize);
+                out[at..at + len].copy_from_slice(&source[s..s + len]);
+                at += len;
+            }
+            shuffle(
+                &mut out[begin..at],
+                &mut Rng::for_stream(base, (c + b) as u64),
+            );
+        }
+    };
+    let mut out = vec![Rec { id: 0, v: 0, t: 0 }; n];
+    if parallel {
+        std::thread::scope(|scope| {
+            for (first, last, mine) in block_runs(&mut out, &bounds, threads) {
+                let fill = &fill;
+                scope.spawn(move || fill(first, last, mine));
+            }
+        });
+    } else {
+        fill(0, k, &mut out);
+    }
+    *pool = out;
+    bounds
+}
+
+/// A block bound for [`block_runs`]: an offset into the items (plans store them as `u32`).
+pub(in crate::data) trait Bound: Copy {
+    fn at(self) -> usize;
+}
+
+impl Bound for usize {
+    fn at(self) -> usize {
+        self
+    }
+}
+
+impl Bound for u32 {
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+/// `items` cut at `bounds` (`bounds[0] = 0`, the last is `items.len()`) into blocks, and the
+/// blocks into up to `threads` runs of consecutive ones: each run's blocks `first..last` and
+/// items, for worker threads.
+pub(in crate::data) fn block_runs<'a, T, B: Bound>(
+    items: &'a mut [T],
+    bounds: &[B],
+    threads: usize,
+) -> Vec<(usize, usize, &'a mut [T])> {
+    let k = bounds.len() - 1;
+    let per = k.div_ceil(threads.max(1)).max(1);
+    let mut runs = Vec::new();
+    let mut rest = items;
+    for first in (0..k).step_by(per) {
+        let last = (first + per).min(k);
+        let len = bounds[last].at() - bounds[first].at();
+        let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        runs.push((first, last, mine));
+    }
+    runs
+}
+
+/// What [`pack_block`] leaves: samples packed, each pack's end, samples for the next round.
+pub(super) type PackedBlock = (usize, Vec<u32>, Vec<Rec>);
+
+/// One block of a packing round, packed first fit over up to `open_packs` open packs, in place:
+/// the block's packed samples are moved to its front, pack after pack in acceptance order
+/// (a closed pack's samples were all read before it is written, so writing never passes
+/// reading). Returns how many samples were packed, each pack's end (from the block's start), and
+/// the samples left for the next round (none in the last round: its open packs are packs too).
+pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> PackedBlock {
+    let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
+    let slack = p.vision_slack as u64;
+    let accept = |v: u64, t: u64| (cap_v > 0 && v + slack >= cap_v) || t >= p.min_text as u64;
+    let mut written = 0usize;
+    let mut ends: Vec<u32> = Vec::with_capacity(block.len() / 4 + 1);
+    let put = |block: &mut [Rec], written: &mut usize, ends: &mut Vec<u32>, items: &[Rec]| {
+        block[*written..*written + items.len()].copy_from_slice(items);
+        *written += items.len();
+        ends.push(*written as u32);
+    };
+    let mut open: Vec<OpenPack> = Vec::with_capacity(p.open_packs as usize);
+    // Closed packs' item buffers, reused by the packs opened later (no allocation per pack).
+    let mut spare: Vec<Vec<Rec>> = Vec::new();
+    let mut rest = Vec::new();
+    for r in 0..block.len() {
+        let i = block[r];
+        let (sv, st) = (i.v as u64, i.t as u64);
+        match open
+            .iter()
+            .position(|b| b.v + sv <= cap_v && b.t + st <= cap_t)
+        {
+            Some(k) => {
+                let b = &mut open[k];
+                b.items.push(i);
+                b.v += sv;
+                b.t += st;
+                if accept(b.v, b.t) {
+                    let closed = open.remove(k).items;
+                    put(block, &mut written, &mut ends, &closed);
+                    spare.push(closed);
+                }
+            }
+            None => {
+                if open.len() == p.open_packs as usize {
+                    let evicted = open.remove(0).items;
+                    if last {
+                        put(block, &mut written, &mut ends, &evicted);
+                    } else {
+                        rest.extend_from_slice(&evicted);
+                    }
+                    spare.push(evicted);
+                }
+                if accept(sv, st) {
+                    put(block, &mut written, &mut ends, &[i]);
+                } else {
+                    let mut items = spare.pop().unwrap_or_default();
+                    items.clear();
+                    items.push(i);
+                    open.push(OpenPack {
+                        items,
+                        v: sv,
+                        t: st,
+                    });
+                }
+            }
+        }
+    }
+    for b in open.drain(..) {
+        if last {
+            put(block, &mut written, &mut ends, &b.items);
+        } else {
+            rest.extend_from_slice(&b.items);
+        }
+    }
+    (written, ends, rest)
+}
+
+/// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left
+/// ([`shuffle_in_blocks`]) and packs it block by block ([`pack_block`]): the blocks' packs in
+/// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
+/// threads take runs of them (the packs do not depend on how many).
+pub(super) fn pack(
+    pool: Vec<Rec>,
+    p: &BalanceParams,
+    progress: &mut dyn Progress,
+    total: u64,
+    threads: usize,
+) -> Packs<Rec> {
+    let mut out: Packs<Rec> = Packs::new();
+    let mut pool = pool;
+    for round in 0..p.rounds {
+        let bounds = shuffle_in_blocks(
+            &mut pool,
+            &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
+            threads,
+        );
+        let last = round + 1 == p.rounds;
+        let blocks = bounds.len() - 1;
+        let mut done: Vec<PackedBlock> = Vec::with_capacity(blocks);
+        if threads <= 1 || blocks < 2 {
+            for b in 0..blocks {
+                done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
+            }
+        } else {
+            let runs: Vec<Vec<PackedBlock>> = std::thread::scope(|scope| {
+                let mut handles = Vec::new();
+                for (first, end, mine) in block_runs(&mut pool, &bounds, threads) {
+                    let bounds = &bounds;
+                    handles.push(scope.spawn(move || {
+                        (first..end)
+                            .map(|b| {
+                                let range =
+                                    bounds[b] - bounds[first]..bounds[b + 1] - bounds[first];
+                                pack_block(&mut mine[range], last, p)
+                            })
+                            .collect::<Vec<_>>()
+                    }));
+                }
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a packing thread panicked"))
+                    .collect()
+            });
+            done.extend(runs.into_iter().flatten());
+        }
+        // The blocks' packs, in block order: moved down in place in the first round (whose pool
+        // becomes the packs' buffer), appended in later rounds.
+        let mut next = Vec::new();
+        let reuse = out.items.is_empty();
+        let mut at = 0usize;
+        for (b, (written, ends, rest)) in done.into_iter().enumerate() {
+            let base = if reuse { at } else { out.items.len() } as u32;
+            if reuse {
+                pool.copy_within(bounds[b]..bounds[b] + written, at);
+            } else {
+                out.items
+                    .extend_from_slice(&pool[bounds[b]..bounds[b] + written]);
+            }
+            at += written;
+            out.offsets.extend(ends.iter().map(|&e| base + e));
+            next.extend_from_slice(&rest);
+        }
+        if reuse {
+            pool.truncate(at);
+            out.items = std::mem::replace(&mut pool, next);
+        } else {
+            pool = next;
+        }
+        progress.report(total - pool.len() as u64, total * 2);
+        if pool.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// Step 1b: re-packs the samples of the packs that closed neither by vision nor by text (the
+/// last round's leftovers) best-fit decreasing, so that they fill the vision cap exactly where
+/// the data allows instead of forming classes of part-filled packs that mix into steps. Samples
+/// in (vision, text) descending order, index ascending; each joins the open pack of least vision
+/// room that takes it (only the most recent pack of each room is tried), else opens one. Full
+/// packs keep their order; re-packed ones follow. Runs when `0 < cap_v <= REPAIR_MAX_VISION`.
+pub(super) fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<Rec> {
+    let cap_v = p.caps.max_vision as u64;
+    if cap_v == 0 || cap_v > REPAIR_MAX_VISION {
+        return packs;
+    }
+    let slack = p.vision_slack as u64;
+    let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
+    // The accepted packs moved down in place, in order (no copy of the pool): pack `k`'s range
+    // is read before any write reaches offset `k`, and writes never pass the reads.
+    let mut out = packs;
+    let mut loose: Vec<Rec> = Vec::new();
+    let (mut kept, mut end) = (0, 0);
+    for k in 0..out.len() {
+        let r = out.range(k);
+        let (v, t) = sums(&out.items[r.clone()]);
+        if accept(v, t) {
+            out.items.copy_within(r.clone(), end);
+            end += r.len();
+            kept += 1;
+            out.offsets[kept] = end as u32;
+        } else {
+            loose.extend_from_slice(&out.items[r]);
+        }
+    }
+    out.items.truncate(end);
+    out.offsets.truncate(kept + 1);
+    if loose.is_empty() {
+        return out;
+    }
+    // First in the packs' (random) order, so re-packed packs mix sizes; what stays part-filled
+    // is re-packed once more in decreasing order, which fills the cap wherever the sizes allow.
+    let mut rest = Vec::new();
+    best_fit(&loose, p, &mut out, Some(&mut rest));
+    rest.sort_by_key(|r| (Reverse(r.v), Reverse(r.t), r.id));
+    best_fit(&rest, p, &mut out, None);
+    out
+}
+
+/// Packs `items` in order, best fit by vision room (see [`repack_part_filled`]); full packs go
+/// to `out` as they fill; the packs left part-filled go to `rest` as loose samples when given,
+/// else to `out` too.
+pub(super) fn best_fit(
+    items: &[Rec],
+    p: &BalanceParams,
+    out: &mut Packs<Rec>,
+    mut rest: Option<&mut Vec<Rec>>,
+) {
+    let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
+    let slack = p.vision_slack as u64;
+    let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
+    let mut bins: Vec<OpenPack> = Vec::new();
+    let mut closed: Vec<bool> = Vec::new();
+    // by_room[r]: open packs with vision room r, most recent last; `rooms`: the r that have one,
+    // so a sample visits only rooms that hold a pack (a scan of every room from its size up
+    // cost O(cap) per sample: minutes on a million samples whose sizes cannot fill the cap).
+    let mut by_room: Vec<Vec<u32>> = vec![Vec::new(); cap_v as usize + 1];
+    let mut rooms = RoomSet::new(cap_v as usize + 1);
+    for &i in items {
+        let (sv, st) = (i.v as u64, i.t as u64);
+        let mut into = None;
+        let mut at = rooms.next_at_or_after(sv as usize);
+        while let Some(room) = at {
+            let b = *by_room[room]
+                .last()
+                .expect("a room in the set holds a pack");
+            if bins[b as usize].t + st <= cap_t {
+                by_room[room].pop();
+                if by_room[room].is_empty() {
+                    rooms.remove(room);
+                }
+                into = Some(b as usize);
+                break;
+            }
+            at = rooms.next_at_or_after(room + 1);
+        }
+        let b = match into {
+            Some(b) => {
+                let bin = &mut bins[b];
+                bin.items.push(i);
+                bin.v += sv;
+                bin.t += st;
+                b
+            }
+            None => {
+                bins.push(OpenPack {
+                    items: vec![i],
+                    v: sv,
+                    t: st,
+                });
+                closed.push(false);
+                bins.len() - 1
+            }
+        };
+        if accept(bins[b].v, bins[b].t) {
+            closed[b] = true;
+            out.push(&bins[b].items);
+        } else {
+            let room = (cap_v - bins[b].v.min(cap_v)) as usize;
+            by_room[room].push(b as u32);
+            rooms.insert(room);
+        }
+    }
+    for (b, bin) in bins.iter().enumerate() {
+        if !closed[b] {
+            match rest.as_deref_mut() {
+                Some(r) => r.extend_from_slice(&bin.items),
+                None => out.push(&bin.items),
+            }
+        }
+    }
+}
+
+/// A set of integers below a bound, as a two-level bitset: [`RoomSet::next_at_or_after`] reads
+/// at most one word per 4,096 integers (the TypeScript twin has the same set).
+pub(super) struct RoomSet {
+    /// Bit `r % 64` of word `r / 64`: `r` is in the set.
+    pub(super) words: Vec<u64>,
+    /// Bit `w % 64` of word `w / 64`: word `w` of `words` is not zero.
+    pub(super) summary: Vec<u64>,
+}
+
+impl RoomSet {
+    pub(super) fn new(bound: usize) -> Self {
+        let words = bound.div_ceil(64);
+        RoomSet {
+            words: vec![0; words],
+            summary: vec![0; words.div_ceil(64)],
+        }
+    }
+
+    pub(super) fn insert(&mut self, r: usize) {
+        self.words[r / 64] |= 1 << (r % 64);
+        self.summary[r / 4096] |= 1 << ((r / 64) % 64);
+    }
+
+    pub(super) fn remove(&mut self, r: usize) {
+        self.words[r / 64] &= !(1 << (r % 64));
+        if self.words[r / 64] == 0 {
+            self.summary[r / 4096] &= !(1 << ((r / 64) % 64));
+        }
+    }
+
+    /// The least member `>= r`, if any.
+    pub(super) fn next_at_or_after(&self, r: usize) -> Option<usize> {
+        let w = r / 64;
+        let bits = self.words.get(w)? & (u64::MAX << (r % 64));
+        if bits != 0 {
+            return Some(w * 64 + bits.trailing_zeros() as usize);
+        }
+        // The first non-zero word after `w`.
+        let w = w + 1;
+        let mut s = w / 64;
+        let mut bits = self.summary.get(s)? & (u64::MAX << (w % 64));
+        while bits == 0 {
+            s += 1;
+            bits = *self.summary.get(s)?;
+        }
+        let w = s * 64 + bits.trailing_zeros() as usize;
+        Some(w * 64 + self.words[w].trailing_zeros() as usize)
+    }
+}
+
+/// Largest vision cap [`repack_part_filled`] runs at (its memory, and the cost of finding a
+/// pack with room, about one word per 4,096 units, grow with the cap).
+pub const REPAIR_MAX_VISION: u64 = 1 << 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn shuffling_in_blocks_is_a_uniform_permutation_on_any_thread_count() {
+        let n = 2 * PACK_BLOCK + 1_000; // three blocks, three chunks
+        let pool: Vec<Rec> = (0..n as u32).map(|id| Rec { id, v: 1, t: id }).collect();
+        let watched = [0, n / 2, n - 1];
+        let mut lands = [[0usize; 3]; 3]; // [watched sample][block]
+        let mut rising = 0usize;
+        let mut pairs = 0usize;
+        let mut first_chunk = (0.0, 0.0);
+        for seed in 0..24u64 {
+            let mut one = pool.clone();
+            let bounds = shuffle_in_blocks(&mut one, &mut Rng::new(seed), 1);
+            assert_eq!(bounds.len(), 4);
+            assert_eq!(*bounds.last().unwrap(), n);
+            let mut seen = vec![false; n];
+            for r in &one {
+                assert!(!seen[r.id as usize], "sample {} twice", r.id);
+                seen[r.id as usize] = true;
+            }
+            for threads in [2, 3] {
+                let mut other = pool.clone();
+                assert_eq!(
+                    shuffle_in_blocks(&mut other, &mut Rng::new(seed), threads),
+                    bounds
+                );
+                assert!(other == one, "seed {seed}: {threads} threads");
+            }
+            for (w, &id) in watched.iter().enumerate() {
+                let at = one.iter().position(|r| r.id as usize == id).unwrap();
+                lands[w][bounds.iter().filter(|&&b| b <= at).count() - 1] += 1;
+            }
+            for pair in one[..bounds[1]].windows(2) {
+                rising += (pair[0].id < pair[1].id) as usize;
+                pairs += 1;
+            }
+            // Where block 0 holds the first chunk's samples: all over it, not first.
+            for (at, r) in one[..bounds[1]].iter().enumerate() {
+                if (r.id as usize) < n / 3 {
+                    first_chunk.0 += at as f64 / bounds[1] as f64;
+                    first_chunk.1 += 1.0;
+                }
+            }
+        }
+        let middle = first_chunk.0 / first_chunk.1;
+        assert!((0.48..0.52).contains(&middle), "{middle}");
+        // Each watched sample in each block about 24 / 3 times (binomial SD 2.3), and no order
+        // kept within a block (ascending neighbours about half the time).
+        for row in lands {
+            assert!(row.iter().all(|&c| (2..=16).contains(&c)), "{row:?}");
+        }
+        let share = rising as f64 / pairs as f64;
+        assert!((0.49..0.51).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn room_set_finds_the_next_member_as_a_scan_does() {
+        let mut rng = Rng::new(11);
+        for bound in [1, 63, 64, 65, 4095, 4096, 4097, 9000, 65537] {
+            let mut set = RoomSet::new(bound);
+            let mut naive = vec![false; bound];
+            for _ in 0..2000 {
+                let r = rng.below(bound as u32) as usize;
+                if naive[r] {
+                    set.remove(r);
+                } else {
+                    set.insert(r);
+                }
+                naive[r] = !naive[r];
+                let q = rng.below(bound as u32 + 1) as usize;
+                let want = (q..bound).find(|&x| naive[x]);
+                assert_eq!(set.next_at_or_after(q), want, "bound {bound} from {q}");
+            }
+        }
+    }
+}

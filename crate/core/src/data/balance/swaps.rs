@@ -1,0 +1,676 @@
+//! Steps 4 and 5 of the balanced planner: the swap rules that even packs' costs (and a step's
+//! vision sums) without changing what a pack may hold: each packed sample's loads stored beside
+//! it ([`SampleLoad`]), each pack's sums ([`PackLoad`]), pairing passes, greedy swaps and the
+//! swap searches ([`SwapRules`]), and [`for_each_range`], which runs them over disjoint ranges
+//! of packs on worker threads.
+
+use crate::data::plan::Packs;
+use std::cmp::Reverse;
+
+/// Per-pack sums, side by side: a view of packs `base..base + p.len()` (a thread's share).
+pub(super) struct Loads<'a> {
+    pub(super) p: &'a mut [PackLoad],
+    pub(super) base: usize,
+}
+
+impl std::ops::Index<usize> for Loads<'_> {
+    type Output = PackLoad;
+    fn index(&self, k: usize) -> &PackLoad {
+        &self.p[k - self.base]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Loads<'_> {
+    fn index_mut(&mut self, k: usize) -> &mut PackLoad {
+        &mut self.p[k - self.base]
+    }
+}
+
+/// One pack's sums: vision, cost weight, text.
+#[derive(Clone, Copy)]
+pub(super) struct PackLoad {
+    pub(super) v: u64,
+    pub(super) w: u64,
+    pub(super) t: u64,
+}
+
+impl Loads<'_> {
+    /// Order of matched packs: vision, then cost, descending; then index.
+    pub(super) fn key(&self, k: u32) -> (Reverse<u64>, Reverse<u64>, u32) {
+        let x = self[k as usize];
+        (Reverse(x.v), Reverse(x.w), k)
+    }
+}
+
+/// The swap rules, with each packed sample's loads stored alongside `packs.items` (same
+/// positions, swapped together) so swaps read memory in order.
+pub(super) struct SwapRules<'a> {
+    /// Vision, cost weight and text of the sample at each position of `packs.items` from
+    /// `base` on, side by side (a thread's share: the items of its packs).
+    pub(super) s: &'a mut [SampleLoad],
+    pub(super) base: usize,
+    pub(super) cap_t: u64,
+    /// Scratch: the pairs of a pack (see [`SwapRules::swap_pairs`]).
+    pub(super) pairs: Vec<PairLoad>,
+    /// Scratch: (cost, pack) keys being sorted, and a heap's entries (kept between calls).
+    pub(super) keys: Vec<(u64, u32)>,
+    /// Scratch: a large pack's samples as (vision, cost, text, position), sorted.
+    pub(super) sorted: Vec<(u32, u32, u32, u32)>,
+    pub(super) words: Vec<u64>,
+    pub(super) heap: Vec<(u64, u32)>,
+}
+
+/// Two samples of one pack, summed, with their positions.
+#[derive(Clone, Copy)]
+pub(super) struct PairLoad {
+    pub(super) v: u32,
+    pub(super) w: u64,
+    pub(super) t: u64,
+    pub(super) at: [u32; 2],
+}
+
+/// One packed sample's loads (see [`SwapRules`]).
+#[derive(Clone, Copy)]
+pub(super) struct SampleLoad {
+    pub(super) w: u32,
+    pub(super) v: u32,
+    pub(super) t: u32,
+    /// The sample's index (the packs' items are written from these at the end).
+    pub(super) id: u32,
+}
+
+impl SwapRules<'_> {
+    /// Sorts `group` (pack indices) by (cost, index), on keys gathered once (the same order as
+    /// sorting by looking the costs up: the keys are unique).
+    pub(super) fn sort_by_cost(&mut self, loads: &Loads<'_>, group: &mut [u32]) {
+        if group.iter().all(|&k| loads[k as usize].w >> 32 == 0) {
+            // One word per key (cost above the index): compares faster, the same order.
+            let words = &mut self.words;
+            words.clear();
+            words.extend(group.iter().map(|&k| loads[k as usize].w << 32 | k as u64));
+            words.sort_unstable();
+            for (g, &x) in group.iter_mut().zip(words.iter()) {
+                *g = x as u32;
+            }
+            return;
+        }
+        let keys = &mut self.keys;
+        keys.clear();
+        keys.extend(group.iter().map(|&k| (loads[k as usize].w, k)));
+        keys.sort_unstable();
+        for (g, &(_, k)) in group.iter_mut().zip(keys.iter()) {
+            *g = k;
+        }
+    }
+
+    /// Pack `k`'s positions in this view's `s`.
+    pub(super) fn at(&self, packs: &Packs, k: usize) -> std::ops::Range<usize> {
+        let r = packs.range(k);
+        r.start - self.base..r.end - self.base
+    }
+
+    /// The one swap of equal-vision samples between packs `hi` and `lo` (`hi` costlier) that
+    /// brings their costs closest to each other, keeping `lo` under the text cap; made, if any.
+    /// Ties: the first in (position in `hi`, position in `lo`) order.
+    pub(super) fn swap(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        hi: usize,
+        lo: usize,
+    ) -> bool {
+        let gap = loads[hi].w - loads[lo].w;
+        if gap <= 1 {
+            return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
+        }
+        let room = self.cap_t - loads[lo].t.min(self.cap_t);
+        let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
+        let best = if rh.len() * rl.len() <= SWAP_SCAN_MAX {
+            self.best_swap_scan(rh, rl, gap, room)
+        } else {
+            self.best_swap_sorted(rh, rl, gap, room)
+        };
+        let Some((_, xi, yi)) = best else {
+            return self.swap_pairs(packs, loads, hi, lo);
+        };
+        let (dw, dt) = (
+            (self.s[xi].w - self.s[yi].w) as u64,
+            self.s[xi].t as u64 - self.s[yi].t as u64,
+        );
+        loads[hi].w -= dw;
+        loads[lo].w += dw;
+        loads[hi].t -= dt;
+        loads[lo].t += dt;
+        self.s.swap(xi, yi);
+        true
+    }
+
+    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions.
+    pub(super) fn best_swap_scan(
+        &self,
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        gap: u64,
+        room: u64,
+    ) -> Option<(u64, usize, usize)> {
+        let mut best: Option<(u64, usize, usize)> = None;
+        let ys = &self.s[rl.clone()];
+        for (xi, x) in rh.clone().zip(&self.s[rh]) {
+            let (vx, wx, tx) = (x.v, x.w as u64, x.t as u64);
+            for (yi, y) in rl.clone().zip(ys) {
+                if y.v != vx || wx <= y.w as u64 {
+                    continue;
+                }
+                let d = wx - y.w as u64;
+                // lo's text after the swap: t_lo - t_y + t_x <= cap.
+                if d >= gap || tx > room + y.t as u64 {
+                    continue;
+                }
+                let score = gap.abs_diff(2 * d);
+                if best.is_none_or(|(s, _, _)| score < s) {
+                    best = Some((score, xi, yi));
+                }
+            }
+        }
+        best
+    }
+
+    /// [`SwapRules::swap`]'s search for large packs, with the same result in O((|hi| + |lo|)
+    /// log |lo|) (plus ties): `lo`'s samples sorted by (vision, cost, text, position). A
+    /// sample's cost never falls as its text grows, so for each `x` of `hi` the partners allowed
+    /// (same vision, cost in `(w_x - gap, w_x)`, text at least `t_x - room`) are one run of that
+    /// order; the best are the costs nearest `w_x - gap / 2` on either side, and among equal
+    /// costs the first position.
+    pub(super) fn best_swap_sorted(
+        &mut self,
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        gap: u64,
+        room: u64,
+    ) -> Option<(u64, usize, usize)> {
+        let ys = &mut self.sorted;
+        ys.clear();
+        ys.extend(rl.map(|yi| {
+            let y = &self.s[yi];
+            (y.v, y.w, y.t, yi as u32)
+        }));
+        ys.sort_unstable();
+        let mut best: Option<(u64, usize, usize)> = None;
+        for xi in rh {
+            let x = &self.s[xi];
+            let (vx, wx, tx) = (x.v, x.w as u64, x.t as u64);
+            if wx == 0 {
+                continue;
+            }
+            // Same vision, wx - gap < w < wx, text >= tx - room.
+            let w_min = (wx + 1).saturating_sub(gap);
+            let a = ys.partition_point(|y| (y.0, (y.1 as u64)) < (vx, w_min));
+            let b = ys.partition_point(|y| (y.0, (y.1 as u64)) < (vx, wx));
+            let t_min = tx.saturating_sub(room);
+            let a = a + ys[a..b].partition_point(|y| (y.2 as u64) < t_min);
+            if a >= b {
+                continue;
+            }
+            // The first cost at or above the middle, and the last below it.
+            let p = a + ys[a..b].partition_point(|y| 2 * (y.1 as u64) + gap < 2 * wx);
+            let score = |w: u32| gap.abs_diff(2 * (wx - w as u64));
+            let mut found: Option<(u64, usize)> = None;
+            for w in [p.checked_sub(1).filter(|&q| q >= a), (p < b).then_some(p)]
+                .into_iter()
+                .flatten()
+                .map(|q| ys[q].1)
+            {
+                let s = score(w);
+                // Every allowed sample of this cost: the first position.
+                let from = a + ys[a..b].partition_point(|y| y.1 < w);
+                let to = a + ys[a..b].partition_point(|y| y.1 <= w);
+                let yi = ys[from..to].iter().map(|y| y.3 as usize).min().unwrap();
+                if found.is_none_or(|(fs, fy)| (s, yi) < (fs, fy)) {
+                    found = Some((s, yi));
+                }
+            }
+            if let Some((s, yi)) = found {
+                if best.is_none_or(|(bs, _, _)| s < bs) {
+                    best = Some((s, xi, yi));
+                }
+            }
+        }
+        best
+    }
+
+    /// When no single swap helps: the one exchange of two samples of `hi` for two of `lo` with
+    /// the same vision sum (so vision sums never change) that brings the costs closest, under
+    /// `lo`'s text cap; only for packs of at most [`PAIR_SWAP_MAX_SAMPLES`] samples. Such
+    /// exchanges change a pack's mix of sizes ({5, 1} for {3, 3}), which single swaps never do.
+    /// Ties: the first in (x1, x2, y1, y2) position order (`lo`'s pairs are grouped by vision sum
+    /// first, which keeps that order among the pairs compared).
+    pub(super) fn swap_pairs(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        hi: usize,
+        lo: usize,
+    ) -> bool {
+        let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
+        if rh.len() < 2
+            || rl.len() < 2
+            || rh.len() > PAIR_SWAP_MAX_SAMPLES
+            || rl.len() > PAIR_SWAP_MAX_SAMPLES
+        {
+            return false;
+        }
+        let gap = loads[hi].w - loads[lo].w;
+        let room = self.cap_t - loads[lo].t.min(self.cap_t);
+        let room_hi = self.cap_t - loads[hi].t.min(self.cap_t);
+        // `lo`'s pairs grouped by vision sum (position order within a sum), so each pair of
+        // `hi` meets only the pairs it may be exchanged for, in the order of the full search.
+        let ys = &mut self.pairs;
+        ys.clear();
+        for y1 in rl.clone() {
+            for y2 in y1 + 1..rl.end {
+                let (a, b) = (&self.s[y1], &self.s[y2]);
+                ys.push(PairLoad {
+                    v: a.v + b.v,
+                    w: a.w as u64 + b.w as u64,
+                    t: a.t as u64 + b.t as u64,
+                    at: [y1 as u32, y2 as u32],
+                });
+            }
+        }
+        // Few pairs: each pair of `hi` scans them all (in position order). More: sorted by
+        // vision sum, then position (the order they were pushed in), and searched.
+        let sorted = ys.len() * (rh.len() * (rh.len() - 1) / 2) > PAIR_SCAN_MAX;
+        if sorted {
+            ys.sort_unstable_by_key(|y| (y.v, y.at));
+        }
+        let mut best: Option<(u64, [usize; 4])> = None;
+        for x1 in rh.clone() {
+            for x2 in x1 + 1..rh.end {
+                let vx = self.s[x1].v + self.s[x2].v;
+                let wx = self.s[x1].w as u64 + self.s[x2].w as u64;
+                let tx = self.s[x1].t as u64 + self.s[x2].t as u64;
+                let same: &[PairLoad] = if sorted {
+                    let from = ys.partition_point(|y| y.v < vx);
+                    let to = from + ys[from..].partition_point(|y| y.v == vx);
+                    &ys[from..to]
+                } else {
+                    ys
+                };
+                for y in same {
+                    if y.v != vx || wx <= y.w {
+                        continue;
+                    }
+                    let d = wx - y.w;
+                    // Both packs stay under the text cap (a convex cost can fall while the
+                    // text grows).
+                    if d >= gap || tx > room + y.t || y.t > room_hi + tx {
+                        continue;
+                    }
+                    let score = gap.abs_diff(2 * d);
+                    if best.is_none_or(|(s, _)| score < s) {
+                        best = Some((score, [x1, x2, y.at[0] as usize, y.at[1] as usize]));
+                    }
+                }
+            }
+        }
+        let Some((_, [x1, x2, y1, y2])) = best else {
+            return false;
+        };
+        let dw =
+            self.s[x1].w as u64 + self.s[x2].w as u64 - self.s[y1].w as u64 - self.s[y2].w as u64;
+        let (tx, ty) = (
+            self.s[x1].t as u64 + self.s[x2].t as u64,
+            self.s[y1].t as u64 + self.s[y2].t as u64,
+        );
+        loads[hi].w -= dw;
+        loads[lo].w += dw;
+        loads[hi].t = loads[hi].t + ty - tx;
+        loads[lo].t = loads[lo].t + tx - ty;
+        for (a, b) in [(x1, y1), (x2, y2)] {
+            self.s.swap(a, b);
+        }
+        true
+    }
+
+    /// Up to `passes` pairing passes over `group` (pack indices; reordered): sorted by cost,
+    /// even passes pair the `j`-th cheapest pack with the `j`-th costliest, odd passes with the
+    /// `j`-th above the middle (so excess cost spreads out instead of bouncing between packs of
+    /// unlike make-up), and make each pair's best swap. A pair without a swap tries the next
+    /// [`PAIR_PARTNERS`] partners on either side. Stops early when a pass makes no swap.
+    pub(super) fn pair_passes(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        group: &mut [u32],
+        passes: u32,
+    ) {
+        let g = group.len();
+        let half = g / 2;
+        for pass in 0..passes {
+            self.sort_by_cost(loads, group);
+            let mirror = pass % 2 == 0;
+            let hi_at = |j: usize| if mirror { g - 1 - j } else { half + j };
+            let mut swapped = false;
+            for j in 0..half {
+                let (lo, hi) = (group[j] as usize, group[hi_at(j)] as usize);
+                if loads[hi].w <= loads[lo].w {
+                    if mirror {
+                        break;
+                    }
+                    continue;
+                }
+                if self.swap(packs, loads, hi, lo) {
+                    swapped = true;
+                    continue;
+                }
+                if !mirror {
+                    continue;
+                }
+                for t in 1..PAIR_PARTNERS.min(half - j) {
+                    let (lo2, hi2) = (group[j + t] as usize, group[hi_at(j + t)] as usize);
+                    if loads[hi].w > loads[lo2].w && self.swap(packs, loads, hi, lo2) {
+                        swapped = true;
+                        break;
+                    }
+                    if loads[hi2].w > loads[lo].w && self.swap(packs, loads, hi2, lo) {
+                        swapped = true;
+                        break;
+                    }
+                }
+            }
+            if !swapped && mirror {
+                break;
+            }
+        }
+    }
+}
+
+impl SwapRules<'_> {
+    /// Evens out the vision sums of a step whose packs differ in vision (a class boundary, or a
+    /// pack the re-packing could not fill): up to [`VISION_SWAPS`] times, the pack of highest
+    /// (vision, cost, index) and that of lowest (vision, cost, index) make the one swap of a
+    /// larger sample for a smaller one that brings their vision sums closest, ties broken by
+    /// the cost sums closest, then position order; stops when the sums differ by one or less or
+    /// no swap helps. `lo` stays under both caps. Only packs below `normal` (no over-cap ones).
+    pub(super) fn even_vision(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        step: &[u32],
+        cap_v: u64,
+    ) {
+        for _ in 0..VISION_SWAPS {
+            let (mut hi, mut lo) = (step[0] as usize, step[0] as usize);
+            for &k in &step[1..] {
+                let k = k as usize;
+                if (loads[k].v, loads[k].w, k) > (loads[hi].v, loads[hi].w, hi) {
+                    hi = k;
+                }
+                if (loads[k].v, loads[k].w, k) < (loads[lo].v, loads[lo].w, lo) {
+                    lo = k;
+                }
+            }
+            let gap = loads[hi].v - loads[lo].v;
+            if gap <= 1 {
+                return;
+            }
+            let room_t = self.cap_t - loads[lo].t.min(self.cap_t);
+            let room_v = cap_v - loads[lo].v.min(cap_v);
+            let room_hi = self.cap_t - loads[hi].t.min(self.cap_t);
+            let mut best: Option<(u64, u64, usize, usize)> = None;
+            for xi in self.at(packs, hi) {
+                let (vx, wx, tx) = (
+                    self.s[xi].v as u64,
+                    self.s[xi].w as u64,
+                    self.s[xi].t as u64,
+                );
+                for yi in self.at(packs, lo) {
+                    let vy = self.s[yi].v as u64;
+                    if vx <= vy || vx - vy >= gap || vx - vy > room_v {
+                        continue;
+                    }
+                    let ty = self.s[yi].t as u64;
+                    if tx > room_t + ty || ty > room_hi + tx {
+                        continue;
+                    }
+                    let score = gap.abs_diff(2 * (vx - vy));
+                    // Cost gap after the swap.
+                    let (wh, wl) = (
+                        loads[hi].w - wx + self.s[yi].w as u64,
+                        loads[lo].w + wx - self.s[yi].w as u64,
+                    );
+                    let cost = wh.abs_diff(wl);
+                    if best.is_none_or(|(s, c, _, _)| (score, cost) < (s, c)) {
+                        best = Some((score, cost, xi, yi));
+                    }
+                }
+            }
+            let Some((_, _, xi, yi)) = best else {
+                return;
+            };
+            let dv = self.s[xi].v as u64 - self.s[yi].v as u64;
+            loads[hi].v -= dv;
+            loads[lo].v += dv;
+            // Cost and text may move either way.
+            loads[hi].w = loads[hi].w - self.s[xi].w as u64 + self.s[yi].w as u64;
+            loads[lo].w = loads[lo].w + self.s[xi].w as u64 - self.s[yi].w as u64;
+            loads[hi].t = loads[hi].t - self.s[xi].t as u64 + self.s[yi].t as u64;
+            loads[lo].t = loads[lo].t + self.s[xi].t as u64 - self.s[yi].t as u64;
+            self.s.swap(xi, yi);
+        }
+    }
+
+    /// Up to `iterations` greedy swaps on the costliest pack of `group`: each takes the pack of
+    /// highest (cost, index) (from a max-heap) and makes its best swap with the first of up to
+    /// [`GREEDY_PARTNERS`] cheaper packs among `group` in the cost order it had when the phase
+    /// began: the first [`GREEDY_SCAN`] of them, or with `spread` every `h / GREEDY_PARTNERS`-th
+    /// of the cheaper half `h` (a pack made costly by one long sample needs a partner holding a
+    /// sample of the same size a little shorter, which the cheapest packs rarely have). Stops
+    /// when the costliest pack is at or under `stop_at` or admits none, or with `spread` sets
+    /// that pack aside and goes on. Costs O(log m) per swap.
+    pub(super) fn greedy(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        group: &[u32],
+        iterations: usize,
+        spread: bool,
+        stop_at: u64,
+    ) {
+        let mut asc = group.to_vec();
+        self.sort_by_cost(loads, &mut asc);
+        if spread {
+            let half = asc.len().div_ceil(2);
+            let stride = (half / GREEDY_PARTNERS).max(1);
+            asc = asc[..half].iter().step_by(stride).copied().collect();
+        }
+        // The entries are (cost, pack) values: any max-heap pops them in the same order.
+        let mut entries = std::mem::take(&mut self.heap);
+        entries.clear();
+        entries.extend(group.iter().map(|&k| (loads[k as usize].w, k)));
+        let mut heap = std::collections::BinaryHeap::from(entries);
+        let mut done = 0;
+        while let Some((wk, k)) = heap.pop() {
+            let hi = k as usize;
+            if wk != loads[hi].w {
+                continue; // stale entry
+            }
+            if done == iterations || wk <= stop_at {
+                break;
+            }
+            done += 1;
+            let mut tried = 0;
+            let mut swapped = None;
+            for &lo in asc.iter().take(GREEDY_SCAN) {
+                let lo = lo as usize;
+                if loads[lo].w >= loads[hi].w {
+                    continue;
+                }
+                if self.swap(packs, loads, hi, lo) {
+                    swapped = Some(lo);
+                    break;
+                }
+                tried += 1;
+                if tried == GREEDY_PARTNERS {
+                    break;
+                }
+            }
+            let Some(lo) = swapped else {
+                if spread {
+                    continue;
+                }
+                break;
+            };
+            heap.push((loads[hi].w, hi as u32));
+            heap.push((loads[lo].w, lo as u32));
+        }
+        self.heap = heap.into_vec();
+    }
+}
+
+/// Vision-evening swaps per step with packs of unlike vision sums.
+pub const VISION_SWAPS: usize = 128;
+/// Largest pack (in samples) [`SwapRules::swap_pairs`] searches (its cost grows as the fourth
+/// power).
+pub const PAIR_SWAP_MAX_SAMPLES: usize = 12;
+/// Sample comparisons (samples of `hi` x samples of `lo`) up to which [`SwapRules::swap`] compares
+/// every pair; larger packs are searched in sorted order (the same result, in O(n log n)).
+pub const SWAP_SCAN_MAX: usize = 256;
+/// Pair comparisons (pairs of `hi` x pairs of `lo`) up to which [`SwapRules::swap_pairs`] scans
+/// every pair instead of sorting `lo`'s pairs by vision sum (the same result, found faster).
+pub const PAIR_SCAN_MAX: usize = 160;
+/// Cheap packs the greedy phase looks at for each swap (in its stale cost order).
+pub const GREEDY_SCAN: usize = 64;
+/// Partners a pairing pass tries, on either side, for a pair that admits no swap.
+pub const PAIR_PARTNERS: usize = 4;
+/// Cheaper packs a greedy swap tries for the costliest one.
+pub const GREEDY_PARTNERS: usize = 16;
+/// Greedy swaps per step: `min(8 m + 32, this)` for `m` packs (in effect `8 m + 32`).
+pub const GREEDY_SWAPS: usize = 1 << 30;
+
+/// Calls `f(rules, loads, range, aux)` for each of `ranges` (pack ranges `[a, b)`, increasing
+/// and disjoint), `aux` being the range's `stride` entries of `aux`. With `threads > 1` the
+/// ranges are cut into that many contiguous runs, each on a scoped thread that sees only its
+/// own packs' loads and samples (so no two threads touch the same memory); the result is the
+/// same as on one thread, as each call only reads and writes its own range.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn for_each_range<F>(
+    sample_loads: &mut [SampleLoad],
+    pack_loads: &mut [PackLoad],
+    packs: &Packs,
+    ranges: &[(usize, usize)],
+    aux: &mut [u32],
+    stride: usize,
+    threads: usize,
+    cap_t: u64,
+    f: &F,
+) where
+    F: Fn(&mut SwapRules<'_>, &mut Loads<'_>, (usize, usize), &mut [u32]) + Sync,
+{
+    let run = |sl: &mut [SampleLoad],
+               pl: &mut [PackLoad],
+               base: usize,
+               ranges: &[(usize, usize)],
+               aux: &mut [u32]| {
+        let mut rules = SwapRules {
+            s: sl,
+            base: packs.offsets[base] as usize,
+            cap_t,
+            pairs: Vec::new(),
+            keys: Vec::new(),
+            sorted: Vec::new(),
+            words: Vec::new(),
+            heap: Vec::new(),
+        };
+        let mut loads = Loads { p: pl, base };
+        for (j, &r) in ranges.iter().enumerate() {
+            f(
+                &mut rules,
+                &mut loads,
+                r,
+                &mut aux[j * stride..(j + 1) * stride],
+            );
+        }
+    };
+    if threads <= 1 || ranges.len() < 2 {
+        run(sample_loads, pack_loads, 0, ranges, aux);
+        return;
+    }
+    let per = ranges.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let (mut sl, mut pl, mut aux) = (sample_loads, pack_loads, aux);
+        let mut at = 0; // first pack of `pl`
+        for (g, group) in ranges.chunks(per).enumerate() {
+            let start = group[0].0;
+            let end = match ranges.get((g + 1) * per) {
+                Some(&(next, _)) => next,
+                None => at + pl.len(),
+            };
+            // Skip the packs before this group, then take its own.
+            let (_, rest) = std::mem::take(&mut pl).split_at_mut(start - at);
+            let (mine, rest) = rest.split_at_mut(end - start);
+            pl = rest;
+            let item = |k: usize| packs.offsets[k] as usize;
+            let (_, rest_s) = std::mem::take(&mut sl).split_at_mut(item(start) - item(at));
+            let (mine_s, rest_s) = rest_s.split_at_mut(item(end) - item(start));
+            sl = rest_s;
+            let (mine_aux, rest_aux) = std::mem::take(&mut aux).split_at_mut(group.len() * stride);
+            aux = rest_aux;
+            at = end;
+            scope.spawn(move || run(mine_s, mine, start, group, mine_aux));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::cost::TextCost;
+    use crate::rng::Rng;
+
+    #[test]
+    fn the_sorted_swap_search_equals_the_full_one() {
+        let mut rng = Rng::new(17);
+        let cost = TextCost::new(1.0, 1.0 / 3000.0).unwrap();
+        let mut found = 0;
+        for case in 0..3000 {
+            let (nh, nl) = (1 + rng.below(70) as usize, 1 + rng.below(70) as usize);
+            let classes = 1 + rng.below(4);
+            let spread = [5, 60, 3000][case % 3];
+            let max = cost.sample(200 + spread);
+            let s: Vec<SampleLoad> = (0..nh + nl)
+                .map(|i| {
+                    let t = 200 + rng.below(spread + 1);
+                    SampleLoad {
+                        w: cost.weight(t, max) as u32,
+                        v: 1 + rng.below(classes),
+                        t,
+                        id: i as u32,
+                    }
+                })
+                .collect();
+            let mut s = s;
+            let mut rules = SwapRules {
+                s: &mut s,
+                base: 0,
+                cap_t: u64::MAX,
+                pairs: Vec::new(),
+                keys: Vec::new(),
+                sorted: Vec::new(),
+                words: Vec::new(),
+                heap: Vec::new(),
+            };
+            let gap = 2 + rng.below([64, 1 << 14, 1 << 21][case / 3 % 3]) as u64;
+            let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
+            let (rh, rl) = (0..nh, nh..nh + nl);
+            let best = rules.best_swap_scan(rh.clone(), rl.clone(), gap, room);
+            found += best.is_some() as usize;
+            assert_eq!(
+                rules.best_swap_sorted(rh, rl, gap, room),
+                best,
+                "case {case}"
+            );
+        }
+        assert!(found > 1000, "{found} of 3000 cases admit a swap");
+    }
+}
