@@ -2,7 +2,10 @@
 //! ([`sort_by_key_descending`]) and the records read and widened in place as flat words
 //! ([`word`], [`word_of`]).
 
-use super::swaps::SampleLoad;
+use super::swaps::{PackLoad, SampleLoad};
+use super::{Rec, PARALLEL_MIN_STEPS};
+use crate::data::cost::TextCost;
+use crate::data::plan::Packs;
 use std::cmp::Reverse;
 
 /// Largest key [`sort_by_key_descending`] counts (larger ones are compared).
@@ -57,3 +60,173 @@ pub(super) const GATHER_BATCH: usize = 16;
 
 /// Samples from which the layout widens its records into loads on threads.
 pub(super) const PARALLEL_WIDEN_MIN: usize = 1 << 16;
+
+/// Step 3: the packs renumbered in `order` (old pack indices), then the over-cap samples one per
+/// pack, with each sample's loads stored beside it ([`SampleLoad`], in the new order) and each
+/// pack's sums ([`PackLoad`]); every phase after this reads memory in order. The records are
+/// gathered in the new order, three words each, into the first three quarters of the loads' own
+/// buffer (its pages are touched only as they are written); the old packs are then freed and
+/// each record widened in place to its loads. Peak: the records twice, not the records and the
+/// loads. Threads take runs of packs (the result does not depend on how many).
+pub(super) fn lay_out(
+    packs: Packs<Rec>,
+    order: Vec<u32>,
+    oversize: Vec<Rec>,
+    cost: &TextCost,
+    max_cost: f64,
+    threads: usize,
+) -> (Packs, Vec<SampleLoad>, Vec<PackLoad>) {
+    let order_old = order;
+    let oversize_recs = oversize;
+    let source = |j: usize| -> &[Rec] {
+        match order_old.get(j) {
+            Some(&k) => packs.get(k as usize),
+            None => std::slice::from_ref(&oversize_recs[j - order_old.len()]),
+        }
+    };
+    let count = order_old.len() + oversize_recs.len();
+    let mut new_packs: Packs = Packs::with_capacity(0);
+    new_packs.offsets.reserve(count);
+    let mut at = 0u32;
+    for j in 0..count {
+        at += source(j).len() as u32;
+        new_packs.offsets.push(at);
+    }
+    let n = at as usize;
+    // Records widened last first: a record's loads never cover an earlier record.
+    let zero = SampleLoad {
+        w: 0,
+        v: 0,
+        t: 0,
+        id: 0,
+    };
+    let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(n);
+    sample_loads.resize((3 * n).div_ceil(4), zero);
+    let offsets = &new_packs.offsets;
+    // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on.
+    let gather = |a: usize, b: usize, out: &mut [SampleLoad]| {
+        let mut q = 0;
+        let mut touched = 0u32;
+        for from in (a..b).step_by(GATHER_BATCH) {
+            let to = (from + GATHER_BATCH).min(b);
+            for j in from..to {
+                touched ^= source(j).first().map_or(0, |r| r.id);
+            }
+            for j in from..to {
+                for r in source(j) {
+                    for x in [r.id, r.v, r.t] {
+                        *word(out, q) = x;
+                        q += 1;
+                    }
+                }
+            }
+        }
+        std::hint::black_box(touched);
+    };
+    // Threads take runs of packs that start on a whole entry (a multiple of 4 samples).
+    let mut cuts = vec![0];
+    for g in 1..threads {
+        let mut j = (count * g / threads).max(*cuts.last().unwrap());
+        while j < count && offsets[j] % 4 != 0 {
+            j += 1;
+        }
+        cuts.push(j);
+    }
+    cuts.push(count);
+    if threads <= 1 || count < PARALLEL_MIN_STEPS {
+        gather(0, count, &mut sample_loads);
+    } else {
+        std::thread::scope(|scope| {
+            let mut rest = &mut sample_loads[..];
+            for w in cuts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                // Whole entries: 3 words per sample, from and to a multiple of 4 samples.
+                let len = if b == count {
+                    rest.len()
+                } else {
+                    3 * (offsets[b] - offsets[a]) as usize / 4
+                };
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                rest = tail;
+                let gather = &gather;
+                scope.spawn(move || gather(a, b, mine));
+            }
+        });
+    }
+    drop((packs, order_old, oversize_recs));
+    sample_loads.resize(n, zero);
+    let widened = |id: u32, v: u32, t: u32| SampleLoad {
+        w: cost.weight(t, max_cost) as u32,
+        v,
+        t,
+        id,
+    };
+    // Entries `[lo, hi)` with `3 hi <= 4 lo` read words `[3 lo, 3 hi)`, all in entries below `lo`,
+    // which no entry of `[lo, hi)` overwrites: such a wave is widened on threads, each from the
+    // untouched entries below it; waves go downward, and the last small part is done in place,
+    // last first.
+    let mut hi = n;
+    while threads > 1 && hi >= PARALLEL_WIDEN_MIN {
+        let lo = (3 * hi).div_ceil(4);
+        let (below, wave) = sample_loads.split_at_mut(lo);
+        let below: &[SampleLoad] = below;
+        let per = (hi - lo).div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (g, out) in wave[..hi - lo].chunks_mut(per).enumerate() {
+                let widened = &widened;
+                scope.spawn(move || {
+                    for (j, x) in out.iter_mut().enumerate() {
+                        let q = 3 * (lo + g * per + j);
+                        *x = widened(
+                            word_of(below, q),
+                            word_of(below, q + 1),
+                            word_of(below, q + 2),
+                        );
+                    }
+                });
+            }
+        });
+        hi = lo;
+    }
+    for i in (0..hi).rev() {
+        let (id, v, t) = (
+            *word(&mut sample_loads, 3 * i),
+            *word(&mut sample_loads, 3 * i + 1),
+            *word(&mut sample_loads, 3 * i + 2),
+        );
+        sample_loads[i] = widened(id, v, t);
+    }
+    let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
+    // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
+    let fill = |start: usize, end: usize, sl: &[SampleLoad], pl: &mut [PackLoad]| {
+        let base = offsets[start] as usize;
+        for j in start..end {
+            let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
+            for x in &sl[offsets[j] as usize - base..offsets[j + 1] as usize - base] {
+                v += x.v as u64;
+                c += x.w as u64;
+                t += x.t as u64;
+            }
+            pl[j - start] = PackLoad { v, w: c, t };
+        }
+    };
+    if threads <= 1 {
+        fill(0, count, &sample_loads, &mut pack_loads);
+    } else {
+        let per = count.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let (mut sl, mut pl) = (&sample_loads[..], &mut pack_loads[..]);
+            for start in (0..count).step_by(per) {
+                let end = (start + per).min(count);
+                let items = (offsets[end] - offsets[start]) as usize;
+                let (mine_s, rest) = sl.split_at(items);
+                sl = rest;
+                let (mine_p, rest) = std::mem::take(&mut pl).split_at_mut(end - start);
+                pl = rest;
+                let fill = &fill;
+                scope.spawn(move || fill(start, end, mine_s, mine_p));
+            }
+        });
+    }
+    (new_packs, sample_loads, pack_loads)
+}

@@ -43,6 +43,7 @@
 //! 7. Order: the full steps in a random order (seed, epoch); the tail step last, under the tail
 //!    policy (so a dropped tail is a random set of packs, not the smallest ones).
 
+mod equalize;
 mod layout;
 mod pack;
 mod steps;
@@ -51,10 +52,13 @@ mod tail;
 #[cfg(test)]
 mod tests;
 
+pub use equalize::{
+    EQUALIZE_GREEDY_MIN_STEP, EQUALIZE_GREEDY_SHARE, EQUALIZE_PASSES, EQUALIZE_WINDOW,
+};
 pub use layout::COUNTING_SORT_MAX;
 pub(super) use pack::block_runs;
 pub use pack::{PACK_BLOCK, REPAIR_MAX_VISION, SHUFFLE_CHUNKS};
-pub use steps::{CHEAP_PACK_DIV, COSTLY_PACK_DIV};
+pub use steps::{CHEAP_PACK_DIV, COSTLY_PACK_DIV, STEP_PASSES, STEP_TOLERANCE};
 pub use swaps::{
     GREEDY_PARTNERS, GREEDY_SCAN, GREEDY_SWAPS, PAIR_PARTNERS, PAIR_SCAN_MAX,
     PAIR_SWAP_MAX_SAMPLES, SWAP_SCAN_MAX, VISION_SWAPS,
@@ -62,16 +66,17 @@ pub use swaps::{
 pub use tail::{check_carry, SPREAD_MIN_SHARE, SPREAD_PURPOSE};
 
 use super::cost::TextCost;
-use super::plan::{assemble, BatchPlan, Packs, Tail};
+use super::plan::{assemble, BatchPlan, Tail};
 use super::samples::{Caps, DropReason, Samples};
 use crate::error::Error;
 use crate::permutation::shuffle;
 use crate::progress::Progress;
 use crate::rng::Rng;
-use layout::{sort_by_key_descending, word, word_of, GATHER_BATCH, PARALLEL_WIDEN_MIN};
+use equalize::equalize;
+use layout::{lay_out, sort_by_key_descending};
 use pack::{pack, repack_part_filled};
-use steps::match_costly_packs;
-use swaps::{for_each_range, Loads, PackLoad, SampleLoad, SwapRules};
+use steps::{match_costly_packs, tune_steps};
+use swaps::Loads;
 use tail::{spread_tail, take_tail, CarryIds};
 
 /// Stream purpose of the step order (rounds use purposes `0..rounds`).
@@ -80,20 +85,6 @@ pub const STEP_ORDER_PURPOSE: u64 = (1 << 20) - 1;
 pub const TAIL_PURPOSE: u64 = (1 << 20) - 2;
 /// Stream purpose of the random draw of packs into steps.
 pub const DRAW_PURPOSE: u64 = (1 << 20) - 3;
-/// Pairing passes over each equalizing window (step 4).
-pub const EQUALIZE_PASSES: u32 = 4;
-/// Packs per equalizing window (a random sample of a vision class that stays in cache).
-pub const EQUALIZE_WINDOW: usize = 8192;
-/// Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32).
-pub const EQUALIZE_GREEDY_SHARE: usize = 8;
-/// Micro-batches per step from which equalizing windows get their greedy swaps (in smaller steps
-/// the step tuning does that work: on 1.2M samples the greedy left p50 and p99 as they were up
-/// to 1,024 and cut p99 from 3.7% to 2.3% at 4,096, at 13% of the planner's work).
-pub const EQUALIZE_GREEDY_MIN_STEP: usize = 2048;
-/// Pairing passes inside each step (step 5).
-pub const STEP_PASSES: u32 = 2;
-/// A step whose costliest pack is within 1/this of the step's mean is not tuned further.
-pub const STEP_TOLERANCE: u64 = 2048;
 
 /// What happens to a sample over a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,210 +326,21 @@ pub fn balance_batches_with_carry(
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&tail_old);
+    drop((fresh, tail_old));
     let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| rec(i)).collect();
-    let source = |j: usize| -> &[Rec] {
-        match order_old.get(j) {
-            Some(&k) => packs.get(k as usize),
-            None => std::slice::from_ref(&oversize_recs[j - order_old.len()]),
-        }
-    };
-    let count = order_old.len() + oversize_recs.len();
-    let mut new_packs: Packs = Packs::with_capacity(0);
-    new_packs.offsets.reserve(count);
-    let mut at = 0u32;
-    for j in 0..count {
-        at += source(j).len() as u32;
-        new_packs.offsets.push(at);
-    }
-    let n = at as usize;
-    // The records in the new order, three words each, in the first three quarters of the loads'
-    // own buffer (its pages are touched only as they are written); the old packs are then freed
-    // and each record widened in place to its loads, last first (a record's loads never cover an
-    // earlier record). Peak: the records twice, not the records and the loads.
-    let zero = SampleLoad {
-        w: 0,
-        v: 0,
-        t: 0,
-        id: 0,
-    };
-    let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(n);
-    sample_loads.resize((3 * n).div_ceil(4), zero);
-    let offsets = &new_packs.offsets;
-    // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on.
-    let gather = |a: usize, b: usize, out: &mut [SampleLoad]| {
-        let mut q = 0;
-        let mut touched = 0u32;
-        for from in (a..b).step_by(GATHER_BATCH) {
-            let to = (from + GATHER_BATCH).min(b);
-            for j in from..to {
-                touched ^= source(j).first().map_or(0, |r| r.id);
-            }
-            for j in from..to {
-                for r in source(j) {
-                    for x in [r.id, r.v, r.t] {
-                        *word(out, q) = x;
-                        q += 1;
-                    }
-                }
-            }
-        }
-        std::hint::black_box(touched);
-    };
-    // Threads take runs of packs that start on a whole entry (a multiple of 4 samples).
-    let mut cuts = vec![0];
-    for g in 1..threads {
-        let mut j = (count * g / threads).max(*cuts.last().unwrap());
-        while j < count && offsets[j] % 4 != 0 {
-            j += 1;
-        }
-        cuts.push(j);
-    }
-    cuts.push(count);
-    if threads <= 1 || count < PARALLEL_MIN_STEPS {
-        gather(0, count, &mut sample_loads);
-    } else {
-        std::thread::scope(|scope| {
-            let mut rest = &mut sample_loads[..];
-            for w in cuts.windows(2) {
-                let (a, b) = (w[0], w[1]);
-                // Whole entries: 3 words per sample, from and to a multiple of 4 samples.
-                let len = if b == count {
-                    rest.len()
-                } else {
-                    3 * (offsets[b] - offsets[a]) as usize / 4
-                };
-                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len);
-                rest = tail;
-                let gather = &gather;
-                scope.spawn(move || gather(a, b, mine));
-            }
-        });
-    }
-    drop((packs, order_old, fresh, tail_old, oversize_recs));
-    sample_loads.resize(n, zero);
-    let widened = |id: u32, v: u32, t: u32| SampleLoad {
-        w: p.cost.weight(t, max_cost) as u32,
-        v,
-        t,
-        id,
-    };
-    // Entries `[lo, hi)` with `3 hi <= 4 lo` read words `[3 lo, 3 hi)`, all in entries below `lo`,
-    // which no entry of `[lo, hi)` overwrites: such a wave is widened on threads, each from the
-    // untouched entries below it; waves go downward, and the last small part is done in place,
-    // last first.
-    let mut hi = n;
-    while threads > 1 && hi >= PARALLEL_WIDEN_MIN {
-        let lo = (3 * hi).div_ceil(4);
-        let (below, wave) = sample_loads.split_at_mut(lo);
-        let below: &[SampleLoad] = below;
-        let per = (hi - lo).div_ceil(threads);
-        std::thread::scope(|scope| {
-            for (g, out) in wave[..hi - lo].chunks_mut(per).enumerate() {
-                let widened = &widened;
-                scope.spawn(move || {
-                    for (j, x) in out.iter_mut().enumerate() {
-                        let q = 3 * (lo + g * per + j);
-                        *x = widened(
-                            word_of(below, q),
-                            word_of(below, q + 1),
-                            word_of(below, q + 2),
-                        );
-                    }
-                });
-            }
-        });
-        hi = lo;
-    }
-    for i in (0..hi).rev() {
-        let (id, v, t) = (
-            *word(&mut sample_loads, 3 * i),
-            *word(&mut sample_loads, 3 * i + 1),
-            *word(&mut sample_loads, 3 * i + 2),
-        );
-        sample_loads[i] = widened(id, v, t);
-    }
-    let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
-    // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
-    let fill = |start: usize, end: usize, sl: &[SampleLoad], pl: &mut [PackLoad]| {
-        let base = offsets[start] as usize;
-        for j in start..end {
-            let (mut v, mut c, mut t) = (0u64, 0u64, 0u64);
-            for x in &sl[offsets[j] as usize - base..offsets[j + 1] as usize - base] {
-                v += x.v as u64;
-                c += x.w as u64;
-                t += x.t as u64;
-            }
-            pl[j - start] = PackLoad { v, w: c, t };
-        }
-    };
-    if threads <= 1 {
-        fill(0, count, &sample_loads, &mut pack_loads);
-    } else {
-        let per = count.div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let (mut sl, mut pl) = (&sample_loads[..], &mut pack_loads[..]);
-            for start in (0..count).step_by(per) {
-                let end = (start + per).min(count);
-                let items = (offsets[end] - offsets[start]) as usize;
-                let (mine_s, rest) = sl.split_at(items);
-                sl = rest;
-                let (mine_p, rest) = std::mem::take(&mut pl).split_at_mut(end - start);
-                pl = rest;
-                let fill = &fill;
-                scope.spawn(move || fill(start, end, mine_s, mine_p));
-            }
-        });
-    }
-    let packs = new_packs;
+    let (packs, mut sample_loads, mut pack_loads) =
+        lay_out(packs, order_old, oversize_recs, &p.cost, max_cost, threads);
     let cap_t = p.caps.max_text as u64;
 
-    // Step 4: equalize each vision class, in windows of consecutive packs (a random sample of
-    // the class each, small enough to stay in cache). Windows are independent: threads take
-    // runs of them (the plan does not depend on how many).
-    let mut windows: Vec<(usize, usize)> = Vec::new();
-    for (from, to) in [(0, kept_end), (kept_end, fresh_end)] {
-        let mut start = from;
-        while start < to {
-            let v = pack_loads[start].v;
-            let mut end = start;
-            while end < to && pack_loads[end].v == v {
-                end += 1;
-            }
-            let mut a = start;
-            while a < end {
-                let b = (a + EQUALIZE_WINDOW).min(end);
-                windows.push((a, b));
-                a = b;
-            }
-            start = end;
-        }
-    }
-    for_each_range(
+    // Step 4: equalize each vision class.
+    equalize(
+        &packs,
         &mut sample_loads,
         &mut pack_loads,
-        &packs,
-        &windows,
-        &mut [],
-        0,
-        threads,
+        &[(0, kept_end), (kept_end, fresh_end)],
+        m,
         cap_t,
-        &|rules, loads, (a, b), _| {
-            let mut w: Vec<u32> = (a as u32..b as u32).collect();
-            rules.pair_passes(&packs, loads, &mut w, EQUALIZE_PASSES);
-            // The costliest packs left, each against cheap ones across the window (it matters in
-            // large steps, whose slowest rank is the costliest of many packs).
-            if m < EQUALIZE_GREEDY_MIN_STEP {
-                return;
-            }
-            rules.greedy(
-                &packs,
-                loads,
-                &w,
-                w.len() / EQUALIZE_GREEDY_SHARE + 32,
-                true,
-                0,
-            );
-        },
+        threads,
     );
     progress.report(total + total / 4, total * 2);
 
@@ -570,68 +372,16 @@ pub fn balance_batches_with_carry(
         tail = rest;
     }
     let steps = drawn.len() / m;
-    let cap_v = p.caps.max_vision as u64;
-    let tune = |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, step: &mut [u32]| {
-        let v0 = loads[step[0] as usize].v;
-        if step.iter().any(|&k| loads[k as usize].v != v0)
-            && step.iter().all(|&k| (k as usize) < normal)
-        {
-            rules.even_vision(&packs, loads, step, cap_v);
-        }
-        // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
-        let mean = step.iter().map(|&k| loads[k as usize].w).sum::<u64>() / m as u64;
-        let stop_at = mean + mean / STEP_TOLERANCE;
-        if step.iter().any(|&k| loads[k as usize].w > stop_at) {
-            rules.pair_passes(&packs, loads, step, STEP_PASSES);
-            rules.greedy(
-                &packs,
-                loads,
-                step,
-                (8 * m + 32).min(GREEDY_SWAPS),
-                false,
-                stop_at,
-            );
-        }
-        // Cost order, ties by pack (as a re-deal of the step by position breaks them).
-        rules.sort_by_cost(loads, step);
-    };
-    // Steps whose packs run in increasing order (the unmatched ones, cut from the layout) are
-    // independent and disjoint in memory: threads take runs of them. The others (matched
-    // steps, which gather packs from anywhere) are tuned first, one by one.
-    let span = |st: usize| {
-        let step = &drawn[st * m..(st + 1) * m];
-        (
-            *step.iter().min().unwrap() as usize,
-            *step.iter().max().unwrap() as usize + 1,
-        )
-    };
-    let mut runs: Vec<Vec<(usize, usize)>> = Vec::new(); // per run: each step's pack span
-    for st in 0..steps {
-        let (lo, hi) = span(st);
-        match runs.last_mut() {
-            Some(run) if run.last().is_some_and(|&(_, end)| end <= lo) => run.push((lo, hi)),
-            _ => runs.push(vec![(lo, hi)]),
-        }
-    }
-    let mut first = 0;
-    for run in &runs {
-        for_each_range(
-            &mut sample_loads,
-            &mut pack_loads,
-            &packs,
-            run,
-            &mut drawn[first * m..(first + run.len()) * m],
-            m,
-            if run.len() >= PARALLEL_MIN_STEPS {
-                threads
-            } else {
-                1
-            },
-            cap_t,
-            &|rules, loads, _, step| tune(rules, loads, step),
-        );
-        first += run.len();
-    }
+    tune_steps(
+        &packs,
+        &mut sample_loads,
+        &mut pack_loads,
+        &mut drawn,
+        m,
+        normal,
+        (p.caps.max_vision as u64, cap_t),
+        threads,
+    );
     progress.report(total + total / 4 + total * 3 / 4, total * 2);
 
     // The packs' items, as the swaps left them.

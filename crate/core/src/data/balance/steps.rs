@@ -1,7 +1,16 @@
 //! Step 5 of the balanced planner: steps cut from the layout, with the packs that stay far from
-//! their class's median cost matched in steps of their own ([`match_costly_packs`]).
+//! their class's median cost matched in steps of their own ([`match_costly_packs`]), then each
+//! step tuned until its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean or no swap
+//! helps ([`tune_steps`]).
 
-use super::swaps::Loads;
+use super::swaps::{for_each_range, Loads, PackLoad, SampleLoad, SwapRules, GREEDY_SWAPS};
+use super::PARALLEL_MIN_STEPS;
+use crate::data::plan::Packs;
+
+/// Pairing passes inside each step (step 5).
+pub const STEP_PASSES: u32 = 2;
+/// A step whose costliest pack is within 1/this of the step's mean is not tuned further.
+pub const STEP_TOLERANCE: u64 = 2048;
 
 /// Costly and cheap packs matched in steps of their own: a pack that holds a sample long (or
 /// short) for its size cannot be brought to its class's typical cost by swaps (its other
@@ -71,3 +80,83 @@ pub const COSTLY_PACK_DIV: u64 = 200;
 /// See [`match_costly_packs`]: packs under the class median by more than 1/this are matched (a
 /// cheap pack moves a step's mean, and so its slowest rank's excess, by 1/m of its deficit).
 pub const CHEAP_PACK_DIV: u64 = 100;
+
+/// Tunes each step of `drawn` (`m` packs each): vision sums evened where its packs differ (none
+/// of them over-cap, below `normal`), then, unless its costliest pack is within
+/// 1/[`STEP_TOLERANCE`] of its mean, [`STEP_PASSES`] pairing passes and greedy swaps; each step
+/// is left in cost order. `caps` are the vision and text caps.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn tune_steps(
+    packs: &Packs,
+    sample_loads: &mut [SampleLoad],
+    pack_loads: &mut [PackLoad],
+    drawn: &mut [u32],
+    m: usize,
+    normal: usize,
+    caps: (u64, u64),
+    threads: usize,
+) {
+    let (cap_v, cap_t) = caps;
+    let steps = drawn.len() / m;
+    let tune = |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, step: &mut [u32]| {
+        let v0 = loads[step[0] as usize].v;
+        if step.iter().any(|&k| loads[k as usize].v != v0)
+            && step.iter().all(|&k| (k as usize) < normal)
+        {
+            rules.even_vision(packs, loads, step, cap_v);
+        }
+        // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
+        let mean = step.iter().map(|&k| loads[k as usize].w).sum::<u64>() / m as u64;
+        let stop_at = mean + mean / STEP_TOLERANCE;
+        if step.iter().any(|&k| loads[k as usize].w > stop_at) {
+            rules.pair_passes(packs, loads, step, STEP_PASSES);
+            rules.greedy(
+                packs,
+                loads,
+                step,
+                (8 * m + 32).min(GREEDY_SWAPS),
+                false,
+                stop_at,
+            );
+        }
+        // Cost order, ties by pack (as a re-deal of the step by position breaks them).
+        rules.sort_by_cost(loads, step);
+    };
+    // Steps whose packs run in increasing order (the unmatched ones, cut from the layout) are
+    // independent and disjoint in memory: threads take runs of them. The others (matched
+    // steps, which gather packs from anywhere) are tuned first, one by one.
+    let span = |st: usize| {
+        let step = &drawn[st * m..(st + 1) * m];
+        (
+            *step.iter().min().unwrap() as usize,
+            *step.iter().max().unwrap() as usize + 1,
+        )
+    };
+    let mut runs: Vec<Vec<(usize, usize)>> = Vec::new(); // per run: each step's pack span
+    for st in 0..steps {
+        let (lo, hi) = span(st);
+        match runs.last_mut() {
+            Some(run) if run.last().is_some_and(|&(_, end)| end <= lo) => run.push((lo, hi)),
+            _ => runs.push(vec![(lo, hi)]),
+        }
+    }
+    let mut first = 0;
+    for run in &runs {
+        for_each_range(
+            sample_loads,
+            pack_loads,
+            packs,
+            run,
+            &mut drawn[first * m..(first + run.len()) * m],
+            m,
+            if run.len() >= PARALLEL_MIN_STEPS {
+                threads
+            } else {
+                1
+            },
+            cap_t,
+            &|rules, loads, _, step| tune(rules, loads, step),
+        );
+        first += run.len();
+    }
+}

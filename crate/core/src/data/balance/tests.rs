@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::data::metrics::batch_metrics;
 use crate::data::samples::caps_for_samples_per_pack;
