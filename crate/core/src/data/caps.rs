@@ -8,7 +8,7 @@
 //! text, closes most packs. The means are taken over the samples that fit the caps, refined a
 //! few times (the caps of all samples, then of those that fit, ...) so that outliers do not pull
 //! them up either. Samples over the caps are not lost: the balanced planner gives each its own
-//! micro-batch (see `balance.rs`).
+//! micro-batch (see `balance/`).
 
 use super::samples::{round_half_up, Caps, Samples};
 
