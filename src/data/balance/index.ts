@@ -1,8 +1,8 @@
 /**
  * The balanced planner (this package's default). TypeScript twin of
  * `crate/core/src/data/balance`; see there for the algorithm. This file is the orchestration
- * (`balanceBatchesTwin`) and its parameters; packing, the tail and the carry, the swap rules and
- * the matching of costly packs have a file each beside it.
+ * (`balanceBatchesTwin`) and its parameters; packing, the tail and the carry, the swap rules,
+ * equalization, and the steps (matching costly packs, tuning) have a file each beside it.
  *
  * @module
  */
@@ -13,13 +13,15 @@ import { costWeights, type TextCost } from '../cost';
 import { assemble, Packs, type AssembledPlan, type Tail } from '../plan';
 import { DROP_CODE, splitByCaps, type Caps } from '../samples';
 import { checkStepSize } from '../step-size';
+import { equalize } from './equalize';
 import { pack, repackPartFilled } from './pack';
-import { matchCostlyPacks } from './steps';
-import { byCost, byKey, GREEDY_SWAPS, SwapRules, type Loads } from './swaps';
+import { matchCostlyPacks, tuneSteps } from './steps';
+import { byKey, SwapRules, type Loads } from './swaps';
 import { checkCarry, spreadTail, takeTail } from './tail';
 
+export { EQUALIZE_GREEDY_MIN_STEP, EQUALIZE_GREEDY_SHARE, EQUALIZE_PASSES, EQUALIZE_WINDOW } from './equalize';
 export { PACK_BLOCK, REPAIR_MAX_VISION, RoomSet, SHUFFLE_CHUNKS } from './pack';
-export { CHEAP_PACK_DIV, COSTLY_PACK_DIV } from './steps';
+export { CHEAP_PACK_DIV, COSTLY_PACK_DIV, STEP_PASSES, STEP_TOLERANCE } from './steps';
 export { GREEDY_PARTNERS, GREEDY_SCAN, GREEDY_SWAPS, PAIR_PARTNERS, PAIR_SWAP_MAX_SAMPLES, VISION_SWAPS } from './swaps';
 export { checkCarry, SPREAD_MIN_SHARE, SPREAD_PURPOSE } from './tail';
 
@@ -29,18 +31,6 @@ export const STEP_ORDER_PURPOSE = 1048575;
 export const TAIL_PURPOSE = 1048574;
 /** Stream purpose of the random draw of packs into steps. */
 export const DRAW_PURPOSE = 1048573;
-/** Pairing passes over each equalizing window of a vision class. */
-export const EQUALIZE_PASSES = 4;
-/** Packs per equalizing window (a random sample of a vision class that stays in cache). */
-export const EQUALIZE_WINDOW = 8192;
-/** Pairing passes inside each step. */
-export const STEP_PASSES = 2;
-/** A step whose costliest pack is within 1/this of the step's mean is not tuned further. */
-export const STEP_TOLERANCE = 2048;
-/** Greedy swaps over each equalizing window after its pairing passes: one per this many packs (+32). */
-export const EQUALIZE_GREEDY_SHARE = 8;
-/** Micro-batches per step from which equalizing windows get their greedy swaps (smaller steps are tuned step by step). */
-export const EQUALIZE_GREEDY_MIN_STEP = 2048;
 
 /** What happens to a sample over a cap: a micro-batch of its own, or left out. */
 export type Oversize = 'own-micro-batch' | 'drop';
@@ -144,22 +134,16 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
   );
 
   // Equalize each vision class in windows of consecutive packs.
-  for (const [from, to] of [
-    [0, keptEnd],
-    [keptEnd, freshEnd],
-  ]) {
-    for (let start = from; start < to; ) {
-      let end = start;
-      while (end < to && loads.v[end] === loads.v[start]) end++;
-      for (let a = start; a < end; a += EQUALIZE_WINDOW) {
-        const b = Math.min(a + EQUALIZE_WINDOW, end);
-        const win = Array.from({ length: b - a }, (_, j) => a + j);
-        rules.pairPasses(packs, loads, win, 0, win.length, EQUALIZE_PASSES);
-        if (m >= EQUALIZE_GREEDY_MIN_STEP) rules.greedy(packs, loads, win, Math.floor(win.length / EQUALIZE_GREEDY_SHARE) + 32, true, 0);
-      }
-      start = end;
-    }
-  }
+  equalize(
+    packs,
+    rules,
+    loads,
+    [
+      [0, keptEnd],
+      [keptEnd, freshEnd],
+    ],
+    m,
+  );
 
   // Steps cut from the layout; costly and cheap packs matched in steps of their own.
   drawn = matchCostlyPacks(
@@ -182,24 +166,7 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
     tail = rest;
   }
   const steps = drawn.length / m;
-  for (let s = 0; s < steps; s++) {
-    const step = drawn.slice(s * m, (s + 1) * m);
-    if (step.some((k) => loads.v[k] !== loads.v[step[0]]) && step.every((k) => k < normal)) {
-      rules.evenVision(packs, loads, step, p.caps.maxVision);
-    }
-    // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
-    let sum = 0;
-    for (const k of step) sum += loads.w[k];
-    const mean = Math.floor(sum / m);
-    const stopAt = mean + Math.floor(mean / STEP_TOLERANCE);
-    if (step.some((k) => loads.w[k] > stopAt)) {
-      rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
-      rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false, stopAt);
-    }
-    // Cost order, ties by pack (as a re-deal of the step by position breaks them).
-    const sorted = drawn.slice(s * m, (s + 1) * m).sort(byCost(loads));
-    for (let j = 0; j < m; j++) drawn[s * m + j] = sorted[j];
-  }
+  tuneSteps(packs, rules, loads, drawn, m, normal, p.caps.maxVision);
 
   // Deal each step's packs to ranks; order the steps.
   const stepOrder = Array.from({ length: steps }, (_, s) => s);
