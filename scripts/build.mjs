@@ -121,6 +121,9 @@ if (process.argv.includes('--ts-only')) {
   ]);
 }
 if (!process.argv.includes('--native-only')) {
+  // A fresh dist/: tsc never deletes, and a module moved into a folder (src/data/balance.ts ->
+  // src/data/balance/index.ts) would leave its old build first in line for `require('./balance')`.
+  rmSync(join(root, 'dist'), { recursive: true, force: true });
   run(bin('tsc'), ['-p', 'tsconfig.build.json']);
   // The compiled declarations import the binding's types from `../bindings` (dist/src/binding.d.ts)
   // and `../../bindings` (dist/src/model/index.d.ts): ship a copy beside them.

@@ -1,0 +1,156 @@
+/**
+ * The sidecar's transports: stdin/stdout, and a Unix socket or loopback TCP port (token file,
+ * signals, orderly stop), each connection a {@link Session}.
+ *
+ * @module
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { backend } from '../binding';
+import { version } from '../package';
+import { newContext, type ServeOptions } from './context';
+import { clearStaleSocket, listenUnix, parseListen, serverToken, writeTokenFile } from './listen';
+import { Session } from './session';
+
+/** Serves on stdin/stdout until stdin ends, stdout breaks, or `shutdown` is called. */
+export function serveStdio(options: ServeOptions = {}): Promise<void> {
+  return new Promise((resolve) => {
+    let ended = false;
+    const done = () => {
+      if (ended) return;
+      ended = true;
+      void ctx.workers.close().finally(() => resolve());
+    };
+    const ctx = newContext(options, done);
+    const out = process.stdout;
+    // The client is gone when its end of our stdout breaks (EPIPE): stop at once.
+    out.on('error', () => done());
+    const session = new Session(ctx, 'stdio', {
+      write: (line) => void out.write(line),
+      pendingBytes: () => out.writableLength,
+      setReading: (on) => (on ? process.stdin.resume() : process.stdin.pause()),
+      close: done,
+    });
+    out.on('drain', () => session.flow());
+    process.stdin.on('data', (c: Buffer) => session.feed(c));
+    // The client closed our stdin: answer what it already sent (it may be reading still), then exit.
+    process.stdin.on('end', () => session.inputEnded());
+    process.stderr.write(`omnibal serve: ${version}, backend ${backend().kind}, JSON-RPC 2.0 on stdio\n`);
+  });
+}
+
+/**
+ * Serves on a Unix socket or a loopback TCP port until `shutdown` or SIGTERM/SIGINT (an orderly
+ * stop; a second signal during it exits at once with status 128 + the signal's number).
+ */
+export async function serveSocket(spec: string, options: ServeOptions = {}): Promise<void> {
+  const where = parseListen(spec);
+  if (where.kind === 'tcp' && !options.tokenFile && !process.env.OMNIBAL_TOKEN) {
+    throw paramsErrorToCli('a TCP sidecar needs a token: give --token-file FILE (it is written there) or set OMNIBAL_TOKEN');
+  }
+  const token = where.kind === 'tcp' || options.tokenFile || process.env.OMNIBAL_TOKEN ? serverToken() : undefined;
+  const sessions = new Set<Session>();
+  let resolveDone!: () => void;
+  const finished = new Promise<void>((r) => {
+    resolveDone = r;
+  });
+  let stopping = false;
+  let listening = false;
+  let tokenWritten = false;
+  // A second signal while stopping ends at once, with the shell's status for that signal
+  // (128 + its number: 130 for SIGINT, 143 for SIGTERM), not the status of a failure; the socket
+  // and token files are removed first.
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!stopping) return stop();
+    removeFiles();
+    const status = 128 + (os.constants.signals[signal] ?? 0);
+    process.stderr.write(`omnibal serve: ${signal} while stopping: exiting now (status ${status})\n`);
+    process.exit(status);
+  };
+  const removeFiles = () => {
+    if (where.kind === 'unix') fs.rmSync(where.path, { force: true });
+    // Only a token file this server wrote (a failed write leaves whatever was there alone).
+    if (options.tokenFile && tokenWritten) fs.rmSync(options.tokenFile, { force: true });
+  };
+  const finish = () => {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+    void ctx.workers.close().finally(resolveDone);
+  };
+  // Before listening, a stop is only recorded: start-up ends in close() once the socket exists.
+  const close = () =>
+    server.close(() => {
+      removeFiles();
+      finish();
+    });
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    for (const s of sessions) s.close();
+    if (listening) close();
+  };
+  const ctx = newContext(options, stop, token);
+  // Half-open: a client that shuts down its write side still gets the answers to what it sent
+  // (as on stdio when stdin ends); the connection closes once they are sent.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    if (stopping) return void socket.destroy();
+    const session = new Session(ctx, where.kind, {
+      write: (line) => void (!socket.destroyed && socket.write(line)),
+      pendingBytes: () => socket.writableLength,
+      setReading: (on) => (on ? socket.resume() : socket.pause()),
+      close: () => socket.destroy(),
+      end: () => socket.end(),
+    });
+    sessions.add(session);
+    socket.on('data', (c: Buffer) => session.feed(c));
+    socket.on('drain', () => session.flow());
+    socket.on('end', () => session.inputEnded());
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      sessions.delete(session);
+      session.close();
+    });
+  });
+  // Installed before anything is created: a signal during start-up still removes the socket file
+  // and ends with exit 0 (the default action would kill the process and leave the file behind).
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  let listen = spec;
+  try {
+    if (where.kind === 'unix') {
+      await clearStaleSocket(where.path);
+      await listenUnix(server, where.path);
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(where.port, where.host, () => resolve());
+      });
+    }
+    const a = server.address();
+    listen = where.kind === 'unix' ? where.path : typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : spec;
+    if (options.tokenFile && token) {
+      writeTokenFile(options.tokenFile, listen, token);
+      tokenWritten = true;
+    }
+  } catch (error) {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+    if (server.listening) {
+      server.close();
+      removeFiles();
+    }
+    throw error;
+  }
+  listening = true;
+  if (stopping) {
+    close();
+    return finished;
+  }
+  process.stderr.write(`omnibal serve: ${version}, backend ${backend().kind}, listening on ${listen}${where.kind === 'tcp' ? ' (token required: auth first)' : ''}\n`);
+  return finished;
+}
+
+function paramsErrorToCli(message: string) {
+  return Object.assign(new Error(message), { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
+}
