@@ -2,10 +2,10 @@
  * `omnibal serve`: a JSON-RPC 2.0 sidecar, one JSON object per line, on stdin/stdout (logs on
  * stderr) or on a Unix socket / loopback TCP port. See `docs/protocol.md` for every method.
  *
- * Structure: {@link LineReader} frames bytes into lines in linear time; every request is checked
- * against its method's JSON Schema ({@link validateParams}) before any handler runs; long calls go
- * through one bounded {@link TaskPool}; plans live in a shared, refcounted, byte-bounded
- * {@link PlanStore} under random handles owned by their connection. A connection whose client does
+ * Structure: `LineReader` (framing.ts) frames bytes into lines in linear time; every request is checked
+ * against its method's JSON Schema (`validateParams`, schemas.ts) before any handler runs; long calls go
+ * through one bounded `TaskPool` (task-pool.ts); plans live in a shared, refcounted, byte-bounded
+ * `PlanStore` (plan-store.ts) under random handles owned by their connection. A connection whose client does
  * not read stops being read (backpressure); a closed connection cancels its queued work and
  * releases its plans; on stdio the sidecar exits when its client is gone.
  *

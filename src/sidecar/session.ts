@@ -104,15 +104,15 @@ export class Session {
   private reading = true;
   /** Received bytes not yet framed: held while the connection is not read (backpressure). */
   private readonly held: Buffer[] = [];
-  /** Attachment bytes a request line declared, not yet reserved in the shared {@link RequestBytes}. */
+  /** Attachment bytes a request line declared, not yet reserved in the shared `RequestBytes` (request-bytes.ts). */
   private frameNeed = 0;
   /** Bytes reserved for the request whose attachments are being read (its line and attachments). */
   private frameHeld = 0;
   /** Bytes of this connection's requests queued or running. */
   private requestHeld = 0;
-  /** What this connection last recorded in the shared {@link RequestBytes}: held, framed. */
+  /** What this connection last recorded in the shared `RequestBytes` (request-bytes.ts): held, framed. */
   private recorded = [0, 0];
-  /** Not read until the shared {@link RequestBytes} has room. */
+  /** Not read until the shared `RequestBytes` (request-bytes.ts) has room. */
   private budgetBlocked = false;
   /** An overdraft ended during a feed: stop there and check the room again. */
   private overdraftEnded = false;
@@ -443,7 +443,6 @@ export class Session {
     this.close();
   }
 
-  /** One request; resolves with its answer (undefined for a notification). */
   /**
    * The answer to one request (none for a notification). A request cancelled (or whose connection
    * closed) is answered at once, and adds to `running` a promise that settles once its work no
@@ -580,10 +579,5 @@ export class Session {
       }
     })();
     return Promise.race([work, cancelledAnswer]);
-  }
-
-  /** Whether `method` is a long call that goes through the pool. */
-  static isLong(method: string): boolean {
-    return LONG_METHODS.has(method);
   }
 }
