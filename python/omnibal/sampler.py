@@ -61,7 +61,30 @@ def _distributed():
     return None
 
 
+def _env_int(name):
+    """An integer environment variable (None when unset or empty); a malformed one is an
+    :class:`InvalidParams` error naming it, never a bare ValueError."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidParams("%s=%r is not a non-negative integer (torchrun sets it; unset it or fix it)" % (name, raw), code="ERR_OMNIBAL_INVALID_OPTIONS")
+    return value
+
+
 def _resolve_ranks(rank, world_size):
+    """(rank, world size) as PyTorch's ``DistributedSampler`` takes them: from the initialised
+    process group when not given, else from the arguments, checked against the group or the
+    ``RANK``/``WORLD_SIZE`` environment torchrun sets. A world size above one without a rank (or
+    a rank without a world size) that nothing else supplies is an error naming both, never a
+    silent rank 0 that would give every process the same shard."""
+    for name, value, least in (("world_size", world_size, 1), ("rank", rank, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise InvalidParams("%s must be an integer >= %d, got %r" % (name, least, value), code="ERR_OMNIBAL_OUT_OF_RANGE")
     group = _distributed()
     if group is not None:
         g_rank, g_world = group
@@ -75,17 +98,37 @@ def _resolve_ranks(rank, world_size):
             rank = g_rank
         if world_size > g_world or g_world % world_size != 0:
             raise InvalidParams("world_size=%d cannot be a data-parallel size of the initialised process group of %d processes" % (world_size, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        if world_size == g_world and rank != g_rank:
+            raise InvalidParams("rank=%d differs from this process's rank %d in the process group of %d: two processes would train the same shard (omit rank=, or pass a data-parallel group's world_size)"
+                                % (rank, g_rank, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
     else:
-        env_world = os.environ.get("WORLD_SIZE")
-        if world_size is None and rank is None and env_world not in (None, "", "1"):
-            raise InvalidParams("WORLD_SIZE=%s is set but torch.distributed is not initialised: call init_process_group before building the sampler, or pass rank= and world_size=" % env_world,
-                                code="ERR_OMNIBAL_INVALID_OPTIONS")
-        world_size = 1 if world_size is None else world_size
-        rank = 0 if rank is None else rank
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise InvalidParams("world_size must be a positive integer, got %r" % (world_size,), code="ERR_OMNIBAL_OUT_OF_RANGE")
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise InvalidParams("rank must be in 0..world_size - 1, got %r" % (rank,), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        env_world, env_rank = _env_int("WORLD_SIZE"), _env_int("RANK")
+        if env_world is not None and env_rank is not None and env_rank >= env_world:
+            raise InvalidParams("RANK=%d is not below WORLD_SIZE=%d" % (env_rank, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        if world_size is None and rank is None:
+            if env_world not in (None, 1):
+                raise InvalidParams("WORLD_SIZE=%s is set but torch.distributed is not initialised: call init_process_group before building the sampler, or pass rank= and world_size=" % env_world,
+                                    code="ERR_OMNIBAL_INVALID_OPTIONS")
+            return 0, 1
+        if rank is None:
+            if world_size == 1:
+                rank = 0
+            elif env_rank is not None and env_world == world_size:
+                rank = env_rank
+            else:
+                raise InvalidParams("world_size=%d given without rank (and no initialised process group%s): pass rank= too, or every process would train rank 0's shard"
+                                    % (world_size, "" if env_rank is None else ", and RANK=%d is of WORLD_SIZE=%s, not %d" % (env_rank, env_world, world_size)),
+                                    code="ERR_OMNIBAL_INVALID_OPTIONS")
+        elif world_size is None:
+            if env_world is None:
+                raise InvalidParams("rank=%d given without world_size (and no initialised process group, no WORLD_SIZE): pass world_size= too" % rank, code="ERR_OMNIBAL_INVALID_OPTIONS")
+            world_size = env_world
+        if env_world is not None and (world_size > env_world or env_world % world_size != 0):
+            raise InvalidParams("world_size=%d cannot be a data-parallel size of the job's WORLD_SIZE=%d" % (world_size, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        if env_rank is not None and world_size == env_world and rank != env_rank:
+            raise InvalidParams("rank=%d differs from RANK=%d (of WORLD_SIZE=%d): two processes would train the same shard" % (rank, env_rank, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+    if not 0 <= rank < world_size:
+        raise InvalidParams("rank must be in 0..world_size - 1 (%d), got %d" % (world_size - 1, rank), code="ERR_OMNIBAL_OUT_OF_RANGE")
     return rank, world_size
 
 

@@ -217,6 +217,54 @@ class SamplerSemantics(helpers.SharedClientCase):
             else:
                 os.environ["WORLD_SIZE"] = old
 
+    def test_ranks_follow_distributed_sampler_conventions(self):
+        # No process group here: a world size above one needs a rank from somewhere (the
+        # argument, or torchrun's RANK of the same WORLD_SIZE), never a silent rank 0.
+        keys = ("WORLD_SIZE", "RANK")
+        saved = {k: os.environ.pop(k, None) for k in keys}
+
+        def env(**values):
+            for k in keys:
+                os.environ.pop(k, None)
+            os.environ.update({k: str(v) for k, v in values.items()})
+
+        def refused(**kw):
+            with self.assertRaises(omnibal.InvalidParams) as e:
+                BalancedBatchSampler(PAIRS, client=self.client, **kw)
+            self.assertEqual(len(str(e.exception).splitlines()), 1)
+            return str(e.exception)
+
+        def ranks(**kw):
+            s = BalancedBatchSampler(PAIRS, client=self.client, **kw)
+            s.close()
+            return s.rank, s.world_size
+        try:
+            msg = refused(world_size=2)
+            self.assertIn("world_size=2", msg)
+            self.assertIn("rank", msg)
+            self.assertIn("rank=1", refused(rank=1))
+            self.assertIn("world_size", refused(rank=1))
+            refused(rank=2, world_size=2)
+            refused(rank=-1, world_size=2)
+            refused(rank=0, world_size=0)
+            refused(rank="1", world_size=2)
+            self.assertEqual(ranks(), (0, 1))
+            self.assertEqual(ranks(world_size=1), (0, 1))
+            self.assertEqual(ranks(rank=1, world_size=2), (1, 2))
+            env(WORLD_SIZE=4, RANK=3)
+            self.assertEqual(ranks(world_size=4), (3, 4))
+            self.assertEqual(ranks(rank=3), (3, 4))
+            self.assertEqual(ranks(rank=1, world_size=2), (1, 2))  # a data-parallel group of the job
+            self.assertIn("RANK=3", refused(rank=2, world_size=4))
+            self.assertIn("WORLD_SIZE=4", refused(rank=0, world_size=3))
+            refused(world_size=2)  # RANK=3 is a rank of 4, not of 2
+            env(WORLD_SIZE=4, RANK="x")
+            self.assertIn("RANK='x'", refused(rank=0, world_size=4))
+            env(WORLD_SIZE=2, RANK=2)
+            self.assertIn("RANK=2", refused(rank=0, world_size=2))
+        finally:
+            env(**{k: v for k, v in saved.items() if v is not None})
+
 
 if __name__ == "__main__":
     unittest.main()
