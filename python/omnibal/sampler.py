@@ -34,13 +34,17 @@ world size is refused (:class:`StateMismatch`).
 """
 
 import hashlib
+import logging
+import math
 import os
 import struct
 import sys
 
 from .arrays import PlanLists, decode_u32
 from .client import Client, u32_array, u32_values
-from .errors import InvalidParams, OmnibalError, StateMismatch, UnknownHandle
+from .errors import InvalidParams, OmnibalError, SidecarExited, StateMismatch, UnknownHandle
+
+_log = logging.getLogger("omnibal")
 
 STATE_FORMAT = "omnibal.sampler-state/1"
 _OPTION_KEYS = {"strategy": "strategy", "tail": "tail", "max_vision": "maxVision", "max_text": "maxText",
@@ -227,6 +231,9 @@ class BalancedBatchSampler:
         for name, value in (("accum", accum), ("seed", seed), ("epoch", epoch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "accum" else 0):
                 raise InvalidParams("%s must be an integer >= %d, got %r" % (name, 1 if name == "accum" else 0, value), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        for name, value in [("samples_per_pack", samples_per_pack)] + sorted(options.items()):
+            if name != "strategy" and name != "tail" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise InvalidParams("%s must be a finite number, got %r" % (name, value), code="ERR_OMNIBAL_INVALID_TYPE")
         self.rank, self.world_size = _resolve_ranks(rank, world_size)
         self.accum = accum
         self.seed = seed
@@ -254,6 +261,7 @@ class BalancedBatchSampler:
         if "maxVision" not in self._options:
             self._options["samplesPerPack"] = samples_per_pack
         self._own_client = client is None
+        self._sidecar = sidecar
         self._client = client if client is not None else self._start_client(sidecar)
         self._fingerprint = None
         self._position = 0  # micro-batches handed out in this epoch (of the current segment)
@@ -264,6 +272,7 @@ class BalancedBatchSampler:
         self._segments = []  # earlier segments of this epoch: [world_size, accum, micro-batches consumed]
         self._prior_samples = 0  # samples those segments consumed
         self._resume_at = None  # (epoch, position): the next iter() starts there, once
+        self._pass_open = None  # a token of the iter() pass that is yielding (len then counts from its start)
         #: Micro-batches of the epoch before the first one the last ``iter()`` yielded (0 unless
         #: it resumed): ``state_dict(consumed=sampler.pass_start + batches_trained_this_pass)``.
         self.pass_start = 0
@@ -274,7 +283,8 @@ class BalancedBatchSampler:
     @staticmethod
     def _start_client(sidecar):
         if sidecar == "auto":
-            sidecar = "node" if int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1 and hasattr(os, "fork") else "own"
+            local = _env_int("LOCAL_WORLD_SIZE")
+            sidecar = "node" if local is not None and local > 1 and hasattr(os, "fork") else "own"
         if sidecar == "own":
             return Client()
         if sidecar == "node":
@@ -327,9 +337,28 @@ class BalancedBatchSampler:
             summary["dropped"] = [subset[i] for i in summary["dropped"]]
         return summary, subset
 
+    def _call(self, method, params, progress=None):
+        """A sidecar call. A sidecar this sampler started (``sidecar=``, no ``client=``) that has
+        died is started again, once per call, and the call retried: its plans are deterministic,
+        so one asked for by a plan id the new sidecar does not know is made again
+        (:meth:`_plan_call`)."""
+        try:
+            return self._client.call(method, params, progress=progress)
+        except SidecarExited as e:
+            if self._client is None:
+                raise
+            if not self._own_client:
+                raise SidecarExited("%s; the sampler's client= is yours to restart: make a new Client and a new sampler (load_state_dict resumes where the state was saved)" % e,
+                                    code=e.code) from None
+            _log.warning("omnibal: the sampler's sidecar ended (%s); starting a new one", e)
+            old, self._client = self._client, None
+            old.close()
+            self._client = self._start_client(self._sidecar)
+            return self._client.call(method, params, progress=progress)
+
     def _pack(self, params):
         """``pack`` with binary answers; the summary's lists decoded (as in a JSON answer)."""
-        summary = self._client.call("pack", params, progress=self.progress)
+        summary = self._call("pack", params, progress=self.progress)
         if summary.pop("encoding", None) in ("base64", "binary"):
             summary["dropped"] = decode_u32(summary["dropped"]).tolist()
             summary["droppedReason"] = decode_u32(summary["droppedReason"]).tolist()
@@ -339,14 +368,14 @@ class BalancedBatchSampler:
         """Calls a method on a plan; a plan the sidecar no longer holds (evicted from its plan
         store) is made again (plans are deterministic) and the call retried."""
         try:
-            return self._client.call(method, dict(params, planId=summary["planId"]))
+            return self._call(method, dict(params, planId=summary["planId"]))
         except UnknownHandle:
             params_of_plan = self._plan_params.pop(summary["planId"])
             again = self._pack(params_of_plan)
             self._plan_ids.append(again["planId"])
             self._plan_params[again["planId"]] = params_of_plan
             summary["planId"] = again["planId"]
-            return self._client.call(method, dict(params, planId=again["planId"]))
+            return self._call(method, dict(params, planId=again["planId"]))
 
     def _rank_batches(self, summary, idmap, rank):
         if summary["planId"] is None:
@@ -420,6 +449,7 @@ class BalancedBatchSampler:
                 if self._segments:
                     self._segments = []
         self._position = 0
+        self._pass_open = None
 
     def __iter__(self):
         batches = self._ensure()
@@ -432,13 +462,29 @@ class BalancedBatchSampler:
                                     % (start, self.epoch, len(batches)), code="ERR_OMNIBAL_STATE_MISMATCH")
         self._resume_at = None
         self._position = self.pass_start = start
-        for k in range(start, len(batches)):
-            self._position = k + 1
-            yield list(batches[k])
+        self._pass_open = me = object()
+        try:
+            for k in range(start, len(batches)):
+                self._position = k + 1
+                yield list(batches[k])
+        finally:
+            if self._pass_open is me:
+                self._pass_open = None
 
     def __len__(self):
-        """Micro-batches this rank yields in the epoch (the same on every rank)."""
-        return len(self._ensure())
+        """Micro-batches this rank's pass over the current epoch yields (the same on every rank):
+        what ``DataLoader`` takes for the epoch's length.
+
+        After :meth:`load_state_dict` it counts only the rest of the resumed epoch (what the
+        resumed pass yields, also while it runs); after that pass, a whole epoch. It can differ
+        between epochs by a few micro-batches: each epoch's samples are drawn in another order
+        and packed again, and the packs that fill a step vary with it (a ``DistributedSampler``
+        keeps its length because it deals samples, not packs). Call :meth:`set_epoch` before
+        reading it (as before iterating): it is then the length of the epoch about to run."""
+        batches = self._ensure()
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            return max(len(batches) - self._resume_at[1], 0)
+        return len(batches) - (self.pass_start if self._pass_open is not None else 0)
 
     def steps(self):
         """Steps in the epoch's plan (each ``accum`` micro-batches per rank)."""
@@ -557,6 +603,7 @@ class BalancedBatchSampler:
         self._batches = None
         self._resume_at = (self.epoch, position)
         self._position = position
+        self._pass_open = None
 
     def close(self):
         """Frees this sampler's plans and stops the sidecar it started (an unreferenced sampler's
