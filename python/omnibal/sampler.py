@@ -199,7 +199,9 @@ class BalancedBatchSampler:
     ``source`` is a path. Everything else is keyword-only.
 
     ``rank``/``world_size`` default to those of an initialised ``torch.distributed`` process
-    group (pass both for a data-parallel group that is not the whole job), else 0/1. Planning
+    group (pass both for a data-parallel group that is not the whole job), else 0/1; without a
+    group, a ``world_size`` above 1 needs ``rank`` (or torchrun's ``RANK`` of that
+    ``WORLD_SIZE``), as ``DistributedSampler`` does, never a silent rank 0. Planning
     options: ``strategy`` (default ``balanced``), ``tail`` (``drop`` default, ``pad``,
     ``keep-partial``, ``carry``: each epoch's tail planned in the next, see the module's notes), ``max_vision``, ``max_text``, ``cost_a``, ``cost_b``,
     ``samples_per_pack``. ``even`` (``pad`` default, or ``drop``) makes ``keep-partial``'s last
