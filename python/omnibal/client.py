@@ -20,9 +20,12 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
+import re
 import select
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -33,7 +36,7 @@ import time
 import weakref
 
 from .arrays import PlanLists
-from .errors import IncompatibleSidecar, InvalidParams, LimitExceeded, MethodNotFound, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
+from .errors import IncompatibleSidecar, InvalidParams, LimitExceeded, MethodNotFound, NotJson, ProtocolError, SidecarExited, SidecarNotFound, SidecarTimeout, from_rpc
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _log = logging.getLogger("omnibal")
@@ -66,6 +69,8 @@ def find_command():
     explicit = os.environ.get("OMNIBAL_CLI")
     if explicit:
         if explicit.endswith(".js"):
+            if not os.path.isfile(explicit):
+                raise SidecarNotFound("OMNIBAL_CLI=%s: no such file (set it to the path of omnibal's dist/src/cli/main.js)" % explicit)
             if not node:
                 raise SidecarNotFound("OMNIBAL_CLI points at a .js file but node is not on PATH; install Node.js 20+")
             return [node, explicit, "serve"]
@@ -396,6 +401,24 @@ def _wait_writable(fd, timeout):
 
 
 # --- the pending calls and the reader ---------------------------------------------------------
+
+
+def _non_finite(value, path):
+    """(path, value) of the first NaN or infinite float in ``value`` (nested dicts and lists),
+    else None: names the parameter a request cannot carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, dict):
+        items = ((".%s" % k, v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = (("[%d]" % i, v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, v in items:
+        found = _non_finite(v, path + key)
+        if found:
+            return found
+    return None
 
 
 class _Pending:
@@ -749,13 +772,23 @@ class Client:
     def from_token_file(cls, path, timeout=DEFAULT_TIMEOUT):
         """Connects to a socket sidecar started with ``--token-file path`` (its listen address and
         token, readable by its owner only)."""
-        with open(path) as fh:
-            info = json.load(fh)
-        listen = info["listen"]
+        try:
+            with open(path) as fh:
+                info = json.load(fh)
+        except OSError as e:
+            raise SidecarNotFound("cannot read the token file %s: %s" % (path, e.strerror or e)) from None
+        except ValueError as e:  # not JSON (json.JSONDecodeError), or not UTF-8
+            raise SidecarNotFound("the token file %s is not the JSON that omnibal serve --token-file writes: %s" % (path, e)) from None
+        listen = info.get("listen") if isinstance(info, dict) else None
+        token = info.get("token") if isinstance(info, dict) else None
+        if not isinstance(listen, str) or not listen or (token is not None and not isinstance(token, str)):
+            raise SidecarNotFound("the token file %s lacks a \"listen\" address (and a string \"token\"): not written by omnibal serve --token-file" % path)
         if listen.startswith("unix:") or "/" in listen:
-            return cls(socket_path=listen[5:] if listen.startswith("unix:") else listen, token=info.get("token"), timeout=timeout)
+            return cls(socket_path=listen[5:] if listen.startswith("unix:") else listen, token=token, timeout=timeout)
         host, _, port = listen.rpartition(":")
-        return cls(tcp=(host.strip("[]"), int(port)), token=info["token"], timeout=timeout)
+        if token is None or not port.isdigit():
+            raise SidecarNotFound("the token file %s names a TCP address %r without a port or a token" % (path, listen))
+        return cls(tcp=(host.strip("[]"), int(port)), token=token, timeout=timeout)
 
     def shutdown(self):
         """Asks the sidecar to stop (for everyone): allowed to a stdio sidecar's owner, or with the
@@ -874,13 +907,15 @@ class Client:
             # without naming the field, so they are refused here, before anything is sent.
             data = request_frame(msg)
         except ValueError as e:
-            raise ValueError("%s params: %s (NaN and Infinity are not JSON)" % (method, e)) from None
+            where = _non_finite(params, "params")
+            raise NotJson("%s %s: %s (NaN and Infinity are not JSON)" % (method, where[0] if where else "params", "is %r" % where[1] if where else e),
+                          code="ERR_OMNIBAL_INVALID_TYPE") from None
         needs = _capabilities_needed(params, data)
         if needs:
             self.require(needs, method)
         pending = _Pending(progress)
         if not self._calls.add(rid, pending):
-            raise SidecarExited("%s (exit code %s)" % (self._calls.ended, self._proc.poll() if self._proc else None))
+            raise self._exited(self._calls.ended)
         try:
             self.send_raw(data, self.timeout if timeout is None else timeout)
         except SidecarTimeout:
@@ -888,7 +923,7 @@ class Client:
             raise
         except OSError:
             self._calls.pop(rid)
-            raise SidecarExited("the sidecar is not running (exit code %s)" % (self._proc.poll() if self._proc else None))
+            raise self._exited("the sidecar is not running")
         return rid, pending
 
     def wait(self, pending, timeout=DEFAULT_TIMEOUT, rid=None):
@@ -907,13 +942,39 @@ class Client:
             pending.event.wait(max(left, 0.001))
         msg = pending.response
         if "_exited" in msg:
-            raise SidecarExited("%s with requests pending" % msg["_exited"])
+            raise self._exited("%s with requests pending" % msg["_exited"])
         if "_protocol" in msg:
             err = msg.get("error") or {}
             raise ProtocolError(msg["_protocol"], rpc_code=err.get("code"), code=(err.get("data") or {}).get("code"))
         if "error" in msg:
             raise from_rpc(msg["error"] if isinstance(msg["error"], dict) else {"message": str(msg["error"])})
         return msg.get("result")
+
+    def _exited(self, why):
+        """The :class:`SidecarExited` error for a connection that ended, with how a sidecar this
+        client started ended: its exit status (waited for a moment: a killed process is reaped
+        a little after its pipes close) and its last error line from stderr."""
+        if self._closed or self._proc is None:
+            return SidecarExited(why)
+        try:
+            status = self._proc.wait(2)
+        except subprocess.TimeoutExpired:
+            status = None
+        if status is None:
+            how = "still running"
+        elif status < 0:
+            try:
+                how = "killed by signal %d (%s)" % (-status, signal.Signals(-status).name)
+            except ValueError:
+                how = "killed by signal %d" % -status
+        else:
+            how = "exit code %d" % status
+        if self._err_reader is not None and status is not None:
+            self._err_reader.join(1)  # the rest of its stderr (read to its end after the exit)
+        lines = [l.strip() for l in list(self.stderr_lines) if l.strip() and not l.strip().startswith("at ")]
+        errors = [l for l in lines if re.match(r"([A-Za-z]*Error\b|omnibal\b|.*ERR_)", l)]
+        said = (errors or lines)[-1:] if lines and status is not None and status > 0 else []
+        return SidecarExited("%s (%s%s)" % (why, how, "; its stderr: %s" % said[0][:300] if said else ""))
 
     def require(self, capabilities, method=None):
         """Checks that the sidecar has ``capabilities`` (names from its ``version`` answer, asked

@@ -17,6 +17,12 @@ class InvalidParams(OmnibalError):
     """The request's parameters were rejected (-32602)."""
 
 
+class NotJson(InvalidParams, ValueError):
+    """A parameter holds a number JSON cannot carry (NaN, Infinity): refused before anything is
+    sent, the message naming the parameter (code ``ERR_OMNIBAL_INVALID_TYPE``). Also a
+    :class:`ValueError`."""
+
+
 class MethodNotFound(OmnibalError):
     """No such method (-32601)."""
 

@@ -34,13 +34,17 @@ world size is refused (:class:`StateMismatch`).
 """
 
 import hashlib
+import logging
+import math
 import os
 import struct
 import sys
 
 from .arrays import PlanLists, decode_u32
 from .client import Client, u32_array, u32_values
-from .errors import InvalidParams, OmnibalError, StateMismatch, UnknownHandle
+from .errors import InvalidParams, OmnibalError, SidecarExited, StateMismatch, UnknownHandle
+
+_log = logging.getLogger("omnibal")
 
 STATE_FORMAT = "omnibal.sampler-state/1"
 _OPTION_KEYS = {"strategy": "strategy", "tail": "tail", "max_vision": "maxVision", "max_text": "maxText",
@@ -61,7 +65,30 @@ def _distributed():
     return None
 
 
+def _env_int(name):
+    """An integer environment variable (None when unset or empty); a malformed one is an
+    :class:`InvalidParams` error naming it, never a bare ValueError."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidParams("%s=%r is not a non-negative integer (torchrun sets it; unset it or fix it)" % (name, raw), code="ERR_OMNIBAL_INVALID_OPTIONS")
+    return value
+
+
 def _resolve_ranks(rank, world_size):
+    """(rank, world size) as PyTorch's ``DistributedSampler`` takes them: from the initialised
+    process group when not given, else from the arguments, checked against the group or the
+    ``RANK``/``WORLD_SIZE`` environment torchrun sets. A world size above one without a rank (or
+    a rank without a world size) that nothing else supplies is an error naming both, never a
+    silent rank 0 that would give every process the same shard."""
+    for name, value, least in (("world_size", world_size, 1), ("rank", rank, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise InvalidParams("%s must be an integer >= %d, got %r" % (name, least, value), code="ERR_OMNIBAL_OUT_OF_RANGE")
     group = _distributed()
     if group is not None:
         g_rank, g_world = group
@@ -75,17 +102,37 @@ def _resolve_ranks(rank, world_size):
             rank = g_rank
         if world_size > g_world or g_world % world_size != 0:
             raise InvalidParams("world_size=%d cannot be a data-parallel size of the initialised process group of %d processes" % (world_size, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        if world_size == g_world and rank != g_rank:
+            raise InvalidParams("rank=%d differs from this process's rank %d in the process group of %d: two processes would train the same shard (omit rank=, or pass a data-parallel group's world_size)"
+                                % (rank, g_rank, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
     else:
-        env_world = os.environ.get("WORLD_SIZE")
-        if world_size is None and rank is None and env_world not in (None, "", "1"):
-            raise InvalidParams("WORLD_SIZE=%s is set but torch.distributed is not initialised: call init_process_group before building the sampler, or pass rank= and world_size=" % env_world,
-                                code="ERR_OMNIBAL_INVALID_OPTIONS")
-        world_size = 1 if world_size is None else world_size
-        rank = 0 if rank is None else rank
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise InvalidParams("world_size must be a positive integer, got %r" % (world_size,), code="ERR_OMNIBAL_OUT_OF_RANGE")
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise InvalidParams("rank must be in 0..world_size - 1, got %r" % (rank,), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        env_world, env_rank = _env_int("WORLD_SIZE"), _env_int("RANK")
+        if env_world is not None and env_rank is not None and env_rank >= env_world:
+            raise InvalidParams("RANK=%d is not below WORLD_SIZE=%d" % (env_rank, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        if world_size is None and rank is None:
+            if env_world not in (None, 1):
+                raise InvalidParams("WORLD_SIZE=%s is set but torch.distributed is not initialised: call init_process_group before building the sampler, or pass rank= and world_size=" % env_world,
+                                    code="ERR_OMNIBAL_INVALID_OPTIONS")
+            return 0, 1
+        if rank is None:
+            if world_size == 1:
+                rank = 0
+            elif env_rank is not None and env_world == world_size:
+                rank = env_rank
+            else:
+                raise InvalidParams("world_size=%d given without rank (and no initialised process group%s): pass rank= too, or every process would train rank 0's shard"
+                                    % (world_size, "" if env_rank is None else ", and RANK=%d is of WORLD_SIZE=%s, not %d" % (env_rank, env_world, world_size)),
+                                    code="ERR_OMNIBAL_INVALID_OPTIONS")
+        elif world_size is None:
+            if env_world is None:
+                raise InvalidParams("rank=%d given without world_size (and no initialised process group, no WORLD_SIZE): pass world_size= too" % rank, code="ERR_OMNIBAL_INVALID_OPTIONS")
+            world_size = env_world
+        if env_world is not None and (world_size > env_world or env_world % world_size != 0):
+            raise InvalidParams("world_size=%d cannot be a data-parallel size of the job's WORLD_SIZE=%d" % (world_size, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        if env_rank is not None and world_size == env_world and rank != env_rank:
+            raise InvalidParams("rank=%d differs from RANK=%d (of WORLD_SIZE=%d): two processes would train the same shard" % (rank, env_rank, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+    if not 0 <= rank < world_size:
+        raise InvalidParams("rank must be in 0..world_size - 1 (%d), got %d" % (world_size - 1, rank), code="ERR_OMNIBAL_OUT_OF_RANGE")
     return rank, world_size
 
 
@@ -152,7 +199,9 @@ class BalancedBatchSampler:
     ``source`` is a path. Everything else is keyword-only.
 
     ``rank``/``world_size`` default to those of an initialised ``torch.distributed`` process
-    group (pass both for a data-parallel group that is not the whole job), else 0/1. Planning
+    group (pass both for a data-parallel group that is not the whole job), else 0/1; without a
+    group, a ``world_size`` above 1 needs ``rank`` (or torchrun's ``RANK`` of that
+    ``WORLD_SIZE``), as ``DistributedSampler`` does, never a silent rank 0. Planning
     options: ``strategy`` (default ``balanced``), ``tail`` (``drop`` default, ``pad``,
     ``keep-partial``, ``carry``: each epoch's tail planned in the next, see the module's notes), ``max_vision``, ``max_text``, ``cost_a``, ``cost_b``,
     ``samples_per_pack``. ``even`` (``pad`` default, or ``drop``) makes ``keep-partial``'s last
@@ -184,6 +233,9 @@ class BalancedBatchSampler:
         for name, value in (("accum", accum), ("seed", seed), ("epoch", epoch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "accum" else 0):
                 raise InvalidParams("%s must be an integer >= %d, got %r" % (name, 1 if name == "accum" else 0, value), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        for name, value in [("samples_per_pack", samples_per_pack)] + sorted(options.items()):
+            if name != "strategy" and name != "tail" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise InvalidParams("%s must be a finite number, got %r" % (name, value), code="ERR_OMNIBAL_INVALID_TYPE")
         self.rank, self.world_size = _resolve_ranks(rank, world_size)
         self.accum = accum
         self.seed = seed
@@ -211,6 +263,7 @@ class BalancedBatchSampler:
         if "maxVision" not in self._options:
             self._options["samplesPerPack"] = samples_per_pack
         self._own_client = client is None
+        self._sidecar = sidecar
         self._client = client if client is not None else self._start_client(sidecar)
         self._fingerprint = None
         self._position = 0  # micro-batches handed out in this epoch (of the current segment)
@@ -221,6 +274,7 @@ class BalancedBatchSampler:
         self._segments = []  # earlier segments of this epoch: [world_size, accum, micro-batches consumed]
         self._prior_samples = 0  # samples those segments consumed
         self._resume_at = None  # (epoch, position): the next iter() starts there, once
+        self._pass_open = None  # a token of the iter() pass that is yielding (len then counts from its start)
         #: Micro-batches of the epoch before the first one the last ``iter()`` yielded (0 unless
         #: it resumed): ``state_dict(consumed=sampler.pass_start + batches_trained_this_pass)``.
         self.pass_start = 0
@@ -231,7 +285,8 @@ class BalancedBatchSampler:
     @staticmethod
     def _start_client(sidecar):
         if sidecar == "auto":
-            sidecar = "node" if int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1 and hasattr(os, "fork") else "own"
+            local = _env_int("LOCAL_WORLD_SIZE")
+            sidecar = "node" if local is not None and local > 1 and hasattr(os, "fork") else "own"
         if sidecar == "own":
             return Client()
         if sidecar == "node":
@@ -284,9 +339,28 @@ class BalancedBatchSampler:
             summary["dropped"] = [subset[i] for i in summary["dropped"]]
         return summary, subset
 
+    def _call(self, method, params, progress=None):
+        """A sidecar call. A sidecar this sampler started (``sidecar=``, no ``client=``) that has
+        died is started again, once per call, and the call retried: its plans are deterministic,
+        so one asked for by a plan id the new sidecar does not know is made again
+        (:meth:`_plan_call`)."""
+        try:
+            return self._client.call(method, params, progress=progress)
+        except SidecarExited as e:
+            if self._client is None:
+                raise
+            if not self._own_client:
+                raise SidecarExited("%s; the sampler's client= is yours to restart: make a new Client and a new sampler (load_state_dict resumes where the state was saved)" % e,
+                                    code=e.code) from None
+            _log.warning("omnibal: the sampler's sidecar ended (%s); starting a new one", e)
+            old, self._client = self._client, None
+            old.close()
+            self._client = self._start_client(self._sidecar)
+            return self._client.call(method, params, progress=progress)
+
     def _pack(self, params):
         """``pack`` with binary answers; the summary's lists decoded (as in a JSON answer)."""
-        summary = self._client.call("pack", params, progress=self.progress)
+        summary = self._call("pack", params, progress=self.progress)
         if summary.pop("encoding", None) in ("base64", "binary"):
             summary["dropped"] = decode_u32(summary["dropped"]).tolist()
             summary["droppedReason"] = decode_u32(summary["droppedReason"]).tolist()
@@ -296,14 +370,14 @@ class BalancedBatchSampler:
         """Calls a method on a plan; a plan the sidecar no longer holds (evicted from its plan
         store) is made again (plans are deterministic) and the call retried."""
         try:
-            return self._client.call(method, dict(params, planId=summary["planId"]))
+            return self._call(method, dict(params, planId=summary["planId"]))
         except UnknownHandle:
             params_of_plan = self._plan_params.pop(summary["planId"])
             again = self._pack(params_of_plan)
             self._plan_ids.append(again["planId"])
             self._plan_params[again["planId"]] = params_of_plan
             summary["planId"] = again["planId"]
-            return self._client.call(method, dict(params, planId=again["planId"]))
+            return self._call(method, dict(params, planId=again["planId"]))
 
     def _rank_batches(self, summary, idmap, rank):
         if summary["planId"] is None:
@@ -377,6 +451,7 @@ class BalancedBatchSampler:
                 if self._segments:
                     self._segments = []
         self._position = 0
+        self._pass_open = None
 
     def __iter__(self):
         batches = self._ensure()
@@ -389,13 +464,29 @@ class BalancedBatchSampler:
                                     % (start, self.epoch, len(batches)), code="ERR_OMNIBAL_STATE_MISMATCH")
         self._resume_at = None
         self._position = self.pass_start = start
-        for k in range(start, len(batches)):
-            self._position = k + 1
-            yield list(batches[k])
+        self._pass_open = me = object()
+        try:
+            for k in range(start, len(batches)):
+                self._position = k + 1
+                yield list(batches[k])
+        finally:
+            if self._pass_open is me:
+                self._pass_open = None
 
     def __len__(self):
-        """Micro-batches this rank yields in the epoch (the same on every rank)."""
-        return len(self._ensure())
+        """Micro-batches this rank's pass over the current epoch yields (the same on every rank):
+        what ``DataLoader`` takes for the epoch's length.
+
+        After :meth:`load_state_dict` it counts only the rest of the resumed epoch (what the
+        resumed pass yields, also while it runs); after that pass, a whole epoch. It can differ
+        between epochs by a few micro-batches: each epoch's samples are drawn in another order
+        and packed again, and the packs that fill a step vary with it (a ``DistributedSampler``
+        keeps its length because it deals samples, not packs). Call :meth:`set_epoch` before
+        reading it (as before iterating): it is then the length of the epoch about to run."""
+        batches = self._ensure()
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            return max(len(batches) - self._resume_at[1], 0)
+        return len(batches) - (self.pass_start if self._pass_open is not None else 0)
 
     def steps(self):
         """Steps in the epoch's plan (each ``accum`` micro-batches per rank)."""
@@ -514,6 +605,7 @@ class BalancedBatchSampler:
         self._batches = None
         self._resume_at = (self.epoch, position)
         self._position = position
+        self._pass_open = None
 
     def close(self):
         """Frees this sampler's plans and stops the sidecar it started (an unreferenced sampler's

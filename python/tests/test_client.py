@@ -177,6 +177,13 @@ class Failures(unittest.TestCase):
                 with self.assertRaises(ValueError) as e:
                     c.call("balance", {"vision": [1, 2], "text": [10, 20], "dp": 1, "samplesPerPack": bad})
                 self.assertIn("not JSON", str(e.exception))
+                # Typed (also a ValueError), naming the parameter, nested ones too.
+                self.assertIsInstance(e.exception, omnibal.NotJson)
+                self.assertEqual(e.exception.code, "ERR_OMNIBAL_INVALID_TYPE")
+                self.assertIn("params.samplesPerPack", str(e.exception))
+                with self.assertRaises(omnibal.InvalidParams) as e:
+                    c.call("plan", {"cluster": {"gpus": 4}, "costs": [1.0, bad]})
+                self.assertIn("params.costs[1]", str(e.exception))
             # Nothing was left pending: the next call is answered.
             self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
 
@@ -211,12 +218,46 @@ class Failures(unittest.TestCase):
         try:
             _, pending = c.request("plan", {"simulatedSteps": 4})
             os.kill(c.pid, signal.SIGKILL)
-            with self.assertRaises(omnibal.SidecarExited):
+            with self.assertRaises(omnibal.SidecarExited) as e:
                 c.wait(pending, timeout=30)
-            with self.assertRaises(omnibal.SidecarExited):
+            # The first error already knows how it ended (not "exit code None").
+            self.assertIn("killed by signal 9", str(e.exception))
+            with self.assertRaises(omnibal.SidecarExited) as e:
                 c.call("version")
+            self.assertIn("killed by signal 9", str(e.exception))
         finally:
             c.close()
+
+    def test_a_sidecar_that_cannot_start_says_why(self):
+        old = os.environ.get("OMNIBAL_CLI")
+        os.environ["OMNIBAL_CLI"] = "/nonexistent/main.js"
+        try:
+            with self.assertRaises(omnibal.SidecarNotFound) as e:
+                Client()
+            self.assertIn("/nonexistent/main.js", str(e.exception))
+        finally:
+            if old is None:
+                del os.environ["OMNIBAL_CLI"]
+            else:
+                os.environ["OMNIBAL_CLI"] = old
+        # A command that starts but dies at once: the error carries its stderr's error line.
+        with Client(command=[sys.executable, "-c", "import sys; sys.stderr.write('Error: no such model file\\n'); sys.exit(3)"], timeout=30) as c:
+            with self.assertRaises(omnibal.SidecarExited) as e:
+                c.call("version")
+            self.assertIn("exit code 3", str(e.exception))
+            self.assertIn("Error: no such model file", str(e.exception))
+
+    def test_a_token_file_that_is_missing_or_malformed_is_named(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "token.json")
+            for content in (None, "{not json", "[]", json.dumps({"listen": "127.0.0.1:x", "token": "t"}), json.dumps({"token": "t"})):
+                if content is not None:
+                    with open(path, "w") as fh:
+                        fh.write(content)
+                with self.assertRaises(omnibal.SidecarNotFound) as e:
+                    Client.from_token_file(path, timeout=5)
+                self.assertIn(path, str(e.exception))
+                self.assertEqual(len(str(e.exception).splitlines()), 1)
 
 
 class Lifetime(unittest.TestCase):

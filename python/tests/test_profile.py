@@ -141,6 +141,39 @@ class ProfileCli(unittest.TestCase):
             profile.cpu_size_check("internvl-chat-1.5", blocks.load_spec("internvl-chat-1.5"), 18, 5000, 1, 12, 2, False)
         self.assertIsNotNone(profile.cpu_size_check("internvl-chat-1.5", blocks.load_spec("internvl-chat-1.5"), 18, 5000, 1, 12, 2, True))
 
+    def test_the_memory_guard_counts_what_a_layer_run_allocates(self):
+        # 60,000 tokens in one sample: 7 minutes of CPU time at one run passes the time guard,
+        # but the LLM block's attention alone holds 4 heads x 60,000^2 float32 scores (57.6 GB)
+        # several times over; the old guard counted only the weights (a few MB) and let it
+        # start, to fail allocating.
+        from omnibal import profile
+        spec = blocks.load_spec("tiny-vlm")
+        p = py("omnibal.profile", "--model", "tiny-vlm", "--tokens", "60000", "--repeats", "1", "--warmup", "0", "--out", os.path.join(self.tmp, "long.json"))
+        self.assertEqual(p.returncode, 2, p.stderr)
+        line = p.stderr.strip()
+        self.assertEqual(len(line.splitlines()), 1, line)
+        self.assertIn("for its largest layer run (llm:", line)
+        self.assertIn("7 minutes", line)
+        self.assertNotIn("building", line)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "long.json")))
+        run = profile.layer_run_bytes(spec, "llm", 8, [60000])
+        self.assertGreater(run, 3 * 4 * 60000 ** 2 * 4)  # the saved softmax, the scores and their masked copy
+        # Packed samples hold their own attention: 4 of 15,000 tokens need far less than 1 of 60,000.
+        self.assertLess(profile.layer_run_bytes(spec, "llm", 8, [15000] * 4), run / 4)
+        # An extra load is checked too, and bfloat16 halves the bytes.
+        with self.assertRaises(profile.UsageError):
+            profile.cpu_size_check("tiny-vlm", spec, 8, 40, 1, 1, 2, False, extra_loads=[(8, 60000, 1)])
+        self.assertEqual(profile.layer_run_bytes(spec, "llm", 8, [4000], 2) * 2, profile.layer_run_bytes(spec, "llm", 8, [4000], 4))
+
+    def test_a_second_load_equal_to_the_first_is_said(self):
+        # At 1 tile / 5 tokens the default second load (a quarter, at least a tile and its image
+        # tokens plus one) is the first: one load is measured, and the progress says so.
+        from omnibal import profile
+        said = []
+        doc = profile.profile_preset("tiny-vlm", 1, 5, repeats=1, warmup=0, progress=said.append)
+        self.assertEqual(len(doc["loads"]), 1)
+        self.assertTrue(any("measured once" in m and "no fixed cost fitted" in m for m in said), said)
+
     def test_writes_a_complete_calibration_with_progress_on_stderr(self):
         self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
         self.assertEqual(self.proc.stdout, "")
@@ -199,16 +232,23 @@ class ProfileCli(unittest.TestCase):
             self.assertEqual(json.loads(r.stdout)["replay"]["calibration"] is not None, bool(extra))
 
     def test_a_text_only_profile_is_taken_by_the_cli_and_the_sidecar(self):
-        # --tiles 0: the vision layers have no input and do no work, so they are not timed (a
-        # vision kind timed only at 0 tiles is rejected: its cost per tile would be extrapolated
-        # from nothing); the rest is a calibration the CLI and the sidecar both take, with stage
+        # The CLI refuses --tiles 0 (a calibration without the ViT would leave it on the guessed
+        # efficiency, with no word said); profile_preset() at 0 tiles skips the vision layers
+        # (no input, no work), saying so. The vision kinds timed only at 0 tiles would be
+        # rejected; the rest is a calibration the CLI and the sidecar both take, with stage
         # bytes of 0 (a stage that keeps nothing) as well.
         cal = os.path.join(self.tmp, "text-only.json")
         r = py("omnibal.profile", "--model", "tiny-vlm", "--tiles", "0", "--tokens", "20", "--repeats", "3", "--warmup", "1", "--threads", "1", "--out", cal)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("skipping vit.block.0 (vit): no tiles at any load, nothing to time", r.stderr)
-        with open(cal) as fh:
-            doc = json.load(fh)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--tiles 0 measures none of the vision layers", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertFalse(os.path.exists(cal))
+        from omnibal import profile
+        said = []
+        doc = profile.profile_preset("tiny-vlm", 0, 20, repeats=3, warmup=1, progress=said.append)
+        self.assertIn("skipping vit.block.0 (vit): no tiles at any load, nothing to time", said)
+        with open(cal, "w") as fh:
+            json.dump(doc, fh)
         self.assertEqual(sorted({l["kind"] for l in doc["layers"]}), ["embed", "head", "llm"])
         self.assertTrue(all(l["load"]["tiles"] == 0 for l in doc["layers"]))
         llm = blocks.layer_kinds(blocks.load_spec("tiny-vlm")).index("llm")
@@ -228,7 +268,9 @@ class ProfileCli(unittest.TestCase):
         for args in (["--model", "nope"], ["--model", "tiny-vlm", "--tiles", "x"], ["--model", "tiny-vlm", "--dtype", "int8"],
                      ["--model", "tiny-vlm", "--fit", "both"], ["--model", "tiny-vlm", "--tokens", "0"], ["--tiles", "3"],
                      ["--model", "tiny-vlm", "--tiles", "20", "--tokens", "10"], ["--model", "tiny-vlm", "--dtype", "float16"],
-                     ["--model", "tiny-vlm", "--threads", "100000"], ["--model", "tiny-vlm", "--out", self.tmp]):
+                     ["--model", "tiny-vlm", "--threads", "100000"], ["--model", "tiny-vlm", "--out", self.tmp],
+                     ["--model", "tiny-vlm", "--tiles", "0", "--tokens", "20"], ["--model", "tiny-vlm", "--tiles", "6", "--tokens", "30", "--extra-load", "6,30"],
+                     ["--model", "tiny-vlm", "--extra-load", "2,10", "--extra-load", "2,10,1"]):
             r = py("omnibal.profile", *args)
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)

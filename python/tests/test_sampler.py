@@ -217,6 +217,126 @@ class SamplerSemantics(helpers.SharedClientCase):
             else:
                 os.environ["WORLD_SIZE"] = old
 
+    def test_ranks_follow_distributed_sampler_conventions(self):
+        # No process group here: a world size above one needs a rank from somewhere (the
+        # argument, or torchrun's RANK of the same WORLD_SIZE), never a silent rank 0.
+        keys = ("WORLD_SIZE", "RANK")
+        saved = {k: os.environ.pop(k, None) for k in keys}
+
+        def env(**values):
+            for k in keys:
+                os.environ.pop(k, None)
+            os.environ.update({k: str(v) for k, v in values.items()})
+
+        def refused(**kw):
+            with self.assertRaises(omnibal.InvalidParams) as e:
+                BalancedBatchSampler(PAIRS, client=self.client, **kw)
+            self.assertEqual(len(str(e.exception).splitlines()), 1)
+            return str(e.exception)
+
+        def ranks(**kw):
+            s = BalancedBatchSampler(PAIRS, client=self.client, **kw)
+            s.close()
+            return s.rank, s.world_size
+        try:
+            msg = refused(world_size=2)
+            self.assertIn("world_size=2", msg)
+            self.assertIn("rank", msg)
+            self.assertIn("rank=1", refused(rank=1))
+            self.assertIn("world_size", refused(rank=1))
+            refused(rank=2, world_size=2)
+            refused(rank=-1, world_size=2)
+            refused(rank=0, world_size=0)
+            refused(rank="1", world_size=2)
+            self.assertEqual(ranks(), (0, 1))
+            self.assertEqual(ranks(world_size=1), (0, 1))
+            self.assertEqual(ranks(rank=1, world_size=2), (1, 2))
+            env(WORLD_SIZE=4, RANK=3)
+            self.assertEqual(ranks(world_size=4), (3, 4))
+            self.assertEqual(ranks(rank=3), (3, 4))
+            self.assertEqual(ranks(rank=1, world_size=2), (1, 2))  # a data-parallel group of the job
+            self.assertIn("RANK=3", refused(rank=2, world_size=4))
+            self.assertIn("WORLD_SIZE=4", refused(rank=0, world_size=3))
+            refused(world_size=2)  # RANK=3 is a rank of 4, not of 2
+            env(WORLD_SIZE=4, RANK="x")
+            self.assertIn("RANK='x'", refused(rank=0, world_size=4))
+            env(WORLD_SIZE=2, RANK=2)
+            self.assertIn("RANK=2", refused(rank=0, world_size=2))
+        finally:
+            env(**{k: v for k, v in saved.items() if v is not None})
+
+    def test_len_is_what_the_pass_yields_also_after_a_resume(self):
+        s = self.sampler(rank=1)
+        for epoch in range(3):
+            s.set_epoch(epoch)
+            self.assertEqual(len(s), len(list(s)))
+        s.set_epoch(2)
+        it = iter(s)
+        for _ in range(10):
+            next(it)
+        state = s.state_dict()
+        resumed = self.sampler(rank=1)
+        resumed.load_state_dict(state)
+        resumed.set_epoch(2)
+        whole = len(s)
+        self.assertEqual(len(resumed), whole - 10)  # before the pass (DataLoader asks then)
+        it = iter(resumed)
+        first = next(it)
+        self.assertEqual(len(resumed), whole - 10)  # while it runs
+        self.assertEqual(1 + sum(1 for _ in it), whole - 10)
+        self.assertEqual(len(resumed), whole)  # the next pass is a whole epoch
+        self.assertEqual(first, list(s)[10])
+        # Another world size resumes by the consumed prefix: len is still what it yields.
+        moved = self.sampler(rank=0, world_size=2)
+        state = self.sampler(rank=0).state_dict(consumed=4)
+        moved.load_state_dict(state)
+        self.assertEqual(len(moved), len(list(moved)))
+
+    def test_float_arguments_and_environment_are_checked_by_name(self):
+        for name in ("samples_per_pack", "cost_a", "cost_b", "max_text"):
+            for bad in (float("nan"), float("inf")):
+                with self.assertRaises(omnibal.InvalidParams) as e:
+                    BalancedBatchSampler(PAIRS, world_size=1, client=self.client, **{name: bad})
+                self.assertIn(name, str(e.exception))
+        old = os.environ.get("LOCAL_WORLD_SIZE")
+        os.environ["LOCAL_WORLD_SIZE"] = "x"
+        try:
+            with self.assertRaises(omnibal.InvalidParams) as e:
+                BalancedBatchSampler(PAIRS, world_size=1)  # sidecar='auto' reads it
+            self.assertIn("LOCAL_WORLD_SIZE", str(e.exception))
+        finally:
+            if old is None:
+                del os.environ["LOCAL_WORLD_SIZE"]
+            else:
+                os.environ["LOCAL_WORLD_SIZE"] = old
+
+    def test_a_dead_sidecar_is_restarted_when_the_sampler_owns_it(self):
+        import signal
+        s = BalancedBatchSampler(PAIRS, rank=1, world_size=4, accum=2, seed=7, sidecar="own")
+        self.addCleanup(s.close)
+        expected = []
+        for epoch in (0, 1):
+            s.set_epoch(epoch)
+            expected.append(list(s))
+        s.set_epoch(0)
+        self.assertEqual(list(s), expected[0])
+        os.kill(s._client.pid, signal.SIGKILL)
+        s.set_epoch(1)
+        with self.assertLogs("omnibal", "WARNING"):
+            self.assertEqual(list(s), expected[1])
+        self.assertEqual(s.state_dict(consumed=3)["consumed_micro_batches"], 3)
+        # A client the caller gave is the caller's to restart: the error says so.
+        c = Client(timeout=30)
+        mine = BalancedBatchSampler(PAIRS, rank=1, world_size=4, accum=2, seed=7, client=c)
+        self.assertEqual(list(mine), expected[0])
+        os.kill(c.pid, signal.SIGKILL)
+        mine.set_epoch(1)
+        with self.assertRaises(omnibal.SidecarExited) as e:
+            list(mine)
+        self.assertIn("new Client", str(e.exception))
+        mine.close()
+        c.close()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -87,6 +87,11 @@ def _worker(rank, world, pairs, out_dir):
             raise AssertionError("world_size 3 accepted in a group of 4")
         except omnibal.InvalidParams:
             pass
+        try:  # another process's rank in the whole group: two processes would train one shard
+            omnibal.BalancedBatchSampler(lengths=pairs, world_size=world, rank=(rank + 1) % world, client=sampler._client)
+            raise AssertionError("another process's rank accepted")
+        except omnibal.InvalidParams as e:
+            assert "differs from this process's rank" in str(e), str(e)
         mine = []
         loads = torch.zeros(world, dtype=torch.float64)
         batches = list(iter(sampler))
