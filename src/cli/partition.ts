@@ -134,19 +134,29 @@ function loadsOf(flags: PartitionFlags): Loads {
   let load: MicroBatchLoad;
   let memoryLoad: MicroBatchLoad;
   let memoryFrom: string;
+  let planHeaviest: MicroBatchLoad | undefined;
   if (flags.fromPlan) {
-    const doc = readJsonFile(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad; params?: { maxVision?: number | null; maxText?: number | null } };
+    // The plan carries the load: a given one would be silently ignored.
+    const given = (['--vision-per-micro-batch', '--text-per-micro-batch', '--samples-per-micro-batch'] as const).filter((_, i) => [flags.visionPerMicroBatch, flags.textPerMicroBatch, flags.samplesPerMicroBatch][i] !== undefined);
+    if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --from-plan conflict: the plan carries its own micro-batch load; give one (--memory-vision/text-per-micro-batch size memory for another load)`);
+    const doc = readJsonFile(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad; heaviestLoad?: MicroBatchLoad };
     if (doc?.schema !== 'omnibal.batch-plan/1' || !doc.load) {
       throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: not a plan written by omnibal pack --json (schema omnibal.batch-plan/1 with a load)`);
     }
     load = doc.load;
-    const { maxVision, maxText } = doc.params ?? {};
-    if (typeof maxVision === 'number' && typeof maxText === 'number') {
-      memoryLoad = { tiles: maxVision, tokens: maxText, sumSqLen: maxText * maxText };
-      memoryFrom = `the plan's caps (${maxVision} tiles, ${maxText} tokens per micro-batch)`;
-    } else {
+    const heaviest = doc.heaviestLoad;
+    const memoryGiven = flags.memoryVisionPerMicroBatch !== undefined && flags.memoryTextPerMicroBatch !== undefined;
+    if (heaviest && [heaviest.tiles, heaviest.tokens].every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0)) {
+      // The plan's real heaviest micro-batch, not its caps: the caps from --samples-per-pack are
+      // soft (an over-cap sample gets a micro-batch of its own), so only this bounds every window.
+      const tokens = Math.max(1, heaviest.tokens);
+      memoryLoad = planHeaviest = { tiles: heaviest.tiles, tokens, sumSqLen: tokens * tokens };
+      memoryFrom = `the plan's heaviest micro-batch (${heaviest.tiles} tiles, ${tokens} tokens: the most of each over its micro-batches, over-cap samples' own included)`;
+    } else if (memoryGiven) {
       memoryLoad = load;
-      memoryFrom = 'the plan\'s mean micro-batch (it has no caps: give --memory-text-per-micro-batch for its heaviest)';
+      memoryFrom = '';
+    } else {
+      throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: the plan has no heaviestLoad (written by an older omnibal pack): write it again with omnibal pack --json, or give --memory-vision-per-micro-batch and --memory-text-per-micro-batch`);
     }
   } else {
     if (flags.textPerMicroBatch === undefined) {
@@ -159,9 +169,20 @@ function loadsOf(flags: PartitionFlags): Loads {
     memoryFrom = 'the given micro-batch load';
   }
   if (flags.memoryVisionPerMicroBatch !== undefined || flags.memoryTextPerMicroBatch !== undefined) {
+    // A memory load lighter than the compute load cannot bound it: an error naming both flags.
+    const computeFlag = flags.fromPlan ? '--from-plan' : undefined;
+    if (flags.memoryVisionPerMicroBatch !== undefined && flags.memoryVisionPerMicroBatch < load.tiles) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--memory-vision-per-micro-batch (${flags.memoryVisionPerMicroBatch}) is lighter than ${computeFlag ? `the --from-plan mean micro-batch (${load.tiles} tiles)` : `--vision-per-micro-batch (${load.tiles})`}: memory must be sized for at least the compute load`);
+    }
+    if (flags.memoryTextPerMicroBatch !== undefined && flags.memoryTextPerMicroBatch < load.tokens) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--memory-text-per-micro-batch (${flags.memoryTextPerMicroBatch}) is lighter than ${computeFlag ? `the --from-plan mean micro-batch (${load.tokens} tokens)` : `--text-per-micro-batch (${load.tokens})`}: memory must be sized for at least the compute load`);
+    }
     const tokens = flags.memoryTextPerMicroBatch ?? memoryLoad.tokens;
     memoryLoad = { tiles: flags.memoryVisionPerMicroBatch ?? memoryLoad.tiles, tokens, sumSqLen: tokens * tokens };
     memoryFrom = `--memory-vision/text-per-micro-batch (${memoryLoad.tiles} tiles, ${tokens} tokens)`;
+    if (planHeaviest && (memoryLoad.tiles < planHeaviest.tiles || memoryLoad.tokens < planHeaviest.tokens)) {
+      process.stderr.write(`omnibal: warning: --memory-vision/text-per-micro-batch (${memoryLoad.tiles} tiles, ${tokens} tokens) is lighter than the plan's heaviest micro-batch (${planHeaviest.tiles} tiles, ${planHeaviest.tokens} tokens): the prediction that it fits is not a bound for the plan's heaviest micro-batches\n`);
+    }
   }
   return { load, memoryLoad, memoryFrom };
 }
