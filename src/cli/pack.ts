@@ -18,7 +18,7 @@ import { heaviestMicroBatchLoad } from '../model/memory-load';
 import { DEFAULT_COST_MODEL, modelTextCost } from '../data/model-cost';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples, SAMPLES_FORMATS, type SamplesFormat, type SamplesStream } from '../io/samples';
-import { stdoutIsClosed, writeOutputChunks, writeStdout } from './output';
+import { checkOutputFiles, stdoutIsClosed, writeOutputChunks, writeStdout } from './output';
 import { planJsonChunks } from './plan-json';
 import { formatTable, progressBar } from './table';
 import { planWarnings } from './warnings';
@@ -113,6 +113,7 @@ async function planWithSearch(samples: Samples, options: PlanBatchesOptions, pro
 }
 
 async function runPack(flags: PackFlags): Promise<void> {
+  checkOutputFiles([['--out', flags.out]], flags.input.map((f) => ['--input', f]));
   const { samples, source } = await loadSamples(flags);
   // The step-time cost of the model's LLM unless costA/costB are given (see data/model-cost.ts).
   const modelCost = modelTextCost(flags.model);

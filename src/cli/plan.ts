@@ -19,7 +19,7 @@ import { renderReport } from '../report/index';
 import { readJsonFile } from '../io/json';
 import { integerBetween } from '../validate';
 import { formatTable } from './table';
-import { writeOutputFile, writeStdout } from './output';
+import { checkOutputFiles, writeOutputFile, writeStdout } from './output';
 import { calibrationWarningsForCli } from './warnings';
 import { checkCalibration } from '../model/calibration-file';
 import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
@@ -177,6 +177,14 @@ async function runPlan(flags: PlanFlags): Promise<void> {
   if (flags.report !== undefined && flags.out !== undefined && path.resolve(flags.report) === path.resolve(flags.out)) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--report and --out name the same file (${flags.out}): give each its own`);
   }
+  // Never onto an input (a link to it included), a FIFO or a device.
+  checkOutputFiles(
+    [
+      ['--out', flags.out],
+      ['--report', flags.report],
+    ],
+    [...flags.input.map((f): [string, string] => ['--input', f]), ['--calibration', flags.calibration]],
+  );
   // Read every input before the long part, so a missing file fails at once.
   checkMemorySize(flags);
   const memory = { zero: zeroFlag(flags.zero), training: trainingFlags(flags), memoryBytes: flags.memoryGib === undefined ? undefined : flags.memoryGib * 2 ** 30, headroom: flags.headroom, target: targetFlag(flags.target) };
