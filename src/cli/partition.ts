@@ -87,7 +87,7 @@ function layersProblem(file: string, flags: PartitionFlags): StageProblem {
     staticBytes: col('staticBytes'),
     activationBytes: col('activationBytes'),
     checkpointBytes: col('checkpointBytes'),
-    stages: required('--pp', flags.pp ?? doc.stages, 'pipeline stages (or "stages" in the layers file)'),
+    stages: required('--pp', flags.pp ?? doc.stages, 'pipeline stages (or "stages" in the layers file)', 1 << 16),
     microBatches: required('--micro-batches', flags.microBatches ?? doc.microBatches, 'micro-batches per iteration (or "microBatches" in the layers file)'),
     schedule: flags.schedule as Schedule,
     virtualStages: flags.virtualStages,
@@ -99,10 +99,10 @@ function layersProblem(file: string, flags: PartitionFlags): StageProblem {
   };
 }
 
-/** A required numeric flag: a clear error naming it when missing or not a positive integer. */
-function required(flag: string, value: number | undefined, what: string): number {
+/** A required numeric flag: a clear error naming it when missing or not an integer from 1 to `max`. */
+function required(flag: string, value: number | undefined, what: string, max = 1 << 20): number {
   if (value === undefined) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `give ${flag} (${what})`);
-  if (!Number.isInteger(value) || value < 1) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `${flag} must be an integer >= 1, got ${describeFlag(value)}`);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `${flag} must be an integer between 1 and ${max}, got ${describeFlag(value)}`);
   return value;
 }
 
@@ -196,14 +196,14 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   checkMemorySize(flags);
   if (flags.layers) {
     // These size a model preset; a layers file carries its own costs and memory.
-    const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration };
+    const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration, '--frozen': flags.frozen.length > 0 ? flags.frozen : undefined, '--grads': flags.grads !== 'fp32' ? flags.grads : undefined, '--no-flash-attention': flags.flashAttention ? undefined : false };
     const given = Object.entries(modelOnly).filter(([, v]) => v !== undefined).map(([k]) => k);
     if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --layers conflict: ${given.length > 1 ? 'they size' : 'it sizes'} a --model preset; a --layers file carries its own costs and memory`);
     return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file', warnings: [] };
   }
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
-  const pp = required('--pp', flags.pp, 'pipeline stages');
+  const pp = required('--pp', flags.pp, 'pipeline stages', 1 << 16);
   const microBatches = required('--micro-batches', flags.microBatches, 'micro-batches per iteration');
   for (const [flag, v] of [['--tp', flags.tp], ['--dp', flags.dp]] as const) checked(flag, v, 1, true);
   zeroFlag(flags.zero);

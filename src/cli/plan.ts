@@ -168,8 +168,42 @@ function progressBar(enabled: boolean): { update: (done: number, total: number, 
   };
 }
 
-async function runPlan(flags: PlanFlags): Promise<void> {
+/**
+ * Flags that contradict each other, refused with one line naming both (never one silently
+ * winning): `--input` with `--synthetic`, `--global-batch` with an `--accum` it does not equal
+ * over dp.
+ */
+function checkConflicts(flags: PlanFlags, given: (name: string) => boolean, dp: number): void {
+  if (flags.input.length > 0 && given('synthetic')) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--input and --synthetic conflict: give --input or --synthetic, not both');
+  if (flags.globalBatch !== undefined && flags.accum !== undefined && flags.globalBatch !== flags.accum * dp) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--global-batch (${flags.globalBatch}) and --accum (${flags.accum}) conflict: --accum ${flags.accum} x dp ${dp} = ${flags.accum * dp} micro-batches per step; give one`);
+  }
+}
+
+/**
+ * Too few samples for one step: the data planner's advice names tail policies, which `plan`
+ * has no flag for; say what `plan` offers instead.
+ */
+function tooFewForPlan(error: unknown): unknown {
+  const e = error as { code?: string; message?: string } | null;
+  if (e?.code !== ErrorCodes.TOO_FEW_SAMPLES || typeof e.message !== 'string') return error;
+  const advice = e.message.replace(/; use tail 'pad' or 'keep-partial', or fewer ranks$/, '');
+  if (advice === e.message) return error;
+  return omnibalError(ErrorCodes.TOO_FEW_SAMPLES, `${advice}: give more samples (--synthetic N, or more --input files), a smaller --accum or --global-batch, or fewer ranks (--dp, --gpus)`, error);
+}
+
+async function runPlan(flags: PlanFlags, command?: Command): Promise<void> {
+  try {
+    await planCommand(flags, command);
+  } catch (error) {
+    throw tooFewForPlan(error);
+  }
+}
+
+async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
+  const given = (name: string) => command?.getOptionValueSource(name) === 'cli';
   const dp = flags.dp ?? Math.floor(flags.gpus / (flags.tp * flags.pp));
+  checkConflicts(flags, given, dp);
   if (flags.dp === undefined && flags.tp * flags.pp * dp !== flags.gpus) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp (${flags.tp} x ${flags.pp}) must divide the GPU count (${flags.gpus})`);
   }
@@ -218,6 +252,11 @@ async function runPlan(flags: PlanFlags): Promise<void> {
       integerBetween('accum', flags.accum ?? DEFAULT_RUN.accum, 1, 1 << 20);
     }
     const microBatches = flags.globalBatch ?? (flags.accum ?? DEFAULT_RUN.accum) * dp;
+    // The ranking covers every layout: a layout given is not ranked alone, it sets the global batch only.
+    const layoutGiven = (['tp', 'pp', 'dp'] as const).filter((k) => given(k));
+    if (layoutGiven.length > 0) {
+      process.stderr.write(`omnibal: note: --search-layout ranks every tp x pp x dp layout of the ${flags.gpus} GPUs; ${layoutGiven.map((k) => `--${k}`).join(', ')} only set${layoutGiven.length === 1 ? 's' : ''} the global batch here (${microBatches} micro-batches of ${flags.samplesPerPack} samples per step)\n`);
+    }
     const bar = progressBar(process.stderr.isTTY === true && !flags.json);
     let ranked;
     try {
@@ -327,7 +366,7 @@ export function registerPlan(program: Command): void {
     .option('--report <file>', 'write a self-contained HTML report with charts (with --search-layout: of the best layout)')
     .option('--calibration <file>', 'measured layer times and stage memory to calibrate the cost model (see README)')
     .option('--search-layout', 'rank every tp x pp x dp layout of the GPUs and micro-batch size (half, as given, double; same global batch) by predicted GPU-hours');
-  addMemoryFlags(plan).action(async (flags: PlanFlags) => runPlan(flags));
+  addMemoryFlags(plan).action(async (flags: PlanFlags, command: Command) => runPlan(flags, command));
 
   program
     .command('simulate')
