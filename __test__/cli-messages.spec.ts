@@ -24,7 +24,7 @@ writeFileSync(layersFile, JSON.stringify({ layers: [layer, layer], memoryBytes: 
 
 test('one coded line per error, in the words of the flags', (t) => {
   for (const [args, line] of [
-    [[...model, '--schedule', 'interleaved', '--virtual-stages', '2', '--memory-gib', '20'], /^omnibal: the search found no interleaved plan \(2 x 8 chunks\) fits in 20\.00 GiB per GPU .* is [\d.]+ GiB \(rounded up\): --memory-gib [\d.]+ \[ERR_OMNIBAL_INFEASIBLE\]\n$/],
+    [['partition', '--model', 'tiny-vlm', '--gpu', 'cpu', '--pp', '2', '--micro-batches', '4', '--text-per-micro-batch', '40', '--schedule', 'interleaved', '--virtual-stages', '2', '--memory-gib', '0.5'], /^omnibal: no interleaved plan \(2 x 2 chunks\) fits in 0\.50 GiB per GPU .* is [\d.]+ GiB \(rounded up\): --memory-gib [\d.]+ \[ERR_OMNIBAL_INFEASIBLE\]\n$/],
     [['partition', '--layers', layersFile, '--pp', '2', '--micro-batches', '2000000'], /^omnibal: --micro-batches must be an integer between 1 and 1048576, got 2000000 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],
     [['pack', '--synthetic', '100', '--dp', ''], /^omnibal: option '--dp <n>' argument '' is invalid\. Expected a value, got an empty string; see omnibal pack --help \[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/],
     [[...model, '--headroom', '1e308'], /^omnibal: --headroom must be at most 100 \(a fraction of the activation memory: 0\.1 is 10%\), got 1e\+308 \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/],

@@ -28,6 +28,7 @@ import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlag
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 import { runInterleavedPartition } from './partition-chunks';
+import { exportLines } from './export-lines';
 import { writeStdout } from './output';
 import { calibrationWarningsForCli } from './warnings';
 
@@ -332,10 +333,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
       Object.entries(baselines).map(([k, v]) => ('error' in v ? [k, 'does not fit', ''] : [k, v.objectiveMs.toFixed(0), `${(v.objectiveMs / plan.objectiveMs).toFixed(2)}x`])),
     ),
     '',
-    ...(frameworks.megatron.alternatives.length === 0 ? ['Megatron-LM: no valid arguments for this plan'] : frameworks.megatron.alternatives.map((a) => `Megatron-LM (${a.name}): ${a.command}`)),
-    ...frameworks.megatron.unsupported.map((u) => `  cannot express: ${u}`),
-    `DeepSpeed: OmnibalPipelineModule (--json: exports.deepspeed.python) with parts [${frameworks.deepspeed.parts.join(', ')}] and ${frameworks.deepspeed.checkpointLayers.map((c) => c.length).join(', ')} checkpointed layers per stage`,
-    ...frameworks.deepspeed.unsupported.map((u) => `  cannot express: ${u}`),
+    ...exportLines(frameworks),
   ];
   await writeStdout(`${lines.join('\n')}\n`);
 }

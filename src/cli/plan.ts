@@ -18,6 +18,7 @@ import type { Calibration } from '../model/index';
 import { renderReport } from '../report/index';
 import { readJsonFile } from '../io/json';
 import { integerBetween } from '../validate';
+import { exportLines } from './export-lines';
 import { formatTable } from './table';
 import { checkOutputFiles, writeOutputFile, writeStdout } from './output';
 import { calibrationWarningsForCli } from './warnings';
@@ -124,6 +125,7 @@ function human(plan: TrainingPlan): string {
       stageRows,
     ),
     ...chunkLines,
+    ...(plan.exports ? ['', ...exportLines(plan.exports)] : []),
     '',
     formatTable(['ablation (predicted, one epoch)', 'steps', 'step s', 'GPU-days', 'speed-up', 'bubble', ...(paper ? ['paper GPU-days', 'paper speed-up'] : [])], abl),
     ...failed,
