@@ -256,9 +256,10 @@ async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
     const microBatches = flags.globalBatch ?? (flags.accum ?? DEFAULT_RUN.accum) * dp;
     // The ranking covers every layout: a layout given is not ranked alone, it sets the global batch only.
     const layoutGiven = (['tp', 'pp', 'dp'] as const).filter((k) => given(k));
-    if (layoutGiven.length > 0) {
-      process.stderr.write(`omnibal: note: --search-layout ranks every tp x pp x dp layout of the ${flags.gpus} GPUs; ${layoutGiven.map((k) => `--${k}`).join(', ')} only set${layoutGiven.length === 1 ? 's' : ''} the global batch here (${microBatches} micro-batches of ${flags.samplesPerPack} samples per step)\n`);
-    }
+    const layoutNote =
+      layoutGiven.length > 0
+        ? `--search-layout ranks every tp x pp x dp layout of the ${flags.gpus} GPUs; ${layoutGiven.map((k) => `--${k}`).join(', ')} only set${layoutGiven.length === 1 ? 's' : ''} the global batch here (${microBatches} micro-batches of ${flags.samplesPerPack} samples per step)`
+        : undefined;
     const bar = progressBar(process.stderr.isTTY === true && !flags.json);
     let ranked;
     try {
@@ -308,11 +309,12 @@ async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
     const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack asked (held)', 'samples/step', 'step s', 'steps / epoch', `hours (${epochs})`, `GPU-days (${epochs})`, 'tokens/s', 'MFU', 'why not'], rows);
     const gb = ranked[0]?.globalBatchSamples ?? microBatches * flags.samplesPerPack;
     if (flags.json) {
-      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, epochs: flags.epochs, layouts: ranked, ...(warnings.length > 0 && { warnings }) })}\n`);
+      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, epochs: flags.epochs, ...(layoutNote && { note: layoutNote }), layouts: ranked, ...(warnings.length > 0 && { warnings }) })}\n`);
     } else {
       await writeStdout(
         [
           `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes a whole number of packs within one pack of its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each); ranked by GPU-hours per epoch, hours and GPU-days for ${epochs}`,
+          ...(layoutNote ? [`note: ${layoutNote}`] : []),
           text,
           ...(flags.report && bestPlan ? [`report of the best layout: ${flags.report}`] : []),
           ...(flags.out && bestPlan ? [`plan of the best layout: ${flags.out}`] : []),
