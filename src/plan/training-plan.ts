@@ -58,7 +58,12 @@ export interface TrainingPlan {
    * Megatron-LM and DeepSpeed arguments for the chosen stages, as `omnibal partition` emits them
    * (GPipe and 1F1B plans; an interleaved plan's Megatron export is in `chunks`).
    */
-  exports?: { megatron: MegatronExport; deepspeed: DeepSpeedExport };
+  exports?: {
+    /** Megatron-LM arguments and layout (`exportMegatron`). */
+    megatron: MegatronExport;
+    /** DeepSpeed `PipelineModule` parts and checkpointed layers (`exportDeepSpeed`). */
+    deepspeed: DeepSpeedExport;
+  };
   /** Data balance of the chosen batches vs the random baseline. */
   data: DataComparison;
   /** baseline, + data balance, + model balance, + memory balance. */
