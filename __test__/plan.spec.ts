@@ -491,7 +491,8 @@ test('plan --search-layout honours its flags: calibration, report, out, simulate
   // The flags that set the held global batch are checked as the plain plan checks them.
   for (const [flags, message] of [
     [['--dp', '4'], /--tp x --pp x --dp \(1 x 4 x 4 = 16\) must equal the GPU count \(8\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
-    [['--global-batch', '33'], /the global batch \(33 micro-batches\) must divide by dp \(2\) \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
+    // With --accum 16 given, a global batch other than 16 x dp conflicts with it (named both).
+    [['--global-batch', '33'], /--global-batch \(33\) and --accum \(16\) conflict: --accum 16 x dp 2 = 32 micro-batches per step; give one \[ERR_OMNIBAL_INVALID_OPTIONS\]/],
     [['--accum', '1e9'], /--accum must be between 1 and 1048576, got 1000000000 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
     [['--samples-per-pack', '0.5'], /--samples-per-pack must be a number >= 1, got 0.5 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
     [['--samples-per-pack', '0'], /--samples-per-pack must be a number >= 1, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],

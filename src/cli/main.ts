@@ -59,15 +59,16 @@ const API_NAMES: Record<string, readonly string[]> = {
  * that did not fit in GiB too.
  */
 export function namingMemoryFlag(message: string, command: Command | undefined): string {
-  if (!command || !(command.options as readonly Option[]).some((o) => o.long === '--memory-gib')) return message;
+  // The memory that did not fit, in GiB as every other memory figure (the interleaved search's message too).
+  message = message.replace(/\bfits in ([\d.]+(?:e[-+]?\d+)?) bytes per GPU/, (_, n: string) => {
+    const gib = Number(n) / 2 ** 30;
+    return `fits in ${gib >= 0.01 ? gib.toFixed(2) : gib.toPrecision(3)} GiB per GPU`;
+  });
   const least = /the least memory that fits is \d+ bytes \(([\d.]+) GiB, rounded up\)$/.exec(message);
-  if (!least) return message;
-  return message
-    .replace(/^no plan fits in ([\d.]+(?:e[-+]?\d+)?) bytes per GPU/, (_, n: string) => {
-      const gib = Number(n) / 2 ** 30;
-      return `no plan fits in ${gib >= 0.01 ? gib.toFixed(2) : gib.toPrecision(3)} GiB per GPU`;
-    })
-    .replace(least[0], `the least memory that fits is ${least[1]} GiB (rounded up): --memory-gib ${least[1]}`);
+  if (least && command && (command.options as readonly Option[]).some((o) => o.long === '--memory-gib')) {
+    return message.replace(least[0], `the least memory that fits is ${least[1]} GiB (rounded up): --memory-gib ${least[1]}`);
+  }
+  return message.replace(/ \d+ bytes \(([\d.]+) GiB, rounded up\)/g, ' $1 GiB (rounded up)');
 }
 
 /**
@@ -159,6 +160,8 @@ function oneLineUsageErrors(command: Command, writeOut: (text: string) => void):
     if (!parse) continue;
     // Number-valued flags: a value that is not a number is a usage error naming the flag.
     option.parseArg = <T>(value: string, previous: T): T => {
+      // `--dp ''` is an empty value, not 0 (Number('') is 0).
+      if (value.trim() === '') throw new InvalidArgumentError('Expected a value, got an empty string');
       const parsed = parse<T>(value, previous);
       if (typeof parsed === 'number' && Number.isNaN(parsed)) throw new InvalidArgumentError('Expected a number');
       return parsed;
@@ -186,6 +189,11 @@ export async function main(argv: string[]): Promise<number> {
   });
   if (argv.length <= 2) {
     process.stderr.write(`omnibal: give a command: ${program.commands.map((c) => c.name()).join(', ')}; see omnibal --help [ERR_OMNIBAL_INVALID_OPTIONS]\n`);
+    return 2;
+  }
+  // `help NAME` for no such command: commander prints the general help and fails with no word of why.
+  if (argv[2] === 'help' && argv[3] !== undefined && !program.commands.some((c) => c.name() === argv[3])) {
+    process.stderr.write(`omnibal: help: unknown command ${JSON.stringify(argv[3])}: give one of ${program.commands.map((c) => c.name()).join(', ')}; see omnibal --help [ERR_OMNIBAL_INVALID_OPTIONS]\n`);
     return 2;
   }
   try {

@@ -82,6 +82,10 @@ export function checkMemorySize(flags: Pick<MemoryFlags, 'memoryGib' | 'headroom
   if (flags.headroom !== undefined && !(Number.isFinite(flags.headroom) && flags.headroom >= 0)) {
     throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--headroom must be a number >= 0, got ${describeFlag(flags.headroom)}`);
   }
+  // Larger, the activations it scales overflow (an error about a layer, not about this flag).
+  if (flags.headroom !== undefined && flags.headroom > 100) {
+    throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--headroom must be at most 100 (a fraction of the activation memory: 0.1 is 10%), got ${describeFlag(flags.headroom)}`);
+  }
 }
 
 /**

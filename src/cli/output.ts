@@ -8,8 +8,54 @@
  *
  * @module
  */
+import { fstatSync, statSync, type Stats } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
+import { ErrorCodes, omnibalError } from '../errors';
 import { outputError } from '../io/output-error';
+
+/** What a file that is not a regular one is, in words. */
+function kindOf(st: Stats): string {
+  return st.isFIFO() ? 'not a regular file: a FIFO' : st.isSocket() ? 'not a regular file: a socket' : 'not a regular file: a device';
+}
+
+/**
+ * Checks the CLI's output files before anything is read or computed: each must be a regular file
+ * or not exist yet (a FIFO without a reader would block forever, a device is no place for a
+ * result), and none may be the same file as an input or as another output (compared by device
+ * and inode, so a symbolic link or another spelling of the path is caught): writing it would
+ * silently replace the user's length file. Inputs named `-` are stdin (its own file when it was
+ * redirected from one).
+ *
+ * @param outputs - the output flags and the paths given to them (`--out`, `--report`); absent ones skipped
+ * @param inputs - the input flags and their paths (`--input` may be given more than once)
+ * @throws `ERR_OMNIBAL_OUTPUT` naming the path and why (the CLI exits with 2)
+ */
+export function checkOutputFiles(outputs: [flag: string, file: string | undefined][], inputs: [flag: string, file: string | undefined][]): void {
+  const statOf = (file: string): Stats | undefined => {
+    try {
+      return file === '-' ? fstatSync(0) : statSync(file);
+    } catch {
+      return undefined; // not there (yet), or not reachable: the read or the write says why
+    }
+  };
+  const seen: [string, string, Stats][] = inputs.flatMap(([flag, file]) => {
+    const st = file === undefined ? undefined : statOf(file);
+    return st && file !== undefined ? [[flag, file, st] as [string, string, Stats]] : [];
+  });
+  for (const [flag, file] of outputs) {
+    if (file === undefined) continue;
+    const st = statOf(file);
+    if (!st) continue;
+    if (st.isDirectory()) throw omnibalError(ErrorCodes.OUTPUT, `${file}: cannot write (it is a directory)`);
+    if (!st.isFile()) throw omnibalError(ErrorCodes.OUTPUT, `${file}: cannot write (${kindOf(st)}; ${flag} takes a regular file)`);
+    const same = seen.find(([, , other]) => other.dev === st.dev && other.ino === st.ino);
+    if (same) {
+      const [otherFlag, otherFile] = same;
+      throw omnibalError(ErrorCodes.OUTPUT, `${file}: cannot write (it is the same file as ${otherFlag} ${otherFile === '-' ? '(stdin)' : otherFile}, which ${flag} would overwrite; give it another path)`);
+    }
+    seen.push([flag, file, st]);
+  }
+}
 
 let stdoutClosed = false;
 let watching = false;

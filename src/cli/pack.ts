@@ -14,10 +14,11 @@ import { resolvePlanOptions, type PlanBatchesOptions, type Strategy } from '../d
 import { checkStepSize } from '../data/step-size';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad } from '../data/load';
+import { heaviestMicroBatchLoad } from '../model/memory-load';
 import { DEFAULT_COST_MODEL, modelTextCost } from '../data/model-cost';
 import { ErrorCodes, omnibalError } from '../errors';
 import { readSamples, SAMPLES_FORMATS, type SamplesFormat, type SamplesStream } from '../io/samples';
-import { stdoutIsClosed, writeOutputChunks, writeStdout } from './output';
+import { checkOutputFiles, stdoutIsClosed, writeOutputChunks, writeStdout } from './output';
 import { planJsonChunks } from './plan-json';
 import { formatTable, progressBar } from './table';
 import { planWarnings } from './warnings';
@@ -112,6 +113,7 @@ async function planWithSearch(samples: Samples, options: PlanBatchesOptions, pro
 }
 
 async function runPack(flags: PackFlags): Promise<void> {
+  checkOutputFiles([['--out', flags.out]], flags.input.map((f) => ['--input', f]));
   const { samples, source } = await loadSamples(flags);
   // The step-time cost of the model's LLM unless costA/costB are given (see data/model-cost.ts).
   const modelCost = modelTextCost(flags.model);
@@ -162,8 +164,10 @@ async function runPack(flags: PackFlags): Promise<void> {
   const warnings = planWarnings(main.plan, samples.text.length, main.isfSearch);
   for (const w of warnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   if (flags.json || flags.out) {
-    // Streamed from the plan's arrays: 10M sample indices never become one string.
-    await writeOutputChunks(flags.out, planJsonChunks(main.plan, main.metrics, params, meanMicroBatchLoad(main.plan, samples), warnings));
+    // Streamed from the plan's arrays: 10M sample indices never become one string. The heaviest
+    // micro-batch (over-cap samples' own micro-batches included) is what `partition --from-plan` sizes memory for.
+    const heaviest = main.plan.steps > 0 ? heaviestMicroBatchLoad(main.plan, samples) : undefined;
+    await writeOutputChunks(flags.out, planJsonChunks(main.plan, main.metrics, params, meanMicroBatchLoad(main.plan, samples), warnings, undefined, heaviest));
     if (flags.json || stdoutIsClosed()) return;
   }
   const head = `omnibal pack: ${source}, dp ${main.plan.dp}, accum ${main.plan.accum}, backend ${backend().kind}`;

@@ -28,6 +28,7 @@ import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlag
 import { readJsonFile } from '../io/json';
 import { formatTable } from './table';
 import { runInterleavedPartition } from './partition-chunks';
+import { exportLines } from './export-lines';
 import { writeStdout } from './output';
 import { calibrationWarningsForCli } from './warnings';
 
@@ -87,7 +88,7 @@ function layersProblem(file: string, flags: PartitionFlags): StageProblem {
     staticBytes: col('staticBytes'),
     activationBytes: col('activationBytes'),
     checkpointBytes: col('checkpointBytes'),
-    stages: required('--pp', flags.pp ?? doc.stages, 'pipeline stages (or "stages" in the layers file)'),
+    stages: required('--pp', flags.pp ?? doc.stages, 'pipeline stages (or "stages" in the layers file)', 1 << 16),
     microBatches: required('--micro-batches', flags.microBatches ?? doc.microBatches, 'micro-batches per iteration (or "microBatches" in the layers file)'),
     schedule: flags.schedule as Schedule,
     virtualStages: flags.virtualStages,
@@ -99,10 +100,10 @@ function layersProblem(file: string, flags: PartitionFlags): StageProblem {
   };
 }
 
-/** A required numeric flag: a clear error naming it when missing or not a positive integer. */
-function required(flag: string, value: number | undefined, what: string): number {
+/** A required numeric flag: a clear error naming it when missing or not an integer from 1 to `max`. */
+function required(flag: string, value: number | undefined, what: string, max = 1 << 20): number {
   if (value === undefined) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `give ${flag} (${what})`);
-  if (!Number.isInteger(value) || value < 1) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `${flag} must be an integer >= 1, got ${describeFlag(value)}`);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `${flag} must be an integer between 1 and ${max}, got ${describeFlag(value)}`);
   return value;
 }
 
@@ -134,19 +135,29 @@ function loadsOf(flags: PartitionFlags): Loads {
   let load: MicroBatchLoad;
   let memoryLoad: MicroBatchLoad;
   let memoryFrom: string;
+  let planHeaviest: MicroBatchLoad | undefined;
   if (flags.fromPlan) {
-    const doc = readJsonFile(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad; params?: { maxVision?: number | null; maxText?: number | null } };
+    // The plan carries the load: a given one would be silently ignored.
+    const given = (['--vision-per-micro-batch', '--text-per-micro-batch', '--samples-per-micro-batch'] as const).filter((_, i) => [flags.visionPerMicroBatch, flags.textPerMicroBatch, flags.samplesPerMicroBatch][i] !== undefined);
+    if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --from-plan conflict: the plan carries its own micro-batch load; give one (--memory-vision/text-per-micro-batch size memory for another load)`);
+    const doc = readJsonFile(flags.fromPlan, 'plan file') as { schema?: string; load?: MicroBatchLoad; heaviestLoad?: MicroBatchLoad };
     if (doc?.schema !== 'omnibal.batch-plan/1' || !doc.load) {
       throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: not a plan written by omnibal pack --json (schema omnibal.batch-plan/1 with a load)`);
     }
     load = doc.load;
-    const { maxVision, maxText } = doc.params ?? {};
-    if (typeof maxVision === 'number' && typeof maxText === 'number') {
-      memoryLoad = { tiles: maxVision, tokens: maxText, sumSqLen: maxText * maxText };
-      memoryFrom = `the plan's caps (${maxVision} tiles, ${maxText} tokens per micro-batch)`;
-    } else {
+    const heaviest = doc.heaviestLoad;
+    const memoryGiven = flags.memoryVisionPerMicroBatch !== undefined && flags.memoryTextPerMicroBatch !== undefined;
+    if (heaviest && [heaviest.tiles, heaviest.tokens].every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0)) {
+      // The plan's real heaviest micro-batch, not its caps: the caps from --samples-per-pack are
+      // soft (an over-cap sample gets a micro-batch of its own), so only this bounds every window.
+      const tokens = Math.max(1, heaviest.tokens);
+      memoryLoad = planHeaviest = { tiles: heaviest.tiles, tokens, sumSqLen: tokens * tokens };
+      memoryFrom = `the plan's heaviest micro-batch (${heaviest.tiles} tiles, ${tokens} tokens: the most of each over its micro-batches, over-cap samples' own included)`;
+    } else if (memoryGiven) {
       memoryLoad = load;
-      memoryFrom = 'the plan\'s mean micro-batch (it has no caps: give --memory-text-per-micro-batch for its heaviest)';
+      memoryFrom = '';
+    } else {
+      throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: the plan has no heaviestLoad (written by an older omnibal pack): write it again with omnibal pack --json, or give --memory-vision-per-micro-batch and --memory-text-per-micro-batch`);
     }
   } else {
     if (flags.textPerMicroBatch === undefined) {
@@ -159,9 +170,20 @@ function loadsOf(flags: PartitionFlags): Loads {
     memoryFrom = 'the given micro-batch load';
   }
   if (flags.memoryVisionPerMicroBatch !== undefined || flags.memoryTextPerMicroBatch !== undefined) {
+    // A memory load lighter than the compute load cannot bound it: an error naming both flags.
+    const computeFlag = flags.fromPlan ? '--from-plan' : undefined;
+    if (flags.memoryVisionPerMicroBatch !== undefined && flags.memoryVisionPerMicroBatch < load.tiles) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--memory-vision-per-micro-batch (${flags.memoryVisionPerMicroBatch}) is lighter than ${computeFlag ? `the --from-plan mean micro-batch (${load.tiles} tiles)` : `--vision-per-micro-batch (${load.tiles})`}: memory must be sized for at least the compute load`);
+    }
+    if (flags.memoryTextPerMicroBatch !== undefined && flags.memoryTextPerMicroBatch < load.tokens) {
+      throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--memory-text-per-micro-batch (${flags.memoryTextPerMicroBatch}) is lighter than ${computeFlag ? `the --from-plan mean micro-batch (${load.tokens} tokens)` : `--text-per-micro-batch (${load.tokens})`}: memory must be sized for at least the compute load`);
+    }
     const tokens = flags.memoryTextPerMicroBatch ?? memoryLoad.tokens;
     memoryLoad = { tiles: flags.memoryVisionPerMicroBatch ?? memoryLoad.tiles, tokens, sumSqLen: tokens * tokens };
     memoryFrom = `--memory-vision/text-per-micro-batch (${memoryLoad.tiles} tiles, ${tokens} tokens)`;
+    if (planHeaviest && (memoryLoad.tiles < planHeaviest.tiles || memoryLoad.tokens < planHeaviest.tokens)) {
+      process.stderr.write(`omnibal: warning: --memory-vision/text-per-micro-batch (${memoryLoad.tiles} tiles, ${tokens} tokens) is lighter than the plan's heaviest micro-batch (${planHeaviest.tiles} tiles, ${planHeaviest.tokens} tokens): the prediction that it fits is not a bound for the plan's heaviest micro-batches\n`);
+    }
   }
   return { load, memoryLoad, memoryFrom };
 }
@@ -175,14 +197,14 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   checkMemorySize(flags);
   if (flags.layers) {
     // These size a model preset; a layers file carries its own costs and memory.
-    const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration };
+    const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration, '--frozen': flags.frozen.length > 0 ? flags.frozen : undefined, '--grads': flags.grads !== 'fp32' ? flags.grads : undefined, '--no-flash-attention': flags.flashAttention ? undefined : false };
     const given = Object.entries(modelOnly).filter(([, v]) => v !== undefined).map(([k]) => k);
     if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --layers conflict: ${given.length > 1 ? 'they size' : 'it sizes'} a --model preset; a --layers file carries its own costs and memory`);
     return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file', warnings: [] };
   }
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
-  const pp = required('--pp', flags.pp, 'pipeline stages');
+  const pp = required('--pp', flags.pp, 'pipeline stages', 1 << 16);
   const microBatches = required('--micro-batches', flags.microBatches, 'micro-batches per iteration');
   for (const [flag, v] of [['--tp', flags.tp], ['--dp', flags.dp]] as const) checked(flag, v, 1, true);
   zeroFlag(flags.zero);
@@ -311,10 +333,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
       Object.entries(baselines).map(([k, v]) => ('error' in v ? [k, 'does not fit', ''] : [k, v.objectiveMs.toFixed(0), `${(v.objectiveMs / plan.objectiveMs).toFixed(2)}x`])),
     ),
     '',
-    ...(frameworks.megatron.alternatives.length === 0 ? ['Megatron-LM: no valid arguments for this plan'] : frameworks.megatron.alternatives.map((a) => `Megatron-LM (${a.name}): ${a.command}`)),
-    ...frameworks.megatron.unsupported.map((u) => `  cannot express: ${u}`),
-    `DeepSpeed: OmnibalPipelineModule (--json: exports.deepspeed.python) with parts [${frameworks.deepspeed.parts.join(', ')}] and ${frameworks.deepspeed.checkpointLayers.map((c) => c.length).join(', ')} checkpointed layers per stage`,
-    ...frameworks.deepspeed.unsupported.map((u) => `  cannot express: ${u}`),
+    ...exportLines(frameworks),
   ];
   await writeStdout(`${lines.join('\n')}\n`);
 }

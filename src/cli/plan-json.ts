@@ -21,11 +21,12 @@ export const BATCH_PLAN_SCHEMA = 'omnibal.batch-plan/1';
 export const PLAN_JSON_CHUNK = 1 << 20;
 
 /** The document's small parts: what comes before `steps` and what comes after `dropped`. */
-function planJsonParts(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load: object | undefined, warnings: string[]) {
+function planJsonParts(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load: object | undefined, warnings: string[], heaviestLoad?: object) {
   return {
     head: { schema: BATCH_PLAN_SCHEMA, strategy: plan.strategy, backend: backend().kind, params },
     tail: {
       load,
+      heaviestLoad,
       metrics: {
         padRatio: metrics.padRatio,
         visionDist: metrics.visionDist,
@@ -54,10 +55,11 @@ function planJsonParts(plan: BatchPlan, metrics: BatchMetrics, params: Record<st
  * @param params - the parameters it was made with
  * @param load - the mean micro-batch load, if known
  * @param warnings - the warnings printed with it
- * @returns the document: schema, strategy, backend, params, steps (`[step][rank][microBatch][sample]`), padding, dropped, load, metrics
+ * @param heaviestLoad - the componentwise heaviest micro-batch load (what activation memory is sized for), if known
+ * @returns the document: schema, strategy, backend, params, steps (`[step][rank][microBatch][sample]`), padding, dropped, load, heaviestLoad, metrics
  */
-export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load?: object, warnings: string[] = []): object {
-  const { head, tail } = planJsonParts(plan, metrics, params, load, warnings);
+export function planToJson(plan: BatchPlan, metrics: BatchMetrics, params: Record<string, unknown>, load?: object, warnings: string[] = [], heaviestLoad?: object): object {
+  const { head, tail } = planJsonParts(plan, metrics, params, load, warnings, heaviestLoad);
   const steps: number[][][][] = [];
   for (let s = 0; s < plan.steps; s++) steps.push(planStep(plan, s).map((rank) => rank.map((mb) => Array.from(mb))));
   return { ...head, steps, padding: Array.from(plan.padding), dropped: droppedSamples(plan), ...tail };
@@ -151,6 +153,7 @@ class ChunkWriter {
  * @param load - the mean micro-batch load, if known
  * @param warnings - the warnings printed with it
  * @param chunkBytes - bytes per chunk (at least 64; the head and the metrics come as a chunk of their own when longer)
+ * @param heaviestLoad - the componentwise heaviest micro-batch load, if known
  * @returns an iterator of byte chunks
  */
 export function* planJsonChunks(
@@ -160,8 +163,9 @@ export function* planJsonChunks(
   load?: object,
   warnings: string[] = [],
   chunkBytes = PLAN_JSON_CHUNK,
+  heaviestLoad?: object,
 ): Generator<Uint8Array> {
-  const { head, tail } = planJsonParts(plan, metrics, params, load, warnings);
+  const { head, tail } = planJsonParts(plan, metrics, params, load, warnings, heaviestLoad);
   const w = new ChunkWriter(Math.max(chunkBytes, 64));
   w.text(`${JSON.stringify(head).slice(0, -1)},"steps":[`);
   // The sample indices, a chunk's worth of whole steps at a time (natively, or by the twin).

@@ -18,8 +18,9 @@ import type { Calibration } from '../model/index';
 import { renderReport } from '../report/index';
 import { readJsonFile } from '../io/json';
 import { integerBetween } from '../validate';
+import { exportLines } from './export-lines';
 import { formatTable } from './table';
-import { writeOutputFile, writeStdout } from './output';
+import { checkOutputFiles, writeOutputFile, writeStdout } from './output';
 import { calibrationWarningsForCli } from './warnings';
 import { checkCalibration } from '../model/calibration-file';
 import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
@@ -124,6 +125,7 @@ function human(plan: TrainingPlan): string {
       stageRows,
     ),
     ...chunkLines,
+    ...(plan.exports ? ['', ...exportLines(plan.exports)] : []),
     '',
     formatTable(['ablation (predicted, one epoch)', 'steps', 'step s', 'GPU-days', 'speed-up', 'bubble', ...(paper ? ['paper GPU-days', 'paper speed-up'] : [])], abl),
     ...failed,
@@ -168,8 +170,42 @@ function progressBar(enabled: boolean): { update: (done: number, total: number, 
   };
 }
 
-async function runPlan(flags: PlanFlags): Promise<void> {
+/**
+ * Flags that contradict each other, refused with one line naming both (never one silently
+ * winning): `--input` with `--synthetic`, `--global-batch` with an `--accum` it does not equal
+ * over dp.
+ */
+function checkConflicts(flags: PlanFlags, given: (name: string) => boolean, dp: number): void {
+  if (flags.input.length > 0 && given('synthetic')) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--input and --synthetic conflict: give --input or --synthetic, not both');
+  if (flags.globalBatch !== undefined && flags.accum !== undefined && flags.globalBatch !== flags.accum * dp) {
+    throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--global-batch (${flags.globalBatch}) and --accum (${flags.accum}) conflict: --accum ${flags.accum} x dp ${dp} = ${flags.accum * dp} micro-batches per step; give one`);
+  }
+}
+
+/**
+ * Too few samples for one step: the data planner's advice names tail policies, which `plan`
+ * has no flag for; say what `plan` offers instead.
+ */
+function tooFewForPlan(error: unknown): unknown {
+  const e = error as { code?: string; message?: string } | null;
+  if (e?.code !== ErrorCodes.TOO_FEW_SAMPLES || typeof e.message !== 'string') return error;
+  const advice = e.message.replace(/; use tail 'pad' or 'keep-partial', or fewer ranks$/, '');
+  if (advice === e.message) return error;
+  return omnibalError(ErrorCodes.TOO_FEW_SAMPLES, `${advice}: give more samples (--synthetic N, or more --input files), a smaller --accum or --global-batch, or fewer ranks (--dp, --gpus)`, error);
+}
+
+async function runPlan(flags: PlanFlags, command?: Command): Promise<void> {
+  try {
+    await planCommand(flags, command);
+  } catch (error) {
+    throw tooFewForPlan(error);
+  }
+}
+
+async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
+  const given = (name: string) => command?.getOptionValueSource(name) === 'cli';
   const dp = flags.dp ?? Math.floor(flags.gpus / (flags.tp * flags.pp));
+  checkConflicts(flags, given, dp);
   if (flags.dp === undefined && flags.tp * flags.pp * dp !== flags.gpus) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `tp x pp (${flags.tp} x ${flags.pp}) must divide the GPU count (${flags.gpus})`);
   }
@@ -177,6 +213,14 @@ async function runPlan(flags: PlanFlags): Promise<void> {
   if (flags.report !== undefined && flags.out !== undefined && path.resolve(flags.report) === path.resolve(flags.out)) {
     throw omnibalError(ErrorCodes.INVALID_OPTIONS, `--report and --out name the same file (${flags.out}): give each its own`);
   }
+  // Never onto an input (a link to it included), a FIFO or a device.
+  checkOutputFiles(
+    [
+      ['--out', flags.out],
+      ['--report', flags.report],
+    ],
+    [...flags.input.map((f): [string, string] => ['--input', f]), ['--calibration', flags.calibration]],
+  );
   // Read every input before the long part, so a missing file fails at once.
   checkMemorySize(flags);
   const memory = { zero: zeroFlag(flags.zero), training: trainingFlags(flags), memoryBytes: flags.memoryGib === undefined ? undefined : flags.memoryGib * 2 ** 30, headroom: flags.headroom, target: targetFlag(flags.target) };
@@ -210,6 +254,12 @@ async function runPlan(flags: PlanFlags): Promise<void> {
       integerBetween('accum', flags.accum ?? DEFAULT_RUN.accum, 1, 1 << 20);
     }
     const microBatches = flags.globalBatch ?? (flags.accum ?? DEFAULT_RUN.accum) * dp;
+    // The ranking covers every layout: a layout given is not ranked alone, it sets the global batch only.
+    const layoutGiven = (['tp', 'pp', 'dp'] as const).filter((k) => given(k));
+    const layoutNote =
+      layoutGiven.length > 0
+        ? `--search-layout ranks every tp x pp x dp layout of the ${flags.gpus} GPUs; ${layoutGiven.map((k) => `--${k}`).join(', ')} only set${layoutGiven.length === 1 ? 's' : ''} the global batch here (${microBatches} micro-batches of ${flags.samplesPerPack} samples per step)`
+        : undefined;
     const bar = progressBar(process.stderr.isTTY === true && !flags.json);
     let ranked;
     try {
@@ -259,11 +309,12 @@ async function runPlan(flags: PlanFlags): Promise<void> {
     const text = formatTable(['rank', 'tp', 'pp', 'dp', 'accum', 'samples/pack asked (held)', 'samples/step', 'step s', 'steps / epoch', `hours (${epochs})`, `GPU-days (${epochs})`, 'tokens/s', 'MFU', 'why not'], rows);
     const gb = ranked[0]?.globalBatchSamples ?? microBatches * flags.samplesPerPack;
     if (flags.json) {
-      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, epochs: flags.epochs, layouts: ranked, ...(warnings.length > 0 && { warnings }) })}\n`);
+      await writeStdout(`${JSON.stringify({ prediction: true, assumptions: PLAN_ASSUMPTIONS, globalBatchSamples: gb, epochs: flags.epochs, ...(layoutNote && { note: layoutNote }), layouts: ranked, ...(warnings.length > 0 && { warnings }) })}\n`);
     } else {
       await writeStdout(
         [
           `omnibal plan --search-layout: ${flags.model} on ${flags.gpus} x ${flags.gpu}, the same global batch of ${fmt(gb, 0)} samples per step for every layout (each rank takes a whole number of packs within one pack of its share; the epoch's last partial step is dropped) (PREDICTIONS of the cost model and simulator, ${flags.simulatedSteps ?? 4} simulated steps each); ranked by GPU-hours per epoch, hours and GPU-days for ${epochs}`,
+          ...(layoutNote ? [`note: ${layoutNote}`] : []),
           text,
           ...(flags.report && bestPlan ? [`report of the best layout: ${flags.report}`] : []),
           ...(flags.out && bestPlan ? [`plan of the best layout: ${flags.out}`] : []),
@@ -319,7 +370,7 @@ export function registerPlan(program: Command): void {
     .option('--report <file>', 'write a self-contained HTML report with charts (with --search-layout: of the best layout)')
     .option('--calibration <file>', 'measured layer times and stage memory to calibrate the cost model (see README)')
     .option('--search-layout', 'rank every tp x pp x dp layout of the GPUs and micro-batch size (half, as given, double; same global batch) by predicted GPU-hours');
-  addMemoryFlags(plan).action(async (flags: PlanFlags) => runPlan(flags));
+  addMemoryFlags(plan).action(async (flags: PlanFlags, command: Command) => runPlan(flags, command));
 
   program
     .command('simulate')

@@ -3,8 +3,11 @@
  *
  * @module
  */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { nativeModule } from '../binding';
+import { ErrorCodes, omnibalError, type OmnibalError } from '../errors';
 import { pinHeapShape } from '../sidecar/heap';
 import type { ServeOptions } from '../sidecar/server';
 
@@ -14,6 +17,30 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`must be at most ${Number.MAX_SAFE_INTEGER}`);
   return n;
+}
+
+/**
+ * A system error from listening on `--listen` (the port taken, a folder missing, no permission)
+ * as one coded line (exit 2), never an internal error with a stack trace; anything else as it is.
+ */
+function listenError(listen: string, error: unknown): unknown {
+  const e = error as NodeJS.ErrnoException | null;
+  if (!e || typeof e.code !== 'string' || !e.code.startsWith('E') || (e.syscall !== 'listen' && e.syscall !== 'bind')) return error;
+  const socketPath = listen.startsWith('unix:') ? listen.slice(5) : listen;
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the address is in use: another process listens there',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'permission denied (a read-only file system)',
+    ENOENT: `the folder ${path.dirname(socketPath)} does not exist`,
+    ENOTDIR: 'a part of the path is not a folder',
+    EADDRNOTAVAIL: 'the address is not one of this machine',
+  };
+  // A socket in a folder that does not exist can read as EACCES: say what is missing.
+  const unix = listen.startsWith('unix:') || listen.includes('/');
+  if (unix && e.code !== 'EADDRINUSE' && !existsSync(path.dirname(socketPath))) e.code = 'ENOENT';
+  const code = e.code === 'EADDRINUSE' ? 'ERR_OMNIBAL_ADDRESS_IN_USE' : ErrorCodes.INVALID_OPTIONS;
+  return omnibalError(code as never, `--listen ${listen}: cannot listen (${why[e.code] ?? e.code})`, e) as OmnibalError;
 }
 
 /** Adds `omnibal serve` to the program. */
@@ -40,7 +67,7 @@ export function registerServe(program: Command): void {
       nativeModule()?.keepFreedMemory();
       // Loaded here, not at start-up: compiling the sidecar's schemas cost every other command ~0.3 s of CPU.
       const { serveSocket, serveStdio } = require('../sidecar/server') as typeof import('../sidecar/server');
-      if (listen !== undefined) await serveSocket(listen, options);
+      if (listen !== undefined) await serveSocket(listen, options).catch((error: unknown) => Promise.reject(listenError(listen, error)));
       else await serveStdio(options);
       process.exit(0);
     });

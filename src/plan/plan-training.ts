@@ -15,6 +15,7 @@ import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type PlanTrainingOpti
 import { prepareModel } from './prepare-model';
 import { simulateConfig, type Config, type Resolved, type Simulated } from './simulate-config';
 import { exportMegatronChunks } from '../export/megatron-chunks';
+import { exportDeepSpeed, exportMegatron } from '../export/index';
 import type { ChunkTargetPlan } from '../model/chunk-target';
 import { INTERLEAVED_PLAN_ASSUMPTION, PLAN_ASSUMPTIONS, type AblationRow, type PlanChunks, type TrainingPlan } from './training-plan';
 
@@ -142,6 +143,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
     steps: balanced.steps,
     stages: full.stages,
     ...(full.chunks && { chunks: planChunks(full.chunks) }),
+    ...(!full.chunks && full.problem && { exports: { megatron: exportMegatron(full.problem, full.stages), deepspeed: exportDeepSpeed(full.stages) } }),
     data,
     ablation: rows,
     baselines,

@@ -52,6 +52,8 @@ export interface Simulated {
   timeline: Timeline;
   /** The chunk plan (interleaved plans of the planner, or saved with their chunks), with the problem it solves. */
   chunks?: ChunkTargetPlan;
+  /** The stage problem `stages` solve (the framework target's, when one is set), for a plan without chunks. */
+  problem?: StageProblem;
 }
 
 /** The load of an empty micro-batch slot (a rank with fewer micro-batches than the step's accumulation). */
@@ -84,6 +86,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
   // the baselines' contiguous splits still run as v equal chunks per device.
   const chunked = o.schedule === 'interleaved' && (cfg.split === 'optimal' || (cfg.split === 'given' && cfg.given?.chunkLastLayers !== undefined));
   let chunks: ChunkTargetPlan | undefined;
+  let target: ReturnType<typeof partitionForTarget> | undefined;
   let stages: StagePlan;
   if (chunked) {
     chunks =
@@ -94,7 +97,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
   } else {
     stages =
       cfg.split === 'optimal'
-        ? planWithFitHint(calibrated, (q) => (o.memory.target === 'none' ? partitionStages(q) : partitionForTarget(q, o.memory.target).plan))
+        ? planWithFitHint(calibrated, (q) => (o.memory.target === 'none' ? partitionStages(q) : ((target = partitionForTarget(q, o.memory.target)), target.plan)))
         : cfg.split === 'given'
           ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
           : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
@@ -237,6 +240,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     stageMemory,
     timeline: timeline!,
     ...(chunks && { chunks }),
+    ...(!chunks && { problem: target?.problem ?? calibrated }),
   };
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 import type { BatchMetrics } from '../data/index';
-import type { MegatronExport } from '../export/index';
+import type { DeepSpeedExport, MegatronExport } from '../export/index';
 import type { Calibration, ChunkInfo, StagePlan } from '../model/index';
 import type { RunFigures } from './figures';
 import type { Cluster, PlanInputs, PlanMemory } from './options';
@@ -54,6 +54,16 @@ export interface TrainingPlan {
   stages: StagePlan;
   /** The `v x P` model chunks of an interleaved plan (absent for GPipe and 1F1B). */
   chunks?: PlanChunks;
+  /**
+   * Megatron-LM and DeepSpeed arguments for the chosen stages, as `omnibal partition` emits them
+   * (GPipe and 1F1B plans; an interleaved plan's Megatron export is in `chunks`).
+   */
+  exports?: {
+    /** Megatron-LM arguments and layout (`exportMegatron`). */
+    megatron: MegatronExport;
+    /** DeepSpeed `PipelineModule` parts and checkpointed layers (`exportDeepSpeed`). */
+    deepspeed: DeepSpeedExport;
+  };
   /** Data balance of the chosen batches vs the random baseline. */
   data: DataComparison;
   /** baseline, + data balance, + model balance, + memory balance. */

@@ -1,0 +1,80 @@
+// `omnibal partition --from-plan`: memory is sized for the plan's real heaviest micro-batch (its
+// caps are soft: an over-cap sample gets a micro-batch of its own), so "it fits" bounds the
+// heaviest micro-batch the plan produces; a load given beside the plan is refused, not ignored.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { cli } from './helpers';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-from-plan-'));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+function omnibal(args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+// 20,000 samples, one in 500 of them 40 tiles / 60,000 tokens (far over the caps 4.5 samples per pack derives).
+const lengths = path.join(dir, 'skew.json');
+const samples = Array.from({ length: 20_000 }, (_, i) => (i % 500 === 0 ? { vit_num: 40, token_num: 60_000 } : { vit_num: 1 + (i % 6), token_num: 200 + ((i * 7919) % 2300) }));
+writeFileSync(lengths, JSON.stringify(samples));
+const planFile = path.join(dir, 'skewplan.json');
+const packed = omnibal(['pack', '--input', lengths, '--dp', '8', '--accum', '4', '--samples-per-pack', '4.5', '--out', planFile]);
+const model = ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '32'];
+
+test('pack --json carries the heaviest micro-batch: at least every micro-batch of the plan, and reached', (t) => {
+  t.is(packed.status, 0, packed.stderr);
+  const doc = JSON.parse(readFileSync(planFile, 'utf8'));
+  t.true(doc.metrics.oversize > 0, 'the plan has over-cap samples');
+  t.true(doc.heaviestLoad.tokens > doc.params.maxText, 'the heaviest micro-batch is over the soft cap');
+  let tiles = 0;
+  let tokens = 0;
+  for (const step of doc.steps) for (const rank of step) for (const mb of rank) {
+    tiles = Math.max(tiles, mb.reduce((a: number, i: number) => a + samples[i].vit_num, 0));
+    tokens = Math.max(tokens, mb.reduce((a: number, i: number) => a + samples[i].token_num, 0));
+  }
+  t.deepEqual([doc.heaviestLoad.tiles, doc.heaviestLoad.tokens], [tiles, tokens]);
+});
+
+test('partition --from-plan sizes memory for the heaviest micro-batch, as the explicit memory load does', (t) => {
+  const fromPlan = omnibal([...model, '--from-plan', planFile]);
+  const doc = JSON.parse(readFileSync(planFile, 'utf8'));
+  const explicit = omnibal([...model, '--from-plan', planFile, '--memory-vision-per-micro-batch', String(doc.heaviestLoad.tiles), '--memory-text-per-micro-batch', String(doc.heaviestLoad.tokens)]);
+  // 80 GiB does not hold the 60,000-token micro-batches: no "fits" from the caps.
+  t.is(fromPlan.status, 2, fromPlan.stdout);
+  t.regex(fromPlan.stderr, /the least memory that fits is [\d.]+ GiB/);
+  t.is(fromPlan.stderr, explicit.stderr);
+  const roomy = omnibal([...model, '--from-plan', planFile, '--memory-gib', '100']);
+  t.is(roomy.status, 0, roomy.stderr);
+  t.regex(roomy.stdout, /activations sized for the plan's heaviest micro-batch \(40 tiles, 60000 tokens/);
+  t.notRegex(roomy.stdout, /plan's caps/);
+});
+
+test('partition --from-plan of a plan without its heaviest micro-batch: exit 2 unless the memory load is given', (t) => {
+  const doc = JSON.parse(readFileSync(planFile, 'utf8'));
+  delete doc.heaviestLoad;
+  const old = path.join(dir, 'old.json');
+  writeFileSync(old, JSON.stringify(doc));
+  const r = omnibal([...model, '--from-plan', old, '--memory-gib', '100']);
+  t.is(r.status, 2);
+  t.regex(r.stderr, /^omnibal: .*old\.json: the plan has no heaviestLoad.*\[ERR_OMNIBAL_PARSE\]\n$/);
+  const given = omnibal([...model, '--from-plan', old, '--memory-gib', '100', '--memory-vision-per-micro-batch', '40', '--memory-text-per-micro-batch', '60000']);
+  t.is(given.status, 0, given.stderr);
+});
+
+test('partition: a micro-batch load beside --from-plan, or a memory load lighter than the compute load: exit 2 naming both flags', (t) => {
+  for (const [args, flags] of [
+    [['--from-plan', planFile, '--text-per-micro-batch', '5000'], /--text-per-micro-batch and --from-plan conflict/],
+    [['--from-plan', planFile, '--vision-per-micro-batch', '5'], /--vision-per-micro-batch and --from-plan conflict/],
+    [['--text-per-micro-batch', '5000', '--memory-text-per-micro-batch', '100'], /--memory-text-per-micro-batch \(100\) is lighter than --text-per-micro-batch \(5000\)/],
+    [['--text-per-micro-batch', '5000', '--vision-per-micro-batch', '18', '--memory-vision-per-micro-batch', '2'], /--memory-vision-per-micro-batch \(2\) is lighter than --vision-per-micro-batch \(18\)/],
+    [['--from-plan', planFile, '--memory-text-per-micro-batch', '100'], /--memory-text-per-micro-batch \(100\) is lighter than the --from-plan mean/],
+  ] as [string[], RegExp][]) {
+    const r = omnibal([...model, ...args]);
+    t.is(r.status, 2, args.join(' '));
+    t.regex(r.stderr, flags);
+    t.regex(r.stderr, /^omnibal: [^\n]*\[ERR_OMNIBAL_INVALID_OPTIONS\]\n$/);
+  }
+});
