@@ -7,7 +7,7 @@
 import type * as Native from '../../bindings';
 import { activeBackend, type Backend } from '../binding';
 import { invalidType } from '../errors';
-import { withProgress, type ProgressCallback } from '../progress';
+import { progressOption, withProgress, type ProgressCallback } from '../progress';
 import { describeValue, expectU32Array } from '../validate';
 import { rememberPlanLoads } from './load';
 import { type BatchMetrics } from './metrics';
@@ -122,7 +122,7 @@ function call<R>(samples: Samples, options: object, run: (api: Backend) => R): R
 /** {@link call} for a Promise variant: bad input rejects; progress arrives in order. */
 function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOptions, start: (api: Backend, progress: ProgressCallback | null) => Promise<R>): Promise<R> {
   try {
-    return call(samples, options, (api) => withProgress(asyncOptions.onProgress, (progress) => start(api, progress)));
+    return call(samples, options, (api) => withProgress(progressOption(asyncOptions), (progress) => start(api, progress)));
   } catch (error) {
     return Promise.reject(error);
   }

@@ -5,7 +5,7 @@
  * @module
  */
 import { activeBackend } from '../binding';
-import { withProgress, type ProgressCallback } from '../progress';
+import { progressOption, withProgress, type ProgressCallback } from '../progress';
 import { expectNumber } from '../validate';
 
 export { MAX_SEED } from './rng';
@@ -55,7 +55,7 @@ export function permutationAsync(
     expectNumber('n', n);
     expectNumber('seed', seed);
     const api = activeBackend();
-    return withProgress(options.onProgress, (progress) => api.permutationAsync(n, seed, progress));
+    return withProgress(progressOption(options), (progress) => api.permutationAsync(n, seed, progress));
   } catch (error) {
     return Promise.reject(error);
   }

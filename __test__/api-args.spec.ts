@@ -1,0 +1,74 @@
+// Bad arguments to the public API get coded errors on the active backend (run this file plain
+// and with OMNIBAL_BACKEND=js): a bad or throwing onProgress, missing required options, null or
+// wrong-typed arguments, fake plans.
+import test from 'ava';
+import {
+  ErrorCodes,
+  balanceBatchesAsync,
+  packIsfAsync,
+  permutationAsync,
+  planBatchesAsync,
+  searchIsfArgumentsAsync,
+  searchLayouts,
+  syntheticSamples,
+} from '../index';
+
+const samples = syntheticSamples(600, 3);
+
+/** Every Promise variant that takes `{ onProgress }`, as a function of that options object. */
+const asyncCalls: [string, (options: unknown) => Promise<unknown>][] = [
+  ['planBatchesAsync', (o) => planBatchesAsync(samples, { dp: 2, samplesPerPack: 4.5 }, o as never)],
+  ['balanceBatchesAsync', (o) => balanceBatchesAsync(samples, { dp: 2, samplesPerPack: 4.5 }, o as never)],
+  ['packIsfAsync', (o) => packIsfAsync(samples, { maxVision: 40, maxText: 4096, iterations: 3 }, o as never)],
+  ['searchIsfArgumentsAsync', (o) => searchIsfArgumentsAsync(samples, { samplesPerPack: 4, iterations: 2, maxSteps: 2 }, o as never)],
+  ['permutationAsync', (o) => permutationAsync(100_000, 0, o as never)],
+];
+
+for (const [name, run] of asyncCalls) {
+  for (const bad of [5, 'x', {}, [] as unknown]) {
+    test(`${name} with onProgress ${JSON.stringify(bad)} rejects with a coded TypeError`, async (t) => {
+      const error = await t.throwsAsync(run({ onProgress: bad }));
+      t.is(error?.constructor, TypeError);
+      t.is((error as Error & { code?: string }).code, ErrorCodes.INVALID_TYPE);
+      t.regex(error!.message, /^onProgress must be a function, got /);
+    });
+  }
+
+  test(`${name} with options that are not an object rejects with a coded TypeError`, async (t) => {
+    const error = await t.throwsAsync(run(7));
+    t.is((error as Error & { code?: string }).code, ErrorCodes.INVALID_TYPE);
+    t.is(error!.message, 'options must be an object, got number');
+  });
+
+  test(`${name}: a callback that throws on its last report rejects with that error, the process lives`, async (t) => {
+    const boom = new Error('listener failed at the end');
+    const error = await t.throwsAsync(run({ onProgress: (done: number, total: number) => { if (done === total) throw boom; } }));
+    t.is(error, boom);
+  });
+
+  test(`${name}: a callback that always throws rejects with its first error and is not called again`, async (t) => {
+    let calls = 0;
+    const error = await t.throwsAsync(
+      run({ onProgress: () => { calls++; throw new Error(`call ${calls}`); } }),
+    );
+    t.is(error?.message, 'call 1');
+    t.is(calls, 1);
+    // Nothing arrives after the rejection either.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    t.is(calls, 1);
+  });
+
+  test(`${name}: a good callback still ends on (total, total)`, async (t) => {
+    const seen: [number, number][] = [];
+    await run({ onProgress: (d: number, n: number) => seen.push([d, n]) });
+    t.true(seen.length > 0);
+    const [d, n] = seen[seen.length - 1];
+    t.is(d, n);
+  });
+}
+
+test('searchLayouts with a non-function onProgress is a coded TypeError before any work', (t) => {
+  const error = t.throws(() => searchLayouts({ onProgress: 5 as never }));
+  t.is((error as Error & { code?: string }).code, ErrorCodes.INVALID_TYPE);
+  t.is(error!.message, 'onProgress must be a function, got number');
+});
