@@ -1,17 +1,21 @@
 // Bad arguments to the public API get coded errors on the active backend (run this file plain
 // and with OMNIBAL_BACKEND=js): a bad or throwing onProgress, missing required options, null or
 // wrong-typed arguments, fake plans.
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import test from 'ava';
 import {
   ErrorCodes,
   balanceBatchesAsync,
   packIsfAsync,
   permutationAsync,
+  planBatches,
   planBatchesAsync,
   searchIsfArgumentsAsync,
   searchLayouts,
   syntheticSamples,
 } from '../index';
+import { root } from './helpers';
 
 const samples = syntheticSamples(600, 3);
 
@@ -71,4 +75,24 @@ test('searchLayouts with a non-function onProgress is a coded TypeError before a
   const error = t.throws(() => searchLayouts({ onProgress: 5 as never }));
   t.is((error as Error & { code?: string }).code, ErrorCodes.INVALID_TYPE);
   t.is(error!.message, 'onProgress must be a function, got number');
+});
+
+// Memory that cannot be had is a coded error, not an abort of the process (exit 134) as Rust's
+// default allocation failure was. A child process under a 6 GB address-space limit asks for a
+// 16 GiB permutation.
+test('permutation(2^32 - 1) under a 6 GB memory limit is a coded error, the process lives', (t) => {
+  const script = `try { require(${JSON.stringify(path.join(root, 'dist', 'index.js'))}).permutation(2 ** 32 - 1, 0); console.log('no error'); } catch (e) { console.log(e.code + ': ' + e.message); }`;
+  const r = spawnSync('sh', ['-c', `ulimit -v 6000000 && exec "${process.execPath}" -e "$0"`, script], { encoding: 'utf8', timeout: 60_000 });
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout.trim(), 'ERR_OMNIBAL_OUT_OF_RANGE: n 4294967295 values do not fit in memory');
+});
+
+test('length-grouped with dp x samplesPerPack far past memory plans (room sized by the samples)', (t) => {
+  const few = syntheticSamples(1000, 1);
+  const plan = planBatches(few, { dp: 1024, samplesPerPack: 1e9, strategy: 'length-grouped', tail: 'pad' });
+  // Every sample placed (padding repeats some to fill 1024 micro-batches of one step).
+  const placed = [...new Set([...plan.samples, ...plan.droppedIndex])].sort((a, b) => a - b);
+  t.deepEqual(placed, Array.from({ length: 1000 }, (_, i) => i));
+  t.is(plan.steps, 1);
+  t.is(plan.dp, 1024);
 });
