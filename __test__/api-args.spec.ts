@@ -6,11 +6,17 @@ import * as path from 'node:path';
 import test from 'ava';
 import {
   ErrorCodes,
+  balanceBatches,
   balanceBatchesAsync,
+  gpuPreset,
+  modelPreset,
+  packIsf,
   packIsfAsync,
   permutationAsync,
   planBatches,
   planBatchesAsync,
+  planTraining,
+  searchIsfArguments,
   searchIsfArgumentsAsync,
   searchLayouts,
   syntheticSamples,
@@ -96,3 +102,36 @@ test('length-grouped with dp x samplesPerPack far past memory plans (room sized 
   t.is(plan.steps, 1);
   t.is(plan.dp, 1024);
 });
+
+// A missing required option gets the twins' coded error on the native backend too (its binding
+// said `InvalidArg: Missing field 'dp'`).
+const missing: [string, () => unknown, string, string][] = [
+  ['planBatches without dp', () => planBatches(samples, { samplesPerPack: 4 } as never), ErrorCodes.OUT_OF_RANGE, 'dp must be an integer, got undefined'],
+  ['balanceBatches without dp', () => balanceBatches(samples, { samplesPerPack: 4 } as never), ErrorCodes.OUT_OF_RANGE, 'dp must be an integer, got undefined'],
+  ['packIsf without maxVision', () => packIsf(samples, { maxText: 4096 } as never), ErrorCodes.OUT_OF_RANGE, 'maxVision must be an integer, got undefined'],
+  ['packIsf without maxText', () => packIsf(samples, { maxVision: 40 } as never), ErrorCodes.OUT_OF_RANGE, 'maxText must be an integer, got undefined'],
+  ['searchIsfArguments without samplesPerPack', () => searchIsfArguments(samples, {} as never), ErrorCodes.OUT_OF_RANGE, 'samplesPerPack must be a finite number >= 1, got undefined'],
+  ['planTraining with a model without llm', () => planTraining({ model: { ...modelPreset('internvl-chat-1.5'), llm: undefined } as never }), ErrorCodes.INVALID_TYPE, 'model.llm must be an object, got undefined'],
+  ['planTraining with a model without vit.kvHeads', () => planTraining({ model: { ...modelPreset('internvl-chat-1.5'), vit: { ...modelPreset('internvl-chat-1.5').vit, kvHeads: undefined } } as never }), ErrorCodes.INVALID_TYPE, 'model.vit.kvHeads must be a number, got undefined'],
+  ['planTraining with a gpu without efficiency', () => planTraining({ gpu: { ...gpuPreset('A100-80G'), efficiency: undefined } as never }), ErrorCodes.INVALID_TYPE, 'gpu.efficiency must be an object, got undefined'],
+];
+for (const [label, run, code, message] of missing) {
+  test(`${label} is a coded error`, (t) => {
+    const error = t.throws(run) as Error & { code?: string };
+    t.is(error.code, code);
+    t.is(error.message, message);
+  });
+}
+
+for (const [label, run, message] of [
+  ['planBatchesAsync', () => planBatchesAsync(samples, {} as never), 'dp must be an integer, got undefined'],
+  ['balanceBatchesAsync', () => balanceBatchesAsync(samples, {} as never), 'dp must be an integer, got undefined'],
+  ['packIsfAsync', () => packIsfAsync(samples, {} as never), 'maxVision must be an integer, got undefined'],
+  ['searchIsfArgumentsAsync', () => searchIsfArgumentsAsync(samples, {} as never), 'samplesPerPack must be a finite number >= 1, got undefined'],
+] as [string, () => Promise<unknown>, string][]) {
+  test(`${label} without its required option rejects with a coded error`, async (t) => {
+    const error = (await t.throwsAsync(run())) as Error & { code?: string };
+    t.is(error.code, ErrorCodes.OUT_OF_RANGE);
+    t.is(error.message, message);
+  });
+}

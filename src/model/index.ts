@@ -14,7 +14,7 @@ import { invalidOptions, invalidType } from '../errors';
 import { describeValue, expectNumber } from '../validate';
 import { checkCalibration, checkFittedCosts, checkMeasurements, type LayerWork } from './calibration-file';
 import { gpuPreset, modelPreset } from './presets';
-import { LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
+import { checkGpuSpec, checkVlmSpec, LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
 import type { Recompute } from './stages';
 import type { Split } from './baselines';
 import { bareLayerMs } from './chunk-evaluate';
@@ -507,12 +507,12 @@ export interface VlmStageOptions {
 
 /** Resolves a model choice. */
 export function resolveModel(model: ModelChoice): VlmSpec {
-  return typeof model === 'string' ? modelPreset(model) : model;
+  return typeof model === 'string' ? modelPreset(model) : checkVlmSpec(model);
 }
 
 /** Resolves a GPU choice. */
 export function resolveGpu(gpu: GpuChoice): GpuSpec {
-  return typeof gpu === 'string' ? gpuPreset(gpu) : gpu;
+  return typeof gpu === 'string' ? gpuPreset(gpu) : checkGpuSpec(gpu);
 }
 
 /** The GPU as the binding takes it. */
