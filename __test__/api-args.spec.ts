@@ -3,6 +3,7 @@
 // wrong-typed arguments, fake plans.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import test from 'ava';
 import {
   ErrorCodes,
@@ -20,7 +21,29 @@ import {
   searchIsfArgumentsAsync,
   searchLayouts,
   syntheticSamples,
+  applyCalibration,
+  baselineStages,
+  batchMetrics,
+  droppedSamples,
+  evaluateChunks,
+  evaluateStages,
+  exportDeepSpeed,
+  exportMegatron,
+  exportMegatronChunks,
+  heaviestMicroBatchLoad,
+  isOmnibalError,
+  partitionStages,
+  planForRank,
+  planStep,
+  readSamples,
+  renderReport,
+  searchStages,
+  shellLine,
+  shellQuote,
+  vlmLayers,
+  vlmStageProblem,
 } from '../index';
+import { threadsWarning } from '../src/threads';
 import { root } from './helpers';
 
 const samples = syntheticSamples(600, 3);
@@ -135,3 +158,101 @@ for (const [label, run, message] of [
     t.is(error.message, message);
   });
 }
+
+// Every exported function given null, undefined or a wrong-typed argument throws (or rejects
+// with) a coded error, never a bare TypeError from reading a property of null.
+const plan = planBatches(samples, { dp: 2, samplesPerPack: 4 });
+const problem = vlmStageProblem({ model: 'tiny-vlm', gpu: 'A100-80G', pp: 2, dp: 1, microBatches: 4, load: { tiles: 2, tokens: 1024 } });
+const stagePlan = partitionStages(problem);
+const nullish: [string, () => unknown][] = [
+  ['batchMetrics(plan, samples, null)', () => batchMetrics(plan, samples, null as never)],
+  ['droppedSamples(null)', () => droppedSamples(null as never)],
+  ['planForRank(null, 0)', () => planForRank(null as never, 0)],
+  ['planStep(undefined, 0)', () => planStep(undefined as never, 0)],
+  ['applyCalibration(null, {})', () => applyCalibration(null as never, {} as never)],
+  ['applyCalibration(problem, null)', () => applyCalibration(problem, null as never)],
+  ['baselineStages(null)', () => baselineStages(null as never, 'uniform' as never, 'none')],
+  ['evaluateStages(null)', () => evaluateStages(null as never, [], [])],
+  ['evaluateStages(problem, null)', () => evaluateStages(problem, null as never, [])],
+  ['vlmLayers(tiny, A100, undefined)', () => vlmLayers('tiny-vlm', 'A100-80G', undefined as never)],
+  ['vlmLayers(tiny, {})', () => vlmLayers('tiny-vlm', {} as never, {} as never)],
+  ['vlmStageProblem(null)', () => vlmStageProblem(null as never)],
+  ['evaluateChunks(null)', () => evaluateChunks(null as never, [], [])],
+  ['heaviestMicroBatchLoad(null, samples)', () => heaviestMicroBatchLoad(null as never, samples)],
+  ['heaviestMicroBatchLoad(plan, null)', () => heaviestMicroBatchLoad(plan, null as never)],
+  ['searchStages(problem, null)', () => searchStages(problem, null as never)],
+  ['exportDeepSpeed(null)', () => exportDeepSpeed(null as never)],
+  ['exportDeepSpeed({})', () => exportDeepSpeed({} as never)],
+  ['exportMegatron(null, plan)', () => exportMegatron(null as never, stagePlan)],
+  ['exportMegatron(problem, null)', () => exportMegatron(problem, null as never)],
+  ['shellLine(null)', () => shellLine(null as never)],
+  ['shellQuote({})', () => shellQuote({} as never)],
+  ['shellLine([5])', () => shellLine([5] as never)],
+  ['exportMegatronChunks(problem, undefined)', () => exportMegatronChunks(problem, undefined as never)],
+  ['planTraining(null)', () => planTraining(null as never)],
+  ['searchLayouts(null)', () => searchLayouts(null as never)],
+  ['renderReport(null)', () => renderReport(null as never)],
+  ['renderReport({})', () => renderReport({} as never)],
+];
+for (const [label, run] of nullish) {
+  test(`${label} is a coded error`, (t) => {
+    const error = t.throws(run) as Error & { code?: string };
+    t.true(isOmnibalError(error), `${error?.constructor?.name} ${error?.code}: ${error?.message}`);
+  });
+}
+
+test('readSamples refuses a Buffer, a URL, a number or a bare stream, saying what an input must be', async (t) => {
+  for (const [input, what] of [
+    [Buffer.from('[]'), 'a Buffer'],
+    [new URL('file:///tmp/x.json'), 'a URL (pass url.fileURLToPath(url))'],
+    [5, 'number'],
+    [Readable.from(['[]']), 'a bare stream (wrap it as { name, stream })'],
+    [null, 'null'],
+  ] as [unknown, string][]) {
+    const error = (await t.throwsAsync(readSamples([input as string]))) as Error & { code?: string };
+    t.is(error.code, ErrorCodes.INVALID_TYPE);
+    t.is(error.message, `inputs[0] must be a file path (a string) or { name, stream, format? } with an async-iterable stream, got ${what}`);
+  }
+  const error = (await t.throwsAsync(readSamples('x.json', null as never))) as Error & { code?: string };
+  t.is(error.code, ErrorCodes.INVALID_TYPE);
+});
+
+test('planStep and planForRank refuse a fake plan instead of returning []', (t) => {
+  for (const fake of [
+    { steps: 3, dp: 2 },
+    { ...plan, steps: plan.steps + 1 },
+    { ...plan, rankOffsets: Uint32Array.of(0, 5) },
+    { ...plan, samples: Array.from(plan.samples) },
+  ]) {
+    for (const run of [() => planStep(fake as never, 0), () => planForRank(fake as never, 0)]) {
+      const error = t.throws(run) as Error & { code?: string };
+      t.true(error.code === ErrorCodes.INVALID_TYPE || error.code === ErrorCodes.OUT_OF_RANGE, error.message);
+    }
+  }
+  // A real plan still works, every step and rank.
+  t.is(planStep(plan, 0).length, 2);
+  t.is(planForRank(plan, 1).length, plan.steps);
+});
+
+test('an infeasible 1e300-byte need prints its GiB figure as JavaScript does (exponent form)', (t) => {
+  const f = (v: number) => new Float64Array(4).fill(v);
+  const error = t.throws(() =>
+    partitionStages({ forwardMs: f(1), backwardMs: f(2), staticBytes: f(1e300), activationBytes: f(1), checkpointBytes: f(1), stages: 2, microBatches: 4, memoryBytes: 1e9 } as never),
+  ) as Error & { code?: string };
+  t.is(error.code, ErrorCodes.INFEASIBLE);
+  t.is(error.message, 'no plan fits in 1000000000 bytes per GPU; the least memory that fits is 2e+300 bytes (1.862645149230957e+291 GiB, rounded up)');
+});
+
+test('a bad OMNIBAL_THREADS value is named once on stderr (native), the count used given', (t) => {
+  t.is(threadsWarning(undefined), undefined);
+  t.is(threadsWarning('4'), undefined);
+  t.is(threadsWarning(' 8 '), undefined);
+  t.is(threadsWarning('abc', 6), 'omnibal: OMNIBAL_THREADS="abc" is not a whole number from 1 to 8; ignored, the default: 6 worker threads\n');
+  t.is(threadsWarning('999', 6), 'omnibal: OMNIBAL_THREADS="999" is not a whole number from 1 to 8; clamped: 8 worker threads\n');
+  t.is(threadsWarning('0', 6), 'omnibal: OMNIBAL_THREADS="0" is not a whole number from 1 to 8; clamped: 1 worker thread\n');
+  const script = `const m = require(${JSON.stringify(path.join(root, 'dist', 'index.js'))}); m.permutation(3, 0); m.permutation(3, 1);`;
+  const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, OMNIBAL_THREADS: 'lots' }, encoding: 'utf8', timeout: 60_000 });
+  t.is(r.status, 0);
+  const native = process.env.OMNIBAL_BACKEND !== 'js';
+  t.is(r.stderr.split('OMNIBAL_THREADS="lots"').length - 1, native ? 1 : 0, r.stderr);
+});

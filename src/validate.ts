@@ -59,3 +59,14 @@ export function expectObject<T extends object>(name: string, value: T | null | u
   }
   return value;
 }
+
+/** Throws unless `value` is an array (or typed array) of numbers, naming the argument. */
+export function expectNumberList(name: string, value: unknown): ArrayLike<number> {
+  const list = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
+  if (!list) throw invalidType(name, `must be an array of numbers, got ${describeValue(value)}`);
+  const items = value as ArrayLike<unknown>;
+  for (let i = 0; i < items.length; i++) {
+    if (typeof items[i] !== 'number') throw invalidType(`${name}[${i}]`, `must be a number, got ${describeValue(items[i])}`);
+  }
+  return items as ArrayLike<number>;
+}

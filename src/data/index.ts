@@ -8,7 +8,7 @@ import type * as Native from '../../bindings';
 import { activeBackend, type Backend } from '../binding';
 import { invalidType } from '../errors';
 import { progressOption, withProgress, type ProgressCallback } from '../progress';
-import { describeValue, expectU32Array, integerBetween, numberAtLeast } from '../validate';
+import { describeValue, expectObject, expectU32Array, integerBetween, numberAtLeast } from '../validate';
 import { rememberPlanLoads } from './load';
 import { type BatchMetrics } from './metrics';
 import { type BatchPlan } from './plan';
@@ -280,6 +280,7 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
  * @returns the metrics, overall and per step
  */
 export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
+  expectObject('cost', cost);
   const { loads, ...metrics } = call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
   // The same pass gave the plan's micro-batch loads: kept for meanMicroBatchLoad and the rest.
   rememberPlanLoads(plan, samples, loads);
@@ -303,5 +304,9 @@ export interface DroppedSample {
  * @returns one `{ index, reason }` per dropped sample, by ascending index
  */
 export function droppedSamples(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): DroppedSample[] {
+  expectU32Array('plan.droppedIndex', expectObject('plan', plan, 'a BatchPlan').droppedIndex);
+  if (!(plan.droppedReason instanceof Uint8Array) || plan.droppedReason.length !== plan.droppedIndex.length) {
+    throw invalidType('plan.droppedReason', `must be a Uint8Array as long as droppedIndex, got ${describeValue(plan.droppedReason)}`);
+  }
   return Array.from(plan.droppedIndex, (index, k) => ({ index, reason: DROP_REASONS[plan.droppedReason[k] - 1] }));
 }

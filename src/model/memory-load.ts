@@ -10,7 +10,8 @@
  * @module
  */
 import { planLoads } from '../data/load';
-import type { BatchPlan } from '../data/plan';
+import { checkPlanShape, type BatchPlan } from '../data/plan';
+import { expectObject, expectU32Array } from '../validate';
 import type { Samples } from '../data/samples';
 import type { MicroBatchLoad } from './index';
 
@@ -22,6 +23,9 @@ import type { MicroBatchLoad } from './index';
  * @returns a load at least as heavy as every micro-batch of the plan, in each component
  */
 export function heaviestMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoad {
+  checkPlanShape(plan);
+  expectU32Array('samples.vision', expectObject('samples', s).vision);
+  expectU32Array('samples.text', s.text);
   // From the plan's one pass over its samples (shared with its mean load, computed once per plan).
   const { tiles, tokens: most } = planLoads(plan, s).most;
   const tokens = Math.max(1, most);
