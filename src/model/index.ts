@@ -423,6 +423,7 @@ export function partitionStagesAsync(problem: StageProblem): Promise<StagePlan> 
  * @returns the predicted plan of that split
  */
 export function evaluateSplit(problem: StageProblem, lastLayers: number[]): StagePlan {
+  expectNumberList('lastLayers', lastLayers);
   return shape(problem, activeBackend().evaluateSplit(toInput(problem), Uint32Array.from(lastLayers)));
 }
 
@@ -459,6 +460,8 @@ export function evaluateStages(problem: StageProblem, lastLayers: number[], reco
  */
 export function baselineStages(problem: StageProblem, method: Split, recompute: 'none' | 'full' | 'uniform'): StagePlan {
   checkStageProblem(problem);
+  if (typeof method !== 'string') throw invalidType('method', `must be a string, got ${describeValue(method)}`);
+  if (typeof recompute !== 'string') throw invalidType('recompute', `must be a string, got ${describeValue(recompute)}`);
   const params = problem.params ?? problem.staticBytes;
   return shape(problem, activeBackend().baselineStages(toInput(problem), params, method, recompute));
 }
