@@ -809,7 +809,7 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
  */
 export function applyCalibration(problem: StageProblem, result: CalibrationResult): StageProblem {
   checkStageProblem(problem);
-  expectNumberList('result.activationScale', expectObject('result', result).activationScale);
+  expectObject('result.activationScale', expectObject('result', result).activationScale);
   if (!problem.layerKinds) throw invalidOptions('the problem needs layerKinds (build it with vlmStageProblem) to apply a calibration');
   const scale = (xs: Float64Array) => xs.map((a, i) => a * result.activationScale[problem.layerKinds![i]]);
   return { ...problem, activationBytes: scale(problem.activationBytes), selectiveBytes: problem.selectiveBytes ? scale(problem.selectiveBytes) : undefined };
