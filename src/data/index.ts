@@ -27,7 +27,11 @@ export type { IsfCandidate, IsfSearch } from './isf-search';
 
 /** Options of the Promise variants. */
 export interface AsyncOptions {
-  /** Called with `(done, total)` a few times a second at most; the last call comes before the Promise resolves. */
+  /**
+   * Called with `(done, total)` a few times a second at most; the last call comes before the
+   * Promise resolves. Not a function: `ERR_OMNIBAL_INVALID_TYPE`. A callback that throws is not
+   * called again, and the Promise rejects with its error (the result is discarded).
+   */
   onProgress?: ProgressCallback;
 }
 

@@ -15,7 +15,8 @@ export { MAX_PERMUTATION_LEN } from './permutation';
 export interface PermutationAsyncOptions {
   /**
    * Called with `(done, total)` a few times a second at most; the last call, `(n, n)`, comes
-   * before the Promise resolves.
+   * before the Promise resolves. Not a function: `ERR_OMNIBAL_INVALID_TYPE`. A callback that
+   * throws is not called again, and the Promise rejects with its error.
    */
   onProgress?: ProgressCallback;
 }
