@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import type * as Native from '../bindings';
 import { ErrorCodes, omnibalError } from './errors';
 import { packageRoot } from './package';
+import { threadsWarning } from './threads';
 import { deferred } from './progress';
 import { dataTwins } from './data/twins';
 import { modelTwins } from './model/twins';
@@ -130,6 +131,8 @@ function select(): Loaded {
   }
   const { native, error } = loadNative();
   if (native) {
+    const warning = threadsWarning(process.env.OMNIBAL_THREADS);
+    if (warning) process.stderr.write(warning);
     const file = nativePathOf(native);
     const info: BackendInfo = { kind: 'native', ...(file ? { path: file } : {}) };
     if (wanted === 'native') info.reason = 'OMNIBAL_BACKEND=native';

@@ -8,6 +8,8 @@
  *
  * @module
  */
+import { invalidType } from './errors';
+import { describeValue } from './validate';
 
 /**
  * `(done, total)`: how much of a long call is finished, in units the call chooses.
@@ -37,37 +39,81 @@ export function deferred<T>(work: () => T, onProgress?: ProgressCallback | null,
 }
 
 /**
+ * `onProgress` as given, checked: `undefined` or `null` for none, else it must be a function.
+ *
+ * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) for anything else.
+ */
+export function checkProgress<F extends (...args: never[]) => void>(onProgress: unknown): F | undefined {
+  if (onProgress === undefined || onProgress === null) return undefined;
+  if (typeof onProgress !== 'function') {
+    throw invalidType('onProgress', `must be a function, got ${describeValue(onProgress)}`);
+  }
+  return onProgress as F;
+}
+
+/**
+ * The `onProgress` of a Promise variant's options object (`undefined`, `null` or an object).
+ *
+ * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) when the options are not an object or
+ *   `onProgress` is not a function.
+ */
+export function progressOption(options: unknown): ProgressCallback | undefined {
+  if (options === undefined || options === null) return undefined;
+  if (typeof options !== 'object') throw invalidType('options', `must be an object, got ${describeValue(options)}`);
+  return checkProgress<ProgressCallback>((options as { onProgress?: unknown }).onProgress);
+}
+
+/**
  * Calls `start` with a guarded progress callback (or `null` when the caller gave none) and
  * returns its Promise, completed with the final report on success.
+ *
+ * A callback that throws never reaches the event loop (where, called from a native threadsafe
+ * function, it would end the process): the first error it throws is kept, later reports are
+ * dropped, and the Promise rejects with that error once the work ends (its result discarded).
+ *
+ * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) when `onProgress` is given but not a function.
  */
 export function withProgress<T>(
-  onProgress: ProgressCallback | undefined,
+  onProgress: ProgressCallback | undefined | null,
   start: (progress: ProgressCallback | null) => Promise<T>,
 ): Promise<T> {
-  if (!onProgress) return start(null);
+  const listener = checkProgress<ProgressCallback>(onProgress);
+  if (!listener) return start(null);
   let open = true;
   let last: [number, number] | undefined;
+  let failure: { error: unknown } | undefined;
+  const report = (done: number, total: number): void => {
+    try {
+      listener(done, total);
+    } catch (error) {
+      failure = { error };
+      open = false;
+    }
+  };
   const guarded: ProgressCallback = (done, total) => {
     if (!open) return;
     last = [done, total];
-    onProgress(done, total);
+    report(done, total);
   };
   return start(guarded).then(
     // The native reports come through a non-blocking threadsafe function, so under load the
     // result can arrive before them: let the queued reports run first, then make sure the
     // listener's last call says done (1 of 1 when none arrived at all).
     (value) =>
-      new Promise<T>((resolve) =>
+      new Promise<T>((resolve, reject) =>
         setImmediate(() => {
-          if (!last) onProgress(1, 1);
-          else if (last[0] < last[1]) onProgress(last[1], last[1]);
+          if (open) {
+            if (!last) report(1, 1);
+            else if (last[0] < last[1]) report(last[1], last[1]);
+          }
           open = false;
-          resolve(value);
+          if (failure) reject(failure.error);
+          else resolve(value);
         }),
       ),
     (error: unknown) => {
       open = false;
-      throw error;
+      throw failure ? failure.error : error;
     },
   );
 }

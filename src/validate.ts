@@ -48,3 +48,25 @@ export function expectU32Array(name: string, value: unknown): Uint32Array {
   if (value instanceof Uint32Array) return value;
   throw invalidType(name, `must be a Uint32Array, got ${describeValue(value)}`);
 }
+
+/**
+ * Throws unless `value` is a non-null object (arrays and typed arrays are not accepted), naming
+ * the argument and what it got; `what` says which object is wanted (default `an object`).
+ */
+export function expectObject<T extends object>(name: string, value: T | null | undefined, what = 'an object'): T {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) {
+    throw invalidType(name, `must be ${what}, got ${Array.isArray(value) ? 'an array' : describeValue(value)}`);
+  }
+  return value;
+}
+
+/** Throws unless `value` is an array (or typed array) of numbers, naming the argument. */
+export function expectNumberList(name: string, value: unknown): ArrayLike<number> {
+  const list = Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView));
+  if (!list) throw invalidType(name, `must be an array of numbers, got ${describeValue(value)}`);
+  const items = value as ArrayLike<unknown>;
+  for (let i = 0; i < items.length; i++) {
+    if (typeof items[i] !== 'number') throw invalidType(`${name}[${i}]`, `must be a number, got ${describeValue(items[i])}`);
+  }
+  return items as ArrayLike<number>;
+}

@@ -7,8 +7,8 @@
 import type * as Native from '../../bindings';
 import { activeBackend, type Backend } from '../binding';
 import { invalidType } from '../errors';
-import { withProgress, type ProgressCallback } from '../progress';
-import { describeValue, expectU32Array } from '../validate';
+import { progressOption, withProgress, type ProgressCallback } from '../progress';
+import { describeValue, expectObject, expectU32Array, integerBetween, numberAtLeast } from '../validate';
 import { rememberPlanLoads } from './load';
 import { type BatchMetrics } from './metrics';
 import { type BatchPlan } from './plan';
@@ -27,7 +27,11 @@ export type { IsfCandidate, IsfSearch } from './isf-search';
 
 /** Options of the Promise variants. */
 export interface AsyncOptions {
-  /** Called with `(done, total)` a few times a second at most; the last call comes before the Promise resolves. */
+  /**
+   * Called with `(done, total)` a few times a second at most; the last call comes before the
+   * Promise resolves. Not a function: `ERR_OMNIBAL_INVALID_TYPE`. A callback that throws is not
+   * called again, and the Promise rejects with its error (the result is discarded).
+   */
   onProgress?: ProgressCallback;
 }
 
@@ -108,21 +112,40 @@ function checkOptionTypes(options: object): void {
   }
 }
 
+/**
+ * A required option and the check the twins run on it: called here only when the option is
+ * missing, so the native backend (whose binding would say `Missing field`) throws the twins'
+ * coded error with their words.
+ */
+type RequiredOption = readonly [key: string, check: (name: string, value: number) => unknown];
+const anInteger = (name: string, value: number) => integerBetween(name, value, 0, 0);
+const PLAN_REQUIRED: readonly RequiredOption[] = [['dp', anInteger]];
+const ISF_REQUIRED: readonly RequiredOption[] = [['maxVision', anInteger], ['maxText', anInteger]];
+const SEARCH_REQUIRED: readonly RequiredOption[] = [['samplesPerPack', (name, value) => numberAtLeast(name, value, 1)]];
+
+function checkRequired(options: object, required: readonly RequiredOption[]): void {
+  const o = options as Record<string, unknown>;
+  for (const [key, check] of required) {
+    if (o[key] === undefined || o[key] === null) check(key, o[key] as unknown as number);
+  }
+}
+
 function asPlan(native: Native.NativeBatchPlan): BatchPlan {
   return native as BatchPlan;
 }
 
 /** Checks the samples and option types, then calls the backend. */
-function call<R>(samples: Samples, options: object, run: (api: Backend) => R): R {
+function call<R>(samples: Samples, options: object, run: (api: Backend) => R, required: readonly RequiredOption[] = []): R {
   checkSamplesShape(samples);
   checkOptionTypes(options);
+  checkRequired(options, required);
   return run(activeBackend());
 }
 
 /** {@link call} for a Promise variant: bad input rejects; progress arrives in order. */
-function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOptions, start: (api: Backend, progress: ProgressCallback | null) => Promise<R>): Promise<R> {
+function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOptions, start: (api: Backend, progress: ProgressCallback | null) => Promise<R>, required: readonly RequiredOption[]): Promise<R> {
   try {
-    return call(samples, options, (api) => withProgress(asyncOptions.onProgress, (progress) => start(api, progress)));
+    return call(samples, options, (api) => withProgress(progressOption(asyncOptions), (progress) => start(api, progress)), required);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -157,7 +180,7 @@ function withDefaultCost(options: PlanBatchesOptions): PlanBatchesOptions {
  * @returns the plan: flat sample indices with offsets by pack, packs by step and rank, the dropped samples with their reasons
  */
 export function planBatches(samples: Samples, options: PlanBatchesOptions): BatchPlan {
-  return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, withDefaultCost(options))));
+  return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, withDefaultCost(options))), PLAN_REQUIRED);
 }
 
 /**
@@ -169,7 +192,7 @@ export function planBatches(samples: Samples, options: PlanBatchesOptions): Batc
  * @returns a Promise of the plan {@link planBatches} returns for the same arguments
  */
 export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, asyncOptions: AsyncOptions = {}): Promise<BatchPlan> {
-  return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, withDefaultCost(options), progress)).then(asPlan);
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, withDefaultCost(options), progress), PLAN_REQUIRED).then(asPlan);
 }
 
 /**
@@ -211,7 +234,7 @@ export function balanceBatchesAsync(
  * @returns the packs (sample indices with offsets) and the samples over a cap in `droppedIndex`
  */
 export function packIsf(samples: Samples, options: PackIsfOptions): IsfPacks {
-  return call(samples, options, (api) => api.packIsf(samples.vision, samples.text, options));
+  return call(samples, options, (api) => api.packIsf(samples.vision, samples.text, options), ISF_REQUIRED);
 }
 
 /**
@@ -223,7 +246,7 @@ export function packIsf(samples: Samples, options: PackIsfOptions): IsfPacks {
  * @returns a Promise of the packs {@link packIsf} returns
  */
 export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfPacks> {
-  return callAsync(samples, options, asyncOptions, (api, progress) => api.packIsfAsync(samples.vision, samples.text, options, progress));
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.packIsfAsync(samples.vision, samples.text, options, progress), ISF_REQUIRED);
 }
 
 /**
@@ -235,7 +258,7 @@ export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOpt
  * @returns every candidate evaluated, in order, and the index of the chosen one
  */
 export function searchIsfArguments(samples: Samples, options: SearchIsfOptions): IsfSearch {
-  return call(samples, options, (api) => api.searchIsfArguments(samples.vision, samples.text, options));
+  return call(samples, options, (api) => api.searchIsfArguments(samples.vision, samples.text, options), SEARCH_REQUIRED);
 }
 
 /**
@@ -247,7 +270,7 @@ export function searchIsfArguments(samples: Samples, options: SearchIsfOptions):
  * @returns a Promise of the search {@link searchIsfArguments} returns
  */
 export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfSearch> {
-  return callAsync(samples, options, asyncOptions, (api, progress) => api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress));
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress), SEARCH_REQUIRED);
 }
 
 /**
@@ -261,6 +284,7 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
  * @returns the metrics, overall and per step
  */
 export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
+  expectObject('cost', cost);
   const { loads, ...metrics } = call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
   // The same pass gave the plan's micro-batch loads: kept for meanMicroBatchLoad and the rest.
   rememberPlanLoads(plan, samples, loads);
@@ -284,5 +308,9 @@ export interface DroppedSample {
  * @returns one `{ index, reason }` per dropped sample, by ascending index
  */
 export function droppedSamples(plan: Pick<BatchPlan, 'droppedIndex' | 'droppedReason'>): DroppedSample[] {
+  expectU32Array('plan.droppedIndex', expectObject('plan', plan, 'a BatchPlan').droppedIndex);
+  if (!(plan.droppedReason instanceof Uint8Array) || plan.droppedReason.length !== plan.droppedIndex.length) {
+    throw invalidType('plan.droppedReason', `must be a Uint8Array as long as droppedIndex, got ${describeValue(plan.droppedReason)}`);
+  }
   return Array.from(plan.droppedIndex, (index, k) => ({ index, reason: DROP_REASONS[plan.droppedReason[k] - 1] }));
 }

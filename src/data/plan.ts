@@ -6,7 +6,9 @@
  * @module
  */
 import { ErrorCodes, omnibalError, unknownOption } from '../errors';
-import { integerBetween } from '../validate';
+import { invalidType, outOfRange } from '../errors';
+import { describeValue, expectNumber, expectObject, expectU32Array, integerBetween } from '../validate';
+import { checkPlanArrays } from './metrics';
 import { DROP_CODE, type Caps } from './samples';
 
 /**
@@ -182,6 +184,7 @@ export function assemble(
  * @returns the sample indices of each micro-batch of each rank in that step
  */
 export function planStep(plan: BatchPlan, step: number): Uint32Array[][] {
+  checkPlanShape(plan);
   integerBetween('step', step, 0, Math.max(plan.steps - 1, 0));
   const out: Uint32Array[][] = [];
   for (let r = 0; r < plan.dp; r++) out.push(rankMicroBatches(plan, step, r));
@@ -196,10 +199,39 @@ export function planStep(plan: BatchPlan, step: number): Uint32Array[][] {
  * @returns the sample indices of each micro-batch of that rank in each step
  */
 export function planForRank(plan: BatchPlan, rank: number): Uint32Array[][] {
+  checkPlanShape(plan);
   integerBetween('rank', rank, 0, plan.dp - 1);
   const out: Uint32Array[][] = [];
   for (let s = 0; s < plan.steps; s++) out.push(rankMicroBatches(plan, s, rank));
   return out;
+}
+
+const checkedPlans = new WeakMap<BatchPlan, [Uint32Array, Uint32Array, Uint32Array, number, number]>();
+
+/**
+ * `plan` if it is shaped as a {@link BatchPlan}: `dp` and `steps` numbers, its index arrays
+ * `Uint32Array`s and `padding` a `Uint8Array`, the offsets consistent (as the metrics check
+ * them) and `steps` equal to the rank slots over `dp`. Else a coded `TypeError`
+ * (`ERR_OMNIBAL_INVALID_TYPE`) or `RangeError` (`ERR_OMNIBAL_OUT_OF_RANGE`).
+ */
+export function checkPlanShape(plan: BatchPlan): BatchPlan {
+  expectObject('plan', plan, 'a BatchPlan');
+  // Checked once per plan and set of arrays: a caller walking every step must not pay a pass
+  // over the whole plan per step.
+  const seen = checkedPlans.get(plan);
+  if (seen && seen[0] === plan.samples && seen[1] === plan.microBatchOffsets && seen[2] === plan.rankOffsets && seen[3] === plan.steps && seen[4] === plan.dp) {
+    return plan;
+  }
+  expectNumber('plan.dp', plan.dp);
+  integerBetween('plan.dp', plan.dp, 1, 1 << 20);
+  expectNumber('plan.steps', plan.steps);
+  for (const k of ['samples', 'microBatchOffsets', 'rankOffsets'] as const) expectU32Array(`plan.${k}`, plan[k]);
+  if (!(plan.padding instanceof Uint8Array)) throw invalidType('plan.padding', `must be a Uint8Array, got ${describeValue(plan.padding)}`);
+  checkPlanArrays(plan);
+  const steps = (plan.rankOffsets.length - 1) / plan.dp;
+  if (plan.steps !== steps) throw outOfRange('plan', `steps must be rankOffsets.length - 1 over dp = ${steps}, got ${plan.steps}`);
+  checkedPlans.set(plan, [plan.samples, plan.microBatchOffsets, plan.rankOffsets, plan.steps, plan.dp]);
+  return plan;
 }
 
 function rankMicroBatches(plan: BatchPlan, step: number, rank: number): Uint32Array[] {

@@ -20,7 +20,28 @@
  *
  * @module
  */
-import type { StagePlan, StageProblem } from '../model/index';
+import { invalidType } from '../errors';
+import { checkStageProblem, type StagePlan, type StageProblem } from '../model/index';
+import { describeValue, expectNumber, expectNumberList, expectObject } from '../validate';
+
+/**
+ * `plan` if it is shaped as a {@link StagePlan} (a non-empty `stages` list, each stage with its
+ * layer numbers and lists), else a coded `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`).
+ */
+export function checkStagePlanShape(plan: StagePlan, name = 'plan'): StagePlan {
+  const stages = expectObject(name, plan).stages as unknown;
+  if (!Array.isArray(stages) || stages.length === 0) {
+    throw invalidType(`${name}.stages`, `must be a non-empty array of stages, got ${Array.isArray(stages) ? 'an empty array' : describeValue(stages)}`);
+  }
+  stages.forEach((s: unknown, k) => {
+    const stage = expectObject(`${name}.stages[${k}]`, s as Record<string, unknown>);
+    expectNumber(`${name}.stages[${k}].firstLayer`, stage.firstLayer);
+    expectNumber(`${name}.stages[${k}].lastLayer`, stage.lastLayer);
+    expectNumberList(`${name}.stages[${k}].recomputeLayers`, stage.recomputeLayers);
+    expectNumberList(`${name}.stages[${k}].selectiveLayers`, stage.selectiveLayers);
+  });
+  return plan;
+}
 
 /** One way to pass the split to Megatron-LM. */
 export interface MegatronAlternative {
@@ -78,6 +99,7 @@ const isVision = (k: string) => k === 'vit-embed' || k === 'vit' || k === 'proje
  * @returns the argument, quoted where needed
  */
 export function shellQuote(arg: string): string {
+  if (typeof arg !== 'string') throw invalidType('arg', `must be a string, got ${describeValue(arg)}`);
   if (arg !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
@@ -89,6 +111,7 @@ export function shellQuote(arg: string): string {
  * @returns one line a POSIX shell reads back as `argv`
  */
 export function shellLine(argv: string[]): string {
+  if (!Array.isArray(argv)) throw invalidType('argv', `must be an array of strings, got ${describeValue(argv)}`);
   return argv.map(shellQuote).join(' ');
 }
 
@@ -102,6 +125,8 @@ export function shellLine(argv: string[]): string {
  * @returns the Megatron-LM arguments and layout
  */
 export function exportMegatron(problem: StageProblem, plan: StagePlan): MegatronExport {
+  checkStageProblem(problem);
+  checkStagePlanShape(plan);
   const kinds = problem.layerKinds;
   const unsupported: string[] = [];
   if (!kinds) {
@@ -263,6 +288,7 @@ function pythonModule(parts: number[], checkpoint: number[][]): string {
  * @returns the `PipelineModule` parts and checkpointed layers per stage
  */
 export function exportDeepSpeed(plan: StagePlan): DeepSpeedExport {
+  checkStagePlanShape(plan);
   const parts = [...plan.stages.map((s) => s.firstLayer), plan.stages[plan.stages.length - 1].lastLayer + 1];
   const checkpointLayers = plan.stages.map((s) => s.recomputeLayers);
   const unsupported: string[] = [];

@@ -26,7 +26,10 @@
  * @module
  */
 import type { ChunkPlan, StagePlan, StageProblem } from '../model/index';
-import { exportMegatron, shellLine, type MegatronAlternative, type MegatronExport } from './index';
+import { invalidType } from '../errors';
+import { checkStageProblem } from '../model/index';
+import { describeValue, expectNumber, expectObject } from '../validate';
+import { checkStagePlanShape, exportMegatron, shellLine, type MegatronAlternative, type MegatronExport } from './index';
 
 /**
  * Megatron-LM arguments for an interleaved chunk plan: the layout of `v x P` segments (Megatron-LM
@@ -39,6 +42,11 @@ import { exportMegatron, shellLine, type MegatronAlternative, type MegatronExpor
  * @returns the Megatron-LM arguments, the layout and what they cannot express
  */
 export function exportMegatronChunks(problem: StageProblem, plan: ChunkPlan): MegatronExport {
+  checkStageProblem(problem);
+  // The chunks stand in for stages below: each must be shaped as one.
+  checkStagePlanShape({ stages: expectObject('plan', plan).chunks } as unknown as StagePlan, 'plan.chunks');
+  if (!Array.isArray(plan.stages)) throw invalidType('plan.stages', `must be an array, got ${describeValue(plan.stages)}`);
+  expectNumber('plan.virtualStages', plan.virtualStages);
   const P = plan.stages.length;
   const v = plan.virtualStages;
   // Each chunk in the place of a stage (a contiguous plan of v x P stages).

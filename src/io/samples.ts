@@ -29,8 +29,8 @@ import { constants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
-import { ErrorCodes, omnibalError, unknownOption, type OmnibalError } from '../errors';
-import { expectNumber, integerBetween } from '../validate';
+import { ErrorCodes, invalidType, omnibalError, unknownOption, type OmnibalError } from '../errors';
+import { describeValue, expectNumber, expectObject, integerBetween } from '../validate';
 import type { Samples } from '../data/samples';
 import { csvFields, csvTrim, csvValue, isJsonSpace, jsonSample, type RecordError } from './record';
 
@@ -634,7 +634,8 @@ export async function readSampleFilesTwin(
 export async function readSamples(inputs: string | SamplesStream | (string | SamplesStream)[], options: ReadSamplesOptions = {}): Promise<LoadedSamples> {
   const list = Array.isArray(inputs) ? inputs : [inputs];
   if (list.length === 0) throw omnibalError(ErrorCodes.EMPTY_INPUT, 'no input files');
-  const limits = limitsOf(options);
+  list.forEach(checkInput);
+  const limits = limitsOf(expectObject('options', options));
   const formats = list.map((input) => (typeof input === 'string' ? formatOf(input, options.format) : (input.format ?? options.format)));
   const names = list.map((input) => (typeof input === 'string' ? input : input.name));
   const loaded = list.every((input) => typeof input === 'string')
@@ -655,6 +656,26 @@ export async function readSamples(inputs: string | SamplesStream | (string | Sam
       group = value;
     },
   });
+}
+
+/** Whether `value` can be read with `for await`. */
+function isAsyncIterable(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function';
+}
+
+/** Throws a coded `TypeError` unless `input` is a path (a string) or a {@link SamplesStream}. */
+function checkInput(input: unknown, k: number): void {
+  if (typeof input === 'string') return;
+  const o = typeof input === 'object' && input !== null ? (input as Partial<SamplesStream>) : undefined;
+  if (o && !Buffer.isBuffer(o) && typeof o.name === 'string' && isAsyncIterable(o.stream)) return;
+  const what = input instanceof URL
+    ? 'a URL (pass url.fileURLToPath(url))'
+    : Buffer.isBuffer(input)
+      ? 'a Buffer'
+      : isAsyncIterable(input)
+        ? 'a bare stream (wrap it as { name, stream })'
+        : describeValue(input);
+  throw invalidType(`inputs[${k}]`, `must be a file path (a string) or { name, stream, format? } with an async-iterable stream, got ${what}`);
 }
 
 /** Each sample's input index, from the inputs' sample counts. */

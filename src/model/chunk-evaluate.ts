@@ -20,7 +20,8 @@
 import { invalidOptions } from '../errors';
 import { chunkInFlight, simulateStep } from '../simulate/index';
 import { ChunkReplayTwin } from '../simulate/simulate';
-import type { ChunkInfo, ChunkPlan, ChunkStageInfo, MemoryBreakdown, StagePlan, StageProblem } from './index';
+import { expectNumberList } from '../validate';
+import { checkStageProblem, type ChunkInfo, type ChunkPlan, type ChunkStageInfo, type MemoryBreakdown, type StagePlan, type StageProblem } from './index';
 
 /**
  * Predicted figures of a given interleaved layout: `v x P` contiguous chunks (chunk `c` ends at
@@ -35,6 +36,9 @@ import type { ChunkInfo, ChunkPlan, ChunkStageInfo, MemoryBreakdown, StagePlan, 
  * @throws `ERR_OMNIBAL_INVALID_OPTIONS` when the chunks do not cover the layers in order
  */
 export function evaluateChunks(problem: StageProblem, chunkLastLayers: number[], recomputeLayers: number[]): ChunkPlan {
+  checkStageProblem(problem);
+  expectNumberList('chunkLastLayers', chunkLastLayers);
+  expectNumberList('recomputeLayers', recomputeLayers);
   const P = problem.stages;
   const v = problem.virtualStages ?? 2;
   const L = problem.forwardMs.length;

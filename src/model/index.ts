@@ -11,10 +11,10 @@
 import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
 import { invalidOptions, invalidType } from '../errors';
-import { describeValue, expectNumber } from '../validate';
+import { describeValue, expectNumber, expectNumberList, expectObject } from '../validate';
 import { checkCalibration, checkFittedCosts, checkMeasurements, type LayerWork } from './calibration-file';
 import { gpuPreset, modelPreset } from './presets';
-import { LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
+import { checkGpuSpec, checkVlmSpec, LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
 import type { Recompute } from './stages';
 import type { Split } from './baselines';
 import { bareLayerMs } from './chunk-evaluate';
@@ -153,13 +153,25 @@ export interface StagePlan {
   lowerBoundMs: number;
 }
 
-function toInput(p: StageProblem): Native.StageProblemInput {
+/**
+ * `p` if it is shaped as a {@link StageProblem} (an object, its per-layer `Float64Array`s, its
+ * numbers), else a coded `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) naming the field.
+ *
+ * @param p - the problem as given
+ * @returns `p`
+ */
+export function checkStageProblem(p: StageProblem): StageProblem {
   if (typeof p !== 'object' || p === null) throw invalidType('problem', `must be an object, got ${describeValue(p)}`);
   for (const key of ['forwardMs', 'backwardMs', 'staticBytes', 'activationBytes', 'checkpointBytes'] as const) {
     if (!(p[key] instanceof Float64Array)) throw invalidType(key, `must be a Float64Array, got ${describeValue(p[key])}`);
   }
   if (p.commMs !== undefined && !(p.commMs instanceof Float64Array)) throw invalidType('commMs', `must be a Float64Array, got ${describeValue(p.commMs)}`);
   for (const key of ['stages', 'microBatches', 'memoryBytes'] as const) expectNumber(key, p[key]);
+  return p;
+}
+
+function toInput(p: StageProblem): Native.StageProblemInput {
+  checkStageProblem(p);
   return {
     forwardMs: p.forwardMs,
     backwardMs: p.backwardMs,
@@ -411,6 +423,7 @@ export function partitionStagesAsync(problem: StageProblem): Promise<StagePlan> 
  * @returns the predicted plan of that split
  */
 export function evaluateSplit(problem: StageProblem, lastLayers: number[]): StagePlan {
+  expectNumberList('lastLayers', lastLayers);
   return shape(problem, activeBackend().evaluateSplit(toInput(problem), Uint32Array.from(lastLayers)));
 }
 
@@ -424,6 +437,10 @@ export function evaluateSplit(problem: StageProblem, lastLayers: number[]): Stag
  * @returns the predicted plan, memory over the limit included
  */
 export function evaluateStages(problem: StageProblem, lastLayers: number[], recomputeLayers: number[], selectiveLayers: number[] = []): StagePlan {
+  checkStageProblem(problem);
+  expectNumberList('lastLayers', lastLayers);
+  expectNumberList('recomputeLayers', recomputeLayers);
+  expectNumberList('selectiveLayers', selectiveLayers);
   const flags = new Uint8Array(problem.forwardMs.length);
   for (const i of selectiveLayers) flags[i] = 2;
   for (const i of recomputeLayers) flags[i] = 1;
@@ -442,6 +459,9 @@ export function evaluateStages(problem: StageProblem, lastLayers: number[], reco
  * @returns the baseline's predicted plan
  */
 export function baselineStages(problem: StageProblem, method: Split, recompute: 'none' | 'full' | 'uniform'): StagePlan {
+  checkStageProblem(problem);
+  if (typeof method !== 'string') throw invalidType('method', `must be a string, got ${describeValue(method)}`);
+  if (typeof recompute !== 'string') throw invalidType('recompute', `must be a string, got ${describeValue(recompute)}`);
   const params = problem.params ?? problem.staticBytes;
   return shape(problem, activeBackend().baselineStages(toInput(problem), params, method, recompute));
 }
@@ -507,12 +527,12 @@ export interface VlmStageOptions {
 
 /** Resolves a model choice. */
 export function resolveModel(model: ModelChoice): VlmSpec {
-  return typeof model === 'string' ? modelPreset(model) : model;
+  return typeof model === 'string' ? modelPreset(model) : checkVlmSpec(model);
 }
 
 /** Resolves a GPU choice. */
 export function resolveGpu(gpu: GpuChoice): GpuSpec {
-  return typeof gpu === 'string' ? gpuPreset(gpu) : gpu;
+  return typeof gpu === 'string' ? gpuPreset(gpu) : checkGpuSpec(gpu);
 }
 
 /** The GPU as the binding takes it. */
@@ -596,6 +616,7 @@ export function tableShape(options: LayerTableOptions): Native.TableShape {
  * @returns the named per-layer table
  */
 export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions): NamedLayerTable {
+  expectObject('options', options);
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);
   const table = activeBackend().vlmLayerTable(spec, gpuInput(g), tableShape(options));
@@ -620,6 +641,7 @@ export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
  * @returns the stage problem for {@link partitionStages}
  */
 export function vlmStageProblem(o: VlmStageOptions): StageProblem {
+  expectObject('options', o);
   const spec = resolveModel(o.model);
   const g = resolveGpu(o.gpu);
   const t = vlmLayers(spec, g, { tp: o.tp, dp: o.dp, zero: o.zero, training: o.training, load: o.load });
@@ -786,6 +808,8 @@ export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
  * @returns a new stage problem with calibrated activation bytes
  */
 export function applyCalibration(problem: StageProblem, result: CalibrationResult): StageProblem {
+  checkStageProblem(problem);
+  expectObject('result.activationScale', expectObject('result', result).activationScale);
   if (!problem.layerKinds) throw invalidOptions('the problem needs layerKinds (build it with vlmStageProblem) to apply a calibration');
   const scale = (xs: Float64Array) => xs.map((a, i) => a * result.activationScale[problem.layerKinds![i]]);
   return { ...problem, activationBytes: scale(problem.activationBytes), selectiveBytes: problem.selectiveBytes ? scale(problem.selectiveBytes) : undefined };

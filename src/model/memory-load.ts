@@ -11,6 +11,7 @@
  */
 import { planLoads } from '../data/load';
 import type { BatchPlan } from '../data/plan';
+import { expectObject, expectU32Array } from '../validate';
 import type { Samples } from '../data/samples';
 import type { MicroBatchLoad } from './index';
 
@@ -22,6 +23,11 @@ import type { MicroBatchLoad } from './index';
  * @returns a load at least as heavy as every micro-batch of the plan, in each component
  */
 export function heaviestMicroBatchLoad(plan: BatchPlan, s: Samples): MicroBatchLoad {
+  // The arrays it reads, by type only: a what-if plan edited by hand is measured as it is.
+  expectU32Array('plan.samples', expectObject('plan', plan, 'a BatchPlan').samples);
+  expectU32Array('plan.microBatchOffsets', plan.microBatchOffsets);
+  expectU32Array('samples.vision', expectObject('samples', s).vision);
+  expectU32Array('samples.text', s.text);
   // From the plan's one pass over its samples (shared with its mean load, computed once per plan).
   const { tiles, tokens: most } = planLoads(plan, s).most;
   const tokens = Math.max(1, most);

@@ -5,7 +5,7 @@
  * @module
  */
 import { invalidOptions } from '../errors';
-import { integerBetween } from '../validate';
+import { expectObject, integerBetween } from '../validate';
 import { evaluateSplit, partitionStages, type StagePlan, type StageProblem } from './index';
 
 /** One candidate split with its prediction and, once told, its measurement. */
@@ -62,6 +62,7 @@ export interface StageSearch {
  * @returns the search: its ranked candidates, `ask`, `tell`, `best` and `run`
  */
 export function searchStages(problem: StageProblem, options: SearchStagesOptions = {}): StageSearch {
+  expectObject('options', options);
   const radius = integerBetween('radius', options.radius ?? 1, 0, 64);
   const budget = integerBetween('budget', options.budget ?? 8, 1, 1 << 20);
   const maxCandidates = integerBetween('maxCandidates', options.maxCandidates ?? 20000, 1, 1 << 24);

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { outOfRange } from '../errors';
-import { numberAtLeast } from '../validate';
+import { invalidType, outOfRange } from '../errors';
+import { describeValue, expectNumber, expectObject, numberAtLeast } from '../validate';
 
 /** A transformer stack (ViT or LLM). */
 export interface Transformer {
@@ -300,4 +300,52 @@ export function vlmLayerTableTwin(
     optimizerBytes: per((r, [, , o]) => (r.params / tp) * o),
     commMs,
   };
+}
+
+const TRANSFORMER_NUMBERS = ['layers', 'hidden', 'heads', 'kvHeads', 'ffn'] as const;
+const VLM_NUMBERS = ['vitTokensPerTile', 'tilePixels', 'patch', 'llmTokensPerTile', 'projectorIn'] as const;
+const GPU_NUMBERS = ['peakFlops', 'memoryBytes', 'networkBytesPerS', 'nvlinkBytesPerS'] as const;
+const EFFICIENCY_NUMBERS = ['vit', 'projector', 'llm', 'head'] as const;
+
+function checkNumbers(name: string, o: object, keys: readonly string[]): void {
+  for (const k of keys) expectNumber(`${name}.${k}`, (o as Record<string, unknown>)[k]);
+}
+
+/**
+ * `spec` if it has every field of a {@link VlmSpec} with its type (the ranges are the core's
+ * to check), else a coded `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) naming the field, such as
+ * `model.llm must be an object, got undefined`: the same on both backends.
+ *
+ * @param spec - the model as given
+ * @param name - what the message calls it
+ * @returns `spec`
+ */
+export function checkVlmSpec(spec: unknown, name = 'model'): VlmSpec {
+  const o = expectObject(name, spec as object | null, 'a preset name or an object');
+  for (const part of ['vit', 'llm'] as const) {
+    const t = expectObject(`${name}.${part}`, (o as Record<string, object>)[part]);
+    checkNumbers(`${name}.${part}`, t, TRANSFORMER_NUMBERS);
+    const { gated, vocab } = t as Record<string, unknown>;
+    if (typeof gated !== 'boolean') throw invalidType(`${name}.${part}.gated`, `must be a boolean, got ${describeValue(gated)}`);
+    if (vocab !== undefined && vocab !== null) expectNumber(`${name}.${part}.vocab`, vocab);
+  }
+  checkNumbers(name, o, VLM_NUMBERS);
+  return o as VlmSpec;
+}
+
+/**
+ * `gpu` if it has every field of a {@link GpuSpec} with its type, else a coded `TypeError`
+ * (`ERR_OMNIBAL_INVALID_TYPE`) naming the field.
+ *
+ * @param gpu - the GPU as given
+ * @param name - what the message calls it
+ * @returns `gpu`
+ */
+export function checkGpuSpec(gpu: unknown, name = 'gpu'): GpuSpec {
+  const o = expectObject(name, gpu as object | null, 'a preset name or an object');
+  checkNumbers(name, o, GPU_NUMBERS);
+  checkNumbers(`${name}.efficiency`, expectObject(`${name}.efficiency`, (o as Record<string, object>).efficiency), EFFICIENCY_NUMBERS);
+  const layerCost = (o as Record<string, unknown>).layerCost;
+  if (layerCost !== undefined && layerCost !== null) expectObject(`${name}.layerCost`, layerCost as object);
+  return o as GpuSpec;
 }

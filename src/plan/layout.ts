@@ -23,7 +23,8 @@ import { meanMicroBatchLoad } from '../data/load';
 import { heaviestMicroBatchLoad } from '../model/memory-load';
 import { DEEPSPEED_INTERLEAVED } from '../model/chunk-target';
 import { resolveGpu, resolveModel } from '../model/index';
-import { integerBetween } from '../validate';
+import { expectObject, integerBetween } from '../validate';
+import { checkProgress } from '../progress';
 import { runFigures } from './figures';
 import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type Cluster, type PlanTrainingOptions } from './options';
 import { planTraining } from './plan-training';
@@ -249,6 +250,8 @@ export function layoutCandidates(options: Pick<LayoutSearchOptions, 'gpus' | 'tp
  * @returns every candidate, fastest first, with its predicted step time and GPU-hours or why it does not fit
  */
 export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidate[] {
+  expectObject('options', options);
+  const onProgress = checkProgress<LayoutProgressCallback>(options.onProgress);
   const gpus = integerBetween('gpus', options.gpus ?? DEFAULT_RUN.cluster.gpus, 1, 1 << 20);
   const perPack = [...new Set(options.samplesPerPacks ?? [options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack])];
   const globalBatchSamples = options.globalBatchSamples ?? DEFAULT_RUN.accum * DEFAULT_RUN.cluster.dp * DEFAULT_RUN.samplesPerPack;
@@ -267,7 +270,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
   // Progress counts the candidates only; the data plans between them are named as phases.
   const total = jobs.length;
   let done = 0;
-  const report = (phase: string) => options.onProgress?.(done, total, phase);
+  const report = (phase: string) => onProgress?.(done, total, phase);
   report('evaluating layouts');
   const spec = resolveModel(options.model ?? DEFAULT_RUN.model);
   const memory = checkMemoryOptions(options);

@@ -9,7 +9,7 @@ import { batchMetrics, planBatches, type BatchMetrics } from '../data/index';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad } from '../data/load';
 import { resolveGpu, resolveModel } from '../model/index';
-import { integerBetween } from '../validate';
+import { expectObject, integerBetween } from '../validate';
 import { runFigures } from './figures';
 import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type PlanTrainingOptions } from './options';
 import { prepareModel } from './prepare-model';
@@ -51,6 +51,7 @@ export function planChunks(c: ChunkTargetPlan): PlanChunks {
  * @returns the plan (data, stages, simulated steps) and the predicted ablation
  */
 export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
+  expectObject('options', options);
   const modelName = typeof options.model === 'string' ? options.model : options.model ? 'custom' : DEFAULT_RUN.model;
   const gpuName = typeof options.gpu === 'string' ? options.gpu : options.gpu ? 'custom' : DEFAULT_RUN.gpu;
   const spec = resolveModel(options.model ?? DEFAULT_RUN.model);

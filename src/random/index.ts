@@ -5,7 +5,7 @@
  * @module
  */
 import { activeBackend } from '../binding';
-import { withProgress, type ProgressCallback } from '../progress';
+import { progressOption, withProgress, type ProgressCallback } from '../progress';
 import { expectNumber } from '../validate';
 
 export { MAX_SEED } from './rng';
@@ -15,7 +15,8 @@ export { MAX_PERMUTATION_LEN } from './permutation';
 export interface PermutationAsyncOptions {
   /**
    * Called with `(done, total)` a few times a second at most; the last call, `(n, n)`, comes
-   * before the Promise resolves.
+   * before the Promise resolves. Not a function: `ERR_OMNIBAL_INVALID_TYPE`. A callback that
+   * throws is not called again, and the Promise rejects with its error.
    */
   onProgress?: ProgressCallback;
 }
@@ -55,7 +56,7 @@ export function permutationAsync(
     expectNumber('n', n);
     expectNumber('seed', seed);
     const api = activeBackend();
-    return withProgress(options.onProgress, (progress) => api.permutationAsync(n, seed, progress));
+    return withProgress(progressOption(options), (progress) => api.permutationAsync(n, seed, progress));
   } catch (error) {
     return Promise.reject(error);
   }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { outOfRange } from '../errors';
 import { expectU32Array, integerInRange } from '../validate';
 import { MAX_SEED, Rng } from './rng';
 
@@ -30,7 +31,12 @@ export function shuffleInPlace(values: NumberList, rng: Rng): void {
 export function permutationTwin(n: number, seed: number): Uint32Array {
   integerInRange('n', n, MAX_PERMUTATION_LEN);
   integerInRange('seed', seed, MAX_SEED);
-  const values = new Uint32Array(n);
+  let values: Uint32Array;
+  try {
+    values = new Uint32Array(n);
+  } catch {
+    throw outOfRange('n', `${n} values do not fit in memory`);
+  }
   for (let i = 0; i < n; i++) values[i] = i;
   shuffleInPlace(values, new Rng(seed));
   return values;

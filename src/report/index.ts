@@ -6,7 +6,9 @@
  *
  * @module
  */
+import { invalidType } from '../errors';
 import type { TrainingPlan } from '../plan/index';
+import { expectNumber, expectObject } from '../validate';
 import { paperAblation } from '../plan/paper';
 import { ablationChart, ganttChart, imbalance, rankLoadChart, sharedRange, stageMemoryChart, stageTimeChart } from './charts';
 import { esc } from './svg';
@@ -50,6 +52,10 @@ function card(value: string, label: string): string {
  * @returns the HTML text
  */
 export function renderReport(plan: TrainingPlan, memoryLimitBytes?: number): string {
+  // A plan from planTraining (or a saved one read back): refused by shape before any drawing.
+  for (const k of ['cluster', 'figures', 'detail', 'stages', 'replay'] as const) expectObject(`plan.${k}`, expectObject('plan', plan, 'a TrainingPlan')[k]);
+  if (!Array.isArray(plan.ablation) || !Array.isArray(plan.stages.stages)) throw invalidType('plan', 'must be a TrainingPlan (ablation and stages.stages lists)');
+  if (memoryLimitBytes !== undefined) expectNumber('memoryLimitBytes', memoryLimitBytes);
   const c = plan.cluster;
   const f = plan.figures;
   const d = plan.detail;

@@ -188,9 +188,31 @@ pub fn js_number(value: f64) -> String {
     ryu_js::Buffer::new().format(value).to_owned()
 }
 
+/// Formats a number as JavaScript's `x.toFixed(digits)` does for the values messages print:
+/// `digits` decimals, but `String(x)` (exponent form) from 1e21 up, so a huge figure reads the
+/// same from both backends rather than as a 300-digit integer.
+pub fn js_fixed(value: f64, digits: usize) -> String {
+    if !value.is_finite() || value.abs() >= 1e21 {
+        js_number(value)
+    } else {
+        format!("{value:.digits$}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_figures_print_as_in_javascript() {
+        assert_eq!(js_fixed(9.31e298, 2), "9.31e+298");
+        assert_eq!(js_fixed(1e21, 2), "1e+21");
+        assert_eq!(js_fixed(12.5, 2), "12.50");
+        assert_eq!(
+            js_fixed(999999999999999900000.0, 2),
+            "999999999999999868928.00"
+        );
+    }
 
     #[test]
     fn integers_in_range_pass() {

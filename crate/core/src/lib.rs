@@ -15,6 +15,7 @@
 //! - [`error`]: solver errors with stable codes.
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod data;
 pub mod error;
 pub mod io;

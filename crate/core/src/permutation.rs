@@ -50,7 +50,8 @@ pub fn permutation_with_progress(
             format!("must be between 0 and {}, got {seed}", crate::rng::MAX_SEED),
         ));
     }
-    let mut values: Vec<u32> = (0..n as u32).collect();
+    let mut values: Vec<u32> = crate::alloc::vec_with_room("n", n as usize, "values")?;
+    values.extend(0..n as u32);
     shuffle_with_progress(&mut values, &mut Rng::new(seed), progress);
     Ok(values)
 }

@@ -75,8 +75,10 @@ pub fn length_grouped_batches(samples: &Samples, p: &PaddedParams) -> Result<Bat
     let order = shuffled(samples, p)?;
     let (dp, b) = (p.dp as usize, p.batch as usize);
     let mut packs = Packs::with_capacity(order.len());
-    let mut mega: Vec<u32> = Vec::with_capacity(dp * b);
-    let mut chunks: Vec<Vec<u32>> = vec![Vec::with_capacity(b); dp];
+    // Room for the samples there are: `dp * batch` comes from the caller and can be far more
+    // than memory holds (an abort, not an error), while no block is longer than `order`.
+    let mut mega: Vec<u32> = Vec::with_capacity(dp.saturating_mul(b).min(order.len()));
+    let mut chunks: Vec<Vec<u32>> = vec![Vec::with_capacity(b.min(order.len())); dp];
     let mut lens = vec![0u64; dp];
     for block in order.chunks(dp * b) {
         mega.clear();

@@ -259,10 +259,10 @@ pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
         return Err(Error::Infeasible {
             message: if need.is_finite() {
                 format!(
-                    "no plan fits in {} bytes per GPU; the least memory that fits is {} bytes ({:.2} GiB, rounded up)",
+                    "no plan fits in {} bytes per GPU; the least memory that fits is {} bytes ({} GiB, rounded up)",
                     crate::error::js_number(p.memory_bytes),
                     crate::error::js_number(need.ceil()),
-                    (need / (1u64 << 30) as f64 * 100.0).ceil() / 100.0
+                    crate::error::js_fixed((need / (1u64 << 30) as f64 * 100.0).ceil() / 100.0, 2)
                 )
             } else {
                 "no plan satisfies the constraints".to_owned()
