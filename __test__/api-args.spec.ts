@@ -246,6 +246,16 @@ test('an infeasible 1e300-byte need prints its GiB figure as JavaScript does (ex
   t.is(error.message, 'no plan fits in 1000000000 bytes per GPU; the least memory that fits is 2e+300 bytes (1.862645149230957e+291 GiB, rounded up)');
 });
 
+test('a stage problem whose DP tables could not fit in memory is a coded error, not an aborted process', (t) => {
+  const f = (n: number, v: number) => new Float64Array(n).fill(v);
+  const big = (layers: number, stages: number) => ({ forwardMs: f(layers, 1), backwardMs: f(layers, 2), staticBytes: f(layers, 1), activationBytes: f(layers, 1), checkpointBytes: f(layers, 1), stages, microBatches: 4, memoryBytes: 1e15 });
+  const error = t.throws(() => partitionStages(big(100_000, 65_536) as never)) as Error & { code?: string };
+  t.is(error.code, ErrorCodes.OUT_OF_RANGE);
+  t.is(error.message, "layers must be few enough for the stage DP's time tables (at most 2^28 entries; 100000 layers over 65536 stages need 20000200000): merge layers into blocks, or use fewer stages");
+  // At the limit's side a problem is still solved (tables of 4 in-flight counts x 2,000 layers).
+  t.is(partitionStages(big(2_000, 8) as never).stages.length, 8);
+});
+
 test('a bad OMNIBAL_THREADS value is named once on stderr (native), the count used given', (t) => {
   t.is(threadsWarning(undefined), undefined);
   t.is(threadsWarning('4'), undefined);

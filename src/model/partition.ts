@@ -75,9 +75,24 @@ function upperBound(p: Problem, tables: Map<number, Float64Array[]>, firstMin: n
   return end === undefined ? Infinity : end[0] + m1 * end[1];
 }
 
+/** Twin of `MAX_TABLE_ENTRIES`: most entries the stage DP's time tables may hold (2^28). */
+export const MAX_TABLE_ENTRIES = 2 ** 28;
+
+/** Twin of `check_table_size`: refuses a problem whose time tables would hold more than {@link MAX_TABLE_ENTRIES} entries. */
+function checkTableSize(p: Problem): void {
+  const ns = new Set<number>();
+  for (let s = 0; s < p.stages; s++) ns.add(inFlight(p, s));
+  const l = p.layers.length;
+  const entries = ns.size * ((l * (l + 1)) / 2);
+  if (entries > MAX_TABLE_ENTRIES) {
+    throw outOfRange('layers', `must be few enough for the stage DP's time tables (at most 2^28 entries; ${l} layers over ${p.stages} stages need ${entries <= Number.MAX_SAFE_INTEGER ? entries : 'more'}): merge layers into blocks, or use fewer stages`);
+  }
+}
+
 /** Twin of `partition_stages`. */
 export function partitionStagesTwin(p: Problem): PlanOut {
   checkProblem(p);
+  checkTableSize(p);
   const seg = new Segments(p.layers, p.memoryBytes, p.stageOverheadBytes, p.recompute, p.uniformLayers, p.recomputeGroups);
   const L = p.layers.length;
   const S = p.stages;

@@ -160,9 +160,37 @@ fn upper_bound(p: &StageProblem, times: &Times, first_min: usize) -> f64 {
     prev[l_count - 1].map_or(f64::INFINITY, |(sum, max)| sum + m1 * max)
 }
 
+/// Most entries the stage DP's time tables may hold (one per (in-flight count, first layer, last
+/// layer)): 2^28, 2 GiB of `f64`. Real models (hundreds of layers, tens of stages) hold far
+/// fewer; past it the tables would not fit in memory (an allocation failure aborts the process).
+pub const MAX_TABLE_ENTRIES: u64 = 1 << 28;
+
+/// Refuses a problem whose time tables would hold more than [`MAX_TABLE_ENTRIES`] entries.
+fn check_table_size(p: &StageProblem) -> Result<(), Error> {
+    let mut ns: Vec<u64> = (0..p.stages as usize)
+        .map(|s| p.in_flight(s).to_bits())
+        .collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let l = p.layers.len() as u64;
+    let entries = (ns.len() as u64).saturating_mul(l.saturating_mul(l + 1) / 2);
+    if entries > MAX_TABLE_ENTRIES {
+        return Err(Error::out_of_range(
+            "layers",
+            format!(
+                "must be few enough for the stage DP's time tables (at most 2^28 entries; {l} layers over {} stages need {}): merge layers into blocks, or use fewer stages",
+                p.stages,
+                if entries > (1 << 53) - 1 { "more".to_string() } else { entries.to_string() }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Solves the problem exactly: the plan with the least iteration time.
 pub fn partition_stages(p: &StageProblem) -> Result<StagePlan, Error> {
     p.check()?;
+    check_table_size(p)?;
     let seg = Segments::new(
         &p.layers,
         p.memory_bytes,
