@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 import unittest
+from unittest import mock
 
 from helpers import ROOT, alive, from_threads, resume  # noqa: E402  (sets sys.path)
 
@@ -229,17 +230,10 @@ class Failures(unittest.TestCase):
             c.close()
 
     def test_a_sidecar_that_cannot_start_says_why(self):
-        old = os.environ.get("OMNIBAL_CLI")
-        os.environ["OMNIBAL_CLI"] = "/nonexistent/main.js"
-        try:
+        with mock.patch.dict(os.environ, {"OMNIBAL_CLI": "/nonexistent/main.js"}):
             with self.assertRaises(omnibal.SidecarNotFound) as e:
                 Client()
             self.assertIn("/nonexistent/main.js", str(e.exception))
-        finally:
-            if old is None:
-                del os.environ["OMNIBAL_CLI"]
-            else:
-                os.environ["OMNIBAL_CLI"] = old
         # A command that starts but dies at once: the error carries its stderr's error line.
         with Client(command=[sys.executable, "-c", "import sys; sys.stderr.write('Error: no such model file\\n'); sys.exit(3)"], timeout=30) as c:
             with self.assertRaises(omnibal.SidecarExited) as e:

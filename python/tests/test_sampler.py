@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import unittest
+from unittest import mock
 
 import helpers  # noqa: F401  (sets sys.path)
 
@@ -205,17 +206,10 @@ class SamplerSemantics(helpers.SharedClientCase):
             BalancedBatchSampler(PAIRS, world_size=2, accum=0)
         with self.assertRaises(omnibal.InvalidParams):
             BalancedBatchSampler([(1, -5)], world_size=1)
-        old = os.environ.get("WORLD_SIZE")
-        os.environ["WORLD_SIZE"] = "4"
-        try:
+        with mock.patch.dict(os.environ, {"WORLD_SIZE": "4"}):
             with self.assertRaises(omnibal.InvalidParams) as e:
                 BalancedBatchSampler(PAIRS, client=self.client)
             self.assertIn("init_process_group", str(e.exception))
-        finally:
-            if old is None:
-                del os.environ["WORLD_SIZE"]
-            else:
-                os.environ["WORLD_SIZE"] = old
 
     def test_ranks_follow_distributed_sampler_conventions(self):
         # No process group here: a world size above one needs a rank from somewhere (the
@@ -298,17 +292,10 @@ class SamplerSemantics(helpers.SharedClientCase):
                 with self.assertRaises(omnibal.InvalidParams) as e:
                     BalancedBatchSampler(PAIRS, world_size=1, client=self.client, **{name: bad})
                 self.assertIn(name, str(e.exception))
-        old = os.environ.get("LOCAL_WORLD_SIZE")
-        os.environ["LOCAL_WORLD_SIZE"] = "x"
-        try:
+        with mock.patch.dict(os.environ, {"LOCAL_WORLD_SIZE": "x"}):
             with self.assertRaises(omnibal.InvalidParams) as e:
                 BalancedBatchSampler(PAIRS, world_size=1)  # sidecar='auto' reads it
             self.assertIn("LOCAL_WORLD_SIZE", str(e.exception))
-        finally:
-            if old is None:
-                del os.environ["LOCAL_WORLD_SIZE"]
-            else:
-                os.environ["LOCAL_WORLD_SIZE"] = old
 
     def test_a_dead_sidecar_is_restarted_when_the_sampler_owns_it(self):
         import signal
