@@ -73,3 +73,22 @@ test('an output to a new file or an existing unrelated file is still written', (
   t.is(r.status, 0, r.stderr);
   t.is(JSON.parse(readFileSync(out, 'utf8')).schema, 'omnibal.batch-plan/1');
 });
+
+test('--out and --report not there yet that resolve to one file (a dangling link to the other) are refused: no result silently lost', (t) => {
+  const v = victim('dangling-in.json');
+  const out = path.join(dir, 'plan-na.json');
+  const report = path.join(dir, 'report-nl.html');
+  symlinkSync(path.basename(out), report);
+  const r = omnibal(['plan', '--input', v, ...small, '--out', out, '--report', report]);
+  t.is(r.status, 2, r.stderr);
+  t.is(r.stderr, `omnibal: ${report}: cannot write (it is the same file as --out ${out}, which --report would overwrite; give it another path) [ERR_OMNIBAL_OUTPUT]\n`);
+});
+
+test('--out - is the file named "-" whatever stdin is (stdin is an input only)', (t) => {
+  const v = victim('dash-in.json');
+  const sub = mkdtempSync(path.join(dir, 'dash-'));
+  // stdin redirected from the input itself: before, `-` was taken for stdin and refused.
+  const r = spawnSync(process.execPath, [cli, 'pack', '--input', v, '--dp', '2', '--samples-per-pack', '2', '--out', '-'], { cwd: sub, encoding: 'utf8', timeout: 60_000, input: lengths });
+  t.is(r.status, 0, r.stderr);
+  t.is(JSON.parse(readFileSync(path.join(sub, '-'), 'utf8')).schema, 'omnibal.batch-plan/1');
+});

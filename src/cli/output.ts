@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { fstatSync, statSync, type Stats } from 'node:fs';
+import { fstatSync, lstatSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
+import * as path from 'node:path';
 import { open, writeFile } from 'node:fs/promises';
 import { ErrorCodes, omnibalError } from '../errors';
 import { outputError } from '../io/output-error';
@@ -23,37 +24,70 @@ function kindOf(st: Stats): string {
  * or not exist yet (a FIFO without a reader would block forever, a device is no place for a
  * result), and none may be the same file as an input or as another output (compared by device
  * and inode, so a symbolic link or another spelling of the path is caught): writing it would
- * silently replace the user's length file. Inputs named `-` are stdin (its own file when it was
- * redirected from one).
+ * silently replace the user's length file; two outputs not there yet may not resolve to one path
+ * (a dangling link included). Inputs named `-` are stdin (its own file when it was redirected
+ * from one); an output named `-` is the file of that name.
  *
  * @param outputs - the output flags and the paths given to them (`--out`, `--report`); absent ones skipped
  * @param inputs - the input flags and their paths (`--input` may be given more than once)
  * @throws `ERR_OMNIBAL_OUTPUT` naming the path and why (the CLI exits with 2)
  */
 export function checkOutputFiles(outputs: [flag: string, file: string | undefined][], inputs: [flag: string, file: string | undefined][]): void {
-  const statOf = (file: string): Stats | undefined => {
+  // An input `-` is stdin; an output is always the file of that name.
+  const statOf = (file: string, input: boolean): Stats | undefined => {
     try {
-      return file === '-' ? fstatSync(0) : statSync(file);
+      return input && file === '-' ? fstatSync(0) : statSync(file);
     } catch {
       return undefined; // not there (yet), or not reachable: the read or the write says why
     }
   };
   const seen: [string, string, Stats][] = inputs.flatMap(([flag, file]) => {
-    const st = file === undefined ? undefined : statOf(file);
+    const st = file === undefined ? undefined : statOf(file, true);
     return st && file !== undefined ? [[flag, file, st] as [string, string, Stats]] : [];
   });
+  // Where each output not there yet would be written (through dangling links), so two outputs
+  // cannot land in one file.
+  const planned: [string, string, string][] = [];
   for (const [flag, file] of outputs) {
     if (file === undefined) continue;
-    const st = statOf(file);
-    if (!st) continue;
+    const st = statOf(file, false);
+    const clash = (otherFlag: string, otherFile: string) =>
+      omnibalError(ErrorCodes.OUTPUT, `${file}: cannot write (it is the same file as ${otherFlag} ${otherFile === '-' ? '(stdin)' : otherFile}, which ${flag} would overwrite; give it another path)`);
+    if (!st) {
+      const target = writeTarget(file);
+      const same = planned.find(([, , other]) => other === target);
+      if (same) throw clash(same[0], same[1]);
+      planned.push([flag, file, target]);
+      continue;
+    }
     if (st.isDirectory()) throw omnibalError(ErrorCodes.OUTPUT, `${file}: cannot write (it is a directory)`);
     if (!st.isFile()) throw omnibalError(ErrorCodes.OUTPUT, `${file}: cannot write (${kindOf(st)}; ${flag} takes a regular file)`);
     const same = seen.find(([, , other]) => other.dev === st.dev && other.ino === st.ino);
-    if (same) {
-      const [otherFlag, otherFile] = same;
-      throw omnibalError(ErrorCodes.OUTPUT, `${file}: cannot write (it is the same file as ${otherFlag} ${otherFile === '-' ? '(stdin)' : otherFile}, which ${flag} would overwrite; give it another path)`);
-    }
+    if (same) throw clash(same[0], same[1]);
     seen.push([flag, file, st]);
+  }
+}
+
+/**
+ * The absolute path a write to `file` (which does not exist yet) would create: symbolic links
+ * followed (a dangling link creates its target), the folder's real path.
+ */
+function writeTarget(file: string): string {
+  let p = path.resolve(file);
+  for (let hops = 0; hops < 40; hops++) {
+    let link: string;
+    try {
+      if (!lstatSync(p).isSymbolicLink()) break;
+      link = readlinkSync(p);
+    } catch {
+      break;
+    }
+    p = path.resolve(path.dirname(p), link);
+  }
+  try {
+    return path.join(realpathSync(path.dirname(p)), path.basename(p));
+  } catch {
+    return p;
   }
 }
 
