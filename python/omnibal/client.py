@@ -895,6 +895,8 @@ class Client:
         logged and ignored. ``timeout`` (default: the client's) bounds how long sending may wait
         for a sidecar that takes no byte (then :class:`SidecarTimeout`, and the connection
         ends)."""
+        if progress is not None and not callable(progress):
+            raise InvalidParams("progress must be a callable progress(done, total), got %r" % (progress,), code="ERR_OMNIBAL_INVALID_TYPE")
         if self._closed:
             raise SidecarExited("the client is closed")
         rid = self._ids.next()

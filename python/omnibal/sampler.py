@@ -96,6 +96,8 @@ def _resolve_ranks(rank, world_size):
             return g_rank, g_world
         if world_size is None:
             world_size = g_world
+        if rank is None and world_size == 1:
+            rank = 0  # one data-parallel rank (tensor or pipeline parallelism only): one shard
         if rank is None:
             if world_size != g_world:
                 raise InvalidParams("world_size=%d differs from the process group's %d: pass rank= too (your data-parallel rank)" % (world_size, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
@@ -241,6 +243,8 @@ class BalancedBatchSampler:
         self.seed = seed
         self.epoch = epoch
         self.even = even
+        if progress is not None and not callable(progress):
+            raise InvalidParams("progress must be a callable progress(done, total), got %r" % (progress,), code="ERR_OMNIBAL_INVALID_TYPE")
         self.progress = progress
         self._vision = self._text = None
         if lengths is not None:

@@ -292,6 +292,12 @@ class SamplerSemantics(helpers.SharedClientCase):
                 with self.assertRaises(omnibal.InvalidParams) as e:
                     BalancedBatchSampler(PAIRS, world_size=1, client=self.client, **{name: bad})
                 self.assertIn(name, str(e.exception))
+        for bad in (5, "x"):
+            with self.assertRaises(omnibal.InvalidParams) as e:
+                BalancedBatchSampler(PAIRS, world_size=1, client=self.client, progress=bad)
+            self.assertEqual(e.exception.code, "ERR_OMNIBAL_INVALID_TYPE")
+            with self.assertRaises(omnibal.InvalidParams):
+                self.client.call("version", progress=bad)
         with mock.patch.dict(os.environ, {"LOCAL_WORLD_SIZE": "x"}):
             with self.assertRaises(omnibal.InvalidParams) as e:
                 BalancedBatchSampler(PAIRS, world_size=1)  # sidecar='auto' reads it

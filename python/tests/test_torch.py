@@ -92,6 +92,9 @@ def _worker(rank, world, pairs, out_dir):
             raise AssertionError("another process's rank accepted")
         except omnibal.InvalidParams as e:
             assert "differs from this process's rank" in str(e), str(e)
+        # One data-parallel rank (tensor or pipeline parallelism only): rank 0 of 1, every process.
+        one = omnibal.BalancedBatchSampler(lengths=pairs, world_size=1, client=sampler._client)
+        assert (one.rank, one.world_size) == (0, 1), (one.rank, one.world_size)
         mine = []
         loads = torch.zeros(world, dtype=torch.float64)
         batches = list(iter(sampler))
