@@ -168,3 +168,19 @@ run("Megatron: plan --schedule interleaved --target megatron exports a layout an
   t.true(results[0].ok, results[0].error);
   t.is(results[0].virtualStages, 2);
 });
+
+run("Megatron: plan --target megatron (1F1B) exports a layout and recompute setting megatron-core accepts", (t) => {
+  const plan = planTraining({ model: 'internvl-300m-internlm2-7b', cluster: { gpus: 32, tp: 1, pp: 4, dp: 8 }, accum: 16, samples: syntheticSamples(20000, 0), simulatedSteps: 1, target: 'megatron', ablation: false });
+  const m = plan.exports!.megatron;
+  t.deepEqual(m.unsupported, []);
+  const alt = m.alternatives.find((a) => a.name === 'layout');
+  t.truthy(alt);
+  const layout = alt!.argv[alt!.argv.indexOf('--pipeline-model-parallel-layout') + 1];
+  t.true(layout.startsWith('E'), layout);
+  const md = modelPreset('internvl-300m-internlm2-7b');
+  const r = check('megatron_layout_check.py', { layout, pp: 4, numLayers: md.llm.layers });
+  t.true(r.ok, r.error);
+  const dims = { numLayers: md.llm.layers, hidden: md.llm.hidden, heads: md.llm.heads, kvHeads: md.llm.kvHeads, vitLayers: md.vit.layers, vitHidden: md.vit.hidden, vitHeads: md.vit.heads };
+  const results = check('megatron_config_check.py', [{ argv: alt!.argv, ...dims }]) as unknown as { ok: boolean; error?: string }[];
+  t.true(results[0].ok, results[0].error);
+});
