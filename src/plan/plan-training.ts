@@ -135,7 +135,15 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   });
   return {
     schema: 'omnibal.training-plan/1',
-    assumptions: schedule === 'interleaved' ? [...PLAN_ASSUMPTIONS, INTERLEAVED_PLAN_ASSUMPTION] : PLAN_ASSUMPTIONS,
+    assumptions: [
+      ...PLAN_ASSUMPTIONS,
+      ...(schedule === 'interleaved' ? [INTERLEAVED_PLAN_ASSUMPTION] : []),
+      // The baselines' splits are the plain ones (parameter, uniform): only the planned rows obey
+      // Megatron-LM's layout rules, so the chain then compares against splits it cannot run.
+      ...(memory.target === 'megatron' && options.ablation !== false
+        ? ["ablation: the baseline, data-balance and Megatron-default rows split the layers without Megatron-LM's rules (the vision encoder, projector and LLM embedding on the first stage, one recomputation setting for every stage); only the model- and memory-balance rows obey them, so those can compare worse than splits Megatron-LM cannot run"]
+        : []),
+    ],
     model: modelName,
     gpu: gpuName,
     cluster,
