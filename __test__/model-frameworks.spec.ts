@@ -3,7 +3,7 @@
 // Python with `deepspeed` and `megatron-core` (with torch >= 2) installed: OMNIBAL_FRAMEWORKS_PYTHON, or
 // .venv-frameworks/bin/python in the repository; skipped without one (the rule tests in
 // model.spec.ts hold the same rules with their source lines cited).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -152,35 +152,34 @@ run("Megatron: an interleaved chunk plan's layout (v x P segments) passes megatr
   t.false(check('megatron_layout_check.py', { layout: `${layout}|t`, pp: 4, numLayers: 49 }).ok);
 });
 
-run("Megatron: plan --schedule interleaved --target megatron exports a layout and recompute setting megatron-core accepts, ViT, projector and embedding in the first chunk", (t) => {
-  const plan = planTraining({ model: 'internvl-300m-internlm2-7b', cluster: { gpus: 32, tp: 1, pp: 4, dp: 8 }, accum: 16, samples: syntheticSamples(20000, 0), simulatedSteps: 1, schedule: 'interleaved', virtualStages: 2, target: 'megatron', ablation: false });
-  const c = plan.chunks!;
-  t.deepEqual(c.megatron.unsupported, []);
-  const alt = c.megatron.alternatives.find((a) => a.name === 'layout');
-  t.truthy(alt);
-  const layout = alt!.argv[alt!.argv.indexOf('--pipeline-model-parallel-layout') + 1];
-  t.true(layout.startsWith('E|'), layout);
+/**
+ * The `layout` alternative of a plan's Megatron export (`pp` stages of the internvl-300m-internlm2-7b
+ * preset), checked by megatron-core's own layout validation and TransformerConfig; returns the
+ * layout and the config check's result.
+ */
+function checkPlanLayout(t: ExecutionContext, megatron: { unsupported: string[]; alternatives: { name: string; argv: string[] }[] }, pp: number) {
+  t.deepEqual(megatron.unsupported, []);
+  const alt = megatron.alternatives.find((a) => a.name === 'layout');
+  if (!alt) throw new Error('no layout alternative');
+  const layout = alt.argv[alt.argv.indexOf('--pipeline-model-parallel-layout') + 1];
   const md = modelPreset('internvl-300m-internlm2-7b');
-  const r = check('megatron_layout_check.py', { layout, pp: 4, numLayers: md.llm.layers });
+  const r = check('megatron_layout_check.py', { layout, pp, numLayers: md.llm.layers });
   t.true(r.ok, r.error);
   const dims = { numLayers: md.llm.layers, hidden: md.llm.hidden, heads: md.llm.heads, kvHeads: md.llm.kvHeads, vitLayers: md.vit.layers, vitHidden: md.vit.hidden, vitHeads: md.vit.heads };
-  const results = check('megatron_config_check.py', [{ argv: alt!.argv, ...dims }]) as unknown as { ok: boolean; error?: string; virtualStages?: number }[];
+  const results = check('megatron_config_check.py', [{ argv: alt.argv, ...dims }]) as unknown as { ok: boolean; error?: string; virtualStages?: number }[];
   t.true(results[0].ok, results[0].error);
-  t.is(results[0].virtualStages, 2);
+  return { layout, config: results[0] };
+}
+
+run("Megatron: plan --schedule interleaved --target megatron exports a layout and recompute setting megatron-core accepts, ViT, projector and embedding in the first chunk", (t) => {
+  const plan = planTraining({ model: 'internvl-300m-internlm2-7b', cluster: { gpus: 32, tp: 1, pp: 4, dp: 8 }, accum: 16, samples: syntheticSamples(20000, 0), simulatedSteps: 1, schedule: 'interleaved', virtualStages: 2, target: 'megatron', ablation: false });
+  const { layout, config } = checkPlanLayout(t, plan.chunks!.megatron, 4);
+  t.true(layout.startsWith('E|'), layout);
+  t.is(config.virtualStages, 2);
 });
 
 run("Megatron: plan --target megatron (1F1B) exports a layout and recompute setting megatron-core accepts", (t) => {
   const plan = planTraining({ model: 'internvl-300m-internlm2-7b', cluster: { gpus: 32, tp: 1, pp: 4, dp: 8 }, accum: 16, samples: syntheticSamples(20000, 0), simulatedSteps: 1, target: 'megatron', ablation: false });
-  const m = plan.exports!.megatron;
-  t.deepEqual(m.unsupported, []);
-  const alt = m.alternatives.find((a) => a.name === 'layout');
-  t.truthy(alt);
-  const layout = alt!.argv[alt!.argv.indexOf('--pipeline-model-parallel-layout') + 1];
+  const { layout } = checkPlanLayout(t, plan.exports!.megatron, 4);
   t.true(layout.startsWith('E'), layout);
-  const md = modelPreset('internvl-300m-internlm2-7b');
-  const r = check('megatron_layout_check.py', { layout, pp: 4, numLayers: md.llm.layers });
-  t.true(r.ok, r.error);
-  const dims = { numLayers: md.llm.layers, hidden: md.llm.hidden, heads: md.llm.heads, kvHeads: md.llm.kvHeads, vitLayers: md.vit.layers, vitHidden: md.vit.hidden, vitHeads: md.vit.heads };
-  const results = check('megatron_config_check.py', [{ argv: alt!.argv, ...dims }]) as unknown as { ok: boolean; error?: string }[];
-  t.true(results[0].ok, results[0].error);
 });
