@@ -108,6 +108,13 @@ class _Base64Array(dict):
     still the very text they were made with)."""
 
 
+def check_progress(progress):
+    """Raises :class:`InvalidParams` (``ERR_OMNIBAL_INVALID_TYPE``) unless ``progress`` is None or
+    callable as ``progress(done, total)``."""
+    if progress is not None and not callable(progress):
+        raise InvalidParams("progress must be a callable progress(done, total), got %r" % (progress,), code="ERR_OMNIBAL_INVALID_TYPE")
+
+
 def u32_array(values):
     """Encodes non-negative integers for the wire as little-endian uint32 in base64."""
     a = u32_values(values)
@@ -895,8 +902,7 @@ class Client:
         logged and ignored. ``timeout`` (default: the client's) bounds how long sending may wait
         for a sidecar that takes no byte (then :class:`SidecarTimeout`, and the connection
         ends)."""
-        if progress is not None and not callable(progress):
-            raise InvalidParams("progress must be a callable progress(done, total), got %r" % (progress,), code="ERR_OMNIBAL_INVALID_TYPE")
+        check_progress(progress)
         if self._closed:
             raise SidecarExited("the client is closed")
         rid = self._ids.next()

@@ -41,7 +41,7 @@ import struct
 import sys
 
 from .arrays import PlanLists, decode_u32
-from .client import Client, u32_array, u32_values
+from .client import Client, check_progress, u32_array, u32_values
 from .errors import InvalidParams, OmnibalError, SidecarExited, StateMismatch, UnknownHandle
 
 _log = logging.getLogger("omnibal")
@@ -243,8 +243,7 @@ class BalancedBatchSampler:
         self.seed = seed
         self.epoch = epoch
         self.even = even
-        if progress is not None and not callable(progress):
-            raise InvalidParams("progress must be a callable progress(done, total), got %r" % (progress,), code="ERR_OMNIBAL_INVALID_TYPE")
+        check_progress(progress)
         self.progress = progress
         self._vision = self._text = None
         if lengths is not None:
