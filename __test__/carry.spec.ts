@@ -69,6 +69,48 @@ test('carry: over 4 epochs every sample is planned 4 times but the last carried 
   }
 });
 
+test('over-cap samples short of a whole step are trained every epoch, in a whole step, under every tail (they used to fill the tail: dropped, or carried out forever)', (t) => {
+  const s = realLike(6000, 31);
+  // Three outliers, fewer than a step: one long text, one many-tile, one both.
+  for (const [i, v, x] of [
+    [100, 1, 60000],
+    [200, 30, 2000],
+    [300, 40, 17000],
+  ]) {
+    s.vision[i] = v;
+    s.text[i] = x;
+  }
+  const outliers = [100, 200, 300];
+  for (const [dp, accum] of [
+    [2, 8],
+    [4, 4],
+    [3, 5],
+  ]) {
+    const m = dp * accum;
+    for (const tail of ['drop', 'carry', 'pad', 'keep-partial'] as const) {
+      let carry: Uint32Array = new Uint32Array(0);
+      for (let epoch = 0; epoch < 3; epoch++) {
+        const p = planBatches(s, { dp, accum, samplesPerPack: 4.5, seed: 3, epoch, tail, ...(tail === 'carry' ? { carry } : {}) });
+        const where = `dp ${dp} accum ${accum} ${tail} epoch ${epoch}`;
+        t.deepEqual([...p.oversizeIndex].sort((a, b) => a - b), outliers, where);
+        for (const i of outliers) {
+          t.false(p.droppedIndex.includes(i), `${where}: sample ${i} dropped`);
+          const k = p.samples.indexOf(i);
+          t.true(k >= 0, `${where}: sample ${i} not planned`);
+          // Its micro-batch holds it alone, in a whole step of m unpadded micro-batches.
+          const mb = p.microBatchOffsets.findIndex((o, j) => o <= k && k < p.microBatchOffsets[j + 1]);
+          t.is(p.microBatchOffsets[mb + 1] - p.microBatchOffsets[mb], 1, where);
+          const step = Math.floor(p.rankOffsets.findIndex((o, r) => o <= mb && mb < p.rankOffsets[r + 1]) / dp);
+          const [a, b] = [p.rankOffsets[step * dp], p.rankOffsets[(step + 1) * dp]];
+          t.is(b - a, m, `${where}: sample ${i} in a short step`);
+          t.true(p.padding.subarray(a, b).every((x) => x === 0), `${where}: sample ${i} in a padded step`);
+        }
+        carry = carriedOut(p);
+      }
+    }
+  }
+});
+
 test('carry: explicit caps drop over-cap samples every epoch and carry the rest', (t) => {
   const s = realLike(3000, 12, 7);
   const plans = chain((o) => planBatches(s, o), { dp: 32, maxVision: 14, maxText: 2400, seed: 1 }, 3);

@@ -93,7 +93,7 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
   } else split = splitByCaps(vision, text, p.caps);
   const repacked = repackPartFilled(vision, text, pack(vision, text, split.fit, p), p);
   const before = repacked.length;
-  const [old, kept, lost] = spreadTail(vision, text, repacked, p, m, (k) => carry.length > 0 && holdsCarried(repacked.items, repacked.offsets[k], repacked.offsets[k + 1]));
+  const [old, kept, lost] = spreadTail(vision, text, repacked, p, m, oversize.length, (k) => carry.length > 0 && holdsCarried(repacked.items, repacked.offsets[k], repacked.offsets[k + 1]));
   for (const i of lost) split.dropped.push([i, DROP_CODE.tail]);
 
   // Layout: a random tail; the other kept packs at random grouped by vision sum; the dealt
@@ -102,16 +102,27 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
   for (let k = 0; k < old.length; k++) for (let q = old.offsets[k]; q < old.offsets[k + 1]; q++) visionOf[k] += vision[old.items[q]];
   let drawn = kept;
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, TAIL_PURPOSE));
+  // Over-cap samples short of a whole step share a step with random packs (`mixed`), so the
+  // tail holds packs within the caps (only an epoch of too few packs puts them there).
+  const overLeft = oversize.length % m;
+  let tailLen = (drawn.length + oversize.length) % m;
+  let mixedLen = m - overLeft;
+  if (overLeft === 0 || drawn.length < tailLen + m - overLeft) {
+    tailLen = drawn.length % m;
+    mixedLen = 0;
+  }
   let tailOld: number[];
-  [drawn, tailOld] = takeTail(drawn, drawn.length % m, nOwn, carry, (k) => old.get(k));
+  [drawn, tailOld] = takeTail(drawn, tailLen, nOwn, carry, (k) => old.get(k));
+  const mixed = drawn.splice(drawn.length - mixedLen, mixedLen);
   shuffleInPlace(drawn, Rng.forEpoch(p.seed, p.epoch, DRAW_PURPOSE));
   drawn.sort((a, b) => visionOf[b] - visionOf[a]);
   const fresh = Array.from({ length: old.length - before }, (_, k) => before + k).sort((a, b) => visionOf[b] - visionOf[a]);
   const keptEnd = drawn.length;
   const freshEnd = keptEnd + fresh.length;
-  const normal = freshEnd + tailOld.length;
+  const mixedEnd = freshEnd + mixed.length;
+  const normal = mixedEnd + tailOld.length;
   const packs = new Packs();
-  for (const k of [...drawn, ...fresh, ...tailOld]) packs.push(old.get(k));
+  for (const k of [...drawn, ...fresh, ...mixed, ...tailOld]) packs.push(old.get(k));
   for (const i of oversize) packs.push([i]);
 
   const w = costWeights(p.cost, text);
@@ -152,13 +163,22 @@ export function balanceBatchesTwin(ownVision: Uint32Array, ownText: Uint32Array,
     m,
   );
   for (let k = keptEnd; k < freshEnd; k++) drawn.push(k);
-  let tail = Array.from({ length: normal - freshEnd }, (_, k) => freshEnd + k);
+  let tail = Array.from({ length: normal - mixedEnd }, (_, k) => mixedEnd + k);
   const key = byKey(loads);
   // Pack `k`'s samples (the packs that can join the tail were not swapped).
   const ids = (k: number) => packs.get(k);
-  const [over, overTail] = takeTail(Array.from({ length: n - normal }, (_, k) => normal + k).sort(key), (n - normal) % m, nOwn, carry, ids);
-  for (const k of overTail) tail.push(k);
-  for (const k of over) drawn.push(k);
+  const overAll = Array.from({ length: n - normal }, (_, k) => normal + k).sort(key);
+  if (mixedEnd > freshEnd) {
+    // The smallest over-cap ones short of a step, with the `mixed` packs.
+    const left = overAll.splice(overAll.length - overLeft, overLeft);
+    for (const k of overAll) drawn.push(k);
+    for (let k = freshEnd; k < mixedEnd; k++) drawn.push(k);
+    for (const k of left) drawn.push(k);
+  } else {
+    const [over, overTail] = takeTail(overAll, (n - normal) % m, nOwn, carry, ids);
+    for (const k of overTail) tail.push(k);
+    for (const k of over) drawn.push(k);
+  }
   if (tail.length >= m) {
     tail.sort(key);
     const [whole, rest] = takeTail(tail, tail.length % m, nOwn, carry, ids);

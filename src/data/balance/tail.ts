@@ -58,8 +58,8 @@ class MinHeap3 {
   }
 }
 
-/** Twin of `spread_tail`: the packs, the ids of those in use, and the samples dropped. */
-export function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams, m: number, holdsCarried: (k: number) => boolean): [Packs, number[], number[]] {
+/** Twin of `spread_tail`: the packs, the ids of those in use, and the samples dropped (`oversize`: the over-cap samples' own micro-batches, counted in what a step must hold). */
+export function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs, p: BalanceParams, m: number, oversize: number, holdsCarried: (k: number) => boolean): [Packs, number[], number[]] {
   const n = packs.length;
   const all = Array.from({ length: n }, (_, k) => k);
   if (n < m) return [packs, all, []];
@@ -76,7 +76,7 @@ export function spreadTail(vision: Uint32Array, text: Uint32Array, packs: Packs,
   };
   let order = all.slice();
   shuffleInPlace(order, Rng.forEpoch(p.seed, p.epoch, SPREAD_PURPOSE));
-  const r = p.tail === 'drop' ? n % m : 0;
+  const r = p.tail === 'drop' ? (n + oversize) % m : 0;
   // With `drop` the dealing can leave samples out: never a carried sample's copy.
   if (r > 0) {
     order = order.filter((k) => !holdsCarried(k));

@@ -14,9 +14,11 @@
 //!    packs forming whole steps instead of being dropped (`spread_tail`).
 //! 2. Over-cap samples (caps chosen from the target, [`Oversize::OwnMicroBatch`]): each gets a
 //!    micro-batch of its own; these form their own steps, sorted by (vision, cost) so the ranks
-//!    of a step get matched ones. With [`Oversize::Drop`] (explicit caps) they are dropped and
-//!    reported.
-//! 3. Layout: `packs mod (dp * accum)` packs, chosen at random, form the tail (under `drop`,
+//!    of a step get matched ones; the smallest ones short of a whole step share one step with
+//!    random packs, so none is left in the tail (only an epoch of too few packs puts them
+//!    there). With [`Oversize::Drop`] (explicit caps) they are dropped and reported.
+//! 3. Layout: `(packs + over-cap samples) mod (dp * accum)` packs, chosen at random among the
+//!    packs within the caps, form the tail (under `drop`,
 //!    dealt into smaller packs instead where the epoch is long enough, step 1); the others, in a
 //!    random order grouped by vision sum, then the dealt packs, the tail and the over-cap ones.
 //!    Packs are renumbered in this order (each sample's loads stored beside it), so a vision
@@ -288,7 +290,7 @@ pub fn balance_batches_with_carry(
     let mut packs = pack(pool, p, progress, total, threads);
     packs = repack_part_filled(packs, p);
     let before = packs.len();
-    let (packs, kept, lost) = spread_tail(packs, p, m, &carry_ids);
+    let (packs, kept, lost) = spread_tail(packs, p, m, oversize.len(), &carry_ids);
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
@@ -303,14 +305,25 @@ pub fn balance_batches_with_carry(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, TAIL_PURPOSE),
     );
-    let tail_old: Vec<u32> = if carry.is_empty() {
-        drawn.split_off(drawn.len() - drawn.len() % m)
+    // Over-cap samples short of a whole step (`over_left`) share a step with `m - over_left`
+    // random packs (`mixed`), so the tail is made of packs within the caps: an over-cap sample
+    // is trained every epoch, not dropped or carried out again and again. Only an epoch with
+    // too few packs puts them in the tail.
+    let over_left = oversize.len() % m;
+    let tail_len = (drawn.len() + oversize.len()) % m;
+    let (tail_len, mixed_len) = if over_left > 0 && drawn.len() >= tail_len + m - over_left {
+        (tail_len, m - over_left)
     } else {
-        let r = drawn.len() % m;
-        take_tail(&mut drawn, r, &carry_ids, |k, out| {
+        (drawn.len() % m, 0)
+    };
+    let tail_old: Vec<u32> = if carry.is_empty() {
+        drawn.split_off(drawn.len() - tail_len)
+    } else {
+        take_tail(&mut drawn, tail_len, &carry_ids, |k, out| {
             out.extend(packs.get(k as usize).iter().map(|x| x.id))
         })
     };
+    let mixed = drawn.split_off(drawn.len() - mixed_len);
     shuffle(
         &mut drawn,
         &mut Rng::for_epoch(p.seed, p.epoch, DRAW_PURPOSE),
@@ -321,12 +334,14 @@ pub fn balance_batches_with_carry(
     drop(vision);
     let kept_end = drawn.len();
     let fresh_end = kept_end + fresh.len();
-    let normal = fresh_end + tail_old.len();
+    let mixed_end = fresh_end + mixed.len();
+    let normal = mixed_end + tail_old.len();
     let max_cost = p.cost.max_sample(samples.text);
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
+    order_old.extend_from_slice(&mixed);
     order_old.extend_from_slice(&tail_old);
-    drop((fresh, tail_old));
+    drop((fresh, mixed, tail_old));
     let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| rec(i)).collect();
     let (packs, mut sample_loads, mut pack_loads) =
         lay_out(packs, order_old, oversize_recs, &p.cost, max_cost, threads);
@@ -351,7 +366,7 @@ pub fn balance_batches_with_carry(
     };
     let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &full, m);
     drawn.extend(kept_end as u32..fresh_end as u32);
-    let mut tail: Vec<u32> = (fresh_end as u32..normal as u32).collect();
+    let mut tail: Vec<u32> = (mixed_end as u32..normal as u32).collect();
     // Pack `k`'s samples (the packs that can join the tail here were left as laid out: no swap
     // touched them).
     let ids = |k: u32, out: &mut Vec<u32>| {
@@ -360,9 +375,17 @@ pub fn balance_batches_with_carry(
     // Over-cap samples: steps of their own, matched across ranks; the rest join the tail.
     let mut over: Vec<u32> = (normal as u32..packs.len() as u32).collect();
     over.sort_by_cached_key(|&k| full.key(k));
-    let r = over.len() % m;
-    tail.extend(take_tail(&mut over, r, &carry_ids, ids));
-    drawn.extend_from_slice(&over);
+    if mixed_end > fresh_end {
+        // The smallest over-cap ones short of a step, with the `mixed` packs.
+        let left = over.split_off(over.len() - over_left);
+        drawn.extend_from_slice(&over);
+        drawn.extend(fresh_end as u32..mixed_end as u32);
+        drawn.extend_from_slice(&left);
+    } else {
+        let r = over.len() % m;
+        tail.extend(take_tail(&mut over, r, &carry_ids, ids));
+        drawn.extend_from_slice(&over);
+    }
     // A tail of a step or more (over-cap leftovers): whole steps of similar packs.
     if tail.len() >= m {
         tail.sort_by_cached_key(|&k| full.key(k));

@@ -10,7 +10,9 @@ use crate::rng::Rng;
 use std::cmp::Reverse;
 
 /// Step 1c: no lost tail, no part-filled leftovers. With tail policy `drop`, the
-/// `packs mod (dp * accum)` packs that cannot fill a step (`r`, chosen at random) are not
+/// `(packs + oversize) mod (dp * accum)` packs that cannot fill a step (`r`, chosen at random;
+/// `oversize` counts the over-cap samples' own micro-batches, which never join the tail when
+/// the epoch has packs enough) are not
 /// dropped: their samples, those of the packs still part-filled after [`repack_part_filled`]
 /// (`p`) and of `e` random full packs are dealt into `p + e + m` packs (`p + e` a multiple of
 /// `m`, at least `3 m - 4 r`, so the new packs are at least about 3/4 full): one more step, and
@@ -29,6 +31,7 @@ pub(super) fn spread_tail(
     packs: Packs<Rec>,
     p: &BalanceParams,
     m: usize,
+    oversize: usize,
     c: &CarryIds,
 ) -> (Packs<Rec>, Vec<u32>, Vec<u32>) {
     let n = packs.len();
@@ -47,7 +50,11 @@ pub(super) fn spread_tail(
         &mut order,
         &mut Rng::for_epoch(p.seed, p.epoch, SPREAD_PURPOSE),
     );
-    let r = if p.tail == Tail::Drop { n % m } else { 0 };
+    let r = if p.tail == Tail::Drop {
+        (n + oversize) % m
+    } else {
+        0
+    };
     // With `drop` the dealing can leave samples out: never a carried sample's copy (its packs
     // are kept as they are).
     if r > 0 && !c.carry.is_empty() {

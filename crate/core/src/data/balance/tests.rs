@@ -459,6 +459,69 @@ fn over_cap_samples_get_matched_micro_batches_of_their_own() {
 }
 
 #[test]
+fn over_cap_samples_short_of_a_step_are_trained_every_epoch_under_every_tail() {
+    // Three outliers, fewer than a step of 16 micro-batches: they used to fill the tail, so
+    // `drop` lost them and `carry` carried them out again every epoch.
+    let (mut v, mut t) = data(6_000, 31);
+    for (i, (vi, ti)) in [(100, (1, 60_000)), (200, (30, 2_000)), (300, (40, 17_000))] {
+        v[i] = vi;
+        t[i] = ti;
+    }
+    let s = Samples::new(&v, &t).unwrap();
+    let caps = crate::data::caps::caps_for_target(&s, 4.5);
+    for (dp, accum) in [(2, 8), (4, 4), (16, 1), (3, 5)] {
+        for tail in [Tail::Drop, Tail::Carry, Tail::Pad, Tail::KeepPartial] {
+            let mut carry: Vec<u32> = Vec::new();
+            for epoch in 0..3 {
+                let mut p = BalanceParams::new(dp, accum, caps, 3, epoch);
+                p.oversize = Oversize::OwnMicroBatch;
+                p.tail = tail;
+                let plan = balance_batches_with_carry(&s, &p, &carry, &mut ()).unwrap();
+                let mut oversize = plan.oversize.clone();
+                oversize.sort_unstable();
+                assert_eq!(oversize, [100, 200, 300], "dp {dp} accum {accum} {tail:?}");
+                let m = (dp * accum) as usize;
+                let dpu = dp as usize;
+                // Whole steps: m micro-batches, none of them padding.
+                let whole = |k: usize| {
+                    (0..plan.steps()).any(|st| {
+                        let (a, b) = (
+                            plan.rank_offsets[st * dpu] as usize,
+                            plan.rank_offsets[(st + 1) * dpu] as usize,
+                        );
+                        (a..b).contains(&k)
+                            && b - a == m
+                            && plan.padding[a..b].iter().all(|&x| x == 0)
+                    })
+                };
+                for i in [100u32, 200, 300] {
+                    // Planned, alone in its micro-batch, in a whole step (never the tail).
+                    let k = (0..plan.micro_batches())
+                        .find(|&k| plan.micro_batch(k).contains(&i))
+                        .unwrap_or_else(|| {
+                            panic!("sample {i} not planned ({tail:?}, epoch {epoch})")
+                        });
+                    assert_eq!(plan.micro_batch(k), [i]);
+                    assert!(whole(k), "sample {i} in the tail ({tail:?}, epoch {epoch})");
+                    assert!(!plan.dropped.iter().any(|d| d.0 == i));
+                }
+                // Nothing else lost beyond the tail's own packs.
+                assert!(plan
+                    .dropped
+                    .iter()
+                    .all(|d| matches!(d.1, DropReason::Tail | DropReason::Carried)));
+                carry = plan
+                    .dropped
+                    .iter()
+                    .filter(|d| d.1 == DropReason::Carried)
+                    .map(|d| d.0)
+                    .collect();
+            }
+        }
+    }
+}
+
+#[test]
 fn part_filled_packs_of_sizes_that_cannot_fill_the_cap_are_repacked_alike() {
     // Every vision sum a multiple of 576 under a cap of 16384: no pack closes by vision, so
     // every sample is re-packed best fit (once a scan of every room above its size).
