@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { planTraining, type TrainingPlan } from '../src/plan/index';
 import { syntheticSamples } from '../src/data/synthetic';
+import { capsForTarget } from '../src/data/caps';
+import { planBatches } from '../src/data/index';
+import { anyEpochHeaviestLoad, heaviestMicroBatchLoad } from '../src/model/memory-load';
 import { cli, thrown } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-plan-memory-'));
@@ -144,4 +147,37 @@ test('an interleaved plan says it is planned in v x P model chunks and carries t
   const one = planTraining({ ...fixed, ablation: false });
   t.false(one.assumptions.some((a) => a.startsWith('interleaved')));
   t.is(one.chunks, undefined);
+});
+
+test('planTraining sizes the balanced rows for the heaviest micro-batch of ANY epoch, not only its own (a later epoch used to pack a heavier one: OOM after a "fits")', (t) => {
+  const s = syntheticSamples(20_000, 3);
+  const vision = Uint32Array.from(s.vision);
+  const text = Uint32Array.from(s.text);
+  // Two outliers over the caps, fewer than a step: one long text, one many-tile.
+  vision[100] = 1;
+  text[100] = 60_000;
+  vision[200] = 30;
+  text[200] = 2_000;
+  const skewed = { vision, text };
+  const b = 4.5;
+  const caps = capsForTarget(vision, text, b);
+  t.true(text[100] > caps.maxText && vision[200] > caps.maxVision);
+  const bound = anyEpochHeaviestLoad(planBatches(skewed, { dp: 2, accum: 8, samplesPerPack: b, seed: 3 }), skewed, caps);
+  t.true(bound.tiles >= 30 && bound.tokens >= 60_000 && bound.tiles >= caps.maxVision && bound.tokens >= caps.maxText);
+  for (let epoch = 0; epoch < 8; epoch++) {
+    for (const tail of ['drop', 'pad', 'keep-partial'] as const) {
+      const here = heaviestMicroBatchLoad(planBatches(skewed, { dp: 2, accum: 8, samplesPerPack: b, seed: 3, epoch, tail }), skewed);
+      t.true(here.tiles <= bound.tiles && here.tokens <= bound.tokens && here.sumSqLen <= bound.sumSqLen, `epoch ${epoch} ${tail}`);
+    }
+  }
+  // The plan is sized for that bound whatever its epoch: every epoch's full plan fits the same heaviest micro-batch.
+  const plan = (epoch: number, memoryBytes = 160 * GIB) =>
+    planTraining({ samples: skewed, simulatedSteps: 2, epoch, cluster: { gpus: 8, tp: 1, pp: 4, dp: 2 }, accum: 8, seed: 3, ablation: false, memoryBytes });
+  // On 80 GiB the 60k-token micro-batch does not fit: said up front, not found by an OOM.
+  t.is(thrown(() => plan(0, 80 * GIB)).code, 'ERR_OMNIBAL_INFEASIBLE');
+  const activations = (p: TrainingPlan) => p.stages.stages.map((x) => x.memory.activations + x.memory.checkpoints);
+  const [e0, e3] = [plan(0), plan(3)];
+  t.true(e0.assumptions.some((a) => a.includes('heaviest micro-batch of any epoch')));
+  t.true(activations(e0)[0] > 0 && activations(e3)[0] > 0);
+  t.deepEqual(e0.stages.stages.map((x) => x.lastLayer), e3.stages.stages.map((x) => x.lastLayer), 'the same split: sized for the same heaviest load');
 });

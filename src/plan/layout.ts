@@ -20,7 +20,8 @@ import type { Samples } from '../data/samples';
 import { syntheticSamples } from '../data/synthetic';
 import { costWeights } from '../data/cost';
 import { meanMicroBatchLoad } from '../data/load';
-import { heaviestMicroBatchLoad } from '../model/memory-load';
+import { anyEpochHeaviestLoad } from '../model/memory-load';
+import { capsForTarget } from '../data/caps';
 import { DEEPSPEED_INTERLEAVED } from '../model/chunk-target';
 import { resolveGpu, resolveModel } from '../model/index';
 import { expectObject, integerBetween } from '../validate';
@@ -358,7 +359,7 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
         // micro-batch are the shared plan's (integer sums and maxima, exact in any order), so
         // they are computed once per shared plan, not once per layout.
         const meanLoad = meanMicroBatchLoad(base, samples);
-        const memoryLoad = heaviestMicroBatchLoad(base, samples);
+        const memoryLoad = anyEpochHeaviestLoad(base, samples, capsForTarget(samples.vision, samples.text, job.b));
         const resolved: Resolved = { spec, gpu: prepared.gpu, cluster, accum: c.accum, simulatedSteps: run.simulatedSteps, schedule: run.schedule, virtualStages: run.virtualStages, calibration: prepared.calibration, memory };
         const sim = simulateConfig({ name: 'layout', plan, split: 'optimal', recompute: 'block', meanLoad, memoryLoad }, samples, resolved, prepared.coef, undefined);
         const figures = runFigures({

@@ -8,6 +8,8 @@ import { ErrorCodes, omnibalError } from '../errors';
 import { batchMetrics, planBatches, type BatchMetrics } from '../data/index';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad } from '../data/load';
+import { capsForTarget } from '../data/caps';
+import { anyEpochHeaviestLoad } from '../model/memory-load';
 import { resolveGpu, resolveModel } from '../model/index';
 import { expectObject, integerBetween } from '../validate';
 import { runFigures } from './figures';
@@ -88,11 +90,14 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   // Metrics first: their pass over each plan also gives its micro-batch loads, which the
   // configurations below read (no second pass over the samples).
   const data = { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) };
+  // The balanced rows' memory is sized for the heaviest micro-batch of any epoch (each epoch
+  // packs afresh within the same caps), not only this one's.
+  const memoryLoad = anyEpochHeaviestLoad(balanced, samples, capsForTarget(samples.vision, samples.text, b));
   const configs: Config[] = [
     { name: 'baseline (random batches, parameter split, full recompute)', plan: random, split: 'parameters', recompute: 'full' },
-    { name: '+ data balance', plan: balanced, split: 'parameters', recompute: 'full' },
-    { name: '+ model balance', plan: balanced, split: 'optimal', recompute: 'full' },
-    { name: '+ memory balance', plan: balanced, split: 'optimal', recompute: 'block' },
+    { name: '+ data balance', plan: balanced, split: 'parameters', recompute: 'full', memoryLoad },
+    { name: '+ model balance', plan: balanced, split: 'optimal', recompute: 'full', memoryLoad },
+    { name: '+ memory balance', plan: balanced, split: 'optimal', recompute: 'block', memoryLoad },
   ];
   // Each row on its own batches (GPU-hours use each plan's steps). A row that does not fit (the
   // baseline's split, say) is reported with its error; the full plan must fit.

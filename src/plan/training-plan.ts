@@ -198,6 +198,7 @@ export const PLAN_ASSUMPTIONS = [
   'per micro-batch load: its tiles, tokens and sum of squared sample lengths (padding counted for padded batches)',
   'schedule as chosen (default 1F1B); transfers at stage cuts at the network bandwidth; gradient ring all-reduce over dp at the step end, not overlapped',
   'step time = mean of the simulated steps (evenly spread over the epoch); epoch = steps x step time',
+  "memory of the balanced rows for the heaviest micro-batch of any epoch (per component, the most of this epoch's heaviest, the caps every pack keeps to, and every over-cap sample's own micro-batch); the random baseline's for this epoch's batches",
 ];
 
 /**
