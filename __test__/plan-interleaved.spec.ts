@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { planBatches } from '../src/data/index';
+import { capsForTarget } from '../src/data/caps';
 import { microBatchLoad } from '../src/data/load';
 import { syntheticSamples } from '../src/data/synthetic';
 import { resolveGpu, resolveModel, vlmLayers } from '../src/model/index';
@@ -50,6 +51,14 @@ test('--schedule interleaved --virtual-stages 2: every device fits the GPU for t
     const l = microBatchLoad(batches, samples, k);
     tiles = Math.max(tiles, l.tiles);
     tokens = Math.max(tokens, l.tokens);
+  }
+  // Every epoch packs afresh within the same caps, so the plan is sized for the most of this
+  // epoch's heaviest, the caps and every over-cap sample (per component).
+  const caps = capsForTarget(samples.vision, samples.text, r.samplesPerPack);
+  for (let i = 0; i < samples.text.length; i++) {
+    const over = samples.vision[i] > caps.maxVision || samples.text[i] > caps.maxText;
+    tiles = Math.max(tiles, over ? samples.vision[i] : 0, caps.maxVision);
+    tokens = Math.max(tokens, over ? samples.text[i] : 0, caps.maxText);
   }
   const layers = vlmLayers(spec, gpu, { tp, dp, zero: r.memory!.zero, training: r.memory!.training, load: { tiles, tokens, sumSqLen: tokens * tokens } });
   // One micro-batch of each chunk keeps its recomputed layers' checkpoints and the others' activations.

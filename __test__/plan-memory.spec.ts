@@ -167,7 +167,7 @@ test('planTraining sizes the balanced rows for the heaviest micro-batch of ANY e
   for (let epoch = 0; epoch < 8; epoch++) {
     for (const tail of ['drop', 'pad', 'keep-partial'] as const) {
       const here = heaviestMicroBatchLoad(planBatches(skewed, { dp: 2, accum: 8, samplesPerPack: b, seed: 3, epoch, tail }), skewed);
-      t.true(here.tiles <= bound.tiles && here.tokens <= bound.tokens && here.sumSqLen <= bound.sumSqLen, `epoch ${epoch} ${tail}`);
+      t.true(here.tiles <= bound.tiles && here.tokens <= bound.tokens && (here.sumSqLen ?? 0) <= (bound.sumSqLen ?? 0), `epoch ${epoch} ${tail}`);
     }
   }
   // The plan is sized for that bound whatever its epoch: every epoch's full plan fits the same heaviest micro-batch.
@@ -180,4 +180,20 @@ test('planTraining sizes the balanced rows for the heaviest micro-batch of ANY e
   t.true(e0.assumptions.some((a) => a.includes('heaviest micro-batch of any epoch')));
   t.true(activations(e0)[0] > 0 && activations(e3)[0] > 0);
   t.deepEqual(e0.stages.stages.map((x) => x.lastLayer), e3.stages.stages.map((x) => x.lastLayer), 'the same split: sized for the same heaviest load');
+});
+
+test('omnibal plan says when its balanced plan leaves over 1% of the samples in the dropped tail (stderr and --json warnings), as pack does', (t) => {
+  const r = omnibal(['plan', '--synthetic', '18318', '--gpus', '16', '--pp', '4', '--simulated-steps', '2', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const warning = /^omnibal: warning: balanced: (\d+) of 18318 samples \([\d.]+%\) are in the dropped tail/m.exec(r.stderr);
+  t.truthy(warning, r.stderr);
+  const doc = JSON.parse(r.stdout) as TrainingPlan;
+  t.true(doc.warnings?.some((w) => w.includes(`${warning![1]} of 18318 samples`)));
+  // Planned + dropped = the input: the warning counts what the plan really left out.
+  const planned = doc.ablation.at(-1)!.steps * doc.figures.samplesPerStep;
+  t.true(planned + Number(warning![1]) <= 18318 + doc.figures.samplesPerStep);
+  // Under 1% left out: no warning.
+  const quiet = omnibal(['plan', '--synthetic', '20000', '--gpus', '8', '--pp', '4', '--accum', '4', '--simulated-steps', '2', '--memory-gib', '96']);
+  t.is(quiet.status, 0, quiet.stderr);
+  t.notRegex(quiet.stderr, /dropped tail/);
 });

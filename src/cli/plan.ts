@@ -336,8 +336,12 @@ async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
     simulatedSteps: flags.simulatedSteps,
     inputs,
   });
+  // The calibration's warnings were printed (named under their flag) before the long part; the
+  // balanced plan's (samples left out) now.
+  const dataWarnings = (plan.warnings ?? []).slice(warnings.length);
+  for (const w of dataWarnings) process.stderr.write(`omnibal: warning: ${w}\n`);
+  if (plan.warnings) plan.warnings = [...warnings, ...dataWarnings];
   if (flags.report) await writeOutputFile(flags.report, renderReport(plan, plan.memoryBytes));
-  if (plan.warnings) plan.warnings = warnings;
   const json = `${JSON.stringify(plan)}\n`;
   if (flags.out) await writeOutputFile(flags.out, json);
   if (flags.json) await writeStdout(json);

@@ -9,6 +9,7 @@ import { batchMetrics, planBatches, type BatchMetrics } from '../data/index';
 import { syntheticSamples } from '../data/synthetic';
 import { meanMicroBatchLoad } from '../data/load';
 import { capsForTarget } from '../data/caps';
+import { planWarnings } from '../data/plan-warnings';
 import { anyEpochHeaviestLoad } from '../model/memory-load';
 import { resolveGpu, resolveModel } from '../model/index';
 import { expectObject, integerBetween } from '../validate';
@@ -90,6 +91,9 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   // Metrics first: their pass over each plan also gives its micro-batch loads, which the
   // configurations below read (no second pass over the samples).
   const data = { balanced: pick(batchMetrics(balanced, samples, cost)), random: pick(batchMetrics(random, samples, cost)) };
+  // The calibration's warnings, then the balanced plan's (over 1% of the samples left out: the
+  // dropped tail of a large dp x accum, say).
+  const warnings = [...(calibration?.warnings ?? []), ...planWarnings(balanced, samples.text.length, undefined, 'the figures are for the planned samples; the sampler\'s tail=\'carry\' trains them in the next epoch, or use fewer ranks or micro-batches per step')];
   // The balanced rows' memory is sized for the heaviest micro-batch of any epoch (each epoch
   // packs afresh within the same caps), not only this one's.
   const memoryLoad = anyEpochHeaviestLoad(balanced, samples, capsForTarget(samples.vision, samples.text, b));
@@ -175,7 +179,7 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
       calibration: options.calibration ?? null,
       memory,
     },
-    ...(calibration && calibration.warnings.length > 0 && { warnings: calibration.warnings }),
+    ...(warnings.length > 0 && { warnings }),
     detail: {
       balancedRankTokens: full.rankTokens,
       randomRankTokens: base?.rankTokens ?? [],

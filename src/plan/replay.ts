@@ -3,6 +3,8 @@
  *
  * @module
  */
+import { capsForTarget } from '../data/caps';
+import { anyEpochHeaviestLoad } from '../model/memory-load';
 import { ErrorCodes, omnibalError } from '../errors';
 import { planBatches, type Samples } from '../data/index';
 import { meanMicroBatchLoad } from '../data/load';
@@ -57,7 +59,9 @@ export function simulateSavedPlan(savedPlan: TrainingPlan, samples: Samples): Re
       : checkSavedStages(saved, coef.perTile.length);
   const resolved: Resolved = { spec, gpu: g, cluster, accum: saved.accum, simulatedSteps, schedule, virtualStages, calibration, memory };
   const plan = planBatches(samples, { dp: cluster.dp, accum: saved.accum, samplesPerPack: r.samplesPerPack, seed: r.seed, epoch: r.epoch, costA: 1, costB, tail: 'drop' });
-  const sim = simulateConfig({ name: 'saved plan', plan, split: 'given', recompute: 'block', given }, samples, resolved, coef, undefined);
+  // Sized as the plan was: for the heaviest micro-batch of any epoch.
+  const memoryLoad = anyEpochHeaviestLoad(plan, samples, capsForTarget(samples.vision, samples.text, r.samplesPerPack));
+  const sim = simulateConfig({ name: 'saved plan', plan, split: 'given', recompute: 'block', given, memoryLoad }, samples, resolved, coef, undefined);
   sim.stages.stages.forEach((st, i) => {
     if (st.memoryBytes > g.memoryBytes) {
       const gib = (x: number) => (x / 2 ** 30).toFixed(1);

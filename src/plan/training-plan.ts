@@ -76,7 +76,7 @@ export interface TrainingPlan {
   memoryBytes: number;
   /** What `omnibal simulate` needs to rebuild and re-simulate this plan. */
   replay: PlanReplay;
-  /** Warnings about the calibration's measurements (see `checkMeasurements`); absent when none. */
+  /** Warnings about the calibration's measurements (see `checkMeasurements`), then about the balanced batch plan (`planWarnings`: over 1% of the samples left out, as tail or over a cap); absent when none. */
   warnings?: string[];
   /** Run-level predictions of the full plan: throughput, MFU, time to train. */
   figures: RunFigures;
