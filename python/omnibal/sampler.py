@@ -244,7 +244,9 @@ class BalancedBatchSampler:
     ``sidecar``: ``"own"`` starts a private sidecar, ``"node"`` shares one per node over a Unix
     socket (:meth:`Client.node_shared`), ``"auto"`` (default) is ``"node"`` under ``torchrun``
     with several local ranks (``LOCAL_WORLD_SIZE`` > 1), else ``"own"``; or pass a ``client``.
-    ``progress(done, total)`` receives the planner's progress.
+    ``progress(done, total)`` receives the planner's progress; an exception it raises cancels
+    the planning call and is raised to the caller of ``iter()``/``len()`` (see
+    :meth:`Client.wait`); the next pass plans again.
     """
 
     def __init__(self, source=None, *, lengths=None, path=None, rank=None, world_size=None, accum=1, seed=0, epoch=0,

@@ -331,6 +331,23 @@ class SamplerSemantics(helpers.SharedClientCase):
                 BalancedBatchSampler(PAIRS, world_size=1)  # sidecar='auto' reads it
             self.assertIn("LOCAL_WORLD_SIZE", str(e.exception))
 
+    def test_a_raising_progress_callback_fails_the_planning_call_and_nothing_else(self):
+        boom = ValueError("the progress bar was closed")
+        calls = []
+
+        def bad(done, total):
+            calls.append((done, total))
+            raise boom
+        s = self.sampler(progress=bad)
+        with self.assertRaises(ValueError) as e:
+            list(s)
+        self.assertIs(e.exception, boom)
+        self.assertEqual(len(calls), 1)
+        # The sampler plans the epoch again at the next pass, on the same connection.
+        s.progress = None
+        self.assertEqual(list(s), list(self.sampler()))
+        self.assertEqual(len(calls), 1)
+
     def test_a_dead_sidecar_is_restarted_when_the_sampler_owns_it(self):
         import signal
         s = BalancedBatchSampler(PAIRS, rank=1, world_size=4, accum=2, seed=7, sidecar="own")
