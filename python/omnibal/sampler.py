@@ -517,8 +517,10 @@ class BalancedBatchSampler:
         resumed pass yields, also while it runs); after that pass, a whole epoch. It can differ
         between epochs by a few micro-batches: each epoch's samples are drawn in another order
         and packed again, and the packs that fill a step vary with it (a ``DistributedSampler``
-        keeps its length because it deals samples, not packs). Call :meth:`set_epoch` before
-        reading it (as before iterating): it is then the length of the epoch about to run."""
+        keeps its length because it deals samples, not packs; a constant here would mean padding
+        to a count no plan bounds, or cutting longer epochs and losing their samples). Call
+        :meth:`set_epoch` before reading it (as before iterating): it is then the length of the
+        epoch about to run."""
         batches = self._ensure()
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             return max(len(batches) - self._resume_at[1], 0)
