@@ -429,7 +429,7 @@ def _non_finite(value, path):
 
 
 class _Pending:
-    __slots__ = ("event", "response", "progress", "activity", "parsed")
+    __slots__ = ("event", "response", "progress", "activity", "parsed", "failure")
 
     def __init__(self, progress):
         self.event = threading.Event()
@@ -437,6 +437,7 @@ class _Pending:
         self.progress = progress
         self.activity = time.monotonic()
         self.parsed = False  # the sidecar has shown it read this request (progress seen)
+        self.failure = None  # what the progress callback raised: the call raises it (see Client.wait)
 
 
 class _Calls:
@@ -473,8 +474,12 @@ class _Calls:
             if pending.progress is not None:
                 try:
                     pending.progress(p.get("done"), p.get("total"))
-                except Exception:  # noqa: BLE001 - a callback's failure must not stop the reader
-                    _log.exception("omnibal: a progress callback raised; ignored")
+                except BaseException as e:  # noqa: BLE001 - a callback's failure must not stop the reader
+                    # The call fails with it (Client.wait cancels the request); the callback is
+                    # not called again, as with Node's onProgress.
+                    pending.progress = None
+                    pending.failure = e
+                    pending.event.set()
             return
         rid = msg.get("id")
         if rid is None:
@@ -898,10 +903,10 @@ class Client:
     def request(self, method, params=None, progress=None, timeout=None):
         """Sends a request and returns its id and a handle to wait on (see :meth:`wait`).
 
-        ``progress(done, total)`` is called from the reader thread; if it raises, the error is
-        logged and ignored. ``timeout`` (default: the client's) bounds how long sending may wait
-        for a sidecar that takes no byte (then :class:`SidecarTimeout`, and the connection
-        ends)."""
+        ``progress(done, total)`` is called from the reader thread; if it raises, it is not
+        called again, and :meth:`wait` cancels the request and raises that exception.
+        ``timeout`` (default: the client's) bounds how long sending may wait for a sidecar that
+        takes no byte (then :class:`SidecarTimeout`, and the connection ends)."""
         check_progress(progress)
         if self._closed:
             raise SidecarExited("the client is closed")
@@ -938,7 +943,11 @@ class Client:
         """Waits for a request's answer; returns the result or raises its error.
 
         Fails with :class:`SidecarTimeout` after ``timeout`` seconds with neither an answer nor
-        a progress notification for it (``None``: no limit)."""
+        a progress notification for it (``None``: no limit). When the request's progress
+        callback raised, the request is cancelled on the sidecar (``$/cancelRequest``; its late
+        answer is read and dropped, so the connection serves the next request) and that very
+        exception is raised at once, as Node's Promise variants reject with their
+        ``onProgress``'s error."""
         while not pending.event.is_set():
             if timeout is None:
                 pending.event.wait()
@@ -948,6 +957,9 @@ class Client:
                 self._abandon(pending, rid)
                 raise SidecarTimeout("no answer or progress from the sidecar within %s s" % timeout, code="ERR_OMNIBAL_TIMEOUT")
             pending.event.wait(max(left, 0.001))
+        if pending.failure is not None:
+            self._abandon(pending, rid)
+            raise pending.failure
         msg = pending.response
         if "_exited" in msg:
             raise self._exited("%s with requests pending" % msg["_exited"])
@@ -1027,7 +1039,8 @@ class Client:
                 pass
 
     def call(self, method, params=None, progress=None, timeout=None):
-        """Calls a method and returns its result; ``progress(done, total)`` receives progress.
+        """Calls a method and returns its result; ``progress(done, total)`` receives progress
+        (an exception it raises cancels the request and is raised here, see :meth:`wait`).
         ``timeout`` defaults to the client's (see :class:`Client`)."""
         rid, pending = self.request(method, params, progress, timeout)
         try:

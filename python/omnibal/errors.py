@@ -74,6 +74,14 @@ class StateMismatch(InvalidParams):
     cannot resume into exactly (code ``ERR_OMNIBAL_STATE_MISMATCH``)."""
 
 
+class RankWarning(UserWarning):
+    """A ``rank``/``world_size`` given to the sampler that looks like a mistake against the
+    initialised process group (or torchrun's ``RANK``/``WORLD_SIZE``): another process's rank at
+    the group's size, or a world size that does not divide the group. The values are used as
+    given, as ``DistributedSampler`` uses them; silence it with ``warnings.filterwarnings("ignore",
+    category=omnibal.RankWarning)`` when the ranks are remapped on purpose."""
+
+
 _BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled, -32002: Unauthorized,
             -32003: UnknownHandle}
 

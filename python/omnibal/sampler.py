@@ -36,13 +36,15 @@ world size is refused (:class:`StateMismatch`).
 import hashlib
 import logging
 import math
+import operator
 import os
 import struct
 import sys
+import warnings
 
 from .arrays import PlanLists, decode_u32
 from .client import Client, check_progress, u32_array, u32_values
-from .errors import InvalidParams, OmnibalError, SidecarExited, StateMismatch, UnknownHandle
+from .errors import InvalidParams, OmnibalError, RankWarning, SidecarExited, StateMismatch, UnknownHandle
 
 _log = logging.getLogger("omnibal")
 
@@ -80,20 +82,44 @@ def _env_int(name):
     return value
 
 
+def _rank_arg(name, value, least):
+    """``value`` of the ``rank``/``world_size`` argument as an int (None stays None; an integer
+    type such as numpy's is taken through ``__index__``); not an integer is
+    ``ERR_OMNIBAL_INVALID_TYPE``, below ``least`` ``ERR_OMNIBAL_OUT_OF_RANGE``."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise InvalidParams("%s must be an integer, got %r" % (name, value), code="ERR_OMNIBAL_INVALID_TYPE") from None
+    if number < least:
+        raise InvalidParams("%s must be an integer >= %d, got %r" % (name, least, value), code="ERR_OMNIBAL_OUT_OF_RANGE")
+    return number
+
+
+def _warn_rank(message):
+    warnings.warn("omnibal: %s" % message, RankWarning, stacklevel=4)
+
+
 def _resolve_ranks(rank, world_size):
-    """(rank, world size) as PyTorch's ``DistributedSampler`` takes them: from the initialised
-    process group when not given, else from the arguments, checked against the group or the
-    ``RANK``/``WORLD_SIZE`` environment torchrun sets. A world size above one without a rank (or
-    a rank without a world size) that nothing else supplies is an error naming both, never a
-    silent rank 0 that would give every process the same shard."""
-    for name, value, least in (("world_size", world_size, 1), ("rank", rank, 0)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise InvalidParams("%s must be an integer >= %d, got %r" % (name, least, value), code="ERR_OMNIBAL_OUT_OF_RANGE")
+    """(rank, world size) as PyTorch's ``DistributedSampler`` takes them: a ``rank`` and
+    ``world_size`` given are used as given (checked for type and ``0 <= rank < world_size``);
+    the initialised process group (else torchrun's ``RANK``/``WORLD_SIZE``) only supplies the
+    ones not given. A world size above one without a rank (or a rank without a world size) that
+    nothing supplies is an error naming both, never a silent rank 0 that would give every
+    process the same shard. Explicit values that look like a mistake against the group (another
+    process's rank at the group's size, a world size that does not divide it) are taken with a
+    :class:`RankWarning`."""
+    world_size = _rank_arg("world_size", world_size, 1)
+    rank = _rank_arg("rank", rank, 0)
     group = _distributed()
     if group is not None:
         g_rank, g_world = group
         if world_size is None and rank is None:
             return g_rank, g_world
+        given_world = world_size is not None
         if world_size is None:
             world_size = g_world
         if rank is None and world_size == 1:
@@ -102,11 +128,11 @@ def _resolve_ranks(rank, world_size):
             if world_size != g_world:
                 raise InvalidParams("world_size=%d differs from the process group's %d: pass rank= too (your data-parallel rank)" % (world_size, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
             rank = g_rank
-        if world_size > g_world or g_world % world_size != 0:
-            raise InvalidParams("world_size=%d cannot be a data-parallel size of the initialised process group of %d processes" % (world_size, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
-        if world_size == g_world and rank != g_rank:
-            raise InvalidParams("rank=%d differs from this process's rank %d in the process group of %d: two processes would train the same shard (omit rank=, or pass a data-parallel group's world_size)"
-                                % (rank, g_rank, g_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+        elif world_size == g_world and rank != g_rank and 0 <= rank < world_size:
+            _warn_rank("rank=%d differs from this process's rank %d in the process group of %d: unless the ranks are remapped on purpose, "
+                       "two processes train rank %d's shard" % (rank, g_rank, g_world, rank))
+        if given_world and (world_size > g_world or g_world % world_size != 0):
+            _warn_rank("world_size=%d is not a data-parallel size of the initialised process group of %d processes (it does not divide it)" % (world_size, g_world))
     else:
         env_world, env_rank = _env_int("WORLD_SIZE"), _env_int("RANK")
         if env_world is not None and env_rank is not None and env_rank >= env_world:
@@ -130,9 +156,10 @@ def _resolve_ranks(rank, world_size):
                 raise InvalidParams("rank=%d given without world_size (and no initialised process group, no WORLD_SIZE): pass world_size= too" % rank, code="ERR_OMNIBAL_INVALID_OPTIONS")
             world_size = env_world
         if env_world is not None and (world_size > env_world or env_world % world_size != 0):
-            raise InvalidParams("world_size=%d cannot be a data-parallel size of the job's WORLD_SIZE=%d" % (world_size, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
-        if env_rank is not None and world_size == env_world and rank != env_rank:
-            raise InvalidParams("rank=%d differs from RANK=%d (of WORLD_SIZE=%d): two processes would train the same shard" % (rank, env_rank, env_world), code="ERR_OMNIBAL_OUT_OF_RANGE")
+            _warn_rank("world_size=%d is not a data-parallel size of the job's WORLD_SIZE=%d (it does not divide it)" % (world_size, env_world))
+        if env_rank is not None and world_size == env_world and rank != env_rank and 0 <= rank < world_size:
+            _warn_rank("rank=%d differs from RANK=%d (of WORLD_SIZE=%d): unless the ranks are remapped on purpose, two processes train rank %d's shard"
+                       % (rank, env_rank, env_world, rank))
     if not 0 <= rank < world_size:
         raise InvalidParams("rank must be in 0..world_size - 1 (%d), got %d" % (world_size - 1, rank), code="ERR_OMNIBAL_OUT_OF_RANGE")
     return rank, world_size
@@ -203,7 +230,11 @@ class BalancedBatchSampler:
     ``rank``/``world_size`` default to those of an initialised ``torch.distributed`` process
     group (pass both for a data-parallel group that is not the whole job), else 0/1; without a
     group, a ``world_size`` above 1 needs ``rank`` (or torchrun's ``RANK`` of that
-    ``WORLD_SIZE``), as ``DistributedSampler`` does, never a silent rank 0. Planning
+    ``WORLD_SIZE``), never a silent rank 0. As with ``DistributedSampler``, a ``rank`` and
+    ``world_size`` given are used as given: an integer ``0 <= rank < world_size``, else
+    :class:`InvalidParams` (``ERR_OMNIBAL_INVALID_TYPE`` or ``ERR_OMNIBAL_OUT_OF_RANGE``);
+    another process's rank at the group's size, or a world size that does not divide the group,
+    only warns (:class:`RankWarning`: two processes may then train one shard). Planning
     options: ``strategy`` (default ``balanced``), ``tail`` (``drop`` default, ``pad``,
     ``keep-partial``, ``carry``: each epoch's tail planned in the next, see the module's notes), ``max_vision``, ``max_text``, ``cost_a``, ``cost_b``,
     ``samples_per_pack``. ``even`` (``pad`` default, or ``drop``) makes ``keep-partial``'s last
@@ -213,7 +244,9 @@ class BalancedBatchSampler:
     ``sidecar``: ``"own"`` starts a private sidecar, ``"node"`` shares one per node over a Unix
     socket (:meth:`Client.node_shared`), ``"auto"`` (default) is ``"node"`` under ``torchrun``
     with several local ranks (``LOCAL_WORLD_SIZE`` > 1), else ``"own"``; or pass a ``client``.
-    ``progress(done, total)`` receives the planner's progress.
+    ``progress(done, total)`` receives the planner's progress; an exception it raises cancels
+    the planning call and is raised to the caller of ``iter()``/``len()`` (see
+    :meth:`Client.wait`); the next pass plans again.
     """
 
     def __init__(self, source=None, *, lengths=None, path=None, rank=None, world_size=None, accum=1, seed=0, epoch=0,
@@ -484,8 +517,10 @@ class BalancedBatchSampler:
         resumed pass yields, also while it runs); after that pass, a whole epoch. It can differ
         between epochs by a few micro-batches: each epoch's samples are drawn in another order
         and packed again, and the packs that fill a step vary with it (a ``DistributedSampler``
-        keeps its length because it deals samples, not packs). Call :meth:`set_epoch` before
-        reading it (as before iterating): it is then the length of the epoch about to run."""
+        keeps its length because it deals samples, not packs; a constant here would mean padding
+        to a count no plan bounds, or cutting longer epochs and losing their samples). Call
+        :meth:`set_epoch` before reading it (as before iterating): it is then the length of the
+        epoch about to run."""
         batches = self._ensure()
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             return max(len(batches) - self._resume_at[1], 0)

@@ -1,6 +1,6 @@
 """The client under load and failure: concurrent large requests from many threads, a stopped
-sidecar (timeout), errors that name no request, a progress callback that raises, clients that
-are never closed, and the node-shared sidecar on a Unix socket."""
+sidecar (timeout), errors that name no request, a progress callback that raises (the call fails
+with its exception and is cancelled), clients that are never closed, and the node-shared sidecar on a Unix socket."""
 import gc
 import json
 import multiprocessing
@@ -197,22 +197,66 @@ class Failures(unittest.TestCase):
                     c.wait(pending, timeout=10)
                 self.assertEqual(e.exception.rpc_code, -32700)
 
-    def test_a_raising_progress_callback_does_not_stop_the_client(self):
-        n = 400000
+    def test_a_raising_progress_callback_aborts_the_call_and_cancels_it(self):
+        # As Node's onProgress: the call fails with the callback's own exception, and the
+        # callback is not called again. Here the request is also cancelled on the sidecar at
+        # once, and the connection serves the next request.
+        n = 2000000  # a balance of seconds: the first progress comes well before the answer
         params = {"vision": u32_array(1 + i % 5 for i in range(n)), "text": u32_array(300 + (i * 37) % 1500 for i in range(n)), "dp": 8, "samplesPerPack": 4.5}
+        boom = RuntimeError("callback bug")
         calls = []
 
         def bad(done, total):
-            calls.append(done)
-            raise RuntimeError("callback bug")
+            calls.append((time.monotonic(), done, total))
+            raise boom
 
         with Client(timeout=120) as c:
-            with self.assertLogs("omnibal", level="ERROR") as logs:
-                r = c.call("balance", params, progress=bad)
-            self.assertGreater(r["steps"], 0)
-            self.assertTrue(calls)
-            self.assertIn("callback bug", "\n".join(logs.output))
+            small = _balance_params(3)
+
+            def plan_of(answer):
+                return {k: v for k, v in answer.items() if k not in ("planId", "shared")}
+            expected = plan_of(c.call("balance", small))
+            cancels = []
+            request = c.request
+
+            def spy(method, params=None, progress=None, timeout=None):
+                rid, pending = request(method, params, progress, timeout)
+                if method == "$/cancelRequest":
+                    cancels.append((params["id"], pending))
+                return rid, pending
+            with mock.patch.object(c, "request", spy):
+                started = time.monotonic()
+                with self.assertRaises(RuntimeError) as e:
+                    c.call("balance", params, progress=bad)
+                returned = time.monotonic()
+                self.assertIs(e.exception, boom)
+                self.assertEqual(len(calls), 1, "the callback is not called after it raised")
+                self.assertLess(calls[0][1], calls[0][2], "it raised on a report before the end")
+                # Prompt: the call does not wait for the balance to finish.
+                self.assertLess(returned - calls[0][0], 2.0)
+                # The sidecar was told, while the request was still running.
+                self.assertEqual(len(cancels), 1)
+                self.assertEqual(c.wait(cancels[0][1], timeout=30), {"cancelled": True})
+            # The cancelled request's late frames are dropped: the next calls get their own answers.
+            self.assertEqual(plan_of(c.call("balance", small)), expected)
             self.assertEqual(c.call("version")["protocol"], "omnibal-rpc/1")
+            self.assertEqual(len(calls), 1)
+            self.assertLess(returned - started, 60)
+
+    def test_a_callback_raising_on_the_last_report_still_fails_the_call(self):
+        n = 400000
+        params = {"vision": u32_array(1 + i % 5 for i in range(n)), "text": u32_array(300 + (i * 37) % 1500 for i in range(n)), "dp": 8, "samplesPerPack": 4.5}
+
+        class Late(Exception):
+            pass
+
+        def at_the_end(done, total):
+            if done == total:
+                raise Late("listener failed at the end")
+        with Client(timeout=120) as c:
+            with self.assertRaises(Late):
+                c.call("balance", params, progress=at_the_end)
+            self.assertGreater(c.call("balance", params)["steps"], 0)
 
     def test_a_dead_sidecar_fails_pending_and_later_calls(self):
         c = Client(timeout=30)

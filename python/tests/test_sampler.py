@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import unittest
+import warnings
 from unittest import mock
 
 import helpers  # noqa: F401  (sets sys.path)
@@ -213,7 +214,9 @@ class SamplerSemantics(helpers.SharedClientCase):
 
     def test_ranks_follow_distributed_sampler_conventions(self):
         # No process group here: a world size above one needs a rank from somewhere (the
-        # argument, or torchrun's RANK of the same WORLD_SIZE), never a silent rank 0.
+        # argument, or torchrun's RANK of the same WORLD_SIZE), never a silent rank 0. A rank
+        # and world size given are used as given (DistributedSampler's rule), checked for type
+        # and range; one that looks like a mistake against RANK/WORLD_SIZE only warns.
         keys = ("WORLD_SIZE", "RANK")
         saved = {k: os.environ.pop(k, None) for k in keys}
 
@@ -222,38 +225,63 @@ class SamplerSemantics(helpers.SharedClientCase):
                 os.environ.pop(k, None)
             os.environ.update({k: str(v) for k, v in values.items()})
 
-        def refused(**kw):
+        def refused(code="ERR_OMNIBAL_OUT_OF_RANGE", **kw):
             with self.assertRaises(omnibal.InvalidParams) as e:
                 BalancedBatchSampler(PAIRS, client=self.client, **kw)
             self.assertEqual(len(str(e.exception).splitlines()), 1)
+            self.assertEqual(e.exception.code, code)
             return str(e.exception)
 
-        def ranks(**kw):
-            s = BalancedBatchSampler(PAIRS, client=self.client, **kw)
+        def ranks(warns=None, **kw):
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                s = BalancedBatchSampler(PAIRS, client=self.client, **kw)
             s.close()
+            said = [str(w.message) for w in seen if issubclass(w.category, omnibal.RankWarning)]
+            if warns is None:
+                self.assertEqual(said, [])
+            else:
+                self.assertEqual(len(said), 1, said)
+                self.assertIn(warns, said[0])
+                self.assertTrue(all(w.filename == __file__ for w in seen), "the warning points at the caller")
             return s.rank, s.world_size
+
+        class Index:  # an integer type that is not int (numpy's, torch's): taken through __index__
+            def __init__(self, n):
+                self.n = n
+
+            def __index__(self):
+                return self.n
         try:
-            msg = refused(world_size=2)
+            msg = refused(world_size=2, code="ERR_OMNIBAL_INVALID_OPTIONS")
             self.assertIn("world_size=2", msg)
             self.assertIn("rank", msg)
-            self.assertIn("rank=1", refused(rank=1))
-            self.assertIn("world_size", refused(rank=1))
-            refused(rank=2, world_size=2)
+            self.assertIn("rank=1", refused(rank=1, code="ERR_OMNIBAL_INVALID_OPTIONS"))
+            self.assertIn("world_size", refused(rank=1, code="ERR_OMNIBAL_INVALID_OPTIONS"))
+            self.assertIn("got 2", refused(rank=2, world_size=2))
             refused(rank=-1, world_size=2)
             refused(rank=0, world_size=0)
-            refused(rank="1", world_size=2)
+            self.assertIn("'1'", refused(rank="1", world_size=2, code="ERR_OMNIBAL_INVALID_TYPE"))
+            refused(rank=1.0, world_size=2, code="ERR_OMNIBAL_INVALID_TYPE")
+            refused(rank=True, world_size=2, code="ERR_OMNIBAL_INVALID_TYPE")
             self.assertEqual(ranks(), (0, 1))
             self.assertEqual(ranks(world_size=1), (0, 1))
             self.assertEqual(ranks(rank=1, world_size=2), (1, 2))
+            self.assertEqual(ranks(rank=Index(1), world_size=Index(3)), (1, 3))
+            self.assertIs(type(ranks(rank=Index(1), world_size=Index(3))[0]), int)
             env(WORLD_SIZE=4, RANK=3)
             self.assertEqual(ranks(world_size=4), (3, 4))
             self.assertEqual(ranks(rank=3), (3, 4))
             self.assertEqual(ranks(rank=1, world_size=2), (1, 2))  # a data-parallel group of the job
-            self.assertIn("RANK=3", refused(rank=2, world_size=4))
-            self.assertIn("WORLD_SIZE=4", refused(rank=0, world_size=3))
-            refused(world_size=2)  # RANK=3 is a rank of 4, not of 2
+            # Another process's rank at the job's size, or a size that does not divide the job:
+            # used as given (ranks remapped on purpose, several samplers per process), with a warning.
+            self.assertEqual(ranks(rank=2, world_size=4, warns="RANK=3"), (2, 4))
+            self.assertEqual(ranks(rank=0, world_size=3, warns="WORLD_SIZE=4"), (0, 3))
+            self.assertEqual(ranks(rank=5, world_size=8, warns="WORLD_SIZE=4"), (5, 8))
+            refused(rank=4, world_size=4)  # the range is still checked
+            refused(world_size=2, code="ERR_OMNIBAL_INVALID_OPTIONS")  # RANK=3 is a rank of 4, not of 2
             env(WORLD_SIZE=4, RANK="x")
-            self.assertIn("RANK='x'", refused(rank=0, world_size=4))
+            self.assertIn("RANK='x'", refused(rank=0, world_size=4, code="ERR_OMNIBAL_INVALID_OPTIONS"))
             env(WORLD_SIZE=2, RANK=2)
             self.assertIn("RANK=2", refused(rank=0, world_size=2))
         finally:
@@ -302,6 +330,23 @@ class SamplerSemantics(helpers.SharedClientCase):
             with self.assertRaises(omnibal.InvalidParams) as e:
                 BalancedBatchSampler(PAIRS, world_size=1)  # sidecar='auto' reads it
             self.assertIn("LOCAL_WORLD_SIZE", str(e.exception))
+
+    def test_a_raising_progress_callback_fails_the_planning_call_and_nothing_else(self):
+        boom = ValueError("the progress bar was closed")
+        calls = []
+
+        def bad(done, total):
+            calls.append((done, total))
+            raise boom
+        s = self.sampler(progress=bad)
+        with self.assertRaises(ValueError) as e:
+            list(s)
+        self.assertIs(e.exception, boom)
+        self.assertEqual(len(calls), 1)
+        # The sampler plans the epoch again at the next pass, on the same connection.
+        s.progress = None
+        self.assertEqual(list(s), list(self.sampler()))
+        self.assertEqual(len(calls), 1)
 
     def test_a_dead_sidecar_is_restarted_when_the_sampler_owns_it(self):
         import signal

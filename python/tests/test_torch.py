@@ -3,6 +3,7 @@
 import os
 import tempfile
 import unittest
+import warnings
 
 from helpers import have_real_data, real_lengths  # noqa: E402
 
@@ -82,16 +83,28 @@ def _worker(rank, world, pairs, out_dir):
     sampler = omnibal.BalancedBatchSampler(lengths=pairs, accum=2, seed=11)
     try:
         assert (sampler.rank, sampler.world_size) == (rank, world), (sampler.rank, sampler.world_size)
+        # A rank and world size given are used as given, as DistributedSampler uses them; those
+        # that look like a mistake against the group (a size that does not divide it, another
+        # process's rank at its size) warn, and only an out-of-range rank is an error.
+        for kw, said in (({"world_size": 3, "rank": 0}, "group of 4 processes"),
+                         ({"world_size": world, "rank": (rank + 1) % world}, "differs from this process's rank %d" % rank)):
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                other = omnibal.BalancedBatchSampler(lengths=pairs, client=sampler._client, **kw)
+            assert (other.rank, other.world_size) == (kw["rank"], kw["world_size"]), (other.rank, other.world_size)
+            texts = [str(w.message) for w in seen if issubclass(w.category, omnibal.RankWarning)]
+            assert len(texts) == 1 and said in texts[0], texts
+            other.close()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            grouped = omnibal.BalancedBatchSampler(lengths=pairs, world_size=2, rank=rank // 2, client=sampler._client)
+        assert not [w for w in seen if issubclass(w.category, omnibal.RankWarning)], "a data-parallel group of the job warned"
+        grouped.close()
         try:
-            omnibal.BalancedBatchSampler(lengths=pairs, world_size=3, rank=0, client=sampler._client)
-            raise AssertionError("world_size 3 accepted in a group of 4")
-        except omnibal.InvalidParams:
-            pass
-        try:  # another process's rank in the whole group: two processes would train one shard
-            omnibal.BalancedBatchSampler(lengths=pairs, world_size=world, rank=(rank + 1) % world, client=sampler._client)
-            raise AssertionError("another process's rank accepted")
+            omnibal.BalancedBatchSampler(lengths=pairs, world_size=world, rank=world, client=sampler._client)
+            raise AssertionError("rank %d of %d accepted" % (world, world))
         except omnibal.InvalidParams as e:
-            assert "differs from this process's rank" in str(e), str(e)
+            assert e.code == "ERR_OMNIBAL_OUT_OF_RANGE", e.code
         # One data-parallel rank (tensor or pipeline parallelism only): rank 0 of 1, every process.
         one = omnibal.BalancedBatchSampler(lengths=pairs, world_size=1, client=sampler._client)
         assert (one.rank, one.world_size) == (0, 1), (one.rank, one.world_size)
