@@ -10,7 +10,7 @@ import type { StageSearch } from '../model/search';
 import { bindAttachments, littleEndianBytes, MAX_ATTACHMENTS, RawJson, U32Attachment } from './codec';
 import type { ServerContext } from './context';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, toRpcError } from './errors';
-import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
+import { isAttachmentList, LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
 import { tokenMatches } from './listen';
 import { LONG_METHODS, Methods } from './methods';
 import { attachmentParams, isMethod, validateParams } from './schemas';
@@ -406,22 +406,22 @@ export class Session {
     const id = typeof msg.id === 'string' || (typeof msg.id === 'number' && Number.isFinite(msg.id)) ? (msg.id as Id) : null;
     if (!this.authenticated) return this.refuse(id);
     const lengths = msg.$attachments;
-    if (!Array.isArray(lengths) || lengths.length > MAX_ATTACHMENTS || !lengths.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) {
+    if (!isAttachmentList(lengths)) {
       this.send(errorResponse(id, new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: "$attachments" must be a list of at most ${MAX_ATTACHMENTS} byte lengths (integers >= 0); the connection is closed (where this request ends is unknown)`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' })));
       return this.endAfterAnswers();
     }
-    const total = (lengths as number[]).reduce((a, b) => a + b, 0);
+    const total = lengths.reduce((a, b) => a + b, 0);
     const limit = this.ctx.limits.maxLineBytes;
     if (lineBytes + total > limit) {
       // Answered at once; the bytes are skipped as they come (and the next line found after them).
       this.send(errorResponse(id, limitError(`request of ${lineBytes + total} bytes (line and ${total} attachment bytes) over the limit of ${limit} bytes (--max-line-bytes); skipped`)));
-      return { lengths: lengths as number[], keep: false, done: () => undefined };
+      return { lengths, keep: false, done: () => undefined };
     }
     // The line is held from now, the attachments once they fit the shared budget (before a byte of them is read).
     this.frameHeld = lineBytes;
     this.frameNeed = total;
     return {
-      lengths: lengths as number[],
+      lengths,
       keep: true,
       done: (attachments, misframed) => {
         const held = this.frameHeld;
