@@ -38,6 +38,20 @@ type Response = { jsonrpc: '2.0'; id: Id; result?: unknown; error?: { code: numb
 /** Longest partial line an unauthenticated TCP connection may hold (its first line is `auth`). */
 const MAX_UNAUTHENTICATED_LINE_BYTES = 4096;
 
+/** How a batch member is handled: the pool slot held for it (a long call), or the refusal of its whole batch. */
+interface BatchMember {
+  /** `held` while the slot the pool holds for this long call is neither taken by its task nor given back. */
+  slot?: { held: boolean };
+  /** The batch was not admitted: this member is answered with it and does not run. */
+  refused?: RpcError;
+}
+
+/** Whether a batch member calls a long method (one that takes a pool slot). */
+function isLongCall(m: unknown): boolean {
+  const method = m !== null && typeof m === 'object' ? (m as { method?: unknown }).method : undefined;
+  return typeof method === 'string' && LONG_METHODS.has(method);
+}
+
 /** Whether a parsed message declares binary attachments (a top-level `"$attachments"` member). */
 function hasAttachments(m: unknown): boolean {
   return m !== null && typeof m === 'object' && !Array.isArray(m) && Object.prototype.hasOwnProperty.call(m, '$attachments');
@@ -360,8 +374,22 @@ export class Session {
       if (!this.authenticated) return this.refuse(null);
       if (msg.length === 0) return this.send(errorResponse(null, new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: an empty batch')));
       const running: Promise<void>[] = [];
+      const refused = this.admitBatch(msg.filter(isLongCall).length);
+      const pool = this.ctx.pool;
+      const member = (m: unknown): BatchMember => (refused ? { refused } : isLongCall(m) ? { slot: { held: true } } : {});
       this.track(
-        Promise.all(msg.map((m) => this.handle(m, undefined, true, running))).then((answers) => {
+        Promise.all(
+          msg.map((m) => {
+            const b = member(m);
+            // A slot its call did not take (a bad request, a plan found stored) is given back once the call is answered.
+            return this.handle(m, undefined, true, running, b).finally(() => {
+              if (b.slot?.held) {
+                b.slot.held = false;
+                pool.unreserve();
+              }
+            });
+          }),
+        ).then((answers) => {
           const out = answers.filter((a): a is Response => a !== undefined);
           if (out.length > 0) this.send(out);
           return running.length > 0 ? Promise.all(running) : undefined;
@@ -375,6 +403,20 @@ export class Session {
     }
     if (hasAttachments(msg)) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
     this.run(msg, undefined, bytes);
+  }
+
+  /**
+   * Admits a batch whole (docs/protocol.md, "Framing and requests"): its `long` long calls take
+   * that many pool slots at once, held for them until each submits its task. Returns the error
+   * every member is answered with when they do not all fit now (none of them runs), else undefined.
+   */
+  private admitBatch(long: number): RpcError | undefined {
+    const pool = this.ctx.pool;
+    if (long === 0 || pool.reserve(long)) return undefined;
+    if (long > pool.capacity) {
+      return limitError(`a batch of ${long} long calls is more than the sidecar holds at once (${pool.capacity}: --workers ${pool.concurrency} + --max-queue ${pool.maxQueue}); a batch is admitted whole: split it`);
+    }
+    return limitError(`the sidecar is busy: this batch's ${long} long calls do not all fit now (room for ${pool.room} of ${pool.capacity}: --workers + --max-queue); a batch is admitted whole: try again later`);
   }
 
   /**
@@ -448,7 +490,7 @@ export class Session {
    * closed) is answered at once, and adds to `running` a promise that settles once its work no
    * longer runs.
    */
-  private async handle(msg: unknown, attachments?: Buffer[], inBatch = false, running?: Promise<void>[]): Promise<Response | undefined> {
+  private async handle(msg: unknown, attachments?: Buffer[], inBatch = false, running?: Promise<void>[], member: BatchMember = {}): Promise<Response | undefined> {
     const m = msg as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
     const validId = m !== null && typeof m === 'object' && (typeof m.id === 'string' || (typeof m.id === 'number' && Number.isFinite(m.id)) || m.id === null);
     const id: Id = validId ? (m.id as Id) : null;
@@ -465,6 +507,7 @@ export class Session {
       this.refuse(id);
       return undefined;
     }
+    if (member.refused) return isRequest ? errorResponse(id, member.refused) : undefined;
     if (inBatch && hasAttachments(m)) {
       const e = new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: "$attachments" inside a batch (a batch is one line; attachments go with a request sent alone); the connection is closed (where the attachments end is unknown)', { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
       return isRequest ? errorResponse(id, e) : undefined;
@@ -567,6 +610,11 @@ export class Session {
           },
           hold: (task) => {
             tasks.push(task);
+          },
+          takeSlot: () => {
+            if (!member.slot?.held) return false;
+            member.slot.held = false;
+            return true;
           },
         });
         // Every long call ends its progress with done == total, before its answer.
