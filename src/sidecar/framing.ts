@@ -173,6 +173,32 @@ export class LineReader {
   get inAttachments(): boolean {
     return this.attachments !== undefined;
   }
+
+  /** Whether the reader is inside a request: a line begun (or being skipped), or its attachments. */
+  get midRequest(): boolean {
+    return this.size > 0 || this.skipping || this.attachments !== undefined;
+  }
+
+  /** The first bytes of the line being received (for {@link recoverId}); empty when none. */
+  lineHead(): string {
+    return Buffer.concat(firstChunks(this.chunks, HEAD_BYTES)).subarray(0, HEAD_BYTES).toString('utf8');
+  }
+
+  /** Drops the request being received (its line or attachments): nothing of it is held any more. */
+  discard(): void {
+    this.chunks = [];
+    this.size = 0;
+    this.skipping = false;
+    this.tail = undefined;
+    this.attachments = undefined;
+  }
+}
+
+/** The fewest first chunks that hold `n` bytes (or all of them). */
+function firstChunks(chunks: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  for (let size = 0; i < chunks.length && size < n; ) size += chunks[i++].length;
+  return chunks.slice(0, i);
 }
 
 /** The fewest last chunks that hold `n` bytes (or all of them). */

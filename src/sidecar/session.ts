@@ -132,6 +132,12 @@ export class Session {
   private overdraftEnded = false;
   /** Whether the bytes received so far end with a newline (none received: true). */
   private endsLine = true;
+  /** When this connection last sent bytes, or the sidecar last began waiting for them again (ms). */
+  private lastInput = Date.now();
+  /** Checks a socket connection stalled in the middle of a request (`--stall-timeout`). */
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** The id of the request whose attachments are being read (for its stall error). */
+  private frameId: Id = null;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -162,6 +168,7 @@ export class Session {
   /** Feeds received bytes. */
   feed(chunk: Buffer): void {
     if (this.closed || this.ending) return;
+    this.lastInput = Date.now();
     if (this.firstBytes && this.kind !== 'stdio') {
       this.firstBytes = false;
       // Only the first line's bytes: an HTTP line after a short request is a later line (its
@@ -212,6 +219,42 @@ export class Session {
       else this.held[0] = chunk.subarray(taken);
     }
     if (this.held.length > 0 && this.reading && !this.closed && !this.ending) setImmediate(() => this.pump());
+    this.watchStall();
+  }
+
+  /**
+   * Starts the stall check (`--stall-timeout`) of a socket connection inside a request: a client
+   * that stops mid-request would hold its part of the shared byte budget (and the overdraft's
+   * turn) for as long as it stays connected.
+   */
+  private watchStall(): void {
+    if (this.kind === 'stdio' || this.closed || this.ending || this.stallTimer || !this.reader.midRequest) return;
+    this.stallTimer = setTimeout(() => this.checkStall(), this.ctx.limits.stallTimeout * 1000).unref();
+  }
+
+  /** The stall check: only time the sidecar spends waiting for this client's bytes counts. */
+  private checkStall(): void {
+    this.stallTimer = undefined;
+    if (this.closed || this.ending || !this.reader.midRequest) return;
+    const now = Date.now();
+    // Not read (its answers unread, the budget full) or bytes of it not yet framed: not its stall.
+    if (!this.reading || this.held.length > 0) this.lastInput = now;
+    const left = this.lastInput + this.ctx.limits.stallTimeout * 1000 - now;
+    if (left > 0) {
+      this.stallTimer = setTimeout(() => this.checkStall(), left).unref();
+      return;
+    }
+    // The request is dropped (what it held is freed at once), answered, and the connection ends
+    // once the answers to its earlier requests are sent.
+    const id = this.reader.inAttachments ? this.frameId : recoverId(this.reader.lineHead());
+    this.reader.discard();
+    this.frameHeld = 0;
+    this.frameNeed = 0;
+    this.endOverdraft();
+    this.recordBytes();
+    const seconds = this.ctx.limits.stallTimeout;
+    this.send(errorResponse(id, limitError(`request incomplete: no bytes for ${seconds} s in the middle of a request (--stall-timeout); what it sent of it is dropped and the connection is closed`)));
+    this.endAfterAnswers();
   }
 
   /** Reserves the declared attachments in the shared budget; false (and waits) when they do not fit. */
@@ -287,6 +330,7 @@ export class Session {
   close(graceful = false): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.stallTimer);
     for (const cancel of [...this.pending.values()]) cancel();
     this.pending.clear();
     this.held.length = 0;
@@ -331,6 +375,8 @@ export class Session {
     if (want !== this.reading) {
       this.reading = want;
       this.transport.setReading(want);
+      // Read again: the client's time to send starts now (`--stall-timeout`).
+      if (want) this.lastInput = Date.now();
     }
     if (want && this.held.length > 0) setImmediate(() => this.pump());
   }
@@ -462,6 +508,7 @@ export class Session {
     // The line is held from now, the attachments once they fit the shared budget (before a byte of them is read).
     this.frameHeld = lineBytes;
     this.frameNeed = total;
+    this.frameId = id;
     return {
       lengths,
       keep: true,
