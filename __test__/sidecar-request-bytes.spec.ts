@@ -99,6 +99,12 @@ test('serve --max-queued-bytes and --stall-timeout are checked strictly (exit 2)
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Waits (at most `ms`) until `cond()` holds; returns whether it does. */
+async function until(cond: () => boolean, ms = 5_000): Promise<boolean> {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await sleep(5);
+  return cond();
+}
+
 test('a trusted socket client stalled mid-line is answered -32001 and closed after --stall-timeout, freeing the budget; a connection paused mid-line for the budget is not timed out', async (t) => {
   const budget = 100_000;
   const a = Harness.create({ maxQueuedBytes: budget, stallTimeout: 0.3, workers: 1 }, 'unix');
@@ -118,11 +124,10 @@ test('a trusted socket client stalled mid-line is answered -32001 and closed aft
   t.is(stalled.error?.code, -32001);
   t.is(stalled.error?.data?.code, 'ERR_OMNIBAL_LIMIT');
   t.regex(stalled.error!.message, /^request incomplete: no bytes for 0\.3 s in the middle of a request \(--stall-timeout\); what it sent of it is dropped and the connection is closed$/);
-  await sleep(20);
-  t.true(a.closed);
+  t.true(await until(() => a.closed));
   t.false(acc.inOverdraft(a.session));
   // B took A's bytes and is paused mid-line again (C still queued): waiting for the budget is not a stall.
-  t.is(acc.held, budget);
+  t.true(await until(() => acc.held === budget), `held ${acc.held}`);
   await sleep(700);
   t.is(b.lines.messages.length, 0);
   t.false(b.closed);
@@ -132,8 +137,7 @@ test('a trusted socket client stalled mid-line is answered -32001 and closed aft
   const served = await b.lines.answer(2, 60_000);
   t.is(served.error, undefined, JSON.stringify(served.error));
   t.false(b.closed);
-  await sleep(20);
-  t.is(acc.held, 0);
+  t.true(await until(() => acc.held === 0), `held ${acc.held}`);
 });
 
 test('a socket client stalled inside its binary attachments is answered with its id after --stall-timeout; the attachments reserved are freed; stdio is never timed', async (t) => {
@@ -144,8 +148,7 @@ test('a socket client stalled inside its binary attachments is answered with its
   const stalled = await h.lines.answer(7, 5_000);
   t.is(stalled.error?.code, -32001);
   t.regex(stalled.error!.message, /^request incomplete/);
-  await sleep(20);
-  t.true(h.closed);
+  t.true(await until(() => h.closed));
   t.is(h.ctx.requestBytes.held, 0);
   t.false(h.ctx.requestBytes.inOverdraft(h.session));
   // Stdio: its owner is its only client; a pause mid-line is waited out.
