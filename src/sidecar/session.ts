@@ -246,7 +246,8 @@ export class Session {
     }
     // The request is dropped (what it held is freed at once), answered, and the connection ends
     // once the answers to its earlier requests are sent.
-    const id = this.reader.inAttachments ? this.frameId : recoverId(this.reader.lineHead());
+    // Its id: from the line of the attachments being kept, or the start of the line; none for bytes being skipped (already answered).
+    const id = this.frameHeld > 0 ? this.frameId : this.reader.lineBytes > 0 ? recoverId(this.reader.lineHead()) : null;
     this.reader.discard();
     this.frameHeld = 0;
     this.frameNeed = 0;
