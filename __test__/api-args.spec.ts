@@ -23,6 +23,7 @@ import {
   syntheticSamples,
   applyCalibration,
   baselineStages,
+  calibrate,
   batchMetrics,
   droppedSamples,
   evaluateChunks,
@@ -203,6 +204,25 @@ for (const [label, run] of nullish) {
     t.true(isOmnibalError(error), `${error?.constructor?.name} ${error?.code}: ${error?.message}`);
   });
 }
+
+test('calibrate with a calibration or options that is not an object: ERR_OMNIBAL_INVALID_TYPE, as vlmLayers gives (a malformed object stays INVALID_OPTIONS)', (t) => {
+  const load = { tiles: 2, tokens: 1024 };
+  const measured = { layers: [{ index: 1, forwardMs: 1 }] };
+  const cases: [string, () => unknown, RegExp][] = [
+    ['calibration null', () => calibrate('tiny-vlm', 'A100-80G', { load }, null as never), /^calibration must be an object, got null$/],
+    ['calibration a list', () => calibrate('tiny-vlm', 'A100-80G', { load }, [] as never), /^calibration must be an object, got an array$/],
+    ['calibration a number', () => calibrate('tiny-vlm', 'A100-80G', { load }, 5 as never), /^calibration must be an object, got number$/],
+    ['options null', () => calibrate('tiny-vlm', 'A100-80G', null as never, measured), /^options must be an object, got null$/],
+  ];
+  for (const [what, run, message] of cases) {
+    const error = t.throws(run) as Error & { code?: string };
+    t.is(error.code, ErrorCodes.INVALID_TYPE, what);
+    t.regex(error.message, message, what);
+    // The same argument to vlmLayers gives the same code.
+    if (what === 'options null') t.is((t.throws(() => vlmLayers('tiny-vlm', 'A100-80G', null as never)) as Error & { code?: string }).code, error.code);
+  }
+  t.is((t.throws(() => calibrate('tiny-vlm', 'A100-80G', { load }, { layers: 'x' } as never)) as Error & { code?: string }).code, ErrorCodes.INVALID_OPTIONS);
+});
 
 test('readSamples refuses a Buffer, a URL, a number or a bare stream, saying what an input must be', async (t) => {
   for (const [input, what] of [

@@ -64,6 +64,34 @@ test('partition --from-plan of a plan without its heaviest micro-batch: exit 2 u
   t.is(given.status, 0, given.stderr);
 });
 
+test('partition --from-plan of a plan whose heaviestLoad is present but malformed: exit 2 naming the JSON path and what it holds (not "an older pack"), even with the memory load given', (t) => {
+  const text = readFileSync(planFile, 'utf8');
+  const cases: [string, string, RegExp][] = [
+    ['null', 'null', /: heaviestLoad must be an object \{ tiles, tokens \} \(the plan's heaviest micro-batch\), got null /],
+    ['a string', '"40x60000"', /: heaviestLoad must be an object .*, got "40x60000" /],
+    ['a list', '[40, 60000]', /: heaviestLoad must be an object .*, got a list /],
+    ['a negative', '{"tiles": -1, "tokens": 60000}', /: heaviestLoad\.tiles must be a whole number >= 0, got -1 /],
+    ['a fraction', '{"tiles": 40, "tokens": 600.5}', /: heaviestLoad\.tokens must be a whole number >= 0, got 600\.5 /],
+    ['infinite', '{"tiles": 40, "tokens": 1e999}', /: heaviestLoad\.tokens must be a whole number >= 0, got Infinity /],
+    ['a quoted number', '{"tiles": "40", "tokens": 60000}', /: heaviestLoad\.tiles must be a whole number >= 0, got "40" /],
+    ['tokens missing', '{"tiles": 40}', /: heaviestLoad\.tokens is missing /],
+  ];
+  for (const [what, value, message] of cases) {
+    // The plan's own text with its heaviestLoad replaced: the rest of the file is as pack wrote it.
+    const edited = text.replace(/"heaviestLoad":\{[^}]*\}/, `"heaviestLoad": ${value}`);
+    t.not(edited, text, what);
+    const file = path.join(dir, 'malformed.json');
+    writeFileSync(file, edited);
+    for (const extra of [[], ['--memory-vision-per-micro-batch', '40', '--memory-text-per-micro-batch', '60000']]) {
+      const r = omnibal([...model, '--from-plan', file, '--memory-gib', '100', ...extra]);
+      t.is(r.status, 2, `${what}: ${r.stderr}`);
+      t.regex(r.stderr, message, what);
+      t.regex(r.stderr, /^omnibal: [^\n]*malformed\.json: [^\n]*\[ERR_OMNIBAL_PARSE\]\n$/, what);
+      t.notRegex(r.stderr, /older/, what);
+    }
+  }
+});
+
 test('partition: a micro-batch load beside --from-plan, or a memory load lighter than the compute load: exit 2 naming both flags', (t) => {
   for (const [args, flags] of [
     [['--from-plan', planFile, '--text-per-micro-batch', '5000'], /--text-per-micro-batch and --from-plan conflict/],

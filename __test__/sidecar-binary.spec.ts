@@ -279,14 +279,59 @@ test('LineReader: lines and attachments split at any byte give the same lines an
 });
 
 test('an attachment declared but never sent allocates nothing: the buffer is made when its first byte arrives', (t) => {
-  let done = false;
-  const r = new LineReader(1 << 30, { line: () => ({ lengths: [1 << 29], keep: true, done: () => void (done = true) }), tooLong: () => undefined });
+  let done: Buffer[] | undefined;
+  const declared = 1 << 26;
+  const r = new LineReader(1 << 30, { line: () => ({ lengths: [declared], keep: true, done: (bufs) => void (done = bufs) }), tooLong: () => undefined });
+  // Node's count of ArrayBuffer memory (Buffers included): a 64 MiB attachment shows as 64 MiB.
+  const before = process.memoryUsage().arrayBuffers;
   r.feed(Buffer.from('{"x":1}\n'));
-  t.is(r.buffered, 0);
-  r.feed(Buffer.alloc(10));
-  t.is(r.buffered, 10);
-  t.false(done);
+  t.true(process.memoryUsage().arrayBuffers - before < 1 << 20, 'nothing allocated for the declared length');
+  t.true(r.inAttachments);
+  r.feed(Buffer.alloc(10, 7));
+  t.true(process.memoryUsage().arrayBuffers - before >= declared / 2, 'the attachment allocated once its first byte came');
+  t.is(done, undefined);
+  r.feed(Buffer.concat([Buffer.alloc(declared - 10, 7), Buffer.from('\n')]));
+  t.is(done?.length, 1);
+  t.is(done![0].length, declared);
+  t.false(r.inAttachments);
 });
+
+// The end of an over-long line is read with the same rule as a request line (JSON's reading of
+// the list): a declaration one accepts and the other refuses left one path reading the
+// attachment bytes as requests, or closing a connection the other kept.
+for (const [decl, valid] of [
+  ['[1e3]', true],
+  ['[1000]', true],
+  ['[1000.0]', true],
+  ['[ 1E3 ]', true],
+  ['[1.5]', false],
+  ['[-1]', false],
+  ['[1e400]', false],
+  ['["1000"]', false],
+] as const) {
+  test(`framing: "$attachments": ${decl} is ${valid ? 'accepted' : 'refused'} alike in a request line and at the end of an over-long line`, async (t) => {
+    // 1,000 attachment bytes holding a request line (read as lines, it would be answered).
+    const smuggled = Buffer.from(`\n${JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'version' })}\n`);
+    const att = Buffer.concat([smuggled, Buffer.alloc(1000 - smuggled.length, 0x0a)]);
+    const next = `${JSON.stringify({ jsonrpc: '2.0', id: 8, method: 'version' })}\n`;
+    const lines = {
+      short: `{"jsonrpc":"2.0","id":7,"method":"version","$attachments":${decl}}\n`,
+      long: `{"jsonrpc":"2.0","id":7,"method":"pack","params":{"text":[${Array.from({ length: 3000 }, () => 1000).join(',')}]},"$attachments":${decl}}\n`,
+    };
+    for (const [kind, line] of Object.entries(lines)) {
+      const h = Harness.create({ maxLineBytes: 4096 });
+      h.raw(Buffer.concat([Buffer.from(line), att, Buffer.from('\n'), Buffer.from(next)]));
+      const a = await answered(h, 7);
+      t.is(a.error?.code, kind === 'long' ? -32001 : -32600, `${kind}: ${a.error?.message}`);
+      if (kind === 'short') t.regex(a.error!.message, valid ? /attachment 0/ : /"\$attachments" must be a list/, kind);
+      await h.session.drain();
+      await new Promise((r) => setTimeout(r, 20));
+      t.is(h.closed, !valid, `${kind}: ${valid ? 'goes on after the attachment' : 'closed: where the request ends is unknown'}`);
+      const ids = h.lines.messages.map((m) => (Array.isArray(m) ? 'batch' : m.id));
+      t.deepEqual(ids, valid ? [7, 8] : [7], kind);
+    }
+  });
+}
 
 test('a {"$binary": k} nested inside a param (plan calibration, a list of objects) or standing for an object param is -32602 naming its path, with or without attachments', async (t) => {
   const h = Harness.create();

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { recoverId, LineReader } from '../src/sidecar/framing';
 import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
 import { newContext, Session } from '../src/sidecar/server';
+import { TaskPool } from '../src/sidecar/task-pool';
 import { simulateStep } from '../src/simulate/index';
 import { Harness, LineClient, spawnServe, tempDir, type Msg } from './sidecar-harness';
 import { root } from './helpers';
@@ -299,6 +300,87 @@ test('a full queue is -32001; a cancelled queued call never runs; shutdown needs
   t.true(progress.length >= 1);
   t.is(progress.at(-1)!.params.done, progress.at(-1)!.params.total);
   t.is((await h.call('shutdown')).error?.code, -32002);
+});
+
+/** A batch line of `count` distinct `pack` requests (ids `p0`...), then `extra` members. */
+function packBatch(count: number, extra: object[] = []): string {
+  const packs = Array.from({ length: count }, (_, i) => ({ jsonrpc: '2.0', id: `p${i}`, method: 'pack', params: { ...small(60), dp: 2, samplesPerPack: 3, seed: i } }));
+  return `${JSON.stringify([...packs, ...extra])}\n`;
+}
+
+test('--max-queue and a batch: the batch is admitted whole when its long calls all fit, else every member is -32001 and none runs', async (t) => {
+  // --workers 1 --max-queue 4: five long calls fit an idle pool.
+  const h = Harness.create({ workers: 1, maxQueue: 4 }, 'unix');
+  const pool = h.ctx.pool;
+  const version = { jsonrpc: '2.0', id: 'v', method: 'version' };
+  const note = { jsonrpc: '2.0', method: 'pack', params: { ...small(60), dp: 2, samplesPerPack: 3, seed: 99 } };
+  // An idle queue: a batch of 4 packs, a notification pack and a version: every request answered, none "busy".
+  h.raw(packBatch(4, [note, version]));
+  const all = (await h.lines.next((m) => Array.isArray(m))) as Msg[];
+  t.deepEqual(all.map((a) => a.id).sort(), ['p0', 'p1', 'p2', 'p3', 'v']);
+  t.true(all.every((a) => a.error === undefined), JSON.stringify(all.map((a) => a.error?.message)));
+  t.is(pool.room, pool.capacity, 'every held slot taken or given back');
+  // One slot busy (another caller's task): the same five long calls do not all fit, so none runs.
+  let finish!: () => void;
+  const other = pool.submit(() => new Promise<void>((resolve) => (finish = resolve)));
+  h.lines.messages.length = 0;
+  h.raw(packBatch(4, [note, version]));
+  const refused = (await h.lines.next((m) => Array.isArray(m))) as Msg[];
+  t.deepEqual(refused.map((a) => a.id).sort(), ['p0', 'p1', 'p2', 'p3', 'v'], 'the notification is not answered');
+  for (const a of refused) {
+    t.is(a.error?.code, -32001);
+    t.is(a.error?.data?.code, 'ERR_OMNIBAL_LIMIT');
+    t.regex(a.error!.message, /this batch's 5 long calls do not all fit now \(room for 4 of 5: --workers \+ --max-queue\); a batch is admitted whole: try again later/);
+  }
+  t.is(pool.waiting, 0, 'nothing of the refused batch was queued');
+  t.is(pool.room, 4);
+  finish();
+  await other.promise;
+  // More long calls than the pool ever holds: refused whole, saying to split it.
+  h.lines.messages.length = 0;
+  h.raw(packBatch(6));
+  const tooMany = (await h.lines.next((m) => Array.isArray(m))) as Msg[];
+  t.is(tooMany.length, 6);
+  for (const a of tooMany) t.regex(a.error!.message, /a batch of 6 long calls is more than the sidecar holds at once \(5: --workers 1 \+ --max-queue 4\); a batch is admitted whole: split it/);
+  t.is(pool.room, pool.capacity);
+});
+
+test('--max-queue and a batch: the slots an admitted batch holds are not taken by another connection, and are given back by members that run no task', async (t) => {
+  // The pool's own account: held slots count as taken for others, and a held slot is never refused.
+  const pool = new TaskPool(1, 4);
+  t.true(pool.reserve(3));
+  t.false(pool.reserve(3), 'a second batch does not fit beside the first');
+  const tasks = [pool.submit(async () => 1), pool.submit(async () => 2)];
+  t.throws(() => pool.submit(async () => 3), { message: /the sidecar is busy: 1 long calls running and 1 queued, 3 held for a batch \(--max-queue\)/ });
+  pool.unreserve();
+  tasks.push(pool.submit(async () => 3, true), pool.submit(async () => 4, true));
+  t.is(pool.room, 1, '4 tasks of 5 slots, none held');
+  t.deepEqual(await Promise.all(tasks.map((x) => x.promise)), [1, 2, 3, 4]);
+  t.is(pool.room, pool.capacity);
+
+  const ctx = newContext({ workers: 1, maxQueue: 4 }, () => undefined);
+  const [a, b] = [new Harness(ctx, 'unix'), new Harness(ctx, 'unix')];
+  // Five long calls fill the pool; another connection's call in the same turn finds it full.
+  a.raw(packBatch(5));
+  const single = b.call('pack', { ...small(60), dp: 2, samplesPerPack: 3, seed: 7 });
+  const five = (await a.lines.next((m) => Array.isArray(m))) as Msg[];
+  t.true(five.every((m) => m.error === undefined), JSON.stringify(five.map((m) => m.error?.message)));
+  t.is((await single).error?.code, -32001);
+  // Two members are bad requests and one asks for p0's plan again (it shares it): 5 slots held, 2 tasks run.
+  const same = { jsonrpc: '2.0', id: 'same', method: 'pack', params: { ...small(60), dp: 2, samplesPerPack: 3, seed: 0 } };
+  const bad = { jsonrpc: '2.0', id: 'bad', method: 'pack', params: { ...small(60), dp: 0 } };
+  const unknown = { jsonrpc: '2.0', id: 'unknown', method: 'balance', params: { ...small(60), dp: 2, sead: 1 } };
+  a.lines.messages.length = 0;
+  a.raw(packBatch(2, [same, bad, unknown]));
+  const answers = (await a.lines.next((m) => Array.isArray(m))) as Msg[];
+  const byId = Object.fromEntries(answers.map((m) => [m.id, m]));
+  t.is(byId.p0.error, undefined);
+  t.is(byId.p1.error, undefined);
+  t.is(byId.same.error, undefined);
+  t.is(byId.bad.error?.code, -32602);
+  t.is(byId.unknown.error?.code, -32602);
+  t.is(ctx.pool.room, ctx.pool.capacity, 'every held slot taken or given back');
+  t.is((await b.call('pack', { ...small(60), dp: 2, samplesPerPack: 3, seed: 7 })).error, undefined);
 });
 
 test('TCP: nothing runs before auth; a wrong token closes; HTTP closes without running anything', async (t) => {

@@ -6,7 +6,8 @@
 import test from 'ava';
 import { cli, jsOnly } from './helpers';
 import { spawnSync } from 'node:child_process';
-import { Harness, newContextHarnesses, type Msg } from './sidecar-harness';
+import * as path from 'node:path';
+import { connect, exited, Harness, LineClient, newContextHarnesses, spawnServe, tempDir, waitFor, type Msg } from './sidecar-harness';
 import { TaskPool } from '../src/sidecar/task-pool';
 
 const n = 20_000;
@@ -84,13 +85,105 @@ test('a closed connection releases what it held, and the connections waiting on 
   t.is(h.ctx.requestBytes.held, 0);
 });
 
-test('serve --max-queued-bytes is checked strictly (exit 2) and listed in --help', (t) => {
-  for (const bad of ['abc', '0', '-1', '1e9', '']) {
-    const r = spawnSync(process.execPath, [cli, 'serve', '--max-queued-bytes', bad], { encoding: 'utf8', input: '' });
-    t.is(r.status, 2, `${JSON.stringify(bad)}: ${r.stderr}`);
+test('serve --max-queued-bytes and --stall-timeout are checked strictly (exit 2) and listed in --help', (t) => {
+  for (const flag of ['--max-queued-bytes', '--stall-timeout']) {
+    for (const bad of ['abc', '0', '-1', '1e9', '0.5', '']) {
+      const r = spawnSync(process.execPath, [cli, 'serve', flag, bad], { encoding: 'utf8', input: '' });
+      t.is(r.status, 2, `${flag} ${JSON.stringify(bad)}: ${r.stderr}`);
+    }
   }
   const help = spawnSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' });
   t.regex(help.stdout, /--max-queued-bytes <n>/);
+  t.regex(help.stdout, /--stall-timeout <seconds>/);
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits (at most `ms`) until `cond()` holds; returns whether it does. */
+async function until(cond: () => boolean, ms = 5_000): Promise<boolean> {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await sleep(5);
+  return cond();
+}
+
+test('a trusted socket client stalled mid-line is answered -32001 and closed after --stall-timeout, freeing the budget; a connection paused mid-line for the budget is not timed out', async (t) => {
+  const budget = 100_000;
+  const a = Harness.create({ maxQueuedBytes: budget, stallTimeout: 0.3, workers: 1 }, 'unix');
+  const [b, c] = [new Harness(a.ctx, 'unix'), new Harness(a.ctx, 'unix')];
+  const acc = a.ctx.requestBytes;
+  // The pool's one worker is busy, so C's small request stays queued (its bytes framed: no overdraft for anyone).
+  let finish!: () => void;
+  const blocker = a.ctx.pool.submit(() => new Promise<void>((resolve) => (finish = resolve)));
+  c.raw(`${JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'pack', params: { vision: [1, 2, 3], text: [100, 200, 300], dp: 1, samplesPerPack: 1 } })}\n`);
+  // A sends 60 KB of a request and stops; B sends a 133 KB one, read until the budget is full, then paused mid-line.
+  a.raw(jsonLine(1, 1).slice(0, 60_000));
+  b.raw(jsonLine(2, 2));
+  t.is(acc.held, budget, 'A, B and C hold the whole budget');
+  await sleep(100);
+  t.is(a.lines.messages.length, 0, 'not before the timeout');
+  const stalled = await a.lines.answer(1, 5_000);
+  t.is(stalled.error?.code, -32001);
+  t.is(stalled.error?.data?.code, 'ERR_OMNIBAL_LIMIT');
+  t.regex(stalled.error!.message, /^request incomplete: no bytes for 0\.3 s in the middle of a request \(--stall-timeout\); what it sent of it is dropped and the connection is closed$/);
+  t.true(await until(() => a.closed));
+  t.false(acc.inOverdraft(a.session));
+  // B took A's bytes and is paused mid-line again (C still queued): waiting for the budget is not a stall.
+  t.true(await until(() => acc.held === budget), `held ${acc.held}`);
+  await sleep(700);
+  t.is(b.lines.messages.length, 0);
+  t.false(b.closed);
+  finish();
+  await blocker.promise;
+  t.is((await c.lines.answer(3, 60_000)).error, undefined);
+  const served = await b.lines.answer(2, 60_000);
+  t.is(served.error, undefined, JSON.stringify(served.error));
+  t.false(b.closed);
+  t.true(await until(() => acc.held === 0), `held ${acc.held}`);
+});
+
+test('a socket client stalled inside its binary attachments is answered with its id after --stall-timeout; the attachments reserved are freed; stdio is never timed', async (t) => {
+  const h = Harness.create({ maxQueuedBytes: 1_000_000, stallTimeout: 0.2, workers: 1 }, 'unix');
+  const frame = binaryFrame(7, 7);
+  h.raw(frame.subarray(0, frame.length - 50_000));
+  t.true(h.ctx.requestBytes.held >= 160_000, 'the line and its attachments are reserved');
+  const stalled = await h.lines.answer(7, 5_000);
+  t.is(stalled.error?.code, -32001);
+  t.regex(stalled.error!.message, /^request incomplete/);
+  t.true(await until(() => h.closed));
+  t.is(h.ctx.requestBytes.held, 0);
+  t.false(h.ctx.requestBytes.inOverdraft(h.session));
+  // Stdio: its owner is its only client; a pause mid-line is waited out.
+  const stdio = Harness.create({ stallTimeout: 0.2 }, 'stdio');
+  const line = jsonLine(8, 8);
+  stdio.raw(line.slice(0, 1_000));
+  await sleep(500);
+  t.is(stdio.lines.messages.length, 0);
+  t.false(stdio.closed);
+  stdio.raw(line.slice(1_000));
+  t.is((await stdio.lines.answer(8, 60_000)).error, undefined);
+});
+
+test('serve --stall-timeout 1 on a Unix socket: a client that sends half a line and stops gets -32001 and the connection ends; another client is served meanwhile', async (t) => {
+  const dir = tempDir();
+  const sock = path.join(dir, 's.sock');
+  const server = spawnServe(['--listen', sock, '--stall-timeout', '1']);
+  t.teardown(() => server.kill('SIGKILL'));
+  await waitFor(sock);
+  const s = await connect(sock);
+  const stalled = new LineClient(s, s);
+  const ended = new Promise((resolve) => s.once('end', resolve));
+  const started = Date.now();
+  s.write('{"jsonrpc":"2.0","id":"half","method":"version","par');
+  const other = await connect(sock);
+  t.is((await new LineClient(other, other).call('version', undefined, 10_000)).result?.protocol, 'omnibal-rpc/1');
+  const answer = await stalled.lines.answer('half', 10_000);
+  t.is(answer.error?.code, -32001);
+  t.regex(answer.error!.message, /no bytes for 1 s in the middle of a request \(--stall-timeout\)/);
+  await ended;
+  const took = Date.now() - started;
+  t.true(took >= 1_000 && took < 8_000, `${took} ms`);
+  other.destroy();
+  server.kill('SIGTERM');
+  t.is(await exited(server), 0);
 });
 
 test('an unauthenticated TCP connection may not hold a long partial line (it would hold the shared budget): it is refused and closed', async (t) => {

@@ -22,10 +22,12 @@ import {
   type Schedule,
 } from '../model/index';
 import { LAYER_KINDS, type LayerKind } from '../model/vlm';
+import { checkCalibration } from '../model/calibration-file';
 import { partitionForTarget, type TargetPlan } from '../model/target';
 import { planWithFitHint } from '../model/fit-hint';
 import { addMemoryFlags, checkMemorySize, describeFlag, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 import { readJsonFile } from '../io/json';
+import { describeValue } from '../validate';
 import { formatTable } from './table';
 import { runInterleavedPartition } from './partition-chunks';
 import { exportLines } from './export-lines';
@@ -126,6 +128,25 @@ interface Loads {
   memoryFrom: string;
 }
 
+/**
+ * A saved plan's `heaviestLoad`: undefined when the plan has none (written by an older pack),
+ * else its tiles and tokens, each a whole number >= 0 (`ERR_OMNIBAL_PARSE` naming the JSON path
+ * and what it holds otherwise: a present but malformed field is never read as a missing one).
+ */
+function savedHeaviestLoad(file: string, doc: object): { tiles: number; tokens: number } | undefined {
+  if (!Object.prototype.hasOwnProperty.call(doc, 'heaviestLoad')) return undefined;
+  const heaviest = (doc as { heaviestLoad: unknown }).heaviestLoad;
+  const show = (v: unknown) => (typeof v === 'number' ? String(v) : typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'a list' : describeValue(v));
+  const bad = (path: string, what: string, got: unknown) => omnibalError(ErrorCodes.PARSE, `${file}: ${path} must be ${what}, got ${show(got)}`);
+  if (typeof heaviest !== 'object' || heaviest === null || Array.isArray(heaviest)) throw bad('heaviestLoad', "an object { tiles, tokens } (the plan's heaviest micro-batch)", heaviest);
+  const h = heaviest as Record<string, unknown>;
+  for (const k of ['tiles', 'tokens'] as const) {
+    if (!(k in h)) throw omnibalError(ErrorCodes.PARSE, `${file}: heaviestLoad.${k} is missing (the plan's heaviest micro-batch needs tiles and tokens)`);
+    if (typeof h[k] !== 'number' || !Number.isSafeInteger(h[k]) || (h[k] as number) < 0) throw bad(`heaviestLoad.${k}`, 'a whole number >= 0', h[k]);
+  }
+  return { tiles: h.tiles as number, tokens: h.tokens as number };
+}
+
 function loadsOf(flags: PartitionFlags): Loads {
   checked('--vision-per-micro-batch', flags.visionPerMicroBatch, 0);
   checked('--text-per-micro-batch', flags.textPerMicroBatch, 1);
@@ -145,9 +166,9 @@ function loadsOf(flags: PartitionFlags): Loads {
       throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: not a plan written by omnibal pack --json (schema omnibal.batch-plan/1 with a load)`);
     }
     load = doc.load;
-    const heaviest = doc.heaviestLoad;
+    const heaviest = savedHeaviestLoad(flags.fromPlan, doc);
     const memoryGiven = flags.memoryVisionPerMicroBatch !== undefined && flags.memoryTextPerMicroBatch !== undefined;
-    if (heaviest && [heaviest.tiles, heaviest.tokens].every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 0)) {
+    if (heaviest) {
       // The plan's real heaviest micro-batch, not its caps: the caps from --samples-per-pack are
       // soft (an over-cap sample gets a micro-batch of its own), so only this bounds every window.
       const tokens = Math.max(1, heaviest.tokens);
@@ -228,7 +249,10 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   });
   if (flags.calibration) {
     // Measured whole layers on one device (tp 1), as omnibal.profile does; scaled to --tp by the model.
-    const result = calibrate(flags.model, g, { ...shape, tp: 1 }, readJsonFile(flags.calibration, 'calibration file') as Calibration);
+    const doc = readJsonFile(flags.calibration, 'calibration file');
+    // A file holding `null` or a list is a malformed calibration file (as in plan), not a wrong argument type.
+    checkCalibration(doc);
+    const result = calibrate(flags.model, g, { ...shape, tp: 1 }, doc as Calibration);
     g = result.gpu;
     problem = applyCalibration(vlmStageProblem(options()), result);
     warnings = calibrationWarningsForCli(result.warnings);

@@ -57,6 +57,7 @@ export function registerServe(program: Command): void {
     .option('--workers <n>', 'long calls running at once (default min(2, CPUs))', positiveInt)
     .option('--max-queue <n>', 'long calls waiting, server-wide (default 256)', positiveInt)
     .option('--max-queued-bytes <n>', 'bytes of requests held (received, not yet answered), all connections together; over it, connections are not read (default 1 GiB)', positiveInt)
+    .option('--stall-timeout <seconds>', 'a socket connection that sends nothing for this long in the middle of a request is answered -32001 and closed, freeing what it held (default 60)', positiveInt)
     // Usage errors reach main() (exit 2) instead of commander's own exit(1).
     .exitOverride()
     .action(async (flags: ServeOptions & { listen?: string }) => {

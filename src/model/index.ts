@@ -742,10 +742,14 @@ export interface CalibrationResult {
  * @param options - the layout and load the measurements were taken at
  * @param m - the measured layer times and stage memory
  * @returns the GPU with fitted layer costs, and the activation-byte scale per layer kind
- * @throws `ERR_OMNIBAL_INVALID_OPTIONS` for a malformed calibration or one that cannot be a
+ * @throws `ERR_OMNIBAL_INVALID_TYPE` when `options` or `m` is not an object (`null`, an array);
+ *   `ERR_OMNIBAL_INVALID_OPTIONS` for a malformed calibration or one that cannot be a
  *   measurement, naming the file's field (see `checkCalibration`, `checkMeasurements`)
  */
 export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions, m: Calibration): CalibrationResult {
+  // A non-object argument is a wrong type, as for every other public function; a malformed object is a bad calibration.
+  expectObject('options', options);
+  expectObject('calibration', m);
   checkCalibration(m);
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);

@@ -35,6 +35,13 @@ export interface ServeOptions {
    * Connections that want more are not read until bytes are released (see {@link RequestBytes}).
    */
   maxQueuedBytes?: number;
+  /**
+   * Seconds a socket connection may send nothing in the middle of a request (a line begun, or
+   * its attachments) while the sidecar waits for it; then it is answered -32001 and closed, and
+   * what it held of the shared byte budget is freed. Default 60 (stdio is not timed: its owner is
+   * the only client).
+   */
+  stallTimeout?: number;
   /** Where a socket sidecar writes `{"listen", "token", "pid"}` (mode 0600). */
   tokenFile?: string;
 }
@@ -60,6 +67,7 @@ function resolveLimits(o: ServeOptions): Limits {
     maxPendingOutputBytes: o.maxPendingOutputBytes ?? 64 * 2 ** 20,
     maxInFlight: o.maxInFlight ?? 1024,
     maxQueuedBytes: o.maxQueuedBytes ?? 2 ** 30,
+    stallTimeout: o.stallTimeout ?? 60,
   };
 }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { MAX_ATTACHMENTS } from './codec';
 
 /**
  * Binary attachments that follow a line (see docs/protocol.md, "Binary attachments"): the line's
@@ -46,7 +47,7 @@ export interface LineSink {
 /** How many leading bytes of an over-long line are kept to recover its id. */
 const HEAD_BYTES = 256;
 
-/** How many trailing bytes of an over-long line are kept to find its `"$attachments"` (64 lengths of up to 16 digits). */
+/** How many trailing bytes of an over-long line are kept to find its `"$attachments"` (64 lengths of up to 16 digits; a declaration written longer is not found). */
 const TAIL_BYTES = 1280;
 
 /** The attachments being read after a line. */
@@ -173,11 +174,31 @@ export class LineReader {
     return this.attachments !== undefined;
   }
 
-  /** Bytes buffered for the current unfinished line (or attachments). */
-  get buffered(): number {
-    const a = this.attachments;
-    return this.size + (a && a.frame.keep ? a.buffers.reduce((n, b, i) => n + (i < a.index ? b.length : a.filled), 0) : 0);
+  /** Whether the reader is inside a request: a line begun (or being skipped), or its attachments. */
+  get midRequest(): boolean {
+    return this.size > 0 || this.skipping || this.attachments !== undefined;
   }
+
+  /** The first bytes of the line being received (for {@link recoverId}); empty when none. */
+  lineHead(): string {
+    return Buffer.concat(firstChunks(this.chunks, HEAD_BYTES)).subarray(0, HEAD_BYTES).toString('utf8');
+  }
+
+  /** Drops the request being received (its line or attachments): nothing of it is held any more. */
+  discard(): void {
+    this.chunks = [];
+    this.size = 0;
+    this.skipping = false;
+    this.tail = undefined;
+    this.attachments = undefined;
+  }
+}
+
+/** The fewest first chunks that hold `n` bytes (or all of them). */
+function firstChunks(chunks: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  for (let size = 0; i < chunks.length && size < n; ) size += chunks[i++].length;
+  return chunks.slice(0, i);
 }
 
 /** The fewest last chunks that hold `n` bytes (or all of them). */
@@ -195,19 +216,34 @@ function lastBytes(kept: Buffer, piece: Buffer, n: number): Buffer {
 }
 
 /**
+ * Whether a parsed `"$attachments"` value is a valid declaration: a list of at most
+ * {@link MAX_ATTACHMENTS} byte lengths, each a safe integer >= 0 (as JSON reads them: `1e3` is
+ * 1000, `1.0` is 1). The one rule for a request line and for the end of an over-long one.
+ */
+export function isAttachmentList(value: unknown): value is number[] {
+  return Array.isArray(value) && value.length <= MAX_ATTACHMENTS && value.every((n) => Number.isSafeInteger(n) && (n as number) >= 0);
+}
+
+/**
  * The attachments an over-long line declares at its end, as a request line does
  * (`..., "$attachments": [n, ...]}`: the last member of the request object, as the Python
  * client and docs/protocol.md write it): their byte lengths, `'malformed'` when the line ends
- * with a `"$attachments"` that is not a list of at most 64 safe integers (where the request
- * ends is then unknown), or `undefined` when it ends without one.
+ * with a `"$attachments"` whose value (read as JSON) fails {@link isAttachmentList}, as a
+ * request line's would (where the request ends is then unknown), or `undefined` when it ends
+ * without one.
  */
 export function trailingAttachments(tail: string): number[] | 'malformed' | undefined {
+  // The value: everything after the member's colon up to the object's closing brace (a list of
+  // numbers holds no colon), parsed as JSON so that it means what it means in a request line.
   const loose = /"\$attachments"\s*:\s*([^:]*?)\s*\}\s*$/.exec(tail);
   if (!loose) return undefined;
-  const strict = /^\[\s*((?:\d{1,16}\s*,\s*){0,63}\d{1,16})?\s*\]$/.exec(loose[1]);
-  if (!strict) return 'malformed';
-  const lengths = strict[1] === undefined ? [] : strict[1].split(',').map((v) => Number(v.trim()));
-  return lengths.every((n) => Number.isSafeInteger(n)) ? lengths : 'malformed';
+  let value: unknown;
+  try {
+    value = JSON.parse(loose[1]);
+  } catch {
+    return 'malformed';
+  }
+  return isAttachmentList(value) ? value : 'malformed';
 }
 
 /**

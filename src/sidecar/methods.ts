@@ -72,7 +72,7 @@ export class Methods {
   ) {}
 
   private pooled<T>(control: Control, run: (c: TaskControl) => Promise<T>): Promise<T> {
-    const task: PoolTask<T> = this.ctx.pool.submit(run);
+    const task: PoolTask<T> = this.ctx.pool.submit(run, control.takeSlot());
     control.onCancel(() => task.cancel());
     control.hold(task.settled);
     return task.promise;
@@ -140,7 +140,7 @@ export class Methods {
           const samples = await load();
           const plan = await planBatchesAsync(samples, options as never, { onProgress: progress });
           return { plan, samples };
-        });
+        }, control.takeSlot());
         // The task holds this request's samples until it ends, even once cancelled.
         control.hold(task.settled);
         return task;
@@ -265,4 +265,6 @@ export interface Control {
   onCancel: (f: () => void) => void;
   /** Holds the request's bytes in the shared budget until `task` no longer runs (also after a cancel). */
   hold: (task: Promise<void>) => void;
+  /** Whether the pool holds a slot for this request (a long call of an admitted batch): true once, when it submits its task. */
+  takeSlot: () => boolean;
 }

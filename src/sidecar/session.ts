@@ -10,7 +10,7 @@ import type { StageSearch } from '../model/search';
 import { bindAttachments, littleEndianBytes, MAX_ATTACHMENTS, RawJson, U32Attachment } from './codec';
 import type { ServerContext } from './context';
 import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, toRpcError } from './errors';
-import { LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
+import { isAttachmentList, LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
 import { tokenMatches } from './listen';
 import { LONG_METHODS, Methods } from './methods';
 import { attachmentParams, isMethod, validateParams } from './schemas';
@@ -37,6 +37,20 @@ type Response = { jsonrpc: '2.0'; id: Id; result?: unknown; error?: { code: numb
 
 /** Longest partial line an unauthenticated TCP connection may hold (its first line is `auth`). */
 const MAX_UNAUTHENTICATED_LINE_BYTES = 4096;
+
+/** How a batch member is handled: the pool slot held for it (a long call), or the refusal of its whole batch. */
+interface BatchMember {
+  /** `held` while the slot the pool holds for this long call is neither taken by its task nor given back. */
+  slot?: { held: boolean };
+  /** The batch was not admitted: this member is answered with it and does not run. */
+  refused?: RpcError;
+}
+
+/** Whether a batch member calls a long method (one that takes a pool slot). */
+function isLongCall(m: unknown): boolean {
+  const method = m !== null && typeof m === 'object' ? (m as { method?: unknown }).method : undefined;
+  return typeof method === 'string' && LONG_METHODS.has(method);
+}
 
 /** Whether a parsed message declares binary attachments (a top-level `"$attachments"` member). */
 function hasAttachments(m: unknown): boolean {
@@ -118,6 +132,12 @@ export class Session {
   private overdraftEnded = false;
   /** Whether the bytes received so far end with a newline (none received: true). */
   private endsLine = true;
+  /** When this connection last sent bytes, or the sidecar last began waiting for them again (ms). */
+  private lastInput = Date.now();
+  /** Checks a socket connection stalled in the middle of a request (`--stall-timeout`). */
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** The id of the request whose attachments are being read (for its stall error). */
+  private frameId: Id = null;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -148,6 +168,7 @@ export class Session {
   /** Feeds received bytes. */
   feed(chunk: Buffer): void {
     if (this.closed || this.ending) return;
+    this.lastInput = Date.now();
     if (this.firstBytes && this.kind !== 'stdio') {
       this.firstBytes = false;
       // Only the first line's bytes: an HTTP line after a short request is a later line (its
@@ -198,6 +219,43 @@ export class Session {
       else this.held[0] = chunk.subarray(taken);
     }
     if (this.held.length > 0 && this.reading && !this.closed && !this.ending) setImmediate(() => this.pump());
+    this.watchStall();
+  }
+
+  /**
+   * Starts the stall check (`--stall-timeout`) of a socket connection inside a request: a client
+   * that stops mid-request would hold its part of the shared byte budget (and the overdraft's
+   * turn) for as long as it stays connected.
+   */
+  private watchStall(): void {
+    if (this.kind === 'stdio' || this.closed || this.ending || this.stallTimer || !this.reader.midRequest) return;
+    this.stallTimer = setTimeout(() => this.checkStall(), this.ctx.limits.stallTimeout * 1000).unref();
+  }
+
+  /** The stall check: only time the sidecar spends waiting for this client's bytes counts. */
+  private checkStall(): void {
+    this.stallTimer = undefined;
+    if (this.closed || this.ending || !this.reader.midRequest) return;
+    const now = Date.now();
+    // Not read (its answers unread, the budget full) or bytes of it not yet framed: not its stall.
+    if (!this.reading || this.held.length > 0) this.lastInput = now;
+    const left = this.lastInput + this.ctx.limits.stallTimeout * 1000 - now;
+    if (left > 0) {
+      this.stallTimer = setTimeout(() => this.checkStall(), left).unref();
+      return;
+    }
+    // The request is dropped (what it held is freed at once), answered, and the connection ends
+    // once the answers to its earlier requests are sent.
+    // Its id: from the line of the attachments being kept, or the start of the line; none for bytes being skipped (already answered).
+    const id = this.frameHeld > 0 ? this.frameId : this.reader.lineBytes > 0 ? recoverId(this.reader.lineHead()) : null;
+    this.reader.discard();
+    this.frameHeld = 0;
+    this.frameNeed = 0;
+    this.endOverdraft();
+    this.recordBytes();
+    const seconds = this.ctx.limits.stallTimeout;
+    this.send(errorResponse(id, limitError(`request incomplete: no bytes for ${seconds} s in the middle of a request (--stall-timeout); what it sent of it is dropped and the connection is closed`)));
+    this.endAfterAnswers();
   }
 
   /** Reserves the declared attachments in the shared budget; false (and waits) when they do not fit. */
@@ -273,6 +331,7 @@ export class Session {
   close(graceful = false): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.stallTimer);
     for (const cancel of [...this.pending.values()]) cancel();
     this.pending.clear();
     this.held.length = 0;
@@ -317,6 +376,8 @@ export class Session {
     if (want !== this.reading) {
       this.reading = want;
       this.transport.setReading(want);
+      // Read again: the client's time to send starts now (`--stall-timeout`).
+      if (want) this.lastInput = Date.now();
     }
     if (want && this.held.length > 0) setImmediate(() => this.pump());
   }
@@ -360,8 +421,22 @@ export class Session {
       if (!this.authenticated) return this.refuse(null);
       if (msg.length === 0) return this.send(errorResponse(null, new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: an empty batch')));
       const running: Promise<void>[] = [];
+      const refused = this.admitBatch(msg.filter(isLongCall).length);
+      const pool = this.ctx.pool;
+      const member = (m: unknown): BatchMember => (refused ? { refused } : isLongCall(m) ? { slot: { held: true } } : {});
       this.track(
-        Promise.all(msg.map((m) => this.handle(m, undefined, true, running))).then((answers) => {
+        Promise.all(
+          msg.map((m) => {
+            const b = member(m);
+            // A slot its call did not take (a bad request, a plan found stored) is given back once the call is answered.
+            return this.handle(m, undefined, true, running, b).finally(() => {
+              if (b.slot?.held) {
+                b.slot.held = false;
+                pool.unreserve();
+              }
+            });
+          }),
+        ).then((answers) => {
           const out = answers.filter((a): a is Response => a !== undefined);
           if (out.length > 0) this.send(out);
           return running.length > 0 ? Promise.all(running) : undefined;
@@ -375,6 +450,20 @@ export class Session {
     }
     if (hasAttachments(msg)) return this.attachmentFrame(msg as Record<string, unknown>, bytes);
     this.run(msg, undefined, bytes);
+  }
+
+  /**
+   * Admits a batch whole (docs/protocol.md, "Framing and requests"): its `long` long calls take
+   * that many pool slots at once, held for them until each submits its task. Returns the error
+   * every member is answered with when they do not all fit now (none of them runs), else undefined.
+   */
+  private admitBatch(long: number): RpcError | undefined {
+    const pool = this.ctx.pool;
+    if (long === 0 || pool.reserve(long)) return undefined;
+    if (long > pool.capacity) {
+      return limitError(`a batch of ${long} long calls is more than the sidecar holds at once (${pool.capacity}: --workers ${pool.concurrency} + --max-queue ${pool.maxQueue}); a batch is admitted whole: split it`);
+    }
+    return limitError(`the sidecar is busy: this batch's ${long} long calls do not all fit now (room for ${pool.room} of ${pool.capacity}: --workers + --max-queue); a batch is admitted whole: try again later`);
   }
 
   /**
@@ -406,22 +495,23 @@ export class Session {
     const id = typeof msg.id === 'string' || (typeof msg.id === 'number' && Number.isFinite(msg.id)) ? (msg.id as Id) : null;
     if (!this.authenticated) return this.refuse(id);
     const lengths = msg.$attachments;
-    if (!Array.isArray(lengths) || lengths.length > MAX_ATTACHMENTS || !lengths.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) {
+    if (!isAttachmentList(lengths)) {
       this.send(errorResponse(id, new RpcError(RpcErrors.INVALID_REQUEST, `invalid request: "$attachments" must be a list of at most ${MAX_ATTACHMENTS} byte lengths (integers >= 0); the connection is closed (where this request ends is unknown)`, { code: 'ERR_OMNIBAL_INVALID_OPTIONS' })));
       return this.endAfterAnswers();
     }
-    const total = (lengths as number[]).reduce((a, b) => a + b, 0);
+    const total = lengths.reduce((a, b) => a + b, 0);
     const limit = this.ctx.limits.maxLineBytes;
     if (lineBytes + total > limit) {
       // Answered at once; the bytes are skipped as they come (and the next line found after them).
       this.send(errorResponse(id, limitError(`request of ${lineBytes + total} bytes (line and ${total} attachment bytes) over the limit of ${limit} bytes (--max-line-bytes); skipped`)));
-      return { lengths: lengths as number[], keep: false, done: () => undefined };
+      return { lengths, keep: false, done: () => undefined };
     }
     // The line is held from now, the attachments once they fit the shared budget (before a byte of them is read).
     this.frameHeld = lineBytes;
     this.frameNeed = total;
+    this.frameId = id;
     return {
-      lengths: lengths as number[],
+      lengths,
       keep: true,
       done: (attachments, misframed) => {
         const held = this.frameHeld;
@@ -448,7 +538,7 @@ export class Session {
    * closed) is answered at once, and adds to `running` a promise that settles once its work no
    * longer runs.
    */
-  private async handle(msg: unknown, attachments?: Buffer[], inBatch = false, running?: Promise<void>[]): Promise<Response | undefined> {
+  private async handle(msg: unknown, attachments?: Buffer[], inBatch = false, running?: Promise<void>[], member: BatchMember = {}): Promise<Response | undefined> {
     const m = msg as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: unknown };
     const validId = m !== null && typeof m === 'object' && (typeof m.id === 'string' || (typeof m.id === 'number' && Number.isFinite(m.id)) || m.id === null);
     const id: Id = validId ? (m.id as Id) : null;
@@ -465,6 +555,7 @@ export class Session {
       this.refuse(id);
       return undefined;
     }
+    if (member.refused) return isRequest ? errorResponse(id, member.refused) : undefined;
     if (inBatch && hasAttachments(m)) {
       const e = new RpcError(RpcErrors.INVALID_REQUEST, 'invalid request: "$attachments" inside a batch (a batch is one line; attachments go with a request sent alone); the connection is closed (where the attachments end is unknown)', { code: 'ERR_OMNIBAL_INVALID_OPTIONS' });
       return isRequest ? errorResponse(id, e) : undefined;
@@ -567,6 +658,11 @@ export class Session {
           },
           hold: (task) => {
             tasks.push(task);
+          },
+          takeSlot: () => {
+            if (!member.slot?.held) return false;
+            member.slot.held = false;
+            return true;
           },
         });
         // Every long call ends its progress with done == total, before its answer.

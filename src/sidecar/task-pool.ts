@@ -48,6 +48,8 @@ const cancelledError = () => new RpcError(RpcErrors.CANCELLED, 'request cancelle
 export class TaskPool {
   private queue: Queued[] = [];
   private running = 0;
+  /** Slots held for the long calls of admitted batches that have not submitted yet (see {@link TaskPool.reserve}). */
+  private reserved = 0;
 
   constructor(
     readonly concurrency: number,
@@ -64,10 +66,41 @@ export class TaskPool {
     return this.queue.length;
   }
 
-  /** Queues `run`; throws a -32001 error when the queue is full. */
-  submit<T>(run: (control: TaskControl) => Promise<T>): PoolTask<T> {
-    if (this.running >= this.concurrency && this.queue.length >= this.maxQueue) {
-      throw limitError(`the sidecar is busy: ${this.running} long calls running and ${this.queue.length} queued (--max-queue); try again later`);
+  /** The most tasks the pool holds at once, running and waiting: `concurrency` + `maxQueue`. */
+  get capacity(): number {
+    return this.concurrency + this.maxQueue;
+  }
+
+  /** How many more tasks fit now (running or waiting), the slots held for batches counted as taken. */
+  get room(): number {
+    return Math.max(0, this.capacity - this.running - this.queue.length - this.reserved);
+  }
+
+  /**
+   * Holds `n` slots for the long calls of one JSON-RPC batch, so that the batch is admitted
+   * whole: true when they fit now ({@link TaskPool.room}), false (nothing held) otherwise. Each
+   * held slot is taken by a `submit(run, true)` or given back with {@link TaskPool.unreserve}.
+   */
+  reserve(n: number): boolean {
+    if (n > this.room) return false;
+    this.reserved += n;
+    return true;
+  }
+
+  /** Gives back one slot held by {@link TaskPool.reserve} (its call ended without a task). */
+  unreserve(): void {
+    this.reserved--;
+  }
+
+  /**
+   * Queues `run`; throws a -32001 error when the pool is full (the slots held for batches count
+   * as taken). `reserved`: it takes a slot {@link TaskPool.reserve} held, which is never refused.
+   */
+  submit<T>(run: (control: TaskControl) => Promise<T>, reserved = false): PoolTask<T> {
+    if (reserved) this.reserved--;
+    else if (this.room === 0) {
+      const held = this.reserved > 0 ? `, ${this.reserved} held for a batch` : '';
+      throw limitError(`the sidecar is busy: ${this.running} long calls running and ${this.queue.length} queued${held} (--max-queue); try again later`);
     }
     let item!: Queued;
     let ended!: () => void;
