@@ -126,6 +126,8 @@ interface Loads {
   memoryLoad: MicroBatchLoad;
   /** Where the memory load comes from, in words. */
   memoryFrom: string;
+  /** A `--from-plan` plan's micro-batches per rank per step (`params.accum`), if it has one. */
+  planMicroBatches?: number;
 }
 
 /**
@@ -157,6 +159,7 @@ function loadsOf(flags: PartitionFlags): Loads {
   let memoryLoad: MicroBatchLoad;
   let memoryFrom: string;
   let planHeaviest: MicroBatchLoad | undefined;
+  let planMicroBatches: number | undefined;
   if (flags.fromPlan) {
     // The plan carries the load: a given one would be silently ignored.
     const given = (['--vision-per-micro-batch', '--text-per-micro-batch', '--samples-per-micro-batch'] as const).filter((_, i) => [flags.visionPerMicroBatch, flags.textPerMicroBatch, flags.samplesPerMicroBatch][i] !== undefined);
@@ -166,14 +169,27 @@ function loadsOf(flags: PartitionFlags): Loads {
       throw omnibalError(ErrorCodes.PARSE, `${flags.fromPlan}: not a plan written by omnibal pack --json (schema omnibal.batch-plan/1 with a load)`);
     }
     load = doc.load;
+    const params = (doc as { params?: Record<string, unknown> }).params ?? {};
+    const whole = (v: unknown, min: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+    if (whole(params.accum, 1)) planMicroBatches = params.accum;
     const heaviest = savedHeaviestLoad(flags.fromPlan, doc);
     const memoryGiven = flags.memoryVisionPerMicroBatch !== undefined && flags.memoryTextPerMicroBatch !== undefined;
     if (heaviest) {
       // The plan's real heaviest micro-batch, not its caps: the caps from --samples-per-pack are
       // soft (an over-cap sample gets a micro-batch of its own), so only this bounds every window.
-      const tokens = Math.max(1, heaviest.tokens);
-      memoryLoad = planHeaviest = { tiles: heaviest.tiles, tokens, sumSqLen: tokens * tokens };
-      memoryFrom = `the plan's heaviest micro-batch (${heaviest.tiles} tiles, ${tokens} tokens: the most of each over its micro-batches, over-cap samples' own included)`;
+      // A balanced plan's epochs each pack afresh within the same caps (the sampler, --epochs):
+      // the heaviest micro-batch of any epoch is at most the most of this one's and the caps.
+      let tiles = heaviest.tiles;
+      let tokens = Math.max(1, heaviest.tokens);
+      const capped = (doc as { strategy?: unknown }).strategy === 'balanced' && whole(params.maxVision, 0) && whole(params.maxText, 1);
+      if (capped) {
+        tiles = Math.max(tiles, params.maxVision as number);
+        tokens = Math.max(tokens, params.maxText as number);
+      }
+      memoryLoad = planHeaviest = { tiles, tokens, sumSqLen: tokens * tokens };
+      memoryFrom = capped
+        ? `the heaviest micro-batch of any epoch (${tiles} tiles, ${tokens} tokens: the most of each over this plan's micro-batches, ${heaviest.tiles} tiles and ${heaviest.tokens} tokens, over-cap samples' own included, and over its caps, ${params.maxVision} and ${params.maxText}, which every epoch's packs keep to)`
+        : `the plan's heaviest micro-batch (${heaviest.tiles} tiles, ${tokens} tokens: the most of each over its micro-batches, over-cap samples' own included)`;
     } else if (memoryGiven) {
       memoryLoad = load;
       memoryFrom = '';
@@ -206,7 +222,7 @@ function loadsOf(flags: PartitionFlags): Loads {
       process.stderr.write(`omnibal: warning: --memory-vision/text-per-micro-batch (${memoryLoad.tiles} tiles, ${tokens} tokens) is lighter than the plan's heaviest micro-batch (${planHeaviest.tiles} tiles, ${planHeaviest.tokens} tokens): the prediction that it fits is not a bound for the plan's heaviest micro-batches\n`);
     }
   }
-  return { load, memoryLoad, memoryFrom };
+  return { load, memoryLoad, memoryFrom, planMicroBatches };
 }
 
 function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string; warnings: string[] } {
@@ -226,10 +242,11 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
   const pp = required('--pp', flags.pp, 'pipeline stages', 1 << 16);
-  const microBatches = required('--micro-batches', flags.microBatches, 'micro-batches per iteration');
   for (const [flag, v] of [['--tp', flags.tp], ['--dp', flags.dp]] as const) checked(flag, v, 1, true);
   zeroFlag(flags.zero);
-  const { load, memoryLoad, memoryFrom } = loadsOf(flags);
+  const { load, memoryLoad, memoryFrom, planMicroBatches } = loadsOf(flags);
+  // A --from-plan plan's accum is its micro-batches per iteration unless given.
+  const microBatches = required('--micro-batches', flags.microBatches ?? planMicroBatches, 'micro-batches per iteration');
   const shape = { tp: flags.tp, dp: flags.dp, zero: flags.zero, training: trainingFlags(flags), load };
   let g = flags.memoryGib !== undefined ? { ...gpu, memoryBytes: flags.memoryGib * 2 ** 30 } : gpu;
   let problem: StageProblem;
@@ -377,7 +394,7 @@ export function registerPartition(program: Command): void {
     .option('--virtual-stages <v>', 'model chunks per device for --schedule interleaved (default 2)', num)
     .option('--memory-vision-per-micro-batch <tiles>', 'size activations for this many tiles (default: the plan caps or the given load)', num)
     .option('--memory-text-per-micro-batch <tokens>', 'size activations for this many tokens (default: the plan caps or the given load)', num)
-    .option('--micro-batches <m>', 'micro-batches per iteration', num)
+    .option('--micro-batches <m>', "micro-batches per iteration (default with --from-plan: the plan's accum)", num)
     .option('--vision-per-micro-batch <tiles>', 'image tiles per micro-batch', num)
     .option('--text-per-micro-batch <tokens>', 'LLM tokens per micro-batch', num)
     .option('--samples-per-micro-batch <n>', 'samples packed in a micro-batch (for attention cost)', num)
