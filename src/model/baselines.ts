@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { unknownOption } from '../errors';
+import { outOfRange, unknownOption } from '../errors';
 import { infeasible } from './partition';
 import { evaluatePlan, type PlanOut, type Problem } from './stages';
 
@@ -97,6 +97,22 @@ function minSpreadSplit(w: number[], s: number, firstMin: number): number[] {
     r = e.first - 1;
   }
   return ends;
+}
+
+/** Twin of `MAX_SPLIT_ENTRIES`: most (stage, layer range) entries the exact splits may search (2^26). */
+export const MAX_SPLIT_ENTRIES = 2 ** 26;
+
+/** Twin of `check_split_work`: refuses an exact split (`parameters`, `balanced`) of more than {@link MAX_SPLIT_ENTRIES} entries. */
+export function checkSplitWork(method: Split, p: Problem): void {
+  if (method !== 'parameters' && method !== 'balanced') return;
+  const l = p.layers.length;
+  const entries = p.stages * ((l * (l + 1)) / 2);
+  if (entries > MAX_SPLIT_ENTRIES) {
+    throw outOfRange(
+      'layers',
+      `must be few enough for the ${method} split's search (at most 2^26 entries, stages x layer ranges; ${l} layers over ${p.stages} stages need ${entries <= Number.MAX_SAFE_INTEGER ? entries : 'more'}): merge layers into blocks, use fewer stages, or the uniform or anchor split`,
+    );
+  }
 }
 
 /** Twin of `split_ends`: the first stage holds at least `p.firstStageMinLayers` layers. */

@@ -60,6 +60,38 @@ pub enum BaselineRecompute {
     Uniform,
 }
 
+/// Most (stage, layer range) entries the exact splits (`parameters`, `balanced`) may search:
+/// 2^26. Their DPs visit `stages x L (L + 1) / 2` of them (the `balanced` one a Pareto list at
+/// each); real models (hundreds of layers, tens of stages) need a few million, while 20,000
+/// layers over 32 stages (6.4 billion) held the thread for 51 s.
+pub const MAX_SPLIT_ENTRIES: u64 = 1 << 26;
+
+/// Refuses an exact split (`parameters`, `balanced`) of more than [`MAX_SPLIT_ENTRIES`]
+/// entries, before anything is allocated; `uniform` and `anchor` are linear and always run.
+pub fn check_split_work(method: Split, p: &StageProblem) -> Result<(), Error> {
+    if !matches!(method, Split::Parameters | Split::Balanced) {
+        return Ok(());
+    }
+    let l = p.layers.len() as u64;
+    let entries = (p.stages as u64).saturating_mul(l.saturating_mul(l + 1) / 2);
+    if entries > MAX_SPLIT_ENTRIES {
+        let name = if method == Split::Parameters {
+            "parameters"
+        } else {
+            "balanced"
+        };
+        return Err(Error::out_of_range(
+            "layers",
+            format!(
+                "must be few enough for the {name} split's search (at most 2^26 entries, stages x layer ranges; {l} layers over {} stages need {}): merge layers into blocks, use fewer stages, or the uniform or anchor split",
+                p.stages,
+                if entries > (1 << 53) - 1 { "more".to_string() } else { entries.to_string() }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Last layer of each stage for a split; `params` are the per-layer parameter counts. The first
 /// stage holds at least the problem's `first_stage_min_layers` (a checked problem leaves a layer
 /// for every later stage).
@@ -390,6 +422,24 @@ mod tests {
         let params = [5.0, 5.0, 5.0, 5.0, 20.0, 1.0, 1.0, 1.0, 1.0, 1.0];
         // Largest stage params: {5,5,5,5}=20 | {20} | {1 x 5} -> max 20.
         assert_eq!(split_ends(Split::Parameters, &p, &params), vec![3, 4, 9]);
+    }
+
+    #[test]
+    fn the_exact_splits_are_bounded() {
+        let mut rng = Rng::new(4);
+        // 2,047 layers over 32 stages (67,076,096 entries) run; 2,048 (67,141,632 > 2^26) do not.
+        let (p, _) = problem(&mut rng, 2047, 32);
+        assert!(check_split_work(Split::Parameters, &p).is_ok());
+        let (p, _) = problem(&mut rng, 2048, 32);
+        for split in [Split::Parameters, Split::Balanced] {
+            let e = check_split_work(split, &p).unwrap_err().to_string();
+            assert!(
+                e.contains("2048 layers over 32 stages need 67141632"),
+                "{e}"
+            );
+        }
+        assert!(check_split_work(Split::Uniform, &p).is_ok());
+        assert!(check_split_work(Split::Anchor, &p).is_ok());
     }
 
     #[test]
