@@ -2,7 +2,7 @@
 // table and calibration, or fail with the same coded error.
 import fc from 'fast-check';
 import { modelPreset, gpuPreset, gpuInput, LAYER_KINDS } from '../src/model/index';
-import { nativeTest, sameOnBothBackends } from './helpers';
+import { native, nativeTest, sameOnBothBackends } from './helpers';
 
 const layerArb = fc.record({
   f: fc.integer({ min: 0, max: 30 }),
@@ -58,6 +58,28 @@ const problemArb = fc
         : Uint32Array.from(r.layers, (x, i) => (r.groups === 'invalid' && i === r.layers.length - 1 ? 3 : r.groups === 'runs' ? r.layers[Math.floor(i / 4) * 4].g : x.g)),
   }));
 
+
+nativeTest('baselines keep a pinned first-stage prefix (Megatron-LM under --target megatron): native equals the twin, stage 0 holds it', (t) => {
+  fc.assert(
+    fc.property(problemArb, fc.nat(), fc.constantFrom('uniform', 'parameters', 'balanced', 'anchor'), fc.constantFrom('none', 'full', 'uniform'), (p0, pick, method, rec) => {
+      // Any prefix the problem allows: up to the layers that leave one for each later stage.
+      const most = p0.forwardMs.length - (p0.stages - 1);
+      if (most < 0) return;
+      const p = { ...p0, firstStageMinLayers: pick % (most + 1) };
+      const d = sameOnBothBackends((api) => api.baselineStages(p, p.staticBytes, method, rec as 'none'));
+      if (d) throw new Error(`baseline: ${d}`);
+      let plan;
+      try {
+        plan = native!.baselineStages(p, p.staticBytes, method, rec as 'none');
+      } catch {
+        return; // the same coded error on both (checked above)
+      }
+      if (plan.lastLayer[0] + 1 < p.firstStageMinLayers) throw new Error(`${method}: stage 0 ends at ${plan.lastLayer[0]}, the prefix has ${p.firstStageMinLayers} layers`);
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});
 
 nativeTest('partitionStages, evaluateSplit and baselines: native equals the twin on random problems', (t) => {
   fc.assert(

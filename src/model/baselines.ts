@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { unknownOption } from '../errors';
+import { outOfRange, unknownOption } from '../errors';
 import { infeasible } from './partition';
 import { evaluatePlan, type PlanOut, type Problem } from './stages';
 
@@ -28,12 +28,12 @@ function prefix(w: ArrayLike<number>): number[] {
   return pre;
 }
 
-function minMaxSplit(w: ArrayLike<number>, s: number): number[] {
+function minMaxSplit(w: ArrayLike<number>, s: number, firstMin: number): number[] {
   const l = w.length;
   const pre = prefix(w);
   const best = Array.from({ length: s }, () => new Array<number>(l).fill(Infinity));
   const from = Array.from({ length: s }, () => new Array<number>(l).fill(0));
-  for (let r = 0; r < l; r++) best[0][r] = pre[r + 1];
+  for (let r = 0; r < l; r++) best[0][r] = r + 1 < firstMin ? Infinity : pre[r + 1];
   for (let k = 1; k < s; k++) {
     for (let r = k; r < l; r++) {
       for (let first = k; first <= r; first++) {
@@ -54,7 +54,7 @@ function minMaxSplit(w: ArrayLike<number>, s: number): number[] {
   return ends;
 }
 
-function minSpreadSplit(w: number[], s: number): number[] {
+function minSpreadSplit(w: number[], s: number, firstMin: number): number[] {
   interface E {
     max: number;
     min: number;
@@ -69,7 +69,7 @@ function minSpreadSplit(w: number[], s: number): number[] {
     for (const e of c) if (out.length === 0 || e.min > out[out.length - 1].min) out.push(e);
     return out;
   };
-  const fronts: E[][][] = [Array.from({ length: l }, (_, r) => [{ max: pre[r + 1], min: pre[r + 1], first: 0, prev: 0 }])];
+  const fronts: E[][][] = [Array.from({ length: l }, (_, r) => (r + 1 < firstMin ? [] : [{ max: pre[r + 1], min: pre[r + 1], first: 0, prev: 0 }]))];
   for (let k = 1; k < s; k++) {
     const layer: E[][] = Array.from({ length: l }, () => []);
     for (let r = k; r < l; r++) {
@@ -99,17 +99,37 @@ function minSpreadSplit(w: number[], s: number): number[] {
   return ends;
 }
 
-/** Twin of `split_ends`. */
+/** Twin of `MAX_SPLIT_ENTRIES`: most (stage, layer range) entries the exact splits may search (2^26). */
+export const MAX_SPLIT_ENTRIES = 2 ** 26;
+
+/** Twin of `check_split_work`: refuses an exact split (`parameters`, `balanced`) of more than {@link MAX_SPLIT_ENTRIES} entries. */
+export function checkSplitWork(method: Split, p: Problem): void {
+  if (method !== 'parameters' && method !== 'balanced') return;
+  const l = p.layers.length;
+  const entries = p.stages * ((l * (l + 1)) / 2);
+  if (entries > MAX_SPLIT_ENTRIES) {
+    throw outOfRange(
+      'layers',
+      `must be few enough for the ${method} split's search (at most 2^26 entries, stages x layer ranges; ${l} layers over ${p.stages} stages need ${entries <= Number.MAX_SAFE_INTEGER ? entries : 'more'}): merge layers into blocks, use fewer stages, or the uniform or anchor split`,
+    );
+  }
+}
+
+/** Twin of `split_ends`: the first stage holds at least `p.firstStageMinLayers` layers. */
 export function splitEnds(method: Split, p: Problem, params: ArrayLike<number>): number[] {
   const l = p.layers.length;
   const s = p.stages;
+  const pinned = Math.min(p.firstStageMinLayers, l);
   const time = p.layers.map((x) => x.forwardMs + x.backwardMs);
   switch (method) {
     case 'uniform': {
-      const base = Math.floor(l / s);
-      const extra = l % s;
+      // Equal counts of the layers after the pinned prefix, which stage 0 holds too.
+      const rest = l - pinned;
+      if (rest < s) return Array.from({ length: s }, (_, k) => pinned - 1 + k);
+      const base = Math.floor(rest / s);
+      const extra = rest % s;
       const ends: number[] = [];
-      let end = 0;
+      let end = pinned;
       for (let k = 0; k < s; k++) {
         end += base + (k < extra ? 1 : 0);
         ends.push(end - 1);
@@ -117,9 +137,9 @@ export function splitEnds(method: Split, p: Problem, params: ArrayLike<number>):
       return ends;
     }
     case 'parameters':
-      return minMaxSplit(params, s);
+      return minMaxSplit(params, s, pinned);
     case 'balanced':
-      return minSpreadSplit(time, s);
+      return minSpreadSplit(time, s, pinned);
     case 'anchor': {
       let total = 0;
       for (const t of time) total += t;
@@ -130,7 +150,7 @@ export function splitEnds(method: Split, p: Problem, params: ArrayLike<number>):
         cum.push(acc);
       }
       const ends: number[] = [];
-      let lo = 0;
+      let lo = Math.max(pinned - 1, 0); // the first cut keeps the prefix
       for (let k = 1; k < s; k++) {
         const target = (total * k) / s;
         const hi = l - 1 - (s - k);

@@ -582,6 +582,23 @@ class Search {
   }
 }
 
+/** Twin of `MAX_CHUNK_WORK`: most work units the chunk planner may face (2^24), `K x (L (L + 1) / 2 + 2 M K)`. */
+export const MAX_CHUNK_WORK = 2 ** 24;
+
+/** Twin of `check_chunk_work`: refuses a problem of more than {@link MAX_CHUNK_WORK} work units, before anything is allocated. */
+function checkChunkWork(p: Problem, v: number): void {
+  const L = p.layers.length;
+  const k = v * p.stages;
+  const m = p.microBatches;
+  const units = k * ((L * (L + 1)) / 2 + 2 * m * k);
+  if (units > MAX_CHUNK_WORK) {
+    throw outOfRange(
+      'layers',
+      `must be few enough for the interleaved chunk planner (at most 2^24 work units, model chunks x (layer ranges + 2 x micro-batches x model chunks); ${L} layers in ${k} model chunks (${p.stages} stages x ${v} virtual stages) with ${m} micro-batches need ${units <= Number.MAX_SAFE_INTEGER ? units : 'more'}): merge layers into blocks, or use fewer stages, virtual stages or micro-batches`,
+    );
+  }
+}
+
 /** Twin of `chunks::partition_chunks`. */
 export function partitionChunksTwin(p: Problem): ChunkPlanOut {
   checkProblem(p);
@@ -590,6 +607,7 @@ export function partitionChunksTwin(p: Problem): ChunkPlanOut {
   const stages = p.stages;
   const L = p.layers.length;
   if (L < v * stages) throw outOfRange('layers', `must be at least as many as the model chunks (virtualStages x stages = ${v * stages}), got ${L}`);
+  checkChunkWork(p, v);
   const ctx = new Ctx(p, v);
   const firstMin = Math.max(p.firstStageMinLayers, 1);
   if (firstMin > L - (ctx.kCount - 1)) throw outOfRange('firstStageMinLayers', `leaves fewer layers than the other ${ctx.kCount - 1} model chunks need`);

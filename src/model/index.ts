@@ -450,7 +450,9 @@ export function evaluateStages(problem: StageProblem, lastLayers: number[], reco
 /**
  * A baseline: a split method (`uniform` by layer count as Megatron, `parameters` as
  * DeepSpeed's default, `balanced` as DeepSpeed's min max-min, `anchor` as the paper's profile
- * anchor) with `none`, `full` or one `uniform` recomputation count for all stages.
+ * anchor) with `none`, `full` or one `uniform` recomputation count for all stages. Every split
+ * keeps the problem's first `firstStageMinLayers` layers on stage 0 (`uniform` then counts the
+ * layers after them, as Megatron-LM adds its vision encoder to the first stage).
  *
  * @throws `ERR_OMNIBAL_INFEASIBLE` when that baseline does not fit in memory.
  * @param problem - the stage problem

@@ -8,7 +8,7 @@ import type * as Native from '../../bindings';
 import { outOfRange, unknownOption } from '../errors';
 import { deferred } from '../progress';
 import { integerBetween, numberAtLeast } from '../validate';
-import { baselinePlan, parseSplit, splitEnds } from './baselines';
+import { baselinePlan, checkSplitWork, parseSplit, splitEnds } from './baselines';
 import { checkTimingTwin, fitActivationScaleTwin, fitLayerCostTwin } from './calibrate';
 import { partitionChunksTwin } from './chunks';
 import { partitionStagesTwin, planForSplitTwin } from './partition';
@@ -121,7 +121,9 @@ function baselineStages(input: Native.StageProblemInput, params: Float64Array, m
   if (!['none', 'full', 'uniform'].includes(recompute)) {
     throw Object.assign(new RangeError(`recompute must be one of none, full, uniform, got ${JSON.stringify(recompute)}`), { code: 'ERR_OMNIBAL_UNKNOWN_OPTION' });
   }
-  const ends = splitEnds(parseSplit(method), p, params);
+  const split = parseSplit(method);
+  checkSplitWork(split, p);
+  const ends = splitEnds(split, p, params);
   return toNativePlan(baselinePlan(p, ends, recompute), p.layers.length);
 }
 

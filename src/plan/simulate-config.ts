@@ -20,7 +20,7 @@ import {
   type StagePlan,
   type StageProblem,
 } from '../model/index';
-import { partitionForTarget } from '../model/target';
+import { megatronFirstStageLayers, partitionForTarget } from '../model/target';
 import { chunkDevices, deviceTransferMs, evaluateChunks } from '../model/chunk-evaluate';
 import { partitionChunksForTarget, type ChunkTargetPlan } from '../model/chunk-target';
 import type { GpuSpec, VlmSpec } from '../model/vlm';
@@ -100,7 +100,7 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
         ? planWithFitHint(calibrated, (q) => (o.memory.target === 'none' ? partitionStages(q) : ((target = partitionForTarget(q, o.memory.target)), target.plan)))
         : cfg.split === 'given'
           ? evaluateStages(calibrated, cfg.given!.lastLayers, cfg.given!.recomputeLayers)
-          : baselineStages(calibrated, cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
+          : baselineStages(baselineProblem(calibrated, o.memory.target), cfg.split, cfg.recompute === 'full' ? 'full' : 'uniform');
   }
   // Units the simulator times: the v x P chunks of a chunk plan (chunk u on device u mod P), else the P stages.
   const v = chunks ? chunks.plan.virtualStages : 1;
@@ -242,6 +242,17 @@ export function simulateConfig(cfg: Config, s: Samples, o: Resolved, coef: Coeff
     ...(chunks && { chunks }),
     ...(!chunks && { problem: target?.problem ?? calibrated }),
   };
+}
+
+/**
+ * @internal The problem a baseline split solves: under `--target megatron`, with Megatron-LM's
+ * first-stage layers (vision encoder, projector, LLM embedding) pinned to stage 0, as the planned
+ * rows have them, so every row of the ablation is a split Megatron-LM can run; otherwise as it is.
+ */
+export function baselineProblem(problem: StageProblem, target: PlanMemory['target']): StageProblem {
+  if (target !== 'megatron') return problem;
+  const first = megatronFirstStageLayers(problem);
+  return first !== undefined && (problem.firstStageMinLayers ?? 0) < first ? { ...problem, firstStageMinLayers: first } : problem;
 }
 
 /** @internal Everything a configuration is simulated under. */

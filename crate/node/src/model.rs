@@ -6,7 +6,9 @@ use napi::bindgen_prelude::{AsyncTask, Float64Array, Uint32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use omnibal_core::error::{integer_between, number_at_least};
-use omnibal_core::model::baselines::{baseline_plan, split_ends, BaselineRecompute, Split};
+use omnibal_core::model::baselines::{
+    baseline_plan, check_split_work, split_ends, BaselineRecompute, Split,
+};
 use omnibal_core::model::calibrate::{
     check_timing, fit_activation_scale, fit_layer_cost, LayerTiming, StageMemory, KINDS,
 };
@@ -345,7 +347,9 @@ pub fn baseline_stages(
                 })
             }
         };
-        let ends = split_ends(Split::parse(&method)?, &p, &params);
+        let split = Split::parse(&method)?;
+        check_split_work(split, &p)?;
+        let ends = split_ends(split, &p, &params);
         Ok(to_js(baseline_plan(&p, &ends, rec)?, p.layers.len()))
     })
 }

@@ -12,6 +12,12 @@
 //!
 //! Recomputation for a given split: `none`, `full`, or `uniform` (one `k` for every stage, the
 //! smallest that fits everywhere: Megatron's `--recompute-num-layers`).
+//!
+//! Every split keeps the problem's `first_stage_min_layers` on the first stage (Megatron-LM's
+//! vision encoder, projector and embedding under `--target megatron`): `uniform` counts the
+//! layers after that prefix (stage 0 holds the prefix and its share, as Megatron-LM adds the
+//! vision encoder to its first stage), the others search only splits whose first stage holds it.
+//! With no such prefix (0) they are the plain splits above.
 
 use super::stages::{StagePlan, StageProblem};
 use crate::error::Error;
@@ -54,9 +60,44 @@ pub enum BaselineRecompute {
     Uniform,
 }
 
-/// Last layer of each stage for a split; `params` are the per-layer parameter counts.
+/// Most (stage, layer range) entries the exact splits (`parameters`, `balanced`) may search:
+/// 2^26. Their DPs visit `stages x L (L + 1) / 2` of them (the `balanced` one a Pareto list at
+/// each); real models (hundreds of layers, tens of stages) need a few million, while 20,000
+/// layers over 32 stages (6.4 billion) held the thread for 51 s.
+pub const MAX_SPLIT_ENTRIES: u64 = 1 << 26;
+
+/// Refuses an exact split (`parameters`, `balanced`) of more than [`MAX_SPLIT_ENTRIES`]
+/// entries, before anything is allocated; `uniform` and `anchor` are linear and always run.
+pub fn check_split_work(method: Split, p: &StageProblem) -> Result<(), Error> {
+    if !matches!(method, Split::Parameters | Split::Balanced) {
+        return Ok(());
+    }
+    let l = p.layers.len() as u64;
+    let entries = (p.stages as u64).saturating_mul(l.saturating_mul(l + 1) / 2);
+    if entries > MAX_SPLIT_ENTRIES {
+        let name = if method == Split::Parameters {
+            "parameters"
+        } else {
+            "balanced"
+        };
+        return Err(Error::out_of_range(
+            "layers",
+            format!(
+                "must be few enough for the {name} split's search (at most 2^26 entries, stages x layer ranges; {l} layers over {} stages need {}): merge layers into blocks, use fewer stages, or the uniform or anchor split",
+                p.stages,
+                if entries > (1 << 53) - 1 { "more".to_string() } else { entries.to_string() }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Last layer of each stage for a split; `params` are the per-layer parameter counts. The first
+/// stage holds at least the problem's `first_stage_min_layers` (a checked problem leaves a layer
+/// for every later stage).
 pub fn split_ends(method: Split, p: &StageProblem, params: &[f64]) -> Vec<u32> {
     let (l, s) = (p.layers.len(), p.stages as usize);
+    let pinned = (p.first_stage_min_layers as usize).min(l);
     let time: Vec<f64> = p
         .layers
         .iter()
@@ -64,17 +105,23 @@ pub fn split_ends(method: Split, p: &StageProblem, params: &[f64]) -> Vec<u32> {
         .collect();
     match method {
         Split::Uniform => {
-            let (base, extra) = (l / s, l % s);
+            // Equal counts of the layers after the pinned prefix, which stage 0 holds too.
+            let rest = l - pinned;
+            if rest < s {
+                // The prefix leaves one layer for each later stage (a checked problem).
+                return (0..s).map(|k| (pinned - 1 + k) as u32).collect();
+            }
+            let (base, extra) = (rest / s, rest % s);
             let mut ends = Vec::with_capacity(s);
-            let mut end = 0;
+            let mut end = pinned;
             for k in 0..s {
                 end += base + usize::from(k < extra);
                 ends.push((end - 1) as u32);
             }
             ends
         }
-        Split::Parameters => min_max_split(params, s),
-        Split::Balanced => min_spread_split(&time, s),
+        Split::Parameters => min_max_split(params, s, pinned),
+        Split::Balanced => min_spread_split(&time, s, pinned),
         Split::Anchor => {
             let total: f64 = time.iter().sum();
             let mut cum = Vec::with_capacity(l);
@@ -84,7 +131,7 @@ pub fn split_ends(method: Split, p: &StageProblem, params: &[f64]) -> Vec<u32> {
                 cum.push(acc);
             }
             let mut ends = Vec::with_capacity(s);
-            let mut lo = 0;
+            let mut lo = pinned.saturating_sub(1); // the first cut keeps the prefix
             for k in 1..s {
                 let target = total * k as f64 / s as f64;
                 let hi = l - 1 - (s - k); // leave a layer for each later stage
@@ -103,8 +150,9 @@ pub fn split_ends(method: Split, p: &StageProblem, params: &[f64]) -> Vec<u32> {
     }
 }
 
-/// The split minimising the largest stage sum (ties: earliest cuts).
-fn min_max_split(w: &[f64], s: usize) -> Vec<u32> {
+/// The split minimising the largest stage sum (ties: earliest cuts), its first stage holding at
+/// least `first_min` layers.
+fn min_max_split(w: &[f64], s: usize, first_min: usize) -> Vec<u32> {
     let l = w.len();
     let mut pre = vec![0.0; l + 1];
     for i in 0..l {
@@ -114,6 +162,9 @@ fn min_max_split(w: &[f64], s: usize) -> Vec<u32> {
     let mut best = vec![vec![f64::INFINITY; l]; s];
     let mut from = vec![vec![0usize; l]; s];
     best[0].copy_from_slice(&pre[1..]);
+    for slot in best[0].iter_mut().take(first_min.saturating_sub(1)) {
+        *slot = f64::INFINITY;
+    }
     for k in 1..s {
         for r in k..l {
             for first in k..=r {
@@ -142,7 +193,8 @@ fn walk_back(from: &[Vec<usize>], l: usize, s: usize) -> Vec<u32> {
 
 /// The split minimising (largest - smallest) stage sum, exactly: Pareto frontiers of
 /// (max, min) per (stage, last layer). Ties: smaller spread, then smaller max, then earlier cuts.
-fn min_spread_split(w: &[f64], s: usize) -> Vec<u32> {
+/// The first stage holds at least `first_min` layers.
+fn min_spread_split(w: &[f64], s: usize, first_min: usize) -> Vec<u32> {
     #[derive(Clone, Copy)]
     struct E {
         max: f64,
@@ -174,6 +226,9 @@ fn min_spread_split(w: &[f64], s: usize) -> Vec<u32> {
     };
     let mut fronts: Vec<Vec<Vec<E>>> = vec![(0..l)
         .map(|r| {
+            if r + 1 < first_min {
+                return Vec::new();
+            }
             vec![E {
                 max: pre[r + 1],
                 min: pre[r + 1],
@@ -326,16 +381,25 @@ mod tests {
     #[test]
     fn every_split_is_valid_and_the_optimum_beats_them_all() {
         let mut rng = Rng::new(9);
-        for _ in 0..300 {
+        for i in 0..600 {
             let stages = 1 + rng.below(5);
             let l = stages + rng.below(12);
-            let (p, params) = problem(&mut rng, l, stages);
+            let (mut p, params) = problem(&mut rng, l, stages);
+            // Half the problems pin a prefix to the first stage (up to all it can hold).
+            if i % 2 == 1 {
+                p.first_stage_min_layers = rng.below(l - stages + 2);
+            }
             let best = partition_stages(&p).unwrap();
             for &name in Split::NAMES {
                 let ends = split_ends(Split::parse(name).unwrap(), &p, &params);
                 assert!(
                     valid(&ends, l as usize, stages as usize),
                     "{name}: {ends:?}"
+                );
+                assert!(
+                    ends[0] + 1 >= p.first_stage_min_layers,
+                    "{name}: {ends:?} leaves part of the first {} layers off stage 0",
+                    p.first_stage_min_layers
                 );
                 for rec in [
                     BaselineRecompute::None,
@@ -358,6 +422,45 @@ mod tests {
         let params = [5.0, 5.0, 5.0, 5.0, 20.0, 1.0, 1.0, 1.0, 1.0, 1.0];
         // Largest stage params: {5,5,5,5}=20 | {20} | {1 x 5} -> max 20.
         assert_eq!(split_ends(Split::Parameters, &p, &params), vec![3, 4, 9]);
+    }
+
+    #[test]
+    fn the_exact_splits_are_bounded() {
+        let mut rng = Rng::new(4);
+        // 2,047 layers over 32 stages (67,076,096 entries) run; 2,048 (67,141,632 > 2^26) do not.
+        let (p, _) = problem(&mut rng, 2047, 32);
+        assert!(check_split_work(Split::Parameters, &p).is_ok());
+        let (p, _) = problem(&mut rng, 2048, 32);
+        for split in [Split::Parameters, Split::Balanced] {
+            let e = check_split_work(split, &p).unwrap_err().to_string();
+            assert!(
+                e.contains("2048 layers over 32 stages need 67141632"),
+                "{e}"
+            );
+        }
+        assert!(check_split_work(Split::Uniform, &p).is_ok());
+        assert!(check_split_work(Split::Anchor, &p).is_ok());
+    }
+
+    #[test]
+    fn a_pinned_prefix_stays_on_the_first_stage() {
+        let mut rng = Rng::new(3);
+        let (mut p, _) = problem(&mut rng, 10, 3);
+        p.first_stage_min_layers = 4;
+        // Megatron-LM's default: the 6 layers after the prefix in equal counts, stage 0 adding
+        // the prefix.
+        assert_eq!(split_ends(Split::Uniform, &p, &[1.0; 10]), vec![5, 7, 9]);
+        // The prefix leaves one layer per later stage.
+        p.first_stage_min_layers = 8;
+        assert_eq!(split_ends(Split::Uniform, &p, &[1.0; 10]), vec![7, 8, 9]);
+        // Without the prefix the parameter split cuts at 3 (see above); with it, the first stage
+        // takes the 20 too (40, the largest whatever the rest; ties to the earliest cuts).
+        p.first_stage_min_layers = 5;
+        let params = [5.0, 5.0, 5.0, 5.0, 20.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        assert_eq!(split_ends(Split::Parameters, &p, &params), vec![4, 5, 9]);
+        for split in [Split::Balanced, Split::Anchor] {
+            assert!(split_ends(split, &p, &params)[0] >= 4, "{split:?}");
+        }
     }
 
     #[test]

@@ -74,6 +74,38 @@ pub const NODE_BUDGET: u64 = 200_000;
 /// Operations of a simulation (`2 M v P`) that count as one node of [`NODE_BUDGET`].
 pub const SIM_OPS_PER_NODE: u64 = 16;
 
+/// Most work units the chunk planner may face: `K x (L (L + 1) / 2 + 2 M K)` for `K = v x P`
+/// model chunks, `L` layers and `M` micro-batches (the layer ranges its chunk DP and
+/// recomputation choices visit, and the operations of the step it simulates, per chunk): 2^24.
+/// Every problem of up to 250 layers with at most 64 micro-batches is within it. The search's
+/// time grows with the units (on a busy 2-core VM: 200 layers in 128 chunks with 64
+/// micro-batches, 4.7 M units, 14-19 s; 800 layers in 32 chunks, 10.4 M, 24 s; 1,600 layers in
+/// 32 chunks, 41 M, past a minute), so past the bound a problem would hold the thread for minutes.
+pub const MAX_CHUNK_WORK: u64 = 1 << 24;
+
+/// Refuses a problem of more than [`MAX_CHUNK_WORK`] work units, before anything is allocated.
+fn check_chunk_work(p: &StageProblem, v: usize) -> Result<(), Error> {
+    let (l, k, m) = (
+        p.layers.len() as u64,
+        (v as u64).saturating_mul(p.stages as u64),
+        p.micro_batches as u64,
+    );
+    let ranges = l.saturating_mul(l + 1) / 2;
+    let ops = 2u64.saturating_mul(m).saturating_mul(k);
+    let units = k.saturating_mul(ranges.saturating_add(ops));
+    if units > MAX_CHUNK_WORK {
+        return Err(Error::out_of_range(
+            "layers",
+            format!(
+                "must be few enough for the interleaved chunk planner (at most 2^24 work units, model chunks x (layer ranges + 2 x micro-batches x model chunks); {l} layers in {k} model chunks ({} stages x {v} virtual stages) with {m} micro-batches need {}): merge layers into blocks, or use fewer stages, virtual stages or micro-batches",
+                p.stages,
+                if units > (1 << 53) - 1 { "more".to_string() } else { units.to_string() }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// One model chunk of an interleaved plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
@@ -920,6 +952,7 @@ pub fn partition_chunks(p: &StageProblem) -> Result<ChunkPlan, Error> {
             ),
         ));
     }
+    check_chunk_work(p, v)?;
     let ctx = Ctx::new(p, v)?;
     let first_min = (p.first_stage_min_layers as usize).max(1);
     if first_min > l_count - (ctx.k_count - 1) {
@@ -1471,6 +1504,31 @@ mod tests {
             "stages within 10% of the mean"
         );
         assert!(plan.stages.iter().all(|s| s.memory_bytes <= 400.0));
+    }
+
+    #[test]
+    fn problems_past_the_work_bound_are_refused_up_front() {
+        let p = |l: usize, stages: u32, v: u32, m: u32| StageProblem {
+            layers: vec![Layer::new(1.0, 2.0, 1.0, 1.0, 0.0); l],
+            stages,
+            micro_batches: m,
+            schedule: Schedule::Interleaved(v),
+            memory_bytes: 1e12,
+            stage_overhead_bytes: 0.0,
+            comm_ms: Vec::new(),
+            recompute: Recompute::Block,
+            first_stage_min_layers: 0,
+            recompute_groups: Vec::new(),
+        };
+        // Was: past 30 s. 128 x (2,000 x 2,001 / 2 + 2 x 64 x 128) units.
+        let e = partition_chunks(&p(2000, 32, 4, 64)).unwrap_err();
+        assert!(
+            e.to_string().contains("2000 layers in 128 model chunks (32 stages x 4 virtual stages) with 64 micro-batches need 258225152"),
+            "{e}"
+        );
+        // Exactly 2^24 units (2 x (4,095 x 4,096 / 2 + 2 x 512 x 2)) run; a layer more does not.
+        assert!(partition_chunks(&p(4095, 1, 2, 512)).is_ok());
+        assert!(partition_chunks(&p(4096, 1, 2, 512)).is_err());
     }
 
     #[test]
