@@ -29,7 +29,7 @@ const syncCases: [string, () => unknown, RegExp][] = [
   ['searchIsfArguments', () => o.searchIsfArguments(samples, loose({ samplesPerPack: 4, maxStep: 2 })), /^options\.maxStep .*'maxSteps'/],
   ['batchMetrics', () => o.batchMetrics(o.planBatches(samples, { dp: 2, samplesPerPack: 4 }), samples, loose({ costB: 0 })), /^cost\.costB .*did you mean 'b'\?$/],
   ['vlmLayers', () => o.vlmLayers('internvl-300m-internlm2-7b', 'A100-80G', loose({ load: { tiles: 1, tokens: 64 }, tps: 2 })), /^options\.tps .*'tp'/],
-  ['vlmLayers (load)', () => o.vlmLayers('internvl-300m-internlm2-7b', 'A100-80G', loose({ load: { tile: 1, tokens: 64 } })), /^load\.tile .*'tiles'/],
+  ['vlmStageProblem (load)', () => o.vlmStageProblem(loose({ model: 'internvl-300m-internlm2-7b', gpu: 'A100-80G', pp: 2, microBatches: 4, load: { tile: 4, tokens: 2048 } })), /^load\.tile .*'tiles'/],
   ['vlmLayers (training)', () => o.vlmLayers('internvl-300m-internlm2-7b', 'A100-80G', loose({ load: { tiles: 1, tokens: 64 }, training: { frozenVIT: true } })), /^training\.frozenVIT .*'frozenVit'/],
   ['vlmLayers (model spec)', () => o.vlmLayers(loose({ ...o.modelPreset('internvl-300m-internlm2-7b'), patches: 14 }), 'A100-80G', { load: { tiles: 1, tokens: 64 } }), /^model\.patches .*'patch'/],
   ['vlmLayers (gpu spec)', () => o.vlmLayers('internvl-300m-internlm2-7b', loose({ ...o.gpuPreset('A100-80G'), peakFlop: 1e15 }), { load: { tiles: 1, tokens: 64 } }), /^gpu\.peakFlop .*'peakFlops'/],

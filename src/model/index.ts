@@ -593,7 +593,6 @@ export interface NamedLayerTable extends LayerTable {
 export function tableShape(options: LayerTableOptions): Native.TableShape {
   const { load } = options;
   if (typeof load !== 'object' || load === null) throw invalidOptions('load must be { tiles, tokens, sumSqLen? }');
-  checkKnownKeys('load', load, MICRO_BATCH_LOAD_KEYS);
   const t = options.training ?? {};
   checkKnownKeys('training', t, TRAINING_OPTION_KEYS);
   if (t.grads !== undefined && t.grads !== 'fp32' && t.grads !== 'bf16') throw invalidOptions(`training.grads must be fp32 or bf16, got ${JSON.stringify(t.grads)}`);
@@ -646,6 +645,8 @@ export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
  */
 export function vlmStageProblem(o: VlmStageOptions): StageProblem {
   checkKnownKeys('options', expectObject('options', o), VLM_STAGE_OPTION_KEYS);
+  // Here, not in tableShape: a calibration file's load may carry its sample count too.
+  checkKnownKeys('load', o.load, MICRO_BATCH_LOAD_KEYS);
   if (o.memoryLoad) checkKnownKeys('memoryLoad', o.memoryLoad, MICRO_BATCH_LOAD_KEYS);
   const spec = resolveModel(o.model);
   const g = resolveGpu(o.gpu);
