@@ -2,7 +2,7 @@
 // built binary's glibc floor.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { root } from './helpers';
@@ -93,4 +93,28 @@ test('prepublishOnly refuses a publish from the repository root', (t) => {
   const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'stage-package.mjs'), '--refuse-publish'], { cwd: root, encoding: 'utf8' });
   t.is(r.status, 1);
   t.regex(r.stderr, /^omnibal: do not publish the repository root/);
+});
+
+// `npm pack` at the root would make a tarball with no platform package wired and a `prepare`
+// script whose build script it does not ship; the staged folder is the one to pack.
+test('prepack refuses `npm pack` at the repository root; the staged folder packs, every platform package wired', (t) => {
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+  t.is(pkg.scripts.prepack, 'node scripts/stage-package.mjs --refuse-pack');
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const atRoot = spawnSync(npm, ['pack', '--dry-run', '--json'], { cwd: root, encoding: 'utf8', shell: process.platform === 'win32' });
+  t.not(atRoot.status, 0, atRoot.stdout);
+  t.regex(atRoot.stderr, /omnibal: do not pack the repository root .*\n.*node scripts\/stage-package\.mjs \.stage && npm pack \.stage/);
+  const out = mkdtempSync(path.join(tmpdir(), 'omnibal-stage-'));
+  t.teardown(() => rmSync(out, { recursive: true, force: true }));
+  const staged = spawnSync(process.execPath, [path.join(root, 'scripts', 'stage-package.mjs'), out], { cwd: root, encoding: 'utf8' });
+  t.is(staged.status, 0, staged.stderr);
+  const stagedPkg = JSON.parse(readFileSync(path.join(out, 'package.json'), 'utf8'));
+  t.is(stagedPkg.scripts, undefined);
+  const platforms = readdirSync(path.join(root, 'npm')).map((d) => JSON.parse(readFileSync(path.join(root, 'npm', d, 'package.json'), 'utf8')).name as string);
+  t.deepEqual(Object.keys(stagedPkg.optionalDependencies).sort(), platforms.sort());
+  const packed = spawnSync(npm, ['pack', '--dry-run', '--json', out], { cwd: tmpdir(), encoding: 'utf8', shell: process.platform === 'win32' });
+  t.is(packed.status, 0, packed.stderr);
+  const files = (JSON.parse(packed.stdout) as { files: { path: string }[] }[])[0].files.map((f) => f.path);
+  t.true(files.includes('dist/index.js') && files.includes('bindings.js'));
+  t.false(files.some((f) => f.startsWith('scripts/')));
 });

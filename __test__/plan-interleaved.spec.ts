@@ -241,7 +241,9 @@ test('the layout search ranks interleaved layouts by their chunk plans, as plann
   t.deepEqual(ranked, searchLayouts({ ...options, exhaustive: true }));
   // The best layout's step is its chunk plan's, simulated with each chunk's own time.
   const best = fits[0];
-  const plan = planTraining({ ...options, cluster: { gpus: 16, tp: best.tp, pp: best.pp, dp: best.dp }, accum: best.accum, samplesPerPack: best.samplesPerPack, ablation: false });
+  // The plan options only: planTraining refuses the search's own keys (gpus, tps, ...).
+  const { samples, simulatedSteps, schedule, virtualStages } = options;
+  const plan = planTraining({ samples, simulatedSteps, schedule, virtualStages, cluster: { gpus: 16, tp: best.tp, pp: best.pp, dp: best.dp }, accum: best.accum, samplesPerPack: best.samplesPerPack, ablation: false });
   t.is(plan.chunks!.chunks.length, 2 * best.pp);
   t.true(Math.abs(plan.ablation[0].stepMs / best.stepMs! - 1) < 1e-9, `${plan.ablation[0].stepMs} vs ${best.stepMs}`);
 });

@@ -11,6 +11,10 @@
 //   node scripts/stage-package.mjs --refuse-publish
 //     the root package.json's `prepublishOnly`: `npm publish` from the repository root would ship
 //     a package with no platform packages wired (no native binary for anyone), so it stops.
+//   node scripts/stage-package.mjs --refuse-pack
+//     the root package.json's `prepack`: the same for `npm pack` at the root (its tarball would
+//     also ship the `prepare` script without scripts/build.mjs). Staging packs with
+//     --ignore-scripts, and the staged package.json has no scripts, so neither stops there.
 import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -22,6 +26,13 @@ if (out === '--refuse-publish') {
   console.error(
     'omnibal: do not publish the repository root (it wires no platform packages, so users would get no native binary);\n' +
       '  publish npm/* (with their binaries, `napi artifacts`), then: node scripts/stage-package.mjs .stage && npm publish .stage',
+  );
+  process.exit(1);
+}
+if (out === '--refuse-pack') {
+  console.error(
+    'omnibal: do not pack the repository root (its tarball wires no platform packages, so users would get no native binary, and\n' +
+      '  it ships a `prepare` script without scripts/build.mjs); stage it instead: node scripts/stage-package.mjs .stage && npm pack .stage',
   );
   process.exit(1);
 }

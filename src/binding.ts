@@ -12,7 +12,8 @@
 import * as path from 'node:path';
 import type * as Native from '../bindings';
 import { ErrorCodes, omnibalError } from './errors';
-import { packageRoot } from './package';
+import { describeLoadError } from './load-error';
+import { packageRoot, version } from './package';
 import { threadsWarning } from './threads';
 import { deferred } from './progress';
 import { dataTwins } from './data/twins';
@@ -107,15 +108,9 @@ function loadNative(): { native?: NativeModule; error?: unknown } {
   }
 }
 
-function describeLoadError(error: unknown): string {
-  const first = error instanceof Error ? error.message : String(error);
-  const causes: string[] = [];
-  let cause = error instanceof Error ? error.cause : undefined;
-  while (cause instanceof Error && causes.length < 8) {
-    causes.push(cause.message.split('\n')[0]);
-    cause = cause.cause;
-  }
-  return causes.length > 0 ? `${first.split('\n')[0]} (${causes.join('; ')})` : first.split('\n')[0];
+/** The one-line cause and fix of a failed load (see `load-error.ts`). */
+function loadErrorLine(error: unknown): string {
+  return describeLoadError(error, { version, packageRoot, overridePath: process.env.NAPI_RS_NATIVE_LIBRARY_PATH || undefined });
 }
 
 function select(): Loaded {
@@ -141,13 +136,13 @@ function select(): Loaded {
   if (wanted === 'native') {
     throw omnibalError(
       ErrorCodes.NATIVE_UNAVAILABLE,
-      `OMNIBAL_BACKEND=native but the native binding did not load: ${describeLoadError(error)}`,
+      `OMNIBAL_BACKEND=native but the native binding did not load: ${loadErrorLine(error)}`,
       error,
     );
   }
-  const reason = `native binding not loaded: ${describeLoadError(error)}`;
+  const reason = `native binding not loaded: ${loadErrorLine(error)}`;
   process.stderr.write(
-    `omnibal: ${reason}; using the TypeScript twins (set OMNIBAL_BACKEND=js to silence this)\n`,
+    `omnibal: ${reason}; using the TypeScript twins meanwhile (the same results, slower; set OMNIBAL_BACKEND=js to silence this)\n`,
   );
   return { api: jsBackend, info: { kind: 'js', reason } };
 }

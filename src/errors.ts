@@ -101,3 +101,13 @@ export function rangeError(code: ErrorCode, message: string): RangeError & { cod
 export function omnibalError(code: ErrorCode, message: string, cause?: unknown): OmnibalError {
   return withCode(cause === undefined ? new Error(message) : new Error(message, { cause }), code);
 }
+
+/**
+ * A `TypeError` with code `ERR_OMNIBAL_UNKNOWN_OPTION` for an options key that does not exist
+ * (the sidecar's schemas answer the same code for an unknown parameter): names the key and, when
+ * given, the known key it resembles, else lists the known keys.
+ */
+export function unknownKey(name: string, key: string, suggestion: string | undefined, known: readonly string[]): TypeError & { code: ErrorCode } {
+  const hint = suggestion !== undefined ? `did you mean ${suggestion}?` : `known: ${known.join(', ')}`;
+  return withCode(new TypeError(`${name}.${key} is not a known option; ${hint}`), ErrorCodes.UNKNOWN_OPTION);
+}

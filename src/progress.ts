@@ -9,7 +9,10 @@
  * @module
  */
 import { invalidType } from './errors';
-import { describeValue } from './validate';
+import { checkKnownKeys, describeValue } from './validate';
+
+/** The one key of the Promise variants' options (`AsyncOptions`, `PermutationAsyncOptions`). */
+const PROGRESS_OPTION_KEYS = ['onProgress'] as const;
 
 /**
  * `(done, total)`: how much of a long call is finished, in units the call chooses.
@@ -52,14 +55,16 @@ export function checkProgress<F extends (...args: never[]) => void>(onProgress: 
 }
 
 /**
- * The `onProgress` of a Promise variant's options object (`undefined`, `null` or an object).
+ * The `onProgress` of a Promise variant's options object (`undefined`, `null` or an object);
+ * `name` is what an unknown key's message calls the object.
  *
  * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) when the options are not an object or
- *   `onProgress` is not a function.
+ *   `onProgress` is not a function; `ERR_OMNIBAL_UNKNOWN_OPTION` for any other key.
  */
-export function progressOption(options: unknown): ProgressCallback | undefined {
+export function progressOption(options: unknown, name = 'options'): ProgressCallback | undefined {
   if (options === undefined || options === null) return undefined;
   if (typeof options !== 'object') throw invalidType('options', `must be an object, got ${describeValue(options)}`);
+  checkKnownKeys(name, options, PROGRESS_OPTION_KEYS);
   return checkProgress<ProgressCallback>((options as { onProgress?: unknown }).onProgress);
 }
 

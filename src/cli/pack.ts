@@ -140,7 +140,7 @@ async function runPack(flags: PackFlags): Promise<void> {
     const started = process.hrtime.bigint();
     // --compare --tail carry: the baselines, which cannot carry, drop their tail.
     const tail = options.tail === 'carry' && flags.compare && strategy !== 'balanced' ? 'drop' : options.tail;
-    const { plan, isfSearch } = await planWithSearch(samples, { ...options, strategy, tail }, bar);
+    const { plan, isfSearch } = await planWithSearch(samples, { ...options, strategy, tail }, { onProgress: 'onProgress' in bar ? bar.onProgress : undefined });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     bar.done();
     results.push({ plan, metrics: batchMetrics(plan, samples, cost), ms, isfSearch });

@@ -8,12 +8,12 @@ import type * as Native from '../../bindings';
 import { activeBackend, type Backend } from '../binding';
 import { invalidType } from '../errors';
 import { progressOption, withProgress, type ProgressCallback } from '../progress';
-import { describeValue, expectObject, expectU32Array, integerBetween, numberAtLeast } from '../validate';
+import { checkKnownKeys, describeValue, expectObject, expectU32Array, integerBetween, numberAtLeast, optionKeys } from '../validate';
 import { rememberPlanLoads } from './load';
 import { type BatchMetrics } from './metrics';
 import { type BatchPlan } from './plan';
 import { DROP_CODE, DROP_REASONS, type DropReason, type Samples } from './samples';
-import { type PlanBatchesOptions } from './strategy';
+import { PLAN_BATCHES_OPTION_KEYS, type PlanBatchesOptions } from './strategy';
 import { type TextCost } from './cost';
 import { type IsfSearch } from './isf-search';
 import { defaultTextCost } from './model-cost';
@@ -81,6 +81,13 @@ export interface SearchIsfOptions {
   seed?: number;
 }
 
+const PACK_ISF_OPTION_KEYS = optionKeys<PackIsfOptions>({ maxVision: true, maxText: true, minVision: true, minText: true, iterations: true, seed: true, epoch: true });
+const SEARCH_ISF_OPTION_KEYS = optionKeys<SearchIsfOptions>({ samplesPerPack: true, dp: true, accum: true, iterations: true, maxSteps: true, seed: true });
+const BALANCE_OPTION_KEYS = PLAN_BATCHES_OPTION_KEYS.filter((k) => k !== 'strategy');
+const TEXT_COST_KEYS = optionKeys<TextCost>({ a: true, b: true });
+const BALANCE_HINTS = { strategy: 'planBatches (balanceBatches is always balanced)' };
+const TEXT_COST_HINTS = { costA: "'a'", costB: "'b'" };
+
 function checkSamplesShape(samples: Samples): void {
   if (typeof samples !== 'object' || samples === null) {
     throw invalidType('samples', `must be an object with vision and text Uint32Arrays, got ${describeValue(samples)}`);
@@ -135,17 +142,18 @@ function asPlan(native: Native.NativeBatchPlan): BatchPlan {
 }
 
 /** Checks the samples and option types, then calls the backend. */
-function call<R>(samples: Samples, options: object, run: (api: Backend) => R, required: readonly RequiredOption[] = []): R {
+function call<R>(samples: Samples, options: object, run: (api: Backend) => R, required: readonly RequiredOption[] = [], known?: readonly string[]): R {
   checkSamplesShape(samples);
   checkOptionTypes(options);
+  if (known) checkKnownKeys('options', options, known);
   checkRequired(options, required);
   return run(activeBackend());
 }
 
 /** {@link call} for a Promise variant: bad input rejects; progress arrives in order. */
-function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOptions, start: (api: Backend, progress: ProgressCallback | null) => Promise<R>, required: readonly RequiredOption[]): Promise<R> {
+function callAsync<R>(samples: Samples, options: object, asyncOptions: AsyncOptions, start: (api: Backend, progress: ProgressCallback | null) => Promise<R>, required: readonly RequiredOption[], known: readonly string[]): Promise<R> {
   try {
-    return call(samples, options, (api) => withProgress(progressOption(asyncOptions), (progress) => start(api, progress)), required);
+    return call(samples, options, (api) => withProgress(progressOption(asyncOptions, 'asyncOptions'), (progress) => start(api, progress)), required, known);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -180,7 +188,7 @@ function withDefaultCost(options: PlanBatchesOptions): PlanBatchesOptions {
  * @returns the plan: flat sample indices with offsets by pack, packs by step and rank, the dropped samples with their reasons
  */
 export function planBatches(samples: Samples, options: PlanBatchesOptions): BatchPlan {
-  return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, withDefaultCost(options))), PLAN_REQUIRED);
+  return call(samples, options, (api) => asPlan(api.planBatches(samples.vision, samples.text, withDefaultCost(options))), PLAN_REQUIRED, PLAN_BATCHES_OPTION_KEYS);
 }
 
 /**
@@ -192,7 +200,7 @@ export function planBatches(samples: Samples, options: PlanBatchesOptions): Batc
  * @returns a Promise of the plan {@link planBatches} returns for the same arguments
  */
 export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, asyncOptions: AsyncOptions = {}): Promise<BatchPlan> {
-  return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, withDefaultCost(options), progress), PLAN_REQUIRED).then(asPlan);
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.planBatchesAsync(samples.vision, samples.text, withDefaultCost(options), progress), PLAN_REQUIRED, PLAN_BATCHES_OPTION_KEYS).then(asPlan);
 }
 
 /**
@@ -205,6 +213,7 @@ export function planBatchesAsync(samples: Samples, options: PlanBatchesOptions, 
  * @returns the balanced plan
  */
 export function balanceBatches(samples: Samples, options: Omit<PlanBatchesOptions, 'strategy'>): BatchPlan {
+  checkKnownKeys('options', options, BALANCE_OPTION_KEYS, BALANCE_HINTS);
   return planBatches(samples, { ...options, strategy: 'balanced' });
 }
 
@@ -221,6 +230,11 @@ export function balanceBatchesAsync(
   options: Omit<PlanBatchesOptions, 'strategy'>,
   asyncOptions: AsyncOptions = {},
 ): Promise<BatchPlan> {
+  try {
+    checkKnownKeys('options', options, BALANCE_OPTION_KEYS, BALANCE_HINTS);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   return planBatchesAsync(samples, { ...options, strategy: 'balanced' }, asyncOptions);
 }
 
@@ -234,7 +248,7 @@ export function balanceBatchesAsync(
  * @returns the packs (sample indices with offsets) and the samples over a cap in `droppedIndex`
  */
 export function packIsf(samples: Samples, options: PackIsfOptions): IsfPacks {
-  return call(samples, options, (api) => api.packIsf(samples.vision, samples.text, options), ISF_REQUIRED);
+  return call(samples, options, (api) => api.packIsf(samples.vision, samples.text, options), ISF_REQUIRED, PACK_ISF_OPTION_KEYS);
 }
 
 /**
@@ -246,7 +260,7 @@ export function packIsf(samples: Samples, options: PackIsfOptions): IsfPacks {
  * @returns a Promise of the packs {@link packIsf} returns
  */
 export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfPacks> {
-  return callAsync(samples, options, asyncOptions, (api, progress) => api.packIsfAsync(samples.vision, samples.text, options, progress), ISF_REQUIRED);
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.packIsfAsync(samples.vision, samples.text, options, progress), ISF_REQUIRED, PACK_ISF_OPTION_KEYS);
 }
 
 /**
@@ -258,7 +272,7 @@ export function packIsfAsync(samples: Samples, options: PackIsfOptions, asyncOpt
  * @returns every candidate evaluated, in order, and the index of the chosen one
  */
 export function searchIsfArguments(samples: Samples, options: SearchIsfOptions): IsfSearch {
-  return call(samples, options, (api) => api.searchIsfArguments(samples.vision, samples.text, options), SEARCH_REQUIRED);
+  return call(samples, options, (api) => api.searchIsfArguments(samples.vision, samples.text, options), SEARCH_REQUIRED, SEARCH_ISF_OPTION_KEYS);
 }
 
 /**
@@ -270,7 +284,7 @@ export function searchIsfArguments(samples: Samples, options: SearchIsfOptions):
  * @returns a Promise of the search {@link searchIsfArguments} returns
  */
 export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOptions, asyncOptions: AsyncOptions = {}): Promise<IsfSearch> {
-  return callAsync(samples, options, asyncOptions, (api, progress) => api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress), SEARCH_REQUIRED);
+  return callAsync(samples, options, asyncOptions, (api, progress) => api.searchIsfArgumentsAsync(samples.vision, samples.text, options, progress), SEARCH_REQUIRED, SEARCH_ISF_OPTION_KEYS);
 }
 
 /**
@@ -284,7 +298,7 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
  * @returns the metrics, overall and per step
  */
 export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
-  expectObject('cost', cost);
+  checkKnownKeys('cost', expectObject('cost', cost), TEXT_COST_KEYS, TEXT_COST_HINTS);
   const { loads, ...metrics } = call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
   // The same pass gave the plan's micro-batch loads: kept for meanMicroBatchLoad and the rest.
   rememberPlanLoads(plan, samples, loads);

@@ -7,7 +7,7 @@
  */
 import { invalidOptions, unknownOption } from '../errors';
 import { MAX_SEED } from '../random/rng';
-import { integerBetween, integerInRange, numberAtLeast } from '../validate';
+import { integerBetween, integerInRange, numberAtLeast, optionKeys } from '../validate';
 import { balanceBatchesTwin } from './balance';
 import { isfBatchesTwin, lengthGroupedBatchesTwin, randomBatchesTwin } from './baselines';
 import { textCost, type TextCost } from './cost';
@@ -80,6 +80,12 @@ export interface PlanBatchesOptions {
   /** ISF's vision acceptance value; default the vision cap. */
   minVision?: number;
 }
+
+/** Every key of {@link PlanBatchesOptions} (tsc checks the list against the interface). */
+export const PLAN_BATCHES_OPTION_KEYS = optionKeys<PlanBatchesOptions>({
+  strategy: true, dp: true, accum: true, samplesPerPack: true, maxVision: true, maxText: true, seed: true, epoch: true,
+  costA: true, costB: true, tail: true, carry: true, iterations: true, minText: true, minVision: true,
+});
 
 /** Resolved options (twin of the core's `PlanOptions`). */
 export interface ResolvedPlanOptions {

@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
 import { ErrorCodes, invalidType, omnibalError, unknownOption, type OmnibalError } from '../errors';
-import { describeValue, expectNumber, expectObject, integerBetween } from '../validate';
+import { checkKnownKeys, describeValue, expectNumber, expectObject, integerBetween, optionKeys } from '../validate';
 import type { Samples } from '../data/samples';
 import { csvFields, csvTrim, csvValue, isJsonSpace, jsonSample, type RecordError } from './record';
 
@@ -60,6 +60,8 @@ export interface ReadSamplesOptions {
   /** Most bytes of one record (a line, a CSV record, one element of a JSON list); default 1 MiB, at most 256 MiB. */
   maxRecordBytes?: number;
 }
+
+const READ_SAMPLES_OPTION_KEYS = optionKeys<ReadSamplesOptions>({ format: true, maxBytes: true, maxSamples: true, maxRecordBytes: true });
 
 /** A stream to read samples from (such as `process.stdin`), with the name errors give it. */
 export interface SamplesStream {
@@ -635,7 +637,8 @@ export async function readSamples(inputs: string | SamplesStream | (string | Sam
   const list = Array.isArray(inputs) ? inputs : [inputs];
   if (list.length === 0) throw omnibalError(ErrorCodes.EMPTY_INPUT, 'no input files');
   list.forEach(checkInput);
-  const limits = limitsOf(expectObject('options', options));
+  checkKnownKeys('options', expectObject('options', options), READ_SAMPLES_OPTION_KEYS);
+  const limits = limitsOf(options);
   const formats = list.map((input) => (typeof input === 'string' ? formatOf(input, options.format) : (input.format ?? options.format)));
   const names = list.map((input) => (typeof input === 'string' ? input : input.name));
   const loaded = list.every((input) => typeof input === 'string')

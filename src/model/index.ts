@@ -11,7 +11,8 @@
 import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
 import { invalidOptions, invalidType } from '../errors';
-import { describeValue, expectNumber, expectNumberList, expectObject } from '../validate';
+import { checkKnownKeys, describeValue, expectNumber, expectNumberList, expectObject } from '../validate';
+import { LAYER_TABLE_OPTION_KEYS, MICRO_BATCH_LOAD_KEYS, STAGE_PROBLEM_HINTS, STAGE_PROBLEM_KEYS, TRAINING_OPTION_KEYS, VLM_STAGE_OPTION_KEYS } from './option-keys';
 import { checkCalibration, checkFittedCosts, checkMeasurements, type LayerWork } from './calibration-file';
 import { gpuPreset, modelPreset } from './presets';
 import { checkGpuSpec, checkVlmSpec, LAYER_KINDS, type GpuSpec, type LayerCost, type LayerKind, type LayerTable, type VlmSpec } from './vlm';
@@ -162,6 +163,7 @@ export interface StagePlan {
  */
 export function checkStageProblem(p: StageProblem): StageProblem {
   if (typeof p !== 'object' || p === null) throw invalidType('problem', `must be an object, got ${describeValue(p)}`);
+  checkKnownKeys('problem', p, STAGE_PROBLEM_KEYS, STAGE_PROBLEM_HINTS);
   for (const key of ['forwardMs', 'backwardMs', 'staticBytes', 'activationBytes', 'checkpointBytes'] as const) {
     if (!(p[key] instanceof Float64Array)) throw invalidType(key, `must be a Float64Array, got ${describeValue(p[key])}`);
   }
@@ -594,6 +596,7 @@ export function tableShape(options: LayerTableOptions): Native.TableShape {
   const { load } = options;
   if (typeof load !== 'object' || load === null) throw invalidOptions('load must be { tiles, tokens, sumSqLen? }');
   const t = options.training ?? {};
+  checkKnownKeys('training', t, TRAINING_OPTION_KEYS);
   if (t.grads !== undefined && t.grads !== 'fp32' && t.grads !== 'bf16') throw invalidOptions(`training.grads must be fp32 or bf16, got ${JSON.stringify(t.grads)}`);
   return {
     tp: options.tp ?? 1,
@@ -618,7 +621,7 @@ export function tableShape(options: LayerTableOptions): Native.TableShape {
  * @returns the named per-layer table
  */
 export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions): NamedLayerTable {
-  expectObject('options', options);
+  checkKnownKeys('options', expectObject('options', options), LAYER_TABLE_OPTION_KEYS);
   const spec = resolveModel(model);
   const g = resolveGpu(gpu);
   const table = activeBackend().vlmLayerTable(spec, gpuInput(g), tableShape(options));
@@ -643,7 +646,10 @@ export function vlmLayers(model: ModelChoice, gpu: GpuChoice, options: LayerTabl
  * @returns the stage problem for {@link partitionStages}
  */
 export function vlmStageProblem(o: VlmStageOptions): StageProblem {
-  expectObject('options', o);
+  checkKnownKeys('options', expectObject('options', o), VLM_STAGE_OPTION_KEYS);
+  // Here, not in tableShape: a calibration file's load may carry its sample count too.
+  checkKnownKeys('load', o.load, MICRO_BATCH_LOAD_KEYS);
+  if (o.memoryLoad) checkKnownKeys('memoryLoad', o.memoryLoad, MICRO_BATCH_LOAD_KEYS);
   const spec = resolveModel(o.model);
   const g = resolveGpu(o.gpu);
   const t = vlmLayers(spec, g, { tp: o.tp, dp: o.dp, zero: o.zero, training: o.training, load: o.load });
@@ -750,7 +756,7 @@ export interface CalibrationResult {
  */
 export function calibrate(model: ModelChoice, gpu: GpuChoice, options: LayerTableOptions, m: Calibration): CalibrationResult {
   // A non-object argument is a wrong type, as for every other public function; a malformed object is a bad calibration.
-  expectObject('options', options);
+  checkKnownKeys('options', expectObject('options', options), LAYER_TABLE_OPTION_KEYS);
   expectObject('calibration', m);
   checkCalibration(m);
   const spec = resolveModel(model);

@@ -5,7 +5,8 @@
  * @module
  */
 import { invalidOptions } from '../errors';
-import { expectObject, integerBetween } from '../validate';
+import { checkKnownKeys, expectObject, integerBetween } from '../validate';
+import { SEARCH_STAGES_OPTION_KEYS } from './option-keys';
 import { evaluateSplit, partitionStages, type StagePlan, type StageProblem } from './index';
 
 /** One candidate split with its prediction and, once told, its measurement. */
@@ -62,7 +63,7 @@ export interface StageSearch {
  * @returns the search: its ranked candidates, `ask`, `tell`, `best` and `run`
  */
 export function searchStages(problem: StageProblem, options: SearchStagesOptions = {}): StageSearch {
-  expectObject('options', options);
+  checkKnownKeys('options', expectObject('options', options), SEARCH_STAGES_OPTION_KEYS);
   const radius = integerBetween('radius', options.radius ?? 1, 0, 64);
   const budget = integerBetween('budget', options.budget ?? 8, 1, 1 << 20);
   const maxCandidates = integerBetween('maxCandidates', options.maxCandidates ?? 20000, 1, 1 << 24);

@@ -5,7 +5,8 @@
  * @module
  */
 import { invalidType, outOfRange } from '../errors';
-import { describeValue, expectNumber, expectObject, numberAtLeast } from '../validate';
+import { checkKnownKeys, describeValue, expectNumber, expectObject, numberAtLeast } from '../validate';
+import { EFFICIENCY_KEYS, GPU_SPEC_KEYS, LAYER_COST_KEYS, TRANSFORMER_KEYS, VLM_SPEC_KEYS } from './option-keys';
 
 /** A transformer stack (ViT or LLM). */
 export interface Transformer {
@@ -322,8 +323,10 @@ function checkNumbers(name: string, o: object, keys: readonly string[]): void {
  */
 export function checkVlmSpec(spec: unknown, name = 'model'): VlmSpec {
   const o = expectObject(name, spec as object | null, 'a preset name or an object');
+  checkKnownKeys(name, o, VLM_SPEC_KEYS);
   for (const part of ['vit', 'llm'] as const) {
     const t = expectObject(`${name}.${part}`, (o as Record<string, object>)[part]);
+    checkKnownKeys(`${name}.${part}`, t, TRANSFORMER_KEYS);
     checkNumbers(`${name}.${part}`, t, TRANSFORMER_NUMBERS);
     const { gated, vocab } = t as Record<string, unknown>;
     if (typeof gated !== 'boolean') throw invalidType(`${name}.${part}.gated`, `must be a boolean, got ${describeValue(gated)}`);
@@ -343,9 +346,14 @@ export function checkVlmSpec(spec: unknown, name = 'model'): VlmSpec {
  */
 export function checkGpuSpec(gpu: unknown, name = 'gpu'): GpuSpec {
   const o = expectObject(name, gpu as object | null, 'a preset name or an object');
+  checkKnownKeys(name, o, GPU_SPEC_KEYS);
   checkNumbers(name, o, GPU_NUMBERS);
   checkNumbers(`${name}.efficiency`, expectObject(`${name}.efficiency`, (o as Record<string, object>).efficiency), EFFICIENCY_NUMBERS);
+  checkKnownKeys(`${name}.efficiency`, (o as Record<string, object>).efficiency, EFFICIENCY_KEYS);
   const layerCost = (o as Record<string, unknown>).layerCost;
-  if (layerCost !== undefined && layerCost !== null) expectObject(`${name}.layerCost`, layerCost as object);
+  if (layerCost !== undefined && layerCost !== null) {
+    checkKnownKeys(`${name}.layerCost`, expectObject(`${name}.layerCost`, layerCost as object), LAYER_KINDS);
+    for (const [kind, cost] of Object.entries(layerCost)) checkKnownKeys(`${name}.layerCost.${kind}`, cost, LAYER_COST_KEYS);
+  }
   return o as GpuSpec;
 }

@@ -24,10 +24,10 @@ import { anyEpochHeaviestLoad } from '../model/memory-load';
 import { capsForTarget } from '../data/caps';
 import { DEEPSPEED_INTERLEAVED } from '../model/chunk-target';
 import { resolveGpu, resolveModel } from '../model/index';
-import { expectObject, integerBetween } from '../validate';
+import { checkKnownKeys, expectObject, integerBetween, optionKeys } from '../validate';
 import { checkProgress } from '../progress';
 import { runFigures } from './figures';
-import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type Cluster, type PlanTrainingOptions } from './options';
+import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, PLAN_TRAINING_OPTION_KEYS, type Cluster, type PlanTrainingOptions } from './options';
 import { planTraining } from './plan-training';
 import { balanceCostB, prepareModel } from './prepare-model';
 import { simulateConfig, type Resolved } from './simulate-config';
@@ -110,6 +110,11 @@ export interface LayoutSearchOptions extends Omit<PlanTrainingOptions, 'cluster'
   /** Plan every candidate from scratch with `planTraining` (slow; the same result). */
   exhaustive?: boolean;
 }
+
+/** Every key of {@link LayoutSearchOptions}: the plan options it shares, then its own. */
+const LAYOUT_OWN_KEYS = optionKeys<Omit<LayoutSearchOptions, keyof PlanTrainingOptions>>({ gpus: true, globalBatchSamples: true, tps: true, pps: true, samplesPerPacks: true, onProgress: true, exhaustive: true });
+const PLAN_ONLY_KEYS = optionKeys<Omit<PlanTrainingOptions, keyof LayoutSearchOptions>>({ cluster: true, accum: true, globalBatch: true, ablation: true, inputs: true });
+const LAYOUT_SEARCH_OPTION_KEYS = [...PLAN_TRAINING_OPTION_KEYS.filter((k) => !PLAN_ONLY_KEYS.includes(k)), ...LAYOUT_OWN_KEYS];
 
 /** Memory figures in an error message in GiB rather than raw bytes. */
 function inGiB(message: string): string {
@@ -251,7 +256,7 @@ export function layoutCandidates(options: Pick<LayoutSearchOptions, 'gpus' | 'tp
  * @returns every candidate, fastest first, with its predicted step time and GPU-hours or why it does not fit
  */
 export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidate[] {
-  expectObject('options', options);
+  checkKnownKeys('options', expectObject('options', options), LAYOUT_SEARCH_OPTION_KEYS, { cluster: "gpus with tps and pps (the search tries each layout)", accum: "globalBatchSamples (held across layouts)" });
   const onProgress = checkProgress<LayoutProgressCallback>(options.onProgress);
   const gpus = integerBetween('gpus', options.gpus ?? DEFAULT_RUN.cluster.gpus, 1, 1 << 20);
   const perPack = [...new Set(options.samplesPerPacks ?? [options.samplesPerPack ?? DEFAULT_RUN.samplesPerPack])];
@@ -328,7 +333,8 @@ export function searchLayouts(options: LayoutSearchOptions = {}): LayoutCandidat
         throw omnibalError(ErrorCodes.OUT_OF_RANGE, `the global batch needs dp ${job.dp} x accum ${c.accum} = ${c.accum * job.dp} micro-batches per step, more than ${MAX_STEP_MICRO_BATCHES}`);
       }
       if (options.exhaustive) {
-        const plan = planTraining({ ...options, samples, samplesPerPack: job.b, cluster, accum: c.accum, ablation: false, inputs: undefined });
+        const planOptions = Object.fromEntries(Object.entries(options).filter(([k]) => PLAN_TRAINING_OPTION_KEYS.includes(k))) as PlanTrainingOptions;
+        const plan = planTraining({ ...planOptions, samples, samplesPerPack: job.b, cluster, accum: c.accum, ablation: false, inputs: undefined });
         const full = plan.ablation[plan.ablation.length - 1];
         Object.assign(c, { stepMs: full.stepMs, gpuHours: full.gpuHours, steps: full.steps, hours: plan.figures.hours, totalGpuHours: plan.figures.gpuHours, samplesPerStep: plan.figures.samplesPerStep, tokensPerS: plan.figures.tokensPerS, mfu: plan.figures.mfu });
       } else {

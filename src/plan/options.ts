@@ -8,7 +8,8 @@ import { ErrorCodes, omnibalError } from '../errors';
 import type { Samples } from '../data/index';
 import type { Calibration, GpuChoice, ModelChoice, TrainingOptions } from '../model/index';
 import { TARGETS, type Target } from '../model/target';
-import { integerBetween } from '../validate';
+import { checkKnownKeys, integerBetween, optionKeys } from '../validate';
+import { TRAINING_OPTION_KEYS } from '../model/option-keys';
 
 /** The parallel layout: `tp * pp * dp` must equal `gpus`. */
 export interface Cluster {
@@ -68,6 +69,25 @@ export interface PlanTrainingOptions {
   target?: Target;
 }
 
+/** Every key of {@link PlanTrainingOptions} (tsc checks the list against the interface). */
+export const PLAN_TRAINING_OPTION_KEYS = optionKeys<PlanTrainingOptions>({
+  model: true, gpu: true, cluster: true, samples: true, accum: true, globalBatch: true, samplesPerPack: true, seed: true, epoch: true,
+  simulatedSteps: true, schedule: true, virtualStages: true, calibration: true, ablation: true, inputs: true, epochs: true, zero: true,
+  training: true, memoryBytes: true, headroom: true, target: true,
+});
+
+/** Every key of {@link Cluster}. */
+export const CLUSTER_KEYS = optionKeys<Cluster>({ gpus: true, tp: true, pp: true, dp: true });
+
+/** Every key of {@link PlanInputs} (either form). */
+export const PLAN_INPUTS_KEYS = optionKeys<SyntheticInputs & FileInputs>({ synthetic: true, seed: true, files: true });
+
+/** Keys users reach for that {@link PlanTrainingOptions} spells otherwise. */
+export const PLAN_TRAINING_HINTS: Readonly<Record<string, string>> = {
+  ...Object.fromEntries(CLUSTER_KEYS.map((k) => [k, `cluster.${k} (cluster: { gpus, tp, pp, dp })`])),
+  synthetic: 'samples: syntheticSamples(n, seed)',
+};
+
 /** The memory settings a plan was made under (recorded in its replay). */
 export interface PlanMemory {
   /** ZeRO stage 0-3. */
@@ -89,6 +109,7 @@ export function checkMemoryOptions(o: Pick<PlanTrainingOptions, 'zero' | 'traini
   const zero = integerBetween('zero', o.zero ?? 1, 0, 3);
   const t = o.training ?? {};
   if (typeof t !== 'object' || t === null) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `training must be { grads?, frozenVit?, frozenLlm?, flashAttention? }, got ${String(t)}`);
+  checkKnownKeys('training', t, TRAINING_OPTION_KEYS);
   if (t.grads !== undefined && t.grads !== 'fp32' && t.grads !== 'bf16') throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `training.grads must be fp32 or bf16, got ${JSON.stringify(t.grads)}`);
   for (const k of ['frozenVit', 'frozenLlm', 'flashAttention'] as const) {
     if (t[k] !== undefined && typeof t[k] !== 'boolean') throw omnibalError(ErrorCodes.INVALID_OPTIONS, `training.${k} must be a boolean, got ${JSON.stringify(t[k])}`);

@@ -12,9 +12,9 @@ import { capsForTarget } from '../data/caps';
 import { planWarnings } from '../data/plan-warnings';
 import { anyEpochHeaviestLoad } from '../model/memory-load';
 import { resolveGpu, resolveModel } from '../model/index';
-import { expectObject, integerBetween } from '../validate';
+import { checkKnownKeys, expectObject, integerBetween } from '../validate';
 import { runFigures } from './figures';
-import { checkMemoryOptions, checkRunOptions, DEFAULT_RUN, type PlanTrainingOptions } from './options';
+import { checkMemoryOptions, checkRunOptions, CLUSTER_KEYS, DEFAULT_RUN, PLAN_INPUTS_KEYS, PLAN_TRAINING_HINTS, PLAN_TRAINING_OPTION_KEYS, type PlanTrainingOptions } from './options';
 import { prepareModel } from './prepare-model';
 import { simulateConfig, type Config, type Resolved, type Simulated } from './simulate-config';
 import { exportMegatronChunks } from '../export/megatron-chunks';
@@ -58,7 +58,9 @@ export function planChunks(c: ChunkTargetPlan): PlanChunks {
  * @returns the plan (data, stages, simulated steps) and the predicted ablation
  */
 export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
-  expectObject('options', options);
+  checkKnownKeys('options', expectObject('options', options), PLAN_TRAINING_OPTION_KEYS, PLAN_TRAINING_HINTS);
+  checkKnownKeys('cluster', options.cluster, CLUSTER_KEYS);
+  checkKnownKeys('inputs', options.inputs, PLAN_INPUTS_KEYS);
   const modelName = typeof options.model === 'string' ? options.model : options.model ? 'custom' : DEFAULT_RUN.model;
   const gpuName = typeof options.gpu === 'string' ? options.gpu : options.gpu ? 'custom' : DEFAULT_RUN.gpu;
   const spec = resolveModel(options.model ?? DEFAULT_RUN.model);

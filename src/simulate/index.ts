@@ -6,7 +6,7 @@
  */
 import { activeBackend } from '../binding';
 import { invalidType, outOfRange, unknownOption } from '../errors';
-import { describeValue, expectNumber, integerBetween, numberAtLeast } from '../validate';
+import { checkKnownKeys, describeValue, expectNumber, integerBetween, numberAtLeast, optionKeys } from '../validate';
 
 /** One step to simulate (struct of arrays). */
 export interface StepInput {
@@ -82,6 +82,13 @@ export interface StepEvents {
 }
 
 const SCHEDULES = ['gpipe', '1f1b', 'interleaved'] as const;
+/** Every key of {@link StepInput} (tsc checks the list against the interface). */
+export const STEP_INPUT_KEYS = optionKeys<StepInput>({
+  dp: true, pp: true, microBatches: true, forwardMs: true, backwardMs: true, transferMs: true, gradBytes: true, allreduceBytesPerS: true,
+  activationBytes: true, schedule: true, virtualStages: true, chunkForwardMs: true, chunkBackwardMs: true,
+});
+/** Every key of {@link ChunkInFlightInput}. */
+const CHUNK_IN_FLIGHT_INPUT_KEYS = optionKeys<ChunkInFlightInput>({ schedule: true, virtualStages: true, pp: true, stage: true, microBatches: true, chunkBytes: true });
 
 /**
  * Checks a step before either backend sees it, so both answer bad input with the same coded
@@ -90,6 +97,7 @@ const SCHEDULES = ['gpipe', '1f1b', 'interleaved'] as const;
  */
 function checkStep(input: StepInput): void {
   if (typeof input !== 'object' || input === null) throw invalidType('input', `must be an object, got ${describeValue(input)}`);
+  checkKnownKeys('input', input, STEP_INPUT_KEYS);
   for (const k of ['dp', 'pp', 'microBatches', 'allreduceBytesPerS'] as const) expectNumber(k, input[k]);
   const dp = integerBetween('dp', input.dp, 1, 1 << 20);
   const pp = integerBetween('pp', input.pp, 1, 1 << 12);
@@ -130,7 +138,7 @@ function checkStep(input: StepInput): void {
  * @param withEvents - also return every forward, backward and transfer event
  * @returns the predicted step time, bubble fraction and peak in-flight micro-batches (and events)
  * @throws `ERR_OMNIBAL_INVALID_TYPE` (not a `Float64Array`), `ERR_OMNIBAL_OUT_OF_RANGE` (a count,
- *   length or value out of range: NaN, negative, infinite), `ERR_OMNIBAL_UNKNOWN_OPTION` (schedule),
+ *   length or value out of range: NaN, negative, infinite), `ERR_OMNIBAL_UNKNOWN_OPTION` (schedule, or a key `StepInput` does not have),
  *   the same from both backends.
  */
 export function simulateStep(input: StepInput, withEvents = false): StepResult {
@@ -194,6 +202,7 @@ export interface ChunkInFlight {
  */
 export function chunkInFlight(input: ChunkInFlightInput): ChunkInFlight {
   if (typeof input !== 'object' || input === null) throw invalidType('input', `must be an object, got ${describeValue(input)}`);
+  checkKnownKeys('input', input, CHUNK_IN_FLIGHT_INPUT_KEYS);
   for (const k of ['pp', 'stage', 'microBatches'] as const) expectNumber(k, input[k]);
   if (input.virtualStages !== undefined) expectNumber('virtualStages', input.virtualStages);
   if (!(input.chunkBytes instanceof Float64Array)) throw invalidType('chunkBytes', `must be a Float64Array, got ${describeValue(input.chunkBytes)}`);
