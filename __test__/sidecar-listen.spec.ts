@@ -177,6 +177,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       const net = require('node:net');
       const listen = net.Server.prototype.listen;
       net.Server.prototype.listen = function (...args) {
+        // The socket path's lock (an abstract socket, socket-lock.ts) listens as it would.
+        if (typeof args[0] === 'string' && args[0].startsWith('\\0')) return listen.apply(this, args);
         const cb = args.pop();
         return listen.call(this, ...args, () => {
           if (!require('node:fs').existsSync(${JSON.stringify(sock)})) process.exit(3);

@@ -35,6 +35,11 @@ class Cancelled(OmnibalError):
     """The request was cancelled (-32800)."""
 
 
+class ShuttingDown(OmnibalError):
+    """The sidecar stopped (SIGTERM/SIGINT or ``shutdown``) before this request was finished
+    (-32004, ``ERR_OMNIBAL_SHUTTING_DOWN``): not a crash; send it again to a running sidecar."""
+
+
 class SidecarNotFound(OmnibalError):
     """The sidecar (Node.js and the omnibal CLI) could not be started."""
 
@@ -83,7 +88,7 @@ class RankWarning(UserWarning):
 
 
 _BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled, -32002: Unauthorized,
-            -32003: UnknownHandle}
+            -32003: UnknownHandle, -32004: ShuttingDown}
 
 
 def from_rpc(error):

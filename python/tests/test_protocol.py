@@ -205,6 +205,31 @@ class Socket(unittest.TestCase):
         self.assertEqual(refused.returncode, 2)
         self.assertIn(b"loopback", refused.stderr)
 
+    def test_a_request_in_flight_at_sigterm_raises_shutting_down(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            sock = os.path.join(tmp, "s.sock")
+            proc = subprocess.Popen(["node", CLI, "serve", "--listen", sock], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            try:
+                proc.stderr.readline()  # listening
+                seen = []
+                with Client(socket_path=sock, timeout=60) as c:
+                    # plan's default 1.2M synthetic samples take ~2 s: SIGTERM once it reports progress.
+                    def progress(done, total):
+                        if not seen:
+                            seen.append(done)
+                            proc.send_signal(signal.SIGTERM)
+                    with self.assertRaises(omnibal.ShuttingDown) as caught:
+                        c.call("plan", {"simulatedSteps": 1}, progress=progress)
+                self.assertEqual(caught.exception.rpc_code, -32004)
+                self.assertEqual(caught.exception.code, "ERR_OMNIBAL_SHUTTING_DOWN")
+                self.assertEqual(proc.wait(30), 0)
+                self.assertFalse(os.path.exists(sock))
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stderr.close()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -58,6 +58,7 @@ export function registerServe(program: Command): void {
     .option('--max-queue <n>', 'long calls waiting, server-wide (default 256)', positiveInt)
     .option('--max-queued-bytes <n>', 'bytes of requests held (received, not yet answered), all connections together; over it, connections are not read (default 1 GiB)', positiveInt)
     .option('--stall-timeout <seconds>', 'a socket connection that sends nothing for this long in the middle of a request is answered -32001 and closed, freeing what it held (default 60)', positiveInt)
+    .option('--auth-timeout <seconds>', 'a TCP connection that has not sent auth with the token this long after connecting is answered -32002 and closed (default 10)', positiveInt)
     // Usage errors reach main() (exit 2) instead of commander's own exit(1).
     .exitOverride()
     .action(async (flags: ServeOptions & { listen?: string }) => {

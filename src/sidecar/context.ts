@@ -42,6 +42,11 @@ export interface ServeOptions {
    * the only client).
    */
   stallTimeout?: number;
+  /**
+   * Seconds a TCP connection has to authenticate (`auth` with the token) from when it is
+   * accepted; then it is answered -32002 and closed. Default 10 (Unix sockets and stdio need no auth).
+   */
+  authTimeout?: number;
   /** Where a socket sidecar writes `{"listen", "token", "pid"}` (mode 0600). */
   tokenFile?: string;
 }
@@ -68,6 +73,7 @@ function resolveLimits(o: ServeOptions): Limits {
     maxInFlight: o.maxInFlight ?? 1024,
     maxQueuedBytes: o.maxQueuedBytes ?? 2 ** 30,
     stallTimeout: o.stallTimeout ?? 60,
+    authTimeout: o.authTimeout ?? 10,
   };
 }
 

@@ -21,6 +21,8 @@ export const RpcErrors = {
   UNAUTHORIZED: -32002,
   /** A plan or search handle this connection does not hold (unknown, released or evicted). */
   UNKNOWN_HANDLE: -32003,
+  /** The server is stopping (SIGTERM/SIGINT, or `shutdown`): a request in flight was not finished. */
+  SHUTTING_DOWN: -32004,
   /** The request was cancelled. */
   CANCELLED: -32800,
 } as const;
@@ -37,6 +39,8 @@ export const SidecarCodes = {
   UNAUTHORIZED: 'ERR_OMNIBAL_UNAUTHORIZED',
   /** `--listen` names a socket another sidecar is serving. */
   ADDRESS_IN_USE: 'ERR_OMNIBAL_ADDRESS_IN_USE',
+  /** The server stopped before this request was finished. */
+  SHUTTING_DOWN: 'ERR_OMNIBAL_SHUTTING_DOWN',
 } as const;
 
 /** An error answered as `{code, message, data}`. */

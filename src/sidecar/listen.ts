@@ -10,7 +10,6 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { ErrorCodes, omnibalError } from '../errors';
-import { outputError } from '../io/output-error';
 import { SidecarCodes } from './errors';
 
 /** A parsed `--listen`. */
@@ -64,7 +63,8 @@ function isLive(file: string): Promise<boolean> {
 /**
  * Makes `file` free for a new socket: nothing there is fine; a socket nobody listens on (a
  * crashed sidecar's) is removed; a live socket or any other file is an
- * `ERR_OMNIBAL_ADDRESS_IN_USE` error (exit 2), never replaced.
+ * `ERR_OMNIBAL_ADDRESS_IN_USE` error (exit 2), never replaced. Call it only while holding the
+ * path's lock (`lockSocketPath`, socket-lock.ts): the check and the removal are not one step.
  */
 export async function clearStaleSocket(file: string): Promise<void> {
   let st: fs.Stats;
@@ -78,8 +78,8 @@ export async function clearStaleSocket(file: string): Promise<void> {
   fs.unlinkSync(file);
 }
 
-/** Listens on a Unix socket created with mode 0600 whatever the umask. */
-export function listenUnix(server: net.Server, file: string): Promise<void> {
+/** Listens on a Unix socket created with mode 0600 whatever the umask; resolves to the socket file's identity. */
+export function listenUnix(server: net.Server, file: string): Promise<{ dev: number; ino: number }> {
   return new Promise((resolve, reject) => {
     const old = process.umask(0o177);
     const restore = () => process.umask(old);
@@ -90,7 +90,8 @@ export function listenUnix(server: net.Server, file: string): Promise<void> {
     server.listen(file, () => {
       restore();
       fs.chmodSync(file, 0o600);
-      resolve();
+      const st = fs.lstatSync(file);
+      resolve({ dev: st.dev, ino: st.ino });
     });
   });
 }
@@ -103,32 +104,6 @@ export function serverToken(env: NodeJS.ProcessEnv = process.env): string {
     return given;
   }
   return randomBytes(32).toString('hex');
-}
-
-/**
- * Writes `{"listen", "token", "pid"}` to `file`, created anew with mode 0600; a place it cannot
- * write (missing folder, a directory, no permission) is an `ERR_OMNIBAL_OUTPUT` error naming it.
- */
-export function writeTokenFile(file: string, listen: string, token: string): void {
-  // A directory is never removed or written into (the exclusive create would say EEXIST).
-  let directory = false;
-  try {
-    directory = fs.statSync(file).isDirectory();
-  } catch {
-    // not there, or not reachable: the write below says why
-  }
-  if (directory) throw outputError(file, { code: 'EISDIR' }, 'the token file');
-  try {
-    fs.unlinkSync(file);
-  } catch {
-    // not there
-  }
-  try {
-    fs.writeFileSync(file, `${JSON.stringify({ listen, token, pid: process.pid })}\n`, { mode: 0o600, flag: 'wx' });
-    fs.chmodSync(file, 0o600);
-  } catch (error) {
-    throw outputError(file, error, 'the token file');
-  }
 }
 
 /** Constant-time token comparison. */

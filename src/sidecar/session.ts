@@ -104,7 +104,8 @@ function encodeLine(msg: object): string | Buffer {
 /** One connection: frames, checks and answers its requests. */
 export class Session {
   private readonly reader: LineReader;
-  private readonly pending = new Map<string | number, () => void>();
+  /** Cancels a request in flight, answering it -32800 (or the error given). */
+  private readonly pending = new Map<string | number, (error?: RpcError) => void>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly searches = new Map<string, StageSearch>();
   /** What each method does, for this connection. */
@@ -138,6 +139,8 @@ export class Session {
   private stallTimer: NodeJS.Timeout | undefined;
   /** The id of the request whose attachments are being read (for its stall error). */
   private frameId: Id = null;
+  /** Closes a TCP connection that has not authenticated in time (`--auth-timeout`). */
+  private authTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -145,6 +148,14 @@ export class Session {
     private readonly transport: Transport,
   ) {
     this.authenticated = kind !== 'tcp';
+    if (!this.authenticated) {
+      this.authTimer = setTimeout(() => {
+        if (this.authenticated || this.closed) return;
+        const seconds = ctx.limits.authTimeout;
+        this.send(errorResponse(null, new RpcError(RpcErrors.UNAUTHORIZED, `unauthorized: no auth within ${seconds} s of connecting (--auth-timeout); the connection is closed`, { code: SidecarCodes.UNAUTHORIZED })));
+        this.close();
+      }, ctx.limits.authTimeout * 1000).unref();
+    }
     this.methods = new Methods(ctx, this, this.searches);
     this.reader = new LineReader(ctx.limits.maxLineBytes, {
       line: (text, bytes) => this.onLine(text, bytes),
@@ -332,6 +343,7 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.stallTimer);
+    clearTimeout(this.authTimer);
     for (const cancel of [...this.pending.values()]) cancel();
     this.pending.clear();
     this.held.length = 0;
@@ -343,6 +355,29 @@ export class Session {
     this.searches.clear();
     if (graceful && this.transport.end) this.transport.end();
     else this.transport.close();
+  }
+
+  /**
+   * The server is stopping: takes no more requests, answers each request in flight -32004
+   * ("shutting down", so a client can tell a stop from a crash), then closes once those answers
+   * are sent.
+   */
+  shutDown(): void {
+    if (this.closed) return;
+    this.ending = true;
+    this.held.length = 0;
+    this.reading = false;
+    this.transport.setReading(false);
+    const error = new RpcError(RpcErrors.SHUTTING_DOWN, 'server shutting down: this request was not finished (the sidecar is stopping); send it again to a running sidecar', { code: SidecarCodes.SHUTTING_DOWN });
+    const cancels = [...this.pending.values()];
+    this.pending.clear();
+    for (const cancel of cancels) cancel(error);
+    // The answers are sent once the promises they resolve have run (microtasks), before this;
+    // then the connection closes whether or not its client closes its side.
+    setImmediate(() => {
+      this.close(true);
+      setTimeout(() => this.transport.close(), 200).unref();
+    });
   }
 
   /**
@@ -587,6 +622,7 @@ export class Session {
     if (method === 'auth') {
       if (tokenMatches(this.ctx.token, params.token)) {
         this.authenticated = true;
+        clearTimeout(this.authTimer);
         return answer({ ok: true });
       }
       if (!this.authenticated) {
@@ -623,7 +659,7 @@ export class Session {
     const tasks: Promise<void>[] = [];
     let work: Promise<Response | undefined> | undefined;
     if (registered) {
-      this.pending.set(id, () => {
+      this.pending.set(id, (error?: RpcError) => {
         cancelled = true;
         this.pending.delete(id);
         cancelWork?.();
@@ -635,7 +671,7 @@ export class Session {
             .then(() => Promise.all(tasks))
             .then(() => undefined),
         );
-        cancelAnswer!(errorResponse(id, new RpcError(RpcErrors.CANCELLED, 'request cancelled')));
+        cancelAnswer!(errorResponse(id, error ?? new RpcError(RpcErrors.CANCELLED, 'request cancelled')));
       });
     }
     let last = 0;

@@ -10,8 +10,10 @@ import * as os from 'node:os';
 import { backend } from '../binding';
 import { version } from '../package';
 import { newContext, type ServeOptions } from './context';
-import { clearStaleSocket, listenUnix, parseListen, serverToken, writeTokenFile } from './listen';
+import { clearStaleSocket, listenUnix, parseListen, serverToken } from './listen';
 import { Session } from './session';
+import { lockSocketPath } from './socket-lock';
+import { removeTokenFile, writeTokenFile, type OwnedTokenFile } from './token-file';
 
 /** Serves on stdin/stdout until stdin ends, stdout breaks, or `shutdown` is called. */
 export function serveStdio(options: ServeOptions = {}): Promise<void> {
@@ -57,7 +59,10 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   });
   let stopping = false;
   let listening = false;
-  let tokenWritten = false;
+  let ownedToken: OwnedTokenFile | undefined;
+  // The Unix socket this server bound (its identity), and the release of the path's lock.
+  let boundSocket: { dev: number; ino: number } | undefined;
+  let unlock: (() => void) | undefined;
   // A second signal while stopping ends at once, with the shell's status for that signal
   // (128 + its number: 130 for SIGINT, 143 for SIGTERM), not the status of a failure; the socket
   // and token files are removed first.
@@ -68,15 +73,30 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     process.stderr.write(`omnibal serve: ${signal} while stopping: exiting now (status ${status})\n`);
     process.exit(status);
   };
+  // Only files this server made, still as it made them: the socket it bound (same device and
+  // inode), the token file it wrote (same inode and content); never another server's.
   const removeFiles = () => {
-    if (where.kind === 'unix') fs.rmSync(where.path, { force: true });
-    // Only a token file this server wrote (a failed write leaves whatever was there alone).
-    if (options.tokenFile && tokenWritten) fs.rmSync(options.tokenFile, { force: true });
+    if (where.kind === 'unix' && boundSocket) {
+      try {
+        const st = fs.lstatSync(where.path);
+        if (st.dev === boundSocket.dev && st.ino === boundSocket.ino) fs.rmSync(where.path, { force: true });
+      } catch {
+        // gone already
+      }
+      boundSocket = undefined;
+    }
+    removeTokenFile(ownedToken);
+    ownedToken = undefined;
   };
+  // The signal handlers stay until the workers have stopped: a second signal meanwhile (a native
+  // call still running) takes the "exiting now" branch above instead of the default action.
   const finish = () => {
-    process.removeListener('SIGTERM', onSignal);
-    process.removeListener('SIGINT', onSignal);
-    void ctx.workers.close().finally(resolveDone);
+    void ctx.workers.close().finally(() => {
+      process.removeListener('SIGTERM', onSignal);
+      process.removeListener('SIGINT', onSignal);
+      unlock?.();
+      resolveDone();
+    });
   };
   // Before listening, a stop is only recorded: start-up ends in close() once the socket exists.
   const close = () =>
@@ -87,7 +107,8 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    for (const s of sessions) s.close();
+    // Each request in flight is answered "shutting down" (-32004) before its connection closes.
+    for (const s of sessions) s.shutDown();
     if (listening) close();
   };
   const ctx = newContext(options, stop, token);
@@ -119,8 +140,10 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   let listen = spec;
   try {
     if (where.kind === 'unix') {
+      // Only the holder of the path's lock checks for a stale socket, removes it and binds.
+      unlock = await lockSocketPath(where.path);
       await clearStaleSocket(where.path);
-      await listenUnix(server, where.path);
+      boundSocket = await listenUnix(server, where.path);
     } else {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -130,8 +153,7 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     const a = server.address();
     listen = where.kind === 'unix' ? where.path : typeof a === 'object' && a ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : spec;
     if (options.tokenFile && token) {
-      writeTokenFile(options.tokenFile, listen, token);
-      tokenWritten = true;
+      ownedToken = writeTokenFile(options.tokenFile, listen, token);
     }
   } catch (error) {
     process.removeListener('SIGTERM', onSignal);
@@ -140,6 +162,7 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
       server.close();
       removeFiles();
     }
+    unlock?.();
     throw error;
   }
   listening = true;
