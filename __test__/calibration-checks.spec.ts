@@ -159,7 +159,7 @@ function omnibal(args: string[]) {
 }
 
 const partition = ['partition', '--model', 'tiny-vlm', '--gpu', 'cpu', '--pp', '2', '--micro-batches', '4', '--vision-per-micro-batch', '8', '--text-per-micro-batch', '40', '--json'];
-const plan = ['plan', '--model', 'tiny-vlm', '--gpu', 'cpu', '--gpus', '4', '--pp', '2', '--synthetic', '400', '--simulated-steps', '1', '--json'];
+const plan = ['plan', '--model', 'tiny-vlm', '--gpu', 'cpu', '--gpus', '4', '--pp', '2', '--synthetic', '4000', '--accum', '4', '--simulated-steps', '1', '--json'];
 
 function file(name: string, doc: object): string {
   const f = path.join(dir, name);
