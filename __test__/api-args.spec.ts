@@ -289,3 +289,22 @@ test('a bad OMNIBAL_THREADS value is named once on stderr (native), the count us
   const native = process.env.OMNIBAL_BACKEND !== 'js';
   t.is(r.stderr.split('OMNIBAL_THREADS="lots"').length - 1, native ? 1 : 0, r.stderr);
 });
+
+test('a StageProblem with a mistyped optional field is a coded INVALID_TYPE on both backends (the native binding used to answer StringExpected / NumberExpected); null is absent', (t) => {
+  for (const [key, value] of [
+    ['schedule', { name: 'interleaved' }],
+    ['recompute', 7],
+    ['virtualStages', '2'],
+    ['firstStageMinLayers', '3'],
+    ['stageOverheadBytes', '1'],
+    ['uniformLayers', true],
+    ['selectiveMs', [1, 2]],
+  ] as [string, unknown][]) {
+    const e = t.throws(() => partitionStages({ ...problem, [key]: value } as never), undefined, key) as Error & { code?: string };
+    t.is(e.code, 'ERR_OMNIBAL_INVALID_TYPE', `${key}: ${e.message}`);
+    t.true(e.message.includes(key), e.message);
+  }
+  const plain = partitionStages(problem);
+  const nulls = partitionStages({ ...problem, schedule: null, recompute: null, virtualStages: null, firstStageMinLayers: null } as never);
+  t.deepEqual(nulls.stages.map((s) => s.lastLayer), plain.stages.map((s) => s.lastLayer));
+});

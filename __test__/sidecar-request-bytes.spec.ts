@@ -4,6 +4,7 @@
 // answered, and a request larger than the whole budget is still served (alone). Runs on both
 // backends (OMNIBAL_BACKEND=js too).
 import test from 'ava';
+import * as net from 'node:net';
 import { cli, jsOnly } from './helpers';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -91,6 +92,13 @@ test('serve --max-queued-bytes and --stall-timeout are checked strictly (exit 2)
       const r = spawnSync(process.execPath, [cli, 'serve', flag, bad], { encoding: 'utf8', input: '' });
       t.is(r.status, 2, `${flag} ${JSON.stringify(bad)}: ${r.stderr}`);
     }
+  }
+  // Past Node's longest timer (2^31 - 1 ms) a timeout would fire at once: refused, not overflowed.
+  for (const flag of ['--stall-timeout', '--auth-timeout']) {
+    const r = spawnSync(process.execPath, [cli, 'serve', flag, '3000000'], { encoding: 'utf8', input: '' });
+    t.is(r.status, 2, `${flag}: ${r.stderr}`);
+    t.regex(r.stderr, /must be at most 2147483 seconds/);
+    t.is(spawnSync(process.execPath, [cli, 'serve', flag, '2147483'], { encoding: 'utf8', input: '' }).status, 0, flag);
   }
   const help = spawnSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' });
   t.regex(help.stdout, /--max-queued-bytes <n>/);
@@ -181,9 +189,23 @@ test('serve --stall-timeout 1 on a Unix socket: a client that sends half a line 
   await ended;
   const took = Date.now() - started;
   t.true(took >= 1_000 && took < 8_000, `${took} ms`);
+  // The stalled client keeps its own side open (as a hung client would): the server cuts the
+  // connection anyway, so it cannot hold it half-open, nor a stopping server.
+  const clients: net.Socket[] = [];
+  for (const k of [1, 2, 3]) {
+    const c = net.createConnection({ path: sock, allowHalfOpen: true }, () => c.write(`{"jsonrpc":"2.0","id":${k},"method":"ver`));
+    c.on('error', () => undefined);
+    c.on('data', () => undefined);
+    clients.push(c);
+  }
+  // Their stall is answered (1 s) and their connections cut (2 s grace) although each keeps its side open.
+  await new Promise((r) => setTimeout(r, 4_000));
   other.destroy();
   server.kill('SIGTERM');
+  const stopped = Date.now();
   t.is(await exited(server), 0);
+  t.true(Date.now() - stopped < 5_000, `stopped in ${Date.now() - stopped} ms with 3 stalled clients holding their side open`);
+  for (const c of clients) c.destroy();
 });
 
 test('an unauthenticated TCP connection may not hold a long partial line (it would hold the shared budget): it is refused and closed', async (t) => {

@@ -108,6 +108,16 @@ class _Base64Array(dict):
     still the very text they were made with)."""
 
 
+
+def _check_command(command):
+    """Raises :class:`InvalidParams` (``ERR_OMNIBAL_INVALID_TYPE``) unless ``command`` is None or a
+    list of arguments: a string (a socket path given where ``socket_path=`` was meant, or a shell
+    line) would be started character by character."""
+    if isinstance(command, (str, bytes)):
+        hint = " (to connect to a running sidecar, pass socket_path=%r)" % (command,) if isinstance(command, str) and os.sep in command else ""
+        raise InvalidParams("command must be a list of arguments such as ['npx', 'omnibal', 'serve'], got %r%s" % (command, hint),
+                            code="ERR_OMNIBAL_INVALID_TYPE")
+
 def check_progress(progress):
     """Raises :class:`InvalidParams` (``ERR_OMNIBAL_INVALID_TYPE``) unless ``progress`` is None or
     callable as ``progress(done, total)``."""
@@ -724,6 +734,7 @@ class Client:
 
     def __init__(self, command=None, env=None, extra_args=(), timeout=DEFAULT_TIMEOUT, socket_path=None, tcp=None, token=None,
                  close_grace=2.0, _server=None):
+        _check_command(command)
         self.timeout = timeout
         self.close_grace = close_grace
         self.stderr_lines = []

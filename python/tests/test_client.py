@@ -439,3 +439,15 @@ class RequestLineTest(unittest.TestCase):
         from omnibal.client import request_line
         with self.assertRaises(ValueError):
             request_line({"jsonrpc": "2.0", "id": 1, "method": "pack", "params": {"vision": u32_array(list(range(70_000))), "costA": float("nan")}})
+
+
+class CommandType(unittest.TestCase):
+    def test_a_string_command_is_a_typed_error_naming_socket_path_not_a_spawn_of_its_characters(self):
+        for command in ("/tmp/omnibal.sock", "npx omnibal serve", b"/tmp/x"):
+            with self.assertRaises(omnibal.InvalidParams) as e:
+                Client(command)
+            self.assertEqual(e.exception.code, "ERR_OMNIBAL_INVALID_TYPE")
+            self.assertIn("list of arguments", str(e.exception))
+        with self.assertRaises(omnibal.InvalidParams) as e:
+            Client("/tmp/omnibal.sock")
+        self.assertIn("socket_path='/tmp/omnibal.sock'", str(e.exception))

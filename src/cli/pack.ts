@@ -191,7 +191,7 @@ async function runPack(flags: PackFlags): Promise<void> {
     `${head}\n\n${formatTable(
       ['strategy', 'size (vision/text)', 'steps', 'packs', 'samples/pack', 'pad', 'vision dist', 'text dist', 'cost dist', 'slowest rank + (median / p99)', 'dropped', 'own micro-batch', 'ms'],
       rows,
-    )}\n\ndist = mean over steps of sum_r (max - load_r) / (max * dp): the share of rank time spent waiting.\ncost = ${flags.costA} * tokens + ${flags.costB.toPrecision(4)} * sum(len^2) per micro-batch${flags.costB === modelCost.b && flags.costA === modelCost.a ? ` (${flags.model}'s LLM, hidden ${modelCost.llmHidden}: causal-attention FLOPs ratio)` : ''}; slowest rank + = max / mean - 1 of that cost per step, a prediction of the step time lost to imbalance assuming compute-bound ranks.\nown micro-batch = samples over the caps derived from --samples-per-pack, each packed alone in steps of such micro-batches.\n${carryLine(results)}`,
+    )}\n\ndist = mean over steps of sum_r (max - load_r) / (max * dp): the share of rank time spent waiting.\ncost = ${flags.costA} * tokens + ${flags.costB.toPrecision(4)} * sum(len^2) per micro-batch${flags.costB === modelCost.b && flags.costA === modelCost.a ? ` (${flags.model}'s LLM, hidden ${modelCost.llmHidden}: causal-attention FLOPs ratio)` : ''}; slowest rank + = max / mean - 1 of that cost per step, a prediction of the step time lost to imbalance assuming compute-bound ranks.\nown micro-batch = samples over the caps derived from --samples-per-pack, each packed alone, in steps of such micro-batches (those short of a whole step share one step with random packs).\n${carryLine(results)}`,
   );
 }
 

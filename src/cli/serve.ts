@@ -10,12 +10,20 @@ import { nativeModule } from '../binding';
 import { ErrorCodes, omnibalError, type OmnibalError } from '../errors';
 import { pinHeapShape } from '../sidecar/heap';
 import type { ServeOptions } from '../sidecar/server';
+import { MAX_TIMEOUT_S } from '../sidecar/context';
 
 /** A strict positive integer option (`abc`, `1e3`, `0`, `-1` are usage errors, exit 2). */
 function positiveInt(value: string): number {
   if (!/^[1-9]\d{0,15}$/.test(value)) throw new InvalidArgumentError(`must be a positive integer, got ${JSON.stringify(value)}`);
   const n = Number(value);
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`must be at most ${Number.MAX_SAFE_INTEGER}`);
+  return n;
+}
+
+/** A timeout in seconds: a positive integer up to what Node's timers hold (about 24.8 days). */
+function timeoutSeconds(value: string): number {
+  const n = positiveInt(value);
+  if (n > MAX_TIMEOUT_S) throw new InvalidArgumentError(`must be at most ${MAX_TIMEOUT_S} seconds (Node's longest timer), got ${value}`);
   return n;
 }
 
@@ -57,8 +65,8 @@ export function registerServe(program: Command): void {
     .option('--workers <n>', 'long calls running at once (default min(2, CPUs))', positiveInt)
     .option('--max-queue <n>', 'long calls waiting, server-wide (default 256)', positiveInt)
     .option('--max-queued-bytes <n>', 'bytes of requests held (received, not yet answered), all connections together; over it, connections are not read (default 1 GiB)', positiveInt)
-    .option('--stall-timeout <seconds>', 'a socket connection that sends nothing for this long in the middle of a request is answered -32001 and closed, freeing what it held (default 60)', positiveInt)
-    .option('--auth-timeout <seconds>', 'a TCP connection that has not sent auth with the token this long after connecting is answered -32002 and closed (default 10)', positiveInt)
+    .option('--stall-timeout <seconds>', 'a socket connection that sends nothing for this long in the middle of a request is answered -32001 and closed, freeing what it held (default 60)', timeoutSeconds)
+    .option('--auth-timeout <seconds>', 'a TCP connection that has not sent auth with the token this long after connecting is answered -32002 and closed (default 10)', timeoutSeconds)
     // Usage errors reach main() (exit 2) instead of commander's own exit(1).
     .exitOverride()
     .action(async (flags: ServeOptions & { listen?: string }) => {

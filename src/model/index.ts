@@ -169,7 +169,23 @@ export function checkStageProblem(p: StageProblem): StageProblem {
   }
   if (p.commMs !== undefined && !(p.commMs instanceof Float64Array)) throw invalidType('commMs', `must be a Float64Array, got ${describeValue(p.commMs)}`);
   for (const key of ['stages', 'microBatches', 'memoryBytes'] as const) expectNumber(key, p[key]);
+  // The optional fields, typed before either backend reads them (the binding's own conversion
+  // errors are not ERR_OMNIBAL_* codes); null is absent, as on the TypeScript backend.
+  for (const key of ['virtualStages', 'stageOverheadBytes', 'uniformLayers', 'firstStageMinLayers'] as const) {
+    if (p[key] !== undefined && p[key] !== null) expectNumber(key, p[key]);
+  }
+  for (const key of ['schedule', 'recompute'] as const) {
+    if (p[key] !== undefined && p[key] !== null && typeof p[key] !== 'string') throw invalidType(key, `must be a string, got ${describeValue(p[key])}`);
+  }
+  for (const key of ['selectiveBytes', 'selectiveMs'] as const) {
+    if (p[key] !== undefined && p[key] !== null && !(p[key] instanceof Float64Array)) throw invalidType(key, `must be a Float64Array, got ${describeValue(p[key])}`);
+  }
   return p;
+}
+
+/** An optional field as the binding takes it: null is absent. */
+function absentIfNull<T>(x: T | null | undefined): T | undefined {
+  return x === null ? undefined : x;
 }
 
 function toInput(p: StageProblem): Native.StageProblemInput {
@@ -183,15 +199,15 @@ function toInput(p: StageProblem): Native.StageProblemInput {
     stages: p.stages,
     microBatches: p.microBatches,
     memoryBytes: p.memoryBytes,
-    stageOverheadBytes: p.stageOverheadBytes,
+    stageOverheadBytes: absentIfNull(p.stageOverheadBytes),
     commMs: p.commMs,
-    recompute: p.recompute,
-    firstStageMinLayers: p.firstStageMinLayers,
-    selectiveBytes: p.selectiveBytes,
-    selectiveMs: p.selectiveMs,
-    schedule: p.schedule,
-    virtualStages: p.virtualStages,
-    uniformLayers: p.uniformLayers,
+    recompute: absentIfNull(p.recompute),
+    firstStageMinLayers: absentIfNull(p.firstStageMinLayers),
+    selectiveBytes: absentIfNull(p.selectiveBytes),
+    selectiveMs: absentIfNull(p.selectiveMs),
+    schedule: absentIfNull(p.schedule),
+    virtualStages: absentIfNull(p.virtualStages),
+    uniformLayers: absentIfNull(p.uniformLayers),
     recomputeGroups: recomputeGroups(p),
   };
 }

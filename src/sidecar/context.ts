@@ -12,6 +12,9 @@ import { RequestBytes } from './request-bytes';
 import { PlanWorkers, TaskPool } from './task-pool';
 
 /** Sidecar limits and settings. */
+/** Longest `--stall-timeout` / `--auth-timeout`, seconds: Node's timers hold at most 2^31 - 1 ms. */
+export const MAX_TIMEOUT_S = 2_147_483;
+
 export interface ServeOptions {
   /** Longest request line (with its attachments), bytes; default 64 MiB, at most `buffer.constants.MAX_STRING_LENGTH` (~512 MiB). */
   maxLineBytes?: number;
@@ -72,8 +75,9 @@ function resolveLimits(o: ServeOptions): Limits {
     maxPendingOutputBytes: o.maxPendingOutputBytes ?? 64 * 2 ** 20,
     maxInFlight: o.maxInFlight ?? 1024,
     maxQueuedBytes: o.maxQueuedBytes ?? 2 ** 30,
-    stallTimeout: o.stallTimeout ?? 60,
-    authTimeout: o.authTimeout ?? 10,
+    // Node's timers hold at most 2^31 - 1 ms: a longer wait would fire at once.
+    stallTimeout: Math.min(o.stallTimeout ?? 60, MAX_TIMEOUT_S),
+    authTimeout: Math.min(o.authTimeout ?? 10, MAX_TIMEOUT_S),
   };
 }
 

@@ -101,6 +101,9 @@ function encodeLine(msg: object): string | Buffer {
   return typeof text === 'string' ? `${text}\n` : Buffer.concat([text, Buffer.from('\n')]);
 }
 
+/** Milliseconds a connection ended for a fault (a stall, a malformed frame) stays open for its client to read the answers, before it is cut. */
+export const END_GRACE_MS = 2000;
+
 /** One connection: frames, checks and answers its requests. */
 export class Session {
   private readonly reader: LineReader;
@@ -332,7 +335,12 @@ export class Session {
     this.held.length = 0;
     this.reading = false;
     this.transport.setReading(false);
-    void this.drain().then(() => this.close(true));
+    // A client that keeps its side open (a stalled one, say) cannot hold the connection, or a
+    // stopping server, open: it is cut END_GRACE_MS after the answers are written.
+    void this.drain().then(() => {
+      this.close(true);
+      setTimeout(() => this.transport.close(), END_GRACE_MS).unref();
+    });
   }
 
   /**
