@@ -59,6 +59,12 @@ function u32Length(v: unknown): number {
 }
 
 /** What each method does, for one connection: the owner of its plans and searches. */
+
+/** Micro-batch groups of a plan in the answer's encoding: base64 arrays, binary attachments, or lists. */
+function encodeGroups(plan: Parameters<typeof encodeMicroBatchLists>[0], groups: number[], encoding: unknown) {
+  return encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : encoding === 'binary' ? attachMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
+}
+
 export class Methods {
   /**
    * @param ctx The server's shared state.
@@ -193,14 +199,14 @@ export class Methods {
         const step = p.step as number;
         if (step >= plan.steps) throw paramsError('step', `must be below the plan's ${plan.steps} steps, got ${step}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
         const groups = Array.from({ length: plan.dp }, (_, r) => step * plan.dp + r);
-        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : p.encoding === 'binary' ? attachMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
+        return encodeGroups(plan, groups, p.encoding);
       }
       case 'planForRank': {
         const { plan } = store.get(this.owner, p.planId as string);
         const rank = p.rank as number;
         if (rank >= plan.dp) throw paramsError('rank', `must be below the plan's dp of ${plan.dp}, got ${rank}`, 'ERR_OMNIBAL_OUT_OF_RANGE');
         const groups = Array.from({ length: plan.steps }, (_, s) => s * plan.dp + rank);
-        return p.encoding === 'base64' ? encodeMicroBatchArrays(plan, groups) : p.encoding === 'binary' ? attachMicroBatchArrays(plan, groups) : encodeMicroBatchLists(plan, groups);
+        return encodeGroups(plan, groups, p.encoding);
       }
       case 'release':
         if (p.planId !== undefined) return { released: store.release(this.owner, p.planId as string) };

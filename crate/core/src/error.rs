@@ -61,6 +61,21 @@ impl Error {
         }
     }
 
+    /// Builds the [`Error::OutOfRange`] of a problem too large for a solver's bounded work:
+    /// "`layers` must be few enough for {solver} ({limit}; {sizes} need {need}): {advice}", the
+    /// need printed exactly up to 2^53 - 1 and as "more" past it.
+    pub fn too_much_work(solver: &str, limit: &str, sizes: &str, need: u64, advice: &str) -> Self {
+        let need = if need > (1 << 53) - 1 {
+            "more".to_string()
+        } else {
+            need.to_string()
+        };
+        Error::out_of_range(
+            "layers",
+            format!("must be few enough for {solver} ({limit}; {sizes} need {need}): {advice}"),
+        )
+    }
+
     /// Builds an [`Error::InvalidType`] for argument `name`.
     pub fn invalid_type(name: &str, message: impl Into<String>) -> Self {
         Error::InvalidType {

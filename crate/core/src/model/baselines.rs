@@ -80,13 +80,12 @@ pub fn check_split_work(method: Split, p: &StageProblem) -> Result<(), Error> {
         } else {
             "balanced"
         };
-        return Err(Error::out_of_range(
-            "layers",
-            format!(
-                "must be few enough for the {name} split's search (at most 2^26 entries, stages x layer ranges; {l} layers over {} stages need {}): merge layers into blocks, use fewer stages, or the uniform or anchor split",
-                p.stages,
-                if entries > (1 << 53) - 1 { "more".to_string() } else { entries.to_string() }
-            ),
+        return Err(Error::too_much_work(
+            &format!("the {name} split's search"),
+            "at most 2^26 entries, stages x layer ranges",
+            &format!("{l} layers over {} stages", p.stages),
+            entries,
+            "merge layers into blocks, use fewer stages, or the uniform or anchor split",
         ));
     }
     Ok(())

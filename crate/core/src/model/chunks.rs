@@ -94,13 +94,15 @@ fn check_chunk_work(p: &StageProblem, v: usize) -> Result<(), Error> {
     let ops = 2u64.saturating_mul(m).saturating_mul(k);
     let units = k.saturating_mul(ranges.saturating_add(ops));
     if units > MAX_CHUNK_WORK {
-        return Err(Error::out_of_range(
-            "layers",
-            format!(
-                "must be few enough for the interleaved chunk planner (at most 2^24 work units, model chunks x (layer ranges + 2 x micro-batches x model chunks); {l} layers in {k} model chunks ({} stages x {v} virtual stages) with {m} micro-batches need {}): merge layers into blocks, or use fewer stages, virtual stages or micro-batches",
-                p.stages,
-                if units > (1 << 53) - 1 { "more".to_string() } else { units.to_string() }
+        return Err(Error::too_much_work(
+            "the interleaved chunk planner",
+            "at most 2^24 work units, model chunks x (layer ranges + 2 x micro-batches x model chunks)",
+            &format!(
+                "{l} layers in {k} model chunks ({} stages x {v} virtual stages) with {m} micro-batches",
+                p.stages
             ),
+            units,
+            "merge layers into blocks, or use fewer stages, virtual stages or micro-batches",
         ));
     }
     Ok(())

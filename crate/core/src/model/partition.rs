@@ -175,13 +175,12 @@ fn check_table_size(p: &StageProblem) -> Result<(), Error> {
     let l = p.layers.len() as u64;
     let entries = (ns.len() as u64).saturating_mul(l.saturating_mul(l + 1) / 2);
     if entries > MAX_TABLE_ENTRIES {
-        return Err(Error::out_of_range(
-            "layers",
-            format!(
-                "must be few enough for the stage DP's time tables (at most 2^28 entries; {l} layers over {} stages need {}): merge layers into blocks, or use fewer stages",
-                p.stages,
-                if entries > (1 << 53) - 1 { "more".to_string() } else { entries.to_string() }
-            ),
+        return Err(Error::too_much_work(
+            "the stage DP's time tables",
+            "at most 2^28 entries",
+            &format!("{l} layers over {} stages", p.stages),
+            entries,
+            "merge layers into blocks, or use fewer stages",
         ));
     }
     Ok(())
