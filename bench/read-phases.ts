@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const cost = modelTextCost(DEFAULT_COST_MODEL);
   const plan = await data.planBatchesAsync(samples, { dp: 8, samplesPerPack: 4.5, costA: cost.a, costB: cost.b });
   lap('plan');
-  const metrics = data.batchMetrics(plan, samples, cost);
+  const metrics = data.batchMetrics(plan, samples, { a: cost.a, b: cost.b });
   lap('metrics');
   const load = meanMicroBatchLoad(plan, samples);
   lap('mean load');
