@@ -3,7 +3,7 @@
 // of the plan and of its ablation, check them with the same words, and keep them for `simulate`.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { planTraining, type TrainingPlan } from '../src/plan/index';
@@ -196,4 +196,69 @@ test('omnibal plan says when its balanced plan leaves over 1% of the samples in 
   const quiet = omnibal(['plan', '--synthetic', '20000', '--gpus', '8', '--pp', '4', '--accum', '4', '--simulated-steps', '2', '--memory-gib', '96']);
   t.is(quiet.status, 0, quiet.stderr);
   t.notRegex(quiet.stderr, /dropped tail/);
+});
+
+// One sample over the packing caps (a micro-batch of its own) sets the any-epoch memory bound:
+// when nothing then fits, the error says which component it raises, how many such samples there
+// are, the largest, whether the plan fits without them, and the fix (was: only the least memory).
+const outlierRun = { simulatedSteps: 2, cluster: { gpus: 16, tp: 1, pp: 4, dp: 4 }, accum: 8, seed: 3, ablation: false, memoryBytes: 80 * GIB };
+const withOutliers = (edit: (vision: Uint32Array, text: Uint32Array) => void) => {
+  const vision = Uint32Array.from(samples.vision);
+  const text = Uint32Array.from(samples.text);
+  edit(vision, text);
+  return { vision, text };
+};
+const fullest = (p: TrainingPlan) => Math.max(...p.stages.stages.map((x) => x.memoryBytes));
+
+test('INFEASIBLE because of one 60k-token sample: the error names it, the text component, and that the plan fits without it', (t) => {
+  const skewed = withOutliers((vision, text) => {
+    vision[100] = 1;
+    text[100] = 60_000;
+  });
+  const e = thrown(() => planTraining({ ...outlierRun, samples: skewed }));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  const m =
+    /^no plan fits in 85899345920 bytes per GPU; the least memory that fits is \d+ bytes \([\d.]+ GiB, rounded up\); the memory is sized for the heaviest micro-batch of any epoch, which 1 sample over the packing caps \(18 tiles, 6144 tokens, from samplesPerPack 4\.5; each packed alone\) raises: the text tokens to 60000 against the text cap's 6144 \(sample 100: 1 tile, 60000 tokens\); without the over-cap samples the plan fits: its fullest stage holds (\d+\.\d\d) of 80\.00 GiB; to plan without them, filter the samples over 18 tiles or 6144 tokens out of the data \(omnibal pack --max-vision 18 --max-text 6144 drops them, listed in its --json's dropped\), or give each GPU more memory$/.exec(
+      e.message,
+    );
+  t.truthy(m, e.message);
+  // Filtered as it says, the data plans, and its fullest stage is the one the error gave.
+  const keep = (a: Uint32Array) => a.filter((_, i) => i !== 100);
+  const filtered = planTraining({ ...outlierRun, samples: { vision: keep(skewed.vision), text: keep(skewed.text) } });
+  t.is((fullest(filtered) / GIB).toFixed(2), m![1]);
+  // No over-cap sample (the synthetic set as drawn): the error says only how much memory fits.
+  const plain = thrown(() => planTraining({ ...outlierRun, samples, memoryBytes: 40 * GIB }));
+  t.is(plain.code, 'ERR_OMNIBAL_INFEASIBLE');
+  t.regex(plain.message, /^no plan fits in \d+ bytes per GPU; the least memory that fits is \d+ bytes \([\d.]+ GiB, rounded up\)$/);
+});
+
+test('over-cap samples in both components: each raised component names its largest sample; the count covers all of them', (t) => {
+  const skewed = withOutliers((vision, text) => {
+    vision[100] = 1;
+    text[100] = 60_000;
+    text[7] = 20_000;
+    vision[200] = 30;
+    text[200] = 2_000;
+    vision[300] = 25;
+  });
+  const e = thrown(() => planTraining({ ...outlierRun, samples: skewed }));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
+  t.regex(e.message, /which 4 samples over the packing caps \(18 tiles, 6144 tokens, from samplesPerPack 4\.5; each packed alone\) raise: the text tokens to 60000 against the text cap's 6144 \(sample 100: 1 tile, 60000 tokens\) and the vision tiles to 30 against the vision cap's 18 \(sample 200: 30 tiles, 2000 tokens\); without the over-cap samples /);
+});
+
+test('omnibal plan with a 60k-token sample in its --input: one line naming the sample, the flag to give and the fix, exit 2', (t) => {
+  const file = path.join(dir, 'outlier.jsonl');
+  const { vision, text } = withOutliers((v, x) => {
+    v[100] = 1;
+    x[100] = 60_000;
+  });
+  writeFileSync(file, Array.from(text, (x, i) => JSON.stringify({ vit_num: vision[i], token_num: x })).join('\n'));
+  const r = omnibal(['plan', '--input', file, '--gpus', '16', '--pp', '4', '--accum', '8', '--seed', '3', '--simulated-steps', '2']);
+  t.is(r.status, 2, r.stderr);
+  t.is(r.stdout, '');
+  t.is(r.stderr.split('\n').length, 2, r.stderr);
+  t.regex(
+    r.stderr,
+    /^omnibal: no plan fits in 80\.00 GiB per GPU; the least memory that fits is ([\d.]+) GiB \(rounded up\): --memory-gib \1; the memory is sized for the heaviest micro-batch of any epoch, which 1 sample over the packing caps \(18 tiles, 6144 tokens, from --samples-per-pack 4\.5; each packed alone\) raises: the text tokens to 60000 .*\(sample 100: 1 tile, 60000 tokens\); without the over-cap samples the plan fits: .*omnibal pack --max-vision 18 --max-text 6144 drops them.* \[ERR_OMNIBAL_INFEASIBLE\]\n$/,
+  );
 });

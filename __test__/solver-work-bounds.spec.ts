@@ -2,15 +2,20 @@
 // work bound (MAX_CHUNK_WORK: model chunks x (layer ranges + 2 x micro-batches x model chunks)),
 // from the API, the CLI and `plan`; problems within it still run. Was: 2,000 layers in 32 x 4
 // chunks ran past 30 s synchronously. The exact baseline splits (parameters, balanced) have
-// their own bound (MAX_SPLIT_ENTRIES; was: 20,000 layers over 32 stages, 51 s).
+// their own bound (MAX_SPLIT_ENTRIES; was: 20,000 layers over 32 stages, 51 s). The searches
+// around the chunk planner (partitionChunksForTarget: one run per Megatron-LM recompute setting;
+// the least-memory bisection) spend at most the same bound over all their runs. Was: 200 layers
+// in 64 x 2 chunks under --target megatron, 75 runs of 4.7 M units, past 5 minutes.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { baselineStages, partitionChunks, type StageProblem } from '../src/model/index';
+import { baselineStages, partitionChunks, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { MAX_SPLIT_ENTRIES } from '../src/model/baselines';
-import { MAX_CHUNK_WORK } from '../src/model/chunks';
+import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chunk-target';
+import { chunkWorkUnits, MAX_CHUNK_WORK } from '../src/model/chunks';
+import { megatronFirstStageLayers, megatronSettings, withSetting } from '../src/model/target';
 import { syntheticSamples } from '../src/data/synthetic';
 import { planTraining } from '../src/plan/index';
 import { cli, nativeTest, sameOnBothBackends, thrown } from './helpers';
@@ -113,4 +118,82 @@ nativeTest('the baseline bound: native and the twin refuse with the same error',
       null,
     );
   }
+});
+
+const GIB = 2 ** 30;
+
+test('--target megatron: a search whose planner runs pass 2^24 units in all is refused before any run, naming the runs', (t) => {
+  // 200 layers in 64 x 2 chunks, M 64: 4,669,952 units a run (within the planner's own bound), 74
+  // recompute settings and the unconstrained plan: 75 runs. Was: past 5 minutes (one run 7 s).
+  const started = performance.now();
+  const e = thrown(() => partitionChunksForTarget(layers(200, 64, 2, 64), 'megatron'));
+  t.true(performance.now() - started < 1000);
+  t.is(e.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+  t.is(units(200, 128, 64), chunkWorkUnits(200, 128, 64));
+  t.is(
+    e.message,
+    `layers must be few enough for the Megatron-LM target's interleaved search (at most 2^24 work units over its chunk planner runs, runs x model chunks x (layer ranges + 2 x micro-batches x model chunks); 200 layers in 128 model chunks (64 stages x 2 virtual stages) with 64 micro-batches, 75 runs (74 recompute settings and the unconstrained plan) of 4669952 units need ${75 * units(200, 128, 64)}): merge layers into blocks, use fewer stages, virtual stages or micro-batches, or plan with target none (--target none: one run)`,
+  );
+});
+
+test('--target megatron within the bound still plans: InternVL-Chat-1.5 PP 8 v 4 (40 runs of 217,632 units; 98 before the counts a chunk cannot hold were dropped)', (t) => {
+  const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load: { tiles: 18, tokens: 5000 }, schedule: 'interleaved', virtualStages: 4 });
+  const roomy = { ...p, memoryBytes: 240 * GIB };
+  const constrained = { ...roomy, firstStageMinLayers: megatronFirstStageLayers(roomy) };
+  const settings = megatronSettings(constrained, 'block', 32);
+  t.is(settings.length, 39);
+  t.true(40 * chunkWorkUnits(97, 32, 32) <= MAX_CHUNK_WORK);
+  t.true(98 * chunkWorkUnits(97, 32, 32) > MAX_CHUNK_WORK);
+  const r = partitionChunksForTarget(roomy, 'megatron');
+  t.true(r.plan.stages.every((s) => s.memoryBytes <= roomy.memoryBytes));
+  t.true(r.plan.chunks[0].lastLayer >= 47);
+  // A chunk holds at most 19 decoder layers here (the first pins 48 layers, 31 others need one
+  // each): every larger --recompute-num-layers count recomputes the same, so plans the same.
+  const last = settings[settings.length - 1];
+  t.deepEqual(last, { recompute: 'uniform', uniformLayers: 19, recomputeVision: true });
+  const at = (k: number) => partitionChunks(withSetting(constrained, { ...last, uniformLayers: k }));
+  const k19 = at(19);
+  for (const k of [20, 48]) t.deepEqual(at(k), k19, `k ${k}`);
+});
+
+test('the least-memory bisection stops at the work bound and says what it found', (t) => {
+  // 8 layers, 4 x 2 chunks, M 8: 1,312 units a run; over 200 GiB needed at 1 GiB.
+  const p: StageProblem = {
+    forwardMs: Float64Array.from({ length: 8 }, (_, i) => 1 + i),
+    backwardMs: Float64Array.from({ length: 8 }, (_, i) => 2 + i),
+    staticBytes: new Float64Array(8).fill(100 * GIB),
+    activationBytes: new Float64Array(8).fill(GIB),
+    checkpointBytes: new Float64Array(8).fill(0.25 * GIB),
+    stages: 4,
+    microBatches: 8,
+    memoryBytes: GIB,
+    schedule: 'interleaved',
+    virtualStages: 2,
+  };
+  const run = chunkWorkUnits(8, 8, 8);
+  t.is(run, 1312);
+  const hint = (runs: number) => thrown(() => chunksWithMemoryHint(p, partitionChunks, runs * run)).message.replace(/^.*?per GPU with the recomputation the mode allows/, '');
+  const stopped = `the bisection stopped at the work bound (at most 2^24 work units over the planner's runs; each run of ${run} units)`;
+  // Room for the planner's own run only.
+  t.is(hint(1), `; every chunking fits at 864.00 GiB per GPU (--memory-gib 864.00); the least memory that fits was not searched: ${stopped}`);
+  // Three more runs: 1.01, 2.02 and 4.04 GiB do not fit.
+  t.is(hint(4), `; none either at 4.04 GiB per GPU, every chunking fits at 864.00 GiB per GPU (--memory-gib 864.00): ${stopped}`);
+  // Ten: the doubling's ninth run fits at 258.56 GiB, 129.28 did not; no run left to narrow it.
+  t.is(hint(10), `; the interleaved search finds a plan at 258.56 GiB per GPU (--memory-gib 258.56) and none at 129.28 GiB: ${stopped}`);
+  // Unbounded (the default budget is ample here): the least, between the two, as before.
+  const least = /--memory-gib (\d+\.\d\d)$/.exec(thrown(() => chunksWithMemoryHint(p)).message);
+  t.is(least?.[1], '202.75');
+});
+
+test('omnibal partition --target megatron past the search bound: exit 2 with one coded line, at once', (t) => {
+  const file = path.join(dir, 'layers-200.json');
+  writeFileSync(file, JSON.stringify({ layers: Array.from({ length: 200 }, () => ({ forwardMs: 1, backwardMs: 2, staticBytes: 1e7, activationBytes: 1e7, checkpointBytes: 1e6 })) }));
+  const args = [cli, 'partition', '--layers', file, '--pp', '64', '--schedule', 'interleaved', '--virtual-stages', '2', '--micro-batches', '64', '--target', 'megatron'];
+  const started = performance.now();
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000 });
+  t.true(performance.now() - started < 10_000);
+  t.is(r.status, 2, r.stderr);
+  t.is(r.stdout, '');
+  t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  t.regex(r.stderr, /^omnibal: --layers must be few enough for the Megatron-LM target's interleaved search \(.*75 runs \(74 recompute settings and the unconstrained plan\) of 4669952 units need 350246400\).* \[ERR_OMNIBAL_OUT_OF_RANGE\]\n$/);
 });

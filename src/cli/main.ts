@@ -64,7 +64,8 @@ export function namingMemoryFlag(message: string, command: Command | undefined):
     const gib = Number(n) / 2 ** 30;
     return `fits in ${gib >= 0.01 ? gib.toFixed(2) : gib.toPrecision(3)} GiB per GPU`;
   });
-  const least = /the least memory that fits is \d+ bytes \(([\d.]+) GiB, rounded up\)$/.exec(message);
+  // At the end, or before a clause the planner added (the over-cap samples that raise the bound, say).
+  const least = /the least memory that fits is \d+ bytes \(([\d.]+) GiB, rounded up\)(?=;|$)/.exec(message);
   if (least && command && (command.options as readonly Option[]).some((o) => o.long === '--memory-gib')) {
     return message.replace(least[0], `the least memory that fits is ${least[1]} GiB (rounded up): --memory-gib ${least[1]}`);
   }

@@ -585,12 +585,20 @@ class Search {
 /** Twin of `MAX_CHUNK_WORK`: most work units the chunk planner may face (2^24), `K x (L (L + 1) / 2 + 2 M K)`. */
 export const MAX_CHUNK_WORK = 2 ** 24;
 
+/**
+ * Work units of one chunk planner run (see {@link MAX_CHUNK_WORK}): `K x (L (L + 1) / 2 + 2 M K)`
+ * for `L` layers, `K` model chunks and `M` micro-batches (exact up to 2^53).
+ */
+export function chunkWorkUnits(layers: number, modelChunks: number, microBatches: number): number {
+  return modelChunks * ((layers * (layers + 1)) / 2 + 2 * microBatches * modelChunks);
+}
+
 /** Twin of `check_chunk_work`: refuses a problem of more than {@link MAX_CHUNK_WORK} work units, before anything is allocated. */
 function checkChunkWork(p: Problem, v: number): void {
   const L = p.layers.length;
   const k = v * p.stages;
   const m = p.microBatches;
-  const units = k * ((L * (L + 1)) / 2 + 2 * m * k);
+  const units = chunkWorkUnits(L, k, m);
   if (units > MAX_CHUNK_WORK) {
     throw outOfRange(
       'layers',

@@ -67,7 +67,9 @@ export interface Setting {
  * The recomputation settings Megatron-LM can express for `mode`: the fixed modes as they are;
  * otherwise none, selective (when asked and it saves memory) and every `--recompute-num-layers`
  * count up to the most decoder layers one of `parts` contiguous parts can hold (larger counts
- * recompute the same), with and without `--recompute-vision`.
+ * recompute the same), with and without `--recompute-vision`. The first part holds layers of
+ * `0 .. L - parts` at most; with it holding at least `f = max(firstStageMinLayers, 1)` layers, any
+ * other holds at most `L - f - (parts - 2)`: pass the problem with its first-part constraint.
  */
 export function megatronSettings(problem: StageProblem, mode: Recompute, parts: number = problem.stages): Setting[] {
   if (mode === 'none' || mode === 'full' || mode === 'uniform' || mode === 'selective-all') return [{ recompute: mode, uniformLayers: problem.uniformLayers, recomputeVision: problem.recomputeVision }];
@@ -76,7 +78,10 @@ export function megatronSettings(problem: StageProblem, mode: Recompute, parts: 
   if (mode === 'selective' && hasSelective) out.push({ recompute: 'selective-all' });
   const kinds = problem.layerKinds;
   const decoder = kinds ? kinds.filter((k) => k === 'llm').length : problem.forwardMs.length;
-  const longest = Math.min(decoder, problem.forwardMs.length - parts + 1);
+  const L = problem.forwardMs.length;
+  const firstPart = kinds ? kinds.slice(0, L - parts + 1).filter((k) => k === 'llm').length : L - parts + 1;
+  const otherPart = L - Math.max(problem.firstStageMinLayers ?? 0, 1) - (parts - 2);
+  const longest = Math.min(decoder, Math.max(firstPart, otherPart));
   const vision = kinds !== undefined && kinds.includes('vit') ? [false, true] : [false];
   for (const recomputeVision of vision) for (let k = 1; k <= longest; k++) out.push({ recompute: 'uniform', uniformLayers: k, recomputeVision });
   return out;

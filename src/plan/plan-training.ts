@@ -11,6 +11,7 @@ import { meanMicroBatchLoad } from '../data/load';
 import { capsForTarget } from '../data/caps';
 import { planWarnings } from '../data/plan-warnings';
 import { anyEpochHeaviestLoad } from '../model/memory-load';
+import { withOverCapCause } from './over-cap';
 import { resolveGpu, resolveModel } from '../model/index';
 import { checkKnownKeys, expectObject, integerBetween } from '../validate';
 import { runFigures } from './figures';
@@ -102,7 +103,8 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
   const warnings = [...(calibration?.warnings ?? []), ...planWarnings(balanced, samples.text.length, undefined, 'the figures are for the planned samples; the sampler\'s tail=\'carry\' trains them in the next epoch, or use fewer ranks or micro-batches per step')];
   // The balanced rows' memory is sized for the heaviest micro-batch of any epoch (each epoch
   // packs afresh within the same caps), not only this one's.
-  const memoryLoad = anyEpochHeaviestLoad(balanced, samples, capsForTarget(samples.vision, samples.text, b));
+  const caps = capsForTarget(samples.vision, samples.text, b);
+  const memoryLoad = anyEpochHeaviestLoad(balanced, samples, caps);
   const configs: Config[] = [
     { name: 'baseline (random batches, parameter split, full recompute)', plan: random, split: 'parameters', recompute: 'full' },
     { name: '+ data balance', plan: balanced, split: 'parameters', recompute: 'full', memoryLoad },
@@ -124,7 +126,8 @@ export function planTraining(options: PlanTrainingOptions = {}): TrainingPlan {
       rows.push(sim.row);
       if (last) full = sim;
     } catch (error) {
-      if (last) throw error;
+      // The full plan must fit; when samples over the caps raise its memory bound, say so.
+      if (last) throw cfg.memoryLoad ? withOverCapCause(error, samples, caps, b, g.memoryBytes, (load) => simulateConfig({ ...cfg, memoryLoad: load }, samples, resolved, coef, undefined).stages) : error;
       rows.push({ name: cfg.name, stepMs: NaN, gpuHours: NaN, steps: cfg.plan.steps, speedup: NaN, bubbleFraction: NaN, error: rowError(error) });
     }
   });
