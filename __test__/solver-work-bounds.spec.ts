@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { baselineStages, partitionChunks, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { MAX_SPLIT_ENTRIES } from '../src/model/baselines';
-import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chunk-target';
+import { chunksWithMemoryHint, MAX_CHUNK_SEARCH_WORK, partitionChunksForTarget } from '../src/model/chunk-target';
 import { chunkWorkUnits, MAX_CHUNK_WORK } from '../src/model/chunks';
 import { megatronFirstStageLayers, megatronSettings, withSetting } from '../src/model/target';
 import { syntheticSamples } from '../src/data/synthetic';
@@ -122,7 +122,7 @@ nativeTest('the baseline bound: native and the twin refuse with the same error',
 
 const GIB = 2 ** 30;
 
-test('--target megatron: a search whose planner runs pass 2^24 units in all is refused before any run, naming the runs', (t) => {
+test('--target megatron: a search whose planner runs pass 2^26 units in all is refused before any run, naming the runs', (t) => {
   // 200 layers in 64 x 2 chunks, M 64: 4,669,952 units a run (within the planner's own bound), 74
   // recompute settings and the unconstrained plan: 75 runs. Was: past 5 minutes (one run 7 s).
   const started = performance.now();
@@ -132,7 +132,7 @@ test('--target megatron: a search whose planner runs pass 2^24 units in all is r
   t.is(units(200, 128, 64), chunkWorkUnits(200, 128, 64));
   t.is(
     e.message,
-    `layers must be few enough for the Megatron-LM target's interleaved search (at most 2^24 work units over its chunk planner runs, runs x model chunks x (layer ranges + 2 x micro-batches x model chunks); 200 layers in 128 model chunks (64 stages x 2 virtual stages) with 64 micro-batches, 75 runs (74 recompute settings and the unconstrained plan) of 4669952 units need ${75 * units(200, 128, 64)}): merge layers into blocks, use fewer stages, virtual stages or micro-batches, or plan with target none (--target none: one run)`,
+    `layers must be few enough for the Megatron-LM target's interleaved search (at most 2^26 work units over its chunk planner runs, runs x model chunks x (layer ranges + 2 x micro-batches x model chunks); 200 layers in 128 model chunks (64 stages x 2 virtual stages) with 64 micro-batches, 75 runs (74 recompute settings and the unconstrained plan) of 4669952 units need ${75 * units(200, 128, 64)}): merge layers into blocks, use fewer stages, virtual stages or micro-batches, or plan with target none (--target none: one run)`,
   );
 });
 
@@ -142,8 +142,7 @@ test('--target megatron within the bound still plans: InternVL-Chat-1.5 PP 8 v 4
   const constrained = { ...roomy, firstStageMinLayers: megatronFirstStageLayers(roomy) };
   const settings = megatronSettings(constrained, 'block', 32);
   t.is(settings.length, 39);
-  t.true(40 * chunkWorkUnits(97, 32, 32) <= MAX_CHUNK_WORK);
-  t.true(98 * chunkWorkUnits(97, 32, 32) > MAX_CHUNK_WORK);
+  t.true(40 * chunkWorkUnits(97, 32, 32) <= MAX_CHUNK_SEARCH_WORK);
   const r = partitionChunksForTarget(roomy, 'megatron');
   t.true(r.plan.stages.every((s) => s.memoryBytes <= roomy.memoryBytes));
   t.true(r.plan.chunks[0].lastLayer >= 47);
@@ -154,6 +153,18 @@ test('--target megatron within the bound still plans: InternVL-Chat-1.5 PP 8 v 4
   const at = (k: number) => partitionChunks(withSetting(constrained, { ...last, uniformLayers: k }));
   const k19 = at(19);
   for (const k of [20, 48]) t.deepEqual(at(k), k19, `k ${k}`);
+});
+
+test('--target megatron at PP 8 v 2 with 1,024 micro-batches runs (72 runs of about 600k units: within the search bound, over one run\'s)', (t) => {
+  const p = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 1024, load: { tiles: 18, tokens: 5000 }, schedule: 'interleaved', virtualStages: 2 });
+  const constrained = { ...p, firstStageMinLayers: megatronFirstStageLayers(p) };
+  const runs = megatronSettings(constrained, 'block', 16).length + 1;
+  const need = runs * chunkWorkUnits(97, 16, 1024);
+  t.true(need > MAX_CHUNK_WORK && need <= MAX_CHUNK_SEARCH_WORK, `${runs} runs, ${need} units`);
+  // It searches (here nothing fits at 80 GiB, and the hint names the least memory that does).
+  const e = thrown(() => partitionChunksForTarget(p, 'megatron'));
+  t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE', e.message);
+  t.regex(e.message, /the least memory per GPU at which the interleaved search finds a plan is \d+ bytes \([\d.]+ GiB, rounded up\)/);
 });
 
 test('the least-memory bisection stops at the work bound and says what it found', (t) => {
@@ -173,7 +184,7 @@ test('the least-memory bisection stops at the work bound and says what it found'
   const run = chunkWorkUnits(8, 8, 8);
   t.is(run, 1312);
   const hint = (runs: number) => thrown(() => chunksWithMemoryHint(p, partitionChunks, runs * run)).message.replace(/^.*?per GPU with the recomputation the mode allows/, '');
-  const stopped = `the bisection stopped at the work bound (at most 2^24 work units over the planner's runs; each run of ${run} units)`;
+  const stopped = `the bisection stopped at the work bound (at most 2^26 work units over the planner's runs; each run of ${run} units)`;
   // Room for the planner's own run only.
   t.is(hint(1), `; every chunking fits at 864.00 GiB per GPU (--memory-gib 864.00); the least memory that fits was not searched: ${stopped}`);
   // Three more runs: 1.01, 2.02 and 4.04 GiB do not fit.

@@ -15,8 +15,9 @@
  * - `none`: the chunk planner as asked.
  *
  * Work bound: one search (the target's planner runs, and the bisection for the least memory when
- * nothing fits) spends at most {@link MAX_CHUNK_WORK} work units, each planner run counting its
- * own units ({@link chunkWorkUnits}), as one `partitionChunks` run may. The Megatron-LM target's
+ * nothing fits) spends at most {@link MAX_CHUNK_SEARCH_WORK} work units (four times what one
+ * `partitionChunks` run may, {@link MAX_CHUNK_WORK}), each planner run counting its own units
+ * ({@link chunkWorkUnits}). The Megatron-LM target's
  * runs (one per recompute setting, and the unconstrained plan) are counted up front and refused
  * past it; the bisection stops where the bound leaves no run, and says what it found.
  *
@@ -26,6 +27,12 @@ import { ErrorCodes, invalidOptions, omnibalError, outOfRange } from '../errors'
 import { chunkWorkUnits, MAX_CHUNK_WORK } from './chunks';
 import { partitionChunks, type ChunkPlan, type StageProblem } from './index';
 import { bestSetting, megatronFirstStageLayers, megatronSettings, unlessInfeasible, withSetting, type Target } from './target';
+
+/**
+ * Most work units one chunk target search spends over all its planner runs (2^26: four times a
+ * single run's bound {@link MAX_CHUNK_WORK}; a search at the bound runs for seconds, not minutes).
+ */
+export const MAX_CHUNK_SEARCH_WORK = 4 * MAX_CHUNK_WORK;
 
 /** Why DeepSpeed cannot run an interleaved plan (the refusal's message). */
 export const DEEPSPEED_INTERLEAVED =
@@ -132,11 +139,11 @@ function gibOf(bytes: number): string {
  *
  * @param problem - the chunk problem
  * @param solve - the planner (default {@link partitionChunks}); used again with more memory
- * @param budget - work units left for this run and the bisection (default {@link MAX_CHUNK_WORK})
+ * @param budget - work units left for this run and the bisection (default {@link MAX_CHUNK_SEARCH_WORK})
  * @returns the plan
  * @throws the planner's `ERR_OMNIBAL_INFEASIBLE`, its message extended with the least memory
  */
-export function chunksWithMemoryHint(problem: StageProblem, solve: (p: StageProblem) => ChunkPlan = partitionChunks, budget: number = MAX_CHUNK_WORK): ChunkPlan {
+export function chunksWithMemoryHint(problem: StageProblem, solve: (p: StageProblem) => ChunkPlan = partitionChunks, budget: number = MAX_CHUNK_SEARCH_WORK): ChunkPlan {
   try {
     return solve(problem);
   } catch (error) {
@@ -153,7 +160,7 @@ export function chunksWithMemoryHint(problem: StageProblem, solve: (p: StageProb
     const units = runUnits(problem);
     const runs = units > 0 ? Math.max(0, Math.floor((budget - units) / units)) : Infinity;
     const need = leastChunkMemory(problem, quiet, runs);
-    const stopped = `the bisection stopped at the work bound (at most 2^24 work units over the planner's runs; each run of ${units} units)`;
+    const stopped = `the bisection stopped at the work bound (at most 2^26 work units over the planner's runs; each run of ${units} units)`;
     if (need.exact && need.fits !== undefined) {
       const gib = gibOf(need.fits);
       e.message += `; the least memory per GPU at which the interleaved search finds a plan is ${Math.ceil(need.fits)} bytes (${gib} GiB, rounded up): --memory-gib ${gib}`;
@@ -171,17 +178,17 @@ export function chunksWithMemoryHint(problem: StageProblem, solve: (p: StageProb
 
 /**
  * Refuses, before any run, a Megatron-LM target search whose planner runs (one per recompute
- * setting, and the unconstrained plan) would spend more than {@link MAX_CHUNK_WORK} work units.
+ * setting, and the unconstrained plan) would spend more than {@link MAX_CHUNK_SEARCH_WORK} work units.
  */
 function checkTargetWork(problem: StageProblem, settings: number): void {
   const units = runUnits(problem);
   const runs = settings + 1;
   const need = runs * units;
-  if (!(need > MAX_CHUNK_WORK)) return; // within the bound (or a malformed problem: the planner says what is wrong)
+  if (!(need > MAX_CHUNK_SEARCH_WORK)) return; // within the bound (or a malformed problem: the planner says what is wrong)
   const v = problem.virtualStages ?? 2;
   throw outOfRange(
     'layers',
-    `must be few enough for the Megatron-LM target's interleaved search (at most 2^24 work units over its chunk planner runs, runs x model chunks x (layer ranges + 2 x micro-batches x model chunks); ${problem.forwardMs.length} layers in ${v * problem.stages} model chunks (${problem.stages} stages x ${v} virtual stages) with ${problem.microBatches} micro-batches, ${runs} runs (${settings} recompute settings and the unconstrained plan) of ${units} units need ${need <= Number.MAX_SAFE_INTEGER ? need : 'more'}): merge layers into blocks, use fewer stages, virtual stages or micro-batches, or plan with target none (--target none: one run)`,
+    `must be few enough for the Megatron-LM target's interleaved search (at most 2^26 work units over its chunk planner runs, runs x model chunks x (layer ranges + 2 x micro-batches x model chunks); ${problem.forwardMs.length} layers in ${v * problem.stages} model chunks (${problem.stages} stages x ${v} virtual stages) with ${problem.microBatches} micro-batches, ${runs} runs (${settings} recompute settings and the unconstrained plan) of ${units} units need ${need <= Number.MAX_SAFE_INTEGER ? need : 'more'}): merge layers into blocks, use fewer stages, virtual stages or micro-batches, or plan with target none (--target none: one run)`,
   );
 }
 
@@ -198,7 +205,7 @@ function runUnits(problem: StageProblem): number {
  * @returns the target's best chunk plan
  * @throws `ERR_OMNIBAL_INVALID_OPTIONS` for `deepspeed`; `ERR_OMNIBAL_INFEASIBLE` (with the least
  *   memory that fits) when no plan the target can run fits; `ERR_OMNIBAL_OUT_OF_RANGE` when the
- *   search's planner runs would pass the work bound (2^24 work units, as one `partitionChunks` run may spend), before any run
+ *   search's planner runs would pass the work bound (2^26 work units over all runs, {@link MAX_CHUNK_SEARCH_WORK}), before any run
  */
 export function partitionChunksForTarget(problem: StageProblem, target: Target): ChunkTargetPlan {
   if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, DEEPSPEED_INTERLEAVED);
@@ -221,7 +228,7 @@ export function partitionChunksForTarget(problem: StageProblem, target: Target):
   if (!best) {
     // The most memory-saving setting says how much memory would fit, within the work left.
     try {
-      chunksWithMemoryHint(withSetting(constrained, settings[settings.length - 1]), partitionChunks, MAX_CHUNK_WORK - settings.length * runUnits(problem));
+      chunksWithMemoryHint(withSetting(constrained, settings[settings.length - 1]), partitionChunks, MAX_CHUNK_SEARCH_WORK - settings.length * runUnits(problem));
     } catch (error) {
       const e = error as Error;
       e.message = `no interleaved plan Megatron-LM can run fits (${notes.join('; ')}): ${e.message}`;
