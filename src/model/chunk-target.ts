@@ -205,7 +205,7 @@ function runUnits(problem: StageProblem): number {
  * @returns the target's best chunk plan
  * @throws `ERR_OMNIBAL_INVALID_OPTIONS` for `deepspeed`; `ERR_OMNIBAL_INFEASIBLE` (with the least
  *   memory that fits) when no plan the target can run fits; `ERR_OMNIBAL_OUT_OF_RANGE` when the
- *   search's planner runs would pass the work bound (2^26 work units over all runs, {@link MAX_CHUNK_SEARCH_WORK}), before any run
+ *   search's planner runs would pass the work bound (2^26 work units over all runs), before any run
  */
 export function partitionChunksForTarget(problem: StageProblem, target: Target): ChunkTargetPlan {
   if (target === 'deepspeed') throw omnibalError(ErrorCodes.INVALID_OPTIONS, DEEPSPEED_INTERLEAVED);
