@@ -18,6 +18,21 @@ async function open(where: string): Promise<{ socket: net.Socket; client: LineCl
   return { socket, client, closed };
 }
 
+/**
+ * A connection whose first request (`method`, `params`) is answered, tried again while it is
+ * refused: a slot freed by a close is free once the server has seen the close.
+ */
+async function served(where: string, method: string, params?: unknown): Promise<Awaited<ReturnType<typeof open>>> {
+  for (const end = Date.now() + 10_000; Date.now() < end; ) {
+    const c = await open(where);
+    const first = await Promise.race([c.client.call(method, params, 2_000).catch(() => undefined), c.closed.then(() => undefined)]);
+    if (first?.result) return c;
+    c.socket.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no connection served within 10 s`);
+}
+
 /** What a refused connection received: one -32005 line with id null, then the close. */
 async function refusedWith(where: string): Promise<Msg> {
   const c = await open(where);
@@ -45,16 +60,9 @@ test('--max-connections on a Unix socket: one more is answered -32005 and closed
   held[0].socket.destroy();
   await held[0].closed;
   // The slot is free once the server has seen the close: a new connection is served.
-  let again: Awaited<ReturnType<typeof open>> | undefined;
-  for (const end = Date.now() + 10_000; !again && Date.now() < end; ) {
-    const c = await open(sock);
-    const first = await Promise.race([c.client.call('version', undefined, 2_000).catch(() => undefined), c.closed.then(() => undefined)]);
-    if (first?.result) again = c;
-    else await new Promise((r) => setTimeout(r, 50));
-  }
-  t.truthy(again, 'a connection is served after one held closed');
+  const again = await served(sock, 'version');
   t.is((await refusedWith(sock)).error?.code, -32005, 'and the bound holds again');
-  for (const c of [again!, ...held.slice(1)]) c.socket.destroy();
+  for (const c of [again, ...held.slice(1)]) c.socket.destroy();
   server.kill('SIGTERM');
   t.is(await exited(server), 0, server.stderrText());
   t.false(/error/i.test(server.stderrText()), server.stderrText());
@@ -78,9 +86,7 @@ test('--max-unauthenticated on TCP: strangers waiting for auth are refused past 
   // One stranger leaves: a client that authenticates takes its place, and stops counting as a stranger.
   strangers[0].socket.destroy();
   await strangers[0].closed;
-  await new Promise((r) => setTimeout(r, 200));
-  const b = await open(listen);
-  t.deepEqual((await b.client.call('auth', { token })).result, { ok: true });
+  const b = await served(listen, 'auth', { token });
   const c = await open(listen);
   t.deepEqual((await c.client.call('auth', { token }, 10_000)).result, { ok: true }, 'a place before auth was free again: b authenticated');
   // Four held (a, b, c, one stranger): the next is refused by --max-connections.
