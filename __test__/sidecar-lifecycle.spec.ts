@@ -115,7 +115,8 @@ test('--auth-timeout: a TCP connection that never authenticates is answered -320
   t.timeout(90_000);
   const dir = tempDir();
   const tokenFile = path.join(dir, 'token.json');
-  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--auth-timeout', '1']);
+  // 20 strangers: more than the default --max-unauthenticated (16) would take.
+  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--auth-timeout', '1', '--max-unauthenticated', '32']);
   await waitFor(tokenFile);
   await new Promise((r) => setTimeout(r, 100));
   const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8'));

@@ -458,6 +458,10 @@ class _Calls:
         self.lock = threading.Lock()
         self.pending = {}
         self.ended = None  # why the connection ended, once it has
+        # The last message, when it was an error naming no request while none was pending (a
+        # refused connection's -32005 comes before any request): the calls of a connection that
+        # then ends fail with it rather than with a bare SidecarExited.
+        self.unaddressed = None
 
     def add(self, rid, pending):
         with self.lock:
@@ -495,6 +499,7 @@ class _Calls:
         if rid is None:
             self._fail_unaddressed(msg)
             return
+        self.unaddressed = None
         pending = self.pop(rid)
         if pending is not None:
             pending.response = msg
@@ -507,6 +512,7 @@ class _Calls:
         if "error" not in msg:
             return
         with self.lock:
+            self.unaddressed = msg if not self.pending and isinstance(msg["error"], dict) else None
             unread = [rid for rid, p in self.pending.items() if not p.parsed]
             if not unread:
                 unread = list(self.pending)
@@ -528,7 +534,7 @@ class _Calls:
             waiting = list(self.pending.values())
             self.pending.clear()
         for pending in waiting:
-            pending.response = {"_exited": self.ended}
+            pending.response = self.unaddressed or {"_exited": self.ended}
             pending.event.set()
 
 
@@ -939,7 +945,7 @@ class Client:
             self.require(needs, method)
         pending = _Pending(progress)
         if not self._calls.add(rid, pending):
-            raise self._exited(self._calls.ended)
+            raise self._gone(self._calls.ended)
         try:
             self.send_raw(data, self.timeout if timeout is None else timeout)
         except SidecarTimeout:
@@ -947,8 +953,15 @@ class Client:
             raise
         except OSError:
             self._calls.pop(rid)
-            raise self._exited("the sidecar is not running")
+            raise self._gone("the sidecar is not running")
         return rid, pending
+
+    def _gone(self, why):
+        """The error of a call on a connection that has ended: the error the sidecar ended it
+        with, when its last message was one naming no request (a refused connection:
+        :class:`TooManyConnections`), else :class:`SidecarExited`."""
+        last = self._calls.unaddressed
+        return from_rpc(last["error"]) if last is not None else self._exited(why)
 
     def wait(self, pending, timeout=DEFAULT_TIMEOUT, rid=None):
         """Waits for a request's answer; returns the result or raises its error.

@@ -7,7 +7,8 @@ class OmnibalError(Exception):
     def __init__(self, message, rpc_code=None, code=None):
         super().__init__(message)
         #: JSON-RPC error code (-32700 parse, -32600 invalid request, -32601 method not found,
-        #: -32602 invalid params, -32000 server, -32001 limit, -32800 cancelled).
+        #: -32602 invalid params, -32000 server, -32001 limit, -32002 unauthorized, -32003 unknown
+        #: handle, -32004 shutting down, -32005 too many connections, -32800 cancelled).
         self.rpc_code = rpc_code
         #: omnibal's stable code (``ERR_OMNIBAL_...``), when the error has one.
         self.code = code
@@ -38,6 +39,13 @@ class Cancelled(OmnibalError):
 class ShuttingDown(OmnibalError):
     """The sidecar stopped (SIGTERM/SIGINT or ``shutdown``) before this request was finished
     (-32004, ``ERR_OMNIBAL_SHUTTING_DOWN``): not a crash; send it again to a running sidecar."""
+
+
+class TooManyConnections(OmnibalError):
+    """A socket sidecar already holds as many connections as it takes (-32005,
+    ``ERR_OMNIBAL_TOO_MANY_CONNECTIONS``: ``--max-connections``, or on TCP
+    ``--max-unauthenticated`` before ``auth``): this connection was refused and closed before any
+    request ran. Close a client you do not need, or try again later."""
 
 
 class SidecarNotFound(OmnibalError):
@@ -88,7 +96,7 @@ class RankWarning(UserWarning):
 
 
 _BY_CODE = {-32602: InvalidParams, -32601: MethodNotFound, -32001: LimitExceeded, -32800: Cancelled, -32002: Unauthorized,
-            -32003: UnknownHandle, -32004: ShuttingDown}
+            -32003: UnknownHandle, -32004: ShuttingDown, -32005: TooManyConnections}
 
 
 def from_rpc(error):

@@ -230,6 +230,48 @@ class Socket(unittest.TestCase):
                     proc.wait()
                 proc.stderr.close()
 
+    def test_a_connection_over_max_connections_raises_too_many_connections(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            sock = os.path.join(tmp, "s.sock")
+            token_file = os.path.join(tmp, "token.json")
+            procs = [subprocess.Popen(["node", CLI, "serve", "--listen", sock, "--max-connections", "1"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL),
+                     subprocess.Popen(["node", CLI, "serve", "--listen", "127.0.0.1:0", "--token-file", token_file, "--max-connections", "1"],
+                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)]
+            try:
+                for proc in procs:
+                    proc.stderr.readline()  # listening
+                # Unix socket: the refusal comes before any request; the first call raises it.
+                with Client(socket_path=sock, timeout=30) as first:
+                    self.assertEqual(first.call("version")["protocol"], "omnibal-rpc/1")
+                    with Client(socket_path=sock, timeout=30) as second:
+                        with self.assertRaises(omnibal.TooManyConnections) as caught:
+                            second.call("version")
+                    self.assertEqual(caught.exception.rpc_code, -32005)
+                    self.assertEqual(caught.exception.code, "ERR_OMNIBAL_TOO_MANY_CONNECTIONS")
+                    self.assertIn("--max-connections", str(caught.exception))
+                    self.assertEqual(first.call("version")["protocol"], "omnibal-rpc/1", "the connection held serves on")
+                # TCP: the client's auth (in its constructor) raises it.
+                with Client.from_token_file(token_file, timeout=30) as first:
+                    with self.assertRaises(omnibal.TooManyConnections):
+                        Client.from_token_file(token_file, timeout=30)
+                    self.assertEqual(first.call("version")["protocol"], "omnibal-rpc/1")
+                # The slot is freed once the server sees the close.
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        with Client.from_token_file(token_file, timeout=30) as again:
+                            self.assertEqual(again.call("version")["protocol"], "omnibal-rpc/1")
+                        break
+                    except omnibal.TooManyConnections:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
+            finally:
+                for proc in procs:
+                    proc.send_signal(signal.SIGTERM)
+                    self.assertEqual(proc.wait(30), 0)
+                    proc.stderr.close()
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -22,6 +22,7 @@ import { exportLines } from './export-lines';
 import { formatTable } from './table';
 import { checkOutputFiles, writeOutputFile, writeStdout } from './output';
 import { calibrationWarningsForCli } from './warnings';
+import { readPlanInputs, recordedInputs } from './plan-paths';
 import { checkCalibration } from '../model/calibration-file';
 import { addMemoryFlags, checkMemorySize, targetFlag, trainingFlags, zeroFlag, type MemoryFlags } from './memory-flags';
 
@@ -138,6 +139,12 @@ function human(plan: TrainingPlan): string {
   ].join('\n');
 }
 
+/** The plan as the file `out` holds it: its `--input` files relative to `out`'s folder (absolute ones as given). */
+function savedAt(plan: TrainingPlan, input: string[], out: string): TrainingPlan {
+  if (input.length === 0) return plan;
+  return { ...plan, replay: { ...plan.replay, inputs: { files: recordedInputs(input, out) } } };
+}
+
 function readCalibration(file: string | undefined): Calibration | undefined {
   if (!file) return undefined;
   const doc = readJsonFile(file, 'calibration file');
@@ -229,7 +236,9 @@ async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
   const warnings = calibrationWarningsForCli(calibration ? calibrationWarnings(flags.model, flags.gpu, calibration) : []);
   for (const w of warnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   const samples = flags.input.length > 0 ? await readSamples(flags.input) : syntheticSamples(flags.synthetic, flags.seed);
-  const inputs = flags.input.length > 0 ? { files: flags.input } : { synthetic: flags.synthetic, seed: flags.seed };
+  // The plan names its files absolute (stdout's JSON, the report); the --out file names relative
+  // ones relative to its own folder, as simulate --plan reads them (plan-paths.ts).
+  const inputs = flags.input.length > 0 ? { files: recordedInputs(flags.input) } : { synthetic: flags.synthetic, seed: flags.seed };
   const common = {
     model: flags.model,
     gpu: flags.gpu,
@@ -287,7 +296,7 @@ async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
         inputs,
       });
       if (flags.report) await writeOutputFile(flags.report, renderReport(bestPlan, bestPlan.memoryBytes));
-      if (flags.out) await writeOutputFile(flags.out, `${JSON.stringify(bestPlan)}\n`);
+      if (flags.out) await writeOutputFile(flags.out, `${JSON.stringify(savedAt(bestPlan, flags.input, flags.out))}\n`);
     }
     const rows = ranked.map((c, i) => [
       c.error ? '-' : i + 1,
@@ -342,9 +351,8 @@ async function planCommand(flags: PlanFlags, command?: Command): Promise<void> {
   for (const w of dataWarnings) process.stderr.write(`omnibal: warning: ${w}\n`);
   if (plan.warnings) plan.warnings = [...warnings, ...dataWarnings];
   if (flags.report) await writeOutputFile(flags.report, renderReport(plan, plan.memoryBytes));
-  const json = `${JSON.stringify(plan)}\n`;
-  if (flags.out) await writeOutputFile(flags.out, json);
-  if (flags.json) await writeStdout(json);
+  if (flags.out) await writeOutputFile(flags.out, `${JSON.stringify(savedAt(plan, flags.input, flags.out))}\n`);
+  if (flags.json) await writeStdout(`${JSON.stringify(plan)}\n`);
   else await writeStdout(`${human(plan)}\n`);
 }
 
@@ -370,7 +378,7 @@ export function registerPlan(program: Command): void {
     .option('--simulated-steps <n>', 'steps simulated per configuration (default 16; 4 per layout with --search-layout)', num)
     .option('--epochs <n>', 'epochs to predict the training time of', num, 1)
     .option('--json', 'write the whole plan as one JSON object')
-    .option('--out <file>', 'also write the JSON plan to this file (with --search-layout: of the best layout)')
+    .option('--out <file>', "also write the JSON plan to this file (with --search-layout: of the best layout); it names relative --input files relative to its own folder (stdout's --json: absolute), as simulate --plan reads them")
     .option('--report <file>', 'write a self-contained HTML report with charts (with --search-layout: of the best layout)')
     .option('--calibration <file>', 'measured layer times and stage memory to calibrate the cost model (see README)')
     .option('--search-layout', 'rank every tp x pp x dp layout of the GPUs and micro-batch size (half, as given, double; same global batch) by predicted GPU-hours');
@@ -378,9 +386,9 @@ export function registerPlan(program: Command): void {
 
   program
     .command('simulate')
-    .description('re-simulate a plan written by omnibal plan --json (edit its stages, cluster or accum by hand to ask what-if)')
-    .requiredOption('--plan <file>', 'the plan JSON')
-    .option('--input <file>', 'length file(s), when the plan was made from files elsewhere; repeatable', collect, [])
+    .description('re-simulate a plan written by omnibal plan --json or --out (edit its stages, cluster or accum by hand to ask what-if)')
+    .requiredOption('--plan <file>', "the plan JSON; the length files it names (replay.inputs.files) are read relative to this file's folder when relative, so it reads the same files from any working directory")
+    .option('--input <file>', 'length file(s) instead of those the plan names (relative to the working directory); repeatable', collect, [])
     .option('--json', 'write one JSON object')
     .action(async (flags: { plan: string; input: string[]; json?: boolean }) => {
       const saved = checkSavedPlan(readJsonFile(flags.plan, 'plan file'));
@@ -389,7 +397,7 @@ export function registerPlan(program: Command): void {
         flags.input.length > 0
           ? await readSamples(flags.input)
           : inputs && 'files' in inputs
-            ? await readSamples(inputs.files)
+            ? await readPlanInputs(inputs.files, flags.plan)
             : syntheticSamples(inputs && 'synthetic' in inputs ? inputs.synthetic : DEFAULT_RUN.samples, inputs && 'seed' in inputs ? inputs.seed : 0);
       const r = simulateSavedPlan(saved, samples);
       if (flags.json) {

@@ -10,6 +10,7 @@ import { nativeModule } from '../binding';
 import { ErrorCodes, omnibalError, type OmnibalError } from '../errors';
 import { pinHeapShape } from '../sidecar/heap';
 import type { ServeOptions } from '../sidecar/server';
+import { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS } from '../sidecar/connections';
 import { MAX_TIMEOUT_S } from '../sidecar/context';
 
 /** A strict positive integer option (`abc`, `1e3`, `0`, `-1` are usage errors, exit 2). */
@@ -24,6 +25,13 @@ function positiveInt(value: string): number {
 function timeoutSeconds(value: string): number {
   const n = positiveInt(value);
   if (n > MAX_TIMEOUT_S) throw new InvalidArgumentError(`must be at most ${MAX_TIMEOUT_S} seconds (Node's longest timer), got ${value}`);
+  return n;
+}
+
+/** A connection count: a positive integer up to {@link MAX_CONNECTIONS}. */
+function connectionCount(value: string): number {
+  const n = positiveInt(value);
+  if (n > MAX_CONNECTIONS) throw new InvalidArgumentError(`must be at most ${MAX_CONNECTIONS}, got ${value}`);
   return n;
 }
 
@@ -67,10 +75,16 @@ export function registerServe(program: Command): void {
     .option('--max-queued-bytes <n>', 'bytes of requests held (received, not yet answered), all connections together; over it, connections are not read (default 1 GiB)', positiveInt)
     .option('--stall-timeout <seconds>', 'a socket connection that sends nothing for this long in the middle of a request is answered -32001 and closed, freeing what it held (default 60)', timeoutSeconds)
     .option('--auth-timeout <seconds>', 'a TCP connection that has not sent auth with the token this long after connecting is answered -32002 and closed (default 10)', timeoutSeconds)
+    .option('--max-connections <n>', `socket connections held at once; one more is answered -32005 (ERR_OMNIBAL_TOO_MANY_CONNECTIONS) and closed at once (default 64, at most ${MAX_CONNECTIONS})`, connectionCount)
+    .option('--max-unauthenticated <n>', 'of those, TCP connections not yet authenticated; one more is refused the same way, so strangers cannot take every slot (default a quarter of --max-connections, at least 1; at most --max-connections)', connectionCount)
     // Usage errors reach main() (exit 2) instead of commander's own exit(1).
     .exitOverride()
     .action(async (flags: ServeOptions & { listen?: string }) => {
       const { listen, ...options } = flags;
+      const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+      if (options.maxUnauthenticated !== undefined && options.maxUnauthenticated > maxConnections) {
+        throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--max-unauthenticated (${options.maxUnauthenticated}) must be at most --max-connections (${maxConnections}): they are among the connections held`);
+      }
       // A dedicated process: its heap keeps the size it starts with (flat RSS, see heap.ts), and
       // natively freed memory stays for the next plan (crate/node/src/memory.rs).
       pinHeapShape();

@@ -7,6 +7,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import * as os from 'node:os';
 import { outOfRange } from '../errors';
+import { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS } from './connections';
 import { PlanStore } from './plan-store';
 import { RequestBytes } from './request-bytes';
 import { PlanWorkers, TaskPool } from './task-pool';
@@ -50,6 +51,17 @@ export interface ServeOptions {
    * accepted; then it is answered -32002 and closed. Default 10 (Unix sockets and stdio need no auth).
    */
   authTimeout?: number;
+  /**
+   * Socket connections held at once; one more is answered -32005
+   * (`ERR_OMNIBAL_TOO_MANY_CONNECTIONS`) and closed at once. Default 64, at most 65,536.
+   */
+  maxConnections?: number;
+  /**
+   * Of those, TCP connections that have not authenticated yet (more are refused as above), so
+   * strangers cannot hold every slot. Default a quarter of `maxConnections` (16), at least 1, at
+   * most `maxConnections`.
+   */
+  maxUnauthenticated?: number;
   /** Where a socket sidecar writes `{"listen", "token", "pid"}` (mode 0600). */
   tokenFile?: string;
 }
@@ -65,6 +77,12 @@ function resolveLimits(o: ServeOptions): Limits {
   if (o.maxLineBytes !== undefined && o.maxLineBytes > MAX_STRING_LENGTH) {
     throw outOfRange('maxLineBytes', `must be at most ${MAX_STRING_LENGTH} bytes (the longest string Node.js can make of a line), got ${o.maxLineBytes}`);
   }
+  const maxConnections = o.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  if (maxConnections > MAX_CONNECTIONS) throw outOfRange('maxConnections', `must be at most ${MAX_CONNECTIONS}, got ${maxConnections}`);
+  const maxUnauthenticated = o.maxUnauthenticated ?? Math.max(1, Math.floor(maxConnections / 4));
+  if (maxUnauthenticated > maxConnections) {
+    throw outOfRange('maxUnauthenticated', `must be at most maxConnections (${maxConnections}): they are among the connections held, got ${maxUnauthenticated}`);
+  }
   return {
     maxLineBytes: o.maxLineBytes ?? 64 * 2 ** 20,
     maxSamples: o.maxSamples ?? 20_000_000,
@@ -78,6 +96,8 @@ function resolveLimits(o: ServeOptions): Limits {
     // Node's timers hold at most 2^31 - 1 ms: a longer wait would fire at once.
     stallTimeout: Math.min(o.stallTimeout ?? 60, MAX_TIMEOUT_S),
     authTimeout: Math.min(o.authTimeout ?? 10, MAX_TIMEOUT_S),
+    maxConnections,
+    maxUnauthenticated,
   };
 }
 

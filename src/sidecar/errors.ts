@@ -23,6 +23,8 @@ export const RpcErrors = {
   UNKNOWN_HANDLE: -32003,
   /** The server is stopping (SIGTERM/SIGINT, or `shutdown`): a request in flight was not finished. */
   SHUTTING_DOWN: -32004,
+  /** A socket connection over `--max-connections` (or `--max-unauthenticated`): refused and closed at once. */
+  TOO_MANY_CONNECTIONS: -32005,
   /** The request was cancelled. */
   CANCELLED: -32800,
 } as const;
@@ -41,6 +43,8 @@ export const SidecarCodes = {
   ADDRESS_IN_USE: 'ERR_OMNIBAL_ADDRESS_IN_USE',
   /** The server stopped before this request was finished. */
   SHUTTING_DOWN: 'ERR_OMNIBAL_SHUTTING_DOWN',
+  /** The sidecar holds as many connections as it takes (`--max-connections`, `--max-unauthenticated`). */
+  TOO_MANY_CONNECTIONS: 'ERR_OMNIBAL_TOO_MANY_CONNECTIONS',
 } as const;
 
 /** An error answered as `{code, message, data}`. */

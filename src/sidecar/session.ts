@@ -30,6 +30,8 @@ export interface Transport {
   close(): void;
   /** Closes the connection once the bytes written so far are sent (default: {@link Transport.close}). */
   end?(): void;
+  /** The connection authenticated (a TCP connection's `auth` with the token): it no longer counts as a stranger (`--max-unauthenticated`). */
+  authenticated?(): void;
 }
 
 type Id = string | number | null;
@@ -629,6 +631,7 @@ export class Session {
     }
     if (method === 'auth') {
       if (tokenMatches(this.ctx.token, params.token)) {
+        if (!this.authenticated) this.transport.authenticated?.();
         this.authenticated = true;
         clearTimeout(this.authTimer);
         return answer({ ok: true });

@@ -10,6 +10,8 @@ import * as os from 'node:os';
 import { backend } from '../binding';
 import { version } from '../package';
 import { newContext, type ServeOptions } from './context';
+import { ConnectionSlots, REFUSING_AT_ONCE, refuseConnection } from './connections';
+import { RpcError } from './errors';
 import { clearStaleSocket, listenUnix, parseListen, serverToken } from './listen';
 import { Session } from './session';
 import { lockSocketPath } from './socket-lock';
@@ -112,16 +114,22 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     if (listening) close();
   };
   const ctx = newContext(options, stop, token);
+  // At most --max-connections connections (--max-unauthenticated of them before auth); one more
+  // is answered -32005 and closed before it gets a session.
+  const slots = new ConnectionSlots(ctx.limits.maxConnections, ctx.limits.maxUnauthenticated);
   // Half-open: a client that shuts down its write side still gets the answers to what it sent
   // (as on stdio when stdin ends); the connection closes once they are sent.
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     if (stopping) return void socket.destroy();
+    const slot = slots.take(where.kind === 'tcp');
+    if (slot instanceof RpcError) return refuseConnection(socket, slot);
     const session = new Session(ctx, where.kind, {
       write: (line) => void (!socket.destroyed && socket.write(line)),
       pendingBytes: () => socket.writableLength,
       setReading: (on) => (on ? socket.resume() : socket.pause()),
       close: () => socket.destroy(),
       end: () => socket.end(),
+      authenticated: () => slot.authenticated(),
     });
     sessions.add(session);
     socket.on('data', (c: Buffer) => session.feed(c));
@@ -129,10 +137,13 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     socket.on('end', () => session.inputEnded());
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      slot.release();
       sessions.delete(session);
       session.close();
     });
   });
+  // Refusals still being sent are bounded too: past them, a new connection is closed at once.
+  server.maxConnections = ctx.limits.maxConnections + REFUSING_AT_ONCE;
   // Installed before anything is created: a signal during start-up still removes the socket file
   // and ends with exit 0 (the default action would kill the process and leave the file behind).
   process.on('SIGTERM', onSignal);

@@ -1,0 +1,140 @@
+// How many connections a socket sidecar holds (`--max-connections`, `--max-unauthenticated`):
+// one more is answered -32005 and closed at once, a closed connection frees its slot, strangers
+// cannot take the slots of authenticated clients, and the server serves on throughout.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import type * as net from 'node:net';
+import * as path from 'node:path';
+import test from 'ava';
+import { ConnectionSlots } from '../src/sidecar/connections';
+import { cli } from './helpers';
+import { connect, exited, LineClient, spawnServe, tempDir, waitFor, type Msg } from './sidecar-harness';
+
+/** A connection's client, and the promise of everything it received once it closes. */
+async function open(where: string): Promise<{ socket: net.Socket; client: LineClient; closed: Promise<Msg[]> }> {
+  const socket = await connect(where);
+  const client = new LineClient(socket, socket);
+  const closed = new Promise<Msg[]>((resolve) => socket.once('close', () => resolve(client.lines.messages as Msg[])));
+  return { socket, client, closed };
+}
+
+/**
+ * A connection whose first request (`method`, `params`) is answered, tried again while it is
+ * refused: a slot freed by a close is free once the server has seen the close.
+ */
+async function served(where: string, method: string, params?: unknown): Promise<Awaited<ReturnType<typeof open>>> {
+  for (const end = Date.now() + 10_000; Date.now() < end; ) {
+    const c = await open(where);
+    const first = await Promise.race([c.client.call(method, params, 2_000).catch(() => undefined), c.closed.then(() => undefined)]);
+    if (first?.result) return c;
+    c.socket.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no connection served within 10 s`);
+}
+
+/** What a refused connection received: one -32005 line with id null, then the close. */
+async function refusedWith(where: string): Promise<Msg> {
+  const c = await open(where);
+  let timer: NodeJS.Timeout | undefined;
+  const got = await Promise.race([c.closed, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the refused connection stayed open')), 10_000)))]).finally(() => clearTimeout(timer));
+  if (got.length !== 1) throw new Error(`expected one line, got ${JSON.stringify(got)}`);
+  return got[0];
+}
+
+test('--max-connections on a Unix socket: one more is answered -32005 and closed at once; a closed one frees its slot; the others serve on', async (t) => {
+  t.timeout(60_000);
+  const sock = path.join(tempDir(), 's.sock');
+  const server = spawnServe(['--listen', sock, '--max-connections', '3']);
+  await waitFor(sock);
+  const held = await Promise.all([open(sock), open(sock), open(sock)]);
+  for (const c of held) t.is((await c.client.call('version')).result.protocol, 'omnibal-rpc/1');
+  for (let i = 0; i < 3; i++) {
+    const m = await refusedWith(sock);
+    t.is(m.id, null);
+    t.is(m.error?.code, -32005, JSON.stringify(m));
+    t.is(m.error?.data?.code, 'ERR_OMNIBAL_TOO_MANY_CONNECTIONS');
+    t.regex(m.error!.message, /at most 3 at once \(--max-connections\)/);
+  }
+  for (const c of held) t.is((await c.client.call('version')).result.protocol, 'omnibal-rpc/1', 'the connections held serve on');
+  held[0].socket.destroy();
+  await held[0].closed;
+  // The slot is free once the server has seen the close: a new connection is served.
+  const again = await served(sock, 'version');
+  t.is((await refusedWith(sock)).error?.code, -32005, 'and the bound holds again');
+  for (const c of [again, ...held.slice(1)]) c.socket.destroy();
+  server.kill('SIGTERM');
+  t.is(await exited(server), 0, server.stderrText());
+  t.false(/error/i.test(server.stderrText()), server.stderrText());
+});
+
+test('--max-unauthenticated on TCP: strangers waiting for auth are refused past their bound, not the clients that authenticate; an authenticated client no longer counts as one', async (t) => {
+  t.timeout(60_000);
+  const tokenFile = path.join(tempDir(), 'token.json');
+  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--max-connections', '4', '--max-unauthenticated', '2']);
+  await waitFor(tokenFile);
+  const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
+  const a = await open(listen);
+  t.deepEqual((await a.client.call('auth', { token })).result, { ok: true });
+  // Two strangers that never authenticate take the two places before auth; a third is refused.
+  const strangers = [await open(listen), await open(listen)];
+  const third = await refusedWith(listen);
+  t.is(third.error?.code, -32005, JSON.stringify(third));
+  t.is(third.error?.data?.code, 'ERR_OMNIBAL_TOO_MANY_CONNECTIONS');
+  t.regex(third.error!.message, /at most 2 at once \(--max-unauthenticated\)/);
+  t.is((await a.client.call('version')).result.protocol, 'omnibal-rpc/1', 'the authenticated client is served');
+  // One stranger leaves: a client that authenticates takes its place, and stops counting as a stranger.
+  strangers[0].socket.destroy();
+  await strangers[0].closed;
+  const b = await served(listen, 'auth', { token });
+  const c = await open(listen);
+  t.deepEqual((await c.client.call('auth', { token }, 10_000)).result, { ok: true }, 'a place before auth was free again: b authenticated');
+  // Four held (a, b, c, one stranger): the next is refused by --max-connections.
+  const full = await refusedWith(listen);
+  t.regex(full.error!.message, /at most 4 at once \(--max-connections\)/);
+  for (const x of [a, b, c]) t.is((await x.client.call('version')).result.protocol, 'omnibal-rpc/1');
+  for (const x of [a, b, c, strangers[1]]) x.socket.destroy();
+  server.kill('SIGTERM');
+  t.is(await exited(server), 0, server.stderrText());
+});
+
+test('ConnectionSlots: both bounds; authenticated and release act once each', (t) => {
+  const slots = new ConnectionSlots(3, 1);
+  const x = slots.take(true);
+  if (!('release' in x)) return t.fail('refused the first connection');
+  t.is(slots.take(true) instanceof Error, true, 'a second stranger is over --max-unauthenticated');
+  const y = slots.take(false);
+  t.false(y instanceof Error);
+  x.authenticated();
+  x.authenticated();
+  t.is(slots.unauthenticated, 0);
+  const z = slots.take(true);
+  t.false(z instanceof Error);
+  t.is(slots.held, 3);
+  t.is(slots.take(false) instanceof Error, true, 'over --max-connections');
+  x.release();
+  x.release();
+  t.is(slots.held, 2);
+  if ('release' in z) z.release();
+  t.is(slots.unauthenticated, 0, 'a stranger that closes frees its place before auth');
+  t.is(slots.held, 1);
+});
+
+test('serve --max-connections and --max-unauthenticated are checked strictly (exit 2, one line) and listed in --help', (t) => {
+  for (const flag of ['--max-connections', '--max-unauthenticated']) {
+    for (const bad of ['abc', '0', '-1', '1e3', '0.5', '', '65537']) {
+      const r = spawnSync(process.execPath, [cli, 'serve', flag, bad], { encoding: 'utf8', input: '' });
+      t.is(r.status, 2, `${flag} ${JSON.stringify(bad)}: ${r.stderr}`);
+      t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+      t.regex(r.stderr, new RegExp(`${flag}.*ERR_OMNIBAL_`));
+    }
+  }
+  const over = spawnSync(process.execPath, [cli, 'serve', '--max-connections', '8', '--max-unauthenticated', '9'], { encoding: 'utf8', input: '' });
+  t.is(over.status, 2, over.stderr);
+  t.regex(over.stderr, /--max-unauthenticated \(9\) must be at most --max-connections \(8\)/);
+  t.is(spawnSync(process.execPath, [cli, 'serve', '--max-connections', '65536', '--max-unauthenticated', '65536'], { encoding: 'utf8', input: '' }).status, 0);
+  const help = spawnSync(process.execPath, [cli, 'serve', '--help'], { encoding: 'utf8' });
+  t.regex(help.stdout, /--max-connections <n>/);
+  t.regex(help.stdout, /--max-unauthenticated <n>/);
+  t.regex(help.stdout, /default 64/);
+});

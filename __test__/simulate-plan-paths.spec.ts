@@ -1,0 +1,94 @@
+// The length files a saved plan names (`replay.inputs.files`): relative ones are read against the
+// plan file's own folder, never the working directory, so `simulate --plan` reads the same files
+// from anywhere; `plan --out` writes them that way, `plan --json` on stdout absolute.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import test from 'ava';
+import { cli } from './helpers';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'omnibal-plan-paths-'));
+const proj = path.join(root, 'proj');
+const elsewhere = path.join(root, 'elsewhere');
+for (const d of [path.join(proj, 'data'), path.join(proj, 'plans'), path.join(elsewhere, 'data')]) fs.mkdirSync(d, { recursive: true });
+const lengths = (n: number, k: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ vit_num: 1 + ((i * k) % 5), token_num: 300 + ((i * 37 * k) % 900) })));
+fs.writeFileSync(path.join(proj, 'data', 'l.json'), lengths(3000, 1));
+// A decoy at the same relative path from the other folder: reading it would give other figures.
+fs.writeFileSync(path.join(elsewhere, 'data', 'l.json'), lengths(5000, 3));
+
+function omnibal(args: string[], cwd: string) {
+  return spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+}
+
+const plan = ['plan', '--model', 'tiny-vlm', '--gpu', 'cpu', '--gpus', '4', '--pp', '2', '--accum', '4', '--simulated-steps', '1'];
+
+/** `simulate --plan FILE --json` from `cwd`: its stdout (exit 0 asserted by the caller). */
+const simulate = (file: string, cwd: string, extra: string[] = []) => omnibal(['simulate', '--plan', file, '--json', ...extra], cwd);
+
+test('plan --out names a relative --input relative to its own folder; simulate --plan reads it from any working directory, with the same result', (t) => {
+  const made = omnibal([...plan, '--input', 'data/l.json', '--out', 'plans/p.json', '--json'], proj);
+  t.is(made.status, 0, made.stderr);
+  const saved = JSON.parse(fs.readFileSync(path.join(proj, 'plans', 'p.json'), 'utf8'));
+  t.deepEqual(saved.replay.inputs, { files: ['../data/l.json'] });
+  // On stdout the plan's file is not known: absolute.
+  t.deepEqual(JSON.parse(made.stdout).replay.inputs, { files: [path.join(proj, 'data', 'l.json')] });
+  const here = simulate('plans/p.json', proj);
+  t.is(here.status, 0, here.stderr);
+  const there = simulate(path.join(proj, 'plans', 'p.json'), elsewhere);
+  t.is(there.status, 0, there.stderr);
+  t.is(there.stdout, here.stdout);
+  const fromPlans = simulate('p.json', path.join(proj, 'plans'));
+  t.is(fromPlans.stdout, here.stdout, fromPlans.stderr);
+});
+
+test("a hand-written plan's relative file is read against the plan's folder, not a same-named file under the working directory", (t) => {
+  const made = omnibal([...plan, '--input', 'data/l.json', '--json'], proj);
+  t.is(made.status, 0, made.stderr);
+  const doc = JSON.parse(made.stdout);
+  doc.replay.inputs = { files: ['data/l.json'] };
+  const file = path.join(proj, 'hand.json');
+  fs.writeFileSync(file, JSON.stringify(doc));
+  const here = simulate('hand.json', proj);
+  t.is(here.status, 0, here.stderr);
+  const there = simulate(file, elsewhere);
+  t.is(there.status, 0, there.stderr);
+  t.is(there.stdout, here.stdout);
+  // The decoy under the other working directory gives other figures: it was not the one read.
+  const decoy = simulate(file, elsewhere, ['--input', 'data/l.json']);
+  t.is(decoy.status, 0, decoy.stderr);
+  t.not(JSON.parse(decoy.stdout).stepMs, JSON.parse(here.stdout).stepMs);
+  // An absolute path is used as given.
+  doc.replay.inputs = { files: [path.join(proj, 'data', 'l.json')] };
+  fs.writeFileSync(path.join(proj, 'plans', 'abs.json'), JSON.stringify(doc));
+  t.is(simulate(path.join(proj, 'plans', 'abs.json'), elsewhere).stdout, here.stdout);
+});
+
+test("a plan's missing relative file: exit 2, one line naming the resolved path and the plan's entry", (t) => {
+  const made = omnibal([...plan, '--input', 'data/l.json', '--json'], proj);
+  t.is(made.status, 0, made.stderr);
+  const doc = JSON.parse(made.stdout);
+  doc.replay.inputs = { files: ['../data/l.json', 'data/missing.json'] };
+  const file = path.join(proj, 'plans', 'missing.json');
+  fs.writeFileSync(file, JSON.stringify(doc));
+  const r = omnibal(['simulate', '--plan', file], elsewhere);
+  t.is(r.status, 2, r.stderr);
+  t.is(r.stdout, '');
+  const lines = r.stderr.trim().split('\n');
+  t.is(lines.length, 1, r.stderr);
+  t.true(lines[0].includes(`${path.join(proj, 'plans', 'data', 'missing.json')}:`), lines[0]);
+  t.true(lines[0].includes('replay.inputs.files[1] "data/missing.json"'), lines[0]);
+  t.regex(lines[0], /\[ERR_OMNIBAL_[A-Z_]+\]$/);
+  t.false(/\n\s+at /.test(r.stderr));
+});
+
+test('plan --out keeps an absolute --input as given, and names one outside its folder with ..', (t) => {
+  const abs = path.join(proj, 'data', 'l.json');
+  const out = path.join(elsewhere, 'deep', 'p.json');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const r = omnibal([...plan, '--input', abs, '--input', '../proj/data/l.json', '--out', out], elsewhere);
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(JSON.parse(fs.readFileSync(out, 'utf8')).replay.inputs, { files: [abs, '../../proj/data/l.json'] });
+  const s = simulate(out, proj);
+  t.is(s.status, 0, s.stderr);
+});

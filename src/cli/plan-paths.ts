@@ -1,0 +1,51 @@
+/**
+ * The length files a saved training plan names (`replay.inputs.files`, the only paths a plan
+ * carries: its model and GPU are preset names, its calibration is held inline). A relative path
+ * in a plan is relative to the plan file's own folder, never to the working directory, so
+ * `omnibal simulate --plan FILE` reads the same files wherever it is run from; an absolute path
+ * is used as given. `omnibal plan --out FILE` writes its relative `--input`s that way (relative
+ * to FILE's folder); a plan on stdout (`--json`), whose file is not known, names them absolute.
+ *
+ * @module
+ */
+import * as path from 'node:path';
+import { isOmnibalError, omnibalError } from '../errors';
+import { readSamples, type LoadedSamples } from '../io/samples';
+
+/** A path as a plan file records it: `/`-separated on every system. */
+const portable = (p: string) => p.split(path.sep).join('/');
+
+/**
+ * The `--input` files as a plan records them: each relative one relative to the folder of
+ * `planFile` (the `--out` file), or absolute when the plan's file is not known (stdout); an
+ * absolute one as given.
+ */
+export function recordedInputs(files: readonly string[], planFile?: string): string[] {
+  return files.map((f) => {
+    if (path.isAbsolute(f)) return f;
+    const absolute = path.resolve(f);
+    return planFile === undefined ? absolute : portable(path.relative(path.dirname(path.resolve(planFile)), absolute));
+  });
+}
+
+/** A plan's input path as read: a relative one against the folder of `planFile`, an absolute one as given. */
+export function resolvePlanInput(file: string, planFile: string): string {
+  return path.isAbsolute(file) ? file : path.resolve(path.dirname(path.resolve(planFile)), file);
+}
+
+/**
+ * Reads the length files a saved plan names, each relative one resolved against the plan file's
+ * folder. A file that cannot be read is the reader's coded error, naming the resolved path, with
+ * the entry of the plan it came from.
+ */
+export async function readPlanInputs(files: readonly string[], planFile: string): Promise<LoadedSamples> {
+  const resolved = files.map((f) => resolvePlanInput(f, planFile));
+  try {
+    return await readSamples(resolved);
+  } catch (error) {
+    if (!isOmnibalError(error)) throw error;
+    const k = resolved.findIndex((r, i) => r !== files[i] && error.message.startsWith(`${r}:`));
+    if (k < 0) throw error;
+    throw omnibalError(error.code, `${error.message} (the plan's replay.inputs.files[${k}] ${JSON.stringify(files[k])}, relative to the plan file's folder ${path.dirname(path.resolve(planFile))})`, error);
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * How many socket connections a sidecar holds at once (`--max-connections`), and how many of
+ * them may be waiting to authenticate (`--max-unauthenticated`, TCP only): a connection over
+ * either bound is answered -32005 (`ERR_OMNIBAL_TOO_MANY_CONNECTIONS`) and closed at once, before
+ * it gets a session, buffers or a timer; a connection that closes frees its slot. Strangers so
+ * cannot take the slots of clients that authenticated, nor every slot a new client needs.
+ *
+ * @module
+ */
+import type * as net from 'node:net';
+import { RpcError, RpcErrors, SidecarCodes } from './errors';
+
+/** `--max-connections` when not given. */
+export const DEFAULT_MAX_CONNECTIONS = 64;
+
+/** Most `--max-connections` (and `--max-unauthenticated`) may be. */
+export const MAX_CONNECTIONS = 65_536;
+
+/**
+ * Refused connections still open (their line being sent), beyond `--max-connections`: past
+ * that, Node.js closes a new connection at once without a line (`net.Server.maxConnections`).
+ */
+export const REFUSING_AT_ONCE = 256;
+
+/** How long a refused connection may stay open for its client to read the refusal, ms. */
+export const REFUSAL_GRACE_MS = 1000;
+
+/** A connection's place among those held; each method acts once. */
+export interface ConnectionSlot {
+  /** The connection authenticated: it no longer counts against `--max-unauthenticated`. */
+  authenticated(): void;
+  /** The connection closed: its slot is free. */
+  release(): void;
+}
+
+/** The connections a socket sidecar holds, within its two bounds. */
+export class ConnectionSlots {
+  private open = 0;
+  private waiting = 0;
+
+  /**
+   * @param max - connections held at once (`--max-connections`)
+   * @param maxUnauthenticated - of them, waiting to authenticate (`--max-unauthenticated`)
+   */
+  constructor(
+    readonly max: number,
+    readonly maxUnauthenticated: number,
+  ) {}
+
+  /** Connections held now. */
+  get held(): number {
+    return this.open;
+  }
+
+  /** Connections held now that have not authenticated. */
+  get unauthenticated(): number {
+    return this.waiting;
+  }
+
+  /**
+   * A slot for a new connection (`needsAuth`: it must authenticate first, a TCP connection), or
+   * the -32005 error it is refused with when a bound is reached.
+   */
+  take(needsAuth: boolean): ConnectionSlot | RpcError {
+    if (this.open >= this.max) {
+      return tooMany(`too many connections: the sidecar holds at most ${this.max} at once (--max-connections); this one is closed: close one you hold, or try again later`);
+    }
+    if (needsAuth && this.waiting >= this.maxUnauthenticated) {
+      return tooMany(`too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated); this one is closed: send auth as the first request, or try again later`);
+    }
+    this.open++;
+    if (needsAuth) this.waiting++;
+    let waiting = needsAuth;
+    let open = true;
+    return {
+      authenticated: () => {
+        if (!waiting) return;
+        waiting = false;
+        this.waiting--;
+      },
+      release: () => {
+        if (!open) return;
+        open = false;
+        this.open--;
+        if (waiting) {
+          waiting = false;
+          this.waiting--;
+        }
+      },
+    };
+  }
+}
+
+function tooMany(message: string): RpcError {
+  return new RpcError(RpcErrors.TOO_MANY_CONNECTIONS, message, { code: SidecarCodes.TOO_MANY_CONNECTIONS });
+}
+
+/**
+ * Answers a connection it has no slot for with `error` (one line, id null) and closes it: what
+ * its client sends is read and dropped (so closing it does not reset the line away), and it is
+ * closed once its client closes its side, or {@link REFUSAL_GRACE_MS} after the line at most.
+ */
+export function refuseConnection(socket: net.Socket, error: RpcError): void {
+  socket.on('error', () => socket.destroy());
+  socket.on('data', () => undefined);
+  socket.end(`${JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: error.rpcCode, message: error.message, data: error.data } })}\n`);
+  setTimeout(() => socket.destroy(), REFUSAL_GRACE_MS).unref();
+}
