@@ -177,6 +177,15 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
     throw error;
   }
   listening = true;
+  // A failed accept (out of file descriptors, say) is Node's 'error' on the server: without a
+  // listener it would end the process. It costs that one connection; say so, at most once a second.
+  let lastAcceptError = 0;
+  server.on('error', (e: NodeJS.ErrnoException) => {
+    const now = Date.now();
+    if (now - lastAcceptError < 1000) return;
+    lastAcceptError = now;
+    process.stderr.write(`omnibal serve: warning: a connection could not be accepted (${e.code ?? e.message}); still serving\n`);
+  });
   if (stopping) {
     close();
     return finished;
