@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { version } from '../index';
+import { gpuPresets, modelPresets } from '../src/model/presets';
 import { cli, nativeTest, root } from './helpers';
 
 function omnibal(args: string[], env: Record<string, string | undefined> = {}) {
@@ -27,6 +28,14 @@ test('--help lists the commands', (t) => {
   t.is(r.status, 0);
   t.regex(r.stdout, /Usage: omnibal/);
   t.regex(r.stdout, /doctor/);
+});
+
+test('partition --help names every model and GPU preset the command takes', (t) => {
+  const r = omnibal(['partition', '--help']);
+  t.is(r.status, 0);
+  const help = r.stdout.replace(/\s+/g, ' ');
+  for (const name of [...modelPresets(), ...gpuPresets()]) t.true(help.includes(name), `--help lacks the preset ${name}`);
+  t.true(modelPresets().includes('tiny-vlm') && gpuPresets().includes('cpu'));
 });
 
 test('an unknown command exits with 2 and says so on stderr', (t) => {

@@ -22,6 +22,7 @@ import {
   type Schedule,
 } from '../model/index';
 import { LAYER_KINDS, type LayerKind } from '../model/vlm';
+import { gpuPresets, modelPresets } from '../model/presets';
 import { checkCalibration } from '../model/calibration-file';
 import { partitionForTarget, type TargetPlan } from '../model/target';
 import { planWithFitHint } from '../model/fit-hint';
@@ -384,9 +385,10 @@ export function registerPartition(program: Command): void {
   const command = program
     .command('partition')
     .description('split a model into pipeline stages with per-stage recomputation (a prediction of the cost model)')
-    .option('--model <name>', 'model preset (internvl-chat-1.5, internvl-chat-1.5-plus, internvl-300m-internlm2-7b, llava-1.5-7b)')
+    // The preset lists come from presets/*.json, so --help names every preset the command takes.
+    .option('--model <name>', `model preset (${modelPresets().join(', ')})`)
     .option('--layers <file>', 'measured layers as JSON: { "layers": [{ "forwardMs", "backwardMs", "staticBytes", "activationBytes", "checkpointBytes" }] }')
-    .option('--gpu <name>', 'GPU preset (A100-80G, H100-80G, H200)', 'A100-80G')
+    .option('--gpu <name>', `GPU preset (${gpuPresets().join(', ')})`, 'A100-80G')
     .option('--pp <p>', 'pipeline stages', num)
     .option('--tp <t>', 'tensor parallel size', num)
     .option('--dp <d>', 'data parallel size', num)
