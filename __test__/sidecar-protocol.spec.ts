@@ -272,6 +272,20 @@ test('plans: 128-bit random ids, owned by their connection; identical requests s
   t.is(a.ctx.store.heldBytes, 0);
 });
 
+test('metrics: without costA/costB, the cost dist is on the default text cost that pack balanced (as batchMetrics)', async (t) => {
+  const h = Harness.create();
+  const samples = small(4000);
+  const packed = await h.call('pack', { ...samples, dp: 4, samplesPerPack: 4, seed: 1 });
+  const byDefault = (await h.call('metrics', { planId: packed.result.planId })).result;
+  const model = (await h.call('metrics', { planId: packed.result.planId, costA: 1, costB: 1 / (12 * 6144) })).result;
+  const tokens = (await h.call('metrics', { planId: packed.result.planId, costB: 0 })).result;
+  t.is(byDefault.costDist, model.costDist);
+  t.deepEqual(byDefault.stepCostDist, model.stepCostDist);
+  t.is(tokens.costDist, tokens.textDist);
+  t.not(byDefault.costDist, tokens.costDist);
+  h.session.close();
+});
+
 test('the plan store evicts least recently used plans over its byte budget; evicted handles say so', async (t) => {
   const h = Harness.create({ maxPlanBytes: 12_000 });
   const ids: string[] = [];
