@@ -143,6 +143,23 @@ const stageProblem = {
 
 const empty = { type: 'object', additionalProperties: false } as const;
 
+/**
+ * The memory options of `planTraining` (`omnibal plan`'s memory flags: `--zero`, `--grads`,
+ * `--frozen`, `--no-flash-attention`, `--memory-gib`, `--headroom`, `--target`), taken by
+ * `plan` and `searchLayout` as the API and the CLI take them.
+ */
+const memoryOptions = {
+  zero: { enum: [0, 1, 2, 3] },
+  training: {
+    type: 'object',
+    properties: { grads: { enum: ['fp32', 'bf16'] }, frozenVit: { type: 'boolean' }, frozenLlm: { type: 'boolean' }, flashAttention: { type: 'boolean' } },
+    additionalProperties: false,
+  },
+  memoryBytes: { type: 'number', exclusiveMinimum: 0, maximum: 1e30 },
+  headroom: { type: 'number', minimum: 0, maximum: 1e6 },
+  target: { enum: ['none', 'megatron', 'deepspeed'] },
+} as const;
+
 /** The `params` schema of every method, by method name. */
 export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
   version: empty,
@@ -211,8 +228,10 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
       simulatedSteps: count(256),
       schedule: { enum: ['gpipe', '1f1b', 'interleaved'] },
       virtualStages: count(64),
+      epochs: { type: 'number', exclusiveMinimum: 0, maximum: 1e6 },
       calibration,
       ablation: { type: 'boolean' },
+      ...memoryOptions,
     },
     additionalProperties: false,
   },
@@ -235,6 +254,7 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
       virtualStages: count(64),
       epochs: { type: 'number', exclusiveMinimum: 0, maximum: 1e6 },
       calibration,
+      ...memoryOptions,
     },
     additionalProperties: false,
   },
