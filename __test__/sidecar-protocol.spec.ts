@@ -11,6 +11,7 @@ import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
 import { newContext, Session } from '../src/sidecar/server';
 import { TaskPool } from '../src/sidecar/task-pool';
 import { simulateStep } from '../src/simulate/index';
+import { partitionStages, vlmStageProblem } from '../src/model/index';
 import { Harness, LineClient, spawnServe, tempDir, type Msg } from './sidecar-harness';
 import { root } from './helpers';
 
@@ -283,6 +284,25 @@ test('metrics: without costA/costB, the cost dist is on the default text cost th
   t.deepEqual(byDefault.stepCostDist, model.stepCostDist);
   t.is(tokens.costDist, tokens.textDist);
   t.not(byDefault.costDist, tokens.costDist);
+  h.session.close();
+});
+
+test('partition and search.ask take vlmStageProblem\'s memory options (zero 0-3, training, headroom, memoryLoad), as the API does', async (t) => {
+  const h = Harness.create();
+  const problem = { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load: { tiles: 18, tokens: 5000 } };
+  const memory = { zero: 3, training: { grads: 'bf16', frozenVit: true }, headroom: 0.1, memoryLoad: { tiles: 18, tokens: 6144 } };
+  const r = await h.call('partition', { ...problem, ...memory });
+  t.falsy(r.error, JSON.stringify(r.error));
+  t.deepEqual(r.result, JSON.parse(JSON.stringify({ prediction: true, ...partitionStages(vlmStageProblem({ ...problem, ...memory } as never)) })));
+  const plain = await h.call('partition', problem);
+  t.notDeepEqual(r.result.stages, plain.result.stages, 'the memory options change the plan');
+  const asked = await h.call('search.ask', { problem: { ...problem, ...memory }, budget: 2 });
+  t.falsy(asked.error, JSON.stringify(asked.error));
+  for (const [bad, field] of [[{ zero: 4 }, 'zero'], [{ training: { grads: 'fp8' } }, 'training.grads'], [{ headroom: -1 }, 'headroom'], [{ memoryLoad: { tiles: 1 } }, 'memoryLoad.tokens']] as [object, string][]) {
+    const e = await h.call('partition', { ...problem, ...bad });
+    t.is(e.error?.code, -32602, JSON.stringify(e));
+    t.is(e.error?.data?.field, field);
+  }
   h.session.close();
 });
 

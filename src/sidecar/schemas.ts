@@ -120,33 +120,11 @@ const gpuChoice = {
  */
 const calibration = CALIBRATION_FILE_SCHEMA;
 
-/** Params of `partition` (and `search.ask`'s `problem`): `vlmStageProblem`'s options. */
-const stageProblem = {
-  type: 'object',
-  required: ['model', 'gpu', 'pp', 'microBatches', 'load'],
-  properties: {
-    model: modelChoice,
-    gpu: gpuChoice,
-    pp: count(1024),
-    tp: count(1024),
-    dp: count(65536),
-    zero: { enum: [0, 1] },
-    microBatches: count(MAX_STEP_MICROBATCHES),
-    load,
-    recompute: { enum: ['none', 'full', 'block', 'any'] },
-    visionOnFirstStage: { type: 'boolean' },
-    stageOverheadBytes: { type: 'number', minimum: 0 },
-    communication: { type: 'boolean' },
-  },
-  additionalProperties: false,
-} as const;
-
-const empty = { type: 'object', additionalProperties: false } as const;
-
 /**
  * The memory options of `planTraining` (`omnibal plan`'s memory flags: `--zero`, `--grads`,
  * `--frozen`, `--no-flash-attention`, `--memory-gib`, `--headroom`, `--target`), taken by
- * `plan` and `searchLayout` as the API and the CLI take them.
+ * `plan` and `searchLayout` as the API and the CLI take them (`partition` and `search.ask`: those of
+ * `vlmStageProblem`).
  */
 const memoryOptions = {
   zero: { enum: [0, 1, 2, 3] },
@@ -159,6 +137,32 @@ const memoryOptions = {
   headroom: { type: 'number', minimum: 0, maximum: 1e6 },
   target: { enum: ['none', 'megatron', 'deepspeed'] },
 } as const;
+
+/** Params of `partition` (and `search.ask`'s `problem`): `vlmStageProblem`'s options. */
+const stageProblem = {
+  type: 'object',
+  required: ['model', 'gpu', 'pp', 'microBatches', 'load'],
+  properties: {
+    model: modelChoice,
+    gpu: gpuChoice,
+    pp: count(1024),
+    tp: count(1024),
+    dp: count(65536),
+    zero: memoryOptions.zero,
+    training: memoryOptions.training,
+    headroom: memoryOptions.headroom,
+    microBatches: count(MAX_STEP_MICROBATCHES),
+    load,
+    memoryLoad: load,
+    recompute: { enum: ['none', 'full', 'block', 'any'] },
+    visionOnFirstStage: { type: 'boolean' },
+    stageOverheadBytes: { type: 'number', minimum: 0 },
+    communication: { type: 'boolean' },
+  },
+  additionalProperties: false,
+} as const;
+
+const empty = { type: 'object', additionalProperties: false } as const;
 
 /** The `params` schema of every method, by method name. */
 export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
