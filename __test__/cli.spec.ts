@@ -38,6 +38,15 @@ test('partition --help names every model and GPU preset the command takes', (t) 
   t.true(modelPresets().includes('tiny-vlm') && gpuPresets().includes('cpu'));
 });
 
+test('plan --help states the defaults plan uses for --accum and --virtual-stages', (t) => {
+  const help = omnibal(['plan', '--help']).stdout.replace(/\s+/g, ' ');
+  t.regex(help, /--accum <m> micro-batches per rank per step \(default 32\)/);
+  t.regex(help, /--virtual-stages <v> model chunks per device for --schedule interleaved \(default 2\)/);
+  const saved = JSON.parse(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '1', '--schedule', 'interleaved', '--json']).stdout);
+  t.is(saved.accum, 32);
+  t.is(saved.replay.virtualStages, 2);
+});
+
 test('an unknown command exits with 2 and says so on stderr', (t) => {
   const r = omnibal(['bogus']);
   t.is(r.status, 2);
