@@ -71,6 +71,17 @@ export const PARTITION_ASSUMPTIONS = [
   'cut communication at the network bandwidth, not overlapped; no data-parallel all-reduce',
 ];
 
+/**
+ * The assumptions of a prediction from a `--layers` file: its times and bytes are taken as given
+ * (no FLOPs, no activation formula, no bytes per parameter), so only the schedule's are left.
+ */
+export const LAYERS_FILE_ASSUMPTIONS = [
+  PARTITION_ASSUMPTIONS[0],
+  PARTITION_ASSUMPTIONS[1],
+  'layer times (forwardMs, backwardMs) and bytes (staticBytes; activationBytes per micro-batch in flight; checkpointBytes when recomputed) as the layers file gives them; recomputation adds a layer\'s forward',
+  'cut communication as the layers file\'s commMs (none without it), not overlapped; no data-parallel all-reduce',
+];
+
 
 function layersProblem(file: string, flags: PartitionFlags): StageProblem {
   const doc = readJsonFile(file, 'layers file') as { layers?: Record<string, unknown>[]; commMs?: number[]; memoryBytes?: number; stages?: number; microBatches?: number };
@@ -226,7 +237,7 @@ function loadsOf(flags: PartitionFlags): Loads {
   return { load, memoryLoad, memoryFrom, planMicroBatches };
 }
 
-function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string; warnings: string[] } {
+function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string; warnings: string[]; assumptions: readonly string[] } {
   if (flags.layers && flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--model and --layers conflict: give one (a --layers file carries its own costs)');
   if (!['gpipe', '1f1b', 'interleaved'].includes(flags.schedule)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--schedule must be one of gpipe, 1f1b, interleaved, got ${JSON.stringify(flags.schedule)}`);
   checked('--virtual-stages', flags.virtualStages, 1, true);
@@ -238,7 +249,7 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
     const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration, '--frozen': flags.frozen.length > 0 ? flags.frozen : undefined, '--grads': flags.grads !== 'fp32' ? flags.grads : undefined, '--no-flash-attention': flags.flashAttention ? undefined : false };
     const given = Object.entries(modelOnly).filter(([, v]) => v !== undefined).map(([k]) => k);
     if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --layers conflict: ${given.length > 1 ? 'they size' : 'it sizes'} a --model preset; a --layers file carries its own costs and memory`);
-    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file', warnings: [] };
+    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file', warnings: [], assumptions: LAYERS_FILE_ASSUMPTIONS };
   }
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
@@ -280,7 +291,7 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   }
   const layers = problem.forwardMs.length;
   if (pp > layers) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--pp must be at most the ${layers} layers of ${flags.model}, got ${pp}`);
-  return { problem, memoryFrom, warnings };
+  return { problem, memoryFrom, warnings, assumptions: PARTITION_ASSUMPTIONS };
 }
 
 const GIB = 2 ** 30;
@@ -306,7 +317,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
   const built = build(flags);
   if (built.problem.schedule === 'interleaved' && flags.method === 'optimal') {
     // v x P model chunks, as Megatron-LM's interleaved schedule runs them.
-    await runInterleavedPartition({ problem: built.problem, memoryFrom: built.memoryFrom, headroom: flags.headroom, target: targetName, method: flags.method, json: flags.json, assumptions: PARTITION_ASSUMPTIONS });
+    await runInterleavedPartition({ problem: built.problem, memoryFrom: built.memoryFrom, headroom: flags.headroom, target: targetName, method: flags.method, json: flags.json, assumptions: built.assumptions });
     return;
   }
   let problem = built.problem;
@@ -331,7 +342,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
   if (flags.json) {
     await writeStdout(
       `${JSON.stringify({
-        prediction: { note: 'figures are predictions of the omnibal cost model', assumptions: PARTITION_ASSUMPTIONS },
+        prediction: { note: 'figures are predictions of the omnibal cost model', assumptions: built.assumptions },
         memory: { schedule, activationsSizedFor: built.memoryFrom, headroom: flags.headroom ?? 0 },
         target: targetInfo ?? null,
         stages: plan.stages,
@@ -359,7 +370,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
   const lines = [
     `omnibal partition (${method}${target && target.target !== 'none' ? `, target ${target.target}` : ''}): ${plan.stages.length} stages, ${problem.microBatches} micro-batches, ${schedule.name}${schedule.name === 'interleaved' ? ` (v = ${schedule.virtualStages})` : ''}, ${(problem.memoryBytes / GIB).toFixed(0)} GiB per GPU`,
     'PREDICTION of the omnibal cost model, assuming:',
-    ...PARTITION_ASSUMPTIONS.map((a) => `  - ${a}`),
+    ...built.assumptions.map((a) => `  - ${a}`),
     `  - activations sized for ${built.memoryFrom}${flags.headroom ? ` + ${(flags.headroom * 100).toFixed(0)}% headroom` : ''}`,
     '',
     formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'in flight'], rows),
