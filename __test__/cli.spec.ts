@@ -47,6 +47,15 @@ test('plan --help states the defaults plan uses for --accum and --virtual-stages
   t.is(saved.replay.virtualStages, 2);
 });
 
+test('pack --help states the defaults pack uses for --accum, --seed and --epoch', (t) => {
+  const help = omnibal(['pack', '--help']).stdout.replace(/\s+/g, ' ');
+  t.regex(help, /--accum <m> micro-batches per rank per step \(gradient accumulation; default 1\)/);
+  t.regex(help, /--seed <s> seed \(default 0\)/);
+  t.regex(help, /--epoch <e> epoch: each has its own order \(default 0\)/);
+  const { params } = JSON.parse(omnibal(['pack', '--synthetic', '1000', '--dp', '2', '--samples-per-pack', '2', '--json']).stdout);
+  t.like(params, { accum: 1, seed: 0, epoch: 0 });
+});
+
 test('an unknown command exits with 2 and says so on stderr', (t) => {
   const r = omnibal(['bogus']);
   t.is(r.status, 2);
