@@ -56,6 +56,18 @@ test('pack --help states the defaults pack uses for --accum, --seed and --epoch'
   t.like(params, { accum: 1, seed: 0, epoch: 0 });
 });
 
+test('partition --help states the defaults partition uses for --tp, --dp, --samples-per-micro-batch and --headroom', (t) => {
+  const help = omnibal(['partition', '--help']).stdout.replace(/\s+/g, ' ');
+  t.regex(help, /--tp <t> tensor parallel size \(default 1\)/);
+  t.regex(help, /--dp <d> data parallel size: ZeRO shards over it \(default 1\)/);
+  t.regex(help, /--samples-per-micro-batch <n> samples packed in a micro-batch \(for attention cost; default 1: one sequence of all its tokens\)/);
+  t.regex(help, /--headroom <fraction> extra activation memory, e\.g\. 0\.1 for 10% \(default 0\)/);
+  const base = ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '32', '--vision-per-micro-batch', '18', '--text-per-micro-batch', '5000', '--json'];
+  const stagesOf = (extra: string[]) => JSON.parse(omnibal([...base, ...extra]).stdout).stages;
+  t.deepEqual(stagesOf([]), stagesOf(['--tp', '1', '--dp', '1', '--samples-per-micro-batch', '1', '--headroom', '0']));
+  t.notDeepEqual(stagesOf([]), stagesOf(['--samples-per-micro-batch', '4.5']));
+});
+
 test('an unknown command exits with 2 and says so on stderr', (t) => {
   const r = omnibal(['bogus']);
   t.is(r.status, 2);
