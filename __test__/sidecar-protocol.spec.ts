@@ -306,6 +306,25 @@ test('partition and search.ask take vlmStageProblem\'s memory options (zero 0-3,
   h.session.close();
 });
 
+test('-32602 errors the planner finds past the schema name their field too (carry, or params for the whole)', async (t) => {
+  const h = Harness.create();
+  const samples = small(400);
+  for (const [carry, message] of [[[5, 5], /repeats sample 5/], [[5, 99999], /below 400/]] as [number[], RegExp][]) {
+    const r = await h.call('pack', { ...samples, dp: 4, samplesPerPack: 4, tail: 'carry', epoch: 1, carry });
+    t.is(r.error?.code, -32602, JSON.stringify(r));
+    t.regex(r.error!.message, message);
+    t.deepEqual(r.error?.data, { code: 'ERR_OMNIBAL_OUT_OF_RANGE', field: 'carry' });
+  }
+  // A fault of no one param (a combination) is the request's: field "params".
+  const combined = await h.call('pack', { ...samples, dp: 4, samplesPerPack: 4, strategy: 'random', tail: 'carry' });
+  t.is(combined.error?.code, -32602, JSON.stringify(combined));
+  t.truthy(combined.error?.data?.field, JSON.stringify(combined));
+  // Every -32602 has a field, whoever found the fault.
+  const schema = await h.call('pack', { ...samples, dp: 0 });
+  t.is(schema.error?.data?.field, 'dp');
+  h.session.close();
+});
+
 test('the plan store evicts least recently used plans over its byte budget; evicted handles say so', async (t) => {
   const h = Harness.create({ maxPlanBytes: 12_000 });
   const ids: string[] = [];
