@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { version } from '../index';
+import { gpuPresets, modelPresets } from '../src/model/presets';
 import { cli, nativeTest, root } from './helpers';
 
 function omnibal(args: string[], env: Record<string, string | undefined> = {}) {
@@ -27,6 +28,44 @@ test('--help lists the commands', (t) => {
   t.is(r.status, 0);
   t.regex(r.stdout, /Usage: omnibal/);
   t.regex(r.stdout, /doctor/);
+});
+
+test('partition --help names every model and GPU preset the command takes', (t) => {
+  const r = omnibal(['partition', '--help']);
+  t.is(r.status, 0);
+  const help = r.stdout.replace(/\s+/g, ' ');
+  for (const name of [...modelPresets(), ...gpuPresets()]) t.true(help.includes(name), `--help lacks the preset ${name}`);
+  t.true(modelPresets().includes('tiny-vlm') && gpuPresets().includes('cpu'));
+});
+
+test('plan --help states the defaults plan uses for --accum and --virtual-stages', (t) => {
+  const help = omnibal(['plan', '--help']).stdout.replace(/\s+/g, ' ');
+  t.regex(help, /--accum <m> micro-batches per rank per step \(default 32\)/);
+  t.regex(help, /--virtual-stages <v> model chunks per device for --schedule interleaved \(default 2\)/);
+  const saved = JSON.parse(omnibal(['plan', '--synthetic', '20000', '--simulated-steps', '1', '--schedule', 'interleaved', '--json']).stdout);
+  t.is(saved.accum, 32);
+  t.is(saved.replay.virtualStages, 2);
+});
+
+test('pack --help states the defaults pack uses for --accum, --seed and --epoch', (t) => {
+  const help = omnibal(['pack', '--help']).stdout.replace(/\s+/g, ' ');
+  t.regex(help, /--accum <m> micro-batches per rank per step \(gradient accumulation; default 1\)/);
+  t.regex(help, /--seed <s> seed \(default 0\)/);
+  t.regex(help, /--epoch <e> epoch: each has its own order \(default 0\)/);
+  const { params } = JSON.parse(omnibal(['pack', '--synthetic', '1000', '--dp', '2', '--samples-per-pack', '2', '--json']).stdout);
+  t.like(params, { accum: 1, seed: 0, epoch: 0 });
+});
+
+test('partition --help states the defaults partition uses for --tp, --dp, --samples-per-micro-batch and --headroom', (t) => {
+  const help = omnibal(['partition', '--help']).stdout.replace(/\s+/g, ' ');
+  t.regex(help, /--tp <t> tensor parallel size \(default 1\)/);
+  t.regex(help, /--dp <d> data parallel size: ZeRO shards over it \(default 1\)/);
+  t.regex(help, /--samples-per-micro-batch <n> samples packed in a micro-batch \(for attention cost; default 1: one sequence of all its tokens\)/);
+  t.regex(help, /--headroom <fraction> extra activation memory, e\.g\. 0\.1 for 10% \(default 0\)/);
+  const base = ['partition', '--model', 'internvl-chat-1.5', '--pp', '8', '--micro-batches', '32', '--vision-per-micro-batch', '18', '--text-per-micro-batch', '5000', '--json'];
+  const stagesOf = (extra: string[]) => JSON.parse(omnibal([...base, ...extra]).stdout).stages;
+  t.deepEqual(stagesOf([]), stagesOf(['--tp', '1', '--dp', '1', '--samples-per-micro-batch', '1', '--headroom', '0']));
+  t.notDeepEqual(stagesOf([]), stagesOf(['--samples-per-micro-batch', '4.5']));
 });
 
 test('an unknown command exits with 2 and says so on stderr', (t) => {

@@ -327,6 +327,20 @@ test('dp x accum is bounded: a coded error, never an out-of-memory or an empty p
   t.is(ok.rankOffsets.length, 1024 + 1);
 });
 
+test('metrics: the default text cost is the planner\'s default (the default model\'s step-time cost), not plain tokens', (t) => {
+  const s = syntheticSamples(20000, 4);
+  const plan = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, seed: 2 });
+  const m = batchMetrics(plan, s);
+  const model = { a: 1, b: 1 / (12 * 6144) }; // internvl-chat-1.5's LLM: hidden 6144
+  t.deepEqual(m, batchMetrics(plan, s, model));
+  t.deepEqual(batchMetrics(plan, s, { a: 1 }), m);
+  // What the plan balanced is even by default; plain tokens (b 0) must be asked for.
+  const tokens = batchMetrics(plan, s, { b: 0 });
+  t.is(tokens.costDist, tokens.textDist);
+  t.true(m.costDist < tokens.costDist / 2, `default cost dist ${m.costDist} vs tokens ${tokens.costDist}`);
+  t.true(m.costExcessP99 < tokens.costExcessP99, `${m.costExcessP99} vs ${tokens.costExcessP99}`);
+});
+
 test('metrics: the slowest rank\'s cost excess per step, median and p99 (nearest rank)', (t) => {
   const s = syntheticSamples(20000, 4);
   const cost = { a: 1, b: 1 / 73728 };

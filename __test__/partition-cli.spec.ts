@@ -57,6 +57,27 @@ test('measured layers from a file, with a baseline method', (t) => {
   t.deepEqual(JSON.parse(uniform.stdout).stages.map((s: { lastLayer: number }) => s.lastLayer), [2, 5, 8, 11]);
 });
 
+test('a prediction from measured layers states the layers file\'s assumptions, not the FLOPs model\'s', (t) => {
+  const layers = Array.from({ length: 12 }, (_, i) => ({ forwardMs: 1 + (i % 3), backwardMs: 2 + (i % 3), staticBytes: 1e9, activationBytes: 2e9, checkpointBytes: 1e8 }));
+  const file = path.join(dir, 'layers-assumptions.json');
+  writeFileSync(file, JSON.stringify({ layers }));
+  const modelOnly = /FLOPs|bytes per parameter|autograd saves|network bandwidth/;
+  for (const schedule of ['1f1b', 'interleaved']) {
+    const args = ['partition', '--layers', file, '--pp', '4', '--micro-batches', '8', '--schedule', schedule];
+    const json = omnibal([...args, '--json']);
+    t.is(json.status, 0, json.stderr);
+    const assumptions: string[] = JSON.parse(json.stdout).prediction.assumptions;
+    t.true(assumptions.some((a) => /as the layers file gives them/.test(a)), schedule);
+    t.false(assumptions.some((a) => modelOnly.test(a)), `${schedule}: ${assumptions.join(' | ')}`);
+    const table = omnibal(args);
+    t.is(table.status, 0, table.stderr);
+    t.regex(table.stdout, /as the layers file gives them/);
+    t.notRegex(table.stdout, modelOnly);
+  }
+  // A model preset's prediction still states the cost model's.
+  t.regex(omnibal(base).stdout, /layer times from FLOPs/);
+});
+
 const bad: [string, string[], RegExp][] = [
   ['fewer layers than stages', ['--pp', '200'], /--pp must be at most the 97 layers of internvl-chat-1\.5, got 200 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],
   ['P of 0', ['--pp', '0'], /--pp must be an integer between 1 and 65536, got 0 \[ERR_OMNIBAL_OUT_OF_RANGE\]/],

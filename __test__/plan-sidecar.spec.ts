@@ -170,3 +170,32 @@ test('plan with the interleaved schedule answers the v x P chunk plan planTraini
   t.deepEqual(r.result.chunks, JSON.parse(JSON.stringify(local.chunks)));
   t.deepEqual(r.result.stages, JSON.parse(JSON.stringify(local.stages)));
 });
+
+test('plan and searchLayout take omnibal plan\'s memory options (zero, training, memoryBytes, headroom, target) and epochs, as planTraining does', async (t) => {
+  const h = serve(t);
+  // tiny-vlm on the nominal cpu device: small and fast, and the options all change the memory.
+  const memory = { zero: 3, training: { grads: 'bf16', frozenVit: true, flashAttention: false }, memoryBytes: 2 ** 33, headroom: 0.25, target: 'deepspeed' };
+  const params = { model: 'tiny-vlm', gpu: 'cpu', simulatedSteps: 1, ablation: false, epochs: 2, ...memory };
+  const r = await h.call('plan', params, 120_000);
+  t.falsy(r.error, JSON.stringify(r.error));
+  const { detail: _detail, ...local } = planTraining(params as PlanTrainingOptions);
+  void _detail;
+  t.deepEqual(r.result, JSON.parse(JSON.stringify(local)));
+  t.deepEqual(r.result.replay.memory, { ...memory, training: { ...memory.training } });
+  t.is(r.result.figures.epochs, 2);
+  const plain = await h.call('plan', { model: 'tiny-vlm', gpu: 'cpu', simulatedSteps: 1, ablation: false }, 120_000);
+  t.notDeepEqual(r.result.stages, plain.result.stages, 'the memory options change the plan');
+  // The search honours them too: each layout is sized for that memory.
+  const search = { ...SMALL, tps: [1], pps: [2, 4], samplesPerPacks: [4.5] };
+  const small = await h.call('searchLayout', { ...search, memoryBytes: 2 ** 30 }, 120_000);
+  t.falsy(small.error, JSON.stringify(small.error));
+  t.true(small.result.layouts.every((c: { error?: string }) => /1\.00 GiB per GPU/.test(c.error ?? '')), JSON.stringify(small.result.layouts));
+  const { synthetic, ...options } = search;
+  const zero3 = await h.call('searchLayout', { ...search, zero: 3, headroom: 0.5 }, 120_000);
+  t.deepEqual(zero3.result.layouts, JSON.parse(JSON.stringify(searchLayouts({ ...options, zero: 3, headroom: 0.5, samples: syntheticSamples(synthetic, search.seed) }))));
+  for (const [bad, field] of [[{ zero: 4 }, 'zero'], [{ training: { grads: 'fp8' } }, 'training.grads'], [{ target: 'fsdp' }, 'target'], [{ memoryBytes: 0 }, 'memoryBytes']] as [object, string][]) {
+    const e = await h.call('plan', { ...params, ...bad }, 120_000);
+    t.is(e.error?.code, -32602, JSON.stringify(e));
+    t.is(e.error?.data?.field, field);
+  }
+});

@@ -11,6 +11,7 @@ import { PARAM_SCHEMAS } from '../src/sidecar/schemas';
 import { newContext, Session } from '../src/sidecar/server';
 import { TaskPool } from '../src/sidecar/task-pool';
 import { simulateStep } from '../src/simulate/index';
+import { partitionStages, vlmStageProblem } from '../src/model/index';
 import { Harness, LineClient, spawnServe, tempDir, type Msg } from './sidecar-harness';
 import { root } from './helpers';
 
@@ -270,6 +271,58 @@ test('plans: 128-bit random ids, owned by their connection; identical requests s
   b.session.close();
   t.is(a.ctx.store.size, 0);
   t.is(a.ctx.store.heldBytes, 0);
+});
+
+test('metrics: without costA/costB, the cost dist is on the default text cost that pack balanced (as batchMetrics)', async (t) => {
+  const h = Harness.create();
+  const samples = small(4000);
+  const packed = await h.call('pack', { ...samples, dp: 4, samplesPerPack: 4, seed: 1 });
+  const byDefault = (await h.call('metrics', { planId: packed.result.planId })).result;
+  const model = (await h.call('metrics', { planId: packed.result.planId, costA: 1, costB: 1 / (12 * 6144) })).result;
+  const tokens = (await h.call('metrics', { planId: packed.result.planId, costB: 0 })).result;
+  t.is(byDefault.costDist, model.costDist);
+  t.deepEqual(byDefault.stepCostDist, model.stepCostDist);
+  t.is(tokens.costDist, tokens.textDist);
+  t.not(byDefault.costDist, tokens.costDist);
+  h.session.close();
+});
+
+test('partition and search.ask take vlmStageProblem\'s memory options (zero 0-3, training, headroom, memoryLoad), as the API does', async (t) => {
+  const h = Harness.create();
+  const problem = { model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load: { tiles: 18, tokens: 5000 } };
+  const memory = { zero: 3, training: { grads: 'bf16', frozenVit: true }, headroom: 0.1, memoryLoad: { tiles: 18, tokens: 6144 } };
+  const r = await h.call('partition', { ...problem, ...memory });
+  t.falsy(r.error, JSON.stringify(r.error));
+  t.deepEqual(r.result, JSON.parse(JSON.stringify({ prediction: true, ...partitionStages(vlmStageProblem({ ...problem, ...memory } as never)) })));
+  const plain = await h.call('partition', problem);
+  t.notDeepEqual(r.result.stages, plain.result.stages, 'the memory options change the plan');
+  const asked = await h.call('search.ask', { problem: { ...problem, ...memory }, budget: 2 });
+  t.falsy(asked.error, JSON.stringify(asked.error));
+  for (const [bad, field] of [[{ zero: 4 }, 'zero'], [{ training: { grads: 'fp8' } }, 'training.grads'], [{ headroom: -1 }, 'headroom'], [{ memoryLoad: { tiles: 1 } }, 'memoryLoad.tokens']] as [object, string][]) {
+    const e = await h.call('partition', { ...problem, ...bad });
+    t.is(e.error?.code, -32602, JSON.stringify(e));
+    t.is(e.error?.data?.field, field);
+  }
+  h.session.close();
+});
+
+test('-32602 errors the planner finds past the schema name their field too (carry, or params for the whole)', async (t) => {
+  const h = Harness.create();
+  const samples = small(400);
+  for (const [carry, message] of [[[5, 5], /repeats sample 5/], [[5, 99999], /below 400/]] as [number[], RegExp][]) {
+    const r = await h.call('pack', { ...samples, dp: 4, samplesPerPack: 4, tail: 'carry', epoch: 1, carry });
+    t.is(r.error?.code, -32602, JSON.stringify(r));
+    t.regex(r.error!.message, message);
+    t.deepEqual(r.error?.data, { code: 'ERR_OMNIBAL_OUT_OF_RANGE', field: 'carry' });
+  }
+  // A fault of no one param (a combination) is the request's: field "params".
+  const combined = await h.call('pack', { ...samples, dp: 4, samplesPerPack: 4, strategy: 'random', tail: 'carry' });
+  t.is(combined.error?.code, -32602, JSON.stringify(combined));
+  t.truthy(combined.error?.data?.field, JSON.stringify(combined));
+  // Every -32602 has a field, whoever found the fault.
+  const schema = await h.call('pack', { ...samples, dp: 0 });
+  t.is(schema.error?.data?.field, 'dp');
+  h.session.close();
 });
 
 test('the plan store evicts least recently used plans over its byte budget; evicted handles say so', async (t) => {

@@ -12,7 +12,9 @@ console.log('rank 3, step 0:', planForRank(plan, 3)[0].map((mb) => Array.from(mb
 
 const problem = vlmStageProblem({ model: 'internvl-chat-1.5', gpu: 'A100-80G', pp: 8, dp: 8, microBatches: 32, load: { tiles: 18, tokens: 5000 } });
 const stages = partitionStages(problem);
-console.log('predicted iteration (ms):', stages.objectiveMs.toFixed(0), exportMegatron(problem, stages).args.join(' '));
+const megatron = exportMegatron(problem, stages); // its flags, or what Megatron-LM cannot express (this split)
+console.log('predicted iteration (ms):', stages.objectiveMs.toFixed(0));
+console.log(megatron.args.length > 0 ? `Megatron-LM: ${megatron.args.join(' ')}` : `Megatron-LM cannot run it as is: ${megatron.unsupported.join('; ')}`);
 
 const run = planTraining({ samples, simulatedSteps: 4 });
 for (const row of run.ablation) console.log(`${row.name}: ${row.speedup.toFixed(2)}x (predicted)`);

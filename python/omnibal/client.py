@@ -1092,7 +1092,9 @@ class Client:
         """Ranks parallel layouts (``searchLayout``, as ``omnibal plan --search-layout --json``):
         every tp x pp x dp of ``params["gpus"]`` and micro-batch size at one global batch in
         samples, fastest predicted epoch first. ``params`` as in docs/protocol.md (default: the
-        InternVL-Chat-1.5 search on 1.2 million synthetic samples, several seconds);
+        InternVL-Chat-1.5 search on 1.2 million synthetic samples at 4.5 samples per micro-batch
+        and 16 simulated steps, several seconds; ``{"samplesPerPacks": [2.25, 4.5, 9],
+        "simulatedSteps": 4}`` is ``omnibal plan --search-layout``'s default search);
         ``progress(done, total)`` counts candidate layouts: ``done`` of the ``total`` layouts
         evaluated, and nothing else (``(0, total)`` first, ``(total, total)`` last; the data plans
         made between candidates are not counted, so a count can stand for a second or more).

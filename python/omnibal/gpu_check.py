@@ -1,7 +1,7 @@
 """The GPU check: profile InternVL-Chat-1.5's blocks (InternViT-6B, the projector, InternLM2-20B,
 its embedding and head) at real shapes in bf16 with SDPA (flash) attention on one GPU, compare
-the measurements with omnibal's uncalibrated cost model, calibrate it at one load, and check
-the calibrated model against measurements at a second load.
+the measurements with omnibal's uncalibrated cost model, calibrate it at two loads (the given
+one and about a quarter of it), and check the calibrated model against measurements at a third.
 
 ``python -m omnibal.gpu_check --out DIR`` (or ``scripts/gpu-calibrate.sh DIR``) writes
 

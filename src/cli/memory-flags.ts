@@ -50,7 +50,7 @@ export function addMemoryFlags(command: Command): Command {
     .option('--grads <precision>', 'gradient precision: fp32 (Megatron default, 18 bytes/param unsharded) or bf16 (16)', 'fp32')
     .option('--frozen <module>', 'a frozen module (vit or llm): weights only, no gradients or optimizer state; repeatable', collect, [])
     .option('--no-flash-attention', 'count the s^2 attention activations (Korthikanti 5 a s^2 per sequence)')
-    .option('--headroom <fraction>', 'extra activation memory, e.g. 0.1 for 10%', num)
+    .option('--headroom <fraction>', 'extra activation memory, e.g. 0.1 for 10% (default 0)', num)
     .option('--target <framework>', `restrict the plan to what a framework runs: ${TARGETS.join(', ')}`, 'none')
     .option('--memory-gib <gib>', 'memory per GPU (default: the GPU preset)', num);
 }

@@ -22,6 +22,7 @@ import {
   type Schedule,
 } from '../model/index';
 import { LAYER_KINDS, type LayerKind } from '../model/vlm';
+import { gpuPresets, modelPresets } from '../model/presets';
 import { checkCalibration } from '../model/calibration-file';
 import { partitionForTarget, type TargetPlan } from '../model/target';
 import { planWithFitHint } from '../model/fit-hint';
@@ -68,6 +69,17 @@ export const PARTITION_ASSUMPTIONS = [
   'activations sized for the heaviest micro-batch (the memory load) x in-flight count, a bound on every in-flight window',
   'static bytes per parameter: bf16 weights 2 + gradients 4 (fp32) or 2 (bf16) + Adam 12, sharded over dp by ZeRO 1/2/3; frozen modules keep weights only; fixed per-stage overhead',
   'cut communication at the network bandwidth, not overlapped; no data-parallel all-reduce',
+];
+
+/**
+ * The assumptions of a prediction from a `--layers` file: its times and bytes are taken as given
+ * (no FLOPs, no activation formula, no bytes per parameter), so only the schedule's are left.
+ */
+export const LAYERS_FILE_ASSUMPTIONS = [
+  PARTITION_ASSUMPTIONS[0],
+  PARTITION_ASSUMPTIONS[1],
+  'layer times (forwardMs, backwardMs) and bytes (staticBytes; activationBytes per micro-batch in flight; checkpointBytes when recomputed) as the layers file gives them; recomputation adds a layer\'s forward',
+  'cut communication as the layers file\'s commMs (none without it), not overlapped; no data-parallel all-reduce',
 ];
 
 
@@ -225,7 +237,7 @@ function loadsOf(flags: PartitionFlags): Loads {
   return { load, memoryLoad, memoryFrom, planMicroBatches };
 }
 
-function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string; warnings: string[] } {
+function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: string; warnings: string[]; assumptions: readonly string[] } {
   if (flags.layers && flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, '--model and --layers conflict: give one (a --layers file carries its own costs)');
   if (!['gpipe', '1f1b', 'interleaved'].includes(flags.schedule)) throw omnibalError(ErrorCodes.UNKNOWN_OPTION, `--schedule must be one of gpipe, 1f1b, interleaved, got ${JSON.stringify(flags.schedule)}`);
   checked('--virtual-stages', flags.virtualStages, 1, true);
@@ -237,7 +249,7 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
     const modelOnly = { '--tp': flags.tp, '--dp': flags.dp, '--zero': flags.zero, '--vision-per-micro-batch': flags.visionPerMicroBatch, '--text-per-micro-batch': flags.textPerMicroBatch, '--samples-per-micro-batch': flags.samplesPerMicroBatch, '--from-plan': flags.fromPlan, '--memory-vision-per-micro-batch': flags.memoryVisionPerMicroBatch, '--memory-text-per-micro-batch': flags.memoryTextPerMicroBatch, '--headroom': flags.headroom, '--calibration': flags.calibration, '--frozen': flags.frozen.length > 0 ? flags.frozen : undefined, '--grads': flags.grads !== 'fp32' ? flags.grads : undefined, '--no-flash-attention': flags.flashAttention ? undefined : false };
     const given = Object.entries(modelOnly).filter(([, v]) => v !== undefined).map(([k]) => k);
     if (given.length > 0) throw omnibalError(ErrorCodes.INVALID_OPTIONS, `${given.join(', ')} and --layers conflict: ${given.length > 1 ? 'they size' : 'it sizes'} a --model preset; a --layers file carries its own costs and memory`);
-    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file', warnings: [] };
+    return { problem: layersProblem(flags.layers, flags), memoryFrom: 'the layers file', warnings: [], assumptions: LAYERS_FILE_ASSUMPTIONS };
   }
   if (!flags.model) throw omnibalError(ErrorCodes.INVALID_OPTIONS, 'give --model NAME or --layers FILE');
   const gpu = resolveGpu(flags.gpu);
@@ -279,7 +291,7 @@ function build(flags: PartitionFlags): { problem: StageProblem; memoryFrom: stri
   }
   const layers = problem.forwardMs.length;
   if (pp > layers) throw omnibalError(ErrorCodes.OUT_OF_RANGE, `--pp must be at most the ${layers} layers of ${flags.model}, got ${pp}`);
-  return { problem, memoryFrom, warnings };
+  return { problem, memoryFrom, warnings, assumptions: PARTITION_ASSUMPTIONS };
 }
 
 const GIB = 2 ** 30;
@@ -305,7 +317,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
   const built = build(flags);
   if (built.problem.schedule === 'interleaved' && flags.method === 'optimal') {
     // v x P model chunks, as Megatron-LM's interleaved schedule runs them.
-    await runInterleavedPartition({ problem: built.problem, memoryFrom: built.memoryFrom, headroom: flags.headroom, target: targetName, method: flags.method, json: flags.json, assumptions: PARTITION_ASSUMPTIONS });
+    await runInterleavedPartition({ problem: built.problem, memoryFrom: built.memoryFrom, headroom: flags.headroom, target: targetName, method: flags.method, json: flags.json, assumptions: built.assumptions });
     return;
   }
   let problem = built.problem;
@@ -330,7 +342,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
   if (flags.json) {
     await writeStdout(
       `${JSON.stringify({
-        prediction: { note: 'figures are predictions of the omnibal cost model', assumptions: PARTITION_ASSUMPTIONS },
+        prediction: { note: 'figures are predictions of the omnibal cost model', assumptions: built.assumptions },
         memory: { schedule, activationsSizedFor: built.memoryFrom, headroom: flags.headroom ?? 0 },
         target: targetInfo ?? null,
         stages: plan.stages,
@@ -358,7 +370,7 @@ async function runPartition(flags: PartitionFlags): Promise<void> {
   const lines = [
     `omnibal partition (${method}${target && target.target !== 'none' ? `, target ${target.target}` : ''}): ${plan.stages.length} stages, ${problem.microBatches} micro-batches, ${schedule.name}${schedule.name === 'interleaved' ? ` (v = ${schedule.virtualStages})` : ''}, ${(problem.memoryBytes / GIB).toFixed(0)} GiB per GPU`,
     'PREDICTION of the omnibal cost model, assuming:',
-    ...PARTITION_ASSUMPTIONS.map((a) => `  - ${a}`),
+    ...built.assumptions.map((a) => `  - ${a}`),
     `  - activations sized for ${built.memoryFrom}${flags.headroom ? ` + ${(flags.headroom * 100).toFixed(0)}% headroom` : ''}`,
     '',
     formatTable(['stage', 'layers', 'names', 'recomputed', 'ms / micro-batch', 'memory GiB', 'weights / grads / optim / acts / ckpts / fixed GiB', 'in flight'], rows),
@@ -384,12 +396,13 @@ export function registerPartition(program: Command): void {
   const command = program
     .command('partition')
     .description('split a model into pipeline stages with per-stage recomputation (a prediction of the cost model)')
-    .option('--model <name>', 'model preset (internvl-chat-1.5, internvl-chat-1.5-plus, internvl-300m-internlm2-7b, llava-1.5-7b)')
+    // The preset lists come from presets/*.json, so --help names every preset the command takes.
+    .option('--model <name>', `model preset (${modelPresets().join(', ')})`)
     .option('--layers <file>', 'measured layers as JSON: { "layers": [{ "forwardMs", "backwardMs", "staticBytes", "activationBytes", "checkpointBytes" }] }')
-    .option('--gpu <name>', 'GPU preset (A100-80G, H100-80G, H200)', 'A100-80G')
+    .option('--gpu <name>', `GPU preset (${gpuPresets().join(', ')})`, 'A100-80G')
     .option('--pp <p>', 'pipeline stages', num)
-    .option('--tp <t>', 'tensor parallel size', num)
-    .option('--dp <d>', 'data parallel size', num)
+    .option('--tp <t>', 'tensor parallel size (default 1)', num)
+    .option('--dp <d>', 'data parallel size: ZeRO shards over it (default 1)', num)
     .option('--schedule <name>', 'pipeline schedule: 1f1b, gpipe or interleaved (sets the in-flight micro-batches)', '1f1b')
     .option('--virtual-stages <v>', 'model chunks per device for --schedule interleaved (default 2)', num)
     .option('--memory-vision-per-micro-batch <tiles>', 'size activations for this many tiles (default: the plan caps or the given load)', num)
@@ -397,7 +410,7 @@ export function registerPartition(program: Command): void {
     .option('--micro-batches <m>', "micro-batches per iteration (default with --from-plan: the plan's accum)", num)
     .option('--vision-per-micro-batch <tiles>', 'image tiles per micro-batch', num)
     .option('--text-per-micro-batch <tokens>', 'LLM tokens per micro-batch', num)
-    .option('--samples-per-micro-batch <n>', 'samples packed in a micro-batch (for attention cost)', num)
+    .option('--samples-per-micro-batch <n>', 'samples packed in a micro-batch (for attention cost; default 1: one sequence of all its tokens)', num)
     .option('--from-plan <file>', 'take the micro-batch load from a plan written by omnibal pack --json')
     .option('--recompute <mode>', 'none, full, block, any, selective (block + Megatron selective per stage) or selective-all', 'block')
     .option('--method <name>', `optimal, or a baseline: ${SPLITS.join(', ')}`, 'optimal')

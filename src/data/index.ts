@@ -289,17 +289,24 @@ export function searchIsfArgumentsAsync(samples: Samples, options: SearchIsfOpti
 
 /**
  * The paper's metrics of a plan: pad ratio, vision and text dist ratios, the same dist on the
- * text cost (`cost`, default plain tokens), samples per pack, packs, steps, dropped, the samples
- * carried in and out (tail `carry`), and the per-step values.
+ * text cost (`cost`, by default the one {@link planBatches} balances by default), samples per
+ * pack, packs, steps, dropped, the samples carried in and out (tail `carry`), and the per-step
+ * values.
  *
  * @param plan - a plan from {@link planBatches} (or any strategy)
  * @param samples - the samples the plan was made from
- * @param cost - text cost per token (`a`) and per squared sample length (`b`); default plain tokens
+ * @param cost - text cost per token (`a`) and per squared sample length (`b`); each defaults to
+ *   the planner's default (`a` 1, `b` the default model's `1 / (12 h)`); `{ b: 0 }` is plain tokens
  * @returns the metrics, overall and per step
  */
 export function batchMetrics(plan: BatchPlan, samples: Samples, cost: Partial<TextCost> = {}): BatchMetrics {
   checkKnownKeys('cost', expectObject('cost', cost), TEXT_COST_KEYS, TEXT_COST_HINTS);
-  const { loads, ...metrics } = call(samples, { costA: cost.a, costB: cost.b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, cost.a ?? null, cost.b ?? null));
+  // The same default as the planner's (withDefaultCost), so costDist and the slowest rank's
+  // excess measure by default what a default plan balanced.
+  const byDefault = defaultTextCost();
+  const a = cost.a ?? byDefault.a;
+  const b = cost.b ?? byDefault.b;
+  const { loads, ...metrics } = call(samples, { costA: a, costB: b }, (api) => api.batchMetrics(plan, samples.vision, samples.text, a, b));
   // The same pass gave the plan's micro-batch loads: kept for meanMicroBatchLoad and the rest.
   rememberPlanLoads(plan, samples, loads);
   let carriedOut = 0;

@@ -89,6 +89,22 @@ export function toRpcError(error: unknown): RpcError {
   return new RpcError(RpcErrors.INTERNAL, `internal error (${name}); the sidecar keeps running`);
 }
 
+/**
+ * A -32602 error found past the schema check (by the planner, the model or a reader) names its
+ * field as the schema's errors do: the param path its message starts with (`carry`,
+ * `training.grads`) when that param was given, else `params` (the request as a whole).
+ *
+ * @param error - the error to answer
+ * @param params - the request's params
+ * @returns the error, with `data.field` when it is a -32602 without one
+ */
+export function withField(error: RpcError, params: Record<string, unknown>): RpcError {
+  if (error.rpcCode !== RpcErrors.INVALID_PARAMS || error.data?.field !== undefined) return error;
+  const path = /^(?:options\.)?([A-Za-z_$][\w$]*)((?:\.[A-Za-z_$][\w$]*|\[\d+\])*)/.exec(error.message);
+  const field = path !== null && Object.hasOwn(params, path[1]) ? path[1] + path[2] : 'params';
+  return new RpcError(error.rpcCode, error.message, { ...error.data, field });
+}
+
 /** What a length-file error says when its own words cannot be shown. */
 const FILE_ERROR_WORDS: Record<string, string> = {
   ERR_OMNIBAL_PARSE: 'malformed content',

@@ -120,6 +120,24 @@ const gpuChoice = {
  */
 const calibration = CALIBRATION_FILE_SCHEMA;
 
+/**
+ * The memory options of `planTraining` (`omnibal plan`'s memory flags: `--zero`, `--grads`,
+ * `--frozen`, `--no-flash-attention`, `--memory-gib`, `--headroom`, `--target`), taken by
+ * `plan` and `searchLayout` as the API and the CLI take them (`partition` and `search.ask`: those of
+ * `vlmStageProblem`).
+ */
+const memoryOptions = {
+  zero: { enum: [0, 1, 2, 3] },
+  training: {
+    type: 'object',
+    properties: { grads: { enum: ['fp32', 'bf16'] }, frozenVit: { type: 'boolean' }, frozenLlm: { type: 'boolean' }, flashAttention: { type: 'boolean' } },
+    additionalProperties: false,
+  },
+  memoryBytes: { type: 'number', exclusiveMinimum: 0, maximum: 1e30 },
+  headroom: { type: 'number', minimum: 0, maximum: 1e6 },
+  target: { enum: ['none', 'megatron', 'deepspeed'] },
+} as const;
+
 /** Params of `partition` (and `search.ask`'s `problem`): `vlmStageProblem`'s options. */
 const stageProblem = {
   type: 'object',
@@ -130,9 +148,12 @@ const stageProblem = {
     pp: count(1024),
     tp: count(1024),
     dp: count(65536),
-    zero: { enum: [0, 1] },
+    zero: memoryOptions.zero,
+    training: memoryOptions.training,
+    headroom: memoryOptions.headroom,
     microBatches: count(MAX_STEP_MICROBATCHES),
     load,
+    memoryLoad: load,
     recompute: { enum: ['none', 'full', 'block', 'any'] },
     visionOnFirstStage: { type: 'boolean' },
     stageOverheadBytes: { type: 'number', minimum: 0 },
@@ -211,8 +232,10 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
       simulatedSteps: count(256),
       schedule: { enum: ['gpipe', '1f1b', 'interleaved'] },
       virtualStages: count(64),
+      epochs: { type: 'number', exclusiveMinimum: 0, maximum: 1e6 },
       calibration,
       ablation: { type: 'boolean' },
+      ...memoryOptions,
     },
     additionalProperties: false,
   },
@@ -235,6 +258,7 @@ export const PARAM_SCHEMAS: Readonly<Record<string, object>> = {
       virtualStages: count(64),
       epochs: { type: 'number', exclusiveMinimum: 0, maximum: 1e6 },
       calibration,
+      ...memoryOptions,
     },
     additionalProperties: false,
   },

@@ -9,7 +9,7 @@
 import type { StageSearch } from '../model/search';
 import { bindAttachments, littleEndianBytes, MAX_ATTACHMENTS, RawJson, U32Attachment } from './codec';
 import type { ServerContext } from './context';
-import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, toRpcError } from './errors';
+import { RpcError, RpcErrors, SidecarCodes, limitError, paramsError, toRpcError, withField } from './errors';
 import { isAttachmentList, LineReader, looksLikeHttp, recoverId, startsLikeHttp, trailingAttachments, type AttachmentFrame } from './framing';
 import { tokenMatches } from './listen';
 import { LONG_METHODS, Methods } from './methods';
@@ -716,7 +716,7 @@ export class Session {
         if (LONG_METHODS.has(method)) progress(lastTotal, lastTotal);
         return cancelled ? undefined : answer(result);
       } catch (error) {
-        return cancelled ? undefined : fail(error);
+        return cancelled ? undefined : fail(withField(toRpcError(error), params));
       } finally {
         if (registered && !cancelled) this.pending.delete(id);
       }
