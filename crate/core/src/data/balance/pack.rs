@@ -6,9 +6,10 @@
 use super::{sums, BalanceParams, Rec};
 use crate::data::plan::Packs;
 use crate::permutation::shuffle;
-use crate::progress::Progress;
+use crate::progress::{is_set, Progress};
 use crate::rng::Rng;
 use std::cmp::Reverse;
+use std::sync::atomic::AtomicBool;
 
 pub(super) struct OpenPack {
     pub(super) items: Vec<Rec>,
@@ -237,13 +238,15 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
 /// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left
 /// ([`shuffle_in_blocks`]) and packs it block by block ([`pack_block`]): the blocks' packs in
 /// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
-/// threads take runs of them (the packs do not depend on how many).
+/// threads take runs of them (the packs do not depend on how many). Once `stop` is set it
+/// returns early (between blocks) with unfinished packs, which the caller discards.
 pub(super) fn pack(
     pool: Vec<Rec>,
     p: &BalanceParams,
     progress: &mut dyn Progress,
     total: u64,
     threads: usize,
+    stop: Option<&AtomicBool>,
 ) -> Packs<Rec> {
     let mut out: Packs<Rec> = Packs::new();
     let mut pool = pool;
@@ -258,6 +261,9 @@ pub(super) fn pack(
         let mut done: Vec<PackedBlock> = Vec::with_capacity(blocks);
         if threads <= 1 || blocks < 2 {
             for b in 0..blocks {
+                if is_set(stop) {
+                    return out;
+                }
                 done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
             }
         } else {
@@ -267,6 +273,7 @@ pub(super) fn pack(
                     let bounds = &bounds;
                     handles.push(scope.spawn(move || {
                         (first..end)
+                            .take_while(|_| !is_set(stop))
                             .map(|b| {
                                 let range =
                                     bounds[b] - bounds[first]..bounds[b + 1] - bounds[first];
@@ -281,6 +288,10 @@ pub(super) fn pack(
                     .collect()
             });
             done.extend(runs.into_iter().flatten());
+        }
+        // Cancelled: some blocks were never packed.
+        if is_set(stop) {
+            return out;
         }
         // The blocks' packs, in block order: moved down in place in the first round (whose pool
         // becomes the packs' buffer), appended in later rounds.
