@@ -65,22 +65,24 @@ export function checkSignal(signal: unknown): AbortSignal | undefined {
 }
 
 /**
- * Runs `start` with a cancel flag (`null` without a signal) that is set when `signal` aborts.
- * Already aborted: rejects at once with {@link abortError}, without starting. Aborted while
- * running: the Promise settles once the work has stopped (so nothing runs on after it), with
- * {@link abortError} whether the work stopped early or had just finished; any other error the
- * work threw is passed on as it is.
+ * Runs `start` with a cancel flag that is set when `signal` aborts (`null` without a signal,
+ * unless `always`: then a flag the work's own code may set). Already aborted: rejects at once
+ * with {@link abortError}, without starting. Aborted while running: the Promise settles once the
+ * work has stopped (so nothing runs on after it), with {@link abortError} whether the work
+ * stopped early or had just finished; any other error the work threw is passed on as it is.
  *
  * @param signal - a checked signal ({@link checkSignal}), or none
  * @param Flag - the backend's cancel flag class
  * @param start - starts the work with the flag
+ * @param always - make a flag even without a signal
  */
 export function withSignal<T>(
   signal: AbortSignal | undefined,
   Flag: new () => CancelFlag,
   start: (cancel: CancelFlag | null) => Promise<T>,
+  always = false,
 ): Promise<T> {
-  if (!signal) return start(null);
+  if (!signal) return start(always ? new Flag() : null);
   if (signal.aborted) return Promise.reject(abortError(signal));
   const flag = new Flag();
   const onAbort = () => flag.cancel();

@@ -77,13 +77,15 @@ export function progressOption(options: unknown, name = 'options', known: readon
  *
  * A callback that throws never reaches the event loop (where, called from a native threadsafe
  * function, it would end the process): the first error it throws is kept, later reports are
- * dropped, and the Promise rejects with that error once the work ends (its result discarded).
+ * dropped, `onFailure` is called (to stop the work, where it can be stopped), and the Promise
+ * rejects with that error once the work ends (its result discarded).
  *
  * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) when `onProgress` is given but not a function.
  */
 export function withProgress<T>(
   onProgress: ProgressCallback | undefined | null,
   start: (progress: ProgressCallback | null) => Promise<T>,
+  onFailure?: () => void,
 ): Promise<T> {
   const listener = checkProgress<ProgressCallback>(onProgress);
   if (!listener) return start(null);
@@ -96,6 +98,7 @@ export function withProgress<T>(
     } catch (error) {
       failure = { error };
       open = false;
+      onFailure?.();
     }
   };
   const guarded: ProgressCallback = (done, total) => {

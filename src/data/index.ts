@@ -31,7 +31,8 @@ export interface AsyncOptions {
   /**
    * Called with `(done, total)` a few times a second at most; the last call comes before the
    * Promise resolves. Not a function: `ERR_OMNIBAL_INVALID_TYPE`. A callback that throws is not
-   * called again, and the Promise rejects with its error (the result is discarded).
+   * called again, the work stops as for an aborted {@link AsyncOptions.signal | signal}, and the
+   * Promise rejects with the callback's error (the result is discarded).
    */
   onProgress?: ProgressCallback;
   /**
@@ -183,7 +184,8 @@ function callAsync<R>(
       (api) => {
         const onProgress = progressOption(asyncOptions, 'asyncOptions', ASYNC_OPTION_KEYS);
         const signal = checkSignal((asyncOptions as { signal?: unknown } | null | undefined)?.signal);
-        return withSignal(signal, api.CancelFlag, (cancel) => withProgress(onProgress, (progress) => start(api, progress, cancel)));
+        // A progress callback that throws stops the work too (its error is what the Promise rejects with).
+        return withSignal(signal, api.CancelFlag, (cancel) => withProgress(onProgress, (progress) => start(api, progress, cancel), () => cancel?.cancel()), onProgress !== undefined);
       },
       required,
       known,
