@@ -288,7 +288,8 @@ pub fn balance_batches_with_carry(
         worker_threads()
     };
     // Cancellation: the threads check `stop` between blocks, windows and steps; this thread
-    // checks it between phases.
+    // checks it between phases (before a phase's report, so a stopped phase reports nothing,
+    // and after it, for a listener that cancels as it is told).
     let cancel = progress.cancel_flag();
     let stop = cancel.as_deref();
     checkpoint(progress)?;
@@ -366,6 +367,7 @@ pub fn balance_batches_with_carry(
         threads,
         stop,
     );
+    checkpoint(progress)?;
     progress.report(total + total / 4, total * 2);
     checkpoint(progress)?;
 
@@ -416,6 +418,7 @@ pub fn balance_batches_with_carry(
         threads,
         stop,
     );
+    checkpoint(progress)?;
     progress.report(total + total / 4 + total * 3 / 4, total * 2);
     checkpoint(progress)?;
 
