@@ -35,8 +35,14 @@ pub const SHUFFLE_CHUNKS: usize = 64;
 /// chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`. Each sample lands in a
 /// uniformly random block, in a uniformly random order within it: a uniformly random order, as
 /// a one-block shuffle gives. Chunks and blocks are independent: threads take runs of them (the
-/// result does not depend on how many).
-pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<usize> {
+/// result does not depend on how many). Once `stop` is set, the chunks and blocks left are
+/// skipped (the pool is then unfinished, for the caller to discard).
+pub(super) fn shuffle_in_blocks(
+    pool: &mut Vec<Rec>,
+    rng: &mut Rng,
+    threads: usize,
+    stop: Option<&AtomicBool>,
+) -> Vec<usize> {
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
     if k <= 1 {
@@ -51,6 +57,9 @@ pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usi
     let rows: Vec<usize> = (0..=c).map(|j| j * k).collect();
     let shuffle_chunks = |first: usize, last: usize, items: &mut [Rec], count: &mut [u32]| {
         for j in first..last {
+            if is_set(stop) {
+                return;
+            }
             let mut r = Rng::for_stream(base, j as u64);
             let items = &mut items[chunks[j] - chunks[first]..chunks[j + 1] - chunks[first]];
             shuffle(items, &mut r);
@@ -93,6 +102,9 @@ pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usi
     let fill = |first: usize, last: usize, out: &mut [Rec]| {
         let mut at = 0;
         for b in first..last {
+            if is_set(stop) {
+                return;
+            }
             let begin = at;
             for j in 0..c {
                 let (s, len) = (starts[j * k + b], counts[j * k + b] as usize);
@@ -105,6 +117,9 @@ pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usi
             );
         }
     };
+    if is_set(stop) {
+        return bounds;
+    }
     let mut out = vec![Rec { id: 0, v: 0, t: 0 }; n];
     if parallel {
         std::thread::scope(|scope| {
@@ -255,7 +270,11 @@ pub(super) fn pack(
             &mut pool,
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
             threads,
+            stop,
         );
+        if is_set(stop) {
+            return out;
+        }
         let last = round + 1 == p.rounds;
         let blocks = bounds.len() - 1;
         let mut done: Vec<PackedBlock> = Vec::with_capacity(blocks);
@@ -512,7 +531,7 @@ mod tests {
         let mut first_chunk = (0.0, 0.0);
         for seed in 0..24u64 {
             let mut one = pool.clone();
-            let bounds = shuffle_in_blocks(&mut one, &mut Rng::new(seed), 1);
+            let bounds = shuffle_in_blocks(&mut one, &mut Rng::new(seed), 1, None);
             assert_eq!(bounds.len(), 4);
             assert_eq!(*bounds.last().unwrap(), n);
             let mut seen = vec![false; n];
@@ -523,7 +542,7 @@ mod tests {
             for threads in [2, 3] {
                 let mut other = pool.clone();
                 assert_eq!(
-                    shuffle_in_blocks(&mut other, &mut Rng::new(seed), threads),
+                    shuffle_in_blocks(&mut other, &mut Rng::new(seed), threads, None),
                     bounds
                 );
                 assert!(other == one, "seed {seed}: {threads} threads");
