@@ -9,6 +9,16 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A flag that asks a running async solver to stop. */
+export declare class CancelFlag {
+  /** A flag not yet set. */
+  constructor()
+  /** Sets the flag: the solver stops at its next check (a fraction of a second at most). */
+  cancel(): void
+  /** Whether the flag is set. */
+  get cancelled(): boolean
+}
+
 /** Panics inside the binding; the panic must surface as an `ERR_OMNIBAL_PANIC` exception. */
 export declare function __panicForTest(message: string): number
 
@@ -298,7 +308,7 @@ export interface NativeSyntheticSamples {
 export declare function packIsf(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions): NativeIsfPacks
 
 /** [`pack_isf_sync`] on the libuv pool. */
-export declare function packIsfAsync(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null): Promise<NativeIsfPacks>
+export declare function packIsfAsync(vision: Uint32Array, text: Uint32Array, options: PackIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null, cancel?: CancelFlag | undefined | null): Promise<NativeIsfPacks>
 
 /** Options of ISF. */
 export interface PackIsfOptions {
@@ -347,7 +357,7 @@ export interface PlanArrays {
 export declare function planBatches(vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions): NativeBatchPlan
 
 /** [`plan_batches_sync`] on the libuv pool. */
-export declare function planBatchesAsync(vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions, onProgress?: ((done: number, total: number) => void) | undefined | null): Promise<NativeBatchPlan>
+export declare function planBatchesAsync(vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions, onProgress?: ((done: number, total: number) => void) | undefined | null, cancel?: CancelFlag | undefined | null): Promise<NativeBatchPlan>
 
 /** Options of a batch plan (see the TypeScript `PlanBatchesOptions` for the documentation). */
 export interface PlanBatchesOptions {
@@ -398,7 +408,7 @@ export declare function readSampleFiles(paths: Array<string>, formats: Array<str
 export declare function searchIsfArguments(vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions): NativeIsfSearch
 
 /** [`search_isf_arguments_sync`] on the libuv pool. */
-export declare function searchIsfArgumentsAsync(vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null): Promise<NativeIsfSearch>
+export declare function searchIsfArgumentsAsync(vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null, cancel?: CancelFlag | undefined | null): Promise<NativeIsfSearch>
 
 /** Options of the ISF argument search. */
 export interface SearchIsfOptions {

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CancelFlag = nativeBinding.CancelFlag
 module.exports.__panicForTest = nativeBinding.__panicForTest
 module.exports.__panicForTestAsync = nativeBinding.__panicForTestAsync
 module.exports.baselineStages = nativeBinding.baselineStages

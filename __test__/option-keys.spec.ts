@@ -67,6 +67,8 @@ for (const [what, call, message] of syncCases) {
 const asyncCases: [string, () => Promise<unknown>, RegExp][] = [
   ['planBatchesAsync', () => o.planBatchesAsync(samples, loose({ dp: 2, samplesPerPack: 4, epochs: 1 })), /^options\.epochs .*'epoch'/],
   ['planBatchesAsync (asyncOptions)', () => o.planBatchesAsync(samples, { dp: 2, samplesPerPack: 4 }, loose({ onprogress: () => {} })), /^asyncOptions\.onprogress .*'onProgress'/],
+  ['packIsfAsync (asyncOptions signal)', () => o.packIsfAsync(samples, { maxVision: 20, maxText: 8192 }, loose({ singal: new AbortController().signal })), /^asyncOptions\.singal .*'signal'/],
+  ['permutationAsync (no signal)', () => o.permutationAsync(10, 1, loose({ signal: new AbortController().signal })), /^options\.signal is not a known option; known: onProgress$/],
   ['balanceBatchesAsync', () => o.balanceBatchesAsync(samples, loose({ dp: 2, samplesPerPack: 4, strategy: 'random' })), /^options\.strategy /],
   ['packIsfAsync', () => o.packIsfAsync(samples, loose({ maxVision: 20, maxText: 8192, minVisio: 1 })), /^options\.minVisio .*'minVision'/],
   ['searchIsfArgumentsAsync', () => o.searchIsfArgumentsAsync(samples, loose({ samplesPerPack: 4, dP: 2 })), /^options\.dP .*'dp'/],
@@ -83,11 +85,14 @@ for (const [what, call, message] of asyncCases) {
   });
 }
 
-test('valid calls are unchanged: a known key given as undefined is still accepted, and the plan is the same', (t) => {
+test('valid calls are unchanged: a known key given as undefined is still accepted, and the plan is the same', async (t) => {
   const a = o.planBatches(samples, { dp: 2, samplesPerPack: 4, seed: 5 });
   const b = o.planBatches(samples, { dp: 2, samplesPerPack: 4, seed: 5, accum: undefined, tail: undefined });
   t.deepEqual(b, a);
   t.deepEqual(o.balanceBatches(samples, { dp: 2, samplesPerPack: 4, seed: 5 }), a);
+  // `signal` is a known key of the async data functions' options (with `onProgress`).
+  const signal = new AbortController().signal;
+  t.deepEqual(await o.planBatchesAsync(samples, { dp: 2, samplesPerPack: 4, seed: 5 }, { signal, onProgress: undefined }), a);
   t.notThrows(() => o.simulateStep(step));
   t.notThrows(() => o.partitionStages({ ...problem }));
   t.notThrows(() => o.vlmLayers(o.modelPreset('internvl-300m-internlm2-7b'), o.gpuPreset('A100-80G'), { load: { tiles: 1, tokens: 64, sumSqLen: 4096 }, training: { grads: 'bf16' } }));

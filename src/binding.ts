@@ -16,6 +16,7 @@ import { describeLoadError } from './load-error';
 import { packageRoot, version } from './package';
 import { threadsWarning } from './threads';
 import { deferred } from './progress';
+import { CancelFlagTwin } from './abort';
 import { dataTwins } from './data/twins';
 import { modelTwins } from './model/twins';
 import { chunkInFlightTwin, simulateStepTwin } from './simulate/simulate';
@@ -30,6 +31,7 @@ import { planStepsJsonTwin } from './io/plan-steps-json';
  */
 export type Backend = Pick<
   typeof Native,
+  | 'CancelFlag'
   | 'permutation'
   | 'permutationAsync'
   | 'shuffleU32'
@@ -69,6 +71,7 @@ export interface BackendInfo {
 
 /** The TypeScript twins, shaped as a {@link Backend}. */
 export const jsBackend: Backend = {
+  CancelFlag: CancelFlagTwin,
   permutation: permutationTwin,
   permutationAsync: (n, seed, onProgress) => deferred(() => permutationTwin(n, seed), onProgress, n),
   shuffleU32: shuffleU32Twin,

@@ -38,6 +38,8 @@ export const ErrorCodes = {
   NATIVE_UNAVAILABLE: 'ERR_OMNIBAL_NATIVE_UNAVAILABLE',
   /** `OMNIBAL_BACKEND` holds a value other than `native`, `js` or `auto`. */
   INVALID_BACKEND: 'ERR_OMNIBAL_INVALID_BACKEND',
+  /** A Promise variant's `signal` aborted: the work stopped (`name` `AbortError`, `cause` the signal's reason). */
+  CANCELLED: 'ERR_OMNIBAL_CANCELLED',
 } as const;
 
 /** One of the {@link ErrorCodes}. */

@@ -8,10 +8,11 @@
  *
  * @module
  */
+import { cancelledError } from './abort';
 import { invalidType } from './errors';
 import { checkKnownKeys, describeValue } from './validate';
 
-/** The one key of the Promise variants' options (`AsyncOptions`, `PermutationAsyncOptions`). */
+/** The one key of `PermutationAsyncOptions` (the data functions' `AsyncOptions` add `signal`). */
 const PROGRESS_OPTION_KEYS = ['onProgress'] as const;
 
 /**
@@ -25,12 +26,14 @@ export type ProgressCallback = (done: number, total: number) => void;
 /**
  * Runs a TypeScript twin on the next turn of the event loop, so the fallback backend's Promise
  * variants are real Promises too (they still run on the main thread); `onProgress` gets one
- * final `(total, total)` when given.
+ * final `(total, total)` when given. A `cancel` flag set by then stops it before it starts
+ * (`ERR_OMNIBAL_CANCELLED`, as the native core); once started it runs to its end.
  */
-export function deferred<T>(work: () => T, onProgress?: ProgressCallback | null, total = 1): Promise<T> {
+export function deferred<T>(work: () => T, onProgress?: ProgressCallback | null, total = 1, cancel?: { readonly cancelled: boolean } | null): Promise<T> {
   return new Promise((resolve, reject) => {
     setImmediate(() => {
       try {
+        if (cancel?.cancelled) throw cancelledError();
         const value = work();
         onProgress?.(total, total);
         resolve(value);
@@ -56,15 +59,15 @@ export function checkProgress<F extends (...args: never[]) => void>(onProgress: 
 
 /**
  * The `onProgress` of a Promise variant's options object (`undefined`, `null` or an object);
- * `name` is what an unknown key's message calls the object.
+ * `name` is what an unknown key's message calls the object, `known` its keys.
  *
  * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) when the options are not an object or
  *   `onProgress` is not a function; `ERR_OMNIBAL_UNKNOWN_OPTION` for any other key.
  */
-export function progressOption(options: unknown, name = 'options'): ProgressCallback | undefined {
+export function progressOption(options: unknown, name = 'options', known: readonly string[] = PROGRESS_OPTION_KEYS): ProgressCallback | undefined {
   if (options === undefined || options === null) return undefined;
   if (typeof options !== 'object') throw invalidType('options', `must be an object, got ${describeValue(options)}`);
-  checkKnownKeys(name, options, PROGRESS_OPTION_KEYS);
+  checkKnownKeys(name, options, known);
   return checkProgress<ProgressCallback>((options as { onProgress?: unknown }).onProgress);
 }
 
@@ -74,13 +77,15 @@ export function progressOption(options: unknown, name = 'options'): ProgressCall
  *
  * A callback that throws never reaches the event loop (where, called from a native threadsafe
  * function, it would end the process): the first error it throws is kept, later reports are
- * dropped, and the Promise rejects with that error once the work ends (its result discarded).
+ * dropped, `onFailure` is called (to stop the work, where it can be stopped), and the Promise
+ * rejects with that error once the work ends (its result discarded).
  *
  * @throws `TypeError` (`ERR_OMNIBAL_INVALID_TYPE`) when `onProgress` is given but not a function.
  */
 export function withProgress<T>(
   onProgress: ProgressCallback | undefined | null,
   start: (progress: ProgressCallback | null) => Promise<T>,
+  onFailure?: () => void,
 ): Promise<T> {
   const listener = checkProgress<ProgressCallback>(onProgress);
   if (!listener) return start(null);
@@ -93,6 +98,7 @@ export function withProgress<T>(
     } catch (error) {
       failure = { error };
       open = false;
+      onFailure?.();
     }
   };
   const guarded: ProgressCallback = (done, total) => {

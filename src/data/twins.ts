@@ -5,6 +5,7 @@
  * @module
  */
 import type * as Native from '../../bindings';
+import type { CancelFlag } from '../abort';
 import { deferred } from '../progress';
 import { integerBetween, integerInRange, numberAtLeast } from '../validate';
 import { MAX_SEED } from '../random/rng';
@@ -74,14 +75,14 @@ export const dataTwins = {
   // Strategy and tail names are checked inside (unknown ones are coded errors), as natively.
   planBatches: (vision: Uint32Array, text: Uint32Array, options: Native.PlanBatchesOptions) =>
     planBatchesTwin(vision, text, options as PlanBatchesOptions),
-  planBatchesAsync: (vision: Uint32Array, text: Uint32Array, options: Native.PlanBatchesOptions, onProgress?: Progress) =>
-    deferred(() => planBatchesTwin(vision, text, options as PlanBatchesOptions), onProgress),
+  planBatchesAsync: (vision: Uint32Array, text: Uint32Array, options: Native.PlanBatchesOptions, onProgress?: Progress, cancel?: CancelFlag | null) =>
+    deferred(() => planBatchesTwin(vision, text, options as PlanBatchesOptions), onProgress, 1, cancel),
   packIsf,
-  packIsfAsync: (vision: Uint32Array, text: Uint32Array, options: Native.PackIsfOptions, onProgress?: Progress) =>
-    deferred(() => packIsf(vision, text, options), onProgress),
+  packIsfAsync: (vision: Uint32Array, text: Uint32Array, options: Native.PackIsfOptions, onProgress?: Progress, cancel?: CancelFlag | null) =>
+    deferred(() => packIsf(vision, text, options), onProgress, 1, cancel),
   searchIsfArguments,
-  searchIsfArgumentsAsync: (vision: Uint32Array, text: Uint32Array, options: Native.SearchIsfOptions, onProgress?: Progress) =>
-    deferred(() => searchIsfArguments(vision, text, options), onProgress),
+  searchIsfArgumentsAsync: (vision: Uint32Array, text: Uint32Array, options: Native.SearchIsfOptions, onProgress?: Progress, cancel?: CancelFlag | null) =>
+    deferred(() => searchIsfArguments(vision, text, options), onProgress, 1, cancel),
   batchMetrics,
   // Called through an arrow: load.ts imports the backend, which imports these twins.
   planLoads: (packed: boolean, index: Uint32Array, offsets: Uint32Array, vision: Uint32Array, text: Uint32Array) =>

@@ -142,9 +142,13 @@ export class Methods {
     if (carry) options.carry = carry;
     const { id, plan, shared } = await this.ctx.store.acquire(this.owner, key, {
       compute: () => {
-        const task = this.ctx.pool.submit<StoredPlan>(async () => {
+        const task = this.ctx.pool.submit<StoredPlan>(async (c) => {
+          // Cancelled (every request waiting on this plan was): the native planner stops at its
+          // next check, so the pool slot is free again within a fraction of a second.
+          const abort = new AbortController();
+          c.onCancel = () => abort.abort();
           const samples = await load();
-          const plan = await planBatchesAsync(samples, options as never, { onProgress: progress });
+          const plan = await planBatchesAsync(samples, options as never, { onProgress: progress, signal: abort.signal });
           return { plan, samples };
         }, control.takeSlot());
         // The task holds this request's samples until it ends, even once cancelled.

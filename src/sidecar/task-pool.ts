@@ -3,7 +3,8 @@
  * `plan`): at most `concurrency` run at once (the native ones on the libuv pool, `plan` on one of
  * `concurrency` reused worker threads), at most `maxQueue` wait; more is a -32001 error, never a
  * thread per request. A queued task that is cancelled never runs; a running `plan` that is
- * cancelled has its worker terminated (and replaced), which frees its memory.
+ * cancelled has its worker terminated (and replaced), which frees its memory; a running
+ * `pack`/`balance` aborts its native planner (an `AbortSignal`), which stops at its next check.
  *
  * @module
  */
@@ -34,8 +35,9 @@ export interface PoolTask<T> {
   promise: Promise<T>;
   /**
    * Resolves once the task no longer runs: its run ended (however), or it was cancelled before it
-   * started. A cancelled running task may go on a while after `promise` rejects (native code
-   * runs to its end), holding what it was given.
+   * started. A cancelled running task may go on a while after `promise` rejects (until its
+   * `onCancel` takes effect: a native planner stops within a fraction of a second, a call
+   * without a way to stop runs to its end), holding what it was given and its slot.
    */
   settled: Promise<void>;
   /** Cancels: a queued task is dropped, a running one gets its `onCancel`. */

@@ -50,6 +50,8 @@ pub enum Error {
     Parse { message: String },
     /// A bad value in a file (`ERR_OMNIBAL_INVALID_SAMPLE`); the message names the file and line.
     InvalidRecord { message: String },
+    /// The caller cancelled the run (its cancel flag was set; see [`crate::progress`]).
+    Cancelled,
 }
 
 impl Error {
@@ -100,6 +102,7 @@ impl Error {
             Error::Panic { .. } => "ERR_OMNIBAL_PANIC",
             Error::Parse { .. } => "ERR_OMNIBAL_PARSE",
             Error::InvalidRecord { .. } => "ERR_OMNIBAL_INVALID_SAMPLE",
+            Error::Cancelled => "ERR_OMNIBAL_CANCELLED",
         }
     }
 
@@ -114,9 +117,10 @@ impl Error {
             Error::Infeasible { .. } => ErrorClass::Plain,
             Error::UnknownPreset { .. } | Error::InvalidRecord { .. } => ErrorClass::Range,
             Error::Parse { .. } => ErrorClass::Plain,
-            Error::EmptyInput | Error::TooFewSamples { .. } | Error::Panic { .. } => {
-                ErrorClass::Plain
-            }
+            Error::EmptyInput
+            | Error::TooFewSamples { .. }
+            | Error::Panic { .. }
+            | Error::Cancelled => ErrorClass::Plain,
         }
     }
 }
@@ -129,6 +133,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidSample { index, message } => write!(f, "sample {index} {message}"),
             Error::EmptyInput => write!(f, "no samples: the input is empty"),
+            Error::Cancelled => write!(f, "cancelled: the operation was aborted"),
             Error::CapTooSmall { message }
             | Error::TooFewSamples { message }
             | Error::InvalidOptions { message }

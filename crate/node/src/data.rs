@@ -6,6 +6,7 @@
 //! arrays until the Promise settles.
 
 use crate::args::expect_u32_array;
+use crate::cancel::CancelFlag;
 use crate::error::{guard, run_sync, to_js_error};
 use crate::progress::{JsProgress, ProgressFn};
 use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName, Uint32Array, Uint8Array, Unknown};
@@ -26,6 +27,8 @@ use omnibal_core::error::{integer_between, integer_in_range, number_at_least};
 use omnibal_core::progress::Progress;
 use omnibal_core::rng::MAX_SEED;
 use omnibal_core::Error;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 const MAX_U32: u64 = u32::MAX as u64;
 
@@ -201,6 +204,8 @@ pub struct SamplesTask<O: Send, R: Send> {
     text: Uint32Array,
     options: O,
     progress: Option<ProgressFn>,
+    /// Set from JavaScript ([`CancelFlag::cancel`]) to stop the solver.
+    cancel: Option<Arc<AtomicBool>>,
     run: SamplesFn<O, R>,
 }
 
@@ -209,7 +214,7 @@ impl<O: Send, R: Send + 'static + ToNapiValue + TypeName> Task for SamplesTask<O
     type JsValue = R;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let mut progress = JsProgress::new(self.progress.take());
+        let mut progress = JsProgress::cancellable(self.progress.take(), self.cancel.take());
         Ok(guard(|| {
             (self.run)(&self.vision, &self.text, &self.options, &mut progress)
         }))
@@ -220,13 +225,14 @@ impl<O: Send, R: Send + 'static + ToNapiValue + TypeName> Task for SamplesTask<O
     }
 }
 
-/// Reads the two sample arrays and queues `run` on the libuv pool.
+/// Reads the two sample arrays and queues `run` on the libuv pool, stopped by `cancel`.
 fn queue<O: Send, R: Send + 'static + ToNapiValue + TypeName>(
     env: &Env,
     vision: Unknown,
     text: Unknown,
     options: O,
     progress: Option<ProgressFn>,
+    cancel: Option<&CancelFlag>,
     run: SamplesFn<O, R>,
 ) -> napi::Result<AsyncTask<SamplesTask<O, R>>> {
     let vision = expect_u32_array(env, vision, "vision")?;
@@ -238,6 +244,7 @@ fn queue<O: Send, R: Send + 'static + ToNapiValue + TypeName>(
         text,
         options,
         progress,
+        cancel: cancel.map(CancelFlag::shared),
         run,
     }))
 }
@@ -258,7 +265,7 @@ fn call<O, R>(
 /// [`plan_batches_sync`] on the libuv pool.
 #[napi(
     js_name = "planBatchesAsync",
-    ts_args_type = "vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions, onProgress?: ((done: number, total: number) => void) | undefined | null",
+    ts_args_type = "vision: Uint32Array, text: Uint32Array, options: PlanBatchesOptions, onProgress?: ((done: number, total: number) => void) | undefined | null, cancel?: CancelFlag | undefined | null",
     ts_return_type = "Promise<NativeBatchPlan>"
 )]
 pub fn plan_batches_async(
@@ -267,8 +274,9 @@ pub fn plan_batches_async(
     text: Unknown,
     options: PlanBatchesOptions,
     on_progress: Option<ProgressFn>,
+    cancel: Option<&CancelFlag>,
 ) -> napi::Result<AsyncTask<SamplesTask<PlanBatchesOptions, NativeBatchPlan>>> {
-    queue(&env, vision, text, options, on_progress, run_plan)
+    queue(&env, vision, text, options, on_progress, cancel, run_plan)
 }
 
 /// Options of ISF.
@@ -341,7 +349,7 @@ pub fn pack_isf_sync(
 /// [`pack_isf_sync`] on the libuv pool.
 #[napi(
     js_name = "packIsfAsync",
-    ts_args_type = "vision: Uint32Array, text: Uint32Array, options: PackIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null",
+    ts_args_type = "vision: Uint32Array, text: Uint32Array, options: PackIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null, cancel?: CancelFlag | undefined | null",
     ts_return_type = "Promise<NativeIsfPacks>"
 )]
 pub fn pack_isf_async(
@@ -350,8 +358,9 @@ pub fn pack_isf_async(
     text: Unknown,
     options: PackIsfOptions,
     on_progress: Option<ProgressFn>,
+    cancel: Option<&CancelFlag>,
 ) -> napi::Result<AsyncTask<SamplesTask<PackIsfOptions, NativeIsfPacks>>> {
-    queue(&env, vision, text, options, on_progress, run_isf)
+    queue(&env, vision, text, options, on_progress, cancel, run_isf)
 }
 
 /// Options of the ISF argument search.
@@ -444,7 +453,7 @@ pub fn search_isf_arguments_sync(
 /// [`search_isf_arguments_sync`] on the libuv pool.
 #[napi(
     js_name = "searchIsfArgumentsAsync",
-    ts_args_type = "vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null",
+    ts_args_type = "vision: Uint32Array, text: Uint32Array, options: SearchIsfOptions, onProgress?: ((done: number, total: number) => void) | undefined | null, cancel?: CancelFlag | undefined | null",
     ts_return_type = "Promise<NativeIsfSearch>"
 )]
 pub fn search_isf_arguments_async(
@@ -453,8 +462,9 @@ pub fn search_isf_arguments_async(
     text: Unknown,
     options: SearchIsfOptions,
     on_progress: Option<ProgressFn>,
+    cancel: Option<&CancelFlag>,
 ) -> napi::Result<AsyncTask<SamplesTask<SearchIsfOptions, NativeIsfSearch>>> {
-    queue(&env, vision, text, options, on_progress, run_search)
+    queue(&env, vision, text, options, on_progress, cancel, run_search)
 }
 
 /// The parts of a plan that metrics read.

@@ -4,6 +4,7 @@
 //! - [`args`]: reading typed-array arguments, with coded `TypeError`s for the wrong kind;
 //! - [`error`]: core errors to JS exceptions with a `code`, panics caught at the boundary;
 //! - [`progress`]: a JS progress callback behind a time-throttled threadsafe function;
+//! - [`cancel`]: the flag that stops an async solver (an `AbortSignal` aborted);
 //! - [`data`]: batch plans (every strategy), ISF, its argument search, plan metrics;
 //! - [`model`]: the stage DP, plan evaluation, baselines, the VLM layer table, calibration;
 //! - [`permutation`]: seeded permutations and shuffles, sync and async;
@@ -15,6 +16,7 @@
 #![deny(clippy::all)]
 
 pub mod args;
+pub mod cancel;
 pub mod data;
 pub mod diagnostics;
 pub mod error;

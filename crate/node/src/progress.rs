@@ -8,6 +8,8 @@ use napi::bindgen_prelude::FnArgs;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use omnibal_core::progress::Progress;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The least time between two progress calls into JavaScript.
@@ -16,10 +18,12 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// `(done, total) => void`, callable from any thread.
 pub type ProgressFn = ThreadsafeFunction<FnArgs<(f64, f64)>, (), FnArgs<(f64, f64)>, Status, false>;
 
-/// A [`Progress`] listener that forwards to a JS callback, throttled.
+/// A [`Progress`] listener that forwards to a JS callback, throttled, and carries the task's
+/// cancel flag (if any).
 pub struct JsProgress {
     callback: Option<ProgressFn>,
     last: Option<Instant>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl JsProgress {
@@ -28,6 +32,15 @@ impl JsProgress {
         JsProgress {
             callback,
             last: None,
+            cancel: None,
+        }
+    }
+
+    /// The same, stopped by `cancel` once it is set.
+    pub fn cancellable(callback: Option<ProgressFn>, cancel: Option<Arc<AtomicBool>>) -> Self {
+        JsProgress {
+            cancel,
+            ..JsProgress::new(callback)
         }
     }
 }
@@ -48,5 +61,15 @@ impl Progress for JsProgress {
                 ThreadsafeFunctionCallMode::NonBlocking,
             );
         }
+    }
+
+    fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.cancel.clone()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 }

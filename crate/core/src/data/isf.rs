@@ -12,7 +12,7 @@ use super::plan::Packs;
 use super::samples::{Caps, DropReason, Samples};
 use crate::error::Error;
 use crate::permutation::shuffle;
-use crate::progress::Progress;
+use crate::progress::{checkpoint, Progress};
 use crate::rng::Rng;
 
 /// Parameters of [`pack_isf`].
@@ -104,6 +104,7 @@ pub fn pack_isf(
     let mut round_packs = Packs::new();
     let mut sums = Vec::new();
     for round in 0..params.iterations {
+        checkpoint(progress)?;
         shuffle(
             &mut pool,
             &mut Rng::for_epoch(params.seed, params.epoch, round as u64),
@@ -142,6 +143,40 @@ mod tests {
         let v = (0..n).map(|_| 1 + rng.below(5)).collect();
         let t = (0..n).map(|_| 200 + rng.below(1500)).collect();
         (v, t)
+    }
+
+    #[test]
+    fn a_cancel_flag_stops_the_rounds() {
+        let (v, t) = data(5000, 2);
+        let s = Samples::new(&v, &t).unwrap();
+        let caps = Caps {
+            max_vision: 10,
+            max_text: 4096,
+        };
+        let p = IsfParams::reference(caps, 1, 0);
+        let cancel = crate::progress::Cancellable::default();
+        // Never set: the packs of a run without a flag.
+        let packs = pack_isf(&s, &p, &mut cancel.clone()).unwrap();
+        assert_eq!(packs.packs, pack_isf(&s, &p, &mut ()).unwrap().packs);
+        // Set after the first round's report: no second round.
+        let mut rounds = 0;
+        let flag = cancel.flag.clone();
+        struct AfterFirst<'a>(&'a mut u32, crate::progress::Cancellable);
+        impl Progress for AfterFirst<'_> {
+            fn report(&mut self, _: u64, _: u64) {
+                *self.0 += 1;
+                self.1
+                    .flag
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            fn cancel_flag(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+                self.1.cancel_flag()
+            }
+        }
+        let err = pack_isf(&s, &p, &mut AfterFirst(&mut rounds, cancel)).unwrap_err();
+        assert_eq!(err, Error::Cancelled);
+        assert_eq!(rounds, 1);
+        assert!(flag.load(std::sync::atomic::Ordering::Relaxed));
     }
 
     #[test]

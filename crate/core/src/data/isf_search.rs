@@ -26,7 +26,7 @@ use super::metrics::batch_metrics;
 use super::plan::Tail;
 use super::samples::{round_half_up, Caps, Samples};
 use crate::error::{js_number, number_at_least, Error};
-use crate::progress::Progress;
+use crate::progress::{checkpoint, Cancellable, Progress};
 
 /// Parameters of [`search_isf_arguments`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,10 +87,15 @@ pub fn search_start(samples: &Samples) -> (Caps, u32) {
     )
 }
 
-fn evaluate(samples: &Samples, caps: Caps, p: &IsfSearchParams) -> Result<IsfCandidate, Error> {
+fn evaluate(
+    samples: &Samples,
+    caps: Caps,
+    p: &IsfSearchParams,
+    cancel: &mut Cancellable,
+) -> Result<IsfCandidate, Error> {
     let mut isf = IsfParams::reference(caps, p.seed, 0);
     isf.iterations = p.iterations;
-    let plan = isf_batches(samples, &isf, p.dp, p.accum, Tail::KeepPartial, &mut ())?;
+    let plan = isf_batches(samples, &isf, p.dp, p.accum, Tail::KeepPartial, cancel)?;
     let m = batch_metrics(&plan, samples, &TextCost::default())?;
     let b = p.samples_per_pack;
     Ok(IsfCandidate {
@@ -134,7 +139,12 @@ pub fn search_isf_arguments(
     let mut recorded = false;
     let mut k = 0i64;
     let mut steps = 0u32;
+    // Each candidate's ISF runs stop with the search's cancel flag (their progress is not the search's).
+    let mut cancel = Cancellable {
+        flag: progress.cancel_flag().unwrap_or_default(),
+    };
     loop {
+        checkpoint(progress)?;
         let Some(caps) = caps_at(k) else {
             warnings.push(format!(
                 "the ISF search reached caps that cannot exist (vision {}, text {}) before finding {} to {} samples per pack",
@@ -148,7 +158,7 @@ pub fn search_isf_arguments(
         let at = match seen.iter().find(|(o, _)| *o == k) {
             Some(&(_, at)) => at,
             None => {
-                let at = match evaluate(samples, caps, p) {
+                let at = match evaluate(samples, caps, p, &mut cancel) {
                     Ok(c) => {
                         candidates.push(c);
                         Some(candidates.len() - 1)
@@ -246,6 +256,30 @@ pub fn search_isf_arguments(
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    #[test]
+    fn a_cancelled_search_stops_with_the_error() {
+        let mut rng = Rng::new(3);
+        let v: Vec<u32> = (0..3000).map(|_| 1 + rng.below(5)).collect();
+        let t: Vec<u32> = (0..3000).map(|_| 200 + rng.below(1500)).collect();
+        let s = Samples::new(&v, &t).unwrap();
+        let p = IsfSearchParams {
+            samples_per_pack: 4.0,
+            dp: 8,
+            accum: 1,
+            iterations: 5,
+            max_steps: 32,
+            seed: 0,
+        };
+        let cancel = crate::progress::Cancellable::default();
+        let whole = search_isf_arguments(&s, &p, &mut cancel.clone()).unwrap();
+        assert_eq!(whole, search_isf_arguments(&s, &p, &mut ()).unwrap());
+        cancel
+            .flag
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let err = search_isf_arguments(&s, &p, &mut cancel.clone()).unwrap_err();
+        assert_eq!(err, Error::Cancelled);
+    }
 
     #[test]
     fn start_bins_each_sample_before_the_mean() {

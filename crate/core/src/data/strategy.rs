@@ -9,7 +9,7 @@ use super::isf_search::{search_isf_arguments, IsfSearchParams};
 use super::plan::{BatchPlan, Tail};
 use super::samples::{round_half_up, Caps, Samples};
 use crate::error::{number_at_least, Error};
-use crate::progress::Progress;
+use crate::progress::{checkpoint, Cancellable, Progress};
 
 /// A batching strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +132,7 @@ pub fn plan_batches_with_carry(
     if o.dp as u64 * o.accum as u64 > MAX_STEP_MICRO_BATCHES {
         return Err(step_too_large(o.dp, o.accum));
     }
+    checkpoint(progress)?;
     if o.strategy != Strategy::Balanced && (o.tail == Tail::Carry || !carry.is_empty()) {
         return Err(Error::InvalidOptions {
             message: format!(
@@ -179,7 +180,11 @@ pub fn plan_batches_with_carry(
                         max_steps: 32,
                         seed: o.seed,
                     };
-                    let found = search_isf_arguments(samples, &sp, &mut ())?;
+                    // The search's progress is not the plan's; its cancel flag is.
+                    let mut cancel = Cancellable {
+                        flag: progress.cancel_flag().unwrap_or_default(),
+                    };
+                    let found = search_isf_arguments(samples, &sp, &mut cancel)?;
                     found.candidates[found.chosen].caps
                 }
             };

@@ -6,6 +6,7 @@
 
 use super::swaps::{for_each_range, PackLoad, SampleLoad};
 use crate::data::plan::Packs;
+use std::sync::atomic::AtomicBool;
 
 /// Pairing passes over each equalizing window (step 4).
 pub const EQUALIZE_PASSES: u32 = 4;
@@ -20,7 +21,9 @@ pub const EQUALIZE_GREEDY_MIN_STEP: usize = 2048;
 
 /// Equalizes the packs of each class run `[from, to)` of `classes` (runs of equal vision sums
 /// inside it), window by window, for steps of `m` micro-batches under text cap `cap_t`. Windows
-/// are independent: threads take runs of them (the plan does not depend on how many).
+/// are independent: threads take runs of them (the plan does not depend on how many). Once
+/// `stop` is set the remaining windows are skipped.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn equalize(
     packs: &Packs,
     sample_loads: &mut [SampleLoad],
@@ -29,6 +32,7 @@ pub(super) fn equalize(
     m: usize,
     cap_t: u64,
     threads: usize,
+    stop: Option<&AtomicBool>,
 ) {
     let mut windows: Vec<(usize, usize)> = Vec::new();
     for &(from, to) in classes {
@@ -57,6 +61,7 @@ pub(super) fn equalize(
         0,
         threads,
         cap_t,
+        stop,
         &|rules, loads, (a, b), _| {
             let mut w: Vec<u32> = (a as u32..b as u32).collect();
             rules.pair_passes(packs, loads, &mut w, EQUALIZE_PASSES);

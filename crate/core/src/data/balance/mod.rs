@@ -72,7 +72,7 @@ use super::plan::{assemble, BatchPlan, Tail};
 use super::samples::{Caps, DropReason, Samples};
 use crate::error::Error;
 use crate::permutation::shuffle;
-use crate::progress::Progress;
+use crate::progress::{checkpoint, Progress};
 use crate::rng::Rng;
 use equalize::equalize;
 use layout::{lay_out, sort_by_key_descending};
@@ -287,7 +287,14 @@ pub fn balance_batches_with_carry(
     } else {
         worker_threads()
     };
-    let mut packs = pack(pool, p, progress, total, threads);
+    // Cancellation: the threads check `stop` between blocks, windows and steps; this thread
+    // checks it between phases (before a phase's report, so a stopped phase reports nothing,
+    // and after it, for a listener that cancels as it is told).
+    let cancel = progress.cancel_flag();
+    let stop = cancel.as_deref();
+    checkpoint(progress)?;
+    let mut packs = pack(pool, p, progress, total, threads, stop);
+    checkpoint(progress)?;
     packs = repack_part_filled(packs, p);
     let before = packs.len();
     let (packs, kept, lost) = spread_tail(packs, p, m, oversize.len(), &carry_ids);
@@ -343,9 +350,11 @@ pub fn balance_batches_with_carry(
     order_old.extend_from_slice(&tail_old);
     drop((fresh, mixed, tail_old));
     let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| rec(i)).collect();
+    checkpoint(progress)?;
     let (packs, mut sample_loads, mut pack_loads) =
         lay_out(packs, order_old, oversize_recs, &p.cost, max_cost, threads);
     let cap_t = p.caps.max_text as u64;
+    checkpoint(progress)?;
 
     // Step 4: equalize each vision class.
     equalize(
@@ -356,8 +365,11 @@ pub fn balance_batches_with_carry(
         m,
         cap_t,
         threads,
+        stop,
     );
+    checkpoint(progress)?;
     progress.report(total + total / 4, total * 2);
+    checkpoint(progress)?;
 
     // Step 5: steps cut from the layout; costly and cheap packs matched in steps of their own.
     let full = Loads {
@@ -404,8 +416,11 @@ pub fn balance_batches_with_carry(
         normal,
         (p.caps.max_vision as u64, cap_t),
         threads,
+        stop,
     );
+    checkpoint(progress)?;
     progress.report(total + total / 4 + total * 3 / 4, total * 2);
+    checkpoint(progress)?;
 
     // The packs' items, as the swaps left them.
     let mut packs = packs;

@@ -6,9 +6,10 @@
 use super::{sums, BalanceParams, Rec};
 use crate::data::plan::Packs;
 use crate::permutation::shuffle;
-use crate::progress::Progress;
+use crate::progress::{is_set, Progress};
 use crate::rng::Rng;
 use std::cmp::Reverse;
+use std::sync::atomic::AtomicBool;
 
 pub(super) struct OpenPack {
     pub(super) items: Vec<Rec>,
@@ -34,8 +35,14 @@ pub const SHUFFLE_CHUNKS: usize = 64;
 /// chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`. Each sample lands in a
 /// uniformly random block, in a uniformly random order within it: a uniformly random order, as
 /// a one-block shuffle gives. Chunks and blocks are independent: threads take runs of them (the
-/// result does not depend on how many).
-pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usize) -> Vec<usize> {
+/// result does not depend on how many). Once `stop` is set, the chunks and blocks left are
+/// skipped (the pool is then unfinished, for the caller to discard).
+pub(super) fn shuffle_in_blocks(
+    pool: &mut Vec<Rec>,
+    rng: &mut Rng,
+    threads: usize,
+    stop: Option<&AtomicBool>,
+) -> Vec<usize> {
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
     if k <= 1 {
@@ -50,6 +57,9 @@ pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usi
     let rows: Vec<usize> = (0..=c).map(|j| j * k).collect();
     let shuffle_chunks = |first: usize, last: usize, items: &mut [Rec], count: &mut [u32]| {
         for j in first..last {
+            if is_set(stop) {
+                return;
+            }
             let mut r = Rng::for_stream(base, j as u64);
             let items = &mut items[chunks[j] - chunks[first]..chunks[j + 1] - chunks[first]];
             shuffle(items, &mut r);
@@ -92,6 +102,9 @@ pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usi
     let fill = |first: usize, last: usize, out: &mut [Rec]| {
         let mut at = 0;
         for b in first..last {
+            if is_set(stop) {
+                return;
+            }
             let begin = at;
             for j in 0..c {
                 let (s, len) = (starts[j * k + b], counts[j * k + b] as usize);
@@ -104,6 +117,9 @@ pub(super) fn shuffle_in_blocks(pool: &mut Vec<Rec>, rng: &mut Rng, threads: usi
             );
         }
     };
+    if is_set(stop) {
+        return bounds;
+    }
     let mut out = vec![Rec { id: 0, v: 0, t: 0 }; n];
     if parallel {
         std::thread::scope(|scope| {
@@ -237,13 +253,15 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
 /// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left
 /// ([`shuffle_in_blocks`]) and packs it block by block ([`pack_block`]): the blocks' packs in
 /// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
-/// threads take runs of them (the packs do not depend on how many).
+/// threads take runs of them (the packs do not depend on how many). Once `stop` is set it
+/// returns early (between blocks) with unfinished packs, which the caller discards.
 pub(super) fn pack(
     pool: Vec<Rec>,
     p: &BalanceParams,
     progress: &mut dyn Progress,
     total: u64,
     threads: usize,
+    stop: Option<&AtomicBool>,
 ) -> Packs<Rec> {
     let mut out: Packs<Rec> = Packs::new();
     let mut pool = pool;
@@ -252,12 +270,19 @@ pub(super) fn pack(
             &mut pool,
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
             threads,
+            stop,
         );
+        if is_set(stop) {
+            return out;
+        }
         let last = round + 1 == p.rounds;
         let blocks = bounds.len() - 1;
         let mut done: Vec<PackedBlock> = Vec::with_capacity(blocks);
         if threads <= 1 || blocks < 2 {
             for b in 0..blocks {
+                if is_set(stop) {
+                    return out;
+                }
                 done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
             }
         } else {
@@ -267,6 +292,7 @@ pub(super) fn pack(
                     let bounds = &bounds;
                     handles.push(scope.spawn(move || {
                         (first..end)
+                            .take_while(|_| !is_set(stop))
                             .map(|b| {
                                 let range =
                                     bounds[b] - bounds[first]..bounds[b + 1] - bounds[first];
@@ -281,6 +307,10 @@ pub(super) fn pack(
                     .collect()
             });
             done.extend(runs.into_iter().flatten());
+        }
+        // Cancelled: some blocks were never packed.
+        if is_set(stop) {
+            return out;
         }
         // The blocks' packs, in block order: moved down in place in the first round (whose pool
         // becomes the packs' buffer), appended in later rounds.
@@ -501,7 +531,7 @@ mod tests {
         let mut first_chunk = (0.0, 0.0);
         for seed in 0..24u64 {
             let mut one = pool.clone();
-            let bounds = shuffle_in_blocks(&mut one, &mut Rng::new(seed), 1);
+            let bounds = shuffle_in_blocks(&mut one, &mut Rng::new(seed), 1, None);
             assert_eq!(bounds.len(), 4);
             assert_eq!(*bounds.last().unwrap(), n);
             let mut seen = vec![false; n];
@@ -512,7 +542,7 @@ mod tests {
             for threads in [2, 3] {
                 let mut other = pool.clone();
                 assert_eq!(
-                    shuffle_in_blocks(&mut other, &mut Rng::new(seed), threads),
+                    shuffle_in_blocks(&mut other, &mut Rng::new(seed), threads, None),
                     bounds
                 );
                 assert!(other == one, "seed {seed}: {threads} threads");

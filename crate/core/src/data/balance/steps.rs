@@ -6,6 +6,8 @@
 use super::swaps::{for_each_range, Loads, PackLoad, SampleLoad, SwapRules, GREEDY_SWAPS};
 use super::PARALLEL_MIN_STEPS;
 use crate::data::plan::Packs;
+use crate::progress::is_set;
+use std::sync::atomic::AtomicBool;
 
 /// Pairing passes inside each step (step 5).
 pub const STEP_PASSES: u32 = 2;
@@ -84,7 +86,8 @@ pub const CHEAP_PACK_DIV: u64 = 100;
 /// Tunes each step of `drawn` (`m` packs each): vision sums evened where its packs differ (none
 /// of them over-cap, below `normal`), then, unless its costliest pack is within
 /// 1/[`STEP_TOLERANCE`] of its mean, [`STEP_PASSES`] pairing passes and greedy swaps; each step
-/// is left in cost order. `caps` are the vision and text caps.
+/// is left in cost order. `caps` are the vision and text caps. Once `stop` is set the remaining
+/// steps are left as they are (the caller discards them).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tune_steps(
     packs: &Packs,
@@ -95,6 +98,7 @@ pub(super) fn tune_steps(
     normal: usize,
     caps: (u64, u64),
     threads: usize,
+    stop: Option<&AtomicBool>,
 ) {
     let (cap_v, cap_t) = caps;
     let steps = drawn.len() / m;
@@ -142,6 +146,9 @@ pub(super) fn tune_steps(
     }
     let mut first = 0;
     for run in &runs {
+        if is_set(stop) {
+            return;
+        }
         for_each_range(
             sample_loads,
             pack_loads,
@@ -155,6 +162,7 @@ pub(super) fn tune_steps(
                 1
             },
             cap_t,
+            stop,
             &|rules, loads, _, step| tune(rules, loads, step),
         );
         first += run.len();

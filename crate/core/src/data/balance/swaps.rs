@@ -5,7 +5,9 @@
 //! of packs on worker threads.
 
 use crate::data::plan::Packs;
+use crate::progress::is_set;
 use std::cmp::Reverse;
+use std::sync::atomic::AtomicBool;
 
 /// Per-pack sums, side by side: a view of packs `base..base + p.len()` (a thread's share).
 pub(super) struct Loads<'a> {
@@ -558,11 +560,16 @@ pub const GREEDY_PARTNERS: usize = 16;
 /// Greedy swaps per step: `min(8 m + 32, this)` for `m` packs (in effect `8 m + 32`).
 pub const GREEDY_SWAPS: usize = 1 << 30;
 
+/// Packs between two checks of the cancel flag in [`for_each_range`] (a few tens of thousands of
+/// samples: a fraction of a millisecond of swaps).
+pub const STOP_CHECK_PACKS: usize = 4096;
+
 /// Calls `f(rules, loads, range, aux)` for each of `ranges` (pack ranges `[a, b)`, increasing
 /// and disjoint), `aux` being the range's `stride` entries of `aux`. With `threads > 1` the
 /// ranges are cut into that many contiguous runs, each on a scoped thread that sees only its
 /// own packs' loads and samples (so no two threads touch the same memory); the result is the
-/// same as on one thread, as each call only reads and writes its own range.
+/// same as on one thread, as each call only reads and writes its own range. Once `stop` is set
+/// (checked every [`STOP_CHECK_PACKS`] packs or so), the remaining ranges are skipped.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn for_each_range<F>(
     sample_loads: &mut [SampleLoad],
@@ -573,6 +580,7 @@ pub(super) fn for_each_range<F>(
     stride: usize,
     threads: usize,
     cap_t: u64,
+    stop: Option<&AtomicBool>,
     f: &F,
 ) where
     F: Fn(&mut SwapRules<'_>, &mut Loads<'_>, (usize, usize), &mut [u32]) + Sync,
@@ -593,7 +601,15 @@ pub(super) fn for_each_range<F>(
             heap: Vec::new(),
         };
         let mut loads = Loads { p: pl, base };
+        let mut since_check = 0;
         for (j, &r) in ranges.iter().enumerate() {
+            if since_check >= STOP_CHECK_PACKS {
+                since_check = 0;
+                if is_set(stop) {
+                    return;
+                }
+            }
+            since_check += r.1 - r.0;
             f(
                 &mut rules,
                 &mut loads,

@@ -599,3 +599,91 @@ fn bad_shapes_are_errors() {
         "ERR_OMNIBAL_TOO_FEW_SAMPLES"
     );
 }
+
+/// A listener that sets its cancel flag at its `at`-th report (1-based), counting reports.
+struct CancelAt {
+    at: usize,
+    reports: usize,
+    inner: crate::progress::Cancellable,
+}
+
+impl Progress for CancelAt {
+    fn report(&mut self, _done: u64, _total: u64) {
+        self.reports += 1;
+        if self.reports == self.at {
+            self.inner
+                .flag
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn cancel_flag(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+        self.inner.cancel_flag()
+    }
+}
+
+#[test]
+fn a_cancelled_run_stops_with_the_cancelled_error_at_every_phase() {
+    let (v, t) = data(60_000, 7);
+    let s = Samples::new(&v, &t).unwrap();
+    let caps = caps_for_samples_per_pack(&s, 4.5);
+    for threads in [1, 2] {
+        let mut p = BalanceParams::new(8, 2, caps, 1, 0);
+        p.threads = threads;
+        // Reports of a whole run; the last one comes when the plan is made.
+        let mut count = CancelAt {
+            at: 0,
+            reports: 0,
+            inner: Default::default(),
+        };
+        let plan = balance_batches(&s, &p, &mut count).unwrap();
+        assert!(count.reports >= 3, "{}", count.reports);
+        // A flag never set: the plan of a run without one.
+        assert_eq!(plan, balance_batches(&s, &p, &mut ()).unwrap());
+        // Set before the run, or at any report but the last: the run stops with the error.
+        for at in 0..count.reports {
+            let mut cancel = CancelAt {
+                at,
+                reports: 0,
+                inner: Default::default(),
+            };
+            if at == 0 {
+                cancel
+                    .inner
+                    .flag
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let err = balance_batches(&s, &p, &mut cancel).unwrap_err();
+            assert_eq!(err, Error::Cancelled, "threads {threads}, report {at}");
+            assert_eq!(err.code(), "ERR_OMNIBAL_CANCELLED");
+            assert_eq!(cancel.reports, at, "no report after the stop");
+        }
+    }
+}
+
+#[test]
+fn a_flag_set_from_another_thread_stops_the_threaded_loops() {
+    let (v, t) = data(400_000, 8);
+    let s = Samples::new(&v, &t).unwrap();
+    let caps = caps_for_samples_per_pack(&s, 4.5);
+    let mut p = BalanceParams::new(8, 1, caps, 1, 0);
+    p.threads = 2;
+    let t0 = std::time::Instant::now();
+    balance_batches(&s, &p, &mut ()).unwrap();
+    let whole = t0.elapsed();
+    let cancel = crate::progress::Cancellable::default();
+    let flag = cancel.flag.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(whole / 4);
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let t0 = std::time::Instant::now();
+    let err = balance_batches(&s, &p, &mut cancel.clone()).unwrap_err();
+    let stopped = t0.elapsed();
+    setter.join().unwrap();
+    assert_eq!(err, Error::Cancelled);
+    assert!(
+        stopped < whole,
+        "stopped after {stopped:?}, a whole run takes {whole:?}"
+    );
+}
