@@ -203,6 +203,12 @@ test('memory for the heaviest micro-batch, with headroom, grows only the activat
   for (let i = 0; i < light.activationBytes.length; i++) t.true(heavy.activationBytes[i] >= light.activationBytes[i] * 1.1 - 1e-6);
   t.true(base.stages.every((s) => s.memory.activations > 0));
   t.is(thrown(() => internvl(8, { headroom: -1 })).code, 'ERR_OMNIBAL_INVALID_OPTIONS');
+  // A bad memoryLoad is named as such, not as the (valid) load.
+  for (const [memoryLoad, field] of [[{ tiles: 0, tokens: 0 }, 'memoryLoad.tokens'], [{ tiles: -1, tokens: 5 }, 'memoryLoad.tiles'], [{ tiles: 1, tokens: 5, sumSqLen: NaN }, 'memoryLoad.sumSqLen']] as const) {
+    const e = thrown(() => internvl(8, { memoryLoad }));
+    t.is(e.code, 'ERR_OMNIBAL_OUT_OF_RANGE');
+    t.true(e.message.startsWith(`${field} must be`), e.message);
+  }
 });
 
 test('precision, ZeRO and frozen modules in the static bytes; tp must divide heads, KV heads and FFN', (t) => {

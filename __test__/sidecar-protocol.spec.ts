@@ -298,10 +298,14 @@ test('partition and search.ask take vlmStageProblem\'s memory options (zero 0-3,
   t.notDeepEqual(r.result.stages, plain.result.stages, 'the memory options change the plan');
   const asked = await h.call('search.ask', { problem: { ...problem, ...memory }, budget: 2 });
   t.falsy(asked.error, JSON.stringify(asked.error));
-  for (const [bad, field] of [[{ zero: 4 }, 'zero'], [{ training: { grads: 'fp8' } }, 'training.grads'], [{ headroom: -1 }, 'headroom'], [{ memoryLoad: { tiles: 1 } }, 'memoryLoad.tokens']] as [object, string][]) {
+  for (const [bad, field] of [[{ zero: 4 }, 'zero'], [{ training: { grads: 'fp8' } }, 'training.grads'], [{ headroom: -1 }, 'headroom'], [{ memoryLoad: { tiles: 1 } }, 'memoryLoad.tokens'], [{ memoryLoad: { tiles: 0, tokens: 0 } }, 'memoryLoad.tokens']] as [object, string][]) {
     const e = await h.call('partition', { ...problem, ...bad });
     t.is(e.error?.code, -32602, JSON.stringify(e));
     t.is(e.error?.data?.field, field);
+    // search.ask names it inside its problem.
+    const s = await h.call('search.ask', { problem: { ...problem, ...bad }, budget: 2 });
+    t.is(s.error?.code, -32602, JSON.stringify(s));
+    t.is(s.error?.data?.field, `problem.${field}`, JSON.stringify(s));
   }
   h.session.close();
 });

@@ -11,7 +11,7 @@
 import type * as Native from '../../bindings';
 import { activeBackend } from '../binding';
 import { invalidOptions, invalidType } from '../errors';
-import { checkKnownKeys, describeValue, expectNumber, expectNumberList, expectObject } from '../validate';
+import { checkKnownKeys, describeValue, expectNumber, expectNumberList, expectObject, numberAtLeast } from '../validate';
 import { LAYER_TABLE_OPTION_KEYS, MICRO_BATCH_LOAD_KEYS, STAGE_PROBLEM_HINTS, STAGE_PROBLEM_KEYS, TRAINING_OPTION_KEYS, VLM_STAGE_OPTION_KEYS } from './option-keys';
 import { checkCalibration, checkFittedCosts, checkMeasurements, type LayerWork } from './calibration-file';
 import { gpuPreset, modelPreset } from './presets';
@@ -665,7 +665,13 @@ export function vlmStageProblem(o: VlmStageOptions): StageProblem {
   checkKnownKeys('options', expectObject('options', o), VLM_STAGE_OPTION_KEYS);
   // Here, not in tableShape: a calibration file's load may carry its sample count too.
   checkKnownKeys('load', o.load, MICRO_BATCH_LOAD_KEYS);
-  if (o.memoryLoad) checkKnownKeys('memoryLoad', o.memoryLoad, MICRO_BATCH_LOAD_KEYS);
+  if (o.memoryLoad) {
+    // Checked here under its own name (the layer table would name its fields load.*).
+    checkKnownKeys('memoryLoad', o.memoryLoad, MICRO_BATCH_LOAD_KEYS);
+    numberAtLeast('memoryLoad.tiles', o.memoryLoad.tiles, 0);
+    numberAtLeast('memoryLoad.tokens', o.memoryLoad.tokens, 1);
+    if (o.memoryLoad.sumSqLen !== undefined) numberAtLeast('memoryLoad.sumSqLen', o.memoryLoad.sumSqLen, 0);
+  }
   const spec = resolveModel(o.model);
   const g = resolveGpu(o.gpu);
   const t = vlmLayers(spec, g, { tp: o.tp, dp: o.dp, zero: o.zero, training: o.training, load: o.load });

@@ -101,8 +101,14 @@ export function toRpcError(error: unknown): RpcError {
 export function withField(error: RpcError, params: Record<string, unknown>): RpcError {
   if (error.rpcCode !== RpcErrors.INVALID_PARAMS || error.data?.field !== undefined) return error;
   const path = /^(?:options\.)?([A-Za-z_$][\w$]*)((?:\.[A-Za-z_$][\w$]*|\[\d+\])*)/.exec(error.message);
-  const field = path !== null && Object.hasOwn(params, path[1]) ? path[1] + path[2] : 'params';
+  // A param of the request, or of an object param (search.ask's problem.memoryLoad, say).
+  const within = path === null || Object.hasOwn(params, path[1]) ? undefined : Object.keys(params).find((k) => isObject(params[k]) && Object.hasOwn(params[k], path[1]));
+  const field = path === null ? 'params' : Object.hasOwn(params, path[1]) ? path[1] + path[2] : within !== undefined ? `${within}.${path[1]}${path[2]}` : 'params';
   return new RpcError(error.rpcCode, error.message, { ...error.data, field });
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
 /** What a length-file error says when its own words cannot be shown. */
