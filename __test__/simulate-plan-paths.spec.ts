@@ -92,3 +92,32 @@ test('plan --out keeps an absolute --input as given, and names one outside its f
   const s = simulate(out, proj);
   t.is(s.status, 0, s.stderr);
 });
+
+test('symbolic links: a plan written through a linked folder, and one read through a link to its file, name the same files', (t) => {
+  const deep = path.join(proj, 'sub', 'deep');
+  fs.mkdirSync(deep, { recursive: true });
+  const linkedDir = path.join(proj, 'linked');
+  fs.symlinkSync(deep, linkedDir);
+  // Written through the linked folder, read by its real path from elsewhere.
+  const made = omnibal([...plan, '--input', 'data/l.json', '--out', 'linked/p.json', '--json'], proj);
+  t.is(made.status, 0, made.stderr);
+  const real = simulate(path.join(deep, 'p.json'), elsewhere);
+  t.is(real.status, 0, real.stderr);
+  const viaLink = simulate('linked/p.json', proj);
+  t.is(viaLink.status, 0, viaLink.stderr);
+  t.is(viaLink.stdout, real.stdout);
+  // Read through a link to the plan file that lives in another folder.
+  const latest = path.join(proj, 'latest.json');
+  fs.symlinkSync(path.join(deep, 'p.json'), latest);
+  const viaFileLink = simulate('latest.json', proj);
+  t.is(viaFileLink.status, 0, viaFileLink.stderr);
+  t.is(viaFileLink.stdout, real.stdout);
+  // A hand-written plan whose relative file exists only from the link's own folder is read from there.
+  const doc = JSON.parse(fs.readFileSync(path.join(deep, 'p.json'), 'utf8'));
+  doc.replay.inputs = { files: ['data/l.json'] };
+  fs.writeFileSync(path.join(root, 'hand-real.json'), JSON.stringify(doc));
+  fs.symlinkSync(path.join(root, 'hand-real.json'), path.join(proj, 'hand-link.json'));
+  const handLink = simulate('hand-link.json', proj);
+  t.is(handLink.status, 0, handLink.stderr);
+  t.is(handLink.stdout, real.stdout);
+});

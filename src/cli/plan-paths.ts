@@ -5,9 +5,13 @@
  * `omnibal simulate --plan FILE` reads the same files wherever it is run from; an absolute path
  * is used as given. `omnibal plan --out FILE` writes its relative `--input`s that way (relative
  * to FILE's folder); a plan on stdout (`--json`), whose file is not known, names them absolute.
+ * Folders are taken through symbolic links: a plan written through a linked folder, or read
+ * through a link to the plan file, names the same files (a relative path that exists only from
+ * the link's own folder, in a plan written by hand, is still read from there).
  *
  * @module
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isOmnibalError, omnibalError } from '../errors';
 import { readSamples, type LoadedSamples } from '../io/samples';
@@ -24,13 +28,29 @@ export function recordedInputs(files: readonly string[], planFile?: string): str
   return files.map((f) => {
     if (path.isAbsolute(f)) return f;
     const absolute = path.resolve(f);
-    return planFile === undefined ? absolute : portable(path.relative(path.dirname(path.resolve(planFile)), absolute));
+    return planFile === undefined ? absolute : portable(path.relative(real(path.dirname(path.resolve(planFile))), real(absolute)));
   });
 }
 
-/** A plan's input path as read: a relative one against the folder of `planFile`, an absolute one as given. */
+/** `p` with its symbolic links resolved, or as given when that fails (it does not exist yet, say). */
+function real(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+/**
+ * A plan's input path as read: an absolute one as given; a relative one against the real folder
+ * of `planFile` (its links resolved), or against the folder it was named in when only that one
+ * holds the file.
+ */
 export function resolvePlanInput(file: string, planFile: string): string {
-  return path.isAbsolute(file) ? file : path.resolve(path.dirname(path.resolve(planFile)), file);
+  if (path.isAbsolute(file)) return file;
+  const named = path.resolve(path.dirname(path.resolve(planFile)), file);
+  const actual = path.resolve(path.dirname(real(path.resolve(planFile))), file);
+  return actual !== named && !fs.existsSync(actual) && fs.existsSync(named) ? named : actual;
 }
 
 /**
@@ -46,6 +66,6 @@ export async function readPlanInputs(files: readonly string[], planFile: string)
     if (!isOmnibalError(error)) throw error;
     const k = resolved.findIndex((r, i) => r !== files[i] && error.message.startsWith(`${r}:`));
     if (k < 0) throw error;
-    throw omnibalError(error.code, `${error.message} (the plan's replay.inputs.files[${k}] ${JSON.stringify(files[k])}, relative to the plan file's folder ${path.dirname(path.resolve(planFile))})`, error);
+    throw omnibalError(error.code, `${error.message} (the plan's replay.inputs.files[${k}] ${JSON.stringify(files[k])}, relative to the plan file's folder ${path.dirname(real(path.resolve(planFile)))})`, error);
   }
 }
