@@ -1,6 +1,7 @@
 // How many connections a socket sidecar holds (`--max-connections`, `--max-unauthenticated`):
 // one more is answered -32005 and closed at once, a closed connection frees its slot, strangers
-// cannot take the slots of authenticated clients, and the server serves on throughout.
+// cannot take the slots of authenticated clients (a new connection evicts the stranger that has
+// waited longest), and the server serves on throughout.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
@@ -68,7 +69,7 @@ test('--max-connections on a Unix socket: one more is answered -32005 and closed
   t.false(/error/i.test(server.stderrText()), server.stderrText());
 });
 
-test('--max-unauthenticated on TCP: strangers waiting for auth are refused past their bound, not the clients that authenticate; an authenticated client no longer counts as one', async (t) => {
+test('--max-unauthenticated on TCP: a new connection evicts the stranger that waited longest, so idle strangers cannot keep a client from authenticating; an authenticated client no longer counts as one', async (t) => {
   t.timeout(60_000);
   const tokenFile = path.join(tempDir(), 'token.json');
   const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--max-connections', '4', '--max-unauthenticated', '2']);
@@ -76,33 +77,42 @@ test('--max-unauthenticated on TCP: strangers waiting for auth are refused past 
   const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
   const a = await open(listen);
   t.deepEqual((await a.client.call('auth', { token })).result, { ok: true });
-  // Two strangers that never authenticate take the two places before auth; a third is refused.
+  // Two strangers that never authenticate take the two places before auth.
   const strangers = [await open(listen), await open(listen)];
-  const third = await refusedWith(listen);
-  t.is(third.error?.code, -32005, JSON.stringify(third));
-  t.is(third.error?.data?.code, 'ERR_OMNIBAL_TOO_MANY_CONNECTIONS');
-  t.regex(third.error!.message, /at most 2 at once \(--max-unauthenticated\)/);
-  t.is((await a.client.call('version')).result.protocol, 'omnibal-rpc/1', 'the authenticated client is served');
-  // One stranger leaves: a client that authenticates takes its place, and stops counting as a stranger.
-  strangers[0].socket.destroy();
-  await strangers[0].closed;
-  const b = await served(listen, 'auth', { token });
-  const c = await open(listen);
-  t.deepEqual((await c.client.call('auth', { token }, 10_000)).result, { ok: true }, 'a place before auth was free again: b authenticated');
-  // Four held (a, b, c, one stranger): the next is refused by --max-connections.
+  // A client that authenticates gets in all the same: the stranger that waited longest is evicted.
+  const b = await open(listen);
+  t.deepEqual((await b.client.call('auth', { token }, 10_000)).result, { ok: true }, 'b authenticated while strangers held every place before auth');
+  const gone = await strangers[0].closed;
+  const evicted = gone.find((m) => m.id === null);
+  t.is(evicted?.error?.code, -32005, JSON.stringify(gone));
+  t.is(evicted?.error?.data?.code, 'ERR_OMNIBAL_TOO_MANY_CONNECTIONS');
+  t.regex(evicted!.error!.message, /at most 2 at once \(--max-unauthenticated\), and this one waited longest/);
+  t.is((await a.client.call('version')).result.protocol, 'omnibal-rpc/1', 'the authenticated clients are served');
+  // Four held (a, b, strangers[1], one more stranger): the next is refused by --max-connections.
+  const newcomer = await open(listen);
   const full = await refusedWith(listen);
   t.regex(full.error!.message, /at most 4 at once \(--max-connections\)/);
-  for (const x of [a, b, c]) t.is((await x.client.call('version')).result.protocol, 'omnibal-rpc/1');
-  for (const x of [a, b, c, strangers[1]]) x.socket.destroy();
+  for (const x of [a, b]) t.is((await x.client.call('version')).result.protocol, 'omnibal-rpc/1');
+  for (const x of [a, b, newcomer, strangers[1]]) x.socket.destroy();
   server.kill('SIGTERM');
   t.is(await exited(server), 0, server.stderrText());
 });
 
-test('ConnectionSlots: both bounds; authenticated and release act once each', (t) => {
+test('ConnectionSlots: both bounds; the stranger that waited longest is evicted; authenticated and release act once each', (t) => {
   const slots = new ConnectionSlots(3, 1);
-  const x = slots.take(true);
-  if (!('release' in x)) return t.fail('refused the first connection');
-  t.is(slots.take(true) instanceof Error, true, 'a second stranger is over --max-unauthenticated');
+  const evictedWith: string[] = [];
+  const w = slots.take(true, (e) => evictedWith.push(`w: ${e.message}`));
+  if (!('release' in w)) return t.fail('refused the first connection');
+  // A second stranger over --max-unauthenticated evicts the first (its slot freed at once).
+  const x = slots.take(true, (e) => evictedWith.push(`x: ${e.message}`));
+  if (!('release' in x)) return t.fail('refused the second stranger');
+  t.is(evictedWith.length, 1);
+  t.regex(evictedWith[0], /^w: too many connections waiting to authenticate: at most 1 at once/);
+  t.is(slots.held, 1);
+  t.is(slots.unauthenticated, 1);
+  w.release();
+  w.authenticated();
+  t.is(slots.held, 1, 'an evicted slot released again changes nothing');
   const y = slots.take(false);
   t.false(y instanceof Error);
   x.authenticated();

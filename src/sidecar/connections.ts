@@ -1,9 +1,12 @@
 /**
  * How many socket connections a sidecar holds at once (`--max-connections`), and how many of
  * them may be waiting to authenticate (`--max-unauthenticated`, TCP only): a connection over
- * either bound is answered -32005 (`ERR_OMNIBAL_TOO_MANY_CONNECTIONS`) and closed at once, before
- * it gets a session, buffers or a timer; a connection that closes frees its slot. Strangers so
- * cannot take the slots of clients that authenticated, nor every slot a new client needs.
+ * `--max-connections` is answered -32005 (`ERR_OMNIBAL_TOO_MANY_CONNECTIONS`) and closed at once,
+ * before it gets a session, buffers or a timer; a connection that closes frees its slot. When
+ * `--max-unauthenticated` connections wait to authenticate, a new one takes the slot of the one
+ * that has waited longest, which is answered -32005 and closed: strangers cannot take the slots of
+ * clients that authenticated, and idle ones cannot keep a new client from authenticating (it
+ * needs one round trip; a stranger holds its slot only until others come).
  *
  * @module
  */
@@ -37,6 +40,8 @@ export interface ConnectionSlot {
 export class ConnectionSlots {
   private open = 0;
   private waiting = 0;
+  /** The connections waiting to authenticate, longest waiting first: how to evict each. */
+  private readonly strangers = new Set<() => void>();
 
   /**
    * @param max - connections held at once (`--max-connections`)
@@ -59,35 +64,47 @@ export class ConnectionSlots {
 
   /**
    * A slot for a new connection (`needsAuth`: it must authenticate first, a TCP connection), or
-   * the -32005 error it is refused with when a bound is reached.
+   * the -32005 error it is refused with when `--max-connections` is reached. When
+   * `--max-unauthenticated` connections wait to authenticate, the one that has waited longest is
+   * evicted first: its `evict` is called with the -32005 error to answer it with (it should then
+   * close; its slot is free already).
+   *
+   * @param needsAuth - whether the connection must authenticate first
+   * @param evict - closes this connection with the error, should it be evicted while waiting
    */
-  take(needsAuth: boolean): ConnectionSlot | RpcError {
+  take(needsAuth: boolean, evict: (error: RpcError) => void = () => undefined): ConnectionSlot | RpcError {
     if (this.open >= this.max) {
       return tooMany(`too many connections: the sidecar holds at most ${this.max} at once (--max-connections); this one is closed: close one you hold, or try again later`);
     }
     if (needsAuth && this.waiting >= this.maxUnauthenticated) {
-      return tooMany(`too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated); this one is closed: send auth as the first request, or try again later`);
+      const oldest = this.strangers.values().next().value;
+      if (oldest === undefined) {
+        return tooMany(`too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated); this one is closed: send auth as the first request, or try again later`);
+      }
+      oldest();
     }
     this.open++;
     if (needsAuth) this.waiting++;
     let waiting = needsAuth;
     let open = true;
-    return {
-      authenticated: () => {
-        if (!waiting) return;
-        waiting = false;
-        this.waiting--;
-      },
-      release: () => {
-        if (!open) return;
-        open = false;
-        this.open--;
-        if (waiting) {
-          waiting = false;
-          this.waiting--;
-        }
-      },
+    const release = () => {
+      if (!open) return;
+      open = false;
+      this.open--;
+      authenticated();
     };
+    const authenticated = () => {
+      if (!waiting) return;
+      waiting = false;
+      this.waiting--;
+      this.strangers.delete(evictThis);
+    };
+    const evictThis = () => {
+      release();
+      evict(tooMany(`too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated), and this one waited longest; it is closed: send auth as the first request at once, or try again later`));
+    };
+    if (needsAuth) this.strangers.add(evictThis);
+    return { authenticated, release };
   }
 }
 

@@ -573,6 +573,16 @@ export class Session {
   }
 
   /** Answers -32002 and closes an unauthenticated TCP connection. */
+  /**
+   * Closes a connection that has not authenticated, answering `error` first (id null): a newer
+   * one took its place among those waiting to authenticate (`--max-unauthenticated`).
+   */
+  evict(error: RpcError): void {
+    if (this.closed || this.authenticated) return;
+    this.send(errorResponse(null, error));
+    this.close();
+  }
+
   private refuse(id: Id): void {
     this.send(errorResponse(id, new RpcError(RpcErrors.UNAUTHORIZED, 'unauthorized: the first request on a TCP connection must be auth with the server token', { code: SidecarCodes.UNAUTHORIZED })));
     this.close();

@@ -121,9 +121,12 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
   // (as on stdio when stdin ends); the connection closes once they are sent.
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     if (stopping) return void socket.destroy();
-    const slot = slots.take(where.kind === 'tcp');
+    // Evicted while waiting to authenticate (a newer stranger came, always after this callback
+    // made the session): answered -32005, closed.
+    let session!: Session;
+    const slot = slots.take(where.kind === 'tcp', (error) => session.evict(error));
     if (slot instanceof RpcError) return refuseConnection(socket, slot);
-    const session = new Session(ctx, where.kind, {
+    session = new Session(ctx, where.kind, {
       write: (line) => void (!socket.destroyed && socket.write(line)),
       pendingBytes: () => socket.writableLength,
       setReading: (on) => (on ? socket.resume() : socket.pause()),
