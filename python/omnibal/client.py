@@ -59,6 +59,11 @@ def _default_timeout():
 
 DEFAULT_TIMEOUT = _default_timeout()
 _READ_CHUNK = 1 << 20
+#: The JSON-RPC code of a refused connection (over ``--max-connections``; see :class:`TooManyConnections`).
+_TOO_MANY_CONNECTIONS = -32005
+#: Seconds a send that found the connection gone waits for the reader thread to read what the
+#: sidecar sent before it went (a refusal), so that the call fails with that.
+_GONE_READ_S = 1.0
 
 
 def find_command():
@@ -458,14 +463,17 @@ class _Calls:
         self.lock = threading.Lock()
         self.pending = {}
         self.ended = None  # why the connection ended, once it has
-        # The last message, when it was an error naming no request while none was pending (a
-        # refused connection's -32005 comes before any request): the calls of a connection that
-        # then ends fail with it rather than with a bare SidecarExited.
+        # The last message, when it was an error naming no request while none was pending: the
+        # calls of a connection that then ends fail with it rather than with a bare
+        # SidecarExited (a refusal, -32005, is kept in ``refused`` instead).
         self.unaddressed = None
+        # The refusal of this connection (-32005, id null: over the sidecar's --max-connections),
+        # once read: every call pending then and every later one fails with it (kept for good).
+        self.refused = None
 
     def add(self, rid, pending):
         with self.lock:
-            if self.ended is not None:
+            if self.ended is not None or self.refused is not None:
                 return False
             self.pending[rid] = pending
             return True
@@ -511,6 +519,9 @@ class _Calls:
         # that is one request it fails; if several, they all fail rather than wait forever.
         if "error" not in msg:
             return
+        if isinstance(msg["error"], dict) and msg["error"].get("code") == _TOO_MANY_CONNECTIONS:
+            self._refuse(msg)
+            return
         with self.lock:
             self.unaddressed = msg if not self.pending and isinstance(msg["error"], dict) else None
             unread = [rid for rid, p in self.pending.items() if not p.parsed]
@@ -527,6 +538,18 @@ class _Calls:
                                 % (len(failed), err.get("message"), err.get("code")), "error": err}
             pending.event.set()
 
+    def _refuse(self, msg):
+        # The sidecar refused this connection and closes it: it runs none of its requests, so
+        # every pending one fails with the refusal, however many there are, and so does every
+        # later one (see add and end).
+        with self.lock:
+            self.refused = msg
+            failed = list(self.pending.values())
+            self.pending.clear()
+        for pending in failed:
+            pending.response = msg
+            pending.event.set()
+
     def end(self, why):
         with self.lock:
             if self.ended is None:
@@ -534,7 +557,7 @@ class _Calls:
             waiting = list(self.pending.values())
             self.pending.clear()
         for pending in waiting:
-            pending.response = self.unaddressed or {"_exited": self.ended}
+            pending.response = self.refused or self.unaddressed or {"_exited": self.ended}
             pending.event.set()
 
 
@@ -913,6 +936,8 @@ class Client:
                 # Cut short (KeyboardInterrupt, a signal handler's exception, a broken pipe): the
                 # sidecar would take the next request for the rest of this one, so the
                 # connection ends and later calls fail at once instead of waiting for a timeout.
+                if isinstance(e, OSError):
+                    self._await_reader()
                 self._calls.end("a request was cut short while being sent (%s)" % type(e).__name__)
                 self._transport.close(0)
                 raise
@@ -956,11 +981,19 @@ class Client:
             raise self._gone("the sidecar is not running")
         return rid, pending
 
+    def _await_reader(self):
+        """Waits (at most :data:`_GONE_READ_S`) for the reader thread to read the connection to
+        its end: a send found it gone, and what the sidecar sent before it went (a refusal,
+        -32005) decides the error of this call and of those pending (see :meth:`_gone`)."""
+        if self._reader is not threading.current_thread():
+            self._reader.join(_GONE_READ_S)
+
     def _gone(self, why):
-        """The error of a call on a connection that has ended: the error the sidecar ended it
-        with, when its last message was one naming no request (a refused connection:
-        :class:`TooManyConnections`), else :class:`SidecarExited`."""
-        last = self._calls.unaddressed
+        """The error of a call on a connection that has ended (or was refused): the refusal,
+        once the sidecar refused the connection (:class:`TooManyConnections`), or the error
+        the sidecar ended it with, when its last message was one naming no request, else
+        :class:`SidecarExited`."""
+        last = self._calls.refused or self._calls.unaddressed
         return from_rpc(last["error"]) if last is not None else self._exited(why)
 
     def wait(self, pending, timeout=DEFAULT_TIMEOUT, rid=None):

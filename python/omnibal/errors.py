@@ -45,7 +45,8 @@ class TooManyConnections(OmnibalError):
     """A socket sidecar already holds as many connections as it takes (-32005,
     ``ERR_OMNIBAL_TOO_MANY_CONNECTIONS``: ``--max-connections``, or on TCP
     ``--max-unauthenticated`` before ``auth``): this connection was refused and closed before any
-    request ran. Close a client you do not need, or try again later."""
+    request ran. Every call on the refused client raises it, those pending when the refusal came
+    and every later one. Close a client you do not need, or try again later with a new one."""
 
 
 class SidecarNotFound(OmnibalError):
@@ -64,7 +65,8 @@ class SidecarTimeout(OmnibalError, TimeoutError):
 class ProtocolError(OmnibalError):
     """The sidecar answered an error that names no request (``id: null``, e.g. a line it could
     not parse) while several requests were pending, so each of them fails with it rather than
-    waiting for an answer that will never come."""
+    waiting for an answer that will never come. (A refused connection's -32005, which names no
+    request either, is :class:`TooManyConnections` instead.)"""
 
 
 class IncompatibleSidecar(OmnibalError):

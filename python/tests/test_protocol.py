@@ -3,17 +3,19 @@ socket transport, and no orphans."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+from unittest import mock
 
-from helpers import CLI, ROOT, alive, rpc, serve, stop  # noqa: E402  (sets sys.path)
+from helpers import CLI, ROOT, alive, from_threads, rpc, serve, stop  # noqa: E402  (sets sys.path)
 
 import omnibal
-from omnibal import Client, u32_array
+from omnibal import Client, client as client_module, u32_array
 
 
 class Protocol(unittest.TestCase):
@@ -249,6 +251,12 @@ class Socket(unittest.TestCase):
                     self.assertEqual(caught.exception.rpc_code, -32005)
                     self.assertEqual(caught.exception.code, "ERR_OMNIBAL_TOO_MANY_CONNECTIONS")
                     self.assertIn("--max-connections", str(caught.exception))
+                    # Several threads calling at once on a refused connection: each call raises the
+                    # refusal (not ProtocolError for the calls pending when it came, nor
+                    # SidecarExited for those after).
+                    with Client(socket_path=sock, timeout=30) as crowd:
+                        _, errors = from_threads(8, lambda k: crowd.call("version"), join_s=30)
+                    self.assertEqual([type(e).__name__ for e in errors], ["TooManyConnections"] * 8, errors)
                     self.assertEqual(first.call("version")["protocol"], "omnibal-rpc/1", "the connection held serves on")
                 # TCP: the client's auth (in its constructor) raises it.
                 with Client.from_token_file(token_file, timeout=30) as first:
@@ -271,6 +279,102 @@ class Socket(unittest.TestCase):
                     proc.send_signal(signal.SIGTERM)
                     self.assertEqual(proc.wait(30), 0)
                     proc.stderr.close()
+
+
+_REFUSAL = (b'{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"too many connections (--max-connections 1)",'
+            b'"data":{"code":"ERR_OMNIBAL_TOO_MANY_CONNECTIONS"}}}\n')
+
+
+class _Refuser(threading.Thread):
+    """A Unix-socket server that refuses its one connection as a full sidecar does: once it has
+    read ``lines`` request lines (0: at once), it sends the -32005 line (id null) and closes."""
+
+    def __init__(self, path, lines=0):
+        super().__init__(daemon=True)
+        self.lines = lines
+        self.closed = threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(1)
+
+    def run(self):
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                seen = b""
+                while seen.count(b"\n") < self.lines:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    seen += chunk
+                conn.sendall(_REFUSAL)
+        finally:
+            self.listener.close()
+            self.closed.set()
+
+
+class RefusedConnection(unittest.TestCase):
+    """A connection the sidecar refused (-32005, id null) fails every call with
+    TooManyConnections: those pending when the refusal came, those sent after, and a send that
+    finds the connection gone before the reader has read the refusal."""
+
+    def assert_refused(self, error):
+        self.assertIsInstance(error, omnibal.TooManyConnections, repr(error))
+        self.assertEqual(error.rpc_code, -32005)
+        self.assertEqual(error.code, "ERR_OMNIBAL_TOO_MANY_CONNECTIONS")
+
+    def test_pipelined_requests_and_later_calls_all_raise_the_refusal(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            server = _Refuser(os.path.join(tmp, "s.sock"), lines=4)
+            server.start()
+            with Client(socket_path=os.path.join(tmp, "s.sock"), timeout=10) as c:
+                handles = [c.request("version")[1] for _ in range(4)]
+                for pending in handles:
+                    with self.assertRaises(omnibal.OmnibalError) as caught:
+                        c.wait(pending, timeout=10)
+                    self.assert_refused(caught.exception)
+                self.assertTrue(server.closed.wait(10))
+                for _ in range(2):
+                    with self.assertRaises(omnibal.OmnibalError) as caught:
+                        c.call("version")
+                    self.assert_refused(caught.exception)
+            server.join(10)
+
+    def test_a_send_that_finds_the_connection_gone_waits_for_the_refusal(self):
+        # A slow reader: it reads nothing until a send has failed (the server has closed), then
+        # takes 0.3 s more. Without the wait for it, those calls raised SidecarExited although
+        # the refusal was there to read.
+        send_failed = threading.Event()
+        write, read = client_module._SocketTransport.write, client_module._SocketTransport.read
+
+        def failing_write(transport, data, timeout=None):
+            try:
+                return write(transport, data, timeout)
+            except OSError:
+                send_failed.set()
+                raise
+
+        def late_read(transport):
+            if not send_failed.is_set():
+                send_failed.wait(10)
+                time.sleep(0.3)
+            return read(transport)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            server = _Refuser(os.path.join(tmp, "s.sock"))
+            server.start()
+            with mock.patch.object(client_module._SocketTransport, "write", failing_write), \
+                    mock.patch.object(client_module._SocketTransport, "read", late_read):
+                with Client(socket_path=os.path.join(tmp, "s.sock"), timeout=10) as c:
+                    self.assertTrue(server.closed.wait(10))
+                    started = time.monotonic()
+                    _, errors = from_threads(8, lambda k: c.call("version"), join_s=30)
+                    self.assertLess(time.monotonic() - started, 5)
+                    self.assertTrue(send_failed.is_set(), "no send found the connection gone")
+                    self.assertEqual(len(errors), 8)
+                    for error in errors:
+                        self.assert_refused(error)
+            server.join(10)
 
 
 if __name__ == "__main__":
