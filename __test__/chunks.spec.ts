@@ -9,7 +9,7 @@ import { chunksWithMemoryHint, partitionChunksForTarget } from '../src/model/chu
 import { evaluateChunks, uniformInterleavedStep } from '../src/model/chunk-evaluate';
 import { partitionChunks, partitionStages, vlmStageProblem, type StageProblem } from '../src/model/index';
 import { chunkInFlight, simulateStep } from '../src/simulate/index';
-import { evenChunkEnds, nativeTest, sameOnBothBackends } from './helpers';
+import { evenChunkEnds, farOverMemory, nativeTest, sameOnBothBackends } from './helpers';
 
 const problemArb = fc
   .record({
@@ -353,18 +353,7 @@ test('partitionChunks proves a chunk plan cannot fit when the first chunk alone 
 
 test('an interleaved problem far over its memory names the least --memory-gib that fits, however far (was: "not even 64 times this memory fits" past 64 GiB)', (t) => {
   const GIB = 2 ** 30;
-  const p: StageProblem = {
-    forwardMs: Float64Array.from({ length: 8 }, (_, i) => 1 + i),
-    backwardMs: Float64Array.from({ length: 8 }, (_, i) => 2 + i),
-    staticBytes: new Float64Array(8).fill(100 * GIB),
-    activationBytes: new Float64Array(8).fill(GIB),
-    checkpointBytes: new Float64Array(8).fill(0.25 * GIB),
-    stages: 4,
-    microBatches: 8,
-    memoryBytes: GIB,
-    schedule: 'interleaved',
-    virtualStages: 2,
-  };
+  const p = farOverMemory();
   const e = t.throws(() => chunksWithMemoryHint(p)) as Error & { code?: string };
   t.is(e.code, 'ERR_OMNIBAL_INFEASIBLE');
   const m = /--memory-gib (\d+\.\d\d)$/.exec(e.message);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
 import type * as Native from '../bindings';
 import { jsBackend, type Backend } from '../src/binding';
+import type { StageProblem } from '../src/model/index';
 
 export const root = path.resolve(__dirname, '..');
 export const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
@@ -108,4 +109,21 @@ export function evenChunkEnds(layers: number, chunks: number): number[] {
     ends.push(end - 1);
   }
   return ends;
+}
+
+/** An interleaved problem (8 layers, 4 x 2 chunks, M 8) far over its 1 GiB: over 200 GiB needed. */
+export function farOverMemory(): StageProblem {
+  const GIB = 2 ** 30;
+  return {
+    forwardMs: Float64Array.from({ length: 8 }, (_, i) => 1 + i),
+    backwardMs: Float64Array.from({ length: 8 }, (_, i) => 2 + i),
+    staticBytes: new Float64Array(8).fill(100 * GIB),
+    activationBytes: new Float64Array(8).fill(GIB),
+    checkpointBytes: new Float64Array(8).fill(0.25 * GIB),
+    stages: 4,
+    microBatches: 8,
+    memoryBytes: GIB,
+    schedule: 'interleaved',
+    virtualStages: 2,
+  };
 }

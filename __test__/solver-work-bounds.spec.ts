@@ -18,7 +18,7 @@ import { chunkWorkUnits, MAX_CHUNK_WORK } from '../src/model/chunks';
 import { megatronFirstStageLayers, megatronSettings, withSetting } from '../src/model/target';
 import { syntheticSamples } from '../src/data/synthetic';
 import { planTraining } from '../src/plan/index';
-import { cli, nativeTest, sameOnBothBackends, thrown } from './helpers';
+import { cli, farOverMemory, nativeTest, sameOnBothBackends, thrown } from './helpers';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'omnibal-chunk-work-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -169,18 +169,7 @@ test('--target megatron at PP 8 v 2 with 1,024 micro-batches runs (72 runs of ab
 
 test('the least-memory bisection stops at the work bound and says what it found', (t) => {
   // 8 layers, 4 x 2 chunks, M 8: 1,312 units a run; over 200 GiB needed at 1 GiB.
-  const p: StageProblem = {
-    forwardMs: Float64Array.from({ length: 8 }, (_, i) => 1 + i),
-    backwardMs: Float64Array.from({ length: 8 }, (_, i) => 2 + i),
-    staticBytes: new Float64Array(8).fill(100 * GIB),
-    activationBytes: new Float64Array(8).fill(GIB),
-    checkpointBytes: new Float64Array(8).fill(0.25 * GIB),
-    stages: 4,
-    microBatches: 8,
-    memoryBytes: GIB,
-    schedule: 'interleaved',
-    virtualStages: 2,
-  };
+  const p = farOverMemory();
   const run = chunkWorkUnits(8, 8, 8);
   t.is(run, 1312);
   const hint = (runs: number) => thrown(() => chunksWithMemoryHint(p, partitionChunks, runs * run)).message.replace(/^.*?per GPU with the recomputation the mode allows/, '');
