@@ -45,7 +45,7 @@ function runCase(script: string, args: string[]): CaseResult | string {
 
 function pack(quick: boolean): void {
   const sets: [string, string[]][] = [
-    ['real', ['native', 'native-tokens', 'native-cost', 'js', 'bin-packer', 'native-isf', 'native-random', 'native-length-grouped', 'native@64', 'native@1024', 'native@16384']],
+    ['real', ['native', 'native-tokens', 'native-cost', 'js', 'bin-packer', 'native-isf', 'native-random', 'native-length-grouped', 'native@64', 'native@1024']],
     ['skewed:200000', ['native', 'native-tokens']],
     ['heavytext:200000', ['native', 'native-tokens']],
     ['synthetic:1200000', quick ? ['native', 'native@16384', 'js', 'native-isf'] : ['native', 'native@1024', 'native@16384', 'js', 'bin-packer', 'native-isf']],
