@@ -1,6 +1,7 @@
 // `signal` on the async data functions: an aborted signal stops the work and rejects with
 // ERR_OMNIBAL_CANCELLED (an AbortError whose cause is the signal's reason), on both backends;
 // natively a run stops mid-way, well before it would end. Run with OMNIBAL_BACKEND=js too.
+import { getEventListeners } from 'node:events';
 import test from 'ava';
 import { backend, balanceBatchesAsync, ErrorCodes, packIsfAsync, planBatchesAsync, searchIsfArgumentsAsync, syntheticSamples, type Samples } from '../index';
 import { CANCELLED_MESSAGE } from '../src/abort';
@@ -138,4 +139,15 @@ nativeOnly('a progress callback that throws stops the native plan too, and its e
   t.log(`whole run ${wholeMs.toFixed(0)} ms; the callback threw at ${thrownAt.toFixed(0)} ms, rejected at ${ms.toFixed(0)} ms`);
   t.true(thrownAt > 0 && ms - thrownAt < 500, `rejected ${(ms - thrownAt).toFixed(0)} ms after the throw`);
   t.true(ms < wholeMs * 0.9, `rejected at ${ms.toFixed(0)} ms of a ${wholeMs.toFixed(0)} ms run`);
+});
+
+test('one signal shared by many calls, finished or refused, is left with no listener', async (t) => {
+  const controller = new AbortController();
+  const small = syntheticSamples(2_000, 9);
+  for (let i = 0; i < 12; i++) {
+    await planBatchesAsync(small, { dp: 2, samplesPerPack: 4 }, { signal: controller.signal });
+    // Refused before any work (a bad option), whether it throws or rejects.
+    await t.throwsAsync(async () => planBatchesAsync(small, { dp: 0, samplesPerPack: 4 }, { signal: controller.signal }));
+  }
+  t.is(getEventListeners(controller.signal, 'abort').length, 0);
 });

@@ -88,7 +88,15 @@ export function withSignal<T>(
   const onAbort = () => flag.cancel();
   signal.addEventListener('abort', onAbort, { once: true });
   const done = () => signal.removeEventListener('abort', onAbort);
-  return start(flag).then(
+  let run: Promise<T>;
+  try {
+    run = start(flag);
+  } catch (error) {
+    // Refused before it started (a bad option, say): no listener is left on the signal.
+    done();
+    throw error;
+  }
+  return run.then(
     (value) => {
       done();
       if (signal.aborted) throw abortError(signal);
