@@ -148,16 +148,35 @@ test('--auth-timeout: a TCP connection that never authenticates is answered -320
 });
 
 test('SIGTERM with a plan in flight: it is answered -32004 "shutting down"; a second signal while the native call runs exits at once with the documented line, status and files removed', async (t) => {
-  t.timeout(90_000);
+  t.timeout(180_000);
   const dir = tempDir();
+  // How long `plan` runs here, from its first progress notification to its answer: the tries
+  // below send the first signal at fractions of it (fixed delays missed the plan on a quiet,
+  // fast machine, where it ended before the first of them).
+  let planMs: number;
+  {
+    const sock = path.join(dir, 'measure.sock');
+    const server = spawnServe(['--listen', sock]);
+    await waitFor(sock);
+    const s = await connect(sock);
+    const client = new LineClient(s, s);
+    const answer = client.call('plan', { simulatedSteps: 1 }, 60_000);
+    await client.lines.next((m) => !Array.isArray(m) && m.method === 'progress');
+    const started = Date.now();
+    t.truthy((await answer).result);
+    planMs = Date.now() - started;
+    s.destroy();
+    server.kill('SIGTERM');
+    await exited(server);
+  }
   for (const [signal, status] of [
     ['SIGTERM', 143],
     ['SIGINT', 130],
   ] as const) {
-    // The second signal must land while the plan's native call runs (its last ~0.5-1 s); a
-    // try whose stop ended before it exits 0 and is made again with another delay.
+    // The second signal must land while one of the plan's native calls runs; a try whose stop
+    // ended before it exits 0 and is made again with another delay.
     let hit = false;
-    for (const delay of [1200, 900, 1500, 1000, 1300]) {
+    for (const delay of [0.5, 0.7, 0.85, 0.6, 0.95, 0.4, 0.75, 0.9, 0.3, 0.8].map((f) => Math.round(f * planMs))) {
       const sock = path.join(dir, `${signal}-${delay}.sock`);
       const tokenFile = path.join(dir, `${signal}-${delay}.json`);
       const server = spawnServe(['--listen', sock, '--token-file', tokenFile]);
