@@ -151,3 +151,26 @@ test('one signal shared by many calls, finished or refused, is left with no list
   }
   t.is(getEventListeners(controller.signal, 'abort').length, 0);
 });
+
+test('one signal shared by 24 concurrent calls: one abort listener (no MaxListenersExceededWarning), all stop on abort, none left after', async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const controller = new AbortController();
+    const calls = Array.from({ length: 24 }, () => planBatchesAsync(samples, { dp: 8, samplesPerPack: 4.5 }, { signal: controller.signal }));
+    t.is(getEventListeners(controller.signal, 'abort').length, 1, 'one listener for all the calls sharing the signal');
+    controller.abort('enough');
+    for (const outcome of await Promise.allSettled(calls)) {
+      // A call whose work had ended before the abort could be seen still rejects: the signal aborted before it settled.
+      t.is(outcome.status, 'rejected');
+      if (outcome.status === 'rejected') isAbort(t, outcome.reason, 'enough');
+    }
+    t.is(getEventListeners(controller.signal, 'abort').length, 0);
+    // Node emits its warning on a later tick.
+    await new Promise((r) => setImmediate(r));
+    t.false(warnings.includes('MaxListenersExceededWarning'), warnings.join(', '));
+  } finally {
+    process.off('warning', onWarning);
+  }
+});

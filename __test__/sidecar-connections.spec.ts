@@ -88,12 +88,22 @@ test('--max-unauthenticated on TCP: a new connection evicts the stranger that wa
   t.is(evicted?.error?.data?.code, 'ERR_OMNIBAL_TOO_MANY_CONNECTIONS');
   t.regex(evicted!.error!.message, /at most 2 at once \(--max-unauthenticated\), and this one waited longest/);
   t.is((await a.client.call('version')).result.protocol, 'omnibal-rpc/1', 'the authenticated clients are served');
-  // Four held (a, b, strangers[1], one more stranger): the next is refused by --max-connections.
+  // Four held (a, b, strangers[1], one more stranger): a client that comes now evicts
+  // strangers[1] (the stranger that waited longest) too, and authenticates.
   const newcomer = await open(listen);
+  const c = await open(listen);
+  t.deepEqual((await c.client.call('auth', { token }, 10_000)).result, { ok: true }, 'c authenticated while strangers held the last places of --max-connections');
+  const gone1 = await strangers[1].closed;
+  t.regex(gone1.find((m) => m.id === null)?.error?.message ?? '', /at most 4 at once \(--max-connections\), and this one waited longest/);
+  // Four held, one stranger (newcomer): the next authenticates in its place; then all four are
+  // clients and one more is refused by --max-connections.
+  const d = await open(listen);
+  t.deepEqual((await d.client.call('auth', { token }, 10_000)).result, { ok: true });
+  await newcomer.closed;
   const full = await refusedWith(listen);
-  t.regex(full.error!.message, /at most 4 at once \(--max-connections\)/);
-  for (const x of [a, b]) t.is((await x.client.call('version')).result.protocol, 'omnibal-rpc/1');
-  for (const x of [a, b, newcomer, strangers[1]]) x.socket.destroy();
+  t.regex(full.error!.message, /at most 4 at once \(--max-connections\); this one is closed/);
+  for (const x of [a, b, c, d]) t.is((await x.client.call('version')).result.protocol, 'omnibal-rpc/1');
+  for (const x of [a, b, c, d]) x.socket.destroy();
   server.kill('SIGTERM');
   t.is(await exited(server), 0, server.stderrText());
 });
@@ -128,6 +138,25 @@ test('ConnectionSlots: both bounds; the stranger that waited longest is evicted;
   if ('release' in z) z.release();
   t.is(slots.unauthenticated, 0, 'a stranger that closes frees its place before auth');
   t.is(slots.held, 1);
+  // At --max-connections a new stranger takes the slot of the stranger that waited longest (not
+  // only at --max-unauthenticated): strangers that fill the last slots cannot keep clients out.
+  const full = new ConnectionSlots(2, 2);
+  const evicted: string[] = [];
+  const s1 = full.take(true, (e) => evicted.push(`s1: ${e.message}`));
+  full.take(true, (e) => evicted.push(`s2: ${e.message}`));
+  const s3 = full.take(true, (e) => evicted.push(`s3: ${e.message}`));
+  t.false(s3 instanceof Error, 'a new TCP connection at --max-connections evicts a stranger');
+  t.deepEqual(evicted.map((e) => e.slice(0, 4)), ['s1: ']);
+  t.regex(evicted[0], /at most 2 at once \(--max-connections\), and this one waited longest/);
+  t.is(full.held, 2);
+  if ('release' in s1) s1.release();
+  t.is(full.held, 2, 'the evicted slot was freed once');
+  for (const s of [s3]) if ('release' in s) s.authenticated();
+  const s4 = full.take(true);
+  t.false(s4 instanceof Error);
+  if ('release' in s4) s4.authenticated();
+  t.is(full.take(true) instanceof Error, true, 'every slot held by a client that authenticated: refused');
+  t.is(full.take(false) instanceof Error, true);
 });
 
 test('serve --max-connections and --max-unauthenticated are checked strictly (exit 2, one line) and listed in --help', (t) => {

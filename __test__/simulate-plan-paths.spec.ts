@@ -121,3 +121,26 @@ test('symbolic links: a plan written through a linked folder, and one read throu
   t.is(handLink.status, 0, handLink.stderr);
   t.is(handLink.stdout, real.stdout);
 });
+
+test("a path with .. after a linked folder names what the system opens (the link target's parent), in plan --out and simulate --plan", (t) => {
+  // proj/hop -> elsewhere/data, so hop/../data/l.json is elsewhere's data/l.json (the decoy), not proj's.
+  fs.symlinkSync(path.join(elsewhere, 'data'), path.join(proj, 'hop'));
+  const made = omnibal([...plan, '--input', 'hop/../data/l.json', '--out', 'plans/hop.json', '--json'], proj);
+  t.is(made.status, 0, made.stderr);
+  const saved = JSON.parse(fs.readFileSync(path.join(proj, 'plans', 'hop.json'), 'utf8'));
+  t.deepEqual(saved.replay.inputs, { files: [path.relative(path.join(fs.realpathSync(proj), 'plans'), fs.realpathSync(path.join(elsewhere, 'data', 'l.json')))] });
+  t.deepEqual(JSON.parse(made.stdout).replay.inputs, { files: [fs.realpathSync(path.join(elsewhere, 'data', 'l.json'))] });
+  const read = simulate('plans/hop.json', proj);
+  t.is(read.status, 0, read.stderr);
+  const direct = simulate(path.join(proj, 'plans', 'hop.json'), proj, ['--input', path.join(elsewhere, 'data', 'l.json')]);
+  t.is(read.stdout, direct.stdout);
+  // A hand-written plan naming hop/../data/l.json reads the same file as the system would.
+  const doc = JSON.parse(made.stdout);
+  doc.replay.inputs = { files: ['hop/../data/l.json'] };
+  fs.writeFileSync(path.join(proj, 'hand-hop.json'), JSON.stringify(doc));
+  const hand = simulate(path.join(proj, 'hand-hop.json'), root);
+  t.is(hand.status, 0, hand.stderr);
+  t.is(hand.stdout, read.stdout);
+  const proj1 = simulate('hand-hop.json', proj, ['--input', 'data/l.json']);
+  t.not(JSON.parse(proj1.stdout).stepMs, JSON.parse(hand.stdout).stepMs, "proj's own data/l.json gives other figures");
+});

@@ -64,6 +64,34 @@ export function checkSignal(signal: unknown): AbortSignal | undefined {
   return signal;
 }
 
+/** The flags of the calls running with each signal, and the one abort listener that sets them. */
+const watched = new WeakMap<AbortSignal, { flags: Set<CancelFlag>; onAbort: () => void }>();
+
+/**
+ * Sets `flag` when `signal` aborts; returns what stops that. One listener per signal however many
+ * calls share it (a listener each made Node warn of a leak past 10 concurrent calls:
+ * MaxListenersExceededWarning); it is removed with the last call's flag.
+ */
+function watch(signal: AbortSignal, flag: CancelFlag): () => void {
+  let entry = watched.get(signal);
+  if (!entry) {
+    const flags = new Set<CancelFlag>();
+    const onAbort = () => {
+      for (const f of flags) f.cancel();
+    };
+    entry = { flags, onAbort };
+    watched.set(signal, entry);
+    signal.addEventListener('abort', onAbort, { once: true });
+  }
+  const { flags, onAbort } = entry;
+  flags.add(flag);
+  return () => {
+    if (!flags.delete(flag) || flags.size > 0) return;
+    signal.removeEventListener('abort', onAbort);
+    if (watched.get(signal)?.flags === flags) watched.delete(signal);
+  };
+}
+
 /**
  * Runs `start` with a cancel flag that is set when `signal` aborts (`null` without a signal,
  * unless `always`: then a flag the work's own code may set). Already aborted: rejects at once
@@ -85,9 +113,7 @@ export function withSignal<T>(
   if (!signal) return start(always ? new Flag() : null);
   if (signal.aborted) return Promise.reject(abortError(signal));
   const flag = new Flag();
-  const onAbort = () => flag.cancel();
-  signal.addEventListener('abort', onAbort, { once: true });
-  const done = () => signal.removeEventListener('abort', onAbort);
+  const done = watch(signal, flag);
   let run: Promise<T>;
   try {
     run = start(flag);

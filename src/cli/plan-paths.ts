@@ -27,17 +27,22 @@ const portable = (p: string) => p.split(path.sep).join('/');
 export function recordedInputs(files: readonly string[], planFile?: string): string[] {
   return files.map((f) => {
     if (path.isAbsolute(f)) return f;
-    const absolute = path.resolve(f);
-    return planFile === undefined ? absolute : portable(path.relative(real(path.dirname(path.resolve(planFile))), real(absolute)));
+    // The file as the reader opened it: `..` after a link is the link target's parent (the
+    // system's resolution), not the link's folder (path.resolve's, which names another file).
+    const absolute = real(f, path.resolve(f));
+    return planFile === undefined ? absolute : portable(path.relative(real(path.dirname(path.resolve(planFile))), absolute));
   });
 }
 
-/** `p` with its symbolic links resolved, or as given when that fails (it does not exist yet, say). */
-function real(p: string): string {
+/**
+ * `p` with its symbolic links resolved as the system opens it (a `..` after a link goes up from
+ * the link's target), or `otherwise` (`p` itself) when that fails (it does not exist yet, say).
+ */
+function real(p: string, otherwise = p): string {
   try {
-    return fs.realpathSync(p);
+    return fs.realpathSync.native(p);
   } catch {
-    return p;
+    return otherwise;
   }
 }
 
@@ -48,9 +53,14 @@ function real(p: string): string {
  */
 export function resolvePlanInput(file: string, planFile: string): string {
   if (path.isAbsolute(file)) return file;
-  const named = path.resolve(path.dirname(path.resolve(planFile)), file);
-  const actual = path.resolve(path.dirname(real(path.resolve(planFile))), file);
-  return actual !== named && !fs.existsSync(actual) && fs.existsSync(named) ? named : actual;
+  // Joined as text, then resolved by the system: a `..` after a link in `file` goes up from the
+  // link's target, as when the file is opened (path.resolve would drop the link and the `..`).
+  const namedDir = path.dirname(path.resolve(planFile));
+  const actualDir = path.dirname(real(path.resolve(planFile)));
+  const actual = real(`${actualDir}${path.sep}${file}`, path.resolve(actualDir, file));
+  if (fs.existsSync(actual) || actualDir === namedDir) return actual;
+  const named = real(`${namedDir}${path.sep}${file}`, '');
+  return named !== '' && fs.existsSync(named) ? named : actual;
 }
 
 /**

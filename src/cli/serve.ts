@@ -75,7 +75,7 @@ export function registerServe(program: Command): void {
     .option('--max-queued-bytes <n>', 'bytes of requests held (received, not yet answered), all connections together; over it, connections are not read (default 1 GiB)', positiveInt)
     .option('--stall-timeout <seconds>', 'a socket connection that sends nothing for this long in the middle of a request is answered -32001 and closed, freeing what it held (default 60)', timeoutSeconds)
     .option('--auth-timeout <seconds>', 'a TCP connection that has not sent auth with the token this long after connecting is answered -32002 and closed (default 10)', timeoutSeconds)
-    .option('--max-connections <n>', `socket connections held at once; one more is answered -32005 (ERR_OMNIBAL_TOO_MANY_CONNECTIONS) and closed at once (default 64, at most ${MAX_CONNECTIONS})`, connectionCount)
+    .option('--max-connections <n>', `socket connections held at once; one more is answered -32005 (ERR_OMNIBAL_TOO_MANY_CONNECTIONS) and closed at once, unless a TCP connection not yet authenticated is evicted in its place (default 64, at most ${MAX_CONNECTIONS})`, connectionCount)
     .option('--max-unauthenticated <n>', 'of those, TCP connections not yet authenticated; one more evicts the one that has waited longest (answered -32005), so strangers cannot keep clients out (default a quarter of --max-connections, at least 1; at most --max-connections)', connectionCount)
     // Usage errors reach main() (exit 2) instead of commander's own exit(1).
     .exitOverride()

@@ -6,7 +6,8 @@
  * `--max-unauthenticated` connections wait to authenticate, a new one takes the slot of the one
  * that has waited longest, which is answered -32005 and closed: strangers cannot take the slots of
  * clients that authenticated, and idle ones cannot keep a new client from authenticating (it
- * needs one round trip; a stranger holds its slot only until others come).
+ * needs one round trip; a stranger holds its slot only until others come). So does one that
+ * finds `--max-connections` held while strangers hold some of them.
  *
  * @module
  */
@@ -41,7 +42,7 @@ export class ConnectionSlots {
   private open = 0;
   private waiting = 0;
   /** The connections waiting to authenticate, longest waiting first: how to evict each. */
-  private readonly strangers = new Set<() => void>();
+  private readonly strangers = new Set<(full: boolean) => void>();
 
   /**
    * @param max - connections held at once (`--max-connections`)
@@ -64,24 +65,27 @@ export class ConnectionSlots {
 
   /**
    * A slot for a new connection (`needsAuth`: it must authenticate first, a TCP connection), or
-   * the -32005 error it is refused with when `--max-connections` is reached. When
-   * `--max-unauthenticated` connections wait to authenticate, the one that has waited longest is
-   * evicted first: its `evict` is called with the -32005 error to answer it with (it should then
+   * the -32005 error it is refused with when `--max-connections` is reached and no connection
+   * waits to authenticate. When `--max-unauthenticated` connections wait to authenticate, or
+   * `--max-connections` are held and some wait, the one that has waited longest is evicted first: its `evict` is called with the -32005 error to answer it with (it should then
    * close; its slot is free already).
    *
    * @param needsAuth - whether the connection must authenticate first
    * @param evict - closes this connection with the error, should it be evicted while waiting
    */
   take(needsAuth: boolean, evict: (error: RpcError) => void = () => undefined): ConnectionSlot | RpcError {
-    if (this.open >= this.max) {
-      return tooMany(`too many connections: the sidecar holds at most ${this.max} at once (--max-connections); this one is closed: close one you hold, or try again later`);
-    }
-    if (needsAuth && this.waiting >= this.maxUnauthenticated) {
-      const oldest = this.strangers.values().next().value;
+    const full = this.open >= this.max;
+    if (full || (needsAuth && this.waiting >= this.maxUnauthenticated)) {
+      // A stranger's slot is taken also when --max-connections is reached: else strangers that
+      // fill it (--max-unauthenticated as large, or clients holding the rest) keep clients out.
+      const oldest = needsAuth ? this.strangers.values().next().value : undefined;
+      if (oldest === undefined && full) {
+        return tooMany(`too many connections: the sidecar holds at most ${this.max} at once (--max-connections); this one is closed: close one you hold, or try again later`);
+      }
       if (oldest === undefined) {
         return tooMany(`too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated); this one is closed: send auth as the first request, or try again later`);
       }
-      oldest();
+      oldest(full);
     }
     this.open++;
     if (needsAuth) this.waiting++;
@@ -99,9 +103,10 @@ export class ConnectionSlots {
       this.waiting--;
       this.strangers.delete(evictThis);
     };
-    const evictThis = () => {
+    const evictThis = (full: boolean) => {
       release();
-      evict(tooMany(`too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated), and this one waited longest; it is closed: send auth as the first request at once, or try again later`));
+      const bound = full ? `too many connections: at most ${this.max} at once (--max-connections)` : `too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated)`;
+      evict(tooMany(`${bound}, and this one waited longest to authenticate; it is closed: send auth as the first request at once, or try again later`));
     };
     if (needsAuth) this.strangers.add(evictThis);
     return { authenticated, release };
