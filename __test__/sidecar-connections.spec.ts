@@ -108,6 +108,50 @@ test('--max-unauthenticated on TCP: a new connection evicts the stranger that wa
   t.is(await exited(server), 0, server.stderrText());
 });
 
+test('--max-unauthenticated on TCP: strangers that sent nothing are evicted before one whose auth is on its way, however long it waited', async (t) => {
+  t.timeout(60_000);
+  const tokenFile = path.join(tempDir(), 'token.json');
+  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--max-connections', '8', '--max-unauthenticated', '2']);
+  await waitFor(tokenFile);
+  const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
+  // A client that waited longest, its auth line half sent.
+  const slow = await open(listen);
+  const line = `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'auth', params: { token } })}\n`;
+  slow.socket.write(line.slice(0, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  // Silent strangers come: each evicts the silent one that waited longest, never the client.
+  const silent = [await open(listen), await open(listen), await open(listen)];
+  const closedWithin = (c: { closed: Promise<Msg[]> }) => Promise.race([c.closed, new Promise<Msg[]>((resolve) => setTimeout(() => resolve([]), 10_000).unref())]);
+  const gone = await closedWithin(silent[0]);
+  t.is(gone.find((m) => m.id === null)?.error?.code, -32005, JSON.stringify(gone));
+  const gone1 = await closedWithin(silent[1]);
+  t.is(gone1.find((m) => m.id === null)?.error?.code, -32005, `the second silent stranger evicted, not the client: ${JSON.stringify(gone1)}`);
+  slow.socket.write(line.slice(20));
+  const answer = await slow.client.lines.answer(1, 10_000);
+  t.deepEqual(answer.result, { ok: true }, JSON.stringify(answer));
+  for (const x of [slow, silent[2]]) x.socket.destroy();
+  server.kill('SIGTERM');
+  t.is(await exited(server), 0, server.stderrText());
+});
+
+test('ConnectionSlots: a stranger that spoke is evicted only when none is silent', (t) => {
+  const slots = new ConnectionSlots(8, 2);
+  const gone: string[] = [];
+  const a = slots.take(true, () => gone.push('a'));
+  const b = slots.take(true, () => gone.push('b'));
+  if (!('spoke' in a) || !('spoke' in b)) return t.fail('refused');
+  a.spoke();
+  slots.take(true, () => gone.push('c')); // evicts b, the silent one, though a waited longer
+  t.deepEqual(gone, ['b']);
+  b.spoke(); // evicted: no effect
+  const d = slots.take(true, () => gone.push('d')); // c is silent: c goes
+  t.deepEqual(gone, ['b', 'c']);
+  if ('spoke' in d) d.spoke();
+  slots.take(true, () => gone.push('e')); // none silent: the longest waiting, a
+  t.deepEqual(gone, ['b', 'c', 'a']);
+  t.is(slots.unauthenticated, 2);
+});
+
 test('ConnectionSlots: both bounds; the stranger that waited longest is evicted; authenticated and release act once each', (t) => {
   const slots = new ConnectionSlots(3, 1);
   const evictedWith: string[] = [];

@@ -4,10 +4,11 @@
  * `--max-connections` is answered -32005 (`ERR_OMNIBAL_TOO_MANY_CONNECTIONS`) and closed at once,
  * before it gets a session, buffers or a timer; a connection that closes frees its slot. When
  * `--max-unauthenticated` connections wait to authenticate, a new one takes the slot of the one
- * that has waited longest, which is answered -32005 and closed: strangers cannot take the slots of
- * clients that authenticated, and idle ones cannot keep a new client from authenticating (it
- * needs one round trip; a stranger holds its slot only until others come). So does one that
- * finds `--max-connections` held while strangers hold some of them.
+ * that has waited longest, among those that have sent nothing yet first, which is answered -32005
+ * and closed: strangers cannot take the slots of clients that authenticated, and idle ones cannot
+ * keep a new client from authenticating (a client sends `auth` at once, so silent strangers go
+ * before it; a stranger holds its slot only until others come). So does one that finds
+ * `--max-connections` held while strangers hold some of them.
  *
  * @module
  */
@@ -31,6 +32,11 @@ export const REFUSAL_GRACE_MS = 1000;
 
 /** A connection's place among those held; each method acts once. */
 export interface ConnectionSlot {
+  /**
+   * The connection sent its first bytes (a client's `auth` on its way): strangers that sent
+   * nothing are evicted before it.
+   */
+  spoke(): void;
   /** The connection authenticated: it no longer counts against `--max-unauthenticated`. */
   authenticated(): void;
   /** The connection closed: its slot is free. */
@@ -43,6 +49,8 @@ export class ConnectionSlots {
   private waiting = 0;
   /** The connections waiting to authenticate, longest waiting first: how to evict each. */
   private readonly strangers = new Set<(full: boolean) => void>();
+  /** Of them, those that sent nothing yet, longest waiting first: evicted before the others. */
+  private readonly silent = new Set<(full: boolean) => void>();
 
   /**
    * @param max - connections held at once (`--max-connections`)
@@ -78,7 +86,9 @@ export class ConnectionSlots {
     if (full || (needsAuth && this.waiting >= this.maxUnauthenticated)) {
       // A stranger's slot is taken also when --max-connections is reached: else strangers that
       // fill it (--max-unauthenticated as large, or clients holding the rest) keep clients out.
-      const oldest = needsAuth ? this.strangers.values().next().value : undefined;
+      // The one that has waited longest among those that sent nothing, else among all: a client
+      // sends auth at once, so it is the last to go.
+      const oldest = needsAuth ? (this.silent.values().next().value ?? this.strangers.values().next().value) : undefined;
       if (oldest === undefined && full) {
         return tooMany(`too many connections: the sidecar holds at most ${this.max} at once (--max-connections); this one is closed: close one you hold, or try again later`);
       }
@@ -102,14 +112,19 @@ export class ConnectionSlots {
       waiting = false;
       this.waiting--;
       this.strangers.delete(evictThis);
+      this.silent.delete(evictThis);
     };
+    const spoke = () => void this.silent.delete(evictThis);
     const evictThis = (full: boolean) => {
       release();
       const bound = full ? `too many connections: at most ${this.max} at once (--max-connections)` : `too many connections waiting to authenticate: at most ${this.maxUnauthenticated} at once (--max-unauthenticated)`;
       evict(tooMany(`${bound}, and this one waited longest to authenticate; it is closed: send auth as the first request at once, or try again later`));
     };
-    if (needsAuth) this.strangers.add(evictThis);
-    return { authenticated, release };
+    if (needsAuth) {
+      this.strangers.add(evictThis);
+      this.silent.add(evictThis);
+    }
+    return { spoke, authenticated, release };
   }
 }
 

@@ -135,6 +135,7 @@ export async function serveSocket(spec: string, options: ServeOptions = {}): Pro
       authenticated: () => slot.authenticated(),
     });
     sessions.add(session);
+    socket.once('data', () => slot.spoke());
     socket.on('data', (c: Buffer) => session.feed(c));
     socket.on('drain', () => session.flow());
     socket.on('end', () => session.inputEnded());
