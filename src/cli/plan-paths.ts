@@ -39,28 +39,33 @@ export function recordedInputs(files: readonly string[], planFile?: string): str
  * the link's target), or `otherwise` (`p` itself) when that fails (it does not exist yet, say).
  */
 function real(p: string, otherwise = p): string {
+  return existing(p) ?? otherwise;
+}
+
+/** The path `p` opens (links resolved by the system), or `undefined` when nothing is there. */
+function existing(p: string): string | undefined {
   try {
     return fs.realpathSync.native(p);
   } catch {
-    return otherwise;
+    return undefined;
   }
+}
+
+/** The folder a plan file was named in, and its real folder (links resolved). */
+function planFolders(planFile: string): { named: string; actual: string } {
+  return { named: path.dirname(path.resolve(planFile)), actual: path.dirname(real(path.resolve(planFile))) };
 }
 
 /**
  * A plan's input path as read: an absolute one as given; a relative one against the real folder
  * of `planFile` (its links resolved), or against the folder it was named in when only that one
- * holds the file.
+ * holds the file. Joined as text and resolved by the system: a `..` after a link in `file` goes
+ * up from the link's target, as when the file is opened (path.resolve would drop both).
  */
-export function resolvePlanInput(file: string, planFile: string): string {
+export function resolvePlanInput(file: string, planFile: string, folders = planFolders(planFile)): string {
   if (path.isAbsolute(file)) return file;
-  // Joined as text, then resolved by the system: a `..` after a link in `file` goes up from the
-  // link's target, as when the file is opened (path.resolve would drop the link and the `..`).
-  const namedDir = path.dirname(path.resolve(planFile));
-  const actualDir = path.dirname(real(path.resolve(planFile)));
-  const actual = real(`${actualDir}${path.sep}${file}`, path.resolve(actualDir, file));
-  if (fs.existsSync(actual) || actualDir === namedDir) return actual;
-  const named = real(`${namedDir}${path.sep}${file}`, '');
-  return named !== '' && fs.existsSync(named) ? named : actual;
+  const { named, actual } = folders;
+  return existing(`${actual}${path.sep}${file}`) ?? (actual !== named ? existing(`${named}${path.sep}${file}`) : undefined) ?? path.resolve(actual, file);
 }
 
 /**
@@ -69,13 +74,14 @@ export function resolvePlanInput(file: string, planFile: string): string {
  * the entry of the plan it came from.
  */
 export async function readPlanInputs(files: readonly string[], planFile: string): Promise<LoadedSamples> {
-  const resolved = files.map((f) => resolvePlanInput(f, planFile));
+  const folders = planFolders(planFile);
+  const resolved = files.map((f) => resolvePlanInput(f, planFile, folders));
   try {
     return await readSamples(resolved);
   } catch (error) {
     if (!isOmnibalError(error)) throw error;
     const k = resolved.findIndex((r, i) => r !== files[i] && error.message.startsWith(`${r}:`));
     if (k < 0) throw error;
-    throw omnibalError(error.code, `${error.message} (the plan's replay.inputs.files[${k}] ${JSON.stringify(files[k])}, relative to the plan file's folder ${path.dirname(real(path.resolve(planFile)))})`, error);
+    throw omnibalError(error.code, `${error.message} (the plan's replay.inputs.files[${k}] ${JSON.stringify(files[k])}, relative to the plan file's folder ${folders.actual})`, error);
   }
 }
