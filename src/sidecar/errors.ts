@@ -101,10 +101,17 @@ export function toRpcError(error: unknown): RpcError {
 export function withField(error: RpcError, params: Record<string, unknown>): RpcError {
   if (error.rpcCode !== RpcErrors.INVALID_PARAMS || error.data?.field !== undefined) return error;
   const path = /^(?:options\.)?([A-Za-z_$][\w$]*)((?:\.[A-Za-z_$][\w$]*|\[\d+\])*)/.exec(error.message);
-  // A param of the request, or of an object param (search.ask's problem.memoryLoad, say).
-  const within = path === null || Object.hasOwn(params, path[1]) ? undefined : Object.keys(params).find((k) => isObject(params[k]) && Object.hasOwn(params[k], path[1]));
-  const field = path === null ? 'params' : Object.hasOwn(params, path[1]) ? path[1] + path[2] : within !== undefined ? `${within}.${path[1]}${path[2]}` : 'params';
-  return new RpcError(error.rpcCode, error.message, { ...error.data, field });
+  return new RpcError(error.rpcCode, error.message, { ...error.data, field: path ? fieldOf(params, path[1], path[2]) : 'params' });
+}
+
+/**
+ * Where param `head` (then `rest`, `.x[3]`) is in `params`: at the top, or inside an object param
+ * (search.ask's `problem.memoryLoad.tokens`, say); `params` when it is in neither.
+ */
+function fieldOf(params: Record<string, unknown>, head: string, rest: string): string {
+  if (Object.hasOwn(params, head)) return head + rest;
+  const owner = Object.keys(params).find((k) => isObject(params[k]) && Object.hasOwn(params[k], head));
+  return owner === undefined ? 'params' : `${owner}.${head}${rest}`;
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {

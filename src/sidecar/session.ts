@@ -157,8 +157,7 @@ export class Session {
       this.authTimer = setTimeout(() => {
         if (this.authenticated || this.closed) return;
         const seconds = ctx.limits.authTimeout;
-        this.send(errorResponse(null, new RpcError(RpcErrors.UNAUTHORIZED, `unauthorized: no auth within ${seconds} s of connecting (--auth-timeout); the connection is closed`, { code: SidecarCodes.UNAUTHORIZED })));
-        this.close();
+        this.answerAndClose(null, new RpcError(RpcErrors.UNAUTHORIZED, `unauthorized: no auth within ${seconds} s of connecting (--auth-timeout); the connection is closed`, { code: SidecarCodes.UNAUTHORIZED }));
       }, ctx.limits.authTimeout * 1000).unref();
     }
     this.methods = new Methods(ctx, this, this.searches);
@@ -572,19 +571,23 @@ export class Session {
     };
   }
 
-  /** Answers -32002 and closes an unauthenticated TCP connection. */
   /**
    * Closes a connection that has not authenticated, answering `error` first (id null): a newer
    * one took its place among those waiting to authenticate (`--max-unauthenticated`).
    */
   evict(error: RpcError): void {
     if (this.closed || this.authenticated) return;
-    this.send(errorResponse(null, error));
-    this.close();
+    this.answerAndClose(null, error);
   }
 
+  /** Answers -32002 and closes an unauthenticated TCP connection. */
   private refuse(id: Id): void {
-    this.send(errorResponse(id, new RpcError(RpcErrors.UNAUTHORIZED, 'unauthorized: the first request on a TCP connection must be auth with the server token', { code: SidecarCodes.UNAUTHORIZED })));
+    this.answerAndClose(id, new RpcError(RpcErrors.UNAUTHORIZED, 'unauthorized: the first request on a TCP connection must be auth with the server token', { code: SidecarCodes.UNAUTHORIZED }));
+  }
+
+  /** Answers `error` to `id` and closes the connection (its fault, or its turn, ends it). */
+  private answerAndClose(id: Id, error: RpcError): void {
+    this.send(errorResponse(id, error));
     this.close();
   }
 
