@@ -43,6 +43,15 @@ async function refusedWith(where: string): Promise<Msg> {
   return got[0];
 }
 
+/** A TCP sidecar with `args` on a free port: the process, its address and its token. */
+async function tcpServe(args: string[]): Promise<{ server: ReturnType<typeof spawnServe>; listen: string; token: string }> {
+  const tokenFile = path.join(tempDir(), 'token.json');
+  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, ...args]);
+  await waitFor(tokenFile);
+  const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
+  return { server, listen, token };
+}
+
 test('--max-connections on a Unix socket: one more is answered -32005 and closed at once; a closed one frees its slot; the others serve on', async (t) => {
   t.timeout(60_000);
   const sock = path.join(tempDir(), 's.sock');
@@ -71,10 +80,7 @@ test('--max-connections on a Unix socket: one more is answered -32005 and closed
 
 test('--max-unauthenticated on TCP: a new connection evicts the stranger that waited longest, so idle strangers cannot keep a client from authenticating; an authenticated client no longer counts as one', async (t) => {
   t.timeout(60_000);
-  const tokenFile = path.join(tempDir(), 'token.json');
-  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--max-connections', '4', '--max-unauthenticated', '2']);
-  await waitFor(tokenFile);
-  const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
+  const { server, listen, token } = await tcpServe(['--max-connections', '4', '--max-unauthenticated', '2']);
   const a = await open(listen);
   t.deepEqual((await a.client.call('auth', { token })).result, { ok: true });
   // Two strangers that never authenticate take the two places before auth.
@@ -110,10 +116,7 @@ test('--max-unauthenticated on TCP: a new connection evicts the stranger that wa
 
 test('--max-unauthenticated on TCP: strangers that sent nothing are evicted before one whose auth is on its way, however long it waited', async (t) => {
   t.timeout(60_000);
-  const tokenFile = path.join(tempDir(), 'token.json');
-  const server = spawnServe(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--max-connections', '8', '--max-unauthenticated', '2']);
-  await waitFor(tokenFile);
-  const { listen, token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { listen: string; token: string };
+  const { server, listen, token } = await tcpServe(['--max-connections', '8', '--max-unauthenticated', '2']);
   // A client that waited longest, its auth line half sent.
   const slow = await open(listen);
   const line = `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'auth', params: { token } })}\n`;
