@@ -26,8 +26,7 @@ pub trait Progress {
 
     /// Whether the caller asked the solver to stop.
     fn cancelled(&self) -> bool {
-        self.cancel_flag()
-            .is_some_and(|f| f.load(Ordering::Relaxed))
+        is_set(self.cancel_flag().as_deref())
     }
 }
 
@@ -68,9 +67,5 @@ impl Progress for Cancellable {
 
     fn cancel_flag(&self) -> Option<Arc<AtomicBool>> {
         Some(self.flag.clone())
-    }
-
-    fn cancelled(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
     }
 }
