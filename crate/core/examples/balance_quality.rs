@@ -80,10 +80,11 @@ fn row(name: &str, s: &Samples, dp: u32, label: Option<(&[u8], usize)>) {
     let (plan, _) = plan_batches(s, &options(dp, cost), &mut ()).expect("a plan");
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     let m = batch_metrics(&plan, s, &cost).expect("metrics");
-    let (plan_t, _) =
-        plan_batches(s, &options(dp, TextCost::default()), &mut ()).expect("a plan");
+    let (plan_t, _) = plan_batches(s, &options(dp, TextCost::default()), &mut ()).expect("a plan");
     let mt = batch_metrics(&plan_t, s, &TextCost::default()).expect("metrics");
-    let share = label.map_or(String::new(), |(l, k)| format!("{:.2}", share_sd(&plan, l, k)));
+    let share = label.map_or(String::new(), |(l, k)| {
+        format!("{:.2}", share_sd(&plan, l, k))
+    });
     println!(
         "{name:<22} dp {dp:>5}: {ms:>7.1} ms  slowest + {:.3}% / {:.3}%  tokens dist v {:.5} t {:.5}  share SD {share}  dropped {}",
         100.0 * m.cost_excess_median,
