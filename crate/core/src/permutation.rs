@@ -17,14 +17,53 @@ pub fn shuffle<T>(values: &mut [T], rng: &mut Rng) {
 pub fn shuffle_with_progress<T>(values: &mut [T], rng: &mut Rng, progress: &mut dyn Progress) {
     let len = values.len();
     let total = len as u64;
-    for i in (1..len).rev() {
-        let j = rng.below((i + 1) as u32) as usize;
-        values.swap(i, j);
-        if i & 0xFFFF == 0 {
-            progress.report(total - i as u64, total);
+    let mut i = len.saturating_sub(1);
+    while i >= 1 {
+        // Down to the next multiple of 2^16 (a report), else to 1.
+        let end = (i & !0xFFFF).max(1);
+        swaps_down(values, rng, i, end);
+        if end & 0xFFFF == 0 {
+            progress.report(total - end as u64, total);
         }
+        i = end - 1;
     }
     progress.report(total, total);
+}
+
+/// Most draws [`shuffle`] makes ahead of its swaps (a stack buffer of this many `u32`s): tunes
+/// speed only.
+pub const SHUFFLE_BATCH: usize = 256;
+
+/// The Fisher-Yates swaps at `i`, `i - 1`, ..., `end` (`1 <= end <= i < values.len()`), each
+/// with `rng.below(i + 1)`, drawn as [`Rng::below`] draws it (mask, then reject) but in batches
+/// ahead of the swaps: a batch is up to [`SHUFFLE_BATCH`] positions of one mask (one bit
+/// length), its draws are made first, a rejected one overwritten by the next (no branch on a
+/// draw, whose outcome cannot be predicted), and then its swaps, whose memory accesses do not
+/// wait for the generator. Same draws, same swaps, about twice as fast as a draw per swap.
+fn swaps_down<T>(values: &mut [T], rng: &mut Rng, mut i: usize, end: usize) {
+    let mut draws = [0u32; SHUFFLE_BATCH];
+    loop {
+        // `below(i + 1)`'s mask: the smallest all-ones mask covering `i` (`i >= 1`); it covers
+        // every position down to `(mask >> 1) + 1`.
+        let mask = u32::MAX >> (i as u32).leading_zeros();
+        let low = end
+            .max((mask >> 1) as usize + 1)
+            .max(i.saturating_sub(SHUFFLE_BATCH - 1));
+        let count = i - low + 1;
+        let mut w = 0;
+        while w < count {
+            let x = rng.next_u32() & mask;
+            draws[w] = x;
+            w += (x as usize <= i - w) as usize;
+        }
+        for (w, &j) in draws[..count].iter().enumerate() {
+            values.swap(i - w, j as usize);
+        }
+        if low == end {
+            return;
+        }
+        i = low - 1;
+    }
 }
 
 /// A uniformly random permutation of `0..n` for `seed`.
@@ -81,6 +120,38 @@ mod tests {
                 assert!(is_permutation(&p));
                 assert_eq!(p, permutation(n, seed).unwrap());
             }
+        }
+    }
+
+    #[test]
+    fn the_batched_shuffle_is_the_textbook_one() {
+        // Fisher-Yates from the back with `Rng::below`, reporting every 2^16 swaps.
+        fn textbook(values: &mut [u32], rng: &mut Rng, reports: &mut Vec<(u64, u64)>) {
+            let total = values.len() as u64;
+            for i in (1..values.len()).rev() {
+                let j = rng.below((i + 1) as u32) as usize;
+                values.swap(i, j);
+                if i & 0xFFFF == 0 {
+                    reports.push((total - i as u64, total));
+                }
+            }
+            reports.push((total, total));
+        }
+        let lens = (0..70).chain([255, 256, 257, 65_535, 65_536, 65_537, 131_073, 200_000]);
+        for (seed, len) in lens.enumerate() {
+            let mut want: Vec<u32> = (0..len).collect();
+            let mut want_rng = Rng::new(seed as u64);
+            let mut want_reports = Vec::new();
+            textbook(&mut want, &mut want_rng, &mut want_reports);
+            let mut got: Vec<u32> = (0..len).collect();
+            let mut got_rng = Rng::new(seed as u64);
+            let mut got_reports = Vec::new();
+            let mut sink = |done: u64, total: u64| got_reports.push((done, total));
+            shuffle_with_progress(&mut got, &mut got_rng, &mut sink);
+            assert_eq!(got, want, "length {len}");
+            assert_eq!(got_reports, want_reports, "length {len}");
+            // The generator is left where the textbook shuffle leaves it.
+            assert_eq!(got_rng, want_rng, "length {len}");
         }
     }
 
