@@ -64,9 +64,7 @@ pub(super) fn shuffle_in_blocks(
             let items = &mut items[chunks[j] - chunks[first]..chunks[j + 1] - chunks[first]];
             shuffle(items, &mut r);
             let count = &mut count[(j - first) * k..(j - first + 1) * k];
-            for _ in 0..items.len() {
-                count[r.below(k as u32) as usize] += 1;
-            }
+            r.count_below(k as u32, items.len(), count);
         }
     };
     let parallel = threads > 1;
