@@ -46,6 +46,7 @@ pub(super) fn shuffle_in_blocks(
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
     if k <= 1 {
+        warm(pool);
         shuffle(pool, rng);
         return vec![0, n];
     }
@@ -62,6 +63,7 @@ pub(super) fn shuffle_in_blocks(
             }
             let mut r = Rng::for_stream(base, j as u64);
             let items = &mut items[chunks[j] - chunks[first]..chunks[j + 1] - chunks[first]];
+            warm(items);
             shuffle(items, &mut r);
             let count = &mut count[(j - first) * k..(j - first + 1) * k];
             r.count_below(k as u32, items.len(), count);
@@ -131,6 +133,15 @@ pub(super) fn shuffle_in_blocks(
     }
     *pool = out;
     bounds
+}
+
+/// Reads one record per 64-byte cache line of `items` (every fifth: 60 bytes apart), in order,
+/// before a shuffle of them: a pool's chunk (under a MiB) is then in cache before the shuffle
+/// reads it at random, instead of being fetched a line per random read (a chunk the split
+/// wrote long before shuffles in half the time).
+fn warm(items: &[Rec]) {
+    let lines = items.iter().step_by(5).fold(0, |x, r| x ^ r.id);
+    std::hint::black_box(lines);
 }
 
 /// A block bound for [`block_runs`]: an offset into the items (plans store them as `u32`).
