@@ -113,16 +113,21 @@ impl<'a> Samples<'a> {
             }
         }
         if fit.is_empty() {
-            let min_v = self.vision.iter().min().copied().unwrap_or(0);
-            let min_t = self.text.iter().min().copied().unwrap_or(0);
-            return Err(Error::CapTooSmall {
-                message: format!(
-                    "no sample fits the caps (max vision {}, max text {}); the smallest sample needs vision {} and text {}",
-                    caps.max_vision, caps.max_text, min_v, min_t
-                ),
-            });
+            return Err(self.none_fits(caps));
         }
         Ok((fit, dropped))
+    }
+
+    /// The error when no sample fits `caps` ([`Error::CapTooSmall`], with the smallest loads).
+    pub fn none_fits(&self, caps: Caps) -> Error {
+        let min_v = self.vision.iter().min().copied().unwrap_or(0);
+        let min_t = self.text.iter().min().copied().unwrap_or(0);
+        Error::CapTooSmall {
+            message: format!(
+                "no sample fits the caps (max vision {}, max text {}); the smallest sample needs vision {} and text {}",
+                caps.max_vision, caps.max_text, min_v, min_t
+            ),
+        }
     }
 }
 

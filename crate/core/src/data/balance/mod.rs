@@ -48,6 +48,7 @@
 mod equalize;
 mod layout;
 mod pack;
+mod split;
 mod steps;
 mod swaps;
 mod tail;
@@ -77,6 +78,7 @@ use crate::rng::Rng;
 use equalize::equalize;
 use layout::{lay_out, sort_by_key_descending};
 use pack::{pack, repack_part_filled};
+use split::split_pool;
 use steps::{match_costly_packs, tune_steps};
 use swaps::Loads;
 use tail::{spread_tail, take_tail, CarryIds};
@@ -146,7 +148,9 @@ impl BalanceParams {
 }
 
 /// A sample with its loads, as the packing phases carry it (so they read memory in order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Plain words (`Pod`), so its buffers can be reused as buffers of other words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 struct Rec {
     id: u32,
     v: u32,
@@ -248,23 +252,30 @@ pub fn balance_batches_with_carry(
         },
     };
     let fits = |r: &Rec| r.v <= p.caps.max_vision && r.t <= p.caps.max_text;
-    // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
-    let (mut pool, mut dropped, mut oversize) = if p.oversize == Oversize::OwnMicroBatch {
-        let mut fit = Vec::with_capacity(samples.len());
-        let mut over = Vec::new();
-        for i in 0..samples.len() as u32 {
-            let r = Rec::of(samples, i);
-            if fits(&r) {
-                fit.push(r);
-            } else {
-                over.push(i);
-            }
-        }
-        (fit, Vec::new(), over)
+    let threads = if p.threads > 0 {
+        p.threads.min(MAX_THREADS)
     } else {
-        let (fit, dropped) = samples.split_by_caps(p.caps)?;
-        let fit: Vec<Rec> = fit.into_iter().map(|i| Rec::of(samples, i)).collect();
-        (fit, dropped, Vec::new())
+        worker_threads()
+    };
+    // Over-cap samples: micro-batches of their own (even when none fits), or dropped.
+    let (mut pool, over) = split_pool(samples, p.caps, carry.len(), threads);
+    let (mut dropped, mut oversize) = if p.oversize == Oversize::OwnMicroBatch {
+        (Vec::new(), over)
+    } else {
+        if pool.is_empty() {
+            return Err(samples.none_fits(p.caps));
+        }
+        let reason = |i: u32| {
+            if samples.vision[i as usize] > p.caps.max_vision {
+                DropReason::VisionOverCap
+            } else {
+                DropReason::TextOverCap
+            }
+        };
+        (
+            over.into_iter().map(|i| (i, reason(i))).collect(),
+            Vec::new(),
+        )
     };
     for (j, &i) in carry.iter().enumerate() {
         let r = rec((n_own + j) as u32);
@@ -282,11 +293,6 @@ pub fn balance_batches_with_carry(
         }
     }
     let total = pool.len() as u64;
-    let threads = if p.threads > 0 {
-        p.threads.min(MAX_THREADS)
-    } else {
-        worker_threads()
-    };
     // Cancellation: the threads check `stop` between blocks, windows and steps; this thread
     // checks it between phases (before a phase's report, so a stopped phase reports nothing,
     // and after it, for a listener that cancels as it is told).
