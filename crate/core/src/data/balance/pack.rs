@@ -335,8 +335,15 @@ pub(super) fn pack(
         }
         // The blocks' packs, in block order: moved down in place in the first round (whose pool
         // becomes the packs' buffer), appended in later rounds.
-        let mut next = Vec::new();
         let reuse = out.items.is_empty();
+        // Each buffer grown once to its size, not doubled block by block.
+        let mut next = Vec::with_capacity(done.iter().map(|(_, _, rest)| rest.len()).sum());
+        out.offsets
+            .reserve(done.iter().map(|(_, ends, _)| ends.len()).sum());
+        if !reuse {
+            out.items
+                .reserve(done.iter().map(|&(written, _, _)| written).sum());
+        }
         let mut at = 0usize;
         for (b, (written, ends, rest)) in done.into_iter().enumerate() {
             let base = if reuse { at } else { out.items.len() } as u32;
