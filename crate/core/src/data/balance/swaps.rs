@@ -175,7 +175,8 @@ impl SwapRules<'_> {
         true
     }
 
-    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions.
+    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions
+    /// (`gap >= 1`).
     pub(super) fn best_swap_scan(
         &self,
         rh: std::ops::Range<usize>,
@@ -185,29 +186,35 @@ impl SwapRules<'_> {
     ) -> Option<(u64, usize, usize)> {
         // Past the vision test (mostly false, so well predicted), without branches on the data
         // (the other tests pass about as often as not, and mispredicted branches cost more than
-        // computing every candidate: 5-10% of the planner at 1.2M-4M samples): a candidate
-        // replaces the best only when allowed and strictly better, so ties keep the first in
-        // (x, y) order.
+        // computing every candidate: 5-10% of the planner at 1.2M-4M samples): a candidate not
+        // allowed scores `u64::MAX`, and one replaces the best only when strictly better, so
+        // ties keep the first in (x, y) order.
+        debug_assert!(gap >= 1);
         let (mut best, mut bx, mut by) = (u64::MAX, 0, 0);
         let ys = &self.s[rl.clone()];
-        for (xi, x) in rh.clone().zip(&self.s[rh]) {
-            let (vx, wx, tx) = (x.v, x.w as u64, x.t as u64);
-            for (yi, y) in rl.clone().zip(ys) {
-                // Allowed: same vision, 0 < d < gap, and lo's text after the swap
-                // (t_lo - t_y + t_x) under the cap.
+        for (i, x) in self.s[rh.clone()].iter().enumerate() {
+            let (vx, wx) = (x.v, x.w as u64);
+            // Allowed: same vision, 0 < d < gap, and lo's text after the swap
+            // (t_lo - t_y + t_x) under the cap: t_y >= t_x - room.
+            let t_min = (x.t as u64).saturating_sub(room);
+            for (j, y) in ys.iter().enumerate() {
                 if y.v != vx {
                     continue;
                 }
                 let d = wx.wrapping_sub(y.w as u64);
-                let allowed = (d > 0) & (d < gap) & (tx <= room + y.t as u64);
-                let score = gap.abs_diff(d.wrapping_mul(2));
-                let better = allowed & (score < best);
+                let allowed = (d.wrapping_sub(1) < gap - 1) & (y.t as u64 >= t_min);
+                let score = if allowed {
+                    gap.abs_diff(2 * d)
+                } else {
+                    u64::MAX
+                };
+                let better = score < best;
                 best = if better { score } else { best };
-                bx = if better { xi } else { bx };
-                by = if better { yi } else { by };
+                bx = if better { i } else { bx };
+                by = if better { j } else { by };
             }
         }
-        (best != u64::MAX).then_some((best, bx, by))
+        (best != u64::MAX).then_some((best, rh.start + bx, rl.start + by))
     }
 
     /// [`SwapRules::swap`]'s search for large packs, with the same result in O((|hi| + |lo|)
@@ -720,6 +727,50 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// The single-swap search as first written: every pair, every test in full.
+    fn best_swap_reference(
+        s: &[SampleLoad],
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        gap: u64,
+        room: u64,
+    ) -> Option<(u64, usize, usize)> {
+        let mut best: Option<(u64, usize, usize)> = None;
+        for xi in rh {
+            for yi in rl.clone() {
+                let (x, y) = (&s[xi], &s[yi]);
+                let d = (x.w as u64).wrapping_sub(y.w as u64);
+                if x.v == y.v && d > 0 && d < gap && x.t as u64 <= room + y.t as u64 {
+                    let score = gap.abs_diff(2 * d);
+                    if best.is_none_or(|(b, _, _)| score < b) {
+                        best = Some((score, xi, yi));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_swap_scan_equals_the_reference_search() {
+        let mut rng = Rng::new(23);
+        let mut found = 0;
+        for case in 0..20000 {
+            let (nh, nl) = (1 + rng.below(16) as usize, 1 + rng.below(16) as usize);
+            let spread = [5, 60, 3000][case % 3];
+            let classes = 1 + rng.below(4);
+            let mut s = random_samples(&mut rng, nh, nl, classes, spread);
+            let rules = rules_over(&mut s, u64::MAX);
+            let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
+            let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
+            let (rh, rl) = (0..nh, nh..nh + nl);
+            let want = best_swap_reference(rules.s, rh.clone(), rl.clone(), gap, room);
+            found += want.is_some() as usize;
+            assert_eq!(rules.best_swap_scan(rh, rl, gap, room), want, "case {case}");
+        }
+        assert!(found > 5000, "{found} of 20000 cases admit a swap");
     }
 
     #[test]
