@@ -147,7 +147,7 @@ impl SwapRules<'_> {
         }
         let room = self.cap_t - loads[lo].t.min(self.cap_t);
         let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
-        let best = if rh.len() * rl.len() <= SWAP_SCAN_MAX {
+        let best = if rh.len() * rl.len() <= SWAP_SCAN_MAX && gap < SCAN_GAP_MAX {
             self.best_swap_scan(rh, rl, gap, room)
         } else {
             self.best_swap_sorted(rh, rl, gap, room)
@@ -168,7 +168,7 @@ impl SwapRules<'_> {
     }
 
     /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions
-    /// (`gap >= 1`).
+    /// (`1 <= gap < 2^48`, at most 256 samples a pack).
     pub(super) fn best_swap_scan(
         &self,
         rh: std::ops::Range<usize>,
@@ -176,37 +176,36 @@ impl SwapRules<'_> {
         gap: u64,
         room: u64,
     ) -> Option<(u64, usize, usize)> {
-        // Past the vision test (mostly false, so well predicted), without branches on the data
-        // (the other tests pass about as often as not, and mispredicted branches cost more than
-        // computing every candidate: 5-10% of the planner at 1.2M-4M samples): a candidate not
-        // allowed scores `u64::MAX`, and one replaces the best only when strictly better, so
-        // ties keep the first in (x, y) order.
-        debug_assert!(gap >= 1);
-        let (mut best, mut bx, mut by) = (u64::MAX, 0, 0);
+        // Past the vision test (a branch: it saves more work than its mispredictions cost),
+        // without branches on the data (the other tests pass about as often as not, and
+        // mispredicted branches cost more than computing every candidate: 5-10% of the planner
+        // at 1.2M-4M samples): each candidate is one word (score << 16 | x << 8 | y, x and y
+        // counted in their packs), all ones when not allowed, and the least word is the best
+        // score, ties the first in (x, y) order.
+        debug_assert!((1..1 << 48).contains(&gap) && rh.len() <= 256 && rl.len() <= 256);
+        let mut best = u64::MAX;
         let ys = &self.s[rl.clone()];
         for (i, x) in self.s[rh.clone()].iter().enumerate() {
             let (vx, wx) = (x.v, x.w as u64);
             // Allowed: same vision, 0 < d < gap, and lo's text after the swap
             // (t_lo - t_y + t_x) under the cap: t_y >= t_x - room.
             let t_min = (x.t as u64).saturating_sub(room);
+            let at = (i as u64) << 8;
             for (j, y) in ys.iter().enumerate() {
                 if y.v != vx {
                     continue;
                 }
                 let d = wx.wrapping_sub(y.w as u64);
                 let allowed = (d.wrapping_sub(1) < gap - 1) & (y.t as u64 >= t_min);
-                let score = if allowed {
-                    gap.abs_diff(2 * d)
-                } else {
-                    u64::MAX
-                };
-                let better = score < best;
-                best = if better { score } else { best };
-                bx = if better { i } else { bx };
-                by = if better { j } else { by };
+                let word = gap.abs_diff(d.wrapping_mul(2)) << 16 | at | j as u64;
+                best = best.min(word | (allowed as u64).wrapping_sub(1));
             }
         }
-        (best != u64::MAX).then_some((best, rh.start + bx, rl.start + by))
+        (best != u64::MAX).then_some((
+            best >> 16,
+            rh.start + (best >> 8 & 0xff) as usize,
+            rl.start + (best & 0xff) as usize,
+        ))
     }
 
     /// [`SwapRules::swap`]'s search for large packs, with the same result in O((|hi| + |lo|)
@@ -641,6 +640,9 @@ pub const PAIR_SWAP_MAX_SAMPLES: usize = 12;
 /// Sample comparisons (samples of `hi` x samples of `lo`) up to which [`SwapRules::swap`] compares
 /// every pair; larger packs are searched in sorted order (the same result, in O(n log n)).
 pub const SWAP_SCAN_MAX: usize = 256;
+/// Cost gaps up to which [`SwapRules::swap`] may compare every pair (its scan packs a score
+/// with two positions in one word); larger gaps are searched in sorted order.
+pub const SCAN_GAP_MAX: u64 = 1 << 48;
 /// Pair comparisons (pairs of `hi` x pairs of `lo`) up to which [`SwapRules::swap_pairs`] scans
 /// every pair instead of sorting `lo`'s pairs by cost sum and reading only the costs allowed
 /// (the same result; at 1.2M samples a scan is cheaper for 6 x 6 and 6 x 15 pairs, the sorted
