@@ -318,8 +318,10 @@ impl SwapRules<'_> {
     /// are listed in position order (their pair number); with few pairs to compare
     /// ([`PAIR_SCAN_MAX`]) each pair of `hi` scans them all, else they are sorted by (cost sum,
     /// pair number) and each pair of `hi` reads only the run of costs it may be exchanged for
-    /// (`w_x - gap < w_y < w_x`), keeping the first pair number among equal scores. Either way
-    /// the result is the lexicographic least (score, x pair, y pair) of the allowed exchanges.
+    /// (`w_x - gap < w_y < w_x`), keeping the first pair number among equal scores; a pair of
+    /// `hi` whose vision sum no pair of `lo` has (a 64-bit set of hashed sums says so) is
+    /// skipped. Either way the result is the lexicographic least (score, x pair, y pair) of the
+    /// allowed exchanges.
     pub(super) fn best_pair_swap(
         &mut self,
         rh: std::ops::Range<usize>,
@@ -331,9 +333,11 @@ impl SwapRules<'_> {
         debug_assert!(gap >= 1 && rl.len() <= PAIR_SWAP_MAX_SAMPLES);
         let ys = &mut self.pairs;
         ys.clear();
+        let mut seen = 0; // the vision sums of `lo`'s pairs (see `vision_bit`)
         for y1 in rl.clone() {
             for y2 in y1 + 1..rl.end {
                 let (a, b) = (&self.s[y1], &self.s[y2]);
+                seen |= vision_bit(a.v + b.v);
                 ys.push(PairLoad {
                     v: a.v + b.v,
                     w: a.w as u64 + b.w as u64,
@@ -357,6 +361,9 @@ impl SwapRules<'_> {
         for (i1, x1) in xs.iter().enumerate() {
             for (i2, x2) in xs.iter().enumerate().skip(i1 + 1) {
                 let vx = x1.v + x2.v;
+                if seen & vision_bit(vx) == 0 {
+                    continue; // no pair of `lo` has this vision sum
+                }
                 let wx = x1.w as u64 + x2.w as u64;
                 let tx = x1.t as u64 + x2.t as u64;
                 // Both packs stay under the text cap (a convex cost can fall while the text
@@ -613,6 +620,12 @@ impl SwapRules<'_> {
         }
         self.heap = heap.into_vec();
     }
+}
+
+/// A vision value's bit in a 64-bit set (a hash: distinct values may share a bit, so a clear
+/// bit proves a value absent, a set one proves nothing).
+fn vision_bit(v: u32) -> u64 {
+    1 << (v.wrapping_mul(0x9e37_79b9) >> 26)
 }
 
 /// Sorts a few words in place by insertion (fewer instructions than the general sort below a
