@@ -322,6 +322,9 @@ impl SwapRules<'_> {
     /// `hi` whose vision sum no pair of `lo` has (a 64-bit set of hashed sums says so) is
     /// skipped. Either way the result is the lexicographic least (score, x pair, y pair) of the
     /// allowed exchanges.
+    // Pairs walked by index: the iterator forms (`enumerate().skip()`, or of a subslice) cost
+    // 40-60M more instructions at 1.2M samples.
+    #[allow(clippy::needless_range_loop)]
     pub(super) fn best_pair_swap(
         &mut self,
         rh: std::ops::Range<usize>,
@@ -334,9 +337,12 @@ impl SwapRules<'_> {
         let ys = &mut self.pairs;
         ys.clear();
         let mut seen = 0; // the vision sums of `lo`'s pairs (see `vision_bit`)
-        for y1 in rl.clone() {
-            for y2 in y1 + 1..rl.end {
-                let (a, b) = (&self.s[y1], &self.s[y2]);
+        let ls = &self.s[rl.clone()];
+        for i1 in 0..ls.len() {
+            let a = &ls[i1];
+            for i2 in i1 + 1..ls.len() {
+                let b = &ls[i2];
+                let (y1, y2) = (rl.start + i1, rl.start + i2);
                 seen |= vision_bit(a.v + b.v);
                 ys.push(PairLoad {
                     v: a.v + b.v,
@@ -358,8 +364,10 @@ impl SwapRules<'_> {
         }
         let (mut best, mut bx, mut by) = (u64::MAX, [0usize; 2], 0usize);
         let xs = &self.s[rh.clone()];
-        for (i1, x1) in xs.iter().enumerate() {
-            for (i2, x2) in xs.iter().enumerate().skip(i1 + 1) {
+        for i1 in 0..xs.len() {
+            let x1 = &xs[i1];
+            for i2 in i1 + 1..xs.len() {
+                let x2 = &xs[i2];
                 let vx = x1.v + x2.v;
                 if seen & vision_bit(vx) == 0 {
                     continue; // no pair of `lo` has this vision sum
