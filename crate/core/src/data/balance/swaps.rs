@@ -141,19 +141,20 @@ impl SwapRules<'_> {
         hi: usize,
         lo: usize,
     ) -> bool {
-        let gap = loads[hi].w - loads[lo].w;
+        let (h, l) = (loads[hi], loads[lo]);
+        let gap = h.w - l.w;
         if gap <= 1 {
             return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
         }
-        let room = self.cap_t - loads[lo].t.min(self.cap_t);
+        let room = self.cap_t - l.t.min(self.cap_t);
         let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
         let best = if rh.len() * rl.len() <= SWAP_SCAN_MAX && gap < SCAN_GAP_MAX {
-            self.best_swap_scan(rh, rl, gap, room)
+            self.best_swap_scan(rh.clone(), rl.clone(), gap, room)
         } else {
-            self.best_swap_sorted(rh, rl, gap, room)
+            self.best_swap_sorted(rh.clone(), rl.clone(), gap, room)
         };
         let Some((_, xi, yi)) = best else {
-            return self.swap_pairs(packs, loads, hi, lo);
+            return self.swap_pairs(loads, (hi, rh), (lo, rl));
         };
         let (dw, dt) = (
             (self.s[xi].w - self.s[yi].w) as u64,
@@ -275,15 +276,14 @@ impl SwapRules<'_> {
     /// the same vision sum (so vision sums never change) that brings the costs closest, under
     /// both packs' text cap; only for packs of at most [`PAIR_SWAP_MAX_SAMPLES`] samples. Such
     /// exchanges change a pack's mix of sizes ({5, 1} for {3, 3}), which single swaps never do.
-    /// Ties: the first in (x1, x2, y1, y2) position order. Made, if any.
+    /// Ties: the first in (x1, x2, y1, y2) position order. Made, if any. Each pack comes with
+    /// its positions in `s`.
     pub(super) fn swap_pairs(
         &mut self,
-        packs: &Packs,
         loads: &mut Loads<'_>,
-        hi: usize,
-        lo: usize,
+        (hi, rh): (usize, std::ops::Range<usize>),
+        (lo, rl): (usize, std::ops::Range<usize>),
     ) -> bool {
-        let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
         if rh.len() < 2
             || rl.len() < 2
             || rh.len() > PAIR_SWAP_MAX_SAMPLES
