@@ -318,10 +318,12 @@ impl SwapRules<'_> {
     /// are listed in position order (their pair number); with few pairs to compare
     /// ([`PAIR_SCAN_MAX`]) each pair of `hi` scans them all, else they are sorted by (cost sum,
     /// pair number) and each pair of `hi` reads only the run of costs it may be exchanged for
-    /// (`w_x - gap < w_y < w_x`), keeping the first pair number among equal scores; a pair of
-    /// `hi` whose vision sum no pair of `lo` has (a 64-bit set of hashed sums says so) is
-    /// skipped. Either way the result is the lexicographic least (score, x pair, y pair) of the
-    /// allowed exchanges.
+    /// (`w_x - gap < w_y < w_x`), keeping the first pair number among equal scores. Before
+    /// either, a pair of `hi` is skipped when no pair of `lo` of its bucket of vision sums
+    /// ([`VISION_BUCKETS`], hashed) costs within that range (the bucket's least and greatest
+    /// costs say so): most are, as a pair's cost rarely falls within a small gap of another's.
+    /// Either way the result is the lexicographic least (score, x pair, y pair) of the allowed
+    /// exchanges.
     // Pairs walked by index: the iterator forms (`enumerate().skip()`, or of a subslice) cost
     // 40-60M more instructions at 1.2M samples.
     #[allow(clippy::needless_range_loop)]
@@ -336,17 +338,20 @@ impl SwapRules<'_> {
         debug_assert!(gap >= 1 && rl.len() <= PAIR_SWAP_MAX_SAMPLES);
         let ys = &mut self.pairs;
         ys.clear();
-        let mut seen = 0; // the vision sums of `lo`'s pairs (see `vision_bit`)
+        // Per bucket of vision sums, the least and greatest cost of `lo`'s pairs in it.
+        let (mut w_lo, mut w_hi) = ([u64::MAX; VISION_BUCKETS], [0; VISION_BUCKETS]);
         let ls = &self.s[rl.clone()];
         for i1 in 0..ls.len() {
             let a = &ls[i1];
             for i2 in i1 + 1..ls.len() {
                 let b = &ls[i2];
                 let (y1, y2) = (rl.start + i1, rl.start + i2);
-                seen |= vision_bit(a.v + b.v);
+                let (bk, w) = (vision_bucket(a.v + b.v), a.w as u64 + b.w as u64);
+                w_lo[bk] = w_lo[bk].min(w);
+                w_hi[bk] = w_hi[bk].max(w);
                 ys.push(PairLoad {
                     v: a.v + b.v,
-                    w: a.w as u64 + b.w as u64,
+                    w,
                     t: a.t as u64 + b.t as u64,
                     at: [y1 as u32, y2 as u32],
                 });
@@ -369,10 +374,12 @@ impl SwapRules<'_> {
             for i2 in i1 + 1..xs.len() {
                 let x2 = &xs[i2];
                 let vx = x1.v + x2.v;
-                if seen & vision_bit(vx) == 0 {
-                    continue; // no pair of `lo` has this vision sum
-                }
                 let wx = x1.w as u64 + x2.w as u64;
+                // No pair of `lo` of this bucket costs within (wx - gap, wx): none is allowed.
+                let bk = vision_bucket(vx);
+                if wx <= w_lo[bk] || wx >= w_hi[bk].saturating_add(gap) {
+                    continue;
+                }
                 let tx = x1.t as u64 + x2.t as u64;
                 // Both packs stay under the text cap (a convex cost can fall while the text
                 // grows): t_x - room <= t_y <= t_x + room_hi.
@@ -630,10 +637,13 @@ impl SwapRules<'_> {
     }
 }
 
-/// A vision value's bit in a 64-bit set (a hash: distinct values may share a bit, so a clear
-/// bit proves a value absent, a set one proves nothing).
-fn vision_bit(v: u32) -> u64 {
-    1 << (v.wrapping_mul(0x9e37_79b9) >> 26)
+/// Buckets of vision sums in [`SwapRules::best_pair_swap`]'s cost ranges (a power of two; 16
+/// prunes more than 8 at 1.2M samples, and 32 costs more to clear than it saves).
+pub const VISION_BUCKETS: usize = 16;
+
+/// A vision sum's bucket (a hash: distinct sums may share one).
+fn vision_bucket(v: u32) -> usize {
+    (v.wrapping_mul(0x9e37_79b9) >> (32 - VISION_BUCKETS.ilog2())) as usize
 }
 
 /// Sorts a few words in place by insertion (fewer instructions than the general sort below a
@@ -899,6 +909,12 @@ mod tests {
                 // Few distinct costs: many exchanges tie.
                 for x in &mut s {
                     x.w = rng.below(16);
+                }
+            }
+            if case % 5 == 4 {
+                // Vision in tokens: other buckets, sums sharing them.
+                for x in &mut s {
+                    x.v *= 256;
                 }
             }
             let mut rules = rules_over(&mut s, 1 << 32);
