@@ -168,8 +168,10 @@ impl SwapRules<'_> {
         true
     }
 
-    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions
-    /// (`1 <= gap < 2^48`, at most 256 samples a pack).
+    /// [`SwapRules::swap`]'s search, every pair compared (but for the samples of `hi` that no
+    /// sample of `lo` of their bucket of vision values ([`SAMPLE_BUCKETS`]) costs within the
+    /// gap of): the best (score, x, y) positions (`1 <= gap < 2^48`, at most 256 samples a
+    /// pack).
     pub(super) fn best_swap_scan(
         &self,
         rh: std::ops::Range<usize>,
@@ -186,8 +188,20 @@ impl SwapRules<'_> {
         debug_assert!((1..1 << 48).contains(&gap) && rh.len() <= 256 && rl.len() <= 256);
         let mut best = u64::MAX;
         let ys = &self.s[rl.clone()];
+        // Per bucket of vision values, the least and greatest cost of `lo`'s samples in it: an
+        // `x` none of whose bucket costs within (w_x - gap, w_x) is skipped (most are).
+        let (mut w_lo, mut w_hi) = ([u32::MAX; SAMPLE_BUCKETS], [0; SAMPLE_BUCKETS]);
+        for y in ys {
+            let bk = vision_bucket::<SAMPLE_BUCKETS>(y.v);
+            w_lo[bk] = w_lo[bk].min(y.w);
+            w_hi[bk] = w_hi[bk].max(y.w);
+        }
         for (i, x) in self.s[rh.clone()].iter().enumerate() {
             let (vx, wx) = (x.v, x.w as u64);
+            let bk = vision_bucket::<SAMPLE_BUCKETS>(vx);
+            if wx <= w_lo[bk] as u64 || wx >= (w_hi[bk] as u64).saturating_add(gap) {
+                continue;
+            }
             // Allowed: same vision, 0 < d < gap, and lo's text after the swap
             // (t_lo - t_y + t_x) under the cap: t_y >= t_x - room.
             let t_min = (x.t as u64).saturating_sub(room);
@@ -346,7 +360,10 @@ impl SwapRules<'_> {
             for i2 in i1 + 1..ls.len() {
                 let b = &ls[i2];
                 let (y1, y2) = (rl.start + i1, rl.start + i2);
-                let (bk, w) = (vision_bucket(a.v + b.v), a.w as u64 + b.w as u64);
+                let (bk, w) = (
+                    vision_bucket::<VISION_BUCKETS>(a.v + b.v),
+                    a.w as u64 + b.w as u64,
+                );
                 w_lo[bk] = w_lo[bk].min(w);
                 w_hi[bk] = w_hi[bk].max(w);
                 ys.push(PairLoad {
@@ -376,7 +393,7 @@ impl SwapRules<'_> {
                 let vx = x1.v + x2.v;
                 let wx = x1.w as u64 + x2.w as u64;
                 // No pair of `lo` of this bucket costs within (wx - gap, wx): none is allowed.
-                let bk = vision_bucket(vx);
+                let bk = vision_bucket::<VISION_BUCKETS>(vx);
                 if wx <= w_lo[bk] || wx >= w_hi[bk].saturating_add(gap) {
                     continue;
                 }
@@ -641,9 +658,14 @@ impl SwapRules<'_> {
 /// prunes more than 8 at 1.2M samples, and 32 costs more to clear than it saves).
 pub const VISION_BUCKETS: usize = 16;
 
-/// A vision sum's bucket (a hash: distinct sums may share one).
-fn vision_bucket(v: u32) -> usize {
-    (v.wrapping_mul(0x9e37_79b9) >> (32 - VISION_BUCKETS.ilog2())) as usize
+/// Buckets of vision values in [`SwapRules::best_swap_scan`]'s cost ranges (a power of two: 4
+/// would do for this data's four sizes, 8 leaves room for others at about the same cost).
+pub const SAMPLE_BUCKETS: usize = 8;
+
+/// A vision value's (or sum's) bucket of `N` (a power of two; a hash: distinct values may
+/// share one).
+fn vision_bucket<const N: usize>(v: u32) -> usize {
+    (v.wrapping_mul(0x9e37_79b9) >> (32 - N.ilog2())) as usize
 }
 
 /// Sorts a few words in place by insertion (fewer instructions than the general sort below a
@@ -852,6 +874,18 @@ mod tests {
             let spread = [5, 60, 3000][case % 3];
             let classes = 1 + rng.below(4);
             let mut s = random_samples(&mut rng, nh, nl, classes, spread);
+            if case % 2 == 1 {
+                // Few distinct costs: many swaps tie, or sit at the gap's edge.
+                for x in &mut s {
+                    x.w = rng.below(16);
+                }
+            }
+            if case % 5 == 4 {
+                // Vision in tokens: other buckets, values sharing them.
+                for x in &mut s {
+                    x.v *= 256;
+                }
+            }
             let rules = rules_over(&mut s, u64::MAX);
             let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
             let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
