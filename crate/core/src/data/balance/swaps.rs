@@ -168,10 +168,8 @@ impl SwapRules<'_> {
         true
     }
 
-    /// [`SwapRules::swap`]'s search, every pair compared (but for the samples of `hi` that no
-    /// sample of `lo` of their bucket of vision values ([`SAMPLE_BUCKETS`]) costs within the
-    /// gap of): the best (score, x, y) positions (`1 <= gap < 2^48`, at most 256 samples a
-    /// pack).
+    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions
+    /// (`1 <= gap < 2^48`, at most 256 samples a pack).
     pub(super) fn best_swap_scan(
         &self,
         rh: std::ops::Range<usize>,
@@ -188,20 +186,8 @@ impl SwapRules<'_> {
         debug_assert!((1..1 << 48).contains(&gap) && rh.len() <= 256 && rl.len() <= 256);
         let mut best = u64::MAX;
         let ys = &self.s[rl.clone()];
-        // Per bucket of vision values, the least and greatest cost of `lo`'s samples in it: an
-        // `x` none of whose bucket costs within (w_x - gap, w_x) is skipped (most are).
-        let (mut w_lo, mut w_hi) = ([u32::MAX; SAMPLE_BUCKETS], [0; SAMPLE_BUCKETS]);
-        for y in ys {
-            let bk = vision_bucket::<SAMPLE_BUCKETS>(y.v);
-            w_lo[bk] = w_lo[bk].min(y.w);
-            w_hi[bk] = w_hi[bk].max(y.w);
-        }
         for (i, x) in self.s[rh.clone()].iter().enumerate() {
             let (vx, wx) = (x.v, x.w as u64);
-            let bk = vision_bucket::<SAMPLE_BUCKETS>(vx);
-            if wx <= w_lo[bk] as u64 || wx >= (w_hi[bk] as u64).saturating_add(gap) {
-                continue;
-            }
             // Allowed: same vision, 0 < d < gap, and lo's text after the swap
             // (t_lo - t_y + t_x) under the cap: t_y >= t_x - room.
             let t_min = (x.t as u64).saturating_sub(room);
@@ -332,12 +318,10 @@ impl SwapRules<'_> {
     /// are listed in position order (their pair number); with few pairs to compare
     /// ([`PAIR_SCAN_MAX`]) each pair of `hi` scans them all, else they are sorted by (cost sum,
     /// pair number) and each pair of `hi` reads only the run of costs it may be exchanged for
-    /// (`w_x - gap < w_y < w_x`), keeping the first pair number among equal scores. Before
-    /// either, a pair of `hi` is skipped when no pair of `lo` of its bucket of vision sums
-    /// ([`VISION_BUCKETS`], hashed) costs within that range (the bucket's least and greatest
-    /// costs say so): most are, as a pair's cost rarely falls within a small gap of another's.
-    /// Either way the result is the lexicographic least (score, x pair, y pair) of the allowed
-    /// exchanges.
+    /// (`w_x - gap < w_y < w_x`), keeping the first pair number among equal scores; a pair of
+    /// `hi` whose vision sum no pair of `lo` has (a 64-bit set of hashed sums says so) is
+    /// skipped. Either way the result is the lexicographic least (score, x pair, y pair) of the
+    /// allowed exchanges.
     // Pairs walked by index: the iterator forms (`enumerate().skip()`, or of a subslice) cost
     // 40-60M more instructions at 1.2M samples.
     #[allow(clippy::needless_range_loop)]
@@ -352,23 +336,17 @@ impl SwapRules<'_> {
         debug_assert!(gap >= 1 && rl.len() <= PAIR_SWAP_MAX_SAMPLES);
         let ys = &mut self.pairs;
         ys.clear();
-        // Per bucket of vision sums, the least and greatest cost of `lo`'s pairs in it.
-        let (mut w_lo, mut w_hi) = ([u64::MAX; VISION_BUCKETS], [0; VISION_BUCKETS]);
+        let mut seen = 0; // the vision sums of `lo`'s pairs (see `vision_bit`)
         let ls = &self.s[rl.clone()];
         for i1 in 0..ls.len() {
             let a = &ls[i1];
             for i2 in i1 + 1..ls.len() {
                 let b = &ls[i2];
                 let (y1, y2) = (rl.start + i1, rl.start + i2);
-                let (bk, w) = (
-                    vision_bucket::<VISION_BUCKETS>(a.v + b.v),
-                    a.w as u64 + b.w as u64,
-                );
-                w_lo[bk] = w_lo[bk].min(w);
-                w_hi[bk] = w_hi[bk].max(w);
+                seen |= vision_bit(a.v + b.v);
                 ys.push(PairLoad {
                     v: a.v + b.v,
-                    w,
+                    w: a.w as u64 + b.w as u64,
                     t: a.t as u64 + b.t as u64,
                     at: [y1 as u32, y2 as u32],
                 });
@@ -391,12 +369,10 @@ impl SwapRules<'_> {
             for i2 in i1 + 1..xs.len() {
                 let x2 = &xs[i2];
                 let vx = x1.v + x2.v;
-                let wx = x1.w as u64 + x2.w as u64;
-                // No pair of `lo` of this bucket costs within (wx - gap, wx): none is allowed.
-                let bk = vision_bucket::<VISION_BUCKETS>(vx);
-                if wx <= w_lo[bk] || wx >= w_hi[bk].saturating_add(gap) {
-                    continue;
+                if seen & vision_bit(vx) == 0 {
+                    continue; // no pair of `lo` has this vision sum
                 }
+                let wx = x1.w as u64 + x2.w as u64;
                 let tx = x1.t as u64 + x2.t as u64;
                 // Both packs stay under the text cap (a convex cost can fall while the text
                 // grows): t_x - room <= t_y <= t_x + room_hi.
@@ -654,18 +630,10 @@ impl SwapRules<'_> {
     }
 }
 
-/// Buckets of vision sums in [`SwapRules::best_pair_swap`]'s cost ranges (a power of two; 16
-/// prunes more than 8 at 1.2M samples, and 32 costs more to clear than it saves).
-pub const VISION_BUCKETS: usize = 16;
-
-/// Buckets of vision values in [`SwapRules::best_swap_scan`]'s cost ranges (a power of two: 4
-/// would do for this data's four sizes, 8 leaves room for others at about the same cost).
-pub const SAMPLE_BUCKETS: usize = 8;
-
-/// A vision value's (or sum's) bucket of `N` (a power of two; a hash: distinct values may
-/// share one).
-fn vision_bucket<const N: usize>(v: u32) -> usize {
-    (v.wrapping_mul(0x9e37_79b9) >> (32 - N.ilog2())) as usize
+/// A vision value's bit in a 64-bit set (a hash: distinct values may share a bit, so a clear
+/// bit proves a value absent, a set one proves nothing).
+fn vision_bit(v: u32) -> u64 {
+    1 << (v.wrapping_mul(0x9e37_79b9) >> 26)
 }
 
 /// Sorts a few words in place by insertion (fewer instructions than the general sort below a
@@ -874,18 +842,6 @@ mod tests {
             let spread = [5, 60, 3000][case % 3];
             let classes = 1 + rng.below(4);
             let mut s = random_samples(&mut rng, nh, nl, classes, spread);
-            if case % 2 == 1 {
-                // Few distinct costs: many swaps tie, or sit at the gap's edge.
-                for x in &mut s {
-                    x.w = rng.below(16);
-                }
-            }
-            if case % 5 == 4 {
-                // Vision in tokens: other buckets, values sharing them.
-                for x in &mut s {
-                    x.v *= 256;
-                }
-            }
             let rules = rules_over(&mut s, u64::MAX);
             let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
             let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
@@ -943,12 +899,6 @@ mod tests {
                 // Few distinct costs: many exchanges tie.
                 for x in &mut s {
                     x.w = rng.below(16);
-                }
-            }
-            if case % 5 == 4 {
-                // Vision in tokens: other buckets, sums sharing them.
-                for x in &mut s {
-                    x.v *= 256;
                 }
             }
             let mut rules = rules_over(&mut s, 1 << 32);
