@@ -842,6 +842,18 @@ mod tests {
             let spread = [5, 60, 3000][case % 3];
             let classes = 1 + rng.below(4);
             let mut s = random_samples(&mut rng, nh, nl, classes, spread);
+            if case % 2 == 1 {
+                // Few distinct costs: many swaps tie, or sit at the gap's edge.
+                for x in &mut s {
+                    x.w = rng.below(16);
+                }
+            }
+            if case % 5 == 4 {
+                // Vision in tokens.
+                for x in &mut s {
+                    x.v *= 256;
+                }
+            }
             let rules = rules_over(&mut s, u64::MAX);
             let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
             let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
@@ -899,6 +911,12 @@ mod tests {
                 // Few distinct costs: many exchanges tie.
                 for x in &mut s {
                     x.w = rng.below(16);
+                }
+            }
+            if case % 5 == 4 {
+                // Vision in tokens.
+                for x in &mut s {
+                    x.v *= 256;
                 }
             }
             let mut rules = rules_over(&mut s, 1 << 32);
