@@ -83,8 +83,28 @@ pub(super) struct SampleLoad {
 
 impl SwapRules<'_> {
     /// Sorts `group` (pack indices) by (cost, index), on keys gathered once (the same order as
-    /// sorting by looking the costs up: the keys are unique).
+    /// sorting by looking the costs up: the keys are unique); up to [`SMALL_SORT_MAX`] packs by
+    /// insertion.
     pub(super) fn sort_by_cost(&mut self, loads: &Loads<'_>, group: &mut [u32]) {
+        if group.len() <= SMALL_SORT_MAX {
+            // A step's packs (m = 8 at dp 8): an insertion sort on one word per key, on the
+            // stack, when every cost fits in 32 bits.
+            let mut words = [0u64; SMALL_SORT_MAX];
+            let words = &mut words[..group.len()];
+            let mut high = 0;
+            for (x, &k) in words.iter_mut().zip(group.iter()) {
+                let w = loads[k as usize].w;
+                high |= w >> 32;
+                *x = w << 32 | k as u64;
+            }
+            if high == 0 {
+                insertion_sort(words);
+                for (g, &x) in group.iter_mut().zip(words.iter()) {
+                    *g = x as u32;
+                }
+                return;
+            }
+        }
         if group.iter().all(|&k| loads[k as usize].w >> 32 == 0) {
             // One word per key (cost above the index): compares faster, the same order.
             let words = &mut self.words;
@@ -121,19 +141,20 @@ impl SwapRules<'_> {
         hi: usize,
         lo: usize,
     ) -> bool {
-        let gap = loads[hi].w - loads[lo].w;
+        let (h, l) = (loads[hi], loads[lo]);
+        let gap = h.w - l.w;
         if gap <= 1 {
             return false; // a swap moves a whole unit or more (d > 0) and must stay under the gap
         }
-        let room = self.cap_t - loads[lo].t.min(self.cap_t);
+        let room = self.cap_t - l.t.min(self.cap_t);
         let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
-        let best = if rh.len() * rl.len() <= SWAP_SCAN_MAX {
-            self.best_swap_scan(rh, rl, gap, room)
+        let best = if rh.len() * rl.len() <= SWAP_SCAN_MAX && gap < SCAN_GAP_MAX {
+            self.best_swap_scan(rh.clone(), rl.clone(), gap, room)
         } else {
-            self.best_swap_sorted(rh, rl, gap, room)
+            self.best_swap_sorted(rh.clone(), rl.clone(), gap, room)
         };
         let Some((_, xi, yi)) = best else {
-            return self.swap_pairs(packs, loads, hi, lo);
+            return self.swap_pairs(loads, (hi, rh), (lo, rl));
         };
         let (dw, dt) = (
             (self.s[xi].w - self.s[yi].w) as u64,
@@ -147,7 +168,8 @@ impl SwapRules<'_> {
         true
     }
 
-    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions.
+    /// [`SwapRules::swap`]'s search, every pair compared: the best (score, x, y) positions
+    /// (`1 <= gap < 2^48`, at most 256 samples a pack).
     pub(super) fn best_swap_scan(
         &self,
         rh: std::ops::Range<usize>,
@@ -155,31 +177,36 @@ impl SwapRules<'_> {
         gap: u64,
         room: u64,
     ) -> Option<(u64, usize, usize)> {
-        // Past the vision test (mostly false, so well predicted), without branches on the data
-        // (the other tests pass about as often as not, and mispredicted branches cost more than
-        // computing every candidate: 5-10% of the planner at 1.2M-4M samples): a candidate
-        // replaces the best only when allowed and strictly better, so ties keep the first in
-        // (x, y) order.
-        let (mut best, mut bx, mut by) = (u64::MAX, 0, 0);
+        // Past the vision test (a branch: it saves more work than its mispredictions cost),
+        // without branches on the data (the other tests pass about as often as not, and
+        // mispredicted branches cost more than computing every candidate: 5-10% of the planner
+        // at 1.2M-4M samples): each candidate is one word (score << 16 | x << 8 | y, x and y
+        // counted in their packs), all ones when not allowed, and the least word is the best
+        // score, ties the first in (x, y) order.
+        debug_assert!((1..1 << 48).contains(&gap) && rh.len() <= 256 && rl.len() <= 256);
+        let mut best = u64::MAX;
         let ys = &self.s[rl.clone()];
-        for (xi, x) in rh.clone().zip(&self.s[rh]) {
-            let (vx, wx, tx) = (x.v, x.w as u64, x.t as u64);
-            for (yi, y) in rl.clone().zip(ys) {
-                // Allowed: same vision, 0 < d < gap, and lo's text after the swap
-                // (t_lo - t_y + t_x) under the cap.
+        for (i, x) in self.s[rh.clone()].iter().enumerate() {
+            let (vx, wx) = (x.v, x.w as u64);
+            // Allowed: same vision, 0 < d < gap, and lo's text after the swap
+            // (t_lo - t_y + t_x) under the cap: t_y >= t_x - room.
+            let t_min = (x.t as u64).saturating_sub(room);
+            let at = (i as u64) << 8;
+            for (j, y) in ys.iter().enumerate() {
                 if y.v != vx {
                     continue;
                 }
                 let d = wx.wrapping_sub(y.w as u64);
-                let allowed = (d > 0) & (d < gap) & (tx <= room + y.t as u64);
-                let score = gap.abs_diff(d.wrapping_mul(2));
-                let better = allowed & (score < best);
-                best = if better { score } else { best };
-                bx = if better { xi } else { bx };
-                by = if better { yi } else { by };
+                let allowed = (d.wrapping_sub(1) < gap - 1) & (y.t as u64 >= t_min);
+                let word = gap.abs_diff(d.wrapping_mul(2)) << 16 | at | j as u64;
+                best = best.min(word | (allowed as u64).wrapping_sub(1));
             }
         }
-        (best != u64::MAX).then_some((best, bx, by))
+        (best != u64::MAX).then_some((
+            best >> 16,
+            rh.start + (best >> 8 & 0xff) as usize,
+            rl.start + (best & 0xff) as usize,
+        ))
     }
 
     /// [`SwapRules::swap`]'s search for large packs, with the same result in O((|hi| + |lo|)
@@ -247,18 +274,16 @@ impl SwapRules<'_> {
 
     /// When no single swap helps: the one exchange of two samples of `hi` for two of `lo` with
     /// the same vision sum (so vision sums never change) that brings the costs closest, under
-    /// `lo`'s text cap; only for packs of at most [`PAIR_SWAP_MAX_SAMPLES`] samples. Such
+    /// both packs' text cap; only for packs of at most [`PAIR_SWAP_MAX_SAMPLES`] samples. Such
     /// exchanges change a pack's mix of sizes ({5, 1} for {3, 3}), which single swaps never do.
-    /// Ties: the first in (x1, x2, y1, y2) position order (`lo`'s pairs are grouped by vision sum
-    /// first, which keeps that order among the pairs compared).
+    /// Ties: the first in (x1, x2, y1, y2) position order. Made, if any. Each pack comes with
+    /// its positions in `s`.
     pub(super) fn swap_pairs(
         &mut self,
-        packs: &Packs,
         loads: &mut Loads<'_>,
-        hi: usize,
-        lo: usize,
+        (hi, rh): (usize, std::ops::Range<usize>),
+        (lo, rl): (usize, std::ops::Range<usize>),
     ) -> bool {
-        let (rh, rl) = (self.at(packs, hi), self.at(packs, lo));
         if rh.len() < 2
             || rl.len() < 2
             || rh.len() > PAIR_SWAP_MAX_SAMPLES
@@ -269,65 +294,9 @@ impl SwapRules<'_> {
         let gap = loads[hi].w - loads[lo].w;
         let room = self.cap_t - loads[lo].t.min(self.cap_t);
         let room_hi = self.cap_t - loads[hi].t.min(self.cap_t);
-        // `lo`'s pairs grouped by vision sum (position order within a sum), so each pair of
-        // `hi` meets only the pairs it may be exchanged for, in the order of the full search.
-        let ys = &mut self.pairs;
-        ys.clear();
-        for y1 in rl.clone() {
-            for y2 in y1 + 1..rl.end {
-                let (a, b) = (&self.s[y1], &self.s[y2]);
-                ys.push(PairLoad {
-                    v: a.v + b.v,
-                    w: a.w as u64 + b.w as u64,
-                    t: a.t as u64 + b.t as u64,
-                    at: [y1 as u32, y2 as u32],
-                });
-            }
-        }
-        // Few pairs: each pair of `hi` scans them all (in position order). More: sorted by
-        // vision sum, then position (the order they were pushed in), and searched.
-        let sorted = ys.len() * (rh.len() * (rh.len() - 1) / 2) > PAIR_SCAN_MAX;
-        if sorted {
-            ys.sort_unstable_by_key(|y| (y.v, y.at));
-        }
-        let (mut best, mut bx, mut by) = (u64::MAX, [0usize; 2], [0u32; 2]);
-        for x1 in rh.clone() {
-            for x2 in x1 + 1..rh.end {
-                let vx = self.s[x1].v + self.s[x2].v;
-                let wx = self.s[x1].w as u64 + self.s[x2].w as u64;
-                let tx = self.s[x1].t as u64 + self.s[x2].t as u64;
-                let same: &[PairLoad] = if sorted {
-                    let from = ys.partition_point(|y| y.v < vx);
-                    let to = from + ys[from..].partition_point(|y| y.v == vx);
-                    &ys[from..to]
-                } else {
-                    ys
-                };
-                // As in `best_swap_scan`: only the vision test branches.
-                for y in same {
-                    if y.v != vx {
-                        continue;
-                    }
-                    let d = wx.wrapping_sub(y.w);
-                    // Same vision sum, 0 < d < gap, and both packs stay under the text cap (a
-                    // convex cost can fall while the text grows).
-                    let allowed = (y.v == vx)
-                        & (d > 0)
-                        & (d < gap)
-                        & (tx <= room + y.t)
-                        & (y.t <= room_hi + tx);
-                    let score = gap.abs_diff(d.wrapping_mul(2));
-                    let better = allowed & (score < best);
-                    best = if better { score } else { best };
-                    bx = if better { [x1, x2] } else { bx };
-                    by = if better { y.at } else { by };
-                }
-            }
-        }
-        if best == u64::MAX {
+        let Some((_, [x1, x2], [y1, y2])) = self.best_pair_swap(rh, rl, gap, room, room_hi) else {
             return false;
-        }
-        let [x1, x2, y1, y2] = [bx[0], bx[1], by[0] as usize, by[1] as usize];
+        };
         let dw =
             self.s[x1].w as u64 + self.s[x2].w as u64 - self.s[y1].w as u64 - self.s[y2].w as u64;
         let (tx, ty) = (
@@ -342,6 +311,127 @@ impl SwapRules<'_> {
             self.s.swap(a, b);
         }
         true
+    }
+
+    /// [`SwapRules::swap_pairs`]'s search (`gap >= 1`, `room` and `room_hi` the text left under
+    /// the cap in `lo` and `hi`): the best (score, [x1, x2], [y1, y2]) positions. `lo`'s pairs
+    /// are listed in position order (their pair number); with few pairs to compare
+    /// ([`PAIR_SCAN_MAX`]) each pair of `hi` scans them all, else they are sorted by (cost sum,
+    /// pair number) and each pair of `hi` reads only the run of costs it may be exchanged for
+    /// (`w_x - gap < w_y < w_x`), keeping the first pair number among equal scores; a pair of
+    /// `hi` whose vision sum no pair of `lo` has (a 64-bit set of hashed sums says so) is
+    /// skipped. Either way the result is the lexicographic least (score, x pair, y pair) of the
+    /// allowed exchanges.
+    // Pairs walked by index: the iterator forms (`enumerate().skip()`, or of a subslice) cost
+    // 40-60M more instructions at 1.2M samples.
+    #[allow(clippy::needless_range_loop)]
+    pub(super) fn best_pair_swap(
+        &mut self,
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        gap: u64,
+        room: u64,
+        room_hi: u64,
+    ) -> Option<(u64, [usize; 2], [usize; 2])> {
+        debug_assert!(gap >= 1 && rl.len() <= PAIR_SWAP_MAX_SAMPLES);
+        let ys = &mut self.pairs;
+        ys.clear();
+        let mut seen = 0; // the vision sums of `lo`'s pairs (see `vision_bit`)
+        let ls = &self.s[rl.clone()];
+        for i1 in 0..ls.len() {
+            let a = &ls[i1];
+            for i2 in i1 + 1..ls.len() {
+                let b = &ls[i2];
+                let (y1, y2) = (rl.start + i1, rl.start + i2);
+                seen |= vision_bit(a.v + b.v);
+                ys.push(PairLoad {
+                    v: a.v + b.v,
+                    w: a.w as u64 + b.w as u64,
+                    t: a.t as u64 + b.t as u64,
+                    at: [y1 as u32, y2 as u32],
+                });
+            }
+        }
+        let x_pairs = rh.len() * (rh.len() - 1) / 2;
+        let sorted = ys.len() * x_pairs > PAIR_SCAN_MAX;
+        // (cost sum << 8 | pair number): unique, in (cost, pair number) order. A cost sum of
+        // two u32 fits in 33 bits, a pair number in 8 (PAIR_SWAP_MAX_SAMPLES).
+        let keys = &mut self.words;
+        keys.clear();
+        if sorted {
+            keys.extend(ys.iter().enumerate().map(|(j, y)| y.w << 8 | j as u64));
+            insertion_sort(keys);
+        }
+        let (mut best, mut bx, mut by) = (u64::MAX, [0usize; 2], 0usize);
+        let xs = &self.s[rh.clone()];
+        for i1 in 0..xs.len() {
+            let x1 = &xs[i1];
+            for i2 in i1 + 1..xs.len() {
+                let x2 = &xs[i2];
+                let vx = x1.v + x2.v;
+                if seen & vision_bit(vx) == 0 {
+                    continue; // no pair of `lo` has this vision sum
+                }
+                let wx = x1.w as u64 + x2.w as u64;
+                let tx = x1.t as u64 + x2.t as u64;
+                // Both packs stay under the text cap (a convex cost can fall while the text
+                // grows): t_x - room <= t_y <= t_x + room_hi.
+                let (t_min, t_max) = (tx.saturating_sub(room), tx.saturating_add(room_hi));
+                if sorted {
+                    // The allowed costs: wx - gap < w_y < wx.
+                    let w_min = (wx + 1).saturating_sub(gap);
+                    if w_min >= wx {
+                        continue;
+                    }
+                    let from = keys.partition_point(|&k| k >> 8 < w_min);
+                    let (mut found, mut fj) = (u64::MAX, 0);
+                    for &k in &keys[from..] {
+                        if k >> 8 >= wx {
+                            break;
+                        }
+                        let j = (k & 0xff) as usize;
+                        let y = &ys[j];
+                        if y.v != vx || y.t < t_min || y.t > t_max {
+                            continue;
+                        }
+                        let score = gap.abs_diff(2 * (wx - y.w));
+                        if (score, j) < (found, fj) {
+                            (found, fj) = (score, j);
+                        }
+                    }
+                    if found < best {
+                        (best, bx, by) = (found, [i1, i2], fj);
+                    }
+                    continue;
+                }
+                // Past the vision test, a candidate not allowed scores `u64::MAX`, and one
+                // replaces the best only when strictly better (ties: the first in order).
+                for (j, y) in ys.iter().enumerate() {
+                    if y.v != vx {
+                        continue;
+                    }
+                    let d = wx.wrapping_sub(y.w);
+                    let allowed = (d.wrapping_sub(1) < gap - 1) & (y.t >= t_min) & (y.t <= t_max);
+                    let score = if allowed {
+                        gap.abs_diff(2 * d)
+                    } else {
+                        u64::MAX
+                    };
+                    let better = score < best;
+                    best = if better { score } else { best };
+                    bx = if better { [i1, i2] } else { bx };
+                    by = if better { j } else { by };
+                }
+            }
+        }
+        (best != u64::MAX).then(|| {
+            let at = ys[by].at;
+            (
+                best,
+                [rh.start + bx[0], rh.start + bx[1]],
+                [at[0] as usize, at[1] as usize],
+            )
+        })
     }
 
     /// Up to `passes` pairing passes over `group` (pack indices; reordered): sorted by cost,
@@ -540,6 +630,29 @@ impl SwapRules<'_> {
     }
 }
 
+/// A vision value's bit in a 64-bit set (a hash: distinct values may share a bit, so a clear
+/// bit proves a value absent, a set one proves nothing).
+fn vision_bit(v: u32) -> u64 {
+    1 << (v.wrapping_mul(0x9e37_79b9) >> 26)
+}
+
+/// Sorts a few words in place by insertion (fewer instructions than the general sort below a
+/// few dozen).
+fn insertion_sort(words: &mut [u64]) {
+    for i in 1..words.len() {
+        let x = words[i];
+        let mut j = i;
+        while j > 0 && words[j - 1] > x {
+            words[j] = words[j - 1];
+            j -= 1;
+        }
+        words[j] = x;
+    }
+}
+
+/// Groups (packs) up to which [`SwapRules::sort_by_cost`] sorts by insertion on the stack (the
+/// same order as the general sort, found faster: a step is 8 packs at dp 8).
+pub const SMALL_SORT_MAX: usize = 32;
 /// Vision-evening swaps per step with packs of unlike vision sums.
 pub const VISION_SWAPS: usize = 128;
 /// Largest pack (in samples) [`SwapRules::swap_pairs`] searches (its cost grows as the fourth
@@ -548,8 +661,13 @@ pub const PAIR_SWAP_MAX_SAMPLES: usize = 12;
 /// Sample comparisons (samples of `hi` x samples of `lo`) up to which [`SwapRules::swap`] compares
 /// every pair; larger packs are searched in sorted order (the same result, in O(n log n)).
 pub const SWAP_SCAN_MAX: usize = 256;
+/// Cost gaps up to which [`SwapRules::swap`] may compare every pair (its scan packs a score
+/// with two positions in one word); larger gaps are searched in sorted order.
+pub const SCAN_GAP_MAX: u64 = 1 << 48;
 /// Pair comparisons (pairs of `hi` x pairs of `lo`) up to which [`SwapRules::swap_pairs`] scans
-/// every pair instead of sorting `lo`'s pairs by vision sum (the same result, found faster).
+/// every pair instead of sorting `lo`'s pairs by cost sum and reading only the costs allowed
+/// (the same result; at 1.2M samples a scan is cheaper for 6 x 6 and 6 x 15 pairs, the sorted
+/// search for 15 x 15).
 pub const PAIR_SCAN_MAX: usize = 160;
 /// Cheap packs the greedy phase looks at for each swap (in its stale cost order).
 pub const GREEDY_SCAN: usize = 64;
@@ -654,38 +772,210 @@ mod tests {
     use crate::data::cost::TextCost;
     use crate::rng::Rng;
 
+    fn rules_over(s: &mut [SampleLoad], cap_t: u64) -> SwapRules<'_> {
+        SwapRules {
+            s,
+            base: 0,
+            cap_t,
+            pairs: Vec::new(),
+            keys: Vec::new(),
+            sorted: Vec::new(),
+            words: Vec::new(),
+            heap: Vec::new(),
+        }
+    }
+
+    /// Random packs `hi` (`nh` samples) then `lo` (`nl`): `classes` vision values, text in
+    /// `200..=200 + spread`, costs from the default-like convex model.
+    fn random_samples(
+        rng: &mut Rng,
+        nh: usize,
+        nl: usize,
+        classes: u32,
+        spread: u32,
+    ) -> Vec<SampleLoad> {
+        let cost = TextCost::new(1.0, 1.0 / 3000.0).unwrap();
+        let max = cost.sample(200 + spread);
+        (0..nh + nl)
+            .map(|i| {
+                let t = 200 + rng.below(spread + 1);
+                SampleLoad {
+                    w: cost.weight(t, max) as u32,
+                    v: 1 + rng.below(classes),
+                    t,
+                    id: i as u32,
+                }
+            })
+            .collect()
+    }
+
+    /// The single-swap search as first written: every pair, every test in full.
+    fn best_swap_reference(
+        s: &[SampleLoad],
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        gap: u64,
+        room: u64,
+    ) -> Option<(u64, usize, usize)> {
+        let mut best: Option<(u64, usize, usize)> = None;
+        for xi in rh {
+            for yi in rl.clone() {
+                let (x, y) = (&s[xi], &s[yi]);
+                let d = (x.w as u64).wrapping_sub(y.w as u64);
+                if x.v == y.v && d > 0 && d < gap && x.t as u64 <= room + y.t as u64 {
+                    let score = gap.abs_diff(2 * d);
+                    if best.is_none_or(|(b, _, _)| score < b) {
+                        best = Some((score, xi, yi));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_swap_scan_equals_the_reference_search() {
+        let mut rng = Rng::new(23);
+        let mut found = 0;
+        for case in 0..20000 {
+            let (nh, nl) = (1 + rng.below(16) as usize, 1 + rng.below(16) as usize);
+            let spread = [5, 60, 3000][case % 3];
+            let classes = 1 + rng.below(4);
+            let mut s = random_samples(&mut rng, nh, nl, classes, spread);
+            if case % 2 == 1 {
+                // Few distinct costs: many swaps tie, or sit at the gap's edge.
+                for x in &mut s {
+                    x.w = rng.below(16);
+                }
+            }
+            if case % 5 == 4 {
+                // Vision in tokens.
+                for x in &mut s {
+                    x.v *= 256;
+                }
+            }
+            let rules = rules_over(&mut s, u64::MAX);
+            let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
+            let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
+            let (rh, rl) = (0..nh, nh..nh + nl);
+            let want = best_swap_reference(rules.s, rh.clone(), rl.clone(), gap, room);
+            found += want.is_some() as usize;
+            assert_eq!(rules.best_swap_scan(rh, rl, gap, room), want, "case {case}");
+        }
+        assert!(found > 5000, "{found} of 20000 cases admit a swap");
+    }
+
+    /// The pair search as first written: every pair of `hi` against every pair of `lo`, in
+    /// position order, every test in full.
+    fn best_pair_reference(
+        s: &[SampleLoad],
+        rh: std::ops::Range<usize>,
+        rl: std::ops::Range<usize>,
+        (gap, room, room_hi): (u64, u64, u64),
+    ) -> Option<(u64, [usize; 2], [usize; 2])> {
+        let mut best: Option<(u64, [usize; 2], [usize; 2])> = None;
+        let sum = |a: usize, b: usize| {
+            let (a, b) = (&s[a], &s[b]);
+            (a.v + b.v, a.w as u64 + b.w as u64, a.t as u64 + b.t as u64)
+        };
+        for x1 in rh.clone() {
+            for x2 in x1 + 1..rh.end {
+                for y1 in rl.clone() {
+                    for y2 in y1 + 1..rl.end {
+                        let ((vx, wx, tx), (vy, wy, ty)) = (sum(x1, x2), sum(y1, y2));
+                        let d = wx.wrapping_sub(wy);
+                        if vx == vy && d > 0 && d < gap && tx <= room + ty && ty <= room_hi + tx {
+                            let score = gap.abs_diff(2 * d);
+                            if best.is_none_or(|(b, _, _)| score < b) {
+                                best = Some((score, [x1, x2], [y1, y2]));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_pair_search_equals_the_reference_search() {
+        let mut rng = Rng::new(31);
+        let mut found = 0;
+        for case in 0..6000 {
+            let max = PAIR_SWAP_MAX_SAMPLES as u32 - 1;
+            let (nh, nl) = (2 + rng.below(max) as usize, 2 + rng.below(max) as usize);
+            let classes = 1 + rng.below(4);
+            let spread = [5, 60, 3000][case % 3];
+            let mut s = random_samples(&mut rng, nh, nl, classes, spread);
+            if case % 2 == 1 {
+                // Few distinct costs: many exchanges tie.
+                for x in &mut s {
+                    x.w = rng.below(16);
+                }
+            }
+            if case % 5 == 4 {
+                // Vision in tokens.
+                for x in &mut s {
+                    x.v *= 256;
+                }
+            }
+            let mut rules = rules_over(&mut s, 1 << 32);
+            let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
+            let room = [0, 50, 400, 1 << 30][case % 4] + rng.below(100) as u64;
+            let room_hi = [0, 50, 400, 1 << 30][case / 4 % 4] + rng.below(100) as u64;
+            let (rh, rl) = (0..nh, nh..nh + nl);
+            let want = best_pair_reference(rules.s, rh.clone(), rl.clone(), (gap, room, room_hi));
+            found += want.is_some() as usize;
+            let got = rules.best_pair_swap(rh, rl, gap, room, room_hi);
+            assert_eq!(got, want, "case {case}");
+        }
+        assert!(found > 1500, "{found} of 6000 cases admit an exchange");
+    }
+
+    #[test]
+    fn sort_by_cost_orders_by_cost_then_pack() {
+        let mut rng = Rng::new(29);
+        for case in 0..3000 {
+            let n = if case % 100 == 0 {
+                300
+            } else {
+                1 + rng.below(40) as usize
+            };
+            let wide = case % 5 == 0; // some costs past 32 bits: the general sort
+            let mut p: Vec<PackLoad> = (0..n + 7)
+                .map(|_| PackLoad {
+                    v: 0,
+                    w: rng.below(50) as u64
+                        + if wide && rng.below(3) == 0 {
+                            1 << 33
+                        } else {
+                            0
+                        },
+                    t: 0,
+                })
+                .collect();
+            let loads = Loads { p: &mut p, base: 5 };
+            let mut group: Vec<u32> = (5..n as u32 + 12).collect();
+            crate::permutation::shuffle(&mut group, &mut rng);
+            group.truncate(n);
+            let mut want = group.clone();
+            want.sort_by_key(|&k| (loads[k as usize].w, k));
+            let mut s: Vec<SampleLoad> = Vec::new();
+            rules_over(&mut s, 0).sort_by_cost(&loads, &mut group);
+            assert_eq!(group, want, "case {case}");
+        }
+    }
+
     #[test]
     fn the_sorted_swap_search_equals_the_full_one() {
         let mut rng = Rng::new(17);
-        let cost = TextCost::new(1.0, 1.0 / 3000.0).unwrap();
         let mut found = 0;
         for case in 0..3000 {
             let (nh, nl) = (1 + rng.below(70) as usize, 1 + rng.below(70) as usize);
             let classes = 1 + rng.below(4);
             let spread = [5, 60, 3000][case % 3];
-            let max = cost.sample(200 + spread);
-            let s: Vec<SampleLoad> = (0..nh + nl)
-                .map(|i| {
-                    let t = 200 + rng.below(spread + 1);
-                    SampleLoad {
-                        w: cost.weight(t, max) as u32,
-                        v: 1 + rng.below(classes),
-                        t,
-                        id: i as u32,
-                    }
-                })
-                .collect();
-            let mut s = s;
-            let mut rules = SwapRules {
-                s: &mut s,
-                base: 0,
-                cap_t: u64::MAX,
-                pairs: Vec::new(),
-                keys: Vec::new(),
-                sorted: Vec::new(),
-                words: Vec::new(),
-                heap: Vec::new(),
-            };
+            let mut s = random_samples(&mut rng, nh, nl, classes, spread);
+            let mut rules = rules_over(&mut s, u64::MAX);
             let gap = 2 + rng.below([64, 1 << 14, 1 << 21][case / 3 % 3]) as u64;
             let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
             let (rh, rl) = (0..nh, nh..nh + nl);
