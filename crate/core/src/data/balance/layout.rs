@@ -6,6 +6,7 @@ use super::swaps::{PackLoad, SampleLoad};
 use super::{Rec, PARALLEL_MIN_STEPS};
 use crate::data::cost::TextCost;
 use crate::data::plan::Packs;
+use bytemuck::Zeroable;
 use std::cmp::Reverse;
 
 /// Largest key [`sort_by_key_descending`] counts (larger ones are compared).
@@ -54,6 +55,21 @@ pub(super) fn word_of(loads: &[SampleLoad], q: usize) -> u32 {
     [x.w, x.v, x.t, x.id][q % 4]
 }
 
+/// The samples' ids in order, written in place in `loads`' own buffer (whose pages are touched
+/// already) read as words: id `j`, word `4 j + 3`, moves down to word `j`, never past a word
+/// still to be read; the rest of the buffer is then freed.
+pub(super) fn ids_in_place(loads: Vec<SampleLoad>) -> Vec<u32> {
+    const _: () = assert!(std::mem::offset_of!(SampleLoad, id) == 12);
+    let n = loads.len();
+    let mut words: Vec<u32> = bytemuck::allocation::cast_vec(loads);
+    for j in 0..n {
+        words[j] = words[4 * j + 3];
+    }
+    words.truncate(n);
+    words.shrink_to_fit();
+    words
+}
+
 /// Packs whose first records the layout's gather reads before copying any of them, so that
 /// their cache misses overlap instead of waiting one after another.
 pub(super) const GATHER_BATCH: usize = 16;
@@ -61,17 +77,44 @@ pub(super) const GATHER_BATCH: usize = 16;
 /// Samples from which the layout widens its records into loads on threads.
 pub(super) const PARALLEL_WIDEN_MIN: usize = 1 << 16;
 
+/// A buffer for `n` samples' loads made of `spare`'s (its capacity grown or cut to exactly four
+/// words a sample), holding the whole entries that three words a sample fill; entries it already
+/// had keep their (stale) contents: the gather overwrites them.
+fn loads_buffer(spare: Vec<Rec>, n: usize) -> Vec<SampleLoad> {
+    let len = (3 * n).div_ceil(4);
+    // Records are three words: any buffer of them is one of words.
+    let mut words: Vec<u32> =
+        bytemuck::allocation::try_cast_vec(spare).unwrap_or_else(|(_, spare)| {
+            debug_assert!(spare.is_empty(), "records cast to words");
+            Vec::new()
+        });
+    words.truncate(4 * len);
+    if words.capacity() < 4 * n {
+        words.reserve_exact(4 * n - words.len());
+    }
+    words.shrink_to(4 * n);
+    words.resize(4 * len, 0);
+    bytemuck::allocation::try_cast_vec(words).unwrap_or_else(|_| {
+        let mut fresh = Vec::with_capacity(n);
+        fresh.resize(len, SampleLoad::zeroed());
+        fresh
+    })
+}
+
 /// Step 3: the packs renumbered in `order` (old pack indices), then the over-cap samples one per
 /// pack, with each sample's loads stored beside it ([`SampleLoad`], in the new order) and each
 /// pack's sums ([`PackLoad`]); every phase after this reads memory in order. The records are
 /// gathered in the new order, three words each, into the first three quarters of the loads' own
-/// buffer (its pages are touched only as they are written); the old packs are then freed and
-/// each record widened in place to its loads. Peak: the records twice, not the records and the
-/// loads. Threads take runs of packs (the result does not depend on how many).
+/// buffer; the old packs are then freed and each record widened in place to its loads. Peak: the
+/// records twice, not the records and the loads. The loads' buffer is `spare` (a freed buffer of
+/// records, whose pages are touched already) grown to four words a sample; only its growth is
+/// fresh memory, touched as it is written. Threads take runs of packs (the result does not
+/// depend on how many).
 pub(super) fn lay_out(
     packs: Packs<Rec>,
     order: Vec<u32>,
     oversize: Vec<Rec>,
+    spare: Vec<Rec>,
     cost: &TextCost,
     max_cost: f64,
     threads: usize,
@@ -100,8 +143,7 @@ pub(super) fn lay_out(
         t: 0,
         id: 0,
     };
-    let mut sample_loads: Vec<SampleLoad> = Vec::with_capacity(n);
-    sample_loads.resize((3 * n).div_ceil(4), zero);
+    let mut sample_loads = loads_buffer(spare, n);
     let offsets = &new_packs.offsets;
     // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on.
     let gather = |a: usize, b: usize, out: &mut [SampleLoad]| {
@@ -229,4 +271,79 @@ pub(super) fn lay_out(
         });
     }
     (new_packs, sample_loads, pack_loads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The layout's outputs as plain numbers.
+    type Laid = (Packs, Vec<[u32; 4]>, Vec<[u64; 3]>);
+
+    fn laid_out(spare: Vec<Rec>, threads: usize) -> Laid {
+        let mut rng = Rng::new(3);
+        let mut packs: Packs<Rec> = Packs::new();
+        let mut id = 0;
+        while id < 100_000 {
+            let len = 1 + rng.below(8);
+            let pack: Vec<Rec> = (id..id + len)
+                .map(|id| Rec {
+                    id,
+                    v: 1 + id % 7,
+                    t: 50 + id % 3_000,
+                })
+                .collect();
+            packs.push(&pack);
+            id += len;
+        }
+        let mut order: Vec<u32> = (0..packs.len() as u32).collect();
+        crate::permutation::shuffle(&mut order, &mut rng);
+        order.truncate(order.len() - 5);
+        let oversize: Vec<Rec> = (0..9)
+            .map(|j| Rec {
+                id: id + j,
+                v: 40,
+                t: 9_000,
+            })
+            .collect();
+        let cost = TextCost::new(1.0, 1.0 / 73_728.0).unwrap();
+        let (packs, loads, sums) = lay_out(packs, order, oversize, spare, &cost, 9_000.0, threads);
+        let loads = loads.iter().map(|x| [x.w, x.v, x.t, x.id]).collect();
+        let sums = sums.iter().map(|x| [x.v, x.w, x.t]).collect();
+        (packs, loads, sums)
+    }
+
+    #[test]
+    fn loads_laid_out_in_a_reused_buffer_equal_those_in_a_fresh_one() {
+        let want = laid_out(Vec::new(), 1);
+        let n = want.1.len();
+        assert!(n > PARALLEL_WIDEN_MIN);
+        let junk = Rec { id: 7, v: 7, t: 7 };
+        for threads in [1, 2, 3] {
+            // Stale contents, short or long of the records, of any capacity.
+            for len in [0, n / 3, n - 1, n, n + 5, 2 * n] {
+                let mut spare = vec![junk; len];
+                spare.reserve_exact(len % 5);
+                let got = laid_out(spare, threads);
+                assert!(got == want, "{threads} threads, a spare of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn ids_written_in_place_are_the_loads_ids_in_order() {
+        for n in [0, 1, 5, 1_000] {
+            let loads: Vec<SampleLoad> = (0..n)
+                .map(|i| SampleLoad {
+                    w: i * 3,
+                    v: i % 5,
+                    t: i + 1,
+                    id: n * 2 - i,
+                })
+                .collect();
+            let want: Vec<u32> = loads.iter().map(|x| x.id).collect();
+            assert_eq!(ids_in_place(loads), want);
+        }
+    }
 }

@@ -75,7 +75,7 @@ use crate::permutation::shuffle;
 use crate::progress::{checkpoint, Progress};
 use crate::rng::Rng;
 use equalize::equalize;
-use layout::{lay_out, sort_by_key_descending};
+use layout::{ids_in_place, lay_out, sort_by_key_descending};
 use pack::{pack, repack_part_filled};
 use steps::{match_costly_packs, tune_steps};
 use swaps::Loads;
@@ -146,7 +146,9 @@ impl BalanceParams {
 }
 
 /// A sample with its loads, as the packing phases carry it (so they read memory in order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Plain words (`Pod`), so its buffers can be reused as buffers of other words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 struct Rec {
     id: u32,
     v: u32,
@@ -293,7 +295,7 @@ pub fn balance_batches_with_carry(
     let cancel = progress.cancel_flag();
     let stop = cancel.as_deref();
     checkpoint(progress)?;
-    let mut packs = pack(pool, p, progress, total, threads, stop);
+    let (mut packs, spare) = pack(pool, p, progress, total, threads, stop);
     checkpoint(progress)?;
     packs = repack_part_filled(packs, p);
     let before = packs.len();
@@ -351,8 +353,15 @@ pub fn balance_batches_with_carry(
     drop((fresh, mixed, tail_old));
     let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| rec(i)).collect();
     checkpoint(progress)?;
-    let (packs, mut sample_loads, mut pack_loads) =
-        lay_out(packs, order_old, oversize_recs, &p.cost, max_cost, threads);
+    let (packs, mut sample_loads, mut pack_loads) = lay_out(
+        packs,
+        order_old,
+        oversize_recs,
+        spare,
+        &p.cost,
+        max_cost,
+        threads,
+    );
     let cap_t = p.caps.max_text as u64;
     checkpoint(progress)?;
 
@@ -424,8 +433,7 @@ pub fn balance_batches_with_carry(
 
     // The packs' items, as the swaps left them.
     let mut packs = packs;
-    packs.items = sample_loads.iter().map(|x| x.id).collect();
-    drop(sample_loads);
+    packs.items = ids_in_place(sample_loads);
     let loads = Loads {
         p: &mut pack_loads,
         base: 0,
