@@ -1,6 +1,6 @@
-//! Step 3 of the balanced planner: the layout's helpers. Pack orders by vision sum
-//! ([`sort_by_key_descending`]) and the records read and widened in place as flat words
-//! ([`word`], [`word_of`]).
+//! Step 3 of the balanced planner: the layout ([`lay_out`]) and its helpers: pack orders by
+//! vision sum ([`sort_by_key_descending`]), the buffers reused as flat words ([`loads_buffer`],
+//! [`ids_in_place`]).
 
 use super::swaps::{PackLoad, SampleLoad};
 use super::{Rec, PARALLEL_MIN_STEPS};
@@ -36,23 +36,6 @@ pub(super) fn sort_by_key_descending(list: &mut [u32], key: &[u64]) {
         start[r] += 1;
     }
     list.copy_from_slice(&out);
-}
-
-/// Word `q` of `loads` read as a flat sequence of words (four per entry, in field order).
-pub(super) fn word(loads: &mut [SampleLoad], q: usize) -> &mut u32 {
-    let x = &mut loads[q / 4];
-    match q % 4 {
-        0 => &mut x.w,
-        1 => &mut x.v,
-        2 => &mut x.t,
-        _ => &mut x.id,
-    }
-}
-
-/// Word `q` of `loads` (as [`word`] numbers them), read.
-pub(super) fn word_of(loads: &[SampleLoad], q: usize) -> u32 {
-    let x = &loads[q / 4];
-    [x.w, x.v, x.t, x.id][q % 4]
 }
 
 /// The samples' ids in order, written in place in `loads`' own buffer (whose pages are touched
@@ -145,8 +128,10 @@ pub(super) fn lay_out(
     };
     let mut sample_loads = loads_buffer(spare, n);
     let offsets = &new_packs.offsets;
-    // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on.
+    // Packs `[a, b)` into `out`, the entries from word `3 * offsets[a]` on: each pack's records
+    // copied as they are (three words each, `Rec`'s fields in order).
     let gather = |a: usize, b: usize, out: &mut [SampleLoad]| {
+        let out: &mut [u32] = bytemuck::cast_slice_mut(out);
         let mut q = 0;
         let mut touched = 0u32;
         for from in (a..b).step_by(GATHER_BATCH) {
@@ -155,12 +140,9 @@ pub(super) fn lay_out(
                 touched ^= source(j).first().map_or(0, |r| r.id);
             }
             for j in from..to {
-                for r in source(j) {
-                    for x in [r.id, r.v, r.t] {
-                        *word(out, q) = x;
-                        q += 1;
-                    }
-                }
+                let words: &[u32] = bytemuck::cast_slice(source(j));
+                out[q..q + words.len()].copy_from_slice(words);
+                q += words.len();
             }
         }
         std::hint::black_box(touched);
@@ -197,11 +179,12 @@ pub(super) fn lay_out(
     }
     drop((packs, order_old, oversize_recs));
     sample_loads.resize(n, zero);
-    let widened = |id: u32, v: u32, t: u32| SampleLoad {
-        w: cost.weight(t, max_cost) as u32,
-        v,
-        t,
-        id,
+    // Record `[id, v, t]` widened to its loads.
+    let widened = |r: &[u32]| SampleLoad {
+        w: cost.weight(r[2], max_cost) as u32,
+        v: r[1],
+        t: r[2],
+        id: r[0],
     };
     // Entries `[lo, hi)` with `3 hi <= 4 lo` read words `[3 lo, 3 hi)`, all in entries below `lo`,
     // which no entry of `[lo, hi)` overwrites: such a wave is widened on threads, each from the
@@ -211,32 +194,26 @@ pub(super) fn lay_out(
     while threads > 1 && hi >= PARALLEL_WIDEN_MIN {
         let lo = (3 * hi).div_ceil(4);
         let (below, wave) = sample_loads.split_at_mut(lo);
-        let below: &[SampleLoad] = below;
+        let below: &[u32] = bytemuck::cast_slice(below);
         let per = (hi - lo).div_ceil(threads);
         std::thread::scope(|scope| {
             for (g, out) in wave[..hi - lo].chunks_mut(per).enumerate() {
                 let widened = &widened;
+                let q = 3 * (lo + g * per);
+                let records = below[q..q + 3 * out.len()].chunks_exact(3);
                 scope.spawn(move || {
-                    for (j, x) in out.iter_mut().enumerate() {
-                        let q = 3 * (lo + g * per + j);
-                        *x = widened(
-                            word_of(below, q),
-                            word_of(below, q + 1),
-                            word_of(below, q + 2),
-                        );
+                    for (x, r) in out.iter_mut().zip(records) {
+                        *x = widened(r);
                     }
                 });
             }
         });
         hi = lo;
     }
+    let words: &mut [u32] = bytemuck::cast_slice_mut(&mut sample_loads[..hi]);
     for i in (0..hi).rev() {
-        let (id, v, t) = (
-            *word(&mut sample_loads, 3 * i),
-            *word(&mut sample_loads, 3 * i + 1),
-            *word(&mut sample_loads, 3 * i + 2),
-        );
-        sample_loads[i] = widened(id, v, t);
+        let x = widened(&words[3 * i..3 * i + 3]);
+        words[4 * i..4 * i + 4].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&x)));
     }
     let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
     // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
