@@ -68,7 +68,7 @@ pub use swaps::{
 pub use tail::{check_carry, SPREAD_MIN_SHARE, SPREAD_PURPOSE};
 
 use super::cost::TextCost;
-use super::plan::{assemble, BatchPlan, Tail};
+use super::plan::{assemble, BatchPlan, Packs, Tail};
 use super::samples::{Caps, DropReason, Samples};
 use crate::error::Error;
 use crate::permutation::shuffle;
@@ -170,6 +170,39 @@ fn sums(pack: &[Rec]) -> (u64, u64) {
     pack.iter()
         .fold((0, 0), |(v, t), r| (v + r.v as u64, t + r.t as u64))
 }
+
+/// Each pack's vision sum, and whether it is part-filled (closed neither by vision, within the
+/// slack of the cap, nor by text: what [`spread_tail`] deals), in pack order, in one pass over
+/// the packs; threads take runs of packs (the same result).
+fn pack_sums(packs: &Packs<Rec>, p: &BalanceParams, threads: usize) -> (Vec<u64>, Vec<bool>) {
+    let n = packs.len();
+    let cap_v = p.caps.max_vision as u64;
+    let (slack, min_text) = (p.vision_slack as u64, p.min_text as u64);
+    let mut vision = vec![0u64; n];
+    let mut part = vec![false; n];
+    let fill = |start: usize, vision: &mut [u64], part: &mut [bool]| {
+        for (j, (vj, pj)) in vision.iter_mut().zip(part.iter_mut()).enumerate() {
+            let (v, t) = sums(packs.get(start + j));
+            *vj = v;
+            *pj = cap_v > 0 && v + slack < cap_v && t < min_text;
+        }
+    };
+    if threads <= 1 || n < PARALLEL_SUMS_MIN {
+        fill(0, &mut vision, &mut part);
+    } else {
+        let per = n.div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (g, (v, q)) in vision.chunks_mut(per).zip(part.chunks_mut(per)).enumerate() {
+                let fill = &fill;
+                scope.spawn(move || fill(g * per, v, q));
+            }
+        });
+    }
+    (vision, part)
+}
+
+/// Packs from which [`pack_sums`] runs on threads.
+const PARALLEL_SUMS_MIN: usize = 1 << 14;
 
 /// Worker threads of the equalizing and step phases: `OMNIBAL_THREADS` when set (1 turns
 /// threading off), else the machine's parallelism, at most [`MAX_THREADS`]; read at the first
@@ -299,7 +332,11 @@ pub fn balance_batches_with_carry(
     checkpoint(progress)?;
     packs = repack_part_filled(packs, p);
     let before = packs.len();
-    let (packs, kept, lost) = spread_tail(packs, p, m, oversize.len(), &carry_ids);
+    // Each pack's vision sum once, in order (the sorts below look them up at random).
+    let (mut vision, part) = pack_sums(&packs, p, threads);
+    let (packs, kept, lost) = spread_tail(packs, &part, p, m, oversize.len(), &carry_ids);
+    drop(part);
+    vision.extend((before..packs.len()).map(|k| sums(packs.get(k)).0));
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
@@ -307,8 +344,6 @@ pub fn balance_batches_with_carry(
     // vision sum; then the tail; then the over-cap samples, one per pack. The packs are renumbered
     // in this order, so each vision class is a run of consecutive packs and the steps cut from
     // it are runs too (every phase below reads memory in order).
-    // Each pack's vision sum once, in order (the sorts below look them up at random).
-    let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
