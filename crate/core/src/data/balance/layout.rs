@@ -48,6 +48,9 @@ impl PlanItem for SampleLoad {
 /// their cache misses overlap instead of waiting one after another.
 pub(super) const GATHER_BATCH: usize = 16;
 
+/// Packs from which the layout reads their lengths on threads.
+pub(super) const PARALLEL_LENGTHS_MIN: usize = 1 << 14;
+
 /// Samples from which the layout widens its records into loads on threads.
 pub(super) const PARALLEL_WIDEN_MIN: usize = 1 << 16;
 
@@ -102,14 +105,33 @@ pub(super) fn lay_out(
         }
     };
     let count = order_old.len() + oversize_recs.len();
-    let mut new_packs: Packs = Packs::with_capacity(0);
-    new_packs.offsets.reserve(count);
-    let mut at = 0u32;
-    for j in 0..count {
-        at += source(j).len() as u32;
-        new_packs.offsets.push(at);
+    // The new packs' ends: their lengths (threads take runs of packs: the old packs' offsets are
+    // read at random), then summed in order.
+    let mut ends = vec![0u32; count + 1];
+    let lengths = |a: usize, out: &mut [u32]| {
+        for (j, x) in out.iter_mut().enumerate() {
+            *x = source(a + j).len() as u32;
+        }
+    };
+    if threads <= 1 || count < PARALLEL_LENGTHS_MIN {
+        lengths(0, &mut ends[1..]);
+    } else {
+        let per = count.div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (g, out) in ends[1..].chunks_mut(per).enumerate() {
+                let lengths = &lengths;
+                scope.spawn(move || lengths(g * per, out));
+            }
+        });
     }
-    let n = at as usize;
+    for j in 1..=count {
+        ends[j] += ends[j - 1];
+    }
+    let n = ends[count] as usize;
+    let new_packs: Packs = Packs {
+        items: Vec::new(),
+        offsets: ends,
+    };
     // Records widened last first: a record's loads never cover an earlier record.
     let zero = SampleLoad {
         w: 0,
@@ -206,7 +228,8 @@ pub(super) fn lay_out(
         let x = widened(&words[3 * i..3 * i + 3]);
         words[4 * i..4 * i + 4].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&x)));
     }
-    let mut pack_loads = vec![PackLoad { v: 0, w: 0, t: 0 }; count];
+    // Zeroed pages, touched by the threads that fill them.
+    let mut pack_loads: Vec<PackLoad> = bytemuck::allocation::zeroed_vec(count);
     // Packs `[start, end)` of the new order: their sums (threads take runs of packs).
     let fill = |start: usize, end: usize, sl: &[SampleLoad], pl: &mut [PackLoad]| {
         let base = offsets[start] as usize;

@@ -28,8 +28,8 @@ impl std::ops::IndexMut<usize> for Loads<'_> {
     }
 }
 
-/// One pack's sums: vision, cost weight, text.
-#[derive(Clone, Copy)]
+/// One pack's sums: vision, cost weight, text. `Zeroable`, so the layout allocates them zeroed.
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 pub(super) struct PackLoad {
     pub(super) v: u64,
     pub(super) w: u64,
