@@ -13,29 +13,35 @@ use std::cmp::Reverse;
 pub const COUNTING_SORT_MAX: u64 = 1 << 20;
 
 /// Sorts `list` (indices into `key`) by key, descending, keeping the order of equal keys: by
-/// counting when the keys are small (pack vision sums are at most the vision cap), else by
-/// comparison (the same order).
-pub(super) fn sort_by_key_descending(list: &mut [u32], key: &[u64]) {
-    let max = list.iter().map(|&k| key[k as usize]).max().unwrap_or(0);
-    if max > COUNTING_SORT_MAX {
-        list.sort_by_cached_key(|&k| Reverse(key[k as usize]));
-        return;
-    }
-    let rank = |k: u32| (max - key[k as usize]) as usize;
-    let mut start = vec![0usize; max as usize + 2];
+/// counting when the keys are small (pack vision sums are at most the vision cap: one pass counts
+/// each key, one places each index), else by comparison (the same order).
+pub(super) fn sort_by_key_descending(list: &mut Vec<u32>, key: &[u32]) {
+    let mut count: Vec<usize> = Vec::new();
     for &k in list.iter() {
-        start[rank(k) + 1] += 1;
+        let x = key[k as usize] as usize;
+        if x as u64 > COUNTING_SORT_MAX {
+            list.sort_by_cached_key(|&k| Reverse(key[k as usize]));
+            return;
+        }
+        if x >= count.len() {
+            count.resize(x + 1, 0);
+        }
+        count[x] += 1;
     }
-    for r in 0..=max as usize {
-        start[r + 1] += start[r];
+    // Where each key's run starts, the largest key's first.
+    let mut at = 0;
+    for c in count.iter_mut().rev() {
+        let n = *c;
+        *c = at;
+        at += n;
     }
     let mut out = vec![0u32; list.len()];
     for &k in list.iter() {
-        let r = rank(k);
-        out[start[r]] = k;
-        start[r] += 1;
+        let x = key[k as usize] as usize;
+        out[count[x]] = k;
+        count[x] += 1;
     }
-    list.copy_from_slice(&out);
+    *list = out;
 }
 
 impl PlanItem for SampleLoad {
@@ -303,6 +309,21 @@ mod tests {
         let loads = loads.iter().map(|x| [x.w, x.v, x.t, x.id]).collect();
         let sums = sums.iter().map(|x| [x.v, x.w, x.t]).collect();
         (packs, loads, sums)
+    }
+
+    #[test]
+    fn sorting_by_key_descending_is_a_stable_sort_by_key_descending() {
+        let mut rng = Rng::new(9);
+        for (n, top) in [(0, 1), (1, 1), (500, 1), (5_000, 40), (5_000, 1 << 22)] {
+            let key: Vec<u32> = (0..n).map(|_| rng.below(top)).collect();
+            let mut list: Vec<u32> = (0..n).collect();
+            crate::permutation::shuffle(&mut list, &mut rng);
+            list.truncate(n as usize * 3 / 4);
+            let mut want = list.clone();
+            want.sort_by_key(|&k| Reverse(key[k as usize]));
+            sort_by_key_descending(&mut list, &key);
+            assert_eq!(list, want, "{n} keys below {top}");
+        }
     }
 
     #[test]

@@ -173,17 +173,18 @@ fn sums(pack: &[Rec]) -> (u64, u64) {
 
 /// Each pack's vision sum, and whether it is part-filled (closed neither by vision, within the
 /// slack of the cap, nor by text: what [`spread_tail`] deals), in pack order, in one pass over
-/// the packs; threads take runs of packs (the same result).
-fn pack_sums(packs: &Packs<Rec>, p: &BalanceParams, threads: usize) -> (Vec<u64>, Vec<bool>) {
+/// the packs; threads take runs of packs (the same result). A pack's vision sum is within the
+/// vision cap, a `u32` ([`pack_vision`]).
+fn pack_sums(packs: &Packs<Rec>, p: &BalanceParams, threads: usize) -> (Vec<u32>, Vec<bool>) {
     let n = packs.len();
     let cap_v = p.caps.max_vision as u64;
     let (slack, min_text) = (p.vision_slack as u64, p.min_text as u64);
-    let mut vision = vec![0u64; n];
+    let mut vision = vec![0u32; n];
     let mut part = vec![false; n];
-    let fill = |start: usize, vision: &mut [u64], part: &mut [bool]| {
+    let fill = |start: usize, vision: &mut [u32], part: &mut [bool]| {
         for (j, (vj, pj)) in vision.iter_mut().zip(part.iter_mut()).enumerate() {
             let (v, t) = sums(packs.get(start + j));
-            *vj = v;
+            *vj = pack_vision(v);
             *pj = cap_v > 0 && v + slack < cap_v && t < min_text;
         }
     };
@@ -199,6 +200,12 @@ fn pack_sums(packs: &Packs<Rec>, p: &BalanceParams, threads: usize) -> (Vec<u64>
         });
     }
     (vision, part)
+}
+
+/// A pack's vision sum as a `u32`: packs hold samples within the caps and never exceed the
+/// vision cap (a `u32`), so this never saturates.
+fn pack_vision(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// Packs from which [`pack_sums`] runs on threads.
@@ -336,7 +343,7 @@ pub fn balance_batches_with_carry(
     let (mut vision, part) = pack_sums(&packs, p, threads);
     let (packs, kept, lost) = spread_tail(packs, &part, p, m, oversize.len(), &carry_ids);
     drop(part);
-    vision.extend((before..packs.len()).map(|k| sums(packs.get(k)).0));
+    vision.extend((before..packs.len()).map(|k| pack_vision(sums(packs.get(k)).0)));
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
