@@ -13,15 +13,42 @@ pub fn shuffle<T>(values: &mut [T], rng: &mut Rng) {
     shuffle_with_progress(values, rng, &mut ());
 }
 
+/// Picks [`shuffle_with_progress`] draws before making their swaps.
+const PICKS: usize = 256;
+
 /// [`shuffle`], reporting progress to `progress` every 2^16 swaps.
+///
+/// The draws are [`Rng::below`]'s, made without a branch on the random bits (a rejected draw,
+/// about one in four, would be a mispredicted branch): each draw is masked; an accepted one swaps
+/// `values[i]` with its pick and moves on to `i - 1`; a rejected one swaps `values[i]` with
+/// itself and draws again for the same `i`. The same draws, the same swaps, the same result.
 pub fn shuffle_with_progress<T>(values: &mut [T], rng: &mut Rng, progress: &mut dyn Progress) {
     let len = values.len();
     let total = len as u64;
-    for i in (1..len).rev() {
-        let j = rng.below((i + 1) as u32) as usize;
-        values.swap(i, j);
-        if i & 0xFFFF == 0 {
-            progress.report(total - i as u64, total);
+    let mut i = len.saturating_sub(1);
+    while i >= 1 {
+        // Down to the next multiple of 2^16 (where progress is reported), or to 1.
+        let low = (i & !0xFFFF).max(1);
+        while i >= low {
+            let want = (i - low + 1).min(PICKS);
+            let mut picks = [0u32; PICKS];
+            let (mut got, mut k) = (0, i);
+            while got < want {
+                // `below(k + 1)`'s mask: the smallest all-ones mask covering `k`.
+                let mask = u32::MAX >> (k as u32).leading_zeros();
+                let j = rng.next_u32() & mask;
+                picks[got] = j;
+                let accepted = (j as usize <= k) as usize;
+                got += accepted;
+                k -= accepted;
+            }
+            for (c, &j) in picks[..want].iter().enumerate() {
+                values.swap(i - c, j as usize);
+            }
+            i -= want;
+        }
+        if low & 0xFFFF == 0 {
+            progress.report(total - low as u64, total);
         }
     }
     progress.report(total, total);
@@ -80,6 +107,39 @@ mod tests {
                 assert_eq!(p.len() as u64, n);
                 assert!(is_permutation(&p));
                 assert_eq!(p, permutation(n, seed).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn shuffles_draw_and_swap_as_the_plain_fisher_yates_does() {
+        // The plain loop: `below(i + 1)` for i from the back, one swap each, progress after
+        // every multiple of 2^16.
+        fn plain(values: &mut [u32], rng: &mut Rng, reports: &mut Vec<u64>) {
+            for i in (1..values.len()).rev() {
+                let j = rng.below((i + 1) as u32) as usize;
+                values.swap(i, j);
+                if i & 0xFFFF == 0 {
+                    reports.push(values.len() as u64 - i as u64);
+                }
+            }
+            reports.push(values.len() as u64);
+        }
+        for n in [
+            0, 1, 2, 3, 255, 256, 257, 1000, 65_536, 65_537, 131_073, 200_000,
+        ] {
+            for seed in [0, 7] {
+                let mut want: Vec<u32> = (0..n).collect();
+                let mut got = want.clone();
+                let (mut rw, mut rg) = (Rng::new(seed), Rng::new(seed));
+                let (mut reports_w, mut reports_g) = (Vec::new(), Vec::new());
+                plain(&mut want, &mut rw, &mut reports_w);
+                let mut sink = |done: u64, _: u64| reports_g.push(done);
+                shuffle_with_progress(&mut got, &mut rg, &mut sink);
+                assert!(got == want, "n {n}, seed {seed}");
+                assert_eq!(reports_g, reports_w, "n {n}");
+                // The generator is left where the plain loop leaves it.
+                assert_eq!(rg.next_u32(), rw.next_u32());
             }
         }
     }
