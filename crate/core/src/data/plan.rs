@@ -212,40 +212,12 @@ impl BatchPlan {
 /// Samples from which [`assemble`] copies them on worker threads.
 const PARALLEL_GATHER_MIN: usize = 1 << 18;
 
-/// An entry of the packs a plan is assembled from: a sample index, or a planner's record that
-/// holds one (so the plan is gathered from the records, without a list of indices first).
-pub(crate) trait PlanItem: Copy + Sync {
-    /// The sample's index.
-    fn sample(&self) -> u32;
-}
-
-impl PlanItem for u32 {
-    fn sample(&self) -> u32 {
-        *self
-    }
-}
-
 /// Builds a plan from packs dealt in `order`: consecutive groups of `dp * accum` packs form the
 /// steps, and within a step pack `j` goes to rank `j / accum`. What is left after the last
 /// full step follows `tail`. `dropped` holds the samples already left out (over a cap).
 #[allow(clippy::too_many_arguments)]
 pub fn assemble(
     packs: &Packs,
-    order: &[u32],
-    dp: u32,
-    accum: u32,
-    tail: Tail,
-    packed: bool,
-    caps: Option<Caps>,
-    dropped: Vec<(u32, DropReason)>,
-) -> Result<BatchPlan, Error> {
-    assemble_from(packs, order, dp, accum, tail, packed, caps, dropped)
-}
-
-/// [`assemble`] from packs of any [`PlanItem`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn assemble_from<T: PlanItem>(
-    packs: &Packs<T>,
     order: &[u32],
     dp: u32,
     accum: u32,
@@ -289,7 +261,7 @@ pub(crate) fn assemble_from<T: PlanItem>(
                     DropReason::Tail
                 };
                 for &p in rest {
-                    dropped.extend(packs.get(p as usize).iter().map(|x| (x.sample(), reason)));
+                    dropped.extend(packs.get(p as usize).iter().map(|&i| (i, reason)));
                 }
             }
             Tail::Pad => {
@@ -334,10 +306,7 @@ pub(crate) fn assemble_from<T: PlanItem>(
                 micro_batch_offsets[j] as usize,
                 micro_batch_offsets[j + 1] as usize,
             );
-            let pack = packs.get(mb_packs[j] as usize);
-            for (o, x) in out[from - base..to - base].iter_mut().zip(pack) {
-                *o = x.sample();
-            }
+            out[from - base..to - base].copy_from_slice(packs.get(mb_packs[j] as usize));
         }
     };
     let threads = super::balance::worker_threads();
@@ -415,35 +384,6 @@ mod tests {
                 .flat_map(|&k| p.get(k as usize).to_vec())
                 .collect();
             assert_eq!(&plan.samples[..want.len()], &want[..], "{tail:?}");
-        }
-    }
-
-    #[test]
-    fn plans_from_records_equal_plans_from_their_indices() {
-        /// A record holding its sample's index among other words.
-        #[derive(Clone, Copy)]
-        struct Record {
-            load: u32,
-            id: u32,
-        }
-        impl PlanItem for Record {
-            fn sample(&self) -> u32 {
-                self.id
-            }
-        }
-        let ids = packs(300);
-        let records = Packs {
-            items: ids.items.iter().map(|&id| Record { load: 7, id }).collect(),
-            offsets: ids.offsets.clone(),
-        };
-        assert!(records.items.iter().all(|r| r.load == 7));
-        let mut order: Vec<u32> = (0..300).collect();
-        crate::permutation::shuffle(&mut order, &mut crate::rng::Rng::new(2));
-        for tail in [Tail::Drop, Tail::Pad, Tail::KeepPartial, Tail::Carry] {
-            let want = assemble(&ids, &order, 7, 2, tail, true, None, vec![]).unwrap();
-            let got = assemble_from(&records, &order, 7, 2, tail, true, None, vec![]).unwrap();
-            assert_eq!(got, want, "{tail:?}");
-            assert!(!got.samples.is_empty());
         }
     }
 

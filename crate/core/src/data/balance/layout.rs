@@ -1,11 +1,11 @@
 //! Step 3 of the balanced planner: the layout ([`lay_out`]) and its helpers: pack orders by
-//! vision sum ([`sort_by_key_descending`]), the loads' buffer reused as flat words
-//! ([`loads_buffer`]).
+//! vision sum ([`sort_by_key_descending`]), the buffers reused as flat words ([`loads_buffer`],
+//! [`ids_in_place`]).
 
 use super::swaps::{PackLoad, SampleLoad};
 use super::{Rec, PARALLEL_MIN_STEPS};
 use crate::data::cost::TextCost;
-use crate::data::plan::{Packs, PlanItem};
+use crate::data::plan::Packs;
 use bytemuck::Zeroable;
 use std::cmp::Reverse;
 
@@ -44,10 +44,19 @@ pub(super) fn sort_by_key_descending(list: &mut Vec<u32>, key: &[u32]) {
     *list = out;
 }
 
-impl PlanItem for SampleLoad {
-    fn sample(&self) -> u32 {
-        self.id
+/// The samples' ids in order, written in place in `loads`' own buffer (whose pages are touched
+/// already) read as words: id `j`, word `4 j + 3`, moves down to word `j`, never past a word
+/// still to be read; the rest of the buffer is then freed.
+pub(super) fn ids_in_place(loads: Vec<SampleLoad>) -> Vec<u32> {
+    const _: () = assert!(std::mem::offset_of!(SampleLoad, id) == 12);
+    let n = loads.len();
+    let mut words: Vec<u32> = bytemuck::allocation::cast_vec(loads);
+    for j in 0..n {
+        words[j] = words[4 * j + 3];
     }
+    words.truncate(n);
+    words.shrink_to_fit();
+    words
 }
 
 /// Packs whose first records the layout's gather reads before copying any of them, so that
@@ -340,6 +349,22 @@ mod tests {
                 let got = laid_out(spare, threads);
                 assert!(got == want, "{threads} threads, a spare of {len}");
             }
+        }
+    }
+
+    #[test]
+    fn ids_written_in_place_are_the_loads_ids_in_order() {
+        for n in [0, 1, 5, 1_000] {
+            let loads: Vec<SampleLoad> = (0..n)
+                .map(|i| SampleLoad {
+                    w: i * 3,
+                    v: i % 5,
+                    t: i + 1,
+                    id: n * 2 - i,
+                })
+                .collect();
+            let want: Vec<u32> = loads.iter().map(|x| x.id).collect();
+            assert_eq!(ids_in_place(loads), want);
         }
     }
 }

@@ -68,14 +68,14 @@ pub use swaps::{
 pub use tail::{check_carry, SPREAD_MIN_SHARE, SPREAD_PURPOSE};
 
 use super::cost::TextCost;
-use super::plan::{assemble_from, BatchPlan, Packs, Tail};
+use super::plan::{assemble, BatchPlan, Packs, Tail};
 use super::samples::{Caps, DropReason, Samples};
 use crate::error::Error;
 use crate::permutation::shuffle;
 use crate::progress::{checkpoint, Progress};
 use crate::rng::Rng;
 use equalize::equalize;
-use layout::{lay_out, sort_by_key_descending};
+use layout::{ids_in_place, lay_out, sort_by_key_descending};
 use pack::{pack, repack_part_filled};
 use steps::{match_costly_packs, tune_steps};
 use swaps::Loads;
@@ -473,6 +473,9 @@ pub fn balance_batches_with_carry(
     progress.report(total + total / 4 + total * 3 / 4, total * 2);
     checkpoint(progress)?;
 
+    // The packs' items, as the swaps left them.
+    let mut packs = packs;
+    packs.items = ids_in_place(sample_loads);
     let loads = Loads {
         p: &mut pack_loads,
         base: 0,
@@ -509,14 +512,8 @@ pub fn balance_batches_with_carry(
     }
     order.extend_from_slice(&tail);
     drop((loads, drawn, tail, dealt));
-    drop(pack_loads);
     progress.report(total * 2, total * 2);
-    // The plan gathered from the loads as the swaps left them (each holds its sample's index).
-    let packs = Packs {
-        items: sample_loads,
-        offsets: packs.offsets,
-    };
-    let mut plan = assemble_from(
+    let mut plan = assemble(
         &packs,
         &order,
         p.dp,
