@@ -21,6 +21,10 @@ pub(super) struct OpenPack {
 /// packs each block on its own (a block stays in cache, and blocks run on worker threads).
 pub const PACK_BLOCK: usize = 1 << 16;
 
+/// A fresh shuffle buffer has room for `1 / SPREAD_ROOM_DIV` more records than the pool (its
+/// untouched pages cost nothing).
+pub(super) const SPREAD_ROOM_DIV: usize = 64;
+
 /// Most input chunks [`shuffle_in_blocks`] cuts a pool into.
 pub const SHUFFLE_CHUNKS: usize = 64;
 
@@ -130,7 +134,10 @@ pub(super) fn shuffle_in_blocks(
     } else if out.capacity() >= n {
         out.resize(n, Rec { id: 0, v: 0, t: 0 });
     } else {
-        out = bytemuck::allocation::zeroed_vec(n);
+        // The first round's buffer becomes the packs' (`pack`): room for the few packs that
+        // `spread_tail` appends, so they never move it (a copy of every record).
+        out = bytemuck::allocation::zeroed_vec(n + n / SPREAD_ROOM_DIV);
+        out.truncate(n);
     }
     if parallel {
         std::thread::scope(|scope| {
