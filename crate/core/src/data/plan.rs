@@ -211,6 +211,8 @@ impl BatchPlan {
 
 /// Samples from which [`assemble`] copies them on worker threads.
 const PARALLEL_GATHER_MIN: usize = 1 << 18;
+/// Micro-batches whose first samples [`assemble`]'s gather reads before copying any of them.
+const GATHER_BATCH: usize = 16;
 
 /// Builds a plan from packs dealt in `order`: consecutive groups of `dp * accum` packs form the
 /// steps, and within a step pack `j` goes to rank `j / accum`. What is left after the last
@@ -298,16 +300,26 @@ pub fn assemble(
         micro_batch_offsets.push(at);
     }
     let mut samples = vec![0u32; at as usize];
-    // Micro-batches `[a, b)` into `out` (their samples, from `micro_batch_offsets[a]` on).
+    // Micro-batches `[a, b)` into `out` (their samples, from `micro_batch_offsets[a]` on). The
+    // packs lie at random: the first samples of a batch of them are read before any is copied,
+    // so that their cache misses overlap instead of waiting one after another.
     let gather = |a: usize, b: usize, out: &mut [u32]| {
         let base = micro_batch_offsets[a] as usize;
-        for j in a..b {
-            let (from, to) = (
-                micro_batch_offsets[j] as usize,
-                micro_batch_offsets[j + 1] as usize,
-            );
-            out[from - base..to - base].copy_from_slice(packs.get(mb_packs[j] as usize));
+        let mut touched = 0u32;
+        for first in (a..b).step_by(GATHER_BATCH) {
+            let last = (first + GATHER_BATCH).min(b);
+            for &k in &mb_packs[first..last] {
+                touched ^= packs.get(k as usize).first().copied().unwrap_or(0);
+            }
+            for j in first..last {
+                let (from, to) = (
+                    micro_batch_offsets[j] as usize,
+                    micro_batch_offsets[j + 1] as usize,
+                );
+                out[from - base..to - base].copy_from_slice(packs.get(mb_packs[j] as usize));
+            }
         }
+        std::hint::black_box(touched);
     };
     let threads = super::balance::worker_threads();
     if threads <= 1 || samples.len() < PARALLEL_GATHER_MIN {
