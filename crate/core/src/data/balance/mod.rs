@@ -323,6 +323,9 @@ pub fn balance_batches_with_carry(
             ));
         }
     }
+    // Room, while the buffer is new, for the sample loads the layout later makes of it (four
+    // words a sample, where a record is three: see `lay_out`), so it need not move then.
+    pool.reserve_exact((pool.len() + oversize.len() + 2) * 4 / 3 + 1 - pool.len());
     let total = pool.len() as u64;
     let threads = if p.threads > 0 {
         p.threads.min(MAX_THREADS)
