@@ -40,10 +40,13 @@ fn main() {
     };
     let mut ms = Vec::with_capacity(repeats);
     let mut hash = 0u64;
+    let mut faults = Vec::with_capacity(repeats);
     for _ in 0..repeats {
+        let f0 = minor_faults();
         let t0 = Instant::now();
         let (plan, _) = plan_batches(&s, &o, &mut ()).expect("a plan");
         ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        faults.push(minor_faults().zip(f0).map(|(b, a)| b - a));
         // FNV-1a over the plan's samples and micro-batch offsets.
         hash = plan
             .samples
@@ -54,9 +57,19 @@ fn main() {
             });
     }
     ms.sort_by(f64::total_cmp);
+    // The first plan's page faults (a fresh process's), where the system reports them.
+    let faults = faults[0].map_or(String::new(), |f| format!(", {f} minor faults first"));
     println!(
-        "{n} samples, dp {dp}: best {:.1} ms, median {:.1} ms over {repeats}; plan hash {hash:016x}",
+        "{n} samples, dp {dp}: best {:.1} ms, median {:.1} ms over {repeats}{faults}; plan hash {hash:016x}",
         ms[0],
         ms[repeats / 2]
     );
+}
+
+/// The process's minor page faults so far (Linux: field 10 of `/proc/self/stat`), else `None`.
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (in parentheses, which may hold spaces): state is field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(7)?.parse().ok()
 }

@@ -64,9 +64,11 @@ impl TextCost {
         text.iter().map(|&t| self.weight(t, max)).collect()
     }
 
-    /// The largest [`TextCost::sample`] over `text` (0 for none), the scale of [`TextCost::weight`].
+    /// The largest [`TextCost::sample`] over `text` (0 for none), the scale of [`TextCost::weight`]:
+    /// the cost of the longest text, as the coefficients are non-negative and rounding is
+    /// monotone (`sample` never decreases as `t` grows, in floating point too).
     pub fn max_sample(&self, text: &[u32]) -> f64 {
-        text.iter().map(|&t| self.sample(t)).fold(0.0_f64, f64::max)
+        text.iter().max().map_or(0.0, |&t| self.sample(t).max(0.0))
     }
 
     /// The integer weight of one sample of `t` tokens, as [`TextCost::weights`] gives it for
@@ -83,6 +85,31 @@ impl TextCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_sample_cost_is_the_longest_texts() {
+        let mut rng = crate::rng::Rng::new(4);
+        let text: Vec<u32> = (0..5_000)
+            .map(|_| rng.next_u32() >> rng.below(32))
+            .collect();
+        for (a, b) in [
+            (1.0, 0.0),
+            (0.0, 1.0),
+            (1.0, 1.0 / 73_728.0),
+            (3e-7, 1e100),
+            (1e100, 0.5),
+        ] {
+            let c = TextCost::new(a, b).unwrap();
+            for part in [&text[..0], &text[..1], &text[..]] {
+                let folded = part.iter().map(|&t| c.sample(t)).fold(0.0_f64, f64::max);
+                assert_eq!(
+                    c.max_sample(part).to_bits(),
+                    folded.to_bits(),
+                    "a {a}, b {b}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn weights_are_proportional_and_integer() {

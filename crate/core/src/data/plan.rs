@@ -211,6 +211,8 @@ impl BatchPlan {
 
 /// Samples from which [`assemble`] copies them on worker threads.
 const PARALLEL_GATHER_MIN: usize = 1 << 18;
+/// Micro-batches whose first samples [`assemble`]'s gather reads before copying any of them.
+const GATHER_BATCH: usize = 16;
 
 /// Builds a plan from packs dealt in `order`: consecutive groups of `dp * accum` packs form the
 /// steps, and within a step pack `j` goes to rank `j / accum`. What is left after the last
@@ -242,16 +244,27 @@ pub fn assemble(
     }
     // The micro-batches' packs in plan order (with their padding flags and the ranks' ends)
     // first; the samples are then copied pack by pack into their final places.
-    let mut mb_packs: Vec<u32> = Vec::with_capacity(order.len() + m);
-    let mut padding: Vec<u8> = Vec::with_capacity(order.len() + m);
-    let mut rank_offsets: Vec<u32> = vec![0];
-    for step in order[..full * m].chunks(m) {
-        for rank in step.chunks(accum as usize) {
-            mb_packs.extend_from_slice(rank);
-            rank_offsets.push(mb_packs.len() as u32);
+    // With one micro-batch per rank and no micro-batch after the full steps, they are the
+    // order's packs, one per rank: no copy.
+    let plain = accum == 1 && (rest.is_empty() || matches!(tail, Tail::Drop | Tail::Carry));
+    let mut mb_packs: Vec<u32> = Vec::new();
+    let mut padding: Vec<u8>;
+    let mut rank_offsets: Vec<u32>;
+    if plain {
+        rank_offsets = (0..=(full * m) as u32).collect();
+        padding = vec![0; full * m];
+    } else {
+        mb_packs.reserve(order.len() + m);
+        rank_offsets = vec![0];
+        for step in order[..full * m].chunks(m) {
+            for rank in step.chunks(accum as usize) {
+                mb_packs.extend_from_slice(rank);
+                rank_offsets.push(mb_packs.len() as u32);
+            }
         }
+        padding = Vec::with_capacity(order.len() + m);
+        padding.resize(mb_packs.len(), 0);
     }
-    padding.resize(mb_packs.len(), 0);
     if !rest.is_empty() {
         match tail {
             Tail::Drop | Tail::Carry => {
@@ -290,24 +303,35 @@ pub fn assemble(
             }
         }
     }
+    let mb_packs: &[u32] = if plain { &order[..full * m] } else { &mb_packs };
     let mut micro_batch_offsets: Vec<u32> = Vec::with_capacity(mb_packs.len() + 1);
     let mut at = 0u32;
     micro_batch_offsets.push(0);
-    for &k in &mb_packs {
+    for &k in mb_packs {
         at += packs.get(k as usize).len() as u32;
         micro_batch_offsets.push(at);
     }
     let mut samples = vec![0u32; at as usize];
-    // Micro-batches `[a, b)` into `out` (their samples, from `micro_batch_offsets[a]` on).
+    // Micro-batches `[a, b)` into `out` (their samples, from `micro_batch_offsets[a]` on). The
+    // packs lie at random: the first samples of a batch of them are read before any is copied,
+    // so that their cache misses overlap instead of waiting one after another.
     let gather = |a: usize, b: usize, out: &mut [u32]| {
         let base = micro_batch_offsets[a] as usize;
-        for j in a..b {
-            let (from, to) = (
-                micro_batch_offsets[j] as usize,
-                micro_batch_offsets[j + 1] as usize,
-            );
-            out[from - base..to - base].copy_from_slice(packs.get(mb_packs[j] as usize));
+        let mut touched = 0u32;
+        for first in (a..b).step_by(GATHER_BATCH) {
+            let last = (first + GATHER_BATCH).min(b);
+            for &k in &mb_packs[first..last] {
+                touched ^= packs.get(k as usize).first().copied().unwrap_or(0);
+            }
+            for j in first..last {
+                let (from, to) = (
+                    micro_batch_offsets[j] as usize,
+                    micro_batch_offsets[j + 1] as usize,
+                );
+                out[from - base..to - base].copy_from_slice(packs.get(mb_packs[j] as usize));
+            }
         }
+        std::hint::black_box(touched);
     };
     let threads = super::balance::worker_threads();
     if threads <= 1 || samples.len() < PARALLEL_GATHER_MIN {
@@ -435,6 +459,38 @@ mod tests {
         assert_eq!(keep.rank_micro_batches(1, 0).len(), 2);
         assert_eq!(keep.rank_micro_batches(1, 1).len(), 1);
         assert_eq!(keep.micro_batch(6), &[10, 11]);
+    }
+
+    #[test]
+    fn one_micro_batch_per_rank_under_every_tail() {
+        let p = packs(8);
+        let order: Vec<u32> = vec![7, 0, 6, 1, 5, 2, 4, 3];
+        for tail in [Tail::Drop, Tail::Carry, Tail::Pad, Tail::KeepPartial] {
+            let plan = assemble(&p, &order, 3, 1, tail, true, None, vec![]).unwrap();
+            let kept = if matches!(tail, Tail::Drop | Tail::Carry) {
+                6
+            } else {
+                8
+            };
+            for (k, &pack) in order[..kept].iter().enumerate() {
+                assert_eq!(plan.micro_batch(k), p.get(pack as usize), "{tail:?} mb {k}");
+            }
+            assert_eq!(
+                plan.micro_batches(),
+                if tail == Tail::Pad { 9 } else { kept }
+            );
+            assert_eq!(plan.steps(), if kept == 6 { 2 } else { 3 }, "{tail:?}");
+            assert_eq!(plan.rank_offsets[..7], [0, 1, 2, 3, 4, 5, 6], "{tail:?}");
+            let pads = plan.padding.iter().filter(|&&x| x == 1).count();
+            assert_eq!(pads, (tail == Tail::Pad) as usize, "{tail:?}");
+            assert_eq!(
+                plan.dropped.len(),
+                if kept == 6 { 4 } else { 0 },
+                "{tail:?}"
+            );
+        }
+        let keep = assemble(&p, &order, 3, 1, Tail::KeepPartial, true, None, vec![]).unwrap();
+        assert_eq!(keep.rank_offsets, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 8]);
     }
 
     #[test]

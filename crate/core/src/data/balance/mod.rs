@@ -69,14 +69,14 @@ pub use swaps::{
 pub use tail::{check_carry, SPREAD_MIN_SHARE, SPREAD_PURPOSE};
 
 use super::cost::TextCost;
-use super::plan::{assemble, BatchPlan, Tail};
+use super::plan::{assemble, BatchPlan, Packs, Tail};
 use super::samples::{Caps, DropReason, Samples};
 use crate::error::Error;
 use crate::permutation::shuffle;
 use crate::progress::{checkpoint, Progress};
 use crate::rng::Rng;
 use equalize::equalize;
-use layout::{lay_out, sort_by_key_descending};
+use layout::{ids_in_place, lay_out, sort_by_key_descending};
 use pack::{pack, repack_part_filled};
 use split::split_pool;
 use steps::{match_costly_packs, tune_steps};
@@ -172,6 +172,46 @@ fn sums(pack: &[Rec]) -> (u64, u64) {
     pack.iter()
         .fold((0, 0), |(v, t), r| (v + r.v as u64, t + r.t as u64))
 }
+
+/// Each pack's vision sum, and whether it is part-filled (closed neither by vision, within the
+/// slack of the cap, nor by text: what [`spread_tail`] deals), in pack order, in one pass over
+/// the packs; threads take runs of packs (the same result). A pack's vision sum is within the
+/// vision cap, a `u32` ([`pack_vision`]).
+fn pack_sums(packs: &Packs<Rec>, p: &BalanceParams, threads: usize) -> (Vec<u32>, Vec<bool>) {
+    let n = packs.len();
+    let cap_v = p.caps.max_vision as u64;
+    let (slack, min_text) = (p.vision_slack as u64, p.min_text as u64);
+    let mut vision = vec![0u32; n];
+    let mut part = vec![false; n];
+    let fill = |start: usize, vision: &mut [u32], part: &mut [bool]| {
+        for (j, (vj, pj)) in vision.iter_mut().zip(part.iter_mut()).enumerate() {
+            let (v, t) = sums(packs.get(start + j));
+            *vj = pack_vision(v);
+            *pj = cap_v > 0 && v + slack < cap_v && t < min_text;
+        }
+    };
+    if threads <= 1 || n < PARALLEL_SUMS_MIN {
+        fill(0, &mut vision, &mut part);
+    } else {
+        let per = n.div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (g, (v, q)) in vision.chunks_mut(per).zip(part.chunks_mut(per)).enumerate() {
+                let fill = &fill;
+                scope.spawn(move || fill(g * per, v, q));
+            }
+        });
+    }
+    (vision, part)
+}
+
+/// A pack's vision sum as a `u32`: packs hold samples within the caps and never exceed the
+/// vision cap (a `u32`), so this never saturates.
+fn pack_vision(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Packs from which [`pack_sums`] runs on threads.
+const PARALLEL_SUMS_MIN: usize = 1 << 14;
 
 /// Worker threads of the equalizing and step phases: `OMNIBAL_THREADS` when set (1 turns
 /// threading off), else the machine's parallelism, at most [`MAX_THREADS`]; read at the first
@@ -292,6 +332,9 @@ pub fn balance_batches_with_carry(
             ));
         }
     }
+    // Room, while the buffer is new, for the sample loads the layout later makes of it (four
+    // words a sample, where a record is three: see `lay_out`), so it need not move then.
+    pool.reserve_exact((pool.len() + oversize.len() + 2) * 4 / 3 + 1 - pool.len());
     let total = pool.len() as u64;
     // Cancellation: the threads check `stop` between blocks, windows and steps; this thread
     // checks it between phases (before a phase's report, so a stopped phase reports nothing,
@@ -299,11 +342,15 @@ pub fn balance_batches_with_carry(
     let cancel = progress.cancel_flag();
     let stop = cancel.as_deref();
     checkpoint(progress)?;
-    let mut packs = pack(pool, p, progress, total, threads, stop);
+    let (mut packs, spare) = pack(pool, p, progress, total, threads, stop);
     checkpoint(progress)?;
     packs = repack_part_filled(packs, p);
     let before = packs.len();
-    let (packs, kept, lost) = spread_tail(packs, p, m, oversize.len(), &carry_ids);
+    // Each pack's vision sum once, in order (the sorts below look them up at random).
+    let (mut vision, part) = pack_sums(&packs, p, threads);
+    let (packs, kept, lost) = spread_tail(packs, &part, p, m, oversize.len(), &carry_ids);
+    drop(part);
+    vision.extend((before..packs.len()).map(|k| pack_vision(sums(packs.get(k)).0)));
     dropped.extend(lost.into_iter().map(|i| (i, DropReason::Tail)));
 
     // Step 3 (layout): a random tail of `kept mod m` packs; the other kept packs in a random
@@ -311,8 +358,6 @@ pub fn balance_batches_with_carry(
     // vision sum; then the tail; then the over-cap samples, one per pack. The packs are renumbered
     // in this order, so each vision class is a run of consecutive packs and the steps cut from
     // it are runs too (every phase below reads memory in order).
-    // Each pack's vision sum once, in order (the sorts below look them up at random).
-    let vision: Vec<u64> = (0..packs.len()).map(|k| sums(packs.get(k)).0).collect();
     let mut drawn: Vec<u32> = kept;
     shuffle(
         &mut drawn,
@@ -357,8 +402,15 @@ pub fn balance_batches_with_carry(
     drop((fresh, mixed, tail_old));
     let oversize_recs: Vec<Rec> = oversize.iter().map(|&i| rec(i)).collect();
     checkpoint(progress)?;
-    let (packs, mut sample_loads, mut pack_loads) =
-        lay_out(packs, order_old, oversize_recs, &p.cost, max_cost, threads);
+    let (packs, mut sample_loads, mut pack_loads) = lay_out(
+        packs,
+        order_old,
+        oversize_recs,
+        spare,
+        &p.cost,
+        max_cost,
+        threads,
+    );
     let cap_t = p.caps.max_text as u64;
     checkpoint(progress)?;
 
@@ -430,8 +482,7 @@ pub fn balance_batches_with_carry(
 
     // The packs' items, as the swaps left them.
     let mut packs = packs;
-    packs.items = sample_loads.iter().map(|x| x.id).collect();
-    drop(sample_loads);
+    packs.items = ids_in_place(sample_loads);
     let loads = Loads {
         p: &mut pack_loads,
         base: 0,

@@ -21,6 +21,10 @@ pub(super) struct OpenPack {
 /// packs each block on its own (a block stays in cache, and blocks run on worker threads).
 pub const PACK_BLOCK: usize = 1 << 16;
 
+/// A fresh shuffle buffer has room for `1 / SPREAD_ROOM_DIV` more records than the pool (its
+/// untouched pages cost nothing).
+pub(super) const SPREAD_ROOM_DIV: usize = 64;
+
 /// Most input chunks [`shuffle_in_blocks`] cuts a pool into.
 pub const SHUFFLE_CHUNKS: usize = 64;
 
@@ -36,9 +40,12 @@ pub const SHUFFLE_CHUNKS: usize = 64;
 /// uniformly random block, in a uniformly random order within it: a uniformly random order, as
 /// a one-block shuffle gives. Chunks and blocks are independent: threads take runs of them (the
 /// result does not depend on how many). Once `stop` is set, the chunks and blocks left are
-/// skipped (the pool is then unfinished, for the caller to discard).
+/// skipped (the pool is then unfinished, for the caller to discard). The blocks are gathered into
+/// `spare` where it has room (pages already touched), else into a fresh zeroed buffer whose
+/// pages the threads touch as they gather; the pool's old buffer is left in `spare`.
 pub(super) fn shuffle_in_blocks(
     pool: &mut Vec<Rec>,
+    spare: &mut Vec<Rec>,
     rng: &mut Rng,
     threads: usize,
     stop: Option<&AtomicBool>,
@@ -117,7 +124,18 @@ pub(super) fn shuffle_in_blocks(
     if is_set(stop) {
         return bounds;
     }
-    let mut out = vec![Rec { id: 0, v: 0, t: 0 }; n];
+    // Every entry of `out` is written below: its old contents do not matter.
+    let mut out = std::mem::take(spare);
+    if out.len() >= n {
+        out.truncate(n);
+    } else if out.capacity() >= n {
+        out.resize(n, Rec { id: 0, v: 0, t: 0 });
+    } else {
+        // The first round's buffer becomes the packs' (`pack`): room for the few packs that
+        // `spread_tail` appends, so they never move it (a copy of every record).
+        out = bytemuck::allocation::zeroed_vec(n + n / SPREAD_ROOM_DIV);
+        out.truncate(n);
+    }
     if parallel {
         on_threads(
             block_runs(&mut out, &bounds, threads),
@@ -126,7 +144,7 @@ pub(super) fn shuffle_in_blocks(
     } else {
         fill(0, k, &mut out);
     }
-    *pool = out;
+    *spare = std::mem::replace(pool, out);
     bounds
 }
 
@@ -283,7 +301,9 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
 /// ([`shuffle_in_blocks`]) and packs it block by block ([`pack_block`]): the blocks' packs in
 /// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
 /// threads take runs of them (the packs do not depend on how many). Once `stop` is set it
-/// returns early (between blocks) with unfinished packs, which the caller discards.
+/// returns early (between blocks) with unfinished packs, which the caller discards. Also returns
+/// the largest buffer the rounds freed (the first round's pool, once it is shuffled into a new
+/// one): its pages are touched already, for the caller's next big buffer.
 pub(super) fn pack(
     pool: Vec<Rec>,
     p: &BalanceParams,
@@ -291,18 +311,21 @@ pub(super) fn pack(
     total: u64,
     threads: usize,
     stop: Option<&AtomicBool>,
-) -> Packs<Rec> {
+) -> (Packs<Rec>, Vec<Rec>) {
     let mut out: Packs<Rec> = Packs::new();
     let mut pool = pool;
+    // A freed pool buffer, reused by the later rounds' shuffles and handed to the caller.
+    let mut spare: Vec<Rec> = Vec::new();
     for round in 0..p.rounds {
         let bounds = shuffle_in_blocks(
             &mut pool,
+            &mut spare,
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
             threads,
             stop,
         );
         if is_set(stop) {
-            return out;
+            return (out, spare);
         }
         let last = round + 1 == p.rounds;
         let blocks = bounds.len() - 1;
@@ -310,7 +333,7 @@ pub(super) fn pack(
         if threads <= 1 || blocks < 2 {
             for b in 0..blocks {
                 if is_set(stop) {
-                    return out;
+                    return (out, spare);
                 }
                 done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
             }
@@ -331,7 +354,7 @@ pub(super) fn pack(
         }
         // Cancelled: some blocks were never packed.
         if is_set(stop) {
-            return out;
+            return (out, spare);
         }
         // The blocks' packs, in block order: moved down in place in the first round (whose pool
         // becomes the packs' buffer), appended in later rounds.
@@ -361,14 +384,17 @@ pub(super) fn pack(
             pool.truncate(at);
             out.items = std::mem::replace(&mut pool, next);
         } else {
-            pool = next;
+            let old = std::mem::replace(&mut pool, next);
+            if old.capacity() > spare.capacity() {
+                spare = old;
+            }
         }
         progress.report(total - pool.len() as u64, total * 2);
         if pool.is_empty() {
             break;
         }
     }
-    out
+    (out, spare)
 }
 
 /// Step 1b: re-packs the samples of the packs that closed neither by vision nor by text (the
@@ -559,7 +585,9 @@ mod tests {
         let mut first_chunk = (0.0, 0.0);
         for seed in 0..24u64 {
             let mut one = pool.clone();
-            let bounds = shuffle_in_blocks(&mut one, &mut Rng::new(seed), 1, None);
+            // A reused buffer's old contents (and extra length) do not change the shuffle.
+            let mut spare = vec![Rec { id: 7, v: 7, t: 7 }; n + 5];
+            let bounds = shuffle_in_blocks(&mut one, &mut Vec::new(), &mut Rng::new(seed), 1, None);
             assert_eq!(bounds.len(), 4);
             assert_eq!(*bounds.last().unwrap(), n);
             let mut seen = vec![false; n];
@@ -570,7 +598,7 @@ mod tests {
             for threads in [2, 3] {
                 let mut other = pool.clone();
                 assert_eq!(
-                    shuffle_in_blocks(&mut other, &mut Rng::new(seed), threads, None),
+                    shuffle_in_blocks(&mut other, &mut spare, &mut Rng::new(seed), threads, None),
                     bounds
                 );
                 assert!(other == one, "seed {seed}: {threads} threads");

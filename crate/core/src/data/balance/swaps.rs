@@ -28,8 +28,8 @@ impl std::ops::IndexMut<usize> for Loads<'_> {
     }
 }
 
-/// One pack's sums: vision, cost weight, text.
-#[derive(Clone, Copy)]
+/// One pack's sums: vision, cost weight, text. `Zeroable`, so the layout allocates them zeroed.
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 pub(super) struct PackLoad {
     pub(super) v: u64,
     pub(super) w: u64,
@@ -71,8 +71,10 @@ pub(super) struct PairLoad {
     pub(super) at: [u32; 2],
 }
 
-/// One packed sample's loads (see [`SwapRules`]).
-#[derive(Clone, Copy)]
+/// One packed sample's loads (see [`SwapRules`]). Plain words (`Pod`, in field order), so the
+/// layout builds them in a reused buffer of words.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 pub(super) struct SampleLoad {
     pub(super) w: u32,
     pub(super) v: u32,

@@ -2,7 +2,7 @@
 //! being dropped ([`spread_tail`]), and the previous epoch's carried samples kept out of this
 //! epoch's tail where it allows ([`check_carry`], [`take_tail`]).
 
-use super::{sums, BalanceParams, Rec};
+use super::{BalanceParams, Rec};
 use crate::data::plan::{Packs, Tail};
 use crate::error::Error;
 use crate::permutation::shuffle;
@@ -23,29 +23,27 @@ use std::cmp::Reverse;
 /// time first). With `drop` every new step's packs share one vision target (the steps' targets
 /// as even as whole units allow), so ranks stay matched; the few samples that reach no target
 /// (under `m` vision units in all) are dropped as tail. Otherwise the target is the vision cap.
+/// `is_part[k]`: pack `k` is part-filled (see [`super::pack_sums`]).
 /// Returns the packs (the dealt ones left in place, unused; the new ones appended, step by
 /// step), the ids of the old ones still in use and the samples dropped; unchanged when `packs < m`, when there are too few full packs, or (not
 /// `drop`) when a sample fits nowhere. With `drop`, packs holding a carried sample (`c`) are
 /// never dealt, so no carried copy is dropped here.
 pub(super) fn spread_tail(
     packs: Packs<Rec>,
+    is_part: &[bool],
     p: &BalanceParams,
     m: usize,
     oversize: usize,
     c: &CarryIds,
 ) -> (Packs<Rec>, Vec<u32>, Vec<u32>) {
     let n = packs.len();
-    let all: Vec<u32> = (0..n as u32).collect();
+    // Every pack, unchanged (the plain outcome).
+    let all = |packs: Packs<Rec>| (packs, (0..n as u32).collect(), Vec::new());
     if n < m {
-        return (packs, all, Vec::new());
+        return all(packs);
     }
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
-    let slack = p.vision_slack as u64;
-    let part_filled = |k: u32| {
-        let (v, t) = sums(packs.get(k as usize));
-        cap_v > 0 && v + slack < cap_v && t < p.min_text as u64
-    };
-    let mut order = all.clone();
+    let mut order: Vec<u32> = (0..n as u32).collect();
     shuffle(
         &mut order,
         &mut Rng::for_epoch(p.seed, p.epoch, SPREAD_PURPOSE),
@@ -60,19 +58,17 @@ pub(super) fn spread_tail(
     if r > 0 && !c.carry.is_empty() {
         order.retain(|&k| !packs.get(k as usize).iter().any(|x| c.is_carried(x.id)));
         if order.len() < r {
-            return (packs, all, Vec::new());
+            return all(packs);
         }
     }
     let (head, tail) = order.split_at(order.len() - r);
-    // Each pack's sums once, in pack order.
-    let is_part: Vec<bool> = (0..n as u32).map(part_filled).collect();
     let part: Vec<u32> = head
         .iter()
         .copied()
         .filter(|&k| is_part[k as usize])
         .collect();
     if r == 0 && part.is_empty() {
-        return (packs, all, Vec::new());
+        return all(packs);
     }
     let need = (if r > 0 {
         (3 * m).saturating_sub(4 * r)
@@ -82,29 +78,31 @@ pub(super) fn spread_tail(
     .max(part.len())
     .max(1);
     let pe = need.div_ceil(m) * m;
+    // The first full packs of the random order, as many as the new packs need.
     let full: Vec<u32> = head
         .iter()
         .copied()
         .filter(|&k| !is_part[k as usize])
+        .take(pe - part.len())
         .collect();
     if pe - part.len() > full.len() {
-        return (packs, all, Vec::new());
+        return all(packs);
     }
     let mut dealt: Vec<u32> = tail.to_vec();
     dealt.extend_from_slice(&part);
-    dealt.extend_from_slice(&full[..pe - part.len()]);
+    dealt.extend_from_slice(&full);
     let bins = pe + if r > 0 { m } else { 0 };
     // Only where the new steps are a small share of the epoch: their make-up differs a little
     // (samples short of a target are the smallest), which a handful of steps would show.
     if (n - r - pe + bins) / m < SPREAD_MIN_SHARE * (bins / m) {
-        return (packs, all, Vec::new());
+        return all(packs);
     }
     let mut items: Vec<Rec> = dealt
         .iter()
         .flat_map(|&k| packs.get(k as usize).iter().copied())
         .collect();
     if items.len() < bins {
-        return (packs, all, Vec::new());
+        return all(packs);
     }
     // By vision, descending; within a size in the packs' random order, so that each new pack
     // draws a random mix of lengths and datasets.
@@ -151,7 +149,7 @@ pub(super) fn spread_tail(
         heap.extend(skipped.drain(..));
         if !placed {
             if !exact {
-                return (packs, all, Vec::new());
+                return all(packs);
             }
             lost.push(i.id);
         }
@@ -160,7 +158,7 @@ pub(super) fn spread_tail(
     // samples short of a target than the tail held).
     let tail_samples: usize = tail.iter().map(|&k| packs.get(k as usize).len()).sum();
     if members.iter().any(|b| b.is_empty()) || lost.len() > tail_samples {
-        return (packs, all, Vec::new());
+        return all(packs);
     }
     let mut gone = vec![false; n];
     for &k in &dealt {
