@@ -686,9 +686,10 @@ pub const STOP_CHECK_PACKS: usize = 4096;
 
 /// Calls `f(rules, loads, range, aux)` for each of `ranges` (pack ranges `[a, b)`, increasing
 /// and disjoint), `aux` being the range's `stride` entries of `aux`. With `threads > 1` the
-/// ranges are cut into that many contiguous runs, each on a scoped thread that sees only its
-/// own packs' loads and samples (so no two threads touch the same memory); the result is the
-/// same as on one thread, as each call only reads and writes its own range. Once `stop` is set
+/// ranges are cut into groups of consecutive ranges of about equal packs ([`GROUPS_PER_THREAD`]
+/// per thread), each holding only its own packs' loads and samples (so no two threads touch the
+/// same memory), and the threads, the calling one among them, take the groups one at a time; the
+/// result is the same as on one thread, as each call only reads and writes its own range. Once `stop` is set
 /// (checked every [`STOP_CHECK_PACKS`] packs or so), the remaining ranges are skipped.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn for_each_range<F>(
@@ -742,31 +743,74 @@ pub(super) fn for_each_range<F>(
         run(sample_loads, pack_loads, 0, ranges, aux);
         return;
     }
-    let per = ranges.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let (mut sl, mut pl, mut aux) = (sample_loads, pack_loads, aux);
-        let mut at = 0; // first pack of `pl`
-        for (g, group) in ranges.chunks(per).enumerate() {
-            let start = group[0].0;
-            let end = match ranges.get((g + 1) * per) {
-                Some(&(next, _)) => next,
-                None => at + pl.len(),
-            };
-            // Skip the packs before this group, then take its own.
-            let (_, rest) = std::mem::take(&mut pl).split_at_mut(start - at);
-            let (mine, rest) = rest.split_at_mut(end - start);
-            pl = rest;
-            let item = |k: usize| packs.offsets[k] as usize;
-            let (_, rest_s) = std::mem::take(&mut sl).split_at_mut(item(start) - item(at));
-            let (mine_s, rest_s) = rest_s.split_at_mut(item(end) - item(start));
-            sl = rest_s;
-            let (mine_aux, rest_aux) = std::mem::take(&mut aux).split_at_mut(group.len() * stride);
-            aux = rest_aux;
-            at = end;
-            scope.spawn(move || run(mine_s, mine, start, group, mine_aux));
+    // Groups of consecutive ranges holding about equal numbers of packs, GROUPS_PER_THREAD per
+    // thread, each with its own packs' loads and samples; the threads (the calling one too) take
+    // the next group left until none is (windows and steps differ in cost, so fixed shares
+    // would leave a thread waiting).
+    let total: usize = ranges.iter().map(|r| r.1 - r.0).sum();
+    let target = total.div_ceil(threads * GROUPS_PER_THREAD).max(1);
+    let mut cuts = vec![0];
+    let mut held = 0;
+    for (j, r) in ranges.iter().enumerate() {
+        if held >= target {
+            cuts.push(j);
+            held = 0;
         }
+        held += r.1 - r.0;
+    }
+    cuts.push(ranges.len());
+    type Work<'w> = (
+        &'w mut [SampleLoad],
+        &'w mut [PackLoad],
+        usize,
+        &'w [(usize, usize)],
+        &'w mut [u32],
+    );
+    let mut work: Vec<std::sync::Mutex<Option<Work<'_>>>> = Vec::with_capacity(cuts.len() - 1);
+    let (mut sl, mut pl, mut aux) = (sample_loads, pack_loads, aux);
+    let mut at = 0; // first pack of `pl`
+    for w in cuts.windows(2) {
+        let group = &ranges[w[0]..w[1]];
+        let start = group[0].0;
+        let end = match ranges.get(w[1]) {
+            Some(&(next, _)) => next,
+            None => at + pl.len(),
+        };
+        // Skip the packs before this group, then take its own.
+        let (_, rest) = std::mem::take(&mut pl).split_at_mut(start - at);
+        let (mine, rest) = rest.split_at_mut(end - start);
+        pl = rest;
+        let item = |k: usize| packs.offsets[k] as usize;
+        let (_, rest_s) = std::mem::take(&mut sl).split_at_mut(item(start) - item(at));
+        let (mine_s, rest_s) = rest_s.split_at_mut(item(end) - item(start));
+        sl = rest_s;
+        let (mine_aux, rest_aux) = std::mem::take(&mut aux).split_at_mut(group.len() * stride);
+        aux = rest_aux;
+        at = end;
+        work.push(std::sync::Mutex::new(Some((
+            mine_s, mine, start, group, mine_aux,
+        ))));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let take = || {
+        while let Some(slot) = work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            let taken = slot.lock().map(|mut x| x.take()).unwrap_or(None);
+            if let Some((mine_s, mine, start, group, mine_aux)) = taken {
+                run(mine_s, mine, start, group, mine_aux);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads.min(work.len()) {
+            scope.spawn(take);
+        }
+        take();
     });
 }
+
+/// Groups of ranges per worker thread that [`for_each_range`] hands out (more even out the
+/// threads' shares of work; each costs a lock and fresh scratch buffers).
+pub const GROUPS_PER_THREAD: usize = 4;
 
 #[cfg(test)]
 mod tests {
