@@ -59,6 +59,8 @@ pub(super) struct SwapRules<'a> {
     /// Scratch: a large pack's samples as (vision, cost, text, position), sorted.
     pub(super) sorted: Vec<(u32, u32, u32, u32)>,
     pub(super) words: Vec<u64>,
+    /// Scratch: the second buffer of [`radix_sort`].
+    pub(super) radix: Vec<u64>,
     pub(super) heap: Vec<(u64, u32)>,
 }
 
@@ -86,7 +88,7 @@ pub(super) struct SampleLoad {
 impl SwapRules<'_> {
     /// Sorts `group` (pack indices) by (cost, index), on keys gathered once (the same order as
     /// sorting by looking the costs up: the keys are unique); up to [`SMALL_SORT_MAX`] packs by
-    /// insertion.
+    /// insertion, from [`RADIX_SORT_MIN`] by radix.
     pub(super) fn sort_by_cost(&mut self, loads: &Loads<'_>, group: &mut [u32]) {
         if group.len() <= SMALL_SORT_MAX {
             // A step's packs (m = 8 at dp 8): an insertion sort on one word per key, on the
@@ -103,6 +105,33 @@ impl SwapRules<'_> {
                 insertion_sort(words);
                 for (g, &x) in group.iter_mut().zip(words.iter()) {
                     *g = x as u32;
+                }
+                return;
+            }
+        }
+        if group.len() >= RADIX_SORT_MIN {
+            // A window's packs: (cost - least cost, pack - least pack) as one word (the same
+            // order), sorted by radix on the bits they span (a window's costs lie close).
+            let (mut w_min, mut w_max, mut k_min, mut k_max) = (u64::MAX, 0, u32::MAX, 0);
+            for &k in group.iter() {
+                let w = loads[k as usize].w;
+                (w_min, w_max) = (w_min.min(w), w_max.max(w));
+                (k_min, k_max) = (k_min.min(k), k_max.max(k));
+            }
+            let k_bits = u32::BITS - (k_max - k_min).leading_zeros();
+            let w_bits = u64::BITS - (w_max - w_min).leading_zeros();
+            if k_bits + w_bits <= u64::BITS {
+                let words = &mut self.words;
+                words.clear();
+                words.extend(
+                    group
+                        .iter()
+                        .map(|&k| (loads[k as usize].w - w_min) << k_bits | (k - k_min) as u64),
+                );
+                radix_sort(words, &mut self.radix, k_bits + w_bits);
+                let k_mask = (1u64 << k_bits) - 1;
+                for (g, &x) in group.iter_mut().zip(words.iter()) {
+                    *g = (x & k_mask) as u32 + k_min;
                 }
                 return;
             }
@@ -652,6 +681,49 @@ fn insertion_sort(words: &mut [u64]) {
     }
 }
 
+/// Sorts `words` (each below `2^bits`) in place: a least-significant-digit radix sort in
+/// passes of at most [`RADIX_DIGIT_BITS`] bits (a pass whose digit is the same in every word
+/// is skipped), `tmp` the second buffer.
+fn radix_sort(words: &mut Vec<u64>, tmp: &mut Vec<u64>, bits: u32) {
+    let passes = bits.div_ceil(RADIX_DIGIT_BITS).max(1);
+    let digit = bits.div_ceil(passes);
+    let mask = (1u64 << digit) - 1;
+    let mut count = [0u32; 1 << RADIX_DIGIT_BITS];
+    let count = &mut count[..=mask as usize];
+    tmp.clear();
+    tmp.resize(words.len(), 0);
+    for pass in 0..passes {
+        let shift = pass * digit;
+        count.fill(0);
+        for &x in words.iter() {
+            count[(x >> shift & mask) as usize] += 1;
+        }
+        if words
+            .first()
+            .is_none_or(|&x| count[(x >> shift & mask) as usize] as usize == words.len())
+        {
+            continue;
+        }
+        let mut at = 0;
+        for c in count.iter_mut() {
+            (*c, at) = (at, at + *c);
+        }
+        for &x in words.iter() {
+            let d = (x >> shift & mask) as usize;
+            tmp[count[d] as usize] = x;
+            count[d] += 1;
+        }
+        std::mem::swap(words, tmp);
+    }
+}
+
+/// Groups (packs) from which [`SwapRules::sort_by_cost`] sorts by radix (an equalizing window:
+/// fewer instructions than a comparison sort; the same order).
+pub const RADIX_SORT_MIN: usize = 1024;
+/// Widest digit of [`SwapRules::sort_by_cost`]'s radix sort (2,048 counters: three passes cover
+/// a window's 13 bits of pack and 20 of cost).
+pub const RADIX_DIGIT_BITS: u32 = 11;
+
 /// Groups (packs) up to which [`SwapRules::sort_by_cost`] sorts by insertion on the stack (the
 /// same order as the general sort, found faster: a step is 8 packs at dp 8).
 pub const SMALL_SORT_MAX: usize = 32;
@@ -719,6 +791,7 @@ pub(super) fn for_each_range<F>(
             keys: Vec::new(),
             sorted: Vec::new(),
             words: Vec::new(),
+            radix: Vec::new(),
             heap: Vec::new(),
         };
         let mut loads = Loads { p: pl, base };
@@ -827,6 +900,7 @@ mod tests {
             keys: Vec::new(),
             sorted: Vec::new(),
             words: Vec::new(),
+            radix: Vec::new(),
             heap: Vec::new(),
         }
     }
@@ -984,6 +1058,8 @@ mod tests {
         for case in 0..3000 {
             let n = if case % 100 == 0 {
                 300
+            } else if case % 100 == 1 {
+                RADIX_SORT_MIN + rng.below(3000) as usize // by radix
             } else {
                 1 + rng.below(40) as usize
             };
@@ -991,7 +1067,7 @@ mod tests {
             let mut p: Vec<PackLoad> = (0..n + 7)
                 .map(|_| PackLoad {
                     v: 0,
-                    w: rng.below(50) as u64
+                    w: rng.below(if case % 3 == 0 { 50 } else { 1 << 30 }) as u64
                         + if wide && rng.below(3) == 0 {
                             1 << 33
                         } else {
