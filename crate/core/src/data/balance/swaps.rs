@@ -600,8 +600,25 @@ impl SwapRules<'_> {
     /// of the cheaper half `h` (a pack made costly by one long sample needs a partner holding a
     /// sample of the same size a little shorter, which the cheapest packs rarely have). Stops
     /// when the costliest pack is at or under `stop_at` or admits none, or with `spread` sets
-    /// that pack aside and goes on. Costs O(log m) per swap.
+    /// that pack aside and goes on. Costs O(log m) per swap (a step of at most
+    /// [`SMALL_SORT_MAX`] packs, without `spread`: O(m), a scan instead of the heap).
     pub(super) fn greedy(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        group: &[u32],
+        iterations: usize,
+        spread: bool,
+        stop_at: u64,
+    ) {
+        if group.len() <= SMALL_SORT_MAX && !spread {
+            return self.greedy_small(packs, loads, group, iterations, stop_at);
+        }
+        self.greedy_heap(packs, loads, group, iterations, spread, stop_at);
+    }
+
+    /// [`SwapRules::greedy`] with a max-heap of (cost, pack) entries.
+    fn greedy_heap(
         &mut self,
         packs: &Packs,
         loads: &mut Loads<'_>,
@@ -632,23 +649,7 @@ impl SwapRules<'_> {
                 break;
             }
             done += 1;
-            let mut tried = 0;
-            let mut swapped = None;
-            for &lo in asc.iter().take(GREEDY_SCAN) {
-                let lo = lo as usize;
-                if loads[lo].w >= loads[hi].w {
-                    continue;
-                }
-                if self.swap(packs, loads, hi, lo) {
-                    swapped = Some(lo);
-                    break;
-                }
-                tried += 1;
-                if tried == GREEDY_PARTNERS {
-                    break;
-                }
-            }
-            let Some(lo) = swapped else {
+            let Some(lo) = self.greedy_swap(packs, loads, hi, &asc) else {
                 if spread {
                     continue;
                 }
@@ -658,6 +659,62 @@ impl SwapRules<'_> {
             heap.push((loads[lo].w, lo as u32));
         }
         self.heap = heap.into_vec();
+    }
+
+    /// [`SwapRules::greedy`] without `spread` on a group of at most [`SMALL_SORT_MAX`] packs (a
+    /// step), the same swaps: the partners' order on the stack, and instead of a heap each swap
+    /// takes the pack of highest (cost, index) by a scan of the group (the heap's top current
+    /// entry, as every pack has one).
+    fn greedy_small(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        group: &[u32],
+        iterations: usize,
+        stop_at: u64,
+    ) {
+        let mut order = [0u32; SMALL_SORT_MAX];
+        let asc = &mut order[..group.len()];
+        asc.copy_from_slice(group);
+        self.sort_by_cost(loads, asc);
+        for _ in 0..iterations {
+            let (mut wk, mut hi) = (0, 0);
+            for &k in group {
+                let w = loads[k as usize].w;
+                if (w, k) > (wk, hi) {
+                    (wk, hi) = (w, k);
+                }
+            }
+            if wk <= stop_at || self.greedy_swap(packs, loads, hi as usize, asc).is_none() {
+                return;
+            }
+        }
+    }
+
+    /// One greedy swap for `hi`: its best swap with the first of up to [`GREEDY_PARTNERS`] packs
+    /// cheaper than it among the first [`GREEDY_SCAN`] of `asc` that admits one; that pack.
+    fn greedy_swap(
+        &mut self,
+        packs: &Packs,
+        loads: &mut Loads<'_>,
+        hi: usize,
+        asc: &[u32],
+    ) -> Option<usize> {
+        let mut tried = 0;
+        for &lo in asc.iter().take(GREEDY_SCAN) {
+            let lo = lo as usize;
+            if loads[lo].w >= loads[hi].w {
+                continue;
+            }
+            if self.swap(packs, loads, hi, lo) {
+                return Some(lo);
+            }
+            tried += 1;
+            if tried == GREEDY_PARTNERS {
+                break;
+            }
+        }
+        None
     }
 }
 
@@ -1050,6 +1107,64 @@ mod tests {
             assert_eq!(got, want, "case {case}");
         }
         assert!(found > 1500, "{found} of 6000 cases admit an exchange");
+    }
+
+    #[test]
+    fn the_small_greedy_makes_the_heaps_swaps() {
+        let mut rng = Rng::new(37);
+        let mut swapped = 0;
+        for case in 0..600 {
+            let m = 2 + rng.below(SMALL_SORT_MAX as u32 - 1) as usize;
+            let sizes: Vec<usize> = (0..m).map(|_| 1 + rng.below(8) as usize).collect();
+            let mut offsets = vec![0u32];
+            for &n in &sizes {
+                offsets.push(offsets.last().unwrap() + n as u32);
+            }
+            let total = *offsets.last().unwrap() as usize;
+            let packs = Packs {
+                items: (0..total as u32).collect(),
+                offsets,
+            };
+            let classes = 1 + rng.below(3);
+            let mut s = random_samples(&mut rng, total, 0, classes, [60, 3000][case % 2]);
+            let mut p: Vec<PackLoad> = (0..m)
+                .map(|k| {
+                    let r = packs.range(k);
+                    let sum = |f: &dyn Fn(&SampleLoad) -> u32| {
+                        s[r.clone()].iter().map(|x| f(x) as u64).sum::<u64>()
+                    };
+                    PackLoad {
+                        v: sum(&|x| x.v),
+                        w: sum(&|x| x.w),
+                        t: sum(&|x| x.t),
+                    }
+                })
+                .collect();
+            let mut group: Vec<u32> = (0..m as u32).collect();
+            crate::permutation::shuffle(&mut group, &mut rng);
+            let iterations = 1 + rng.below(40) as usize;
+            let mean = p.iter().map(|x| x.w).sum::<u64>() / m as u64;
+            // Stops at a pack's cost too: the costliest's, or a random one's.
+            let top = p.iter().map(|x| x.w).max().unwrap();
+            let stop_at = [0, mean, top, p[rng.below(m as u32) as usize].w][case % 4];
+            let cap_t = [u64::MAX, 2000][case % 2];
+            let (mut s2, mut p2) = (s.clone(), p.clone());
+            let ids = |s: &[SampleLoad]| s.iter().map(|x| x.id).collect::<Vec<_>>();
+            let before = ids(&s);
+            let mut loads = Loads { p: &mut p, base: 0 };
+            rules_over(&mut s, cap_t)
+                .greedy(&packs, &mut loads, &group, iterations, false, stop_at);
+            let mut loads = Loads {
+                p: &mut p2,
+                base: 0,
+            };
+            rules_over(&mut s2, cap_t)
+                .greedy_heap(&packs, &mut loads, &group, iterations, false, stop_at);
+            // The same samples swapped in the same order leave every sample where the heap's did.
+            assert_eq!(ids(&s), ids(&s2), "case {case}");
+            swapped += (ids(&s) != before) as usize;
+        }
+        assert!(swapped > 300, "{swapped} of 600 cases swap");
     }
 
     #[test]
