@@ -435,7 +435,10 @@ pub fn balance_batches_with_carry(
         p: &mut pack_loads,
         base: 0,
     };
-    let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &full, m);
+    // Room for every pack the steps take, so the lists appended below never move it.
+    let mut drawn = Vec::with_capacity(packs.len());
+    drawn.extend(0..kept_end as u32);
+    let mut drawn = match_costly_packs(drawn, &full, m);
     drawn.extend(kept_end as u32..fresh_end as u32);
     let mut tail: Vec<u32> = (mixed_end as u32..normal as u32).collect();
     // Pack `k`'s samples (the packs that can join the tail here were left as laid out: no swap
