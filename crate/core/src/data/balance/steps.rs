@@ -48,8 +48,8 @@ pub(super) fn match_costly_packs(mut drawn: Vec<u32>, loads: &Loads<'_>, m: usiz
             median + median / COSTLY_PACK_DIV,
             median - median / CHEAP_PACK_DIV,
         );
-        let (mut over, mut under): (Vec<(u64, u32, usize)>, Vec<(u64, u32, usize)>) =
-            (Vec::new(), Vec::new());
+        // (cost, pack, position) of each far pack.
+        let (mut over, mut under) = (Vec::new(), Vec::new());
         for (j, &k) in drawn.iter().enumerate().take(end).skip(start) {
             let w = loads[k as usize].w;
             if w > high {
