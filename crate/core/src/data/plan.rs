@@ -109,6 +109,25 @@ impl<T: Copy> Packs<T> {
         &self.items[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
+    /// Copies pack `i` into `out` from `at` on, for a caller that fills `out` in order (what
+    /// lies past the pack is written after it), and returns its length. A pack of at most
+    /// [`SHORT_PACK`] items is copied as [`SHORT_PACK`] items, a fixed-size copy without a call,
+    /// where `items` and `out` both hold that many from there (the items past it land where the
+    /// next packs go).
+    pub fn copy_into(&self, i: usize, out: &mut [T], at: usize) -> usize {
+        let (from, to) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+        let len = to - from;
+        if len <= SHORT_PACK
+            && from + SHORT_PACK <= self.items.len()
+            && at + SHORT_PACK <= out.len()
+        {
+            out[at..at + SHORT_PACK].copy_from_slice(&self.items[from..from + SHORT_PACK]);
+        } else {
+            out[at..at + len].copy_from_slice(&self.items[from..to]);
+        }
+        len
+    }
+
     /// The index range of pack `i` in `items`.
     pub fn range(&self, i: usize) -> std::ops::Range<usize> {
         self.offsets[i] as usize..self.offsets[i + 1] as usize
@@ -213,6 +232,9 @@ impl BatchPlan {
 const PARALLEL_GATHER_MIN: usize = 1 << 18;
 /// Micro-batches whose first samples [`assemble`]'s gather reads before copying any of them.
 const GATHER_BATCH: usize = 16;
+/// Items of a pack that [`Packs::copy_into`] copies as a block of this many (most packs are
+/// shorter: one fixed-size copy instead of a call for each).
+pub const SHORT_PACK: usize = 8;
 
 /// Builds a plan from packs dealt in `order`: consecutive groups of `dp * accum` packs form the
 /// steps, and within a step pack `j` goes to rank `j / accum`. What is left after the last
@@ -324,11 +346,11 @@ pub fn assemble(
                 touched ^= packs.get(k as usize).first().copied().unwrap_or(0);
             }
             for j in first..last {
-                let (from, to) = (
-                    micro_batch_offsets[j] as usize,
-                    micro_batch_offsets[j + 1] as usize,
+                packs.copy_into(
+                    mb_packs[j] as usize,
+                    out,
+                    micro_batch_offsets[j] as usize - base,
                 );
-                out[from - base..to - base].copy_from_slice(packs.get(mb_packs[j] as usize));
             }
         }
         std::hint::black_box(touched);
@@ -374,6 +396,32 @@ mod tests {
             p.push(&[2 * i, 2 * i + 1]);
         }
         p
+    }
+
+    #[test]
+    fn packs_copied_in_order_short_or_long_are_their_items() {
+        // Packs of 0 to 2 * SHORT_PACK items, in every order of lengths, copied one after
+        // another into a buffer of exactly their items (the last ones near both ends).
+        let mut rng = crate::rng::Rng::new(8);
+        for round in 0..50 {
+            let mut p = Packs::new();
+            let mut next = 0u32;
+            for _ in 0..1 + round {
+                let len = rng.below(2 * SHORT_PACK as u32 + 1);
+                p.push(&(next..next + len).collect::<Vec<_>>());
+                next += len;
+            }
+            let mut order: Vec<usize> = (0..p.len()).collect();
+            crate::permutation::shuffle(&mut order, &mut rng);
+            let want: Vec<u32> = order.iter().flat_map(|&k| p.get(k).to_vec()).collect();
+            let mut out = vec![u32::MAX; want.len()];
+            let mut at = 0;
+            for &k in &order {
+                at += p.copy_into(k, &mut out, at);
+            }
+            assert_eq!(at, want.len());
+            assert_eq!(out, want, "round {round}");
+        }
     }
 
     #[test]

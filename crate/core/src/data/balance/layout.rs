@@ -66,6 +66,10 @@ pub(super) const GATHER_BATCH: usize = 16;
 /// Packs from which the layout reads their lengths on threads.
 pub(super) const PARALLEL_LENGTHS_MIN: usize = 1 << 14;
 
+/// Text lengths below which the layout looks up each sample's weight in a table of every
+/// length's (when that is under a quarter of the samples), instead of computing it.
+pub(super) const WEIGHT_TABLE_MAX: usize = 1 << 16;
+
 /// Samples from which the layout widens its records into loads on threads.
 pub(super) const PARALLEL_WIDEN_MIN: usize = 1 << 16;
 
@@ -108,7 +112,7 @@ pub(super) fn lay_out(
     oversize: Vec<Rec>,
     spare: Vec<Rec>,
     cost: &TextCost,
-    max_cost: f64,
+    (max_text, max_cost): (u32, f64),
     threads: usize,
 ) -> (Packs, Vec<SampleLoad>, Vec<PackLoad>) {
     let order_old = order;
@@ -207,9 +211,22 @@ pub(super) fn lay_out(
     }
     drop((packs, order_old, oversize_recs));
     sample_loads.resize(n, zero);
+    // Each text length's weight, looked up (where there are few lengths for the samples) instead
+    // of computed per sample (a division each): the same weights.
+    let table: Vec<u32> = if (max_text as usize) < WEIGHT_TABLE_MAX && (max_text as usize) < n / 4 {
+        (0..=max_text)
+            .map(|t| cost.weight(t, max_cost) as u32)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let weight = |t: u32| match table.get(t as usize) {
+        Some(&w) => w,
+        None => cost.weight(t, max_cost) as u32,
+    };
     // Record `[id, v, t]` widened to its loads.
     let widened = |r: &[u32]| SampleLoad {
-        w: cost.weight(r[2], max_cost) as u32,
+        w: weight(r[2]),
         v: r[1],
         t: r[2],
         id: r[0],
@@ -287,7 +304,9 @@ mod tests {
     /// The layout's outputs as plain numbers.
     type Laid = (Packs, Vec<[u32; 4]>, Vec<[u64; 3]>);
 
-    fn laid_out(spare: Vec<Rec>, threads: usize) -> Laid {
+    /// Laid out from `spare`, on `threads`; `max_text` the longest text (9,000, or more: then no
+    /// table of weights).
+    fn laid_out(spare: Vec<Rec>, threads: usize, max_text: u32) -> Laid {
         let mut rng = Rng::new(3);
         let mut packs: Packs<Rec> = Packs::new();
         let mut id = 0;
@@ -314,7 +333,8 @@ mod tests {
             })
             .collect();
         let cost = TextCost::new(1.0, 1.0 / 73_728.0).unwrap();
-        let (packs, loads, sums) = lay_out(packs, order, oversize, spare, &cost, 9_000.0, threads);
+        let most = (max_text, 9_000.0);
+        let (packs, loads, sums) = lay_out(packs, order, oversize, spare, &cost, most, threads);
         let loads = loads.iter().map(|x| [x.w, x.v, x.t, x.id]).collect();
         let sums = sums.iter().map(|x| [x.v, x.w, x.t]).collect();
         (packs, loads, sums)
@@ -337,7 +357,7 @@ mod tests {
 
     #[test]
     fn loads_laid_out_in_a_reused_buffer_equal_those_in_a_fresh_one() {
-        let want = laid_out(Vec::new(), 1);
+        let want = laid_out(Vec::new(), 1, 9_000);
         let n = want.1.len();
         assert!(n > PARALLEL_WIDEN_MIN);
         let junk = Rec { id: 7, v: 7, t: 7 };
@@ -346,10 +366,22 @@ mod tests {
             for len in [0, n / 3, n - 1, n, n + 5, 2 * n] {
                 let mut spare = vec![junk; len];
                 spare.reserve_exact(len % 5);
-                let got = laid_out(spare, threads);
+                let got = laid_out(spare, threads, 9_000);
                 assert!(got == want, "{threads} threads, a spare of {len}");
             }
         }
+    }
+
+    #[test]
+    fn weights_looked_up_in_a_table_are_those_computed() {
+        let cost = TextCost::new(1.0, 1.0 / 73_728.0).unwrap();
+        let looked_up = laid_out(Vec::new(), 2, 9_000);
+        for x in &looked_up.1 {
+            assert_eq!(x[0], cost.weight(x[2], 9_000.0) as u32, "text {}", x[2]);
+        }
+        // Texts said to reach the table's end: computed one by one.
+        let computed = laid_out(Vec::new(), 2, WEIGHT_TABLE_MAX as u32);
+        assert!(looked_up == computed);
     }
 
     #[test]

@@ -395,7 +395,9 @@ pub fn balance_batches_with_carry(
     let fresh_end = kept_end + fresh.len();
     let mixed_end = fresh_end + mixed.len();
     let normal = mixed_end + tail_old.len();
-    let max_cost = p.cost.max_sample(samples.text);
+    // The longest text, and its cost (`max_sample` of the texts: theirs is the longest's).
+    let max_text = samples.text.iter().copied().max();
+    let max_cost = p.cost.max_sample(max_text.as_slice());
     let mut order_old = drawn;
     order_old.extend_from_slice(&fresh);
     order_old.extend_from_slice(&mixed);
@@ -409,7 +411,7 @@ pub fn balance_batches_with_carry(
         oversize_recs,
         spare,
         &p.cost,
-        max_cost,
+        (max_text.unwrap_or(0), max_cost),
         threads,
     );
     let cap_t = p.caps.max_text as u64;
@@ -435,7 +437,10 @@ pub fn balance_batches_with_carry(
         p: &mut pack_loads,
         base: 0,
     };
-    let mut drawn = match_costly_packs((0..kept_end as u32).collect(), &full, m);
+    // Room for every pack the steps take, so the lists appended below never move it.
+    let mut drawn = Vec::with_capacity(packs.len());
+    drawn.extend(0..kept_end as u32);
+    let mut drawn = match_costly_packs(drawn, &full, m);
     drawn.extend(kept_end as u32..fresh_end as u32);
     let mut tail: Vec<u32> = (mixed_end as u32..normal as u32).collect();
     // Pack `k`'s samples (the packs that can join the tail here were left as laid out: no swap

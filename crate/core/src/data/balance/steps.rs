@@ -22,10 +22,14 @@ pub const STEP_TOLERANCE: u64 = 2048;
 /// taken out, costliest first, in whole steps of `m` (when there are at least `m`), then those
 /// cheaper than it by more than 1/[`CHEAP_PACK_DIV`], cheapest first; these steps go first (the step order is shuffled
 /// later), the rest keeps its random order. Few packs qualify on ordinary data, so steps still
-/// look i.i.d.
-pub(super) fn match_costly_packs(drawn: Vec<u32>, loads: &Loads<'_>, m: usize) -> Vec<u32> {
+/// look i.i.d. One pass over a class finds both kinds; the packs taken are marked in `drawn`
+/// itself, which then holds the result (no other buffer of its length but the classes' costs).
+pub(super) fn match_costly_packs(mut drawn: Vec<u32>, loads: &Loads<'_>, m: usize) -> Vec<u32> {
+    // A taken pack's mark: no pack has this index (a plan holds fewer than `u32::MAX` packs).
+    const TAKEN: u32 = u32::MAX;
+    debug_assert!(drawn.iter().all(|&k| k != TAKEN));
     let mut costly: Vec<u32> = Vec::new();
-    let mut taken = vec![false; drawn.len()];
+    let mut costs: Vec<u64> = Vec::new();
     let mut start = 0;
     while start < drawn.len() {
         let v = loads[drawn[start] as usize].v;
@@ -35,46 +39,45 @@ pub(super) fn match_costly_packs(drawn: Vec<u32>, loads: &Loads<'_>, m: usize) -
         }
         // The median cost, then only the packs far from it sorted (the same packs, in the same
         // order, as sorting the whole class).
-        let mut costs: Vec<u64> = drawn[start..end]
-            .iter()
-            .map(|&k| loads[k as usize].w)
-            .collect();
+        costs.clear();
+        costs.extend(drawn[start..end].iter().map(|&k| loads[k as usize].w));
         let mid = costs.len() / 2;
         let median = *costs.select_nth_unstable(mid).1;
-        drop(costs);
-        let far = |keep: &dyn Fn(u64) -> bool| -> Vec<(u64, u32, usize)> {
-            (start..end)
-                .map(|j| (loads[drawn[j] as usize].w, drawn[j], j))
-                .filter(|e| keep(e.0))
-                .collect()
-        };
-        let mut over = far(&|w| w > median + median / COSTLY_PACK_DIV);
+        // Over `high`, or under `low` (`w + median / CHEAP_PACK_DIV < median`).
+        let (high, low) = (
+            median + median / COSTLY_PACK_DIV,
+            median - median / CHEAP_PACK_DIV,
+        );
+        // (cost, pack, position) of each far pack.
+        let (mut over, mut under) = (Vec::new(), Vec::new());
+        for (j, &k) in drawn.iter().enumerate().take(end).skip(start) {
+            let w = loads[k as usize].w;
+            if w > high {
+                over.push((w, k, j));
+            } else if w < low {
+                under.push((w, k, j));
+            }
+        }
         over.sort_unstable();
         let whole = over.len() - over.len() % m;
         for &(_, k, j) in over.iter().rev().take(whole) {
             costly.push(k);
-            taken[j] = true;
+            drawn[j] = TAKEN;
         }
-        let mut under = far(&|w| w + median / CHEAP_PACK_DIV < median);
         under.sort_unstable();
         let whole = under.len() - under.len() % m;
         for &(_, k, j) in under.iter().take(whole) {
             costly.push(k);
-            taken[j] = true;
+            drawn[j] = TAKEN;
         }
         start = end;
     }
-    if costly.is_empty() {
-        return drawn;
+    if !costly.is_empty() {
+        drawn.retain(|&k| k != TAKEN);
+        // Into the room the taken packs left: `drawn` keeps its buffer.
+        drawn.splice(0..0, costly);
     }
-    costly.extend(
-        drawn
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| !taken[j])
-            .map(|(_, &k)| k),
-    );
-    costly
+    drawn
 }
 
 /// See [`match_costly_packs`]: packs over the class median by more than 1/this are matched.

@@ -1,3 +1,5 @@
+use super::steps::{match_costly_packs, CHEAP_PACK_DIV, COSTLY_PACK_DIV};
+use super::swaps::PackLoad;
 use super::*;
 use crate::data::metrics::batch_metrics;
 use crate::data::samples::caps_for_samples_per_pack;
@@ -686,4 +688,87 @@ fn a_flag_set_from_another_thread_stops_the_threaded_loops() {
         stopped < whole,
         "stopped after {stopped:?}, a whole run takes {whole:?}"
     );
+}
+
+/// The matching done plainly: each class's costs sorted whole, the far packs filtered out
+/// of it, then the untaken packs after them.
+fn matched_plainly(drawn: &[u32], loads: &Loads<'_>, m: usize) -> Vec<u32> {
+    let mut costly = Vec::new();
+    let mut taken = vec![false; drawn.len()];
+    let mut start = 0;
+    while start < drawn.len() {
+        let v = loads[drawn[start] as usize].v;
+        let end = (start..drawn.len())
+            .find(|&j| loads[drawn[j] as usize].v != v)
+            .unwrap_or(drawn.len());
+        let mut costs: Vec<u64> = drawn[start..end]
+            .iter()
+            .map(|&k| loads[k as usize].w)
+            .collect();
+        costs.sort_unstable();
+        let median = costs[costs.len() / 2];
+        let far = |keep: &dyn Fn(u64) -> bool| {
+            let mut far: Vec<(u64, u32, usize)> = (start..end)
+                .map(|j| (loads[drawn[j] as usize].w, drawn[j], j))
+                .filter(|e| keep(e.0))
+                .collect();
+            far.sort_unstable();
+            far
+        };
+        let over = far(&|w| w > median + median / COSTLY_PACK_DIV);
+        for &(_, k, j) in over.iter().rev().take(over.len() / m * m) {
+            costly.push(k);
+            taken[j] = true;
+        }
+        let under = far(&|w| w + median / CHEAP_PACK_DIV < median);
+        for &(_, k, j) in under.iter().take(under.len() / m * m) {
+            costly.push(k);
+            taken[j] = true;
+        }
+        start = end;
+    }
+    costly.extend((0..drawn.len()).filter(|&j| !taken[j]).map(|j| drawn[j]));
+    costly
+}
+
+#[test]
+fn costly_packs_are_matched_as_sorting_each_class_whole_does() {
+    let mut rng = Rng::new(11);
+    // Costs of a few thousand units, and past 32 bits.
+    for (base, m) in [
+        (1_000u64, 8),
+        (3 << 32, 8),
+        (50_000, 3),
+        (u32::MAX as u64 - 40, 4),
+    ] {
+        let n = 5_000;
+        let mut p: Vec<PackLoad> = (0..n)
+            .map(|k| {
+                // Three vision classes; 1 in 20 packs far off its class's typical cost.
+                let spread = if rng.below(20) == 0 {
+                    base / 50
+                } else {
+                    base / 1_000
+                };
+                PackLoad {
+                    v: 9 - (k * 3 / n) as u64,
+                    w: base - spread / 2 + rng.below(spread as u32 + 1) as u64,
+                    t: 0,
+                }
+            })
+            .collect();
+        let loads = Loads { p: &mut p, base: 0 };
+        let mut drawn: Vec<u32> = (0..n as u32).collect();
+        // Each class's packs in a random order.
+        for class in drawn.chunks_mut(n / 3 + 1) {
+            crate::permutation::shuffle(class, &mut rng);
+        }
+        let want = matched_plainly(&drawn, &loads, m);
+        assert_ne!(want, drawn, "some packs matched (base {base})");
+        assert_eq!(
+            match_costly_packs(drawn, &loads, m),
+            want,
+            "base {base}, m {m}"
+        );
+    }
 }
