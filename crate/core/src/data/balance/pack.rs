@@ -1,6 +1,6 @@
 //! Step 1 of the balanced planner: packing. Rounds of first-fit packing over open packs, each
-//! round's pool shuffled in cache-sized blocks that threads pack independently
-//! ([`shuffle_in_blocks`], [`pack_block`], [`pack`]); then the packs left part-filled are
+//! round's pool shuffled in cache-sized blocks that threads pack independently, each as soon as
+//! it is shuffled ([`shuffle_blocks_then`], [`pack_block`], [`pack`]); then the packs left part-filled are
 //! re-packed best fit ([`repack_part_filled`], over a [`RoomSet`] of vision rooms).
 
 use super::{sums, BalanceParams, Rec};
@@ -25,37 +25,45 @@ pub const PACK_BLOCK: usize = 1 << 16;
 /// untouched pages cost nothing).
 pub(super) const SPREAD_ROOM_DIV: usize = 64;
 
-/// Most input chunks [`shuffle_in_blocks`] cuts a pool into.
+/// Most input chunks [`shuffle_blocks_then`] cuts a pool into.
 pub const SHUFFLE_CHUNKS: usize = 64;
 
 /// Shuffles `pool` uniformly at random for `rng`, in blocks of about [`PACK_BLOCK`] samples,
-/// and returns the blocks' bounds (`k + 1` positions, `k = ceil(n / PACK_BLOCK)`). One block: a
-/// plain Fisher-Yates shuffle with `rng`. Otherwise the pool is cut into `c = min(k,
-/// SHUFFLE_CHUNKS)` chunks (chunk `j` is `[j n / c, (j + 1) n / c)`), and with `base` two words
-/// of `rng` (the low 32 bits, then 21 more), each chunk, on stream `j` of `base`
-/// ([`Rng::for_stream`]), is Fisher-Yates shuffled and then draws, for each of its samples in
-/// turn, a block (`below(k)`): only the counts are kept, and the chunk's shuffled samples go to
-/// the blocks in runs (the first `count[j][0]` to block 0, and so on). Block `b` takes its runs
-/// chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`. Each sample lands in a
-/// uniformly random block, in a uniformly random order within it: a uniformly random order, as
-/// a one-block shuffle gives. Chunks and blocks are independent: threads take runs of them (the
-/// result does not depend on how many). Once `stop` is set, the chunks and blocks left are
-/// skipped (the pool is then unfinished, for the caller to discard). The blocks are gathered into
-/// `spare` where it has room (pages already touched), else into a fresh zeroed buffer whose
-/// pages the threads touch as they gather; the pool's old buffer is left in `spare`.
-pub(super) fn shuffle_in_blocks(
+/// runs `then` on each block once it is shuffled (on the thread that shuffled it, while the block
+/// is in that core's cache), and returns the blocks' bounds (`k + 1` positions, `k = ceil(n /
+/// PACK_BLOCK)`) and `then`'s results in block order. One block: a plain Fisher-Yates shuffle
+/// with `rng`. Otherwise the pool is cut into `c = min(k, SHUFFLE_CHUNKS)` chunks (chunk `j` is
+/// `[j n / c, (j + 1) n / c)`), and with `base` two words of `rng` (the low 32 bits, then 21
+/// more), each chunk, on stream `j` of `base` ([`Rng::for_stream`]), is Fisher-Yates shuffled
+/// and then draws, for each of its samples in turn, a block (`below(k)`): only the counts are
+/// kept, and the chunk's shuffled samples go to the blocks in runs (the first `count[j][0]` to
+/// block 0, and so on). Block `b` takes its runs chunk by chunk and is then Fisher-Yates
+/// shuffled on stream `c + b`. Each sample lands in a uniformly random block, in a uniformly
+/// random order within it: a uniformly random order, as a one-block shuffle gives. Chunks and
+/// blocks are independent: threads take runs of them (the result does not depend on how many).
+/// Once `stop` is set, the chunks and blocks left are skipped (the pool is then unfinished, for
+/// the caller to discard, with the results, which then miss the blocks skipped). The blocks are
+/// gathered into `spare` where it has room (pages already touched), else into a fresh zeroed
+/// buffer whose pages the threads touch as they gather; the pool's old buffer is left in `spare`.
+pub(super) fn shuffle_blocks_then<R: Send>(
     pool: &mut Vec<Rec>,
     spare: &mut Vec<Rec>,
     rng: &mut Rng,
     threads: usize,
     stop: Option<&AtomicBool>,
-) -> Vec<usize> {
+    then: impl Fn(&mut [Rec]) -> R + Sync,
+) -> (Vec<usize>, Vec<R>) {
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
     if k <= 1 {
         warm(pool);
         shuffle(pool, rng);
-        return vec![0, n];
+        let done = if is_set(stop) {
+            Vec::new()
+        } else {
+            vec![then(pool)]
+        };
+        return (vec![0, n], done);
     }
     let base = rng.next_u32() as u64 | ((rng.next_u32() >> 11) as u64) << 32;
     let c = k.min(SHUFFLE_CHUNKS);
@@ -101,13 +109,18 @@ pub(super) fn shuffle_in_blocks(
     for b in 0..k {
         bounds[b + 1] = bounds[b] + (0..c).map(|j| counts[j * k + b] as usize).sum::<usize>();
     }
-    // Blocks `[first, last)` gathered into `out` (from `bounds[first]` on) and shuffled.
+    if is_set(stop) {
+        return (bounds, Vec::new());
+    }
+    // Blocks `[first, last)` gathered into `out` (from `bounds[first]` on), each shuffled and
+    // handed to `then` before the next is gathered.
     let source = &pool[..];
     let fill = |first: usize, last: usize, out: &mut [Rec]| {
         let mut at = 0;
+        let mut done = Vec::with_capacity(last - first);
         for b in first..last {
             if is_set(stop) {
-                return;
+                break;
             }
             let begin = at;
             for j in 0..c {
@@ -115,15 +128,12 @@ pub(super) fn shuffle_in_blocks(
                 out[at..at + len].copy_from_slice(&source[s..s + len]);
                 at += len;
             }
-            shuffle(
-                &mut out[begin..at],
-                &mut Rng::for_stream(base, (c + b) as u64),
-            );
+            let block = &mut out[begin..at];
+            shuffle(block, &mut Rng::for_stream(base, (c + b) as u64));
+            done.push(then(block));
         }
+        done
     };
-    if is_set(stop) {
-        return bounds;
-    }
     // Every entry of `out` is written below: its old contents do not matter.
     let mut out = std::mem::take(spare);
     if out.len() >= n {
@@ -136,16 +146,19 @@ pub(super) fn shuffle_in_blocks(
         out = bytemuck::allocation::zeroed_vec(n + n / SPREAD_ROOM_DIV);
         out.truncate(n);
     }
-    if parallel {
+    let done = if parallel {
         on_threads(
             block_runs(&mut out, &bounds, threads),
             |(first, last, mine)| fill(first, last, mine),
-        );
+        )
+        .into_iter()
+        .flatten()
+        .collect()
     } else {
-        fill(0, k, &mut out);
-    }
+        fill(0, k, &mut out)
+    };
     *spare = std::mem::replace(pool, out);
-    bounds
+    (bounds, done)
 }
 
 /// Reads one record per 64-byte cache line of `items` (every fifth: 60 bytes apart), in order,
@@ -297,8 +310,9 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
     (written, ends, rest)
 }
 
-/// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left
-/// ([`shuffle_in_blocks`]) and packs it block by block ([`pack_block`]): the blocks' packs in
+/// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left in
+/// blocks and packs each block as it is shuffled ([`shuffle_blocks_then`], [`pack_block`], on
+/// the same thread while the block is in cache): the blocks' packs in
 /// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
 /// threads take runs of them (the packs do not depend on how many). Once `stop` is set it
 /// returns early (between blocks) with unfinished packs, which the caller discards. Also returns
@@ -317,41 +331,16 @@ pub(super) fn pack(
     // A freed pool buffer, reused by the later rounds' shuffles and handed to the caller.
     let mut spare: Vec<Rec> = Vec::new();
     for round in 0..p.rounds {
-        let bounds = shuffle_in_blocks(
+        let last = round + 1 == p.rounds;
+        // Each block packed as soon as it is shuffled, by the thread that shuffled it.
+        let (bounds, done) = shuffle_blocks_then(
             &mut pool,
             &mut spare,
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
             threads,
             stop,
+            |block| pack_block(block, last, p),
         );
-        if is_set(stop) {
-            return (out, spare);
-        }
-        let last = round + 1 == p.rounds;
-        let blocks = bounds.len() - 1;
-        let mut done: Vec<PackedBlock> = Vec::with_capacity(blocks);
-        if threads <= 1 || blocks < 2 {
-            for b in 0..blocks {
-                if is_set(stop) {
-                    return (out, spare);
-                }
-                done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
-            }
-        } else {
-            let runs = on_threads(
-                block_runs(&mut pool, &bounds, threads),
-                |(first, end, mine)| {
-                    (first..end)
-                        .take_while(|_| !is_set(stop))
-                        .map(|b| {
-                            let range = bounds[b] - bounds[first]..bounds[b + 1] - bounds[first];
-                            pack_block(&mut mine[range], last, p)
-                        })
-                        .collect::<Vec<_>>()
-                },
-            );
-            done.extend(runs.into_iter().flatten());
-        }
         // Cancelled: some blocks were never packed.
         if is_set(stop) {
             return (out, spare);
@@ -587,8 +576,21 @@ mod tests {
             let mut one = pool.clone();
             // A reused buffer's old contents (and extra length) do not change the shuffle.
             let mut spare = vec![Rec { id: 7, v: 7, t: 7 }; n + 5];
-            let bounds = shuffle_in_blocks(&mut one, &mut Vec::new(), &mut Rng::new(seed), 1, None);
+            // `then` gets each block as shuffled, in block order.
+            let copy = |block: &mut [Rec]| block.to_vec();
+            let (bounds, seen_blocks) = shuffle_blocks_then(
+                &mut one,
+                &mut Vec::new(),
+                &mut Rng::new(seed),
+                1,
+                None,
+                copy,
+            );
             assert_eq!(bounds.len(), 4);
+            assert!(
+                seen_blocks.concat() == one,
+                "seed {seed}: blocks handed to then"
+            );
             assert_eq!(*bounds.last().unwrap(), n);
             let mut seen = vec![false; n];
             for r in &one {
@@ -597,11 +599,15 @@ mod tests {
             }
             for threads in [2, 3] {
                 let mut other = pool.clone();
-                assert_eq!(
-                    shuffle_in_blocks(&mut other, &mut spare, &mut Rng::new(seed), threads, None),
-                    bounds
-                );
+                let mut rng = Rng::new(seed);
+                let got =
+                    shuffle_blocks_then(&mut other, &mut spare, &mut rng, threads, None, copy);
+                assert_eq!(got.0, bounds);
                 assert!(other == one, "seed {seed}: {threads} threads");
+                assert!(
+                    got.1 == seen_blocks,
+                    "seed {seed}: {threads} threads' blocks"
+                );
             }
             for (w, &id) in watched.iter().enumerate() {
                 let at = one.iter().position(|r| r.id as usize == id).unwrap();
