@@ -315,9 +315,10 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
 /// the same thread while the block is in cache): the blocks' packs in
 /// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
 /// threads take runs of them (the packs do not depend on how many). Once `stop` is set it
-/// returns early (between blocks) with unfinished packs, which the caller discards. Also returns
-/// the largest buffer the rounds freed (the first round's pool, once it is shuffled into a new
-/// one): its pages are touched already, for the caller's next big buffer.
+/// returns early (between blocks) with unfinished packs, which the caller discards. A round's
+/// leftovers are written to a freed buffer (the old pool's, once gathered). Also returns the
+/// largest buffer the rounds freed (the first round's pool, once it is shuffled into a new one):
+/// its pages are touched already, for the caller's next big buffer.
 pub(super) fn pack(
     pool: Vec<Rec>,
     p: &BalanceParams,
@@ -348,8 +349,12 @@ pub(super) fn pack(
         // The blocks' packs, in block order: moved down in place in the first round (whose pool
         // becomes the packs' buffer), appended in later rounds.
         let reuse = out.items.is_empty();
+        // The leftovers go to the buffer the round's gather freed (the pool's old one, whose pages
+        // are touched, with room for them), not to fresh pages that this thread alone faults in.
+        let mut next = std::mem::take(&mut spare);
+        next.clear();
         // Each buffer grown once to its size, not doubled block by block.
-        let mut next = Vec::with_capacity(done.iter().map(|(_, _, rest)| rest.len()).sum());
+        next.reserve(done.iter().map(|(_, _, rest)| rest.len()).sum());
         out.offsets
             .reserve(done.iter().map(|(_, ends, _)| ends.len()).sum());
         if !reuse {
@@ -382,6 +387,9 @@ pub(super) fn pack(
         if pool.is_empty() {
             break;
         }
+    }
+    if pool.capacity() > spare.capacity() {
+        spare = pool;
     }
     (out, spare)
 }
@@ -634,6 +642,34 @@ mod tests {
         }
         let share = rising as f64 / pairs as f64;
         assert!((0.49..0.51).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn pack_hands_back_the_pool_s_buffer_whatever_round_it_ends_in() {
+        // Over a block of leftovers after round 0 (about a fifth of the samples), so a last
+        // round gathers them into a buffer of their own while the pool's old one is free.
+        let n = 6 * PACK_BLOCK;
+        let caps = crate::data::samples::Caps {
+            max_vision: 16,
+            max_text: 2048,
+        };
+        for (rounds, threads) in [(2, 1), (2, 2), (3, 2), (4, 1), (4, 2)] {
+            let mut rng = Rng::new(5);
+            let mut pool: Vec<Rec> = Vec::with_capacity(n + 100);
+            pool.extend((0..n as u32).map(|id| Rec {
+                id,
+                v: rng.below(9),
+                t: 1 + rng.below(600),
+            }));
+            let at = pool.as_ptr();
+            let mut p = BalanceParams::new(8, 1, caps, 1, 0);
+            p.rounds = rounds;
+            let (packs, spare) = pack(pool, &p, &mut (), n as u64, threads, None);
+            assert_eq!(packs.items.len(), n, "{rounds} rounds");
+            // The split's buffer, with the room the layout reserved in it.
+            assert_eq!(spare.as_ptr(), at, "{rounds} rounds, {threads} threads");
+            assert!(spare.capacity() >= n + 100);
+        }
     }
 
     #[test]
