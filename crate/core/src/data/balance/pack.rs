@@ -318,7 +318,9 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
 /// returns early (between blocks) with unfinished packs, which the caller discards. A round's
 /// leftovers are written to a freed buffer (the old pool's, once gathered). Also returns the
 /// largest buffer the rounds freed (the first round's pool, once it is shuffled into a new one):
-/// its pages are touched already, for the caller's next big buffer.
+/// its pages are touched already, for the caller's next big buffer; and the number of packs
+/// made before the last round (all of them when it never ran): a round but the last keeps only
+/// packs it accepted, so only the last round's can be part-filled ([`repack_part_filled`]).
 pub(super) fn pack(
     pool: Vec<Rec>,
     p: &BalanceParams,
@@ -326,8 +328,10 @@ pub(super) fn pack(
     total: u64,
     threads: usize,
     stop: Option<&AtomicBool>,
-) -> (Packs<Rec>, Vec<Rec>) {
+) -> (Packs<Rec>, Vec<Rec>, usize) {
     let mut out: Packs<Rec> = Packs::new();
+    // Packs made before the last round.
+    let mut accepted = None;
     let mut pool = pool;
     // A freed pool buffer, reused by the later rounds' shuffles and handed to the caller.
     let mut spare: Vec<Rec> = Vec::new();
@@ -344,7 +348,10 @@ pub(super) fn pack(
         );
         // Cancelled: some blocks were never packed.
         if is_set(stop) {
-            return (out, spare);
+            return (out, spare, 0);
+        }
+        if last {
+            accepted = Some(out.len());
         }
         // The blocks' packs, in block order: moved down in place in the first round (whose pool
         // becomes the packs' buffer), appended in later rounds.
@@ -391,7 +398,8 @@ pub(super) fn pack(
     if pool.capacity() > spare.capacity() {
         spare = pool;
     }
-    (out, spare)
+    let accepted = accepted.unwrap_or(out.len());
+    (out, spare, accepted)
 }
 
 /// Step 1b: re-packs the samples of the packs that closed neither by vision nor by text (the
@@ -400,7 +408,13 @@ pub(super) fn pack(
 /// in (vision, text) descending order, index ascending; each joins the open pack of least vision
 /// room that takes it (only the most recent pack of each room is tried), else opens one. Full
 /// packs keep their order; re-packed ones follow. Runs when `0 < cap_v <= REPAIR_MAX_VISION`.
-pub(super) fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<Rec> {
+/// The first `accepted` packs are full (closed by vision or by text: [`pack`]'s packs before its
+/// last round) and are left where they are, unread.
+pub(super) fn repack_part_filled(
+    packs: Packs<Rec>,
+    accepted: usize,
+    p: &BalanceParams,
+) -> Packs<Rec> {
     let cap_v = p.caps.max_vision as u64;
     if cap_v == 0 || cap_v > REPAIR_MAX_VISION {
         return packs;
@@ -410,9 +424,13 @@ pub(super) fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<
     // The accepted packs moved down in place, in order (no copy of the pool): pack `k`'s range
     // is read before any write reaches offset `k`, and writes never pass the reads.
     let mut out = packs;
+    debug_assert!((0..accepted).all(|k| {
+        let (v, t) = sums(&out.items[out.range(k)]);
+        accept(v, t)
+    }));
     let mut loose: Vec<Rec> = Vec::new();
-    let (mut kept, mut end) = (0, 0);
-    for k in 0..out.len() {
+    let (mut kept, mut end) = (accepted, out.offsets[accepted] as usize);
+    for k in accepted..out.len() {
         let r = out.range(k);
         let (v, t) = sums(&out.items[r.clone()]);
         if accept(v, t) {
@@ -664,12 +682,47 @@ mod tests {
             let at = pool.as_ptr();
             let mut p = BalanceParams::new(8, 1, caps, 1, 0);
             p.rounds = rounds;
-            let (packs, spare) = pack(pool, &p, &mut (), n as u64, threads, None);
+            let (packs, spare, _) = pack(pool, &p, &mut (), n as u64, threads, None);
             assert_eq!(packs.items.len(), n, "{rounds} rounds");
             // The split's buffer, with the room the layout reserved in it.
             assert_eq!(spare.as_ptr(), at, "{rounds} rounds, {threads} threads");
             assert!(spare.capacity() >= n + 100);
         }
+    }
+
+    #[test]
+    fn only_the_last_round_s_packs_are_re_packed() {
+        let n = 3 * PACK_BLOCK;
+        let mut rng = Rng::new(9);
+        let pool: Vec<Rec> = (0..n as u32)
+            .map(|id| Rec {
+                id,
+                v: rng.below(9),
+                t: 1 + rng.below(600),
+            })
+            .collect();
+        let caps = crate::data::samples::Caps {
+            max_vision: 16,
+            max_text: 2048,
+        };
+        let p = BalanceParams::new(8, 1, caps, 3, 0);
+        let (packs, _, accepted) = pack(pool, &p, &mut (), n as u64, 2, None);
+        // Most packs are made before the last round, and all of those are full.
+        assert!(
+            accepted > packs.len() * 3 / 4 && accepted < packs.len(),
+            "{accepted}"
+        );
+        let full = |k: usize| {
+            let (v, t) = sums(&packs.items[packs.range(k)]);
+            v >= caps.max_vision as u64 || t >= p.min_text as u64
+        };
+        assert!((0..accepted).all(full));
+        assert!(
+            !(accepted..packs.len()).all(full),
+            "no part-filled pack to re-pack"
+        );
+        let skipped = repack_part_filled(packs.clone(), accepted, &p);
+        assert!(skipped == repack_part_filled(packs, 0, &p));
     }
 
     #[test]
