@@ -451,7 +451,8 @@ pub(super) fn repack_part_filled(
     // is re-packed once more in decreasing order, which fills the cap wherever the sizes allow.
     let mut rest = Vec::new();
     best_fit(&loose, p, &mut out, Some(&mut rest));
-    rest.sort_by_key(|r| (Reverse(r.v), Reverse(r.t), r.id));
+    // Unstable: the keys are unique (so is each sample's id), so the order is the stable one.
+    rest.sort_unstable_by_key(|r| (Reverse(r.v), Reverse(r.t), r.id));
     best_fit(&rest, p, &mut out, None);
     out
 }
@@ -470,6 +471,9 @@ pub(super) fn best_fit(
     let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
     let mut bins: Vec<OpenPack> = Vec::new();
     let mut closed: Vec<bool> = Vec::new();
+    // Closed bins' item buffers, reused by the bins opened later (a closed bin is never read
+    // again): no allocation, and no regrowth, per bin.
+    let mut spare: Vec<Vec<Rec>> = Vec::new();
     // by_room[r]: open packs with vision room r, most recent last; `rooms`: the r that have one,
     // so a sample visits only rooms that hold a pack (a scan of every room from its size up
     // cost O(cap) per sample: minutes on a million samples whose sizes cannot fill the cap).
@@ -502,8 +506,11 @@ pub(super) fn best_fit(
                 b
             }
             None => {
+                let mut items = spare.pop().unwrap_or_else(|| Vec::with_capacity(BIN_ROOM));
+                items.clear();
+                items.push(i);
                 bins.push(OpenPack {
-                    items: vec![i],
+                    items,
                     v: sv,
                     t: st,
                 });
@@ -514,6 +521,7 @@ pub(super) fn best_fit(
         if accept(bins[b].v, bins[b].t) {
             closed[b] = true;
             out.push(&bins[b].items);
+            spare.push(std::mem::take(&mut bins[b].items));
         } else {
             let room = (cap_v - bins[b].v.min(cap_v)) as usize;
             by_room[room].push(b as u32);
@@ -529,6 +537,10 @@ pub(super) fn best_fit(
         }
     }
 }
+
+/// Samples a new [`best_fit`] bin has room for before its buffer grows (packs hold ~4.5
+/// samples at the default size): tunes speed only.
+const BIN_ROOM: usize = 8;
 
 /// A set of integers below a bound, as a two-level bitset: [`RoomSet::next_at_or_after`] reads
 /// at most one word per 4,096 integers (the TypeScript twin has the same set).
