@@ -21,18 +21,19 @@ pub(super) struct OpenPack {
 /// packs each block on its own (a block stays in cache, and blocks run on worker threads).
 pub const PACK_BLOCK: usize = 1 << 16;
 
-/// A fresh shuffle buffer has room for `1 / SPREAD_ROOM_DIV` more records than the pool (its
+/// The packs' buffer has room for `1 / SPREAD_ROOM_DIV` more records than the pool (its
 /// untouched pages cost nothing).
 pub(super) const SPREAD_ROOM_DIV: usize = 64;
 
 /// Most input chunks [`shuffle_blocks_then`] cuts a pool into.
 pub const SHUFFLE_CHUNKS: usize = 64;
 
-/// Shuffles `pool` uniformly at random for `rng`, in blocks of about [`PACK_BLOCK`] samples,
-/// runs `then` on each block once it is shuffled (on the thread that shuffled it, while the block
+/// Shuffles `pool` uniformly at random for `rng` into `out` (as long as `pool`; its old contents
+/// do not matter), in blocks of about [`PACK_BLOCK`] samples, runs `then` on each block of `out`
+/// once it is shuffled (on the thread that shuffled it, while the block
 /// is in that core's cache), and returns the blocks' bounds (`k + 1` positions, `k = ceil(n /
-/// PACK_BLOCK)`) and `then`'s results in block order. One block: a plain Fisher-Yates shuffle
-/// with `rng`. Otherwise the pool is cut into `c = min(k, SHUFFLE_CHUNKS)` chunks (chunk `j` is
+/// PACK_BLOCK)`) and `then`'s results in block order. One block: `pool` copied to `out`, then
+/// a plain Fisher-Yates shuffle with `rng`. Otherwise the pool is cut into `c = min(k, SHUFFLE_CHUNKS)` chunks (chunk `j` is
 /// `[j n / c, (j + 1) n / c)`), and with `base` two words of `rng` (the low 32 bits, then 21
 /// more), each chunk, on stream `j` of `base` ([`Rng::for_stream`]), is Fisher-Yates shuffled
 /// and then draws, for each of its samples in turn, a block (`below(k)`): only the counts are
@@ -41,13 +42,13 @@ pub const SHUFFLE_CHUNKS: usize = 64;
 /// shuffled on stream `c + b`. Each sample lands in a uniformly random block, in a uniformly
 /// random order within it: a uniformly random order, as a one-block shuffle gives. Chunks and
 /// blocks are independent: threads take runs of them (the result does not depend on how many).
-/// Once `stop` is set, the chunks and blocks left are skipped (the pool is then unfinished, for
-/// the caller to discard, with the results, which then miss the blocks skipped). The blocks are
-/// gathered into `spare` where it has room (pages already touched), else into a fresh zeroed
-/// buffer whose pages the threads touch as they gather; the pool's old buffer is left in `spare`.
+/// Once `stop` is set, the chunks and blocks left are skipped (`out` is then unfinished, for the
+/// caller to discard, with the results, which then miss the blocks skipped). `pool` is left with
+/// its chunks shuffled. The threads gather their own blocks, so they share the first touch of a
+/// fresh `out`.
 pub(super) fn shuffle_blocks_then<R: Send>(
-    pool: &mut Vec<Rec>,
-    spare: &mut Vec<Rec>,
+    pool: &mut [Rec],
+    out: &mut [Rec],
     rng: &mut Rng,
     threads: usize,
     stop: Option<&AtomicBool>,
@@ -55,13 +56,18 @@ pub(super) fn shuffle_blocks_then<R: Send>(
 ) -> (Vec<usize>, Vec<R>) {
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
+    assert_eq!(
+        out.len(),
+        n,
+        "shuffle_blocks_then shuffles into a buffer of the pool's length"
+    );
     if k <= 1 {
-        warm(pool);
-        shuffle(pool, rng);
+        out.copy_from_slice(pool);
+        shuffle(out, rng);
         let done = if is_set(stop) {
             Vec::new()
         } else {
-            vec![then(pool)]
+            vec![then(out)]
         };
         return (vec![0, n], done);
     }
@@ -134,30 +140,16 @@ pub(super) fn shuffle_blocks_then<R: Send>(
         }
         done
     };
-    // Every entry of `out` is written below: its old contents do not matter.
-    let mut out = std::mem::take(spare);
-    if out.len() >= n {
-        out.truncate(n);
-    } else if out.capacity() >= n {
-        out.resize(n, Rec { id: 0, v: 0, t: 0 });
-    } else {
-        // The first round's buffer becomes the packs' (`pack`): room for the few packs that
-        // `spread_tail` appends, so they never move it (a copy of every record).
-        out = bytemuck::allocation::zeroed_vec(n + n / SPREAD_ROOM_DIV);
-        out.truncate(n);
-    }
     let done = if parallel {
-        on_threads(
-            block_runs(&mut out, &bounds, threads),
-            |(first, last, mine)| fill(first, last, mine),
-        )
+        on_threads(block_runs(out, &bounds, threads), |(first, last, mine)| {
+            fill(first, last, mine)
+        })
         .into_iter()
         .flatten()
         .collect()
     } else {
-        fill(0, k, &mut out)
+        fill(0, k, out)
     };
-    *spare = std::mem::replace(pool, out);
     (bounds, done)
 }
 
@@ -312,15 +304,20 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
 
 /// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left in
 /// blocks and packs each block as it is shuffled ([`shuffle_blocks_then`], [`pack_block`], on
-/// the same thread while the block is in cache): the blocks' packs in
-/// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
-/// threads take runs of them (the packs do not depend on how many). Once `stop` is set it
-/// returns early (between blocks) with unfinished packs, which the caller discards. A round's
-/// leftovers are written to a freed buffer (the old pool's, once gathered). Also returns the
-/// largest buffer the rounds freed (the first round's pool, once it is shuffled into a new one):
-/// its pages are touched already, for the caller's next big buffer; and the number of packs
-/// made before the last round (all of them when it never ran): a round but the last keeps only
-/// packs it accepted, so only the last round's can be part-filled ([`repack_part_filled`]).
+/// the same thread while the block is in cache): the blocks' packs in block order, their
+/// leftovers (in block order) the next round's pool. Blocks are independent: threads take runs of
+/// them (the packs do not depend on how many). Once `stop` is set it returns early (between
+/// blocks) with unfinished packs, which the caller discards.
+///
+/// Two buffers of `n` records serve every round: the packs' (fresh, with room for
+/// `n / SPREAD_ROOM_DIV` more records, for the packs `spread_tail` appends), whose first `packed`
+/// entries are the packs so far and whose other `n - packed` entries receive the round's
+/// shuffle, the blocks' packs then moved down after the packs in place; and `pool`'s, whose first
+/// `n - packed` entries are the pool (the round's leftovers are written back into it). Returns
+/// the packs; `pool`'s buffer, at its full length (its pages touched, for the caller's next big
+/// buffer, whose entries it need not zero); and the number of packs made before the last round
+/// (all of them when it never ran): a round but the last keeps only packs it accepted, so only
+/// the last round's can be part-filled ([`repack_part_filled`]).
 pub(super) fn pack(
     pool: Vec<Rec>,
     p: &BalanceParams,
@@ -329,18 +326,23 @@ pub(super) fn pack(
     threads: usize,
     stop: Option<&AtomicBool>,
 ) -> (Packs<Rec>, Vec<Rec>, usize) {
+    let n = pool.len();
+    let mut pool = pool;
     let mut out: Packs<Rec> = Packs::new();
+    // Every entry is written by a shuffle before it is read; the pages are first touched by the
+    // threads that gather into them.
+    let mut items: Vec<Rec> = bytemuck::allocation::zeroed_vec(n + n / SPREAD_ROOM_DIV);
+    items.truncate(n);
+    // `items[..packed]`: the packs so far; `pool[..n - packed]`: the pool.
+    let mut packed = 0usize;
     // Packs made before the last round.
     let mut accepted = None;
-    let mut pool = pool;
-    // A freed pool buffer, reused by the later rounds' shuffles and handed to the caller.
-    let mut spare: Vec<Rec> = Vec::new();
     for round in 0..p.rounds {
         let last = round + 1 == p.rounds;
         // Each block packed as soon as it is shuffled, by the thread that shuffled it.
         let (bounds, done) = shuffle_blocks_then(
-            &mut pool,
-            &mut spare,
+            &mut pool[..n - packed],
+            &mut items[packed..],
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
             threads,
             stop,
@@ -348,58 +350,35 @@ pub(super) fn pack(
         );
         // Cancelled: some blocks were never packed.
         if is_set(stop) {
-            return (out, spare, 0);
+            return (out, pool, 0);
         }
         if last {
             accepted = Some(out.len());
         }
-        // The blocks' packs, in block order: moved down in place in the first round (whose pool
-        // becomes the packs' buffer), appended in later rounds.
-        let reuse = out.items.is_empty();
-        // The leftovers go to the buffer the round's gather freed (the pool's old one, whose pages
-        // are touched, with room for them), not to fresh pages that this thread alone faults in.
-        let mut next = std::mem::take(&mut spare);
-        next.clear();
-        // Each buffer grown once to its size, not doubled block by block.
-        next.reserve(done.iter().map(|(_, _, rest)| rest.len()).sum());
         out.offsets
             .reserve(done.iter().map(|(_, ends, _)| ends.len()).sum());
-        if !reuse {
-            out.items
-                .reserve(done.iter().map(|&(written, _, _)| written).sum());
-        }
-        let mut at = 0usize;
+        // The blocks' packs moved down after the packs so far, in block order; their leftovers
+        // to the front of the pool's buffer (which the shuffle has read).
+        let (mut at, mut left) = (packed, 0usize);
         for (b, (written, ends, rest)) in done.into_iter().enumerate() {
-            let base = if reuse { at } else { out.items.len() } as u32;
-            if reuse {
-                pool.copy_within(bounds[b]..bounds[b] + written, at);
-            } else {
-                out.items
-                    .extend_from_slice(&pool[bounds[b]..bounds[b] + written]);
-            }
+            let start = packed + bounds[b];
+            items.copy_within(start..start + written, at);
+            out.offsets.extend(ends.iter().map(|&e| at as u32 + e));
             at += written;
-            out.offsets.extend(ends.iter().map(|&e| base + e));
-            next.extend_from_slice(&rest);
+            pool[left..left + rest.len()].copy_from_slice(&rest);
+            left += rest.len();
         }
-        if reuse {
-            pool.truncate(at);
-            out.items = std::mem::replace(&mut pool, next);
-        } else {
-            let old = std::mem::replace(&mut pool, next);
-            if old.capacity() > spare.capacity() {
-                spare = old;
-            }
-        }
-        progress.report(total - pool.len() as u64, total * 2);
-        if pool.is_empty() {
+        packed = at;
+        debug_assert_eq!(packed + left, n, "every sample packed or left");
+        progress.report(total - left as u64, total * 2);
+        if left == 0 {
             break;
         }
     }
-    if pool.capacity() > spare.capacity() {
-        spare = pool;
-    }
+    items.truncate(packed);
+    out.items = items;
     let accepted = accepted.unwrap_or(out.len());
-    (out, spare, accepted)
+    (out, pool, accepted)
 }
 
 /// Step 1b: re-packs the samples of the packs that closed neither by vision nor by text (the
@@ -611,14 +590,12 @@ mod tests {
         let mut pairs = 0usize;
         let mut first_chunk = (0.0, 0.0);
         for seed in 0..24u64 {
-            let mut one = pool.clone();
-            // A reused buffer's old contents (and extra length) do not change the shuffle.
-            let mut spare = vec![Rec { id: 7, v: 7, t: 7 }; n + 5];
+            let mut one = vec![Rec { id: 0, v: 0, t: 0 }; n];
             // `then` gets each block as shuffled, in block order.
             let copy = |block: &mut [Rec]| block.to_vec();
             let (bounds, seen_blocks) = shuffle_blocks_then(
+                &mut pool.clone(),
                 &mut one,
-                &mut Vec::new(),
                 &mut Rng::new(seed),
                 1,
                 None,
@@ -636,10 +613,17 @@ mod tests {
                 seen[r.id as usize] = true;
             }
             for threads in [2, 3] {
-                let mut other = pool.clone();
+                // A buffer's old contents do not change the shuffle.
+                let mut other = vec![Rec { id: 7, v: 7, t: 7 }; n];
                 let mut rng = Rng::new(seed);
-                let got =
-                    shuffle_blocks_then(&mut other, &mut spare, &mut rng, threads, None, copy);
+                let got = shuffle_blocks_then(
+                    &mut pool.clone(),
+                    &mut other,
+                    &mut rng,
+                    threads,
+                    None,
+                    copy,
+                );
                 assert_eq!(got.0, bounds);
                 assert!(other == one, "seed {seed}: {threads} threads");
                 assert!(
@@ -676,8 +660,8 @@ mod tests {
 
     #[test]
     fn pack_hands_back_the_pool_s_buffer_whatever_round_it_ends_in() {
-        // Over a block of leftovers after round 0 (about a fifth of the samples), so a last
-        // round gathers them into a buffer of their own while the pool's old one is free.
+        // Over a block of leftovers after round 0 (about a fifth of the samples), so the later
+        // rounds shuffle in blocks too, from a pool shorter than its buffer.
         let n = 6 * PACK_BLOCK;
         let caps = crate::data::samples::Caps {
             max_vision: 16,
@@ -696,9 +680,11 @@ mod tests {
             p.rounds = rounds;
             let (packs, spare, _) = pack(pool, &p, &mut (), n as u64, threads, None);
             assert_eq!(packs.items.len(), n, "{rounds} rounds");
-            // The split's buffer, with the room the layout reserved in it.
+            // The split's buffer, with the room the layout reserved in it, at its full length
+            // (the layout need not zero its entries).
             assert_eq!(spare.as_ptr(), at, "{rounds} rounds, {threads} threads");
             assert!(spare.capacity() >= n + 100);
+            assert_eq!(spare.len(), n, "{rounds} rounds, {threads} threads");
         }
     }
 
