@@ -29,31 +29,33 @@ pub(super) const SPREAD_ROOM_DIV: usize = 64;
 pub const SHUFFLE_CHUNKS: usize = 64;
 
 /// Shuffles `pool` uniformly at random for `rng` into `out` (as long as `pool`; its old contents
-/// do not matter), in blocks of about [`PACK_BLOCK`] samples, runs `then` on each block of `out`
-/// once it is shuffled (on the thread that shuffled it, while the block
-/// is in that core's cache), and returns the blocks' bounds (`k + 1` positions, `k = ceil(n /
-/// PACK_BLOCK)`) and `then`'s results in block order. One block: `pool` copied to `out`, then
-/// a plain Fisher-Yates shuffle with `rng`. Otherwise the pool is cut into `c = min(k, SHUFFLE_CHUNKS)` chunks (chunk `j` is
-/// `[j n / c, (j + 1) n / c)`), and with `base` two words of `rng` (the low 32 bits, then 21
-/// more), each chunk, on stream `j` of `base` ([`Rng::for_stream`]), is Fisher-Yates shuffled
-/// and then draws, for each of its samples in turn, a block (`below(k)`): only the counts are
-/// kept, and the chunk's shuffled samples go to the blocks in runs (the first `count[j][0]` to
-/// block 0, and so on). Block `b` takes its runs chunk by chunk and is then Fisher-Yates
-/// shuffled on stream `c + b`. Each sample lands in a uniformly random block, in a uniformly
-/// random order within it: a uniformly random order, as a one-block shuffle gives. Chunks and
-/// blocks are independent: threads take runs of them (the result does not depend on how many).
-/// Once `stop` is set, the chunks and blocks left are skipped (`out` is then unfinished, for the
-/// caller to discard, with the results, which then miss the blocks skipped). `pool` is left with
-/// its chunks shuffled. The threads gather their own blocks, so they share the first touch of a
-/// fresh `out`.
+/// do not matter), in blocks of about [`PACK_BLOCK`] samples, and runs `then` on each block of
+/// `out` once it is shuffled (on the thread that shuffled it, while the block is in that core's
+/// cache). `then` may rewrite its block and says how many of its first entries to keep: those are
+/// moved down at once (still in cache), after those kept of the blocks before it in the same run
+/// of blocks. Returns the blocks' bounds (`k + 1` positions, `k = ceil(n / PACK_BLOCK)`) and, in
+/// block order, `then`'s results with where in `out` each block's kept entries now begin. One
+/// block: `pool` copied to `out`, then a plain Fisher-Yates shuffle with `rng`. Otherwise the
+/// pool is cut into `c = min(k, SHUFFLE_CHUNKS)` chunks (chunk `j` is `[j n / c, (j + 1) n /
+/// c)`), and with `base` two words of `rng` (the low 32 bits, then 21 more), each chunk, on
+/// stream `j` of `base` ([`Rng::for_stream`]), is Fisher-Yates shuffled and then draws, for each
+/// of its samples in turn, a block (`below(k)`): only the counts are kept, and the chunk's
+/// shuffled samples go to the blocks in runs (the first `count[j][0]` to block 0, and so on).
+/// Block `b` takes its runs chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`.
+/// Each sample lands in a uniformly random block, in a uniformly random order within it: a
+/// uniformly random order, as a one-block shuffle gives. Chunks and blocks are independent:
+/// threads take runs of them (the shuffle does not depend on how many). Once `stop` is set, the
+/// chunks and blocks left are skipped (`out` is then unfinished, for the caller to discard, with
+/// the results, which then miss the blocks skipped). `pool` is left with its chunks shuffled.
+/// The threads gather their own blocks, so they share the first touch of a fresh `out`.
 pub(super) fn shuffle_blocks_then<R: Send>(
     pool: &mut [Rec],
     out: &mut [Rec],
     rng: &mut Rng,
     threads: usize,
     stop: Option<&AtomicBool>,
-    then: impl Fn(&mut [Rec]) -> R + Sync,
-) -> (Vec<usize>, Vec<R>) {
+    then: impl Fn(&mut [Rec]) -> (R, usize) + Sync,
+) -> (Vec<usize>, Vec<(R, usize)>) {
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
     assert_eq!(
@@ -67,7 +69,7 @@ pub(super) fn shuffle_blocks_then<R: Send>(
         let done = if is_set(stop) {
             Vec::new()
         } else {
-            vec![then(out)]
+            vec![(then(out).0, 0)]
         };
         return (vec![0, n], done);
     }
@@ -119,10 +121,12 @@ pub(super) fn shuffle_blocks_then<R: Send>(
         return (bounds, Vec::new());
     }
     // Blocks `[first, last)` gathered into `out` (from `bounds[first]` on), each shuffled and
-    // handed to `then` before the next is gathered.
+    // handed to `then`, and what it keeps moved down, before the next is gathered.
     let source = &pool[..];
     let fill = |first: usize, last: usize, out: &mut [Rec]| {
         let mut at = 0;
+        // The entries kept so far: `out[..kept]`.
+        let mut kept = 0;
         let mut done = Vec::with_capacity(last - first);
         for b in first..last {
             if is_set(stop) {
@@ -136,7 +140,12 @@ pub(super) fn shuffle_blocks_then<R: Send>(
             }
             let block = &mut out[begin..at];
             shuffle(block, &mut Rng::for_stream(base, (c + b) as u64));
-            done.push(then(block));
+            let (result, keep) = then(block);
+            if kept < begin {
+                out.copy_within(begin..begin + keep, kept);
+            }
+            done.push((result, bounds[first] + kept));
+            kept += keep;
         }
         done
     };
@@ -340,13 +349,17 @@ pub(super) fn pack(
     for round in 0..p.rounds {
         let last = round + 1 == p.rounds;
         // Each block packed as soon as it is shuffled, by the thread that shuffled it.
-        let (bounds, done) = shuffle_blocks_then(
+        let (_, done) = shuffle_blocks_then(
             &mut pool[..n - packed],
             &mut items[packed..],
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
             threads,
             stop,
-            |block| pack_block(block, last, p),
+            |block| {
+                let packed = pack_block(block, last, p);
+                let written = packed.0;
+                (packed, written)
+            },
         );
         // Cancelled: some blocks were never packed.
         if is_set(stop) {
@@ -356,13 +369,16 @@ pub(super) fn pack(
             accepted = Some(out.len());
         }
         out.offsets
-            .reserve(done.iter().map(|(_, ends, _)| ends.len()).sum());
-        // The blocks' packs moved down after the packs so far, in block order; their leftovers
-        // to the front of the pool's buffer (which the shuffle has read).
+            .reserve(done.iter().map(|((_, ends, _), _)| ends.len()).sum());
+        // The blocks' packs (moved down within each thread's run of blocks already) moved down
+        // after the packs so far, in block order; their leftovers to the front of the pool's
+        // buffer (which the shuffle has read).
         let (mut at, mut left) = (packed, 0usize);
-        for (b, (written, ends, rest)) in done.into_iter().enumerate() {
-            let start = packed + bounds[b];
-            items.copy_within(start..start + written, at);
+        for ((written, ends, rest), from) in done {
+            let start = packed + from;
+            if start > at {
+                items.copy_within(start..start + written, at);
+            }
             out.offsets.extend(ends.iter().map(|&e| at as u32 + e));
             at += written;
             pool[left..left + rest.len()].copy_from_slice(&rest);
@@ -591,8 +607,8 @@ mod tests {
         let mut first_chunk = (0.0, 0.0);
         for seed in 0..24u64 {
             let mut one = vec![Rec { id: 0, v: 0, t: 0 }; n];
-            // `then` gets each block as shuffled, in block order.
-            let copy = |block: &mut [Rec]| block.to_vec();
+            // `then` gets each block as shuffled, in block order (all of it kept, in place).
+            let copy = |block: &mut [Rec]| (block.to_vec(), block.len());
             let (bounds, seen_blocks) = shuffle_blocks_then(
                 &mut pool.clone(),
                 &mut one,
@@ -602,10 +618,10 @@ mod tests {
                 copy,
             );
             assert_eq!(bounds.len(), 4);
-            assert!(
-                seen_blocks.concat() == one,
-                "seed {seed}: blocks handed to then"
-            );
+            let blocks: Vec<Vec<Rec>> = seen_blocks.iter().map(|(x, _)| x.clone()).collect();
+            assert!(blocks.concat() == one, "seed {seed}: blocks handed to then");
+            let at: Vec<usize> = seen_blocks.iter().map(|&(_, at)| at).collect();
+            assert_eq!(at, bounds[..3]);
             assert_eq!(*bounds.last().unwrap(), n);
             let mut seen = vec![false; n];
             for r in &one {
@@ -630,6 +646,35 @@ mod tests {
                     got.1 == seen_blocks,
                     "seed {seed}: {threads} threads' blocks"
                 );
+                // What `then` keeps (here the first half of a block, reversed) is moved down
+                // after what it kept of the run's blocks before, wherever a run starts.
+                let half = |block: &mut [Rec]| {
+                    let h = block.len() / 2;
+                    block[..h].reverse();
+                    (block[..h].to_vec(), h)
+                };
+                let mut out = vec![Rec { id: 7, v: 7, t: 7 }; n];
+                let mut rng = Rng::new(seed);
+                let (_, kept) =
+                    shuffle_blocks_then(&mut pool.clone(), &mut out, &mut rng, threads, None, half);
+                assert_eq!(kept.len(), 3);
+                for (b, (want, at)) in kept.iter().enumerate() {
+                    let mut block = blocks[b].clone();
+                    block[..want.len()].reverse();
+                    assert!(*want == block[..want.len()], "seed {seed}: block {b}");
+                    assert!(
+                        out[*at..at + want.len()] == want[..],
+                        "seed {seed}: block {b}"
+                    );
+                    let run_start = threads == 2 && b == 2 || threads == 3 || b == 0;
+                    let after = if b == 0 {
+                        0
+                    } else {
+                        kept[b - 1].1 + kept[b - 1].0.len()
+                    };
+                    let want_at = if run_start { bounds[b] } else { after };
+                    assert_eq!(*at, want_at, "seed {seed}: {threads} threads, block {b}");
+                }
             }
             for (w, &id) in watched.iter().enumerate() {
                 let at = one.iter().position(|r| r.id as usize == id).unwrap();
