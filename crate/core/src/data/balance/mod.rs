@@ -343,9 +343,9 @@ pub fn balance_batches_with_carry(
     let cancel = progress.cancel_flag();
     let stop = cancel.as_deref();
     checkpoint(progress)?;
-    let (mut packs, spare) = pack(pool, p, progress, total, threads, stop);
+    let (mut packs, spare, accepted) = pack(pool, p, progress, total, threads, stop);
     checkpoint(progress)?;
-    packs = repack_part_filled(packs, p);
+    packs = repack_part_filled(packs, accepted, p);
     let before = packs.len();
     // Each pack's vision sum once, in order (the sorts below look them up at random).
     let (mut vision, part) = pack_sums(&packs, p, threads);

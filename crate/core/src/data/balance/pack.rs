@@ -1,6 +1,6 @@
 //! Step 1 of the balanced planner: packing. Rounds of first-fit packing over open packs, each
-//! round's pool shuffled in cache-sized blocks that threads pack independently
-//! ([`shuffle_in_blocks`], [`pack_block`], [`pack`]); then the packs left part-filled are
+//! round's pool shuffled in cache-sized blocks that threads pack independently, each as soon as
+//! it is shuffled ([`shuffle_blocks_then`], [`pack_block`], [`pack`]); then the packs left part-filled are
 //! re-packed best fit ([`repack_part_filled`], over a [`RoomSet`] of vision rooms).
 
 use super::{sums, BalanceParams, Rec};
@@ -21,41 +21,57 @@ pub(super) struct OpenPack {
 /// packs each block on its own (a block stays in cache, and blocks run on worker threads).
 pub const PACK_BLOCK: usize = 1 << 16;
 
-/// A fresh shuffle buffer has room for `1 / SPREAD_ROOM_DIV` more records than the pool (its
+/// The packs' buffer has room for `1 / SPREAD_ROOM_DIV` more records than the pool (its
 /// untouched pages cost nothing).
 pub(super) const SPREAD_ROOM_DIV: usize = 64;
 
-/// Most input chunks [`shuffle_in_blocks`] cuts a pool into.
+/// Most input chunks [`shuffle_blocks_then`] cuts a pool into.
 pub const SHUFFLE_CHUNKS: usize = 64;
 
-/// Shuffles `pool` uniformly at random for `rng`, in blocks of about [`PACK_BLOCK`] samples,
-/// and returns the blocks' bounds (`k + 1` positions, `k = ceil(n / PACK_BLOCK)`). One block: a
-/// plain Fisher-Yates shuffle with `rng`. Otherwise the pool is cut into `c = min(k,
-/// SHUFFLE_CHUNKS)` chunks (chunk `j` is `[j n / c, (j + 1) n / c)`), and with `base` two words
-/// of `rng` (the low 32 bits, then 21 more), each chunk, on stream `j` of `base`
-/// ([`Rng::for_stream`]), is Fisher-Yates shuffled and then draws, for each of its samples in
-/// turn, a block (`below(k)`): only the counts are kept, and the chunk's shuffled samples go to
-/// the blocks in runs (the first `count[j][0]` to block 0, and so on). Block `b` takes its runs
-/// chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`. Each sample lands in a
-/// uniformly random block, in a uniformly random order within it: a uniformly random order, as
-/// a one-block shuffle gives. Chunks and blocks are independent: threads take runs of them (the
-/// result does not depend on how many). Once `stop` is set, the chunks and blocks left are
-/// skipped (the pool is then unfinished, for the caller to discard). The blocks are gathered into
-/// `spare` where it has room (pages already touched), else into a fresh zeroed buffer whose
-/// pages the threads touch as they gather; the pool's old buffer is left in `spare`.
-pub(super) fn shuffle_in_blocks(
-    pool: &mut Vec<Rec>,
-    spare: &mut Vec<Rec>,
+/// Shuffles `pool` uniformly at random for `rng` into `out` (as long as `pool`; its old contents
+/// do not matter), in blocks of about [`PACK_BLOCK`] samples, and runs `then` on each block of
+/// `out` once it is shuffled (on the thread that shuffled it, while the block is in that core's
+/// cache). `then` may rewrite its block and says how many of its first entries to keep: those are
+/// moved down at once (still in cache), after those kept of the blocks before it in the same run
+/// of blocks. Returns the blocks' bounds (`k + 1` positions, `k = ceil(n / PACK_BLOCK)`) and, in
+/// block order, `then`'s results with where in `out` each block's kept entries now begin. One
+/// block: `pool` copied to `out`, then a plain Fisher-Yates shuffle with `rng`. Otherwise the
+/// pool is cut into `c = min(k, SHUFFLE_CHUNKS)` chunks (chunk `j` is `[j n / c, (j + 1) n /
+/// c)`), and with `base` two words of `rng` (the low 32 bits, then 21 more), each chunk, on
+/// stream `j` of `base` ([`Rng::for_stream`]), is Fisher-Yates shuffled and then draws, for each
+/// of its samples in turn, a block (`below(k)`): only the counts are kept, and the chunk's
+/// shuffled samples go to the blocks in runs (the first `count[j][0]` to block 0, and so on).
+/// Block `b` takes its runs chunk by chunk and is then Fisher-Yates shuffled on stream `c + b`.
+/// Each sample lands in a uniformly random block, in a uniformly random order within it: a
+/// uniformly random order, as a one-block shuffle gives. Chunks and blocks are independent:
+/// threads take runs of them (the shuffle does not depend on how many). Once `stop` is set, the
+/// chunks and blocks left are skipped (`out` is then unfinished, for the caller to discard, with
+/// the results, which then miss the blocks skipped). `pool` is left with its chunks shuffled.
+/// The threads gather their own blocks, so they share the first touch of a fresh `out`.
+pub(super) fn shuffle_blocks_then<R: Send>(
+    pool: &mut [Rec],
+    out: &mut [Rec],
     rng: &mut Rng,
     threads: usize,
     stop: Option<&AtomicBool>,
-) -> Vec<usize> {
+    then: impl Fn(&mut [Rec]) -> (R, usize) + Sync,
+) -> (Vec<usize>, Vec<(R, usize)>) {
     let n = pool.len();
     let k = n.div_ceil(PACK_BLOCK);
+    assert_eq!(
+        out.len(),
+        n,
+        "shuffle_blocks_then shuffles into a buffer of the pool's length"
+    );
     if k <= 1 {
-        warm(pool);
-        shuffle(pool, rng);
-        return vec![0, n];
+        out.copy_from_slice(pool);
+        shuffle(out, rng);
+        let done = if is_set(stop) {
+            Vec::new()
+        } else {
+            vec![(then(out).0, 0)]
+        };
+        return (vec![0, n], done);
     }
     let base = rng.next_u32() as u64 | ((rng.next_u32() >> 11) as u64) << 32;
     let c = k.min(SHUFFLE_CHUNKS);
@@ -101,13 +117,20 @@ pub(super) fn shuffle_in_blocks(
     for b in 0..k {
         bounds[b + 1] = bounds[b] + (0..c).map(|j| counts[j * k + b] as usize).sum::<usize>();
     }
-    // Blocks `[first, last)` gathered into `out` (from `bounds[first]` on) and shuffled.
+    if is_set(stop) {
+        return (bounds, Vec::new());
+    }
+    // Blocks `[first, last)` gathered into `out` (from `bounds[first]` on), each shuffled and
+    // handed to `then`, and what it keeps moved down, before the next is gathered.
     let source = &pool[..];
     let fill = |first: usize, last: usize, out: &mut [Rec]| {
         let mut at = 0;
+        // The entries kept so far: `out[..kept]`.
+        let mut kept = 0;
+        let mut done = Vec::with_capacity(last - first);
         for b in first..last {
             if is_set(stop) {
-                return;
+                break;
             }
             let begin = at;
             for j in 0..c {
@@ -115,37 +138,28 @@ pub(super) fn shuffle_in_blocks(
                 out[at..at + len].copy_from_slice(&source[s..s + len]);
                 at += len;
             }
-            shuffle(
-                &mut out[begin..at],
-                &mut Rng::for_stream(base, (c + b) as u64),
-            );
+            let block = &mut out[begin..at];
+            shuffle(block, &mut Rng::for_stream(base, (c + b) as u64));
+            let (result, keep) = then(block);
+            if kept < begin {
+                out.copy_within(begin..begin + keep, kept);
+            }
+            done.push((result, bounds[first] + kept));
+            kept += keep;
         }
+        done
     };
-    if is_set(stop) {
-        return bounds;
-    }
-    // Every entry of `out` is written below: its old contents do not matter.
-    let mut out = std::mem::take(spare);
-    if out.len() >= n {
-        out.truncate(n);
-    } else if out.capacity() >= n {
-        out.resize(n, Rec { id: 0, v: 0, t: 0 });
+    let done = if parallel {
+        on_threads(block_runs(out, &bounds, threads), |(first, last, mine)| {
+            fill(first, last, mine)
+        })
+        .into_iter()
+        .flatten()
+        .collect()
     } else {
-        // The first round's buffer becomes the packs' (`pack`): room for the few packs that
-        // `spread_tail` appends, so they never move it (a copy of every record).
-        out = bytemuck::allocation::zeroed_vec(n + n / SPREAD_ROOM_DIV);
-        out.truncate(n);
-    }
-    if parallel {
-        on_threads(
-            block_runs(&mut out, &bounds, threads),
-            |(first, last, mine)| fill(first, last, mine),
-        );
-    } else {
-        fill(0, k, &mut out);
-    }
-    *spare = std::mem::replace(pool, out);
-    bounds
+        fill(0, k, out)
+    };
+    (bounds, done)
 }
 
 /// Reads one record per 64-byte cache line of `items` (every fifth: 60 bytes apart), in order,
@@ -297,13 +311,22 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
     (written, ends, rest)
 }
 
-/// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left
-/// ([`shuffle_in_blocks`]) and packs it block by block ([`pack_block`]): the blocks' packs in
-/// block order, their leftovers (in block order) the next round's pool. Blocks are independent:
-/// threads take runs of them (the packs do not depend on how many). Once `stop` is set it
-/// returns early (between blocks) with unfinished packs, which the caller discards. Also returns
-/// the largest buffer the rounds freed (the first round's pool, once it is shuffled into a new
-/// one): its pages are touched already, for the caller's next big buffer.
+/// Step 1: packs, in acceptance order. Each of up to `rounds` rounds shuffles what is left in
+/// blocks and packs each block as it is shuffled ([`shuffle_blocks_then`], [`pack_block`], on
+/// the same thread while the block is in cache): the blocks' packs in block order, their
+/// leftovers (in block order) the next round's pool. Blocks are independent: threads take runs of
+/// them (the packs do not depend on how many). Once `stop` is set it returns early (between
+/// blocks) with unfinished packs, which the caller discards.
+///
+/// Two buffers of `n` records serve every round: the packs' (fresh, with room for
+/// `n / SPREAD_ROOM_DIV` more records, for the packs `spread_tail` appends), whose first `packed`
+/// entries are the packs so far and whose other `n - packed` entries receive the round's
+/// shuffle, the blocks' packs then moved down after the packs in place; and `pool`'s, whose first
+/// `n - packed` entries are the pool (the round's leftovers are written back into it). Returns
+/// the packs; `pool`'s buffer, at its full length (its pages touched, for the caller's next big
+/// buffer, whose entries it need not zero); and the number of packs made before the last round
+/// (all of them when it never ran): a round but the last keeps only packs it accepted, so only
+/// the last round's can be part-filled ([`repack_part_filled`]).
 pub(super) fn pack(
     pool: Vec<Rec>,
     p: &BalanceParams,
@@ -311,90 +334,67 @@ pub(super) fn pack(
     total: u64,
     threads: usize,
     stop: Option<&AtomicBool>,
-) -> (Packs<Rec>, Vec<Rec>) {
-    let mut out: Packs<Rec> = Packs::new();
+) -> (Packs<Rec>, Vec<Rec>, usize) {
+    let n = pool.len();
     let mut pool = pool;
-    // A freed pool buffer, reused by the later rounds' shuffles and handed to the caller.
-    let mut spare: Vec<Rec> = Vec::new();
+    let mut out: Packs<Rec> = Packs::new();
+    // Every entry is written by a shuffle before it is read; the pages are first touched by the
+    // threads that gather into them.
+    let mut items: Vec<Rec> = bytemuck::allocation::zeroed_vec(n + n / SPREAD_ROOM_DIV);
+    items.truncate(n);
+    // `items[..packed]`: the packs so far; `pool[..n - packed]`: the pool.
+    let mut packed = 0usize;
+    // Packs made before the last round.
+    let mut accepted = None;
     for round in 0..p.rounds {
-        let bounds = shuffle_in_blocks(
-            &mut pool,
-            &mut spare,
+        let last = round + 1 == p.rounds;
+        // Each block packed as soon as it is shuffled, by the thread that shuffled it.
+        let (_, done) = shuffle_blocks_then(
+            &mut pool[..n - packed],
+            &mut items[packed..],
             &mut Rng::for_epoch(p.seed, p.epoch, round as u64),
             threads,
             stop,
+            |block| {
+                let packed = pack_block(block, last, p);
+                let written = packed.0;
+                (packed, written)
+            },
         );
-        if is_set(stop) {
-            return (out, spare);
-        }
-        let last = round + 1 == p.rounds;
-        let blocks = bounds.len() - 1;
-        let mut done: Vec<PackedBlock> = Vec::with_capacity(blocks);
-        if threads <= 1 || blocks < 2 {
-            for b in 0..blocks {
-                if is_set(stop) {
-                    return (out, spare);
-                }
-                done.push(pack_block(&mut pool[bounds[b]..bounds[b + 1]], last, p));
-            }
-        } else {
-            let runs = on_threads(
-                block_runs(&mut pool, &bounds, threads),
-                |(first, end, mine)| {
-                    (first..end)
-                        .take_while(|_| !is_set(stop))
-                        .map(|b| {
-                            let range = bounds[b] - bounds[first]..bounds[b + 1] - bounds[first];
-                            pack_block(&mut mine[range], last, p)
-                        })
-                        .collect::<Vec<_>>()
-                },
-            );
-            done.extend(runs.into_iter().flatten());
-        }
         // Cancelled: some blocks were never packed.
         if is_set(stop) {
-            return (out, spare);
+            return (out, pool, 0);
         }
-        // The blocks' packs, in block order: moved down in place in the first round (whose pool
-        // becomes the packs' buffer), appended in later rounds.
-        let reuse = out.items.is_empty();
-        // Each buffer grown once to its size, not doubled block by block.
-        let mut next = Vec::with_capacity(done.iter().map(|(_, _, rest)| rest.len()).sum());
+        if last {
+            accepted = Some(out.len());
+        }
         out.offsets
-            .reserve(done.iter().map(|(_, ends, _)| ends.len()).sum());
-        if !reuse {
-            out.items
-                .reserve(done.iter().map(|&(written, _, _)| written).sum());
-        }
-        let mut at = 0usize;
-        for (b, (written, ends, rest)) in done.into_iter().enumerate() {
-            let base = if reuse { at } else { out.items.len() } as u32;
-            if reuse {
-                pool.copy_within(bounds[b]..bounds[b] + written, at);
-            } else {
-                out.items
-                    .extend_from_slice(&pool[bounds[b]..bounds[b] + written]);
+            .reserve(done.iter().map(|((_, ends, _), _)| ends.len()).sum());
+        // The blocks' packs (moved down within each thread's run of blocks already) moved down
+        // after the packs so far, in block order; their leftovers to the front of the pool's
+        // buffer (which the shuffle has read).
+        let (mut at, mut left) = (packed, 0usize);
+        for ((written, ends, rest), from) in done {
+            let start = packed + from;
+            if start > at {
+                items.copy_within(start..start + written, at);
             }
+            out.offsets.extend(ends.iter().map(|&e| at as u32 + e));
             at += written;
-            out.offsets.extend(ends.iter().map(|&e| base + e));
-            next.extend_from_slice(&rest);
+            pool[left..left + rest.len()].copy_from_slice(&rest);
+            left += rest.len();
         }
-        if reuse {
-            pool.truncate(at);
-            out.items = std::mem::replace(&mut pool, next);
-        } else {
-            let old = std::mem::replace(&mut pool, next);
-            if old.capacity() > spare.capacity() {
-                spare = old;
-            }
-        }
-        progress.report(total - pool.len() as u64, total * 2);
-        if pool.is_empty() {
+        packed = at;
+        debug_assert_eq!(packed + left, n, "every sample packed or left");
+        progress.report(total - left as u64, total * 2);
+        if left == 0 {
             break;
         }
     }
-    (out, spare)
+    items.truncate(packed);
+    out.items = items;
+    let accepted = accepted.unwrap_or(out.len());
+    (out, pool, accepted)
 }
 
 /// Step 1b: re-packs the samples of the packs that closed neither by vision nor by text (the
@@ -403,7 +403,13 @@ pub(super) fn pack(
 /// in (vision, text) descending order, index ascending; each joins the open pack of least vision
 /// room that takes it (only the most recent pack of each room is tried), else opens one. Full
 /// packs keep their order; re-packed ones follow. Runs when `0 < cap_v <= REPAIR_MAX_VISION`.
-pub(super) fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<Rec> {
+/// The first `accepted` packs are full (closed by vision or by text: [`pack`]'s packs before its
+/// last round) and are left where they are, unread.
+pub(super) fn repack_part_filled(
+    packs: Packs<Rec>,
+    accepted: usize,
+    p: &BalanceParams,
+) -> Packs<Rec> {
     let cap_v = p.caps.max_vision as u64;
     if cap_v == 0 || cap_v > REPAIR_MAX_VISION {
         return packs;
@@ -413,9 +419,13 @@ pub(super) fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<
     // The accepted packs moved down in place, in order (no copy of the pool): pack `k`'s range
     // is read before any write reaches offset `k`, and writes never pass the reads.
     let mut out = packs;
+    debug_assert!((0..accepted).all(|k| {
+        let (v, t) = sums(&out.items[out.range(k)]);
+        accept(v, t)
+    }));
     let mut loose: Vec<Rec> = Vec::new();
-    let (mut kept, mut end) = (0, 0);
-    for k in 0..out.len() {
+    let (mut kept, mut end) = (accepted, out.offsets[accepted] as usize);
+    for k in accepted..out.len() {
         let r = out.range(k);
         let (v, t) = sums(&out.items[r.clone()]);
         if accept(v, t) {
@@ -436,7 +446,8 @@ pub(super) fn repack_part_filled(packs: Packs<Rec>, p: &BalanceParams) -> Packs<
     // is re-packed once more in decreasing order, which fills the cap wherever the sizes allow.
     let mut rest = Vec::new();
     best_fit(&loose, p, &mut out, Some(&mut rest));
-    rest.sort_by_key(|r| (Reverse(r.v), Reverse(r.t), r.id));
+    // Unstable: the keys are unique (so is each sample's id), so the order is the stable one.
+    rest.sort_unstable_by_key(|r| (Reverse(r.v), Reverse(r.t), r.id));
     best_fit(&rest, p, &mut out, None);
     out
 }
@@ -455,6 +466,9 @@ pub(super) fn best_fit(
     let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
     let mut bins: Vec<OpenPack> = Vec::new();
     let mut closed: Vec<bool> = Vec::new();
+    // Closed bins' item buffers, reused by the bins opened later (a closed bin is never read
+    // again): no allocation, and no regrowth, per bin.
+    let mut spare: Vec<Vec<Rec>> = Vec::new();
     // by_room[r]: open packs with vision room r, most recent last; `rooms`: the r that have one,
     // so a sample visits only rooms that hold a pack (a scan of every room from its size up
     // cost O(cap) per sample: minutes on a million samples whose sizes cannot fill the cap).
@@ -487,8 +501,11 @@ pub(super) fn best_fit(
                 b
             }
             None => {
+                let mut items = spare.pop().unwrap_or_else(|| Vec::with_capacity(BIN_ROOM));
+                items.clear();
+                items.push(i);
                 bins.push(OpenPack {
-                    items: vec![i],
+                    items,
                     v: sv,
                     t: st,
                 });
@@ -499,6 +516,7 @@ pub(super) fn best_fit(
         if accept(bins[b].v, bins[b].t) {
             closed[b] = true;
             out.push(&bins[b].items);
+            spare.push(std::mem::take(&mut bins[b].items));
         } else {
             let room = (cap_v - bins[b].v.min(cap_v)) as usize;
             by_room[room].push(b as u32);
@@ -514,6 +532,10 @@ pub(super) fn best_fit(
         }
     }
 }
+
+/// Samples a new [`best_fit`] bin has room for before its buffer grows (packs hold ~4.5
+/// samples at the default size): tunes speed only.
+const BIN_ROOM: usize = 8;
 
 /// A set of integers below a bound, as a two-level bitset: [`RoomSet::next_at_or_after`] reads
 /// at most one word per 4,096 integers (the TypeScript twin has the same set).
@@ -584,11 +606,22 @@ mod tests {
         let mut pairs = 0usize;
         let mut first_chunk = (0.0, 0.0);
         for seed in 0..24u64 {
-            let mut one = pool.clone();
-            // A reused buffer's old contents (and extra length) do not change the shuffle.
-            let mut spare = vec![Rec { id: 7, v: 7, t: 7 }; n + 5];
-            let bounds = shuffle_in_blocks(&mut one, &mut Vec::new(), &mut Rng::new(seed), 1, None);
+            let mut one = vec![Rec { id: 0, v: 0, t: 0 }; n];
+            // `then` gets each block as shuffled, in block order (all of it kept, in place).
+            let copy = |block: &mut [Rec]| (block.to_vec(), block.len());
+            let (bounds, seen_blocks) = shuffle_blocks_then(
+                &mut pool.clone(),
+                &mut one,
+                &mut Rng::new(seed),
+                1,
+                None,
+                copy,
+            );
             assert_eq!(bounds.len(), 4);
+            let blocks: Vec<Vec<Rec>> = seen_blocks.iter().map(|(x, _)| x.clone()).collect();
+            assert!(blocks.concat() == one, "seed {seed}: blocks handed to then");
+            let at: Vec<usize> = seen_blocks.iter().map(|&(_, at)| at).collect();
+            assert_eq!(at, bounds[..3]);
             assert_eq!(*bounds.last().unwrap(), n);
             let mut seen = vec![false; n];
             for r in &one {
@@ -596,12 +629,52 @@ mod tests {
                 seen[r.id as usize] = true;
             }
             for threads in [2, 3] {
-                let mut other = pool.clone();
-                assert_eq!(
-                    shuffle_in_blocks(&mut other, &mut spare, &mut Rng::new(seed), threads, None),
-                    bounds
+                // A buffer's old contents do not change the shuffle.
+                let mut other = vec![Rec { id: 7, v: 7, t: 7 }; n];
+                let mut rng = Rng::new(seed);
+                let got = shuffle_blocks_then(
+                    &mut pool.clone(),
+                    &mut other,
+                    &mut rng,
+                    threads,
+                    None,
+                    copy,
                 );
+                assert_eq!(got.0, bounds);
                 assert!(other == one, "seed {seed}: {threads} threads");
+                assert!(
+                    got.1 == seen_blocks,
+                    "seed {seed}: {threads} threads' blocks"
+                );
+                // What `then` keeps (here the first half of a block, reversed) is moved down
+                // after what it kept of the run's blocks before, wherever a run starts.
+                let half = |block: &mut [Rec]| {
+                    let h = block.len() / 2;
+                    block[..h].reverse();
+                    (block[..h].to_vec(), h)
+                };
+                let mut out = vec![Rec { id: 7, v: 7, t: 7 }; n];
+                let mut rng = Rng::new(seed);
+                let (_, kept) =
+                    shuffle_blocks_then(&mut pool.clone(), &mut out, &mut rng, threads, None, half);
+                assert_eq!(kept.len(), 3);
+                for (b, (want, at)) in kept.iter().enumerate() {
+                    let mut block = blocks[b].clone();
+                    block[..want.len()].reverse();
+                    assert!(*want == block[..want.len()], "seed {seed}: block {b}");
+                    assert!(
+                        out[*at..at + want.len()] == want[..],
+                        "seed {seed}: block {b}"
+                    );
+                    let run_start = threads == 2 && b == 2 || threads == 3 || b == 0;
+                    let after = if b == 0 {
+                        0
+                    } else {
+                        kept[b - 1].1 + kept[b - 1].0.len()
+                    };
+                    let want_at = if run_start { bounds[b] } else { after };
+                    assert_eq!(*at, want_at, "seed {seed}: {threads} threads, block {b}");
+                }
             }
             for (w, &id) in watched.iter().enumerate() {
                 let at = one.iter().position(|r| r.id as usize == id).unwrap();
@@ -628,6 +701,71 @@ mod tests {
         }
         let share = rising as f64 / pairs as f64;
         assert!((0.49..0.51).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn pack_hands_back_the_pool_s_buffer_whatever_round_it_ends_in() {
+        // Over a block of leftovers after round 0 (about a fifth of the samples), so the later
+        // rounds shuffle in blocks too, from a pool shorter than its buffer.
+        let n = 6 * PACK_BLOCK;
+        let caps = crate::data::samples::Caps {
+            max_vision: 16,
+            max_text: 2048,
+        };
+        for (rounds, threads) in [(2, 1), (2, 2), (3, 2), (4, 1), (4, 2)] {
+            let mut rng = Rng::new(5);
+            let mut pool: Vec<Rec> = Vec::with_capacity(n + 100);
+            pool.extend((0..n as u32).map(|id| Rec {
+                id,
+                v: rng.below(9),
+                t: 1 + rng.below(600),
+            }));
+            let at = pool.as_ptr();
+            let mut p = BalanceParams::new(8, 1, caps, 1, 0);
+            p.rounds = rounds;
+            let (packs, spare, _) = pack(pool, &p, &mut (), n as u64, threads, None);
+            assert_eq!(packs.items.len(), n, "{rounds} rounds");
+            // The split's buffer, with the room the layout reserved in it, at its full length
+            // (the layout need not zero its entries).
+            assert_eq!(spare.as_ptr(), at, "{rounds} rounds, {threads} threads");
+            assert!(spare.capacity() >= n + 100);
+            assert_eq!(spare.len(), n, "{rounds} rounds, {threads} threads");
+        }
+    }
+
+    #[test]
+    fn only_the_last_round_s_packs_are_re_packed() {
+        let n = 3 * PACK_BLOCK;
+        let mut rng = Rng::new(9);
+        let pool: Vec<Rec> = (0..n as u32)
+            .map(|id| Rec {
+                id,
+                v: rng.below(9),
+                t: 1 + rng.below(600),
+            })
+            .collect();
+        let caps = crate::data::samples::Caps {
+            max_vision: 16,
+            max_text: 2048,
+        };
+        let p = BalanceParams::new(8, 1, caps, 3, 0);
+        let (packs, _, accepted) = pack(pool, &p, &mut (), n as u64, 2, None);
+        // Most packs are made before the last round, and all of those are full.
+        assert!(
+            accepted > packs.len() * 3 / 4 && accepted < packs.len(),
+            "{accepted}"
+        );
+        let full = |k: usize| {
+            let (v, t) = sums(&packs.items[packs.range(k)]);
+            v >= caps.max_vision as u64 || t >= p.min_text as u64
+        };
+        assert!((0..accepted).all(full));
+        assert!(
+            !(accepted..packs.len()).all(full),
+            "no part-filled pack to re-pack"
+        );
+        let skipped = repack_part_filled(packs.clone(), accepted, &p);
+        assert!(skipped == repack_part_filled(packs, 0, &p));
     }
 
     #[test]
