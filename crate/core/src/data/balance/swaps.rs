@@ -1018,6 +1018,21 @@ mod tests {
         best
     }
 
+    /// Harder cases for the search tests: in odd cases few distinct costs (many swaps and
+    /// exchanges tie, or sit at the gap's edge); in every fifth, vision in tokens.
+    fn harden(s: &mut [SampleLoad], rng: &mut Rng, case: usize) {
+        if case % 2 == 1 {
+            for x in s.iter_mut() {
+                x.w = rng.below(16);
+            }
+        }
+        if case % 5 == 4 {
+            for x in s.iter_mut() {
+                x.v *= 256;
+            }
+        }
+    }
+
     #[test]
     fn the_swap_scan_equals_the_reference_search() {
         let mut rng = Rng::new(23);
@@ -1027,18 +1042,7 @@ mod tests {
             let spread = [5, 60, 3000][case % 3];
             let classes = 1 + rng.below(4);
             let mut s = random_samples(&mut rng, nh, nl, classes, spread);
-            if case % 2 == 1 {
-                // Few distinct costs: many swaps tie, or sit at the gap's edge.
-                for x in &mut s {
-                    x.w = rng.below(16);
-                }
-            }
-            if case % 5 == 4 {
-                // Vision in tokens.
-                for x in &mut s {
-                    x.v *= 256;
-                }
-            }
+            harden(&mut s, &mut rng, case);
             let rules = rules_over(&mut s, u64::MAX);
             let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
             let room = [0, 50, 400, 1 << 40][case % 4] + rng.below(100) as u64;
@@ -1092,18 +1096,7 @@ mod tests {
             let classes = 1 + rng.below(4);
             let spread = [5, 60, 3000][case % 3];
             let mut s = random_samples(&mut rng, nh, nl, classes, spread);
-            if case % 2 == 1 {
-                // Few distinct costs: many exchanges tie.
-                for x in &mut s {
-                    x.w = rng.below(16);
-                }
-            }
-            if case % 5 == 4 {
-                // Vision in tokens.
-                for x in &mut s {
-                    x.v *= 256;
-                }
-            }
+            harden(&mut s, &mut rng, case);
             let mut rules = rules_over(&mut s, 1 << 32);
             let gap = 1 + rng.below([4, 64, 1 << 14, 1 << 21][case / 3 % 4]) as u64;
             let room = [0, 50, 400, 1 << 30][case % 4] + rng.below(100) as u64;
