@@ -904,7 +904,7 @@ pub(super) fn for_each_range<F>(
         &'w [(usize, usize)],
         &'w mut [u32],
     );
-    let mut work: Vec<std::sync::Mutex<Option<Work<'_>>>> = Vec::with_capacity(cuts.len() - 1);
+    let mut work: Vec<Work<'_>> = Vec::with_capacity(cuts.len() - 1);
     let (mut sl, mut pl, mut aux) = (sample_loads, pack_loads, aux);
     let mut at = 0; // first pack of `pl`
     for w in cuts.windows(2) {
@@ -925,21 +925,21 @@ pub(super) fn for_each_range<F>(
         let (mine_aux, rest_aux) = std::mem::take(&mut aux).split_at_mut(group.len() * stride);
         aux = rest_aux;
         at = end;
-        work.push(std::sync::Mutex::new(Some((
-            mine_s, mine, start, group, mine_aux,
-        ))));
+        work.push((mine_s, mine, start, group, mine_aux));
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let take = || {
-        while let Some(slot) = work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
-            let taken = slot.lock().map(|mut x| x.take()).unwrap_or(None);
-            if let Some((mine_s, mine, start, group, mine_aux)) = taken {
-                run(mine_s, mine, start, group, mine_aux);
-            }
-        }
+    // One queue, first group on top; taking one cannot panic, so the lock is never poisoned.
+    let spawned = threads.min(work.len()) - 1;
+    work.reverse();
+    let queue = std::sync::Mutex::new(work);
+    let take = || loop {
+        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let Some((mine_s, mine, start, group, mine_aux)) = next else {
+            return;
+        };
+        run(mine_s, mine, start, group, mine_aux);
     };
     std::thread::scope(|scope| {
-        for _ in 1..threads.min(work.len()) {
+        for _ in 0..spawned {
             scope.spawn(take);
         }
         take();
@@ -947,7 +947,7 @@ pub(super) fn for_each_range<F>(
 }
 
 /// Groups of ranges per worker thread that [`for_each_range`] hands out (more even out the
-/// threads' shares of work; each costs a lock and fresh scratch buffers).
+/// threads' shares of work; each costs a turn of the queue's lock and fresh scratch buffers).
 pub const GROUPS_PER_THREAD: usize = 4;
 
 #[cfg(test)]
