@@ -53,30 +53,76 @@ export function matchCostlyPacks(drawn: number[], loads: Loads, m: number): numb
   return costly;
 }
 
+/** Packs per block of steps in {@link tuneSteps} (see {@link stepBlock}). */
+export const STEP_BLOCK_PACKS = 512;
+/** Largest step (packs, `dp x accum`) whose steps {@link tuneSteps} re-cuts in blocks by cost. */
+export const STEP_BLOCK_MAX_PACKS = 8;
+
 /**
- * Twin of `tune_steps`: each step of `drawn` (`m` packs each) gets its vision sums evened where
- * its packs differ (none of them over-cap, below `normal`), then, unless its costliest pack is
+ * Twin of `step_block`: steps per block in {@link tuneSteps}, {@link STEP_BLOCK_PACKS} / `m` for
+ * steps of at most {@link STEP_BLOCK_MAX_PACKS} packs, else 1 (steps as cut).
+ */
+export function stepBlock(m: number): number {
+  return m <= STEP_BLOCK_MAX_PACKS ? Math.max(1, Math.floor(STEP_BLOCK_PACKS / Math.max(1, m))) : 1;
+}
+
+/**
+ * Twin of `tune_steps`: runs of steps whose packs come in increasing order (each step's least
+ * pack after the previous step's last) are cut into blocks of {@link stepBlock} steps (the last
+ * may hold fewer), whose packs are re-cut into steps in (vision descending, cost, index) order
+ * when a block holds more than one step. Each step then gets its vision sums evened where its
+ * packs differ (none of them over-cap, below `normal`), then, unless its costliest pack is
  * within 1/{@link STEP_TOLERANCE} of its mean, {@link STEP_PASSES} pairing passes and greedy
  * swaps; each step is left in cost order.
  */
 export function tuneSteps(packs: Packs, rules: SwapRules, loads: Loads, drawn: number[], m: number, normal: number, capV: number): void {
   const steps = drawn.length / m;
+  const per = stepBlock(m);
+  // Each step's pack span, as cut (before any re-cut).
+  const lo: number[] = [];
+  const hi: number[] = [];
   for (let s = 0; s < steps; s++) {
-    const step = drawn.slice(s * m, (s + 1) * m);
-    if (step.some((k) => loads.v[k] !== loads.v[step[0]]) && step.every((k) => k < normal)) {
-      rules.evenVision(packs, loads, step, capV);
+    let a = Infinity;
+    let b = -Infinity;
+    for (let j = s * m; j < (s + 1) * m; j++) {
+      a = Math.min(a, drawn[j]);
+      b = Math.max(b, drawn[j] + 1);
     }
-    // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
-    let sum = 0;
-    for (const k of step) sum += loads.w[k];
-    const mean = Math.floor(sum / m);
-    const stopAt = mean + Math.floor(mean / STEP_TOLERANCE);
-    if (step.some((k) => loads.w[k] > stopAt)) {
-      rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
-      rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false, stopAt);
-    }
-    // Cost order, ties by pack (as a re-deal of the step by position breaks them).
-    const sorted = drawn.slice(s * m, (s + 1) * m).sort(byCost(loads));
-    for (let j = 0; j < m; j++) drawn[s * m + j] = sorted[j];
+    lo.push(a);
+    hi.push(b);
   }
+  const byVisionThenCost = (a: number, b: number): number => loads.v[b] - loads.v[a] || loads.w[a] - loads.w[b] || a - b;
+  for (let first = 0; first < steps; ) {
+    let end = first + 1;
+    while (end < steps && hi[end - 1] <= lo[end]) end++;
+    for (let b = first; b < end; b += per) {
+      const blockEnd = Math.min(b + per, end);
+      if (per > 1) {
+        const sorted = drawn.slice(b * m, blockEnd * m).sort(byVisionThenCost);
+        for (let j = 0; j < sorted.length; j++) drawn[b * m + j] = sorted[j];
+      }
+      for (let s = b; s < blockEnd; s++) tuneStep(packs, rules, loads, drawn, s, m, normal, capV);
+    }
+    first = end;
+  }
+}
+
+/** Step `s` of {@link tuneSteps}. */
+function tuneStep(packs: Packs, rules: SwapRules, loads: Loads, drawn: number[], s: number, m: number, normal: number, capV: number): void {
+  const step = drawn.slice(s * m, (s + 1) * m);
+  if (step.some((k) => loads.v[k] !== loads.v[step[0]]) && step.every((k) => k < normal)) {
+    rules.evenVision(packs, loads, step, capV);
+  }
+  // A step whose costliest pack is within 1/STEP_TOLERANCE of the mean is left as is.
+  let sum = 0;
+  for (const k of step) sum += loads.w[k];
+  const mean = Math.floor(sum / m);
+  const stopAt = mean + Math.floor(mean / STEP_TOLERANCE);
+  if (step.some((k) => loads.w[k] > stopAt)) {
+    rules.pairPasses(packs, loads, drawn, s * m, (s + 1) * m, STEP_PASSES);
+    rules.greedy(packs, loads, drawn.slice(s * m, (s + 1) * m), Math.min(8 * m + 32, GREEDY_SWAPS), false, stopAt);
+  }
+  // Cost order, ties by pack (as a re-deal of the step by position breaks them).
+  const sorted = drawn.slice(s * m, (s + 1) * m).sort(byCost(loads));
+  for (let j = 0; j < m; j++) drawn[s * m + j] = sorted[j];
 }

@@ -34,8 +34,10 @@
 //!    against partners across the window.
 //! 5. Steps: cut from the layout in order (so each step's packs are a random draw of its class);
 //!    packs that stay off their class's median cost by over 0.5% either way (a sample long or
-//!    short for its size) are matched in steps of their own (`match_costly_packs`). Each step is
-//!    then fine-tuned unless its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean:
+//!    short for its size) are matched in steps of their own (`match_costly_packs`). Steps of at
+//!    most [`STEP_BLOCK_MAX_PACKS`] packs are re-cut in blocks of [`STEP_BLOCK_PACKS`] packs
+//!    (consecutive steps) in cost order, so each holds packs of about one cost (`step_block`).
+//!    Each step is then fine-tuned unless its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean:
 //!    vision sums evened where they differ, then [`STEP_PASSES`] pairing passes and greedy swaps.
 //!    Every pass costs O(m log m) for m packs, so planning costs O(n log n) whatever
 //!    `dp x accum` is. Windows, and the steps cut in layout order, are independent and disjoint
@@ -61,7 +63,10 @@ pub use equalize::{
 pub use layout::COUNTING_SORT_MAX;
 pub(super) use pack::block_runs;
 pub use pack::{PACK_BLOCK, REPAIR_MAX_VISION, SHUFFLE_CHUNKS};
-pub use steps::{CHEAP_PACK_DIV, COSTLY_PACK_DIV, STEP_PASSES, STEP_TOLERANCE};
+pub use steps::{
+    CHEAP_PACK_DIV, COSTLY_PACK_DIV, STEP_BLOCK_MAX_PACKS, STEP_BLOCK_PACKS, STEP_PASSES,
+    STEP_TOLERANCE,
+};
 pub use swaps::{
     GREEDY_PARTNERS, GREEDY_SCAN, GREEDY_SWAPS, GROUPS_PER_THREAD, PAIR_PARTNERS, PAIR_SCAN_MAX,
     PAIR_SWAP_MAX_SAMPLES, RADIX_DIGIT_BITS, RADIX_SORT_MIN, SCAN_GAP_MAX, SMALL_SORT_MAX,

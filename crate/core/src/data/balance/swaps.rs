@@ -163,6 +163,22 @@ impl SwapRules<'_> {
         }
     }
 
+    /// Sorts `group` by (vision descending, cost, index): [`SwapRules::sort_by_cost`] when its
+    /// packs share one vision sum (the usual case), else by the whole key.
+    pub(super) fn sort_by_vision_then_cost(&mut self, loads: &Loads<'_>, group: &mut [u32]) {
+        let Some(&first) = group.first() else {
+            return;
+        };
+        let v = loads[first as usize].v;
+        if group.iter().all(|&k| loads[k as usize].v == v) {
+            return self.sort_by_cost(loads, group);
+        }
+        group.sort_unstable_by_key(|&k| {
+            let x = loads[k as usize];
+            (Reverse(x.v), x.w, k)
+        });
+    }
+
     /// Pack `k`'s positions in this view's `s`.
     pub(super) fn at(&self, packs: &Packs, k: usize) -> std::ops::Range<usize> {
         let r = packs.range(k);
