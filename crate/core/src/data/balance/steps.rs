@@ -166,40 +166,23 @@ pub(super) fn tune_steps(
         if is_set(stop) {
             return;
         }
-        let whole = run.len() - run.len() % per;
-        let threads = if run.len() >= PARALLEL_MIN_STEPS {
-            threads
-        } else {
-            1
-        };
-        let blocks: Vec<(usize, usize)> = run[..whole].chunks(per).map(span_of).collect();
+        let blocks: Vec<(usize, usize)> = run.chunks(per).map(span_of).collect();
         for_each_range(
             sample_loads,
             pack_loads,
             packs,
             &blocks,
-            &mut drawn[first * m..(first + whole) * m],
+            &mut drawn[first * m..(first + run.len()) * m],
             per * m,
-            threads,
+            if run.len() >= PARALLEL_MIN_STEPS {
+                threads
+            } else {
+                1
+            },
             cap_t,
             stop,
             &|rules, loads, _, packs_of| block(rules, loads, packs_of),
         );
-        if whole < run.len() {
-            let left = run.len() - whole;
-            for_each_range(
-                sample_loads,
-                pack_loads,
-                packs,
-                &[span_of(&run[whole..])],
-                &mut drawn[(first + whole) * m..(first + run.len()) * m],
-                left * m,
-                1,
-                cap_t,
-                stop,
-                &|rules, loads, _, packs_of| block(rules, loads, packs_of),
-            );
-        }
         first += run.len();
     }
 }

@@ -838,7 +838,8 @@ pub const GREEDY_SWAPS: usize = 1 << 30;
 pub const STOP_CHECK_PACKS: usize = 4096;
 
 /// Calls `f(rules, loads, range, aux)` for each of `ranges` (pack ranges `[a, b)`, increasing
-/// and disjoint), `aux` being the range's `stride` entries of `aux`. With `threads > 1` the
+/// and disjoint), `aux` being the range's `stride` entries of `aux` (the last range's may be
+/// fewer: those left). With `threads > 1` the
 /// ranges are cut into groups of consecutive ranges of about equal packs ([`GROUPS_PER_THREAD`]
 /// per thread), each holding only its own packs' loads and samples (so no two threads touch the
 /// same memory), and the threads, the calling one among them, take the groups one at a time; the
@@ -885,12 +886,8 @@ pub(super) fn for_each_range<F>(
                 }
             }
             since_check += r.1 - r.0;
-            f(
-                &mut rules,
-                &mut loads,
-                r,
-                &mut aux[j * stride..(j + 1) * stride],
-            );
+            let end = ((j + 1) * stride).min(aux.len());
+            f(&mut rules, &mut loads, r, &mut aux[j * stride..end]);
         }
     };
     if threads <= 1 || ranges.len() < 2 {
@@ -938,7 +935,8 @@ pub(super) fn for_each_range<F>(
         let (_, rest_s) = std::mem::take(&mut sl).split_at_mut(item(start) - item(at));
         let (mine_s, rest_s) = rest_s.split_at_mut(item(end) - item(start));
         sl = rest_s;
-        let (mine_aux, rest_aux) = std::mem::take(&mut aux).split_at_mut(group.len() * stride);
+        let aux_len = (group.len() * stride).min(aux.len());
+        let (mine_aux, rest_aux) = std::mem::take(&mut aux).split_at_mut(aux_len);
         aux = rest_aux;
         at = end;
         work.push((mine_s, mine, start, group, mine_aux));
