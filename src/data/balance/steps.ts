@@ -94,7 +94,8 @@ export function tuneSteps(packs: Packs, rules: SwapRules, loads: Loads, drawn: n
   const byVisionThenCost = (a: number, b: number): number => loads.v[b] - loads.v[a] || loads.w[a] - loads.w[b] || a - b;
   for (let first = 0; first < steps; ) {
     let end = first + 1;
-    while (end < steps && hi[end - 1] <= lo[end]) end++;
+    // A step holding an over-cap pack (from `normal` on) is a run of its own (see `tune_steps`).
+    while (end < steps && hi[end] <= normal && hi[end - 1] <= lo[end]) end++;
     for (let b = first; b < end; b += per) {
       const blockEnd = Math.min(b + per, end);
       if (per > 1) {

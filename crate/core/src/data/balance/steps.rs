@@ -132,7 +132,11 @@ pub(super) fn tune_steps(
     };
     // Steps whose packs run in increasing order (the unmatched ones, cut from the layout) are
     // independent and disjoint in memory: threads take runs of them. The others (matched
-    // steps, which gather packs from anywhere) are tuned first, one by one.
+    // steps, which gather packs from anywhere) are tuned first, one by one. A step holding an
+    // over-cap pack (from `normal` on: the over-cap steps, matched by (vision, cost), the step
+    // completing them, tail steps with over-cap leftovers) is a run of its own, whatever its
+    // packs' order: re-cut in a block with other steps, its over-cap micro-batches would share
+    // steps with packs of other vision sums and a fraction of their cost.
     let span = |st: usize| {
         let step = &drawn[st * m..(st + 1) * m];
         (
@@ -144,7 +148,9 @@ pub(super) fn tune_steps(
     for st in 0..steps {
         let (lo, hi) = span(st);
         match runs.last_mut() {
-            Some(run) if run.last().is_some_and(|&(_, end)| end <= lo) => run.push((lo, hi)),
+            Some(run) if hi <= normal && run.last().is_some_and(|&(_, end)| end <= lo) => {
+                run.push((lo, hi))
+            }
             _ => runs.push(vec![(lo, hi)]),
         }
     }
