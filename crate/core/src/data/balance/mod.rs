@@ -34,8 +34,8 @@
 //!    against partners across the window.
 //! 5. Steps: cut from the layout in order (so each step's packs are a random draw of its class);
 //!    packs that stay off their class's median cost by over 0.5% either way (a sample long or
-//!    short for its size) are matched in steps of their own (`match_costly_packs`). Steps of at
-//!    most [`STEP_BLOCK_MAX_PACKS`] packs are re-cut in blocks of [`STEP_BLOCK_PACKS`] packs
+//!    short for its size) are matched in steps of their own (`match_costly_packs`). Steps of 2
+//!    to [`STEP_BLOCK_MAX_PACKS`] packs are re-cut in blocks of [`STEP_BLOCK_PACKS`] packs
 //!    (consecutive steps) in cost order, so each holds packs of about one cost (`step_block`).
 //!    Each step is then fine-tuned unless its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean:
 //!    vision sums evened where they differ, then [`STEP_PASSES`] pairing passes and greedy swaps.
