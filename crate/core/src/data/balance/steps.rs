@@ -237,9 +237,13 @@ pub(super) fn tune_steps(
 /// 1.2M synthetic samples at dp 8 this took the slowest-rank excess from 0.047% / 0.239% (p50 /
 /// p99) to 0.005% / 0.046% and the plan from 118-125 ms to 70-80 ms. A cost stratum of a block is
 /// not quite a random draw (a pack's cost left after equalizing goes with its make-up): on the
-/// shared real data at dp 8 the dataset-share SD over that of i.i.d. steps went from 1.12-1.15 to
-/// 1.15-1.20 (six seeds), but at dp 16 to 1.19-1.25 and at dp 64 to 1.4-1.5, where a step's
-/// share is less noisy by itself; so only steps of up to 8 packs are re-cut.
+/// shared real data at dp 8 the dataset-share SD over that of i.i.d. steps went from 1.10-1.17 to
+/// 1.14-1.20 (20 seeds; it depends on `dp x accum` alone: at 4 and 6 up 0.01-0.02 on average, at
+/// 2 unchanged), but at dp 16 to 1.19-1.25 and at dp 64 to 1.4-1.5, where a step's share is less
+/// noisy by itself; so only steps of up to 8 packs are re-cut. Where a block spans vision classes
+/// of a few packs each (tiny epochs, many vision sums) the step that straddles two classes holds
+/// the ends of both, and can run slower than a random one would (400 samples at dp 2: worst step
+/// 0.99% -> 4.3% over its mean), while p99 falls.
 pub(super) fn step_block(m: usize) -> usize {
     if (2..=STEP_BLOCK_MAX_PACKS).contains(&m) {
         (STEP_BLOCK_PACKS / m).max(1)
