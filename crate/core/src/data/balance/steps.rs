@@ -242,8 +242,8 @@ pub(super) fn tune_steps(
 /// 2 unchanged), but at dp 16 to 1.19-1.25 and at dp 64 to 1.4-1.5, where a step's share is less
 /// noisy by itself; so only steps of up to 8 packs are re-cut. Where a block spans vision classes
 /// of a few packs each (tiny epochs, many vision sums) the step that straddles two classes holds
-/// the ends of both, and can run slower than a random one would (400 samples at dp 2: worst step
-/// 0.99% -> 4.3% over its mean), while p99 falls.
+/// the ends of both and may run slower than a random one (400 samples at dp 2: worst step 0.99%
+/// -> 4.3% over its mean), though over shapes and seeds the worst step is about as before.
 pub(super) fn step_block(m: usize) -> usize {
     if (2..=STEP_BLOCK_MAX_PACKS).contains(&m) {
         (STEP_BLOCK_PACKS / m).max(1)
