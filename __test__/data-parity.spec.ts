@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { jsBackend } from '../src/binding';
-import { PACK_BLOCK, RoomSet } from '../src/data/balance';
+import { PACK_BLOCK, RoomSet, STEP_BLOCK_MAX_PACKS, STEP_BLOCK_PACKS } from '../src/data/balance';
+import { stepBlock } from '../src/data/balance/steps';
 import { STRATEGIES } from '../src/data/strategy';
 import { TAILS } from '../src/data/plan';
 import { firstDifference, native, nativeTest, realLike, sameOnBothBackends, thrown } from './helpers';
@@ -225,6 +226,16 @@ nativeTest('planBatches: native equals the twin with vision in tokens under larg
     { numRuns: 400 },
   );
   t.pass();
+});
+
+test('only steps of 2 to 8 packs are re-cut in blocks, as in the core', (t) => {
+  // A step of one pack has nothing to balance: re-cut, its steps were only reordered before the
+  // step order is shuffled.
+  t.is(stepBlock(1), 1);
+  t.is(stepBlock(2), STEP_BLOCK_PACKS / 2);
+  t.is(stepBlock(3), Math.floor(STEP_BLOCK_PACKS / 3));
+  t.is(stepBlock(STEP_BLOCK_MAX_PACKS), STEP_BLOCK_PACKS / 8);
+  t.is(stepBlock(STEP_BLOCK_MAX_PACKS + 1), 1);
 });
 
 test('the twin\'s room set finds the next member as a scan does', (t) => {

@@ -21,7 +21,7 @@ import {
 import { readSamples } from '../src/io/samples';
 import { syntheticSamples } from '../src/data/synthetic';
 import { shuffleU32Twin } from '../src/random/permutation';
-import { realFiles, thrown } from './helpers';
+import { backends, realFiles, thrown } from './helpers';
 import { DEFAULT_COST_MODEL } from '../src/data/model-cost';
 import { DEFAULT_RUN } from '../src/plan/index';
 
@@ -301,6 +301,32 @@ test('skewed vision: caps follow the typical sample, outliers get matched micro-
   const hard = balanceBatches(s, { dp: 8, maxVision: plan.maxVision, maxText: plan.maxText, seed: 1, tail: 'keep-partial' });
   t.is(hard.oversizeIndex.length, 0);
   t.is(hard.droppedIndex.length, 400);
+});
+
+test('over-cap micro-batches share a step with others only in the one step that completes them, steps of up to 8 micro-batches included', (t) => {
+  // Over-cap samples of text (1 in 97, six times as long) with ordinary vision: their steps
+  // follow the dealt packs in the layout; re-cut with those in a block of small steps, an
+  // over-cap micro-batch shared a step with packs of a fraction of its cost (dp 2 x 2: 18% excess).
+  const s = syntheticSamples(3000, 3);
+  for (let i = 0; i < s.text.length; i += 97) s.text[i] *= 6;
+  for (const [name, api] of backends) {
+    for (const [dp, accum] of [[2, 1], [2, 2], [3, 1], [4, 2], [8, 1], [3, 3]]) {
+      for (const seed of [1, 2, 3]) {
+        const plan = api.planBatches(s.vision, s.text, { dp, accum, samplesPerPack: 4.5, seed, costB: 1 / 73728 }) as BatchPlan;
+        t.true(plan.oversizeIndex.length > 0);
+        const over = new Set(plan.oversizeIndex);
+        let mixed = 0;
+        for (let st = 0; st < plan.steps; st++) {
+          let big = 0;
+          for (let k = plan.rankOffsets[st * dp]; k < plan.rankOffsets[(st + 1) * dp]; k++) {
+            if (over.has(plan.samples[plan.microBatchOffsets[k]])) big++;
+          }
+          if (big > 0 && big < dp * accum) mixed++;
+        }
+        t.true(mixed <= 1, `${name} dp ${dp} accum ${accum} seed ${seed}: ${mixed} mixed steps`);
+      }
+    }
+  }
 });
 
 test('the default text cost is the default model\'s step-time cost; explicit coefficients override it', (t) => {

@@ -60,17 +60,19 @@ export const STEP_BLOCK_MAX_PACKS = 8;
 
 /**
  * Twin of `step_block`: steps per block in {@link tuneSteps}, {@link STEP_BLOCK_PACKS} / `m` for
- * steps of at most {@link STEP_BLOCK_MAX_PACKS} packs, else 1 (steps as cut).
+ * steps of 2 to {@link STEP_BLOCK_MAX_PACKS} packs, else 1 (steps as cut: a step of one pack has
+ * nothing to balance; re-cut, its steps would only be reordered before the order is shuffled).
  */
 export function stepBlock(m: number): number {
-  return m <= STEP_BLOCK_MAX_PACKS ? Math.max(1, Math.floor(STEP_BLOCK_PACKS / Math.max(1, m))) : 1;
+  return m >= 2 && m <= STEP_BLOCK_MAX_PACKS ? Math.max(1, Math.floor(STEP_BLOCK_PACKS / m)) : 1;
 }
 
 /**
  * Twin of `tune_steps`: runs of steps whose packs come in increasing order (each step's least
  * pack after the previous step's last) are cut into blocks of {@link stepBlock} steps (the last
  * may hold fewer), whose packs are re-cut into steps in (vision descending, cost, index) order
- * when a block holds more than one step. Each step then gets its vision sums evened where its
+ * where blocks hold more than one step (runs of steps holding over-cap packs, from `normal` on,
+ * are tuned as cut). Each step then gets its vision sums evened where its
  * packs differ (none of them over-cap, below `normal`), then, unless its costliest pack is
  * within 1/{@link STEP_TOLERANCE} of its mean, {@link STEP_PASSES} pairing passes and greedy
  * swaps; each step is left in cost order.
@@ -94,10 +96,13 @@ export function tuneSteps(packs: Packs, rules: SwapRules, loads: Loads, drawn: n
   const byVisionThenCost = (a: number, b: number): number => loads.v[b] - loads.v[a] || loads.w[a] - loads.w[b] || a - b;
   for (let first = 0; first < steps; ) {
     let end = first + 1;
-    while (end < steps && hi[end - 1] <= lo[end]) end++;
-    for (let b = first; b < end; b += per) {
-      const blockEnd = Math.min(b + per, end);
-      if (per > 1) {
+    // Steps holding an over-cap pack (from `normal` on) form runs of their own, tuned as cut
+    // (see `tune_steps`).
+    while (end < steps && hi[end - 1] <= lo[end] && (hi[end - 1] > normal || hi[end] <= normal)) end++;
+    const runPer = hi[end - 1] <= normal ? per : 1;
+    for (let b = first; b < end; b += runPer) {
+      const blockEnd = Math.min(b + runPer, end);
+      if (runPer > 1) {
         const sorted = drawn.slice(b * m, blockEnd * m).sort(byVisionThenCost);
         for (let j = 0; j < sorted.length; j++) drawn[b * m + j] = sorted[j];
       }

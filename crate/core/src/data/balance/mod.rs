@@ -1,6 +1,8 @@
 //! The balanced planner, this package's default: within every step, every micro-batch (and so
 //! every rank) carries the same vision load and the same text cost, without padding, while each
-//! step's packs are drawn at random, so steps look like i.i.d. draws of the data.
+//! step's packs are drawn at random (steps of 2 to 8 packs: cost strata of random blocks of 512
+//! packs), so steps look like i.i.d. draws of the data (on the shared real data a dataset's share
+//! of a step varies 1.05-1.2x as much as in i.i.d. steps, `dp x accum` 1 to 16).
 //!
 //! 1. Packing (ISF-like): walk the shuffled pool with `open_packs` open packs; a sample joins
 //!    the first open pack it fits (both caps); a pack is accepted once its vision sum is within
@@ -34,8 +36,8 @@
 //!    against partners across the window.
 //! 5. Steps: cut from the layout in order (so each step's packs are a random draw of its class);
 //!    packs that stay off their class's median cost by over 0.5% either way (a sample long or
-//!    short for its size) are matched in steps of their own (`match_costly_packs`). Steps of at
-//!    most [`STEP_BLOCK_MAX_PACKS`] packs are re-cut in blocks of [`STEP_BLOCK_PACKS`] packs
+//!    short for its size) are matched in steps of their own (`match_costly_packs`). Steps of 2
+//!    to [`STEP_BLOCK_MAX_PACKS`] packs are re-cut in blocks of [`STEP_BLOCK_PACKS`] packs
 //!    (consecutive steps) in cost order, so each holds packs of about one cost (`step_block`).
 //!    Each step is then fine-tuned unless its costliest pack is within 1/[`STEP_TOLERANCE`] of its mean:
 //!    vision sums evened where they differ, then [`STEP_PASSES`] pairing passes and greedy swaps.

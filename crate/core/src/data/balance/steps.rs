@@ -132,7 +132,11 @@ pub(super) fn tune_steps(
     };
     // Steps whose packs run in increasing order (the unmatched ones, cut from the layout) are
     // independent and disjoint in memory: threads take runs of them. The others (matched
-    // steps, which gather packs from anywhere) are tuned first, one by one.
+    // steps, which gather packs from anywhere) are tuned first, one by one. Steps holding an
+    // over-cap pack (from `normal` on: the over-cap steps, matched by (vision, cost), the step
+    // completing them, tail steps with over-cap leftovers) form runs of their own, whose steps
+    // are tuned as cut: re-cut in a block with other steps, their over-cap micro-batches would
+    // share steps with packs of other vision sums and a fraction of their cost.
     let span = |st: usize| {
         let step = &drawn[st * m..(st + 1) * m];
         (
@@ -144,21 +148,28 @@ pub(super) fn tune_steps(
     for st in 0..steps {
         let (lo, hi) = span(st);
         match runs.last_mut() {
-            Some(run) if run.last().is_some_and(|&(_, end)| end <= lo) => run.push((lo, hi)),
+            Some(run)
+                if run
+                    .last()
+                    .is_some_and(|&(_, end)| end <= lo && (end > normal || hi <= normal)) =>
+            {
+                run.push((lo, hi))
+            }
             _ => runs.push(vec![(lo, hi)]),
         }
     }
     // Each run in blocks of `per` steps (the last may hold fewer), each block's packs re-cut into
     // steps in cost order (see `step_block`).
-    let per = step_block(m);
-    let block = |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, packs_of: &mut [u32]| {
-        if per > 1 {
-            rules.sort_by_vision_then_cost(loads, packs_of);
-        }
-        for step in packs_of.chunks_mut(m) {
-            tune(rules, loads, step);
-        }
-    };
+    let per_normal = step_block(m);
+    let block =
+        |rules: &mut SwapRules<'_>, loads: &mut Loads<'_>, packs_of: &mut [u32], recut: bool| {
+            if recut {
+                rules.sort_by_vision_then_cost(loads, packs_of);
+            }
+            for step in packs_of.chunks_mut(m) {
+                tune(rules, loads, step);
+            }
+        };
     // A block's pack span: from its first step's least pack to its last step's end.
     let span_of = |steps: &[(usize, usize)]| (steps[0].0, steps[steps.len() - 1].1);
     let mut first = 0;
@@ -166,12 +177,24 @@ pub(super) fn tune_steps(
         if is_set(stop) {
             return;
         }
-        let blocks: Vec<(usize, usize)> = run.chunks(per).map(span_of).collect();
+        // A run of steps holding over-cap packs: steps as cut.
+        let per = if run[run.len() - 1].1 <= normal {
+            per_normal
+        } else {
+            1
+        };
+        // Steps as cut (`per` 1): the run's own spans, no list built (runs of one step are
+        // common: matched steps, over-cap ones; packs of one sample make hundreds of thousands).
+        let blocks: Vec<(usize, usize)> = if per > 1 {
+            run.chunks(per).map(span_of).collect()
+        } else {
+            Vec::new()
+        };
         for_each_range(
             sample_loads,
             pack_loads,
             packs,
-            &blocks,
+            if per > 1 { &blocks } else { run },
             &mut drawn[first * m..(first + run.len()) * m],
             per * m,
             if run.len() >= PARALLEL_MIN_STEPS {
@@ -181,25 +204,32 @@ pub(super) fn tune_steps(
             },
             cap_t,
             stop,
-            &|rules, loads, _, packs_of| block(rules, loads, packs_of),
+            &|rules, loads, _, packs_of| block(rules, loads, packs_of, per > 1),
         );
         first += run.len();
     }
 }
 
-/// Steps per block in [`tune_steps`]: with steps of at most [`STEP_BLOCK_MAX_PACKS`] packs,
-/// [`STEP_BLOCK_PACKS`] / `m`; else 1 (steps as cut). A block's packs (consecutive steps of the
-/// layout, so a random draw of their class) are re-cut into steps in (vision descending, cost,
-/// index) order, so each step holds packs of about one cost and needs few swaps or none. On
+/// Steps per block in [`tune_steps`]: with steps of 2 to [`STEP_BLOCK_MAX_PACKS`] packs,
+/// [`STEP_BLOCK_PACKS`] / `m`; else 1 (steps as cut: a step of one pack has nothing to balance,
+/// and re-cut in blocks its steps would only be reordered, before the step order is shuffled,
+/// for up to a third more planning time with packs of one sample). A block's packs
+/// (consecutive steps of the layout, so a random draw of their class) are re-cut into steps in
+/// (vision descending, cost, index) order, so each step holds packs of about one cost and needs
+/// few swaps or none (runs of steps holding over-cap packs are tuned as cut). On
 /// 1.2M synthetic samples at dp 8 this took the slowest-rank excess from 0.047% / 0.239% (p50 /
 /// p99) to 0.005% / 0.046% and the plan from 118-125 ms to 70-80 ms. A cost stratum of a block is
 /// not quite a random draw (a pack's cost left after equalizing goes with its make-up): on the
-/// shared real data at dp 8 the dataset-share SD over that of i.i.d. steps went from 1.12-1.15 to
-/// 1.15-1.20 (six seeds), but at dp 16 to 1.19-1.25 and at dp 64 to 1.4-1.5, where a step's
-/// share is less noisy by itself; so only steps of up to 8 packs are re-cut.
+/// shared real data at dp 8 the dataset-share SD over that of i.i.d. steps went from 1.10-1.17 to
+/// 1.14-1.20 (20 seeds; it depends on `dp x accum` alone: at 4 and 6 up 0.01-0.02 on average, at
+/// 2 unchanged), but at dp 16 to 1.19-1.25 and at dp 64 to 1.4-1.5, where a step's share is less
+/// noisy by itself; so only steps of up to 8 packs are re-cut. Where a block spans vision classes
+/// of a few packs each (tiny epochs, many vision sums) the step that straddles two classes holds
+/// the ends of both and may run slower than a random one (400 samples at dp 2: worst step 0.99%
+/// -> 4.3% over its mean), though over shapes and seeds the worst step is about as before.
 pub(super) fn step_block(m: usize) -> usize {
-    if m <= STEP_BLOCK_MAX_PACKS {
-        (STEP_BLOCK_PACKS / m.max(1)).max(1)
+    if (2..=STEP_BLOCK_MAX_PACKS).contains(&m) {
+        (STEP_BLOCK_PACKS / m).max(1)
     } else {
         1
     }
