@@ -256,6 +256,44 @@ realTest('quality on the shared real data (dp 8, ~4.5 samples per pack): balance
   }
 });
 
+realTest('vision in tokens (256 a tile) on the shared real data: the cap of vision in tiles, so steps stay i.i.d.-like', async (t) => {
+  const s = await readSamples(realFiles);
+  const tokens = { vision: s.vision.map((x) => x * 256), text: s.text };
+  const labels = await datasetLabels();
+  const plan = balanceBatches(tokens, { dp: 8, samplesPerPack: 4.5, seed: 0 });
+  const inTiles = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, seed: 0 });
+  const share = shareSdRatio(plan, labels);
+  const m = batchMetrics(plan, tokens);
+  t.log(`vision cap ${plan.maxVision}, share SD ${share.toFixed(2)}x i.i.d., samples/pack ${m.samplesPerPack.toFixed(2)}`);
+  t.is(plan.maxVision, inTiles.maxVision! * 256);
+  // A cap between multiples of 256 (4,423 here before) left packs at many vision sums and
+  // steps grouped by dataset: share SD 3.0.
+  t.true(share <= 1.25, `share SD ${share}`);
+  t.true(Math.abs(m.samplesPerPack - 4.5) <= 0.45, `samples per pack ${m.samplesPerPack}`);
+});
+
+test('vision in tokens: the derived vision cap is a multiple of the vision values\' common divisor, reached by most packs, as in tiles', (t) => {
+  const syn = syntheticSamples(20000, 4);
+  for (const unit of [256, 576]) {
+    const s = { vision: syn.vision.map((x) => x * unit), text: syn.text };
+    const plan = balanceBatches(s, { dp: 8, samplesPerPack: 4.5, seed: 1 });
+    t.is(broken(plan, s), null);
+    t.is(plan.maxVision! % unit, 0, `unit ${unit}: cap ${plan.maxVision}`);
+    let atCap = 0;
+    const packs = plan.microBatchOffsets.length - 1;
+    for (let k = 0; k < packs; k++) {
+      let v = 0;
+      for (let j = plan.microBatchOffsets[k]; j < plan.microBatchOffsets[k + 1]; j++) v += s.vision[plan.samples[j]];
+      if (v === plan.maxVision) atCap++;
+    }
+    t.true(atCap / packs > 0.9, `unit ${unit}: ${atCap} of ${packs} packs at the cap`);
+    const inTiles = balanceBatches(syn, { dp: 8, samplesPerPack: 4.5, seed: 1 });
+    t.is(plan.maxVision, inTiles.maxVision! * unit);
+    const m = batchMetrics(plan, s);
+    t.true(Math.abs(m.samplesPerPack - 4.5) <= 0.45, `unit ${unit}: samples per pack ${m.samplesPerPack}`);
+  }
+});
+
 /** Each shared file's label per sample, in `realFiles` order. */
 async function datasetLabels(): Promise<Uint8Array> {
   const sizes = await Promise.all(realFiles.map(async (f) => (await readSamples([f])).text.length));
