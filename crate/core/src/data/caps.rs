@@ -4,10 +4,14 @@
 //! force the caps up to their size and every pack would hold far more samples than asked. So
 //! the caps follow the typical sample: the vision cap is `b` times the mean vision load, rounded,
 //! plus one unit (balanced packs close within one unit of it), counted in units of the vision
-//! values' greatest common divisor (1 for tiles, 256 for vision in tokens at 256 tokens a tile),
+//! values' greatest common divisor (1 for tiles whose counts share no factor, as soon as one
+//! sample has 1 tile; 2 when every count is even; 256 for vision in tokens at 256 tokens a tile),
 //! so that vision in tokens gets the cap of vision in tiles, and plans as good (a cap between
 //! multiples of 256 left packs at many vision sums and steps grouped by dataset: share SD 3.0 of
-//! i.i.d. steps' on the shared data at dp 8; now 1.17, as in tiles); the text cap leaves 25% headroom
+//! i.i.d. steps' on the shared data at dp 8; now 1.17, as in tiles). The divisor is that of every
+//! nonzero value, over-cap samples' included: one value off it (255, or an over-cap 10,241,
+//! among multiples of 256) brings it down, to 1 at worst, and with it the cap between multiples
+//! of 256 (share SD 3.1 again). The text cap leaves 25% headroom
 //! over `b` times the mean text length, rounded up to a multiple of 128, so that vision, not
 //! text, closes most packs. The means are taken over the samples that fit the caps, refined a
 //! few times (the caps of all samples, then of those that fit, ...) so that outliers do not pull
