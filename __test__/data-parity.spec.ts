@@ -10,6 +10,7 @@ import { jsBackend } from '../src/binding';
 import { PACK_BLOCK, RoomSet, STEP_BLOCK_MAX_PACKS, STEP_BLOCK_PACKS } from '../src/data/balance';
 import { stepBlock } from '../src/data/balance/steps';
 import { STRATEGIES } from '../src/data/strategy';
+import { capsForTarget } from '../src/data/caps';
 import { TAILS } from '../src/data/plan';
 import { firstDifference, native, nativeTest, realLike, sameOnBothBackends, thrown } from './helpers';
 
@@ -226,6 +227,31 @@ nativeTest('planBatches: native equals the twin with vision in tokens under larg
     { numRuns: 400 },
   );
   t.pass();
+});
+
+/**
+ * 2.6M samples of 4e9 tiles (half 4,000,000,001, half 4,000,000,002, in pairs moved one apart):
+ * the vision sum passes 2^53, where a double sum drifts (174,098 short here); the exact mean is
+ * 4,000,000,001.5, so the cap is 4,000,000,002 + 1.
+ */
+function pastTwoTo53(): { vision: Uint32Array; text: Uint32Array } {
+  const n = 2_600_000;
+  const vision = new Uint32Array(n);
+  for (let i = 0; i < n; i++) vision[i] = 4_000_000_001 + (i % 2) + (i % 4 === 0 ? 1 : i % 4 === 1 ? -1 : 0);
+  return { vision, text: new Uint32Array(n).fill(1) };
+}
+
+test('capsForTarget: sums past 2^53 are exact, as the core\'s u64 sums (the cap is not one under)', (t) => {
+  const { vision, text } = pastTwoTo53();
+  t.is(capsForTarget(vision, text, 1).maxVision, 4_000_000_003);
+});
+
+nativeTest('planBatches: the caps derived from samplesPerPack are the core\'s when the sums pass 2^53', (t) => {
+  const { vision, text } = pastTwoTo53();
+  const plan = native!.planBatches(vision, text, { strategy: 'balanced', dp: 1, samplesPerPack: 1, seed: 0, tail: 'keep-partial' });
+  const caps = capsForTarget(vision, text, 1);
+  t.deepEqual({ maxVision: caps.maxVision, maxText: caps.maxText }, { maxVision: plan.maxVision, maxText: plan.maxText });
+  t.is(plan.maxVision, 4_000_000_003);
 });
 
 test('only steps of 2 to 8 packs are re-cut in blocks, as in the core', (t) => {
