@@ -11,6 +11,7 @@ import { PACK_BLOCK, RoomSet, STEP_BLOCK_MAX_PACKS, STEP_BLOCK_PACKS } from '../
 import { stepBlock } from '../src/data/balance/steps';
 import { STRATEGIES } from '../src/data/strategy';
 import { capsForTarget } from '../src/data/caps';
+import { syntheticSamples } from '../src/data/synthetic';
 import { TAILS } from '../src/data/plan';
 import { firstDifference, native, nativeTest, realLike, sameOnBothBackends, thrown } from './helpers';
 
@@ -252,6 +253,27 @@ nativeTest('planBatches: the caps derived from samplesPerPack are the core\'s wh
   const caps = capsForTarget(vision, text, 1);
   t.deepEqual({ maxVision: caps.maxVision, maxText: caps.maxText }, { maxVision: plan.maxVision, maxText: plan.maxText });
   t.is(plan.maxVision, 4_000_000_003);
+});
+
+nativeTest('planBatches: the vision unit of caps derived from samplesPerPack is the core\'s, stray values and all', (t) => {
+  // Multiples of 256 (or 576) with 0 to 30 stray values among 20,000 samples (207 of them
+  // text-only), and tiles: the unit survives up to 1/1,000 of the nonzero values off it (19 here),
+  // then falls to the common divisor.
+  const base = syntheticSamples(20000, 8);
+  let checked = 0;
+  for (const unit of [1, 256, 576]) {
+    for (const strays of [0, 1, 19, 21, 30]) {
+      const vision = base.vision.map((x) => x * unit);
+      for (let j = 0; j < strays; j++) vision[(j * 7919) % vision.length] = unit === 1 ? 7 : 255 + j;
+      for (let i = 3; i < vision.length; i += 97) vision[i] = 0;
+      const plan = native!.planBatches(vision, base.text, { strategy: 'balanced', dp: 8, samplesPerPack: 4.5, seed: 0 });
+      const caps = capsForTarget(vision, base.text, 4.5);
+      t.deepEqual({ maxVision: caps.maxVision, maxText: caps.maxText }, { maxVision: plan.maxVision, maxText: plan.maxText }, `unit ${unit}, ${strays} strays`);
+      if (unit > 1) t.is(plan.maxVision! % unit === 0, strays <= 19, `unit ${unit}, ${strays} strays: cap ${plan.maxVision}`);
+      checked++;
+    }
+  }
+  t.is(checked, 15);
 });
 
 test('only steps of 2 to 8 packs are re-cut in blocks, as in the core', (t) => {

@@ -266,6 +266,10 @@ realTest('vision in tokens (256 a tile) on the shared real data: the cap of visi
   const m = batchMetrics(plan, tokens);
   t.log(`vision cap ${plan.maxVision}, share SD ${share.toFixed(2)}x i.i.d., samples/pack ${m.samplesPerPack.toFixed(2)}`);
   t.is(plan.maxVision, inTiles.maxVision! * 256);
+  // One stray value (a 255 among multiples of 256) does not bring the unit down to 1.
+  const stray = { vision: tokens.vision.slice(), text: s.text };
+  stray.vision[0] = 255;
+  t.is(balanceBatches(stray, { dp: 8, samplesPerPack: 4.5, seed: 0 }).maxVision, plan.maxVision);
   // A cap between multiples of 256 (4,423 here before) left packs at many vision sums and
   // steps grouped by dataset: share SD 3.0.
   t.true(share <= 1.25, `share SD ${share}`);

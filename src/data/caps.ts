@@ -10,9 +10,14 @@ import { roundHalfUp, type Caps } from './samples';
 /** How many times the means are refined over the samples that fit. */
 export const CAP_REFINEMENTS = 4;
 
+/** Samples {@link visionUnit} looks at for its candidate units (twin of `VISION_UNIT_PROBES`). */
+export const VISION_UNIT_PROBES = 4096;
+
 /**
- * The greatest common divisor of the nonzero vision values (0 when every one is 0): the unit every
- * pack's vision sum is a multiple of (twin of `vision_unit`).
+ * The vision unit (twin of `vision_unit`): the greatest common divisor of the nonzero vision
+ * values (0 when every one is 0), or, where a larger number divides all but at most 1/1,000 of
+ * them, the largest such number among the multiples of that divisor that divide the most common
+ * value of up to {@link VISION_UNIT_PROBES} samples spread evenly over the list.
  */
 export function visionUnit(vision: Uint32Array): number {
   let unit = 0;
@@ -25,6 +30,48 @@ export function visionUnit(vision: Uint32Array): number {
       unit = a;
       if (unit === 1) break;
     }
+  }
+  if (unit === 0) return 0;
+  const n = vision.length;
+  const probes = Math.min(n, VISION_UNIT_PROBES);
+  const seen: number[] = [];
+  for (let j = 0; j < probes; j++) {
+    const x = vision[Number((BigInt(j) * BigInt(n)) / BigInt(probes))];
+    if (x !== 0) seen.push(x);
+  }
+  seen.sort((a, b) => a - b);
+  // The most common probed value, the least among equally common ones.
+  let mode = 0;
+  let best = 0;
+  let run = 0;
+  for (let j = 0; j < seen.length; j++) {
+    run = j > 0 && seen[j - 1] === seen[j] ? run + 1 : 1;
+    if (run > best) {
+      mode = seen[j];
+      best = run;
+    }
+  }
+  const divisors = new Set<number>();
+  for (let d = 1; d * d <= mode; d++) {
+    if (mode % d === 0) {
+      divisors.add(d);
+      divisors.add(mode / d);
+    }
+  }
+  const allowed = Math.floor(n / 1000);
+  for (const d of [...divisors].sort((a, b) => b - a)) {
+    // Larger than the common divisor and a multiple of it.
+    if (d <= unit || d % unit !== 0) continue;
+    let off = 0;
+    let nonzero = 0;
+    for (let i = 0; i < n; i++) {
+      const x = vision[i];
+      if (x !== 0) {
+        nonzero++;
+        if (x % d !== 0 && ++off > allowed) break;
+      }
+    }
+    if (off * 1000 <= nonzero) return d;
   }
   return unit;
 }

@@ -40,9 +40,9 @@ export interface PlanBatchesOptions {
   /**
    * Wanted mean samples per micro-batch. `balanced` derives caps from it and the typical sample
    * (vision cap = `B` x mean vision rounded, plus one, in units of the vision values' greatest
-   * common divisor, so vision in tokens at 256 a tile gets the cap of tiles; the divisor of every nonzero value,
-   * over-cap samples' included, so one value off it, such as 255 among multiples of 256, brings it down, to 1 at worst,
-   * and leaves the cap between sums of tiles; text cap = 1.25 x `B` x mean text rounded up
+   * common divisor, so vision in tokens at 256 a tile gets the cap of tiles; a larger number that
+   * divides all but 1/1,000 of the nonzero values, such as 256 with a stray 255, is taken instead;
+   * text cap = 1.25 x `B` x mean text rounded up
    * to 128; means over the samples that fit), and gives each sample over them a micro-batch of its
    * own (listed in `oversizeIndex`), so outliers neither inflate every pack nor get lost; `isf` runs the reference
    * argument search; the padded baselines use it, rounded, as their batch size.

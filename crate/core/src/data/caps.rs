@@ -8,10 +8,9 @@
 //! sample has 1 tile; 2 when every count is even; 256 for vision in tokens at 256 tokens a tile),
 //! so that vision in tokens gets the cap of vision in tiles, and plans as good (a cap between
 //! multiples of 256 left packs at many vision sums and steps grouped by dataset: share SD 3.0 of
-//! i.i.d. steps' on the shared data at dp 8; now 1.17, as in tiles). The divisor is that of every
-//! nonzero value, over-cap samples' included: one value off it (255, or an over-cap 10,241,
-//! among multiples of 256) brings it down, to 1 at worst, and with it the cap between multiples
-//! of 256 (share SD 3.1 again). The text cap leaves 25% headroom
+//! i.i.d. steps' on the shared data at dp 8; now 1.17, as in tiles). A few values off the unit
+//! (at most 1/1,000 of the nonzero ones: a 255, or an over-cap 10,241, among multiples of 256)
+//! do not bring it down (see [`vision_unit`]); more do, to 1 at worst. The text cap leaves 25% headroom
 //! over `b` times the mean text length, rounded up to a multiple of 128, so that vision, not
 //! text, closes most packs. The means are taken over the samples that fit the caps, refined a
 //! few times (the caps of all samples, then of those that fit, ...) so that outliers do not pull
@@ -38,9 +37,15 @@ fn caps_from_sums(b: f64, v: u64, t: u64, n: u64, unit: u32) -> Caps {
     }
 }
 
-/// The greatest common divisor of the nonzero vision values (0 when every one is 0): the unit
-/// every pack's vision sum is a multiple of. One remainder a sample once the unit is known, and
-/// none after it reaches 1 (tiles: within the first few samples).
+/// The vision unit: the greatest common divisor of the nonzero vision values (0 when every one is
+/// 0), or, where a larger number divides all but at most 1/1,000 of them (a few stray values
+/// among multiples of 256 tokens a tile: a 255 brings the common divisor to 1, or to 3 among
+/// multiples of 576), the largest such number. Candidates are the divisors of the most common
+/// value among up to [`VISION_UNIT_PROBES`] samples spread evenly over the list that are
+/// multiples of the common divisor (the unit that divides 99.9% of the values divides that value
+/// unless the probes hit a stray value most often); each is checked against every value,
+/// stopping as soon as more than 1/1,000 of the samples fail: a few thousand remainders where
+/// none passes (tiles, clean tokens), a pass over the samples for the one that does.
 pub fn vision_unit(vision: &[u32]) -> u32 {
     let mut unit = 0u32;
     for &x in vision {
@@ -51,8 +56,64 @@ pub fn vision_unit(vision: &[u32]) -> u32 {
             }
         }
     }
+    if unit == 0 {
+        return 0;
+    }
+    let n = vision.len();
+    let probes = n.min(VISION_UNIT_PROBES);
+    let mut seen: Vec<u32> = (0..probes)
+        .map(|j| vision[(j as u64 * n as u64 / probes as u64) as usize])
+        .filter(|&x| x != 0)
+        .collect();
+    seen.sort_unstable();
+    // The most common probed value, the least among equally common ones.
+    let (mut mode, mut best, mut run) = (0u32, 0usize, 0usize);
+    for (j, &x) in seen.iter().enumerate() {
+        run = if j > 0 && seen[j - 1] == x {
+            run + 1
+        } else {
+            1
+        };
+        if run > best {
+            (mode, best) = (x, run);
+        }
+    }
+    let mut divisors: Vec<u32> = Vec::new();
+    let mut d = 1u32;
+    while (d as u64) * (d as u64) <= mode as u64 {
+        if mode % d == 0 {
+            divisors.push(d);
+            divisors.push(mode / d);
+        }
+        d += 1;
+    }
+    divisors.sort_unstable_by(|a, b| b.cmp(a));
+    divisors.dedup();
+    let allowed = n / 1000; // strays allowed, out of every sample (a bound on the nonzero ones)
+                            // Larger than the common divisor and a multiple of it (a unit dividing 99.9% of the values,
+                            // times the one dividing all, still does).
+    for &d in divisors.iter().filter(|&&d| d > unit && d % unit == 0) {
+        let (mut off, mut nonzero) = (0usize, 0usize);
+        for &x in vision {
+            if x != 0 {
+                nonzero += 1;
+                if x % d != 0 {
+                    off += 1;
+                    if off > allowed {
+                        break;
+                    }
+                }
+            }
+        }
+        if off * 1000 <= nonzero {
+            return d;
+        }
+    }
     unit
 }
+
+/// Samples [`vision_unit`] looks at for its candidate units.
+pub const VISION_UNIT_PROBES: usize = 4096;
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
     while b != 0 {
@@ -124,6 +185,21 @@ mod tests {
         assert_eq!(vision_unit(&[2, 4, 3]), 1);
         assert_eq!(vision_unit(&[0, 0]), 0);
         assert_eq!(vision_unit(&[u32::MAX, u32::MAX]), u32::MAX);
+        // A stray value in 1,000 keeps the unit; two in 1,000 bring it to the common divisor.
+        let mut tokens: Vec<u32> = (0..1000u32).map(|i| 256 * (1 + i % 7)).collect();
+        tokens[500] = 255;
+        assert_eq!(vision_unit(&tokens), 256);
+        tokens[900] = 10_241;
+        assert_eq!(vision_unit(&tokens), 1);
+        // Among multiples of 576 a 255 leaves a common divisor of 3, not 1: still 576.
+        let mut images: Vec<u32> = (0..1000u32).map(|i| 576 * (1 + i % 5)).collect();
+        images[10] = 255;
+        assert_eq!(vision_unit(&images), 576);
+        // Tiles of coprime counts: 1, whatever the most common count.
+        let tiles: Vec<u32> = (0..5000u32)
+            .map(|i| [2, 2, 2, 4, 3][i as usize % 5])
+            .collect();
+        assert_eq!(vision_unit(&tiles), 1);
         // The same samples with vision in tiles and in tokens (256 a tile): 4.5 x 3.2 = 14.4
         // tiles, 14 + 1 = 15, in tokens too (without the unit: 3,686 + 1 tokens, which no sum of
         // tiles reaches).
