@@ -212,8 +212,25 @@ export async function waitFor(file: string, timeoutMs = 30_000): Promise<void> {
   }
 }
 
-/** Connects to a Unix socket or `host:port`. */
-export function connect(where: string): Promise<net.Socket> {
+/**
+ * Connects to a Unix socket or `host:port`. A Unix socket refused within `refusedMs` is tried
+ * again: its file appears at bind(2), a moment before listen(2), and a test that saw the file
+ * (`waitFor`) on a loaded machine could connect in between (seen once in a full run).
+ */
+export async function connect(where: string, refusedMs = 3000): Promise<net.Socket> {
+  const end = Date.now() + refusedMs;
+  for (;;) {
+    try {
+      return await connectOnce(where);
+    } catch (error) {
+      const unix = !/^(?:\[(.+)\]|([^:/]+)):(\d+)$/.test(where);
+      if (!unix || (error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() > end) throw error;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+function connectOnce(where: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const m = /^(?:\[(.+)\]|([^:/]+)):(\d+)$/.exec(where);
     const socket = m ? net.connect(Number(m[3]), m[1] ?? m[2]) : net.connect(where);
