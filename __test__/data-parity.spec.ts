@@ -260,7 +260,6 @@ nativeTest('planBatches: the vision unit of caps derived from samplesPerPack is 
   // text-only), and tiles: the unit survives up to 1/1,000 of the nonzero values off it (19 here),
   // then falls to the common divisor.
   const base = syntheticSamples(20000, 8);
-  let checked = 0;
   for (const unit of [1, 256, 576]) {
     for (const strays of [0, 1, 19, 21, 30]) {
       const vision = base.vision.map((x) => x * unit);
@@ -270,10 +269,8 @@ nativeTest('planBatches: the vision unit of caps derived from samplesPerPack is 
       const caps = capsForTarget(vision, base.text, 4.5);
       t.deepEqual({ maxVision: caps.maxVision, maxText: caps.maxText }, { maxVision: plan.maxVision, maxText: plan.maxText }, `unit ${unit}, ${strays} strays`);
       if (unit > 1) t.is(plan.maxVision! % unit === 0, strays <= 19, `unit ${unit}, ${strays} strays: cap ${plan.maxVision}`);
-      checked++;
     }
   }
-  t.is(checked, 15);
 });
 
 test('only steps of 2 to 8 packs are re-cut in blocks, as in the core', (t) => {

@@ -218,25 +218,20 @@ export async function waitFor(file: string, timeoutMs = 30_000): Promise<void> {
  * (`waitFor`) on a loaded machine could connect in between (seen once in a full run).
  */
 export async function connect(where: string, refusedMs = 3000): Promise<net.Socket> {
+  const tcp = /^(?:\[(.+)\]|([^:/]+)):(\d+)$/.exec(where);
   const end = Date.now() + refusedMs;
   for (;;) {
     try {
-      return await connectOnce(where);
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const socket = tcp ? net.connect(Number(tcp[3]), tcp[1] ?? tcp[2]) : net.connect(where);
+        socket.once('connect', () => resolve(socket));
+        socket.once('error', reject);
+      });
     } catch (error) {
-      const unix = !/^(?:\[(.+)\]|([^:/]+)):(\d+)$/.test(where);
-      if (!unix || (error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() > end) throw error;
+      if (tcp || (error as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() > end) throw error;
       await new Promise((r) => setTimeout(r, 20));
     }
   }
-}
-
-function connectOnce(where: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const m = /^(?:\[(.+)\]|([^:/]+)):(\d+)$/.exec(where);
-    const socket = m ? net.connect(Number(m[3]), m[1] ?? m[2]) : net.connect(where);
-    socket.once('connect', () => resolve(socket));
-    socket.once('error', reject);
-  });
 }
 
 /** A fresh temporary directory (short, for socket paths). */

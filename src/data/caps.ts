@@ -36,7 +36,8 @@ export function visionUnit(vision: Uint32Array): number {
   const probes = Math.min(n, VISION_UNIT_PROBES);
   const seen: number[] = [];
   for (let j = 0; j < probes; j++) {
-    const x = vision[Number((BigInt(j) * BigInt(n)) / BigInt(probes))];
+    // j x n stays below 2^44: exact in a double, and so is its floored quotient.
+    const x = vision[Math.floor((j * n) / probes)];
     if (x !== 0) seen.push(x);
   }
   seen.sort((a, b) => a - b);

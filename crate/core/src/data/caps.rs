@@ -89,9 +89,10 @@ pub fn vision_unit(vision: &[u32]) -> u32 {
     }
     divisors.sort_unstable_by(|a, b| b.cmp(a));
     divisors.dedup();
-    let allowed = n / 1000; // strays allowed, out of every sample (a bound on the nonzero ones)
-                            // Larger than the common divisor and a multiple of it (a unit dividing 99.9% of the values,
-                            // times the one dividing all, still does).
+    // Strays allowed, out of every sample (a bound on the nonzero ones).
+    let allowed = n / 1000;
+    // Larger than the common divisor and a multiple of it (a unit dividing 99.9% of the values,
+    // times the one dividing all, still does).
     for &d in divisors.iter().filter(|&&d| d > unit && d % unit == 0) {
         let (mut off, mut nonzero) = (0usize, 0usize);
         for &x in vision {
@@ -123,7 +124,8 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 }
 
 /// Caps for a wanted mean of `b` samples per micro-batch, from the typical sample (see the
-/// module documentation). Sums are integers, so the result is exact and order-free.
+/// module documentation). Sums are integers, so the means are exact; the vision unit's candidates
+/// come from probes spread over the list (see [`vision_unit`]).
 pub fn caps_for_target(samples: &Samples, b: f64) -> Caps {
     let n = samples.len() as u64;
     let v: u64 = samples.vision.iter().map(|&x| x as u64).sum();
