@@ -135,7 +135,7 @@ pub fn caps_for_target(samples: &Samples, b: f64) -> Caps {
     for _ in 0..CAP_REFINEMENTS {
         let (mut v, mut t, mut n) = (0u64, 0u64, 0u64);
         for (&sv, &st) in samples.vision.iter().zip(samples.text) {
-            if sv <= caps.max_vision && st <= caps.max_text {
+            if caps.fits(sv, st) {
                 v += sv as u64;
                 t += st as u64;
                 n += 1;

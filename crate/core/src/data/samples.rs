@@ -49,6 +49,26 @@ pub struct Caps {
     pub max_text: u32,
 }
 
+impl Caps {
+    /// Why a sample of vision `v` and text `t` is over the caps (vision checked first), if it is.
+    #[inline]
+    pub fn over(&self, v: u32, t: u32) -> Option<DropReason> {
+        if v > self.max_vision {
+            Some(DropReason::VisionOverCap)
+        } else if t > self.max_text {
+            Some(DropReason::TextOverCap)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a sample of vision `v` and text `t` fits the caps.
+    #[inline]
+    pub fn fits(&self, v: u32, t: u32) -> bool {
+        v <= self.max_vision && t <= self.max_text
+    }
+}
+
 impl<'a> Samples<'a> {
     /// Checks the arrays: same length, not empty, every sample with at least one text token.
     pub fn new(vision: &'a [u32], text: &'a [u32]) -> Result<Self, Error> {
@@ -104,12 +124,9 @@ impl<'a> Samples<'a> {
         let mut fit = Vec::with_capacity(self.len());
         let mut dropped = Vec::new();
         for i in 0..self.len() {
-            if self.vision[i] > caps.max_vision {
-                dropped.push((i as u32, DropReason::VisionOverCap));
-            } else if self.text[i] > caps.max_text {
-                dropped.push((i as u32, DropReason::TextOverCap));
-            } else {
-                fit.push(i as u32);
+            match caps.over(self.vision[i], self.text[i]) {
+                Some(reason) => dropped.push((i as u32, reason)),
+                None => fit.push(i as u32),
             }
         }
         if fit.is_empty() {

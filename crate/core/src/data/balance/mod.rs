@@ -299,7 +299,7 @@ pub fn balance_batches_with_carry(
             ..Rec::of(samples, carry[j])
         },
     };
-    let fits = |r: &Rec| r.v <= p.caps.max_vision && r.t <= p.caps.max_text;
+    let fits = |r: &Rec| p.caps.fits(r.v, r.t);
     let threads = if p.threads > 0 {
         p.threads.min(MAX_THREADS)
     } else {
@@ -313,12 +313,12 @@ pub fn balance_batches_with_carry(
         if pool.is_empty() {
             return Err(samples.none_fits(p.caps));
         }
+        // An over-cap sample is over one cap or the other.
         let reason = |i: u32| {
-            if samples.vision[i as usize] > p.caps.max_vision {
-                DropReason::VisionOverCap
-            } else {
-                DropReason::TextOverCap
-            }
+            let i = i as usize;
+            p.caps
+                .over(samples.vision[i], samples.text[i])
+                .unwrap_or(DropReason::TextOverCap)
         };
         (
             over.into_iter().map(|i| (i, reason(i))).collect(),

@@ -28,12 +28,11 @@ pub(super) fn split_pool(
     // Samples `[a, b)` with their loads side by side.
     let loads =
         |a: usize, b: usize| (a as u32..).zip(samples.vision[a..b].iter().zip(&samples.text[a..b]));
-    let fits = |v: u32, t: u32| v <= caps.max_vision && t <= caps.max_text;
     if runs == 1 {
         let mut pool = Vec::with_capacity(n + room);
         let mut over = Vec::new();
         for (id, (&v, &t)) in loads(0, n) {
-            if fits(v, t) {
+            if caps.fits(v, t) {
                 pool.push(Rec { id, v, t });
             } else {
                 over.push(id);
@@ -46,7 +45,7 @@ pub(super) fn split_pool(
         let mut count = 0usize;
         let mut over = Vec::new();
         for (id, (&v, &t)) in loads(bounds[j], bounds[j + 1]) {
-            if fits(v, t) {
+            if caps.fits(v, t) {
                 count += 1;
             } else {
                 over.push(id);
@@ -67,7 +66,7 @@ pub(super) fn split_pool(
     on_threads(parts, |(j, part)| {
         let mut at = 0;
         for (id, (&v, &t)) in loads(bounds[j], bounds[j + 1]) {
-            if fits(v, t) {
+            if caps.fits(v, t) {
                 part[at] = Rec { id, v, t };
                 at += 1;
             }
@@ -94,7 +93,7 @@ mod tests {
             max_vision: 36,
             max_text: 390,
         };
-        let fits = |i: usize| vision[i] <= caps.max_vision && text[i] <= caps.max_text;
+        let fits = |i: usize| caps.fits(vision[i], text[i]);
         let want: Vec<Rec> = (0..n)
             .filter(|&i| fits(i))
             .map(|i| Rec::of(&samples, i as u32))

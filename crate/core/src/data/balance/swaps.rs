@@ -54,13 +54,16 @@ pub(super) struct SwapRules<'a> {
     pub(super) cap_t: u64,
     /// Scratch: the pairs of a pack (see [`SwapRules::swap_pairs`]).
     pub(super) pairs: Vec<PairLoad>,
-    /// Scratch: (cost, pack) keys being sorted, and a heap's entries (kept between calls).
+    /// Scratch: (cost, pack) keys being sorted (costs past 32 bits).
     pub(super) keys: Vec<(u64, u32)>,
     /// Scratch: a large pack's samples as (vision, cost, text, position), sorted.
     pub(super) sorted: Vec<(u32, u32, u32, u32)>,
+    /// Scratch: one-word sort keys ([`SwapRules::sort_by_cost`], [`radix_sort`], the sorted
+    /// pair search's (cost sum, pair) keys).
     pub(super) words: Vec<u64>,
     /// Scratch: the second buffer of [`radix_sort`].
     pub(super) radix: Vec<u64>,
+    /// Scratch: the greedy phase's max-heap entries (kept between calls).
     pub(super) heap: Vec<(u64, u32)>,
 }
 
@@ -125,12 +128,9 @@ impl SwapRules<'_> {
                 words.clear();
                 let key = |k: u32| (loads[k as usize].w - w_min) << k_bits | (k - k_min) as u64;
                 if group.len() == (k_max - k_min) as usize + 1 {
-                    // Every pack of `k_min..=k_max` (a window): each key placed at its pack,
-                    // so only the cost bits are left to sort.
-                    words.resize(group.len(), 0);
-                    for &k in group.iter() {
-                        words[(k - k_min) as usize] = key(k);
-                    }
+                    // Every pack of `k_min..=k_max` (a window; packs are distinct): the keys in
+                    // pack order, so only the cost bits are left to sort.
+                    words.extend((k_min..=k_max).map(key));
                     radix_sort(words, &mut self.radix, k_bits..k_bits + w_bits);
                 } else {
                     words.extend(group.iter().map(|&k| key(k)));
@@ -806,7 +806,8 @@ pub const RADIX_SORT_MIN: usize = 1024;
 pub const RADIX_DIGIT_BITS: u32 = 11;
 
 /// Groups (packs) up to which [`SwapRules::sort_by_cost`] sorts by insertion on the stack (the
-/// same order as the general sort, found faster: a step is 8 packs at dp 8).
+/// same order as the general sort, found faster: a step is 8 packs at dp 8), and up to which the
+/// step greedy finds its costliest pack by a scan instead of a heap (`greedy_small`).
 pub const SMALL_SORT_MAX: usize = 32;
 /// Vision-evening swaps per step with packs of unlike vision sums.
 pub const VISION_SWAPS: usize = 128;
@@ -817,7 +818,8 @@ pub const PAIR_SWAP_MAX_SAMPLES: usize = 12;
 /// every pair; larger packs are searched in sorted order (the same result, in O(n log n)).
 pub const SWAP_SCAN_MAX: usize = 256;
 /// Cost gaps up to which [`SwapRules::swap`] may compare every pair (its scan packs a score
-/// with two positions in one word); larger gaps are searched in sorted order.
+/// with two positions in one word); larger gaps are searched in sorted order. A guard: packs
+/// small enough to scan (at most 256 samples of weight at most 2^20) never differ by this much.
 pub const SCAN_GAP_MAX: u64 = 1 << 48;
 /// Pair comparisons (pairs of `hi` x pairs of `lo`) up to which [`SwapRules::swap_pairs`] scans
 /// every pair instead of sorting `lo`'s pairs by cost sum and reading only the costs allowed
@@ -839,12 +841,12 @@ pub const STOP_CHECK_PACKS: usize = 4096;
 
 /// Calls `f(rules, loads, range, aux)` for each of `ranges` (pack ranges `[a, b)`, increasing
 /// and disjoint), `aux` being the range's `stride` entries of `aux` (the last range's may be
-/// fewer: those left). With `threads > 1` the
-/// ranges are cut into groups of consecutive ranges of about equal packs ([`GROUPS_PER_THREAD`]
-/// per thread), each holding only its own packs' loads and samples (so no two threads touch the
-/// same memory), and the threads, the calling one among them, take the groups one at a time; the
-/// result is the same as on one thread, as each call only reads and writes its own range. Once `stop` is set
-/// (checked every [`STOP_CHECK_PACKS`] packs or so), the remaining ranges are skipped.
+/// fewer: those left). With `threads > 1` the ranges are cut into groups of consecutive ranges of
+/// about equal packs ([`GROUPS_PER_THREAD`] per thread), each holding only its own packs' loads
+/// and samples (so no two threads touch the same memory), and the threads, the calling one among
+/// them, take the groups one at a time; the result is the same as on one thread, as each call
+/// only reads and writes its own range. Once `stop` is set (checked every [`STOP_CHECK_PACKS`]
+/// packs or so), the remaining ranges are skipped.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn for_each_range<F>(
     sample_loads: &mut [SampleLoad],
@@ -860,6 +862,8 @@ pub(super) fn for_each_range<F>(
 ) where
     F: Fn(&mut SwapRules<'_>, &mut Loads<'_>, (usize, usize), &mut [u32]) + Sync,
 {
+    // Every range has its `aux` entries, the last possibly fewer (none when `stride` is 0).
+    debug_assert!(stride == 0 || aux.len().div_ceil(stride) == ranges.len());
     let run = |sl: &mut [SampleLoad],
                pl: &mut [PackLoad],
                base: usize,
@@ -1193,7 +1197,8 @@ mod tests {
             } else {
                 1 + rng.below(40) as usize
             };
-            let wide = case % 5 == 0; // some costs past 32 bits: the general sort
+            // Some costs past 32 bits: the general sort, and the radix sort on wide keys.
+            let wide = case % 5 == 0 || case % 100 == 3;
             let mut p: Vec<PackLoad> = (0..n + 7)
                 .map(|_| PackLoad {
                     v: 0,
