@@ -73,6 +73,12 @@ pub(super) const WEIGHT_TABLE_MAX: usize = 1 << 16;
 /// Samples from which the layout widens its records into loads on threads.
 pub(super) const PARALLEL_WIDEN_MIN: usize = 1 << 16;
 
+/// Records' room for `n` samples' loads (four words a sample, where a record is three), so that
+/// the pool's buffer, made this large while new, need not move when [`loads_buffer`] widens it.
+pub(super) fn loads_capacity(n: usize) -> usize {
+    (n + 2) * 4 / 3 + 1
+}
+
 /// A buffer for `n` samples' loads made of `spare`'s (its capacity grown or cut to exactly four
 /// words a sample), holding the whole entries that three words a sample fill; entries it already
 /// had keep their (stale) contents: the gather overwrites them.

@@ -340,9 +340,6 @@ pub fn balance_batches_with_carry(
             ));
         }
     }
-    // Room, while the buffer is new, for the sample loads the layout later makes of it (four
-    // words a sample, where a record is three: see `lay_out`), so it need not move then.
-    pool.reserve_exact((pool.len() + oversize.len() + 2) * 4 / 3 + 1 - pool.len());
     let total = pool.len() as u64;
     // Cancellation: the threads check `stop` between blocks, windows and steps; this thread
     // checks it between phases (before a phase's report, so a stopped phase reports nothing,

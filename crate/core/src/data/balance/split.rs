@@ -1,6 +1,7 @@
 //! Before step 1 of the balanced planner: the pool, the samples within the caps as records (in
 //! index order), split from the others on worker threads ([`split_pool`]).
 
+use super::layout::loads_capacity;
 use super::pack::on_threads;
 use super::Rec;
 use crate::data::samples::{Caps, Samples};
@@ -10,7 +11,9 @@ use crate::data::samples::{Caps, Samples};
 pub const SPLIT_MIN_PER_THREAD: usize = 1 << 16;
 
 /// The samples within `caps` as records in index order, with capacity for `room` more (the
-/// carried ones, pushed after it without a copy), and the indices of the others in order.
+/// carried ones, pushed after it without a copy) and for the loads the layout later makes of the
+/// buffer ([`loads_capacity`] of every sample: pages never touched cost nothing), and the indices
+/// of the others in order.
 /// With `threads > 1` (and [`SPLIT_MIN_PER_THREAD`] samples a thread) the samples are cut into
 /// that many runs; each run's fitting samples are counted (so each knows where its records
 /// begin), then written by a thread of its own into a zeroed buffer, whose pages the first
@@ -29,7 +32,7 @@ pub(super) fn split_pool(
     let loads =
         |a: usize, b: usize| (a as u32..).zip(samples.vision[a..b].iter().zip(&samples.text[a..b]));
     if runs == 1 {
-        let mut pool = Vec::with_capacity(n + room);
+        let mut pool = Vec::with_capacity(loads_capacity(n + room));
         let mut over = Vec::new();
         for (id, (&v, &t)) in loads(0, n) {
             if caps.fits(v, t) {
@@ -54,7 +57,7 @@ pub(super) fn split_pool(
         (count, over)
     });
     let total: usize = counted.iter().map(|(count, _)| count).sum();
-    let mut pool: Vec<Rec> = bytemuck::allocation::zeroed_vec(total + room);
+    let mut pool: Vec<Rec> = bytemuck::allocation::zeroed_vec(loads_capacity(n + room));
     let mut parts = Vec::with_capacity(runs);
     let mut rest = &mut pool[..total];
     for (j, (count, _)) in counted.iter().enumerate() {
