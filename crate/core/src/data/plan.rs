@@ -266,14 +266,16 @@ pub fn assemble(
     }
     // The micro-batches' packs in plan order (with their padding flags and the ranks' ends)
     // first; the samples are then copied pack by pack into their final places.
-    // With one micro-batch per rank and no micro-batch after the full steps, they are the
-    // order's packs, one per rank: no copy.
-    let plain = accum == 1 && (rest.is_empty() || matches!(tail, Tail::Drop | Tail::Carry));
+    // With no micro-batch after the full steps, they are the order's packs, `accum` per rank:
+    // no copy.
+    let plain = rest.is_empty() || matches!(tail, Tail::Drop | Tail::Carry);
     let mut mb_packs: Vec<u32> = Vec::new();
     let mut padding: Vec<u8>;
     let mut rank_offsets: Vec<u32>;
     if plain {
-        rank_offsets = (0..=(full * m) as u32).collect();
+        rank_offsets = (0..=(full * dp as usize) as u32)
+            .map(|r| r * accum)
+            .collect();
         padding = vec![0; full * m];
     } else {
         mb_packs.reserve(order.len() + m);

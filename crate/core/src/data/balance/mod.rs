@@ -506,6 +506,20 @@ pub fn balance_batches_with_carry(
     let mut order = Vec::with_capacity(drawn.len() + tail.len());
     let mut dealt: Vec<u32> = Vec::with_capacity(m);
     let dp = p.dp as usize;
+    // Snake order: position j (in (vision, cost) descending order) goes to rank j mod dp,
+    // reversed on odd rounds; the positions rank by rank, the same for every step.
+    let mut by_rank: Vec<(usize, usize)> = Vec::new();
+    if p.accum > 1 {
+        let rank_of = |j: usize| {
+            if (j / dp).is_multiple_of(2) {
+                j % dp
+            } else {
+                dp - 1 - j % dp
+            }
+        };
+        by_rank = (0..m).map(|j| (rank_of(j), j)).collect();
+        by_rank.sort_unstable();
+    }
     for &s in &step_order {
         let step = &drawn[s as usize * m..(s as usize + 1) * m];
         if p.accum == 1 {
@@ -515,16 +529,6 @@ pub fn balance_batches_with_carry(
         dealt.clear();
         dealt.extend_from_slice(step);
         dealt.sort_unstable_by_key(|&k| loads.key(k));
-        // Snake order: position j goes to rank j mod dp, reversed on odd rounds.
-        let rank_of = |j: usize| {
-            if (j / dp).is_multiple_of(2) {
-                j % dp
-            } else {
-                dp - 1 - j % dp
-            }
-        };
-        let mut by_rank: Vec<(usize, usize)> = (0..m).map(|j| (rank_of(j), j)).collect();
-        by_rank.sort_unstable();
         order.extend(by_rank.iter().map(|&(_, j)| dealt[j]));
     }
     order.extend_from_slice(&tail);

@@ -29,8 +29,15 @@ pub(super) fn split_pool(
     let runs = threads.min(n / SPLIT_MIN_PER_THREAD).max(1);
     let bounds: Vec<usize> = (0..=runs).map(|j| j * n / runs).collect();
     // Samples `[a, b)` with their loads side by side.
-    let loads =
-        |a: usize, b: usize| (a as u32..).zip(samples.vision[a..b].iter().zip(&samples.text[a..b]));
+    // (The index range last: a zip advances its first iterator once past the last pair, which
+    // for a range ending at `u32::MAX` would overflow.)
+    let loads = |a: usize, b: usize| {
+        samples.vision[a..b]
+            .iter()
+            .zip(&samples.text[a..b])
+            .zip(a as u32..)
+            .map(|(vt, id)| (id, vt))
+    };
     if runs == 1 {
         let mut pool = Vec::with_capacity(loads_capacity(n + room));
         let mut over = Vec::new();
