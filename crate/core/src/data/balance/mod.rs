@@ -155,6 +155,17 @@ impl BalanceParams {
     }
 }
 
+impl BalanceParams {
+    /// Whether a pack of vision sum `v` and text `t` is full (closed): its vision within
+    /// `vision_slack` of the vision cap (a cap of 0 closes nothing by vision), or its text at
+    /// `min_text`.
+    #[inline]
+    fn closes(&self, v: u64, t: u64) -> bool {
+        let cap_v = self.caps.max_vision as u64;
+        (cap_v > 0 && v + self.vision_slack as u64 >= cap_v) || t >= self.min_text as u64
+    }
+}
+
 /// A sample with its loads, as the packing phases carry it (so they read memory in order).
 /// Plain words (`Pod`), so its buffers can be reused as buffers of other words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -188,14 +199,13 @@ fn sums(pack: &[Rec]) -> (u64, u64) {
 fn pack_sums(packs: &Packs<Rec>, p: &BalanceParams, threads: usize) -> (Vec<u32>, Vec<bool>) {
     let n = packs.len();
     let cap_v = p.caps.max_vision as u64;
-    let (slack, min_text) = (p.vision_slack as u64, p.min_text as u64);
     let mut vision = vec![0u32; n];
     let mut part = vec![false; n];
     let fill = |start: usize, vision: &mut [u32], part: &mut [bool]| {
         for (j, (vj, pj)) in vision.iter_mut().zip(part.iter_mut()).enumerate() {
             let (v, t) = sums(packs.get(start + j));
             *vj = pack_vision(v);
-            *pj = cap_v > 0 && v + slack < cap_v && t < min_text;
+            *pj = cap_v > 0 && !p.closes(v, t);
         }
     };
     if threads <= 1 || n < PARALLEL_SUMS_MIN {

@@ -245,8 +245,6 @@ pub(super) type PackedBlock = (usize, Vec<u32>, Vec<Rec>);
 /// the samples left for the next round (none in the last round: its open packs are packs too).
 pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> PackedBlock {
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
-    let slack = p.vision_slack as u64;
-    let accept = |v: u64, t: u64| (cap_v > 0 && v + slack >= cap_v) || t >= p.min_text as u64;
     let mut written = 0usize;
     let mut ends: Vec<u32> = Vec::with_capacity(block.len() / 4 + 1);
     let put = |block: &mut [Rec], written: &mut usize, ends: &mut Vec<u32>, items: &[Rec]| {
@@ -270,7 +268,7 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
                 b.items.push(i);
                 b.v += sv;
                 b.t += st;
-                if accept(b.v, b.t) {
+                if p.closes(b.v, b.t) {
                     let closed = open.remove(k).items;
                     put(block, &mut written, &mut ends, &closed);
                     spare.push(closed);
@@ -286,7 +284,7 @@ pub(super) fn pack_block(block: &mut [Rec], last: bool, p: &BalanceParams) -> Pa
                     }
                     spare.push(evicted);
                 }
-                if accept(sv, st) {
+                if p.closes(sv, st) {
                     put(block, &mut written, &mut ends, &[i]);
                 } else {
                     let mut items = spare.pop().unwrap_or_default();
@@ -414,21 +412,19 @@ pub(super) fn repack_part_filled(
     if cap_v == 0 || cap_v > REPAIR_MAX_VISION {
         return packs;
     }
-    let slack = p.vision_slack as u64;
-    let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
     // The accepted packs moved down in place, in order (no copy of the pool): pack `k`'s range
     // is read before any write reaches offset `k`, and writes never pass the reads.
     let mut out = packs;
     debug_assert!((0..accepted).all(|k| {
         let (v, t) = sums(&out.items[out.range(k)]);
-        accept(v, t)
+        p.closes(v, t)
     }));
     let mut loose: Vec<Rec> = Vec::new();
     let (mut kept, mut end) = (accepted, out.offsets[accepted] as usize);
     for k in accepted..out.len() {
         let r = out.range(k);
         let (v, t) = sums(&out.items[r.clone()]);
-        if accept(v, t) {
+        if p.closes(v, t) {
             out.items.copy_within(r.clone(), end);
             end += r.len();
             kept += 1;
@@ -462,8 +458,6 @@ pub(super) fn best_fit(
     mut rest: Option<&mut Vec<Rec>>,
 ) {
     let (cap_v, cap_t) = (p.caps.max_vision as u64, p.caps.max_text as u64);
-    let slack = p.vision_slack as u64;
-    let accept = |v: u64, t: u64| v + slack >= cap_v || t >= p.min_text as u64;
     let mut bins: Vec<OpenPack> = Vec::new();
     let mut closed: Vec<bool> = Vec::new();
     // Closed bins' item buffers, reused by the bins opened later (a closed bin is never read
@@ -513,7 +507,7 @@ pub(super) fn best_fit(
                 bins.len() - 1
             }
         };
-        if accept(bins[b].v, bins[b].t) {
+        if p.closes(bins[b].v, bins[b].t) {
             closed[b] = true;
             out.push(&bins[b].items);
             spare.push(std::mem::take(&mut bins[b].items));
