@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::progress::Progress;
-use crate::rng::Rng;
+use crate::rng::{mask_covering, Rng};
 
 /// Largest `n` accepted by [`permutation`]: indices are `u32`.
 pub const MAX_PERMUTATION_LEN: u64 = u32::MAX as u64;
@@ -43,9 +43,8 @@ pub const SHUFFLE_BATCH: usize = 256;
 fn swaps_down<T>(values: &mut [T], rng: &mut Rng, mut i: usize, end: usize) {
     let mut draws = [0u32; SHUFFLE_BATCH];
     loop {
-        // `below(i + 1)`'s mask: the smallest all-ones mask covering `i` (`i >= 1`); it covers
-        // every position down to `(mask >> 1) + 1`.
-        let mask = u32::MAX >> (i as u32).leading_zeros();
+        // `below(i + 1)`'s mask (`i >= 1`); it covers every position down to `(mask >> 1) + 1`.
+        let mask = mask_covering(i as u32);
         let low = end
             .max((mask >> 1) as usize + 1)
             .max(i.saturating_sub(SHUFFLE_BATCH - 1));

@@ -24,6 +24,12 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The smallest all-ones mask covering `x` (0 for 0): what [`Rng::below`]`(x + 1)` masks its
+/// draws with.
+pub(crate) fn mask_covering(x: u32) -> u32 {
+    u32::MAX.checked_shr(x.leading_zeros()).unwrap_or(0)
+}
+
 impl Rng {
     /// Seeds the generator: two SplitMix64 outputs fill the four state words, low half first.
     pub fn new(seed: u64) -> Self {
@@ -80,12 +86,7 @@ impl Rng {
     /// and expressible in 32-bit JavaScript arithmetic.
     pub fn below(&mut self, bound: u32) -> u32 {
         assert!(bound > 0, "Rng::below needs a positive bound");
-        // Smallest all-ones mask covering bound - 1 (zero when bound is 1).
-        let mask = if bound == 1 {
-            0
-        } else {
-            u32::MAX >> (bound - 1).leading_zeros()
-        };
+        let mask = mask_covering(bound - 1);
         loop {
             let r = self.next_u32() & mask;
             if r < bound {
@@ -104,11 +105,7 @@ impl Rng {
             bound > 0 && bound as usize <= counts.len(),
             "Rng::count_below needs a positive bound within the counts"
         );
-        let mask = if bound == 1 {
-            0
-        } else {
-            u32::MAX >> (bound - 1).leading_zeros()
-        };
+        let mask = mask_covering(bound - 1);
         let mut left = draws;
         while left > 0 {
             let x = self.next_u32() & mask;

@@ -230,8 +230,10 @@ impl BatchPlan {
 
 /// Samples from which [`assemble`] copies them on worker threads.
 const PARALLEL_GATHER_MIN: usize = 1 << 18;
-/// Micro-batches whose first samples [`assemble`]'s gather reads before copying any of them.
-const GATHER_BATCH: usize = 16;
+/// Packs whose first items a gather in random pack order reads before copying any of them, so
+/// that their cache misses overlap instead of waiting one after another ([`assemble`]'s, and the
+/// balanced planner's layout).
+pub(crate) const GATHER_BATCH: usize = 16;
 /// Items of a pack that [`Packs::copy_into`] copies as a block of this many (most packs are
 /// shorter: one fixed-size copy instead of a call for each).
 pub const SHORT_PACK: usize = 8;

@@ -5,7 +5,7 @@
 use super::swaps::{PackLoad, SampleLoad};
 use super::{Rec, PARALLEL_MIN_STEPS};
 use crate::data::cost::TextCost;
-use crate::data::plan::Packs;
+use crate::data::plan::{Packs, GATHER_BATCH};
 use bytemuck::Zeroable;
 use std::cmp::Reverse;
 
@@ -58,10 +58,6 @@ pub(super) fn ids_in_place(loads: Vec<SampleLoad>) -> Vec<u32> {
     words.shrink_to_fit();
     words
 }
-
-/// Packs whose first records the layout's gather reads before copying any of them, so that
-/// their cache misses overlap instead of waiting one after another.
-pub(super) const GATHER_BATCH: usize = 16;
 
 /// Packs from which the layout reads their lengths on threads.
 pub(super) const PARALLEL_LENGTHS_MIN: usize = 1 << 14;
